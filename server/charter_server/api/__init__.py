@@ -1,0 +1,1 @@
+"""Transport: gRPC servicers (convert -> service -> convert), interceptors and the status table."""

@@ -1,0 +1,24 @@
+"""Per-call context: the request id and the authenticated caller, set by the interceptors.
+
+The synchronous gRPC server runs each call in a pool thread; the interceptors set these
+variables at the start of the call and reset them at the end, so nothing leaks into the
+next call served by the same thread.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+from charter_server.domain.errors import Unauthenticated
+from charter_server.domain.models import Principal
+
+request_id_var: ContextVar[str] = ContextVar("charter_request_id", default="")
+principal_var: ContextVar[Principal | None] = ContextVar("charter_principal", default=None)
+
+
+def current_principal() -> Principal:
+    """The caller of the current RPC (set by the authentication interceptor)."""
+    principal = principal_var.get()
+    if principal is None:  # only reachable for a method missing from the policy table
+        raise Unauthenticated("no authenticated caller", reason="CREDENTIALS_MISSING")
+    return principal

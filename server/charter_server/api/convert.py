@@ -1,0 +1,117 @@
+"""Conversions between protobuf messages and domain records, with enum validation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from charter.v1 import api_key_pb2, licensee_pb2, rights_holder_pb2
+from google.protobuf import timestamp_pb2
+
+from charter_server.domain.errors import InvalidArgument
+from charter_server.domain.models import ApiKey, ApiKeyState, LifecycleState, Licensee, RightsHolder, Role
+
+ROLE_TO_PB = {
+    Role.ADMIN: api_key_pb2.ROLE_ADMIN,
+    Role.RIGHTS_HOLDER: api_key_pb2.ROLE_RIGHTS_HOLDER,
+    Role.GENERATOR: api_key_pb2.ROLE_GENERATOR,
+    Role.AUDITOR: api_key_pb2.ROLE_AUDITOR,
+}
+ROLE_FROM_PB = {value: key for key, value in ROLE_TO_PB.items()}
+KEY_STATE_TO_PB = {
+    ApiKeyState.ACTIVE: api_key_pb2.ApiKey.STATE_ACTIVE,
+    ApiKeyState.REVOKED: api_key_pb2.ApiKey.STATE_REVOKED,
+    ApiKeyState.EXPIRED: api_key_pb2.ApiKey.STATE_EXPIRED,
+}
+# Rights holders and licensees share the numbering of their State enums.
+LIFECYCLE_TO_PB = {LifecycleState.ACTIVE: 1, LifecycleState.ARCHIVED: 2}
+LIFECYCLE_FROM_PB = {value: key for key, value in LIFECYCLE_TO_PB.items()}
+
+
+def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    """A protobuf Timestamp, or None for an unset time."""
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value.astimezone(UTC))
+    return stamp
+
+
+def optional_time(message: object, field: str) -> datetime | None:
+    """The aware datetime of a Timestamp field, or None when unset."""
+    if not message.HasField(field):  # type: ignore[attr-defined]
+        return None
+    stamp: timestamp_pb2.Timestamp = getattr(message, field)
+    if not 0 <= stamp.nanos < 1_000_000_000:
+        raise InvalidArgument.one(field, "is not a valid timestamp")
+    try:
+        return stamp.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as error:
+        raise InvalidArgument.one(field, "is not a valid timestamp") from error
+
+
+def role(value: int, field: str, *, required: bool) -> Role | None:
+    """A Role from its enum number; unspecified is None (or an error when required)."""
+    if value == api_key_pb2.ROLE_UNSPECIFIED and not required:
+        return None
+    found = ROLE_FROM_PB.get(value)  # type: ignore[call-overload]
+    if found is None:
+        if value == api_key_pb2.ROLE_UNSPECIFIED:
+            raise InvalidArgument.one(field, "is required")
+        raise InvalidArgument.one(field, f"unknown role {value}")
+    return found
+
+
+def lifecycle(value: int, field: str) -> LifecycleState | None:
+    """A lifecycle state filter; unspecified is None."""
+    if value == 0:
+        return None
+    found = LIFECYCLE_FROM_PB.get(value)
+    if found is None:
+        raise InvalidArgument.one(field, f"unknown state {value}")
+    return found
+
+
+def rights_holder(holder: RightsHolder) -> rights_holder_pb2.RightsHolder:
+    """The protobuf form of a rights holder."""
+    return rights_holder_pb2.RightsHolder(
+        id=holder.id,
+        display_name=holder.display_name,
+        legal_name=holder.legal_name,
+        contact_email=holder.contact_email,
+        revenue_share_account=holder.revenue_share_account,
+        state=LIFECYCLE_TO_PB[holder.state],  # type: ignore[arg-type]
+        create_time=timestamp(holder.create_time),
+        update_time=timestamp(holder.update_time),
+        archive_time=timestamp(holder.archive_time),
+    )
+
+
+def licensee(value: Licensee) -> licensee_pb2.Licensee:
+    """The protobuf form of a licensee."""
+    return licensee_pb2.Licensee(
+        id=value.id,
+        display_name=value.display_name,
+        legal_name=value.legal_name,
+        contact_email=value.contact_email,
+        platform=value.platform,
+        state=LIFECYCLE_TO_PB[value.state],  # type: ignore[arg-type]
+        create_time=timestamp(value.create_time),
+        update_time=timestamp(value.update_time),
+        archive_time=timestamp(value.archive_time),
+    )
+
+
+def api_key(key: ApiKey, now: datetime) -> api_key_pb2.ApiKey:
+    """The protobuf form of an API key (never its secret)."""
+    return api_key_pb2.ApiKey(
+        id=key.id,
+        display_name=key.display_name,
+        role=ROLE_TO_PB[key.role],
+        rights_holder_id=key.rights_holder_id or "",
+        licensee_id=key.licensee_id or "",
+        expire_time=timestamp(key.expire_time),
+        state=KEY_STATE_TO_PB[key.state_at(now)],
+        creator_key_id=key.creator_key_id,
+        create_time=timestamp(key.create_time),
+        revoke_time=timestamp(key.revoke_time),
+    )

@@ -1,0 +1,43 @@
+"""Which roles may call which RPC. Every charter.v1 method must be listed: unlisted means denied.
+
+Ownership (a rights holder's own catalogue, a generator's own licensee) is checked by the
+services after this table admits the role, and before any lookup.
+"""
+
+from __future__ import annotations
+
+from charter_server.domain.models import Role
+
+ADMIN = frozenset({Role.ADMIN})
+STAFF_READ = frozenset({Role.ADMIN, Role.AUDITOR})
+ANY = frozenset(Role)
+
+# Methods that need no credentials: the standard health and reflection services.
+PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
+                   "/grpc.reflection.v1.ServerReflection/")
+
+POLICY: dict[str, frozenset[Role]] = {
+    # CatalogService: rights holders.
+    "/charter.v1.CatalogService/CreateRightsHolder": ADMIN,
+    "/charter.v1.CatalogService/GetRightsHolder": STAFF_READ | {Role.RIGHTS_HOLDER},
+    "/charter.v1.CatalogService/ListRightsHolders": STAFF_READ | {Role.RIGHTS_HOLDER},
+    "/charter.v1.CatalogService/UpdateRightsHolder": ADMIN | {Role.RIGHTS_HOLDER},
+    "/charter.v1.CatalogService/ArchiveRightsHolder": ADMIN,
+    # CatalogService: licensees.
+    "/charter.v1.CatalogService/CreateLicensee": ADMIN,
+    "/charter.v1.CatalogService/GetLicensee": STAFF_READ | {Role.GENERATOR},
+    "/charter.v1.CatalogService/ListLicensees": STAFF_READ,
+    "/charter.v1.CatalogService/UpdateLicensee": ADMIN,
+    "/charter.v1.CatalogService/ArchiveLicensee": ADMIN,
+    # AccessService.
+    "/charter.v1.AccessService/CreateApiKey": ADMIN,
+    "/charter.v1.AccessService/GetApiKey": STAFF_READ,
+    "/charter.v1.AccessService/ListApiKeys": STAFF_READ,
+    "/charter.v1.AccessService/RevokeApiKey": ADMIN,
+    "/charter.v1.AccessService/GetCaller": ANY,
+}
+
+
+def is_public(method: str) -> bool:
+    """Whether ``method`` is served without credentials."""
+    return method.startswith(PUBLIC_PREFIXES)

@@ -1,0 +1,191 @@
+"""The one composition root: ``build_server(settings)`` wires storage, services and transport.
+
+The entry point and the tests both use it; nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import prometheus_client
+import structlog
+from charter.v1 import access_service_pb2, access_service_pb2_grpc, catalog_service_pb2, catalog_service_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from charter_server.api.access import AccessServicer
+from charter_server.api.catalog import CatalogServicer
+from charter_server.api.interceptors import (
+    AuthenticationInterceptor,
+    ErrorMappingInterceptor,
+    ObservabilityInterceptor,
+    RequestIdInterceptor,
+)
+from charter_server.config import Settings
+from charter_server.domain.clock import Clock, SystemClock
+from charter_server.services.access import AccessService, Authenticator
+from charter_server.services.catalog import CatalogService
+from charter_server.storage import migrate
+from charter_server.storage.database import Database
+
+log = structlog.get_logger(__name__)
+
+SERVICE_NAMES = (
+    catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
+    access_service_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
+)
+
+
+class StartupError(RuntimeError):
+    """The server cannot start; the message says why and what to do."""
+
+
+@dataclass
+class Services:
+    """The domain services, for in-process callers such as the server CLI."""
+
+    catalog: CatalogService
+    access: AccessService
+    authenticator: Authenticator
+
+
+@dataclass
+class CharterServer:
+    """A built server: call ``start()``, then ``stop()`` (graceful) when done."""
+
+    settings: Settings
+    db: Database
+    services: Services
+    grpc_server: grpc.Server
+    health: health.HealthServicer
+    port: int
+    _draining: threading.Event = field(default_factory=threading.Event)
+    _stopped: threading.Event = field(default_factory=threading.Event)
+    _metrics: Any = None
+
+    @property
+    def draining(self) -> bool:
+        """Whether shutdown has begun."""
+        return self._draining.is_set()
+
+    def start(self) -> None:
+        """Start serving and report SERVING on the health service."""
+        self.grpc_server.start()
+        if self.settings.metrics_listen:
+            host, _, port = self.settings.metrics_listen.rpartition(":")
+            self._metrics, _thread = prometheus_client.start_http_server(int(port), addr=host)
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("server.started", listen=self.settings.listen, port=self.port, database=self.db.dialect)
+
+    def stop(self, grace: float | None = None) -> None:
+        """Go NOT_SERVING, refuse new calls, let in-flight calls finish within the grace period."""
+        if self._draining.is_set():
+            self._stopped.wait()
+            return
+        self._draining.set()
+        grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        log.info("server.stopping", grace_seconds=grace)
+        self.health.enter_graceful_shutdown()
+        self.grpc_server.stop(grace).wait()
+        if self._metrics is not None:
+            self._metrics.shutdown()
+        self.db.dispose()
+        self._stopped.set()
+        log.info("server.stopped")
+
+    def wait(self) -> None:
+        """Block until the server has stopped."""
+        self.grpc_server.wait_for_termination()
+        self._stopped.wait()
+
+
+def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
+    """The domain services over one database."""
+    authenticator = Authenticator(db, clock, cache_seconds=settings.auth_cache_seconds)
+    return Services(
+        catalog=CatalogService(db, clock),
+        access=AccessService(db, clock, authenticator),
+        authenticator=authenticator,
+    )
+
+
+def open_database(settings: Settings) -> Database:
+    """Open the database, migrating it when asked, and refuse an out-of-date schema."""
+    db = Database(
+        settings.database_url, busy_timeout_ms=settings.db_busy_timeout_ms, pool_size=settings.db_pool_size
+    )
+    try:
+        if settings.migrate:
+            migrate.upgrade(db.engine)
+        if not migrate.is_current(db.engine):
+            raise StartupError(
+                "the database schema is not up to date: run `charter-server migrate` "
+                "(or start with --migrate / CHARTER_MIGRATE=true)"
+            )
+    except StartupError:
+        db.dispose()
+        raise
+    except Exception as error:
+        db.dispose()
+        raise StartupError(f"cannot use the database at {settings.database_url!r}: {error}") from error
+    return db
+
+
+def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    if not settings.tls_cert_file:
+        return None
+    cert = Path(settings.tls_cert_file).read_bytes()
+    key = Path(settings.tls_key_file).read_bytes()
+    client_ca = Path(settings.tls_client_ca_file).read_bytes() if settings.tls_client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+def build_server(settings: Settings, *, clock: Clock | None = None) -> CharterServer:
+    """Build (but do not start) a server from ``settings``."""
+    settings.validate()
+    clock = clock or SystemClock()
+    db = open_database(settings)
+    services = build_services(settings, db, clock)
+    draining = threading.Event()
+    interceptors = [
+        RequestIdInterceptor(),
+        ObservabilityInterceptor(),
+        ErrorMappingInterceptor(),
+        AuthenticationInterceptor(services.authenticator, draining.is_set),
+    ]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="charter-rpc"),
+        interceptors=interceptors,
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    catalog_service_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(services.catalog), server)
+    access_service_pb2_grpc.add_AccessServiceServicer_to_server(AccessServicer(services.access, clock), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    credentials = _credentials(settings)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(settings.listen)
+        else:
+            port = server.add_secure_port(settings.listen, credentials)
+    except RuntimeError as error:
+        db.dispose()
+        raise StartupError(f"cannot listen on {settings.listen}: {error}") from error
+    if port == 0:
+        db.dispose()
+        raise StartupError(f"cannot listen on {settings.listen}")
+    return CharterServer(settings, db, services, server, health_servicer, port, _draining=draining)

@@ -1,0 +1,209 @@
+"""The ``charter-server`` command: serve, migrate, create the first admin key, run the demo, health check."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from charter_server import logs
+from charter_server.app import CharterServer, StartupError, build_server, build_services, open_database
+from charter_server.config import Settings, SettingsError
+from charter_server.domain.clock import SystemClock
+from charter_server.domain.models import Role
+from charter_server.storage import migrate as migrations
+from charter_server.storage.database import Database
+
+app = typer.Typer(
+    help="Charter licensing service. Every option also reads its CHARTER_* environment variable.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+err = Console(stderr=True)
+
+
+def _opt(name: str, help_text: str) -> Any:
+    return typer.Option(f"--{name}", envvar=f"CHARTER_{name.upper().replace('-', '_')}", help=help_text,
+                        show_default=False)
+
+
+@app.callback()
+def _settings(
+    ctx: typer.Context,
+    listen: Annotated[str | None, _opt("listen", "host:port to serve on [127.0.0.1:50051]")] = None,
+    database_url: Annotated[str | None, _opt("database-url", "SQLAlchemy URL [sqlite:///charter.db]")] = None,
+    log_format: Annotated[str | None, _opt("log-format", "auto, json or console [auto]")] = None,
+    log_level: Annotated[str | None, _opt("log-level", "debug, info, warning or error [info]")] = None,
+    max_workers: Annotated[int | None, _opt("max-workers", "threads serving RPCs [16]")] = None,
+    max_concurrent_rpcs: Annotated[int | None, _opt("max-concurrent-rpcs", "RPCs in flight [256]")] = None,
+    max_message_bytes: Annotated[int | None, _opt("max-message-bytes", "largest message [4194304]")] = None,
+    shutdown_grace_seconds: Annotated[float | None, _opt("shutdown-grace-seconds", "drain time [10]")] = None,
+    auth_cache_seconds: Annotated[float | None, _opt("auth-cache-seconds", "API key cache [5]")] = None,
+    db_busy_timeout_ms: Annotated[int | None, _opt("db-busy-timeout-ms", "SQLite lock wait [5000]")] = None,
+    db_pool_size: Annotated[int | None, _opt("db-pool-size", "PostgreSQL pool size [10]")] = None,
+    tls_cert_file: Annotated[str | None, _opt("tls-cert-file", "PEM server certificate")] = None,
+    tls_key_file: Annotated[str | None, _opt("tls-key-file", "PEM server key")] = None,
+    tls_client_ca_file: Annotated[str | None, _opt("tls-client-ca-file", "PEM CA for mutual TLS")] = None,
+    metrics_listen: Annotated[str | None, _opt("metrics-listen", "host:port of Prometheus metrics")] = None,
+) -> None:
+    overrides = {k: v for k, v in locals().items() if k != "ctx"}
+    try:
+        # Options already fell back to the environment; from_env fills in only what is left.
+        ctx.obj = Settings.from_env(**overrides)
+    except SettingsError as error:
+        err.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    logs.configure(ctx.obj.log_format, ctx.obj.log_level)
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(1)
+
+
+def _serve(server: CharterServer) -> None:
+    stop_thread: list[threading.Thread] = []
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        if not stop_thread:  # a second signal during the drain changes nothing
+            thread = threading.Thread(target=server.stop, name="charter-shutdown", daemon=True)
+            stop_thread.append(thread)
+            thread.start()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    server.start()
+    server.wait()
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    migrate: Annotated[bool, typer.Option("--migrate", envvar="CHARTER_MIGRATE",
+                                          help="Apply pending migrations first.")] = False,
+) -> None:
+    """Serve the gRPC API until SIGTERM or SIGINT, then drain gracefully."""
+    settings: Settings = ctx.obj
+    if migrate:
+        settings = Settings.from_env(**{**_as_dict(settings), "migrate": True})
+    try:
+        server = build_server(settings)
+    except StartupError as error:
+        raise _fail(str(error)) from None
+    _serve(server)
+
+
+@app.command()
+def migrate(ctx: typer.Context) -> None:
+    """Apply pending database migrations, then exit."""
+    settings: Settings = ctx.obj
+    db = Database(settings.database_url, busy_timeout_ms=settings.db_busy_timeout_ms)
+    try:
+        migrations.upgrade(db.engine)
+    except Exception as error:
+        raise _fail(f"migration failed: {error}") from None
+    finally:
+        db.dispose()
+    err.print("database is up to date")
+
+
+@app.command("create-admin-key")
+def create_admin_key(
+    ctx: typer.Context,
+    display_name: Annotated[str, typer.Option("--display-name", help="Who holds the key.")] = "first admin",
+) -> None:
+    """Create an admin API key for a new deployment and print its secret once."""
+    settings: Settings = ctx.obj
+    try:
+        db = open_database(settings)
+    except StartupError as error:
+        raise _fail(str(error)) from None
+    try:
+        created = build_services(settings, db, SystemClock()).access.create_bootstrap_admin(display_name)
+    finally:
+        db.dispose()
+    err.print(f"created admin key {created.api_key.id}; the secret is shown only now:")
+    print(created.secret)
+
+
+@app.command()
+def demo(ctx: typer.Context) -> None:
+    """Migrate, seed a small demo catalogue with a key per role (printed once), and serve."""
+    from charter_server import demo as demo_data
+
+    settings: Settings = ctx.obj
+    settings = Settings.from_env(**{**_as_dict(settings), "migrate": True})
+    try:
+        server = build_server(settings)
+    except StartupError as error:
+        raise _fail(str(error)) from None
+    with server.db.uow() as uow:
+        seeded_before = uow.api_keys.count_admins() > 0
+    out = Console()
+    if seeded_before:
+        out.print(
+            "[yellow]Demo data already present; its keys were printed when it was created.[/yellow]\n"
+            f"Delete the database ({settings.database_url}) to start afresh."
+        )
+    else:
+        data = demo_data.seed(server.services)
+        out.print(f"[bold]Charter demo[/bold] on {settings.listen} ({settings.database_url})")
+        out.print(f"rights holder {data.rights_holder_id}, licensee {data.licensee_id}")
+        out.print("API keys, shown only now (store them; only their hashes are kept):")
+        for role, secret in data.secrets.items():
+            print(f"  {role.value:<14} {secret}")
+        print("\nTry the SDK from another terminal (.venv/bin/python, or after pip install ./client_sdk):")
+        print(
+            "  python3 -c \"import charter; "
+            f"c = charter.Client('{settings.listen}', api_key='{data.secrets[Role.ADMIN]}'); "
+            "print([h.display_name for h in c.list_rights_holders()])\""
+        )
+    _serve(server)
+
+
+@app.command()
+def healthcheck(
+    ctx: typer.Context,
+    target: Annotated[str | None, typer.Option("--target", help="host:port [127.0.0.1:<listen port>]")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait.")] = 3.0,
+) -> None:
+    """Exit 0 when the gRPC health service answers SERVING, 1 otherwise (for container health checks)."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    settings: Settings = ctx.obj
+    address = target or f"127.0.0.1:{settings.port}"
+    if settings.tls_cert_file:
+        with open(settings.tls_cert_file, "rb") as handle:
+            channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=handle.read()))
+    else:
+        channel = grpc.insecure_channel(address)
+    try:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+    except grpc.RpcError as error:
+        raise _fail(f"health check failed: {error.code().name}") from None
+    finally:
+        channel.close()
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(status)
+    if reply.status != health_pb2.HealthCheckResponse.SERVING:
+        raise typer.Exit(1)
+
+
+def _as_dict(settings: Settings) -> dict[str, Any]:
+    import dataclasses
+
+    return dataclasses.asdict(settings)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover - interactive use
+        sys.exit(130)

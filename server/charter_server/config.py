@@ -1,0 +1,137 @@
+"""Settings: from command-line flags and ``CHARTER_*`` environment variables, validated at start."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+ENV_PREFIX = "CHARTER_"
+
+
+class SettingsError(ValueError):
+    """A setting is invalid; the message names the setting and its environment variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the server needs to start. Each field's environment variable is CHARTER_<FIELD>."""
+
+    listen: str = "127.0.0.1:50051"
+    """Address to serve gRPC on, ``host:port``; port 0 picks a free port."""
+    database_url: str = "sqlite:///charter.db"
+    """SQLAlchemy URL: ``sqlite:///path.db`` (default) or ``postgresql://user@host/db`` (psycopg 3)."""
+    migrate: bool = False
+    """Apply pending migrations at start (the Docker image does); otherwise refuse to start on an old schema."""
+    log_format: str = "auto"
+    """``json``, ``console``, or ``auto``: console on a terminal, JSON otherwise."""
+    log_level: str = "info"
+    """Lowest level logged: debug, info, warning or error."""
+    max_workers: int = 16
+    """Threads serving RPCs."""
+    max_concurrent_rpcs: int = 256
+    """RPCs in flight before new ones are refused with RESOURCE_EXHAUSTED."""
+    max_message_bytes: int = 4 * 1024 * 1024
+    """Largest request or response message, in bytes."""
+    shutdown_grace_seconds: float = 10.0
+    """On SIGTERM/SIGINT, how long in-flight calls may take to finish."""
+    auth_cache_seconds: float = 5.0
+    """How long a verified API key is cached; revocations through other replicas apply within this."""
+    db_busy_timeout_ms: int = 5000
+    """How long SQLite waits for a lock before the call fails with a retryable UNAVAILABLE."""
+    db_pool_size: int = 10
+    """PostgreSQL connection pool size (as many again may overflow)."""
+    tls_cert_file: str = ""
+    """PEM server certificate chain; with ``tls_key_file`` the server speaks TLS."""
+    tls_key_file: str = ""
+    """PEM private key of the server certificate."""
+    tls_client_ca_file: str = ""
+    """PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)."""
+    metrics_listen: str = ""
+    """Address for the Prometheus metrics endpoint, ``host:port``; empty disables it."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``CHARTER_*`` variables, then ``overrides``; validated."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            raw = env.get(ENV_PREFIX + field.name.upper())
+            if raw is not None:
+                values[field.name] = _parse(field.name, field.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise ``SettingsError`` naming the first invalid setting."""
+        _address("listen", self.listen)
+        if self.metrics_listen:
+            _address("metrics_listen", self.metrics_listen)
+        try:
+            url = make_url(self.database_url)
+        except ArgumentError as error:
+            raise _error("database_url", f"is not a database URL: {error}") from None
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise _error("database_url", "must be a sqlite:/// or postgresql:// URL")
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            raise _error("database_url", "must name a SQLite file (an in-memory database cannot be shared)")
+        if self.log_format not in ("auto", "json", "console"):
+            raise _error("log_format", "must be auto, json or console")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise _error("log_level", "must be debug, info, warning or error")
+        for name in ("max_workers", "max_concurrent_rpcs", "max_message_bytes", "db_busy_timeout_ms", "db_pool_size"):
+            if getattr(self, name) < 1:
+                raise _error(name, "must be at least 1")
+        for name in ("shutdown_grace_seconds", "auth_cache_seconds"):
+            if getattr(self, name) < 0:
+                raise _error(name, "must not be negative")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise _error("tls_cert_file", "and CHARTER_TLS_KEY_FILE must be set together")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise _error("tls_client_ca_file", "needs CHARTER_TLS_CERT_FILE and CHARTER_TLS_KEY_FILE")
+        for name in ("tls_cert_file", "tls_key_file", "tls_client_ca_file"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise _error(name, f"names no readable file: {path}")
+
+    @property
+    def port(self) -> int:
+        """The port part of ``listen``."""
+        return int(self.listen.rpartition(":")[2])
+
+
+def _error(name: str, message: str) -> SettingsError:
+    return SettingsError(f"setting {name} (--{name.replace('_', '-')}, {ENV_PREFIX}{name.upper()}) {message}")
+
+
+def _address(name: str, value: str) -> None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise _error(name, f"must be host:port, got {value!r}")
+
+
+def _parse(name: str, kind: Any, raw: str) -> Any:
+    kind = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    try:
+        if kind == "bool":
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise _error(name, f"must be a {kind}, got {raw!r}") from None
+    return raw

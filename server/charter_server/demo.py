@@ -1,0 +1,53 @@
+"""A small demo catalogue for the quick start: one rights holder, one licensee, a key per role."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from charter_server.app import Services
+from charter_server.domain.models import Principal, Role
+from charter_server.services.access import ApiKeyInput
+from charter_server.services.catalog import LicenseeInput, RightsHolderInput
+
+
+@dataclass(frozen=True)
+class DemoData:
+    """What ``seed`` created; the secrets exist nowhere else."""
+
+    rights_holder_id: str
+    licensee_id: str
+    secrets: dict[Role, str]
+
+
+def seed(services: Services) -> DemoData:
+    """Create the demo records and one key per role through the real services."""
+    admin = services.access.create_bootstrap_admin("demo admin")
+    staff = Principal(admin.api_key.id, Role.ADMIN)
+    holder = services.catalog.create_rights_holder(
+        staff,
+        RightsHolderInput(
+            display_name="Example Studio (demo)",
+            contact_email="licensing@studio.example",
+            legal_name="Example Studio K.K.",
+            revenue_share_account="ACCT-DEMO-001",
+        ),
+    )
+    licensee = services.catalog.create_licensee(
+        staff,
+        LicenseeInput(
+            display_name="Example Video App (demo)",
+            contact_email="partners@video.example",
+            platform="example-video-app",
+        ),
+    )
+    secrets = {Role.ADMIN: admin.secret}
+    for role, rh, lic in (
+        (Role.RIGHTS_HOLDER, holder.id, ""),
+        (Role.GENERATOR, "", licensee.id),
+        (Role.AUDITOR, "", ""),
+    ):
+        created = services.access.create_api_key(
+            staff, ApiKeyInput(f"demo {role.value}", role, rights_holder_id=rh, licensee_id=lic)
+        )
+        secrets[role] = created.secret
+    return DemoData(holder.id, licensee.id, secrets)

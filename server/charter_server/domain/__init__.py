@@ -1,0 +1,1 @@
+"""The domain: plain dataclasses, enums and errors. No gRPC, no SQL."""

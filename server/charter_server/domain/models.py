@@ -1,0 +1,109 @@
+"""Domain records of the foundation: rights holders, licensees, API keys, callers."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Role(enum.StrEnum):
+    """What an API key may do (mirrors ``charter.v1.Role``)."""
+
+    ADMIN = "admin"
+    RIGHTS_HOLDER = "rights_holder"
+    GENERATOR = "generator"
+    AUDITOR = "auditor"
+
+
+class LifecycleState(enum.StrEnum):
+    """State of rights holders and licensees."""
+
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+
+
+class ApiKeyState(enum.StrEnum):
+    """State of an API key, derived from its revocation and expiry times."""
+
+    ACTIVE = "active"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller of one RPC."""
+
+    key_id: str
+    role: Role
+    rights_holder_id: str | None = None
+    licensee_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RightsHolder:
+    """A studio or other owner of characters."""
+
+    id: str
+    display_name: str
+    legal_name: str
+    contact_email: str
+    revenue_share_account: str
+    state: LifecycleState
+    create_time: datetime
+    update_time: datetime
+    archive_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Licensee:
+    """A generation service or app that renders characters under grants."""
+
+    id: str
+    display_name: str
+    legal_name: str
+    contact_email: str
+    platform: str
+    state: LifecycleState
+    create_time: datetime
+    update_time: datetime
+    archive_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key's public record; the secret exists only as a hash in storage."""
+
+    id: str
+    display_name: str
+    role: Role
+    rights_holder_id: str | None
+    licensee_id: str | None
+    expire_time: datetime | None
+    creator_key_id: str
+    create_time: datetime
+    revoke_time: datetime | None
+
+    def state_at(self, now: datetime) -> ApiKeyState:
+        """The key's state at ``now``: revocation wins over expiry."""
+        if self.revoke_time is not None:
+            return ApiKeyState.REVOKED
+        if self.expire_time is not None and self.expire_time <= now:
+            return ApiKeyState.EXPIRED
+        return ApiKeyState.ACTIVE
+
+    def principal(self) -> Principal:
+        """The caller identity this key authenticates as."""
+        return Principal(self.id, self.role, self.rights_holder_id, self.licensee_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):  # noqa: UP046 - Python 3.11 has no PEP 695 syntax
+    """One page of a list: the items and the opaque token of the next page ('' at the end)."""
+
+    items: list[T]
+    next_page_token: str

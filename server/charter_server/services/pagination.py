@@ -1,0 +1,52 @@
+"""AIP-158 pagination: page sizes and opaque page tokens bound to the list's filters."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+
+from charter_server.domain.errors import InvalidArgument
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+def page_size(value: int) -> int:
+    """The effective page size: 0 means the default, above the maximum means the maximum."""
+    if value < 0:
+        raise InvalidArgument.one("page_size", "must not be negative")
+    if value == 0:
+        return DEFAULT_PAGE_SIZE
+    return min(value, MAX_PAGE_SIZE)
+
+
+def _filter_digest(filters: str) -> str:
+    return hashlib.sha256(filters.encode()).hexdigest()[:16]
+
+
+def encode(after: int | None, filters: str) -> str:
+    """The token to continue after sequence number ``after``; '' when there is no next page."""
+    if after is None:
+        return ""
+    raw = json.dumps({"a": after, "f": _filter_digest(filters)}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode(token: str, filters: str) -> int:
+    """The sequence number a token continues after (0 for the first page)."""
+    if not token:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+        after = data["a"]
+        digest = data["f"]
+    except (binascii.Error, ValueError, KeyError, TypeError) as error:
+        raise InvalidArgument.one("page_token", "is not a token returned by this list") from error
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0 or not isinstance(digest, str):
+        raise InvalidArgument.one("page_token", "is not a token returned by this list")
+    if digest != _filter_digest(filters):
+        raise InvalidArgument.one("page_token", "was issued for a list with other filters")
+    return after

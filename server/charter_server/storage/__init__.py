@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy 2 tables, repositories, the unit of work and Alembic migrations."""

@@ -1,0 +1,84 @@
+"""The unit of work: one transaction, rolled back unless committed.
+
+It also turns database failures into domain errors, so a locked SQLite file or a
+PostgreSQL serialization conflict reaches callers as a retryable ``StorageBusy``
+rather than an internal error.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session, sessionmaker
+
+from charter_server.domain.errors import StorageBusy, StorageUnavailable
+from charter_server.storage.repositories import (
+    ApiKeyRepository,
+    LicenseeRepository,
+    RequestRecordRepository,
+    RightsHolderRepository,
+)
+
+# SQLSTATEs that mean "try again": serialization failure, deadlock, lock not available.
+_PG_RETRYABLE = {"40001", "40P01", "55P03"}
+
+
+def translate_db_error(error: sa_exc.SQLAlchemyError) -> Exception | None:
+    """Map a database failure to a retryable domain error, or None if it is a real bug."""
+    if isinstance(error, sa_exc.DBAPIError):
+        orig = error.orig
+        text = str(orig).lower()
+        if "database is locked" in text or "database table is locked" in text or "database is busy" in text:
+            return StorageBusy("the database is busy; retry")
+        sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        if sqlstate in _PG_RETRYABLE:
+            return StorageBusy("the database reported a conflict; retry")
+        if error.connection_invalidated or isinstance(error, sa_exc.OperationalError):
+            return StorageUnavailable("the database is unavailable; retry")
+    if isinstance(error, sa_exc.TimeoutError):
+        return StorageBusy("no database connection was free in time; retry")
+    return None
+
+
+class UnitOfWork:
+    """A transaction with the repositories bound to it."""
+
+    session: Session
+    rights_holders: RightsHolderRepository
+    licensees: LicenseeRepository
+    api_keys: ApiKeyRepository
+    request_records: RequestRecordRepository
+
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        self._session_factory = session_factory
+
+    def __enter__(self) -> UnitOfWork:
+        self.session = self._session_factory()
+        self.rights_holders = RightsHolderRepository(self.session)
+        self.licensees = LicenseeRepository(self.session)
+        self.api_keys = ApiKeyRepository(self.session)
+        self.request_records = RequestRecordRepository(self.session)
+        return self
+
+    def commit(self) -> None:
+        """Commit everything done in this unit of work."""
+        self.session.commit()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self.session.rollback()
+        except sa_exc.SQLAlchemyError:
+            # The connection may already be gone; the original error matters more.
+            pass
+        finally:
+            self.session.close()
+        if isinstance(exc, sa_exc.SQLAlchemyError):
+            translated = translate_db_error(exc)
+            if translated is not None:
+                raise translated from exc

@@ -1,0 +1,174 @@
+"""Shared fixtures: a database per backend (SQLite always, PostgreSQL when reachable), a real
+server on 127.0.0.1:0 built by the same composition root as production, and a key per role.
+
+Every PostgreSQL run gets its own freshly created database, dropped at the end, so concurrent
+runs never collide. The schema is always made by the Alembic migrations.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from charter_server.app import CharterServer, build_server
+from charter_server.config import Settings
+from charter_server.domain.models import Principal, Role
+from charter_server.services.access import ApiKeyInput
+from charter_server.services.catalog import LicenseeInput, RightsHolderInput
+
+POSTGRES_ADMIN_URL = os.environ.get("CHARTER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+class TestClock:
+    """A clock the tests can move; it follows real time plus an offset."""
+
+    def __init__(self) -> None:
+        self._offset = timedelta()
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return datetime.now(UTC) + self._offset
+
+    def advance(self, delta: timedelta) -> None:
+        with self._lock:
+            self._offset += delta
+
+    def reset(self) -> None:
+        with self._lock:
+            self._offset = timedelta()
+
+
+def _postgres_reason() -> str | None:
+    """Why PostgreSQL cannot be used, or None when it can."""
+    try:
+        import psycopg
+
+        with psycopg.connect(_libpq(POSTGRES_ADMIN_URL), connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except Exception as error:  # any failure means "not reachable" for the skip reason
+        return f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {error}"
+    return None
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test run, dropped afterwards."""
+    reason = _postgres_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    import psycopg
+
+    name = f"charter_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_libpq(POSTGRES_ADMIN_URL), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = POSTGRES_ADMIN_URL.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(_libpq(POSTGRES_ADMIN_URL), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated-on-demand database URL of each backend."""
+    if request.param == "sqlite":
+        path: Path = tmp_path_factory.mktemp("sqlite") / "charter.db"
+        return f"sqlite:///{path}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(scope="session")
+def clock() -> TestClock:
+    """The clock of every test server."""
+    return TestClock()
+
+
+@pytest.fixture
+def moved_clock(clock: TestClock) -> Iterator[TestClock]:
+    """The shared clock, reset after the test however it was moved."""
+    yield clock
+    clock.reset()
+
+
+@pytest.fixture(scope="session")
+def server(database_url: str, clock: TestClock) -> Iterator[CharterServer]:
+    """A running server on a free loopback port, one per backend."""
+    settings = Settings(listen="127.0.0.1:0", database_url=database_url, migrate=True, log_format="json",
+                        shutdown_grace_seconds=1.0)
+    built = build_server(settings, clock=clock)
+    built.start()
+    try:
+        yield built
+    finally:
+        built.stop(grace=1.0)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """A secret per role, plus the rights holder and licensee the scoped keys are bound to."""
+
+    target: str
+    admin: str
+    rights_holder: str
+    generator: str
+    auditor: str
+    rights_holder_id: str
+    licensee_id: str
+    admin_key_id: str
+
+    def secret(self, role: Role) -> str:
+        return {
+            Role.ADMIN: self.admin,
+            Role.RIGHTS_HOLDER: self.rights_holder,
+            Role.GENERATOR: self.generator,
+            Role.AUDITOR: self.auditor,
+        }[role]
+
+
+def make_keys(server: CharterServer, label: str = "") -> Keys:
+    """Create a rights holder, a licensee and a key per role through the real services."""
+    services = server.services
+    admin = services.access.create_bootstrap_admin(f"test admin {label}".strip())
+    staff = Principal(admin.api_key.id, Role.ADMIN)
+    suffix = uuid.uuid4().hex[:8]
+    holder = services.catalog.create_rights_holder(
+        staff, RightsHolderInput(display_name=f"Studio {suffix}", contact_email="rights@studio.example")
+    )
+    licensee = services.catalog.create_licensee(
+        staff, LicenseeInput(display_name=f"App {suffix}", contact_email="ops@app.example", platform="test-app")
+    )
+    secrets = {}
+    for role, rh, lic in ((Role.RIGHTS_HOLDER, holder.id, ""), (Role.GENERATOR, "", licensee.id),
+                          (Role.AUDITOR, "", "")):
+        secrets[role] = services.access.create_api_key(
+            staff, ApiKeyInput(f"test {role.value}", role, rights_holder_id=rh, licensee_id=lic)
+        ).secret
+    return Keys(
+        target=f"127.0.0.1:{server.port}",
+        admin=admin.secret,
+        rights_holder=secrets[Role.RIGHTS_HOLDER],
+        generator=secrets[Role.GENERATOR],
+        auditor=secrets[Role.AUDITOR],
+        rights_holder_id=holder.id,
+        licensee_id=licensee.id,
+        admin_key_id=admin.api_key.id,
+    )
+
+
+@pytest.fixture(scope="session")
+def keys(server: CharterServer) -> Keys:
+    """A key per role on the session's server."""
+    return make_keys(server)
