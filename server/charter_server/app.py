@@ -117,9 +117,7 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
 
 def open_database(settings: Settings) -> Database:
     """Open the database, migrating it when asked, and refuse an out-of-date schema."""
-    db = Database(
-        settings.database_url, busy_timeout_ms=settings.db_busy_timeout_ms, pool_size=settings.db_pool_size
-    )
+    db = Database(settings.database_url, busy_timeout_ms=settings.db_busy_timeout_ms, pool_size=settings.db_pool_size)
     try:
         if settings.migrate:
             migrate.upgrade(db.engine)
@@ -133,7 +131,9 @@ def open_database(settings: Settings) -> Database:
         raise
     except Exception as error:
         db.dispose()
-        raise StartupError(f"cannot use the database at {settings.database_url!r}: {error}") from error
+        # Never the password: this message reaches the terminal and the logs.
+        shown = db.engine.url.render_as_string(hide_password=True)
+        raise StartupError(f"cannot use the database at {shown!r}: {error}") from error
     return db
 
 

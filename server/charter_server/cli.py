@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from charter_server import logs
 from charter_server.app import CharterServer, StartupError, build_server, build_services, open_database
@@ -24,12 +25,14 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-err = Console(stderr=True)
+# soft_wrap: an error is one line however narrow the terminal (or a CI log) is.
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _opt(name: str, help_text: str) -> Any:
-    return typer.Option(f"--{name}", envvar=f"CHARTER_{name.upper().replace('-', '_')}", help=help_text,
-                        show_default=False)
+    return typer.Option(
+        f"--{name}", envvar=f"CHARTER_{name.upper().replace('-', '_')}", help=help_text, show_default=False
+    )
 
 
 @app.callback()
@@ -56,13 +59,18 @@ def _settings(
         # Options already fell back to the environment; from_env fills in only what is left.
         ctx.obj = Settings.from_env(**overrides)
     except SettingsError as error:
-        err.print(f"[red]error:[/red] {error}")
+        _print_error(str(error))
         raise typer.Exit(2) from None
     logs.configure(ctx.obj.log_format, ctx.obj.log_level)
 
 
+def _print_error(message: str) -> None:
+    """One line on stderr: whitespace (driver messages span lines) collapsed, brackets not read as markup."""
+    err.print(f"[red]error:[/red] {escape(' '.join(message.split()))}")
+
+
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
+    _print_error(message)
     return typer.Exit(1)
 
 
@@ -84,8 +92,9 @@ def _serve(server: CharterServer) -> None:
 @app.command()
 def serve(
     ctx: typer.Context,
-    migrate: Annotated[bool, typer.Option("--migrate", envvar="CHARTER_MIGRATE",
-                                          help="Apply pending migrations first.")] = False,
+    migrate: Annotated[
+        bool, typer.Option("--migrate", envvar="CHARTER_MIGRATE", help="Apply pending migrations first.")
+    ] = False,
 ) -> None:
     """Serve the gRPC API until SIGTERM or SIGINT, then drain gracefully."""
     settings: Settings = ctx.obj
@@ -159,9 +168,9 @@ def demo(ctx: typer.Context) -> None:
             print(f"  {role.value:<14} {secret}")
         print("\nTry the SDK from another terminal (.venv/bin/python, or after pip install ./client_sdk):")
         print(
-            "  python3 -c \"import charter; "
+            '  python3 -c "import charter; '
             f"c = charter.Client('{settings.listen}', api_key='{data.secrets[Role.ADMIN]}'); "
-            "print([h.display_name for h in c.list_rights_holders()])\""
+            'print([h.display_name for h in c.list_rights_holders()])"'
         )
     _serve(server)
 

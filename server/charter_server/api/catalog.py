@@ -115,9 +115,7 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
     ) -> pb.UpdateLicenseeResponse:
         given = request.licensee
         values = {name: getattr(given, name) for name in LICENSEE_MUTABLE}
-        licensee = self._service.update_licensee(
-            current_principal(), given.id, values, list(request.update_mask.paths)
-        )
+        licensee = self._service.update_licensee(current_principal(), given.id, values, list(request.update_mask.paths))
         return pb.UpdateLicenseeResponse(licensee=convert.licensee(licensee))
 
     def ArchiveLicensee(

@@ -8,7 +8,7 @@ from charter.v1 import api_key_pb2, licensee_pb2, rights_holder_pb2
 from google.protobuf import timestamp_pb2
 
 from charter_server.domain.errors import InvalidArgument
-from charter_server.domain.models import ApiKey, ApiKeyState, LifecycleState, Licensee, RightsHolder, Role
+from charter_server.domain.models import ApiKey, ApiKeyState, Licensee, LifecycleState, RightsHolder, Role
 
 ROLE_TO_PB = {
     Role.ADMIN: api_key_pb2.ROLE_ADMIN,
@@ -53,7 +53,7 @@ def role(value: int, field: str, *, required: bool) -> Role | None:
     """A Role from its enum number; unspecified is None (or an error when required)."""
     if value == api_key_pb2.ROLE_UNSPECIFIED and not required:
         return None
-    found = ROLE_FROM_PB.get(value)  # type: ignore[call-overload]
+    found: Role | None = ROLE_FROM_PB.get(value)  # type: ignore[call-overload]
     if found is None:
         if value == api_key_pb2.ROLE_UNSPECIFIED:
             raise InvalidArgument.one(field, "is required")

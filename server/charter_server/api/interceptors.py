@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from contextvars import ContextVar
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,7 @@ class CallInfo:
 
 _info_var: ContextVar[CallInfo | None] = ContextVar("charter_call_info", default=None)
 
+
 def _metadata(context: grpc.ServicerContext, key: str) -> str | None:
     for item in context.invocation_metadata() or ():
         if item.key == key:
@@ -55,7 +56,8 @@ class _Around(grpc.ServerInterceptor):  # type: ignore[misc]
     """Base: subclasses implement ``unary`` and ``stream`` around the next behaviour."""
 
     def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
@@ -89,9 +91,7 @@ class _Around(grpc.ServerInterceptor):  # type: ignore[misc]
     def unary(self, method: str, call_next: Behavior, request: Any, context: grpc.ServicerContext) -> Any:
         raise NotImplementedError
 
-    def stream(
-        self, method: str, call_next: Behavior, request: Any, context: grpc.ServicerContext
-    ) -> Iterator[Any]:
+    def stream(self, method: str, call_next: Behavior, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         raise NotImplementedError
 
 
@@ -119,9 +119,7 @@ class RequestIdInterceptor(_Around):
         finally:
             self._end(token)
 
-    def stream(
-        self, method: str, call_next: Behavior, request: Any, context: grpc.ServicerContext
-    ) -> Iterator[Any]:
+    def stream(self, method: str, call_next: Behavior, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         _, token = self._begin(method, context)
         try:
             yield from call_next(request, context)
@@ -157,9 +155,7 @@ class ObservabilityInterceptor(_Around):
         finally:
             self._finish(method, context, started)
 
-    def stream(
-        self, method: str, call_next: Behavior, request: Any, context: grpc.ServicerContext
-    ) -> Iterator[Any]:
+    def stream(self, method: str, call_next: Behavior, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         started = time.perf_counter()
         try:
             yield from call_next(request, context)
@@ -187,9 +183,7 @@ class ErrorMappingInterceptor(_Around):
             self._abort(context, error)
             raise  # unreachable: abort raises
 
-    def stream(
-        self, method: str, call_next: Behavior, request: Any, context: grpc.ServicerContext
-    ) -> Iterator[Any]:
+    def stream(self, method: str, call_next: Behavior, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
             yield from call_next(request, context)
         except Exception as error:
@@ -240,9 +234,7 @@ class AuthenticationInterceptor(_Around):
             if token is not None:
                 principal_var.reset(token)
 
-    def stream(
-        self, method: str, call_next: Behavior, request: Any, context: grpc.ServicerContext
-    ) -> Iterator[Any]:
+    def stream(self, method: str, call_next: Behavior, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         token = self._admit(method, context)
         try:
             yield from call_next(request, context)

@@ -13,8 +13,11 @@ STAFF_READ = frozenset({Role.ADMIN, Role.AUDITOR})
 ANY = frozenset(Role)
 
 # Methods that need no credentials: the standard health and reflection services.
-PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
-                   "/grpc.reflection.v1.ServerReflection/")
+PUBLIC_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
 
 POLICY: dict[str, frozenset[Role]] = {
     # CatalogService: rights holders.

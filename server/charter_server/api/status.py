@@ -56,8 +56,14 @@ def _pack(message: object) -> any_pb2.Any:
     return packed
 
 
-def _build(code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str],
-           violations: tuple[errors.FieldViolation, ...], request_id: str) -> RichStatus:
+def _build(
+    code: grpc.StatusCode,
+    message: str,
+    reason: str,
+    metadata: dict[str, str],
+    violations: tuple[errors.FieldViolation, ...],
+    request_id: str,
+) -> RichStatus:
     info = error_details_pb2.ErrorInfo(
         reason=reason, domain=ERROR_DOMAIN, metadata={**metadata, "request_id": request_id}
     )

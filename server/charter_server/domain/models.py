@@ -102,7 +102,7 @@ class ApiKey:
 
 
 @dataclass(frozen=True, slots=True)
-class Page(Generic[T]):  # noqa: UP046 - Python 3.11 has no PEP 695 syntax
+class Page(Generic[T]):
     """One page of a list: the items and the opaque token of the next page ('' at the end)."""
 
     items: list[T]

@@ -217,8 +217,9 @@ class Authenticator:
     def authenticate(self, token: str | None) -> Principal:
         """The caller behind ``token``, or ``Unauthenticated`` with the precise reason."""
         if not token:
-            raise Unauthenticated("no credentials: send 'authorization: Bearer <api key>'",
-                                  reason="CREDENTIALS_MISSING")
+            raise Unauthenticated(
+                "no credentials: send 'authorization: Bearer <api key>'", reason="CREDENTIALS_MISSING"
+            )
         key_id, _, secret = token.partition(".")
         if not secret or not ids.is_valid("api_key", key_id):
             raise Unauthenticated("the API key is malformed", reason="CREDENTIALS_INVALID")

@@ -11,7 +11,7 @@ import structlog
 from charter_server.domain import ids
 from charter_server.domain.clock import Clock
 from charter_server.domain.errors import FailedPrecondition, NotFound
-from charter_server.domain.models import LifecycleState, Licensee, Page, Principal, Role, RightsHolder
+from charter_server.domain.models import Licensee, LifecycleState, Page, Principal, RightsHolder, Role
 from charter_server.services import pagination
 from charter_server.services.idempotency import create_once
 from charter_server.services.ownership import require_licensee, require_rights_holder

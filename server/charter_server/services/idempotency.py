@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 def fingerprint(value: Any) -> str:
     """A stable digest of a create request's content (a dataclass)."""
-    data = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    data = dataclasses.asdict(value) if dataclasses.is_dataclass(value) and not isinstance(value, type) else value
     text = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from charter_server.domain.models import ApiKey, LifecycleState, Licensee, RightsHolder, Role
+from charter_server.domain.models import ApiKey, Licensee, LifecycleState, RightsHolder, Role
 from charter_server.storage.tables import ApiKeyRow, LicenseeRow, RequestRecordRow, RightsHolderRow
 
 # A page of rows: the records and, when more follow, the sequence number to continue after.

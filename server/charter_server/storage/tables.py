@@ -98,9 +98,7 @@ class ApiKeyRow(Base):
     id: Mapped[str] = mapped_column(String(40), unique=True)
     display_name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(16), index=True)
-    rights_holder_id: Mapped[str | None] = mapped_column(
-        String(40), ForeignKey("rights_holders.id"), nullable=True
-    )
+    rights_holder_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("rights_holders.id"), nullable=True)
     licensee_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("licensees.id"), nullable=True)
     secret_sha256: Mapped[str] = mapped_column(String(64))
     expire_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import Connection
-
 from charter_server.storage.tables import Base
+from sqlalchemy import Connection
 
 target_metadata = Base.metadata
 

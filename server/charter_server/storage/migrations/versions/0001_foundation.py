@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-
 from charter_server.storage.tables import SeqType, UTCDateTime
 
 revision = "0001"

@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Set up Charter's development environment and run the everyday commands.
+
+This script uses the standard library only, so it runs on a fresh machine that
+has nothing but Python 3.11+ (with pip and venv). Every command first makes
+sure ``.venv`` at the project root exists and holds the current dependencies:
+the SDK with its CLI extra and the server, both editable, plus the pinned
+development tools of the root ``pyproject.toml`` (``[dependency-groups] dev``).
+The install is skipped when a stamp in ``.venv`` shows that the three
+``pyproject.toml`` files have not changed since the last successful one.
+
+Usage::
+
+    python3 .ci/dev.py demo [ARGS...]      # run the server on SQLite with a demo catalogue
+    python3 .ci/dev.py test [ARGS...]      # run the whole test suite (ARGS go to pytest)
+    python3 .ci/dev.py generate [ARGS...]  # regenerate client_sdk/charter/v1 from protos/
+    python3 .ci/dev.py setup [--force]     # only set up .venv (--force reinstalls)
+
+It works without a terminal or standard input (``CI=true``), as CI runs it.
+"""
+
+# ruff: noqa: S603 - running the project's own tools with fixed arguments is this script's job.
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+if sys.version_info < (3, 11):  # noqa: UP036 - the point is a clear message on an old Python
+    sys.exit("Charter needs Python 3.11 or newer; this is " + sys.version.split()[0])
+
+import tomllib  # only after the version check, so old Pythons get a clear message
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+STAMP = VENV / ".charter-setup-stamp"
+PYPROJECTS = (
+    ROOT / "pyproject.toml",
+    ROOT / "client_sdk" / "pyproject.toml",
+    ROOT / "server" / "pyproject.toml",
+)
+# Bump when the way the environment is installed changes, so existing stamps become stale.
+SETUP_VERSION = "1"
+DEMO_DATABASE_URL = "sqlite:///.charter/demo.db"
+PYTEST_NO_TESTS_COLLECTED = 5
+USAGE = __doc__.split("Usage::", 1)[1].split("It works", 1)[0].rstrip() if __doc__ else ""
+
+
+def log(message: str) -> None:
+    """Print a progress line of this script, apart from the tools' own output."""
+    print(f"[dev] {message}", file=sys.stderr, flush=True)
+
+
+def venv_bin(name: str) -> Path:
+    """Return the path of an executable installed in the project's virtualenv."""
+    if os.name == "nt":
+        return VENV / "Scripts" / (name + ".exe")
+    return VENV / "bin" / name
+
+
+def tool_env() -> dict[str, str]:
+    """Return the environment for the tools this script runs: never waiting for input."""
+    env = dict(os.environ)
+    env.setdefault("PIP_NO_INPUT", "1")
+    env.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+    env.pop("PYTHONHOME", None)
+    env["VIRTUAL_ENV"] = str(VENV)
+    env["PATH"] = str(venv_bin("python").parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def run(args: Sequence[str | Path]) -> None:
+    """Run a command from the project root and stop this script if it fails."""
+    printable = " ".join(str(a) for a in args)
+    log(f"$ {printable}")
+    completed = subprocess.run([str(a) for a in args], cwd=ROOT, env=tool_env(), stdin=subprocess.DEVNULL, check=False)
+    if completed.returncode != 0:
+        sys.exit(f"[dev] failed with exit code {completed.returncode}: {printable}")
+
+
+def dev_requirements() -> list[str]:
+    """Return the ``[dependency-groups] dev`` requirements of the root ``pyproject.toml``.
+
+    Only plain requirement strings are supported; ``{include-group = ...}`` entries
+    are expanded recursively.
+    """
+    with (ROOT / "pyproject.toml").open("rb") as handle:
+        groups = tomllib.load(handle).get("dependency-groups", {})
+
+    def expand(name: str, seen: tuple[str, ...]) -> list[str]:
+        if name in seen:
+            raise SystemExit(f"[dev] dependency group cycle: {' -> '.join((*seen, name))}")
+        requirements: list[str] = []
+        for entry in groups.get(name, []):
+            if isinstance(entry, str):
+                requirements.append(entry)
+            elif isinstance(entry, dict) and "include-group" in entry:
+                requirements.extend(expand(str(entry["include-group"]), (*seen, name)))
+            else:
+                raise SystemExit(f"[dev] unsupported entry in dependency group {name!r}: {entry!r}")
+        return requirements
+
+    return expand("dev", ())
+
+
+def setup_fingerprint() -> str:
+    """Return a hash of everything that decides what gets installed into ``.venv``."""
+    digest = hashlib.sha256(f"setup-version={SETUP_VERSION}\n".encode())
+    for path in PYPROJECTS:
+        digest.update(f"{path.relative_to(ROOT).as_posix()}\n".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def create_venv() -> None:
+    """Create ``.venv`` with pip, also where Python's ensurepip is missing."""
+    log(f"creating {VENV.relative_to(ROOT)}")
+    if VENV.exists():
+        shutil.rmtree(VENV)
+    created = subprocess.run([sys.executable, "-m", "venv", str(VENV)], cwd=ROOT, stdin=subprocess.DEVNULL, check=False)
+    if created.returncode == 0 and venv_bin("python").exists():
+        return
+    # Some Linux distributions ship Python without ensurepip (a separate python3-venv package).
+    # Create the environment without pip and install pip into it with the pip this Python has.
+    log("python -m venv failed; retrying without ensurepip")
+    shutil.rmtree(VENV, ignore_errors=True)
+    run([sys.executable, "-m", "venv", "--without-pip", VENV])
+    run([sys.executable, "-m", "pip", "--python", venv_bin("python"), "install", "pip"])
+
+
+def setup(*, force: bool = False) -> None:
+    """Make sure ``.venv`` exists and holds the current dependencies."""
+    if not venv_bin("python").exists():
+        create_venv()
+        force = True
+    fingerprint = setup_fingerprint()
+    if not force and STAMP.exists() and STAMP.read_text(encoding="utf-8").strip() == fingerprint:
+        return
+    python = venv_bin("python")
+    run([python, "-m", "pip", "install", "--upgrade", "pip"])
+    run([python, "-m", "pip", "install", "-e", "./client_sdk[cli]", "-e", "./server", *dev_requirements()])
+    STAMP.write_text(fingerprint + "\n", encoding="utf-8")
+    log("environment ready")
+
+
+def exec_tool(args: list[str]) -> None:
+    """Replace this process with a tool from ``.venv``, so signals reach it directly."""
+    log("$ " + " ".join(args))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    env = tool_env()
+    os.chdir(ROOT)
+    if os.name == "nt":
+        sys.exit(subprocess.run(args, env=env, check=False).returncode)
+    os.execve(args[0], args, env)  # noqa: S606 - a fixed tool from the project's own .venv
+
+
+def command_demo(extra: list[str]) -> None:
+    """Run ``charter-server demo`` on a SQLite file under ``.charter/`` unless told otherwise."""
+    setup()
+    if "CHARTER_DATABASE_URL" not in os.environ:
+        (ROOT / ".charter").mkdir(exist_ok=True)
+        os.environ["CHARTER_DATABASE_URL"] = DEMO_DATABASE_URL
+    exec_tool([str(venv_bin("charter-server")), "demo", *extra])
+
+
+def command_test(extra: list[str]) -> None:
+    """Run the whole test suite with pytest; "no tests collected" counts as a failure."""
+    setup()
+    args = [str(venv_bin("python")), "-m", "pytest", *extra]
+    log("$ " + " ".join(args))
+    code = subprocess.run(args, cwd=ROOT, env=tool_env(), stdin=subprocess.DEVNULL, check=False).returncode
+    if code == PYTEST_NO_TESTS_COLLECTED:
+        log("pytest collected no tests: that is a failure")
+        sys.exit(1)
+    sys.exit(code)
+
+
+def command_generate(extra: list[str]) -> None:
+    """Regenerate the committed Python code of the contract from ``protos/``."""
+    setup()
+    run([venv_bin("python"), ROOT / "protos" / "generate.py", *extra])
+
+
+def command_setup(extra: list[str]) -> None:
+    """Only set up ``.venv``; ``--force`` reinstalls even when nothing changed."""
+    unknown = [a for a in extra if a != "--force"]
+    if unknown:
+        sys.exit(f"[dev] setup: unknown arguments {unknown}")
+    setup(force="--force" in extra)
+
+
+COMMANDS = {
+    "demo": command_demo,
+    "test": command_test,
+    "generate": command_generate,
+    "setup": command_setup,
+}
+
+
+def main(argv: list[str]) -> None:
+    """Dispatch to a command; everything after the command name is passed through."""
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(f"usage:{USAGE}")
+        sys.exit(0 if argv else 2)
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        print(f"unknown command {argv[0]!r}\nusage:{USAGE}", file=sys.stderr)
+        sys.exit(2)
+    command(argv[1:])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
