@@ -20,7 +20,13 @@ from prometheus_client import Counter, Histogram
 
 from charter_server.api import policy, status
 from charter_server.api.context import principal_var
-from charter_server.domain.errors import DomainError, PermissionDenied, ShuttingDown, Unauthenticated
+from charter_server.domain.errors import (
+    DomainError,
+    InvalidArgument,
+    PermissionDenied,
+    ShuttingDown,
+    Unauthenticated,
+)
 from charter_server.services.access import Authenticator
 
 log = structlog.get_logger("charter_server.rpc")
@@ -52,6 +58,37 @@ def _metadata(context: grpc.ServicerContext, key: str) -> str | None:
     return None
 
 
+class _Undecodable:
+    """Stands in for a request whose bytes did not parse.
+
+    grpc answers a failing request deserializer with a bare INTERNAL; passing this marker on
+    instead lets the call be authenticated first and then refused as INVALID_ARGUMENT.
+    """
+
+
+_UNDECODABLE = _Undecodable()
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """``deserializer``, returning ``_UNDECODABLE`` instead of raising (wrapped once only)."""
+    if deserializer is None or getattr(deserializer, "charter_tolerant", False):
+        return deserializer
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:  # protobuf's DecodeError, or anything else malformed bytes provoke
+            return _UNDECODABLE
+
+    deserialize.charter_tolerant = True  # type: ignore[attr-defined]
+    return deserialize
+
+
+def _refuse_undecodable(request: Any) -> None:
+    if request is _UNDECODABLE:
+        raise InvalidArgument.one("", "the request body is not a valid serialized request message")
+
+
 class _Around(grpc.ServerInterceptor):  # type: ignore[misc]
     """Base: subclasses implement ``unary`` and ``stream`` around the next behaviour."""
 
@@ -65,7 +102,8 @@ class _Around(grpc.ServerInterceptor):  # type: ignore[misc]
             return None
         method: str = handler_call_details.method
         serial = {
-            "request_deserializer": handler.request_deserializer,
+            "request_deserializer": handler.request_deserializer if handler.request_streaming
+            else _tolerant(handler.request_deserializer),
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary is not None:
@@ -100,7 +138,7 @@ class RequestIdInterceptor(_Around):
 
     def _begin(self, method: str, context: grpc.ServicerContext) -> tuple[CallInfo, Any]:
         given = _metadata(context, status.REQUEST_ID_KEY)
-        request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+        request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         info = CallInfo(method=method, request_id=request_id)
         token = _info_var.set(info)
         structlog.contextvars.bind_contextvars(request_id=request_id, method=method)
@@ -229,6 +267,7 @@ class AuthenticationInterceptor(_Around):
     def unary(self, method: str, call_next: Behavior, request: Any, context: grpc.ServicerContext) -> Any:
         token = self._admit(method, context)
         try:
+            _refuse_undecodable(request)
             return call_next(request, context)
         finally:
             if token is not None:
@@ -237,6 +276,7 @@ class AuthenticationInterceptor(_Around):
     def stream(self, method: str, call_next: Behavior, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         token = self._admit(method, context)
         try:
+            _refuse_undecodable(request)
             yield from call_next(request, context)
         finally:
             if token is not None:

@@ -20,4 +20,4 @@ def new_id(kind: str) -> str:
 
 def is_valid(kind: str, value: str) -> bool:
     """Whether ``value`` is a well-formed id of ``kind``."""
-    return bool(_ID_RE[kind].match(value))
+    return bool(_ID_RE[kind].fullmatch(value))

@@ -11,6 +11,10 @@ from charter_server.domain.errors import InvalidArgument
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+# Cursors are 64-bit sequence numbers; anything larger is a forgery the database cannot even compare.
+_MAX_CURSOR = 2**63 - 1
+# Real tokens are well under 100 characters; longer ones are not worth decoding.
+_MAX_TOKEN_LENGTH = 512
 
 
 def page_size(value: int) -> int:
@@ -22,15 +26,16 @@ def page_size(value: int) -> int:
     return min(value, MAX_PAGE_SIZE)
 
 
-def _filter_digest(filters: str) -> str:
-    return hashlib.sha256(filters.encode()).hexdigest()[:16]
+def _digest(filters: str, after: int) -> str:
+    """Binds a token to its list's filters and to its cursor, so an edited token is refused."""
+    return hashlib.sha256(f"{filters}|{after}".encode()).hexdigest()[:16]
 
 
 def encode(after: int | None, filters: str) -> str:
     """The token to continue after sequence number ``after``; '' when there is no next page."""
     if after is None:
         return ""
-    raw = json.dumps({"a": after, "f": _filter_digest(filters)}, separators=(",", ":")).encode()
+    raw = json.dumps({"a": after, "f": _digest(filters, after)}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -38,15 +43,18 @@ def decode(token: str, filters: str) -> int:
     """The sequence number a token continues after (0 for the first page)."""
     if not token:
         return 0
+    if len(token) > _MAX_TOKEN_LENGTH:
+        raise InvalidArgument.one("page_token", "is not a token returned by this list")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
         after = data["a"]
         digest = data["f"]
-    except (binascii.Error, ValueError, KeyError, TypeError) as error:
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError) as error:
         raise InvalidArgument.one("page_token", "is not a token returned by this list") from error
-    if not isinstance(after, int) or isinstance(after, bool) or after < 0 or not isinstance(digest, str):
+    if (not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= _MAX_CURSOR
+            or not isinstance(digest, str)):
         raise InvalidArgument.one("page_token", "is not a token returned by this list")
-    if digest != _filter_digest(filters):
-        raise InvalidArgument.one("page_token", "was issued for a list with other filters")
+    if digest != _digest(filters, after):
+        raise InvalidArgument.one("page_token", "was issued for a list with other filters, or was altered")
     return after

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from charter_server.domain import ids
 from charter_server.domain.errors import FieldViolation, InvalidArgument
@@ -10,6 +11,11 @@ from charter_server.domain.errors import FieldViolation, InvalidArgument
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _has_control(value: str, *, allow: str = "") -> bool:
+    """Whether ``value`` holds a control character (C0, DEL or C1) other than those in ``allow``."""
+    return any(unicodedata.category(ch) == "Cc" and ch not in allow for ch in value)
 
 
 class Checker:
@@ -28,19 +34,19 @@ class Checker:
             self.add(field, "is required")
         elif len(value) > max_len:
             self.add(field, f"must be at most {max_len} characters")
-        elif any(ord(ch) < 32 and ch not in "\t" for ch in value):
+        elif _has_control(value, allow="\t"):
             self.add(field, "must not contain control characters")
 
     def email(self, field: str, value: str, *, required: bool = True) -> None:
         """An e-mail address."""
         if not value and not required:
             return
-        if len(value) > 254 or not _EMAIL.match(value):
+        if len(value) > 254 or not _EMAIL.fullmatch(value) or _has_control(value):
             self.add(field, "must be an e-mail address of at most 254 characters")
 
     def slug(self, field: str, value: str) -> None:
         """A lowercase identifier such as a platform name."""
-        if not _SLUG.match(value):
+        if not _SLUG.fullmatch(value):
             self.add(field, "must be 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit")
 
     def resource_id(self, field: str, value: str, kind: str, *, required: bool = True) -> None:
@@ -53,7 +59,7 @@ class Checker:
 
     def request_id(self, value: str) -> None:
         """The optional idempotency ``request_id``."""
-        if value and not REQUEST_ID.match(value):
+        if value and not REQUEST_ID.fullmatch(value):
             self.add("request_id", "must be 1-64 letters, digits, '-' or '_'")
 
     def done(self) -> None:

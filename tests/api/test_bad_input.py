@@ -1,0 +1,621 @@
+"""Bad input: every field of every CatalogService and AccessService request.
+
+Each bad request must fail with INVALID_ARGUMENT, reason INVALID_FIELD and a BadRequest
+violation naming exactly the offending field paths, and must change nothing (the whole
+catalogue and key list are compared before and after). No request, however malformed,
+may produce INTERNAL or UNKNOWN.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import grpc
+import pytest
+from charter.v1 import access_service_pb2 as access_pb
+from charter.v1 import api_key_pb2
+from charter.v1 import catalog_service_pb2 as catalog_pb
+from charter_server.domain import ids
+from google.protobuf import field_mask_pb2, message, timestamp_pb2
+
+from .helpers import ERROR_DOMAIN, NEVER, Method, all_methods, auth, failure, invoke, unique
+
+METHODS = {str(m): m for m in all_methods()}
+ROLE = api_key_pb2
+HEX = "0123456789abcdef" * 2
+
+
+@dataclass
+class Ctx:
+    """What a case needs to build its request: stubs, keys, existing resources, the clock."""
+
+    catalog: Any
+    access: Any
+    keys: Any
+    clock: Any
+    holder_id: str
+    licensee_id: str
+    marker: str = field(default_factory=unique)
+
+    def token(self, rpc: str, request: message.Message) -> str:
+        """A real next_page_token of ``rpc`` called with ``request`` (page_size 1)."""
+        stub = self.access if rpc == "ListApiKeys" else self.catalog
+        request.page_size = 1
+        token: str = getattr(stub, rpc)(request, metadata=auth(self.keys.admin)).next_page_token
+        assert token, f"{rpc} returned a single page; the case needs at least two rows"
+        return token
+
+
+# Valid requests, each case breaks one thing (or a few, named in the case's expected fields).
+
+
+def rights_holder(ctx: Ctx, **changes: Any) -> dict[str, Any]:
+    base = {"display_name": f"Studio {ctx.marker}", "legal_name": f"Studio {ctx.marker} KK",
+            "contact_email": "rights@studio.example", "revenue_share_account": "ACC-001"}
+    return {**base, **changes}
+
+
+def licensee(ctx: Ctx, **changes: Any) -> dict[str, Any]:
+    base = {"display_name": f"App {ctx.marker}", "legal_name": f"App {ctx.marker} Inc.",
+            "contact_email": "ops@app.example", "platform": "video-app"}
+    return {**base, **changes}
+
+
+def create_rh(**changes: Any) -> Callable[[Ctx], message.Message]:
+    request_id = changes.pop("request_id", "")
+    return lambda ctx: catalog_pb.CreateRightsHolderRequest(rights_holder=rights_holder(ctx, **changes),
+                                                            request_id=request_id)
+
+
+def create_lic(**changes: Any) -> Callable[[Ctx], message.Message]:
+    request_id = changes.pop("request_id", "")
+    return lambda ctx: catalog_pb.CreateLicenseeRequest(licensee=licensee(ctx, **changes), request_id=request_id)
+
+
+def update_rh(paths: list[str] | None, **values: Any) -> Callable[[Ctx], message.Message]:
+    def build(ctx: Ctx) -> message.Message:
+        given = {"id": ctx.holder_id, **values}
+        return catalog_pb.UpdateRightsHolderRequest(
+            rights_holder=given, update_mask=None if paths is None else field_mask_pb2.FieldMask(paths=paths)
+        )
+    return build
+
+
+def update_lic(paths: list[str] | None, **values: Any) -> Callable[[Ctx], message.Message]:
+    def build(ctx: Ctx) -> message.Message:
+        given = {"id": ctx.licensee_id, **values}
+        return catalog_pb.UpdateLicenseeRequest(
+            licensee=given, update_mask=None if paths is None else field_mask_pb2.FieldMask(paths=paths)
+        )
+    return build
+
+
+def create_key(**values: Any) -> Callable[[Ctx], message.Message]:
+    def build(ctx: Ctx) -> message.Message:
+        given = {"display_name": f"key {ctx.marker}", "role": ROLE.ROLE_AUDITOR, **values}
+        for name, value in list(given.items()):
+            if callable(value):
+                given[name] = value(ctx)
+        return access_pb.CreateApiKeyRequest(**given)
+    return build
+
+
+def fixed(request: message.Message) -> Callable[[Ctx], message.Message]:
+    return lambda ctx: request
+
+
+def encode_token(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def flipped(token: str) -> str:
+    """The token with its middle character changed (the middle one never holds padding bits)."""
+    middle = len(token) // 2
+    return token[:middle] + ("A" if token[middle] != "A" else "B") + token[middle + 1:]
+
+
+def with_cursor(token: str, cursor: Callable[[int], int]) -> str:
+    """The token decoded, its numeric cursor changed by ``cursor``, and re-encoded: a hand-made forgery.
+
+    This knows the current token format (base64 of a JSON object); should the format change, the
+    helper fails loudly rather than testing nothing.
+    """
+    data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    numbers = [name for name, value in data.items() if isinstance(value, int)]
+    assert len(numbers) == 1, f"cannot find the cursor in {data!r}"
+    data[numbers[0]] = cursor(data[numbers[0]])
+    return encode_token(json.dumps(data).encode())
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad request: the RPC, how to build it, the exact field paths it must be rejected for."""
+
+    name: str
+    rpc: str
+    build: Callable[[Ctx], message.Message]
+    fields: frozenset[str]
+    caller: str = "admin"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def case(name: str, rpc: str, build: Callable[[Ctx], message.Message], *fields: str, caller: str = "admin") -> Case:
+    return Case(name, rpc, build, frozenset(fields), caller)
+
+
+LONG = "x" * 201
+BAD_TEXT = {"nul": "a\x00b", "newline": "a\nb", "escape": "a\x1bb", "delete": "a\x7fb", "c1": "a\x85b"}
+BAD_EMAILS = {
+    "empty": "", "no_at": "rights.studio.example", "no_domain_dot": "rights@studio",
+    "space": "ri ghts@studio.example", "no_local": "@studio.example", "two_ats": "a@b@studio.example",
+    "too_long": "r" * 64 + "@" + "s" * 190 + ".example", "local_too_long": "r" * 65 + "@studio.example",
+    "trailing_newline": "rights@studio.example\n", "nul": "ri\x00ghts@studio.example",
+    "delete": "rights@studio.exampl\x7f",
+}
+BAD_SLUGS = {
+    "empty": "", "upper": "Video-App", "space": "video app", "leading_dash": "-video", "too_long": "v" * 64,
+    "non_ascii": "vidéo", "trailing_newline": "video-app\n", "nul": "vid\x00eo", "slash": "video/app",
+}
+BAD_REQUEST_IDS = {"space": "has space", "too_long": "r" * 65, "non_ascii": "réq", "newline": "req\n", "slash": "a/b"}
+BAD_IDS = {
+    "empty": "", "prefix_only": "{p}_", "short": "{p}_" + HEX[:31], "long": "{p}_" + HEX + "0",
+    "upper": "{p}_" + HEX.upper(), "not_hex": "{p}_" + "g" * 32, "wrong_kind": "{o}_" + HEX,
+    "trailing_newline": "{p}_" + HEX + "\n", "leading_space": " {p}_" + HEX, "path": "../{p}_" + HEX,
+}
+
+
+def bad_ids(kind: str) -> dict[str, str]:
+    prefix = ids.PREFIXES[kind]
+    other = "lic" if prefix != "lic" else "rh"
+    return {name: pattern.format(p=prefix, o=other) for name, pattern in BAD_IDS.items()}
+
+
+def text_cases(rpc: str, build: Callable[..., Callable[[Ctx], message.Message]], prefix: str, name: str,
+               max_len: int, *, required: bool) -> list[Case]:
+    path = f"{prefix}{name}"
+    found = [case(f"{rpc}-{name}-too_long", rpc, build(**{name: "x" * (max_len + 1)}), path)]
+    found += [case(f"{rpc}-{name}-{label}", rpc, build(**{name: value}), path) for label, value in BAD_TEXT.items()]
+    if required:
+        found += [case(f"{rpc}-{name}-empty", rpc, build(**{name: ""}), path),
+                  case(f"{rpc}-{name}-blank", rpc, build(**{name: "  \t "}), path)]
+    return found
+
+
+def build_cases() -> list[Case]:
+    cases: list[Case] = []
+    add = cases.extend
+
+    # CreateRightsHolder.
+    rpc = "CatalogService.CreateRightsHolder"
+    add(text_cases(rpc, create_rh, "rights_holder.", "display_name", 200, required=True))
+    add(text_cases(rpc, create_rh, "rights_holder.", "legal_name", 300, required=False))
+    add(text_cases(rpc, create_rh, "rights_holder.", "revenue_share_account", 200, required=False))
+    add(case(f"{rpc}-contact_email-{k}", rpc, create_rh(contact_email=v), "rights_holder.contact_email")
+        for k, v in BAD_EMAILS.items())
+    add(case(f"{rpc}-request_id-{k}", rpc, create_rh(request_id=v), "request_id") for k, v in BAD_REQUEST_IDS.items())
+    add([
+        case(f"{rpc}-missing_resource", rpc, fixed(catalog_pb.CreateRightsHolderRequest()),
+             "rights_holder.display_name", "rights_holder.contact_email"),
+        case(f"{rpc}-everything_bad", rpc, create_rh(display_name="", legal_name="y" * 301, contact_email="nope",
+                                                     revenue_share_account=LONG, request_id="bad id"),
+             "rights_holder.display_name", "rights_holder.legal_name", "rights_holder.contact_email",
+             "rights_holder.revenue_share_account", "request_id"),
+    ])
+
+    # GetRightsHolder / ArchiveRightsHolder: the id.
+    for method, request_type in (("GetRightsHolder", catalog_pb.GetRightsHolderRequest),
+                                 ("ArchiveRightsHolder", catalog_pb.ArchiveRightsHolderRequest)):
+        rpc = f"CatalogService.{method}"
+        add(case(f"{rpc}-id-{k}", rpc, fixed(request_type(id=v)), "id") for k, v in bad_ids("rights_holder").items())
+    add([case("CatalogService.GetRightsHolder-id-malformed-as_rights_holder", "CatalogService.GetRightsHolder",
+              fixed(catalog_pb.GetRightsHolderRequest(id="rh_nope")), "id", caller="rights_holder")])
+
+    # UpdateRightsHolder.
+    rpc = "CatalogService.UpdateRightsHolder"
+    add(case(f"{rpc}-id-{k}", rpc, update_rh(["display_name"], id=v, display_name="New"), "rights_holder.id")
+        for k, v in bad_ids("rights_holder").items())
+    for label, paths in {"unknown": ["nope"], "id": ["id"], "state": ["state"], "create_time": ["create_time"],
+                         "update_time": ["update_time"], "archive_time": ["archive_time"], "empty_path": [""],
+                         "prefixed": ["rights_holder.display_name"], "upper": ["DISPLAY_NAME"],
+                         "one_good_one_bad": ["display_name", "nope"], "licensee_field": ["platform"]}.items():
+        add([case(f"{rpc}-update_mask-{label}", rpc, update_rh(paths, display_name="New"), "update_mask")])
+    add([
+        case(f"{rpc}-update_mask-names_nothing", rpc, update_rh(None), "update_mask"),
+        case(f"{rpc}-update_mask-empty_list", rpc, update_rh([]), "update_mask"),
+        case(f"{rpc}-display_name-cleared", rpc, update_rh(["display_name"]), "rights_holder.display_name"),
+        case(f"{rpc}-display_name-too_long", rpc, update_rh(["display_name"], display_name=LONG),
+             "rights_holder.display_name"),
+        case(f"{rpc}-display_name-control_empty_mask", rpc, update_rh(None, display_name="a\x00b"),
+             "rights_holder.display_name"),
+        case(f"{rpc}-legal_name-too_long", rpc, update_rh(["legal_name"], legal_name="y" * 301),
+             "rights_holder.legal_name"),
+        case(f"{rpc}-contact_email-cleared", rpc, update_rh(["contact_email"]), "rights_holder.contact_email"),
+        case(f"{rpc}-contact_email-bad", rpc, update_rh(["contact_email"], contact_email="nope"),
+             "rights_holder.contact_email"),
+        case(f"{rpc}-revenue_share_account-bad", rpc, update_rh(None, revenue_share_account="a\nb"),
+             "rights_holder.revenue_share_account"),
+        case(f"{rpc}-as_rights_holder", rpc, update_rh(["contact_email"], contact_email="nope"),
+             "rights_holder.contact_email", caller="rights_holder"),
+    ])
+
+    # ListRightsHolders and ListLicensees: paging and filters.
+    for method, request_type in (("ListRightsHolders", catalog_pb.ListRightsHoldersRequest),
+                                 ("ListLicensees", catalog_pb.ListLicenseesRequest)):
+        rpc = f"CatalogService.{method}"
+        add([
+            case(f"{rpc}-page_size-negative", rpc, fixed(request_type(page_size=-1)), "page_size"),
+            case(f"{rpc}-page_size-most_negative", rpc, fixed(request_type(page_size=-(2**31))), "page_size"),
+            case(f"{rpc}-state-unknown", rpc, fixed(request_type(state=42)), "state"),
+            case(f"{rpc}-state-negative", rpc, fixed(request_type(state=-1)), "state"),
+            case(f"{rpc}-query-too_long", rpc, fixed(request_type(query=LONG)), "query"),
+            case(f"{rpc}-query-control", rpc, fixed(request_type(query="a\x00b")), "query"),
+            case(f"{rpc}-page_token-garbage", rpc, fixed(request_type(page_token="garbage!!")), "page_token"),
+            case(f"{rpc}-page_token-not_json", rpc, fixed(request_type(page_token=encode_token(b"\xff\x00"))),
+                 "page_token"),
+            case(f"{rpc}-page_token-json_list", rpc, fixed(request_type(page_token=encode_token(b"[1, 2]"))),
+                 "page_token"),
+            case(f"{rpc}-page_token-json_string", rpc, fixed(request_type(page_token=encode_token(b'"abc"'))),
+                 "page_token"),
+            case(f"{rpc}-page_token-non_ascii", rpc, fixed(request_type(page_token="tökén")), "page_token"),
+            case(f"{rpc}-page_token-too_long", rpc, fixed(request_type(page_token="A" * 4000)), "page_token"),
+            case(f"{rpc}-page_token-deeply_nested", rpc, fixed(request_type(page_token=encode_token(b"[" * 300))),
+                 "page_token"),
+            case(f"{rpc}-page_token-float_cursor", rpc,
+                 fixed(request_type(page_token=encode_token(b'{"a": 1e400, "f": "x"}'))), "page_token"),
+            case(f"{rpc}-page_token-flipped", rpc,
+                 lambda ctx, m=method, t=request_type: t(page_token=flipped(ctx.token(m, t()))), "page_token"),
+            case(f"{rpc}-page_token-truncated", rpc,
+                 lambda ctx, m=method, t=request_type: t(page_token=ctx.token(m, t())[:-3]), "page_token"),
+            case(f"{rpc}-page_token-extended", rpc,
+                 lambda ctx, m=method, t=request_type: t(page_token=ctx.token(m, t()) + "AAAA"), "page_token"),
+            case(f"{rpc}-page_token-forged_cursor", rpc,
+                 lambda ctx, m=method, t=request_type: t(page_token=with_cursor(ctx.token(m, t()), lambda n: n + 1)),
+                 "page_token"),
+            case(f"{rpc}-page_token-huge_cursor", rpc,
+                 lambda ctx, m=method, t=request_type: t(page_token=with_cursor(ctx.token(m, t()), lambda n: 10**30)),
+                 "page_token"),
+            case(f"{rpc}-page_token-negative_cursor", rpc,
+                 lambda ctx, m=method, t=request_type: t(page_token=with_cursor(ctx.token(m, t()), lambda n: -5)),
+                 "page_token"),
+            case(f"{rpc}-page_token-other_query", rpc,
+                 lambda ctx, m=method, t=request_type: t(page_token=ctx.token(m, t()), query="Studio"), "page_token"),
+            case(f"{rpc}-page_token-other_state", rpc,
+                 lambda ctx, m=method, t=request_type: t(page_token=ctx.token(m, t()), state=2), "page_token"),
+        ])
+    add([
+        case("CatalogService.ListRightsHolders-page_token-from_licensees", "CatalogService.ListRightsHolders",
+             lambda ctx: catalog_pb.ListRightsHoldersRequest(
+                 page_token=ctx.token("ListLicensees", catalog_pb.ListLicenseesRequest())), "page_token"),
+        case("CatalogService.ListLicensees-page_token-other_platform", "CatalogService.ListLicensees",
+             lambda ctx: catalog_pb.ListLicenseesRequest(
+                 page_token=ctx.token("ListLicensees", catalog_pb.ListLicenseesRequest()), platform="video-app"),
+             "page_token"),
+        case("CatalogService.ListRightsHolders-page_size-as_rights_holder", "CatalogService.ListRightsHolders",
+             fixed(catalog_pb.ListRightsHoldersRequest(page_size=-1)), "page_size", caller="rights_holder"),
+    ])
+    add(case(f"CatalogService.ListLicensees-platform-{k}", "CatalogService.ListLicensees",
+             fixed(catalog_pb.ListLicenseesRequest(platform=v)), "platform") for k, v in BAD_SLUGS.items() if v)
+
+    # CreateLicensee.
+    rpc = "CatalogService.CreateLicensee"
+    add(text_cases(rpc, create_lic, "licensee.", "display_name", 200, required=True))
+    add(text_cases(rpc, create_lic, "licensee.", "legal_name", 300, required=False))
+    add(case(f"{rpc}-contact_email-{k}", rpc, create_lic(contact_email=v), "licensee.contact_email")
+        for k, v in BAD_EMAILS.items())
+    add(case(f"{rpc}-platform-{k}", rpc, create_lic(platform=v), "licensee.platform") for k, v in BAD_SLUGS.items())
+    add(case(f"{rpc}-request_id-{k}", rpc, create_lic(request_id=v), "request_id") for k, v in BAD_REQUEST_IDS.items())
+    add([case(f"{rpc}-missing_resource", rpc, fixed(catalog_pb.CreateLicenseeRequest()),
+              "licensee.display_name", "licensee.contact_email", "licensee.platform")])
+
+    # GetLicensee / ArchiveLicensee / UpdateLicensee.
+    for method, request_type in (("GetLicensee", catalog_pb.GetLicenseeRequest),
+                                 ("ArchiveLicensee", catalog_pb.ArchiveLicenseeRequest)):
+        rpc = f"CatalogService.{method}"
+        add(case(f"{rpc}-id-{k}", rpc, fixed(request_type(id=v)), "id") for k, v in bad_ids("licensee").items())
+    add([case("CatalogService.GetLicensee-id-malformed-as_generator", "CatalogService.GetLicensee",
+              fixed(catalog_pb.GetLicenseeRequest(id="lic_nope")), "id", caller="generator")])
+    rpc = "CatalogService.UpdateLicensee"
+    add(case(f"{rpc}-id-{k}", rpc, update_lic(["display_name"], id=v, display_name="New"), "licensee.id")
+        for k, v in bad_ids("licensee").items())
+    for label, paths in {"unknown": ["nope"], "id": ["id"], "state": ["state"], "create_time": ["create_time"],
+                         "rights_holder_field": ["revenue_share_account"], "prefixed": ["licensee.platform"]}.items():
+        add([case(f"{rpc}-update_mask-{label}", rpc, update_lic(paths, display_name="New"), "update_mask")])
+    add([
+        case(f"{rpc}-update_mask-names_nothing", rpc, update_lic(None), "update_mask"),
+        case(f"{rpc}-display_name-cleared", rpc, update_lic(["display_name"]), "licensee.display_name"),
+        case(f"{rpc}-contact_email-bad", rpc, update_lic(None, contact_email="a@b"), "licensee.contact_email"),
+        case(f"{rpc}-platform-cleared", rpc, update_lic(["platform"]), "licensee.platform"),
+        case(f"{rpc}-platform-bad", rpc, update_lic(None, platform="Not A Slug"), "licensee.platform"),
+        case(f"{rpc}-legal_name-control", rpc, update_lic(["legal_name"], legal_name="a\rb"), "licensee.legal_name"),
+    ])
+
+    # CreateApiKey.
+    rpc = "AccessService.CreateApiKey"
+    add(text_cases(rpc, create_key, "", "display_name", 200, required=True))
+    add(case(f"{rpc}-request_id-{k}", rpc, create_key(request_id=v), "request_id") for k, v in BAD_REQUEST_IDS.items())
+
+    def now_plus(delta: timedelta) -> Callable[[Ctx], timestamp_pb2.Timestamp]:
+        def stamp(ctx: Ctx) -> timestamp_pb2.Timestamp:
+            result = timestamp_pb2.Timestamp()
+            result.FromDatetime(ctx.clock.now() + delta)
+            return result
+        return stamp
+
+    holder = lambda ctx: ctx.holder_id  # noqa: E731 - reads best inline in the table
+    lic = lambda ctx: ctx.licensee_id  # noqa: E731
+    add([
+        case(f"{rpc}-role-unspecified", rpc, create_key(role=ROLE.ROLE_UNSPECIFIED), "role"),
+        case(f"{rpc}-role-unknown", rpc, create_key(role=99), "role"),
+        case(f"{rpc}-role-negative", rpc, create_key(role=-1), "role"),
+        case(f"{rpc}-rights_holder-without_binding", rpc, create_key(role=ROLE.ROLE_RIGHTS_HOLDER), "rights_holder_id"),
+        case(f"{rpc}-rights_holder-malformed_binding", rpc,
+             create_key(role=ROLE.ROLE_RIGHTS_HOLDER, rights_holder_id="rh_123"), "rights_holder_id"),
+        case(f"{rpc}-rights_holder-licensee_id_as_binding", rpc,
+             create_key(role=ROLE.ROLE_RIGHTS_HOLDER, rights_holder_id=lic), "rights_holder_id"),
+        case(f"{rpc}-rights_holder-with_licensee", rpc,
+             create_key(role=ROLE.ROLE_RIGHTS_HOLDER, rights_holder_id=holder, licensee_id=lic), "licensee_id"),
+        case(f"{rpc}-generator-without_binding", rpc, create_key(role=ROLE.ROLE_GENERATOR), "licensee_id"),
+        case(f"{rpc}-generator-malformed_binding", rpc,
+             create_key(role=ROLE.ROLE_GENERATOR, licensee_id="lic_" + HEX[:8]), "licensee_id"),
+        case(f"{rpc}-generator-with_rights_holder", rpc,
+             create_key(role=ROLE.ROLE_GENERATOR, licensee_id=lic, rights_holder_id=holder), "rights_holder_id"),
+        case(f"{rpc}-admin-with_rights_holder", rpc,
+             create_key(role=ROLE.ROLE_ADMIN, rights_holder_id=holder), "rights_holder_id"),
+        case(f"{rpc}-admin-with_licensee", rpc, create_key(role=ROLE.ROLE_ADMIN, licensee_id=lic), "licensee_id"),
+        case(f"{rpc}-auditor-with_both", rpc, create_key(role=ROLE.ROLE_AUDITOR, rights_holder_id=holder,
+                                                         licensee_id=lic), "rights_holder_id", "licensee_id"),
+        case(f"{rpc}-expire_time-past", rpc, create_key(expire_time=now_plus(-timedelta(days=1))), "expire_time"),
+        case(f"{rpc}-expire_time-now", rpc, create_key(expire_time=now_plus(-timedelta(seconds=1))), "expire_time"),
+        case(f"{rpc}-expire_time-epoch", rpc, create_key(expire_time=timestamp_pb2.Timestamp()), "expire_time"),
+        case(f"{rpc}-expire_time-bad_nanos", rpc,
+             create_key(expire_time=timestamp_pb2.Timestamp(seconds=4_000_000_000, nanos=-1)), "expire_time"),
+        case(f"{rpc}-expire_time-too_many_nanos", rpc,
+             create_key(expire_time=timestamp_pb2.Timestamp(seconds=4_000_000_000, nanos=10**9)), "expire_time"),
+        case(f"{rpc}-expire_time-after_year_9999", rpc,
+             create_key(expire_time=timestamp_pb2.Timestamp(seconds=2**62)), "expire_time"),
+        case(f"{rpc}-expire_time-before_year_1", rpc,
+             create_key(expire_time=timestamp_pb2.Timestamp(seconds=-(2**62))), "expire_time"),
+    ])
+
+    # GetApiKey / RevokeApiKey / ListApiKeys.
+    for method, request_type in (("GetApiKey", access_pb.GetApiKeyRequest),
+                                 ("RevokeApiKey", access_pb.RevokeApiKeyRequest)):
+        rpc = f"AccessService.{method}"
+        add(case(f"{rpc}-id-{k}", rpc, fixed(request_type(id=v)), "id") for k, v in bad_ids("api_key").items())
+    rpc = "AccessService.ListApiKeys"
+    keys_list = access_pb.ListApiKeysRequest
+    add([
+        case(f"{rpc}-page_size-negative", rpc, fixed(keys_list(page_size=-7)), "page_size"),
+        case(f"{rpc}-role-unknown", rpc, fixed(keys_list(role=99)), "role"),
+        case(f"{rpc}-page_token-garbage", rpc, fixed(keys_list(page_token="%%%")), "page_token"),
+        case(f"{rpc}-page_token-flipped", rpc,
+             lambda ctx: keys_list(page_token=flipped(ctx.token("ListApiKeys", keys_list()))), "page_token"),
+        case(f"{rpc}-page_token-huge_cursor", rpc,
+             lambda ctx: keys_list(page_token=with_cursor(ctx.token("ListApiKeys", keys_list()), lambda n: 2**63)),
+             "page_token"),
+        case(f"{rpc}-page_token-other_role", rpc,
+             lambda ctx: keys_list(page_token=ctx.token("ListApiKeys", keys_list()), role=ROLE.ROLE_ADMIN),
+             "page_token"),
+        case(f"{rpc}-page_token-other_show_inactive", rpc,
+             lambda ctx: keys_list(page_token=ctx.token("ListApiKeys", keys_list()), show_inactive=True),
+             "page_token"),
+        case(f"{rpc}-page_token-from_rights_holders", rpc,
+             lambda ctx: keys_list(page_token=ctx.token("ListRightsHolders", catalog_pb.ListRightsHoldersRequest())),
+             "page_token"),
+    ])
+    return cases
+
+
+CASES = build_cases()
+
+
+OUTPUT_ONLY = {"state", "create_time", "update_time", "archive_time"}
+
+
+def input_paths(method: Method) -> set[str]:
+    """The field paths a caller can set in ``method``'s request and that can hold a bad value.
+
+    Booleans have no bad value; a resource's output-only fields are ignored by the server, and
+    its id is input only on updates.
+    """
+    paths: set[str] = set()
+    for top in method.request_type.DESCRIPTOR.fields:
+        if top.type == top.TYPE_BOOL:
+            continue
+        resource = top.message_type
+        if resource is None or resource.full_name.startswith("google.protobuf."):
+            paths.add(top.name)
+            continue
+        for sub in resource.fields:
+            if sub.name in OUTPUT_ONLY or (sub.name == "id" and not method.name.startswith("Update")):
+                continue
+            paths.add(f"{top.name}.{sub.name}")
+    return paths
+
+
+def test_every_request_field_has_a_bad_input_case() -> None:
+    """Each settable field of each CatalogService/AccessService request is broken by at least one case."""
+    covered: dict[str, set[str]] = {}
+    for item in CASES:
+        covered.setdefault(item.rpc, set()).update(item.fields)
+    missing = {name: input_paths(m) - covered.get(name, set()) for name, m in METHODS.items()}
+    assert {name: paths for name, paths in missing.items() if paths} == {}
+    assert len({c.name for c in CASES}) == len(CASES)
+
+
+@pytest.fixture(scope="module")
+def targets(catalog: Any, keys: Any) -> tuple[str, str]:
+    """The rights holder and licensee the update cases aim at: those of the session keys, so the
+    scoped keys may update them. Two more of each make sure every list has a second page."""
+    for _ in range(2):
+        marker = unique()
+        catalog.CreateRightsHolder(catalog_pb.CreateRightsHolderRequest(rights_holder={
+            "display_name": f"Studio {marker}", "contact_email": "rights@studio.example"}), metadata=auth(keys.admin))
+        catalog.CreateLicensee(catalog_pb.CreateLicenseeRequest(licensee={
+            "display_name": f"App {marker}", "contact_email": "ops@app.example", "platform": "video-app"}),
+            metadata=auth(keys.admin))
+    return keys.rights_holder_id, keys.licensee_id
+
+
+def everything(catalog: Any, access: Any, keys: Any) -> dict[str, list[Any]]:
+    """Every rights holder, licensee and API key, in every state, as the admin sees them."""
+    def drain(call: Callable[..., Any], request: message.Message, items: str) -> list[Any]:
+        found: list[Any] = []
+        while True:
+            response = call(request, metadata=auth(keys.admin))
+            found.extend(getattr(response, items))
+            if not response.next_page_token:
+                return found
+            request.page_token = response.next_page_token
+
+    return {
+        "rights_holders": [*drain(catalog.ListRightsHolders, catalog_pb.ListRightsHoldersRequest(page_size=1000),
+                                  "rights_holders"),
+                           *drain(catalog.ListRightsHolders,
+                                  catalog_pb.ListRightsHoldersRequest(page_size=1000, state=2), "rights_holders")],
+        "licensees": [*drain(catalog.ListLicensees, catalog_pb.ListLicenseesRequest(page_size=1000), "licensees"),
+                      *drain(catalog.ListLicensees, catalog_pb.ListLicenseesRequest(page_size=1000, state=2),
+                             "licensees")],
+        "api_keys": drain(access.ListApiKeys, access_pb.ListApiKeysRequest(page_size=1000, show_inactive=True),
+                          "api_keys"),
+    }
+
+
+@pytest.mark.parametrize("bad", CASES, ids=str)
+def test_bad_input_is_rejected_naming_the_field_and_changes_nothing(
+    channel: grpc.Channel, catalog: Any, access: Any, keys: Any, clock: Any, targets: tuple[str, str], bad: Case
+) -> None:
+    ctx = Ctx(catalog, access, keys, clock, *targets)
+    request = bad.build(ctx)
+    method = METHODS[bad.rpc]
+    before = everything(catalog, access, keys)
+
+    with pytest.raises(grpc.RpcError) as raised:
+        invoke(channel, method, request, auth(getattr(keys, bad.caller)))
+
+    got = failure(raised.value)
+    assert (got.code, got.reason, got.domain) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", ERROR_DOMAIN)
+    assert set(got.fields) == bad.fields
+    assert got.request_id
+    assert everything(catalog, access, keys) == before
+
+
+def test_longest_allowed_values_are_accepted(catalog: Any, keys: Any) -> None:
+    """The length limits are not off by one: the maxima themselves pass."""
+    local = "r" * 64
+    email = f"{local}@{'s' * (254 - len(local) - 1 - len('.example'))}.example"
+    request = catalog_pb.CreateRightsHolderRequest(rights_holder={
+        "display_name": "d" * 200, "legal_name": "l" * 300, "contact_email": email,
+        "revenue_share_account": "a" * 200}, request_id="r" * 64)
+
+    created = catalog.CreateRightsHolder(request, metadata=auth(keys.admin)).rights_holder
+    licensee = catalog.CreateLicensee(catalog_pb.CreateLicenseeRequest(licensee={
+        "display_name": "d" * 200, "contact_email": "ops@app.example", "platform": "p" * 63}),
+        metadata=auth(keys.admin)).licensee
+
+    assert len(email) == 254
+    assert (len(created.display_name), len(created.legal_name), created.contact_email) == (200, 300, email)
+    assert licensee.platform == "p" * 63
+
+
+# Fuzz: random bytes as the serialized request of every method never crash the server.
+
+FUZZ_PER_METHOD = 60
+CALLERS = ("admin", "rights_holder", "generator", "auditor")
+
+
+PIECES = ("", "a", "Z", " ", "\t", "\x00", "\n", "\x7f", "%", "_", "\\", "'", "ü", "\u202e", "\U0001d518", "@", ".",
+          "-", "rh_", "lic_", "key_", HEX, "x" * 300, "'; DROP TABLE rights_holders; --")
+NUMBERS = (0, 1, 2, 3, 4, 5, 42, -1, 2**31 - 1, -(2**31), 2**62, -(2**62))
+
+
+def random_value(rng: random.Random, descriptor: Any) -> Any:
+    if descriptor.type == descriptor.TYPE_STRING:
+        return "".join(rng.choice(PIECES) for _ in range(rng.randint(0, 4)))
+    if descriptor.type == descriptor.TYPE_BOOL:
+        return rng.random() < 0.5
+    if descriptor.type == descriptor.TYPE_ENUM:
+        return rng.choice((*NUMBERS[:8], 2**31 - 1, -(2**31)))
+    if descriptor.type in (descriptor.TYPE_INT32, descriptor.TYPE_SINT32, descriptor.TYPE_SFIXED32):
+        return rng.choice([n for n in NUMBERS if -(2**31) <= n < 2**31])
+    return rng.choice(NUMBERS)
+
+
+def random_message(rng: random.Random, target: message.Message, depth: int = 0) -> None:
+    """Fill some fields of ``target`` with hostile but well-typed values."""
+    for descriptor in target.DESCRIPTOR.fields:
+        if rng.random() < 0.3:
+            continue
+        if descriptor.message_type is not None:
+            if depth < 2 and not descriptor.is_repeated:
+                random_message(rng, getattr(target, descriptor.name), depth + 1)
+        elif descriptor.is_repeated:
+            getattr(target, descriptor.name).extend(random_value(rng, descriptor) for _ in range(rng.randint(0, 3)))
+        else:
+            setattr(target, descriptor.name, random_value(rng, descriptor))
+
+
+def fuzz_payloads(method: Method) -> list[bytes]:
+    """Random bytes, valid requests with bytes overwritten, and well-typed requests with hostile
+    values (seeded by the method, so a failure reproduces)."""
+    rng = random.Random(method.path)
+    payloads = [b"", b"\x00", b"\xff" * 8, b"\x0a\xff\xff\xff\xff\x0f"]
+    template = method.request_type()
+    random_message(rng, template)
+    seed = template.SerializeToString()
+    while len(payloads) < FUZZ_PER_METHOD:
+        kind = rng.randrange(3)
+        if kind == 0 and seed:
+            mutated = bytearray(seed)
+            for _ in range(rng.randint(1, 4)):
+                mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+            payloads.append(bytes(mutated))
+        elif kind == 1:
+            hostile = method.request_type()
+            random_message(rng, hostile)
+            payloads.append(hostile.SerializeToString())
+        else:
+            payloads.append(rng.randbytes(rng.randint(1, 64)))
+    return payloads
+
+
+@pytest.mark.parametrize("method", list(METHODS.values()), ids=str)
+def test_random_bytes_never_crash_the_server(channel: grpc.Channel, keys: Any, method: Method) -> None:
+    outcomes = []
+    for number, payload in enumerate(fuzz_payloads(method)):
+        caller = getattr(keys, CALLERS[number % len(CALLERS)])
+        try:
+            invoke(channel, method, payload, auth(caller))
+        except grpc.RpcError as error:
+            outcomes.append((payload, failure(error)))
+
+    crashed = [(payload, got.code) for payload, got in outcomes if got.code in NEVER]
+    assert crashed == []
+    assert all(got.domain == ERROR_DOMAIN and got.reason for _, got in outcomes), outcomes
+
+
+UNDECODABLE = b"\x0a\xff\xff\xff\xff\x0f"  # a length-delimited field longer than the message
+
+
+@pytest.mark.parametrize("method", list(METHODS.values()), ids=str)
+def test_an_undecodable_request_is_invalid_argument_after_authentication(
+    channel: grpc.Channel, keys: Any, method: Method
+) -> None:
+    with pytest.raises(grpc.RpcError) as as_admin:
+        invoke(channel, method, UNDECODABLE, auth(keys.admin))
+    with pytest.raises(grpc.RpcError) as anonymous:
+        invoke(channel, method, UNDECODABLE, auth())
+
+    got = failure(as_admin.value)
+    assert (got.code, got.reason, got.fields) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", ("",))
+    assert got.request_id
+    refused = failure(anonymous.value)
+    assert (refused.code, refused.reason) == (grpc.StatusCode.UNAUTHENTICATED, "CREDENTIALS_MISSING")
