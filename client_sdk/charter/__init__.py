@@ -1,0 +1,66 @@
+"""Charter: the Python SDK of the opt-in character licensing service.
+
+`Client` (synchronous) and `AsyncClient` (asyncio) call the Charter service;
+failures raise `CharterError` subclasses, one per gRPC status code, with a
+machine-readable `reason`. The generated contract lives in `charter.v1`.
+
+Example:
+    ```python
+    import charter
+
+    with charter.Client("localhost:50051", api_key="key_...") as client:
+        me = client.get_caller()
+    ```
+"""
+
+from charter._options import RetryPolicy
+from charter._version import __version__
+from charter.aio import AsyncClient
+from charter.client import Client
+from charter.errors import (
+    AbortedError,
+    AlreadyExistsError,
+    CancelledError,
+    CharterError,
+    DataLossError,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    FieldViolation,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+    OutOfRangeError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    UnauthenticatedError,
+    UnavailableError,
+    UnimplementedError,
+    UnknownError,
+)
+from charter.v1.api_key_pb2 import Role
+
+__all__ = [
+    "AbortedError",
+    "AlreadyExistsError",
+    "AsyncClient",
+    "CancelledError",
+    "CharterError",
+    "Client",
+    "DataLossError",
+    "DeadlineExceededError",
+    "FailedPreconditionError",
+    "FieldViolation",
+    "InternalError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "OutOfRangeError",
+    "PermissionDeniedError",
+    "ResourceExhaustedError",
+    "RetryPolicy",
+    "Role",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "UnimplementedError",
+    "UnknownError",
+    "__version__",
+]

@@ -1,0 +1,239 @@
+"""Connection options shared by `Client` and `AsyncClient`.
+
+Everything here is pure: validation, the gRPC service config, channel options,
+credentials and call metadata. The two clients differ only in how they create
+the channel and await the calls, so keeping this in one place means they cannot
+drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+from charter._version import __version__
+
+# Every service of the charter.v1 contract. The retry policy applies to each one;
+# a test compares this list with the services found in the generated code, so a
+# new service cannot be forgotten.
+CHARTER_SERVICES: tuple[str, ...] = (
+    "charter.v1.AccessService",
+    "charter.v1.CatalogService",
+)
+
+REQUEST_ID_HEADER = "x-request-id"
+AUTHORIZATION_HEADER = "authorization"
+DEFAULT_TIMEOUT = 10.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How the client retries calls that fail with `UNAVAILABLE`.
+
+    The policy becomes a gRPC service config `retryPolicy`, so gRPC itself
+    retries, with exponential backoff and jitter, within the call's deadline.
+    Only `UNAVAILABLE` is retried: the Charter server returns it only when the
+    call changed nothing, and create calls carry a `request_id` so a retry never
+    creates twice.
+
+    Attributes:
+        max_attempts: The number of attempts including the first, 2 to 5 (gRPC
+            caps attempts at 5).
+        initial_backoff: Seconds before the first retry, at most (gRPC
+            randomises each backoff between 0 and the current bound).
+        max_backoff: The upper bound of a backoff, in seconds.
+        backoff_multiplier: The factor applied to the bound after each retry.
+
+    Raises:
+        ValueError: If a value is out of range.
+    """
+
+    max_attempts: int = 4
+    initial_backoff: float = 0.1
+    max_backoff: float = 2.0
+    backoff_multiplier: float = 2.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
+            raise TypeError("max_attempts must be an int")
+        if not 2 <= self.max_attempts <= 5:
+            raise ValueError(f"max_attempts must be between 2 and 5, got {self.max_attempts}")
+        for name in ("initial_backoff", "max_backoff", "backoff_multiplier"):
+            value = getattr(self, name)
+            if not _is_positive_number(value):
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if self.max_backoff < self.initial_backoff:
+            raise ValueError("max_backoff must not be smaller than initial_backoff")
+
+
+def service_config(retry: RetryPolicy | None, services: Sequence[str] = CHARTER_SERVICES) -> str:
+    """Returns the gRPC service config JSON for a retry policy.
+
+    Args:
+        retry: The policy, or None for no retries (an empty method config).
+        services: The fully qualified services the policy applies to.
+
+    Returns:
+        The JSON text for the `grpc.service_config` channel option.
+    """
+    if retry is None:
+        return json.dumps({"methodConfig": []})
+    method_config = {
+        "name": [{"service": service} for service in services],
+        "retryPolicy": {
+            "maxAttempts": retry.max_attempts,
+            "initialBackoff": _duration(retry.initial_backoff),
+            "maxBackoff": _duration(retry.max_backoff),
+            "backoffMultiplier": retry.backoff_multiplier,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        },
+    }
+    return json.dumps({"methodConfig": [method_config]})
+
+
+def _duration(seconds: float) -> str:
+    # Service config durations use the protobuf JSON form: decimal seconds with an
+    # "s" suffix and at most nine fractional digits (no exponent, so not repr()).
+    text = f"{seconds:.9f}".rstrip("0").rstrip(".")
+    return f"{text}s"
+
+
+def _is_positive_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+DEFAULT_RETRY = RetryPolicy()
+"""The retry policy clients use unless told otherwise (frozen, so safe to share)."""
+
+
+def new_request_id() -> str:
+    """Returns a fresh request id: a random UUID as 32 lowercase hex digits."""
+    return uuid.uuid4().hex
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """The validated connection options of a client (private; built by the clients)."""
+
+    target: str
+    api_key: str | None
+    root_certificates: bytes | None
+    client_certificate: bytes | None
+    client_private_key: bytes | None
+    secure: bool
+    timeout: float | None
+    retry: RetryPolicy | None
+    options: tuple[tuple[str, Any], ...]
+
+    @classmethod
+    def create(
+        cls,
+        target: str,
+        *,
+        api_key: str | None,
+        root_certificates: bytes | None,
+        client_certificate: bytes | None,
+        client_private_key: bytes | None,
+        secure: bool,
+        timeout: float | None,
+        retry: RetryPolicy | None,
+        options: Sequence[tuple[str, Any]],
+    ) -> ClientConfig:
+        """Validates the options and returns them as a config.
+
+        Raises:
+            ValueError: If an option has a bad value.
+            TypeError: If an option has the wrong type.
+        """
+        if not isinstance(target, str) or not target.strip():
+            raise ValueError("target must be a non-empty string such as 'localhost:50051'")
+        if api_key is not None:
+            if not isinstance(api_key, str):
+                raise TypeError("api_key must be a string")
+            # A secret with whitespace or control characters cannot be a valid key
+            # and would be rejected by gRPC as metadata with a far vaguer error.
+            if not api_key or any(ch.isspace() or not ch.isprintable() for ch in api_key):
+                raise ValueError("api_key must be non-empty and contain no whitespace")
+        for name, value in (
+            ("root_certificates", root_certificates),
+            ("client_certificate", client_certificate),
+            ("client_private_key", client_private_key),
+        ):
+            if value is not None and not isinstance(value, bytes):
+                raise TypeError(f"{name} must be bytes (PEM), not {type(value).__name__}")
+        if (client_certificate is None) != (client_private_key is None):
+            raise ValueError("client_certificate and client_private_key must be given together")
+        check_timeout(timeout, allow_none=True)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError("retry must be a RetryPolicy or None")
+        option_pairs = tuple(options)
+        for pair in option_pairs:
+            if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)):
+                raise TypeError("options must be (name, value) pairs of gRPC channel arguments")
+        return cls(
+            target=target.strip(),
+            api_key=api_key,
+            root_certificates=root_certificates,
+            client_certificate=client_certificate,
+            client_private_key=client_private_key,
+            # Sending a client certificate only makes sense over TLS.
+            secure=secure or root_certificates is not None or client_certificate is not None,
+            timeout=None if timeout is None else float(timeout),
+            retry=retry,
+            options=option_pairs,
+        )
+
+    def channel_options(self) -> list[tuple[str, Any]]:
+        """Returns the gRPC channel arguments: retries, service config, user agent, extras."""
+        merged: dict[str, Any] = {
+            "grpc.primary_user_agent": f"charter-sdk/{__version__}",
+            "grpc.enable_retries": 1 if self.retry is not None else 0,
+            "grpc.service_config": service_config(self.retry),
+        }
+        # Caller-supplied arguments win, so anything above can be overridden on purpose.
+        merged.update(self.options)
+        return list(merged.items())
+
+    def channel_credentials(self) -> grpc.ChannelCredentials | None:
+        """Returns TLS credentials for a secure channel, or None for plaintext."""
+        if not self.secure:
+            return None
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.root_certificates,
+            private_key=self.client_private_key,
+            certificate_chain=self.client_certificate,
+        )
+
+    def metadata(self, request_id: str) -> tuple[tuple[str, str], ...]:
+        """Returns the metadata of one call: credentials and its request id."""
+        if self.api_key is None:
+            return ((REQUEST_ID_HEADER, request_id),)
+        return (
+            (AUTHORIZATION_HEADER, f"Bearer {self.api_key}"),
+            (REQUEST_ID_HEADER, request_id),
+        )
+
+    def deadline(self, timeout: float | None) -> float | None:
+        """Returns the timeout of one call: the per-call override or the default.
+
+        Raises:
+            ValueError: If the override is not a positive number.
+        """
+        if timeout is None:
+            return self.timeout
+        check_timeout(timeout, allow_none=False)
+        return float(timeout)
+
+
+def check_timeout(timeout: float | None, *, allow_none: bool) -> None:
+    """Raises ValueError unless the timeout is a positive number (or None when allowed)."""
+    if timeout is None and allow_none:
+        return
+    if not _is_positive_number(timeout):
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")

@@ -1,0 +1,75 @@
+"""The root `charter` command: global options and one sub-command group per module.
+
+A new resource adds a module with its own `typer.Typer()` group and one
+`add_typer` line here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from charter._options import DEFAULT_TIMEOUT
+from charter.cli import api_keys, licensees, rights_holders
+from charter.cli._context import Settings
+
+app = typer.Typer(
+    name="charter",
+    help="Charter, the opt-in character licensing service: manage rights holders, licensees and API keys.",
+    no_args_is_help=True,
+    add_completion=False,
+    # Tracebacks with local variables would print the API key.
+    pretty_exceptions_show_locals=False,
+)
+
+app.add_typer(rights_holders.app, name="rights-holders")
+app.add_typer(licensees.app, name="licensees")
+app.add_typer(api_keys.app, name="api-keys")
+app.command("whoami")(api_keys.whoami)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    *,
+    target: Annotated[
+        str, typer.Option(envvar="CHARTER_TARGET", help="The server address, host:port.")
+    ] = "localhost:50051",
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CHARTER_API_KEY",
+            help="The API key secret. Prefer the environment variable: flags show up in process lists.",
+            show_default=False,
+        ),
+    ] = None,
+    tls_ca: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-ca",
+            envvar="CHARTER_TLS_CA",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="PEM root certificates to verify the server with; turns on TLS.",
+            show_default=False,
+        ),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print protobuf JSON for scripts instead of tables.")
+    ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option(envvar="CHARTER_TIMEOUT", min=0.001, help="The deadline of each call, in seconds."),
+    ] = DEFAULT_TIMEOUT,
+) -> None:
+    """Charter, the opt-in character licensing service."""
+    ctx.obj = Settings(
+        target=target,
+        api_key=api_key or None,
+        root_certificates=tls_ca.read_bytes() if tls_ca is not None else None,
+        json_output=json_output,
+        timeout=timeout,
+    )

@@ -1,0 +1,194 @@
+"""The AsyncClient against an in-process fake server, driven with asyncio.run inside sync tests."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import charter
+import grpc
+import pytest
+from charter import AsyncClient, RetryPolicy
+from charter.v1 import api_key_pb2, licensee_pb2, rights_holder_pb2
+
+from ._fakes import API_KEY, CALLER_ID, RunningFake
+
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_T = TypeVar("_T")
+
+
+def _run(server: RunningFake, scenario: Callable[[AsyncClient], Awaitable[_T]], **options: object) -> _T:
+    """Runs a scenario with a client created inside the event loop (grpc.aio channels belong to one loop)."""
+
+    async def main() -> _T:
+        async with AsyncClient(server.target, api_key=API_KEY, **options) as client:  # type: ignore[arg-type]
+            return await scenario(client)
+
+    return asyncio.run(main())
+
+
+def test_calls_send_the_key_and_a_fresh_request_id(server: RunningFake) -> None:
+    async def scenario(client: AsyncClient) -> tuple[rights_holder_pb2.RightsHolder, rights_holder_pb2.RightsHolder]:
+        created = await client.create_rights_holder(display_name="Studio", contact_email="s@example.com")
+        return created, await client.get_rights_holder(created.id)
+
+    created, fetched = _run(server, scenario)
+
+    first, second = server.fake.calls
+    assert fetched == created
+    assert first.metadata["authorization"] == f"Bearer {API_KEY}"
+    assert _HEX32.fullmatch(first.metadata["x-request-id"])
+    assert first.metadata["x-request-id"] != second.metadata["x-request-id"]
+    assert _HEX32.fullmatch(first.request.request_id)
+
+
+def test_list_is_an_async_iterator_following_page_tokens(server: RunningFake) -> None:
+    async def scenario(client: AsyncClient) -> tuple[list[str], list[str], int]:
+        created = [
+            (await client.create_licensee(display_name=f"L{i}", contact_email="l@example.com", platform="app")).id
+            for i in range(5)
+        ]
+        server.fake.calls.clear()
+        pager = client.list_licensees(page_size=2)
+        calls_before_iterating = len(server.fake.calls)
+        listed = [lic.id async for lic in pager]
+        return created, listed, calls_before_iterating
+
+    created, listed, calls_before_iterating = _run(server, scenario)
+
+    assert calls_before_iterating == 0
+    assert listed == created
+    assert [c.request.page_token for c in server.fake.calls_of("ListLicensees")] == ["", "2", "4"]
+
+
+def test_update_archive_and_api_keys(server: RunningFake) -> None:
+    async def scenario(client: AsyncClient) -> tuple[licensee_pb2.Licensee, api_key_pb2.ApiKey, list[str]]:
+        lic = await client.create_licensee(display_name="A", contact_email="a@example.com", platform="app")
+        await client.update_licensee(lic.id, display_name="B")
+        archived = await client.archive_licensee(lic.id)
+        created = await client.create_api_key(display_name="k", role="ROLE_AUDITOR")
+        await client.get_api_key(created.api_key.id)
+        revoked = await client.revoke_api_key(created.api_key.id)
+        keys = [k.id async for k in client.list_api_keys(role="auditor", show_inactive=True)]
+        await client.update_rights_holder(
+            (await client.create_rights_holder(display_name="S", contact_email="s@example.com")).id,
+            contact_email="t@example.com",
+        )
+        return archived, revoked, keys
+
+    archived, revoked, keys = _run(server, scenario)
+
+    assert list(server.fake.calls_of("UpdateLicensee")[0].request.update_mask.paths) == ["display_name"]
+    assert list(server.fake.calls_of("UpdateRightsHolder")[0].request.update_mask.paths) == ["contact_email"]
+    assert archived.display_name == "B"
+    assert archived.state == licensee_pb2.Licensee.STATE_ARCHIVED
+    assert revoked.state == api_key_pb2.ApiKey.STATE_REVOKED
+    assert keys == [revoked.id]
+
+
+def test_errors_are_typed_with_reason_and_request_id(server: RunningFake) -> None:
+    async def scenario(client: AsyncClient) -> charter.CharterError:
+        try:
+            await client.get_licensee("lic_missing")
+        except charter.CharterError as exc:
+            return exc
+        raise AssertionError("no error raised")
+
+    error = _run(server, scenario)
+
+    (call,) = server.fake.calls
+    assert type(error) is charter.NotFoundError
+    assert error.reason == "LICENSEE_NOT_FOUND"
+    assert error.request_id == call.metadata["x-request-id"]
+
+
+def test_validation_errors_carry_field_violations(server: RunningFake) -> None:
+    async def scenario(client: AsyncClient) -> None:
+        await client.create_rights_holder(display_name="", contact_email="")
+
+    with pytest.raises(charter.InvalidArgumentError) as exc:
+        _run(server, scenario)
+
+    assert exc.value.reason == "INVALID_FIELD"
+    assert {v.field for v in exc.value.field_violations} == {
+        "rights_holder.display_name",
+        "rights_holder.contact_email",
+    }
+
+
+def test_unavailable_is_retried(server: RunningFake) -> None:
+    server.fake.fail("GetCaller", grpc.StatusCode.UNAVAILABLE, "STORAGE_BUSY", times=2)
+
+    async def scenario(client: AsyncClient) -> api_key_pb2.ApiKey:
+        return await client.get_caller()
+
+    caller = _run(server, scenario, retry=RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.02))
+
+    assert caller.id == CALLER_ID
+    assert len(server.fake.calls_of("GetCaller")) == 3
+
+
+def test_no_retry_policy_means_one_attempt(server: RunningFake) -> None:
+    server.fake.fail("GetCaller", grpc.StatusCode.UNAVAILABLE, "STORAGE_BUSY", times=1)
+
+    async def scenario(client: AsyncClient) -> api_key_pb2.ApiKey:
+        return await client.get_caller()
+
+    with pytest.raises(charter.UnavailableError) as exc:
+        _run(server, scenario, retry=None)
+
+    assert exc.value.reason == "STORAGE_BUSY"
+    assert len(server.fake.calls_of("GetCaller")) == 1
+
+
+def test_deadlines_default_and_per_call(server: RunningFake) -> None:
+    server.fake.delays["GetCaller"] = 0.5
+
+    async def per_call(client: AsyncClient) -> api_key_pb2.ApiKey:
+        return await client.get_caller(timeout=0.05)
+
+    async def by_default(client: AsyncClient) -> api_key_pb2.ApiKey:
+        return await client.get_caller()
+
+    with pytest.raises(charter.DeadlineExceededError) as first:
+        _run(server, per_call)
+    with pytest.raises(charter.DeadlineExceededError) as second:
+        _run(server, by_default, timeout=0.05)
+
+    assert first.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert second.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_pager_errors_surface_during_iteration(server: RunningFake) -> None:
+    async def scenario(client: AsyncClient) -> list[str]:
+        return [k.id async for k in client.list_api_keys(page_size=-1)]
+
+    with pytest.raises(charter.InvalidArgumentError) as exc:
+        _run(server, scenario)
+
+    assert [v.field for v in exc.value.field_violations] == ["page_size"]
+
+
+def test_bad_arguments_fail_before_any_call(server: RunningFake) -> None:
+    async def scenario(client: AsyncClient) -> None:
+        client.list_rights_holders(state="gone")
+
+    with pytest.raises(ValueError) as exc:
+        _run(server, scenario)
+
+    assert exc.type is ValueError
+    assert server.fake.calls == []
+
+
+def test_close_is_idempotent(server: RunningFake) -> None:
+    async def main() -> str:
+        client = AsyncClient(server.target, api_key=API_KEY)
+        await client.close()
+        await client.close()
+        return repr(client)
+
+    text = asyncio.run(main())
+
+    assert API_KEY not in text

@@ -1,0 +1,116 @@
+"""Pins the public surface of the `charter` package so changes to it are deliberate."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import subprocess
+import sys
+
+import charter
+from charter import AsyncClient, Client
+from charter.cli import main
+
+EXPECTED_ALL = [
+    "AbortedError",
+    "AlreadyExistsError",
+    "AsyncClient",
+    "CancelledError",
+    "CharterError",
+    "Client",
+    "DataLossError",
+    "DeadlineExceededError",
+    "FailedPreconditionError",
+    "FieldViolation",
+    "InternalError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "OutOfRangeError",
+    "PermissionDeniedError",
+    "ResourceExhaustedError",
+    "RetryPolicy",
+    "Role",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "UnimplementedError",
+    "UnknownError",
+    "__version__",
+]
+
+# Role is generated code, documented by its .proto comments.
+_GENERATED = {"Role", "__version__"}
+
+
+def test_all_is_pinned() -> None:
+    assert charter.__all__ == EXPECTED_ALL
+    assert all(hasattr(charter, name) for name in charter.__all__)
+
+
+def test_version_matches_the_installed_distribution() -> None:
+    assert charter.__version__ == importlib.metadata.version("charter-sdk")
+
+
+def test_every_public_symbol_has_a_docstring() -> None:
+    undocumented = [
+        name
+        for name in charter.__all__
+        if name not in _GENERATED and not (inspect.getdoc(getattr(charter, name)) or "").strip()
+    ]
+
+    assert undocumented == []
+    assert inspect.getdoc(charter)
+    assert inspect.getdoc(main)
+
+
+def _public_methods(cls: type) -> dict[str, inspect.Signature]:
+    return {
+        name: inspect.signature(member)
+        for name, member in vars(cls).items()
+        if not name.startswith("_") and callable(member)
+    }
+
+
+def test_both_clients_have_the_same_methods_and_parameters() -> None:
+    sync_methods = _public_methods(Client)
+    async_methods = _public_methods(AsyncClient)
+
+    assert sync_methods.keys() == async_methods.keys()
+    for name, signature in sync_methods.items():
+        assert list(signature.parameters) == list(async_methods[name].parameters), name
+
+
+def test_client_methods_are_documented_with_args_returns_and_raises() -> None:
+    for cls in (Client, AsyncClient):
+        for name in _public_methods(cls):
+            doc = inspect.getdoc(getattr(cls, name)) or ""
+            assert "Returns:" in doc or name == "close", f"{cls.__name__}.{name}"
+            assert "Raises:" in doc or name == "close", f"{cls.__name__}.{name}"
+
+
+def test_async_client_methods_are_coroutines_and_listings_async_iterators() -> None:
+    for name in _public_methods(AsyncClient):
+        method = getattr(AsyncClient, name)
+        if name.startswith("list_"):
+            assert not inspect.iscoroutinefunction(method), name
+            assert "AsyncIterator" in str(inspect.signature(method).return_annotation), name
+        else:
+            assert inspect.iscoroutinefunction(method), name
+
+
+def test_every_option_is_keyword_only_except_the_target() -> None:
+    for cls in (Client, AsyncClient):
+        parameters = list(inspect.signature(cls).parameters.values())
+        assert parameters[0].name == "target"
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters[1:])
+
+
+def test_importing_charter_pulls_in_no_cli_or_server_dependencies() -> None:
+    # A fresh interpreter: this test process has long since imported typer and friends.
+    code = (
+        "import sys, charter; "
+        "print(','.join(m for m in ('typer', 'rich', 'sqlalchemy', 'structlog', 'charter_server') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+    assert result.stdout.strip() == ""
