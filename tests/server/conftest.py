@@ -1,0 +1,154 @@
+"""Fixtures of the server tests: fresh databases per backend, dedicated servers, captured logs."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from charter_server import logs
+from charter_server.app import CharterServer, build_server
+from charter_server.config import Settings
+from charter_server.storage import migrate
+from charter_server.storage.database import Database
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Undo whatever a test (or a CLI it invokes) did to the structlog and logging setup."""
+    config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.configure(**config)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No CHARTER_* variable from the outer environment leaks into settings under test."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("CHARTER_"):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+@contextmanager
+def _postgres_database(admin_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database next to ``admin_url``'s, dropped afterwards."""
+    import psycopg
+
+    name = f"charter_srv_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{admin_url.rpartition('/')[0]}/{name}"
+    finally:
+        with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def fresh_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database (no schema at all) of the same backend as ``database_url``."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    with _postgres_database(database_url) as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
+    """An empty PostgreSQL database (skips, with the reason, where PostgreSQL is unreachable)."""
+    with _postgres_database(postgres_url) as url:
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A migrated SQLite database file of its own."""
+    url = f"sqlite:///{tmp_path / 'own.db'}"
+    db = Database(url)
+    try:
+        migrate.upgrade(db.engine)
+    finally:
+        db.dispose()
+    return url
+
+
+@pytest.fixture
+def migrated_db(fresh_database_url: str) -> Iterator[Database]:
+    """A fresh database made by the migrations, disposed afterwards."""
+    db = Database(fresh_database_url)
+    migrate.upgrade(db.engine)
+    try:
+        yield db
+    finally:
+        db.dispose()
+
+
+ServerFactory = Callable[..., CharterServer]
+
+
+@pytest.fixture
+def server_factory(clock: Any) -> Iterator[ServerFactory]:
+    """Build and start dedicated servers (``server_factory(database_url=..., **settings)``); all stop at the end."""
+    started: list[CharterServer] = []
+
+    def start(**overrides: Any) -> CharterServer:
+        values: dict[str, Any] = {
+            "listen": "127.0.0.1:0",
+            "migrate": True,
+            "log_format": "json",
+            "shutdown_grace_seconds": 1.0,
+        }
+        values.update(overrides)
+        built = build_server(Settings(**values), clock=clock)
+        built.start()
+        started.append(built)
+        return built
+
+    yield start
+    for built in started:
+        built.stop(grace=0)
+
+
+@dataclass
+class CapturedLogs:
+    """Everything structlog rendered (as JSON lines) while the fixture was active."""
+
+    buffer: io.StringIO
+
+    @property
+    def text(self) -> str:
+        return self.buffer.getvalue()
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The parsed log lines, optionally only those of one event name."""
+        lines = [json.loads(line) for line in self.text.splitlines() if line.strip()]
+        return [line for line in lines if name is None or line.get("event") == name]
+
+
+@pytest.fixture
+def captured_logs() -> CapturedLogs:
+    """The production JSON log setup, writing into a buffer instead of stderr."""
+    buffer = io.StringIO()
+    logs.configure("json", "debug")
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=buffer))
+    return CapturedLogs(buffer)

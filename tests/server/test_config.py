@@ -1,0 +1,199 @@
+"""Settings: CHARTER_* variables are parsed by type, overrides win, and every rule names its setting."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+from charter_server.config import Settings, SettingsError
+
+from ._support import run_cli
+
+
+def test_defaults_are_valid() -> None:
+    settings = Settings.from_env({})
+
+    assert settings == Settings()
+
+
+def test_environment_variables_are_parsed_by_type() -> None:
+    env = {
+        "CHARTER_LISTEN": "0.0.0.0:6000",
+        "CHARTER_DATABASE_URL": "postgresql://charter@db.internal/charter",
+        "CHARTER_MIGRATE": "yes",
+        "CHARTER_MAX_WORKERS": "4",
+        "CHARTER_MAX_MESSAGE_BYTES": "1024",
+        "CHARTER_SHUTDOWN_GRACE_SECONDS": "2.5",
+        "CHARTER_AUTH_CACHE_SECONDS": "0",
+        "CHARTER_LOG_FORMAT": "console",
+        "UNRELATED": "ignored",
+    }
+
+    settings = Settings.from_env(env)
+
+    assert settings.listen == "0.0.0.0:6000"
+    assert settings.port == 6000
+    assert settings.database_url == "postgresql://charter@db.internal/charter"
+    assert settings.migrate is True
+    assert settings.max_workers == 4
+    assert settings.max_message_bytes == 1024
+    assert settings.shutdown_grace_seconds == 2.5
+    assert settings.auth_cache_seconds == 0.0
+    assert settings.log_format == "console"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1", True),
+        ("true", True),
+        ("YES", True),
+        (" on ", True),
+        ("0", False),
+        ("false", False),
+        ("No", False),
+        ("off", False),
+        ("", False),
+    ],
+)
+def test_booleans(raw: str, expected: bool) -> None:
+    assert Settings.from_env({"CHARTER_MIGRATE": raw}).migrate is expected
+
+
+def test_overrides_win_over_the_environment_and_none_means_unset() -> None:
+    env = {"CHARTER_MAX_WORKERS": "4", "CHARTER_LOG_LEVEL": "debug"}
+
+    settings = Settings.from_env(env, max_workers=8, log_level=None)
+
+    assert settings.max_workers == 8
+    assert settings.log_level == "debug"
+
+
+def test_from_env_reads_the_process_environment(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("CHARTER_MAX_CONCURRENT_RPCS", "7")
+
+    assert Settings.from_env().max_concurrent_rpcs == 7
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("CHARTER_MIGRATE", "maybe"),
+        ("CHARTER_MAX_WORKERS", "four"),
+        ("CHARTER_MAX_WORKERS", "1.5"),
+        ("CHARTER_SHUTDOWN_GRACE_SECONDS", "soon"),
+    ],
+)
+def test_unparseable_values_name_the_setting(variable: str, raw: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: raw})
+
+    assert variable in str(caught.value)
+
+
+def _file(tmp_path: Path, name: str) -> str:
+    path = tmp_path / name
+    path.write_text("not really PEM; validation only checks the file exists\n")
+    return str(path)
+
+
+INVALID: list[tuple[str, dict[str, Any]]] = [
+    ("listen", {"listen": "no-port"}),
+    ("listen", {"listen": ":50051"}),
+    ("listen", {"listen": "127.0.0.1:99999"}),
+    ("listen", {"listen": "127.0.0.1:http"}),
+    ("metrics_listen", {"metrics_listen": "localhost"}),
+    ("database_url", {"database_url": "not a url"}),
+    ("database_url", {"database_url": "mysql://root@localhost/charter"}),
+    ("database_url", {"database_url": "sqlite://"}),
+    ("database_url", {"database_url": "sqlite:///:memory:"}),
+    ("log_format", {"log_format": "xml"}),
+    ("log_level", {"log_level": "verbose"}),
+    ("max_workers", {"max_workers": 0}),
+    ("max_concurrent_rpcs", {"max_concurrent_rpcs": 0}),
+    ("max_message_bytes", {"max_message_bytes": -1}),
+    ("db_busy_timeout_ms", {"db_busy_timeout_ms": 0}),
+    ("db_pool_size", {"db_pool_size": 0}),
+    ("shutdown_grace_seconds", {"shutdown_grace_seconds": -0.5}),
+    ("auth_cache_seconds", {"auth_cache_seconds": -1.0}),
+]
+
+
+@pytest.mark.parametrize(("name", "values"), INVALID, ids=[f"{n}-{i}" for i, (n, _) in enumerate(INVALID)])
+def test_every_rule_names_its_setting(name: str, values: dict[str, Any]) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({}, **values)
+    with pytest.raises(SettingsError) as direct:
+        Settings(**values).validate()
+
+    message = str(caught.value)
+    assert name in message
+    assert f"CHARTER_{name.upper()}" in message
+    assert str(direct.value) == message
+
+
+def test_tls_files_must_come_together_and_exist(tmp_path: Path) -> None:
+    cert, key, ca = _file(tmp_path, "cert.pem"), _file(tmp_path, "key.pem"), _file(tmp_path, "ca.pem")
+    cases: dict[str, tuple[dict[str, Any], str]] = {
+        "cert without key": ({"tls_cert_file": cert}, "tls_cert_file"),
+        "key without cert": ({"tls_key_file": key}, "tls_cert_file"),
+        "client CA without server cert": ({"tls_client_ca_file": ca}, "tls_client_ca_file"),
+        "missing cert": ({"tls_cert_file": str(tmp_path / "nope.pem"), "tls_key_file": key}, "tls_cert_file"),
+        "missing key": ({"tls_cert_file": cert, "tls_key_file": str(tmp_path / "nope.pem")}, "tls_key_file"),
+        "missing CA": (
+            {"tls_cert_file": cert, "tls_key_file": key, "tls_client_ca_file": str(tmp_path)},
+            "tls_client_ca_file",
+        ),
+    }
+    named: dict[str, str] = {}
+    for case, (values, _) in cases.items():
+        with pytest.raises(SettingsError) as caught:
+            Settings(**values).validate()
+        named[case] = str(caught.value)
+
+    for case, (_, name) in cases.items():
+        assert name in named[case], case
+    Settings(tls_cert_file=cert, tls_key_file=key, tls_client_ca_file=ca).validate()
+
+
+def test_settings_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings().listen = "0.0.0.0:1"  # type: ignore[misc]
+
+
+# The command line ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "name"),
+    [
+        (["--max-workers", "0"], {}, "max_workers"),
+        (["--listen", "nowhere"], {}, "listen"),
+        ([], {"CHARTER_LOG_FORMAT": "xml"}, "log_format"),
+        (
+            [],
+            {"CHARTER_DATABASE_URL": "mysql://root@localhost/a-rather-long-database-name-to-make-the-line-wrap"},
+            "database_url",
+        ),
+    ],
+)
+def test_a_bad_setting_exits_2_with_one_line(
+    clean_env: pytest.MonkeyPatch, args: list[str], env: dict[str, str], name: str
+) -> None:
+    result = run_cli([*args, "migrate"], env)
+
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert name in lines[0]
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+
+
+def test_a_malformed_number_exits_2_without_a_traceback(clean_env: pytest.MonkeyPatch) -> None:
+    result = run_cli(["migrate"], {"CHARTER_MAX_WORKERS": "many"})
+
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
