@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from charter_server.app import CharterServer, build_server
 from charter_server.config import Settings
 from charter_server.domain.models import Principal, Role
@@ -106,8 +105,9 @@ def moved_clock(clock: TestClock) -> Iterator[TestClock]:
 @pytest.fixture(scope="session")
 def server(database_url: str, clock: TestClock) -> Iterator[CharterServer]:
     """A running server on a free loopback port, one per backend."""
-    settings = Settings(listen="127.0.0.1:0", database_url=database_url, migrate=True, log_format="json",
-                        shutdown_grace_seconds=1.0)
+    settings = Settings(
+        listen="127.0.0.1:0", database_url=database_url, migrate=True, log_format="json", shutdown_grace_seconds=1.0
+    )
     built = build_server(settings, clock=clock)
     built.start()
     try:
@@ -151,8 +151,11 @@ def make_keys(server: CharterServer, label: str = "") -> Keys:
         staff, LicenseeInput(display_name=f"App {suffix}", contact_email="ops@app.example", platform="test-app")
     )
     secrets = {}
-    for role, rh, lic in ((Role.RIGHTS_HOLDER, holder.id, ""), (Role.GENERATOR, "", licensee.id),
-                          (Role.AUDITOR, "", "")):
+    for role, rh, lic in (
+        (Role.RIGHTS_HOLDER, holder.id, ""),
+        (Role.GENERATOR, "", licensee.id),
+        (Role.AUDITOR, "", ""),
+    ):
         secrets[role] = services.access.create_api_key(
             staff, ApiKeyInput(f"test {role.value}", role, rights_holder_id=rh, licensee_id=lic)
         ).secret

@@ -2,7 +2,9 @@
 
 `Client` (synchronous) and `AsyncClient` (asyncio) call the Charter service;
 failures raise `CharterError` subclasses, one per gRPC status code, with a
-machine-readable `reason`. The generated contract lives in `charter.v1`.
+machine-readable `reason`. The generated contract lives in `charter.v1`;
+`charter.alias` builds a character's alias, and `charter.catalog_file` reads
+the documented CSV and JSON catalogue import files.
 
 Example:
     ```python
@@ -14,6 +16,7 @@ Example:
 """
 
 from charter._options import RetryPolicy
+from charter._requests import alias
 from charter._version import __version__
 from charter.aio import AsyncClient
 from charter.client import Client
@@ -63,4 +66,5 @@ __all__ = [
     "UnimplementedError",
     "UnknownError",
     "__version__",
+    "alias",
 ]

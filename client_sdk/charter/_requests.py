@@ -8,7 +8,7 @@ resource adds its builders here and thin methods to both clients.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 from google.protobuf import field_mask_pb2, timestamp_pb2
@@ -19,8 +19,10 @@ from charter.v1 import (
     access_service_pb2,
     api_key_pb2,
     catalog_service_pb2,
+    character_pb2,
     licensee_pb2,
     rights_holder_pb2,
+    terms_pb2,
 )
 
 if TYPE_CHECKING:
@@ -79,6 +81,111 @@ def parse_licensee_state(value: int | str) -> licensee_pb2.Licensee.State.ValueT
     return parse_enum(licensee_pb2.Licensee.State, value, prefix="STATE_", what="state")
 
 
+def parse_character_state(value: int | str) -> character_pb2.Character.State.ValueType:
+    """Returns the Character.State for `"opted_in"`, `"STATE_SUSPENDED"` and the like."""
+    return parse_enum(character_pb2.Character.State, value, prefix="STATE_", what="character state")
+
+
+def parse_alias_kind(value: int | str) -> character_pb2.Alias.Kind.ValueType:
+    """Returns the Alias.Kind for `"short_name"`, `"KIND_ROMANIZATION"` and the like."""
+    return parse_enum(character_pb2.Alias.Kind, value, prefix="KIND_", what="alias kind")
+
+
+def parse_use_type(value: int | str) -> terms_pb2.UseType.ValueType:
+    """Returns the UseType for `"video_generation"`, `"USE_TYPE_CAMEO"` and the like."""
+    return parse_enum(terms_pb2.UseType, value, prefix="USE_TYPE_", what="use type")
+
+
+def parse_content_rating(value: int | str) -> terms_pb2.ContentRating.ValueType:
+    """Returns the ContentRating for `"teen"`, `"CONTENT_RATING_MATURE"` and the like."""
+    return parse_enum(terms_pb2.ContentRating, value, prefix="CONTENT_RATING_", what="content rating")
+
+
+def parse_content_category(value: int | str) -> terms_pb2.ContentCategory.ValueType:
+    """Returns the ContentCategory for `"sexual"`, `"CONTENT_CATEGORY_HATE"` and the like."""
+    return parse_enum(terms_pb2.ContentCategory, value, prefix="CONTENT_CATEGORY_", what="content category")
+
+
+def alias(value: str, language: str, kind: int | str = "nickname", *, ambiguous: bool = False) -> character_pb2.Alias:
+    """Returns an `Alias` message: another name of a character, in one language.
+
+    Example:
+        ```python
+        client.create_character(
+            rights_holder_id=holder.id,
+            canonical_name="Hatsune Miku",
+            aliases=[
+                charter.alias("初音ミク", "ja", "official_name"),
+                charter.alias("Hatsune Miku", "ja-Latn", "romanization"),
+                charter.alias("ミク", "ja", "short_name"),
+            ],
+        )
+        ```
+
+    Args:
+        value: The alias as written, for example `ミク`.
+        language: Its BCP 47 language tag, for example `ja`, `ja-Latn` or `en`.
+        kind: What sort of name it is: `Alias.KIND_SHORT_NAME` or a name such as
+            `"official_name"`, `"short_name"`, `"nickname"`, `"romanization"`,
+            `"translation"` (case-insensitive, prefix optional).
+        ambiguous: Whether the alias may also name another rights holder's
+            character (for example a common word).
+
+    Returns:
+        The alias, ready for `aliases=` of `create_character` or `update_character`.
+
+    Raises:
+        ValueError: If `kind` names no alias kind.
+        TypeError: If an argument has the wrong type.
+    """
+    if not isinstance(value, str) or not isinstance(language, str):
+        raise TypeError("alias value and language must be strings")
+    if not isinstance(ambiguous, bool):
+        raise TypeError("ambiguous must be a bool")
+    return character_pb2.Alias(value=value, language=language, kind=parse_alias_kind(kind), ambiguous=ambiguous)
+
+
+def alias_list(values: Iterable[character_pb2.Alias], *, what: str = "aliases") -> list[character_pb2.Alias]:
+    """Returns aliases as a list, checking that each is an `Alias` message.
+
+    Raises:
+        TypeError: If the value is a string or holds anything but `Alias` messages.
+    """
+    if isinstance(values, str | bytes):
+        raise TypeError(f"{what} must be a list of Alias messages (see charter.alias), not a string")
+    result = list(values)
+    for item in result:
+        if not isinstance(item, character_pb2.Alias):
+            raise TypeError(f"{what} must hold Alias messages (see charter.alias), not {type(item).__name__}")
+    return result
+
+
+def string_list(values: Iterable[str], *, what: str) -> list[str]:
+    """Returns strings as a list; a lone string is refused rather than split into characters.
+
+    Raises:
+        TypeError: If the value is a string or holds anything but strings.
+    """
+    if isinstance(values, str | bytes):
+        raise TypeError(f"{what} must be a list of strings, not a single string")
+    result = list(values)
+    for item in result:
+        if not isinstance(item, str):
+            raise TypeError(f"{what} must hold strings, not {type(item).__name__}")
+    return result
+
+
+def check_terms(value: terms_pb2.Terms) -> terms_pb2.Terms:
+    """Returns the terms, checking their type.
+
+    Raises:
+        TypeError: If the value is not a `Terms` message.
+    """
+    if not isinstance(value, terms_pb2.Terms):
+        raise TypeError(f"terms must be a charter.v1.terms_pb2.Terms message, not {type(value).__name__}")
+    return value
+
+
 def timestamp(value: dt.datetime, *, what: str) -> timestamp_pb2.Timestamp:
     """Returns a Timestamp for an aware datetime.
 
@@ -95,11 +202,12 @@ def timestamp(value: dt.datetime, *, what: str) -> timestamp_pb2.Timestamp:
     return result
 
 
-def apply_changes(resource: Message, changes: Mapping[str, str | None]) -> field_mask_pb2.FieldMask:
+def apply_changes(resource: Message, changes: Mapping[str, object]) -> field_mask_pb2.FieldMask:
     """Sets the non-None changes on a resource and returns the mask naming them.
 
-    An explicit mask lets a caller clear an optional field by passing `""`,
-    which an empty mask (update every non-empty field) could not express.
+    An explicit mask lets a caller clear an optional field by passing `""` (or a
+    list field by passing an empty list), which an empty mask (update every
+    non-empty field) could not express. Repeated fields are replaced whole.
 
     Raises:
         ValueError: If every change is None, since an update must change something.
@@ -108,7 +216,12 @@ def apply_changes(resource: Message, changes: Mapping[str, str | None]) -> field
     for name, value in changes.items():
         if value is None:
             continue
-        setattr(resource, name, value)
+        if resource.DESCRIPTOR.fields_by_name[name].is_repeated:
+            field = getattr(resource, name)
+            del field[:]
+            field.extend(value)
+        else:
+            setattr(resource, name, value)
         paths.append(name)
     if not paths:
         raise ValueError(f"nothing to update: give at least one of {', '.join(changes)}")
@@ -226,3 +339,85 @@ def list_api_keys(
     if role is not None:
         request.role = parse_role(role)
     return request
+
+
+# -- characters -------------------------------------------------------------------------------
+
+
+def create_character(
+    *,
+    rights_holder_id: str,
+    canonical_name: str,
+    franchise: str,
+    description: str,
+    reference_urls: Iterable[str],
+    aliases: Iterable[character_pb2.Alias],
+    external_id: str,
+    request_id: str | None,
+) -> catalog_service_pb2.CreateCharacterRequest:
+    """Builds a CreateCharacterRequest, with a fresh request id when none is given."""
+    return catalog_service_pb2.CreateCharacterRequest(
+        character=character_pb2.Character(
+            rights_holder_id=rights_holder_id,
+            canonical_name=canonical_name,
+            franchise=franchise,
+            description=description,
+            reference_urls=string_list(reference_urls, what="reference_urls"),
+            aliases=alias_list(aliases),
+            external_id=external_id,
+        ),
+        request_id=request_id or new_request_id(),
+    )
+
+
+def list_characters(
+    *, rights_holder_id: str, state: int | str | None, franchise: str, query: str, page_size: int
+) -> catalog_service_pb2.ListCharactersRequest:
+    """Builds the first ListCharactersRequest of a listing."""
+    request = catalog_service_pb2.ListCharactersRequest(
+        rights_holder_id=rights_holder_id, franchise=franchise, query=query, page_size=page_size
+    )
+    if state is not None:
+        request.state = parse_character_state(state)
+    return request
+
+
+def update_character(
+    id: str,
+    *,
+    canonical_name: str | None,
+    franchise: str | None,
+    description: str | None,
+    reference_urls: Iterable[str] | None,
+    aliases: Iterable[character_pb2.Alias] | None,
+    external_id: str | None,
+) -> catalog_service_pb2.UpdateCharacterRequest:
+    """Builds an UpdateCharacterRequest whose mask names the non-None changes; lists are replaced whole."""
+    resource = character_pb2.Character(id=id)
+    mask = apply_changes(
+        resource,
+        {
+            "canonical_name": canonical_name,
+            "franchise": franchise,
+            "description": description,
+            "reference_urls": None if reference_urls is None else string_list(reference_urls, what="reference_urls"),
+            "aliases": None if aliases is None else alias_list(aliases),
+            "external_id": external_id,
+        },
+    )
+    return catalog_service_pb2.UpdateCharacterRequest(character=resource, update_mask=mask)
+
+
+def import_characters(
+    rights_holder_id: str, rows: Iterable[catalog_service_pb2.ImportRow]
+) -> catalog_service_pb2.ImportCharactersRequest:
+    """Builds an ImportCharactersRequest, checking that every row is an `ImportRow`.
+
+    Raises:
+        TypeError: If a row is not an `ImportRow` message.
+    """
+    checked = list(rows)
+    for row in checked:
+        if not isinstance(row, catalog_service_pb2.ImportRow):
+            raise TypeError(f"rows must hold ImportRow messages, not {type(row).__name__}")
+    return catalog_service_pb2.ImportCharactersRequest(rights_holder_id=rights_holder_id, rows=checked)

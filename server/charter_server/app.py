@@ -30,6 +30,7 @@ from charter_server.config import Settings
 from charter_server.domain.clock import Clock, SystemClock
 from charter_server.services.access import AccessService, Authenticator
 from charter_server.services.catalog import CatalogService
+from charter_server.services.characters import CharacterService
 from charter_server.storage import migrate
 from charter_server.storage.database import Database
 
@@ -50,6 +51,7 @@ class Services:
     """The domain services, for in-process callers such as the server CLI."""
 
     catalog: CatalogService
+    characters: CharacterService
     access: AccessService
     authenticator: Authenticator
 
@@ -110,6 +112,7 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
     authenticator = Authenticator(db, clock, cache_seconds=settings.auth_cache_seconds)
     return Services(
         catalog=CatalogService(db, clock),
+        characters=CharacterService(db, clock),
         access=AccessService(db, clock, authenticator),
         authenticator=authenticator,
     )
@@ -171,7 +174,9 @@ def build_server(settings: Settings, *, clock: Clock | None = None) -> CharterSe
             ("grpc.so_reuseport", 0),
         ],
     )
-    catalog_service_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(services.catalog), server)
+    catalog_service_pb2_grpc.add_CatalogServiceServicer_to_server(
+        CatalogServicer(services.catalog, services.characters), server
+    )
     access_service_pb2_grpc.add_AccessServiceServicer_to_server(AccessServicer(services.access, clock), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -144,7 +144,11 @@ def all_methods() -> list[Method]:
 
 
 def invoke(
-    channel: grpc.Channel, method: Method, request: message.Message | bytes, metadata: Metadata, *,
+    channel: grpc.Channel,
+    method: Method,
+    request: message.Message | bytes,
+    metadata: Metadata,
+    *,
     timeout: float = 10.0,
 ) -> list[Any]:
     """Call ``method`` with one request (raw bytes are sent as they are); return the responses.
@@ -155,8 +159,7 @@ def invoke(
     serializer = (lambda value: value) if isinstance(request, bytes) else type(request).SerializeToString
     kwargs = {"request_serializer": serializer, "response_deserializer": method.response_type.FromString}
     if method.client_streaming and method.server_streaming:
-        return list(channel.stream_stream(method.path, **kwargs)(iter([request]), metadata=metadata,
-                                                                 timeout=timeout))
+        return list(channel.stream_stream(method.path, **kwargs)(iter([request]), metadata=metadata, timeout=timeout))
     if method.client_streaming:
         return [channel.stream_unary(method.path, **kwargs)(iter([request]), metadata=metadata, timeout=timeout)]
     if method.server_streaming:

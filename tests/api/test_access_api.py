@@ -22,8 +22,12 @@ from google.protobuf import timestamp_pb2
 from .helpers import REQUEST_ID_KEY, auth, failure, trailer, unique
 
 KEY = api_key_pb2.ApiKey
-ROLE_OF = {Role.ADMIN: api_key_pb2.ROLE_ADMIN, Role.RIGHTS_HOLDER: api_key_pb2.ROLE_RIGHTS_HOLDER,
-           Role.GENERATOR: api_key_pb2.ROLE_GENERATOR, Role.AUDITOR: api_key_pb2.ROLE_AUDITOR}
+ROLE_OF = {
+    Role.ADMIN: api_key_pb2.ROLE_ADMIN,
+    Role.RIGHTS_HOLDER: api_key_pb2.ROLE_RIGHTS_HOLDER,
+    Role.GENERATOR: api_key_pb2.ROLE_GENERATOR,
+    Role.AUDITOR: api_key_pb2.ROLE_AUDITOR,
+}
 
 
 def create_key(access: Any, admin: str, **fields: Any) -> access_pb.CreateApiKeyResponse:
@@ -77,8 +81,12 @@ def test_a_new_key_gets_exactly_its_role(catalog: Any, access: Any, keys: Any) -
 
     listed = catalog.ListRightsHolders(catalog_pb.ListRightsHoldersRequest(page_size=1), metadata=auth(secret))
     with pytest.raises(grpc.RpcError) as raised:
-        catalog.CreateRightsHolder(catalog_pb.CreateRightsHolderRequest(
-            rights_holder={"display_name": "Nope", "contact_email": "a@b.example"}), metadata=auth(secret))
+        catalog.CreateRightsHolder(
+            catalog_pb.CreateRightsHolderRequest(
+                rights_holder={"display_name": "Nope", "contact_email": "a@b.example"}
+            ),
+            metadata=auth(secret),
+        )
 
     assert len(listed.rights_holders) == 1
     got = failure(raised.value)
@@ -92,9 +100,15 @@ def test_scoped_keys_carry_their_binding(access: Any, keys: Any) -> None:
     studio_caller, app_caller = caller_of(access, studio.secret), caller_of(access, app.secret)
 
     assert (studio_caller.role, studio_caller.rights_holder_id, studio_caller.licensee_id) == (
-        api_key_pb2.ROLE_RIGHTS_HOLDER, keys.rights_holder_id, "")
+        api_key_pb2.ROLE_RIGHTS_HOLDER,
+        keys.rights_holder_id,
+        "",
+    )
     assert (app_caller.role, app_caller.licensee_id, app_caller.rights_holder_id) == (
-        api_key_pb2.ROLE_GENERATOR, keys.licensee_id, "")
+        api_key_pb2.ROLE_GENERATOR,
+        keys.licensee_id,
+        "",
+    )
 
 
 @pytest.mark.parametrize("role", list(Role), ids=[r.value for r in Role])
@@ -114,7 +128,8 @@ def test_retrying_a_create_returns_the_key_without_its_secret(access: Any, keys:
     assert first.secret and again.secret == ""
     assert again.api_key == first.api_key
     assert [k.id for k in all_keys(access, keys.admin) if k.display_name == f"retried {request_id}"] == [
-        first.api_key.id]
+        first.api_key.id
+    ]
 
 
 def test_reusing_a_request_id_for_another_key_is_refused(access: Any, keys: Any) -> None:
@@ -153,12 +168,18 @@ def test_a_key_bound_to_a_missing_resource_is_refused(
 
 
 def test_a_key_bound_to_an_archived_resource_is_refused(catalog: Any, access: Any, keys: Any) -> None:
-    holder = catalog.CreateRightsHolder(catalog_pb.CreateRightsHolderRequest(
-        rights_holder={"display_name": f"Gone {unique()}", "contact_email": "a@b.example"}),
-        metadata=auth(keys.admin)).rights_holder
-    licensee = catalog.CreateLicensee(catalog_pb.CreateLicenseeRequest(
-        licensee={"display_name": f"Gone {unique()}", "contact_email": "a@b.example", "platform": "gone"}),
-        metadata=auth(keys.admin)).licensee
+    holder = catalog.CreateRightsHolder(
+        catalog_pb.CreateRightsHolderRequest(
+            rights_holder={"display_name": f"Gone {unique()}", "contact_email": "a@b.example"}
+        ),
+        metadata=auth(keys.admin),
+    ).rights_holder
+    licensee = catalog.CreateLicensee(
+        catalog_pb.CreateLicenseeRequest(
+            licensee={"display_name": f"Gone {unique()}", "contact_email": "a@b.example", "platform": "gone"}
+        ),
+        metadata=auth(keys.admin),
+    ).licensee
     catalog.ArchiveRightsHolder(catalog_pb.ArchiveRightsHolderRequest(id=holder.id), metadata=auth(keys.admin))
     catalog.ArchiveLicensee(catalog_pb.ArchiveLicenseeRequest(id=licensee.id), metadata=auth(keys.admin))
 
@@ -197,8 +218,9 @@ def test_revoke_stops_the_key_at_once(access: Any, keys: Any) -> None:
     created = create_key(access, keys.admin)
     caller_of(access, created.secret)  # authenticated once, so the server may have it cached
 
-    revoked = access.RevokeApiKey(access_pb.RevokeApiKeyRequest(id=created.api_key.id),
-                                  metadata=auth(keys.admin)).api_key
+    revoked = access.RevokeApiKey(
+        access_pb.RevokeApiKeyRequest(id=created.api_key.id), metadata=auth(keys.admin)
+    ).api_key
     with pytest.raises(grpc.RpcError) as raised:
         caller_of(access, created.secret)
     with pytest.raises(grpc.RpcError) as twice:
@@ -250,8 +272,9 @@ GENERATED = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 def test_the_client_request_id_is_echoed_on_success(access: Any, keys: Any) -> None:
     request_id = f"client-{unique()}"
 
-    _, call = access.GetCaller.with_call(access_pb.GetCallerRequest(), metadata=auth(keys.auditor,
-                                                                                     request_id=request_id))
+    _, call = access.GetCaller.with_call(
+        access_pb.GetCallerRequest(), metadata=auth(keys.auditor, request_id=request_id)
+    )
 
     assert trailer(call.trailing_metadata(), REQUEST_ID_KEY) == request_id
 
@@ -260,8 +283,9 @@ def test_the_client_request_id_is_echoed_on_failure(access: Any, keys: Any) -> N
     request_id = f"client-{unique()}"
 
     with pytest.raises(grpc.RpcError) as raised:
-        access.GetApiKey(access_pb.GetApiKeyRequest(id=ids.new_id("api_key")),
-                         metadata=auth(keys.admin, request_id=request_id))
+        access.GetApiKey(
+            access_pb.GetApiKeyRequest(id=ids.new_id("api_key")), metadata=auth(keys.admin, request_id=request_id)
+        )
 
     got = failure(raised.value)
     assert got.code == grpc.StatusCode.NOT_FOUND

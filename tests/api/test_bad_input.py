@@ -2,8 +2,10 @@
 
 Each bad request must fail with INVALID_ARGUMENT, reason INVALID_FIELD and a BadRequest
 violation naming exactly the offending field paths, and must change nothing (the whole
-catalogue and key list are compared before and after). No request, however malformed,
-may produce INTERNAL or UNKNOWN.
+catalogue and key list are compared before and after). A bad ImportCharacters row instead
+fails alone: the call succeeds, the row's result is FAILED with INVALID_FIELD and names
+exactly the offending paths within the row, and nothing of it is written. No request,
+however malformed, may produce INTERNAL or UNKNOWN.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,14 +24,28 @@ import pytest
 from charter.v1 import access_service_pb2 as access_pb
 from charter.v1 import api_key_pb2
 from charter.v1 import catalog_service_pb2 as catalog_pb
+from charter.v1 import terms_pb2 as terms_pb
 from charter_server.domain import ids
 from google.protobuf import field_mask_pb2, message, timestamp_pb2
 
+from .character_helpers import Holder, kana_marker, new_holder
 from .helpers import ERROR_DOMAIN, NEVER, Method, all_methods, auth, failure, invoke, unique
 
 METHODS = {str(m): m for m in all_methods()}
 ROLE = api_key_pb2
 HEX = "0123456789abcdef" * 2
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What the cases aim at: the session keys' rights holder and licensee, and a rights holder
+    of their own ("owner", with its key) holding an opted-out and an opted-in character."""
+
+    holder_id: str
+    licensee_id: str
+    owner: Holder
+    character_id: str
+    opted_in_id: str
 
 
 @dataclass
@@ -39,9 +56,20 @@ class Ctx:
     access: Any
     keys: Any
     clock: Any
-    holder_id: str
-    licensee_id: str
+    targets: Targets
     marker: str = field(default_factory=unique)
+
+    @property
+    def holder_id(self) -> str:
+        return self.targets.holder_id
+
+    @property
+    def licensee_id(self) -> str:
+        return self.targets.licensee_id
+
+    def secret(self, caller: str) -> str:
+        """The secret of a case's caller: a role of the session keys, or "owner"."""
+        return self.targets.owner.secret if caller == "owner" else str(getattr(self.keys, caller))
 
     def token(self, rpc: str, request: message.Message) -> str:
         """A real next_page_token of ``rpc`` called with ``request`` (page_size 1)."""
@@ -56,21 +84,30 @@ class Ctx:
 
 
 def rights_holder(ctx: Ctx, **changes: Any) -> dict[str, Any]:
-    base = {"display_name": f"Studio {ctx.marker}", "legal_name": f"Studio {ctx.marker} KK",
-            "contact_email": "rights@studio.example", "revenue_share_account": "ACC-001"}
+    base = {
+        "display_name": f"Studio {ctx.marker}",
+        "legal_name": f"Studio {ctx.marker} KK",
+        "contact_email": "rights@studio.example",
+        "revenue_share_account": "ACC-001",
+    }
     return {**base, **changes}
 
 
 def licensee(ctx: Ctx, **changes: Any) -> dict[str, Any]:
-    base = {"display_name": f"App {ctx.marker}", "legal_name": f"App {ctx.marker} Inc.",
-            "contact_email": "ops@app.example", "platform": "video-app"}
+    base = {
+        "display_name": f"App {ctx.marker}",
+        "legal_name": f"App {ctx.marker} Inc.",
+        "contact_email": "ops@app.example",
+        "platform": "video-app",
+    }
     return {**base, **changes}
 
 
 def create_rh(**changes: Any) -> Callable[[Ctx], message.Message]:
     request_id = changes.pop("request_id", "")
-    return lambda ctx: catalog_pb.CreateRightsHolderRequest(rights_holder=rights_holder(ctx, **changes),
-                                                            request_id=request_id)
+    return lambda ctx: catalog_pb.CreateRightsHolderRequest(
+        rights_holder=rights_holder(ctx, **changes), request_id=request_id
+    )
 
 
 def create_lic(**changes: Any) -> Callable[[Ctx], message.Message]:
@@ -84,6 +121,7 @@ def update_rh(paths: list[str] | None, **values: Any) -> Callable[[Ctx], message
         return catalog_pb.UpdateRightsHolderRequest(
             rights_holder=given, update_mask=None if paths is None else field_mask_pb2.FieldMask(paths=paths)
         )
+
     return build
 
 
@@ -93,6 +131,7 @@ def update_lic(paths: list[str] | None, **values: Any) -> Callable[[Ctx], messag
         return catalog_pb.UpdateLicenseeRequest(
             licensee=given, update_mask=None if paths is None else field_mask_pb2.FieldMask(paths=paths)
         )
+
     return build
 
 
@@ -103,6 +142,7 @@ def create_key(**values: Any) -> Callable[[Ctx], message.Message]:
             if callable(value):
                 given[name] = value(ctx)
         return access_pb.CreateApiKeyRequest(**given)
+
     return build
 
 
@@ -117,7 +157,7 @@ def encode_token(raw: bytes) -> str:
 def flipped(token: str) -> str:
     """The token with its middle character changed (the middle one never holds padding bits)."""
     middle = len(token) // 2
-    return token[:middle] + ("A" if token[middle] != "A" else "B") + token[middle + 1:]
+    return token[:middle] + ("A" if token[middle] != "A" else "B") + token[middle + 1 :]
 
 
 def with_cursor(token: str, cursor: Callable[[int], int]) -> str:
@@ -135,40 +175,77 @@ def with_cursor(token: str, cursor: Callable[[int], int]) -> str:
 
 @dataclass(frozen=True)
 class Case:
-    """One bad request: the RPC, how to build it, the exact field paths it must be rejected for."""
+    """One bad request: the RPC, how to build it, the exact field paths it must be rejected for.
+
+    A ``row`` case is an ImportCharacters request whose first row is bad: its ``fields`` are the
+    paths within that row.
+    """
 
     name: str
     rpc: str
     build: Callable[[Ctx], message.Message]
     fields: frozenset[str]
     caller: str = "admin"
+    row: bool = False
 
     def __str__(self) -> str:
         return self.name
+
+    def covers(self) -> set[str]:
+        """The request fields this case breaks, as ``input_paths`` names them (no indexes, two levels)."""
+        found = set()
+        for field_path in self.fields:
+            plain = re.sub(r"\[\d+\]", "", f"rows.{field_path}" if self.row else field_path)
+            found.add(".".join(plain.split(".")[:2]))
+        return found
 
 
 def case(name: str, rpc: str, build: Callable[[Ctx], message.Message], *fields: str, caller: str = "admin") -> Case:
     return Case(name, rpc, build, frozenset(fields), caller)
 
 
+def row_case(name: str, build: Callable[[Ctx], message.Message], *fields: str, caller: str = "owner") -> Case:
+    return Case(name, "CatalogService.ImportCharacters", build, frozenset(fields), caller, row=True)
+
+
 LONG = "x" * 201
 BAD_TEXT = {"nul": "a\x00b", "newline": "a\nb", "escape": "a\x1bb", "delete": "a\x7fb", "c1": "a\x85b"}
 BAD_EMAILS = {
-    "empty": "", "no_at": "rights.studio.example", "no_domain_dot": "rights@studio",
-    "space": "ri ghts@studio.example", "no_local": "@studio.example", "two_ats": "a@b@studio.example",
-    "too_long": "r" * 64 + "@" + "s" * 190 + ".example", "local_too_long": "r" * 65 + "@studio.example",
-    "trailing_newline": "rights@studio.example\n", "nul": "ri\x00ghts@studio.example",
+    "empty": "",
+    "no_at": "rights.studio.example",
+    "no_domain_dot": "rights@studio",
+    "space": "ri ghts@studio.example",
+    "no_local": "@studio.example",
+    "two_ats": "a@b@studio.example",
+    "too_long": "r" * 64 + "@" + "s" * 190 + ".example",
+    "local_too_long": "r" * 65 + "@studio.example",
+    "trailing_newline": "rights@studio.example\n",
+    "nul": "ri\x00ghts@studio.example",
     "delete": "rights@studio.exampl\x7f",
 }
 BAD_SLUGS = {
-    "empty": "", "upper": "Video-App", "space": "video app", "leading_dash": "-video", "too_long": "v" * 64,
-    "non_ascii": "vidéo", "trailing_newline": "video-app\n", "nul": "vid\x00eo", "slash": "video/app",
+    "empty": "",
+    "upper": "Video-App",
+    "space": "video app",
+    "leading_dash": "-video",
+    "too_long": "v" * 64,
+    "non_ascii": "vidéo",
+    "trailing_newline": "video-app\n",
+    "nul": "vid\x00eo",
+    "slash": "video/app",
 }
 BAD_REQUEST_IDS = {"space": "has space", "too_long": "r" * 65, "non_ascii": "réq", "newline": "req\n", "slash": "a/b"}
 BAD_IDS = {
-    "empty": "", "prefix_only": "{p}_", "short": "{p}_" + HEX[:31], "long": "{p}_" + HEX + "0",
-    "upper": "{p}_" + HEX.upper(), "not_hex": "{p}_" + "g" * 32, "wrong_kind": "{o}_" + HEX,
-    "trailing_newline": "{p}_" + HEX + "\n", "leading_space": " {p}_" + HEX, "path": "../{p}_" + HEX,
+    "empty": "",
+    "prefix_only": "{p}_",
+    "short": "{p}_" + HEX[:31],
+    "long": "{p}_" + HEX + "0",
+    "upper": "{p}_" + HEX.upper(),
+    "not_hex": "{p}_" + "g" * 32,
+    "wrong_kind": "{o}_" + HEX,
+    "trailing_newline": "{p}_" + HEX + "\n",
+    "leading_space": " {p}_" + HEX,
+    "path": "../{p}_" + HEX,
 }
 
 
@@ -178,14 +255,29 @@ def bad_ids(kind: str) -> dict[str, str]:
     return {name: pattern.format(p=prefix, o=other) for name, pattern in BAD_IDS.items()}
 
 
-def text_cases(rpc: str, build: Callable[..., Callable[[Ctx], message.Message]], prefix: str, name: str,
-               max_len: int, *, required: bool) -> list[Case]:
+def some_bad_ids(kind: str) -> dict[str, str]:
+    """A few of ``bad_ids``: ids are checked by one validator, whose every case runs on the first
+    id field of each kind; the other fields of that kind need only show that they use it."""
+    return {name: value for name, value in bad_ids(kind).items() if name in ("empty", "upper", "wrong_kind")}
+
+
+def text_cases(
+    rpc: str,
+    build: Callable[..., Callable[[Ctx], message.Message]],
+    prefix: str,
+    name: str,
+    max_len: int,
+    *,
+    required: bool,
+) -> list[Case]:
     path = f"{prefix}{name}"
     found = [case(f"{rpc}-{name}-too_long", rpc, build(**{name: "x" * (max_len + 1)}), path)]
     found += [case(f"{rpc}-{name}-{label}", rpc, build(**{name: value}), path) for label, value in BAD_TEXT.items()]
     if required:
-        found += [case(f"{rpc}-{name}-empty", rpc, build(**{name: ""}), path),
-                  case(f"{rpc}-{name}-blank", rpc, build(**{name: "  \t "}), path)]
+        found += [
+            case(f"{rpc}-{name}-empty", rpc, build(**{name: ""}), path),
+            case(f"{rpc}-{name}-blank", rpc, build(**{name: "  \t "}), path),
+        ]
     return found
 
 
@@ -198,144 +290,328 @@ def build_cases() -> list[Case]:
     add(text_cases(rpc, create_rh, "rights_holder.", "display_name", 200, required=True))
     add(text_cases(rpc, create_rh, "rights_holder.", "legal_name", 300, required=False))
     add(text_cases(rpc, create_rh, "rights_holder.", "revenue_share_account", 200, required=False))
-    add(case(f"{rpc}-contact_email-{k}", rpc, create_rh(contact_email=v), "rights_holder.contact_email")
-        for k, v in BAD_EMAILS.items())
+    add(
+        case(f"{rpc}-contact_email-{k}", rpc, create_rh(contact_email=v), "rights_holder.contact_email")
+        for k, v in BAD_EMAILS.items()
+    )
     add(case(f"{rpc}-request_id-{k}", rpc, create_rh(request_id=v), "request_id") for k, v in BAD_REQUEST_IDS.items())
-    add([
-        case(f"{rpc}-missing_resource", rpc, fixed(catalog_pb.CreateRightsHolderRequest()),
-             "rights_holder.display_name", "rights_holder.contact_email"),
-        case(f"{rpc}-everything_bad", rpc, create_rh(display_name="", legal_name="y" * 301, contact_email="nope",
-                                                     revenue_share_account=LONG, request_id="bad id"),
-             "rights_holder.display_name", "rights_holder.legal_name", "rights_holder.contact_email",
-             "rights_holder.revenue_share_account", "request_id"),
-    ])
+    add(
+        [
+            case(
+                f"{rpc}-missing_resource",
+                rpc,
+                fixed(catalog_pb.CreateRightsHolderRequest()),
+                "rights_holder.display_name",
+                "rights_holder.contact_email",
+            ),
+            case(
+                f"{rpc}-everything_bad",
+                rpc,
+                create_rh(
+                    display_name="",
+                    legal_name="y" * 301,
+                    contact_email="nope",
+                    revenue_share_account=LONG,
+                    request_id="bad id",
+                ),
+                "rights_holder.display_name",
+                "rights_holder.legal_name",
+                "rights_holder.contact_email",
+                "rights_holder.revenue_share_account",
+                "request_id",
+            ),
+        ]
+    )
 
     # GetRightsHolder / ArchiveRightsHolder: the id.
-    for method, request_type in (("GetRightsHolder", catalog_pb.GetRightsHolderRequest),
-                                 ("ArchiveRightsHolder", catalog_pb.ArchiveRightsHolderRequest)):
+    for method, request_type in (
+        ("GetRightsHolder", catalog_pb.GetRightsHolderRequest),
+        ("ArchiveRightsHolder", catalog_pb.ArchiveRightsHolderRequest),
+    ):
         rpc = f"CatalogService.{method}"
         add(case(f"{rpc}-id-{k}", rpc, fixed(request_type(id=v)), "id") for k, v in bad_ids("rights_holder").items())
-    add([case("CatalogService.GetRightsHolder-id-malformed-as_rights_holder", "CatalogService.GetRightsHolder",
-              fixed(catalog_pb.GetRightsHolderRequest(id="rh_nope")), "id", caller="rights_holder")])
+    add(
+        [
+            case(
+                "CatalogService.GetRightsHolder-id-malformed-as_rights_holder",
+                "CatalogService.GetRightsHolder",
+                fixed(catalog_pb.GetRightsHolderRequest(id="rh_nope")),
+                "id",
+                caller="rights_holder",
+            )
+        ]
+    )
 
     # UpdateRightsHolder.
     rpc = "CatalogService.UpdateRightsHolder"
-    add(case(f"{rpc}-id-{k}", rpc, update_rh(["display_name"], id=v, display_name="New"), "rights_holder.id")
-        for k, v in bad_ids("rights_holder").items())
-    for label, paths in {"unknown": ["nope"], "id": ["id"], "state": ["state"], "create_time": ["create_time"],
-                         "update_time": ["update_time"], "archive_time": ["archive_time"], "empty_path": [""],
-                         "prefixed": ["rights_holder.display_name"], "upper": ["DISPLAY_NAME"],
-                         "one_good_one_bad": ["display_name", "nope"], "licensee_field": ["platform"]}.items():
+    add(
+        case(f"{rpc}-id-{k}", rpc, update_rh(["display_name"], id=v, display_name="New"), "rights_holder.id")
+        for k, v in bad_ids("rights_holder").items()
+    )
+    for label, paths in {
+        "unknown": ["nope"],
+        "id": ["id"],
+        "state": ["state"],
+        "create_time": ["create_time"],
+        "update_time": ["update_time"],
+        "archive_time": ["archive_time"],
+        "empty_path": [""],
+        "prefixed": ["rights_holder.display_name"],
+        "upper": ["DISPLAY_NAME"],
+        "one_good_one_bad": ["display_name", "nope"],
+        "licensee_field": ["platform"],
+    }.items():
         add([case(f"{rpc}-update_mask-{label}", rpc, update_rh(paths, display_name="New"), "update_mask")])
-    add([
-        case(f"{rpc}-update_mask-names_nothing", rpc, update_rh(None), "update_mask"),
-        case(f"{rpc}-update_mask-empty_list", rpc, update_rh([]), "update_mask"),
-        case(f"{rpc}-display_name-cleared", rpc, update_rh(["display_name"]), "rights_holder.display_name"),
-        case(f"{rpc}-display_name-too_long", rpc, update_rh(["display_name"], display_name=LONG),
-             "rights_holder.display_name"),
-        case(f"{rpc}-display_name-control_empty_mask", rpc, update_rh(None, display_name="a\x00b"),
-             "rights_holder.display_name"),
-        case(f"{rpc}-legal_name-too_long", rpc, update_rh(["legal_name"], legal_name="y" * 301),
-             "rights_holder.legal_name"),
-        case(f"{rpc}-contact_email-cleared", rpc, update_rh(["contact_email"]), "rights_holder.contact_email"),
-        case(f"{rpc}-contact_email-bad", rpc, update_rh(["contact_email"], contact_email="nope"),
-             "rights_holder.contact_email"),
-        case(f"{rpc}-revenue_share_account-bad", rpc, update_rh(None, revenue_share_account="a\nb"),
-             "rights_holder.revenue_share_account"),
-        case(f"{rpc}-as_rights_holder", rpc, update_rh(["contact_email"], contact_email="nope"),
-             "rights_holder.contact_email", caller="rights_holder"),
-    ])
+    add(
+        [
+            case(f"{rpc}-update_mask-names_nothing", rpc, update_rh(None), "update_mask"),
+            case(f"{rpc}-update_mask-empty_list", rpc, update_rh([]), "update_mask"),
+            case(f"{rpc}-display_name-cleared", rpc, update_rh(["display_name"]), "rights_holder.display_name"),
+            case(
+                f"{rpc}-display_name-too_long",
+                rpc,
+                update_rh(["display_name"], display_name=LONG),
+                "rights_holder.display_name",
+            ),
+            case(
+                f"{rpc}-display_name-control_empty_mask",
+                rpc,
+                update_rh(None, display_name="a\x00b"),
+                "rights_holder.display_name",
+            ),
+            case(
+                f"{rpc}-legal_name-too_long",
+                rpc,
+                update_rh(["legal_name"], legal_name="y" * 301),
+                "rights_holder.legal_name",
+            ),
+            case(f"{rpc}-contact_email-cleared", rpc, update_rh(["contact_email"]), "rights_holder.contact_email"),
+            case(
+                f"{rpc}-contact_email-bad",
+                rpc,
+                update_rh(["contact_email"], contact_email="nope"),
+                "rights_holder.contact_email",
+            ),
+            case(
+                f"{rpc}-revenue_share_account-bad",
+                rpc,
+                update_rh(None, revenue_share_account="a\nb"),
+                "rights_holder.revenue_share_account",
+            ),
+            case(
+                f"{rpc}-as_rights_holder",
+                rpc,
+                update_rh(["contact_email"], contact_email="nope"),
+                "rights_holder.contact_email",
+                caller="rights_holder",
+            ),
+        ]
+    )
 
     # ListRightsHolders and ListLicensees: paging and filters.
-    for method, request_type in (("ListRightsHolders", catalog_pb.ListRightsHoldersRequest),
-                                 ("ListLicensees", catalog_pb.ListLicenseesRequest)):
+    for method, request_type in (
+        ("ListRightsHolders", catalog_pb.ListRightsHoldersRequest),
+        ("ListLicensees", catalog_pb.ListLicenseesRequest),
+    ):
         rpc = f"CatalogService.{method}"
-        add([
-            case(f"{rpc}-page_size-negative", rpc, fixed(request_type(page_size=-1)), "page_size"),
-            case(f"{rpc}-page_size-most_negative", rpc, fixed(request_type(page_size=-(2**31))), "page_size"),
-            case(f"{rpc}-state-unknown", rpc, fixed(request_type(state=42)), "state"),
-            case(f"{rpc}-state-negative", rpc, fixed(request_type(state=-1)), "state"),
-            case(f"{rpc}-query-too_long", rpc, fixed(request_type(query=LONG)), "query"),
-            case(f"{rpc}-query-control", rpc, fixed(request_type(query="a\x00b")), "query"),
-            case(f"{rpc}-page_token-garbage", rpc, fixed(request_type(page_token="garbage!!")), "page_token"),
-            case(f"{rpc}-page_token-not_json", rpc, fixed(request_type(page_token=encode_token(b"\xff\x00"))),
-                 "page_token"),
-            case(f"{rpc}-page_token-json_list", rpc, fixed(request_type(page_token=encode_token(b"[1, 2]"))),
-                 "page_token"),
-            case(f"{rpc}-page_token-json_string", rpc, fixed(request_type(page_token=encode_token(b'"abc"'))),
-                 "page_token"),
-            case(f"{rpc}-page_token-non_ascii", rpc, fixed(request_type(page_token="tökén")), "page_token"),
-            case(f"{rpc}-page_token-too_long", rpc, fixed(request_type(page_token="A" * 4000)), "page_token"),
-            case(f"{rpc}-page_token-deeply_nested", rpc, fixed(request_type(page_token=encode_token(b"[" * 300))),
-                 "page_token"),
-            case(f"{rpc}-page_token-float_cursor", rpc,
-                 fixed(request_type(page_token=encode_token(b'{"a": 1e400, "f": "x"}'))), "page_token"),
-            case(f"{rpc}-page_token-flipped", rpc,
-                 lambda ctx, m=method, t=request_type: t(page_token=flipped(ctx.token(m, t()))), "page_token"),
-            case(f"{rpc}-page_token-truncated", rpc,
-                 lambda ctx, m=method, t=request_type: t(page_token=ctx.token(m, t())[:-3]), "page_token"),
-            case(f"{rpc}-page_token-extended", rpc,
-                 lambda ctx, m=method, t=request_type: t(page_token=ctx.token(m, t()) + "AAAA"), "page_token"),
-            case(f"{rpc}-page_token-forged_cursor", rpc,
-                 lambda ctx, m=method, t=request_type: t(page_token=with_cursor(ctx.token(m, t()), lambda n: n + 1)),
-                 "page_token"),
-            case(f"{rpc}-page_token-huge_cursor", rpc,
-                 lambda ctx, m=method, t=request_type: t(page_token=with_cursor(ctx.token(m, t()), lambda n: 10**30)),
-                 "page_token"),
-            case(f"{rpc}-page_token-negative_cursor", rpc,
-                 lambda ctx, m=method, t=request_type: t(page_token=with_cursor(ctx.token(m, t()), lambda n: -5)),
-                 "page_token"),
-            case(f"{rpc}-page_token-other_query", rpc,
-                 lambda ctx, m=method, t=request_type: t(page_token=ctx.token(m, t()), query="Studio"), "page_token"),
-            case(f"{rpc}-page_token-other_state", rpc,
-                 lambda ctx, m=method, t=request_type: t(page_token=ctx.token(m, t()), state=2), "page_token"),
-        ])
-    add([
-        case("CatalogService.ListRightsHolders-page_token-from_licensees", "CatalogService.ListRightsHolders",
-             lambda ctx: catalog_pb.ListRightsHoldersRequest(
-                 page_token=ctx.token("ListLicensees", catalog_pb.ListLicenseesRequest())), "page_token"),
-        case("CatalogService.ListLicensees-page_token-other_platform", "CatalogService.ListLicensees",
-             lambda ctx: catalog_pb.ListLicenseesRequest(
-                 page_token=ctx.token("ListLicensees", catalog_pb.ListLicenseesRequest()), platform="video-app"),
-             "page_token"),
-        case("CatalogService.ListRightsHolders-page_size-as_rights_holder", "CatalogService.ListRightsHolders",
-             fixed(catalog_pb.ListRightsHoldersRequest(page_size=-1)), "page_size", caller="rights_holder"),
-    ])
-    add(case(f"CatalogService.ListLicensees-platform-{k}", "CatalogService.ListLicensees",
-             fixed(catalog_pb.ListLicenseesRequest(platform=v)), "platform") for k, v in BAD_SLUGS.items() if v)
+        add(
+            [
+                case(f"{rpc}-page_size-negative", rpc, fixed(request_type(page_size=-1)), "page_size"),
+                case(f"{rpc}-page_size-most_negative", rpc, fixed(request_type(page_size=-(2**31))), "page_size"),
+                case(f"{rpc}-state-unknown", rpc, fixed(request_type(state=42)), "state"),
+                case(f"{rpc}-state-negative", rpc, fixed(request_type(state=-1)), "state"),
+                case(f"{rpc}-query-too_long", rpc, fixed(request_type(query=LONG)), "query"),
+                case(f"{rpc}-query-control", rpc, fixed(request_type(query="a\x00b")), "query"),
+                case(f"{rpc}-page_token-garbage", rpc, fixed(request_type(page_token="garbage!!")), "page_token"),
+                case(
+                    f"{rpc}-page_token-not_json",
+                    rpc,
+                    fixed(request_type(page_token=encode_token(b"\xff\x00"))),
+                    "page_token",
+                ),
+                case(
+                    f"{rpc}-page_token-json_list",
+                    rpc,
+                    fixed(request_type(page_token=encode_token(b"[1, 2]"))),
+                    "page_token",
+                ),
+                case(
+                    f"{rpc}-page_token-json_string",
+                    rpc,
+                    fixed(request_type(page_token=encode_token(b'"abc"'))),
+                    "page_token",
+                ),
+                case(f"{rpc}-page_token-non_ascii", rpc, fixed(request_type(page_token="tökén")), "page_token"),
+                case(f"{rpc}-page_token-too_long", rpc, fixed(request_type(page_token="A" * 4000)), "page_token"),
+                case(
+                    f"{rpc}-page_token-deeply_nested",
+                    rpc,
+                    fixed(request_type(page_token=encode_token(b"[" * 300))),
+                    "page_token",
+                ),
+                case(
+                    f"{rpc}-page_token-float_cursor",
+                    rpc,
+                    fixed(request_type(page_token=encode_token(b'{"a": 1e400, "f": "x"}'))),
+                    "page_token",
+                ),
+                case(
+                    f"{rpc}-page_token-flipped",
+                    rpc,
+                    lambda ctx, m=method, t=request_type: t(page_token=flipped(ctx.token(m, t()))),
+                    "page_token",
+                ),
+                case(
+                    f"{rpc}-page_token-truncated",
+                    rpc,
+                    lambda ctx, m=method, t=request_type: t(page_token=ctx.token(m, t())[:-3]),
+                    "page_token",
+                ),
+                case(
+                    f"{rpc}-page_token-extended",
+                    rpc,
+                    lambda ctx, m=method, t=request_type: t(page_token=ctx.token(m, t()) + "AAAA"),
+                    "page_token",
+                ),
+                case(
+                    f"{rpc}-page_token-forged_cursor",
+                    rpc,
+                    lambda ctx, m=method, t=request_type: t(page_token=with_cursor(ctx.token(m, t()), lambda n: n + 1)),
+                    "page_token",
+                ),
+                case(
+                    f"{rpc}-page_token-huge_cursor",
+                    rpc,
+                    lambda ctx, m=method, t=request_type: t(
+                        page_token=with_cursor(ctx.token(m, t()), lambda n: 10**30)
+                    ),
+                    "page_token",
+                ),
+                case(
+                    f"{rpc}-page_token-negative_cursor",
+                    rpc,
+                    lambda ctx, m=method, t=request_type: t(page_token=with_cursor(ctx.token(m, t()), lambda n: -5)),
+                    "page_token",
+                ),
+                case(
+                    f"{rpc}-page_token-other_query",
+                    rpc,
+                    lambda ctx, m=method, t=request_type: t(page_token=ctx.token(m, t()), query="Studio"),
+                    "page_token",
+                ),
+                case(
+                    f"{rpc}-page_token-other_state",
+                    rpc,
+                    lambda ctx, m=method, t=request_type: t(page_token=ctx.token(m, t()), state=2),
+                    "page_token",
+                ),
+            ]
+        )
+    add(
+        [
+            case(
+                "CatalogService.ListRightsHolders-page_token-from_licensees",
+                "CatalogService.ListRightsHolders",
+                lambda ctx: catalog_pb.ListRightsHoldersRequest(
+                    page_token=ctx.token("ListLicensees", catalog_pb.ListLicenseesRequest())
+                ),
+                "page_token",
+            ),
+            case(
+                "CatalogService.ListLicensees-page_token-other_platform",
+                "CatalogService.ListLicensees",
+                lambda ctx: catalog_pb.ListLicenseesRequest(
+                    page_token=ctx.token("ListLicensees", catalog_pb.ListLicenseesRequest()), platform="video-app"
+                ),
+                "page_token",
+            ),
+            case(
+                "CatalogService.ListRightsHolders-page_size-as_rights_holder",
+                "CatalogService.ListRightsHolders",
+                fixed(catalog_pb.ListRightsHoldersRequest(page_size=-1)),
+                "page_size",
+                caller="rights_holder",
+            ),
+        ]
+    )
+    add(
+        case(
+            f"CatalogService.ListLicensees-platform-{k}",
+            "CatalogService.ListLicensees",
+            fixed(catalog_pb.ListLicenseesRequest(platform=v)),
+            "platform",
+        )
+        for k, v in BAD_SLUGS.items()
+        if v
+    )
 
     # CreateLicensee.
     rpc = "CatalogService.CreateLicensee"
     add(text_cases(rpc, create_lic, "licensee.", "display_name", 200, required=True))
     add(text_cases(rpc, create_lic, "licensee.", "legal_name", 300, required=False))
-    add(case(f"{rpc}-contact_email-{k}", rpc, create_lic(contact_email=v), "licensee.contact_email")
-        for k, v in BAD_EMAILS.items())
+    add(
+        case(f"{rpc}-contact_email-{k}", rpc, create_lic(contact_email=v), "licensee.contact_email")
+        for k, v in BAD_EMAILS.items()
+    )
     add(case(f"{rpc}-platform-{k}", rpc, create_lic(platform=v), "licensee.platform") for k, v in BAD_SLUGS.items())
     add(case(f"{rpc}-request_id-{k}", rpc, create_lic(request_id=v), "request_id") for k, v in BAD_REQUEST_IDS.items())
-    add([case(f"{rpc}-missing_resource", rpc, fixed(catalog_pb.CreateLicenseeRequest()),
-              "licensee.display_name", "licensee.contact_email", "licensee.platform")])
+    add(
+        [
+            case(
+                f"{rpc}-missing_resource",
+                rpc,
+                fixed(catalog_pb.CreateLicenseeRequest()),
+                "licensee.display_name",
+                "licensee.contact_email",
+                "licensee.platform",
+            )
+        ]
+    )
 
     # GetLicensee / ArchiveLicensee / UpdateLicensee.
-    for method, request_type in (("GetLicensee", catalog_pb.GetLicenseeRequest),
-                                 ("ArchiveLicensee", catalog_pb.ArchiveLicenseeRequest)):
+    for method, request_type in (
+        ("GetLicensee", catalog_pb.GetLicenseeRequest),
+        ("ArchiveLicensee", catalog_pb.ArchiveLicenseeRequest),
+    ):
         rpc = f"CatalogService.{method}"
         add(case(f"{rpc}-id-{k}", rpc, fixed(request_type(id=v)), "id") for k, v in bad_ids("licensee").items())
-    add([case("CatalogService.GetLicensee-id-malformed-as_generator", "CatalogService.GetLicensee",
-              fixed(catalog_pb.GetLicenseeRequest(id="lic_nope")), "id", caller="generator")])
+    add(
+        [
+            case(
+                "CatalogService.GetLicensee-id-malformed-as_generator",
+                "CatalogService.GetLicensee",
+                fixed(catalog_pb.GetLicenseeRequest(id="lic_nope")),
+                "id",
+                caller="generator",
+            )
+        ]
+    )
     rpc = "CatalogService.UpdateLicensee"
-    add(case(f"{rpc}-id-{k}", rpc, update_lic(["display_name"], id=v, display_name="New"), "licensee.id")
-        for k, v in bad_ids("licensee").items())
-    for label, paths in {"unknown": ["nope"], "id": ["id"], "state": ["state"], "create_time": ["create_time"],
-                         "rights_holder_field": ["revenue_share_account"], "prefixed": ["licensee.platform"]}.items():
+    add(
+        case(f"{rpc}-id-{k}", rpc, update_lic(["display_name"], id=v, display_name="New"), "licensee.id")
+        for k, v in bad_ids("licensee").items()
+    )
+    for label, paths in {
+        "unknown": ["nope"],
+        "id": ["id"],
+        "state": ["state"],
+        "create_time": ["create_time"],
+        "rights_holder_field": ["revenue_share_account"],
+        "prefixed": ["licensee.platform"],
+    }.items():
         add([case(f"{rpc}-update_mask-{label}", rpc, update_lic(paths, display_name="New"), "update_mask")])
-    add([
-        case(f"{rpc}-update_mask-names_nothing", rpc, update_lic(None), "update_mask"),
-        case(f"{rpc}-display_name-cleared", rpc, update_lic(["display_name"]), "licensee.display_name"),
-        case(f"{rpc}-contact_email-bad", rpc, update_lic(None, contact_email="a@b"), "licensee.contact_email"),
-        case(f"{rpc}-platform-cleared", rpc, update_lic(["platform"]), "licensee.platform"),
-        case(f"{rpc}-platform-bad", rpc, update_lic(None, platform="Not A Slug"), "licensee.platform"),
-        case(f"{rpc}-legal_name-control", rpc, update_lic(["legal_name"], legal_name="a\rb"), "licensee.legal_name"),
-    ])
+    add(
+        [
+            case(f"{rpc}-update_mask-names_nothing", rpc, update_lic(None), "update_mask"),
+            case(f"{rpc}-display_name-cleared", rpc, update_lic(["display_name"]), "licensee.display_name"),
+            case(f"{rpc}-contact_email-bad", rpc, update_lic(None, contact_email="a@b"), "licensee.contact_email"),
+            case(f"{rpc}-platform-cleared", rpc, update_lic(["platform"]), "licensee.platform"),
+            case(f"{rpc}-platform-bad", rpc, update_lic(None, platform="Not A Slug"), "licensee.platform"),
+            case(
+                f"{rpc}-legal_name-control", rpc, update_lic(["legal_name"], legal_name="a\rb"), "licensee.legal_name"
+            ),
+        ]
+    )
 
     # CreateApiKey.
     rpc = "AccessService.CreateApiKey"
@@ -347,84 +623,943 @@ def build_cases() -> list[Case]:
             result = timestamp_pb2.Timestamp()
             result.FromDatetime(ctx.clock.now() + delta)
             return result
+
         return stamp
 
     holder = lambda ctx: ctx.holder_id  # noqa: E731 - reads best inline in the table
     lic = lambda ctx: ctx.licensee_id  # noqa: E731
-    add([
-        case(f"{rpc}-role-unspecified", rpc, create_key(role=ROLE.ROLE_UNSPECIFIED), "role"),
-        case(f"{rpc}-role-unknown", rpc, create_key(role=99), "role"),
-        case(f"{rpc}-role-negative", rpc, create_key(role=-1), "role"),
-        case(f"{rpc}-rights_holder-without_binding", rpc, create_key(role=ROLE.ROLE_RIGHTS_HOLDER), "rights_holder_id"),
-        case(f"{rpc}-rights_holder-malformed_binding", rpc,
-             create_key(role=ROLE.ROLE_RIGHTS_HOLDER, rights_holder_id="rh_123"), "rights_holder_id"),
-        case(f"{rpc}-rights_holder-licensee_id_as_binding", rpc,
-             create_key(role=ROLE.ROLE_RIGHTS_HOLDER, rights_holder_id=lic), "rights_holder_id"),
-        case(f"{rpc}-rights_holder-with_licensee", rpc,
-             create_key(role=ROLE.ROLE_RIGHTS_HOLDER, rights_holder_id=holder, licensee_id=lic), "licensee_id"),
-        case(f"{rpc}-generator-without_binding", rpc, create_key(role=ROLE.ROLE_GENERATOR), "licensee_id"),
-        case(f"{rpc}-generator-malformed_binding", rpc,
-             create_key(role=ROLE.ROLE_GENERATOR, licensee_id="lic_" + HEX[:8]), "licensee_id"),
-        case(f"{rpc}-generator-with_rights_holder", rpc,
-             create_key(role=ROLE.ROLE_GENERATOR, licensee_id=lic, rights_holder_id=holder), "rights_holder_id"),
-        case(f"{rpc}-admin-with_rights_holder", rpc,
-             create_key(role=ROLE.ROLE_ADMIN, rights_holder_id=holder), "rights_holder_id"),
-        case(f"{rpc}-admin-with_licensee", rpc, create_key(role=ROLE.ROLE_ADMIN, licensee_id=lic), "licensee_id"),
-        case(f"{rpc}-auditor-with_both", rpc, create_key(role=ROLE.ROLE_AUDITOR, rights_holder_id=holder,
-                                                         licensee_id=lic), "rights_holder_id", "licensee_id"),
-        case(f"{rpc}-expire_time-past", rpc, create_key(expire_time=now_plus(-timedelta(days=1))), "expire_time"),
-        case(f"{rpc}-expire_time-now", rpc, create_key(expire_time=now_plus(-timedelta(seconds=1))), "expire_time"),
-        case(f"{rpc}-expire_time-epoch", rpc, create_key(expire_time=timestamp_pb2.Timestamp()), "expire_time"),
-        case(f"{rpc}-expire_time-bad_nanos", rpc,
-             create_key(expire_time=timestamp_pb2.Timestamp(seconds=4_000_000_000, nanos=-1)), "expire_time"),
-        case(f"{rpc}-expire_time-too_many_nanos", rpc,
-             create_key(expire_time=timestamp_pb2.Timestamp(seconds=4_000_000_000, nanos=10**9)), "expire_time"),
-        case(f"{rpc}-expire_time-after_year_9999", rpc,
-             create_key(expire_time=timestamp_pb2.Timestamp(seconds=2**62)), "expire_time"),
-        case(f"{rpc}-expire_time-before_year_1", rpc,
-             create_key(expire_time=timestamp_pb2.Timestamp(seconds=-(2**62))), "expire_time"),
-    ])
+    add(
+        [
+            case(f"{rpc}-role-unspecified", rpc, create_key(role=ROLE.ROLE_UNSPECIFIED), "role"),
+            case(f"{rpc}-role-unknown", rpc, create_key(role=99), "role"),
+            case(f"{rpc}-role-negative", rpc, create_key(role=-1), "role"),
+            case(
+                f"{rpc}-rights_holder-without_binding",
+                rpc,
+                create_key(role=ROLE.ROLE_RIGHTS_HOLDER),
+                "rights_holder_id",
+            ),
+            case(
+                f"{rpc}-rights_holder-malformed_binding",
+                rpc,
+                create_key(role=ROLE.ROLE_RIGHTS_HOLDER, rights_holder_id="rh_123"),
+                "rights_holder_id",
+            ),
+            case(
+                f"{rpc}-rights_holder-licensee_id_as_binding",
+                rpc,
+                create_key(role=ROLE.ROLE_RIGHTS_HOLDER, rights_holder_id=lic),
+                "rights_holder_id",
+            ),
+            case(
+                f"{rpc}-rights_holder-with_licensee",
+                rpc,
+                create_key(role=ROLE.ROLE_RIGHTS_HOLDER, rights_holder_id=holder, licensee_id=lic),
+                "licensee_id",
+            ),
+            case(f"{rpc}-generator-without_binding", rpc, create_key(role=ROLE.ROLE_GENERATOR), "licensee_id"),
+            case(
+                f"{rpc}-generator-malformed_binding",
+                rpc,
+                create_key(role=ROLE.ROLE_GENERATOR, licensee_id="lic_" + HEX[:8]),
+                "licensee_id",
+            ),
+            case(
+                f"{rpc}-generator-with_rights_holder",
+                rpc,
+                create_key(role=ROLE.ROLE_GENERATOR, licensee_id=lic, rights_holder_id=holder),
+                "rights_holder_id",
+            ),
+            case(
+                f"{rpc}-admin-with_rights_holder",
+                rpc,
+                create_key(role=ROLE.ROLE_ADMIN, rights_holder_id=holder),
+                "rights_holder_id",
+            ),
+            case(f"{rpc}-admin-with_licensee", rpc, create_key(role=ROLE.ROLE_ADMIN, licensee_id=lic), "licensee_id"),
+            case(
+                f"{rpc}-auditor-with_both",
+                rpc,
+                create_key(role=ROLE.ROLE_AUDITOR, rights_holder_id=holder, licensee_id=lic),
+                "rights_holder_id",
+                "licensee_id",
+            ),
+            case(f"{rpc}-expire_time-past", rpc, create_key(expire_time=now_plus(-timedelta(days=1))), "expire_time"),
+            case(f"{rpc}-expire_time-now", rpc, create_key(expire_time=now_plus(-timedelta(seconds=1))), "expire_time"),
+            case(f"{rpc}-expire_time-epoch", rpc, create_key(expire_time=timestamp_pb2.Timestamp()), "expire_time"),
+            case(
+                f"{rpc}-expire_time-bad_nanos",
+                rpc,
+                create_key(expire_time=timestamp_pb2.Timestamp(seconds=4_000_000_000, nanos=-1)),
+                "expire_time",
+            ),
+            case(
+                f"{rpc}-expire_time-too_many_nanos",
+                rpc,
+                create_key(expire_time=timestamp_pb2.Timestamp(seconds=4_000_000_000, nanos=10**9)),
+                "expire_time",
+            ),
+            case(
+                f"{rpc}-expire_time-after_year_9999",
+                rpc,
+                create_key(expire_time=timestamp_pb2.Timestamp(seconds=2**62)),
+                "expire_time",
+            ),
+            case(
+                f"{rpc}-expire_time-before_year_1",
+                rpc,
+                create_key(expire_time=timestamp_pb2.Timestamp(seconds=-(2**62))),
+                "expire_time",
+            ),
+        ]
+    )
 
     # GetApiKey / RevokeApiKey / ListApiKeys.
-    for method, request_type in (("GetApiKey", access_pb.GetApiKeyRequest),
-                                 ("RevokeApiKey", access_pb.RevokeApiKeyRequest)):
+    for method, request_type in (
+        ("GetApiKey", access_pb.GetApiKeyRequest),
+        ("RevokeApiKey", access_pb.RevokeApiKeyRequest),
+    ):
         rpc = f"AccessService.{method}"
         add(case(f"{rpc}-id-{k}", rpc, fixed(request_type(id=v)), "id") for k, v in bad_ids("api_key").items())
     rpc = "AccessService.ListApiKeys"
     keys_list = access_pb.ListApiKeysRequest
-    add([
-        case(f"{rpc}-page_size-negative", rpc, fixed(keys_list(page_size=-7)), "page_size"),
-        case(f"{rpc}-role-unknown", rpc, fixed(keys_list(role=99)), "role"),
-        case(f"{rpc}-page_token-garbage", rpc, fixed(keys_list(page_token="%%%")), "page_token"),
-        case(f"{rpc}-page_token-flipped", rpc,
-             lambda ctx: keys_list(page_token=flipped(ctx.token("ListApiKeys", keys_list()))), "page_token"),
-        case(f"{rpc}-page_token-huge_cursor", rpc,
-             lambda ctx: keys_list(page_token=with_cursor(ctx.token("ListApiKeys", keys_list()), lambda n: 2**63)),
-             "page_token"),
-        case(f"{rpc}-page_token-other_role", rpc,
-             lambda ctx: keys_list(page_token=ctx.token("ListApiKeys", keys_list()), role=ROLE.ROLE_ADMIN),
-             "page_token"),
-        case(f"{rpc}-page_token-other_show_inactive", rpc,
-             lambda ctx: keys_list(page_token=ctx.token("ListApiKeys", keys_list()), show_inactive=True),
-             "page_token"),
-        case(f"{rpc}-page_token-from_rights_holders", rpc,
-             lambda ctx: keys_list(page_token=ctx.token("ListRightsHolders", catalog_pb.ListRightsHoldersRequest())),
-             "page_token"),
-    ])
+    add(
+        [
+            case(f"{rpc}-page_size-negative", rpc, fixed(keys_list(page_size=-7)), "page_size"),
+            case(f"{rpc}-role-unknown", rpc, fixed(keys_list(role=99)), "role"),
+            case(f"{rpc}-page_token-garbage", rpc, fixed(keys_list(page_token="%%%")), "page_token"),
+            case(
+                f"{rpc}-page_token-flipped",
+                rpc,
+                lambda ctx: keys_list(page_token=flipped(ctx.token("ListApiKeys", keys_list()))),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-huge_cursor",
+                rpc,
+                lambda ctx: keys_list(page_token=with_cursor(ctx.token("ListApiKeys", keys_list()), lambda n: 2**63)),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-other_role",
+                rpc,
+                lambda ctx: keys_list(page_token=ctx.token("ListApiKeys", keys_list()), role=ROLE.ROLE_ADMIN),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-other_show_inactive",
+                rpc,
+                lambda ctx: keys_list(page_token=ctx.token("ListApiKeys", keys_list()), show_inactive=True),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-from_rights_holders",
+                rpc,
+                lambda ctx: keys_list(page_token=ctx.token("ListRightsHolders", catalog_pb.ListRightsHoldersRequest())),
+                "page_token",
+            ),
+        ]
+    )
     return cases
 
 
-CASES = build_cases()
+# Characters, terms, import and collisions.
 
 
-OUTPUT_ONLY = {"state", "create_time", "update_time", "archive_time"}
+def character(ctx: Ctx, **changes: Any) -> dict[str, Any]:
+    """A valid new character of the owner rights holder, with ``changes``."""
+    base = {
+        "rights_holder_id": ctx.targets.owner.id,
+        "canonical_name": f"Chara {ctx.marker}",
+        "aliases": [{"value": f"Alias {ctx.marker}", "language": "ja-Latn"}],
+    }
+    return {**base, **changes}
+
+
+def create_chr(**changes: Any) -> Callable[[Ctx], message.Message]:
+    request_id = changes.pop("request_id", "")
+    return lambda ctx: catalog_pb.CreateCharacterRequest(character=character(ctx, **changes), request_id=request_id)
+
+
+def update_chr(paths: list[str] | None, **values: Any) -> Callable[[Ctx], message.Message]:
+    def build(ctx: Ctx) -> message.Message:
+        given = {"id": ctx.targets.character_id, **values}
+        return catalog_pb.UpdateCharacterRequest(
+            character=given, update_mask=None if paths is None else field_mask_pb2.FieldMask(paths=paths)
+        )
+
+    return build
+
+
+def valid_terms(**changes: Any) -> dict[str, Any]:
+    return {
+        "permitted_use_types": [terms_pb.USE_TYPE_IMAGE_GENERATION],
+        "max_content_rating": terms_pb.CONTENT_RATING_TEEN,
+        **changes,
+    }
+
+
+def resolved(ctx: Ctx, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with each callable replaced by its value for ``ctx``."""
+    return {name: value(ctx) if callable(value) else value for name, value in values.items()}
+
+
+def opt_in(**changes: Any) -> Callable[[Ctx], message.Message]:
+    return lambda ctx: catalog_pb.OptInRequest(
+        character_id=ctx.targets.character_id, terms=valid_terms(**resolved(ctx, changes))
+    )
+
+
+def update_terms(**changes: Any) -> Callable[[Ctx], message.Message]:
+    return lambda ctx: catalog_pb.UpdateTermsRequest(
+        character_id=ctx.targets.opted_in_id, terms=valid_terms(**resolved(ctx, changes))
+    )
+
+
+def import_row(*, terms: dict[str, Any] | None = None, **changes: Any) -> Callable[[Ctx], message.Message]:
+    """An import of one row: valid (external id set) unless ``changes`` or ``terms`` break it."""
+
+    def build(ctx: Ctx) -> message.Message:
+        bad = {"character": character(ctx, **{"external_id": f"bad-{ctx.marker}", **changes})}
+        if terms is not None:
+            bad["terms"] = valid_terms(**resolved(ctx, terms))
+        return catalog_pb.ImportCharactersRequest(rights_holder_id=ctx.targets.owner.id, rows=[bad])
+
+    return build
+
+
+def stamp(seconds: int, nanos: int = 0) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+
+
+BAD_EXTERNAL_IDS = {
+    "space": "CAT 001",
+    "too_long": "c" * 101,
+    "non_ascii": "CAT-ü",
+    "slash": "CAT/1",
+    "newline": "CAT-1\n",
+    "hash": "CAT#1",
+}
+BAD_URLS = {
+    "ftp": "ftp://files.example/miku",
+    "no_scheme": "piapro.example/miku",
+    "no_host": "https://",
+    "space": "https://piapro.example/a b",
+    "javascript": "javascript:alert(1)",
+    "too_long": "https://piapro.example/" + "a" * 1980,
+    "empty": "",
+}
+BAD_LANGUAGES = {
+    "empty": "",
+    "words": "not a tag",
+    "underscore": "ja_JP",
+    "too_long_subtag": "japanese",
+    "digits": "12",
+    "trailing_dash": "ja-",
+}
+BAD_DESCRIPTIONS = {"too_long": "d" * 2001, "nul": "a\x00b", "escape": "a\x1bb", "delete": "a\x7fb", "c1": "a\x85b"}
+
+# Bad terms: (label, the changes, the field path under ``terms.``). Callables receive the Ctx.
+BAD_TERMS: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
+    ("permitted_use_types-empty", {"permitted_use_types": []}, ("permitted_use_types",)),
+    ("permitted_use_types-unspecified", {"permitted_use_types": [0]}, ("permitted_use_types[0]",)),
+    ("permitted_use_types-unknown", {"permitted_use_types": [1, 42]}, ("permitted_use_types[1]",)),
+    ("max_content_rating-unspecified", {"max_content_rating": 0}, ("max_content_rating",)),
+    ("max_content_rating-unknown", {"max_content_rating": 99}, ("max_content_rating",)),
+    ("max_content_rating-negative", {"max_content_rating": -1}, ("max_content_rating",)),
+    ("prohibited_categories-unspecified", {"prohibited_categories": [0]}, ("prohibited_categories[0]",)),
+    ("prohibited_categories-unknown", {"prohibited_categories": [1, 2**31 - 1]}, ("prohibited_categories[1]",)),
+    ("allowed_territories-ZZ", {"allowed_territories": ["ZZ"]}, ("allowed_territories[0]",)),
+    ("allowed_territories-JPN", {"allowed_territories": ["JP", "JPN"]}, ("allowed_territories[1]",)),
+    ("allowed_territories-empty", {"allowed_territories": [""]}, ("allowed_territories[0]",)),
+    ("allowed_territories-too_many", {"allowed_territories": ["JP"] * 251}, ("allowed_territories",)),
+    ("excluded_territories-XX", {"excluded_territories": ["XX"]}, ("excluded_territories[0]",)),
+    (
+        "excluded_territories-also_allowed",
+        {"allowed_territories": ["JP"], "excluded_territories": ["jp"]},
+        ("excluded_territories",),
+    ),
+    ("allowed_licensee_ids-malformed", {"allowed_licensee_ids": ["lic_nope"]}, ("allowed_licensee_ids[0]",)),
+    (
+        "allowed_licensee_ids-character_id",
+        {"allowed_licensee_ids": lambda ctx: [ctx.targets.character_id]},
+        ("allowed_licensee_ids[0]",),
+    ),
+    (
+        "allowed_licensee_ids-missing",
+        {"allowed_licensee_ids": lambda ctx: [ctx.licensee_id, ids.new_id("licensee")]},
+        ("allowed_licensee_ids[1]",),
+    ),
+    ("allowed_platforms-not_a_slug", {"allowed_platforms": ["video-app", "Video App"]}, ("allowed_platforms[1]",)),
+    ("allowed_platforms-empty", {"allowed_platforms": [""]}, ("allowed_platforms[0]",)),
+    (
+        "prohibited_co_appearance_ids-malformed",
+        {"prohibited_co_appearance_ids": ["chr_1"]},
+        ("prohibited_co_appearance_ids[0]",),
+    ),
+    (
+        "prohibited_co_appearance_ids-missing",
+        {"prohibited_co_appearance_ids": lambda ctx: [ids.new_id("character")]},
+        ("prohibited_co_appearance_ids[0]",),
+    ),
+    ("valid_from-bad_nanos", {"valid_from": stamp(1_800_000_000, -1)}, ("valid_from",)),
+    ("valid_from-after_year_9999", {"valid_from": stamp(2**62)}, ("valid_from",)),
+    ("valid_until-too_many_nanos", {"valid_until": stamp(1_800_000_000, 10**9)}, ("valid_until",)),
+    (
+        "valid_until-before_valid_from",
+        {"valid_from": stamp(1_800_000_000), "valid_until": stamp(1_799_999_999)},
+        ("valid_until",),
+    ),
+    (
+        "valid_until-equal_to_valid_from",
+        {"valid_from": stamp(1_800_000_000), "valid_until": stamp(1_800_000_000)},
+        ("valid_until",),
+    ),
+    ("attribution_text-too_long", {"attribution_text": "a" * 501}, ("attribution_text",)),
+    ("attribution_text-control", {"attribution_text": "a\x00b"}, ("attribution_text",)),
+    ("revenue_share_bps-above", {"revenue_share_bps": 10_001}, ("revenue_share_bps",)),
+    ("revenue_share_bps-negative", {"revenue_share_bps": -1}, ("revenue_share_bps",)),
+    (
+        "per_use_fee-unknown_currency",
+        {"per_use_fee": {"currency_code": "XYZ", "minor_units": 1}},
+        ("per_use_fee.currency_code",),
+    ),
+    ("per_use_fee-no_currency", {"per_use_fee": {"minor_units": 1}}, ("per_use_fee.currency_code",)),
+    (
+        "per_use_fee-negative",
+        {"per_use_fee": {"currency_code": "JPY", "minor_units": -1}},
+        ("per_use_fee.minor_units",),
+    ),
+    ("daily_quota-negative", {"daily_quota": -1}, ("daily_quota",)),
+    ("monthly_quota-negative", {"monthly_quota": -(2**62)}, ("monthly_quota",)),
+]
+
+
+def one_per_field(
+    cases: list[tuple[str, dict[str, Any], tuple[str, ...]]],
+) -> list[tuple[str, dict[str, Any], tuple[str, ...]]]:
+    """The first bad-terms case of each terms field: UpdateTerms validates with the very code OptIn
+    uses, whose every case runs through OptIn and import rows."""
+    seen: set[str] = set()
+    chosen = []
+    for label, changes, fields in cases:
+        field_name = re.sub(r"\[\d+\]", "", fields[0]).split(".")[0]
+        if field_name not in seen:
+            seen.add(field_name)
+            chosen.append((label, changes, fields))
+    return chosen
+
+
+def character_cases() -> list[Case]:
+    cases: list[Case] = []
+    add = cases.extend
+
+    # CreateCharacter.
+    rpc = "CatalogService.CreateCharacter"
+    add(text_cases(rpc, create_chr, "character.", "canonical_name", 200, required=True))
+    add(text_cases(rpc, create_chr, "character.", "franchise", 200, required=False))
+    add(
+        case(f"{rpc}-description-{k}", rpc, create_chr(description=v), "character.description")
+        for k, v in BAD_DESCRIPTIONS.items()
+    )
+    add(
+        case(f"{rpc}-rights_holder_id-{k}", rpc, create_chr(rights_holder_id=v), "character.rights_holder_id")
+        for k, v in bad_ids("rights_holder").items()
+    )
+    add(
+        case(f"{rpc}-external_id-{k}", rpc, create_chr(external_id=v), "character.external_id")
+        for k, v in BAD_EXTERNAL_IDS.items()
+    )
+    add(
+        case(
+            f"{rpc}-reference_urls-{k}",
+            rpc,
+            create_chr(reference_urls=["https://ok.example", v]),
+            "character.reference_urls[1]",
+        )
+        for k, v in BAD_URLS.items()
+    )
+    add(
+        case(
+            f"{rpc}-aliases-language-{k}",
+            rpc,
+            create_chr(aliases=[{"value": "ミク", "language": v}]),
+            "character.aliases[0].language",
+        )
+        for k, v in BAD_LANGUAGES.items()
+    )
+    add(case(f"{rpc}-request_id-{k}", rpc, create_chr(request_id=v), "request_id") for k, v in BAD_REQUEST_IDS.items())
+    add(
+        [
+            case(
+                f"{rpc}-canonical_name-only_punctuation",
+                rpc,
+                create_chr(canonical_name="!?・"),
+                "character.canonical_name",
+            ),
+            case(
+                f"{rpc}-reference_urls-too_many",
+                rpc,
+                create_chr(reference_urls=["https://ok.example"] * 21),
+                "character.reference_urls",
+            ),
+            case(
+                f"{rpc}-aliases-value-empty",
+                rpc,
+                create_chr(aliases=[{"value": "", "language": "ja"}]),
+                "character.aliases[0].value",
+            ),
+            case(
+                f"{rpc}-aliases-value-blank",
+                rpc,
+                create_chr(aliases=[{"value": " \u3000 ", "language": "ja"}]),
+                "character.aliases[0].value",
+            ),
+            case(
+                f"{rpc}-aliases-value-too_long",
+                rpc,
+                create_chr(aliases=[{"value": "ミ" * 201, "language": "ja"}]),
+                "character.aliases[0].value",
+            ),
+            case(
+                f"{rpc}-aliases-value-control",
+                rpc,
+                create_chr(aliases=[{"value": "ミ\x00ク", "language": "ja"}]),
+                "character.aliases[0].value",
+            ),
+            case(
+                f"{rpc}-aliases-value-only_punctuation",
+                rpc,
+                create_chr(aliases=[{"value": "・\uff01", "language": "ja"}]),
+                "character.aliases[0].value",
+            ),
+            case(
+                f"{rpc}-aliases-kind-unknown",
+                rpc,
+                create_chr(
+                    aliases=[{"value": "ミク", "language": "ja"}, {"value": "Miku", "language": "en", "kind": 9}]
+                ),
+                "character.aliases[1].kind",
+            ),
+            case(
+                f"{rpc}-aliases-kind-negative",
+                rpc,
+                create_chr(aliases=[{"value": "ミク", "language": "ja", "kind": -1}]),
+                "character.aliases[0].kind",
+            ),
+            case(
+                f"{rpc}-aliases-too_many",
+                rpc,
+                create_chr(aliases=[{"value": f"Alias {n}", "language": "en"} for n in range(101)]),
+                "character.aliases",
+            ),
+            case(
+                f"{rpc}-missing_resource",
+                rpc,
+                fixed(catalog_pb.CreateCharacterRequest()),
+                "character.rights_holder_id",
+                "character.canonical_name",
+            ),
+            case(
+                f"{rpc}-everything_bad",
+                rpc,
+                create_chr(
+                    rights_holder_id="rh_1",
+                    canonical_name="",
+                    franchise="f" * 201,
+                    description="\x00",
+                    external_id="a b",
+                    reference_urls=["ftp://x"],
+                    aliases=[{"value": "", "language": ""}],
+                    request_id="bad id",
+                ),
+                "character.rights_holder_id",
+                "character.canonical_name",
+                "character.franchise",
+                "character.description",
+                "character.external_id",
+                "character.reference_urls[0]",
+                "character.aliases[0].value",
+                "character.aliases[0].language",
+                "request_id",
+            ),
+            case(
+                f"{rpc}-as_rights_holder",
+                rpc,
+                create_chr(canonical_name=""),
+                "character.canonical_name",
+                caller="owner",
+            ),
+        ]
+    )
+
+    # Get / Archive / Reinstate / Suspend: the id.
+    for method, request_type in (
+        ("GetCharacter", catalog_pb.GetCharacterRequest),
+        ("ArchiveCharacter", catalog_pb.ArchiveCharacterRequest),
+        ("ReinstateCharacter", catalog_pb.ReinstateCharacterRequest),
+    ):
+        rpc = f"CatalogService.{method}"
+        chosen = bad_ids("character") if method == "GetCharacter" else some_bad_ids("character")
+        add(case(f"{rpc}-id-{k}", rpc, fixed(request_type(id=v)), "id") for k, v in chosen.items())
+    add(
+        [
+            case(
+                "CatalogService.GetCharacter-id-malformed-as_rights_holder",
+                "CatalogService.GetCharacter",
+                fixed(catalog_pb.GetCharacterRequest(id="chr_nope")),
+                "id",
+                caller="owner",
+            )
+        ]
+    )
+    rpc = "CatalogService.SuspendCharacter"
+    suspend = catalog_pb.SuspendCharacterRequest
+    add(
+        case(f"{rpc}-id-{k}", rpc, fixed(suspend(id=v, reason="review")), "id")
+        for k, v in some_bad_ids("character").items()
+    )
+    add(
+        [
+            case(f"{rpc}-reason-empty", rpc, lambda ctx: suspend(id=ctx.targets.opted_in_id), "reason"),
+            case(f"{rpc}-reason-blank", rpc, lambda ctx: suspend(id=ctx.targets.opted_in_id, reason=" \t"), "reason"),
+            case(
+                f"{rpc}-reason-too_long",
+                rpc,
+                lambda ctx: suspend(id=ctx.targets.opted_in_id, reason="r" * 501),
+                "reason",
+            ),
+            case(
+                f"{rpc}-reason-control", rpc, lambda ctx: suspend(id=ctx.targets.opted_in_id, reason="a\x1bb"), "reason"
+            ),
+            case(f"{rpc}-both", rpc, fixed(suspend(id="chr_", reason="")), "id", "reason"),
+        ]
+    )
+
+    # UpdateCharacter.
+    rpc = "CatalogService.UpdateCharacter"
+    add(
+        case(f"{rpc}-id-{k}", rpc, update_chr(["franchise"], id=v, franchise="New"), "character.id")
+        for k, v in bad_ids("character").items()
+    )
+    for label, paths in {
+        "unknown": ["nope"],
+        "id": ["id"],
+        "rights_holder_id": ["rights_holder_id"],
+        "state": ["state"],
+        "terms_version": ["terms_version"],
+        "create_time": ["create_time"],
+        "empty_path": [""],
+        "prefixed": ["character.franchise"],
+        "nested": ["aliases.value"],
+        "upper": ["FRANCHISE"],
+        "one_good_one_bad": ["franchise", "nope"],
+    }.items():
+        add([case(f"{rpc}-update_mask-{label}", rpc, update_chr(paths, franchise="New"), "update_mask")])
+    add(
+        [
+            case(f"{rpc}-update_mask-names_nothing", rpc, update_chr(None), "update_mask"),
+            case(
+                f"{rpc}-update_mask-only_output_fields_set",
+                rpc,
+                update_chr(None, state=2, terms_version=3),
+                "update_mask",
+            ),
+            case(f"{rpc}-canonical_name-cleared", rpc, update_chr(["canonical_name"]), "character.canonical_name"),
+            case(
+                f"{rpc}-canonical_name-too_long", rpc, update_chr(None, canonical_name=LONG), "character.canonical_name"
+            ),
+            case(f"{rpc}-franchise-control", rpc, update_chr(["franchise"], franchise="a\nb"), "character.franchise"),
+            case(f"{rpc}-description-too_long", rpc, update_chr(None, description="d" * 2001), "character.description"),
+            case(
+                f"{rpc}-external_id-bad", rpc, update_chr(["external_id"], external_id="a b"), "character.external_id"
+            ),
+            case(
+                f"{rpc}-reference_urls-bad",
+                rpc,
+                update_chr(None, reference_urls=["mailto:a@b.example"]),
+                "character.reference_urls[0]",
+            ),
+            case(
+                f"{rpc}-aliases-bad_language",
+                rpc,
+                update_chr(["aliases"], aliases=[{"value": "ミク", "language": "ja"}, {"value": "x", "language": "?"}]),
+                "character.aliases[1].language",
+            ),
+            case(
+                f"{rpc}-aliases-unknown_kind",
+                rpc,
+                update_chr(["aliases"], aliases=[{"value": "ミク", "language": "ja", "kind": 6}]),
+                "character.aliases[0].kind",
+            ),
+            case(
+                f"{rpc}-as_rights_holder",
+                rpc,
+                update_chr(["canonical_name"], canonical_name=" "),
+                "character.canonical_name",
+                caller="owner",
+            ),
+        ]
+    )
+
+    # ListCharacters.
+    rpc = "CatalogService.ListCharacters"
+    chars = catalog_pb.ListCharactersRequest
+    add(
+        case(f"{rpc}-rights_holder_id-{k}", rpc, fixed(chars(rights_holder_id=v)), "rights_holder_id")
+        for k, v in bad_ids("rights_holder").items()
+        if v
+    )
+    add(
+        [
+            case(f"{rpc}-page_size-negative", rpc, fixed(chars(page_size=-1)), "page_size"),
+            case(f"{rpc}-state-unknown", rpc, fixed(chars(state=5)), "state"),
+            case(f"{rpc}-state-negative", rpc, fixed(chars(state=-1)), "state"),
+            case(f"{rpc}-franchise-too_long", rpc, fixed(chars(franchise=LONG)), "franchise"),
+            case(f"{rpc}-franchise-control", rpc, fixed(chars(franchise="a\x00b")), "franchise"),
+            case(f"{rpc}-query-too_long", rpc, fixed(chars(query=LONG)), "query"),
+            case(f"{rpc}-query-control", rpc, fixed(chars(query="ミ\x7fク")), "query"),
+            case(f"{rpc}-page_token-garbage", rpc, fixed(chars(page_token="garbage!!")), "page_token"),
+            case(
+                f"{rpc}-page_token-flipped",
+                rpc,
+                lambda ctx: chars(page_token=flipped(ctx.token("ListCharacters", chars()))),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-forged_cursor",
+                rpc,
+                lambda ctx: chars(page_token=with_cursor(ctx.token("ListCharacters", chars()), lambda n: n + 1)),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-other_query",
+                rpc,
+                lambda ctx: chars(page_token=ctx.token("ListCharacters", chars()), query="Chara"),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-other_state",
+                rpc,
+                lambda ctx: chars(page_token=ctx.token("ListCharacters", chars()), state=2),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-other_franchise",
+                rpc,
+                lambda ctx: chars(page_token=ctx.token("ListCharacters", chars()), franchise="Piapro"),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-other_rights_holder",
+                rpc,
+                lambda ctx: chars(page_token=ctx.token("ListCharacters", chars()), rights_holder_id=ctx.holder_id),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-from_rights_holders",
+                rpc,
+                lambda ctx: chars(page_token=ctx.token("ListRightsHolders", catalog_pb.ListRightsHoldersRequest())),
+                "page_token",
+            ),
+            case(f"{rpc}-page_size-as_rights_holder", rpc, fixed(chars(page_size=-5)), "page_size", caller="owner"),
+        ]
+    )
+
+    # OptIn / UpdateTerms: the character id and every terms field.
+    for method, build, request_type, target in (
+        ("OptIn", opt_in, catalog_pb.OptInRequest, "character_id"),
+        ("UpdateTerms", update_terms, catalog_pb.UpdateTermsRequest, "opted_in_id"),
+    ):
+        rpc = f"CatalogService.{method}"
+        add(
+            case(
+                f"{rpc}-character_id-{k}", rpc, fixed(request_type(character_id=v, terms=valid_terms())), "character_id"
+            )
+            for k, v in some_bad_ids("character").items()
+        )
+        add(
+            case(f"{rpc}-terms-{label}", rpc, build(**changes), *(f"terms.{f}" for f in fields))
+            for label, changes, fields in (BAD_TERMS if method == "OptIn" else one_per_field(BAD_TERMS))
+        )
+        add(
+            [
+                case(
+                    f"{rpc}-terms-missing",
+                    rpc,
+                    lambda ctx, t=request_type, a=target: t(character_id=getattr(ctx.targets, a)),
+                    "terms.permitted_use_types",
+                    "terms.max_content_rating",
+                ),
+                case(
+                    f"{rpc}-terms-as_rights_holder",
+                    rpc,
+                    build(revenue_share_bps=-5),
+                    "terms.revenue_share_bps",
+                    caller="owner",
+                ),
+            ]
+        )
+    add(
+        [
+            case(
+                "CatalogService.OptIn-terms-itself",
+                "CatalogService.OptIn",
+                opt_in(prohibited_co_appearance_ids=lambda ctx: [ctx.targets.opted_in_id, ctx.targets.character_id]),
+                "terms.prohibited_co_appearance_ids[1]",
+            ),
+            case(
+                "CatalogService.UpdateTerms-terms-itself",
+                "CatalogService.UpdateTerms",
+                update_terms(prohibited_co_appearance_ids=lambda ctx: [ctx.targets.opted_in_id]),
+                "terms.prohibited_co_appearance_ids[0]",
+            ),
+        ]
+    )
+
+    # OptOut.
+    rpc = "CatalogService.OptOut"
+    add(
+        case(f"{rpc}-character_id-{k}", rpc, fixed(catalog_pb.OptOutRequest(character_id=v)), "character_id")
+        for k, v in some_bad_ids("character").items()
+    )
+    add(
+        case(
+            f"{rpc}-reason-{k}",
+            rpc,
+            lambda ctx, v=v: catalog_pb.OptOutRequest(character_id=ctx.targets.opted_in_id, reason=v),
+            "reason",
+        )
+        for k, v in {"too_long": "r" * 501, **BAD_TEXT}.items()
+    )
+
+    # GetTerms / ListTermsVersions.
+    rpc = "CatalogService.GetTerms"
+    add(
+        case(f"{rpc}-character_id-{k}", rpc, fixed(catalog_pb.GetTermsRequest(character_id=v)), "character_id")
+        for k, v in some_bad_ids("character").items()
+    )
+    add(
+        [
+            case(
+                f"{rpc}-version-negative",
+                rpc,
+                lambda ctx: catalog_pb.GetTermsRequest(character_id=ctx.targets.opted_in_id, version=-1),
+                "version",
+            ),
+            case(
+                f"{rpc}-version-most_negative",
+                rpc,
+                lambda ctx: catalog_pb.GetTermsRequest(character_id=ctx.targets.opted_in_id, version=-(2**31)),
+                "version",
+            ),
+            case(
+                f"{rpc}-both",
+                rpc,
+                fixed(catalog_pb.GetTermsRequest(character_id="x", version=-1)),
+                "character_id",
+                "version",
+            ),
+        ]
+    )
+    rpc = "CatalogService.ListTermsVersions"
+    history = catalog_pb.ListTermsVersionsRequest
+    add(
+        case(f"{rpc}-character_id-{k}", rpc, fixed(history(character_id=v)), "character_id")
+        for k, v in some_bad_ids("character").items()
+    )
+
+    def history_token(ctx: Ctx) -> str:
+        return ctx.token("ListTermsVersions", history(character_id=ctx.targets.opted_in_id))
+
+    add(
+        [
+            case(
+                f"{rpc}-page_size-negative",
+                rpc,
+                lambda ctx: history(character_id=ctx.targets.opted_in_id, page_size=-1),
+                "page_size",
+            ),
+            case(
+                f"{rpc}-page_token-garbage",
+                rpc,
+                lambda ctx: history(character_id=ctx.targets.opted_in_id, page_token="%%"),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-flipped",
+                rpc,
+                lambda ctx: history(character_id=ctx.targets.opted_in_id, page_token=flipped(history_token(ctx))),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-forged_cursor",
+                rpc,
+                lambda ctx: history(
+                    character_id=ctx.targets.opted_in_id, page_token=with_cursor(history_token(ctx), lambda n: n + 1)
+                ),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-negative_cursor",
+                rpc,
+                lambda ctx: history(
+                    character_id=ctx.targets.opted_in_id, page_token=with_cursor(history_token(ctx), lambda n: -1)
+                ),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-other_character",
+                rpc,
+                lambda ctx: history(character_id=ctx.targets.character_id, page_token=history_token(ctx)),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-from_characters",
+                rpc,
+                lambda ctx: history(
+                    character_id=ctx.targets.opted_in_id,
+                    page_token=ctx.token("ListCharacters", catalog_pb.ListCharactersRequest()),
+                ),
+                "page_token",
+            ),
+        ]
+    )
+
+    # ListAliasCollisions.
+    rpc = "CatalogService.ListAliasCollisions"
+    collisions = catalog_pb.ListAliasCollisionsRequest
+    add(
+        [
+            case(f"{rpc}-page_size-negative", rpc, fixed(collisions(page_size=-1)), "page_size"),
+            case(f"{rpc}-page_token-garbage", rpc, fixed(collisions(page_token="!!")), "page_token"),
+            case(f"{rpc}-page_token-too_long", rpc, fixed(collisions(page_token="A" * 4000)), "page_token"),
+            case(
+                f"{rpc}-page_token-flipped",
+                rpc,
+                lambda ctx: collisions(page_token=flipped(ctx.token("ListAliasCollisions", collisions()))),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-from_characters",
+                rpc,
+                lambda ctx: collisions(page_token=ctx.token("ListCharacters", catalog_pb.ListCharactersRequest())),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-as_auditor",
+                rpc,
+                fixed(collisions(page_token="nope")),
+                "page_token",
+                caller="auditor",
+            ),
+        ]
+    )
+
+    # ImportCharacters: the request itself.
+    rpc = "CatalogService.ImportCharacters"
+    imports = catalog_pb.ImportCharactersRequest
+    add(
+        case(
+            f"{rpc}-rights_holder_id-{k}",
+            rpc,
+            fixed(imports(rights_holder_id=v, rows=[{"character": {"external_id": "x", "canonical_name": "X"}}])),
+            "rights_holder_id",
+        )
+        for k, v in some_bad_ids("rights_holder").items()
+    )
+
+    def many_rows(count: int) -> Callable[[Ctx], message.Message]:
+        return lambda ctx: imports(
+            rights_holder_id=ctx.targets.owner.id,
+            rows=[
+                {"character": {"external_id": f"n-{ctx.marker}-{n}", "canonical_name": f"Chara {ctx.marker} {n}"}}
+                for n in range(count)
+            ],
+        )
+
+    add(
+        [
+            case(f"{rpc}-rows-empty", rpc, many_rows(0), "rows"),
+            case(f"{rpc}-rows-too_many", rpc, many_rows(501), "rows"),
+            case(f"{rpc}-rows-too_many-as_rights_holder", rpc, many_rows(501), "rows", caller="owner"),
+        ]
+    )
+
+    # ImportCharacters: one bad row, reported in its result.
+    add(
+        [
+            row_case("ImportRow-external_id-missing", import_row(external_id=""), "character.external_id"),
+            row_case("ImportRow-canonical_name-empty", import_row(canonical_name=""), "character.canonical_name"),
+            row_case("ImportRow-canonical_name-too_long", import_row(canonical_name=LONG), "character.canonical_name"),
+            row_case("ImportRow-franchise-control", import_row(franchise="a\x00b"), "character.franchise"),
+            row_case("ImportRow-description-too_long", import_row(description="d" * 2001), "character.description"),
+            row_case("ImportRow-external_id-bad", import_row(external_id="a b"), "character.external_id"),
+            row_case(
+                "ImportRow-reference_urls-bad",
+                import_row(reference_urls=["ftp://x.example"]),
+                "character.reference_urls[0]",
+            ),
+            row_case(
+                "ImportRow-aliases-language",
+                import_row(aliases=[{"value": "ミク", "language": "ja_JP"}]),
+                "character.aliases[0].language",
+            ),
+            row_case(
+                "ImportRow-aliases-kind",
+                import_row(aliases=[{"value": "ミク", "language": "ja", "kind": 77}]),
+                "character.aliases[0].kind",
+            ),
+            row_case(
+                "ImportRow-aliases-value",
+                import_row(aliases=[{"value": "", "language": "ja"}]),
+                "character.aliases[0].value",
+            ),
+            row_case(
+                "ImportRow-everything",
+                import_row(
+                    external_id="",
+                    canonical_name="",
+                    aliases=[{"value": "x", "language": "", "kind": 50}],
+                    terms={"permitted_use_types": [], "allowed_territories": ["ZZ"]},
+                ),
+                "character.external_id",
+                "character.canonical_name",
+                "character.aliases[0].language",
+                "character.aliases[0].kind",
+                "terms.permitted_use_types",
+                "terms.allowed_territories[0]",
+                caller="admin",
+            ),
+        ]
+    )
+    add(
+        row_case(f"ImportRow-terms-{label}", import_row(terms=changes), *(f"terms.{f}" for f in fields))
+        for label, changes, fields in BAD_TERMS
+    )
+    return cases
+
+
+CASES = [*build_cases(), *character_cases()]
+
+
+# The fields the .proto comments call output only, per message: the server ignores them on input.
+LIFECYCLE_OUTPUT_ONLY = frozenset({"state", "create_time", "update_time", "archive_time"})
+OUTPUT_ONLY = {
+    "charter.v1.RightsHolder": LIFECYCLE_OUTPUT_ONLY,
+    "charter.v1.Licensee": LIFECYCLE_OUTPUT_ONLY,
+    "charter.v1.Character": frozenset({"state", "terms_version", "create_time", "update_time"}),
+    "charter.v1.Terms": frozenset({"version", "character_id", "create_time", "author_key_id"}),
+}
+# Fields set at creation and immutable afterwards: an update ignores them.
+IMMUTABLE = {"charter.v1.Character": frozenset({"rights_holder_id"})}
 
 
 def input_paths(method: Method) -> set[str]:
     """The field paths a caller can set in ``method``'s request and that can hold a bad value.
 
-    Booleans have no bad value; a resource's output-only fields are ignored by the server, and
-    its id is input only on updates.
+    Booleans have no bad value; a resource's output-only fields are ignored by the server, its id
+    is input only on updates, and its immutable fields only on creation.
     """
     paths: set[str] = set()
     for top in method.request_type.DESCRIPTOR.fields:
@@ -434,8 +1569,12 @@ def input_paths(method: Method) -> set[str]:
         if resource is None or resource.full_name.startswith("google.protobuf."):
             paths.add(top.name)
             continue
+        update = method.name.startswith("Update")
+        ignored = OUTPUT_ONLY.get(resource.full_name, frozenset()) | (
+            IMMUTABLE.get(resource.full_name, frozenset()) if update else frozenset()
+        )
         for sub in resource.fields:
-            if sub.name in OUTPUT_ONLY or (sub.name == "id" and not method.name.startswith("Update")):
+            if sub.type == sub.TYPE_BOOL or sub.name in ignored or (sub.name == "id" and not update):
                 continue
             paths.add(f"{top.name}.{sub.name}")
     return paths
@@ -445,81 +1584,187 @@ def test_every_request_field_has_a_bad_input_case() -> None:
     """Each settable field of each CatalogService/AccessService request is broken by at least one case."""
     covered: dict[str, set[str]] = {}
     for item in CASES:
-        covered.setdefault(item.rpc, set()).update(item.fields)
+        covered.setdefault(item.rpc, set()).update(item.covers())
     missing = {name: input_paths(m) - covered.get(name, set()) for name, m in METHODS.items()}
     assert {name: paths for name, paths in missing.items() if paths} == {}
     assert len({c.name for c in CASES}) == len(CASES)
 
 
 @pytest.fixture(scope="module")
-def targets(catalog: Any, keys: Any) -> tuple[str, str]:
+def targets(catalog: Any, access: Any, keys: Any) -> Targets:
     """The rights holder and licensee the update cases aim at: those of the session keys, so the
-    scoped keys may update them. Two more of each make sure every list has a second page."""
+    scoped keys may update them. Two more of each make sure every list has a second page.
+
+    The character cases aim at a rights holder of their own, so other tests' listings of the
+    session rights holder stay as they expect: an opted-out character, an opted-in one with two
+    terms versions, and two names shared (as ambiguous) with another rights holder, so the
+    characters, terms versions and alias collisions all have a second page."""
     for _ in range(2):
         marker = unique()
-        catalog.CreateRightsHolder(catalog_pb.CreateRightsHolderRequest(rights_holder={
-            "display_name": f"Studio {marker}", "contact_email": "rights@studio.example"}), metadata=auth(keys.admin))
-        catalog.CreateLicensee(catalog_pb.CreateLicenseeRequest(licensee={
-            "display_name": f"App {marker}", "contact_email": "ops@app.example", "platform": "video-app"}),
-            metadata=auth(keys.admin))
-    return keys.rights_holder_id, keys.licensee_id
+        catalog.CreateRightsHolder(
+            catalog_pb.CreateRightsHolderRequest(
+                rights_holder={"display_name": f"Studio {marker}", "contact_email": "rights@studio.example"}
+            ),
+            metadata=auth(keys.admin),
+        )
+        catalog.CreateLicensee(
+            catalog_pb.CreateLicenseeRequest(
+                licensee={"display_name": f"App {marker}", "contact_email": "ops@app.example", "platform": "video-app"}
+            ),
+            metadata=auth(keys.admin),
+        )
+    owner, neighbour = new_holder(catalog, access, keys.admin), new_holder(catalog, access, keys.admin)
+    kana = kana_marker()
+    shared = [{"value": f"{word}{kana}", "language": "ja", "ambiguous": True} for word in ("ミク", "リン")]
+
+    def create(holder: Holder, **fields: Any) -> str:
+        request = catalog_pb.CreateCharacterRequest(
+            character={"rights_holder_id": holder.id, "canonical_name": f"Chara {unique()}", **fields}
+        )
+        return str(catalog.CreateCharacter(request, metadata=auth(holder.secret)).character.id)
+
+    opted_out = create(owner, aliases=shared)
+    create(neighbour, aliases=shared)
+    opted_in = create(owner)
+    for share in (1, 2):
+        terms = {
+            "permitted_use_types": [terms_pb.USE_TYPE_IMAGE_GENERATION],
+            "max_content_rating": terms_pb.CONTENT_RATING_TEEN,
+            "revenue_share_bps": share,
+        }
+        call = catalog.OptIn if share == 1 else catalog.UpdateTerms
+        request_type = catalog_pb.OptInRequest if share == 1 else catalog_pb.UpdateTermsRequest
+        call(request_type(character_id=opted_in, terms=terms), metadata=auth(owner.secret))
+    return Targets(keys.rights_holder_id, keys.licensee_id, owner, opted_out, opted_in)
+
+
+def drain_as(secret: str, call: Callable[..., Any], request: message.Message, items: str) -> list[Any]:
+    """Every item of a list, page by page."""
+    found: list[Any] = []
+    while True:
+        response = call(request, metadata=auth(secret))
+        found.extend(getattr(response, items))
+        if not response.next_page_token:
+            return found
+        request.page_token = response.next_page_token
 
 
 def everything(catalog: Any, access: Any, keys: Any) -> dict[str, list[Any]]:
     """Every rights holder, licensee and API key, in every state, as the admin sees them."""
+
     def drain(call: Callable[..., Any], request: message.Message, items: str) -> list[Any]:
-        found: list[Any] = []
-        while True:
-            response = call(request, metadata=auth(keys.admin))
-            found.extend(getattr(response, items))
-            if not response.next_page_token:
-                return found
-            request.page_token = response.next_page_token
+        return drain_as(keys.admin, call, request, items)
 
     return {
-        "rights_holders": [*drain(catalog.ListRightsHolders, catalog_pb.ListRightsHoldersRequest(page_size=1000),
-                                  "rights_holders"),
-                           *drain(catalog.ListRightsHolders,
-                                  catalog_pb.ListRightsHoldersRequest(page_size=1000, state=2), "rights_holders")],
-        "licensees": [*drain(catalog.ListLicensees, catalog_pb.ListLicenseesRequest(page_size=1000), "licensees"),
-                      *drain(catalog.ListLicensees, catalog_pb.ListLicenseesRequest(page_size=1000, state=2),
-                             "licensees")],
-        "api_keys": drain(access.ListApiKeys, access_pb.ListApiKeysRequest(page_size=1000, show_inactive=True),
-                          "api_keys"),
+        "rights_holders": [
+            *drain(catalog.ListRightsHolders, catalog_pb.ListRightsHoldersRequest(page_size=1000), "rights_holders"),
+            *drain(
+                catalog.ListRightsHolders,
+                catalog_pb.ListRightsHoldersRequest(page_size=1000, state=2),
+                "rights_holders",
+            ),
+        ],
+        "licensees": [
+            *drain(catalog.ListLicensees, catalog_pb.ListLicenseesRequest(page_size=1000), "licensees"),
+            *drain(catalog.ListLicensees, catalog_pb.ListLicenseesRequest(page_size=1000, state=2), "licensees"),
+        ],
+        "api_keys": drain(
+            access.ListApiKeys, access_pb.ListApiKeysRequest(page_size=1000, show_inactive=True), "api_keys"
+        ),
     }
 
 
-@pytest.mark.parametrize("bad", CASES, ids=str)
+def every_character(catalog: Any, keys: Any, targets: Targets) -> dict[str, list[Any]]:
+    """What the character cases could change: the owner rights holder's characters (the only ones
+    they write to; a character created, changed, opted in or out, suspended or archived shows here)
+    and the terms versions of the opted-in target (an accepted UpdateTerms shows there)."""
+    return {
+        "characters": drain_as(
+            keys.admin,
+            catalog.ListCharacters,
+            catalog_pb.ListCharactersRequest(rights_holder_id=targets.owner.id),
+            "characters",
+        ),
+        "terms": drain_as(
+            keys.admin,
+            catalog.ListTermsVersions,
+            catalog_pb.ListTermsVersionsRequest(character_id=targets.opted_in_id),
+            "terms",
+        ),
+    }
+
+
+CHARACTER_RPCS = frozenset(c.rpc for c in character_cases())
+
+
+@pytest.mark.parametrize("bad", [c for c in CASES if not c.row], ids=str)
 def test_bad_input_is_rejected_naming_the_field_and_changes_nothing(
-    channel: grpc.Channel, catalog: Any, access: Any, keys: Any, clock: Any, targets: tuple[str, str], bad: Case
+    channel: grpc.Channel, catalog: Any, access: Any, keys: Any, clock: Any, targets: Targets, bad: Case
 ) -> None:
-    ctx = Ctx(catalog, access, keys, clock, *targets)
+    ctx = Ctx(catalog, access, keys, clock, targets)
     request = bad.build(ctx)
     method = METHODS[bad.rpc]
-    before = everything(catalog, access, keys)
+
+    def state() -> dict[str, list[Any]]:
+        if bad.rpc in CHARACTER_RPCS:
+            return every_character(catalog, keys, targets)
+        return everything(catalog, access, keys)
+
+    before = state()
 
     with pytest.raises(grpc.RpcError) as raised:
-        invoke(channel, method, request, auth(getattr(keys, bad.caller)))
+        invoke(channel, method, request, auth(ctx.secret(bad.caller)))
 
     got = failure(raised.value)
     assert (got.code, got.reason, got.domain) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", ERROR_DOMAIN)
     assert set(got.fields) == bad.fields
     assert got.request_id
-    assert everything(catalog, access, keys) == before
+    assert state() == before
+
+
+@pytest.mark.parametrize("bad", [c for c in CASES if c.row], ids=str)
+def test_a_bad_import_row_fails_alone_naming_the_field_and_writes_nothing(
+    channel: grpc.Channel, catalog: Any, access: Any, keys: Any, clock: Any, targets: Targets, bad: Case
+) -> None:
+    ctx = Ctx(catalog, access, keys, clock, targets)
+    request = bad.build(ctx)
+    before = every_character(catalog, keys, targets)
+
+    (response,) = invoke(channel, METHODS[bad.rpc], request, auth(ctx.secret(bad.caller)))
+
+    (result,) = response.results
+    assert (result.index, result.outcome, result.error_reason, result.character_id) == (
+        0,
+        catalog_pb.ImportRowResult.OUTCOME_FAILED,
+        "INVALID_FIELD",
+        "",
+    )
+    assert {v.field for v in result.field_violations} == bad.fields
+    assert all(v.description for v in result.field_violations)
+    assert every_character(catalog, keys, targets) == before
 
 
 def test_longest_allowed_values_are_accepted(catalog: Any, keys: Any) -> None:
     """The length limits are not off by one: the maxima themselves pass."""
     local = "r" * 64
     email = f"{local}@{'s' * (254 - len(local) - 1 - len('.example'))}.example"
-    request = catalog_pb.CreateRightsHolderRequest(rights_holder={
-        "display_name": "d" * 200, "legal_name": "l" * 300, "contact_email": email,
-        "revenue_share_account": "a" * 200}, request_id="r" * 64)
+    request = catalog_pb.CreateRightsHolderRequest(
+        rights_holder={
+            "display_name": "d" * 200,
+            "legal_name": "l" * 300,
+            "contact_email": email,
+            "revenue_share_account": "a" * 200,
+        },
+        request_id="r" * 64,
+    )
 
     created = catalog.CreateRightsHolder(request, metadata=auth(keys.admin)).rights_holder
-    licensee = catalog.CreateLicensee(catalog_pb.CreateLicenseeRequest(licensee={
-        "display_name": "d" * 200, "contact_email": "ops@app.example", "platform": "p" * 63}),
-        metadata=auth(keys.admin)).licensee
+    licensee = catalog.CreateLicensee(
+        catalog_pb.CreateLicenseeRequest(
+            licensee={"display_name": "d" * 200, "contact_email": "ops@app.example", "platform": "p" * 63}
+        ),
+        metadata=auth(keys.admin),
+    ).licensee
 
     assert len(email) == 254
     assert (len(created.display_name), len(created.legal_name), created.contact_email) == (200, 300, email)
@@ -532,8 +1777,32 @@ FUZZ_PER_METHOD = 60
 CALLERS = ("admin", "rights_holder", "generator", "auditor")
 
 
-PIECES = ("", "a", "Z", " ", "\t", "\x00", "\n", "\x7f", "%", "_", "\\", "'", "ü", "\u202e", "\U0001d518", "@", ".",
-          "-", "rh_", "lic_", "key_", HEX, "x" * 300, "'; DROP TABLE rights_holders; --")
+PIECES = (
+    "",
+    "a",
+    "Z",
+    " ",
+    "\t",
+    "\x00",
+    "\n",
+    "\x7f",
+    "%",
+    "_",
+    "\\",
+    "'",
+    "ü",
+    "\u202e",
+    "\U0001d518",
+    "@",
+    ".",
+    "-",
+    "rh_",
+    "lic_",
+    "key_",
+    HEX,
+    "x" * 300,
+    "'; DROP TABLE rights_holders; --",
+)
 NUMBERS = (0, 1, 2, 3, 4, 5, 42, -1, 2**31 - 1, -(2**31), 2**62, -(2**62))
 
 

@@ -76,8 +76,9 @@ def rejected_metadata(kind: str, keys: Any, special: Special) -> tuple[tuple[str
     return metadata[kind]()
 
 
-def call_error(channel: grpc.Channel, method: Method, request: message.Message | bytes,
-               metadata: tuple[tuple[str, str], ...]) -> grpc.RpcError | None:
+def call_error(
+    channel: grpc.Channel, method: Method, request: message.Message | bytes, metadata: tuple[tuple[str, str], ...]
+) -> grpc.RpcError | None:
     """The error of a call, or None when it succeeded."""
     try:
         invoke(channel, method, request, metadata)
@@ -110,15 +111,23 @@ def test_role_is_admitted_exactly_when_the_policy_allows_it(
         assert error is not None, f"{role.value} may not call {method}, but the call succeeded"
         got = failure(error)
         assert (got.code, got.reason, got.domain) == (
-            grpc.StatusCode.PERMISSION_DENIED, "ROLE_NOT_PERMITTED", ERROR_DOMAIN
+            grpc.StatusCode.PERMISSION_DENIED,
+            "ROLE_NOT_PERMITTED",
+            ERROR_DOMAIN,
         )
 
 
 def request_naming_missing_resources(method: Method) -> message.Message:
     """A request whose ids are well formed but name nothing (the ids' kind follows the method name)."""
     request = method.request_type()
-    kind = next((k for word, k in (("RightsHolder", "rights_holder"), ("Licensee", "licensee"),
-                                   ("ApiKey", "api_key")) if word in method.name), None)
+    kind = next(
+        (
+            k
+            for word, k in (("RightsHolder", "rights_holder"), ("Licensee", "licensee"), ("ApiKey", "api_key"))
+            if word in method.name
+        ),
+        None,
+    )
     if kind is None:
         return request
     for field in request.DESCRIPTOR.fields:
@@ -176,13 +185,17 @@ def other(channel: grpc.Channel, keys: Any, catalog: Any) -> tuple[str, str]:
     """A rights holder and a licensee that the scoped session keys are not bound to."""
     marker = unique()
     holder = catalog.CreateRightsHolder(
-        catalog_pb.CreateRightsHolderRequest(rights_holder=rights_holder_pb2.RightsHolder(
-            display_name=f"Other {marker}", contact_email="other@studio.example")),
+        catalog_pb.CreateRightsHolderRequest(
+            rights_holder=rights_holder_pb2.RightsHolder(
+                display_name=f"Other {marker}", contact_email="other@studio.example"
+            )
+        ),
         metadata=auth(keys.admin),
     ).rights_holder
     licensee = catalog.CreateLicensee(
-        catalog_pb.CreateLicenseeRequest(licensee={"display_name": f"Other {marker}",
-                                                   "contact_email": "other@app.example", "platform": "other-app"}),
+        catalog_pb.CreateLicenseeRequest(
+            licensee={"display_name": f"Other {marker}", "contact_email": "other@app.example", "platform": "other-app"}
+        ),
         metadata=auth(keys.admin),
     ).licensee
     return holder.id, licensee.id

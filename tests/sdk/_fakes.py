@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent import futures
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
 from charter.v1 import (
@@ -25,12 +25,17 @@ from charter.v1 import (
     api_key_pb2,
     catalog_service_pb2,
     catalog_service_pb2_grpc,
+    character_pb2,
     licensee_pb2,
     rights_holder_pb2,
+    terms_pb2,
 )
 from google.protobuf import any_pb2, timestamp_pb2
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
+
+_Req = TypeVar("_Req", bound=Message)
+_Resp = TypeVar("_Resp", bound=Message)
 
 API_KEY = "key_0123456789abcdef0123456789abcdef.s3cret"
 CALLER_ID = "key_0123456789abcdef0123456789abcdef"
@@ -118,7 +123,12 @@ class FakeCharter:
                 creator_key_id="bootstrap",
             )
         }
-        self.created_by_request_id: dict[str, Message] = {}
+        self.created_by_request_id: dict[str, Any] = {}
+        self.characters: dict[str, character_pb2.Character] = {}
+        self.terms_versions: dict[str, list[terms_pb2.Terms]] = {}
+        self.state_before_suspension: dict[str, character_pb2.Character.State.ValueType] = {}
+        self.grants: dict[str, int] = {}
+        self.collisions: list[catalog_service_pb2.AliasCollision] = []
 
     # -- test controls ------------------------------------------------------------------
 
@@ -133,8 +143,8 @@ class FakeCharter:
     # -- dispatch -----------------------------------------------------------------------
 
     def handle(
-        self, method: str, request: Any, context: grpc.ServicerContext, handler: Callable[[Any], Message]
-    ) -> Message:
+        self, method: str, request: _Req, context: grpc.ServicerContext, handler: Callable[[_Req], _Resp]
+    ) -> _Resp:
         metadata = {key: value for key, value in context.invocation_metadata() if isinstance(value, str)}
         request_id = metadata.get("x-request-id") or uuid.uuid4().hex
         copy = type(request)()
@@ -208,7 +218,7 @@ def _require(fields: dict[str, str]) -> None:
         raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", "invalid request", missing)
 
 
-def _apply_mask(target: Message, source: Message, paths: list[str], allowed: tuple[str, ...]) -> None:
+def _apply_mask(target: Any, source: Message, paths: list[str], allowed: tuple[str, ...]) -> None:
     for path in paths:
         if path not in allowed:
             raise Abort(
@@ -217,8 +227,89 @@ def _apply_mask(target: Message, source: Message, paths: list[str], allowed: tup
                 "bad mask",
                 (("update_mask", f"unknown field {path}"),),
             )
-        setattr(target, path, getattr(source, path))
+        if target.DESCRIPTOR.fields_by_name[path].is_repeated:
+            del getattr(target, path)[:]
+            getattr(target, path).extend(getattr(source, path))
+        else:
+            setattr(target, path, getattr(source, path))
     target.update_time.CopyFrom(_now())
+
+
+Character = character_pb2.Character
+Result = catalog_service_pb2.ImportRowResult
+
+_CHARACTER_MUTABLE = ("canonical_name", "franchise", "description", "reference_urls", "aliases", "external_id")
+_TERMS_OUTPUT_ONLY = ("version", "character_id", "create_time", "author_key_id")
+
+TEMPLATES = [
+    terms_pb2.TermsTemplate(
+        name="fan-noncommercial",
+        description="Non-commercial fan works.",
+        terms=terms_pb2.Terms(
+            permitted_use_types=[terms_pb2.USE_TYPE_IMAGE_GENERATION, terms_pb2.USE_TYPE_VIDEO_GENERATION],
+            max_content_rating=terms_pb2.CONTENT_RATING_TEEN,
+            prohibited_categories=[
+                terms_pb2.CONTENT_CATEGORY_SEXUAL,
+                terms_pb2.CONTENT_CATEGORY_CHARACTER_DAMAGING,
+                terms_pb2.CONTENT_CATEGORY_IMPLIED_ENDORSEMENT,
+            ],
+            commercial_use_allowed=False,
+            attribution_text="© Example Studio",
+        ),
+    ),
+    terms_pb2.TermsTemplate(
+        name="commercial-partner",
+        description="Commercial partners with revenue share.",
+        terms=terms_pb2.Terms(
+            permitted_use_types=[terms_pb2.USE_TYPE_IMAGE_GENERATION],
+            max_content_rating=terms_pb2.CONTENT_RATING_MATURE,
+            commercial_use_allowed=True,
+            revenue_share_bps=1500,
+            per_use_fee=terms_pb2.Money(currency_code="JPY", minor_units=100),
+        ),
+    ),
+]
+"""The templates the fake serves."""
+
+
+def _clean_character(source: character_pb2.Character) -> character_pb2.Character:
+    """The client-settable fields of a character, with aliases normalised the simple way."""
+    result = character_pb2.Character(id=source.id)
+    for name in _CHARACTER_MUTABLE:
+        if name in ("reference_urls", "aliases"):
+            getattr(result, name).extend(getattr(source, name))
+        else:
+            setattr(result, name, getattr(source, name))
+    for alias in result.aliases:
+        alias.normalized = alias.value.casefold()
+    return result
+
+
+def _character_fields(character: character_pb2.Character) -> bytes:
+    """The client-settable fields of a character, comparable byte for byte."""
+    fields = _clean_character(character)
+    fields.ClearField("id")
+    return fields.SerializeToString(deterministic=True)
+
+
+def _clean_terms(source: terms_pb2.Terms) -> terms_pb2.Terms:
+    result = terms_pb2.Terms()
+    result.CopyFrom(source)
+    for name in _TERMS_OUTPUT_ONLY:
+        result.ClearField(name)  # type: ignore[arg-type]
+    return result
+
+
+def _validate_terms(terms: terms_pb2.Terms, prefix: str) -> None:
+    violations = []
+    if not terms.permitted_use_types:
+        violations.append((f"{prefix}.permitted_use_types", "at least one is required"))
+    if not terms.max_content_rating:
+        violations.append((f"{prefix}.max_content_rating", "is required"))
+    if not 0 <= terms.revenue_share_bps <= 10000:
+        violations.append((f"{prefix}.revenue_share_bps", "must be 0 to 10000"))
+    if violations:
+        raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", "invalid terms", tuple(violations))
 
 
 class FakeCatalog(catalog_service_pb2_grpc.CatalogServiceServicer):
@@ -245,8 +336,12 @@ class FakeCatalog(catalog_service_pb2_grpc.CatalogServiceServicer):
             raise Abort(grpc.StatusCode.NOT_FOUND, reason, f"{id} not found")
         return store[id]
 
-    def CreateRightsHolder(self, request: Any, context: grpc.ServicerContext) -> Message:
-        def handler(req: catalog_service_pb2.CreateRightsHolderRequest) -> Message:
+    def CreateRightsHolder(
+        self, request: catalog_service_pb2.CreateRightsHolderRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.CreateRightsHolderResponse:
+        def handler(
+            req: catalog_service_pb2.CreateRightsHolderRequest,
+        ) -> catalog_service_pb2.CreateRightsHolderResponse:
             resource = rights_holder_pb2.RightsHolder()
             resource.CopyFrom(req.rights_holder)
             _require(
@@ -260,15 +355,19 @@ class FakeCatalog(catalog_service_pb2_grpc.CatalogServiceServicer):
 
         return self.fake.handle("CreateRightsHolder", request, context, handler)
 
-    def GetRightsHolder(self, request: Any, context: grpc.ServicerContext) -> Message:
-        def handler(req: catalog_service_pb2.GetRightsHolderRequest) -> Message:
+    def GetRightsHolder(
+        self, request: catalog_service_pb2.GetRightsHolderRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.GetRightsHolderResponse:
+        def handler(req: catalog_service_pb2.GetRightsHolderRequest) -> catalog_service_pb2.GetRightsHolderResponse:
             found = self._get(self.fake.rights_holders, req.id, "RIGHTS_HOLDER_NOT_FOUND")
             return catalog_service_pb2.GetRightsHolderResponse(rights_holder=found)
 
         return self.fake.handle("GetRightsHolder", request, context, handler)
 
-    def ListRightsHolders(self, request: Any, context: grpc.ServicerContext) -> Message:
-        def handler(req: catalog_service_pb2.ListRightsHoldersRequest) -> Message:
+    def ListRightsHolders(
+        self, request: catalog_service_pb2.ListRightsHoldersRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.ListRightsHoldersResponse:
+        def handler(req: catalog_service_pb2.ListRightsHoldersRequest) -> catalog_service_pb2.ListRightsHoldersResponse:
             state = req.state or rights_holder_pb2.RightsHolder.STATE_ACTIVE
             matching = [
                 r
@@ -280,8 +379,12 @@ class FakeCatalog(catalog_service_pb2_grpc.CatalogServiceServicer):
 
         return self.fake.handle("ListRightsHolders", request, context, handler)
 
-    def UpdateRightsHolder(self, request: Any, context: grpc.ServicerContext) -> Message:
-        def handler(req: catalog_service_pb2.UpdateRightsHolderRequest) -> Message:
+    def UpdateRightsHolder(
+        self, request: catalog_service_pb2.UpdateRightsHolderRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.UpdateRightsHolderResponse:
+        def handler(
+            req: catalog_service_pb2.UpdateRightsHolderRequest,
+        ) -> catalog_service_pb2.UpdateRightsHolderResponse:
             found = self._get(self.fake.rights_holders, req.rights_holder.id, "RIGHTS_HOLDER_NOT_FOUND")
             if found.state == rights_holder_pb2.RightsHolder.STATE_ARCHIVED:
                 raise Abort(grpc.StatusCode.FAILED_PRECONDITION, "RIGHTS_HOLDER_ARCHIVED", "archived")
@@ -295,8 +398,12 @@ class FakeCatalog(catalog_service_pb2_grpc.CatalogServiceServicer):
 
         return self.fake.handle("UpdateRightsHolder", request, context, handler)
 
-    def ArchiveRightsHolder(self, request: Any, context: grpc.ServicerContext) -> Message:
-        def handler(req: catalog_service_pb2.ArchiveRightsHolderRequest) -> Message:
+    def ArchiveRightsHolder(
+        self, request: catalog_service_pb2.ArchiveRightsHolderRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.ArchiveRightsHolderResponse:
+        def handler(
+            req: catalog_service_pb2.ArchiveRightsHolderRequest,
+        ) -> catalog_service_pb2.ArchiveRightsHolderResponse:
             found = self._get(self.fake.rights_holders, req.id, "RIGHTS_HOLDER_NOT_FOUND")
             if found.state != rights_holder_pb2.RightsHolder.STATE_ARCHIVED:
                 found.state = rights_holder_pb2.RightsHolder.STATE_ARCHIVED
@@ -305,8 +412,10 @@ class FakeCatalog(catalog_service_pb2_grpc.CatalogServiceServicer):
 
         return self.fake.handle("ArchiveRightsHolder", request, context, handler)
 
-    def CreateLicensee(self, request: Any, context: grpc.ServicerContext) -> Message:
-        def handler(req: catalog_service_pb2.CreateLicenseeRequest) -> Message:
+    def CreateLicensee(
+        self, request: catalog_service_pb2.CreateLicenseeRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.CreateLicenseeResponse:
+        def handler(req: catalog_service_pb2.CreateLicenseeRequest) -> catalog_service_pb2.CreateLicenseeResponse:
             resource = licensee_pb2.Licensee()
             resource.CopyFrom(req.licensee)
             _require(
@@ -321,15 +430,19 @@ class FakeCatalog(catalog_service_pb2_grpc.CatalogServiceServicer):
 
         return self.fake.handle("CreateLicensee", request, context, handler)
 
-    def GetLicensee(self, request: Any, context: grpc.ServicerContext) -> Message:
-        def handler(req: catalog_service_pb2.GetLicenseeRequest) -> Message:
+    def GetLicensee(
+        self, request: catalog_service_pb2.GetLicenseeRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.GetLicenseeResponse:
+        def handler(req: catalog_service_pb2.GetLicenseeRequest) -> catalog_service_pb2.GetLicenseeResponse:
             found = self._get(self.fake.licensees, req.id, "LICENSEE_NOT_FOUND")
             return catalog_service_pb2.GetLicenseeResponse(licensee=found)
 
         return self.fake.handle("GetLicensee", request, context, handler)
 
-    def ListLicensees(self, request: Any, context: grpc.ServicerContext) -> Message:
-        def handler(req: catalog_service_pb2.ListLicenseesRequest) -> Message:
+    def ListLicensees(
+        self, request: catalog_service_pb2.ListLicenseesRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.ListLicenseesResponse:
+        def handler(req: catalog_service_pb2.ListLicenseesRequest) -> catalog_service_pb2.ListLicenseesResponse:
             state = req.state or licensee_pb2.Licensee.STATE_ACTIVE
             matching = [
                 r
@@ -343,8 +456,10 @@ class FakeCatalog(catalog_service_pb2_grpc.CatalogServiceServicer):
 
         return self.fake.handle("ListLicensees", request, context, handler)
 
-    def UpdateLicensee(self, request: Any, context: grpc.ServicerContext) -> Message:
-        def handler(req: catalog_service_pb2.UpdateLicenseeRequest) -> Message:
+    def UpdateLicensee(
+        self, request: catalog_service_pb2.UpdateLicenseeRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.UpdateLicenseeResponse:
+        def handler(req: catalog_service_pb2.UpdateLicenseeRequest) -> catalog_service_pb2.UpdateLicenseeResponse:
             found = self._get(self.fake.licensees, req.licensee.id, "LICENSEE_NOT_FOUND")
             _apply_mask(
                 found,
@@ -356,13 +471,314 @@ class FakeCatalog(catalog_service_pb2_grpc.CatalogServiceServicer):
 
         return self.fake.handle("UpdateLicensee", request, context, handler)
 
-    def ArchiveLicensee(self, request: Any, context: grpc.ServicerContext) -> Message:
-        def handler(req: catalog_service_pb2.ArchiveLicenseeRequest) -> Message:
+    def ArchiveLicensee(
+        self, request: catalog_service_pb2.ArchiveLicenseeRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.ArchiveLicenseeResponse:
+        def handler(req: catalog_service_pb2.ArchiveLicenseeRequest) -> catalog_service_pb2.ArchiveLicenseeResponse:
             found = self._get(self.fake.licensees, req.id, "LICENSEE_NOT_FOUND")
             found.state = licensee_pb2.Licensee.STATE_ARCHIVED
             return catalog_service_pb2.ArchiveLicenseeResponse(licensee=found)
 
         return self.fake.handle("ArchiveLicensee", request, context, handler)
+
+    # -- characters -----------------------------------------------------------------------
+
+    def _character(self, id: str) -> character_pb2.Character:
+        found: character_pb2.Character = self._get(self.fake.characters, id, "CHARACTER_NOT_FOUND")
+        return found
+
+    def _changeable(self, id: str) -> character_pb2.Character:
+        found = self._character(id)
+        if found.state == Character.STATE_ARCHIVED:
+            raise Abort(grpc.StatusCode.FAILED_PRECONDITION, "CHARACTER_ARCHIVED", "archived")
+        return found
+
+    def _check_external_id(self, character: character_pb2.Character) -> None:
+        for other in self.fake.characters.values():
+            if (
+                character.external_id
+                and other.id != character.id
+                and other.rights_holder_id == character.rights_holder_id
+                and other.external_id == character.external_id
+            ):
+                raise Abort(grpc.StatusCode.ALREADY_EXISTS, "EXTERNAL_ID_CONFLICT", "external id taken")
+
+    def CreateCharacter(
+        self, request: catalog_service_pb2.CreateCharacterRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.CreateCharacterResponse:
+        def handler(req: catalog_service_pb2.CreateCharacterRequest) -> catalog_service_pb2.CreateCharacterResponse:
+            key = f"chr:{req.request_id}"
+            if req.request_id and key in self.fake.created_by_request_id:
+                return catalog_service_pb2.CreateCharacterResponse(character=self.fake.created_by_request_id[key])
+            resource = _clean_character(req.character)
+            resource.rights_holder_id = req.character.rights_holder_id
+            _require(
+                {
+                    "character.rights_holder_id": resource.rights_holder_id,
+                    "character.canonical_name": resource.canonical_name,
+                }
+            )
+            self._check_external_id(resource)
+            resource.id = f"chr_{uuid.uuid4().hex}"
+            resource.state = Character.STATE_OPTED_OUT
+            resource.create_time.CopyFrom(_now())
+            resource.update_time.CopyFrom(_now())
+            self.fake.characters[resource.id] = resource
+            if req.request_id:
+                self.fake.created_by_request_id[key] = resource
+            return catalog_service_pb2.CreateCharacterResponse(character=resource)
+
+        return self.fake.handle("CreateCharacter", request, context, handler)
+
+    def GetCharacter(
+        self, request: catalog_service_pb2.GetCharacterRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.GetCharacterResponse:
+        def handler(req: catalog_service_pb2.GetCharacterRequest) -> catalog_service_pb2.GetCharacterResponse:
+            return catalog_service_pb2.GetCharacterResponse(character=self._character(req.id))
+
+        return self.fake.handle("GetCharacter", request, context, handler)
+
+    def ListCharacters(
+        self, request: catalog_service_pb2.ListCharactersRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.ListCharactersResponse:
+        def handler(req: catalog_service_pb2.ListCharactersRequest) -> catalog_service_pb2.ListCharactersResponse:
+            query = req.query.casefold()
+
+            def matches(c: character_pb2.Character) -> bool:
+                names = [c.canonical_name, *(a.value for a in c.aliases)]
+                return (
+                    (c.state == req.state if req.state else c.state != Character.STATE_ARCHIVED)
+                    and (not req.rights_holder_id or c.rights_holder_id == req.rights_holder_id)
+                    and (not req.franchise or c.franchise.casefold() == req.franchise.casefold())
+                    and any(query in name.casefold() for name in names)
+                )
+
+            matching = [c for c in self.fake.characters.values() if matches(c)]
+            page, token = _page(matching, req.page_size, req.page_token)
+            return catalog_service_pb2.ListCharactersResponse(characters=page, next_page_token=token)
+
+        return self.fake.handle("ListCharacters", request, context, handler)
+
+    def UpdateCharacter(
+        self, request: catalog_service_pb2.UpdateCharacterRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.UpdateCharacterResponse:
+        def handler(req: catalog_service_pb2.UpdateCharacterRequest) -> catalog_service_pb2.UpdateCharacterResponse:
+            found = self._changeable(req.character.id)
+            _apply_mask(found, _clean_character(req.character), list(req.update_mask.paths), _CHARACTER_MUTABLE)
+            self._check_external_id(found)
+            return catalog_service_pb2.UpdateCharacterResponse(character=found)
+
+        return self.fake.handle("UpdateCharacter", request, context, handler)
+
+    def ArchiveCharacter(
+        self, request: catalog_service_pb2.ArchiveCharacterRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.ArchiveCharacterResponse:
+        def handler(req: catalog_service_pb2.ArchiveCharacterRequest) -> catalog_service_pb2.ArchiveCharacterResponse:
+            found = self._character(req.id)
+            found.state = Character.STATE_ARCHIVED
+            return catalog_service_pb2.ArchiveCharacterResponse(character=found)
+
+        return self.fake.handle("ArchiveCharacter", request, context, handler)
+
+    def SuspendCharacter(
+        self, request: catalog_service_pb2.SuspendCharacterRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.SuspendCharacterResponse:
+        def handler(req: catalog_service_pb2.SuspendCharacterRequest) -> catalog_service_pb2.SuspendCharacterResponse:
+            _require({"reason": req.reason})
+            found = self._changeable(req.id)
+            if found.state != Character.STATE_SUSPENDED:
+                self.fake.state_before_suspension[found.id] = found.state
+                found.state = Character.STATE_SUSPENDED
+            return catalog_service_pb2.SuspendCharacterResponse(character=found)
+
+        return self.fake.handle("SuspendCharacter", request, context, handler)
+
+    def ReinstateCharacter(
+        self, request: catalog_service_pb2.ReinstateCharacterRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.ReinstateCharacterResponse:
+        def handler(
+            req: catalog_service_pb2.ReinstateCharacterRequest,
+        ) -> catalog_service_pb2.ReinstateCharacterResponse:
+            found = self._character(req.id)
+            if found.state != Character.STATE_SUSPENDED:
+                raise Abort(grpc.StatusCode.FAILED_PRECONDITION, "CHARACTER_NOT_SUSPENDED", "not suspended")
+            found.state = self.fake.state_before_suspension.pop(found.id, Character.STATE_OPTED_OUT)
+            return catalog_service_pb2.ReinstateCharacterResponse(character=found)
+
+        return self.fake.handle("ReinstateCharacter", request, context, handler)
+
+    # -- terms ----------------------------------------------------------------------------
+
+    def _new_version(self, character: character_pb2.Character, terms: terms_pb2.Terms) -> terms_pb2.Terms:
+        _validate_terms(terms, "terms")
+        versions = self.fake.terms_versions.setdefault(character.id, [])
+        version = _clean_terms(terms)
+        version.version = len(versions) + 1
+        version.character_id = character.id
+        version.create_time.CopyFrom(_now())
+        version.author_key_id = CALLER_ID
+        versions.append(version)
+        character.state = Character.STATE_OPTED_IN
+        character.terms_version = version.version
+        return version
+
+    def _terms_changeable(self, id: str) -> character_pb2.Character:
+        found = self._changeable(id)
+        if found.state == Character.STATE_SUSPENDED:
+            raise Abort(grpc.StatusCode.FAILED_PRECONDITION, "CHARACTER_SUSPENDED", "suspended")
+        return found
+
+    def OptIn(
+        self, request: catalog_service_pb2.OptInRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.OptInResponse:
+        def handler(req: catalog_service_pb2.OptInRequest) -> catalog_service_pb2.OptInResponse:
+            found = self._terms_changeable(req.character_id)
+            if found.state == Character.STATE_OPTED_IN:
+                raise Abort(grpc.StatusCode.FAILED_PRECONDITION, "CHARACTER_ALREADY_OPTED_IN", "opted in")
+            version = self._new_version(found, req.terms)
+            return catalog_service_pb2.OptInResponse(character=found, terms=version)
+
+        return self.fake.handle("OptIn", request, context, handler)
+
+    def UpdateTerms(
+        self, request: catalog_service_pb2.UpdateTermsRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.UpdateTermsResponse:
+        def handler(req: catalog_service_pb2.UpdateTermsRequest) -> catalog_service_pb2.UpdateTermsResponse:
+            found = self._terms_changeable(req.character_id)
+            if found.state != Character.STATE_OPTED_IN:
+                raise Abort(grpc.StatusCode.FAILED_PRECONDITION, "CHARACTER_NOT_OPTED_IN", "not opted in")
+            return catalog_service_pb2.UpdateTermsResponse(terms=self._new_version(found, req.terms))
+
+        return self.fake.handle("UpdateTerms", request, context, handler)
+
+    def OptOut(
+        self, request: catalog_service_pb2.OptOutRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.OptOutResponse:
+        def handler(req: catalog_service_pb2.OptOutRequest) -> catalog_service_pb2.OptOutResponse:
+            found = self._terms_changeable(req.character_id)
+            found.state = Character.STATE_OPTED_OUT
+            revoked = self.fake.grants.pop(found.id, 0)
+            return catalog_service_pb2.OptOutResponse(character=found, revoked_grant_count=revoked)
+
+        return self.fake.handle("OptOut", request, context, handler)
+
+    def GetTerms(
+        self, request: catalog_service_pb2.GetTermsRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.GetTermsResponse:
+        def handler(req: catalog_service_pb2.GetTermsRequest) -> catalog_service_pb2.GetTermsResponse:
+            found = self._character(req.character_id)
+            versions = self.fake.terms_versions.get(found.id, [])
+            number = req.version or found.terms_version
+            if not 1 <= number <= len(versions):
+                raise Abort(grpc.StatusCode.NOT_FOUND, "TERMS_VERSION_NOT_FOUND", f"no version {number}")
+            return catalog_service_pb2.GetTermsResponse(terms=versions[number - 1])
+
+        return self.fake.handle("GetTerms", request, context, handler)
+
+    def ListTermsVersions(
+        self, request: catalog_service_pb2.ListTermsVersionsRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.ListTermsVersionsResponse:
+        def handler(
+            req: catalog_service_pb2.ListTermsVersionsRequest,
+        ) -> catalog_service_pb2.ListTermsVersionsResponse:
+            found = self._character(req.character_id)
+            newest_first = list(reversed(self.fake.terms_versions.get(found.id, [])))
+            page, token = _page(newest_first, req.page_size, req.page_token)
+            return catalog_service_pb2.ListTermsVersionsResponse(terms=page, next_page_token=token)
+
+        return self.fake.handle("ListTermsVersions", request, context, handler)
+
+    def ListTermsTemplates(
+        self, request: catalog_service_pb2.ListTermsTemplatesRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.ListTermsTemplatesResponse:
+        def handler(
+            req: catalog_service_pb2.ListTermsTemplatesRequest,
+        ) -> catalog_service_pb2.ListTermsTemplatesResponse:
+            return catalog_service_pb2.ListTermsTemplatesResponse(templates=TEMPLATES)
+
+        return self.fake.handle("ListTermsTemplates", request, context, handler)
+
+    # -- import and collisions ------------------------------------------------------------
+
+    def _import_row(
+        self, rights_holder_id: str, row: catalog_service_pb2.ImportRow
+    ) -> tuple[catalog_service_pb2.ImportRowResult.Outcome.ValueType, str]:
+        """Imports one row; returns its outcome and character id, or raises Abort."""
+        wanted = _clean_character(row.character)
+        wanted.rights_holder_id = rights_holder_id
+        violations = [
+            (f"character.{name}", "is required")
+            for name in ("external_id", "canonical_name")
+            if not getattr(wanted, name)
+        ]
+        violations += [
+            (f"character.aliases[{i}].language", "is required") for i, a in enumerate(wanted.aliases) if not a.language
+        ]
+        if violations:
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", "invalid row", tuple(violations))
+        if row.HasField("terms"):
+            _validate_terms(row.terms, "terms")
+        existing = next(
+            (
+                c
+                for c in self.fake.characters.values()
+                if c.rights_holder_id == rights_holder_id and c.external_id == wanted.external_id
+            ),
+            None,
+        )
+        outcome = Result.OUTCOME_UNCHANGED
+        if existing is None:
+            existing = wanted
+            existing.id = f"chr_{uuid.uuid4().hex}"
+            existing.state = Character.STATE_OPTED_OUT
+            existing.create_time.CopyFrom(_now())
+            self.fake.characters[existing.id] = existing
+            outcome = Result.OUTCOME_CREATED
+        elif _character_fields(existing) != _character_fields(wanted):
+            _apply_mask(existing, wanted, list(_CHARACTER_MUTABLE), _CHARACTER_MUTABLE)
+            outcome = Result.OUTCOME_UPDATED
+        if row.HasField("terms"):
+            versions = self.fake.terms_versions.get(existing.id, [])
+            current = _clean_terms(versions[-1]) if versions else None
+            if existing.state != Character.STATE_OPTED_IN or current != _clean_terms(row.terms):
+                self._new_version(existing, row.terms)
+                if outcome == Result.OUTCOME_UNCHANGED:
+                    outcome = Result.OUTCOME_UPDATED
+        return outcome, existing.id
+
+    def ImportCharacters(
+        self, request: catalog_service_pb2.ImportCharactersRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.ImportCharactersResponse:
+        def handler(req: catalog_service_pb2.ImportCharactersRequest) -> catalog_service_pb2.ImportCharactersResponse:
+            _require({"rights_holder_id": req.rights_holder_id})
+            if not 1 <= len(req.rows) <= 500:
+                raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", "bad rows", (("rows", "1 to 500 rows"),))
+            results = []
+            for index, row in enumerate(req.rows):
+                result = Result(index=index, external_id=row.character.external_id)
+                try:
+                    result.outcome, result.character_id = self._import_row(req.rights_holder_id, row)
+                except Abort as exc:
+                    result.outcome = Result.OUTCOME_FAILED
+                    result.error_reason = exc.reason
+                    result.field_violations.extend(
+                        catalog_service_pb2.ImportFieldViolation(field=f, description=d) for f, d in exc.violations
+                    )
+                results.append(result)
+            return catalog_service_pb2.ImportCharactersResponse(results=results)
+
+        return self.fake.handle("ImportCharacters", request, context, handler)
+
+    def ListAliasCollisions(
+        self, request: catalog_service_pb2.ListAliasCollisionsRequest, context: grpc.ServicerContext
+    ) -> catalog_service_pb2.ListAliasCollisionsResponse:
+        def handler(
+            req: catalog_service_pb2.ListAliasCollisionsRequest,
+        ) -> catalog_service_pb2.ListAliasCollisionsResponse:
+            page, token = _page(self.fake.collisions, req.page_size, req.page_token)
+            return catalog_service_pb2.ListAliasCollisionsResponse(collisions=page, next_page_token=token)
+
+        return self.fake.handle("ListAliasCollisions", request, context, handler)
 
 
 class FakeAccess(access_service_pb2_grpc.AccessServiceServicer):
@@ -376,8 +792,10 @@ class FakeAccess(access_service_pb2_grpc.AccessServiceServicer):
             raise Abort(grpc.StatusCode.NOT_FOUND, "API_KEY_NOT_FOUND", f"{id} not found")
         return self.fake.api_keys[id]
 
-    def CreateApiKey(self, request: Any, context: grpc.ServicerContext) -> Message:
-        def handler(req: access_service_pb2.CreateApiKeyRequest) -> Message:
+    def CreateApiKey(
+        self, request: access_service_pb2.CreateApiKeyRequest, context: grpc.ServicerContext
+    ) -> access_service_pb2.CreateApiKeyResponse:
+        def handler(req: access_service_pb2.CreateApiKeyRequest) -> access_service_pb2.CreateApiKeyResponse:
             _require({"display_name": req.display_name})
             if req.role == api_key_pb2.ROLE_UNSPECIFIED:
                 raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", "bad role", (("role", "is required"),))
@@ -405,14 +823,18 @@ class FakeAccess(access_service_pb2_grpc.AccessServiceServicer):
 
         return self.fake.handle("CreateApiKey", request, context, handler)
 
-    def GetApiKey(self, request: Any, context: grpc.ServicerContext) -> Message:
-        def handler(req: access_service_pb2.GetApiKeyRequest) -> Message:
+    def GetApiKey(
+        self, request: access_service_pb2.GetApiKeyRequest, context: grpc.ServicerContext
+    ) -> access_service_pb2.GetApiKeyResponse:
+        def handler(req: access_service_pb2.GetApiKeyRequest) -> access_service_pb2.GetApiKeyResponse:
             return access_service_pb2.GetApiKeyResponse(api_key=self._get(req.id))
 
         return self.fake.handle("GetApiKey", request, context, handler)
 
-    def ListApiKeys(self, request: Any, context: grpc.ServicerContext) -> Message:
-        def handler(req: access_service_pb2.ListApiKeysRequest) -> Message:
+    def ListApiKeys(
+        self, request: access_service_pb2.ListApiKeysRequest, context: grpc.ServicerContext
+    ) -> access_service_pb2.ListApiKeysResponse:
+        def handler(req: access_service_pb2.ListApiKeysRequest) -> access_service_pb2.ListApiKeysResponse:
             matching = [
                 k
                 for k in self.fake.api_keys.values()
@@ -424,8 +846,10 @@ class FakeAccess(access_service_pb2_grpc.AccessServiceServicer):
 
         return self.fake.handle("ListApiKeys", request, context, handler)
 
-    def RevokeApiKey(self, request: Any, context: grpc.ServicerContext) -> Message:
-        def handler(req: access_service_pb2.RevokeApiKeyRequest) -> Message:
+    def RevokeApiKey(
+        self, request: access_service_pb2.RevokeApiKeyRequest, context: grpc.ServicerContext
+    ) -> access_service_pb2.RevokeApiKeyResponse:
+        def handler(req: access_service_pb2.RevokeApiKeyRequest) -> access_service_pb2.RevokeApiKeyResponse:
             found = self._get(req.id)
             if found.state == api_key_pb2.ApiKey.STATE_REVOKED:
                 raise Abort(grpc.StatusCode.FAILED_PRECONDITION, "API_KEY_ALREADY_REVOKED", "already revoked")
@@ -435,8 +859,10 @@ class FakeAccess(access_service_pb2_grpc.AccessServiceServicer):
 
         return self.fake.handle("RevokeApiKey", request, context, handler)
 
-    def GetCaller(self, request: Any, context: grpc.ServicerContext) -> Message:
-        def handler(req: access_service_pb2.GetCallerRequest) -> Message:
+    def GetCaller(
+        self, request: access_service_pb2.GetCallerRequest, context: grpc.ServicerContext
+    ) -> access_service_pb2.GetCallerResponse:
+        def handler(req: access_service_pb2.GetCallerRequest) -> access_service_pb2.GetCallerResponse:
             return access_service_pb2.GetCallerResponse(api_key=self.fake.api_keys[CALLER_ID])
 
         return self.fake.handle("GetCaller", request, context, handler)

@@ -11,7 +11,7 @@ import charter
 import grpc
 import pytest
 from charter import AsyncClient, RetryPolicy
-from charter.v1 import api_key_pb2, licensee_pb2, rights_holder_pb2
+from charter.v1 import api_key_pb2, catalog_service_pb2, character_pb2, licensee_pb2, rights_holder_pb2, terms_pb2
 
 from ._fakes import API_KEY, CALLER_ID, RunningFake
 
@@ -192,3 +192,65 @@ def test_close_is_idempotent(server: RunningFake) -> None:
     text = asyncio.run(main())
 
     assert API_KEY not in text
+
+
+def test_characters_terms_and_import(server: RunningFake) -> None:
+    async def scenario(
+        client: AsyncClient,
+    ) -> tuple[
+        character_pb2.Character,
+        list[str],
+        catalog_service_pb2.OptInResponse,
+        list[int],
+        list[terms_pb2.TermsTemplate],
+        list[catalog_service_pb2.ImportRowResult],
+        catalog_service_pb2.OptOutResponse,
+    ]:
+        created = await client.create_character(
+            rights_holder_id="rh_1", canonical_name="Hatsune Miku", aliases=[charter.alias("ミク", "ja", "short_name")]
+        )
+        await client.update_character(created.id, franchise="Vocaloid")
+        fetched = await client.get_character(created.id)
+        listed = [c.id async for c in client.list_characters(state="opted_out", page_size=1)]
+        terms = terms_pb2.Terms(
+            permitted_use_types=[terms_pb2.USE_TYPE_CAMEO], max_content_rating=terms_pb2.CONTENT_RATING_ALL_AGES
+        )
+        opted_in = await client.opt_in(created.id, terms)
+        await client.update_terms(created.id, terms)
+        await client.get_terms(created.id, version=1)
+        versions = [t.version async for t in client.list_terms_versions(created.id)]
+        templates = await client.list_terms_templates()
+        results = await client.import_characters(
+            "rh_1",
+            [catalog_service_pb2.ImportRow(character=character_pb2.Character(external_id="x", canonical_name="X"))],
+        )
+        collisions = [c async for c in client.list_alias_collisions()]
+        await client.suspend_character(created.id, reason="review")
+        await client.reinstate_character(created.id)
+        opted_out = await client.opt_out(created.id)
+        await client.archive_character(created.id)
+        assert collisions == []
+        return fetched, listed, opted_in, versions, templates, results, opted_out
+
+    fetched, listed, opted_in, versions, templates, results, opted_out = _run(server, scenario)
+
+    assert list(server.fake.calls_of("UpdateCharacter")[0].request.update_mask.paths) == ["franchise"]
+    assert _HEX32.fullmatch(server.fake.calls_of("CreateCharacter")[0].request.request_id)
+    assert fetched.franchise == "Vocaloid"
+    assert listed == [fetched.id]
+    assert server.fake.calls_of("ListCharacters")[0].request.state == character_pb2.Character.STATE_OPTED_OUT
+    assert opted_in.terms.version == 1
+    assert versions == [2, 1]
+    assert [t.name for t in templates] == ["fan-noncommercial", "commercial-partner"]
+    assert [r.outcome for r in results] == [catalog_service_pb2.ImportRowResult.OUTCOME_CREATED]
+    assert opted_out.character.state == character_pb2.Character.STATE_OPTED_OUT
+
+
+def test_character_errors_are_typed(server: RunningFake) -> None:
+    async def scenario(client: AsyncClient) -> None:
+        await client.get_terms("chr_missing")
+
+    with pytest.raises(charter.NotFoundError) as exc:
+        _run(server, scenario)
+
+    assert exc.value.reason == "CHARACTER_NOT_FOUND"

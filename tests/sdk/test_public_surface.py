@@ -35,6 +35,7 @@ EXPECTED_ALL = [
     "UnimplementedError",
     "UnknownError",
     "__version__",
+    "alias",
 ]
 
 # Role is generated code, documented by its .proto comments.
@@ -87,14 +88,24 @@ def test_client_methods_are_documented_with_args_returns_and_raises() -> None:
             assert "Raises:" in doc or name == "close", f"{cls.__name__}.{name}"
 
 
+# Listings without pages return a list, so they are coroutines like any other call.
+_UNPAGED_LISTINGS = {"list_terms_templates"}
+
+
 def test_async_client_methods_are_coroutines_and_listings_async_iterators() -> None:
     for name in _public_methods(AsyncClient):
         method = getattr(AsyncClient, name)
-        if name.startswith("list_"):
+        if name.startswith("list_") and name not in _UNPAGED_LISTINGS:
             assert not inspect.iscoroutinefunction(method), name
             assert "AsyncIterator" in str(inspect.signature(method).return_annotation), name
         else:
             assert inspect.iscoroutinefunction(method), name
+
+
+def test_unpaged_listings_return_lists() -> None:
+    for name in _UNPAGED_LISTINGS:
+        assert str(inspect.signature(getattr(Client, name)).return_annotation).startswith("list["), name
+        assert str(inspect.signature(getattr(AsyncClient, name)).return_annotation).startswith("list["), name
 
 
 def test_every_option_is_keyword_only_except_the_target() -> None:
@@ -114,3 +125,32 @@ def test_importing_charter_pulls_in_no_cli_or_server_dependencies() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 
     assert result.stdout.strip() == ""
+
+
+def test_catalog_file_surface_is_pinned_and_documented() -> None:
+    from charter import catalog_file
+
+    undocumented = [
+        name
+        for name in catalog_file.__all__
+        if callable(getattr(catalog_file, name)) and not (inspect.getdoc(getattr(catalog_file, name)) or "").strip()
+    ]
+
+    assert catalog_file.__all__ == [
+        "CSV_COLUMNS",
+        "FORMATS",
+        "REQUIRED_CSV_COLUMNS",
+        "CatalogFileError",
+        "CatalogRow",
+        "RowError",
+        "TermsOverride",
+        "load",
+        "parse",
+        "parse_alias_entry",
+        "parse_csv",
+        "parse_json",
+        "resolve",
+        "terms_from_json",
+    ]
+    assert undocumented == []
+    assert "value|language|kind|ambiguous" in (inspect.getdoc(catalog_file) or "")

@@ -27,7 +27,15 @@ from sqlalchemy import exc as sa_exc
 
 from ._support import bearer, catalog_stub, open_channel, reason
 
-TABLES = {"rights_holders", "licensees", "api_keys", "request_records"}
+TABLES = {
+    "rights_holders",
+    "licensees",
+    "api_keys",
+    "request_records",
+    "characters",
+    "character_names",
+    "terms_versions",
+}
 TOKYO = timezone(timedelta(hours=9))
 
 

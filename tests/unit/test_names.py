@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from charter.names import is_cjk, normalize, normalize_with_offsets
 from hypothesis import given
 from hypothesis import strategies as st
-
-from charter.names import is_cjk, normalize, normalize_with_offsets
 
 
 @pytest.mark.parametrize(
     ("variants", "key"),
     [
-        (["Hatsune Miku", "Hatsune  Miku", "hatsune-miku", "ＨＡＴＳＵＮＥ ＭＩＫＵ", " HATSUNE_MIKU! "], "hatsune miku"),
+        (
+            ["Hatsune Miku", "Hatsune  Miku", "hatsune-miku", "ＨＡＴＳＵＮＥ ＭＩＫＵ", " HATSUNE_MIKU! "],
+            "hatsune miku",
+        ),
         (["はつねみく", "ハツネミク", "ﾊﾂﾈﾐｸ"], "はつねみく"),
         (["初音ミク", "初音・ミク", "初音 ミク", "初音ﾐｸ"], "初音みく"),
         (["ガンダム", "ｶﾞﾝﾀﾞﾑ", "がんだむ"], "がんだむ"),

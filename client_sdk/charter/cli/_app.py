@@ -12,12 +12,13 @@ from typing import Annotated
 import typer
 
 from charter._options import DEFAULT_TIMEOUT
-from charter.cli import api_keys, licensees, rights_holders
+from charter.cli import api_keys, characters, licensees, rights_holders, terms
 from charter.cli._context import Settings
 
 app = typer.Typer(
     name="charter",
-    help="Charter, the opt-in character licensing service: manage rights holders, licensees and API keys.",
+    help="Charter, the opt-in character licensing service: manage rights holders, characters and their terms,"
+    " licensees and API keys.",
     no_args_is_help=True,
     add_completion=False,
     # Tracebacks with local variables would print the API key.
@@ -25,6 +26,8 @@ app = typer.Typer(
 )
 
 app.add_typer(rights_holders.app, name="rights-holders")
+app.add_typer(characters.app, name="characters")
+app.add_typer(terms.app, name="terms")
 app.add_typer(licensees.app, name="licensees")
 app.add_typer(api_keys.app, name="api-keys")
 app.command("whoami")(api_keys.whoami)

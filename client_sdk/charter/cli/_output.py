@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import typer
 from google.protobuf import json_format
-from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console
@@ -22,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from charter.errors import CharterError
+from charter.v1 import terms_pb2
 
 _EMPTY = "-"
 
@@ -53,8 +53,12 @@ def to_dict(message: Message) -> dict[str, Any]:
     return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
 
 
-def show(json_output: bool, message: Message, *, title: str) -> None:
-    """Prints one resource: a field/value table, or its JSON object."""
+def show(json_output: bool, message: Message, *, title: str, omit: Collection[str] = ()) -> None:
+    """Prints one resource: a field/value table, or its JSON object.
+
+    `omit` names fields left out of the table (a caller prints them its own way);
+    the JSON form always has every field.
+    """
     if json_output:
         print_json(to_dict(message))
         return
@@ -62,7 +66,8 @@ def show(json_output: bool, message: Message, *, title: str) -> None:
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     for field in message.DESCRIPTOR.fields:
-        table.add_row(field.name, Text(field_text(message, field.name)))
+        if field.name not in omit:
+            table.add_row(field.name, Text(field_text(message, field.name)))
     Console().print(table)
 
 
@@ -89,7 +94,9 @@ def field_text(message: Message, name: str) -> str:
     field = message.DESCRIPTOR.fields_by_name[name]
     if field.is_repeated:
         values = list(getattr(message, name))
-    elif field.type == FieldDescriptor.TYPE_MESSAGE and not message.HasField(name):
+    elif field.has_presence and not message.HasField(name):
+        # An unset message or `optional` scalar (a quota) is not its default value:
+        # an unset quota means unlimited, a quota of 0 permits nothing.
         return _EMPTY
     else:
         values = [getattr(message, name)]
@@ -110,6 +117,8 @@ def _value_text(value: Any) -> str:
     if isinstance(value, Timestamp):
         return value.ToDatetime(tzinfo=dt.UTC).isoformat(timespec="seconds")
     if isinstance(value, Message):
+        if isinstance(value, terms_pb2.Money):
+            return f"{value.minor_units} {value.currency_code} (minor units)"
         return json_format.MessageToJson(value, indent=None)
     if isinstance(value, bool):
         return "yes" if value else "no"

@@ -22,58 +22,130 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from charter.v1 import character_pb2 as charter_dot_v1_dot_character__pb2
 from charter.v1 import licensee_pb2 as charter_dot_v1_dot_licensee__pb2
 from charter.v1 import rights_holder_pb2 as charter_dot_v1_dot_rights__holder__pb2
+from charter.v1 import terms_pb2 as charter_dot_v1_dot_terms__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n charter/v1/catalog_service.proto\x12\ncharter.v1\x1a\x19\x63harter/v1/licensee.proto\x1a\x1e\x63harter/v1/rights_holder.proto\x1a google/protobuf/field_mask.proto\"`\n\x19\x43reateRightsHolderRequest\x12/\n\rrights_holder\x18\x01 \x01(\x0b\x32\x18.charter.v1.RightsHolder\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"M\n\x1a\x43reateRightsHolderResponse\x12/\n\rrights_holder\x18\x01 \x01(\x0b\x32\x18.charter.v1.RightsHolder\"$\n\x16GetRightsHolderRequest\x12\n\n\x02id\x18\x01 \x01(\t\"J\n\x17GetRightsHolderResponse\x12/\n\rrights_holder\x18\x01 \x01(\x0b\x32\x18.charter.v1.RightsHolder\"\x7f\n\x18ListRightsHoldersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12-\n\x05state\x18\x03 \x01(\x0e\x32\x1e.charter.v1.RightsHolder.State\x12\r\n\x05query\x18\x04 \x01(\t\"f\n\x19ListRightsHoldersResponse\x12\x30\n\x0erights_holders\x18\x01 \x03(\x0b\x32\x18.charter.v1.RightsHolder\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"}\n\x19UpdateRightsHolderRequest\x12/\n\rrights_holder\x18\x01 \x01(\x0b\x32\x18.charter.v1.RightsHolder\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"M\n\x1aUpdateRightsHolderResponse\x12/\n\rrights_holder\x18\x01 \x01(\x0b\x32\x18.charter.v1.RightsHolder\"(\n\x1a\x41rchiveRightsHolderRequest\x12\n\n\x02id\x18\x01 \x01(\t\"N\n\x1b\x41rchiveRightsHolderResponse\x12/\n\rrights_holder\x18\x01 \x01(\x0b\x32\x18.charter.v1.RightsHolder\"S\n\x15\x43reateLicenseeRequest\x12&\n\x08licensee\x18\x01 \x01(\x0b\x32\x14.charter.v1.Licensee\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"@\n\x16\x43reateLicenseeResponse\x12&\n\x08licensee\x18\x01 \x01(\x0b\x32\x14.charter.v1.Licensee\" \n\x12GetLicenseeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"=\n\x13GetLicenseeResponse\x12&\n\x08licensee\x18\x01 \x01(\x0b\x32\x14.charter.v1.Licensee\"\x89\x01\n\x14ListLicenseesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.charter.v1.Licensee.State\x12\r\n\x05query\x18\x04 \x01(\t\x12\x10\n\x08platform\x18\x05 \x01(\t\"Y\n\x15ListLicenseesResponse\x12\'\n\tlicensees\x18\x01 \x03(\x0b\x32\x14.charter.v1.Licensee\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"p\n\x15UpdateLicenseeRequest\x12&\n\x08licensee\x18\x01 \x01(\x0b\x32\x14.charter.v1.Licensee\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"@\n\x16UpdateLicenseeResponse\x12&\n\x08licensee\x18\x01 \x01(\x0b\x32\x14.charter.v1.Licensee\"$\n\x16\x41rchiveLicenseeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"A\n\x17\x41rchiveLicenseeResponse\x12&\n\x08licensee\x18\x01 \x01(\x0b\x32\x14.charter.v1.Licensee2\xb4\x07\n\x0e\x43\x61talogService\x12\x63\n\x12\x43reateRightsHolder\x12%.charter.v1.CreateRightsHolderRequest\x1a&.charter.v1.CreateRightsHolderResponse\x12Z\n\x0fGetRightsHolder\x12\".charter.v1.GetRightsHolderRequest\x1a#.charter.v1.GetRightsHolderResponse\x12`\n\x11ListRightsHolders\x12$.charter.v1.ListRightsHoldersRequest\x1a%.charter.v1.ListRightsHoldersResponse\x12\x63\n\x12UpdateRightsHolder\x12%.charter.v1.UpdateRightsHolderRequest\x1a&.charter.v1.UpdateRightsHolderResponse\x12\x66\n\x13\x41rchiveRightsHolder\x12&.charter.v1.ArchiveRightsHolderRequest\x1a\'.charter.v1.ArchiveRightsHolderResponse\x12W\n\x0e\x43reateLicensee\x12!.charter.v1.CreateLicenseeRequest\x1a\".charter.v1.CreateLicenseeResponse\x12N\n\x0bGetLicensee\x12\x1e.charter.v1.GetLicenseeRequest\x1a\x1f.charter.v1.GetLicenseeResponse\x12T\n\rListLicensees\x12 .charter.v1.ListLicenseesRequest\x1a!.charter.v1.ListLicenseesResponse\x12W\n\x0eUpdateLicensee\x12!.charter.v1.UpdateLicenseeRequest\x1a\".charter.v1.UpdateLicenseeResponse\x12Z\n\x0f\x41rchiveLicensee\x12\".charter.v1.ArchiveLicenseeRequest\x1a#.charter.v1.ArchiveLicenseeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n charter/v1/catalog_service.proto\x12\ncharter.v1\x1a\x1a\x63harter/v1/character.proto\x1a\x19\x63harter/v1/licensee.proto\x1a\x1e\x63harter/v1/rights_holder.proto\x1a\x16\x63harter/v1/terms.proto\x1a google/protobuf/field_mask.proto\"`\n\x19\x43reateRightsHolderRequest\x12/\n\rrights_holder\x18\x01 \x01(\x0b\x32\x18.charter.v1.RightsHolder\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"M\n\x1a\x43reateRightsHolderResponse\x12/\n\rrights_holder\x18\x01 \x01(\x0b\x32\x18.charter.v1.RightsHolder\"$\n\x16GetRightsHolderRequest\x12\n\n\x02id\x18\x01 \x01(\t\"J\n\x17GetRightsHolderResponse\x12/\n\rrights_holder\x18\x01 \x01(\x0b\x32\x18.charter.v1.RightsHolder\"\x7f\n\x18ListRightsHoldersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12-\n\x05state\x18\x03 \x01(\x0e\x32\x1e.charter.v1.RightsHolder.State\x12\r\n\x05query\x18\x04 \x01(\t\"f\n\x19ListRightsHoldersResponse\x12\x30\n\x0erights_holders\x18\x01 \x03(\x0b\x32\x18.charter.v1.RightsHolder\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"}\n\x19UpdateRightsHolderRequest\x12/\n\rrights_holder\x18\x01 \x01(\x0b\x32\x18.charter.v1.RightsHolder\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"M\n\x1aUpdateRightsHolderResponse\x12/\n\rrights_holder\x18\x01 \x01(\x0b\x32\x18.charter.v1.RightsHolder\"(\n\x1a\x41rchiveRightsHolderRequest\x12\n\n\x02id\x18\x01 \x01(\t\"N\n\x1b\x41rchiveRightsHolderResponse\x12/\n\rrights_holder\x18\x01 \x01(\x0b\x32\x18.charter.v1.RightsHolder\"S\n\x15\x43reateLicenseeRequest\x12&\n\x08licensee\x18\x01 \x01(\x0b\x32\x14.charter.v1.Licensee\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"@\n\x16\x43reateLicenseeResponse\x12&\n\x08licensee\x18\x01 \x01(\x0b\x32\x14.charter.v1.Licensee\" \n\x12GetLicenseeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"=\n\x13GetLicenseeResponse\x12&\n\x08licensee\x18\x01 \x01(\x0b\x32\x14.charter.v1.Licensee\"\x89\x01\n\x14ListLicenseesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.charter.v1.Licensee.State\x12\r\n\x05query\x18\x04 \x01(\t\x12\x10\n\x08platform\x18\x05 \x01(\t\"Y\n\x15ListLicenseesResponse\x12\'\n\tlicensees\x18\x01 \x03(\x0b\x32\x14.charter.v1.Licensee\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"p\n\x15UpdateLicenseeRequest\x12&\n\x08licensee\x18\x01 \x01(\x0b\x32\x14.charter.v1.Licensee\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"@\n\x16UpdateLicenseeResponse\x12&\n\x08licensee\x18\x01 \x01(\x0b\x32\x14.charter.v1.Licensee\"$\n\x16\x41rchiveLicenseeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"A\n\x17\x41rchiveLicenseeResponse\x12&\n\x08licensee\x18\x01 \x01(\x0b\x32\x14.charter.v1.Licensee\"V\n\x16\x43reateCharacterRequest\x12(\n\tcharacter\x18\x01 \x01(\x0b\x32\x15.charter.v1.Character\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"C\n\x17\x43reateCharacterResponse\x12(\n\tcharacter\x18\x01 \x01(\x0b\x32\x15.charter.v1.Character\"!\n\x13GetCharacterRequest\x12\n\n\x02id\x18\x01 \x01(\t\"@\n\x14GetCharacterResponse\x12(\n\tcharacter\x18\x01 \x01(\x0b\x32\x15.charter.v1.Character\"\xa6\x01\n\x15ListCharactersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x18\n\x10rights_holder_id\x18\x03 \x01(\t\x12*\n\x05state\x18\x04 \x01(\x0e\x32\x1b.charter.v1.Character.State\x12\x11\n\tfranchise\x18\x05 \x01(\t\x12\r\n\x05query\x18\x06 \x01(\t\"\\\n\x16ListCharactersResponse\x12)\n\ncharacters\x18\x01 \x03(\x0b\x32\x15.charter.v1.Character\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"s\n\x16UpdateCharacterRequest\x12(\n\tcharacter\x18\x01 \x01(\x0b\x32\x15.charter.v1.Character\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"C\n\x17UpdateCharacterResponse\x12(\n\tcharacter\x18\x01 \x01(\x0b\x32\x15.charter.v1.Character\"%\n\x17\x41rchiveCharacterRequest\x12\n\n\x02id\x18\x01 \x01(\t\"D\n\x18\x41rchiveCharacterResponse\x12(\n\tcharacter\x18\x01 \x01(\x0b\x32\x15.charter.v1.Character\"5\n\x17SuspendCharacterRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"D\n\x18SuspendCharacterResponse\x12(\n\tcharacter\x18\x01 \x01(\x0b\x32\x15.charter.v1.Character\"\'\n\x19ReinstateCharacterRequest\x12\n\n\x02id\x18\x01 \x01(\t\"F\n\x1aReinstateCharacterResponse\x12(\n\tcharacter\x18\x01 \x01(\x0b\x32\x15.charter.v1.Character\"F\n\x0cOptInRequest\x12\x14\n\x0c\x63haracter_id\x18\x01 \x01(\t\x12 \n\x05terms\x18\x02 \x01(\x0b\x32\x11.charter.v1.Terms\"[\n\rOptInResponse\x12(\n\tcharacter\x18\x01 \x01(\x0b\x32\x15.charter.v1.Character\x12 \n\x05terms\x18\x02 \x01(\x0b\x32\x11.charter.v1.Terms\"L\n\x12UpdateTermsRequest\x12\x14\n\x0c\x63haracter_id\x18\x01 \x01(\t\x12 \n\x05terms\x18\x02 \x01(\x0b\x32\x11.charter.v1.Terms\"7\n\x13UpdateTermsResponse\x12 \n\x05terms\x18\x01 \x01(\x0b\x32\x11.charter.v1.Terms\"5\n\rOptOutRequest\x12\x14\n\x0c\x63haracter_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"W\n\x0eOptOutResponse\x12(\n\tcharacter\x18\x01 \x01(\x0b\x32\x15.charter.v1.Character\x12\x1b\n\x13revoked_grant_count\x18\x02 \x01(\x05\"8\n\x0fGetTermsRequest\x12\x14\n\x0c\x63haracter_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"4\n\x10GetTermsResponse\x12 \n\x05terms\x18\x01 \x01(\x0b\x32\x11.charter.v1.Terms\"W\n\x18ListTermsVersionsRequest\x12\x14\n\x0c\x63haracter_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"V\n\x19ListTermsVersionsResponse\x12 \n\x05terms\x18\x01 \x03(\x0b\x32\x11.charter.v1.Terms\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1b\n\x19ListTermsTemplatesRequest\"J\n\x1aListTermsTemplatesResponse\x12,\n\ttemplates\x18\x01 \x03(\x0b\x32\x19.charter.v1.TermsTemplate\"W\n\tImportRow\x12(\n\tcharacter\x18\x01 \x01(\x0b\x32\x15.charter.v1.Character\x12 \n\x05terms\x18\x02 \x01(\x0b\x32\x11.charter.v1.Terms\"X\n\x17ImportCharactersRequest\x12\x18\n\x10rights_holder_id\x18\x01 \x01(\t\x12#\n\x04rows\x18\x02 \x03(\x0b\x32\x15.charter.v1.ImportRow\"\xcc\x02\n\x0fImportRowResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x13\n\x0b\x65xternal_id\x18\x02 \x01(\t\x12\x34\n\x07outcome\x18\x03 \x01(\x0e\x32#.charter.v1.ImportRowResult.Outcome\x12\x14\n\x0c\x63haracter_id\x18\x04 \x01(\t\x12\x14\n\x0c\x65rror_reason\x18\x05 \x01(\t\x12:\n\x10\x66ield_violations\x18\x06 \x03(\x0b\x32 .charter.v1.ImportFieldViolation\"w\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n\x0fOUTCOME_CREATED\x10\x01\x12\x13\n\x0fOUTCOME_UPDATED\x10\x02\x12\x15\n\x11OUTCOME_UNCHANGED\x10\x03\x12\x12\n\x0eOUTCOME_FAILED\x10\x04\":\n\x14ImportFieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"H\n\x18ImportCharactersResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.charter.v1.ImportRowResult\"C\n\x1aListAliasCollisionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"V\n\x0e\x41liasCollision\x12\x12\n\nnormalized\x18\x01 \x01(\t\x12\x15\n\rcharacter_ids\x18\x02 \x03(\t\x12\x19\n\x11rights_holder_ids\x18\x03 \x03(\t\"f\n\x1bListAliasCollisionsResponse\x12.\n\ncollisions\x18\x01 \x03(\x0b\x32\x1a.charter.v1.AliasCollision\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xdf\x11\n\x0e\x43\x61talogService\x12\x63\n\x12\x43reateRightsHolder\x12%.charter.v1.CreateRightsHolderRequest\x1a&.charter.v1.CreateRightsHolderResponse\x12Z\n\x0fGetRightsHolder\x12\".charter.v1.GetRightsHolderRequest\x1a#.charter.v1.GetRightsHolderResponse\x12`\n\x11ListRightsHolders\x12$.charter.v1.ListRightsHoldersRequest\x1a%.charter.v1.ListRightsHoldersResponse\x12\x63\n\x12UpdateRightsHolder\x12%.charter.v1.UpdateRightsHolderRequest\x1a&.charter.v1.UpdateRightsHolderResponse\x12\x66\n\x13\x41rchiveRightsHolder\x12&.charter.v1.ArchiveRightsHolderRequest\x1a\'.charter.v1.ArchiveRightsHolderResponse\x12W\n\x0e\x43reateLicensee\x12!.charter.v1.CreateLicenseeRequest\x1a\".charter.v1.CreateLicenseeResponse\x12N\n\x0bGetLicensee\x12\x1e.charter.v1.GetLicenseeRequest\x1a\x1f.charter.v1.GetLicenseeResponse\x12T\n\rListLicensees\x12 .charter.v1.ListLicenseesRequest\x1a!.charter.v1.ListLicenseesResponse\x12W\n\x0eUpdateLicensee\x12!.charter.v1.UpdateLicenseeRequest\x1a\".charter.v1.UpdateLicenseeResponse\x12Z\n\x0f\x41rchiveLicensee\x12\".charter.v1.ArchiveLicenseeRequest\x1a#.charter.v1.ArchiveLicenseeResponse\x12Z\n\x0f\x43reateCharacter\x12\".charter.v1.CreateCharacterRequest\x1a#.charter.v1.CreateCharacterResponse\x12Q\n\x0cGetCharacter\x12\x1f.charter.v1.GetCharacterRequest\x1a .charter.v1.GetCharacterResponse\x12W\n\x0eListCharacters\x12!.charter.v1.ListCharactersRequest\x1a\".charter.v1.ListCharactersResponse\x12Z\n\x0fUpdateCharacter\x12\".charter.v1.UpdateCharacterRequest\x1a#.charter.v1.UpdateCharacterResponse\x12]\n\x10\x41rchiveCharacter\x12#.charter.v1.ArchiveCharacterRequest\x1a$.charter.v1.ArchiveCharacterResponse\x12]\n\x10SuspendCharacter\x12#.charter.v1.SuspendCharacterRequest\x1a$.charter.v1.SuspendCharacterResponse\x12\x63\n\x12ReinstateCharacter\x12%.charter.v1.ReinstateCharacterRequest\x1a&.charter.v1.ReinstateCharacterResponse\x12<\n\x05OptIn\x12\x18.charter.v1.OptInRequest\x1a\x19.charter.v1.OptInResponse\x12N\n\x0bUpdateTerms\x12\x1e.charter.v1.UpdateTermsRequest\x1a\x1f.charter.v1.UpdateTermsResponse\x12?\n\x06OptOut\x12\x19.charter.v1.OptOutRequest\x1a\x1a.charter.v1.OptOutResponse\x12\x45\n\x08GetTerms\x12\x1b.charter.v1.GetTermsRequest\x1a\x1c.charter.v1.GetTermsResponse\x12`\n\x11ListTermsVersions\x12$.charter.v1.ListTermsVersionsRequest\x1a%.charter.v1.ListTermsVersionsResponse\x12\x63\n\x12ListTermsTemplates\x12%.charter.v1.ListTermsTemplatesRequest\x1a&.charter.v1.ListTermsTemplatesResponse\x12]\n\x10ImportCharacters\x12#.charter.v1.ImportCharactersRequest\x1a$.charter.v1.ImportCharactersResponse\x12\x66\n\x13ListAliasCollisions\x12&.charter.v1.ListAliasCollisionsRequest\x1a\'.charter.v1.ListAliasCollisionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'charter.v1.catalog_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATERIGHTSHOLDERREQUEST']._serialized_start=141
-  _globals['_CREATERIGHTSHOLDERREQUEST']._serialized_end=237
-  _globals['_CREATERIGHTSHOLDERRESPONSE']._serialized_start=239
-  _globals['_CREATERIGHTSHOLDERRESPONSE']._serialized_end=316
-  _globals['_GETRIGHTSHOLDERREQUEST']._serialized_start=318
-  _globals['_GETRIGHTSHOLDERREQUEST']._serialized_end=354
-  _globals['_GETRIGHTSHOLDERRESPONSE']._serialized_start=356
-  _globals['_GETRIGHTSHOLDERRESPONSE']._serialized_end=430
-  _globals['_LISTRIGHTSHOLDERSREQUEST']._serialized_start=432
-  _globals['_LISTRIGHTSHOLDERSREQUEST']._serialized_end=559
-  _globals['_LISTRIGHTSHOLDERSRESPONSE']._serialized_start=561
-  _globals['_LISTRIGHTSHOLDERSRESPONSE']._serialized_end=663
-  _globals['_UPDATERIGHTSHOLDERREQUEST']._serialized_start=665
-  _globals['_UPDATERIGHTSHOLDERREQUEST']._serialized_end=790
-  _globals['_UPDATERIGHTSHOLDERRESPONSE']._serialized_start=792
-  _globals['_UPDATERIGHTSHOLDERRESPONSE']._serialized_end=869
-  _globals['_ARCHIVERIGHTSHOLDERREQUEST']._serialized_start=871
-  _globals['_ARCHIVERIGHTSHOLDERREQUEST']._serialized_end=911
-  _globals['_ARCHIVERIGHTSHOLDERRESPONSE']._serialized_start=913
-  _globals['_ARCHIVERIGHTSHOLDERRESPONSE']._serialized_end=991
-  _globals['_CREATELICENSEEREQUEST']._serialized_start=993
-  _globals['_CREATELICENSEEREQUEST']._serialized_end=1076
-  _globals['_CREATELICENSEERESPONSE']._serialized_start=1078
-  _globals['_CREATELICENSEERESPONSE']._serialized_end=1142
-  _globals['_GETLICENSEEREQUEST']._serialized_start=1144
-  _globals['_GETLICENSEEREQUEST']._serialized_end=1176
-  _globals['_GETLICENSEERESPONSE']._serialized_start=1178
-  _globals['_GETLICENSEERESPONSE']._serialized_end=1239
-  _globals['_LISTLICENSEESREQUEST']._serialized_start=1242
-  _globals['_LISTLICENSEESREQUEST']._serialized_end=1379
-  _globals['_LISTLICENSEESRESPONSE']._serialized_start=1381
-  _globals['_LISTLICENSEESRESPONSE']._serialized_end=1470
-  _globals['_UPDATELICENSEEREQUEST']._serialized_start=1472
-  _globals['_UPDATELICENSEEREQUEST']._serialized_end=1584
-  _globals['_UPDATELICENSEERESPONSE']._serialized_start=1586
-  _globals['_UPDATELICENSEERESPONSE']._serialized_end=1650
-  _globals['_ARCHIVELICENSEEREQUEST']._serialized_start=1652
-  _globals['_ARCHIVELICENSEEREQUEST']._serialized_end=1688
-  _globals['_ARCHIVELICENSEERESPONSE']._serialized_start=1690
-  _globals['_ARCHIVELICENSEERESPONSE']._serialized_end=1755
-  _globals['_CATALOGSERVICE']._serialized_start=1758
-  _globals['_CATALOGSERVICE']._serialized_end=2706
+  _globals['_CREATERIGHTSHOLDERREQUEST']._serialized_start=193
+  _globals['_CREATERIGHTSHOLDERREQUEST']._serialized_end=289
+  _globals['_CREATERIGHTSHOLDERRESPONSE']._serialized_start=291
+  _globals['_CREATERIGHTSHOLDERRESPONSE']._serialized_end=368
+  _globals['_GETRIGHTSHOLDERREQUEST']._serialized_start=370
+  _globals['_GETRIGHTSHOLDERREQUEST']._serialized_end=406
+  _globals['_GETRIGHTSHOLDERRESPONSE']._serialized_start=408
+  _globals['_GETRIGHTSHOLDERRESPONSE']._serialized_end=482
+  _globals['_LISTRIGHTSHOLDERSREQUEST']._serialized_start=484
+  _globals['_LISTRIGHTSHOLDERSREQUEST']._serialized_end=611
+  _globals['_LISTRIGHTSHOLDERSRESPONSE']._serialized_start=613
+  _globals['_LISTRIGHTSHOLDERSRESPONSE']._serialized_end=715
+  _globals['_UPDATERIGHTSHOLDERREQUEST']._serialized_start=717
+  _globals['_UPDATERIGHTSHOLDERREQUEST']._serialized_end=842
+  _globals['_UPDATERIGHTSHOLDERRESPONSE']._serialized_start=844
+  _globals['_UPDATERIGHTSHOLDERRESPONSE']._serialized_end=921
+  _globals['_ARCHIVERIGHTSHOLDERREQUEST']._serialized_start=923
+  _globals['_ARCHIVERIGHTSHOLDERREQUEST']._serialized_end=963
+  _globals['_ARCHIVERIGHTSHOLDERRESPONSE']._serialized_start=965
+  _globals['_ARCHIVERIGHTSHOLDERRESPONSE']._serialized_end=1043
+  _globals['_CREATELICENSEEREQUEST']._serialized_start=1045
+  _globals['_CREATELICENSEEREQUEST']._serialized_end=1128
+  _globals['_CREATELICENSEERESPONSE']._serialized_start=1130
+  _globals['_CREATELICENSEERESPONSE']._serialized_end=1194
+  _globals['_GETLICENSEEREQUEST']._serialized_start=1196
+  _globals['_GETLICENSEEREQUEST']._serialized_end=1228
+  _globals['_GETLICENSEERESPONSE']._serialized_start=1230
+  _globals['_GETLICENSEERESPONSE']._serialized_end=1291
+  _globals['_LISTLICENSEESREQUEST']._serialized_start=1294
+  _globals['_LISTLICENSEESREQUEST']._serialized_end=1431
+  _globals['_LISTLICENSEESRESPONSE']._serialized_start=1433
+  _globals['_LISTLICENSEESRESPONSE']._serialized_end=1522
+  _globals['_UPDATELICENSEEREQUEST']._serialized_start=1524
+  _globals['_UPDATELICENSEEREQUEST']._serialized_end=1636
+  _globals['_UPDATELICENSEERESPONSE']._serialized_start=1638
+  _globals['_UPDATELICENSEERESPONSE']._serialized_end=1702
+  _globals['_ARCHIVELICENSEEREQUEST']._serialized_start=1704
+  _globals['_ARCHIVELICENSEEREQUEST']._serialized_end=1740
+  _globals['_ARCHIVELICENSEERESPONSE']._serialized_start=1742
+  _globals['_ARCHIVELICENSEERESPONSE']._serialized_end=1807
+  _globals['_CREATECHARACTERREQUEST']._serialized_start=1809
+  _globals['_CREATECHARACTERREQUEST']._serialized_end=1895
+  _globals['_CREATECHARACTERRESPONSE']._serialized_start=1897
+  _globals['_CREATECHARACTERRESPONSE']._serialized_end=1964
+  _globals['_GETCHARACTERREQUEST']._serialized_start=1966
+  _globals['_GETCHARACTERREQUEST']._serialized_end=1999
+  _globals['_GETCHARACTERRESPONSE']._serialized_start=2001
+  _globals['_GETCHARACTERRESPONSE']._serialized_end=2065
+  _globals['_LISTCHARACTERSREQUEST']._serialized_start=2068
+  _globals['_LISTCHARACTERSREQUEST']._serialized_end=2234
+  _globals['_LISTCHARACTERSRESPONSE']._serialized_start=2236
+  _globals['_LISTCHARACTERSRESPONSE']._serialized_end=2328
+  _globals['_UPDATECHARACTERREQUEST']._serialized_start=2330
+  _globals['_UPDATECHARACTERREQUEST']._serialized_end=2445
+  _globals['_UPDATECHARACTERRESPONSE']._serialized_start=2447
+  _globals['_UPDATECHARACTERRESPONSE']._serialized_end=2514
+  _globals['_ARCHIVECHARACTERREQUEST']._serialized_start=2516
+  _globals['_ARCHIVECHARACTERREQUEST']._serialized_end=2553
+  _globals['_ARCHIVECHARACTERRESPONSE']._serialized_start=2555
+  _globals['_ARCHIVECHARACTERRESPONSE']._serialized_end=2623
+  _globals['_SUSPENDCHARACTERREQUEST']._serialized_start=2625
+  _globals['_SUSPENDCHARACTERREQUEST']._serialized_end=2678
+  _globals['_SUSPENDCHARACTERRESPONSE']._serialized_start=2680
+  _globals['_SUSPENDCHARACTERRESPONSE']._serialized_end=2748
+  _globals['_REINSTATECHARACTERREQUEST']._serialized_start=2750
+  _globals['_REINSTATECHARACTERREQUEST']._serialized_end=2789
+  _globals['_REINSTATECHARACTERRESPONSE']._serialized_start=2791
+  _globals['_REINSTATECHARACTERRESPONSE']._serialized_end=2861
+  _globals['_OPTINREQUEST']._serialized_start=2863
+  _globals['_OPTINREQUEST']._serialized_end=2933
+  _globals['_OPTINRESPONSE']._serialized_start=2935
+  _globals['_OPTINRESPONSE']._serialized_end=3026
+  _globals['_UPDATETERMSREQUEST']._serialized_start=3028
+  _globals['_UPDATETERMSREQUEST']._serialized_end=3104
+  _globals['_UPDATETERMSRESPONSE']._serialized_start=3106
+  _globals['_UPDATETERMSRESPONSE']._serialized_end=3161
+  _globals['_OPTOUTREQUEST']._serialized_start=3163
+  _globals['_OPTOUTREQUEST']._serialized_end=3216
+  _globals['_OPTOUTRESPONSE']._serialized_start=3218
+  _globals['_OPTOUTRESPONSE']._serialized_end=3305
+  _globals['_GETTERMSREQUEST']._serialized_start=3307
+  _globals['_GETTERMSREQUEST']._serialized_end=3363
+  _globals['_GETTERMSRESPONSE']._serialized_start=3365
+  _globals['_GETTERMSRESPONSE']._serialized_end=3417
+  _globals['_LISTTERMSVERSIONSREQUEST']._serialized_start=3419
+  _globals['_LISTTERMSVERSIONSREQUEST']._serialized_end=3506
+  _globals['_LISTTERMSVERSIONSRESPONSE']._serialized_start=3508
+  _globals['_LISTTERMSVERSIONSRESPONSE']._serialized_end=3594
+  _globals['_LISTTERMSTEMPLATESREQUEST']._serialized_start=3596
+  _globals['_LISTTERMSTEMPLATESREQUEST']._serialized_end=3623
+  _globals['_LISTTERMSTEMPLATESRESPONSE']._serialized_start=3625
+  _globals['_LISTTERMSTEMPLATESRESPONSE']._serialized_end=3699
+  _globals['_IMPORTROW']._serialized_start=3701
+  _globals['_IMPORTROW']._serialized_end=3788
+  _globals['_IMPORTCHARACTERSREQUEST']._serialized_start=3790
+  _globals['_IMPORTCHARACTERSREQUEST']._serialized_end=3878
+  _globals['_IMPORTROWRESULT']._serialized_start=3881
+  _globals['_IMPORTROWRESULT']._serialized_end=4213
+  _globals['_IMPORTROWRESULT_OUTCOME']._serialized_start=4094
+  _globals['_IMPORTROWRESULT_OUTCOME']._serialized_end=4213
+  _globals['_IMPORTFIELDVIOLATION']._serialized_start=4215
+  _globals['_IMPORTFIELDVIOLATION']._serialized_end=4273
+  _globals['_IMPORTCHARACTERSRESPONSE']._serialized_start=4275
+  _globals['_IMPORTCHARACTERSRESPONSE']._serialized_end=4347
+  _globals['_LISTALIASCOLLISIONSREQUEST']._serialized_start=4349
+  _globals['_LISTALIASCOLLISIONSREQUEST']._serialized_end=4416
+  _globals['_ALIASCOLLISION']._serialized_start=4418
+  _globals['_ALIASCOLLISION']._serialized_end=4504
+  _globals['_LISTALIASCOLLISIONSRESPONSE']._serialized_start=4506
+  _globals['_LISTALIASCOLLISIONSRESPONSE']._serialized_end=4608
+  _globals['_CATALOGSERVICE']._serialized_start=4611
+  _globals['_CATALOGSERVICE']._serialized_end=6882
 # @@protoc_insertion_point(module_scope)

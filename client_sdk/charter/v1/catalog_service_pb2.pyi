@@ -3,13 +3,16 @@
 isort:skip_file
 """
 
+from charter.v1 import character_pb2 as _character_pb2
 from charter.v1 import licensee_pb2 as _licensee_pb2
 from charter.v1 import rights_holder_pb2 as _rights_holder_pb2
+from charter.v1 import terms_pb2 as _terms_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -572,3 +575,982 @@ class ArchiveLicenseeResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ArchiveLicenseeResponse: _TypeAlias = ArchiveLicenseeResponse  # noqa: Y015
+
+@_typing.final
+class CreateCharacterRequest(_message.Message):
+    """The request of CatalogService.CreateCharacter."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTER_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """A client-chosen identifier of this request, as in
+    CreateRightsHolderRequest.request_id.
+    """
+    @_builtins.property
+    def character(self) -> _character_pb2.Character:
+        """The character to create. Output-only fields are ignored."""
+
+    def __init__(
+        self,
+        *,
+        character: _character_pb2.Character | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["character", b"character"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character", b"character", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateCharacterRequest: _TypeAlias = CreateCharacterRequest  # noqa: Y015
+
+@_typing.final
+class CreateCharacterResponse(_message.Message):
+    """The response of CatalogService.CreateCharacter."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def character(self) -> _character_pb2.Character:
+        """The created character."""
+
+    def __init__(
+        self,
+        *,
+        character: _character_pb2.Character | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["character", b"character"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character", b"character"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateCharacterResponse: _TypeAlias = CreateCharacterResponse  # noqa: Y015
+
+@_typing.final
+class GetCharacterRequest(_message.Message):
+    """The request of CatalogService.GetCharacter."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The id of the character. Required."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCharacterRequest: _TypeAlias = GetCharacterRequest  # noqa: Y015
+
+@_typing.final
+class GetCharacterResponse(_message.Message):
+    """The response of CatalogService.GetCharacter."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def character(self) -> _character_pb2.Character:
+        """The character."""
+
+    def __init__(
+        self,
+        *,
+        character: _character_pb2.Character | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["character", b"character"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character", b"character"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCharacterResponse: _TypeAlias = GetCharacterResponse  # noqa: Y015
+
+@_typing.final
+class ListCharactersRequest(_message.Message):
+    """The request of CatalogService.ListCharacters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    RIGHTS_HOLDER_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    FRANCHISE_FIELD_NUMBER: _builtins.int
+    QUERY_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """The largest number of results to return, as in
+    ListRightsHoldersRequest.page_size.
+    """
+    page_token: _builtins.str
+    """The `next_page_token` of a previous call with the same filters."""
+    rights_holder_id: _builtins.str
+    """Only characters of this rights holder. Optional."""
+    state: _character_pb2.Character.State.ValueType
+    """Only characters in this state. Unspecified means every state but
+    archived.
+    """
+    franchise: _builtins.str
+    """Only characters of this franchise (exact match, ignoring case). Optional."""
+    query: _builtins.str
+    """Only characters whose canonical name or an alias contains this text after
+    normalisation (so `ミク` finds `みく`). At most 200 characters.
+    """
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        rights_holder_id: _builtins.str = ...,
+        state: _character_pb2.Character.State.ValueType = ...,
+        franchise: _builtins.str = ...,
+        query: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["franchise", b"franchise", "page_size", b"page_size", "page_token", b"page_token", "query", b"query", "rights_holder_id", b"rights_holder_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCharactersRequest: _TypeAlias = ListCharactersRequest  # noqa: Y015
+
+@_typing.final
+class ListCharactersResponse(_message.Message):
+    """The response of CatalogService.ListCharacters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The token for the next page; empty on the last page."""
+    @_builtins.property
+    def characters(self) -> _containers.RepeatedCompositeFieldContainer[_character_pb2.Character]:
+        """The characters of this page."""
+
+    def __init__(
+        self,
+        *,
+        characters: _abc.Iterable[_character_pb2.Character] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["characters", b"characters", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCharactersResponse: _TypeAlias = ListCharactersResponse  # noqa: Y015
+
+@_typing.final
+class UpdateCharacterRequest(_message.Message):
+    """The request of CatalogService.UpdateCharacter."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTER_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def character(self) -> _character_pb2.Character:
+        """The character with its id set and the new values of the fields named in
+        `update_mask`.
+        """
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """The fields to update: any of `canonical_name`, `franchise`,
+        `description`, `reference_urls`, `aliases`, `external_id`. Lists are
+        replaced whole. An empty mask updates every one of those fields that is
+        set to a non-empty value.
+        """
+
+    def __init__(
+        self,
+        *,
+        character: _character_pb2.Character | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["character", b"character", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character", b"character", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateCharacterRequest: _TypeAlias = UpdateCharacterRequest  # noqa: Y015
+
+@_typing.final
+class UpdateCharacterResponse(_message.Message):
+    """The response of CatalogService.UpdateCharacter."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def character(self) -> _character_pb2.Character:
+        """The updated character."""
+
+    def __init__(
+        self,
+        *,
+        character: _character_pb2.Character | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["character", b"character"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character", b"character"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateCharacterResponse: _TypeAlias = UpdateCharacterResponse  # noqa: Y015
+
+@_typing.final
+class ArchiveCharacterRequest(_message.Message):
+    """The request of CatalogService.ArchiveCharacter."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The id of the character. Required."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveCharacterRequest: _TypeAlias = ArchiveCharacterRequest  # noqa: Y015
+
+@_typing.final
+class ArchiveCharacterResponse(_message.Message):
+    """The response of CatalogService.ArchiveCharacter."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def character(self) -> _character_pb2.Character:
+        """The archived character."""
+
+    def __init__(
+        self,
+        *,
+        character: _character_pb2.Character | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["character", b"character"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character", b"character"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveCharacterResponse: _TypeAlias = ArchiveCharacterResponse  # noqa: Y015
+
+@_typing.final
+class SuspendCharacterRequest(_message.Message):
+    """The request of CatalogService.SuspendCharacter."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The id of the character. Required."""
+    reason: _builtins.str
+    """Why the character is suspended, for the audit log. Required; at most 500
+    characters.
+    """
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SuspendCharacterRequest: _TypeAlias = SuspendCharacterRequest  # noqa: Y015
+
+@_typing.final
+class SuspendCharacterResponse(_message.Message):
+    """The response of CatalogService.SuspendCharacter."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def character(self) -> _character_pb2.Character:
+        """The suspended character."""
+
+    def __init__(
+        self,
+        *,
+        character: _character_pb2.Character | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["character", b"character"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character", b"character"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SuspendCharacterResponse: _TypeAlias = SuspendCharacterResponse  # noqa: Y015
+
+@_typing.final
+class ReinstateCharacterRequest(_message.Message):
+    """The request of CatalogService.ReinstateCharacter."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The id of the character. Required."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReinstateCharacterRequest: _TypeAlias = ReinstateCharacterRequest  # noqa: Y015
+
+@_typing.final
+class ReinstateCharacterResponse(_message.Message):
+    """The response of CatalogService.ReinstateCharacter."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def character(self) -> _character_pb2.Character:
+        """The reinstated character."""
+
+    def __init__(
+        self,
+        *,
+        character: _character_pb2.Character | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["character", b"character"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character", b"character"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReinstateCharacterResponse: _TypeAlias = ReinstateCharacterResponse  # noqa: Y015
+
+@_typing.final
+class OptInRequest(_message.Message):
+    """The request of CatalogService.OptIn."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTER_ID_FIELD_NUMBER: _builtins.int
+    TERMS_FIELD_NUMBER: _builtins.int
+    character_id: _builtins.str
+    """The id of the character. Required."""
+    @_builtins.property
+    def terms(self) -> _terms_pb2.Terms:
+        """The terms to opt in with. Output-only fields are ignored."""
+
+    def __init__(
+        self,
+        *,
+        character_id: _builtins.str = ...,
+        terms: _terms_pb2.Terms | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["terms", b"terms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_id", b"character_id", "terms", b"terms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OptInRequest: _TypeAlias = OptInRequest  # noqa: Y015
+
+@_typing.final
+class OptInResponse(_message.Message):
+    """The response of CatalogService.OptIn."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTER_FIELD_NUMBER: _builtins.int
+    TERMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def character(self) -> _character_pb2.Character:
+        """The character, now OPTED_IN."""
+
+    @_builtins.property
+    def terms(self) -> _terms_pb2.Terms:
+        """The new terms version."""
+
+    def __init__(
+        self,
+        *,
+        character: _character_pb2.Character | None = ...,
+        terms: _terms_pb2.Terms | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["character", b"character", "terms", b"terms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character", b"character", "terms", b"terms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OptInResponse: _TypeAlias = OptInResponse  # noqa: Y015
+
+@_typing.final
+class UpdateTermsRequest(_message.Message):
+    """The request of CatalogService.UpdateTerms."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTER_ID_FIELD_NUMBER: _builtins.int
+    TERMS_FIELD_NUMBER: _builtins.int
+    character_id: _builtins.str
+    """The id of the character. Required."""
+    @_builtins.property
+    def terms(self) -> _terms_pb2.Terms:
+        """The new terms, replacing the current ones whole. Output-only fields are
+        ignored.
+        """
+
+    def __init__(
+        self,
+        *,
+        character_id: _builtins.str = ...,
+        terms: _terms_pb2.Terms | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["terms", b"terms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_id", b"character_id", "terms", b"terms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateTermsRequest: _TypeAlias = UpdateTermsRequest  # noqa: Y015
+
+@_typing.final
+class UpdateTermsResponse(_message.Message):
+    """The response of CatalogService.UpdateTerms."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TERMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def terms(self) -> _terms_pb2.Terms:
+        """The new terms version."""
+
+    def __init__(
+        self,
+        *,
+        terms: _terms_pb2.Terms | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["terms", b"terms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["terms", b"terms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateTermsResponse: _TypeAlias = UpdateTermsResponse  # noqa: Y015
+
+@_typing.final
+class OptOutRequest(_message.Message):
+    """The request of CatalogService.OptOut."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    character_id: _builtins.str
+    """The id of the character. Required."""
+    reason: _builtins.str
+    """Why the character is opted out, for the audit log. Optional; at most 500
+    characters.
+    """
+    def __init__(
+        self,
+        *,
+        character_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_id", b"character_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OptOutRequest: _TypeAlias = OptOutRequest  # noqa: Y015
+
+@_typing.final
+class OptOutResponse(_message.Message):
+    """The response of CatalogService.OptOut."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTER_FIELD_NUMBER: _builtins.int
+    REVOKED_GRANT_COUNT_FIELD_NUMBER: _builtins.int
+    revoked_grant_count: _builtins.int
+    """How many grants the opt-out revoked."""
+    @_builtins.property
+    def character(self) -> _character_pb2.Character:
+        """The character, now OPTED_OUT."""
+
+    def __init__(
+        self,
+        *,
+        character: _character_pb2.Character | None = ...,
+        revoked_grant_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["character", b"character"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character", b"character", "revoked_grant_count", b"revoked_grant_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OptOutResponse: _TypeAlias = OptOutResponse  # noqa: Y015
+
+@_typing.final
+class GetTermsRequest(_message.Message):
+    """The request of CatalogService.GetTerms."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTER_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    character_id: _builtins.str
+    """The id of the character. Required."""
+    version: _builtins.int
+    """The version to get; 0 means the current one."""
+    def __init__(
+        self,
+        *,
+        character_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_id", b"character_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTermsRequest: _TypeAlias = GetTermsRequest  # noqa: Y015
+
+@_typing.final
+class GetTermsResponse(_message.Message):
+    """The response of CatalogService.GetTerms."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TERMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def terms(self) -> _terms_pb2.Terms:
+        """The terms version."""
+
+    def __init__(
+        self,
+        *,
+        terms: _terms_pb2.Terms | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["terms", b"terms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["terms", b"terms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTermsResponse: _TypeAlias = GetTermsResponse  # noqa: Y015
+
+@_typing.final
+class ListTermsVersionsRequest(_message.Message):
+    """The request of CatalogService.ListTermsVersions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTER_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    character_id: _builtins.str
+    """The id of the character. Required."""
+    page_size: _builtins.int
+    """The largest number of results to return, as in
+    ListRightsHoldersRequest.page_size.
+    """
+    page_token: _builtins.str
+    """The `next_page_token` of a previous call for the same character."""
+    def __init__(
+        self,
+        *,
+        character_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_id", b"character_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTermsVersionsRequest: _TypeAlias = ListTermsVersionsRequest  # noqa: Y015
+
+@_typing.final
+class ListTermsVersionsResponse(_message.Message):
+    """The response of CatalogService.ListTermsVersions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TERMS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The token for the next page; empty on the last page."""
+    @_builtins.property
+    def terms(self) -> _containers.RepeatedCompositeFieldContainer[_terms_pb2.Terms]:
+        """The versions of this page, newest first."""
+
+    def __init__(
+        self,
+        *,
+        terms: _abc.Iterable[_terms_pb2.Terms] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "terms", b"terms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTermsVersionsResponse: _TypeAlias = ListTermsVersionsResponse  # noqa: Y015
+
+@_typing.final
+class ListTermsTemplatesRequest(_message.Message):
+    """The request of CatalogService.ListTermsTemplates."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTermsTemplatesRequest: _TypeAlias = ListTermsTemplatesRequest  # noqa: Y015
+
+@_typing.final
+class ListTermsTemplatesResponse(_message.Message):
+    """The response of CatalogService.ListTermsTemplates."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEMPLATES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def templates(self) -> _containers.RepeatedCompositeFieldContainer[_terms_pb2.TermsTemplate]:
+        """Every template."""
+
+    def __init__(
+        self,
+        *,
+        templates: _abc.Iterable[_terms_pb2.TermsTemplate] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["templates", b"templates"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTermsTemplatesResponse: _TypeAlias = ListTermsTemplatesResponse  # noqa: Y015
+
+@_typing.final
+class ImportRow(_message.Message):
+    """One row of a bulk import."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTER_FIELD_NUMBER: _builtins.int
+    TERMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def character(self) -> _character_pb2.Character:
+        """The character: `external_id` is required and identifies the row;
+        `rights_holder_id` is ignored (the request's applies); output-only fields
+        are ignored.
+        """
+
+    @_builtins.property
+    def terms(self) -> _terms_pb2.Terms:
+        """Terms to opt the character in with (or to update them to). Optional;
+        without them the character's licensing state is left as it is.
+        """
+
+    def __init__(
+        self,
+        *,
+        character: _character_pb2.Character | None = ...,
+        terms: _terms_pb2.Terms | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["character", b"character", "terms", b"terms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character", b"character", "terms", b"terms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportRow: _TypeAlias = ImportRow  # noqa: Y015
+
+@_typing.final
+class ImportCharactersRequest(_message.Message):
+    """The request of CatalogService.ImportCharacters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RIGHTS_HOLDER_ID_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    rights_holder_id: _builtins.str
+    """The rights holder that owns every row. Required."""
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImportRow]:
+        """The rows, 1 to 500 per call."""
+
+    def __init__(
+        self,
+        *,
+        rights_holder_id: _builtins.str = ...,
+        rows: _abc.Iterable[Global___ImportRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rights_holder_id", b"rights_holder_id", "rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportCharactersRequest: _TypeAlias = ImportCharactersRequest  # noqa: Y015
+
+@_typing.final
+class ImportRowResult(_message.Message):
+    """The outcome of one import row."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Outcome:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _OutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[ImportRowResult._Outcome.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        OUTCOME_UNSPECIFIED: ImportRowResult._Outcome.ValueType  # 0
+        """Not specified. Never returned by the server."""
+        OUTCOME_CREATED: ImportRowResult._Outcome.ValueType  # 1
+        """A new character was created."""
+        OUTCOME_UPDATED: ImportRowResult._Outcome.ValueType  # 2
+        """An existing character (same external id) was changed."""
+        OUTCOME_UNCHANGED: ImportRowResult._Outcome.ValueType  # 3
+        """The row matched the existing character exactly; nothing changed."""
+        OUTCOME_FAILED: ImportRowResult._Outcome.ValueType  # 4
+        """The row was refused; nothing of it was written."""
+
+    class Outcome(_Outcome, metaclass=_OutcomeEnumTypeWrapper):
+        """What happened to an import row."""
+
+    OUTCOME_UNSPECIFIED: ImportRowResult.Outcome.ValueType  # 0
+    """Not specified. Never returned by the server."""
+    OUTCOME_CREATED: ImportRowResult.Outcome.ValueType  # 1
+    """A new character was created."""
+    OUTCOME_UPDATED: ImportRowResult.Outcome.ValueType  # 2
+    """An existing character (same external id) was changed."""
+    OUTCOME_UNCHANGED: ImportRowResult.Outcome.ValueType  # 3
+    """The row matched the existing character exactly; nothing changed."""
+    OUTCOME_FAILED: ImportRowResult.Outcome.ValueType  # 4
+    """The row was refused; nothing of it was written."""
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    EXTERNAL_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    CHARACTER_ID_FIELD_NUMBER: _builtins.int
+    ERROR_REASON_FIELD_NUMBER: _builtins.int
+    FIELD_VIOLATIONS_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """The row's index in the request, from 0."""
+    external_id: _builtins.str
+    """The row's external id."""
+    outcome: Global___ImportRowResult.Outcome.ValueType
+    """What happened."""
+    character_id: _builtins.str
+    """The character's id, unless the row failed."""
+    error_reason: _builtins.str
+    """Why the row failed: the reason code (an ErrorReason name without prefix)."""
+    @_builtins.property
+    def field_violations(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImportFieldViolation]:
+        """The fields of the row that are invalid, as paths within the row (for
+        example `character.aliases[1].language`).
+        """
+
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        external_id: _builtins.str = ...,
+        outcome: Global___ImportRowResult.Outcome.ValueType = ...,
+        character_id: _builtins.str = ...,
+        error_reason: _builtins.str = ...,
+        field_violations: _abc.Iterable[Global___ImportFieldViolation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_id", b"character_id", "error_reason", b"error_reason", "external_id", b"external_id", "field_violations", b"field_violations", "index", b"index", "outcome", b"outcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportRowResult: _TypeAlias = ImportRowResult  # noqa: Y015
+
+@_typing.final
+class ImportFieldViolation(_message.Message):
+    """One invalid field of an import row."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    """The path of the field within the row."""
+    description: _builtins.str
+    """What is wrong with it."""
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "field", b"field"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportFieldViolation: _TypeAlias = ImportFieldViolation  # noqa: Y015
+
+@_typing.final
+class ImportCharactersResponse(_message.Message):
+    """The response of CatalogService.ImportCharacters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImportRowResult]:
+        """One result per row, in request order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___ImportRowResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportCharactersResponse: _TypeAlias = ImportCharactersResponse  # noqa: Y015
+
+@_typing.final
+class ListAliasCollisionsRequest(_message.Message):
+    """The request of CatalogService.ListAliasCollisions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """The largest number of results to return, as in
+    ListRightsHoldersRequest.page_size.
+    """
+    page_token: _builtins.str
+    """The `next_page_token` of a previous call."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAliasCollisionsRequest: _TypeAlias = ListAliasCollisionsRequest  # noqa: Y015
+
+@_typing.final
+class AliasCollision(_message.Message):
+    """A normalised name shared by characters of more than one rights holder."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NORMALIZED_FIELD_NUMBER: _builtins.int
+    CHARACTER_IDS_FIELD_NUMBER: _builtins.int
+    RIGHTS_HOLDER_IDS_FIELD_NUMBER: _builtins.int
+    normalized: _builtins.str
+    """The normalised name."""
+    @_builtins.property
+    def character_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The ids of the characters that share it."""
+
+    @_builtins.property
+    def rights_holder_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The ids of their rights holders."""
+
+    def __init__(
+        self,
+        *,
+        normalized: _builtins.str = ...,
+        character_ids: _abc.Iterable[_builtins.str] | None = ...,
+        rights_holder_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_ids", b"character_ids", "normalized", b"normalized", "rights_holder_ids", b"rights_holder_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AliasCollision: _TypeAlias = AliasCollision  # noqa: Y015
+
+@_typing.final
+class ListAliasCollisionsResponse(_message.Message):
+    """The response of CatalogService.ListAliasCollisions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLISIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The token for the next page; empty on the last page."""
+    @_builtins.property
+    def collisions(self) -> _containers.RepeatedCompositeFieldContainer[Global___AliasCollision]:
+        """The collisions of this page, ordered by normalised name."""
+
+    def __init__(
+        self,
+        *,
+        collisions: _abc.Iterable[Global___AliasCollision] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collisions", b"collisions", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAliasCollisionsResponse: _TypeAlias = ListAliasCollisionsResponse  # noqa: Y015

@@ -26,8 +26,9 @@ if _version_not_supported:
 
 
 class CatalogServiceStub:
-    """CatalogService manages who owns characters (rights holders) and who renders
-    them (licensees). Licensing staff (ROLE_ADMIN) manage everything; a rights
+    """CatalogService manages who owns characters (rights holders), the characters
+    themselves with their aliases and opt-in terms, and who renders them
+    (licensees). Licensing staff (ROLE_ADMIN) manage everything; a rights
     holder key reads and updates only its own rights holder; a generator key
     reads only its own licensee; auditors read everything.
     """
@@ -88,11 +89,87 @@ class CatalogServiceStub:
                 request_serializer=charter_dot_v1_dot_catalog__service__pb2.ArchiveLicenseeRequest.SerializeToString,
                 response_deserializer=charter_dot_v1_dot_catalog__service__pb2.ArchiveLicenseeResponse.FromString,
                 _registered_method=True)
+        self.CreateCharacter = channel.unary_unary(
+                '/charter.v1.CatalogService/CreateCharacter',
+                request_serializer=charter_dot_v1_dot_catalog__service__pb2.CreateCharacterRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_catalog__service__pb2.CreateCharacterResponse.FromString,
+                _registered_method=True)
+        self.GetCharacter = channel.unary_unary(
+                '/charter.v1.CatalogService/GetCharacter',
+                request_serializer=charter_dot_v1_dot_catalog__service__pb2.GetCharacterRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_catalog__service__pb2.GetCharacterResponse.FromString,
+                _registered_method=True)
+        self.ListCharacters = channel.unary_unary(
+                '/charter.v1.CatalogService/ListCharacters',
+                request_serializer=charter_dot_v1_dot_catalog__service__pb2.ListCharactersRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_catalog__service__pb2.ListCharactersResponse.FromString,
+                _registered_method=True)
+        self.UpdateCharacter = channel.unary_unary(
+                '/charter.v1.CatalogService/UpdateCharacter',
+                request_serializer=charter_dot_v1_dot_catalog__service__pb2.UpdateCharacterRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_catalog__service__pb2.UpdateCharacterResponse.FromString,
+                _registered_method=True)
+        self.ArchiveCharacter = channel.unary_unary(
+                '/charter.v1.CatalogService/ArchiveCharacter',
+                request_serializer=charter_dot_v1_dot_catalog__service__pb2.ArchiveCharacterRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_catalog__service__pb2.ArchiveCharacterResponse.FromString,
+                _registered_method=True)
+        self.SuspendCharacter = channel.unary_unary(
+                '/charter.v1.CatalogService/SuspendCharacter',
+                request_serializer=charter_dot_v1_dot_catalog__service__pb2.SuspendCharacterRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_catalog__service__pb2.SuspendCharacterResponse.FromString,
+                _registered_method=True)
+        self.ReinstateCharacter = channel.unary_unary(
+                '/charter.v1.CatalogService/ReinstateCharacter',
+                request_serializer=charter_dot_v1_dot_catalog__service__pb2.ReinstateCharacterRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_catalog__service__pb2.ReinstateCharacterResponse.FromString,
+                _registered_method=True)
+        self.OptIn = channel.unary_unary(
+                '/charter.v1.CatalogService/OptIn',
+                request_serializer=charter_dot_v1_dot_catalog__service__pb2.OptInRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_catalog__service__pb2.OptInResponse.FromString,
+                _registered_method=True)
+        self.UpdateTerms = channel.unary_unary(
+                '/charter.v1.CatalogService/UpdateTerms',
+                request_serializer=charter_dot_v1_dot_catalog__service__pb2.UpdateTermsRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_catalog__service__pb2.UpdateTermsResponse.FromString,
+                _registered_method=True)
+        self.OptOut = channel.unary_unary(
+                '/charter.v1.CatalogService/OptOut',
+                request_serializer=charter_dot_v1_dot_catalog__service__pb2.OptOutRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_catalog__service__pb2.OptOutResponse.FromString,
+                _registered_method=True)
+        self.GetTerms = channel.unary_unary(
+                '/charter.v1.CatalogService/GetTerms',
+                request_serializer=charter_dot_v1_dot_catalog__service__pb2.GetTermsRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_catalog__service__pb2.GetTermsResponse.FromString,
+                _registered_method=True)
+        self.ListTermsVersions = channel.unary_unary(
+                '/charter.v1.CatalogService/ListTermsVersions',
+                request_serializer=charter_dot_v1_dot_catalog__service__pb2.ListTermsVersionsRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_catalog__service__pb2.ListTermsVersionsResponse.FromString,
+                _registered_method=True)
+        self.ListTermsTemplates = channel.unary_unary(
+                '/charter.v1.CatalogService/ListTermsTemplates',
+                request_serializer=charter_dot_v1_dot_catalog__service__pb2.ListTermsTemplatesRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_catalog__service__pb2.ListTermsTemplatesResponse.FromString,
+                _registered_method=True)
+        self.ImportCharacters = channel.unary_unary(
+                '/charter.v1.CatalogService/ImportCharacters',
+                request_serializer=charter_dot_v1_dot_catalog__service__pb2.ImportCharactersRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_catalog__service__pb2.ImportCharactersResponse.FromString,
+                _registered_method=True)
+        self.ListAliasCollisions = channel.unary_unary(
+                '/charter.v1.CatalogService/ListAliasCollisions',
+                request_serializer=charter_dot_v1_dot_catalog__service__pb2.ListAliasCollisionsRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_catalog__service__pb2.ListAliasCollisionsResponse.FromString,
+                _registered_method=True)
 
 
 class CatalogServiceServicer:
-    """CatalogService manages who owns characters (rights holders) and who renders
-    them (licensees). Licensing staff (ROLE_ADMIN) manage everything; a rights
+    """CatalogService manages who owns characters (rights holders), the characters
+    themselves with their aliases and opt-in terms, and who renders them
+    (licensees). Licensing staff (ROLE_ADMIN) manage everything; a rights
     holder key reads and updates only its own rights holder; a generator key
     reads only its own licensee; auditors read everything.
     """
@@ -174,6 +251,129 @@ class CatalogServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateCharacter(self, request, context):
+        """Creates a character, OPTED_OUT. Allowed roles: admin, and a rights holder
+        for itself. Retrying with the same `request_id` returns the first result.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCharacter(self, request, context):
+        """Gets one character. Allowed roles: admin, auditor, a rights holder for its
+        own characters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCharacters(self, request, context):
+        """Lists characters, ordered by creation time. Allowed roles: admin, auditor,
+        and a rights holder, which sees only its own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateCharacter(self, request, context):
+        """Updates the fields of a character named in the update mask. Allowed roles:
+        admin, and a rights holder for its own characters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ArchiveCharacter(self, request, context):
+        """Archives a character; it stays denied at generation time. Archiving is
+        idempotent. Allowed roles: admin, a rights holder for its own characters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SuspendCharacter(self, request, context):
+        """Suspends a character (staff only): it is treated as opted out until
+        reinstated. Allowed roles: admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReinstateCharacter(self, request, context):
+        """Lifts a suspension: the character returns to OPTED_IN if it has terms in
+        force, else OPTED_OUT. Allowed roles: admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OptIn(self, request, context):
+        """Opts a character in with terms, making a new terms version. Allowed roles:
+        admin, a rights holder for its own characters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateTerms(self, request, context):
+        """Replaces the terms of an opted-in character, making a new version; the
+        older versions stay readable. Allowed roles: admin, a rights holder for
+        its own characters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OptOut(self, request, context):
+        """Opts a character out: nothing may be rendered any more, and every grant
+        for it is revoked. Allowed roles: admin, a rights holder for its own
+        characters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTerms(self, request, context):
+        """Gets one version of a character's terms (the current one by default).
+        Allowed roles: admin, auditor, a rights holder for its own characters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTermsVersions(self, request, context):
+        """Lists every terms version of a character, newest first. Allowed roles:
+        admin, auditor, a rights holder for its own characters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTermsTemplates(self, request, context):
+        """Lists the terms templates. Allowed roles: all.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportCharacters(self, request, context):
+        """Imports a batch of characters of one rights holder, matched by
+        `external_id`: new rows are created, changed rows updated, identical rows
+        left alone. Each row succeeds or fails on its own, and a failed row leaves
+        nothing behind. Allowed roles: admin, a rights holder for itself.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAliasCollisions(self, request, context):
+        """Lists normalised names shared by characters of different rights holders
+        (allowed only when marked ambiguous). Allowed roles: admin, auditor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CatalogServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -227,6 +427,81 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     request_deserializer=charter_dot_v1_dot_catalog__service__pb2.ArchiveLicenseeRequest.FromString,
                     response_serializer=charter_dot_v1_dot_catalog__service__pb2.ArchiveLicenseeResponse.SerializeToString,
             ),
+            'CreateCharacter': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCharacter,
+                    request_deserializer=charter_dot_v1_dot_catalog__service__pb2.CreateCharacterRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_catalog__service__pb2.CreateCharacterResponse.SerializeToString,
+            ),
+            'GetCharacter': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCharacter,
+                    request_deserializer=charter_dot_v1_dot_catalog__service__pb2.GetCharacterRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_catalog__service__pb2.GetCharacterResponse.SerializeToString,
+            ),
+            'ListCharacters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCharacters,
+                    request_deserializer=charter_dot_v1_dot_catalog__service__pb2.ListCharactersRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_catalog__service__pb2.ListCharactersResponse.SerializeToString,
+            ),
+            'UpdateCharacter': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCharacter,
+                    request_deserializer=charter_dot_v1_dot_catalog__service__pb2.UpdateCharacterRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_catalog__service__pb2.UpdateCharacterResponse.SerializeToString,
+            ),
+            'ArchiveCharacter': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchiveCharacter,
+                    request_deserializer=charter_dot_v1_dot_catalog__service__pb2.ArchiveCharacterRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_catalog__service__pb2.ArchiveCharacterResponse.SerializeToString,
+            ),
+            'SuspendCharacter': grpc.unary_unary_rpc_method_handler(
+                    servicer.SuspendCharacter,
+                    request_deserializer=charter_dot_v1_dot_catalog__service__pb2.SuspendCharacterRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_catalog__service__pb2.SuspendCharacterResponse.SerializeToString,
+            ),
+            'ReinstateCharacter': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReinstateCharacter,
+                    request_deserializer=charter_dot_v1_dot_catalog__service__pb2.ReinstateCharacterRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_catalog__service__pb2.ReinstateCharacterResponse.SerializeToString,
+            ),
+            'OptIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.OptIn,
+                    request_deserializer=charter_dot_v1_dot_catalog__service__pb2.OptInRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_catalog__service__pb2.OptInResponse.SerializeToString,
+            ),
+            'UpdateTerms': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTerms,
+                    request_deserializer=charter_dot_v1_dot_catalog__service__pb2.UpdateTermsRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_catalog__service__pb2.UpdateTermsResponse.SerializeToString,
+            ),
+            'OptOut': grpc.unary_unary_rpc_method_handler(
+                    servicer.OptOut,
+                    request_deserializer=charter_dot_v1_dot_catalog__service__pb2.OptOutRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_catalog__service__pb2.OptOutResponse.SerializeToString,
+            ),
+            'GetTerms': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTerms,
+                    request_deserializer=charter_dot_v1_dot_catalog__service__pb2.GetTermsRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_catalog__service__pb2.GetTermsResponse.SerializeToString,
+            ),
+            'ListTermsVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTermsVersions,
+                    request_deserializer=charter_dot_v1_dot_catalog__service__pb2.ListTermsVersionsRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_catalog__service__pb2.ListTermsVersionsResponse.SerializeToString,
+            ),
+            'ListTermsTemplates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTermsTemplates,
+                    request_deserializer=charter_dot_v1_dot_catalog__service__pb2.ListTermsTemplatesRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_catalog__service__pb2.ListTermsTemplatesResponse.SerializeToString,
+            ),
+            'ImportCharacters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportCharacters,
+                    request_deserializer=charter_dot_v1_dot_catalog__service__pb2.ImportCharactersRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_catalog__service__pb2.ImportCharactersResponse.SerializeToString,
+            ),
+            'ListAliasCollisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAliasCollisions,
+                    request_deserializer=charter_dot_v1_dot_catalog__service__pb2.ListAliasCollisionsRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_catalog__service__pb2.ListAliasCollisionsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'charter.v1.CatalogService', rpc_method_handlers)
@@ -236,8 +511,9 @@ def add_CatalogServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class CatalogService:
-    """CatalogService manages who owns characters (rights holders) and who renders
-    them (licensees). Licensing staff (ROLE_ADMIN) manage everything; a rights
+    """CatalogService manages who owns characters (rights holders), the characters
+    themselves with their aliases and opt-in terms, and who renders them
+    (licensees). Licensing staff (ROLE_ADMIN) manage everything; a rights
     holder key reads and updates only its own rights holder; a generator key
     reads only its own licensee; auditors read everything.
     """
@@ -502,6 +778,411 @@ class CatalogService:
             '/charter.v1.CatalogService/ArchiveLicensee',
             charter_dot_v1_dot_catalog__service__pb2.ArchiveLicenseeRequest.SerializeToString,
             charter_dot_v1_dot_catalog__service__pb2.ArchiveLicenseeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCharacter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charter.v1.CatalogService/CreateCharacter',
+            charter_dot_v1_dot_catalog__service__pb2.CreateCharacterRequest.SerializeToString,
+            charter_dot_v1_dot_catalog__service__pb2.CreateCharacterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCharacter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charter.v1.CatalogService/GetCharacter',
+            charter_dot_v1_dot_catalog__service__pb2.GetCharacterRequest.SerializeToString,
+            charter_dot_v1_dot_catalog__service__pb2.GetCharacterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCharacters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charter.v1.CatalogService/ListCharacters',
+            charter_dot_v1_dot_catalog__service__pb2.ListCharactersRequest.SerializeToString,
+            charter_dot_v1_dot_catalog__service__pb2.ListCharactersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCharacter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charter.v1.CatalogService/UpdateCharacter',
+            charter_dot_v1_dot_catalog__service__pb2.UpdateCharacterRequest.SerializeToString,
+            charter_dot_v1_dot_catalog__service__pb2.UpdateCharacterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchiveCharacter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charter.v1.CatalogService/ArchiveCharacter',
+            charter_dot_v1_dot_catalog__service__pb2.ArchiveCharacterRequest.SerializeToString,
+            charter_dot_v1_dot_catalog__service__pb2.ArchiveCharacterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SuspendCharacter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charter.v1.CatalogService/SuspendCharacter',
+            charter_dot_v1_dot_catalog__service__pb2.SuspendCharacterRequest.SerializeToString,
+            charter_dot_v1_dot_catalog__service__pb2.SuspendCharacterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReinstateCharacter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charter.v1.CatalogService/ReinstateCharacter',
+            charter_dot_v1_dot_catalog__service__pb2.ReinstateCharacterRequest.SerializeToString,
+            charter_dot_v1_dot_catalog__service__pb2.ReinstateCharacterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OptIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charter.v1.CatalogService/OptIn',
+            charter_dot_v1_dot_catalog__service__pb2.OptInRequest.SerializeToString,
+            charter_dot_v1_dot_catalog__service__pb2.OptInResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTerms(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charter.v1.CatalogService/UpdateTerms',
+            charter_dot_v1_dot_catalog__service__pb2.UpdateTermsRequest.SerializeToString,
+            charter_dot_v1_dot_catalog__service__pb2.UpdateTermsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OptOut(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charter.v1.CatalogService/OptOut',
+            charter_dot_v1_dot_catalog__service__pb2.OptOutRequest.SerializeToString,
+            charter_dot_v1_dot_catalog__service__pb2.OptOutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTerms(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charter.v1.CatalogService/GetTerms',
+            charter_dot_v1_dot_catalog__service__pb2.GetTermsRequest.SerializeToString,
+            charter_dot_v1_dot_catalog__service__pb2.GetTermsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTermsVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charter.v1.CatalogService/ListTermsVersions',
+            charter_dot_v1_dot_catalog__service__pb2.ListTermsVersionsRequest.SerializeToString,
+            charter_dot_v1_dot_catalog__service__pb2.ListTermsVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTermsTemplates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charter.v1.CatalogService/ListTermsTemplates',
+            charter_dot_v1_dot_catalog__service__pb2.ListTermsTemplatesRequest.SerializeToString,
+            charter_dot_v1_dot_catalog__service__pb2.ListTermsTemplatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportCharacters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charter.v1.CatalogService/ImportCharacters',
+            charter_dot_v1_dot_catalog__service__pb2.ImportCharactersRequest.SerializeToString,
+            charter_dot_v1_dot_catalog__service__pb2.ImportCharactersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAliasCollisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charter.v1.CatalogService/ListAliasCollisions',
+            charter_dot_v1_dot_catalog__service__pb2.ListAliasCollisionsRequest.SerializeToString,
+            charter_dot_v1_dot_catalog__service__pb2.ListAliasCollisionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,8 +27,9 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class CatalogServiceStub:
-    """CatalogService manages who owns characters (rights holders) and who renders
-    them (licensees). Licensing staff (ROLE_ADMIN) manage everything; a rights
+    """CatalogService manages who owns characters (rights holders), the characters
+    themselves with their aliases and opt-in terms, and who renders them
+    (licensees). Licensing staff (ROLE_ADMIN) manage everything; a rights
     holder key reads and updates only its own rights holder; a generator key
     reads only its own licensee; auditors read everything.
     """
@@ -71,11 +72,74 @@ class CatalogServiceStub:
     """
     ArchiveLicensee: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.ArchiveLicenseeRequest, _catalog_service_pb2.ArchiveLicenseeResponse]
     """Archives a licensee. Archiving is idempotent. Allowed roles: admin."""
+    CreateCharacter: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.CreateCharacterRequest, _catalog_service_pb2.CreateCharacterResponse]
+    """Creates a character, OPTED_OUT. Allowed roles: admin, and a rights holder
+    for itself. Retrying with the same `request_id` returns the first result.
+    """
+    GetCharacter: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.GetCharacterRequest, _catalog_service_pb2.GetCharacterResponse]
+    """Gets one character. Allowed roles: admin, auditor, a rights holder for its
+    own characters.
+    """
+    ListCharacters: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.ListCharactersRequest, _catalog_service_pb2.ListCharactersResponse]
+    """Lists characters, ordered by creation time. Allowed roles: admin, auditor,
+    and a rights holder, which sees only its own.
+    """
+    UpdateCharacter: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.UpdateCharacterRequest, _catalog_service_pb2.UpdateCharacterResponse]
+    """Updates the fields of a character named in the update mask. Allowed roles:
+    admin, and a rights holder for its own characters.
+    """
+    ArchiveCharacter: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.ArchiveCharacterRequest, _catalog_service_pb2.ArchiveCharacterResponse]
+    """Archives a character; it stays denied at generation time. Archiving is
+    idempotent. Allowed roles: admin, a rights holder for its own characters.
+    """
+    SuspendCharacter: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.SuspendCharacterRequest, _catalog_service_pb2.SuspendCharacterResponse]
+    """Suspends a character (staff only): it is treated as opted out until
+    reinstated. Allowed roles: admin.
+    """
+    ReinstateCharacter: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.ReinstateCharacterRequest, _catalog_service_pb2.ReinstateCharacterResponse]
+    """Lifts a suspension: the character returns to OPTED_IN if it has terms in
+    force, else OPTED_OUT. Allowed roles: admin.
+    """
+    OptIn: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.OptInRequest, _catalog_service_pb2.OptInResponse]
+    """Opts a character in with terms, making a new terms version. Allowed roles:
+    admin, a rights holder for its own characters.
+    """
+    UpdateTerms: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.UpdateTermsRequest, _catalog_service_pb2.UpdateTermsResponse]
+    """Replaces the terms of an opted-in character, making a new version; the
+    older versions stay readable. Allowed roles: admin, a rights holder for
+    its own characters.
+    """
+    OptOut: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.OptOutRequest, _catalog_service_pb2.OptOutResponse]
+    """Opts a character out: nothing may be rendered any more, and every grant
+    for it is revoked. Allowed roles: admin, a rights holder for its own
+    characters.
+    """
+    GetTerms: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.GetTermsRequest, _catalog_service_pb2.GetTermsResponse]
+    """Gets one version of a character's terms (the current one by default).
+    Allowed roles: admin, auditor, a rights holder for its own characters.
+    """
+    ListTermsVersions: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.ListTermsVersionsRequest, _catalog_service_pb2.ListTermsVersionsResponse]
+    """Lists every terms version of a character, newest first. Allowed roles:
+    admin, auditor, a rights holder for its own characters.
+    """
+    ListTermsTemplates: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.ListTermsTemplatesRequest, _catalog_service_pb2.ListTermsTemplatesResponse]
+    """Lists the terms templates. Allowed roles: all."""
+    ImportCharacters: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.ImportCharactersRequest, _catalog_service_pb2.ImportCharactersResponse]
+    """Imports a batch of characters of one rights holder, matched by
+    `external_id`: new rows are created, changed rows updated, identical rows
+    left alone. Each row succeeds or fails on its own, and a failed row leaves
+    nothing behind. Allowed roles: admin, a rights holder for itself.
+    """
+    ListAliasCollisions: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.ListAliasCollisionsRequest, _catalog_service_pb2.ListAliasCollisionsResponse]
+    """Lists normalised names shared by characters of different rights holders
+    (allowed only when marked ambiguous). Allowed roles: admin, auditor.
+    """
 
 @_typing.type_check_only
 class CatalogServiceAsyncStub(CatalogServiceStub):
-    """CatalogService manages who owns characters (rights holders) and who renders
-    them (licensees). Licensing staff (ROLE_ADMIN) manage everything; a rights
+    """CatalogService manages who owns characters (rights holders), the characters
+    themselves with their aliases and opt-in terms, and who renders them
+    (licensees). Licensing staff (ROLE_ADMIN) manage everything; a rights
     holder key reads and updates only its own rights holder; a generator key
     reads only its own licensee; auditors read everything.
     """
@@ -115,10 +179,73 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
     """
     ArchiveLicensee: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.ArchiveLicenseeRequest, _catalog_service_pb2.ArchiveLicenseeResponse]  # type: ignore[assignment]
     """Archives a licensee. Archiving is idempotent. Allowed roles: admin."""
+    CreateCharacter: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.CreateCharacterRequest, _catalog_service_pb2.CreateCharacterResponse]  # type: ignore[assignment]
+    """Creates a character, OPTED_OUT. Allowed roles: admin, and a rights holder
+    for itself. Retrying with the same `request_id` returns the first result.
+    """
+    GetCharacter: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.GetCharacterRequest, _catalog_service_pb2.GetCharacterResponse]  # type: ignore[assignment]
+    """Gets one character. Allowed roles: admin, auditor, a rights holder for its
+    own characters.
+    """
+    ListCharacters: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.ListCharactersRequest, _catalog_service_pb2.ListCharactersResponse]  # type: ignore[assignment]
+    """Lists characters, ordered by creation time. Allowed roles: admin, auditor,
+    and a rights holder, which sees only its own.
+    """
+    UpdateCharacter: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.UpdateCharacterRequest, _catalog_service_pb2.UpdateCharacterResponse]  # type: ignore[assignment]
+    """Updates the fields of a character named in the update mask. Allowed roles:
+    admin, and a rights holder for its own characters.
+    """
+    ArchiveCharacter: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.ArchiveCharacterRequest, _catalog_service_pb2.ArchiveCharacterResponse]  # type: ignore[assignment]
+    """Archives a character; it stays denied at generation time. Archiving is
+    idempotent. Allowed roles: admin, a rights holder for its own characters.
+    """
+    SuspendCharacter: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.SuspendCharacterRequest, _catalog_service_pb2.SuspendCharacterResponse]  # type: ignore[assignment]
+    """Suspends a character (staff only): it is treated as opted out until
+    reinstated. Allowed roles: admin.
+    """
+    ReinstateCharacter: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.ReinstateCharacterRequest, _catalog_service_pb2.ReinstateCharacterResponse]  # type: ignore[assignment]
+    """Lifts a suspension: the character returns to OPTED_IN if it has terms in
+    force, else OPTED_OUT. Allowed roles: admin.
+    """
+    OptIn: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.OptInRequest, _catalog_service_pb2.OptInResponse]  # type: ignore[assignment]
+    """Opts a character in with terms, making a new terms version. Allowed roles:
+    admin, a rights holder for its own characters.
+    """
+    UpdateTerms: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.UpdateTermsRequest, _catalog_service_pb2.UpdateTermsResponse]  # type: ignore[assignment]
+    """Replaces the terms of an opted-in character, making a new version; the
+    older versions stay readable. Allowed roles: admin, a rights holder for
+    its own characters.
+    """
+    OptOut: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.OptOutRequest, _catalog_service_pb2.OptOutResponse]  # type: ignore[assignment]
+    """Opts a character out: nothing may be rendered any more, and every grant
+    for it is revoked. Allowed roles: admin, a rights holder for its own
+    characters.
+    """
+    GetTerms: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.GetTermsRequest, _catalog_service_pb2.GetTermsResponse]  # type: ignore[assignment]
+    """Gets one version of a character's terms (the current one by default).
+    Allowed roles: admin, auditor, a rights holder for its own characters.
+    """
+    ListTermsVersions: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.ListTermsVersionsRequest, _catalog_service_pb2.ListTermsVersionsResponse]  # type: ignore[assignment]
+    """Lists every terms version of a character, newest first. Allowed roles:
+    admin, auditor, a rights holder for its own characters.
+    """
+    ListTermsTemplates: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.ListTermsTemplatesRequest, _catalog_service_pb2.ListTermsTemplatesResponse]  # type: ignore[assignment]
+    """Lists the terms templates. Allowed roles: all."""
+    ImportCharacters: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.ImportCharactersRequest, _catalog_service_pb2.ImportCharactersResponse]  # type: ignore[assignment]
+    """Imports a batch of characters of one rights holder, matched by
+    `external_id`: new rows are created, changed rows updated, identical rows
+    left alone. Each row succeeds or fails on its own, and a failed row leaves
+    nothing behind. Allowed roles: admin, a rights holder for itself.
+    """
+    ListAliasCollisions: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.ListAliasCollisionsRequest, _catalog_service_pb2.ListAliasCollisionsResponse]  # type: ignore[assignment]
+    """Lists normalised names shared by characters of different rights holders
+    (allowed only when marked ambiguous). Allowed roles: admin, auditor.
+    """
 
 class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
-    """CatalogService manages who owns characters (rights holders) and who renders
-    them (licensees). Licensing staff (ROLE_ADMIN) manage everything; a rights
+    """CatalogService manages who owns characters (rights holders), the characters
+    themselves with their aliases and opt-in terms, and who renders them
+    (licensees). Licensing staff (ROLE_ADMIN) manage everything; a rights
     holder key reads and updates only its own rights holder; a generator key
     reads only its own licensee; auditors read everything.
     """
@@ -216,5 +343,157 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_catalog_service_pb2.ArchiveLicenseeResponse, _abc.Awaitable[_catalog_service_pb2.ArchiveLicenseeResponse]]:
         """Archives a licensee. Archiving is idempotent. Allowed roles: admin."""
+
+    @_abc_1.abstractmethod
+    def CreateCharacter(
+        self,
+        request: _catalog_service_pb2.CreateCharacterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_service_pb2.CreateCharacterResponse, _abc.Awaitable[_catalog_service_pb2.CreateCharacterResponse]]:
+        """Creates a character, OPTED_OUT. Allowed roles: admin, and a rights holder
+        for itself. Retrying with the same `request_id` returns the first result.
+        """
+
+    @_abc_1.abstractmethod
+    def GetCharacter(
+        self,
+        request: _catalog_service_pb2.GetCharacterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_service_pb2.GetCharacterResponse, _abc.Awaitable[_catalog_service_pb2.GetCharacterResponse]]:
+        """Gets one character. Allowed roles: admin, auditor, a rights holder for its
+        own characters.
+        """
+
+    @_abc_1.abstractmethod
+    def ListCharacters(
+        self,
+        request: _catalog_service_pb2.ListCharactersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_service_pb2.ListCharactersResponse, _abc.Awaitable[_catalog_service_pb2.ListCharactersResponse]]:
+        """Lists characters, ordered by creation time. Allowed roles: admin, auditor,
+        and a rights holder, which sees only its own.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateCharacter(
+        self,
+        request: _catalog_service_pb2.UpdateCharacterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_service_pb2.UpdateCharacterResponse, _abc.Awaitable[_catalog_service_pb2.UpdateCharacterResponse]]:
+        """Updates the fields of a character named in the update mask. Allowed roles:
+        admin, and a rights holder for its own characters.
+        """
+
+    @_abc_1.abstractmethod
+    def ArchiveCharacter(
+        self,
+        request: _catalog_service_pb2.ArchiveCharacterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_service_pb2.ArchiveCharacterResponse, _abc.Awaitable[_catalog_service_pb2.ArchiveCharacterResponse]]:
+        """Archives a character; it stays denied at generation time. Archiving is
+        idempotent. Allowed roles: admin, a rights holder for its own characters.
+        """
+
+    @_abc_1.abstractmethod
+    def SuspendCharacter(
+        self,
+        request: _catalog_service_pb2.SuspendCharacterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_service_pb2.SuspendCharacterResponse, _abc.Awaitable[_catalog_service_pb2.SuspendCharacterResponse]]:
+        """Suspends a character (staff only): it is treated as opted out until
+        reinstated. Allowed roles: admin.
+        """
+
+    @_abc_1.abstractmethod
+    def ReinstateCharacter(
+        self,
+        request: _catalog_service_pb2.ReinstateCharacterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_service_pb2.ReinstateCharacterResponse, _abc.Awaitable[_catalog_service_pb2.ReinstateCharacterResponse]]:
+        """Lifts a suspension: the character returns to OPTED_IN if it has terms in
+        force, else OPTED_OUT. Allowed roles: admin.
+        """
+
+    @_abc_1.abstractmethod
+    def OptIn(
+        self,
+        request: _catalog_service_pb2.OptInRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_service_pb2.OptInResponse, _abc.Awaitable[_catalog_service_pb2.OptInResponse]]:
+        """Opts a character in with terms, making a new terms version. Allowed roles:
+        admin, a rights holder for its own characters.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateTerms(
+        self,
+        request: _catalog_service_pb2.UpdateTermsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_service_pb2.UpdateTermsResponse, _abc.Awaitable[_catalog_service_pb2.UpdateTermsResponse]]:
+        """Replaces the terms of an opted-in character, making a new version; the
+        older versions stay readable. Allowed roles: admin, a rights holder for
+        its own characters.
+        """
+
+    @_abc_1.abstractmethod
+    def OptOut(
+        self,
+        request: _catalog_service_pb2.OptOutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_service_pb2.OptOutResponse, _abc.Awaitable[_catalog_service_pb2.OptOutResponse]]:
+        """Opts a character out: nothing may be rendered any more, and every grant
+        for it is revoked. Allowed roles: admin, a rights holder for its own
+        characters.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTerms(
+        self,
+        request: _catalog_service_pb2.GetTermsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_service_pb2.GetTermsResponse, _abc.Awaitable[_catalog_service_pb2.GetTermsResponse]]:
+        """Gets one version of a character's terms (the current one by default).
+        Allowed roles: admin, auditor, a rights holder for its own characters.
+        """
+
+    @_abc_1.abstractmethod
+    def ListTermsVersions(
+        self,
+        request: _catalog_service_pb2.ListTermsVersionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_service_pb2.ListTermsVersionsResponse, _abc.Awaitable[_catalog_service_pb2.ListTermsVersionsResponse]]:
+        """Lists every terms version of a character, newest first. Allowed roles:
+        admin, auditor, a rights holder for its own characters.
+        """
+
+    @_abc_1.abstractmethod
+    def ListTermsTemplates(
+        self,
+        request: _catalog_service_pb2.ListTermsTemplatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_service_pb2.ListTermsTemplatesResponse, _abc.Awaitable[_catalog_service_pb2.ListTermsTemplatesResponse]]:
+        """Lists the terms templates. Allowed roles: all."""
+
+    @_abc_1.abstractmethod
+    def ImportCharacters(
+        self,
+        request: _catalog_service_pb2.ImportCharactersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_service_pb2.ImportCharactersResponse, _abc.Awaitable[_catalog_service_pb2.ImportCharactersResponse]]:
+        """Imports a batch of characters of one rights holder, matched by
+        `external_id`: new rows are created, changed rows updated, identical rows
+        left alone. Each row succeeds or fails on its own, and a failed row leaves
+        nothing behind. Allowed roles: admin, a rights holder for itself.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAliasCollisions(
+        self,
+        request: _catalog_service_pb2.ListAliasCollisionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_service_pb2.ListAliasCollisionsResponse, _abc.Awaitable[_catalog_service_pb2.ListAliasCollisionsResponse]]:
+        """Lists normalised names shared by characters of different rights holders
+        (allowed only when marked ambiguous). Allowed roles: admin, auditor.
+        """
 
 def add_CatalogServiceServicer_to_server(servicer: CatalogServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -85,6 +85,40 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The server is shutting down and accepts no new calls. Sent with status
     UNAVAILABLE; retry against another replica.
     """
+    ERROR_REASON_CHARACTER_NOT_FOUND: _ErrorReason.ValueType  # 19
+    """The character does not exist. Sent with status NOT_FOUND."""
+    ERROR_REASON_CHARACTER_ARCHIVED: _ErrorReason.ValueType  # 20
+    """The character is archived and cannot be changed. Sent with status
+    FAILED_PRECONDITION.
+    """
+    ERROR_REASON_CHARACTER_SUSPENDED: _ErrorReason.ValueType  # 21
+    """The character is suspended by staff; its terms cannot change until it is
+    reinstated. Sent with status FAILED_PRECONDITION.
+    """
+    ERROR_REASON_CHARACTER_NOT_OPTED_IN: _ErrorReason.ValueType  # 22
+    """The character is not opted in, so it has no terms to update. Sent with
+    status FAILED_PRECONDITION.
+    """
+    ERROR_REASON_CHARACTER_ALREADY_OPTED_IN: _ErrorReason.ValueType  # 23
+    """The character is already opted in; use UpdateTerms. Sent with status
+    FAILED_PRECONDITION.
+    """
+    ERROR_REASON_CHARACTER_NOT_SUSPENDED: _ErrorReason.ValueType  # 24
+    """The character is not suspended, so it cannot be reinstated. Sent with
+    status FAILED_PRECONDITION.
+    """
+    ERROR_REASON_ALIAS_CONFLICT: _ErrorReason.ValueType  # 25
+    """An alias (or the canonical name) normalises to a name of another rights
+    holder's character and is not marked ambiguous. Sent with status
+    ALREADY_EXISTS; the ErrorInfo metadata names the `normalized` key and the
+    `conflicting_character_id`.
+    """
+    ERROR_REASON_EXTERNAL_ID_CONFLICT: _ErrorReason.ValueType  # 26
+    """Another character of the same rights holder already has this external
+    id. Sent with status ALREADY_EXISTS.
+    """
+    ERROR_REASON_TERMS_VERSION_NOT_FOUND: _ErrorReason.ValueType  # 27
+    """The requested terms version does not exist. Sent with status NOT_FOUND."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists every machine-readable reason code that Charter returns in
@@ -159,4 +193,38 @@ ERROR_REASON_SHUTTING_DOWN: ErrorReason.ValueType  # 18
 """The server is shutting down and accepts no new calls. Sent with status
 UNAVAILABLE; retry against another replica.
 """
+ERROR_REASON_CHARACTER_NOT_FOUND: ErrorReason.ValueType  # 19
+"""The character does not exist. Sent with status NOT_FOUND."""
+ERROR_REASON_CHARACTER_ARCHIVED: ErrorReason.ValueType  # 20
+"""The character is archived and cannot be changed. Sent with status
+FAILED_PRECONDITION.
+"""
+ERROR_REASON_CHARACTER_SUSPENDED: ErrorReason.ValueType  # 21
+"""The character is suspended by staff; its terms cannot change until it is
+reinstated. Sent with status FAILED_PRECONDITION.
+"""
+ERROR_REASON_CHARACTER_NOT_OPTED_IN: ErrorReason.ValueType  # 22
+"""The character is not opted in, so it has no terms to update. Sent with
+status FAILED_PRECONDITION.
+"""
+ERROR_REASON_CHARACTER_ALREADY_OPTED_IN: ErrorReason.ValueType  # 23
+"""The character is already opted in; use UpdateTerms. Sent with status
+FAILED_PRECONDITION.
+"""
+ERROR_REASON_CHARACTER_NOT_SUSPENDED: ErrorReason.ValueType  # 24
+"""The character is not suspended, so it cannot be reinstated. Sent with
+status FAILED_PRECONDITION.
+"""
+ERROR_REASON_ALIAS_CONFLICT: ErrorReason.ValueType  # 25
+"""An alias (or the canonical name) normalises to a name of another rights
+holder's character and is not marked ambiguous. Sent with status
+ALREADY_EXISTS; the ErrorInfo metadata names the `normalized` key and the
+`conflicting_character_id`.
+"""
+ERROR_REASON_EXTERNAL_ID_CONFLICT: ErrorReason.ValueType  # 26
+"""Another character of the same rights holder already has this external
+id. Sent with status ALREADY_EXISTS.
+"""
+ERROR_REASON_TERMS_VERSION_NOT_FOUND: ErrorReason.ValueType  # 27
+"""The requested terms version does not exist. Sent with status NOT_FOUND."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

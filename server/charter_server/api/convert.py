@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from charter.v1 import api_key_pb2, licensee_pb2, rights_holder_pb2
+from charter.v1 import api_key_pb2, character_pb2, licensee_pb2, rights_holder_pb2
 from google.protobuf import timestamp_pb2
 
 from charter_server.domain.errors import InvalidArgument
-from charter_server.domain.models import ApiKey, ApiKeyState, Licensee, LifecycleState, RightsHolder, Role
+from charter_server.domain.models import (
+    AliasKind,
+    ApiKey,
+    ApiKeyState,
+    Character,
+    CharacterState,
+    Licensee,
+    LifecycleState,
+    RightsHolder,
+    Role,
+)
+from charter_server.services.characters import AliasInput, CharacterInput
 
 ROLE_TO_PB = {
     Role.ADMIN: api_key_pb2.ROLE_ADMIN,
@@ -114,4 +125,87 @@ def api_key(key: ApiKey, now: datetime) -> api_key_pb2.ApiKey:
         creator_key_id=key.creator_key_id,
         create_time=timestamp(key.create_time),
         revoke_time=timestamp(key.revoke_time),
+    )
+
+
+CHARACTER_STATE_TO_PB = {
+    CharacterState.OPTED_OUT: character_pb2.Character.STATE_OPTED_OUT,
+    CharacterState.OPTED_IN: character_pb2.Character.STATE_OPTED_IN,
+    CharacterState.SUSPENDED: character_pb2.Character.STATE_SUSPENDED,
+    CharacterState.ARCHIVED: character_pb2.Character.STATE_ARCHIVED,
+}
+CHARACTER_STATE_FROM_PB = {value: key for key, value in CHARACTER_STATE_TO_PB.items()}
+ALIAS_KIND_TO_PB = {
+    AliasKind.OFFICIAL_NAME: character_pb2.Alias.KIND_OFFICIAL_NAME,
+    AliasKind.SHORT_NAME: character_pb2.Alias.KIND_SHORT_NAME,
+    AliasKind.NICKNAME: character_pb2.Alias.KIND_NICKNAME,
+    AliasKind.ROMANIZATION: character_pb2.Alias.KIND_ROMANIZATION,
+    AliasKind.TRANSLATION: character_pb2.Alias.KIND_TRANSLATION,
+}
+ALIAS_KIND_FROM_PB = {value: key for key, value in ALIAS_KIND_TO_PB.items()}
+
+
+def character_state(value: int, field: str) -> CharacterState | None:
+    """A character state filter; unspecified is None."""
+    if value == 0:
+        return None
+    found: CharacterState | None = CHARACTER_STATE_FROM_PB.get(value)  # type: ignore[call-overload]
+    if found is None:
+        raise InvalidArgument.one(field, f"unknown state {value}")
+    return found
+
+
+def character_input(
+    message: character_pb2.Character, prefix: str, errors: list[tuple[str, str]] | None = None
+) -> CharacterInput:
+    """The caller-settable fields of a Character message.
+
+    Unknown alias kinds are errors: raised at once, or collected into ``errors`` (import rows).
+    """
+    aliases = []
+    for index, alias in enumerate(message.aliases):
+        kind = None
+        if alias.kind:
+            kind = ALIAS_KIND_FROM_PB.get(alias.kind)
+            if kind is None:
+                path = f"{prefix}.aliases[{index}].kind"
+                if errors is None:
+                    raise InvalidArgument.one(path, f"unknown alias kind {alias.kind}")
+                errors.append((path, f"unknown alias kind {alias.kind}"))
+        aliases.append(AliasInput(alias.value, alias.language, kind, alias.ambiguous))
+    return CharacterInput(
+        rights_holder_id=message.rights_holder_id,
+        canonical_name=message.canonical_name,
+        franchise=message.franchise,
+        description=message.description,
+        reference_urls=tuple(message.reference_urls),
+        aliases=tuple(aliases),
+        external_id=message.external_id,
+    )
+
+
+def character(value: Character) -> character_pb2.Character:
+    """The protobuf form of a character."""
+    return character_pb2.Character(
+        id=value.id,
+        rights_holder_id=value.rights_holder_id,
+        external_id=value.external_id,
+        canonical_name=value.canonical_name,
+        franchise=value.franchise,
+        description=value.description,
+        reference_urls=list(value.reference_urls),
+        aliases=[
+            character_pb2.Alias(
+                value=a.value,
+                language=a.language,
+                kind=ALIAS_KIND_TO_PB[a.kind],
+                ambiguous=a.ambiguous,
+                normalized=a.normalized,
+            )
+            for a in value.aliases
+        ],
+        state=CHARACTER_STATE_TO_PB[value.state],
+        terms_version=value.terms_version,
+        create_time=timestamp(value.create_time),
+        update_time=timestamp(value.update_time),
     )

@@ -102,7 +102,8 @@ class _Around(grpc.ServerInterceptor):  # type: ignore[misc]
             return None
         method: str = handler_call_details.method
         serial = {
-            "request_deserializer": handler.request_deserializer if handler.request_streaming
+            "request_deserializer": handler.request_deserializer
+            if handler.request_streaming
             else _tolerant(handler.request_deserializer),
             "response_serializer": handler.response_serializer,
         }

@@ -9,6 +9,7 @@ PREFIXES = {
     "rights_holder": "rh",
     "licensee": "lic",
     "api_key": "key",
+    "character": "chr",
 }
 _ID_RE = {kind: re.compile(rf"^{prefix}_[0-9a-f]{{32}}$") for kind, prefix in PREFIXES.items()}
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from charter.names import normalize
+
 T = TypeVar("T")
 
 
@@ -107,3 +109,62 @@ class Page(Generic[T]):
 
     items: list[T]
     next_page_token: str
+
+
+class CharacterState(enum.StrEnum):
+    """Whether, and how, a character may be licensed (mirrors ``charter.v1.Character.State``)."""
+
+    OPTED_OUT = "opted_out"
+    OPTED_IN = "opted_in"
+    SUSPENDED = "suspended"
+    ARCHIVED = "archived"
+
+
+class AliasKind(enum.StrEnum):
+    """What sort of name an alias is (mirrors ``charter.v1.Alias.Kind``)."""
+
+    OFFICIAL_NAME = "official_name"
+    SHORT_NAME = "short_name"
+    NICKNAME = "nickname"
+    ROMANIZATION = "romanization"
+    TRANSLATION = "translation"
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    """Another name of a character, with its BCP 47 language tag and normalised key."""
+
+    value: str
+    language: str
+    kind: AliasKind
+    ambiguous: bool
+    normalized: str
+
+
+@dataclass(frozen=True, slots=True)
+class Character:
+    """A character owned by one rights holder. New characters are opted out."""
+
+    id: str
+    rights_holder_id: str
+    external_id: str
+    canonical_name: str
+    franchise: str
+    description: str
+    reference_urls: tuple[str, ...]
+    aliases: tuple[Alias, ...]
+    state: CharacterState
+    terms_version: int
+    create_time: datetime
+    update_time: datetime
+    archive_time: datetime | None
+    # The state to return to when a suspension is lifted.
+    state_before_suspension: CharacterState | None = None
+
+    def names(self) -> list[tuple[str, bool]]:
+        """Every normalised name of the character with whether it is marked ambiguous."""
+        found = {normalize(self.canonical_name): False}
+        for alias in self.aliases:
+            if alias.normalized:
+                found[alias.normalized] = found.get(alias.normalized, True) and alias.ambiguous
+        return [(key, ambiguous) for key, ambiguous in found.items() if key]

@@ -26,35 +26,59 @@ def page_size(value: int) -> int:
     return min(value, MAX_PAGE_SIZE)
 
 
-def _digest(filters: str, after: int) -> str:
+def _digest(filters: str, after: int | str) -> str:
     """Binds a token to its list's filters and to its cursor, so an edited token is refused."""
     return hashlib.sha256(f"{filters}|{after}".encode()).hexdigest()[:16]
 
 
-def encode(after: int | None, filters: str) -> str:
-    """The token to continue after sequence number ``after``; '' when there is no next page."""
-    if after is None:
-        return ""
+def _encode(after: int | str, filters: str) -> str:
     raw = json.dumps({"a": after, "f": _digest(filters, after)}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode(token: str, filters: str) -> int:
-    """The sequence number a token continues after (0 for the first page)."""
-    if not token:
-        return 0
+def _decode(token: str, filters: str) -> object:
+    invalid = InvalidArgument.one("page_token", "is not a token returned by this list")
     if len(token) > _MAX_TOKEN_LENGTH:
-        raise InvalidArgument.one("page_token", "is not a token returned by this list")
+        raise invalid
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
         after = data["a"]
         digest = data["f"]
     except (binascii.Error, ValueError, KeyError, TypeError, RecursionError) as error:
-        raise InvalidArgument.one("page_token", "is not a token returned by this list") from error
-    if (not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= _MAX_CURSOR
-            or not isinstance(digest, str)):
-        raise InvalidArgument.one("page_token", "is not a token returned by this list")
+        raise invalid from error
+    if not isinstance(digest, str) or not isinstance(after, int | str) or isinstance(after, bool):
+        raise invalid
     if digest != _digest(filters, after):
         raise InvalidArgument.one("page_token", "was issued for a list with other filters, or was altered")
+    return after
+
+
+def encode(after: int | None, filters: str) -> str:
+    """The token to continue after sequence number ``after``; '' when there is no next page."""
+    return "" if after is None else _encode(after, filters)
+
+
+def decode(token: str, filters: str) -> int:
+    """The sequence number a token continues after (0 for the first page)."""
+    if not token:
+        return 0
+    after = _decode(token, filters)
+    if not isinstance(after, int) or not 0 <= after <= _MAX_CURSOR:
+        raise InvalidArgument.one("page_token", "is not a token returned by this list")
+    return after
+
+
+def encode_text(after: str | None, filters: str) -> str:
+    """The token of a list ordered by a text key, continuing after ``after``."""
+    return "" if after is None else _encode(after, filters)
+
+
+def decode_text(token: str, filters: str) -> str:
+    """The text key a token continues after ('' for the first page)."""
+    if not token:
+        return ""
+    after = _decode(token, filters)
+    if not isinstance(after, str):
+        raise InvalidArgument.one("page_token", "is not a token returned by this list")
     return after

@@ -3,18 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from charter.v1 import terms_pb2
+from sqlalchemy import ColumnElement, Select, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from charter_server.domain.models import ApiKey, Licensee, LifecycleState, RightsHolder, Role
-from charter_server.storage.tables import ApiKeyRow, LicenseeRow, RequestRecordRow, RightsHolderRow
+from charter_server.domain.models import (
+    Alias,
+    AliasKind,
+    ApiKey,
+    Character,
+    CharacterState,
+    Licensee,
+    LifecycleState,
+    RightsHolder,
+    Role,
+)
+from charter_server.storage.tables import (
+    ApiKeyRow,
+    CharacterNameRow,
+    CharacterRow,
+    LicenseeRow,
+    RequestRecordRow,
+    RightsHolderRow,
+    TermsVersionRow,
+)
 
-# A page of rows: the records and, when more follow, the sequence number to continue after.
-Slice = tuple[list[Any], int | None]
+# Shared names: (normalised name, character ids, rights holder ids), and the name to continue after.
+CollisionPage = tuple[list[tuple[str, list[str], list[str]]], str | None]
 
 
 def _escape_like(text: str) -> str:
@@ -288,3 +307,230 @@ class RequestRecordRepository:
         except IntegrityError:
             return False
         return True
+
+
+def _character(row: CharacterRow) -> Character:
+    return Character(
+        id=row.id,
+        rights_holder_id=row.rights_holder_id,
+        external_id=row.external_id or "",
+        canonical_name=row.canonical_name,
+        franchise=row.franchise,
+        description=row.description,
+        reference_urls=tuple(row.reference_urls),
+        aliases=tuple(
+            Alias(
+                value=str(a["value"]),
+                language=str(a["language"]),
+                kind=AliasKind(str(a["kind"])),
+                ambiguous=bool(a["ambiguous"]),
+                normalized=str(a["normalized"]),
+            )
+            for a in row.aliases
+        ),
+        state=CharacterState(row.state),
+        terms_version=row.terms_version,
+        create_time=row.create_time,
+        update_time=row.update_time,
+        archive_time=row.archive_time,
+        state_before_suspension=CharacterState(row.state_before_suspension) if row.state_before_suspension else None,
+    )
+
+
+def _alias_json(alias: Alias) -> dict[str, object]:
+    return {
+        "value": alias.value,
+        "language": alias.language,
+        "kind": alias.kind.value,
+        "ambiguous": alias.ambiguous,
+        "normalized": alias.normalized,
+    }
+
+
+class CharacterRepository:
+    """Characters and the index of their normalised names."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def add(self, character: Character) -> None:
+        """Insert a new character and its names."""
+        row = CharacterRow(id=character.id, rights_holder_id=character.rights_holder_id)
+        self._write(row, character)
+        self._session.add(row)
+        self._session.flush()
+        self._index_names(character)
+
+    def save(self, character: Character, *, names_changed: bool = True) -> None:
+        """Write every mutable field of an existing character; re-index its names if they may have changed."""
+        row = self._row(character.id)
+        if row is None:
+            raise LookupError(character.id)
+        self._write(row, character)
+        self._session.flush()
+        if names_changed:
+            self._session.execute(delete(CharacterNameRow).where(CharacterNameRow.character_id == character.id))
+            self._index_names(character)
+
+    def get(self, character_id: str, *, for_update: bool = False) -> Character | None:
+        """The character with this id, or None; ``for_update`` locks its row until the transaction
+        ends, so concurrent changes of one character run one after the other (a no-op on SQLite,
+        whose write transactions are serialised anyway)."""
+        row = self._row(character_id, for_update=for_update)
+        return None if row is None else _character(row)
+
+    def get_many(self, character_ids: Sequence[str]) -> dict[str, Character]:
+        """The characters with these ids that exist, by id."""
+        if not character_ids:
+            return {}
+        rows = self._session.scalars(select(CharacterRow).where(CharacterRow.id.in_(list(character_ids))))
+        return {row.id: _character(row) for row in rows}
+
+    def by_external_ids(
+        self, rights_holder_id: str, external_ids: Sequence[str], *, for_update: bool = False
+    ) -> dict[str, Character]:
+        """This rights holder's characters with these external ids, by external id (locked as in ``get``)."""
+        if not external_ids:
+            return {}
+        stmt = select(CharacterRow).where(
+            CharacterRow.rights_holder_id == rights_holder_id, CharacterRow.external_id.in_(list(external_ids))
+        )
+        rows = self._session.scalars(stmt.with_for_update() if for_update else stmt)
+        return {str(row.external_id): _character(row) for row in rows}
+
+    def name_owners(self, names: Sequence[str], exclude_rights_holder_id: str) -> list[tuple[str, str, bool]]:
+        """(normalised name, character id, ambiguous) of other rights holders' live characters using ``names``."""
+        if not names:
+            return []
+        stmt = (
+            select(CharacterNameRow.normalized, CharacterNameRow.character_id, CharacterNameRow.ambiguous)
+            .join(CharacterRow, CharacterRow.id == CharacterNameRow.character_id)
+            .where(
+                CharacterNameRow.normalized.in_(list(names)),
+                CharacterNameRow.rights_holder_id != exclude_rights_holder_id,
+                CharacterRow.state != CharacterState.ARCHIVED.value,
+            )
+            .order_by(CharacterNameRow.normalized, CharacterNameRow.character_id)
+        )
+        return [(str(n), str(c), bool(a)) for n, c, a in self._session.execute(stmt)]
+
+    def list(
+        self,
+        *,
+        rights_holder_id: str | None,
+        states: Sequence[CharacterState],
+        franchise: str,
+        query: str,
+        after: int,
+        limit: int,
+    ) -> tuple[list[Character], int | None]:
+        """One page of characters in creation order."""
+        stmt = select(CharacterRow).where(CharacterRow.state.in_([s.value for s in states]))
+        if rights_holder_id is not None:
+            stmt = stmt.where(CharacterRow.rights_holder_id == rights_holder_id)
+        if franchise:
+            stmt = stmt.where(CharacterRow.franchise_key == franchise.casefold())
+        if query:
+            pattern = f"%{_escape_like(query)}%"
+            stmt = stmt.where(
+                CharacterRow.id.in_(
+                    select(CharacterNameRow.character_id).where(CharacterNameRow.normalized.like(pattern, escape="\\"))
+                )
+            )
+        rows, more = _page(self._session, stmt, CharacterRow.seq, after, limit)
+        return [_character(r) for r in rows], more
+
+    def collisions(self, *, after: str, limit: int) -> CollisionPage:
+        """Normalised names shared by live characters of several rights holders, after ``after``."""
+        shared = (
+            select(CharacterNameRow.normalized)
+            .join(CharacterRow, CharacterRow.id == CharacterNameRow.character_id)
+            .where(CharacterRow.state != CharacterState.ARCHIVED.value, CharacterNameRow.normalized > after)
+            .group_by(CharacterNameRow.normalized)
+            .having(func.count(func.distinct(CharacterNameRow.rights_holder_id)) > 1)
+            .order_by(CharacterNameRow.normalized)
+            .limit(limit + 1)
+        )
+        names = [str(n) for n in self._session.scalars(shared)]
+        more = names[limit - 1] if len(names) > limit else None
+        names = names[:limit]
+        rows = self._session.execute(
+            select(CharacterNameRow.normalized, CharacterNameRow.character_id, CharacterNameRow.rights_holder_id)
+            .join(CharacterRow, CharacterRow.id == CharacterNameRow.character_id)
+            .where(CharacterNameRow.normalized.in_(names), CharacterRow.state != CharacterState.ARCHIVED.value)
+            .order_by(CharacterNameRow.normalized, CharacterNameRow.character_id)
+        )
+        grouped: dict[str, tuple[list[str], list[str]]] = {name: ([], []) for name in names}
+        for name, character_id, holder_id in rows:
+            characters, holders = grouped[str(name)]
+            characters.append(str(character_id))
+            if holder_id not in holders:
+                holders.append(str(holder_id))
+        return [(name, *grouped[name]) for name in names], more
+
+    def _write(self, row: CharacterRow, character: Character) -> None:
+        row.external_id = character.external_id or None
+        row.canonical_name = character.canonical_name
+        row.franchise = character.franchise
+        row.franchise_key = character.franchise.casefold()
+        row.description = character.description
+        row.reference_urls = list(character.reference_urls)
+        row.aliases = [_alias_json(a) for a in character.aliases]
+        row.state = character.state.value
+        row.state_before_suspension = (
+            character.state_before_suspension.value if character.state_before_suspension else None
+        )
+        row.terms_version = character.terms_version
+        row.create_time = character.create_time
+        row.update_time = character.update_time
+        row.archive_time = character.archive_time
+
+    def _index_names(self, character: Character) -> None:
+        self._session.add_all(
+            CharacterNameRow(
+                character_id=character.id,
+                normalized=name,
+                rights_holder_id=character.rights_holder_id,
+                ambiguous=ambiguous,
+            )
+            for name, ambiguous in character.names()
+        )
+        self._session.flush()
+
+    def _row(self, character_id: str, *, for_update: bool = False) -> CharacterRow | None:
+        stmt = select(CharacterRow).where(CharacterRow.id == character_id)
+        return self._session.scalars(stmt.with_for_update() if for_update else stmt).first()
+
+
+class TermsRepository:
+    """Immutable terms versions, stored as serialized ``charter.v1.Terms``."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def add(self, terms: terms_pb2.Terms) -> None:
+        """Insert a new version (its ``character_id`` and ``version`` set)."""
+        self._session.add(
+            TermsVersionRow(
+                character_id=terms.character_id,
+                version=terms.version,
+                terms=terms.SerializeToString(),
+                create_time=terms.create_time.ToDatetime(tzinfo=UTC),
+                author_key_id=terms.author_key_id,
+            )
+        )
+        self._session.flush()
+
+    def get(self, character_id: str, version: int) -> terms_pb2.Terms | None:
+        """One version, or None."""
+        row = self._session.get(TermsVersionRow, (character_id, version))
+        return None if row is None else terms_pb2.Terms.FromString(row.terms)
+
+    def list(self, character_id: str, *, before: int, limit: int) -> tuple[list[terms_pb2.Terms], int | None]:
+        """Versions newest first, below ``before`` (0 for the newest)."""
+        stmt = select(TermsVersionRow).where(TermsVersionRow.character_id == character_id)
+        if before:
+            stmt = stmt.where(TermsVersionRow.version < before)
+        rows = list(self._session.scalars(stmt.order_by(TermsVersionRow.version.desc()).limit(limit + 1)))
+        more = rows[limit - 1].version if len(rows) > limit else None
+        return [terms_pb2.Terms.FromString(r.terms) for r in rows[:limit]], more

@@ -5,14 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
+    Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -118,3 +123,53 @@ class RequestRecordRow(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     resource_id: Mapped[str] = mapped_column(String(40))
     create_time: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CharacterRow(Base):
+    """A character; its aliases are stored as JSON, their normalised keys in ``character_names``."""
+
+    __tablename__ = "characters"
+    __table_args__ = (UniqueConstraint("rights_holder_id", "external_id", name="uq_characters_external_id"),)
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    rights_holder_id: Mapped[str] = mapped_column(String(40), ForeignKey("rights_holders.id"), index=True)
+    # NULL when the rights holder gave none, so the unique constraint ignores it.
+    external_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    canonical_name: Mapped[str] = mapped_column(String(200))
+    franchise: Mapped[str] = mapped_column(String(200))
+    franchise_key: Mapped[str] = mapped_column(String(200), index=True)
+    description: Mapped[str] = mapped_column(Text)
+    reference_urls: Mapped[list[str]] = mapped_column(JSON)
+    aliases: Mapped[list[dict[str, object]]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    state_before_suspension: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    terms_version: Mapped[int] = mapped_column(Integer)
+    create_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    update_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    archive_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class CharacterNameRow(Base):
+    """One normalised name (canonical or alias) of a character: for search and collision checks."""
+
+    __tablename__ = "character_names"
+
+    character_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("characters.id", ondelete="CASCADE"), primary_key=True
+    )
+    normalized: Mapped[str] = mapped_column(String(400), primary_key=True, index=True)
+    rights_holder_id: Mapped[str] = mapped_column(String(40))
+    ambiguous: Mapped[bool] = mapped_column(Boolean)
+
+
+class TermsVersionRow(Base):
+    """One immutable version of a character's terms: the serialized ``charter.v1.Terms``."""
+
+    __tablename__ = "terms_versions"
+
+    character_id: Mapped[str] = mapped_column(String(40), ForeignKey("characters.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    terms: Mapped[bytes] = mapped_column(LargeBinary)
+    create_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    author_key_id: Mapped[str] = mapped_column(String(40))

@@ -10,14 +10,16 @@ from __future__ import annotations
 from types import TracebackType
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from charter_server.domain.errors import StorageBusy, StorageUnavailable
 from charter_server.storage.repositories import (
     ApiKeyRepository,
+    CharacterRepository,
     LicenseeRepository,
     RequestRecordRepository,
     RightsHolderRepository,
+    TermsRepository,
 )
 
 # SQLSTATEs that mean "try again": serialization failure, deadlock, lock not available.
@@ -49,6 +51,8 @@ class UnitOfWork:
     licensees: LicenseeRepository
     api_keys: ApiKeyRepository
     request_records: RequestRecordRepository
+    characters: CharacterRepository
+    terms: TermsRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._session_factory = session_factory
@@ -59,11 +63,17 @@ class UnitOfWork:
         self.licensees = LicenseeRepository(self.session)
         self.api_keys = ApiKeyRepository(self.session)
         self.request_records = RequestRecordRepository(self.session)
+        self.characters = CharacterRepository(self.session)
+        self.terms = TermsRepository(self.session)
         return self
 
     def commit(self) -> None:
         """Commit everything done in this unit of work."""
         self.session.commit()
+
+    def savepoint(self) -> SessionTransaction:
+        """A nested transaction: one import row that fails rolls back alone."""
+        return self.session.begin_nested()
 
     def __exit__(
         self,
