@@ -163,6 +163,7 @@ def demo(ctx: typer.Context) -> None:
         data = demo_data.seed(server.services)
         out.print(f"[bold]Charter demo[/bold] on {settings.listen} ({settings.database_url})")
         out.print(f"rights holder {data.rights_holder_id}, licensee {data.licensee_id}")
+        out.print(f"character {data.character_id} (Aoi Hoshino, opted in under the fan-noncommercial template)")
         out.print("API keys, shown only now (store them; only their hashes are kept):")
         for role, secret in data.secrets.items():
             print(f"  {role.value:<14} {secret}")

@@ -1,13 +1,15 @@
-"""A small demo catalogue for the quick start: one rights holder, one licensee, a key per role."""
+"""A small demo catalogue for the quick start: a rights holder with an opted-in character, a licensee,\na key per role."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from charter_server.app import Services
-from charter_server.domain.models import Principal, Role
+from charter_server.domain.models import AliasKind, Principal, Role
 from charter_server.services.access import ApiKeyInput
 from charter_server.services.catalog import LicenseeInput, RightsHolderInput
+from charter_server.services.characters import AliasInput, CharacterInput
+from charter_server.services.templates import TEMPLATES
 
 
 @dataclass(frozen=True)
@@ -16,6 +18,7 @@ class DemoData:
 
     rights_holder_id: str
     licensee_id: str
+    character_id: str
     secrets: dict[Role, str]
 
 
@@ -50,4 +53,20 @@ def seed(services: Services) -> DemoData:
             staff, ApiKeyInput(f"demo {role.value}", role, rights_holder_id=rh, licensee_id=lic)
         )
         secrets[role] = created.secret
-    return DemoData(holder.id, licensee.id, secrets)
+    character = services.characters.create_character(
+        staff,
+        CharacterInput(
+            rights_holder_id=holder.id,
+            canonical_name="Aoi Hoshino",
+            franchise="Example Star Stage (demo)",
+            description="A fictional idol singer used by the demo.",
+            aliases=(
+                AliasInput("星野アオイ", "ja", AliasKind.OFFICIAL_NAME),
+                AliasInput("Hoshino Aoi", "ja-Latn", AliasKind.ROMANIZATION),
+                AliasInput("アオイ", "ja", AliasKind.SHORT_NAME, ambiguous=True),
+            ),
+            external_id="demo-001",
+        ),
+    )
+    services.characters.opt_in(staff, character.id, TEMPLATES["fan-noncommercial"].terms)
+    return DemoData(holder.id, licensee.id, character.id, secrets)
