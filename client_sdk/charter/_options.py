@@ -24,7 +24,10 @@ from charter._version import __version__
 # new service cannot be forgotten.
 CHARTER_SERVICES: tuple[str, ...] = (
     "charter.v1.AccessService",
+    "charter.v1.AuthorizationService",
     "charter.v1.CatalogService",
+    "charter.v1.GrantService",
+    "charter.v1.KeyService",
 )
 
 REQUEST_ID_HEADER = "x-request-id"

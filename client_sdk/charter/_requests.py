@@ -18,8 +18,12 @@ from charter._options import new_request_id
 from charter.v1 import (
     access_service_pb2,
     api_key_pb2,
+    authorization_service_pb2,
     catalog_service_pb2,
     character_pb2,
+    envelope_pb2,
+    grant_pb2,
+    grant_service_pb2,
     licensee_pb2,
     rights_holder_pb2,
     terms_pb2,
@@ -84,6 +88,11 @@ def parse_licensee_state(value: int | str) -> licensee_pb2.Licensee.State.ValueT
 def parse_character_state(value: int | str) -> character_pb2.Character.State.ValueType:
     """Returns the Character.State for `"opted_in"`, `"STATE_SUSPENDED"` and the like."""
     return parse_enum(character_pb2.Character.State, value, prefix="STATE_", what="character state")
+
+
+def parse_grant_state(value: int | str) -> grant_pb2.Grant.State.ValueType:
+    """Returns the Grant.State for `"suspended"`, `"STATE_REVOKED"` and the like."""
+    return parse_enum(grant_pb2.Grant.State, value, prefix="STATE_", what="grant state")
 
 
 def parse_alias_kind(value: int | str) -> character_pb2.Alias.Kind.ValueType:
@@ -421,3 +430,76 @@ def import_characters(
         if not isinstance(row, catalog_service_pb2.ImportRow):
             raise TypeError(f"rows must hold ImportRow messages, not {type(row).__name__}")
     return catalog_service_pb2.ImportCharactersRequest(rights_holder_id=rights_holder_id, rows=checked)
+
+
+# -- grants -----------------------------------------------------------------------------------
+
+
+def issue_grant(
+    *,
+    character_id: str,
+    licensee_id: str,
+    expire_time: dt.datetime,
+    not_before: dt.datetime | None,
+    narrowed_terms: terms_pb2.Terms | None,
+    request_id: str | None,
+) -> grant_service_pb2.IssueGrantRequest:
+    """Builds an IssueGrantRequest, with a fresh request id when none is given.
+
+    Raises:
+        ValueError: If a time is naive.
+        TypeError: If a time is not a datetime or `narrowed_terms` is not a `Terms` message.
+    """
+    request = grant_service_pb2.IssueGrantRequest(
+        character_id=character_id,
+        licensee_id=licensee_id,
+        expire_time=timestamp(expire_time, what="expire_time"),
+        request_id=request_id or new_request_id(),
+    )
+    if not_before is not None:
+        request.not_before.CopyFrom(timestamp(not_before, what="not_before"))
+    if narrowed_terms is not None:
+        request.narrowed_terms.CopyFrom(check_terms(narrowed_terms))
+    return request
+
+
+def list_grants(
+    *,
+    character_id: str,
+    licensee_id: str,
+    rights_holder_id: str,
+    state: int | str | None,
+    page_size: int,
+) -> grant_service_pb2.ListGrantsRequest:
+    """Builds the first ListGrantsRequest of a listing."""
+    request = grant_service_pb2.ListGrantsRequest(
+        character_id=character_id,
+        licensee_id=licensee_id,
+        rights_holder_id=rights_holder_id,
+        page_size=page_size,
+    )
+    if state is not None:
+        request.state = parse_grant_state(state)
+    return request
+
+
+def verify_grant(
+    envelope: envelope_pb2.Envelope | str, *, licensee_id: str, character_id: str
+) -> authorization_service_pb2.VerifyGrantRequest:
+    """Builds a VerifyGrantRequest carrying the envelope in its protobuf or DSSE JSON form.
+
+    Raises:
+        TypeError: If the envelope is neither an `Envelope` message nor a string.
+    """
+    request = authorization_service_pb2.VerifyGrantRequest(licensee_id=licensee_id, character_id=character_id)
+    if isinstance(envelope, envelope_pb2.Envelope):
+        request.envelope.CopyFrom(envelope)
+    elif isinstance(envelope, str):
+        # Sent as received: the server verifies these bytes, never a re-encoding of them.
+        request.envelope_json = envelope
+    else:
+        raise TypeError(
+            "envelope must be a charter.v1.envelope_pb2.Envelope or its DSSE JSON text (str),"
+            f" not {type(envelope).__name__}"
+        )
+    return request

@@ -21,11 +21,20 @@ from charter.v1 import (
     access_service_pb2,
     access_service_pb2_grpc,
     api_key_pb2,
+    authorization_service_pb2,
+    authorization_service_pb2_grpc,
     catalog_service_pb2,
     catalog_service_pb2_grpc,
     character_pb2,
+    envelope_pb2,
+    grant_pb2,
+    grant_service_pb2,
+    grant_service_pb2_grpc,
+    key_service_pb2,
+    key_service_pb2_grpc,
     licensee_pb2,
     rights_holder_pb2,
+    signing_key_pb2,
     terms_pb2,
 )
 
@@ -106,6 +115,9 @@ class Client:
             self._channel = grpc.secure_channel(self._config.target, credentials, options=channel_options)
         self._catalog = catalog_service_pb2_grpc.CatalogServiceStub(self._channel)
         self._access = access_service_pb2_grpc.AccessServiceStub(self._channel)
+        self._grants = grant_service_pb2_grpc.GrantServiceStub(self._channel)
+        self._keys = key_service_pb2_grpc.KeyServiceStub(self._channel)
+        self._authorization = authorization_service_pb2_grpc.AuthorizationServiceStub(self._channel)
 
     @property
     def target(self) -> str:
@@ -1071,3 +1083,326 @@ class Client:
             self._access.GetCaller, access_service_pb2.GetCallerRequest(), timeout
         )
         return response.api_key
+
+    # -- grants -----------------------------------------------------------------------------
+
+    def issue_grant(
+        self,
+        *,
+        character_id: str,
+        licensee_id: str,
+        expire_time: dt.datetime,
+        not_before: dt.datetime | None = None,
+        narrowed_terms: terms_pb2.Terms | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> grant_pb2.Grant:
+        """Issues a signed grant: a licensee may use an opted-in character under its terms for a time.
+
+        The grant carries its signed `envelope`; hand that to the licensee (its
+        standard DSSE JSON form is `charter.envelope.to_json(grant.envelope)`).
+        Allowed roles: admin.
+
+        Args:
+            character_id: The character (`chr_...`); it must be opted in.
+            licensee_id: The licensee (`lic_...`); it must be active and allowed by the terms.
+            expire_time: When the grant stops being valid; timezone-aware, after
+                `not_before` and within the server's maximum grant lifetime.
+            not_before: When the grant starts to be valid; timezone-aware. Now when omitted.
+            narrowed_terms: Terms at most as permissive as the character's current
+                terms in every field; the current terms as they are when omitted.
+            request_id: Makes the call idempotent: a second call with the same id
+                returns the first grant. A fresh one is used when omitted.
+            timeout: The deadline of this call in seconds, instead of the default.
+
+        Returns:
+            The issued grant with its signed envelope.
+
+        Raises:
+            ValueError: If a time is naive.
+            TypeError: If a time is not a datetime or `narrowed_terms` is not a `Terms` message.
+            InvalidArgumentError: If a field is invalid, for example an expiry beyond the
+                maximum lifetime, or narrowed terms wider than the character's
+                (`TERMS_WIDER_THAN_CHARACTER`, each wider field in `field_violations`).
+            NotFoundError: If the character or licensee does not exist.
+            FailedPreconditionError: If the character is not opted in
+                (`CHARACTER_NOT_OPTED_IN`), the licensee is archived, or the terms
+                exclude the licensee (`LICENSEE_NOT_PERMITTED_BY_TERMS`).
+            CharterError: For any other failure.
+        """
+        request = _requests.issue_grant(
+            character_id=character_id,
+            licensee_id=licensee_id,
+            expire_time=expire_time,
+            not_before=not_before,
+            narrowed_terms=narrowed_terms,
+            request_id=request_id,
+        )
+        response: grant_service_pb2.IssueGrantResponse = self._unary(self._grants.IssueGrant, request, timeout)
+        return response.grant
+
+    def get_grant(self, id: str, *, timeout: float | None = None) -> grant_pb2.Grant:
+        """Gets a grant with its envelope.
+
+        Allowed roles: admin, auditor, a rights holder for grants of its own characters.
+
+        Args:
+            id: The grant's id (`grt_...`).
+            timeout: The deadline of this call in seconds, instead of the default.
+
+        Returns:
+            The grant.
+
+        Raises:
+            NotFoundError: If it does not exist (reason `GRANT_NOT_FOUND`).
+            CharterError: For any other failure.
+        """
+        response: grant_service_pb2.GetGrantResponse = self._unary(
+            self._grants.GetGrant, grant_service_pb2.GetGrantRequest(id=id), timeout
+        )
+        return response.grant
+
+    def list_grants(
+        self,
+        *,
+        character_id: str = "",
+        licensee_id: str = "",
+        rights_holder_id: str = "",
+        state: int | str | None = None,
+        page_size: int = 0,
+        timeout: float | None = None,
+    ) -> Iterator[grant_pb2.Grant]:
+        """Lists grants, newest first, fetching further pages as it is iterated.
+
+        Allowed roles: admin, auditor, and a rights holder, which sees only grants
+        of its own characters.
+
+        Args:
+            character_id: Only grants for this character.
+            licensee_id: Only grants for this licensee.
+            rights_holder_id: Only grants for characters of this rights holder.
+            state: Only grants in this state (`Grant.STATE_SUSPENDED`, `"revoked"`, ...);
+                every state by default.
+            page_size: Grants per call; 0 for the server's default.
+            timeout: The deadline of each page's call in seconds.
+
+        Returns:
+            An iterator over the matching grants. Calls happen during iteration,
+            so errors are raised from the iteration too.
+
+        Raises:
+            ValueError: If `state` names no state (raised at once).
+            CharterError: If a page cannot be fetched.
+        """
+        request = _requests.list_grants(
+            character_id=character_id,
+            licensee_id=licensee_id,
+            rights_holder_id=rights_holder_id,
+            state=state,
+            page_size=page_size,
+        )
+        return self._paginate(self._grants.ListGrants, request, lambda r: r.grants, timeout)
+
+    def suspend_grant(
+        self, id: str, *, reason: str, timeout: float | None = None
+    ) -> grant_service_pb2.SuspendGrantResponse:
+        """Suspends an active grant; it verifies as SUSPENDED until reinstated. Allowed roles: admin.
+
+        Args:
+            id: The grant's id.
+            reason: Why; required, at most 500 characters.
+            timeout: The deadline of this call in seconds, instead of the default.
+
+        Returns:
+            The response, holding the suspended `grant` and the revocation log's
+            `sequence` number of the suspension.
+
+        Raises:
+            InvalidArgumentError: If `reason` is empty or too long.
+            NotFoundError: If the grant does not exist.
+            FailedPreconditionError: If it is already suspended
+                (`GRANT_ALREADY_SUSPENDED`) or revoked (`GRANT_REVOKED`).
+            CharterError: For any other failure.
+        """
+        response: grant_service_pb2.SuspendGrantResponse = self._unary(
+            self._grants.SuspendGrant, grant_service_pb2.SuspendGrantRequest(id=id, reason=reason), timeout
+        )
+        return response
+
+    def reinstate_grant(self, id: str, *, timeout: float | None = None) -> grant_service_pb2.ReinstateGrantResponse:
+        """Lifts the suspension of a grant. Allowed roles: admin.
+
+        Args:
+            id: The grant's id.
+            timeout: The deadline of this call in seconds, instead of the default.
+
+        Returns:
+            The response, holding the reinstated `grant` and the revocation log's
+            `sequence` number of the reinstatement.
+
+        Raises:
+            NotFoundError: If the grant does not exist.
+            FailedPreconditionError: If it is not suspended (`GRANT_NOT_SUSPENDED`)
+                or is revoked (`GRANT_REVOKED`).
+            CharterError: For any other failure.
+        """
+        response: grant_service_pb2.ReinstateGrantResponse = self._unary(
+            self._grants.ReinstateGrant, grant_service_pb2.ReinstateGrantRequest(id=id), timeout
+        )
+        return response
+
+    def revoke_grant(
+        self, id: str, *, reason: str, timeout: float | None = None
+    ) -> grant_service_pb2.RevokeGrantResponse:
+        """Revokes a grant for good.
+
+        Allowed roles: admin, a rights holder for grants of its own characters.
+
+        Args:
+            id: The grant's id.
+            reason: Why; required, at most 500 characters.
+            timeout: The deadline of this call in seconds, instead of the default.
+
+        Returns:
+            The response, holding the revoked `grant` and the revocation log's
+            `sequence` number of the revocation. An offline authorizer given this
+            number refuses to decide offline until it has seen the revocation.
+
+        Raises:
+            InvalidArgumentError: If `reason` is empty or too long.
+            NotFoundError: If the grant does not exist.
+            FailedPreconditionError: If it is already revoked (`GRANT_REVOKED`).
+            CharterError: For any other failure.
+        """
+        response: grant_service_pb2.RevokeGrantResponse = self._unary(
+            self._grants.RevokeGrant, grant_service_pb2.RevokeGrantRequest(id=id, reason=reason), timeout
+        )
+        return response
+
+    # -- signing keys -----------------------------------------------------------------------
+
+    def rotate_signing_key(self, *, timeout: float | None = None) -> key_service_pb2.RotateSigningKeyResponse:
+        """Makes a new signing key active and retires the previous one. Allowed roles: admin.
+
+        The retired key signs nothing new but keeps verifying what it signed, so
+        every grant issued so far stays valid.
+
+        Args:
+            timeout: The deadline of this call in seconds, instead of the default.
+
+        Returns:
+            The response, holding the new `active_key` and the `retired_key` it replaced.
+
+        Raises:
+            PermissionDeniedError: If the caller is not an admin.
+            CharterError: For any other failure.
+        """
+        response: key_service_pb2.RotateSigningKeyResponse = self._unary(
+            self._keys.RotateSigningKey, key_service_pb2.RotateSigningKeyRequest(), timeout
+        )
+        return response
+
+    def revoke_signing_key(
+        self, key_id: str, *, reason: str, timeout: float | None = None
+    ) -> signing_key_pb2.SigningKey:
+        """Revokes a signing key: every grant it signed fails with KEY_REVOKED. Allowed roles: admin.
+
+        Args:
+            key_id: The key's id (`sk_...`).
+            reason: Why, for the audit log; required, at most 500 characters.
+            timeout: The deadline of this call in seconds, instead of the default.
+
+        Returns:
+            The revoked key.
+
+        Raises:
+            InvalidArgumentError: If `reason` is empty or too long.
+            NotFoundError: If the key does not exist (`SIGNING_KEY_NOT_FOUND`).
+            FailedPreconditionError: If it is the active key (`SIGNING_KEY_ACTIVE`;
+                rotate first) or already revoked (`SIGNING_KEY_ALREADY_REVOKED`).
+            CharterError: For any other failure.
+        """
+        response: key_service_pb2.RevokeSigningKeyResponse = self._unary(
+            self._keys.RevokeSigningKey,
+            key_service_pb2.RevokeSigningKeyRequest(key_id=key_id, reason=reason),
+            timeout,
+        )
+        return response.key
+
+    def list_signing_keys(self, *, timeout: float | None = None) -> list[signing_key_pb2.SigningKey]:
+        """Returns every signing key, revoked ones included, newest first. Allowed roles: admin, auditor.
+
+        There are few keys and no pages, so this returns a list rather than an iterator.
+
+        Args:
+            timeout: The deadline of this call in seconds, instead of the default.
+
+        Returns:
+            The keys, public halves only: private keys never leave the server.
+
+        Raises:
+            CharterError: If the call fails.
+        """
+        response: key_service_pb2.ListSigningKeysResponse = self._unary(
+            self._keys.ListSigningKeys, key_service_pb2.ListSigningKeysRequest(), timeout
+        )
+        return list(response.keys)
+
+    # -- verification -----------------------------------------------------------------------
+
+    def get_key_set(self, *, timeout: float | None = None) -> signing_key_pb2.KeySet:
+        """Returns the public keys that verify grants: active and retired, never revoked. Allowed roles: all.
+
+        Build a `charter.grants.KeyRing` from it (`KeyRing.from_key_set`) to verify
+        grants locally, and refresh it when its `version` moves.
+
+        Args:
+            timeout: The deadline of this call in seconds, instead of the default.
+
+        Returns:
+            The key set, with its version and the ids of revoked keys.
+
+        Raises:
+            CharterError: If the call fails.
+        """
+        response: authorization_service_pb2.GetKeySetResponse = self._unary(
+            self._authorization.GetKeySet, authorization_service_pb2.GetKeySetRequest(), timeout
+        )
+        return response.key_set
+
+    def verify_grant(
+        self,
+        envelope: envelope_pb2.Envelope | str,
+        *,
+        licensee_id: str,
+        character_id: str,
+        timeout: float | None = None,
+    ) -> authorization_service_pb2.VerifyGrantResponse:
+        """Asks the server to verify a grant envelope, revocation and suspension included.
+
+        An invalid grant is an answer, not an error: check `verdict` (a
+        `GrantVerdict`, `GRANT_VERDICT_VALID` when every check passed). Allowed
+        roles: all; a generator key may verify only for its own licensee.
+
+        Args:
+            envelope: The envelope: an `Envelope` message, or its standard DSSE JSON
+                text exactly as received (it is sent unchanged).
+            licensee_id: The licensee presenting the grant.
+            character_id: The character the grant is presented for.
+            timeout: The deadline of this call in seconds, instead of the default.
+
+        Returns:
+            The response, holding the `verdict`, the parsed `claims` when the
+            payload verified and parsed, and the `key_id` whose signature verified.
+
+        Raises:
+            TypeError: If `envelope` is neither an `Envelope` nor a string.
+            InvalidArgumentError: If a required field is missing.
+            PermissionDeniedError: If a generator key verifies for another licensee.
+            CharterError: For any other failure.
+        """
+        request = _requests.verify_grant(envelope, licensee_id=licensee_id, character_id=character_id)
+        response: authorization_service_pb2.VerifyGrantResponse = self._unary(
+            self._authorization.VerifyGrant, request, timeout
+        )
+        return response

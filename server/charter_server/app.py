@@ -8,18 +8,31 @@ from __future__ import annotations
 import threading
 from concurrent import futures
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
 import prometheus_client
 import structlog
-from charter.v1 import access_service_pb2, access_service_pb2_grpc, catalog_service_pb2, catalog_service_pb2_grpc
+from charter.v1 import (
+    access_service_pb2,
+    access_service_pb2_grpc,
+    authorization_service_pb2,
+    authorization_service_pb2_grpc,
+    catalog_service_pb2,
+    catalog_service_pb2_grpc,
+    grant_service_pb2,
+    grant_service_pb2_grpc,
+    key_service_pb2,
+    key_service_pb2_grpc,
+)
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from charter_server.api.access import AccessServicer
 from charter_server.api.catalog import CatalogServicer
+from charter_server.api.grants import AuthorizationServicer, GrantServicer, KeyServicer
 from charter_server.api.interceptors import (
     AuthenticationInterceptor,
     ErrorMappingInterceptor,
@@ -31,6 +44,8 @@ from charter_server.domain.clock import Clock, SystemClock
 from charter_server.services.access import AccessService, Authenticator
 from charter_server.services.catalog import CatalogService
 from charter_server.services.characters import CharacterService
+from charter_server.services.grants import GrantService
+from charter_server.services.keys import DEVELOPMENT_KEK, KeyService
 from charter_server.storage import migrate
 from charter_server.storage.database import Database
 
@@ -39,6 +54,9 @@ log = structlog.get_logger(__name__)
 SERVICE_NAMES = (
     catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
     access_service_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
+    grant_service_pb2.DESCRIPTOR.services_by_name["GrantService"].full_name,
+    key_service_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name,
+    authorization_service_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name,
 )
 
 
@@ -52,6 +70,8 @@ class Services:
 
     catalog: CatalogService
     characters: CharacterService
+    keys: KeyService
+    grants: GrantService
     access: AccessService
     authenticator: Authenticator
 
@@ -110,9 +130,28 @@ class CharterServer:
 def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
     """The domain services over one database."""
     authenticator = Authenticator(db, clock, cache_seconds=settings.auth_cache_seconds)
+    kek = settings.kek()
+    if kek is None:
+        log.warning(
+            "signing_keys.development_kek",
+            detail="no key-encryption key configured; signing keys are "
+            "NOT protected at rest (production refuses to start like this)",
+        )
+        kek = DEVELOPMENT_KEK
+    keys = KeyService(db, clock, kek)
+    grants = GrantService(
+        db,
+        clock,
+        keys,
+        issuer=settings.issuer,
+        max_lifetime=timedelta(days=settings.max_grant_lifetime_days),
+        skew=timedelta(seconds=settings.clock_skew_seconds),
+    )
     return Services(
         catalog=CatalogService(db, clock),
-        characters=CharacterService(db, clock),
+        characters=CharacterService(db, clock, revoke_grants=grants.revoke_for_character),
+        keys=keys,
+        grants=grants,
         access=AccessService(db, clock, authenticator),
         authenticator=authenticator,
     )
@@ -157,6 +196,11 @@ def build_server(settings: Settings, *, clock: Clock | None = None) -> CharterSe
     clock = clock or SystemClock()
     db = open_database(settings)
     services = build_services(settings, db, clock)
+    try:
+        services.keys.ensure_active_key()
+    except RuntimeError as error:
+        db.dispose()
+        raise StartupError(str(error)) from error
     draining = threading.Event()
     interceptors = [
         RequestIdInterceptor(),
@@ -178,6 +222,11 @@ def build_server(settings: Settings, *, clock: Clock | None = None) -> CharterSe
         CatalogServicer(services.catalog, services.characters), server
     )
     access_service_pb2_grpc.add_AccessServiceServicer_to_server(AccessServicer(services.access, clock), server)
+    grant_service_pb2_grpc.add_GrantServiceServicer_to_server(GrantServicer(services.grants), server)
+    key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyServicer(services.keys), server)
+    authorization_service_pb2_grpc.add_AuthorizationServiceServicer_to_server(
+        AuthorizationServicer(services.keys, services.grants), server
+    )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

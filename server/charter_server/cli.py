@@ -53,6 +53,13 @@ def _settings(
     tls_key_file: Annotated[str | None, _opt("tls-key-file", "PEM server key")] = None,
     tls_client_ca_file: Annotated[str | None, _opt("tls-client-ca-file", "PEM CA for mutual TLS")] = None,
     metrics_listen: Annotated[str | None, _opt("metrics-listen", "host:port of Prometheus metrics")] = None,
+    environment: Annotated[str | None, _opt("environment", "development or production [development]")] = None,
+    key_encryption_key_file: Annotated[
+        str | None, _opt("key-encryption-key-file", "file with base64 of 32 bytes that encrypts signing keys")
+    ] = None,
+    issuer: Annotated[str | None, _opt("issuer", "issuer name written into grants [charter]")] = None,
+    max_grant_lifetime_days: Annotated[int | None, _opt("max-grant-lifetime-days", "longest grant [366]")] = None,
+    clock_skew_seconds: Annotated[float | None, _opt("clock-skew-seconds", "validity tolerance [60]")] = None,
 ) -> None:
     overrides = {k: v for k, v in locals().items() if k != "ctx"}
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import os
 from collections.abc import Mapping
@@ -55,6 +56,18 @@ class Settings:
     """PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)."""
     metrics_listen: str = ""
     """Address for the Prometheus metrics endpoint, ``host:port``; empty disables it."""
+    environment: str = "development"
+    """``production`` or ``development``. Production refuses to start without a key-encryption key."""
+    key_encryption_key: str = dataclasses.field(default="", repr=False)
+    """Base64 of 32 random bytes that encrypt the signing keys at rest. Prefer the _FILE variant."""
+    key_encryption_key_file: str = ""
+    """A file holding the key-encryption key (base64 of 32 bytes)."""
+    issuer: str = "charter"
+    """The issuer name written into every grant."""
+    max_grant_lifetime_days: int = 366
+    """The longest a grant may be valid, from its not-before time to its expiry."""
+    clock_skew_seconds: float = 60.0
+    """Tolerance for clocks that disagree, when checking validity windows."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -90,6 +103,27 @@ class Settings:
         for name in ("max_workers", "max_concurrent_rpcs", "max_message_bytes", "db_busy_timeout_ms", "db_pool_size"):
             if getattr(self, name) < 1:
                 raise _error(name, "must be at least 1")
+        if self.environment not in ("development", "production"):
+            raise _error("environment", "must be development or production")
+        if self.key_encryption_key and self.key_encryption_key_file:
+            raise _error("key_encryption_key", "and CHARTER_KEY_ENCRYPTION_KEY_FILE are exclusive; set one")
+        if self.key_encryption_key_file and not Path(self.key_encryption_key_file).is_file():
+            raise _error("key_encryption_key_file", f"names no readable file: {self.key_encryption_key_file}")
+        if self.key_encryption_key or self.key_encryption_key_file:
+            self.kek()
+        elif self.environment == "production":
+            raise _error(
+                "key_encryption_key",
+                "is required in production: set CHARTER_KEY_ENCRYPTION_KEY_FILE to a file holding base64 of "
+                "32 random bytes (for example `python3 -c 'import os,base64;print(base64.b64encode(os.urandom(32))"
+                ".decode())'`)",
+            )
+        if self.max_grant_lifetime_days < 1:
+            raise _error("max_grant_lifetime_days", "must be at least 1")
+        if not 0 <= self.clock_skew_seconds <= 3600:
+            raise _error("clock_skew_seconds", "must be between 0 and 3600")
+        if not self.issuer.strip() or len(self.issuer) > 200:
+            raise _error("issuer", "must be 1-200 characters")
         for name in ("shutdown_grace_seconds", "auth_cache_seconds"):
             if getattr(self, name) < 0:
                 raise _error(name, "must not be negative")
@@ -101,6 +135,22 @@ class Settings:
             path = getattr(self, name)
             if path and not Path(path).is_file():
                 raise _error(name, f"names no readable file: {path}")
+
+    def kek(self) -> bytes | None:
+        """The 32-byte key-encryption key, or None when none is configured (development only)."""
+        text = self.key_encryption_key
+        if self.key_encryption_key_file:
+            text = Path(self.key_encryption_key_file).read_text(encoding="utf-8")
+        if not text:
+            return None
+        try:
+            raw = base64.b64decode(text.strip(), validate=True)
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            name = "key_encryption_key_file" if self.key_encryption_key_file else "key_encryption_key"
+            raise _error(name, "must be base64 of exactly 32 bytes")
+        return raw
 
     @property
     def port(self) -> int:

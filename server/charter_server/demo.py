@@ -1,4 +1,7 @@
-"""A small demo catalogue for the quick start: a rights holder with an opted-in character, a licensee,\na key per role."""
+"""A small demo catalogue for the quick start.
+
+A rights holder with an opted-in character, a licensee, and a key per role.
+"""
 
 from __future__ import annotations
 

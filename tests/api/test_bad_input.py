@@ -1,11 +1,12 @@
-"""Bad input: every field of every CatalogService and AccessService request.
+"""Bad input: every field of every request of every service.
 
 Each bad request must fail with INVALID_ARGUMENT, reason INVALID_FIELD and a BadRequest
 violation naming exactly the offending field paths, and must change nothing (the whole
 catalogue and key list are compared before and after). A bad ImportCharacters row instead
 fails alone: the call succeeds, the row's result is FAILED with INVALID_FIELD and names
-exactly the offending paths within the row, and nothing of it is written. No request,
-however malformed, may produce INTERNAL or UNKNOWN.
+exactly the offending paths within the row, and nothing of it is written. A grant, signing-key
+or verification case must change no grant and no signing key either. No request, however
+malformed, may produce INTERNAL or UNKNOWN.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from typing import Any
 import grpc
 import pytest
 from charter.v1 import access_service_pb2 as access_pb
-from charter.v1 import api_key_pb2
+from charter.v1 import api_key_pb2, grant_service_pb2_grpc, key_service_pb2_grpc
+from charter.v1 import authorization_service_pb2 as authz_pb
 from charter.v1 import catalog_service_pb2 as catalog_pb
+from charter.v1 import grant_service_pb2 as grant_pb
+from charter.v1 import key_service_pb2 as key_pb
 from charter.v1 import terms_pb2 as terms_pb
 from charter_server.domain import ids
 from google.protobuf import field_mask_pb2, message, timestamp_pb2
@@ -46,6 +50,8 @@ class Targets:
     owner: Holder
     character_id: str
     opted_in_id: str
+    grant_id: str
+    signing_key_id: str
 
 
 @dataclass
@@ -57,6 +63,7 @@ class Ctx:
     keys: Any
     clock: Any
     targets: Targets
+    grants: Any = None
     marker: str = field(default_factory=unique)
 
     @property
@@ -73,7 +80,7 @@ class Ctx:
 
     def token(self, rpc: str, request: message.Message) -> str:
         """A real next_page_token of ``rpc`` called with ``request`` (page_size 1)."""
-        stub = self.access if rpc == "ListApiKeys" else self.catalog
+        stub = {"ListApiKeys": self.access, "ListGrants": self.grants}.get(rpc, self.catalog)
         request.page_size = 1
         token: str = getattr(stub, rpc)(request, metadata=auth(self.keys.admin)).next_page_token
         assert token, f"{rpc} returned a single page; the case needs at least two rows"
@@ -1540,7 +1547,296 @@ def character_cases() -> list[Case]:
     return cases
 
 
-CASES = [*build_cases(), *character_cases()]
+# Grants, signing keys and verification.
+
+
+def issue_grant(**changes: Any) -> Callable[[Ctx], message.Message]:
+    """A valid IssueGrant of the owner's opted-in character for the session licensee, with ``changes``
+    (callables receive the Ctx)."""
+
+    def build(ctx: Ctx) -> message.Message:
+        expire = timestamp_pb2.Timestamp()
+        expire.FromDatetime(ctx.clock.now() + timedelta(days=1))
+        given: dict[str, Any] = {
+            "character_id": ctx.targets.opted_in_id,
+            "licensee_id": ctx.licensee_id,
+            "expire_time": expire,
+            **resolved(ctx, changes),
+        }
+        return grant_pb.IssueGrantRequest(**{k: v for k, v in given.items() if v is not None})
+
+    return build
+
+
+def later(delta: timedelta) -> Callable[[Ctx], timestamp_pb2.Timestamp]:
+    def build(ctx: Ctx) -> timestamp_pb2.Timestamp:
+        result = timestamp_pb2.Timestamp()
+        result.FromDatetime(ctx.clock.now() + delta)
+        return result
+
+    return build
+
+
+BAD_TIMESTAMPS = {
+    "bad_nanos": stamp(1_900_000_000, -1),
+    "too_many_nanos": stamp(1_900_000_000, 10**9),
+    "after_year_9999": stamp(2**62),
+    "before_year_1": stamp(-(2**62)),
+}
+BAD_SIGNING_KEY_IDS = {
+    "empty": "",
+    "prefix_only": "sk_",
+    "short": "sk_" + HEX[:15],
+    "long": "sk_" + HEX[:17],
+    "upper": "sk_" + HEX[:16].upper(),
+    "not_hex": "sk_" + "g" * 16,
+    "wrong_kind": "key_" + HEX[:15],
+    "trailing_newline": "sk_" + HEX[:15] + "\n",
+}
+BAD_REASONS = {"empty": "", "blank": " \t ", "too_long": "r" * 501, "nul": "a\x00b", "escape": "a\x1bb"}
+
+
+def grant_cases() -> list[Case]:
+    cases: list[Case] = []
+    add = cases.extend
+
+    # IssueGrant.
+    rpc = "GrantService.IssueGrant"
+    add(
+        case(f"{rpc}-character_id-{k}", rpc, issue_grant(character_id=v), "character_id")
+        for k, v in bad_ids("character").items()
+    )
+    add(
+        case(f"{rpc}-licensee_id-{k}", rpc, issue_grant(licensee_id=v), "licensee_id")
+        for k, v in some_bad_ids("licensee").items()
+    )
+    add(case(f"{rpc}-request_id-{k}", rpc, issue_grant(request_id=v), "request_id") for k, v in BAD_REQUEST_IDS.items())
+    add(case(f"{rpc}-not_before-{k}", rpc, issue_grant(not_before=v), "not_before") for k, v in BAD_TIMESTAMPS.items())
+    add(
+        case(f"{rpc}-expire_time-{k}", rpc, issue_grant(expire_time=v), "expire_time")
+        for k, v in BAD_TIMESTAMPS.items()
+    )
+    add(
+        case(
+            f"{rpc}-narrowed_terms-{label}",
+            rpc,
+            issue_grant(narrowed_terms=lambda ctx, c=changes: valid_terms(**resolved(ctx, c))),
+            *(f"narrowed_terms.{f}" for f in fields),
+        )
+        for label, changes, fields in one_per_field(BAD_TERMS)
+    )
+    add(
+        [
+            case(f"{rpc}-expire_time-missing", rpc, issue_grant(expire_time=None), "expire_time"),
+            case(f"{rpc}-expire_time-past", rpc, issue_grant(expire_time=later(-timedelta(minutes=1))), "expire_time"),
+            case(
+                f"{rpc}-expire_time-before_not_before",
+                rpc,
+                issue_grant(not_before=stamp(4_000_000_000), expire_time=stamp(3_999_999_999)),
+                "expire_time",
+            ),
+            case(
+                f"{rpc}-expire_time-equal_to_not_before",
+                rpc,
+                issue_grant(not_before=stamp(4_000_000_000), expire_time=stamp(4_000_000_000)),
+                "expire_time",
+            ),
+            case(
+                f"{rpc}-expire_time-beyond_the_maximum_lifetime",
+                rpc,
+                issue_grant(expire_time=later(timedelta(days=367))),
+                "expire_time",
+            ),
+            case(
+                f"{rpc}-narrowed_terms-itself",
+                rpc,
+                issue_grant(
+                    narrowed_terms=lambda ctx: valid_terms(prohibited_co_appearance_ids=[ctx.targets.opted_in_id])
+                ),
+                "narrowed_terms.prohibited_co_appearance_ids[0]",
+            ),
+            case(
+                f"{rpc}-narrowed_terms-empty",
+                rpc,
+                issue_grant(narrowed_terms=terms_pb.Terms()),
+                "narrowed_terms.permitted_use_types",
+                "narrowed_terms.max_content_rating",
+            ),
+            case(
+                f"{rpc}-missing_everything",
+                rpc,
+                fixed(grant_pb.IssueGrantRequest()),
+                "character_id",
+                "licensee_id",
+                "expire_time",
+            ),
+        ]
+    )
+
+    # GetGrant / ReinstateGrant: the id.
+    for method, request_type in (
+        ("GetGrant", grant_pb.GetGrantRequest),
+        ("ReinstateGrant", grant_pb.ReinstateGrantRequest),
+    ):
+        rpc = f"GrantService.{method}"
+        chosen = bad_ids("grant") if method == "GetGrant" else some_bad_ids("grant")
+        add(case(f"{rpc}-id-{k}", rpc, fixed(request_type(id=v)), "id") for k, v in chosen.items())
+    add(
+        [
+            case(
+                "GrantService.GetGrant-id-malformed-as_rights_holder",
+                "GrantService.GetGrant",
+                fixed(grant_pb.GetGrantRequest(id="grt_nope")),
+                "id",
+                caller="owner",
+            )
+        ]
+    )
+
+    # SuspendGrant / RevokeGrant: the id and the reason.
+    for method, request_type in (
+        ("SuspendGrant", grant_pb.SuspendGrantRequest),
+        ("RevokeGrant", grant_pb.RevokeGrantRequest),
+    ):
+        rpc = f"GrantService.{method}"
+        add(
+            case(f"{rpc}-id-{k}", rpc, fixed(request_type(id=v, reason="review")), "id")
+            for k, v in some_bad_ids("grant").items()
+        )
+        add(
+            case(
+                f"{rpc}-reason-{k}",
+                rpc,
+                lambda ctx, t=request_type, v=v: t(id=ctx.targets.grant_id, reason=v),
+                "reason",
+            )
+            for k, v in BAD_REASONS.items()
+        )
+        add([case(f"{rpc}-both", rpc, fixed(request_type(id="grt_", reason="")), "id", "reason")])
+    add(
+        [
+            case(
+                "GrantService.RevokeGrant-reason-as_rights_holder",
+                "GrantService.RevokeGrant",
+                lambda ctx: grant_pb.RevokeGrantRequest(id=ctx.targets.grant_id, reason=" "),
+                "reason",
+                caller="owner",
+            )
+        ]
+    )
+
+    # ListGrants.
+    rpc = "GrantService.ListGrants"
+    grants = grant_pb.ListGrantsRequest
+    for name, kind in (
+        ("character_id", "character"),
+        ("licensee_id", "licensee"),
+        ("rights_holder_id", "rights_holder"),
+    ):
+        add(
+            case(f"{rpc}-{name}-{k}", rpc, fixed(grants(**{name: v})), name) for k, v in some_bad_ids(kind).items() if v
+        )
+    add(
+        [
+            case(f"{rpc}-page_size-negative", rpc, fixed(grants(page_size=-1)), "page_size"),
+            case(f"{rpc}-state-unknown", rpc, fixed(grants(state=9)), "state"),
+            case(f"{rpc}-state-negative", rpc, fixed(grants(state=-1)), "state"),
+            case(f"{rpc}-page_token-garbage", rpc, fixed(grants(page_token="garbage!!")), "page_token"),
+            case(f"{rpc}-page_token-too_long", rpc, fixed(grants(page_token="A" * 4000)), "page_token"),
+            case(
+                f"{rpc}-page_token-flipped",
+                rpc,
+                lambda ctx: grants(page_token=flipped(ctx.token("ListGrants", grants()))),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-forged_cursor",
+                rpc,
+                lambda ctx: grants(page_token=with_cursor(ctx.token("ListGrants", grants()), lambda n: n + 1)),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-other_state",
+                rpc,
+                lambda ctx: grants(page_token=ctx.token("ListGrants", grants()), state=1),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-other_character",
+                rpc,
+                lambda ctx: grants(page_token=ctx.token("ListGrants", grants()), character_id=ctx.targets.opted_in_id),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-from_characters",
+                rpc,
+                lambda ctx: grants(page_token=ctx.token("ListCharacters", catalog_pb.ListCharactersRequest())),
+                "page_token",
+            ),
+            case(f"{rpc}-page_size-as_rights_holder", rpc, fixed(grants(page_size=-2)), "page_size", caller="owner"),
+        ]
+    )
+
+    # RevokeSigningKey.
+    rpc = "KeyService.RevokeSigningKey"
+    revoke_key = key_pb.RevokeSigningKeyRequest
+    add(
+        case(f"{rpc}-key_id-{k}", rpc, fixed(revoke_key(key_id=v, reason="leaked")), "key_id")
+        for k, v in BAD_SIGNING_KEY_IDS.items()
+    )
+    add(
+        case(
+            f"{rpc}-reason-{k}",
+            rpc,
+            lambda ctx, v=v: revoke_key(key_id=ctx.targets.signing_key_id, reason=v),
+            "reason",
+        )
+        for k, v in BAD_REASONS.items()
+    )
+    add([case(f"{rpc}-both", rpc, fixed(revoke_key()), "key_id", "reason")])
+
+    # VerifyGrant: who and what the grant is presented for, and that there is an envelope at all.
+    rpc = "AuthorizationService.VerifyGrant"
+    verify = authz_pb.VerifyGrantRequest
+
+    def verify_request(**changes: Any) -> Callable[[Ctx], message.Message]:
+        def build(ctx: Ctx) -> message.Message:
+            given = {
+                "envelope_json": '{"payload": "", "payloadType": "", "signatures": []}',
+                "licensee_id": ctx.licensee_id,
+                "character_id": ctx.targets.opted_in_id,
+                **changes,
+            }
+            return verify(**{k: v for k, v in given.items() if v is not None})
+
+        return build
+
+    add(
+        case(f"{rpc}-licensee_id-{k}", rpc, verify_request(licensee_id=v), "licensee_id")
+        for k, v in bad_ids("licensee").items()
+    )
+    add(
+        case(f"{rpc}-character_id-{k}", rpc, verify_request(character_id=v), "character_id")
+        for k, v in some_bad_ids("character").items()
+    )
+    add(
+        [
+            case(f"{rpc}-envelope-missing", rpc, verify_request(envelope_json=None), "envelope"),
+            case(f"{rpc}-envelope_json-empty", rpc, verify_request(envelope_json=""), "envelope_json"),
+            case(
+                f"{rpc}-licensee_id-malformed-as_generator",
+                rpc,
+                verify_request(licensee_id="lic_nope"),
+                "licensee_id",
+                caller="generator",
+            ),
+            case(f"{rpc}-missing_everything", rpc, fixed(verify()), "envelope", "licensee_id", "character_id"),
+        ]
+    )
+    return cases
+
+
+CASES = [*build_cases(), *character_cases(), *grant_cases()]
 
 
 # The fields the .proto comments call output only, per message: the server ignores them on input.
@@ -1553,6 +1849,12 @@ OUTPUT_ONLY = {
 }
 # Fields set at creation and immutable afterwards: an update ignores them.
 IMMUTABLE = {"charter.v1.Character": frozenset({"rights_holder_id"})}
+# Fields whose content is judged, not validated: VerifyGrant answers any envelope with an OK
+# verdict (MALFORMED, SIGNATURE_INVALID, ...; test_verify_api shows each), so only a missing
+# envelope is bad input.
+JUDGED = {
+    "AuthorizationService.VerifyGrant": frozenset({"envelope.payload", "envelope.payload_type", "envelope.signatures"})
+}
 
 
 def input_paths(method: Method) -> set[str]:
@@ -1581,24 +1883,27 @@ def input_paths(method: Method) -> set[str]:
 
 
 def test_every_request_field_has_a_bad_input_case() -> None:
-    """Each settable field of each CatalogService/AccessService request is broken by at least one case."""
+    """Each settable field of each request of every service is broken by at least one case."""
     covered: dict[str, set[str]] = {}
     for item in CASES:
         covered.setdefault(item.rpc, set()).update(item.covers())
-    missing = {name: input_paths(m) - covered.get(name, set()) for name, m in METHODS.items()}
+    missing = {
+        name: input_paths(m) - covered.get(name, set()) - JUDGED.get(name, frozenset()) for name, m in METHODS.items()
+    }
     assert {name: paths for name, paths in missing.items() if paths} == {}
     assert len({c.name for c in CASES}) == len(CASES)
 
 
 @pytest.fixture(scope="module")
-def targets(catalog: Any, access: Any, keys: Any) -> Targets:
+def targets(channel: grpc.Channel, catalog: Any, access: Any, keys: Any, clock: Any) -> Targets:
     """The rights holder and licensee the update cases aim at: those of the session keys, so the
     scoped keys may update them. Two more of each make sure every list has a second page.
 
     The character cases aim at a rights holder of their own, so other tests' listings of the
     session rights holder stay as they expect: an opted-out character, an opted-in one with two
     terms versions, and two names shared (as ambiguous) with another rights holder, so the
-    characters, terms versions and alias collisions all have a second page."""
+    characters, terms versions and alias collisions all have a second page. Two grants of the
+    opted-in character give the grant cases an id to aim at and ListGrants a second page."""
     for _ in range(2):
         marker = unique()
         catalog.CreateRightsHolder(
@@ -1635,7 +1940,23 @@ def targets(catalog: Any, access: Any, keys: Any) -> Targets:
         call = catalog.OptIn if share == 1 else catalog.UpdateTerms
         request_type = catalog_pb.OptInRequest if share == 1 else catalog_pb.UpdateTermsRequest
         call(request_type(character_id=opted_in, terms=terms), metadata=auth(owner.secret))
-    return Targets(keys.rights_holder_id, keys.licensee_id, owner, opted_out, opted_in)
+    grants = grant_service_pb2_grpc.GrantServiceStub(channel)
+    expire = timestamp_pb2.Timestamp()
+    expire.FromDatetime(clock.now() + timedelta(days=30))
+    grant_ids = [
+        grants.IssueGrant(
+            grant_pb.IssueGrantRequest(character_id=opted_in, licensee_id=keys.licensee_id, expire_time=expire),
+            metadata=auth(keys.admin),
+        ).grant.id
+        for _ in range(2)
+    ]
+    signing_key_id = next(
+        k.key_id
+        for k in key_service_pb2_grpc.KeyServiceStub(channel)
+        .ListSigningKeys(key_pb.ListSigningKeysRequest(), metadata=auth(keys.admin))
+        .keys
+    )
+    return Targets(keys.rights_holder_id, keys.licensee_id, owner, opted_out, opted_in, grant_ids[0], signing_key_id)
 
 
 def drain_as(secret: str, call: Callable[..., Any], request: message.Message, items: str) -> list[Any]:
@@ -1694,20 +2015,41 @@ def every_character(catalog: Any, keys: Any, targets: Targets) -> dict[str, list
     }
 
 
+def every_grant_and_key(channel: grpc.Channel, keys: Any) -> dict[str, list[Any]]:
+    """What the grant, signing-key and verification cases could change: every grant (its state
+    included) and every signing key."""
+    return {
+        "grants": drain_as(
+            keys.admin,
+            grant_service_pb2_grpc.GrantServiceStub(channel).ListGrants,
+            grant_pb.ListGrantsRequest(page_size=1000),
+            "grants",
+        ),
+        "signing_keys": list(
+            key_service_pb2_grpc.KeyServiceStub(channel)
+            .ListSigningKeys(key_pb.ListSigningKeysRequest(), metadata=auth(keys.admin))
+            .keys
+        ),
+    }
+
+
 CHARACTER_RPCS = frozenset(c.rpc for c in character_cases())
+GRANT_RPCS = frozenset(c.rpc for c in grant_cases())
 
 
 @pytest.mark.parametrize("bad", [c for c in CASES if not c.row], ids=str)
 def test_bad_input_is_rejected_naming_the_field_and_changes_nothing(
     channel: grpc.Channel, catalog: Any, access: Any, keys: Any, clock: Any, targets: Targets, bad: Case
 ) -> None:
-    ctx = Ctx(catalog, access, keys, clock, targets)
+    ctx = Ctx(catalog, access, keys, clock, targets, grants=grant_service_pb2_grpc.GrantServiceStub(channel))
     request = bad.build(ctx)
     method = METHODS[bad.rpc]
 
     def state() -> dict[str, list[Any]]:
         if bad.rpc in CHARACTER_RPCS:
             return every_character(catalog, keys, targets)
+        if bad.rpc in GRANT_RPCS:
+            return every_grant_and_key(channel, keys)
         return everything(catalog, access, keys)
 
     before = state()
@@ -1807,6 +2149,8 @@ NUMBERS = (0, 1, 2, 3, 4, 5, 42, -1, 2**31 - 1, -(2**31), 2**62, -(2**62))
 
 
 def random_value(rng: random.Random, descriptor: Any) -> Any:
+    if descriptor.type == descriptor.TYPE_BYTES:
+        return rng.randbytes(rng.randint(0, 80))
     if descriptor.type == descriptor.TYPE_STRING:
         return "".join(rng.choice(PIECES) for _ in range(rng.randint(0, 4)))
     if descriptor.type == descriptor.TYPE_BOOL:

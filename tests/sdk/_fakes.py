@@ -5,12 +5,16 @@ answers errors the way the real server does (a `google.rpc.Status` with
 `ErrorInfo` and, for validation, `BadRequest` in `grpc-status-details-bin`, plus
 the request id), records every call's request and metadata, and can be told to
 fail or stall the next calls of a method. It is a test double for the
-transport only; end-to-end behaviour is tested against the real server.
+transport only; end-to-end behaviour is tested against the real server. Grants
+are signed for real (a fresh Ed25519 key per fake, with `charter.envelope`) and
+VerifyGrant answers with the SDK's own `charter.grants.GrantVerifier`, so
+envelopes from the fake verify offline against its key set.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import threading
 import time
 import uuid
@@ -19,15 +23,26 @@ from concurrent import futures
 from typing import Any, NamedTuple, TypeVar
 
 import grpc
+import nacl.signing
+from charter import envelope
+from charter.grants import GrantStatus, GrantVerifier, KeyRing
 from charter.v1 import (
     access_service_pb2,
     access_service_pb2_grpc,
     api_key_pb2,
+    authorization_service_pb2,
+    authorization_service_pb2_grpc,
     catalog_service_pb2,
     catalog_service_pb2_grpc,
     character_pb2,
+    grant_pb2,
+    grant_service_pb2,
+    grant_service_pb2_grpc,
+    key_service_pb2,
+    key_service_pb2_grpc,
     licensee_pb2,
     rights_holder_pb2,
+    signing_key_pb2,
     terms_pb2,
 )
 from google.protobuf import any_pb2, timestamp_pb2
@@ -129,6 +144,14 @@ class FakeCharter:
         self.state_before_suspension: dict[str, character_pb2.Character.State.ValueType] = {}
         self.grants: dict[str, int] = {}
         self.collisions: list[catalog_service_pb2.AliasCollision] = []
+        # Grants and signing keys. `grants` above counts what OptOut reports as revoked;
+        # `issued_grants` is GrantService's store, oldest first.
+        self.issued_grants: dict[str, grant_pb2.Grant] = {}
+        self.revocation_sequence = 0
+        self.signing_keys: dict[str, signing_key_pb2.SigningKey] = {}
+        self.signing_seeds: dict[str, bytes] = {}
+        self.key_set_version = 0
+        self.active_key_id = self.new_signing_key().key_id
 
     # -- test controls ------------------------------------------------------------------
 
@@ -139,6 +162,53 @@ class FakeCharter:
     def calls_of(self, method: str) -> list[Call]:
         """Returns the recorded calls of one method, oldest first."""
         return [call for call in self.calls if call.method == method]
+
+    def add_character(
+        self, *, rights_holder_id: str = "rh_1", terms: terms_pb2.Terms | None = None
+    ) -> character_pb2.Character:
+        """Stores an opted-in character with one terms version, ready for IssueGrant."""
+        character = Character(
+            id=f"chr_{uuid.uuid4().hex}",
+            rights_holder_id=rights_holder_id,
+            canonical_name="Hatsune Miku",
+            state=Character.STATE_OPTED_IN,
+            terms_version=1,
+            create_time=_now(),
+        )
+        version = terms_pb2.Terms(
+            permitted_use_types=[terms_pb2.USE_TYPE_IMAGE_GENERATION],
+            max_content_rating=terms_pb2.CONTENT_RATING_TEEN,
+        )
+        if terms is not None:
+            version.CopyFrom(terms)
+        version.version, version.character_id = 1, character.id
+        self.characters[character.id] = character
+        self.terms_versions[character.id] = [version]
+        return character
+
+    def new_signing_key(self) -> signing_key_pb2.SigningKey:
+        """Creates an active Ed25519 signing key (the caller retires the previous one)."""
+        seed = nacl.signing.SigningKey.generate()
+        key = signing_key_pb2.SigningKey(
+            key_id=f"sk_{uuid.uuid4().hex[:16]}",
+            algorithm="ed25519",
+            public_key=bytes(seed.verify_key),
+            state=signing_key_pb2.SigningKey.STATE_ACTIVE,
+            activate_time=_now(),
+        )
+        self.signing_keys[key.key_id] = key
+        self.signing_seeds[key.key_id] = bytes(seed)
+        self.key_set_version += 1
+        return key
+
+    def key_set(self) -> signing_key_pb2.KeySet:
+        """The key set GetKeySet answers: every key but the revoked ones, whose ids are listed."""
+        revoked = signing_key_pb2.SigningKey.STATE_REVOKED
+        return signing_key_pb2.KeySet(
+            version=f"v{self.key_set_version}",
+            keys=[k for k in self.signing_keys.values() if k.state != revoked],
+            revoked_key_ids=[k.key_id for k in self.signing_keys.values() if k.state == revoked],
+        )
 
     # -- dispatch -----------------------------------------------------------------------
 
@@ -868,6 +938,262 @@ class FakeAccess(access_service_pb2_grpc.AccessServiceServicer):
         return self.fake.handle("GetCaller", request, context, handler)
 
 
+# -- grants, signing keys, verification ---------------------------------------------------------
+
+Grant = grant_pb2.Grant
+SigningKey = signing_key_pb2.SigningKey
+
+
+class FakeGrants(grant_service_pb2_grpc.GrantServiceServicer):
+    """GrantService over the fake's in-memory store; grants are signed with the fake's active key."""
+
+    def __init__(self, fake: FakeCharter) -> None:
+        self.fake = fake
+
+    def _get(self, id: str) -> grant_pb2.Grant:
+        if id not in self.fake.issued_grants:
+            raise Abort(grpc.StatusCode.NOT_FOUND, "GRANT_NOT_FOUND", f"{id} not found")
+        return self.fake.issued_grants[id]
+
+    def _change(self, grant: grant_pb2.Grant, state: grant_pb2.Grant.State.ValueType, reason: str) -> int:
+        grant.state, grant.state_reason = state, reason
+        grant.state_time.CopyFrom(_now())
+        self.fake.revocation_sequence += 1
+        return self.fake.revocation_sequence
+
+    def IssueGrant(
+        self, request: grant_service_pb2.IssueGrantRequest, context: grpc.ServicerContext
+    ) -> grant_service_pb2.IssueGrantResponse:
+        def handler(req: grant_service_pb2.IssueGrantRequest) -> grant_service_pb2.IssueGrantResponse:
+            _require({"character_id": req.character_id, "licensee_id": req.licensee_id})
+            if not req.HasField("expire_time"):
+                raise Abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", "invalid request", (("expire_time", "required"),)
+                )
+            key = f"grant:{req.request_id}"
+            if req.request_id and key in self.fake.created_by_request_id:
+                return grant_service_pb2.IssueGrantResponse(grant=self.fake.created_by_request_id[key])
+            character = self.fake.characters.get(req.character_id)
+            if character is None:
+                raise Abort(grpc.StatusCode.NOT_FOUND, "CHARACTER_NOT_FOUND", f"{req.character_id} not found")
+            if character.state != Character.STATE_OPTED_IN:
+                raise Abort(grpc.StatusCode.FAILED_PRECONDITION, "CHARACTER_NOT_OPTED_IN", "not opted in")
+            now = _now()
+            not_before = req.not_before if req.HasField("not_before") else now
+            if req.expire_time.ToNanoseconds() <= not_before.ToNanoseconds():
+                raise Abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "INVALID_FIELD",
+                    "invalid request",
+                    (("expire_time", "must be after not_before"),),
+                )
+            terms = terms_pb2.Terms()
+            terms.CopyFrom(
+                req.narrowed_terms if req.HasField("narrowed_terms") else self.fake.terms_versions[character.id][-1]
+            )
+            claims = grant_pb2.GrantClaims(
+                grant_id=f"grt_{uuid.uuid4().hex}",
+                character_id=character.id,
+                rights_holder_id=character.rights_holder_id,
+                licensee_id=req.licensee_id,
+                terms=terms,
+                terms_version=character.terms_version,
+                issue_time=now,
+                not_before=not_before,
+                expire_time=req.expire_time,
+                issuer="charter-fake",
+            )
+            key_id = self.fake.active_key_id
+            signed = envelope.sign(
+                claims.SerializeToString(),
+                envelope.GRANT_PAYLOAD_TYPE,
+                key_id=key_id,
+                private_key=self.fake.signing_seeds[key_id],
+            )
+            grant = grant_pb2.Grant(
+                id=claims.grant_id,
+                character_id=claims.character_id,
+                rights_holder_id=claims.rights_holder_id,
+                licensee_id=claims.licensee_id,
+                terms=terms,
+                terms_version=claims.terms_version,
+                not_before=not_before,
+                expire_time=req.expire_time,
+                issue_time=now,
+                state=Grant.STATE_ACTIVE,
+                state_time=now,
+                envelope=signed,
+            )
+            self.fake.issued_grants[grant.id] = grant
+            if req.request_id:
+                self.fake.created_by_request_id[key] = grant
+            return grant_service_pb2.IssueGrantResponse(grant=grant)
+
+        return self.fake.handle("IssueGrant", request, context, handler)
+
+    def GetGrant(
+        self, request: grant_service_pb2.GetGrantRequest, context: grpc.ServicerContext
+    ) -> grant_service_pb2.GetGrantResponse:
+        def handler(req: grant_service_pb2.GetGrantRequest) -> grant_service_pb2.GetGrantResponse:
+            return grant_service_pb2.GetGrantResponse(grant=self._get(req.id))
+
+        return self.fake.handle("GetGrant", request, context, handler)
+
+    def ListGrants(
+        self, request: grant_service_pb2.ListGrantsRequest, context: grpc.ServicerContext
+    ) -> grant_service_pb2.ListGrantsResponse:
+        def handler(req: grant_service_pb2.ListGrantsRequest) -> grant_service_pb2.ListGrantsResponse:
+            newest_first = [
+                g
+                for g in reversed(self.fake.issued_grants.values())
+                if (not req.character_id or g.character_id == req.character_id)
+                and (not req.licensee_id or g.licensee_id == req.licensee_id)
+                and (not req.rights_holder_id or g.rights_holder_id == req.rights_holder_id)
+                and (not req.state or g.state == req.state)
+            ]
+            page, token = _page(newest_first, req.page_size, req.page_token)
+            return grant_service_pb2.ListGrantsResponse(grants=page, next_page_token=token)
+
+        return self.fake.handle("ListGrants", request, context, handler)
+
+    def SuspendGrant(
+        self, request: grant_service_pb2.SuspendGrantRequest, context: grpc.ServicerContext
+    ) -> grant_service_pb2.SuspendGrantResponse:
+        def handler(req: grant_service_pb2.SuspendGrantRequest) -> grant_service_pb2.SuspendGrantResponse:
+            _require({"reason": req.reason})
+            grant = self._get(req.id)
+            if grant.state == Grant.STATE_REVOKED:
+                raise Abort(grpc.StatusCode.FAILED_PRECONDITION, "GRANT_REVOKED", "revoked")
+            if grant.state == Grant.STATE_SUSPENDED:
+                raise Abort(grpc.StatusCode.FAILED_PRECONDITION, "GRANT_ALREADY_SUSPENDED", "already suspended")
+            sequence = self._change(grant, Grant.STATE_SUSPENDED, req.reason)
+            return grant_service_pb2.SuspendGrantResponse(grant=grant, sequence=sequence)
+
+        return self.fake.handle("SuspendGrant", request, context, handler)
+
+    def ReinstateGrant(
+        self, request: grant_service_pb2.ReinstateGrantRequest, context: grpc.ServicerContext
+    ) -> grant_service_pb2.ReinstateGrantResponse:
+        def handler(req: grant_service_pb2.ReinstateGrantRequest) -> grant_service_pb2.ReinstateGrantResponse:
+            grant = self._get(req.id)
+            if grant.state == Grant.STATE_REVOKED:
+                raise Abort(grpc.StatusCode.FAILED_PRECONDITION, "GRANT_REVOKED", "revoked")
+            if grant.state != Grant.STATE_SUSPENDED:
+                raise Abort(grpc.StatusCode.FAILED_PRECONDITION, "GRANT_NOT_SUSPENDED", "not suspended")
+            sequence = self._change(grant, Grant.STATE_ACTIVE, "")
+            return grant_service_pb2.ReinstateGrantResponse(grant=grant, sequence=sequence)
+
+        return self.fake.handle("ReinstateGrant", request, context, handler)
+
+    def RevokeGrant(
+        self, request: grant_service_pb2.RevokeGrantRequest, context: grpc.ServicerContext
+    ) -> grant_service_pb2.RevokeGrantResponse:
+        def handler(req: grant_service_pb2.RevokeGrantRequest) -> grant_service_pb2.RevokeGrantResponse:
+            _require({"reason": req.reason})
+            grant = self._get(req.id)
+            if grant.state == Grant.STATE_REVOKED:
+                raise Abort(grpc.StatusCode.FAILED_PRECONDITION, "GRANT_REVOKED", "already revoked")
+            sequence = self._change(grant, Grant.STATE_REVOKED, req.reason)
+            return grant_service_pb2.RevokeGrantResponse(grant=grant, sequence=sequence)
+
+        return self.fake.handle("RevokeGrant", request, context, handler)
+
+
+class FakeKeys(key_service_pb2_grpc.KeyServiceServicer):
+    """KeyService over the fake's signing keys."""
+
+    def __init__(self, fake: FakeCharter) -> None:
+        self.fake = fake
+
+    def RotateSigningKey(
+        self, request: key_service_pb2.RotateSigningKeyRequest, context: grpc.ServicerContext
+    ) -> key_service_pb2.RotateSigningKeyResponse:
+        def handler(req: key_service_pb2.RotateSigningKeyRequest) -> key_service_pb2.RotateSigningKeyResponse:
+            retired = self.fake.signing_keys[self.fake.active_key_id]
+            retired.state = SigningKey.STATE_RETIRED
+            retired.retire_time.CopyFrom(_now())
+            active = self.fake.new_signing_key()
+            self.fake.active_key_id = active.key_id
+            return key_service_pb2.RotateSigningKeyResponse(active_key=active, retired_key=retired)
+
+        return self.fake.handle("RotateSigningKey", request, context, handler)
+
+    def RevokeSigningKey(
+        self, request: key_service_pb2.RevokeSigningKeyRequest, context: grpc.ServicerContext
+    ) -> key_service_pb2.RevokeSigningKeyResponse:
+        def handler(req: key_service_pb2.RevokeSigningKeyRequest) -> key_service_pb2.RevokeSigningKeyResponse:
+            _require({"key_id": req.key_id, "reason": req.reason})
+            key = self.fake.signing_keys.get(req.key_id)
+            if key is None:
+                raise Abort(grpc.StatusCode.NOT_FOUND, "SIGNING_KEY_NOT_FOUND", f"{req.key_id} not found")
+            if key.state == SigningKey.STATE_ACTIVE:
+                raise Abort(grpc.StatusCode.FAILED_PRECONDITION, "SIGNING_KEY_ACTIVE", "rotate first")
+            if key.state == SigningKey.STATE_REVOKED:
+                raise Abort(grpc.StatusCode.FAILED_PRECONDITION, "SIGNING_KEY_ALREADY_REVOKED", "already revoked")
+            key.state = SigningKey.STATE_REVOKED
+            key.revoke_time.CopyFrom(_now())
+            self.fake.key_set_version += 1
+            return key_service_pb2.RevokeSigningKeyResponse(key=key)
+
+        return self.fake.handle("RevokeSigningKey", request, context, handler)
+
+    def ListSigningKeys(
+        self, request: key_service_pb2.ListSigningKeysRequest, context: grpc.ServicerContext
+    ) -> key_service_pb2.ListSigningKeysResponse:
+        def handler(req: key_service_pb2.ListSigningKeysRequest) -> key_service_pb2.ListSigningKeysResponse:
+            return key_service_pb2.ListSigningKeysResponse(keys=list(reversed(self.fake.signing_keys.values())))
+
+        return self.fake.handle("ListSigningKeys", request, context, handler)
+
+
+class FakeAuthorization(authorization_service_pb2_grpc.AuthorizationServiceServicer):
+    """AuthorizationService: the fake's key set, and VerifyGrant with the SDK's verifier and the grant store."""
+
+    def __init__(self, fake: FakeCharter) -> None:
+        self.fake = fake
+
+    def GetKeySet(
+        self, request: authorization_service_pb2.GetKeySetRequest, context: grpc.ServicerContext
+    ) -> authorization_service_pb2.GetKeySetResponse:
+        def handler(req: authorization_service_pb2.GetKeySetRequest) -> authorization_service_pb2.GetKeySetResponse:
+            return authorization_service_pb2.GetKeySetResponse(key_set=self.fake.key_set())
+
+        return self.fake.handle("GetKeySet", request, context, handler)
+
+    def VerifyGrant(
+        self, request: authorization_service_pb2.VerifyGrantRequest, context: grpc.ServicerContext
+    ) -> authorization_service_pb2.VerifyGrantResponse:
+        def handler(
+            req: authorization_service_pb2.VerifyGrantRequest,
+        ) -> authorization_service_pb2.VerifyGrantResponse:
+            _require({"licensee_id": req.licensee_id, "character_id": req.character_id})
+            form = req.WhichOneof("grant")
+            if form is None:
+                raise Abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", "invalid request", (("envelope", "required"),)
+                )
+
+            def status(grant_id: str) -> GrantStatus:
+                found = self.fake.issued_grants.get(grant_id)
+                return GrantStatus.ACTIVE if found is None else GrantStatus(found.state)
+
+            result = GrantVerifier(cache_size=0).verify(
+                req.envelope if form == "envelope" else req.envelope_json,
+                keys=KeyRing.from_key_set(self.fake.key_set()),
+                licensee_id=req.licensee_id,
+                character_id=req.character_id,
+                now=dt.datetime.now(dt.UTC),
+                status=status,
+            )
+            return authorization_service_pb2.VerifyGrantResponse(
+                verdict=result.verdict,  # type: ignore[arg-type]
+                claims=result.claims,
+                key_id=result.key_id,
+            )
+
+        return self.fake.handle("VerifyGrant", request, context, handler)
+
+
 @dataclasses.dataclass
 class RunningFake:
     """A started fake server: its address and its state."""
@@ -884,6 +1210,9 @@ def serve(
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     catalog_service_pb2_grpc.add_CatalogServiceServicer_to_server(FakeCatalog(fake), server)
     access_service_pb2_grpc.add_AccessServiceServicer_to_server(FakeAccess(fake), server)
+    grant_service_pb2_grpc.add_GrantServiceServicer_to_server(FakeGrants(fake), server)
+    key_service_pb2_grpc.add_KeyServiceServicer_to_server(FakeKeys(fake), server)
+    authorization_service_pb2_grpc.add_AuthorizationServiceServicer_to_server(FakeAuthorization(fake), server)
     if credentials is None:
         port = server.add_insecure_port("127.0.0.1:0")
     else:

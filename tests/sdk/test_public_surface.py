@@ -89,7 +89,7 @@ def test_client_methods_are_documented_with_args_returns_and_raises() -> None:
 
 
 # Listings without pages return a list, so they are coroutines like any other call.
-_UNPAGED_LISTINGS = {"list_terms_templates"}
+_UNPAGED_LISTINGS = {"list_terms_templates", "list_signing_keys"}
 
 
 def test_async_client_methods_are_coroutines_and_listings_async_iterators() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +120,18 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("db_pool_size", {"db_pool_size": 0}),
     ("shutdown_grace_seconds", {"shutdown_grace_seconds": -0.5}),
     ("auth_cache_seconds", {"auth_cache_seconds": -1.0}),
+    ("environment", {"environment": "staging"}),
+    ("key_encryption_key", {"environment": "production"}),
+    ("key_encryption_key", {"key_encryption_key": "not base64 at all!"}),
+    ("key_encryption_key", {"key_encryption_key": base64.b64encode(bytes(16)).decode()}),
+    ("key_encryption_key", {"key_encryption_key": base64.b64encode(bytes(33)).decode()}),
+    ("key_encryption_key", {"key_encryption_key": base64.urlsafe_b64encode(b"\xff" * 32).decode()}),
+    ("key_encryption_key_file", {"key_encryption_key_file": "/nonexistent/charter/kek"}),
+    ("max_grant_lifetime_days", {"max_grant_lifetime_days": 0}),
+    ("clock_skew_seconds", {"clock_skew_seconds": -1.0}),
+    ("clock_skew_seconds", {"clock_skew_seconds": 3601.0}),
+    ("issuer", {"issuer": " "}),
+    ("issuer", {"issuer": "i" * 201}),
 ]
 
 
@@ -158,6 +172,93 @@ def test_tls_files_must_come_together_and_exist(tmp_path: Path) -> None:
     Settings(tls_cert_file=cert, tls_key_file=key, tls_client_ca_file=ca).validate()
 
 
+# Grants and signing keys ----------------------------------------------------------------------
+
+
+def _kek() -> tuple[str, bytes]:
+    raw = os.urandom(32)
+    return base64.b64encode(raw).decode(), raw
+
+
+def test_grant_settings_are_parsed_from_the_environment() -> None:
+    text, raw = _kek()
+    env = {
+        "CHARTER_ENVIRONMENT": "production",
+        "CHARTER_KEY_ENCRYPTION_KEY": text,
+        "CHARTER_ISSUER": "charter.example",
+        "CHARTER_MAX_GRANT_LIFETIME_DAYS": "30",
+        "CHARTER_CLOCK_SKEW_SECONDS": "5.5",
+    }
+
+    settings = Settings.from_env(env)
+
+    assert (settings.environment, settings.issuer) == ("production", "charter.example")
+    assert (settings.max_grant_lifetime_days, settings.clock_skew_seconds) == (30, 5.5)
+    assert settings.kek() == raw
+
+
+def test_grant_settings_have_documented_defaults() -> None:
+    settings = Settings()
+
+    assert (settings.environment, settings.issuer) == ("development", "charter")
+    assert (settings.max_grant_lifetime_days, settings.clock_skew_seconds) == (366, 60.0)
+    assert settings.kek() is None
+
+
+def test_the_kek_may_come_from_a_file(tmp_path: Path) -> None:
+    text, raw = _kek()
+    path = tmp_path / "kek"
+    path.write_text(f"{text}\n")
+
+    settings = Settings.from_env({"CHARTER_KEY_ENCRYPTION_KEY_FILE": str(path), "CHARTER_ENVIRONMENT": "production"})
+
+    assert settings.kek() == raw
+
+
+def test_a_kek_file_with_a_bad_key_names_the_file_setting(tmp_path: Path) -> None:
+    path = tmp_path / "kek"
+    path.write_text("too short\n")
+
+    with pytest.raises(SettingsError) as caught:
+        Settings(key_encryption_key_file=str(path)).validate()
+
+    assert "key_encryption_key_file" in str(caught.value)
+    assert "too short" not in str(caught.value)
+
+
+def test_the_kek_and_its_file_are_exclusive(tmp_path: Path) -> None:
+    text, _ = _kek()
+    path = tmp_path / "kek"
+    path.write_text(text)
+
+    with pytest.raises(SettingsError) as caught:
+        Settings(key_encryption_key=text, key_encryption_key_file=str(path)).validate()
+
+    assert "CHARTER_KEY_ENCRYPTION_KEY_FILE" in str(caught.value)
+    assert text not in str(caught.value)
+
+
+def test_production_without_a_kek_says_what_to_set() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings(environment="production").validate()
+
+    message = str(caught.value)
+    assert "key_encryption_key" in message
+    assert "production" in message
+    assert "CHARTER_KEY_ENCRYPTION_KEY_FILE" in message
+
+
+def test_the_kek_is_never_shown() -> None:
+    text, _ = _kek()
+    settings = Settings(key_encryption_key=text)
+
+    with pytest.raises(SettingsError) as bad:
+        Settings(key_encryption_key=text[:-4]).validate()
+
+    assert text not in repr(settings) and text not in str(settings)
+    assert text[:-4] not in str(bad.value)
+
+
 def test_settings_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         Settings().listen = "0.0.0.0:1"  # type: ignore[misc]
@@ -172,6 +273,7 @@ def test_settings_are_frozen() -> None:
         (["--max-workers", "0"], {}, "max_workers"),
         (["--listen", "nowhere"], {}, "listen"),
         ([], {"CHARTER_LOG_FORMAT": "xml"}, "log_format"),
+        ([], {"CHARTER_ENVIRONMENT": "production"}, "key_encryption_key"),
         (
             [],
             {"CHARTER_DATABASE_URL": "mysql://root@localhost/a-rather-long-database-name-to-make-the-line-wrap"},

@@ -35,6 +35,10 @@ TABLES = {
     "characters",
     "character_names",
     "terms_versions",
+    "signing_keys",
+    "grants",
+    "revocation_events",
+    "counters",
 }
 TOKYO = timezone(timedelta(hours=9))
 

@@ -12,13 +12,13 @@ from typing import Annotated
 import typer
 
 from charter._options import DEFAULT_TIMEOUT
-from charter.cli import api_keys, characters, licensees, rights_holders, terms
+from charter.cli import api_keys, characters, grants, licensees, rights_holders, signing_keys, terms
 from charter.cli._context import Settings
 
 app = typer.Typer(
     name="charter",
     help="Charter, the opt-in character licensing service: manage rights holders, characters and their terms,"
-    " licensees and API keys.",
+    " licensees, API keys, signed grants and signing keys.",
     no_args_is_help=True,
     add_completion=False,
     # Tracebacks with local variables would print the API key.
@@ -30,6 +30,8 @@ app.add_typer(characters.app, name="characters")
 app.add_typer(terms.app, name="terms")
 app.add_typer(licensees.app, name="licensees")
 app.add_typer(api_keys.app, name="api-keys")
+app.add_typer(grants.app, name="grants")
+app.add_typer(signing_keys.app, name="signing-keys")
 app.command("whoami")(api_keys.whoami)
 
 

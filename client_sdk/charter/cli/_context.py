@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 from collections.abc import Iterator
 
 import typer
@@ -66,3 +67,15 @@ def settings(ctx: typer.Context) -> Settings:
     if not isinstance(obj, Settings):  # Only possible when a command is invoked without the root.
         raise RuntimeError("charter command invoked without its global options")
     return obj
+
+
+def parse_time(value: str, hint: str) -> dt.datetime:
+    """An ISO 8601 time from an option; a time without an offset is read as UTC."""
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO 8601 time such as 2030-01-31T00:00:00Z", param_hint=hint
+        ) from None
+    # UTC is the zone the server reports times in.
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
 import itertools
 from typing import Annotated
@@ -10,7 +9,7 @@ from typing import Annotated
 import typer
 
 from charter.cli import _output
-from charter.cli._context import settings
+from charter.cli._context import parse_time, settings
 
 app = typer.Typer(help="API keys: who may call Charter, and as what.", no_args_is_help=True)
 
@@ -25,19 +24,6 @@ class RoleName(enum.StrEnum):
     rights_holder = "rights_holder"
     generator = "generator"
     auditor = "auditor"
-
-
-def _parse_time(value: str | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not an ISO 8601 time such as 2030-01-31T00:00:00Z", param_hint="--expire-time"
-        ) from None
-    # A time without an offset is read as UTC, the zone the server reports times in.
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
 
 
 @app.command("create")
@@ -57,7 +43,7 @@ def create(
     ] = None,
 ) -> None:
     """Create an API key and print its secret, which is shown only this once."""
-    expires = _parse_time(expire_time)
+    expires = None if expire_time is None else parse_time(expire_time, "--expire-time")
     cli = settings(ctx)
     with cli.client() as client:
         created = client.create_api_key(

@@ -13,7 +13,7 @@ import typer
 
 from charter import _requests, catalog_file
 from charter.cli import _output
-from charter.cli._context import settings
+from charter.cli._context import parse_time, settings
 from charter.cli.characters import parse_choice
 from charter.client import Client
 from charter.errors import CharterError
@@ -191,20 +191,9 @@ class TermsFlags:
             (self.valid_until, "valid_until", "--valid-until"),
         ):
             if text is not None:
-                getattr(terms, name).FromDatetime(_parse_time(text, hint).astimezone(dt.UTC))
+                getattr(terms, name).FromDatetime(parse_time(text, hint).astimezone(dt.UTC))
                 given(name)
         return catalog_file.TermsOverride(terms, frozenset(fields))
-
-
-def _parse_time(value: str, hint: str) -> dt.datetime:
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not an ISO 8601 time such as 2030-01-31T00:00:00Z", param_hint=hint
-        ) from None
-    # A time without an offset is read as UTC, the zone the server reports times in.
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
 
 
 def _read_terms_file(path: Path) -> terms_pb2.Terms:

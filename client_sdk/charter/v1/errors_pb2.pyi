@@ -119,6 +119,35 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     ERROR_REASON_TERMS_VERSION_NOT_FOUND: _ErrorReason.ValueType  # 27
     """The requested terms version does not exist. Sent with status NOT_FOUND."""
+    ERROR_REASON_GRANT_NOT_FOUND: _ErrorReason.ValueType  # 28
+    """The grant does not exist. Sent with status NOT_FOUND."""
+    ERROR_REASON_GRANT_REVOKED: _ErrorReason.ValueType  # 29
+    """The grant is revoked; a revoked grant never changes again. Sent with
+    status FAILED_PRECONDITION.
+    """
+    ERROR_REASON_GRANT_ALREADY_SUSPENDED: _ErrorReason.ValueType  # 30
+    """The grant is already suspended. Sent with status FAILED_PRECONDITION."""
+    ERROR_REASON_GRANT_NOT_SUSPENDED: _ErrorReason.ValueType  # 31
+    """The grant is not suspended, so it cannot be reinstated. Sent with status
+    FAILED_PRECONDITION.
+    """
+    ERROR_REASON_LICENSEE_NOT_PERMITTED_BY_TERMS: _ErrorReason.ValueType  # 32
+    """The character's terms do not allow this licensee (allowed licensees or
+    platforms). Sent with status FAILED_PRECONDITION.
+    """
+    ERROR_REASON_TERMS_WIDER_THAN_CHARACTER: _ErrorReason.ValueType  # 33
+    """The narrowed terms are wider than the character's terms in at least one
+    field; the BadRequest detail names each such field. Sent with status
+    INVALID_ARGUMENT.
+    """
+    ERROR_REASON_SIGNING_KEY_NOT_FOUND: _ErrorReason.ValueType  # 34
+    """The signing key does not exist. Sent with status NOT_FOUND."""
+    ERROR_REASON_SIGNING_KEY_ACTIVE: _ErrorReason.ValueType  # 35
+    """The active signing key cannot be revoked; rotate first. Sent with status
+    FAILED_PRECONDITION.
+    """
+    ERROR_REASON_SIGNING_KEY_ALREADY_REVOKED: _ErrorReason.ValueType  # 36
+    """The signing key is already revoked. Sent with status FAILED_PRECONDITION."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists every machine-readable reason code that Charter returns in
@@ -227,4 +256,33 @@ id. Sent with status ALREADY_EXISTS.
 """
 ERROR_REASON_TERMS_VERSION_NOT_FOUND: ErrorReason.ValueType  # 27
 """The requested terms version does not exist. Sent with status NOT_FOUND."""
+ERROR_REASON_GRANT_NOT_FOUND: ErrorReason.ValueType  # 28
+"""The grant does not exist. Sent with status NOT_FOUND."""
+ERROR_REASON_GRANT_REVOKED: ErrorReason.ValueType  # 29
+"""The grant is revoked; a revoked grant never changes again. Sent with
+status FAILED_PRECONDITION.
+"""
+ERROR_REASON_GRANT_ALREADY_SUSPENDED: ErrorReason.ValueType  # 30
+"""The grant is already suspended. Sent with status FAILED_PRECONDITION."""
+ERROR_REASON_GRANT_NOT_SUSPENDED: ErrorReason.ValueType  # 31
+"""The grant is not suspended, so it cannot be reinstated. Sent with status
+FAILED_PRECONDITION.
+"""
+ERROR_REASON_LICENSEE_NOT_PERMITTED_BY_TERMS: ErrorReason.ValueType  # 32
+"""The character's terms do not allow this licensee (allowed licensees or
+platforms). Sent with status FAILED_PRECONDITION.
+"""
+ERROR_REASON_TERMS_WIDER_THAN_CHARACTER: ErrorReason.ValueType  # 33
+"""The narrowed terms are wider than the character's terms in at least one
+field; the BadRequest detail names each such field. Sent with status
+INVALID_ARGUMENT.
+"""
+ERROR_REASON_SIGNING_KEY_NOT_FOUND: ErrorReason.ValueType  # 34
+"""The signing key does not exist. Sent with status NOT_FOUND."""
+ERROR_REASON_SIGNING_KEY_ACTIVE: ErrorReason.ValueType  # 35
+"""The active signing key cannot be revoked; rotate first. Sent with status
+FAILED_PRECONDITION.
+"""
+ERROR_REASON_SIGNING_KEY_ALREADY_REVOKED: ErrorReason.ValueType  # 36
+"""The signing key is already revoked. Sent with status FAILED_PRECONDITION."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from charter.v1 import api_key_pb2, character_pb2, licensee_pb2, rights_holder_pb2
+from charter.grants import KeyRing
+from charter.v1 import (
+    api_key_pb2,
+    character_pb2,
+    envelope_pb2,
+    grant_pb2,
+    licensee_pb2,
+    rights_holder_pb2,
+    signing_key_pb2,
+    terms_pb2,
+)
 from google.protobuf import timestamp_pb2
 
 from charter_server.domain.errors import InvalidArgument
@@ -14,10 +24,14 @@ from charter_server.domain.models import (
     ApiKeyState,
     Character,
     CharacterState,
+    GrantRecord,
+    GrantState,
     Licensee,
     LifecycleState,
     RightsHolder,
     Role,
+    SigningKeyRecord,
+    SigningKeyState,
 )
 from charter_server.services.characters import AliasInput, CharacterInput
 
@@ -208,4 +222,68 @@ def character(value: Character) -> character_pb2.Character:
         terms_version=value.terms_version,
         create_time=timestamp(value.create_time),
         update_time=timestamp(value.update_time),
+    )
+
+
+SIGNING_KEY_STATE_TO_PB = {
+    SigningKeyState.ACTIVE: signing_key_pb2.SigningKey.STATE_ACTIVE,
+    SigningKeyState.RETIRED: signing_key_pb2.SigningKey.STATE_RETIRED,
+    SigningKeyState.REVOKED: signing_key_pb2.SigningKey.STATE_REVOKED,
+}
+GRANT_STATE_TO_PB = {
+    GrantState.ACTIVE: grant_pb2.Grant.STATE_ACTIVE,
+    GrantState.SUSPENDED: grant_pb2.Grant.STATE_SUSPENDED,
+    GrantState.REVOKED: grant_pb2.Grant.STATE_REVOKED,
+}
+GRANT_STATE_FROM_PB = {value: key for key, value in GRANT_STATE_TO_PB.items()}
+
+
+def grant_state(value: int, field: str) -> GrantState | None:
+    """A grant state filter; unspecified is None."""
+    if value == 0:
+        return None
+    found: GrantState | None = GRANT_STATE_FROM_PB.get(value)  # type: ignore[call-overload]
+    if found is None:
+        raise InvalidArgument.one(field, f"unknown state {value}")
+    return found
+
+
+def signing_key(key: SigningKeyRecord) -> signing_key_pb2.SigningKey:
+    """The protobuf form of a signing key (public half only)."""
+    return signing_key_pb2.SigningKey(
+        key_id=key.key_id,
+        algorithm="ed25519",
+        public_key=key.public_key,
+        state=SIGNING_KEY_STATE_TO_PB[key.state],
+        activate_time=timestamp(key.activate_time),
+        retire_time=timestamp(key.retire_time),
+        revoke_time=timestamp(key.revoke_time),
+    )
+
+
+def key_set(ring: KeyRing, keys: list[SigningKeyRecord]) -> signing_key_pb2.KeySet:
+    """The key set: every key that still verifies, and the ids of revoked keys."""
+    return signing_key_pb2.KeySet(
+        version=ring.version,
+        keys=[signing_key(k) for k in keys if k.state is not SigningKeyState.REVOKED],
+        revoked_key_ids=sorted(k.key_id for k in keys if k.state is SigningKeyState.REVOKED),
+    )
+
+
+def grant(record: GrantRecord) -> grant_pb2.Grant:
+    """The protobuf form of a grant, with its envelope exactly as signed."""
+    return grant_pb2.Grant(
+        id=record.id,
+        character_id=record.character_id,
+        rights_holder_id=record.rights_holder_id,
+        licensee_id=record.licensee_id,
+        terms=terms_pb2.Terms.FromString(record.terms),
+        terms_version=record.terms_version,
+        not_before=timestamp(record.not_before),
+        expire_time=timestamp(record.expire_time),
+        issue_time=timestamp(record.issue_time),
+        state=GRANT_STATE_TO_PB[record.state],
+        state_reason=record.state_reason,
+        state_time=timestamp(record.state_time),
+        envelope=envelope_pb2.Envelope.FromString(record.envelope),
     )

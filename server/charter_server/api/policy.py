@@ -48,6 +48,20 @@ POLICY: dict[str, frozenset[Role]] = {
     "/charter.v1.CatalogService/ListTermsTemplates": ANY,
     "/charter.v1.CatalogService/ImportCharacters": ADMIN | {Role.RIGHTS_HOLDER},
     "/charter.v1.CatalogService/ListAliasCollisions": STAFF_READ,
+    # GrantService.
+    "/charter.v1.GrantService/IssueGrant": ADMIN,
+    "/charter.v1.GrantService/GetGrant": STAFF_READ | {Role.RIGHTS_HOLDER},
+    "/charter.v1.GrantService/ListGrants": STAFF_READ | {Role.RIGHTS_HOLDER},
+    "/charter.v1.GrantService/SuspendGrant": ADMIN,
+    "/charter.v1.GrantService/ReinstateGrant": ADMIN,
+    "/charter.v1.GrantService/RevokeGrant": ADMIN | {Role.RIGHTS_HOLDER},
+    # KeyService.
+    "/charter.v1.KeyService/RotateSigningKey": ADMIN,
+    "/charter.v1.KeyService/RevokeSigningKey": ADMIN,
+    "/charter.v1.KeyService/ListSigningKeys": STAFF_READ,
+    # AuthorizationService.
+    "/charter.v1.AuthorizationService/GetKeySet": ANY,
+    "/charter.v1.AuthorizationService/VerifyGrant": ANY,
     # AccessService.
     "/charter.v1.AccessService/CreateApiKey": ADMIN,
     "/charter.v1.AccessService/GetApiKey": STAFF_READ,

@@ -10,6 +10,7 @@ PREFIXES = {
     "licensee": "lic",
     "api_key": "key",
     "character": "chr",
+    "grant": "grt",
 }
 _ID_RE = {kind: re.compile(rf"^{prefix}_[0-9a-f]{{32}}$") for kind, prefix in PREFIXES.items()}
 

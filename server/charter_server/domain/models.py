@@ -168,3 +168,70 @@ class Character:
             if alias.normalized:
                 found[alias.normalized] = found.get(alias.normalized, True) and alias.ambiguous
         return [(key, ambiguous) for key, ambiguous in found.items() if key]
+
+
+class SigningKeyState(enum.StrEnum):
+    """Lifecycle of a signing key (mirrors ``charter.v1.SigningKey.State``)."""
+
+    ACTIVE = "active"
+    RETIRED = "retired"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKeyRecord:
+    """A signing key's public record; the private key exists only encrypted in storage."""
+
+    key_id: str
+    public_key: bytes
+    state: SigningKeyState
+    activate_time: datetime
+    retire_time: datetime | None
+    revoke_time: datetime | None
+
+
+class GrantState(enum.StrEnum):
+    """Lifecycle of a grant (mirrors ``charter.v1.Grant.State``)."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRecord:
+    """An issued grant. ``envelope`` is the serialized ``charter.v1.Envelope`` as signed."""
+
+    id: str
+    character_id: str
+    rights_holder_id: str
+    licensee_id: str
+    terms_version: int
+    terms: bytes
+    not_before: datetime
+    expire_time: datetime
+    issue_time: datetime
+    state: GrantState
+    state_reason: str
+    state_time: datetime
+    envelope: bytes
+    signing_key_id: str
+
+
+class RevocationKind(enum.StrEnum):
+    """What a revocation-log entry records (mirrors ``charter.v1.RevocationEvent.Kind``)."""
+
+    REVOKED = "revoked"
+    SUSPENDED = "suspended"
+    REINSTATED = "reinstated"
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationEvent:
+    """One entry of the revocation log."""
+
+    sequence: int
+    grant_id: str
+    kind: RevocationKind
+    event_time: datetime
+    reason: str

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from charter.v1 import terms_pb2
-from sqlalchemy import ColumnElement, Select, delete, func, or_, select
+from sqlalchemy import ColumnElement, Select, delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,18 +17,28 @@ from charter_server.domain.models import (
     ApiKey,
     Character,
     CharacterState,
+    GrantRecord,
+    GrantState,
     Licensee,
     LifecycleState,
+    RevocationEvent,
+    RevocationKind,
     RightsHolder,
     Role,
+    SigningKeyRecord,
+    SigningKeyState,
 )
 from charter_server.storage.tables import (
     ApiKeyRow,
     CharacterNameRow,
     CharacterRow,
+    CounterRow,
+    GrantRow,
     LicenseeRow,
     RequestRecordRow,
+    RevocationEventRow,
     RightsHolderRow,
+    SigningKeyRow,
     TermsVersionRow,
 )
 
@@ -534,3 +544,232 @@ class TermsRepository:
         rows = list(self._session.scalars(stmt.order_by(TermsVersionRow.version.desc()).limit(limit + 1)))
         more = rows[limit - 1].version if len(rows) > limit else None
         return [terms_pb2.Terms.FromString(r.terms) for r in rows[:limit]], more
+
+
+def _signing_key(row: SigningKeyRow) -> SigningKeyRecord:
+    return SigningKeyRecord(
+        key_id=row.key_id,
+        public_key=bytes(row.public_key),
+        state=SigningKeyState(row.state),
+        activate_time=row.activate_time,
+        retire_time=row.retire_time,
+        revoke_time=row.revoke_time,
+    )
+
+
+class SigningKeyRepository:
+    """Signing keys; the private half is stored only encrypted."""
+
+    # Any fixed 64-bit number; it names the advisory lock that serializes changes to the key set.
+    _LOCK = 0x636861727465726B
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def lock(self, *, shared: bool = False) -> None:
+        """Serialize key changes (first key, rotation, revocation) across replicas until commit;
+        ``shared`` is for signing, which only needs the active key to stay active until commit.
+
+        SQLite write transactions are serialized already (BEGIN IMMEDIATE). PostgreSQL runs at
+        READ COMMITTED, where two rotations would each retire the old key and both insert an
+        active one; a transaction-scoped advisory lock makes the second wait and see the first.
+        """
+        if self._session.get_bind().dialect.name == "postgresql":
+            function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+            self._session.execute(text(f"SELECT {function}(:key)"), {"key": self._LOCK})
+
+    def add(self, key: SigningKeyRecord, encrypted_private_key: bytes) -> None:
+        """Insert a new key."""
+        self._session.add(
+            SigningKeyRow(
+                key_id=key.key_id,
+                public_key=key.public_key,
+                encrypted_private_key=encrypted_private_key,
+                state=key.state.value,
+                activate_time=key.activate_time,
+                retire_time=key.retire_time,
+                revoke_time=key.revoke_time,
+                revoke_reason="",
+            )
+        )
+        self._session.flush()
+
+    def all(self, *, for_update: bool = False) -> list[SigningKeyRecord]:
+        """Every key, newest first."""
+        stmt = select(SigningKeyRow).order_by(SigningKeyRow.seq.desc())
+        if for_update:
+            stmt = stmt.with_for_update()
+        return [_signing_key(row) for row in self._session.scalars(stmt)]
+
+    def active_with_secret(self) -> tuple[SigningKeyRecord, bytes] | None:
+        """The active key and its encrypted private key, or None."""
+        row = self._session.scalars(
+            select(SigningKeyRow).where(SigningKeyRow.state == SigningKeyState.ACTIVE.value)
+        ).first()
+        return None if row is None else (_signing_key(row), bytes(row.encrypted_private_key))
+
+    def set_state(self, key_id: str, state: SigningKeyState, when: datetime, reason: str = "") -> None:
+        """Retire or revoke a key."""
+        row = self._session.scalars(select(SigningKeyRow).where(SigningKeyRow.key_id == key_id)).one()
+        row.state = state.value
+        if state is SigningKeyState.RETIRED:
+            row.retire_time = when
+        elif state is SigningKeyState.REVOKED:
+            row.revoke_time = when
+            row.revoke_reason = reason
+            if row.retire_time is None:
+                row.retire_time = when
+        self._session.flush()
+
+
+def _grant(row: GrantRow) -> GrantRecord:
+    return GrantRecord(
+        id=row.id,
+        character_id=row.character_id,
+        rights_holder_id=row.rights_holder_id,
+        licensee_id=row.licensee_id,
+        terms_version=row.terms_version,
+        terms=bytes(row.terms),
+        not_before=row.not_before,
+        expire_time=row.expire_time,
+        issue_time=row.issue_time,
+        state=GrantState(row.state),
+        state_reason=row.state_reason,
+        state_time=row.state_time,
+        envelope=bytes(row.envelope),
+        signing_key_id=row.signing_key_id,
+    )
+
+
+class GrantRepository:
+    """Issued grants."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def add(self, grant: GrantRecord) -> None:
+        """Insert a new grant."""
+        self._session.add(
+            GrantRow(
+                id=grant.id,
+                character_id=grant.character_id,
+                rights_holder_id=grant.rights_holder_id,
+                licensee_id=grant.licensee_id,
+                terms_version=grant.terms_version,
+                terms=grant.terms,
+                not_before=grant.not_before,
+                expire_time=grant.expire_time,
+                issue_time=grant.issue_time,
+                state=grant.state.value,
+                state_reason=grant.state_reason,
+                state_time=grant.state_time,
+                envelope=grant.envelope,
+                signing_key_id=grant.signing_key_id,
+            )
+        )
+        self._session.flush()
+
+    def get(self, grant_id: str, *, for_update: bool = False) -> GrantRecord | None:
+        """The grant with this id, or None; ``for_update`` locks its row until commit (PostgreSQL)."""
+        stmt = select(GrantRow).where(GrantRow.id == grant_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = self._session.scalars(stmt).first()
+        return None if row is None else _grant(row)
+
+    def states(self, grant_ids: Sequence[str]) -> dict[str, GrantState]:
+        """The states of the grants that exist among ``grant_ids``."""
+        if not grant_ids:
+            return {}
+        rows = self._session.execute(select(GrantRow.id, GrantRow.state).where(GrantRow.id.in_(list(grant_ids))))
+        return {str(gid): GrantState(state) for gid, state in rows}
+
+    def set_state(self, grant_id: str, state: GrantState, reason: str, when: datetime) -> None:
+        """Change a grant's state."""
+        row = self._session.scalars(select(GrantRow).where(GrantRow.id == grant_id)).one()
+        row.state = state.value
+        row.state_reason = reason
+        row.state_time = when
+        self._session.flush()
+
+    def live_for_character(self, character_id: str) -> list[str]:
+        """Ids of the character's grants that are not revoked, locked for update."""
+        stmt = (
+            select(GrantRow.id)
+            .where(GrantRow.character_id == character_id, GrantRow.state != GrantState.REVOKED.value)
+            .order_by(GrantRow.seq)
+            .with_for_update()
+        )
+        return [str(gid) for gid in self._session.scalars(stmt)]
+
+    def list(
+        self,
+        *,
+        character_id: str,
+        licensee_id: str,
+        rights_holder_id: str,
+        state: GrantState | None,
+        before: int,
+        limit: int,
+    ) -> tuple[list[GrantRecord], int | None]:
+        """One page of grants, newest first (``before`` is a sequence number, 0 for the newest)."""
+        stmt = select(GrantRow)
+        if character_id:
+            stmt = stmt.where(GrantRow.character_id == character_id)
+        if licensee_id:
+            stmt = stmt.where(GrantRow.licensee_id == licensee_id)
+        if rights_holder_id:
+            stmt = stmt.where(GrantRow.rights_holder_id == rights_holder_id)
+        if state is not None:
+            stmt = stmt.where(GrantRow.state == state.value)
+        if before:
+            stmt = stmt.where(GrantRow.seq < before)
+        rows = list(self._session.scalars(stmt.order_by(GrantRow.seq.desc()).limit(limit + 1)))
+        more = int(rows[limit - 1].seq) if len(rows) > limit else None
+        return [_grant(r) for r in rows[:limit]], more
+
+
+class RevocationLogRepository:
+    """The revocation log. Appending takes the counter's row lock, so sequence numbers commit in order."""
+
+    COUNTER = "revocation_log"
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def append(self, grant_id: str, kind: RevocationKind, when: datetime, reason: str) -> int:
+        """Append an event and return its sequence number."""
+        sequence = self._session.execute(
+            update(CounterRow)
+            .where(CounterRow.name == self.COUNTER)
+            .values(value=CounterRow.value + 1)
+            .returning(CounterRow.value)
+        ).scalar_one()
+        self._session.add(
+            RevocationEventRow(sequence=sequence, grant_id=grant_id, kind=kind.value, event_time=when, reason=reason)
+        )
+        self._session.flush()
+        return int(sequence)
+
+    def since(self, sequence: int, limit: int) -> list[RevocationEvent]:
+        """Events after ``sequence``, oldest first."""
+        rows = self._session.scalars(
+            select(RevocationEventRow)
+            .where(RevocationEventRow.sequence > sequence)
+            .order_by(RevocationEventRow.sequence)
+            .limit(limit)
+        )
+        return [
+            RevocationEvent(
+                sequence=int(r.sequence),
+                grant_id=r.grant_id,
+                kind=RevocationKind(r.kind),
+                event_time=r.event_time,
+                reason=r.reason,
+            )
+            for r in rows
+        ]
+
+    def head(self) -> int:
+        """The newest sequence number (0 when the log is empty)."""
+        return int(self._session.scalar(select(CounterRow.value).where(CounterRow.name == self.COUNTER)) or 0)

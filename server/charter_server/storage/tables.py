@@ -173,3 +173,62 @@ class TermsVersionRow(Base):
     terms: Mapped[bytes] = mapped_column(LargeBinary)
     create_time: Mapped[datetime] = mapped_column(UTCDateTime())
     author_key_id: Mapped[str] = mapped_column(String(40))
+
+
+class SigningKeyRow(Base):
+    """An Ed25519 signing key; the private key is encrypted under the key-encryption key."""
+
+    __tablename__ = "signing_keys"
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(String(40), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    encrypted_private_key: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(16))
+    activate_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    retire_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoke_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoke_reason: Mapped[str] = mapped_column(String(500))
+
+
+class GrantRow(Base):
+    """An issued grant with its signed envelope."""
+
+    __tablename__ = "grants"
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    character_id: Mapped[str] = mapped_column(String(40), ForeignKey("characters.id"), index=True)
+    rights_holder_id: Mapped[str] = mapped_column(String(40), index=True)
+    licensee_id: Mapped[str] = mapped_column(String(40), ForeignKey("licensees.id"), index=True)
+    terms_version: Mapped[int] = mapped_column(Integer)
+    terms: Mapped[bytes] = mapped_column(LargeBinary)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime())
+    expire_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    issue_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    state_reason: Mapped[str] = mapped_column(String(500))
+    state_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    envelope: Mapped[bytes] = mapped_column(LargeBinary)
+    signing_key_id: Mapped[str] = mapped_column(String(40), index=True)
+
+
+class RevocationEventRow(Base):
+    """The revocation log: its sequence numbers come from ``counters`` so they commit in order."""
+
+    __tablename__ = "revocation_events"
+
+    sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    grant_id: Mapped[str] = mapped_column(String(40), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    event_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(String(500))
+
+
+class CounterRow(Base):
+    """Named counters, incremented under a row lock so numbers are handed out in commit order."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)

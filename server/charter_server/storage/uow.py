@@ -16,9 +16,12 @@ from charter_server.domain.errors import StorageBusy, StorageUnavailable
 from charter_server.storage.repositories import (
     ApiKeyRepository,
     CharacterRepository,
+    GrantRepository,
     LicenseeRepository,
     RequestRecordRepository,
+    RevocationLogRepository,
     RightsHolderRepository,
+    SigningKeyRepository,
     TermsRepository,
 )
 
@@ -53,6 +56,9 @@ class UnitOfWork:
     request_records: RequestRecordRepository
     characters: CharacterRepository
     terms: TermsRepository
+    signing_keys: SigningKeyRepository
+    grants: GrantRepository
+    revocations: RevocationLogRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._session_factory = session_factory
@@ -65,6 +71,9 @@ class UnitOfWork:
         self.request_records = RequestRecordRepository(self.session)
         self.characters = CharacterRepository(self.session)
         self.terms = TermsRepository(self.session)
+        self.signing_keys = SigningKeyRepository(self.session)
+        self.grants = GrantRepository(self.session)
+        self.revocations = RevocationLogRepository(self.session)
         return self
 
     def commit(self) -> None:

@@ -1,0 +1,754 @@
+"""Grant verification: the same pure code on the server and in every SDK user's process.
+
+A grant is a DSSE envelope (`charter.envelope`) whose payload is a serialized
+``charter.v1.GrantClaims``. `GrantVerifier.verify` checks one against a `KeyRing` (built from
+``AuthorizationService/GetKeySet``) and answers with a `Verification`: a ``GrantVerdict`` value,
+never an exception. The checks run in the order of the ``GrantVerdict`` values and the first
+failure is reported:
+
+1. ``MALFORMED``: not decodable (bad JSON or base64, not an envelope), larger than
+   `charter.envelope.MAX_ENVELOPE_BYTES`, or without signatures;
+2. ``WRONG_PAYLOAD_TYPE``: the payload type is not the one expected (a receipt is not a grant);
+3. ``UNKNOWN_KEY``: no signature names a key of the ring, nor one of its revoked key ids;
+4. ``KEY_REVOKED``: the signatures name revoked keys only;
+5. ``SIGNATURE_INVALID``: no signature by a known, unrevoked key verifies over the DSSE
+   pre-authentication encoding of the payload bytes exactly as received (a signature that is
+   not 64 bytes never verifies);
+6. ``MALFORMED``: the signed payload does not parse as ``GrantClaims``, or lacks the grant id
+   or one of its times (parsing happens only after a signature verified);
+7. ``KEY_NOT_VALID_AT_ISSUE``: the claimed issue time is before the key's activation (minus the
+   clock skew) or after its retirement;
+8. ``NOT_YET_VALID``: ``now < not_before - skew``;
+9. ``EXPIRED``: ``now >= expire_time + skew``;
+10. ``WRONG_LICENSEE``, then ``WRONG_CHARACTER``: the grant is for someone or something else;
+11. ``REVOKED`` or ``SUSPENDED``: from the optional ``status`` callback;
+12. otherwise ``VALID``.
+
+When several signatures name usable keys, the first one (in envelope order) that verifies
+decides which key the issue time is checked against.
+
+A verifier remembers, in a bounded cache, the envelopes whose signature it has checked: a
+repeated verification does no signature work and no parsing, but still checks that the key is
+still in the ring and unrevoked (a key revoked since fails the grant), the time window, the
+licensee, the character and the status.
+
+Example:
+    ```python
+    from datetime import UTC, datetime
+
+    from charter.grants import GrantVerifier, KeyRing
+
+    keys = KeyRing.from_key_set(client_key_set)       # refresh when its version moves
+    verifier = GrantVerifier()                        # one per process; thread-safe
+    result = verifier.verify(envelope_json, keys=keys, licensee_id="lic_...",
+                             character_id="chr_...", now=datetime.now(UTC))
+    if not result.valid:
+        raise PermissionError(result.reason)
+    ```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Final
+
+import nacl.exceptions
+import nacl.signing
+
+from charter.envelope import (
+    ED25519_SIGNATURE_BYTES,
+    GRANT_PAYLOAD_TYPE,
+    MAX_ENVELOPE_BYTES,
+    MalformedEnvelope,
+    _decode_json,
+    _digest,
+    pae,
+)
+from charter.v1 import grant_pb2
+from charter.v1.envelope_pb2 import Envelope
+from charter.v1.grant_pb2 import GrantClaims
+from charter.v1.signing_key_pb2 import KeySet, SigningKey
+
+__all__ = [
+    "GrantStatus",
+    "GrantVerifier",
+    "KeyRing",
+    "KeyState",
+    "PublicKey",
+    "Verification",
+    "verify_grant",
+]
+
+ED25519_PUBLIC_KEY_BYTES: Final = 32
+"""The length of a raw Ed25519 public key."""
+
+_VALID: Final = grant_pb2.GRANT_VERDICT_VALID
+_MALFORMED: Final = grant_pb2.GRANT_VERDICT_MALFORMED
+_WRONG_PAYLOAD_TYPE: Final = grant_pb2.GRANT_VERDICT_WRONG_PAYLOAD_TYPE
+_UNKNOWN_KEY: Final = grant_pb2.GRANT_VERDICT_UNKNOWN_KEY
+_KEY_REVOKED: Final = grant_pb2.GRANT_VERDICT_KEY_REVOKED
+_SIGNATURE_INVALID: Final = grant_pb2.GRANT_VERDICT_SIGNATURE_INVALID
+_KEY_NOT_VALID_AT_ISSUE: Final = grant_pb2.GRANT_VERDICT_KEY_NOT_VALID_AT_ISSUE
+_NOT_YET_VALID: Final = grant_pb2.GRANT_VERDICT_NOT_YET_VALID
+_EXPIRED: Final = grant_pb2.GRANT_VERDICT_EXPIRED
+_WRONG_LICENSEE: Final = grant_pb2.GRANT_VERDICT_WRONG_LICENSEE
+_WRONG_CHARACTER: Final = grant_pb2.GRANT_VERDICT_WRONG_CHARACTER
+_REVOKED: Final = grant_pb2.GRANT_VERDICT_REVOKED
+_SUSPENDED: Final = grant_pb2.GRANT_VERDICT_SUSPENDED
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MIN_TIME: Final = datetime.min.replace(tzinfo=UTC)
+_MAX_TIME: Final = datetime.max.replace(tzinfo=UTC)
+# The range of google.protobuf.Timestamp: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+_MIN_SECONDS: Final = -62_135_596_800
+_MAX_SECONDS: Final = 253_402_300_799
+_NANOS_PER_SECOND: Final = 1_000_000_000
+_ONE_MICROSECOND: Final = timedelta(microseconds=1)
+
+# Envelopes up to this size (JSON text or serialized protobuf) are also remembered under their
+# received form, so a repeated verification skips even the digest. Larger ones are found by
+# digest only, which keeps the cache's memory bounded by about cache_size * this.
+_ALIAS_LIMIT: Final = 8 * 1024
+
+
+class KeyState(enum.IntEnum):
+    """The state of a signing key; the values are those of ``charter.v1.SigningKey.State``."""
+
+    ACTIVE = SigningKey.STATE_ACTIVE
+    """Signs new grants; verifies."""
+    RETIRED = SigningKey.STATE_RETIRED
+    """Signs nothing new; still verifies what it signed while active."""
+    REVOKED = SigningKey.STATE_REVOKED
+    """Verifies nothing."""
+
+
+_KEY_STATES: Final = frozenset(state.value for state in KeyState)
+
+
+class GrantStatus(enum.IntEnum):
+    """The lifecycle state of a grant; the values are those of ``charter.v1.Grant.State``."""
+
+    ACTIVE = grant_pb2.Grant.STATE_ACTIVE
+    """The grant may be used (within its validity window)."""
+    SUSPENDED = grant_pb2.Grant.STATE_SUSPENDED
+    """Suspended by staff; may be reinstated."""
+    REVOKED = grant_pb2.Grant.STATE_REVOKED
+    """Revoked for good."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PublicKey:
+    """The public half of a signing key, as listed in the key set.
+
+    Attributes:
+        key_id: The key id, the ``keyid`` of the signatures the key makes.
+        public_key: The 32-byte raw Ed25519 public key.
+        state: Active, retired or revoked.
+        activate_time: When the key became active (timezone-aware).
+        retire_time: When the key was retired (timezone-aware), or None while it is active.
+
+    Raises:
+        ValueError: The key id is empty, the public key is not 32 bytes, or a time is not a
+            timezone-aware datetime.
+    """
+
+    key_id: str
+    public_key: bytes
+    state: KeyState
+    activate_time: datetime
+    retire_time: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if not self.key_id:
+            raise ValueError("a signing key needs a key id")
+        if len(self.public_key) != ED25519_PUBLIC_KEY_BYTES:
+            raise ValueError(f"key {self.key_id}: an Ed25519 public key is {ED25519_PUBLIC_KEY_BYTES} bytes")
+        object.__setattr__(self, "public_key", bytes(self.public_key))
+        object.__setattr__(self, "state", KeyState(self.state))
+        for name in ("activate_time", "retire_time"):
+            value = getattr(self, name)
+            if (value is not None or name == "activate_time") and (
+                not isinstance(value, datetime) or value.utcoffset() is None
+            ):
+                raise ValueError(f"key {self.key_id}: {name} must be timezone-aware")
+
+
+class _UsableKey:
+    """A key of a ring that may verify: its public key and a ready nacl VerifyKey."""
+
+    __slots__ = ("activate_ns", "key", "raw", "retire_ns", "verify_key")
+
+    def __init__(self, key: PublicKey) -> None:
+        self.key = key
+        self.raw = key.public_key
+        self.verify_key = nacl.signing.VerifyKey(key.public_key)
+        self.activate_ns = _aware_nanoseconds(key.activate_time)
+        self.retire_ns = None if key.retire_time is None else _aware_nanoseconds(key.retire_time)
+
+
+class KeyRing(Mapping[str, PublicKey]):
+    """An immutable set of public signing keys: key id → `PublicKey`, revoked ids, a version.
+
+    Build one from ``AuthorizationService/GetKeySet`` with `from_key_set` and replace it when
+    the key set's version moves. A key is *usable* (may verify) when its state is not
+    `KeyState.REVOKED` and its id is not among `revoked`.
+
+    Args:
+        keys: The keys, as `PublicKey` objects or a mapping of key id to `PublicKey`.
+        revoked: The ids of revoked keys, so that a grant they signed fails with
+            ``KEY_REVOKED`` rather than ``UNKNOWN_KEY``.
+        version: The key set's version.
+
+    Raises:
+        ValueError: Two keys share an id, or a mapping's key differs from its value's key id.
+    """
+
+    __slots__ = ("_keys", "_revoked", "_usable", "_version")
+
+    def __init__(
+        self,
+        keys: Mapping[str, PublicKey] | Iterable[PublicKey] = (),
+        *,
+        revoked: Iterable[str] = (),
+        version: str = "",
+    ) -> None:
+        by_id: dict[str, PublicKey] = {}
+        if isinstance(keys, Mapping):
+            for key_id, key in keys.items():
+                if key_id != key.key_id:
+                    raise ValueError(f"key {key.key_id} is listed under the id {key_id}")
+            values: Iterable[PublicKey] = keys.values()
+        else:
+            values = keys
+        for key in values:
+            if key.key_id in by_id:
+                raise ValueError(f"key {key.key_id} appears twice")
+            by_id[key.key_id] = key
+        self._keys = by_id
+        self._revoked = frozenset(revoked)
+        self._version = version
+        self._usable = {
+            key_id: _UsableKey(key)
+            for key_id, key in by_id.items()
+            if key.state is not KeyState.REVOKED and key_id not in self._revoked
+        }
+
+    @classmethod
+    def from_key_set(cls, key_set: KeySet) -> KeyRing:
+        """Build a ring from a ``charter.v1.KeySet`` (the answer of ``GetKeySet``).
+
+        Keys of another algorithm than Ed25519, or in a state this SDK does not know, are left
+        out: grants they signed fail with ``UNKNOWN_KEY``. Keys in state ``REVOKED`` are kept
+        as revoked.
+
+        Args:
+            key_set: The key set.
+
+        Returns:
+            The ring, with the key set's revoked key ids and version.
+
+        Raises:
+            ValueError: An Ed25519 key is malformed (no id, a public key that is not 32 bytes,
+                no activation time) or two keys share an id.
+        """
+        keys: list[PublicKey] = []
+        for key in key_set.keys:
+            if key.algorithm.lower() not in ("", "ed25519") or key.state not in _KEY_STATES:
+                continue
+            if not key.HasField("activate_time"):
+                raise ValueError(f"key {key.key_id}: no activate_time")
+            keys.append(
+                PublicKey(
+                    key_id=key.key_id,
+                    public_key=key.public_key,
+                    state=KeyState(key.state),
+                    activate_time=key.activate_time.ToDatetime(UTC),
+                    retire_time=key.retire_time.ToDatetime(UTC) if key.HasField("retire_time") else None,
+                )
+            )
+        return cls(keys, revoked=key_set.revoked_key_ids, version=key_set.version)
+
+    @property
+    def revoked(self) -> frozenset[str]:
+        """The ids of revoked keys listed by the key set."""
+        return self._revoked
+
+    @property
+    def version(self) -> str:
+        """The key set's version."""
+        return self._version
+
+    def is_usable(self, key_id: str) -> bool:
+        """Tell whether ``key_id`` names a key of the ring that may verify (not revoked).
+
+        Args:
+            key_id: The key id.
+
+        Returns:
+            True when the key is in the ring, its state is not revoked and it is not listed
+            as revoked.
+        """
+        return key_id in self._usable
+
+    def __getitem__(self, key_id: str) -> PublicKey:
+        return self._keys[key_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, KeyRing):
+            return NotImplemented
+        return (self._keys, self._revoked, self._version) == (other._keys, other._revoked, other._version)
+
+    def __hash__(self) -> int:
+        return hash((frozenset(self._keys.items()), self._revoked, self._version))
+
+    def __repr__(self) -> str:
+        return f"KeyRing(keys={sorted(self._keys)!r}, revoked={sorted(self._revoked)!r}, version={self._version!r})"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Verification:
+    """The outcome of verifying a grant envelope.
+
+    Attributes:
+        verdict: A ``charter.v1.GrantVerdict`` value; ``GRANT_VERDICT_VALID`` when every
+            check passed.
+        claims: The signed claims once a signature verified and they parsed (also when a
+            later check failed, for example ``EXPIRED``), otherwise None. The message may be
+            shared with the verifier's cache: treat it as read-only (``CopyFrom`` it into a
+            new message to change it).
+        key_id: The id of the key whose signature verified; for ``KEY_REVOKED`` the revoked
+            key named; otherwise empty.
+    """
+
+    verdict: int
+    claims: GrantClaims | None
+    key_id: str
+
+    @property
+    def valid(self) -> bool:
+        """Whether the grant passed every check (the verdict is ``GRANT_VERDICT_VALID``)."""
+        return self.verdict == _VALID
+
+    @property
+    def reason(self) -> str:
+        """The verdict's name without its prefix, for example ``"VALID"`` or ``"EXPIRED"``."""
+        try:
+            name = grant_pb2.GrantVerdict.Name(self.verdict)  # type: ignore[arg-type]
+        except ValueError:
+            return str(self.verdict)
+        return name.removeprefix("GRANT_VERDICT_")
+
+
+class _Entry:
+    """What the cache remembers about an envelope whose signature verified and claims parsed."""
+
+    __slots__ = (
+        "character_id",
+        "checked_key",
+        "claims",
+        "expire_limit",
+        "grant_id",
+        "issue_ns",
+        "key_id",
+        "licensee_id",
+        "not_before_limit",
+        "payload_type",
+        "public_key",
+        "valid",
+    )
+
+    def __init__(self, payload: bytes, usable: _UsableKey, payload_type: str, skew_us: int) -> None:
+        """Parse verified payload bytes; raises (anything) when they are not usable claims."""
+        claims = GrantClaims.FromString(payload)
+        if not (
+            claims.grant_id
+            and claims.HasField("issue_time")
+            and claims.HasField("not_before")
+            and claims.HasField("expire_time")
+        ):
+            raise ValueError("claims without a grant id or a time")
+        issue, not_before, expire = claims.issue_time, claims.not_before, claims.expire_time
+        issue_s, issue_n = issue.seconds, issue.nanos
+        nb_s, nb_n = not_before.seconds, not_before.nanos
+        ex_s, ex_n = expire.seconds, expire.nanos
+        if not (
+            _MIN_SECONDS <= issue_s <= _MAX_SECONDS
+            and _MIN_SECONDS <= nb_s <= _MAX_SECONDS
+            and _MIN_SECONDS <= ex_s <= _MAX_SECONDS
+            and 0 <= issue_n < _NANOS_PER_SECOND
+            and 0 <= nb_n < _NANOS_PER_SECOND
+            and 0 <= ex_n < _NANOS_PER_SECOND
+        ):
+            raise ValueError("a time outside the range of google.protobuf.Timestamp")
+        key_id = usable.key.key_id
+        self.claims = claims
+        self.key_id = key_id
+        self.public_key = usable.raw
+        self.payload_type = payload_type
+        self.grant_id = claims.grant_id
+        self.licensee_id = claims.licensee_id
+        self.character_id = claims.character_id
+        self.issue_ns = issue_s * _NANOS_PER_SECOND + issue_n
+        # The window's limits, skew included, as datetimes so that checking `now` is two
+        # comparisons; rounded to whole microseconds so that the window never grows.
+        try:
+            self.not_before_limit = _EPOCH + timedelta(0, nb_s, -(-nb_n // 1000) - skew_us)
+        except OverflowError:
+            self.not_before_limit = _MAX_TIME if nb_s > 0 else _MIN_TIME
+        try:
+            self.expire_limit = _EPOCH + timedelta(0, ex_s, ex_n // 1000 + skew_us)
+        except OverflowError:
+            self.expire_limit = _MAX_TIME if ex_s > 0 else _MIN_TIME
+        # The usable key the issue time was last found valid for; rechecked when the ring changes.
+        self.checked_key: _UsableKey | None = None
+        self.valid = Verification(_VALID, claims, key_id)
+
+
+class _Slot:
+    __slots__ = ("entry", "used")
+
+    def __init__(self, entry: _Entry) -> None:
+        self.entry = entry
+        self.used = False
+
+
+def _aware_nanoseconds(moment: datetime) -> int:
+    """An aware datetime as nanoseconds since the epoch, exactly."""
+    return (moment - _EPOCH) // _ONE_MICROSECOND * 1000
+
+
+def _decode_text(envelope: str | bytes | bytearray | memoryview) -> tuple[str, bytes, list[tuple[str, bytes]]] | None:
+    """(payload type, payload, [(keyid, sig)]) of the JSON form; None if malformed."""
+    text = bytes(envelope) if isinstance(envelope, bytearray | memoryview) else envelope
+    try:
+        if isinstance(text, str) and len(text.encode("utf-8")) > MAX_ENVELOPE_BYTES:
+            return None
+        return _decode_json(text)
+    except (MalformedEnvelope, UnicodeEncodeError):
+        return None
+
+
+def _check_signatures(
+    keys: KeyRing, message: bytes, signatures: list[tuple[str, bytes]]
+) -> tuple[int, _UsableKey | None, str]:
+    """Find the key whose signature verifies over ``message`` (the PAE of the envelope).
+
+    Returns (verdict, the key or None, the key id to report).
+    """
+    candidates: list[tuple[_UsableKey, bytes]] = []
+    known = False
+    revoked_key_id = ""
+    for keyid, sig in signatures:
+        usable = keys._usable.get(keyid)
+        if usable is not None:
+            known = True
+            candidates.append((usable, sig))
+        elif keyid in keys._keys or keyid in keys._revoked:
+            known = True
+            revoked_key_id = revoked_key_id or keyid
+    if not known:
+        return _UNKNOWN_KEY, None, ""
+    if not candidates:
+        return _KEY_REVOKED, None, revoked_key_id
+    # Over the bytes as received; nothing is parsed before a signature verifies.
+    for usable, sig in candidates:
+        if len(sig) == ED25519_SIGNATURE_BYTES:
+            try:
+                usable.verify_key.verify(message, sig)
+            except nacl.exceptions.CryptoError:  # BadSignatureError, or a key libsodium rejects
+                continue
+            return _VALID, usable, usable.key.key_id
+    return _SIGNATURE_INVALID, None, ""
+
+
+def _malformed() -> Verification:
+    return Verification(_MALFORMED, None, "")
+
+
+class GrantVerifier:
+    """Verifies grant envelopes against a key ring; pure and thread-safe.
+
+    Keep one per process (or per key-set source): its cache makes repeated verifications of the
+    same envelope cheap. See the module documentation for the checks and their order.
+
+    Args:
+        skew: The clock skew tolerated on the validity window and the key's activation time.
+        cache_size: How many verified envelopes to remember; 0 disables the cache.
+
+    Raises:
+        ValueError: ``skew`` or ``cache_size`` is negative.
+    """
+
+    def __init__(self, *, skew: timedelta = timedelta(seconds=60), cache_size: int = 4096) -> None:
+        if skew < timedelta():
+            raise ValueError("skew must not be negative")
+        if cache_size < 0:
+            raise ValueError("cache_size must not be negative")
+        self._skew = skew
+        self._skew_us = skew // _ONE_MICROSECOND
+        self._skew_ns = self._skew_us * 1000
+        self._cache_size = cache_size
+        # Key → slot. A remembered envelope has up to two keys: ("digest", its digest) and its
+        # received form (the serialized Envelope, the JSON str, or ("json", JSON bytes)). Reads
+        # are single dict lookups without the lock; inserts and evictions take it. Eviction is
+        # second-chance: a slot read since it was last considered goes round once more.
+        self._cache: dict[object, _Slot] | None = {} if cache_size else None
+        self._order: deque[object] = deque()
+        self._capacity = 2 * cache_size
+        self._lock = threading.Lock()
+
+    @property
+    def skew(self) -> timedelta:
+        """The tolerated clock skew."""
+        return self._skew
+
+    @property
+    def cache_size(self) -> int:
+        """How many verified envelopes the verifier remembers at most."""
+        return self._cache_size
+
+    def clear_cache(self) -> None:
+        """Forget every remembered envelope."""
+        if self._cache is not None:
+            with self._lock:
+                self._cache.clear()
+                self._order.clear()
+
+    def verify(
+        self,
+        envelope: Envelope | str | bytes,
+        *,
+        keys: KeyRing,
+        licensee_id: str,
+        character_id: str,
+        now: datetime,
+        status: Callable[[str], GrantStatus] | None = None,
+        payload_type: str = GRANT_PAYLOAD_TYPE,
+    ) -> Verification:
+        """Verify a grant envelope for a licensee and a character at a given time.
+
+        Args:
+            envelope: The envelope: a ``charter.v1.Envelope`` or its DSSE JSON form (str or
+                UTF-8 bytes). Anything else is ``MALFORMED``.
+            keys: The key ring to verify against.
+            licensee_id: The licensee presenting the grant.
+            character_id: The character the grant is presented for.
+            now: The current time (timezone-aware).
+            status: Looks up a grant's lifecycle state by grant id (for example from the
+                revocation log); without it, revocation and suspension are not checked.
+            payload_type: The payload type expected.
+
+        Returns:
+            The verdict, the claims when a signature verified and they parsed, and the key id.
+            Bad input never raises: every failure is a verdict.
+
+        Raises:
+            ValueError: ``now`` is naive (a programming error, not bad input).
+            Exception: Whatever ``status`` raises is passed on.
+        """
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        cache = self._cache
+        form: bytes | str | tuple[str, bytes] | None = None
+        size = 0
+        if isinstance(envelope, Envelope):
+            try:
+                if cache is None:  # only the size matters
+                    form, size = b"", envelope.ByteSize()
+                else:
+                    form = envelope.SerializeToString()
+                    size = len(form)
+            except Exception:  # never raise on bad input
+                form = None
+        elif isinstance(envelope, str):
+            form, size = envelope, len(envelope)
+        elif isinstance(envelope, bytes | bytearray | memoryview):
+            data = bytes(envelope)
+            form, size = ("json", data), len(data)
+        if form is None or size > MAX_ENVELOPE_BYTES:
+            return _malformed()
+        if cache is None or size > _ALIAS_LIMIT:
+            return self._verify_afresh(envelope, None, True, keys, licensee_id, character_id, now, status, payload_type)
+        slot = cache.get(form)
+        lookup = True
+        if slot is not None:
+            slot.used = True
+            result = self._judge(slot.entry, keys, licensee_id, character_id, now, status, payload_type)
+            if result is not None:
+                return result
+            lookup = False  # the key that verified is no longer usable: decide afresh, without the cache
+        return self._verify_afresh(envelope, form, lookup, keys, licensee_id, character_id, now, status, payload_type)
+
+    def _verify_afresh(
+        self,
+        envelope: Envelope | str | bytes | bytearray | memoryview,
+        alias: object,
+        lookup: bool,
+        keys: KeyRing,
+        licensee_id: str,
+        character_id: str,
+        now: datetime,
+        status: Callable[[str], GrantStatus] | None,
+        expected_type: str,
+    ) -> Verification:
+        """The full evaluation.
+
+        ``alias`` is the received form to remember the envelope under (None: digest only);
+        ``lookup`` says whether a remembered envelope with the same digest may be used.
+        """
+        if isinstance(envelope, Envelope):
+            payload_type, payload = envelope.payload_type, envelope.payload
+            signatures = [(s.keyid, s.sig) for s in envelope.signatures]
+        else:
+            # Undecodable text reads as an envelope without signatures: MALFORMED either way.
+            payload_type, payload, signatures = _decode_text(envelope) or ("", b"", [])
+        if not signatures:
+            return _malformed()
+        if payload_type != expected_type:
+            return Verification(_WRONG_PAYLOAD_TYPE, None, "")
+
+        message = pae(payload_type, payload)
+        cache = self._cache
+        digest_key: tuple[str, bytes] | None = None
+        if cache is not None:
+            digest_key = ("digest", _digest(message, signatures))
+            slot = cache.get(digest_key) if lookup else None
+            if slot is not None:
+                slot.used = True
+                result = self._judge(slot.entry, keys, licensee_id, character_id, now, status, expected_type)
+                if result is not None:
+                    if alias is not None:  # the same content, received in another form
+                        self._remember(slot.entry, (alias,))
+                    return result
+
+        verdict, usable, key_id = _check_signatures(keys, message, signatures)
+        if usable is None:
+            return Verification(verdict, None, key_id)
+        try:
+            entry = _Entry(payload, usable, payload_type, self._skew_us)
+        except Exception:  # DecodeError, missing fields, or anything else a hostile payload provokes
+            return Verification(_MALFORMED, None, key_id)
+        if digest_key is not None:
+            self._remember(entry, (digest_key,) if alias is None else (digest_key, alias))
+        result = self._judge(entry, keys, licensee_id, character_id, now, status, expected_type)
+        assert result is not None  # the key was usable a moment ago, in the same ring
+        return result
+
+    def _judge(
+        self,
+        entry: _Entry,
+        keys: KeyRing,
+        licensee_id: str,
+        character_id: str,
+        now: datetime,
+        status: Callable[[str], GrantStatus] | None,
+        expected_type: str,
+    ) -> Verification | None:
+        """The checks after the signature; None when the entry's key is no longer usable."""
+        if entry.payload_type != expected_type:
+            return Verification(_WRONG_PAYLOAD_TYPE, None, "")
+        usable = keys._usable.get(entry.key_id)
+        if usable is None or usable.raw != entry.public_key:
+            return None
+        if usable is not entry.checked_key:  # a new ring (or a first look): check the issue time
+            if entry.issue_ns < usable.activate_ns - self._skew_ns or (
+                usable.retire_ns is not None and entry.issue_ns > usable.retire_ns
+            ):
+                return Verification(_KEY_NOT_VALID_AT_ISSUE, entry.claims, entry.key_id)
+            entry.checked_key = usable
+        verdict = _VALID
+        if now < entry.not_before_limit:
+            verdict = _NOT_YET_VALID
+        elif now >= entry.expire_limit:
+            verdict = _EXPIRED
+        elif licensee_id != entry.licensee_id:
+            verdict = _WRONG_LICENSEE
+        elif character_id != entry.character_id:
+            verdict = _WRONG_CHARACTER
+        elif status is not None:
+            state = status(entry.grant_id)
+            if state == GrantStatus.REVOKED:
+                verdict = _REVOKED
+            elif state == GrantStatus.SUSPENDED:
+                verdict = _SUSPENDED
+        if verdict == _VALID:
+            return entry.valid
+        return Verification(verdict, entry.claims, entry.key_id)
+
+    def _remember(self, entry: _Entry, cache_keys: Iterable[object]) -> None:
+        cache = self._cache
+        if cache is None:
+            return
+        order = self._order
+        with self._lock:
+            for cache_key in cache_keys:
+                if cache_key not in cache:
+                    order.append(cache_key)
+                cache[cache_key] = _Slot(entry)
+            budget = 2 * len(order) + 1  # every slot gets at most one second chance per round
+            while len(cache) > self._capacity and order:
+                oldest = order.popleft()
+                slot = cache.get(oldest)
+                if slot is None:
+                    continue
+                if slot.used and budget > 0:
+                    budget -= 1
+                    slot.used = False
+                    order.append(oldest)
+                else:
+                    del cache[oldest]
+
+
+@cache
+def _default_verifier() -> GrantVerifier:
+    return GrantVerifier()
+
+
+def verify_grant(
+    envelope: Envelope | str | bytes,
+    *,
+    keys: KeyRing,
+    licensee_id: str,
+    character_id: str,
+    now: datetime | None = None,
+    status: Callable[[str], GrantStatus] | None = None,
+    payload_type: str = GRANT_PAYLOAD_TYPE,
+) -> Verification:
+    """Verify a grant envelope with a process-wide `GrantVerifier` (default skew and cache).
+
+    Args:
+        envelope: The envelope, or its DSSE JSON form (str or UTF-8 bytes).
+        keys: The key ring to verify against.
+        licensee_id: The licensee presenting the grant.
+        character_id: The character the grant is presented for.
+        now: The current time (timezone-aware); the system clock when None.
+        status: Looks up a grant's lifecycle state by grant id; optional.
+        payload_type: The payload type expected.
+
+    Returns:
+        The `Verification`; see `GrantVerifier.verify`.
+
+    Raises:
+        ValueError: ``now`` is naive.
+    """
+    return _default_verifier().verify(
+        envelope,
+        keys=keys,
+        licensee_id=licensee_id,
+        character_id=character_id,
+        now=datetime.now(UTC) if now is None else now,
+        status=status,
+        payload_type=payload_type,
+    )

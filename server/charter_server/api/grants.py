@@ -1,0 +1,119 @@
+"""GrantService, KeyService and AuthorizationService servicers: convert, call the service, convert back."""
+
+from __future__ import annotations
+
+import grpc
+from charter.v1 import authorization_service_pb2 as az
+from charter.v1 import authorization_service_pb2_grpc as az_grpc
+from charter.v1 import grant_service_pb2 as gs
+from charter.v1 import grant_service_pb2_grpc as gs_grpc
+from charter.v1 import key_service_pb2 as ks
+from charter.v1 import key_service_pb2_grpc as ks_grpc
+
+from charter_server.api import convert
+from charter_server.api.context import current_principal
+from charter_server.domain.errors import InvalidArgument
+from charter_server.services.grants import GrantService, IssueInput, owns_licensee
+from charter_server.services.keys import KeyService
+from charter_server.services.validation import Checker
+
+
+class GrantServicer(gs_grpc.GrantServiceServicer):
+    """Grants over gRPC."""
+
+    def __init__(self, grants: GrantService) -> None:
+        self._grants = grants
+
+    def IssueGrant(self, request: gs.IssueGrantRequest, context: grpc.ServicerContext) -> gs.IssueGrantResponse:
+        value = IssueInput(
+            character_id=request.character_id,
+            licensee_id=request.licensee_id,
+            expire_time=convert.optional_time(request, "expire_time"),
+            not_before=convert.optional_time(request, "not_before"),
+            narrowed_terms=request.narrowed_terms.SerializeToString() if request.HasField("narrowed_terms") else None,
+        )
+        issued = self._grants.issue(current_principal(), value, request_id=request.request_id)
+        return gs.IssueGrantResponse(grant=convert.grant(issued))
+
+    def GetGrant(self, request: gs.GetGrantRequest, context: grpc.ServicerContext) -> gs.GetGrantResponse:
+        return gs.GetGrantResponse(grant=convert.grant(self._grants.get(current_principal(), request.id)))
+
+    def ListGrants(self, request: gs.ListGrantsRequest, context: grpc.ServicerContext) -> gs.ListGrantsResponse:
+        page = self._grants.list(
+            current_principal(),
+            character_id=request.character_id,
+            licensee_id=request.licensee_id,
+            rights_holder_id=request.rights_holder_id,
+            state=convert.grant_state(request.state, "state"),
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return gs.ListGrantsResponse(
+            grants=[convert.grant(g) for g in page.items], next_page_token=page.next_page_token
+        )
+
+    def SuspendGrant(self, request: gs.SuspendGrantRequest, context: grpc.ServicerContext) -> gs.SuspendGrantResponse:
+        grant, sequence = self._grants.suspend(current_principal(), request.id, request.reason)
+        return gs.SuspendGrantResponse(grant=convert.grant(grant), sequence=sequence)
+
+    def ReinstateGrant(
+        self, request: gs.ReinstateGrantRequest, context: grpc.ServicerContext
+    ) -> gs.ReinstateGrantResponse:
+        grant, sequence = self._grants.reinstate(current_principal(), request.id)
+        return gs.ReinstateGrantResponse(grant=convert.grant(grant), sequence=sequence)
+
+    def RevokeGrant(self, request: gs.RevokeGrantRequest, context: grpc.ServicerContext) -> gs.RevokeGrantResponse:
+        grant, sequence = self._grants.revoke(current_principal(), request.id, request.reason)
+        return gs.RevokeGrantResponse(grant=convert.grant(grant), sequence=sequence)
+
+
+class KeyServicer(ks_grpc.KeyServiceServicer):
+    """Signing keys over gRPC."""
+
+    def __init__(self, keys: KeyService) -> None:
+        self._keys = keys
+
+    def RotateSigningKey(
+        self, request: ks.RotateSigningKeyRequest, context: grpc.ServicerContext
+    ) -> ks.RotateSigningKeyResponse:
+        active, retired = self._keys.rotate()
+        return ks.RotateSigningKeyResponse(
+            active_key=convert.signing_key(active),
+            retired_key=convert.signing_key(retired) if retired is not None else None,
+        )
+
+    def RevokeSigningKey(
+        self, request: ks.RevokeSigningKeyRequest, context: grpc.ServicerContext
+    ) -> ks.RevokeSigningKeyResponse:
+        return ks.RevokeSigningKeyResponse(key=convert.signing_key(self._keys.revoke(request.key_id, request.reason)))
+
+    def ListSigningKeys(
+        self, request: ks.ListSigningKeysRequest, context: grpc.ServicerContext
+    ) -> ks.ListSigningKeysResponse:
+        return ks.ListSigningKeysResponse(keys=[convert.signing_key(k) for k in self._keys.all_keys()])
+
+
+class AuthorizationServicer(az_grpc.AuthorizationServiceServicer):
+    """The key set and grant verification over gRPC."""
+
+    def __init__(self, keys: KeyService, grants: GrantService) -> None:
+        self._keys = keys
+        self._grants = grants
+
+    def GetKeySet(self, request: az.GetKeySetRequest, context: grpc.ServicerContext) -> az.GetKeySetResponse:
+        return az.GetKeySetResponse(key_set=convert.key_set(self._keys.key_ring(), self._keys.all_keys()))
+
+    def VerifyGrant(self, request: az.VerifyGrantRequest, context: grpc.ServicerContext) -> az.VerifyGrantResponse:
+        checker = Checker()
+        checker.resource_id("licensee_id", request.licensee_id, "licensee")
+        checker.resource_id("character_id", request.character_id, "character")
+        form = request.WhichOneof("grant")
+        if form is None:
+            checker.add("envelope", "is required (envelope or envelope_json)")
+        checker.done()
+        owns_licensee(current_principal(), request.licensee_id)
+        presented = request.envelope if form == "envelope" else request.envelope_json
+        if form == "envelope_json" and not presented:
+            raise InvalidArgument.one("envelope_json", "is empty")
+        result = self._grants.verify(presented, licensee_id=request.licensee_id, character_id=request.character_id)
+        return az.VerifyGrantResponse(verdict=result.verdict, claims=result.claims, key_id=result.key_id)  # type: ignore[arg-type]

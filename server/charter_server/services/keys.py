@@ -1,0 +1,216 @@
+"""Signing keys: Ed25519, encrypted at rest under the key-encryption key, rotated and revoked by staff.
+
+The private keys never leave this module unencrypted except as the active signer held in
+memory; no RPC returns them and nothing logs them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+import nacl.exceptions
+import nacl.secret
+import nacl.signing
+import structlog
+from charter.grants import KeyRing, KeyState, PublicKey
+
+from charter_server.domain.clock import Clock
+from charter_server.domain.errors import FailedPrecondition, NotFound
+from charter_server.domain.models import SigningKeyRecord, SigningKeyState
+from charter_server.services.validation import Checker
+from charter_server.storage.database import Database
+from charter_server.storage.uow import UnitOfWork
+
+log = structlog.get_logger(__name__)
+
+# Used only in development when no key-encryption key is configured; production refuses to start
+# without one (see Settings.validate). It keeps the demo runnable with no setup at all.
+DEVELOPMENT_KEK = hashlib.sha256(b"charter development key-encryption key - not secret").digest()
+_KEY_ID_PREFIX = "sk_"
+_KEY_ID = re.compile(r"sk_[0-9a-f]{16}")
+
+
+@dataclass(frozen=True)
+class Signer:
+    """The active key: its id and its 32-byte Ed25519 seed."""
+
+    key_id: str
+    private_key: bytes
+
+    def __repr__(self) -> str:  # never show the private key
+        return f"Signer(key_id={self.key_id!r})"
+
+
+def _ring_state(state: SigningKeyState) -> KeyState:
+    return {
+        SigningKeyState.ACTIVE: KeyState.ACTIVE,
+        SigningKeyState.RETIRED: KeyState.RETIRED,
+        SigningKeyState.REVOKED: KeyState.REVOKED,
+    }[state]
+
+
+def ring_version(keys: list[SigningKeyRecord]) -> str:
+    """A version that changes whenever a key is added, retired or revoked."""
+    text = "|".join(f"{k.key_id}:{k.state.value}" for k in sorted(keys, key=lambda k: k.key_id))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class KeyService:
+    """Creates, rotates, revokes and lists signing keys; provides the signer and the key ring."""
+
+    def __init__(self, db: Database, clock: Clock, kek: bytes, *, cache_seconds: float = 2.0) -> None:
+        self._db = db
+        self._clock = clock
+        self._box = nacl.secret.SecretBox(kek)
+        self._cache_seconds = cache_seconds
+        self._lock = threading.Lock()
+        self._signer: Signer | None = None
+        self._ring: tuple[float, KeyRing, list[SigningKeyRecord]] | None = None
+
+    def ensure_active_key(self) -> SigningKeyRecord:
+        """Create the first key of a new deployment; otherwise return the active key."""
+        with self._db.uow(write=True) as uow:
+            uow.signing_keys.lock()
+            found = uow.signing_keys.active_with_secret()
+            if found is not None:
+                self._check_decryptable(found[1])
+                return found[0]
+            key = self._new_key(uow)
+            uow.commit()
+        self._invalidate()
+        log.info("signing_key.created", key_id=key.key_id)
+        return key
+
+    def rotate(self) -> tuple[SigningKeyRecord, SigningKeyRecord | None]:
+        """Make a new key active and retire the previous one."""
+        with self._db.uow(write=True) as uow:
+            uow.signing_keys.lock()
+            previous = next(
+                (k for k in uow.signing_keys.all(for_update=True) if k.state is SigningKeyState.ACTIVE), None
+            )
+            now = self._clock.now()
+            if previous is not None:
+                uow.signing_keys.set_state(previous.key_id, SigningKeyState.RETIRED, now)
+            key = self._new_key(uow)
+            retired = next((k for k in uow.signing_keys.all() if previous and k.key_id == previous.key_id), None)
+            uow.commit()
+        self._invalidate()
+        log.info("signing_key.rotated", key_id=key.key_id, retired_key_id=previous.key_id if previous else None)
+        return key, retired
+
+    def revoke(self, key_id: str, reason: str) -> SigningKeyRecord:
+        """Revoke a retired key: every grant it signed stops verifying."""
+        checker = Checker()
+        if not _KEY_ID.fullmatch(key_id):
+            checker.add("key_id", "must be a signing key id (sk_ and 16 hex digits)")
+        checker.text("reason", reason, max_len=500, required=True)
+        checker.done()
+        with self._db.uow(write=True) as uow:
+            uow.signing_keys.lock()
+            key = next((k for k in uow.signing_keys.all(for_update=True) if k.key_id == key_id), None)
+            if key is None:
+                raise NotFound("no such signing key", reason="SIGNING_KEY_NOT_FOUND")
+            if key.state is SigningKeyState.ACTIVE:
+                raise FailedPrecondition("the active key cannot be revoked; rotate first", reason="SIGNING_KEY_ACTIVE")
+            if key.state is SigningKeyState.REVOKED:
+                raise FailedPrecondition("the key is already revoked", reason="SIGNING_KEY_ALREADY_REVOKED")
+            uow.signing_keys.set_state(key_id, SigningKeyState.REVOKED, self._clock.now(), reason)
+            key = next(k for k in uow.signing_keys.all() if k.key_id == key_id)
+            uow.commit()
+        self._invalidate()
+        log.info("signing_key.revoked", key_id=key_id, reason=reason)
+        return key
+
+    def all_keys(self) -> list[SigningKeyRecord]:
+        """Every key, newest first."""
+        return self._ring_and_keys()[1]
+
+    def key_ring(self) -> KeyRing:
+        """The verification view of the keys (cached briefly; refreshed at once after a local change)."""
+        return self._ring_and_keys()[0]
+
+    def signer(self, uow: UnitOfWork | None = None) -> Signer:
+        """The active key with its decrypted private key.
+
+        Given the caller's unit of work, the active key is read in it under the key-set lock
+        (shared): a rotation through another replica is seen at once, and none can retire the key
+        before the caller commits what it signed. Without one, the key cached here is used.
+        """
+        if uow is None:
+            with self._lock:
+                if self._signer is not None:
+                    return self._signer
+            with self._db.uow() as own:
+                found = own.signing_keys.active_with_secret()
+        else:
+            uow.signing_keys.lock(shared=True)
+            found = uow.signing_keys.active_with_secret()
+        if found is None:
+            raise FailedPrecondition("no active signing key; the server creates one at start", reason="INTERNAL")
+        with self._lock:
+            if self._signer is not None and self._signer.key_id == found[0].key_id:
+                return self._signer
+        signer = Signer(found[0].key_id, self._decrypt(found[1]))
+        with self._lock:
+            self._signer = signer
+        return signer
+
+    def _ring_and_keys(self) -> tuple[KeyRing, list[SigningKeyRecord]]:
+        now = time.monotonic()
+        with self._lock:
+            if self._ring is not None and now - self._ring[0] < self._cache_seconds:
+                return self._ring[1], self._ring[2]
+        with self._db.uow() as uow:
+            keys = uow.signing_keys.all()
+        ring = KeyRing(
+            keys={
+                k.key_id: PublicKey(k.key_id, k.public_key, _ring_state(k.state), k.activate_time, k.retire_time)
+                for k in keys
+                if k.state is not SigningKeyState.REVOKED
+            },
+            revoked=frozenset(k.key_id for k in keys if k.state is SigningKeyState.REVOKED),
+            version=ring_version(keys),
+        )
+        with self._lock:
+            self._ring = (now, ring, keys)
+            # A rotation elsewhere changes the active key; drop the cached signer when it is no longer active.
+            if self._signer is not None and self._signer.key_id not in {
+                k.key_id for k in keys if k.state is SigningKeyState.ACTIVE
+            }:
+                self._signer = None
+        return ring, keys
+
+    def _new_key(self, uow: UnitOfWork) -> SigningKeyRecord:
+        seed = secrets.token_bytes(32)
+        public = bytes(nacl.signing.SigningKey(seed).verify_key)
+        key = SigningKeyRecord(
+            key_id=_KEY_ID_PREFIX + secrets.token_hex(8),
+            public_key=public,
+            state=SigningKeyState.ACTIVE,
+            activate_time=self._clock.now(),
+            retire_time=None,
+            revoke_time=None,
+        )
+        uow.signing_keys.add(key, bytes(self._box.encrypt(seed)))
+        return key
+
+    def _decrypt(self, encrypted: bytes) -> bytes:
+        try:
+            return bytes(self._box.decrypt(encrypted))
+        except nacl.exceptions.CryptoError as error:
+            raise RuntimeError(
+                "cannot decrypt the signing key: the key-encryption key is not the one it was stored under"
+            ) from error
+
+    def _check_decryptable(self, encrypted: bytes) -> None:
+        self._decrypt(encrypted)
+
+    def _invalidate(self) -> None:
+        with self._lock:
+            self._ring = None
+            self._signer = None
