@@ -16,13 +16,24 @@ that follow it) so every output character maps back to a span of the input:
 5. Whitespace, punctuation and symbols are separators: a run of them becomes one space
    between two Latin-script (or digit) neighbours and disappears next to CJK text or at
    either end.
+
+Prompt screening normalises every prompt, so the common case is kept fast: when every character
+of the text is its own cluster and folds to exactly one character (no combining or voicing
+marks, no expansions such as ``ß`` → ``ss``), the text is folded one to one with C-speed string
+operations (a byte table for ASCII, a cached per-character table for the rest) and the spaces
+are then squeezed out; key positions map back to the text by counting separators. Any other
+text takes the general, cluster-by-cluster path. Both give the same result.
 """
 
 from __future__ import annotations
 
+import codecs
+import re
 import unicodedata
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
 
-__all__ = ["is_cjk", "is_word_char", "normalize", "normalize_with_offsets"]
+__all__ = ["NormalizedText", "is_cjk", "is_word_char", "normalize", "normalize_text", "normalize_with_offsets"]
 
 _KATAKANA_START, _KATAKANA_END = 0x30A1, 0x30F6
 _KANA_SHIFT = 0x60
@@ -71,6 +82,7 @@ def _is_latin(ch: str) -> bool:
     return code < 0x0250 or 0x1E00 <= code <= 0x1EFF
 
 
+@lru_cache(maxsize=8192)
 def _fold_cluster(cluster: str) -> str:
     text = unicodedata.normalize("NFKC", cluster).casefold()
     if text and _is_latin(text[0]):
@@ -91,13 +103,12 @@ def _clusters(text: str) -> list[tuple[int, int]]:
     return spans if text else []
 
 
-def normalize_with_offsets(text: str) -> tuple[str, list[tuple[int, int]]]:
-    """Normalise ``text`` and give, for each output character, its ``(start, end)`` span in ``text``."""
+def _join(pieces: Iterable[tuple[int, int, str]]) -> tuple[str, list[tuple[int, int]]]:
+    """Lay out folded pieces ``(start, end, folded)`` with the separator rule (rule 5)."""
     out: list[str] = []
     spans: list[tuple[int, int]] = []
     pending_gap: tuple[int, int] | None = None  # a separator run not yet emitted
-    for start, end in _clusters(text):
-        folded = _fold_cluster(text[start:end])
+    for start, end, folded in pieces:
         for ch in folded:
             if _is_separator(ch):
                 if out and pending_gap is None:
@@ -116,6 +127,250 @@ def normalize_with_offsets(text: str) -> tuple[str, list[tuple[int, int]]]:
     return "".join(out), spans
 
 
+def _general(text: str) -> tuple[str, list[tuple[int, int]]]:
+    """The rules applied cluster by cluster: right for any text, but slow."""
+    return _join((start, end, _fold_cluster(text[start:end])) for start, end in _clusters(text))
+
+
+# ---- The one-to-one fast path -------------------------------------------------------------------
+
+# What the per-character table gives for a character the fast path cannot fold on its own: a
+# mark that joins the character before it, or a fold of other than one character. It is a
+# control character, which no fold ever yields (control characters fold to separators).
+_MARK = "\x00"
+# In a one-to-one fold, a mark folded into the character before it: it stands for no character
+# of the key, and its place in the text belongs to that character's cluster. It is a
+# noncharacter, which no fold ever yields either (it folds to a separator).
+_JOINED = "\uffff"
+
+
+def _joins(ch: str) -> bool:
+    """Whether ``ch`` belongs to the cluster of the character before it."""
+    return bool(unicodedata.combining(ch)) or ch in _ATTACHING
+
+
+def _as_one(folded: str) -> str:
+    """A cluster's fold as one character: itself, " " for separators only, or _MARK."""
+    if folded and all(_is_separator(c) for c in folded):
+        return " "
+    return folded if len(folded) == 1 else _MARK
+
+
+def _fold_alone(ch: str) -> str:
+    """The fold of ``ch`` as a cluster of its own: one character, " " for a separator, or _MARK."""
+    return _MARK if _joins(ch) else _as_one(_fold_cluster(ch))
+
+
+class _FoldTable(dict[int, int]):
+    """Code point → ``_fold_alone`` (as a code point, which ``str.translate`` handles fastest);
+    filled on first sight of a character.
+
+    Every character of the Basic Multilingual Plane is kept once seen (at most 65,536 entries);
+    above it, control, private-use and unassigned code points are folded afresh each time, so
+    arbitrary input cannot grow the table without bound.
+    """
+
+    def __missing__(self, code: int) -> int:
+        folded = ord(_fold_alone(chr(code)))
+        if code < 0x10000 or unicodedata.category(chr(code))[0] != "C":
+            self[code] = folded
+        return folded
+
+
+_TABLE = _FoldTable()
+# ASCII folds byte for byte: letters to lower case, digits kept, anything else is a separator.
+# Bytes from 0x80 up (UTF-8 of the rest of the text, already folded) pass unchanged.
+_ASCII_FOLD = bytes(ord(_fold_alone(chr(b))) if b < 0x80 else b for b in range(256))
+
+
+class _NotOneToOne(Exception):
+    """The text needs the general path."""
+
+
+def _fold_clusters(text: str, start: int, end: int, folded: str) -> str:
+    """Fold the run ``text[start:end]`` where the table gave _MARK: clusters of a character and
+    the marks after it become the cluster's fold followed by _JOINED. Raises _NotOneToOne where
+    a cluster folds to more than one character."""
+    out = list(folded)
+    i = start
+    while i < end:
+        if out[i - start] != _MARK:
+            i += 1
+            continue
+        stop = i + 1
+        while stop < end and _joins(text[stop]):
+            stop += 1
+        # The cluster's first character: the character before a mark (if any), else this one.
+        first = i - 1 if i and _joins(text[i]) else i
+        one = _as_one(_fold_cluster(text[first:stop]))
+        if one == _MARK or (first < start and one != _as_one(_fold_cluster(text[first]))):
+            # The fold is not one character; or the marks join the ASCII character before the
+            # run, already written as folded alone, and change its fold.
+            raise _NotOneToOne
+        if first >= start:
+            out[first - start] = one
+        for index in range(max(first + 1, start), stop):
+            out[index - start] = _JOINED
+        i = stop
+    return "".join(out)
+
+
+def _fold_run(error: UnicodeError) -> tuple[bytes, int]:
+    """Encoding error handler: fold a run of non-ASCII characters through ``_TABLE``.
+
+    Encoding to ASCII with this handler leaves ASCII runs to the C encoder and calls Python once
+    per run of other characters, which is much cheaper than translating the whole text.
+    """
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    text, start, end = error.object, error.start, error.end
+    folded = text[start:end].translate(_TABLE)
+    if _MARK in folded:
+        folded = _fold_clusters(text, start, end, folded)
+    return folded.encode(), end
+
+
+@lru_cache(maxsize=1)
+def _handler() -> str:
+    """The name of ``_fold_run`` as an error handler, registered on first use (not at import)."""
+    name = "charter.names.fold"
+    codecs.register_error(name, _fold_run)
+    return name
+
+
+_CJK_CLASS = (
+    "[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003ffff\u3005]"
+)
+# After runs of spaces are squeezed to one, the spaces that touch CJK text (rule 5).
+_SPACES_AT_CJK = re.compile(f" (?:(?={_CJK_CLASS})|(?<={_CJK_CLASS} ))")
+
+
+def _fold_one_to_one(text: str) -> str | None:
+    """``text`` folded character for character (separators as " "), or None if it cannot be."""
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_FOLD).decode("ascii")
+    try:
+        return text.encode("ascii", _handler()).translate(_ASCII_FOLD).decode()
+    except _NotOneToOne:
+        return None
+
+
+def _squeeze(folded: str) -> str:
+    """The key of a one-to-one fold: drop spaces at the ends, in runs and next to CJK text."""
+    key = folded.strip(" ")
+    while "  " in key:
+        key = key.replace("  ", " ")
+    return key if key.isascii() else _SPACES_AT_CJK.sub("", key)
+
+
+def _locate(key: str, folded: str, k: int, k0: int, i0: int) -> int:
+    """The index in the one-to-one fold (and so in the text) of the non-space key character ``k``,
+    given that key character ``k0 <= k`` sits at fold index ``i0`` (or ``k0 = i0 = 0``).
+
+    Key characters are fold characters with some spaces dropped, so the answer is ``i0 + (k -
+    k0)`` plus the spaces dropped in between: the fold's spaces from ``i0`` up to the answer,
+    less the key's from ``k0`` to ``k``. Starting from no dropped spaces, the guess only grows
+    until it stops on the answer (a guess on a space counts that space too, and moves on).
+    """
+    base = i0 + (k - k0) - key.count(" ", k0, k)
+    i = i0 + (k - k0)
+    while (found := base + folded.count(" ", i0, i + 1)) != i:
+        i = found
+    return i
+
+
+class NormalizedText:
+    """A text's matching key, and the way back from positions in the key to the text.
+
+    Made by ``normalize_text``; ``span`` maps a range of the key to the range of the text it
+    came from. On the fast path no per-character table is built: positions are found by
+    counting separators, only for the ranges asked for.
+    """
+
+    __slots__ = ("_cursor", "_folded", "_joined", "_spans", "key")
+
+    def __init__(
+        self,
+        key: str,
+        folded: str | None,
+        spans: list[tuple[int, int]] | None = None,
+        joined: str | None = None,
+    ) -> None:
+        self.key = key
+        """The matching key (what ``normalize`` returns)."""
+        # Fast path: the one-to-one fold, separators as " " (and marks joined to the character
+        # before them too, while ``joined`` keeps them apart, as _JOINED).
+        self._folded = folded
+        self._joined = joined
+        self._spans = spans  # general path: per key character, its span in the text
+        # The start of the last range asked for and its index in the text: ranges asked for in
+        # order of start are found by counting from there.
+        self._cursor = (0, 0)
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """The ``(start, end)`` span of the text that ``key[start:end]`` came from (end exclusive).
+
+        Args:
+            start: The start of a non-empty range of the key that neither starts nor ends with
+                a space.
+            end: Its end, exclusive.
+
+        Returns:
+            The span in the original text, in code points, end exclusive.
+        """
+        folded = self._folded
+        if folded is None:
+            assert self._spans is not None
+            return self._spans[start][0], self._spans[end - 1][1]
+        key = self.key
+        k0, i0 = self._cursor
+        if start < k0:
+            k0, i0 = 0, 0
+        first = _locate(key, folded, start, k0, i0)
+        self._cursor = (start, first)
+        stop = first + (end - start)
+        if folded[first:stop] != key[start:end]:  # spaced otherwise in the text than in the key
+            stop = _locate(key, folded, end - 1, start, first) + 1
+        joined = self._joined
+        if joined is not None:  # the range ends after the marks joined to its last character
+            while stop < len(joined) and joined[stop] == _JOINED:
+                stop += 1
+        return first, stop
+
+
+def _pieces(folded: str) -> Iterator[tuple[int, int, str]]:
+    """``(start, end, folded)`` per character of a one-to-one fold, with joined marks."""
+    index, length = 0, len(folded)
+    while index < length:
+        stop = index + 1
+        while stop < length and folded[stop] == _JOINED:
+            stop += 1
+        yield index, stop, folded[index]
+        index = stop
+
+
+def normalize_text(text: str) -> NormalizedText:
+    """Normalise ``text`` for searching: its key and a map from key ranges back to the text."""
+    folded = _fold_one_to_one(text)
+    if folded is None:
+        key, spans = _general(text)
+        return NormalizedText(key, None, spans)
+    if _JOINED in folded:
+        return NormalizedText(_squeeze(folded.replace(_JOINED, "")), folded.replace(_JOINED, " "), None, folded)
+    return NormalizedText(_squeeze(folded), folded)
+
+
+def normalize_with_offsets(text: str) -> tuple[str, list[tuple[int, int]]]:
+    """Normalise ``text`` and give, for each output character, its ``(start, end)`` span in ``text``."""
+    folded = _fold_one_to_one(text)
+    if folded is None:
+        return _general(text)
+    return _join(_pieces(folded))
+
+
 def normalize(text: str) -> str:
     """The matching key of a name or alias (see the module docstring for the rules)."""
-    return normalize_with_offsets(text)[0]
+    folded = _fold_one_to_one(text)
+    if folded is None:
+        return _general(text)[0]
+    return _squeeze(folded.replace(_JOINED, "") if _JOINED in folded else folded)

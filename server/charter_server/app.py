@@ -31,8 +31,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from charter_server.api.access import AccessServicer
+from charter_server.api.authorization import AuthorizationServicer
 from charter_server.api.catalog import CatalogServicer
-from charter_server.api.grants import AuthorizationServicer, GrantServicer, KeyServicer
+from charter_server.api.grants import GrantServicer, KeyServicer
 from charter_server.api.interceptors import (
     AuthenticationInterceptor,
     ErrorMappingInterceptor,
@@ -46,6 +47,8 @@ from charter_server.services.catalog import CatalogService
 from charter_server.services.characters import CharacterService
 from charter_server.services.grants import GrantService
 from charter_server.services.keys import DEVELOPMENT_KEK, KeyService
+from charter_server.services.revocations import RevocationFeed
+from charter_server.services.screening import PromptScreen
 from charter_server.storage import migrate
 from charter_server.storage.database import Database
 
@@ -74,6 +77,8 @@ class Services:
     grants: GrantService
     access: AccessService
     authenticator: Authenticator
+    screen: PromptScreen
+    feed: RevocationFeed
 
 
 @dataclass
@@ -97,6 +102,7 @@ class CharterServer:
 
     def start(self) -> None:
         """Start serving and report SERVING on the health service."""
+        self.services.screen.start()
         self.grpc_server.start()
         if self.settings.metrics_listen:
             host, _, port = self.settings.metrics_listen.rpartition(":")
@@ -114,9 +120,12 @@ class CharterServer:
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         log.info("server.stopping", grace_seconds=grace)
         self.health.enter_graceful_shutdown()
+        # Open revocation streams never end by themselves; end them so the drain is not held up.
+        self.services.feed.stop()
         self.grpc_server.stop(grace).wait()
         if self._metrics is not None:
             self._metrics.shutdown()
+        self.services.screen.stop()
         self.db.dispose()
         self._stopped.set()
         log.info("server.stopped")
@@ -139,6 +148,7 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
         )
         kek = DEVELOPMENT_KEK
     keys = KeyService(db, clock, kek)
+    feed = RevocationFeed(db, clock, heartbeat_seconds=settings.revocation_heartbeat_seconds)
     grants = GrantService(
         db,
         clock,
@@ -146,6 +156,7 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
         issuer=settings.issuer,
         max_lifetime=timedelta(days=settings.max_grant_lifetime_days),
         skew=timedelta(seconds=settings.clock_skew_seconds),
+        on_revocation=feed.notify,
     )
     return Services(
         catalog=CatalogService(db, clock),
@@ -154,6 +165,8 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
         grants=grants,
         access=AccessService(db, clock, authenticator),
         authenticator=authenticator,
+        screen=PromptScreen(db),
+        feed=feed,
     )
 
 
@@ -225,7 +238,7 @@ def build_server(settings: Settings, *, clock: Clock | None = None) -> CharterSe
     grant_service_pb2_grpc.add_GrantServiceServicer_to_server(GrantServicer(services.grants), server)
     key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyServicer(services.keys), server)
     authorization_service_pb2_grpc.add_AuthorizationServiceServicer_to_server(
-        AuthorizationServicer(services.keys, services.grants), server
+        AuthorizationServicer(services.keys, services.grants, services.screen, services.feed), server
     )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

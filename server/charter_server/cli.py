@@ -60,6 +60,9 @@ def _settings(
     issuer: Annotated[str | None, _opt("issuer", "issuer name written into grants [charter]")] = None,
     max_grant_lifetime_days: Annotated[int | None, _opt("max-grant-lifetime-days", "longest grant [366]")] = None,
     clock_skew_seconds: Annotated[float | None, _opt("clock-skew-seconds", "validity tolerance [60]")] = None,
+    revocation_heartbeat_seconds: Annotated[
+        float | None, _opt("revocation-heartbeat-seconds", "revocation stream heartbeat [5]")
+    ] = None,
 ) -> None:
     overrides = {k: v for k, v in locals().items() if k != "ctx"}
     try:

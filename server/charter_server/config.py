@@ -68,6 +68,8 @@ class Settings:
     """The longest a grant may be valid, from its not-before time to its expiry."""
     clock_skew_seconds: float = 60.0
     """Tolerance for clocks that disagree, when checking validity windows."""
+    revocation_heartbeat_seconds: float = 5.0
+    """How often the revocation stream sends a heartbeat with the current sequence number."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -120,6 +122,8 @@ class Settings:
             )
         if self.max_grant_lifetime_days < 1:
             raise _error("max_grant_lifetime_days", "must be at least 1")
+        if not 0.05 <= self.revocation_heartbeat_seconds <= 300:
+            raise _error("revocation_heartbeat_seconds", "must be between 0.05 and 300")
         if not 0 <= self.clock_skew_seconds <= 3600:
             raise _error("clock_skew_seconds", "must be between 0 and 3600")
         if not self.issuer.strip() or len(self.issuer) > 200:

@@ -153,8 +153,9 @@ def invoke(
 ) -> list[Any]:
     """Call ``method`` with one request (raw bytes are sent as they are); return the responses.
 
-    Works for every streaming shape: a client stream sends the single request, a server
-    stream is read to its end. Raises ``grpc.RpcError`` on a failed call.
+    Works for every streaming shape: a client stream sends the single request; of a server
+    stream only the first message is read (a watch stream never ends, and its first message
+    shows the call was accepted). Raises ``grpc.RpcError`` on a failed call.
     """
     serializer = (lambda value: value) if isinstance(request, bytes) else type(request).SerializeToString
     kwargs = {"request_serializer": serializer, "response_deserializer": method.response_type.FromString}
@@ -167,8 +168,8 @@ def invoke(
     return [channel.unary_unary(method.path, **kwargs)(request, metadata=metadata, timeout=timeout)]
 
 
-def _drain(stream: Iterator[Any], limit: int = 3) -> list[Any]:
-    """Read a few messages of a server stream, then cancel it (watch streams may never end)."""
+def _drain(stream: Iterator[Any], limit: int = 1) -> list[Any]:
+    """Read the first messages of a server stream, then cancel it (watch streams never end)."""
     received: list[Any] = []
     for item in stream:
         received.append(item)

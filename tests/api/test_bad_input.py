@@ -1795,6 +1795,22 @@ def grant_cases() -> list[Case]:
     )
     add([case(f"{rpc}-both", rpc, fixed(revoke_key()), "key_id", "reason")])
 
+    # ScreenPrompt: a prompt is required and at most 8000 code points long (an astral character
+    # counts once, however many UTF-16 or UTF-8 units it takes).
+    rpc = "AuthorizationService.ScreenPrompt"
+    screen = authz_pb.ScreenPromptRequest
+    add(
+        case(f"{rpc}-prompt-{k}", rpc, fixed(screen(prompt=v)), "prompt")
+        for k, v in {
+            "empty": "",
+            "blank": " \t\n\u3000",
+            "too_long": "a" * 8001,
+            "too_long_cjk": "初" * 8001,
+            "too_long_astral": "😀" * 8001,
+        }.items()
+    )
+    add([case(f"{rpc}-prompt-empty-as_generator", rpc, fixed(screen()), "prompt", caller="generator")])
+
     # VerifyGrant: who and what the grant is presented for, and that there is an envelope at all.
     rpc = "AuthorizationService.VerifyGrant"
     verify = authz_pb.VerifyGrantRequest
@@ -1832,6 +1848,15 @@ def grant_cases() -> list[Case]:
             ),
             case(f"{rpc}-missing_everything", rpc, fixed(verify()), "envelope", "licensee_id", "character_id"),
         ]
+    )
+
+    # WatchRevocations: where the stream starts; a sequence number the log has not reached would
+    # let a watcher skip the events before it once they come, so it is refused too.
+    rpc = "AuthorizationService.WatchRevocations"
+    watch = authz_pb.WatchRevocationsRequest
+    add(
+        case(f"{rpc}-since_sequence-{k}", rpc, fixed(watch(since_sequence=v)), "since_sequence")
+        for k, v in {"negative": -1, "most_negative": -(2**63), "beyond_head": 2**62}.items()
     )
     return cases
 

@@ -6,8 +6,11 @@ isort:skip_file
 from charter.v1 import envelope_pb2 as _envelope_pb2
 from charter.v1 import grant_pb2 as _grant_pb2
 from charter.v1 import signing_key_pb2 as _signing_key_pb2
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -129,3 +132,179 @@ class VerifyGrantResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VerifyGrantResponse: _TypeAlias = VerifyGrantResponse  # noqa: Y015
+
+@_typing.final
+class ScreenPromptRequest(_message.Message):
+    """The request of AuthorizationService.ScreenPrompt."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMPT_FIELD_NUMBER: _builtins.int
+    prompt: _builtins.str
+    """The prompt, at most 8000 characters. Required."""
+    def __init__(
+        self,
+        *,
+        prompt: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["prompt", b"prompt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScreenPromptRequest: _TypeAlias = ScreenPromptRequest  # noqa: Y015
+
+@_typing.final
+class Detection(_message.Message):
+    """A Detection is a character named in a prompt."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTER_ID_FIELD_NUMBER: _builtins.int
+    MATCHED_ALIAS_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    AMBIGUOUS_FIELD_NUMBER: _builtins.int
+    character_id: _builtins.str
+    """The character named."""
+    matched_alias: _builtins.str
+    """The name or alias that matched, as registered."""
+    start: _builtins.int
+    """The start of the match in the prompt, in Unicode code points from 0."""
+    end: _builtins.int
+    """The end of the match (exclusive), in Unicode code points."""
+    text: _builtins.str
+    """The text of the prompt that matched."""
+    ambiguous: _builtins.bool
+    """Whether the matched alias is marked ambiguous (it may name something
+    else).
+    """
+    def __init__(
+        self,
+        *,
+        character_id: _builtins.str = ...,
+        matched_alias: _builtins.str = ...,
+        start: _builtins.int = ...,
+        end: _builtins.int = ...,
+        text: _builtins.str = ...,
+        ambiguous: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ambiguous", b"ambiguous", "character_id", b"character_id", "end", b"end", "matched_alias", b"matched_alias", "start", b"start", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Detection: _TypeAlias = Detection  # noqa: Y015
+
+@_typing.final
+class ScreenPromptResponse(_message.Message):
+    """The response of AuthorizationService.ScreenPrompt."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DETECTIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def detections(self) -> _containers.RepeatedCompositeFieldContainer[Global___Detection]:
+        """Every detection, ordered by start."""
+
+    def __init__(
+        self,
+        *,
+        detections: _abc.Iterable[Global___Detection] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detections", b"detections"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScreenPromptResponse: _TypeAlias = ScreenPromptResponse  # noqa: Y015
+
+@_typing.final
+class WatchRevocationsRequest(_message.Message):
+    """The request of AuthorizationService.WatchRevocations."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_SEQUENCE_FIELD_NUMBER: _builtins.int
+    since_sequence: _builtins.int
+    """Send the events after this sequence number (0 for the whole log)."""
+    def __init__(
+        self,
+        *,
+        since_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["since_sequence", b"since_sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchRevocationsRequest: _TypeAlias = WatchRevocationsRequest  # noqa: Y015
+
+@_typing.final
+class WatchRevocationsResponse(_message.Message):
+    """One message of the revocation stream: an event or a heartbeat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def event(self) -> _grant_pb2.RevocationEvent:
+        """A revocation-log event."""
+
+    @_builtins.property
+    def heartbeat(self) -> Global___Heartbeat:
+        """A heartbeat."""
+
+    def __init__(
+        self,
+        *,
+        event: _grant_pb2.RevocationEvent | None = ...,
+        heartbeat: Global___Heartbeat | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "message", b"message"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["event", "heartbeat"]  # noqa: Y015
+    _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
+
+Global___WatchRevocationsResponse: _TypeAlias = WatchRevocationsResponse  # noqa: Y015
+
+@_typing.final
+class Heartbeat(_message.Message):
+    """A Heartbeat tells a watcher that the stream is alive and how far the log
+    goes.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    SERVER_TIME_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """The newest sequence number of the log at the time of the heartbeat; a
+    watcher that has seen every event up to it is current.
+    """
+    @_builtins.property
+    def server_time(self) -> _timestamp_pb2.Timestamp:
+        """The server's time."""
+
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        server_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["server_time", b"server_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sequence", b"sequence", "server_time", b"server_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Heartbeat: _TypeAlias = Heartbeat  # noqa: Y015

@@ -47,6 +47,16 @@ class AuthorizationServiceStub:
                 request_serializer=charter_dot_v1_dot_authorization__service__pb2.VerifyGrantRequest.SerializeToString,
                 response_deserializer=charter_dot_v1_dot_authorization__service__pb2.VerifyGrantResponse.FromString,
                 _registered_method=True)
+        self.ScreenPrompt = channel.unary_unary(
+                '/charter.v1.AuthorizationService/ScreenPrompt',
+                request_serializer=charter_dot_v1_dot_authorization__service__pb2.ScreenPromptRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_authorization__service__pb2.ScreenPromptResponse.FromString,
+                _registered_method=True)
+        self.WatchRevocations = channel.unary_stream(
+                '/charter.v1.AuthorizationService/WatchRevocations',
+                request_serializer=charter_dot_v1_dot_authorization__service__pb2.WatchRevocationsRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_authorization__service__pb2.WatchRevocationsResponse.FromString,
+                _registered_method=True)
 
 
 class AuthorizationServiceServicer:
@@ -74,6 +84,26 @@ class AuthorizationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ScreenPrompt(self, request, context):
+        """Screens a prompt against the names and aliases of every character, opted
+        in or not, in every script, and returns each detection with its span.
+        Allowed roles: all; a rights holder sees detections of every character, so
+        it can test its aliases against the whole registry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchRevocations(self, request, context):
+        """Streams the revocation log: first every event after `since_sequence`,
+        then new events as they happen, with a heartbeat every few seconds that
+        carries the current sequence number and the server time. Works across
+        server replicas sharing one database. Allowed roles: all.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthorizationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -86,6 +116,16 @@ def add_AuthorizationServiceServicer_to_server(servicer, server):
                     servicer.VerifyGrant,
                     request_deserializer=charter_dot_v1_dot_authorization__service__pb2.VerifyGrantRequest.FromString,
                     response_serializer=charter_dot_v1_dot_authorization__service__pb2.VerifyGrantResponse.SerializeToString,
+            ),
+            'ScreenPrompt': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScreenPrompt,
+                    request_deserializer=charter_dot_v1_dot_authorization__service__pb2.ScreenPromptRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_authorization__service__pb2.ScreenPromptResponse.SerializeToString,
+            ),
+            'WatchRevocations': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRevocations,
+                    request_deserializer=charter_dot_v1_dot_authorization__service__pb2.WatchRevocationsRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_authorization__service__pb2.WatchRevocationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -145,6 +185,60 @@ class AuthorizationService:
             '/charter.v1.AuthorizationService/VerifyGrant',
             charter_dot_v1_dot_authorization__service__pb2.VerifyGrantRequest.SerializeToString,
             charter_dot_v1_dot_authorization__service__pb2.VerifyGrantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScreenPrompt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charter.v1.AuthorizationService/ScreenPrompt',
+            charter_dot_v1_dot_authorization__service__pb2.ScreenPromptRequest.SerializeToString,
+            charter_dot_v1_dot_authorization__service__pb2.ScreenPromptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRevocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/charter.v1.AuthorizationService/WatchRevocations',
+            charter_dot_v1_dot_authorization__service__pb2.WatchRevocationsRequest.SerializeToString,
+            charter_dot_v1_dot_authorization__service__pb2.WatchRevocationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

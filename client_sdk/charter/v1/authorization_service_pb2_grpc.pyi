@@ -47,6 +47,18 @@ class AuthorizationServiceStub:
     invalid grant is an OK answer with a verdict, not an error. Allowed roles:
     all; a generator key may verify only for its own licensee.
     """
+    ScreenPrompt: _grpc.UnaryUnaryMultiCallable[_authorization_service_pb2.ScreenPromptRequest, _authorization_service_pb2.ScreenPromptResponse]
+    """Screens a prompt against the names and aliases of every character, opted
+    in or not, in every script, and returns each detection with its span.
+    Allowed roles: all; a rights holder sees detections of every character, so
+    it can test its aliases against the whole registry.
+    """
+    WatchRevocations: _grpc.UnaryStreamMultiCallable[_authorization_service_pb2.WatchRevocationsRequest, _authorization_service_pb2.WatchRevocationsResponse]
+    """Streams the revocation log: first every event after `since_sequence`,
+    then new events as they happen, with a heartbeat every few seconds that
+    carries the current sequence number and the server time. Works across
+    server replicas sharing one database. Allowed roles: all.
+    """
 
 @_typing.type_check_only
 class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
@@ -66,6 +78,18 @@ class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
     revocation state, and returns the verdict and the parsed claims. An
     invalid grant is an OK answer with a verdict, not an error. Allowed roles:
     all; a generator key may verify only for its own licensee.
+    """
+    ScreenPrompt: _aio.UnaryUnaryMultiCallable[_authorization_service_pb2.ScreenPromptRequest, _authorization_service_pb2.ScreenPromptResponse]  # type: ignore[assignment]
+    """Screens a prompt against the names and aliases of every character, opted
+    in or not, in every script, and returns each detection with its span.
+    Allowed roles: all; a rights holder sees detections of every character, so
+    it can test its aliases against the whole registry.
+    """
+    WatchRevocations: _aio.UnaryStreamMultiCallable[_authorization_service_pb2.WatchRevocationsRequest, _authorization_service_pb2.WatchRevocationsResponse]  # type: ignore[assignment]
+    """Streams the revocation log: first every event after `since_sequence`,
+    then new events as they happen, with a heartbeat every few seconds that
+    carries the current sequence number and the server time. Works across
+    server replicas sharing one database. Allowed roles: all.
     """
 
 class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -95,6 +119,30 @@ class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
         revocation state, and returns the verdict and the parsed claims. An
         invalid grant is an OK answer with a verdict, not an error. Allowed roles:
         all; a generator key may verify only for its own licensee.
+        """
+
+    @_abc_1.abstractmethod
+    def ScreenPrompt(
+        self,
+        request: _authorization_service_pb2.ScreenPromptRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authorization_service_pb2.ScreenPromptResponse, _abc.Awaitable[_authorization_service_pb2.ScreenPromptResponse]]:
+        """Screens a prompt against the names and aliases of every character, opted
+        in or not, in every script, and returns each detection with its span.
+        Allowed roles: all; a rights holder sees detections of every character, so
+        it can test its aliases against the whole registry.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchRevocations(
+        self,
+        request: _authorization_service_pb2.WatchRevocationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_authorization_service_pb2.WatchRevocationsResponse], _abc.AsyncIterator[_authorization_service_pb2.WatchRevocationsResponse]]:
+        """Streams the revocation log: first every event after `since_sequence`,
+        then new events as they happen, with a heartbeat every few seconds that
+        carries the current sequence number and the server time. Works across
+        server replicas sharing one database. Allowed roles: all.
         """
 
 def add_AuthorizationServiceServicer_to_server(servicer: AuthorizationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

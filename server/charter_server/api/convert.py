@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from charter.grants import KeyRing
 from charter.v1 import (
     api_key_pb2,
+    authorization_service_pb2,
     character_pb2,
     envelope_pb2,
     grant_pb2,
@@ -24,10 +25,14 @@ from charter_server.domain.models import (
     ApiKeyState,
     Character,
     CharacterState,
+    Detection,
     GrantRecord,
     GrantState,
+    Heartbeat,
     Licensee,
     LifecycleState,
+    RevocationEvent,
+    RevocationKind,
     RightsHolder,
     Role,
     SigningKeyRecord,
@@ -286,4 +291,42 @@ def grant(record: GrantRecord) -> grant_pb2.Grant:
         state_reason=record.state_reason,
         state_time=timestamp(record.state_time),
         envelope=envelope_pb2.Envelope.FromString(record.envelope),
+    )
+
+
+REVOCATION_KIND_TO_PB = {
+    RevocationKind.REVOKED: grant_pb2.RevocationEvent.KIND_REVOKED,
+    RevocationKind.SUSPENDED: grant_pb2.RevocationEvent.KIND_SUSPENDED,
+    RevocationKind.REINSTATED: grant_pb2.RevocationEvent.KIND_REINSTATED,
+}
+
+
+def detection(value: Detection) -> authorization_service_pb2.Detection:
+    """The protobuf form of a prompt detection."""
+    return authorization_service_pb2.Detection(
+        character_id=value.character_id,
+        matched_alias=value.matched_alias,
+        start=value.start,
+        end=value.end,
+        text=value.text,
+        ambiguous=value.ambiguous,
+    )
+
+
+def watch_message(item: RevocationEvent | Heartbeat) -> authorization_service_pb2.WatchRevocationsResponse:
+    """One message of the revocation stream: an event or a heartbeat."""
+    if isinstance(item, Heartbeat):
+        return authorization_service_pb2.WatchRevocationsResponse(
+            heartbeat=authorization_service_pb2.Heartbeat(
+                sequence=item.sequence, server_time=timestamp(item.server_time)
+            )
+        )
+    return authorization_service_pb2.WatchRevocationsResponse(
+        event=grant_pb2.RevocationEvent(
+            sequence=item.sequence,
+            grant_id=item.grant_id,
+            kind=REVOCATION_KIND_TO_PB[item.kind],
+            event_time=timestamp(item.event_time),
+            reason=item.reason,
+        )
     )

@@ -1,10 +1,8 @@
-"""GrantService, KeyService and AuthorizationService servicers: convert, call the service, convert back."""
+"""GrantService and KeyService servicers: convert, call the service, convert back."""
 
 from __future__ import annotations
 
 import grpc
-from charter.v1 import authorization_service_pb2 as az
-from charter.v1 import authorization_service_pb2_grpc as az_grpc
 from charter.v1 import grant_service_pb2 as gs
 from charter.v1 import grant_service_pb2_grpc as gs_grpc
 from charter.v1 import key_service_pb2 as ks
@@ -12,10 +10,8 @@ from charter.v1 import key_service_pb2_grpc as ks_grpc
 
 from charter_server.api import convert
 from charter_server.api.context import current_principal
-from charter_server.domain.errors import InvalidArgument
-from charter_server.services.grants import GrantService, IssueInput, owns_licensee
+from charter_server.services.grants import GrantService, IssueInput
 from charter_server.services.keys import KeyService
-from charter_server.services.validation import Checker
 
 
 class GrantServicer(gs_grpc.GrantServiceServicer):
@@ -91,29 +87,3 @@ class KeyServicer(ks_grpc.KeyServiceServicer):
         self, request: ks.ListSigningKeysRequest, context: grpc.ServicerContext
     ) -> ks.ListSigningKeysResponse:
         return ks.ListSigningKeysResponse(keys=[convert.signing_key(k) for k in self._keys.all_keys()])
-
-
-class AuthorizationServicer(az_grpc.AuthorizationServiceServicer):
-    """The key set and grant verification over gRPC."""
-
-    def __init__(self, keys: KeyService, grants: GrantService) -> None:
-        self._keys = keys
-        self._grants = grants
-
-    def GetKeySet(self, request: az.GetKeySetRequest, context: grpc.ServicerContext) -> az.GetKeySetResponse:
-        return az.GetKeySetResponse(key_set=convert.key_set(self._keys.key_ring(), self._keys.all_keys()))
-
-    def VerifyGrant(self, request: az.VerifyGrantRequest, context: grpc.ServicerContext) -> az.VerifyGrantResponse:
-        checker = Checker()
-        checker.resource_id("licensee_id", request.licensee_id, "licensee")
-        checker.resource_id("character_id", request.character_id, "character")
-        form = request.WhichOneof("grant")
-        if form is None:
-            checker.add("envelope", "is required (envelope or envelope_json)")
-        checker.done()
-        owns_licensee(current_principal(), request.licensee_id)
-        presented = request.envelope if form == "envelope" else request.envelope_json
-        if form == "envelope_json" and not presented:
-            raise InvalidArgument.one("envelope_json", "is empty")
-        result = self._grants.verify(presented, licensee_id=request.licensee_id, character_id=request.character_id)
-        return az.VerifyGrantResponse(verdict=result.verdict, claims=result.claims, key_id=result.key_id)  # type: ignore[arg-type]

@@ -62,6 +62,8 @@ POLICY: dict[str, frozenset[Role]] = {
     # AuthorizationService.
     "/charter.v1.AuthorizationService/GetKeySet": ANY,
     "/charter.v1.AuthorizationService/VerifyGrant": ANY,
+    "/charter.v1.AuthorizationService/ScreenPrompt": ANY,
+    "/charter.v1.AuthorizationService/WatchRevocations": ANY,
     # AccessService.
     "/charter.v1.AccessService/CreateApiKey": ADMIN,
     "/charter.v1.AccessService/GetApiKey": STAFF_READ,

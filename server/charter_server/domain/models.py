@@ -235,3 +235,23 @@ class RevocationEvent:
     kind: RevocationKind
     event_time: datetime
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """A character named in a prompt: the alias that matched and where, in code points."""
+
+    character_id: str
+    matched_alias: str
+    start: int
+    end: int
+    text: str
+    ambiguous: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The revocation stream is alive; the log goes up to ``sequence``."""
+
+    sequence: int
+    server_time: datetime

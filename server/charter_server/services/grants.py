@@ -5,6 +5,7 @@ verification for integrators. Verification itself is the SDK's shared core (``ch
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -86,8 +87,11 @@ class GrantService:
         issuer: str,
         max_lifetime: timedelta,
         skew: timedelta,
+        on_revocation: Callable[[], None] = lambda: None,
     ) -> None:
         self._db = db
+        # Called after a revocation-log append commits, so in-process watchers look at once.
+        self._on_revocation = on_revocation
         self._clock = clock
         self._keys = keys
         self._issuer = issuer
@@ -321,6 +325,7 @@ class GrantService:
             sequence = uow.revocations.append(grant_id, kind, now, reason)
             grant = dataclasses.replace(grant, state=new_state, state_reason=reason, state_time=now)
             uow.commit()
+        self._on_revocation()
         log.info(f"grant.{kind.value}", grant_id=grant_id, sequence=sequence)
         return grant, sequence
 

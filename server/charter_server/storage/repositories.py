@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from charter.v1 import terms_pb2
-from sqlalchemy import ColumnElement, Select, delete, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Select, case, delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -44,6 +44,8 @@ from charter_server.storage.tables import (
 
 # Shared names: (normalised name, character ids, rights holder ids), and the name to continue after.
 CollisionPage = tuple[list[tuple[str, list[str], list[str]]], str | None]
+# A character's names for prompt screening: (character id, canonical name, [(alias, ambiguous)]).
+CharacterNames = tuple[str, str, list[tuple[str, bool]]]
 
 
 def _escape_like(text: str) -> str:
@@ -477,6 +479,31 @@ class CharacterRepository:
             if holder_id not in holders:
                 holders.append(str(holder_id))
         return [(name, *grouped[name]) for name in names], more
+
+    def all_names(self) -> Sequence[CharacterNames]:
+        """The canonical name and the aliases of every character that is not archived, oldest first."""
+        rows = self._session.execute(
+            select(CharacterRow.id, CharacterRow.canonical_name, CharacterRow.aliases)
+            .where(CharacterRow.state != CharacterState.ARCHIVED.value)
+            .order_by(CharacterRow.seq)
+        )
+        return [
+            (str(cid), str(name), [(str(a["value"]), bool(a["ambiguous"])) for a in aliases])
+            for cid, name, aliases in rows
+        ]
+
+    def names_marker(self) -> tuple[object, ...]:
+        """A cheap marker that moves whenever ``all_names`` may have changed: how many characters
+        there are and how many are archived, and the latest and the sum of their update times
+        (every change of a character sets its update time, so the sum moves even when a
+        replica's clock is behind the latest time written)."""
+        archived = func.sum(case((CharacterRow.state == CharacterState.ARCHIVED.value, 1), else_=0))
+        if self._session.get_bind().dialect.name == "postgresql":
+            stamps = func.sum(func.extract("epoch", CharacterRow.update_time))
+        else:
+            stamps = func.sum(func.julianday(CharacterRow.update_time))
+        row = self._session.execute(select(func.count(), archived, func.max(CharacterRow.update_time), stamps)).one()
+        return tuple(row)
 
     def _write(self, row: CharacterRow, character: Character) -> None:
         row.external_id = character.external_id or None

@@ -1,0 +1,57 @@
+"""AuthorizationService servicer: the key set, grant verification, prompt screening and the
+revocation stream. (Authorize and ReportUsage join it in later issues.)"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+from charter.v1 import authorization_service_pb2 as az
+from charter.v1 import authorization_service_pb2_grpc as az_grpc
+
+from charter_server.api import convert
+from charter_server.api.context import current_principal
+from charter_server.domain.errors import InvalidArgument
+from charter_server.services.grants import GrantService, owns_licensee
+from charter_server.services.keys import KeyService
+from charter_server.services.revocations import RevocationFeed
+from charter_server.services.screening import PromptScreen
+from charter_server.services.validation import Checker
+
+
+class AuthorizationServicer(az_grpc.AuthorizationServiceServicer):
+    """The key set and grant verification over gRPC."""
+
+    def __init__(self, keys: KeyService, grants: GrantService, screen: PromptScreen, feed: RevocationFeed) -> None:
+        self._keys = keys
+        self._grants = grants
+        self._screen = screen
+        self._feed = feed
+
+    def GetKeySet(self, request: az.GetKeySetRequest, context: grpc.ServicerContext) -> az.GetKeySetResponse:
+        return az.GetKeySetResponse(key_set=convert.key_set(self._keys.key_ring(), self._keys.all_keys()))
+
+    def VerifyGrant(self, request: az.VerifyGrantRequest, context: grpc.ServicerContext) -> az.VerifyGrantResponse:
+        checker = Checker()
+        checker.resource_id("licensee_id", request.licensee_id, "licensee")
+        checker.resource_id("character_id", request.character_id, "character")
+        form = request.WhichOneof("grant")
+        if form is None:
+            checker.add("envelope", "is required (envelope or envelope_json)")
+        checker.done()
+        owns_licensee(current_principal(), request.licensee_id)
+        presented = request.envelope if form == "envelope" else request.envelope_json
+        if form == "envelope_json" and not presented:
+            raise InvalidArgument.one("envelope_json", "is empty")
+        result = self._grants.verify(presented, licensee_id=request.licensee_id, character_id=request.character_id)
+        return az.VerifyGrantResponse(verdict=result.verdict, claims=result.claims, key_id=result.key_id)  # type: ignore[arg-type]
+
+    def ScreenPrompt(self, request: az.ScreenPromptRequest, context: grpc.ServicerContext) -> az.ScreenPromptResponse:
+        detections = self._screen.screen(request.prompt)
+        return az.ScreenPromptResponse(detections=[convert.detection(d) for d in detections])
+
+    def WatchRevocations(
+        self, request: az.WatchRevocationsRequest, context: grpc.ServicerContext
+    ) -> Iterator[az.WatchRevocationsResponse]:
+        for item in self._feed.watch(request.since_sequence, is_active=context.is_active):
+            yield convert.watch_message(item)

@@ -1,0 +1,258 @@
+"""Two real server processes over one PostgreSQL database: a revocation made through one reaches a
+watcher of the other within a bounded time, in order and without gaps, and once RevokeGrant has
+returned on one, VerifyGrant on the other answers REVOKED, under concurrent requests.
+
+Skipped, with the reason, where PostgreSQL is unreachable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import charter
+import grpc
+import pytest
+from charter.v1 import authorization_service_pb2 as az
+from charter.v1 import authorization_service_pb2_grpc as az_grpc
+from charter.v1 import grant_pb2, terms_pb2
+from charter_server.app import build_services, open_database
+from charter_server.config import Settings
+from charter_server.domain.clock import SystemClock
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from ._support import bearer, free_port, open_channel
+
+pytestmark = pytest.mark.postgres
+
+REVOKED = grant_pb2.GrantVerdict.GRANT_VERDICT_REVOKED
+VALID = grant_pb2.GrantVerdict.GRANT_VERDICT_VALID
+
+
+@dataclass
+class Process:
+    """A ``charter_server serve`` child process and where it listens."""
+
+    process: subprocess.Popen[bytes]
+    target: str
+    log_path: Path
+
+    def stop(self) -> int:
+        """SIGTERM, then wait for the graceful stop (kill after 10 s)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+            raise
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _child_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("CHARTER_")} | {"CHARTER_LOG_FORMAT": "json"}
+
+
+def _spawn(database_url: str, log_path: Path) -> Process:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "charter_server",
+        "--database-url",
+        database_url,
+        "--listen",
+        f"127.0.0.1:{port}",
+        "serve",
+        "--migrate",
+    ]
+    with log_path.open("wb") as log_file:
+        child = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=_child_env())
+    return Process(child, f"127.0.0.1:{port}", log_path)
+
+
+def _wait_serving(server: Process, deadline_seconds: float = 20) -> None:
+    deadline = time.monotonic() + deadline_seconds
+    with open_channel(server.target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            assert server.process.poll() is None, f"the server exited before it served:\n{server.log}"
+            try:
+                if (
+                    health.Check(health_pb2.HealthCheckRequest(), timeout=0.5).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
+                    return
+            except grpc.RpcError:
+                time.sleep(0.1)
+    pytest.fail(f"no SERVING from {server.target} within {deadline_seconds} s:\n{server.log}")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Two server processes over one database, and an admin key."""
+
+    a: Process
+    b: Process
+    admin: str
+
+
+@pytest.fixture
+def cluster(fresh_postgres_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    # Migrate and make the first signing key and an admin key before the processes start, so
+    # they start side by side without racing to create the schema.
+    db = open_database(Settings(database_url=fresh_postgres_url, migrate=True))
+    try:
+        services = build_services(Settings(database_url=fresh_postgres_url), db, SystemClock())
+        services.keys.ensure_active_key()
+        admin = services.access.create_bootstrap_admin("two processes").secret
+    finally:
+        db.dispose()
+    a, b = (_spawn(fresh_postgres_url, tmp_path / f"{name}.log") for name in "ab")
+    try:
+        _wait_serving(a)
+        _wait_serving(b)
+        yield Cluster(a, b, admin)
+    finally:
+        codes = {name: server.stop() for name, server in (("a", a), ("b", b))}
+    assert codes == {"a": 0, "b": 0}
+    for server in (a, b):
+        events = [json.loads(line)["event"] for line in server.log.splitlines() if line.startswith("{")]
+        assert "Traceback" not in server.log
+        assert events[-1] == "server.stopped"
+
+
+def _grants(client: charter.Client, count: int) -> tuple[str, list[grant_pb2.Grant]]:
+    """``count`` grants of a new opted-in character to a new licensee."""
+    holder = client.create_rights_holder(display_name="Studio", contact_email="rights@studio.example")
+    licensee = client.create_licensee(display_name="App", contact_email="ops@app.example", platform="test-app")
+    character = client.create_character(rights_holder_id=holder.id, canonical_name="Chara")
+    client.opt_in(
+        character.id,
+        terms_pb2.Terms(
+            permitted_use_types=[terms_pb2.USE_TYPE_IMAGE_GENERATION], max_content_rating=terms_pb2.CONTENT_RATING_TEEN
+        ),
+    )
+    expire = datetime.now(UTC) + timedelta(days=30)
+    grants = [
+        client.issue_grant(character_id=character.id, licensee_id=licensee.id, expire_time=expire) for _ in range(count)
+    ]
+    return licensee.id, grants
+
+
+class Watch:
+    """A WatchRevocations call read by a background thread into a queue."""
+
+    def __init__(self, target: str, secret: str, since: int) -> None:
+        self._channel = grpc.insecure_channel(target)
+        self.call: Any = az_grpc.AuthorizationServiceStub(self._channel).WatchRevocations(
+            az.WatchRevocationsRequest(since_sequence=since), metadata=bearer(secret), timeout=60
+        )
+        self.items: queue.Queue[tuple[float, Any]] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        try:
+            for item in self.call:
+                self.items.put((time.monotonic(), item))
+        except grpc.RpcError as error:
+            self.items.put((time.monotonic(), error))
+
+    def next(self, timeout: float) -> tuple[float, Any]:
+        arrived, item = self.items.get(timeout=timeout)
+        assert not isinstance(item, grpc.RpcError), f"the stream ended: {item!r}"
+        return arrived, item
+
+    def close(self) -> None:
+        self.call.cancel()
+        self._reader.join(5)
+        self._channel.close()
+
+
+def test_a_revocation_through_one_process_reaches_a_watcher_of_the_other(cluster: Cluster) -> None:
+    with charter.Client(cluster.a.target, api_key=cluster.admin) as on_a:
+        _, grants = _grants(on_a, 6)
+        watch = Watch(cluster.b.target, cluster.admin, since=0)
+        try:
+            _, first = watch.next(timeout=5)  # an empty log: the first heartbeat at once
+            returned: dict[int, float] = {}
+            for grant in grants:
+                returned[on_a.revoke_grant(grant.id, reason="ended").sequence] = time.monotonic()
+            received: list[tuple[float, grant_pb2.RevocationEvent]] = []
+            while len(received) < len(grants):
+                arrived, item = watch.next(timeout=5)
+                if item.WhichOneof("message") == "event":
+                    received.append((arrived, item.event))
+        finally:
+            watch.close()
+
+    assert (first.WhichOneof("message"), first.heartbeat.sequence) == ("heartbeat", 0)
+    assert [event.sequence for _, event in received] == sorted(returned) == list(range(1, len(grants) + 1))
+    assert [event.grant_id for _, event in received] == [g.id for g in grants]
+    delays = [arrived - returned[event.sequence] for arrived, event in received]
+    assert max(delays) < 2.0, delays  # found by B's poller, not told by A
+
+
+def test_after_revoke_returns_on_one_process_verify_on_the_other_says_revoked(cluster: Cluster) -> None:
+    with (
+        charter.Client(cluster.a.target, api_key=cluster.admin) as on_a,
+        charter.Client(cluster.b.target, api_key=cluster.admin) as on_b,
+    ):
+        licensee_id, grants = _grants(on_a, 16)
+        revoked_at: dict[str, float] = {}
+        lock = threading.Lock()
+        stale: list[tuple[str, int]] = []
+        done = threading.Event()
+
+        def verdict(grant: grant_pb2.Grant) -> int:
+            answer = on_b.verify_grant(grant.envelope, licensee_id=licensee_id, character_id=grant.character_id)
+            return int(answer.verdict)
+
+        def revoke_then_verify(grant: grant_pb2.Grant) -> int:
+            on_a.revoke_grant(grant.id, reason="ended")
+            with lock:
+                revoked_at[grant.id] = time.monotonic()
+            return verdict(grant)
+
+        def keep_verifying(offset: int) -> int:
+            """Verify on B all along; any call that began after the revoke returned must say REVOKED."""
+            calls = 0
+            while not done.is_set():
+                grant = grants[(offset + calls) % len(grants)]
+                with lock:
+                    began_after_revoke = grant.id in revoked_at
+                answer = verdict(grant)
+                calls += 1
+                if began_after_revoke and answer != REVOKED:
+                    with lock:
+                        stale.append((grant.id, answer))
+            return calls
+
+        before = {verdict(g) for g in grants}
+        with ThreadPoolExecutor(max_workers=7) as pool:
+            checkers = [pool.submit(keep_verifying, n * 5) for n in range(3)]
+            verdicts = list(pool.map(revoke_then_verify, grants))
+            done.set()
+            checked = sum(c.result(timeout=20) for c in checkers)
+
+    assert before == {VALID}
+    assert verdicts == [REVOKED] * len(grants)
+    assert stale == []
+    assert checked > 0

@@ -1,0 +1,112 @@
+"""The fast path of the name normalisation gives exactly what the reference model gives.
+
+``charter.names`` folds most text one to one with C-speed string operations and maps key
+positions back by counting separators; ``names_reference`` is the original cluster-by-cluster
+implementation. Keys, per-character spans and the spans of every key range must agree, for
+text drawn from the characters where the two paths could part: marks that join the character
+before them, folds longer than one character, separators of every kind next to CJK and Latin
+text, characters above the Basic Multilingual Plane.
+"""
+
+# ruff: noqa: RUF001  (full-width and other look-alike characters are the point)
+
+from __future__ import annotations
+
+import unicodedata
+
+import pytest
+from charter.names import NormalizedText, normalize, normalize_text, normalize_with_offsets
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from . import names_reference as ref
+
+TRICKY = (
+    "aAzZ09 -_,.!?\t\n\x00\x7f"  # ASCII letters, digits, separators, controls
+    "éÉÅøßﬁİŉǅ\u0301\u0308\u0345<\u0338\u20e3"  # accents, marks, expansions, a dotted capital I
+    "\u3099\u309aｶﾞﾟﾊﾐｸｰ"  # voicing marks, half-width kana and voiced half-width kana
+    "ミクはつねー初音々〆〇ヽヾ・、。「」\u3000"  # kana, kanji, marks, CJK punctuation
+    "ㄅꀀ가각ㄱ"  # bopomofo, Yi, Hangul and a compatibility jamo
+    "ＡＭｍ１！①㍿"  # full-width forms, a circled digit, a squared word
+    "мΩω€¥\u00a0\u200b\u2028\uffff"  # Cyrillic, Greek, symbols, odd spaces, a noncharacter
+    "😀\U00020000\U0001d400\U000e0001\U0010fffd"  # emoji, CJK extension B, a math letter, tags, private use
+)
+texts = st.text(alphabet=st.sampled_from(TRICKY), max_size=40) | st.text(max_size=40)
+
+
+def spans_of_every_range(text: NormalizedText) -> dict[tuple[int, int], tuple[int, int]]:
+    """``text.span`` of every range of the key that starts and ends on a non-space, asked in an
+    order that goes back and forth (so the position cursor is reset as well as reused)."""
+    key = text.key
+    found = {}
+    for start in range(len(key)):
+        if key[start] == " ":
+            continue
+        for end in range(len(key), start, -1):
+            if key[end - 1] != " ":
+                found[(start, end)] = text.span(start, end)
+    return found
+
+
+@settings(max_examples=400)
+@given(texts)
+def test_keys_and_spans_equal_the_reference(text: str) -> None:
+    key, spans = ref.normalize_with_offsets(text)
+    assert normalize(text) == key
+    assert normalize_with_offsets(text) == (key, spans)
+    fast = normalize_text(text)
+    assert fast.key == key
+    expected = {
+        (start, end): (spans[start][0], spans[end - 1][1])
+        for start in range(len(key))
+        for end in range(start + 1, len(key) + 1)
+        if key[start] != " " and key[end - 1] != " "
+    }
+    assert spans_of_every_range(fast) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Draw Hatsune Miku, 初音ミク and ﾊﾂﾈﾐｸ!",
+        "  leading, trailing  ",
+        "ｶﾞﾝﾀﾞﾑ vs Poke\u0301mon",  # voiced half-width kana and a decomposed accent: the general path
+        "Straße ﬁn ㍿",  # folds longer than one character: the general path
+        "〆切 and 〇 — characters near CJK that are not CJK",
+        "a\u3000b、c。d「e」",
+        "😀 初音ミク 😀",
+    ],
+)
+def test_examples_equal_the_reference(text: str) -> None:
+    key, spans = ref.normalize_with_offsets(text)
+    assert normalize_with_offsets(text) == (key, spans)
+    fast = normalize_text(text)
+    assert fast.key == key
+    for (start, end), span in spans_of_every_range(fast).items():
+        assert span == (spans[start][0], spans[end - 1][1])
+
+
+def test_every_code_point_of_the_planes_in_use_folds_as_the_reference() -> None:
+    """Each character alone and between Latin and CJK neighbours, over the first three planes in
+    steps (every code point of the blocks the fast path treats specially)."""
+    special = [*range(0x0000, 0x0300), *range(0x3000, 0x3100), *range(0xFF00, 0xFFF0)]
+    sampled = [*special, *range(0x0300, 0x30000, 7)]
+    for code in sampled:
+        ch = chr(code)
+        for text in (ch, f"a {ch} b", f"初{ch}音", f"a{ch}"):
+            assert normalize_with_offsets(text) == ref.normalize_with_offsets(text), repr(text)
+
+
+def test_every_joining_mark_after_every_kind_of_character() -> None:
+    """Marks join the character before them into one cluster: after ASCII (already written by
+    the time the mark is seen), kana, full- and half-width forms, a character that folds to two,
+    and at the very start."""
+    joining = [chr(c) for c in range(0x30000) if unicodedata.combining(chr(c))] + ["\uff9e", "\uff9f"]
+    for mark in joining:
+        for base in ("", "a", "<", " ", "カ", "ｶ", "é", "ß", "初", "Ａ"):
+            for text in (f"{base}{mark}", f"x {base}{mark}{mark}y", f"初{base}{mark}"):
+                assert normalize_with_offsets(text) == ref.normalize_with_offsets(text), repr(text)
+    for code in range(0x80):
+        for mark in ("\u0301", "\u0338", "\u0345", "\u3099", "\uff9e"):
+            text = f"x{chr(code)}{mark}y"
+            assert normalize_with_offsets(text) == ref.normalize_with_offsets(text), repr(text)
