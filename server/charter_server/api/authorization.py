@@ -11,12 +11,10 @@ from charter.v1 import authorization_service_pb2_grpc as az_grpc
 
 from charter_server.api import convert
 from charter_server.api.context import current_principal
-from charter_server.domain.errors import InvalidArgument
-from charter_server.services.grants import GrantService, owns_licensee
+from charter_server.services.grants import GrantService
 from charter_server.services.keys import KeyService
 from charter_server.services.revocations import RevocationFeed
 from charter_server.services.screening import PromptScreen
-from charter_server.services.validation import Checker
 
 
 class AuthorizationServicer(az_grpc.AuthorizationServiceServicer):
@@ -32,18 +30,11 @@ class AuthorizationServicer(az_grpc.AuthorizationServiceServicer):
         return az.GetKeySetResponse(key_set=convert.key_set(self._keys.key_ring(), self._keys.all_keys()))
 
     def VerifyGrant(self, request: az.VerifyGrantRequest, context: grpc.ServicerContext) -> az.VerifyGrantResponse:
-        checker = Checker()
-        checker.resource_id("licensee_id", request.licensee_id, "licensee")
-        checker.resource_id("character_id", request.character_id, "character")
         form = request.WhichOneof("grant")
-        if form is None:
-            checker.add("envelope", "is required (envelope or envelope_json)")
-        checker.done()
-        owns_licensee(current_principal(), request.licensee_id)
-        presented = request.envelope if form == "envelope" else request.envelope_json
-        if form == "envelope_json" and not presented:
-            raise InvalidArgument.one("envelope_json", "is empty")
-        result = self._grants.verify(presented, licensee_id=request.licensee_id, character_id=request.character_id)
+        presented = request.envelope if form == "envelope" else request.envelope_json if form else None
+        result = self._grants.verify(
+            current_principal(), presented, licensee_id=request.licensee_id, character_id=request.character_id
+        )
         return az.VerifyGrantResponse(verdict=result.verdict, claims=result.claims, key_id=result.key_id)  # type: ignore[arg-type]
 
     def ScreenPrompt(self, request: az.ScreenPromptRequest, context: grpc.ServicerContext) -> az.ScreenPromptResponse:

@@ -32,7 +32,7 @@ from charter_server.domain.models import (
 )
 from charter_server.services import pagination
 from charter_server.services.idempotency import create_once
-from charter_server.services.ownership import require_rights_holder
+from charter_server.services.ownership import not_owned, require_rights_holder
 from charter_server.services.templates import TEMPLATES, Template
 from charter_server.services.terms_rules import canonical, check_terms, same_terms
 from charter_server.services.validation import Checker, check_id
@@ -151,7 +151,7 @@ def _require_character_owner(principal: Principal, character: Character | None) 
     if principal.role is Role.RIGHTS_HOLDER and (
         character is None or character.rights_holder_id != principal.rights_holder_id
     ):
-        require_rights_holder(principal, "")  # raises RESOURCE_NOT_OWNED
+        raise not_owned()
     if character is None:
         raise NotFound("no such character", reason="CHARACTER_NOT_FOUND")
     return character

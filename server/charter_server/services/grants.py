@@ -17,7 +17,7 @@ from google.protobuf import timestamp_pb2
 
 from charter_server.domain import ids
 from charter_server.domain.clock import Clock
-from charter_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from charter_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from charter_server.domain.models import (
     CharacterState,
     GrantRecord,
@@ -32,7 +32,7 @@ from charter_server.services import pagination
 from charter_server.services.idempotency import create_once
 from charter_server.services.keys import KeyService
 from charter_server.services.narrowing import wider_fields
-from charter_server.services.ownership import require_rights_holder
+from charter_server.services.ownership import not_owned, require_generator_licensee, require_rights_holder
 from charter_server.services.terms_rules import canonical, check_terms
 from charter_server.services.validation import Checker, check_id
 from charter_server.storage.database import Database
@@ -69,7 +69,7 @@ def _stamp(value: datetime) -> timestamp_pb2.Timestamp:
 def _require_grant_owner(principal: Principal, grant: GrantRecord | None) -> GrantRecord:
     """Rights-holder keys reach only grants of their own characters; existence is not revealed."""
     if principal.role is Role.RIGHTS_HOLDER and (grant is None or grant.rights_holder_id != principal.rights_holder_id):
-        require_rights_holder(principal, "")
+        raise not_owned()
     if grant is None:
         raise NotFound("no such grant", reason="GRANT_NOT_FOUND")
     return grant
@@ -283,8 +283,28 @@ class GrantService:
             log.info("grants.revoked_for_character", character_id=character_id, count=len(grant_ids))
         return len(grant_ids)
 
-    def verify(self, envelope: envelope_pb2.Envelope | str, *, licensee_id: str, character_id: str) -> Verification:
-        """Verify an envelope with the server's key ring and the grants' current states."""
+    def verify(
+        self,
+        principal: Principal,
+        envelope: envelope_pb2.Envelope | str | None,
+        *,
+        licensee_id: str,
+        character_id: str,
+    ) -> Verification:
+        """Verify an envelope (protobuf or DSSE JSON) with the server's key ring and the grants' states.
+
+        A bad envelope is a verdict, not an error; only the request's own fields are validated.
+        """
+        checker = Checker()
+        checker.resource_id("licensee_id", licensee_id, "licensee")
+        checker.resource_id("character_id", character_id, "character")
+        if envelope is None:
+            checker.add("envelope", "is required (envelope or envelope_json)")
+        elif isinstance(envelope, str) and not envelope:
+            checker.add("envelope_json", "is empty")
+        checker.done()
+        assert envelope is not None
+        require_generator_licensee(principal, licensee_id)
 
         def status(grant_id: str) -> GrantStatus:
             with self._db.uow() as uow:
@@ -335,9 +355,3 @@ class GrantService:
         if grant is None:
             raise NotFound("no such grant", reason="GRANT_NOT_FOUND")
         return grant
-
-
-def owns_licensee(principal: Principal, licensee_id: str) -> None:
-    """A generator key may verify grants only for its own licensee."""
-    if principal.role is Role.GENERATOR and principal.licensee_id != licensee_id:
-        raise PermissionDenied("this key may act only for its own licensee", reason="RESOURCE_NOT_OWNED")

@@ -16,7 +16,7 @@ _NOT_OWNED = "RESOURCE_NOT_OWNED"
 def require_rights_holder(principal: Principal, rights_holder_id: str) -> None:
     """Allow staff and auditors; a rights-holder key only for its own rights holder."""
     if principal.role is Role.RIGHTS_HOLDER and principal.rights_holder_id != rights_holder_id:
-        raise PermissionDenied("this key may act only for its own rights holder", reason=_NOT_OWNED)
+        raise not_owned()
     if principal.role is Role.GENERATOR:
         raise PermissionDenied("generator keys may not access rights holders", reason="ROLE_NOT_PERMITTED")
 
@@ -27,3 +27,14 @@ def require_licensee(principal: Principal, licensee_id: str) -> None:
         raise PermissionDenied("this key may act only for its own licensee", reason=_NOT_OWNED)
     if principal.role is Role.RIGHTS_HOLDER:
         raise PermissionDenied("rights-holder keys may not access licensees", reason="ROLE_NOT_PERMITTED")
+
+
+def not_owned() -> PermissionDenied:
+    """The error for a resource the caller does not own (or that does not exist: the same answer)."""
+    return PermissionDenied("this key may act only for its own rights holder", reason=_NOT_OWNED)
+
+
+def require_generator_licensee(principal: Principal, licensee_id: str) -> None:
+    """A generator key acts only for its own licensee; other roles are not limited here."""
+    if principal.role is Role.GENERATOR and principal.licensee_id != licensee_id:
+        raise PermissionDenied("this key may act only for its own licensee", reason=_NOT_OWNED)
