@@ -105,8 +105,15 @@ def moved_clock(clock: TestClock) -> Iterator[TestClock]:
 @pytest.fixture(scope="session")
 def server(database_url: str, clock: TestClock) -> Iterator[CharterServer]:
     """A running server on a free loopback port, one per backend."""
+    # A short authorization lease: every revocation waits it out before returning (see
+    # charter_server.services.authorization), and the suite revokes a lot.
     settings = Settings(
-        listen="127.0.0.1:0", database_url=database_url, migrate=True, log_format="json", shutdown_grace_seconds=1.0
+        listen="127.0.0.1:0",
+        database_url=database_url,
+        migrate=True,
+        log_format="json",
+        shutdown_grace_seconds=1.0,
+        authorization_lease_seconds=0.05,
     )
     built = build_server(settings, clock=clock)
     built.start()

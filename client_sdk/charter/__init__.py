@@ -2,7 +2,12 @@
 
 `Client` (synchronous) and `AsyncClient` (asyncio) call the Charter service;
 failures raise `CharterError` subclasses, one per gRPC status code, with a
-machine-readable `reason`. The generated contract lives in `charter.v1`;
+machine-readable `reason`. At generation time, `Client.authorize` returns a
+`Decision` (a `CharacterDecision` per character, the prompt's `Detection`s and a
+signed receipt), and `Client.license(...)` runs a block only when the use is
+allowed, yielding a `License` or raising `LicenseDenied`; an `OfflineAuthorizer`
+decides the same locally from grants it holds, failing closed; `charter.receipts`
+verifies receipts later. The generated contract lives in `charter.v1`;
 `charter.alias` builds a character's alias, and `charter.catalog_file` reads
 the documented CSV and JSON catalogue import files.
 
@@ -12,14 +17,18 @@ Example:
 
     with charter.Client("localhost:50051", api_key="key_...") as client:
         me = client.get_caller()
+        with client.license(prompt=prompt, use_type=..., content_rating=...) as granted:
+            render(prompt, obligations=granted.obligations)
     ```
 """
 
+from charter._license import License
 from charter._options import RetryPolicy
 from charter._requests import alias
 from charter._version import __version__
 from charter.aio import AsyncClient
 from charter.client import Client
+from charter.decisions import CharacterDecision, Decision, Detection, LicenseDenied
 from charter.errors import (
     AbortedError,
     AlreadyExistsError,
@@ -40,6 +49,7 @@ from charter.errors import (
     UnimplementedError,
     UnknownError,
 )
+from charter.offline import OfflineAuthorizer
 from charter.v1.api_key_pb2 import Role
 
 __all__ = [
@@ -47,15 +57,21 @@ __all__ = [
     "AlreadyExistsError",
     "AsyncClient",
     "CancelledError",
+    "CharacterDecision",
     "CharterError",
     "Client",
     "DataLossError",
     "DeadlineExceededError",
+    "Decision",
+    "Detection",
     "FailedPreconditionError",
     "FieldViolation",
     "InternalError",
     "InvalidArgumentError",
+    "License",
+    "LicenseDenied",
     "NotFoundError",
+    "OfflineAuthorizer",
     "OutOfRangeError",
     "PermissionDeniedError",
     "ResourceExhaustedError",

@@ -1,19 +1,21 @@
 """Request building shared by `Client` and `AsyncClient`.
 
 Pure functions from the clients' Python arguments to request messages: enum
-parsing, timestamps, field masks and the create/list/update requests. A new
+parsing, timestamps, field masks and the create/list/update requests, plus the
+few pure response helpers both clients need (unwrapping a stream message). A new
 resource adds its builders here and thin methods to both clients.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
-from google.protobuf import field_mask_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
+from charter import envelope as _envelope
 from charter._options import new_request_id
 from charter.v1 import (
     access_service_pb2,
@@ -21,6 +23,7 @@ from charter.v1 import (
     authorization_service_pb2,
     catalog_service_pb2,
     character_pb2,
+    decision_pb2,
     envelope_pb2,
     grant_pb2,
     grant_service_pb2,
@@ -503,3 +506,158 @@ def verify_grant(
             f" not {type(envelope).__name__}"
         )
     return request
+
+
+# -- generation time --------------------------------------------------------------------------
+
+RevocationMessage: TypeAlias = grant_pb2.RevocationEvent | authorization_service_pb2.Heartbeat
+"""One message of the revocation stream, unwrapped: an event of the log or a heartbeat."""
+
+
+def envelope_list(values: Sequence[envelope_pb2.Envelope | str], *, what: str) -> list[envelope_pb2.Envelope]:
+    """Returns envelopes as messages; a string is DSSE JSON, decoded with `charter.envelope.from_json`.
+
+    Raises:
+        MalformedEnvelope: If a string is not a well-formed DSSE JSON envelope.
+        TypeError: If the value is a lone string, or holds anything but envelopes and strings.
+    """
+    if isinstance(values, str | bytes):
+        raise TypeError(f"{what} must be a list of envelopes or DSSE JSON strings, not a single string")
+    result: list[envelope_pb2.Envelope] = []
+    for item in values:
+        if isinstance(item, envelope_pb2.Envelope):
+            result.append(item)
+        elif isinstance(item, str):
+            result.append(_envelope.from_json(item))
+        else:
+            raise TypeError(
+                f"{what} must hold charter.v1.envelope_pb2.Envelope messages or DSSE JSON strings,"
+                f" not {type(item).__name__}"
+            )
+    return result
+
+
+def protobuf_duration(value: dt.timedelta, *, what: str) -> duration_pb2.Duration:
+    """Returns a Duration for a timedelta.
+
+    Raises:
+        TypeError: If the value is not a timedelta.
+    """
+    if not isinstance(value, dt.timedelta):
+        raise TypeError(f"{what} must be a datetime.timedelta, not {type(value).__name__}")
+    result = duration_pb2.Duration()
+    result.FromTimedelta(value)
+    return result
+
+
+def use_context(
+    *,
+    use_type: int,
+    content_rating: int,
+    categories: Iterable[int],
+    territory: str,
+    commercial: bool,
+    duration: dt.timedelta | None,
+) -> decision_pb2.UseContext:
+    """Builds a UseContext, checking that every enum value is one the contract defines.
+
+    Raises:
+        ValueError: If an enum value is unknown.
+        TypeError: If an argument has the wrong type.
+    """
+    if isinstance(categories, str | bytes):
+        raise TypeError("categories must be a list of ContentCategory values, not a string")
+    if not isinstance(territory, str):
+        raise TypeError(f"territory must be a string, not {type(territory).__name__}")
+    if not isinstance(commercial, bool):
+        raise TypeError(f"commercial must be a bool, not {type(commercial).__name__}")
+    context = decision_pb2.UseContext(
+        use_type=parse_use_type(use_type),
+        content_rating=parse_content_rating(content_rating),
+        categories=[parse_content_category(value) for value in categories],
+        territory=territory,
+        commercial=commercial,
+    )
+    if duration is not None:
+        context.duration.CopyFrom(protobuf_duration(duration, what="duration"))
+    return context
+
+
+def authorize(
+    *,
+    character_ids: Sequence[str],
+    prompt: str,
+    use_type: int,
+    content_rating: int,
+    categories: Iterable[int],
+    territory: str,
+    commercial: bool,
+    duration: dt.timedelta | None,
+    grants: Sequence[envelope_pb2.Envelope | str],
+    request_id: str | None,
+) -> authorization_service_pb2.AuthorizeRequest:
+    """Builds an AuthorizeRequest, with a fresh request id when none is given.
+
+    The id is fixed here, once per `authorize` call, so gRPC's own retries of the call resend
+    it and the server counts a quota once.
+
+    Raises:
+        MalformedEnvelope: If a grant given as a string is not well-formed DSSE JSON.
+        ValueError: If an enum value is unknown.
+        TypeError: If an argument has the wrong type.
+    """
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a string, not {type(prompt).__name__}")
+    return authorization_service_pb2.AuthorizeRequest(
+        character_ids=string_list(character_ids, what="character_ids"),
+        prompt=prompt,
+        grants=envelope_list(grants, what="grants"),
+        context=use_context(
+            use_type=use_type,
+            content_rating=content_rating,
+            categories=categories,
+            territory=territory,
+            commercial=commercial,
+            duration=duration,
+        ),
+        request_id=request_id or new_request_id(),
+    )
+
+
+def screen_prompt(prompt: str) -> authorization_service_pb2.ScreenPromptRequest:
+    """Builds a ScreenPromptRequest.
+
+    Raises:
+        TypeError: If the prompt is not a string.
+    """
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a string, not {type(prompt).__name__}")
+    return authorization_service_pb2.ScreenPromptRequest(prompt=prompt)
+
+
+def watch_revocations(since_sequence: int) -> authorization_service_pb2.WatchRevocationsRequest:
+    """Builds a WatchRevocationsRequest.
+
+    Raises:
+        TypeError: If the sequence number is not an int.
+        ValueError: If it is negative.
+    """
+    if isinstance(since_sequence, bool) or not isinstance(since_sequence, int):
+        raise TypeError(f"since_sequence must be an int, not {type(since_sequence).__name__}")
+    if since_sequence < 0:
+        raise ValueError(f"since_sequence must not be negative, got {since_sequence}")
+    return authorization_service_pb2.WatchRevocationsRequest(since_sequence=since_sequence)
+
+
+def revocation_message(response: authorization_service_pb2.WatchRevocationsResponse) -> RevocationMessage | None:
+    """Returns what one stream message carries: its event or its heartbeat; None when neither is set.
+
+    A message with neither (for example one of a kind a newer server added) is skipped by the
+    clients rather than handed on as an empty event.
+    """
+    kind = response.WhichOneof("message")
+    if kind == "event":
+        return response.event
+    if kind == "heartbeat":
+        return response.heartbeat
+    return None

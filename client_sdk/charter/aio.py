@@ -7,6 +7,8 @@ share their option handling (`charter._options`) and request building
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
@@ -15,7 +17,17 @@ from typing import Any, Self, TypeVar
 import grpc
 
 from charter import _requests
-from charter._options import DEFAULT_RETRY, DEFAULT_TIMEOUT, ClientConfig, RetryPolicy, new_request_id
+from charter._license import License, ReceiptJournal, async_license_block
+from charter._options import (
+    DEFAULT_RETRY,
+    DEFAULT_TIMEOUT,
+    ClientConfig,
+    RetryPolicy,
+    check_timeout,
+    new_request_id,
+)
+from charter._requests import RevocationMessage
+from charter.decisions import Decision, Detection
 from charter.errors import from_rpc_error
 from charter.v1 import (
     access_service_pb2,
@@ -38,7 +50,7 @@ from charter.v1 import (
     terms_pb2,
 )
 
-__all__ = ["AsyncClient"]
+__all__ = ["AsyncClient", "AsyncRevocationWatch"]
 
 _T = TypeVar("_T")
 
@@ -52,6 +64,12 @@ class AsyncClient:
     raises a `CharterError` subclass when it fails. Create it inside the event
     loop that uses it (grpc.aio channels belong to one loop) and close it, or use
     it as an async context manager. The `list_*` methods return async iterators.
+
+    Attributes:
+        receipts: The uses that `license` blocks of this client completed, newest last.
+            Until usage reporting lands, a clean exit from a `license` block records its
+            `License` here (a body that raises records nothing); drain it to keep your own
+            record of what was rendered under which receipt.
 
     Example:
         ```python
@@ -119,6 +137,7 @@ class AsyncClient:
         self._grants = grant_service_pb2_grpc.GrantServiceStub(self._channel)
         self._keys = key_service_pb2_grpc.KeyServiceStub(self._channel)
         self._authorization = authorization_service_pb2_grpc.AuthorizationServiceStub(self._channel)
+        self.receipts = ReceiptJournal()
 
     @property
     def target(self) -> str:
@@ -1414,3 +1433,282 @@ class AsyncClient:
             self._authorization.VerifyGrant, request, timeout
         )
         return response
+
+    # -- generation time --------------------------------------------------------------------
+
+    async def authorize(
+        self,
+        *,
+        character_ids: Sequence[str] = (),
+        prompt: str = "",
+        use_type: int,
+        content_rating: int,
+        categories: Iterable[int] = (),
+        territory: str = "",
+        commercial: bool = False,
+        duration: dt.timedelta | None = None,
+        grants: Sequence[envelope_pb2.Envelope | str] = (),
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Decision:
+        """Asks, before rendering, whether the caller's licensee may use these characters this way.
+
+        Every character declared in `character_ids` or named by `prompt` is decided; a denial is
+        an answer (`Decision.allowed` is false, with reasons per character), not an error.
+        Allowed roles: generator (the licensee is the API key's).
+
+        Args:
+            character_ids: The characters the content will show, at most 64, without duplicates.
+            prompt: The prompt, at most 8000 characters; every character it names is decided too
+                (a match of an ambiguous alias only if the character is declared).
+            use_type: How the characters are used, a `charter.v1.UseType` value; required.
+            content_rating: The audience rating, a `charter.v1.ContentRating` value; required.
+            categories: `charter.v1.ContentCategory` values your own classifiers flagged.
+            territory: The ISO 3166-1 alpha-2 code of where the content is served; empty when
+                unknown, which fails any terms that restrict territories.
+            commercial: Whether the use is commercial (advertising, paid products, monetised).
+            duration: The length of the content, for usage records (0 to 24 hours).
+            grants: Grant envelopes you hold, as `Envelope` messages or their DSSE JSON text; for
+                a character with a presented grant only presented grants are considered.
+            request_id: Makes a retry safe: the same id never counts a quota twice. A fresh one
+                is used when omitted, so the client's own retries of this call resend it.
+            timeout: The deadline of this call in seconds, instead of the default.
+
+        Returns:
+            The decision, with its signed receipt (`Decision.receipt`) and the detections.
+
+        Raises:
+            MalformedEnvelope: If a grant given as text is not well-formed DSSE JSON (raised
+                before any call).
+            ValueError: If an enum value is unknown, or the server answered with a deny reason
+                this SDK does not know (update the SDK).
+            TypeError: If an argument has the wrong type.
+            InvalidArgumentError: If the request is invalid (see `field_violations`).
+            PermissionDeniedError: If the API key is not a generator's.
+            CharterError: For any other failure.
+        """
+        request = _requests.authorize(
+            character_ids=character_ids,
+            prompt=prompt,
+            use_type=use_type,
+            content_rating=content_rating,
+            categories=categories,
+            territory=territory,
+            commercial=commercial,
+            duration=duration,
+            grants=grants,
+            request_id=request_id,
+        )
+        response: authorization_service_pb2.AuthorizeResponse = await self._unary(
+            self._authorization.Authorize, request, timeout
+        )
+        return Decision.from_response(response)
+
+    def license(
+        self,
+        *,
+        character_ids: Sequence[str] = (),
+        prompt: str = "",
+        use_type: int,
+        content_rating: int,
+        categories: Iterable[int] = (),
+        territory: str = "",
+        commercial: bool = False,
+        duration: dt.timedelta | None = None,
+        grants: Sequence[envelope_pb2.Envelope | str] = (),
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> contextlib.AbstractAsyncContextManager[License]:
+        """Authorizes a use and runs the block only when it is allowed (`async with`).
+
+        Entering awaits `authorize` with these arguments: a denial raises `LicenseDenied` (with
+        the whole `decision` and its `reasons`) and the body never runs. A clean exit marks the
+        `License` used and records it in `receipts` (until usage reporting lands); an exception
+        in the body records nothing and propagates unchanged.
+
+        Example:
+            ```python
+            async with client.license(
+                prompt=prompt,
+                use_type=terms_pb2.USE_TYPE_IMAGE_GENERATION,
+                content_rating=terms_pb2.CONTENT_RATING_TEEN,
+            ) as granted:
+                image = await render(prompt, obligations=granted.obligations)
+            await store(image, receipt=granted.receipt)
+            ```
+
+        Args:
+            character_ids: As in `authorize`.
+            prompt: As in `authorize`.
+            use_type: As in `authorize`; required.
+            content_rating: As in `authorize`; required.
+            categories: As in `authorize`.
+            territory: As in `authorize`.
+            commercial: As in `authorize`.
+            duration: As in `authorize`.
+            grants: As in `authorize`.
+            request_id: As in `authorize`.
+            timeout: As in `authorize`.
+
+        Returns:
+            An async context manager that yields the `License` (the allowing decision, its
+            receipt and obligations).
+
+        Raises:
+            LicenseDenied: On entry, when any character is denied.
+            MalformedEnvelope: On entry, if a grant given as text is not well-formed DSSE JSON.
+            CharterError: On entry, if the call fails (as in `authorize`).
+        """
+        return async_license_block(
+            lambda: self.authorize(
+                character_ids=character_ids,
+                prompt=prompt,
+                use_type=use_type,
+                content_rating=content_rating,
+                categories=categories,
+                territory=territory,
+                commercial=commercial,
+                duration=duration,
+                grants=grants,
+                request_id=request_id,
+                timeout=timeout,
+            ),
+            self.receipts.record,
+        )
+
+    async def screen_prompt(self, prompt: str, *, timeout: float | None = None) -> list[Detection]:
+        """Finds the characters a prompt names, opted in or not, in every script. Allowed roles: all.
+
+        Args:
+            prompt: The prompt, at most 8000 characters.
+            timeout: The deadline of this call in seconds, instead of the default.
+
+        Returns:
+            Every detection, with its span in code points, ordered by start.
+
+        Raises:
+            TypeError: If the prompt is not a string.
+            InvalidArgumentError: If the prompt is empty or too long.
+            CharterError: For any other failure.
+        """
+        response: authorization_service_pb2.ScreenPromptResponse = await self._unary(
+            self._authorization.ScreenPrompt, _requests.screen_prompt(prompt), timeout
+        )
+        return [Detection.from_proto(detection) for detection in response.detections]
+
+    def watch_revocations(self, since_sequence: int = 0, *, timeout: float | None = None) -> AsyncRevocationWatch:
+        """Opens the revocation stream: the log's events after `since_sequence`, then live ones.
+
+        The stream yields `charter.v1.grant_pb2.RevocationEvent` messages and, every few
+        seconds, a `charter.v1.authorization_service_pb2.Heartbeat` carrying the newest sequence
+        number and the server time. It runs until cancelled (`AsyncRevocationWatch.cancel`, or
+        leaving its `async with` block). Call it inside the client's event loop. Allowed roles:
+        all.
+
+        Example:
+            ```python
+            async with client.watch_revocations(since_sequence=last_seen) as watch:
+                async for message in watch:
+                    if isinstance(message, RevocationEvent):
+                        last_seen = message.sequence
+            ```
+
+        Args:
+            since_sequence: Send the events after this sequence number; 0 for the whole log.
+            timeout: A deadline for the whole stream in seconds; None (the default) for none,
+                not the client's default deadline, since a watch is meant to stay open.
+
+        Returns:
+            The open stream, an async iterator of events and heartbeats. Calls happen during
+            iteration, so errors are raised from the iteration too.
+
+        Raises:
+            ValueError: If `since_sequence` is negative or `timeout` is not positive.
+            TypeError: If `since_sequence` is not an int.
+            CharterError: From the iteration, if the stream fails (a cancel by the caller is
+                not a failure: the iteration just ends).
+        """
+        request = _requests.watch_revocations(since_sequence)
+        check_timeout(timeout, allow_none=True)
+        request_id = new_request_id()
+        # Retrying a stream replays nothing: gRPC retries a call only until the server's first
+        # response headers arrive (gRFC A6), which come with or before the first message.
+        call = self._authorization.WatchRevocations(
+            request, timeout=timeout, metadata=self._config.metadata(request_id)
+        )
+        return AsyncRevocationWatch(call, request_id)
+
+
+class AsyncRevocationWatch:
+    """An open revocation stream, returned by `AsyncClient.watch_revocations`.
+
+    Iterate it with `async for` for `charter.v1.grant_pb2.RevocationEvent` and
+    `charter.v1.authorization_service_pb2.Heartbeat` messages. `cancel` ends it; an iteration
+    then stops quietly. Used as an async context manager, leaving the block cancels it. A
+    failure of the stream raises a `CharterError` subclass from the iteration.
+    """
+
+    def __init__(self, call: Any, request_id: str) -> None:
+        """Wraps a started WatchRevocations call (private; use `AsyncClient.watch_revocations`).
+
+        Args:
+            call: The grpc.aio call: `read()` returns responses, then `grpc.aio.EOF`.
+            request_id: The `x-request-id` the call was sent with.
+        """
+        self._call = call
+        self._request_id = request_id
+        self._cancelled = False
+
+    @property
+    def request_id(self) -> str:
+        """The `x-request-id` the stream was opened with, for finding it in the server's log."""
+        return self._request_id
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether `cancel` was called."""
+        return self._cancelled
+
+    def cancel(self) -> None:
+        """Ends the stream; an iteration in progress stops quietly. Cancelling twice is harmless."""
+        self._cancelled = True
+        self._call.cancel()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> RevocationMessage:
+        while not self._cancelled:
+            try:
+                response = await self._call.read()
+            except grpc.RpcError as exc:
+                if self._cancelled:
+                    break
+                raise from_rpc_error(exc, request_id=self._request_id) from exc
+            except asyncio.CancelledError:
+                # grpc.aio reports a locally cancelled call as CancelledError. It is ours to
+                # swallow only when this watch was cancelled and the task itself is not.
+                task = asyncio.current_task()
+                if self._cancelled and (task is None or not task.cancelling()):
+                    break
+                raise
+            if response is grpc.aio.EOF:
+                break
+            message = _requests.revocation_message(response)
+            if message is not None:
+                return message
+        raise StopAsyncIteration
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.cancel()
+
+    def __repr__(self) -> str:
+        return f"AsyncRevocationWatch(request_id={self._request_id!r}, cancelled={self._cancelled})"

@@ -110,7 +110,9 @@ def _pae_prefix(payload_type: str) -> bytes:
 _PAE_PREFIXES = {t: _pae_prefix(t) for t in (GRANT_PAYLOAD_TYPE, RECEIPT_PAYLOAD_TYPE)}
 
 
-def sign(payload: bytes, payload_type: str, *, key_id: str, private_key: bytes) -> Envelope:
+def sign(
+    payload: bytes, payload_type: str, *, key_id: str, private_key: bytes | nacl.signing.SigningKey
+) -> Envelope:
     """Sign a payload and wrap it in an envelope with one signature.
 
     Args:
@@ -118,7 +120,8 @@ def sign(payload: bytes, payload_type: str, *, key_id: str, private_key: bytes) 
             They travel unchanged; verifiers check these bytes, not a re-serialisation.
         payload_type: The payload's media type, for example `GRANT_PAYLOAD_TYPE`.
         key_id: The signing key's id; it becomes the signature's ``keyid``.
-        private_key: The 32-byte Ed25519 seed of the signing key.
+        private_key: The 32-byte Ed25519 seed of the signing key, or a PyNaCl ``SigningKey`` made
+            from it (which saves deriving the key pair again on every call).
 
     Returns:
         The envelope: the payload, its type and one Ed25519 signature over `pae`.
@@ -126,11 +129,13 @@ def sign(payload: bytes, payload_type: str, *, key_id: str, private_key: bytes) 
     Raises:
         ValueError: ``private_key`` is not 32 bytes or ``key_id`` is empty.
     """
-    if len(private_key) != ED25519_SEED_BYTES:
-        raise ValueError(f"an Ed25519 private key is a {ED25519_SEED_BYTES}-byte seed")
+    if not isinstance(private_key, nacl.signing.SigningKey):
+        if len(private_key) != ED25519_SEED_BYTES:
+            raise ValueError(f"an Ed25519 private key is a {ED25519_SEED_BYTES}-byte seed")
+        private_key = nacl.signing.SigningKey(bytes(private_key))
     if not key_id:
         raise ValueError("key_id must not be empty")
-    signature = nacl.signing.SigningKey(bytes(private_key)).sign(pae(payload_type, payload)).signature
+    signature = private_key.sign(pae(payload_type, payload)).signature
     return Envelope(
         payload=payload, payload_type=payload_type, signatures=[Signature(keyid=key_id, sig=bytes(signature))]
     )

@@ -77,7 +77,9 @@ __all__ = ["CompiledTerms", "DenyReason", "Evaluation", "Obligations", "UseConte
 
 
 class DenyReason(enum.StrEnum):
-    """A term that a use failed. The declaration order is the order in which reasons are reported."""
+    """Why a use is denied: a failed term (``USE_TYPE_NOT_PERMITTED`` to ``QUOTA_EXHAUSTED``) or one
+    of the authorization's own reasons (the rest). The declaration order is the order of the
+    ``charter.v1.DenyReason`` values and the order in which reasons are reported."""
 
     USE_TYPE_NOT_PERMITTED = "USE_TYPE_NOT_PERMITTED"
     """The use type is not one the terms permit."""
@@ -99,11 +101,34 @@ class DenyReason(enum.StrEnum):
     """The terms name the only platforms permitted, and this platform is not one of them."""
     QUOTA_EXHAUSTED = "QUOTA_EXHAUSTED"
     """A daily or monthly quota is used up, or is 0."""
+    # The reasons below are not terms: `CompiledTerms.evaluate` never returns them. They come from
+    # an authorization (``Authorize`` or the SDK's offline authorizer) and mirror the values of
+    # ``charter.v1.DenyReason`` of the same name.
+    CHARACTER_NOT_OPTED_IN = "CHARACTER_NOT_OPTED_IN"
+    """The character is not opted in (never was, or opted out)."""
+    CHARACTER_SUSPENDED = "CHARACTER_SUSPENDED"
+    """The character is suspended by Charter staff."""
+    NO_GRANT = "NO_GRANT"
+    """The licensee holds no grant for the character."""
+    GRANT_REVOKED = "GRANT_REVOKED"
+    """The grant has been revoked."""
+    GRANT_SUSPENDED = "GRANT_SUSPENDED"
+    """The grant is suspended."""
+    GRANT_EXPIRED = "GRANT_EXPIRED"
+    """The grant has expired."""
+    GRANT_NOT_YET_VALID = "GRANT_NOT_YET_VALID"
+    """The grant is not valid yet."""
+    GRANT_INVALID = "GRANT_INVALID"
+    """A presented grant does not verify (key, signature, or another licensee's grant)."""
+    LICENSEE_ARCHIVED = "LICENSEE_ARCHIVED"
+    """The licensee is archived."""
+    SERVER_UNREACHABLE = "SERVER_UNREACHABLE"
+    """The SDK could not decide offline and could not reach the server: it failed closed."""
 
 
-# One bit per reason, in declaration order, so a set of failed terms is one int and its reasons
-# come out in declaration order by walking the bits upwards.
-_REASONS: Final = tuple(DenyReason)
+# One bit per terms reason, in declaration order, so a set of failed terms is one int and its
+# reasons come out in declaration order by walking the bits upwards.
+_REASONS: Final = tuple(DenyReason)[: list(DenyReason).index(DenyReason.QUOTA_EXHAUSTED) + 1]
 _USE_TYPE, _RATING, _CATEGORY, _TERRITORY, _COMMERCIAL, _CO_APPEARANCE, _WINDOW, _LICENSEE, _PLATFORM, _QUOTA = (
     1 << i for i in range(len(_REASONS))
 )

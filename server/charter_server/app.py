@@ -43,6 +43,7 @@ from charter_server.api.interceptors import (
 from charter_server.config import Settings
 from charter_server.domain.clock import Clock, SystemClock
 from charter_server.services.access import AccessService, Authenticator
+from charter_server.services.authorization import AuthorizationService, AuthorizationView
 from charter_server.services.catalog import CatalogService
 from charter_server.services.characters import CharacterService
 from charter_server.services.grants import GrantService
@@ -79,6 +80,8 @@ class Services:
     authenticator: Authenticator
     screen: PromptScreen
     feed: RevocationFeed
+    view: AuthorizationView
+    authorization: AuthorizationService
 
 
 @dataclass
@@ -103,6 +106,7 @@ class CharterServer:
     def start(self) -> None:
         """Start serving and report SERVING on the health service."""
         self.services.screen.start()
+        self.services.view.start()
         self.grpc_server.start()
         if self.settings.metrics_listen:
             host, _, port = self.settings.metrics_listen.rpartition(":")
@@ -126,6 +130,7 @@ class CharterServer:
         if self._metrics is not None:
             self._metrics.shutdown()
         self.services.screen.stop()
+        self.services.view.stop()
         self.db.dispose()
         self._stopped.set()
         log.info("server.stopped")
@@ -147,7 +152,8 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
             "NOT protected at rest (production refuses to start like this)",
         )
         kek = DEVELOPMENT_KEK
-    keys = KeyService(db, clock, kek)
+    view = AuthorizationView(db, lease_seconds=settings.authorization_lease_seconds)
+    keys = KeyService(db, clock, kek, after_commit=view.after_commit)
     feed = RevocationFeed(db, clock, heartbeat_seconds=settings.revocation_heartbeat_seconds)
     grants = GrantService(
         db,
@@ -157,16 +163,22 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
         max_lifetime=timedelta(days=settings.max_grant_lifetime_days),
         skew=timedelta(seconds=settings.clock_skew_seconds),
         on_revocation=feed.notify,
+        after_commit=view.after_commit,
     )
+    screen = PromptScreen(db)
     return Services(
-        catalog=CatalogService(db, clock),
-        characters=CharacterService(db, clock, revoke_grants=grants.revoke_for_character),
+        catalog=CatalogService(db, clock, after_commit=view.after_commit),
+        characters=CharacterService(
+            db, clock, revoke_grants=grants.revoke_for_character, after_commit=view.after_commit
+        ),
         keys=keys,
         grants=grants,
         access=AccessService(db, clock, authenticator),
         authenticator=authenticator,
-        screen=PromptScreen(db),
+        screen=screen,
         feed=feed,
+        view=view,
+        authorization=AuthorizationService(db, clock, keys, screen, view, grants.verifier, issuer=settings.issuer),
     )
 
 
@@ -238,7 +250,8 @@ def build_server(settings: Settings, *, clock: Clock | None = None) -> CharterSe
     grant_service_pb2_grpc.add_GrantServiceServicer_to_server(GrantServicer(services.grants), server)
     key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyServicer(services.keys), server)
     authorization_service_pb2_grpc.add_AuthorizationServiceServicer_to_server(
-        AuthorizationServicer(services.keys, services.grants, services.screen, services.feed), server
+        AuthorizationServicer(services.keys, services.grants, services.screen, services.feed, services.authorization),
+        server,
     )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

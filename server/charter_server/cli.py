@@ -63,6 +63,9 @@ def _settings(
     revocation_heartbeat_seconds: Annotated[
         float | None, _opt("revocation-heartbeat-seconds", "revocation stream heartbeat [5]")
     ] = None,
+    authorization_lease_seconds: Annotated[
+        float | None, _opt("authorization-lease-seconds", "longest Authorize trusts its cache [1]")
+    ] = None,
 ) -> None:
     overrides = {k: v for k, v in locals().items() if k != "ctx"}
     try:
@@ -174,6 +177,7 @@ def demo(ctx: typer.Context) -> None:
         out.print(f"[bold]Charter demo[/bold] on {settings.listen} ({settings.database_url})")
         out.print(f"rights holder {data.rights_holder_id}, licensee {data.licensee_id}")
         out.print(f"character {data.character_id} (Aoi Hoshino, opted in under the fan-noncommercial template)")
+        out.print(f"grant {data.grant_id} of that character to the licensee, for a year")
         out.print("API keys, shown only now (store them; only their hashes are kept):")
         for role, secret in data.secrets.items():
             print(f"  {role.value:<14} {secret}")
@@ -182,6 +186,11 @@ def demo(ctx: typer.Context) -> None:
             '  python3 -c "import charter; '
             f"c = charter.Client('{settings.listen}', api_key='{data.secrets[Role.ADMIN]}'); "
             'print([h.display_name for h in c.list_rights_holders()])"'
+        )
+        print("\nAsk, as the generation backend, whether a prompt may be rendered:")
+        print(
+            f"  charter --target {settings.listen} --api-key {data.secrets[Role.GENERATOR]} "
+            "authorize --prompt 'Hoshino Aoi dancing on a stage' --use-type image-generation --rating all-ages"
         )
     _serve(server)
 

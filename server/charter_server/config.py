@@ -70,6 +70,10 @@ class Settings:
     """Tolerance for clocks that disagree, when checking validity windows."""
     revocation_heartbeat_seconds: float = 5.0
     """How often the revocation stream sends a heartbeat with the current sequence number."""
+    authorization_lease_seconds: float = 1.0
+    """The longest ``Authorize`` trusts its in-memory view without re-reading the database's change
+    counter; a revocation (or suspension, opt-out, key revocation) returns only after this long,
+    so that no server anywhere allows what it took away."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -124,6 +128,8 @@ class Settings:
             raise _error("max_grant_lifetime_days", "must be at least 1")
         if not 0.05 <= self.revocation_heartbeat_seconds <= 300:
             raise _error("revocation_heartbeat_seconds", "must be between 0.05 and 300")
+        if not 0.01 <= self.authorization_lease_seconds <= 60:
+            raise _error("authorization_lease_seconds", "must be between 0.01 and 60")
         if not 0 <= self.clock_skew_seconds <= 3600:
             raise _error("clock_skew_seconds", "must be between 0 and 3600")
         if not self.issuer.strip() or len(self.issuer) > 200:

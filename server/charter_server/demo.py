@@ -1,17 +1,19 @@
 """A small demo catalogue for the quick start.
 
-A rights holder with an opted-in character, a licensee, and a key per role.
+A rights holder with an opted-in character, a licensee holding a grant for it, and a key per role.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from charter_server.app import Services
 from charter_server.domain.models import AliasKind, Principal, Role
 from charter_server.services.access import ApiKeyInput
 from charter_server.services.catalog import LicenseeInput, RightsHolderInput
 from charter_server.services.characters import AliasInput, CharacterInput
+from charter_server.services.grants import IssueInput
 from charter_server.services.templates import TEMPLATES
 
 
@@ -22,6 +24,7 @@ class DemoData:
     rights_holder_id: str
     licensee_id: str
     character_id: str
+    grant_id: str
     secrets: dict[Role, str]
 
 
@@ -72,4 +75,7 @@ def seed(services: Services) -> DemoData:
         ),
     )
     services.characters.opt_in(staff, character.id, TEMPLATES["fan-noncommercial"].terms)
-    return DemoData(holder.id, licensee.id, character.id, secrets)
+    grant = services.grants.issue(
+        staff, IssueInput(character.id, licensee.id, expire_time=datetime.now(UTC) + timedelta(days=365))
+    )
+    return DemoData(holder.id, licensee.id, character.id, grant.id, secrets)

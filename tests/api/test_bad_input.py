@@ -26,11 +26,15 @@ from charter.v1 import access_service_pb2 as access_pb
 from charter.v1 import api_key_pb2, grant_service_pb2_grpc, key_service_pb2_grpc
 from charter.v1 import authorization_service_pb2 as authz_pb
 from charter.v1 import catalog_service_pb2 as catalog_pb
+from charter.v1 import decision_pb2 as decision_pb
+from charter.v1 import envelope_pb2 as envelope_pb
 from charter.v1 import grant_service_pb2 as grant_pb
 from charter.v1 import key_service_pb2 as key_pb
 from charter.v1 import terms_pb2 as terms_pb
+from charter_server.api.policy import POLICY
 from charter_server.domain import ids
-from google.protobuf import field_mask_pb2, message, timestamp_pb2
+from charter_server.domain.models import Role
+from google.protobuf import duration_pb2, field_mask_pb2, message, timestamp_pb2
 
 from .character_helpers import Holder, kana_marker, new_holder
 from .helpers import ERROR_DOMAIN, NEVER, Method, all_methods, auth, failure, invoke, unique
@@ -1858,6 +1862,134 @@ def grant_cases() -> list[Case]:
         case(f"{rpc}-since_sequence-{k}", rpc, fixed(watch(since_sequence=v)), "since_sequence")
         for k, v in {"negative": -1, "most_negative": -(2**63), "beyond_head": 2**62}.items()
     )
+
+    # Authorize: generator keys only; every field of the request and of its use context.
+    rpc = "AuthorizationService.Authorize"
+
+    def authorize_request(**changes: Any) -> Callable[[Ctx], message.Message]:
+        def build(ctx: Ctx) -> message.Message:
+            context = decision_pb.UseContext(
+                use_type=terms_pb.USE_TYPE_VIDEO_GENERATION, content_rating=terms_pb.CONTENT_RATING_ALL_AGES
+            )
+            given_context = changes.get("context", {})
+            for name, value in (given_context or {}).items():
+                if name == "categories":
+                    context.categories.extend(value)
+                elif name == "duration":
+                    context.duration.CopyFrom(value)
+                else:
+                    setattr(context, name, value)
+            given: dict[str, Any] = {
+                "character_ids": [ctx.targets.opted_in_id],
+                **changes,
+                "context": context if given_context is not None else None,
+            }
+            return authz_pb.AuthorizeRequest(**{k: v for k, v in given.items() if v is not None})
+
+        return build
+
+    def as_generator(name: str, build: Callable[[Ctx], message.Message], *fields: str) -> Case:
+        return case(f"{rpc}-{name}", rpc, build, *fields, caller="generator")
+
+    def grant_envelope(**fields: Any) -> envelope_pb.Envelope:
+        given = {"payload_type": "application/vnd.charter.grant.v1+protobuf", "payload": b"", **fields}
+        if "signatures" not in given:
+            given["signatures"] = [envelope_pb.Signature(keyid="sk_0000000000000000", sig=b"s" * 64)]
+        return envelope_pb.Envelope(**given)
+
+    def duration(seconds: int, nanos: int = 0) -> duration_pb2.Duration:
+        return duration_pb2.Duration(seconds=seconds, nanos=nanos)
+
+    add(
+        as_generator(f"character_ids-{k}", authorize_request(character_ids=[v]), "character_ids[0]")
+        for k, v in some_bad_ids("character").items()
+    )
+    add(
+        [
+            as_generator(
+                "character_ids-unknown", authorize_request(character_ids=[ids.new_id("character")]), "character_ids[0]"
+            ),
+            as_generator(
+                "character_ids-duplicate",
+                lambda ctx: authorize_request(character_ids=[ctx.targets.opted_in_id] * 2)(ctx),
+                "character_ids[1]",
+            ),
+            as_generator(
+                "character_ids-too_many",
+                authorize_request(character_ids=[ids.new_id("character")] * 65),
+                "character_ids",
+            ),
+            as_generator("nothing_to_decide", authorize_request(character_ids=[]), "character_ids"),
+            as_generator(
+                "nothing_to_decide-blank_prompt", authorize_request(character_ids=[], prompt=" \t"), "character_ids"
+            ),
+            as_generator("prompt-too_long", authorize_request(prompt="a" * 8001), "prompt"),
+            as_generator("context-missing", authorize_request(context=None), "context"),
+            as_generator(
+                "context.use_type-unspecified", authorize_request(context={"use_type": 0}), "context.use_type"
+            ),
+            as_generator("context.use_type-unknown", authorize_request(context={"use_type": 99}), "context.use_type"),
+            as_generator(
+                "context.content_rating-unspecified",
+                authorize_request(context={"content_rating": 0}),
+                "context.content_rating",
+            ),
+            as_generator(
+                "context.content_rating-unknown",
+                authorize_request(context={"content_rating": 7}),
+                "context.content_rating",
+            ),
+            as_generator(
+                "context.categories-unknown",
+                authorize_request(context={"categories": [1, 99]}),
+                "context.categories[1]",
+            ),
+            as_generator(
+                "context.categories-duplicate",
+                authorize_request(context={"categories": [2, 2]}),
+                "context.categories[1]",
+            ),
+            as_generator(
+                "context.territory-unknown", authorize_request(context={"territory": "XX"}), "context.territory"
+            ),
+            as_generator(
+                "context.territory-long", authorize_request(context={"territory": "JPN"}), "context.territory"
+            ),
+            as_generator(
+                "context.duration-negative", authorize_request(context={"duration": duration(-1)}), "context.duration"
+            ),
+            as_generator(
+                "context.duration-too_long",
+                authorize_request(context={"duration": duration(24 * 3600, 1)}),
+                "context.duration",
+            ),
+            as_generator(
+                "grants-receipt_as_grant",
+                authorize_request(grants=[grant_envelope(payload_type="application/vnd.charter.receipt.v1+protobuf")]),
+                "grants[0].payload_type",
+            ),
+            as_generator(
+                "grants-unsigned", authorize_request(grants=[grant_envelope(signatures=[])]), "grants[0].signatures"
+            ),
+            as_generator(
+                "grants-undecodable_payload",
+                authorize_request(grants=[grant_envelope(payload=b"\x0a\xff\xff\xff\xff\x0f")]),
+                "grants[0].payload",
+            ),
+            as_generator("grants-too_many", authorize_request(grants=[grant_envelope()] * 65), "grants"),
+            as_generator(
+                "everything",
+                authorize_request(character_ids=[], context={"use_type": 0, "content_rating": 0}),
+                "character_ids",
+                "context.use_type",
+                "context.content_rating",
+            ),
+        ]
+    )
+    add(
+        as_generator(f"request_id-{k}", authorize_request(request_id=v), "request_id")
+        for k, v in BAD_REQUEST_IDS.items()
+    )
     return cases
 
 
@@ -2247,8 +2379,9 @@ UNDECODABLE = b"\x0a\xff\xff\xff\xff\x0f"  # a length-delimited field longer tha
 def test_an_undecodable_request_is_invalid_argument_after_authentication(
     channel: grpc.Channel, keys: Any, method: Method
 ) -> None:
+    permitted = keys.admin if Role.ADMIN in POLICY[method.path] else keys.generator
     with pytest.raises(grpc.RpcError) as as_admin:
-        invoke(channel, method, UNDECODABLE, auth(keys.admin))
+        invoke(channel, method, UNDECODABLE, auth(permitted))
     with pytest.raises(grpc.RpcError) as anonymous:
         invoke(channel, method, UNDECODABLE, auth())
 

@@ -403,6 +403,7 @@ def short_lived(server: Any, clock: Any) -> Iterator[Stubs]:
         log_format="json",
         shutdown_grace_seconds=1.0,
         max_grant_lifetime_days=2,
+        authorization_lease_seconds=0.05,  # as the session server: replicas share one lease
     )
     other = build_server(settings, clock=clock)
     other.start()

@@ -313,6 +313,7 @@ def quick_server(database_url: str, clock: Any) -> Iterator[CharterServer]:
         log_format="json",
         shutdown_grace_seconds=5.0,
         revocation_heartbeat_seconds=0.2,
+        authorization_lease_seconds=0.05,  # as the session server: replicas share one lease
     )
     built = build_server(settings, clock=clock)
     built.start()

@@ -8,24 +8,30 @@ fail or stall the next calls of a method. It is a test double for the
 transport only; end-to-end behaviour is tested against the real server. Grants
 are signed for real (a fresh Ed25519 key per fake, with `charter.envelope`) and
 VerifyGrant answers with the SDK's own `charter.grants.GrantVerifier`, so
-envelopes from the fake verify offline against its key set.
+envelopes from the fake verify offline against its key set. Authorize decides
+with the SDK's own terms evaluator and signs its decision receipts with the
+same key, so receipts verify for real; ScreenPrompt matches names and aliases
+case-insensitively; WatchRevocations streams the fake's revocation log with
+frequent heartbeats.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
+import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, NoReturn, TypeVar
 
 import grpc
 import nacl.signing
-from charter import envelope
-from charter.grants import GrantStatus, GrantVerifier, KeyRing
+from charter import envelope, terms
+from charter.grants import GrantStatus, GrantVerifier, KeyRing, Verification
 from charter.v1 import (
     access_service_pb2,
     access_service_pb2_grpc,
@@ -35,6 +41,8 @@ from charter.v1 import (
     catalog_service_pb2,
     catalog_service_pb2_grpc,
     character_pb2,
+    decision_pb2,
+    envelope_pb2,
     grant_pb2,
     grant_service_pb2,
     grant_service_pb2_grpc,
@@ -54,6 +62,9 @@ _Resp = TypeVar("_Resp", bound=Message)
 
 API_KEY = "key_0123456789abcdef0123456789abcdef.s3cret"
 CALLER_ID = "key_0123456789abcdef0123456789abcdef"
+LICENSEE_ID = "lic_0123456789abcdef0123456789abcdef"
+"""The licensee Authorize decides for, as if the fake's API key were that licensee's generator key."""
+ISSUER = "charter-fake"
 
 
 class _Status(NamedTuple):
@@ -152,6 +163,14 @@ class FakeCharter:
         self.signing_seeds: dict[str, bytes] = {}
         self.key_set_version = 0
         self.active_key_id = self.new_signing_key().key_id
+        # The revocation log WatchRevocations streams; `revocations` wakes the watchers.
+        self.revocation_events: list[grant_pb2.RevocationEvent] = []
+        self.revocations = threading.Condition()
+        self.heartbeat_seconds = 0.05
+        self.break_watch_after: int | None = None
+        # Authorize: the first response per request id (a retry gets it again, counting nothing).
+        self.decisions_by_request_id: dict[str, authorization_service_pb2.AuthorizeResponse] = {}
+        self.decided = 0
 
     # -- test controls ------------------------------------------------------------------
 
@@ -164,13 +183,19 @@ class FakeCharter:
         return [call for call in self.calls if call.method == method]
 
     def add_character(
-        self, *, rights_holder_id: str = "rh_1", terms: terms_pb2.Terms | None = None
+        self,
+        *,
+        rights_holder_id: str = "rh_1",
+        terms: terms_pb2.Terms | None = None,
+        canonical_name: str = "Hatsune Miku",
+        aliases: tuple[character_pb2.Alias, ...] = (),
     ) -> character_pb2.Character:
         """Stores an opted-in character with one terms version, ready for IssueGrant."""
         character = Character(
             id=f"chr_{uuid.uuid4().hex}",
             rights_holder_id=rights_holder_id,
-            canonical_name="Hatsune Miku",
+            canonical_name=canonical_name,
+            aliases=aliases,
             state=Character.STATE_OPTED_IN,
             terms_version=1,
             create_time=_now(),
@@ -201,6 +226,19 @@ class FakeCharter:
         self.key_set_version += 1
         return key
 
+    def record_revocation(
+        self, grant_id: str, kind: grant_pb2.RevocationEvent.Kind.ValueType, reason: str = ""
+    ) -> grant_pb2.RevocationEvent:
+        """Appends an event to the revocation log and wakes the watchers."""
+        with self.revocations:
+            self.revocation_sequence += 1
+            event = grant_pb2.RevocationEvent(
+                sequence=self.revocation_sequence, grant_id=grant_id, kind=kind, event_time=_now(), reason=reason
+            )
+            self.revocation_events.append(event)
+            self.revocations.notify_all()
+        return event
+
     def key_set(self) -> signing_key_pb2.KeySet:
         """The key set GetKeySet answers: every key but the revoked ones, whose ids are listed."""
         revoked = signing_key_pb2.SigningKey.STATE_REVOKED
@@ -212,9 +250,8 @@ class FakeCharter:
 
     # -- dispatch -----------------------------------------------------------------------
 
-    def handle(
-        self, method: str, request: _Req, context: grpc.ServicerContext, handler: Callable[[_Req], _Resp]
-    ) -> _Resp:
+    def _admit(self, method: str, request: Message, context: grpc.ServicerContext) -> tuple[dict[str, str], str]:
+        """Records the call and waits its delay; returns its metadata and request id."""
         metadata = {key: value for key, value in context.invocation_metadata() if isinstance(value, str)}
         request_id = metadata.get("x-request-id") or uuid.uuid4().hex
         copy = type(request)()
@@ -224,18 +261,43 @@ class FakeCharter:
         delay = self.delays.get(method)
         if delay:
             time.sleep(delay)
+        return metadata, request_id
+
+    def _check(self, method: str, metadata: dict[str, str]) -> None:
+        """Raises the injected failure or the authentication error; call with the lock held."""
+        failure = self.failures.get(method)
+        if failure is not None and failure.remaining > 0:
+            failure.remaining -= 1
+            raise Abort(failure.code, failure.reason, f"injected {failure.reason}")
+        if metadata.get("authorization") != f"Bearer {API_KEY}":
+            raise Abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "CREDENTIALS_MISSING" if "authorization" not in metadata else "CREDENTIALS_INVALID",
+                "no valid API key",
+            )
+
+    @staticmethod
+    def _abort(context: grpc.ServicerContext, exc: Abort, request_id: str) -> NoReturn:
+        status = rich_status(exc.code, exc.reason, exc.message, request_id=request_id, violations=exc.violations)
+        context.abort_with_status(
+            _Status(
+                code=exc.code,
+                details=exc.message,
+                trailing_metadata=(
+                    ("grpc-status-details-bin", status.SerializeToString()),
+                    ("x-request-id", request_id),
+                ),
+            )
+        )
+        raise AssertionError("abort_with_status returned")
+
+    def handle(
+        self, method: str, request: _Req, context: grpc.ServicerContext, handler: Callable[[_Req], _Resp]
+    ) -> _Resp:
+        metadata, request_id = self._admit(method, request, context)
         try:
             with self.lock:
-                failure = self.failures.get(method)
-                if failure is not None and failure.remaining > 0:
-                    failure.remaining -= 1
-                    raise Abort(failure.code, failure.reason, f"injected {failure.reason}")
-                if metadata.get("authorization") != f"Bearer {API_KEY}":
-                    raise Abort(
-                        grpc.StatusCode.UNAUTHENTICATED,
-                        "CREDENTIALS_MISSING" if "authorization" not in metadata else "CREDENTIALS_INVALID",
-                        "no valid API key",
-                    )
+                self._check(method, metadata)
                 response = handler(request)
             # Echo the id in the headers only on success: headers sent before an error
             # "commit" the call, and gRPC then never retries it (gRFC A6), so the real
@@ -243,18 +305,32 @@ class FakeCharter:
             context.send_initial_metadata((("x-request-id", request_id),))
             return response
         except Abort as exc:
-            status = rich_status(exc.code, exc.reason, exc.message, request_id=request_id, violations=exc.violations)
-            context.abort_with_status(
-                _Status(
-                    code=exc.code,
-                    details=exc.message,
-                    trailing_metadata=(
-                        ("grpc-status-details-bin", status.SerializeToString()),
-                        ("x-request-id", request_id),
-                    ),
-                )
-            )
-            raise AssertionError("abort_with_status returned") from None
+            self._abort(context, exc, request_id)
+
+    def handle_stream(
+        self,
+        method: str,
+        request: _Req,
+        context: grpc.ServicerContext,
+        handler: Callable[[_Req], Iterator[_Resp]],
+    ) -> Iterator[_Resp]:
+        """Like `handle` for a server stream; the handler runs without the lock.
+
+        The headers go out with the first message, so a failure before it is trailers-only
+        (and retryable), a failure after it is not.
+        """
+        metadata, request_id = self._admit(method, request, context)
+        try:
+            with self.lock:
+                self._check(method, metadata)
+            headers_sent = False
+            for response in handler(request):
+                if not headers_sent:
+                    context.send_initial_metadata((("x-request-id", request_id),))
+                    headers_sent = True
+                yield response
+        except Abort as exc:
+            self._abort(context, exc, request_id)
 
 
 def _now() -> timestamp_pb2.Timestamp:
@@ -958,8 +1034,11 @@ class FakeGrants(grant_service_pb2_grpc.GrantServiceServicer):
     def _change(self, grant: grant_pb2.Grant, state: grant_pb2.Grant.State.ValueType, reason: str) -> int:
         grant.state, grant.state_reason = state, reason
         grant.state_time.CopyFrom(_now())
-        self.fake.revocation_sequence += 1
-        return self.fake.revocation_sequence
+        kind = {
+            Grant.STATE_REVOKED: grant_pb2.RevocationEvent.KIND_REVOKED,
+            Grant.STATE_SUSPENDED: grant_pb2.RevocationEvent.KIND_SUSPENDED,
+        }.get(state, grant_pb2.RevocationEvent.KIND_REINSTATED)
+        return self.fake.record_revocation(grant.id, kind, reason).sequence
 
     def IssueGrant(
         self, request: grant_service_pb2.IssueGrantRequest, context: grpc.ServicerContext
@@ -1192,6 +1271,277 @@ class FakeAuthorization(authorization_service_pb2_grpc.AuthorizationServiceServi
             )
 
         return self.fake.handle("VerifyGrant", request, context, handler)
+
+    def ScreenPrompt(
+        self, request: authorization_service_pb2.ScreenPromptRequest, context: grpc.ServicerContext
+    ) -> authorization_service_pb2.ScreenPromptResponse:
+        def handler(
+            req: authorization_service_pb2.ScreenPromptRequest,
+        ) -> authorization_service_pb2.ScreenPromptResponse:
+            _check_prompt(req.prompt, required=True)
+            return authorization_service_pb2.ScreenPromptResponse(detections=self.fake_screen(req.prompt))
+
+        return self.fake.handle("ScreenPrompt", request, context, handler)
+
+    def fake_screen(self, prompt: str) -> list[authorization_service_pb2.Detection]:
+        """Every case-insensitive match of a canonical name or alias, ordered by start (longest first)."""
+        found = []
+        for character in self.fake.characters.values():
+            names = [(character.canonical_name, False), *((a.value, a.ambiguous) for a in character.aliases)]
+            for name, ambiguous in names:
+                for match in re.finditer(re.escape(name), prompt, re.IGNORECASE) if name else ():
+                    found.append(
+                        authorization_service_pb2.Detection(
+                            character_id=character.id,
+                            matched_alias=name,
+                            start=match.start(),
+                            end=match.end(),
+                            text=match.group(),
+                            ambiguous=ambiguous,
+                        )
+                    )
+        found.sort(key=lambda d: (d.start, -d.end, d.character_id))
+        return found
+
+    def Authorize(
+        self, request: authorization_service_pb2.AuthorizeRequest, context: grpc.ServicerContext
+    ) -> authorization_service_pb2.AuthorizeResponse:
+        return self.fake.handle("Authorize", request, context, self._authorize)
+
+    def _authorize(
+        self, req: authorization_service_pb2.AuthorizeRequest
+    ) -> authorization_service_pb2.AuthorizeResponse:
+        _check_authorize(req)
+        if req.request_id in self.fake.decisions_by_request_id:
+            return self.fake.decisions_by_request_id[req.request_id]
+        detections = self.fake_screen(req.prompt)
+        order = list(req.character_ids)
+        for detection in detections:
+            if not detection.ambiguous and detection.character_id not in order:
+                order.append(detection.character_id)
+        detected = {d.character_id for d in detections if not d.ambiguous or d.character_id in req.character_ids}
+        presented = self._presented(req.grants)
+        now = dt.datetime.now(dt.UTC)
+        characters = []
+        for character_id in order:
+            found = self.fake.characters.get(character_id)
+            decision = decision_pb2.CharacterDecision(
+                character_id=character_id,
+                rights_holder_id="" if found is None else found.rights_holder_id,
+                declared=character_id in req.character_ids,
+                detected=character_id in detected,
+            )
+            others = frozenset(order) - {character_id}
+            self._decide(decision, found, presented.get(character_id), req.context, others, now)
+            characters.append(decision)
+        receipt = decision_pb2.DecisionReceipt(
+            receipt_id=f"rcp_{uuid.uuid4().hex}",
+            licensee_id=LICENSEE_ID,
+            request_digest=hashlib.sha256(req.SerializeToString(deterministic=True)).digest(),
+            allowed=all(c.allowed for c in characters),
+            characters=characters,
+            context=req.context,
+            decide_time=_now(),
+            issuer=ISSUER,
+        )
+        key_id = self.fake.active_key_id
+        signed = envelope.sign(
+            receipt.SerializeToString(),
+            envelope.RECEIPT_PAYLOAD_TYPE,
+            key_id=key_id,
+            private_key=self.fake.signing_seeds[key_id],
+        )
+        response = authorization_service_pb2.AuthorizeResponse(decision=receipt, detections=detections, receipt=signed)
+        self.fake.decided += 1
+        if req.request_id:
+            self.fake.decisions_by_request_id[req.request_id] = response
+        return response
+
+    def _presented(
+        self, grants: Iterable[envelope_pb2.Envelope]
+    ) -> dict[str, list[tuple[grant_pb2.GrantClaims, DenyReason | None]]]:
+        """The presented grants by character: their claims and why each is unusable (None: usable)."""
+        keys = KeyRing.from_key_set(self.fake.key_set())
+        by_character: dict[str, list[tuple[grant_pb2.GrantClaims, DenyReason | None]]] = {}
+        for presented in grants:
+            first = self._verify(presented, keys, "")
+            if first.claims is None:
+                continue  # not attributable to a character: nothing to report it on
+            claims = first.claims
+            result = self._verify(presented, keys, claims.character_id)
+            by_character.setdefault(claims.character_id, []).append((claims, _GRANT_REASONS.get(result.verdict)))
+        return by_character
+
+    def _verify(self, presented: envelope_pb2.Envelope, keys: KeyRing, character_id: str) -> Verification:
+        def status(grant_id: str) -> GrantStatus:
+            found = self.fake.issued_grants.get(grant_id)
+            return GrantStatus.ACTIVE if found is None else GrantStatus(found.state)
+
+        return GrantVerifier(cache_size=0).verify(
+            presented,
+            keys=keys,
+            licensee_id=LICENSEE_ID,
+            character_id=character_id,
+            now=dt.datetime.now(dt.UTC),
+            status=status,
+        )
+
+    def _decide(
+        self,
+        decision: decision_pb2.CharacterDecision,
+        character: character_pb2.Character | None,
+        presented: list[tuple[grant_pb2.GrantClaims, DenyReason | None]] | None,
+        context: decision_pb2.UseContext,
+        others: frozenset[str],
+        now: dt.datetime,
+    ) -> None:
+        """Fills in the decision: the first usable grant whose terms allow, else the first one's failures."""
+        if character is None or character.state != Character.STATE_OPTED_IN:
+            suspended = character is not None and character.state == Character.STATE_SUSPENDED
+            decision.reasons.append(_deny("CHARACTER_SUSPENDED" if suspended else "CHARACTER_NOT_OPTED_IN"))
+            return
+        candidates = presented if presented is not None else self._on_record(character.id, now)
+        if not candidates:
+            decision.reasons.append(_deny("NO_GRANT"))
+            return
+        use = terms.UseContext(
+            context.use_type,
+            context.content_rating,
+            now,
+            categories=context.categories,
+            territory=context.territory,
+            licensee_id=LICENSEE_ID,
+            commercial=context.commercial,
+            co_characters=others,
+        )
+        outcomes = []
+        for claims, problem in candidates:
+            evaluation = None if problem is not None else terms.evaluate(claims.terms, use)
+            if evaluation is not None and evaluation.obligations is not None:
+                decision.allowed = True
+                decision.grant_id, decision.terms_version = claims.grant_id, claims.terms_version
+                decision.obligations.CopyFrom(_obligations(evaluation.obligations))
+                return
+            outcomes.append((claims, (problem,) if problem is not None else evaluation.reasons if evaluation else ()))
+        claims, reasons = outcomes[0]
+        decision.grant_id, decision.terms_version = claims.grant_id, claims.terms_version
+        decision.reasons.extend(_deny(reason) for reason in sorted(reasons, key=list(DenyReason).index))
+
+    def _on_record(self, character_id: str, now: dt.datetime) -> list[tuple[grant_pb2.GrantClaims, DenyReason | None]]:
+        """The licensee's grants on record for the character, newest first, and why each is unusable."""
+        found = []
+        for grant in reversed(self.fake.issued_grants.values()):
+            if grant.character_id != character_id or grant.licensee_id != LICENSEE_ID:
+                continue
+            claims = grant_pb2.GrantClaims.FromString(grant.envelope.payload)
+            problem: DenyReason | None = None
+            if grant.state == Grant.STATE_REVOKED:
+                problem = DenyReason.GRANT_REVOKED
+            elif grant.state == Grant.STATE_SUSPENDED:
+                problem = DenyReason.GRANT_SUSPENDED
+            elif now < grant.not_before.ToDatetime(dt.UTC):
+                problem = DenyReason.GRANT_NOT_YET_VALID
+            elif now >= grant.expire_time.ToDatetime(dt.UTC):
+                problem = DenyReason.GRANT_EXPIRED
+            found.append((claims, problem))
+        # Usable grants first, so an old revoked grant never hides a new one.
+        return sorted(found, key=lambda item: item[1] is not None)
+
+    def WatchRevocations(
+        self, request: authorization_service_pb2.WatchRevocationsRequest, context: grpc.ServicerContext
+    ) -> Iterator[authorization_service_pb2.WatchRevocationsResponse]:
+        fake = self.fake
+        response = authorization_service_pb2.WatchRevocationsResponse
+
+        def messages(
+            req: authorization_service_pb2.WatchRevocationsRequest,
+        ) -> Iterator[authorization_service_pb2.WatchRevocationsResponse]:
+            since = req.since_sequence
+            while context.is_active():
+                with fake.revocations:
+                    backlog = [e for e in fake.revocation_events if e.sequence > since]
+                    head = fake.revocation_sequence
+                for event in backlog:
+                    yield response(event=event)
+                    since = event.sequence
+                yield response(heartbeat=authorization_service_pb2.Heartbeat(sequence=head, server_time=_now()))
+                with fake.revocations:
+                    fake.revocations.wait_for(
+                        lambda: fake.revocation_sequence > since or not context.is_active(),  # noqa: B023 (used at once)
+                        timeout=fake.heartbeat_seconds,
+                    )
+
+        def handler(
+            req: authorization_service_pb2.WatchRevocationsRequest,
+        ) -> Iterator[authorization_service_pb2.WatchRevocationsResponse]:
+            for count, message in enumerate(messages(req)):
+                if fake.break_watch_after is not None and count >= fake.break_watch_after:
+                    raise Abort(grpc.StatusCode.UNAVAILABLE, "STORAGE_BUSY", "the log cannot be read")
+                yield message
+
+        return fake.handle_stream("WatchRevocations", request, context, handler)
+
+
+DenyReason = terms.DenyReason
+
+# The deny reason of a presented grant's verdict; a verdict not listed here makes it usable.
+_GRANT_REASONS: dict[int, DenyReason] = {
+    grant_pb2.GRANT_VERDICT_EXPIRED: DenyReason.GRANT_EXPIRED,
+    grant_pb2.GRANT_VERDICT_NOT_YET_VALID: DenyReason.GRANT_NOT_YET_VALID,
+    grant_pb2.GRANT_VERDICT_REVOKED: DenyReason.GRANT_REVOKED,
+    grant_pb2.GRANT_VERDICT_SUSPENDED: DenyReason.GRANT_SUSPENDED,
+    **{
+        verdict: DenyReason.GRANT_INVALID
+        for verdict in grant_pb2.GrantVerdict.values()
+        if verdict
+        not in (
+            grant_pb2.GRANT_VERDICT_VALID,
+            grant_pb2.GRANT_VERDICT_EXPIRED,
+            grant_pb2.GRANT_VERDICT_NOT_YET_VALID,
+            grant_pb2.GRANT_VERDICT_REVOKED,
+            grant_pb2.GRANT_VERDICT_SUSPENDED,
+        )
+    },
+}
+
+
+def _deny(reason: str) -> decision_pb2.DenyReason.ValueType:
+    return decision_pb2.DenyReason.Value(f"DENY_REASON_{reason}")
+
+
+def _obligations(owed: terms.Obligations) -> decision_pb2.Obligations:
+    result = decision_pb2.Obligations(
+        attribution_text=owed.attribution_text,
+        watermark_required=owed.watermark_required,
+        revenue_share_bps=owed.revenue_share_bps,
+    )
+    if owed.per_use_fee_currency:
+        result.per_use_fee.CopyFrom(
+            terms_pb2.Money(currency_code=owed.per_use_fee_currency, minor_units=owed.per_use_fee_minor_units)
+        )
+    return result
+
+
+def _check_prompt(prompt: str, *, required: bool) -> None:
+    if required and not prompt:
+        raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", "invalid request", (("prompt", "required"),))
+    if len(prompt) > 8000:
+        raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", "invalid request", (("prompt", "too long"),))
+
+
+def _check_authorize(req: authorization_service_pb2.AuthorizeRequest) -> None:
+    _check_prompt(req.prompt, required=False)
+    violations = []
+    if not req.character_ids and not req.prompt:
+        violations.append(("character_ids", "give characters, a prompt, or both"))
+    if len(set(req.character_ids)) != len(req.character_ids):
+        violations.append(("character_ids", "must not repeat a character"))
+    if not req.context.use_type:
+        violations.append(("context.use_type", "is required"))
+    if not req.context.content_rating:
+        violations.append(("context.content_rating", "is required"))
+    if violations:
+        raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", "invalid request", tuple(violations))
 
 
 @dataclasses.dataclass

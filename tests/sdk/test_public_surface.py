@@ -16,15 +16,21 @@ EXPECTED_ALL = [
     "AlreadyExistsError",
     "AsyncClient",
     "CancelledError",
+    "CharacterDecision",
     "CharterError",
     "Client",
     "DataLossError",
     "DeadlineExceededError",
+    "Decision",
+    "Detection",
     "FailedPreconditionError",
     "FieldViolation",
     "InternalError",
     "InvalidArgumentError",
+    "License",
+    "LicenseDenied",
     "NotFoundError",
+    "OfflineAuthorizer",
     "OutOfRangeError",
     "PermissionDeniedError",
     "ResourceExhaustedError",
@@ -90,6 +96,8 @@ def test_client_methods_are_documented_with_args_returns_and_raises() -> None:
 
 # Listings without pages return a list, so they are coroutines like any other call.
 _UNPAGED_LISTINGS = {"list_terms_templates", "list_signing_keys"}
+# Methods that return at once something to enter or iterate asynchronously, by return annotation.
+_ASYNC_OBJECTS = {"license": "AbstractAsyncContextManager", "watch_revocations": "AsyncRevocationWatch"}
 
 
 def test_async_client_methods_are_coroutines_and_listings_async_iterators() -> None:
@@ -98,8 +106,43 @@ def test_async_client_methods_are_coroutines_and_listings_async_iterators() -> N
         if name.startswith("list_") and name not in _UNPAGED_LISTINGS:
             assert not inspect.iscoroutinefunction(method), name
             assert "AsyncIterator" in str(inspect.signature(method).return_annotation), name
+        elif name in _ASYNC_OBJECTS:
+            assert not inspect.iscoroutinefunction(method), name
+            assert _ASYNC_OBJECTS[name] in str(inspect.signature(method).return_annotation), name
         else:
             assert inspect.iscoroutinefunction(method), name
+
+
+def test_generation_time_methods_take_the_same_keyword_only_arguments() -> None:
+    expected = [
+        "character_ids",
+        "prompt",
+        "use_type",
+        "content_rating",
+        "categories",
+        "territory",
+        "commercial",
+        "duration",
+        "grants",
+        "request_id",
+        "timeout",
+    ]
+    for cls in (Client, AsyncClient):
+        for name in ("authorize", "license"):
+            parameters = list(inspect.signature(getattr(cls, name)).parameters.values())[1:]
+            assert [p.name for p in parameters] == expected, f"{cls.__name__}.{name}"
+            assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters), f"{cls.__name__}.{name}"
+            required = [p.name for p in parameters if p.default is inspect.Parameter.empty]
+            assert required == ["use_type", "content_rating"], f"{cls.__name__}.{name}"
+
+
+def test_receipts_surface_is_pinned_and_documented() -> None:
+    from charter import receipts
+
+    assert receipts.__all__ == ["ReceiptVerification", "verify_receipt"]
+    assert all((inspect.getdoc(getattr(receipts, name)) or "").strip() for name in receipts.__all__)
+    parameters = inspect.signature(receipts.verify_receipt).parameters
+    assert list(parameters) == ["envelope", "keys", "licensee_id"]
 
 
 def test_unpaged_listings_return_lists() -> None:

@@ -117,6 +117,7 @@ def server_factory(clock: Any) -> Iterator[ServerFactory]:
             "migrate": True,
             "log_format": "json",
             "shutdown_grace_seconds": 1.0,
+            "authorization_lease_seconds": 0.05,  # revocations wait it out; keep tests quick
         }
         values.update(overrides)
         built = build_server(Settings(**values), clock=clock)

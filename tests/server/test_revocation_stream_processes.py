@@ -27,7 +27,7 @@ import grpc
 import pytest
 from charter.v1 import authorization_service_pb2 as az
 from charter.v1 import authorization_service_pb2_grpc as az_grpc
-from charter.v1 import grant_pb2, terms_pb2
+from charter.v1 import decision_pb2, grant_pb2, terms_pb2
 from charter_server.app import build_services, open_database
 from charter_server.config import Settings
 from charter_server.domain.clock import SystemClock
@@ -256,3 +256,99 @@ def test_after_revoke_returns_on_one_process_verify_on_the_other_says_revoked(cl
     assert verdicts == [REVOKED] * len(grants)
     assert stale == []
     assert checked > 0
+
+
+def _generator_key(client: charter.Client, licensee_id: str) -> str:
+    return client.create_api_key(display_name="generator", role="generator", licensee_id=licensee_id).secret
+
+
+def _authorize(stub: az_grpc.AuthorizationServiceStub, secret: str, character_id: str) -> Any:
+    request = az.AuthorizeRequest(
+        character_ids=[character_id],
+        context=decision_pb2.UseContext(
+            use_type=terms_pb2.USE_TYPE_IMAGE_GENERATION, content_rating=terms_pb2.CONTENT_RATING_TEEN
+        ),
+    )
+    return stub.Authorize(request, metadata=bearer(secret), timeout=10).decision.characters[0]
+
+
+def test_after_revoke_returns_on_one_process_no_process_authorizes_the_grant(cluster: Cluster) -> None:
+    """The authorization lease at work: Authorize decides from memory on both processes, yet once
+    RevokeGrant has returned through A, no Authorize begun afterwards on A or B allows the grant."""
+    with (
+        charter.Client(cluster.a.target, api_key=cluster.admin) as on_a,
+        open_channel(cluster.a.target) as channel_a,
+        open_channel(cluster.b.target) as channel_b,
+    ):
+        licensee_id, grants = _grants(on_a, 1)
+        grant = grants[0]
+        generator = _generator_key(on_a, licensee_id)
+        stubs = [az_grpc.AuthorizationServiceStub(channel) for channel in (channel_a, channel_b)]
+        before = [_authorize(stub, generator, grant.character_id) for stub in stubs]
+        revoked = threading.Event()
+        stale: list[tuple[int, list[int]]] = []
+        counted = {"after": 0}
+        lock = threading.Lock()
+
+        def keep_authorizing(index: int) -> int:
+            stub, calls = stubs[index % 2], 0
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                began_after = revoked.is_set()
+                decision = _authorize(stub, generator, grant.character_id)
+                calls += 1
+                if began_after:
+                    with lock:
+                        counted["after"] += 1
+                        if decision.allowed:
+                            stale.append((index % 2, list(decision.reasons)))
+                    if counted["after"] >= 200:
+                        return calls
+            return calls
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            loops = [pool.submit(keep_authorizing, n) for n in range(4)]
+            time.sleep(0.5)  # both processes are deciding from memory by now
+            on_a.revoke_grant(grant.id, reason="ended")
+            revoked.set()
+            calls = sum(loop.result(timeout=30) for loop in loops)
+
+    assert [d.allowed for d in before] == [True, True]
+    assert stale == []
+    assert counted["after"] >= 200
+    assert calls > counted["after"]
+
+
+def test_a_daily_quota_is_exact_across_two_processes(cluster: Cluster) -> None:
+    quota = 25
+    with (
+        charter.Client(cluster.a.target, api_key=cluster.admin) as admin,
+        open_channel(cluster.a.target) as channel_a,
+        open_channel(cluster.b.target) as channel_b,
+    ):
+        holder = admin.create_rights_holder(display_name="Studio", contact_email="rights@studio.example")
+        licensee = admin.create_licensee(display_name="App", contact_email="ops@app.example", platform="test-app")
+        character = admin.create_character(rights_holder_id=holder.id, canonical_name="Quota Chara")
+        terms = terms_pb2.Terms(
+            permitted_use_types=[terms_pb2.USE_TYPE_IMAGE_GENERATION],
+            max_content_rating=terms_pb2.CONTENT_RATING_TEEN,
+            daily_quota=quota,
+        )
+        admin.opt_in(character.id, terms)
+        admin.issue_grant(
+            character_id=character.id, licensee_id=licensee.id, expire_time=datetime.now(UTC) + timedelta(days=3)
+        )
+        generator = _generator_key(admin, licensee.id)
+        stubs = [az_grpc.AuthorizationServiceStub(channel) for channel in (channel_a, channel_b)]
+
+        def attempt(number: int) -> tuple[bool, list[int]]:
+            decision = _authorize(stubs[number % 2], generator, character.id)
+            return decision.allowed, list(decision.reasons)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            outcomes = list(pool.map(attempt, range(4 * quota)))
+
+    allowed = [outcome for outcome in outcomes if outcome[0]]
+    denied_reasons = {tuple(reasons) for ok, reasons in outcomes if not ok}
+    assert len(allowed) == quota
+    assert denied_reasons == {(decision_pb2.DENY_REASON_QUOTA_EXHAUSTED,)}

@@ -36,6 +36,8 @@ TABLES = {
     "character_names",
     "terms_versions",
     "signing_keys",
+    "quota_counters",
+    "authorizations",
     "grants",
     "revocation_events",
     "counters",

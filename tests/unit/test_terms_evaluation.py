@@ -28,7 +28,8 @@ JST = timezone(timedelta(hours=9))
 BEFORE_YEAR_1 = -62135596801
 YEAR_10000 = 253402300800
 
-ALL_REASONS = list(DenyReason)
+# The reasons the terms evaluator can give; the rest of DenyReason are the authorization's own.
+ALL_REASONS = list(DenyReason)[: list(DenyReason).index(DenyReason.QUOTA_EXHAUSTED) + 1]
 LADDER = [t.CONTENT_RATING_ALL_AGES, t.CONTENT_RATING_TEEN, t.CONTENT_RATING_MATURE, t.CONTENT_RATING_ADULT]
 
 
@@ -105,7 +106,7 @@ def reasons(terms: t.Terms, use: UseContext, *, quota_exhausted: bool = False) -
 
 
 def test_deny_reasons_are_strings_in_the_documented_order() -> None:
-    assert [str(reason) for reason in DenyReason] == [
+    assert [str(reason) for reason in ALL_REASONS] == [
         "USE_TYPE_NOT_PERMITTED",
         "RATING_EXCEEDS_TERMS",
         "CATEGORY_PROHIBITED",
@@ -118,6 +119,16 @@ def test_deny_reasons_are_strings_in_the_documented_order() -> None:
         "QUOTA_EXHAUSTED",
     ]
     assert DenyReason("QUOTA_EXHAUSTED") is DenyReason.QUOTA_EXHAUSTED
+
+
+def test_deny_reasons_mirror_the_contract_in_order() -> None:
+    from charter.v1 import decision_pb2
+
+    names = [name.removeprefix("DENY_REASON_") for name in decision_pb2.DenyReason.keys()[1:]]
+    assert [str(reason) for reason in DenyReason] == names
+    assert [decision_pb2.DenyReason.Value(f"DENY_REASON_{reason}") for reason in DenyReason] == list(
+        range(1, len(DenyReason) + 1)
+    )
 
 
 def test_use_context_takes_three_positional_fields_and_the_rest_by_keyword() -> None:

@@ -1,4 +1,5 @@
-"""The `charter` command line, for licensing staff and rights holders.
+"""The `charter` command line, for licensing staff and rights holders, and for trying out
+generation-time calls (`charter authorize`, `charter screen`, `charter receipts verify`).
 
 It needs the optional `cli` extra (Typer and Rich): `pip install 'charter-sdk[cli]'`.
 This module imports neither until `main()` runs, so a missing extra gives a

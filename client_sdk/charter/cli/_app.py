@@ -12,13 +12,24 @@ from typing import Annotated
 import typer
 
 from charter._options import DEFAULT_TIMEOUT
-from charter.cli import api_keys, characters, grants, licensees, rights_holders, signing_keys, terms
+from charter.cli import (
+    api_keys,
+    authorize,
+    characters,
+    grants,
+    licensees,
+    receipts,
+    rights_holders,
+    screen,
+    signing_keys,
+    terms,
+)
 from charter.cli._context import Settings
 
 app = typer.Typer(
     name="charter",
     help="Charter, the opt-in character licensing service: manage rights holders, characters and their terms,"
-    " licensees, API keys, signed grants and signing keys.",
+    " licensees, API keys, signed grants and signing keys; authorize a use, screen a prompt, verify a receipt.",
     no_args_is_help=True,
     add_completion=False,
     # Tracebacks with local variables would print the API key.
@@ -32,7 +43,10 @@ app.add_typer(licensees.app, name="licensees")
 app.add_typer(api_keys.app, name="api-keys")
 app.add_typer(grants.app, name="grants")
 app.add_typer(signing_keys.app, name="signing-keys")
+app.add_typer(receipts.app, name="receipts")
 app.command("whoami")(api_keys.whoami)
+app.command("authorize")(authorize.authorize)
+app.command("screen")(screen.screen)
 
 
 @app.callback()

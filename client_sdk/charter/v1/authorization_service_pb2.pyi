@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from charter.v1 import decision_pb2 as _decision_pb2
 from charter.v1 import envelope_pb2 as _envelope_pb2
 from charter.v1 import grant_pb2 as _grant_pb2
 from charter.v1 import signing_key_pb2 as _signing_key_pb2
@@ -308,3 +309,96 @@ class Heartbeat(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Heartbeat: _TypeAlias = Heartbeat  # noqa: Y015
+
+@_typing.final
+class AuthorizeRequest(_message.Message):
+    """The request of AuthorizationService.Authorize. At least one of
+    `character_ids` and `prompt` is required.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTER_IDS_FIELD_NUMBER: _builtins.int
+    PROMPT_FIELD_NUMBER: _builtins.int
+    GRANTS_FIELD_NUMBER: _builtins.int
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    prompt: _builtins.str
+    """The prompt, at most 8000 characters. Every character it names is decided
+    too, declared or not; a match of an alias marked ambiguous is reported
+    among the detections but decided only if declared.
+    """
+    request_id: _builtins.str
+    """Makes a retry safe: a retried request with the same id (from the same API
+    key) never counts a quota twice; when the first decision counted one, the
+    retry returns that decision. Optional; 1-64 letters, digits, `-` or `_`.
+    """
+    @_builtins.property
+    def character_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The characters the content will show, at most 64, without duplicates."""
+
+    @_builtins.property
+    def grants(self) -> _containers.RepeatedCompositeFieldContainer[_envelope_pb2.Envelope]:
+        """Grant envelopes the caller holds, at most 64. For a character with a
+        presented grant, only presented grants are considered; for the others,
+        the licensee's grants on record.
+        """
+
+    @_builtins.property
+    def context(self) -> _decision_pb2.UseContext:
+        """The intended use. Required."""
+
+    def __init__(
+        self,
+        *,
+        character_ids: _abc.Iterable[_builtins.str] | None = ...,
+        prompt: _builtins.str = ...,
+        grants: _abc.Iterable[_envelope_pb2.Envelope] | None = ...,
+        context: _decision_pb2.UseContext | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_ids", b"character_ids", "context", b"context", "grants", b"grants", "prompt", b"prompt", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthorizeRequest: _TypeAlias = AuthorizeRequest  # noqa: Y015
+
+@_typing.final
+class AuthorizeResponse(_message.Message):
+    """The response of AuthorizationService.Authorize."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISION_FIELD_NUMBER: _builtins.int
+    DETECTIONS_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def decision(self) -> _decision_pb2.DecisionReceipt:
+        """The decision: the same content as the receipt's payload."""
+
+    @_builtins.property
+    def detections(self) -> _containers.RepeatedCompositeFieldContainer[Global___Detection]:
+        """The characters the prompt names, with spans, ordered by start."""
+
+    @_builtins.property
+    def receipt(self) -> _envelope_pb2.Envelope:
+        """The signed receipt: an Envelope whose payload is the serialized
+        `decision`, of payload type `application/vnd.charter.receipt.v1+protobuf`.
+        """
+
+    def __init__(
+        self,
+        *,
+        decision: _decision_pb2.DecisionReceipt | None = ...,
+        detections: _abc.Iterable[Global___Detection] | None = ...,
+        receipt: _envelope_pb2.Envelope | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "receipt", b"receipt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "detections", b"detections", "receipt", b"receipt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthorizeResponse: _TypeAlias = AuthorizeResponse  # noqa: Y015

@@ -27,8 +27,9 @@ if _version_not_supported:
 
 class AuthorizationServiceStub:
     """AuthorizationService is what generation backends and integrators call:
-    the key set that verifies grants, and grant verification for integrators
-    without the SDK.
+    the generation-time decision, the key set that verifies grants and receipts,
+    grant verification for integrators without the SDK, prompt screening and the
+    revocation stream.
     """
 
     def __init__(self, channel):
@@ -37,6 +38,11 @@ class AuthorizationServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Authorize = channel.unary_unary(
+                '/charter.v1.AuthorizationService/Authorize',
+                request_serializer=charter_dot_v1_dot_authorization__service__pb2.AuthorizeRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_authorization__service__pb2.AuthorizeResponse.FromString,
+                _registered_method=True)
         self.GetKeySet = channel.unary_unary(
                 '/charter.v1.AuthorizationService/GetKeySet',
                 request_serializer=charter_dot_v1_dot_authorization__service__pb2.GetKeySetRequest.SerializeToString,
@@ -61,9 +67,22 @@ class AuthorizationServiceStub:
 
 class AuthorizationServiceServicer:
     """AuthorizationService is what generation backends and integrators call:
-    the key set that verifies grants, and grant verification for integrators
-    without the SDK.
+    the generation-time decision, the key set that verifies grants and receipts,
+    grant verification for integrators without the SDK, prompt screening and the
+    revocation stream.
     """
+
+    def Authorize(self, request, context):
+        """Decides, before rendering, whether the caller's licensee may use every
+        character that the request declares or that its prompt names, in the
+        given use context, and returns a decision per character with a signed
+        decision receipt. A denial is an OK answer with reasons, not an error.
+        Uses under terms with quotas are counted when allowed. Allowed roles:
+        generator (the licensee is the caller's).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def GetKeySet(self, request, context):
         """Returns every public key that still verifies something (active and
@@ -107,6 +126,11 @@ class AuthorizationServiceServicer:
 
 def add_AuthorizationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Authorize': grpc.unary_unary_rpc_method_handler(
+                    servicer.Authorize,
+                    request_deserializer=charter_dot_v1_dot_authorization__service__pb2.AuthorizeRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_authorization__service__pb2.AuthorizeResponse.SerializeToString,
+            ),
             'GetKeySet': grpc.unary_unary_rpc_method_handler(
                     servicer.GetKeySet,
                     request_deserializer=charter_dot_v1_dot_authorization__service__pb2.GetKeySetRequest.FromString,
@@ -137,9 +161,37 @@ def add_AuthorizationServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class AuthorizationService:
     """AuthorizationService is what generation backends and integrators call:
-    the key set that verifies grants, and grant verification for integrators
-    without the SDK.
+    the generation-time decision, the key set that verifies grants and receipts,
+    grant verification for integrators without the SDK, prompt screening and the
+    revocation stream.
     """
+
+    @staticmethod
+    def Authorize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charter.v1.AuthorizationService/Authorize',
+            charter_dot_v1_dot_authorization__service__pb2.AuthorizeRequest.SerializeToString,
+            charter_dot_v1_dot_authorization__service__pb2.AuthorizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def GetKeySet(request,

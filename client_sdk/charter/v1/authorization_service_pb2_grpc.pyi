@@ -28,14 +28,23 @@ GRPC_VERSION: str
 
 class AuthorizationServiceStub:
     """AuthorizationService is what generation backends and integrators call:
-    the key set that verifies grants, and grant verification for integrators
-    without the SDK.
+    the generation-time decision, the key set that verifies grants and receipts,
+    grant verification for integrators without the SDK, prompt screening and the
+    revocation stream.
     """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AuthorizationServiceAsyncStub: ...
+    Authorize: _grpc.UnaryUnaryMultiCallable[_authorization_service_pb2.AuthorizeRequest, _authorization_service_pb2.AuthorizeResponse]
+    """Decides, before rendering, whether the caller's licensee may use every
+    character that the request declares or that its prompt names, in the
+    given use context, and returns a decision per character with a signed
+    decision receipt. A denial is an OK answer with reasons, not an error.
+    Uses under terms with quotas are counted when allowed. Allowed roles:
+    generator (the licensee is the caller's).
+    """
     GetKeySet: _grpc.UnaryUnaryMultiCallable[_authorization_service_pb2.GetKeySetRequest, _authorization_service_pb2.GetKeySetResponse]
     """Returns every public key that still verifies something (active and
     retired keys, never revoked ones) with a version that changes whenever the
@@ -63,11 +72,20 @@ class AuthorizationServiceStub:
 @_typing.type_check_only
 class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
     """AuthorizationService is what generation backends and integrators call:
-    the key set that verifies grants, and grant verification for integrators
-    without the SDK.
+    the generation-time decision, the key set that verifies grants and receipts,
+    grant verification for integrators without the SDK, prompt screening and the
+    revocation stream.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    Authorize: _aio.UnaryUnaryMultiCallable[_authorization_service_pb2.AuthorizeRequest, _authorization_service_pb2.AuthorizeResponse]  # type: ignore[assignment]
+    """Decides, before rendering, whether the caller's licensee may use every
+    character that the request declares or that its prompt names, in the
+    given use context, and returns a decision per character with a signed
+    decision receipt. A denial is an OK answer with reasons, not an error.
+    Uses under terms with quotas are counted when allowed. Allowed roles:
+    generator (the licensee is the caller's).
+    """
     GetKeySet: _aio.UnaryUnaryMultiCallable[_authorization_service_pb2.GetKeySetRequest, _authorization_service_pb2.GetKeySetResponse]  # type: ignore[assignment]
     """Returns every public key that still verifies something (active and
     retired keys, never revoked ones) with a version that changes whenever the
@@ -94,9 +112,24 @@ class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
 
 class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
     """AuthorizationService is what generation backends and integrators call:
-    the key set that verifies grants, and grant verification for integrators
-    without the SDK.
+    the generation-time decision, the key set that verifies grants and receipts,
+    grant verification for integrators without the SDK, prompt screening and the
+    revocation stream.
     """
+
+    @_abc_1.abstractmethod
+    def Authorize(
+        self,
+        request: _authorization_service_pb2.AuthorizeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authorization_service_pb2.AuthorizeResponse, _abc.Awaitable[_authorization_service_pb2.AuthorizeResponse]]:
+        """Decides, before rendering, whether the caller's licensee may use every
+        character that the request declares or that its prompt names, in the
+        given use context, and returns a decision per character with a signed
+        decision receipt. A denial is an OK answer with reasons, not an error.
+        Uses under terms with quotas are counted when allowed. Allowed roles:
+        generator (the licensee is the caller's).
+        """
 
     @_abc_1.abstractmethod
     def GetKeySet(

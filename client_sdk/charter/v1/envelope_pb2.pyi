@@ -42,7 +42,8 @@ class Envelope(_message.Message):
     """
     payload_type: _builtins.str
     """The media type of the payload:
-    `application/vnd.charter.grant.v1+protobuf` for grants.
+    `application/vnd.charter.grant.v1+protobuf` for grants,
+    `application/vnd.charter.receipt.v1+protobuf` for decision receipts.
     """
     @_builtins.property
     def signatures(self) -> _containers.RepeatedCompositeFieldContainer[Global___Signature]:

@@ -1,5 +1,5 @@
-"""AuthorizationService servicer: the key set, grant verification, prompt screening and the
-revocation stream. (Authorize and ReportUsage join it in later issues.)"""
+"""AuthorizationService servicer: generation-time decisions, the key set, grant verification, prompt
+screening and the revocation stream."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from charter.v1 import authorization_service_pb2_grpc as az_grpc
 
 from charter_server.api import convert
 from charter_server.api.context import current_principal
+from charter_server.services.authorization import AuthorizationService
 from charter_server.services.grants import GrantService
 from charter_server.services.keys import KeyService
 from charter_server.services.revocations import RevocationFeed
@@ -18,13 +19,24 @@ from charter_server.services.screening import PromptScreen
 
 
 class AuthorizationServicer(az_grpc.AuthorizationServiceServicer):
-    """The key set and grant verification over gRPC."""
+    """The AuthorizationService RPCs over gRPC."""
 
-    def __init__(self, keys: KeyService, grants: GrantService, screen: PromptScreen, feed: RevocationFeed) -> None:
+    def __init__(
+        self,
+        keys: KeyService,
+        grants: GrantService,
+        screen: PromptScreen,
+        feed: RevocationFeed,
+        authorization: AuthorizationService,
+    ) -> None:
         self._keys = keys
         self._grants = grants
         self._screen = screen
         self._feed = feed
+        self._authorization = authorization
+
+    def Authorize(self, request: az.AuthorizeRequest, context: grpc.ServicerContext) -> az.AuthorizeResponse:
+        return self._authorization.authorize(current_principal(), request)
 
     def GetKeySet(self, request: az.GetKeySetRequest, context: grpc.ServicerContext) -> az.GetKeySetResponse:
         return az.GetKeySetResponse(key_set=convert.key_set(self._keys.key_ring(), self._keys.all_keys()))

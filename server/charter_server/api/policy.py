@@ -60,6 +60,7 @@ POLICY: dict[str, frozenset[Role]] = {
     "/charter.v1.KeyService/RevokeSigningKey": ADMIN,
     "/charter.v1.KeyService/ListSigningKeys": STAFF_READ,
     # AuthorizationService.
+    "/charter.v1.AuthorizationService/Authorize": frozenset({Role.GENERATOR}),
     "/charter.v1.AuthorizationService/GetKeySet": ANY,
     "/charter.v1.AuthorizationService/VerifyGrant": ANY,
     "/charter.v1.AuthorizationService/ScreenPrompt": ANY,

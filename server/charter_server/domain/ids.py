@@ -11,6 +11,7 @@ PREFIXES = {
     "api_key": "key",
     "character": "chr",
     "grant": "grt",
+    "receipt": "rcp",
 }
 _ID_RE = {kind: re.compile(rf"^{prefix}_[0-9a-f]{{32}}$") for kind, prefix in PREFIXES.items()}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -89,9 +89,14 @@ def _query(checker: Checker, query: str) -> None:
 class CatalogService:
     """Rights holders and licensees."""
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, *, after_commit: Callable[[bool], None] = lambda takes_away: None
+    ) -> None:
         self._db = db
         self._clock = clock
+        # Told after every licensee change an authorization may depend on, and whether it takes
+        # something away (see services.authorization).
+        self._after_commit = after_commit
 
     # Rights holders -------------------------------------------------------------------------
 
@@ -290,6 +295,7 @@ class CatalogService:
             licensee = dataclasses.replace(licensee, **changes, update_time=self._clock.now())
             uow.licensees.save(licensee)
             uow.commit()
+        self._after_commit("platform" in fields)
         log.info("licensee.updated", licensee_id=licensee_id, fields=fields)
         return licensee
 
@@ -305,6 +311,7 @@ class CatalogService:
             licensee = dataclasses.replace(licensee, state=LifecycleState.ARCHIVED, update_time=now, archive_time=now)
             uow.licensees.save(licensee)
             uow.commit()
+        self._after_commit(True)
         log.info("licensee.archived", licensee_id=licensee_id)
         return licensee
 

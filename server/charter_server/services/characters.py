@@ -166,10 +166,20 @@ def _stamp(value: datetime) -> timestamp_pb2.Timestamp:
 class CharacterService:
     """Characters, aliases, terms versions, templates, bulk import and alias collisions."""
 
-    def __init__(self, db: Database, clock: Clock, *, revoke_grants: RevokeGrantsHook = revoke_no_grants) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        revoke_grants: RevokeGrantsHook = revoke_no_grants,
+        after_commit: Callable[[bool], None] = lambda takes_away: None,
+    ) -> None:
         self._db = db
         self._clock = clock
         self._revoke_grants = revoke_grants
+        # Told after every commit an authorization may depend on, and whether it takes something
+        # away (then it returns only once no server can still allow it; see services.authorization).
+        self._after_commit = after_commit
 
     # Characters ------------------------------------------------------------------------------
 
@@ -292,6 +302,7 @@ class CharacterService:
             character = dataclasses.replace(character, state=CharacterState.ARCHIVED, update_time=now, archive_time=now)
             uow.characters.save(character, names_changed=False)
             uow.commit()
+        self._after_commit(True)
         log.info("character.archived", character_id=character_id)
         return character
 
@@ -314,6 +325,7 @@ class CharacterService:
             )
             uow.characters.save(character, names_changed=False)
             uow.commit()
+        self._after_commit(True)
         log.info("character.suspended", character_id=character_id, reason=reason)
         return character
 
@@ -330,6 +342,7 @@ class CharacterService:
             )
             uow.characters.save(character, names_changed=False)
             uow.commit()
+        self._after_commit(False)
         log.info("character.reinstated", character_id=character_id, state=character.state.value)
         return character
 
@@ -349,6 +362,7 @@ class CharacterService:
                 )
             character, stored = self._new_terms(uow, principal, character, terms)
             uow.commit()
+        self._after_commit(False)
         log.info("character.opted_in", character_id=character_id, terms_version=stored.version)
         return character, stored
 
@@ -384,6 +398,7 @@ class CharacterService:
             character = dataclasses.replace(character, update_time=self._clock.now())
             uow.characters.save(character, names_changed=False)
             uow.commit()
+        self._after_commit(True)
         log.info("character.opted_out", character_id=character_id, revoked_grants=revoked)
         return character, revoked
 
@@ -442,6 +457,7 @@ class CharacterService:
             for index, row in enumerate(rows):
                 results.append(self._import_row(uow, principal, rights_holder_id, index, row, existing))
             uow.commit()
+        self._after_commit(False)
         counts = {o: sum(r.outcome == o for r in results) for o in ("created", "updated", "unchanged", "failed")}
         log.info("catalog.imported", rights_holder_id=rights_holder_id, rows=len(rows), **counts)
         return results

@@ -88,8 +88,12 @@ class GrantService:
         max_lifetime: timedelta,
         skew: timedelta,
         on_revocation: Callable[[], None] = lambda: None,
+        after_commit: Callable[[bool], None] = lambda takes_away: None,
     ) -> None:
         self._db = db
+        # Told after every commit an authorization may depend on, and whether it takes something
+        # away (then it returns only once no server can still allow it; see services.authorization).
+        self._after_commit = after_commit
         # Called after a revocation-log append commits, so in-process watchers look at once.
         self._on_revocation = on_revocation
         self._clock = clock
@@ -128,6 +132,7 @@ class GrantService:
             self._db, self._clock, principal, "IssueGrant", request_id, value, create, self._load
         )
         if created:
+            self._after_commit(False)
             log.info(
                 "grant.issued",
                 grant_id=grant.id,
@@ -197,7 +202,7 @@ class GrantService:
             issuer=self._issuer,
         )
         envelope = sign(
-            claims.SerializeToString(), GRANT_PAYLOAD_TYPE, key_id=signer.key_id, private_key=signer.private_key
+            claims.SerializeToString(), GRANT_PAYLOAD_TYPE, key_id=signer.key_id, private_key=signer.signing_key
         )
         uow.grants.add(
             GrantRecord(
@@ -346,6 +351,7 @@ class GrantService:
             grant = dataclasses.replace(grant, state=new_state, state_reason=reason, state_time=now)
             uow.commit()
         self._on_revocation()
+        self._after_commit(kind is not RevocationKind.REINSTATED)
         log.info(f"grant.{kind.value}", grant_id=grant_id, sequence=sequence)
         return grant, sequence
 

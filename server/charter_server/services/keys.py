@@ -11,7 +11,8 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import nacl.exceptions
 import nacl.secret
@@ -37,10 +38,14 @@ _KEY_ID = re.compile(r"sk_[0-9a-f]{16}")
 
 @dataclass(frozen=True)
 class Signer:
-    """The active key: its id and its 32-byte Ed25519 seed."""
+    """The active key: its id, its 32-byte Ed25519 seed and the key pair made from it once."""
 
     key_id: str
     private_key: bytes
+    signing_key: nacl.signing.SigningKey = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "signing_key", nacl.signing.SigningKey(self.private_key))
 
     def __repr__(self) -> str:  # never show the private key
         return f"Signer(key_id={self.key_id!r})"
@@ -60,11 +65,34 @@ def ring_version(keys: list[SigningKeyRecord]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def build_ring(keys: list[SigningKeyRecord]) -> KeyRing:
+    """The verification view of ``keys``: every unrevoked key, and the ids of the revoked ones."""
+    return KeyRing(
+        keys={
+            k.key_id: PublicKey(k.key_id, k.public_key, _ring_state(k.state), k.activate_time, k.retire_time)
+            for k in keys
+            if k.state is not SigningKeyState.REVOKED
+        },
+        revoked=frozenset(k.key_id for k in keys if k.state is SigningKeyState.REVOKED),
+        version=ring_version(keys),
+    )
+
+
 class KeyService:
     """Creates, rotates, revokes and lists signing keys; provides the signer and the key ring."""
 
-    def __init__(self, db: Database, clock: Clock, kek: bytes, *, cache_seconds: float = 2.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        kek: bytes,
+        *,
+        cache_seconds: float = 2.0,
+        after_commit: Callable[[bool], None] = lambda takes_away: None,
+    ) -> None:
         self._db = db
+        # Told after a rotation (False) or a revocation (True; see services.authorization).
+        self._after_commit = after_commit
         self._clock = clock
         self._box = nacl.secret.SecretBox(kek)
         self._cache_seconds = cache_seconds
@@ -100,6 +128,7 @@ class KeyService:
             retired = next((k for k in uow.signing_keys.all() if previous and k.key_id == previous.key_id), None)
             uow.commit()
         self._invalidate()
+        self._after_commit(False)
         log.info("signing_key.rotated", key_id=key.key_id, retired_key_id=previous.key_id if previous else None)
         return key, retired
 
@@ -123,6 +152,7 @@ class KeyService:
             key = next(k for k in uow.signing_keys.all() if k.key_id == key_id)
             uow.commit()
         self._invalidate()
+        self._after_commit(True)
         log.info("signing_key.revoked", key_id=key_id, reason=reason)
         return key
 
@@ -133,6 +163,11 @@ class KeyService:
     def key_ring(self) -> KeyRing:
         """The verification view of the keys (cached briefly; refreshed at once after a local change)."""
         return self._ring_and_keys()[0]
+
+    def forget_signer(self) -> None:
+        """Drop the cached signer: the next `signer()` reads the active key again."""
+        with self._lock:
+            self._signer = None
 
     def signer(self, uow: UnitOfWork | None = None) -> Signer:
         """The active key with its decrypted private key.
@@ -167,15 +202,7 @@ class KeyService:
                 return self._ring[1], self._ring[2]
         with self._db.uow() as uow:
             keys = uow.signing_keys.all()
-        ring = KeyRing(
-            keys={
-                k.key_id: PublicKey(k.key_id, k.public_key, _ring_state(k.state), k.activate_time, k.retire_time)
-                for k in keys
-                if k.state is not SigningKeyState.REVOKED
-            },
-            revoked=frozenset(k.key_id for k in keys if k.state is SigningKeyState.REVOKED),
-            version=ring_version(keys),
-        )
+        ring = build_ring(keys)
         with self._lock:
             self._ring = (now, ring, keys)
             # A rotation elsewhere changes the active key; drop the cached signer when it is no longer active.

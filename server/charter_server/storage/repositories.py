@@ -8,6 +8,8 @@ from typing import Any
 
 from charter.v1 import terms_pb2
 from sqlalchemy import ColumnElement, Select, case, delete, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,11 +32,13 @@ from charter_server.domain.models import (
 )
 from charter_server.storage.tables import (
     ApiKeyRow,
+    AuthorizationRow,
     CharacterNameRow,
     CharacterRow,
     CounterRow,
     GrantRow,
     LicenseeRow,
+    QuotaCounterRow,
     RequestRecordRow,
     RevocationEventRow,
     RightsHolderRow,
@@ -107,6 +111,20 @@ def _api_key(row: ApiKeyRow) -> ApiKey:
         create_time=row.create_time,
         revoke_time=row.revoke_time,
     )
+
+
+AUTHZ_EPOCH = "authz_epoch"
+
+
+def bump_authz_epoch(session: Session) -> None:
+    """Count a change that an authorization may depend on, in the caller's transaction.
+
+    Every server keeps what ``Authorize`` reads (characters, licensees, grants, keys) in memory
+    and polls this counter to learn that its copy is out of date; see
+    ``charter_server.services.authorization``. The update takes the counter's row lock until
+    commit, like the revocation log's counter.
+    """
+    session.execute(update(CounterRow).where(CounterRow.name == AUTHZ_EPOCH).values(value=CounterRow.value + 1))
 
 
 class RightsHolderRepository:
@@ -208,6 +226,7 @@ class LicenseeRepository:
         row.update_time = licensee.update_time
         row.archive_time = licensee.archive_time
         self._session.flush()
+        bump_authz_epoch(self._session)
 
     def list(
         self, *, state: LifecycleState, query: str, platform: str, after: int, limit: int
@@ -380,6 +399,7 @@ class CharacterRepository:
             raise LookupError(character.id)
         self._write(row, character)
         self._session.flush()
+        bump_authz_epoch(self._session)
         if names_changed:
             self._session.execute(delete(CharacterNameRow).where(CharacterNameRow.character_id == character.id))
             self._index_names(character)
@@ -620,6 +640,7 @@ class SigningKeyRepository:
             )
         )
         self._session.flush()
+        bump_authz_epoch(self._session)
 
     def all(self, *, for_update: bool = False) -> list[SigningKeyRecord]:
         """Every key, newest first."""
@@ -647,6 +668,7 @@ class SigningKeyRepository:
             if row.retire_time is None:
                 row.retire_time = when
         self._session.flush()
+        bump_authz_epoch(self._session)
 
 
 def _grant(row: GrantRow) -> GrantRecord:
@@ -695,6 +717,7 @@ class GrantRepository:
             )
         )
         self._session.flush()
+        bump_authz_epoch(self._session)
 
     def get(self, grant_id: str, *, for_update: bool = False) -> GrantRecord | None:
         """The grant with this id, or None; ``for_update`` locks its row until commit (PostgreSQL)."""
@@ -718,6 +741,7 @@ class GrantRepository:
         row.state_reason = reason
         row.state_time = when
         self._session.flush()
+        bump_authz_epoch(self._session)
 
     def live_for_character(self, character_id: str) -> list[str]:
         """Ids of the character's grants that are not revoked, locked for update."""
@@ -800,3 +824,91 @@ class RevocationLogRepository:
     def head(self) -> int:
         """The newest sequence number (0 when the log is empty)."""
         return int(self._session.scalar(select(CounterRow.value).where(CounterRow.name == self.COUNTER)) or 0)
+
+
+class GrantViewRepository:
+    """What ``Authorize`` loads into memory: characters, licensees and a licensee's grants."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def epoch(self) -> int:
+        """The authorization epoch: it moves with every change an authorization may depend on."""
+        return int(self._session.scalar(select(CounterRow.value).where(CounterRow.name == AUTHZ_EPOCH)) or 0)
+
+    def grants_for(self, licensee_id: str, character_ids: Sequence[str], live_after: datetime) -> list[GrantRecord]:
+        """The licensee's grants of these characters that expire after ``live_after``, newest first."""
+        if not character_ids:
+            return []
+        rows = self._session.scalars(
+            select(GrantRow)
+            .where(
+                GrantRow.licensee_id == licensee_id,
+                GrantRow.character_id.in_(list(character_ids)),
+                GrantRow.expire_time > live_after,
+            )
+            .order_by(GrantRow.seq.desc())
+        )
+        return [_grant(row) for row in rows]
+
+
+class QuotaRepository:
+    """Quota counters, raised only by a conditional single-statement update (never read-modify-write)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def consume(self, licensee_id: str, character_id: str, period: str, limit: int) -> bool:
+        """Count one use in ``period`` if fewer than ``limit`` are counted; whether it was counted.
+
+        The row is created first if missing (a conflicting insert by a concurrent transaction is
+        ignored); the update then re-checks ``used < limit`` under the row lock, so concurrent
+        uses on any number of servers never exceed the limit.
+        """
+        if limit <= 0:
+            return False
+        dialect = self._session.get_bind().dialect.name
+        values = {"licensee_id": licensee_id, "character_id": character_id, "period": period, "used": 0}
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        self._session.execute(insert(QuotaCounterRow).values(**values).on_conflict_do_nothing())
+        result = self._session.execute(
+            update(QuotaCounterRow)
+            .where(
+                QuotaCounterRow.licensee_id == licensee_id,
+                QuotaCounterRow.character_id == character_id,
+                QuotaCounterRow.period == period,
+                QuotaCounterRow.used < limit,
+            )
+            .values(used=QuotaCounterRow.used + 1)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def used(self, licensee_id: str, character_id: str, period: str) -> int:
+        """The uses counted in ``period`` (0 when none)."""
+        value = self._session.scalar(
+            select(QuotaCounterRow.used).where(
+                QuotaCounterRow.licensee_id == licensee_id,
+                QuotaCounterRow.character_id == character_id,
+                QuotaCounterRow.period == period,
+            )
+        )
+        return int(value or 0)
+
+
+class AuthorizationRepository:
+    """Authorize responses that counted a quota, for replaying a retried request."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def add(self, receipt_id: str, licensee_id: str, decide_time: datetime, response: bytes) -> None:
+        """Keep a response."""
+        self._session.add(
+            AuthorizationRow(receipt_id=receipt_id, licensee_id=licensee_id, decide_time=decide_time, response=response)
+        )
+        self._session.flush()
+
+    def get(self, receipt_id: str) -> bytes | None:
+        """The kept response with this receipt id, or None."""
+        row = self._session.get(AuthorizationRow, receipt_id)
+        return None if row is None else bytes(row.response)

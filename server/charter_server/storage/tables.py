@@ -232,3 +232,26 @@ class CounterRow(Base):
 
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+class QuotaCounterRow(Base):
+    """Uses counted against a quota: one row per licensee, character and period (``D2026-11-21``,
+    ``M2026-11``), raised only by a conditional single-statement update."""
+
+    __tablename__ = "quota_counters"
+
+    licensee_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    character_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    period: Mapped[str] = mapped_column(String(16), primary_key=True)
+    used: Mapped[int] = mapped_column(BigInteger)
+
+
+class AuthorizationRow(Base):
+    """An Authorize response that counted a quota, kept so a retry returns it instead of counting again."""
+
+    __tablename__ = "authorizations"
+
+    receipt_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    licensee_id: Mapped[str] = mapped_column(String(40), index=True)
+    decide_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    response: Mapped[bytes] = mapped_column(LargeBinary)

@@ -15,9 +15,12 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from charter_server.domain.errors import StorageBusy, StorageUnavailable
 from charter_server.storage.repositories import (
     ApiKeyRepository,
+    AuthorizationRepository,
     CharacterRepository,
     GrantRepository,
+    GrantViewRepository,
     LicenseeRepository,
+    QuotaRepository,
     RequestRecordRepository,
     RevocationLogRepository,
     RightsHolderRepository,
@@ -59,6 +62,9 @@ class UnitOfWork:
     signing_keys: SigningKeyRepository
     grants: GrantRepository
     revocations: RevocationLogRepository
+    authz: GrantViewRepository
+    quotas: QuotaRepository
+    authorizations: AuthorizationRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._session_factory = session_factory
@@ -74,6 +80,9 @@ class UnitOfWork:
         self.signing_keys = SigningKeyRepository(self.session)
         self.grants = GrantRepository(self.session)
         self.revocations = RevocationLogRepository(self.session)
+        self.authz = GrantViewRepository(self.session)
+        self.quotas = QuotaRepository(self.session)
+        self.authorizations = AuthorizationRepository(self.session)
         return self
 
     def commit(self) -> None:

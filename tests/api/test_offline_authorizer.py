@@ -1,0 +1,1047 @@
+"""The SDK's offline authorizer against real servers (SQLite, and PostgreSQL when reachable).
+
+Decisions from held grants without a server call; a revocation seen within the heartbeat
+interval; the sequence number that ``RevokeGrant`` returned ("new enemy"); a stale view going to
+the server and, with the server stopped, failing closed with ``SERVER_UNREACHABLE``; resuming
+after a restart from the last sequence; no signature work on a warm decision; and the requests
+that always go to the server (a prompt, quota terms, a character without a held grant, a key
+the ring does not know).
+
+The authorizer's clock is its own (real time plus an offset the test moves), so moving it never
+moves the servers'. Every server listens on 127.0.0.1; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import charter
+import grpc
+import nacl.signing
+import pytest
+from charter._license import ReceiptJournal
+from charter.decisions import Decision, LicenseDenied
+from charter.envelope import RECEIPT_PAYLOAD_TYPE, sign, to_json
+from charter.grants import GrantStatus
+from charter.offline import OfflineAuthorizer
+from charter.terms import DenyReason
+from charter.v1 import (
+    api_key_pb2,
+    authorization_service_pb2,
+    grant_pb2,
+    licensee_pb2,
+    signing_key_pb2,
+    terms_pb2,
+)
+from charter.v1.envelope_pb2 import Envelope
+from charter_server.app import CharterServer, build_server
+from charter_server.config import Settings
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+IMAGE = terms_pb2.USE_TYPE_IMAGE_GENERATION
+VIDEO = terms_pb2.USE_TYPE_VIDEO_GENERATION
+TEEN = terms_pb2.CONTENT_RATING_TEEN
+ADULT = terms_pb2.CONTENT_RATING_ADULT
+WAIT = 10.0  # seconds: the bound of every wait for the background threads
+
+
+class ManualClock:
+    """The authorizer's clock: real time plus an offset that only the test moves."""
+
+    def __init__(self) -> None:
+        self._offset = timedelta()
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return datetime.now(UTC) + self._offset
+
+    def advance(self, delta: timedelta) -> None:
+        with self._lock:
+            self._offset += delta
+
+
+def _settings(database_url: str, *, listen: str = "127.0.0.1:0", heartbeat: float = 0.2) -> Settings:
+    return Settings(
+        listen=listen,
+        database_url=database_url,
+        migrate=True,
+        log_format="json",
+        shutdown_grace_seconds=1.0,
+        revocation_heartbeat_seconds=heartbeat,
+        authorization_lease_seconds=0.05,
+    )
+
+
+@pytest.fixture(scope="module")
+def quick_server(database_url: str, clock: Any) -> Iterator[CharterServer]:
+    """A second server over the session's database, with a heartbeat every 0.2 s."""
+    built = build_server(_settings(database_url), clock=clock)
+    built.start()
+    try:
+        yield built
+    finally:
+        built.stop(grace=0)
+
+
+@pytest.fixture(scope="module")
+def quick_target(quick_server: CharterServer) -> str:
+    return f"127.0.0.1:{quick_server.port}"
+
+
+@pytest.fixture(scope="module")
+def admin(keys: Any, quick_target: str) -> Iterator[charter.Client]:
+    """A staff client of the quick server (its short lease makes revocations return quickly)."""
+    with charter.Client(quick_target, api_key=keys.admin) as client:
+        yield client
+
+
+@dataclass(frozen=True)
+class Party:
+    """A fresh rights holder and licensee, and the secret of a generator key of the licensee."""
+
+    holder_id: str
+    licensee_id: str
+    generator: str
+
+
+def _marker() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def party(admin: charter.Client) -> Party:
+    holder = admin.create_rights_holder(display_name=f"Studio {_marker()}", contact_email="rights@studio.example")
+    licensee = admin.create_licensee(
+        display_name=f"App {_marker()}", contact_email="ops@app.example", platform="offline-app"
+    )
+    key = admin.create_api_key(
+        display_name="offline generator", role=api_key_pb2.ROLE_GENERATOR, licensee_id=licensee.id
+    )
+    return Party(holder.id, licensee.id, key.secret)
+
+
+def terms(**changes: Any) -> terms_pb2.Terms:
+    """Image generation up to TEEN, with ``changes``."""
+    base: dict[str, Any] = {"permitted_use_types": [IMAGE], "max_content_rating": TEEN}
+    return terms_pb2.Terms(**{**base, **changes})
+
+
+def character(admin: charter.Client, party: Party, given: terms_pb2.Terms | None = None) -> str:
+    """A new character of the party's rights holder, opted in under ``given`` (simple terms by default)."""
+    created = admin.create_character(rights_holder_id=party.holder_id, canonical_name=f"Offline {_marker()}")
+    admin.opt_in(created.id, given or terms())
+    return str(created.id)
+
+
+def grant(
+    admin: charter.Client,
+    clock: Any,
+    character_id: str,
+    licensee_id: str,
+    *,
+    lifetime: timedelta = timedelta(days=30),
+    not_before: datetime | None = None,
+) -> grant_pb2.Grant:
+    start = not_before or clock.now()
+    return admin.issue_grant(
+        character_id=character_id, licensee_id=licensee_id, not_before=not_before, expire_time=start + lifetime
+    )
+
+
+Make = Callable[..., OfflineAuthorizer]
+
+
+@pytest.fixture
+def make(quick_target: str) -> Iterator[Make]:
+    """Builds started authorizers (of the quick server by default); closes them and their clients."""
+    opened: list[tuple[OfflineAuthorizer, charter.Client]] = []
+
+    def build(
+        secret: str,
+        grants: list[grant_pb2.Grant] | None = None,
+        *,
+        target: str | None = None,
+        client: charter.Client | None = None,
+        start: bool = True,
+        **options: Any,
+    ) -> OfflineAuthorizer:
+        client = client or charter.Client(target or quick_target, api_key=secret)
+        options.setdefault("min_backoff", timedelta(milliseconds=50))
+        options.setdefault("max_backoff", timedelta(milliseconds=500))
+        authorizer = OfflineAuthorizer(client, grants=[g.envelope for g in grants or ()], **options)
+        opened.append((authorizer, client))
+        if start:
+            authorizer.start(timeout=WAIT)
+        return authorizer
+
+    yield build
+    for authorizer, client in opened:
+        authorizer.close()
+        client.close()
+
+
+def image(authorizer: OfflineAuthorizer, *character_ids: str, **options: Any) -> Decision:
+    """Authorize an image of ``character_ids`` rated TEEN."""
+    options.setdefault("use_type", IMAGE)
+    options.setdefault("content_rating", TEEN)
+    return authorizer.authorize(character_ids=list(character_ids), **options)
+
+
+# Offline decisions ---------------------------------------------------------------------------------
+
+
+def test_a_held_grant_allows_offline_with_its_obligations(
+    admin: charter.Client, party: Party, clock: Any, make: Make
+) -> None:
+    chosen = terms(attribution_text="© Offline Studio", watermark_required=True, revenue_share_bps=700)
+    cid = character(admin, party, chosen)
+    held = grant(admin, clock, cid, party.licensee_id)
+    authorizer = make(party.generator, [held])
+
+    decision = image(authorizer, cid)
+
+    assert authorizer.licensee_id == party.licensee_id
+    assert authorizer.platform == "offline-app"
+    assert decision.offline
+    assert decision.allowed
+    assert decision.receipt is None
+    assert decision.licensee_id == party.licensee_id
+    (only,) = decision.characters
+    assert (only.character_id, only.allowed, only.reasons, only.grant_id) == (cid, True, (), held.id)
+    assert only.terms_version == held.terms_version
+    assert only.rights_holder_id == party.holder_id
+    assert only.obligations is not None
+    assert only.obligations.attribution_text == "© Offline Studio"
+    assert only.obligations.watermark_required
+    assert only.obligations.revenue_share_bps == 700
+
+
+def test_failed_terms_deny_offline_with_every_reason(
+    admin: charter.Client, party: Party, clock: Any, make: Make
+) -> None:
+    cid = character(admin, party, terms(excluded_territories=["KP"]))
+    held = grant(admin, clock, cid, party.licensee_id)
+    authorizer = make(party.generator, [held])
+
+    decision = image(authorizer, cid, use_type=VIDEO, content_rating=ADULT, territory="KP", commercial=True)
+
+    assert decision.offline
+    assert not decision.allowed
+    (only,) = decision.characters
+    assert only.grant_id == held.id
+    assert only.obligations is None
+    assert only.reasons == (
+        DenyReason.USE_TYPE_NOT_PERMITTED,
+        DenyReason.RATING_EXCEEDS_TERMS,
+        DenyReason.TERRITORY_NOT_LICENSED,
+        DenyReason.COMMERCIAL_USE_NOT_PERMITTED,
+    )
+
+
+def test_co_characters_are_decided_together_and_every_one_must_be_allowed(
+    admin: charter.Client, party: Party, clock: Any, make: Make
+) -> None:
+    rival = character(admin, party)
+    loner = character(admin, party, terms(prohibited_co_appearance_ids=[rival]))
+    grants = [grant(admin, clock, cid, party.licensee_id) for cid in (rival, loner)]
+    authorizer = make(party.generator, grants)
+
+    together = image(authorizer, loner, rival)
+    alone = image(authorizer, loner)
+
+    assert together.offline
+    assert not together.allowed
+    assert [(c.character_id, c.allowed, c.reasons) for c in together.characters] == [
+        (loner, False, (DenyReason.CO_APPEARANCE_PROHIBITED,)),
+        (rival, True, ()),
+    ]
+    assert alone.offline
+    assert alone.allowed
+
+
+def test_grants_outside_their_window_or_for_another_licensee_deny_offline(
+    admin: charter.Client, party: Party, clock: Any, make: Make
+) -> None:
+    later, elsewhere, forged = (character(admin, party) for _ in range(3))
+    other_licensee = admin.create_licensee(
+        display_name=f"Other {_marker()}", contact_email="ops@other.example", platform="other-app"
+    ).id
+    not_yet = grant(admin, clock, later, party.licensee_id, not_before=clock.now() + timedelta(hours=2))
+    someone_elses = grant(admin, clock, elsewhere, other_licensee)
+    tampered = grant(admin, clock, forged, party.licensee_id)
+    tampered.envelope.signatures[0].sig = bytes(64)
+    authorizer = make(party.generator, [not_yet, someone_elses, tampered])
+
+    decisions = {cid: image(authorizer, cid) for cid in (later, elsewhere, forged)}
+
+    assert all(d.offline and not d.allowed for d in decisions.values())
+    assert decisions[later].characters[0].reasons == (DenyReason.GRANT_NOT_YET_VALID,)
+    assert decisions[elsewhere].characters[0].reasons == (DenyReason.GRANT_INVALID,)
+    assert decisions[forged].characters[0].reasons == (DenyReason.GRANT_INVALID,)
+
+
+def test_an_expired_grant_denies_offline(admin: charter.Client, party: Party, clock: Any, make: Make) -> None:
+    cid = character(admin, party)
+    held = grant(admin, clock, cid, party.licensee_id, lifetime=timedelta(hours=1))
+    own = ManualClock()
+    authorizer = make(party.generator, [held], clock=own.now, key_refresh=timedelta(seconds=1))
+    assert image(authorizer, cid).allowed
+
+    own.advance(timedelta(hours=3))  # past the expiry and the skew; the view and the keys refresh on this clock
+    current = authorizer.wait_current(timeout=WAIT)
+    decision = image(authorizer, cid)
+
+    assert current
+    assert decision.offline
+    assert decision.characters[0].reasons == (DenyReason.GRANT_EXPIRED,)
+
+
+def test_the_newest_grant_that_allows_decides(admin: charter.Client, party: Party, clock: Any, make: Make) -> None:
+    cid = character(admin, party)
+    older = grant(admin, clock, cid, party.licensee_id)
+    newer = grant(admin, clock, cid, party.licensee_id)
+    superseded = admin.revoke_grant(newer.id, reason="superseded").sequence
+    authorizer = make(party.generator, [older, newer])
+    current = authorizer.wait_current(min_sequence=superseded, timeout=WAIT)
+
+    decision = image(authorizer, cid)
+    ended = admin.revoke_grant(older.id, reason="ended").sequence
+    authorizer.wait_current(min_sequence=ended, timeout=WAIT)
+    none_left = image(authorizer, cid, min_sequence=ended)
+
+    assert current
+    assert decision.offline
+    assert decision.characters[0].grant_id == older.id
+    assert decision.allowed
+    assert none_left.offline
+    assert none_left.characters[0].reasons == (DenyReason.GRANT_REVOKED,)
+    assert none_left.characters[0].grant_id == newer.id  # the newest grant's problem is reported
+
+
+# Revocations and the sequence number ------------------------------------------------------------
+
+
+def test_a_revocation_is_seen_within_the_heartbeat_interval(
+    admin: charter.Client, party: Party, clock: Any, make: Make
+) -> None:
+    cid = character(admin, party)
+    held = grant(admin, clock, cid, party.licensee_id)
+    authorizer = make(party.generator, [held])
+    assert image(authorizer, cid).allowed
+
+    sequence = admin.revoke_grant(held.id, reason="licence ended").sequence
+    returned = time.monotonic()
+    seen = authorizer.wait_current(min_sequence=sequence, timeout=WAIT)
+    elapsed = time.monotonic() - returned
+    decision = image(authorizer, cid, min_sequence=sequence)
+
+    assert seen
+    assert elapsed < 2.0  # heartbeat every 0.2 s; the event itself is pushed at once
+    assert authorizer.sequence >= sequence
+    assert authorizer.grant_status(held.id) is GrantStatus.REVOKED
+    assert decision.offline
+    assert decision.characters[0].reasons == (DenyReason.GRANT_REVOKED,)
+
+
+def test_a_sequence_the_view_has_not_seen_is_never_decided_offline(
+    admin: charter.Client, party: Party, clock: Any, make: Make
+) -> None:
+    cid = character(admin, party)
+    held = grant(admin, clock, cid, party.licensee_id)
+    authorizer = make(party.generator, [held])
+
+    ahead = image(authorizer, cid, min_sequence=authorizer.sequence + 1_000_000)
+    # A revocation and, at once, a decision that names its sequence: denied, offline or not.
+    sequence = admin.revoke_grant(held.id, reason="breach").sequence
+    after = image(authorizer, cid, min_sequence=sequence)
+
+    assert not ahead.offline
+    assert ahead.allowed
+    assert ahead.receipt is not None
+    assert not after.allowed
+    assert after.characters[0].reasons == (DenyReason.GRANT_REVOKED,)
+
+
+def test_a_suspended_grant_denies_until_reinstated(admin: charter.Client, party: Party, clock: Any, make: Make) -> None:
+    cid = character(admin, party)
+    held = grant(admin, clock, cid, party.licensee_id)
+    authorizer = make(party.generator, [held])
+
+    suspended = admin.suspend_grant(held.id, reason="review").sequence
+    authorizer.wait_current(min_sequence=suspended, timeout=WAIT)
+    during = image(authorizer, cid, min_sequence=suspended)
+    status_during = authorizer.grant_status(held.id)
+    reinstated = admin.reinstate_grant(held.id).sequence
+    authorizer.wait_current(min_sequence=reinstated, timeout=WAIT)
+    after = image(authorizer, cid, min_sequence=reinstated)
+
+    assert status_during is GrantStatus.SUSPENDED
+    assert during.offline
+    assert during.characters[0].reasons == (DenyReason.GRANT_SUSPENDED,)
+    assert authorizer.grant_status(held.id) is GrantStatus.ACTIVE
+    assert after.offline
+    assert after.allowed
+
+
+# Staleness, a stopped server, a restart ------------------------------------------------------------
+
+
+@dataclass
+class OwnServer:
+    """A server of the test's own over the session's database, on a port that survives restarts."""
+
+    database_url: str
+    clock: Any
+    heartbeat: float
+    port: int = 0
+    built: CharterServer | None = None
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        built = build_server(
+            _settings(self.database_url, listen=f"127.0.0.1:{self.port}", heartbeat=self.heartbeat), clock=self.clock
+        )
+        built.start()
+        self.built, self.port = built, built.port
+
+    def stop(self) -> None:
+        if self.built is not None:
+            self.built.stop(grace=0)
+            self.built = None
+
+
+@pytest.fixture
+def own_server(database_url: str, clock: Any) -> Iterator[Callable[..., OwnServer]]:
+    made: list[OwnServer] = []
+
+    def start(heartbeat: float = 0.2) -> OwnServer:
+        server = OwnServer(database_url, clock, heartbeat)
+        made.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in made:
+        server.stop()
+
+
+def test_a_view_older_than_max_staleness_goes_to_the_server(
+    admin: charter.Client, party: Party, clock: Any, make: Make, own_server: Callable[..., OwnServer]
+) -> None:
+    # Heartbeats every 300 s: after the first one (right after the backlog), the view only ages.
+    server = own_server(heartbeat=300.0)
+    cid = character(admin, party)
+    held = grant(admin, clock, cid, party.licensee_id)
+    own = ManualClock()
+    authorizer = make(party.generator, [held], target=server.target, clock=own.now, max_staleness=timedelta(seconds=30))
+
+    fresh = image(authorizer, cid)
+    own.advance(timedelta(seconds=29))
+    still_fresh = image(authorizer, cid)
+    own.advance(timedelta(seconds=2))
+    stale = image(authorizer, cid)
+
+    assert fresh.offline
+    assert still_fresh.offline
+    assert not authorizer.is_current()
+    staleness = authorizer.staleness
+    assert staleness is not None
+    assert staleness > timedelta(seconds=30)
+    assert not stale.offline
+    assert stale.allowed
+    assert stale.receipt is not None
+
+
+def test_a_stopped_server_fails_closed_at_max_staleness(
+    admin: charter.Client, party: Party, clock: Any, make: Make, own_server: Callable[..., OwnServer]
+) -> None:
+    server = own_server()
+    cid = character(admin, party)
+    held = grant(admin, clock, cid, party.licensee_id)
+    own = ManualClock()
+    authorizer = make(party.generator, [held], target=server.target, clock=own.now, max_staleness=timedelta(seconds=30))
+    assert authorizer.is_current()
+
+    server.stop()
+    own.advance(timedelta(seconds=20))
+    within = image(authorizer, cid)
+    own.advance(timedelta(seconds=15))
+    beyond = image(authorizer, cid, timeout=3)
+    with (
+        pytest.raises(LicenseDenied) as denied,
+        authorizer.license(character_ids=[cid], use_type=IMAGE, content_rating=TEEN, timeout=3),
+    ):
+        pytest.fail("the block must not run")
+
+    assert within.offline
+    assert within.allowed
+    assert beyond.offline
+    assert not beyond.allowed
+    assert beyond.receipt is None
+    assert [(c.character_id, c.reasons) for c in beyond.characters] == [(cid, (DenyReason.SERVER_UNREACHABLE,))]
+    assert denied.value.reasons == (DenyReason.SERVER_UNREACHABLE,)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def server_process(database_url: str, tmp_path: Any) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``charter_server serve`` in a child process over the session's database, heartbeat 0.2 s."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHARTER_")} | {
+        "CHARTER_LOG_FORMAT": "json",
+        "CHARTER_REVOCATION_HEARTBEAT_SECONDS": "0.2",
+        "CHARTER_AUTHORIZATION_LEASE_SECONDS": "0.05",
+    }
+    command = [sys.executable, "-m", "charter_server", "--database-url", database_url]
+    command += ["--listen", f"127.0.0.1:{port}", "serve"]
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log_file:
+        child = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+    target = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        serving = False
+        with grpc.insecure_channel(target) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while not serving and time.monotonic() < deadline and child.poll() is None:
+                try:
+                    status = health.Check(health_pb2.HealthCheckRequest(), timeout=0.5).status
+                    serving = status == health_pb2.HealthCheckResponse.SERVING
+                except grpc.RpcError:
+                    time.sleep(0.1)
+        if not serving:
+            pytest.fail(f"the server process did not serve within 30 s:\n{log_path.read_text(errors='replace')}")
+        yield child, target
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait(10)
+
+
+@pytest.mark.slow
+def test_a_killed_server_process_fails_closed_at_max_staleness(
+    admin: charter.Client,
+    party: Party,
+    clock: Any,
+    make: Make,
+    server_process: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    child, target = server_process
+    cid = character(admin, party)
+    held = grant(admin, clock, cid, party.licensee_id)
+    own = ManualClock()
+    authorizer = make(party.generator, [held], target=target, clock=own.now, max_staleness=timedelta(seconds=30))
+    current = authorizer.is_current()
+    sequence = authorizer.sequence
+
+    child.kill()  # SIGKILL: no goodbye on the stream
+    child.wait(10)
+    own.advance(timedelta(seconds=25))
+    within = image(authorizer, cid)
+    own.advance(timedelta(seconds=10))
+    beyond = image(authorizer, cid, timeout=3)
+
+    assert current
+    assert within.offline
+    assert within.allowed
+    assert authorizer.sequence == sequence
+    assert not authorizer.is_current()
+    assert beyond.offline
+    assert not beyond.allowed
+    assert beyond.characters[0].reasons == (DenyReason.SERVER_UNREACHABLE,)
+
+
+def test_a_prompt_only_request_fails_closed_when_the_server_is_unreachable(
+    party: Party, make: Make, own_server: Callable[..., OwnServer]
+) -> None:
+    server = own_server()
+    authorizer = make(party.generator, target=server.target)
+    server.stop()
+
+    decision = authorizer.authorize(prompt="a portrait of someone", use_type=IMAGE, content_rating=TEEN, timeout=3)
+
+    assert decision.offline
+    assert not decision.allowed
+    assert decision.characters == ()
+
+
+def test_after_a_restart_the_stream_resumes_from_the_last_sequence(
+    admin: charter.Client, party: Party, clock: Any, make: Make, own_server: Callable[..., OwnServer]
+) -> None:
+    server = own_server()
+    cid = character(admin, party)
+    held = grant(admin, clock, cid, party.licensee_id)
+    client = charter.Client(server.target, api_key=party.generator)
+    opened: list[int] = []
+    watch = client.watch_revocations
+
+    def recording(since_sequence: int = 0, **options: Any) -> Any:
+        opened.append(since_sequence)
+        return watch(since_sequence, **options)
+
+    client.watch_revocations = recording  # type: ignore[method-assign]
+    authorizer = make(party.generator, [held], client=client)
+    before = authorizer.sequence
+
+    server.stop()
+    revoked = admin.revoke_grant(held.id, reason="while the server was down").sequence  # through another replica
+    server.start()  # same port
+    caught_up = authorizer.wait_current(min_sequence=revoked, timeout=WAIT)
+    decision = image(authorizer, cid, min_sequence=revoked)
+
+    assert before > 0
+    assert caught_up
+    assert opened[0] == 0
+    assert before in opened[1:]
+    assert all(since >= before for since in opened[1:])
+    assert decision.offline
+    assert decision.characters[0].reasons == (DenyReason.GRANT_REVOKED,)
+
+
+# What never goes offline --------------------------------------------------------------------------
+
+
+def test_a_prompt_goes_to_the_server(admin: charter.Client, party: Party, clock: Any, make: Make) -> None:
+    cid = character(admin, party)
+    authorizer = make(party.generator, [grant(admin, clock, cid, party.licensee_id)])
+
+    decision = image(authorizer, cid, prompt="a watercolour landscape")
+
+    assert not decision.offline
+    assert decision.allowed
+    assert decision.receipt is not None
+
+
+def test_terms_with_a_quota_go_to_the_server(admin: charter.Client, party: Party, clock: Any, make: Make) -> None:
+    cid = character(admin, party, terms(daily_quota=5))
+    authorizer = make(party.generator, [grant(admin, clock, cid, party.licensee_id)])
+
+    decision = image(authorizer, cid)
+    denied_offline = image(authorizer, cid, content_rating=ADULT)  # a denial counts nothing: offline
+
+    assert not decision.offline
+    assert decision.allowed
+    assert denied_offline.offline
+    assert denied_offline.characters[0].reasons == (DenyReason.RATING_EXCEEDS_TERMS,)
+
+
+def test_a_character_without_a_held_grant_goes_to_the_server(
+    admin: charter.Client, party: Party, clock: Any, make: Make
+) -> None:
+    held_for, on_record = character(admin, party), character(admin, party)
+    authorizer = make(party.generator, [grant(admin, clock, held_for, party.licensee_id)])
+    grant(admin, clock, on_record, party.licensee_id)  # on record only
+    unknown = "chr_" + uuid.uuid4().hex
+
+    decision = image(authorizer, held_for, on_record)
+    with pytest.raises(charter.InvalidArgumentError) as raised:
+        image(authorizer, unknown)
+
+    assert not decision.offline
+    assert decision.allowed
+    assert [c.character_id for c in decision.characters] == [held_for, on_record]
+    assert [v.field for v in raised.value.field_violations] == ["character_ids[0]"]
+
+
+def test_a_grant_signed_by_a_key_the_ring_does_not_know_goes_to_the_server_until_the_refresh(
+    admin: charter.Client, party: Party, clock: Any, make: Make
+) -> None:
+    cid = character(admin, party)
+    authorizer = make(party.generator)
+    version = authorizer.key_set_version
+    admin.rotate_signing_key()
+    held = grant(admin, clock, cid, party.licensee_id)  # signed by the new key
+    authorizer.add_grants([held.envelope])
+
+    first = image(authorizer, cid)  # asks for a refresh of the key set
+    deadline = time.monotonic() + WAIT
+    while authorizer.key_set_version == version and time.monotonic() < deadline:
+        time.sleep(0.05)
+    authorizer.wait_current(timeout=WAIT)
+    later = image(authorizer, cid)
+
+    assert not first.offline
+    assert first.allowed
+    assert authorizer.key_set_version != version
+    assert later.offline
+    assert later.allowed
+
+
+# The lean path, the cache, the API ------------------------------------------------------------------
+
+
+def test_a_warm_decision_does_no_signature_work(
+    admin: charter.Client, party: Party, clock: Any, make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cid = character(admin, party)
+    authorizer = make(party.generator, [grant(admin, clock, cid, party.licensee_id)])
+    me = threading.current_thread()
+    checks: list[int] = []
+    original = nacl.signing.VerifyKey.verify
+
+    def counted(self: nacl.signing.VerifyKey, *args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is me:
+            checks.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(nacl.signing.VerifyKey, "verify", counted)
+    context = authorizer.use_context(use_type=IMAGE, content_rating=TEEN)
+
+    first = authorizer.decide(cid, context)
+    cold_checks = len(checks)
+    repeated = [authorizer.decide(cid, context) for _ in range(200)]
+    through_authorize = image(authorizer, cid)
+
+    assert first is not None
+    assert first.allowed
+    assert cold_checks == 1
+    assert len(checks) == 1
+    assert all(d is first for d in repeated)  # one shared decision, nothing rebuilt
+    assert through_authorize.offline
+    assert through_authorize.characters[0] is first
+
+
+def test_a_new_key_ring_rechecks_held_grants_without_signature_work(
+    admin: charter.Client, party: Party, clock: Any, make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cid = character(admin, party)
+    authorizer = make(party.generator, [grant(admin, clock, cid, party.licensee_id)], key_refresh=timedelta(seconds=1))
+    context = authorizer.use_context(use_type=IMAGE, content_rating=TEEN)
+    first = authorizer.decide(cid, context)
+    version = authorizer.key_set_version
+    me = threading.current_thread()
+    checks: list[int] = []
+    original = nacl.signing.VerifyKey.verify
+
+    def counted(self: nacl.signing.VerifyKey, *args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is me:
+            checks.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(nacl.signing.VerifyKey, "verify", counted)
+    admin.rotate_signing_key()  # the old key retires: it still verifies what it signed
+    moved = _until(lambda: authorizer.key_set_version != version)
+    again = authorizer.decide(cid, authorizer.use_context(use_type=IMAGE, content_rating=TEEN))
+
+    assert first is not None
+    assert moved
+    assert again is first
+    assert checks == []
+
+
+def test_warm_up_moves_the_signature_work_before_the_first_decision(
+    admin: charter.Client, party: Party, clock: Any, make: Make
+) -> None:
+    cids = [character(admin, party) for _ in range(2)]
+    authorizer = make(party.generator, [grant(admin, clock, cid, party.licensee_id) for cid in cids])
+
+    assert authorizer.warm_up() == 2
+    assert authorizer.warm_up() == 0
+
+
+def test_decide_declines_what_it_cannot_decide_offline(
+    admin: charter.Client, party: Party, clock: Any, make: Make
+) -> None:
+    cid, quota = character(admin, party), character(admin, party, terms(monthly_quota=100))
+    authorizer = make(party.generator, [grant(admin, clock, c, party.licensee_id) for c in (cid, quota)])
+    context = authorizer.use_context(use_type=IMAGE, content_rating=TEEN)
+    old = authorizer.use_context(use_type=IMAGE, content_rating=TEEN)
+    object.__setattr__(old, "time", context.time - timedelta(minutes=1))
+    foreign = authorizer.use_context(use_type=IMAGE, content_rating=TEEN)
+    object.__setattr__(foreign, "licensee_id", "lic_" + "0" * 32)
+
+    assert authorizer.decide(cid, context) is not None
+    assert authorizer.decide("chr_" + uuid.uuid4().hex, context) is None  # no held grant
+    assert authorizer.decide(quota, context) is None  # quota terms: the server counts
+    assert authorizer.decide(cid, context, min_sequence=authorizer.sequence + 1) is None
+    assert authorizer.decide(cid, old) is None
+    assert authorizer.decide(cid, foreign) is None
+
+
+def test_license_records_an_offline_use_in_the_clients_journal(
+    admin: charter.Client, party: Party, clock: Any, make: Make
+) -> None:
+    cid = character(admin, party)
+    client = charter.Client(admin.target, api_key=party.generator)
+    authorizer = make(party.generator, [grant(admin, clock, cid, party.licensee_id)], client=client)
+
+    with authorizer.license(character_ids=[cid], use_type=IMAGE, content_rating=TEEN) as granted:
+        pass
+    with (
+        pytest.raises(LicenseDenied) as denied,
+        authorizer.license(character_ids=[cid], use_type=IMAGE, content_rating=ADULT),
+    ):
+        pytest.fail("the block must not run")
+
+    recorded = client.receipts.drain()
+    assert granted.used
+    assert granted.receipt is None
+    assert granted.decision.offline
+    assert recorded == [granted]
+    assert denied.value.reasons == (DenyReason.RATING_EXCEEDS_TERMS,)
+
+
+def test_add_grants_takes_json_skips_duplicates_and_refuses_what_is_not_a_grant(
+    admin: charter.Client, party: Party, clock: Any, make: Make
+) -> None:
+    cid = character(admin, party)
+    held = grant(admin, clock, cid, party.licensee_id)
+    authorizer = make(party.generator, start=False)
+    receipt = sign(b"\x08\x01", RECEIPT_PAYLOAD_TYPE, key_id="sk_0123456789abcdef", private_key=bytes(32))
+
+    added = authorizer.add_grants([to_json(held.envelope), held.envelope])
+    again = authorizer.add_grants([held.envelope])
+    with pytest.raises(ValueError):
+        authorizer.add_grants([receipt])
+    with pytest.raises(ValueError):
+        authorizer.add_grants(["{not json"])
+    with pytest.raises(ValueError):
+        authorizer.add_grants([Envelope(payload=held.envelope.payload, payload_type=held.envelope.payload_type)])
+    before_start = authorizer.authorize(character_ids=[cid], use_type=IMAGE, content_rating=TEEN)
+    authorizer.start(timeout=WAIT)
+    after_start = image(authorizer, cid)
+
+    assert (added, again) == (1, 0)
+    assert not before_start.offline  # not started: the server decides
+    assert before_start.allowed
+    assert after_start.offline
+    assert after_start.allowed
+
+
+def test_start_needs_a_generator_key(keys: Any, make: Make) -> None:
+    with pytest.raises(ValueError):
+        make(keys.admin)
+
+
+def test_authorize_checks_its_arguments_as_the_client_does(
+    admin: charter.Client, party: Party, clock: Any, make: Make
+) -> None:
+    cid = character(admin, party)
+    authorizer = make(party.generator, [grant(admin, clock, cid, party.licensee_id)])
+
+    # Names are accepted at run time, as Client.authorize accepts them.
+    by_name = authorizer.authorize(
+        character_ids=[cid],
+        use_type="image_generation",  # type: ignore[arg-type]
+        content_rating="teen",  # type: ignore[arg-type]
+    )
+    with pytest.raises(ValueError):
+        image(authorizer, cid, cid)
+    with pytest.raises(ValueError):
+        authorizer.authorize(use_type=IMAGE, content_rating=TEEN)
+    with pytest.raises(ValueError):
+        image(authorizer, cid, use_type=999)
+    with pytest.raises(ValueError):
+        image(authorizer, cid, categories=[999])
+
+    assert by_name.offline
+    assert by_name.allowed
+
+
+def test_decisions_from_many_threads_never_allow_once_the_revocation_is_in_the_view(
+    admin: charter.Client, party: Party, clock: Any, make: Make
+) -> None:
+    cid = character(admin, party)
+    held = grant(admin, clock, cid, party.licensee_id)
+    authorizer = make(party.generator, [held])
+    context = authorizer.use_context(use_type=IMAGE, content_rating=TEEN)
+    revoked: list[int] = []
+    stop = threading.Event()
+    # Per thread: decisions allowed before the revocation was known, decisions made once the view
+    # had seen it (checked before deciding), and how many of those allowed.
+    counts = [[0, 0, 0] for _ in range(4)]
+    failures: list[BaseException] = []
+
+    def decide(count: list[int]) -> None:
+        try:
+            deadline = time.monotonic() + 10
+            for _ in range(5_000_000):
+                if stop.is_set() or time.monotonic() > deadline:
+                    return
+                known = bool(revoked) and authorizer.sequence >= revoked[0]
+                decided = authorizer.decide(cid, context)
+                allowed = decided is not None and decided.allowed
+                if known:
+                    count[1] += 1
+                    count[2] += allowed
+                else:
+                    count[0] += allowed
+        except BaseException as error:  # reported below, in the test's thread
+            failures.append(error)
+
+    threads = [threading.Thread(target=decide, args=(count,)) for count in counts]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.1)
+    revoked.append(admin.revoke_grant(held.id, reason="while deciding").sequence)
+    caught_up = authorizer.wait_current(min_sequence=revoked[0], timeout=WAIT)
+    time.sleep(0.2)
+    stop.set()
+    for thread in threads:
+        thread.join(WAIT)
+
+    assert caught_up
+    assert not failures
+    assert not any(thread.is_alive() for thread in threads)
+    assert all(before > 0 for before, _, _ in counts)  # every thread allowed before the revocation
+    assert sum(known for _, known, _ in counts) > 0
+    assert sum(allowed for _, _, allowed in counts) == 0
+
+
+# The stream's edge cases, against a scripted client (no server) ------------------------------------
+
+
+class ScriptedWatch:
+    """One stream: the scripted messages, then (unless told to end) nothing until cancelled."""
+
+    def __init__(self, messages: list[Any], *, end: bool) -> None:
+        self._messages = list(messages)
+        self._end = end
+        self.cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def __iter__(self) -> ScriptedWatch:
+        return self
+
+    def __next__(self) -> Any:
+        if self._messages and not self.cancelled.is_set():
+            return self._messages.pop(0)
+        if not self._end:
+            self.cancelled.wait(WAIT)
+        raise StopIteration
+
+    def __enter__(self) -> ScriptedWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cancel()
+
+
+class ScriptedClient:
+    """Answers what the authorizer asks from memory; each stream opened plays the next script."""
+
+    def __init__(self, *scripts: tuple[list[Any], bool]) -> None:
+        self._scripts = list(scripts)
+        self.opened: list[int] = []
+        self.receipts = ReceiptJournal()
+
+    def get_caller(self, **_: Any) -> api_key_pb2.ApiKey:
+        return api_key_pb2.ApiKey(role=api_key_pb2.ROLE_GENERATOR, licensee_id="lic_" + "1" * 32)
+
+    def get_licensee(self, licensee_id: str, **_: Any) -> licensee_pb2.Licensee:
+        return licensee_pb2.Licensee(id=licensee_id, platform="scripted", state=licensee_pb2.Licensee.STATE_ACTIVE)
+
+    def get_key_set(self, **_: Any) -> signing_key_pb2.KeySet:
+        return signing_key_pb2.KeySet(version="1")
+
+    def watch_revocations(self, since_sequence: int = 0, **_: Any) -> ScriptedWatch:
+        self.opened.append(since_sequence)
+        messages, end = self._scripts.pop(0) if self._scripts else ([], False)
+        return ScriptedWatch(messages, end=end)
+
+
+def _event(sequence: int, kind: int = grant_pb2.RevocationEvent.KIND_REVOKED) -> grant_pb2.RevocationEvent:
+    return grant_pb2.RevocationEvent(sequence=sequence, grant_id=f"grt_{sequence:032x}", kind=kind)  # type: ignore[arg-type]
+
+
+def _beat(sequence: int) -> authorization_service_pb2.Heartbeat:
+    return authorization_service_pb2.Heartbeat(sequence=sequence)
+
+
+@contextmanager
+def scripted(client: ScriptedClient, **options: Any) -> Iterator[OfflineAuthorizer]:
+    options.setdefault("min_backoff", timedelta(milliseconds=10))
+    options.setdefault("max_backoff", timedelta(milliseconds=50))
+    authorizer = OfflineAuthorizer(client, **options)  # type: ignore[arg-type]
+    authorizer.start(timeout=None)
+    try:
+        yield authorizer
+    finally:
+        authorizer.close()
+
+
+def _until(condition: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + WAIT
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
+def test_a_gap_in_the_stream_reopens_it_after_the_last_event_applied() -> None:
+    client = ScriptedClient(([_event(1), _event(3)], False), ([_event(2), _event(3), _beat(3)], False))
+    with scripted(client) as authorizer:
+        current = authorizer.wait_current(min_sequence=3, timeout=WAIT)
+        status = authorizer.grant_status(f"grt_{2:032x}")
+
+    assert current
+    assert client.opened[:2] == [0, 1]
+    assert status is GrantStatus.REVOKED
+
+
+def test_a_heartbeat_behind_the_events_seen_never_makes_the_view_current() -> None:
+    client = ScriptedClient(([_event(1), _event(2), _beat(1)], False))
+    with scripted(client) as authorizer:
+        applied = _until(lambda: authorizer.sequence == 2)
+        time.sleep(0.1)
+        fresh, current = authorizer.fresh_as_of, authorizer.is_current()
+
+    assert applied
+    assert fresh is None
+    assert not current
+
+
+def test_an_event_kind_this_sdk_does_not_know_stops_offline_decisions_for_good() -> None:
+    client = ScriptedClient(([_event(1, kind=99), _beat(1)], True), ([_beat(1)], False))
+    with scripted(client) as authorizer:
+        seen = _until(lambda: authorizer.fresh_as_of is not None and len(client.opened) >= 2)
+        sequence, current = authorizer.sequence, authorizer.is_current()
+
+    assert seen
+    assert sequence == 1
+    assert not current
+
+
+def test_suspend_then_revoke_then_reinstate_keeps_the_grant_revoked() -> None:
+    suspended, reinstated = grant_pb2.RevocationEvent.KIND_SUSPENDED, grant_pb2.RevocationEvent.KIND_REINSTATED
+    same = "grt_" + "a" * 32
+    kinds = [suspended, reinstated, suspended, grant_pb2.RevocationEvent.KIND_REVOKED, reinstated]
+    events = [grant_pb2.RevocationEvent(sequence=n, grant_id=same, kind=k) for n, k in enumerate(kinds, 1)]
+    client = ScriptedClient(([*events, _beat(5)], False))
+    with scripted(client) as authorizer:
+        current = authorizer.wait_current(min_sequence=5, timeout=WAIT)
+        status = authorizer.grant_status(same)
+
+    assert current
+    assert status is GrantStatus.REVOKED
+
+
+def test_an_idle_stream_is_dropped_and_reopened() -> None:
+    client = ScriptedClient(([_beat(0)], False), ([_beat(0)], False))
+    with scripted(client, idle_timeout=timedelta(milliseconds=300)) as authorizer:
+        reopened = _until(lambda: len(client.opened) >= 2)
+        current = authorizer.wait_current(timeout=WAIT)
+
+    assert reopened
+    assert current
