@@ -62,11 +62,12 @@ none does, the reasons are those of the newest grant that is itself good (its fa
 else the newest grant's own problem, as the server reports them. The request is allowed only if
 every character is. An offline decision carries no receipt (``receipt=None``, ``offline=True``).
 
-**What it cannot see.** The revocation log records grants revoked, suspended and reinstated
-(an opt-out revokes the character's grants). It does not record a character suspended by staff
-or a licensee archived; the authorizer learns of an archived licensee at its next refresh, and
-never of a suspended character, which the server denies with ``CHARACTER_SUSPENDED``. A signing
-key revoked on the server stops verifying offline at the next key-set refresh.
+**What it sees late or not at all.** The revocation log records grants revoked, suspended and
+reinstated (an opt-out revokes the character's grants) and characters suspended and reinstated
+by staff: a suspended character is denied offline with ``CHARACTER_SUSPENDED`` as soon as its
+event arrives. The log does not record a licensee archived; the authorizer learns of that at its
+next refresh. A signing key revoked on the server stops verifying offline at the next key-set
+refresh.
 
 **Cost.** The view holds one entry per grant that the log names as revoked or suspended (every
 licensee's: the stream is not filtered), plus the held grants. Verified grants are remembered
@@ -160,6 +161,8 @@ _TIME_VERDICTS: Final = frozenset({grant_pb2.GRANT_VERDICT_NOT_YET_VALID, grant_
 _KIND_REVOKED: Final = grant_pb2.RevocationEvent.KIND_REVOKED
 _KIND_SUSPENDED: Final = grant_pb2.RevocationEvent.KIND_SUSPENDED
 _KIND_REINSTATED: Final = grant_pb2.RevocationEvent.KIND_REINSTATED
+_KIND_CHARACTER_SUSPENDED: Final = grant_pb2.RevocationEvent.KIND_CHARACTER_SUSPENDED
+_KIND_CHARACTER_REINSTATED: Final = grant_pb2.RevocationEvent.KIND_CHARACTER_REINSTATED
 
 _REVOKED: Final = DenyReason.GRANT_REVOKED
 _SUSPENDED: Final = DenyReason.GRANT_SUSPENDED
@@ -375,6 +378,8 @@ class OfflineAuthorizer:
         # watcher only; an event's state is stored before its sequence, so a reader that sees
         # the sequence also sees the state.
         self._statuses: dict[str, DenyReason] = {}
+        # Characters suspended by staff (from the log's character events), with the denial to give.
+        self._suspended: dict[str, CharacterDecision] = {}
         self._sequence = 0
         self._fresh_as_of: datetime | None = None
         self._broken = ""  # why the view can never be trusted again (an event kind unknown to this SDK)
@@ -695,6 +700,10 @@ class OfflineAuthorizer:
         return self._decide(character_id, context)
 
     def _decide(self, character_id: str, context: UseContext) -> CharacterDecision | None:
+        # A character suspended by staff is denied whatever grants are held for it.
+        return self._suspended.get(character_id) or self._decide_by_grants(character_id, context)
+
+    def _decide_by_grants(self, character_id: str, context: UseContext) -> CharacterDecision | None:
         held = self._held.get(character_id)
         if not held:
             return None
@@ -1103,6 +1112,12 @@ class OfflineAuthorizer:
         elif kind == _KIND_REINSTATED:
             if statuses.get(grant_id) is _SUSPENDED:
                 del statuses[grant_id]
+        elif kind == _KIND_CHARACTER_SUSPENDED:
+            self._suspended[event.character_id] = CharacterDecision(
+                event.character_id, allowed=False, reasons=(DenyReason.CHARACTER_SUSPENDED,)
+            )
+        elif kind == _KIND_CHARACTER_REINSTATED:
+            self._suspended.pop(event.character_id, None)
         else:
             # A kind this SDK does not know may take something away: never decide offline again.
             self._broken = f"revocation event {sequence} has an unknown kind {kind}; update the SDK"

@@ -30,7 +30,7 @@ from charter.v1 import (
 from nacl.signing import VerifyKey
 
 from .character_helpers import alias, create, terms
-from .grant_helpers import Stubs, World, issue, new_world, stubs
+from .grant_helpers import Stubs, World, issue, new_world, revocation_head, stubs
 from .helpers import auth, unique
 
 IMAGE = terms_pb2.USE_TYPE_IMAGE_GENERATION
@@ -380,3 +380,29 @@ def test_only_generator_keys_may_authorize(keys: Any, client_for: Any) -> None:
         client_for(keys.admin).authorize(character_ids=[], prompt="anything", use_type=IMAGE, content_rating=TEEN)
 
     assert as_admin.value.reason == "ROLE_NOT_PERMITTED"
+
+
+def test_a_character_suspension_and_reinstatement_enter_the_revocation_log(
+    server: Any, api: Stubs, keys: Any, client_for: Any
+) -> None:
+    world, _ = world_with_key(api, keys)
+    client = client_for(keys.admin)
+    since = revocation_head(server)
+    client.suspend_character(world.character_id, reason="rights dispute")
+    client.reinstate_character(world.character_id)
+
+    events = []
+    with client.watch_revocations(since) as watch:
+        for item in watch:
+            if isinstance(item, grant_pb2.RevocationEvent):
+                events.append(item)
+            if len(events) == 2:
+                break
+
+    kinds = grant_pb2.RevocationEvent
+    assert [(e.kind, e.character_id, e.grant_id) for e in events] == [
+        (kinds.KIND_CHARACTER_SUSPENDED, world.character_id, ""),
+        (kinds.KIND_CHARACTER_REINSTATED, world.character_id, ""),
+    ]
+    assert [e.sequence for e in events] == [since + 1, since + 2]
+    assert events[0].reason == "rights dispute"

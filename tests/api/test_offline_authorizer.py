@@ -395,6 +395,31 @@ def test_a_suspended_grant_denies_until_reinstated(admin: charter.Client, party:
     assert after.allowed
 
 
+def test_a_character_suspended_by_staff_is_denied_offline_until_reinstated(
+    admin: charter.Client, party: Party, clock: Any, make: Make
+) -> None:
+    cid = character(admin, party)
+    held = grant(admin, clock, cid, party.licensee_id)
+    authorizer = make(party.generator, [held])
+
+    def after_next_event(action: Any) -> Decision:
+        seen = authorizer.sequence
+        action()
+        deadline = time.monotonic() + WAIT
+        while authorizer.sequence <= seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return image(authorizer, cid, min_sequence=seen + 1)
+
+    before = image(authorizer, cid)
+    during = after_next_event(lambda: admin.suspend_character(cid, reason="rights dispute"))
+    after = after_next_event(lambda: admin.reinstate_character(cid))
+
+    assert before.offline and before.allowed
+    assert during.offline
+    assert during.characters[0].reasons == (DenyReason.CHARACTER_SUSPENDED,)
+    assert after.offline and after.allowed
+
+
 # Staleness, a stopped server, a restart ------------------------------------------------------------
 
 

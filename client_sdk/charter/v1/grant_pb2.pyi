@@ -287,7 +287,9 @@ Global___Grant: _TypeAlias = Grant  # noqa: Y015
 @_typing.final
 class RevocationEvent(_message.Message):
     """A RevocationEvent is one entry of the revocation log: a grant revoked,
-    suspended or reinstated, with a sequence number that only ever grows.
+    suspended or reinstated, or a character suspended or reinstated by staff
+    (which stops or restores every grant of it), with a sequence number that
+    only ever grows.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -306,6 +308,14 @@ class RevocationEvent(_message.Message):
         """The grant was suspended."""
         KIND_REINSTATED: RevocationEvent._Kind.ValueType  # 3
         """The suspension was lifted."""
+        KIND_CHARACTER_SUSPENDED: RevocationEvent._Kind.ValueType  # 4
+        """Staff suspended the character `character_id`: no grant of it may be
+        used until it is reinstated. `grant_id` is empty.
+        """
+        KIND_CHARACTER_REINSTATED: RevocationEvent._Kind.ValueType  # 5
+        """Staff lifted the character's suspension; its grants are as they were.
+        `grant_id` is empty.
+        """
 
     class Kind(_Kind, metaclass=_KindEnumTypeWrapper):
         """Kind says what happened to the grant."""
@@ -318,20 +328,31 @@ class RevocationEvent(_message.Message):
     """The grant was suspended."""
     KIND_REINSTATED: RevocationEvent.Kind.ValueType  # 3
     """The suspension was lifted."""
+    KIND_CHARACTER_SUSPENDED: RevocationEvent.Kind.ValueType  # 4
+    """Staff suspended the character `character_id`: no grant of it may be
+    used until it is reinstated. `grant_id` is empty.
+    """
+    KIND_CHARACTER_REINSTATED: RevocationEvent.Kind.ValueType  # 5
+    """Staff lifted the character's suspension; its grants are as they were.
+    `grant_id` is empty.
+    """
 
     SEQUENCE_FIELD_NUMBER: _builtins.int
     GRANT_ID_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     EVENT_TIME_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    CHARACTER_ID_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """The position in the log, from 1, strictly increasing."""
     grant_id: _builtins.str
-    """The grant."""
+    """The grant (empty for a character's suspension or reinstatement)."""
     kind: Global___RevocationEvent.Kind.ValueType
     """What happened."""
     reason: _builtins.str
     """Why, as given by the caller."""
+    character_id: _builtins.str
+    """The character, for KIND_CHARACTER_SUSPENDED and KIND_CHARACTER_REINSTATED."""
     @_builtins.property
     def event_time(self) -> _timestamp_pb2.Timestamp:
         """When it happened."""
@@ -344,10 +365,11 @@ class RevocationEvent(_message.Message):
         kind: Global___RevocationEvent.Kind.ValueType = ...,
         event_time: _timestamp_pb2.Timestamp | None = ...,
         reason: _builtins.str = ...,
+        character_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time", "grant_id", b"grant_id", "kind", b"kind", "reason", b"reason", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_id", b"character_id", "event_time", b"event_time", "grant_id", b"grant_id", "kind", b"kind", "reason", b"reason", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -298,6 +298,8 @@ REVOCATION_KIND_TO_PB = {
     RevocationKind.REVOKED: grant_pb2.RevocationEvent.KIND_REVOKED,
     RevocationKind.SUSPENDED: grant_pb2.RevocationEvent.KIND_SUSPENDED,
     RevocationKind.REINSTATED: grant_pb2.RevocationEvent.KIND_REINSTATED,
+    RevocationKind.CHARACTER_SUSPENDED: grant_pb2.RevocationEvent.KIND_CHARACTER_SUSPENDED,
+    RevocationKind.CHARACTER_REINSTATED: grant_pb2.RevocationEvent.KIND_CHARACTER_REINSTATED,
 }
 
 
@@ -328,5 +330,6 @@ def watch_message(item: RevocationEvent | Heartbeat) -> authorization_service_pb
             kind=REVOCATION_KIND_TO_PB[item.kind],
             event_time=timestamp(item.event_time),
             reason=item.reason,
+            character_id=item.character_id,
         )
     )

@@ -224,6 +224,8 @@ class RevocationKind(enum.StrEnum):
     REVOKED = "revoked"
     SUSPENDED = "suspended"
     REINSTATED = "reinstated"
+    CHARACTER_SUSPENDED = "char_suspended"
+    CHARACTER_REINSTATED = "char_reinstated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +237,7 @@ class RevocationEvent:
     kind: RevocationKind
     event_time: datetime
     reason: str
+    character_id: str = ""  # for a character's suspension or reinstatement (grant_id is empty)
 
 
 @dataclass(frozen=True, slots=True)

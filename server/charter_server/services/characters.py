@@ -28,6 +28,7 @@ from charter_server.domain.models import (
     LifecycleState,
     Page,
     Principal,
+    RevocationKind,
     Role,
 )
 from charter_server.services import pagination
@@ -324,6 +325,10 @@ class CharacterService:
                 update_time=self._clock.now(),
             )
             uow.characters.save(character, names_changed=False)
+            # Into the revocation log too, so that offline authorizers stop using its grants.
+            uow.revocations.append(
+                "", RevocationKind.CHARACTER_SUSPENDED, character.update_time, reason, character_id=character_id
+            )
             uow.commit()
         self._after_commit(True)
         log.info("character.suspended", character_id=character_id, reason=reason)
@@ -341,6 +346,9 @@ class CharacterService:
                 character, state=back, state_before_suspension=None, update_time=self._clock.now()
             )
             uow.characters.save(character, names_changed=False)
+            uow.revocations.append(
+                "", RevocationKind.CHARACTER_REINSTATED, character.update_time, "", character_id=character_id
+            )
             uow.commit()
         self._after_commit(False)
         log.info("character.reinstated", character_id=character_id, state=character.state.value)

@@ -788,8 +788,8 @@ class RevocationLogRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
 
-    def append(self, grant_id: str, kind: RevocationKind, when: datetime, reason: str) -> int:
-        """Append an event and return its sequence number."""
+    def append(self, grant_id: str, kind: RevocationKind, when: datetime, reason: str, character_id: str = "") -> int:
+        """Append an event and return its sequence number (a character's event names no grant)."""
         sequence = self._session.execute(
             update(CounterRow)
             .where(CounterRow.name == self.COUNTER)
@@ -797,7 +797,14 @@ class RevocationLogRepository:
             .returning(CounterRow.value)
         ).scalar_one()
         self._session.add(
-            RevocationEventRow(sequence=sequence, grant_id=grant_id, kind=kind.value, event_time=when, reason=reason)
+            RevocationEventRow(
+                sequence=sequence,
+                grant_id=grant_id,
+                kind=kind.value,
+                event_time=when,
+                reason=reason,
+                character_id=character_id,
+            )
         )
         self._session.flush()
         return int(sequence)
@@ -817,6 +824,7 @@ class RevocationLogRepository:
                 kind=RevocationKind(r.kind),
                 event_time=r.event_time,
                 reason=r.reason,
+                character_id=r.character_id,
             )
             for r in rows
         ]

@@ -223,6 +223,7 @@ class RevocationEventRow(Base):
     kind: Mapped[str] = mapped_column(String(16))
     event_time: Mapped[datetime] = mapped_column(UTCDateTime())
     reason: Mapped[str] = mapped_column(String(500))
+    character_id: Mapped[str] = mapped_column(String(40), server_default="")
 
 
 class CounterRow(Base):

@@ -1,4 +1,5 @@
-"""Generation-time authorization: quota counters, replayable authorizations, the authorization epoch.
+"""Generation-time authorization: quota counters, replayable authorizations, the authorization epoch,
+and character events in the revocation log.
 
 Revision ID: 0004
 Revises: 0003
@@ -39,9 +40,15 @@ def upgrade() -> None:
         sa.table("counters", sa.column("name", sa.String), sa.column("value", sa.BigInteger)),
         [{"name": "authz_epoch", "value": 0}],
     )
+    # A character's suspension and reinstatement go into the revocation log too, so that offline
+    # authorizers learn of them; such an event names the character instead of a grant.
+    with op.batch_alter_table("revocation_events") as table:
+        table.add_column(sa.Column("character_id", sa.String(40), nullable=False, server_default=""))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("revocation_events") as table:
+        table.drop_column("character_id")
     op.execute(sa.text("DELETE FROM counters WHERE name = 'authz_epoch'"))
     op.drop_index(op.f("ix_authorizations_licensee_id"), table_name="authorizations")
     op.drop_table("authorizations")
