@@ -330,8 +330,11 @@ class AuthorizeRequest(_message.Message):
     """
     request_id: _builtins.str
     """Makes a retry safe: a retried request with the same id (from the same API
-    key) never counts a quota twice; when the first decision counted one, the
-    retry returns that decision. Optional; 1-64 letters, digits, `-` or `_`.
+    key) never counts a quota twice. When the first decision counted one and
+    the retry is still allowed, the retry returns that first decision; a retry
+    that is now denied (say the grant was revoked since) gets the denial. The
+    same id with a different request is ALREADY_EXISTS (REQUEST_ID_REUSED)
+    when it would count a quota. Optional; 1-64 letters, digits, `-` or `_`.
     """
     @_builtins.property
     def character_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:

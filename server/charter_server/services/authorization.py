@@ -51,7 +51,7 @@ from datetime import datetime, timedelta
 
 import structlog
 from charter.envelope import GRANT_PAYLOAD_TYPE, RECEIPT_PAYLOAD_TYPE, sign
-from charter.grants import GrantStatus, GrantVerifier, KeyRing
+from charter.grants import GrantStatus, GrantVerifier, KeyRing, KeyState
 from charter.terms import CompiledTerms, DenyReason, Evaluation, UseContext
 from charter.v1 import authorization_service_pb2 as az
 from charter.v1 import decision_pb2, envelope_pb2, grant_pb2, terms_pb2
@@ -544,8 +544,10 @@ class AuthorizationService:
     def _sign(self, generation: _Generation, decision: decision_pb2.DecisionReceipt) -> envelope_pb2.Envelope:
         signer = self._keys.signer()
         ring = generation.ring
-        if ring is not None and not ring.is_usable(signer.key_id):
-            # Rotated or revoked through another server since it was cached: read the active key.
+        key = ring.get(signer.key_id) if ring is not None else None
+        if ring is not None and (key is None or key.state is not KeyState.ACTIVE):
+            # Rotated (or revoked) through another server since it was cached: the generation's
+            # ring is at most a lease old, so read the active key again.
             self._keys.forget_signer()
             signer = self._keys.signer()
         return sign(
