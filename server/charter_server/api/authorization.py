@@ -36,7 +36,12 @@ class AuthorizationServicer(az_grpc.AuthorizationServiceServicer):
         self._authorization = authorization
 
     def Authorize(self, request: az.AuthorizeRequest, context: grpc.ServicerContext) -> az.AuthorizeResponse:
-        return self._authorization.authorize(current_principal(), request)
+        result = self._authorization.authorize(current_principal(), request)
+        return az.AuthorizeResponse(
+            decision=result.decision,
+            receipt=result.receipt,
+            detections=[convert.detection(d) for d in result.detections],
+        )
 
     def GetKeySet(self, request: az.GetKeySetRequest, context: grpc.ServicerContext) -> az.GetKeySetResponse:
         return az.GetKeySetResponse(key_set=convert.key_set(self._keys.key_ring(), self._keys.all_keys()))

@@ -60,7 +60,7 @@ from google.protobuf.message import DecodeError
 
 from charter_server.domain import ids
 from charter_server.domain.clock import Clock
-from charter_server.domain.errors import AlreadyExists, InvalidArgument, PermissionDenied, StorageUnavailable
+from charter_server.domain.errors import InvalidArgument, PermissionDenied, StorageUnavailable
 from charter_server.domain.models import (
     Character,
     CharacterState,
@@ -71,10 +71,11 @@ from charter_server.domain.models import (
     Principal,
     Role,
 )
+from charter_server.services.idempotency import request_id_reused
 from charter_server.services.keys import KeyService, build_ring
 from charter_server.services.screening import MAX_PROMPT_LENGTH, PromptScreen
 from charter_server.services.terms_rules import is_territory
-from charter_server.services.validation import REQUEST_ID, Checker
+from charter_server.services.validation import Checker
 from charter_server.storage.database import Database
 
 log = structlog.get_logger(__name__)
@@ -312,24 +313,13 @@ def _view_of(character: Character) -> _CharacterView:
 # Deciding ------------------------------------------------------------------------------------------
 
 
-def _response(
-    decision: decision_pb2.DecisionReceipt, receipt: envelope_pb2.Envelope, detections: list[Detection]
-) -> az.AuthorizeResponse:
-    return az.AuthorizeResponse(
-        decision=decision,
-        receipt=receipt,
-        detections=[
-            az.Detection(
-                character_id=d.character_id,
-                matched_alias=d.matched_alias,
-                start=d.start,
-                end=d.end,
-                text=d.text,
-                ambiguous=d.ambiguous,
-            )
-            for d in detections
-        ],
-    )
+@dataclass(frozen=True, slots=True)
+class AuthorizeResult:
+    """A decision: the signed receipt's content, the receipt, and what screening found in the prompt."""
+
+    decision: decision_pb2.DecisionReceipt
+    receipt: envelope_pb2.Envelope
+    detections: list[Detection]
 
 
 @dataclass(slots=True)
@@ -376,7 +366,7 @@ class AuthorizationService:
         self._verifier = verifier
         self._issuer = issuer
 
-    def authorize(self, principal: Principal, request: az.AuthorizeRequest) -> az.AuthorizeResponse:
+    def authorize(self, principal: Principal, request: az.AuthorizeRequest) -> AuthorizeResult:
         """Decide a request (or, for a retry of one that counted a quota, return the first decision).
 
         Raises:
@@ -416,7 +406,7 @@ class AuthorizationService:
         decision = self._receipt(licensee_id, request, outcomes, now)
         envelope = self._sign(generation, decision)
         if not quotas:
-            return _response(decision, envelope, detections)
+            return AuthorizeResult(decision, envelope, detections)
         return self._count(principal, request, outcomes, quotas, decision, envelope, detections, now)
 
     def _decide(
@@ -564,7 +554,7 @@ class AuthorizationService:
         envelope: envelope_pb2.Envelope,
         detections: list[Detection],
         now: datetime,
-    ) -> az.AuthorizeResponse:
+    ) -> AuthorizeResult:
         """Count the uses against every quota in one transaction, or none of them."""
         licensee_id = decision.licensee_id
         fingerprint = decision.request_digest.hex()
@@ -574,10 +564,12 @@ class AuthorizationService:
                 recorded = uow.request_records.get(principal.key_id, "Authorize", request.request_id)
                 if recorded is not None:
                     if recorded[0] != fingerprint:
-                        raise _request_id_reused(request.request_id)
+                        raise request_id_reused(request.request_id)
                     kept = uow.authorizations.get(recorded[1])
                     if kept is not None:
-                        return az.AuthorizeResponse.FromString(kept)
+                        # The same request (same digest), so the same prompt and detections.
+                        first = az.AuthorizeResponse.FromString(kept)
+                        return AuthorizeResult(first.decision, first.receipt, detections)
             exhausted = None
             for outcome in quotas:
                 assert outcome.grant is not None
@@ -594,15 +586,15 @@ class AuthorizationService:
                 exhausted.reasons = (DenyReason.QUOTA_EXHAUSTED,)
                 exhausted.evaluation = None
                 denied = self._receipt(licensee_id, request, outcomes, now)
-                return _response(denied, self._sign(self._view.current(), denied), detections)
-            response = _response(decision, envelope, detections)
-            uow.authorizations.add(decision.receipt_id, licensee_id, now, response.SerializeToString())
+                return AuthorizeResult(denied, self._sign(self._view.current(), denied), detections)
+            first = az.AuthorizeResponse(decision=decision, receipt=envelope)
+            uow.authorizations.add(decision.receipt_id, licensee_id, now, first.SerializeToString())
             if request.request_id and not uow.request_records.add(
                 principal.key_id, "Authorize", request.request_id, fingerprint, decision.receipt_id, now
             ):
                 raise StorageUnavailable("a concurrent retry of this request is being decided; retry")
             uow.commit()
-        return response
+        return AuthorizeResult(decision, envelope, detections)
 
 
 def _choose(outcome: _Outcome, candidates: list[_Candidate], use: UseContext) -> None:
@@ -649,14 +641,6 @@ def _stored_problem(grant: _GrantView, ring: KeyRing, now: datetime) -> DenyReas
     return None
 
 
-def _request_id_reused(request_id: str) -> Exception:
-    return AlreadyExists(
-        "this request_id was already used for a different request",
-        reason="REQUEST_ID_REUSED",
-        metadata={"request_id_reused": request_id},
-    )
-
-
 # Validation ----------------------------------------------------------------------------------------
 
 
@@ -685,8 +669,7 @@ def _validate(request: az.AuthorizeRequest) -> list[tuple[int, envelope_pb2.Enve
         checker.add("prompt", f"must be at most {MAX_PROMPT_LENGTH} characters")
     if not request.character_ids and not request.prompt.strip():
         checker.add("character_ids", "at least one of character_ids and prompt is required")
-    if request.request_id and not REQUEST_ID.fullmatch(request.request_id):
-        checker.add("request_id", "must be 1-64 letters, digits, '-' or '_'")
+    checker.request_id(request.request_id)
     presented = []
     if len(request.grants) > MAX_GRANTS:
         checker.add("grants", f"must hold at most {MAX_GRANTS} envelopes")

@@ -24,6 +24,15 @@ def fingerprint(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def request_id_reused(request_id: str) -> AlreadyExists:
+    """The error for a ``request_id`` already used for a different request by the same caller."""
+    return AlreadyExists(
+        "this request_id was already used for a different request",
+        reason="REQUEST_ID_REUSED",
+        metadata={"request_id_reused": request_id},
+    )
+
+
 class _Raced(Exception):
     """A concurrent call with the same request id committed first."""
 
@@ -52,11 +61,7 @@ def create_once(
         if recorded is None:
             return None
         if recorded[0] != digest:
-            raise AlreadyExists(
-                "this request_id was already used for a different request",
-                reason="REQUEST_ID_REUSED",
-                metadata={"request_id_reused": request_id},
-            )
+            raise request_id_reused(request_id)
         return load(uow, recorded[1]), False
 
     try:

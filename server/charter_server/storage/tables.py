@@ -248,7 +248,8 @@ class QuotaCounterRow(Base):
 
 
 class AuthorizationRow(Base):
-    """An Authorize response that counted a quota, kept so a retry returns it instead of counting again."""
+    """An Authorize decision that counted a quota (an ``AuthorizeResponse`` with its decision and receipt),
+    kept so a retry returns it instead of counting again."""
 
     __tablename__ = "authorizations"
 
