@@ -7,7 +7,9 @@ machine-readable `reason`. At generation time, `Client.authorize` returns a
 signed receipt), and `Client.license(...)` runs a block only when the use is
 allowed, yielding a `License` or raising `LicenseDenied`; an `OfflineAuthorizer`
 decides the same locally from grants it holds, failing closed; `charter.receipts`
-verifies receipts later. The generated contract lives in `charter.v1`;
+verifies receipts later. A clean exit from a ``license`` block reports the use;
+`charter.usage` describes usage records for `Client.report_usage`, and the
+clients read revenue-share statements. The generated contract lives in `charter.v1`;
 `charter.alias` builds a character's alias, and `charter.catalog_file` reads
 the documented CSV and JSON catalogue import files.
 

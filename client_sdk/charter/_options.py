@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import random
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -28,6 +29,7 @@ CHARTER_SERVICES: tuple[str, ...] = (
     "charter.v1.CatalogService",
     "charter.v1.GrantService",
     "charter.v1.KeyService",
+    "charter.v1.UsageService",
 )
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -113,6 +115,30 @@ def _is_positive_number(value: object) -> bool:
 
 DEFAULT_RETRY = RetryPolicy()
 """The retry policy clients use unless told otherwise (frozen, so safe to share)."""
+
+
+def retry_delays(retry: RetryPolicy | None) -> list[float]:
+    """Returns the pauses before each retry of a call the SDK itself retries, in seconds.
+
+    gRPC retries `UNAVAILABLE` within one deadline by itself; a call that is safe to repeat
+    after `DEADLINE_EXCEEDED` too (a usage report, idempotent by key) is repeated by the SDK
+    with a fresh deadline, after these pauses: the same exponential backoff bounds and full
+    jitter as gRPC's, `max_attempts - 1` of them.
+
+    Args:
+        retry: The client's policy; None for no retries.
+
+    Returns:
+        One pause per retry; empty without a policy.
+    """
+    if retry is None:
+        return []
+    delays: list[float] = []
+    bound = retry.initial_backoff
+    for _ in range(retry.max_attempts - 1):
+        delays.append(random.uniform(0, bound))  # noqa: S311 - jitter, not a secret
+        bound = min(bound * retry.backoff_multiplier, retry.max_backoff)
+    return delays
 
 
 def new_request_id() -> str:

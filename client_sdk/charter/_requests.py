@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 
 from charter import envelope as _envelope
 from charter._options import new_request_id
+from charter.usage import MAX_BATCH_SIZE, UsageReport
 from charter.v1 import (
     access_service_pb2,
     api_key_pb2,
@@ -30,6 +31,8 @@ from charter.v1 import (
     licensee_pb2,
     rights_holder_pb2,
     terms_pb2,
+    usage_pb2,
+    usage_service_pb2,
 )
 
 if TYPE_CHECKING:
@@ -661,3 +664,85 @@ def revocation_message(response: authorization_service_pb2.WatchRevocationsRespo
     if kind == "heartbeat":
         return response.heartbeat
     return None
+
+
+# -- usage and statements ---------------------------------------------------------------------
+
+
+def usage_records(
+    records: Iterable[UsageReport | usage_pb2.UsageRecord], *, now: dt.datetime
+) -> list[usage_pb2.UsageRecord]:
+    """Returns the records to send; a `UsageReport` without a time gets `now`.
+
+    Raises:
+        TypeError: If an item is neither a `UsageReport` nor a `UsageRecord` message.
+    """
+    if isinstance(records, str | bytes | UsageReport | usage_pb2.UsageRecord):
+        raise TypeError("records must be a list of UsageReport objects or UsageRecord messages")
+    result: list[usage_pb2.UsageRecord] = []
+    for item in records:
+        if isinstance(item, UsageReport):
+            result.append(item.to_proto(now))
+        elif isinstance(item, usage_pb2.UsageRecord):
+            result.append(item)
+        else:
+            raise TypeError(
+                "records must hold charter.usage.UsageReport objects or charter.v1.usage_pb2.UsageRecord"
+                f" messages, not {type(item).__name__}"
+            )
+    return result
+
+
+def check_batch_size(batch_size: int) -> int:
+    """Returns the batch size, checked: 1 to `charter.usage.MAX_BATCH_SIZE` records per call.
+
+    Raises:
+        TypeError: If it is not an int.
+        ValueError: If it is out of range.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise TypeError(f"batch_size must be an int, not {type(batch_size).__name__}")
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}, got {batch_size}")
+    return batch_size
+
+
+def _day(value: dt.date | str, what: str) -> str:
+    if isinstance(value, dt.datetime):
+        raise TypeError(f"{what} must be a date or 'YYYY-MM-DD', not a datetime")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"{what} must be a date or 'YYYY-MM-DD', not {type(value).__name__}")
+
+
+def get_statement(
+    rights_holder_id: str,
+    *,
+    period: str,
+    start_date: dt.date | str,
+    end_date: dt.date | str,
+    licensee_id: str,
+) -> usage_service_pb2.GetStatementRequest:
+    """Builds a GetStatementRequest for a month or a date range (the server checks the formats).
+
+    Raises:
+        ValueError: Unless exactly one of `period` and the pair `start_date`, `end_date` is given.
+        TypeError: If a date is neither a `date` nor a string.
+    """
+    start = _day(start_date, "start_date")
+    end = _day(end_date, "end_date")
+    if not isinstance(period, str):
+        raise TypeError(f"period must be a 'YYYY-MM' string, not {type(period).__name__}")
+    if bool(start) != bool(end):
+        raise ValueError("start_date and end_date must be given together")
+    if bool(period) == bool(start):
+        raise ValueError("give either period ('YYYY-MM') or start_date and end_date, not both or neither")
+    return usage_service_pb2.GetStatementRequest(
+        rights_holder_id=rights_holder_id,
+        period=period,
+        start_date=start,
+        end_date=end,
+        licensee_id=licensee_id,
+    )

@@ -110,9 +110,7 @@ def _pae_prefix(payload_type: str) -> bytes:
 _PAE_PREFIXES = {t: _pae_prefix(t) for t in (GRANT_PAYLOAD_TYPE, RECEIPT_PAYLOAD_TYPE)}
 
 
-def sign(
-    payload: bytes, payload_type: str, *, key_id: str, private_key: bytes | nacl.signing.SigningKey
-) -> Envelope:
+def sign(payload: bytes, payload_type: str, *, key_id: str, private_key: bytes | nacl.signing.SigningKey) -> Envelope:
     """Sign a payload and wrap it in an envelope with one signature.
 
     Args:

@@ -958,7 +958,10 @@ class OfflineAuthorizer:
 
         A denial raises `charter.decisions.LicenseDenied` on entry and the block does not run.
         A clean exit marks the `License` used and records it in the client's ``receipts``
-        journal; an exception in the block records nothing and propagates.
+        journal; an exception in the block records nothing and propagates. When the server
+        decided (the authorizer asked it), the clean exit also reports the use through the
+        client, as `charter.Client.license` does. A decision made offline has no receipt, so
+        its use cannot be reported: it stays in ``receipts`` only.
 
         Args:
             character_ids: As `authorize`.
@@ -994,7 +997,9 @@ class OfflineAuthorizer:
                 timeout=timeout,
             )
 
-        return license_block(decide, self._client.receipts.record)
+        return license_block(
+            decide, self._client.receipts.record, lambda granted: self._client._report_license(granted, timeout)
+        )
 
     # -- background -------------------------------------------------------------------------------
 

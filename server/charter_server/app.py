@@ -26,6 +26,8 @@ from charter.v1 import (
     grant_service_pb2_grpc,
     key_service_pb2,
     key_service_pb2_grpc,
+    usage_service_pb2,
+    usage_service_pb2_grpc,
 )
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -40,6 +42,7 @@ from charter_server.api.interceptors import (
     ObservabilityInterceptor,
     RequestIdInterceptor,
 )
+from charter_server.api.usage import UsageServicer
 from charter_server.config import Settings
 from charter_server.domain.clock import Clock, SystemClock
 from charter_server.services.access import AccessService, Authenticator
@@ -50,6 +53,8 @@ from charter_server.services.grants import GrantService
 from charter_server.services.keys import DEVELOPMENT_KEK, KeyService
 from charter_server.services.revocations import RevocationFeed
 from charter_server.services.screening import PromptScreen
+from charter_server.services.statements import StatementService
+from charter_server.services.usage import UsageService
 from charter_server.storage import migrate
 from charter_server.storage.database import Database
 
@@ -61,6 +66,7 @@ SERVICE_NAMES = (
     grant_service_pb2.DESCRIPTOR.services_by_name["GrantService"].full_name,
     key_service_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name,
     authorization_service_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name,
+    usage_service_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
 )
 
 
@@ -82,6 +88,8 @@ class Services:
     feed: RevocationFeed
     view: AuthorizationView
     authorization: AuthorizationService
+    usage: UsageService
+    statements: StatementService
 
 
 @dataclass
@@ -179,6 +187,8 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
         feed=feed,
         view=view,
         authorization=AuthorizationService(db, clock, keys, screen, view, grants.verifier, issuer=settings.issuer),
+        usage=UsageService(db, clock, keys, window=timedelta(days=settings.usage_window_days)),
+        statements=StatementService(db, clock),
     )
 
 
@@ -252,6 +262,9 @@ def build_server(settings: Settings, *, clock: Clock | None = None) -> CharterSe
     authorization_service_pb2_grpc.add_AuthorizationServiceServicer_to_server(
         AuthorizationServicer(services.keys, services.grants, services.screen, services.feed, services.authorization),
         server,
+    )
+    usage_service_pb2_grpc.add_UsageServiceServicer_to_server(
+        UsageServicer(services.usage, services.statements), server
     )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Annotated, Any
 
@@ -66,6 +67,7 @@ def _settings(
     authorization_lease_seconds: Annotated[
         float | None, _opt("authorization-lease-seconds", "longest Authorize trusts its cache [1]")
     ] = None,
+    usage_window_days: Annotated[int | None, _opt("usage-window-days", "oldest usage record accepted [60]")] = None,
 ) -> None:
     overrides = {k: v for k, v in locals().items() if k != "ctx"}
     try:
@@ -191,6 +193,11 @@ def demo(ctx: typer.Context) -> None:
         print(
             f"  charter --target {settings.listen} --api-key {data.secrets[Role.GENERATOR]} "
             "authorize --prompt 'Hoshino Aoi dancing on a stage' --use-type image-generation --rating all-ages"
+        )
+        print("\nSee, as the rights holder, this month's revenue-share statement (one use is already reported):")
+        print(
+            f"  charter --target {settings.listen} --api-key {data.secrets[Role.RIGHTS_HOLDER]} "
+            f"statements show --rights-holder {data.rights_holder_id} --period {datetime.now(UTC):%Y-%m}"
         )
     _serve(server)
 

@@ -74,6 +74,8 @@ class Settings:
     """The longest ``Authorize`` trusts its in-memory view without re-reading the database's change
     counter; a revocation (or suspension, opt-out, key revocation) returns only after this long,
     so that no server anywhere allows what it took away."""
+    usage_window_days: int = 60
+    """How old a usage record may be when reported; older ones are refused (``USAGE_TOO_OLD``)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -130,6 +132,8 @@ class Settings:
             raise _error("revocation_heartbeat_seconds", "must be between 0.05 and 300")
         if not 0.01 <= self.authorization_lease_seconds <= 60:
             raise _error("authorization_lease_seconds", "must be between 0.01 and 60")
+        if not 1 <= self.usage_window_days <= 3660:
+            raise _error("usage_window_days", "must be between 1 and 3660")
         if not 0 <= self.clock_skew_seconds <= 3600:
             raise _error("clock_skew_seconds", "must be between 0 and 3600")
         if not self.issuer.strip() or len(self.issuer) > 200:

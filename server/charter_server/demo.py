@@ -1,12 +1,16 @@
 """A small demo catalogue for the quick start.
 
-A rights holder with an opted-in character, a licensee holding a grant for it, and a key per role.
+A rights holder with an opted-in character, a licensee holding a grant for it, a key per role,
+and one use of the character, authorized and reported, so this month's statement has a line.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from charter.v1 import authorization_service_pb2, decision_pb2, terms_pb2, usage_pb2, usage_service_pb2
+from google.protobuf import timestamp_pb2
 
 from charter_server.app import Services
 from charter_server.domain.models import AliasKind, Principal, Role
@@ -50,6 +54,7 @@ def seed(services: Services) -> DemoData:
         ),
     )
     secrets = {Role.ADMIN: admin.secret}
+    generator = Principal("", Role.GENERATOR, licensee_id=licensee.id)
     for role, rh, lic in (
         (Role.RIGHTS_HOLDER, holder.id, ""),
         (Role.GENERATOR, "", licensee.id),
@@ -59,6 +64,8 @@ def seed(services: Services) -> DemoData:
             staff, ApiKeyInput(f"demo {role.value}", role, rights_holder_id=rh, licensee_id=lic)
         )
         secrets[role] = created.secret
+        if role is Role.GENERATOR:
+            generator = Principal(created.api_key.id, role, licensee_id=licensee.id)
     character = services.characters.create_character(
         staff,
         CharacterInput(
@@ -78,4 +85,25 @@ def seed(services: Services) -> DemoData:
     grant = services.grants.issue(
         staff, IssueInput(character.id, licensee.id, expire_time=datetime.now(UTC) + timedelta(days=365))
     )
+    _first_use(services, generator, character.id)
     return DemoData(holder.id, licensee.id, character.id, grant.id, secrets)
+
+
+def _first_use(services: Services, generator: Principal, character_id: str) -> None:
+    """Authorize one image of the character as the licensee, and report it as rendered."""
+    context = decision_pb2.UseContext(
+        use_type=terms_pb2.USE_TYPE_IMAGE_GENERATION, content_rating=terms_pb2.CONTENT_RATING_ALL_AGES
+    )
+    decided = services.authorization.authorize(
+        generator, authorization_service_pb2.AuthorizeRequest(character_ids=[character_id], context=context)
+    )
+    happened = timestamp_pb2.Timestamp()
+    happened.FromDatetime(datetime.now(UTC))
+    record = usage_pb2.UsageRecord(
+        idempotency_key="demo-first-use",
+        receipt=decided.receipt,
+        character_id=character_id,
+        uses=1,
+        happen_time=happened,
+    )
+    services.usage.report(generator, usage_service_pb2.ReportUsageRequest(records=[record]))

@@ -14,7 +14,9 @@ from typing import Any
 
 import grpc
 from charter.v1 import (
+    access_service_pb2,
     access_service_pb2_grpc,
+    api_key_pb2,
     authorization_service_pb2,
     authorization_service_pb2_grpc,
     catalog_service_pb2,
@@ -79,6 +81,14 @@ def new_licensee(api: Stubs, admin: str, platform: str = "test-app") -> str:
         licensee={"display_name": f"App {unique()}", "contact_email": "ops@app.example", "platform": platform}
     )
     return str(api.catalog.CreateLicensee(request, metadata=auth(admin)).licensee.id)
+
+
+def generator_key(api: Stubs, admin: str, licensee_id: str) -> str:
+    """The secret of a new generator key bound to ``licensee_id``."""
+    request = access_service_pb2.CreateApiKeyRequest(
+        display_name=f"gen {unique()}", role=api_key_pb2.ROLE_GENERATOR, licensee_id=licensee_id
+    )
+    return str(api.access.CreateApiKey(request, metadata=auth(admin)).secret)
 
 
 def opted_in_character(api: Stubs, holder: Holder, terms: terms_pb2.Terms | None = None) -> str:

@@ -7,6 +7,10 @@ fails alone: the call succeeds, the row's result is FAILED with INVALID_FIELD an
 exactly the offending paths within the row, and nothing of it is written. A grant, signing-key
 or verification case must change no grant and no signing key either. No request, however
 malformed, may produce INTERNAL or UNKNOWN.
+
+A bad ReportUsage record likewise fails alone: the call succeeds, the record's result is REJECTED
+with INVALID_FIELD naming exactly the offending paths within the record, and nothing is recorded
+(every statement is compared before and after), as for a statement or closing case.
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ from typing import Any
 import grpc
 import pytest
 from charter.v1 import access_service_pb2 as access_pb
-from charter.v1 import api_key_pb2, grant_service_pb2_grpc, key_service_pb2_grpc
+from charter.v1 import (
+    api_key_pb2,
+    authorization_service_pb2_grpc,
+    grant_service_pb2_grpc,
+    key_service_pb2_grpc,
+    usage_pb2,
+    usage_service_pb2_grpc,
+)
 from charter.v1 import authorization_service_pb2 as authz_pb
 from charter.v1 import catalog_service_pb2 as catalog_pb
 from charter.v1 import decision_pb2 as decision_pb
@@ -31,6 +42,7 @@ from charter.v1 import envelope_pb2 as envelope_pb
 from charter.v1 import grant_service_pb2 as grant_pb
 from charter.v1 import key_service_pb2 as key_pb
 from charter.v1 import terms_pb2 as terms_pb
+from charter.v1 import usage_service_pb2 as usage_pb
 from charter_server.api.policy import POLICY
 from charter_server.domain import ids
 from charter_server.domain.models import Role
@@ -56,6 +68,7 @@ class Targets:
     opted_in_id: str
     grant_id: str
     signing_key_id: str
+    receipt: envelope_pb.Envelope
 
 
 @dataclass
@@ -68,6 +81,7 @@ class Ctx:
     clock: Any
     targets: Targets
     grants: Any = None
+    usage: Any = None
     marker: str = field(default_factory=unique)
 
     @property
@@ -84,7 +98,9 @@ class Ctx:
 
     def token(self, rpc: str, request: message.Message) -> str:
         """A real next_page_token of ``rpc`` called with ``request`` (page_size 1)."""
-        stub = {"ListApiKeys": self.access, "ListGrants": self.grants}.get(rpc, self.catalog)
+        stub = {"ListApiKeys": self.access, "ListGrants": self.grants, "ListStatements": self.usage}.get(
+            rpc, self.catalog
+        )
         request.page_size = 1
         token: str = getattr(stub, rpc)(request, metadata=auth(self.keys.admin)).next_page_token
         assert token, f"{rpc} returned a single page; the case needs at least two rows"
@@ -184,12 +200,18 @@ def with_cursor(token: str, cursor: Callable[[int], int]) -> str:
     return encode_token(json.dumps(data).encode())
 
 
+IMPORT_CHARACTERS = "CatalogService.ImportCharacters"
+REPORT_USAGE = "UsageService.ReportUsage"
+# The repeated field of each RPC that answers per item: a bad item fails alone.
+ROWS = {IMPORT_CHARACTERS: "rows", REPORT_USAGE: "records"}
+
+
 @dataclass(frozen=True)
 class Case:
     """One bad request: the RPC, how to build it, the exact field paths it must be rejected for.
 
-    A ``row`` case is an ImportCharacters request whose first row is bad: its ``fields`` are the
-    paths within that row.
+    A ``row`` case is a request of an RPC of ``ROWS`` whose first (and only) item is bad: its
+    ``fields`` are the paths within that item.
     """
 
     name: str
@@ -206,7 +228,7 @@ class Case:
         """The request fields this case breaks, as ``input_paths`` names them (no indexes, two levels)."""
         found = set()
         for field_path in self.fields:
-            plain = re.sub(r"\[\d+\]", "", f"rows.{field_path}" if self.row else field_path)
+            plain = re.sub(r"\[\d+\]", "", f"{ROWS[self.rpc]}.{field_path}" if self.row else field_path)
             found.add(".".join(plain.split(".")[:2]))
         return found
 
@@ -215,8 +237,14 @@ def case(name: str, rpc: str, build: Callable[[Ctx], message.Message], *fields: 
     return Case(name, rpc, build, frozenset(fields), caller)
 
 
-def row_case(name: str, build: Callable[[Ctx], message.Message], *fields: str, caller: str = "owner") -> Case:
-    return Case(name, "CatalogService.ImportCharacters", build, frozenset(fields), caller, row=True)
+def row_case(
+    name: str,
+    build: Callable[[Ctx], message.Message],
+    *fields: str,
+    caller: str = "owner",
+    rpc: str = IMPORT_CHARACTERS,
+) -> Case:
+    return Case(name, rpc, build, frozenset(fields), caller, row=True)
 
 
 LONG = "x" * 201
@@ -1993,7 +2021,358 @@ def grant_cases() -> list[Case]:
     return cases
 
 
-CASES = [*build_cases(), *character_cases(), *grant_cases()]
+# Usage: reports, statements and closing.
+
+GRANT_PAYLOAD_TYPE = "application/vnd.charter.grant.v1+protobuf"
+BAD_PERIODS = {
+    "empty": "",
+    "month_13": "2020-13",
+    "month_00": "2020-00",
+    "one_digit_month": "2020-1",
+    "short_year": "20-01",
+    "before_1970": "1969-12",
+    "a_day": "2020-01-01",
+    "slash": "2020/01",
+    "trailing_newline": "2020-01\n",
+    "leading_space": " 2020-01",
+}
+# Digits of other scripts are digits to a regular expression's \d and to int(), not to YYYY-MM.
+NON_ASCII_PERIOD = "\u0662\u0660\u0662\u0660-\u0660\u0661"  # 2020-01 in Arabic-Indic digits
+BAD_DATES = {
+    "february_30": "2020-02-30",
+    "slash": "2020/01/01",
+    "one_digit_day": "2020-01-1",
+    "a_month": "2020-01",
+    "compact": "20200101",
+    "trailing_newline": "2020-01-01\n",
+    "non_ascii_digits": "\uff12\uff10\uff12\uff10-\uff10\uff11-\uff10\uff11",
+}
+BAD_IDEMPOTENCY_KEYS = {
+    "empty": "",
+    "too_long": "k" * 129,
+    "space": "a b",
+    "slash": "a/b",
+    "non_ascii": "key-\u00fc",
+    "newline": "key\n",
+    "nul": "key\x00",
+}
+
+
+def usage_record(**changes: Any) -> Callable[[Ctx], message.Message]:
+    """A report of one record: valid (a use of the opted-in target under its receipt, now) unless
+    ``changes`` break it (None leaves a field unset; callables receive the Ctx)."""
+
+    def build(ctx: Ctx) -> message.Message:
+        given: dict[str, Any] = {
+            "idempotency_key": f"bad-{ctx.marker}",
+            "receipt": ctx.targets.receipt,
+            "character_id": ctx.targets.opted_in_id,
+            "uses": 1,
+            "happen_time": later(timedelta(0)),
+            **changes,
+        }
+        record = usage_pb2.UsageRecord(**{k: v for k, v in resolved(ctx, given).items() if v is not None})
+        return usage_pb.ReportUsageRequest(records=[record])
+
+    return build
+
+
+def money(currency_code: str, minor_units: int) -> terms_pb.Money:
+    return terms_pb.Money(currency_code=currency_code, minor_units=minor_units)
+
+
+def get_statement(**changes: Any) -> Callable[[Ctx], message.Message]:
+    """The owner rights holder's statement of January 2020, with ``changes``."""
+    return lambda ctx: usage_pb.GetStatementRequest(
+        **{"rights_holder_id": ctx.targets.owner.id, "period": "2020-01", **changes}
+    )
+
+
+def a_range(
+    start_date: str = "2020-01-01", end_date: str = "2020-01-31", **changes: Any
+) -> Callable[[Ctx], message.Message]:
+    """The owner rights holder's statement of a date range, with ``changes``."""
+    return get_statement(**{"period": "", "start_date": start_date, "end_date": end_date, **changes})
+
+
+def close_period(**changes: Any) -> Callable[[Ctx], message.Message]:
+    """Closing the owner rights holder's January 2019 (long ended, never closed), with ``changes``."""
+    return lambda ctx: usage_pb.CloseStatementPeriodRequest(
+        **{"rights_holder_id": ctx.targets.owner.id, "period": "2019-01", **changes}
+    )
+
+
+def usage_cases() -> list[Case]:
+    cases: list[Case] = []
+    add = cases.extend
+
+    # GetStatement.
+    rpc = "UsageService.GetStatement"
+    add(
+        case(f"{rpc}-rights_holder_id-{k}", rpc, get_statement(rights_holder_id=v), "rights_holder_id")
+        for k, v in some_bad_ids("rights_holder").items()
+    )
+    add(
+        case(f"{rpc}-period-{k}", rpc, get_statement(period=v), "period")
+        for k, v in BAD_PERIODS.items()
+        if k != "empty"
+    )
+    add(case(f"{rpc}-start_date-{k}", rpc, a_range(start_date=v), "start_date") for k, v in BAD_DATES.items())
+    add(case(f"{rpc}-end_date-{k}", rpc, a_range(end_date=v), "end_date") for k, v in BAD_DATES.items())
+    add(
+        case(f"{rpc}-licensee_id-{k}", rpc, get_statement(licensee_id=v), "licensee_id")
+        for k, v in some_bad_ids("licensee").items()
+        if v
+    )
+    add(
+        [
+            case(f"{rpc}-period-non_ascii_digits", rpc, get_statement(period=NON_ASCII_PERIOD), "period"),
+            case(f"{rpc}-period-missing", rpc, get_statement(period=""), "period"),
+            case(f"{rpc}-period-and_a_range", rpc, a_range(period="2020-01"), "period"),
+            case(f"{rpc}-start_date-missing", rpc, a_range(start_date=""), "start_date"),
+            case(f"{rpc}-end_date-missing", rpc, a_range(end_date=""), "end_date"),
+            case(f"{rpc}-end_date-before_start_date", rpc, a_range(end_date="2019-12-31"), "end_date"),
+            case(f"{rpc}-end_date-367_days_after_start_date", rpc, a_range(end_date="2021-01-02"), "end_date"),
+            case(
+                f"{rpc}-everything",
+                rpc,
+                a_range(rights_holder_id="", start_date="x", end_date="y", licensee_id="lic_"),
+                "rights_holder_id",
+                "start_date",
+                "end_date",
+                "licensee_id",
+            ),
+            case(
+                f"{rpc}-rights_holder_id-malformed-as_rights_holder",
+                rpc,
+                get_statement(rights_holder_id="rh_nope"),
+                "rights_holder_id",
+                caller="owner",
+            ),
+            case(
+                f"{rpc}-licensee_id-malformed-as_generator",
+                rpc,
+                get_statement(licensee_id="lic_nope"),
+                "licensee_id",
+                caller="generator",
+            ),
+        ]
+    )
+
+    # ListStatements: paging and filters.
+    rpc = "UsageService.ListStatements"
+    request_type = usage_pb.ListStatementsRequest
+    add(
+        case(f"{rpc}-rights_holder_id-{k}", rpc, fixed(request_type(rights_holder_id=v)), "rights_holder_id")
+        for k, v in some_bad_ids("rights_holder").items()
+        if v
+    )
+    add(
+        case(f"{rpc}-licensee_id-{k}", rpc, fixed(request_type(licensee_id=v)), "licensee_id")
+        for k, v in some_bad_ids("licensee").items()
+        if v
+    )
+    add(
+        [
+            case(f"{rpc}-page_size-negative", rpc, fixed(request_type(page_size=-1)), "page_size"),
+            case(f"{rpc}-page_token-garbage", rpc, fixed(request_type(page_token="garbage!!")), "page_token"),
+            case(
+                f"{rpc}-page_token-not_json",
+                rpc,
+                fixed(request_type(page_token=encode_token(b"\xff\x00"))),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-json_list",
+                rpc,
+                fixed(request_type(page_token=encode_token(b"[1, 2]"))),
+                "page_token",
+            ),
+            case(f"{rpc}-page_token-non_ascii", rpc, fixed(request_type(page_token="t\u00f6k\u00e9n")), "page_token"),
+            case(f"{rpc}-page_token-too_long", rpc, fixed(request_type(page_token="A" * 4000)), "page_token"),
+            case(
+                f"{rpc}-page_token-flipped",
+                rpc,
+                lambda ctx: request_type(page_token=flipped(ctx.token("ListStatements", request_type()))),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-truncated",
+                rpc,
+                lambda ctx: request_type(page_token=ctx.token("ListStatements", request_type())[:-3]),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-extended",
+                rpc,
+                lambda ctx: request_type(page_token=ctx.token("ListStatements", request_type()) + "AAAA"),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-other_rights_holder",
+                rpc,
+                lambda ctx: request_type(
+                    page_token=ctx.token("ListStatements", request_type()), rights_holder_id=ctx.targets.owner.id
+                ),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-from_rights_holders",
+                rpc,
+                lambda ctx: request_type(
+                    page_token=ctx.token("ListRightsHolders", catalog_pb.ListRightsHoldersRequest())
+                ),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-licensee_id-malformed-as_rights_holder",
+                rpc,
+                fixed(request_type(licensee_id="lic_nope")),
+                "licensee_id",
+                caller="owner",
+            ),
+        ]
+    )
+
+    # CloseStatementPeriod.
+    rpc = "UsageService.CloseStatementPeriod"
+    add(
+        case(f"{rpc}-rights_holder_id-{k}", rpc, close_period(rights_holder_id=v), "rights_holder_id")
+        for k, v in some_bad_ids("rights_holder").items()
+    )
+    add(case(f"{rpc}-period-{k}", rpc, close_period(period=v), "period") for k, v in BAD_PERIODS.items())
+    add(
+        [
+            case(f"{rpc}-period-non_ascii_digits", rpc, close_period(period=NON_ASCII_PERIOD), "period"),
+            case(f"{rpc}-everything", rpc, close_period(rights_holder_id="", period=""), "rights_holder_id", "period"),
+        ]
+    )
+
+    # ReportUsage: the batch as a whole.
+    rpc = REPORT_USAGE
+
+    def many_records(count: int) -> Callable[[Ctx], message.Message]:
+        def build(ctx: Ctx) -> message.Message:
+            one = usage_record(uses=0)(ctx)
+            assert isinstance(one, usage_pb.ReportUsageRequest)
+            request = usage_pb.ReportUsageRequest()
+            for n in range(count):
+                added = request.records.add()
+                added.CopyFrom(one.records[0])
+                added.idempotency_key = f"bad-{ctx.marker}-{n}"
+            return request
+
+        return build
+
+    add(
+        [
+            case(f"{rpc}-records-empty", rpc, many_records(0), "records", caller="generator"),
+            case(f"{rpc}-records-too_many", rpc, many_records(1001), "records", caller="generator"),
+        ]
+    )
+
+    # ReportUsage: one bad record, reported in its result.
+    def record_case(name: str, build: Callable[[Ctx], message.Message], *fields: str) -> Case:
+        return row_case(f"UsageRecord-{name}", build, *fields, caller="generator", rpc=REPORT_USAGE)
+
+    add(
+        record_case(f"idempotency_key-{k}", usage_record(idempotency_key=v), "idempotency_key")
+        for k, v in BAD_IDEMPOTENCY_KEYS.items()
+    )
+    add(
+        record_case(f"character_id-{k}", usage_record(character_id=v), "character_id")
+        for k, v in bad_ids("character").items()
+    )
+    add(
+        record_case(f"uses-{k}", usage_record(uses=v), "uses")
+        for k, v in {"negative": -1, "two": 2, "huge": 2**62, "most_negative": -(2**63)}.items()
+    )
+    add(
+        record_case(f"duration-{k}", usage_record(duration=duration_pb2.Duration(seconds=s, nanos=n)), "duration")
+        for k, (s, n) in {
+            "negative": (-1, 0),
+            "negative_nanos": (0, -1),
+            "mixed_signs": (1, -1),
+            "too_many_nanos": (0, 10**9),
+            "a_day_and_a_nanosecond": (24 * 3600, 1),
+            "huge": (2**40, 0),
+        }.items()
+    )
+    add(
+        record_case(f"happen_time-{k}", usage_record(happen_time=v), "happen_time")
+        for k, v in {**BAD_TIMESTAMPS, "before_1970": stamp(-1)}.items()
+    )
+    add(
+        record_case(
+            f"attributed_revenue.currency_code-{k}",
+            usage_record(attributed_revenue=money(v, 100)),
+            "attributed_revenue.currency_code",
+        )
+        for k, v in {
+            "empty": "",
+            "unknown": "XXY",
+            "punctuation": "usd?",
+            "two_letters": "US",
+            "four_letters": "USDD",
+            "a_number": "840",
+            "long_s": "u\u017fd",  # upper-cases to USD, but is no currency code
+        }.items()
+    )
+    add(
+        record_case(
+            f"attributed_revenue.minor_units-{k}",
+            usage_record(attributed_revenue=money("USD", v)),
+            "attributed_revenue.minor_units",
+        )
+        for k, v in {"negative": -1, "above_the_maximum": 10**14 + 1, "most_negative": -(2**63)}.items()
+    )
+    add(
+        [
+            record_case("receipt-missing", usage_record(receipt=None), "receipt"),
+            record_case("receipt-empty", usage_record(receipt=envelope_pb.Envelope()), "receipt"),
+            record_case(
+                "receipt-a_grant",
+                usage_record(
+                    receipt=lambda ctx: envelope_pb.Envelope(
+                        payload_type=GRANT_PAYLOAD_TYPE,
+                        payload=ctx.targets.receipt.payload,
+                        signatures=ctx.targets.receipt.signatures,
+                    )
+                ),
+                "receipt.payload_type",
+            ),
+            record_case(
+                "receipt-no_payload_type",
+                usage_record(receipt=lambda ctx: envelope_pb.Envelope(payload=ctx.targets.receipt.payload)),
+                "receipt.payload_type",
+            ),
+            record_case("happen_time-missing", usage_record(happen_time=None), "happen_time"),
+            record_case(
+                "everything",
+                usage_record(
+                    idempotency_key="",
+                    receipt=None,
+                    character_id="",
+                    uses=-1,
+                    duration=duration_pb2.Duration(seconds=-1),
+                    attributed_revenue=money("XXY", -1),
+                    happen_time=None,
+                ),
+                "idempotency_key",
+                "receipt",
+                "character_id",
+                "uses",
+                "duration",
+                "attributed_revenue.currency_code",
+                "attributed_revenue.minor_units",
+                "happen_time",
+            ),
+        ]
+    )
+    return cases
+
+
+CASES = [*build_cases(), *character_cases(), *grant_cases(), *usage_cases()]
 
 
 # The fields the .proto comments call output only, per message: the server ignores them on input.
@@ -2060,7 +2439,9 @@ def targets(channel: grpc.Channel, catalog: Any, access: Any, keys: Any, clock: 
     session rights holder stay as they expect: an opted-out character, an opted-in one with two
     terms versions, and two names shared (as ambiguous) with another rights holder, so the
     characters, terms versions and alias collisions all have a second page. Two grants of the
-    opted-in character give the grant cases an id to aim at and ListGrants a second page."""
+    opted-in character give the grant cases an id to aim at and ListGrants a second page; a receipt
+    that allowed it gives the usage record cases a receipt, and two closed months of the owner give
+    ListStatements a second page."""
     for _ in range(2):
         marker = unique()
         catalog.CreateRightsHolder(
@@ -2113,7 +2494,27 @@ def targets(channel: grpc.Channel, catalog: Any, access: Any, keys: Any, clock: 
         .ListSigningKeys(key_pb.ListSigningKeysRequest(), metadata=auth(keys.admin))
         .keys
     )
-    return Targets(keys.rights_holder_id, keys.licensee_id, owner, opted_out, opted_in, grant_ids[0], signing_key_id)
+    context = decision_pb.UseContext(
+        use_type=terms_pb.USE_TYPE_IMAGE_GENERATION, content_rating=terms_pb.CONTENT_RATING_ALL_AGES
+    )
+    allowed = authorization_service_pb2_grpc.AuthorizationServiceStub(channel).Authorize(
+        authz_pb.AuthorizeRequest(character_ids=[opted_in], context=context), metadata=auth(keys.generator)
+    )
+    assert allowed.decision.allowed
+    for period in ("2020-01", "2020-02"):
+        usage_service_pb2_grpc.UsageServiceStub(channel).CloseStatementPeriod(
+            usage_pb.CloseStatementPeriodRequest(rights_holder_id=owner.id, period=period), metadata=auth(keys.admin)
+        )
+    return Targets(
+        keys.rights_holder_id,
+        keys.licensee_id,
+        owner,
+        opted_out,
+        opted_in,
+        grant_ids[0],
+        signing_key_id,
+        allowed.receipt,
+    )
 
 
 def drain_as(secret: str, call: Callable[..., Any], request: message.Message, items: str) -> list[Any]:
@@ -2190,15 +2591,30 @@ def every_grant_and_key(channel: grpc.Channel, keys: Any) -> dict[str, list[Any]
     }
 
 
+def every_statement(channel: grpc.Channel, keys: Any) -> list[Any]:
+    """What the usage cases could change: every statement (its state and totals), as the admin sees them."""
+    usage = usage_service_pb2_grpc.UsageServiceStub(channel)
+    return drain_as(keys.admin, usage.ListStatements, usage_pb.ListStatementsRequest(page_size=1000), "statements")
+
+
 CHARACTER_RPCS = frozenset(c.rpc for c in character_cases())
 GRANT_RPCS = frozenset(c.rpc for c in grant_cases())
+USAGE_RPCS = frozenset(c.rpc for c in usage_cases())
 
 
 @pytest.mark.parametrize("bad", [c for c in CASES if not c.row], ids=str)
 def test_bad_input_is_rejected_naming_the_field_and_changes_nothing(
     channel: grpc.Channel, catalog: Any, access: Any, keys: Any, clock: Any, targets: Targets, bad: Case
 ) -> None:
-    ctx = Ctx(catalog, access, keys, clock, targets, grants=grant_service_pb2_grpc.GrantServiceStub(channel))
+    ctx = Ctx(
+        catalog,
+        access,
+        keys,
+        clock,
+        targets,
+        grants=grant_service_pb2_grpc.GrantServiceStub(channel),
+        usage=usage_service_pb2_grpc.UsageServiceStub(channel),
+    )
     request = bad.build(ctx)
     method = METHODS[bad.rpc]
 
@@ -2207,6 +2623,8 @@ def test_bad_input_is_rejected_naming_the_field_and_changes_nothing(
             return every_character(catalog, keys, targets)
         if bad.rpc in GRANT_RPCS:
             return every_grant_and_key(channel, keys)
+        if bad.rpc in USAGE_RPCS:
+            return {"statements": every_statement(channel, keys)}
         return everything(catalog, access, keys)
 
     before = state()
@@ -2221,7 +2639,7 @@ def test_bad_input_is_rejected_naming_the_field_and_changes_nothing(
     assert state() == before
 
 
-@pytest.mark.parametrize("bad", [c for c in CASES if c.row], ids=str)
+@pytest.mark.parametrize("bad", [c for c in CASES if c.row and c.rpc == IMPORT_CHARACTERS], ids=str)
 def test_a_bad_import_row_fails_alone_naming_the_field_and_writes_nothing(
     channel: grpc.Channel, catalog: Any, access: Any, keys: Any, clock: Any, targets: Targets, bad: Case
 ) -> None:
@@ -2241,6 +2659,29 @@ def test_a_bad_import_row_fails_alone_naming_the_field_and_writes_nothing(
     assert {v.field for v in result.field_violations} == bad.fields
     assert all(v.description for v in result.field_violations)
     assert every_character(catalog, keys, targets) == before
+
+
+@pytest.mark.parametrize("bad", [c for c in CASES if c.row and c.rpc == REPORT_USAGE], ids=str)
+def test_a_bad_usage_record_fails_alone_naming_the_field_and_records_nothing(
+    channel: grpc.Channel, catalog: Any, access: Any, keys: Any, clock: Any, targets: Targets, bad: Case
+) -> None:
+    ctx = Ctx(catalog, access, keys, clock, targets)
+    request = bad.build(ctx)
+    before = every_statement(channel, keys)
+
+    (response,) = invoke(channel, METHODS[bad.rpc], request, auth(ctx.secret(bad.caller)))
+
+    (result,) = response.results
+    assert (result.index, result.status, result.error_code, result.error_reason, result.usage_id) == (
+        0,
+        usage_pb2.USAGE_STATUS_REJECTED,
+        "INVALID_ARGUMENT",
+        "INVALID_FIELD",
+        "",
+    )
+    assert {v.field for v in result.field_violations} == bad.fields
+    assert all(v.description for v in result.field_violations)
+    assert every_statement(channel, keys) == before
 
 
 def test_longest_allowed_values_are_accepted(catalog: Any, keys: Any) -> None:

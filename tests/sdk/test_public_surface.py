@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import importlib.metadata
 import inspect
 import subprocess
 import sys
 
 import charter
-from charter import AsyncClient, Client
+from charter import AsyncClient, Client, License
 from charter.cli import main
+from charter.usage import PendingUsage
 
 EXPECTED_ALL = [
     "AbortedError",
@@ -197,3 +200,78 @@ def test_catalog_file_surface_is_pinned_and_documented() -> None:
     ]
     assert undocumented == []
     assert "value|language|kind|ambiguous" in (inspect.getdoc(catalog_file) or "")
+
+
+def test_usage_surface_is_pinned_and_documented() -> None:
+    from charter import usage
+
+    assert usage.__all__ == ["MAX_BATCH_SIZE", "PendingUsage", "UsageReport", "UsageResult", "usage_key"]
+    undocumented = [
+        name
+        for name in usage.__all__
+        if callable(getattr(usage, name)) and not (inspect.getdoc(getattr(usage, name)) or "").strip()
+    ]
+    assert undocumented == []
+    assert inspect.getdoc(usage)
+    assert list(inspect.signature(usage.usage_key).parameters) == ["receipt_id", "character_id"]
+    assert list(inspect.signature(usage.UsageReport).parameters) == [
+        "receipt",
+        "character_id",
+        "uses",
+        "duration",
+        "revenue_minor_units",
+        "currency",
+        "happen_time",
+        "idempotency_key",
+    ]
+    assert [field.name for field in dataclasses.fields(usage.UsageResult)] == [
+        "index",
+        "idempotency_key",
+        "accepted",
+        "duplicate",
+        "usage_id",
+        "statement_period",
+        "accept_time",
+        "error_code",
+        "error_reason",
+        "error_message",
+        "field_violations",
+    ]
+    for name in ("add", "drain", "__len__"):
+        assert callable(getattr(usage.PendingUsage, name)), name
+
+
+def test_usage_methods_of_both_clients_are_pinned() -> None:
+    expected = {
+        "report_usage": ["records", "batch_size", "timeout"],
+        "flush_usage": ["batch_size", "timeout"],
+        "get_statement": ["rights_holder_id", "period", "start_date", "end_date", "licensee_id", "timeout"],
+        "list_statements": ["rights_holder_id", "licensee_id", "page_size", "timeout"],
+        "close_statement_period": ["rights_holder_id", "period", "timeout"],
+    }
+    for cls in (Client, AsyncClient):
+        for name, parameters in expected.items():
+            assert list(inspect.signature(getattr(cls, name)).parameters)[1:] == parameters, f"{cls.__name__}.{name}"
+    with Client("localhost:1") as client:
+        assert isinstance(client.pending_usage, PendingUsage)
+
+    async def pending_of_async_client() -> object:
+        async with AsyncClient("localhost:1") as client:
+            return client.pending_usage
+
+    assert isinstance(asyncio.run(pending_of_async_client()), PendingUsage)
+
+
+def test_license_usage_attributes_are_pinned_and_documented() -> None:
+    for name in ("duration", "attribute_revenue", "usage_results", "usage_reports"):
+        assert (inspect.getdoc(getattr(License, name)) or "").strip(), name
+    assert isinstance(License.duration, property)
+    assert License.duration.fset is not None
+    assert isinstance(License.usage_results, property)
+    assert License.usage_results.fset is None
+    assert list(inspect.signature(License.attribute_revenue).parameters) == [
+        "self",
+        "minor_units",
+        "currency",
+        "character_id",
+    ]

@@ -1,16 +1,30 @@
-"""Helpers of the server tests: raw generated stubs, bearer metadata, status details, free ports."""
+"""Helpers of the server tests: raw generated stubs, bearer metadata, status details, free ports,
+and ``charter_server serve`` child processes (started, killed, restarted) over one database."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
+import pytest
 import structlog
 from charter.v1 import access_service_pb2_grpc, catalog_service_pb2_grpc
+from charter_server.app import build_services, open_database
+from charter_server.config import Settings
+from charter_server.domain.clock import SystemClock
 from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 from typer.testing import CliRunner, Result
 
@@ -100,3 +114,108 @@ def run_cli(args: list[str], env: dict[str, str] | None = None) -> Result:
         structlog.configure(**config)
         root.handlers[:] = handlers
         root.setLevel(level)
+
+
+# Server processes ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ServerProcess:
+    """A ``charter_server serve`` child process and where it listens."""
+
+    process: subprocess.Popen[bytes]
+    target: str
+    log_path: Path
+
+    def stop(self) -> int:
+        """SIGTERM, then wait for the graceful stop (kill after 10 s)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+            raise
+
+    def kill(self) -> int:
+        """SIGKILL (no chance to finish anything), and reap the process."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+        return self.process.wait(timeout=10)
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def events(self) -> list[str]:
+        """The event names of its JSON log lines, in order."""
+        return [json.loads(line)["event"] for line in self.log.splitlines() if line.startswith("{")]
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a server child: no CHARTER_* setting leaks in; JSON logs."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("CHARTER_")} | {"CHARTER_LOG_FORMAT": "json"}
+
+
+def spawn_server(database_url: str, log_path: Path, *, port: int | None = None) -> ServerProcess:
+    """Start ``charter_server serve --migrate`` on ``127.0.0.1:port`` (a free port by default),
+    writing its output to ``log_path``; ``wait_serving`` waits until it answers."""
+    port = free_port() if port is None else port
+    command = [
+        sys.executable,
+        "-m",
+        "charter_server",
+        "--database-url",
+        database_url,
+        "--listen",
+        f"127.0.0.1:{port}",
+        "serve",
+        "--migrate",
+    ]
+    with log_path.open("wb") as log_file:
+        child = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=child_env())
+    return ServerProcess(child, f"127.0.0.1:{port}", log_path)
+
+
+def wait_serving(server: ServerProcess, deadline_seconds: float = 20) -> None:
+    """Wait until the process's health service says SERVING; fail with its log otherwise."""
+    deadline = time.monotonic() + deadline_seconds
+    with open_channel(server.target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            assert server.process.poll() is None, f"the server exited before it served:\n{server.log}"
+            try:
+                if (
+                    health.Check(health_pb2.HealthCheckRequest(), timeout=0.5).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
+                    return
+            except grpc.RpcError:
+                time.sleep(0.1)
+    pytest.fail(f"no SERVING from {server.target} within {deadline_seconds} s:\n{server.log}")
+
+
+def prepare_database(database_url: str, label: str) -> str:
+    """Migrate, make the first signing key and a bootstrap admin key; the admin secret.
+
+    Done before any process starts, so processes started side by side never race to create the
+    schema.
+    """
+    db = open_database(Settings(database_url=database_url, migrate=True))
+    try:
+        services = build_services(Settings(database_url=database_url), db, SystemClock())
+        services.keys.ensure_active_key()
+        return services.access.create_bootstrap_admin(label).secret
+    finally:
+        db.dispose()
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Two server processes over one database, and an admin key."""
+
+    a: ServerProcess
+    b: ServerProcess
+    admin: str
+    database_url: str

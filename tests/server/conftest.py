@@ -1,4 +1,5 @@
-"""Fixtures of the server tests: fresh databases per backend, dedicated servers, captured logs."""
+"""Fixtures of the server tests: fresh databases per backend, dedicated servers, two server
+processes over one PostgreSQL database, captured logs."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from charter_server.app import CharterServer, build_server
 from charter_server.config import Settings
 from charter_server.storage import migrate
 from charter_server.storage.database import Database
+
+from ._support import Cluster, prepare_database, spawn_server, wait_serving
 
 
 @pytest.fixture(autouse=True)
@@ -101,6 +104,24 @@ def migrated_db(fresh_database_url: str) -> Iterator[Database]:
         yield db
     finally:
         db.dispose()
+
+
+@pytest.fixture
+def cluster(fresh_postgres_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    """Two ``charter_server serve`` processes over one fresh PostgreSQL database; both must stop
+    cleanly (exit status 0, no traceback, ``server.stopped`` last)."""
+    admin = prepare_database(fresh_postgres_url, "two processes")
+    a, b = (spawn_server(fresh_postgres_url, tmp_path / f"{name}.log") for name in "ab")
+    try:
+        wait_serving(a)
+        wait_serving(b)
+        yield Cluster(a, b, admin, fresh_postgres_url)
+    finally:
+        codes = {name: server.stop() for name, server in (("a", a), ("b", b))}
+    assert codes == {"a": 0, "b": 0}
+    for server in (a, b):
+        assert "Traceback" not in server.log
+        assert server.events()[-1] == "server.stopped"
 
 
 ServerFactory = Callable[..., CharterServer]

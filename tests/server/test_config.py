@@ -130,6 +130,8 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("max_grant_lifetime_days", {"max_grant_lifetime_days": 0}),
     ("clock_skew_seconds", {"clock_skew_seconds": -1.0}),
     ("clock_skew_seconds", {"clock_skew_seconds": 3601.0}),
+    ("usage_window_days", {"usage_window_days": 0}),
+    ("usage_window_days", {"usage_window_days": 3661}),
     ("issuer", {"issuer": " "}),
     ("issuer", {"issuer": "i" * 201}),
 ]
@@ -203,6 +205,11 @@ def test_grant_settings_have_documented_defaults() -> None:
     assert (settings.environment, settings.issuer) == ("development", "charter")
     assert (settings.max_grant_lifetime_days, settings.clock_skew_seconds) == (366, 60.0)
     assert settings.kek() is None
+
+
+def test_the_usage_window_defaults_to_60_days_and_comes_from_the_environment() -> None:
+    assert Settings().usage_window_days == 60
+    assert Settings.from_env({"CHARTER_USAGE_WINDOW_DAYS": "90"}).usage_window_days == 90
 
 
 def test_the_kek_may_come_from_a_file(tmp_path: Path) -> None:

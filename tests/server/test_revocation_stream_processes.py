@@ -7,19 +7,11 @@ Skipped, with the reason, where PostgreSQL is unreachable.
 
 from __future__ import annotations
 
-import json
-import os
 import queue
-import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import charter
@@ -28,114 +20,13 @@ import pytest
 from charter.v1 import authorization_service_pb2 as az
 from charter.v1 import authorization_service_pb2_grpc as az_grpc
 from charter.v1 import decision_pb2, grant_pb2, terms_pb2
-from charter_server.app import build_services, open_database
-from charter_server.config import Settings
-from charter_server.domain.clock import SystemClock
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ._support import bearer, free_port, open_channel
+from ._support import Cluster, bearer, open_channel
 
 pytestmark = pytest.mark.postgres
 
 REVOKED = grant_pb2.GrantVerdict.GRANT_VERDICT_REVOKED
 VALID = grant_pb2.GrantVerdict.GRANT_VERDICT_VALID
-
-
-@dataclass
-class Process:
-    """A ``charter_server serve`` child process and where it listens."""
-
-    process: subprocess.Popen[bytes]
-    target: str
-    log_path: Path
-
-    def stop(self) -> int:
-        """SIGTERM, then wait for the graceful stop (kill after 10 s)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-            raise
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def _child_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("CHARTER_")} | {"CHARTER_LOG_FORMAT": "json"}
-
-
-def _spawn(database_url: str, log_path: Path) -> Process:
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "charter_server",
-        "--database-url",
-        database_url,
-        "--listen",
-        f"127.0.0.1:{port}",
-        "serve",
-        "--migrate",
-    ]
-    with log_path.open("wb") as log_file:
-        child = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=_child_env())
-    return Process(child, f"127.0.0.1:{port}", log_path)
-
-
-def _wait_serving(server: Process, deadline_seconds: float = 20) -> None:
-    deadline = time.monotonic() + deadline_seconds
-    with open_channel(server.target) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            assert server.process.poll() is None, f"the server exited before it served:\n{server.log}"
-            try:
-                if (
-                    health.Check(health_pb2.HealthCheckRequest(), timeout=0.5).status
-                    == health_pb2.HealthCheckResponse.SERVING
-                ):
-                    return
-            except grpc.RpcError:
-                time.sleep(0.1)
-    pytest.fail(f"no SERVING from {server.target} within {deadline_seconds} s:\n{server.log}")
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """Two server processes over one database, and an admin key."""
-
-    a: Process
-    b: Process
-    admin: str
-
-
-@pytest.fixture
-def cluster(fresh_postgres_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    # Migrate and make the first signing key and an admin key before the processes start, so
-    # they start side by side without racing to create the schema.
-    db = open_database(Settings(database_url=fresh_postgres_url, migrate=True))
-    try:
-        services = build_services(Settings(database_url=fresh_postgres_url), db, SystemClock())
-        services.keys.ensure_active_key()
-        admin = services.access.create_bootstrap_admin("two processes").secret
-    finally:
-        db.dispose()
-    a, b = (_spawn(fresh_postgres_url, tmp_path / f"{name}.log") for name in "ab")
-    try:
-        _wait_serving(a)
-        _wait_serving(b)
-        yield Cluster(a, b, admin)
-    finally:
-        codes = {name: server.stop() for name, server in (("a", a), ("b", b))}
-    assert codes == {"a": 0, "b": 0}
-    for server in (a, b):
-        events = [json.loads(line)["event"] for line in server.log.splitlines() if line.startswith("{")]
-        assert "Traceback" not in server.log
-        assert events[-1] == "server.stopped"
 
 
 def _grants(client: charter.Client, count: int) -> tuple[str, list[grant_pb2.Grant]]:

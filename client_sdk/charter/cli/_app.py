@@ -22,14 +22,17 @@ from charter.cli import (
     rights_holders,
     screen,
     signing_keys,
+    statements,
     terms,
+    usage,
 )
 from charter.cli._context import Settings
 
 app = typer.Typer(
     name="charter",
     help="Charter, the opt-in character licensing service: manage rights holders, characters and their terms,"
-    " licensees, API keys, signed grants and signing keys; authorize a use, screen a prompt, verify a receipt.",
+    " licensees, API keys, signed grants and signing keys; authorize a use, screen a prompt, verify a receipt;"
+    " report usage and read revenue-share statements.",
     no_args_is_help=True,
     add_completion=False,
     # Tracebacks with local variables would print the API key.
@@ -44,6 +47,8 @@ app.add_typer(api_keys.app, name="api-keys")
 app.add_typer(grants.app, name="grants")
 app.add_typer(signing_keys.app, name="signing-keys")
 app.add_typer(receipts.app, name="receipts")
+app.add_typer(usage.app, name="usage")
+app.add_typer(statements.app, name="statements")
 app.command("whoami")(api_keys.whoami)
 app.command("authorize")(authorize.authorize)
 app.command("screen")(screen.screen)

@@ -148,6 +148,52 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     ERROR_REASON_SIGNING_KEY_ALREADY_REVOKED: _ErrorReason.ValueType  # 36
     """The signing key is already revoked. Sent with status FAILED_PRECONDITION."""
+    ERROR_REASON_IDEMPOTENCY_KEY_REUSED: _ErrorReason.ValueType  # 37
+    """A usage record's idempotency key was already used by this licensee for a
+    different record. Sent with status ALREADY_EXISTS; nothing was changed.
+    """
+    ERROR_REASON_RECEIPT_INVALID: _ErrorReason.ValueType  # 38
+    """A usage record's receipt is not a decision receipt signed by a key of
+    Charter's key set: forged, altered, signed by an unknown or revoked key,
+    or not a receipt at all. Sent with status INVALID_ARGUMENT and a
+    BadRequest detail naming the receipt field.
+    """
+    ERROR_REASON_RECEIPT_WRONG_LICENSEE: _ErrorReason.ValueType  # 39
+    """A usage record's receipt is another licensee's. Sent with status
+    PERMISSION_DENIED.
+    """
+    ERROR_REASON_RECEIPT_DOES_NOT_ALLOW_CHARACTER: _ErrorReason.ValueType  # 40
+    """A usage record's receipt does not allow the record's character: the
+    character is not in it, or was denied, or the request as a whole was
+    denied. Sent with status FAILED_PRECONDITION.
+    """
+    ERROR_REASON_RECEIPT_CONSUMED: _ErrorReason.ValueType  # 41
+    """The receipt's use of the character was already reported in full by
+    records under other idempotency keys. Sent with status
+    FAILED_PRECONDITION.
+    """
+    ERROR_REASON_USAGE_TOO_OLD: _ErrorReason.ValueType  # 42
+    """A usage record happened longer ago than the server's usage window. Sent
+    with status INVALID_ARGUMENT and a BadRequest detail naming the time.
+    """
+    ERROR_REASON_USAGE_TIME_INVALID: _ErrorReason.ValueType  # 43
+    """A usage record happened in the future, beyond the tolerated clock skew,
+    or before the decision it follows. Sent with status INVALID_ARGUMENT and a
+    BadRequest detail naming the time.
+    """
+    ERROR_REASON_CURRENCY_MISMATCH: _ErrorReason.ValueType  # 44
+    """A usage record's revenue is in another currency than the per-use fee of
+    the terms it was allowed under. Sent with status INVALID_ARGUMENT and a
+    BadRequest detail naming the currency.
+    """
+    ERROR_REASON_STATEMENT_PERIOD_CLOSED: _ErrorReason.ValueType  # 45
+    """The statement period is already closed. Sent with status
+    FAILED_PRECONDITION.
+    """
+    ERROR_REASON_STATEMENT_PERIOD_NOT_ENDED: _ErrorReason.ValueType  # 46
+    """The statement period has not ended yet, so it cannot be closed. Sent with
+    status FAILED_PRECONDITION.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists every machine-readable reason code that Charter returns in
@@ -285,4 +331,50 @@ FAILED_PRECONDITION.
 """
 ERROR_REASON_SIGNING_KEY_ALREADY_REVOKED: ErrorReason.ValueType  # 36
 """The signing key is already revoked. Sent with status FAILED_PRECONDITION."""
+ERROR_REASON_IDEMPOTENCY_KEY_REUSED: ErrorReason.ValueType  # 37
+"""A usage record's idempotency key was already used by this licensee for a
+different record. Sent with status ALREADY_EXISTS; nothing was changed.
+"""
+ERROR_REASON_RECEIPT_INVALID: ErrorReason.ValueType  # 38
+"""A usage record's receipt is not a decision receipt signed by a key of
+Charter's key set: forged, altered, signed by an unknown or revoked key,
+or not a receipt at all. Sent with status INVALID_ARGUMENT and a
+BadRequest detail naming the receipt field.
+"""
+ERROR_REASON_RECEIPT_WRONG_LICENSEE: ErrorReason.ValueType  # 39
+"""A usage record's receipt is another licensee's. Sent with status
+PERMISSION_DENIED.
+"""
+ERROR_REASON_RECEIPT_DOES_NOT_ALLOW_CHARACTER: ErrorReason.ValueType  # 40
+"""A usage record's receipt does not allow the record's character: the
+character is not in it, or was denied, or the request as a whole was
+denied. Sent with status FAILED_PRECONDITION.
+"""
+ERROR_REASON_RECEIPT_CONSUMED: ErrorReason.ValueType  # 41
+"""The receipt's use of the character was already reported in full by
+records under other idempotency keys. Sent with status
+FAILED_PRECONDITION.
+"""
+ERROR_REASON_USAGE_TOO_OLD: ErrorReason.ValueType  # 42
+"""A usage record happened longer ago than the server's usage window. Sent
+with status INVALID_ARGUMENT and a BadRequest detail naming the time.
+"""
+ERROR_REASON_USAGE_TIME_INVALID: ErrorReason.ValueType  # 43
+"""A usage record happened in the future, beyond the tolerated clock skew,
+or before the decision it follows. Sent with status INVALID_ARGUMENT and a
+BadRequest detail naming the time.
+"""
+ERROR_REASON_CURRENCY_MISMATCH: ErrorReason.ValueType  # 44
+"""A usage record's revenue is in another currency than the per-use fee of
+the terms it was allowed under. Sent with status INVALID_ARGUMENT and a
+BadRequest detail naming the currency.
+"""
+ERROR_REASON_STATEMENT_PERIOD_CLOSED: ErrorReason.ValueType  # 45
+"""The statement period is already closed. Sent with status
+FAILED_PRECONDITION.
+"""
+ERROR_REASON_STATEMENT_PERIOD_NOT_ENDED: ErrorReason.ValueType  # 46
+"""The statement period has not ended yet, so it cannot be closed. Sent with
+status FAILED_PRECONDITION.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

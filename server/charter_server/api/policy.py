@@ -65,6 +65,11 @@ POLICY: dict[str, frozenset[Role]] = {
     "/charter.v1.AuthorizationService/VerifyGrant": ANY,
     "/charter.v1.AuthorizationService/ScreenPrompt": ANY,
     "/charter.v1.AuthorizationService/WatchRevocations": ANY,
+    # UsageService: generators report; statements for staff, their rights holder, or (own lines) a generator.
+    "/charter.v1.UsageService/ReportUsage": frozenset({Role.GENERATOR}),
+    "/charter.v1.UsageService/GetStatement": STAFF_READ | {Role.RIGHTS_HOLDER, Role.GENERATOR},
+    "/charter.v1.UsageService/ListStatements": STAFF_READ | {Role.RIGHTS_HOLDER, Role.GENERATOR},
+    "/charter.v1.UsageService/CloseStatementPeriod": ADMIN,
     # AccessService.
     "/charter.v1.AccessService/CreateApiKey": ADMIN,
     "/charter.v1.AccessService/GetApiKey": STAFF_READ,

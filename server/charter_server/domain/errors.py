@@ -42,17 +42,17 @@ class InvalidArgument(DomainError):
 
     reason = "INVALID_FIELD"
 
-    def __init__(self, violations: Sequence[FieldViolation]) -> None:
+    def __init__(self, violations: Sequence[FieldViolation], *, reason: str | None = None) -> None:
         if not violations:
             raise ValueError("InvalidArgument needs at least one violation")
         self.violations = tuple(violations)
         fields = ", ".join(v.field for v in self.violations)
-        super().__init__(f"invalid request field(s): {fields}")
+        super().__init__(f"invalid request field(s): {fields}", reason=reason)
 
     @classmethod
-    def one(cls, field: str, description: str) -> InvalidArgument:
-        """Build the error for a single invalid field."""
-        return cls([FieldViolation(field, description)])
+    def one(cls, field: str, description: str, *, reason: str | None = None) -> InvalidArgument:
+        """Build the error for a single invalid field (with a more specific reason than INVALID_FIELD if given)."""
+        return cls([FieldViolation(field, description)], reason=reason)
 
 
 class Unauthenticated(DomainError):

@@ -12,6 +12,7 @@ PREFIXES = {
     "character": "chr",
     "grant": "grt",
     "receipt": "rcp",
+    "usage": "use",
 }
 _ID_RE = {kind: re.compile(rf"^{prefix}_[0-9a-f]{{32}}$") for kind, prefix in PREFIXES.items()}
 

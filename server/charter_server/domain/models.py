@@ -258,3 +258,45 @@ class Heartbeat:
 
     sequence: int
     server_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEntry:
+    """An accepted usage record, with what its statement line needs copied from the verified receipt."""
+
+    id: str
+    licensee_id: str
+    idempotency_key: str
+    fingerprint: str
+    receipt_id: str
+    character_id: str
+    rights_holder_id: str
+    grant_id: str
+    uses: int
+    duration_ms: int
+    currency: str  # the revenue's currency, else the fee's, else empty
+    revenue_minor: int
+    revenue_share_bps: int
+    fee_minor: int  # per use
+    happen_time: datetime
+    happen_period: str  # YYYY-MM of happen_time
+    statement_period: str  # happen_period, or the next open month when that one was closed
+    accept_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LineSums:
+    """The exact integer sums of one statement line's records, before the one rounding."""
+
+    rights_holder_id: str
+    statement_period: str
+    character_id: str
+    licensee_id: str
+    currency: str
+    adjustment_for_period: str  # empty for the period's own records
+    records: int
+    uses: int
+    duration_ms: int
+    revenue_minor: int
+    revenue_times_bps: int  # sum of revenue times basis points, divided by 10,000 only once per line
+    fees_minor: int  # sum of fee times uses

@@ -97,7 +97,7 @@ def check_terms(checker: Checker, terms: t.Terms, prefix: str, *, character_id: 
         fee = terms.per_use_fee
         if fee.minor_units < 0:
             checker.add(f"{p}.per_use_fee.minor_units", "must not be negative")
-        if len(fee.currency_code) != 3 or not is_currency(fee.currency_code.upper()):
+        if not fee.currency_code.isascii() or not is_currency(fee.currency_code.upper()):
             checker.add(f"{p}.per_use_fee.currency_code", f"{fee.currency_code!r} is not an ISO 4217 currency code")
     for name in ("daily_quota", "monthly_quota"):
         if dynamic.HasField(name) and getattr(terms, name) < 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -56,11 +57,16 @@ class Database:
         writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         self._read_sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(bind=writer, expire_on_commit=False)
+        # SQLite has one writer at a time, and a writer that finds the lock taken polls for it with
+        # growing sleeps, so under load an unlucky one waits out the whole busy timeout. Writers of
+        # this process queue on a lock instead; the busy timeout is left for other processes.
+        self._writer_lock = threading.RLock() if self.dialect == "sqlite" else None
 
     def uow(self, *, write: bool = False) -> UnitOfWork:
         """A unit of work; ``write=True`` takes the write lock at the start on SQLite."""
-        factory = self._write_sessions if write else self._read_sessions
-        return UnitOfWork(factory)
+        if write:
+            return UnitOfWork(self._write_sessions, self._writer_lock)
+        return UnitOfWork(self._read_sessions)
 
     def session(self) -> Session:
         """A bare session, for tools that manage transactions themselves."""

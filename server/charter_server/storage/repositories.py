@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from charter.v1 import terms_pb2
-from sqlalchemy import ColumnElement, Select, case, delete, func, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+    union,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -23,12 +41,14 @@ from charter_server.domain.models import (
     GrantState,
     Licensee,
     LifecycleState,
+    LineSums,
     RevocationEvent,
     RevocationKind,
     RightsHolder,
     Role,
     SigningKeyRecord,
     SigningKeyState,
+    UsageEntry,
 )
 from charter_server.storage.tables import (
     ApiKeyRow,
@@ -39,11 +59,14 @@ from charter_server.storage.tables import (
     GrantRow,
     LicenseeRow,
     QuotaCounterRow,
+    ReceiptUseRow,
     RequestRecordRow,
     RevocationEventRow,
     RightsHolderRow,
     SigningKeyRow,
+    StatementClosureRow,
     TermsVersionRow,
+    UsageRecordRow,
 )
 
 # Shared names: (normalised name, character ids, rights holder ids), and the name to continue after.
@@ -920,3 +943,243 @@ class AuthorizationRepository:
         """The kept response with this receipt id, or None."""
         row = self._session.get(AuthorizationRow, receipt_id)
         return None if row is None else bytes(row.response)
+
+
+@functools.cache
+def _usage_statements(dialect: str) -> tuple[Any, Any]:
+    """The two statements of accepting usage, built once per dialect: building a statement costs
+    more than executing it, and these run once per record."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    records = cast(Table, UsageRecordRow.__table__)
+    add = (
+        insert(records)
+        .on_conflict_do_nothing(index_elements=["licensee_id", "idempotency_key"])
+        .returning(records.c.idempotency_key)
+    )
+    uses = cast(Table, ReceiptUseRow.__table__)
+    upsert = insert(uses).values(receipt_id=bindparam("receipt_id"), character_id=bindparam("character_id"))
+    upsert = upsert.values(used=bindparam("uses"))
+    consume = upsert.on_conflict_do_update(
+        index_elements=["receipt_id", "character_id"],
+        set_={"used": uses.c.used + upsert.excluded.used},
+        where=(uses.c.used < bindparam("capacity")) & (uses.c.used + upsert.excluded.used <= bindparam("capacity")),
+    ).returning(uses.c.used)
+    return add, consume
+
+
+_USAGE_COLUMNS = tuple(f.name for f in dataclasses.fields(UsageEntry))
+
+
+class UsageRepository:
+    """Accepted usage records and the uses reported against each receipt."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._add, self._consume = _usage_statements(session.get_bind().dialect.name)
+
+    def accepted(self, licensee_id: str, keys: Sequence[str]) -> dict[str, UsageEntry]:
+        """The records already accepted under these idempotency keys of the licensee, by key."""
+        if not keys:
+            return {}
+        rows = self._session.scalars(
+            select(UsageRecordRow).where(
+                UsageRecordRow.licensee_id == licensee_id, UsageRecordRow.idempotency_key.in_(list(keys))
+            )
+        )
+        return {row.idempotency_key: _usage(row) for row in rows}
+
+    def add_new(self, entries: Sequence[UsageEntry]) -> set[str]:
+        """Insert the records whose key is not taken yet; the keys inserted.
+
+        A key that a concurrent transaction inserted is skipped (on PostgreSQL after that
+        transaction ends), so the caller reads it back and answers it as a duplicate. Rows go in
+        key order, so that concurrent batches take their key locks in one order and never deadlock.
+        """
+        if not entries:
+            return set()
+        ordered = sorted(entries, key=lambda e: e.idempotency_key)
+        values = [{name: getattr(entry, name) for name in _USAGE_COLUMNS} for entry in ordered]
+        return set(self._session.scalars(self._add, values))
+
+    def remove(self, licensee_id: str, keys: Sequence[str]) -> None:
+        """Delete records inserted earlier in this transaction (whose receipt turned out consumed)."""
+        if keys:
+            self._session.execute(
+                delete(UsageRecordRow).where(
+                    UsageRecordRow.licensee_id == licensee_id, UsageRecordRow.idempotency_key.in_(list(keys))
+                )
+            )
+
+    def consume_receipt(self, receipt_id: str, character_id: str, uses: int, capacity: int) -> bool:
+        """Count ``uses`` against a receipt's character if that stays within ``capacity`` and the
+        receipt is not consumed yet; whether it was counted. One conditional upsert: never
+        read-modify-write, so concurrent reports on any number of servers cannot pass the capacity."""
+        parameters = {"receipt_id": receipt_id, "character_id": character_id, "uses": uses, "capacity": capacity}
+        return self._session.execute(self._consume, parameters).first() is not None
+
+    def receipt_used(self, receipt_id: str, character_id: str) -> int:
+        """The uses reported against a receipt's character (0 when none)."""
+        value = self._session.scalar(
+            select(ReceiptUseRow.used).where(
+                ReceiptUseRow.receipt_id == receipt_id, ReceiptUseRow.character_id == character_id
+            )
+        )
+        return int(value or 0)
+
+
+def _usage(row: UsageRecordRow) -> UsageEntry:
+    return UsageEntry(**{f.name: getattr(row, f.name) for f in dataclasses.fields(UsageEntry)})
+
+
+class StatementRepository:
+    """Closed periods, and the sums that statements are made of."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def lock_rights_holders(self, rights_holder_ids: Sequence[str], *, exclusive: bool = False) -> None:
+        """Serialise closing a rights holder's period with accepting records for it.
+
+        Accepting takes a key-share lock on the rights holders (accepters never wait for each
+        other, nor for edits of a rights holder); closing takes an exclusive one. On SQLite every
+        write transaction already holds the one write lock (BEGIN IMMEDIATE).
+        """
+        if not rights_holder_ids or self._session.get_bind().dialect.name != "postgresql":
+            return
+        stmt = select(RightsHolderRow.id).where(RightsHolderRow.id.in_(sorted(set(rights_holder_ids))))
+        stmt = stmt.with_for_update() if exclusive else stmt.with_for_update(read=True, key_share=True)
+        self._session.execute(stmt.order_by(RightsHolderRow.id)).all()
+
+    def closed_periods(self, rights_holder_ids: Sequence[str]) -> dict[str, set[str]]:
+        """The closed periods of each rights holder (an empty set when none)."""
+        closed: dict[str, set[str]] = {rh: set() for rh in rights_holder_ids}
+        if rights_holder_ids:
+            rows = self._session.execute(
+                select(StatementClosureRow.rights_holder_id, StatementClosureRow.period).where(
+                    StatementClosureRow.rights_holder_id.in_(list(set(rights_holder_ids)))
+                )
+            )
+            for rights_holder_id, period in rows:
+                closed[rights_holder_id].add(period)
+        return closed
+
+    def closure(self, rights_holder_id: str, period: str) -> datetime | None:
+        """When the period was closed, or None when it is open."""
+        return self._session.scalar(
+            select(StatementClosureRow.close_time).where(
+                StatementClosureRow.rights_holder_id == rights_holder_id, StatementClosureRow.period == period
+            )
+        )
+
+    def close(self, rights_holder_id: str, period: str, when: datetime, key_id: str) -> None:
+        """Record the period as closed."""
+        self._session.add(
+            StatementClosureRow(
+                rights_holder_id=rights_holder_id, period=period, close_time=when, closed_by_key_id=key_id
+            )
+        )
+        self._session.flush()
+
+    def period_sums(self, pairs: Sequence[tuple[str, str]], licensee_id: str | None = None) -> list[LineSums]:
+        """The line sums of these (rights holder, statement period) pairs."""
+        if not pairs:
+            return []
+        adjustment = case(
+            (UsageRecordRow.happen_period == UsageRecordRow.statement_period, ""),
+            else_=UsageRecordRow.happen_period,
+        )
+        where: list[ColumnElement[bool]] = [
+            tuple_(UsageRecordRow.rights_holder_id, UsageRecordRow.statement_period).in_(list(pairs))
+        ]
+        if licensee_id:
+            where.append(UsageRecordRow.licensee_id == licensee_id)
+        return self._sums(UsageRecordRow.statement_period, adjustment, where)
+
+    def range_sums(
+        self, rights_holder_id: str, start: datetime, end: datetime, licensee_id: str | None = None
+    ) -> list[LineSums]:
+        """The line sums of the records that happened in [start, end), without adjustments."""
+        where: list[ColumnElement[bool]] = [
+            UsageRecordRow.rights_holder_id == rights_holder_id,
+            UsageRecordRow.happen_time >= start,
+            UsageRecordRow.happen_time < end,
+        ]
+        if licensee_id:
+            where.append(UsageRecordRow.licensee_id == licensee_id)
+        return self._sums(literal(""), literal(""), where)
+
+    def _sums(self, period: Any, adjustment: Any, where: list[ColumnElement[bool]]) -> list[LineSums]:
+        """Sum in the database per line and per (basis points, fee); multiply and add up in Python,
+        whose integers never overflow (SQLite's 64-bit sum of revenue x basis points could)."""
+        keys = (
+            UsageRecordRow.rights_holder_id,
+            period,
+            UsageRecordRow.character_id,
+            UsageRecordRow.licensee_id,
+            UsageRecordRow.currency,
+            adjustment,
+        )
+        stmt = (
+            select(
+                *keys,
+                UsageRecordRow.revenue_share_bps,
+                UsageRecordRow.fee_minor,
+                func.count(),
+                func.sum(UsageRecordRow.uses),
+                func.sum(UsageRecordRow.duration_ms),
+                func.sum(UsageRecordRow.revenue_minor),
+            )
+            .where(*where)
+            .group_by(*keys, UsageRecordRow.revenue_share_bps, UsageRecordRow.fee_minor)
+        )
+        lines: dict[tuple[str, ...], LineSums] = {}
+        for row in self._session.execute(stmt):
+            key = tuple(row[:6])
+            bps, fee, records, uses, duration, revenue = (int(v) for v in row[6:])
+            found = lines.get(key)
+            lines[key] = LineSums(
+                rights_holder_id=row[0],
+                statement_period=row[1],
+                character_id=row[2],
+                licensee_id=row[3],
+                currency=row[4],
+                adjustment_for_period=row[5],
+                records=records + (found.records if found else 0),
+                uses=uses + (found.uses if found else 0),
+                duration_ms=duration + (found.duration_ms if found else 0),
+                revenue_minor=revenue + (found.revenue_minor if found else 0),
+                revenue_times_bps=revenue * bps + (found.revenue_times_bps if found else 0),
+                fees_minor=fee * uses + (found.fees_minor if found else 0),
+            )
+        return list(lines.values())
+
+    def periods(
+        self,
+        *,
+        rights_holder_id: str | None,
+        licensee_id: str | None,
+        after: tuple[str, str] | None,
+        limit: int,
+    ) -> tuple[list[tuple[str, str]], bool]:
+        """(rights holder, period) pairs with usage (or, without a licensee filter, closed), newest
+        period first, then by rights holder; after the cursor ``after``; and whether more follow."""
+        used = select(UsageRecordRow.rights_holder_id.label("rh"), UsageRecordRow.statement_period.label("period"))
+        if rights_holder_id:
+            used = used.where(UsageRecordRow.rights_holder_id == rights_holder_id)
+        if licensee_id:
+            used = used.where(UsageRecordRow.licensee_id == licensee_id)
+        selects = [used]
+        if not licensee_id:
+            closed = select(
+                StatementClosureRow.rights_holder_id.label("rh"), StatementClosureRow.period.label("period")
+            )
+            if rights_holder_id:
+                closed = closed.where(StatementClosureRow.rights_holder_id == rights_holder_id)
+            selects.append(closed)
+        both = union(*selects).subquery() if len(selects) > 1 else used.distinct().subquery()
+        stmt = select(both.c.rh, both.c.period)
+        if after is not None:
+            period, rh = after
+            stmt = stmt.where(or_(both.c.period < period, and_(both.c.period == period, both.c.rh > rh)))
+        rows = self._session.execute(stmt.order_by(both.c.period.desc(), both.c.rh).limit(limit + 1)).all()
+        return [(r[0], r[1]) for r in rows[:limit]], len(rows) > limit

@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -257,3 +258,62 @@ class AuthorizationRow(Base):
     licensee_id: Mapped[str] = mapped_column(String(40), index=True)
     decide_time: Mapped[datetime] = mapped_column(UTCDateTime())
     response: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class UsageRecordRow(Base):
+    """An accepted usage record: what a licensee rendered, under its idempotency key, forever.
+
+    Everything a statement needs is copied from the verified receipt when the record is accepted
+    (the rights holder, the grant, the revenue share and the fee), so statements never depend on
+    terms or grants that change later. ``statement_period`` is fixed on acceptance: the month the
+    use happened, or the next open month when that one was already closed (an adjustment).
+    """
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        UniqueConstraint("licensee_id", "idempotency_key"),
+        Index("ix_usage_records_statement", "rights_holder_id", "statement_period"),
+        Index("ix_usage_records_happened", "rights_holder_id", "happen_time"),
+    )
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    licensee_id: Mapped[str] = mapped_column(String(40))
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    receipt_id: Mapped[str] = mapped_column(String(40), index=True)
+    character_id: Mapped[str] = mapped_column(String(40))
+    rights_holder_id: Mapped[str] = mapped_column(String(40))
+    grant_id: Mapped[str] = mapped_column(String(40))
+    uses: Mapped[int] = mapped_column(BigInteger)
+    duration_ms: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    revenue_minor: Mapped[int] = mapped_column(BigInteger)
+    revenue_share_bps: Mapped[int] = mapped_column(Integer)
+    fee_minor: Mapped[int] = mapped_column(BigInteger)
+    happen_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    happen_period: Mapped[str] = mapped_column(String(7))
+    statement_period: Mapped[str] = mapped_column(String(7))
+    accept_time: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ReceiptUseRow(Base):
+    """Uses reported against one receipt's character, raised only by a conditional single-statement
+    update that never passes the receipt's capacity."""
+
+    __tablename__ = "receipt_uses"
+
+    receipt_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    character_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    used: Mapped[int] = mapped_column(BigInteger)
+
+
+class StatementClosureRow(Base):
+    """A closed statement period of one rights holder."""
+
+    __tablename__ = "statement_closures"
+
+    rights_holder_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)
+    close_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    closed_by_key_id: Mapped[str] = mapped_column(String(40))

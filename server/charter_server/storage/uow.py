@@ -7,7 +7,9 @@ rather than an internal error.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from types import TracebackType
+from typing import Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
@@ -25,7 +27,9 @@ from charter_server.storage.repositories import (
     RevocationLogRepository,
     RightsHolderRepository,
     SigningKeyRepository,
+    StatementRepository,
     TermsRepository,
+    UsageRepository,
 )
 
 # SQLSTATEs that mean "try again": serialization failure, deadlock, lock not available.
@@ -65,11 +69,18 @@ class UnitOfWork:
     authz: GrantViewRepository
     quotas: QuotaRepository
     authorizations: AuthorizationRepository
+    usage: UsageRepository
+    statements: StatementRepository
 
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+    def __init__(
+        self, session_factory: sessionmaker[Session], writer_lock: AbstractContextManager[Any] | None = None
+    ) -> None:
         self._session_factory = session_factory
+        self._writer_lock = writer_lock
 
     def __enter__(self) -> UnitOfWork:
+        if self._writer_lock is not None:
+            self._writer_lock.__enter__()
         self.session = self._session_factory()
         self.rights_holders = RightsHolderRepository(self.session)
         self.licensees = LicenseeRepository(self.session)
@@ -83,6 +94,8 @@ class UnitOfWork:
         self.authz = GrantViewRepository(self.session)
         self.quotas = QuotaRepository(self.session)
         self.authorizations = AuthorizationRepository(self.session)
+        self.usage = UsageRepository(self.session)
+        self.statements = StatementRepository(self.session)
         return self
 
     def commit(self) -> None:
@@ -106,6 +119,8 @@ class UnitOfWork:
             pass
         finally:
             self.session.close()
+            if self._writer_lock is not None:
+                self._writer_lock.__exit__(None, None, None)
         if isinstance(exc, sa_exc.SQLAlchemyError):
             translated = translate_db_error(exc)
             if translated is not None:

@@ -1,0 +1,311 @@
+"""Revenue-share statements: what a rights holder's characters earned, per month or date range.
+
+**A line** adds up the records of one character, licensee and currency (and, in a month, of one
+adjusted earlier month). Every amount is an integer number of minor units, and exactly one
+rounding happens, once per line:
+
+    revenue share = round_half_up( sum over the records of revenue x basis points / 10,000 )
+    fees          = sum over the records of per-use fee x uses
+    owed          = revenue share + fees
+
+The basis points and the fee are those of the terms each record's use was allowed under (copied
+from its signed receipt), so records of one line may differ in them. **A total** per currency is
+the plain sum of the lines of that currency, so lines always add up to the total exactly.
+
+**A month** holds the records whose statement period is that month: the month they happened in,
+or, for records that arrived after their own month was closed, the next month that was open then
+(shown as adjustments, naming the month they are for). A closed month never changes, because no
+record can be given a closed month (see ``charter_server.services.usage``). **A date range**
+holds the records that happened within it, by their time alone: it is never closed and has no
+adjustments.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+
+import structlog
+from charter.v1 import usage_pb2, usage_service_pb2
+from google.protobuf import timestamp_pb2
+
+from charter_server.domain.clock import Clock
+from charter_server.domain.errors import FailedPrecondition, NotFound, PermissionDenied
+from charter_server.domain.models import LineSums, Principal, Role
+from charter_server.services import pagination
+from charter_server.services.ownership import not_owned
+from charter_server.services.validation import Checker
+from charter_server.storage.database import Database
+from charter_server.storage.uow import UnitOfWork
+
+log = structlog.get_logger(__name__)
+
+MAX_RANGE_DAYS = 366
+"""The longest date range a statement may cover."""
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def share_of(revenue_times_bps: int) -> int:
+    """The one rounding: sum of revenue x basis points, over 10,000, rounded half up."""
+    return (revenue_times_bps + 5_000) // 10_000
+
+
+def month_bounds(period: str) -> tuple[date, date]:
+    """The first and the last day of a ``YYYY-MM`` month."""
+    year, month = int(period[:4]), int(period[5:])
+    first = date(year, month, 1)
+    following = date(year + month // 12, month % 12 + 1, 1)
+    return first, following - timedelta(days=1)
+
+
+class StatementService:
+    """Builds, lists and closes statements; see the module docstring."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    def get(self, principal: Principal, request: usage_service_pb2.GetStatementRequest) -> usage_pb2.Statement:
+        """A rights holder's statement for a month or a date range.
+
+        Raises:
+            InvalidArgument: A field is invalid (each named).
+            PermissionDenied: A rights-holder key asked for another's; a generator key for another licensee.
+            NotFound: The rights holder does not exist.
+        """
+        checker = Checker()
+        checker.resource_id("rights_holder_id", request.rights_holder_id, "rights_holder")
+        if request.licensee_id:
+            checker.resource_id("licensee_id", request.licensee_id, "licensee")
+        span = _span(checker, request.period, request.start_date, request.end_date)
+        checker.done()
+        licensee_id = _scope(principal, request.rights_holder_id, request.licensee_id)
+        with self._db.uow() as uow:
+            _require_rights_holder(uow, request.rights_holder_id)
+            if request.period:
+                return _month_statement(uow, request.rights_holder_id, request.period, licensee_id)
+            assert span is not None
+            start, end = span
+            sums = uow.statements.range_sums(
+                request.rights_holder_id, _midnight(start), _midnight(end + timedelta(days=1)), licensee_id
+            )
+        statement = usage_pb2.Statement(
+            rights_holder_id=request.rights_holder_id,
+            start_date=start.isoformat(),
+            end_date=end.isoformat(),
+            state=usage_pb2.STATEMENT_STATE_RANGE,
+            licensee_id=licensee_id or "",
+        )
+        fill_statement(statement, sums, with_lines=True)
+        return statement
+
+    def list(
+        self, principal: Principal, request: usage_service_pb2.ListStatementsRequest
+    ) -> tuple[list[usage_pb2.Statement], str]:
+        """Monthly statements without lines, newest month first, and the next page token.
+
+        Raises:
+            InvalidArgument: A field is invalid.
+            PermissionDenied: A rights-holder key named another rights holder; a generator key another licensee.
+        """
+        checker = Checker()
+        if request.rights_holder_id:
+            checker.resource_id("rights_holder_id", request.rights_holder_id, "rights_holder")
+        if request.licensee_id:
+            checker.resource_id("licensee_id", request.licensee_id, "licensee")
+        checker.done()
+        size = pagination.page_size(request.page_size)
+        rights_holder_id = request.rights_holder_id
+        if principal.role is Role.RIGHTS_HOLDER:
+            if rights_holder_id and rights_holder_id != principal.rights_holder_id:
+                raise not_owned()
+            rights_holder_id = principal.rights_holder_id or ""
+        licensee_id = _licensee_scope(principal, request.licensee_id)
+        filters = f"statements|{rights_holder_id}|{licensee_id or ''}"
+        cursor = pagination.decode_text(request.page_token, filters)
+        after: tuple[str, str] | None = None
+        if cursor:
+            period, _, holder = cursor.partition("|")
+            after = (period, holder)
+        with self._db.uow() as uow:
+            pairs, more = uow.statements.periods(
+                rights_holder_id=rights_holder_id or None,
+                licensee_id=licensee_id,
+                after=after,
+                limit=size,
+            )
+            sums = uow.statements.period_sums(pairs, licensee_id)
+            closures = {pair: uow.statements.closure(*pair) for pair in pairs}
+        by_pair: dict[tuple[str, str], list[LineSums]] = defaultdict(list)
+        for line in sums:
+            by_pair[(line.rights_holder_id, line.statement_period)].append(line)
+        statements = []
+        for pair in pairs:
+            statement = _month_header(pair[0], pair[1], closures[pair], licensee_id)
+            fill_statement(statement, by_pair[pair], with_lines=False)
+            statements.append(statement)
+        token = pagination.encode_text(f"{pairs[-1][1]}|{pairs[-1][0]}" if more else None, filters)
+        return statements, token
+
+    def close(
+        self, principal: Principal, request: usage_service_pb2.CloseStatementPeriodRequest
+    ) -> usage_pb2.Statement:
+        """Close a rights holder's month, which must have ended; the closed statement.
+
+        Raises:
+            InvalidArgument: A field is invalid.
+            NotFound: The rights holder does not exist.
+            FailedPrecondition: The month is already closed (``STATEMENT_PERIOD_CLOSED``) or has not
+                ended (``STATEMENT_PERIOD_NOT_ENDED``).
+        """
+        checker = Checker()
+        checker.resource_id("rights_holder_id", request.rights_holder_id, "rights_holder")
+        if not request.period:
+            checker.add("period", "is required")
+        else:
+            _month(checker, "period", request.period)
+        checker.done()
+        now = self._clock.now()
+        _, last = month_bounds(request.period)
+        if _midnight(last + timedelta(days=1)) > now:
+            raise FailedPrecondition("the month has not ended yet", reason="STATEMENT_PERIOD_NOT_ENDED")
+        with self._db.uow(write=True) as uow:
+            _require_rights_holder(uow, request.rights_holder_id)
+            uow.statements.lock_rights_holders([request.rights_holder_id], exclusive=True)
+            if uow.statements.closure(request.rights_holder_id, request.period) is not None:
+                raise FailedPrecondition("the month is already closed", reason="STATEMENT_PERIOD_CLOSED")
+            uow.statements.close(request.rights_holder_id, request.period, now, principal.key_id)
+            statement = _month_statement(uow, request.rights_holder_id, request.period, None)
+            uow.commit()
+        log.info("statements.closed", rights_holder_id=request.rights_holder_id, period=request.period)
+        return statement
+
+
+def _scope(principal: Principal, rights_holder_id: str, licensee_id: str) -> str | None:
+    """Check ownership before any lookup; the licensee filter in force."""
+    if principal.role is Role.RIGHTS_HOLDER and principal.rights_holder_id != rights_holder_id:
+        raise not_owned()
+    return _licensee_scope(principal, licensee_id)
+
+
+def _licensee_scope(principal: Principal, licensee_id: str) -> str | None:
+    if principal.role is Role.GENERATOR:
+        if licensee_id and licensee_id != principal.licensee_id:
+            raise PermissionDenied("this key may act only for its own licensee", reason="RESOURCE_NOT_OWNED")
+        return principal.licensee_id
+    return licensee_id or None
+
+
+def _require_rights_holder(uow: UnitOfWork, rights_holder_id: str) -> None:
+    if uow.rights_holders.get(rights_holder_id) is None:
+        raise NotFound("no such rights holder", reason="RIGHTS_HOLDER_NOT_FOUND")
+
+
+def _month(checker: Checker, field: str, value: str) -> bool:
+    match = _MONTH.fullmatch(value)
+    if match is None or not 1 <= int(match[2]) <= 12 or int(match[1]) < 1970:
+        checker.add(field, "must be a calendar month, YYYY-MM")
+        return False
+    return True
+
+
+def _date(checker: Checker, field: str, value: str) -> date | None:
+    if not value:
+        checker.add(field, "is required with a date range")
+        return None
+    try:
+        if not _DATE.fullmatch(value):
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        checker.add(field, "must be a date, YYYY-MM-DD")
+        return None
+
+
+def _span(checker: Checker, period: str, start_date: str, end_date: str) -> tuple[date, date] | None:
+    """Check the month or the date range; the range's days when it is one."""
+    if period:
+        if start_date or end_date:
+            checker.add("period", "give either a period or a date range, not both")
+        else:
+            _month(checker, "period", period)
+        return None
+    if not start_date and not end_date:
+        checker.add("period", "a period or a date range is required")
+        return None
+    start, end = _date(checker, "start_date", start_date), _date(checker, "end_date", end_date)
+    if start is None or end is None:
+        return None
+    if end < start:
+        checker.add("end_date", "must not be before start_date")
+    elif (end - start).days >= MAX_RANGE_DAYS:
+        checker.add("end_date", f"must be less than {MAX_RANGE_DAYS} days after start_date")
+    return start, end
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _month_header(
+    rights_holder_id: str, period: str, close_time: datetime | None, licensee_id: str | None
+) -> usage_pb2.Statement:
+    first, last = month_bounds(period)
+    statement = usage_pb2.Statement(
+        rights_holder_id=rights_holder_id,
+        period=period,
+        start_date=first.isoformat(),
+        end_date=last.isoformat(),
+        state=usage_pb2.STATEMENT_STATE_OPEN if close_time is None else usage_pb2.STATEMENT_STATE_CLOSED,
+        licensee_id=licensee_id or "",
+    )
+    if close_time is not None:
+        stamp = timestamp_pb2.Timestamp()
+        stamp.FromDatetime(close_time)
+        statement.close_time.CopyFrom(stamp)
+    return statement
+
+
+def _month_statement(
+    uow: UnitOfWork, rights_holder_id: str, period: str, licensee_id: str | None
+) -> usage_pb2.Statement:
+    statement = _month_header(rights_holder_id, period, uow.statements.closure(rights_holder_id, period), licensee_id)
+    fill_statement(statement, uow.statements.period_sums([(rights_holder_id, period)], licensee_id), with_lines=True)
+    return statement
+
+
+def fill_statement(statement: usage_pb2.Statement, sums: Sequence[LineSums], *, with_lines: bool) -> None:
+    """Round each line once, then add the lines up per currency."""
+    ordered = sorted(sums, key=lambda s: (s.character_id, s.licensee_id, s.currency, s.adjustment_for_period))
+    totals: dict[str, usage_pb2.StatementTotal] = {}
+    for line in ordered:
+        share = share_of(line.revenue_times_bps)
+        owed = share + line.fees_minor
+        if with_lines:
+            statement.lines.append(
+                usage_pb2.StatementLine(
+                    character_id=line.character_id,
+                    licensee_id=line.licensee_id,
+                    currency_code=line.currency,
+                    adjustment_for_period=line.adjustment_for_period,
+                    records=line.records,
+                    uses=line.uses,
+                    duration_milliseconds=line.duration_ms,
+                    revenue_minor_units=line.revenue_minor,
+                    revenue_share_minor_units=share,
+                    fee_minor_units=line.fees_minor,
+                    owed_minor_units=owed,
+                )
+            )
+        total = totals.setdefault(line.currency, usage_pb2.StatementTotal(currency_code=line.currency))
+        total.records += line.records
+        total.uses += line.uses
+        total.duration_milliseconds += line.duration_ms
+        total.revenue_minor_units += line.revenue_minor
+        total.revenue_share_minor_units += share
+        total.fee_minor_units += line.fees_minor
+        total.owed_minor_units += owed
+    statement.totals.extend(totals[currency] for currency in sorted(totals))

@@ -1,0 +1,330 @@
+"""``ReportUsage``: what generation backends rendered, recorded once per idempotency key, forever.
+
+**A record is checked** field by field, then against its receipt: the receipt must verify against
+Charter's key set (``charter.receipts.verify_receipt``, the shared core), be the caller's
+licensee's, and allow the record's character. Its time must lie within the usage window (older:
+``USAGE_TOO_OLD``), not in the future and not before the decision (each beyond the clock skew of
+`FUTURE_SKEW`: ``USAGE_TIME_INVALID``). Its revenue, when the terms set a per-use fee, must be in
+the fee's currency. What a statement needs (rights holder, grant, revenue share, fee) is copied
+from the signed receipt, never from terms or grants that may change later.
+
+**A batch is one transaction**, acknowledged only after it commits:
+
+1. every record is validated and its receipt verified before the transaction starts (bad ones are
+   answered alone; one bad record never sinks the others);
+2. keys already accepted are read: the same record is answered as the first time
+   (``duplicate``), a different one is refused with ``IDEMPOTENCY_KEY_REUSED``;
+3. the new records are inserted in one statement that skips keys a concurrent transaction took
+   (read back and answered as in 2), in key order so concurrent batches never deadlock;
+4. each new record's uses are counted against its receipt's character in one conditional
+   upsert, which never passes `USES_PER_RECEIPT`; a record over it is deleted again and refused
+   with ``RECEIPT_CONSUMED``;
+5. commit, then answer. A crash before the commit loses the whole batch and acknowledges none of
+   it, so the client's retry (same keys) records it; a crash after the commit and before the
+   reply makes that retry a duplicate.
+
+**The statement period** of a record is fixed when it is accepted: the month it happened, or,
+when that month is already closed for the rights holder, the next month that is not. Closing a
+month (``StatementService.close``) and accepting records for the same rights holder exclude each
+other (`StatementRepository.lock_rights_holders`), so a record can never slip into a closed month.
+
+**Quotas are not counted here.** They are counted when ``Authorize`` allows a use (the only time
+a use can still be refused), and each receipt covers one use per allowed character, so no more
+uses can be reported than were counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from charter.envelope import RECEIPT_PAYLOAD_TYPE
+from charter.grants import KeyRing
+from charter.receipts import ReceiptVerification, verify_receipt
+from charter.v1 import decision_pb2, grant_pb2, usage_pb2, usage_service_pb2
+
+from charter_server.domain import ids
+from charter_server.domain.clock import Clock
+from charter_server.domain.errors import (
+    AlreadyExists,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+)
+from charter_server.domain.models import Principal, Role, UsageEntry
+from charter_server.services.keys import KeyService
+from charter_server.services.terms_rules import is_currency
+from charter_server.services.validation import Checker
+from charter_server.storage.database import Database
+
+log = structlog.get_logger(__name__)
+
+MAX_RECORDS = 1000
+"""The most records one ReportUsage call may carry."""
+USES_PER_RECEIPT = 1
+"""How many uses of each allowed character a decision receipt covers (Authorize counted one)."""
+FUTURE_SKEW = timedelta(minutes=5)
+"""How far a record's time may be ahead of the server's clock, or behind its decision."""
+MAX_DURATION_SECONDS = 24 * 3600
+"""The longest content one record may report, in seconds."""
+MAX_REVENUE_MINOR_UNITS = 10**14
+"""The most revenue one record may attribute, in minor units: so that revenue times 10,000 basis
+points stays far inside 64 bits."""
+_KEY = re.compile(r"[A-Za-z0-9._:~-]{1,128}")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageOutcome:
+    """The answer for one record: the stored entry (accepted) or the error (rejected)."""
+
+    index: int
+    idempotency_key: str
+    entry: UsageEntry | None = None
+    duplicate: bool = False
+    error: DomainError | None = None
+
+
+@dataclass(slots=True)
+class _Candidate:
+    index: int
+    entry: UsageEntry
+
+
+class UsageService:
+    """Records usage; see the module docstring."""
+
+    def __init__(self, db: Database, clock: Clock, keys: KeyService, *, window: timedelta) -> None:
+        self._db = db
+        self._clock = clock
+        self._keys = keys
+        self._window = window
+
+    def report(self, principal: Principal, request: usage_service_pb2.ReportUsageRequest) -> list[UsageOutcome]:
+        """Record a batch; one outcome per record, in request order.
+
+        Raises:
+            PermissionDenied: The key is not a generator key bound to a licensee.
+            InvalidArgument: ``records`` is empty or too long (a bad record is answered alone).
+            StorageBusy, StorageUnavailable: Nothing was recorded; retry (the keys make it safe).
+        """
+        if principal.role is not Role.GENERATOR or not principal.licensee_id:
+            raise PermissionDenied("only generator keys bound to a licensee may report usage")
+        if not request.records:
+            raise InvalidArgument.one("records", "at least one record is required")
+        if len(request.records) > MAX_RECORDS:
+            raise InvalidArgument.one("records", f"must hold at most {MAX_RECORDS} records")
+        licensee_id = principal.licensee_id
+        now = self._clock.now()
+        ring = self._keys.key_ring()
+        # A receipt allowing several characters comes once per character: verify it once per batch.
+        verified: dict[bytes, ReceiptVerification] = {}
+        outcomes: dict[int, UsageOutcome] = {}
+        first_of_key: dict[str, _Candidate] = {}
+        repeats: list[_Candidate] = []  # the same key again within this batch
+        for index, record in enumerate(request.records):
+            try:
+                entry = self._entry(record, licensee_id, ring, verified, now)
+            except DomainError as error:
+                outcomes[index] = UsageOutcome(index, record.idempotency_key, error=error)
+                continue
+            candidate = _Candidate(index, entry)
+            if entry.idempotency_key in first_of_key:
+                repeats.append(candidate)
+            else:
+                first_of_key[entry.idempotency_key] = candidate
+        if first_of_key:
+            outcomes.update(self._record(licensee_id, list(first_of_key.values()), now))
+        for repeat in repeats:
+            first = outcomes[first_of_key[repeat.entry.idempotency_key].index]
+            outcomes[repeat.index] = _answer_repeat(repeat, first.entry if first.error is None else None, first)
+        return [outcomes[i] for i in range(len(request.records))]
+
+    def _record(self, licensee_id: str, candidates: list[_Candidate], now: datetime) -> dict[int, UsageOutcome]:
+        keys = [c.entry.idempotency_key for c in candidates]
+        outcomes: dict[int, UsageOutcome] = {}
+        with self._db.uow(write=True) as uow:
+            rights_holders = sorted({c.entry.rights_holder_id for c in candidates})
+            uow.statements.lock_rights_holders(rights_holders)
+            closed = uow.statements.closed_periods(rights_holders)
+            accepted = uow.usage.accepted(licensee_id, keys)
+            fresh: list[_Candidate] = []
+            for candidate in candidates:
+                earlier = accepted.get(candidate.entry.idempotency_key)
+                if earlier is not None:
+                    outcomes[candidate.index] = _answer_repeat(candidate, earlier)
+                    continue
+                entry = candidate.entry
+                period = _statement_period(entry.happen_period, closed[entry.rights_holder_id])
+                if period != entry.statement_period:
+                    candidate.entry = replace(entry, statement_period=period)
+                fresh.append(candidate)
+            inserted = uow.usage.add_new([c.entry for c in fresh])
+            raced = [c for c in fresh if c.entry.idempotency_key not in inserted]
+            if raced:  # taken by a concurrent report since the read above: answer as a repeat
+                now_accepted = uow.usage.accepted(licensee_id, [c.entry.idempotency_key for c in raced])
+                for candidate in raced:
+                    outcomes[candidate.index] = _answer_repeat(candidate, now_accepted[candidate.entry.idempotency_key])
+            consumed: list[str] = []
+            # Receipt counters in one order across transactions, so concurrent batches never deadlock.
+            mine = sorted(
+                (c for c in fresh if c.entry.idempotency_key in inserted),
+                key=lambda c: (c.entry.receipt_id, c.entry.character_id, c.index),
+            )
+            for candidate in mine:
+                entry = candidate.entry
+                if uow.usage.consume_receipt(entry.receipt_id, entry.character_id, entry.uses, USES_PER_RECEIPT):
+                    outcomes[candidate.index] = UsageOutcome(candidate.index, entry.idempotency_key, entry=entry)
+                else:
+                    consumed.append(entry.idempotency_key)
+                    outcomes[candidate.index] = UsageOutcome(
+                        candidate.index,
+                        entry.idempotency_key,
+                        error=FailedPrecondition(
+                            "the receipt's use of this character was already reported under other idempotency keys",
+                            reason="RECEIPT_CONSUMED",
+                        ),
+                    )
+            uow.usage.remove(licensee_id, consumed)
+            uow.commit()
+        added = sum(1 for o in outcomes.values() if o.entry is not None and not o.duplicate)
+        log.info("usage.reported", licensee_id=licensee_id, records=len(candidates), added=added)
+        return outcomes
+
+    def _entry(
+        self,
+        record: usage_pb2.UsageRecord,
+        licensee_id: str,
+        ring: KeyRing,
+        verified: dict[bytes, ReceiptVerification],
+        now: datetime,
+    ) -> UsageEntry:
+        """Validate one record and verify its receipt; the entry to store (period not yet final)."""
+        _validate(record)
+        envelope = record.receipt.SerializeToString(deterministic=True)
+        verification = verified.get(envelope)
+        if verification is None:
+            verification = verified[envelope] = verify_receipt(record.receipt, keys=ring, licensee_id=licensee_id)
+        if verification.verdict == grant_pb2.GRANT_VERDICT_WRONG_LICENSEE:
+            raise PermissionDenied("the receipt is another licensee's", reason="RECEIPT_WRONG_LICENSEE")
+        if not verification.valid or verification.receipt is None:
+            raise InvalidArgument.one(
+                "receipt",
+                f"is not a decision receipt signed by Charter ({verification.reason})",
+                reason="RECEIPT_INVALID",
+            )
+        receipt = verification.receipt
+        decision = _allowing_decision(receipt, record.character_id)
+        happened = record.happen_time.ToDatetime(tzinfo=UTC)
+        if happened < now - self._window:
+            raise InvalidArgument.one(
+                "happen_time", f"is older than the usage window of {self._window.days} days", reason="USAGE_TOO_OLD"
+            )
+        if happened > now + FUTURE_SKEW:
+            raise InvalidArgument.one("happen_time", "is in the future", reason="USAGE_TIME_INVALID")
+        if happened < receipt.decide_time.ToDatetime(tzinfo=UTC) - FUTURE_SKEW:
+            raise InvalidArgument.one("happen_time", "is before the decision it follows", reason="USAGE_TIME_INVALID")
+        fee = decision.obligations.per_use_fee if decision.obligations.HasField("per_use_fee") else None
+        fee_currency = fee.currency_code if fee is not None and fee.currency_code else ""
+        currency, revenue = fee_currency, 0
+        if record.HasField("attributed_revenue"):
+            currency = record.attributed_revenue.currency_code.upper()
+            revenue = record.attributed_revenue.minor_units
+            if fee_currency and currency != fee_currency:
+                raise InvalidArgument.one(
+                    "attributed_revenue.currency_code",
+                    f"must be {fee_currency}, the currency of the terms' per-use fee",
+                    reason="CURRENCY_MISMATCH",
+                )
+        period = f"{happened:%Y-%m}"
+        return UsageEntry(
+            id=ids.new_id("usage"),
+            licensee_id=licensee_id,
+            idempotency_key=record.idempotency_key,
+            fingerprint=hashlib.sha256(record.SerializeToString(deterministic=True)).hexdigest(),
+            receipt_id=receipt.receipt_id,
+            character_id=record.character_id,
+            rights_holder_id=decision.rights_holder_id,
+            grant_id=decision.grant_id,
+            uses=record.uses,
+            duration_ms=record.duration.seconds * 1000 + record.duration.nanos // 1_000_000,
+            currency=currency,
+            revenue_minor=revenue,
+            revenue_share_bps=decision.obligations.revenue_share_bps,
+            fee_minor=fee.minor_units if fee is not None and fee_currency else 0,
+            happen_time=happened,
+            happen_period=period,
+            statement_period=period,
+            accept_time=now,
+        )
+
+
+def _allowing_decision(receipt: decision_pb2.DecisionReceipt, character_id: str) -> decision_pb2.CharacterDecision:
+    for decision in receipt.characters:
+        if decision.character_id == character_id and decision.allowed and receipt.allowed:
+            return decision
+    raise FailedPrecondition("the receipt does not allow this character", reason="RECEIPT_DOES_NOT_ALLOW_CHARACTER")
+
+
+def _answer_repeat(
+    candidate: _Candidate, earlier: UsageEntry | None, first: UsageOutcome | None = None
+) -> UsageOutcome:
+    """A key seen before (in the store, or earlier in the batch): the first answer, or a reuse error."""
+    key = candidate.entry.idempotency_key
+    if earlier is None:  # the batch's first record of this key was refused: so is this one
+        assert first is not None
+        return UsageOutcome(candidate.index, key, error=first.error)
+    if earlier.fingerprint != candidate.entry.fingerprint:
+        return UsageOutcome(
+            candidate.index,
+            key,
+            error=AlreadyExists(
+                "this idempotency key was already used for a different record", reason="IDEMPOTENCY_KEY_REUSED"
+            ),
+        )
+    return UsageOutcome(candidate.index, key, entry=earlier, duplicate=True)
+
+
+def _statement_period(month: str, closed: set[str]) -> str:
+    """The month itself, or the first month after it that is not closed."""
+    while month in closed:
+        year, number = int(month[:4]), int(month[5:])
+        month = f"{year + number // 12:04d}-{number % 12 + 1:02d}"
+    return month
+
+
+def _validate(record: usage_pb2.UsageRecord) -> None:
+    """Every field of one record; paths are within the record."""
+    checker = Checker()
+    if not record.idempotency_key:
+        checker.add("idempotency_key", "is required")
+    elif not _KEY.fullmatch(record.idempotency_key):
+        checker.add("idempotency_key", "must be 1-128 characters of A-Z a-z 0-9 . _ : ~ -")
+    if not record.HasField("receipt") or not record.receipt.payload:
+        checker.add("receipt", "is required")
+    elif record.receipt.payload_type != RECEIPT_PAYLOAD_TYPE:
+        checker.add("receipt.payload_type", f"must be {RECEIPT_PAYLOAD_TYPE} (a grant is not a receipt)")
+    checker.resource_id("character_id", record.character_id, "character")
+    if record.uses < 0:
+        checker.add("uses", "must not be negative")
+    elif record.uses > USES_PER_RECEIPT:
+        checker.add("uses", f"must be at most {USES_PER_RECEIPT}: a receipt covers one use of each character")
+    if record.HasField("duration"):
+        seconds, nanos = record.duration.seconds, record.duration.nanos
+        if seconds < 0 or nanos < 0 or nanos >= 1_000_000_000 or (seconds, nanos) > (MAX_DURATION_SECONDS, 0):
+            checker.add("duration", "must be between 0 and 24 hours")
+    if record.HasField("attributed_revenue"):
+        money = record.attributed_revenue
+        # ASCII first: the long s (U+017F) upper-cases to "S", and a look-alike must not pass as a code.
+        if not money.currency_code.isascii() or not is_currency(money.currency_code.upper()):
+            checker.add("attributed_revenue.currency_code", f"{money.currency_code!r} is not an ISO 4217 currency code")
+        if not 0 <= money.minor_units <= MAX_REVENUE_MINOR_UNITS:
+            checker.add("attributed_revenue.minor_units", f"must be between 0 and {MAX_REVENUE_MINOR_UNITS}")
+    if not record.HasField("happen_time"):
+        checker.add("happen_time", "is required")
+    elif not (0 <= record.happen_time.seconds <= 253402300799 and 0 <= record.happen_time.nanos < 1_000_000_000):
+        checker.add("happen_time", "must be a valid time")
+    checker.done()

@@ -1,0 +1,299 @@
+"""`charter usage report` and `charter statements show|list|close` against a real server (see
+`sdk._live`): SQLite, and PostgreSQL when reachable."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from charter import Client
+from charter.cli._app import app
+from charter.cli.statements import CSV_COLUMNS
+from charter.usage import usage_key
+from sdk._live import USE, Live, Party, new_party, serve  # tests/ is on sys.path: pytest's rootdir-relative layout
+from typer.testing import CliRunner, Result
+
+_HEADER = (
+    "rights_holder_id,period,start_date,end_date,state,character_id,licensee_id,currency,adjustment_for_period,"
+    "records,uses,duration_milliseconds,revenue_minor_units,revenue_share_minor_units,fee_minor_units,owed_minor_units"
+)
+
+
+@pytest.fixture(scope="module")
+def live(database_url: str, clock: Any) -> Iterator[Live]:
+    yield from serve(database_url, clock)
+
+
+@pytest.fixture(scope="module")
+def admin(live: Live) -> Iterator[Client]:
+    with Client(live.target, api_key=live.admin) as client:
+        yield client
+
+
+@pytest.fixture
+def party(admin: Client) -> Party:
+    return new_party(admin)
+
+
+def _invoke(runner: CliRunner, live: Live, secret: str, *args: str, stdin: str | None = None) -> Result:
+    return runner.invoke(app, ["--target", live.target, "--api-key", secret, *args], input=stdin)
+
+
+def _authorized(runner: CliRunner, live: Live, party: Party, *character_ids: str) -> dict[str, Any]:
+    """The JSON `charter authorize --json` prints: the receipt is in it as a DSSE JSON object."""
+    characters = [option for character in character_ids for option in ("-c", character)]
+    result = _invoke(
+        runner,
+        live,
+        party.generator,
+        "--json",
+        "authorize",
+        *characters,
+        "--use-type",
+        "image-generation",
+        "--rating",
+        "teen",
+    )
+    assert result.exit_code == 0, result.output
+    decided: dict[str, Any] = json.loads(result.stdout)
+    return decided
+
+
+def _jsonl(path: Path, *lines: object) -> Path:
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+    return path
+
+
+def _report_through_the_sdk(live: Live, party: Party, *, revenue: int) -> str:
+    """Reports a use of the first character with revenue in USD; returns its statement period."""
+    with (
+        Client(live.target, api_key=party.generator) as generator,
+        generator.license(character_ids=[party.character_ids[0]], **USE) as granted,
+    ):
+        granted.duration = dt.timedelta(seconds=4)
+        granted.attribute_revenue(revenue, "USD")
+    (result,) = granted.usage_results
+    assert result.accepted
+    return result.statement_period
+
+
+# -- usage report ---------------------------------------------------------------------------------
+
+
+def test_usage_report_sends_the_good_lines_and_lists_the_bad_ones(
+    runner: CliRunner, live: Live, party: Party, admin: Client, tmp_path: Path
+) -> None:
+    first, second = party.character_ids
+    stranger = new_party(admin, characters=1).character_ids[0]
+    decided = _authorized(runner, live, party, first, second)
+    receipt = decided["receipt"]
+    now = dt.datetime.now(dt.UTC).isoformat()
+    file = _jsonl(
+        tmp_path / "usage.jsonl",
+        {"receipt": receipt, "character_id": first, "revenue": {"minor_units": 1000, "currency": "USD"}},
+        '{"receipt": "not closed',
+        {"receipt": receipt, "character_id": stranger},
+        "",
+        {"receipt": json.dumps(receipt), "character_id": second, "duration_seconds": 2.5, "happen_time": now},
+        {"receipt": receipt},
+    )
+
+    table = _invoke(runner, live, party.generator, "usage", "report", str(file))
+    again = _invoke(runner, live, party.generator, "--json", "usage", "report", str(file), "--batch-size", "1")
+
+    assert table.exit_code == 1, table.output
+    assert "rejected lines" in table.stdout
+    row = next(line for line in table.stdout.splitlines() if "RECEIPT_DOES_NOT_ALLOW_CHARACTER" in line)
+    assert row.split()[1] == "3"  # the line number, after the table's border
+    assert "invalid lines (not sent)" in table.stdout
+    assert again.exit_code == 1, again.output
+    data = json.loads(again.stdout)
+    # The line without a happen_time got a new time: another record under the same key.
+    assert data["summary"] == {"accepted": 0, "duplicates": 1, "rejected": 2, "invalid": 2, "notSent": 0}
+    by_line = {result["line"]: result for result in data["results"]}
+    assert sorted(by_line) == [1, 3, 5]
+    assert (by_line[1]["errorCode"], by_line[1]["errorReason"]) == ("ALREADY_EXISTS", "IDEMPOTENCY_KEY_REUSED")
+    assert (by_line[3]["errorCode"], by_line[3]["errorReason"]) == (
+        "FAILED_PRECONDITION",
+        "RECEIPT_DOES_NOT_ALLOW_CHARACTER",
+    )
+    assert by_line[5]["duplicate"] is True
+    assert by_line[5]["idempotencyKey"] == usage_key(decided["receiptId"], second)
+    assert [entry["line"] for entry in data["invalid"]] == [2, 6]
+    statement = admin.get_statement(party.rights_holder_id, period=by_line[5]["statementPeriod"])
+    lines = {line.character_id: line for line in statement.lines}
+    assert (lines[first].revenue_minor_units, lines[first].records) == (1000, 1)
+    assert (lines[second].duration_milliseconds, lines[second].records) == (2500, 1)
+    assert stranger not in lines
+
+
+def test_usage_report_reads_standard_input_and_exits_0_when_all_are_accepted(
+    runner: CliRunner, live: Live, party: Party
+) -> None:
+    decided = _authorized(runner, live, party, *party.character_ids)
+    now = dt.datetime.now(dt.UTC).isoformat()
+    lines = [{"receipt": decided["receipt"], "character_id": c, "happen_time": now} for c in party.character_ids]
+    text = "".join(json.dumps(line) + "\n" for line in lines)
+
+    first = _invoke(runner, live, party.generator, "--json", "usage", "report", "-", stdin=text)
+    second = _invoke(runner, live, party.generator, "--json", "usage", "report", "-", stdin=text)
+
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["summary"]["accepted"] == 2
+    assert second.exit_code == 0, second.output
+    assert json.loads(second.stdout)["summary"] == {
+        "accepted": 0,
+        "duplicates": 2,
+        "rejected": 0,
+        "invalid": 0,
+        "notSent": 0,
+    }
+
+
+def test_usage_report_of_a_missing_file_is_a_usage_error(runner: CliRunner, live: Live, tmp_path: Path) -> None:
+    result = _invoke(runner, live, live.admin, "usage", "report", str(tmp_path / "missing.jsonl"))
+
+    assert result.exit_code == 2
+
+
+# -- statements -----------------------------------------------------------------------------------
+
+
+def test_statements_show_prints_lines_and_totals_and_csv_matches_the_statement(
+    runner: CliRunner, live: Live, party: Party, admin: Client
+) -> None:
+    period = _report_through_the_sdk(live, party, revenue=1001)
+    character = party.character_ids[0]
+    statement = admin.get_statement(party.rights_holder_id, period=period)
+
+    table = _invoke(
+        runner, live, live.admin, "statements", "show", "--rights-holder", party.rights_holder_id, "--period", period
+    )
+    as_csv = _invoke(
+        runner,
+        live,
+        live.admin,
+        "statements",
+        "show",
+        "--rights-holder",
+        party.rights_holder_id,
+        "--period",
+        period,
+        "--csv",
+    )
+    as_json = _invoke(
+        runner,
+        live,
+        live.admin,
+        "statements",
+        "show",
+        "--rights-holder",
+        party.rights_holder_id,
+        "--period",
+        period,
+        "--json",
+    )
+
+    assert table.exit_code == 0, table.output
+    assert table.stdout.startswith(f"statement: {party.rights_holder_id} {period} (open)\n")
+    assert "minor units" in table.stdout
+    row = next(line for line in table.stdout.splitlines() if character in line)
+    assert [cell.strip() for cell in row.split("│")[7:12]] == ["4.000", "1001", "150", "5", "155"]
+    assert as_csv.exit_code == 0, as_csv.output
+    assert as_csv.stdout.splitlines()[0] == _HEADER == ",".join(CSV_COLUMNS)
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    (line_row, total_row) = rows
+    (line,) = statement.lines
+    (total,) = statement.totals
+    for name in CSV_COLUMNS[9:]:
+        assert int(line_row[name]) == getattr(line, name), name
+        assert int(total_row[name]) == getattr(total, name), name
+    assert (line_row["character_id"], line_row["licensee_id"], line_row["currency"]) == (
+        character,
+        party.licensee_id,
+        "USD",
+    )
+    assert (line_row["period"], line_row["state"], line_row["adjustment_for_period"]) == (period, "open", "")
+    assert (total_row["character_id"], total_row["licensee_id"], total_row["adjustment_for_period"]) == (
+        "TOTAL",
+        "",
+        "",
+    )
+    assert total_row["currency"] == "USD"
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.stdout)["state"] == "STATEMENT_STATE_OPEN"
+
+
+def test_statements_show_a_date_range(runner: CliRunner, live: Live, party: Party) -> None:
+    _report_through_the_sdk(live, party, revenue=10)
+    today = dt.datetime.now(dt.UTC).date()
+    start = (today - dt.timedelta(days=1)).isoformat()
+
+    result = _invoke(
+        runner,
+        live,
+        live.admin,
+        "statements",
+        "show",
+        "--rights-holder",
+        party.rights_holder_id,
+        "--from",
+        start,
+        "--to",
+        today.isoformat(),
+    )
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"statement: {party.rights_holder_id} {start} to {today.isoformat()} (range)\n")
+    assert party.character_ids[0] in result.stdout
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        [],
+        ["--period", "2026-01", "--from", "2026-01-01", "--to", "2026-01-31"],
+        ["--from", "2026-01-01"],
+        ["--period", "2026-01", "--csv", "--json"],
+    ],
+)
+def test_statements_show_needs_one_span_and_one_format(runner: CliRunner, live: Live, options: list[str]) -> None:
+    result = _invoke(runner, live, live.admin, "statements", "show", "--rights-holder", "rh_x", *options)
+
+    assert result.exit_code == 2
+
+
+def test_statements_close_then_show_and_list_say_closed(
+    runner: CliRunner, live: Live, party: Party, moved_clock: Any
+) -> None:
+    period = _report_through_the_sdk(live, party, revenue=1000)
+    holder = ["--rights-holder", party.rights_holder_id]
+
+    too_early = _invoke(runner, live, live.admin, "statements", "close", *holder, "--period", period)
+    moved_clock.advance(dt.timedelta(days=32))
+    closed = _invoke(runner, live, live.admin, "statements", "close", *holder, "--period", period)
+    shown = _invoke(runner, live, live.admin, "statements", "show", *holder, "--period", period)
+    listed = _invoke(runner, live, live.admin, "statements", "list", *holder)
+    listed_json = _invoke(runner, live, live.admin, "--json", "statements", "list", *holder)
+
+    assert too_early.exit_code == 1
+    assert "STATEMENT_PERIOD_NOT_ENDED" in too_early.stderr
+    assert closed.exit_code == 0, closed.output
+    assert closed.stdout.startswith(f"statement: {party.rights_holder_id} {period} (closed)\n")
+    assert "closed at: " in closed.stdout
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.startswith(f"statement: {party.rights_holder_id} {period} (closed)\n")
+    assert listed.exit_code == 0, listed.output
+    row = next(line for line in listed.stdout.splitlines() if period in line)
+    assert "closed" in row
+    assert "155 USD" in row
+    (statement,) = json.loads(listed_json.stdout)
+    assert (statement["period"], statement["state"]) == (period, "STATEMENT_STATE_CLOSED")
+    assert statement["lines"] == []
+    assert statement["totals"][0]["owedMinorUnits"] == "155"

@@ -1,0 +1,120 @@
+"""A real Charter server for the usage tests of the SDK and the CLI, and a fresh party on it.
+
+The other SDK and CLI tests run against the in-process fake (`_fakes`); usage metering and
+statements are tested end to end instead: the server is built by the production composition
+root (`build_server`) over the session's database (SQLite, and PostgreSQL when reachable), on
+127.0.0.1 with a free port and the session's movable clock. Every party is made through the SDK
+as staff, with fresh names, so the tests never depend on each other's rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import charter
+import structlog
+from charter.v1 import api_key_pb2, terms_pb2
+from charter_server.app import CharterServer, build_server
+from charter_server.config import Settings
+
+IMAGE = terms_pb2.USE_TYPE_IMAGE_GENERATION
+TEEN = terms_pb2.CONTENT_RATING_TEEN
+
+TERMS = terms_pb2.Terms(
+    permitted_use_types=[IMAGE],
+    max_content_rating=TEEN,
+    revenue_share_bps=1500,
+    per_use_fee=terms_pb2.Money(currency_code="USD", minor_units=5),
+)
+"""Image generation up to TEEN; 15 % of the attributed revenue and 5 US cents per use."""
+
+USE = {"use_type": IMAGE, "content_rating": TEEN}
+"""The use context every test authorizes: allowed by `TERMS`."""
+
+
+@dataclass(frozen=True)
+class Live:
+    """A running server and the secret of an admin key on it."""
+
+    server: CharterServer
+    target: str
+    admin: str
+
+
+def start(database_url: str, clock: Any) -> CharterServer:
+    """A started server over the database; the caller stops it."""
+    settings = Settings(
+        listen="127.0.0.1:0",
+        database_url=database_url,
+        migrate=True,
+        log_format="json",
+        shutdown_grace_seconds=1.0,
+        authorization_lease_seconds=0.05,
+    )
+    built = build_server(settings, clock=clock)
+    built.start()
+    return built
+
+
+def serve(database_url: str, clock: Any) -> Iterator[Live]:
+    """Yields a live server with a fresh admin key; stops it afterwards (for a fixture).
+
+    While it runs, the server's structlog output goes to the process's own stderr (which pytest
+    captures) instead of whatever `sys.stdout` is at the time: `typer.testing.CliRunner` swaps
+    that for the command's output, and the in-process server's log lines would end up in it.
+    """
+    with _server_logs_to_stderr():
+        built = start(database_url, clock)
+        try:
+            admin = built.services.access.create_bootstrap_admin("usage tests admin")
+            yield Live(built, f"127.0.0.1:{built.port}", admin.secret)
+        finally:
+            built.stop(grace=1.0)
+
+
+@contextlib.contextmanager
+def _server_logs_to_stderr() -> Iterator[None]:
+    config = structlog.get_config()
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.__stderr__))
+    try:
+        yield
+    finally:
+        structlog.configure(**config)
+
+
+@dataclass(frozen=True)
+class Party:
+    """A fresh rights holder with opted-in characters, and a licensee granted all of them."""
+
+    rights_holder_id: str
+    licensee_id: str
+    generator: str
+    """The secret of a generator key of the licensee."""
+    character_ids: tuple[str, ...]
+
+
+def new_party(admin: charter.Client, *, characters: int = 2, terms: terms_pb2.Terms = TERMS) -> Party:
+    """A rights holder with `characters` characters opted in under `terms`, each granted for 30 days
+    to a new licensee, and a generator key of that licensee."""
+    marker = uuid.uuid4().hex[:12]
+    holder = admin.create_rights_holder(display_name=f"Studio {marker}", contact_email="rights@studio.example")
+    licensee = admin.create_licensee(
+        display_name=f"App {marker}", contact_email="ops@app.example", platform="usage-app"
+    )
+    key = admin.create_api_key(
+        display_name=f"generator {marker}", role=api_key_pb2.ROLE_GENERATOR, licensee_id=licensee.id
+    )
+    expire = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+    ids = []
+    for number in range(characters):
+        character = admin.create_character(rights_holder_id=holder.id, canonical_name=f"Usage {marker} {number}")
+        admin.opt_in(character.id, terms)
+        admin.issue_grant(character_id=character.id, licensee_id=licensee.id, expire_time=expire)
+        ids.append(character.id)
+    return Party(holder.id, licensee.id, key.secret, tuple(ids))
