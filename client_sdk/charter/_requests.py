@@ -449,6 +449,7 @@ def issue_grant(
     not_before: dt.datetime | None,
     narrowed_terms: terms_pb2.Terms | None,
     request_id: str | None,
+    max_uses: int | None = None,
 ) -> grant_service_pb2.IssueGrantRequest:
     """Builds an IssueGrantRequest, with a fresh request id when none is given.
 
@@ -466,6 +467,10 @@ def issue_grant(
         request.not_before.CopyFrom(timestamp(not_before, what="not_before"))
     if narrowed_terms is not None:
         request.narrowed_terms.CopyFrom(check_terms(narrowed_terms))
+    if max_uses is not None:
+        if isinstance(max_uses, bool) or not isinstance(max_uses, int):
+            raise TypeError(f"max_uses must be an int, not {type(max_uses).__name__}")
+        request.max_uses = max_uses
     return request
 
 

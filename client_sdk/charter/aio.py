@@ -1135,6 +1135,7 @@ class AsyncClient:
         expire_time: dt.datetime,
         not_before: dt.datetime | None = None,
         narrowed_terms: terms_pb2.Terms | None = None,
+        max_uses: int | None = None,
         request_id: str | None = None,
         timeout: float | None = None,
     ) -> grant_pb2.Grant:
@@ -1152,6 +1153,8 @@ class AsyncClient:
             not_before: When the grant starts to be valid; timezone-aware. Now when omitted.
             narrowed_terms: Terms at most as permissive as the character's current
                 terms in every field; the current terms as they are when omitted.
+            max_uses: The most uses the grant allows over its whole validity, counted when
+                `authorize` allows one (then `QUOTA_EXHAUSTED`); no cap when omitted.
             request_id: Makes the call idempotent: a second call with the same id
                 returns the first grant. A fresh one is used when omitted.
             timeout: The deadline of this call in seconds, instead of the default.
@@ -1161,7 +1164,8 @@ class AsyncClient:
 
         Raises:
             ValueError: If a time is naive.
-            TypeError: If a time is not a datetime or `narrowed_terms` is not a `Terms` message.
+            TypeError: If a time is not a datetime, `narrowed_terms` is not a `Terms` message or
+                `max_uses` is not an int.
             InvalidArgumentError: If a field is invalid, for example an expiry beyond the
                 maximum lifetime, or narrowed terms wider than the character's
                 (`TERMS_WIDER_THAN_CHARACTER`, each wider field in `field_violations`).
@@ -1178,6 +1182,7 @@ class AsyncClient:
             not_before=not_before,
             narrowed_terms=narrowed_terms,
             request_id=request_id,
+            max_uses=max_uses,
         )
         response: grant_service_pb2.IssueGrantResponse = await self._unary(self._grants.IssueGrant, request, timeout)
         return response.grant

@@ -36,9 +36,9 @@ generator key, bound to a licensee), the licensee's platform (``GetLicensee``) a
    older view ("new enemy");
 3. there is no prompt (screening needs the server's registry of every character's names);
 4. every declared character has a held grant, and is decided by one: the first grant (newest
-   first) that allows the use must have terms without a daily or monthly quota (quotas are
-   counted by the server), and no grant before it may name a key that the ring does not know.
-   A denial is decided offline whatever the terms;
+   first) that allows the use must have terms without a daily or monthly quota and no cap of
+   uses (``max_uses``; quotas and caps are counted by the server), and no grant before it may
+   name a key that the ring does not know. A denial is decided offline whatever the terms;
 5. the licensee is not archived (as of the last refresh).
 
 Otherwise the request goes to the server, with the held grants of its characters (and, when
@@ -228,7 +228,8 @@ class _Checked:
         if claims is not None and problem is None and not undecidable:
             terms = CompiledTerms.from_terms(claims.terms)
             self.terms = terms
-            self.quota = terms.daily_quota is not None or terms.monthly_quota is not None
+            # Quotas and a grant's cap are counted by the server alone.
+            self.quota = terms.daily_quota is not None or terms.monthly_quota is not None or claims.HasField("max_uses")
             # The verifier's window, skew included, rounded so that it never grows.
             not_before, expire = claims.not_before, claims.expire_time
             self.not_before_limit = _limit(not_before.seconds, -(-not_before.nanos // 1000) - skew_us)

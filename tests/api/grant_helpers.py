@@ -121,6 +121,7 @@ def issue_request(
     not_before: datetime | None = None,
     narrowed: terms_pb2.Terms | None = None,
     request_id: str = "",
+    max_uses: int | None = None,
 ) -> grant_service_pb2.IssueGrantRequest:
     """An IssueGrant request valid for ``lifetime`` from ``not_before`` (or from now)."""
     start = not_before or clock.now()
@@ -131,6 +132,7 @@ def issue_request(
         not_before=stamp(not_before) if not_before is not None else None,
         expire_time=stamp(start + lifetime),
         request_id=request_id,
+        max_uses=max_uses,
     )
 
 

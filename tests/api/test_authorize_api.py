@@ -29,7 +29,7 @@ from charter import envelope as dsse
 from charter.grants import KeyRing
 from charter.receipts import verify_receipt
 from charter.v1 import access_service_pb2 as access_pb
-from charter.v1 import api_key_pb2, decision_pb2, envelope_pb2, licensee_pb2, terms_pb2
+from charter.v1 import api_key_pb2, decision_pb2, envelope_pb2, grant_pb2, licensee_pb2, terms_pb2
 from charter.v1 import authorization_service_pb2 as az
 from charter.v1 import catalog_service_pb2 as catalog_pb
 from charter.v1 import grant_service_pb2 as gs
@@ -975,6 +975,63 @@ def test_concurrent_requests_on_two_replicas_never_exceed_a_quota(
     assert {tuple(outcome(r, party.character_id)[1]) for r in refused_ones} == {(QUOTA_EXHAUSTED,)}
     assert len({r.decision.receipt_id for r in responses}) == len(responses)
     assert quota_used(server, keys.licensee_id, party.character_id, day) == quota
+
+
+def grant_used(server: CharterServer, grant_id: str) -> int:
+    with server.db.uow() as uow:
+        return int(uow.quotas.grant_used(grant_id))
+
+
+def test_a_grant_cap_allows_that_many_uses_over_the_grants_life(
+    server: CharterServer, api: Stubs, keys: Any, moved_clock: Any, holder: Holder
+) -> None:
+    move_to(moved_clock, noon_tomorrow(moved_clock))
+    capped = licensed(api, keys, moved_clock, holder, max_uses=2, lifetime=timedelta(days=90))
+    uncapped = licensed(api, keys, moved_clock, holder, lifetime=timedelta(days=90))
+    claims = grant_pb2.GrantClaims.FromString(capped.grant.envelope.payload)
+
+    first = authorize(api, keys.generator, capped.character_id)
+    moved_clock.advance(timedelta(days=40))  # another day and month: the cap spans the grant's life
+    second = authorize(api, keys.generator, capped.character_id)
+    third = authorize(api, keys.generator, capped.character_id)
+    free = [authorize(api, keys.generator, uncapped.character_id).decision.allowed for _ in range(3)]
+
+    assert (capped.grant.max_uses, claims.max_uses) == (2, 2)
+    assert not uncapped.grant.HasField("max_uses")
+    assert outcome(first, capped.character_id) == allowed_with(capped.grant)
+    assert outcome(second, capped.character_id) == allowed_with(capped.grant)
+    assert outcome(third, capped.character_id) == denied(QUOTA_EXHAUSTED, grant_id=capped.grant.id)
+    assert free == [True, True, True]
+    assert grant_used(server, capped.grant.id) == 2
+
+
+def test_a_grant_cap_of_zero_allows_no_use(api: Stubs, keys: Any, clock: Any, holder: Holder) -> None:
+    capped = licensed(api, keys, clock, holder, max_uses=0)
+
+    response = authorize(api, keys.generator, capped.character_id)
+
+    assert outcome(response, capped.character_id) == denied(QUOTA_EXHAUSTED, grant_id=capped.grant.id)
+
+
+def test_concurrent_requests_on_two_replicas_never_exceed_a_grant_cap(
+    server: CharterServer, api: Stubs, replica: Stubs, keys: Any, clock: Any, holder: Holder
+) -> None:
+    cap, threads, per_thread = 5, 6, 4
+    capped = licensed(api, keys, clock, holder, max_uses=cap)
+
+    def worker(index: int) -> list[az.AuthorizeResponse]:
+        target = api if index % 2 else replica
+        return [authorize(target, keys.generator, capped.character_id) for _ in range(per_thread)]
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        responses = [r for batch in pool.map(worker, range(threads)) for r in batch]
+
+    allowed = [r for r in responses if r.decision.allowed]
+    assert len(allowed) == cap
+    assert {tuple(outcome(r, capped.character_id)[1]) for r in responses if not r.decision.allowed} == {
+        (QUOTA_EXHAUSTED,)
+    }
+    assert grant_used(server, capped.grant.id) == cap
 
 
 # Who may ask ------------------------------------------------------------------------------------

@@ -1659,6 +1659,7 @@ def grant_cases() -> list[Case]:
     )
     add(
         [
+            case(f"{rpc}-max_uses-negative", rpc, issue_grant(max_uses=-1), "max_uses"),
             case(f"{rpc}-expire_time-missing", rpc, issue_grant(expire_time=None), "expire_time"),
             case(f"{rpc}-expire_time-past", rpc, issue_grant(expire_time=later(-timedelta(minutes=1))), "expire_time"),
             case(

@@ -153,10 +153,15 @@ def grant(
     *,
     lifetime: timedelta = timedelta(days=30),
     not_before: datetime | None = None,
+    max_uses: int | None = None,
 ) -> grant_pb2.Grant:
     start = not_before or clock.now()
     return admin.issue_grant(
-        character_id=character_id, licensee_id=licensee_id, not_before=not_before, expire_time=start + lifetime
+        character_id=character_id,
+        licensee_id=licensee_id,
+        not_before=not_before,
+        expire_time=start + lifetime,
+        max_uses=max_uses,
     )
 
 
@@ -668,6 +673,19 @@ def test_terms_with_a_quota_go_to_the_server(admin: charter.Client, party: Party
     assert decision.allowed
     assert denied_offline.offline
     assert denied_offline.characters[0].reasons == (DenyReason.RATING_EXCEEDS_TERMS,)
+
+
+def test_a_grant_with_a_cap_of_uses_goes_to_the_server(
+    admin: charter.Client, party: Party, clock: Any, make: Make
+) -> None:
+    cid = character(admin, party)
+    authorizer = make(party.generator, [grant(admin, clock, cid, party.licensee_id, max_uses=1)])
+
+    first, second = image(authorizer, cid), image(authorizer, cid)
+
+    assert (first.offline, first.allowed) == (False, True)
+    assert (second.offline, second.allowed) == (False, False)
+    assert second.characters[0].reasons == (DenyReason.QUOTA_EXHAUSTED,)
 
 
 def test_a_character_without_a_held_grant_goes_to_the_server(

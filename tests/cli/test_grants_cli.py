@@ -103,6 +103,30 @@ def test_issue_with_expires_reads_times_without_offset_as_utc(runner: CliRunner,
     assert request.expire_time.ToDatetime(dt.UTC) == dt.datetime(2031, 2, 3, 4, 5, 6, tzinfo=dt.UTC)
     assert not request.HasField("not_before")
     assert not request.HasField("narrowed_terms")
+    assert not request.HasField("max_uses")
+
+
+def test_issue_with_a_cap_of_uses(runner: CliRunner, server: RunningFake) -> None:
+    _issue(runner, server, "--days", "30", "--max-uses", "1000")
+    refused = _invoke(
+        runner,
+        server,
+        "grants",
+        "issue",
+        "--character",
+        "chr_1",
+        "--licensee",
+        "lic_1",
+        "--days",
+        "1",
+        "--max-uses",
+        "-1",
+    )
+
+    request = server.fake.calls_of("IssueGrant")[0].request
+    assert (request.HasField("max_uses"), request.max_uses) == (True, 1000)
+    assert refused.exit_code == 2  # a usage error: never sent
+    assert len(server.fake.calls_of("IssueGrant")) == 1
 
 
 def test_issue_needs_exactly_one_of_expires_and_days(runner: CliRunner, server: RunningFake) -> None:

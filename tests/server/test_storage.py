@@ -37,6 +37,7 @@ TABLES = {
     "terms_versions",
     "signing_keys",
     "quota_counters",
+    "grant_uses",
     "authorizations",
     "usage_records",
     "receipt_uses",

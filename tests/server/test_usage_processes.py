@@ -83,7 +83,7 @@ def _terms(monthly_quota: int | None = None) -> terms_pb2.Terms:
     return terms
 
 
-def _world(admin: charter.Client, characters: int, terms: terms_pb2.Terms) -> World:
+def _world(admin: charter.Client, characters: int, terms: terms_pb2.Terms, max_uses: int | None = None) -> World:
     holder = admin.create_rights_holder(display_name="Metered Studio", contact_email="rights@studio.example")
     licensee = admin.create_licensee(display_name="Metered App", contact_email="ops@app.example", platform="test-app")
     expire = datetime.now(UTC) + timedelta(days=30)
@@ -91,7 +91,7 @@ def _world(admin: charter.Client, characters: int, terms: terms_pb2.Terms) -> Wo
     for number in range(characters):
         character = admin.create_character(rights_holder_id=holder.id, canonical_name=f"Metered Chara {number}")
         admin.opt_in(character.id, terms)
-        admin.issue_grant(character_id=character.id, licensee_id=licensee.id, expire_time=expire)
+        admin.issue_grant(character_id=character.id, licensee_id=licensee.id, expire_time=expire, max_uses=max_uses)
         ids.append(character.id)
     generator = admin.create_api_key(display_name="generator", role="generator", licensee_id=licensee.id).secret
     return World(holder.id, licensee.id, generator, tuple(ids))
@@ -492,3 +492,32 @@ def test_a_monthly_quota_and_its_reported_uses_are_exact_across_two_processes(cl
         FEE_MINOR_UNITS * quota,
     )
     assert [tuple(row) for row in counted_after] == [(f"M{month:%Y-%m}", quota)]  # reports count no quota
+
+
+def test_a_grant_cap_is_exact_across_two_processes(cluster: Cluster) -> None:
+    cap = 20
+    with (
+        charter.Client(cluster.a.target, api_key=cluster.admin) as admin,
+        open_channel(cluster.a.target) as channel_a,
+        open_channel(cluster.b.target) as channel_b,
+    ):
+        world = _world(admin, 1, _terms(), max_uses=cap)
+        [character_id] = world.character_ids
+        authorize = [az_grpc.AuthorizationServiceStub(channel) for channel in (channel_a, channel_b)]
+        metadata = bearer(world.generator)
+
+        def attempt(number: int) -> az.AuthorizeResponse:
+            request = _authorize_request([character_id])
+            response: az.AuthorizeResponse = authorize[number % 2].Authorize(request, metadata=metadata, timeout=10)
+            return response
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            decisions = list(pool.map(attempt, range(4 * cap)))
+
+    allowed = [d for d in decisions if d.decision.allowed]
+    denied = {tuple(d.decision.characters[0].reasons) for d in decisions if not d.decision.allowed}
+    grant_id = allowed[0].decision.characters[0].grant_id
+    counted = _read(cluster.database_url, "SELECT used FROM grant_uses WHERE grant_id = :grant", grant=grant_id)
+    assert len(allowed) == cap
+    assert denied == {(decision_pb2.DENY_REASON_QUOTA_EXHAUSTED,)}
+    assert [row[0] for row in counted] == [cap]

@@ -96,6 +96,10 @@ def issue(
             " the current terms as they are by default.",
         ),
     ] = None,
+    max_uses: Annotated[
+        int | None,
+        typer.Option(min=0, help="The most uses the grant allows over its whole validity; no cap by default."),
+    ] = None,
     request_id: Annotated[
         str | None, typer.Option(help="An idempotency key: repeating it returns the first grant.")
     ] = None,
@@ -119,6 +123,7 @@ def issue(
             expire_time=expire_time,
             not_before=start,
             narrowed_terms=narrowed,
+            max_uses=max_uses,
             request_id=request_id,
         )
     _show(cli.json_output, grant)

@@ -77,7 +77,8 @@ class AuthorizationServiceServicer:
         character that the request declares or that its prompt names, in the
         given use context, and returns a decision per character with a signed
         decision receipt. A denial is an OK answer with reasons, not an error.
-        Uses under terms with quotas are counted when allowed. Allowed roles:
+        Uses under terms with quotas, or under grants with a cap of uses, are
+        counted when allowed. Allowed roles:
         generator (the licensee is the caller's).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

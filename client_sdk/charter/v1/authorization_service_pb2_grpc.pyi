@@ -42,7 +42,8 @@ class AuthorizationServiceStub:
     character that the request declares or that its prompt names, in the
     given use context, and returns a decision per character with a signed
     decision receipt. A denial is an OK answer with reasons, not an error.
-    Uses under terms with quotas are counted when allowed. Allowed roles:
+    Uses under terms with quotas, or under grants with a cap of uses, are
+    counted when allowed. Allowed roles:
     generator (the licensee is the caller's).
     """
     GetKeySet: _grpc.UnaryUnaryMultiCallable[_authorization_service_pb2.GetKeySetRequest, _authorization_service_pb2.GetKeySetResponse]
@@ -83,7 +84,8 @@ class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
     character that the request declares or that its prompt names, in the
     given use context, and returns a decision per character with a signed
     decision receipt. A denial is an OK answer with reasons, not an error.
-    Uses under terms with quotas are counted when allowed. Allowed roles:
+    Uses under terms with quotas, or under grants with a cap of uses, are
+    counted when allowed. Allowed roles:
     generator (the licensee is the caller's).
     """
     GetKeySet: _aio.UnaryUnaryMultiCallable[_authorization_service_pb2.GetKeySetRequest, _authorization_service_pb2.GetKeySetResponse]  # type: ignore[assignment]
@@ -127,7 +129,8 @@ class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
         character that the request declares or that its prompt names, in the
         given use context, and returns a decision per character with a signed
         decision receipt. A denial is an OK answer with reasons, not an error.
-        Uses under terms with quotas are counted when allowed. Allowed roles:
+        Uses under terms with quotas, or under grants with a cap of uses, are
+        counted when allowed. Allowed roles:
         generator (the licensee is the caller's).
         """
 

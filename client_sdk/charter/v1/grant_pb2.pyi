@@ -123,6 +123,7 @@ class GrantClaims(_message.Message):
     NOT_BEFORE_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     ISSUER_FIELD_NUMBER: _builtins.int
+    MAX_USES_FIELD_NUMBER: _builtins.int
     grant_id: _builtins.str
     """The grant's id, `grt_` followed by 32 lowercase hex digits."""
     character_id: _builtins.str
@@ -135,6 +136,10 @@ class GrantClaims(_message.Message):
     """The version of the character's terms the grant was issued under."""
     issuer: _builtins.str
     """Who issued the grant: the Charter deployment's issuer name."""
+    max_uses: _builtins.int
+    """The most uses the grant allows over its whole validity; unset means no
+    cap. Only the server can count them, so an offline authorizer asks it.
+    """
     @_builtins.property
     def terms(self) -> _terms_pb2.Terms:
         """The terms as granted: the character's terms, possibly narrowed."""
@@ -164,12 +169,15 @@ class GrantClaims(_message.Message):
         not_before: _timestamp_pb2.Timestamp | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
         issuer: _builtins.str = ...,
+        max_uses: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "issue_time", b"issue_time", "not_before", b"not_before", "terms", b"terms"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_uses", b"_max_uses", "expire_time", b"expire_time", "issue_time", b"issue_time", "max_uses", b"max_uses", "not_before", b"not_before", "terms", b"terms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_id", b"character_id", "expire_time", b"expire_time", "grant_id", b"grant_id", "issue_time", b"issue_time", "issuer", b"issuer", "licensee_id", b"licensee_id", "not_before", b"not_before", "rights_holder_id", b"rights_holder_id", "terms", b"terms", "terms_version", b"terms_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_uses", b"_max_uses", "character_id", b"character_id", "expire_time", b"expire_time", "grant_id", b"grant_id", "issue_time", b"issue_time", "issuer", b"issuer", "licensee_id", b"licensee_id", "max_uses", b"max_uses", "not_before", b"not_before", "rights_holder_id", b"rights_holder_id", "terms", b"terms", "terms_version", b"terms_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__max_uses: _TypeAlias = _typing.Literal["max_uses"]  # noqa: Y015
+    _WhichOneofArgType__max_uses: _TypeAlias = _typing.Literal["_max_uses", b"_max_uses"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_uses) -> _WhichOneofReturnType__max_uses | None: ...
 
 Global___GrantClaims: _TypeAlias = GrantClaims  # noqa: Y015
 
@@ -221,6 +229,7 @@ class Grant(_message.Message):
     STATE_REASON_FIELD_NUMBER: _builtins.int
     STATE_TIME_FIELD_NUMBER: _builtins.int
     ENVELOPE_FIELD_NUMBER: _builtins.int
+    MAX_USES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The grant's id, `grt_` followed by 32 lowercase hex digits. Output only."""
     character_id: _builtins.str
@@ -235,6 +244,10 @@ class Grant(_message.Message):
     """The lifecycle state. Output only."""
     state_reason: _builtins.str
     """Why the grant was revoked or suspended. Output only."""
+    max_uses: _builtins.int
+    """The most uses the grant allows over its whole validity; unset means no
+    cap. Output only (set from the request).
+    """
     @_builtins.property
     def terms(self) -> _terms_pb2.Terms:
         """The terms as granted. Output only."""
@@ -275,12 +288,15 @@ class Grant(_message.Message):
         state_reason: _builtins.str = ...,
         state_time: _timestamp_pb2.Timestamp | None = ...,
         envelope: _envelope_pb2.Envelope | None = ...,
+        max_uses: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "expire_time", b"expire_time", "issue_time", b"issue_time", "not_before", b"not_before", "state_time", b"state_time", "terms", b"terms"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_uses", b"_max_uses", "envelope", b"envelope", "expire_time", b"expire_time", "issue_time", b"issue_time", "max_uses", b"max_uses", "not_before", b"not_before", "state_time", b"state_time", "terms", b"terms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_id", b"character_id", "envelope", b"envelope", "expire_time", b"expire_time", "id", b"id", "issue_time", b"issue_time", "licensee_id", b"licensee_id", "not_before", b"not_before", "rights_holder_id", b"rights_holder_id", "state", b"state", "state_reason", b"state_reason", "state_time", b"state_time", "terms", b"terms", "terms_version", b"terms_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_uses", b"_max_uses", "character_id", b"character_id", "envelope", b"envelope", "expire_time", b"expire_time", "id", b"id", "issue_time", b"issue_time", "licensee_id", b"licensee_id", "max_uses", b"max_uses", "not_before", b"not_before", "rights_holder_id", b"rights_holder_id", "state", b"state", "state_reason", b"state_reason", "state_time", b"state_time", "terms", b"terms", "terms_version", b"terms_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__max_uses: _TypeAlias = _typing.Literal["max_uses"]  # noqa: Y015
+    _WhichOneofArgType__max_uses: _TypeAlias = _typing.Literal["_max_uses", b"_max_uses"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_uses) -> _WhichOneofReturnType__max_uses | None: ...
 
 Global___Grant: _TypeAlias = Grant  # noqa: Y015
 

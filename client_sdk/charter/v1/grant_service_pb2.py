@@ -27,7 +27,7 @@ from charter.v1 import terms_pb2 as charter_dot_v1_dot_terms__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63harter/v1/grant_service.proto\x12\ncharter.v1\x1a\x16\x63harter/v1/grant.proto\x1a\x16\x63harter/v1/terms.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x01\n\x11IssueGrantRequest\x12\x14\n\x0c\x63haracter_id\x18\x01 \x01(\t\x12\x13\n\x0blicensee_id\x18\x02 \x01(\t\x12)\n\x0enarrowed_terms\x18\x03 \x01(\x0b\x32\x11.charter.v1.Terms\x12.\n\nnot_before\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"6\n\x12IssueGrantResponse\x12 \n\x05grant\x18\x01 \x01(\x0b\x32\x11.charter.v1.Grant\"\x1d\n\x0fGetGrantRequest\x12\n\n\x02id\x18\x01 \x01(\t\"4\n\x10GetGrantResponse\x12 \n\x05grant\x18\x01 \x01(\x0b\x32\x11.charter.v1.Grant\"\xa7\x01\n\x11ListGrantsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x0c\x63haracter_id\x18\x03 \x01(\t\x12\x13\n\x0blicensee_id\x18\x04 \x01(\t\x12\x18\n\x10rights_holder_id\x18\x05 \x01(\t\x12&\n\x05state\x18\x06 \x01(\x0e\x32\x17.charter.v1.Grant.State\"P\n\x12ListGrantsResponse\x12!\n\x06grants\x18\x01 \x03(\x0b\x32\x11.charter.v1.Grant\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"1\n\x13SuspendGrantRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"J\n\x14SuspendGrantResponse\x12 \n\x05grant\x18\x01 \x01(\x0b\x32\x11.charter.v1.Grant\x12\x10\n\x08sequence\x18\x02 \x01(\x03\"#\n\x15ReinstateGrantRequest\x12\n\n\x02id\x18\x01 \x01(\t\"L\n\x16ReinstateGrantResponse\x12 \n\x05grant\x18\x01 \x01(\x0b\x32\x11.charter.v1.Grant\x12\x10\n\x08sequence\x18\x02 \x01(\x03\"0\n\x12RevokeGrantRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"I\n\x13RevokeGrantResponse\x12 \n\x05grant\x18\x01 \x01(\x0b\x32\x11.charter.v1.Grant\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x32\xeb\x03\n\x0cGrantService\x12K\n\nIssueGrant\x12\x1d.charter.v1.IssueGrantRequest\x1a\x1e.charter.v1.IssueGrantResponse\x12\x45\n\x08GetGrant\x12\x1b.charter.v1.GetGrantRequest\x1a\x1c.charter.v1.GetGrantResponse\x12K\n\nListGrants\x12\x1d.charter.v1.ListGrantsRequest\x1a\x1e.charter.v1.ListGrantsResponse\x12Q\n\x0cSuspendGrant\x12\x1f.charter.v1.SuspendGrantRequest\x1a .charter.v1.SuspendGrantResponse\x12W\n\x0eReinstateGrant\x12!.charter.v1.ReinstateGrantRequest\x1a\".charter.v1.ReinstateGrantResponse\x12N\n\x0bRevokeGrant\x12\x1e.charter.v1.RevokeGrantRequest\x1a\x1f.charter.v1.RevokeGrantResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63harter/v1/grant_service.proto\x12\ncharter.v1\x1a\x16\x63harter/v1/grant.proto\x1a\x16\x63harter/v1/terms.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x02\n\x11IssueGrantRequest\x12\x14\n\x0c\x63haracter_id\x18\x01 \x01(\t\x12\x13\n\x0blicensee_id\x18\x02 \x01(\t\x12)\n\x0enarrowed_terms\x18\x03 \x01(\x0b\x32\x11.charter.v1.Terms\x12.\n\nnot_before\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x15\n\x08max_uses\x18\x07 \x01(\x03H\x00\x88\x01\x01\x42\x0b\n\t_max_uses\"6\n\x12IssueGrantResponse\x12 \n\x05grant\x18\x01 \x01(\x0b\x32\x11.charter.v1.Grant\"\x1d\n\x0fGetGrantRequest\x12\n\n\x02id\x18\x01 \x01(\t\"4\n\x10GetGrantResponse\x12 \n\x05grant\x18\x01 \x01(\x0b\x32\x11.charter.v1.Grant\"\xa7\x01\n\x11ListGrantsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x0c\x63haracter_id\x18\x03 \x01(\t\x12\x13\n\x0blicensee_id\x18\x04 \x01(\t\x12\x18\n\x10rights_holder_id\x18\x05 \x01(\t\x12&\n\x05state\x18\x06 \x01(\x0e\x32\x17.charter.v1.Grant.State\"P\n\x12ListGrantsResponse\x12!\n\x06grants\x18\x01 \x03(\x0b\x32\x11.charter.v1.Grant\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"1\n\x13SuspendGrantRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"J\n\x14SuspendGrantResponse\x12 \n\x05grant\x18\x01 \x01(\x0b\x32\x11.charter.v1.Grant\x12\x10\n\x08sequence\x18\x02 \x01(\x03\"#\n\x15ReinstateGrantRequest\x12\n\n\x02id\x18\x01 \x01(\t\"L\n\x16ReinstateGrantResponse\x12 \n\x05grant\x18\x01 \x01(\x0b\x32\x11.charter.v1.Grant\x12\x10\n\x08sequence\x18\x02 \x01(\x03\"0\n\x12RevokeGrantRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"I\n\x13RevokeGrantResponse\x12 \n\x05grant\x18\x01 \x01(\x0b\x32\x11.charter.v1.Grant\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x32\xeb\x03\n\x0cGrantService\x12K\n\nIssueGrant\x12\x1d.charter.v1.IssueGrantRequest\x1a\x1e.charter.v1.IssueGrantResponse\x12\x45\n\x08GetGrant\x12\x1b.charter.v1.GetGrantRequest\x1a\x1c.charter.v1.GetGrantResponse\x12K\n\nListGrants\x12\x1d.charter.v1.ListGrantsRequest\x1a\x1e.charter.v1.ListGrantsResponse\x12Q\n\x0cSuspendGrant\x12\x1f.charter.v1.SuspendGrantRequest\x1a .charter.v1.SuspendGrantResponse\x12W\n\x0eReinstateGrant\x12!.charter.v1.ReinstateGrantRequest\x1a\".charter.v1.ReinstateGrantResponse\x12N\n\x0bRevokeGrant\x12\x1e.charter.v1.RevokeGrantRequest\x1a\x1f.charter.v1.RevokeGrantResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,29 +35,29 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'charter.v1.grant_service_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ISSUEGRANTREQUEST']._serialized_start=128
-  _globals['_ISSUEGRANTREQUEST']._serialized_end=350
-  _globals['_ISSUEGRANTRESPONSE']._serialized_start=352
-  _globals['_ISSUEGRANTRESPONSE']._serialized_end=406
-  _globals['_GETGRANTREQUEST']._serialized_start=408
-  _globals['_GETGRANTREQUEST']._serialized_end=437
-  _globals['_GETGRANTRESPONSE']._serialized_start=439
-  _globals['_GETGRANTRESPONSE']._serialized_end=491
-  _globals['_LISTGRANTSREQUEST']._serialized_start=494
-  _globals['_LISTGRANTSREQUEST']._serialized_end=661
-  _globals['_LISTGRANTSRESPONSE']._serialized_start=663
-  _globals['_LISTGRANTSRESPONSE']._serialized_end=743
-  _globals['_SUSPENDGRANTREQUEST']._serialized_start=745
-  _globals['_SUSPENDGRANTREQUEST']._serialized_end=794
-  _globals['_SUSPENDGRANTRESPONSE']._serialized_start=796
-  _globals['_SUSPENDGRANTRESPONSE']._serialized_end=870
-  _globals['_REINSTATEGRANTREQUEST']._serialized_start=872
-  _globals['_REINSTATEGRANTREQUEST']._serialized_end=907
-  _globals['_REINSTATEGRANTRESPONSE']._serialized_start=909
-  _globals['_REINSTATEGRANTRESPONSE']._serialized_end=985
-  _globals['_REVOKEGRANTREQUEST']._serialized_start=987
-  _globals['_REVOKEGRANTREQUEST']._serialized_end=1035
-  _globals['_REVOKEGRANTRESPONSE']._serialized_start=1037
-  _globals['_REVOKEGRANTRESPONSE']._serialized_end=1110
-  _globals['_GRANTSERVICE']._serialized_start=1113
-  _globals['_GRANTSERVICE']._serialized_end=1604
+  _globals['_ISSUEGRANTREQUEST']._serialized_end=386
+  _globals['_ISSUEGRANTRESPONSE']._serialized_start=388
+  _globals['_ISSUEGRANTRESPONSE']._serialized_end=442
+  _globals['_GETGRANTREQUEST']._serialized_start=444
+  _globals['_GETGRANTREQUEST']._serialized_end=473
+  _globals['_GETGRANTRESPONSE']._serialized_start=475
+  _globals['_GETGRANTRESPONSE']._serialized_end=527
+  _globals['_LISTGRANTSREQUEST']._serialized_start=530
+  _globals['_LISTGRANTSREQUEST']._serialized_end=697
+  _globals['_LISTGRANTSRESPONSE']._serialized_start=699
+  _globals['_LISTGRANTSRESPONSE']._serialized_end=779
+  _globals['_SUSPENDGRANTREQUEST']._serialized_start=781
+  _globals['_SUSPENDGRANTREQUEST']._serialized_end=830
+  _globals['_SUSPENDGRANTRESPONSE']._serialized_start=832
+  _globals['_SUSPENDGRANTRESPONSE']._serialized_end=906
+  _globals['_REINSTATEGRANTREQUEST']._serialized_start=908
+  _globals['_REINSTATEGRANTREQUEST']._serialized_end=943
+  _globals['_REINSTATEGRANTRESPONSE']._serialized_start=945
+  _globals['_REINSTATEGRANTRESPONSE']._serialized_end=1021
+  _globals['_REVOKEGRANTREQUEST']._serialized_start=1023
+  _globals['_REVOKEGRANTREQUEST']._serialized_end=1071
+  _globals['_REVOKEGRANTRESPONSE']._serialized_start=1073
+  _globals['_REVOKEGRANTRESPONSE']._serialized_end=1146
+  _globals['_GRANTSERVICE']._serialized_start=1149
+  _globals['_GRANTSERVICE']._serialized_end=1640
 # @@protoc_insertion_point(module_scope)

@@ -33,6 +33,7 @@ class IssueGrantRequest(_message.Message):
     NOT_BEFORE_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    MAX_USES_FIELD_NUMBER: _builtins.int
     character_id: _builtins.str
     """The character. Required; must be opted in."""
     licensee_id: _builtins.str
@@ -40,6 +41,11 @@ class IssueGrantRequest(_message.Message):
     request_id: _builtins.str
     """A client-chosen identifier of this request, as in
     CreateRightsHolderRequest.request_id.
+    """
+    max_uses: _builtins.int
+    """The most uses the grant allows over its whole validity, counted when
+    Authorize allows a use, like the terms' quotas. Optional; unset means no
+    cap; must not be negative (0 permits no use).
     """
     @_builtins.property
     def narrowed_terms(self) -> _terms_pb2.Terms:
@@ -69,12 +75,15 @@ class IssueGrantRequest(_message.Message):
         not_before: _timestamp_pb2.Timestamp | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
         request_id: _builtins.str = ...,
+        max_uses: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "narrowed_terms", b"narrowed_terms", "not_before", b"not_before"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_uses", b"_max_uses", "expire_time", b"expire_time", "max_uses", b"max_uses", "narrowed_terms", b"narrowed_terms", "not_before", b"not_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_id", b"character_id", "expire_time", b"expire_time", "licensee_id", b"licensee_id", "narrowed_terms", b"narrowed_terms", "not_before", b"not_before", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_uses", b"_max_uses", "character_id", b"character_id", "expire_time", b"expire_time", "licensee_id", b"licensee_id", "max_uses", b"max_uses", "narrowed_terms", b"narrowed_terms", "not_before", b"not_before", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__max_uses: _TypeAlias = _typing.Literal["max_uses"]  # noqa: Y015
+    _WhichOneofArgType__max_uses: _TypeAlias = _typing.Literal["_max_uses", b"_max_uses"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_uses) -> _WhichOneofReturnType__max_uses | None: ...
 
 Global___IssueGrantRequest: _TypeAlias = IssueGrantRequest  # noqa: Y015
 

@@ -291,6 +291,7 @@ def grant(record: GrantRecord) -> grant_pb2.Grant:
         state_reason=record.state_reason,
         state_time=timestamp(record.state_time),
         envelope=envelope_pb2.Envelope.FromString(record.envelope),
+        max_uses=record.max_uses,
     )
 
 

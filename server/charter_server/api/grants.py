@@ -27,6 +27,7 @@ class GrantServicer(gs_grpc.GrantServiceServicer):
             expire_time=convert.optional_time(request, "expire_time"),
             not_before=convert.optional_time(request, "not_before"),
             narrowed_terms=request.narrowed_terms.SerializeToString() if request.HasField("narrowed_terms") else None,
+            max_uses=request.max_uses if request.HasField("max_uses") else None,
         )
         issued = self._grants.issue(current_principal(), value, request_id=request.request_id)
         return gs.IssueGrantResponse(grant=convert.grant(issued))

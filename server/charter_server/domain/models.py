@@ -216,6 +216,7 @@ class GrantRecord:
     state_time: datetime
     envelope: bytes
     signing_key_id: str
+    max_uses: int | None = None  # uses over the grant's whole validity; None: no cap
 
 
 class RevocationKind(enum.StrEnum):

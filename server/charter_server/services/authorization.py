@@ -17,7 +17,8 @@ decided only if declared), gets one decision, in this order of checks:
    candidate whose grant itself is good (its failed terms), or else of the newest candidate.
 
 The request is allowed only if every decided character is. Then, and only then, uses under terms
-with a daily or monthly quota are counted: one conditional update per quota in one transaction,
+with a daily or monthly quota, and under grants with a lifetime cap (``max_uses``), are counted:
+one conditional update per quota in one transaction,
 so that concurrent requests on any number of servers never exceed a quota; when one is used up,
 nothing is counted, the character is denied with ``QUOTA_EXHAUSTED`` and so is the request. A
 request with a ``request_id`` whose decision counted a quota is kept, so a retry returns it rather
@@ -130,6 +131,7 @@ class _GrantView:
     terms_version: int
     signing_key_id: str
     terms: CompiledTerms
+    max_uses: int | None
 
 
 class _Generation:
@@ -303,6 +305,7 @@ class AuthorizationView:
             terms_version=record.terms_version,
             signing_key_id=record.signing_key_id,
             terms=compiled,
+            max_uses=record.max_uses,
         )
 
 
@@ -402,7 +405,7 @@ class AuthorizationService:
             raise StorageUnavailable("the authorization view kept changing; retry")
 
         allowed = all(outcome.allowed for outcome in outcomes)
-        quotas = [o for o in outcomes if o.grant is not None and _has_quota(o.grant.terms)] if allowed else []
+        quotas = [o for o in outcomes if o.grant is not None and _has_quota(o.grant)] if allowed else []
         decision = self._receipt(licensee_id, request, outcomes, now)
         envelope = self._sign(generation, decision)
         if not quotas:
@@ -578,6 +581,9 @@ class AuthorizationService:
                     if limit is not None and not uow.quotas.consume(licensee_id, outcome.character_id, period, limit):
                         exhausted = outcome
                         break
+                cap = outcome.grant.max_uses
+                if exhausted is None and cap is not None and not uow.quotas.consume_grant(outcome.grant.id, cap):
+                    exhausted = outcome
                 if exhausted is not None:
                     break
             if exhausted is not None:
@@ -623,8 +629,8 @@ def _choose(outcome: _Outcome, candidates: list[_Candidate], use: UseContext) ->
         outcome.reasons = (reported.problem,)
 
 
-def _has_quota(terms: CompiledTerms) -> bool:
-    return terms.daily_quota is not None or terms.monthly_quota is not None
+def _has_quota(grant: _GrantView) -> bool:
+    return grant.max_uses is not None or grant.terms.daily_quota is not None or grant.terms.monthly_quota is not None
 
 
 def _stored_problem(grant: _GrantView, ring: KeyRing, now: datetime) -> DenyReason | None:

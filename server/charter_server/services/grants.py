@@ -58,6 +58,7 @@ class IssueInput:
     # Serialized charter.v1.Terms; None means the current terms. An empty narrowing (b"") is set,
     # so it is validated (and refused), never mistaken for "no narrowing".
     narrowed_terms: bytes | None = None
+    max_uses: int | None = None  # over the grant's whole validity; None: no cap
 
 
 def _stamp(value: datetime) -> timestamp_pb2.Timestamp:
@@ -122,6 +123,8 @@ class GrantService:
                 checker.add("expire_time", "must be in the future")
         if narrowed is not None:
             check_terms(checker, narrowed, "narrowed_terms", character_id=value.character_id)
+        if value.max_uses is not None and value.max_uses < 0:
+            checker.add("max_uses", "must not be negative")
         checker.done()
         assert value.expire_time is not None
 
@@ -200,6 +203,7 @@ class GrantService:
             not_before=_stamp(not_before),
             expire_time=_stamp(value.expire_time),  # type: ignore[arg-type]
             issuer=self._issuer,
+            max_uses=value.max_uses,
         )
         envelope = sign(
             claims.SerializeToString(), GRANT_PAYLOAD_TYPE, key_id=signer.key_id, private_key=signer.signing_key
@@ -220,6 +224,7 @@ class GrantService:
                 state_time=issued,
                 envelope=envelope.SerializeToString(),
                 signing_key_id=signer.key_id,
+                max_uses=value.max_uses,
             )
         )
         return grant_id

@@ -57,6 +57,7 @@ from charter_server.storage.tables import (
     CharacterRow,
     CounterRow,
     GrantRow,
+    GrantUseRow,
     LicenseeRow,
     QuotaCounterRow,
     ReceiptUseRow,
@@ -710,6 +711,7 @@ def _grant(row: GrantRow) -> GrantRecord:
         state_time=row.state_time,
         envelope=bytes(row.envelope),
         signing_key_id=row.signing_key_id,
+        max_uses=row.max_uses,
     )
 
 
@@ -737,6 +739,7 @@ class GrantRepository:
                 state_time=grant.state_time,
                 envelope=grant.envelope,
                 signing_key_id=grant.signing_key_id,
+                max_uses=grant.max_uses,
             )
         )
         self._session.flush()
@@ -913,6 +916,24 @@ class QuotaRepository:
             .values(used=QuotaCounterRow.used + 1)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def consume_grant(self, grant_id: str, limit: int) -> bool:
+        """Count one use of a grant if fewer than ``limit`` are counted over its life; whether it was.
+        The same conditional single-statement update as `consume`."""
+        if limit <= 0:
+            return False
+        insert = pg_insert if self._session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        self._session.execute(insert(GrantUseRow).values(grant_id=grant_id, used=0).on_conflict_do_nothing())
+        result = self._session.execute(
+            update(GrantUseRow)
+            .where(GrantUseRow.grant_id == grant_id, GrantUseRow.used < limit)
+            .values(used=GrantUseRow.used + 1)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def grant_used(self, grant_id: str) -> int:
+        """The uses counted against a grant's cap (0 when none)."""
+        return int(self._session.scalar(select(GrantUseRow.used).where(GrantUseRow.grant_id == grant_id)) or 0)
 
     def used(self, licensee_id: str, character_id: str, period: str) -> int:
         """The uses counted in ``period`` (0 when none)."""

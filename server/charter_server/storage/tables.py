@@ -212,6 +212,7 @@ class GrantRow(Base):
     state_time: Mapped[datetime] = mapped_column(UTCDateTime())
     envelope: Mapped[bytes] = mapped_column(LargeBinary)
     signing_key_id: Mapped[str] = mapped_column(String(40), index=True)
+    max_uses: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class RevocationEventRow(Base):
@@ -245,6 +246,15 @@ class QuotaCounterRow(Base):
     licensee_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     character_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     period: Mapped[str] = mapped_column(String(16), primary_key=True)
+    used: Mapped[int] = mapped_column(BigInteger)
+
+
+class GrantUseRow(Base):
+    """Uses counted against a grant's lifetime cap, raised only by a conditional single-statement update."""
+
+    __tablename__ = "grant_uses"
+
+    grant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     used: Mapped[int] = mapped_column(BigInteger)
 
 

@@ -1,4 +1,5 @@
-"""Usage metering and statements: usage records, uses reported per receipt, closed statement periods.
+"""Usage metering and statements: usage records, uses reported per receipt, closed statement periods;
+and a grant's lifetime cap on uses, with its counter.
 
 Revision ID: 0005
 Revises: 0004
@@ -62,9 +63,20 @@ def upgrade() -> None:
         sa.Column("closed_by_key_id", sa.String(40), nullable=False),
         sa.PrimaryKeyConstraint("rights_holder_id", "period", name=op.f("pk_statement_closures")),
     )
+    with op.batch_alter_table("grants") as table:
+        table.add_column(sa.Column("max_uses", sa.BigInteger(), nullable=True))
+    op.create_table(
+        "grant_uses",
+        sa.Column("grant_id", sa.String(40), nullable=False),
+        sa.Column("used", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("grant_id", name=op.f("pk_grant_uses")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("grant_uses")
+    with op.batch_alter_table("grants") as table:
+        table.drop_column("max_uses")
     op.drop_table("statement_closures")
     op.drop_table("receipt_uses")
     op.drop_index("ix_usage_records_happened", table_name="usage_records")
