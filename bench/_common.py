@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import datetime as dt
 import faulthandler
+import multiprocessing
 import os
 import platform
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import grpc
@@ -242,3 +245,83 @@ def measure_empty_calls(max_workers: int, *, calls: int, max_seconds: float, dea
             done += 1
         elapsed = time.perf_counter() - start
     return Measurement(done, elapsed)
+
+
+# A load generator in a child process -------------------------------------------------------------
+
+
+class Load(Protocol):
+    """What a client process needs of a load: where to send it and how long it may run."""
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def max_seconds(self) -> float: ...
+
+
+R = TypeVar("R")
+
+
+def serve_loads(
+    conn: Connection, run_load: Callable[[Any, grpc.Channel], object], options: tuple[tuple[str, Any], ...] = ()
+) -> None:
+    """The client process's loop: run each load received on a channel per address, answer with its
+    result (or the time-limit error's text); stop on None."""
+    channels: dict[str, grpc.Channel] = {}
+    try:
+        while True:
+            load = conn.recv()
+            if load is None:
+                return
+            channel = channels.get(load.address)
+            if channel is None:
+                channel = channels[load.address] = grpc.insecure_channel(load.address, options=list(options))
+            try:
+                conn.send(run_load(load, channel))
+            except TimeLimitExceeded as error:
+                conn.send(str(error))
+    finally:
+        for channel in channels.values():
+            channel.close()
+        conn.close()
+
+
+class ClientProcess(Generic[R]):
+    """A child process (spawned, so no gRPC state is forked) that runs loads on request.
+
+    ``main`` is the child's entry point, a module-level function that calls `serve_loads`.
+    """
+
+    def __init__(self, main: Callable[[Connection], None], result_type: type[R], *, call_timeout: float) -> None:
+        self._result_type = result_type
+        self._call_timeout = call_timeout
+        context = multiprocessing.get_context("spawn")
+        self._conn, child_conn = context.Pipe()
+        self._process = context.Process(target=main, args=(child_conn,), name="bench-client", daemon=True)
+        self._process.start()
+        child_conn.close()
+
+    def run(self, load: Load) -> R:
+        try:
+            self._conn.send(load)
+            # Starting the child (its imports) takes a few seconds the first time on a busy machine.
+            if not self._conn.poll(load.max_seconds + self._call_timeout + 30):
+                raise TimeLimitExceeded("the client process did not answer in time")
+            answer = self._conn.recv()
+        except (EOFError, OSError) as error:
+            raise RuntimeError(f"the client process ended (exit code {self._process.exitcode})") from error
+        if isinstance(answer, str):
+            raise TimeLimitExceeded(answer)
+        assert isinstance(answer, self._result_type)
+        return answer
+
+    def close(self) -> None:
+        """Ask the child to stop; end it (by its own pid) if it does not within a few seconds."""
+        with suppress(OSError):
+            self._conn.send(None)
+        self._process.join(5)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(5)
+        self._conn.close()

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import multiprocessing
 import os
 import statistics
 import sys
@@ -62,13 +61,13 @@ import uuid
 from array import array
 from collections.abc import Iterator, Sequence
 from concurrent import futures
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 
 import grpc
-from _common import Deadline, TimeLimitExceeded, fresh_database, line, machine, today
+from _common import ClientProcess, Deadline, TimeLimitExceeded, fresh_database, line, machine, serve_loads, today
 from bench_screening import character as generated_character
 from charter.v1 import authorization_service_pb2 as az
 from charter.v1 import authorization_service_pb2_grpc as az_grpc
@@ -182,58 +181,12 @@ def run_load(spec: LoadSpec, channel: grpc.Channel) -> LoadResult:
 
 def _client_main(conn: Connection) -> None:
     """The client process: run each ``LoadSpec`` received, answer with its ``LoadResult``; stop on None."""
-    channels: dict[str, grpc.Channel] = {}
-    try:
-        while True:
-            spec = conn.recv()
-            if spec is None:
-                return
-            channel = channels.get(spec.address)
-            if channel is None:
-                channel = channels[spec.address] = grpc.insecure_channel(spec.address)
-            try:
-                conn.send(run_load(spec, channel))
-            except TimeLimitExceeded as error:
-                conn.send(str(error))
-    finally:
-        for channel in channels.values():
-            channel.close()
-        conn.close()
+    serve_loads(conn, run_load)
 
 
-class ClientProcess:
-    """A child process (spawned, so no gRPC state is forked) that runs loads on request."""
-
-    def __init__(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._conn, child_conn = context.Pipe()
-        self._process = context.Process(target=_client_main, args=(child_conn,), name="bench-client", daemon=True)
-        self._process.start()
-        child_conn.close()
-
-    def run(self, spec: LoadSpec) -> LoadResult:
-        try:
-            self._conn.send(spec)
-            # Starting the child (the imports) takes a few seconds the first time on a busy machine.
-            if not self._conn.poll(spec.max_seconds + CALL_TIMEOUT + 30):
-                raise TimeLimitExceeded("the client process did not answer in time")
-            answer = self._conn.recv()
-        except (EOFError, OSError) as error:
-            raise RuntimeError(f"the client process ended (exit code {self._process.exitcode})") from error
-        if isinstance(answer, str):
-            raise TimeLimitExceeded(answer)
-        assert isinstance(answer, LoadResult)
-        return answer
-
-    def close(self) -> None:
-        """Ask the child to stop; end it (by its own pid) if it does not within a few seconds."""
-        with suppress(OSError):
-            self._conn.send(None)
-        self._process.join(5)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join(5)
-        self._conn.close()
+def client_process() -> ClientProcess[LoadResult]:
+    """A client process that runs ``LoadSpec`` loads."""
+    return ClientProcess(_client_main, LoadResult, call_timeout=CALL_TIMEOUT)
 
 
 class InProcessClient:
@@ -581,7 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"SQLite; limit {args.time_limit:g} s; {machine()}",
         flush=True,
     )
-    client: ClientProcess | InProcessClient = InProcessClient() if args.in_process else ClientProcess()
+    client: ClientProcess[LoadResult] | InProcessClient = InProcessClient() if args.in_process else client_process()
     series = {name: Series() for name in TARGETS}
     try:
         with (

@@ -45,7 +45,6 @@ is the run (``--time-limit``). ``profile_usage.py`` shows where the server's tim
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import random
 import statistics
 import sys
@@ -53,13 +52,22 @@ import threading
 import time
 from array import array
 from collections.abc import Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 
 import grpc
-from _common import POSTGRES_ADMIN_URL, Deadline, TimeLimitExceeded, fresh_database, line, machine, today
+from _common import (
+    POSTGRES_ADMIN_URL,
+    ClientProcess,
+    Deadline,
+    TimeLimitExceeded,
+    fresh_database,
+    line,
+    machine,
+    serve_loads,
+    today,
+)
 from bench_authorize import (
     EMPTY_METHOD,
     EMPTY_SERVICE,
@@ -198,60 +206,7 @@ def run_load(load: Load, channel: grpc.Channel) -> LoadResult:
 
 def _client_main(conn: Connection) -> None:
     """The client process: run each ``Load`` received and answer with its ``LoadResult``; stop on None."""
-    channels: dict[str, grpc.Channel] = {}
-    try:
-        while True:
-            load = conn.recv()
-            if load is None:
-                return
-            channel = channels.get(load.address)
-            if channel is None:
-                channel = channels[load.address] = grpc.insecure_channel(
-                    load.address, options=[("grpc.max_send_message_length", 16 * 1024 * 1024)]
-                )
-            try:
-                conn.send(run_load(load, channel))
-            except TimeLimitExceeded as error:
-                conn.send(str(error))
-    finally:
-        for channel in channels.values():
-            channel.close()
-        conn.close()
-
-
-class ClientProcess:
-    """A child process (spawned, so no gRPC state is forked) that runs loads on request."""
-
-    def __init__(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._conn, child_conn = context.Pipe()
-        self._process = context.Process(target=_client_main, args=(child_conn,), name="bench-client", daemon=True)
-        self._process.start()
-        child_conn.close()
-
-    def run(self, load: Load) -> LoadResult:
-        try:
-            self._conn.send(load)
-            # Starting the child (its imports) takes a few seconds the first time on a busy machine.
-            if not self._conn.poll(load.max_seconds + CALL_TIMEOUT + 30):
-                raise TimeLimitExceeded("the client process did not answer in time")
-            answer = self._conn.recv()
-        except (EOFError, OSError) as error:
-            raise RuntimeError(f"the client process ended (exit code {self._process.exitcode})") from error
-        if isinstance(answer, str):
-            raise TimeLimitExceeded(answer)
-        assert isinstance(answer, LoadResult)
-        return answer
-
-    def close(self) -> None:
-        """Ask the child to stop; end it (by its own pid) if it does not within a few seconds."""
-        with suppress(OSError):
-            self._conn.send(None)
-        self._process.join(5)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join(5)
-        self._conn.close()
+    serve_loads(conn, run_load, (("grpc.max_send_message_length", 16 * 1024 * 1024),))
 
 
 # The world and the records ----------------------------------------------------------------------
@@ -409,7 +364,9 @@ def split(requests: Sequence[bytes], threads: int) -> list[list[bytes]]:
     return [list(requests[n::threads]) for n in range(threads)]
 
 
-def measure_backend(backend: str, args: argparse.Namespace, client: ClientProcess, deadline: Deadline) -> list[Level]:
+def measure_backend(
+    backend: str, args: argparse.Namespace, client: ClientProcess[LoadResult], deadline: Deadline
+) -> list[Level]:
     """Every concurrency level on a fresh database of ``backend``."""
     levels = [Level(backend, threads) for threads in args.threads]
     with (
@@ -588,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             skipped["postgresql"] = problem
             backends.remove("postgresql")
     levels: list[Level] = []
-    client = ClientProcess()
+    client = ClientProcess(_client_main, LoadResult, call_timeout=CALL_TIMEOUT)
     try:
         for backend in backends:
             levels += measure_backend(backend, args, client, deadline)

@@ -52,12 +52,12 @@ from _common import Deadline, TimeLimitExceeded, fresh_database, line, machine
 from bench_authorize import (
     AUTHORIZE_METHOD,
     AUTHORIZE_SERVICE,
-    ClientProcess,
     LoadSpec,
     World,
     build_world,
     charter_interceptors,
     charter_server,
+    client_process,
     grpc_server_like_charter,
 )
 
@@ -159,6 +159,7 @@ def concurrent_cost(
 def stages(server: Any, world: World, request: Any) -> dict[str, Callable[[], object]]:
     """The hot path of ``AuthorizationService.authorize`` cut into its stages, each callable alone."""
     from charter.v1 import authorization_service_pb2 as az
+    from charter_server.api import convert
     from charter_server.api.interceptors import RPC_COUNT, RPC_SECONDS
     from charter_server.domain import ids
     from charter_server.domain.models import Principal, Role
@@ -183,7 +184,13 @@ def stages(server: Any, world: World, request: Any) -> dict[str, Callable[[], ob
     outcomes = service._decide(generation, licensee_id, order, detected, presented, request.context, now)
     decision = service._receipt(licensee_id, request, outcomes, now)
     envelope = service._sign(generation, decision)
-    response = module._response(decision, envelope, detections)
+
+    def respond() -> az.AuthorizeResponse:  # as the servicer builds it
+        return az.AuthorizeResponse(
+            decision=decision, receipt=envelope, detections=[convert.detection(d) for d in detections]
+        )
+
+    response = respond()
     authenticator = server.services.authenticator
     token = world.generator_secret
     log = structlog.get_logger("charter_server.rpc")
@@ -214,7 +221,7 @@ def stages(server: Any, world: World, request: Any) -> dict[str, Callable[[], ob
         ).digest(),
         "    receipt id (ids.new_id)": lambda: ids.new_id("receipt"),
         "  sign (serialize + Ed25519 + envelope)": lambda: service._sign(generation, decision),
-        "  response (AuthorizeResponse)": lambda: module._response(decision, envelope, detections),
+        "  response (AuthorizeResponse)": respond,
         "gRPC: parse the request": lambda: az.AuthorizeRequest.FromString(wire),
         "gRPC: serialize the response": response.SerializeToString,
         "interceptors: authenticate (cached key)": lambda: authenticator.authenticate(token),
@@ -242,7 +249,7 @@ def served(
         "authorize": (charter_address, world.declared_request),
         "authorize+prompt": (charter_address, world.prompt_request),
     }
-    client = ClientProcess()
+    client = client_process()
     try:
         for label, (address, request) in targets.items():
             spec = LoadSpec(address, AUTHORIZE_METHOD, request, world.metadata, args.threads, 200, 10.0)
