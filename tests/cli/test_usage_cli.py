@@ -165,6 +165,24 @@ def test_usage_report_of_a_missing_file_is_a_usage_error(runner: CliRunner, live
 # -- statements -----------------------------------------------------------------------------------
 
 
+def test_statements_show_on_a_narrow_terminal_prints_each_line_whole(
+    runner: CliRunner, live: Live, party: Party
+) -> None:
+    period = _report_through_the_sdk(live, party, revenue=1001)
+    args = ["--target", live.target, "--api-key", live.admin, "statements", "show"]
+
+    narrow = runner.invoke(
+        app, [*args, "--rights-holder", party.rights_holder_id, "--period", period], env={"COLUMNS": "80"}
+    )
+
+    assert narrow.exit_code == 0, narrow.output
+    lines = narrow.stdout.splitlines()
+    first = lines.index(next(line for line in lines if line.startswith("line 1: ")))
+    assert party.character_ids[0] in lines[first] and party.licensee_id in lines[first]
+    assert lines[first + 1].split(", ")[3:] == ["revenue 1001", "share 150", "fees 5", "owed 155"]
+    assert not any(party.character_ids[0] in line and "│" in line for line in lines)  # no squeezed table
+
+
 def test_statements_show_prints_lines_and_totals_and_csv_matches_the_statement(
     runner: CliRunner, live: Live, party: Party, admin: Client
 ) -> None:

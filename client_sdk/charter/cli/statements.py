@@ -56,6 +56,7 @@ TOTAL = "TOTAL"
 
 _EMPTY = "-"
 _AMOUNTS = ("records", "uses", "duration (s)", "revenue", "share", "fees", "owed")
+_WIDE_TABLE = 150  # terminal columns the lines table needs to show two full ids and the numbers
 
 _RightsHolder = Annotated[str, typer.Option("--rights-holder", help="The rights holder (rh_...).")]
 
@@ -137,21 +138,34 @@ def print_statement(statement: usage_pb2.Statement) -> None:
         typer.echo(f"licensee: {statement.licensee_id}")
     typer.echo("amounts: integer minor units of each line's currency (cents for USD, yen for JPY)")
     console = Console()
-    table = Table(title="lines", title_justify="left")
-    for name in ("character", "licensee", "currency", "adjustment for"):
-        table.add_column(name, no_wrap=name in ("character", "licensee"), overflow="fold")
-    for name in _AMOUNTS:
-        table.add_column(name, justify="right")
-    for line in statement.lines:
-        table.add_row(
-            Text(line.character_id),
-            Text(line.licensee_id),
-            Text(line.currency_code or _EMPTY),
-            Text(line.adjustment_for_period or _EMPTY),
-            *_amounts(line),
-        )
-    table.caption = f"{len(statement.lines)} line(s)"
-    console.print(table)
+    if console.width < _WIDE_TABLE:
+        # Too narrow for full ids beside seven numbers: one block per line, nothing cut off.
+        for number, line in enumerate(statement.lines, 1):
+            adjustment = f", adjustment for {line.adjustment_for_period}" if line.adjustment_for_period else ""
+            typer.echo(
+                f"line {number}: character {line.character_id}, licensee {line.licensee_id},"
+                f" currency {line.currency_code or _EMPTY}{adjustment}"
+            )
+            typer.echo(
+                "  " + ", ".join(f"{name} {value}" for name, value in zip(_AMOUNTS, _amounts(line), strict=True))
+            )
+        typer.echo(f"{len(statement.lines)} line(s)")
+    else:
+        table = Table(title="lines", title_justify="left")
+        for name in ("character", "licensee", "currency", "adjustment for"):
+            table.add_column(name, no_wrap=name in ("character", "licensee"), overflow="fold")
+        for name in _AMOUNTS:
+            table.add_column(name, justify="right", no_wrap=True)
+        for line in statement.lines:
+            table.add_row(
+                Text(line.character_id),
+                Text(line.licensee_id),
+                Text(line.currency_code or _EMPTY),
+                Text(line.adjustment_for_period or _EMPTY),
+                *_amounts(line),
+            )
+        table.caption = f"{len(statement.lines)} line(s)"
+        console.print(table)
     _print_totals(console, statement.totals)
 
 
