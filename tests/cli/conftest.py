@@ -1,4 +1,5 @@
-"""Fixtures of the CLI tests: the SDK tests' fake Charter server and a runner aimed at it."""
+"""Fixtures of the CLI tests: the SDK tests' fake Charter server and a runner aimed at it, and the real
+server of `sdk._live` for the usage tests."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typer.testing import CliRunner
 
 try:  # When tests/ is itself a package.
     from ..sdk._fakes import RunningFake, serve
+    from ..sdk._live import admin, live, party
 except ImportError:  # pytest's default rootdir-relative layout: tests/ is on sys.path.
     from sdk._fakes import RunningFake, serve
+    from sdk._live import admin, live, party  # noqa: F401
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import csv
 import datetime as dt
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,29 +15,13 @@ from charter import Client
 from charter.cli._app import app
 from charter.cli.statements import CSV_COLUMNS
 from charter.usage import usage_key
-from sdk._live import USE, Live, Party, new_party, serve  # tests/ is on sys.path: pytest's rootdir-relative layout
+from sdk._live import USE, Live, Party, new_party  # tests/ is on sys.path: pytest's rootdir-relative layout
 from typer.testing import CliRunner, Result
 
 _HEADER = (
     "rights_holder_id,period,start_date,end_date,state,character_id,licensee_id,currency,adjustment_for_period,"
     "records,uses,duration_milliseconds,revenue_minor_units,revenue_share_minor_units,fee_minor_units,owed_minor_units"
 )
-
-
-@pytest.fixture(scope="module")
-def live(database_url: str, clock: Any) -> Iterator[Live]:
-    yield from serve(database_url, clock)
-
-
-@pytest.fixture(scope="module")
-def admin(live: Live) -> Iterator[Client]:
-    with Client(live.target, api_key=live.admin) as client:
-        yield client
-
-
-@pytest.fixture
-def party(admin: Client) -> Party:
-    return new_party(admin)
 
 
 def _invoke(runner: CliRunner, live: Live, secret: str, *args: str, stdin: str | None = None) -> Result:

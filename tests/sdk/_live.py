@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import charter
+import pytest
 import structlog
 from charter.v1 import api_key_pb2, terms_pb2
 from charter_server.app import CharterServer, build_server
@@ -118,3 +119,25 @@ def new_party(admin: charter.Client, *, characters: int = 2, terms: terms_pb2.Te
         admin.issue_grant(character_id=character.id, licensee_id=licensee.id, expire_time=expire)
         ids.append(character.id)
     return Party(holder.id, licensee.id, key.secret, tuple(ids))
+
+
+# Fixtures: imported by the test modules that use them, so each module gets its own server.
+
+
+@pytest.fixture(scope="module")
+def live(database_url: str, clock: Any) -> Iterator[Live]:
+    """A real server of this module over the session's database and clock."""
+    yield from serve(database_url, clock)
+
+
+@pytest.fixture(scope="module")
+def admin(live: Live) -> Iterator[charter.Client]:
+    """A client with the server's admin key."""
+    with charter.Client(live.target, api_key=live.admin) as client:
+        yield client
+
+
+@pytest.fixture
+def party(admin: charter.Client) -> Party:
+    """A fresh rights holder, licensee, characters and grants of this test."""
+    return new_party(admin)

@@ -8,6 +8,7 @@ import pytest
 from charter import Client
 
 from ._fakes import API_KEY, RunningFake, serve
+from ._live import admin, live, party  # noqa: F401  (a real server, for the modules that need one)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -13,25 +13,9 @@ from charter import AsyncClient, Client, FailedPreconditionError
 from charter.usage import UsageReport, UsageResult, usage_key
 from charter.v1 import usage_pb2
 
-from ._live import USE, Live, Party, new_party, serve, start
+from ._live import USE, Live, Party, start
 
 _T = TypeVar("_T")
-
-
-@pytest.fixture(scope="module")
-def live(database_url: str, clock: Any) -> Iterator[Live]:
-    yield from serve(database_url, clock)
-
-
-@pytest.fixture(scope="module")
-def admin(live: Live) -> Iterator[Client]:
-    with Client(live.target, api_key=live.admin) as client:
-        yield client
-
-
-@pytest.fixture
-def party(admin: Client) -> Party:
-    return new_party(admin)
 
 
 def _run(target: str, secret: str, scenario: Callable[[AsyncClient], Awaitable[_T]]) -> _T:

@@ -18,26 +18,10 @@ from charter.usage import PendingUsage, UsageReport, UsageResult, usage_key
 from charter.v1 import usage_pb2
 from charter.v1.envelope_pb2 import Envelope
 
-from ._live import USE, Live, Party, new_party, serve, start
+from ._live import USE, Live, Party, new_party, start
 
 _PERIOD = re.compile(r"\d{4}-\d{2}")
 _USAGE_ID = re.compile(r"use_[0-9a-f]{32}")
-
-
-@pytest.fixture(scope="module")
-def live(database_url: str, clock: Any) -> Iterator[Live]:
-    yield from serve(database_url, clock)
-
-
-@pytest.fixture(scope="module")
-def admin(live: Live) -> Iterator[Client]:
-    with Client(live.target, api_key=live.admin) as client:
-        yield client
-
-
-@pytest.fixture
-def party(admin: Client) -> Party:
-    return new_party(admin)
 
 
 @pytest.fixture

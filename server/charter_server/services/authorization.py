@@ -85,8 +85,6 @@ MAX_CHARACTERS = 64
 """The most characters a request may declare."""
 MAX_GRANTS = 64
 """The most grant envelopes a request may present."""
-MAX_DURATION_SECONDS = 24 * 3600
-"""The longest content a use context may describe, in seconds."""
 _RECENTLY_EXPIRED = timedelta(days=30)  # expired grants still loaded, to answer GRANT_EXPIRED rather than NO_GRANT
 _MAX_GENERATION_AGE = 60.0  # seconds; a safety net under the epoch: no generation lives longer
 
@@ -713,11 +711,4 @@ def _validate_context(checker: Checker, context: decision_pb2.UseContext) -> Non
     if context.territory and not is_territory(context.territory.upper()):
         checker.add("context.territory", "must be an ISO 3166-1 alpha-2 code, or empty")
     if context.HasField("duration"):
-        duration = context.duration
-        if (
-            duration.seconds < 0
-            or duration.nanos < 0
-            or duration.nanos >= 1_000_000_000
-            or (duration.seconds, duration.nanos) > (MAX_DURATION_SECONDS, 0)
-        ):
-            checker.add("context.duration", "must be between 0 and 24 hours")
+        checker.content_length("context.duration", context.duration)

@@ -69,8 +69,6 @@ USES_PER_RECEIPT = 1
 """How many uses of each allowed character a decision receipt covers (Authorize counted one)."""
 FUTURE_SKEW = timedelta(minutes=5)
 """How far a record's time may be ahead of the server's clock, or behind its decision."""
-MAX_DURATION_SECONDS = 24 * 3600
-"""The longest content one record may report, in seconds."""
 MAX_REVENUE_MINOR_UNITS = 10**14
 """The most revenue one record may attribute, in minor units: so that revenue times 10,000 basis
 points stays far inside 64 bits."""
@@ -313,9 +311,7 @@ def _validate(record: usage_pb2.UsageRecord) -> None:
     elif record.uses > USES_PER_RECEIPT:
         checker.add("uses", f"must be at most {USES_PER_RECEIPT}: a receipt covers one use of each character")
     if record.HasField("duration"):
-        seconds, nanos = record.duration.seconds, record.duration.nanos
-        if seconds < 0 or nanos < 0 or nanos >= 1_000_000_000 or (seconds, nanos) > (MAX_DURATION_SECONDS, 0):
-            checker.add("duration", "must be between 0 and 24 hours")
+        checker.content_length("duration", record.duration)
     if record.HasField("attributed_revenue"):
         money = record.attributed_revenue
         # ASCII first: the long s (U+017F) upper-cases to "S", and a look-alike must not pass as a code.

@@ -5,12 +5,16 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from google.protobuf import duration_pb2
+
 from charter_server.domain import ids
 from charter_server.domain.errors import FieldViolation, InvalidArgument
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_CONTENT_SECONDS = 24 * 3600
+"""The longest content a use context or a usage record may describe, in seconds."""
 
 
 def _has_control(value: str, *, allow: str = "") -> bool:
@@ -56,6 +60,16 @@ class Checker:
                 self.add(field, "is required")
         elif not ids.is_valid(kind, value):
             self.add(field, f"must be a {kind.replace('_', ' ')} id ({ids.PREFIXES[kind]}_ and 32 hex digits)")
+
+    def content_length(self, field: str, value: duration_pb2.Duration) -> None:
+        """The length of content a use describes: 0 to `MAX_CONTENT_SECONDS`."""
+        if (
+            value.seconds < 0
+            or value.nanos < 0
+            or value.nanos >= 1_000_000_000
+            or (value.seconds, value.nanos) > (MAX_CONTENT_SECONDS, 0)
+        ):
+            self.add(field, "must be between 0 and 24 hours")
 
     def request_id(self, value: str) -> None:
         """The optional idempotency ``request_id``."""
