@@ -129,6 +129,8 @@ class KeyState(enum.IntEnum):
 
 
 _KEY_STATES: Final = frozenset(state.value for state in KeyState)
+# Keys that sign grants and receipts; an unset purpose is a grant key of a server before the log.
+_GRANT_PURPOSES: Final = frozenset({SigningKey.PURPOSE_UNSPECIFIED, SigningKey.PURPOSE_GRANTS})
 
 
 class GrantStatus(enum.IntEnum):
@@ -243,7 +245,8 @@ class KeyRing(Mapping[str, PublicKey]):
     def from_key_set(cls, key_set: KeySet) -> KeyRing:
         """Build a ring from a ``charter.v1.KeySet`` (the answer of ``GetKeySet``).
 
-        Keys of another algorithm than Ed25519, or in a state this SDK does not know, are left
+        Keys of another algorithm than Ed25519, in a state this SDK does not know, or of
+        another purpose than signing grants and receipts (the transparency log's key) are left
         out: grants they signed fail with ``UNKNOWN_KEY``. Keys in state ``REVOKED`` are kept
         as revoked.
 
@@ -261,6 +264,8 @@ class KeyRing(Mapping[str, PublicKey]):
         for key in key_set.keys:
             if key.algorithm.lower() not in ("", "ed25519") or key.state not in _KEY_STATES:
                 continue
+            if key.purpose not in _GRANT_PURPOSES:
+                continue  # a transparency log key signs checkpoints, never grants or receipts
             if not key.HasField("activate_time"):
                 raise ValueError(f"key {key.key_id}: no activate_time")
             keys.append(

@@ -194,6 +194,19 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The statement period has not ended yet, so it cannot be closed. Sent with
     status FAILED_PRECONDITION.
     """
+    ERROR_REASON_LOG_ENTRY_NOT_FOUND: _ErrorReason.ValueType  # 90
+    """No entry of the transparency log has this index or hash in the tree of
+    the size asked. Sent with status NOT_FOUND.
+    """
+    ERROR_REASON_LOG_ENTRY_NOT_INTEGRATED: _ErrorReason.ValueType  # 91
+    """The entry was logged but is not yet integrated into a signed tree; it will
+    be within a second of the change. Sent with status NOT_FOUND.
+    """
+    ERROR_REASON_TRANSPARENCY_LOG_INCONSISTENT: _ErrorReason.ValueType  # 92
+    """The server's stored transparency log does not recompute to the latest
+    checkpoint it signed, so it signs and proves nothing until an operator
+    restores the log. Sent with status DATA_LOSS.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists every machine-readable reason code that Charter returns in
@@ -376,5 +389,18 @@ FAILED_PRECONDITION.
 ERROR_REASON_STATEMENT_PERIOD_NOT_ENDED: ErrorReason.ValueType  # 46
 """The statement period has not ended yet, so it cannot be closed. Sent with
 status FAILED_PRECONDITION.
+"""
+ERROR_REASON_LOG_ENTRY_NOT_FOUND: ErrorReason.ValueType  # 90
+"""No entry of the transparency log has this index or hash in the tree of
+the size asked. Sent with status NOT_FOUND.
+"""
+ERROR_REASON_LOG_ENTRY_NOT_INTEGRATED: ErrorReason.ValueType  # 91
+"""The entry was logged but is not yet integrated into a signed tree; it will
+be within a second of the change. Sent with status NOT_FOUND.
+"""
+ERROR_REASON_TRANSPARENCY_LOG_INCONSISTENT: ErrorReason.ValueType  # 92
+"""The server's stored transparency log does not recompute to the latest
+checkpoint it signed, so it signs and proves nothing until an operator
+restores the log. Sent with status DATA_LOSS.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

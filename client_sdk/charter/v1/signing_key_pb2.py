@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63harter/v1/signing_key.proto\x12\ncharter.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x02\n\nSigningKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12+\n\x05state\x18\x04 \x01(\x0e\x32\x1c.charter.v1.SigningKey.State\x12\x31\n\ractivate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bretire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"V\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_ACTIVE\x10\x01\x12\x11\n\rSTATE_RETIRED\x10\x02\x12\x11\n\rSTATE_REVOKED\x10\x03\"X\n\x06KeySet\x12\x0f\n\x07version\x18\x01 \x01(\t\x12$\n\x04keys\x18\x02 \x03(\x0b\x32\x16.charter.v1.SigningKey\x12\x17\n\x0frevoked_key_ids\x18\x03 \x03(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63harter/v1/signing_key.proto\x12\ncharter.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xff\x03\n\nSigningKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12+\n\x05state\x18\x04 \x01(\x0e\x32\x1c.charter.v1.SigningKey.State\x12\x31\n\ractivate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bretire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x07purpose\x18\x08 \x01(\x0e\x32\x1e.charter.v1.SigningKey.Purpose\x12\x19\n\x11note_verifier_key\x18\t \x01(\t\"V\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_ACTIVE\x10\x01\x12\x11\n\rSTATE_RETIRED\x10\x02\x12\x11\n\rSTATE_REVOKED\x10\x03\"T\n\x07Purpose\x12\x17\n\x13PURPOSE_UNSPECIFIED\x10\x00\x12\x12\n\x0ePURPOSE_GRANTS\x10\x01\x12\x1c\n\x18PURPOSE_TRANSPARENCY_LOG\x10\x02\"X\n\x06KeySet\x12\x0f\n\x07version\x18\x01 \x01(\t\x12$\n\x04keys\x18\x02 \x03(\x0b\x32\x16.charter.v1.SigningKey\x12\x17\n\x0frevoked_key_ids\x18\x03 \x03(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,9 +33,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'charter.v1.signing_key_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SIGNINGKEY']._serialized_start=78
-  _globals['_SIGNINGKEY']._serialized_end=427
-  _globals['_SIGNINGKEY_STATE']._serialized_start=341
-  _globals['_SIGNINGKEY_STATE']._serialized_end=427
-  _globals['_KEYSET']._serialized_start=429
-  _globals['_KEYSET']._serialized_end=517
+  _globals['_SIGNINGKEY']._serialized_end=589
+  _globals['_SIGNINGKEY_STATE']._serialized_start=417
+  _globals['_SIGNINGKEY_STATE']._serialized_end=503
+  _globals['_SIGNINGKEY_PURPOSE']._serialized_start=505
+  _globals['_SIGNINGKEY_PURPOSE']._serialized_end=589
+  _globals['_KEYSET']._serialized_start=591
+  _globals['_KEYSET']._serialized_end=679
 # @@protoc_insertion_point(module_scope)

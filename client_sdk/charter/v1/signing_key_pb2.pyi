@@ -22,8 +22,9 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class SigningKey(_message.Message):
-    """A SigningKey is an Ed25519 key that signs grants and decision receipts. Its
-    private half never leaves the server.
+    """A SigningKey is an Ed25519 key that signs grants and decision receipts, or
+    the transparency log's checkpoints. Its private half never leaves the
+    server.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -59,6 +60,43 @@ class SigningKey(_message.Message):
     STATE_REVOKED: SigningKey.State.ValueType  # 3
     """The key verifies nothing: every grant it signed fails with KEY_REVOKED."""
 
+    class _Purpose:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _PurposeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[SigningKey._Purpose.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        PURPOSE_UNSPECIFIED: SigningKey._Purpose.ValueType  # 0
+        """Not specified. Never returned by this version; read it as
+        PURPOSE_GRANTS (servers before the transparency log did not set it).
+        """
+        PURPOSE_GRANTS: SigningKey._Purpose.ValueType  # 1
+        """The key signs grants and decision receipts (DSSE envelopes); its id is
+        the envelopes' signature `keyid`.
+        """
+        PURPOSE_TRANSPARENCY_LOG: SigningKey._Purpose.ValueType  # 2
+        """The key signs the transparency log's checkpoints (C2SP signed notes)
+        and nothing else: a grant or receipt verifier must not accept it.
+        """
+
+    class Purpose(_Purpose, metaclass=_PurposeEnumTypeWrapper):
+        """Purpose is what a key signs. A key signs for one purpose only, and each
+        purpose has its own active key, rotated on its own.
+        """
+
+    PURPOSE_UNSPECIFIED: SigningKey.Purpose.ValueType  # 0
+    """Not specified. Never returned by this version; read it as
+    PURPOSE_GRANTS (servers before the transparency log did not set it).
+    """
+    PURPOSE_GRANTS: SigningKey.Purpose.ValueType  # 1
+    """The key signs grants and decision receipts (DSSE envelopes); its id is
+    the envelopes' signature `keyid`.
+    """
+    PURPOSE_TRANSPARENCY_LOG: SigningKey.Purpose.ValueType  # 2
+    """The key signs the transparency log's checkpoints (C2SP signed notes)
+    and nothing else: a grant or receipt verifier must not accept it.
+    """
+
     KEY_ID_FIELD_NUMBER: _builtins.int
     ALGORITHM_FIELD_NUMBER: _builtins.int
     PUBLIC_KEY_FIELD_NUMBER: _builtins.int
@@ -66,6 +104,8 @@ class SigningKey(_message.Message):
     ACTIVATE_TIME_FIELD_NUMBER: _builtins.int
     RETIRE_TIME_FIELD_NUMBER: _builtins.int
     REVOKE_TIME_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    NOTE_VERIFIER_KEY_FIELD_NUMBER: _builtins.int
     key_id: _builtins.str
     """The key id, `sk_` followed by 16 lowercase hex digits; it is the `keyid`
     of the DSSE signatures the key makes.
@@ -76,6 +116,14 @@ class SigningKey(_message.Message):
     """The 32-byte raw Ed25519 public key."""
     state: Global___SigningKey.State.ValueType
     """The state."""
+    purpose: Global___SigningKey.Purpose.ValueType
+    """What the key signs."""
+    note_verifier_key: _builtins.str
+    """For a PURPOSE_TRANSPARENCY_LOG key, its C2SP signed-note verifier key,
+    `<log origin>+<key id, 8 hex digits>+<base64(0x01 || public_key)>`, whose
+    key id is the first 4 bytes of SHA-256(origin || 0x0A || 0x01 ||
+    public_key); empty for other purposes.
+    """
     @_builtins.property
     def activate_time(self) -> _timestamp_pb2.Timestamp:
         """When the key became active."""
@@ -98,10 +146,12 @@ class SigningKey(_message.Message):
         activate_time: _timestamp_pb2.Timestamp | None = ...,
         retire_time: _timestamp_pb2.Timestamp | None = ...,
         revoke_time: _timestamp_pb2.Timestamp | None = ...,
+        purpose: Global___SigningKey.Purpose.ValueType = ...,
+        note_verifier_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["activate_time", b"activate_time", "retire_time", b"retire_time", "revoke_time", b"revoke_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activate_time", b"activate_time", "algorithm", b"algorithm", "key_id", b"key_id", "public_key", b"public_key", "retire_time", b"retire_time", "revoke_time", b"revoke_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activate_time", b"activate_time", "algorithm", b"algorithm", "key_id", b"key_id", "note_verifier_key", b"note_verifier_key", "public_key", b"public_key", "purpose", b"purpose", "retire_time", b"retire_time", "revoke_time", b"revoke_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -263,6 +263,8 @@ def signing_key(key: SigningKeyRecord) -> signing_key_pb2.SigningKey:
         activate_time=timestamp(key.activate_time),
         retire_time=timestamp(key.retire_time),
         revoke_time=timestamp(key.revoke_time),
+        # Every stored key signs grants and receipts; log keys arrive with the transparency log.
+        purpose=signing_key_pb2.SigningKey.PURPOSE_GRANTS,
     )
 
 
