@@ -20,6 +20,8 @@ Everything here is pure: no I/O, no global state.
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
@@ -29,6 +31,7 @@ __all__ = [
     "TILE_HEIGHT",
     "CorruptTiles",
     "Tile",
+    "TileHashCache",
     "TileNodeReader",
     "TileReader",
     "TileUpdate",
@@ -85,12 +88,9 @@ def tile_path(tile: Tile, width: int | None = None, *, height: int = TILE_HEIGHT
     return path
 
 
-def _tile_root(hashes: Sequence[bytes]) -> bytes:
-    """The hash of the complete subtree whose bottom row is ``hashes`` (a power of two of them)."""
-    row = list(hashes)
-    while len(row) > 1:
-        row = [node_hash(row[i], row[i + 1]) for i in range(0, len(row), 2)]
-    return row[0]
+def _tile_root(hashes: list[bytes], height: int) -> bytes:
+    """The root of a full tile: the hash of the complete subtree whose bottom row it holds."""
+    return _levels(hashes, height)[height][0]
 
 
 def _split_hashes(tile: Tile, content: bytes) -> list[bytes]:
@@ -121,50 +121,116 @@ def edge_tiles(size: int, *, height: int = TILE_HEIGHT) -> dict[Tile, int]:
     return tiles
 
 
+class TileHashCache:
+    """The subtree hashes computed inside tiles, kept for reuse (least recently used out).
+
+    A tile's content only ever grows at its end, so hashes computed from a tile of a given
+    width stay right: entries are keyed by tile and width. Share one cache between the
+    `TileNodeReader` calls of a process (it is thread-safe): the few tiles at the top of the
+    tree then cost nothing after their first proof.
+
+    Args:
+        max_tiles: The most tiles kept; a full tile's hashes take about 8 KiB.
+    """
+
+    __slots__ = ("_entries", "_lock", "_max")
+
+    def __init__(self, max_tiles: int = 4096) -> None:
+        if max_tiles < 1:
+            raise ValueError("max_tiles must be at least 1")
+        self._max = max_tiles
+        self._entries: OrderedDict[tuple[Tile, int], list[list[bytes]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Tile, int]) -> list[list[bytes]] | None:
+        """The levels computed for a tile of a width, or None."""
+        with self._lock:
+            levels = self._entries.get(key)
+            if levels is not None:
+                self._entries.move_to_end(key)
+            return levels
+
+    def put(self, key: tuple[Tile, int], levels: list[list[bytes]]) -> None:
+        """Keep the levels computed for a tile of a width."""
+        with self._lock:
+            self._entries[key] = levels
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
+def _levels(bottom: list[bytes], depth: int, levels: list[list[bytes]] | None = None) -> list[list[bytes]]:
+    """The hashes of a tile's complete subtrees, by height within the tile, up to ``depth``."""
+    levels = list(levels) if levels else [bottom]
+    while len(levels) <= depth:
+        row = levels[-1]
+        levels.append([node_hash(row[i], row[i + 1]) for i in range(0, len(row) - 1, 2)])
+    return levels
+
+
 class TileNodeReader:
     """A `charter.transparency.merkle.NodeReader` that computes subtree hashes from tiles.
 
     Each call reads every tile it needs with one call of ``read_tiles``; a node of tree level
     ``l`` comes from the tile of level ``l // height`` that holds its ``2**(l % height)``
-    lowest hashes.
+    lowest hashes. Each tile's inner hashes are computed once per call (at most
+    ``2**height - 1`` node hashes), or taken from ``cache``.
 
     Args:
         read_tiles: Answers stored tiles.
         height: The tile height.
+        cache: Inner tile hashes shared between calls; None computes them every time.
 
     Raises:
         CorruptTiles: When called, if a tile is missing or too short for a node asked.
     """
 
-    __slots__ = ("_height", "_read")
+    __slots__ = ("_cache", "_height", "_read")
 
-    def __init__(self, read_tiles: TileReader, *, height: int = TILE_HEIGHT) -> None:
+    def __init__(
+        self, read_tiles: TileReader, *, height: int = TILE_HEIGHT, cache: TileHashCache | None = None
+    ) -> None:
         self._read = read_tiles
         self._height = height
+        self._cache = cache
 
     def __call__(self, nodes: Sequence[Node]) -> list[bytes]:
         height = self._height
-        placed: list[tuple[Tile, int, int]] = []  # tile, first hash, number of hashes
+        placed: list[tuple[Tile, int, int]] = []  # tile, height in the tile, position at that height
+        deepest: dict[Tile, int] = {}
         for node in nodes:
             tile_level, depth = divmod(node.level, height)
-            first = node.index << depth
-            placed.append((Tile(tile_level, first >> height), first & ((1 << height) - 1), 1 << depth))
-        wanted = list(dict.fromkeys(tile for tile, _, _ in placed))
-        answered = self._read(wanted)
-        contents: dict[Tile, bytes] = {}
-        for tile in wanted:
+            tile = Tile(tile_level, (node.index << depth) >> height)
+            placed.append((tile, depth, node.index & ((1 << (height - depth)) - 1)))
+            deepest[tile] = max(deepest.get(tile, 0), depth)
+        answered = self._read(list(deepest))
+        levels: dict[Tile, list[list[bytes]]] = {}
+        for tile, depth in deepest.items():
             content = answered.get(tile)
             if content is None:
                 raise CorruptTiles(f"tile {tile.level}/{tile.index} is missing")
-            contents[tile] = bytes(content)
+            levels[tile] = self._tile_levels(tile, bytes(content), depth)
         values: list[bytes] = []
-        for tile, first, count in placed:
-            content = contents[tile]
-            end = (first + count) * HASH_SIZE
-            if len(content) % HASH_SIZE or len(content) < end:
+        for tile, depth, position in placed:
+            row = levels[tile][depth]
+            if position >= len(row):
                 raise CorruptTiles(f"tile {tile.level}/{tile.index} is too short for the tree size asked")
-            values.append(_tile_root(_split_hashes(tile, content[first * HASH_SIZE : end])))
+            values.append(row[position])
         return values
+
+    def _tile_levels(self, tile: Tile, content: bytes, depth: int) -> list[list[bytes]]:
+        key = (tile, len(content))
+        cached = self._cache.get(key) if self._cache is not None else None
+        if cached is not None and len(cached) > depth:
+            return cached
+        computed = _levels(_split_hashes(tile, content), depth, cached)
+        if self._cache is not None:
+            self._cache.put(key, computed)
+        return computed
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -237,7 +303,7 @@ def append_leaves(
             hashes = hashes + new[position : position + room]
             written[tile] = b"".join(hashes)
             if len(hashes) == full:
-                filled.append(_tile_root(hashes))
+                filled.append(_tile_root(hashes, height))
             taken = min(room, len(new) - position)
             position += taken
             count += taken

@@ -15,6 +15,7 @@ from charter.transparency.tiles import (
     TILE_HEIGHT,
     CorruptTiles,
     Tile,
+    TileHashCache,
     TileNodeReader,
     append_leaves,
     edge_tiles,
@@ -215,3 +216,23 @@ def test_bad_leaves_and_sizes_are_refused() -> None:
     with pytest.raises(ValueError):
         append_leaves((1 << 63) - 1, _leaves(1), store.read)
     assert store.tiles == {}
+
+
+def test_a_shared_cache_gives_the_same_hashes_and_follows_a_growing_tile() -> None:
+    store = TileStore(TILE_HEIGHT)
+    leaves = _leaves(70_000)
+    store.append(leaves[:69_990])
+    cache = TileHashCache(max_tiles=3)
+    cached = TileNodeReader(store.read, cache=cache)
+    rng = random.Random(5)
+    for _ in range(50):
+        size = rng.randrange(1, store.size + 1)
+        index = rng.randrange(size)
+        assert merkle.inclusion_proof(index, size, cached) == merkle.inclusion_proof(index, size, store.nodes())
+    assert len(cache) == 3
+    before = merkle.root_hash(store.size, cached)
+    store.append(leaves[69_990:])  # the partial tiles grow: their cached hashes are keyed by width
+    assert merkle.root_hash(69_990, cached) == before
+    assert merkle.root_hash(70_000, cached) == store.root == merkle.root_hash(70_000, store.nodes())
+    with pytest.raises(ValueError):
+        TileHashCache(max_tiles=0)
