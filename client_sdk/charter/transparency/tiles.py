@@ -20,12 +20,13 @@ Everything here is pure: no I/O, no global state.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
-from charter.transparency.merkle import HASH_SIZE, MAX_TREE_SIZE, Node, node_hash, root_hash
+from charter.transparency.merkle import HASH_SIZE, MAX_TREE_SIZE, Node, root_hash
 
 __all__ = [
     "TILE_HEIGHT",
@@ -166,9 +167,10 @@ class TileHashCache:
 def _levels(bottom: list[bytes], depth: int, levels: list[list[bytes]] | None = None) -> list[list[bytes]]:
     """The hashes of a tile's complete subtrees, by height within the tile, up to ``depth``."""
     levels = list(levels) if levels else [bottom]
+    sha256 = hashlib.sha256  # node_hash inlined: this loop is most of a proof's cost
     while len(levels) <= depth:
         row = levels[-1]
-        levels.append([node_hash(row[i], row[i + 1]) for i in range(0, len(row) - 1, 2)])
+        levels.append([sha256(b"\x01" + row[i] + row[i + 1]).digest() for i in range(0, len(row) - 1, 2)])
     return levels
 
 
