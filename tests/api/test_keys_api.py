@@ -59,6 +59,7 @@ def test_exactly_one_key_is_active_and_only_public_halves_are_listed(api: Stubs,
     for key in listed:
         assert key.key_id.startswith("sk_") and len(key.key_id) == 19
         assert (key.algorithm, len(key.public_key)) == ("ed25519", 32)
+        assert (key.purpose, key.note_verifier_key) == (key.PURPOSE_GRANTS, "")
 
 
 def test_rotation_makes_a_new_active_key_and_retires_the_previous_one(api: Stubs, keys: Any) -> None:
@@ -156,6 +157,7 @@ def test_every_caller_reads_the_same_key_set(api: Stubs, keys: Any) -> None:
     assert {k.state for k in sets[0].keys} <= {KEY_ACTIVE, KEY_RETIRED}
     assert [k.state for k in sets[0].keys].count(KEY_ACTIVE) == 1
     assert list(sets[0].revoked_key_ids) == sorted(sets[0].revoked_key_ids)
+    assert {k.purpose for k in sets[0].keys} == {sets[0].keys[0].PURPOSE_GRANTS}
 
 
 def test_concurrent_rotations_leave_exactly_one_active_key(api: Stubs, keys: Any) -> None:
