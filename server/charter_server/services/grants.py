@@ -5,7 +5,7 @@ verification for integrators. Verification itself is the SDK's shared core (``ch
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,6 +20,7 @@ from charter_server.domain.clock import Clock
 from charter_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from charter_server.domain.models import (
     CharacterState,
+    DisplayNames,
     GrantRecord,
     GrantState,
     LifecycleState,
@@ -269,6 +270,14 @@ class GrantService:
                 limit=size,
             )
         return Page(items, pagination.encode(more, filters))
+
+    def names_of(self, grants: Sequence[GrantRecord]) -> DisplayNames:
+        """The names of the grants' characters and licensees, for people; the caller already may see
+        the grants, and with them who holds them."""
+        with self._db.uow() as uow:
+            return uow.display_names.lookup(
+                character_ids={g.character_id for g in grants}, licensee_ids={g.licensee_id for g in grants}
+            )
 
     def suspend(self, principal: Principal, grant_id: str, reason: str) -> tuple[GrantRecord, int]:
         """Suspend an active grant; returns the grant and the revocation-log sequence number."""
