@@ -120,14 +120,7 @@ def rights_holder_of(client: Client, given: str | None) -> str:
         typer.BadParameter: If neither says one (an admin or auditor key without the option).
         CharterError: If the caller cannot be looked up.
     """
-    if given:
-        return given
-    caller = client.get_caller()
-    if caller.rights_holder_id:
-        return caller.rights_holder_id
-    raise typer.BadParameter(
-        "give the rights holder (rh_...): this API key is not bound to one", param_hint="--rights-holder"
-    )
+    return given or _bound(client, "rights_holder_id", "the rights holder (rh_...)", "--rights-holder")
 
 
 def licensee_of(client: Client, given: str | None) -> str:
@@ -137,12 +130,14 @@ def licensee_of(client: Client, given: str | None) -> str:
         typer.BadParameter: If neither says one.
         CharterError: If the caller cannot be looked up.
     """
-    if given:
-        return given
-    caller = client.get_caller()
-    if caller.licensee_id:
-        return caller.licensee_id
-    raise typer.BadParameter("give the licensee (lic_...): this API key is not bound to one", param_hint="--licensee")
+    return given or _bound(client, "licensee_id", "the licensee (lic_...)", "--licensee")
+
+
+def _bound(client: Client, field: str, what: str, option: str) -> str:
+    bound: str = getattr(client.get_caller(), field)
+    if not bound:
+        raise typer.BadParameter(f"give {what}: this API key is not bound to one", param_hint=option)
+    return bound
 
 
 def parse_time(value: str, hint: str) -> dt.datetime:

@@ -54,9 +54,7 @@ class GrantServicer(gs_grpc.GrantServiceServicer):
             page_size=request.page_size,
             page_token=request.page_token,
         )
-        return gs.ListGrantsResponse(
-            grants=self._named(page.items), next_page_token=page.next_page_token
-        )
+        return gs.ListGrantsResponse(grants=self._named(page.items), next_page_token=page.next_page_token)
 
     def SuspendGrant(self, request: gs.SuspendGrantRequest, context: grpc.ServicerContext) -> gs.SuspendGrantResponse:
         grant, sequence = self._grants.suspend(current_principal(), request.id, request.reason)

@@ -14,7 +14,12 @@ from charter_server.domain.errors import FailedPrecondition, NotFound, Permissio
 from charter_server.domain.models import Licensee, LifecycleState, Page, Principal, RightsHolder, Role
 from charter_server.services import pagination
 from charter_server.services.idempotency import create_once
-from charter_server.services.ownership import not_owned, require_licensee, require_rights_holder
+from charter_server.services.ownership import (
+    not_owned,
+    require_licensee,
+    require_rights_holder,
+    scoped_rights_holder,
+)
 from charter_server.services.validation import Checker, check_id
 from charter_server.storage.database import Database
 from charter_server.storage.uow import UnitOfWork
@@ -345,10 +350,7 @@ class CatalogService:
         checker.resource_id("rights_holder_id", rights_holder_id, "rights_holder", required=False)
         checker.done()
         _require_profile_reader(principal)
-        if principal.role is Role.RIGHTS_HOLDER:
-            if rights_holder_id:
-                require_rights_holder(principal, rights_holder_id)
-            rights_holder_id = principal.rights_holder_id or ""
+        rights_holder_id = scoped_rights_holder(principal, rights_holder_id)
         size = pagination.page_size(page_size)
         filters = f"profiles|{rights_holder_id}"
         after = pagination.decode(page_token, filters)

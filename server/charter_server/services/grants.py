@@ -33,7 +33,7 @@ from charter_server.services import pagination
 from charter_server.services.idempotency import create_once
 from charter_server.services.keys import KeyService
 from charter_server.services.narrowing import wider_fields
-from charter_server.services.ownership import not_owned, require_generator_licensee, require_rights_holder
+from charter_server.services.ownership import not_owned, require_generator_licensee, scoped_rights_holder
 from charter_server.services.terms_rules import canonical, check_terms
 from charter_server.services.validation import Checker, check_id
 from charter_server.storage.database import Database
@@ -253,10 +253,7 @@ class GrantService:
         checker.resource_id("licensee_id", licensee_id, "licensee", required=False)
         checker.resource_id("rights_holder_id", rights_holder_id, "rights_holder", required=False)
         checker.done()
-        if principal.role is Role.RIGHTS_HOLDER:
-            if rights_holder_id and rights_holder_id != principal.rights_holder_id:
-                require_rights_holder(principal, rights_holder_id)
-            rights_holder_id = principal.rights_holder_id or ""
+        rights_holder_id = scoped_rights_holder(principal, rights_holder_id)
         size = pagination.page_size(page_size)
         filters = f"grants|{character_id}|{licensee_id}|{rights_holder_id}|{state}"
         before = pagination.decode(page_token, filters)
