@@ -225,6 +225,11 @@ class ClientConfig:
             "grpc.primary_user_agent": f"charter-sdk/{__version__}",
             "grpc.enable_retries": 1 if self.retry is not None else 0,
             "grpc.service_config": service_config(self.retry),
+            # gRPC's own reconnect backoff grows to two minutes by default; a backend that must
+            # keep its revocation view fresh (and fails closed when it cannot) has to find a
+            # restarted server within seconds, not minutes.
+            "grpc.initial_reconnect_backoff_ms": 500,
+            "grpc.max_reconnect_backoff_ms": 3000,
         }
         # Caller-supplied arguments win, so anything above can be overridden on purpose.
         merged.update(self.options)

@@ -518,6 +518,55 @@ class Client:
         )
         return response.licensee
 
+    def get_licensee_profile(self, id: str, *, timeout: float | None = None) -> licensee_pb2.LicenseeProfile:
+        """Gets a licensee's public profile: its name, platform and state, never its contact.
+
+        Allowed roles: admin, auditor, and a rights holder for a licensee that holds or held a
+        grant on one of its characters.
+
+        Args:
+            id: The licensee's id (`lic_...`).
+            timeout: The deadline of this call in seconds, instead of the default.
+
+        Returns:
+            The licensee's profile.
+
+        Raises:
+            NotFoundError: If it does not exist (staff and auditors; reason `LICENSEE_NOT_FOUND`).
+            PermissionDeniedError: For a rights-holder key, if the licensee never held a grant
+                on one of its characters, or does not exist (reason `RESOURCE_NOT_OWNED`).
+            CharterError: For any other failure.
+        """
+        response: catalog_service_pb2.GetLicenseeProfileResponse = self._unary(
+            self._catalog.GetLicenseeProfile, catalog_service_pb2.GetLicenseeProfileRequest(id=id), timeout
+        )
+        return response.profile
+
+    def list_licensee_profiles(
+        self, *, rights_holder_id: str = "", page_size: int = 0, timeout: float | None = None
+    ) -> Iterator[licensee_pb2.LicenseeProfile]:
+        """Lists licensees' public profiles, oldest first, archived ones included.
+
+        Allowed roles: admin, auditor, and a rights holder, which sees only the licensees
+        that hold or held a grant on its characters.
+
+        Args:
+            rights_holder_id: Only licensees that hold or held a grant on a character of
+                this rights holder; a rights-holder key always sees only its own.
+            page_size: Profiles per call; 0 for the server's default.
+            timeout: The deadline of each page's call in seconds.
+
+        Returns:
+            An iterator over the profiles; errors are raised from the iteration.
+
+        Raises:
+            CharterError: If a page cannot be fetched.
+        """
+        request = catalog_service_pb2.ListLicenseeProfilesRequest(
+            rights_holder_id=rights_holder_id, page_size=page_size
+        )
+        return self._paginate(self._catalog.ListLicenseeProfiles, request, lambda r: r.profiles, timeout)
+
     # -- characters -------------------------------------------------------------------------
 
     def create_character(

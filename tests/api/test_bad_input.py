@@ -625,6 +625,58 @@ def build_cases() -> list[Case]:
             )
         ]
     )
+    # GetLicenseeProfile / ListLicenseeProfiles: a rights-holder key is checked for its input first too.
+    rpc = "CatalogService.GetLicenseeProfile"
+    add(
+        case(f"{rpc}-id-{k}", rpc, fixed(catalog_pb.GetLicenseeProfileRequest(id=v)), "id")
+        for k, v in bad_ids("licensee").items()
+    )
+    add(
+        [
+            case(
+                f"{rpc}-id-malformed-as_rights_holder",
+                rpc,
+                fixed(catalog_pb.GetLicenseeProfileRequest(id="lic_nope")),
+                "id",
+                caller="rights_holder",
+            )
+        ]
+    )
+    rpc = "CatalogService.ListLicenseeProfiles"
+    profiles = catalog_pb.ListLicenseeProfilesRequest
+    add(
+        case(f"{rpc}-rights_holder_id-{k}", rpc, fixed(profiles(rights_holder_id=v)), "rights_holder_id")
+        for k, v in some_bad_ids("rights_holder").items()
+        if v
+    )
+    add(
+        [
+            case(f"{rpc}-page_size-negative", rpc, fixed(profiles(page_size=-1)), "page_size"),
+            case(f"{rpc}-page_token-garbage", rpc, fixed(profiles(page_token="garbage!!")), "page_token"),
+            case(
+                f"{rpc}-page_token-from_licensees",
+                rpc,
+                lambda ctx: profiles(page_token=ctx.token("ListLicensees", catalog_pb.ListLicenseesRequest())),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_token-other_rights_holder",
+                rpc,
+                lambda ctx: profiles(
+                    page_token=ctx.token("ListLicenseeProfiles", profiles()), rights_holder_id=ctx.holder_id
+                ),
+                "page_token",
+            ),
+            case(
+                f"{rpc}-page_size-as_rights_holder",
+                rpc,
+                fixed(profiles(page_size=-2)),
+                "page_size",
+                caller="rights_holder",
+            ),
+        ]
+    )
+
     rpc = "CatalogService.UpdateLicensee"
     add(
         case(f"{rpc}-id-{k}", rpc, update_lic(["display_name"], id=v, display_name="New"), "licensee.id")

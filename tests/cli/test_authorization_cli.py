@@ -18,6 +18,8 @@ from charter.v1 import character_pb2, decision_pb2, terms_pb2
 from sdk._fakes import API_KEY, LICENSEE_ID, RunningFake  # tests/ is on sys.path: pytest's rootdir-relative layout
 from typer.testing import CliRunner, Result
 
+from ._readable import ReadableRunner
+
 _ERROR_LINE = re.compile(r"^error: (?P<code>[A-Z_]+)(?: (?P<reason>[A-Z_]+))?: .* \(request id [0-9a-f]{32}\)$")
 
 TERMS = terms_pb2.Terms(
@@ -63,7 +65,7 @@ _USE = ("--use-type", "image_generation", "--rating", "teen")
 
 
 def test_authorize_prints_the_decision_obligations_and_detections_and_exits_0(
-    runner: CliRunner, server: RunningFake
+    runner: ReadableRunner, server: RunningFake
 ) -> None:
     character = _character(runner, server)
 
@@ -71,13 +73,12 @@ def test_authorize_prints_the_decision_obligations_and_detections_and_exits_0(
 
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("decision: allowed\n")
-    row = next(line for line in result.stdout.splitlines() if character in line)  # the characters table's row
-    assert "allowed" in row
-    assert "detected" in row
-    assert "declared" not in row
-    assert "© Example Studio" in result.stdout  # the obligations
-    assert "100 JPY (minor units)" in result.stdout
-    assert "0-12" in result.stdout  # the detection's span
+    (row,) = runner.rows(result, "characters")
+    (owed,) = runner.rows(result, "obligations")
+    (detection,) = runner.rows(result, "detections")
+    assert (row["character"], row["decision"], row["declared/detected"]) == (character, "allowed", "detected")
+    assert (owed["attribution"], owed["per-use fee"]) == ("© Example Studio", "¥100")  # an amount for people
+    assert detection["span"] == "0-12"
     assert result.stderr == ""
 
 
@@ -108,7 +109,7 @@ def test_authorize_json_has_every_character_and_a_receipt_that_verifies(runner: 
     assert verified.receipt.receipt_id == data["receiptId"]
 
 
-def test_authorize_denied_exits_3_with_every_reason(runner: CliRunner, server: RunningFake) -> None:
+def test_authorize_denied_exits_3_with_every_reason(runner: ReadableRunner, server: RunningFake) -> None:
     character = _character(runner, server, granted=False)
 
     table = _invoke(runner, server, "authorize", "-c", character, *_USE)
@@ -116,9 +117,9 @@ def test_authorize_denied_exits_3_with_every_reason(runner: CliRunner, server: R
 
     assert table.exit_code == EXIT_DENIED == 3
     assert table.stdout.startswith("decision: denied: no_grant\n")
-    row = next(line for line in table.stdout.splitlines() if character in line)
-    assert "denied" in row
-    assert "no_grant" in row
+    assert [(r["character"], r["decision"], r["reasons"]) for r in runner.rows(table, "characters")] == [
+        (character, "denied", "no_grant")
+    ]
     assert as_json.exit_code == EXIT_DENIED
     data = json.loads(as_json.stdout)
     assert data["allowed"] is False
@@ -196,7 +197,7 @@ def test_receipt_out_writes_dsse_json_that_receipts_verify_accepts(
     wrong = _invoke(runner, server, "receipts", "verify", str(receipt_file), "--licensee", "lic_other", "--json")
 
     assert authorized.exit_code == 0, authorized.output
-    assert f"receipt written to {receipt_file}" in authorized.stdout
+    assert f"receipt written to {receipt_file}" in " ".join(authorized.stdout.split())  # wrapped between words
     receipt = envelope.from_json(receipt_file.read_text(encoding="utf-8"))
     assert receipt.payload_type == envelope.RECEIPT_PAYLOAD_TYPE
     assert valid.exit_code == 0, valid.output

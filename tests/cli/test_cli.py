@@ -158,10 +158,13 @@ def test_validation_errors_list_each_field_violation(runner: CliRunner, server: 
 def test_missing_key_is_unauthenticated(runner: CliRunner, server: RunningFake) -> None:
     result = runner.invoke(app, ["--target", server.target, "whoami"])
 
-    match = _ERROR_LINE.match(result.stderr.splitlines()[0])
+    error, hint = result.stderr.splitlines()
+    match = _ERROR_LINE.match(error)
     assert result.exit_code == 1
     assert match is not None
     assert (match["code"], match["reason"]) == ("UNAUTHENTICATED", "CREDENTIALS_MISSING")
+    assert hint.startswith("hint: ")
+    assert "CHARTER_API_KEY" in hint  # names the variable to set
 
 
 def test_unreachable_server_is_unavailable(runner: CliRunner) -> None:
@@ -171,13 +174,14 @@ def test_unreachable_server_is_unavailable(runner: CliRunner) -> None:
 
     result = runner.invoke(app, ["--target", f"127.0.0.1:{port}", "--timeout", "2", "whoami"])
 
-    lines = result.stderr.splitlines()
-    match = _ERROR_LINE.match(lines[0])
+    error, hint = result.stderr.splitlines()
+    match = _ERROR_LINE.match(error)
     assert result.exit_code == 1
-    assert len(lines) == 1
     assert match is not None
     assert match["code"] == "UNAVAILABLE"
     assert match["reason"] is None
+    assert hint.startswith("hint: ")
+    assert f"127.0.0.1:{port}" in hint  # says which address did not answer
 
 
 def test_target_and_key_come_from_the_environment(runner: CliRunner, server: RunningFake) -> None:
@@ -228,10 +232,11 @@ def test_api_key_create_shows_the_secret_once_with_a_warning(runner: CliRunner, 
     )
 
     first_call = server.fake.calls_of("CreateApiKey")[0]
-    secret_lines = [line for line in table.stdout.splitlines() if line.startswith("secret: ")]
+    lines = table.stdout.splitlines()
+    label = lines.index("secret (shown only this once):")
     assert table.exit_code == 0
-    assert len(secret_lines) == 1
-    assert secret_lines[0].removeprefix("secret: ").startswith("key_")
+    assert lines[label + 1].startswith("key_")
+    assert sum(line.startswith("key_") for line in lines) == 1
     assert table.stderr.startswith("warning: ")
     assert first_call.request.role == 3  # ROLE_GENERATOR
     assert first_call.request.expire_time.seconds == 1924992000

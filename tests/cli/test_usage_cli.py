@@ -18,9 +18,12 @@ from charter.usage import usage_key
 from sdk._live import USE, Live, Party, new_party  # tests/ is on sys.path: pytest's rootdir-relative layout
 from typer.testing import CliRunner, Result
 
+from ._readable import ReadableRunner
+
 _HEADER = (
-    "rights_holder_id,period,start_date,end_date,state,character_id,licensee_id,currency,adjustment_for_period,"
-    "records,uses,duration_milliseconds,revenue_minor_units,revenue_share_minor_units,fee_minor_units,owed_minor_units"
+    "rights_holder_id,rights_holder_name,period,start_date,end_date,state,character_id,character_name,licensee_id,"
+    "licensee_name,currency,adjustment_for_period,records,uses,duration_milliseconds,revenue_minor_units,"
+    "revenue_share_minor_units,fee_minor_units,owed_minor_units"
 )
 
 
@@ -70,7 +73,7 @@ def _report_through_the_sdk(live: Live, party: Party, *, revenue: int) -> str:
 
 
 def test_usage_report_sends_the_good_lines_and_lists_the_bad_ones(
-    runner: CliRunner, live: Live, party: Party, admin: Client, tmp_path: Path
+    runner: ReadableRunner, live: Live, party: Party, admin: Client, tmp_path: Path
 ) -> None:
     first, second = party.character_ids
     stranger = new_party(admin, characters=1).character_ids[0]
@@ -91,10 +94,9 @@ def test_usage_report_sends_the_good_lines_and_lists_the_bad_ones(
     again = _invoke(runner, live, party.generator, "--json", "usage", "report", str(file), "--batch-size", "1")
 
     assert table.exit_code == 1, table.output
-    assert "rejected lines" in table.stdout
-    row = next(line for line in table.stdout.splitlines() if "RECEIPT_DOES_NOT_ALLOW_CHARACTER" in line)
-    assert row.split()[1] == "3"  # the line number, after the table's border
-    assert "invalid lines (not sent)" in table.stdout
+    assert [row["line"] for row in runner.rows(table, "rejected lines")] == ["3"]
+    assert runner.rows(table, "rejected lines")[0]["reason"] == "RECEIPT_DOES_NOT_ALLOW_CHARACTER"
+    assert [row["line"] for row in runner.rows(table, "invalid lines (not sent)")] == ["2", "6"]
     assert again.exit_code == 1, again.output
     data = json.loads(again.stdout)
     # The line without a happen_time got a new time: another record under the same key.
@@ -148,90 +150,100 @@ def test_usage_report_of_a_missing_file_is_a_usage_error(runner: CliRunner, live
 # -- statements -----------------------------------------------------------------------------------
 
 
-def test_statements_show_on_a_narrow_terminal_prints_each_line_whole(
-    runner: CliRunner, live: Live, party: Party
-) -> None:
+@pytest.mark.parametrize("width", [80, 149, 150, 151, 200])
+def test_statements_show_prints_every_column_whole_at_any_width(live: Live, party: Party, width: int) -> None:
     period = _report_through_the_sdk(live, party, revenue=1001)
-    args = ["--target", live.target, "--api-key", live.admin, "statements", "show"]
+    runner = ReadableRunner(width, env={"LC_ALL": "en_US.UTF-8"})
 
-    narrow = runner.invoke(
-        app, [*args, "--rights-holder", party.rights_holder_id, "--period", period], env={"COLUMNS": "80"}
+    shown = _invoke(
+        runner,
+        live,
+        party.generator,
+        "statements",
+        "show",
+        "--rights-holder",
+        party.rights_holder_id,
+        "--period",
+        period,
     )
 
-    assert narrow.exit_code == 0, narrow.output
-    lines = narrow.stdout.splitlines()
-    first = lines.index(next(line for line in lines if line.startswith("line 1: ")))
-    assert party.character_ids[0] in lines[first] and party.licensee_id in lines[first]
-    assert lines[first + 1].split(", ")[3:] == ["revenue 1001", "share 150", "fees 5", "owed 155"]
-    assert not any(party.character_ids[0] in line and "│" in line for line in lines)  # no squeezed table
+    assert shown.exit_code == 0, shown.output
+    (line,) = runner.rows(shown, "lines")
+    (total,) = runner.rows(shown, "totals")
+    assert line["character"].split("\n")[0] == party.character_ids[0]
+    assert line["licensee"].split("\n")[0] == party.licensee_id
+    assert (line["currency"], line["revenue"], line["share"], line["fees"], line["owed"]) == (
+        "USD",
+        "$10.01",
+        "$1.50",
+        "$0.05",
+        "$1.55",
+    )
+    assert (total["currency"], total["owed"]) == ("USD", "$1.55")
 
 
-def test_statements_show_prints_lines_and_totals_and_csv_matches_the_statement(
-    runner: CliRunner, live: Live, party: Party, admin: Client
+def test_statements_show_prints_names_lines_and_totals_and_csv_matches_the_statement(
+    runner: ReadableRunner, live: Live, party: Party, admin: Client
 ) -> None:
     period = _report_through_the_sdk(live, party, revenue=1001)
     character = party.character_ids[0]
     statement = admin.get_statement(party.rights_holder_id, period=period)
+    character_name = admin.get_character(character).canonical_name
+    licensee_name = admin.get_licensee(party.licensee_id).display_name
+    holder_name = admin.get_rights_holder(party.rights_holder_id).display_name
+    shown = ["statements", "show", "--rights-holder", party.rights_holder_id, "--period", period]
 
-    table = _invoke(
-        runner, live, live.admin, "statements", "show", "--rights-holder", party.rights_holder_id, "--period", period
-    )
-    as_csv = _invoke(
-        runner,
-        live,
-        live.admin,
-        "statements",
-        "show",
-        "--rights-holder",
-        party.rights_holder_id,
-        "--period",
-        period,
-        "--csv",
-    )
-    as_json = _invoke(
-        runner,
-        live,
-        live.admin,
-        "statements",
-        "show",
-        "--rights-holder",
-        party.rights_holder_id,
-        "--period",
-        period,
-        "--json",
-    )
+    table = _invoke(runner, live, live.admin, *shown)
+    as_csv = _invoke(runner, live, live.admin, *shown, "--csv")
+    as_json = _invoke(runner, live, live.admin, *shown, "--json")
 
     assert table.exit_code == 0, table.output
-    assert table.stdout.startswith(f"statement: {party.rights_holder_id} {period} (open)\n")
-    assert "minor units" in table.stdout
-    row = next(line for line in table.stdout.splitlines() if character in line)
-    assert [cell.strip() for cell in row.split("│")[7:12]] == ["4.000", "1001", "150", "5", "155"]
+    assert table.stdout.startswith(f"statement: {period} (open)\n")
+    assert f"rights holder: {party.rights_holder_id} ({holder_name})" in " ".join(table.stdout.split())
+    (row,) = runner.rows(table, "lines")
+    assert row["character"] == f"{character}\n{character_name}"
+    assert row["licensee"] == f"{party.licensee_id}\n{licensee_name}"
+    assert [row[name] for name in ("duration (s)", "revenue", "share", "fees", "owed")] == [
+        "4.000",
+        "$10.01",
+        "$1.50",
+        "$0.05",
+        "$1.55",
+    ]
     assert as_csv.exit_code == 0, as_csv.output
     assert as_csv.stdout.splitlines()[0] == _HEADER == ",".join(CSV_COLUMNS)
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     (line_row, total_row) = rows
     (line,) = statement.lines
     (total,) = statement.totals
-    for name in CSV_COLUMNS[9:]:
+    for name in CSV_COLUMNS[CSV_COLUMNS.index("records") :]:
         assert int(line_row[name]) == getattr(line, name), name
         assert int(total_row[name]) == getattr(total, name), name
-    assert (line_row["character_id"], line_row["licensee_id"], line_row["currency"]) == (
+    assert [line_row[name] for name in CSV_COLUMNS[: CSV_COLUMNS.index("records")]] == [
+        party.rights_holder_id,
+        holder_name,
+        period,
+        statement.start_date,
+        statement.end_date,
+        "open",
         character,
+        character_name,
         party.licensee_id,
+        licensee_name,
         "USD",
-    )
-    assert (line_row["period"], line_row["state"], line_row["adjustment_for_period"]) == (period, "open", "")
-    assert (total_row["character_id"], total_row["licensee_id"], total_row["adjustment_for_period"]) == (
-        "TOTAL",
         "",
-        "",
-    )
-    assert total_row["currency"] == "USD"
+    ]
+    assert [total_row[name] for name in CSV_COLUMNS[6:12]] == ["TOTAL", "", "", "", "USD", ""]
     assert as_json.exit_code == 0, as_json.output
-    assert json.loads(as_json.stdout)["state"] == "STATEMENT_STATE_OPEN"
+    data = json.loads(as_json.stdout)
+    assert data["state"] == "STATEMENT_STATE_OPEN"
+    assert (data["lines"][0]["characterName"], data["lines"][0]["licenseeDisplayName"]) == (
+        character_name,
+        licensee_name,
+    )
 
 
-def test_statements_show_a_date_range(runner: CliRunner, live: Live, party: Party) -> None:
+def test_statements_show_a_date_range(runner: ReadableRunner, live: Live, party: Party) -> None:
     _report_through_the_sdk(live, party, revenue=10)
     today = dt.datetime.now(dt.UTC).date()
     start = (today - dt.timedelta(days=1)).isoformat()
@@ -251,8 +263,8 @@ def test_statements_show_a_date_range(runner: CliRunner, live: Live, party: Part
     )
 
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith(f"statement: {party.rights_holder_id} {start} to {today.isoformat()} (range)\n")
-    assert party.character_ids[0] in result.stdout
+    assert result.stdout.startswith(f"statement: {start} to {today.isoformat()} (range)\n")
+    assert [row["character"].split("\n")[0] for row in runner.rows(result, "lines")] == [party.character_ids[0]]
 
 
 @pytest.mark.parametrize(
@@ -271,7 +283,7 @@ def test_statements_show_needs_one_span_and_one_format(runner: CliRunner, live: 
 
 
 def test_statements_close_then_show_and_list_say_closed(
-    runner: CliRunner, live: Live, party: Party, moved_clock: Any
+    runner: ReadableRunner, live: Live, party: Party, moved_clock: Any
 ) -> None:
     period = _report_through_the_sdk(live, party, revenue=1000)
     holder = ["--rights-holder", party.rights_holder_id]
@@ -286,14 +298,14 @@ def test_statements_close_then_show_and_list_say_closed(
     assert too_early.exit_code == 1
     assert "STATEMENT_PERIOD_NOT_ENDED" in too_early.stderr
     assert closed.exit_code == 0, closed.output
-    assert closed.stdout.startswith(f"statement: {party.rights_holder_id} {period} (closed)\n")
+    assert closed.stdout.startswith(f"statement: {period} (closed)\n")
     assert "closed at: " in closed.stdout
     assert shown.exit_code == 0, shown.output
-    assert shown.stdout.startswith(f"statement: {party.rights_holder_id} {period} (closed)\n")
+    assert shown.stdout.startswith(f"statement: {period} (closed)\n")
     assert listed.exit_code == 0, listed.output
-    row = next(line for line in listed.stdout.splitlines() if period in line)
-    assert "closed" in row
-    assert "155 USD" in row
+    (row,) = runner.rows(listed, "statements")
+    assert (row["period"], row["state"], row["owed"]) == (period, "closed", "$1.55")
+    assert row["rights holder"].split("\n")[0] == party.rights_holder_id
     (statement,) = json.loads(listed_json.stdout)
     assert (statement["period"], statement["state"]) == (period, "STATEMENT_STATE_CLOSED")
     assert statement["lines"] == []

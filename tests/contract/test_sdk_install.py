@@ -18,7 +18,7 @@ import pytest
 
 from ._support import ROOT, describe
 
-SERVER_ONLY = ("sqlalchemy", "structlog", "typer", "rich")
+SERVER_ONLY = ("sqlalchemy", "structlog", "typer", "rich", "babel")  # babel: the CLI extra formats money
 CHECK = """
 import importlib.metadata, importlib.util, json
 import charter, charter.v1.catalog_service_pb2_grpc as generated

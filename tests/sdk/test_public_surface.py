@@ -165,7 +165,7 @@ def test_importing_charter_pulls_in_no_cli_or_server_dependencies() -> None:
     # A fresh interpreter: this test process has long since imported typer and friends.
     code = (
         "import sys, charter; "
-        "print(','.join(m for m in ('typer', 'rich', 'sqlalchemy', 'structlog', 'charter_server') "
+        "print(','.join(m for m in ('typer', 'rich', 'babel', 'sqlalchemy', 'structlog', 'charter_server') "
         "if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

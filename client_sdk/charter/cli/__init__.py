@@ -1,8 +1,8 @@
 """The `charter` command line, for licensing staff and rights holders, and for trying out
 generation-time calls (`charter authorize`, `charter screen`, `charter receipts verify`).
 
-It needs the optional `cli` extra (Typer and Rich): `pip install 'charter-sdk[cli]'`.
-This module imports neither until `main()` runs, so a missing extra gives a
+It needs the optional `cli` extra (Typer, Rich, and Babel for amounts): `pip install 'charter-sdk[cli]'`.
+This module imports none of them until `main()` runs, so a missing extra gives a
 one-line hint instead of a traceback.
 """
 
@@ -19,10 +19,11 @@ def main() -> None:
     """Runs the `charter` command line (the console script's entry point).
 
     Raises:
-        SystemExit: Always, with the command's exit status (1 when Typer or Rich
-            is missing).
+        SystemExit: Always, with the command's exit status (1 when Typer, Rich or
+            Babel is missing).
     """
     try:
+        import babel  # noqa: F401
         import rich  # noqa: F401
         import typer  # noqa: F401
     except ImportError:

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from charter._options import DEFAULT_TIMEOUT
+from charter._version import __version__
 from charter.cli import (
     api_keys,
     authorize,
@@ -34,7 +35,8 @@ app = typer.Typer(
     " licensees, API keys, signed grants and signing keys; authorize a use, screen a prompt, verify a receipt;"
     " report usage and read revenue-share statements.",
     no_args_is_help=True,
-    add_completion=False,
+    # --install-completion / --show-completion for bash, zsh, fish and PowerShell.
+    add_completion=True,
     # Tracebacks with local variables would print the API key.
     pretty_exceptions_show_locals=False,
 )
@@ -54,10 +56,20 @@ app.command("authorize")(authorize.authorize)
 app.command("screen")(screen.screen)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"charter {__version__} (charter-sdk)")
+        raise typer.Exit()
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
     *,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
     target: Annotated[
         str, typer.Option(envvar="CHARTER_TARGET", help="The server address, host:port.")
     ] = "localhost:50051",
@@ -82,7 +94,8 @@ def root(
         ),
     ] = None,
     json_output: Annotated[
-        bool, typer.Option("--json", help="Print protobuf JSON for scripts instead of tables.")
+        bool,
+        typer.Option("--json", help="Print JSON for scripts instead of tables (also accepted after the command)."),
     ] = False,
     timeout: Annotated[
         float,

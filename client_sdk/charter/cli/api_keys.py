@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from charter.cli import _output
-from charter.cli._context import parse_time, settings
+from charter.cli._context import JsonOption, parse_time, settings
 
 app = typer.Typer(help="API keys: who may call Charter, and as what.", no_args_is_help=True)
 
@@ -32,26 +32,32 @@ def create(
     *,
     display_name: Annotated[str, typer.Option(help="Who holds the key, for example 'render farm eu-west'.")],
     role: Annotated[RoleName, typer.Option(case_sensitive=False, help="What the key may do.")],
-    rights_holder_id: Annotated[str, typer.Option(help="The rights holder a rights_holder key acts for.")] = "",
-    licensee_id: Annotated[str, typer.Option(help="The licensee a generator key acts for.")] = "",
-    expire_time: Annotated[
+    rights_holder: Annotated[str, typer.Option(help="The rights holder a rights_holder key acts for (rh_...).")] = "",
+    licensee: Annotated[str, typer.Option(help="The licensee a generator key acts for (lic_...).")] = "",
+    expires: Annotated[
         str | None,
-        typer.Option(help="When the key stops working, ISO 8601; UTC when no offset is given."),
+        typer.Option(help="When the key stops working, ISO 8601; UTC when no offset is given; never by default."),
     ] = None,
+    # The spellings of earlier releases, kept working for scripts but no longer shown.
+    rights_holder_id: Annotated[str, typer.Option(hidden=True)] = "",
+    licensee_id: Annotated[str, typer.Option(hidden=True)] = "",
+    expire_time: Annotated[str | None, typer.Option(hidden=True)] = None,
     request_id: Annotated[
         str | None, typer.Option(help="An idempotency key: repeating it returns the first key.")
     ] = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Create an API key and print its secret, which is shown only this once."""
-    expires = None if expire_time is None else parse_time(expire_time, "--expire-time")
-    cli = settings(ctx)
+    when = expires if expires is not None else expire_time
+    expire = None if when is None else parse_time(when, "--expires")
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         created = client.create_api_key(
             display_name=display_name,
             role=role.value,
-            rights_holder_id=rights_holder_id,
-            licensee_id=licensee_id,
-            expire_time=expires,
+            rights_holder_id=rights_holder or rights_holder_id,
+            licensee_id=licensee or licensee_id,
+            expire_time=expire,
             request_id=request_id,
         )
     if cli.json_output:
@@ -59,8 +65,10 @@ def create(
     else:
         _output.show(False, created.api_key, title=_TITLE)
         if created.secret:
-            # Plain echo, not Rich: the secret must come out unwrapped and copyable.
-            typer.echo(f"secret: {created.secret}")
+            # Plain echo, not Rich, on a line of its own: the secret must come out whole and copyable,
+            # and at 80 characters it fills an 80-column terminal exactly.
+            typer.echo("secret (shown only this once):")
+            typer.echo(created.secret)
     if created.secret:
         _output.print_line("warning: the secret is shown only once; store it now, it cannot be shown again.")
     else:
@@ -70,9 +78,13 @@ def create(
 
 
 @app.command("show")
-def show(ctx: typer.Context, id: Annotated[str, typer.Argument(help="The key id (key_...).")]) -> None:
+def show(
+    ctx: typer.Context,
+    id: Annotated[str, typer.Argument(help="The key id (key_...).")],
+    json_output: JsonOption = False,
+) -> None:
     """Show one API key (never its secret)."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         key = client.get_api_key(id)
     _output.show(cli.json_output, key, title=_TITLE)
@@ -86,9 +98,10 @@ def list_(
     show_inactive: Annotated[bool, typer.Option(help="Include revoked and expired keys.")] = False,
     page_size: Annotated[int, typer.Option(min=0, help="Results per call; 0 for the server's default.")] = 0,
     limit: Annotated[int, typer.Option(min=0, help="Stop after this many; 0 for all.")] = 0,
+    json_output: JsonOption = False,
 ) -> None:
     """List API keys, oldest first (never their secrets)."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         pager = client.list_api_keys(
             role=None if role is None else role.value, show_inactive=show_inactive, page_size=page_size
@@ -98,17 +111,21 @@ def list_(
 
 
 @app.command("revoke")
-def revoke(ctx: typer.Context, id: Annotated[str, typer.Argument(help="The key id (key_...).")]) -> None:
+def revoke(
+    ctx: typer.Context,
+    id: Annotated[str, typer.Argument(help="The key id (key_...).")],
+    json_output: JsonOption = False,
+) -> None:
     """Revoke an API key; it authenticates nothing from then on."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         key = client.revoke_api_key(id)
     _output.show(cli.json_output, key, title=_TITLE)
 
 
-def whoami(ctx: typer.Context) -> None:
+def whoami(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Show the API key this command authenticates with."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         key = client.get_caller()
     _output.show(cli.json_output, key, title="caller")

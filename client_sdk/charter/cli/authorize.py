@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from charter import _requests, envelope
 from charter.cli import _output
-from charter.cli._context import settings
+from charter.cli._context import JsonOption, settings
+from charter.cli._money import money
+from charter.cli._tables import EMPTY, Cell, Column, Kind, Listing, render
 from charter.cli.characters import parse_choice
 from charter.decisions import CharacterDecision, Decision, Detection
 from charter.terms import Obligations
@@ -28,11 +28,8 @@ from charter.v1 import envelope_pb2, terms_pb2
 EXIT_DENIED = 3
 """The exit status of `charter authorize` when any character is denied."""
 
-_EMPTY = "-"
-
-JsonFlag = Annotated[
-    bool, typer.Option("--json", help="Print JSON for scripts instead of tables (as the global --json does).")
-]
+JsonFlag = JsonOption
+"""The `--json` option of every command (`charter.cli._context.JsonOption`), under its older name."""
 
 
 def _read_grant(path: Path) -> envelope_pb2.Envelope:
@@ -101,7 +98,7 @@ def authorize(
     request_id: Annotated[
         str | None, typer.Option(help="Makes a retry safe: the same id never counts a quota twice.")
     ] = None,
-    json_output: JsonFlag = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Decide whether the characters of a use may be rendered; exit 0 when allowed, 3 when denied.
 
@@ -112,7 +109,7 @@ def authorize(
     rating_value = parse_choice(_requests.parse_content_rating, rating, param_hint="--rating")
     categories = [parse_choice(_requests.parse_content_category, c, param_hint="--category") for c in category or ()]
     grants = [_read_grant(path) for path in grant or ()]
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         decision = client.authorize(
             character_ids=character or (),
@@ -128,12 +125,12 @@ def authorize(
         )
     if receipt_out is not None and decision.receipt is not None:
         receipt_out.write_text(envelope.to_json(decision.receipt) + "\n", encoding="utf-8")
-    if cli.json_output or json_output:
+    if cli.json_output:
         _output.print_json(decision_json(decision))
     else:
         print_decision(decision)
         if receipt_out is not None:
-            typer.echo(f"receipt written to {receipt_out}")
+            _output.say(f"receipt written to {receipt_out}")
     if not decision.allowed:
         raise typer.Exit(EXIT_DENIED)
 
@@ -151,26 +148,32 @@ def _how_named(character: CharacterDecision) -> str:
 
 def _fee(owed: Obligations) -> str:
     if not owed.per_use_fee_currency:
-        return _EMPTY
-    return f"{owed.per_use_fee_minor_units} {owed.per_use_fee_currency} (minor units)"
+        return EMPTY
+    return money(owed.per_use_fee_minor_units, owed.per_use_fee_currency)
 
 
 def print_decisions(characters: Sequence[CharacterDecision], *, title: str = "characters") -> None:
     """Prints one row per character: allowed or denied, the reasons, the grant, how it was named."""
-    table = Table(title=title, title_justify="left")
-    for name in ("character", "decision", "reasons", "grant", "terms version", "declared/detected"):
-        table.add_column(name, overflow="fold", no_wrap=name in ("character", "grant"))
-    for character in characters:
-        table.add_row(
-            Text(character.character_id),
+    columns = [
+        Column("character", Kind.ID),
+        Column("decision"),
+        Column("reasons"),
+        Column("grant", Kind.ID),
+        Column("terms version", Kind.NUMBER),
+        Column("declared/detected"),
+    ]
+    rows: list[list[Cell]] = [
+        [
+            character.character_id,
             Text("allowed" if character.allowed else "denied", style="green" if character.allowed else "red"),
-            Text(", ".join(_reason_names(character)) or _EMPTY),
-            Text(character.grant_id or _EMPTY),
-            Text(str(character.terms_version) if character.terms_version else _EMPTY),
-            Text(_how_named(character) or _EMPTY),
-        )
-    table.caption = f"{len(characters)} decided"
-    Console().print(table)
+            ", ".join(_reason_names(character)),
+            character.grant_id,
+            str(character.terms_version) if character.terms_version else EMPTY,
+            _how_named(character),
+        ]
+        for character in characters
+    ]
+    render(Listing(title, columns, rows, caption=f"{len(characters)} decided"))
 
 
 def print_obligations(characters: Sequence[CharacterDecision]) -> None:
@@ -178,42 +181,47 @@ def print_obligations(characters: Sequence[CharacterDecision]) -> None:
     owed = [(c.character_id, c.obligations) for c in characters if c.obligations is not None]
     if not owed:
         return
-    table = Table(title="obligations", title_justify="left")
-    for name in ("character", "attribution", "watermark", "revenue share (bps)", "per-use fee"):
-        table.add_column(name, overflow="fold", no_wrap=name == "character")
-    for character_id, obligations in owed:
-        table.add_row(
-            Text(character_id),
-            Text(obligations.attribution_text or _EMPTY),
-            Text("required" if obligations.watermark_required else "no"),
-            Text(str(obligations.revenue_share_bps)),
-            Text(_fee(obligations)),
-        )
-    Console().print(table)
+    columns = [
+        Column("character", Kind.ID),
+        Column("attribution"),
+        Column("watermark"),
+        Column("revenue share (bps)", Kind.NUMBER),
+        Column("per-use fee", Kind.NUMBER),
+    ]
+    rows: list[list[Cell]] = [
+        [
+            character_id,
+            obligations.attribution_text,
+            "required" if obligations.watermark_required else "no",
+            str(obligations.revenue_share_bps),
+            _fee(obligations),
+        ]
+        for character_id, obligations in owed
+    ]
+    render(Listing("obligations", columns, rows))
 
 
 def print_detections(detections: Sequence[Detection]) -> None:
     """Prints the characters a prompt names: alias, span, matched text, ambiguity."""
-    table = Table(title="detections", title_justify="left")
-    for name in ("character", "alias", "span", "text", "ambiguous"):
-        table.add_column(name, overflow="fold", no_wrap=name == "character")
-    for detection in detections:
-        table.add_row(
-            Text(detection.character_id),
-            Text(detection.matched_alias),
-            Text(f"{detection.start}-{detection.end}"),
-            Text(detection.text),
-            Text("yes" if detection.ambiguous else "no"),
-        )
-    table.caption = f"{len(detections)} found"
-    Console().print(table)
+    columns = [Column("character", Kind.ID), Column("alias"), Column("span"), Column("text"), Column("ambiguous")]
+    rows: list[list[Cell]] = [
+        [
+            detection.character_id,
+            detection.matched_alias,
+            f"{detection.start}-{detection.end}",
+            detection.text,
+            "yes" if detection.ambiguous else "no",
+        ]
+        for detection in detections
+    ]
+    render(Listing("detections", columns, rows, caption=f"{len(detections)} found"))
 
 
 def print_decision(decision: Decision) -> None:
     """Prints a decision for people: the verdict line, the characters, obligations and detections."""
     verdict = "allowed" if decision.allowed else "denied: " + ", ".join(r.value.lower() for r in decision.reasons)
-    typer.echo(f"decision: {verdict}")
-    typer.echo(f"receipt: {decision.receipt_id or _EMPTY}")
+    _output.say(f"decision: {verdict}")
+    typer.echo(f"receipt: {decision.receipt_id or EMPTY}")
     typer.echo(f"decided at: {decision.decide_time.isoformat(timespec='seconds')}")
     print_decisions(decision.characters)
     print_obligations(decision.characters)

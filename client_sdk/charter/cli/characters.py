@@ -12,12 +12,11 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
 from charter import _requests, catalog_file
 from charter.cli import _output
-from charter.cli._context import settings
+from charter.cli._context import JsonOption, RightsHolderOption, rights_holder_of, settings
+from charter.cli._tables import Cell, Column, Kind, Listing, render
 from charter.errors import CharterError
 from charter.v1 import catalog_service_pb2, character_pb2
 
@@ -81,7 +80,6 @@ def _aliases(entries: Sequence[str] | None) -> list[character_pb2.Alias]:
 def create(
     ctx: typer.Context,
     *,
-    rights_holder: Annotated[str, typer.Option(help="The owning rights holder's id (rh_...).")],
     canonical_name: Annotated[str, typer.Option(help="The canonical name, for example 'Hatsune Miku'.")],
     franchise: Annotated[str, typer.Option(help="The franchise or work.")] = "",
     description: Annotated[str, typer.Option(help="A description for people.")] = "",
@@ -96,13 +94,15 @@ def create(
     request_id: Annotated[
         str | None, typer.Option(help="An idempotency key: repeating it returns the first result.")
     ] = None,
+    rights_holder: RightsHolderOption = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Create a character; it stays opted out until its terms are set with `charter terms set --opt-in`."""
     aliases = _aliases(alias)
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         character = client.create_character(
-            rights_holder_id=rights_holder,
+            rights_holder_id=rights_holder_of(client, rights_holder),
             canonical_name=canonical_name,
             franchise=franchise,
             description=description,
@@ -115,9 +115,13 @@ def create(
 
 
 @app.command("show")
-def show(ctx: typer.Context, id: Annotated[str, typer.Argument(help="The character id (chr_...).")]) -> None:
+def show(
+    ctx: typer.Context,
+    id: Annotated[str, typer.Argument(help="The character id (chr_...).")],
+    json_output: JsonOption = False,
+) -> None:
     """Show one character with its aliases."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         character = client.get_character(id)
     _show(cli.json_output, character)
@@ -140,10 +144,11 @@ def list_(
     query: Annotated[str, typer.Option(help="Only names or aliases containing this text, after normalisation.")] = "",
     page_size: Annotated[int, typer.Option(min=0, help="Results per call; 0 for the server's default.")] = 0,
     limit: Annotated[int, typer.Option(min=0, help="Stop after this many; 0 for all.")] = 0,
+    json_output: JsonOption = False,
 ) -> None:
     """List characters, oldest first."""
     state_value = None if state is None else parse_choice(_requests.parse_character_state, state, param_hint="--state")
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         pager = client.list_characters(
             rights_holder_id=rights_holder, state=state_value, franchise=franchise, query=query, page_size=page_size
@@ -165,6 +170,7 @@ def update(
     ] = None,
     clear_reference_urls: Annotated[bool, typer.Option(help="Remove every reference URL.")] = False,
     external_id: Annotated[str | None, typer.Option(help="The new external id; '' clears it.")] = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Change the given fields of a character; the others stay as they are (aliases: add-alias, remove-alias)."""
     if reference_url and clear_reference_urls:
@@ -172,7 +178,7 @@ def update(
     urls = [] if clear_reference_urls else reference_url
     if all(v is None for v in (canonical_name, franchise, description, urls, external_id)):
         raise typer.BadParameter("give at least one field to change, for example --canonical-name")
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         character = client.update_character(
             id,
@@ -198,11 +204,12 @@ def add_alias(
     ambiguous: Annotated[
         bool, typer.Option(help="The alias may also name another rights holder's character (a common word).")
     ] = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Add an alias to a character (or change the kind of the alias with this value and language)."""
     kind_value = parse_choice(_requests.parse_alias_kind, kind, param_hint="--kind")
     added = character_pb2.Alias(value=value, language=language, kind=kind_value, ambiguous=ambiguous)
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         character = client.get_character(id)
         kept = [a for a in character.aliases if (a.value, a.language) != (value, language)]
@@ -219,9 +226,10 @@ def remove_alias(
     id: Annotated[str, typer.Argument(help="The character id (chr_...).")],
     value: Annotated[str, typer.Argument(help="The alias to remove, as written.")],
     language: Annotated[str | None, typer.Option(help="Only the alias in this language.")] = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Remove an alias from a character."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         character = client.get_character(id)
         kept = [a for a in character.aliases if not (a.value == value and (language is None or a.language == language))]
@@ -233,9 +241,13 @@ def remove_alias(
 
 
 @app.command("archive")
-def archive(ctx: typer.Context, id: Annotated[str, typer.Argument(help="The character id (chr_...).")]) -> None:
+def archive(
+    ctx: typer.Context,
+    id: Annotated[str, typer.Argument(help="The character id (chr_...).")],
+    json_output: JsonOption = False,
+) -> None:
     """Archive a character: hidden from lists, still denied at generation time."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         character = client.archive_character(id)
     _show(cli.json_output, character)
@@ -247,18 +259,23 @@ def suspend(
     *,
     id: Annotated[str, typer.Argument(help="The character id (chr_...).")],
     reason: Annotated[str, typer.Option(help="Why, for the audit log.")],
+    json_output: JsonOption = False,
 ) -> None:
     """Suspend a character (staff): treated as opted out until reinstated."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         character = client.suspend_character(id, reason=reason)
     _show(cli.json_output, character)
 
 
 @app.command("reinstate")
-def reinstate(ctx: typer.Context, id: Annotated[str, typer.Argument(help="The character id (chr_...).")]) -> None:
+def reinstate(
+    ctx: typer.Context,
+    id: Annotated[str, typer.Argument(help="The character id (chr_...).")],
+    json_output: JsonOption = False,
+) -> None:
     """Lift a suspension: back to opted in if it has terms in force, else opted out."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         character = client.reinstate_character(id)
     _show(cli.json_output, character)
@@ -270,9 +287,10 @@ def collisions(
     *,
     page_size: Annotated[int, typer.Option(min=0, help="Results per call; 0 for the server's default.")] = 0,
     limit: Annotated[int, typer.Option(min=0, help="Stop after this many; 0 for all.")] = 0,
+    json_output: JsonOption = False,
 ) -> None:
     """List names shared by characters of different rights holders (allowed only when ambiguous)."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         found = list(itertools.islice(client.list_alias_collisions(page_size=page_size), limit or None))
     _output.show_list(cli.json_output, found, columns=_COLLISION_COLUMNS, title="alias collisions")
@@ -289,12 +307,13 @@ def import_(
         Path,
         typer.Argument(exists=True, dir_okay=False, readable=True, help="The CSV or JSON catalogue file."),
     ],
-    rights_holder: Annotated[str, typer.Option(help="The rights holder that owns every row (rh_...).")],
+    rights_holder: RightsHolderOption = None,
     batch_size: Annotated[int, typer.Option(min=1, max=_MAX_BATCH, help="Rows per ImportCharacters call.")] = 100,
     format: Annotated[
         FileFormat | None,
         typer.Option(case_sensitive=False, help="The file format; by default from the file's extension."),
     ] = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Import a catalogue file: new rows are created, changed rows updated, identical rows left alone.
 
@@ -305,11 +324,12 @@ def import_(
         entries = catalog_file.load(file, format=None if format is None else format.value)
     except catalog_file.CatalogFileError as exc:
         raise typer.BadParameter(str(exc), param_hint="FILE") from None
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     results: list[tuple[int, catalog_service_pb2.ImportRowResult]] = []
     pending: list[tuple[int, catalog_service_pb2.ImportRow]] = []
     failure: CharterError | None = None
     with cli.client() as client:
+        owner = rights_holder_of(client, rights_holder)
         templates = (
             client.list_terms_templates()
             if any(isinstance(e, catalog_file.CatalogRow) and e.terms_template for e in entries)
@@ -327,7 +347,7 @@ def import_(
             for start in range(0, len(pending), batch_size):
                 batch = pending[start : start + batch_size]
                 try:
-                    answers = client.import_characters(rights_holder, [row for _, row in batch])
+                    answers = client.import_characters(owner, [row for _, row in batch])
                 except CharterError as exc:
                     # Earlier batches are in; stop here and report what happened so far.
                     failure = exc
@@ -377,25 +397,18 @@ def _print_import(
             rows.append({"row": row, **data})
         _output.print_json({"summary": dict(summary, notSent=not_sent), "rows": rows})
         return
-    console = Console()
-    table = Table(title="import summary", title_justify="left")
-    table.add_column("outcome")
-    table.add_column("rows", justify="right")
-    for label, count in summary.items():
-        table.add_row(label, str(count))
-    if not_sent:
-        table.add_row("not sent", str(not_sent))
-    console.print(table)
+    _output.print_counts("import summary", "rows", summary, not_sent)
     failed = [(row, result) for row, result in results if result.outcome == _Result.OUTCOME_FAILED]
     if not failed:
         return
-    table = Table(title="failed rows", title_justify="left")
-    table.add_column("row", justify="right")
-    table.add_column("external id", overflow="fold")
-    table.add_column("reason")
-    table.add_column("fields", overflow="fold")
-    for row, result in failed:
-        fields = "\n".join(f"{v.field}: {v.description}" for v in result.field_violations)
-        # Text() keeps file content such as "[bold]" from being read as Rich markup.
-        table.add_row(str(row), Text(result.external_id or "-"), result.error_reason or "-", Text(fields or "-"))
-    console.print(table)
+    columns = [Column("row", Kind.NUMBER), Column("external id"), Column("reason"), Column("fields")]
+    failures: list[list[Cell]] = [
+        [
+            str(row),
+            result.external_id,
+            result.error_reason,
+            "\n".join(f"{v.field}: {v.description}" for v in result.field_violations),
+        ]
+        for row, result in failed
+    ]
+    render(Listing("failed rows", columns, failures))

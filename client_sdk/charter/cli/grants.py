@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 
 from charter import _requests, catalog_file, envelope
 from charter.cli import _output
-from charter.cli._context import parse_time, settings
+from charter.cli._context import JsonOption, licensee_of, parse_time, settings
 from charter.cli.characters import parse_choice
 from charter.grants import GrantVerifier, KeyRing, Verification
 from charter.v1 import grant_pb2, signing_key_pb2, terms_pb2
@@ -24,7 +24,15 @@ app = typer.Typer(
 )
 
 _TITLE = "grant"
-_COLUMNS = ("id", "character_id", "licensee_id", "state", "not_before", "expire_time", "rights_holder_id")
+_COLUMNS = (
+    "id",
+    _output.NamedField("character", "character_id", "character_name"),
+    _output.NamedField("licensee", "licensee_id", "licensee_display_name"),
+    "state",
+    "not_before",
+    "expire_time",
+    "rights_holder_id",
+)
 # The envelope is binary; people see a summary line, scripts its protobuf JSON (or --envelope-json).
 _OMIT = ("terms", "envelope")
 
@@ -52,7 +60,7 @@ def _show(json_output: bool, grant: grant_pb2.Grant) -> None:
     if grant.HasField("terms"):
         _output.show(False, grant.terms, title="terms as granted")
     signed_by = ", ".join(s.keyid for s in grant.envelope.signatures) or "-"
-    typer.echo(
+    _output.say(
         f"envelope: {len(grant.envelope.payload)}-byte payload signed by {signed_by};"
         f" `charter grants show {grant.id} --envelope-json` prints it as DSSE JSON."
     )
@@ -103,6 +111,7 @@ def issue(
     request_id: Annotated[
         str | None, typer.Option(help="An idempotency key: repeating it returns the first grant.")
     ] = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Issue a signed grant for a licensee to use a character until --expires (or for --days)."""
     if expires is not None and days is not None:
@@ -115,7 +124,7 @@ def issue(
     else:
         raise typer.BadParameter("give when the grant expires: --expires 2030-01-31T00:00:00Z or --days 30")
     narrowed = _read_terms_file(terms_file) if terms_file is not None else None
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         grant = client.issue_grant(
             character_id=character,
@@ -142,9 +151,10 @@ def show(
             " (redirect it to a file).",
         ),
     ] = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Show one grant, or with --envelope-json only its signed envelope."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         grant = client.get_grant(id)
     if envelope_json:
@@ -171,10 +181,11 @@ def list_(
     ] = None,
     page_size: Annotated[int, typer.Option(min=0, help="Results per call; 0 for the server's default.")] = 0,
     limit: Annotated[int, typer.Option(min=0, help="Stop after this many; 0 for all.")] = 0,
+    json_output: JsonOption = False,
 ) -> None:
     """List grants, newest first."""
     state_value = None if state is None else parse_choice(_requests.parse_grant_state, state, param_hint="--state")
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         pager = client.list_grants(
             character_id=character,
@@ -188,27 +199,27 @@ def list_(
 
 
 @app.command("suspend")
-def suspend(ctx: typer.Context, id: _GrantId, *, reason: _Reason) -> None:
+def suspend(ctx: typer.Context, id: _GrantId, *, reason: _Reason, json_output: JsonOption = False) -> None:
     """Suspend an active grant: it verifies as SUSPENDED until reinstated."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         response = client.suspend_grant(id, reason=reason)
     _show_change(cli.json_output, response.grant, response.sequence, label="suspension", response=response)
 
 
 @app.command("reinstate")
-def reinstate(ctx: typer.Context, id: _GrantId) -> None:
+def reinstate(ctx: typer.Context, id: _GrantId, json_output: JsonOption = False) -> None:
     """Lift the suspension of a grant."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         response = client.reinstate_grant(id)
     _show_change(cli.json_output, response.grant, response.sequence, label="reinstatement", response=response)
 
 
 @app.command("revoke")
-def revoke(ctx: typer.Context, id: _GrantId, *, reason: _Reason) -> None:
+def revoke(ctx: typer.Context, id: _GrantId, *, reason: _Reason, json_output: JsonOption = False) -> None:
     """Revoke a grant for good and print the revocation log's sequence number."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         response = client.revoke_grant(id, reason=reason)
     _show_change(cli.json_output, response.grant, response.sequence, label="revocation", response=response)
@@ -230,8 +241,13 @@ def verify(
         ),
     ],
     *,
-    licensee: Annotated[str, typer.Option(help="The licensee presenting the grant (lic_...).")],
     character: Annotated[str, typer.Option(help="The character the grant is presented for (chr_...).")],
+    licensee: Annotated[
+        str | None,
+        typer.Option(
+            help="The licensee presenting the grant (lic_...); by default the one a generator key is bound to."
+        ),
+    ] = None,
     offline: Annotated[
         bool,
         typer.Option(
@@ -240,18 +256,20 @@ def verify(
             " suspension are then not checked.",
         ),
     ] = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Verify a grant file for a licensee and a character; exit 0 only when the verdict is VALID."""
     try:
         text = file.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise typer.BadParameter(f"{file.name} is not a UTF-8 text file", param_hint="FILE") from None
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
+        presenter = licensee_of(client, licensee)
         if offline:
-            result = _verify_offline(client.get_key_set(), text, licensee_id=licensee, character_id=character)
+            result = _verify_offline(client.get_key_set(), text, licensee_id=presenter, character_id=character)
         else:
-            response = client.verify_grant(text, licensee_id=licensee, character_id=character)
+            response = client.verify_grant(text, licensee_id=presenter, character_id=character)
             result = Verification(
                 verdict=response.verdict,
                 claims=response.claims if response.HasField("claims") else None,
@@ -289,7 +307,7 @@ def _print_verification(json_output: bool, result: Verification, *, offline: boo
         typer.echo(f"verdict: {result.reason}")
         typer.echo(f"key: {result.key_id or '-'}")
         if offline:
-            typer.echo(
+            _output.say(
                 "revocation: not checked (offline verification has no revocation state; run without --offline"
                 " to ask the server)"
             )

@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 
 from charter.cli import _output
-from charter.cli._context import settings
-from charter.cli.authorize import JsonFlag
+from charter.cli._context import JsonOption, settings
 from charter.grants import KeyRing
 from charter.receipts import ReceiptVerification, verify_receipt
 
@@ -37,14 +36,14 @@ def verify(
     licensee: Annotated[
         str | None, typer.Option(help="The licensee the receipt must be for (lic_...); any by default.")
     ] = None,
-    json_output: JsonFlag = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Verify a receipt file here, with the server's key set; exit 0 only when the verdict is VALID."""
     try:
         text = file.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise typer.BadParameter(f"{file.name} is not a UTF-8 text file", param_hint="FILE") from None
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         key_set = client.get_key_set()
     try:
@@ -53,7 +52,7 @@ def verify(
         _output.print_line(f"error: the server's key set cannot be used: {exc}")
         raise typer.Exit(1) from None
     result = verify_receipt(text, keys=keys, licensee_id=licensee)
-    _print(cli.json_output or json_output, result)
+    _print(cli.json_output, result)
     if not result.valid:
         raise typer.Exit(1)
 

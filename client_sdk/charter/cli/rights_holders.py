@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from charter.cli import _output
-from charter.cli._context import settings
+from charter.cli._context import JsonOption, settings
 
 app = typer.Typer(help="Rights holders: the studios and publishers that own characters.", no_args_is_help=True)
 
@@ -35,9 +35,10 @@ def create(
     request_id: Annotated[
         str | None, typer.Option(help="An idempotency key: repeating it returns the first result.")
     ] = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Create a rights holder."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         holder = client.create_rights_holder(
             display_name=display_name,
@@ -50,9 +51,13 @@ def create(
 
 
 @app.command("show")
-def show(ctx: typer.Context, id: Annotated[str, typer.Argument(help="The rights holder id (rh_...).")]) -> None:
+def show(
+    ctx: typer.Context,
+    id: Annotated[str, typer.Argument(help="The rights holder id (rh_...).")],
+    json_output: JsonOption = False,
+) -> None:
     """Show one rights holder."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         holder = client.get_rights_holder(id)
     _output.show(cli.json_output, holder, title=_TITLE)
@@ -68,9 +73,10 @@ def list_(
     query: Annotated[str, typer.Option(help="Only names containing this text.")] = "",
     page_size: Annotated[int, typer.Option(min=0, help="Results per call; 0 for the server's default.")] = 0,
     limit: Annotated[int, typer.Option(min=0, help="Stop after this many; 0 for all.")] = 0,
+    json_output: JsonOption = False,
 ) -> None:
     """List rights holders, oldest first."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         pager = client.list_rights_holders(
             state=None if state is None else state.value, query=query, page_size=page_size
@@ -90,11 +96,12 @@ def update(
     revenue_share_account: Annotated[
         str | None, typer.Option(help="The new revenue-share account; '' clears it.")
     ] = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Change the given fields of a rights holder; the others stay as they are."""
     if all(v is None for v in (display_name, legal_name, contact_email, revenue_share_account)):
         raise typer.BadParameter("give at least one field to change, for example --display-name")
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         holder = client.update_rights_holder(
             id,
@@ -107,9 +114,13 @@ def update(
 
 
 @app.command("archive")
-def archive(ctx: typer.Context, id: Annotated[str, typer.Argument(help="The rights holder id (rh_...).")]) -> None:
+def archive(
+    ctx: typer.Context,
+    id: Annotated[str, typer.Argument(help="The rights holder id (rh_...).")],
+    json_output: JsonOption = False,
+) -> None:
     """Archive a rights holder (kept for statements and audit, no longer changeable)."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         holder = client.archive_rights_holder(id)
     _output.show(cli.json_output, holder, title=_TITLE)

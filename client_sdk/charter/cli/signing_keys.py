@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from charter.cli import _output
-from charter.cli._context import settings
+from charter.cli._context import JsonOption, settings
 
 app = typer.Typer(help="Signing keys: the Ed25519 keys that sign grants; rotate and revoke.", no_args_is_help=True)
 
@@ -18,18 +18,18 @@ _OMIT = ("public_key",)
 
 
 @app.command("list")
-def list_(ctx: typer.Context) -> None:
+def list_(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """List every signing key, revoked ones included, newest first (public halves only)."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         keys = client.list_signing_keys()
     _output.show_list(cli.json_output, keys, columns=_COLUMNS, title="signing keys")
 
 
 @app.command("rotate")
-def rotate(ctx: typer.Context) -> None:
+def rotate(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Make a new key active and retire the previous one, which keeps verifying the grants it signed."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         response = client.rotate_signing_key()
     if cli.json_output:
@@ -46,12 +46,13 @@ def revoke(
     key_id: Annotated[str, typer.Argument(help="The key id (sk_...).")],
     *,
     reason: Annotated[str, typer.Option(help="Why, for the audit log; at most 500 characters.")],
+    json_output: JsonOption = False,
 ) -> None:
     """Revoke a key: every grant it signed stops verifying (KEY_REVOKED).
 
     The active key cannot be revoked; rotate first.
     """
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         key = client.revoke_signing_key(key_id, reason=reason)
     _output.show(cli.json_output, key, title=_TITLE, omit=_OMIT)

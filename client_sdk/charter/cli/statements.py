@@ -1,11 +1,12 @@
 """`charter statements`: revenue-share statements of rights holders; show, list, close a month.
 
 Every amount is an integer number of minor units of its currency (cents for USD, yen for JPY),
-printed as the server computed it: never converted through floating point.
+as the server computed it: never converted through floating point. People see amounts formatted
+with their currency (`$12.34`, `¥1,234`); CSV and JSON keep the integers.
 
 `charter statements show --csv` writes one row per statement line, then one row per currency
-total (`character_id` is `TOTAL`, `licensee_id` and `adjustment_for_period` are empty), with the
-columns of `CSV_COLUMNS`.
+total (`character_id` is `TOTAL`, the character's and licensee's columns and
+`adjustment_for_period` are empty), with the columns of `CSV_COLUMNS`.
 """
 
 from __future__ import annotations
@@ -17,13 +18,11 @@ from collections.abc import Sequence
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from charter.cli import _output
-from charter.cli._context import settings
-from charter.cli.authorize import JsonFlag
+from charter.cli._context import JsonOption, RightsHolderOption, rights_holder_of, settings
+from charter.cli._money import money
+from charter.cli._tables import EMPTY, Cell, Column, Kind, Listing, Named, render
 from charter.v1 import usage_pb2
 
 app = typer.Typer(
@@ -33,12 +32,15 @@ app = typer.Typer(
 
 CSV_COLUMNS = (
     "rights_holder_id",
+    "rights_holder_name",
     "period",
     "start_date",
     "end_date",
     "state",
     "character_id",
+    "character_name",
     "licensee_id",
+    "licensee_name",
     "currency",
     "adjustment_for_period",
     "records",
@@ -54,11 +56,7 @@ CSV_COLUMNS = (
 TOTAL = "TOTAL"
 """The `character_id` of a CSV row that holds a currency's total."""
 
-_EMPTY = "-"
 _AMOUNTS = ("records", "uses", "duration (s)", "revenue", "share", "fees", "owed")
-_WIDE_TABLE = 150  # terminal columns the lines table needs to show two full ids and the numbers
-
-_RightsHolder = Annotated[str, typer.Option("--rights-holder", help="The rights holder (rh_...).")]
 
 
 def _state(statement: usage_pb2.Statement) -> str:
@@ -73,14 +71,27 @@ def _seconds(milliseconds: int) -> str:
 
 
 def _amounts(item: usage_pb2.StatementLine | usage_pb2.StatementTotal) -> list[str]:
+    currency = item.currency_code
     return [
         str(item.records),
         str(item.uses),
         _seconds(item.duration_milliseconds),
-        str(item.revenue_minor_units),
-        str(item.revenue_share_minor_units),
-        str(item.fee_minor_units),
-        str(item.owed_minor_units),
+        money(item.revenue_minor_units, currency),
+        money(item.revenue_share_minor_units, currency),
+        money(item.fee_minor_units, currency),
+        money(item.owed_minor_units, currency),
+    ]
+
+
+def _sums(item: usage_pb2.StatementLine | usage_pb2.StatementTotal) -> list[int]:
+    return [
+        item.records,
+        item.uses,
+        item.duration_milliseconds,
+        item.revenue_minor_units,
+        item.revenue_share_minor_units,
+        item.fee_minor_units,
+        item.owed_minor_units,
     ]
 
 
@@ -89,98 +100,65 @@ def statement_csv(statement: usage_pb2.Statement) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    head = [statement.rights_holder_id, statement.period, statement.start_date, statement.end_date, _state(statement)]
+    head = [
+        statement.rights_holder_id,
+        statement.rights_holder_display_name,
+        statement.period,
+        statement.start_date,
+        statement.end_date,
+        _state(statement),
+    ]
     for line in statement.lines:
-        writer.writerow(
-            [
-                *head,
-                line.character_id,
-                line.licensee_id,
-                line.currency_code,
-                line.adjustment_for_period,
-                line.records,
-                line.uses,
-                line.duration_milliseconds,
-                line.revenue_minor_units,
-                line.revenue_share_minor_units,
-                line.fee_minor_units,
-                line.owed_minor_units,
-            ]
-        )
+        named = [line.character_id, line.character_name, line.licensee_id, line.licensee_display_name]
+        writer.writerow([*head, *named, line.currency_code, line.adjustment_for_period, *_sums(line)])
     for total in statement.totals:
-        writer.writerow(
-            [
-                *head,
-                TOTAL,
-                "",
-                total.currency_code,
-                "",
-                total.records,
-                total.uses,
-                total.duration_milliseconds,
-                total.revenue_minor_units,
-                total.revenue_share_minor_units,
-                total.fee_minor_units,
-                total.owed_minor_units,
-            ]
-        )
+        writer.writerow([*head, TOTAL, "", "", "", total.currency_code, "", *_sums(total)])
     return out.getvalue()
+
+
+def _named(id: str, name: str) -> str:
+    return f"{id} ({name})" if name else id
 
 
 def print_statement(statement: usage_pb2.Statement) -> None:
     """Prints a statement for people: what it covers, its lines and its totals per currency."""
     span = statement.period or f"{statement.start_date} to {statement.end_date}"
-    typer.echo(f"statement: {statement.rights_holder_id} {span} ({_state(statement)})")
+    typer.echo(f"statement: {span} ({_state(statement)})")
+    _output.say(f"rights holder: {_named(statement.rights_holder_id, statement.rights_holder_display_name)}")
     typer.echo(f"days: {statement.start_date} to {statement.end_date} (UTC)")
     if statement.HasField("close_time"):
         typer.echo(f"closed at: {_output.field_text(statement, 'close_time')}")
     if statement.licensee_id:
-        typer.echo(f"licensee: {statement.licensee_id}")
-    typer.echo("amounts: integer minor units of each line's currency (cents for USD, yen for JPY)")
-    console = Console()
-    if console.width < _WIDE_TABLE:
-        # Too narrow for full ids beside seven numbers: one block per line, nothing cut off.
-        for number, line in enumerate(statement.lines, 1):
-            adjustment = f", adjustment for {line.adjustment_for_period}" if line.adjustment_for_period else ""
-            typer.echo(
-                f"line {number}: character {line.character_id}, licensee {line.licensee_id},"
-                f" currency {line.currency_code or _EMPTY}{adjustment}"
-            )
-            typer.echo(
-                "  " + ", ".join(f"{name} {value}" for name, value in zip(_AMOUNTS, _amounts(line), strict=True))
-            )
-        typer.echo(f"{len(statement.lines)} line(s)")
-    else:
-        table = Table(title="lines", title_justify="left")
-        for name in ("character", "licensee", "currency", "adjustment for"):
-            table.add_column(name, no_wrap=name in ("character", "licensee"), overflow="fold")
-        for name in _AMOUNTS:
-            table.add_column(name, justify="right", no_wrap=True)
-        for line in statement.lines:
-            table.add_row(
-                Text(line.character_id),
-                Text(line.licensee_id),
-                Text(line.currency_code or _EMPTY),
-                Text(line.adjustment_for_period or _EMPTY),
-                *_amounts(line),
-            )
-        table.caption = f"{len(statement.lines)} line(s)"
-        console.print(table)
-    _print_totals(console, statement.totals)
+        _output.say(f"licensee: {_named(statement.licensee_id, statement.licensee_display_name)}")
+    columns = [
+        Column("character", Kind.ID),
+        Column("licensee", Kind.ID),
+        Column("currency"),
+        Column("adjustment for"),
+        *(Column(name, Kind.NUMBER) for name in _AMOUNTS),
+    ]
+    rows: list[list[Cell]] = [
+        [
+            Named(line.character_id, line.character_name),
+            Named(line.licensee_id, line.licensee_display_name),
+            line.currency_code or EMPTY,
+            line.adjustment_for_period or EMPTY,
+            *_amounts(line),
+        ]
+        for line in statement.lines
+    ]
+    render(Listing("lines", columns, rows, caption=f"{len(statement.lines)} line(s)"))
+    _print_totals(statement.totals)
 
 
-def _print_totals(console: Console, totals: Sequence[usage_pb2.StatementTotal]) -> None:
-    table = Table(title="totals", title_justify="left")
-    table.add_column("currency")
-    for name in _AMOUNTS:
-        table.add_column(name, justify="right")
-    for total in totals:
-        table.add_row(Text(total.currency_code or _EMPTY), *_amounts(total))
-    console.print(table)
+def _print_totals(totals: Sequence[usage_pb2.StatementTotal]) -> None:
+    columns = [Column("currency"), *(Column(name, Kind.NUMBER) for name in _AMOUNTS)]
+    rows = [[total.currency_code or EMPTY, *_amounts(total)] for total in totals]
+    render(Listing("totals", columns, rows))
 
 
 def _owed(statement: usage_pb2.Statement) -> str:
-    return ", ".join(f"{t.owed_minor_units} {t.currency_code}".strip() for t in statement.totals) or "0"
+    return ", ".join(money(t.owed_minor_units, t.currency_code) for t in statement.totals) or "0"
 
 
 def _show(json_output: bool, statement: usage_pb2.Statement) -> None:
@@ -194,7 +172,7 @@ def _show(json_output: bool, statement: usage_pb2.Statement) -> None:
 def show(
     ctx: typer.Context,
     *,
-    rights_holder: _RightsHolder,
+    rights_holder: RightsHolderOption = None,
     period: Annotated[
         str | None, typer.Option(help="The calendar month, YYYY-MM (UTC); or give --from and --to.")
     ] = None,
@@ -204,24 +182,28 @@ def show(
     as_csv: Annotated[
         bool, typer.Option("--csv", help="Write CSV to standard output: one row per line, then per currency total.")
     ] = False,
-    json_output: JsonFlag = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Show a statement for a month or a date range: its lines and its totals per currency."""
     if (start is None) != (end is None):
         raise typer.BadParameter("give --from and --to together")
     if (period is None) == (start is None):
         raise typer.BadParameter("give either --period or --from and --to")
-    cli = settings(ctx)
-    if as_csv and (json_output or cli.json_output):
+    cli = settings(ctx, json_output)
+    if as_csv and cli.json_output:
         raise typer.BadParameter("give --csv or --json, not both")
     with cli.client() as client:
         statement = client.get_statement(
-            rights_holder, period=period or "", start_date=start or "", end_date=end or "", licensee_id=licensee
+            rights_holder_of(client, rights_holder),
+            period=period or "",
+            start_date=start or "",
+            end_date=end or "",
+            licensee_id=licensee,
         )
     if as_csv:
         typer.echo(statement_csv(statement), nl=False)
         return
-    _show(cli.json_output or json_output, statement)
+    _show(cli.json_output, statement)
 
 
 @app.command("list")
@@ -232,37 +214,39 @@ def list_(
     licensee: Annotated[str, typer.Option(help="Only this licensee's usage.")] = "",
     page_size: Annotated[int, typer.Option(min=0, help="Results per call; 0 for the server's default.")] = 0,
     limit: Annotated[int, typer.Option(min=0, help="Stop after this many; 0 for all.")] = 0,
-    json_output: JsonFlag = False,
+    json_output: JsonOption = False,
 ) -> None:
     """List monthly statements, newest month first, with what each owes per currency."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         pager = client.list_statements(rights_holder_id=rights_holder, licensee_id=licensee, page_size=page_size)
         found = list(itertools.islice(pager, limit or None))
-    if cli.json_output or json_output:
+    if cli.json_output:
         _output.print_json([_output.to_dict(statement) for statement in found])
         return
-    table = Table(title="statements", title_justify="left")
-    table.add_column("period")
-    table.add_column("rights holder", no_wrap=True)
-    table.add_column("state")
-    table.add_column("owed (minor units)", justify="right")
-    for statement in found:
-        table.add_row(statement.period, Text(statement.rights_holder_id), _state(statement), Text(_owed(statement)))
-    table.caption = f"{len(found)} shown"
-    Console().print(table)
+    columns = [Column("period"), Column("rights holder", Kind.ID), Column("state"), Column("owed", Kind.NUMBER)]
+    rows: list[list[Cell]] = [
+        [
+            statement.period,
+            Named(statement.rights_holder_id, statement.rights_holder_display_name),
+            _state(statement),
+            _owed(statement),
+        ]
+        for statement in found
+    ]
+    render(Listing("statements", columns, rows, caption=f"{len(found)} shown"))
 
 
 @app.command("close")
 def close(
     ctx: typer.Context,
     *,
-    rights_holder: _RightsHolder,
+    rights_holder: Annotated[str, typer.Option("--rights-holder", help="The rights holder (rh_...).")],
     period: Annotated[str, typer.Option(help="The calendar month to close, YYYY-MM; it must have ended.")],
-    json_output: JsonFlag = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Close a rights holder's month (staff): it never changes again; late records count in the next month."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         statement = client.close_statement_period(rights_holder, period=period)
-    _show(cli.json_output or json_output, statement)
+    _show(cli.json_output, statement)

@@ -13,7 +13,7 @@ import typer
 
 from charter import _requests, catalog_file
 from charter.cli import _output
-from charter.cli._context import parse_time, settings
+from charter.cli._context import JsonOption, parse_time, settings
 from charter.cli.characters import parse_choice
 from charter.client import Client
 from charter.errors import CharterError
@@ -229,9 +229,10 @@ def show(
     character_id: _CharacterId,
     *,
     version: Annotated[int, typer.Option(min=0, help="The version; the one in force by default.")] = 0,
+    json_output: JsonOption = False,
 ) -> None:
     """Show a character's terms (the version in force, or an older one)."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         terms = client.get_terms(character_id, version=version)
     _output.show(cli.json_output, terms, title=_TITLE)
@@ -244,9 +245,10 @@ def history(
     *,
     page_size: Annotated[int, typer.Option(min=0, help="Results per call; 0 for the server's default.")] = 0,
     limit: Annotated[int, typer.Option(min=0, help="Stop after this many; 0 for all.")] = 0,
+    json_output: JsonOption = False,
 ) -> None:
     """List every terms version of a character, newest first."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         pager = client.list_terms_versions(character_id, page_size=page_size)
         versions = list(itertools.islice(pager, limit or None))
@@ -257,9 +259,10 @@ def history(
 def templates(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="Show the terms of this template.")] = None,
+    json_output: JsonOption = False,
 ) -> None:
     """List the terms templates, or show the terms of one."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         found = client.list_terms_templates()
     if name is None:
@@ -313,6 +316,7 @@ def set_(
     valid_from: _ValidFrom = None,
     valid_until: _ValidUntil = None,
     opt_in: _OptIn = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Set a character's terms from a file and/or flags, replacing the current terms whole (a new version)."""
     flags = TermsFlags(
@@ -339,7 +343,7 @@ def set_(
         raise typer.BadParameter("give the terms: --file terms.json and/or flags such as --use-type")
     base = _read_terms_file(file) if file is not None else None
     terms = flags.over(base)
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         result = _submit(client, character_id, terms, opt_in=opt_in)
     _output.show(cli.json_output, result, title=_TITLE)
@@ -370,6 +374,7 @@ def apply_template(
     valid_from: _ValidFrom = None,
     valid_until: _ValidUntil = None,
     opt_in: _OptIn = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Set a character's terms to a template's, adjusted by the given flags (a new version)."""
     flags = TermsFlags(
@@ -392,7 +397,7 @@ def apply_template(
         valid_from=valid_from,
         valid_until=valid_until,
     ).override()
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         chosen = _find_template(client.list_terms_templates(), template, param_hint="TEMPLATE")
         result = _submit(client, character_id, flags.over(chosen.terms), opt_in=opt_in)
@@ -405,9 +410,10 @@ def opt_out(
     character_id: _CharacterId,
     *,
     reason: Annotated[str, typer.Option(help="Why, for the audit log.")] = "",
+    json_output: JsonOption = False,
 ) -> None:
     """Opt a character out: nothing may be rendered any more, and its grants are revoked."""
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         response = client.opt_out(character_id, reason=reason)
     if cli.json_output:

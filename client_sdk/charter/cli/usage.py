@@ -30,12 +30,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
 from charter import envelope
 from charter.cli import _output
-from charter.cli._context import settings
+from charter.cli._context import JsonOption, settings
+from charter.cli._tables import Cell, Column, Kind, Listing, render
 from charter.errors import CharterError
 from charter.usage import MAX_BATCH_SIZE, UsageReport, UsageResult
 from charter.v1 import envelope_pb2
@@ -176,6 +175,7 @@ def report(
     file: Annotated[str, typer.Argument(help="The JSON Lines file, one record per line; - reads standard input.")],
     *,
     batch_size: Annotated[int, typer.Option(min=1, max=MAX_BATCH_SIZE, help="Records per ReportUsage call.")] = 100,
+    json_output: JsonOption = False,
 ) -> None:
     """Report usage records from a JSON Lines file: one JSON object per line.
 
@@ -191,7 +191,7 @@ def report(
     key (IDEMPOTENCY_KEY_REUSED).
     """
     text = _read(file)
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     lines: list[_Line] = []
     invalid: list[tuple[int, str]] = []
     for number, content in enumerate(text.splitlines(), start=1):
@@ -275,35 +275,19 @@ def _print_report(
             }
         )
         return
-    console = Console()
-    table = Table(title="usage report", title_justify="left")
-    table.add_column("outcome")
-    table.add_column("records", justify="right")
-    for label, count in summary.items():
-        table.add_row(label, str(count))
-    if not_sent:
-        table.add_row("not sent", str(not_sent))
-    console.print(table)
+    _output.print_counts("usage report", "records", summary, not_sent)
     if rejected:
-        table = Table(title="rejected lines", title_justify="left")
-        table.add_column("line", justify="right")
-        table.add_column("idempotency key", overflow="fold")
-        table.add_column("reason")
-        table.add_column("fields", overflow="fold")
-        for line, result in rejected:
-            fields = "\n".join(f"{v.field}: {v.description}" for v in result.field_violations)
-            table.add_row(
+        columns = [Column("line", Kind.NUMBER), Column("idempotency key"), Column("reason"), Column("fields")]
+        rows: list[list[Cell]] = [
+            [
                 str(line),
-                Text(result.idempotency_key or "-"),
-                result.error_reason or result.error_code or "-",
-                Text(fields or "-"),
-            )
-        console.print(table)
+                result.idempotency_key,
+                result.error_reason or result.error_code,
+                "\n".join(f"{v.field}: {v.description}" for v in result.field_violations),
+            ]
+            for line, result in rejected
+        ]
+        render(Listing("rejected lines", columns, rows))
     if invalid:
-        table = Table(title="invalid lines (not sent)", title_justify="left")
-        table.add_column("line", justify="right")
-        table.add_column("error", overflow="fold")
-        for line, error in invalid:
-            # Text() keeps file content such as "[bold]" from being read as Rich markup.
-            table.add_row(str(line), Text(error))
-        console.print(table)
+        columns = [Column("line", Kind.NUMBER), Column("error")]
+        render(Listing("invalid lines (not sent)", columns, [[str(line), error] for line, error in invalid]))

@@ -577,6 +577,115 @@ class ArchiveLicenseeResponse(_message.Message):
 Global___ArchiveLicenseeResponse: _TypeAlias = ArchiveLicenseeResponse  # noqa: Y015
 
 @_typing.final
+class GetLicenseeProfileRequest(_message.Message):
+    """The request of CatalogService.GetLicenseeProfile."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The id of the licensee. Required."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLicenseeProfileRequest: _TypeAlias = GetLicenseeProfileRequest  # noqa: Y015
+
+@_typing.final
+class GetLicenseeProfileResponse(_message.Message):
+    """The response of CatalogService.GetLicenseeProfile."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROFILE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def profile(self) -> _licensee_pb2.LicenseeProfile:
+        """The licensee's public profile."""
+
+    def __init__(
+        self,
+        *,
+        profile: _licensee_pb2.LicenseeProfile | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["profile", b"profile"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["profile", b"profile"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLicenseeProfileResponse: _TypeAlias = GetLicenseeProfileResponse  # noqa: Y015
+
+@_typing.final
+class ListLicenseeProfilesRequest(_message.Message):
+    """The request of CatalogService.ListLicenseeProfiles."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    RIGHTS_HOLDER_ID_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """The largest number of results to return, as in
+    ListRightsHoldersRequest.page_size.
+    """
+    page_token: _builtins.str
+    """The `next_page_token` of a previous call with the same filters."""
+    rights_holder_id: _builtins.str
+    """Only licensees that hold or held a grant on a character of this rights
+    holder. Optional for staff and auditors; a rights-holder key always sees
+    only its own (naming another is RESOURCE_NOT_OWNED).
+    """
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        rights_holder_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "rights_holder_id", b"rights_holder_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLicenseeProfilesRequest: _TypeAlias = ListLicenseeProfilesRequest  # noqa: Y015
+
+@_typing.final
+class ListLicenseeProfilesResponse(_message.Message):
+    """The response of CatalogService.ListLicenseeProfiles."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROFILES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The token for the next page; empty on the last page."""
+    @_builtins.property
+    def profiles(self) -> _containers.RepeatedCompositeFieldContainer[_licensee_pb2.LicenseeProfile]:
+        """The profiles of this page."""
+
+    def __init__(
+        self,
+        *,
+        profiles: _abc.Iterable[_licensee_pb2.LicenseeProfile] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "profiles", b"profiles"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLicenseeProfilesResponse: _TypeAlias = ListLicenseeProfilesResponse  # noqa: Y015
+
+@_typing.final
 class CreateCharacterRequest(_message.Message):
     """The request of CatalogService.CreateCharacter."""
 

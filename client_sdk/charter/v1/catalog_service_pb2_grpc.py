@@ -89,6 +89,16 @@ class CatalogServiceStub:
                 request_serializer=charter_dot_v1_dot_catalog__service__pb2.ArchiveLicenseeRequest.SerializeToString,
                 response_deserializer=charter_dot_v1_dot_catalog__service__pb2.ArchiveLicenseeResponse.FromString,
                 _registered_method=True)
+        self.GetLicenseeProfile = channel.unary_unary(
+                '/charter.v1.CatalogService/GetLicenseeProfile',
+                request_serializer=charter_dot_v1_dot_catalog__service__pb2.GetLicenseeProfileRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_catalog__service__pb2.GetLicenseeProfileResponse.FromString,
+                _registered_method=True)
+        self.ListLicenseeProfiles = channel.unary_unary(
+                '/charter.v1.CatalogService/ListLicenseeProfiles',
+                request_serializer=charter_dot_v1_dot_catalog__service__pb2.ListLicenseeProfilesRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_catalog__service__pb2.ListLicenseeProfilesResponse.FromString,
+                _registered_method=True)
         self.CreateCharacter = channel.unary_unary(
                 '/charter.v1.CatalogService/CreateCharacter',
                 request_serializer=charter_dot_v1_dot_catalog__service__pb2.CreateCharacterRequest.SerializeToString,
@@ -246,6 +256,25 @@ class CatalogServiceServicer:
 
     def ArchiveLicensee(self, request, context):
         """Archives a licensee. Archiving is idempotent. Allowed roles: admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLicenseeProfile(self, request, context):
+        """Gets the public profile of a licensee (its name and platform, never its
+        contact). Allowed roles: admin, auditor, and a rights holder for a
+        licensee that holds or held a grant on one of its characters, in any
+        state; any other licensee, existing or not, is RESOURCE_NOT_OWNED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLicenseeProfiles(self, request, context):
+        """Lists public profiles of licensees, ordered by creation time, archived
+        ones included. Allowed roles: admin, auditor, and a rights holder, which
+        sees only the licensees that hold or held a grant on its characters.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -426,6 +455,16 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.ArchiveLicensee,
                     request_deserializer=charter_dot_v1_dot_catalog__service__pb2.ArchiveLicenseeRequest.FromString,
                     response_serializer=charter_dot_v1_dot_catalog__service__pb2.ArchiveLicenseeResponse.SerializeToString,
+            ),
+            'GetLicenseeProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLicenseeProfile,
+                    request_deserializer=charter_dot_v1_dot_catalog__service__pb2.GetLicenseeProfileRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_catalog__service__pb2.GetLicenseeProfileResponse.SerializeToString,
+            ),
+            'ListLicenseeProfiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLicenseeProfiles,
+                    request_deserializer=charter_dot_v1_dot_catalog__service__pb2.ListLicenseeProfilesRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_catalog__service__pb2.ListLicenseeProfilesResponse.SerializeToString,
             ),
             'CreateCharacter': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateCharacter,
@@ -778,6 +817,60 @@ class CatalogService:
             '/charter.v1.CatalogService/ArchiveLicensee',
             charter_dot_v1_dot_catalog__service__pb2.ArchiveLicenseeRequest.SerializeToString,
             charter_dot_v1_dot_catalog__service__pb2.ArchiveLicenseeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLicenseeProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charter.v1.CatalogService/GetLicenseeProfile',
+            charter_dot_v1_dot_catalog__service__pb2.GetLicenseeProfileRequest.SerializeToString,
+            charter_dot_v1_dot_catalog__service__pb2.GetLicenseeProfileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLicenseeProfiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charter.v1.CatalogService/ListLicenseeProfiles',
+            charter_dot_v1_dot_catalog__service__pb2.ListLicenseeProfilesRequest.SerializeToString,
+            charter_dot_v1_dot_catalog__service__pb2.ListLicenseeProfilesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -72,6 +72,17 @@ class CatalogServiceStub:
     """
     ArchiveLicensee: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.ArchiveLicenseeRequest, _catalog_service_pb2.ArchiveLicenseeResponse]
     """Archives a licensee. Archiving is idempotent. Allowed roles: admin."""
+    GetLicenseeProfile: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.GetLicenseeProfileRequest, _catalog_service_pb2.GetLicenseeProfileResponse]
+    """Gets the public profile of a licensee (its name and platform, never its
+    contact). Allowed roles: admin, auditor, and a rights holder for a
+    licensee that holds or held a grant on one of its characters, in any
+    state; any other licensee, existing or not, is RESOURCE_NOT_OWNED.
+    """
+    ListLicenseeProfiles: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.ListLicenseeProfilesRequest, _catalog_service_pb2.ListLicenseeProfilesResponse]
+    """Lists public profiles of licensees, ordered by creation time, archived
+    ones included. Allowed roles: admin, auditor, and a rights holder, which
+    sees only the licensees that hold or held a grant on its characters.
+    """
     CreateCharacter: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.CreateCharacterRequest, _catalog_service_pb2.CreateCharacterResponse]
     """Creates a character, OPTED_OUT. Allowed roles: admin, and a rights holder
     for itself. Retrying with the same `request_id` returns the first result.
@@ -179,6 +190,17 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
     """
     ArchiveLicensee: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.ArchiveLicenseeRequest, _catalog_service_pb2.ArchiveLicenseeResponse]  # type: ignore[assignment]
     """Archives a licensee. Archiving is idempotent. Allowed roles: admin."""
+    GetLicenseeProfile: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.GetLicenseeProfileRequest, _catalog_service_pb2.GetLicenseeProfileResponse]  # type: ignore[assignment]
+    """Gets the public profile of a licensee (its name and platform, never its
+    contact). Allowed roles: admin, auditor, and a rights holder for a
+    licensee that holds or held a grant on one of its characters, in any
+    state; any other licensee, existing or not, is RESOURCE_NOT_OWNED.
+    """
+    ListLicenseeProfiles: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.ListLicenseeProfilesRequest, _catalog_service_pb2.ListLicenseeProfilesResponse]  # type: ignore[assignment]
+    """Lists public profiles of licensees, ordered by creation time, archived
+    ones included. Allowed roles: admin, auditor, and a rights holder, which
+    sees only the licensees that hold or held a grant on its characters.
+    """
     CreateCharacter: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.CreateCharacterRequest, _catalog_service_pb2.CreateCharacterResponse]  # type: ignore[assignment]
     """Creates a character, OPTED_OUT. Allowed roles: admin, and a rights holder
     for itself. Retrying with the same `request_id` returns the first result.
@@ -343,6 +365,29 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_catalog_service_pb2.ArchiveLicenseeResponse, _abc.Awaitable[_catalog_service_pb2.ArchiveLicenseeResponse]]:
         """Archives a licensee. Archiving is idempotent. Allowed roles: admin."""
+
+    @_abc_1.abstractmethod
+    def GetLicenseeProfile(
+        self,
+        request: _catalog_service_pb2.GetLicenseeProfileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_service_pb2.GetLicenseeProfileResponse, _abc.Awaitable[_catalog_service_pb2.GetLicenseeProfileResponse]]:
+        """Gets the public profile of a licensee (its name and platform, never its
+        contact). Allowed roles: admin, auditor, and a rights holder for a
+        licensee that holds or held a grant on one of its characters, in any
+        state; any other licensee, existing or not, is RESOURCE_NOT_OWNED.
+        """
+
+    @_abc_1.abstractmethod
+    def ListLicenseeProfiles(
+        self,
+        request: _catalog_service_pb2.ListLicenseeProfilesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_service_pb2.ListLicenseeProfilesResponse, _abc.Awaitable[_catalog_service_pb2.ListLicenseeProfilesResponse]]:
+        """Lists public profiles of licensees, ordered by creation time, archived
+        ones included. Allowed roles: admin, auditor, and a rights holder, which
+        sees only the licensees that hold or held a grant on its characters.
+        """
 
     @_abc_1.abstractmethod
     def CreateCharacter(

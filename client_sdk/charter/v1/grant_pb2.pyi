@@ -230,6 +230,8 @@ class Grant(_message.Message):
     STATE_TIME_FIELD_NUMBER: _builtins.int
     ENVELOPE_FIELD_NUMBER: _builtins.int
     MAX_USES_FIELD_NUMBER: _builtins.int
+    CHARACTER_NAME_FIELD_NUMBER: _builtins.int
+    LICENSEE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The grant's id, `grt_` followed by 32 lowercase hex digits. Output only."""
     character_id: _builtins.str
@@ -247,6 +249,14 @@ class Grant(_message.Message):
     max_uses: _builtins.int
     """The most uses the grant allows over its whole validity; unset means no
     cap. Output only (set from the request).
+    """
+    character_name: _builtins.str
+    """The character's canonical name as it is now, for people. Output only;
+    not signed (the envelope's claims hold the ids).
+    """
+    licensee_display_name: _builtins.str
+    """The licensee's display name as it is now, for people. Output only; not
+    signed.
     """
     @_builtins.property
     def terms(self) -> _terms_pb2.Terms:
@@ -289,10 +299,12 @@ class Grant(_message.Message):
         state_time: _timestamp_pb2.Timestamp | None = ...,
         envelope: _envelope_pb2.Envelope | None = ...,
         max_uses: _builtins.int | None = ...,
+        character_name: _builtins.str = ...,
+        licensee_display_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_uses", b"_max_uses", "envelope", b"envelope", "expire_time", b"expire_time", "issue_time", b"issue_time", "max_uses", b"max_uses", "not_before", b"not_before", "state_time", b"state_time", "terms", b"terms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_uses", b"_max_uses", "character_id", b"character_id", "envelope", b"envelope", "expire_time", b"expire_time", "id", b"id", "issue_time", b"issue_time", "licensee_id", b"licensee_id", "max_uses", b"max_uses", "not_before", b"not_before", "rights_holder_id", b"rights_holder_id", "state", b"state", "state_reason", b"state_reason", "state_time", b"state_time", "terms", b"terms", "terms_version", b"terms_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_uses", b"_max_uses", "character_id", b"character_id", "character_name", b"character_name", "envelope", b"envelope", "expire_time", b"expire_time", "id", b"id", "issue_time", b"issue_time", "licensee_display_name", b"licensee_display_name", "licensee_id", b"licensee_id", "max_uses", b"max_uses", "not_before", b"not_before", "rights_holder_id", b"rights_holder_id", "state", b"state", "state_reason", b"state_reason", "state_time", b"state_time", "terms", b"terms", "terms_version", b"terms_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_uses: _TypeAlias = _typing.Literal["max_uses"]  # noqa: Y015
     _WhichOneofArgType__max_uses: _TypeAlias = _typing.Literal["_max_uses", b"_max_uses"]  # noqa: Y015

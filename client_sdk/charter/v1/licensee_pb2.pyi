@@ -119,3 +119,41 @@ class Licensee(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Licensee: _TypeAlias = Licensee  # noqa: Y015
+
+@_typing.final
+class LicenseeProfile(_message.Message):
+    """A LicenseeProfile is the public face of a licensee: what a rights holder may
+    read about the licensees that hold, or held, grants on its characters, so
+    that statements and grant lists can be read by name. It never carries the
+    licensee's contact or legal name.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The licensee's id, `lic_` followed by 32 lowercase hex digits."""
+    display_name: _builtins.str
+    """The name shown to people, for example `Example Video Studio`."""
+    platform: _builtins.str
+    """The platform the licensee renders on, for example `example-video-app`."""
+    state: Global___Licensee.State.ValueType
+    """The lifecycle state."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        platform: _builtins.str = ...,
+        state: Global___Licensee.State.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "id", b"id", "platform", b"platform", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LicenseeProfile: _TypeAlias = LicenseeProfile  # noqa: Y015

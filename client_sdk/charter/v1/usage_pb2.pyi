@@ -284,6 +284,8 @@ class StatementLine(_message.Message):
     REVENUE_SHARE_MINOR_UNITS_FIELD_NUMBER: _builtins.int
     FEE_MINOR_UNITS_FIELD_NUMBER: _builtins.int
     OWED_MINOR_UNITS_FIELD_NUMBER: _builtins.int
+    CHARACTER_NAME_FIELD_NUMBER: _builtins.int
+    LICENSEE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     character_id: _builtins.str
     """The character."""
     licensee_id: _builtins.str
@@ -313,6 +315,14 @@ class StatementLine(_message.Message):
     """The per-use fees: the sum over the records of fee × uses."""
     owed_minor_units: _builtins.int
     """What the line owes the rights holder: revenue share plus fees."""
+    character_name: _builtins.str
+    """The character's canonical name as it is now, for people; the id is the
+    reference.
+    """
+    licensee_display_name: _builtins.str
+    """The licensee's display name as it is now, for people; the id is the
+    reference.
+    """
     def __init__(
         self,
         *,
@@ -327,10 +337,12 @@ class StatementLine(_message.Message):
         revenue_share_minor_units: _builtins.int = ...,
         fee_minor_units: _builtins.int = ...,
         owed_minor_units: _builtins.int = ...,
+        character_name: _builtins.str = ...,
+        licensee_display_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjustment_for_period", b"adjustment_for_period", "character_id", b"character_id", "currency_code", b"currency_code", "duration_milliseconds", b"duration_milliseconds", "fee_minor_units", b"fee_minor_units", "licensee_id", b"licensee_id", "owed_minor_units", b"owed_minor_units", "records", b"records", "revenue_minor_units", b"revenue_minor_units", "revenue_share_minor_units", b"revenue_share_minor_units", "uses", b"uses"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjustment_for_period", b"adjustment_for_period", "character_id", b"character_id", "character_name", b"character_name", "currency_code", b"currency_code", "duration_milliseconds", b"duration_milliseconds", "fee_minor_units", b"fee_minor_units", "licensee_display_name", b"licensee_display_name", "licensee_id", b"licensee_id", "owed_minor_units", b"owed_minor_units", "records", b"records", "revenue_minor_units", b"revenue_minor_units", "revenue_share_minor_units", b"revenue_share_minor_units", "uses", b"uses"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -403,6 +415,8 @@ class Statement(_message.Message):
     LICENSEE_ID_FIELD_NUMBER: _builtins.int
     LINES_FIELD_NUMBER: _builtins.int
     TOTALS_FIELD_NUMBER: _builtins.int
+    RIGHTS_HOLDER_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    LICENSEE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     rights_holder_id: _builtins.str
     """The rights holder."""
     period: _builtins.str
@@ -415,6 +429,10 @@ class Statement(_message.Message):
     """Open, closed or a range."""
     licensee_id: _builtins.str
     """When set, the statement holds only this licensee's lines."""
+    rights_holder_display_name: _builtins.str
+    """The rights holder's display name as it is now, for people."""
+    licensee_display_name: _builtins.str
+    """The display name of `licensee_id`, when set, as it is now."""
     @_builtins.property
     def close_time(self) -> _timestamp_pb2.Timestamp:
         """When the month was closed; unset unless closed."""
@@ -441,10 +459,12 @@ class Statement(_message.Message):
         licensee_id: _builtins.str = ...,
         lines: _abc.Iterable[Global___StatementLine] | None = ...,
         totals: _abc.Iterable[Global___StatementTotal] | None = ...,
+        rights_holder_display_name: _builtins.str = ...,
+        licensee_display_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "end_date", b"end_date", "licensee_id", b"licensee_id", "lines", b"lines", "period", b"period", "rights_holder_id", b"rights_holder_id", "start_date", b"start_date", "state", b"state", "totals", b"totals"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "end_date", b"end_date", "licensee_display_name", b"licensee_display_name", "licensee_id", b"licensee_id", "lines", b"lines", "period", b"period", "rights_holder_display_name", b"rights_holder_display_name", "rights_holder_id", b"rights_holder_id", "start_date", b"start_date", "state", b"state", "totals", b"totals"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

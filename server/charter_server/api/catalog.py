@@ -254,6 +254,25 @@ class CatalogServicer(CharacterServicerMixin, pb_grpc.CatalogServiceServicer):
             licensees=[convert.licensee(item) for item in page.items], next_page_token=page.next_page_token
         )
 
+    def GetLicenseeProfile(
+        self, request: pb.GetLicenseeProfileRequest, context: grpc.ServicerContext
+    ) -> pb.GetLicenseeProfileResponse:
+        licensee = self._service.get_licensee_profile(current_principal(), request.id)
+        return pb.GetLicenseeProfileResponse(profile=convert.licensee_profile(licensee))
+
+    def ListLicenseeProfiles(
+        self, request: pb.ListLicenseeProfilesRequest, context: grpc.ServicerContext
+    ) -> pb.ListLicenseeProfilesResponse:
+        page = self._service.list_licensee_profiles(
+            current_principal(),
+            rights_holder_id=request.rights_holder_id,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return pb.ListLicenseeProfilesResponse(
+            profiles=[convert.licensee_profile(item) for item in page.items], next_page_token=page.next_page_token
+        )
+
     def UpdateLicensee(
         self, request: pb.UpdateLicenseeRequest, context: grpc.ServicerContext
     ) -> pb.UpdateLicenseeResponse:

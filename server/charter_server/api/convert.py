@@ -26,6 +26,7 @@ from charter_server.domain.models import (
     Character,
     CharacterState,
     Detection,
+    DisplayNames,
     GrantRecord,
     GrantState,
     Heartbeat,
@@ -128,6 +129,16 @@ def licensee(value: Licensee) -> licensee_pb2.Licensee:
         create_time=timestamp(value.create_time),
         update_time=timestamp(value.update_time),
         archive_time=timestamp(value.archive_time),
+    )
+
+
+def licensee_profile(value: Licensee) -> licensee_pb2.LicenseeProfile:
+    """The public profile of a licensee: never its contact or legal name."""
+    return licensee_pb2.LicenseeProfile(
+        id=value.id,
+        display_name=value.display_name,
+        platform=value.platform,
+        state=LIFECYCLE_TO_PB[value.state],  # type: ignore[arg-type]
     )
 
 
@@ -277,8 +288,8 @@ def key_set(ring: KeyRing, keys: list[SigningKeyRecord]) -> signing_key_pb2.KeyS
     )
 
 
-def grant(record: GrantRecord) -> grant_pb2.Grant:
-    """The protobuf form of a grant, with its envelope exactly as signed."""
+def grant(record: GrantRecord, names: DisplayNames) -> grant_pb2.Grant:
+    """The protobuf form of a grant, with its envelope exactly as signed and the names for people."""
     return grant_pb2.Grant(
         id=record.id,
         character_id=record.character_id,
@@ -294,6 +305,8 @@ def grant(record: GrantRecord) -> grant_pb2.Grant:
         state_time=timestamp(record.state_time),
         envelope=envelope_pb2.Envelope.FromString(record.envelope),
         max_uses=record.max_uses,
+        character_name=names.characters.get(record.character_id, ""),
+        licensee_display_name=names.licensees.get(record.licensee_id, ""),
     )
 
 

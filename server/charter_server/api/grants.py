@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+from charter.v1 import grant_pb2
 from charter.v1 import grant_service_pb2 as gs
 from charter.v1 import grant_service_pb2_grpc as gs_grpc
 from charter.v1 import key_service_pb2 as ks
@@ -10,6 +11,7 @@ from charter.v1 import key_service_pb2_grpc as ks_grpc
 
 from charter_server.api import convert
 from charter_server.api.context import current_principal
+from charter_server.domain.models import GrantRecord
 from charter_server.services.grants import GrantService, IssueInput
 from charter_server.services.keys import KeyService
 
@@ -19,6 +21,13 @@ class GrantServicer(gs_grpc.GrantServiceServicer):
 
     def __init__(self, grants: GrantService) -> None:
         self._grants = grants
+
+    def _named(self, records: list[GrantRecord]) -> list[grant_pb2.Grant]:
+        names = self._grants.names_of(records)
+        return [convert.grant(record, names) for record in records]
+
+    def _one(self, record: GrantRecord) -> grant_pb2.Grant:
+        return self._named([record])[0]
 
     def IssueGrant(self, request: gs.IssueGrantRequest, context: grpc.ServicerContext) -> gs.IssueGrantResponse:
         value = IssueInput(
@@ -30,10 +39,10 @@ class GrantServicer(gs_grpc.GrantServiceServicer):
             max_uses=request.max_uses if request.HasField("max_uses") else None,
         )
         issued = self._grants.issue(current_principal(), value, request_id=request.request_id)
-        return gs.IssueGrantResponse(grant=convert.grant(issued))
+        return gs.IssueGrantResponse(grant=self._one(issued))
 
     def GetGrant(self, request: gs.GetGrantRequest, context: grpc.ServicerContext) -> gs.GetGrantResponse:
-        return gs.GetGrantResponse(grant=convert.grant(self._grants.get(current_principal(), request.id)))
+        return gs.GetGrantResponse(grant=self._one(self._grants.get(current_principal(), request.id)))
 
     def ListGrants(self, request: gs.ListGrantsRequest, context: grpc.ServicerContext) -> gs.ListGrantsResponse:
         page = self._grants.list(
@@ -45,23 +54,21 @@ class GrantServicer(gs_grpc.GrantServiceServicer):
             page_size=request.page_size,
             page_token=request.page_token,
         )
-        return gs.ListGrantsResponse(
-            grants=[convert.grant(g) for g in page.items], next_page_token=page.next_page_token
-        )
+        return gs.ListGrantsResponse(grants=self._named(page.items), next_page_token=page.next_page_token)
 
     def SuspendGrant(self, request: gs.SuspendGrantRequest, context: grpc.ServicerContext) -> gs.SuspendGrantResponse:
         grant, sequence = self._grants.suspend(current_principal(), request.id, request.reason)
-        return gs.SuspendGrantResponse(grant=convert.grant(grant), sequence=sequence)
+        return gs.SuspendGrantResponse(grant=self._one(grant), sequence=sequence)
 
     def ReinstateGrant(
         self, request: gs.ReinstateGrantRequest, context: grpc.ServicerContext
     ) -> gs.ReinstateGrantResponse:
         grant, sequence = self._grants.reinstate(current_principal(), request.id)
-        return gs.ReinstateGrantResponse(grant=convert.grant(grant), sequence=sequence)
+        return gs.ReinstateGrantResponse(grant=self._one(grant), sequence=sequence)
 
     def RevokeGrant(self, request: gs.RevokeGrantRequest, context: grpc.ServicerContext) -> gs.RevokeGrantResponse:
         grant, sequence = self._grants.revoke(current_principal(), request.id, request.reason)
-        return gs.RevokeGrantResponse(grant=convert.grant(grant), sequence=sequence)
+        return gs.RevokeGrantResponse(grant=self._one(grant), sequence=sequence)
 
 
 class KeyServicer(ks_grpc.KeyServiceServicer):

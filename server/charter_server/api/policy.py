@@ -32,6 +32,8 @@ POLICY: dict[str, frozenset[Role]] = {
     "/charter.v1.CatalogService/ListLicensees": STAFF_READ,
     "/charter.v1.CatalogService/UpdateLicensee": ADMIN,
     "/charter.v1.CatalogService/ArchiveLicensee": ADMIN,
+    "/charter.v1.CatalogService/GetLicenseeProfile": STAFF_READ | {Role.RIGHTS_HOLDER},
+    "/charter.v1.CatalogService/ListLicenseeProfiles": STAFF_READ | {Role.RIGHTS_HOLDER},
     # CatalogService: characters, terms, templates, import and collisions.
     "/charter.v1.CatalogService/CreateCharacter": ADMIN | {Role.RIGHTS_HOLDER},
     "/charter.v1.CatalogService/GetCharacter": STAFF_READ | {Role.RIGHTS_HOLDER},

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -301,3 +302,15 @@ class LineSums:
     revenue_minor: int
     revenue_times_bps: int  # sum of revenue times basis points, divided by 10,000 only once per line
     fees_minor: int  # sum of fee times uses
+
+
+@dataclass(frozen=True, slots=True)
+class DisplayNames:
+    """Names for people, by id, as they are now: ids stay the reference, names only help reading.
+
+    An id without a name here (a record deleted since, or not looked up) reads as an empty name.
+    """
+
+    characters: Mapping[str, str] = field(default_factory=dict)  # canonical names
+    licensees: Mapping[str, str] = field(default_factory=dict)  # display names
+    rights_holders: Mapping[str, str] = field(default_factory=dict)  # display names

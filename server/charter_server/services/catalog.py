@@ -10,11 +10,16 @@ import structlog
 
 from charter_server.domain import ids
 from charter_server.domain.clock import Clock
-from charter_server.domain.errors import FailedPrecondition, NotFound
+from charter_server.domain.errors import FailedPrecondition, NotFound, PermissionDenied
 from charter_server.domain.models import Licensee, LifecycleState, Page, Principal, RightsHolder, Role
 from charter_server.services import pagination
 from charter_server.services.idempotency import create_once
-from charter_server.services.ownership import require_licensee, require_rights_holder
+from charter_server.services.ownership import (
+    not_owned,
+    require_licensee,
+    require_rights_holder,
+    scoped_rights_holder,
+)
 from charter_server.services.validation import Checker, check_id
 from charter_server.storage.database import Database
 from charter_server.storage.uow import UnitOfWork
@@ -80,6 +85,12 @@ def _update_paths(
         elif path not in chosen:
             chosen.append(path)
     return chosen
+
+
+def _require_profile_reader(principal: Principal) -> None:
+    # The role table admits no generator; this keeps the service safe on its own.
+    if principal.role is Role.GENERATOR:
+        raise PermissionDenied("generator keys may not read licensee profiles", reason="ROLE_NOT_PERMITTED")
 
 
 def _query(checker: Checker, query: str) -> None:
@@ -314,6 +325,38 @@ class CatalogService:
         self._after_commit(True)
         log.info("licensee.archived", licensee_id=licensee_id)
         return licensee
+
+    # Licensee profiles: what rights holders may read about their licensees ------------------
+
+    def get_licensee_profile(self, principal: Principal, licensee_id: str) -> Licensee:
+        """One licensee, for its public profile; a rights-holder key reaches only the licensees that
+        hold or held a grant on its characters (any other, existing or not, is not owned)."""
+        check_id("id", licensee_id, "licensee")
+        _require_profile_reader(principal)
+        with self._db.uow() as uow:
+            if principal.role is Role.RIGHTS_HOLDER:
+                licensee = uow.licensees.granted_by(principal.rights_holder_id or "", licensee_id)
+                if licensee is None:
+                    raise not_owned()
+                return licensee
+            return self._load_licensee(uow, licensee_id)
+
+    def list_licensee_profiles(
+        self, principal: Principal, *, rights_holder_id: str, page_size: int, page_token: str
+    ) -> Page[Licensee]:
+        """A page of licensees for their public profiles, in every state; a rights-holder key sees
+        only the licensees that hold or held a grant on its characters."""
+        checker = Checker()
+        checker.resource_id("rights_holder_id", rights_holder_id, "rights_holder", required=False)
+        checker.done()
+        _require_profile_reader(principal)
+        rights_holder_id = scoped_rights_holder(principal, rights_holder_id)
+        size = pagination.page_size(page_size)
+        filters = f"profiles|{rights_holder_id}"
+        after = pagination.decode(page_token, filters)
+        with self._db.uow() as uow:
+            items, more = uow.licensees.list_granted(rights_holder_id=rights_holder_id, after=after, limit=size)
+        return Page(items, pagination.encode(more, filters))
 
     @staticmethod
     def _load_licensee(uow: UnitOfWork, licensee_id: str) -> Licensee:

@@ -5,7 +5,7 @@ verification for integrators. Verification itself is the SDK's shared core (``ch
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,6 +20,7 @@ from charter_server.domain.clock import Clock
 from charter_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from charter_server.domain.models import (
     CharacterState,
+    DisplayNames,
     GrantRecord,
     GrantState,
     LifecycleState,
@@ -32,7 +33,7 @@ from charter_server.services import pagination
 from charter_server.services.idempotency import create_once
 from charter_server.services.keys import KeyService
 from charter_server.services.narrowing import wider_fields
-from charter_server.services.ownership import not_owned, require_generator_licensee, require_rights_holder
+from charter_server.services.ownership import not_owned, require_generator_licensee, scoped_rights_holder
 from charter_server.services.terms_rules import canonical, check_terms
 from charter_server.services.validation import Checker, check_id
 from charter_server.storage.database import Database
@@ -252,10 +253,7 @@ class GrantService:
         checker.resource_id("licensee_id", licensee_id, "licensee", required=False)
         checker.resource_id("rights_holder_id", rights_holder_id, "rights_holder", required=False)
         checker.done()
-        if principal.role is Role.RIGHTS_HOLDER:
-            if rights_holder_id and rights_holder_id != principal.rights_holder_id:
-                require_rights_holder(principal, rights_holder_id)
-            rights_holder_id = principal.rights_holder_id or ""
+        rights_holder_id = scoped_rights_holder(principal, rights_holder_id)
         size = pagination.page_size(page_size)
         filters = f"grants|{character_id}|{licensee_id}|{rights_holder_id}|{state}"
         before = pagination.decode(page_token, filters)
@@ -269,6 +267,14 @@ class GrantService:
                 limit=size,
             )
         return Page(items, pagination.encode(more, filters))
+
+    def names_of(self, grants: Sequence[GrantRecord]) -> DisplayNames:
+        """The names of the grants' characters and licensees, for people; the caller already may see
+        the grants, and with them who holds them."""
+        with self._db.uow() as uow:
+            return uow.display_names.lookup(
+                character_ids={g.character_id for g in grants}, licensee_ids={g.licensee_id for g in grants}
+            )
 
     def suspend(self, principal: Principal, grant_id: str, reason: str) -> tuple[GrantRecord, int]:
         """Suspend an active grant; returns the grant and the revocation-log sequence number."""

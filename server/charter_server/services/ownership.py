@@ -38,3 +38,13 @@ def require_generator_licensee(principal: Principal, licensee_id: str) -> None:
     """A generator key acts only for its own licensee; other roles are not limited here."""
     if principal.role is Role.GENERATOR and principal.licensee_id != licensee_id:
         raise PermissionDenied("this key may act only for its own licensee", reason=_NOT_OWNED)
+
+
+def scoped_rights_holder(principal: Principal, rights_holder_id: str) -> str:
+    """The rights holder a listing is limited to: a rights-holder key's own (naming another is not
+    owned), else the filter as given ('' for none)."""
+    if principal.role is not Role.RIGHTS_HOLDER:
+        return rights_holder_id
+    if rights_holder_id and rights_holder_id != principal.rights_holder_id:
+        raise not_owned()
+    return principal.rights_holder_id or ""

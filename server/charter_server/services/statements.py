@@ -92,14 +92,15 @@ class StatementService:
             sums = uow.statements.range_sums(
                 request.rights_holder_id, _midnight(start), _midnight(end + timedelta(days=1)), licensee_id
             )
-        statement = usage_pb2.Statement(
-            rights_holder_id=request.rights_holder_id,
-            start_date=start.isoformat(),
-            end_date=end.isoformat(),
-            state=usage_pb2.STATEMENT_STATE_RANGE,
-            licensee_id=licensee_id or "",
-        )
-        fill_statement(statement, sums, with_lines=True)
+            statement = usage_pb2.Statement(
+                rights_holder_id=request.rights_holder_id,
+                start_date=start.isoformat(),
+                end_date=end.isoformat(),
+                state=usage_pb2.STATEMENT_STATE_RANGE,
+                licensee_id=licensee_id or "",
+            )
+            fill_statement(statement, sums, with_lines=True)
+            name_statements(uow, [statement])
         return statement
 
     def list(
@@ -139,14 +140,15 @@ class StatementService:
             )
             sums = uow.statements.period_sums(pairs, licensee_id)
             closures = {pair: uow.statements.closure(*pair) for pair in pairs}
-        by_pair: dict[tuple[str, str], list[LineSums]] = defaultdict(list)
-        for line in sums:
-            by_pair[(line.rights_holder_id, line.statement_period)].append(line)
-        statements = []
-        for pair in pairs:
-            statement = _month_header(pair[0], pair[1], closures[pair], licensee_id)
-            fill_statement(statement, by_pair[pair], with_lines=False)
-            statements.append(statement)
+            by_pair: dict[tuple[str, str], list[LineSums]] = defaultdict(list)
+            for line in sums:
+                by_pair[(line.rights_holder_id, line.statement_period)].append(line)
+            statements = []
+            for pair in pairs:
+                statement = _month_header(pair[0], pair[1], closures[pair], licensee_id)
+                fill_statement(statement, by_pair[pair], with_lines=False)
+                statements.append(statement)
+            name_statements(uow, statements)
         token = pagination.encode_text(f"{pairs[-1][1]}|{pairs[-1][0]}" if more else None, filters)
         return statements, token
 
@@ -274,7 +276,29 @@ def _month_statement(
 ) -> usage_pb2.Statement:
     statement = _month_header(rights_holder_id, period, uow.statements.closure(rights_holder_id, period), licensee_id)
     fill_statement(statement, uow.statements.period_sums([(rights_holder_id, period)], licensee_id), with_lines=True)
+    name_statements(uow, [statement])
     return statement
+
+
+def name_statements(uow: UnitOfWork, statements: Sequence[usage_pb2.Statement]) -> None:
+    """Write the rights holders', characters' and licensees' current names next to their ids.
+
+    Whoever may read a statement may read these names: a rights holder's lines are uses of its
+    own characters by licensees that were granted them, a generator's are its own uses.
+    """
+    names = uow.display_names.lookup(
+        character_ids={line.character_id for s in statements for line in s.lines},
+        licensee_ids={line.licensee_id for s in statements for line in s.lines}
+        | {s.licensee_id for s in statements if s.licensee_id},
+        rights_holder_ids={s.rights_holder_id for s in statements},
+    )
+    for statement in statements:
+        statement.rights_holder_display_name = names.rights_holders.get(statement.rights_holder_id, "")
+        if statement.licensee_id:
+            statement.licensee_display_name = names.licensees.get(statement.licensee_id, "")
+        for line in statement.lines:
+            line.character_name = names.characters.get(line.character_id, "")
+            line.licensee_display_name = names.licensees.get(line.licensee_id, "")
 
 
 def fill_statement(statement: usage_pb2.Statement, sums: Sequence[LineSums], *, with_lines: bool) -> None:

@@ -252,6 +252,26 @@ class LicenseeRepository:
         self._session.flush()
         bump_authz_epoch(self._session)
 
+    def granted_by(self, rights_holder_id: str, licensee_id: str) -> Licensee | None:
+        """The licensee, if it holds or held a grant on one of the rights holder's characters."""
+        granted = (
+            select(GrantRow.seq)
+            .where(GrantRow.rights_holder_id == rights_holder_id, GrantRow.licensee_id == licensee_id)
+            .exists()
+        )
+        row = self._session.scalars(select(LicenseeRow).where(LicenseeRow.id == licensee_id, granted)).first()
+        return None if row is None else _licensee(row)
+
+    def list_granted(self, *, rights_holder_id: str, after: int, limit: int) -> tuple[list[Licensee], int | None]:
+        """One page of licensees in creation order, in every state; with ``rights_holder_id``, only
+        those that hold or held a grant on one of its characters."""
+        stmt = select(LicenseeRow)
+        if rights_holder_id:
+            granted = select(GrantRow.licensee_id).where(GrantRow.rights_holder_id == rights_holder_id)
+            stmt = stmt.where(LicenseeRow.id.in_(granted))
+        rows, more = _page(self._session, stmt, LicenseeRow.seq, after, limit)
+        return [_licensee(r) for r in rows], more
+
     def list(
         self, *, state: LifecycleState, query: str, platform: str, after: int, limit: int
     ) -> tuple[list[Licensee], int | None]:

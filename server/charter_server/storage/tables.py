@@ -196,6 +196,9 @@ class GrantRow(Base):
     """An issued grant with its signed envelope."""
 
     __tablename__ = "grants"
+    # Which licensees hold grants on a rights holder's characters: the licensees a rights holder
+    # may read the public profiles of.
+    __table_args__ = (Index("ix_grants_rights_holder_licensee", "rights_holder_id", "licensee_id"),)
 
     seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(40), unique=True)

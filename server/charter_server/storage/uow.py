@@ -15,6 +15,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from charter_server.domain.errors import StorageBusy, StorageUnavailable
+from charter_server.storage.display_names import DisplayNameRepository
 from charter_server.storage.repositories import (
     ApiKeyRepository,
     AuthorizationRepository,
@@ -71,6 +72,7 @@ class UnitOfWork:
     authorizations: AuthorizationRepository
     usage: UsageRepository
     statements: StatementRepository
+    display_names: DisplayNameRepository
 
     def __init__(
         self, session_factory: sessionmaker[Session], writer_lock: AbstractContextManager[Any] | None = None
@@ -96,6 +98,7 @@ class UnitOfWork:
         self.authorizations = AuthorizationRepository(self.session)
         self.usage = UsageRepository(self.session)
         self.statements = StatementRepository(self.session)
+        self.display_names = DisplayNameRepository(self.session)
         return self
 
     def commit(self) -> None:
