@@ -9,17 +9,19 @@ each other's rows.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import charter
 import pytest
 import structlog
+from charter import AsyncClient
 from charter.v1 import api_key_pb2, terms_pb2
 from charter_server.app import CharterServer, build_server
 from charter_server.config import Settings
@@ -167,3 +169,17 @@ def unique_kana(prefix: str = "") -> str:
         digits, index = divmod(digits, len(_KATAKANA))
         letters.append(_KATAKANA[index])
     return prefix + "".join(letters)
+
+
+_T = TypeVar("_T")
+
+
+def run_async(target: str, api_key: str, scenario: Callable[[AsyncClient], Awaitable[_T]], **options: Any) -> _T:
+    """Runs a scenario with an `AsyncClient` created inside the event loop (grpc.aio channels belong to
+    one loop); `options` go to the client."""
+
+    async def main() -> _T:
+        async with AsyncClient(target, api_key=api_key, **options) as client:
+            return await scenario(client)
+
+    return asyncio.run(main())

@@ -10,14 +10,14 @@ a `Scene` (`_scene`) is a fresh rights holder, licensee and generator key for ge
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from charter import Client
 
-from ._live import Live, admin, live, party, serve  # noqa: F401  (admin, live, party: fixtures)
+from ._live import Live, admin, live, party, run_async, serve  # noqa: F401  (admin, live, party: fixtures)
 from ._scene import Scene, make_scene
 from ._tap import Tap
 
@@ -77,3 +77,9 @@ def generator(tap: Tap, scene: Scene) -> Iterator[Client]:
     """A client of the scene's generator key, through the tap."""
     with Client(tap.target, api_key=scene.generator_key) as client:
         yield client
+
+
+@pytest.fixture
+def as_admin(tap: Tap, sdk_live: Live) -> Callable[..., Any]:
+    """Runs an asyncio scenario with an admin `AsyncClient` of `sdk_live` through the tap (see `run_async`)."""
+    return lambda scenario, **options: run_async(tap.target, sdk_live.admin, scenario, **options)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import charter
@@ -24,26 +24,12 @@ _T = TypeVar("_T")
 _MISSING = "0" * 32
 
 
-@pytest.fixture
-def run(tap: Tap, sdk_live: Live) -> Callable[..., Any]:
-    """Runs a scenario with an admin client created inside the event loop (grpc.aio channels belong to one loop)."""
-
-    def run(scenario: Callable[[AsyncClient], Awaitable[_T]], **options: Any) -> _T:
-        async def main() -> _T:
-            async with AsyncClient(tap.target, api_key=sdk_live.admin, **options) as client:
-                return await scenario(client)
-
-        return asyncio.run(main())
-
-    return run
-
-
-def test_calls_send_the_key_and_a_fresh_request_id(run: Callable[..., Any], tap: Tap, sdk_live: Live) -> None:
+def test_calls_send_the_key_and_a_fresh_request_id(as_admin: Callable[..., Any], tap: Tap, sdk_live: Live) -> None:
     async def scenario(client: AsyncClient) -> tuple[rights_holder_pb2.RightsHolder, rights_holder_pb2.RightsHolder]:
         created = await client.create_rights_holder(display_name="Studio", contact_email="s@example.com")
         return created, await client.get_rights_holder(created.id)
 
-    created, fetched = run(scenario)
+    created, fetched = as_admin(scenario)
 
     first, second = tap.calls
     assert fetched == created
@@ -53,7 +39,7 @@ def test_calls_send_the_key_and_a_fresh_request_id(run: Callable[..., Any], tap:
     assert _HEX32.fullmatch(first.request.request_id)
 
 
-def test_list_is_an_async_iterator_following_page_tokens(run: Callable[..., Any], tap: Tap) -> None:
+def test_list_is_an_async_iterator_following_page_tokens(as_admin: Callable[..., Any], tap: Tap) -> None:
     marker = unique()
 
     async def scenario(client: AsyncClient) -> tuple[list[str], list[str], int]:
@@ -71,7 +57,7 @@ def test_list_is_an_async_iterator_following_page_tokens(run: Callable[..., Any]
         listed = [lic.id async for lic in pager]
         return created, listed, calls_before_iterating
 
-    created, listed, calls_before_iterating = run(scenario)
+    created, listed, calls_before_iterating = as_admin(scenario)
 
     assert calls_before_iterating == 0
     tokens = [c.request.page_token for c in tap.calls_of("ListLicensees")]
@@ -81,7 +67,7 @@ def test_list_is_an_async_iterator_following_page_tokens(run: Callable[..., Any]
     assert all(tokens[1:]) and tokens[1] != tokens[2]
 
 
-def test_update_archive_and_api_keys(run: Callable[..., Any], tap: Tap) -> None:
+def test_update_archive_and_api_keys(as_admin: Callable[..., Any], tap: Tap) -> None:
     async def scenario(client: AsyncClient) -> tuple[licensee_pb2.Licensee, api_key_pb2.ApiKey, list[str]]:
         lic = await client.create_licensee(display_name="A", contact_email="a@example.com", platform="app")
         await client.update_licensee(lic.id, display_name="B")
@@ -96,7 +82,7 @@ def test_update_archive_and_api_keys(run: Callable[..., Any], tap: Tap) -> None:
         )
         return archived, revoked, keys
 
-    archived, revoked, keys = run(scenario)
+    archived, revoked, keys = as_admin(scenario)
 
     assert list(tap.calls_of("UpdateLicensee")[0].request.update_mask.paths) == ["display_name"]
     assert list(tap.calls_of("UpdateRightsHolder")[0].request.update_mask.paths) == ["contact_email"]
@@ -106,7 +92,7 @@ def test_update_archive_and_api_keys(run: Callable[..., Any], tap: Tap) -> None:
     assert keys == [revoked.id]
 
 
-def test_errors_are_typed_with_reason_and_request_id(run: Callable[..., Any], tap: Tap) -> None:
+def test_errors_are_typed_with_reason_and_request_id(as_admin: Callable[..., Any], tap: Tap) -> None:
     async def scenario(client: AsyncClient) -> charter.CharterError:
         try:
             await client.get_licensee("lic_" + _MISSING)
@@ -114,7 +100,7 @@ def test_errors_are_typed_with_reason_and_request_id(run: Callable[..., Any], ta
             return exc
         raise AssertionError("no error raised")
 
-    error = run(scenario)
+    error = as_admin(scenario)
 
     (call,) = tap.calls
     assert type(error) is charter.NotFoundError
@@ -122,12 +108,12 @@ def test_errors_are_typed_with_reason_and_request_id(run: Callable[..., Any], ta
     assert error.request_id == call.metadata["x-request-id"]
 
 
-def test_validation_errors_carry_field_violations(run: Callable[..., Any], tap: Tap) -> None:
+def test_validation_errors_carry_field_violations(as_admin: Callable[..., Any], tap: Tap) -> None:
     async def scenario(client: AsyncClient) -> None:
         await client.create_rights_holder(display_name="", contact_email="")
 
     with pytest.raises(charter.InvalidArgumentError) as exc:
-        run(scenario)
+        as_admin(scenario)
 
     assert exc.value.reason == "INVALID_FIELD"
     assert {v.field for v in exc.value.field_violations} == {
@@ -136,32 +122,32 @@ def test_validation_errors_carry_field_violations(run: Callable[..., Any], tap: 
     }
 
 
-def test_unavailable_is_retried(run: Callable[..., Any], tap: Tap, sdk_live: Live) -> None:
+def test_unavailable_is_retried(as_admin: Callable[..., Any], tap: Tap, sdk_live: Live) -> None:
     tap.fail("GetCaller", errors.StorageBusy("busy"), times=2)
 
     async def scenario(client: AsyncClient) -> api_key_pb2.ApiKey:
         return await client.get_caller()
 
-    caller = run(scenario, retry=RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.02))
+    caller = as_admin(scenario, retry=RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.02))
 
     assert caller.id == sdk_live.admin_key_id
     assert len(tap.calls_of("GetCaller")) == 3
 
 
-def test_no_retry_policy_means_one_attempt(run: Callable[..., Any], tap: Tap) -> None:
+def test_no_retry_policy_means_one_attempt(as_admin: Callable[..., Any], tap: Tap) -> None:
     tap.fail("GetCaller", errors.StorageBusy("busy"), times=1)
 
     async def scenario(client: AsyncClient) -> api_key_pb2.ApiKey:
         return await client.get_caller()
 
     with pytest.raises(charter.UnavailableError) as exc:
-        run(scenario, retry=None)
+        as_admin(scenario, retry=None)
 
     assert exc.value.reason == "STORAGE_BUSY"
     assert len(tap.calls_of("GetCaller")) == 1
 
 
-def test_deadlines_default_and_per_call(run: Callable[..., Any], tap: Tap) -> None:
+def test_deadlines_default_and_per_call(as_admin: Callable[..., Any], tap: Tap) -> None:
     tap.delay("GetCaller", 0.5)
 
     async def per_call(client: AsyncClient) -> api_key_pb2.ApiKey:
@@ -171,30 +157,30 @@ def test_deadlines_default_and_per_call(run: Callable[..., Any], tap: Tap) -> No
         return await client.get_caller()
 
     with pytest.raises(charter.DeadlineExceededError) as first:
-        run(per_call)
+        as_admin(per_call)
     with pytest.raises(charter.DeadlineExceededError) as second:
-        run(by_default, timeout=0.05)
+        as_admin(by_default, timeout=0.05)
 
     assert first.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
     assert second.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
 
 
-def test_pager_errors_surface_during_iteration(run: Callable[..., Any], tap: Tap) -> None:
+def test_pager_errors_surface_during_iteration(as_admin: Callable[..., Any], tap: Tap) -> None:
     async def scenario(client: AsyncClient) -> list[str]:
         return [k.id async for k in client.list_api_keys(page_size=-1)]
 
     with pytest.raises(charter.InvalidArgumentError) as exc:
-        run(scenario)
+        as_admin(scenario)
 
     assert [v.field for v in exc.value.field_violations] == ["page_size"]
 
 
-def test_bad_arguments_fail_before_any_call(run: Callable[..., Any], tap: Tap) -> None:
+def test_bad_arguments_fail_before_any_call(as_admin: Callable[..., Any], tap: Tap) -> None:
     async def scenario(client: AsyncClient) -> None:
         client.list_rights_holders(state="gone")
 
     with pytest.raises(ValueError) as exc:
-        run(scenario)
+        as_admin(scenario)
 
     assert exc.type is ValueError
     assert tap.calls == []
@@ -213,7 +199,7 @@ def test_close_is_idempotent(tap: Tap, sdk_live: Live) -> None:
     assert text == f"AsyncClient(target={tap.target!r})"
 
 
-def test_characters_terms_and_import(run: Callable[..., Any], tap: Tap, staff: Client) -> None:
+def test_characters_terms_and_import(as_admin: Callable[..., Any], tap: Tap, staff: Client) -> None:
     holder = staff.create_rights_holder(display_name="Studio", contact_email="rights@studio.example")
     name = unique("Hatsune ")
 
@@ -256,7 +242,7 @@ def test_characters_terms_and_import(run: Callable[..., Any], tap: Tap, staff: C
         assert all(fetched.id not in c.character_ids for c in collisions)
         return fetched, listed, opted_in, versions, templates, results, opted_out
 
-    fetched, listed, opted_in, versions, templates, results, opted_out = run(scenario)
+    fetched, listed, opted_in, versions, templates, results, opted_out = as_admin(scenario)
 
     assert list(tap.calls_of("UpdateCharacter")[0].request.update_mask.paths) == ["franchise"]
     assert _HEX32.fullmatch(tap.calls_of("CreateCharacter")[0].request.request_id)
@@ -270,11 +256,11 @@ def test_characters_terms_and_import(run: Callable[..., Any], tap: Tap, staff: C
     assert opted_out.character.state == character_pb2.Character.STATE_OPTED_OUT
 
 
-def test_character_errors_are_typed(run: Callable[..., Any], tap: Tap) -> None:
+def test_character_errors_are_typed(as_admin: Callable[..., Any], tap: Tap) -> None:
     async def scenario(client: AsyncClient) -> None:
         await client.get_terms("chr_" + _MISSING)
 
     with pytest.raises(charter.NotFoundError) as exc:
-        run(scenario)
+        as_admin(scenario)
 
     assert exc.value.reason == "CHARACTER_NOT_FOUND"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -28,7 +28,7 @@ from charter.terms import DenyReason
 from charter.v1 import authorization_service_pb2, grant_pb2
 from charter_server.domain import errors
 
-from ._live import Live, unique
+from ._live import Live, run_async, unique
 from ._scene import IMAGE, OWED, TEEN, Scene
 from ._tap import Tap
 
@@ -39,26 +39,10 @@ Heartbeat = authorization_service_pb2.Heartbeat
 Run = Callable[..., Any]
 
 
-def _run(target: str, api_key: str, scenario: Callable[[AsyncClient], Awaitable[_T]], **options: Any) -> _T:
-    """Runs a scenario with a client created inside the event loop (grpc.aio channels belong to one loop)."""
-
-    async def main() -> _T:
-        async with AsyncClient(target, api_key=api_key, **options) as client:
-            return await scenario(client)
-
-    return asyncio.run(main())
-
-
 @pytest.fixture
 def as_generator(tap: Tap, scene: Scene) -> Run:
     """Runs a scenario as the scene's generator, through the tap."""
-    return lambda scenario, **options: _run(tap.target, scene.generator_key, scenario, **options)
-
-
-@pytest.fixture
-def as_admin(tap: Tap, sdk_live: Live) -> Run:
-    """Runs a scenario as staff, through the tap."""
-    return lambda scenario, **options: _run(tap.target, sdk_live.admin, scenario, **options)
+    return lambda scenario, **options: run_async(tap.target, scene.generator_key, scenario, **options)
 
 
 async def _take(watch: AsyncRevocationWatch, count: int) -> list[Any]:
@@ -270,7 +254,7 @@ def test_watch_cancel_from_another_task_ends_a_blocked_iteration(quiet_live: Liv
         asyncio.get_running_loop().call_later(0.3, watch.cancel)
         return [message async for message in watch]
 
-    received = _run(quiet_live.target, quiet_live.admin, scenario)
+    received = run_async(quiet_live.target, quiet_live.admin, scenario)
 
     assert [type(m) for m in received] == [Heartbeat]
 
@@ -291,7 +275,7 @@ def test_cancelling_the_task_still_cancels_it(quiet_live: Live) -> None:
             await task
         return task.cancelled()
 
-    assert _run(quiet_live.target, quiet_live.admin, scenario) is True
+    assert run_async(quiet_live.target, quiet_live.admin, scenario) is True
 
 
 def test_watch_errors_are_typed(as_admin: Run, tap: Tap) -> None:
