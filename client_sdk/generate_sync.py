@@ -82,7 +82,9 @@ def generate(out_root: Path) -> list[Path]:
         shutil.rmtree(target)
     target.mkdir(parents=True)
     # ruff tells first-party imports by the package a file is in: make `charter` one here too.
-    (target.parent / "__init__.py").touch()
+    marker = target.parent / "__init__.py"
+    if not marker.exists():
+        marker.write_text("", encoding="utf-8")
     sources = sorted(SOURCE.glob("*.py"))
     rule = unasync.Rule(f"{SOURCE}{os.sep}", f"{target}{os.sep}", additional_replacements=NAMES)
     unasync.unasync_files([str(path) for path in sources], [rule])

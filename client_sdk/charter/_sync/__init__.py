@@ -1,9 +1,10 @@
 # Generated from charter/_async/__init__.py by client_sdk/generate_sync.py; do not edit.
-"""The calls of the asyncio client, one module per service area; `charter.aio` makes them public.
+"""The calls of the Charter clients, one module per service area (`charter.client` and `charter.aio`
+make them public).
 
-This package is the one place where a call is written: its signature, docstring, request
-building and response handling. `charter._sync`, the synchronous client's calls, is generated
-from it by ``client_sdk/generate_sync.py``; never edit that package by hand.
+The asyncio package is the one place where a call is written: its signature, docstring, request
+building and response handling. The synchronous package is generated from it by
+``client_sdk/generate_sync.py``; never edit that one by hand.
 """
 
 from __future__ import annotations
