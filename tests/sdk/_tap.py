@@ -96,6 +96,13 @@ class Tap:
         with self._lock:
             self.calls.clear()
 
+    def reset(self) -> None:
+        """Forgets the calls, the failures still to inject and the delays: as good as a new tap."""
+        with self._lock:
+            self.calls.clear()
+            self._faults.clear()
+            self._delays.clear()
+
     def fail(
         self, method: str, error: errors.DomainError | grpc.StatusCode, *, times: int = 1, answer_lost: bool = False
     ) -> None:

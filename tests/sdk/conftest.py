@@ -1,11 +1,13 @@
 """Fixtures of the SDK tests: the real server, a tap in front of it, and clients of both.
 
-The server is built by the production composition root over a SQLite database of the SDK tests'
-own (the usage tests use `_live`'s servers over the session's databases instead). Tests share it
-and make what they need with fresh names (see `_live.unique`), so they never depend on each
-other's rows; the few that change what every test sees (rotating signing keys) get a server of
-their own (`own_live`). A fresh `Tap` per test records what the client sent and injects failures;
-a `Scene` (`_scene`) is a fresh rights holder, licensee and generator key for generation-time tests.
+Each test module gets a server built by the production composition root over a SQLite database
+of the SDK tests' own (the usage tests use `_live`'s servers over the session's databases
+instead); a server lives only as long as its module, so its background threads cost the other
+tests nothing. Tests make what they need with fresh names (see `_live.unique`), so they never
+depend on each other's rows; the few that change what every test sees (rotating signing keys)
+get a server of their own (`own_live`). The `Tap`, reset for each test, records what the client
+sent and injects failures; a `Scene` (`_scene`) is a fresh rights holder, licensee and generator
+key for generation-time tests.
 """
 
 from __future__ import annotations
@@ -26,10 +28,16 @@ HEARTBEAT_SECONDS = 0.05
 
 
 @pytest.fixture(scope="session")
-def sdk_live(tmp_path_factory: pytest.TempPathFactory, clock: Any) -> Iterator[Live]:
-    """The real server of the SDK tests, with fast heartbeats."""
+def sdk_database(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The URL of the SDK tests' SQLite database (the first server to start migrates it)."""
     path: Path = tmp_path_factory.mktemp("sdk") / "charter.db"
-    yield from serve(f"sqlite:///{path}", clock, revocation_heartbeat_seconds=HEARTBEAT_SECONDS)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="module")
+def sdk_live(sdk_database: str, clock: Any) -> Iterator[Live]:
+    """The real server of this module's SDK tests, with fast heartbeats."""
+    yield from serve(sdk_database, clock, revocation_heartbeat_seconds=HEARTBEAT_SECONDS)
 
 
 @pytest.fixture
@@ -38,14 +46,20 @@ def own_live(tmp_path: Path, clock: Any) -> Iterator[Live]:
     yield from serve(f"sqlite:///{tmp_path / 'charter.db'}", clock, revocation_heartbeat_seconds=HEARTBEAT_SECONDS)
 
 
-@pytest.fixture
-def tap(sdk_live: Live) -> Iterator[Tap]:
-    """A tap in front of `sdk_live`, fresh per test."""
+@pytest.fixture(scope="module")
+def _tap(sdk_live: Live) -> Iterator[Tap]:
     with Tap(sdk_live.target) as tap:
         yield tap
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
+def tap(_tap: Tap) -> Tap:
+    """The tap in front of `sdk_live`, reset for each test."""
+    _tap.reset()
+    return _tap
+
+
+@pytest.fixture(scope="module")
 def staff(sdk_live: Live) -> Iterator[Client]:
     """An admin client of `sdk_live` that bypasses the tap, for setting up what a test needs."""
     with Client(sdk_live.target, api_key=sdk_live.admin) as client:
@@ -59,11 +73,11 @@ def client(tap: Tap, sdk_live: Live) -> Iterator[Client]:
         yield client
 
 
-@pytest.fixture(scope="session")
-def quiet_live(tmp_path_factory: pytest.TempPathFactory, clock: Any) -> Iterator[Live]:
-    """A real server that sends a heartbeat only every 5 s (the default), so a watch stays quiet."""
-    path: Path = tmp_path_factory.mktemp("quiet") / "charter.db"
-    yield from serve(f"sqlite:///{path}", clock)
+@pytest.fixture(scope="module")
+def quiet_live(sdk_database: str, clock: Any) -> Iterator[Live]:
+    """A second real server of this module that sends a heartbeat only every 5 s (the default), so a
+    watch stays quiet."""
+    yield from serve(sdk_database, clock)
 
 
 @pytest.fixture
