@@ -51,6 +51,11 @@ class Live:
     """The admin key's secret."""
     admin_key_id: str
 
+    def revocation_head(self) -> int:
+        """The newest sequence number of the server's revocation log."""
+        with self.server.db.uow() as uow:
+            return int(uow.revocations.head())
+
 
 def start(database_url: str, clock: Any, **settings: Any) -> CharterServer:
     """A started server over the database (with these `Settings` changed); the caller stops it."""

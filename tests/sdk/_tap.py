@@ -74,10 +74,8 @@ class Tap:
         self._faults: dict[str, _Fault] = {}
         self._delays: dict[str, float] = {}
         self._upstream = grpc.insecure_channel(upstream)
-        self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=_MAX_STREAMS, thread_name_prefix="tap"),
-            handlers=[_Forwarder(self)],
-        )
+        self._workers = futures.ThreadPoolExecutor(max_workers=_MAX_STREAMS, thread_name_prefix="tap")
+        self._server = grpc.server(self._workers, handlers=[_Forwarder(self)])
         self.port = self._server.add_insecure_port("127.0.0.1:0")
         self._server.start()
 
@@ -132,6 +130,7 @@ class Tap:
     def close(self) -> None:
         """Stops the tap (calls in flight are cancelled) and closes its channel to the server."""
         self._server.stop(grace=None).wait()
+        self._workers.shutdown(wait=True)
         self._upstream.close()
 
     def __enter__(self) -> Self:

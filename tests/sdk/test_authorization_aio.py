@@ -249,8 +249,10 @@ def test_watch_as_a_context_manager_follows_live_events_and_cancels_on_exit(as_a
 
 
 def test_watch_cancel_from_another_task_ends_a_blocked_iteration(quiet_live: Live) -> None:
+    head = quiet_live.revocation_head()
+
     async def scenario(aclient: AsyncClient) -> list[Any]:
-        watch = aclient.watch_revocations()
+        watch = aclient.watch_revocations(since_sequence=head)
         asyncio.get_running_loop().call_later(0.3, watch.cancel)
         return [message async for message in watch]
 
@@ -260,8 +262,10 @@ def test_watch_cancel_from_another_task_ends_a_blocked_iteration(quiet_live: Liv
 
 
 def test_cancelling_the_task_still_cancels_it(quiet_live: Live) -> None:
+    head = quiet_live.revocation_head()
+
     async def scenario(aclient: AsyncClient) -> bool:
-        watch = aclient.watch_revocations()
+        watch = aclient.watch_revocations(since_sequence=head)
 
         async def consume() -> None:
             async for _ in watch:

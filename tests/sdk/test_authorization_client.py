@@ -496,7 +496,7 @@ def test_watch_starts_after_since_sequence_and_follows_live_events(client: Clien
 
 def test_watch_cancel_from_another_thread_ends_a_blocked_iteration(quiet_live: Live) -> None:
     with Client(quiet_live.target, api_key=quiet_live.admin) as client:
-        watch = client.watch_revocations()
+        watch = client.watch_revocations(since_sequence=quiet_live.revocation_head())
         received = []
         timer = threading.Timer(0.3, watch.cancel)
         timer.start()
