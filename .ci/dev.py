@@ -13,7 +13,7 @@ Usage::
 
     python3 .ci/dev.py demo [ARGS...]      # run the server on SQLite with a demo catalogue
     python3 .ci/dev.py test [ARGS...]      # run the whole test suite (ARGS go to pytest)
-    python3 .ci/dev.py generate [ARGS...]  # regenerate client_sdk/charter/v1 from protos/
+    python3 .ci/dev.py generate [ARGS...]  # regenerate charter/v1 (from protos/) and charter/_sync
     python3 .ci/dev.py setup [--force]     # only set up .venv (--force reinstalls)
 
 It works without a terminal or standard input (``CI=true``), as CI runs it.
@@ -182,9 +182,10 @@ def command_test(extra: list[str]) -> None:
 
 
 def command_generate(extra: list[str]) -> None:
-    """Regenerate the committed Python code of the contract from ``protos/``."""
+    """Regenerate the committed generated code: the contract's from ``protos/``, then the sync client's."""
     setup()
     run([venv_bin("python"), ROOT / "protos" / "generate.py", *extra])
+    run([venv_bin("python"), ROOT / "client_sdk" / "generate_sync.py", *extra])
 
 
 def command_setup(extra: list[str]) -> None:

@@ -1,13 +1,14 @@
-"""Request building shared by `Client` and `AsyncClient`.
+"""The pure pieces of request building that several calls (and the CLI) share.
 
-Pure functions from the clients' Python arguments to request messages: enum
-parsing, timestamps, field masks and the create/list/update requests, plus the
-few pure response helpers both clients need (unwrapping a stream message). A new
-resource adds its builders here and thin methods to both clients.
+Enum parsing by name or number, type checks of lists, timestamps and durations, field masks,
+the use context and `UseRequest` of ``authorize``, and unwrapping a stream message. Each call
+builds its own request in its module of `charter._async`; what more than one call needs lives
+here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeAlias, TypeVar
@@ -19,20 +20,16 @@ from charter import envelope as _envelope
 from charter._options import new_request_id
 from charter.usage import MAX_BATCH_SIZE, UsageReport
 from charter.v1 import (
-    access_service_pb2,
     api_key_pb2,
     authorization_service_pb2,
-    catalog_service_pb2,
     character_pb2,
     decision_pb2,
     envelope_pb2,
     grant_pb2,
-    grant_service_pb2,
     licensee_pb2,
     rights_holder_pb2,
     terms_pb2,
     usage_pb2,
-    usage_service_pb2,
 )
 
 if TYPE_CHECKING:
@@ -243,279 +240,6 @@ def apply_changes(resource: Message, changes: Mapping[str, object]) -> field_mas
     return field_mask_pb2.FieldMask(paths=paths)
 
 
-# -- rights holders ---------------------------------------------------------------------------
-
-
-def create_rights_holder(
-    *,
-    display_name: str,
-    contact_email: str,
-    legal_name: str,
-    revenue_share_account: str,
-    request_id: str | None,
-) -> catalog_service_pb2.CreateRightsHolderRequest:
-    """Builds a CreateRightsHolderRequest, with a fresh request id when none is given."""
-    return catalog_service_pb2.CreateRightsHolderRequest(
-        rights_holder=rights_holder_pb2.RightsHolder(
-            display_name=display_name,
-            contact_email=contact_email,
-            legal_name=legal_name,
-            revenue_share_account=revenue_share_account,
-        ),
-        request_id=request_id or new_request_id(),
-    )
-
-
-def list_rights_holders(
-    *, state: int | str | None, query: str, page_size: int
-) -> catalog_service_pb2.ListRightsHoldersRequest:
-    """Builds the first ListRightsHoldersRequest of a listing."""
-    request = catalog_service_pb2.ListRightsHoldersRequest(query=query, page_size=page_size)
-    if state is not None:
-        request.state = parse_rights_holder_state(state)
-    return request
-
-
-def update_rights_holder(id: str, changes: Mapping[str, str | None]) -> catalog_service_pb2.UpdateRightsHolderRequest:
-    """Builds an UpdateRightsHolderRequest whose mask names the non-None changes."""
-    resource = rights_holder_pb2.RightsHolder(id=id)
-    mask = apply_changes(resource, changes)
-    return catalog_service_pb2.UpdateRightsHolderRequest(rights_holder=resource, update_mask=mask)
-
-
-# -- licensees --------------------------------------------------------------------------------
-
-
-def create_licensee(
-    *,
-    display_name: str,
-    contact_email: str,
-    platform: str,
-    legal_name: str,
-    request_id: str | None,
-) -> catalog_service_pb2.CreateLicenseeRequest:
-    """Builds a CreateLicenseeRequest, with a fresh request id when none is given."""
-    return catalog_service_pb2.CreateLicenseeRequest(
-        licensee=licensee_pb2.Licensee(
-            display_name=display_name,
-            contact_email=contact_email,
-            platform=platform,
-            legal_name=legal_name,
-        ),
-        request_id=request_id or new_request_id(),
-    )
-
-
-def list_licensees(
-    *, state: int | str | None, query: str, platform: str, page_size: int
-) -> catalog_service_pb2.ListLicenseesRequest:
-    """Builds the first ListLicenseesRequest of a listing."""
-    request = catalog_service_pb2.ListLicenseesRequest(query=query, platform=platform, page_size=page_size)
-    if state is not None:
-        request.state = parse_licensee_state(state)
-    return request
-
-
-def update_licensee(id: str, changes: Mapping[str, str | None]) -> catalog_service_pb2.UpdateLicenseeRequest:
-    """Builds an UpdateLicenseeRequest whose mask names the non-None changes."""
-    resource = licensee_pb2.Licensee(id=id)
-    mask = apply_changes(resource, changes)
-    return catalog_service_pb2.UpdateLicenseeRequest(licensee=resource, update_mask=mask)
-
-
-# -- API keys ---------------------------------------------------------------------------------
-
-
-def create_api_key(
-    *,
-    display_name: str,
-    role: int | str,
-    rights_holder_id: str,
-    licensee_id: str,
-    expire_time: dt.datetime | None,
-    request_id: str | None,
-) -> access_service_pb2.CreateApiKeyRequest:
-    """Builds a CreateApiKeyRequest, with a fresh request id when none is given."""
-    return access_service_pb2.CreateApiKeyRequest(
-        display_name=display_name,
-        role=parse_role(role),
-        rights_holder_id=rights_holder_id,
-        licensee_id=licensee_id,
-        expire_time=None if expire_time is None else timestamp(expire_time, what="expire_time"),
-        request_id=request_id or new_request_id(),
-    )
-
-
-def list_api_keys(
-    *, role: int | str | None, show_inactive: bool, page_size: int
-) -> access_service_pb2.ListApiKeysRequest:
-    """Builds the first ListApiKeysRequest of a listing."""
-    request = access_service_pb2.ListApiKeysRequest(show_inactive=show_inactive, page_size=page_size)
-    if role is not None:
-        request.role = parse_role(role)
-    return request
-
-
-# -- characters -------------------------------------------------------------------------------
-
-
-def create_character(
-    *,
-    rights_holder_id: str,
-    canonical_name: str,
-    franchise: str,
-    description: str,
-    reference_urls: Iterable[str],
-    aliases: Iterable[character_pb2.Alias],
-    external_id: str,
-    request_id: str | None,
-) -> catalog_service_pb2.CreateCharacterRequest:
-    """Builds a CreateCharacterRequest, with a fresh request id when none is given."""
-    return catalog_service_pb2.CreateCharacterRequest(
-        character=character_pb2.Character(
-            rights_holder_id=rights_holder_id,
-            canonical_name=canonical_name,
-            franchise=franchise,
-            description=description,
-            reference_urls=string_list(reference_urls, what="reference_urls"),
-            aliases=alias_list(aliases),
-            external_id=external_id,
-        ),
-        request_id=request_id or new_request_id(),
-    )
-
-
-def list_characters(
-    *, rights_holder_id: str, state: int | str | None, franchise: str, query: str, page_size: int
-) -> catalog_service_pb2.ListCharactersRequest:
-    """Builds the first ListCharactersRequest of a listing."""
-    request = catalog_service_pb2.ListCharactersRequest(
-        rights_holder_id=rights_holder_id, franchise=franchise, query=query, page_size=page_size
-    )
-    if state is not None:
-        request.state = parse_character_state(state)
-    return request
-
-
-def update_character(
-    id: str,
-    *,
-    canonical_name: str | None,
-    franchise: str | None,
-    description: str | None,
-    reference_urls: Iterable[str] | None,
-    aliases: Iterable[character_pb2.Alias] | None,
-    external_id: str | None,
-) -> catalog_service_pb2.UpdateCharacterRequest:
-    """Builds an UpdateCharacterRequest whose mask names the non-None changes; lists are replaced whole."""
-    resource = character_pb2.Character(id=id)
-    mask = apply_changes(
-        resource,
-        {
-            "canonical_name": canonical_name,
-            "franchise": franchise,
-            "description": description,
-            "reference_urls": None if reference_urls is None else string_list(reference_urls, what="reference_urls"),
-            "aliases": None if aliases is None else alias_list(aliases),
-            "external_id": external_id,
-        },
-    )
-    return catalog_service_pb2.UpdateCharacterRequest(character=resource, update_mask=mask)
-
-
-def import_characters(
-    rights_holder_id: str, rows: Iterable[catalog_service_pb2.ImportRow]
-) -> catalog_service_pb2.ImportCharactersRequest:
-    """Builds an ImportCharactersRequest, checking that every row is an `ImportRow`.
-
-    Raises:
-        TypeError: If a row is not an `ImportRow` message.
-    """
-    checked = list(rows)
-    for row in checked:
-        if not isinstance(row, catalog_service_pb2.ImportRow):
-            raise TypeError(f"rows must hold ImportRow messages, not {type(row).__name__}")
-    return catalog_service_pb2.ImportCharactersRequest(rights_holder_id=rights_holder_id, rows=checked)
-
-
-# -- grants -----------------------------------------------------------------------------------
-
-
-def issue_grant(
-    *,
-    character_id: str,
-    licensee_id: str,
-    expire_time: dt.datetime,
-    not_before: dt.datetime | None,
-    narrowed_terms: terms_pb2.Terms | None,
-    request_id: str | None,
-    max_uses: int | None = None,
-) -> grant_service_pb2.IssueGrantRequest:
-    """Builds an IssueGrantRequest, with a fresh request id when none is given.
-
-    Raises:
-        ValueError: If a time is naive.
-        TypeError: If a time is not a datetime or `narrowed_terms` is not a `Terms` message.
-    """
-    request = grant_service_pb2.IssueGrantRequest(
-        character_id=character_id,
-        licensee_id=licensee_id,
-        expire_time=timestamp(expire_time, what="expire_time"),
-        request_id=request_id or new_request_id(),
-    )
-    if not_before is not None:
-        request.not_before.CopyFrom(timestamp(not_before, what="not_before"))
-    if narrowed_terms is not None:
-        request.narrowed_terms.CopyFrom(check_terms(narrowed_terms))
-    if max_uses is not None:
-        if isinstance(max_uses, bool) or not isinstance(max_uses, int):
-            raise TypeError(f"max_uses must be an int, not {type(max_uses).__name__}")
-        request.max_uses = max_uses
-    return request
-
-
-def list_grants(
-    *,
-    character_id: str,
-    licensee_id: str,
-    rights_holder_id: str,
-    state: int | str | None,
-    page_size: int,
-) -> grant_service_pb2.ListGrantsRequest:
-    """Builds the first ListGrantsRequest of a listing."""
-    request = grant_service_pb2.ListGrantsRequest(
-        character_id=character_id,
-        licensee_id=licensee_id,
-        rights_holder_id=rights_holder_id,
-        page_size=page_size,
-    )
-    if state is not None:
-        request.state = parse_grant_state(state)
-    return request
-
-
-def verify_grant(
-    envelope: envelope_pb2.Envelope | str, *, licensee_id: str, character_id: str
-) -> authorization_service_pb2.VerifyGrantRequest:
-    """Builds a VerifyGrantRequest carrying the envelope in its protobuf or DSSE JSON form.
-
-    Raises:
-        TypeError: If the envelope is neither an `Envelope` message nor a string.
-    """
-    request = authorization_service_pb2.VerifyGrantRequest(licensee_id=licensee_id, character_id=character_id)
-    if isinstance(envelope, envelope_pb2.Envelope):
-        request.envelope.CopyFrom(envelope)
-    elif isinstance(envelope, str):
-        # Sent as received: the server verifies these bytes, never a re-encoding of them.
-        request.envelope_json = envelope
-    else:
-        raise TypeError(
-            "envelope must be a charter.v1.envelope_pb2.Envelope or its DSSE JSON text (str),"
-            f" not {type(envelope).__name__}"
-        )
-    return request
-
-
 # -- generation time --------------------------------------------------------------------------
 
 RevocationMessage: TypeAlias = grant_pb2.RevocationEvent | authorization_service_pb2.Heartbeat
@@ -591,70 +315,80 @@ def use_context(
     return context
 
 
-def authorize(
-    *,
-    character_ids: Sequence[str],
-    prompt: str,
-    use_type: int,
-    content_rating: int,
-    categories: Iterable[int],
-    territory: str,
-    commercial: bool,
-    duration: dt.timedelta | None,
-    grants: Sequence[envelope_pb2.Envelope | str],
-    request_id: str | None,
-) -> authorization_service_pb2.AuthorizeRequest:
-    """Builds an AuthorizeRequest, with a fresh request id when none is given.
+@dataclasses.dataclass(frozen=True, slots=True)
+class UseRequest:
+    """A generation backend's question, checked: may these characters be used this way? (private).
 
-    The id is fixed here, once per `authorize` call, so gRPC's own retries of the call resend
-    it and the server counts a quota once.
+    ``authorize`` and ``license(...)`` turn their keyword arguments into one of these with `of`
+    as soon as they are given, so they are checked before any call; from then on the question
+    travels as this one value (``license`` hands it to the call it makes on entry).
 
-    Raises:
-        MalformedEnvelope: If a grant given as a string is not well-formed DSSE JSON.
-        ValueError: If an enum value is unknown.
-        TypeError: If an argument has the wrong type.
+    Attributes:
+        character_ids: The declared characters.
+        prompt: The prompt to screen; empty for none.
+        context: The use context, its enum values checked.
+        grants: The grants presented, as messages.
+        request_id: The request id, fixed here so that gRPC's retries of the call resend it and
+            the server counts a quota once.
     """
-    if not isinstance(prompt, str):
-        raise TypeError(f"prompt must be a string, not {type(prompt).__name__}")
-    return authorization_service_pb2.AuthorizeRequest(
-        character_ids=string_list(character_ids, what="character_ids"),
-        prompt=prompt,
-        grants=envelope_list(grants, what="grants"),
-        context=use_context(
-            use_type=use_type,
-            content_rating=content_rating,
-            categories=categories,
-            territory=territory,
-            commercial=commercial,
-            duration=duration,
-        ),
-        request_id=request_id or new_request_id(),
-    )
 
+    character_ids: tuple[str, ...]
+    prompt: str
+    context: decision_pb2.UseContext
+    grants: tuple[envelope_pb2.Envelope, ...]
+    request_id: str
 
-def screen_prompt(prompt: str) -> authorization_service_pb2.ScreenPromptRequest:
-    """Builds a ScreenPromptRequest.
+    @classmethod
+    def of(
+        cls,
+        *,
+        character_ids: Sequence[str] = (),
+        prompt: str = "",
+        use_type: int,
+        content_rating: int,
+        categories: Iterable[int] = (),
+        territory: str = "",
+        commercial: bool = False,
+        duration: dt.timedelta | None = None,
+        grants: Sequence[envelope_pb2.Envelope | str] = (),
+        request_id: str | None = None,
+    ) -> UseRequest:
+        """Checks the keyword arguments of ``authorize`` (see there) and returns the question.
 
-    Raises:
-        TypeError: If the prompt is not a string.
-    """
-    if not isinstance(prompt, str):
-        raise TypeError(f"prompt must be a string, not {type(prompt).__name__}")
-    return authorization_service_pb2.ScreenPromptRequest(prompt=prompt)
+        Enum values given by name become numbers, grants given as DSSE JSON text become
+        `Envelope` messages, and a missing request id becomes a fresh one.
 
+        Raises:
+            MalformedEnvelope: If a grant given as a string is not well-formed DSSE JSON.
+            ValueError: If an enum value is unknown.
+            TypeError: If an argument has the wrong type.
+        """
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a string, not {type(prompt).__name__}")
+        return cls(
+            character_ids=tuple(string_list(character_ids, what="character_ids")),
+            prompt=prompt,
+            context=use_context(
+                use_type=use_type,
+                content_rating=content_rating,
+                categories=categories,
+                territory=territory,
+                commercial=commercial,
+                duration=duration,
+            ),
+            grants=tuple(envelope_list(grants, what="grants")),
+            request_id=request_id or new_request_id(),
+        )
 
-def watch_revocations(since_sequence: int) -> authorization_service_pb2.WatchRevocationsRequest:
-    """Builds a WatchRevocationsRequest.
-
-    Raises:
-        TypeError: If the sequence number is not an int.
-        ValueError: If it is negative.
-    """
-    if isinstance(since_sequence, bool) or not isinstance(since_sequence, int):
-        raise TypeError(f"since_sequence must be an int, not {type(since_sequence).__name__}")
-    if since_sequence < 0:
-        raise ValueError(f"since_sequence must not be negative, got {since_sequence}")
-    return authorization_service_pb2.WatchRevocationsRequest(since_sequence=since_sequence)
+    def to_proto(self) -> authorization_service_pb2.AuthorizeRequest:
+        """Returns the `AuthorizeRequest` that asks the question."""
+        return authorization_service_pb2.AuthorizeRequest(
+            character_ids=self.character_ids,
+            prompt=self.prompt,
+            grants=self.grants,
+            context=self.context,
+            request_id=self.request_id,
+        )
 
 
 def revocation_message(response: authorization_service_pb2.WatchRevocationsResponse) -> RevocationMessage | None:
@@ -712,7 +446,12 @@ def check_batch_size(batch_size: int) -> int:
     return batch_size
 
 
-def _day(value: dt.date | str, what: str) -> str:
+def day(value: dt.date | str, *, what: str) -> str:
+    """Returns a day as `YYYY-MM-DD` text (the server checks the format of text given as it is).
+
+    Raises:
+        TypeError: If the value is a datetime, or neither a date nor a string.
+    """
     if isinstance(value, dt.datetime):
         raise TypeError(f"{what} must be a date or 'YYYY-MM-DD', not a datetime")
     if isinstance(value, dt.date):
@@ -720,34 +459,3 @@ def _day(value: dt.date | str, what: str) -> str:
     if isinstance(value, str):
         return value
     raise TypeError(f"{what} must be a date or 'YYYY-MM-DD', not {type(value).__name__}")
-
-
-def get_statement(
-    rights_holder_id: str,
-    *,
-    period: str,
-    start_date: dt.date | str,
-    end_date: dt.date | str,
-    licensee_id: str,
-) -> usage_service_pb2.GetStatementRequest:
-    """Builds a GetStatementRequest for a month or a date range (the server checks the formats).
-
-    Raises:
-        ValueError: Unless exactly one of `period` and the pair `start_date`, `end_date` is given.
-        TypeError: If a date is neither a `date` nor a string.
-    """
-    start = _day(start_date, "start_date")
-    end = _day(end_date, "end_date")
-    if not isinstance(period, str):
-        raise TypeError(f"period must be a 'YYYY-MM' string, not {type(period).__name__}")
-    if bool(start) != bool(end):
-        raise ValueError("start_date and end_date must be given together")
-    if bool(period) == bool(start):
-        raise ValueError("give either period ('YYYY-MM') or start_date and end_date, not both or neither")
-    return usage_service_pb2.GetStatementRequest(
-        rights_holder_id=rights_holder_id,
-        period=period,
-        start_date=start,
-        end_date=end,
-        licensee_id=licensee_id,
-    )

@@ -14,6 +14,7 @@ HAND_WRITTEN = (
     ROOT / "client_sdk" / "charter",
     ROOT / "server" / "charter_server",
     ROOT / "protos" / "generate.py",
+    ROOT / "client_sdk" / "generate_sync.py",
     ROOT / ".ci" / "dev.py",
     ROOT / "tests" / "contract",
 )

@@ -1,18 +1,16 @@
-"""An in-process stand-in for the Charter server, for testing the SDK's transport layer.
+"""An in-process stand-in for the Charter server, left only for the CLI tests (tests/cli).
 
-It implements the generated servicer base classes over a small in-memory store,
-answers errors the way the real server does (a `google.rpc.Status` with
-`ErrorInfo` and, for validation, `BadRequest` in `grpc-status-details-bin`, plus
-the request id), records every call's request and metadata, and can be told to
-fail or stall the next calls of a method. It is a test double for the
-transport only; end-to-end behaviour is tested against the real server. Grants
+The SDK tests run against the real server (`_live`, `_tap`); the CLI tests move there too, and
+then this module goes. It implements the generated servicer base classes over a small in-memory
+store, answers errors the way the real server does (a `google.rpc.Status` with `ErrorInfo`
+and, for validation, `BadRequest` in `grpc-status-details-bin`, plus the request id), records
+every call's request and metadata, and can be told to fail the next calls of a method. Grants
 are signed for real (a fresh Ed25519 key per fake, with `charter.envelope`) and
 VerifyGrant answers with the SDK's own `charter.grants.GrantVerifier`, so
 envelopes from the fake verify offline against its key set. Authorize decides
 with the SDK's own terms evaluator and signs its decision receipts with the
 same key, so receipts verify for real; ScreenPrompt matches names and aliases
-case-insensitively; WatchRevocations streams the fake's revocation log with
-frequent heartbeats.
+case-insensitively.
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ import datetime as dt
 import hashlib
 import re
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
@@ -137,7 +134,6 @@ class FakeCharter:
         self.lock = threading.Lock()
         self.calls: list[Call] = []
         self.failures: dict[str, _Failure] = {}
-        self.delays: dict[str, float] = {}
         self.rights_holders: dict[str, rights_holder_pb2.RightsHolder] = {}
         self.licensees: dict[str, licensee_pb2.Licensee] = {}
         self.api_keys: dict[str, api_key_pb2.ApiKey] = {
@@ -163,14 +159,8 @@ class FakeCharter:
         self.signing_seeds: dict[str, bytes] = {}
         self.key_set_version = 0
         self.active_key_id = self.new_signing_key().key_id
-        # The revocation log WatchRevocations streams; `revocations` wakes the watchers.
-        self.revocation_events: list[grant_pb2.RevocationEvent] = []
-        self.revocations = threading.Condition()
-        self.heartbeat_seconds = 0.05
-        self.break_watch_after: int | None = None
         # Authorize: the first response per request id (a retry gets it again, counting nothing).
         self.decisions_by_request_id: dict[str, authorization_service_pb2.AuthorizeResponse] = {}
-        self.decided = 0
 
     # -- test controls ------------------------------------------------------------------
 
@@ -226,18 +216,10 @@ class FakeCharter:
         self.key_set_version += 1
         return key
 
-    def record_revocation(
-        self, grant_id: str, kind: grant_pb2.RevocationEvent.Kind.ValueType, reason: str = ""
-    ) -> grant_pb2.RevocationEvent:
-        """Appends an event to the revocation log and wakes the watchers."""
-        with self.revocations:
-            self.revocation_sequence += 1
-            event = grant_pb2.RevocationEvent(
-                sequence=self.revocation_sequence, grant_id=grant_id, kind=kind, event_time=_now(), reason=reason
-            )
-            self.revocation_events.append(event)
-            self.revocations.notify_all()
-        return event
+    def record_revocation(self) -> int:
+        """Returns the next sequence number of the revocation log."""
+        self.revocation_sequence += 1
+        return self.revocation_sequence
 
     def key_set(self) -> signing_key_pb2.KeySet:
         """The key set GetKeySet answers: every key but the revoked ones, whose ids are listed."""
@@ -251,16 +233,13 @@ class FakeCharter:
     # -- dispatch -----------------------------------------------------------------------
 
     def _admit(self, method: str, request: Message, context: grpc.ServicerContext) -> tuple[dict[str, str], str]:
-        """Records the call and waits its delay; returns its metadata and request id."""
+        """Records the call; returns its metadata and request id."""
         metadata = {key: value for key, value in context.invocation_metadata() if isinstance(value, str)}
         request_id = metadata.get("x-request-id") or uuid.uuid4().hex
         copy = type(request)()
         copy.CopyFrom(request)
         with self.lock:
             self.calls.append(Call(method, copy, metadata))
-        delay = self.delays.get(method)
-        if delay:
-            time.sleep(delay)
         return metadata, request_id
 
     def _check(self, method: str, metadata: dict[str, str]) -> None:
@@ -304,31 +283,6 @@ class FakeCharter:
             # server must answer errors trailers-only as well.
             context.send_initial_metadata((("x-request-id", request_id),))
             return response
-        except Abort as exc:
-            self._abort(context, exc, request_id)
-
-    def handle_stream(
-        self,
-        method: str,
-        request: _Req,
-        context: grpc.ServicerContext,
-        handler: Callable[[_Req], Iterator[_Resp]],
-    ) -> Iterator[_Resp]:
-        """Like `handle` for a server stream; the handler runs without the lock.
-
-        The headers go out with the first message, so a failure before it is trailers-only
-        (and retryable), a failure after it is not.
-        """
-        metadata, request_id = self._admit(method, request, context)
-        try:
-            with self.lock:
-                self._check(method, metadata)
-            headers_sent = False
-            for response in handler(request):
-                if not headers_sent:
-                    context.send_initial_metadata((("x-request-id", request_id),))
-                    headers_sent = True
-                yield response
         except Abort as exc:
             self._abort(context, exc, request_id)
 
@@ -1034,11 +988,7 @@ class FakeGrants(grant_service_pb2_grpc.GrantServiceServicer):
     def _change(self, grant: grant_pb2.Grant, state: grant_pb2.Grant.State.ValueType, reason: str) -> int:
         grant.state, grant.state_reason = state, reason
         grant.state_time.CopyFrom(_now())
-        kind = {
-            Grant.STATE_REVOKED: grant_pb2.RevocationEvent.KIND_REVOKED,
-            Grant.STATE_SUSPENDED: grant_pb2.RevocationEvent.KIND_SUSPENDED,
-        }.get(state, grant_pb2.RevocationEvent.KIND_REINSTATED)
-        return self.fake.record_revocation(grant.id, kind, reason).sequence
+        return self.fake.record_revocation()
 
     def IssueGrant(
         self, request: grant_service_pb2.IssueGrantRequest, context: grpc.ServicerContext
@@ -1352,7 +1302,6 @@ class FakeAuthorization(authorization_service_pb2_grpc.AuthorizationServiceServi
             private_key=self.fake.signing_seeds[key_id],
         )
         response = authorization_service_pb2.AuthorizeResponse(decision=receipt, detections=detections, receipt=signed)
-        self.fake.decided += 1
         if req.request_id:
             self.fake.decisions_by_request_id[req.request_id] = response
         return response
@@ -1446,40 +1395,6 @@ class FakeAuthorization(authorization_service_pb2_grpc.AuthorizationServiceServi
             found.append((claims, problem))
         # Usable grants first, so an old revoked grant never hides a new one.
         return sorted(found, key=lambda item: item[1] is not None)
-
-    def WatchRevocations(
-        self, request: authorization_service_pb2.WatchRevocationsRequest, context: grpc.ServicerContext
-    ) -> Iterator[authorization_service_pb2.WatchRevocationsResponse]:
-        fake = self.fake
-        response = authorization_service_pb2.WatchRevocationsResponse
-
-        def messages(
-            req: authorization_service_pb2.WatchRevocationsRequest,
-        ) -> Iterator[authorization_service_pb2.WatchRevocationsResponse]:
-            since = req.since_sequence
-            while context.is_active():
-                with fake.revocations:
-                    backlog = [e for e in fake.revocation_events if e.sequence > since]
-                    head = fake.revocation_sequence
-                for event in backlog:
-                    yield response(event=event)
-                    since = event.sequence
-                yield response(heartbeat=authorization_service_pb2.Heartbeat(sequence=head, server_time=_now()))
-                with fake.revocations:
-                    fake.revocations.wait_for(
-                        lambda: fake.revocation_sequence > since or not context.is_active(),  # noqa: B023 (used at once)
-                        timeout=fake.heartbeat_seconds,
-                    )
-
-        def handler(
-            req: authorization_service_pb2.WatchRevocationsRequest,
-        ) -> Iterator[authorization_service_pb2.WatchRevocationsResponse]:
-            for count, message in enumerate(messages(req)):
-                if fake.break_watch_after is not None and count >= fake.break_watch_after:
-                    raise Abort(grpc.StatusCode.UNAVAILABLE, "STORAGE_BUSY", "the log cannot be read")
-                yield message
-
-        return fake.handle_stream("WatchRevocations", request, context, handler)
 
 
 DenyReason = terms.DenyReason

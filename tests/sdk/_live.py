@@ -1,25 +1,27 @@
-"""A real Charter server for the usage tests of the SDK and the CLI, and a fresh party on it.
+"""Real Charter servers for the SDK and CLI tests, and a fresh party on one.
 
-The other SDK and CLI tests run against the in-process fake (`_fakes`); usage metering and
-statements are tested end to end instead: the server is built by the production composition
-root (`build_server`) over the session's database (SQLite, and PostgreSQL when reachable), on
-127.0.0.1 with a free port and the session's movable clock. Every party is made through the SDK
-as staff, with fresh names, so the tests never depend on each other's rows.
+A server is built by the production composition root (`build_server`) over a database (SQLite,
+and PostgreSQL when reachable, for the usage tests; a SQLite file of their own for the other SDK
+tests, see `conftest`), on 127.0.0.1 with a free port and the session's movable clock. Every
+party is made through the SDK as staff, with fresh names (`unique`), so the tests never depend on
+each other's rows.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import charter
 import pytest
 import structlog
+from charter import AsyncClient
 from charter.v1 import api_key_pb2, terms_pb2
 from charter_server.app import CharterServer, build_server
 from charter_server.config import Settings
@@ -41,40 +43,51 @@ USE = {"use_type": IMAGE, "content_rating": TEEN}
 
 @dataclass(frozen=True)
 class Live:
-    """A running server and the secret of an admin key on it."""
+    """A running server and an admin key on it."""
 
     server: CharterServer
     target: str
     admin: str
+    """The admin key's secret."""
+    admin_key_id: str
+
+    def revocation_head(self) -> int:
+        """The newest sequence number of the server's revocation log."""
+        with self.server.db.uow() as uow:
+            return int(uow.revocations.head())
 
 
-def start(database_url: str, clock: Any) -> CharterServer:
-    """A started server over the database; the caller stops it."""
-    settings = Settings(
-        listen="127.0.0.1:0",
-        database_url=database_url,
-        migrate=True,
-        log_format="json",
-        shutdown_grace_seconds=1.0,
-        authorization_lease_seconds=0.05,
+def start(database_url: str, clock: Any, **settings: Any) -> CharterServer:
+    """A started server over the database (with these `Settings` changed); the caller stops it."""
+    # A short authorization lease: every revocation waits it out before returning.
+    options: dict[str, Any] = {"authorization_lease_seconds": 0.05, **settings}
+    built = build_server(
+        Settings(
+            listen="127.0.0.1:0",
+            database_url=database_url,
+            migrate=True,
+            log_format="json",
+            shutdown_grace_seconds=1.0,
+            **options,
+        ),
+        clock=clock,
     )
-    built = build_server(settings, clock=clock)
     built.start()
     return built
 
 
-def serve(database_url: str, clock: Any) -> Iterator[Live]:
-    """Yields a live server with a fresh admin key; stops it afterwards (for a fixture).
+def serve(database_url: str, clock: Any, **settings: Any) -> Iterator[Live]:
+    """Yields a live server (with these `Settings` changed) and a fresh admin key; stops it afterwards.
 
     While it runs, the server's structlog output goes to the process's own stderr (which pytest
     captures) instead of whatever `sys.stdout` is at the time: `typer.testing.CliRunner` swaps
     that for the command's output, and the in-process server's log lines would end up in it.
     """
     with _server_logs_to_stderr():
-        built = start(database_url, clock)
+        built = start(database_url, clock, **settings)
         try:
-            admin = built.services.access.create_bootstrap_admin("usage tests admin")
-            yield Live(built, f"127.0.0.1:{built.port}", admin.secret)
+            admin = built.services.access.create_bootstrap_admin("tests admin")
+            yield Live(built, f"127.0.0.1:{built.port}", admin.secret, admin.api_key.id)
         finally:
             built.stop(grace=1.0)
 
@@ -141,3 +154,37 @@ def admin(live: Live) -> Iterator[charter.Client]:
 def party(admin: charter.Client) -> Party:
     """A fresh rights holder, licensee, characters and grants of this test."""
     return new_party(admin)
+
+
+def unique(prefix: str = "") -> str:
+    """A name no other test uses: the prefix and 12 random letters (letters, so screening matches it
+    as a word)."""
+    letters = "".join(chr(ord("a") + int(c, 16)) for c in uuid.uuid4().hex[:12])
+    return f"{prefix}{letters.capitalize()}"
+
+
+_KATAKANA = "アイウエオカキクケコサシスセソタチツテトナニヌネノハヒフヘホマミムメモヤユヨラリルレロワ"
+
+
+def unique_kana(prefix: str = "") -> str:
+    """A Japanese name no other test uses: the prefix and 8 random katakana."""
+    digits = uuid.uuid4().int
+    letters = []
+    for _ in range(8):
+        digits, index = divmod(digits, len(_KATAKANA))
+        letters.append(_KATAKANA[index])
+    return prefix + "".join(letters)
+
+
+_T = TypeVar("_T")
+
+
+def run_async(target: str, api_key: str, scenario: Callable[[AsyncClient], Awaitable[_T]], **options: Any) -> _T:
+    """Runs a scenario with an `AsyncClient` created inside the event loop (grpc.aio channels belong to
+    one loop); `options` go to the client."""
+
+    async def main() -> _T:
+        async with AsyncClient(target, api_key=api_key, **options) as client:
+            return await scenario(client)
+
+    return asyncio.run(main())

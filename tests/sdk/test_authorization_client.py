@@ -1,7 +1,8 @@
-"""Client.authorize, license(), screen_prompt and watch_revocations against the in-process fake server.
+"""Client.authorize, license(), screen_prompt and watch_revocations against the real server.
 
-The fake decides with the SDK's terms evaluator and signs its receipts with a key generated for
-the test, so the receipts here verify for real.
+Each test makes its own rights holder, licensee and generator key (`Scene`), and characters with
+names no other test uses, so the server's screening and decisions see only what the test made.
+The receipts are signed by the server's own key and verified here for real.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import grpc
 import pytest
 from charter import (
     Client,
@@ -33,7 +33,7 @@ from charter.decisions import CharacterDecision
 from charter.envelope import MalformedEnvelope
 from charter.grants import KeyRing
 from charter.receipts import verify_receipt
-from charter.terms import DenyReason, Obligations
+from charter.terms import DenyReason
 from charter.v1 import (
     authorization_service_pb2,
     character_pb2,
@@ -41,46 +41,14 @@ from charter.v1 import (
     grant_pb2,
     terms_pb2,
 )
+from charter_server.domain import errors
 from google.protobuf import timestamp_pb2
 
-from ._fakes import API_KEY, ISSUER, LICENSEE_ID, RunningFake
+from ._live import Live, unique, unique_kana
+from ._scene import ADULT, HATE, IMAGE, OWED, SEXUAL, TEEN, VIDEO, Scene
+from ._tap import Tap
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
-
-IMAGE = terms_pb2.USE_TYPE_IMAGE_GENERATION
-VIDEO = terms_pb2.USE_TYPE_VIDEO_GENERATION
-TEEN = terms_pb2.CONTENT_RATING_TEEN
-ADULT = terms_pb2.CONTENT_RATING_ADULT
-SEXUAL = terms_pb2.CONTENT_CATEGORY_SEXUAL
-HATE = terms_pb2.CONTENT_CATEGORY_HATE
-
-TERMS = terms_pb2.Terms(
-    permitted_use_types=[IMAGE],
-    max_content_rating=TEEN,
-    prohibited_categories=[SEXUAL],
-    attribution_text="© Example Studio",
-    watermark_required=True,
-    revenue_share_bps=1500,
-    per_use_fee=terms_pb2.Money(currency_code="JPY", minor_units=100),
-)
-OWED = Obligations(
-    attribution_text="© Example Studio",
-    watermark_required=True,
-    revenue_share_bps=1500,
-    per_use_fee_minor_units=100,
-    per_use_fee_currency="JPY",
-)
-
-
-def granted_character(client: Client, server: RunningFake, **options: Any) -> character_pb2.Character:
-    """An opted-in character under TERMS with a 30-day grant for the fake's licensee."""
-    character = server.fake.add_character(terms=TERMS, **options)
-    client.issue_grant(
-        character_id=character.id,
-        licensee_id=LICENSEE_ID,
-        expire_time=dt.datetime.now(dt.UTC) + dt.timedelta(days=30),
-    )
-    return character
 
 
 def _ask(client: Client, *character_ids: str, **changes: Any) -> Decision:
@@ -89,22 +57,22 @@ def _ask(client: Client, *character_ids: str, **changes: Any) -> Decision:
     return client.authorize(**arguments)
 
 
-def _last_request(server: RunningFake) -> authorization_service_pb2.AuthorizeRequest:
-    request: authorization_service_pb2.AuthorizeRequest = server.fake.calls_of("Authorize")[-1].request
+def _last_request(tap: Tap) -> authorization_service_pb2.AuthorizeRequest:
+    request: authorization_service_pb2.AuthorizeRequest = tap.calls_of("Authorize")[-1].request
     return request
 
 
 # -- request building ---------------------------------------------------------------------------
 
 
-def test_authorize_sends_every_field(client: Client, server: RunningFake) -> None:
-    character = granted_character(client, server)
-    grant = client.list_grants(character_id=character.id).__next__().envelope
+def test_authorize_sends_every_field(generator: Client, tap: Tap, scene: Scene) -> None:
+    character, other = scene.character(), scene.character(opted_in=False)
+    grant = next(scene.staff.list_grants(character_id=character.id)).envelope
 
     _ask(
-        client,
+        generator,
         character.id,
-        "chr_other",
+        other.id,
         prompt="Hatsune Miku on stage",
         use_type=VIDEO,
         content_rating=ADULT,
@@ -113,11 +81,11 @@ def test_authorize_sends_every_field(client: Client, server: RunningFake) -> Non
         commercial=True,
         duration=dt.timedelta(seconds=90, milliseconds=500),
         grants=[grant, dsse.to_json(grant)],
-        request_id="render-42",
+        request_id=unique("render-"),
     )
 
-    request = _last_request(server)
-    assert list(request.character_ids) == [character.id, "chr_other"]
+    request = _last_request(tap)
+    assert list(request.character_ids) == [character.id, other.id]
     assert request.prompt == "Hatsune Miku on stage"
     assert request.context.use_type == VIDEO
     assert request.context.content_rating == ADULT
@@ -126,13 +94,13 @@ def test_authorize_sends_every_field(client: Client, server: RunningFake) -> Non
     assert request.context.commercial is True
     assert request.context.duration.ToTimedelta() == dt.timedelta(seconds=90, milliseconds=500)
     assert list(request.grants) == [grant, grant]  # the JSON form decodes to the same envelope
-    assert request.request_id == "render-42"
+    assert request.request_id.startswith("render-")
 
 
-def test_authorize_leaves_optional_fields_unset(client: Client, server: RunningFake) -> None:
-    _ask(client, prompt="nobody in particular")
+def test_authorize_leaves_optional_fields_unset(generator: Client, tap: Tap) -> None:
+    _ask(generator, prompt="nobody in particular")
 
-    request = _last_request(server)
+    request = _last_request(tap)
     assert list(request.character_ids) == []
     assert not request.context.HasField("duration")
     assert list(request.context.categories) == []
@@ -141,44 +109,54 @@ def test_authorize_leaves_optional_fields_unset(client: Client, server: RunningF
     assert list(request.grants) == []
 
 
-def test_authorize_fills_a_fresh_request_id_per_call(client: Client, server: RunningFake) -> None:
-    _ask(client, prompt="first")
-    _ask(client, prompt="second")
+def test_authorize_fills_a_fresh_request_id_per_call(generator: Client, tap: Tap) -> None:
+    _ask(generator, prompt="first")
+    _ask(generator, prompt="second")
 
-    first, second = (call.request.request_id for call in server.fake.calls_of("Authorize"))
+    first, second = (call.request.request_id for call in tap.calls_of("Authorize"))
     assert _HEX32.fullmatch(first)
     assert _HEX32.fullmatch(second)
     assert first != second
 
 
-def test_a_retried_authorize_resends_its_request_id_and_is_decided_once(client: Client, server: RunningFake) -> None:
-    character = granted_character(client, server)
-    server.fake.fail("Authorize", grpc.StatusCode.UNAVAILABLE, "STORAGE_BUSY")
+def test_a_retried_authorize_resends_its_request_id_and_is_counted_once(
+    generator: Client, tap: Tap, scene: Scene
+) -> None:
+    character = scene.character(max_uses=2)
+    # The server decides and counts a use, but its answer is lost: gRPC retries the same call.
+    tap.fail("Authorize", errors.StorageBusy("connection lost"), answer_lost=True)
 
-    decision = _ask(client, character.id)
+    decision = _ask(generator, character.id)
+    second = _ask(generator, character.id)
+    third = _ask(generator, character.id)
 
-    first, retry = server.fake.calls_of("Authorize")
+    first, retry, *_ = tap.calls_of("Authorize")
     assert decision.allowed
     assert _HEX32.fullmatch(first.request.request_id)
     assert retry.request.request_id == first.request.request_id
-    assert server.fake.decided == 1
+    assert second.allowed  # the retry was answered from the first decision, counting nothing
+    assert third.characters[0].reasons == (DenyReason.QUOTA_EXHAUSTED,)
 
 
-def test_an_explicit_request_id_returns_the_first_decision(client: Client, server: RunningFake) -> None:
-    character = granted_character(client, server)
+def test_an_explicit_request_id_returns_the_first_decision(generator: Client, scene: Scene) -> None:
+    character = scene.character(max_uses=2)
+    request_id = unique("render-")
 
-    first = _ask(client, character.id, request_id="render-1")
-    again = _ask(client, character.id, request_id="render-1")
+    first = _ask(generator, character.id, request_id=request_id)
+    again = _ask(generator, character.id, request_id=request_id)
+    fresh = _ask(generator, character.id)
+    over = _ask(generator, character.id)
 
     assert again.receipt_id == first.receipt_id
-    assert server.fake.decided == 1
+    assert fresh.allowed
+    assert over.characters[0].reasons == (DenyReason.QUOTA_EXHAUSTED,)
 
 
-def test_a_malformed_json_grant_raises_before_any_call(client: Client, server: RunningFake) -> None:
+def test_a_malformed_json_grant_raises_before_any_call(generator: Client, tap: Tap) -> None:
     with pytest.raises(MalformedEnvelope):
-        _ask(client, "chr_1", grants=['{"payload": "not base64!"}'])
+        _ask(generator, "chr_1", grants=['{"payload": "not base64!"}'])
 
-    assert server.fake.calls_of("Authorize") == []
+    assert tap.calls_of("Authorize") == []
 
 
 @pytest.mark.parametrize(
@@ -197,17 +175,19 @@ def test_a_malformed_json_grant_raises_before_any_call(client: Client, server: R
     ],
 )
 def test_bad_arguments_raise_before_any_call(
-    client: Client, server: RunningFake, changes: dict[str, Any], error: type[Exception]
+    generator: Client, tap: Tap, changes: dict[str, Any], error: type[Exception]
 ) -> None:
     with pytest.raises(error):
-        _ask(client, **changes)
+        _ask(generator, **changes)
 
-    assert server.fake.calls_of("Authorize") == []
+    assert tap.calls_of("Authorize") == []
 
 
-def test_an_invalid_request_is_an_invalid_argument_error(client: Client, server: RunningFake) -> None:
+def test_an_invalid_request_is_an_invalid_argument_error(generator: Client, scene: Scene) -> None:
+    character = scene.character()
+
     with pytest.raises(InvalidArgumentError) as raised:
-        _ask(client, "chr_1", use_type=terms_pb2.USE_TYPE_UNSPECIFIED)
+        _ask(generator, character.id, use_type=terms_pb2.USE_TYPE_UNSPECIFIED)
 
     assert raised.value.reason == "INVALID_FIELD"
     assert [v.field for v in raised.value.field_violations] == ["context.use_type"]
@@ -217,19 +197,20 @@ def test_an_invalid_request_is_an_invalid_argument_error(client: Client, server:
 
 
 def test_an_allowed_decision_has_obligations_detections_and_a_receipt_that_verifies(
-    client: Client, server: RunningFake
+    generator: Client, scene: Scene, sdk_live: Live
 ) -> None:
-    alias = character_pb2.Alias(value="ミク", language="ja", kind=character_pb2.Alias.KIND_SHORT_NAME)
-    character = granted_character(client, server, aliases=(alias,))
-    grant = next(client.list_grants(character_id=character.id))
+    short = unique_kana()
+    alias = character_pb2.Alias(value=short, language="ja", kind=character_pb2.Alias.KIND_SHORT_NAME)
+    character = scene.character(aliases=(alias,))
+    grant = next(scene.staff.list_grants(character_id=character.id))
 
-    decision = _ask(client, prompt="ミク sings", territory="JP")
+    decision = _ask(generator, prompt=f"{short} sings", territory="JP")
 
     assert decision.allowed
     assert not decision.offline
     assert decision.reasons == ()
     assert decision.denied == ()
-    assert decision.licensee_id == LICENSEE_ID
+    assert decision.licensee_id == scene.licensee_id
     assert decision.decide_time.tzinfo is not None
     assert decision.characters == (
         CharacterDecision(
@@ -245,23 +226,23 @@ def test_an_allowed_decision_has_obligations_detections_and_a_receipt_that_verif
         ),
     )
     assert decision.obligations == {character.id: OWED}
-    assert decision.detections == (Detection(character.id, "ミク", 0, 2, "ミク", False),)
+    assert decision.detections == (Detection(character.id, short, 0, len(short), short, False),)
     assert decision.receipt is not None
     assert decision.receipt.payload_type == dsse.RECEIPT_PAYLOAD_TYPE
     verified = verify_receipt(
-        decision.receipt, keys=KeyRing.from_key_set(client.get_key_set()), licensee_id=LICENSEE_ID
+        decision.receipt, keys=KeyRing.from_key_set(generator.get_key_set()), licensee_id=scene.licensee_id
     )
     assert verified.valid
     assert verified.receipt is not None
     assert verified.receipt.receipt_id == decision.receipt_id
-    assert verified.receipt.issuer == ISSUER
+    assert verified.receipt.issuer == sdk_live.server.settings.issuer
     assert verified.receipt.context.territory == "JP"
 
 
-def test_a_denied_decision_reports_every_failed_term_in_order(client: Client, server: RunningFake) -> None:
-    character = granted_character(client, server)
+def test_a_denied_decision_reports_every_failed_term_in_order(generator: Client, scene: Scene) -> None:
+    character = scene.character()
 
-    decision = _ask(client, character.id, use_type=VIDEO, content_rating=ADULT, categories=[SEXUAL], commercial=True)
+    decision = _ask(generator, character.id, use_type=VIDEO, content_rating=ADULT, categories=[SEXUAL], commercial=True)
 
     (denied,) = decision.characters
     assert not decision.allowed
@@ -278,14 +259,16 @@ def test_a_denied_decision_reports_every_failed_term_in_order(client: Client, se
     assert decision.receipt is not None  # a denial is signed too
 
 
-def test_declared_characters_come_first_then_detected_ones(client: Client, server: RunningFake) -> None:
-    detected = granted_character(client, server, canonical_name="Kagamine Rin")
-    without_grant = server.fake.add_character(canonical_name="Megurine Luka")
+def test_declared_characters_come_first_then_detected_ones(generator: Client, scene: Scene) -> None:
+    rin, luka = unique("Kagamine "), unique("Megurine ")
+    opted_out = scene.character(opted_in=False)
+    detected = scene.character(name=rin)
+    without_grant = scene.character(name=luka, granted=False)
 
-    decision = _ask(client, "chr_unknown", without_grant.id, prompt="Kagamine Rin meets Megurine Luka")
+    decision = _ask(generator, opted_out.id, without_grant.id, prompt=f"{rin} meets {luka}")
 
     assert [(c.character_id, c.declared, c.detected) for c in decision.characters] == [
-        ("chr_unknown", True, False),
+        (opted_out.id, True, False),
         (without_grant.id, True, True),
         (detected.id, False, True),
     ]
@@ -298,25 +281,22 @@ def test_declared_characters_come_first_then_detected_ones(client: Client, serve
     assert not decision.allowed
 
 
-def test_a_presented_grant_of_another_licensee_is_invalid(client: Client, server: RunningFake) -> None:
-    character = server.fake.add_character(terms=TERMS)
-    foreign = client.issue_grant(
-        character_id=character.id,
-        licensee_id="lic_someone_else",
-        expire_time=dt.datetime.now(dt.UTC) + dt.timedelta(days=1),
-    )
+def test_a_presented_grant_of_another_licensee_is_invalid(generator: Client, scene: Scene) -> None:
+    character = scene.character(granted=False)
+    other = scene.staff.create_licensee(display_name="Other App", contact_email="ops@other.example", platform="other")
+    foreign = scene.grant(character.id, licensee_id=other.id)
 
-    decision = _ask(client, character.id, grants=[dsse.to_json(foreign.envelope)])
+    decision = _ask(generator, character.id, grants=[dsse.to_json(foreign.envelope)])
 
     assert decision.characters[0].reasons == (DenyReason.GRANT_INVALID,)
 
 
-def test_a_revoked_grant_denies(client: Client, server: RunningFake) -> None:
-    character = granted_character(client, server)
-    grant = next(client.list_grants(character_id=character.id))
-    client.revoke_grant(grant.id, reason="test")
+def test_a_revoked_grant_denies(generator: Client, scene: Scene) -> None:
+    character = scene.character()
+    grant = next(scene.staff.list_grants(character_id=character.id))
+    scene.staff.revoke_grant(grant.id, reason="test")
 
-    decision = _ask(client, character.id)
+    decision = _ask(generator, character.id)
 
     assert decision.characters[0].reasons == (DenyReason.GRANT_REVOKED,)
     assert decision.characters[0].grant_id == grant.id
@@ -359,11 +339,11 @@ def test_decision_from_response_parses_every_field() -> None:
 # -- license() ----------------------------------------------------------------------------------
 
 
-def test_license_runs_the_body_and_records_the_use_once(client: Client, server: RunningFake) -> None:
-    character = granted_character(client, server)
+def test_license_runs_the_body_and_records_the_use_once(generator: Client, tap: Tap, scene: Scene) -> None:
+    character = scene.character()
     ran: list[License] = []
 
-    with client.license(character_ids=[character.id], use_type=IMAGE, content_rating=TEEN) as granted:
+    with generator.license(character_ids=[character.id], use_type=IMAGE, content_rating=TEEN) as granted:
         ran.append(granted)
         used_inside = granted.used
 
@@ -373,19 +353,19 @@ def test_license_runs_the_body_and_records_the_use_once(client: Client, server: 
     assert granted.obligations == {character.id: OWED}
     assert granted.receipt is not None
     assert granted.receipt == granted.decision.receipt
-    assert len(client.receipts) == 1
-    assert client.receipts.drain() == [granted]
-    assert len(client.receipts) == 0
-    assert len(server.fake.calls_of("Authorize")) == 1
+    assert len(generator.receipts) == 1
+    assert generator.receipts.drain() == [granted]
+    assert len(generator.receipts) == 0
+    assert len(tap.calls_of("Authorize")) == 1
 
 
-def test_license_denied_raises_with_reasons_and_never_runs_the_body(client: Client, server: RunningFake) -> None:
-    character = server.fake.add_character(terms=TERMS)  # no grant
+def test_license_denied_raises_with_reasons_and_never_runs_the_body(generator: Client, scene: Scene) -> None:
+    character = scene.character(granted=False)
     ran = []
 
     with (
         pytest.raises(LicenseDenied) as raised,
-        client.license(character_ids=[character.id], use_type=IMAGE, content_rating=TEEN),
+        generator.license(character_ids=[character.id], use_type=IMAGE, content_rating=TEEN),
     ):
         ran.append(True)
 
@@ -393,64 +373,69 @@ def test_license_denied_raises_with_reasons_and_never_runs_the_body(client: Clie
     assert raised.value.reasons == (DenyReason.NO_GRANT,)
     assert raised.value.decision.allowed is False
     assert raised.value.decision.receipt is not None
-    assert len(client.receipts) == 0
+    assert len(generator.receipts) == 0
 
 
-def test_license_body_errors_propagate_unchanged_and_record_nothing(client: Client, server: RunningFake) -> None:
-    character = granted_character(client, server)
+def test_license_body_errors_propagate_unchanged_and_record_nothing(generator: Client, scene: Scene) -> None:
+    character = scene.character()
     failure = RuntimeError("render failed")
     seen: list[License] = []
 
     with (
         pytest.raises(RuntimeError) as raised,
-        client.license(character_ids=[character.id], use_type=IMAGE, content_rating=TEEN) as granted,
+        generator.license(character_ids=[character.id], use_type=IMAGE, content_rating=TEEN) as granted,
     ):
         seen.append(granted)
         raise failure
 
     assert raised.value is failure
     assert seen[0].used is False
-    assert len(client.receipts) == 0
+    assert len(generator.receipts) == 0
 
 
-def test_license_failures_of_the_call_propagate(client: Client, server: RunningFake) -> None:
-    server.fake.fail("Authorize", grpc.StatusCode.PERMISSION_DENIED, "ROLE_NOT_ALLOWED")
+def test_license_failures_of_the_call_propagate(client: Client, scene: Scene) -> None:
+    character = scene.character()
 
-    with (
+    with (  # an admin key may not authorize: only a generator's may
         pytest.raises(PermissionDeniedError) as raised,
-        client.license(character_ids=["chr_1"], use_type=IMAGE, content_rating=TEEN),
+        client.license(character_ids=[character.id], use_type=IMAGE, content_rating=TEEN),
     ):
         pass
 
-    assert raised.value.reason == "ROLE_NOT_ALLOWED"
+    assert raised.value.reason == "ROLE_NOT_PERMITTED"
     assert len(client.receipts) == 0
 
 
 # -- screen_prompt ------------------------------------------------------------------------------
 
 
-def test_screen_prompt_returns_detections_with_spans(client: Client, server: RunningFake) -> None:
+def test_screen_prompt_returns_detections_with_spans(generator: Client, tap: Tap, scene: Scene) -> None:
+    rin_name, miku_name = unique("Kagamine "), unique("Hatsune ")
+    rin_short = rin_name.split()[1]
     ambiguous = character_pb2.Alias(
-        value="Rin", language="en", kind=character_pb2.Alias.KIND_SHORT_NAME, ambiguous=True
+        value=rin_short, language="en", kind=character_pb2.Alias.KIND_SHORT_NAME, ambiguous=True
     )
-    rin = server.fake.add_character(canonical_name="Kagamine Rin", aliases=(ambiguous,))
-    miku = server.fake.add_character(canonical_name="Hatsune Miku")
+    rin = scene.character(name=rin_name, aliases=(ambiguous,), granted=False)
+    miku = scene.character(name=miku_name, granted=False)
+    prompt = f"{miku_name.upper()} and {rin_name}, then {rin_short} alone"
+    rin_at = prompt.index(rin_name)
+    short_at = prompt.index(f" {rin_short} ") + 1
 
-    detections = client.screen_prompt("HATSUNE MIKU and Kagamine Rin")
+    detections = generator.screen_prompt(prompt)
 
-    assert detections == [
-        Detection(miku.id, "Hatsune Miku", 0, 12, "HATSUNE MIKU", False),
-        Detection(rin.id, "Kagamine Rin", 17, 29, "Kagamine Rin", False),
-        Detection(rin.id, "Rin", 26, 29, "Rin", True),
+    assert detections == [  # the ambiguous alias inside the full name is not a match of its own
+        Detection(miku.id, miku_name, 0, len(miku_name), miku_name.upper(), False),
+        Detection(rin.id, rin_name, rin_at, rin_at + len(rin_name), rin_name, False),
+        Detection(rin.id, rin_short, short_at, short_at + len(rin_short), rin_short, True),
     ]
-    assert server.fake.calls_of("ScreenPrompt")[0].request.prompt == "HATSUNE MIKU and Kagamine Rin"
+    assert tap.calls_of("ScreenPrompt")[0].request.prompt == prompt
 
 
-def test_screen_prompt_errors(client: Client, server: RunningFake) -> None:
+def test_screen_prompt_errors(generator: Client) -> None:
     with pytest.raises(TypeError):
-        client.screen_prompt(b"bytes")  # type: ignore[arg-type]
+        generator.screen_prompt(b"bytes")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError) as raised:
-        client.screen_prompt("")
+        generator.screen_prompt("")
 
     assert raised.value.reason == "INVALID_FIELD"
     assert [v.field for v in raised.value.field_violations] == ["prompt"]
@@ -462,82 +447,83 @@ Event = grant_pb2.RevocationEvent
 Heartbeat = authorization_service_pb2.Heartbeat
 
 
-def _events(server: RunningFake, count: int) -> list[Event]:
-    return [server.fake.record_revocation(f"grt_{i}", Event.KIND_REVOKED, "test") for i in range(count)]
-
-
 def _take(watch: Iterator[Any], count: int) -> list[Any]:
     return [next(watch) for _ in range(count)]
 
 
-def test_watch_yields_the_backlog_then_a_heartbeat_then_ends_quietly_on_cancel(
-    client: Client, server: RunningFake
-) -> None:
-    events = _events(server, 2)
+def _seen(messages: list[Any]) -> list[tuple[int, str]]:
+    return [(message.sequence, message.grant_id) for message in messages]
 
-    watch = client.watch_revocations()
+
+def test_watch_yields_the_backlog_then_a_heartbeat_then_ends_quietly_on_cancel(
+    client: Client, tap: Tap, scene: Scene, sdk_live: Live
+) -> None:
+    events = scene.revoke(2)
+
+    watch = client.watch_revocations(since_sequence=events[0][0] - 1)
     first, second, beat = _take(watch, 3)
     watch.cancel()
     rest = list(watch)
 
     assert isinstance(watch, RevocationWatch)
-    assert [first, second] == events
+    assert _seen([first, second]) == events
+    assert (first.kind, first.reason) == (Event.KIND_REVOKED, "test")
     assert isinstance(beat, Heartbeat)
-    assert beat.sequence == 2
+    assert beat.sequence == events[1][0]
     assert beat.server_time.seconds > 0
     assert rest == []
     assert watch.cancelled
-    request = server.fake.calls_of("WatchRevocations")[0]
-    assert request.request.since_sequence == 0
-    assert request.metadata["authorization"] == f"Bearer {API_KEY}"
+    request = tap.calls_of("WatchRevocations")[0]
+    assert request.request.since_sequence == events[0][0] - 1
+    assert request.metadata["authorization"] == f"Bearer {sdk_live.admin}"
     assert request.metadata["x-request-id"] == watch.request_id
 
 
-def test_watch_starts_after_since_sequence_and_follows_live_events(client: Client, server: RunningFake) -> None:
-    _events(server, 3)
+def test_watch_starts_after_since_sequence_and_follows_live_events(client: Client, scene: Scene) -> None:
+    events = scene.revoke(3)
 
-    with client.watch_revocations(since_sequence=2) as watch:
+    with client.watch_revocations(since_sequence=events[1][0]) as watch:
         third, beat = _take(watch, 2)
-        live = server.fake.record_revocation("grt_live", Event.KIND_SUSPENDED, "checking")
+        live = scene.revoke(1)
         following = next(message for message in watch if isinstance(message, Event))
 
-    assert third.sequence == 3
-    assert beat.sequence == 3
-    assert following == live
+    assert _seen([third]) == events[2:]
+    assert beat.sequence == events[2][0]
+    assert _seen([following]) == live
     assert watch.cancelled
     assert list(watch) == []
 
 
-def test_watch_cancel_from_another_thread_ends_a_blocked_iteration(client: Client, server: RunningFake) -> None:
-    server.fake.heartbeat_seconds = 1.0
-    watch = client.watch_revocations()
-    received = []
-    timer = threading.Timer(0.3, watch.cancel)
-    timer.start()
-    started = time.monotonic()
+def test_watch_cancel_from_another_thread_ends_a_blocked_iteration(quiet_live: Live) -> None:
+    with Client(quiet_live.target, api_key=quiet_live.admin) as client:
+        watch = client.watch_revocations(since_sequence=quiet_live.revocation_head())
+        received = []
+        timer = threading.Timer(0.3, watch.cancel)
+        timer.start()
+        started = time.monotonic()
 
-    for message in watch:
-        received.append(message)
+        for message in watch:
+            received.append(message)
 
-    timer.join()
+        timer.join()
     assert [type(m) for m in received] == [Heartbeat]  # one heartbeat, then blocked until the cancel
     assert time.monotonic() - started < 5
 
 
-def test_watch_errors_are_typed_and_carry_the_request_id(client: Client, server: RunningFake) -> None:
-    server.fake.fail("WatchRevocations", grpc.StatusCode.PERMISSION_DENIED, "ROLE_NOT_ALLOWED")
+def test_watch_errors_are_typed_and_carry_the_request_id(client: Client, tap: Tap) -> None:
+    tap.fail("WatchRevocations", errors.PermissionDenied("not for this key"))
     watch = client.watch_revocations()
 
     with pytest.raises(PermissionDeniedError) as raised:
         next(watch)
 
-    assert raised.value.reason == "ROLE_NOT_ALLOWED"
+    assert raised.value.reason == "ROLE_NOT_PERMITTED"
     assert raised.value.request_id == watch.request_id
 
 
-def test_watch_without_a_key_is_unauthenticated(server: RunningFake) -> None:
+def test_watch_without_a_key_is_unauthenticated(tap: Tap) -> None:
     with (
-        Client(server.target) as anonymous,
+        Client(tap.target) as anonymous,
         anonymous.watch_revocations() as watch,
         pytest.raises(UnauthenticatedError) as raised,
     ):
@@ -547,44 +533,46 @@ def test_watch_without_a_key_is_unauthenticated(server: RunningFake) -> None:
 
 
 def test_watch_retries_unavailable_before_the_first_message_without_replaying(
-    client: Client, server: RunningFake
+    client: Client, tap: Tap, scene: Scene
 ) -> None:
-    events = _events(server, 2)
-    server.fake.fail("WatchRevocations", grpc.StatusCode.UNAVAILABLE, "STORAGE_BUSY")
+    events = scene.revoke(2)
+    tap.fail("WatchRevocations", errors.StorageBusy("busy"))
 
-    with client.watch_revocations() as watch:
+    with client.watch_revocations(since_sequence=events[0][0] - 1) as watch:
         received = _take(watch, 3)
 
-    assert received[:2] == events
+    assert _seen(received[:2]) == events
     assert isinstance(received[2], Heartbeat)
-    assert len(server.fake.calls_of("WatchRevocations")) == 2
+    assert len(tap.calls_of("WatchRevocations")) == 2
 
 
-def test_watch_is_not_retried_once_messages_arrived(client: Client, server: RunningFake) -> None:
-    events = _events(server, 3)
-    server.fake.break_watch_after = 2
-    watch = client.watch_revocations()
+def test_watch_is_not_retried_once_messages_arrived(client: Client, tap: Tap, scene: Scene) -> None:
+    events = scene.revoke(3)
+    tap.break_stream("WatchRevocations", errors.StorageBusy("busy"), after_messages=2)
+    watch = client.watch_revocations(since_sequence=events[0][0] - 1)
     received = _take(watch, 2)
 
     with pytest.raises(UnavailableError) as raised:
         next(watch)
 
-    assert received == events[:2]
+    assert _seen(received) == events[:2]
     assert raised.value.reason == "STORAGE_BUSY"
-    assert len(server.fake.calls_of("WatchRevocations")) == 1
+    assert len(tap.calls_of("WatchRevocations")) == 1
 
 
-def test_watch_has_no_deadline_by_default_but_honours_an_explicit_one(server: RunningFake) -> None:
-    with Client(server.target, api_key=API_KEY, timeout=0.2) as short:
-        with short.watch_revocations() as watch:
+def test_watch_has_no_deadline_by_default_but_honours_an_explicit_one(sdk_live: Live, scene: Scene) -> None:
+    ((head, _),) = scene.revoke(1)
+
+    with Client(sdk_live.target, api_key=sdk_live.admin, timeout=0.2) as short:
+        with short.watch_revocations(since_sequence=head) as watch:
             started = time.monotonic()
             beats = [message for message, _ in zip(watch, range(12), strict=False)]
             lasted = time.monotonic() - started
-        bounded = short.watch_revocations(timeout=0.3)
+        bounded = short.watch_revocations(since_sequence=head, timeout=0.3)
         with pytest.raises(DeadlineExceededError):
             list(bounded)
 
-    assert len(beats) == 12
+    assert [type(beat) for beat in beats] == [Heartbeat] * 12
     assert lasted > 0.2
 
 
@@ -593,9 +581,9 @@ def test_watch_has_no_deadline_by_default_but_honours_an_explicit_one(server: Ru
     [(-1, None, ValueError), ("1", None, TypeError), (True, None, TypeError), (0, 0, ValueError)],
 )
 def test_watch_rejects_bad_arguments_at_once(
-    client: Client, server: RunningFake, since: Any, timeout: Any, error: type[Exception]
+    client: Client, tap: Tap, since: Any, timeout: Any, error: type[Exception]
 ) -> None:
     with pytest.raises(error):
         client.watch_revocations(since, timeout=timeout)
 
-    assert server.fake.calls_of("WatchRevocations") == []
+    assert tap.calls_of("WatchRevocations") == []

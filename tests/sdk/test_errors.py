@@ -1,4 +1,5 @@
-"""Building typed errors from failed gRPC calls (sync and grpc.aio shapes)."""
+"""Building typed errors from failed gRPC calls (sync and grpc.aio shapes), from statuses built the way the
+server builds them (`charter_server.api.status`)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,18 @@ import charter
 import grpc
 import pytest
 from charter.errors import CharterError, FieldViolation, error_class_for, from_rpc_error
+from charter_server.api import status as server_status
+from charter_server.domain import errors
 from grpc.aio import AioRpcError, Metadata
 
-from ._fakes import rich_status
-
 _DETAILS_KEY = "grpc-status-details-bin"
+
+
+def _details(error: errors.DomainError, request_id: str) -> bytes:
+    """The serialized google.rpc.Status the server sends for a domain error."""
+    trailers = dict(server_status.from_domain_error(error, request_id).trailing_metadata)
+    details: bytes = trailers[_DETAILS_KEY]
+    return details
 
 
 class _SyncError(grpc.RpcError):
@@ -37,15 +45,17 @@ def _aio_error(code: grpc.StatusCode, details: str, *trailers: tuple[str, str | 
 
 
 def test_validation_error_from_an_aio_call_carries_reason_metadata_and_violations() -> None:
-    status = rich_status(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        "INVALID_FIELD",
-        "invalid request",
-        request_id="rid-1",
-        violations=(("rights_holder.display_name", "is required"), ("rights_holder.contact_email", "bad")),
+    details = _details(
+        errors.InvalidArgument(
+            [
+                errors.FieldViolation("rights_holder.display_name", "is required"),
+                errors.FieldViolation("rights_holder.contact_email", "bad"),
+            ]
+        ),
+        "rid-1",
     )
     error = from_rpc_error(
-        _aio_error(grpc.StatusCode.INVALID_ARGUMENT, "invalid request", (_DETAILS_KEY, status.SerializeToString())),
+        _aio_error(grpc.StatusCode.INVALID_ARGUMENT, "invalid request", (_DETAILS_KEY, details)),
         request_id="sent-id",
     )
 
@@ -65,8 +75,8 @@ def test_validation_error_from_an_aio_call_carries_reason_metadata_and_violation
 
 
 def test_not_found_from_a_sync_call() -> None:
-    status = rich_status(grpc.StatusCode.NOT_FOUND, "RIGHTS_HOLDER_NOT_FOUND", "gone", request_id="rid-2")
-    error = from_rpc_error(_SyncError(grpc.StatusCode.NOT_FOUND, "gone", ((_DETAILS_KEY, status.SerializeToString()),)))
+    details = _details(errors.NotFound("gone", reason="RIGHTS_HOLDER_NOT_FOUND"), "rid-2")
+    error = from_rpc_error(_SyncError(grpc.StatusCode.NOT_FOUND, "gone", ((_DETAILS_KEY, details),)))
 
     assert type(error) is charter.NotFoundError
     assert error.reason == "RIGHTS_HOLDER_NOT_FOUND"
@@ -155,12 +165,8 @@ def test_request_id_defaults_to_error_info_metadata() -> None:
 
 
 def test_errors_survive_pickling() -> None:
-    status = rich_status(
-        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", "bad", request_id="rid", violations=(("f", "d"),)
-    )
-    original = from_rpc_error(
-        _aio_error(grpc.StatusCode.INVALID_ARGUMENT, "bad", (_DETAILS_KEY, status.SerializeToString()))
-    )
+    details = _details(errors.InvalidArgument.one("f", "d"), "rid")
+    original = from_rpc_error(_aio_error(grpc.StatusCode.INVALID_ARGUMENT, "bad", (_DETAILS_KEY, details)))
 
     copy = pickle.loads(pickle.dumps(original))
 

@@ -14,7 +14,7 @@ import charter.v1
 import pytest
 from charter import _requests
 from charter._options import CHARTER_SERVICES, ClientConfig, RetryPolicy, service_config
-from charter.v1 import api_key_pb2, licensee_pb2, rights_holder_pb2
+from charter.v1 import api_key_pb2, licensee_pb2, rights_holder_pb2, terms_pb2
 
 
 def _config(**overrides: Any) -> ClientConfig:
@@ -224,60 +224,47 @@ def test_states_are_accepted_as_values_or_names() -> None:
     assert _requests.parse_licensee_state(licensee_pb2.Licensee.STATE_ARCHIVED) == 2
 
 
-def test_create_requests_get_a_fresh_request_id_unless_given() -> None:
-    first = _requests.create_rights_holder(
-        display_name="A", contact_email="a@example.com", legal_name="", revenue_share_account="", request_id=None
-    )
-    second = _requests.create_rights_holder(
-        display_name="A", contact_email="a@example.com", legal_name="", revenue_share_account="", request_id=None
-    )
-    given = _requests.create_licensee(
-        display_name="L", contact_email="l@example.com", platform="p", legal_name="", request_id="mine"
-    )
+def test_a_use_request_gets_a_fresh_request_id_unless_given() -> None:
+    use = {"use_type": "image_generation", "content_rating": "teen"}
+    first = _requests.UseRequest.of(prompt="a", **use)  # type: ignore[arg-type]
+    second = _requests.UseRequest.of(prompt="a", **use)  # type: ignore[arg-type]
+    given = _requests.UseRequest.of(prompt="a", request_id="mine", **use)  # type: ignore[arg-type]
 
     assert re.fullmatch(r"[0-9a-f]{32}", first.request_id)
     assert first.request_id != second.request_id
     assert given.request_id == "mine"
+    assert given.to_proto().request_id == "mine"
+    assert (first.context.use_type, first.context.content_rating) == (
+        terms_pb2.USE_TYPE_IMAGE_GENERATION,
+        terms_pb2.CONTENT_RATING_TEEN,
+    )
 
 
 def test_update_mask_names_exactly_the_given_fields_and_allows_clearing() -> None:
-    request = _requests.update_rights_holder(
-        "rh_1", {"display_name": "New", "legal_name": "", "contact_email": None, "revenue_share_account": None}
+    resource = rights_holder_pb2.RightsHolder(id="rh_1")
+
+    mask = _requests.apply_changes(
+        resource, {"display_name": "New", "legal_name": "", "contact_email": None, "revenue_share_account": None}
     )
 
-    assert list(request.update_mask.paths) == ["display_name", "legal_name"]
-    assert request.rights_holder.id == "rh_1"
-    assert request.rights_holder.display_name == "New"
+    assert list(mask.paths) == ["display_name", "legal_name"]
+    assert resource.id == "rh_1"
+    assert resource.display_name == "New"
 
 
 def test_update_without_changes_is_rejected() -> None:
     with pytest.raises(ValueError) as exc:
-        _requests.update_licensee("lic_1", {"display_name": None, "platform": None})
+        _requests.apply_changes(licensee_pb2.Licensee(id="lic_1"), {"display_name": None, "platform": None})
 
     assert exc.type is ValueError
 
 
-def test_list_filters_are_left_unset_when_not_given() -> None:
-    request = _requests.list_api_keys(role=None, show_inactive=False, page_size=0)
-
-    assert request.role == api_key_pb2.ROLE_UNSPECIFIED
-    assert _requests.list_rights_holders(state="archived", query="x", page_size=5).state == 2
-
-
-def test_api_key_expiry_must_be_timezone_aware() -> None:
+def test_times_must_be_timezone_aware() -> None:
     aware = dt.datetime(2031, 1, 2, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=2)))
-    request = _requests.create_api_key(
-        display_name="k", role="admin", rights_holder_id="", licensee_id="", expire_time=aware, request_id=None
-    )
 
-    assert request.expire_time.ToDatetime(tzinfo=dt.UTC) == aware
+    stamp = _requests.timestamp(aware, what="expire_time")
     with pytest.raises(ValueError) as exc:
-        _requests.create_api_key(
-            display_name="k",
-            role="admin",
-            rights_holder_id="",
-            licensee_id="",
-            expire_time=dt.datetime(2031, 1, 1),
-            request_id=None,
-        )
+        _requests.timestamp(dt.datetime(2031, 1, 1), what="expire_time")
+
+    assert stamp.ToDatetime(tzinfo=dt.UTC) == aware
     assert exc.type is ValueError

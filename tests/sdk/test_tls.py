@@ -1,4 +1,5 @@
-"""TLS and mutual TLS: the client verifies the server with the given roots and presents its certificate."""
+"""TLS and mutual TLS against the real server: the client verifies the server with the given roots and
+presents its certificate."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import dataclasses
 import datetime as dt
 import ipaddress
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import charter
 import grpc
@@ -16,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ._fakes import API_KEY, CALLER_ID, RunningFake, serve
+from ._live import Live, serve
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,59 +92,66 @@ def pki() -> _Pki:
     )
 
 
-@pytest.fixture
-def mtls_server(pki: _Pki) -> Iterator[RunningFake]:
-    credentials = grpc.ssl_server_credentials(
-        [(pki.server_key, pki.server_cert)], root_certificates=pki.ca, require_client_auth=True
+@pytest.fixture(scope="module")
+def mtls_server(pki: _Pki, tmp_path_factory: pytest.TempPathFactory, clock: Any) -> Iterator[Live]:
+    """A real server that speaks TLS with the PKI's server certificate and requires a client certificate."""
+    folder: Path = tmp_path_factory.mktemp("tls")
+    files = {"cert.pem": pki.server_cert, "key.pem": pki.server_key, "client-ca.pem": pki.ca}
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    yield from serve(
+        f"sqlite:///{folder / 'charter.db'}",
+        clock,
+        tls_cert_file=str(folder / "cert.pem"),
+        tls_key_file=str(folder / "key.pem"),
+        tls_client_ca_file=str(folder / "client-ca.pem"),
     )
-    yield from serve(credentials)
 
 
-def test_mutual_tls_with_the_right_roots_and_client_certificate(pki: _Pki, mtls_server: RunningFake) -> None:
+def test_mutual_tls_with_the_right_roots_and_client_certificate(pki: _Pki, mtls_server: Live) -> None:
     with charter.Client(
         mtls_server.target,
-        api_key=API_KEY,
+        api_key=mtls_server.admin,
         root_certificates=pki.ca,
         client_certificate=pki.client_cert,
         client_private_key=pki.client_key,
     ) as client:
         caller = client.get_caller()
 
-    assert caller.id == CALLER_ID
+    assert caller.id == mtls_server.admin_key_id
 
 
-def test_async_client_uses_mutual_tls_too(pki: _Pki, mtls_server: RunningFake) -> None:
+def test_async_client_uses_mutual_tls_too(pki: _Pki, mtls_server: Live) -> None:
     async def main() -> str:
         async with charter.AsyncClient(
             mtls_server.target,
-            api_key=API_KEY,
+            api_key=mtls_server.admin,
             root_certificates=pki.ca,
             client_certificate=pki.client_cert,
             client_private_key=pki.client_key,
         ) as client:
             return (await client.get_caller()).id
 
-    assert asyncio.run(main()) == CALLER_ID
+    assert asyncio.run(main()) == mtls_server.admin_key_id
 
 
-def test_without_a_client_certificate_the_handshake_fails(pki: _Pki, mtls_server: RunningFake) -> None:
+def test_without_a_client_certificate_the_handshake_fails(pki: _Pki, mtls_server: Live) -> None:
     with (
         charter.Client(
-            mtls_server.target, api_key=API_KEY, root_certificates=pki.ca, retry=None, timeout=2.0
+            mtls_server.target, api_key=mtls_server.admin, root_certificates=pki.ca, retry=None, timeout=2.0
         ) as client,
         pytest.raises(charter.UnavailableError) as exc,
     ):
         client.get_caller()
 
-    assert exc.value.reason is None
-    assert mtls_server.fake.calls == []
+    assert exc.value.reason is None  # the server never answered: every answer of its carries a reason
 
 
-def test_a_server_signed_by_another_ca_is_rejected(pki: _Pki, mtls_server: RunningFake) -> None:
+def test_a_server_signed_by_another_ca_is_rejected(pki: _Pki, mtls_server: Live) -> None:
     with (
         charter.Client(
             mtls_server.target,
-            api_key=API_KEY,
+            api_key=mtls_server.admin,
             root_certificates=pki.other_ca,
             client_certificate=pki.client_cert,
             client_private_key=pki.client_key,
@@ -153,4 +163,4 @@ def test_a_server_signed_by_another_ca_is_rejected(pki: _Pki, mtls_server: Runni
         client.get_caller()
 
     assert exc.value.code is grpc.StatusCode.UNAVAILABLE
-    assert mtls_server.fake.calls == []
+    assert exc.value.reason is None

@@ -1,0 +1,251 @@
+# Generated from charter/_async/authorization.py by client_sdk/generate_sync.py; do not edit.
+"""Generation time: authorizing a use, the license block, screening prompts, the revocation stream.
+
+The calls of AuthorizationService that generation backends make (verifying grants is in
+`verification`). A ``license(...)`` block reports its use through the usage calls, so these
+calls build on them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterable, Sequence
+
+from charter._license import License, license_block
+from charter._options import check_timeout, new_request_id
+from charter._requests import UseRequest
+from charter._sync.usage import UsageCalls
+from charter._sync.watch import RevocationWatch
+from charter.decisions import Decision, Detection
+from charter.v1 import authorization_service_pb2, envelope_pb2
+
+
+class AuthorizationCalls(UsageCalls):
+    """Asking whether a use is allowed, before rendering, and following revocations."""
+
+    def authorize(
+        self,
+        *,
+        character_ids: Sequence[str] = (),
+        prompt: str = "",
+        use_type: int,
+        content_rating: int,
+        categories: Iterable[int] = (),
+        territory: str = "",
+        commercial: bool = False,
+        duration: dt.timedelta | None = None,
+        grants: Sequence[envelope_pb2.Envelope | str] = (),
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Decision:
+        """Asks, before rendering, whether the caller's licensee may use these characters this way.
+
+        Every character declared in `character_ids` or named by `prompt` is decided; a denial is
+        an answer (`Decision.allowed` is false, with reasons per character), not an error.
+        Allowed roles: generator (the licensee is the API key's).
+
+        Args:
+            character_ids: The characters the content will show, at most 64, without duplicates.
+            prompt: The prompt, at most 8000 characters; every character it names is decided too
+                (a match of an ambiguous alias only if the character is declared).
+            use_type: How the characters are used, a `charter.v1.UseType` value; required.
+            content_rating: The audience rating, a `charter.v1.ContentRating` value; required.
+            categories: `charter.v1.ContentCategory` values your own classifiers flagged.
+            territory: The ISO 3166-1 alpha-2 code of where the content is served; empty when
+                unknown, which fails any terms that restrict territories.
+            commercial: Whether the use is commercial (advertising, paid products, monetised).
+            duration: The length of the content, for usage records (0 to 24 hours).
+            grants: Grant envelopes you hold, as `Envelope` messages or their DSSE JSON text; for
+                a character with a presented grant only presented grants are considered.
+            request_id: Makes a retry safe: the same id never counts a quota twice. A fresh one
+                is used when omitted, so the client's own retries of this call resend it.
+            timeout: The deadline of this call in seconds, instead of the default.
+
+        Returns:
+            The decision, with its signed receipt (`Decision.receipt`) and the detections.
+
+        Raises:
+            MalformedEnvelope: If a grant given as text is not well-formed DSSE JSON (raised
+                before any call).
+            ValueError: If an enum value is unknown, or the server answered with a deny reason
+                this SDK does not know (update the SDK).
+            TypeError: If an argument has the wrong type.
+            InvalidArgumentError: If the request is invalid (see `field_violations`).
+            PermissionDeniedError: If the API key is not a generator's.
+            CharterError: For any other failure.
+        """
+        use = UseRequest.of(
+            character_ids=character_ids,
+            prompt=prompt,
+            use_type=use_type,
+            content_rating=content_rating,
+            categories=categories,
+            territory=territory,
+            commercial=commercial,
+            duration=duration,
+            grants=grants,
+            request_id=request_id,
+        )
+        return self._authorize(use, timeout)
+
+    def license(
+        self,
+        *,
+        character_ids: Sequence[str] = (),
+        prompt: str = "",
+        use_type: int,
+        content_rating: int,
+        categories: Iterable[int] = (),
+        territory: str = "",
+        commercial: bool = False,
+        duration: dt.timedelta | None = None,
+        grants: Sequence[envelope_pb2.Envelope | str] = (),
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> contextlib.AbstractContextManager[License]:
+        """Authorizes a use and runs the block only when it is allowed (`with`).
+
+        Entering calls `authorize` with these arguments: a denial raises `LicenseDenied` (with
+        the whole `decision` and its `reasons`) and the body never runs. An exception in the
+        body records and reports nothing and propagates unchanged. A clean exit marks the
+        `License` used, records it in `receipts` and reports the use: one record per allowed
+        character, under the key `charter.usage.usage_key(receipt_id, character_id)`, with one
+        use, `License.duration` (or the `duration` given here), the revenue given to
+        `License.attribute_revenue`, and the exit time. The answers are in
+        `License.usage_results`.
+
+        Reporting never raises from the block, since the content was rendered: a report that
+        cannot be delivered (the server unreachable after gRPC's retries of `UNAVAILABLE`, or
+        the call failing; a block's report is not repeated after `DEADLINE_EXCEEDED`, so a hung
+        server delays the exit by one deadline at most) is logged as a warning and waits in
+        `pending_usage` for `flush_usage`. Flushing sends the same record under the same key,
+        so a report that did reach the server is never counted twice. A record the server
+        rejects is in `usage_results` and is not queued. A block that is retried after an
+        error authorizes again and gets a new receipt: that is a new use, reported under its
+        own key.
+
+        Example:
+            ```python
+            with client.license(
+                prompt=prompt,
+                use_type=terms_pb2.USE_TYPE_IMAGE_GENERATION,
+                content_rating=terms_pb2.CONTENT_RATING_TEEN,
+            ) as granted:
+                image = render(prompt, obligations=granted.obligations)
+                granted.attribute_revenue(120, "USD")       # optional, reported with the use
+            store(image, receipt=granted.receipt)
+            ```
+
+        Args:
+            character_ids: As in `authorize`.
+            prompt: As in `authorize`.
+            use_type: As in `authorize`; required.
+            content_rating: As in `authorize`; required.
+            categories: As in `authorize`.
+            territory: As in `authorize`.
+            commercial: As in `authorize`.
+            duration: As in `authorize`; reported with the use unless `License.duration` is set.
+            grants: As in `authorize`.
+            request_id: As in `authorize`.
+            timeout: As in `authorize`; also the deadline of the usage report.
+
+        Returns:
+            A context manager that yields the `License` (the allowing decision, its receipt
+            and obligations).
+
+        Raises:
+            LicenseDenied: On entry, when any character is denied.
+            MalformedEnvelope: On entry, if a grant given as text is not well-formed DSSE JSON.
+            CharterError: On entry, if the call fails (as in `authorize`).
+        """
+        use = UseRequest.of(
+            character_ids=character_ids,
+            prompt=prompt,
+            use_type=use_type,
+            content_rating=content_rating,
+            categories=categories,
+            territory=territory,
+            commercial=commercial,
+            duration=duration,
+            grants=grants,
+            request_id=request_id,
+        )
+        return license_block(
+            lambda: self._authorize(use, timeout),
+            self.receipts.record,
+            lambda granted: self._report_license(granted, timeout),
+        )
+
+    def screen_prompt(self, prompt: str, *, timeout: float | None = None) -> list[Detection]:
+        """Finds the characters a prompt names, opted in or not, in every script. Allowed roles: all.
+
+        Args:
+            prompt: The prompt, at most 8000 characters.
+            timeout: The deadline of this call in seconds, instead of the default.
+
+        Returns:
+            Every detection, with its span in code points, ordered by start.
+
+        Raises:
+            TypeError: If the prompt is not a string.
+            InvalidArgumentError: If the prompt is empty or too long.
+            CharterError: For any other failure.
+        """
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a string, not {type(prompt).__name__}")
+        response: authorization_service_pb2.ScreenPromptResponse = self._unary(
+            self._authorization.ScreenPrompt, authorization_service_pb2.ScreenPromptRequest(prompt=prompt), timeout
+        )
+        return [Detection.from_proto(detection) for detection in response.detections]
+
+    def watch_revocations(self, since_sequence: int = 0, *, timeout: float | None = None) -> RevocationWatch:
+        """Opens the revocation stream: the log's events after `since_sequence`, then live ones.
+
+        The stream yields `charter.v1.grant_pb2.RevocationEvent` messages and, every few
+        seconds, a `charter.v1.authorization_service_pb2.Heartbeat` carrying the newest sequence
+        number and the server time. It runs until cancelled (`RevocationWatch.cancel`, or
+        leaving its `with` block). Allowed roles: all.
+
+        Example:
+            ```python
+            with client.watch_revocations(since_sequence=last_seen) as watch:
+                for message in watch:
+                    if isinstance(message, RevocationEvent):
+                        last_seen = message.sequence
+            ```
+
+        Args:
+            since_sequence: Send the events after this sequence number; 0 for the whole log.
+            timeout: A deadline for the whole stream in seconds; None (the default) for none,
+                not the client's default deadline, since a watch is meant to stay open.
+
+        Returns:
+            The open stream, an iterator of events and heartbeats. Calls happen during
+            iteration, so errors are raised from the iteration too.
+
+        Raises:
+            ValueError: If `since_sequence` is negative or `timeout` is not positive.
+            TypeError: If `since_sequence` is not an int.
+            CharterError: From the iteration, if the stream fails (a cancel by the caller is
+                not a failure: the iteration just ends).
+        """
+        if isinstance(since_sequence, bool) or not isinstance(since_sequence, int):
+            raise TypeError(f"since_sequence must be an int, not {type(since_sequence).__name__}")
+        if since_sequence < 0:
+            raise ValueError(f"since_sequence must not be negative, got {since_sequence}")
+        check_timeout(timeout, allow_none=True)
+        request = authorization_service_pb2.WatchRevocationsRequest(since_sequence=since_sequence)
+        request_id = new_request_id()
+        # Retrying a stream replays nothing: gRPC retries a call only until the server's first
+        # response headers arrive (gRFC A6), which come with or before the first message.
+        call = self._authorization.WatchRevocations(
+            request, timeout=timeout, metadata=self._config.metadata(request_id)
+        )
+        return RevocationWatch(call, request_id)
+
+    def _authorize(self, use: UseRequest, timeout: float | None) -> Decision:
+        response: authorization_service_pb2.AuthorizeResponse = self._unary(
+            self._authorization.Authorize, use.to_proto(), timeout
+        )
+        return Decision.from_response(response)

@@ -1,0 +1,85 @@
+# Generated from charter/_async/watch.py by client_sdk/generate_sync.py; do not edit.
+"""The open revocation stream that ``watch_revocations`` returns."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, Self
+
+import grpc
+
+from charter import _io_sync as io
+from charter import _requests
+from charter._requests import RevocationMessage
+from charter.errors import from_rpc_error
+
+__all__ = ["RevocationWatch"]
+
+
+class RevocationWatch:
+    """An open revocation stream, returned by `Client.watch_revocations`.
+
+    Iterate it with `for` to get `charter.v1.grant_pb2.RevocationEvent` and
+    `charter.v1.authorization_service_pb2.Heartbeat` messages. `cancel` ends it, also while
+    another thread or task iterates; an iteration then stops quietly. Used as a context
+    manager, leaving the block cancels it. A failure of the stream raises a `CharterError`
+    subclass from the iteration.
+    """
+
+    def __init__(self, call: Any, request_id: str) -> None:
+        """Wraps a started WatchRevocations call (private; use `Client.watch_revocations`).
+
+        Args:
+            call: The started gRPC call.
+            request_id: The `x-request-id` the call was sent with.
+        """
+        self._call = call
+        self._request_id = request_id
+        self._cancelled = False
+
+    @property
+    def request_id(self) -> str:
+        """The `x-request-id` the stream was opened with, for finding it in the server's log."""
+        return self._request_id
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether `cancel` was called."""
+        return self._cancelled
+
+    def cancel(self) -> None:
+        """Ends the stream; an iteration in progress stops quietly. Cancelling twice is harmless."""
+        self._cancelled = True
+        self._call.cancel()
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> RevocationMessage:
+        while not self._cancelled:
+            try:
+                response = io.next_message(self._call, lambda: self._cancelled)
+            except grpc.RpcError as exc:
+                if self._cancelled:  # the caller's own cancel, seen by a concurrent iteration
+                    break
+                raise from_rpc_error(exc, request_id=self._request_id) from exc
+            if response is None:
+                break
+            message = _requests.revocation_message(response)
+            if message is not None:
+                return message
+        raise StopIteration
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.cancel()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(request_id={self._request_id!r}, cancelled={self._cancelled})"
