@@ -518,7 +518,9 @@ def verify_grant(
 
 # -- generation time --------------------------------------------------------------------------
 
-RevocationMessage: TypeAlias = grant_pb2.RevocationEvent | authorization_service_pb2.Heartbeat
+RevocationMessage: TypeAlias = (
+    grant_pb2.RevocationEvent | authorization_service_pb2.Heartbeat | authorization_service_pb2.RevocationSkip
+)
 """One message of the revocation stream, unwrapped: an event of the log or a heartbeat."""
 
 
@@ -658,7 +660,8 @@ def watch_revocations(since_sequence: int) -> authorization_service_pb2.WatchRev
 
 
 def revocation_message(response: authorization_service_pb2.WatchRevocationsResponse) -> RevocationMessage | None:
-    """Returns what one stream message carries: its event or its heartbeat; None when neither is set.
+    """Returns what one stream message carries: its event, its heartbeat or its skip (events left
+    out as not the caller's); None when none is set.
 
     A message with neither (for example one of a kind a newer server added) is skipped by the
     clients rather than handed on as an empty event.
@@ -668,6 +671,8 @@ def revocation_message(response: authorization_service_pb2.WatchRevocationsRespo
         return response.event
     if kind == "heartbeat":
         return response.heartbeat
+    if kind == "skip":
+        return response.skip
     return None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -32,11 +33,12 @@ from charter._options import (
     RetryPolicy,
     check_timeout,
     new_request_id,
+    remaining,
     retry_delays,
 )
 from charter._requests import RevocationMessage
 from charter.decisions import Decision, Detection
-from charter.errors import CharterError, DeadlineExceededError, from_rpc_error
+from charter.errors import CharterError, DeadlineExceededError, from_rpc_error, never_reached_charter
 from charter.usage import MAX_BATCH_SIZE, PendingUsage, UsageReport, UsageResult
 from charter.v1 import (
     access_service_pb2,
@@ -184,8 +186,18 @@ class AsyncClient:
     async def _unary(self, method: Callable[..., Awaitable[Any]], request: Any, timeout: float | None) -> Any:
         timeout = self._config.deadline(timeout)
         request_id = new_request_id()
+        metadata = self._config.metadata(request_id)
+        ends = None if timeout is None else time.monotonic() + timeout
+        # As Client._unary: a call the transport cancelled before Charter's code saw it is repeated.
+        for delay in retry_delays(self._config.retry):
+            try:
+                return await method(request, timeout=remaining(ends), metadata=metadata)
+            except grpc.RpcError as exc:
+                if not never_reached_charter(exc) or (ends is not None and time.monotonic() + delay >= ends):
+                    raise from_rpc_error(exc, request_id=request_id) from exc
+            await asyncio.sleep(delay)
         try:
-            return await method(request, timeout=timeout, metadata=self._config.metadata(request_id))
+            return await method(request, timeout=remaining(ends), metadata=metadata)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc, request_id=request_id) from exc
 

@@ -25,11 +25,12 @@ from charter._options import (
     RetryPolicy,
     check_timeout,
     new_request_id,
+    remaining,
     retry_delays,
 )
 from charter._requests import RevocationMessage
 from charter.decisions import Decision, Detection
-from charter.errors import CharterError, DeadlineExceededError, from_rpc_error
+from charter.errors import CharterError, DeadlineExceededError, from_rpc_error, never_reached_charter
 from charter.usage import MAX_BATCH_SIZE, PendingUsage, UsageReport, UsageResult
 from charter.v1 import (
     access_service_pb2,
@@ -177,8 +178,19 @@ class Client:
     def _unary(self, method: Callable[..., Any], request: Any, timeout: float | None) -> Any:
         timeout = self._config.deadline(timeout)
         request_id = new_request_id()
+        metadata = self._config.metadata(request_id)
+        ends = None if timeout is None else time.monotonic() + timeout
+        # A call the transport cancelled before Charter's code saw it is repeated (it changed
+        # nothing), with the policy's backoff and within the one deadline.
+        for delay in retry_delays(self._config.retry):
+            try:
+                return method(request, timeout=remaining(ends), metadata=metadata)
+            except grpc.RpcError as exc:
+                if not never_reached_charter(exc) or (ends is not None and time.monotonic() + delay >= ends):
+                    raise from_rpc_error(exc, request_id=request_id) from exc
+            time.sleep(delay)
         try:
-            return method(request, timeout=timeout, metadata=self._config.metadata(request_id))
+            return method(request, timeout=remaining(ends), metadata=metadata)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc, request_id=request_id) from exc
 

@@ -130,6 +130,18 @@ def test_unavailable_is_retried(server: RunningFake) -> None:
     assert len(server.fake.calls_of("GetCaller")) == 3
 
 
+def test_a_call_cancelled_before_charter_saw_it_is_repeated(server: RunningFake) -> None:
+    server.fake.fail("GetCaller", grpc.StatusCode.CANCELLED, "", times=2)
+
+    async def scenario(client: AsyncClient) -> api_key_pb2.ApiKey:
+        return await client.get_caller()
+
+    caller = _run(server, scenario, retry=RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.02))
+
+    assert caller.id == CALLER_ID
+    assert len(server.fake.calls_of("GetCaller")) == 3
+
+
 def test_no_retry_policy_means_one_attempt(server: RunningFake) -> None:
     server.fake.fail("GetCaller", grpc.StatusCode.UNAVAILABLE, "STORAGE_BUSY", times=1)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -40,6 +41,31 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+class WouldBlock(BaseException):
+    """A unit of work was asked for where the caller may not block (see `nonblocking`).
+
+    A ``BaseException``, so that the services' handlers of ``Exception`` (which turn database
+    failures into retryable errors) let it through to the transport, which then runs the call
+    again on a worker thread.
+    """
+
+
+_nonblocking: ContextVar[bool] = ContextVar("charter_nonblocking", default=False)
+
+
+def nonblocking() -> ContextVar[bool]:
+    """The flag the transport sets while it runs a call on the event loop: every unit of work
+    asked for then raises `WouldBlock` instead of waiting for the database."""
+    return _nonblocking
+
+
+def may_block() -> None:
+    """Raise `WouldBlock` if the caller may not block; for code about to wait on something other
+    than a unit of work (a lock held across I/O, a sleep)."""
+    if _nonblocking.get():
+        raise WouldBlock
+
+
 class Database:
     """One database: its engine and the units of work that use it."""
 
@@ -61,12 +87,27 @@ class Database:
         # growing sleeps, so under load an unlucky one waits out the whole busy timeout. Writers of
         # this process queue on a lock instead; the busy timeout is left for other processes.
         self._writer_lock = threading.RLock() if self.dialect == "sqlite" else None
+        self._page_token_key: bytes | None = None
 
     def uow(self, *, write: bool = False) -> UnitOfWork:
-        """A unit of work; ``write=True`` takes the write lock at the start on SQLite."""
+        """A unit of work; ``write=True`` takes the write lock at the start on SQLite.
+
+        Raises:
+            WouldBlock: Called while the transport runs a call on its event loop.
+        """
+        if _nonblocking.get():
+            raise WouldBlock
         if write:
             return UnitOfWork(self._write_sessions, self._writer_lock)
         return UnitOfWork(self._read_sessions)
+
+    def page_token_key(self) -> bytes:
+        """The deployment's page-token key (``storage.serving``), read once and kept."""
+        key = self._page_token_key
+        if key is None:
+            with self.uow() as uow:
+                key = self._page_token_key = uow.deployment.page_token_key()
+        return key
 
     def session(self) -> Session:
         """A bare session, for tools that manage transactions themselves."""

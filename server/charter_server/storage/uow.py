@@ -31,6 +31,7 @@ from charter_server.storage.repositories import (
     TermsRepository,
     UsageRepository,
 )
+from charter_server.storage.serving import DeploymentSettingsRepository, RevocationAudienceRepository
 
 # SQLSTATEs that mean "try again": serialization failure, deadlock, lock not available.
 _PG_RETRYABLE = {"40001", "40P01", "55P03"}
@@ -71,6 +72,8 @@ class UnitOfWork:
     authorizations: AuthorizationRepository
     usage: UsageRepository
     statements: StatementRepository
+    deployment: DeploymentSettingsRepository
+    audience: RevocationAudienceRepository
 
     def __init__(
         self, session_factory: sessionmaker[Session], writer_lock: AbstractContextManager[Any] | None = None
@@ -96,6 +99,8 @@ class UnitOfWork:
         self.authorizations = AuthorizationRepository(self.session)
         self.usage = UsageRepository(self.session)
         self.statements = StatementRepository(self.session)
+        self.deployment = DeploymentSettingsRepository(self.session)
+        self.audience = RevocationAudienceRepository(self.session)
         return self
 
     def commit(self) -> None:
