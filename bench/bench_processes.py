@@ -36,6 +36,7 @@ from types import SimpleNamespace
 import grpc
 from _common import ClientProcess, Deadline, TimeLimitExceeded, fresh_database, line, machine, serve_loads, today
 from bench_authorize import AUTHORIZE_METHOD, CALL_TIMEOUT, World, build_world
+from charter_server import logs
 from charter_server.app import build_services, open_database
 from charter_server.config import Settings
 from charter_server.domain.clock import SystemClock
@@ -182,6 +183,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     deadline = Deadline(args.time_limit)
+    logs.configure(log_format="json", level="error")
     print(f"bench_processes: {args.threads} client threads and connections; SQLite; {machine()}", flush=True)
     client: ClientProcess[Done] = ClientProcess(_client_main, Done, call_timeout=CALL_TIMEOUT)
     results: dict[int, tuple[list[float], float, int]] = {}

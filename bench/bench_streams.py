@@ -39,6 +39,7 @@ from _common import Deadline, TimeLimitExceeded, fresh_database, line, machine, 
 from bench_authorize import AUTHORIZE_METHOD, LoadSpec, build_world, charter_server, client_process
 from charter.v1 import authorization_service_pb2 as az
 from charter.v1 import authorization_service_pb2_grpc as az_grpc
+from charter_server import logs
 from charter_server.domain.models import Principal, Role
 from charter_server.services.grants import IssueInput
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -172,6 +173,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     deadline = Deadline(args.time_limit)
+    logs.configure(log_format="json", level="error")
     print(
         f"bench_streams: {args.watchers} WatchRevocations + {args.health_watchers} Health/Watch streams from "
         f"{args.watch_processes} processes; Authorize from {args.threads} threads; SQLite; {machine()}",

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import hashlib
 import io
 import os
 import pstats
@@ -159,9 +158,9 @@ def stages(server: Any, world: World, request: Any) -> dict[str, Callable[[], ob
     from charter.v1 import authorization_service_pb2 as az
     from charter_server.api import convert
     from charter_server.api.dispatch import RPC_COUNT, RPC_SECONDS
-    from charter_server.domain import ids
     from charter_server.domain.models import Principal, Role
     from charter_server.services import authorization as module
+    from charter_server.services import receipts
 
     service = server.services.authorization
     view = server.services.view
@@ -180,15 +179,35 @@ def stages(server: Any, world: World, request: Any) -> dict[str, Callable[[], ob
     now = clock.now()
     generation = view.current()
     outcomes = service._decide(generation, licensee_id, order, detected, presented, request.context, now)
-    decision = service._receipt(licensee_id, request, outcomes, now)
-    envelope = service._sign(generation, decision)
+    digest = receipts.request_digest(request)
+    context = receipts.attested_context(request.context)
+    stated = [module._stated(outcome) for outcome in outcomes]
+    signer = service._keys.signer()
+    writer = service._receipts
 
-    def respond() -> az.AuthorizeResponse:  # as the servicer builds it
-        return az.AuthorizeResponse(
-            decision=decision, receipt=envelope, detections=[convert.detection(d) for d in detections]
+    def payload() -> bytes:
+        return writer.payload(
+            receipt_id="rcp_0123456789abcdef0123456789abcdef",
+            licensee_id=licensee_id,
+            digest=digest,
+            outcomes=stated,
+            context=context,
+            decide_time=now,
         )
 
-    response = respond()
+    written = payload()
+
+    def sign() -> receipts.SignedReceipt:
+        return writer.sign(
+            written, receipt_id="rcp_0", digest=digest, key_id=signer.key_id, signing_key=signer.signing_key
+        )
+
+    signed = sign()
+
+    def respond() -> bytes:  # as the servicer builds it
+        return signed.response(convert.detection(d).SerializeToString() for d in detections)
+
+    response = az.AuthorizeResponse.FromString(respond())
     authenticator = server.services.authenticator
     token = world.generator_secret
     log = structlog.get_logger("charter_server.rpc")
@@ -213,13 +232,11 @@ def stages(server: Any, world: World, request: Any) -> dict[str, Callable[[], ob
         "  clock.now()": clock.now,
         "  view: current + load + is_fresh": view_stage,
         "  decide": lambda: service._decide(generation, licensee_id, order, detected, presented, request.context, now),
-        "  receipt (build DecisionReceipt)": lambda: service._receipt(licensee_id, request, outcomes, now),
-        "    request digest (deterministic serialize + sha256)": lambda: hashlib.sha256(
-            request.SerializeToString(deterministic=True)
-        ).digest(),
-        "    receipt id (ids.new_id)": lambda: ids.new_id("receipt"),
-        "  sign (serialize + Ed25519 + envelope)": lambda: service._sign(generation, decision),
-        "  response (AuthorizeResponse)": respond,
+        "  request digest (deterministic serialize + sha256)": lambda: receipts.request_digest(request),
+        "  attested use context": lambda: receipts.attested_context(request.context),
+        "  receipt (write DecisionReceipt bytes)": payload,
+        "  sign (Ed25519 + envelope bytes)": sign,
+        "  response (AuthorizeResponse bytes)": respond,
         "gRPC: parse the request": lambda: az.AuthorizeRequest.FromString(wire),
         "gRPC: serialize the response": response.SerializeToString,
         "transport: authenticate (cached key)": lambda: authenticator.authenticate(token),

@@ -11,7 +11,7 @@ instead of a chain of interceptors.
 run as one synchronous body. For the methods whose common path reads only memory (``Authorize``,
 ``ScreenPrompt``, ``GetKeySet``, the health check) the body runs on the event loop itself, which
 saves the hand-off to a worker thread and back; any unit of work it asks for raises
-``WouldBlock`` there (``charter_server.storage.database.nonblocking``), and the body then runs
+``WouldBlock`` there (``charter_server.storage.database.forbid_blocking``), and the body then runs
 again from the start on a worker thread. The body has no side effect before its first unit of
 work, so running it again is safe. Every other method runs on a worker thread. Either way the call
 is counted until its body has finished, even if the client gave up, so the drain waits for it.
@@ -57,7 +57,7 @@ from charter_server.domain.errors import (
 )
 from charter_server.domain.models import Principal
 from charter_server.services.access import Authenticator
-from charter_server.storage.database import WouldBlock, nonblocking
+from charter_server.storage.database import WouldBlock
 
 log = structlog.get_logger("charter_server.rpc")
 
@@ -81,14 +81,6 @@ class CallInfo:
     method: str
     request_id: str
     caller: str = ""
-
-
-_info_var: contextvars.ContextVar[CallInfo | None] = contextvars.ContextVar("charter_call_info", default=None)
-
-
-def current_call() -> CallInfo | None:
-    """The current call's info (request id, method, caller), if inside an RPC."""
-    return _info_var.get()
 
 
 def _new_request_id() -> str:
@@ -354,26 +346,27 @@ class Dispatcher:
 
         return grpc.stream_stream_rpc_method_handler(serve, request_deserializer=parse)
 
-    def unknown(self) -> grpc.GenericRpcHandler:
-        """A generic handler that answers every method nobody serves with ``UNIMPLEMENTED`` and
-        ``METHOD_NOT_FOUND`` (gRPC's own answer would carry no details)."""
+    def routes(self, methods: dict[str, grpc.RpcMethodHandler]) -> grpc.GenericRpcHandler:
+        """A generic handler serving ``methods`` (by full method name), which answers every other
+        method with ``UNIMPLEMENTED`` and ``METHOD_NOT_FOUND`` (gRPC's own answer would carry no
+        details)."""
         dispatcher = self
 
-        class _Unknown(grpc.GenericRpcHandler):  # type: ignore[misc]
+        def unknown(name: str) -> grpc.RpcMethodHandler:
+            async def serve(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+                started = time.perf_counter()
+                request_id, _ = _read_metadata(context.invocation_metadata())
+                failure = status.from_domain_error(Unimplemented(f"no method {name}"), request_id)
+                dispatcher._finish(CallInfo(name, request_id), failure.code.name, started)
+                await _answer(context, failure)
+
+            return grpc.unary_unary_rpc_method_handler(serve)
+
+        class _Routes(grpc.GenericRpcHandler):  # type: ignore[misc]
             def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
-                name = details.method
+                return methods.get(details.method) or unknown(details.method)
 
-                async def serve(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
-                    started = time.perf_counter()
-                    request_id, _ = _read_metadata(context.invocation_metadata())
-                    info = CallInfo(name, request_id)
-                    failure = status.from_domain_error(Unimplemented(f"no method {name}"), request_id)
-                    dispatcher._finish(info, failure.code.name, started)
-                    await _answer(context, failure)
-
-                return grpc.unary_unary_rpc_method_handler(serve)
-
-        return _Unknown()
+        return _Routes()
 
     # Unary --------------------------------------------------------------------------------------
 
@@ -381,8 +374,7 @@ class Dispatcher:
         started = time.perf_counter()
         request_id, credentials = _read_metadata(context.invocation_metadata())
         info = CallInfo(method.name, request_id)
-        _info_var.set(info)  # each call is its own task, with its own context
-        logs.bind_call(request_id, method.name)
+        logs.bind_call(request_id, method.name)  # each call is its own task, with its own context
         code = "CANCELLED"
         try:
             outcome = await self._admit(method, handler, raw, context, credentials, info)
@@ -421,13 +413,10 @@ class Dispatcher:
         handed_off = False
         try:
             if method.inline:
-                flag = nonblocking().set(True)
-                try:
+                try:  # on the event loop, whose thread may not block (see forbid_blocking)
                     return self._body(method, handler, raw, context, credentials, info)
                 except WouldBlock:
                     pass
-                finally:
-                    nonblocking().reset(flag)
             loop = asyncio.get_running_loop()
             work = loop.run_in_executor(
                 self._executor,
@@ -496,7 +485,6 @@ class Dispatcher:
         started = time.perf_counter()
         request_id, credentials = _read_metadata(context.invocation_metadata())
         info = CallInfo(method.name, request_id)
-        _info_var.set(info)
         logs.bind_call(request_id, method.name)
         code = "CANCELLED"
         release: Callable[[], None] | None = None
@@ -543,13 +531,10 @@ class Dispatcher:
 
     async def _stream_principal(self, method: Method, credentials: list[str], info: CallInfo) -> Principal:
         """Authenticate a stream's caller: from the key cache on the loop, else on a thread."""
-        flag = nonblocking().set(True)
         try:
             return self._authenticate(method.name, credentials, info)
         except WouldBlock:
             pass
-        finally:
-            nonblocking().reset(flag)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._executor, contextvars.copy_context().run, self._authenticate, method.name, credentials, info

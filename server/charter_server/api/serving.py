@@ -28,6 +28,7 @@ from charter_server.api.dispatch import Dispatcher, StreamLimits
 from charter_server.api.health import Health
 from charter_server.services.access import Authenticator
 from charter_server.services.revocations import RevocationFeed
+from charter_server.storage.database import allow_blocking, forbid_blocking
 
 log = structlog.get_logger(__name__)
 
@@ -121,13 +122,20 @@ class Transport:
         self._stopping = False
         self._stopped = threading.Event()
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="charter-grpc", daemon=True)
+        self._thread = threading.Thread(target=self._serve_forever, name="charter-grpc", daemon=True)
         self._thread.start()
         try:
             self._server, self.port = self._run(self._build(registrations, service_files, service_names), 30)
         except BaseException:
             self._close()
             raise
+
+    def _serve_forever(self) -> None:
+        forbid_blocking()  # a unit of work asked for on the event loop raises WouldBlock
+        try:
+            self._loop.run_forever()
+        finally:
+            allow_blocking()
 
     def _run(self, coroutine: Any, timeout: float | None) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
@@ -150,36 +158,27 @@ class Transport:
         recorder = _Recorder()
         for register in registrations:
             register(recorder)
+        methods: dict[str, grpc.RpcMethodHandler] = {}
         for service, handlers in recorder.services:
-            wrapped = {}
             for name, handler in handlers.items():
                 full = f"/{service}/{name}"
                 if handler.unary_unary is not None:
-                    wrapped[name] = dispatcher.unary(full, handler.unary_unary, handler.request_deserializer)
+                    methods[full] = dispatcher.unary(full, handler.unary_unary, handler.request_deserializer)
                 elif handler.unary_stream is not None:
-                    wrapped[name] = dispatcher.unary_stream(full, handler.unary_stream, handler.request_deserializer)
+                    methods[full] = dispatcher.unary_stream(full, handler.unary_stream, handler.request_deserializer)
                 else:
                     raise StartupFailed(f"{full}: client-streaming methods are not served")
-            server.add_registered_method_handlers(service, wrapped)
         health = self.health
-        server.add_registered_method_handlers(
-            HEALTH_SERVICE,
-            {
-                "Check": dispatcher.unary(
-                    f"/{HEALTH_SERVICE}/Check", health.Check, health_pb2.HealthCheckRequest.FromString
-                ),
-                "Watch": dispatcher.unary_stream(
-                    f"/{HEALTH_SERVICE}/Watch", health.Watch, health_pb2.HealthCheckRequest.FromString
-                ),
-            },
-        )
+        check, watch = f"/{HEALTH_SERVICE}/Check", f"/{HEALTH_SERVICE}/Watch"
+        methods[check] = dispatcher.unary(check, health.Check, health_pb2.HealthCheckRequest.FromString)
+        methods[watch] = dispatcher.unary_stream(watch, health.Watch, health_pb2.HealthCheckRequest.FromString)
         answer = reflection.handler(reflection.servicer(service_files, (*service_names, HEALTH_SERVICE)))
         for method in reflection.METHODS:
-            service, _, name = method[1:].partition("/")
-            server.add_registered_method_handlers(
-                service, {name: dispatcher.stream_stream(method, answer, reflection.parse)}
-            )
-        server.add_generic_rpc_handlers((dispatcher.unknown(),))
+            methods[method] = dispatcher.stream_stream(method, answer, reflection.parse)
+        # One generic handler (a dict lookup) rather than gRPC's registered methods: grpc.aio waits
+        # on one pending future per registered method for every call it accepts, which costs more
+        # per call than the lookup, the more so the more methods there are.
+        server.add_generic_rpc_handlers((dispatcher.routes(methods),))
         try:
             if options.credentials is None:
                 port = server.add_insecure_port(options.listen)
@@ -228,8 +227,9 @@ class Transport:
         deadline = loop.time() + grace - min(0.5, grace / 5)
         self.dispatcher.begin_drain()
         self.health.shut_down()
-        # Open revocation streams never end by themselves; end them so the drain is not held up.
-        self._feed.stop()
+        # Open revocation streams never end by themselves; end them so the drain is not held up
+        # (on a thread: stopping waits briefly for the poller, and the loop must not wait).
+        await asyncio.to_thread(self._feed.stop)
         await self.dispatcher.drained(deadline, QUIET_SECONDS, min(PATIENCE_SECONDS, grace / 3))
         left = self.dispatcher.in_flight
         if left:

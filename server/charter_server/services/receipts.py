@@ -31,6 +31,8 @@ from charter.v1 import decision_pb2, envelope_pb2
 _REASON_VALUE = {reason: decision_pb2.DenyReason.Value(f"DENY_REASON_{reason}") for reason in DenyReason}
 _RECEIPT_PAE_PREFIX = pae(RECEIPT_PAYLOAD_TYPE, b"")[: -len(b"0 ")]  # "DSSEv1 <len> <type> "
 _CACHE_LIMIT = 100_000
+# Attested use contexts, by their validated fields (the same bytes for every server: pure).
+_CONTEXTS: dict[tuple[object, ...], bytes] = {}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
 
@@ -98,7 +100,27 @@ def request_digest(request: az.AuthorizeRequest) -> bytes:
 
 
 def attested_context(context: decision_pb2.UseContext) -> bytes:
-    """The use context as the receipt attests it: the validated fields, one by one, serialized."""
+    """The use context as the receipt attests it: the validated fields, one by one, serialized
+    (kept per distinct context: a backend asks in few)."""
+    duration = (context.duration.seconds, context.duration.nanos) if context.HasField("duration") else None
+    key = (
+        context.use_type,
+        context.content_rating,
+        tuple(context.categories),
+        context.territory,
+        context.commercial,
+        duration,
+    )
+    written = _CONTEXTS.get(key)
+    if written is None:
+        written = _attest(context)
+        if len(_CONTEXTS) >= _CACHE_LIMIT:
+            _CONTEXTS.clear()
+        _CONTEXTS[key] = written
+    return written
+
+
+def _attest(context: decision_pb2.UseContext) -> bytes:
     attested = decision_pb2.UseContext(
         use_type=context.use_type,
         content_rating=context.content_rating,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -42,7 +41,8 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
 
 class WouldBlock(BaseException):
-    """A unit of work was asked for where the caller may not block (see `nonblocking`).
+    """A unit of work was asked for on a thread that must not wait for the database (an event
+    loop's, see `forbid_blocking`).
 
     A ``BaseException``, so that the services' handlers of ``Exception`` (which turn database
     failures into retryable errors) let it through to the transport, which then runs the call
@@ -50,19 +50,24 @@ class WouldBlock(BaseException):
     """
 
 
-_nonblocking: ContextVar[bool] = ContextVar("charter_nonblocking", default=False)
+_nonblocking_threads: set[int] = set()
 
 
-def nonblocking() -> ContextVar[bool]:
-    """The flag the transport sets while it runs a call on the event loop: every unit of work
-    asked for then raises `WouldBlock` instead of waiting for the database."""
-    return _nonblocking
+def forbid_blocking() -> None:
+    """Mark the calling thread (an event loop's) as one that never waits for the database: every
+    unit of work asked for on it raises `WouldBlock` from now on."""
+    _nonblocking_threads.add(threading.get_ident())
+
+
+def allow_blocking() -> None:
+    """Undo `forbid_blocking` for the calling thread (its event loop has stopped)."""
+    _nonblocking_threads.discard(threading.get_ident())
 
 
 def may_block() -> None:
-    """Raise `WouldBlock` if the caller may not block; for code about to wait on something other
-    than a unit of work (a lock held across I/O, a sleep)."""
-    if _nonblocking.get():
+    """Raise `WouldBlock` on a thread that must not block; for code about to wait on something
+    other than a unit of work (a lock held across I/O, a sleep)."""
+    if threading.get_ident() in _nonblocking_threads:
         raise WouldBlock
 
 
@@ -93,9 +98,9 @@ class Database:
         """A unit of work; ``write=True`` takes the write lock at the start on SQLite.
 
         Raises:
-            WouldBlock: Called while the transport runs a call on its event loop.
+            WouldBlock: Called on an event loop's thread (see `forbid_blocking`).
         """
-        if _nonblocking.get():
+        if threading.get_ident() in _nonblocking_threads:
             raise WouldBlock
         if write:
             return UnitOfWork(self._write_sessions, self._writer_lock)
