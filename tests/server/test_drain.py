@@ -11,6 +11,7 @@ logs no CANCELLED call, and every process exits cleanly within its grace period.
 from __future__ import annotations
 
 import collections
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -68,18 +69,22 @@ def _one_drain(database_url: str, log_path: Path, party: Party, admin: str) -> D
     server = spawn_server(
         database_url, log_path, options=("--shutdown-grace-seconds", str(GRACE_SECONDS), "--log-format", "json")
     )
-    wait_serving(server)
-    stop = threading.Event()
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        load = pool.submit(_load, server.target, party, admin, stop)
-        time.sleep(0.4)  # calls are flowing on both paths
-        began = time.monotonic()
-        server.process.send_signal(15)
-        code = server.process.wait(timeout=GRACE_SECONDS + 10)
-        took = time.monotonic() - began
-        time.sleep(0.3)  # calls made after the exit fail to connect (UNAVAILABLE)
-        stop.set()
-        outcomes = load.result(timeout=60)
+    try:
+        wait_serving(server)
+        stop = threading.Event()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            load = pool.submit(_load, server.target, party, admin, stop)
+            time.sleep(0.4)  # calls are flowing on both paths
+            began = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            code = server.process.wait(timeout=GRACE_SECONDS + 10)
+            took = time.monotonic() - began
+            time.sleep(0.3)  # calls made after the exit fail to connect (UNAVAILABLE)
+            stop.set()
+            outcomes = load.result(timeout=60)
+    finally:
+        if server.process.poll() is None:  # the test failed before the signal: leave nothing behind
+            server.kill()
     return took, code, outcomes, server
 
 
