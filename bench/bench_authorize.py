@@ -51,6 +51,7 @@ CPU times is known then). ``profile_authorize.py`` shows where the server's time
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import statistics
@@ -83,8 +84,8 @@ from charter.v1 import authorization_service_pb2 as az
 from charter.v1 import authorization_service_pb2_grpc as az_grpc
 from charter.v1 import decision_pb2, terms_pb2
 from charter_server import logs
-from charter_server.api.serving import Transport, TransportOptions
-from charter_server.app import CharterServer, build_server
+from charter_server.api.serving import Transport
+from charter_server.app import CharterServer, build_server, transport_options
 from charter_server.config import Settings
 from charter_server.domain.clock import SystemClock
 from charter_server.domain.models import AliasKind, Principal, Role
@@ -257,16 +258,8 @@ def stack_server(server: CharterServer) -> Iterator[str]:
     executor = futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="bench-stack")
     handler = grpc.unary_unary_rpc_method_handler(_empty_authorize, request_deserializer=az.AuthorizeRequest.FromString)
     transport = Transport(
-        TransportOptions(
-            listen="127.0.0.1:0",
-            credentials=None,
-            max_workers=settings.max_workers,
-            max_concurrent_rpcs=settings.max_concurrent_rpcs,
-            max_message_bytes=settings.max_message_bytes,
-            max_streams_per_key=settings.max_streams_per_key,
-            max_unauthenticated_streams=settings.max_unauthenticated_streams,
-            max_streams=settings.max_streams,
-            inline_methods=frozenset({AUTHORIZE_METHOD}),
+        dataclasses.replace(
+            transport_options(settings), listen="127.0.0.1:0", inline_methods=frozenset({AUTHORIZE_METHOD})
         ),
         authenticator=server.services.authenticator,
         feed=RevocationFeed(server.db, SystemClock()),

@@ -235,6 +235,22 @@ def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
     )
 
 
+def transport_options(settings: Settings, *, reuse_port: bool = False) -> TransportOptions:
+    """What the transport takes from the settings."""
+    return TransportOptions(
+        listen=settings.listen,
+        credentials=_credentials(settings),
+        max_workers=settings.max_workers,
+        max_concurrent_rpcs=settings.max_concurrent_rpcs,
+        max_message_bytes=settings.max_message_bytes,
+        max_streams_per_key=settings.max_streams_per_key,
+        max_unauthenticated_streams=settings.max_unauthenticated_streams,
+        max_streams=settings.max_streams,
+        inline_methods=INLINE_METHODS,
+        reuse_port=reuse_port,
+    )
+
+
 def build_server(settings: Settings, *, clock: Clock | None = None, reuse_port: bool = False) -> CharterServer:
     """Build (but do not start) a server from ``settings``; ``reuse_port`` lets several processes
     listen on one port (``--processes``)."""
@@ -270,21 +286,9 @@ def build_server(settings: Settings, *, clock: Clock | None = None, reuse_port: 
             UsageServicer(services.usage, services.statements), server
         ),
     )
-    options = TransportOptions(
-        listen=settings.listen,
-        credentials=_credentials(settings),
-        max_workers=settings.max_workers,
-        max_concurrent_rpcs=settings.max_concurrent_rpcs,
-        max_message_bytes=settings.max_message_bytes,
-        max_streams_per_key=settings.max_streams_per_key,
-        max_unauthenticated_streams=settings.max_unauthenticated_streams,
-        max_streams=settings.max_streams,
-        inline_methods=INLINE_METHODS,
-        reuse_port=reuse_port,
-    )
     try:
         transport = Transport(
-            options,
+            transport_options(settings, reuse_port=reuse_port),
             authenticator=services.authenticator,
             feed=services.feed,
             registrations=registrations,

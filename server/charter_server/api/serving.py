@@ -24,8 +24,9 @@ import structlog
 from grpc_health.v1 import health_pb2
 
 from charter_server.api import reflection
-from charter_server.api.dispatch import Dispatcher, StreamLimits
+from charter_server.api.dispatch import Dispatcher
 from charter_server.api.health import Health
+from charter_server.api.limits import StreamLimits
 from charter_server.services.access import Authenticator
 from charter_server.services.revocations import RevocationFeed
 from charter_server.storage.database import allow_blocking, forbid_blocking
