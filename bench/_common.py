@@ -220,7 +220,7 @@ def empty_server(max_workers: int) -> Iterator[str]:
     """A gRPC server on a free loopback port whose one unary method returns an empty message.
 
     It uses as many worker threads as the Charter server, so the two differ only in what the
-    handler does (and in Charter's interceptors, which are part of what is measured).
+    handler does (and in Charter's transport, which is part of what is measured).
     """
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="bench-empty"))
     handler = grpc.unary_unary_rpc_method_handler(_empty)

@@ -521,7 +521,8 @@ def verify_grant(
 RevocationMessage: TypeAlias = (
     grant_pb2.RevocationEvent | authorization_service_pb2.Heartbeat | authorization_service_pb2.RevocationSkip
 )
-"""One message of the revocation stream, unwrapped: an event of the log or a heartbeat."""
+"""One message of the revocation stream, unwrapped: an event of the log, a heartbeat, or a skip of
+events that are not the caller's."""
 
 
 def envelope_list(values: Sequence[envelope_pb2.Envelope | str], *, what: str) -> list[envelope_pb2.Envelope]:
