@@ -7,7 +7,7 @@ characters with quota-free terms and a grant each), warms every cache, then, in 
    next to the work gRPC adds around it (parsing the request, serializing the response);
 2. times each stage of the hot path on its own, by calling the same functions the method calls
    (validation, screening, the view, the decision, the receipt, its signature, the response), and
-   the interceptors' own pieces (the API-key check through the cache, the ``rpc.completed`` log
+   the transport's own pieces (the API-key check through the cache, the ``rpc.completed`` log
    call at the level used, the Prometheus metrics, a uuid4 request id); then the CPU time per
    call when 1, 4 or 16 threads call ``authorize`` at once (``os.times``, 10 ms resolution: use
    enough ``--calls``);
@@ -17,7 +17,7 @@ characters with quota-free terms and a grant each), warms every cache, then, in 
    ``--served-seconds`` per target) with cProfile running in every server thread (installed with
    ``threading.setprofile`` before the servers start), and prints, per target, the wall time per
    request of the server's threads in total and by function (own time), idle waits left out, so
-   the gRPC machinery, the interceptors and the handler show up as they run in the server. cProfile
+   the gRPC machinery, Charter's transport and the handler show up as they run in the server. cProfile
    times wall clock: a C function that releases the GIL (libsodium through cffi, ``os.urandom``,
    gRPC's own calls) is charged the wait to get the GIL back, which is how GIL handoffs show up.
    cProfile slows everything down (calls most), so read the shares, not the absolute µs.
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import hashlib
 import io
 import os
 import pstats
@@ -51,14 +50,12 @@ import structlog
 from _common import Deadline, TimeLimitExceeded, fresh_database, line, machine
 from bench_authorize import (
     AUTHORIZE_METHOD,
-    AUTHORIZE_SERVICE,
     LoadSpec,
     World,
     build_world,
-    charter_interceptors,
     charter_server,
     client_process,
-    grpc_server_like_charter,
+    stack_server,
 )
 
 
@@ -160,10 +157,10 @@ def stages(server: Any, world: World, request: Any) -> dict[str, Callable[[], ob
     """The hot path of ``AuthorizationService.authorize`` cut into its stages, each callable alone."""
     from charter.v1 import authorization_service_pb2 as az
     from charter_server.api import convert
-    from charter_server.api.interceptors import RPC_COUNT, RPC_SECONDS
-    from charter_server.domain import ids
+    from charter_server.api.dispatch import RPC_COUNT, RPC_SECONDS
     from charter_server.domain.models import Principal, Role
     from charter_server.services import authorization as module
+    from charter_server.services import receipts
 
     service = server.services.authorization
     view = server.services.view
@@ -182,15 +179,35 @@ def stages(server: Any, world: World, request: Any) -> dict[str, Callable[[], ob
     now = clock.now()
     generation = view.current()
     outcomes = service._decide(generation, licensee_id, order, detected, presented, request.context, now)
-    decision = service._receipt(licensee_id, request, outcomes, now)
-    envelope = service._sign(generation, decision)
+    digest = receipts.request_digest(request)
+    context = receipts.attested_context(request.context)
+    stated = [module._stated(outcome) for outcome in outcomes]
+    signer = service._keys.signer()
+    writer = service._receipts
 
-    def respond() -> az.AuthorizeResponse:  # as the servicer builds it
-        return az.AuthorizeResponse(
-            decision=decision, receipt=envelope, detections=[convert.detection(d) for d in detections]
+    def payload() -> bytes:
+        return writer.payload(
+            receipt_id="rcp_0123456789abcdef0123456789abcdef",
+            licensee_id=licensee_id,
+            digest=digest,
+            outcomes=stated,
+            context=context,
+            decide_time=now,
         )
 
-    response = respond()
+    written = payload()
+
+    def sign() -> receipts.SignedReceipt:
+        return writer.sign(
+            written, receipt_id="rcp_0", digest=digest, key_id=signer.key_id, signing_key=signer.signing_key
+        )
+
+    signed = sign()
+
+    def respond() -> bytes:  # as the servicer builds it
+        return signed.response(convert.detection(d).SerializeToString() for d in detections)
+
+    response = az.AuthorizeResponse.FromString(respond())
     authenticator = server.services.authenticator
     token = world.generator_secret
     log = structlog.get_logger("charter_server.rpc")
@@ -215,19 +232,17 @@ def stages(server: Any, world: World, request: Any) -> dict[str, Callable[[], ob
         "  clock.now()": clock.now,
         "  view: current + load + is_fresh": view_stage,
         "  decide": lambda: service._decide(generation, licensee_id, order, detected, presented, request.context, now),
-        "  receipt (build DecisionReceipt)": lambda: service._receipt(licensee_id, request, outcomes, now),
-        "    request digest (deterministic serialize + sha256)": lambda: hashlib.sha256(
-            request.SerializeToString(deterministic=True)
-        ).digest(),
-        "    receipt id (ids.new_id)": lambda: ids.new_id("receipt"),
-        "  sign (serialize + Ed25519 + envelope)": lambda: service._sign(generation, decision),
-        "  response (AuthorizeResponse)": respond,
+        "  request digest (deterministic serialize + sha256)": lambda: receipts.request_digest(request),
+        "  attested use context": lambda: receipts.attested_context(request.context),
+        "  receipt (write DecisionReceipt bytes)": payload,
+        "  sign (Ed25519 + envelope bytes)": sign,
+        "  response (AuthorizeResponse bytes)": respond,
         "gRPC: parse the request": lambda: az.AuthorizeRequest.FromString(wire),
         "gRPC: serialize the response": response.SerializeToString,
-        "interceptors: authenticate (cached key)": lambda: authenticator.authenticate(token),
-        "interceptors: rpc.completed log call": log_stage,
-        "interceptors: metrics": metrics_stage,
-        "interceptors: uuid4 request id": lambda: uuid.uuid4().hex,
+        "transport: authenticate (cached key)": lambda: authenticator.authenticate(token),
+        "transport: rpc.completed log call": log_stage,
+        "transport: metrics": metrics_stage,
+        "transport: uuid4 request id": lambda: uuid.uuid4().hex,
     }
 
 
@@ -325,9 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with (
             fresh_database("sqlite") as url,
             charter_server(url, args.log_level) as server,
-            grpc_server_like_charter(
-                server.settings, AUTHORIZE_SERVICE, "Authorize", charter_interceptors(server)
-            ) as stack_address,
+            stack_server(server) as stack_address,
         ):
             # Left installed: the servers' pool threads start on their first calls.
             world = build_world(server, args.characters)

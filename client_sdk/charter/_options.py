@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import random
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -116,6 +117,12 @@ def _is_positive_number(value: object) -> bool:
 
 DEFAULT_RETRY = RetryPolicy()
 """The retry policy clients use unless told otherwise (frozen, so safe to share)."""
+
+
+def remaining(ends: float | None) -> float | None:
+    """Returns the seconds left until ``ends`` (a `time.monotonic` instant), at least a millisecond
+    so that a call still gets its deadline; None for no deadline."""
+    return None if ends is None else max(0.001, ends - time.monotonic())
 
 
 def retry_delays(retry: RetryPolicy | None) -> list[float]:

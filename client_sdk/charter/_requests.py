@@ -242,8 +242,11 @@ def apply_changes(resource: Message, changes: Mapping[str, object]) -> field_mas
 
 # -- generation time --------------------------------------------------------------------------
 
-RevocationMessage: TypeAlias = grant_pb2.RevocationEvent | authorization_service_pb2.Heartbeat
-"""One message of the revocation stream, unwrapped: an event of the log or a heartbeat."""
+RevocationMessage: TypeAlias = (
+    grant_pb2.RevocationEvent | authorization_service_pb2.Heartbeat | authorization_service_pb2.RevocationSkip
+)
+"""One message of the revocation stream, unwrapped: an event of the log, a heartbeat, or a skip of
+events that are not the caller's."""
 
 
 def envelope_list(values: Sequence[envelope_pb2.Envelope | str], *, what: str) -> list[envelope_pb2.Envelope]:
@@ -392,7 +395,8 @@ class UseRequest:
 
 
 def revocation_message(response: authorization_service_pb2.WatchRevocationsResponse) -> RevocationMessage | None:
-    """Returns what one stream message carries: its event or its heartbeat; None when neither is set.
+    """Returns what one stream message carries: its event, its heartbeat or its skip (events left
+    out as not the caller's); None when none is set.
 
     A message with neither (for example one of a kind a newer server added) is skipped by the
     clients rather than handed on as an empty event.
@@ -402,6 +406,8 @@ def revocation_message(response: authorization_service_pb2.WatchRevocationsRespo
         return response.event
     if kind == "heartbeat":
         return response.heartbeat
+    if kind == "skip":
+        return response.skip
     return None
 
 

@@ -46,6 +46,7 @@ from charter.v1.envelope_pb2 import Envelope, Signature
 __all__ = [
     "GRANT_PAYLOAD_TYPE",
     "MAX_ENVELOPE_BYTES",
+    "MAX_SIGNATURES",
     "RECEIPT_PAYLOAD_TYPE",
     "MalformedEnvelope",
     "digest",
@@ -63,6 +64,10 @@ RECEIPT_PAYLOAD_TYPE = "application/vnd.charter.receipt.v1+protobuf"
 
 MAX_ENVELOPE_BYTES = 64 * 1024
 """The largest envelope a verifier accepts, in bytes of its JSON text or serialized protobuf."""
+
+MAX_SIGNATURES = 8
+"""The most signatures an envelope may carry; a verifier refuses one with more (``MALFORMED``).
+Charter signs with one key; a few allow for keys being rotated by other signers."""
 
 ED25519_SIGNATURE_BYTES = 64
 """The length of an Ed25519 signature; a signature of another length never verifies."""

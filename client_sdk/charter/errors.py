@@ -47,6 +47,7 @@ __all__ = [
     "UnknownError",
     "error_class_for",
     "from_rpc_error",
+    "never_reached_charter",
 ]
 
 ERROR_DOMAIN = "charter.v1"
@@ -366,6 +367,26 @@ def _call_or_none(error: object, name: str) -> object:
         return method()
     except Exception:  # An error object that cannot describe itself must not hide the failure.
         return None
+
+
+def never_reached_charter(error: grpc.RpcError) -> bool:
+    """Tells whether a failed call certainly never reached Charter's own code, so repeating it is safe.
+
+    Charter answers every call that its code saw with the request id in the trailing metadata
+    (`x-request-id`). A call that ends `CANCELLED` without one was cancelled by the gRPC transport
+    before any handler ran: typically a call that arrived in the instant a draining server stopped.
+    (`UNAVAILABLE` needs no such test: gRPC's retry policy repeats it.)
+
+    Args:
+        error: The error raised by grpc.
+
+    Returns:
+        True when the status is `CANCELLED` and the server sent no request id.
+    """
+    if _call_or_none(error, "code") is not grpc.StatusCode.CANCELLED:
+        return False
+    trailers = _metadata_pairs(_call_or_none(error, "trailing_metadata"))
+    return not any(key == _REQUEST_ID_HEADER for key, _ in trailers)
 
 
 def _metadata_pairs(metadata: object) -> list[tuple[str, Any]]:

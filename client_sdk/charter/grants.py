@@ -7,7 +7,8 @@ never an exception. The checks run in the order of the ``GrantVerdict`` values a
 failure is reported:
 
 1. ``MALFORMED``: not decodable (bad JSON or base64, not an envelope), larger than
-   `charter.envelope.MAX_ENVELOPE_BYTES`, or without signatures;
+   `charter.envelope.MAX_ENVELOPE_BYTES`, without signatures or with more than
+   `charter.envelope.MAX_SIGNATURES`;
 2. ``WRONG_PAYLOAD_TYPE``: the payload type is not the one expected (a receipt is not a grant);
 3. ``UNKNOWN_KEY``: no signature names a key of the ring, nor one of its revoked key ids;
 4. ``KEY_REVOKED``: the signatures name revoked keys only;
@@ -25,12 +26,16 @@ failure is reported:
 12. otherwise ``VALID``.
 
 When several signatures name usable keys, the first one (in envelope order) that verifies
-decides which key the issue time is checked against.
+decides which key the issue time is checked against. At most one signature per key id is
+checked (the first naming it), so an envelope costs at most one Ed25519 verification per usable
+key of the ring, however many signatures it repeats.
 
 A verifier remembers, in a bounded cache, the envelopes whose signature it has checked: a
 repeated verification does no signature work and no parsing, but still checks that the key is
 still in the ring and unrevoked (a key revoked since fails the grant), the time window, the
-licensee, the character and the status.
+licensee, the character and the status. It remembers failures as well, by the envelope's digest:
+an envelope that failed before fails again without any signature work, as long as the keys its
+signatures name are the same in the ring.
 
 Example:
     ```python
@@ -65,6 +70,7 @@ from charter.envelope import (
     ED25519_SIGNATURE_BYTES,
     GRANT_PAYLOAD_TYPE,
     MAX_ENVELOPE_BYTES,
+    MAX_SIGNATURES,
     MalformedEnvelope,
     _decode_json,
     _digest,
@@ -455,11 +461,14 @@ def _check_signatures(
     candidates: list[tuple[_UsableKey, bytes]] = []
     known = False
     revoked_key_id = ""
+    named: set[str] = set()
     for keyid, sig in signatures:
         usable = keys._usable.get(keyid)
         if usable is not None:
             known = True
-            candidates.append((usable, sig))
+            if keyid not in named:  # one verification per key: repeating a key id buys nothing
+                named.add(keyid)
+                candidates.append((usable, sig))
         elif keyid in keys._keys or keyid in keys._revoked:
             known = True
             revoked_key_id = revoked_key_id or keyid
@@ -480,6 +489,15 @@ def _check_signatures(
 
 def _malformed() -> Verification:
     return Verification(_MALFORMED, None, "")
+
+
+def _keys_named(keys: KeyRing, signatures: list[tuple[str, bytes]]) -> tuple[object, ...]:
+    """What a failed verification depended on: each key id named, with its public key if usable."""
+    named: list[object] = []
+    for keyid, _sig in signatures:
+        usable = keys._usable.get(keyid)
+        named.append((keyid, usable.raw if usable is not None else keyid in keys._keys or keyid in keys._revoked))
+    return tuple(named)
 
 
 class GrantVerifier:
@@ -513,6 +531,9 @@ class GrantVerifier:
         self._order: deque[object] = deque()
         self._capacity = 2 * cache_size
         self._lock = threading.Lock()
+        # Failures by digest: (the keys the signatures named, as the ring had them; the verdict).
+        self._failures: dict[bytes, tuple[tuple[object, ...], Verification]] = {}
+        self._failure_order: deque[bytes] = deque()
 
     @property
     def skew(self) -> timedelta:
@@ -525,11 +546,13 @@ class GrantVerifier:
         return self._cache_size
 
     def clear_cache(self) -> None:
-        """Forget every remembered envelope."""
+        """Forget every remembered envelope, verified or failed."""
         if self._cache is not None:
             with self._lock:
                 self._cache.clear()
                 self._order.clear()
+                self._failures.clear()
+                self._failure_order.clear()
 
     def verify(
         self,
@@ -619,7 +642,7 @@ class GrantVerifier:
         else:
             # Undecodable text reads as an envelope without signatures: MALFORMED either way.
             payload_type, payload, signatures = _decode_text(envelope) or ("", b"", [])
-        if not signatures:
+        if not signatures or len(signatures) > MAX_SIGNATURES:
             return _malformed()
         if payload_type != expected_type:
             return Verification(_WRONG_PAYLOAD_TYPE, None, "")
@@ -637,14 +660,19 @@ class GrantVerifier:
                     if alias is not None:  # the same content, received in another form
                         self._remember(slot.entry, (alias,))
                     return result
+            failed = self._failures.get(digest_key[1])
+            if failed is not None and failed[0] == _keys_named(keys, signatures):
+                return failed[1]
 
         verdict, usable, key_id = _check_signatures(keys, message, signatures)
-        if usable is None:
-            return Verification(verdict, None, key_id)
-        try:
-            entry = _Entry(payload, usable, payload_type, self._skew_us)
-        except Exception:  # DecodeError, missing fields, or anything else a hostile payload provokes
-            return Verification(_MALFORMED, None, key_id)
+        entry = None
+        if usable is not None:
+            try:
+                entry = _Entry(payload, usable, payload_type, self._skew_us)
+            except Exception:  # DecodeError, missing fields, or anything else a hostile payload provokes
+                verdict = _MALFORMED
+        if entry is None:
+            return self._failed(digest_key, keys, signatures, Verification(verdict, None, key_id))
         if digest_key is not None:
             self._remember(entry, (digest_key,) if alias is None else (digest_key, alias))
         result = self._judge(entry, keys, licensee_id, character_id, now, status, expected_type)
@@ -691,6 +719,25 @@ class GrantVerifier:
         if verdict == _VALID:
             return entry.valid
         return Verification(verdict, entry.claims, entry.key_id)
+
+    def _failed(
+        self,
+        digest_key: tuple[str, bytes] | None,
+        keys: KeyRing,
+        signatures: list[tuple[str, bytes]],
+        verification: Verification,
+    ) -> Verification:
+        """Remember a failure by digest (bounded like the cache of verified envelopes); return it."""
+        if digest_key is None:
+            return verification
+        digest = digest_key[1]
+        with self._lock:
+            if digest not in self._failures:
+                self._failure_order.append(digest)
+            self._failures[digest] = (_keys_named(keys, signatures), verification)
+            while len(self._failures) > self._cache_size and self._failure_order:
+                self._failures.pop(self._failure_order.popleft(), None)
+        return verification
 
     def _remember(self, entry: _Entry, cache_keys: Iterable[object]) -> None:
         cache = self._cache

@@ -122,7 +122,7 @@ from charter.envelope import GRANT_PAYLOAD_TYPE, digest, from_json
 from charter.errors import CharterError, DeadlineExceededError, UnavailableError
 from charter.grants import GrantStatus, GrantVerifier, KeyRing
 from charter.terms import CompiledTerms, DenyReason, UseContext
-from charter.v1 import api_key_pb2, grant_pb2, licensee_pb2, terms_pb2
+from charter.v1 import api_key_pb2, authorization_service_pb2, grant_pb2, licensee_pb2, terms_pb2
 from charter.v1.envelope_pb2 import Envelope
 
 if TYPE_CHECKING:
@@ -1095,6 +1095,8 @@ class OfflineAuthorizer:
                     self._last_message = time.monotonic()
                     if isinstance(item, grant_pb2.RevocationEvent):
                         self._apply(item)
+                    elif isinstance(item, authorization_service_pb2.RevocationSkip):
+                        self._skip(item.sequence)
                     else:
                         self._heartbeat(item.sequence)
                     if self._stopping.is_set():
@@ -1132,6 +1134,14 @@ class OfflineAuthorizer:
         self._sequence = sequence
         with self._changed:
             self._changed.notify_all()
+
+    def _skip(self, sequence: int) -> None:
+        # Events the server left out (another licensee's): the next event follows on from here.
+        # Being further along says nothing about being current; only a heartbeat does.
+        if sequence > self._sequence:
+            self._sequence = sequence
+            with self._changed:
+                self._changed.notify_all()
 
     def _heartbeat(self, sequence: int) -> None:
         if sequence == self._sequence:

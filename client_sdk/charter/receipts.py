@@ -9,7 +9,8 @@ receipts), never an exception. The checks run in the order `charter.grants` uses
 failure is reported:
 
 1. ``MALFORMED``: not decodable (bad JSON or base64, not an envelope), larger than
-   `charter.envelope.MAX_ENVELOPE_BYTES`, or without signatures;
+   `charter.envelope.MAX_ENVELOPE_BYTES`, without signatures or with more than
+   `charter.envelope.MAX_SIGNATURES` (at most one signature per key id is checked);
 2. ``WRONG_PAYLOAD_TYPE``: the payload type is not the receipt's (a grant is not a receipt, and
    `charter.grants.GrantVerifier` likewise refuses a receipt);
 3. ``UNKNOWN_KEY``: no signature names a key of the ring, nor one of its revoked key ids;
@@ -46,7 +47,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Final
 
-from charter.envelope import MAX_ENVELOPE_BYTES, RECEIPT_PAYLOAD_TYPE, pae
+from charter.envelope import MAX_ENVELOPE_BYTES, MAX_SIGNATURES, RECEIPT_PAYLOAD_TYPE, pae
 from charter.grants import _MAX_SECONDS, _MIN_SECONDS, _NANOS_PER_SECOND, KeyRing, _check_signatures, _decode_text
 from charter.v1 import grant_pb2
 from charter.v1.decision_pb2 import DecisionReceipt
@@ -149,7 +150,7 @@ def verify_receipt(
     """
     # Undecodable input reads as an envelope without signatures: MALFORMED either way.
     payload_type, payload, signatures = _decode(envelope) or ("", b"", [])
-    if not signatures:
+    if not signatures or len(signatures) > MAX_SIGNATURES:
         return ReceiptVerification(_MALFORMED, None, "")
     if payload_type != RECEIPT_PAYLOAD_TYPE:
         return ReceiptVerification(_WRONG_PAYLOAD_TYPE, None, "")

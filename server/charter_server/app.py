@@ -5,6 +5,7 @@ The entry point and the tests both use it; nothing here runs at import time.
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -29,26 +30,23 @@ from charter.v1 import (
     usage_service_pb2,
     usage_service_pb2_grpc,
 )
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from charter_server.api.access import AccessServicer
 from charter_server.api.authorization import AuthorizationServicer
 from charter_server.api.catalog import CatalogServicer
 from charter_server.api.grants import GrantServicer, KeyServicer
-from charter_server.api.interceptors import (
-    AuthenticationInterceptor,
-    ErrorMappingInterceptor,
-    ObservabilityInterceptor,
-    RequestIdInterceptor,
-)
+from charter_server.api.serving import StartupFailed, Transport, TransportOptions
 from charter_server.api.usage import UsageServicer
+from charter_server.api.watch import RevocationStreams
 from charter_server.config import Settings
 from charter_server.domain.clock import Clock, SystemClock
+from charter_server.domain.errors import DomainError
 from charter_server.services.access import AccessService, Authenticator
-from charter_server.services.authorization import AuthorizationService, AuthorizationView
+from charter_server.services.authorization import AuthorizationService
+from charter_server.services.authorization_view import AuthorizationView
 from charter_server.services.catalog import CatalogService
 from charter_server.services.characters import CharacterService
+from charter_server.services.deployment import set_authorization_lease
 from charter_server.services.grants import GrantService
 from charter_server.services.keys import DEVELOPMENT_KEK, KeyService
 from charter_server.services.revocations import RevocationFeed
@@ -60,6 +58,14 @@ from charter_server.storage.database import Database
 
 log = structlog.get_logger(__name__)
 
+_FILES = (
+    catalog_service_pb2.DESCRIPTOR,
+    access_service_pb2.DESCRIPTOR,
+    grant_service_pb2.DESCRIPTOR,
+    key_service_pb2.DESCRIPTOR,
+    authorization_service_pb2.DESCRIPTOR,
+    usage_service_pb2.DESCRIPTOR,
+)
 SERVICE_NAMES = (
     catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
     access_service_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
@@ -68,6 +74,16 @@ SERVICE_NAMES = (
     authorization_service_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name,
     usage_service_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
 )
+INLINE_METHODS = frozenset(
+    {
+        "/charter.v1.AuthorizationService/Authorize",
+        "/charter.v1.AuthorizationService/ScreenPrompt",
+        "/charter.v1.AuthorizationService/GetKeySet",
+        "/charter.v1.CatalogService/ListTermsTemplates",
+    }
+)
+"""Methods whose common path reads only memory: their bodies are tried on the event loop first
+(see ``charter_server.api.dispatch``)."""
 
 
 class StartupError(RuntimeError):
@@ -99,59 +115,54 @@ class CharterServer:
     settings: Settings
     db: Database
     services: Services
-    grpc_server: grpc.Server
-    health: health.HealthServicer
+    transport: Transport
     port: int
-    _draining: threading.Event = field(default_factory=threading.Event)
-    _stopped: threading.Event = field(default_factory=threading.Event)
     _metrics: Any = None
+    _stopped: threading.Event = field(default_factory=threading.Event)
+    _stopping: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def draining(self) -> bool:
         """Whether shutdown has begun."""
-        return self._draining.is_set()
+        return self.transport.draining
 
     def start(self) -> None:
         """Start serving and report SERVING on the health service."""
         self.services.screen.start()
         self.services.view.start()
-        self.grpc_server.start()
+        self.transport.start()
         if self.settings.metrics_listen:
             host, _, port = self.settings.metrics_listen.rpartition(":")
             self._metrics, _thread = prometheus_client.start_http_server(int(port), addr=host)
-        for name in ("", *SERVICE_NAMES):
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("server.started", listen=self.settings.listen, port=self.port, database=self.db.dialect)
+        log.info(
+            "server.started", listen=self.settings.listen, port=self.port, database=self.db.dialect, pid=os.getpid()
+        )
 
     def stop(self, grace: float | None = None) -> None:
         """Go NOT_SERVING, refuse new calls, let in-flight calls finish within the grace period."""
-        if self._draining.is_set():
+        if not self._stopping.acquire(blocking=False):  # a second call waits for the first
             self._stopped.wait()
             return
-        self._draining.set()
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         log.info("server.stopping", grace_seconds=grace)
-        self.health.enter_graceful_shutdown()
-        # Open revocation streams never end by themselves; end them so the drain is not held up.
-        self.services.feed.stop()
-        self.grpc_server.stop(grace).wait()
+        self.transport.stop(grace)
         if self._metrics is not None:
             self._metrics.shutdown()
         self.services.screen.stop()
         self.services.view.stop()
         self.db.dispose()
+        log.info("server.stopped", unfinished_calls=self.transport.unfinished)
         self._stopped.set()
-        log.info("server.stopped")
 
     def wait(self) -> None:
         """Block until the server has stopped."""
-        self.grpc_server.wait_for_termination()
         self._stopped.wait()
 
 
 def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
     """The domain services over one database."""
-    authenticator = Authenticator(db, clock, cache_seconds=settings.auth_cache_seconds)
+    view = AuthorizationView(db)
+    authenticator = Authenticator(db, clock, cache_seconds=settings.auth_cache_seconds, freshness=view.current)
     kek = settings.kek()
     if kek is None:
         log.warning(
@@ -160,7 +171,6 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
             "NOT protected at rest (production refuses to start like this)",
         )
         kek = DEVELOPMENT_KEK
-    view = AuthorizationView(db, lease_seconds=settings.authorization_lease_seconds)
     keys = KeyService(db, clock, kek, after_commit=view.after_commit)
     feed = RevocationFeed(db, clock, heartbeat_seconds=settings.revocation_heartbeat_seconds)
     grants = GrantService(
@@ -181,7 +191,7 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
         ),
         keys=keys,
         grants=grants,
-        access=AccessService(db, clock, authenticator),
+        access=AccessService(db, clock, authenticator, after_commit=view.after_commit),
         authenticator=authenticator,
         screen=screen,
         feed=feed,
@@ -225,60 +235,69 @@ def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
     )
 
 
-def build_server(settings: Settings, *, clock: Clock | None = None) -> CharterServer:
-    """Build (but do not start) a server from ``settings``."""
+def transport_options(settings: Settings, *, reuse_port: bool = False) -> TransportOptions:
+    """What the transport takes from the settings."""
+    return TransportOptions(
+        listen=settings.listen,
+        credentials=_credentials(settings),
+        max_workers=settings.max_workers,
+        max_concurrent_rpcs=settings.max_concurrent_rpcs,
+        max_message_bytes=settings.max_message_bytes,
+        max_streams_per_key=settings.max_streams_per_key,
+        max_unauthenticated_streams=settings.max_unauthenticated_streams,
+        max_streams=settings.max_streams,
+        inline_methods=INLINE_METHODS,
+        reuse_port=reuse_port,
+    )
+
+
+def build_server(settings: Settings, *, clock: Clock | None = None, reuse_port: bool = False) -> CharterServer:
+    """Build (but do not start) a server from ``settings``; ``reuse_port`` lets several processes
+    listen on one port (``--processes``)."""
     settings.validate()
     clock = clock or SystemClock()
     db = open_database(settings)
-    services = build_services(settings, db, clock)
     try:
+        if settings.authorization_lease_seconds is not None:
+            set_authorization_lease(db, settings.authorization_lease_seconds)
+        services = build_services(settings, db, clock)
         services.keys.ensure_active_key()
-    except RuntimeError as error:
+    except (RuntimeError, DomainError) as error:
         db.dispose()
         raise StartupError(str(error)) from error
-    draining = threading.Event()
-    interceptors = [
-        RequestIdInterceptor(),
-        ObservabilityInterceptor(),
-        ErrorMappingInterceptor(),
-        AuthenticationInterceptor(services.authenticator, draining.is_set),
-    ]
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="charter-rpc"),
-        interceptors=interceptors,
-        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
-        options=[
-            ("grpc.max_receive_message_length", settings.max_message_bytes),
-            ("grpc.max_send_message_length", settings.max_message_bytes),
-            ("grpc.so_reuseport", 0),
-        ],
+    executor = futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="charter-rpc")
+    streams = RevocationStreams(services.feed, executor)
+    registrations = (
+        lambda server: catalog_service_pb2_grpc.add_CatalogServiceServicer_to_server(
+            CatalogServicer(services.catalog, services.characters), server
+        ),
+        lambda server: access_service_pb2_grpc.add_AccessServiceServicer_to_server(
+            AccessServicer(services.access, clock), server
+        ),
+        lambda server: grant_service_pb2_grpc.add_GrantServiceServicer_to_server(
+            GrantServicer(services.grants), server
+        ),
+        lambda server: key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyServicer(services.keys), server),
+        lambda server: authorization_service_pb2_grpc.add_AuthorizationServiceServicer_to_server(
+            AuthorizationServicer(services.keys, services.grants, services.screen, streams, services.authorization),
+            server,
+        ),
+        lambda server: usage_service_pb2_grpc.add_UsageServiceServicer_to_server(
+            UsageServicer(services.usage, services.statements), server
+        ),
     )
-    catalog_service_pb2_grpc.add_CatalogServiceServicer_to_server(
-        CatalogServicer(services.catalog, services.characters), server
-    )
-    access_service_pb2_grpc.add_AccessServiceServicer_to_server(AccessServicer(services.access, clock), server)
-    grant_service_pb2_grpc.add_GrantServiceServicer_to_server(GrantServicer(services.grants), server)
-    key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyServicer(services.keys), server)
-    authorization_service_pb2_grpc.add_AuthorizationServiceServicer_to_server(
-        AuthorizationServicer(services.keys, services.grants, services.screen, services.feed, services.authorization),
-        server,
-    )
-    usage_service_pb2_grpc.add_UsageServiceServicer_to_server(
-        UsageServicer(services.usage, services.statements), server
-    )
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    credentials = _credentials(settings)
     try:
-        if credentials is None:
-            port = server.add_insecure_port(settings.listen)
-        else:
-            port = server.add_secure_port(settings.listen, credentials)
-    except RuntimeError as error:
+        transport = Transport(
+            transport_options(settings, reuse_port=reuse_port),
+            authenticator=services.authenticator,
+            feed=services.feed,
+            registrations=registrations,
+            service_files=_FILES,
+            service_names=SERVICE_NAMES,
+            executor=executor,
+        )
+    except StartupFailed as error:
+        executor.shutdown(wait=False)
         db.dispose()
-        raise StartupError(f"cannot listen on {settings.listen}: {error}") from error
-    if port == 0:
-        db.dispose()
-        raise StartupError(f"cannot listen on {settings.listen}")
-    return CharterServer(settings, db, services, server, health_servicer, port, _draining=draining)
+        raise StartupError(str(error)) from error
+    return CharterServer(settings, db, services, transport, transport.port)

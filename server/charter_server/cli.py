@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,9 +19,14 @@ from charter_server import logs
 from charter_server.app import CharterServer, StartupError, build_server, build_services, open_database
 from charter_server.config import Settings, SettingsError
 from charter_server.domain.clock import SystemClock
+from charter_server.domain.errors import DomainError, InvalidArgument
 from charter_server.domain.models import Role
+from charter_server.processes import Supervisor
+from charter_server.services.deployment import authorization_lease, set_authorization_lease
 from charter_server.storage import migrate as migrations
 from charter_server.storage.database import Database
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="Charter licensing service. Every option also reads its CHARTER_* environment variable.",
@@ -30,9 +37,9 @@ app = typer.Typer(
 err = Console(stderr=True, soft_wrap=True)
 
 
-def _opt(name: str, help_text: str) -> Any:
+def _opt(name: str, help_text: str, flag: str | None = None) -> Any:
     return typer.Option(
-        f"--{name}", envvar=f"CHARTER_{name.upper().replace('-', '_')}", help=help_text, show_default=False
+        flag or f"--{name}", envvar=f"CHARTER_{name.upper().replace('-', '_')}", help=help_text, show_default=False
     )
 
 
@@ -44,7 +51,12 @@ def _settings(
     log_format: Annotated[str | None, _opt("log-format", "auto, json or console [auto]")] = None,
     log_level: Annotated[str | None, _opt("log-level", "debug, info, warning or error [info]")] = None,
     max_workers: Annotated[int | None, _opt("max-workers", "threads serving RPCs [16]")] = None,
-    max_concurrent_rpcs: Annotated[int | None, _opt("max-concurrent-rpcs", "RPCs in flight [256]")] = None,
+    max_concurrent_rpcs: Annotated[int | None, _opt("max-concurrent-rpcs", "unary RPCs in flight [256]")] = None,
+    max_streams_per_key: Annotated[int | None, _opt("max-streams-per-key", "open streams per API key [2000]")] = None,
+    max_unauthenticated_streams: Annotated[
+        int | None, _opt("max-unauthenticated-streams", "open streams without a key, in all [512]")
+    ] = None,
+    max_streams: Annotated[int | None, _opt("max-streams", "open streams per process, in all [10000]")] = None,
     max_message_bytes: Annotated[int | None, _opt("max-message-bytes", "largest message [4194304]")] = None,
     shutdown_grace_seconds: Annotated[float | None, _opt("shutdown-grace-seconds", "drain time [10]")] = None,
     auth_cache_seconds: Annotated[float | None, _opt("auth-cache-seconds", "API key cache [5]")] = None,
@@ -65,7 +77,8 @@ def _settings(
         float | None, _opt("revocation-heartbeat-seconds", "revocation stream heartbeat [5]")
     ] = None,
     authorization_lease_seconds: Annotated[
-        float | None, _opt("authorization-lease-seconds", "longest Authorize trusts its cache [1]")
+        float | None,
+        _opt("authorization-lease-seconds", "set the deployment's lease (shared by every replica) at start"),
     ] = None,
     usage_window_days: Annotated[int | None, _opt("usage-window-days", "oldest usage record accepted [60]")] = None,
 ) -> None:
@@ -90,6 +103,7 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _serve(server: CharterServer) -> None:
+    """Serve until SIGTERM or SIGINT, drain, and return (or end the process, see below)."""
     stop_thread: list[threading.Thread] = []
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -102,6 +116,12 @@ def _serve(server: CharterServer) -> None:
     signal.signal(signal.SIGINT, _on_signal)
     server.start()
     server.wait()
+    # Drained and stopped, with everything committed and the log written: leave now. The
+    # interpreter's own teardown (gRPC's threads, a worker thread still in a call that outlived the
+    # grace period) can take seconds, past the grace period the orchestrator allows.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @app.command()
@@ -110,16 +130,95 @@ def serve(
     migrate: Annotated[
         bool, typer.Option("--migrate", envvar="CHARTER_MIGRATE", help="Apply pending migrations first.")
     ] = False,
+    processes: Annotated[
+        int | None,
+        typer.Option("--processes", envvar="CHARTER_PROCESSES", help="server processes on one port [1]"),
+    ] = None,
+    reuse_port: Annotated[bool, typer.Option("--reuse-port", hidden=True)] = False,
 ) -> None:
     """Serve the gRPC API until SIGTERM or SIGINT, then drain gracefully."""
     settings: Settings = ctx.obj
+    overrides: dict[str, Any] = {}
     if migrate:
-        settings = Settings.from_env(**{**_as_dict(settings), "migrate": True})
+        overrides["migrate"] = True
+    if processes is not None:
+        overrides["processes"] = processes
+    if overrides:
+        try:
+            settings = Settings.from_env(**{**_as_dict(settings), **overrides})
+        except SettingsError as error:
+            _print_error(str(error))
+            raise typer.Exit(2) from None
+    if settings.processes > 1 and not reuse_port:
+        try:
+            _prepare(settings)
+        except StartupError as error:
+            raise _fail(str(error)) from None
+        raise typer.Exit(Supervisor(settings, settings.processes).run())
     try:
-        server = build_server(settings)
+        server = build_server(settings, reuse_port=reuse_port)
     except StartupError as error:
         raise _fail(str(error)) from None
     _serve(server)
+
+
+def _prepare(settings: Settings) -> None:
+    """What the children of ``--processes`` must not race to do: migrate, make the first signing
+    key, apply the lease setting."""
+    db = open_database(settings)
+    try:
+        if settings.authorization_lease_seconds is not None:
+            set_authorization_lease(db, settings.authorization_lease_seconds)
+        build_services(settings, db, SystemClock()).keys.ensure_active_key()
+    except (RuntimeError, DomainError) as error:
+        raise StartupError(str(error)) from error
+    finally:
+        db.dispose()
+
+
+settings_app = typer.Typer(help="Settings every replica of the deployment shares (kept in the database).")
+app.add_typer(settings_app, name="settings")
+
+
+@settings_app.command("show")
+def settings_show(ctx: typer.Context) -> None:
+    """Print the deployment's shared settings."""
+    lease = _with_database(ctx, authorization_lease)
+    print(f"authorization_lease_seconds {lease.seconds:g}")
+    if lease.longest > lease.seconds:
+        print(f"  (the previous lease, {lease.previous_seconds:g} s, still counts for {lease.longest:.3g} s more)")
+
+
+@settings_app.command("set")
+def settings_set(
+    ctx: typer.Context,
+    authorization_lease_seconds: Annotated[
+        float,
+        typer.Option(
+            "--authorization-lease-seconds",
+            help="the longest any replica's Authorize trusts its memory; revocations wait this long",
+        ),
+    ],
+) -> None:
+    """Change the deployment's shared settings; every replica follows within its current lease."""
+    try:
+        before, after = _with_database(ctx, lambda db: set_authorization_lease(db, authorization_lease_seconds))
+    except InvalidArgument as error:
+        _print_error(f"authorization_lease_seconds {error.violations[0].description}")
+        raise typer.Exit(2) from None
+    print(f"authorization_lease_seconds {after.seconds:g} (was {before.seconds:g})")
+
+
+def _with_database(ctx: typer.Context, action: Callable[[Database], T]) -> T:
+    settings: Settings = ctx.obj
+    try:
+        db = open_database(settings)
+    except StartupError as error:
+        raise _fail(str(error)) from None
+    try:
+        return action(db)
+    finally:
+        db.dispose()
 
 
 @app.command()
@@ -207,18 +306,54 @@ def healthcheck(
     ctx: typer.Context,
     target: Annotated[str | None, typer.Option("--target", help="host:port [127.0.0.1:<listen port>]")] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait.")] = 3.0,
+    ca_file: Annotated[
+        str | None,
+        _opt("healthcheck-tls-ca-file", "PEM roots to verify the server with [the --tls-cert-file]", "--tls-ca-file"),
+    ] = None,
+    client_cert_file: Annotated[
+        str | None,
+        _opt("healthcheck-tls-client-cert-file", "PEM client certificate for mutual TLS", "--tls-client-cert-file"),
+    ] = None,
+    client_key_file: Annotated[
+        str | None,
+        _opt("healthcheck-tls-client-key-file", "PEM key of the client certificate", "--tls-client-key-file"),
+    ] = None,
+    server_name: Annotated[
+        str | None,
+        _opt(
+            "healthcheck-tls-server-name",
+            "name the server certificate must carry [the target's host]",
+            "--tls-server-name",
+        ),
+    ] = None,
 ) -> None:
-    """Exit 0 when the gRPC health service answers SERVING, 1 otherwise (for container health checks)."""
+    """Exit 0 when the gRPC health service answers SERVING, 1 otherwise (for container health checks).
+
+    With TLS configured (--tls-cert-file) it speaks TLS; under mutual TLS give it a client
+    certificate the server's --tls-client-ca-file signed.
+    """
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     settings: Settings = ctx.obj
     address = target or f"127.0.0.1:{settings.port}"
-    if settings.tls_cert_file:
-        with open(settings.tls_cert_file, "rb") as handle:
-            channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=handle.read()))
-    else:
-        channel = grpc.insecure_channel(address)
+    if bool(client_cert_file) != bool(client_key_file):
+        _print_error("--tls-client-cert-file and --tls-client-key-file go together")
+        raise typer.Exit(2)
+    options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+    try:
+        if settings.tls_cert_file or ca_file or client_cert_file:
+            roots = _read(ca_file or settings.tls_cert_file) if (ca_file or settings.tls_cert_file) else None
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=roots,
+                private_key=_read(client_key_file) if client_key_file else None,
+                certificate_chain=_read(client_cert_file) if client_cert_file else None,
+            )
+            channel = grpc.secure_channel(address, credentials, options=options)
+        else:
+            channel = grpc.insecure_channel(address)
+    except OSError as error:
+        raise _fail(f"health check cannot read {error.filename}: {error.strerror}") from None
     try:
         reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
     except grpc.RpcError as error:
@@ -229,6 +364,11 @@ def healthcheck(
     print(status)
     if reply.status != health_pb2.HealthCheckResponse.SERVING:
         raise typer.Exit(1)
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
 
 
 def _as_dict(settings: Settings) -> dict[str, Any]:

@@ -35,9 +35,19 @@ class Settings:
     log_level: str = "info"
     """Lowest level logged: debug, info, warning or error."""
     max_workers: int = 16
-    """Threads serving RPCs."""
+    """Worker threads for the calls that may block (streams and the in-memory fast paths run on the
+    event loop and need none)."""
     max_concurrent_rpcs: int = 256
-    """RPCs in flight before new ones are refused with RESOURCE_EXHAUSTED."""
+    """Unary calls in flight before new ones are refused with RESOURCE_EXHAUSTED
+    (``CONCURRENCY_LIMIT_REACHED``); streams have their own limits."""
+    max_streams_per_key: int = 2000
+    """Streams (``WatchRevocations``) one API key may have open at once."""
+    max_unauthenticated_streams: int = 512
+    """Streams without an API key (health watches, reflection) open at once, all callers together."""
+    max_streams: int = 10000
+    """Streams open at once in one server process, all callers together."""
+    processes: int = 1
+    """Server processes serving one port (``SO_REUSEPORT``); each keeps every guarantee."""
     max_message_bytes: int = 4 * 1024 * 1024
     """Largest request or response message, in bytes."""
     shutdown_grace_seconds: float = 10.0
@@ -70,10 +80,10 @@ class Settings:
     """Tolerance for clocks that disagree, when checking validity windows."""
     revocation_heartbeat_seconds: float = 5.0
     """How often the revocation stream sends a heartbeat with the current sequence number."""
-    authorization_lease_seconds: float = 1.0
-    """The longest ``Authorize`` trusts its in-memory view without re-reading the database's change
-    counter; a revocation (or suspension, opt-out, key revocation) returns only after this long,
-    so that no server anywhere allows what it took away."""
+    authorization_lease_seconds: float | None = None
+    """Set the deployment's authorization lease (kept in the database, shared by every replica) at
+    start: the longest ``Authorize`` trusts its in-memory view without re-reading the database's
+    change counter. Unset: keep the deployment's value (1 s when the database was made)."""
     usage_window_days: int = 60
     """How old a usage record may be when reported; older ones are refused (``USAGE_TOO_OLD``)."""
 
@@ -108,7 +118,16 @@ class Settings:
             raise _error("log_format", "must be auto, json or console")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise _error("log_level", "must be debug, info, warning or error")
-        for name in ("max_workers", "max_concurrent_rpcs", "max_message_bytes", "db_busy_timeout_ms", "db_pool_size"):
+        for name in (
+            "max_workers",
+            "max_concurrent_rpcs",
+            "max_message_bytes",
+            "db_busy_timeout_ms",
+            "db_pool_size",
+            "max_streams_per_key",
+            "max_unauthenticated_streams",
+            "max_streams",
+        ):
             if getattr(self, name) < 1:
                 raise _error(name, "must be at least 1")
         if self.environment not in ("development", "production"):
@@ -130,8 +149,7 @@ class Settings:
             raise _error("max_grant_lifetime_days", "must be at least 1")
         if not 0.05 <= self.revocation_heartbeat_seconds <= 300:
             raise _error("revocation_heartbeat_seconds", "must be between 0.05 and 300")
-        if not 0.01 <= self.authorization_lease_seconds <= 60:
-            raise _error("authorization_lease_seconds", "must be between 0.01 and 60")
+        self._validate_serving()
         if not 1 <= self.usage_window_days <= 3660:
             raise _error("usage_window_days", "must be between 1 and 3660")
         if not 0 <= self.clock_skew_seconds <= 3600:
@@ -149,6 +167,12 @@ class Settings:
             path = getattr(self, name)
             if path and not Path(path).is_file():
                 raise _error(name, f"names no readable file: {path}")
+
+    def _validate_serving(self) -> None:
+        if self.authorization_lease_seconds is not None and not 0.01 <= self.authorization_lease_seconds <= 60:
+            raise _error("authorization_lease_seconds", "must be between 0.01 and 60")
+        if not 1 <= self.processes <= 256:
+            raise _error("processes", "must be between 1 and 256")
 
     def kek(self) -> bytes | None:
         """The 32-byte key-encryption key, or None when none is configured (development only)."""
@@ -184,6 +208,7 @@ def _address(name: str, value: str) -> None:
 
 def _parse(name: str, kind: Any, raw: str) -> Any:
     kind = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    kind = kind.removesuffix(" | None")
     try:
         if kind == "bool":
             lowered = raw.strip().lower()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
@@ -19,14 +20,41 @@ def _drop_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> 
     return event
 
 
+# The call being served: (request id, method), set by the transport once per call. A context
+# variable read by a processor only when a line is written, which is far cheaper per call than
+# binding structlog's own context variables.
+_call: ContextVar[tuple[str, str] | None] = ContextVar("charter_log_call", default=None)
+_threshold = [logging.INFO]  # the configured level, in a list so configure() can change it
+
+
+def bind_call(request_id: str, method: str) -> None:
+    """Name the current call (its request id and method) in every line logged while it runs."""
+    _call.set((request_id, method))
+
+
+def _add_call(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    call = _call.get()
+    if call is not None:
+        event.setdefault("request_id", call[0])
+        event.setdefault("method", call[1])
+    return event
+
+
+def info_enabled() -> bool:
+    """Whether info lines are written at the configured level (to skip building one that is not)."""
+    return _threshold[0] <= logging.INFO
+
+
 def configure(log_format: str = "auto", level: str = "info") -> None:
     """Configure structlog and the standard library logging it sits on."""
     as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
     renderer: Any = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
     numeric = logging.getLevelName(level.upper())
+    _threshold[0] = numeric
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _add_call,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _drop_secrets,

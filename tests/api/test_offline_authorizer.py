@@ -1046,6 +1046,30 @@ def test_a_gap_in_the_stream_reopens_it_after_the_last_event_applied() -> None:
     assert status is GrantStatus.REVOKED
 
 
+def test_a_skip_moves_the_view_along_and_the_next_event_follows_on_from_it() -> None:
+    """The server leaves out other licensees' events with a skip: no gap, no reopened stream."""
+    skip = authorization_service_pb2.RevocationSkip
+    client = ScriptedClient(([skip(sequence=2), _event(3), skip(sequence=5), _beat(5)], False))
+    with scripted(client) as authorizer:
+        current = authorizer.wait_current(min_sequence=5, timeout=WAIT)
+        status = authorizer.grant_status(f"grt_{3:032x}")
+
+    assert current
+    assert client.opened == [0]
+    assert status is GrantStatus.REVOKED
+
+
+def test_a_skip_alone_never_makes_the_view_current() -> None:
+    client = ScriptedClient(([authorization_service_pb2.RevocationSkip(sequence=4)], False))
+    with scripted(client) as authorizer:
+        moved = _until(lambda: authorizer.sequence == 4)
+        time.sleep(0.1)
+        fresh = authorizer.fresh_as_of
+
+    assert moved
+    assert fresh is None
+
+
 def test_a_heartbeat_behind_the_events_seen_never_makes_the_view_current() -> None:
     client = ScriptedClient(([_event(1), _event(2), _beat(1)], False))
     with scripted(client) as authorizer:

@@ -147,7 +147,7 @@ def test_the_backlog_after_since_comes_in_order_then_a_heartbeat_with_the_head(
     api.grants.ReinstateGrant(gs.ReinstateGrantRequest(id=grants[0].id), metadata=auth(keys.admin))
     revoke(api, keys, grants[1].id, reason="breach")
 
-    watch = open_watch(channel, keys.generator, since, watches)
+    watch = open_watch(channel, keys.auditor, since, watches)
     backlog = [watch.next()[1] for _ in range(3)]
     beat = watch.heartbeat()
 
@@ -198,13 +198,14 @@ def test_a_backlog_longer_than_a_page_comes_whole_in_pages(
     monkeypatch.setattr(revocations, "PAGE_SIZE", 2)
     monkeypatch.setattr(RevocationLogRepository, "since", recorded)
 
-    watch = open_watch(channel, keys.generator, since, watches)
+    watch = open_watch(channel, keys.auditor, since, watches)
     events = watch.events_through(sequences[-1])
     watch.heartbeat()
 
     assert [e.sequence for e in events] == sequences == list(range(since + 1, since + 8))
     assert [e.grant_id for e in events] == [g.id for g in grants]
-    assert reads == [(since + n, 2) for n in (0, 2, 4, 6)]  # read from the log, two at a time
+    # Read from the log two at a time, up to the head the watcher started at.
+    assert reads == [(since, 2), (since + 2, 2), (since + 4, 2), (since + 6, 1)]
 
 
 def test_a_since_beyond_the_head_is_refused_naming_the_field(
@@ -230,7 +231,7 @@ def test_a_revocation_reaches_a_watcher_at_once(
     api: Stubs, channel: grpc.Channel, server: CharterServer, keys: Any, clock: Any, world: World, watches: list[Watch]
 ) -> None:
     grant = issue(api, keys.admin, clock, world.character_id, world.licensee_id)
-    watch = open_watch(channel, keys.generator, revocation_head(server), watches)
+    watch = open_watch(channel, keys.auditor, revocation_head(server), watches)
     watch.heartbeat()
 
     sequence = revoke(api, keys, grant.id, reason="chargeback")
@@ -254,7 +255,7 @@ def test_an_opt_out_reaches_a_watcher_within_a_poll(
     the poller finds its events."""
     grants = [issue(api, keys.admin, clock, world.character_id, world.licensee_id) for _ in range(2)]
     head = revocation_head(server)
-    watch = open_watch(channel, keys.generator, head, watches)
+    watch = open_watch(channel, keys.auditor, head, watches)
     watch.heartbeat()
 
     api.catalog.OptOut(
@@ -275,7 +276,7 @@ def test_a_concurrent_burst_arrives_in_order_with_no_gap_and_no_repeat(
 ) -> None:
     grants = [issue(api, keys.admin, clock, world.character_id, world.licensee_id) for _ in range(16)]
     head = revocation_head(server)
-    early = open_watch(channel, keys.generator, head, watches)
+    early = open_watch(channel, keys.auditor, head, watches)
     early.heartbeat()
     start = threading.Barrier(len(grants))
     late: list[Watch] = []
@@ -340,7 +341,7 @@ def test_heartbeats_come_every_interval_and_carry_the_head(
 ) -> None:
     grant = issue(api, keys.admin, clock, world.character_id, world.licensee_id)
     head = revocation_head(server)
-    watch = open_watch(quick_channel, keys.generator, head, watches)
+    watch = open_watch(quick_channel, keys.auditor, head, watches)
     watch.heartbeat()
     quiet = [watch.next() for _ in range(5)]
     sequence = revoke(api, keys, grant.id)  # through the other server: found by polling
@@ -408,10 +409,10 @@ def test_a_stream_ends_retryably_rather_than_vouch_for_a_log_it_cannot_read(
     watch = open_watch(quick_channel, keys.generator, revocation_head(quick_server), watches)
     watch.heartbeat()
 
-    def unreachable(self: Any) -> int:
+    def unreachable(self: Any) -> bool:
         raise StorageUnavailable("the database is unavailable; retry")
 
-    monkeypatch.setattr(revocations.RevocationFeed, "_read_head", unreachable)
+    monkeypatch.setattr(revocations.RevocationFeed, "_poll", unreachable)
     error = watch.ended()
 
     assert error is not None

@@ -35,7 +35,7 @@ from .grant_helpers import (
     verdict,
     verify,
 )
-from .helpers import auth, unique
+from .helpers import auth, failure, unique
 
 Envelope = envelope_pb2.Envelope
 
@@ -298,9 +298,24 @@ MALFORMED: dict[str, Any] = {
     "truncated_json": lambda g: dsse.to_json(g.envelope)[:-7],
     "invalid_base64_payload": lambda g: _json(g, payload="%%%not-base64%%%"),
     "invalid_base64_sig": _bad_sig_json,
-    "oversized_protobuf": _oversized,
-    "oversized_json": lambda g: dsse.to_json(_oversized(g)),
 }
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        pytest.param(_oversized, "envelope", id="oversized_protobuf"),
+        pytest.param(lambda g: dsse.to_json(_oversized(g)), "envelope_json", id="oversized_json"),
+    ],
+)
+def test_an_oversized_envelope_is_refused_before_any_work(
+    api: Stubs, keys: Any, grant: Grant, make: Any, field: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as raised:
+        verdict_of(api, keys.admin, make(grant), grant)
+
+    got = failure(raised.value)
+    assert (got.code, got.reason, got.fields) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", (field,))
 
 
 @pytest.mark.parametrize("kind", list(MALFORMED))

@@ -165,7 +165,9 @@ class FakeCharter:
     # -- test controls ------------------------------------------------------------------
 
     def fail(self, method: str, code: grpc.StatusCode, reason: str, *, times: int = 1) -> None:
-        """Makes the next `times` calls of a method fail with the code and reason."""
+        """Makes the next `times` calls of a method fail with the code and reason; an empty
+        reason answers as gRPC's transport does for a call Charter never saw (no details, no
+        request id)."""
         self.failures[method] = _Failure(code, reason, times)
 
     def calls_of(self, method: str) -> list[Call]:
@@ -257,6 +259,9 @@ class FakeCharter:
 
     @staticmethod
     def _abort(context: grpc.ServicerContext, exc: Abort, request_id: str) -> NoReturn:
+        if not exc.reason:  # as gRPC's transport answers a call no handler saw: no details at all
+            context.abort(exc.code, exc.message)
+            raise AssertionError("abort returned")
         status = rich_status(exc.code, exc.reason, exc.message, request_id=request_id, violations=exc.violations)
         context.abort_with_status(
             _Status(

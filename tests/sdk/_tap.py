@@ -59,6 +59,7 @@ class _Fault:
     remaining: int
     answer_lost: bool = False
     after_messages: int = 0
+    with_request_id: bool = False
 
 
 class Tap:
@@ -102,7 +103,13 @@ class Tap:
             self._delays.clear()
 
     def fail(
-        self, method: str, error: errors.DomainError | grpc.StatusCode, *, times: int = 1, answer_lost: bool = False
+        self,
+        method: str,
+        error: errors.DomainError | grpc.StatusCode,
+        *,
+        times: int = 1,
+        answer_lost: bool = False,
+        with_request_id: bool = False,
     ) -> None:
         """Answers the next `times` calls of a method with an error instead of forwarding them.
 
@@ -113,9 +120,11 @@ class Tap:
             times: How many calls fail.
             answer_lost: Forward the call all the same and drop the server's answer, as when a
                 connection breaks after the server did the work.
+            with_request_id: With a bare status code, send the call's request id in the trailers,
+                as Charter's code does on every call it saw.
         """
         with self._lock:
-            self._faults[method] = _Fault(error, times, answer_lost)
+            self._faults[method] = _Fault(error, times, answer_lost, with_request_id=with_request_id)
 
     def break_stream(self, method: str, error: errors.DomainError, *, after_messages: int) -> None:
         """Ends the next stream of a method with an error once it has passed `after_messages` messages."""
@@ -164,14 +173,14 @@ class Tap:
     def unary(self, method: str, request_class: type[Message], raw: bytes, context: grpc.ServicerContext) -> bytes:
         fault = self._arrive(method, request_class, raw, context)
         if fault is not None and not fault.answer_lost:
-            _abort(context, fault.error)
+            _abort(context, fault)
         forward = self._upstream.unary_unary(method)
         try:
             answer: bytes = forward(raw, timeout=_timeout(context), metadata=_forwarded(context))
         except grpc.RpcError as error:
             _relay(context, error)
         if fault is not None:
-            _abort(context, fault.error)
+            _abort(context, fault)
         return answer
 
     def stream(
@@ -179,14 +188,14 @@ class Tap:
     ) -> Iterator[bytes]:
         fault = self._arrive(method, request_class, raw, context)
         if fault is not None and not fault.after_messages:
-            _abort(context, fault.error)
+            _abort(context, fault)
         upstream = self._upstream.unary_stream(method)(raw, timeout=_timeout(context), metadata=_forwarded(context))
         context.add_callback(upstream.cancel)  # the client went away: so does the forwarded call
         try:
             for sent, message in enumerate(upstream):
                 if fault is not None and sent == fault.after_messages:
                     upstream.cancel()
-                    _abort(context, fault.error)
+                    _abort(context, fault)
                 yield message
         except grpc.RpcError as error:
             if context.is_active():
@@ -218,10 +227,13 @@ def _forwarded(context: grpc.ServicerContext) -> tuple[tuple[str, str | bytes], 
     return tuple((key, value) for key, value in context.invocation_metadata() if not key.startswith(_OWN_METADATA))
 
 
-def _abort(context: grpc.ServicerContext, error: errors.DomainError | grpc.StatusCode) -> None:
-    if isinstance(error, grpc.StatusCode):
-        context.abort(error, f"injected {error.name}")
+def _abort(context: grpc.ServicerContext, fault: _Fault) -> None:
+    error = fault.error
     request_id = dict(context.invocation_metadata()).get(status.REQUEST_ID_KEY, "")
+    if isinstance(error, grpc.StatusCode):
+        if fault.with_request_id:
+            context.set_trailing_metadata(((status.REQUEST_ID_KEY, str(request_id)),))
+        context.abort(error, f"injected {error.name}")
     context.abort_with_status(status.from_domain_error(error, str(request_id)))
 
 

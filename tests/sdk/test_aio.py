@@ -134,6 +134,18 @@ def test_unavailable_is_retried(as_admin: Callable[..., Any], tap: Tap, sdk_live
     assert len(tap.calls_of("GetCaller")) == 3
 
 
+def test_a_call_cancelled_before_charter_saw_it_is_repeated(as_admin: Callable[..., Any], tap: Tap) -> None:
+    tap.fail("GetCaller", grpc.StatusCode.CANCELLED, times=2)
+
+    async def scenario(client: AsyncClient) -> api_key_pb2.ApiKey:
+        return await client.get_caller()
+
+    caller = as_admin(scenario, retry=RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.02))
+
+    assert caller.id == sdk_live.admin_key_id
+    assert len(tap.calls_of("GetCaller")) == 3
+
+
 def test_no_retry_policy_means_one_attempt(as_admin: Callable[..., Any], tap: Tap) -> None:
     tap.fail("GetCaller", errors.StorageBusy("busy"), times=1)
 

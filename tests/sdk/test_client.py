@@ -186,6 +186,47 @@ def test_no_retry_policy_means_one_attempt(tap: Tap, sdk_live: Live) -> None:
     assert len(tap.calls_of("GetCaller")) == 1
 
 
+def test_a_call_cancelled_before_charter_saw_it_is_repeated(tap: Tap, sdk_live: Live) -> None:
+    """CANCELLED without a request id: the transport cancelled the call before any handler ran (a
+    server stopping in that instant), so it changed nothing and is safe to repeat."""
+    tap.fail("GetCaller", grpc.StatusCode.CANCELLED, times=2)
+    retry = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.02)
+
+    with Client(tap.target, api_key=sdk_live.admin, retry=retry) as client:
+        caller = client.get_caller()
+
+    calls = tap.calls_of("GetCaller")
+    assert caller.id == sdk_live.admin_key_id
+    assert len(calls) == 3
+    assert len({c.metadata["x-request-id"] for c in calls}) == 1  # one call, for the server's log
+
+
+def test_a_call_cancelled_after_charter_saw_it_is_not_repeated(tap: Tap, sdk_live: Live) -> None:
+    tap.fail("GetCaller", grpc.StatusCode.CANCELLED, times=5, with_request_id=True)
+
+    with Client(tap.target, api_key=sdk_live.admin) as client, pytest.raises(charter.CancelledError) as exc:
+        client.get_caller()
+
+    assert exc.value.request_id
+    assert len(tap.calls_of("GetCaller")) == 1
+
+
+def test_a_call_cancelled_before_charter_saw_it_is_repeated_only_while_the_policy_allows(
+    tap: Tap, sdk_live: Live
+) -> None:
+    tap.fail("GetCaller", grpc.StatusCode.CANCELLED, times=10)
+
+    with (
+        Client(tap.target, api_key=sdk_live.admin, retry=RetryPolicy(max_attempts=2, initial_backoff=0.01)) as client,
+        pytest.raises(charter.CancelledError),
+    ):
+        client.get_caller()
+    with Client(tap.target, api_key=sdk_live.admin, retry=None) as once, pytest.raises(charter.CancelledError):
+        once.get_caller()
+
+    assert len(tap.calls_of("GetCaller")) == 3
+
+
 @pytest.mark.parametrize(
     ("code", "error"),
     [

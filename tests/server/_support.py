@@ -158,9 +158,17 @@ def child_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("CHARTER_")} | {"CHARTER_LOG_FORMAT": "json"}
 
 
-def spawn_server(database_url: str, log_path: Path, *, port: int | None = None) -> ServerProcess:
-    """Start ``charter_server serve --migrate`` on ``127.0.0.1:port`` (a free port by default),
-    writing its output to ``log_path``; ``wait_serving`` waits until it answers."""
+def spawn_server(
+    database_url: str,
+    log_path: Path,
+    *,
+    port: int | None = None,
+    options: tuple[str, ...] = (),
+    serve_options: tuple[str, ...] = (),
+) -> ServerProcess:
+    """Start ``charter_server [options] serve --migrate [serve_options]`` on ``127.0.0.1:port`` (a
+    free port by default), writing its output to ``log_path``; ``wait_serving`` waits until it
+    answers."""
     port = free_port() if port is None else port
     command = [
         sys.executable,
@@ -170,29 +178,33 @@ def spawn_server(database_url: str, log_path: Path, *, port: int | None = None) 
         database_url,
         "--listen",
         f"127.0.0.1:{port}",
+        *options,
         "serve",
         "--migrate",
+        *serve_options,
     ]
     with log_path.open("wb") as log_file:
         child = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=child_env())
     return ServerProcess(child, f"127.0.0.1:{port}", log_path)
 
 
-def wait_serving(server: ServerProcess, deadline_seconds: float = 20) -> None:
-    """Wait until the process's health service says SERVING; fail with its log otherwise."""
+def wait_serving(server: ServerProcess, deadline_seconds: float = 60) -> None:
+    """Wait until the process's health service says SERVING; fail with its log otherwise.
+
+    Each try uses a new channel: a channel that failed to connect backs off for seconds before
+    it tries again, which on a busy machine outlasts a slow start.
+    """
     deadline = time.monotonic() + deadline_seconds
-    with open_channel(server.target) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            assert server.process.poll() is None, f"the server exited before it served:\n{server.log}"
+    while time.monotonic() < deadline:
+        assert server.process.poll() is None, f"the server exited before it served:\n{server.log}"
+        with open_channel(server.target) as channel:
             try:
-                if (
-                    health.Check(health_pb2.HealthCheckRequest(), timeout=0.5).status
-                    == health_pb2.HealthCheckResponse.SERVING
-                ):
+                status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                if status == health_pb2.HealthCheckResponse.SERVING:
                     return
             except grpc.RpcError:
-                time.sleep(0.1)
+                pass
+        time.sleep(0.1)
     pytest.fail(f"no SERVING from {server.target} within {deadline_seconds} s:\n{server.log}")
 
 

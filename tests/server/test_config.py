@@ -134,6 +134,13 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("usage_window_days", {"usage_window_days": 3661}),
     ("issuer", {"issuer": " "}),
     ("issuer", {"issuer": "i" * 201}),
+    ("max_streams_per_key", {"max_streams_per_key": 0}),
+    ("max_unauthenticated_streams", {"max_unauthenticated_streams": 0}),
+    ("max_streams", {"max_streams": 0}),
+    ("processes", {"processes": 0}),
+    ("processes", {"processes": 257}),
+    ("authorization_lease_seconds", {"authorization_lease_seconds": 0.001}),
+    ("authorization_lease_seconds", {"authorization_lease_seconds": 61.0}),
 ]
 
 
@@ -210,6 +217,22 @@ def test_grant_settings_have_documented_defaults() -> None:
 def test_the_usage_window_defaults_to_60_days_and_comes_from_the_environment() -> None:
     assert Settings().usage_window_days == 60
     assert Settings.from_env({"CHARTER_USAGE_WINDOW_DAYS": "90"}).usage_window_days == 90
+
+
+def test_serving_settings_come_from_the_environment_and_the_lease_is_the_deployments_by_default() -> None:
+    settings = Settings.from_env(
+        {
+            "CHARTER_MAX_STREAMS_PER_KEY": "7",
+            "CHARTER_MAX_UNAUTHENTICATED_STREAMS": "8",
+            "CHARTER_MAX_STREAMS": "9",
+            "CHARTER_PROCESSES": "3",
+        }
+    )
+
+    assert (settings.max_streams_per_key, settings.max_unauthenticated_streams, settings.max_streams) == (7, 8, 9)
+    assert settings.processes == 3
+    assert Settings().authorization_lease_seconds is None  # unset: keep the deployment's value
+    assert Settings.from_env({"CHARTER_AUTHORIZATION_LEASE_SECONDS": "0.5"}).authorization_lease_seconds == 0.5
 
 
 def test_the_kek_may_come_from_a_file(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""The interceptors through a real server: the ``rpc.completed`` line, secrets kept out of logs,
-unexpected exceptions, request ids, limits and unknown methods."""
+"""The dispatcher (every call's way through Charter) through a real server: the ``rpc.completed``
+line, secrets kept out of logs, unexpected exceptions, request ids, limits and unknown methods,
+each error with its ``google.rpc.ErrorInfo``."""
 
 from __future__ import annotations
 
@@ -197,7 +198,11 @@ def test_a_message_over_the_limit_is_refused(database_url: str, server_factory: 
             pb.ListRightsHoldersRequest(query="Big", page_size=100), metadata=bearer(admin), timeout=5
         )
 
+    info = error_info(caught.value)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert info is not None
+    assert info.reason == "MESSAGE_TOO_LARGE"
+    assert info.metadata["request_id"] == trailing(caught.value, REQUEST_ID_KEY)
     assert small.api_key.role == api_key_pb2.ROLE_ADMIN
     assert all(h.legal_name != "L" * 2000 for h in listed.rights_holders)
 
@@ -228,7 +233,11 @@ def test_calls_over_the_concurrency_limit_are_refused(
             release.set()
         first.result()
 
+    info = error_info(caught.value)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert info is not None
+    assert info.reason == "CONCURRENCY_LIMIT_REACHED"
+    assert info.metadata["request_id"]
     assert first.code() == grpc.StatusCode.OK
 
 
@@ -245,3 +254,47 @@ def test_an_unknown_method_is_unimplemented(server: CharterServer, keys: Any, me
 
     assert with_key.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert without_key.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    for error in (with_key.value, without_key.value):
+        info = error_info(error)
+        assert info is not None
+        assert info.reason == "METHOD_NOT_FOUND"
+        assert info.metadata["request_id"] == trailing(error, REQUEST_ID_KEY)
+
+
+def test_a_message_far_over_the_limit_is_refused_by_grpc_itself(
+    database_url: str, server_factory: ServerFactory
+) -> None:
+    """Beyond the limit plus 1 MiB, gRPC's transport refuses the message before Charter sees it:
+    RESOURCE_EXHAUSTED without details (the documented exception)."""
+    srv = server_factory(database_url=database_url, max_message_bytes=1024)
+    huge = pb.CreateRightsHolderRequest(
+        rights_holder=rights_holder_pb2.RightsHolder(
+            display_name="Huge", contact_email="a@b.example", legal_name="L" * (2 << 20)
+        )
+    )
+    with open_channel(f"127.0.0.1:{srv.port}") as channel, pytest.raises(grpc.RpcError) as caught:
+        catalog_stub(channel).CreateRightsHolder(huge, timeout=5)
+
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_info(caught.value) is None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param(("admin", "admin"), id="the same key twice"),
+        pytest.param(("admin", "junk"), id="a key, then junk"),
+        pytest.param(("junk", "admin"), id="junk, then a key"),
+    ],
+)
+def test_two_authorization_headers_are_refused(server: CharterServer, keys: Any, headers: tuple[str, str]) -> None:
+    """Seen: two ``authorization`` headers were accepted (the first one won)."""
+    values = {"admin": f"Bearer {keys.admin}", "junk": "Bearer key_00000000000000000000000000000000.junk"}
+    metadata = tuple(("authorization", values[name]) for name in headers)
+    with open_channel(keys.target) as channel, pytest.raises(grpc.RpcError) as caught:
+        access_stub(channel).GetCaller(access_pb.GetCallerRequest(), metadata=metadata, timeout=5)
+
+    info = error_info(caught.value)
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert info is not None
+    assert info.reason == "CREDENTIALS_INVALID"

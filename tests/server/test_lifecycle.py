@@ -24,7 +24,7 @@ from charter_server.config import Settings
 from charter_server.domain.models import LifecycleState
 from charter_server.storage import migrate
 from charter_server.storage.database import Database
-from google.protobuf import descriptor_pool
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
@@ -63,6 +63,48 @@ def test_reflection_lists_and_describes_the_charter_services(server: CharterServ
 
     assert listed >= CHARTER_SERVICES | {"grpc.health.v1.Health"}
     assert "ListRightsHolders" in catalog.methods_by_name
+
+
+def test_reflection_v1_is_served_beside_v1alpha(server: CharterServer) -> None:
+    """Seen: only grpc.reflection.v1alpha was served, so tools that speak only v1 failed."""
+    v1 = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+    with open_channel(f"127.0.0.1:{server.port}") as channel:
+        call = channel.stream_stream(
+            v1,
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        replies = list(
+            call(
+                iter(
+                    [
+                        reflection_pb2.ServerReflectionRequest(list_services=""),
+                        reflection_pb2.ServerReflectionRequest(file_containing_symbol="charter.v1.CatalogService"),
+                        reflection_pb2.ServerReflectionRequest(
+                            file_containing_symbol="grpc.reflection.v1.ServerReflection"
+                        ),
+                    ]
+                ),
+                timeout=5,
+            )
+        )
+    listed = {s.name for s in replies[0].list_services_response.service}
+    catalog_file = descriptor_pb2.FileDescriptorProto.FromString(
+        replies[1].file_descriptor_response.file_descriptor_proto[0]
+    )
+    v1_file = descriptor_pb2.FileDescriptorProto.FromString(
+        replies[2].file_descriptor_response.file_descriptor_proto[0]
+    )
+
+    assert listed >= CHARTER_SERVICES | {
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    }
+    assert catalog_file.package == "charter.v1"
+    assert any(service.name == "CatalogService" for service in catalog_file.service)
+    assert (v1_file.name, v1_file.package) == ("grpc/reflection/v1/reflection.proto", "grpc.reflection.v1")
+    assert [m.name for m in v1_file.service[0].method] == ["ServerReflectionInfo"]
 
 
 def test_metrics_are_served_when_asked(database_url: str, server_factory: ServerFactory) -> None:
@@ -107,9 +149,8 @@ def test_graceful_shutdown_drains_in_flight_calls(
         stopper.start()
         during = next(watch).status
         watch.cancel()
-        # A new call is refused and does nothing: UNAVAILABLE once the listener is closed (or
-        # SHUTTING_DOWN from the interceptor just before); a call that reaches gRPC core in the
-        # instant it stops is CANCELLED by the transport before any handler runs.
+        # A new call is refused and does nothing: UNAVAILABLE (SHUTTING_DOWN while the held call
+        # keeps the server draining), never CANCELLED.
         with open_channel(f"127.0.0.1:{srv.port}") as newcomer, pytest.raises(grpc.RpcError) as refused:
             catalog_stub(newcomer).CreateRightsHolder(late, metadata=bearer(admin), timeout=5)
         in_flight.result(timeout=10)
@@ -120,7 +161,7 @@ def test_graceful_shutdown_drains_in_flight_calls(
 
     assert (before, during) == (SERVING, NOT_SERVING)
     assert in_flight.code() == grpc.StatusCode.OK
-    assert refused.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     assert _rights_holders_named(database_url, late_name) == 0
     assert not stopper.is_alive()
     assert took < 4.0  # drained when the call finished, not at the end of the grace period

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -13,7 +16,6 @@ from charter_server.app import CharterServer
 from charter_server.storage import migrate
 from charter_server.storage.database import Database
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from grpc_health.v1 import health_pb2
 from sqlalchemy import text
 from typer.testing import Result
 
@@ -111,12 +113,34 @@ def test_healthcheck_against_nothing_fails(cli: Run) -> None:
 
 
 def test_healthcheck_of_a_server_that_is_not_serving_fails(
-    cli: Run, sqlite_url: str, server_factory: ServerFactory
+    cli: Run, sqlite_url: str, server_factory: ServerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    srv = server_factory(database_url=sqlite_url)
-    srv.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    srv = server_factory(database_url=sqlite_url, shutdown_grace_seconds=10.0)
+    admin = srv.services.access.create_bootstrap_admin("draining").secret
+    entered, release = threading.Event(), threading.Event()
+    original = srv.services.access.get_caller
 
-    result = cli("healthcheck", "--target", f"127.0.0.1:{srv.port}")
+    def held(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        release.wait(10)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(srv.services.access, "get_caller", held)
+    with open_channel(f"127.0.0.1:{srv.port}") as channel:
+        in_flight = access_stub(channel).GetCaller.future(
+            access_pb.GetCallerRequest(), metadata=bearer(admin), timeout=10
+        )
+        assert entered.wait(5)
+        stopper = threading.Thread(target=srv.stop)
+        stopper.start()  # draining: the held call keeps the server up, not serving
+        try:
+            while not srv.draining:
+                time.sleep(0.01)
+            result = cli("healthcheck", "--target", f"127.0.0.1:{srv.port}")
+        finally:
+            release.set()
+            stopper.join(10)
+        in_flight.result(timeout=10)
 
     assert result.exit_code == 1
     assert result.stdout.strip() == "NOT_SERVING"
@@ -151,3 +175,23 @@ def test_healthcheck_speaks_tls_with_the_server_settings(
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "SERVING"
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_the_deployment_settings_are_shown_and_set_in_the_database(cli: Run, sqlite_url: str) -> None:
+    db = Database(sqlite_url)
+    migrate.upgrade(db.engine)
+    db.dispose()
+
+    shown = cli("--database-url", sqlite_url, "settings", "show")
+    changed = cli("--database-url", sqlite_url, "settings", "set", "--authorization-lease-seconds", "0.25")
+    after = cli("--database-url", sqlite_url, "settings", "show")
+    refused = cli("--database-url", sqlite_url, "settings", "set", "--authorization-lease-seconds", "90")
+
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.splitlines()[0] == "authorization_lease_seconds 1"
+    assert changed.exit_code == 0, changed.output
+    assert changed.stdout.strip() == "authorization_lease_seconds 0.25 (was 1)"
+    assert after.stdout.splitlines()[0] == "authorization_lease_seconds 0.25"
+    assert "previous lease, 1 s" in after.stdout  # still counts until a second has passed
+    assert refused.exit_code == 2
+    assert len(refused.stderr.strip().splitlines()) == 1

@@ -45,6 +45,7 @@ TABLES = {
     "grants",
     "revocation_events",
     "counters",
+    "deployment_settings",
 }
 TOKYO = timezone(timedelta(hours=9))
 

@@ -13,7 +13,7 @@ from charter_server.app import CharterServer
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ._pki import LOOPBACK_SANS, Pem, issue
-from ._support import access_stub, bearer, open_channel, reason
+from ._support import access_stub, bearer, open_channel, reason, run_cli
 from .conftest import ServerFactory
 
 
@@ -112,3 +112,38 @@ def test_mutual_tls_needs_a_client_certificate_signed_by_the_ca(
     assert with_certificate == grpc.StatusCode.OK
     assert no_key.value.code() == grpc.StatusCode.UNAUTHENTICATED  # the API key is still required
     assert reason(no_key.value) == "CREDENTIALS_MISSING"
+
+
+def test_the_health_check_presents_a_client_certificate_under_mutual_tls(
+    server_factory: ServerFactory, sqlite_url: str, pki: Pki, clean_env: pytest.MonkeyPatch
+) -> None:
+    """Seen: ``charter-server healthcheck`` could not present a client certificate, so the Docker
+    health check failed under mutual TLS."""
+    srv, _ = _tls_server(server_factory, sqlite_url, pki, mutual=True)
+    common = ["--tls-cert-file", pki.server.cert_file, "--tls-key-file", pki.server.key_file]
+    target = ["--target", f"127.0.0.1:{srv.port}", "--tls-ca-file", pki.ca.cert_file]
+
+    without = run_cli([*common, "healthcheck", *target, "--timeout", "2"])
+    with_flags = run_cli(
+        [
+            *common,
+            "healthcheck",
+            *target,
+            "--tls-client-cert-file",
+            pki.client.cert_file,
+            "--tls-client-key-file",
+            pki.client.key_file,
+        ]
+    )
+    half = run_cli([*common, "healthcheck", *target, "--tls-client-cert-file", pki.client.cert_file])
+    clean_env.setenv("CHARTER_HEALTHCHECK_TLS_CLIENT_CERT_FILE", pki.client.cert_file)
+    clean_env.setenv("CHARTER_HEALTHCHECK_TLS_CLIENT_KEY_FILE", pki.client.key_file)
+    clean_env.setenv("CHARTER_HEALTHCHECK_TLS_CA_FILE", pki.ca.cert_file)
+    clean_env.setenv("CHARTER_HEALTHCHECK_TLS_SERVER_NAME", "localhost")
+    from_env = run_cli([*common, "--listen", f"127.0.0.1:{srv.port}", "healthcheck"])
+
+    assert without.exit_code == 1
+    assert with_flags.exit_code == 0, with_flags.output
+    assert with_flags.stdout.strip() == "SERVING"
+    assert from_env.exit_code == 0, from_env.output
+    assert half.exit_code == 2

@@ -16,7 +16,7 @@ from typing import Any
 import nacl.signing
 import pytest
 from charter import grants
-from charter.envelope import GRANT_PAYLOAD_TYPE, MAX_ENVELOPE_BYTES, RECEIPT_PAYLOAD_TYPE, sign, to_json
+from charter.envelope import GRANT_PAYLOAD_TYPE, MAX_ENVELOPE_BYTES, MAX_SIGNATURES, RECEIPT_PAYLOAD_TYPE, sign, to_json
 from charter.grants import GrantStatus, GrantVerifier, KeyRing, KeyState, PublicKey, Verification, verify_grant
 from charter.v1 import grant_pb2 as g
 from charter.v1 import signing_key_pb2, terms_pb2
@@ -409,10 +409,53 @@ def test_several_signatures_of_which_only_a_bad_one_names_a_known_key_fail() -> 
 def test_one_good_signature_among_bad_ones_is_enough() -> None:
     good = grant()
     env = copy(good)
-    env.signatures.insert(0, Signature(keyid=KEY_A.key_id, sig=bytes(64)))
+    env.signatures.insert(0, Signature(keyid=STRANGER.key_id, sig=bytes(64)))
     env.signatures.add(keyid=STRANGER.key_id, sig=bytes(64))
 
     assert check(env).verdict == VALID
+
+
+def test_more_signatures_than_the_limit_are_malformed_before_any_check(signature_checks: list[bytes]) -> None:
+    at_limit, over = copy(grant()), copy(grant())
+    for _ in range(MAX_SIGNATURES - 1):
+        at_limit.signatures.add(keyid=STRANGER.key_id, sig=bytes(64))
+    for _ in range(MAX_SIGNATURES):
+        over.signatures.add(keyid=STRANGER.key_id, sig=bytes(64))
+
+    assert check(at_limit).verdict == VALID
+    checks_at_limit = len(signature_checks)
+    assert check(over).verdict == MALFORMED
+    assert check(to_json(over)).verdict == MALFORMED
+    assert len(signature_checks) == checks_at_limit
+
+
+def test_a_failure_is_remembered_by_digest_while_the_keys_it_named_are_the_same(
+    signature_checks: list[bytes],
+) -> None:
+    bad = copy(grant())
+    bad.signatures[0].sig = bytes(64)
+    verifier = GrantVerifier()
+    rotated = KeyRing([PublicKey(KEY_A.key_id, KEY_B.public, KeyState.ACTIVE, NOW - timedelta(days=1))])
+
+    first = [check(bad, verifier=verifier), check(to_json(bad), verifier=verifier)]
+    after_first = len(signature_checks)
+    again = check(bad, verifier=verifier)
+    other_keys = check(bad, verifier=verifier, keys=rotated)
+
+    assert [v.verdict for v in first] == [SIGNATURE_INVALID] * 2
+    assert after_first == 1  # the JSON form has the same digest
+    assert again.verdict == SIGNATURE_INVALID
+    assert other_keys.verdict == SIGNATURE_INVALID
+    assert len(signature_checks) == 2  # the same key id with another public key: checked afresh
+
+
+def test_only_the_first_signature_naming_a_key_is_checked() -> None:
+    """A flood of signatures naming one key costs one verification: the first decides."""
+    good = grant()
+    bad_first = copy(good)
+    bad_first.signatures.insert(0, Signature(keyid=KEY_A.key_id, sig=bytes(64)))
+
+    assert check(bad_first).verdict == SIGNATURE_INVALID
 
 
 @settings(max_examples=60, deadline=None)

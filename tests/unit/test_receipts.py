@@ -14,7 +14,7 @@ from typing import Any
 import nacl.signing
 import pytest
 from charter import receipts
-from charter.envelope import GRANT_PAYLOAD_TYPE, MAX_ENVELOPE_BYTES, RECEIPT_PAYLOAD_TYPE, sign, to_json
+from charter.envelope import GRANT_PAYLOAD_TYPE, MAX_ENVELOPE_BYTES, MAX_SIGNATURES, RECEIPT_PAYLOAD_TYPE, sign, to_json
 from charter.grants import GrantVerifier, KeyRing, KeyState, PublicKey
 from charter.receipts import ReceiptVerification, verify_receipt
 from charter.v1 import decision_pb2, terms_pb2
@@ -180,11 +180,17 @@ def test_one_good_signature_among_bad_ones_is_enough() -> None:
     env = copy(SIGNED)
     good = env.signatures[0]
     del env.signatures[:]
-    env.signatures.extend(
-        [Signature(keyid=STRANGER.key_id, sig=bytes(64)), Signature(keyid=KEY_A.key_id, sig=bytes(64)), good]
-    )
+    env.signatures.extend([Signature(keyid=STRANGER.key_id, sig=bytes(64)), good])
 
     assert check(env).verdict == VALID
+
+
+def test_more_signatures_than_the_limit_are_malformed() -> None:
+    env = copy(SIGNED)
+    env.signatures.extend([Signature(keyid=STRANGER.key_id, sig=bytes(64))] * MAX_SIGNATURES)
+
+    assert check(env).verdict == g.GRANT_VERDICT_MALFORMED
+    assert check(to_json(env)).verdict == g.GRANT_VERDICT_MALFORMED
 
 
 # -- MALFORMED --------------------------------------------------------------------------------------

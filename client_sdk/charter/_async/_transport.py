@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -10,8 +11,16 @@ import grpc
 
 from charter import _io_async as io
 from charter._license import ReceiptJournal
-from charter._options import DEFAULT_RETRY, DEFAULT_TIMEOUT, ClientConfig, RetryPolicy, new_request_id
-from charter.errors import from_rpc_error
+from charter._options import (
+    DEFAULT_RETRY,
+    DEFAULT_TIMEOUT,
+    ClientConfig,
+    RetryPolicy,
+    new_request_id,
+    remaining,
+    retry_delays,
+)
+from charter.errors import from_rpc_error, never_reached_charter
 from charter.usage import PendingUsage
 from charter.v1 import (
     access_service_pb2_grpc,
@@ -109,8 +118,19 @@ class Transport:
     async def _unary(self, method: Callable[..., Any], request: Any, timeout: float | None) -> Any:
         timeout = self._config.deadline(timeout)
         request_id = new_request_id()
+        metadata = self._config.metadata(request_id)
+        ends = None if timeout is None else time.monotonic() + timeout
+        # A call the transport cancelled before Charter's code saw it is repeated (it changed
+        # nothing), with the policy's backoff and within the one deadline.
+        for delay in retry_delays(self._config.retry):
+            try:
+                return await method(request, timeout=remaining(ends), metadata=metadata)
+            except grpc.RpcError as exc:
+                if not never_reached_charter(exc) or (ends is not None and time.monotonic() + delay >= ends):
+                    raise from_rpc_error(exc, request_id=request_id) from exc
+            await io.sleep(delay)
         try:
-            return await method(request, timeout=timeout, metadata=self._config.metadata(request_id))
+            return await method(request, timeout=remaining(ends), metadata=metadata)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc, request_id=request_id) from exc
 

@@ -18,8 +18,10 @@ __all__ = ["AsyncRevocationWatch"]
 class AsyncRevocationWatch:
     """An open revocation stream, returned by `AsyncClient.watch_revocations`.
 
-    Iterate it with `async for` to get `charter.v1.grant_pb2.RevocationEvent` and
-    `charter.v1.authorization_service_pb2.Heartbeat` messages. `cancel` ends it, also while
+    Iterate it with `async for` to get `charter.v1.grant_pb2.RevocationEvent`,
+    `charter.v1.authorization_service_pb2.Heartbeat` and
+    `charter.v1.authorization_service_pb2.RevocationSkip` messages (a skip: the events up to its
+    sequence number are not the caller's and were left out). `cancel` ends it, also while
     another thread or task iterates; an iteration then stops quietly. Used as an async context
     manager, leaving the block cancels it. A failure of the stream raises a `CharterError`
     subclass from the iteration.

@@ -254,6 +254,7 @@ class WatchRevocationsResponse(_message.Message):
 
     EVENT_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
+    SKIP_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def event(self) -> _grant_pb2.RevocationEvent:
         """A revocation-log event."""
@@ -262,21 +263,52 @@ class WatchRevocationsResponse(_message.Message):
     def heartbeat(self) -> Global___Heartbeat:
         """A heartbeat."""
 
+    @_builtins.property
+    def skip(self) -> Global___RevocationSkip:
+        """Events the caller may not see were left out, up to a sequence number."""
+
     def __init__(
         self,
         *,
         event: _grant_pb2.RevocationEvent | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
+        skip: Global___RevocationSkip | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "message", b"message"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "message", b"message", "skip", b"skip"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "message", b"message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "message", b"message", "skip", b"skip"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["event", "heartbeat"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["event", "heartbeat", "skip"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 
 Global___WatchRevocationsResponse: _TypeAlias = WatchRevocationsResponse  # noqa: Y015
+
+@_typing.final
+class RevocationSkip(_message.Message):
+    """A RevocationSkip tells a watcher that the events after the previous
+    message, up to and including `sequence`, are not meant for its caller and
+    were left out; the next event follows on from `sequence`. It says nothing
+    about how current the stream is (a heartbeat does).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """The sequence number of the last event left out."""
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevocationSkip: _TypeAlias = RevocationSkip  # noqa: Y015
 
 @_typing.final
 class Heartbeat(_message.Message):

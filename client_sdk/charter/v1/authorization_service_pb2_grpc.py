@@ -118,7 +118,14 @@ class AuthorizationServiceServicer:
         """Streams the revocation log: first every event after `since_sequence`,
         then new events as they happen, with a heartbeat every few seconds that
         carries the current sequence number and the server time. Works across
-        server replicas sharing one database. Allowed roles: all.
+        server replicas sharing one database. Each caller sees its own events:
+        staff (admin, auditor) every event; a rights holder those of its
+        characters and their grants; a generator those of its licensee's grants
+        and of the characters it holds grants for, without the free-text reason.
+        Events left out are covered by a `skip` before the next event (and by
+        the heartbeats), so the stream stays contiguous for the caller. An open
+        stream counts against the stream limits of its API key. Allowed roles:
+        all.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

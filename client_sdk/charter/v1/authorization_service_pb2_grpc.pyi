@@ -67,7 +67,14 @@ class AuthorizationServiceStub:
     """Streams the revocation log: first every event after `since_sequence`,
     then new events as they happen, with a heartbeat every few seconds that
     carries the current sequence number and the server time. Works across
-    server replicas sharing one database. Allowed roles: all.
+    server replicas sharing one database. Each caller sees its own events:
+    staff (admin, auditor) every event; a rights holder those of its
+    characters and their grants; a generator those of its licensee's grants
+    and of the characters it holds grants for, without the free-text reason.
+    Events left out are covered by a `skip` before the next event (and by
+    the heartbeats), so the stream stays contiguous for the caller. An open
+    stream counts against the stream limits of its API key. Allowed roles:
+    all.
     """
 
 @_typing.type_check_only
@@ -109,7 +116,14 @@ class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
     """Streams the revocation log: first every event after `since_sequence`,
     then new events as they happen, with a heartbeat every few seconds that
     carries the current sequence number and the server time. Works across
-    server replicas sharing one database. Allowed roles: all.
+    server replicas sharing one database. Each caller sees its own events:
+    staff (admin, auditor) every event; a rights holder those of its
+    characters and their grants; a generator those of its licensee's grants
+    and of the characters it holds grants for, without the free-text reason.
+    Events left out are covered by a `skip` before the next event (and by
+    the heartbeats), so the stream stays contiguous for the caller. An open
+    stream counts against the stream limits of its API key. Allowed roles:
+    all.
     """
 
 class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -178,7 +192,14 @@ class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
         """Streams the revocation log: first every event after `since_sequence`,
         then new events as they happen, with a heartbeat every few seconds that
         carries the current sequence number and the server time. Works across
-        server replicas sharing one database. Allowed roles: all.
+        server replicas sharing one database. Each caller sees its own events:
+        staff (admin, auditor) every event; a rights holder those of its
+        characters and their grants; a generator those of its licensee's grants
+        and of the characters it holds grants for, without the free-text reason.
+        Events left out are covered by a `skip` before the next event (and by
+        the heartbeats), so the stream stays contiguous for the caller. An open
+        stream counts against the stream limits of its API key. Allowed roles:
+        all.
         """
 
 def add_AuthorizationServiceServicer_to_server(servicer: AuthorizationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -194,6 +194,35 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The statement period has not ended yet, so it cannot be closed. Sent with
     status FAILED_PRECONDITION.
     """
+    ERROR_REASON_CONCURRENCY_LIMIT_REACHED: _ErrorReason.ValueType  # 60
+    """The server has as many calls in flight as it serves at once
+    (`--max-concurrent-rpcs`). Sent with status RESOURCE_EXHAUSTED; the call
+    changed nothing. Retry after a short backoff, or against another replica.
+    """
+    ERROR_REASON_STREAM_LIMIT_REACHED: _ErrorReason.ValueType  # 61
+    """The caller has as many streams open as it may (per API key, or for all
+    unauthenticated callers together), or the server has as many as it
+    serves. Sent with status RESOURCE_EXHAUSTED on the new stream; the
+    ErrorInfo metadata names the `limit` that was reached. Close a stream, or
+    share one stream per process.
+    """
+    ERROR_REASON_MESSAGE_TOO_LARGE: _ErrorReason.ValueType  # 62
+    """A request or response message is larger than the server's message limit
+    (`--max-message-bytes`). Sent with status RESOURCE_EXHAUSTED; the call
+    changed nothing. A request far over the limit is refused by the gRPC
+    transport itself, with the same status and no details.
+    """
+    ERROR_REASON_METHOD_NOT_FOUND: _ErrorReason.ValueType  # 63
+    """The server has no such method. Sent with status UNIMPLEMENTED."""
+    ERROR_REASON_REQUEST_IN_PROGRESS: _ErrorReason.ValueType  # 64
+    """Another call with the same `request_id` from the same API key is being
+    decided right now. Sent with status ABORTED; nothing was changed. Retry
+    the call after a short backoff: it then returns the first call's result.
+    """
+    ERROR_REASON_SERVICE_NOT_FOUND: _ErrorReason.ValueType  # 65
+    """The health service was asked about a service this server does not have.
+    Sent with status NOT_FOUND by `grpc.health.v1.Health/Check`.
+    """
     ERROR_REASON_LOG_ENTRY_NOT_FOUND: _ErrorReason.ValueType  # 90
     """No entry of the transparency log has this index or hash in the tree of
     the size asked. Sent with status NOT_FOUND.
@@ -389,6 +418,35 @@ FAILED_PRECONDITION.
 ERROR_REASON_STATEMENT_PERIOD_NOT_ENDED: ErrorReason.ValueType  # 46
 """The statement period has not ended yet, so it cannot be closed. Sent with
 status FAILED_PRECONDITION.
+"""
+ERROR_REASON_CONCURRENCY_LIMIT_REACHED: ErrorReason.ValueType  # 60
+"""The server has as many calls in flight as it serves at once
+(`--max-concurrent-rpcs`). Sent with status RESOURCE_EXHAUSTED; the call
+changed nothing. Retry after a short backoff, or against another replica.
+"""
+ERROR_REASON_STREAM_LIMIT_REACHED: ErrorReason.ValueType  # 61
+"""The caller has as many streams open as it may (per API key, or for all
+unauthenticated callers together), or the server has as many as it
+serves. Sent with status RESOURCE_EXHAUSTED on the new stream; the
+ErrorInfo metadata names the `limit` that was reached. Close a stream, or
+share one stream per process.
+"""
+ERROR_REASON_MESSAGE_TOO_LARGE: ErrorReason.ValueType  # 62
+"""A request or response message is larger than the server's message limit
+(`--max-message-bytes`). Sent with status RESOURCE_EXHAUSTED; the call
+changed nothing. A request far over the limit is refused by the gRPC
+transport itself, with the same status and no details.
+"""
+ERROR_REASON_METHOD_NOT_FOUND: ErrorReason.ValueType  # 63
+"""The server has no such method. Sent with status UNIMPLEMENTED."""
+ERROR_REASON_REQUEST_IN_PROGRESS: ErrorReason.ValueType  # 64
+"""Another call with the same `request_id` from the same API key is being
+decided right now. Sent with status ABORTED; nothing was changed. Retry
+the call after a short backoff: it then returns the first call's result.
+"""
+ERROR_REASON_SERVICE_NOT_FOUND: ErrorReason.ValueType  # 65
+"""The health service was asked about a service this server does not have.
+Sent with status NOT_FOUND by `grpc.health.v1.Health/Check`.
 """
 ERROR_REASON_LOG_ENTRY_NOT_FOUND: ErrorReason.ValueType  # 90
 """No entry of the transparency log has this index or hash in the tree of

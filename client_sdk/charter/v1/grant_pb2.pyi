@@ -60,6 +60,23 @@ class _GrantVerdictEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GrantVer
     """The grant has been revoked."""
     GRANT_VERDICT_SUSPENDED: _GrantVerdict.ValueType  # 13
     """The grant is suspended."""
+    GRANT_VERDICT_LICENSEE_ARCHIVED: _GrantVerdict.ValueType  # 14
+    """The grant verifies, but its licensee is archived, so Authorize denies
+    it (LICENSEE_ARCHIVED). Reported by VerifyGrant, which knows the state.
+    """
+    GRANT_VERDICT_CHARACTER_SUSPENDED: _GrantVerdict.ValueType  # 15
+    """The grant verifies, but staff have suspended its character, so
+    Authorize denies it (CHARACTER_SUSPENDED). Reported by VerifyGrant.
+    """
+    GRANT_VERDICT_CHARACTER_NOT_OPTED_IN: _GrantVerdict.ValueType  # 16
+    """The grant verifies, but its character is not opted in (any more), so
+    Authorize denies it (CHARACTER_NOT_OPTED_IN). Reported by VerifyGrant.
+    """
+    GRANT_VERDICT_USES_EXHAUSTED: _GrantVerdict.ValueType  # 17
+    """The grant verifies, but every use its lifetime cap (`max_uses`) allows
+    has been counted, so Authorize denies it (QUOTA_EXHAUSTED). Reported by
+    VerifyGrant.
+    """
 
 class GrantVerdict(_GrantVerdict, metaclass=_GrantVerdictEnumTypeWrapper):
     """GrantVerdict is the outcome of verifying a grant envelope. Exactly one
@@ -101,6 +118,23 @@ GRANT_VERDICT_REVOKED: GrantVerdict.ValueType  # 12
 """The grant has been revoked."""
 GRANT_VERDICT_SUSPENDED: GrantVerdict.ValueType  # 13
 """The grant is suspended."""
+GRANT_VERDICT_LICENSEE_ARCHIVED: GrantVerdict.ValueType  # 14
+"""The grant verifies, but its licensee is archived, so Authorize denies
+it (LICENSEE_ARCHIVED). Reported by VerifyGrant, which knows the state.
+"""
+GRANT_VERDICT_CHARACTER_SUSPENDED: GrantVerdict.ValueType  # 15
+"""The grant verifies, but staff have suspended its character, so
+Authorize denies it (CHARACTER_SUSPENDED). Reported by VerifyGrant.
+"""
+GRANT_VERDICT_CHARACTER_NOT_OPTED_IN: GrantVerdict.ValueType  # 16
+"""The grant verifies, but its character is not opted in (any more), so
+Authorize denies it (CHARACTER_NOT_OPTED_IN). Reported by VerifyGrant.
+"""
+GRANT_VERDICT_USES_EXHAUSTED: GrantVerdict.ValueType  # 17
+"""The grant verifies, but every use its lifetime cap (`max_uses`) allows
+has been counted, so Authorize denies it (QUOTA_EXHAUSTED). Reported by
+VerifyGrant.
+"""
 Global___GrantVerdict: _TypeAlias = GrantVerdict  # noqa: Y015
 
 @_typing.final

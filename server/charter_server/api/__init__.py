@@ -1,1 +1,2 @@
-"""Transport: gRPC servicers (convert -> service -> convert), interceptors and the status table."""
+"""Transport: the grpc.aio server and its dispatcher, gRPC servicers (convert -> service -> convert),
+streams, and the status table."""

@@ -3,7 +3,7 @@ screening and the revocation stream."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import grpc
 from charter.v1 import authorization_service_pb2 as az
@@ -11,10 +11,10 @@ from charter.v1 import authorization_service_pb2_grpc as az_grpc
 
 from charter_server.api import convert
 from charter_server.api.context import current_principal
+from charter_server.api.watch import RevocationStreams
 from charter_server.services.authorization import AuthorizationService
 from charter_server.services.grants import GrantService
 from charter_server.services.keys import KeyService
-from charter_server.services.revocations import RevocationFeed
 from charter_server.services.screening import PromptScreen
 
 
@@ -26,22 +26,20 @@ class AuthorizationServicer(az_grpc.AuthorizationServiceServicer):
         keys: KeyService,
         grants: GrantService,
         screen: PromptScreen,
-        feed: RevocationFeed,
+        streams: RevocationStreams,
         authorization: AuthorizationService,
     ) -> None:
         self._keys = keys
         self._grants = grants
         self._screen = screen
-        self._feed = feed
+        self._streams = streams
         self._authorization = authorization
 
-    def Authorize(self, request: az.AuthorizeRequest, context: grpc.ServicerContext) -> az.AuthorizeResponse:
+    # Answers with the serialized response, assembled around the receipt's bytes (see
+    # services.receipts), which the dispatcher sends as they are.
+    def Authorize(self, request: az.AuthorizeRequest, context: grpc.ServicerContext) -> bytes:  # type: ignore[override]
         result = self._authorization.authorize(current_principal(), request)
-        return az.AuthorizeResponse(
-            decision=result.decision,
-            receipt=result.receipt,
-            detections=[convert.detection(d) for d in result.detections],
-        )
+        return result.signed.response(convert.detection(d).SerializeToString() for d in result.detections)
 
     def GetKeySet(self, request: az.GetKeySetRequest, context: grpc.ServicerContext) -> az.GetKeySetResponse:
         return az.GetKeySetResponse(key_set=convert.key_set(self._keys.key_ring(), self._keys.all_keys()))
@@ -58,8 +56,9 @@ class AuthorizationServicer(az_grpc.AuthorizationServiceServicer):
         detections = self._screen.screen(request.prompt)
         return az.ScreenPromptResponse(detections=[convert.detection(d) for d in detections])
 
-    def WatchRevocations(
-        self, request: az.WatchRevocationsRequest, context: grpc.ServicerContext
-    ) -> Iterator[az.WatchRevocationsResponse]:
-        for item in self._feed.watch(request.since_sequence, is_active=context.is_active):
+    async def WatchRevocations(
+        self, request: az.WatchRevocationsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[az.WatchRevocationsResponse]:
+        # A coroutine on the event loop: an open stream holds no thread (see api.watch).
+        async for item in self._streams.watch(request.since_sequence, current_principal()):
             yield convert.watch_message(item)

@@ -1,8 +1,8 @@
-"""Per-call context: the request id and the authenticated caller, set by the interceptors.
+"""Per-call context: the authenticated caller, set by the dispatcher (``api.dispatch``).
 
-The synchronous gRPC server runs each call in a pool thread; the interceptors set these
-variables at the start of the call and reset them at the end, so nothing leaks into the
-next call served by the same thread.
+A call's body runs on the event loop or on a worker thread in a copy of the call's context; the
+dispatcher sets the caller at the start of the body and resets it at the end, so nothing leaks
+into the next call served by the same thread.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ principal_var: ContextVar[Principal | None] = ContextVar("charter_principal", de
 
 
 def current_principal() -> Principal:
-    """The caller of the current RPC (set by the authentication interceptor)."""
+    """The caller of the current RPC (set by the dispatcher once it has authenticated it)."""
     principal = principal_var.get()
     if principal is None:  # only reachable for a method missing from the policy table
         raise Unauthenticated("no authenticated caller", reason="CREDENTIALS_MISSING")

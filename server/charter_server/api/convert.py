@@ -38,6 +38,7 @@ from charter_server.domain.models import (
     Role,
     SigningKeyRecord,
     SigningKeyState,
+    Skipped,
 )
 from charter_server.services.characters import AliasInput, CharacterInput
 
@@ -331,8 +332,12 @@ def detection(value: Detection) -> authorization_service_pb2.Detection:
     )
 
 
-def watch_message(item: RevocationEvent | Heartbeat) -> authorization_service_pb2.WatchRevocationsResponse:
-    """One message of the revocation stream: an event or a heartbeat."""
+def watch_message(item: RevocationEvent | Heartbeat | Skipped) -> authorization_service_pb2.WatchRevocationsResponse:
+    """One message of the revocation stream: an event, a heartbeat, or events left out."""
+    if isinstance(item, Skipped):
+        return authorization_service_pb2.WatchRevocationsResponse(
+            skip=authorization_service_pb2.RevocationSkip(sequence=item.sequence)
+        )
     if isinstance(item, Heartbeat):
         return authorization_service_pb2.WatchRevocationsResponse(
             heartbeat=authorization_service_pb2.Heartbeat(

@@ -30,6 +30,9 @@ STATUS_TABLE: tuple[tuple[type[errors.DomainError], grpc.StatusCode], ...] = (
     (errors.StorageBusy, grpc.StatusCode.UNAVAILABLE),
     (errors.StorageUnavailable, grpc.StatusCode.UNAVAILABLE),
     (errors.ShuttingDown, grpc.StatusCode.UNAVAILABLE),
+    (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.Aborted, grpc.StatusCode.ABORTED),
+    (errors.Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
 )
 
 

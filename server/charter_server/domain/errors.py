@@ -95,3 +95,17 @@ class ShuttingDown(DomainError):
     """The server is draining and accepts no new calls."""
 
     reason = "SHUTTING_DOWN"
+
+
+class ResourceExhausted(DomainError):
+    """A limit of the server is reached (calls or streams in flight, message size); retry later."""
+
+
+class Aborted(DomainError):
+    """The call conflicted with a concurrent one (the same request id, say); retry it."""
+
+
+class Unimplemented(DomainError):
+    """The server has no such method."""
+
+    reason = "METHOD_NOT_FOUND"

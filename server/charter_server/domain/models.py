@@ -240,6 +240,11 @@ class RevocationEvent:
     event_time: datetime
     reason: str
     character_id: str = ""  # for a character's suspension or reinstatement (grant_id is empty)
+    # Who may see it (filled in for the revocation stream): the character's rights holder, the
+    # grant's licensee, and for a character's event every licensee holding a grant for it.
+    rights_holder_id: str = ""
+    licensee_id: str = ""
+    licensee_ids: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +257,32 @@ class Detection:
     end: int
     text: str
     ambiguous: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Events up to ``sequence`` were left out of a revocation stream: not the caller's."""
+
+    sequence: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseSetting:
+    """The deployment's authorization lease, as the database holds it.
+
+    ``previous_seconds`` is the lease it replaced ``since_change_seconds`` ago (by the database's
+    clock): a replica that has not yet seen the change may still trust its memory that long.
+    """
+
+    seconds: float
+    previous_seconds: float
+    since_change_seconds: float
+
+    @property
+    def longest(self) -> float:
+        """The longest any replica may still trust its memory: what a change that takes something
+        away waits before it returns."""
+        return max(self.seconds, self.previous_seconds - self.since_change_seconds)
 
 
 @dataclass(frozen=True, slots=True)

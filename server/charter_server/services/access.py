@@ -7,6 +7,7 @@ import hmac
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,6 +26,7 @@ from charter_server.storage.uow import UnitOfWork
 log = structlog.get_logger(__name__)
 
 BOOTSTRAP_CREATOR = "bootstrap"
+_CACHE_LIMIT = 100_000  # keys cached at most; a flood of distinct valid keys only costs reads
 
 
 def hash_secret(secret: str) -> str:
@@ -60,10 +62,20 @@ class CreatedApiKey:
 class AccessService:
     """API keys."""
 
-    def __init__(self, db: Database, clock: Clock, authenticator: Authenticator) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        authenticator: Authenticator,
+        *,
+        after_commit: Callable[[bool], None] = lambda takes_away: None,
+    ) -> None:
         self._db = db
         self._clock = clock
         self._authenticator = authenticator
+        # Told after a revocation commits; returns once no server can still accept the key (see
+        # services.authorization: the same lease as for grants).
+        self._after_commit = after_commit
 
     def create_api_key(self, principal: Principal, value: ApiKeyInput, *, request_id: str = "") -> CreatedApiKey:
         """Create a key and return its secret once."""
@@ -133,14 +145,14 @@ class AccessService:
         """A page of keys, without their secrets."""
         size = pagination.page_size(page_size)
         filters = f"key|{role}|{show_inactive}"
-        after = pagination.decode(page_token, filters)
+        after = pagination.decode(self._db.page_token_key(), page_token, filters)
         active_at = None if show_inactive else self._clock.now()
         with self._db.uow() as uow:
             items, more = uow.api_keys.list(role=role, active_at=active_at, after=after, limit=size)
-        return Page(items, pagination.encode(more, filters))
+        return Page(items, pagination.encode(self._db.page_token_key(), more, filters))
 
     def revoke_api_key(self, principal: Principal, key_id: str) -> ApiKey:
-        """Revoke a key; it authenticates nothing from then on, in this process at once."""
+        """Revoke a key; once this returns, no server accepts it any more."""
         check_id("id", key_id, "api_key")
         with self._db.uow(write=True) as uow:
             key = self._load(uow, key_id)
@@ -150,6 +162,7 @@ class AccessService:
             key = self._load(uow, key_id)
             uow.commit()
         self._authenticator.forget(key_id)
+        self._after_commit(True)
         log.info("api_key.revoked", api_key_id=key_id)
         return key
 
@@ -202,16 +215,29 @@ class AccessService:
 class Authenticator:
     """Turns a bearer token into a Principal.
 
-    Successful lookups are cached for ``cache_seconds`` so the hot path does not touch the
-    database; a revocation made through this process takes effect at once, one made through
-    another replica within ``cache_seconds``. Expiry is checked on every call.
+    Successful lookups are cached so the hot path does not touch the database: an entry is used
+    for at most ``cache_seconds``, and only while the authorization view's generation it was read
+    in is current and within its lease (``freshness``). A revocation raises the authorization
+    epoch and returns only after the lease (like a grant's), so once ``RevokeApiKey`` returns no
+    server accepts the key. Expiry is checked on every call.
     """
 
-    def __init__(self, db: Database, clock: Clock, *, cache_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        cache_seconds: float = 5.0,
+        freshness: Callable[[], object] = object,
+    ) -> None:
         self._db = db
         self._clock = clock
         self._cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, ApiKey, str]] = {}
+        self._freshness = freshness
+        self._cache: dict[str, tuple[float, object, ApiKey, str]] = {}
+        # Tokens that authenticated, by their SHA-256 (never the secret itself): the principal, the
+        # key's expiry, and the generation and time they were checked in; the per-call fast path.
+        self._verified: dict[bytes, tuple[object, float, Principal, datetime | None]] = {}
         self._lock = threading.Lock()
 
     def authenticate(self, token: str | None) -> Principal:
@@ -220,10 +246,29 @@ class Authenticator:
             raise Unauthenticated(
                 "no credentials: send 'authorization: Bearer <api key>'", reason="CREDENTIALS_MISSING"
             )
+        fingerprint = hashlib.sha256(token.encode()).digest()
+        hit = self._verified.get(fingerprint)
+        if hit is not None:
+            generation, checked, principal, expires = hit
+            if (
+                generation is self._freshness()
+                and time.monotonic() - checked < self._cache_seconds
+                and (expires is None or self._clock.now() < expires)
+            ):
+                return principal
+        principal, expires, generation, checked = self._verify(token)
+        with self._lock:
+            if len(self._verified) > _CACHE_LIMIT:
+                self._verified.clear()
+            self._verified[fingerprint] = (generation, checked, principal, expires)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, datetime | None, object, float]:
+        """Check a token against the key's record: (principal, expiry, generation, when)."""
         key_id, _, secret = token.partition(".")
         if not secret or not ids.is_valid("api_key", key_id):
             raise Unauthenticated("the API key is malformed", reason="CREDENTIALS_INVALID")
-        key, digest = self._lookup(key_id)
+        key, digest, generation, checked = self._lookup(key_id)
         if not hmac.compare_digest(digest, hash_secret(secret)):
             raise Unauthenticated("the API key is not valid", reason="CREDENTIALS_INVALID")
         state = key.state_at(self._clock.now())
@@ -231,23 +276,28 @@ class Authenticator:
             raise Unauthenticated("the API key has been revoked", reason="API_KEY_REVOKED")
         if state is ApiKeyState.EXPIRED:
             raise Unauthenticated("the API key has expired", reason="API_KEY_EXPIRED")
-        return key.principal()
+        return key.principal(), key.expire_time, generation, checked
 
     def forget(self, key_id: str) -> None:
         """Drop a cached key (after revocation)."""
         with self._lock:
             self._cache.pop(key_id, None)
+            for fingerprint in [f for f, hit in self._verified.items() if hit[2].key_id == key_id]:
+                del self._verified[fingerprint]
 
-    def _lookup(self, key_id: str) -> tuple[ApiKey, str]:
+    def _lookup(self, key_id: str) -> tuple[ApiKey, str, object, float]:
+        """The key and its secret's hash, with the generation and time they were read in."""
         now = time.monotonic()
-        with self._lock:
-            cached = self._cache.get(key_id)
-        if cached is not None and now - cached[0] < self._cache_seconds:
-            return cached[1], cached[2]
+        generation = self._freshness()  # the current one, confirmed within the lease
+        cached = self._cache.get(key_id)
+        if cached is not None and cached[1] is generation and now - cached[0] < self._cache_seconds:
+            return cached[2], cached[3], cached[1], cached[0]
         with self._db.uow() as uow:
             found = uow.api_keys.get_with_hash(key_id)
         if found is None:
             raise Unauthenticated("the API key is not valid", reason="CREDENTIALS_INVALID")
         with self._lock:
-            self._cache[key_id] = (now, found[0], found[1])
-        return found
+            if len(self._cache) > _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key_id] = (now, generation, found[0], found[1])
+        return found[0], found[1], generation, now

@@ -22,9 +22,11 @@ one conditional update per quota in one transaction,
 so that concurrent requests on any number of servers never exceed a quota; when one is used up,
 nothing is counted, the character is denied with ``QUOTA_EXHAUSTED`` and so is the request. A
 request with a ``request_id`` whose decision counted a quota is kept, so a retry returns it rather
-than counting again. The response carries a **decision receipt**: a DSSE envelope of its own
-payload type, signed by the active signing key, over a ``DecisionReceipt`` that holds the digest
-of the request, the decisions, the licensee and the time.
+than counting again (a concurrent copy that lost the race is ``ABORTED``, ``REQUEST_IN_PROGRESS``).
+The response carries a **decision receipt** (``charter_server.services.receipts``): a DSSE
+envelope of its own payload type, signed by the active signing key, over a ``DecisionReceipt``
+that holds the digest of the request, the decisions, the validated use context, the licensee and
+the time; the request's unknown fields are dropped first, so nothing unvalidated is signed.
 
 **Why memory, and how it stays correct.** The common request touches no database: the view of
 characters, licensees, grants and keys that decisions read is kept in memory per *generation*.
@@ -36,48 +38,53 @@ the last poll that confirmed it, and a request that finds it older polls itself 
 a retryable error if the database cannot be read: fail closed). So a decision at time *t* reads
 data that was current at some time after *t - lease*. Every change that takes something away
 (a grant revoked or suspended, a character opted out, suspended or archived, a licensee archived,
-a signing key revoked) returns to its caller only after waiting ``lease`` after its commit
-(`AuthorizationView.settle`): after that, no server anywhere still allows what it took away.
+a signing key or an API key revoked) returns to its caller only after waiting ``lease`` after its
+commit (`AuthorizationView.settle`): after that, no server anywhere still allows what it took away.
+
+The lease is the deployment's, kept in the database (``storage.serving``) and read with the epoch
+at every poll, so replicas started with other settings cannot disagree; when it is changed, a
+change that takes something away waits for the old lease too, for as long as a replica may still
+be trusting it (``LeaseSetting.longest``, by the database's clock).
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
-import threading
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import structlog
-from charter.envelope import GRANT_PAYLOAD_TYPE, RECEIPT_PAYLOAD_TYPE, sign
+from charter.envelope import GRANT_PAYLOAD_TYPE, MAX_ENVELOPE_BYTES, MAX_SIGNATURES
 from charter.grants import GrantStatus, GrantVerifier, KeyRing, KeyState
-from charter.terms import CompiledTerms, DenyReason, Evaluation, UseContext
+from charter.terms import DenyReason, Evaluation, UseContext
 from charter.v1 import authorization_service_pb2 as az
 from charter.v1 import decision_pb2, envelope_pb2, grant_pb2, terms_pb2
-from google.protobuf import timestamp_pb2
 from google.protobuf.message import DecodeError
 
 from charter_server.domain import ids
 from charter_server.domain.clock import Clock
-from charter_server.domain.errors import InvalidArgument, PermissionDenied, StorageUnavailable
+from charter_server.domain.errors import Aborted, InvalidArgument, PermissionDenied, StorageUnavailable
 from charter_server.domain.models import (
-    Character,
     CharacterState,
     Detection,
-    GrantRecord,
     GrantState,
-    LifecycleState,
     Principal,
     Role,
 )
+from charter_server.services.authorization_view import AuthorizationView, Generation, GrantView
 from charter_server.services.idempotency import request_id_reused
-from charter_server.services.keys import KeyService, build_ring
+from charter_server.services.keys import KeyService
+from charter_server.services.receipts import (
+    Outcome,
+    ReceiptWriter,
+    SignedReceipt,
+    attested_context,
+    request_digest,
+)
 from charter_server.services.screening import MAX_PROMPT_LENGTH, PromptScreen
 from charter_server.services.terms_rules import is_territory
 from charter_server.services.validation import Checker
-from charter_server.storage.database import Database
+from charter_server.storage.database import Database, may_block
 
 log = structlog.get_logger(__name__)
 
@@ -85,13 +92,14 @@ MAX_CHARACTERS = 64
 """The most characters a request may declare."""
 MAX_GRANTS = 64
 """The most grant envelopes a request may present."""
-_RECENTLY_EXPIRED = timedelta(days=30)  # expired grants still loaded, to answer GRANT_EXPIRED rather than NO_GRANT
-_MAX_GENERATION_AGE = 60.0  # seconds; a safety net under the epoch: no generation lives longer
+MAX_SIGNATURES_PER_REQUEST = 2 * MAX_GRANTS
+"""The most signatures the presented envelopes may carry together (each at most
+``charter.envelope.MAX_SIGNATURES``, one checked per key id): the bound on a request's Ed25519 work."""
 
 _USE_TYPES = frozenset(terms_pb2.UseType.values()) - {terms_pb2.USE_TYPE_UNSPECIFIED}
 _RATINGS = frozenset(terms_pb2.ContentRating.values()) - {terms_pb2.CONTENT_RATING_UNSPECIFIED}
 _CATEGORIES = frozenset(terms_pb2.ContentCategory.values()) - {terms_pb2.CONTENT_CATEGORY_UNSPECIFIED}
-_REASON_VALUE = {reason: decision_pb2.DenyReason.Value(f"DENY_REASON_{reason}") for reason in DenyReason}
+_RECEIPT_PREFIX = f"{ids.PREFIXES['receipt']}_"
 _VERDICT_REASON: dict[int, DenyReason] = {
     grant_pb2.GRANT_VERDICT_REVOKED: DenyReason.GRANT_REVOKED,
     grant_pb2.GRANT_VERDICT_SUSPENDED: DenyReason.GRANT_SUSPENDED,
@@ -105,229 +113,32 @@ _STATUS = {
 }
 
 
-# The in-memory view ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _CharacterView:
-    state: CharacterState
-    rights_holder_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class _LicenseeView:
-    archived: bool
-    platform: str
-
-
-@dataclass(frozen=True, slots=True)
-class _GrantView:
-    id: str
-    state: GrantState
-    not_before: datetime
-    expire_time: datetime
-    terms_version: int
-    signing_key_id: str
-    terms: CompiledTerms
-    max_uses: int | None
-
-
-class _Generation:
-    """What decisions read, as of one value of the authorization epoch; filled lazily."""
-
-    __slots__ = ("characters", "checked", "created", "epoch", "grants", "licensees", "lock", "ring")
-
-    def __init__(self, epoch: int, started: float) -> None:
-        self.epoch = epoch
-        self.created = started
-        self.checked = started  # the start of the latest poll that found the epoch unchanged
-        self.characters: dict[str, _CharacterView] = {}
-        self.licensees: dict[str, _LicenseeView] = {}
-        self.grants: dict[tuple[str, str], tuple[_GrantView, ...]] = {}
-        self.ring: KeyRing | None = None
-        self.lock = threading.Lock()
-
-
-class AuthorizationView:
-    """The in-memory view of one server, kept current by polling the authorization epoch.
-
-    See the module docstring for the lease argument that makes it safe across servers.
-    """
-
-    def __init__(self, db: Database, *, lease_seconds: float = 1.0) -> None:
-        self._db = db
-        self._lease = lease_seconds
-        self._poll_seconds = lease_seconds / 4
-        self._lock = threading.Lock()
-        self._generation: _Generation | None = None
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._terms: dict[str, CompiledTerms] = {}  # by grant id: a grant's terms never change
-
-    @property
-    def lease_seconds(self) -> float:
-        """How long a generation is trusted after the poll that last confirmed it."""
-        return self._lease
-
-    def start(self) -> None:
-        """Poll once, then keep polling in the background."""
-        if self._thread is not None:
-            return
-        self.poll()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="charter-authz-view", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop polling (bounded wait)."""
-        self._stop.set()
-        self._wake.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout=2)
-
-    def current(self) -> _Generation:
-        """A generation confirmed within the lease; polls now if there is none.
-
-        Raises:
-            StorageUnavailable: The database cannot be read, so nothing can be decided safely.
-        """
-        generation = self._generation
-        if generation is None or time.monotonic() - generation.checked > self._lease:
-            generation = self.poll()
-        return generation
-
-    def is_fresh(self, generation: _Generation) -> bool:
-        """Whether decisions may still rest on ``generation``: current, and confirmed within the lease."""
-        return generation is self._generation and time.monotonic() - generation.checked <= self._lease
-
-    def poll(self) -> _Generation:
-        """Read the epoch now; start a new generation if it moved (or the current one is old)."""
-        started = time.monotonic()
-        try:
-            with self._db.uow() as uow:
-                epoch = uow.authz.epoch()
-        except Exception as error:
-            raise StorageUnavailable("the authorization view cannot be refreshed; retry") from error
-        with self._lock:
-            generation = self._generation
-            if generation is None or generation.epoch != epoch or started - generation.created > _MAX_GENERATION_AGE:
-                generation = _Generation(epoch, started)
-                self._generation = generation
-            elif started > generation.checked:
-                generation.checked = started
-            return generation
-
-    def settle(self) -> None:
-        """After committing a change that takes something away: look at once, then wait out the lease,
-        so that no server still decides on a view from before the change."""
-        try:
-            self.poll()  # this server: at once
-        except StorageUnavailable:
-            self._wake.set()  # the lease below still bounds what this server trusts
-        time.sleep(self._lease)
-
-    def changed(self) -> None:
-        """After committing a change that may allow more (a grant issued, a suspension lifted): look at once."""
-        try:
-            self.poll()
-        except StorageUnavailable:
-            self._wake.set()  # the poller tries again
-
-    def after_commit(self, takes_away: bool) -> None:
-        """The services' hook: `settle` after a change that takes something away, else `changed`."""
-        if takes_away:
-            self.settle()
-        else:
-            self.changed()
-
-    def _run(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            self._wake.wait(self._poll_seconds * min(2**failures, 8))
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                self.poll()
-            except StorageUnavailable as error:
-                failures += 1
-                log.warning("authz_view.poll_failed", error=repr(error.__cause__))
-            else:
-                failures = 0
-
-    # Loading into a generation -------------------------------------------------------------------
-
-    def load(self, generation: _Generation, licensee_id: str, character_ids: Sequence[str], now: datetime) -> None:
-        """Read what ``generation`` lacks for this licensee and these characters, in one read transaction."""
-        missing_characters = [cid for cid in character_ids if cid not in generation.characters]
-        missing_pairs = [cid for cid in character_ids if (licensee_id, cid) not in generation.grants]
-        need_licensee = licensee_id not in generation.licensees
-        need_ring = generation.ring is None
-        if not (missing_characters or missing_pairs or need_licensee or need_ring):
-            return
-        with self._db.uow() as uow:
-            characters = uow.characters.get_many(missing_characters) if missing_characters else {}
-            licensee = uow.licensees.get(licensee_id) if need_licensee else None
-            grants = uow.authz.grants_for(licensee_id, missing_pairs, now - _RECENTLY_EXPIRED) if missing_pairs else []
-            ring = build_ring(uow.signing_keys.all()) if need_ring else None
-        by_character: dict[str, list[_GrantView]] = {cid: [] for cid in missing_pairs}
-        for record in grants:
-            by_character[record.character_id].append(self._grant_view(record))
-        with generation.lock:
-            for cid, character in characters.items():
-                generation.characters[cid] = _view_of(character)
-            for cid, views in by_character.items():
-                generation.grants[(licensee_id, cid)] = tuple(views)
-            if need_licensee:
-                generation.licensees[licensee_id] = _LicenseeView(
-                    archived=licensee is None or licensee.state is LifecycleState.ARCHIVED,
-                    platform=licensee.platform if licensee is not None else "",
-                )
-            if ring is not None and generation.ring is None:
-                generation.ring = ring
-
-    def _grant_view(self, record: GrantRecord) -> _GrantView:
-        compiled = self._terms.get(record.id)
-        if compiled is None:
-            compiled = CompiledTerms.from_terms(terms_pb2.Terms.FromString(record.terms))
-            if len(self._terms) > 100_000:
-                self._terms.clear()
-            self._terms[record.id] = compiled
-        return _GrantView(
-            id=record.id,
-            state=record.state,
-            not_before=record.not_before,
-            expire_time=record.expire_time,
-            terms_version=record.terms_version,
-            signing_key_id=record.signing_key_id,
-            terms=compiled,
-            max_uses=record.max_uses,
-        )
-
-
-def _view_of(character: Character) -> _CharacterView:
-    return _CharacterView(state=character.state, rights_holder_id=character.rights_holder_id)
-
-
 # Deciding ------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class AuthorizeResult:
-    """A decision: the signed receipt's content, the receipt, and what screening found in the prompt."""
+    """A decision: the signed receipt (whose payload is the decision), and what screening found."""
 
-    decision: decision_pb2.DecisionReceipt
-    receipt: envelope_pb2.Envelope
+    signed: SignedReceipt
     detections: list[Detection]
+
+    @property
+    def decision(self) -> decision_pb2.DecisionReceipt:
+        """The decision, as the receipt's payload states it."""
+        return self.signed.decision()
+
+    @property
+    def receipt(self) -> envelope_pb2.Envelope:
+        """The signed receipt."""
+        return self.signed.receipt()
 
 
 @dataclass(slots=True)
 class _Candidate:
     """A grant that may decide a character: from the store, or presented (and verified) by the caller."""
 
-    grant: _GrantView | None
+    grant: GrantView | None
     grant_id: str
     problem: DenyReason | None  # a reason that the grant itself fails, before any terms
 
@@ -339,7 +150,7 @@ class _Outcome:
     detected: bool
     allowed: bool = False
     reasons: tuple[DenyReason, ...] = ()
-    grant: _GrantView | None = None
+    grant: GrantView | None = None
     grant_id: str = ""
     rights_holder_id: str = ""
     evaluation: Evaluation | None = None
@@ -365,7 +176,7 @@ class AuthorizationService:
         self._screen = screen
         self._view = view
         self._verifier = verifier
-        self._issuer = issuer
+        self._receipts = ReceiptWriter(issuer)
 
     def authorize(self, principal: Principal, request: az.AuthorizeRequest) -> AuthorizeResult:
         """Decide a request (or, for a retry of one that counted a quota, return the first decision).
@@ -378,6 +189,9 @@ class AuthorizationService:
         if principal.role is not Role.GENERATOR or not principal.licensee_id:
             raise PermissionDenied("only generator keys bound to a licensee may authorize", reason="ROLE_NOT_PERMITTED")
         licensee_id = principal.licensee_id
+        # Fields this server does not know were never validated: they must not reach the receipt,
+        # nor its request digest (nor the idempotency fingerprint).
+        request.DiscardUnknownFields()
         presented = _validate(request)
         detections = self._screen.screen(request.prompt) if request.prompt.strip() else []
 
@@ -404,15 +218,18 @@ class AuthorizationService:
 
         allowed = all(outcome.allowed for outcome in outcomes)
         quotas = [o for o in outcomes if o.grant is not None and _has_quota(o.grant)] if allowed else []
-        decision = self._receipt(licensee_id, request, outcomes, now)
-        envelope = self._sign(generation, decision)
+        if quotas:
+            may_block()  # counting writes: never on the event loop (see api.dispatch)
+        digest = request_digest(request)
+        context = attested_context(request.context)
+        signed = self._write(generation, licensee_id, digest, outcomes, context, now)
         if not quotas:
-            return AuthorizeResult(decision, envelope, detections)
-        return self._count(principal, request, outcomes, quotas, decision, envelope, detections, now)
+            return AuthorizeResult(signed, detections)
+        return self._count(principal, request, outcomes, quotas, signed, context, detections, now)
 
     def _decide(
         self,
-        generation: _Generation,
+        generation: Generation,
         licensee_id: str,
         order: dict[str, bool],
         detected: set[str],
@@ -472,7 +289,7 @@ class AuthorizationService:
         envelope: envelope_pb2.Envelope,
         licensee_id: str,
         character_id: str,
-        stored: tuple[_GrantView, ...],
+        stored: tuple[GrantView, ...],
         ring: KeyRing,
         now: datetime,
     ) -> _Candidate:
@@ -493,46 +310,27 @@ class AuthorizationService:
         # The server's own clock, without the skew a client's verification allows.
         return _Candidate(grant, grant_id, _stored_problem(grant, ring, now))
 
-    def _receipt(
-        self, licensee_id: str, request: az.AuthorizeRequest, outcomes: list[_Outcome], now: datetime
-    ) -> decision_pb2.DecisionReceipt:
-        decide_time = timestamp_pb2.Timestamp()
-        decide_time.FromDatetime(now)
-        characters = []
-        for outcome in outcomes:
-            message = decision_pb2.CharacterDecision(
-                character_id=outcome.character_id,
-                allowed=outcome.allowed,
-                reasons=[_REASON_VALUE[reason] for reason in outcome.reasons],
-                grant_id=outcome.grant_id,
-                terms_version=outcome.grant.terms_version if outcome.grant is not None else 0,
-                rights_holder_id=outcome.rights_holder_id,
-                declared=outcome.declared,
-                detected=outcome.detected,
-            )
-            if outcome.allowed and outcome.evaluation is not None and outcome.evaluation.obligations is not None:
-                obligations = outcome.evaluation.obligations
-                message.obligations.attribution_text = obligations.attribution_text
-                message.obligations.watermark_required = obligations.watermark_required
-                message.obligations.revenue_share_bps = obligations.revenue_share_bps
-                if obligations.per_use_fee_currency:
-                    message.obligations.per_use_fee.currency_code = obligations.per_use_fee_currency
-                    message.obligations.per_use_fee.minor_units = obligations.per_use_fee_minor_units
-            characters.append(message)
-        return decision_pb2.DecisionReceipt(
-            # Unique, not secret: a Mersenne Twister draw (seeded from os.urandom) avoids a system
-            # call, which under load costs a GIL hand-off per request.
-            receipt_id=f"{ids.PREFIXES['receipt']}_{random.getrandbits(128):032x}",
+    def _write(
+        self,
+        generation: Generation,
+        licensee_id: str,
+        digest: bytes,
+        outcomes: list[_Outcome],
+        context: bytes,
+        now: datetime,
+    ) -> SignedReceipt:
+        """The receipt of these outcomes, signed by the active key."""
+        # Unique, not secret: a Mersenne Twister draw (seeded from os.urandom) avoids a system
+        # call, which under load costs a GIL hand-off per request.
+        receipt_id = f"{_RECEIPT_PREFIX}{random.getrandbits(128):032x}"
+        payload = self._receipts.payload(
+            receipt_id=receipt_id,
             licensee_id=licensee_id,
-            request_digest=hashlib.sha256(request.SerializeToString(deterministic=True)).digest(),
-            allowed=all(outcome.allowed for outcome in outcomes),
-            characters=characters,
-            context=request.context,
-            decide_time=decide_time,
-            issuer=self._issuer,
+            digest=digest,
+            outcomes=[_stated(outcome) for outcome in outcomes],
+            context=context,
+            decide_time=now,
         )
-
-    def _sign(self, generation: _Generation, decision: decision_pb2.DecisionReceipt) -> envelope_pb2.Envelope:
         signer = self._keys.signer()
         ring = generation.ring
         key = ring.get(signer.key_id) if ring is not None else None
@@ -541,8 +339,8 @@ class AuthorizationService:
             # ring is at most a lease old, so read the active key again.
             self._keys.forget_signer()
             signer = self._keys.signer()
-        return sign(
-            decision.SerializeToString(), RECEIPT_PAYLOAD_TYPE, key_id=signer.key_id, private_key=signer.signing_key
+        return self._receipts.sign(
+            payload, receipt_id=receipt_id, digest=digest, key_id=signer.key_id, signing_key=signer.signing_key
         )
 
     def _count(
@@ -551,14 +349,14 @@ class AuthorizationService:
         request: az.AuthorizeRequest,
         outcomes: list[_Outcome],
         quotas: list[_Outcome],
-        decision: decision_pb2.DecisionReceipt,
-        envelope: envelope_pb2.Envelope,
+        signed: SignedReceipt,
+        context: bytes,
         detections: list[Detection],
         now: datetime,
     ) -> AuthorizeResult:
         """Count the uses against every quota in one transaction, or none of them."""
-        licensee_id = decision.licensee_id
-        fingerprint = decision.request_digest.hex()
+        licensee_id = principal.licensee_id or ""
+        fingerprint = signed.request_digest.hex()
         day, month = f"D{now:%Y-%m-%d}", f"M{now:%Y-%m}"
         with self._db.uow(write=True) as uow:
             if request.request_id:
@@ -570,7 +368,13 @@ class AuthorizationService:
                     if kept is not None:
                         # The same request (same digest), so the same prompt and detections.
                         first = az.AuthorizeResponse.FromString(kept)
-                        return AuthorizeResult(first.decision, first.receipt, detections)
+                        replayed = SignedReceipt(
+                            first.decision.receipt_id,
+                            first.decision.request_digest,
+                            first.receipt.payload,  # the bytes as signed, not a re-serialization
+                            first.receipt.SerializeToString(),
+                        )
+                        return AuthorizeResult(replayed, detections)
             exhausted = None
             for outcome in quotas:
                 assert outcome.grant is not None
@@ -589,16 +393,35 @@ class AuthorizationService:
                 exhausted.allowed = False
                 exhausted.reasons = (DenyReason.QUOTA_EXHAUSTED,)
                 exhausted.evaluation = None
-                denied = self._receipt(licensee_id, request, outcomes, now)
-                return AuthorizeResult(denied, self._sign(self._view.current(), denied), detections)
-            first = az.AuthorizeResponse(decision=decision, receipt=envelope)
-            uow.authorizations.add(decision.receipt_id, licensee_id, now, first.SerializeToString())
+                denied = self._write(self._view.current(), licensee_id, signed.request_digest, outcomes, context, now)
+                return AuthorizeResult(denied, detections)
+            uow.authorizations.add(signed.receipt_id, licensee_id, now, signed.response())
             if request.request_id and not uow.request_records.add(
-                principal.key_id, "Authorize", request.request_id, fingerprint, decision.receipt_id, now
+                principal.key_id, "Authorize", request.request_id, fingerprint, signed.receipt_id, now
             ):
-                raise StorageUnavailable("a concurrent retry of this request is being decided; retry")
+                # Not an outage (STORAGE_UNAVAILABLE would page someone): the other call won.
+                raise Aborted(
+                    "a concurrent call with this request_id was decided first; retry", reason="REQUEST_IN_PROGRESS"
+                )
             uow.commit()
-        return AuthorizeResult(decision, envelope, detections)
+        return AuthorizeResult(signed, detections)
+
+
+def _stated(outcome: _Outcome) -> Outcome:
+    """An outcome as the receipt states it."""
+    grant = outcome.grant
+    evaluation = outcome.evaluation
+    return Outcome(
+        outcome.character_id,
+        outcome.allowed,
+        outcome.reasons,
+        outcome.grant_id,
+        grant.terms_version if grant is not None else 0,
+        outcome.rights_holder_id,
+        outcome.declared,
+        outcome.detected,
+        evaluation.obligations if outcome.allowed and evaluation is not None else None,
+    )
 
 
 def _choose(outcome: _Outcome, candidates: list[_Candidate], use: UseContext) -> None:
@@ -627,11 +450,11 @@ def _choose(outcome: _Outcome, candidates: list[_Candidate], use: UseContext) ->
         outcome.reasons = (reported.problem,)
 
 
-def _has_quota(grant: _GrantView) -> bool:
+def _has_quota(grant: GrantView) -> bool:
     return grant.max_uses is not None or grant.terms.daily_quota is not None or grant.terms.monthly_quota is not None
 
 
-def _stored_problem(grant: _GrantView, ring: KeyRing, now: datetime) -> DenyReason | None:
+def _stored_problem(grant: GrantView, ring: KeyRing, now: datetime) -> DenyReason | None:
     if grant.state is GrantState.REVOKED:
         return DenyReason.GRANT_REVOKED
     if grant.state is GrantState.SUSPENDED:
@@ -677,9 +500,17 @@ def _validate(request: az.AuthorizeRequest) -> list[tuple[int, envelope_pb2.Enve
     presented = []
     if len(request.grants) > MAX_GRANTS:
         checker.add("grants", f"must hold at most {MAX_GRANTS} envelopes")
+    elif sum(len(envelope.signatures) for envelope in request.grants) > MAX_SIGNATURES_PER_REQUEST:
+        checker.add("grants", f"must hold at most {MAX_SIGNATURES_PER_REQUEST} signatures in all")
     else:
         for i, envelope in enumerate(request.grants):
             field = f"grants[{i}]"
+            if envelope.ByteSize() > MAX_ENVELOPE_BYTES:
+                checker.add(field, f"must be at most {MAX_ENVELOPE_BYTES} bytes")
+                continue
+            if len(envelope.signatures) > MAX_SIGNATURES:
+                checker.add(f"{field}.signatures", f"must hold at most {MAX_SIGNATURES} signatures")
+                continue
             if envelope.payload_type != GRANT_PAYLOAD_TYPE:
                 checker.add(f"{field}.payload_type", f"must be {GRANT_PAYLOAD_TYPE} (a receipt is not a grant)")
                 continue

@@ -166,13 +166,13 @@ class CatalogService:
         size = pagination.page_size(page_size)
         effective_state = state or LifecycleState.ACTIVE
         filters = f"rh|{effective_state}|{query}"
-        after = pagination.decode(page_token, filters)
+        after = pagination.decode(self._db.page_token_key(), page_token, filters)
         only = principal.rights_holder_id if principal.role is Role.RIGHTS_HOLDER else None
         with self._db.uow() as uow:
             items, more = uow.rights_holders.list(
                 state=effective_state, query=query, only_id=only, after=after, limit=size
             )
-        return Page(items, pagination.encode(more, filters))
+        return Page(items, pagination.encode(self._db.page_token_key(), more, filters))
 
     def update_rights_holder(
         self, principal: Principal, holder_id: str, values: Mapping[str, str], paths: Sequence[str]
@@ -278,12 +278,12 @@ class CatalogService:
         size = pagination.page_size(page_size)
         effective_state = state or LifecycleState.ACTIVE
         filters = f"lic|{effective_state}|{query}|{platform}"
-        after = pagination.decode(page_token, filters)
+        after = pagination.decode(self._db.page_token_key(), page_token, filters)
         with self._db.uow() as uow:
             items, more = uow.licensees.list(
                 state=effective_state, query=query, platform=platform, after=after, limit=size
             )
-        return Page(items, pagination.encode(more, filters))
+        return Page(items, pagination.encode(self._db.page_token_key(), more, filters))
 
     def update_licensee(
         self, principal: Principal, licensee_id: str, values: Mapping[str, str], paths: Sequence[str]
@@ -353,10 +353,10 @@ class CatalogService:
         rights_holder_id = scoped_rights_holder(principal, rights_holder_id)
         size = pagination.page_size(page_size)
         filters = f"profiles|{rights_holder_id}"
-        after = pagination.decode(page_token, filters)
+        after = pagination.decode(self._db.page_token_key(), page_token, filters)
         with self._db.uow() as uow:
             items, more = uow.licensees.list_granted(rights_holder_id=rights_holder_id, after=after, limit=size)
-        return Page(items, pagination.encode(more, filters))
+        return Page(items, pagination.encode(self._db.page_token_key(), more, filters))
 
     @staticmethod
     def _load_licensee(uow: UnitOfWork, licensee_id: str) -> Licensee:

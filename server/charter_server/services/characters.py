@@ -252,7 +252,7 @@ class CharacterService:
         states = [state] if state else [s for s in CharacterState if s is not CharacterState.ARCHIVED]
         key = normalize(query) if query else ""
         filters = f"chr|{rights_holder_id}|{state}|{franchise.casefold()}|{key}"
-        after = pagination.decode(page_token, filters)
+        after = pagination.decode(self._db.page_token_key(), page_token, filters)
         with self._db.uow() as uow:
             items, more = uow.characters.list(
                 rights_holder_id=rights_holder_id or None,
@@ -262,7 +262,7 @@ class CharacterService:
                 after=after,
                 limit=size,
             )
-        return Page(items, pagination.encode(more, filters))
+        return Page(items, pagination.encode(self._db.page_token_key(), more, filters))
 
     def update_character(
         self, principal: Principal, character_id: str, values: Mapping[str, Any], paths: Sequence[str]
@@ -432,11 +432,11 @@ class CharacterService:
         check_id("character_id", character_id, "character")
         size = pagination.page_size(page_size)
         filters = f"terms|{character_id}"
-        before = pagination.decode(page_token, filters)
+        before = pagination.decode(self._db.page_token_key(), page_token, filters)
         with self._db.uow() as uow:
             _require_character_owner(principal, uow.characters.get(character_id))
             items, more = uow.terms.list(character_id, before=before, limit=size)
-        return Page(items, pagination.encode(more, filters))
+        return Page(items, pagination.encode(self._db.page_token_key(), more, filters))
 
     @staticmethod
     def list_templates() -> list[Template]:
@@ -475,10 +475,10 @@ class CharacterService:
     ) -> Page[tuple[str, list[str], list[str]]]:
         """Normalised names shared by characters of different rights holders."""
         size = pagination.page_size(page_size)
-        after = pagination.decode_text(page_token, "collisions")
+        after = pagination.decode_text(self._db.page_token_key(), page_token, "collisions")
         with self._db.uow() as uow:
             items, more = uow.characters.collisions(after=after, limit=size)
-        return Page(items, pagination.encode_text(more, "collisions"))
+        return Page(items, pagination.encode_text(self._db.page_token_key(), more, "collisions"))
 
     # Internals -------------------------------------------------------------------------------
 

@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from charter.envelope import GRANT_PAYLOAD_TYPE, sign
+from charter.envelope import (
+    GRANT_PAYLOAD_TYPE,
+    MAX_ENVELOPE_BYTES,
+    MAX_SIGNATURES,
+    MalformedEnvelope,
+    from_json,
+    sign,
+)
 from charter.grants import GrantStatus, GrantVerifier, Verification
 from charter.v1 import envelope_pb2, grant_pb2, terms_pb2
 from google.protobuf import timestamp_pb2
@@ -66,6 +73,26 @@ def _stamp(value: datetime) -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(value)
     return stamp
+
+
+def _check_envelope_bounds(checker: Checker, envelope: envelope_pb2.Envelope | str) -> None:
+    """The envelope's size and signature count, within the documented limits (a bad envelope is
+    otherwise a verdict, but one over the limits is refused before any work)."""
+    if isinstance(envelope, str):
+        if len(envelope.encode("utf-8", "surrogatepass")) > MAX_ENVELOPE_BYTES:
+            checker.add("envelope_json", f"must be at most {MAX_ENVELOPE_BYTES} bytes")
+            return
+        try:
+            signatures = len(from_json(envelope).signatures)
+        except MalformedEnvelope:
+            return  # a verdict: MALFORMED
+        if signatures > MAX_SIGNATURES:
+            checker.add("envelope_json", f"must hold at most {MAX_SIGNATURES} signatures")
+        return
+    if envelope.ByteSize() > MAX_ENVELOPE_BYTES:
+        checker.add("envelope", f"must be at most {MAX_ENVELOPE_BYTES} bytes")
+    elif len(envelope.signatures) > MAX_SIGNATURES:
+        checker.add("envelope.signatures", f"must hold at most {MAX_SIGNATURES} signatures")
 
 
 def _require_grant_owner(principal: Principal, grant: GrantRecord | None) -> GrantRecord:
@@ -256,7 +283,7 @@ class GrantService:
         rights_holder_id = scoped_rights_holder(principal, rights_holder_id)
         size = pagination.page_size(page_size)
         filters = f"grants|{character_id}|{licensee_id}|{rights_holder_id}|{state}"
-        before = pagination.decode(page_token, filters)
+        before = pagination.decode(self._db.page_token_key(), page_token, filters)
         with self._db.uow() as uow:
             items, more = uow.grants.list(
                 character_id=character_id,
@@ -266,7 +293,7 @@ class GrantService:
                 before=before,
                 limit=size,
             )
-        return Page(items, pagination.encode(more, filters))
+        return Page(items, pagination.encode(self._db.page_token_key(), more, filters))
 
     def names_of(self, grants: Sequence[GrantRecord]) -> DisplayNames:
         """The names of the grants' characters and licensees, for people; the caller already may see
@@ -318,6 +345,8 @@ class GrantService:
             checker.add("envelope", "is required (envelope or envelope_json)")
         elif isinstance(envelope, str) and not envelope:
             checker.add("envelope_json", "is empty")
+        else:
+            _check_envelope_bounds(checker, envelope)
         checker.done()
         assert envelope is not None
         require_generator_licensee(principal, licensee_id)
@@ -327,7 +356,7 @@ class GrantService:
                 state = uow.grants.states([grant_id]).get(grant_id)
             return _STATUS[state] if state is not None else GrantStatus.REVOKED
 
-        return self.verifier.verify(
+        result = self.verifier.verify(
             envelope,
             keys=self._keys.key_ring(),
             licensee_id=licensee_id,
@@ -335,6 +364,29 @@ class GrantService:
             now=self._clock.now(),
             status=status,
         )
+        if not result.valid or result.claims is None:
+            return result
+        verdict = self._standing(result.claims)
+        return (
+            result if verdict == grant_pb2.GRANT_VERDICT_VALID else Verification(verdict, result.claims, result.key_id)
+        )
+
+    def _standing(self, claims: grant_pb2.GrantClaims) -> int:
+        """What else ``Authorize`` would deny a grant that verifies for: its licensee archived, its
+        character suspended or not opted in, its lifetime cap of uses spent (in that order)."""
+        with self._db.uow() as uow:
+            licensee = uow.licensees.get(claims.licensee_id)
+            character = uow.characters.get(claims.character_id)
+            used = uow.quotas.grant_used(claims.grant_id) if claims.HasField("max_uses") else 0
+        if licensee is None or licensee.state is LifecycleState.ARCHIVED:
+            return grant_pb2.GRANT_VERDICT_LICENSEE_ARCHIVED
+        if character is None or character.state is not CharacterState.OPTED_IN:
+            if character is not None and character.state is CharacterState.SUSPENDED:
+                return grant_pb2.GRANT_VERDICT_CHARACTER_SUSPENDED
+            return grant_pb2.GRANT_VERDICT_CHARACTER_NOT_OPTED_IN
+        if claims.HasField("max_uses") and used >= claims.max_uses:
+            return grant_pb2.GRANT_VERDICT_USES_EXHAUSTED
+        return grant_pb2.GRANT_VERDICT_VALID
 
     def _transition(
         self, principal: Principal, grant_id: str, reason: str, kind: RevocationKind, *, required: bool

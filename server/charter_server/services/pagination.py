@@ -1,10 +1,16 @@
-"""AIP-158 pagination: page sizes and opaque page tokens bound to the list's filters."""
+"""AIP-158 pagination: page sizes and opaque page tokens bound to the list's filters.
+
+A token is the cursor and an HMAC-SHA256 (truncated to 128 bits) of the list's filters and the
+cursor under the deployment's page-token key (kept in the database, the same on every replica),
+so a token cannot be minted or edited by a client, nor moved to a list with other filters.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 
 from charter_server.domain.errors import InvalidArgument
@@ -26,17 +32,18 @@ def page_size(value: int) -> int:
     return min(value, MAX_PAGE_SIZE)
 
 
-def _digest(filters: str, after: int | str) -> str:
-    """Binds a token to its list's filters and to its cursor, so an edited token is refused."""
-    return hashlib.sha256(f"{filters}|{after}".encode()).hexdigest()[:16]
+def _digest(key: bytes, filters: str, after: int | str) -> str:
+    """Binds a token to its list's filters and to its cursor under the server's key, so an edited
+    or made-up token is refused."""
+    return hmac.new(key, f"{filters}|{after}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def _encode(after: int | str, filters: str) -> str:
-    raw = json.dumps({"a": after, "f": _digest(filters, after)}, separators=(",", ":")).encode()
+def _encode(key: bytes, after: int | str, filters: str) -> str:
+    raw = json.dumps({"a": after, "f": _digest(key, filters, after)}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode(token: str, filters: str) -> object:
+def _decode(key: bytes, token: str, filters: str) -> object:
     invalid = InvalidArgument.one("page_token", "is not a token returned by this list")
     if len(token) > _MAX_TOKEN_LENGTH:
         raise invalid
@@ -49,36 +56,36 @@ def _decode(token: str, filters: str) -> object:
         raise invalid from error
     if not isinstance(digest, str) or not isinstance(after, int | str) or isinstance(after, bool):
         raise invalid
-    if digest != _digest(filters, after):
+    if not hmac.compare_digest(digest, _digest(key, filters, after)):
         raise InvalidArgument.one("page_token", "was issued for a list with other filters, or was altered")
     return after
 
 
-def encode(after: int | None, filters: str) -> str:
+def encode(key: bytes, after: int | None, filters: str) -> str:
     """The token to continue after sequence number ``after``; '' when there is no next page."""
-    return "" if after is None else _encode(after, filters)
+    return "" if after is None else _encode(key, after, filters)
 
 
-def decode(token: str, filters: str) -> int:
+def decode(key: bytes, token: str, filters: str) -> int:
     """The sequence number a token continues after (0 for the first page)."""
     if not token:
         return 0
-    after = _decode(token, filters)
+    after = _decode(key, token, filters)
     if not isinstance(after, int) or not 0 <= after <= _MAX_CURSOR:
         raise InvalidArgument.one("page_token", "is not a token returned by this list")
     return after
 
 
-def encode_text(after: str | None, filters: str) -> str:
+def encode_text(key: bytes, after: str | None, filters: str) -> str:
     """The token of a list ordered by a text key, continuing after ``after``."""
-    return "" if after is None else _encode(after, filters)
+    return "" if after is None else _encode(key, after, filters)
 
 
-def decode_text(token: str, filters: str) -> str:
+def decode_text(key: bytes, token: str, filters: str) -> str:
     """The text key a token continues after ('' for the first page)."""
     if not token:
         return ""
-    after = _decode(token, filters)
+    after = _decode(key, token, filters)
     if not isinstance(after, str):
         raise InvalidArgument.one("page_token", "is not a token returned by this list")
     return after

@@ -1,53 +1,99 @@
-"""The revocation stream: the log's backlog after a sequence number, then live events, with heartbeats.
+"""The revocation stream's source: the log, read by one poller per process and fanned out to
+every watcher, and who may see which event.
 
-The log is a table with sequence numbers handed out under a counter row lock, so what is committed is
-always a contiguous prefix 1..head: a reader never sees event n+1 without event n. That makes
+The log is a table with sequence numbers handed out under a counter row lock, so what is committed
+is always a contiguous prefix 1..head: a reader never sees event n+1 without event n. That makes
 "everything after ``last``" a correct, gap-free query for every watcher.
 
 Live events are found by polling, because other server processes append to the same database: one
 poller thread per process (started when the first watcher arrives, gone when the last one leaves)
-asks for events after the newest one it knows, keeps the recent ones in memory and wakes every
-watcher waiting on a condition. Writers in this process call ``notify()`` after committing, so
-in-process watchers hear of a change at once instead of at the next poll. A watcher that has
-fallen behind the in-memory window reads the log itself, one page per short read transaction; no
-transaction is ever held open across a ``yield``.
+asks for the events after the newest one it knows, adds who may see each one, keeps the recent ones
+in memory and tells every listener. Writers in this process call `RevocationFeed.notify` after
+committing, so watchers hear of a change at once instead of at the next poll. After a read that
+reached the end of the log, the poller records a *confirmation*: the head it found and the time
+taken just *before* that read, so everything committed by then is at or below that head.
 
-A heartbeat reads the head of the log in its own transaction and is sent only after every event up
-to that head, so "I have seen every event up to the heartbeat's sequence" holds for the watcher; its
-time is taken *before* that read, so a watcher that is current is current as of that time. When the
-database cannot be read, the stream ends with a retryable error rather than sending a heartbeat it
-cannot vouch for: an offline authorizer then grows stale and fails closed, as it should.
+Watchers (the transport's streams) never read the database for live events or heartbeats, so a
+thousand of them cost one poll. A heartbeat carries the latest confirmation and is sent only after
+every event up to its head, so "I have seen every event up to the heartbeat's sequence, as of its
+time" holds for the watcher. A watcher that starts behind the in-memory window reads its backlog
+from the log, a page per short read transaction. When the poller cannot confirm (the database
+cannot be read), the confirmation ages, and a stream ends with a retryable error rather than send a
+heartbeat it cannot vouch for: an offline authorizer then grows stale and fails closed, as it
+should.
+
+**Who sees what.** Staff (admin and auditor keys) see every event. A rights-holder key sees the
+events of its own characters and of their grants. A generator key sees the events of its own
+licensee's grants and of the characters its licensee holds grants for, without the free-text
+reason (which staff and the owning rights holder wrote for themselves). A heartbeat's sequence
+counts every event, seen or not: the watcher has seen all those meant for it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
 
 from charter_server.domain.clock import Clock
 from charter_server.domain.errors import InvalidArgument, ShuttingDown, StorageUnavailable
-from charter_server.domain.models import Heartbeat, RevocationEvent
+from charter_server.domain.models import Principal, RevocationEvent, Role
 from charter_server.storage.database import Database
 
 log = structlog.get_logger(__name__)
-
-WatchItem = RevocationEvent | Heartbeat
 
 PAGE_SIZE = 500
 """Events read per short transaction, for a backlog and for the poller."""
 RECENT_EVENTS = 4096
 """Events the poller keeps in memory for watchers that are nearly current."""
-ACTIVITY_CHECK_SECONDS = 0.5
-"""The longest a waiting watcher goes without checking that its client is still there."""
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """Everything committed to the log by ``server_time`` has a sequence number up to ``head``."""
+
+    head: int
+    server_time: datetime
+    at: float  # time.monotonic() when the confirming read began
+
+
+Visibility = Callable[[RevocationEvent], RevocationEvent | None]
+
+
+def visible_to(principal: Principal) -> Visibility:
+    """What ``principal`` may see of an event (None: nothing); see the module docstring."""
+    if principal.role in (Role.ADMIN, Role.AUDITOR):
+        return lambda event: event
+    if principal.role is Role.RIGHTS_HOLDER:
+        holder = principal.rights_holder_id or ""
+        return lambda event: event if holder and event.rights_holder_id == holder else None
+    licensee = principal.licensee_id or ""
+
+    def generator(event: RevocationEvent) -> RevocationEvent | None:
+        mine = event.licensee_id == licensee if event.grant_id else licensee in event.licensee_ids
+        if not licensee or not mine:
+            return None
+        return dataclasses.replace(event, reason="") if event.reason else event
+
+    return generator
 
 
 class RevocationFeed:
-    """Streams the revocation log to any number of watchers in this process."""
+    """Reads the revocation log for every watcher of this process (see the module docstring).
+
+    Args:
+        db: The database.
+        clock: The clock whose time heartbeats carry.
+        heartbeat_seconds: How often a stream sends a heartbeat.
+        poll_seconds: How often the poller reads the log while anyone watches.
+    """
 
     def __init__(
         self,
@@ -59,167 +105,151 @@ class RevocationFeed:
     ) -> None:
         self._db = db
         self._clock = clock
-        self._heartbeat_seconds = heartbeat_seconds
+        self.heartbeat_seconds = heartbeat_seconds
         self._poll_seconds = poll_seconds
-        # One condition guards the poller's state and wakes watchers when it changes.
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
         self._stopped = False
-        self._watchers = 0
+        self._listeners: dict[int, Callable[[], None]] = {}
+        self._numbers = itertools.count()
         self._poller: threading.Thread | None = None
         self._wake = threading.Event()
-        # The newest sequence number the poller knows (None until its first read), and the events
-        # just before it, oldest first and contiguous.
+        # The newest sequence number the poller knows (None until its first read), the events just
+        # before it (oldest first, contiguous) and its latest confirmation.
         self._head: int | None = None
         self._recent: deque[RevocationEvent] = deque(maxlen=RECENT_EVENTS)
+        self._confirmed: Confirmation | None = None
 
     @property
     def watchers(self) -> int:
-        """How many streams are open."""
-        with self._changed:
-            return self._watchers
+        """How many streams are listening."""
+        with self._lock:
+            return len(self._listeners)
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the feed was stopped (the server is shutting down)."""
+        return self._stopped
+
+    @property
+    def stale_after(self) -> float:
+        """How old a confirmation may be before a stream stops vouching for the log."""
+        return self.heartbeat_seconds + max(1.0, 4 * self._poll_seconds)
 
     def notify(self) -> None:
         """Something was appended to the log and committed: look now rather than at the next poll."""
         self._wake.set()
 
     def stop(self) -> None:
-        """End every open stream (with a retryable ``ShuttingDown``) and refuse new ones."""
-        with self._changed:
+        """Stop: every listener is told, and streams end with a retryable ``ShuttingDown``."""
+        with self._lock:
             self._stopped = True
-            self._changed.notify_all()
             poller = self._poller
+            listeners = list(self._listeners.values())
         self._wake.set()
+        for listener in listeners:
+            listener()
         # The poller leaves at its next turn; wait briefly, never for a database call that hangs.
         if poller is not None and poller is not threading.current_thread():
             poller.join(timeout=1)
 
-    def watch(self, since: int, *, is_active: Callable[[], bool]) -> Iterator[WatchItem]:
-        """The events after ``since``, then live events, with a heartbeat after the backlog and
-        every ``heartbeat_seconds``; ends when ``is_active()`` turns false.
+    def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` (from the poller's thread) whenever events arrive or the feed stops;
+        returns the function that unsubscribes.
 
         Raises:
-            InvalidArgument: ``since`` is negative or beyond the newest sequence number (a log
-                this server never wrote; starting there could skip events).
-            ShuttingDown: The feed is stopped, now or later while streaming.
-            StorageUnavailable: The log cannot be read (also while streaming: no heartbeat is
-                sent that the server cannot vouch for).
+            ShuttingDown: The feed is stopped.
         """
-        if since < 0:
-            raise InvalidArgument.one("since_sequence", "must be 0 or more")
-        if since > 0 and since > (head := self._read_head()):
-            raise InvalidArgument.one(
-                "since_sequence", f"is beyond the newest sequence number of the log ({head}); watch from 0"
-            )
-        if self._stopped:
-            raise ShuttingDown("the server is shutting down; reconnect to another replica")
-        return self._stream(since, is_active)
-
-    # The watcher ---------------------------------------------------------------------------------
-
-    def _stream(self, since: int, is_active: Callable[[], bool]) -> Iterator[WatchItem]:
-        self._register()
-        try:
-            last = since
-            for event in self._read_after(last, None, is_active):
-                yield event
-                last = event.sequence
-            beat = yield from self._heartbeat(last)
-            last = beat.sequence
-            next_beat = time.monotonic() + self._heartbeat_seconds
-            while True:
-                known = self._wait(last, next_beat, is_active)
-                if self._stopped:
-                    raise ShuttingDown("the server is shutting down; reconnect to another replica")
-                if not is_active():
-                    return
-                if known > last:
-                    for event in self._deliver(last, known, is_active):
-                        yield event
-                        last = event.sequence
-                if time.monotonic() >= next_beat:
-                    beat = yield from self._heartbeat(last)
-                    last = beat.sequence
-                    next_beat = time.monotonic() + self._heartbeat_seconds
-        finally:
-            self._unregister()
-
-    def _wait(self, last: int, next_beat: float, is_active: Callable[[], bool]) -> int:
-        """Wait for news after ``last``, the next heartbeat, a stop or a gone client; return the
-        newest sequence number the poller knows."""
-        with self._changed:
-            while not self._stopped and (self._head is None or self._head <= last):
-                remaining = next_beat - time.monotonic()
-                if remaining <= 0 or not is_active():
-                    break
-                self._changed.wait(min(remaining, ACTIVITY_CHECK_SECONDS))
-            return self._head if self._head is not None else last
-
-    def _heartbeat(self, last: int) -> Generator[WatchItem, None, Heartbeat]:
-        """Send every event up to the current head, then a heartbeat carrying it; return it."""
-        now = self._clock.now()  # before the read: everything committed by then is in the head
-        head = self._read_head()
-        for event in self._deliver(last, head, lambda: True):
-            yield event
-            last = event.sequence
-        if last < head:
-            # Cut short by a stop (or, never expected, rows missing below the head): never vouch
-            # for events the watcher has not seen.
+        with self._lock:
             if self._stopped:
                 raise ShuttingDown("the server is shutting down; reconnect to another replica")
-            log.error("revocations.short_read", after=last, head=head)
-            raise StorageUnavailable("the revocation log could not be read up to its head; reconnect")
-        beat = Heartbeat(sequence=last, server_time=now)
-        yield beat
-        return beat
+            number = next(self._numbers)
+            self._listeners[number] = listener
+            if self._poller is None:
+                self._poller = threading.Thread(target=self._poll_loop, name="charter-revocations", daemon=True)
+                self._poller.start()
 
-    def _deliver(self, last: int, upto: int, is_active: Callable[[], bool]) -> Iterator[RevocationEvent]:
-        """The events after ``last`` up to ``upto``: from memory when the window covers them."""
-        recent = self._recent_after(last, upto)
-        if recent is not None:
-            return iter(recent)
-        return self._read_after(last, upto, is_active)
+        def unsubscribe() -> None:
+            with self._lock:
+                self._listeners.pop(number, None)
+            self._wake.set()  # an idle poller leaves at once
 
-    def _recent_after(self, last: int, upto: int) -> list[RevocationEvent] | None:
-        with self._changed:
+        return unsubscribe
+
+    # What watchers read --------------------------------------------------------------------------
+
+    def head(self) -> int | None:
+        """The newest sequence number the poller knows, or None before its first read."""
+        return self._head
+
+    def confirmation(self) -> Confirmation | None:
+        """The poller's latest confirmation, or None before its first."""
+        return self._confirmed
+
+    def is_stale(self, confirmation: Confirmation) -> bool:
+        """Whether ``confirmation`` is too old to vouch for."""
+        return time.monotonic() - confirmation.at > self.stale_after
+
+    def recent_after(self, last: int, upto: int) -> list[RevocationEvent] | None:
+        """The events after ``last`` up to ``upto`` from memory; None when the window misses them."""
+        with self._lock:
             if not self._recent or self._recent[0].sequence > last + 1 or self._recent[-1].sequence < upto:
                 return None
             start = last + 1 - self._recent[0].sequence
             return list(itertools.islice(self._recent, start, start + (upto - last)))
 
-    def _read_after(self, last: int, upto: int | None, is_active: Callable[[], bool]) -> Iterator[RevocationEvent]:
-        """The events after ``last`` (up to ``upto``, or to the end), a page per short transaction."""
-        while upto is None or last < upto:
-            limit = PAGE_SIZE if upto is None else min(PAGE_SIZE, upto - last)
-            with self._db.uow() as uow:
-                page = uow.revocations.since(last, limit)
-            for event in page:
-                if event.sequence != last + 1:
-                    log.error("revocations.gap", after=last, found=event.sequence)
-                    raise StorageUnavailable("the revocation log is not contiguous here; reconnect")
-                yield event
-                last = event.sequence
-            if len(page) < limit or not is_active() or self._stopped:
-                return
+    def read_after(self, last: int, upto: int) -> list[RevocationEvent]:
+        """One page of events after ``last`` up to ``upto`` from the log (blocking; on a thread).
 
-    def _read_head(self) -> int:
+        Raises:
+            StorageUnavailable: The log cannot be read, or is not contiguous here.
+        """
+        limit = min(PAGE_SIZE, upto - last)
+        if limit <= 0:
+            return []
         with self._db.uow() as uow:
-            return uow.revocations.head()
+            page = uow.audience.with_audience(uow.revocations.since(last, limit))
+        for expected, event in enumerate(page, start=last + 1):
+            if event.sequence != expected:
+                log.error("revocations.gap", after=expected - 1, found=event.sequence)
+                raise StorageUnavailable("the revocation log is not contiguous here; reconnect")
+        if len(page) < limit:
+            log.error("revocations.short_read", after=last, head=upto)
+            raise StorageUnavailable("the revocation log could not be read up to its head; reconnect")
+        return page
 
-    # The poller ----------------------------------------------------------------------------------
+    def check_since(self, since: int) -> None:
+        """Refuse a starting point that is negative or beyond the log (blocking when it must read
+        the head; on a thread).
 
-    def _register(self) -> None:
-        with self._changed:
-            if self._stopped:
-                raise ShuttingDown("the server is shutting down; reconnect to another replica")
-            self._watchers += 1
-            if self._poller is None:
-                self._poller = threading.Thread(target=self._poll_loop, name="charter-revocations", daemon=True)
-                self._poller.start()
+        Raises:
+            InvalidArgument: ``since`` is negative or beyond the newest sequence number (a log
+                this server never wrote; starting there could skip events).
+            StorageUnavailable: The head cannot be read.
+        """
+        if since < 0:
+            raise InvalidArgument.one("since_sequence", "must be 0 or more")
+        known = self._head
+        if since == 0 or (known is not None and since <= known):
+            return
+        try:
+            with self._db.uow() as uow:
+                head = uow.revocations.head()
+        except StorageUnavailable:
+            raise
+        except Exception as error:
+            raise StorageUnavailable("the revocation log cannot be read; reconnect") from error
+        if since > head:
+            raise InvalidArgument.one(
+                "since_sequence", f"is beyond the newest sequence number of the log ({head}); watch from 0"
+            )
 
-    def _unregister(self) -> None:
-        with self._changed:
-            self._watchers -= 1
-        self._wake.set()  # an idle poller leaves at once
+    # The poller ------------------------------------------------------------------------------------
+
+    def _tell(self) -> None:
+        with self._lock:
+            listeners = list(self._listeners.values())
+        for listener in listeners:
+            listener()
 
     def _poll_loop(self) -> None:
         failures = 0
@@ -230,42 +260,49 @@ class RevocationFeed:
                 self._wake.wait(self._poll_seconds * min(2**failures, 16))
             first = False
             self._wake.clear()
-            with self._changed:
-                if self._stopped or self._watchers == 0:
+            with self._lock:
+                if self._stopped or not self._listeners:
                     # Forget the window: a later poller starts from the head it reads then.
                     self._poller = None
                     self._head = None
+                    self._confirmed = None
                     self._recent.clear()
                     return
             try:
-                self._poll()
+                changed = self._poll()
             except Exception as error:  # the poller must survive a database outage
                 failures += 1
                 log.warning("revocations.poll_failed", error_type=type(error).__name__, error=str(error))
             else:
                 failures = 0
+                if changed:
+                    self._tell()
 
-    def _poll(self) -> None:
-        """Read what was committed since the last poll and wake the watchers if anything was."""
+    def _poll(self) -> bool:
+        """Read what was committed since the last poll; confirm the head; True if anything moved."""
+        server_time = self._clock.now()  # before the reads: everything committed by then is read
+        started = time.monotonic()
+        moved = False
         while True:
-            with self._changed:
-                known = self._head
+            known = self._head
             with self._db.uow() as uow:
                 if known is None:
                     head, page = uow.revocations.head(), []
                 else:
-                    head, page = known, uow.revocations.since(known, PAGE_SIZE)
-            with self._changed:
+                    head, page = known, uow.audience.with_audience(uow.revocations.since(known, PAGE_SIZE))
+            with self._lock:
                 if known is None:
                     self._head = head
+                    moved = True
                 for event in page:
                     assert self._head is not None
                     if event.sequence != self._head + 1:
                         log.error("revocations.gap", after=self._head, found=event.sequence)
-                        break
+                        raise StorageUnavailable("the revocation log is not contiguous; reading again")
                     self._recent.append(event)
                     self._head = event.sequence
-                if known is None or page:
-                    self._changed.notify_all()
-            if len(page) < PAGE_SIZE:
-                return
+                    moved = True
+                if len(page) < PAGE_SIZE:
+                    assert self._head is not None
+                    self._confirmed = Confirmation(self._head, server_time, started)
+                    return moved

@@ -126,7 +126,7 @@ class StatementService:
             rights_holder_id = principal.rights_holder_id or ""
         licensee_id = _licensee_scope(principal, request.licensee_id)
         filters = f"statements|{rights_holder_id}|{licensee_id or ''}"
-        cursor = pagination.decode_text(request.page_token, filters)
+        cursor = pagination.decode_text(self._db.page_token_key(), request.page_token, filters)
         after: tuple[str, str] | None = None
         if cursor:
             period, _, holder = cursor.partition("|")
@@ -149,7 +149,9 @@ class StatementService:
                 fill_statement(statement, by_pair[pair], with_lines=False)
                 statements.append(statement)
             name_statements(uow, statements)
-        token = pagination.encode_text(f"{pairs[-1][1]}|{pairs[-1][0]}" if more else None, filters)
+        token = pagination.encode_text(
+            self._db.page_token_key(), f"{pairs[-1][1]}|{pairs[-1][0]}" if more else None, filters
+        )
         return statements, token
 
     def close(

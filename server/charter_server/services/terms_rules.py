@@ -114,9 +114,11 @@ def _dedupe(values: Iterable[object]) -> list[object]:
 
 def canonical(terms: t.Terms) -> t.Terms:
     """The stored form: output-only fields cleared, lists without duplicates, territory and currency
-    codes upper case."""
+    codes upper case, and no unknown fields (bytes a client appended must never be stored, nor
+    signed into a grant)."""
     out = t.Terms()
     out.CopyFrom(terms)
+    out.DiscardUnknownFields()
     dynamic: Message = out  # fields named at run time
     for name in OUTPUT_ONLY:
         dynamic.ClearField(name)

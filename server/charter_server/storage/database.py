@@ -40,6 +40,37 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+class WouldBlock(BaseException):
+    """A unit of work was asked for on a thread that must not wait for the database (an event
+    loop's, see `forbid_blocking`).
+
+    A ``BaseException``, so that the services' handlers of ``Exception`` (which turn database
+    failures into retryable errors) let it through to the transport, which then runs the call
+    again on a worker thread.
+    """
+
+
+_nonblocking_threads: set[int] = set()
+
+
+def forbid_blocking() -> None:
+    """Mark the calling thread (an event loop's) as one that never waits for the database: every
+    unit of work asked for on it raises `WouldBlock` from now on."""
+    _nonblocking_threads.add(threading.get_ident())
+
+
+def allow_blocking() -> None:
+    """Undo `forbid_blocking` for the calling thread (its event loop has stopped)."""
+    _nonblocking_threads.discard(threading.get_ident())
+
+
+def may_block() -> None:
+    """Raise `WouldBlock` on a thread that must not block; for code about to wait on something
+    other than a unit of work (a lock held across I/O, a sleep)."""
+    if threading.get_ident() in _nonblocking_threads:
+        raise WouldBlock
+
+
 class Database:
     """One database: its engine and the units of work that use it."""
 
@@ -61,12 +92,27 @@ class Database:
         # growing sleeps, so under load an unlucky one waits out the whole busy timeout. Writers of
         # this process queue on a lock instead; the busy timeout is left for other processes.
         self._writer_lock = threading.RLock() if self.dialect == "sqlite" else None
+        self._page_token_key: bytes | None = None
 
     def uow(self, *, write: bool = False) -> UnitOfWork:
-        """A unit of work; ``write=True`` takes the write lock at the start on SQLite."""
+        """A unit of work; ``write=True`` takes the write lock at the start on SQLite.
+
+        Raises:
+            WouldBlock: Called on an event loop's thread (see `forbid_blocking`).
+        """
+        if threading.get_ident() in _nonblocking_threads:
+            raise WouldBlock
         if write:
             return UnitOfWork(self._write_sessions, self._writer_lock)
         return UnitOfWork(self._read_sessions)
+
+    def page_token_key(self) -> bytes:
+        """The deployment's page-token key (``storage.serving``), read once and kept."""
+        key = self._page_token_key
+        if key is None:
+            with self.uow() as uow:
+                key = self._page_token_key = uow.deployment.page_token_key()
+        return key
 
     def session(self) -> Session:
         """A bare session, for tools that manage transactions themselves."""

@@ -323,12 +323,13 @@ class ApiKeyRepository:
         return None if row is None else (_api_key(row), row.secret_sha256)
 
     def revoke(self, key_id: str, when: datetime) -> None:
-        """Mark the key revoked at ``when``."""
+        """Mark the key revoked at ``when`` (raising the authorization epoch: servers cache keys)."""
         row = self._row(key_id)
         if row is None:
             raise LookupError(key_id)
         row.revoke_time = when
         self._session.flush()
+        bump_authz_epoch(self._session)
 
     def list(
         self, *, role: Role | None, active_at: datetime | None, after: int, limit: int

@@ -330,3 +330,15 @@ class StatementClosureRow(Base):
     period: Mapped[str] = mapped_column(String(7), primary_key=True)
     close_time: Mapped[datetime] = mapped_column(UTCDateTime())
     closed_by_key_id: Mapped[str] = mapped_column(String(40))
+
+
+class DeploymentSettingsRow(Base):
+    """The one row of settings every replica of a deployment shares (see ``storage.deployment``)."""
+
+    __tablename__ = "deployment_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    authorization_lease_ms: Mapped[int] = mapped_column(BigInteger)
+    previous_lease_ms: Mapped[int] = mapped_column(BigInteger)
+    lease_changed_ms: Mapped[int] = mapped_column(BigInteger)
+    page_token_key: Mapped[bytes] = mapped_column(LargeBinary(64))

@@ -32,6 +32,7 @@ from charter_server.storage.repositories import (
     TermsRepository,
     UsageRepository,
 )
+from charter_server.storage.serving import DeploymentSettingsRepository, RevocationAudienceRepository
 
 # SQLSTATEs that mean "try again": serialization failure, deadlock, lock not available.
 _PG_RETRYABLE = {"40001", "40P01", "55P03"}
@@ -73,6 +74,8 @@ class UnitOfWork:
     usage: UsageRepository
     statements: StatementRepository
     display_names: DisplayNameRepository
+    deployment: DeploymentSettingsRepository
+    audience: RevocationAudienceRepository
 
     def __init__(
         self, session_factory: sessionmaker[Session], writer_lock: AbstractContextManager[Any] | None = None
@@ -99,6 +102,8 @@ class UnitOfWork:
         self.usage = UsageRepository(self.session)
         self.statements = StatementRepository(self.session)
         self.display_names = DisplayNameRepository(self.session)
+        self.deployment = DeploymentSettingsRepository(self.session)
+        self.audience = RevocationAudienceRepository(self.session)
         return self
 
     def commit(self) -> None:

@@ -1,0 +1,235 @@
+"""Benchmark: server CPU per ``Authorize`` with ``serve --processes 1`` and ``--processes 2``.
+
+Target: the server's CPU time per ``Authorize`` (all its processes together) stays within 10 %
+between one process and two: the processes share nothing but the database, which this path does
+not touch, so a second process costs no extra work per call. The throughput of each is printed
+too (on a 2-core machine the client shares the cores, so two processes cannot double it).
+
+The world is ``bench_authorize.py``'s, made in a fresh SQLite database before any server starts.
+Each configuration runs as a real ``charter-server serve`` process tree on a free loopback port.
+The load comes from a client process whose ``--threads`` threads each have a connection of their
+own (``SO_REUSEPORT`` spreads connections, not calls, over the processes). CPU time is read from
+``/proc`` for the server's processes (the supervisor and its children) before and after each
+measurement, so Linux only.
+
+    .venv/bin/python bench/bench_processes.py
+    .venv/bin/python bench/bench_processes.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from types import SimpleNamespace
+
+import grpc
+from _common import ClientProcess, Deadline, TimeLimitExceeded, fresh_database, line, machine, serve_loads, today
+from bench_authorize import AUTHORIZE_METHOD, CALL_TIMEOUT, World, build_world
+from charter_server import logs
+from charter_server.app import build_services, open_database
+from charter_server.config import Settings
+from charter_server.domain.clock import SystemClock
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+TARGET_CPU_DIFFERENCE = 0.10
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclass(frozen=True)
+class Spread:
+    """``threads`` threads, each on a connection of its own, calling for ``max_seconds``."""
+
+    address: str
+    request: bytes
+    metadata: tuple[tuple[str, str], ...]
+    threads: int
+    max_seconds: float
+
+
+@dataclass(frozen=True)
+class Done:
+    calls: int
+    errors: int
+    seconds: float
+    first_error: str
+
+
+def run_spread(spec: Spread, _shared: grpc.Channel) -> Done:
+    counts = [0] * spec.threads
+    errors: list[str] = []
+    start = threading.Barrier(spec.threads + 1)
+    stop_at = [0.0]
+
+    def worker(number: int) -> None:
+        # A local subchannel pool: a connection of its own, not one shared by every channel.
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        with grpc.insecure_channel(spec.address, options=options) as channel:
+            call = channel.unary_unary(AUTHORIZE_METHOD)
+            call(spec.request, metadata=spec.metadata, timeout=CALL_TIMEOUT)  # connect
+            start.wait()
+            while time.perf_counter() < stop_at[0]:
+                try:
+                    call(spec.request, metadata=spec.metadata, timeout=CALL_TIMEOUT)
+                except grpc.RpcError as error:
+                    errors.append(f"{error.code()}: {error.details()}")
+                    return
+                counts[number] += 1
+
+    threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(spec.threads)]
+    for thread in threads:
+        thread.start()
+    stop_at[0] = time.perf_counter() + 3600
+    start.wait()
+    began = time.perf_counter()
+    stop_at[0] = began + spec.max_seconds
+    for thread in threads:
+        thread.join(spec.max_seconds + CALL_TIMEOUT + 5)
+    return Done(sum(counts), len(errors), time.perf_counter() - began, errors[0] if errors else "")
+
+
+def _client_main(conn: Connection) -> None:
+    serve_loads(conn, run_spread)
+
+
+def _cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of ``root`` and its children, from /proc."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry.name), int(fields[1])
+        if root in (pid, ppid):
+            total += (int(fields[11]) + int(fields[12])) / _TICKS
+    return total
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def server_tree(url: str, processes: int) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHARTER_")}
+    command = [
+        sys.executable, "-m", "charter_server", "--database-url", url, "--listen", f"127.0.0.1:{port}",
+        "--log-level", "error", "--log-format", "json", "serve", "--processes", str(processes),
+    ]  # fmt: skip
+    tree = subprocess.Popen(command, env=env)
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if tree.poll() is not None or time.monotonic() > deadline:
+                raise TimeLimitExceeded(f"--processes {processes} did not serve")
+            with grpc.insecure_channel(address) as channel:
+                try:
+                    health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    break
+                except grpc.RpcError:
+                    time.sleep(0.2)
+        time.sleep(1.0 if processes > 1 else 0.0)  # every child is up, not just the first
+        yield tree, address
+    finally:
+        tree.terminate()
+        tree.wait(30)
+
+
+def prepare(url: str) -> World:
+    settings = Settings(database_url=url, migrate=True, log_format="json", log_level="error")
+    db = open_database(settings)
+    try:
+        services = build_services(settings, db, SystemClock())
+        services.keys.ensure_active_key()
+        return build_world(SimpleNamespace(services=services), 1)  # type: ignore[arg-type]
+    finally:
+        db.dispose()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--threads", type=int, default=8, help="client threads, a connection each (default 8)")
+    parser.add_argument("--rounds", type=int, default=4, help="measurements per configuration (default 4)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per measurement (default 3)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run (2 rounds of 1 s)")
+    parser.add_argument("--time-limit", type=float, default=240.0, help="hard limit of the whole run in seconds")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.seconds = 2, 1.0
+    if not 2 <= args.threads <= 64 or not 1 <= args.rounds <= 50 or not 0 < args.seconds <= 60:
+        parser.error("--threads 2-64, --rounds 1-50, --seconds (0, 60]")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    deadline = Deadline(args.time_limit)
+    logs.configure(log_format="json", level="error")
+    print(f"bench_processes: {args.threads} client threads and connections; SQLite; {machine()}", flush=True)
+    client: ClientProcess[Done] = ClientProcess(_client_main, Done, call_timeout=CALL_TIMEOUT)
+    results: dict[int, tuple[list[float], float, int]] = {}
+    try:
+        with fresh_database("sqlite") as url:
+            world = prepare(url)
+            for processes in (1, 2):
+                with server_tree(url, processes) as (tree, address):
+                    client.run(Spread(address, world.declared_request, world.metadata, args.threads, 1.0))  # warm
+                    rates, cpu, calls = [], 0.0, 0
+                    for _ in range(args.rounds):
+                        deadline.check(f"--processes {processes}")
+                        before = _cpu_seconds(tree.pid)
+                        done = client.run(
+                            Spread(address, world.declared_request, world.metadata, args.threads, args.seconds)
+                        )
+                        cpu += _cpu_seconds(tree.pid) - before
+                        if done.errors:
+                            raise AssertionError(f"{done.errors} failed calls, the first {done.first_error}")
+                        rates.append(done.calls / done.seconds)
+                        calls += done.calls
+                    results[processes] = (rates, cpu, calls)
+    except TimeLimitExceeded as error:
+        print(f"bench_processes: FAILED: {error}", file=sys.stderr)
+        return 2
+    finally:
+        client.close()
+        deadline.cancel()
+
+    per_call = {n: cpu / max(1, calls) * 1e6 for n, (_, cpu, calls) in results.items()}
+    for n, (rates, _, calls) in results.items():
+        line(
+            f"--processes {n}",
+            f"{statistics.median(rates):,.0f} req/s, server CPU {per_call[n]:.0f} µs/req ({calls} calls)",
+        )
+    difference = per_call[2] / per_call[1] - 1 if per_call[1] else math.inf
+    verdict = "OK" if abs(difference) <= TARGET_CPU_DIFFERENCE else "MISSED"
+    line("CPU per call, 2 vs 1", f"{difference:+.1%}  target within ±{TARGET_CPU_DIFFERENCE:.0%}  {verdict}")
+    print(
+        f"SUMMARY bench_processes date={today()} p1_per_s={statistics.median(results[1][0]):.0f} "
+        f"p2_per_s={statistics.median(results[2][0]):.0f} p1_cpu_us={per_call[1]:.0f} p2_cpu_us={per_call[2]:.0f} "
+        f"difference={difference:+.3f} {machine()}",
+        flush=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

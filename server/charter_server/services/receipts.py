@@ -1,0 +1,203 @@
+"""Decision receipts: the signed record of an ``Authorize`` decision, built only from what was
+validated and decided, as protobuf wire bytes.
+
+The receipt is a ``charter.v1.DecisionReceipt``, serialized, wrapped in a DSSE envelope and
+signed (``charter.envelope``); the response to ``Authorize`` carries the same bytes as its
+``decision``. It holds the receipt id, the licensee, the request's digest, each character's
+decision, the use context as validated (field by field: a field added to the message later is not
+attested until it is validated), the time and the issuer. Nothing the client sent reaches it
+unless it was validated first: the request's unknown fields are dropped before its digest.
+
+Building it with protobuf messages costs more than deciding does, so the receipt is written as
+wire bytes here: each character's decision is serialized once per distinct outcome and kept, and
+the few fields that change with every request (the id, the digest, the time) are encoded around
+them. Protobuf parsers accept fields in any order and a repeated field split across the message,
+so the bytes parse to the same ``DecisionReceipt`` a message would have made (tested); a verifier
+checks the bytes as signed, then parses them, as for any envelope.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from charter.envelope import RECEIPT_PAYLOAD_TYPE, pae
+from charter.terms import DenyReason, Obligations
+from charter.v1 import authorization_service_pb2 as az
+from charter.v1 import decision_pb2, envelope_pb2
+
+_REASON_VALUE = {reason: decision_pb2.DenyReason.Value(f"DENY_REASON_{reason}") for reason in DenyReason}
+_RECEIPT_PAE_PREFIX = pae(RECEIPT_PAYLOAD_TYPE, b"")[: -len(b"0 ")]  # "DSSEv1 <len> <type> "
+_CACHE_LIMIT = 100_000
+# Attested use contexts, by their validated fields (the same bytes for every server: pure).
+_CONTEXTS: dict[tuple[object, ...], bytes] = {}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
+
+
+def _varint(value: int) -> bytes:
+    if 0 <= value < 0x80:
+        return bytes((value,))
+    if value < 0:
+        value += 1 << 64  # int64 as protobuf writes it
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(key: int, data: bytes) -> bytes:
+    """A length-delimited field (``key`` is the field's tag byte)."""
+    return b"%c%b%b" % (key, _varint(len(data)), data)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What was decided for one character, as the receipt states it."""
+
+    character_id: str
+    allowed: bool
+    reasons: tuple[DenyReason, ...]
+    grant_id: str
+    terms_version: int
+    rights_holder_id: str
+    declared: bool
+    detected: bool
+    obligations: Obligations | None
+
+
+@dataclass(frozen=True, slots=True)
+class SignedReceipt:
+    """A receipt as signed: its payload (the serialized ``DecisionReceipt``) and its envelope."""
+
+    receipt_id: str
+    request_digest: bytes
+    payload: bytes
+    envelope: bytes
+
+    def response(self, detections: Iterable[bytes] = ()) -> bytes:
+        """The serialized ``AuthorizeResponse``: the decision, the serialized detections, the receipt."""
+        return b"".join(
+            (_field(0x0A, self.payload), *(_field(0x12, d) for d in detections), _field(0x1A, self.envelope))
+        )
+
+    def decision(self) -> decision_pb2.DecisionReceipt:
+        """The receipt as a message (parsed from the payload)."""
+        return decision_pb2.DecisionReceipt.FromString(self.payload)
+
+    def receipt(self) -> envelope_pb2.Envelope:
+        """The envelope as a message."""
+        return envelope_pb2.Envelope.FromString(self.envelope)
+
+
+def request_digest(request: az.AuthorizeRequest) -> bytes:
+    """The SHA-256 of the request's deterministic serialization (unknown fields already dropped)."""
+    return hashlib.sha256(request.SerializeToString(deterministic=True)).digest()
+
+
+def attested_context(context: decision_pb2.UseContext) -> bytes:
+    """The use context as the receipt attests it: the validated fields, one by one, serialized
+    (kept per distinct context: a backend asks in few)."""
+    duration = (context.duration.seconds, context.duration.nanos) if context.HasField("duration") else None
+    key = (
+        context.use_type,
+        context.content_rating,
+        tuple(context.categories),
+        context.territory,
+        context.commercial,
+        duration,
+    )
+    written = _CONTEXTS.get(key)
+    if written is None:
+        written = _attest(context)
+        if len(_CONTEXTS) >= _CACHE_LIMIT:
+            _CONTEXTS.clear()
+        _CONTEXTS[key] = written
+    return written
+
+
+def _attest(context: decision_pb2.UseContext) -> bytes:
+    attested = decision_pb2.UseContext(
+        use_type=context.use_type,
+        content_rating=context.content_rating,
+        categories=context.categories,
+        territory=context.territory,
+        commercial=context.commercial,
+    )
+    if context.HasField("duration"):
+        attested.duration.seconds = context.duration.seconds
+        attested.duration.nanos = context.duration.nanos
+    return attested.SerializeToString()
+
+
+class ReceiptWriter:
+    """Writes and signs receipts; keeps each distinct character decision's bytes (bounded)."""
+
+    def __init__(self, issuer: str) -> None:
+        self._issuer = _field(0x42, issuer.encode())
+        self._characters: dict[Outcome, bytes] = {}
+
+    def _character(self, outcome: Outcome) -> bytes:
+        written = self._characters.get(outcome)
+        if written is None:
+            message = decision_pb2.CharacterDecision(
+                character_id=outcome.character_id,
+                allowed=outcome.allowed,
+                reasons=[_REASON_VALUE[reason] for reason in outcome.reasons],
+                grant_id=outcome.grant_id,
+                terms_version=outcome.terms_version,
+                rights_holder_id=outcome.rights_holder_id,
+                declared=outcome.declared,
+                detected=outcome.detected,
+            )
+            obligations = outcome.obligations
+            if outcome.allowed and obligations is not None:
+                message.obligations.attribution_text = obligations.attribution_text
+                message.obligations.watermark_required = obligations.watermark_required
+                message.obligations.revenue_share_bps = obligations.revenue_share_bps
+                if obligations.per_use_fee_currency:
+                    message.obligations.per_use_fee.currency_code = obligations.per_use_fee_currency
+                    message.obligations.per_use_fee.minor_units = obligations.per_use_fee_minor_units
+            written = _field(0x2A, message.SerializeToString())
+            if len(self._characters) >= _CACHE_LIMIT:
+                self._characters.clear()
+            self._characters[outcome] = written
+        return written
+
+    def payload(
+        self,
+        *,
+        receipt_id: str,
+        licensee_id: str,
+        digest: bytes,
+        outcomes: Iterable[Outcome],
+        context: bytes,
+        decide_time: datetime,
+    ) -> bytes:
+        """The serialized ``DecisionReceipt``; ``decide_time`` is timezone-aware."""
+        parts = [_field(0x0A, receipt_id.encode()), _field(0x12, licensee_id.encode()), _field(0x1A, digest)]
+        allowed = True
+        for outcome in outcomes:
+            allowed = allowed and outcome.allowed
+            parts.append(self._character(outcome))
+        if allowed:
+            parts.insert(3, b"\x20\x01")
+        seconds = (decide_time - _EPOCH) // _SECOND
+        nanos = decide_time.microsecond * 1000
+        stamp = b"\x08" + _varint(seconds) + (b"\x10" + _varint(nanos) if nanos else b"")
+        parts += (_field(0x32, context), _field(0x3A, stamp), self._issuer)
+        return b"".join(parts)
+
+    def sign(
+        self, payload: bytes, *, receipt_id: str, digest: bytes, key_id: str, signing_key: object
+    ) -> SignedReceipt:
+        """Sign ``payload`` (DSSE over its exact bytes) with an Ed25519 ``nacl.signing.SigningKey``."""
+        message = b"%b%d %b" % (_RECEIPT_PAE_PREFIX, len(payload), payload)
+        signature = signing_key.sign(message).signature  # type: ignore[attr-defined]
+        signed = b"".join((_field(0x0A, key_id.encode()), _field(0x12, bytes(signature))))
+        envelope = b"".join((_field(0x0A, payload), _field(0x12, RECEIPT_PAYLOAD_TYPE.encode()), _field(0x1A, signed)))
+        return SignedReceipt(receipt_id, digest, payload, envelope)
