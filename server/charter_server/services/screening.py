@@ -1,8 +1,8 @@
 """Prompt screening: find every character a prompt names, in any script, and where.
 
-The index holds the canonical name and every alias of every character that is not archived —
-opted in, opted out and suspended alike, because a prompt that names an opted-out character
-must be caught and denied, not ignored. Names and prompts are keyed by the shared
+The index holds the canonical name and every alias of every character in every state — opted
+in, opted out, suspended and archived alike, for good — because a prompt that names a character
+that is not opted in must be caught and denied, not ignored. Names and prompts are keyed by the shared
 normalisation (``charter.names``), and an Aho-Corasick automaton (``pyahocorasick``) finds
 every key in a prompt's key in one pass.
 

@@ -525,11 +525,10 @@ class CharacterRepository:
         return [(name, *grouped[name]) for name in names], more
 
     def all_names(self) -> Sequence[CharacterNames]:
-        """The canonical name and the aliases of every character that is not archived, oldest first."""
+        """The canonical name and the aliases of every character, oldest first: archived ones too,
+        because a prompt naming an archived character must still be caught and denied."""
         rows = self._session.execute(
-            select(CharacterRow.id, CharacterRow.canonical_name, CharacterRow.aliases)
-            .where(CharacterRow.state != CharacterState.ARCHIVED.value)
-            .order_by(CharacterRow.seq)
+            select(CharacterRow.id, CharacterRow.canonical_name, CharacterRow.aliases).order_by(CharacterRow.seq)
         )
         return [
             (str(cid), str(name), [(str(a["value"]), bool(a["ambiguous"])) for a in aliases])
