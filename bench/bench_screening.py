@@ -40,8 +40,7 @@ from collections.abc import Callable, Sequence
 
 from _common import Deadline, TimeLimitExceeded, line, machine, today
 from charter.names import normalize_text
-from charter_server.services.screening import ScreenIndex
-from charter_server.storage.repositories import CharacterNames
+from charter.screen import ScreenCharacter, ScreenIndex, ScreenName
 
 TARGET_SCREEN_US = 20.0
 TARGET_BUILD_S = 1.0
@@ -78,19 +77,25 @@ def _given_name(index: int) -> tuple[str, str]:
     return romaji.capitalize(), kana
 
 
-def character(index: int) -> CharacterNames:
+def character(index: int) -> ScreenCharacter:
     """Row ``index``: its id, canonical name and three aliases in Latin script and katakana."""
     given, given_kana = _given_name(index)
     family, family_kana = _FAMILIES[index % len(_FAMILIES)]
-    aliases = [(f"{family} {given}", False), (f"{family_kana}・{given_kana}", False), (given_kana, True)]
-    return f"chr_{index:06d}", f"{given} {family}", aliases
+    names = (
+        ScreenName(f"{given} {family}"),
+        ScreenName(f"{family} {given}"),
+        ScreenName(f"{family_kana}・{given_kana}"),
+        ScreenName(given_kana, ambiguous=True),
+    )
+    return ScreenCharacter(f"chr_{index:06d}", names)
 
 
-def catalogue(count: int) -> list[CharacterNames]:
-    """The generated catalogue, plus the two characters named in kanji."""
+def catalogue(count: int) -> list[ScreenCharacter]:
+    """The generated catalogue, plus the two characters named in kanji (with derived readings)."""
     rows = [character(i) for i in range(count)]
     for number, (latin, kanji) in enumerate(_KANJI):
-        rows.append((f"chr_kanji{number}", latin, [(kanji, False), (latin.split()[1], True)]))
+        names = (ScreenName(latin), ScreenName(kanji), ScreenName(latin.split()[1], ambiguous=True))
+        rows.append(ScreenCharacter(f"chr_kanji{number}", names))
     return rows
 
 
@@ -161,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     deadline = Deadline(args.time_limit)
     try:
         rows = catalogue(args.count)
-        names = sum(1 + len(aliases) for _, _, aliases in rows)
+        names = sum(len(row.names) for row in rows)
         build_seconds = float("inf")
         for _ in range(3):
             start = time.perf_counter()

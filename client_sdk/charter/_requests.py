@@ -9,6 +9,7 @@ resource adds its builders here and thin methods to both clients.
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
@@ -369,6 +370,8 @@ def create_character(
     aliases: Iterable[character_pb2.Alias],
     external_id: str,
     request_id: str | None,
+    canonical_name_ambiguous: bool = False,
+    keyword_sets: Iterable[character_pb2.KeywordSet] = (),
 ) -> catalog_service_pb2.CreateCharacterRequest:
     """Builds a CreateCharacterRequest, with a fresh request id when none is given."""
     return catalog_service_pb2.CreateCharacterRequest(
@@ -380,9 +383,82 @@ def create_character(
             reference_urls=string_list(reference_urls, what="reference_urls"),
             aliases=alias_list(aliases),
             external_id=external_id,
+            canonical_name_ambiguous=canonical_name_ambiguous,
+            keyword_sets=keyword_set_list(keyword_sets),
         ),
         request_id=request_id or new_request_id(),
     )
+
+
+def keyword_set(name: str, *keywords: str | Iterable[str]) -> character_pb2.KeywordSet:
+    """Returns a `KeywordSet` message: a description of a character by 2 to 6 keywords.
+
+    A prompt that contains every keyword (any of its variants), in any order, is a detection of
+    kind DESCRIPTION naming the set. Best-effort: see the README's screening section.
+
+    Example:
+        ```python
+        client.add_keyword_set(character.id, charter.keyword_set(
+            "plumber game", ("videogame", "video game", "ビデオゲーム"), ("plumber", "配管工")))
+        ```
+
+    Args:
+        name: The set's name, unique among the character's sets.
+        keywords: Each keyword: a word or phrase, or several variants of it (languages,
+            spellings), any of which counts.
+
+    Returns:
+        The keyword set.
+
+    Raises:
+        TypeError: If a keyword is neither a string nor strings.
+    """
+    built = character_pb2.KeywordSet(name=name)
+    for keyword in keywords:
+        variants = [keyword] if isinstance(keyword, str) else string_list(keyword, what="keyword variants")
+        built.keywords.append(character_pb2.Keyword(variants=variants))
+    return built
+
+
+def keyword_set_list(values: Iterable[character_pb2.KeywordSet]) -> list[character_pb2.KeywordSet]:
+    """Returns keyword sets as a list, checking that each is a `KeywordSet` message.
+
+    Raises:
+        TypeError: If the value holds anything but `KeywordSet` messages.
+    """
+    checked = list(values)
+    for value in checked:
+        if not isinstance(value, character_pb2.KeywordSet):
+            raise TypeError(f"keyword_sets must hold KeywordSet messages, not {type(value).__name__}")
+    return checked
+
+
+class NameWarning(UserWarning):
+    """A name the server registered but warns about: it may cause false detections in prompts.
+
+    Issued (with `warnings.warn`) by `create_character` and `update_character` for each warning
+    of the response; mark such a name ambiguous to have it decided only when declared.
+
+    Attributes:
+        field: The field of the name, for example `character.aliases[2].value`.
+        name: The name.
+        kind: `COMMON_WORD` or `TOO_SHORT`.
+        language: For a common word, the language it is common in.
+    """
+
+    def __init__(self, field: str, name: str, kind: str, language: str) -> None:
+        super().__init__(f"{field}: {name!r} {kind.lower().replace('_', ' ')}; consider marking it ambiguous")
+        self.field = field
+        self.name = name
+        self.kind = kind
+        self.language = language
+
+
+def warn_names(found: Iterable[catalog_service_pb2.NameWarning]) -> None:
+    """Issue a `NameWarning` for each warning of a response."""
+    for item in found:
+        kind = catalog_service_pb2.NameWarning.Kind.Name(item.kind).removeprefix("KIND_")
+        warnings.warn(NameWarning(item.field, item.name, kind, item.language), stacklevel=3)
 
 
 def list_characters(
@@ -406,6 +482,8 @@ def update_character(
     reference_urls: Iterable[str] | None,
     aliases: Iterable[character_pb2.Alias] | None,
     external_id: str | None,
+    canonical_name_ambiguous: bool | None = None,
+    keyword_sets: Iterable[character_pb2.KeywordSet] | None = None,
 ) -> catalog_service_pb2.UpdateCharacterRequest:
     """Builds an UpdateCharacterRequest whose mask names the non-None changes; lists are replaced whole."""
     resource = character_pb2.Character(id=id)
@@ -418,6 +496,8 @@ def update_character(
             "reference_urls": None if reference_urls is None else string_list(reference_urls, what="reference_urls"),
             "aliases": None if aliases is None else alias_list(aliases),
             "external_id": external_id,
+            "canonical_name_ambiguous": canonical_name_ambiguous,
+            "keyword_sets": None if keyword_sets is None else keyword_set_list(keyword_sets),
         },
     )
     return catalog_service_pb2.UpdateCharacterRequest(character=resource, update_mask=mask)

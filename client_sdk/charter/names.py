@@ -4,9 +4,13 @@ One key per way of writing a name: ``Hatsune  Miku``, ``hatsune-miku`` and
 ``ＨＡＴＳＵＮＥ ＭＩＫＵ`` all become ``hatsune miku``; ``ハツネミク`` and ``はつねみく``
 both become ``はつねみく``; ``初音・ミク`` and ``初音ミク`` both become ``初音みく``.
 
-The rules, in order, applied per character cluster (a base character with the marks
-that follow it) so every output character maps back to a span of the input:
+The rules, in order, applied per character cluster (a base character with the marks and the
+ignorable characters that follow it) so every output character maps back to a span of the input:
 
+0. Default-ignorable and format characters (zero-width space and joiners, soft hyphen, word
+   joiner, combining grapheme joiner, variation selectors, bidirectional controls, tags; Unicode's
+   ``Default_Ignorable_Code_Point`` and category ``Cf``, from the ``regex`` module's Unicode data)
+   are dropped. They are never separators: ``Hat<U+200B>sune`` is ``hatsune``.
 1. Unicode NFKC: full-width Latin becomes ASCII, half-width katakana becomes full-width,
    compatibility forms (ligatures, circled letters) become plain letters.
 2. Case folding (``str.casefold``), which also folds ``ß`` to ``ss``.
@@ -33,7 +37,17 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 
-__all__ = ["NormalizedText", "is_cjk", "is_word_char", "normalize", "normalize_text", "normalize_with_offsets"]
+import regex
+
+__all__ = [
+    "NormalizedText",
+    "is_cjk",
+    "is_ignorable",
+    "is_word_char",
+    "normalize",
+    "normalize_text",
+    "normalize_with_offsets",
+]
 
 _KATAKANA_START, _KATAKANA_END = 0x30A1, 0x30F6
 _KANA_SHIFT = 0x60
@@ -41,6 +55,15 @@ _KANA_SHIFT = 0x60
 _ITERATION = {0x30FD: "\u309d", 0x30FE: "\u309e"}
 # Marks that attach to the preceding character and must be normalised with it.
 _ATTACHING = {"\u3099", "\u309a", "\uff9e", "\uff9f"}
+
+
+_IGNORABLE = regex.compile(r"[\p{Default_Ignorable_Code_Point}\p{Cf}]")
+
+
+@lru_cache(maxsize=4096)
+def is_ignorable(ch: str) -> bool:
+    """Whether ``ch`` is dropped by the normalisation: a default-ignorable or format character."""
+    return _IGNORABLE.match(ch) is not None
 
 
 def is_cjk(ch: str) -> bool:
@@ -84,6 +107,8 @@ def _is_latin(ch: str) -> bool:
 
 @lru_cache(maxsize=8192)
 def _fold_cluster(cluster: str) -> str:
+    if any(is_ignorable(c) for c in cluster):
+        cluster = "".join(c for c in cluster if not is_ignorable(c))
     text = unicodedata.normalize("NFKC", cluster).casefold()
     if text and _is_latin(text[0]):
         decomposed = unicodedata.normalize("NFD", text)
@@ -92,11 +117,11 @@ def _fold_cluster(cluster: str) -> str:
 
 
 def _clusters(text: str) -> list[tuple[int, int]]:
-    """Spans of a base character and the combining or voicing marks after it."""
+    """Spans of a base character and the combining or voicing marks (and ignorables) after it."""
     spans: list[tuple[int, int]] = []
     start = 0
     for index in range(1, len(text) + 1):
-        if index < len(text) and (unicodedata.combining(text[index]) or text[index] in _ATTACHING):
+        if index < len(text) and _joins(text[index]):
             continue
         spans.append((start, index))
         start = index
@@ -145,8 +170,8 @@ _JOINED = "\uffff"
 
 
 def _joins(ch: str) -> bool:
-    """Whether ``ch`` belongs to the cluster of the character before it."""
-    return bool(unicodedata.combining(ch)) or ch in _ATTACHING
+    """Whether ``ch`` belongs to the cluster of the character before it (a mark or an ignorable)."""
+    return bool(unicodedata.combining(ch)) or ch in _ATTACHING or is_ignorable(ch)
 
 
 def _as_one(folded: str) -> str:

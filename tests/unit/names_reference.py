@@ -1,10 +1,13 @@
 """The reference model of the shared name normalisation: the original, cluster-by-cluster
-implementation of ``charter.names``, kept unchanged so the fast path can be checked against it.
+implementation of ``charter.names`` (with ignorable characters joined to the cluster before them
+and dropped), kept so the fast path can be checked against it.
 Slow and obviously right; never used outside the tests."""
 
 from __future__ import annotations
 
 import unicodedata
+
+import regex
 
 _KATAKANA_START, _KATAKANA_END = 0x30A1, 0x30F6
 _KANA_SHIFT = 0x60
@@ -53,7 +56,12 @@ def _is_latin(ch: str) -> bool:
     return code < 0x0250 or 0x1E00 <= code <= 0x1EFF
 
 
+def _ignorable(ch: str) -> bool:
+    return regex.match(r"[\p{Default_Ignorable_Code_Point}\p{Cf}]", ch) is not None
+
+
 def _fold_cluster(cluster: str) -> str:
+    cluster = "".join(c for c in cluster if not _ignorable(c))
     text = unicodedata.normalize("NFKC", cluster).casefold()
     if text and _is_latin(text[0]):
         decomposed = unicodedata.normalize("NFD", text)
@@ -66,7 +74,9 @@ def _clusters(text: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     start = 0
     for index in range(1, len(text) + 1):
-        if index < len(text) and (unicodedata.combining(text[index]) or text[index] in _ATTACHING):
+        if index < len(text) and (
+            unicodedata.combining(text[index]) or text[index] in _ATTACHING or _ignorable(text[index])
+        ):
             continue
         spans.append((start, index))
         start = index

@@ -17,6 +17,7 @@ from charter_server.services.catalog import (
     RightsHolderInput,
 )
 from charter_server.services.characters import CHARACTER_MUTABLE, CharacterService, ImportRowInput
+from charter_server.services.readings import name_warnings
 
 _OUTCOMES = {
     "created": pb.ImportRowResult.OUTCOME_CREATED,
@@ -36,7 +37,8 @@ class CharacterServicerMixin:
     ) -> pb.CreateCharacterResponse:
         value = convert.character_input(request.character, "character")
         created = self._characters.create_character(current_principal(), value, request_id=request.request_id)
-        return pb.CreateCharacterResponse(character=convert.character(created))
+        warnings = [convert.name_warning(w) for w in name_warnings(created)]
+        return pb.CreateCharacterResponse(character=convert.character(created), warnings=warnings)
 
     def GetCharacter(self, request: pb.GetCharacterRequest, context: grpc.ServicerContext) -> pb.GetCharacterResponse:
         found = self._characters.get_character(current_principal(), request.id)
@@ -66,7 +68,8 @@ class CharacterServicerMixin:
         updated = self._characters.update_character(
             current_principal(), request.character.id, values, list(request.update_mask.paths)
         )
-        return pb.UpdateCharacterResponse(character=convert.character(updated))
+        warnings = [convert.name_warning(w) for w in name_warnings(updated)]
+        return pb.UpdateCharacterResponse(character=convert.character(updated), warnings=warnings)
 
     def ArchiveCharacter(
         self, request: pb.ArchiveCharacterRequest, context: grpc.ServicerContext
@@ -140,6 +143,7 @@ class CharacterServicerMixin:
                     character_id=r.character_id,
                     error_reason=r.error_reason,
                     field_violations=[pb.ImportFieldViolation(field=f, description=d) for f, d in r.violations],
+                    warnings=[convert.name_warning(w) for w in r.warnings],
                 )
                 for r in results
             ]

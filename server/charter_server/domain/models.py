@@ -1,4 +1,8 @@
-"""Domain records of the foundation: rights holders, licensees, API keys, callers."""
+"""Domain records of the foundation: rights holders, licensees, API keys, callers.
+
+Prompt detections and keyword sets are the SDK's own records (``charter.decisions.Detection``,
+``charter.screen.KeywordSet``), shared by the server's screen and the SDK's.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from charter.decisions import Detection
 from charter.names import normalize
+from charter.screen import KeywordSet
+
+__all__ = ["Detection", "KeywordSet"]  # the shared records, re-exported for the server's layers
 
 T = TypeVar("T")
 
@@ -128,6 +136,7 @@ class AliasKind(enum.StrEnum):
     NICKNAME = "nickname"
     ROMANIZATION = "romanization"
     TRANSLATION = "translation"
+    READING = "reading"
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +148,7 @@ class Alias:
     kind: AliasKind
     ambiguous: bool
     normalized: str
+    derived: bool = False  # a reading the server derived from a name in kanji or hanzi
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,10 +170,12 @@ class Character:
     archive_time: datetime | None
     # The state to return to when a suspension is lifted.
     state_before_suspension: CharacterState | None = None
+    canonical_name_ambiguous: bool = False
+    keyword_sets: tuple[KeywordSet, ...] = ()
 
     def names(self) -> list[tuple[str, bool]]:
         """Every normalised name of the character with whether it is marked ambiguous."""
-        found = {normalize(self.canonical_name): False}
+        found = {normalize(self.canonical_name): self.canonical_name_ambiguous}
         for alias in self.aliases:
             if alias.normalized:
                 found[alias.normalized] = found.get(alias.normalized, True) and alias.ambiguous
@@ -239,18 +251,6 @@ class RevocationEvent:
     event_time: datetime
     reason: str
     character_id: str = ""  # for a character's suspension or reinstatement (grant_id is empty)
-
-
-@dataclass(frozen=True, slots=True)
-class Detection:
-    """A character named in a prompt: the alias that matched and where, in code points."""
-
-    character_id: str
-    matched_alias: str
-    start: int
-    end: int
-    text: str
-    ambiguous: bool
 
 
 @dataclass(frozen=True, slots=True)

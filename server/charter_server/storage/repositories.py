@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from charter.screen import KeywordSet, ScreenCharacter, ScreenName
 from charter.v1 import terms_pb2
 from sqlalchemy import (
     ColumnElement,
@@ -72,8 +73,6 @@ from charter_server.storage.tables import (
 
 # Shared names: (normalised name, character ids, rights holder ids), and the name to continue after.
 CollisionPage = tuple[list[tuple[str, list[str], list[str]]], str | None]
-# A character's names for prompt screening: (character id, canonical name, [(alias, ambiguous)]).
-CharacterNames = tuple[str, str, list[tuple[str, bool]]]
 
 
 def _escape_like(text: str) -> str:
@@ -380,9 +379,12 @@ def _character(row: CharacterRow) -> Character:
                 kind=AliasKind(str(a["kind"])),
                 ambiguous=bool(a["ambiguous"]),
                 normalized=str(a["normalized"]),
+                derived=bool(a.get("derived", False)),
             )
             for a in row.aliases
         ),
+        canonical_name_ambiguous=bool(row.canonical_name_ambiguous),
+        keyword_sets=tuple(_keyword_set(k) for k in row.keyword_sets or ()),
         state=CharacterState(row.state),
         terms_version=row.terms_version,
         create_time=row.create_time,
@@ -399,7 +401,16 @@ def _alias_json(alias: Alias) -> dict[str, object]:
         "kind": alias.kind.value,
         "ambiguous": alias.ambiguous,
         "normalized": alias.normalized,
+        "derived": alias.derived,
     }
+
+
+def _keyword_set(value: dict[str, Any]) -> KeywordSet:
+    return KeywordSet(str(value["name"]), tuple(tuple(str(v) for v in k) for k in value["keywords"]))
+
+
+def _keyword_set_json(value: KeywordSet) -> dict[str, object]:
+    return {"name": value.name, "keywords": [list(k) for k in value.keywords]}
 
 
 class CharacterRepository:
@@ -524,15 +535,31 @@ class CharacterRepository:
                 holders.append(str(holder_id))
         return [(name, *grouped[name]) for name in names], more
 
-    def all_names(self) -> Sequence[CharacterNames]:
-        """The canonical name and the aliases of every character, oldest first: archived ones too,
-        because a prompt naming an archived character must still be caught and denied."""
+    def all_names(self) -> Sequence[ScreenCharacter]:
+        """The names (canonical first) and keyword sets of every character, oldest first: archived
+        ones too, because a prompt naming an archived character must still be caught and denied."""
         rows = self._session.execute(
-            select(CharacterRow.id, CharacterRow.canonical_name, CharacterRow.aliases).order_by(CharacterRow.seq)
+            select(
+                CharacterRow.id,
+                CharacterRow.canonical_name,
+                CharacterRow.canonical_name_ambiguous,
+                CharacterRow.aliases,
+                CharacterRow.keyword_sets,
+            ).order_by(CharacterRow.seq)
         )
         return [
-            (str(cid), str(name), [(str(a["value"]), bool(a["ambiguous"])) for a in aliases])
-            for cid, name, aliases in rows
+            ScreenCharacter(
+                str(cid),
+                (
+                    ScreenName(str(name), bool(ambiguous)),
+                    *(
+                        ScreenName(str(a["value"]), bool(a["ambiguous"]), bool(a.get("derived", False)))
+                        for a in aliases
+                    ),
+                ),
+                tuple(_keyword_set(k) for k in keyword_sets or ()),
+            )
+            for cid, name, ambiguous, aliases, keyword_sets in rows
         ]
 
     def names_marker(self) -> tuple[object, ...]:
@@ -556,6 +583,8 @@ class CharacterRepository:
         row.description = character.description
         row.reference_urls = list(character.reference_urls)
         row.aliases = [_alias_json(a) for a in character.aliases]
+        row.canonical_name_ambiguous = character.canonical_name_ambiguous
+        row.keyword_sets = [_keyword_set_json(k) for k in character.keyword_sets]
         row.state = character.state.value
         row.state_before_suspension = (
             character.state_before_suspension.value if character.state_before_suspension else None
