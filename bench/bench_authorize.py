@@ -97,6 +97,7 @@ AUTHORIZE_SERVICE = "charter.v1.AuthorizationService"
 AUTHORIZE_METHOD = f"/{AUTHORIZE_SERVICE}/Authorize"
 CALL_TIMEOUT = 10.0
 TARGETS = ("empty", "empty+stack", "authorize", "authorize+prompt")
+TARGET_PROMPT_RATIO = 0.85  # Authorize with the prompt screened, against Authorize without it
 
 
 # What a client process is asked to do, and what it answers -----------------------------------
@@ -472,6 +473,12 @@ def report(args: argparse.Namespace, series: dict[str, Series]) -> None:
         verdict = "OK" if against_empty >= TARGET_RATIO else "MISSED"
         line(f"{name} / empty", f"{against_empty:.3f}  target >= {TARGET_RATIO:.2f}  {verdict}")
         line(f"{name} / empty+stack", f"{against_stack:.3f}  (what the handler costs)")
+    # Same round, one right after the other: the prompt's cost against Authorize without it.
+    pairs = zip(series["authorize+prompt"].rates, series["authorize"].rates, strict=False)
+    with_prompt = statistics.median(prompt / plain for prompt, plain in pairs)
+    summary["prompt_ratio"] = with_prompt
+    verdict = "OK" if with_prompt >= TARGET_PROMPT_RATIO else "MISSED"
+    line("authorize+prompt / authorize", f"{with_prompt:.3f}  target >= {TARGET_PROMPT_RATIO:.2f}  {verdict}")
     print(
         f"SUMMARY bench_authorize date={today()} threads={args.threads} rounds={args.rounds} "
         f"client={'in-process' if args.in_process else 'process'} "

@@ -123,6 +123,10 @@ class Segmenter(Protocol):
         analyser's dictionary does not have."""
         ...
 
+    def learn(self, names: Iterable[str]) -> None:
+        """Add registered names to the analyser's dictionary, where it can take them."""
+        ...
+
 
 class WordSegmenter:
     """fugashi with UniDic-lite for Japanese, jieba for Chinese; each loaded on first use."""
@@ -131,6 +135,17 @@ class WordSegmenter:
         self._lock = threading.Lock()
         self._tagger: Any = None
         self._jieba: Any = None
+        self._learned: set[str] = set()
+
+    def learn(self, names: Iterable[str]) -> None:
+        """Add names written in hanzi to jieba's dictionary, so that a registered name is one word
+        of the Chinese analyser (jieba takes words at run time; UniDic is compiled)."""
+        new = {n for n in names if len(n) > 1 and all(is_cjk(c) for c in n)} - self._learned
+        with self._lock:
+            self._learned |= new
+            if self._jieba is not None:
+                for name in new:
+                    self._jieba.add_word(name)
 
     def warm(self) -> None:
         """Load both analysers now (the first load of jieba's dictionary takes a second or two)."""
@@ -158,23 +173,42 @@ class WordSegmenter:
     def _load_tagger(self) -> Any:
         with self._lock:
             if self._tagger is None:
-                import fugashi
-
-                self._tagger = fugashi.Tagger()
+                self._tagger = _fugashi_tagger()
             return self._tagger
 
     def _load_jieba(self) -> Any:
         with self._lock:
             if self._jieba is None:
-                import logging
-
-                import jieba
-
-                jieba.setLogLevel(logging.WARNING)
-                tokenizer = jieba.Tokenizer()
-                tokenizer.initialize()
+                tokenizer = _jieba_tokenizer()
+                for name in self._learned:
+                    tokenizer.add_word(name)
                 self._jieba = tokenizer
             return self._jieba
+
+
+# The analysers are loaded once per process (jieba's dictionary takes a second or two) and shared.
+_ANALYSERS = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _fugashi_tagger() -> Any:
+    import fugashi
+
+    with _ANALYSERS:
+        return fugashi.Tagger()
+
+
+@lru_cache(maxsize=1)
+def _jieba_tokenizer() -> Any:
+    import logging
+
+    import jieba
+
+    with _ANALYSERS:
+        jieba.setLogLevel(logging.WARNING)
+        tokenizer = jieba.Tokenizer()
+        tokenizer.initialize()
+        return tokenizer
 
 
 @lru_cache(maxsize=1)
@@ -240,8 +274,15 @@ _LONG_SPELLINGS = {"o": ("o", "ou", "oo"), "u": ("u", "uu")}
 _MAX_LONG_VOWELS = 4  # 3^4 spellings at most per name
 
 
+# The characters of `charter.names.is_cjk`, as one class (a search of it runs in C).
+_CJK = re.compile(
+    "[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003ffff\u3005]"
+)
+
+
 def _latin(key: str) -> bool:
-    return all(is_word_char(c) or c == " " for c in key)
+    """Whether a key is written in a spaced script (it has no CJK character)."""
+    return key.isascii() or not _CJK.search(key)
 
 
 def _long_vowel_spellings(value: str) -> list[str]:
@@ -355,16 +396,18 @@ class ScreenIndex:
         own_keys: dict[str, set[str]] = {}  # name key → characters (for look-alike merges)
         sets: list[tuple[str, KeywordSet]] = []
         skeleton_names: list[tuple[str, str]] = []  # (character id, name) with look-alike characters
+        learned: list[ScreenName] = []
         count = 0
         for character in characters:
             count += 1
             keyed = [(n, normalize(n.value)) for n in character.names]
-            east_asian = any(is_cjk(c) for n in character.names for c in n.value)
+            east_asian = any(_CJK.search(n.value) for n in character.names)
+            learned.extend(character.names)
             for name, key in keyed:
                 if not key:
                     continue
                 own_keys.setdefault(key, set()).add(character.id)
-                if _has_look_alikes(name.value):
+                if not name.value.isascii() and _has_look_alikes(name.value):
                     skeleton_names.append((character.id, name.value))
                 for variant, rule in _variants(name, key, east_asian):
                     if variant:
@@ -385,6 +428,8 @@ class ScreenIndex:
             for other in sorted(own_keys.get(merged, set()) - {character_id}):
                 collisions.append((merged, character_id, other))
                 suppressed.add(merged)
+        segmenter = segmenter if segmenter is not None else _default_segmenter()
+        segmenter.learn(c.value for c in learned)
         if not by_key:
             return cls(None, 0, count, segmenter=segmenter, marker=marker)
         automaton = ahocorasick.Automaton()
@@ -400,7 +445,7 @@ class ScreenIndex:
             keys=len(by_key),
             keyword_sets=tuple(sets),
             skeleton_collisions=tuple(collisions),
-            segmenter=segmenter if segmenter is not None else _default_segmenter(),
+            segmenter=segmenter,
             marker=marker,
             _suppressed=frozenset(suppressed),
         )
@@ -412,11 +457,7 @@ class ScreenIndex:
         detections = _Search(self, prompt, prompt).run()
         if not prompt.isascii() and _has_look_alikes(prompt):
             seen = {(d.character_id, d.start, d.end) for d in detections}
-            extra = [
-                Detection(d.character_id, d.matched_alias, d.start, d.end, d.text, d.ambiguous, Rule.SKELETON)
-                for d in _Search(self, prompt, _skeleton(prompt), skeleton=True).run()
-                if (d.character_id, d.start, d.end) not in seen
-            ]
+            extra = _Search(self, prompt, _skeleton(prompt), skeleton=True).run(seen)
             if extra:
                 detections = _outermost(sorted(detections + extra, key=lambda d: d.start))
         return detections
@@ -437,7 +478,9 @@ class _Search:
         self._hashtags: list[tuple[int, int]] | None = None
         self._boundaries = None
 
-    def run(self) -> list[Detection]:
+    def run(self, seen: set[tuple[str, int, int]] | None = None) -> list[Detection]:
+        """The detections of this search; for the look-alike search, those not in ``seen`` (by
+        character and span), each reported with `Rule.SKELETON`."""
         key = self._key
         last = len(key) - 1
         suppressed = self._index._suppressed if self._skeleton else frozenset()
@@ -478,13 +521,17 @@ class _Search:
             matched = prompt[first:stop]
             for character_id, alias, ambiguous, rule in entries:
                 reported = rule
-                if plural and rule is Rule.EXACT:
+                if seen is not None:
+                    if (character_id, first, stop) in seen:
+                        continue
+                    reported = Rule.SKELETON
+                elif plural and rule is Rule.EXACT:
                     reported = Rule.PLURAL
                 elif rule is Rule.JOINED and self._in_hashtag(first):
                     reported = Rule.HASHTAG
                 detections.append(Detection(character_id, alias, first, stop, matched, ambiguous, reported))
         if keywords:
-            detections = self._descriptions(keywords, detections)
+            detections = self._descriptions(keywords, detections, seen or set())
         return detections
 
     # Boundaries --------------------------------------------------------------------------------
@@ -528,12 +575,23 @@ class _Search:
         """Whether a key that starts or ends next to more CJK text lines up with word boundaries."""
         key = self._key
         if start and _hangul(key[start]) and _hangul(key[start - 1]):
-            return False  # Korean: particles follow a name, but a name starts a word
+            # Korean: particles follow a name, but a name starts a word (spaces are gone from the key).
+            first, _ = self._text.span(start, start + 1)
+            return not _hangul(self._prompt[first - 1])
         need_start = start > 0 and _needs_words(key[start]) and is_cjk(key[start - 1])
         need_end = end + 1 < len(key) and _needs_words(key[end]) and is_cjk(key[end + 1])
         if not (need_start or need_end):
             return True
         first, stop = self._text.span(start, end + 1)
+        prompt = self._prompt
+        # Katakana meeting hiragana is a word boundary without asking the analyser: a name in
+        # katakana followed by a particle or honorific (マリオが, ミクさん), or after one (はマリオ).
+        if need_start and _script_change(prompt[first], prompt[first - 1]):
+            need_start = False
+        if need_end and stop < len(prompt) and _script_change(prompt[stop - 1], prompt[stop]):
+            need_end = False
+        if not (need_start or need_end):
+            return True
         words = self._words_around(first, stop)
         if words is None:
             return True  # no analyser: count the match (fail closed)
@@ -561,8 +619,10 @@ class _Search:
 
     # Descriptions ------------------------------------------------------------------------------
 
-    def _descriptions(self, found: dict[_KeywordRef, tuple[int, int]], detections: list[Detection]) -> list[Detection]:
-        """Add a detection per keyword set whose every keyword was found."""
+    def _descriptions(
+        self, found: dict[_KeywordRef, tuple[int, int]], detections: list[Detection], seen: set[tuple[str, int, int]]
+    ) -> list[Detection]:
+        """Add a detection per keyword set whose every keyword was found (unless ``seen``)."""
         sets = self._index.keyword_sets
         for position in sorted({p for p, _ in found}):
             character_id, keyword_set = sets[position]
@@ -571,6 +631,8 @@ class _Search:
             if len(located) < len(spans):
                 continue
             first, stop = min(s for s, _ in located), max(e for _, e in located)
+            if (character_id, first, stop) in seen:
+                continue
             label = " + ".join(variants[0] for variants in keyword_set.keywords)
             text = self._prompt[first:stop]
             detections.append(
@@ -580,14 +642,18 @@ class _Search:
 
 
 def _outermost(detections: list[Detection]) -> list[Detection]:
-    """The detections that do not lie inside a longer one (of the two passes, merged by start)."""
-    spans = [(d.start, d.end) for d in detections if not d.described]
-    return [
-        d
-        for d in detections
-        if d.described
-        or not any(s <= d.start and d.end <= e and (s, e) != (d.start, d.end) for s, e in spans)
-    ]
+    """The detections that do not lie inside a longer one. One pass in order of start (longest
+    first): a span lies inside another only if one that starts no later reaches at least as far."""
+    kept: list[Detection] = []
+    reach, reach_start = -1, -1  # the furthest end so far, and the start of the span reaching it
+    for d in sorted(detections, key=lambda d: (d.start, -d.end)):
+        if not d.described:
+            if d.end <= reach and (reach_start, reach) != (d.start, d.end):
+                continue
+            if d.end > reach:
+                reach, reach_start = d.end, d.start
+        kept.append(d)
+    return sorted(kept, key=lambda d: d.start)
 
 
 _WINDOW = 48  # characters of CJK text on each side of a candidate given to the analyser
@@ -600,6 +666,16 @@ def _cjk_like(ch: str) -> bool:
 
 
 _KANA = re.compile("[\u3040-\u30ff\uff66-\uff9d]")
+
+
+def _katakana(ch: str) -> bool:
+    return 0x30A1 <= ord(ch) <= 0x30FA or 0xFF66 <= ord(ch) <= 0xFF9D
+
+
+def _script_change(inside: str, outside: str) -> bool:
+    """Whether a name's character ``inside`` in katakana meets ``outside`` in hiragana. (Not kanji:
+    ゾロ目 is one word.)"""
+    return _katakana(inside) and 0x3041 <= ord(outside) <= 0x3096
 
 
 def _has_kana(text: str) -> bool:

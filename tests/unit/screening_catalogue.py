@@ -16,9 +16,20 @@ from charter_server.services.readings import readings
 DATA = Path(__file__).resolve().parent.parent / "data" / "screening"
 
 KEYWORD_SETS = {
-    "chr_mario": (KeywordSet("plumber game", (("videogame", "video game", "ビデオゲーム", "电子游戏"), ("plumber", "配管工", "水管工"))),),
-    "chr_miku": (KeywordSet("vocaloid twin tails", (("twin tails", "twintails", "ツインテール", "双马尾"), ("vocaloid", "ボーカロイド", "ボカロ"))),),
-    "chr_pikachu": (KeywordSet("electric mouse", (("yellow", "黄色い", "黄色"), ("electric mouse", "電気ネズミ", "电老鼠"))),),
+    "chr_mario": (
+        KeywordSet(
+            "plumber game", (("videogame", "video game", "ビデオゲーム", "电子游戏"), ("plumber", "配管工", "水管工"))
+        ),
+    ),
+    "chr_miku": (
+        KeywordSet(
+            "vocaloid twin tails",
+            (("twin tails", "twintails", "ツインテール", "双马尾"), ("vocaloid", "ボーカロイド", "ボカロ")),
+        ),
+    ),
+    "chr_pikachu": (
+        KeywordSet("electric mouse", (("yellow", "黄色い", "黄色"), ("electric mouse", "電気ネズミ", "电老鼠"))),
+    ),
 }
 
 

@@ -193,14 +193,19 @@ def print_obligations(characters: Sequence[CharacterDecision]) -> None:
 
 
 def print_detections(detections: Sequence[Detection]) -> None:
-    """Prints the characters a prompt names: alias, span, matched text, ambiguity."""
+    """Prints the characters a prompt names or describes: alias (or keyword set), rule, span,
+    matched text, ambiguity."""
     table = Table(title="detections", title_justify="left")
-    for name in ("character", "alias", "span", "text", "ambiguous"):
-        table.add_column(name, overflow="fold", no_wrap=name == "character")
+    for name in ("character", "alias", "rule", "span", "text", "ambiguous"):
+        table.add_column(name, overflow="fold", no_wrap=name in ("character", "rule"))
     for detection in detections:
+        matched = (
+            f"{detection.keyword_set}: {detection.matched_alias}" if detection.described else detection.matched_alias
+        )
         table.add_row(
             Text(detection.character_id),
-            Text(detection.matched_alias),
+            Text(matched),
+            Text(detection.rule.value.lower().replace("_", " ")),
             Text(f"{detection.start}-{detection.end}"),
             Text(detection.text),
             Text("yes" if detection.ambiguous else "no"),
@@ -258,6 +263,9 @@ def detection_json(detection: Detection) -> dict[str, Any]:
         "end": detection.end,
         "text": detection.text,
         "ambiguous": detection.ambiguous,
+        "rule": f"RULE_{detection.rule.value}",
+        "kind": "KIND_DESCRIPTION" if detection.described else "KIND_NAME",
+        **({"keywordSet": detection.keyword_set} if detection.keyword_set else {}),
     }
 
 

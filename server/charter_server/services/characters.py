@@ -35,7 +35,13 @@ from charter_server.domain.models import (
 from charter_server.services import pagination
 from charter_server.services.idempotency import create_once
 from charter_server.services.ownership import not_owned, require_rights_holder
-from charter_server.services.readings import NameWarning, check_keyword_sets, name_warnings, with_readings
+from charter_server.services.readings import (
+    NameWarning,
+    check_keyword_sets,
+    name_warnings,
+    with_readings,
+    without_shared_readings,
+)
 from charter_server.services.templates import TEMPLATES, Template
 from charter_server.services.terms_rules import canonical, check_terms, same_terms
 from charter_server.services.validation import Checker, check_id
@@ -683,7 +689,7 @@ class CharacterService:
             )
 
     def _insert(self, uow: UnitOfWork, character: Character, *, external_id_known_free: bool = False) -> Character:
-        character = self._without_shared_readings(uow, character)
+        character = without_shared_readings(uow, character)
         self._check_names(uow, character)
         if (
             not external_id_known_free
@@ -702,7 +708,7 @@ class CharacterService:
         return character
 
     def _save(self, uow: UnitOfWork, character: Character) -> Character:
-        character = self._without_shared_readings(uow, character)
+        character = without_shared_readings(uow, character)
         self._check_names(uow, character)
         try:
             uow.characters.save(character)
@@ -711,22 +717,6 @@ class CharacterService:
                 "another character of this rights holder has this external id", reason="EXTERNAL_ID_CONFLICT"
             ) from error
         return character
-
-    @staticmethod
-    def _without_shared_readings(uow: UnitOfWork, character: Character) -> Character:
-        """The character without the derived readings that another rights holder's character has
-        as a name: many names share a reading, and a reading is a guess, never grounds to refuse."""
-        derived = {a.normalized for a in character.aliases if a.derived}
-        if not derived:
-            return character
-        given = {key for key, _ in character.names()} - derived | {
-            a.normalized for a in character.aliases if not a.derived
-        }
-        taken = {name for name, _, _ in uow.characters.name_owners(list(derived - given), character.rights_holder_id)}
-        if not taken:
-            return character
-        kept = tuple(a for a in character.aliases if not (a.derived and a.normalized in taken))
-        return dataclasses.replace(character, aliases=kept)
 
     @staticmethod
     def _check_names(uow: UnitOfWork, character: Character) -> None:

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from charter.screen import KeywordSet
 
 from charter_server.domain.models import Alias, AliasKind, Character
 from charter_server.services.validation import Checker
+from charter_server.storage.uow import UnitOfWork
 
 COMMON_WORD_ZIPF = 4.5
 """Names at least this frequent (Zipf scale: 6 is ``the``, 3 a rare word) are common words."""
@@ -103,6 +105,28 @@ def with_readings(canonical_name: str, aliases: tuple[Alias, ...], before: set[s
             keys.add(key)
             result.append(Alias(reading, tag, AliasKind.READING, False, key, derived=True))
     return tuple(result)
+
+
+def without_shared_readings(uow: UnitOfWork, character: Character) -> Character:
+    """The character without the derived readings that another rights holder's character has as
+    a name: many names share a reading, and a reading is a guess, never grounds to refuse."""
+    derived = {a.normalized for a in character.aliases if a.derived}
+    if not derived:
+        return character
+    given = {key for key, _ in character.names()} - derived | {a.normalized for a in character.aliases if not a.derived}
+    taken = {name for name, _, _ in uow.characters.name_owners(list(derived - given), character.rights_holder_id)}
+    if not taken:
+        return character
+    kept = tuple(a for a in character.aliases if not (a.derived and a.normalized in taken))
+    return dataclasses.replace(character, aliases=kept)
+
+
+def warm() -> None:
+    """Load the reading converter and the word lists now rather than on the first registration."""
+    readings("初音", "ja")
+    readings("初音", "zh")
+    for language in ("en", "ja", "zh", "ko"):
+        _frequencies(language)
 
 
 @dataclass(frozen=True, slots=True)
