@@ -46,9 +46,9 @@ from pathlib import Path
 from _common import Deadline, TimeLimitExceeded, line, machine, today
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from unit import screening_catalogue, screening_corpus  # noqa: E402  (the tests' corpus and catalogue)
 from charter.names import normalize_text
 from charter.screen import ScreenCharacter, ScreenIndex, ScreenName
+from unit import screening_catalogue, screening_corpus
 
 TARGET_SCREEN_US = 20.0
 TARGET_ASCII_US = 8.0

@@ -15,6 +15,8 @@ character in them, in the four languages and mixed, including the words that onc
 alarms (マリオネット, エルサレム, ミクロ, 降るかもしれない, ぞろぞろ, ゆっくりと).
 """
 
+# ruff: noqa: RUF001  (look-alike characters and CJK punctuation are the point)
+
 from __future__ import annotations
 
 import itertools
@@ -23,20 +25,25 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 LATIN_LOOK_ALIKES = {"a": "а", "e": "е", "o": "о", "p": "р", "c": "с", "x": "х", "H": "Н", "M": "М", "K": "К",
-                     "T": "Т", "B": "В", "P": "Р", "C": "С", "A": "А", "E": "Е", "O": "О", "Z": "Ζ", "N": "Ν",
-                     "i": "і", "s": "ѕ", "y": "у", "L": "Ꮮ", "D": "Ꭰ", "S": "Ѕ", "G": "Ԍ", "R": "Ꭱ", "u": "ս",
-                     "r": "г", "n": "ո", "k": "κ", "d": "ԁ", "g": "ɡ", "h": "һ", "l": "ӏ", "m": "ṃ", "t": "τ"}  # fmt: skip
+                     "T": "Т", "B": "В", "P": "Р", "C": "С", "A": "А", "E": "Е", "O": "О", "Z": "Ζ",
+                     "N": "Ν", "i": "і", "s": "ѕ", "y": "у", "L": "Ꮮ", "D": "Ꭰ", "S": "Ѕ", "G": "Ԍ",
+                     "R": "Ꭱ", "u": "ս", "r": "г", "n": "ո", "k": "κ", "d": "ԁ", "g": "ɡ", "h": "һ",
+                     "l": "ӏ", "m": "ṃ", "t": "τ"}  # fmt: skip
 INVISIBLE = ("\u200b", "\u00ad", "\u2060", "\u034f", "\u200d", "\ufeff")
 EN = ("A watercolour poster of {n} at dusk.", "{n} walking through a rainy street, cinematic.",
       "Draw {n} on a beach, soft light.", "A photo of {n} eating ramen in Tokyo.")  # fmt: skip
 JA = ("{n}が歌うイラスト", "{n}さんが海辺を歩く写真", "夕暮れの街を歩く{n}を描いて", "{n}と猫のポスター")
 ZH = ("{n}在跳舞的插画", "画一张{n}在海边的照片", "{n}和猫咪的海报")
 KO = ("{n}가 춤추는 그림", "해변을 걷는 {n} 사진", "{n}와 고양이 포스터")
-LONG_VOWELS = {"chr_gojo": ("Satoru Gojou", "Satoru Gojoo", "Gojou Satoru"), "chr_ryuko": ("Ryuuko Matoi", "Matoi Ryuuko")}
+LONG_VOWELS = {
+    "chr_gojo": ("Satoru Gojou", "Satoru Gojoo", "Gojou Satoru"),
+    "chr_ryuko": ("Ryuuko Matoi", "Matoi Ryuuko"),
+}
 DESCRIPTIONS = {
     "chr_mario": ("a plumber hero in a retro videogame", "video game poster of a jumping plumber",
                   "配管工が主人公のビデオゲームの絵", "电子游戏里的水管工"),
-    "chr_miku": ("a vocaloid singer with long twin tails", "ツインテールのボーカロイドが歌う", "twintails and a vocaloid mic"),
+    "chr_miku": ("a vocaloid singer with long twin tails", "ツインテールのボーカロイドが歌う",
+                 "twintails and a vocaloid mic"),
     "chr_pikachu": ("a yellow electric mouse in a forest", "黄色い電気ネズミのぬいぐるみ", "黄色的电老鼠"),
 }  # fmt: skip
 
@@ -70,11 +77,16 @@ def positives(rows: list[dict]) -> list[dict]:
         # Evasions of the canonical name in Latin script.
         middle = len(canonical) // 2 if canonical[len(canonical) // 2] != " " else len(canonical) // 2 + 1
         for mark in INVISIBLE[: 4 if number % 2 else 6]:
-            add(EN[(number + 1) % len(EN)].format(n=canonical[:middle] + mark + canonical[middle:]), "invisible", "en", cid)
+            add(
+                EN[(number + 1) % len(EN)].format(n=canonical[:middle] + mark + canonical[middle:]),
+                "invisible",
+                "en",
+                cid,
+            )
         swaps = [i for i, c in enumerate(canonical) if c in LATIN_LOOK_ALIKES]
         for i in swaps[:2]:
-            add(EN[(number + 2) % len(EN)].format(n=canonical[:i] + LATIN_LOOK_ALIKES[canonical[i]] + canonical[i + 1 :]),
-                "skeleton", "en", cid)  # fmt: skip
+            swapped = canonical[:i] + LATIN_LOOK_ALIKES[canonical[i]] + canonical[i + 1 :]
+            add(EN[(number + 2) % len(EN)].format(n=swapped), "skeleton", "en", cid)
         letters = [c for c in canonical if c.isalnum()]
         words = _words(canonical)
         spaced = (" ".join(letters), ".".join(letters), "-".join(letters), " ".join(" ".join(w) for w in words))
@@ -129,9 +141,10 @@ ORDINARY_EN = (
     ("watercolour", "oil painting", "35mm photo", "pencil sketch"),
 )  # fmt: skip
 ORDINARY_JA = (
-    ("マリオネットの人形劇", "エルサレムの旧市街", "ミクロの世界", "雨が降るかもしれない夕方", "人がぞろぞろ歩く商店街",
-     "ゆっくりと流れる川", "古い灯台", "静かな図書館", "赤い自転車", "山あいの村", "夜市の屋台", "紙の提灯",
-     "桜並木", "雪の駅", "猫の昼寝", "海辺の喫茶店", "リンクを貼ったブログ", "ゾロ目のサイコロ", "ソニックブームの実験"),
+    ("マリオネットの人形劇", "エルサレムの旧市街", "ミクロの世界", "雨が降るかもしれない夕方",
+     "人がぞろぞろ歩く商店街", "ゆっくりと流れる川", "古い灯台", "静かな図書館", "赤い自転車",
+     "山あいの村", "夜市の屋台", "紙の提灯", "桜並木", "雪の駅", "猫の昼寝", "海辺の喫茶店",
+     "リンクを貼ったブログ", "ゾロ目のサイコロ", "ソニックブームの実験"),
     ("を描いて", "の写真", "の水彩画", "のイラスト、やわらかい光", "を映画のように"),
 )  # fmt: skip
 ORDINARY_ZH = (
@@ -150,7 +163,9 @@ def ordinary() -> list[dict]:
     """Sentences with no character in them (at least 1,000)."""
     found = []
     for subject, setting, medium in itertools.product(*ORDINARY_EN):
-        found.append({"prompt": f"{subject} {setting}, {medium}.", "category": "ordinary", "language": "en", "expected": []})
+        found.append(
+            {"prompt": f"{subject} {setting}, {medium}.", "category": "ordinary", "language": "en", "expected": []}
+        )
     for subject, tail in itertools.product(*ORDINARY_JA):
         found.append({"prompt": f"{subject}{tail}", "category": "ordinary", "language": "ja", "expected": []})
     for subject, tail in itertools.product(*ORDINARY_ZH):
@@ -158,7 +173,9 @@ def ordinary() -> list[dict]:
     for subject, tail in itertools.product(*ORDINARY_KO):
         found.append({"prompt": f"{subject}{tail}", "category": "ordinary", "language": "ko", "expected": []})
     for ja, en in zip(ORDINARY_JA[0], ORDINARY_EN[0], strict=False):
-        found.append({"prompt": f"{en} and {ja}, mixed media", "category": "ordinary", "language": "mixed", "expected": []})
+        found.append(
+            {"prompt": f"{en} and {ja}, mixed media", "category": "ordinary", "language": "mixed", "expected": []}
+        )
     return found
 
 
