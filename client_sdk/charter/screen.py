@@ -70,6 +70,7 @@ __all__ = [
     "ScreenName",
     "Segmenter",
     "WordSegmenter",
+    "look_alike_key",
     "skeleton_map",
 ]
 
@@ -258,6 +259,15 @@ def _has_look_alikes(prompt: str) -> bool:
     return any(ord(m.group()) in table for m in _skeleton_prefilter().finditer(prompt))
 
 
+def look_alike_key(name: str) -> str | None:
+    """The key ``name`` has once its look-alike characters are replaced by their prototypes, or
+    None when it has none (or the key stays the same)."""
+    if name.isascii() or not _has_look_alikes(name):
+        return None
+    merged = normalize(_skeleton(name))
+    return merged if merged and merged != normalize(name) else None
+
+
 def _skeleton(text: str) -> str:
     return text.translate(skeleton_map())
 
@@ -424,7 +434,7 @@ class ScreenIndex:
         collisions = []
         suppressed = set()
         for character_id, value in skeleton_names:
-            merged = normalize(_skeleton(value))
+            merged = look_alike_key(value) or ""
             for other in sorted(own_keys.get(merged, set()) - {character_id}):
                 collisions.append((merged, character_id, other))
                 suppressed.add(merged)

@@ -251,3 +251,26 @@ def test_a_short_name_inside_an_ordinary_japanese_word_is_not_detected_nor_allow
     assert character.id not in [d.character_id for d in inside.detections]
     assert character.id not in [d.character_id for d in inside.decision.characters]
     assert [d.character_id for d in named.detections if d.character_id == character.id] == [character.id]
+
+
+def test_staff_see_names_that_the_look_alike_rule_would_merge(api: Stubs, keys: Any, holder: Holder) -> None:
+    """A name in Cyrillic letters that reads as another character's Latin name: both are kept
+    apart by screening and listed for staff, page by page."""
+    marker = "".join(c for c in unique() if c.isalpha())[:6] or "marker"
+    other = new_holder(api.catalog, api.access, keys.admin)
+    latin = create(api, other, canonical_name=f"Capa {marker}").character
+    cyrillic = create(api, holder, canonical_name=f"Сара {marker}").character
+
+    found, token = [], ""
+    while True:
+        page = api.catalog.ListAliasCollisions(
+            catalog_pb.ListAliasCollisionsRequest(page_size=1, page_token=token), metadata=auth(keys.auditor)
+        )
+        found += [c for c in page.collisions if latin.id in c.character_ids]
+        token = page.next_page_token
+        if not token:
+            break
+
+    assert [(c.kind, c.normalized, list(c.character_ids), list(c.rights_holder_ids)) for c in found] == [
+        (catalog_pb.AliasCollision.KIND_LOOK_ALIKE, f"capa {marker}", [cyrillic.id, latin.id], [holder.id, other.id])
+    ]

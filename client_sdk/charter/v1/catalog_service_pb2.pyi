@@ -1584,15 +1584,52 @@ Global___ListAliasCollisionsRequest: _TypeAlias = ListAliasCollisionsRequest  # 
 
 @_typing.final
 class AliasCollision(_message.Message):
-    """A normalised name shared by characters of more than one rights holder."""
+    """A normalised name shared by characters of more than one rights holder, or
+    a name that prompt screening's look-alike pass would turn into another
+    character's name (so the pass is not applied to it).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
+
+    class _Kind:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _KindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[AliasCollision._Kind.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        KIND_UNSPECIFIED: AliasCollision._Kind.ValueType  # 0
+        """Not specified. Never sent by the server."""
+        KIND_SAME_NAME: AliasCollision._Kind.ValueType  # 1
+        """The characters have a name with this normalised key."""
+        KIND_LOOK_ALIKE: AliasCollision._Kind.ValueType  # 2
+        """The first character has a name written with look-alike characters of
+        other scripts (UTS #39 confusables) that turns into this key, a name of
+        the other characters. Screening does not apply the look-alike rule to
+        it; staff may want the names changed or marked ambiguous.
+        """
+
+    class Kind(_Kind, metaclass=_KindEnumTypeWrapper):
+        """What collides."""
+
+    KIND_UNSPECIFIED: AliasCollision.Kind.ValueType  # 0
+    """Not specified. Never sent by the server."""
+    KIND_SAME_NAME: AliasCollision.Kind.ValueType  # 1
+    """The characters have a name with this normalised key."""
+    KIND_LOOK_ALIKE: AliasCollision.Kind.ValueType  # 2
+    """The first character has a name written with look-alike characters of
+    other scripts (UTS #39 confusables) that turns into this key, a name of
+    the other characters. Screening does not apply the look-alike rule to
+    it; staff may want the names changed or marked ambiguous.
+    """
 
     NORMALIZED_FIELD_NUMBER: _builtins.int
     CHARACTER_IDS_FIELD_NUMBER: _builtins.int
     RIGHTS_HOLDER_IDS_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
     normalized: _builtins.str
     """The normalised name."""
+    kind: Global___AliasCollision.Kind.ValueType
+    """What collides."""
     @_builtins.property
     def character_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The ids of the characters that share it."""
@@ -1607,10 +1644,11 @@ class AliasCollision(_message.Message):
         normalized: _builtins.str = ...,
         character_ids: _abc.Iterable[_builtins.str] | None = ...,
         rights_holder_ids: _abc.Iterable[_builtins.str] | None = ...,
+        kind: Global___AliasCollision.Kind.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_ids", b"character_ids", "normalized", b"normalized", "rights_holder_ids", b"rights_holder_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_ids", b"character_ids", "kind", b"kind", "normalized", b"normalized", "rights_holder_ids", b"rights_holder_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -157,8 +157,13 @@ class CharacterServicerMixin:
         )
         return pb.ListAliasCollisionsResponse(
             collisions=[
-                pb.AliasCollision(normalized=name, character_ids=characters, rights_holder_ids=holders)
-                for name, characters, holders in page.items
+                pb.AliasCollision(
+                    normalized=name,
+                    character_ids=characters,
+                    rights_holder_ids=holders,
+                    kind=pb.AliasCollision.Kind.Value(f"KIND_{kind.upper()}"),
+                )
+                for name, characters, holders, kind in page.items
             ],
             next_page_token=page.next_page_token,
         )

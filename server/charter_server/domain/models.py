@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 
 from charter.decisions import Detection
 from charter.names import normalize
-from charter.screen import KeywordSet
+from charter.screen import KeywordSet, look_alike_key
 
 __all__ = ["Detection", "KeywordSet"]  # the shared records, re-exported for the server's layers
 
@@ -180,6 +180,16 @@ class Character:
             if alias.normalized:
                 found[alias.normalized] = found.get(alias.normalized, True) and alias.ambiguous
         return [(key, ambiguous) for key, ambiguous in found.items() if key]
+
+    def look_alikes(self) -> dict[str, str]:
+        """The names written with look-alike characters of other scripts: normalised key → the key
+        the screen's look-alike pass turns them into (see ``charter.screen``)."""
+        found = {}
+        for value in (self.canonical_name, *(a.value for a in self.aliases)):
+            merged = look_alike_key(value)
+            if merged is not None:
+                found[normalize(value)] = merged
+        return found
 
 
 class SigningKeyState(enum.StrEnum):

@@ -503,13 +503,24 @@ class CharacterService:
 
     def list_alias_collisions(
         self, principal: Principal, *, page_size: int, page_token: str
-    ) -> Page[tuple[str, list[str], list[str]]]:
-        """Normalised names shared by characters of different rights holders."""
+    ) -> Page[tuple[str, list[str], list[str], str]]:
+        """Normalised names shared by characters of different rights holders (kind ``same_name``),
+        then, under each key, names that the screen's look-alike pass would merge into it
+        (``look_alike``); by key and kind."""
         size = pagination.page_size(page_size)
-        after = pagination.decode_text(page_token, "collisions")
+        after, _, after_kind = pagination.decode_text(page_token, "collisions").partition("\n")
         with self._db.uow() as uow:
-            items, more = uow.characters.collisions(after=after, limit=size)
-        return Page(items, pagination.encode_text(more, "collisions"))
+            shared, shared_more = uow.characters.collisions(after=after, limit=size)
+            merged, merged_more = uow.characters.look_alike_merges(after=after, inclusive=not after_kind, limit=size)
+        items = sorted(
+            [(name, c, h, "same_name") for name, c, h in shared]
+            + [(name, c, h, "look_alike") for name, c, h in merged],
+            key=lambda item: (item[0], item[3] != "same_name"),
+        )
+        page = items[:size]
+        more = len(items) > size or shared_more is not None or merged_more is not None
+        token = f"{page[-1][0]}\n{'' if page[-1][3] == 'same_name' else 'look_alike'}" if more else None
+        return Page(page, pagination.encode_text(token, "collisions"))
 
     # Internals -------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from charter_server.domain.models import (
     Alias,
@@ -535,6 +535,30 @@ class CharacterRepository:
                 holders.append(str(holder_id))
         return [(name, *grouped[name]) for name in names], more
 
+    def look_alike_merges(self, *, after: str, inclusive: bool, limit: int) -> CollisionPage:
+        """Names that the screen's look-alike pass would turn into another character's name (by the
+        key they turn into, from ``after``), so the pass is not applied to them; as ``collisions``."""
+        name, other = CharacterNameRow, aliased(CharacterNameRow)
+        rows = self._session.execute(
+            select(name.skeleton, name.character_id, name.rights_holder_id, other.character_id, other.rights_holder_id)
+            .join(other, and_(other.normalized == name.skeleton, other.character_id != name.character_id))
+            .where(name.skeleton >= after if inclusive else name.skeleton > after)
+            .order_by(name.skeleton, name.character_id, other.character_id)
+        )
+        grouped: dict[str, tuple[list[str], list[str]]] = {}
+        for merged, *pairs in rows:
+            if str(merged) not in grouped and len(grouped) > limit:
+                break
+            characters, holders = grouped.setdefault(str(merged), ([], []))
+            for character_id, holder_id in (pairs[:2], pairs[2:]):
+                if character_id not in characters:
+                    characters.append(str(character_id))
+                if holder_id not in holders:
+                    holders.append(str(holder_id))
+        names = list(grouped)
+        more = names[limit - 1] if len(names) > limit else None
+        return [(n, *grouped[n]) for n in names[:limit]], more
+
     def all_names(self) -> Sequence[ScreenCharacter]:
         """The names (canonical first) and keyword sets of every character, oldest first: archived
         ones too, because a prompt naming an archived character must still be caught and denied."""
@@ -595,12 +619,14 @@ class CharacterRepository:
         row.archive_time = character.archive_time
 
     def _index_names(self, character: Character) -> None:
+        look_alikes = character.look_alikes()
         self._session.add_all(
             CharacterNameRow(
                 character_id=character.id,
                 normalized=name,
                 rights_holder_id=character.rights_holder_id,
                 ambiguous=ambiguous,
+                skeleton=look_alikes.get(name),
             )
             for name, ambiguous in character.names()
         )
