@@ -86,6 +86,7 @@ def is_word_char(ch: str) -> bool:
     return ch.isalnum() and not is_cjk(ch)
 
 
+@lru_cache(maxsize=4096)
 def _is_separator(ch: str) -> bool:
     if ch == "\u30fc":  # ー is a letter in Japanese, although Unicode calls it a modifier
         return False
@@ -167,23 +168,50 @@ _MARK = "\x00"
 # of the key, and its place in the text belongs to that character's cluster. It is a
 # noncharacter, which no fold ever yields either (it folds to a separator).
 _JOINED = "\uffff"
+# What the table gives for two kinds of joining character whose cluster usually folds like the
+# character before it, so that they can be joined in C rather than cluster by cluster: a Latin
+# combining diacritic (U+0300-U+036F, but U+0345, which case-folds to iota) after a Latin letter
+# or digit, and an ignorable character after anything. Where that does not hold, they become
+# _MARK. Both are noncharacters, which no fold yields (they fold to separators).
+_LATIN_MARK = "\ufffe"
+_DROPPED = "\ufdd0"
+_SIMPLE_JOIN = re.compile("(?<=[a-z0-9\ufffe\ufdd0\uffff])\ufffe|(?<=.)\ufdd0", re.DOTALL)
+# Texts at least this long are translated whole: one C call, rather than one call of the error
+# handler per run of non-ASCII characters, which is slow when runs are many (marks after letters).
+_WHOLE_TEXT = 1024
 
 
+@lru_cache(maxsize=4096)
 def _joins(ch: str) -> bool:
     """Whether ``ch`` belongs to the cluster of the character before it (a mark or an ignorable)."""
     return bool(unicodedata.combining(ch)) or ch in _ATTACHING or is_ignorable(ch)
 
 
 def _as_one(folded: str) -> str:
-    """A cluster's fold as one character: itself, " " for separators only, or _MARK."""
-    if folded and all(_is_separator(c) for c in folded):
+    """A cluster's fold as one character: itself, " " for separators only (or nothing: ignorable
+    characters at the start of a text), or _MARK."""
+    if all(_is_separator(c) for c in folded):
         return " "
     return folded if len(folded) == 1 else _MARK
 
 
 def _fold_alone(ch: str) -> str:
-    """The fold of ``ch`` as a cluster of its own: one character, " " for a separator, or _MARK."""
+    """The fold of ``ch`` as a cluster of its own: one character, " " for a separator, _MARK, or
+    one of the two joining characters resolved by ``_resolve``."""
+    if is_ignorable(ch):
+        return _DROPPED
+    if 0x300 <= ord(ch) <= 0x36F and ch != "\u0345":
+        return _LATIN_MARK
     return _MARK if _joins(ch) else _as_one(_fold_cluster(ch))
+
+
+def _resolve(folded: str, before: str) -> str:
+    """Join the Latin marks and ignorables of a translated run that fold into the character before
+    them (``before`` is the fold of the character before the run, if any); the others are _MARK."""
+    if _LATIN_MARK not in folded and _DROPPED not in folded:
+        return folded
+    joined = _SIMPLE_JOIN.sub(_JOINED, before + folded)[len(before) :]
+    return joined.replace(_LATIN_MARK, _MARK).replace(_DROPPED, _MARK)
 
 
 class _FoldTable(dict[int, int]):
@@ -249,7 +277,8 @@ def _fold_run(error: UnicodeError) -> tuple[bytes, int]:
     if not isinstance(error, UnicodeEncodeError):
         raise error
     text, start, end = error.object, error.start, error.end
-    folded = text[start:end].translate(_TABLE)
+    before = chr(_ASCII_FOLD[ord(text[start - 1])]) if start else ""
+    folded = _resolve(text[start:end].translate(_TABLE), before)
     if _MARK in folded:
         folded = _fold_clusters(text, start, end, folded)
     return folded.encode(), end
@@ -275,7 +304,10 @@ def _fold_one_to_one(text: str) -> str | None:
     if text.isascii():
         return text.encode("ascii").translate(_ASCII_FOLD).decode("ascii")
     try:
-        return text.encode("ascii", _handler()).translate(_ASCII_FOLD).decode()
+        if len(text) < _WHOLE_TEXT:
+            return text.encode("ascii", _handler()).translate(_ASCII_FOLD).decode()
+        folded = _resolve(text.translate(_TABLE), "")
+        return _fold_clusters(text, 0, len(text), folded) if _MARK in folded else folded
     except _NotOneToOne:
         return None
 
