@@ -88,16 +88,21 @@ def _given_name(index: int) -> tuple[str, str]:
     return romaji.capitalize(), kana
 
 
-def character(index: int) -> ScreenCharacter:
-    """Row ``index``: its id, canonical name and three aliases in Latin script and katakana."""
+def names_of(index: int) -> tuple[str, list[tuple[str, bool]]]:
+    """Row ``index``: its canonical name and three aliases (with whether each is ambiguous)."""
     given, given_kana = _given_name(index)
     family, family_kana = _FAMILIES[index % len(_FAMILIES)]
-    names = (
-        ScreenName(f"{given} {family}"),
-        ScreenName(f"{family} {given}"),
-        ScreenName(f"{family_kana}・{given_kana}"),
-        ScreenName(given_kana, ambiguous=True),
-    )
+    return f"{given} {family}", [
+        (f"{family} {given}", False),
+        (f"{family_kana}・{given_kana}", False),
+        (given_kana, True),
+    ]
+
+
+def character(index: int) -> ScreenCharacter:
+    """Row ``index`` as the screen sees it: the canonical name, then the aliases."""
+    canonical, aliases = names_of(index)
+    names = (ScreenName(canonical), *(ScreenName(value, ambiguous) for value, ambiguous in aliases))
     return ScreenCharacter(f"chr_{index:06d}", names)
 
 

@@ -17,8 +17,9 @@ so that one pass of an Aho-Corasick automaton over the prompt's key finds them a
 * its letters one by one (``h a t s u n e m i k u``: `Rule.SPACED`), which is what letters
   separated by single spaces, dots, hyphens or underscores normalise to;
 * for a character with a name in Japanese, Chinese or Korean script, whose Latin names are
-  romanisations: a two-word name in the other order (`Rule.REVERSED_ORDER`), and every spelling
-  of its long vowels, ō/ou/oo/o and ū/uu/u (`Rule.LONG_VOWEL`);
+  romanisations: a two-word name that is not ambiguous in the other order
+  (`Rule.REVERSED_ORDER`), and, for a name written with a long vowel (ō, ô, ou, oo; ū, û, uu),
+  every spelling of it, ō/ou/oo/o and ū/uu/u, in either order (`Rule.LONG_VOWEL`);
 * a name ending in a consonant and ``y`` with ``ies`` (`Rule.PLURAL`).
 
 **Word boundaries.** A key that starts (ends) with a Latin-script letter or digit must start
@@ -30,8 +31,10 @@ A key that starts (ends) in Japanese or Chinese next to more CJK text counts onl
 morphological analyser (fugashi with UniDic-lite; jieba for text without kana) puts a word
 boundary; a match may cover several of its words (``初音|ミク|が``), and a side that falls
 inside a word the analyser does not know (a name run together with other katakana) counts too.
-The analyser runs only on the CJK text around such a candidate, so prompts without one pay
-nothing. Korean (Hangul) names need a boundary before them only, since particles follow names.
+Katakana meeting hiragana is a boundary without asking (``マリオが``, ``ミクさん``). The analyser
+runs only on the CJK text around such a candidate, so prompts without one pay nothing; jieba
+learns the registered names in hanzi. Korean (Hangul) names need a boundary before them only,
+since particles follow names.
 
 **Look-alikes.** When the prompt has characters outside ASCII and CJK whose UTS #39 confusables
 skeleton is another single character (a Cyrillic ``Н``, a Greek ``Μ``), a second pass screens the
@@ -149,9 +152,11 @@ class WordSegmenter:
                     self._jieba.add_word(name)
 
     def warm(self) -> None:
-        """Load both analysers now (the first load of jieba's dictionary takes a second or two)."""
+        """Load the analysers now rather than on a request's time: fugashi always (milliseconds),
+        jieba (a second or two) once it has registered names in hanzi to learn."""
         self.words("初音ミク", japanese=True)
-        self.words("初音未来", japanese=False)
+        if self._learned:
+            self.words("初音未来", japanese=False)
 
     def words(self, text: str, *, japanese: bool) -> list[tuple[int, int, bool]]:
         """See `Segmenter.words`."""
@@ -502,9 +507,16 @@ class _Search:
         automaton = self._index.automaton
         for hit, (length, bounded_start, bounded_end, cjk_start, cjk_end, entries, refs, word) in automaton.iter(key):
             start, end, plural = hit - length + 1, hit, False
-            if bounded_start and start and is_word_char(key[start - 1]) and not self._soft_start(start, entries):
+            # A space is the common boundary, checked before anything dearer.
+            if (
+                bounded_start
+                and start
+                and key[start - 1] != " "
+                and is_word_char(key[start - 1])
+                and not self._soft_start(start, entries)
+            ):
                 continue
-            if bounded_end and end < last and is_word_char(key[end + 1]):
+            if bounded_end and end < last and key[end + 1] != " " and is_word_char(key[end + 1]):
                 extra = self._plural(end)
                 if extra:
                     end += extra

@@ -71,11 +71,11 @@ def test_the_sdk_issues_a_name_warning_and_none_for_an_ambiguous_name(admin: Cli
     holder = _holder(admin)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        common = admin.create_character(rights_holder_id=holder, canonical_name="Link")
+        common = admin.create_character(rights_holder_id=holder, canonical_name="Garden")
         admin.update_character(common.id, canonical_name_ambiguous=True)
     found = [w.message for w in caught if isinstance(w.message, charter.NameWarning)]
     assert [(w.field, w.name, w.kind, w.language) for w in found] == [
-        ("character.canonical_name", "Link", "COMMON_WORD", "en")
+        ("character.canonical_name", "Garden", "COMMON_WORD", "en")
     ]
 
 

@@ -68,7 +68,14 @@ class CharacterServicerMixin:
         updated = self._characters.update_character(
             current_principal(), request.character.id, values, list(request.update_mask.paths)
         )
-        warnings = [convert.name_warning(w) for w in name_warnings(updated)]
+        # Warnings about the names this update set, not about names it left as they were.
+        paths = set(request.update_mask.paths)
+        touched: list[str] = []
+        if not paths or paths & {"canonical_name", "canonical_name_ambiguous"}:
+            touched.append("character.canonical_name")
+        if not paths or "aliases" in paths:
+            touched.append("character.aliases")
+        warnings = [convert.name_warning(w) for w in name_warnings(updated) if w.field.startswith(tuple(touched))]
         return pb.UpdateCharacterResponse(character=convert.character(updated), warnings=warnings)
 
     def ArchiveCharacter(

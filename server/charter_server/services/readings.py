@@ -11,6 +11,9 @@
   (`MIN_CJK_LENGTH` characters in Japanese, Chinese or Korean) would match ordinary prompts; it is
   registered all the same, with a warning suggesting that it be marked ambiguous.
 * **Keyword sets** are checked here too.
+
+The converters and word lists load on first use (a second or two each, once per process), so a
+server that never registers names never loads them.
 """
 
 from __future__ import annotations
@@ -119,14 +122,6 @@ def without_shared_readings(uow: UnitOfWork, character: Character) -> Character:
         return character
     kept = tuple(a for a in character.aliases if not (a.derived and a.normalized in taken))
     return dataclasses.replace(character, aliases=kept)
-
-
-def warm() -> None:
-    """Load the reading converter and the word lists now rather than on the first registration."""
-    readings("初音", "ja")
-    readings("初音", "zh")
-    for language in ("en", "ja", "zh", "ko"):
-        _frequencies(language)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,6 @@ from charter.screen import ScreenIndex, WordSegmenter
 
 from charter_server.domain.errors import InvalidArgument
 from charter_server.domain.models import Detection
-from charter_server.services.readings import warm as warm_readings
 from charter_server.storage.database import Database
 
 __all__ = ["MAX_PROMPT_LENGTH", "PromptScreen", "ScreenIndex"]
@@ -72,8 +71,8 @@ class PromptScreen:
         if self._thread is not None:
             return
         self._rebuild(force=True)
-        # The analysers and the registration-time dictionaries take seconds to load: in the
-        # background, so that the server serves at once (a request that needs one waits for it).
+        # jieba's dictionary takes a second or two to load: in the background, so that the server
+        # serves at once (a request that needs it waits for it).
         threading.Thread(target=self._warm, name="charter-screen-warm", daemon=True).start()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="charter-screen-refresh", daemon=True)
@@ -96,7 +95,6 @@ class PromptScreen:
     def _warm(self) -> None:
         try:
             self._segmenter.warm()
-            warm_readings()
         except Exception as error:  # loaded on first use instead
             log.warning("screen.warm_failed", error=repr(error))
 
