@@ -161,19 +161,32 @@ def alias(value: str, language: str, kind: int | str = "nickname", *, ambiguous:
     return character_pb2.Alias(value=value, language=language, kind=parse_alias_kind(kind), ambiguous=ambiguous)
 
 
+_M = TypeVar("_M", bound=Message)
+
+
+def message_list(values: Iterable[_M], kind: type[_M], *, what: str, builder: str) -> list[_M]:
+    """Returns messages as a list, checking that each is a ``kind`` message (made by ``builder``).
+
+    Raises:
+        TypeError: If the value is a string or holds anything but ``kind`` messages.
+    """
+    name = kind.DESCRIPTOR.name
+    if isinstance(values, str | bytes):
+        raise TypeError(f"{what} must be a list of {name} messages (see {builder}), not a string")
+    result = list(values)
+    for item in result:
+        if not isinstance(item, kind):
+            raise TypeError(f"{what} must hold {name} messages (see {builder}), not {type(item).__name__}")
+    return result
+
+
 def alias_list(values: Iterable[character_pb2.Alias], *, what: str = "aliases") -> list[character_pb2.Alias]:
     """Returns aliases as a list, checking that each is an `Alias` message.
 
     Raises:
         TypeError: If the value is a string or holds anything but `Alias` messages.
     """
-    if isinstance(values, str | bytes):
-        raise TypeError(f"{what} must be a list of Alias messages (see charter.alias), not a string")
-    result = list(values)
-    for item in result:
-        if not isinstance(item, character_pb2.Alias):
-            raise TypeError(f"{what} must hold Alias messages (see charter.alias), not {type(item).__name__}")
-    return result
+    return message_list(values, character_pb2.Alias, what=what, builder="charter.alias")
 
 
 def string_list(values: Iterable[str], *, what: str) -> list[str]:
@@ -424,13 +437,9 @@ def keyword_set_list(values: Iterable[character_pb2.KeywordSet]) -> list[charact
     """Returns keyword sets as a list, checking that each is a `KeywordSet` message.
 
     Raises:
-        TypeError: If the value holds anything but `KeywordSet` messages.
+        TypeError: If the value is a string or holds anything but `KeywordSet` messages.
     """
-    checked = list(values)
-    for value in checked:
-        if not isinstance(value, character_pb2.KeywordSet):
-            raise TypeError(f"keyword_sets must hold KeywordSet messages, not {type(value).__name__}")
-    return checked
+    return message_list(values, character_pb2.KeywordSet, what="keyword_sets", builder="charter.keyword_set")
 
 
 class NameWarning(UserWarning):
