@@ -24,7 +24,7 @@ KeywordRef = tuple[int, int]
 class Search:
     """One search of one prompt (or of its look-alike replacement, which has the same length)."""
 
-    __slots__ = ("_boundaries", "_hashtags", "_index", "_key", "_prompt", "_skeleton", "_text", "_words")
+    __slots__ = ("_hashtags", "_index", "_key", "_prompt", "_skeleton", "_text", "_words")
 
     def __init__(self, index: ScreenIndex, prompt: str, searched: str, *, skeleton: bool = False) -> None:
         self._index = index
@@ -32,9 +32,8 @@ class Search:
         self._text: NormalizedText = normalize_text(searched)
         self._key = self._text.key
         self._skeleton = skeleton
-        self._words: dict[tuple[int, int], list[tuple[int, int, bool]]] = {}
-        self._hashtags: list[tuple[int, int]] | None = None
-        self._boundaries = None
+        self._words: dict[tuple[int, int], list[tuple[int, int, bool]]] = {}  # analysed CJK runs
+        self._hashtags: list[tuple[int, int]] | None = None  # found on first need
 
     def run(self, seen: set[tuple[str, int, int]] | None = None) -> list[Detection]:
         """The detections of this search; for the look-alike search, those not in ``seen`` (by
