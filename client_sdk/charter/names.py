@@ -175,7 +175,11 @@ _JOINED = "\uffff"
 # _MARK. Both are noncharacters, which no fold yields (they fold to separators).
 _LATIN_MARK = "\ufffe"
 _DROPPED = "\ufdd0"
-_SIMPLE_JOIN = re.compile("(?<=[a-z0-9\ufffe\ufdd0\uffff])\ufffe|(?<=.)\ufdd0", re.DOTALL)
+# A cluster's joining characters are joined all together or not at all (``_fold_clusters`` starts
+# a cluster at its first _MARK): every run of them after a Latin letter or digit, and a run of
+# ignorables alone after any character, unless another mark (_MARK) follows the run.
+_AFTER_LATIN = re.compile("(?<=[a-z0-9])[\ufffe\ufdd0]+(?![\ufffe\ufdd0\x00])")
+_IGNORABLES_ONLY = re.compile("(?<=[^\ufffe\ufdd0])\ufdd0+(?![\ufffe\ufdd0\x00])", re.DOTALL)
 # Texts at least this long are translated whole: one C call, rather than one call of the error
 # handler per run of non-ASCII characters, which is slow when runs are many (marks after letters).
 _WHOLE_TEXT = 1024
@@ -210,8 +214,13 @@ def _resolve(folded: str, before: str) -> str:
     them (``before`` is the fold of the character before the run, if any); the others are _MARK."""
     if _LATIN_MARK not in folded and _DROPPED not in folded:
         return folded
-    joined = _SIMPLE_JOIN.sub(_JOINED, before + folded)[len(before) :]
+    joined = _AFTER_LATIN.sub(_joined_run, before + folded)
+    joined = _IGNORABLES_ONLY.sub(_joined_run, joined)[len(before) :]
     return joined.replace(_LATIN_MARK, _MARK).replace(_DROPPED, _MARK)
+
+
+def _joined_run(found: re.Match[str]) -> str:
+    return _JOINED * (found.end() - found.start())
 
 
 class _FoldTable(dict[int, int]):

@@ -149,3 +149,19 @@ def test_long_examples_with_marks_and_ignorables_equal_the_reference(text: str) 
     assert len(text) >= 1024
     assert normalize_with_offsets(text) == ref.normalize_with_offsets(text)
     assert normalize_text(text).key == ref.normalize(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "、\U000e0001\u0301",  # an ignorable, then a Latin mark, after a separator: one cluster
+        "a\U000e0001\u0301x",
+        "\u200b\u0301a",
+        "e\u0301\u200b\u0302 ß\u200b\u0301",
+        "Ω\U000e0001\u3099 0\U000e0001\u3099",  # ... and a mark that is not Latin after them
+    ],
+)
+def test_the_joining_characters_of_a_cluster_are_joined_all_or_none(text: str) -> None:
+    for sample in (text, text * (1100 // len(text) + 1)):  # run by run, and translated whole
+        assert normalize_with_offsets(sample) == ref.normalize_with_offsets(sample)
+        assert normalize_text(sample).key == ref.normalize(sample)
