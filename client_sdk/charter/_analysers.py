@@ -9,8 +9,6 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any, Protocol
 
-from charter.names import is_cjk
-
 __all__ = ["Segmenter", "WordSegmenter", "default_segmenter"]
 
 
@@ -39,7 +37,7 @@ class WordSegmenter:
     def learn(self, names: Iterable[str]) -> None:
         """Add names written in hanzi to jieba's dictionary, so that a registered name is one word
         of the Chinese analyser (jieba takes words at run time; UniDic is compiled)."""
-        new = {n for n in names if len(n) > 1 and all(is_cjk(c) for c in n)} - self._learned
+        new = {n for n in names if len(n) > 1 and all(_han(c) for c in n)} - self._learned
         with self._lock:
             self._learned |= new
             if self._jieba is not None:
@@ -47,11 +45,10 @@ class WordSegmenter:
                     self._jieba.add_word(name)
 
     def warm(self) -> None:
-        """Load the analysers now rather than on a request's time: fugashi always (milliseconds),
-        jieba (a second or two) once it has registered names in hanzi to learn."""
+        """Load the Japanese analyser now rather than on a request's time (milliseconds). jieba
+        loads on the first Chinese text that needs it: its dictionary takes a second or two, most
+        of it holding the interpreter lock, which would stall the server's other threads."""
         self.words("初音ミク", japanese=True)
-        if self._learned:
-            self.words("初音未来", japanese=False)
 
     def words(self, text: str, *, japanese: bool) -> list[tuple[int, int, bool]]:
         """See `Segmenter.words`."""
@@ -116,3 +113,9 @@ def _jieba_tokenizer() -> Any:
 def default_segmenter() -> WordSegmenter:
     """The process's shared `WordSegmenter`."""
     return WordSegmenter()
+
+
+def _han(ch: str) -> bool:
+    """Whether ``ch`` is a Han character (kanji, hanzi), the script jieba segments."""
+    code = ord(ch)
+    return 0x3400 <= code <= 0x4DBF or 0x4E00 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF or code >= 0x20000

@@ -71,8 +71,7 @@ class PromptScreen:
         if self._thread is not None:
             return
         self._rebuild(force=True)
-        # jieba's dictionary takes a second or two to load: in the background, so that the server
-        # serves at once (a request that needs it waits for it).
+        # The Japanese analyser, in the background so that the server serves at once.
         threading.Thread(target=self._warm, name="charter-screen-warm", daemon=True).start()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="charter-screen-refresh", daemon=True)
