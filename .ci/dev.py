@@ -4,7 +4,7 @@
 This script uses the standard library only, so it runs on a fresh machine that
 has nothing but Python 3.11+ (with pip and venv). Every command first makes
 sure ``.venv`` at the project root exists and holds the current dependencies:
-the SDK with its CLI extra and the server, both editable, plus the pinned
+the SDK with its CLI and screening extras and the server, both editable, plus the pinned
 development tools of the root ``pyproject.toml`` (``[dependency-groups] dev``).
 The install is skipped when a stamp in ``.venv`` shows that the three
 ``pyproject.toml`` files have not changed since the last successful one.
@@ -143,7 +143,7 @@ def setup(*, force: bool = False) -> None:
         return
     python = venv_bin("python")
     run([python, "-m", "pip", "install", "--upgrade", "pip"])
-    run([python, "-m", "pip", "install", "-e", "./client_sdk[cli]", "-e", "./server", *dev_requirements()])
+    run([python, "-m", "pip", "install", "-e", "./client_sdk[cli,screening]", "-e", "./server", *dev_requirements()])
     STAMP.write_text(fingerprint + "\n", encoding="utf-8")
     log("environment ready")
 

@@ -1,11 +1,14 @@
 """Benchmark: throughput of ``AuthorizationService/Authorize`` over gRPC, next to empty handlers, same run.
 
-Target: ``Authorize`` over gRPC on SQLite with warm caches serves at least 70 % of the throughput of
-an empty unary handler measured in the same run, with p50 and p99 printed.
+Targets: ``Authorize`` over gRPC on SQLite with warm caches serves at least 70 % of the throughput of
+an empty unary handler measured in the same run, with p50 and p99 printed; and ``Authorize`` with a
+300-character prompt screened serves at least 85 % of ``Authorize`` without it, same run.
 
 The world, made through the real services on a fresh SQLite database: a rights holder, a licensee
 (platform ``bench.example``) with a generator API key, ``--characters`` opted-in characters (fan
-terms without a quota, so the common path needs no write) and one grant per character. Four
+terms without a quota, so the common path needs no write) and one grant per character, and
+``--catalogue`` more characters (10,000 by default, three aliases each, imported) so that the
+prompt is screened against a registry of realistic size. Four
 targets, all on ``127.0.0.1`` and all ``grpc.server`` with the Charter server's thread pool size,
 ``maximum_concurrent_rpcs`` and channel options:
 
@@ -79,7 +82,7 @@ from _common import (
     serve_loads,
     today,
 )
-from bench_screening import character as generated_character
+from bench_screening import names_of as generated_names
 from charter.v1 import authorization_service_pb2 as az
 from charter.v1 import authorization_service_pb2_grpc as az_grpc
 from charter.v1 import decision_pb2, terms_pb2
@@ -91,7 +94,7 @@ from charter_server.domain.clock import SystemClock
 from charter_server.domain.models import AliasKind, Principal, Role
 from charter_server.services.access import ApiKeyInput
 from charter_server.services.catalog import LicenseeInput, RightsHolderInput
-from charter_server.services.characters import AliasInput, CharacterInput
+from charter_server.services.characters import MAX_IMPORT_ROWS, AliasInput, CharacterInput, ImportRowInput
 from charter_server.services.grants import IssueInput
 from charter_server.services.revocations import RevocationFeed
 from prometheus_client import REGISTRY
@@ -106,6 +109,7 @@ AUTHORIZE_METHOD = f"/{AUTHORIZE_SERVICE}/Authorize"
 CALL_TIMEOUT = 10.0
 TARGETS = ("empty", "empty-aio", "empty+stack", "authorize", "authorize+prompt")
 BASELINES = ("empty", "empty-aio")
+TARGET_PROMPT_RATIO = 0.85  # Authorize with the prompt screened, against Authorize without it
 
 
 # What a client process is asked to do, and what it answers -----------------------------------
@@ -342,7 +346,32 @@ def make_prompt(canonical: str, kana: str) -> str:
     return text[:PROMPT_LENGTH]
 
 
-def build_world(server: CharterServer, characters: int) -> World:
+def add_catalogue(server: CharterServer, staff: Principal, holder_id: str, count: int) -> None:
+    """``count`` more characters (opted out, never declared) with three aliases each, imported in
+    batches, so that prompt screening runs against a registry of realistic size."""
+    kinds = (AliasKind.ROMANIZATION, AliasKind.OFFICIAL_NAME, AliasKind.SHORT_NAME)
+    languages = ("ja-Latn", "ja", "ja")
+    for first in range(0, count, MAX_IMPORT_ROWS):
+        rows = []
+        for number in range(first, min(count, first + MAX_IMPORT_ROWS)):
+            canonical, aliases = generated_names(20_000 + number)
+            rows.append(
+                ImportRowInput(
+                    CharacterInput(
+                        rights_holder_id=holder_id,
+                        canonical_name=canonical,
+                        external_id=f"registry-{number}",
+                        aliases=tuple(
+                            AliasInput(value, languages[i], kinds[i], ambiguous=ambiguous)
+                            for i, (value, ambiguous) in enumerate(aliases)
+                        ),
+                    )
+                )
+            )
+        server.services.characters.import_characters(staff, holder_id, rows)
+
+
+def build_world(server: CharterServer, characters: int, catalogue: int = 0) -> World:
     """Create the rights holder, licensee, generator key, characters, terms and grants in-process."""
     services = server.services
     admin = services.access.create_bootstrap_admin("bench admin")
@@ -362,7 +391,7 @@ def build_world(server: CharterServer, characters: int) -> World:
     ids: list[str] = []
     names: list[tuple[str, str]] = []
     for number in range(characters):
-        _, canonical, aliases = generated_character(1000 + number)
+        canonical, aliases = generated_names(1000 + number)
         created = services.characters.create_character(
             staff,
             CharacterInput(
@@ -380,6 +409,7 @@ def build_world(server: CharterServer, characters: int) -> World:
         services.grants.issue(staff, IssueInput(created.id, licensee.id, expire_time=expire))
         ids.append(created.id)
         names.append((canonical, aliases[1][0]))  # the katakana full name is not ambiguous
+    add_catalogue(server, staff, holder.id, catalogue)
     services.screen.refresh_now()  # the screen's own refresh would see the new names within a second
     context = decision_pb2.UseContext(
         use_type=terms_pb2.USE_TYPE_IMAGE_GENERATION, content_rating=terms_pb2.CONTENT_RATING_ALL_AGES, territory="JP"
@@ -504,6 +534,12 @@ def report(args: argparse.Namespace, series: dict[str, Series]) -> None:
         verdict = "OK" if against_empty >= TARGET_RATIO else "MISSED"
         line(f"{name} / fastest empty", f"{against_empty:.3f}  target >= {TARGET_RATIO:.2f}  {verdict}")
         line(f"{name} / empty+stack", f"{against_stack:.3f}  (what the handler costs)")
+    # Same round, one right after the other: the prompt's cost against Authorize without it.
+    pairs = zip(series["authorize+prompt"].rates, series["authorize"].rates, strict=False)
+    with_prompt = statistics.median(prompt / plain for prompt, plain in pairs)
+    summary["prompt_ratio"] = with_prompt
+    verdict = "OK" if with_prompt >= TARGET_PROMPT_RATIO else "MISSED"
+    line("authorize+prompt / authorize", f"{with_prompt:.3f}  target >= {TARGET_PROMPT_RATIO:.2f}  {verdict}")
     print(
         f"SUMMARY bench_authorize date={today()} threads={args.threads} rounds={args.rounds} "
         f"client={'in-process' if args.in_process else 'process'} "
@@ -524,6 +560,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-calls", type=int, default=100_000, help="most calls per measurement (default 100000)")
     parser.add_argument("--warmup-calls", type=int, default=1_000, help="calls per target before timing (default 1000)")
     parser.add_argument("--characters", type=int, default=1, help="declared characters per request (default 1)")
+    parser.add_argument(
+        "--catalogue", type=int, default=10_000, help="more characters in the registry, 3 aliases each (default 10000)"
+    )
     parser.add_argument(
         "--in-process", action="store_true", help="run the client threads in the server's process (one GIL)"
     )
@@ -576,7 +615,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             aio_empty_server(EMPTY_SERVICE, "Call") as aio_address,
             stack_server(server) as stack_address,
         ):
-            world = build_world(server, args.characters)
+            world = build_world(server, args.characters, args.catalogue)
             charter_address = f"127.0.0.1:{server.port}"
             line("authorize", check_response(charter_address, world, world.declared_request, prompt=False))
             line("authorize+prompt", check_response(charter_address, world, world.prompt_request, prompt=True))

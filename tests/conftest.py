@@ -15,12 +15,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import hypothesis
 import pytest
 from charter_server.app import CharterServer, build_server
 from charter_server.config import Settings
 from charter_server.domain.models import Principal, Role
 from charter_server.services.access import ApiKeyInput
 from charter_server.services.catalog import LicenseeInput, RightsHolderInput
+
+# Property tests: on CI the same examples every run (seeded by each test), so a red build is
+# reproducible and never a lottery; locally, new random examples every run, which is how they
+# find what nobody thought of. The shared machine is slow at times: no per-example deadline.
+hypothesis.settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+hypothesis.settings.register_profile("dev", deadline=None)
+hypothesis.settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 POSTGRES_ADMIN_URL = os.environ.get("CHARTER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 

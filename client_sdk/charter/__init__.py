@@ -26,11 +26,11 @@ Example:
 
 from charter._license import License
 from charter._options import RetryPolicy
-from charter._requests import alias
+from charter._requests import NameWarning, alias, keyword_set
 from charter._version import __version__
 from charter.aio import AsyncClient
 from charter.client import Client
-from charter.decisions import CharacterDecision, Decision, Detection, LicenseDenied
+from charter.decisions import CharacterDecision, Decision, Detection, DetectionRule, LicenseDenied
 from charter.errors import (
     AbortedError,
     AlreadyExistsError,
@@ -66,12 +66,14 @@ __all__ = [
     "DeadlineExceededError",
     "Decision",
     "Detection",
+    "DetectionRule",
     "FailedPreconditionError",
     "FieldViolation",
     "InternalError",
     "InvalidArgumentError",
     "License",
     "LicenseDenied",
+    "NameWarning",
     "NotFoundError",
     "OfflineAuthorizer",
     "OutOfRangeError",
@@ -85,4 +87,5 @@ __all__ = [
     "UnknownError",
     "__version__",
     "alias",
+    "keyword_set",
 ]

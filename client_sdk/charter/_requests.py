@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
@@ -22,6 +23,7 @@ from charter.usage import MAX_BATCH_SIZE, UsageReport
 from charter.v1 import (
     api_key_pb2,
     authorization_service_pb2,
+    catalog_service_pb2,
     character_pb2,
     decision_pb2,
     envelope_pb2,
@@ -157,19 +159,32 @@ def alias(value: str, language: str, kind: int | str = "nickname", *, ambiguous:
     return character_pb2.Alias(value=value, language=language, kind=parse_alias_kind(kind), ambiguous=ambiguous)
 
 
+_M = TypeVar("_M", bound=Message)
+
+
+def message_list(values: Iterable[_M], kind: type[_M], *, what: str, builder: str) -> list[_M]:
+    """Returns messages as a list, checking that each is a ``kind`` message (made by ``builder``).
+
+    Raises:
+        TypeError: If the value is a string or holds anything but ``kind`` messages.
+    """
+    name = kind.DESCRIPTOR.name
+    if isinstance(values, str | bytes):
+        raise TypeError(f"{what} must be a list of {name} messages (see {builder}), not a string")
+    result = list(values)
+    for item in result:
+        if not isinstance(item, kind):
+            raise TypeError(f"{what} must hold {name} messages (see {builder}), not {type(item).__name__}")
+    return result
+
+
 def alias_list(values: Iterable[character_pb2.Alias], *, what: str = "aliases") -> list[character_pb2.Alias]:
     """Returns aliases as a list, checking that each is an `Alias` message.
 
     Raises:
         TypeError: If the value is a string or holds anything but `Alias` messages.
     """
-    if isinstance(values, str | bytes):
-        raise TypeError(f"{what} must be a list of Alias messages (see charter.alias), not a string")
-    result = list(values)
-    for item in result:
-        if not isinstance(item, character_pb2.Alias):
-            raise TypeError(f"{what} must hold Alias messages (see charter.alias), not {type(item).__name__}")
-    return result
+    return message_list(values, character_pb2.Alias, what=what, builder="charter.alias")
 
 
 def string_list(values: Iterable[str], *, what: str) -> list[str]:
@@ -185,6 +200,73 @@ def string_list(values: Iterable[str], *, what: str) -> list[str]:
         if not isinstance(item, str):
             raise TypeError(f"{what} must hold strings, not {type(item).__name__}")
     return result
+
+
+def keyword_set(name: str, *keywords: str | Iterable[str]) -> character_pb2.KeywordSet:
+    """Returns a `KeywordSet` message: a description of a character by 2 to 6 keywords.
+
+    A prompt that contains every keyword (any of its variants), in any order, is a detection of
+    kind DESCRIPTION naming the set. Best-effort: see the README's screening section.
+
+    Example:
+        ```python
+        client.add_keyword_set(character.id, charter.keyword_set(
+            "plumber game", ("videogame", "video game", "ビデオゲーム"), ("plumber", "配管工")))
+        ```
+
+    Args:
+        name: The set's name, unique among the character's sets.
+        keywords: Each keyword: a word or phrase, or several variants of it (languages,
+            spellings), any of which counts.
+
+    Returns:
+        The keyword set.
+
+    Raises:
+        TypeError: If a keyword is neither a string nor strings.
+    """
+    built = character_pb2.KeywordSet(name=name)
+    for keyword in keywords:
+        variants = [keyword] if isinstance(keyword, str) else string_list(keyword, what="keyword variants")
+        built.keywords.append(character_pb2.Keyword(variants=variants))
+    return built
+
+
+def keyword_set_list(values: Iterable[character_pb2.KeywordSet]) -> list[character_pb2.KeywordSet]:
+    """Returns keyword sets as a list, checking that each is a `KeywordSet` message.
+
+    Raises:
+        TypeError: If the value is a string or holds anything but `KeywordSet` messages.
+    """
+    return message_list(values, character_pb2.KeywordSet, what="keyword_sets", builder="charter.keyword_set")
+
+
+class NameWarning(UserWarning):
+    """A name the server registered but warns about: it may cause false detections in prompts.
+
+    Issued (with `warnings.warn`) by `create_character` and `update_character` for each warning
+    of the response; mark such a name ambiguous to have it decided only when declared.
+
+    Attributes:
+        field: The field of the name, for example `character.aliases[2].value`.
+        name: The name.
+        kind: `COMMON_WORD` or `TOO_SHORT`.
+        language: For a common word, the language it is common in.
+    """
+
+    def __init__(self, field: str, name: str, kind: str, language: str) -> None:
+        super().__init__(f"{field}: {name!r} {kind.lower().replace('_', ' ')}; consider marking it ambiguous")
+        self.field = field
+        self.name = name
+        self.kind = kind
+        self.language = language
+
+
+def warn_names(found: Iterable[catalog_service_pb2.NameWarning]) -> None:
+    """Issue a `NameWarning` for each warning of a response."""
+    for item in found:
+        kind = catalog_service_pb2.NameWarning.Kind.Name(item.kind).removeprefix("KIND_")
+        warnings.warn(NameWarning(item.field, item.name, kind, item.language), stacklevel=3)
 
 
 def check_terms(value: terms_pb2.Terms) -> terms_pb2.Terms:

@@ -20,26 +20,45 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import enum
 from datetime import UTC, datetime
 
 from charter.terms import DenyReason, Obligations
 from charter.v1 import authorization_service_pb2, decision_pb2, envelope_pb2
 
-__all__ = ["CharacterDecision", "Decision", "Detection", "LicenseDenied", "obligations_from_proto"]
+__all__ = ["CharacterDecision", "Decision", "Detection", "DetectionRule", "LicenseDenied", "obligations_from_proto"]
+
+
+class DetectionRule(enum.StrEnum):
+    """The screening rule that made a detection (mirrors ``charter.v1.Detection.Rule``)."""
+
+    EXACT = "EXACT"
+    SKELETON = "SKELETON"
+    READING = "READING"
+    SPACED = "SPACED"
+    HASHTAG = "HASHTAG"
+    JOINED = "JOINED"
+    REVERSED_ORDER = "REVERSED_ORDER"
+    PLURAL = "PLURAL"
+    LONG_VOWEL = "LONG_VOWEL"
+    DESCRIPTION = "DESCRIPTION"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Detection:
-    """A character that prompt screening found in a prompt.
+    """A character that prompt screening found in a prompt, named or described.
 
     Attributes:
         character_id: The character named.
-        matched_alias: The name or alias that matched, as registered.
+        matched_alias: The name or alias that matched, as registered; for a description, the
+            keywords of the set joined with `` + ``.
         start: Where the match starts in the prompt, in code points from 0.
         end: Where it ends (exclusive), in code points.
         text: The text of the prompt that matched.
         ambiguous: Whether the alias is marked ambiguous (it may name something else); an
             ambiguous match is decided only if the character is declared.
+        rule: The rule that matched (see `charter.screen` for each).
+        keyword_set: For a description (`DetectionRule.DESCRIPTION`), the keyword set's name.
     """
 
     character_id: str
@@ -48,12 +67,27 @@ class Detection:
     end: int
     text: str
     ambiguous: bool
+    rule: DetectionRule = DetectionRule.EXACT
+    keyword_set: str = ""
+
+    @property
+    def described(self) -> bool:
+        """Whether the character was described by a keyword set rather than named."""
+        return self.rule is DetectionRule.DESCRIPTION
 
     @classmethod
     def from_proto(cls, message: authorization_service_pb2.Detection) -> Detection:
         """Build a detection from its ``charter.v1.Detection`` message."""
+        name = authorization_service_pb2.Detection.Rule.Name(message.rule).removeprefix("RULE_")
         return cls(
-            message.character_id, message.matched_alias, message.start, message.end, message.text, message.ambiguous
+            message.character_id,
+            message.matched_alias,
+            message.start,
+            message.end,
+            message.text,
+            message.ambiguous,
+            DetectionRule(name) if name in DetectionRule.__members__ else DetectionRule.EXACT,
+            message.keyword_set,
         )
 
 

@@ -4,9 +4,13 @@ One key per way of writing a name: ``Hatsune  Miku``, ``hatsune-miku`` and
 ``ＨＡＴＳＵＮＥ ＭＩＫＵ`` all become ``hatsune miku``; ``ハツネミク`` and ``はつねみく``
 both become ``はつねみく``; ``初音・ミク`` and ``初音ミク`` both become ``初音みく``.
 
-The rules, in order, applied per character cluster (a base character with the marks
-that follow it) so every output character maps back to a span of the input:
+The rules, in order, applied per character cluster (a base character with the marks and the
+ignorable characters that follow it) so every output character maps back to a span of the input:
 
+0. Default-ignorable and format characters (zero-width space and joiners, soft hyphen, word
+   joiner, combining grapheme joiner, variation selectors, bidirectional controls, tags; Unicode's
+   ``Default_Ignorable_Code_Point`` and category ``Cf``, from the ``regex`` module's Unicode data)
+   are dropped. They are never separators: ``Hat<U+200B>sune`` is ``hatsune``.
 1. Unicode NFKC: full-width Latin becomes ASCII, half-width katakana becomes full-width,
    compatibility forms (ligatures, circled letters) become plain letters.
 2. Case folding (``str.casefold``), which also folds ``ß`` to ``ss``.
@@ -33,7 +37,17 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 
-__all__ = ["NormalizedText", "is_cjk", "is_word_char", "normalize", "normalize_text", "normalize_with_offsets"]
+import regex
+
+__all__ = [
+    "NormalizedText",
+    "is_cjk",
+    "is_ignorable",
+    "is_word_char",
+    "normalize",
+    "normalize_text",
+    "normalize_with_offsets",
+]
 
 _KATAKANA_START, _KATAKANA_END = 0x30A1, 0x30F6
 _KANA_SHIFT = 0x60
@@ -41,6 +55,15 @@ _KANA_SHIFT = 0x60
 _ITERATION = {0x30FD: "\u309d", 0x30FE: "\u309e"}
 # Marks that attach to the preceding character and must be normalised with it.
 _ATTACHING = {"\u3099", "\u309a", "\uff9e", "\uff9f"}
+
+
+_IGNORABLE = regex.compile(r"[\p{Default_Ignorable_Code_Point}\p{Cf}]")
+
+
+@lru_cache(maxsize=4096)
+def is_ignorable(ch: str) -> bool:
+    """Whether ``ch`` is dropped by the normalisation: a default-ignorable or format character."""
+    return _IGNORABLE.match(ch) is not None
 
 
 def is_cjk(ch: str) -> bool:
@@ -63,6 +86,7 @@ def is_word_char(ch: str) -> bool:
     return ch.isalnum() and not is_cjk(ch)
 
 
+@lru_cache(maxsize=4096)
 def _is_separator(ch: str) -> bool:
     if ch == "\u30fc":  # ー is a letter in Japanese, although Unicode calls it a modifier
         return False
@@ -84,19 +108,25 @@ def _is_latin(ch: str) -> bool:
 
 @lru_cache(maxsize=8192)
 def _fold_cluster(cluster: str) -> str:
+    if any(is_ignorable(c) for c in cluster):
+        cluster = "".join(c for c in cluster if not is_ignorable(c))
     text = unicodedata.normalize("NFKC", cluster).casefold()
     if text and _is_latin(text[0]):
         decomposed = unicodedata.normalize("NFD", text)
         text = unicodedata.normalize("NFC", "".join(c for c in decomposed if not unicodedata.combining(c)))
+    elif text and _is_separator(text[0]):
+        # Marks on a separator go with it: kept, they would stand as key characters of their own
+        # after a gap, which a second normalisation would then drop (it must be idempotent).
+        text = text[0] + "".join(c for c in text[1:] if not unicodedata.category(c).startswith("M"))
     return "".join(_fold_char(c) for c in text)
 
 
 def _clusters(text: str) -> list[tuple[int, int]]:
-    """Spans of a base character and the combining or voicing marks after it."""
+    """Spans of a base character and the combining or voicing marks (and ignorables) after it."""
     spans: list[tuple[int, int]] = []
     start = 0
     for index in range(1, len(text) + 1):
-        if index < len(text) and (unicodedata.combining(text[index]) or text[index] in _ATTACHING):
+        if index < len(text) and _joins(text[index]):
             continue
         spans.append((start, index))
         start = index
@@ -142,23 +172,59 @@ _MARK = "\x00"
 # of the key, and its place in the text belongs to that character's cluster. It is a
 # noncharacter, which no fold ever yields either (it folds to a separator).
 _JOINED = "\uffff"
+# What the table gives for two kinds of joining character whose cluster usually folds like the
+# character before it, so that they can be joined in C rather than cluster by cluster: a Latin
+# combining diacritic (U+0300-U+036F, but U+0345, which case-folds to iota) after a Latin letter
+# or digit, and an ignorable character after anything. Where that does not hold, they become
+# _MARK. Both are noncharacters, which no fold yields (they fold to separators).
+_LATIN_MARK = "\ufffe"
+_DROPPED = "\ufdd0"
+# A cluster's joining characters are joined all together or not at all (``_fold_clusters`` starts
+# a cluster at its first _MARK): every run of them after a Latin letter or digit, and a run of
+# ignorables alone after any character, unless another mark (_MARK) follows the run.
+_AFTER_LATIN = re.compile("(?<=[a-z0-9])[\ufffe\ufdd0]+(?![\ufffe\ufdd0\x00])")
+_IGNORABLES_ONLY = re.compile("(?<=[^\ufffe\ufdd0])\ufdd0+(?![\ufffe\ufdd0\x00])", re.DOTALL)
+# Texts at least this long are translated whole: one C call, rather than one call of the error
+# handler per run of non-ASCII characters, which is slow when runs are many (marks after letters).
+_WHOLE_TEXT = 1024
 
 
+@lru_cache(maxsize=4096)
 def _joins(ch: str) -> bool:
-    """Whether ``ch`` belongs to the cluster of the character before it."""
-    return bool(unicodedata.combining(ch)) or ch in _ATTACHING
+    """Whether ``ch`` belongs to the cluster of the character before it (a mark or an ignorable)."""
+    return bool(unicodedata.combining(ch)) or ch in _ATTACHING or is_ignorable(ch)
 
 
 def _as_one(folded: str) -> str:
-    """A cluster's fold as one character: itself, " " for separators only, or _MARK."""
-    if folded and all(_is_separator(c) for c in folded):
+    """A cluster's fold as one character: itself, " " for separators only (or nothing: ignorable
+    characters at the start of a text), or _MARK."""
+    if all(_is_separator(c) for c in folded):
         return " "
     return folded if len(folded) == 1 else _MARK
 
 
 def _fold_alone(ch: str) -> str:
-    """The fold of ``ch`` as a cluster of its own: one character, " " for a separator, or _MARK."""
+    """The fold of ``ch`` as a cluster of its own: one character, " " for a separator, _MARK, or
+    one of the two joining characters resolved by ``_resolve``."""
+    if is_ignorable(ch):
+        return _DROPPED
+    if 0x300 <= ord(ch) <= 0x36F and ch != "\u0345":
+        return _LATIN_MARK
     return _MARK if _joins(ch) else _as_one(_fold_cluster(ch))
+
+
+def _resolve(folded: str, before: str) -> str:
+    """Join the Latin marks and ignorables of a translated run that fold into the character before
+    them (``before`` is the fold of the character before the run, if any); the others are _MARK."""
+    if _LATIN_MARK not in folded and _DROPPED not in folded:
+        return folded
+    joined = _AFTER_LATIN.sub(_joined_run, before + folded)
+    joined = _IGNORABLES_ONLY.sub(_joined_run, joined)[len(before) :]
+    return joined.replace(_LATIN_MARK, _MARK).replace(_DROPPED, _MARK)
+
+
+def _joined_run(found: re.Match[str]) -> str:
+    return _JOINED * (found.end() - found.start())
 
 
 class _FoldTable(dict[int, int]):
@@ -224,7 +290,8 @@ def _fold_run(error: UnicodeError) -> tuple[bytes, int]:
     if not isinstance(error, UnicodeEncodeError):
         raise error
     text, start, end = error.object, error.start, error.end
-    folded = text[start:end].translate(_TABLE)
+    before = chr(_ASCII_FOLD[ord(text[start - 1])]) if start else ""
+    folded = _resolve(text[start:end].translate(_TABLE), before)
     if _MARK in folded:
         folded = _fold_clusters(text, start, end, folded)
     return folded.encode(), end
@@ -250,7 +317,10 @@ def _fold_one_to_one(text: str) -> str | None:
     if text.isascii():
         return text.encode("ascii").translate(_ASCII_FOLD).decode("ascii")
     try:
-        return text.encode("ascii", _handler()).translate(_ASCII_FOLD).decode()
+        if len(text) < _WHOLE_TEXT:
+            return text.encode("ascii", _handler()).translate(_ASCII_FOLD).decode()
+        folded = _resolve(text.translate(_TABLE), "")
+        return _fold_clusters(text, 0, len(text), folded) if _MARK in folded else folded
     except _NotOneToOne:
         return None
 

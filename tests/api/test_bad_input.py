@@ -1139,6 +1139,12 @@ def character_cases() -> list[Case]:
                 "character.aliases[0].kind",
             ),
             case(
+                f"{rpc}-keyword_sets-one_keyword",
+                rpc,
+                create_chr(keyword_sets=[{"name": "set", "keywords": [{"variants": ["plumber"]}]}]),
+                "character.keyword_sets[0].keywords",
+            ),
+            case(
                 f"{rpc}-aliases-too_many",
                 rpc,
                 create_chr(aliases=[{"value": f"Alias {n}", "language": "en"} for n in range(101)]),
@@ -1280,8 +1286,17 @@ def character_cases() -> list[Case]:
             case(
                 f"{rpc}-aliases-unknown_kind",
                 rpc,
-                update_chr(["aliases"], aliases=[{"value": "ミク", "language": "ja", "kind": 6}]),
+                update_chr(["aliases"], aliases=[{"value": "ミク", "language": "ja", "kind": 99}]),
                 "character.aliases[0].kind",
+            ),
+            case(
+                f"{rpc}-keyword_sets-empty_variant",
+                rpc,
+                update_chr(
+                    ["keyword_sets"],
+                    keyword_sets=[{"name": "set", "keywords": [{"variants": [" "]}, {"variants": ["b2"]}]}],
+                ),
+                "character.keyword_sets[0].keywords[0].variants[0]",
             ),
             case(
                 f"{rpc}-as_rights_holder",

@@ -88,9 +88,7 @@ def test_a_rights_holder_reads_the_public_profile_of_its_licensee(api: Stubs, ke
 
 
 @pytest.mark.parametrize("which", ["another rights holder's", "ungranted", "missing"])
-def test_other_licensees_stay_hidden_whether_or_not_they_exist(
-    api: Stubs, tenancy: Tenancy, which: str
-) -> None:
+def test_other_licensees_stay_hidden_whether_or_not_they_exist(api: Stubs, tenancy: Tenancy, which: str) -> None:
     target = {
         "another rights holder's": tenancy.their_licensee,
         "ungranted": tenancy.ungranted_licensee,
@@ -116,9 +114,7 @@ def test_the_list_holds_only_the_rights_holders_own_licensees(api: Stubs, tenanc
     assert (naming_another.code, naming_another.reason) == (PERMISSION_DENIED, "RESOURCE_NOT_OWNED")
 
 
-def test_a_licensee_whose_grant_was_revoked_stays_readable(
-    api: Stubs, keys: Any, clock: Any, tenancy: Tenancy
-) -> None:
+def test_a_licensee_whose_grant_was_revoked_stays_readable(api: Stubs, keys: Any, clock: Any, tenancy: Tenancy) -> None:
     character = opted_in_character(api, tenancy.mine)
     former = new_licensee(api, keys.admin)
     grant = issue(api, keys.admin, clock, character, former)

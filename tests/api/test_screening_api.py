@@ -1,6 +1,5 @@
-"""ScreenPrompt end to end: every character that is not archived is screened for — opted out,
-opted in and suspended alike — the index follows the catalogue without a restart, and every
-role may screen.
+"""ScreenPrompt end to end: every character is screened for — opted out, opted in, suspended and
+archived alike — the index follows the catalogue without a restart, and every role may screen.
 
 Names are global and the session's server is shared, so every name here carries a fresh marker
 and the assertions look only at this module's characters.
@@ -83,10 +82,10 @@ def test_an_opted_out_character_named_in_a_prompt_is_detected(
     assert prompt[:start].count("😀") == 1  # the span counts code points: the emoji is one
 
 
-def test_opted_in_and_suspended_characters_are_detected_and_archived_ones_are_not(
+def test_characters_in_every_state_are_detected_archived_ones_included(
     server: CharterServer, screening: Any, catalog: Any, keys: Any, holder: Holder
 ) -> None:
-    opted_in, suspended, archived = (create(catalog, holder.secret, holder.id) for _ in range(3))
+    opted_in, suspended, archived, never = (create(catalog, holder.secret, holder.id) for _ in range(4))
     opt_in(catalog, holder.secret, opted_in.id)
     catalog.SuspendCharacter(
         catalog_pb.SuspendCharacterRequest(id=suspended.id, reason="review"), metadata=auth(keys.admin)
@@ -94,10 +93,11 @@ def test_opted_in_and_suspended_characters_are_detected_and_archived_ones_are_no
     catalog.ArchiveCharacter(catalog_pb.ArchiveCharacterRequest(id=archived.id), metadata=auth(holder.secret))
     server.services.screen.refresh_now()
 
-    prompt = f"{opted_in.canonical_name}, {suspended.canonical_name} and {archived.canonical_name}"
+    everyone = (opted_in, suspended, archived, never)
+    prompt = ", ".join(c.canonical_name for c in everyone)
     detections = screen(screening, prompt, keys.generator)
 
-    assert [d[0] for d in of(detections, opted_in.id, suspended.id, archived.id)] == [opted_in.id, suspended.id]
+    assert [d[0] for d in of(detections, *(c.id for c in everyone))] == [c.id for c in everyone]
 
 
 def test_a_character_created_after_start_is_found_after_refresh_now(
@@ -116,8 +116,12 @@ def test_the_background_refresh_follows_the_catalogue_without_a_restart(
 
     wait_for(lambda: len(of(screen(screening, prompt, keys.auditor), character.id)) == 2, BACKGROUND_REFRESH_LIMIT)
 
-    catalog.ArchiveCharacter(catalog_pb.ArchiveCharacterRequest(id=character.id), metadata=auth(holder.secret))
-    wait_for(lambda: not of(screen(screening, prompt, keys.auditor), character.id), BACKGROUND_REFRESH_LIMIT)
+    character.ClearField("aliases")
+    catalog.UpdateCharacter(
+        catalog_pb.UpdateCharacterRequest(character=character, update_mask=field_mask_pb2.FieldMask(paths=["aliases"])),
+        metadata=auth(holder.secret),
+    )
+    wait_for(lambda: len(of(screen(screening, prompt, keys.auditor), character.id)) == 1, BACKGROUND_REFRESH_LIMIT)
 
 
 def test_a_renamed_alias_is_followed(

@@ -340,8 +340,19 @@ def test_screen_prints_detections_as_a_table_or_json(runner: CliRunner, server: 
             "end": 12,
             "text": "kagamine rin",
             "ambiguous": False,
+            "rule": "RULE_EXACT",
+            "kind": "KIND_NAME",
         },
-        {"characterId": rin.id, "matchedAlias": "Rin", "start": 9, "end": 12, "text": "rin", "ambiguous": True},
+        {
+            "characterId": rin.id,
+            "matchedAlias": "Rin",
+            "start": 9,
+            "end": 12,
+            "text": "rin",
+            "ambiguous": True,
+            "rule": "RULE_EXACT",
+            "kind": "KIND_NAME",
+        },
     ]
     assert server.fake.calls_of("ScreenPrompt")[0].request.prompt == prompt
 

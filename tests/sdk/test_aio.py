@@ -134,7 +134,9 @@ def test_unavailable_is_retried(as_admin: Callable[..., Any], tap: Tap, sdk_live
     assert len(tap.calls_of("GetCaller")) == 3
 
 
-def test_a_call_cancelled_before_charter_saw_it_is_repeated(as_admin: Callable[..., Any], tap: Tap) -> None:
+def test_a_call_cancelled_before_charter_saw_it_is_repeated(
+    as_admin: Callable[..., Any], tap: Tap, sdk_live: Live
+) -> None:
     tap.fail("GetCaller", grpc.StatusCode.CANCELLED, times=2)
 
     async def scenario(client: AsyncClient) -> api_key_pb2.ApiKey:

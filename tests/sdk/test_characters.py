@@ -174,7 +174,7 @@ def test_update_character_masks_the_given_fields_and_replaces_lists(client: Clie
     assert list(first.request.update_mask.paths) == ["canonical_name", "description"]
     assert list(second.request.update_mask.paths) == ["reference_urls", "aliases"]
     assert (renamed.canonical_name, renamed.description, renamed.franchise) == (name, "", "Vocaloid")
-    assert len(renamed.aliases) == 2
+    assert len([a for a in renamed.aliases if not a.derived]) == 2  # the server adds readings of the kanji name
     assert list(cleared.aliases) == []
     assert list(cleared.reference_urls) == ["https://example.com/a"]
 

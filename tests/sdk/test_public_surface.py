@@ -26,12 +26,14 @@ EXPECTED_ALL = [
     "DeadlineExceededError",
     "Decision",
     "Detection",
+    "DetectionRule",
     "FailedPreconditionError",
     "FieldViolation",
     "InternalError",
     "InvalidArgumentError",
     "License",
     "LicenseDenied",
+    "NameWarning",
     "NotFoundError",
     "OfflineAuthorizer",
     "OutOfRangeError",
@@ -45,6 +47,7 @@ EXPECTED_ALL = [
     "UnknownError",
     "__version__",
     "alias",
+    "keyword_set",
 ]
 
 # Role is generated code, documented by its .proto comments.
@@ -275,3 +278,25 @@ def test_license_usage_attributes_are_pinned_and_documented() -> None:
         "currency",
         "character_id",
     ]
+
+
+def test_screen_surface_is_pinned_and_documented() -> None:
+    from charter import screen
+
+    assert screen.__all__ == [
+        "KeywordSet",
+        "Rule",
+        "ScreenCharacter",
+        "ScreenIndex",
+        "ScreenName",
+        "Segmenter",
+        "WordSegmenter",
+        "look_alike_key",
+        "skeleton_map",
+    ]
+    undocumented = [
+        name
+        for name in screen.__all__
+        if callable(getattr(screen, name)) and not (inspect.getdoc(getattr(screen, name)) or "").strip()
+    ]
+    assert undocumented == []

@@ -1,10 +1,13 @@
 """The reference model of the shared name normalisation: the original, cluster-by-cluster
-implementation of ``charter.names``, kept unchanged so the fast path can be checked against it.
+implementation of ``charter.names`` (with ignorable characters joined to the cluster before them
+and dropped), kept so the fast path can be checked against it.
 Slow and obviously right; never used outside the tests."""
 
 from __future__ import annotations
 
 import unicodedata
+
+import regex
 
 _KATAKANA_START, _KATAKANA_END = 0x30A1, 0x30F6
 _KANA_SHIFT = 0x60
@@ -53,11 +56,20 @@ def _is_latin(ch: str) -> bool:
     return code < 0x0250 or 0x1E00 <= code <= 0x1EFF
 
 
+def _ignorable(ch: str) -> bool:
+    return regex.match(r"[\p{Default_Ignorable_Code_Point}\p{Cf}]", ch) is not None
+
+
 def _fold_cluster(cluster: str) -> str:
+    cluster = "".join(c for c in cluster if not _ignorable(c))
     text = unicodedata.normalize("NFKC", cluster).casefold()
     if text and _is_latin(text[0]):
         decomposed = unicodedata.normalize("NFD", text)
         text = unicodedata.normalize("NFC", "".join(c for c in decomposed if not unicodedata.combining(c)))
+    elif text and _is_separator(text[0]):
+        # Marks on a separator go with it: kept, they would stand as key characters of their own
+        # after a gap, which a second normalisation would then drop (it must be idempotent).
+        text = text[0] + "".join(c for c in text[1:] if not unicodedata.category(c).startswith("M"))
     return "".join(_fold_char(c) for c in text)
 
 
@@ -66,7 +78,9 @@ def _clusters(text: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     start = 0
     for index in range(1, len(text) + 1):
-        if index < len(text) and (unicodedata.combining(text[index]) or text[index] in _ATTACHING):
+        if index < len(text) and (
+            unicodedata.combining(text[index]) or text[index] in _ATTACHING or _ignorable(text[index])
+        ):
             continue
         spans.append((start, index))
         start = index

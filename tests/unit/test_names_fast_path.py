@@ -110,3 +110,58 @@ def test_every_joining_mark_after_every_kind_of_character() -> None:
         for mark in ("\u0301", "\u0338", "\u0345", "\u3099", "\uff9e"):
             text = f"x{chr(code)}{mark}y"
             assert normalize_with_offsets(text) == ref.normalize_with_offsets(text), repr(text)
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts)
+def test_long_texts_translated_whole_equal_the_reference(text: str) -> None:
+    """At 1,024 characters and more the fast path translates the text whole (the marks and
+    ignorables joined by one regular expression) instead of run by run."""
+    long = ("x" + text) * (1100 // (len(text) + 1) + 1)
+    assert len(long) >= 1024
+    key, spans = ref.normalize_with_offsets(long)
+    assert normalize(long) == key
+    assert normalize_with_offsets(long) == (key, spans)
+    fast = normalize_text(long)
+    assert fast.key == key
+    for first in range(0, len(key), 97):
+        start, end = first, min(len(key), first + 13)
+        while start < end and key[start] == " ":
+            start += 1
+        while end > start and key[end - 1] == " ":
+            end -= 1
+        if start < end:
+            assert fast.span(start, end) == (spans[start][0], spans[end - 1][1])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "e\u0301" * 4000,
+        "Hatsune\u200bMiku " * 600,
+        "\u200b" * 3000 + "Miku",
+        "\u202eukim enustah " * 600,
+        "<\u0338\u0301 a\u0345 İ\u0307 ｅ\u0301 ß\u0301 初\u200b音 " * 120,
+        "Ⅰ\u0301 \u0301\u0301 ｶﾞ\u200b " * 200,
+    ],
+)
+def test_long_examples_with_marks_and_ignorables_equal_the_reference(text: str) -> None:
+    assert len(text) >= 1024
+    assert normalize_with_offsets(text) == ref.normalize_with_offsets(text)
+    assert normalize_text(text).key == ref.normalize(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "、\U000e0001\u0301",  # an ignorable, then a Latin mark, after a separator: one cluster
+        "a\U000e0001\u0301x",
+        "\u200b\u0301a",
+        "e\u0301\u200b\u0302 ß\u200b\u0301",
+        "Ω\U000e0001\u3099 0\U000e0001\u3099",  # ... and a mark that is not Latin after them
+    ],
+)
+def test_the_joining_characters_of_a_cluster_are_joined_all_or_none(text: str) -> None:
+    for sample in (text, text * (1100 // len(text) + 1)):  # run by run, and translated whole
+        assert normalize_with_offsets(sample) == ref.normalize_with_offsets(sample)
+        assert normalize_text(sample).key == ref.normalize(sample)

@@ -24,6 +24,8 @@ class CharacterCalls(Transport):
         aliases: Iterable[character_pb2.Alias] = (),
         external_id: str = "",
         request_id: str | None = None,
+        canonical_name_ambiguous: bool = False,
+        keyword_sets: Iterable[character_pb2.KeywordSet] = (),
         timeout: float | None = None,
     ) -> character_pb2.Character:
         """Creates a character, OPTED_OUT until its rights holder opts it in.
@@ -41,10 +43,15 @@ class CharacterCalls(Transport):
             external_id: The rights holder's own identifier, unique per rights
                 holder; bulk imports match on it.
             request_id: Makes the call idempotent, as in `create_rights_holder`.
+            canonical_name_ambiguous: Whether the canonical name may also name something
+                else (then a match of it is decided only when the character is declared).
+            keyword_sets: Descriptions of the character (see `charter.keyword_set`).
             timeout: The deadline of this call in seconds, instead of the default.
 
         Returns:
-            The created character.
+            The created character, with the readings the server derived from names in
+            kanji or hanzi among its aliases (marked `derived`). A name that may cause false
+            detections (a common word, a very short name) issues a `charter.NameWarning`.
 
         Raises:
             TypeError: If `aliases` holds anything but `Alias` messages, or
@@ -65,12 +72,15 @@ class CharacterCalls(Transport):
                 reference_urls=_requests.string_list(reference_urls, what="reference_urls"),
                 aliases=_requests.alias_list(aliases),
                 external_id=external_id,
+                canonical_name_ambiguous=canonical_name_ambiguous,
+                keyword_sets=_requests.keyword_set_list(keyword_sets),
             ),
             request_id=request_id or new_request_id(),
         )
         response: catalog_service_pb2.CreateCharacterResponse = await self._unary(
             self._catalog.CreateCharacter, request, timeout
         )
+        _requests.warn_names(response.warnings)
         return response.character
 
     async def get_character(self, id: str, *, timeout: float | None = None) -> character_pb2.Character:
@@ -142,6 +152,8 @@ class CharacterCalls(Transport):
         reference_urls: Iterable[str] | None = None,
         aliases: Iterable[character_pb2.Alias] | None = None,
         external_id: str | None = None,
+        canonical_name_ambiguous: bool | None = None,
+        keyword_sets: Iterable[character_pb2.KeywordSet] | None = None,
         timeout: float | None = None,
     ) -> character_pb2.Character:
         """Changes the given fields of a character, leaving the others as they are.
@@ -160,10 +172,13 @@ class CharacterCalls(Transport):
             reference_urls: The new reference URLs, replacing the old ones.
             aliases: The new aliases (`Alias` messages), replacing the old ones.
             external_id: The new external id.
+            canonical_name_ambiguous: Whether the canonical name may also name something else.
+            keyword_sets: The new keyword sets, replacing the old ones.
             timeout: The deadline of this call in seconds, instead of the default.
 
         Returns:
-            The updated character.
+            The updated character (readings of newly added names in kanji or hanzi are
+            derived; a name that may cause false detections issues a `charter.NameWarning`).
 
         Raises:
             ValueError: If no field is given.
@@ -184,6 +199,8 @@ class CharacterCalls(Transport):
             ),
             "aliases": None if aliases is None else _requests.alias_list(aliases),
             "external_id": external_id,
+            "canonical_name_ambiguous": canonical_name_ambiguous,
+            "keyword_sets": None if keyword_sets is None else _requests.keyword_set_list(keyword_sets),
         }
         request = catalog_service_pb2.UpdateCharacterRequest(
             character=resource, update_mask=_requests.apply_changes(resource, changes)
@@ -191,7 +208,59 @@ class CharacterCalls(Transport):
         response: catalog_service_pb2.UpdateCharacterResponse = await self._unary(
             self._catalog.UpdateCharacter, request, timeout
         )
+        _requests.warn_names(response.warnings)
         return response.character
+
+    async def add_keyword_set(
+        self, character_id: str, keyword_set: character_pb2.KeywordSet, *, timeout: float | None = None
+    ) -> character_pb2.Character:
+        """Adds a keyword set to a character, or replaces its set of the same name.
+
+        Allowed roles: admin, and a rights holder for its own characters. Reads the character
+        and writes its keyword sets back, so two concurrent changes of one character's sets
+        may lose one; use `update_character(keyword_sets=...)` to set them all at once.
+
+        Args:
+            character_id: The character's id.
+            keyword_set: The set (see `charter.keyword_set`).
+            timeout: The deadline of each call in seconds, instead of the default.
+
+        Returns:
+            The updated character.
+
+        Raises:
+            TypeError: If `keyword_set` is not a `KeywordSet` message.
+            InvalidArgumentError: If the set is invalid (2-6 keywords, 1-10 variants each).
+            CharterError: For any other failure.
+        """
+        (checked,) = _requests.keyword_set_list([keyword_set])
+        current = await self.get_character(character_id, timeout=timeout)
+        kept = [k for k in current.keyword_sets if k.name != checked.name]
+        return await self.update_character(character_id, keyword_sets=[*kept, checked], timeout=timeout)
+
+    async def remove_keyword_set(
+        self, character_id: str, name: str, *, timeout: float | None = None
+    ) -> character_pb2.Character:
+        """Removes a character's keyword set by name (removing a set it does not have changes nothing).
+
+        Allowed roles: admin, and a rights holder for its own characters; see `add_keyword_set`.
+
+        Args:
+            character_id: The character's id.
+            name: The set's name.
+            timeout: The deadline of each call in seconds, instead of the default.
+
+        Returns:
+            The character as it is now.
+
+        Raises:
+            CharterError: For any failure.
+        """
+        current = await self.get_character(character_id, timeout=timeout)
+        kept = [k for k in current.keyword_sets if k.name != name]
+        if len(kept) == len(current.keyword_sets):
+            return current
+        return await self.update_character(character_id, keyword_sets=kept, timeout=timeout)
 
     async def archive_character(self, id: str, *, timeout: float | None = None) -> character_pb2.Character:
         """Archives a character; it stays denied at generation time. Archiving twice is harmless.

@@ -6,18 +6,21 @@ A new resource adds a module with its own `typer.Typer()` group and one
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TextIO
 
 import typer
 
 from charter._options import DEFAULT_TIMEOUT
+from charter._requests import NameWarning
 from charter._version import __version__
 from charter.cli import (
     api_keys,
     authorize,
     characters,
     grants,
+    keywords,
     licensees,
     receipts,
     rights_holders,
@@ -43,6 +46,7 @@ app = typer.Typer(
 
 app.add_typer(rights_holders.app, name="rights-holders")
 app.add_typer(characters.app, name="characters")
+app.add_typer(keywords.app, name="keywords")
 app.add_typer(terms.app, name="terms")
 app.add_typer(licensees.app, name="licensees")
 app.add_typer(api_keys.app, name="api-keys")
@@ -103,6 +107,8 @@ def root(
     ] = DEFAULT_TIMEOUT,
 ) -> None:
     """Charter, the opt-in character licensing service."""
+    warnings.simplefilter("always", NameWarning)
+    warnings.showwarning = _show_warning
     ctx.obj = Settings(
         target=target,
         api_key=api_key or None,
@@ -110,3 +116,22 @@ def root(
         json_output=json_output,
         timeout=timeout,
     )
+
+
+_SHOW_WARNING = warnings.showwarning
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+    **_: Any,
+) -> None:
+    """Prints a name warning of the server as ``warning: ...`` on stderr, other warnings as usual."""
+    if isinstance(message, NameWarning):
+        typer.echo(f"warning: {message}", err=True)
+    else:
+        _SHOW_WARNING(message, category, filename, lineno, file, line)

@@ -202,12 +202,21 @@ def print_obligations(characters: Sequence[CharacterDecision]) -> None:
 
 
 def print_detections(detections: Sequence[Detection]) -> None:
-    """Prints the characters a prompt names: alias, span, matched text, ambiguity."""
-    columns = [Column("character", Kind.ID), Column("alias"), Column("span"), Column("text"), Column("ambiguous")]
+    """Prints the characters a prompt names or describes: alias (or keyword set), rule, span,
+    matched text, ambiguity."""
+    columns = [
+        Column("character", Kind.ID),
+        Column("alias"),
+        Column("rule"),
+        Column("span"),
+        Column("text"),
+        Column("ambiguous"),
+    ]
     rows: list[list[Cell]] = [
         [
             detection.character_id,
-            detection.matched_alias,
+            f"{detection.keyword_set}: {detection.matched_alias}" if detection.described else detection.matched_alias,
+            detection.rule.value.lower().replace("_", " "),
             f"{detection.start}-{detection.end}",
             detection.text,
             "yes" if detection.ambiguous else "no",
@@ -266,6 +275,9 @@ def detection_json(detection: Detection) -> dict[str, Any]:
         "end": detection.end,
         "text": detection.text,
         "ambiguous": detection.ambiguous,
+        "rule": f"RULE_{detection.rule.value}",
+        "kind": "KIND_DESCRIPTION" if detection.described else "KIND_NAME",
+        **({"keywordSet": detection.keyword_set} if detection.keyword_set else {}),
     }
 
 

@@ -96,6 +96,9 @@ def create(
     ] = None,
     rights_holder: RightsHolderOption = None,
     json_output: JsonOption = False,
+    ambiguous_name: Annotated[
+        bool, typer.Option(help="The canonical name may also name something else (decided only when declared).")
+    ] = False,
 ) -> None:
     """Create a character; it stays opted out until its terms are set with `charter terms set --opt-in`."""
     aliases = _aliases(alias)
@@ -110,6 +113,7 @@ def create(
             aliases=aliases,
             external_id=external_id,
             request_id=request_id,
+            canonical_name_ambiguous=ambiguous_name,
         )
     _show(cli.json_output, character)
 
@@ -171,12 +175,15 @@ def update(
     clear_reference_urls: Annotated[bool, typer.Option(help="Remove every reference URL.")] = False,
     external_id: Annotated[str | None, typer.Option(help="The new external id; '' clears it.")] = None,
     json_output: JsonOption = False,
+    ambiguous_name: Annotated[
+        bool | None, typer.Option(help="Whether the canonical name may also name something else.")
+    ] = None,
 ) -> None:
     """Change the given fields of a character; the others stay as they are (aliases: add-alias, remove-alias)."""
     if reference_url and clear_reference_urls:
         raise typer.BadParameter("give --reference-url or --clear-reference-urls, not both")
     urls = [] if clear_reference_urls else reference_url
-    if all(v is None for v in (canonical_name, franchise, description, urls, external_id)):
+    if all(v is None for v in (canonical_name, franchise, description, urls, external_id, ambiguous_name)):
         raise typer.BadParameter("give at least one field to change, for example --canonical-name")
     cli = settings(ctx, json_output)
     with cli.client() as client:
@@ -187,6 +194,7 @@ def update(
             description=description,
             reference_urls=urls,
             external_id=external_id,
+            canonical_name_ambiguous=ambiguous_name,
         )
     _show(cli.json_output, character)
 

@@ -12,6 +12,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -158,9 +159,120 @@ Global___ScreenPromptRequest: _TypeAlias = ScreenPromptRequest  # noqa: Y015
 
 @_typing.final
 class Detection(_message.Message):
-    """A Detection is a character named in a prompt."""
+    """A Detection is a character named in a prompt, or described in it by one of
+    its keyword sets.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
+
+    class _Rule:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _RuleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Detection._Rule.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        RULE_UNSPECIFIED: Detection._Rule.ValueType  # 0
+        """Not specified. Never sent by the server."""
+        RULE_EXACT: Detection._Rule.ValueType  # 1
+        """The name or alias as registered."""
+        RULE_SKELETON: Detection._Rule.ValueType  # 2
+        """The name written with look-alike characters of other scripts (the
+        Unicode confusables skeleton of UTS #39), for example a Cyrillic `Н`.
+        """
+        RULE_READING: Detection._Rule.ValueType  # 3
+        """A reading the server derived from a name in kanji or hanzi (kana,
+        romanisation or pinyin).
+        """
+        RULE_SPACED: Detection._Rule.ValueType  # 4
+        """The letters of the name separated by single spaces, dots, hyphens or
+        underscores, for example `H a t s u n e M i k u`.
+        """
+        RULE_HASHTAG: Detection._Rule.ValueType  # 5
+        """The words of the name run together in a hashtag, for example
+        `#HatsuneMiku`.
+        """
+        RULE_JOINED: Detection._Rule.ValueType  # 6
+        """The words of the name run together or in camel case outside a hashtag,
+        for example `Spiderman` for `Spider-Man`.
+        """
+        RULE_REVERSED_ORDER: Detection._Rule.ValueType  # 7
+        """The two parts of a person's name in the other order, for example
+        `Len Kagamine` for `Kagamine Len`.
+        """
+        RULE_PLURAL: Detection._Rule.ValueType  # 8
+        """The name with an English plural or possessive ending, for example
+        `Pikachus`.
+        """
+        RULE_LONG_VOWEL: Detection._Rule.ValueType  # 9
+        """Another romanisation of a long vowel (ō, ou, oo, o; ū, uu, u)."""
+        RULE_DESCRIPTION: Detection._Rule.ValueType  # 10
+        """Every keyword of one of the character's keyword sets (best-effort)."""
+
+    class Rule(_Rule, metaclass=_RuleEnumTypeWrapper):
+        """Rule is the matching rule that found a detection, so that a person can
+        judge it. Every rule applies after the shared normalisation (NFKC, case,
+        width and kana folding, dropped default-ignorable and format characters).
+        """
+
+    RULE_UNSPECIFIED: Detection.Rule.ValueType  # 0
+    """Not specified. Never sent by the server."""
+    RULE_EXACT: Detection.Rule.ValueType  # 1
+    """The name or alias as registered."""
+    RULE_SKELETON: Detection.Rule.ValueType  # 2
+    """The name written with look-alike characters of other scripts (the
+    Unicode confusables skeleton of UTS #39), for example a Cyrillic `Н`.
+    """
+    RULE_READING: Detection.Rule.ValueType  # 3
+    """A reading the server derived from a name in kanji or hanzi (kana,
+    romanisation or pinyin).
+    """
+    RULE_SPACED: Detection.Rule.ValueType  # 4
+    """The letters of the name separated by single spaces, dots, hyphens or
+    underscores, for example `H a t s u n e M i k u`.
+    """
+    RULE_HASHTAG: Detection.Rule.ValueType  # 5
+    """The words of the name run together in a hashtag, for example
+    `#HatsuneMiku`.
+    """
+    RULE_JOINED: Detection.Rule.ValueType  # 6
+    """The words of the name run together or in camel case outside a hashtag,
+    for example `Spiderman` for `Spider-Man`.
+    """
+    RULE_REVERSED_ORDER: Detection.Rule.ValueType  # 7
+    """The two parts of a person's name in the other order, for example
+    `Len Kagamine` for `Kagamine Len`.
+    """
+    RULE_PLURAL: Detection.Rule.ValueType  # 8
+    """The name with an English plural or possessive ending, for example
+    `Pikachus`.
+    """
+    RULE_LONG_VOWEL: Detection.Rule.ValueType  # 9
+    """Another romanisation of a long vowel (ō, ou, oo, o; ū, uu, u)."""
+    RULE_DESCRIPTION: Detection.Rule.ValueType  # 10
+    """Every keyword of one of the character's keyword sets (best-effort)."""
+
+    class _Kind:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _KindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Detection._Kind.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        KIND_UNSPECIFIED: Detection._Kind.ValueType  # 0
+        """Not specified. Never sent by the server."""
+        KIND_NAME: Detection._Kind.ValueType  # 1
+        """A name or alias of the character matched."""
+        KIND_DESCRIPTION: Detection._Kind.ValueType  # 2
+        """Every keyword of a keyword set of the character matched."""
+
+    class Kind(_Kind, metaclass=_KindEnumTypeWrapper):
+        """Kind says whether a detection names the character or describes it."""
+
+    KIND_UNSPECIFIED: Detection.Kind.ValueType  # 0
+    """Not specified. Never sent by the server."""
+    KIND_NAME: Detection.Kind.ValueType  # 1
+    """A name or alias of the character matched."""
+    KIND_DESCRIPTION: Detection.Kind.ValueType  # 2
+    """Every keyword of a keyword set of the character matched."""
 
     CHARACTER_ID_FIELD_NUMBER: _builtins.int
     MATCHED_ALIAS_FIELD_NUMBER: _builtins.int
@@ -168,10 +280,15 @@ class Detection(_message.Message):
     END_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     AMBIGUOUS_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    KEYWORD_SET_FIELD_NUMBER: _builtins.int
     character_id: _builtins.str
     """The character named."""
     matched_alias: _builtins.str
-    """The name or alias that matched, as registered."""
+    """The name or alias that matched, as registered; for a description, the
+    keywords of the set that matched, joined with ` + `.
+    """
     start: _builtins.int
     """The start of the match in the prompt, in Unicode code points from 0."""
     end: _builtins.int
@@ -182,6 +299,14 @@ class Detection(_message.Message):
     """Whether the matched alias is marked ambiguous (it may name something
     else).
     """
+    rule: Global___Detection.Rule.ValueType
+    """The rule that matched."""
+    kind: Global___Detection.Kind.ValueType
+    """Whether the character was named or described."""
+    keyword_set: _builtins.str
+    """For a description, the name of the keyword set that matched; the span
+    then runs from the first keyword found to the last.
+    """
     def __init__(
         self,
         *,
@@ -191,10 +316,13 @@ class Detection(_message.Message):
         end: _builtins.int = ...,
         text: _builtins.str = ...,
         ambiguous: _builtins.bool = ...,
+        rule: Global___Detection.Rule.ValueType = ...,
+        kind: Global___Detection.Kind.ValueType = ...,
+        keyword_set: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ambiguous", b"ambiguous", "character_id", b"character_id", "end", b"end", "matched_alias", b"matched_alias", "start", b"start", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ambiguous", b"ambiguous", "character_id", b"character_id", "end", b"end", "keyword_set", b"keyword_set", "kind", b"kind", "matched_alias", b"matched_alias", "rule", b"rule", "start", b"start", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -722,18 +722,26 @@ class CreateCharacterResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CHARACTER_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def character(self) -> _character_pb2.Character:
         """The created character."""
+
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedCompositeFieldContainer[Global___NameWarning]:
+        """Names that may cause false detections: common words and very short
+        names. Each suggests marking the name ambiguous; nothing was refused.
+        """
 
     def __init__(
         self,
         *,
         character: _character_pb2.Character | None = ...,
+        warnings: _abc.Iterable[Global___NameWarning] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["character", b"character"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["character", b"character"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character", b"character", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -878,8 +886,8 @@ class UpdateCharacterRequest(_message.Message):
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """The fields to update: any of `canonical_name`, `franchise`,
-        `description`, `reference_urls`, `aliases`, `external_id`. Lists are
-        replaced whole. An empty mask updates every one of those fields that is
+        `description`, `reference_urls`, `aliases`, `external_id`,
+        `canonical_name_ambiguous`, `keyword_sets`. Lists are replaced whole. An empty mask updates every one of those fields that is
         set to a non-empty value.
         """
 
@@ -904,18 +912,26 @@ class UpdateCharacterResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CHARACTER_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def character(self) -> _character_pb2.Character:
         """The updated character."""
+
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedCompositeFieldContainer[Global___NameWarning]:
+        """Names that may cause false detections: common words and very short
+        names. Each suggests marking the name ambiguous; nothing was refused.
+        """
 
     def __init__(
         self,
         *,
         character: _character_pb2.Character | None = ...,
+        warnings: _abc.Iterable[Global___NameWarning] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["character", b"character"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["character", b"character"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character", b"character", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1490,6 +1506,7 @@ class ImportRowResult(_message.Message):
     CHARACTER_ID_FIELD_NUMBER: _builtins.int
     ERROR_REASON_FIELD_NUMBER: _builtins.int
     FIELD_VIOLATIONS_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """The row's index in the request, from 0."""
     external_id: _builtins.str
@@ -1506,6 +1523,12 @@ class ImportRowResult(_message.Message):
         example `character.aliases[1].language`).
         """
 
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedCompositeFieldContainer[Global___NameWarning]:
+        """Names of the row that may cause false detections, as in
+        CreateCharacterResponse.warnings.
+        """
+
     def __init__(
         self,
         *,
@@ -1515,14 +1538,80 @@ class ImportRowResult(_message.Message):
         character_id: _builtins.str = ...,
         error_reason: _builtins.str = ...,
         field_violations: _abc.Iterable[Global___ImportFieldViolation] | None = ...,
+        warnings: _abc.Iterable[Global___NameWarning] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_id", b"character_id", "error_reason", b"error_reason", "external_id", b"external_id", "field_violations", b"field_violations", "index", b"index", "outcome", b"outcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_id", b"character_id", "error_reason", b"error_reason", "external_id", b"external_id", "field_violations", b"field_violations", "index", b"index", "outcome", b"outcome", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ImportRowResult: _TypeAlias = ImportRowResult  # noqa: Y015
+
+@_typing.final
+class NameWarning(_message.Message):
+    """A NameWarning says that a name may cause false detections in prompts and
+    suggests marking it ambiguous (then it is decided only when declared).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Kind:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _KindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[NameWarning._Kind.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        KIND_UNSPECIFIED: NameWarning._Kind.ValueType  # 0
+        """Not specified. Never sent by the server."""
+        KIND_COMMON_WORD: NameWarning._Kind.ValueType  # 1
+        """The name is a common word of its language (by word frequency)."""
+        KIND_TOO_SHORT: NameWarning._Kind.ValueType  # 2
+        """The name is shorter than the documented minimum: 4 letters or digits
+        in Latin and other spaced scripts, 2 characters in Japanese, Chinese
+        and Korean.
+        """
+
+    class Kind(_Kind, metaclass=_KindEnumTypeWrapper):
+        """Why a name may cause false detections."""
+
+    KIND_UNSPECIFIED: NameWarning.Kind.ValueType  # 0
+    """Not specified. Never sent by the server."""
+    KIND_COMMON_WORD: NameWarning.Kind.ValueType  # 1
+    """The name is a common word of its language (by word frequency)."""
+    KIND_TOO_SHORT: NameWarning.Kind.ValueType  # 2
+    """The name is shorter than the documented minimum: 4 letters or digits
+    in Latin and other spaced scripts, 2 characters in Japanese, Chinese
+    and Korean.
+    """
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    """The field of the name, for example `character.aliases[2].value`."""
+    name: _builtins.str
+    """The name as registered."""
+    kind: Global___NameWarning.Kind.ValueType
+    """Why it may cause false detections."""
+    language: _builtins.str
+    """The language the word was looked up in, for COMMON_WORD (a BCP 47 tag)."""
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        name: _builtins.str = ...,
+        kind: Global___NameWarning.Kind.ValueType = ...,
+        language: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["field", b"field", "kind", b"kind", "language", b"language", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NameWarning: _TypeAlias = NameWarning  # noqa: Y015
 
 @_typing.final
 class ImportFieldViolation(_message.Message):
@@ -1604,15 +1693,52 @@ Global___ListAliasCollisionsRequest: _TypeAlias = ListAliasCollisionsRequest  # 
 
 @_typing.final
 class AliasCollision(_message.Message):
-    """A normalised name shared by characters of more than one rights holder."""
+    """A normalised name shared by characters of more than one rights holder, or
+    a name that prompt screening's look-alike pass would turn into another
+    character's name (so the pass is not applied to it).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
+
+    class _Kind:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _KindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[AliasCollision._Kind.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        KIND_UNSPECIFIED: AliasCollision._Kind.ValueType  # 0
+        """Not specified. Never sent by the server."""
+        KIND_SAME_NAME: AliasCollision._Kind.ValueType  # 1
+        """The characters have a name with this normalised key."""
+        KIND_LOOK_ALIKE: AliasCollision._Kind.ValueType  # 2
+        """The first character has a name written with look-alike characters of
+        other scripts (UTS #39 confusables) that turns into this key, a name of
+        the other characters. Screening does not apply the look-alike rule to
+        it; staff may want the names changed or marked ambiguous.
+        """
+
+    class Kind(_Kind, metaclass=_KindEnumTypeWrapper):
+        """What collides."""
+
+    KIND_UNSPECIFIED: AliasCollision.Kind.ValueType  # 0
+    """Not specified. Never sent by the server."""
+    KIND_SAME_NAME: AliasCollision.Kind.ValueType  # 1
+    """The characters have a name with this normalised key."""
+    KIND_LOOK_ALIKE: AliasCollision.Kind.ValueType  # 2
+    """The first character has a name written with look-alike characters of
+    other scripts (UTS #39 confusables) that turns into this key, a name of
+    the other characters. Screening does not apply the look-alike rule to
+    it; staff may want the names changed or marked ambiguous.
+    """
 
     NORMALIZED_FIELD_NUMBER: _builtins.int
     CHARACTER_IDS_FIELD_NUMBER: _builtins.int
     RIGHTS_HOLDER_IDS_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
     normalized: _builtins.str
     """The normalised name."""
+    kind: Global___AliasCollision.Kind.ValueType
+    """What collides."""
     @_builtins.property
     def character_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The ids of the characters that share it."""
@@ -1627,10 +1753,11 @@ class AliasCollision(_message.Message):
         normalized: _builtins.str = ...,
         character_ids: _abc.Iterable[_builtins.str] | None = ...,
         rights_holder_ids: _abc.Iterable[_builtins.str] | None = ...,
+        kind: Global___AliasCollision.Kind.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_ids", b"character_ids", "normalized", b"normalized", "rights_holder_ids", b"rights_holder_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_ids", b"character_ids", "kind", b"kind", "normalized", b"normalized", "rights_holder_ids", b"rights_holder_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -397,7 +397,9 @@ class CatalogServiceServicer:
 
     def ListAliasCollisions(self, request, context):
         """Lists normalised names shared by characters of different rights holders
-        (allowed only when marked ambiguous). Allowed roles: admin, auditor.
+        (allowed only when marked ambiguous), and names that prompt screening's
+        look-alike rule would merge into another character's name. Allowed roles:
+        admin, auditor.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

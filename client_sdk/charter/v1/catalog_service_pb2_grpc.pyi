@@ -143,7 +143,9 @@ class CatalogServiceStub:
     """
     ListAliasCollisions: _grpc.UnaryUnaryMultiCallable[_catalog_service_pb2.ListAliasCollisionsRequest, _catalog_service_pb2.ListAliasCollisionsResponse]
     """Lists normalised names shared by characters of different rights holders
-    (allowed only when marked ambiguous). Allowed roles: admin, auditor.
+    (allowed only when marked ambiguous), and names that prompt screening's
+    look-alike rule would merge into another character's name. Allowed roles:
+    admin, auditor.
     """
 
 @_typing.type_check_only
@@ -261,7 +263,9 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
     """
     ListAliasCollisions: _aio.UnaryUnaryMultiCallable[_catalog_service_pb2.ListAliasCollisionsRequest, _catalog_service_pb2.ListAliasCollisionsResponse]  # type: ignore[assignment]
     """Lists normalised names shared by characters of different rights holders
-    (allowed only when marked ambiguous). Allowed roles: admin, auditor.
+    (allowed only when marked ambiguous), and names that prompt screening's
+    look-alike rule would merge into another character's name. Allowed roles:
+    admin, auditor.
     """
 
 class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -538,7 +542,9 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_catalog_service_pb2.ListAliasCollisionsResponse, _abc.Awaitable[_catalog_service_pb2.ListAliasCollisionsResponse]]:
         """Lists normalised names shared by characters of different rights holders
-        (allowed only when marked ambiguous). Allowed roles: admin, auditor.
+        (allowed only when marked ambiguous), and names that prompt screening's
+        look-alike rule would merge into another character's name. Allowed roles:
+        admin, auditor.
         """
 
 def add_CatalogServiceServicer_to_server(servicer: CatalogServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63harter/v1/character.proto\x12\ncharter.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x02\n\x05\x41lias\x12\r\n\x05value\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.charter.v1.Alias.Kind\x12\x11\n\tambiguous\x18\x04 \x01(\x08\x12\x12\n\nnormalized\x18\x05 \x01(\t\"\x89\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12KIND_OFFICIAL_NAME\x10\x01\x12\x13\n\x0fKIND_SHORT_NAME\x10\x02\x12\x11\n\rKIND_NICKNAME\x10\x03\x12\x15\n\x11KIND_ROMANIZATION\x10\x04\x12\x14\n\x10KIND_TRANSLATION\x10\x05\"\xd9\x03\n\tCharacter\x12\n\n\x02id\x18\x01 \x01(\t\x12\x18\n\x10rights_holder_id\x18\x02 \x01(\t\x12\x13\n\x0b\x65xternal_id\x18\x03 \x01(\t\x12\x16\n\x0e\x63\x61nonical_name\x18\x04 \x01(\t\x12\x11\n\tfranchise\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x16\n\x0ereference_urls\x18\x07 \x03(\t\x12\"\n\x07\x61liases\x18\x08 \x03(\x0b\x32\x11.charter.v1.Alias\x12*\n\x05state\x18\t \x01(\x0e\x32\x1b.charter.v1.Character.State\x12\x15\n\rterms_version\x18\n \x01(\x05\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"p\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSTATE_OPTED_OUT\x10\x01\x12\x12\n\x0eSTATE_OPTED_IN\x10\x02\x12\x13\n\x0fSTATE_SUSPENDED\x10\x03\x12\x12\n\x0eSTATE_ARCHIVED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63harter/v1/character.proto\x12\ncharter.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x02\n\x05\x41lias\x12\r\n\x05value\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.charter.v1.Alias.Kind\x12\x11\n\tambiguous\x18\x04 \x01(\x08\x12\x12\n\nnormalized\x18\x05 \x01(\t\x12\x0f\n\x07\x64\x65rived\x18\x06 \x01(\x08\"\x9b\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12KIND_OFFICIAL_NAME\x10\x01\x12\x13\n\x0fKIND_SHORT_NAME\x10\x02\x12\x11\n\rKIND_NICKNAME\x10\x03\x12\x15\n\x11KIND_ROMANIZATION\x10\x04\x12\x14\n\x10KIND_TRANSLATION\x10\x05\x12\x10\n\x0cKIND_READING\x10\x06\"A\n\nKeywordSet\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x08keywords\x18\x02 \x03(\x0b\x32\x13.charter.v1.Keyword\"\x1b\n\x07Keyword\x12\x10\n\x08variants\x18\x01 \x03(\t\"\xa9\x04\n\tCharacter\x12\n\n\x02id\x18\x01 \x01(\t\x12\x18\n\x10rights_holder_id\x18\x02 \x01(\t\x12\x13\n\x0b\x65xternal_id\x18\x03 \x01(\t\x12\x16\n\x0e\x63\x61nonical_name\x18\x04 \x01(\t\x12\x11\n\tfranchise\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x16\n\x0ereference_urls\x18\x07 \x03(\t\x12\"\n\x07\x61liases\x18\x08 \x03(\x0b\x32\x11.charter.v1.Alias\x12*\n\x05state\x18\t \x01(\x0e\x32\x1b.charter.v1.Character.State\x12\x15\n\rterms_version\x18\n \x01(\x05\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x18\x63\x61nonical_name_ambiguous\x18\r \x01(\x08\x12,\n\x0ckeyword_sets\x18\x0e \x03(\x0b\x32\x16.charter.v1.KeywordSet\"p\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSTATE_OPTED_OUT\x10\x01\x12\x12\n\x0eSTATE_OPTED_IN\x10\x02\x12\x13\n\x0fSTATE_SUSPENDED\x10\x03\x12\x12\n\x0eSTATE_ARCHIVED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,11 +33,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'charter.v1.character_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ALIAS']._serialized_start=76
-  _globals['_ALIAS']._serialized_end=333
-  _globals['_ALIAS_KIND']._serialized_start=196
-  _globals['_ALIAS_KIND']._serialized_end=333
-  _globals['_CHARACTER']._serialized_start=336
-  _globals['_CHARACTER']._serialized_end=809
-  _globals['_CHARACTER_STATE']._serialized_start=697
-  _globals['_CHARACTER_STATE']._serialized_end=809
+  _globals['_ALIAS']._serialized_end=368
+  _globals['_ALIAS_KIND']._serialized_start=213
+  _globals['_ALIAS_KIND']._serialized_end=368
+  _globals['_KEYWORDSET']._serialized_start=370
+  _globals['_KEYWORDSET']._serialized_end=435
+  _globals['_KEYWORD']._serialized_start=437
+  _globals['_KEYWORD']._serialized_end=464
+  _globals['_CHARACTER']._serialized_start=467
+  _globals['_CHARACTER']._serialized_end=1020
+  _globals['_CHARACTER_STATE']._serialized_start=908
+  _globals['_CHARACTER_STATE']._serialized_end=1020
 # @@protoc_insertion_point(module_scope)

@@ -47,6 +47,8 @@ class Alias(_message.Message):
         """The name written in another script, for example `Hatsune Miku`."""
         KIND_TRANSLATION: Alias._Kind.ValueType  # 5
         """The name translated into another language."""
+        KIND_READING: Alias._Kind.ValueType  # 6
+        """How a name in kanji or hanzi is read: kana, romanisation or pinyin."""
 
     class Kind(_Kind, metaclass=_KindEnumTypeWrapper):
         """Kind says what sort of name an alias is."""
@@ -63,12 +65,15 @@ class Alias(_message.Message):
     """The name written in another script, for example `Hatsune Miku`."""
     KIND_TRANSLATION: Alias.Kind.ValueType  # 5
     """The name translated into another language."""
+    KIND_READING: Alias.Kind.ValueType  # 6
+    """How a name in kanji or hanzi is read: kana, romanisation or pinyin."""
 
     VALUE_FIELD_NUMBER: _builtins.int
     LANGUAGE_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     AMBIGUOUS_FIELD_NUMBER: _builtins.int
     NORMALIZED_FIELD_NUMBER: _builtins.int
+    DERIVED_FIELD_NUMBER: _builtins.int
     value: _builtins.str
     """The alias as written, 1 to 200 characters. Required."""
     language: _builtins.str
@@ -85,6 +90,13 @@ class Alias(_message.Message):
     """
     normalized: _builtins.str
     """The normalised matching key of `value`. Output only."""
+    derived: _builtins.bool
+    """Whether the server derived this alias: a reading (kana, romanisation or
+    pinyin) of a name in kanji or hanzi, added when that name was added. A
+    derived alias is matched and listed like any other; remove it by updating
+    the aliases without it (it is not derived again unless its name is added
+    anew), or mark it ambiguous.
+    """
     def __init__(
         self,
         *,
@@ -93,14 +105,78 @@ class Alias(_message.Message):
         kind: Global___Alias.Kind.ValueType = ...,
         ambiguous: _builtins.bool = ...,
         normalized: _builtins.str = ...,
+        derived: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ambiguous", b"ambiguous", "kind", b"kind", "language", b"language", "normalized", b"normalized", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ambiguous", b"ambiguous", "derived", b"derived", "kind", b"kind", "language", b"language", "normalized", b"normalized", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Alias: _TypeAlias = Alias  # noqa: Y015
+
+@_typing.final
+class KeywordSet(_message.Message):
+    """A KeywordSet describes a character without naming it, for example
+    {videogame, plumber}: a prompt that contains every keyword of the set (any of
+    its variants), in any order and anywhere, after the same normalisation as
+    names, is a detection of kind DESCRIPTION naming the set. Best-effort: it
+    catches the descriptions its rights holder foresaw, and the detection says
+    which set matched so that a person can judge it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    KEYWORDS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The set's name, unique among the character's sets; 1 to 100 characters.
+    Required.
+    """
+    @_builtins.property
+    def keywords(self) -> _containers.RepeatedCompositeFieldContainer[Global___Keyword]:
+        """The keywords, 2 to 6."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        keywords: _abc.Iterable[Global___Keyword] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keywords", b"keywords", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KeywordSet: _TypeAlias = KeywordSet  # noqa: Y015
+
+@_typing.final
+class Keyword(_message.Message):
+    """A Keyword of a keyword set: one word or short phrase in its language
+    variants, any of which counts, for example `videogame`, `video game`,
+    `ビデオゲーム`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VARIANTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def variants(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The variants, 1 to 10, each 1 to 100 characters with a letter or digit."""
+
+    def __init__(
+        self,
+        *,
+        variants: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["variants", b"variants"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Keyword: _TypeAlias = Keyword  # noqa: Y015
 
 @_typing.final
 class Character(_message.Message):
@@ -162,6 +238,8 @@ class Character(_message.Message):
     TERMS_VERSION_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    CANONICAL_NAME_AMBIGUOUS_FIELD_NUMBER: _builtins.int
+    KEYWORD_SETS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The server-assigned identifier, `chr_` followed by 32 lowercase hex
     digits. Output only.
@@ -194,6 +272,11 @@ class Character(_message.Message):
     """The version of the terms currently in force, or 0 when the character has
     never been opted in. Output only.
     """
+    canonical_name_ambiguous: _builtins.bool
+    """Whether the canonical name may also name something else (a common word,
+    say `Link`): a match of it is reported but decided only when the request
+    declares the character, as for an ambiguous alias.
+    """
     @_builtins.property
     def reference_urls(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Reference URLs (official pages, model sheets), `https://` or `http://`;
@@ -212,6 +295,10 @@ class Character(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When the character was last changed. Output only."""
 
+    @_builtins.property
+    def keyword_sets(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeywordSet]:
+        """Descriptions that identify the character without naming it; at most 20."""
+
     def __init__(
         self,
         *,
@@ -227,10 +314,12 @@ class Character(_message.Message):
         terms_version: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        canonical_name_ambiguous: _builtins.bool = ...,
+        keyword_sets: _abc.Iterable[Global___KeywordSet] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "canonical_name", b"canonical_name", "create_time", b"create_time", "description", b"description", "external_id", b"external_id", "franchise", b"franchise", "id", b"id", "reference_urls", b"reference_urls", "rights_holder_id", b"rights_holder_id", "state", b"state", "terms_version", b"terms_version", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "canonical_name", b"canonical_name", "canonical_name_ambiguous", b"canonical_name_ambiguous", "create_time", b"create_time", "description", b"description", "external_id", b"external_id", "franchise", b"franchise", "id", b"id", "keyword_sets", b"keyword_sets", "reference_urls", b"reference_urls", "rights_holder_id", b"rights_holder_id", "state", b"state", "terms_version", b"terms_version", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

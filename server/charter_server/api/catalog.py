@@ -17,6 +17,7 @@ from charter_server.services.catalog import (
     RightsHolderInput,
 )
 from charter_server.services.characters import CHARACTER_MUTABLE, CharacterService, ImportRowInput
+from charter_server.services.readings import name_warnings
 
 _OUTCOMES = {
     "created": pb.ImportRowResult.OUTCOME_CREATED,
@@ -36,7 +37,8 @@ class CharacterServicerMixin:
     ) -> pb.CreateCharacterResponse:
         value = convert.character_input(request.character, "character")
         created = self._characters.create_character(current_principal(), value, request_id=request.request_id)
-        return pb.CreateCharacterResponse(character=convert.character(created))
+        warnings = [convert.name_warning(w) for w in name_warnings(created)]
+        return pb.CreateCharacterResponse(character=convert.character(created), warnings=warnings)
 
     def GetCharacter(self, request: pb.GetCharacterRequest, context: grpc.ServicerContext) -> pb.GetCharacterResponse:
         found = self._characters.get_character(current_principal(), request.id)
@@ -66,7 +68,15 @@ class CharacterServicerMixin:
         updated = self._characters.update_character(
             current_principal(), request.character.id, values, list(request.update_mask.paths)
         )
-        return pb.UpdateCharacterResponse(character=convert.character(updated))
+        # Warnings about the names this update set, not about names it left as they were.
+        paths = set(request.update_mask.paths)
+        touched: list[str] = []
+        if not paths or paths & {"canonical_name", "canonical_name_ambiguous"}:
+            touched.append("character.canonical_name")
+        if not paths or "aliases" in paths:
+            touched.append("character.aliases")
+        warnings = [convert.name_warning(w) for w in name_warnings(updated) if w.field.startswith(tuple(touched))]
+        return pb.UpdateCharacterResponse(character=convert.character(updated), warnings=warnings)
 
     def ArchiveCharacter(
         self, request: pb.ArchiveCharacterRequest, context: grpc.ServicerContext
@@ -140,6 +150,7 @@ class CharacterServicerMixin:
                     character_id=r.character_id,
                     error_reason=r.error_reason,
                     field_violations=[pb.ImportFieldViolation(field=f, description=d) for f, d in r.violations],
+                    warnings=[convert.name_warning(w) for w in r.warnings],
                 )
                 for r in results
             ]
@@ -153,8 +164,13 @@ class CharacterServicerMixin:
         )
         return pb.ListAliasCollisionsResponse(
             collisions=[
-                pb.AliasCollision(normalized=name, character_ids=characters, rights_holder_ids=holders)
-                for name, characters, holders in page.items
+                pb.AliasCollision(
+                    normalized=name,
+                    character_ids=characters,
+                    rights_holder_ids=holders,
+                    kind=pb.AliasCollision.Kind.Value(f"KIND_{kind.upper()}"),
+                )
+                for name, characters, holders, kind in page.items
             ],
             next_page_token=page.next_page_token,
         )

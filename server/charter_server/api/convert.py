@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from charter.grants import KeyRing
+from charter.screen import KeywordSet
 from charter.v1 import (
     api_key_pb2,
     authorization_service_pb2,
+    catalog_service_pb2,
     character_pb2,
     envelope_pb2,
     grant_pb2,
@@ -41,6 +43,7 @@ from charter_server.domain.models import (
     Skipped,
 )
 from charter_server.services.characters import AliasInput, CharacterInput
+from charter_server.services.readings import NameWarning
 
 ROLE_TO_PB = {
     Role.ADMIN: api_key_pb2.ROLE_ADMIN,
@@ -172,6 +175,7 @@ ALIAS_KIND_TO_PB = {
     AliasKind.NICKNAME: character_pb2.Alias.KIND_NICKNAME,
     AliasKind.ROMANIZATION: character_pb2.Alias.KIND_ROMANIZATION,
     AliasKind.TRANSLATION: character_pb2.Alias.KIND_TRANSLATION,
+    AliasKind.READING: character_pb2.Alias.KIND_READING,
 }
 ALIAS_KIND_FROM_PB = {value: key for key, value in ALIAS_KIND_TO_PB.items()}
 
@@ -203,7 +207,7 @@ def character_input(
                 if errors is None:
                     raise InvalidArgument.one(path, f"unknown alias kind {alias.kind}")
                 errors.append((path, f"unknown alias kind {alias.kind}"))
-        aliases.append(AliasInput(alias.value, alias.language, kind, alias.ambiguous))
+        aliases.append(AliasInput(alias.value, alias.language, kind, alias.ambiguous, alias.derived))
     return CharacterInput(
         rights_holder_id=message.rights_holder_id,
         canonical_name=message.canonical_name,
@@ -212,6 +216,20 @@ def character_input(
         reference_urls=tuple(message.reference_urls),
         aliases=tuple(aliases),
         external_id=message.external_id,
+        canonical_name_ambiguous=message.canonical_name_ambiguous,
+        keyword_sets=tuple(
+            KeywordSet(k.name, tuple(tuple(w.variants) for w in k.keywords)) for k in message.keyword_sets
+        ),
+    )
+
+
+def name_warning(value: NameWarning) -> catalog_service_pb2.NameWarning:
+    """The protobuf form of a warning about a name."""
+    return catalog_service_pb2.NameWarning(
+        field=value.field,
+        name=value.name,
+        kind=catalog_service_pb2.NameWarning.Kind.Value(f"KIND_{value.kind.upper()}"),
+        language=value.language,
     )
 
 
@@ -232,8 +250,16 @@ def character(value: Character) -> character_pb2.Character:
                 kind=ALIAS_KIND_TO_PB[a.kind],
                 ambiguous=a.ambiguous,
                 normalized=a.normalized,
+                derived=a.derived,
             )
             for a in value.aliases
+        ],
+        canonical_name_ambiguous=value.canonical_name_ambiguous,
+        keyword_sets=[
+            character_pb2.KeywordSet(
+                name=k.name, keywords=[character_pb2.Keyword(variants=list(v)) for v in k.keywords]
+            )
+            for k in value.keyword_sets
         ],
         state=CHARACTER_STATE_TO_PB[value.state],
         terms_version=value.terms_version,
@@ -329,6 +355,13 @@ def detection(value: Detection) -> authorization_service_pb2.Detection:
         end=value.end,
         text=value.text,
         ambiguous=value.ambiguous,
+        rule=authorization_service_pb2.Detection.Rule.Value(f"RULE_{value.rule.value}"),
+        kind=(
+            authorization_service_pb2.Detection.KIND_DESCRIPTION
+            if value.described
+            else authorization_service_pb2.Detection.KIND_NAME
+        ),
+        keyword_set=value.keyword_set,
     )
 
 

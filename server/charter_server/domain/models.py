@@ -1,4 +1,8 @@
-"""Domain records of the foundation: rights holders, licensees, API keys, callers."""
+"""Domain records of the foundation: rights holders, licensees, API keys, callers.
+
+Prompt detections and keyword sets are the SDK's own records (``charter.decisions.Detection``,
+``charter.screen.KeywordSet``), shared by the server's screen and the SDK's.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from charter.decisions import Detection
 from charter.names import normalize
+from charter.screen import KeywordSet, look_alike_key
+
+__all__ = ["Detection", "KeywordSet"]  # the shared records, re-exported for the server's layers
 
 T = TypeVar("T")
 
@@ -129,6 +137,7 @@ class AliasKind(enum.StrEnum):
     NICKNAME = "nickname"
     ROMANIZATION = "romanization"
     TRANSLATION = "translation"
+    READING = "reading"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +149,7 @@ class Alias:
     kind: AliasKind
     ambiguous: bool
     normalized: str
+    derived: bool = False  # a reading the server derived from a name in kanji or hanzi
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,14 +171,26 @@ class Character:
     archive_time: datetime | None
     # The state to return to when a suspension is lifted.
     state_before_suspension: CharacterState | None = None
+    canonical_name_ambiguous: bool = False
+    keyword_sets: tuple[KeywordSet, ...] = ()
 
     def names(self) -> list[tuple[str, bool]]:
         """Every normalised name of the character with whether it is marked ambiguous."""
-        found = {normalize(self.canonical_name): False}
+        found = {normalize(self.canonical_name): self.canonical_name_ambiguous}
         for alias in self.aliases:
             if alias.normalized:
                 found[alias.normalized] = found.get(alias.normalized, True) and alias.ambiguous
         return [(key, ambiguous) for key, ambiguous in found.items() if key]
+
+    def look_alikes(self) -> dict[str, str]:
+        """The names written with look-alike characters of other scripts: normalised key → the key
+        the screen's look-alike pass turns them into (see ``charter.screen``)."""
+        found = {}
+        for value in (self.canonical_name, *(a.value for a in self.aliases)):
+            merged = look_alike_key(value)
+            if merged is not None:
+                found[normalize(value)] = merged
+        return found
 
 
 class SigningKeyState(enum.StrEnum):
@@ -245,18 +267,6 @@ class RevocationEvent:
     rights_holder_id: str = ""
     licensee_id: str = ""
     licensee_ids: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class Detection:
-    """A character named in a prompt: the alias that matched and where, in code points."""
-
-    character_id: str
-    matched_alias: str
-    start: int
-    end: int
-    text: str
-    ambiguous: bool
 
 
 @dataclass(frozen=True, slots=True)

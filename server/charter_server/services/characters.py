@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import langcodes
 import structlog
 from charter.names import normalize
+from charter.screen import KeywordSet
 from charter.v1 import terms_pb2
 from google.protobuf import timestamp_pb2
 from sqlalchemy.exc import IntegrityError
@@ -34,6 +35,13 @@ from charter_server.domain.models import (
 from charter_server.services import pagination
 from charter_server.services.idempotency import create_once
 from charter_server.services.ownership import not_owned, require_rights_holder
+from charter_server.services.readings import (
+    NameWarning,
+    check_keyword_sets,
+    name_warnings,
+    with_readings,
+    without_shared_readings,
+)
 from charter_server.services.templates import TEMPLATES, Template
 from charter_server.services.terms_rules import canonical, check_terms, same_terms
 from charter_server.services.validation import Checker, check_id
@@ -42,7 +50,16 @@ from charter_server.storage.uow import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
-CHARACTER_MUTABLE = ("canonical_name", "franchise", "description", "reference_urls", "aliases", "external_id")
+CHARACTER_MUTABLE = (
+    "canonical_name",
+    "franchise",
+    "description",
+    "reference_urls",
+    "aliases",
+    "external_id",
+    "canonical_name_ambiguous",
+    "keyword_sets",
+)
 _EXTERNAL_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 MAX_ALIASES = 100
 MAX_URLS = 20
@@ -66,6 +83,7 @@ class AliasInput:
     language: str
     kind: AliasKind | None = None
     ambiguous: bool = False
+    derived: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +97,8 @@ class CharacterInput:
     reference_urls: tuple[str, ...] = ()
     aliases: tuple[AliasInput, ...] = ()
     external_id: str = ""
+    canonical_name_ambiguous: bool = False
+    keyword_sets: tuple[KeywordSet, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +111,7 @@ class RowResult:
     character_id: str = ""
     error_reason: str = ""
     violations: tuple[tuple[str, str], ...] = ()
+    warnings: tuple[NameWarning, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +163,11 @@ def _check_character(checker: Checker, value: CharacterInput, fields: Sequence[s
                     kind=alias.kind or AliasKind.NICKNAME,
                     ambiguous=alias.ambiguous,
                     normalized=key,
+                    derived=alias.derived,
                 )
             )
+    if "keyword_sets" in fields:
+        check_keyword_sets(checker, value.keyword_sets, f"{p}.keyword_sets")
     return tuple(aliases)
 
 
@@ -204,12 +228,14 @@ class CharacterService:
                 franchise=value.franchise.strip(),
                 description=value.description.strip(),
                 reference_urls=value.reference_urls,
-                aliases=aliases,
+                aliases=with_readings(value.canonical_name.strip(), aliases, set(), MAX_ALIASES),
                 state=CharacterState.OPTED_OUT,
                 terms_version=0,
                 create_time=now,
                 update_time=now,
                 archive_time=None,
+                canonical_name_ambiguous=value.canonical_name_ambiguous,
+                keyword_sets=value.keyword_sets,
             )
             self._insert(uow, character)
             return character.id
@@ -285,8 +311,13 @@ class CharacterService:
                 changes[name] = aliases if name == "aliases" else getattr(proposed, name)
                 if isinstance(changes[name], str):
                     changes[name] = changes[name].strip()
+            before = {character.canonical_name, *(a.value for a in character.aliases)}
             character = dataclasses.replace(character, **changes, update_time=self._clock.now())
-            self._save(uow, character)
+            if "aliases" in fields or "canonical_name" in fields:
+                # Readings of the names this update adds (not of those it keeps or removes).
+                aliases = with_readings(character.canonical_name, character.aliases, before, MAX_ALIASES)
+                character = dataclasses.replace(character, aliases=aliases)
+            character = self._save(uow, character)
             uow.commit()
         log.info("character.updated", character_id=character_id, fields=list(fields))
         return character
@@ -472,13 +503,26 @@ class CharacterService:
 
     def list_alias_collisions(
         self, principal: Principal, *, page_size: int, page_token: str
-    ) -> Page[tuple[str, list[str], list[str]]]:
-        """Normalised names shared by characters of different rights holders."""
+    ) -> Page[tuple[str, list[str], list[str], str]]:
+        """Normalised names shared by characters of different rights holders (kind ``same_name``),
+        then, under each key, names that the screen's look-alike pass would merge into it
+        (``look_alike``); by key and kind."""
         size = pagination.page_size(page_size)
-        after = pagination.decode_text(self._db.page_token_key(), page_token, "collisions")
+        after, _, after_kind = pagination.decode_text(self._db.page_token_key(), page_token, "collisions").partition(
+            "\n"
+        )
         with self._db.uow() as uow:
-            items, more = uow.characters.collisions(after=after, limit=size)
-        return Page(items, pagination.encode_text(self._db.page_token_key(), more, "collisions"))
+            shared, shared_more = uow.characters.collisions(after=after, limit=size)
+            merged, merged_more = uow.characters.look_alike_merges(after=after, inclusive=not after_kind, limit=size)
+        items = sorted(
+            [(name, c, h, "same_name") for name, c, h in shared]
+            + [(name, c, h, "look_alike") for name, c, h in merged],
+            key=lambda item: (item[0], item[3] != "same_name"),
+        )
+        page = items[:size]
+        more = len(items) > size or shared_more is not None or merged_more is not None
+        token = f"{page[-1][0]}\n{'' if page[-1][3] == 'same_name' else 'look_alike'}" if more else None
+        return Page(page, pagination.encode_text(self._db.page_token_key(), token, "collisions"))
 
     # Internals -------------------------------------------------------------------------------
 
@@ -524,7 +568,9 @@ class CharacterService:
         except DomainError as error:
             return RowResult(index, external_id, "failed", error_reason=error.reason)
         existing[external_id] = character
-        return RowResult(index, external_id, outcome, character_id=character.id)
+        return RowResult(
+            index, external_id, outcome, character_id=character.id, warnings=tuple(name_warnings(character))
+        )
 
     def _upsert(
         self,
@@ -541,8 +587,15 @@ class CharacterService:
             "franchise": value.franchise.strip(),
             "description": value.description.strip(),
             "reference_urls": value.reference_urls,
-            "aliases": aliases,
+            "canonical_name_ambiguous": value.canonical_name_ambiguous,
+            "keyword_sets": value.keyword_sets,
         }
+        before = set() if current is None else {current.canonical_name, *(a.value for a in current.aliases)}
+        if current is not None:
+            # An import file lists the names its rights holder wrote: derived readings are kept.
+            keys = {a.normalized for a in aliases}
+            aliases += tuple(a for a in current.aliases if a.derived and a.normalized not in keys)
+        fields["aliases"] = with_readings(fields["canonical_name"], aliases, before, MAX_ALIASES)
         if current is None:
             character = Character(
                 id=ids.new_id("character"),
@@ -556,7 +609,7 @@ class CharacterService:
                 **fields,
             )
             # The batch looked every external id up already; the unique constraint backs that up.
-            self._insert(uow, character, external_id_known_free=True)
+            character = self._insert(uow, character, external_id_known_free=True)
             if terms is not None:
                 character, _ = self._new_terms(uow, principal, character, terms)
             return "created", character
@@ -565,7 +618,7 @@ class CharacterService:
         changed = any(getattr(current, name) != new for name, new in fields.items())
         if changed:
             character = dataclasses.replace(current, **fields, update_time=now)
-            self._save(uow, character)
+            character = self._save(uow, character)
         if terms is not None:
             in_force = uow.terms.get(current.id, current.terms_version) if current.terms_version else None
             if character.state is not CharacterState.OPTED_IN or in_force is None or not same_terms(in_force, terms):
@@ -648,7 +701,8 @@ class CharacterService:
                 reason="CHARACTER_SUSPENDED",
             )
 
-    def _insert(self, uow: UnitOfWork, character: Character, *, external_id_known_free: bool = False) -> None:
+    def _insert(self, uow: UnitOfWork, character: Character, *, external_id_known_free: bool = False) -> Character:
+        character = without_shared_readings(uow, character)
         self._check_names(uow, character)
         if (
             not external_id_known_free
@@ -664,8 +718,10 @@ class CharacterService:
             raise AlreadyExists(
                 "another character of this rights holder has this external id", reason="EXTERNAL_ID_CONFLICT"
             ) from error
+        return character
 
-    def _save(self, uow: UnitOfWork, character: Character) -> None:
+    def _save(self, uow: UnitOfWork, character: Character) -> Character:
+        character = without_shared_readings(uow, character)
         self._check_names(uow, character)
         try:
             uow.characters.save(character)
@@ -673,6 +729,7 @@ class CharacterService:
             raise AlreadyExists(
                 "another character of this rights holder has this external id", reason="EXTERNAL_ID_CONFLICT"
             ) from error
+        return character
 
     @staticmethod
     def _check_names(uow: UnitOfWork, character: Character) -> None:

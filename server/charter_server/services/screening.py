@@ -1,126 +1,35 @@
-"""Prompt screening: find every character a prompt names, in any script, and where.
+"""Prompt screening on the server: the current index of every character and the thread that keeps
+it current.
 
-The index holds the canonical name and every alias of every character that is not archived —
-opted in, opted out and suspended alike, because a prompt that names an opted-out character
-must be caught and denied, not ignored. Names and prompts are keyed by the shared
-normalisation (``charter.names``), and an Aho-Corasick automaton (``pyahocorasick``) finds
-every key in a prompt's key in one pass.
-
-The matching rules:
-
-* A name whose key starts (ends) with a Latin-script letter or digit must start (end) on a word
-  boundary of the prompt: ``Miku`` is not found in ``Mikunopolis``. CJK text has no spaces
-  between words, so an end in CJK needs no boundary: ``ミク`` is found in ``初音ミクさん``.
-* Overlaps: a match that lies inside a longer match is dropped, so ``Hatsune Miku`` is not
-  reported again as ``Miku``. Matches that only partly overlap are both kept: each may name a
-  character, and a screen must not hide either.
-* Each (character, span) is reported once; when several characters share a name, each is
-  reported. Spans are in code points of the original prompt, end exclusive, and detections are
-  ordered by start.
+The matching itself (keys, variants, boundaries, look-alikes, descriptions) is the SDK's shared
+matcher, ``charter.screen.ScreenIndex``, built here from the catalogue: the names and keyword
+sets of every character in every state — opted in, opted out, suspended and archived alike, for
+good — because a prompt that names a character that is not opted in must be caught and denied,
+not ignored.
 
 The index refreshes without a restart and without blocking requests: a background thread
 checks a cheap marker of the catalogue every ``refresh_seconds`` (it reads the shared database,
-so it sees changes made through any replica), builds a new automaton off to the side when the
+so it sees changes made through any replica), builds a new index off to the side when the
 marker moved, and swaps one reference. ``screen`` only reads that reference and takes no lock.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
 
-import ahocorasick
 import structlog
-from charter.names import is_word_char, normalize, normalize_text
+from charter.screen import ScreenIndex, WordSegmenter
 
 from charter_server.domain.errors import InvalidArgument
 from charter_server.domain.models import Detection
 from charter_server.storage.database import Database
-from charter_server.storage.repositories import CharacterNames
+
+__all__ = ["MAX_PROMPT_LENGTH", "PromptScreen", "ScreenIndex"]
 
 log = structlog.get_logger(__name__)
 
 MAX_PROMPT_LENGTH = 8000
 """The longest prompt, in code points (the contract documents it on ``ScreenPromptRequest``)."""
-
-# One character a name key stands for: (character id, the name as registered, ambiguous).
-_Entry = tuple[str, str, bool]
-
-
-@dataclass(frozen=True, slots=True)
-class ScreenIndex:
-    """One immutable generation of the index: the automaton and how many names it holds.
-
-    The automaton's value for a key is ``(length, bounded_start, bounded_end, entries)``:
-    whether the key's first and last characters need a word boundary, and the characters it
-    names.
-    """
-
-    automaton: Any  # ahocorasick.Automaton; None when there are no names at all
-    names: int
-    characters: int
-    marker: object = None
-
-    @classmethod
-    def build(cls, characters: Iterable[CharacterNames], marker: object = None) -> ScreenIndex:
-        """Index every name of ``characters`` by its normalised key."""
-        by_key: dict[str, dict[str, tuple[str, bool]]] = {}
-        count = 0
-        for character_id, canonical_name, aliases in characters:
-            count += 1
-            # The canonical name first, so it is the name reported when an alias has its key.
-            for value, ambiguous in ((canonical_name, False), *aliases):
-                key = normalize(value)
-                if not key:
-                    continue
-                owners = by_key.setdefault(key, {})
-                found = owners.get(character_id)
-                if found is None:
-                    owners[character_id] = (value, ambiguous)
-                elif found[1] and not ambiguous:
-                    # Ambiguous only if every name of the character with this key is.
-                    owners[character_id] = (found[0], False)
-        if not by_key:
-            return cls(automaton=None, names=0, characters=count, marker=marker)
-        automaton = ahocorasick.Automaton()
-        for key, owners in by_key.items():
-            entries = tuple((cid, value, ambiguous) for cid, (value, ambiguous) in owners.items())
-            automaton.add_word(key, (len(key), is_word_char(key[0]), is_word_char(key[-1]), entries))
-        automaton.make_automaton()
-        return cls(automaton=automaton, names=len(by_key), characters=count, marker=marker)
-
-    def find(self, prompt: str) -> list[Detection]:
-        """Every detection in ``prompt`` (already validated), by the rules of the module docstring."""
-        if self.automaton is None:
-            return []
-        text = normalize_text(prompt)
-        key = text.key
-        last = len(key) - 1
-        # The automaton reports matches by end, and a longer match before a shorter one with
-        # the same end. Kept that way, a new match swallows the kept matches that start inside
-        # it (they end no later), and is itself inside a kept match only if that one has the
-        # same end and starts earlier. What is kept never nests, so it is in order of start too.
-        kept: list[tuple[int, int, tuple[_Entry, ...]]] = []
-        for end, (length, bounded_start, bounded_end, entries) in self.automaton.iter(key):
-            start = end - length + 1
-            if bounded_start and start and (before := key[start - 1]) != " " and is_word_char(before):
-                continue
-            if bounded_end and end < last and (after := key[end + 1]) != " " and is_word_char(after):
-                continue
-            while kept and kept[-1][0] >= start:
-                kept.pop()
-            if kept and kept[-1][1] > end:
-                continue
-            kept.append((start, end + 1, entries))
-        detections: list[Detection] = []
-        for start, end, entries in kept:
-            first, stop = text.span(start, end)
-            matched = prompt[first:stop]
-            for character_id, alias, ambiguous in entries:
-                detections.append(Detection(character_id, alias, first, stop, matched, ambiguous))
-        return detections
 
 
 class PromptScreen:
@@ -134,6 +43,7 @@ class PromptScreen:
         # never changed once built.
         self._index: ScreenIndex | None = None
         self._build_lock = threading.Lock()  # one build at a time, so swaps happen in order
+        self._segmenter = WordSegmenter()  # the analysers are loaded once and shared by every index
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -161,6 +71,8 @@ class PromptScreen:
         if self._thread is not None:
             return
         self._rebuild(force=True)
+        # The Japanese analyser, in the background so that the server serves at once.
+        threading.Thread(target=self._warm, name="charter-screen-warm", daemon=True).start()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="charter-screen-refresh", daemon=True)
         self._thread.start()
@@ -179,6 +91,12 @@ class PromptScreen:
         """The current index (None before the first build)."""
         return self._index
 
+    def _warm(self) -> None:
+        try:
+            self._segmenter.warm()
+        except Exception as error:  # loaded on first use instead
+            log.warning("screen.warm_failed", error=repr(error))
+
     def _run(self) -> None:
         while not self._stop.wait(self._refresh_seconds):
             try:
@@ -196,10 +114,12 @@ class PromptScreen:
             with self._db.uow() as uow:
                 marker = uow.characters.names_marker()
                 characters = uow.characters.all_names()
-            index = ScreenIndex.build(characters, marker)
+            index = ScreenIndex.build(characters, segmenter=self._segmenter, marker=marker)
             self._index = index
             if current is None or current.marker != marker:
-                log.info("screen.index_built", characters=index.characters, names=index.names)
+                log.info("screen.index_built", characters=index.characters, names=index.names, keys=index.keys)
+                for merged, character_id, other_id in index.skeleton_collisions:
+                    log.warning("screen.skeleton_collision", key=merged, character_id=character_id, other_id=other_id)
             return index
 
     def _marker(self) -> object:

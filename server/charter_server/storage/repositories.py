@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from charter.screen import KeywordSet, ScreenCharacter, ScreenName
 from charter.v1 import terms_pb2
 from sqlalchemy import (
     ColumnElement,
@@ -29,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from charter_server.domain.models import (
     Alias,
@@ -72,8 +73,6 @@ from charter_server.storage.tables import (
 
 # Shared names: (normalised name, character ids, rights holder ids), and the name to continue after.
 CollisionPage = tuple[list[tuple[str, list[str], list[str]]], str | None]
-# A character's names for prompt screening: (character id, canonical name, [(alias, ambiguous)]).
-CharacterNames = tuple[str, str, list[tuple[str, bool]]]
 
 
 def _escape_like(text: str) -> str:
@@ -401,9 +400,12 @@ def _character(row: CharacterRow) -> Character:
                 kind=AliasKind(str(a["kind"])),
                 ambiguous=bool(a["ambiguous"]),
                 normalized=str(a["normalized"]),
+                derived=bool(a.get("derived", False)),
             )
             for a in row.aliases
         ),
+        canonical_name_ambiguous=bool(row.canonical_name_ambiguous),
+        keyword_sets=tuple(_keyword_set(k) for k in row.keyword_sets or ()),
         state=CharacterState(row.state),
         terms_version=row.terms_version,
         create_time=row.create_time,
@@ -420,7 +422,16 @@ def _alias_json(alias: Alias) -> dict[str, object]:
         "kind": alias.kind.value,
         "ambiguous": alias.ambiguous,
         "normalized": alias.normalized,
+        "derived": alias.derived,
     }
+
+
+def _keyword_set(value: dict[str, Any]) -> KeywordSet:
+    return KeywordSet(str(value["name"]), tuple(tuple(str(v) for v in k) for k in value["keywords"]))
+
+
+def _keyword_set_json(value: KeywordSet) -> dict[str, object]:
+    return {"name": value.name, "keywords": [list(k) for k in value.keywords]}
 
 
 class CharacterRepository:
@@ -545,16 +556,55 @@ class CharacterRepository:
                 holders.append(str(holder_id))
         return [(name, *grouped[name]) for name in names], more
 
-    def all_names(self) -> Sequence[CharacterNames]:
-        """The canonical name and the aliases of every character that is not archived, oldest first."""
+    def look_alike_merges(self, *, after: str, inclusive: bool, limit: int) -> CollisionPage:
+        """Names that the screen's look-alike pass would turn into another character's name (by the
+        key they turn into, from ``after``), so the pass is not applied to them; as ``collisions``."""
+        name, other = CharacterNameRow, aliased(CharacterNameRow)
         rows = self._session.execute(
-            select(CharacterRow.id, CharacterRow.canonical_name, CharacterRow.aliases)
-            .where(CharacterRow.state != CharacterState.ARCHIVED.value)
-            .order_by(CharacterRow.seq)
+            select(name.skeleton, name.character_id, name.rights_holder_id, other.character_id, other.rights_holder_id)
+            .join(other, and_(other.normalized == name.skeleton, other.character_id != name.character_id))
+            .where(name.skeleton >= after if inclusive else name.skeleton > after)
+            .order_by(name.skeleton, name.character_id, other.character_id)
+        )
+        grouped: dict[str, tuple[list[str], list[str]]] = {}
+        for merged, *pairs in rows:
+            if str(merged) not in grouped and len(grouped) > limit:
+                break
+            characters, holders = grouped.setdefault(str(merged), ([], []))
+            for character_id, holder_id in (pairs[:2], pairs[2:]):
+                if character_id not in characters:
+                    characters.append(str(character_id))
+                if holder_id not in holders:
+                    holders.append(str(holder_id))
+        names = list(grouped)
+        more = names[limit - 1] if len(names) > limit else None
+        return [(n, *grouped[n]) for n in names[:limit]], more
+
+    def all_names(self) -> Sequence[ScreenCharacter]:
+        """The names (canonical first) and keyword sets of every character, oldest first: archived
+        ones too, because a prompt naming an archived character must still be caught and denied."""
+        rows = self._session.execute(
+            select(
+                CharacterRow.id,
+                CharacterRow.canonical_name,
+                CharacterRow.canonical_name_ambiguous,
+                CharacterRow.aliases,
+                CharacterRow.keyword_sets,
+            ).order_by(CharacterRow.seq)
         )
         return [
-            (str(cid), str(name), [(str(a["value"]), bool(a["ambiguous"])) for a in aliases])
-            for cid, name, aliases in rows
+            ScreenCharacter(
+                str(cid),
+                (
+                    ScreenName(str(name), bool(ambiguous)),
+                    *(
+                        ScreenName(str(a["value"]), bool(a["ambiguous"]), bool(a.get("derived", False)))
+                        for a in aliases
+                    ),
+                ),
+                tuple(_keyword_set(k) for k in keyword_sets or ()),
+            )
+            for cid, name, ambiguous, aliases, keyword_sets in rows
         ]
 
     def names_marker(self) -> tuple[object, ...]:
@@ -578,6 +628,8 @@ class CharacterRepository:
         row.description = character.description
         row.reference_urls = list(character.reference_urls)
         row.aliases = [_alias_json(a) for a in character.aliases]
+        row.canonical_name_ambiguous = character.canonical_name_ambiguous
+        row.keyword_sets = [_keyword_set_json(k) for k in character.keyword_sets]
         row.state = character.state.value
         row.state_before_suspension = (
             character.state_before_suspension.value if character.state_before_suspension else None
@@ -588,12 +640,14 @@ class CharacterRepository:
         row.archive_time = character.archive_time
 
     def _index_names(self, character: Character) -> None:
+        look_alikes = character.look_alikes()
         self._session.add_all(
             CharacterNameRow(
                 character_id=character.id,
                 normalized=name,
                 rights_holder_id=character.rights_holder_id,
                 ambiguous=ambiguous,
+                skeleton=look_alikes.get(name),
             )
             for name, ambiguous in character.names()
         )

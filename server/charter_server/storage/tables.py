@@ -149,6 +149,8 @@ class CharacterRow(Base):
     create_time: Mapped[datetime] = mapped_column(UTCDateTime())
     update_time: Mapped[datetime] = mapped_column(UTCDateTime())
     archive_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    canonical_name_ambiguous: Mapped[bool] = mapped_column(Boolean, default=False)
+    keyword_sets: Mapped[list[dict[str, object]]] = mapped_column(JSON, default=list)
 
 
 class CharacterNameRow(Base):
@@ -162,6 +164,7 @@ class CharacterNameRow(Base):
     normalized: Mapped[str] = mapped_column(String(400), primary_key=True, index=True)
     rights_holder_id: Mapped[str] = mapped_column(String(40))
     ambiguous: Mapped[bool] = mapped_column(Boolean)
+    skeleton: Mapped[str | None] = mapped_column(String(400), nullable=True, index=True)
 
 
 class TermsVersionRow(Base):

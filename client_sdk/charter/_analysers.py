@@ -1,0 +1,121 @@
+"""The morphological analysers of prompt screening (``charter.screen``): word boundaries of
+Japanese (fugashi with UniDic-lite) and Chinese (jieba) text, each loaded once per process on
+first use and shared."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any, Protocol
+
+__all__ = ["Segmenter", "WordSegmenter", "default_segmenter"]
+
+
+class Segmenter(Protocol):
+    """Word boundaries of CJK text, from a morphological analyser."""
+
+    def words(self, text: str, *, japanese: bool) -> list[tuple[int, int, bool]]:
+        """The words of ``text`` as ``(start, end, known)``: known is False for a word the
+        analyser's dictionary does not have."""
+        ...
+
+    def learn(self, names: Iterable[str]) -> None:
+        """Add registered names to the analyser's dictionary, where it can take them."""
+        ...
+
+
+class WordSegmenter:
+    """fugashi with UniDic-lite for Japanese, jieba for Chinese; each loaded on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tagger: Any = None
+        self._jieba: Any = None
+        self._learned: set[str] = set()
+
+    def learn(self, names: Iterable[str]) -> None:
+        """Add names written in hanzi to jieba's dictionary, so that a registered name is one word
+        of the Chinese analyser (jieba takes words at run time; UniDic is compiled)."""
+        new = {n for n in names if len(n) > 1 and all(_han(c) for c in n)} - self._learned
+        with self._lock:
+            self._learned |= new
+            if self._jieba is not None:
+                for name in new:
+                    self._jieba.add_word(name)
+
+    def warm(self) -> None:
+        """Load the Japanese analyser now rather than on a request's time (milliseconds). jieba
+        loads on the first Chinese text that needs it: its dictionary takes a second or two, most
+        of it holding the interpreter lock, which would stall the server's other threads."""
+        self.words("初音ミク", japanese=True)
+
+    def words(self, text: str, *, japanese: bool) -> list[tuple[int, int, bool]]:
+        """See `Segmenter.words`."""
+        if japanese:
+            tagger = self._tagger or self._load_tagger()
+            found: list[tuple[int, int, bool]] = []
+            position = 0
+            for word in tagger(text):
+                surface = word.surface
+                start = text.find(surface, position) if surface else -1
+                if start < 0:
+                    continue
+                # Whitespace the analyser skipped lies between words.
+                found.append((start, start + len(surface), not word.is_unk))
+                position = start + len(surface)
+            return found
+        tokenizer = self._jieba or self._load_jieba()
+        return [(start, end, True) for _, start, end in tokenizer.tokenize(text)]
+
+    def _load_tagger(self) -> Any:
+        with self._lock:
+            if self._tagger is None:
+                self._tagger = _fugashi_tagger()
+            return self._tagger
+
+    def _load_jieba(self) -> Any:
+        with self._lock:
+            if self._jieba is None:
+                tokenizer = _jieba_tokenizer()
+                for name in self._learned:
+                    tokenizer.add_word(name)
+                self._jieba = tokenizer
+            return self._jieba
+
+
+# The analysers are loaded once per process (jieba's dictionary takes a second or two) and shared.
+_ANALYSERS = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _fugashi_tagger() -> Any:
+    import fugashi
+
+    with _ANALYSERS:
+        return fugashi.Tagger()
+
+
+@lru_cache(maxsize=1)
+def _jieba_tokenizer() -> Any:
+    import logging
+
+    import jieba
+
+    with _ANALYSERS:
+        jieba.setLogLevel(logging.WARNING)
+        tokenizer = jieba.Tokenizer()
+        tokenizer.initialize()
+        return tokenizer
+
+
+@lru_cache(maxsize=1)
+def default_segmenter() -> WordSegmenter:
+    """The process's shared `WordSegmenter`."""
+    return WordSegmenter()
+
+
+def _han(ch: str) -> bool:
+    """Whether ``ch`` is a Han character (kanji, hanzi), the script jieba segments."""
+    code = ord(ch)
+    return 0x3400 <= code <= 0x4DBF or 0x4E00 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF or code >= 0x20000

@@ -1,0 +1,368 @@
+"""Prompt screening: find every character a prompt names or describes, in any script, and where.
+
+The matcher is built from plain data (`ScreenCharacter`: names with their ambiguity and whether
+they are derived readings, keyword sets), so the server's index and a screen inside the SDK give
+the same answers. It needs the ``screening`` extra (``pip install 'charter-sdk[screening]'``):
+``pyahocorasick`` for the automaton, ``pyicu-wheels`` for the Unicode confusables data, and the
+morphological analysers ``fugashi`` with ``unidic-lite`` (Japanese) and ``jieba`` (Chinese). They
+are imported when an index is built, never when ``charter`` is.
+
+**Keys.** Names, keyword variants and prompts are keyed by the shared normalisation
+(`charter.names`). Each name is indexed under several keys, each with the rule it stands for,
+so that one pass of an Aho-Corasick automaton over the prompt's key finds them all:
+
+* its own key (`Rule.EXACT`, or `Rule.READING` for a derived reading);
+* for a name in Latin (or another spaced) script of two or more words, the words run together
+  (``hatsunemiku``: `Rule.HASHTAG` after ``#``, else `Rule.JOINED`, which covers camel case);
+* its letters one by one (``h a t s u n e m i k u``: `Rule.SPACED`), which is what letters
+  separated by single spaces, dots, hyphens or underscores normalise to;
+* for a character with a name in Japanese, Chinese or Korean script, whose Latin names are
+  romanisations: a two-word name that is not ambiguous in the other order
+  (`Rule.REVERSED_ORDER`), and, for a name written with a long vowel (ō, ô, ou, oo; ū, û, uu),
+  every spelling of it, ō/ou/oo/o and ū/uu/u, in either order (`Rule.LONG_VOWEL`);
+* a name ending in a consonant and ``y`` with ``ies`` (`Rule.PLURAL`).
+
+**Word boundaries.** A key that starts (ends) with a Latin-script letter or digit must start
+(end) on a word boundary of the prompt: a separator, the text's end, a change between CJK and
+other text, a camel-case hump in the original (``ILoveMiku``), a dropped invisible character, or
+(for a name of several words) anywhere inside a hashtag. After a Latin name, ``s``, ``es`` or
+``'s`` may come before the boundary (`Rule.PLURAL`; the possessive is already a separator).
+A key that starts (ends) in Japanese or Chinese next to more CJK text counts only where a
+morphological analyser (fugashi with UniDic-lite; jieba for text without kana) puts a word
+boundary; a match may cover several of its words (``初音|ミク|が``), and a side that falls
+inside a word the analyser does not know (a name run together with other katakana) counts too.
+Katakana meeting hiragana is a boundary without asking (``マリオが``, ``ミクさん``). The analyser
+runs only on the CJK text around such a candidate, so prompts without one pay nothing; jieba
+learns the registered names in hanzi. Korean (Hangul) names need a boundary before them only,
+since particles follow names.
+
+**Look-alikes.** When the prompt has characters outside ASCII and CJK whose UTS #39 confusables
+skeleton is another single character (a Cyrillic ``Н``, a Greek ``Μ``), a second pass screens the
+prompt with those characters replaced by their prototypes (`Rule.SKELETON`). Kana and kanji are
+never folded (``ロ`` and ``口`` are both common). A replacement that would turn one registered
+name into another (their keys merge) is not applied for that name, and the merge is listed in
+`ScreenIndex.skeleton_collisions` for staff.
+
+**Overlaps.** A match that lies inside a longer match is dropped; matches that overlap in part
+are both kept. Each (character, span) is reported once, ordered by start; spans are in code
+points of the original prompt, end exclusive.
+
+**Descriptions.** A keyword set matches when every one of its keywords (any variant) is found
+with the same boundary rules, anywhere and in any order (`Rule.DESCRIPTION`, best-effort).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from charter._analysers import Segmenter, WordSegmenter, default_segmenter
+from charter._search import KeywordRef, Search, outermost
+from charter.decisions import Detection, DetectionRule
+from charter.names import is_cjk, is_word_char, normalize
+
+__all__ = [
+    "KeywordSet",
+    "Rule",
+    "ScreenCharacter",
+    "ScreenIndex",
+    "ScreenName",
+    "Segmenter",
+    "WordSegmenter",
+    "look_alike_key",
+    "skeleton_map",
+]
+
+
+Rule = DetectionRule
+"""The rule that made a detection (`charter.decisions.DetectionRule`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenName:
+    """A name of a character as the screen sees it.
+
+    Attributes:
+        value: The name as registered.
+        ambiguous: Whether it may name something else (matches are reported, decided only when declared).
+        reading: Whether it is a reading derived from a name in kanji or hanzi.
+    """
+
+    value: str
+    ambiguous: bool = False
+    reading: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordSet:
+    """A description of a character: every keyword must be found (any of its variants).
+
+    Attributes:
+        name: The set's name, reported with a detection.
+        keywords: The keywords, each a tuple of its variants.
+    """
+
+    name: str
+    keywords: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenCharacter:
+    """A character to screen for: its id, names (canonical first) and keyword sets."""
+
+    id: str
+    names: tuple[ScreenName, ...]
+    keyword_sets: tuple[KeywordSet, ...] = ()
+
+
+# ---- Look-alike characters (UTS #39) -----------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def skeleton_map() -> dict[int, str]:
+    """Code point → prototype for every character outside ASCII and CJK whose UTS #39 skeleton
+    (ICU's ``SpoofChecker``) is one other character that normalises differently."""
+    import icu
+
+    checker = icu.SpoofChecker()
+    found: dict[int, str] = {}
+    for code in range(0x80, 0x30000):
+        ch = chr(code)
+        if is_cjk(ch) or unicodedata.category(ch) in ("Cn", "Co", "Cs"):
+            continue
+        prototype = str(checker.getSkeleton(0, ch))
+        if len(prototype) == 1 and prototype != ch and normalize(prototype) != normalize(ch):
+            found[code] = prototype
+    return found
+
+
+@lru_cache(maxsize=1)
+def _skeleton_prefilter() -> re.Pattern[str]:
+    """Finds a character of `skeleton_map` in the Basic Multilingual Plane, or any character above
+    it. One class of ranges, which ``re`` checks with a bitmap; a class of the scattered characters
+    above the plane would be checked range by range, a hundred times slower."""
+    ranges: list[list[int]] = []
+    for code in sorted(c for c in skeleton_map() if c < 0x10000):
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1][1] = code
+        else:
+            ranges.append([code, code])
+    parts = "".join(f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges)
+    return re.compile(f"[{parts}\U00010000-\U0010ffff]")
+
+
+def _has_look_alikes(prompt: str) -> bool:
+    """Whether ``prompt`` has a character of `skeleton_map` (``search`` first: the common answer is
+    no, and it is the fastest way to it)."""
+    prefilter = _skeleton_prefilter()
+    found = prefilter.search(prompt)
+    if found is None:
+        return False
+    table = skeleton_map()
+    return any(ord(m.group()) in table for m in prefilter.finditer(prompt, found.start()))
+
+
+def look_alike_key(name: str) -> str | None:
+    """The key ``name`` has once its look-alike characters are replaced by their prototypes, or
+    None when it has none (or the key stays the same)."""
+    if name.isascii() or not _has_look_alikes(name):
+        return None
+    merged = normalize(_skeleton(name))
+    return merged if merged and merged != normalize(name) else None
+
+
+def _skeleton(text: str) -> str:
+    return text.translate(skeleton_map())
+
+
+# ---- Building --------------------------------------------------------------------------------
+
+_RANK = {rule: rank for rank, rule in enumerate(Rule)}  # which rule a key reports when several apply
+_LONG = re.compile(r"ō|ô|ou|oo|ū|û|uu")
+_LONG_SPELLINGS = {"o": ("o", "ou", "oo"), "u": ("u", "uu")}
+_MAX_LONG_VOWELS = 4  # 3^4 spellings at most per name
+
+
+# The characters of `charter.names.is_cjk`, as one class (a search of it runs in C).
+_CJK = re.compile(
+    "[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003ffff\u3005]"
+)
+
+
+def _latin(key: str) -> bool:
+    """Whether a key is written in a spaced script (it has no CJK character)."""
+    return key.isascii() or not _CJK.search(key)
+
+
+def _long_vowel_spellings(value: str) -> list[str]:
+    """Every spelling of ``value``'s long vowels (ō, ou, oo; ū, uu), as normalised keys."""
+    text = unicodedata.normalize("NFKC", value).casefold()
+    parts = _LONG.split(text)
+    vowels = ["o" if m in ("ō", "ô", "ou", "oo") else "u" for m in _LONG.findall(text)]
+    if not vowels or len(vowels) > _MAX_LONG_VOWELS:
+        return []
+    keys = []
+    for choice in itertools.product(*(_LONG_SPELLINGS[v] for v in vowels)):
+        spelled = parts[0] + "".join(c + p for c, p in zip(choice, parts[1:], strict=True))
+        keys.append(normalize(spelled))
+    return keys
+
+
+def _variants(name: ScreenName, key: str, east_asian: bool) -> list[tuple[str, Rule]]:
+    """The keys a name is found under, with their rules (its own key first)."""
+    own = Rule.READING if name.reading else Rule.EXACT
+    found = [(key, own)]
+    if not _latin(key) or not any(c.isalpha() for c in key):
+        return found
+    words = key.split(" ")
+    compact = "".join(words)
+    if len(words) > 1:
+        found.append((compact, Rule.JOINED))
+    if len(compact) >= 3:
+        found.append((" ".join(compact), Rule.SPACED))
+    if len(words[-1]) > 2 and words[-1][-1] == "y" and words[-1][-2] not in "aeiou":
+        found.append((key[:-1] + "ies", Rule.PLURAL))
+    if east_asian:
+        reversible = len(words) == 2 and not name.ambiguous
+        if reversible:
+            found.append((f"{words[1]} {words[0]}", Rule.REVERSED_ORDER))
+        for spelled in _long_vowel_spellings(name.value):
+            found.append((spelled, Rule.LONG_VOWEL))
+            parts = spelled.split(" ")
+            if reversible and len(parts) == 2:
+                found.append((f"{parts[1]} {parts[0]}", Rule.LONG_VOWEL))
+    return found
+
+
+@dataclass(slots=True)
+class _Key:
+    """What one key of the automaton stands for."""
+
+    entries: dict[str, tuple[str, bool, Rule]] = field(default_factory=dict)
+    keywords: list[KeywordRef] = field(default_factory=list)
+
+    def add(self, character_id: str, value: str, ambiguous: bool, rule: Rule) -> None:
+        found = self.entries.get(character_id)
+        if found is None:
+            self.entries[character_id] = (value, ambiguous, rule)
+            return
+        # Ambiguous only if every name of the character with this key is; the best rule reports.
+        best = found if _RANK[found[2]] <= _RANK[rule] else (value, ambiguous, rule)
+        self.entries[character_id] = (best[0], found[1] and ambiguous, best[2])
+
+
+def _bounded(ch: str) -> bool:
+    return is_word_char(ch)
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenIndex:
+    """One immutable generation of the screen: build it with `ScreenIndex.build`, ask `find`.
+
+    Attributes:
+        automaton: The Aho-Corasick automaton (None when nothing is indexed).
+        names: How many distinct name keys are indexed (variants not counted).
+        characters: How many characters.
+        keys: How many keys the automaton holds (every variant and keyword).
+        skeleton_collisions: Look-alike merges that were not applied: (the key a name turns
+            into, the character whose name it is, the character that key belongs to).
+        marker: Whatever the owner uses to tell generations apart.
+    """
+
+    automaton: Any
+    names: int
+    characters: int
+    keys: int = 0
+    keyword_sets: tuple[tuple[str, KeywordSet], ...] = ()
+    skeleton_collisions: tuple[tuple[str, str, str], ...] = ()
+    segmenter: Segmenter | None = None
+    marker: object = None
+    _suppressed: frozenset[str] = frozenset()
+
+    @classmethod
+    def build(
+        cls, characters: Iterable[ScreenCharacter], *, segmenter: Segmenter | None = None, marker: object = None
+    ) -> ScreenIndex:
+        """Index every name, variant and keyword of ``characters``.
+
+        Args:
+            characters: The characters, each with its names (the canonical name first).
+            segmenter: The analyser for CJK word boundaries (a `WordSegmenter` by default).
+            marker: Kept on the index for its owner.
+        """
+        import ahocorasick
+
+        by_key: dict[str, _Key] = {}
+        own_keys: dict[str, set[str]] = {}  # name key → characters (for look-alike merges)
+        sets: list[tuple[str, KeywordSet]] = []
+        skeleton_names: list[tuple[str, str]] = []  # (character id, name) with look-alike characters
+        learned: list[ScreenName] = []
+        count = 0
+        for character in characters:
+            count += 1
+            keyed = [(n, normalize(n.value)) for n in character.names]
+            east_asian = any(_CJK.search(n.value) for n in character.names)
+            learned.extend(character.names)
+            for name, key in keyed:
+                if not key:
+                    continue
+                own_keys.setdefault(key, set()).add(character.id)
+                if not name.value.isascii() and _has_look_alikes(name.value):
+                    skeleton_names.append((character.id, name.value))
+                for variant, rule in _variants(name, key, east_asian):
+                    if variant:
+                        by_key.setdefault(variant, _Key()).add(character.id, name.value, name.ambiguous, rule)
+            for keyword_set in character.keyword_sets:
+                position = len(sets)
+                sets.append((character.id, keyword_set))
+                for number, variants in enumerate(keyword_set.keywords):
+                    for variant in variants:
+                        if variant_key := normalize(variant):
+                            refs = by_key.setdefault(variant_key, _Key()).keywords
+                            if (position, number) not in refs:
+                                refs.append((position, number))
+        collisions = []
+        suppressed = set()
+        for character_id, value in skeleton_names:
+            merged = look_alike_key(value) or ""
+            for other in sorted(own_keys.get(merged, set()) - {character_id}):
+                collisions.append((merged, character_id, other))
+                suppressed.add(merged)
+        segmenter = segmenter if segmenter is not None else default_segmenter()
+        segmenter.learn(c.value for c in learned)
+        if not by_key:
+            return cls(None, 0, count, segmenter=segmenter, marker=marker)
+        automaton = ahocorasick.Automaton()
+        for key, meaning in by_key.items():
+            entries = tuple((cid, alias, ambiguous, rule) for cid, (alias, ambiguous, rule) in meaning.entries.items())
+            bounds = (_bounded(key[0]), _bounded(key[-1]), is_cjk(key[0]), is_cjk(key[-1]))
+            automaton.add_word(key, (len(key), *bounds, entries, tuple(meaning.keywords), key))
+        automaton.make_automaton()
+        return cls(
+            automaton,
+            names=len(own_keys),
+            characters=count,
+            keys=len(by_key),
+            keyword_sets=tuple(sets),
+            skeleton_collisions=tuple(collisions),
+            segmenter=segmenter,
+            marker=marker,
+            _suppressed=frozenset(suppressed),
+        )
+
+    def find(self, prompt: str) -> list[Detection]:
+        """Every detection in ``prompt``, ordered by start (see the module docstring)."""
+        if self.automaton is None:
+            return []
+        detections = Search(self, prompt, prompt).run()
+        if not prompt.isascii() and _has_look_alikes(prompt):
+            seen = {(d.character_id, d.start, d.end) for d in detections}
+            extra = Search(self, prompt, _skeleton(prompt), skeleton=True).run(seen)
+            if extra:
+                detections = outermost(sorted(detections + extra, key=lambda d: d.start))
+        return detections
