@@ -96,8 +96,6 @@ class CharacterImport(CharacterStore):
         external_id = row.character.external_id
         value = dataclasses.replace(row.character, rights_holder_id=rights_holder_id)
         checker = Checker()
-        for path, description in row.conversion_errors:
-            checker.add(path, description)
         if not external_id:
             checker.add("character.external_id", "is required in an import row")
         aliases = check_character(checker, value, CHARACTER_MUTABLE, "character")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import langcodes
@@ -14,7 +14,7 @@ from charter.v1 import terms_pb2
 
 from charter_server.domain.models import Alias, AliasKind
 from charter_server.services.readings import NameWarning, check_keyword_sets
-from charter_server.services.validation import Checker
+from charter_server.services.validation import Checker, Unreadable
 
 CHARACTER_MUTABLE = (
     "canonical_name",
@@ -38,7 +38,7 @@ class AliasInput:
 
     value: str
     language: str
-    kind: AliasKind | None = None
+    kind: AliasKind | Unreadable | None = None
     ambiguous: bool = False
     derived: bool = False
 
@@ -77,8 +77,6 @@ class ImportRowInput:
 
     character: CharacterInput
     terms: terms_pb2.Terms | None = None
-    # Violations found while converting the row from the wire, reported with the row.
-    conversion_errors: tuple[tuple[str, str], ...] = field(default=())
 
 
 def check_character(checker: Checker, value: CharacterInput, fields: Sequence[str], p: str) -> tuple[Alias, ...]:
@@ -113,11 +111,15 @@ def check_character(checker: Checker, value: CharacterInput, fields: Sequence[st
                 checker.add(f"{f}.value", "must contain a letter or digit")
             if not alias.language or "_" in alias.language or not langcodes.tag_is_valid(alias.language):
                 checker.add(f"{f}.language", "must be a BCP 47 language tag such as ja, ja-Latn or en")
+            kind = alias.kind
+            if isinstance(kind, Unreadable):
+                checker.add(f"{f}.kind", kind.description)
+                kind = None
             aliases.append(
                 Alias(
                     value=alias.value.strip(),
                     language=alias.language,
-                    kind=alias.kind or AliasKind.NICKNAME,
+                    kind=kind or AliasKind.NICKNAME,
                     ambiguous=alias.ambiguous,
                     normalized=key,
                     derived=alias.derived,

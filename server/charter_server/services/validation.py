@@ -20,11 +20,12 @@ MAX_CONTENT_SECONDS = 24 * 3600
 
 @dataclass(frozen=True, slots=True)
 class Unreadable:
-    """A value the caller sent that has no domain meaning (a malformed time), and why.
+    """A value the caller sent that has no domain meaning (a malformed time, an unknown alias
+    kind), and why.
 
     The API's converters raise ``InvalidArgument`` for such a value at once, except in a batch
-    whose items are answered one by one (usage records): there the converter hands this to the
-    service, which reports it with the item's other violations.
+    whose items are answered one by one (usage records, import rows): there the converter hands
+    this to the service, which reports it with the item's other violations.
     """
 
     description: str
