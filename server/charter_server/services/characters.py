@@ -197,14 +197,12 @@ class CharacterService:
         clock: Clock,
         *,
         revoke_grants: RevokeGrantsHook = revoke_no_grants,
-        after_commit: Callable[[bool], None] = lambda takes_away: None,
     ) -> None:
+        # Changes of characters and terms announce themselves (``domain.events``, raised by the
+        # repositories and published by ``storage.uow``); no method decides what to invalidate.
         self._db = db
         self._clock = clock
         self._revoke_grants = revoke_grants
-        # Told after every commit an authorization may depend on, and whether it takes something
-        # away (then it returns only once no server can still allow it; see services.authorization).
-        self._after_commit = after_commit
 
     # Characters ------------------------------------------------------------------------------
 
@@ -334,7 +332,6 @@ class CharacterService:
             character = dataclasses.replace(character, state=CharacterState.ARCHIVED, update_time=now, archive_time=now)
             uow.characters.save(character, names_changed=False)
             uow.commit()
-        self._after_commit(True)
         log.info("character.archived", character_id=character_id)
         return character
 
@@ -361,7 +358,6 @@ class CharacterService:
                 "", RevocationKind.CHARACTER_SUSPENDED, character.update_time, reason, character_id=character_id
             )
             uow.commit()
-        self._after_commit(True)
         log.info("character.suspended", character_id=character_id, reason=reason)
         return character
 
@@ -381,7 +377,6 @@ class CharacterService:
                 "", RevocationKind.CHARACTER_REINSTATED, character.update_time, "", character_id=character_id
             )
             uow.commit()
-        self._after_commit(False)
         log.info("character.reinstated", character_id=character_id, state=character.state.value)
         return character
 
@@ -401,7 +396,6 @@ class CharacterService:
                 )
             character, stored = self._new_terms(uow, principal, character, terms)
             uow.commit()
-        self._after_commit(False)
         log.info("character.opted_in", character_id=character_id, terms_version=stored.version)
         return character, stored
 
@@ -437,7 +431,6 @@ class CharacterService:
             character = dataclasses.replace(character, update_time=self._clock.now())
             uow.characters.save(character, names_changed=False)
             uow.commit()
-        self._after_commit(True)
         log.info("character.opted_out", character_id=character_id, revoked_grants=revoked)
         return character, revoked
 
@@ -496,7 +489,6 @@ class CharacterService:
             for index, row in enumerate(rows):
                 results.append(self._import_row(uow, principal, rights_holder_id, index, row, existing))
             uow.commit()
-        self._after_commit(False)
         counts = {o: sum(r.outcome == o for r in results) for o in ("created", "updated", "unchanged", "failed")}
         log.info("catalog.imported", rights_holder_id=rights_holder_id, rows=len(rows), **counts)
         return results
