@@ -31,7 +31,8 @@ the time; the request's unknown fields are dropped first, so nothing unvalidated
 **Why memory, and how it stays correct.** The common request touches no database: the view of
 characters, licensees, grants and keys that decisions read is kept in memory per *generation*.
 Every change that an authorization may depend on raises a counter (the authorization epoch) in
-the same transaction (``storage.repositories.bump_authz_epoch``). A thread polls the counter
+the same transaction (the unit of work, once per commit whose events affect authorization; see
+``storage.uow`` and ``domain.events``). A thread polls the counter
 several times per lease; when it moved, a new, empty generation replaces the old one and fills
 lazily from the database. A generation is trusted only for ``lease`` seconds after the start of
 the last poll that confirmed it, and a request that finds it older polls itself (and fails with
