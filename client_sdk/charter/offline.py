@@ -117,6 +117,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 
 from charter import _requests
 from charter._license import License, license_block
+from charter.decide import CharacterState, Integrity, decide, integrity_of
 from charter.decisions import CharacterDecision, Decision
 from charter.envelope import GRANT_PAYLOAD_TYPE, digest, from_json
 from charter.errors import CharterError, DeadlineExceededError, UnavailableError
@@ -155,20 +156,17 @@ _ON_DEMAND_REFRESH_SECONDS: Final = 2.0
 _TICK_SECONDS: Final = 0.5
 _JOIN_SECONDS: Final = 5.0
 
-_VALID: Final = grant_pb2.GRANT_VERDICT_VALID
-_UNKNOWN_KEY: Final = grant_pb2.GRANT_VERDICT_UNKNOWN_KEY
-_TIME_VERDICTS: Final = frozenset({grant_pb2.GRANT_VERDICT_NOT_YET_VALID, grant_pb2.GRANT_VERDICT_EXPIRED})
 _KIND_REVOKED: Final = grant_pb2.RevocationEvent.KIND_REVOKED
 _KIND_SUSPENDED: Final = grant_pb2.RevocationEvent.KIND_SUSPENDED
 _KIND_REINSTATED: Final = grant_pb2.RevocationEvent.KIND_REINSTATED
 _KIND_CHARACTER_SUSPENDED: Final = grant_pb2.RevocationEvent.KIND_CHARACTER_SUSPENDED
 _KIND_CHARACTER_REINSTATED: Final = grant_pb2.RevocationEvent.KIND_CHARACTER_REINSTATED
 
-_REVOKED: Final = DenyReason.GRANT_REVOKED
-_SUSPENDED: Final = DenyReason.GRANT_SUSPENDED
-_NOT_YET_VALID: Final = DenyReason.GRANT_NOT_YET_VALID
-_EXPIRED: Final = DenyReason.GRANT_EXPIRED
-_INVALID: Final = DenyReason.GRANT_INVALID
+_ACTIVE: Final = GrantStatus.ACTIVE
+_REVOKED: Final = GrantStatus.REVOKED
+_SUSPENDED: Final = GrantStatus.SUSPENDED
+_OPTED_IN: Final = CharacterState.OPTED_IN
+_CHARACTER_SUSPENDED: Final = CharacterState.SUSPENDED
 _UNREACHABLE: Final = (DenyReason.SERVER_UNREACHABLE,)
 _USE_TYPES: Final = frozenset(terms_pb2.UseType.values())
 _RATINGS: Final = frozenset(terms_pb2.ContentRating.values())
@@ -182,24 +180,24 @@ class _Resync(Exception):
 class _Checked:
     """What a held grant was found to be against one key ring; immutable once built.
 
-    Exactly one of: ``undecidable`` (its key is not in the ring), ``problem`` (it fails for good
-    against this ring: ``GRANT_INVALID``), or valid, with its window, terms and decisions.
+    A `charter.decide.Candidate`: its ``integrity`` is `Integrity.UNKNOWN_KEY` (its key is not
+    in the ring), `Integrity.INVALID` (it fails for good against this ring), or
+    `Integrity.VERIFIED`, with its window (the skew applied), terms and decisions.
     """
 
     __slots__ = (
         "allow",
         "character_id",
         "denials",
-        "expire_limit",
+        "expire_time",
         "grant_id",
-        "not_before_limit",
-        "problem",
+        "integrity",
+        "not_before",
         "quota",
         "rights_holder_id",
         "ring",
         "terms",
         "terms_version",
-        "undecidable",
     )
 
     def __init__(
@@ -208,32 +206,30 @@ class _Checked:
         character_id: str,
         *,
         claims: grant_pb2.GrantClaims | None = None,
-        problem: DenyReason | None = None,
-        undecidable: bool = False,
+        integrity: Integrity = Integrity.VERIFIED,
         skew_us: int = 0,
     ) -> None:
         self.ring = ring
         self.character_id = character_id
-        self.undecidable = undecidable
-        self.problem = problem
+        self.integrity = integrity
         self.grant_id = claims.grant_id if claims is not None else ""
         self.terms_version = claims.terms_version if claims is not None else 0
         self.rights_holder_id = claims.rights_holder_id if claims is not None else ""
         self.denials: dict[tuple[DenyReason, ...], CharacterDecision] = {}
-        self.not_before_limit = _MAX_TIME
-        self.expire_limit = _MIN_TIME
+        self.not_before = _MAX_TIME
+        self.expire_time = _MIN_TIME
         self.terms: CompiledTerms | None = None
         self.quota = False
         self.allow: CharacterDecision | None = None
-        if claims is not None and problem is None and not undecidable:
+        if claims is not None and integrity is Integrity.VERIFIED:
             terms = CompiledTerms.from_terms(claims.terms)
             self.terms = terms
             # Quotas and a grant's cap are counted by the server alone.
             self.quota = terms.daily_quota is not None or terms.monthly_quota is not None or claims.HasField("max_uses")
             # The verifier's window, skew included, rounded so that it never grows.
             not_before, expire = claims.not_before, claims.expire_time
-            self.not_before_limit = _limit(not_before.seconds, -(-not_before.nanos // 1000) - skew_us)
-            self.expire_limit = _limit(expire.seconds, expire.nanos // 1000 + skew_us)
+            self.not_before = _limit(not_before.seconds, -(-not_before.nanos // 1000) - skew_us)
+            self.expire_time = _limit(expire.seconds, expire.nanos // 1000 + skew_us)
             self.allow = CharacterDecision(
                 character_id=character_id,
                 allowed=True,
@@ -374,11 +370,11 @@ class OfflineAuthorizer:
         self._ring: KeyRing | None = None
         self._keys_confirmed: datetime | None = None
 
-        # The revocation view: grant id -> GRANT_REVOKED or GRANT_SUSPENDED (active grants are
-        # absent), the last sequence applied, and when it was last current. Written by the
-        # watcher only; an event's state is stored before its sequence, so a reader that sees
-        # the sequence also sees the state.
-        self._statuses: dict[str, DenyReason] = {}
+        # The revocation view: grant id -> REVOKED or SUSPENDED (active grants are absent), the
+        # last sequence applied, and when it was last current. Written by the watcher only; an
+        # event's state is stored before its sequence, so a reader that sees the sequence also
+        # sees the state.
+        self._statuses: dict[str, GrantStatus] = {}
         # Characters suspended by staff (from the log's character events), with the denial to give.
         self._suspended: dict[str, CharacterDecision] = {}
         self._sequence = 0
@@ -592,10 +588,7 @@ class OfflineAuthorizer:
 
     def grant_status(self, grant_id: str) -> GrantStatus:
         """The state of a grant in the revocation view (``ACTIVE`` when the log never named it)."""
-        state = self._statuses.get(grant_id)
-        if state is _REVOKED:
-            return GrantStatus.REVOKED
-        return GrantStatus.SUSPENDED if state is _SUSPENDED else GrantStatus.ACTIVE
+        return self._statuses.get(grant_id, _ACTIVE)
 
     def is_current(self, min_sequence: int = 0) -> bool:
         """Whether a request may be decided offline now, as far as the view goes.
@@ -701,50 +694,39 @@ class OfflineAuthorizer:
         return self._decide(character_id, context)
 
     def _decide(self, character_id: str, context: UseContext) -> CharacterDecision | None:
-        # A character suspended by staff is denied whatever grants are held for it.
-        return self._suspended.get(character_id) or self._decide_by_grants(character_id, context)
-
-    def _decide_by_grants(self, character_id: str, context: UseContext) -> CharacterDecision | None:
-        held = self._held.get(character_id)
-        if not held:
-            return None
-        ring = self._ring
-        statuses = self._statuses
-        moment = context.time
-        reported: _Checked | None = None
-        reported_reasons: tuple[DenyReason, ...] = ()
-        first: _Checked | None = None
-        first_problem = _INVALID
-        for grant in held:
-            checked = grant.checked
-            if checked is None or checked.ring is not ring:
-                if ring is None:
-                    return None
-                checked = self._check(grant, ring, moment)
-            if checked.undecidable:
+        """Decide with `charter.decide` from what the view knows, or None when the server must."""
+        suspended = self._suspended.get(character_id)
+        candidates: list[_Checked] = []
+        if suspended is None:  # a character suspended by staff is denied whatever grants are held
+            held = self._held.get(character_id)
+            if not held:
+                return None  # the server knows whether the character exists and is opted in
+            ring = self._ring
+            if ring is None:
                 return None
-            problem = checked.problem
-            if problem is None:
-                if moment < checked.not_before_limit:
-                    problem = _NOT_YET_VALID
-                elif moment >= checked.expire_limit:
-                    problem = _EXPIRED
-                else:
-                    problem = statuses.get(checked.grant_id)
-            if problem is None:
-                terms = checked.terms
-                assert terms is not None
-                evaluation = terms.evaluate(context)
-                if evaluation.allowed:
-                    return None if checked.quota else checked.allow
-                if reported is None:
-                    reported, reported_reasons = checked, evaluation.reasons
-            elif first is None:
-                first, first_problem = checked, problem
-        if reported is not None:
-            return reported.denial(reported_reasons)
-        assert first is not None
-        return first.denial((first_problem,))
+            for grant in held:
+                checked = grant.checked
+                if checked is None or checked.ring is not ring:
+                    checked = self._check(grant, ring, context.time)
+                candidates.append(checked)
+        outcome = decide(
+            licensee_archived=self._archived,
+            character=_OPTED_IN if suspended is None else _CHARACTER_SUSPENDED,
+            candidates=candidates,
+            status=self._status,
+            use=context,
+        )
+        if outcome is None:
+            return None  # a key the ring does not know
+        chosen = outcome.candidate
+        if chosen is None:
+            return suspended or CharacterDecision(character_id, allowed=False, reasons=outcome.reasons)
+        if outcome.allowed:
+            return None if chosen.quota else chosen.allow  # quotas and caps are counted by the server
+        return chosen.denial(outcome.reasons)
+
+    def _status(self, grant_id: str) -> GrantStatus:
+        return self._statuses.get(grant_id, _ACTIVE)
 
     def _check(self, grant: _Held, ring: KeyRing, now: datetime) -> _Checked:
         """Verify a held grant against ``ring`` (the cold path) and remember the outcome."""
@@ -752,24 +734,21 @@ class OfflineAuthorizer:
             grant.envelope, keys=ring, licensee_id=self._licensee_id, character_id=grant.character_id, now=now
         )
         claims = result.claims
-        if result.verdict == _UNKNOWN_KEY:
-            checked = _Checked(ring, grant.character_id, undecidable=True)
+        # The window and the state are judged per decision (`charter.decide`), so the outcome
+        # kept here does not depend on the time.
+        integrity = integrity_of(result, licensee_id=self._licensee_id, character_id=grant.character_id)
+        if integrity is Integrity.UNKNOWN_KEY:
+            checked = _Checked(ring, grant.character_id, integrity=integrity)
             self._keys_wanted.set()
-        elif (
-            claims is not None
-            and (result.verdict == _VALID or result.verdict in _TIME_VERDICTS)
-            # The verifier stops at the window before checking the parties: check them here, so
-            # that the outcome does not depend on the time (the window is checked per decision).
-            and claims.licensee_id == self._licensee_id
-            and claims.character_id == grant.character_id
-        ):
+        elif integrity is Integrity.VERIFIED:
+            assert claims is not None
             previous = grant.checked
             if previous is not None and previous.terms is not None and previous.grant_id == claims.grant_id:
                 checked = previous.for_ring(ring)  # a new key ring: the same envelope, the same claims
             else:
                 checked = _Checked(ring, grant.character_id, claims=claims, skew_us=self._skew_us)
         else:
-            checked = _Checked(ring, grant.character_id, claims=claims, problem=_INVALID)
+            checked = _Checked(ring, grant.character_id, claims=claims, integrity=integrity)
         grant.checked = checked
         return checked
 
