@@ -57,7 +57,8 @@ be trusting it (``LeaseSetting.longest``, by the database's clock).
 
 from __future__ import annotations
 
-from charter_server.services.authorization.command import AuthorizeCommand, AuthorizeResult, UseRequest
+from charter_server.services.authorization.command import AuthorizeCommand, UseRequest
+from charter_server.services.authorization.receipt import AuthorizeResult
 from charter_server.services.authorization.service import AuthorizationService
 from charter_server.services.authorization.validation import MAX_CHARACTERS, MAX_GRANTS, MAX_SIGNATURES_PER_REQUEST
 from charter_server.services.authorization.view import AuthorizationView

@@ -1,19 +1,15 @@
-"""What ``Authorize`` is asked and what it answers, as domain values (the servicer converts).
+"""What ``Authorize`` is asked, as domain values (the servicer converts the request).
 
-The one deliberate exception to "no protobuf in services": a presented grant is the signed
-envelope itself (``charter.v1.Envelope``), because what is verified is the bytes as signed, and
-the answer is the signed receipt's bytes (see `charter_server.services.authorization.receipt`).
+The one deliberate exception to "no protobuf in services" here: a presented grant is the signed
+envelope itself (``charter.v1.Envelope``), because what is verified is the bytes as signed. The
+answer (`charter_server.services.authorization.receipt.AuthorizeResult`) is the signed receipt.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from charter.v1 import decision_pb2
 from charter.v1.envelope_pb2 import Envelope
-
-from charter_server.domain.models import Detection
-from charter_server.services.authorization.receipt import SignedReceipt
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,21 +54,3 @@ class AuthorizeCommand:
     grants: tuple[Envelope, ...] = ()
     request_id: str = ""
     request_digest: bytes = field(default=b"", repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class AuthorizeResult:
-    """A decision: the signed receipt (whose payload is the decision), and what screening found."""
-
-    signed: SignedReceipt
-    detections: list[Detection]
-
-    @property
-    def decision(self) -> decision_pb2.DecisionReceipt:
-        """The decision, as the receipt's payload states it (parsed from the signed bytes)."""
-        return self.signed.decision()
-
-    @property
-    def receipt(self) -> Envelope:
-        """The signed receipt."""
-        return self.signed.receipt()

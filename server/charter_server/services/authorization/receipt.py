@@ -34,6 +34,7 @@ from charter.v1 import authorization_service_pb2 as az
 from charter.v1 import decision_pb2, envelope_pb2
 
 if TYPE_CHECKING:
+    from charter_server.domain.models import Detection
     from charter_server.services.authorization.command import UseRequest
 
 _REASON_VALUE = {reason: decision_pb2.DenyReason.Value(f"DENY_REASON_{reason}") for reason in DenyReason}
@@ -206,3 +207,21 @@ class ReceiptWriter:
         signed = b"".join((_field(0x0A, key_id.encode()), _field(0x12, bytes(signature))))
         envelope = b"".join((_field(0x0A, payload), _field(0x12, RECEIPT_PAYLOAD_TYPE.encode()), _field(0x1A, signed)))
         return SignedReceipt(receipt_id, digest, payload, envelope)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizeResult:
+    """A decision: the signed receipt (whose payload is the decision), and what screening found."""
+
+    signed: SignedReceipt
+    detections: list[Detection]
+
+    @property
+    def decision(self) -> decision_pb2.DecisionReceipt:
+        """The decision, as the receipt's payload states it (parsed from the signed bytes)."""
+        return self.signed.decision()
+
+    @property
+    def receipt(self) -> envelope_pb2.Envelope:
+        """The signed receipt."""
+        return self.signed.receipt()

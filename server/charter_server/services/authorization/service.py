@@ -18,9 +18,15 @@ from charter_server.domain.clock import Clock
 from charter_server.domain.errors import InvalidArgument, PermissionDenied, StorageUnavailable
 from charter_server.domain.models import Principal, Role
 from charter_server.services.authorization import quotas
-from charter_server.services.authorization.command import AuthorizeCommand, AuthorizeResult, UseRequest
+from charter_server.services.authorization.command import AuthorizeCommand, UseRequest
 from charter_server.services.authorization.decision import CharacterOutcome, Decider
-from charter_server.services.authorization.receipt import Outcome, ReceiptWriter, SignedReceipt, attested_context
+from charter_server.services.authorization.receipt import (
+    AuthorizeResult,
+    Outcome,
+    ReceiptWriter,
+    SignedReceipt,
+    attested_context,
+)
 from charter_server.services.authorization.validation import validate
 from charter_server.services.authorization.view import AuthorizationView, Generation
 from charter_server.services.keys import KeyService
