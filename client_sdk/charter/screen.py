@@ -45,7 +45,14 @@ name into another (their keys merge) is not applied for that name, and the merge
 
 **Overlaps.** A match that lies inside a longer match is dropped; matches that overlap in part
 are both kept. Each (character, span) is reported once, ordered by start; spans are in code
-points of the original prompt, end exclusive.
+points of the original prompt, end exclusive. At most `MAX_OCCURRENCES` detections are reported
+per character and ambiguity (and keyword set), the first ones: a decision depends only on which
+characters a prompt names and whether ambiguously.
+
+**Bounded work.** No prompt costs more than work linear in its length with small constants: the
+analysers see at most `ANALYSER_BUDGET` characters per screen (past it, a CJK candidate counts
+without asking: fail closed), and matches naming only characters already reported in full are
+skipped before any check. `ScreenWork` counts what a screen did (see ``charter._search``).
 
 **Descriptions.** A keyword set matches when every one of its keywords (any variant) is found
 with the same boundary rules, anywhere and in any order (`Rule.DESCRIPTION`, best-effort).
