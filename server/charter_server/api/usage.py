@@ -13,14 +13,16 @@ from charter_server.api.status import status_code_for
 from charter_server.domain.errors import InvalidArgument
 from charter_server.services.statements import StatementService
 from charter_server.services.usage import UsageOutcome, UsageService
+from charter_server.services.usage_series import UsageSeriesService
 
 
 class UsageServicer(pb_grpc.UsageServiceServicer):
     """The UsageService RPCs over gRPC."""
 
-    def __init__(self, usage: UsageService, statements: StatementService) -> None:
+    def __init__(self, usage: UsageService, statements: StatementService, series: UsageSeriesService) -> None:
         self._usage = usage
         self._statements = statements
+        self._series = series
 
     def ReportUsage(self, request: pb.ReportUsageRequest, context: grpc.ServicerContext) -> pb.ReportUsageResponse:
         outcomes = self._usage.report(current_principal(), request)
@@ -39,6 +41,11 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
         self, request: pb.CloseStatementPeriodRequest, context: grpc.ServicerContext
     ) -> pb.CloseStatementPeriodResponse:
         return pb.CloseStatementPeriodResponse(statement=self._statements.close(current_principal(), request))
+
+    def GetUsageSeries(
+        self, request: pb.GetUsageSeriesRequest, context: grpc.ServicerContext
+    ) -> pb.GetUsageSeriesResponse:
+        return self._series.get(current_principal(), request)
 
 
 def _result(outcome: UsageOutcome) -> usage_pb2.UsageResult:

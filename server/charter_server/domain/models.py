@@ -346,6 +346,18 @@ class LineSums:
 
 
 @dataclass(frozen=True, slots=True)
+class DailyUsage:
+    """The sums of one rights holder's records of one UTC day, character and licensee."""
+
+    day: str  # YYYY-MM-DD
+    character_id: str
+    licensee_id: str
+    records: int
+    uses: int
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class DisplayNames:
     """Names for people, by id, as they are now: ids stay the reference, names only help reading.
 

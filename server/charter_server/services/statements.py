@@ -82,9 +82,9 @@ class StatementService:
             checker.resource_id("licensee_id", request.licensee_id, "licensee")
         span = _span(checker, request.period, request.start_date, request.end_date)
         checker.done()
-        licensee_id = _scope(principal, request.rights_holder_id, request.licensee_id)
+        licensee_id = scope(principal, request.rights_holder_id, request.licensee_id)
         with self._db.uow() as uow:
-            _require_rights_holder(uow, request.rights_holder_id)
+            require_rights_holder(uow, request.rights_holder_id)
             if request.period:
                 return _month_statement(uow, request.rights_holder_id, request.period, licensee_id)
             assert span is not None
@@ -177,7 +177,7 @@ class StatementService:
         if _midnight(last + timedelta(days=1)) > now:
             raise FailedPrecondition("the month has not ended yet", reason="STATEMENT_PERIOD_NOT_ENDED")
         with self._db.uow(write=True) as uow:
-            _require_rights_holder(uow, request.rights_holder_id)
+            require_rights_holder(uow, request.rights_holder_id)
             uow.statements.lock_rights_holders([request.rights_holder_id], exclusive=True)
             if uow.statements.closure(request.rights_holder_id, request.period) is not None:
                 raise FailedPrecondition("the month is already closed", reason="STATEMENT_PERIOD_CLOSED")
@@ -188,8 +188,8 @@ class StatementService:
         return statement
 
 
-def _scope(principal: Principal, rights_holder_id: str, licensee_id: str) -> str | None:
-    """Check ownership before any lookup; the licensee filter in force."""
+def scope(principal: Principal, rights_holder_id: str, licensee_id: str) -> str | None:
+    """Check ownership before any lookup; the licensee filter in force (a generator's own)."""
     if principal.role is Role.RIGHTS_HOLDER and principal.rights_holder_id != rights_holder_id:
         raise not_owned()
     return _licensee_scope(principal, licensee_id)
@@ -203,7 +203,7 @@ def _licensee_scope(principal: Principal, licensee_id: str) -> str | None:
     return licensee_id or None
 
 
-def _require_rights_holder(uow: UnitOfWork, rights_holder_id: str) -> None:
+def require_rights_holder(uow: UnitOfWork, rights_holder_id: str) -> None:
     if uow.rights_holders.get(rights_holder_id) is None:
         raise NotFound("no such rights holder", reason="RIGHTS_HOLDER_NOT_FOUND")
 
@@ -240,6 +240,11 @@ def _span(checker: Checker, period: str, start_date: str, end_date: str) -> tupl
     if not start_date and not end_date:
         checker.add("period", "a period or a date range is required")
         return None
+    return date_span(checker, start_date, end_date)
+
+
+def date_span(checker: Checker, start_date: str, end_date: str) -> tuple[date, date] | None:
+    """Check a date range of at most `MAX_RANGE_DAYS` days; its first and last day when valid."""
     start, end = _date(checker, "start_date", start_date), _date(checker, "end_date", end_date)
     if start is None or end is None:
         return None

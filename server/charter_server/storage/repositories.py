@@ -38,6 +38,7 @@ from charter_server.domain.models import (
     ApiKey,
     Character,
     CharacterState,
+    DailyUsage,
     GrantRecord,
     GrantState,
     Licensee,
@@ -68,6 +69,7 @@ from charter_server.storage.tables import (
     SigningKeyRow,
     StatementClosureRow,
     TermsVersionRow,
+    UsageDailyRow,
     UsageRecordRow,
 )
 
@@ -1063,6 +1065,22 @@ def _usage_statements(dialect: str) -> tuple[Any, Any]:
     return add, consume
 
 
+@functools.cache
+def _daily_statement(dialect: str) -> Any:
+    """The roll-up's upsert, built once per dialect: adds a batch's sums to each day's row."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    daily = cast(Table, UsageDailyRow.__table__)
+    upsert = insert(daily)
+    return upsert.on_conflict_do_update(
+        index_elements=["rights_holder_id", "day", "character_id", "licensee_id"],
+        set_={
+            "records": daily.c.records + upsert.excluded.records,
+            "uses": daily.c.uses + upsert.excluded.uses,
+            "duration_ms": daily.c.duration_ms + upsert.excluded.duration_ms,
+        },
+    )
+
+
 _USAGE_COLUMNS = tuple(f.name for f in dataclasses.fields(UsageEntry))
 
 
@@ -1112,6 +1130,69 @@ class UsageRepository:
         read-modify-write, so concurrent reports on any number of servers cannot pass the capacity."""
         parameters = {"receipt_id": receipt_id, "character_id": character_id, "uses": uses, "capacity": capacity}
         return self._session.execute(self._consume, parameters).first() is not None
+
+    def roll_up(self, entries: Sequence[UsageEntry]) -> None:
+        """Add accepted records to the daily roll-up: one row per rights holder, UTC day, character
+        and licensee, in key order so that concurrent batches take row locks in one order."""
+        if not entries:
+            return
+        sums: dict[tuple[str, str, str, str], list[int]] = {}
+        for entry in entries:
+            key = (
+                entry.rights_holder_id,
+                f"{entry.happen_time.astimezone(UTC):%Y-%m-%d}",
+                entry.character_id,
+                entry.licensee_id,
+            )
+            found = sums.setdefault(key, [0, 0, 0])
+            found[0] += 1
+            found[1] += entry.uses
+            found[2] += entry.duration_ms
+        values = [
+            {
+                "rights_holder_id": k[0],
+                "day": k[1],
+                "character_id": k[2],
+                "licensee_id": k[3],
+                "records": v[0],
+                "uses": v[1],
+                "duration_ms": v[2],
+            }
+            for k, v in sorted(sums.items())
+        ]
+        self._session.execute(_daily_statement(self._session.get_bind().dialect.name), values)
+
+    def daily(
+        self,
+        rights_holder_id: str,
+        first_day: str,
+        last_day: str,
+        *,
+        character_id: str | None = None,
+        licensee_id: str | None = None,
+    ) -> list[DailyUsage]:
+        """The roll-up's rows of a rights holder between two days (``YYYY-MM-DD``, inclusive)."""
+        where: list[ColumnElement[bool]] = [
+            UsageDailyRow.rights_holder_id == rights_holder_id,
+            UsageDailyRow.day >= first_day,
+            UsageDailyRow.day <= last_day,
+        ]
+        if character_id:
+            where.append(UsageDailyRow.character_id == character_id)
+        if licensee_id:
+            where.append(UsageDailyRow.licensee_id == licensee_id)
+        stmt = select(
+            UsageDailyRow.day,
+            UsageDailyRow.character_id,
+            UsageDailyRow.licensee_id,
+            UsageDailyRow.records,
+            UsageDailyRow.uses,
+            UsageDailyRow.duration_ms,
+        ).where(*where)
+        return [
+            DailyUsage(str(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]), int(r[5]))
+            for r in self._session.execute(stmt)
+        ]
 
     def receipt_used(self, receipt_id: str, character_id: str) -> int:
         """The uses reported against a receipt's character (0 when none)."""
