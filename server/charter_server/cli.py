@@ -254,10 +254,75 @@ def create_admin_key(
     print(created.secret)
 
 
+def _console_settings(server: str, server_ca_file: str | None, *, secure_cookies: bool) -> Any:
+    from charter_server.console.web import ConsoleSettings
+
+    return ConsoleSettings(
+        server=server,
+        server_root_certificates=_read(server_ca_file) if server_ca_file else None,
+        secure_cookies=secure_cookies,
+    )
+
+
 @app.command()
-def demo(ctx: typer.Context) -> None:
-    """Migrate, seed a small demo catalogue with a key per role (printed once), and serve."""
+def console(
+    ctx: typer.Context,
+    listen: Annotated[
+        str, typer.Option("--listen", envvar="CHARTER_CONSOLE_LISTEN", help="host:port of the console [127.0.0.1:8080]")
+    ] = "127.0.0.1:8080",
+    server: Annotated[
+        str | None,
+        typer.Option("--server", envvar="CHARTER_CONSOLE_SERVER", help="the Charter gRPC server [127.0.0.1:50051]"),
+    ] = None,
+    server_ca_file: Annotated[
+        str | None,
+        typer.Option(
+            "--server-ca-file", envvar="CHARTER_CONSOLE_SERVER_CA_FILE", help="PEM roots: call the server over TLS"
+        ),
+    ] = None,
+    tls_cert_file: Annotated[
+        str | None, typer.Option("--console-tls-cert-file", envvar="CHARTER_CONSOLE_TLS_CERT_FILE", help="serve HTTPS")
+    ] = None,
+    tls_key_file: Annotated[
+        str | None, typer.Option("--console-tls-key-file", envvar="CHARTER_CONSOLE_TLS_KEY_FILE", help="its key")
+    ] = None,
+    secure_cookies: Annotated[
+        bool,
+        typer.Option("--secure-cookies", envvar="CHARTER_CONSOLE_SECURE_COOKIES", help="behind a TLS proxy"),
+    ] = False,
+) -> None:
+    """Serve the web console for rights holders, staff and auditors (a client of the gRPC API)."""
+    from charter_server.console.serve import ConsoleServer
+
+    settings: Settings = ctx.obj
+    if (tls_cert_file is None) != (tls_key_file is None):
+        raise _fail("give both --console-tls-cert-file and --console-tls-key-file, or neither")
+    try:
+        web = ConsoleServer(
+            _console_settings(
+                server or settings.listen, server_ca_file, secure_cookies=secure_cookies or bool(tls_cert_file)
+            ),
+            listen,
+            certfile=tls_cert_file,
+            keyfile=tls_key_file,
+        )
+    except (OSError, ValueError) as error:
+        raise _fail(f"cannot serve the console on {listen}: {error}") from None
+    Console().print(f"Charter console on {web.url} (calling {server or settings.listen})")
+    web.serve_forever()
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    console_listen: Annotated[
+        str,
+        typer.Option("--console-listen", envvar="CHARTER_CONSOLE_LISTEN", help="host:port of the web console, or off"),
+    ] = "127.0.0.1:8080",
+) -> None:
+    """Migrate, seed a small demo catalogue with a key per role (printed once), serve the API and the console."""
     from charter_server import demo as demo_data
+    from charter_server.console.serve import ConsoleServer
 
     settings: Settings = ctx.obj
     settings = Settings.from_env(**{**_as_dict(settings), "migrate": True})
@@ -268,6 +333,15 @@ def demo(ctx: typer.Context) -> None:
     with server.db.uow() as uow:
         seeded_before = uow.api_keys.count_admins() > 0
     out = Console()
+    web = None
+    if console_listen != "off":
+        host = settings.listen.rpartition(":")[0] or "127.0.0.1"
+        try:
+            web = ConsoleServer(_console_settings(f"{host}:{server.port}", None, secure_cookies=False), console_listen)
+        except (OSError, ValueError) as error:
+            raise _fail(
+                f"cannot serve the console on {console_listen}: {error} (--console-listen off to skip it)"
+            ) from None
     if seeded_before:
         out.print(
             "[yellow]Demo data already present; its keys were printed when it was created.[/yellow]\n"
@@ -298,6 +372,13 @@ def demo(ctx: typer.Context) -> None:
             f"  charter --target {settings.listen} --api-key {data.secrets[Role.RIGHTS_HOLDER]} "
             f"statements show --rights-holder {data.rights_holder_id} --period {datetime.now(UTC):%Y-%m}"
         )
+        if web is not None:
+            print(f"\nThe web console is at {web.url}; sign in as the rights holder once with this link:")
+            print(f"  {web.sign_in_link(data.secrets[Role.RIGHTS_HOLDER])}")
+    if web is not None and seeded_before:
+        out.print(f"The web console is at {web.url} (sign in with a key printed when the demo was created).")
+    if web is not None:
+        web.start()
     _serve(server)
 
 
