@@ -347,11 +347,10 @@ class LineSums:
 
 @dataclass(frozen=True, slots=True)
 class DailyUsage:
-    """The sums of one rights holder's records of one UTC day, character and licensee."""
+    """Sums of a rights holder's usage records: of one UTC day and/or one character or licensee."""
 
-    day: str  # YYYY-MM-DD
-    character_id: str
-    licensee_id: str
+    day: str  # YYYY-MM-DD; empty in sums over a whole range
+    key: str  # the character or licensee id; empty in sums over all of them
     records: int
     uses: int
     duration_ms: int

@@ -1162,16 +1162,63 @@ class UsageRepository:
         ]
         self._session.execute(_daily_statement(self._session.get_bind().dialect.name), values)
 
-    def daily(
+    def usage_by_key(
         self,
         rights_holder_id: str,
         first_day: str,
         last_day: str,
         *,
+        by_licensee: bool,
         character_id: str | None = None,
         licensee_id: str | None = None,
     ) -> list[DailyUsage]:
-        """The roll-up's rows of a rights holder between two days (``YYYY-MM-DD``, inclusive)."""
+        """The roll-up's sums per character (or licensee) between two days (``YYYY-MM-DD``,
+        inclusive), added up in the database; ``day`` is empty."""
+        key = UsageDailyRow.licensee_id if by_licensee else UsageDailyRow.character_id
+        stmt = select(key, *self._sums()).where(
+            *self._where(rights_holder_id, first_day, last_day, character_id, licensee_id)
+        )
+        return [
+            DailyUsage("", str(r[0]), int(r[1]), int(r[2]), int(r[3]))
+            for r in self._session.execute(stmt.group_by(key))
+        ]
+
+    def usage_by_day(
+        self,
+        rights_holder_id: str,
+        first_day: str,
+        last_day: str,
+        *,
+        by_licensee: bool | None = None,
+        keys: Sequence[str] = (),
+        character_id: str | None = None,
+        licensee_id: str | None = None,
+    ) -> list[DailyUsage]:
+        """The roll-up's sums per day, of everything (``by_licensee`` None; ``key`` empty) or of each
+        of ``keys`` (characters, or licensees when ``by_licensee``)."""
+        where = self._where(rights_holder_id, first_day, last_day, character_id, licensee_id)
+        if by_licensee is None:
+            stmt = select(UsageDailyRow.day, literal(""), *self._sums()).where(*where).group_by(UsageDailyRow.day)
+        else:
+            if not keys:
+                return []
+            key = UsageDailyRow.licensee_id if by_licensee else UsageDailyRow.character_id
+            stmt = select(UsageDailyRow.day, key, *self._sums()).where(*where, key.in_(list(keys)))
+            stmt = stmt.group_by(UsageDailyRow.day, key)
+        return [DailyUsage(str(r[0]), str(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in self._session.execute(stmt)]
+
+    @staticmethod
+    def _sums() -> tuple[Any, ...]:
+        return (
+            func.sum(UsageDailyRow.records),
+            func.sum(UsageDailyRow.uses),
+            func.sum(UsageDailyRow.duration_ms),
+        )
+
+    @staticmethod
+    def _where(
+        rights_holder_id: str, first_day: str, last_day: str, character_id: str | None, licensee_id: str | None
+    ) -> list[ColumnElement[bool]]:
         where: list[ColumnElement[bool]] = [
             UsageDailyRow.rights_holder_id == rights_holder_id,
             UsageDailyRow.day >= first_day,
@@ -1181,18 +1228,7 @@ class UsageRepository:
             where.append(UsageDailyRow.character_id == character_id)
         if licensee_id:
             where.append(UsageDailyRow.licensee_id == licensee_id)
-        stmt = select(
-            UsageDailyRow.day,
-            UsageDailyRow.character_id,
-            UsageDailyRow.licensee_id,
-            UsageDailyRow.records,
-            UsageDailyRow.uses,
-            UsageDailyRow.duration_ms,
-        ).where(*where)
-        return [
-            DailyUsage(str(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]), int(r[5]))
-            for r in self._session.execute(stmt)
-        ]
+        return where
 
     def receipt_used(self, receipt_id: str, character_id: str) -> int:
         """The uses reported against a receipt's character (0 when none)."""
