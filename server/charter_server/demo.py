@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from charter.v1 import authorization_service_pb2, decision_pb2, terms_pb2, usage_pb2, usage_service_pb2
+from charter.v1 import authorization_service_pb2, decision_pb2, terms_pb2, usage_pb2
 from google.protobuf import timestamp_pb2
 
+from charter_server.api import convert_usage
 from charter_server.app import Services
 from charter_server.domain.models import AliasKind, Principal, Role
 from charter_server.services.access import ApiKeyInput
@@ -106,4 +107,4 @@ def _first_use(services: Services, generator: Principal, character_id: str) -> N
         uses=1,
         happen_time=happened,
     )
-    services.usage.report(generator, usage_service_pb2.ReportUsageRequest(records=[record]))
+    services.usage.report(generator, [convert_usage.usage_record(record)])
