@@ -52,6 +52,7 @@ from charter_server.services.revocations import RevocationFeed
 from charter_server.services.screening import PromptScreen
 from charter_server.services.statements import StatementService
 from charter_server.services.usage import UsageService
+from charter_server.services.usage_series import UsageSeriesService
 from charter_server.storage import migrate
 from charter_server.storage.database import Database
 
@@ -105,6 +106,7 @@ class Services:
     authorization: AuthorizationService
     usage: UsageService
     statements: StatementService
+    usage_series: UsageSeriesService
 
 
 @dataclass
@@ -198,6 +200,7 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
         authorization=AuthorizationService(db, clock, keys, screen, view, grants.verifier, issuer=settings.issuer),
         usage=UsageService(db, clock, keys, window=timedelta(days=settings.usage_window_days)),
         statements=StatementService(db, clock),
+        usage_series=UsageSeriesService(db),
     )
 
 
@@ -282,7 +285,7 @@ def build_server(settings: Settings, *, clock: Clock | None = None, reuse_port: 
             server,
         ),
         lambda server: usage_service_pb2_grpc.add_UsageServiceServicer_to_server(
-            UsageServicer(services.usage, services.statements), server
+            UsageServicer(services.usage, services.statements, services.usage_series), server
         ),
     )
     try:

@@ -40,6 +40,7 @@ TABLES = {
     "grant_uses",
     "authorizations",
     "usage_records",
+    "usage_daily",
     "receipt_uses",
     "statement_closures",
     "grants",

@@ -72,6 +72,7 @@ POLICY: dict[str, frozenset[Role]] = {
     "/charter.v1.UsageService/GetStatement": STAFF_READ | {Role.RIGHTS_HOLDER, Role.GENERATOR},
     "/charter.v1.UsageService/ListStatements": STAFF_READ | {Role.RIGHTS_HOLDER, Role.GENERATOR},
     "/charter.v1.UsageService/CloseStatementPeriod": ADMIN,
+    "/charter.v1.UsageService/GetUsageSeries": STAFF_READ | {Role.RIGHTS_HOLDER, Role.GENERATOR},
     # AccessService.
     "/charter.v1.AccessService/CreateApiKey": ADMIN,
     "/charter.v1.AccessService/GetApiKey": STAFF_READ,

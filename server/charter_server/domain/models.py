@@ -346,6 +346,17 @@ class LineSums:
 
 
 @dataclass(frozen=True, slots=True)
+class DailyUsage:
+    """Sums of a rights holder's usage records: of one UTC day and/or one character or licensee."""
+
+    day: str  # YYYY-MM-DD; empty in sums over a whole range
+    key: str  # the character or licensee id; empty in sums over all of them
+    records: int
+    uses: int
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class DisplayNames:
     """Names for people, by id, as they are now: ids stay the reference, names only help reading.
 

@@ -214,6 +214,8 @@ class UsageService:
                         ),
                     )
             uow.usage.remove(licensee_id, consumed)
+            # The daily roll-up in the same transaction, so series always agree with the records.
+            uow.usage.roll_up([o.entry for o in outcomes.values() if o.entry is not None and not o.duplicate])
             uow.commit()
         added = sum(1 for o in outcomes.values() if o.entry is not None and not o.duplicate)
         log.info("usage.reported", licensee_id=licensee_id, records=len(candidates), added=added)

@@ -313,6 +313,25 @@ class UsageRecordRow(Base):
     accept_time: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class UsageDailyRow(Base):
+    """The daily roll-up of usage records: per rights holder, UTC day of use, character and licensee.
+
+    ``ReportUsage`` adds each accepted record to its row in the same transaction that inserts the
+    record (one conditional upsert per batch), so the roll-up always equals the records' sums;
+    usage series read it instead of the records (at most one row per character, licensee and day).
+    """
+
+    __tablename__ = "usage_daily"
+
+    rights_holder_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    character_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    licensee_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    records: Mapped[int] = mapped_column(BigInteger)
+    uses: Mapped[int] = mapped_column(BigInteger)
+    duration_ms: Mapped[int] = mapped_column(BigInteger)
+
+
 class ReceiptUseRow(Base):
     """Uses reported against one receipt's character, raised only by a conditional single-statement
     update that never passes the receipt's capacity."""
