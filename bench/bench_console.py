@@ -16,14 +16,15 @@ another loopback port, calling it as a rights holder's key, as in production. Th
   better part of an hour on this machine, and what is measured here is reading them. (That
   ``ReportUsage`` keeps the roll-up, and what that costs, is ``bench_usage.py``'s.)
 
-Then, signed in through the sign-in form like a person, each page is requested ``--requests`` times
-one after another by an HTTP client in this process, and the p50/p95 of the console's own time for
-it is printed (from its ``Server-Timing`` header: the page's calls to the gRPC server, the database
-and the rendering, without the HTTP client's share): the catalogue searched for a kana name, the
-catalogue's first page, a character page (names, terms history, grants), the usage page over 365
-days, and ``GetUsageSeries`` over 365 days through the SDK directly. The baseline, measured in the
-same run: the sign-in page, which calls nothing, so each page's ratio to it is what the page's own
-work costs. Loops are bounded in count and time, and so is the run (``--time-limit``).
+Then, signed in through the sign-in form like a person, each page is requested ``--requests``
+times one after another by an HTTP client in this process, and the p50/p95 of the console's own
+time for it is printed (from its ``Server-Timing`` header: the page's calls to the gRPC server,
+the database and the rendering, without the HTTP client's share): the catalogue searched for a
+kana name, the catalogue's first page, a character page (names, terms history, grants), the usage
+page over 365 days; and ``GetUsageSeries`` over 365 days through the SDK directly (the client's
+wall time). The baseline, measured in the same run: the sign-in page, which calls
+nothing, so each page's ratio to it is what the page's own work costs. Loops are bounded in count
+and time, and so is the run (``--time-limit``).
 
 This is run by hand (about 3-5 minutes on SQLite on a 2-core machine, most of it building the
 world), not in the test suite:

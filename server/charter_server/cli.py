@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 import signal
@@ -321,6 +322,26 @@ def _tool_paths() -> tuple[str, str]:
     return shlex.quote(sys.executable), shlex.quote(str(charter_cli)) if charter_cli.exists() else "charter"
 
 
+def _demo_console(settings: Settings, server: CharterServer, listen: str) -> Any:
+    """The demo's console (not started yet), or None when ``listen`` is ``off``."""
+    from charter_server.console.serve import ConsoleServer
+
+    if listen == "off":
+        return None
+    host = settings.listen.rpartition(":")[0] or "127.0.0.1"
+    console_settings = _console_settings(f"{host}:{server.port}", None, secure_cookies=False)
+    try:
+        try:
+            return ConsoleServer(console_settings, listen)
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+            # The demo must start whatever else runs on this machine: another free port will do.
+            return ConsoleServer(console_settings, f"{listen.rpartition(':')[0]}:0")
+    except (OSError, ValueError) as error:
+        raise _fail(f"cannot serve the console on {listen}: {error} (--console-listen off to skip it)") from None
+
+
 @app.command()
 def demo(
     ctx: typer.Context,
@@ -332,7 +353,6 @@ def demo(
 ) -> None:
     """Migrate, seed a small demo catalogue with a key per role (printed once), serve the API and the console."""
     from charter_server import demo as demo_data
-    from charter_server.console.serve import ConsoleServer
 
     settings: Settings = ctx.obj
     overrides: dict[str, Any] = {"migrate": True} if listen is None else {"migrate": True, "listen": listen}
@@ -344,15 +364,7 @@ def demo(
     with server.db.uow() as uow:
         seeded_before = uow.api_keys.count_admins() > 0
     out = Console(soft_wrap=True)  # ids are never broken across lines, whatever the width
-    web = None
-    if console_listen != "off":
-        host = settings.listen.rpartition(":")[0] or "127.0.0.1"
-        try:
-            web = ConsoleServer(_console_settings(f"{host}:{server.port}", None, secure_cookies=False), console_listen)
-        except (OSError, ValueError) as error:
-            raise _fail(
-                f"cannot serve the console on {console_listen}: {error} (--console-listen off to skip it)"
-            ) from None
+    web = _demo_console(settings, server, console_listen)
     if seeded_before:
         out.print(
             "[yellow]Demo data already present; its keys were printed when it was created.[/yellow]\n"

@@ -153,6 +153,8 @@ async def save_terms(request: Request) -> Response:
     templates = await session.client.list_terms_templates()
     if form.errors:
         return _terms_page(request, session, found, templates, form, "", status=400)
+    # The place for what-if (PreviewTerms, issue 15 item 4, not served yet): preview these terms over
+    # the last 30 days' decisions and ask to confirm before publishing them below.
     try:
         if found.state == character_pb2.Character.STATE_OPTED_IN:
             saved = await session.client.update_terms(character_id, terms)

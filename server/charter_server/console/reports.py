@@ -21,6 +21,8 @@ from charter_server.console.sessions import Session
 from charter_server.console.web import message_page, page, session_of
 
 MAX_DAYS = 366
+CHARTS = 8
+"""Series drawn as charts on the usage page (the busiest first)."""
 _PERIOD = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 _ID = re.compile(r"[a-z]{2,4}_[0-9a-f]{32}")
 
@@ -97,8 +99,10 @@ async def usage(request: Request) -> Response:
         all_days = [d.date for d in result.days]
         context["result"] = result
         context["total_chart"] = daily_chart([(d.date, d.uses) for d in result.days])
+        context["series"] = list(result.series)
+        # A chart for the busiest few; the table lists every series returned.
         context["series_charts"] = [
-            (s, daily_chart(dense(all_days, {d.date: d.uses for d in s.days}))) for s in result.series
+            (s, daily_chart(dense(all_days, {d.date: d.uses for d in s.days}))) for s in result.series[:CHARTS]
         ]
     status = 400 if problem else 200
     return page(request, "usage.html", context, status=status, session=session)

@@ -322,6 +322,9 @@ class UsageDailyRow(Base):
     """
 
     __tablename__ = "usage_daily"
+    # On SQLite the rows live in the primary key's order (no rowid table beside it), so a range of
+    # days is read in one pass over the key, the sums included.
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
     rights_holder_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     day: Mapped[str] = mapped_column(String(10), primary_key=True)

@@ -28,6 +28,8 @@ def upgrade() -> None:
         sa.Column("uses", sa.BigInteger(), nullable=False),
         sa.Column("duration_ms", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("rights_holder_id", "day", "character_id", "licensee_id", name=op.f("pk_usage_daily")),
+        # SQLite: rows stored in key order, so a range of days is one pass (see tables.UsageDailyRow).
+        sqlite_with_rowid=False,
     )
     # SQLite keeps times as "YYYY-MM-DD HH:MM:SS[.ffffff]" text in UTC; PostgreSQL as timestamptz.
     if op.get_bind().dialect.name == "postgresql":
