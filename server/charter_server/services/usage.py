@@ -31,6 +31,11 @@ other (`StatementRepository.lock_rights_holders`), so a record can never slip in
 **Quotas are not counted here.** They are counted when ``Authorize`` allows a use (the only time
 a use can still be refused), and each receipt covers one use per allowed character, so no more
 uses can be reported than were counted.
+
+**Offline uses** come with a decision record in place of the receipt
+(`charter_server.services.decision_records`): checked against the licensee's keys, the grant and
+the lease before the transaction; in step 4 a record counts its use against its lease first (in
+lease order, so concurrent batches never deadlock) and then against its record id.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from charter.envelope import RECEIPT_PAYLOAD_TYPE
+from charter.envelope import DECISION_RECORD_PAYLOAD_TYPE, RECEIPT_PAYLOAD_TYPE
 from charter.grants import KeyRing
 from charter.receipts import ReceiptVerification, verify_receipt
 from charter.v1 import decision_pb2, grant_pb2, usage_pb2, usage_service_pb2
@@ -56,10 +61,13 @@ from charter_server.domain.errors import (
     PermissionDenied,
 )
 from charter_server.domain.models import Principal, Role, UsageEntry
+from charter_server.domain.offline import LeaseState
+from charter_server.services.decision_records import Basis, OfflineBatch
 from charter_server.services.keys import KeyService
 from charter_server.services.terms_rules import is_currency
 from charter_server.services.validation import Checker
 from charter_server.storage.database import Database
+from charter_server.storage.uow import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -90,6 +98,8 @@ class UsageOutcome:
 class _Candidate:
     index: int
     entry: UsageEntry
+    lease_id: str = ""
+    offline: bool = False
 
 
 class UsageService:
@@ -123,17 +133,17 @@ class UsageService:
         outcomes: dict[int, UsageOutcome] = {}
         first_of_key: dict[str, _Candidate] = {}
         repeats: list[_Candidate] = []  # the same key again within this batch
-        for index, record in enumerate(request.records):
-            try:
-                entry = self._entry(record, licensee_id, ring, verified, now)
-            except DomainError as error:
-                outcomes[index] = UsageOutcome(index, record.idempotency_key, error=error)
-                continue
-            candidate = _Candidate(index, entry)
-            if entry.idempotency_key in first_of_key:
-                repeats.append(candidate)
-            else:
-                first_of_key[entry.idempotency_key] = candidate
+        with OfflineBatch(self._db, licensee_id) as offline:
+            for index, record in enumerate(request.records):
+                try:
+                    candidate = self._candidate(index, record, licensee_id, ring, verified, offline, now)
+                except DomainError as error:
+                    outcomes[index] = UsageOutcome(index, record.idempotency_key, error=error)
+                    continue
+                if candidate.entry.idempotency_key in first_of_key:
+                    repeats.append(candidate)
+                else:
+                    first_of_key[candidate.entry.idempotency_key] = candidate
         if first_of_key:
             outcomes.update(self._record(licensee_id, list(first_of_key.values()), now))
         for repeat in repeats:
@@ -167,41 +177,118 @@ class UsageService:
                 for candidate in raced:
                     outcomes[candidate.index] = _answer_repeat(candidate, now_accepted[candidate.entry.idempotency_key])
             consumed: list[str] = []
-            # Receipt counters in one order across transactions, so concurrent batches never deadlock.
+            # Lease and receipt counters in one order across transactions (each lease before the
+            # receipts of its records), so concurrent batches never deadlock.
             mine = sorted(
                 (c for c in fresh if c.entry.idempotency_key in inserted),
-                key=lambda c: (c.entry.receipt_id, c.entry.character_id, c.index),
+                key=lambda c: (c.lease_id, c.entry.receipt_id, c.entry.character_id, c.index),
             )
             for candidate in mine:
                 entry = candidate.entry
-                if uow.usage.consume_receipt(entry.receipt_id, entry.character_id, entry.uses, USES_PER_RECEIPT):
+                error = self._count(uow, candidate, now)
+                if error is None:
                     outcomes[candidate.index] = UsageOutcome(candidate.index, entry.idempotency_key, entry=entry)
                 else:
                     consumed.append(entry.idempotency_key)
-                    outcomes[candidate.index] = UsageOutcome(
-                        candidate.index,
-                        entry.idempotency_key,
-                        error=FailedPrecondition(
-                            "the receipt's use of this character was already reported under other idempotency keys",
-                            reason="RECEIPT_CONSUMED",
-                        ),
-                    )
+                    outcomes[candidate.index] = UsageOutcome(candidate.index, entry.idempotency_key, error=error)
             uow.usage.remove(licensee_id, consumed)
             uow.commit()
         added = sum(1 for o in outcomes.values() if o.entry is not None and not o.duplicate)
         log.info("usage.reported", licensee_id=licensee_id, records=len(candidates), added=added)
         return outcomes
 
-    def _entry(
+    @staticmethod
+    def _count(uow: UnitOfWork, candidate: _Candidate, now: datetime) -> DomainError | None:
+        """Count a new record's use against its lease and its receipt (or decision record); the
+        error that refuses it, or None."""
+        entry = candidate.entry
+        if candidate.lease_id and not uow.leases.report(candidate.lease_id, entry.uses, now):
+            lease = uow.leases.get(candidate.lease_id)
+            if lease is not None and lease.report_deadline >= now and lease.state is not LeaseState.RECLAIMED:
+                return FailedPrecondition("the lease's uses are all reported already", reason="LEASE_EXCEEDED")
+            return FailedPrecondition("the lease is past its report deadline", reason="LEASE_CLOSED")
+        if uow.usage.consume_receipt(entry.receipt_id, entry.character_id, entry.uses, USES_PER_RECEIPT):
+            return None
+        if candidate.lease_id:
+            uow.leases.unreport(candidate.lease_id, entry.uses)
+        if candidate.offline:
+            return FailedPrecondition(
+                "the decision record's use was already reported under another idempotency key",
+                reason="DECISION_RECORD_REPLAYED",
+            )
+        return FailedPrecondition(
+            "the receipt's use of this character was already reported under other idempotency keys",
+            reason="RECEIPT_CONSUMED",
+        )
+
+    def _candidate(
         self,
+        index: int,
         record: usage_pb2.UsageRecord,
         licensee_id: str,
         ring: KeyRing,
         verified: dict[bytes, ReceiptVerification],
+        offline: OfflineBatch,
         now: datetime,
-    ) -> UsageEntry:
-        """Validate one record and verify its receipt; the entry to store (period not yet final)."""
+    ) -> _Candidate:
+        """Validate one record and check what it rests on; the entry to store (period not yet final)."""
         _validate(record)
+        if record.HasField("decision_record"):
+            basis = offline.basis(record)
+        else:
+            basis = self._receipt_basis(record, licensee_id, ring, verified)
+        happened = record.happen_time.ToDatetime(tzinfo=UTC)
+        if happened < now - self._window:
+            raise InvalidArgument.one(
+                "happen_time", f"is older than the usage window of {self._window.days} days", reason="USAGE_TOO_OLD"
+            )
+        if happened > now + FUTURE_SKEW:
+            raise InvalidArgument.one("happen_time", "is in the future", reason="USAGE_TIME_INVALID")
+        if happened < basis.decide_time - FUTURE_SKEW:
+            raise InvalidArgument.one("happen_time", "is before the decision it follows", reason="USAGE_TIME_INVALID")
+        fee = basis.fee
+        fee_currency = fee.currency_code.upper() if fee is not None and fee.currency_code else ""
+        currency, revenue = fee_currency, 0
+        if record.HasField("attributed_revenue"):
+            currency = record.attributed_revenue.currency_code.upper()
+            revenue = record.attributed_revenue.minor_units
+            if fee_currency and currency != fee_currency:
+                raise InvalidArgument.one(
+                    "attributed_revenue.currency_code",
+                    f"must be {fee_currency}, the currency of the terms' per-use fee",
+                    reason="CURRENCY_MISMATCH",
+                )
+        period = f"{happened:%Y-%m}"
+        entry = UsageEntry(
+            id=ids.new_id("usage"),
+            licensee_id=licensee_id,
+            idempotency_key=record.idempotency_key,
+            fingerprint=hashlib.sha256(record.SerializeToString(deterministic=True)).hexdigest(),
+            receipt_id=basis.receipt_id,
+            character_id=record.character_id,
+            rights_holder_id=basis.rights_holder_id,
+            grant_id=basis.grant_id,
+            uses=record.uses,
+            duration_ms=record.duration.seconds * 1000 + record.duration.nanos // 1_000_000,
+            currency=currency,
+            revenue_minor=revenue,
+            revenue_share_bps=basis.revenue_share_bps,
+            fee_minor=fee.minor_units if fee is not None and fee_currency else 0,
+            happen_time=happened,
+            happen_period=period,
+            statement_period=period,
+            accept_time=now,
+        )
+        return _Candidate(index, entry, basis.lease_id, record.HasField("decision_record"))
+
+    @staticmethod
+    def _receipt_basis(
+        record: usage_pb2.UsageRecord,
+        licensee_id: str,
+        ring: KeyRing,
+        verified: dict[bytes, ReceiptVerification],
+    ) -> Basis:
+        """Verify a record's receipt; what its use rests on."""
         envelope = record.receipt.SerializeToString(deterministic=True)
         verification = verified.get(envelope)
         if verification is None:
@@ -216,47 +303,14 @@ class UsageService:
             )
         receipt = verification.receipt
         decision = _allowing_decision(receipt, record.character_id)
-        happened = record.happen_time.ToDatetime(tzinfo=UTC)
-        if happened < now - self._window:
-            raise InvalidArgument.one(
-                "happen_time", f"is older than the usage window of {self._window.days} days", reason="USAGE_TOO_OLD"
-            )
-        if happened > now + FUTURE_SKEW:
-            raise InvalidArgument.one("happen_time", "is in the future", reason="USAGE_TIME_INVALID")
-        if happened < receipt.decide_time.ToDatetime(tzinfo=UTC) - FUTURE_SKEW:
-            raise InvalidArgument.one("happen_time", "is before the decision it follows", reason="USAGE_TIME_INVALID")
         fee = decision.obligations.per_use_fee if decision.obligations.HasField("per_use_fee") else None
-        fee_currency = fee.currency_code if fee is not None and fee.currency_code else ""
-        currency, revenue = fee_currency, 0
-        if record.HasField("attributed_revenue"):
-            currency = record.attributed_revenue.currency_code.upper()
-            revenue = record.attributed_revenue.minor_units
-            if fee_currency and currency != fee_currency:
-                raise InvalidArgument.one(
-                    "attributed_revenue.currency_code",
-                    f"must be {fee_currency}, the currency of the terms' per-use fee",
-                    reason="CURRENCY_MISMATCH",
-                )
-        period = f"{happened:%Y-%m}"
-        return UsageEntry(
-            id=ids.new_id("usage"),
-            licensee_id=licensee_id,
-            idempotency_key=record.idempotency_key,
-            fingerprint=hashlib.sha256(record.SerializeToString(deterministic=True)).hexdigest(),
+        return Basis(
             receipt_id=receipt.receipt_id,
-            character_id=record.character_id,
             rights_holder_id=decision.rights_holder_id,
             grant_id=decision.grant_id,
-            uses=record.uses,
-            duration_ms=record.duration.seconds * 1000 + record.duration.nanos // 1_000_000,
-            currency=currency,
-            revenue_minor=revenue,
             revenue_share_bps=decision.obligations.revenue_share_bps,
-            fee_minor=fee.minor_units if fee is not None and fee_currency else 0,
-            happen_time=happened,
-            happen_period=period,
-            statement_period=period,
-            accept_time=now,
+            fee=fee,
+            decide_time=receipt.decide_time.ToDatetime(tzinfo=UTC),
         )
 
 
@@ -301,8 +355,15 @@ def _validate(record: usage_pb2.UsageRecord) -> None:
         checker.add("idempotency_key", "is required")
     elif not _KEY.fullmatch(record.idempotency_key):
         checker.add("idempotency_key", "must be 1-128 characters of A-Z a-z 0-9 . _ : ~ -")
-    if not record.HasField("receipt") or not record.receipt.payload:
-        checker.add("receipt", "is required")
+    if record.HasField("decision_record"):
+        if record.HasField("receipt"):
+            checker.add("receipt", "must be empty when decision_record is set")
+        if not record.decision_record.payload:
+            checker.add("decision_record", "must hold a signed decision record")
+        elif record.decision_record.payload_type != DECISION_RECORD_PAYLOAD_TYPE:
+            checker.add("decision_record.payload_type", f"must be {DECISION_RECORD_PAYLOAD_TYPE}")
+    elif not record.HasField("receipt") or not record.receipt.payload:
+        checker.add("receipt", "is required (or decision_record)")
     elif record.receipt.payload_type != RECEIPT_PAYLOAD_TYPE:
         checker.add("receipt.payload_type", f"must be {RECEIPT_PAYLOAD_TYPE} (a grant is not a receipt)")
     checker.resource_id("character_id", record.character_id, "character")
