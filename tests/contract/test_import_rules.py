@@ -79,6 +79,11 @@ PROTOBUF_EXCEPTIONS = (
         "a decision receipt is signed DecisionReceipt bytes, built from what Authorize validated",
     ),
     Allowed(
+        f"{_SERVICES}.decision_records",
+        "charter.v1.envelope_pb2",
+        "an offline use's decision record is verified as the signed envelope received, never rebuilt",
+    ),
+    Allowed(
         f"{_SERVICES}.usage_receipts",
         "charter.v1",
         "a usage record's receipt is read in its signed form (DecisionReceipt in an Envelope), never rebuilt",

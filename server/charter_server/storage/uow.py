@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from charter_server.domain.errors import StorageBusy, StorageUnavailable
 from charter_server.storage.display_names import DisplayNameRepository
+from charter_server.storage.offline import BundleRepository, LeaseRepository, LicenseeKeyRepository
 from charter_server.storage.repositories import (
     ApiKeyRepository,
     AuthorizationRepository,
@@ -76,6 +77,9 @@ class UnitOfWork:
     display_names: DisplayNameRepository
     deployment: DeploymentSettingsRepository
     audience: RevocationAudienceRepository
+    licensee_keys: LicenseeKeyRepository
+    leases: LeaseRepository
+    bundles: BundleRepository
 
     def __init__(
         self, session_factory: sessionmaker[Session], writer_lock: AbstractContextManager[Any] | None = None
@@ -104,6 +108,9 @@ class UnitOfWork:
         self.display_names = DisplayNameRepository(self.session)
         self.deployment = DeploymentSettingsRepository(self.session)
         self.audience = RevocationAudienceRepository(self.session)
+        self.licensee_keys = LicenseeKeyRepository(self.session)
+        self.leases = LeaseRepository(self.session)
+        self.bundles = BundleRepository(self.session)
         return self
 
     def commit(self) -> None:
