@@ -84,6 +84,10 @@ def _settings(
         _opt("authorization-lease-seconds", "set the deployment's lease (shared by every replica) at start"),
     ] = None,
     usage_window_days: Annotated[int | None, _opt("usage-window-days", "oldest usage record accepted [60]")] = None,
+    lease_report_grace_seconds: Annotated[
+        float | None,
+        _opt("lease-report-grace-seconds", "records of an expired quota lease accepted for [600]"),
+    ] = None,
 ) -> None:
     overrides = {k: v for k, v in locals().items() if k != "ctx"}
     try:

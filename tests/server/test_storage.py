@@ -47,6 +47,8 @@ TABLES = {
     "revocation_events",
     "counters",
     "deployment_settings",
+    "licensee_keys",
+    "quota_leases",
 }
 TOKYO = timezone(timedelta(hours=9))
 

@@ -28,6 +28,7 @@ class Role(enum.StrEnum):
     RIGHTS_HOLDER = "rights_holder"
     GENERATOR = "generator"
     AUDITOR = "auditor"
+    LICENSEE_ADMIN = "licensee_admin"
 
 
 class LifecycleState(enum.StrEnum):
