@@ -25,21 +25,18 @@ revenue share, per-use fee), never from the record.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 
-from charter.decision_records import verify_decision_record
-from charter.grants import KeyRing
+from charter.decision_records import DecisionRecordVerification, verify_decision_record
 from charter.v1 import terms_pb2, usage_pb2
 
 from charter_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from charter_server.domain.models import GrantRecord, GrantState
 from charter_server.domain.offline import QuotaLeaseRecord
-from charter_server.services.leases import has_quota
 from charter_server.services.licensee_keys import licensee_ring
 from charter_server.storage.database import Database
-from charter_server.storage.uow import UnitOfWork
 
 SKEW = timedelta(minutes=5)
 """How far a decision may lie outside a grant's or lease's window, or after a revocation: the
@@ -64,38 +61,39 @@ def _mismatch(message: str) -> FailedPrecondition:
 
 
 class OfflineBatch:
-    """The decision records of one ``ReportUsage`` batch: the licensee's key ring, and its grants
-    and leases read once each, in one read transaction opened when first needed."""
+    """The decision records of one ``ReportUsage`` batch, verified together: the licensee's key
+    ring, and the grants and leases they name, each read once, in one read transaction."""
 
     def __init__(self, db: Database, licensee_id: str) -> None:
         self._db = db
         self._licensee_id = licensee_id
-        self._uow: UnitOfWork | None = None
-        self._ring: KeyRing | None = None
-        self._grants: dict[str, GrantRecord | None] = {}
-        self._leases: dict[str, QuotaLeaseRecord | None] = {}
+        self._verified: dict[int, DecisionRecordVerification] = {}
+        self._grants: dict[str, GrantRecord] = {}
+        self._leases: dict[str, QuotaLeaseRecord] = {}
 
-    def __enter__(self) -> OfflineBatch:
-        return self
+    def prepare(self, records: Sequence[usage_pb2.UsageRecord]) -> None:
+        """Verify every decision record of the batch and read what they name, before any is checked."""
+        offline = [(i, r) for i, r in enumerate(records) if r.HasField("decision_record")]
+        if not offline:
+            return
+        with self._db.uow() as uow:
+            ring = licensee_ring(uow.licensee_keys.of_licensee(self._licensee_id))
+            grant_ids: set[str] = set()
+            lease_ids: set[str] = set()
+            for index, record in offline:
+                verification = verify_decision_record(record.decision_record, keys=ring, licensee_id=self._licensee_id)
+                self._verified[index] = verification
+                if verification.valid and verification.claims is not None:
+                    grant_ids.add(verification.claims.grant_id)
+                    if verification.claims.lease_id:
+                        lease_ids.add(verification.claims.lease_id)
+            self._grants = uow.bundles.grants(sorted(grant_ids))
+            self._leases = uow.leases.get_many(sorted(lease_ids))
 
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        if self._uow is not None:
-            self._uow.__exit__(kind, error, trace)
-            self._uow = None
-
-    def _read(self) -> UnitOfWork:
-        if self._uow is None:
-            uow = self._db.uow()
-            self._uow = uow.__enter__()
-        return self._uow
-
-    def basis(self, record: usage_pb2.UsageRecord) -> Basis:
-        """Check one record's decision record; what its use rests on (see the module docstring)."""
-        if self._ring is None:
-            self._ring = licensee_ring(self._read().licensee_keys.of_licensee(self._licensee_id))
-        verification = verify_decision_record(record.decision_record, keys=self._ring, licensee_id=self._licensee_id)
+    def basis(self, index: int, record: usage_pb2.UsageRecord) -> Basis:
+        """Check the decision record of the batch's record ``index`` (already validated and
+        prepared); what its use rests on (see the module docstring)."""
+        verification = self._verified[index]
         claims = verification.claims
         if not verification.valid or claims is None:
             raise InvalidArgument.one(
@@ -106,7 +104,7 @@ class OfflineBatch:
         if claims.character_id != record.character_id or not claims.allowed:
             raise _mismatch("the decision record does not allow this character")
         decided = claims.decide_time.ToDatetime(tzinfo=UTC)
-        grant = self._grant(claims.grant_id)
+        grant = self._grants.get(claims.grant_id)
         if (
             grant is None
             or grant.licensee_id != self._licensee_id
@@ -118,11 +116,12 @@ class OfflineBatch:
             raise _mismatch("the decision record was made outside the grant's validity window")
         if grant.state is not GrantState.ACTIVE and decided > grant.state_time + SKEW:
             raise _mismatch("the decision record was made after the grant was revoked or suspended")
+        terms = terms_pb2.Terms.FromString(grant.terms)
         lease_id = ""
-        if has_quota(grant):
+        if grant.max_uses is not None or terms.HasField("daily_quota") or terms.HasField("monthly_quota"):
             if not claims.lease_id:
                 raise _mismatch("the grant's uses are counted: the decision record must name a quota lease")
-            lease = self._lease(claims.lease_id)
+            lease = self._leases.get(claims.lease_id)
             if lease is None or lease.licensee_id != self._licensee_id:
                 raise NotFound("no such lease", reason="LEASE_NOT_FOUND")
             if lease.grant_id != grant.id or lease.character_id != grant.character_id:
@@ -130,7 +129,6 @@ class OfflineBatch:
             if not lease.create_time - SKEW <= decided <= lease.expire_time + SKEW:
                 raise _mismatch("the decision record was made outside its lease's spending period")
             lease_id = lease.lease_id
-        terms = terms_pb2.Terms.FromString(grant.terms)
         return Basis(
             receipt_id=claims.record_id,
             rights_holder_id=grant.rights_holder_id,
@@ -140,13 +138,3 @@ class OfflineBatch:
             decide_time=decided,
             lease_id=lease_id,
         )
-
-    def _grant(self, grant_id: str) -> GrantRecord | None:
-        if grant_id not in self._grants:
-            self._grants[grant_id] = self._read().grants.get(grant_id) if grant_id else None
-        return self._grants[grant_id]
-
-    def _lease(self, lease_id: str) -> QuotaLeaseRecord | None:
-        if lease_id not in self._leases:
-            self._leases[lease_id] = self._read().leases.get(lease_id)
-        return self._leases[lease_id]

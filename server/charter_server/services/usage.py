@@ -133,17 +133,18 @@ class UsageService:
         outcomes: dict[int, UsageOutcome] = {}
         first_of_key: dict[str, _Candidate] = {}
         repeats: list[_Candidate] = []  # the same key again within this batch
-        with OfflineBatch(self._db, licensee_id) as offline:
-            for index, record in enumerate(request.records):
-                try:
-                    candidate = self._candidate(index, record, licensee_id, ring, verified, offline, now)
-                except DomainError as error:
-                    outcomes[index] = UsageOutcome(index, record.idempotency_key, error=error)
-                    continue
-                if candidate.entry.idempotency_key in first_of_key:
-                    repeats.append(candidate)
-                else:
-                    first_of_key[candidate.entry.idempotency_key] = candidate
+        offline = OfflineBatch(self._db, licensee_id)
+        offline.prepare(request.records)
+        for index, record in enumerate(request.records):
+            try:
+                candidate = self._candidate(index, record, licensee_id, ring, verified, offline, now)
+            except DomainError as error:
+                outcomes[index] = UsageOutcome(index, record.idempotency_key, error=error)
+                continue
+            if candidate.entry.idempotency_key in first_of_key:
+                repeats.append(candidate)
+            else:
+                first_of_key[candidate.entry.idempotency_key] = candidate
         if first_of_key:
             outcomes.update(self._record(licensee_id, list(first_of_key.values()), now))
         for repeat in repeats:
@@ -234,7 +235,7 @@ class UsageService:
         """Validate one record and check what it rests on; the entry to store (period not yet final)."""
         _validate(record)
         if record.HasField("decision_record"):
-            basis = offline.basis(record)
+            basis = offline.basis(index, record)
         else:
             basis = self._receipt_basis(record, licensee_id, ring, verified)
         happened = record.happen_time.ToDatetime(tzinfo=UTC)
