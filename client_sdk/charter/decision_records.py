@@ -38,7 +38,8 @@ from typing import Final
 import nacl.signing
 
 from charter.envelope import DECISION_RECORD_PAYLOAD_TYPE, MAX_SIGNATURES, pae
-from charter.grants import _MAX_SECONDS, _MIN_SECONDS, _NANOS_PER_SECOND, KeyRing, _check_signatures
+from charter.grants import _MAX_SECONDS, _MIN_SECONDS, _NANOS_PER_SECOND, KeyRing
+from charter.keyring import check_signatures as _check_signatures
 from charter.receipts import _decode
 from charter.v1 import grant_pb2
 from charter.v1.decision_pb2 import UseContext

@@ -15,6 +15,9 @@ each record is checked here, against what the batch reads once:
    and character whose spending period covers the decision time: otherwise
    ``DECISION_RECORD_MISMATCH`` (``LEASE_NOT_FOUND`` for a lease that is not the licensee's).
 
+Like ``charter_server.services.usage_receipts``, this module reads protobuf: a decision record is
+verified as the signed envelope received, and the grant's terms as Charter stored them.
+
 In the transaction (`charter_server.services.usage`), a record counts one use against its lease
 (never past the lease: ``LEASE_EXCEEDED``; never after its report deadline: ``LEASE_CLOSED``) and
 against the record id (a record reports its use once: ``DECISION_RECORD_REPLAYED``).
@@ -26,34 +29,22 @@ revenue share, per-use fee), never from the record.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 from charter.decision_records import DecisionRecordVerification, verify_decision_record
-from charter.v1 import terms_pb2, usage_pb2
+from charter.v1 import envelope_pb2, terms_pb2
 
 from charter_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from charter_server.domain.models import GrantRecord, GrantState
 from charter_server.domain.offline import QuotaLeaseRecord
 from charter_server.services.licensee_keys import licensee_ring
+from charter_server.services.usage_receipts import ReceiptUse
 from charter_server.storage.database import Database
 
 SKEW = timedelta(minutes=5)
 """How far a decision may lie outside a grant's or lease's window, or after a revocation: the
 clock skew of usage records (``charter_server.services.usage.FUTURE_SKEW``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Basis:
-    """What a usage record's use rests on: a verified receipt's decision or a decision record's."""
-
-    receipt_id: str
-    rights_holder_id: str
-    grant_id: str
-    revenue_share_bps: int
-    fee: terms_pb2.Money | None
-    decide_time: datetime
-    lease_id: str = ""
+_MALFORMED = DecisionRecordVerification(1 << 30, None, "")  # a verdict no verifier returns: "not an envelope"
 
 
 def _mismatch(message: str) -> FailedPrecondition:
@@ -71,17 +62,22 @@ class OfflineBatch:
         self._grants: dict[str, GrantRecord] = {}
         self._leases: dict[str, QuotaLeaseRecord] = {}
 
-    def prepare(self, records: Sequence[usage_pb2.UsageRecord]) -> None:
-        """Verify every decision record of the batch and read what they name, before any is checked."""
-        offline = [(i, r) for i, r in enumerate(records) if r.HasField("decision_record")]
-        if not offline:
+    def prepare(self, records: Sequence[tuple[int, bytes]]) -> None:
+        """Verify the batch's decision records (by position, as serialized envelopes) and read
+        what they name, before any is checked."""
+        if not records:
             return
         with self._db.uow() as uow:
             ring = licensee_ring(uow.licensee_keys.of_licensee(self._licensee_id))
             grant_ids: set[str] = set()
             lease_ids: set[str] = set()
-            for index, record in offline:
-                verification = verify_decision_record(record.decision_record, keys=ring, licensee_id=self._licensee_id)
+            for index, serialized in records:
+                try:
+                    envelope = envelope_pb2.Envelope.FromString(serialized)
+                except Exception:  # DecodeError, or anything else hostile bytes provoke
+                    self._verified[index] = _MALFORMED
+                    continue
+                verification = verify_decision_record(envelope, keys=ring, licensee_id=self._licensee_id)
                 self._verified[index] = verification
                 if verification.valid and verification.claims is not None:
                     grant_ids.add(verification.claims.grant_id)
@@ -90,18 +86,25 @@ class OfflineBatch:
             self._grants = uow.bundles.grants(sorted(grant_ids))
             self._leases = uow.leases.get_many(sorted(lease_ids))
 
-    def basis(self, index: int, record: usage_pb2.UsageRecord) -> Basis:
-        """Check the decision record of the batch's record ``index`` (already validated and
-        prepared); what its use rests on (see the module docstring)."""
-        verification = self._verified[index]
+    def use_of(self, index: int, character_id: str) -> tuple[ReceiptUse, str]:
+        """Check the decision record of the batch's record ``index`` (prepared) for
+        ``character_id``; what its use owes, and the lease it counts against ('' for none).
+
+        Raises:
+            InvalidArgument: It does not verify (``DECISION_RECORD_INVALID``).
+            FailedPrecondition: It does not match its grant or lease (``DECISION_RECORD_MISMATCH``).
+            NotFound: Its lease is not the licensee's (``LEASE_NOT_FOUND``).
+        """
+        verification = self._verified.get(index, _MALFORMED)
         claims = verification.claims
         if not verification.valid or claims is None:
+            reason = "MALFORMED" if verification is _MALFORMED else verification.reason
             raise InvalidArgument.one(
                 "decision_record",
-                f"is not a decision record signed by a key of this licensee ({verification.reason})",
+                f"is not a decision record signed by a key of this licensee ({reason})",
                 reason="DECISION_RECORD_INVALID",
             )
-        if claims.character_id != record.character_id or not claims.allowed:
+        if claims.character_id != character_id or not claims.allowed:
             raise _mismatch("the decision record does not allow this character")
         decided = claims.decide_time.ToDatetime(tzinfo=UTC)
         grant = self._grants.get(claims.grant_id)
@@ -129,12 +132,15 @@ class OfflineBatch:
             if not lease.create_time - SKEW <= decided <= lease.expire_time + SKEW:
                 raise _mismatch("the decision record was made outside its lease's spending period")
             lease_id = lease.lease_id
-        return Basis(
+        fee = terms.per_use_fee if terms.HasField("per_use_fee") else None
+        fee_currency = fee.currency_code.upper() if fee is not None and fee.currency_code else ""
+        use = ReceiptUse(
             receipt_id=claims.record_id,
+            decide_time=decided,
             rights_holder_id=grant.rights_holder_id,
             grant_id=grant.id,
             revenue_share_bps=terms.revenue_share_bps,
-            fee=terms.per_use_fee if terms.HasField("per_use_fee") else None,
-            decide_time=decided,
-            lease_id=lease_id,
+            fee_currency=fee_currency,
+            fee_minor=fee.minor_units if fee is not None and fee_currency else 0,
         )
+        return use, lease_id
