@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 from charter import _requests
 from charter._license import License, license_block
 from charter.decide import Integrity
+from charter.decision_records import DecisionRecordSigner
 from charter.decisions import CharacterDecision, Decision
 from charter.errors import DeadlineExceededError, UnavailableError
 from charter.grants import GrantVerifier, KeyRing
@@ -22,6 +23,7 @@ from charter.offline.background import NEVER, KeepCurrent, log
 from charter.offline.decisions import decide_offline
 from charter.offline.held import Checked, Held, HeldGrants, check
 from charter.offline.keys import LicenseeKeys
+from charter.offline.records import offline_context, sign_records
 from charter.offline.revocations import RevocationView
 from charter.terms import DenyReason, UseContext
 from charter.v1 import api_key_pb2, terms_pb2
@@ -85,6 +87,11 @@ class OfflineAuthorizer(KeepCurrent):
             this long is dropped and reopened. Keep it above the server's heartbeat interval.
         cache_size: How many verified envelopes the verifier remembers by digest (so that a new
             key ring re-checks held grants without signature work); 0 disables that cache.
+        signer: A licensee key (`charter.decision_records.DecisionRecordSigner`, its key
+            registered with ``OfflineService/RegisterLicenseeKey``) that signs a decision record
+            for every character decided offline (`Decision.decision_records`), so that a
+            `license` block reports the use and it is paid like an online one. None: offline
+            decisions carry no record and their uses are not reported.
 
     Raises:
         ValueError: A duration is not positive, ``max_backoff < min_backoff``, ``cache_size`` is
@@ -105,6 +112,7 @@ class OfflineAuthorizer(KeepCurrent):
         max_backoff: timedelta = timedelta(seconds=10),
         idle_timeout: timedelta = timedelta(seconds=20),
         cache_size: int = 4096,
+        signer: DecisionRecordSigner | None = None,
     ) -> None:
         _seconds(max_staleness, "max_staleness", positive=False)
         _seconds(skew, "skew", positive=False)
@@ -115,6 +123,7 @@ class OfflineAuthorizer(KeepCurrent):
             raise ValueError("max_backoff must not be less than min_backoff")
         self._idle_seconds = _seconds(idle_timeout, "idle_timeout")
         self._client = client
+        self._signer = signer
         self._clock: Callable[[], datetime] = clock if clock is not None else _system_clock()
         self._max_staleness = max_staleness
         self._key_grace = key_refresh + max_staleness
@@ -444,12 +453,17 @@ class OfflineAuthorizer(KeepCurrent):
                     break
                 characters.append(decided)
             else:
+                records: tuple[Envelope, ...] = ()
+                if self._signer is not None:
+                    used = offline_context(use_type, content_rating, flagged, territory, commercial, duration)
+                    records = sign_records(self._signer, characters, used, now, self._view.sequence)
                 return Decision(
                     allowed=all(c.allowed for c in characters),
                     characters=tuple(characters),
                     decide_time=now,
                     licensee_id=self._licensee_id,
                     offline=True,
+                    decision_records=records,
                 )
         return self._ask_server(
             ids,
@@ -535,8 +549,9 @@ class OfflineAuthorizer(KeepCurrent):
         A clean exit marks the `License` used and records it in the client's ``receipts``
         journal; an exception in the block records nothing and propagates. When the server
         decided (the authorizer asked it), the clean exit also reports the use through the
-        client, as `charter.Client.license` does. A decision made offline has no receipt, so
-        its use cannot be reported: it stays in ``receipts`` only.
+        client, as `charter.Client.license` does. A decision made offline has no receipt: with
+        a ``signer`` its uses are reported under their signed decision records the same way;
+        without one they stay in ``receipts`` only.
 
         Args:
             character_ids: As `authorize`.
