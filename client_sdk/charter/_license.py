@@ -57,8 +57,8 @@ class License:
     After a clean exit, `usage_results` holds the server's answer per reported record.
 
     A decision made offline (`Decision.offline`, by `charter.OfflineAuthorizer` from grants it
-    holds) has no receipt and so cannot be reported: its use stays in the client's `receipts`
-    journal only.
+    holds) has no receipt: it is reported under its signed decision records when the authorizer
+    holds a licensee key (``signer=``), and otherwise stays in the client's `receipts` journal only.
 
     Attributes:
         decision: The allowing decision.
@@ -154,7 +154,8 @@ class License:
 
         Each report is for one use (``uses=1``) under the key
         ``charter.usage.usage_key(receipt_id, character_id)``, with `duration` (or the decision's
-        use-context duration) and the revenue attributed. Empty for a decision without a receipt.
+        use-context duration) and the revenue attributed. An offline decision is reported
+        under its decision records (when it has them; otherwise nothing).
 
         Args:
             happen_time: When the use happened (the block's exit); timezone-aware.
@@ -164,7 +165,7 @@ class License:
         """
         receipt = self.decision.receipt
         if receipt is None:
-            return []
+            return self._offline_reports(happen_time)
         payload = receipt_payload(receipt)
         receipt_id = self.decision.receipt_id or (payload.receipt_id if payload is not None else "")
         if not receipt_id:
@@ -187,6 +188,30 @@ class License:
                     currency=None if revenue is None else revenue[1],
                     happen_time=happen_time,
                     idempotency_key=usage_key(receipt_id, character.character_id),
+                )
+            )
+        return reports
+
+    def _offline_reports(self, happen_time: dt.datetime) -> list[UsageReport]:
+        """One report per allowed character under its signed decision record (offline decisions
+        of an authorizer with a licensee key); empty without records."""
+        records = self.decision.decision_records
+        if len(records) != len(self.decision.characters):
+            return []
+        reports = []
+        for character, record in zip(self.decision.characters, records, strict=True):
+            if not character.allowed:
+                continue
+            revenue = self._revenue.get(character.character_id, self._revenue.get(None))
+            reports.append(
+                UsageReport(
+                    record,
+                    character.character_id,
+                    uses=1,
+                    duration=self._duration,
+                    revenue_minor_units=None if revenue is None else revenue[0],
+                    currency=None if revenue is None else revenue[1],
+                    happen_time=happen_time,
                 )
             )
         return reports

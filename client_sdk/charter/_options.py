@@ -30,6 +30,7 @@ CHARTER_SERVICES: tuple[str, ...] = (
     "charter.v1.CatalogService",
     "charter.v1.GrantService",
     "charter.v1.KeyService",
+    "charter.v1.OfflineService",
     "charter.v1.TransparencyService",
     "charter.v1.UsageService",
 )

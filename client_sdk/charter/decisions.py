@@ -169,6 +169,9 @@ class Decision:
         receipt_id: The receipt's id; empty without a receipt.
         licensee_id: The licensee decided for.
         offline: Whether the SDK decided on its own, from grants it holds.
+        decision_records: When decided offline by an authorizer with a licensee key, the signed
+            decision record of each character (`charter.decision_records`), in the order of
+            `characters`; what a `license` block reports instead of a receipt.
     """
 
     allowed: bool
@@ -179,6 +182,7 @@ class Decision:
     receipt_id: str = ""
     licensee_id: str = ""
     offline: bool = False
+    decision_records: tuple[envelope_pb2.Envelope, ...] = ()
 
     @property
     def denied(self) -> tuple[CharacterDecision, ...]:

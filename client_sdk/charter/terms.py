@@ -124,6 +124,16 @@ class DenyReason(enum.StrEnum):
     """The licensee is archived."""
     SERVER_UNREACHABLE = "SERVER_UNREACHABLE"
     """The SDK could not decide offline and could not reach the server: it failed closed."""
+    SNAPSHOT_STALE = "SNAPSHOT_STALE"
+    """The SDK's registry snapshot is older than its staleness bound (never sent by the server)."""
+    REVOCATIONS_STALE = "REVOCATIONS_STALE"
+    """The SDK's revocation view is too old and the server could not refresh it (SDK only)."""
+    LEASE_EXPIRED = "LEASE_EXPIRED"
+    """The quota lease the use would be spent from expired or is spent, and no new one could be leased (SDK only)."""
+    UNKNOWN_KEY = "UNKNOWN_KEY"
+    """A grant's signing key is not in the SDK's key set, or it holds no licensee key to sign with (SDK only)."""
+    CACHE_CORRUPTED = "CACHE_CORRUPTED"
+    """The SDK's cache failed its integrity check and the server could not be reached (SDK only)."""
 
 
 # One bit per terms reason, in declaration order, so a set of failed terms is one int and its

@@ -45,8 +45,10 @@ from collections.abc import Iterable
 from google.protobuf.message import DecodeError
 
 from charter import envelope as _envelope
+from charter.envelope import DECISION_RECORD_PAYLOAD_TYPE
 from charter.errors import FieldViolation
 from charter.v1 import decision_pb2, envelope_pb2, terms_pb2, usage_pb2
+from charter.v1.offline_pb2 import DecisionRecordClaims
 
 __all__ = ["MAX_BATCH_SIZE", "PendingUsage", "UsageReport", "UsageResult", "usage_key"]
 
@@ -98,11 +100,14 @@ def receipt_payload(receipt: envelope_pb2.Envelope) -> decision_pb2.DecisionRece
 
 @dataclasses.dataclass(frozen=True, slots=True, init=False)
 class UsageReport:
-    """One use to report: a character rendered under a decision receipt.
+    """One use to report: a character rendered under a decision receipt (or, for an offline
+    decision, under its signed decision record).
 
     Attributes:
         receipt: The decision receipt the use follows, as `authorize` returned it
-            (`Decision.receipt`).
+            (`Decision.receipt`), or an offline decision's record (`Decision.decision_records`,
+            payload type `charter.envelope.DECISION_RECORD_PAYLOAD_TYPE`), which is sent as the
+            record's ``decision_record``.
         character_id: The character used; the receipt must allow it.
         uses: The uses rendered, 0 or 1: a receipt covers one use of each character it allowed
             (report 0 for the further parts of a video whose use was already reported).
@@ -185,10 +190,10 @@ class UsageReport:
         if happen_time is not None:
             _check_aware(happen_time, "happen_time")
         if idempotency_key is None:
-            payload = receipt_payload(receipt)
-            if payload is None or not payload.receipt_id:
+            use_id = _use_id(receipt)
+            if not use_id:
                 raise ValueError("the receipt carries no receipt id to derive a key from; pass idempotency_key")
-            idempotency_key = usage_key(payload.receipt_id, character_id)
+            idempotency_key = usage_key(use_id, character_id)
         elif not isinstance(idempotency_key, str):
             raise TypeError(f"idempotency_key must be a string, not {type(idempotency_key).__name__}")
         set_field = object.__setattr__  # frozen: assigned once, here
@@ -236,11 +241,13 @@ class UsageReport:
         happened = self.happen_time or now or dt.datetime.now(dt.UTC)
         _check_aware(happened, "now")
         record = usage_pb2.UsageRecord(
-            idempotency_key=self.idempotency_key,
-            receipt=self.receipt,
-            character_id=self.character_id,
-            uses=self.uses,
+            idempotency_key=self.idempotency_key, character_id=self.character_id, uses=self.uses
         )
+        # An offline decision's record travels in its own field; the server tells them apart.
+        if self.receipt.payload_type == DECISION_RECORD_PAYLOAD_TYPE:
+            record.decision_record.CopyFrom(self.receipt)
+        else:
+            record.receipt.CopyFrom(self.receipt)
         if self.duration is not None:
             record.duration.FromTimedelta(self.duration)
         if self.revenue_minor_units is not None and self.currency is not None:
@@ -249,6 +256,17 @@ class UsageReport:
             )
         record.happen_time.FromDatetime(happened.astimezone(dt.UTC))
         return record
+
+
+def _use_id(envelope: envelope_pb2.Envelope) -> str:
+    """The id a report's default key derives from: the receipt's id, or a decision record's."""
+    if envelope.payload_type == DECISION_RECORD_PAYLOAD_TYPE:
+        try:
+            return DecisionRecordClaims.FromString(envelope.payload).record_id
+        except DecodeError:  # not a record this SDK can read
+            return ""
+    payload = receipt_payload(envelope)
+    return payload.receipt_id if payload is not None else ""
 
 
 def _check_aware(value: dt.datetime, what: str) -> None:

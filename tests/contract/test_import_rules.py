@@ -89,6 +89,11 @@ PROTOBUF_EXCEPTIONS = (
         "charter.v1",
         "a usage record's receipt is read in its signed form (DecisionReceipt in an Envelope), never rebuilt",
     ),
+    Allowed(
+        f"{_SERVICES}.decision_records",
+        "charter.v1.envelope_pb2",
+        "a usage record's decision record is verified as the signed Envelope received, never rebuilt",
+    ),
     *(
         Allowed(
             f"{_SERVICES}.authorization.{module}",

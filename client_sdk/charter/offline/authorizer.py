@@ -5,26 +5,31 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
 from charter import _requests
 from charter._license import License, license_block
 from charter.decide import Integrity
+from charter.decision_records import DecisionRecordSigner
 from charter.decisions import CharacterDecision, Decision
 from charter.errors import DeadlineExceededError, UnavailableError
 from charter.grants import GrantVerifier, KeyRing
-from charter.offline.background import NEVER, KeepCurrent, log
+from charter.offline.background import NEVER, log
+from charter.offline.bundles import HoldsBundles
 from charter.offline.decisions import decide_offline
 from charter.offline.held import Checked, Held, HeldGrants, check
 from charter.offline.keys import LicenseeKeys
+from charter.offline.records import offline_context, sign_records
 from charter.offline.revocations import RevocationView
 from charter.terms import DenyReason, UseContext
-from charter.v1 import api_key_pb2, terms_pb2
+from charter.v1 import terms_pb2
 from charter.v1.envelope_pb2 import Envelope
 
 if TYPE_CHECKING:
@@ -41,6 +46,7 @@ _ONE_MICROSECOND: Final = timedelta(microseconds=1)
 _NEGATIVE_TOLERANCE: Final = -CONTEXT_TOLERANCE
 _JOIN_SECONDS: Final = 5.0
 _UNREACHABLE: Final = (DenyReason.SERVER_UNREACHABLE,)
+_CORRUPTED: Final = (DenyReason.CACHE_CORRUPTED,)
 _USE_TYPES: Final = frozenset(terms_pb2.UseType.values())
 _RATINGS: Final = frozenset(terms_pb2.ContentRating.values())
 _CATEGORIES: Final = frozenset(terms_pb2.ContentCategory.values())
@@ -59,7 +65,7 @@ def _seconds(value: timedelta, name: str, *, positive: bool = True) -> float:
     return seconds
 
 
-class OfflineAuthorizer(KeepCurrent):
+class OfflineAuthorizer(HoldsBundles):
     """Decides generation-time requests from the grants it holds; see the module documentation.
 
     Args:
@@ -85,6 +91,19 @@ class OfflineAuthorizer(KeepCurrent):
             this long is dropped and reopened. Keep it above the server's heartbeat interval.
         cache_size: How many verified envelopes the verifier remembers by digest (so that a new
             key ring re-checks held grants without signature work); 0 disables that cache.
+        signer: A licensee key (`charter.decision_records.DecisionRecordSigner`, its key
+            registered with ``OfflineService/RegisterLicenseeKey``) that signs a decision record
+            for every character decided offline (`Decision.decision_records`), so that a
+            `license` block reports the use and it is paid like an online one. None: offline
+            decisions carry no record and their uses are not reported.
+        fetch_bundle: Fetch the licensee's own grants (``GetGrantBundle``) at start and at every
+            key-set refresh, and hold them, besides ``grants``.
+        cache_dir: A directory (one per licensee) where the fetched bundle is kept
+            (`charter.offline.cache`: atomic writes, checked on load). Started while Charter is
+            unreachable, the authorizer holds the cached grants and does not raise: requests
+            are denied with ``SERVER_UNREACHABLE`` (``CACHE_CORRUPTED`` when the cache failed
+            its check) until the server answers, and decided offline again once its view is
+            current.
 
     Raises:
         ValueError: A duration is not positive, ``max_backoff < min_backoff``, ``cache_size`` is
@@ -105,6 +124,9 @@ class OfflineAuthorizer(KeepCurrent):
         max_backoff: timedelta = timedelta(seconds=10),
         idle_timeout: timedelta = timedelta(seconds=20),
         cache_size: int = 4096,
+        signer: DecisionRecordSigner | None = None,
+        fetch_bundle: bool = False,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         _seconds(max_staleness, "max_staleness", positive=False)
         _seconds(skew, "skew", positive=False)
@@ -115,6 +137,10 @@ class OfflineAuthorizer(KeepCurrent):
             raise ValueError("max_backoff must not be less than min_backoff")
         self._idle_seconds = _seconds(idle_timeout, "idle_timeout")
         self._client = client
+        self._signer = signer
+        self._fetch_bundle = fetch_bundle
+        self._cache_dir = None if cache_dir is None else Path(cache_dir)
+        self._cache_corrupted = False
         self._clock: Callable[[], datetime] = clock if clock is not None else _system_clock()
         self._max_staleness = max_staleness
         self._key_grace = key_refresh + max_staleness
@@ -165,11 +191,11 @@ class OfflineAuthorizer(KeepCurrent):
                 raise RuntimeError("the offline authorizer is already started")
             self._started = True
         try:
-            caller = self._client.get_caller()
-            if caller.role != api_key_pb2.ROLE_GENERATOR or not caller.licensee_id:
-                raise ValueError("the offline authorizer needs a generator API key bound to a licensee")
-            self._licensee_id = caller.licensee_id
             self._refresh()
+        except (UnavailableError, DeadlineExceededError) as error:
+            # Fail closed, never raise: hold what the cache has; the refresher keeps trying.
+            log.warning("charter.offline: Charter cannot be reached at start (%s)", error.code.name)
+            self._load_cache()
         except BaseException:
             with self._lock:
                 self._started = False
@@ -444,12 +470,17 @@ class OfflineAuthorizer(KeepCurrent):
                     break
                 characters.append(decided)
             else:
+                records: tuple[Envelope, ...] = ()
+                if self._signer is not None:
+                    used = offline_context(use_type, content_rating, flagged, territory, commercial, duration)
+                    records = sign_records(self._signer, characters, used, now, self._view.sequence)
                 return Decision(
                     allowed=all(c.allowed for c in characters),
                     characters=tuple(characters),
                     decide_time=now,
                     licensee_id=self._licensee_id,
                     offline=True,
+                    decision_records=records,
                 )
         return self._ask_server(
             ids,
@@ -506,9 +537,10 @@ class OfflineAuthorizer(KeepCurrent):
             )
         except (UnavailableError, DeadlineExceededError) as error:
             log.warning("charter.offline: the server cannot be reached (%s); denying", error.code.name)
+        reasons = _CORRUPTED if self._cache_corrupted else _UNREACHABLE
         return Decision(
             allowed=False,
-            characters=tuple(CharacterDecision(character_id, False, _UNREACHABLE) for character_id in ids),
+            characters=tuple(CharacterDecision(character_id, False, reasons) for character_id in ids),
             decide_time=now,
             licensee_id=self._licensee_id,
             offline=True,
@@ -535,8 +567,9 @@ class OfflineAuthorizer(KeepCurrent):
         A clean exit marks the `License` used and records it in the client's ``receipts``
         journal; an exception in the block records nothing and propagates. When the server
         decided (the authorizer asked it), the clean exit also reports the use through the
-        client, as `charter.Client.license` does. A decision made offline has no receipt, so
-        its use cannot be reported: it stays in ``receipts`` only.
+        client, as `charter.Client.license` does. A decision made offline has no receipt: with
+        a ``signer`` its uses are reported under their signed decision records the same way;
+        without one they stay in ``receipts`` only.
 
         Args:
             character_ids: As `authorize`.

@@ -11,14 +11,14 @@ import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from charter.v1 import envelope_pb2, usage_pb2, usage_service_pb2
+from charter.v1 import usage_pb2, usage_service_pb2
 
 from charter_server.api.convert import timestamp
 from charter_server.api.status import status_code_for
 from charter_server.domain.errors import InvalidArgument
 from charter_server.domain.models import DailyUsage
 from charter_server.services.statements import Statement, StatementState
-from charter_server.services.usage import Money, SignedInput, UsageOutcome, UsageRecordInput
+from charter_server.services.usage import Money, UsageOutcome, UsageRecordInput
 from charter_server.services.usage_series import UsageSeriesResult
 from charter_server.services.validation import Unreadable
 
@@ -39,6 +39,8 @@ def usage_records(request: usage_service_pb2.ReportUsageRequest) -> list[UsageRe
 
 def usage_record(record: usage_pb2.UsageRecord) -> UsageRecordInput:
     """One usage record; its fingerprint is the hash of its deterministic wire form."""
+    has_receipt = record.HasField("receipt") and bool(record.receipt.payload)
+    has_record = record.HasField("decision_record") and bool(record.decision_record.payload)
     duration: int | Unreadable | None = None
     if record.HasField("duration"):
         seconds, nanos = record.duration.seconds, record.duration.nanos
@@ -58,22 +60,15 @@ def usage_record(record: usage_pb2.UsageRecord) -> UsageRecordInput:
     return UsageRecordInput(
         idempotency_key=record.idempotency_key,
         fingerprint=hashlib.sha256(record.SerializeToString(deterministic=True)).hexdigest(),
-        receipt=signed(record.receipt) if record.HasField("receipt") else None,
+        receipt=record.receipt.SerializeToString(deterministic=True) if has_receipt else b"",
+        receipt_payload_type=record.receipt.payload_type,
         character_id=record.character_id,
         uses=record.uses,
         duration_ns=duration,
         attributed_revenue=revenue,
         happen_time=happen_time,
-        decision_record=signed(record.decision_record) if record.HasField("decision_record") else None,
-    )
-
-
-def signed(envelope: envelope_pb2.Envelope) -> SignedInput:
-    """A signed envelope as received, for the service to verify."""
-    return SignedInput(
-        envelope=envelope.SerializeToString(deterministic=True),
-        payload_type=envelope.payload_type,
-        has_payload=bool(envelope.payload),
+        decision_record=record.decision_record.SerializeToString(deterministic=True) if has_record else b"",
+        decision_record_payload_type=record.decision_record.payload_type,
     )
 
 

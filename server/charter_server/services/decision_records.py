@@ -15,6 +15,9 @@ each record is checked here, against what the batch reads once:
    and character whose spending period covers the decision time: otherwise
    ``DECISION_RECORD_MISMATCH`` (``LEASE_NOT_FOUND`` for a lease that is not the licensee's).
 
+Like ``charter_server.services.usage_receipts``, this module reads protobuf: a decision record is
+verified as the signed envelope received, and the grant's terms as Charter stored them.
+
 In the transaction (`charter_server.services.usage`), a record counts one use against its lease
 (never past the lease: ``LEASE_EXCEEDED``; never after its report deadline: ``LEASE_CLOSED``) and
 against the record id (a record reports its use once: ``DECISION_RECORD_REPLAYED``).
@@ -25,25 +28,23 @@ revenue share, per-use fee), never from the record.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, timedelta
-from types import TracebackType
 
-from charter.decision_records import verify_decision_record
-from charter.grants import KeyRing
+from charter.decision_records import DecisionRecordVerification, verify_decision_record
 from charter.v1 import envelope_pb2, terms_pb2
 
 from charter_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from charter_server.domain.models import GrantRecord, GrantState
 from charter_server.domain.offline import QuotaLeaseRecord
-from charter_server.services.leases import has_quota
 from charter_server.services.licensee_keys import licensee_ring
-from charter_server.services.usage_receipts import Basis
+from charter_server.services.usage_receipts import ReceiptUse
 from charter_server.storage.database import Database
-from charter_server.storage.uow import UnitOfWork
 
 SKEW = timedelta(minutes=5)
 """How far a decision may lie outside a grant's or lease's window, or after a revocation: the
 clock skew of usage records (``charter_server.services.usage.FUTURE_SKEW``)."""
+_MALFORMED = DecisionRecordVerification(1 << 30, None, "")  # a verdict no verifier returns: "not an envelope"
 
 
 def _mismatch(message: str) -> FailedPrecondition:
@@ -51,52 +52,62 @@ def _mismatch(message: str) -> FailedPrecondition:
 
 
 class OfflineBatch:
-    """The decision records of one ``ReportUsage`` batch: the licensee's key ring, and its grants
-    and leases read once each, in one read transaction opened when first needed."""
+    """The decision records of one ``ReportUsage`` batch, verified together: the licensee's key
+    ring, and the grants and leases they name, each read once, in one read transaction."""
 
     def __init__(self, db: Database, licensee_id: str) -> None:
         self._db = db
         self._licensee_id = licensee_id
-        self._uow: UnitOfWork | None = None
-        self._ring: KeyRing | None = None
-        self._grants: dict[str, GrantRecord | None] = {}
-        self._leases: dict[str, QuotaLeaseRecord | None] = {}
+        self._verified: dict[int, DecisionRecordVerification] = {}
+        self._grants: dict[str, GrantRecord] = {}
+        self._leases: dict[str, QuotaLeaseRecord] = {}
 
-    def __enter__(self) -> OfflineBatch:
-        return self
+    def prepare(self, records: Sequence[tuple[int, bytes]]) -> None:
+        """Verify the batch's decision records (by position, as serialized envelopes) and read
+        what they name, before any is checked."""
+        if not records:
+            return
+        with self._db.uow() as uow:
+            ring = licensee_ring(uow.licensee_keys.of_licensee(self._licensee_id))
+            grant_ids: set[str] = set()
+            lease_ids: set[str] = set()
+            for index, serialized in records:
+                try:
+                    envelope = envelope_pb2.Envelope.FromString(serialized)
+                except Exception:  # DecodeError, or anything else hostile bytes provoke
+                    self._verified[index] = _MALFORMED
+                    continue
+                verification = verify_decision_record(envelope, keys=ring, licensee_id=self._licensee_id)
+                self._verified[index] = verification
+                if verification.valid and verification.claims is not None:
+                    grant_ids.add(verification.claims.grant_id)
+                    if verification.claims.lease_id:
+                        lease_ids.add(verification.claims.lease_id)
+            self._grants = uow.bundles.grants(sorted(grant_ids))
+            self._leases = uow.leases.get_many(sorted(lease_ids))
 
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        if self._uow is not None:
-            self._uow.__exit__(kind, error, trace)
-            self._uow = None
+    def use_of(self, index: int, character_id: str) -> tuple[ReceiptUse, str]:
+        """Check the decision record of the batch's record ``index`` (prepared) for
+        ``character_id``; what its use owes, and the lease it counts against ('' for none).
 
-    def _read(self) -> UnitOfWork:
-        if self._uow is None:
-            uow = self._db.uow()
-            self._uow = uow.__enter__()
-        return self._uow
-
-    def basis(self, envelope: bytes, character_id: str) -> Basis:
-        """Check a record's decision record (the serialized envelope as received) for a use of
-        ``character_id``; what the use rests on (see the module docstring)."""
-        if self._ring is None:
-            self._ring = licensee_ring(self._read().licensee_keys.of_licensee(self._licensee_id))
-        verification = verify_decision_record(
-            envelope_pb2.Envelope.FromString(envelope), keys=self._ring, licensee_id=self._licensee_id
-        )
+        Raises:
+            InvalidArgument: It does not verify (``DECISION_RECORD_INVALID``).
+            FailedPrecondition: It does not match its grant or lease (``DECISION_RECORD_MISMATCH``).
+            NotFound: Its lease is not the licensee's (``LEASE_NOT_FOUND``).
+        """
+        verification = self._verified.get(index, _MALFORMED)
         claims = verification.claims
         if not verification.valid or claims is None:
+            reason = "MALFORMED" if verification is _MALFORMED else verification.reason
             raise InvalidArgument.one(
                 "decision_record",
-                f"is not a decision record signed by a key of this licensee ({verification.reason})",
+                f"is not a decision record signed by a key of this licensee ({reason})",
                 reason="DECISION_RECORD_INVALID",
             )
         if claims.character_id != character_id or not claims.allowed:
             raise _mismatch("the decision record does not allow this character")
         decided = claims.decide_time.ToDatetime(tzinfo=UTC)
-        grant = self._grant(claims.grant_id)
+        grant = self._grants.get(claims.grant_id)
         if (
             grant is None
             or grant.licensee_id != self._licensee_id
@@ -108,11 +119,12 @@ class OfflineBatch:
             raise _mismatch("the decision record was made outside the grant's validity window")
         if grant.state is not GrantState.ACTIVE and decided > grant.state_time + SKEW:
             raise _mismatch("the decision record was made after the grant was revoked or suspended")
+        terms = terms_pb2.Terms.FromString(grant.terms)
         lease_id = ""
-        if has_quota(grant):
+        if grant.max_uses is not None or terms.HasField("daily_quota") or terms.HasField("monthly_quota"):
             if not claims.lease_id:
                 raise _mismatch("the grant's uses are counted: the decision record must name a quota lease")
-            lease = self._lease(claims.lease_id)
+            lease = self._leases.get(claims.lease_id)
             if lease is None or lease.licensee_id != self._licensee_id:
                 raise NotFound("no such lease", reason="LEASE_NOT_FOUND")
             if lease.grant_id != grant.id or lease.character_id != grant.character_id:
@@ -120,10 +132,9 @@ class OfflineBatch:
             if not lease.create_time - SKEW <= decided <= lease.expire_time + SKEW:
                 raise _mismatch("the decision record was made outside its lease's spending period")
             lease_id = lease.lease_id
-        terms = terms_pb2.Terms.FromString(grant.terms)
         fee = terms.per_use_fee if terms.HasField("per_use_fee") else None
         fee_currency = fee.currency_code.upper() if fee is not None and fee.currency_code else ""
-        return Basis(
+        use = ReceiptUse(
             receipt_id=claims.record_id,
             decide_time=decided,
             rights_holder_id=grant.rights_holder_id,
@@ -131,15 +142,5 @@ class OfflineBatch:
             revenue_share_bps=terms.revenue_share_bps,
             fee_currency=fee_currency,
             fee_minor=fee.minor_units if fee is not None and fee_currency else 0,
-            lease_id=lease_id,
         )
-
-    def _grant(self, grant_id: str) -> GrantRecord | None:
-        if grant_id not in self._grants:
-            self._grants[grant_id] = self._read().grants.get(grant_id) if grant_id else None
-        return self._grants[grant_id]
-
-    def _lease(self, lease_id: str) -> QuotaLeaseRecord | None:
-        if lease_id not in self._leases:
-            self._leases[lease_id] = self._read().leases.get(lease_id)
-        return self._leases[lease_id]
+        return use, lease_id

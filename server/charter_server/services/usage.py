@@ -38,9 +38,8 @@ the lease before the transaction; in step 4 a record counts its use against its 
 lease order, so concurrent batches never deadlock) and then against its record id.
 
 **The service takes** `UsageRecordInput` values (``charter_server.api.convert_usage`` builds them
-from the wire) and answers with `UsageOutcome` values. A receipt is read by
-``charter_server.services.usage_receipts`` and a decision record by
-``charter_server.services.decision_records``, in their signed forms.
+from the wire) and answers with `UsageOutcome` values. The receipt is read by
+``charter_server.services.usage_receipts``, the one usage module that reads protobuf.
 """
 
 from __future__ import annotations
@@ -67,7 +66,7 @@ from charter_server.domain.offline import LeaseState
 from charter_server.services.decision_records import OfflineBatch
 from charter_server.services.keys import KeyService
 from charter_server.services.terms_rules import is_currency
-from charter_server.services.usage_receipts import ReceiptReader
+from charter_server.services.usage_receipts import ReceiptReader, ReceiptUse
 from charter_server.services.validation import MAX_CONTENT_SECONDS, Checker, Unreadable
 from charter_server.storage.database import Database
 from charter_server.storage.uow import UnitOfWork
@@ -96,32 +95,24 @@ class Money:
 
 
 @dataclass(frozen=True, slots=True)
-class SignedInput:
-    """A signed envelope as the caller sent it, to be verified as received."""
-
-    envelope: bytes
-    """The serialized ``charter.v1.Envelope``."""
-    payload_type: str
-    has_payload: bool
-
-
-@dataclass(frozen=True, slots=True)
 class UsageRecordInput:
     """One record of a usage report, as the caller sent it (checked by the service)."""
 
     idempotency_key: str
     fingerprint: str
     """Identifies the record as sent (a hash of its wire form): a retry sends the same one."""
-    receipt: SignedInput | None
-    """The decision receipt; None when not given."""
+    receipt: bytes
+    """The serialized decision receipt envelope as received; empty when it has no payload."""
+    receipt_payload_type: str
     character_id: str
     uses: int
     duration_ns: int | Unreadable | None
     """The length of the content in nanoseconds; None when not given."""
     attributed_revenue: Money | None
     happen_time: datetime | Unreadable | None
-    decision_record: SignedInput | None = None
-    """The decision record of an offline use, in place of the receipt; None when not given."""
+    decision_record: bytes = b""
+    """Instead of a receipt: the serialized decision record envelope as received; empty when none."""
+    decision_record_payload_type: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,20 +160,22 @@ class UsageService:
         licensee_id = principal.licensee_id
         now = self._clock.now()
         receipts = ReceiptReader(self._keys.key_ring(), licensee_id)
+        offline = OfflineBatch(self._db, licensee_id)
+        offline.prepare([(i, r.decision_record) for i, r in enumerate(records) if r.decision_record])
         outcomes: dict[int, UsageOutcome] = {}
         first_of_key: dict[str, _Candidate] = {}
         repeats: list[_Candidate] = []  # the same key again within this batch
-        with OfflineBatch(self._db, licensee_id) as offline:
-            for index, record in enumerate(records):
-                try:
-                    candidate = self._candidate(index, record, licensee_id, receipts, offline, now)
-                except DomainError as error:
-                    outcomes[index] = UsageOutcome(index, record.idempotency_key, error=error)
-                    continue
-                if candidate.entry.idempotency_key in first_of_key:
-                    repeats.append(candidate)
-                else:
-                    first_of_key[candidate.entry.idempotency_key] = candidate
+        for index, record in enumerate(records):
+            try:
+                candidate = self._candidate(index, record, licensee_id, receipts, offline, now)
+            except DomainError as error:
+                outcomes[index] = UsageOutcome(index, record.idempotency_key, error=error)
+                continue
+            entry = candidate.entry
+            if entry.idempotency_key in first_of_key:
+                repeats.append(candidate)
+            else:
+                first_of_key[entry.idempotency_key] = candidate
         if first_of_key:
             outcomes.update(self._record(licensee_id, list(first_of_key.values()), now))
         for repeat in repeats:
@@ -224,7 +217,7 @@ class UsageService:
             )
             for candidate in mine:
                 entry = candidate.entry
-                error = self._count(uow, candidate, now)
+                error = _count(uow, candidate, now)
                 if error is None:
                     outcomes[candidate.index] = UsageOutcome(candidate.index, entry.idempotency_key, entry=entry)
                 else:
@@ -238,30 +231,6 @@ class UsageService:
         log.info("usage.reported", licensee_id=licensee_id, records=len(candidates), added=added)
         return outcomes
 
-    @staticmethod
-    def _count(uow: UnitOfWork, candidate: _Candidate, now: datetime) -> DomainError | None:
-        """Count a new record's use against its lease and its receipt (or decision record); the
-        error that refuses it, or None."""
-        entry = candidate.entry
-        if candidate.lease_id and not uow.leases.report(candidate.lease_id, entry.uses, now):
-            lease = uow.leases.get(candidate.lease_id)
-            if lease is not None and lease.report_deadline >= now and lease.state is not LeaseState.RECLAIMED:
-                return FailedPrecondition("the lease's uses are all reported already", reason="LEASE_EXCEEDED")
-            return FailedPrecondition("the lease is past its report deadline", reason="LEASE_CLOSED")
-        if uow.usage.consume_receipt(entry.receipt_id, entry.character_id, entry.uses, USES_PER_RECEIPT):
-            return None
-        if candidate.lease_id:
-            uow.leases.unreport(candidate.lease_id, entry.uses)
-        if candidate.offline:
-            return FailedPrecondition(
-                "the decision record's use was already reported under another idempotency key",
-                reason="DECISION_RECORD_REPLAYED",
-            )
-        return FailedPrecondition(
-            "the receipt's use of this character was already reported under other idempotency keys",
-            reason="RECEIPT_CONSUMED",
-        )
-
     def _candidate(
         self,
         index: int,
@@ -271,13 +240,15 @@ class UsageService:
         offline: OfflineBatch,
         now: datetime,
     ) -> _Candidate:
-        """Validate one record and check what it rests on; the entry to store (period not yet final)."""
+        """Validate one record and check its receipt or decision record; the entry to store
+        (period not yet final)."""
         _validate(record)
-        if record.decision_record is not None:
-            basis = offline.basis(record.decision_record.envelope, record.character_id)
+        lease_id = ""
+        use: ReceiptUse
+        if record.decision_record:
+            use, lease_id = offline.use_of(index, record.character_id)
         else:
-            assert record.receipt is not None  # _validate made sure
-            basis = receipts.basis(record.receipt.envelope, record.character_id)
+            use = receipts.use_of(record.receipt, record.character_id)
         happened = record.happen_time
         assert isinstance(happened, datetime)  # _validate made sure
         if happened < now - self._window:
@@ -286,16 +257,16 @@ class UsageService:
             )
         if happened > now + FUTURE_SKEW:
             raise InvalidArgument.one("happen_time", "is in the future", reason="USAGE_TIME_INVALID")
-        if happened < basis.decide_time - FUTURE_SKEW:
+        if happened < use.decide_time - FUTURE_SKEW:
             raise InvalidArgument.one("happen_time", "is before the decision it follows", reason="USAGE_TIME_INVALID")
-        currency, revenue = basis.fee_currency, 0
+        currency, revenue = use.fee_currency, 0
         if record.attributed_revenue is not None:
             currency = record.attributed_revenue.currency_code.upper()
             revenue = record.attributed_revenue.minor_units
-            if basis.fee_currency and currency != basis.fee_currency:
+            if use.fee_currency and currency != use.fee_currency:
                 raise InvalidArgument.one(
                     "attributed_revenue.currency_code",
-                    f"must be {basis.fee_currency}, the currency of the terms' per-use fee",
+                    f"must be {use.fee_currency}, the currency of the terms' per-use fee",
                     reason="CURRENCY_MISMATCH",
                 )
         duration_ns = record.duration_ns if isinstance(record.duration_ns, int) else 0
@@ -305,22 +276,46 @@ class UsageService:
             licensee_id=licensee_id,
             idempotency_key=record.idempotency_key,
             fingerprint=record.fingerprint,
-            receipt_id=basis.receipt_id,
+            receipt_id=use.receipt_id,
             character_id=record.character_id,
-            rights_holder_id=basis.rights_holder_id,
-            grant_id=basis.grant_id,
+            rights_holder_id=use.rights_holder_id,
+            grant_id=use.grant_id,
             uses=record.uses,
             duration_ms=duration_ns // 1_000_000,
             currency=currency,
             revenue_minor=revenue,
-            revenue_share_bps=basis.revenue_share_bps,
-            fee_minor=basis.fee_minor,
+            revenue_share_bps=use.revenue_share_bps,
+            fee_minor=use.fee_minor,
             happen_time=happened,
             happen_period=period,
             statement_period=period,
             accept_time=now,
         )
-        return _Candidate(index, entry, basis.lease_id, record.decision_record is not None)
+        return _Candidate(index, entry, lease_id, bool(record.decision_record))
+
+
+def _count(uow: UnitOfWork, candidate: _Candidate, now: datetime) -> DomainError | None:
+    """Count a new record's use against its lease and its receipt (or decision record); the error
+    that refuses it, or None."""
+    entry = candidate.entry
+    if candidate.lease_id and not uow.leases.report(candidate.lease_id, entry.uses, now):
+        lease = uow.leases.get(candidate.lease_id)
+        if lease is not None and lease.report_deadline >= now and lease.state is not LeaseState.RECLAIMED:
+            return FailedPrecondition("the lease's uses are all reported already", reason="LEASE_EXCEEDED")
+        return FailedPrecondition("the lease is past its report deadline", reason="LEASE_CLOSED")
+    if uow.usage.consume_receipt(entry.receipt_id, entry.character_id, entry.uses, USES_PER_RECEIPT):
+        return None
+    if candidate.lease_id:
+        uow.leases.unreport(candidate.lease_id, entry.uses)
+    if candidate.offline:
+        return FailedPrecondition(
+            "the decision record's use was already reported under another idempotency key",
+            reason="DECISION_RECORD_REPLAYED",
+        )
+    return FailedPrecondition(
+        "the receipt's use of this character was already reported under other idempotency keys",
+        reason="RECEIPT_CONSUMED",
+    )
 
 
 def _answer_repeat(
@@ -357,16 +352,14 @@ def _validate(record: UsageRecordInput) -> None:
         checker.add("idempotency_key", "is required")
     elif not _KEY.fullmatch(record.idempotency_key):
         checker.add("idempotency_key", "must be 1-128 characters of A-Z a-z 0-9 . _ : ~ -")
-    if record.decision_record is not None:
-        if record.receipt is not None:
+    if record.decision_record:
+        if record.receipt:
             checker.add("receipt", "must be empty when decision_record is set")
-        if not record.decision_record.has_payload:
-            checker.add("decision_record", "must hold a signed decision record")
-        elif record.decision_record.payload_type != DECISION_RECORD_PAYLOAD_TYPE:
+        if record.decision_record_payload_type != DECISION_RECORD_PAYLOAD_TYPE:
             checker.add("decision_record.payload_type", f"must be {DECISION_RECORD_PAYLOAD_TYPE}")
-    elif record.receipt is None or not record.receipt.has_payload:
+    elif not record.receipt:
         checker.add("receipt", "is required (or decision_record)")
-    elif record.receipt.payload_type != RECEIPT_PAYLOAD_TYPE:
+    elif record.receipt_payload_type != RECEIPT_PAYLOAD_TYPE:
         checker.add("receipt.payload_type", f"must be {RECEIPT_PAYLOAD_TYPE} (a grant is not a receipt)")
     checker.resource_id("character_id", record.character_id, "character")
     if record.uses < 0:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -18,9 +19,34 @@ from sqlalchemy.orm import Session
 from charter_server.domain.models import GrantRecord, GrantState
 from charter_server.domain.offline import LeaseState, LicenseeKeyRecord, LicenseeKeyState, QuotaLeaseRecord
 from charter_server.storage.repositories import _grant
-from charter_server.storage.tables import GrantRow, GrantUseRow, LicenseeKeyRow, QuotaCounterRow, QuotaLeaseRow
+from charter_server.storage.tables import (
+    GrantRow,
+    GrantUseRow,
+    LicenseeKeyRow,
+    QuotaCounterRow,
+    QuotaLeaseRow,
+    UTCDateTime,
+)
 
 _LIVE = (LeaseState.OPEN.value, LeaseState.RETURNED.value)
+_LEASES = cast(Table, QuotaLeaseRow.__table__)
+# Core statements built once: they run once per reported record, and an ORM-enabled update pays
+# for building, compiling and synchronizing the session every time.
+_REPORT = (
+    update(_LEASES)
+    .where(
+        _LEASES.c.lease_id == bindparam("b_lease_id"),
+        _LEASES.c.state.in_(_LIVE),
+        _LEASES.c.report_deadline >= bindparam("now", type_=UTCDateTime()),
+        _LEASES.c.reported + bindparam("n") <= _LEASES.c.uses,
+    )
+    .values(reported=_LEASES.c.reported + bindparam("n"))
+)
+_REPORT_BACK = (
+    update(_LEASES)
+    .where(_LEASES.c.lease_id == bindparam("b_lease_id"))
+    .values(reported=_LEASES.c.reported - bindparam("n"))
+)
 
 
 def _key(row: LicenseeKeyRow) -> LicenseeKeyRecord:
@@ -232,23 +258,12 @@ class LeaseRepository:
     def report(self, lease_id: str, n: int, now: datetime) -> bool:
         """Count ``n`` reported uses against a live lease if that stays within its uses and its
         report deadline has not passed; whether it did."""
-        result = self._session.execute(
-            update(QuotaLeaseRow)
-            .where(
-                QuotaLeaseRow.lease_id == lease_id,
-                QuotaLeaseRow.state.in_(_LIVE),
-                QuotaLeaseRow.report_deadline >= now,
-                QuotaLeaseRow.reported + n <= QuotaLeaseRow.uses,
-            )
-            .values(reported=QuotaLeaseRow.reported + n)
-        )
+        result = self._session.execute(_REPORT, {"b_lease_id": lease_id, "n": n, "now": now})
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def unreport(self, lease_id: str, n: int) -> None:
         """Take back ``n`` uses counted by `report` earlier in this transaction."""
-        self._session.execute(
-            update(QuotaLeaseRow).where(QuotaLeaseRow.lease_id == lease_id).values(reported=QuotaLeaseRow.reported - n)
-        )
+        self._session.execute(_REPORT_BACK, {"b_lease_id": lease_id, "n": n})
 
     def due(self, now: datetime, limit: int) -> list[str]:
         """Ids of live leases past their report deadline, oldest deadline first."""
@@ -281,6 +296,17 @@ class LeaseRepository:
         ).one()
         return _lease(row)
 
+    def get_many(self, lease_ids: Sequence[str]) -> dict[str, QuotaLeaseRecord]:
+        """The leases that exist among ``lease_ids``, by id (one query)."""
+        if not lease_ids:
+            return {}
+        rows = self._session.scalars(
+            select(QuotaLeaseRow)
+            .where(QuotaLeaseRow.lease_id.in_(list(lease_ids)))
+            .execution_options(populate_existing=True)
+        )
+        return {row.lease_id: _lease(row) for row in rows}
+
     def of_licensee(self, licensee_id: str, states: Sequence[LeaseState]) -> list[QuotaLeaseRecord]:
         """A licensee's leases in the given states."""
         rows = self._session.scalars(
@@ -296,6 +322,13 @@ class BundleRepository:
 
     def __init__(self, session: Session) -> None:
         self._session = session
+
+    def grants(self, grant_ids: Sequence[str]) -> dict[str, GrantRecord]:
+        """The grants that exist among ``grant_ids``, by id (one query)."""
+        if not grant_ids:
+            return {}
+        rows = self._session.scalars(select(GrantRow).where(GrantRow.id.in_(list(grant_ids))))
+        return {row.id: _grant(row) for row in rows}
 
     def live_grants(self, licensee_id: str, now: datetime, limit: int) -> list[GrantRecord]:
         """The licensee's grants that are not revoked and not expired, oldest first, at most ``limit``."""

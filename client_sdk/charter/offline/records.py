@@ -1,0 +1,62 @@
+"""Decision records of offline decisions: what `OfflineAuthorizer` signs with the licensee's key
+so that a `license` block can report the use (see `charter.decision_records`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from charter.decision_records import DecisionRecordSigner, use_context_digest
+from charter.decisions import CharacterDecision
+from charter.v1 import decision_pb2
+from charter.v1.envelope_pb2 import Envelope
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MICROSECOND: Final = timedelta(microseconds=1)
+
+
+def offline_context(
+    use_type: int,
+    content_rating: int,
+    categories: Sequence[int],
+    territory: str,
+    commercial: bool,
+    duration: timedelta | None,
+) -> decision_pb2.UseContext:
+    """The use context a record's digest covers, as ``Authorize`` would have received it."""
+    context = decision_pb2.UseContext(
+        use_type=use_type,  # type: ignore[arg-type]
+        content_rating=content_rating,  # type: ignore[arg-type]
+        categories=categories,  # type: ignore[arg-type]
+        territory=territory,
+        commercial=commercial,
+    )
+    if duration is not None:
+        context.duration.FromTimedelta(duration)
+    return context
+
+
+def sign_records(
+    signer: DecisionRecordSigner,
+    characters: Sequence[CharacterDecision],
+    context: decision_pb2.UseContext,
+    now: datetime,
+    sequence: int,
+) -> tuple[Envelope, ...]:
+    """The signed decision record of each character decided offline, in order."""
+    digest = use_context_digest(context)
+    when = (now - _EPOCH) // _ONE_MICROSECOND * 1000
+    return tuple(
+        signer.sign(
+            character_id=c.character_id,
+            grant_id=c.grant_id,
+            terms_version=c.terms_version,
+            allowed=c.allowed,
+            reasons=[decision_pb2.DenyReason.Value(f"DENY_REASON_{r.value}") for r in c.reasons],
+            context_digest=digest,
+            revocation_sequence=sequence,
+            decide_time_ns=when,
+        )
+        for c in characters
+    )
