@@ -267,9 +267,10 @@ _ASCII_FOLD = bytes(ord(_fold_alone(chr(b))) if b < 0x80 else b for b in range(2
 
 def _fold_wide_alone(ch: str) -> str:
     """As `_fold_alone`, but a character that folds to several (``ß`` → ``ss``, ``㍿`` → ``株式会社``)
-    gives them all, each separator as " ". Where a Latin mark after it would join otherwise than in
-    its cluster (its fold ends in a Latin letter or digit but does not start with a Latin
-    character, or the other way round), it gives _BASE_MARK: its cluster is folded whole."""
+    gives them all, each separator as " ". Where a Latin mark after it would be joined to it in C
+    but not in its cluster (its fold ends in a Latin letter or digit but does not start with a
+    Latin character), it gives _BASE_MARK: its cluster is folded whole. (The other way round the
+    mark is not joined in C and becomes _MARK, whose cluster is folded whole anyway.)"""
     one = _fold_alone(ch)
     if one != _MARK or _joins(ch):
         return one
@@ -277,7 +278,7 @@ def _fold_wide_alone(ch: str) -> str:
     wide = "".join(" " if _is_separator(c) else c for c in folded)
     if wide.strip(" ") == "":
         return " "
-    if (wide[-1] in _LATIN_OR_DIGIT) != _is_latin(folded[0]):
+    if wide[-1] in _LATIN_OR_DIGIT and not _is_latin(folded[0]):
         return _BASE_MARK
     return wide
 
