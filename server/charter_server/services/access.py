@@ -67,15 +67,12 @@ class AccessService:
         db: Database,
         clock: Clock,
         authenticator: Authenticator,
-        *,
-        after_commit: Callable[[bool], None] = lambda takes_away: None,
     ) -> None:
+        # A revocation announces itself (``ApiKeyRevoked``, see ``storage.uow``): the authorization
+        # view's subscriber returns once no server can still accept the key.
         self._db = db
         self._clock = clock
         self._authenticator = authenticator
-        # Told after a revocation commits; returns once no server can still accept the key (see
-        # services.authorization: the same lease as for grants).
-        self._after_commit = after_commit
 
     def create_api_key(self, principal: Principal, value: ApiKeyInput, *, request_id: str = "") -> CreatedApiKey:
         """Create a key and return its secret once."""
@@ -162,7 +159,6 @@ class AccessService:
             key = self._load(uow, key_id)
             uow.commit()
         self._authenticator.forget(key_id)
-        self._after_commit(True)
         log.info("api_key.revoked", api_key_id=key_id)
         return key
 
@@ -181,10 +177,10 @@ class AccessService:
             checker.resource_id("rights_holder_id", value.rights_holder_id, "rights_holder")
         elif value.rights_holder_id:
             checker.add("rights_holder_id", "must be empty unless the role is ROLE_RIGHTS_HOLDER")
-        if value.role is Role.GENERATOR:
+        if value.role in (Role.GENERATOR, Role.LICENSEE_ADMIN):
             checker.resource_id("licensee_id", value.licensee_id, "licensee")
         elif value.licensee_id:
-            checker.add("licensee_id", "must be empty unless the role is ROLE_GENERATOR")
+            checker.add("licensee_id", "must be empty unless the role is ROLE_GENERATOR or ROLE_LICENSEE_ADMIN")
         if value.expire_time is not None and value.expire_time <= self._clock.now():
             checker.add("expire_time", "must be in the future")
         checker.done()

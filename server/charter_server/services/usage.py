@@ -31,20 +31,27 @@ other (`StatementRepository.lock_rights_holders`), so a record can never slip in
 **Quotas are not counted here.** They are counted when ``Authorize`` allows a use (the only time
 a use can still be refused), and each receipt covers one use per allowed character, so no more
 uses can be reported than were counted.
+
+**Offline uses** come with a decision record in place of the receipt
+(`charter_server.services.decision_records`): checked against the licensee's keys, the grant and
+the lease before the transaction; in step 4 a record counts its use against its lease first (in
+lease order, so concurrent batches never deadlock) and then against its record id.
+
+**The service takes** `UsageRecordInput` values (``charter_server.api.convert_usage`` builds them
+from the wire) and answers with `UsageOutcome` values. A receipt is read by
+``charter_server.services.usage_receipts`` and a decision record by
+``charter_server.services.decision_records``, in their signed forms.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import structlog
-from charter.envelope import RECEIPT_PAYLOAD_TYPE
-from charter.grants import KeyRing
-from charter.receipts import ReceiptVerification, verify_receipt
-from charter.v1 import decision_pb2, grant_pb2, usage_pb2, usage_service_pb2
+from charter.envelope import DECISION_RECORD_PAYLOAD_TYPE, RECEIPT_PAYLOAD_TYPE
 
 from charter_server.domain import ids
 from charter_server.domain.clock import Clock
@@ -56,10 +63,14 @@ from charter_server.domain.errors import (
     PermissionDenied,
 )
 from charter_server.domain.models import Principal, Role, UsageEntry
+from charter_server.domain.offline import LeaseState
+from charter_server.services.decision_records import OfflineBatch
 from charter_server.services.keys import KeyService
 from charter_server.services.terms_rules import is_currency
-from charter_server.services.validation import Checker
+from charter_server.services.usage_receipts import ReceiptReader
+from charter_server.services.validation import MAX_CONTENT_SECONDS, Checker, Unreadable
 from charter_server.storage.database import Database
+from charter_server.storage.uow import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -73,6 +84,44 @@ MAX_REVENUE_MINOR_UNITS = 10**14
 """The most revenue one record may attribute, in minor units: so that revenue times 10,000 basis
 points stays far inside 64 bits."""
 _KEY = re.compile(r"[A-Za-z0-9._:~-]{1,128}")
+_MAX_DURATION_NS = MAX_CONTENT_SECONDS * 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """An amount in integer minor units of an ISO 4217 currency, as the caller gave it."""
+
+    currency_code: str
+    minor_units: int
+
+
+@dataclass(frozen=True, slots=True)
+class SignedInput:
+    """A signed envelope as the caller sent it, to be verified as received."""
+
+    envelope: bytes
+    """The serialized ``charter.v1.Envelope``."""
+    payload_type: str
+    has_payload: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecordInput:
+    """One record of a usage report, as the caller sent it (checked by the service)."""
+
+    idempotency_key: str
+    fingerprint: str
+    """Identifies the record as sent (a hash of its wire form): a retry sends the same one."""
+    receipt: SignedInput | None
+    """The decision receipt; None when not given."""
+    character_id: str
+    uses: int
+    duration_ns: int | Unreadable | None
+    """The length of the content in nanoseconds; None when not given."""
+    attributed_revenue: Money | None
+    happen_time: datetime | Unreadable | None
+    decision_record: SignedInput | None = None
+    """The decision record of an offline use, in place of the receipt; None when not given."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +139,8 @@ class UsageOutcome:
 class _Candidate:
     index: int
     entry: UsageEntry
+    lease_id: str = ""
+    offline: bool = False
 
 
 class UsageService:
@@ -101,7 +152,7 @@ class UsageService:
         self._keys = keys
         self._window = window
 
-    def report(self, principal: Principal, request: usage_service_pb2.ReportUsageRequest) -> list[UsageOutcome]:
+    def report(self, principal: Principal, records: Sequence[UsageRecordInput]) -> list[UsageOutcome]:
         """Record a batch; one outcome per record, in request order.
 
         Raises:
@@ -111,35 +162,33 @@ class UsageService:
         """
         if principal.role is not Role.GENERATOR or not principal.licensee_id:
             raise PermissionDenied("only generator keys bound to a licensee may report usage")
-        if not request.records:
+        if not records:
             raise InvalidArgument.one("records", "at least one record is required")
-        if len(request.records) > MAX_RECORDS:
+        if len(records) > MAX_RECORDS:
             raise InvalidArgument.one("records", f"must hold at most {MAX_RECORDS} records")
         licensee_id = principal.licensee_id
         now = self._clock.now()
-        ring = self._keys.key_ring()
-        # A receipt allowing several characters comes once per character: verify it once per batch.
-        verified: dict[bytes, ReceiptVerification] = {}
+        receipts = ReceiptReader(self._keys.key_ring(), licensee_id)
         outcomes: dict[int, UsageOutcome] = {}
         first_of_key: dict[str, _Candidate] = {}
         repeats: list[_Candidate] = []  # the same key again within this batch
-        for index, record in enumerate(request.records):
-            try:
-                entry = self._entry(record, licensee_id, ring, verified, now)
-            except DomainError as error:
-                outcomes[index] = UsageOutcome(index, record.idempotency_key, error=error)
-                continue
-            candidate = _Candidate(index, entry)
-            if entry.idempotency_key in first_of_key:
-                repeats.append(candidate)
-            else:
-                first_of_key[entry.idempotency_key] = candidate
+        with OfflineBatch(self._db, licensee_id) as offline:
+            for index, record in enumerate(records):
+                try:
+                    candidate = self._candidate(index, record, licensee_id, receipts, offline, now)
+                except DomainError as error:
+                    outcomes[index] = UsageOutcome(index, record.idempotency_key, error=error)
+                    continue
+                if candidate.entry.idempotency_key in first_of_key:
+                    repeats.append(candidate)
+                else:
+                    first_of_key[candidate.entry.idempotency_key] = candidate
         if first_of_key:
             outcomes.update(self._record(licensee_id, list(first_of_key.values()), now))
         for repeat in repeats:
             first = outcomes[first_of_key[repeat.entry.idempotency_key].index]
             outcomes[repeat.index] = _answer_repeat(repeat, first.entry if first.error is None else None, first)
-        return [outcomes[i] for i in range(len(request.records))]
+        return [outcomes[i] for i in range(len(records))]
 
     def _record(self, licensee_id: str, candidates: list[_Candidate], now: datetime) -> dict[int, UsageOutcome]:
         keys = [c.entry.idempotency_key for c in candidates]
@@ -167,104 +216,111 @@ class UsageService:
                 for candidate in raced:
                     outcomes[candidate.index] = _answer_repeat(candidate, now_accepted[candidate.entry.idempotency_key])
             consumed: list[str] = []
-            # Receipt counters in one order across transactions, so concurrent batches never deadlock.
+            # Lease and receipt counters in one order across transactions (each lease before the
+            # receipts of its records), so concurrent batches never deadlock.
             mine = sorted(
                 (c for c in fresh if c.entry.idempotency_key in inserted),
-                key=lambda c: (c.entry.receipt_id, c.entry.character_id, c.index),
+                key=lambda c: (c.lease_id, c.entry.receipt_id, c.entry.character_id, c.index),
             )
             for candidate in mine:
                 entry = candidate.entry
-                if uow.usage.consume_receipt(entry.receipt_id, entry.character_id, entry.uses, USES_PER_RECEIPT):
+                error = self._count(uow, candidate, now)
+                if error is None:
                     outcomes[candidate.index] = UsageOutcome(candidate.index, entry.idempotency_key, entry=entry)
                 else:
                     consumed.append(entry.idempotency_key)
-                    outcomes[candidate.index] = UsageOutcome(
-                        candidate.index,
-                        entry.idempotency_key,
-                        error=FailedPrecondition(
-                            "the receipt's use of this character was already reported under other idempotency keys",
-                            reason="RECEIPT_CONSUMED",
-                        ),
-                    )
+                    outcomes[candidate.index] = UsageOutcome(candidate.index, entry.idempotency_key, error=error)
             uow.usage.remove(licensee_id, consumed)
+            # The daily roll-up in the same transaction, so series always agree with the records.
+            uow.usage.roll_up([o.entry for o in outcomes.values() if o.entry is not None and not o.duplicate])
             uow.commit()
         added = sum(1 for o in outcomes.values() if o.entry is not None and not o.duplicate)
         log.info("usage.reported", licensee_id=licensee_id, records=len(candidates), added=added)
         return outcomes
 
-    def _entry(
-        self,
-        record: usage_pb2.UsageRecord,
-        licensee_id: str,
-        ring: KeyRing,
-        verified: dict[bytes, ReceiptVerification],
-        now: datetime,
-    ) -> UsageEntry:
-        """Validate one record and verify its receipt; the entry to store (period not yet final)."""
-        _validate(record)
-        envelope = record.receipt.SerializeToString(deterministic=True)
-        verification = verified.get(envelope)
-        if verification is None:
-            verification = verified[envelope] = verify_receipt(record.receipt, keys=ring, licensee_id=licensee_id)
-        if verification.verdict == grant_pb2.GRANT_VERDICT_WRONG_LICENSEE:
-            raise PermissionDenied("the receipt is another licensee's", reason="RECEIPT_WRONG_LICENSEE")
-        if not verification.valid or verification.receipt is None:
-            raise InvalidArgument.one(
-                "receipt",
-                f"is not a decision receipt signed by Charter ({verification.reason})",
-                reason="RECEIPT_INVALID",
+    @staticmethod
+    def _count(uow: UnitOfWork, candidate: _Candidate, now: datetime) -> DomainError | None:
+        """Count a new record's use against its lease and its receipt (or decision record); the
+        error that refuses it, or None."""
+        entry = candidate.entry
+        if candidate.lease_id and not uow.leases.report(candidate.lease_id, entry.uses, now):
+            lease = uow.leases.get(candidate.lease_id)
+            if lease is not None and lease.report_deadline >= now and lease.state is not LeaseState.RECLAIMED:
+                return FailedPrecondition("the lease's uses are all reported already", reason="LEASE_EXCEEDED")
+            return FailedPrecondition("the lease is past its report deadline", reason="LEASE_CLOSED")
+        if uow.usage.consume_receipt(entry.receipt_id, entry.character_id, entry.uses, USES_PER_RECEIPT):
+            return None
+        if candidate.lease_id:
+            uow.leases.unreport(candidate.lease_id, entry.uses)
+        if candidate.offline:
+            return FailedPrecondition(
+                "the decision record's use was already reported under another idempotency key",
+                reason="DECISION_RECORD_REPLAYED",
             )
-        receipt = verification.receipt
-        decision = _allowing_decision(receipt, record.character_id)
-        happened = record.happen_time.ToDatetime(tzinfo=UTC)
+        return FailedPrecondition(
+            "the receipt's use of this character was already reported under other idempotency keys",
+            reason="RECEIPT_CONSUMED",
+        )
+
+    def _candidate(
+        self,
+        index: int,
+        record: UsageRecordInput,
+        licensee_id: str,
+        receipts: ReceiptReader,
+        offline: OfflineBatch,
+        now: datetime,
+    ) -> _Candidate:
+        """Validate one record and check what it rests on; the entry to store (period not yet final)."""
+        _validate(record)
+        if record.decision_record is not None:
+            basis = offline.basis(record.decision_record.envelope, record.character_id)
+        else:
+            assert record.receipt is not None  # _validate made sure
+            basis = receipts.basis(record.receipt.envelope, record.character_id)
+        happened = record.happen_time
+        assert isinstance(happened, datetime)  # _validate made sure
         if happened < now - self._window:
             raise InvalidArgument.one(
                 "happen_time", f"is older than the usage window of {self._window.days} days", reason="USAGE_TOO_OLD"
             )
         if happened > now + FUTURE_SKEW:
             raise InvalidArgument.one("happen_time", "is in the future", reason="USAGE_TIME_INVALID")
-        if happened < receipt.decide_time.ToDatetime(tzinfo=UTC) - FUTURE_SKEW:
+        if happened < basis.decide_time - FUTURE_SKEW:
             raise InvalidArgument.one("happen_time", "is before the decision it follows", reason="USAGE_TIME_INVALID")
-        fee = decision.obligations.per_use_fee if decision.obligations.HasField("per_use_fee") else None
-        fee_currency = fee.currency_code if fee is not None and fee.currency_code else ""
-        currency, revenue = fee_currency, 0
-        if record.HasField("attributed_revenue"):
+        currency, revenue = basis.fee_currency, 0
+        if record.attributed_revenue is not None:
             currency = record.attributed_revenue.currency_code.upper()
             revenue = record.attributed_revenue.minor_units
-            if fee_currency and currency != fee_currency:
+            if basis.fee_currency and currency != basis.fee_currency:
                 raise InvalidArgument.one(
                     "attributed_revenue.currency_code",
-                    f"must be {fee_currency}, the currency of the terms' per-use fee",
+                    f"must be {basis.fee_currency}, the currency of the terms' per-use fee",
                     reason="CURRENCY_MISMATCH",
                 )
+        duration_ns = record.duration_ns if isinstance(record.duration_ns, int) else 0
         period = f"{happened:%Y-%m}"
-        return UsageEntry(
+        entry = UsageEntry(
             id=ids.new_id("usage"),
             licensee_id=licensee_id,
             idempotency_key=record.idempotency_key,
-            fingerprint=hashlib.sha256(record.SerializeToString(deterministic=True)).hexdigest(),
-            receipt_id=receipt.receipt_id,
+            fingerprint=record.fingerprint,
+            receipt_id=basis.receipt_id,
             character_id=record.character_id,
-            rights_holder_id=decision.rights_holder_id,
-            grant_id=decision.grant_id,
+            rights_holder_id=basis.rights_holder_id,
+            grant_id=basis.grant_id,
             uses=record.uses,
-            duration_ms=record.duration.seconds * 1000 + record.duration.nanos // 1_000_000,
+            duration_ms=duration_ns // 1_000_000,
             currency=currency,
             revenue_minor=revenue,
-            revenue_share_bps=decision.obligations.revenue_share_bps,
-            fee_minor=fee.minor_units if fee is not None and fee_currency else 0,
+            revenue_share_bps=basis.revenue_share_bps,
+            fee_minor=basis.fee_minor,
             happen_time=happened,
             happen_period=period,
             statement_period=period,
             accept_time=now,
         )
-
-
-def _allowing_decision(receipt: decision_pb2.DecisionReceipt, character_id: str) -> decision_pb2.CharacterDecision:
-    for decision in receipt.characters:
-        if decision.character_id == character_id and decision.allowed and receipt.allowed:
-            return decision
-    raise FailedPrecondition("the receipt does not allow this character", reason="RECEIPT_DOES_NOT_ALLOW_CHARACTER")
+        return _Candidate(index, entry, basis.lease_id, record.decision_record is not None)
 
 
 def _answer_repeat(
@@ -294,15 +350,22 @@ def _statement_period(month: str, closed: set[str]) -> str:
     return month
 
 
-def _validate(record: usage_pb2.UsageRecord) -> None:
+def _validate(record: UsageRecordInput) -> None:
     """Every field of one record; paths are within the record."""
     checker = Checker()
     if not record.idempotency_key:
         checker.add("idempotency_key", "is required")
     elif not _KEY.fullmatch(record.idempotency_key):
         checker.add("idempotency_key", "must be 1-128 characters of A-Z a-z 0-9 . _ : ~ -")
-    if not record.HasField("receipt") or not record.receipt.payload:
-        checker.add("receipt", "is required")
+    if record.decision_record is not None:
+        if record.receipt is not None:
+            checker.add("receipt", "must be empty when decision_record is set")
+        if not record.decision_record.has_payload:
+            checker.add("decision_record", "must hold a signed decision record")
+        elif record.decision_record.payload_type != DECISION_RECORD_PAYLOAD_TYPE:
+            checker.add("decision_record.payload_type", f"must be {DECISION_RECORD_PAYLOAD_TYPE}")
+    elif record.receipt is None or not record.receipt.has_payload:
+        checker.add("receipt", "is required (or decision_record)")
     elif record.receipt.payload_type != RECEIPT_PAYLOAD_TYPE:
         checker.add("receipt.payload_type", f"must be {RECEIPT_PAYLOAD_TYPE} (a grant is not a receipt)")
     checker.resource_id("character_id", record.character_id, "character")
@@ -310,17 +373,19 @@ def _validate(record: usage_pb2.UsageRecord) -> None:
         checker.add("uses", "must not be negative")
     elif record.uses > USES_PER_RECEIPT:
         checker.add("uses", f"must be at most {USES_PER_RECEIPT}: a receipt covers one use of each character")
-    if record.HasField("duration"):
-        checker.content_length("duration", record.duration)
-    if record.HasField("attributed_revenue"):
+    if record.duration_ns is not None and (
+        isinstance(record.duration_ns, Unreadable) or not 0 <= record.duration_ns <= _MAX_DURATION_NS
+    ):
+        checker.add("duration", "must be between 0 and 24 hours")
+    if record.attributed_revenue is not None:
         money = record.attributed_revenue
         # ASCII first: the long s (U+017F) upper-cases to "S", and a look-alike must not pass as a code.
         if not money.currency_code.isascii() or not is_currency(money.currency_code.upper()):
             checker.add("attributed_revenue.currency_code", f"{money.currency_code!r} is not an ISO 4217 currency code")
         if not 0 <= money.minor_units <= MAX_REVENUE_MINOR_UNITS:
             checker.add("attributed_revenue.minor_units", f"must be between 0 and {MAX_REVENUE_MINOR_UNITS}")
-    if not record.HasField("happen_time"):
+    if record.happen_time is None:
         checker.add("happen_time", "is required")
-    elif not (0 <= record.happen_time.seconds <= 253402300799 and 0 <= record.happen_time.nanos < 1_000_000_000):
-        checker.add("happen_time", "must be a valid time")
+    elif isinstance(record.happen_time, Unreadable):
+        checker.add("happen_time", record.happen_time.description)
     checker.done()

@@ -32,12 +32,15 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from charter_server.domain import events as ev
+from charter_server.domain.events import EventSink
 from charter_server.domain.models import (
     Alias,
     AliasKind,
     ApiKey,
     Character,
     CharacterState,
+    DailyUsage,
     GrantRecord,
     GrantState,
     Licensee,
@@ -68,6 +71,7 @@ from charter_server.storage.tables import (
     SigningKeyRow,
     StatementClosureRow,
     TermsVersionRow,
+    UsageDailyRow,
     UsageRecordRow,
 )
 
@@ -140,7 +144,8 @@ AUTHZ_EPOCH = "authz_epoch"
 
 
 def bump_authz_epoch(session: Session) -> None:
-    """Count a change that an authorization may depend on, in the caller's transaction.
+    """Count a change that an authorization may depend on, in the caller's transaction (the unit
+    of work calls it once per commit whose events affect authorization).
 
     Every server keeps what ``Authorize`` reads (characters, licensees, grants, keys) in memory
     and polls this counter to learn that its copy is out of date; see
@@ -153,8 +158,9 @@ def bump_authz_epoch(session: Session) -> None:
 class RightsHolderRepository:
     """Rights holders."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, events: EventSink) -> None:
         self._session = session
+        self._events = events
 
     def add(self, holder: RightsHolder) -> None:
         """Insert a new rights holder."""
@@ -172,6 +178,7 @@ class RightsHolderRepository:
             )
         )
         self._session.flush()
+        self._events.raise_event(ev.RightsHolderCreated(holder.id))
 
     def get(self, holder_id: str) -> RightsHolder | None:
         """The rights holder with this id, or None."""
@@ -183,6 +190,7 @@ class RightsHolderRepository:
         row = self._row(holder.id)
         if row is None:
             raise LookupError(holder.id)
+        before = LifecycleState(row.state)
         row.display_name = holder.display_name
         row.legal_name = holder.legal_name
         row.contact_email = holder.contact_email
@@ -191,6 +199,7 @@ class RightsHolderRepository:
         row.update_time = holder.update_time
         row.archive_time = holder.archive_time
         self._session.flush()
+        self._events.raise_event(ev.RightsHolderChanged(holder.id, before, holder.state))
 
     def list(
         self, *, state: LifecycleState, query: str, only_id: str | None, after: int, limit: int
@@ -211,8 +220,9 @@ class RightsHolderRepository:
 class LicenseeRepository:
     """Licensees."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, events: EventSink) -> None:
         self._session = session
+        self._events = events
 
     def add(self, licensee: Licensee) -> None:
         """Insert a new licensee."""
@@ -230,6 +240,7 @@ class LicenseeRepository:
             )
         )
         self._session.flush()
+        self._events.raise_event(ev.LicenseeCreated(licensee.id))
 
     def get(self, licensee_id: str) -> Licensee | None:
         """The licensee with this id, or None."""
@@ -241,6 +252,7 @@ class LicenseeRepository:
         row = self._row(licensee.id)
         if row is None:
             raise LookupError(licensee.id)
+        platform_before, state_before = row.platform, LifecycleState(row.state)
         row.display_name = licensee.display_name
         row.legal_name = licensee.legal_name
         row.contact_email = licensee.contact_email
@@ -249,7 +261,9 @@ class LicenseeRepository:
         row.update_time = licensee.update_time
         row.archive_time = licensee.archive_time
         self._session.flush()
-        bump_authz_epoch(self._session)
+        self._events.raise_event(
+            ev.LicenseeChanged(licensee.id, platform_before, licensee.platform, state_before, licensee.state)
+        )
 
     def granted_by(self, rights_holder_id: str, licensee_id: str) -> Licensee | None:
         """The licensee, if it holds or held a grant on one of the rights holder's characters."""
@@ -290,8 +304,9 @@ class LicenseeRepository:
 class ApiKeyRepository:
     """API keys and the hashes of their secrets."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, events: EventSink) -> None:
         self._session = session
+        self._events = events
 
     def add(self, key: ApiKey, secret_sha256: str) -> None:
         """Insert a new key with the SHA-256 of its secret."""
@@ -310,6 +325,7 @@ class ApiKeyRepository:
             )
         )
         self._session.flush()
+        self._events.raise_event(ev.ApiKeyCreated(key.id, key.role.value, key.rights_holder_id, key.licensee_id))
 
     def get(self, key_id: str) -> ApiKey | None:
         """The key with this id, or None."""
@@ -322,13 +338,13 @@ class ApiKeyRepository:
         return None if row is None else (_api_key(row), row.secret_sha256)
 
     def revoke(self, key_id: str, when: datetime) -> None:
-        """Mark the key revoked at ``when`` (raising the authorization epoch: servers cache keys)."""
+        """Mark the key revoked at ``when`` (an event that affects authorization: servers cache keys)."""
         row = self._row(key_id)
         if row is None:
             raise LookupError(key_id)
         row.revoke_time = when
         self._session.flush()
-        bump_authz_epoch(self._session)
+        self._events.raise_event(ev.ApiKeyRevoked(key_id, row.rights_holder_id, row.licensee_id))
 
     def list(
         self, *, role: Role | None, active_at: datetime | None, after: int, limit: int
@@ -437,8 +453,9 @@ def _keyword_set_json(value: KeywordSet) -> dict[str, object]:
 class CharacterRepository:
     """Characters and the index of their normalised names."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, events: EventSink) -> None:
         self._session = session
+        self._events = events
 
     def add(self, character: Character) -> None:
         """Insert a new character and its names."""
@@ -447,15 +464,29 @@ class CharacterRepository:
         self._session.add(row)
         self._session.flush()
         self._index_names(character)
+        self._events.raise_event(ev.CharacterCreated(character.id, character.rights_holder_id))
 
     def save(self, character: Character, *, names_changed: bool = True) -> None:
         """Write every mutable field of an existing character; re-index its names if they may have changed."""
         row = self._row(character.id)
         if row is None:
             raise LookupError(character.id)
+        state_before = CharacterState(row.state)
+        suspension_before = row.state_before_suspension
+        names_before = (row.canonical_name, list(row.aliases))
         self._write(row, character)
         self._session.flush()
-        bump_authz_epoch(self._session)
+        # One event per kind of change; a write that changes neither state nor names (details, the
+        # terms version) still announces itself: the view reloads whatever it cached of the character.
+        changes: list[ev.DomainEvent] = []
+        if state_before is not character.state or suspension_before != row.state_before_suspension:
+            changes.append(
+                ev.CharacterStateChanged(character.id, character.rights_holder_id, state_before, character.state)
+            )
+        if names_before != (row.canonical_name, row.aliases):
+            changes.append(ev.AliasesChanged(character.id, character.rights_holder_id))
+        for change in changes or [ev.CharacterChanged(character.id, character.rights_holder_id)]:
+            self._events.raise_event(change)
         if names_changed:
             self._session.execute(delete(CharacterNameRow).where(CharacterNameRow.character_id == character.id))
             self._index_names(character)
@@ -661,8 +692,9 @@ class CharacterRepository:
 class TermsRepository:
     """Immutable terms versions, stored as serialized ``charter.v1.Terms``."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, events: EventSink) -> None:
         self._session = session
+        self._events = events
 
     def add(self, terms: terms_pb2.Terms) -> None:
         """Insert a new version (its ``character_id`` and ``version`` set)."""
@@ -676,6 +708,7 @@ class TermsRepository:
             )
         )
         self._session.flush()
+        self._events.raise_event(ev.TermsChanged(terms.character_id, terms.version))
 
     def get(self, character_id: str, version: int) -> terms_pb2.Terms | None:
         """One version, or None."""
@@ -709,8 +742,9 @@ class SigningKeyRepository:
     # Any fixed 64-bit number; it names the advisory lock that serializes changes to the key set.
     _LOCK = 0x636861727465726B
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, events: EventSink) -> None:
         self._session = session
+        self._events = events
 
     def lock(self, *, shared: bool = False) -> None:
         """Serialize key changes (first key, rotation, revocation) across replicas until commit;
@@ -739,7 +773,7 @@ class SigningKeyRepository:
             )
         )
         self._session.flush()
-        bump_authz_epoch(self._session)
+        self._events.raise_event(ev.SigningKeyAdded(key.key_id))
 
     def all(self, *, for_update: bool = False) -> list[SigningKeyRecord]:
         """Every key, newest first."""
@@ -758,6 +792,7 @@ class SigningKeyRepository:
     def set_state(self, key_id: str, state: SigningKeyState, when: datetime, reason: str = "") -> None:
         """Retire or revoke a key."""
         row = self._session.scalars(select(SigningKeyRow).where(SigningKeyRow.key_id == key_id)).one()
+        before = SigningKeyState(row.state)
         row.state = state.value
         if state is SigningKeyState.RETIRED:
             row.retire_time = when
@@ -767,7 +802,7 @@ class SigningKeyRepository:
             if row.retire_time is None:
                 row.retire_time = when
         self._session.flush()
-        bump_authz_epoch(self._session)
+        self._events.raise_event(ev.SigningKeyStateChanged(key_id, before, state))
 
 
 def _grant(row: GrantRow) -> GrantRecord:
@@ -793,8 +828,9 @@ def _grant(row: GrantRow) -> GrantRecord:
 class GrantRepository:
     """Issued grants."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, events: EventSink) -> None:
         self._session = session
+        self._events = events
 
     def add(self, grant: GrantRecord) -> None:
         """Insert a new grant."""
@@ -818,7 +854,9 @@ class GrantRepository:
             )
         )
         self._session.flush()
-        bump_authz_epoch(self._session)
+        self._events.raise_event(
+            ev.GrantIssued(grant.id, grant.character_id, grant.rights_holder_id, grant.licensee_id)
+        )
 
     def get(self, grant_id: str, *, for_update: bool = False) -> GrantRecord | None:
         """The grant with this id, or None; ``for_update`` locks its row until commit (PostgreSQL)."""
@@ -838,11 +876,14 @@ class GrantRepository:
     def set_state(self, grant_id: str, state: GrantState, reason: str, when: datetime) -> None:
         """Change a grant's state."""
         row = self._session.scalars(select(GrantRow).where(GrantRow.id == grant_id)).one()
+        before = GrantState(row.state)
         row.state = state.value
         row.state_reason = reason
         row.state_time = when
         self._session.flush()
-        bump_authz_epoch(self._session)
+        self._events.raise_event(
+            ev.GrantStateChanged(grant_id, row.character_id, row.rights_holder_id, row.licensee_id, before, state)
+        )
 
     def live_for_character(self, character_id: str) -> list[str]:
         """Ids of the character's grants that are not revoked, locked for update."""
@@ -886,8 +927,9 @@ class RevocationLogRepository:
 
     COUNTER = "revocation_log"
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, events: EventSink) -> None:
         self._session = session
+        self._events = events
 
     def append(self, grant_id: str, kind: RevocationKind, when: datetime, reason: str, character_id: str = "") -> int:
         """Append an event and return its sequence number (a character's event names no grant)."""
@@ -908,6 +950,7 @@ class RevocationLogRepository:
             )
         )
         self._session.flush()
+        self._events.raise_event(ev.RevocationAppended(int(sequence), kind, grant_id, character_id))
         return int(sequence)
 
     def since(self, sequence: int, limit: int) -> list[RevocationEvent]:
@@ -1063,6 +1106,22 @@ def _usage_statements(dialect: str) -> tuple[Any, Any]:
     return add, consume
 
 
+@functools.cache
+def _daily_statement(dialect: str) -> Any:
+    """The roll-up's upsert, built once per dialect: adds a batch's sums to each day's row."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    daily = cast(Table, UsageDailyRow.__table__)
+    upsert = insert(daily)
+    return upsert.on_conflict_do_update(
+        index_elements=["rights_holder_id", "day", "character_id", "licensee_id"],
+        set_={
+            "records": daily.c.records + upsert.excluded.records,
+            "uses": daily.c.uses + upsert.excluded.uses,
+            "duration_ms": daily.c.duration_ms + upsert.excluded.duration_ms,
+        },
+    )
+
+
 _USAGE_COLUMNS = tuple(f.name for f in dataclasses.fields(UsageEntry))
 
 
@@ -1113,6 +1172,105 @@ class UsageRepository:
         parameters = {"receipt_id": receipt_id, "character_id": character_id, "uses": uses, "capacity": capacity}
         return self._session.execute(self._consume, parameters).first() is not None
 
+    def roll_up(self, entries: Sequence[UsageEntry]) -> None:
+        """Add accepted records to the daily roll-up: one row per rights holder, UTC day, character
+        and licensee, in key order so that concurrent batches take row locks in one order."""
+        if not entries:
+            return
+        sums: dict[tuple[str, str, str, str], list[int]] = {}
+        for entry in entries:
+            key = (
+                entry.rights_holder_id,
+                f"{entry.happen_time.astimezone(UTC):%Y-%m-%d}",
+                entry.character_id,
+                entry.licensee_id,
+            )
+            found = sums.setdefault(key, [0, 0, 0])
+            found[0] += 1
+            found[1] += entry.uses
+            found[2] += entry.duration_ms
+        values = [
+            {
+                "rights_holder_id": k[0],
+                "day": k[1],
+                "character_id": k[2],
+                "licensee_id": k[3],
+                "records": v[0],
+                "uses": v[1],
+                "duration_ms": v[2],
+            }
+            for k, v in sorted(sums.items())
+        ]
+        self._session.execute(_daily_statement(self._session.get_bind().dialect.name), values)
+
+    def usage_by_key(
+        self,
+        rights_holder_id: str,
+        first_day: str,
+        last_day: str,
+        *,
+        by_licensee: bool,
+        character_id: str | None = None,
+        licensee_id: str | None = None,
+    ) -> list[DailyUsage]:
+        """The roll-up's sums per character (or licensee) between two days (``YYYY-MM-DD``,
+        inclusive), added up in the database; ``day`` is empty."""
+        key = UsageDailyRow.licensee_id if by_licensee else UsageDailyRow.character_id
+        stmt = select(key, *self._sums()).where(
+            *self._where(rights_holder_id, first_day, last_day, character_id, licensee_id)
+        )
+        return [
+            DailyUsage("", str(r[0]), int(r[1]), int(r[2]), int(r[3]))
+            for r in self._session.execute(stmt.group_by(key))
+        ]
+
+    def usage_by_day(
+        self,
+        rights_holder_id: str,
+        first_day: str,
+        last_day: str,
+        *,
+        by_licensee: bool | None = None,
+        keys: Sequence[str] = (),
+        character_id: str | None = None,
+        licensee_id: str | None = None,
+    ) -> list[DailyUsage]:
+        """The roll-up's sums per day, of everything (``by_licensee`` None; ``key`` empty) or of each
+        of ``keys`` (characters, or licensees when ``by_licensee``)."""
+        where = self._where(rights_holder_id, first_day, last_day, character_id, licensee_id)
+        if by_licensee is None:
+            stmt = select(UsageDailyRow.day, literal(""), *self._sums()).where(*where).group_by(UsageDailyRow.day)
+        else:
+            if not keys:
+                return []
+            key = UsageDailyRow.licensee_id if by_licensee else UsageDailyRow.character_id
+            stmt = select(UsageDailyRow.day, key, *self._sums()).where(*where, key.in_(list(keys)))
+            stmt = stmt.group_by(UsageDailyRow.day, key)
+        return [DailyUsage(str(r[0]), str(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in self._session.execute(stmt)]
+
+    @staticmethod
+    def _sums() -> tuple[Any, ...]:
+        return (
+            func.sum(UsageDailyRow.records),
+            func.sum(UsageDailyRow.uses),
+            func.sum(UsageDailyRow.duration_ms),
+        )
+
+    @staticmethod
+    def _where(
+        rights_holder_id: str, first_day: str, last_day: str, character_id: str | None, licensee_id: str | None
+    ) -> list[ColumnElement[bool]]:
+        where: list[ColumnElement[bool]] = [
+            UsageDailyRow.rights_holder_id == rights_holder_id,
+            UsageDailyRow.day >= first_day,
+            UsageDailyRow.day <= last_day,
+        ]
+        if character_id:
+            where.append(UsageDailyRow.character_id == character_id)
+        if licensee_id:
+            where.append(UsageDailyRow.licensee_id == licensee_id)
+        return where
+
     def receipt_used(self, receipt_id: str, character_id: str) -> int:
         """The uses reported against a receipt's character (0 when none)."""
         value = self._session.scalar(
@@ -1130,8 +1288,9 @@ def _usage(row: UsageRecordRow) -> UsageEntry:
 class StatementRepository:
     """Closed periods, and the sums that statements are made of."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, events: EventSink) -> None:
         self._session = session
+        self._events = events
 
     def lock_rights_holders(self, rights_holder_ids: Sequence[str], *, exclusive: bool = False) -> None:
         """Serialise closing a rights holder's period with accepting records for it.
@@ -1175,6 +1334,7 @@ class StatementRepository:
             )
         )
         self._session.flush()
+        self._events.raise_event(ev.StatementPeriodClosed(rights_holder_id, period))
 
     def period_sums(self, pairs: Sequence[tuple[str, str]], licensee_id: str | None = None) -> list[LineSums]:
         """The line sums of these (rights holder, statement period) pairs."""
