@@ -11,13 +11,15 @@ it holds; the parts that could cost more are bounded outright and counted in `Sc
   candidate found when the budget is spent counts as a match without asking (fail closed: an
   adversary who floods a prompt with candidates gets more detections, never fewer);
 * hashtags are found once per prompt and looked up by bisection;
-* a search yields plain tuples; `Detection` objects are made only for what is reported, at most
-  `MAX_OCCURRENCES` per character and ambiguity (``ScreenIndex.find``).
+* at most `MAX_OCCURRENCES` detections are reported per character and ambiguity
+  (``ScreenIndex.find``), and matches naming only characters reported that often already are
+  skipped before any check.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import regex
 
-from charter.decisions import DetectionRule
+from charter.decisions import Detection, DetectionRule
 from charter.names import NormalizedText, is_cjk, is_ignorable, is_word_char, normalize_text
 
 if TYPE_CHECKING:
@@ -36,9 +38,6 @@ Rule = DetectionRule
 Entry = tuple[str, str, bool, Rule]
 # A keyword a key stands for: (index of the keyword set in the index, index of the keyword).
 KeywordRef = tuple[int, int]
-# A detection before it is made a `Detection`: (start, end, character id, name as registered,
-# ambiguous, rule, keyword set name); start and end in code points of the prompt.
-Found = tuple[int, int, str, str, bool, Rule, str]
 
 MAX_OCCURRENCES = 8
 """Detections reported per character and ambiguity (and keyword set): the first ones. What a
@@ -78,21 +77,57 @@ class ScreenWork:
     reported: int = 0
 
 
+# `Detection` is a frozen dataclass with slots: its __init__ sets each field through the frozen
+# check. A detection is made per match reported, so they are made here through the slots' own
+# setters instead, in half the time (equal objects; the fields are checked once, here).
+_FIELDS = tuple(f.name for f in dataclasses.fields(Detection))
+if _FIELDS != ("character_id", "matched_alias", "start", "end", "text", "ambiguous", "rule", "keyword_set"):
+    raise RuntimeError(f"charter._search makes Detection objects field by field; its fields changed: {_FIELDS}")
+_SET_ID, _SET_ALIAS, _SET_START, _SET_END, _SET_TEXT, _SET_AMBIGUOUS, _SET_RULE, _SET_SET = (
+    getattr(Detection, name).__set__ for name in _FIELDS
+)
+_new = object.__new__
+
+
+def _detection(
+    character_id: str, alias: str, start: int, end: int, text: str, ambiguous: bool, rule: Rule, keyword_set: str = ""
+) -> Detection:
+    """``Detection(character_id, alias, start, end, text, ambiguous, rule, keyword_set)``, made faster."""
+    made: Detection = _new(Detection)
+    _SET_ID(made, character_id)
+    _SET_ALIAS(made, alias)
+    _SET_START(made, start)
+    _SET_END(made, end)
+    _SET_TEXT(made, text)
+    _SET_AMBIGUOUS(made, ambiguous)
+    _SET_RULE(made, rule)
+    _SET_SET(made, keyword_set)
+    return made
+
+
 class Search:
     """One search of one prompt (or of its look-alike replacement, which has the same length)."""
 
     __slots__ = ("_hashtags", "_index", "_kana", "_key", "_prompt", "_skeleton", "_text", "_windows", "_work")
 
+    @property
+    def work(self) -> ScreenWork | None:
+        """What this search counted (None if nothing asked for counts and no analyser ran)."""
+        return self._work
+
     def __init__(
-        self, index: ScreenIndex, prompt: str, searched: str, work: ScreenWork, *, skeleton: bool = False
+        self, index: ScreenIndex, prompt: str, searched: str, work: ScreenWork | None, *, skeleton: bool = False
     ) -> None:
         self._index = index
         self._prompt = prompt
         self._text: NormalizedText = normalize_text(searched)
         self._key = self._text.key
         self._skeleton = skeleton
+        # The counts, made on first need when the caller did not ask for them: the analysers'
+        # budget is kept in them, so a search that needs one always has them.
         self._work = work
-        work.slow_clusters += self._text.slow_clusters
+        if work is not None:
+            work.slow_clusters += self._text.slow_clusters
         # Analysed windows of the prompt: (start, end, words), in order of start.
         self._windows: list[tuple[int, int, list[tuple[int, int, bool]]]] = []
         self._hashtags: list[tuple[int, int]] | None = None  # found on first need
@@ -100,7 +135,7 @@ class Search:
 
     def run(
         self, seen: set[tuple[str, int, int]] | None = None, full: set[tuple[str, bool]] | None = None
-    ) -> list[Found]:
+    ) -> list[Detection]:
         """The detections of this search, ordered by start; for the look-alike search, those not
         in ``seen`` (by character and span), each reported with `Rule.SKELETON`, and none of the
         characters (with their ambiguity) in ``full``, reported `MAX_OCCURRENCES` times already."""
@@ -119,14 +154,15 @@ class Search:
         # are skipped before any boundary check: a name repeated a thousand times costs a thousand
         # automaton hits, not a thousand checks. (The look-alike pass starts from ``full``.)
         full = set() if full is None else full
-        settled, counts, longest = 0, dict[tuple[str, bool], int](), self._index._longest
+        counts: dict[tuple[str, bool], int] = {}
+        settled, longest = 0, self._index._longest
         hits = checked = 0
         for hit, meaning in automaton.iter(key):
-            length, bounded_start, bounded_end, cjk_start, cjk_end, entries, refs, word, groups = meaning
+            length, bounded_start, bounded_end, cjk_start, cjk_end, entries, refs, word = meaning
             hits += 1
             if settled < len(kept) and kept[settled][0] <= hit - longest:
                 settled = _settle(kept, settled, hit - longest, counts, full)
-            if full and not refs and groups <= full:
+            if full and not refs and _all_full(entries, full):
                 continue
             checked += 1
             start, end, plural = hit - length + 1, hit, False
@@ -146,7 +182,7 @@ class Search:
                     plural = True
                 elif not self._soft_end(end, entries):
                     continue
-            if ((cjk_start and start) or (cjk_end and end < last)) and not self._cjk_ok(start, end):
+            if ((cjk_start and start) or (cjk_end and end < last)) and not self._cjk_ok(start, end, cjk_start, cjk_end):
                 continue
             if suppressed and word in suppressed:
                 continue
@@ -159,8 +195,10 @@ class Search:
             if kept and kept[-1][1] > end:
                 continue
             kept.append((start, end + 1, entries, plural))
-        self._work.hits += hits
-        self._work.checked += checked
+        work = self._work
+        if work is not None:
+            work.hits += hits
+            work.checked += checked
         found = self._report(kept, seen)
         if keywords:
             found = self._descriptions(keywords, found, seen or set())
@@ -168,12 +206,13 @@ class Search:
 
     def _report(
         self, kept: list[tuple[int, int, tuple[Entry, ...], bool]], seen: set[tuple[str, int, int]] | None
-    ) -> list[Found]:
+    ) -> list[Detection]:
         """The detections of the kept matches, with their spans in the prompt and the rule reported."""
-        found: list[Found] = []
-        text = self._text
+        found: list[Detection] = []
+        text, prompt = self._text, self._prompt
         for start, end, entries, plural in kept:
             first, stop = text.span(start, end)
+            matched = prompt[first:stop]
             for character_id, alias, ambiguous, rule in entries:
                 reported = rule
                 if seen is not None:
@@ -184,7 +223,7 @@ class Search:
                     reported = Rule.PLURAL
                 elif rule is Rule.JOINED and self._in_hashtag(first):
                     reported = Rule.HASHTAG
-                found.append((first, stop, character_id, alias, ambiguous, reported, ""))
+                found.append(_detection(character_id, alias, first, stop, matched, ambiguous, reported))
         return found
 
     # Boundaries --------------------------------------------------------------------------------
@@ -229,15 +268,16 @@ class Search:
         at = bisect.bisect_left(hashtags, (position,)) - 1  # the last hashtag starting before position
         return at >= 0 and position < hashtags[at][1]
 
-    def _cjk_ok(self, start: int, end: int) -> bool:
-        """Whether a key that starts or ends next to more CJK text lines up with word boundaries."""
+    def _cjk_ok(self, start: int, end: int, start_kind: int, end_kind: int) -> bool:
+        """Whether a key that starts or ends next to more CJK text lines up with word boundaries
+        (``start_kind`` and ``end_kind``: the `cjk_kind` of the key's first and last character)."""
         key = self._key
-        if start and _hangul(key[start]) and _hangul(key[start - 1]):
+        if start_kind == _HANGUL and start and _hangul(key[start - 1]):
             # Korean: particles follow a name, but a name starts a word (spaces are gone from the key).
             first, _ = self._text.span(start, start + 1)
             return not _hangul(self._prompt[first - 1])
-        need_start = start > 0 and _needs_words(key[start]) and is_cjk(key[start - 1])
-        need_end = end + 1 < len(key) and _needs_words(key[end]) and is_cjk(key[end + 1])
+        need_start = start_kind == _WORDS and start > 0 and is_cjk(key[start - 1])
+        need_end = end_kind == _WORDS and end + 1 < len(key) and is_cjk(key[end + 1])
         if not (need_start or need_end):
             return True
         first, stop = self._text.span(start, end + 1)
@@ -274,6 +314,8 @@ class Search:
         if at >= 0 and need_high <= windows[at][1]:
             return windows[at][2]
         work = self._work
+        if work is None:
+            work = self._work = ScreenWork()
         if work.analysed + (high - low) > ANALYSER_BUDGET:
             work.unanalysed += 1
             return None
@@ -288,8 +330,8 @@ class Search:
     # Descriptions ------------------------------------------------------------------------------
 
     def _descriptions(
-        self, found: dict[KeywordRef, tuple[int, int]], detections: list[Found], seen: set[tuple[str, int, int]]
-    ) -> list[Found]:
+        self, found: dict[KeywordRef, tuple[int, int]], detections: list[Detection], seen: set[tuple[str, int, int]]
+    ) -> list[Detection]:
         """Add a detection per keyword set whose every keyword was found (unless ``seen``)."""
         sets = self._index.keyword_sets
         for position in sorted({p for p, _ in found}):
@@ -302,9 +344,16 @@ class Search:
             if (character_id, first, stop) in seen:
                 continue
             label = " + ".join(variants[0] for variants in keyword_set.keywords)
-            detections.append((first, stop, character_id, label, False, Rule.DESCRIPTION, keyword_set.name))
-        detections.sort(key=_start)
-        return detections
+            text = self._prompt[first:stop]
+            detections.append(
+                Detection(character_id, label, first, stop, text, False, Rule.DESCRIPTION, keyword_set.name)
+            )
+        return sorted(detections, key=lambda d: d.start)
+
+
+def _all_full(entries: tuple[Entry, ...], full: set[tuple[str, bool]]) -> bool:
+    """Whether every character (with its ambiguity) a key stands for is reported in full."""
+    return all((character_id, ambiguous) in full for character_id, _, ambiguous, _ in entries)
 
 
 def _settle(
@@ -326,25 +375,19 @@ def _settle(
     return settled
 
 
-def _start(found: Found) -> int:
-    return found[0]
-
-
-def outermost(found: list[Found]) -> list[Found]:
+def outermost(detections: list[Detection]) -> list[Detection]:
     """The detections that do not lie inside a longer one. One pass in order of start (longest
     first): a span lies inside another only if one that starts no later reaches at least as far."""
-    kept: list[Found] = []
+    kept: list[Detection] = []
     reach, reach_start = -1, -1  # the furthest end so far, and the start of the span reaching it
-    for d in sorted(found, key=lambda d: (d[0], -d[1])):
-        start, end = d[0], d[1]
-        if d[5] is not Rule.DESCRIPTION:
-            if end <= reach and (reach_start, reach) != (start, end):
+    for d in sorted(detections, key=lambda d: (d.start, -d.end)):
+        if not d.described:
+            if d.end <= reach and (reach_start, reach) != (d.start, d.end):
                 continue
-            if end > reach:
-                reach, reach_start = end, start
+            if d.end > reach:
+                reach, reach_start = d.end, d.start
         kept.append(d)
-    kept.sort(key=_start)
-    return kept
+    return sorted(kept, key=lambda d: d.start)
 
 
 _WINDOW = 48  # characters of CJK text on each side of a candidate given to the analyser
@@ -393,9 +436,15 @@ _AFTER = 1 << 62  # sorts after any end position: (position, _AFTER) follows eve
 
 
 def _hangul(ch: str) -> bool:
-    return 0xAC00 <= ord(ch) <= 0xD7AF
+    return "\uac00" <= ch <= "\ud7af"
 
 
-def _needs_words(ch: str) -> bool:
-    """Whether a key's end in ``ch`` needs a word boundary from an analyser (Japanese, Chinese)."""
-    return is_cjk(ch) and not _hangul(ch)
+_WORDS, _HANGUL = 1, 2
+
+
+def cjk_kind(ch: str) -> int:
+    """What a key's first or last character ``ch`` needs next to more CJK text: 0 nothing (not
+    CJK), 1 a word boundary from an analyser (Japanese, Chinese), 2 the Korean rule (Hangul)."""
+    if not is_cjk(ch):
+        return 0
+    return _HANGUL if _hangul(ch) else _WORDS

@@ -31,7 +31,9 @@ text takes the general, cluster-by-cluster path. Both give the same result.
 
 from __future__ import annotations
 
+import bisect
 import codecs
+import itertools
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -68,6 +70,8 @@ def is_ignorable(ch: str) -> bool:
 
 def is_cjk(ch: str) -> bool:
     """Whether ``ch`` is written without spaces between words (Han, kana, Hangul and the like)."""
+    if ch < "\u3005":  # most characters asked about (Latin, spaces) are answered here
+        return False
     code = ord(ch)
     return (
         0x3040 <= code <= 0x30FF  # hiragana, katakana
@@ -182,8 +186,13 @@ _DROPPED = "\ufdd0"
 # A cluster's joining characters are joined all together or not at all (``_fold_clusters`` starts
 # a cluster at its first _MARK): every run of them after a Latin letter or digit, and a run of
 # ignorables alone after any character, unless another mark (_MARK) follows the run.
-_AFTER_LATIN = re.compile("(?<=[a-z0-9])[\ufffe\ufdd0]+(?![\ufffe\ufdd0\x00])")
-_IGNORABLES_ONLY = re.compile("(?<=[^\ufffe\ufdd0])\ufdd0+(?![\ufffe\ufdd0\x00])", re.DOTALL)
+# (Each pattern starts with the joining character and looks behind it afterwards, so that the
+# engine skips to candidates with a character-set scan instead of trying every position.)
+_AFTER_LATIN = re.compile("[\ufffe\ufdd0](?<=[a-z0-9].)[\ufffe\ufdd0]*(?![\ufffe\ufdd0\x00])", re.DOTALL)
+_IGNORABLES_ONLY = re.compile("\ufdd0(?<=[^\ufffe\ufdd0].)\ufdd0*(?![\ufffe\ufdd0\x00])", re.DOTALL)
+# The same, for runs of one character (replaced without a call per run).
+_ONE_AFTER_LATIN = re.compile("[\ufffe\ufdd0](?<=[a-z0-9].)(?![\ufffe\ufdd0\x00])", re.DOTALL)
+_ONE_IGNORABLE = re.compile("\ufdd0(?<=[^\ufffe\ufdd0].)(?![\ufffe\ufdd0\x00])", re.DOTALL)
 # Texts at least this long are translated whole: one C call, rather than one call of the error
 # handler per run of non-ASCII characters, which is slow when runs are many (marks after letters).
 _WHOLE_TEXT = 1024
@@ -218,8 +227,15 @@ def _resolve(folded: str, before: str) -> str:
     them (``before`` is the fold of the character before the run, if any); the others are _MARK."""
     if _LATIN_MARK not in folded and _DROPPED not in folded:
         return folded
-    joined = _AFTER_LATIN.sub(_joined_run, before + folded)
-    joined = _IGNORABLES_ONLY.sub(_joined_run, joined)[len(before) :]
+    # Runs of one character first, with a fixed replacement (no call back into Python per run).
+    joined = _ONE_AFTER_LATIN.sub(_JOINED, before + folded)
+    if _LATIN_MARK in joined or _DROPPED in joined:
+        joined = _AFTER_LATIN.sub(_joined_run, joined)
+    if _DROPPED in joined:
+        joined = _ONE_IGNORABLE.sub(_JOINED, joined)
+        if _DROPPED in joined:
+            joined = _IGNORABLES_ONLY.sub(_joined_run, joined)
+    joined = joined[len(before) :]
     return joined.replace(_LATIN_MARK, _MARK).replace(_DROPPED, _MARK)
 
 
@@ -247,6 +263,57 @@ _TABLE = _FoldTable()
 # ASCII folds byte for byte: letters to lower case, digits kept, anything else is a separator.
 # Bytes from 0x80 up (UTF-8 of the rest of the text, already folded) pass unchanged.
 _ASCII_FOLD = bytes(ord(_fold_alone(chr(b))) if b < 0x80 else b for b in range(256))
+
+
+def _fold_wide_alone(ch: str) -> str:
+    """As `_fold_alone`, but a character that folds to several (``ß`` → ``ss``, ``㍿`` → ``株式会社``)
+    gives them all, each separator as " ". Where a Latin mark after it would be joined to it in C
+    but not in its cluster (its fold ends in a Latin letter or digit but does not start with a
+    Latin character), it gives _BASE_MARK: its cluster is folded whole. (The other way round the
+    mark is not joined in C and becomes _MARK, whose cluster is folded whole anyway.)"""
+    one = _fold_alone(ch)
+    if one != _MARK or _joins(ch):
+        return one
+    folded = _fold_cluster(ch)
+    wide = "".join(" " if _is_separator(c) else c for c in folded)
+    if wide.strip(" ") == "":
+        return " "
+    if wide[-1] in _LATIN_OR_DIGIT and not _is_latin(folded[0]):
+        return _BASE_MARK
+    return wide
+
+
+_LATIN_OR_DIGIT = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+# In the wide fold, a character that starts a cluster to be folded whole (as _MARK stands for a
+# joining character to be folded with its cluster). A control character, which no fold yields.
+_BASE_MARK = "\x01"
+# The clusters of a wide fold to be folded whole: a run of joining characters left as _MARK
+# (after the character before them), or a _BASE_MARK and the run of them after it.
+_WHOLE_CLUSTER = re.compile("\x01?\x00+|\x01")
+
+
+class _WideTable(dict[int, str]):
+    """Code point → ``_fold_wide_alone``; kept as `_FoldTable` keeps its entries."""
+
+    def __missing__(self, code: int) -> str:
+        folded = _fold_wide_alone(chr(code))
+        if code < 0x10000 or unicodedata.category(chr(code))[0] != "C":
+            self[code] = folded
+        return folded
+
+
+class _LengthTable(dict[int, str]):
+    """Code point → the length of ``_fold_wide_alone``, as a character."""
+
+    def __missing__(self, code: int) -> str:
+        length = chr(len(_WIDE[code]))
+        if code < 0x10000 or unicodedata.category(chr(code))[0] != "C":
+            self[code] = length
+        return length
+
+
+_WIDE = _WideTable()
+_LENGTHS = _LengthTable()
 
 
 class _NotOneToOne(Exception):
@@ -290,8 +357,9 @@ def _fold_run(error: UnicodeError) -> tuple[bytes, int]:
     if not isinstance(error, UnicodeEncodeError):
         raise error
     text, start, end = error.object, error.start, error.end
-    before = chr(_ASCII_FOLD[ord(text[start - 1])]) if start else ""
-    folded = _resolve(text[start:end].translate(_TABLE), before)
+    folded = text[start:end].translate(_TABLE)
+    if _LATIN_MARK in folded or _DROPPED in folded:
+        folded = _resolve(folded, chr(_ASCII_FOLD[ord(text[start - 1])]) if start else "")
     if _MARK in folded:
         folded = _fold_clusters(text, start, end, folded)
     return folded.encode(), end
@@ -323,6 +391,48 @@ def _fold_one_to_one(text: str) -> str | None:
         return _fold_clusters(text, 0, len(text), folded) if _MARK in folded else folded
     except _NotOneToOne:
         return None
+
+
+@lru_cache(maxsize=8192)
+def _cluster_wide(cluster: str) -> str:
+    """A cluster's fold, each separator as " " (one " " if it is nothing else)."""
+    folded = "".join(" " if _is_separator(c) else c for c in _fold_cluster(cluster))
+    return folded if folded.strip(" ") else " "
+
+
+def _fold_wide(text: str) -> tuple[str, str | None, int]:
+    """``text`` folded character by character in C, a character's fold as long as it is.
+
+    Returns the fold (separators as " ", marks joined to the character before them as _JOINED),
+    the fold's length per character of the text (as characters; None when every one is 1) and
+    how many clusters were folded one by one in Python: only those with a mark that does not
+    simply join its character (a kana voicing mark, a mark after a character of another script).
+    """
+    wide = _resolve(text.translate(_WIDE), "")
+    if _MARK not in wide and _BASE_MARK not in wide:
+        return wide, (None if len(wide) == len(text) else text.translate(_LENGTHS)), 0
+    lengths = text.translate(_LENGTHS)
+    # ends[i]: where character i's fold ends in ``wide`` (needed only where folds are wider).
+    ends = None if len(wide) == len(text) else list(itertools.accumulate(map(ord, lengths)))
+    pieces: list[str] = []
+    widths: list[str] = []
+    done = done_text = slow = 0
+    for found in _WHOLE_CLUSTER.finditer(wide):
+        at, end = found.span()
+        index = at if ends is None else bisect.bisect_right(ends, at)  # the character at ``at``
+        # A run of marks belongs to the character before it (if any); a _BASE_MARK is the base.
+        first = index - 1 if index and wide[at] == _MARK else index
+        stop = index + (end - at)  # every mark and _BASE_MARK is one character of the fold
+        folded = _cluster_wide(text[first:stop])
+        start = first if ends is None or not first else ends[first - 1]
+        pieces += (wide[done:start], folded, _JOINED * (stop - first - 1))
+        widths += (lengths[done_text:first], chr(len(folded)), "\x01" * (stop - first - 1))
+        done, done_text = end, stop
+        slow += 1
+    pieces.append(wide[done:])
+    widths.append(lengths[done_text:])
+    folded_text = "".join(pieces)
+    return folded_text, (None if len(folded_text) == len(text) else "".join(widths)), slow
 
 
 def _squeeze(folded: str) -> str:
@@ -357,7 +467,7 @@ class NormalizedText:
     counting separators, only for the ranges asked for.
     """
 
-    __slots__ = ("_cursor", "_folded", "_joined", "_spans", "key", "slow_clusters")
+    __slots__ = ("_cursor", "_ends", "_folded", "_joined", "_lengths", "_spans", "key", "slow_clusters")
 
     def __init__(
         self,
@@ -365,6 +475,7 @@ class NormalizedText:
         folded: str | None,
         spans: list[tuple[int, int]] | None = None,
         joined: str | None = None,
+        lengths: str | None = None,
     ) -> None:
         self.key = key
         """The matching key (what ``normalize`` returns)."""
@@ -376,6 +487,10 @@ class NormalizedText:
         # The start of the last range asked for and its index in the text: ranges asked for in
         # order of start are found by counting from there.
         self._cursor = (0, 0)
+        # Where the fold is not one to one: the length of each text character's fold (as a
+        # character), and their running sums, made on first need.
+        self._lengths = lengths
+        self._ends: list[int] | None = None
         self.slow_clusters = 0
         """How many clusters were folded one by one in Python (the rest in C)."""
 
@@ -404,6 +519,15 @@ class NormalizedText:
         if folded[first:stop] != key[start:end]:  # spaced otherwise in the text than in the key
             stop = _locate(key, folded, end - 1, start, first) + 1
         joined = self._joined
+        if self._lengths is not None:  # fold positions to text positions
+            ends = self._ends
+            if ends is None:
+                ends = self._ends = list(itertools.accumulate(map(ord, self._lengths)))
+            first, stop = bisect.bisect_right(ends, first), bisect.bisect_right(ends, stop - 1) + 1
+            if joined is not None:  # the range ends after the marks joined to its last character
+                while stop < len(ends) and joined[ends[stop - 1]] == _JOINED:
+                    stop += 1
+            return first, stop
         if joined is not None:  # the range ends after the marks joined to its last character
             while stop < len(joined) and joined[stop] == _JOINED:
                 stop += 1
@@ -421,14 +545,23 @@ def _pieces(folded: str) -> Iterator[tuple[int, int, str]]:
         index = stop
 
 
+def _wide_text(text: str) -> NormalizedText:
+    folded, lengths, slow = _fold_wide(text)
+    if _JOINED in folded:
+        normalized = NormalizedText(
+            _squeeze(folded.replace(_JOINED, "")), folded.replace(_JOINED, " "), None, folded, lengths
+        )
+    else:
+        normalized = NormalizedText(_squeeze(folded), folded, None, None, lengths)
+    normalized.slow_clusters = slow
+    return normalized
+
+
 def normalize_text(text: str) -> NormalizedText:
     """Normalise ``text`` for searching: its key and a map from key ranges back to the text."""
-    folded = _fold_one_to_one(text)
+    folded = _fold_one_to_one(text) if len(text) < _WHOLE_TEXT else None
     if folded is None:
-        key, spans = _general(text)
-        normalized = NormalizedText(key, None, spans)
-        normalized.slow_clusters = len(text)
-        return normalized
+        return _wide_text(text)
     if _JOINED in folded:
         return NormalizedText(_squeeze(folded.replace(_JOINED, "")), folded.replace(_JOINED, " "), None, folded)
     return NormalizedText(_squeeze(folded), folded)
@@ -444,7 +577,7 @@ def normalize_with_offsets(text: str) -> tuple[str, list[tuple[int, int]]]:
 
 def normalize(text: str) -> str:
     """The matching key of a name or alias (see the module docstring for the rules)."""
-    folded = _fold_one_to_one(text)
+    folded = _fold_one_to_one(text) if len(text) < _WHOLE_TEXT else None
     if folded is None:
-        return _general(text)[0]
+        folded = _fold_wide(text)[0]
     return _squeeze(folded.replace(_JOINED, "") if _JOINED in folded else folded)

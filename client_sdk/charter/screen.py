@@ -66,11 +66,10 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from operator import itemgetter
 from typing import Any
 
 from charter._analysers import Segmenter, WordSegmenter, default_segmenter
-from charter._search import ANALYSER_BUDGET, MAX_OCCURRENCES, Found, KeywordRef, ScreenWork, Search, outermost
+from charter._search import ANALYSER_BUDGET, MAX_OCCURRENCES, KeywordRef, ScreenWork, Search, cjk_kind, outermost
 from charter.decisions import Detection, DetectionRule
 from charter.names import is_cjk, is_word_char, normalize
 
@@ -167,15 +166,30 @@ def _skeleton_prefilter() -> re.Pattern[str]:
     return re.compile(f"[{parts}\U00010000-\U0010ffff]")
 
 
+@lru_cache(maxsize=1)
+def _look_alikes_in_bmp() -> re.Pattern[str]:
+    """Finds a character of `skeleton_map` in the Basic Multilingual Plane (a bitmap, as above)."""
+    return re.compile(_skeleton_prefilter().pattern.replace("\U00010000-\U0010ffff", ""))
+
+
+@lru_cache(maxsize=1)
+def _look_alikes_above_bmp() -> frozenset[str]:
+    return frozenset(chr(c) for c in skeleton_map() if c >= 0x10000)
+
+
+_ABOVE_BMP = re.compile("[\U00010000-\U0010ffff]")
+
+
 def _has_look_alikes(prompt: str) -> bool:
-    """Whether ``prompt`` has a character of `skeleton_map` (``search`` first: the common answer is
-    no, and it is the fastest way to it)."""
-    prefilter = _skeleton_prefilter()
-    found = prefilter.search(prompt)
+    """Whether ``prompt`` has a character of `skeleton_map`. One search answers the common case
+    (none, and no character above the plane); characters above it are then collected and looked
+    up as a set, in C, however many there are."""
+    found = _skeleton_prefilter().search(prompt)
     if found is None:
         return False
-    table = skeleton_map()
-    return any(ord(m.group()) in table for m in prefilter.finditer(prompt, found.start()))
+    if found.group() < "\U00010000" or _look_alikes_in_bmp().search(prompt, found.start()) is not None:
+        return True
+    return not _look_alikes_above_bmp().isdisjoint(_ABOVE_BMP.findall(prompt, found.start()))
 
 
 def look_alike_key(name: str) -> str | None:
@@ -352,9 +366,8 @@ class ScreenIndex:
         automaton = ahocorasick.Automaton()
         for key, meaning in by_key.items():
             entries = tuple((cid, alias, ambiguous, rule) for cid, (alias, ambiguous, rule) in meaning.entries.items())
-            bounds = (_bounded(key[0]), _bounded(key[-1]), is_cjk(key[0]), is_cjk(key[-1]))
-            groups = frozenset((cid, ambiguous) for cid, _, ambiguous, _ in entries)
-            automaton.add_word(key, (len(key), *bounds, entries, tuple(meaning.keywords), key, groups))
+            bounds = (_bounded(key[0]), _bounded(key[-1]), cjk_kind(key[0]), cjk_kind(key[-1]))
+            automaton.add_word(key, (len(key), *bounds, entries, tuple(meaning.keywords), key))
         automaton.make_automaton()
         return cls(
             automaton,
@@ -379,38 +392,40 @@ class ScreenIndex:
         """
         if self.automaton is None:
             return []
-        if work is None:
-            work = ScreenWork()
-        found = Search(self, prompt, prompt, work).run()
+        search = Search(self, prompt, prompt, work)
+        found = search.run()
         if not prompt.isascii() and _has_look_alikes(prompt):
-            seen = {(d[2], d[0], d[1]) for d in found}
+            seen = {(d.character_id, d.start, d.end) for d in found}
             # What the first pass reported in full needs no look-alike occurrences.
             counts: dict[tuple[str, bool], int] = {}
             for d in found:
-                counts[d[2], d[4]] = counts.get((d[2], d[4]), 0) + 1
+                counts[d.character_id, d.ambiguous] = counts.get((d.character_id, d.ambiguous), 0) + 1
             full = {group for group, count in counts.items() if count >= MAX_OCCURRENCES}
-            extra = Search(self, prompt, _skeleton(prompt), work, skeleton=True).run(seen, full)
+            # The second pass shares the first's counts, and so the analysers' budget.
+            extra = Search(self, prompt, _skeleton(prompt), search.work, skeleton=True).run(seen, full)
             if extra:
-                found = outermost(sorted(found + extra, key=itemgetter(0)))
-        work.found += len(found)
-        detections = [
-            Detection(character_id, alias, start, end, prompt[start:end], ambiguous, rule, keyword_set)
-            for start, end, character_id, alias, ambiguous, rule, keyword_set in _first_occurrences(found)
-        ]
-        work.reported += len(detections)
-        return detections
+                found = outermost(sorted(found + extra, key=_by_start))
+        reported = _first_occurrences(found)
+        if work is not None:
+            work.found += len(found)
+            work.reported += len(reported)
+        return reported
 
 
-def _first_occurrences(found: list[Found]) -> list[Found]:
+def _by_start(detection: Detection) -> int:
+    return detection.start
+
+
+def _first_occurrences(found: list[Detection]) -> list[Detection]:
     """``found`` with at most `MAX_OCCURRENCES` of each character, ambiguity and keyword set."""
     if len(found) <= MAX_OCCURRENCES:
         return found
     counts: dict[tuple[str, bool, str], int] = {}
     kept = []
-    for item in found:
-        group = (item[2], item[4], item[6])
+    for d in found:
+        group = (d.character_id, d.ambiguous, d.keyword_set)
         count = counts.get(group, 0)
         if count < MAX_OCCURRENCES:
             counts[group] = count + 1
-            kept.append(item)
+            kept.append(d)
     return kept

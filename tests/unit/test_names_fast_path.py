@@ -165,3 +165,42 @@ def test_the_joining_characters_of_a_cluster_are_joined_all_or_none(text: str) -
     for sample in (text, text * (1100 // len(text) + 1)):  # run by run, and translated whole
         assert normalize_with_offsets(sample) == ref.normalize_with_offsets(sample)
         assert normalize_text(sample).key == ref.normalize(sample)
+
+
+def agrees_with_the_reference(text: str) -> bool:
+    """``normalize_text`` gives the reference's key, and the reference's span for every key range
+    of up to three characters (the wide path: folds of several characters, marks folded by
+    cluster), and ``normalize`` the same key."""
+    key, spans = ref.normalize_with_offsets(text)
+    fast = normalize_text(text)
+    if fast.key != key or normalize(text) != key:
+        return False
+    for start in range(len(key)):
+        for end in range(start + 1, min(len(key), start + 3) + 1):
+            spaced = key[start] == " " or key[end - 1] == " "
+            if not spaced and fast.span(start, end) != (spans[start][0], spans[end - 1][1]):
+                return False
+    return True
+
+
+def test_every_code_point_folds_as_the_reference_on_the_wide_path_too() -> None:
+    """Each character alone, between neighbours and in a text long enough to be folded whole,
+    with a Latin mark and a voicing mark after it: the wide path (folds longer than one
+    character) against the reference."""
+    special = [*range(0x0000, 0x0300), *range(0x3000, 0x3100), *range(0xFF00, 0xFFF0)]
+    sampled = [*special, *range(0x0300, 0x30000, 7)]
+    wide = [chr(c) for c in range(0x30000) if len(normalize(chr(c))) > 1 or unicodedata.combining(chr(c))]
+    for code in sampled:
+        ch = chr(code)
+        for text in (f"初{ch}\u0301音", f"{ch}\u3099a"):
+            assert agrees_with_the_reference(text), repr(text)
+    # Texts this long are folded whole; the reference is slow, so one text holds many characters.
+    for first in range(0, len(wide), 64):
+        text = "".join(f"{ch}\u0301 {ch}\u3099x{ch}" for ch in wide[first : first + 64])
+        assert agrees_with_the_reference(text.ljust(1100, "y")), repr(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts)
+def test_long_texts_on_the_wide_path_equal_the_reference(text: str) -> None:
+    assert agrees_with_the_reference(("ß" + text) * (1100 // (len(text) + 1) + 1))

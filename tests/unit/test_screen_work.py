@@ -8,9 +8,11 @@ figures for the same prompts are the benchmark's (``bench/bench_screening.py``).
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 
 import pytest
+from charter.names import is_ignorable, normalize
 from charter.screen import (
     ANALYSER_BUDGET,
     MAX_OCCURRENCES,
@@ -142,3 +144,35 @@ def test_many_different_names_are_each_reported() -> None:
     prompt = " and ".join(str(row["canonical"]) for row in rows)
     found = catalogue.index().find(prompt)
     assert {d.character_id for d in found} >= {str(row["id"]) for row in rows if not row.get("canonical_ambiguous")}
+
+
+EVERY_SCRIPT = "".join(chr(c) for c in range(0x20, 0x30000, 37) if chr(c).isprintable())
+FOLDED_IN_C = {
+    "expansions": "ßﬁ㍿⑴ ",
+    "Latin marks": "e\u0301",
+    "lone marks": "\u0301",
+    "invisible characters": "\u200b",
+    "invisible characters in names": "Hatsune\u200bMiku ",
+    "right-to-left overrides": "\u202eukim enustah ",
+    "expansions with Latin marks": "ß\u0301ﬁ\u0308 ",
+}
+
+
+@pytest.mark.parametrize("label", sorted(FOLDED_IN_C))
+def test_the_normalisation_folds_these_whole_in_c(label: str) -> None:
+    """Folds longer than one character, Latin marks and invisible characters cost no Python
+    work per character or cluster, however many."""
+    work, _, _ = screened(repeated(FOLDED_IN_C[label], MAX_PROMPT))
+    assert work.slow_clusters <= 1  # at most one: a text that starts with marks
+
+
+def test_only_clusters_with_marks_of_other_kinds_are_folded_one_by_one() -> None:
+    """Kana voicing marks and marks after other scripts are folded cluster by cluster: never more
+    than one per such mark, and nothing else (every script at once holds a few hundred)."""
+    voiced = repeated("ｶﾞﾊﾟ", MAX_PROMPT)
+    work, _, _ = screened(voiced)
+    assert work.slow_clusters == voiced.count("ﾞ") + voiced.count("ﾟ")
+    every = (EVERY_SCRIPT * 2)[:MAX_PROMPT]
+    work, _, _ = screened(every)
+    clustered = sum(1 for ch in every if unicodedata.combining(ch) or is_ignorable(ch) or len(normalize(ch)) > 1)
+    assert 0 < work.slow_clusters <= 2 * clustered < len(every) // 20  # both passes (it has look-alikes)
