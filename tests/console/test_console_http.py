@@ -14,6 +14,7 @@ import charter
 import pytest
 from charter.v1 import character_pb2, grant_pb2
 from charter_server.console.serve import ConsoleServer
+from charter_server.console.web import ConsoleSettings
 from markupsafe import escape
 
 from .conftest import Web, csrf_of, start_console
@@ -74,6 +75,24 @@ def test_a_wrong_key_is_refused_and_repeated_failures_are_slowed_down(keys: Any,
     assert throttled.status_code == 429
     assert nothing.status_code == 303
     assert nothing.headers["location"].startswith("/sign-in")
+
+
+def test_behind_tls_the_cookies_are_secure(keys: Any, clock: Any) -> None:
+    own = ConsoleServer(ConsoleSettings(server=keys.target, secure_cookies=True), "127.0.0.1:0", clock=clock.now)
+    own.start()
+    client = Web(own.url)
+    try:
+        form = client.get("/sign-in")
+        # Over plain HTTP the client keeps the Secure cookie to itself, so the form is refused.
+        refused = client.http.post("/sign-in", data={"csrf_token": csrf_of(form.text), "api_key": keys.rights_holder})
+    finally:
+        client.close()
+        own.stop()
+    cookie = form.headers.get("set-cookie", "").lower()
+
+    assert "charter_console_signin=" in cookie
+    assert "; secure" in cookie
+    assert refused.status_code == 403
 
 
 def test_a_generator_key_cannot_sign_in(web: Web, scene: Scene) -> None:
