@@ -42,8 +42,7 @@ from charter_server.config import Settings
 from charter_server.domain.clock import Clock, SystemClock
 from charter_server.domain.errors import DomainError
 from charter_server.services.access import AccessService, Authenticator
-from charter_server.services.authorization import AuthorizationService
-from charter_server.services.authorization_view import AuthorizationView
+from charter_server.services.authorization import AuthorizationService, AuthorizationView
 from charter_server.services.catalog import CatalogService
 from charter_server.services.characters import CharacterService
 from charter_server.services.deployment import set_authorization_lease
@@ -173,8 +172,12 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
             "NOT protected at rest (production refuses to start like this)",
         )
         kek = DEVELOPMENT_KEK
-    keys = KeyService(db, clock, kek, after_commit=view.after_commit)
+    keys = KeyService(db, clock, kek)
     feed = RevocationFeed(db, clock, heartbeat_seconds=settings.revocation_heartbeat_seconds)
+    # Committed changes announce themselves (storage.uow): the feed wakes its watchers first, then
+    # the view reloads, and after a change that takes something away waits out the lease.
+    db.events.subscribe(feed.on_committed)
+    db.events.subscribe(view.on_committed)
     grants = GrantService(
         db,
         clock,
@@ -182,18 +185,14 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
         issuer=settings.issuer,
         max_lifetime=timedelta(days=settings.max_grant_lifetime_days),
         skew=timedelta(seconds=settings.clock_skew_seconds),
-        on_revocation=feed.notify,
-        after_commit=view.after_commit,
     )
     screen = PromptScreen(db)
     return Services(
-        catalog=CatalogService(db, clock, after_commit=view.after_commit),
-        characters=CharacterService(
-            db, clock, revoke_grants=grants.revoke_for_character, after_commit=view.after_commit
-        ),
+        catalog=CatalogService(db, clock),
+        characters=CharacterService(db, clock, revoke_grants=grants.revoke_for_character),
         keys=keys,
         grants=grants,
-        access=AccessService(db, clock, authenticator, after_commit=view.after_commit),
+        access=AccessService(db, clock, authenticator),
         authenticator=authenticator,
         screen=screen,
         feed=feed,

@@ -74,20 +74,29 @@ PROTOBUF_EXCEPTIONS = (
         "a grant is signed into a DSSE Envelope, and VerifyGrant checks the envelope as received",
     ),
     Allowed(
-        f"{_SERVICES}.receipts",
+        f"{_SERVICES}.authorization.receipt",
         "charter.v1",
-        "a decision receipt is signed DecisionReceipt bytes, built from what Authorize validated",
+        "a decision receipt is signed DecisionReceipt bytes, built from what Authorize validated; "
+        "AuthorizeResult parses them, and a retried request's kept response is replayed as signed",
     ),
     Allowed(
         f"{_SERVICES}.usage_receipts",
         "charter.v1",
         "a usage record's receipt is read in its signed form (DecisionReceipt in an Envelope), never rebuilt",
     ),
+    *(
+        Allowed(
+            f"{_SERVICES}.authorization.{module}",
+            "charter.v1.envelope_pb2",
+            "a presented grant is verified as the signed envelope received",
+        )
+        for module in ("command", "validation", "decision")
+    ),
     Allowed(
-        f"{_SERVICES}.authorization",
-        "charter.v1",
-        "Authorize still takes and answers its wire messages in the service; it moves to the "
-        "one convention when the authorization module is split (issue 13)",
+        f"{_SERVICES}.authorization.validation",
+        "charter.v1.grant_pb2",
+        "the character and issue time a presented grant claims are read from its GrantClaims "
+        "payload, to index and order the candidates (trusted only once it verified)",
     ),
 )
 

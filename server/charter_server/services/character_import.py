@@ -56,7 +56,6 @@ class CharacterImport(CharacterStore):
             for index, row in enumerate(rows):
                 results.append(self._import_row(uow, principal, rights_holder_id, index, row, existing))
             uow.commit()
-        self._after_commit(False)
         counts = {o: sum(r.outcome == o for r in results) for o in ("created", "updated", "unchanged", "failed")}
         log.info("catalog.imported", rights_holder_id=rights_holder_id, rows=len(rows), **counts)
         return results

@@ -57,14 +57,12 @@ class CharacterStore:
         clock: Clock,
         *,
         revoke_grants: RevokeGrantsHook = revoke_no_grants,
-        after_commit: Callable[[bool], None] = lambda takes_away: None,
     ) -> None:
+        # Changes of characters and terms announce themselves (``domain.events``, raised by the
+        # repositories and published by ``storage.uow``); no method decides what to invalidate.
         self._db = db
         self._clock = clock
         self._revoke_grants = revoke_grants
-        # Told after every commit an authorization may depend on, and whether it takes something
-        # away (then it returns only once no server can still allow it; see services.authorization).
-        self._after_commit = after_commit
 
     def _new_terms(
         self, uow: UnitOfWork, principal: Principal, character: Character, terms: terms_pb2.Terms

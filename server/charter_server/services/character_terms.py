@@ -37,7 +37,6 @@ class CharacterTerms(CharacterStore):
                 )
             character, stored = self._new_terms(uow, principal, character, terms)
             uow.commit()
-        self._after_commit(False)
         log.info("character.opted_in", character_id=character_id, terms_version=stored.version)
         return character, stored
 
@@ -73,7 +72,6 @@ class CharacterTerms(CharacterStore):
             character = dataclasses.replace(character, update_time=self._clock.now())
             uow.characters.save(character, names_changed=False)
             uow.commit()
-        self._after_commit(True)
         log.info("character.opted_out", character_id=character_id, revoked_grants=revoked)
         return character, revoked
 

@@ -185,7 +185,6 @@ class CharacterService(CharacterTerms, CharacterImport):
             character = dataclasses.replace(character, state=CharacterState.ARCHIVED, update_time=now, archive_time=now)
             uow.characters.save(character, names_changed=False)
             uow.commit()
-        self._after_commit(True)
         log.info("character.archived", character_id=character_id)
         return character
 
@@ -212,7 +211,6 @@ class CharacterService(CharacterTerms, CharacterImport):
                 "", RevocationKind.CHARACTER_SUSPENDED, character.update_time, reason, character_id=character_id
             )
             uow.commit()
-        self._after_commit(True)
         log.info("character.suspended", character_id=character_id, reason=reason)
         return character
 
@@ -232,7 +230,6 @@ class CharacterService(CharacterTerms, CharacterImport):
                 "", RevocationKind.CHARACTER_REINSTATED, character.update_time, "", character_id=character_id
             )
             uow.commit()
-        self._after_commit(False)
         log.info("character.reinstated", character_id=character_id, state=character.state.value)
         return character
 

@@ -11,7 +11,6 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import nacl.exceptions
@@ -88,11 +87,9 @@ class KeyService:
         kek: bytes,
         *,
         cache_seconds: float = 2.0,
-        after_commit: Callable[[bool], None] = lambda takes_away: None,
     ) -> None:
+        # Key changes announce themselves (``SigningKeyAdded``/``SigningKeyStateChanged``).
         self._db = db
-        # Told after a rotation (False) or a revocation (True; see services.authorization).
-        self._after_commit = after_commit
         self._clock = clock
         self._box = nacl.secret.SecretBox(kek)
         self._cache_seconds = cache_seconds
@@ -128,7 +125,6 @@ class KeyService:
             retired = next((k for k in uow.signing_keys.all() if previous and k.key_id == previous.key_id), None)
             uow.commit()
         self._invalidate()
-        self._after_commit(False)
         log.info("signing_key.rotated", key_id=key.key_id, retired_key_id=previous.key_id if previous else None)
         return key, retired
 
@@ -152,7 +148,6 @@ class KeyService:
             key = next(k for k in uow.signing_keys.all() if k.key_id == key_id)
             uow.commit()
         self._invalidate()
-        self._after_commit(True)
         log.info("signing_key.revoked", key_id=key_id, reason=reason)
         return key
 
