@@ -17,7 +17,7 @@ from charter_server.console.serve import ConsoleServer
 from charter_server.console.web import ConsoleSettings
 from markupsafe import escape
 
-from .conftest import Web, csrf_of, start_console
+from .conftest import Web, csrf_of
 from .scene import Scene, make_scene, unique
 
 OPTED_IN = character_pb2.Character.STATE_OPTED_IN
@@ -59,8 +59,11 @@ def test_signing_in_keeps_the_key_on_the_server_and_gives_a_strict_http_only_coo
 
 
 def test_a_wrong_key_is_refused_and_repeated_failures_are_slowed_down(keys: Any, clock: Any) -> None:
-    # A console of its own: the throttle counts per address, and every test comes from 127.0.0.1.
-    own = start_console(keys.target, clock)
+    # A console of its own (the throttle counts per address, and every test comes from 127.0.0.1),
+    # with its clock stopped, so that a slow machine cannot let a wait run out between two tries.
+    stopped = clock.now()
+    own = ConsoleServer(ConsoleSettings(server=keys.target), "127.0.0.1:0", clock=lambda: stopped)
+    own.start()
     client = Web(own.url)
     try:
         answers = [client.sign_in(f"key_{'0' * 32}.{unique()}").status_code for _ in range(4)]
