@@ -104,8 +104,10 @@ def chromium_path() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium(chromium_path: str) -> Iterator[Any]:
+    """The browser, for one module only: Playwright's synchronous API keeps an event loop running
+    in this thread while it is open, and tests after it that run asyncio would find it there."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

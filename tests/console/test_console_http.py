@@ -14,9 +14,10 @@ import charter
 import pytest
 from charter.v1 import character_pb2, grant_pb2
 from charter_server.console.serve import ConsoleServer
+from charter_server.console.web import ConsoleSettings
 from markupsafe import escape
 
-from .conftest import Web, csrf_of, start_console
+from .conftest import Web, csrf_of
 from .scene import Scene, make_scene, unique
 
 OPTED_IN = character_pb2.Character.STATE_OPTED_IN
@@ -58,8 +59,11 @@ def test_signing_in_keeps_the_key_on_the_server_and_gives_a_strict_http_only_coo
 
 
 def test_a_wrong_key_is_refused_and_repeated_failures_are_slowed_down(keys: Any, clock: Any) -> None:
-    # A console of its own: the throttle counts per address, and every test comes from 127.0.0.1.
-    own = start_console(keys.target, clock)
+    # A console of its own (the throttle counts per address, and every test comes from 127.0.0.1),
+    # with its clock stopped, so that a slow machine cannot let a wait run out between two tries.
+    stopped = clock.now()
+    own = ConsoleServer(ConsoleSettings(server=keys.target), "127.0.0.1:0", clock=lambda: stopped)
+    own.start()
     client = Web(own.url)
     try:
         answers = [client.sign_in(f"key_{'0' * 32}.{unique()}").status_code for _ in range(4)]
@@ -74,6 +78,24 @@ def test_a_wrong_key_is_refused_and_repeated_failures_are_slowed_down(keys: Any,
     assert throttled.status_code == 429
     assert nothing.status_code == 303
     assert nothing.headers["location"].startswith("/sign-in")
+
+
+def test_behind_tls_the_cookies_are_secure(keys: Any, clock: Any) -> None:
+    own = ConsoleServer(ConsoleSettings(server=keys.target, secure_cookies=True), "127.0.0.1:0", clock=clock.now)
+    own.start()
+    client = Web(own.url)
+    try:
+        form = client.get("/sign-in")
+        # Over plain HTTP the client keeps the Secure cookie to itself, so the form is refused.
+        refused = client.http.post("/sign-in", data={"csrf_token": csrf_of(form.text), "api_key": keys.rights_holder})
+    finally:
+        client.close()
+        own.stop()
+    cookie = form.headers.get("set-cookie", "").lower()
+
+    assert "charter_console_signin=" in cookie
+    assert "; secure" in cookie
+    assert refused.status_code == 403
 
 
 def test_a_generator_key_cannot_sign_in(web: Web, scene: Scene) -> None:

@@ -96,9 +96,9 @@ class UsageSeriesService:
         only_character = character_id or None
         with self._db.uow() as uow:
             statements.require_rights_holder(uow, rights_holder_id)
-            # Added up in the database, in three reads whatever the volume: every series' total (to
-            # rank them), the days of the series kept, and the days of all of them together.
-            totals = uow.usage.usage_by_key(
+            # One read, summed by the database per day and series; the series' totals, their
+            # ranking and every day's sums are added up here from its rows.
+            rows = uow.usage.usage_by_day_and_key(
                 rights_holder_id,
                 first_day,
                 last_day,
@@ -106,31 +106,28 @@ class UsageSeriesService:
                 character_id=only_character,
                 licensee_id=scope,
             )
-            ranked = sorted(totals, key=lambda t: (-t.uses, -t.records, t.key))
+            totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+            per_day: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+            for row in rows:
+                for sums in (totals[row.key], per_day[row.day]):
+                    sums[0] += row.records
+                    sums[1] += row.uses
+                    sums[2] += row.duration_ms
+            ranked = sorted(totals.items(), key=lambda item: (-item[1][1], -item[1][0], item[0]))
             kept = ranked[:limit]
-            ids = [t.key for t in kept]
-            days_of_kept = uow.usage.usage_by_day(
-                rights_holder_id,
-                first_day,
-                last_day,
-                by_licensee=by_licensee,
-                keys=ids,
-                character_id=only_character,
-                licensee_id=scope,
-            )
-            every_day = uow.usage.usage_by_day(
-                rights_holder_id, first_day, last_day, character_id=only_character, licensee_id=scope
-            )
+            ids = [key for key, _ in kept]
             names = uow.display_names.lookup(
                 character_ids=() if by_licensee else ids,
                 licensee_ids=ids if by_licensee else (),
                 rights_holder_ids=[rights_holder_id],
             )
+        wanted = set(ids)
         by_key: dict[str, list[DailyUsage]] = defaultdict(list)
-        for row in days_of_kept:
-            by_key[row.key].append(row)
+        for row in rows:
+            if row.key in wanted:
+                by_key[row.key].append(row)
         known = names.licensees if by_licensee else names.characters
-        found = {d.day: d for d in every_day}
+        every_day = ((start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1))
         return UsageSeriesResult(
             rights_holder_id=rights_holder_id,
             rights_holder_display_name=names.rights_holders.get(rights_holder_id, ""),
@@ -138,19 +135,16 @@ class UsageSeriesService:
             end_date=last_day,
             by_licensee=by_licensee,
             series=tuple(
-                UsageSeries(t.key, known.get(t.key, ""), tuple(sorted(by_key[t.key], key=lambda d: d.day)), t)
-                for t in kept
+                UsageSeries(
+                    key, known.get(key, ""), tuple(sorted(by_key[key], key=lambda d: d.day)), _sums("", key, sums)
+                )
+                for key, sums in kept
             ),
-            days=tuple(
-                found.get(day, DailyUsage(day, "", 0, 0, 0))
-                for day in ((start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1))
-            ),
-            total=DailyUsage(
-                "",
-                "",
-                sum(t.records for t in totals),
-                sum(t.uses for t in totals),
-                sum(t.duration_ms for t in totals),
-            ),
+            days=tuple(_sums(day, "", per_day.get(day, [0, 0, 0])) for day in every_day),
+            total=_sums("", "", [sum(t[i] for t in totals.values()) for i in range(3)]),
             omitted_series=len(ranked) - len(kept),
         )
+
+
+def _sums(day: str, key: str, sums: list[int]) -> DailyUsage:
+    return DailyUsage(day, key, sums[0], sums[1], sums[2])

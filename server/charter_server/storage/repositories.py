@@ -1203,7 +1203,7 @@ class UsageRepository:
         ]
         self._session.execute(_daily_statement(self._session.get_bind().dialect.name), values)
 
-    def usage_by_key(
+    def usage_by_day_and_key(
         self,
         rights_holder_id: str,
         first_day: str,
@@ -1213,39 +1213,12 @@ class UsageRepository:
         character_id: str | None = None,
         licensee_id: str | None = None,
     ) -> list[DailyUsage]:
-        """The roll-up's sums per character (or licensee) between two days (``YYYY-MM-DD``,
-        inclusive), added up in the database; ``day`` is empty."""
+        """The roll-up's sums per day and character (or licensee) between two days (``YYYY-MM-DD``,
+        inclusive). One pass over the primary key's range of days: grouped by day first, in the
+        key's own order, so the database needs no sort (per character) or only one per day."""
         key = UsageDailyRow.licensee_id if by_licensee else UsageDailyRow.character_id
-        stmt = select(key, *self._sums()).where(
-            *self._where(rights_holder_id, first_day, last_day, character_id, licensee_id)
-        )
-        return [
-            DailyUsage("", str(r[0]), int(r[1]), int(r[2]), int(r[3]))
-            for r in self._session.execute(stmt.group_by(key))
-        ]
-
-    def usage_by_day(
-        self,
-        rights_holder_id: str,
-        first_day: str,
-        last_day: str,
-        *,
-        by_licensee: bool | None = None,
-        keys: Sequence[str] = (),
-        character_id: str | None = None,
-        licensee_id: str | None = None,
-    ) -> list[DailyUsage]:
-        """The roll-up's sums per day, of everything (``by_licensee`` None; ``key`` empty) or of each
-        of ``keys`` (characters, or licensees when ``by_licensee``)."""
         where = self._where(rights_holder_id, first_day, last_day, character_id, licensee_id)
-        if by_licensee is None:
-            stmt = select(UsageDailyRow.day, literal(""), *self._sums()).where(*where).group_by(UsageDailyRow.day)
-        else:
-            if not keys:
-                return []
-            key = UsageDailyRow.licensee_id if by_licensee else UsageDailyRow.character_id
-            stmt = select(UsageDailyRow.day, key, *self._sums()).where(*where, key.in_(list(keys)))
-            stmt = stmt.group_by(UsageDailyRow.day, key)
+        stmt = select(UsageDailyRow.day, key, *self._sums()).where(*where).group_by(UsageDailyRow.day, key)
         return [DailyUsage(str(r[0]), str(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in self._session.execute(stmt)]
 
     @staticmethod
