@@ -15,6 +15,7 @@ import grpc
 import pytest
 from charter.v1 import authorization_service_pb2 as az
 from charter.v1 import decision_pb2 as D  # noqa: N812
+from charter.v1 import grant_service_pb2 as gs
 from charter.v1 import terms_pb2 as T  # noqa: N812
 from charter_server.app import CharterServer
 
@@ -100,6 +101,23 @@ def test_a_licensees_grants_decide_with_the_proposed_terms_in_their_place(api: S
     assert verdict(by_generator, ungranted)[:2] == (False, [D.DENY_REASON_NO_GRANT])
     assert verdict(by_holder, granted) == (False, [D.DENY_REASON_USE_TYPE_NOT_PERMITTED], grant.id, 0)
     assert verdict(by_staff, granted) == (True, ALLOWED, grant.id, 1)
+
+
+def test_proposed_terms_do_not_revive_a_revoked_grant(api: Stubs, keys: Any, clock: Any) -> None:
+    holder = new_holder(api.catalog, api.access, keys.admin)
+    licensee_id = new_licensee(api, keys.admin)
+    character_id = opted_in_character(api, holder)
+    grant = issue(api, keys.admin, clock, character_id, licensee_id)
+    api.grants.RevokeGrant(gs.RevokeGrantRequest(id=grant.id, reason="ended"), metadata=auth(keys.admin))
+    wider = terms(max_content_rating=T.CONTENT_RATING_ADULT)
+    answer = simulate(
+        api,
+        holder.secret,
+        character_id,
+        licensee_id=licensee_id,
+        proposed=az.ProposedTerms(character_id=character_id, terms=wider),
+    )
+    assert verdict(answer, character_id)[:3] == (False, [D.DENY_REASON_GRANT_REVOKED], grant.id)
 
 
 def test_nothing_is_counted_and_nothing_is_signed(api: Stubs, keys: Any, clock: Any) -> None:
