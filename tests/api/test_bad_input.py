@@ -2227,6 +2227,99 @@ def usage_cases() -> list[Case]:
         ]
     )
 
+    # SimulateUse (what-if): the fields it shares with Authorize, the licensee and the proposal.
+    rpc = "AuthorizationService.SimulateUse"
+
+    def simulate_request(**given: Any) -> Callable[[Ctx], message.Message]:
+        def build(ctx: Ctx) -> message.Message:
+            changes = dict(given)
+            context = decision_pb.UseContext(
+                use_type=terms_pb.USE_TYPE_VIDEO_GENERATION, content_rating=terms_pb.CONTENT_RATING_ALL_AGES
+            )
+            for name, value in changes.pop("context", {}).items():
+                if name == "categories":
+                    context.categories.extend(value)
+                elif name == "duration":
+                    context.duration.CopyFrom(value)
+                else:
+                    setattr(context, name, value)
+            proposed = changes.pop("proposed", None)
+            changes.setdefault("character_ids", [ctx.targets.opted_in_id])
+            request = authz_pb.SimulateUseRequest(context=context, **changes)
+            if proposed is not None:
+                request.proposed.character_id = proposed.get("character_id", ctx.targets.opted_in_id)
+                request.proposed.terms.CopyFrom(proposed.get("terms", terms_pb.Terms()))
+            return request
+
+        return build
+
+    def valid_terms() -> terms_pb.Terms:
+        return terms_pb.Terms(
+            permitted_use_types=[terms_pb.USE_TYPE_IMAGE_GENERATION], max_content_rating=terms_pb.CONTENT_RATING_TEEN
+        )
+
+    add(
+        case(f"{rpc}-character_ids-{k}", rpc, simulate_request(character_ids=[v]), "character_ids[0]")
+        for k, v in some_bad_ids("character").items()
+    )
+    add(
+        case(f"{rpc}-licensee_id-{k}", rpc, simulate_request(licensee_id=v), "licensee_id")
+        for k, v in some_bad_ids("licensee").items()
+        if v
+    )
+    add(
+        [
+            case(f"{rpc}-prompt-too_long", rpc, simulate_request(prompt="a" * 8001), "prompt"),
+            case(f"{rpc}-context-use_type", rpc, simulate_request(context={"use_type": 99}), "context.use_type"),
+            case(
+                f"{rpc}-context-content_rating",
+                rpc,
+                simulate_request(context={"content_rating": 0}),
+                "context.content_rating",
+            ),
+            case(
+                f"{rpc}-context-categories",
+                rpc,
+                simulate_request(context={"categories": [99]}),
+                "context.categories[0]",
+            ),
+            case(f"{rpc}-context-territory", rpc, simulate_request(context={"territory": "XX"}), "context.territory"),
+            case(
+                f"{rpc}-context-duration",
+                rpc,
+                simulate_request(context={"duration": duration_pb2.Duration(seconds=-1)}),
+                "context.duration",
+            ),
+            case(
+                f"{rpc}-proposed.character_id-malformed",
+                rpc,
+                simulate_request(proposed={"character_id": "chr_nope", "terms": valid_terms()}),
+                "proposed.character_id",
+            ),
+            case(
+                f"{rpc}-proposed.terms-empty",
+                rpc,
+                simulate_request(proposed={}),
+                "proposed.terms.permitted_use_types",
+                "proposed.terms.max_content_rating",
+            ),
+            case(
+                f"{rpc}-character_ids-malformed-as_rights_holder",
+                rpc,
+                simulate_request(character_ids=["chr_nope"]),
+                "character_ids[0]",
+                caller="owner",
+            ),
+            case(
+                f"{rpc}-licensee_id-malformed-as_generator",
+                rpc,
+                simulate_request(licensee_id="lic_nope"),
+                "licensee_id",
+                caller="generator",
+            ),
+        ]
+    )
+
     # ListStatements: paging and filters.
     rpc = "UsageService.ListStatements"
     request_type = usage_pb.ListStatementsRequest

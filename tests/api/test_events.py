@@ -69,6 +69,7 @@ READ_ONLY = frozenset(
         AUTHZ + "GetKeySet",
         AUTHZ + "VerifyGrant",
         AUTHZ + "ScreenPrompt",
+        AUTHZ + "SimulateUse",  # what-if: reads only, counts and signs nothing
         AUTHZ + "WatchRevocations",
         USAGE + "GetStatement",
         USAGE + "ListStatements",

@@ -17,7 +17,7 @@ from charter._license import License, async_license_block
 from charter._options import check_timeout, new_request_id
 from charter._requests import UseRequest
 from charter.decisions import Decision, Detection
-from charter.v1 import authorization_service_pb2, envelope_pb2
+from charter.v1 import authorization_service_pb2, envelope_pb2, terms_pb2
 
 
 class AuthorizationCalls(UsageCalls):
@@ -197,6 +197,102 @@ class AuthorizationCalls(UsageCalls):
             self._authorization.ScreenPrompt, authorization_service_pb2.ScreenPromptRequest(prompt=prompt), timeout
         )
         return [Detection.from_proto(detection) for detection in response.detections]
+
+    async def simulate_use(
+        self,
+        *,
+        character_ids: Sequence[str] = (),
+        prompt: str = "",
+        use_type: int,
+        content_rating: int,
+        categories: Iterable[int] = (),
+        territory: str = "",
+        commercial: bool = False,
+        duration: dt.timedelta | None = None,
+        licensee_id: str = "",
+        proposed_character_id: str = "",
+        proposed_terms: terms_pb2.Terms | None = None,
+        timeout: float | None = None,
+    ) -> authorization_service_pb2.SimulateUseResponse:
+        """What-if: what `authorize` would decide, optionally under proposed terms, counting,
+        signing and recording nothing.
+
+        With a licensee, its grants on record decide (for the proposed character, under the
+        proposed terms); without one, a valid grant under the character's terms in force (or the
+        proposed terms) is assumed. Quotas are not looked at. Allowed roles: admin, auditor;
+        rights holder (its own characters only); generator (its own licensee only).
+
+        Example:
+            ```python
+            answer = client.simulate_use(
+                character_ids=[character_id],
+                use_type=terms_pb2.USE_TYPE_IMAGE_GENERATION,
+                content_rating=terms_pb2.CONTENT_RATING_MATURE,
+                territory="JP",
+                proposed_character_id=character_id,
+                proposed_terms=new_terms,
+            )
+            for decision in answer.decisions:
+                print(decision.character_id, decision.allowed, list(decision.reasons))
+            ```
+
+        Args:
+            character_ids: The characters the content would show, at most 64, without duplicates.
+            prompt: A prompt to screen, at most 8000 characters; the characters it names are
+                decided too (for a rights holder, only its own).
+            use_type: A `charter.v1.UseType` value; required.
+            content_rating: A `charter.v1.ContentRating` value; required.
+            categories: `charter.v1.ContentCategory` values the content is flagged with.
+            territory: An ISO 3166-1 alpha-2 code, or empty.
+            commercial: Whether the use is commercial.
+            duration: The length of the content (0 to 24 hours).
+            licensee_id: The licensee whose grants decide; empty for none (a generator key's own
+                licensee is used when empty).
+            proposed_character_id: The character the proposed terms are for (decided even when
+                not in `character_ids`); required with `proposed_terms`.
+            proposed_terms: Terms to try instead of the character's, checked as `update_terms`
+                checks them.
+            timeout: The deadline of this call in seconds, instead of the default.
+
+        Returns:
+            The `SimulateUseResponse`: `allowed`, `decisions` (per character, with every failed
+            term; `terms_version` 0 under the proposed terms), `detections`, `licensee_id` and
+            `decide_time`.
+
+        Raises:
+            ValueError: If an enum value is unknown, or only one of `proposed_character_id` and
+                `proposed_terms` is given.
+            TypeError: If an argument has the wrong type.
+            InvalidArgumentError: If the request is invalid (see `field_violations`).
+            PermissionDeniedError: If the role may not simulate, or a character or licensee is
+                not the key's own.
+            NotFoundError: If the licensee (or, for staff, the proposed character) does not exist.
+            CharterError: For any other failure.
+        """
+        if (proposed_terms is None) != (not proposed_character_id):
+            raise ValueError("give both proposed_character_id and proposed_terms, or neither")
+        if not isinstance(licensee_id, str):
+            raise TypeError(f"licensee_id must be a string, not {type(licensee_id).__name__}")
+        use = UseRequest.of(
+            character_ids=character_ids,
+            prompt=prompt,
+            use_type=use_type,
+            content_rating=content_rating,
+            categories=categories,
+            territory=territory,
+            commercial=commercial,
+            duration=duration,
+        )
+        request = authorization_service_pb2.SimulateUseRequest(
+            character_ids=use.character_ids, prompt=use.prompt, context=use.context, licensee_id=licensee_id
+        )
+        if proposed_terms is not None:
+            request.proposed.character_id = proposed_character_id
+            request.proposed.terms.CopyFrom(proposed_terms)
+        response: authorization_service_pb2.SimulateUseResponse = await self._unary(
+            self._authorization.SimulateUse, request, timeout
+        )
+        return response
 
     def watch_revocations(self, since_sequence: int = 0, *, timeout: float | None = None) -> AsyncRevocationWatch:
         """Opens the revocation stream: the log's events after `since_sequence`, then live ones.

@@ -26,46 +26,53 @@ from charter.v1 import decision_pb2 as charter_dot_v1_dot_decision__pb2
 from charter.v1 import envelope_pb2 as charter_dot_v1_dot_envelope__pb2
 from charter.v1 import grant_pb2 as charter_dot_v1_dot_grant__pb2
 from charter.v1 import signing_key_pb2 as charter_dot_v1_dot_signing__key__pb2
+from charter.v1 import terms_pb2 as charter_dot_v1_dot_terms__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&charter/v1/authorization_service.proto\x12\ncharter.v1\x1a\x19\x63harter/v1/decision.proto\x1a\x19\x63harter/v1/envelope.proto\x1a\x16\x63harter/v1/grant.proto\x1a\x1c\x63harter/v1/signing_key.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetKeySetRequest\"8\n\x11GetKeySetResponse\x12#\n\x07key_set\x18\x01 \x01(\x0b\x32\x12.charter.v1.KeySet\"\x8b\x01\n\x12VerifyGrantRequest\x12(\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x14.charter.v1.EnvelopeH\x00\x12\x17\n\renvelope_json\x18\x02 \x01(\tH\x00\x12\x13\n\x0blicensee_id\x18\x03 \x01(\t\x12\x14\n\x0c\x63haracter_id\x18\x04 \x01(\tB\x07\n\x05grant\"y\n\x13VerifyGrantResponse\x12)\n\x07verdict\x18\x01 \x01(\x0e\x32\x18.charter.v1.GrantVerdict\x12\'\n\x06\x63laims\x18\x02 \x01(\x0b\x32\x17.charter.v1.GrantClaims\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"%\n\x13ScreenPromptRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\"\xfe\x03\n\tDetection\x12\x14\n\x0c\x63haracter_id\x18\x01 \x01(\t\x12\x15\n\rmatched_alias\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x05\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x11\n\tambiguous\x18\x06 \x01(\x08\x12(\n\x04rule\x18\x07 \x01(\x0e\x32\x1a.charter.v1.Detection.Rule\x12(\n\x04kind\x18\x08 \x01(\x0e\x32\x1a.charter.v1.Detection.Kind\x12\x13\n\x0bkeyword_set\x18\t \x01(\t\"\xda\x01\n\x04Rule\x12\x14\n\x10RULE_UNSPECIFIED\x10\x00\x12\x0e\n\nRULE_EXACT\x10\x01\x12\x11\n\rRULE_SKELETON\x10\x02\x12\x10\n\x0cRULE_READING\x10\x03\x12\x0f\n\x0bRULE_SPACED\x10\x04\x12\x10\n\x0cRULE_HASHTAG\x10\x05\x12\x0f\n\x0bRULE_JOINED\x10\x06\x12\x17\n\x13RULE_REVERSED_ORDER\x10\x07\x12\x0f\n\x0bRULE_PLURAL\x10\x08\x12\x13\n\x0fRULE_LONG_VOWEL\x10\t\x12\x14\n\x10RULE_DESCRIPTION\x10\n\"A\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\r\n\tKIND_NAME\x10\x01\x12\x14\n\x10KIND_DESCRIPTION\x10\x02\"A\n\x14ScreenPromptResponse\x12)\n\ndetections\x18\x01 \x03(\x0b\x32\x15.charter.v1.Detection\"1\n\x17WatchRevocationsRequest\x12\x16\n\x0esince_sequence\x18\x01 \x01(\x03\"\xab\x01\n\x18WatchRevocationsResponse\x12,\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1b.charter.v1.RevocationEventH\x00\x12*\n\theartbeat\x18\x02 \x01(\x0b\x32\x15.charter.v1.HeartbeatH\x00\x12*\n\x04skip\x18\x03 \x01(\x0b\x32\x1a.charter.v1.RevocationSkipH\x00\x42\t\n\x07message\"\"\n\x0eRevocationSkip\x12\x10\n\x08sequence\x18\x01 \x01(\x03\"N\n\tHeartbeat\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12/\n\x0bserver_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9c\x01\n\x10\x41uthorizeRequest\x12\x15\n\rcharacter_ids\x18\x01 \x03(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12$\n\x06grants\x18\x03 \x03(\x0b\x32\x14.charter.v1.Envelope\x12\'\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x16.charter.v1.UseContext\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"\x94\x01\n\x11\x41uthorizeResponse\x12-\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x1b.charter.v1.DecisionReceipt\x12)\n\ndetections\x18\x02 \x03(\x0b\x32\x15.charter.v1.Detection\x12%\n\x07receipt\x18\x03 \x01(\x0b\x32\x14.charter.v1.Envelope2\xae\x03\n\x14\x41uthorizationService\x12H\n\tAuthorize\x12\x1c.charter.v1.AuthorizeRequest\x1a\x1d.charter.v1.AuthorizeResponse\x12H\n\tGetKeySet\x12\x1c.charter.v1.GetKeySetRequest\x1a\x1d.charter.v1.GetKeySetResponse\x12N\n\x0bVerifyGrant\x12\x1e.charter.v1.VerifyGrantRequest\x1a\x1f.charter.v1.VerifyGrantResponse\x12Q\n\x0cScreenPrompt\x12\x1f.charter.v1.ScreenPromptRequest\x1a .charter.v1.ScreenPromptResponse\x12_\n\x10WatchRevocations\x12#.charter.v1.WatchRevocationsRequest\x1a$.charter.v1.WatchRevocationsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&charter/v1/authorization_service.proto\x12\ncharter.v1\x1a\x19\x63harter/v1/decision.proto\x1a\x19\x63harter/v1/envelope.proto\x1a\x16\x63harter/v1/grant.proto\x1a\x1c\x63harter/v1/signing_key.proto\x1a\x16\x63harter/v1/terms.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetKeySetRequest\"8\n\x11GetKeySetResponse\x12#\n\x07key_set\x18\x01 \x01(\x0b\x32\x12.charter.v1.KeySet\"\x8b\x01\n\x12VerifyGrantRequest\x12(\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x14.charter.v1.EnvelopeH\x00\x12\x17\n\renvelope_json\x18\x02 \x01(\tH\x00\x12\x13\n\x0blicensee_id\x18\x03 \x01(\t\x12\x14\n\x0c\x63haracter_id\x18\x04 \x01(\tB\x07\n\x05grant\"y\n\x13VerifyGrantResponse\x12)\n\x07verdict\x18\x01 \x01(\x0e\x32\x18.charter.v1.GrantVerdict\x12\'\n\x06\x63laims\x18\x02 \x01(\x0b\x32\x17.charter.v1.GrantClaims\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"%\n\x13ScreenPromptRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\"\xfe\x03\n\tDetection\x12\x14\n\x0c\x63haracter_id\x18\x01 \x01(\t\x12\x15\n\rmatched_alias\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x05\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x11\n\tambiguous\x18\x06 \x01(\x08\x12(\n\x04rule\x18\x07 \x01(\x0e\x32\x1a.charter.v1.Detection.Rule\x12(\n\x04kind\x18\x08 \x01(\x0e\x32\x1a.charter.v1.Detection.Kind\x12\x13\n\x0bkeyword_set\x18\t \x01(\t\"\xda\x01\n\x04Rule\x12\x14\n\x10RULE_UNSPECIFIED\x10\x00\x12\x0e\n\nRULE_EXACT\x10\x01\x12\x11\n\rRULE_SKELETON\x10\x02\x12\x10\n\x0cRULE_READING\x10\x03\x12\x0f\n\x0bRULE_SPACED\x10\x04\x12\x10\n\x0cRULE_HASHTAG\x10\x05\x12\x0f\n\x0bRULE_JOINED\x10\x06\x12\x17\n\x13RULE_REVERSED_ORDER\x10\x07\x12\x0f\n\x0bRULE_PLURAL\x10\x08\x12\x13\n\x0fRULE_LONG_VOWEL\x10\t\x12\x14\n\x10RULE_DESCRIPTION\x10\n\"A\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\r\n\tKIND_NAME\x10\x01\x12\x14\n\x10KIND_DESCRIPTION\x10\x02\"A\n\x14ScreenPromptResponse\x12)\n\ndetections\x18\x01 \x03(\x0b\x32\x15.charter.v1.Detection\"1\n\x17WatchRevocationsRequest\x12\x16\n\x0esince_sequence\x18\x01 \x01(\x03\"\xab\x01\n\x18WatchRevocationsResponse\x12,\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1b.charter.v1.RevocationEventH\x00\x12*\n\theartbeat\x18\x02 \x01(\x0b\x32\x15.charter.v1.HeartbeatH\x00\x12*\n\x04skip\x18\x03 \x01(\x0b\x32\x1a.charter.v1.RevocationSkipH\x00\x42\t\n\x07message\"\"\n\x0eRevocationSkip\x12\x10\n\x08sequence\x18\x01 \x01(\x03\"N\n\tHeartbeat\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12/\n\x0bserver_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9c\x01\n\x10\x41uthorizeRequest\x12\x15\n\rcharacter_ids\x18\x01 \x03(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12$\n\x06grants\x18\x03 \x03(\x0b\x32\x14.charter.v1.Envelope\x12\'\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x16.charter.v1.UseContext\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"\x94\x01\n\x11\x41uthorizeResponse\x12-\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x1b.charter.v1.DecisionReceipt\x12)\n\ndetections\x18\x02 \x03(\x0b\x32\x15.charter.v1.Detection\x12%\n\x07receipt\x18\x03 \x01(\x0b\x32\x14.charter.v1.Envelope\"\xa6\x01\n\x12SimulateUseRequest\x12\x15\n\rcharacter_ids\x18\x01 \x03(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\'\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x16.charter.v1.UseContext\x12\x13\n\x0blicensee_id\x18\x04 \x01(\t\x12+\n\x08proposed\x18\x05 \x01(\x0b\x32\x19.charter.v1.ProposedTerms\"G\n\rProposedTerms\x12\x14\n\x0c\x63haracter_id\x18\x01 \x01(\t\x12 \n\x05terms\x18\x02 \x01(\x0b\x32\x11.charter.v1.Terms\"\xc9\x01\n\x13SimulateUseResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x30\n\tdecisions\x18\x02 \x03(\x0b\x32\x1d.charter.v1.CharacterDecision\x12)\n\ndetections\x18\x03 \x03(\x0b\x32\x15.charter.v1.Detection\x12\x13\n\x0blicensee_id\x18\x04 \x01(\t\x12/\n\x0b\x64\x65\x63ide_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xfe\x03\n\x14\x41uthorizationService\x12H\n\tAuthorize\x12\x1c.charter.v1.AuthorizeRequest\x1a\x1d.charter.v1.AuthorizeResponse\x12H\n\tGetKeySet\x12\x1c.charter.v1.GetKeySetRequest\x1a\x1d.charter.v1.GetKeySetResponse\x12N\n\x0bVerifyGrant\x12\x1e.charter.v1.VerifyGrantRequest\x1a\x1f.charter.v1.VerifyGrantResponse\x12Q\n\x0cScreenPrompt\x12\x1f.charter.v1.ScreenPromptRequest\x1a .charter.v1.ScreenPromptResponse\x12_\n\x10WatchRevocations\x12#.charter.v1.WatchRevocationsRequest\x1a$.charter.v1.WatchRevocationsResponse0\x01\x12N\n\x0bSimulateUse\x12\x1e.charter.v1.SimulateUseRequest\x1a\x1f.charter.v1.SimulateUseResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'charter.v1.authorization_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETKEYSETREQUEST']._serialized_start=195
-  _globals['_GETKEYSETREQUEST']._serialized_end=213
-  _globals['_GETKEYSETRESPONSE']._serialized_start=215
-  _globals['_GETKEYSETRESPONSE']._serialized_end=271
-  _globals['_VERIFYGRANTREQUEST']._serialized_start=274
-  _globals['_VERIFYGRANTREQUEST']._serialized_end=413
-  _globals['_VERIFYGRANTRESPONSE']._serialized_start=415
-  _globals['_VERIFYGRANTRESPONSE']._serialized_end=536
-  _globals['_SCREENPROMPTREQUEST']._serialized_start=538
-  _globals['_SCREENPROMPTREQUEST']._serialized_end=575
-  _globals['_DETECTION']._serialized_start=578
-  _globals['_DETECTION']._serialized_end=1088
-  _globals['_DETECTION_RULE']._serialized_start=803
-  _globals['_DETECTION_RULE']._serialized_end=1021
-  _globals['_DETECTION_KIND']._serialized_start=1023
-  _globals['_DETECTION_KIND']._serialized_end=1088
-  _globals['_SCREENPROMPTRESPONSE']._serialized_start=1090
-  _globals['_SCREENPROMPTRESPONSE']._serialized_end=1155
-  _globals['_WATCHREVOCATIONSREQUEST']._serialized_start=1157
-  _globals['_WATCHREVOCATIONSREQUEST']._serialized_end=1206
-  _globals['_WATCHREVOCATIONSRESPONSE']._serialized_start=1209
-  _globals['_WATCHREVOCATIONSRESPONSE']._serialized_end=1380
-  _globals['_REVOCATIONSKIP']._serialized_start=1382
-  _globals['_REVOCATIONSKIP']._serialized_end=1416
-  _globals['_HEARTBEAT']._serialized_start=1418
-  _globals['_HEARTBEAT']._serialized_end=1496
-  _globals['_AUTHORIZEREQUEST']._serialized_start=1499
-  _globals['_AUTHORIZEREQUEST']._serialized_end=1655
-  _globals['_AUTHORIZERESPONSE']._serialized_start=1658
-  _globals['_AUTHORIZERESPONSE']._serialized_end=1806
-  _globals['_AUTHORIZATIONSERVICE']._serialized_start=1809
-  _globals['_AUTHORIZATIONSERVICE']._serialized_end=2239
+  _globals['_GETKEYSETREQUEST']._serialized_start=219
+  _globals['_GETKEYSETREQUEST']._serialized_end=237
+  _globals['_GETKEYSETRESPONSE']._serialized_start=239
+  _globals['_GETKEYSETRESPONSE']._serialized_end=295
+  _globals['_VERIFYGRANTREQUEST']._serialized_start=298
+  _globals['_VERIFYGRANTREQUEST']._serialized_end=437
+  _globals['_VERIFYGRANTRESPONSE']._serialized_start=439
+  _globals['_VERIFYGRANTRESPONSE']._serialized_end=560
+  _globals['_SCREENPROMPTREQUEST']._serialized_start=562
+  _globals['_SCREENPROMPTREQUEST']._serialized_end=599
+  _globals['_DETECTION']._serialized_start=602
+  _globals['_DETECTION']._serialized_end=1112
+  _globals['_DETECTION_RULE']._serialized_start=827
+  _globals['_DETECTION_RULE']._serialized_end=1045
+  _globals['_DETECTION_KIND']._serialized_start=1047
+  _globals['_DETECTION_KIND']._serialized_end=1112
+  _globals['_SCREENPROMPTRESPONSE']._serialized_start=1114
+  _globals['_SCREENPROMPTRESPONSE']._serialized_end=1179
+  _globals['_WATCHREVOCATIONSREQUEST']._serialized_start=1181
+  _globals['_WATCHREVOCATIONSREQUEST']._serialized_end=1230
+  _globals['_WATCHREVOCATIONSRESPONSE']._serialized_start=1233
+  _globals['_WATCHREVOCATIONSRESPONSE']._serialized_end=1404
+  _globals['_REVOCATIONSKIP']._serialized_start=1406
+  _globals['_REVOCATIONSKIP']._serialized_end=1440
+  _globals['_HEARTBEAT']._serialized_start=1442
+  _globals['_HEARTBEAT']._serialized_end=1520
+  _globals['_AUTHORIZEREQUEST']._serialized_start=1523
+  _globals['_AUTHORIZEREQUEST']._serialized_end=1679
+  _globals['_AUTHORIZERESPONSE']._serialized_start=1682
+  _globals['_AUTHORIZERESPONSE']._serialized_end=1830
+  _globals['_SIMULATEUSEREQUEST']._serialized_start=1833
+  _globals['_SIMULATEUSEREQUEST']._serialized_end=1999
+  _globals['_PROPOSEDTERMS']._serialized_start=2001
+  _globals['_PROPOSEDTERMS']._serialized_end=2072
+  _globals['_SIMULATEUSERESPONSE']._serialized_start=2075
+  _globals['_SIMULATEUSERESPONSE']._serialized_end=2276
+  _globals['_AUTHORIZATIONSERVICE']._serialized_start=2279
+  _globals['_AUTHORIZATIONSERVICE']._serialized_end=2789
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,7 @@ from charter.v1 import decision_pb2 as _decision_pb2
 from charter.v1 import envelope_pb2 as _envelope_pb2
 from charter.v1 import grant_pb2 as _grant_pb2
 from charter.v1 import signing_key_pb2 as _signing_key_pb2
+from charter.v1 import terms_pb2 as _terms_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -565,3 +566,135 @@ class AuthorizeResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AuthorizeResponse: _TypeAlias = AuthorizeResponse  # noqa: Y015
+
+@_typing.final
+class SimulateUseRequest(_message.Message):
+    """The request of AuthorizationService.SimulateUse. At least one of
+    `character_ids`, `prompt` and `proposed` is required.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTER_IDS_FIELD_NUMBER: _builtins.int
+    PROMPT_FIELD_NUMBER: _builtins.int
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    LICENSEE_ID_FIELD_NUMBER: _builtins.int
+    PROPOSED_FIELD_NUMBER: _builtins.int
+    prompt: _builtins.str
+    """The prompt, at most 8000 characters; every character it names is decided
+    too (an alias marked ambiguous only if declared), as in Authorize.
+    """
+    licensee_id: _builtins.str
+    """The licensee whose grants decide. Optional for staff and rights holders;
+    a generator's own licensee when empty, and only its own otherwise.
+    """
+    @_builtins.property
+    def character_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The characters the content would show, at most 64, without duplicates."""
+
+    @_builtins.property
+    def context(self) -> _decision_pb2.UseContext:
+        """The intended use. Required."""
+
+    @_builtins.property
+    def proposed(self) -> Global___ProposedTerms:
+        """Terms proposed for one character, used instead of the terms of its
+        grants (or of its terms in force). Optional.
+        """
+
+    def __init__(
+        self,
+        *,
+        character_ids: _abc.Iterable[_builtins.str] | None = ...,
+        prompt: _builtins.str = ...,
+        context: _decision_pb2.UseContext | None = ...,
+        licensee_id: _builtins.str = ...,
+        proposed: Global___ProposedTerms | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "proposed", b"proposed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_ids", b"character_ids", "context", b"context", "licensee_id", b"licensee_id", "prompt", b"prompt", "proposed", b"proposed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SimulateUseRequest: _TypeAlias = SimulateUseRequest  # noqa: Y015
+
+@_typing.final
+class ProposedTerms(_message.Message):
+    """ProposedTerms are terms a rights holder considers for one of its
+    characters, not yet published.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTER_ID_FIELD_NUMBER: _builtins.int
+    TERMS_FIELD_NUMBER: _builtins.int
+    character_id: _builtins.str
+    """The character. Required; it is decided even if not declared."""
+    @_builtins.property
+    def terms(self) -> _terms_pb2.Terms:
+        """The terms, checked as UpdateTerms checks them. Required."""
+
+    def __init__(
+        self,
+        *,
+        character_id: _builtins.str = ...,
+        terms: _terms_pb2.Terms | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["terms", b"terms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_id", b"character_id", "terms", b"terms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposedTerms: _TypeAlias = ProposedTerms  # noqa: Y015
+
+@_typing.final
+class SimulateUseResponse(_message.Message):
+    """The response of AuthorizationService.SimulateUse."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALLOWED_FIELD_NUMBER: _builtins.int
+    DECISIONS_FIELD_NUMBER: _builtins.int
+    DETECTIONS_FIELD_NUMBER: _builtins.int
+    LICENSEE_ID_FIELD_NUMBER: _builtins.int
+    DECIDE_TIME_FIELD_NUMBER: _builtins.int
+    allowed: _builtins.bool
+    """Whether Authorize would allow the whole request (every decided
+    character allowed), quotas aside: nothing is counted, so an exhausted
+    quota is not seen.
+    """
+    licensee_id: _builtins.str
+    """The licensee decided for ("" when none)."""
+    @_builtins.property
+    def decisions(self) -> _containers.RepeatedCompositeFieldContainer[_decision_pb2.CharacterDecision]:
+        """The decision per character: declared ones in the order given, then the
+        ones the prompt names. A decision under proposed terms has
+        `terms_version` 0.
+        """
+
+    @_builtins.property
+    def detections(self) -> _containers.RepeatedCompositeFieldContainer[Global___Detection]:
+        """The characters the prompt names, with spans, ordered by start."""
+
+    @_builtins.property
+    def decide_time(self) -> _timestamp_pb2.Timestamp:
+        """The time the use was decided at (the server's clock)."""
+
+    def __init__(
+        self,
+        *,
+        allowed: _builtins.bool = ...,
+        decisions: _abc.Iterable[_decision_pb2.CharacterDecision] | None = ...,
+        detections: _abc.Iterable[Global___Detection] | None = ...,
+        licensee_id: _builtins.str = ...,
+        decide_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decide_time", b"decide_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "decide_time", b"decide_time", "decisions", b"decisions", "detections", b"detections", "licensee_id", b"licensee_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SimulateUseResponse: _TypeAlias = SimulateUseResponse  # noqa: Y015

@@ -63,6 +63,11 @@ class AuthorizationServiceStub:
                 request_serializer=charter_dot_v1_dot_authorization__service__pb2.WatchRevocationsRequest.SerializeToString,
                 response_deserializer=charter_dot_v1_dot_authorization__service__pb2.WatchRevocationsResponse.FromString,
                 _registered_method=True)
+        self.SimulateUse = channel.unary_unary(
+                '/charter.v1.AuthorizationService/SimulateUse',
+                request_serializer=charter_dot_v1_dot_authorization__service__pb2.SimulateUseRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_authorization__service__pb2.SimulateUseResponse.FromString,
+                _registered_method=True)
 
 
 class AuthorizationServiceServicer:
@@ -131,6 +136,25 @@ class AuthorizationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SimulateUse(self, request, context):
+        """What-if: decides a use as Authorize would, with the same decision core,
+        optionally under proposed terms for one character, and returns the
+        detections and, per character, the decision with every failed term. It
+        counts nothing, signs nothing and records nothing as a use. With a
+        licensee, the licensee's grants on record decide (their terms replaced by
+        the proposed terms for the proposed character); without one, a grant
+        under the character's terms in force (or the proposed terms) is assumed,
+        so the answer is what the terms themselves decide (terms naming
+        licensees or platforms then fail those terms). Allowed roles: admin,
+        auditor; rights holder (its own characters only: every declared
+        character and the proposed one must be its own, and only its own
+        characters that the prompt names are decided); generator (its own
+        licensee only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthorizationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -158,6 +182,11 @@ def add_AuthorizationServiceServicer_to_server(servicer, server):
                     servicer.WatchRevocations,
                     request_deserializer=charter_dot_v1_dot_authorization__service__pb2.WatchRevocationsRequest.FromString,
                     response_serializer=charter_dot_v1_dot_authorization__service__pb2.WatchRevocationsResponse.SerializeToString,
+            ),
+            'SimulateUse': grpc.unary_unary_rpc_method_handler(
+                    servicer.SimulateUse,
+                    request_deserializer=charter_dot_v1_dot_authorization__service__pb2.SimulateUseRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_authorization__service__pb2.SimulateUseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -299,6 +328,33 @@ class AuthorizationService:
             '/charter.v1.AuthorizationService/WatchRevocations',
             charter_dot_v1_dot_authorization__service__pb2.WatchRevocationsRequest.SerializeToString,
             charter_dot_v1_dot_authorization__service__pb2.WatchRevocationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SimulateUse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charter.v1.AuthorizationService/SimulateUse',
+            charter_dot_v1_dot_authorization__service__pb2.SimulateUseRequest.SerializeToString,
+            charter_dot_v1_dot_authorization__service__pb2.SimulateUseResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -76,6 +76,21 @@ class AuthorizationServiceStub:
     stream counts against the stream limits of its API key. Allowed roles:
     all.
     """
+    SimulateUse: _grpc.UnaryUnaryMultiCallable[_authorization_service_pb2.SimulateUseRequest, _authorization_service_pb2.SimulateUseResponse]
+    """What-if: decides a use as Authorize would, with the same decision core,
+    optionally under proposed terms for one character, and returns the
+    detections and, per character, the decision with every failed term. It
+    counts nothing, signs nothing and records nothing as a use. With a
+    licensee, the licensee's grants on record decide (their terms replaced by
+    the proposed terms for the proposed character); without one, a grant
+    under the character's terms in force (or the proposed terms) is assumed,
+    so the answer is what the terms themselves decide (terms naming
+    licensees or platforms then fail those terms). Allowed roles: admin,
+    auditor; rights holder (its own characters only: every declared
+    character and the proposed one must be its own, and only its own
+    characters that the prompt names are decided); generator (its own
+    licensee only).
+    """
 
 @_typing.type_check_only
 class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
@@ -124,6 +139,21 @@ class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
     the heartbeats), so the stream stays contiguous for the caller. An open
     stream counts against the stream limits of its API key. Allowed roles:
     all.
+    """
+    SimulateUse: _aio.UnaryUnaryMultiCallable[_authorization_service_pb2.SimulateUseRequest, _authorization_service_pb2.SimulateUseResponse]  # type: ignore[assignment]
+    """What-if: decides a use as Authorize would, with the same decision core,
+    optionally under proposed terms for one character, and returns the
+    detections and, per character, the decision with every failed term. It
+    counts nothing, signs nothing and records nothing as a use. With a
+    licensee, the licensee's grants on record decide (their terms replaced by
+    the proposed terms for the proposed character); without one, a grant
+    under the character's terms in force (or the proposed terms) is assumed,
+    so the answer is what the terms themselves decide (terms naming
+    licensees or platforms then fail those terms). Allowed roles: admin,
+    auditor; rights holder (its own characters only: every declared
+    character and the proposed one must be its own, and only its own
+    characters that the prompt names are decided); generator (its own
+    licensee only).
     """
 
 class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -200,6 +230,27 @@ class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
         the heartbeats), so the stream stays contiguous for the caller. An open
         stream counts against the stream limits of its API key. Allowed roles:
         all.
+        """
+
+    @_abc_1.abstractmethod
+    def SimulateUse(
+        self,
+        request: _authorization_service_pb2.SimulateUseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authorization_service_pb2.SimulateUseResponse, _abc.Awaitable[_authorization_service_pb2.SimulateUseResponse]]:
+        """What-if: decides a use as Authorize would, with the same decision core,
+        optionally under proposed terms for one character, and returns the
+        detections and, per character, the decision with every failed term. It
+        counts nothing, signs nothing and records nothing as a use. With a
+        licensee, the licensee's grants on record decide (their terms replaced by
+        the proposed terms for the proposed character); without one, a grant
+        under the character's terms in force (or the proposed terms) is assumed,
+        so the answer is what the terms themselves decide (terms naming
+        licensees or platforms then fail those terms). Allowed roles: admin,
+        auditor; rights holder (its own characters only: every declared
+        character and the proposed one must be its own, and only its own
+        characters that the prompt names are decided); generator (its own
+        licensee only).
         """
 
 def add_AuthorizationServiceServicer_to_server(servicer: AuthorizationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -9,11 +9,20 @@ from collections.abc import AsyncIterator
 import grpc
 from charter.v1 import authorization_service_pb2 as az
 from charter.v1 import authorization_service_pb2_grpc as az_grpc
+from charter.v1 import decision_pb2
 
 from charter_server.api import convert
 from charter_server.api.context import current_principal
 from charter_server.api.watch import RevocationStreams
-from charter_server.services.authorization import AuthorizationService, AuthorizeCommand, UseRequest
+from charter_server.services.authorization import (
+    AuthorizationService,
+    AuthorizeCommand,
+    ProposedTerms,
+    SimulateCommand,
+    UseRequest,
+)
+from charter_server.services.authorization.receipt import character_decision
+from charter_server.services.authorization.service import stated
 from charter_server.services.grants import GrantService
 from charter_server.services.keys import KeyService
 from charter_server.services.screening import PromptScreen
@@ -57,6 +66,27 @@ class AuthorizationServicer(az_grpc.AuthorizationServiceServicer):
         detections = self._screen.screen(request.prompt)
         return az.ScreenPromptResponse(detections=[convert.detection(d) for d in detections])
 
+    def SimulateUse(self, request: az.SimulateUseRequest, context: grpc.ServicerContext) -> az.SimulateUseResponse:
+        proposed = None
+        if request.HasField("proposed"):
+            proposed = ProposedTerms(request.proposed.character_id, request.proposed.terms)
+        command = SimulateCommand(
+            character_ids=tuple(request.character_ids),
+            prompt=request.prompt,
+            use=use_request(request.context) if request.HasField("context") else None,
+            licensee_id=request.licensee_id,
+            proposed=proposed,
+        )
+        result = self._authorization.simulate(current_principal(), command)
+        response = az.SimulateUseResponse(
+            allowed=result.allowed,
+            decisions=[character_decision(stated(outcome)) for outcome in result.outcomes],
+            detections=[convert.detection(d) for d in result.detections],
+            licensee_id=result.licensee_id,
+        )
+        response.decide_time.FromDatetime(result.decide_time)
+        return response
+
     async def WatchRevocations(
         self, request: az.WatchRevocationsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[az.WatchRevocationsResponse]:
@@ -72,17 +102,7 @@ def authorize_command(request: az.AuthorizeRequest) -> AuthorizeCommand:
     must not reach the receipt, nor its request digest (nor the idempotency fingerprint).
     """
     request.DiscardUnknownFields()
-    use = None
-    if request.HasField("context"):
-        context = request.context
-        use = UseRequest(
-            use_type=context.use_type,
-            content_rating=context.content_rating,
-            categories=tuple(context.categories),
-            territory=context.territory,
-            commercial=context.commercial,
-            duration=(context.duration.seconds, context.duration.nanos) if context.HasField("duration") else None,
-        )
+    use = use_request(request.context) if request.HasField("context") else None
     return AuthorizeCommand(
         character_ids=tuple(request.character_ids),
         prompt=request.prompt,
@@ -90,4 +110,16 @@ def authorize_command(request: az.AuthorizeRequest) -> AuthorizeCommand:
         grants=tuple(request.grants),
         request_id=request.request_id,
         request_digest=hashlib.sha256(request.SerializeToString(deterministic=True)).digest(),
+    )
+
+
+def use_request(context: decision_pb2.UseContext) -> UseRequest:
+    """A request's use context as the services take it (not judged: they validate)."""
+    return UseRequest(
+        use_type=context.use_type,
+        content_rating=context.content_rating,
+        categories=tuple(context.categories),
+        territory=context.territory,
+        commercial=context.commercial,
+        duration=(context.duration.seconds, context.duration.nanos) if context.HasField("duration") else None,
     )

@@ -75,6 +75,8 @@ POLICY: dict[str, frozenset[Role]] = {
     "/charter.v1.AuthorizationService/VerifyGrant": ANY,
     "/charter.v1.AuthorizationService/ScreenPrompt": ANY,
     "/charter.v1.AuthorizationService/WatchRevocations": ANY,
+    # What-if (issue 15): staff, rights holders (own characters) and generators (own licensee).
+    "/charter.v1.AuthorizationService/SimulateUse": STAFF_READ | {Role.RIGHTS_HOLDER, Role.GENERATOR},
     # UsageService: generators report; statements for staff, their rights holder, or (own lines) a generator.
     "/charter.v1.UsageService/ReportUsage": frozenset({Role.GENERATOR}),
     "/charter.v1.UsageService/GetStatement": STAFF_READ | {Role.RIGHTS_HOLDER, Role.GENERATOR},

@@ -3,7 +3,8 @@
 The parts: ``command`` (the request and the answer as domain values), ``validation``, ``view``
 (the in-memory view and its poller), ``decision`` (gathers the inputs and calls `charter.decide`),
 ``receipt`` (the signed receipt: the one place here that writes protobuf), ``quotas`` (counting
-uses, and replaying a retried request) and ``service`` (`AuthorizationService`, which runs them).
+uses, and replaying a retried request) and ``service`` (`AuthorizationService`, which runs them);
+``simulate`` answers ``SimulateUse`` (the what-if) with the same ``decision`` step.
 
 **What is decided.** Every character the request declares, and every character its prompt names
 (``charter_server.services.screening``; a match of an alias marked ambiguous is reported but
@@ -61,6 +62,7 @@ from __future__ import annotations
 from charter_server.services.authorization.command import AuthorizeCommand, UseRequest
 from charter_server.services.authorization.receipt import AuthorizeResult
 from charter_server.services.authorization.service import AuthorizationService
+from charter_server.services.authorization.simulate import ProposedTerms, SimulateCommand, SimulateResult
 from charter_server.services.authorization.validation import MAX_CHARACTERS, MAX_GRANTS, MAX_SIGNATURES_PER_REQUEST
 from charter_server.services.authorization.view import AuthorizationView
 
@@ -72,5 +74,8 @@ __all__ = [
     "AuthorizationView",
     "AuthorizeCommand",
     "AuthorizeResult",
+    "ProposedTerms",
+    "SimulateCommand",
+    "SimulateResult",
     "UseRequest",
 ]

@@ -79,6 +79,29 @@ class Outcome:
     obligations: Obligations | None
 
 
+def character_decision(outcome: Outcome) -> decision_pb2.CharacterDecision:
+    """The protobuf form of one character's decision (in a receipt, or a what-if answer)."""
+    message = decision_pb2.CharacterDecision(
+        character_id=outcome.character_id,
+        allowed=outcome.allowed,
+        reasons=[_REASON_VALUE[reason] for reason in outcome.reasons],
+        grant_id=outcome.grant_id,
+        terms_version=outcome.terms_version,
+        rights_holder_id=outcome.rights_holder_id,
+        declared=outcome.declared,
+        detected=outcome.detected,
+    )
+    obligations = outcome.obligations
+    if outcome.allowed and obligations is not None:
+        message.obligations.attribution_text = obligations.attribution_text
+        message.obligations.watermark_required = obligations.watermark_required
+        message.obligations.revenue_share_bps = obligations.revenue_share_bps
+        if obligations.per_use_fee_currency:
+            message.obligations.per_use_fee.currency_code = obligations.per_use_fee_currency
+            message.obligations.per_use_fee.minor_units = obligations.per_use_fee_minor_units
+    return message
+
+
 @dataclass(frozen=True, slots=True)
 class SignedReceipt:
     """A receipt as signed: its payload (the serialized ``DecisionReceipt``) and its envelope."""
@@ -150,24 +173,7 @@ class ReceiptWriter:
     def _character(self, outcome: Outcome) -> bytes:
         written = self._characters.get(outcome)
         if written is None:
-            message = decision_pb2.CharacterDecision(
-                character_id=outcome.character_id,
-                allowed=outcome.allowed,
-                reasons=[_REASON_VALUE[reason] for reason in outcome.reasons],
-                grant_id=outcome.grant_id,
-                terms_version=outcome.terms_version,
-                rights_holder_id=outcome.rights_holder_id,
-                declared=outcome.declared,
-                detected=outcome.detected,
-            )
-            obligations = outcome.obligations
-            if outcome.allowed and obligations is not None:
-                message.obligations.attribution_text = obligations.attribution_text
-                message.obligations.watermark_required = obligations.watermark_required
-                message.obligations.revenue_share_bps = obligations.revenue_share_bps
-                if obligations.per_use_fee_currency:
-                    message.obligations.per_use_fee.currency_code = obligations.per_use_fee_currency
-                    message.obligations.per_use_fee.minor_units = obligations.per_use_fee_minor_units
+            message = character_decision(outcome)
             written = _field(0x2A, message.SerializeToString())
             if len(self._characters) >= _CACHE_LIMIT:
                 self._characters.clear()

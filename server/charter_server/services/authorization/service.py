@@ -27,6 +27,7 @@ from charter_server.services.authorization.receipt import (
     SignedReceipt,
     attested_context,
 )
+from charter_server.services.authorization.simulate import SimulateCommand, SimulateResult, UseSimulator
 from charter_server.services.authorization.validation import validate
 from charter_server.services.authorization.view import AuthorizationView, Generation
 from charter_server.services.keys import KeyService
@@ -57,6 +58,12 @@ class AuthorizationService:
         self._view = view
         self._decider = Decider(verifier)
         self._receipts = ReceiptWriter(issuer)
+        self._simulator = UseSimulator(db, clock, screen, self._decider)
+
+    def simulate(self, principal: Principal, command: SimulateCommand) -> SimulateResult:
+        """What ``Authorize`` would decide (optionally under proposed terms): nothing counted, signed
+        or recorded; see ``simulate``."""
+        return self._simulator.simulate(principal, command)
 
     def authorize(self, principal: Principal, command: AuthorizeCommand) -> AuthorizeResult:
         """Decide a request (or, for a retry of one that counted a quota, return the first decision).

@@ -57,7 +57,7 @@ def validate(command: AuthorizeCommand) -> list[Presented]:
     if command.use is None:
         checker.add("context", "is required")
     else:
-        _validate_use(checker, command.use)
+        validate_use(checker, command.use)
     if len(command.character_ids) > MAX_CHARACTERS:
         checker.add("character_ids", f"must hold at most {MAX_CHARACTERS} ids")
     else:
@@ -104,7 +104,8 @@ def validate(command: AuthorizeCommand) -> list[Presented]:
     return presented
 
 
-def _validate_use(checker: Checker, use: UseRequest) -> None:
+def validate_use(checker: Checker, use: UseRequest) -> None:
+    """Record every invalid field of a use context; paths start with ``context``."""
     if use.use_type not in _USE_TYPES:
         checker.add("context.use_type", "must be a known use type other than UNSPECIFIED")
     if use.content_rating not in _RATINGS:
