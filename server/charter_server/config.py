@@ -86,6 +86,9 @@ class Settings:
     change counter. Unset: keep the deployment's value (1 s when the database was made)."""
     usage_window_days: int = 60
     """How old a usage record may be when reported; older ones are refused (``USAGE_TOO_OLD``)."""
+    lease_report_grace_seconds: float = 600.0
+    """How long after a quota lease expires its decision records are still accepted; then the uses
+    leased but not reported go back to the quotas."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -152,6 +155,8 @@ class Settings:
         self._validate_serving()
         if not 1 <= self.usage_window_days <= 3660:
             raise _error("usage_window_days", "must be between 1 and 3660")
+        if not 0 <= self.lease_report_grace_seconds <= 7 * 86400:
+            raise _error("lease_report_grace_seconds", "must be between 0 and 604800 (a week)")
         if not 0 <= self.clock_skew_seconds <= 3600:
             raise _error("clock_skew_seconds", "must be between 0 and 3600")
         if not self.issuer.strip() or len(self.issuer) > 200:
