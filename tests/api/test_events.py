@@ -42,6 +42,7 @@ KEYS = "/charter.v1.KeyService/"
 AUTHZ = "/charter.v1.AuthorizationService/"
 USAGE = "/charter.v1.UsageService/"
 ACCESS = "/charter.v1.AccessService/"
+OFFLINE = "/charter.v1.OfflineService/"
 
 READ_ONLY = frozenset(
     {
@@ -74,6 +75,9 @@ READ_ONLY = frozenset(
         ACCESS + "GetApiKey",
         ACCESS + "ListApiKeys",
         ACCESS + "GetCaller",
+        USAGE + "GetUsageSeries",
+        OFFLINE + "ListLicenseeKeys",
+        OFFLINE + "GetGrantBundle",
     }
 )
 
@@ -81,6 +85,11 @@ READ_ONLY = frozenset(
 UNCACHED_WRITES = {
     AUTHZ + "Authorize": "counts quotas and keeps receipts; both are read under lock when deciding",
     USAGE + "ReportUsage": "records usage (what is owed), never read by Authorize",
+    OFFLINE + "RegisterLicenseeKey": "licensee keys verify decision records in ReportUsage; Authorize never reads them",
+    OFFLINE + "RevokeLicenseeKey": "licensee keys verify decision records in ReportUsage; Authorize never reads them",
+    OFFLINE + "LeaseQuota": "takes uses from the quota counters, which Authorize reads under lock when deciding",
+    OFFLINE + "RenewQuotaLease": "moves uses between the quota counters, read under lock when deciding",
+    OFFLINE + "ReturnQuotaLease": "gives uses back to the quota counters, read under lock when deciding",
 }
 
 
