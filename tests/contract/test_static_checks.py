@@ -50,5 +50,5 @@ def test_ruff_format_is_clean() -> None:
 def test_mypy_strict_is_clean() -> None:
     targets = _targets()
     # `.ci` is not a valid package name, so .ci/dev.py is checked as a single file.
-    result = run([tool("mypy"), *targets], timeout=80)
+    result = run([tool("mypy"), *targets], timeout=300)  # a cold cache on a busy two-core machine
     assert result.returncode == 0, describe(result)

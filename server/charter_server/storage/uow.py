@@ -251,18 +251,6 @@ class UnitOfWork:
     def audience(self) -> RevocationAudienceRepository:
         return RevocationAudienceRepository(self.session)
 
-    @cached_property
-    def licensee_keys(self) -> LicenseeKeyRepository:
-        return LicenseeKeyRepository(self.session)
-
-    @cached_property
-    def leases(self) -> LeaseRepository:
-        return LeaseRepository(self.session)
-
-    @cached_property
-    def bundles(self) -> BundleRepository:
-        return BundleRepository(self.session)
-
     # Events.
 
     def raise_event(self, event: DomainEvent) -> None:
