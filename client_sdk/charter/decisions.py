@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 from datetime import UTC, datetime
 
 from charter.terms import DenyReason, Obligations
@@ -179,6 +180,16 @@ class Decision:
     receipt_id: str = ""
     licensee_id: str = ""
     offline: bool = False
+
+    @property
+    def receipt_digest(self) -> bytes:
+        """The SHA-256 of the receipt's payload exactly as signed; empty without a receipt.
+
+        It names the receipt in Charter's transparency log: within a second of the decision,
+        ``get_inclusion_proof(receipt_digest=...)`` proves one log entry per character decided
+        (``charter audit prove`` does it from the command line).
+        """
+        return hashlib.sha256(self.receipt.payload).digest() if self.receipt is not None else b""
 
     @property
     def denied(self) -> tuple[CharacterDecision, ...]:

@@ -27,6 +27,8 @@ from charter.v1 import (
     grant_service_pb2_grpc,
     key_service_pb2,
     key_service_pb2_grpc,
+    transparency_service_pb2,
+    transparency_service_pb2_grpc,
     usage_service_pb2,
     usage_service_pb2_grpc,
 )
@@ -36,11 +38,13 @@ from charter_server.api.authorization import AuthorizationServicer
 from charter_server.api.catalog import CatalogServicer
 from charter_server.api.grants import GrantServicer, KeyServicer
 from charter_server.api.serving import StartupFailed, Transport, TransportOptions
+from charter_server.api.transparency import TransparencyServicer
 from charter_server.api.usage import UsageServicer
 from charter_server.api.watch import RevocationStreams
 from charter_server.config import Settings
 from charter_server.domain.clock import Clock, SystemClock
 from charter_server.domain.errors import DomainError
+from charter_server.domain.models import SigningKeyPurpose
 from charter_server.services.access import AccessService, Authenticator
 from charter_server.services.authorization import AuthorizationService
 from charter_server.services.authorization_view import AuthorizationView
@@ -52,6 +56,11 @@ from charter_server.services.keys import DEVELOPMENT_KEK, KeyService
 from charter_server.services.revocations import RevocationFeed
 from charter_server.services.screening import PromptScreen
 from charter_server.services.statements import StatementService
+from charter_server.services.transparency.appender import LogAppender
+from charter_server.services.transparency.audit import LogAuditor
+from charter_server.services.transparency.reader import TransparencyLog
+from charter_server.services.transparency.receipts import ReceiptLog
+from charter_server.services.transparency.sequencer import LogHealth, Sequencer
 from charter_server.services.usage import UsageService
 from charter_server.storage import migrate
 from charter_server.storage.database import Database
@@ -65,6 +74,7 @@ _FILES = (
     key_service_pb2.DESCRIPTOR,
     authorization_service_pb2.DESCRIPTOR,
     usage_service_pb2.DESCRIPTOR,
+    transparency_service_pb2.DESCRIPTOR,
 )
 SERVICE_NAMES = (
     catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
@@ -73,6 +83,7 @@ SERVICE_NAMES = (
     key_service_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name,
     authorization_service_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name,
     usage_service_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
+    transparency_service_pb2.DESCRIPTOR.services_by_name["TransparencyService"].full_name,
 )
 INLINE_METHODS = frozenset(
     {
@@ -106,6 +117,11 @@ class Services:
     authorization: AuthorizationService
     usage: UsageService
     statements: StatementService
+    appender: LogAppender
+    sequencer: Sequencer
+    receipt_log: ReceiptLog
+    log: TransparencyLog
+    auditor: LogAuditor
 
 
 @dataclass
@@ -130,6 +146,9 @@ class CharterServer:
         """Start serving and report SERVING on the health service."""
         self.services.screen.start()
         self.services.view.start()
+        self.services.receipt_log.start()
+        self.services.sequencer.start()
+        self.services.auditor.start()
         self.transport.start()
         if self.settings.metrics_listen:
             host, _, port = self.settings.metrics_listen.rpartition(":")
@@ -150,6 +169,10 @@ class CharterServer:
             self._metrics.shutdown()
         self.services.screen.stop()
         self.services.view.stop()
+        self.services.auditor.stop()
+        # Receipts first: the sequencer's last batch then integrates them.
+        self.services.receipt_log.stop()
+        self.services.sequencer.stop()
         self.db.dispose()
         log.info("server.stopped", unfinished_calls=self.transport.unfinished)
         self._stopped.set()
@@ -171,7 +194,10 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
             "NOT protected at rest (production refuses to start like this)",
         )
         kek = DEVELOPMENT_KEK
-    keys = KeyService(db, clock, kek, after_commit=view.after_commit)
+    appender = LogAppender(clock)
+    receipt_log = ReceiptLog(db)
+    health = LogHealth()
+    keys = KeyService(db, clock, kek, after_commit=view.after_commit, log_origin=settings.origin, log=appender)
     feed = RevocationFeed(db, clock, heartbeat_seconds=settings.revocation_heartbeat_seconds)
     grants = GrantService(
         db,
@@ -196,9 +222,24 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
         screen=screen,
         feed=feed,
         view=view,
-        authorization=AuthorizationService(db, clock, keys, screen, view, grants.verifier, issuer=settings.issuer),
+        authorization=AuthorizationService(
+            db,
+            clock,
+            keys,
+            screen,
+            view,
+            grants.verifier,
+            issuer=settings.issuer,
+            log_origin=settings.origin,
+            receipt_log=receipt_log,
+        ),
         usage=UsageService(db, clock, keys, window=timedelta(days=settings.usage_window_days)),
         statements=StatementService(db, clock),
+        appender=appender,
+        sequencer=Sequencer(db, keys, settings.origin, health, interval=settings.log_interval_seconds),
+        receipt_log=receipt_log,
+        log=TransparencyLog(db, health, is_buffered=receipt_log.is_buffered),
+        auditor=LogAuditor(db, health, interval=settings.log_audit_interval_seconds),
     )
 
 
@@ -262,6 +303,9 @@ def build_server(settings: Settings, *, clock: Clock | None = None, reuse_port: 
             set_authorization_lease(db, settings.authorization_lease_seconds)
         services = build_services(settings, db, clock)
         services.keys.ensure_active_key()
+        services.keys.ensure_active_key(SigningKeyPurpose.TRANSPARENCY_LOG)
+        # The first checkpoint (of the empty tree, for a new deployment) before the first call.
+        services.sequencer.integrate()
     except (RuntimeError, DomainError) as error:
         db.dispose()
         raise StartupError(str(error)) from error
@@ -284,6 +328,9 @@ def build_server(settings: Settings, *, clock: Clock | None = None, reuse_port: 
         ),
         lambda server: usage_service_pb2_grpc.add_UsageServiceServicer_to_server(
             UsageServicer(services.usage, services.statements), server
+        ),
+        lambda server: transparency_service_pb2_grpc.add_TransparencyServiceServicer_to_server(
+            TransparencyServicer(services.log, settings.origin), server
         ),
     )
     try:

@@ -16,6 +16,7 @@ from charter._async.grants import GrantCalls
 from charter._async.keys import KeyCalls
 from charter._async.licensees import LicenseeCalls
 from charter._async.rights_holders import RightsHolderCalls
+from charter._async.transparency import TransparencyCalls
 from charter._async.usage import UsageCalls
 from charter._async.verification import VerificationCalls
 from charter._async.watch import AsyncRevocationWatch
@@ -34,5 +35,6 @@ class Calls(
     VerificationCalls,
     AuthorizationCalls,
     UsageCalls,
+    TransparencyCalls,
 ):
     """Every call of the Charter API (the client classes add their own documentation)."""

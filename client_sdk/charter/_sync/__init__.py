@@ -17,6 +17,7 @@ from charter._sync.grants import GrantCalls
 from charter._sync.keys import KeyCalls
 from charter._sync.licensees import LicenseeCalls
 from charter._sync.rights_holders import RightsHolderCalls
+from charter._sync.transparency import TransparencyCalls
 from charter._sync.usage import UsageCalls
 from charter._sync.verification import VerificationCalls
 from charter._sync.watch import RevocationWatch
@@ -35,5 +36,6 @@ class Calls(
     VerificationCalls,
     AuthorizationCalls,
     UsageCalls,
+    TransparencyCalls,
 ):
     """Every call of the Charter API (the client classes add their own documentation)."""

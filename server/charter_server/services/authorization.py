@@ -83,6 +83,7 @@ from charter_server.services.receipts import (
 )
 from charter_server.services.screening import MAX_PROMPT_LENGTH, PromptScreen
 from charter_server.services.terms_rules import is_territory
+from charter_server.services.transparency.receipts import ReceiptLog
 from charter_server.services.validation import Checker
 from charter_server.storage.database import Database, may_block
 
@@ -122,6 +123,8 @@ class AuthorizeResult:
 
     signed: SignedReceipt
     detections: list[Detection]
+    replay: bool = False
+    """Whether this is a retry answered with the first call's receipt (logged with the first call)."""
 
     @property
     def decision(self) -> decision_pb2.DecisionReceipt:
@@ -169,14 +172,17 @@ class AuthorizationService:
         verifier: GrantVerifier,
         *,
         issuer: str,
+        log_origin: str = "",
+        receipt_log: ReceiptLog | None = None,
     ) -> None:
         self._db = db
+        self._receipt_log = receipt_log
         self._clock = clock
         self._keys = keys
         self._screen = screen
         self._view = view
         self._verifier = verifier
-        self._receipts = ReceiptWriter(issuer)
+        self._receipts = ReceiptWriter(issuer, log_origin)
 
     def authorize(self, principal: Principal, request: az.AuthorizeRequest) -> AuthorizeResult:
         """Decide a request (or, for a retry of one that counted a quota, return the first decision).
@@ -224,8 +230,13 @@ class AuthorizationService:
         context = attested_context(request.context)
         signed = self._write(generation, licensee_id, digest, outcomes, context, now)
         if not quotas:
-            return AuthorizeResult(signed, detections)
-        return self._count(principal, request, outcomes, quotas, signed, context, detections, now)
+            result = AuthorizeResult(signed, detections)
+        else:
+            result = self._count(principal, request, outcomes, quotas, signed, context, detections, now)
+        if self._receipt_log is not None and not result.replay:
+            # Buffered, not written here: the log appends receipts in batches (services.transparency).
+            self._receipt_log.add(result.signed.payload, principal.key_id)
+        return result
 
     def _decide(
         self,
@@ -374,7 +385,7 @@ class AuthorizationService:
                             first.receipt.payload,  # the bytes as signed, not a re-serialization
                             first.receipt.SerializeToString(),
                         )
-                        return AuthorizeResult(replayed, detections)
+                        return AuthorizeResult(replayed, detections, replay=True)
             exhausted = None
             for outcome in quotas:
                 assert outcome.grant is not None

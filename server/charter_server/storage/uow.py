@@ -33,6 +33,7 @@ from charter_server.storage.repositories import (
     UsageRepository,
 )
 from charter_server.storage.serving import DeploymentSettingsRepository, RevocationAudienceRepository
+from charter_server.storage.transparency import TransparencyRepository
 
 # SQLSTATEs that mean "try again": serialization failure, deadlock, lock not available.
 _PG_RETRYABLE = {"40001", "40P01", "55P03"}
@@ -76,6 +77,7 @@ class UnitOfWork:
     display_names: DisplayNameRepository
     deployment: DeploymentSettingsRepository
     audience: RevocationAudienceRepository
+    log: TransparencyRepository
 
     def __init__(
         self, session_factory: sessionmaker[Session], writer_lock: AbstractContextManager[Any] | None = None
@@ -104,6 +106,7 @@ class UnitOfWork:
         self.display_names = DisplayNameRepository(self.session)
         self.deployment = DeploymentSettingsRepository(self.session)
         self.audience = RevocationAudienceRepository(self.session)
+        self.log = TransparencyRepository(self.session)
         return self
 
     def commit(self) -> None:
