@@ -16,11 +16,14 @@ whole.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 
+import typer.main
+import typer.testing
 from charter.cli import _tables
 from rich.cells import cell_len
 from typer.testing import CliRunner, Result
@@ -76,6 +79,14 @@ def problems(output: str, listings: list[_tables.Listing], width: int) -> list[s
     return found
 
 
+@functools.cache
+def _command(app: typer.Typer) -> Any:
+    """The Click command of a Typer app, built once: Typer builds it from the type hints of every
+    command (about 70 ms for `charter`), which a process running one command pays once, and which
+    would otherwise be most of what the CLI tests spend."""
+    return typer.main.get_command(app)
+
+
 class ReadableRunner(CliRunner):
     """A runner at a fixed terminal width that fails a command whose tables cannot be read at it."""
 
@@ -86,7 +97,7 @@ class ReadableRunner(CliRunner):
 
     def invoke(self, *args: Any, **kwargs: Any) -> Result:  # type: ignore[override]
         """Invokes the command and checks every table it printed."""
-        with recorded() as listings:
+        with recorded() as listings, mock.patch.object(typer.testing, "_get_command", _command):
             result = super().invoke(*args, **kwargs)
         unreadable = problems(result.stdout, listings, self.width)
         assert not unreadable, "\n".join([*unreadable, result.stdout])

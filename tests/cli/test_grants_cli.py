@@ -1,91 +1,100 @@
-"""`charter grants` and `charter signing-keys` against the in-process fake server."""
+"""`charter grants` and `charter signing-keys` against a real server (see `conftest`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
-import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nacl.signing
-from charter import envelope
-from charter.cli._app import app
-from charter.v1 import grant_pb2, signing_key_pb2, terms_pb2
-from google.protobuf import timestamp_pb2
-from sdk._fakes import API_KEY, RunningFake  # tests/ is on sys.path: pytest's rootdir-relative layout
+import pytest
+from charter import Client, envelope
+from charter.v1 import grant_pb2, terms_pb2
+from sdk._live import Live, unique  # tests/ is on sys.path: pytest's rootdir-relative layout
+from sdk._scene import Scene, make_scene
+from sdk._tap import Tap
 from typer.testing import CliRunner, Result
 
+from ._commands import ERROR_LINE, active_signing_key, envelope_file, invoke, json_of
+
 Grant = grant_pb2.Grant
-SigningKey = signing_key_pb2.SigningKey
 
-_ERROR_LINE = re.compile(r"^error: (?P<code>[A-Z_]+)(?: (?P<reason>[A-Z_]+))?: .* \(request id [0-9a-f]{32}\)$")
-
-
-def _invoke(runner: CliRunner, server: RunningFake, *args: str, json_output: bool = False) -> Result:
-    base = ["--target", server.target, "--api-key", API_KEY]
-    if json_output:
-        base.append("--json")
-    return runner.invoke(app, [*base, *args])
+_UNKNOWN_LICENSEE = "lic_" + "0" * 32
 
 
-def _json(result: Result) -> Any:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def _issue(runner: CliRunner, server: RunningFake, *extra: str, licensee: str = "lic_1") -> dict[str, Any]:
-    character = server.fake.add_character()
-    issued: dict[str, Any] = _json(
-        _invoke(
+def _issue(
+    runner: CliRunner, live: Live, scene: Scene, *extra: str, licensee: str = "", via: Tap | None = None
+) -> dict[str, Any]:
+    """Issues a grant of a fresh character opted in under `sdk._scene.TERMS`, for the scene's licensee
+    unless another is given, for 30 days unless `extra` says otherwise."""
+    character = scene.character(granted=False)
+    issued: dict[str, Any] = json_of(
+        invoke(
             runner,
-            server,
+            live,
             "grants",
             "issue",
             "--character",
             character.id,
             "--licensee",
-            licensee,
+            licensee or scene.licensee_id,
             *(extra or ("--days", "30")),
+            via=via,
             json_output=True,
         )
     )
     return issued
 
 
-def _stamp(moment: dt.datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
+@dataclasses.dataclass(frozen=True)
+class Own:
+    """A server of this test alone (its signing keys change), a tap in front of it and a scene on it."""
+
+    live: Live
+    tap: Tap
+    staff: Client
+    scene: Scene
+
+
+@pytest.fixture
+def own(own_live: Live) -> Iterator[Own]:
+    """A server of this test alone, with a tap and a fresh scene."""
+    with Client(own_live.target, api_key=own_live.admin) as staff, Tap(own_live.target) as tap:
+        yield Own(own_live, tap, staff, make_scene(own_live, staff))
 
 
 # -- issue, show, list ----------------------------------------------------------------------------
 
 
 def test_issue_with_days_not_before_terms_file_and_request_id(
-    runner: CliRunner, server: RunningFake, tmp_path: Path
+    runner: CliRunner, cli_live: Live, scene: Scene, tap: Tap, tmp_path: Path
 ) -> None:
     terms_file = tmp_path / "narrowed.json"
     terms_file.write_text(
-        json.dumps({"permitted_use_types": ["image_generation"], "max_content_rating": "all_ages"}), encoding="utf-8"
+        json.dumps(
+            {
+                "permitted_use_types": ["image_generation"],
+                "max_content_rating": "all_ages",
+                "prohibited_categories": ["sexual"],
+                # What the character's terms oblige a licensee to stays: narrowing never waives it.
+                "attribution_text": "© Example Studio",
+                "watermark_required": True,
+                "revenue_share_bps": 1500,
+                "per_use_fee": {"currency_code": "JPY", "minor_units": 100},
+            }
+        ),
+        encoding="utf-8",
     )
+    options = ("--days", "7", "--not-before", "2030-01-01T09:00:00+09:00", "--terms-file", str(terms_file))
+    request_id = unique("fixed-")
 
-    issued = _issue(
-        runner,
-        server,
-        "--days",
-        "7",
-        "--not-before",
-        "2030-01-01T09:00:00+09:00",
-        "--terms-file",
-        str(terms_file),
-        "--request-id",
-        "fixed-id",
-    )
+    issued = _issue(runner, cli_live, scene, *options, "--request-id", request_id, via=tap)
 
-    (call,) = server.fake.calls_of("IssueGrant")
+    (call,) = tap.calls_of("IssueGrant")
     request = call.request
-    assert request.request_id == "fixed-id"
+    assert request.request_id == request_id
     assert request.not_before.ToDatetime(dt.UTC) == dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
     # --days counts from the grant's start, not from now.
     assert request.expire_time.ToDatetime(dt.UTC) == dt.datetime(2030, 1, 8, tzinfo=dt.UTC)
@@ -93,24 +102,32 @@ def test_issue_with_days_not_before_terms_file_and_request_id(
     assert request.narrowed_terms.max_content_rating == terms_pb2.CONTENT_RATING_ALL_AGES
     assert issued["id"].startswith("grt_")
     assert issued["state"] == "STATE_ACTIVE"
+    assert (issued["notBefore"], issued["expireTime"]) == ("2030-01-01T00:00:00Z", "2030-01-08T00:00:00Z")
+    assert issued["terms"]["maxContentRating"] == "CONTENT_RATING_ALL_AGES"
     assert issued["envelope"]["payloadType"] == envelope.GRANT_PAYLOAD_TYPE
 
 
-def test_issue_with_expires_reads_times_without_offset_as_utc(runner: CliRunner, server: RunningFake) -> None:
-    _issue(runner, server, "--expires", "2031-02-03T04:05:06")
+def test_issue_with_expires_reads_times_without_offset_as_utc(
+    runner: CliRunner, cli_live: Live, scene: Scene, tap: Tap
+) -> None:
+    # Within the longest lifetime of a grant (366 days), with no offset.
+    expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=100)).replace(microsecond=0, tzinfo=None)
 
-    request = server.fake.calls_of("IssueGrant")[0].request
-    assert request.expire_time.ToDatetime(dt.UTC) == dt.datetime(2031, 2, 3, 4, 5, 6, tzinfo=dt.UTC)
+    issued = _issue(runner, cli_live, scene, "--expires", expires.isoformat(), via=tap)
+
+    request = tap.calls_of("IssueGrant")[0].request
+    assert request.expire_time.ToDatetime(dt.UTC) == expires.replace(tzinfo=dt.UTC)
     assert not request.HasField("not_before")
     assert not request.HasField("narrowed_terms")
     assert not request.HasField("max_uses")
+    assert issued["expireTime"] == f"{expires.isoformat()}Z"
 
 
-def test_issue_with_a_cap_of_uses(runner: CliRunner, server: RunningFake) -> None:
-    _issue(runner, server, "--days", "30", "--max-uses", "1000")
-    refused = _invoke(
+def test_issue_with_a_cap_of_uses(runner: CliRunner, cli_live: Live, scene: Scene, tap: Tap) -> None:
+    issued = _issue(runner, cli_live, scene, "--days", "30", "--max-uses", "1000", via=tap)
+    refused = invoke(
         runner,
-        server,
+        cli_live,
         "grants",
         "issue",
         "--character",
@@ -121,34 +138,38 @@ def test_issue_with_a_cap_of_uses(runner: CliRunner, server: RunningFake) -> Non
         "1",
         "--max-uses",
         "-1",
+        via=tap,
     )
 
-    request = server.fake.calls_of("IssueGrant")[0].request
+    request = tap.calls_of("IssueGrant")[0].request
     assert (request.HasField("max_uses"), request.max_uses) == (True, 1000)
+    assert issued["maxUses"] == "1000"  # int64 is a string in protobuf JSON.
     assert refused.exit_code == 2  # a usage error: never sent
-    assert len(server.fake.calls_of("IssueGrant")) == 1
+    assert len(tap.calls_of("IssueGrant")) == 1
 
 
-def test_issue_needs_exactly_one_of_expires_and_days(runner: CliRunner, server: RunningFake) -> None:
+def test_issue_needs_exactly_one_of_expires_and_days(runner: CliRunner, cli_live: Live, tap: Tap) -> None:
     base = ("grants", "issue", "--character", "chr_1", "--licensee", "lic_1")
 
-    neither = _invoke(runner, server, *base)
-    both = _invoke(runner, server, *base, "--days", "1", "--expires", "2031-01-01T00:00:00Z")
-    bad_time = _invoke(runner, server, *base, "--expires", "next tuesday")
+    neither = invoke(runner, cli_live, *base, via=tap)
+    both = invoke(runner, cli_live, *base, "--days", "1", "--expires", "2031-01-01T00:00:00Z", via=tap)
+    bad_time = invoke(runner, cli_live, *base, "--expires", "next tuesday", via=tap)
 
     assert (neither.exit_code, both.exit_code, bad_time.exit_code) == (2, 2, 2)
     assert "--days" in neither.output
     assert "not both" in both.output
     assert "ISO 8601" in bad_time.output
-    assert server.fake.calls == []
+    assert tap.calls == []
 
 
-def test_show_envelope_json_prints_only_the_dsse_json(runner: CliRunner, server: RunningFake) -> None:
-    issued = _issue(runner, server)
+def test_show_envelope_json_prints_only_the_dsse_json(
+    runner: CliRunner, cli_live: Live, scene: Scene, staff: Client
+) -> None:
+    issued = _issue(runner, cli_live, scene)
 
-    result = _invoke(runner, server, "grants", "show", issued["id"], "--envelope-json")
+    result = invoke(runner, cli_live, "grants", "show", issued["id"], "--envelope-json")
 
-    stored = server.fake.issued_grants[issued["id"]].envelope
+    stored = staff.get_grant(issued["id"]).envelope
     assert result.exit_code == 0, result.output
     assert result.stdout == envelope.to_json(stored) + "\n"
     assert result.stderr == ""
@@ -158,46 +179,56 @@ def test_show_envelope_json_prints_only_the_dsse_json(runner: CliRunner, server:
     assert set(json.loads(result.stdout)) == {"payload", "payloadType", "signatures"}
 
 
-def test_show_prints_a_table_with_terms_and_an_envelope_line(runner: CliRunner, server: RunningFake) -> None:
-    issued = _issue(runner, server)
+def test_show_prints_a_table_with_terms_and_an_envelope_line(
+    runner: CliRunner, cli_live: Live, scene: Scene, staff: Client
+) -> None:
+    issued = _issue(runner, cli_live, scene)
 
-    shown = _invoke(runner, server, "grants", "show", issued["id"])
-    as_json = _json(_invoke(runner, server, "grants", "show", issued["id"], json_output=True))
+    shown = invoke(runner, cli_live, "grants", "show", issued["id"])
+    as_json = json_of(invoke(runner, cli_live, "grants", "show", issued["id"], json_output=True))
 
     assert shown.exit_code == 0, shown.output
     assert issued["id"] in shown.stdout
     assert "terms as granted" in shown.stdout
-    assert f"signed by {server.fake.active_key_id}" in shown.stdout
+    assert f"signed by {active_signing_key(staff)}" in shown.stdout
     assert "{" not in shown.stdout  # Neither terms nor envelope printed as raw JSON.
     assert as_json == issued
 
 
-def test_show_unknown_grant_prints_the_error_line(runner: CliRunner, server: RunningFake) -> None:
-    result = _invoke(runner, server, "grants", "show", "grt_" + "0" * 32, "--envelope-json")
+def test_show_unknown_grant_prints_the_error_line(runner: CliRunner, cli_live: Live) -> None:
+    result = invoke(runner, cli_live, "grants", "show", "grt_" + "0" * 32, "--envelope-json")
 
-    match = _ERROR_LINE.match(result.stderr.splitlines()[0])
+    match = ERROR_LINE.match(result.stderr.splitlines()[0])
     assert result.exit_code == 1
     assert match is not None
     assert (match["code"], match["reason"]) == ("NOT_FOUND", "GRANT_NOT_FOUND")
     assert result.stdout == ""
 
 
-def test_list_passes_filters_and_limit(runner: CliRunner, server: RunningFake) -> None:
-    first = _issue(runner, server)
-    second = _issue(runner, server)
-    _issue(runner, server, licensee="lic_2")
+def test_list_passes_filters_and_limit(
+    runner: CliRunner, cli_live: Live, scene: Scene, staff: Client, tap: Tap
+) -> None:
+    other = staff.create_licensee(display_name="Other App", contact_email="ops@other.example", platform="other-app")
+    first = _issue(runner, cli_live, scene)
+    second = _issue(runner, cli_live, scene)
+    _issue(runner, cli_live, scene, licensee=other.id)
+    licensee, holder = scene.licensee_id, scene.rights_holder_id
 
-    listed = _json(
-        _invoke(runner, server, "grants", "list", "--licensee", "lic_1", "--state", "active", json_output=True)
+    listed = json_of(
+        invoke(
+            runner, cli_live, "grants", "list", "--licensee", licensee, "--state", "active", via=tap, json_output=True
+        )
     )
-    limited = _json(_invoke(runner, server, "grants", "list", "--limit", "1", json_output=True))
-    table = _invoke(runner, server, "grants", "list", "--rights-holder", "rh_1", "--character", first["characterId"])
-    bad_state = _invoke(runner, server, "grants", "list", "--state", "expired")
+    limited = json_of(invoke(runner, cli_live, "grants", "list", "--limit", "1", via=tap, json_output=True))
+    table = invoke(
+        runner, cli_live, "grants", "list", "--rights-holder", holder, "--character", first["characterId"], via=tap
+    )
+    bad_state = invoke(runner, cli_live, "grants", "list", "--state", "expired", via=tap)
 
-    first_call, _, table_call = server.fake.calls_of("ListGrants")
-    assert first_call.request.licensee_id == "lic_1"
+    first_call, _, table_call = tap.calls_of("ListGrants")
+    assert first_call.request.licensee_id == licensee
     assert first_call.request.state == Grant.STATE_ACTIVE
-    assert (table_call.request.rights_holder_id, table_call.request.character_id) == ("rh_1", first["characterId"])
+    assert (table_call.request.rights_holder_id, table_call.request.character_id) == (holder, first["characterId"])
     assert [g["id"] for g in listed] == [second["id"], first["id"]]
     assert len(limited) == 1
     assert table.exit_code == 0, table.output
@@ -209,25 +240,31 @@ def test_list_passes_filters_and_limit(runner: CliRunner, server: RunningFake) -
 # -- lifecycle ------------------------------------------------------------------------------------
 
 
-def test_suspend_reinstate_and_revoke_print_sequence_numbers(runner: CliRunner, server: RunningFake) -> None:
-    grant_id = _issue(runner, server)["id"]
+def test_suspend_reinstate_and_revoke_print_sequence_numbers(
+    runner: CliRunner, cli_live: Live, scene: Scene, staff: Client
+) -> None:
+    grant_id = _issue(runner, cli_live, scene)["id"]
 
-    suspended = _invoke(runner, server, "grants", "suspend", grant_id, "--reason", "payment overdue")
-    reinstated = _json(_invoke(runner, server, "grants", "reinstate", grant_id, json_output=True))
-    revoked = _invoke(runner, server, "grants", "revoke", grant_id, "--reason", "contract ended")
-    again = _invoke(runner, server, "grants", "revoke", grant_id, "--reason", "again")
-    missing_reason = _invoke(runner, server, "grants", "revoke", grant_id)
+    suspended = invoke(runner, cli_live, "grants", "suspend", grant_id, "--reason", "payment overdue")
+    suspension = cli_live.revocation_head()
+    reinstated = json_of(invoke(runner, cli_live, "grants", "reinstate", grant_id, json_output=True))
+    reinstatement = cli_live.revocation_head()
+    revoked = invoke(runner, cli_live, "grants", "revoke", grant_id, "--reason", "contract ended")
+    revocation = cli_live.revocation_head()
+    again = invoke(runner, cli_live, "grants", "revoke", grant_id, "--reason", "again")
+    missing_reason = invoke(runner, cli_live, "grants", "revoke", grant_id)
 
     assert suspended.exit_code == 0, suspended.output
-    assert "suspension sequence: 1" in suspended.stdout
+    assert f"suspension sequence: {suspension}" in suspended.stdout
     assert "suspended" in suspended.stdout
-    assert reinstated["sequence"] == "2"  # int64 is a string in protobuf JSON.
+    assert reinstated["sequence"] == str(reinstatement)  # int64 is a string in protobuf JSON.
     assert reinstated["grant"]["state"] == "STATE_ACTIVE"
     assert revoked.exit_code == 0, revoked.output
-    assert "revocation sequence: 3" in revoked.stdout
+    assert f"revocation sequence: {revocation}" in revoked.stdout
+    assert suspension < reinstatement < revocation
     assert "contract ended" in revoked.stdout
-    assert server.fake.issued_grants[grant_id].state == Grant.STATE_REVOKED
-    match = _ERROR_LINE.match(again.stderr.splitlines()[0])
+    assert staff.get_grant(grant_id).state == Grant.STATE_REVOKED
+    match = ERROR_LINE.match(again.stderr.splitlines()[0])
     assert again.exit_code == 1
     assert match is not None
     assert match["reason"] == "GRANT_REVOKED"
@@ -237,31 +274,29 @@ def test_suspend_reinstate_and_revoke_print_sequence_numbers(runner: CliRunner, 
 # -- verify ---------------------------------------------------------------------------------------
 
 
-def _envelope_file(runner: CliRunner, server: RunningFake, grant_id: str, path: Path) -> Path:
-    result = _invoke(runner, server, "grants", "show", grant_id, "--envelope-json")
-    assert result.exit_code == 0, result.output
-    path.write_text(result.stdout, encoding="utf-8")
-    return path
+def _json_or_exit_1(result: Result) -> Any:
+    assert result.exit_code == 1, result.output
+    return json.loads(result.stdout)
 
 
 def test_verify_asks_the_server_and_exits_0_only_when_valid(
-    runner: CliRunner, server: RunningFake, tmp_path: Path
+    runner: CliRunner, cli_live: Live, scene: Scene, staff: Client, tap: Tap, tmp_path: Path
 ) -> None:
-    issued = _issue(runner, server)
-    file = _envelope_file(runner, server, issued["id"], tmp_path / "grant.json")
+    issued = _issue(runner, cli_live, scene)
+    file = envelope_file(runner, cli_live, issued["id"], tmp_path / "grant.json")
     args = ("grants", "verify", str(file), "--character", issued["characterId"])
 
-    valid = _invoke(runner, server, *args, "--licensee", "lic_1")
-    wrong = _invoke(runner, server, *args, "--licensee", "lic_2")
-    _invoke(runner, server, "grants", "revoke", issued["id"], "--reason", "contract ended")
-    revoked = _json_or_exit_1(_invoke(runner, server, *args, "--licensee", "lic_1", json_output=True))
+    valid = invoke(runner, cli_live, *args, "--licensee", scene.licensee_id, via=tap)
+    wrong = invoke(runner, cli_live, *args, "--licensee", _UNKNOWN_LICENSEE)
+    invoke(runner, cli_live, "grants", "revoke", issued["id"], "--reason", "contract ended")
+    revoked = _json_or_exit_1(invoke(runner, cli_live, *args, "--licensee", scene.licensee_id, json_output=True))
 
-    (call, *_) = server.fake.calls_of("VerifyGrant")
+    (call,) = tap.calls_of("VerifyGrant")
     assert call.request.envelope_json == file.read_text(encoding="utf-8")
-    assert (call.request.licensee_id, call.request.character_id) == ("lic_1", issued["characterId"])
+    assert (call.request.licensee_id, call.request.character_id) == (scene.licensee_id, issued["characterId"])
     assert valid.exit_code == 0, valid.output
     assert valid.stdout.startswith("verdict: VALID\n")
-    assert f"key: {server.fake.active_key_id}" in valid.stdout
+    assert f"key: {active_signing_key(staff)}" in valid.stdout
     assert "revocation: checked by the server" in valid.stdout
     assert issued["id"] in valid.stdout  # The claims.
     assert wrong.exit_code == 1
@@ -271,102 +306,69 @@ def test_verify_asks_the_server_and_exits_0_only_when_valid(
     assert revoked["claims"]["grantId"] == issued["id"]
 
 
-def _json_or_exit_1(result: Result) -> Any:
-    assert result.exit_code == 1, result.output
-    return json.loads(result.stdout)
-
-
 def test_verify_a_garbage_file_is_malformed_and_a_binary_file_a_usage_error(
-    runner: CliRunner, server: RunningFake, tmp_path: Path
+    runner: CliRunner, cli_live: Live, tap: Tap, tmp_path: Path
 ) -> None:
     garbage = tmp_path / "garbage.json"
     garbage.write_text('{"payload": "not base64!"}', encoding="utf-8")
     binary = tmp_path / "binary.bin"
     binary.write_bytes(b"\xff\xfe\x00")
+    parties = ("--licensee", _UNKNOWN_LICENSEE, "--character", "chr_" + "0" * 32)
 
-    malformed = _invoke(runner, server, "grants", "verify", str(garbage), "--licensee", "lic_1", "--character", "c")
-    unreadable = _invoke(runner, server, "grants", "verify", str(binary), "--licensee", "lic_1", "--character", "c")
+    malformed = invoke(runner, cli_live, "grants", "verify", str(garbage), *parties, via=tap)
+    unreadable = invoke(runner, cli_live, "grants", "verify", str(binary), *parties, via=tap)
 
     assert malformed.exit_code == 1
     assert malformed.stdout.startswith("verdict: MALFORMED\n")
     assert unreadable.exit_code == 2
-    assert len(server.fake.calls_of("VerifyGrant")) == 1
-
-
-def _signed_by_a_test_key(server: RunningFake, *, grant_id: str, character_id: str) -> str:
-    """A grant signed here with a fresh Ed25519 key that the fake's key set then lists as retired."""
-    seed = nacl.signing.SigningKey.generate()
-    now = dt.datetime.now(dt.UTC)
-    key_id = "sk_00000000feedface"
-    server.fake.signing_keys[key_id] = SigningKey(
-        key_id=key_id,
-        algorithm="ed25519",
-        public_key=bytes(seed.verify_key),
-        state=SigningKey.STATE_RETIRED,
-        activate_time=_stamp(now - dt.timedelta(hours=1)),
-        retire_time=_stamp(now),
-    )
-    claims = grant_pb2.GrantClaims(
-        grant_id=grant_id,
-        character_id=character_id,
-        rights_holder_id="rh_1",
-        licensee_id="lic_1",
-        terms=terms_pb2.Terms(permitted_use_types=[terms_pb2.USE_TYPE_CAMEO]),
-        terms_version=1,
-        issue_time=_stamp(now - dt.timedelta(minutes=10)),
-        not_before=_stamp(now - dt.timedelta(minutes=10)),
-        expire_time=_stamp(now + dt.timedelta(days=1)),
-        issuer="test",
-    )
-    signed = envelope.sign(
-        claims.SerializeToString(), envelope.GRANT_PAYLOAD_TYPE, key_id=key_id, private_key=bytes(seed)
-    )
-    return envelope.to_json(signed)
+    assert len(tap.calls_of("VerifyGrant")) == 1
 
 
 def test_verify_offline_checks_locally_with_the_key_set_and_says_revocation_is_unchecked(
-    runner: CliRunner, server: RunningFake, tmp_path: Path
+    runner: CliRunner, own: Own, tmp_path: Path
 ) -> None:
-    grant_id = _issue(runner, server)["id"]
-    # The server knows this grant as revoked; offline verification cannot know that.
-    _invoke(runner, server, "grants", "revoke", grant_id, "--reason", "contract ended")
-    file = tmp_path / "grant.json"
-    file.write_text(_signed_by_a_test_key(server, grant_id=grant_id, character_id="chr_x"), encoding="utf-8")
-    args = ("grants", "verify", str(file), "--licensee", "lic_1", "--offline")
+    issued = _issue(runner, own.live, own.scene)
+    file = envelope_file(runner, own.live, issued["id"], tmp_path / "grant.json")
+    signer = active_signing_key(own.staff)
+    # Signed by a key now retired, and revoked on the server: offline verification cannot know that.
+    own.staff.rotate_signing_key()
+    invoke(runner, own.live, "grants", "revoke", issued["id"], "--reason", "contract ended")
+    args = ("grants", "verify", str(file), "--licensee", own.scene.licensee_id, "--offline")
 
-    valid = _invoke(runner, server, *args, "--character", "chr_x")
-    as_json = _json(_invoke(runner, server, *args, "--character", "chr_x", json_output=True))
-    wrong = _invoke(runner, server, *args, "--character", "chr_y")
+    valid = invoke(runner, own.live, *args, "--character", issued["characterId"], via=own.tap)
+    as_json = json_of(
+        invoke(runner, own.live, *args, "--character", issued["characterId"], via=own.tap, json_output=True)
+    )
+    wrong = invoke(runner, own.live, *args, "--character", "chr_" + "0" * 32, via=own.tap)
 
-    assert server.fake.calls_of("VerifyGrant") == []
-    assert len(server.fake.calls_of("GetKeySet")) == 3
+    assert own.tap.calls_of("VerifyGrant") == []
+    assert len(own.tap.calls_of("GetKeySet")) == 3
     assert valid.exit_code == 0, valid.output
     assert valid.stdout.startswith("verdict: VALID\n")
-    assert "key: sk_00000000feedface" in valid.stdout
+    assert f"key: {signer}" in valid.stdout
     assert "revocation: not checked" in valid.stdout
-    assert grant_id in valid.stdout
-    assert "cameo" in valid.stdout  # The terms as granted.
+    assert issued["id"] in valid.stdout
+    assert "image_generation" in valid.stdout  # The terms as granted.
     assert as_json["verdict"] == "VALID"
     assert as_json["revocationChecked"] is False
     assert as_json["checkedBy"] == "offline"
-    assert as_json["keyId"] == "sk_00000000feedface"
-    assert as_json["claims"]["grantId"] == grant_id
+    assert as_json["keyId"] == signer
+    assert as_json["claims"]["grantId"] == issued["id"]
     assert wrong.exit_code == 1
     assert wrong.stdout.startswith("verdict: WRONG_CHARACTER\n")
 
 
-def test_verify_offline_fails_once_the_signing_key_is_revoked(
-    runner: CliRunner, server: RunningFake, tmp_path: Path
-) -> None:
-    issued = _issue(runner, server)
-    file = _envelope_file(runner, server, issued["id"], tmp_path / "grant.json")
-    old_key = server.fake.active_key_id
-    args = ("grants", "verify", str(file), "--licensee", "lic_1", "--character", issued["characterId"], "--offline")
+def test_verify_offline_fails_once_the_signing_key_is_revoked(runner: CliRunner, own: Own, tmp_path: Path) -> None:
+    issued = _issue(runner, own.live, own.scene)
+    file = envelope_file(runner, own.live, issued["id"], tmp_path / "grant.json")
+    old_key = active_signing_key(own.staff)
+    licensee = own.scene.licensee_id
+    args = ("grants", "verify", str(file), "--licensee", licensee, "--character", issued["characterId"], "--offline")
 
-    _invoke(runner, server, "signing-keys", "rotate")
-    after_rotation = _invoke(runner, server, *args)
-    _invoke(runner, server, "signing-keys", "revoke", old_key, "--reason", "leaked")
-    after_revocation = _invoke(runner, server, *args)
+    invoke(runner, own.live, "signing-keys", "rotate")
+    after_rotation = invoke(runner, own.live, *args)
+    invoke(runner, own.live, "signing-keys", "revoke", old_key, "--reason", "leaked")
+    after_revocation = invoke(runner, own.live, *args)
 
     assert after_rotation.exit_code == 0, after_rotation.output
     assert after_revocation.exit_code == 1
@@ -376,16 +378,20 @@ def test_verify_offline_fails_once_the_signing_key_is_revoked(
 # -- signing keys ---------------------------------------------------------------------------------
 
 
-def test_signing_keys_list_rotate_and_revoke(runner: CliRunner, server: RunningFake) -> None:
-    original = server.fake.active_key_id
+def test_signing_keys_list_rotate_and_revoke(runner: CliRunner, own: Own) -> None:
+    original = active_signing_key(own.staff)
 
-    listed = _invoke(runner, server, "signing-keys", "list")
-    rotated = _invoke(runner, server, "signing-keys", "rotate")
-    new_key = server.fake.active_key_id
-    refused = _invoke(runner, server, "signing-keys", "revoke", new_key, "--reason", "nope")
-    revoked = _json(_invoke(runner, server, "signing-keys", "revoke", original, "--reason", "leaked", json_output=True))
-    listed_json = _json(_invoke(runner, server, "signing-keys", "list", json_output=True))
-    rotated_json = _json(_invoke(runner, server, "signing-keys", "rotate", json_output=True))
+    listed = invoke(runner, own.live, "signing-keys", "list")
+    rotated = invoke(runner, own.live, "signing-keys", "rotate")
+    new_key = active_signing_key(own.staff)
+    refused = invoke(runner, own.live, "signing-keys", "revoke", new_key, "--reason", "nope")
+    revoked = json_of(
+        invoke(
+            runner, own.live, "signing-keys", "revoke", original, "--reason", "leaked", via=own.tap, json_output=True
+        )
+    )
+    listed_json = json_of(invoke(runner, own.live, "signing-keys", "list", json_output=True))
+    rotated_json = json_of(invoke(runner, own.live, "signing-keys", "rotate", json_output=True))
 
     assert listed.exit_code == 0, listed.output
     assert original in listed.stdout
@@ -397,11 +403,11 @@ def test_signing_keys_list_rotate_and_revoke(runner: CliRunner, server: RunningF
     assert new_key in rotated.stdout
     assert original in rotated.stdout
     assert "public_key" not in rotated.stdout
-    match = _ERROR_LINE.match(refused.stderr.splitlines()[0])
+    match = ERROR_LINE.match(refused.stderr.splitlines()[0])
     assert refused.exit_code == 1
     assert match is not None
     assert (match["code"], match["reason"]) == ("FAILED_PRECONDITION", "SIGNING_KEY_ACTIVE")
-    assert server.fake.calls_of("RevokeSigningKey")[1].request.reason == "leaked"
+    assert own.tap.calls_of("RevokeSigningKey")[0].request.reason == "leaked"
     assert revoked["keyId"] == original
     assert revoked["state"] == "STATE_REVOKED"
     assert revoked["publicKey"]  # Scripts get the public key (base64) in the JSON form.

@@ -13,7 +13,6 @@ import uuid
 import warnings
 
 import charter
-import pytest
 from charter import AsyncClient, Client
 from charter.cli._app import app
 from sdk._live import Live  # tests/ is on sys.path: pytest's rootdir-relative layout

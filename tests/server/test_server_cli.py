@@ -185,6 +185,9 @@ def test_the_deployment_settings_are_shown_and_set_in_the_database(cli: Run, sql
     shown = cli("--database-url", sqlite_url, "settings", "show")
     changed = cli("--database-url", sqlite_url, "settings", "set", "--authorization-lease-seconds", "0.25")
     after = cli("--database-url", sqlite_url, "settings", "show")
+    cli("--database-url", sqlite_url, "settings", "set", "--authorization-lease-seconds", "30")
+    shortened = cli("--database-url", sqlite_url, "settings", "set", "--authorization-lease-seconds", "0.5")
+    shortened_shown = cli("--database-url", sqlite_url, "settings", "show")
     refused = cli("--database-url", sqlite_url, "settings", "set", "--authorization-lease-seconds", "90")
 
     assert shown.exit_code == 0, shown.output
@@ -192,6 +195,9 @@ def test_the_deployment_settings_are_shown_and_set_in_the_database(cli: Run, sql
     assert changed.exit_code == 0, changed.output
     assert changed.stdout.strip() == "authorization_lease_seconds 0.25 (was 1)"
     assert after.stdout.splitlines()[0] == "authorization_lease_seconds 0.25"
-    assert "previous lease, 1 s" in after.stdout  # still counts until a second has passed
+    assert shortened.stdout.strip() == "authorization_lease_seconds 0.5 (was 30)"
+    assert shortened_shown.stdout.splitlines()[0] == "authorization_lease_seconds 0.5"
+    # A lease granted under the longer setting may still be held: it counts for its 30 s.
+    assert "previous lease, 30 s" in shortened_shown.stdout
     assert refused.exit_code == 2
     assert len(refused.stderr.strip().splitlines()) == 1
