@@ -41,7 +41,14 @@ from charter.transparency.checkpoint import (
     verify_checkpoint,
 )
 from charter.transparency.entries import open_entry, payload_digest
-from charter.transparency.export import ExportMismatch, ExportSummary, MalformedExport, export_lines, verify_export
+from charter.transparency.export import (
+    ExportMismatch,
+    ExportSummary,
+    MalformedExport,
+    export_lines,
+    verify_entries,
+    verify_export,
+)
 from charter.transparency.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
@@ -115,6 +122,7 @@ __all__ = [
     "verify_bundle",
     "verify_checkpoint",
     "verify_consistency",
+    "verify_entries",
     "verify_export",
     "verify_inclusion",
 ]

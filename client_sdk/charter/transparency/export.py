@@ -27,7 +27,15 @@ from charter.transparency.checkpoint import SignedCheckpoint, verify_checkpoint
 from charter.transparency.merkle import HASH_SIZE, CompactRange, leaf_hash
 from charter.transparency.note import NoteVerifier
 
-__all__ = ["EXPORT_FORMAT", "ExportMismatch", "ExportSummary", "MalformedExport", "export_lines", "verify_export"]
+__all__ = [
+    "EXPORT_FORMAT",
+    "ExportMismatch",
+    "ExportSummary",
+    "MalformedExport",
+    "export_lines",
+    "verify_entries",
+    "verify_export",
+]
 
 EXPORT_FORMAT: Final = "charter-log-export/v1"
 """The value of the first line's ``format``."""
@@ -137,31 +145,58 @@ def verify_export(
         origin=header["origin"] if origin is None else origin,
         verifiers=verifiers,
     )
-    size = signed.checkpoint.size
-    compact = CompactRange()
-    withheld = 0
-    for number, line in enumerate(iterator, start=2):
+    return verify_entries(_listed(iterator), signed)
+
+
+def _listed(lines: Iterator[str | bytes]) -> Iterator[tuple[object, bytes | None, bytes | None]]:
+    for number, line in enumerate(lines, start=2):
         if not line.strip():
             continue
         item = _object(line, number)
-        index = item.get("index")
-        if index != compact.size:
-            raise ExportMismatch(f"line {number} lists index {index!r} where {compact.size} comes next", compact.size)
-        if compact.size >= size:
-            raise ExportMismatch(f"the export lists more entries than the checkpoint's {size}", compact.size)
         listed = _b64(item["leaf_hash"], f"line {number}'s leaf hash") if "leaf_hash" in item else None
-        if "entry" in item:
-            leaf = leaf_hash(_b64(item["entry"], f"line {number}'s entry"))
+        entry = _b64(item["entry"], f"line {number}'s entry") if "entry" in item else None
+        if entry is None and (listed is None or len(listed) != HASH_SIZE):
+            raise MalformedExport(f"line {number} has neither an entry nor a 32-byte leaf hash")
+        yield item.get("index"), listed, entry
+
+
+def verify_entries(
+    entries: Iterable[tuple[object, bytes | None, bytes | None]], signed: SignedCheckpoint
+) -> ExportSummary:
+    """Check that entries rebuild the tree of a verified checkpoint (the core of `verify_export`).
+
+    Args:
+        entries: ``(index, listed leaf hash or None, entry bytes or None)`` in index order from 0;
+            an entry's bytes are hashed (a listed leaf hash must then agree); without bytes the
+            listed leaf hash stands for the entry.
+        signed: The checkpoint, verified (`verify_checkpoint`).
+
+    Returns:
+        The checkpoint and counts.
+
+    Raises:
+        ExportMismatch: The entries do not rebuild the signed tree.
+    """
+    size = signed.checkpoint.size
+    compact = CompactRange()
+    withheld = 0
+    for index, listed, entry in entries:
+        if index != compact.size:
+            raise ExportMismatch(f"index {index!r} is listed where {compact.size} comes next", compact.size)
+        if compact.size >= size:
+            raise ExportMismatch(f"more entries are listed than the checkpoint's {size}", compact.size)
+        if entry is not None:
+            leaf = leaf_hash(entry)
             if listed is not None and listed != leaf:
-                raise ExportMismatch(f"entry {index} does not hash to its listed leaf hash", index)
-        elif listed is not None and len(listed) == HASH_SIZE:
+                raise ExportMismatch(f"entry {index} does not hash to its listed leaf hash", compact.size)
+        elif listed is not None:
             leaf = listed
             withheld += 1
         else:
-            raise MalformedExport(f"line {number} has neither an entry nor a 32-byte leaf hash")
-        compact.append(leaf)
+            raise ExportMismatch(f"entry {index} has neither bytes nor a leaf hash", compact.size)
+        compact.extend((leaf,))
     if compact.size != size:
-        raise ExportMismatch(f"the export lists {compact.size} entries; the checkpoint signs {size}")
+        raise ExportMismatch(f"{compact.size} entries are listed; the checkpoint signs {size}")
     if compact.root() != signed.checkpoint.root_hash:
         raise ExportMismatch("the entries do not rebuild the root hash the checkpoint signs")
     return ExportSummary(signed, size, withheld)
