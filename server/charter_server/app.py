@@ -46,8 +46,7 @@ from charter_server.domain.clock import Clock, SystemClock
 from charter_server.domain.errors import DomainError
 from charter_server.domain.models import SigningKeyPurpose
 from charter_server.services.access import AccessService, Authenticator
-from charter_server.services.authorization import AuthorizationService
-from charter_server.services.authorization_view import AuthorizationView
+from charter_server.services.authorization import AuthorizationService, AuthorizationView
 from charter_server.services.catalog import CatalogService
 from charter_server.services.characters import CharacterService
 from charter_server.services.deployment import set_authorization_lease
@@ -58,6 +57,7 @@ from charter_server.services.screening import PromptScreen
 from charter_server.services.statements import StatementService
 from charter_server.services.transparency.appender import LogAppender
 from charter_server.services.transparency.audit import LogAuditor
+from charter_server.services.transparency.feed import LogFeed
 from charter_server.services.transparency.reader import TransparencyLog
 from charter_server.services.transparency.receipts import ReceiptLog
 from charter_server.services.transparency.sequencer import LogHealth, Sequencer
@@ -197,8 +197,14 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
     appender = LogAppender(clock)
     receipt_log = ReceiptLog(db)
     health = LogHealth()
-    keys = KeyService(db, clock, kek, after_commit=view.after_commit, log_origin=settings.origin, log=appender)
+    keys = KeyService(db, clock, kek, log_origin=settings.origin, log=appender)
     feed = RevocationFeed(db, clock, heartbeat_seconds=settings.revocation_heartbeat_seconds)
+    # Committed changes announce themselves (storage.uow): the feed wakes its watchers first, then
+    # the view reloads, and after a change that takes something away waits out the lease.
+    db.events.subscribe(feed.on_committed)
+    db.events.subscribe(view.on_committed)
+    # Every change that commits is logged in its own transaction (services.transparency.feed).
+    db.events.subscribe_in_transaction(LogFeed(appender).on_changes)
     grants = GrantService(
         db,
         clock,
@@ -206,18 +212,14 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
         issuer=settings.issuer,
         max_lifetime=timedelta(days=settings.max_grant_lifetime_days),
         skew=timedelta(seconds=settings.clock_skew_seconds),
-        on_revocation=feed.notify,
-        after_commit=view.after_commit,
     )
     screen = PromptScreen(db)
     return Services(
-        catalog=CatalogService(db, clock, after_commit=view.after_commit),
-        characters=CharacterService(
-            db, clock, revoke_grants=grants.revoke_for_character, after_commit=view.after_commit
-        ),
+        catalog=CatalogService(db, clock),
+        characters=CharacterService(db, clock, revoke_grants=grants.revoke_for_character),
         keys=keys,
         grants=grants,
-        access=AccessService(db, clock, authenticator, after_commit=view.after_commit),
+        access=AccessService(db, clock, authenticator),
         authenticator=authenticator,
         screen=screen,
         feed=feed,

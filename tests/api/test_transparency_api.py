@@ -18,6 +18,7 @@ import grpc
 import pytest
 from charter import transparency
 from charter.grants import KeyRing
+from charter.v1 import grant_service_pb2 as gs
 from charter.v1 import key_service_pb2 as ks
 from charter.v1 import signing_key_pb2
 from charter.v1 import transparency_pb2 as tp
@@ -25,7 +26,8 @@ from charter.v1 import transparency_service_pb2 as ts
 from charter_server.app import CharterServer
 from pymerkle import InmemoryTree
 
-from .grant_helpers import Stubs, key_set, stubs
+from .character_helpers import new_holder
+from .grant_helpers import Stubs, issue, key_set, new_licensee, opted_in_character, stubs
 from .helpers import auth, failure, unique
 from .log_helpers import all_entries, stub, verified_checkpoint, wait_for_size
 
@@ -317,3 +319,54 @@ def refused(call: Any, request: Any, secret: str) -> Any:
     with pytest.raises(grpc.RpcError) as raised:
         call(request, metadata=auth(secret))
     return failure(raised.value)
+
+
+def test_catalogue_and_grant_changes_are_logged_with_what_they_changed(
+    channel: grpc.Channel, api: Stubs, keys: Any, clock: Any
+) -> None:
+    before = verified_checkpoint(channel, keys.auditor).checkpoint.size
+    holder = new_holder(api.catalog, api.access, keys.admin)
+    character = opted_in_character(api, holder)
+    licensee_id = new_licensee(api, keys.admin)
+    grant = issue(api, keys.admin, clock, character, licensee_id)
+    api.grants.SuspendGrant(gs.SuspendGrantRequest(id=grant.id, reason="audit"), metadata=auth(keys.admin))
+    api.grants.RevokeGrant(gs.RevokeGrantRequest(id=grant.id, reason="breach"), metadata=auth(keys.admin))
+    wait_for_size(channel, keys.auditor, before + 7)
+
+    deadline = time.monotonic() + 10
+    while True:
+        logged = [
+            transparency.open_entry(e.entry, e.leaf_hash)
+            for e in all_entries(channel, keys.auditor, before)[0]
+            if not e.withheld
+        ]
+        mine = [e for e in logged if holder.id in (_holder_of(e),)]
+        if len(mine) >= 7 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+
+    kinds = [(e.WhichOneof("change"), _action(e)) for e in mine]
+    assert kinds[:2] == [("rights_holder", "ACTION_CREATED"), ("api_key", "ACTION_CREATED")]
+    assert ("character", "ACTION_CREATED") in kinds
+    assert ("terms", "ACTION_OPTED_IN") in kinds
+    grants = [e.grant for e in mine if e.WhichOneof("change") == "grant"]
+    assert [(g.action, g.reason) for g in grants] == [
+        (tp.GrantLogged.ACTION_ISSUED, ""),
+        (tp.GrantLogged.ACTION_SUSPENDED, "audit"),
+        (tp.GrantLogged.ACTION_REVOKED, "breach"),
+    ]
+    assert grants[0].claims_digest == transparency.payload_digest(grant.envelope)
+    assert grants[0].licensee_id == licensee_id
+    opted = next(e.terms for e in mine if e.WhichOneof("change") == "terms")
+    assert (opted.character_id, opted.terms_version, opted.terms.permitted_use_types != []) == (character, 1, True)
+
+
+def _holder_of(entry: tp.LogEntry) -> str:
+    change = getattr(entry, entry.WhichOneof("change") or "")
+    return str(getattr(change, "rights_holder_id", ""))
+
+
+def _action(entry: tp.LogEntry) -> str:
+    change = getattr(entry, entry.WhichOneof("change") or "")
+    value = getattr(change, "action", 0)
+    return str(type(change).Action.Name(value)) if hasattr(type(change), "Action") else ""

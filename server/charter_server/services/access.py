@@ -67,15 +67,12 @@ class AccessService:
         db: Database,
         clock: Clock,
         authenticator: Authenticator,
-        *,
-        after_commit: Callable[[bool], None] = lambda takes_away: None,
     ) -> None:
+        # A revocation announces itself (``ApiKeyRevoked``, see ``storage.uow``): the authorization
+        # view's subscriber returns once no server can still accept the key.
         self._db = db
         self._clock = clock
         self._authenticator = authenticator
-        # Told after a revocation commits; returns once no server can still accept the key (see
-        # services.authorization: the same lease as for grants).
-        self._after_commit = after_commit
 
     def create_api_key(self, principal: Principal, value: ApiKeyInput, *, request_id: str = "") -> CreatedApiKey:
         """Create a key and return its secret once."""
@@ -162,7 +159,6 @@ class AccessService:
             key = self._load(uow, key_id)
             uow.commit()
         self._authenticator.forget(key_id)
-        self._after_commit(True)
         log.info("api_key.revoked", api_key_id=key_id)
         return key
 

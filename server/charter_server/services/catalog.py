@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -100,14 +100,10 @@ def _query(checker: Checker, query: str) -> None:
 class CatalogService:
     """Rights holders and licensees."""
 
-    def __init__(
-        self, db: Database, clock: Clock, *, after_commit: Callable[[bool], None] = lambda takes_away: None
-    ) -> None:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        # Licensee changes announce themselves (``LicenseeChanged``, see ``storage.uow``).
         self._db = db
         self._clock = clock
-        # Told after every licensee change an authorization may depend on, and whether it takes
-        # something away (see services.authorization).
-        self._after_commit = after_commit
 
     # Rights holders -------------------------------------------------------------------------
 
@@ -306,7 +302,6 @@ class CatalogService:
             licensee = dataclasses.replace(licensee, **changes, update_time=self._clock.now())
             uow.licensees.save(licensee)
             uow.commit()
-        self._after_commit("platform" in fields)
         log.info("licensee.updated", licensee_id=licensee_id, fields=fields)
         return licensee
 
@@ -322,7 +317,6 @@ class CatalogService:
             licensee = dataclasses.replace(licensee, state=LifecycleState.ARCHIVED, update_time=now, archive_time=now)
             uow.licensees.save(licensee)
             uow.commit()
-        self._after_commit(True)
         log.info("licensee.archived", licensee_id=licensee_id)
         return licensee
 

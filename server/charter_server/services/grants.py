@@ -5,7 +5,7 @@ verification for integrators. Verification itself is the SDK's shared core (``ch
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -116,15 +116,10 @@ class GrantService:
         issuer: str,
         max_lifetime: timedelta,
         skew: timedelta,
-        on_revocation: Callable[[], None] = lambda: None,
-        after_commit: Callable[[bool], None] = lambda takes_away: None,
     ) -> None:
+        # Issuing and state changes announce themselves (``GrantIssued``, ``GrantStateChanged``,
+        # ``RevocationAppended``; see ``storage.uow``): the view and the revocation feed subscribe.
         self._db = db
-        # Told after every commit an authorization may depend on, and whether it takes something
-        # away (then it returns only once no server can still allow it; see services.authorization).
-        self._after_commit = after_commit
-        # Called after a revocation-log append commits, so in-process watchers look at once.
-        self._on_revocation = on_revocation
         self._clock = clock
         self._keys = keys
         self._issuer = issuer
@@ -163,7 +158,6 @@ class GrantService:
             self._db, self._clock, principal, "IssueGrant", request_id, value, create, self._load
         )
         if created:
-            self._after_commit(False)
             log.info(
                 "grant.issued",
                 grant_id=grant.id,
@@ -413,8 +407,6 @@ class GrantService:
             sequence = uow.revocations.append(grant_id, kind, now, reason)
             grant = dataclasses.replace(grant, state=new_state, state_reason=reason, state_time=now)
             uow.commit()
-        self._on_revocation()
-        self._after_commit(kind is not RevocationKind.REINSTATED)
         log.info(f"grant.{kind.value}", grant_id=grant_id, sequence=sequence)
         return grant, sequence
 

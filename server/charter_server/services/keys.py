@@ -11,7 +11,6 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import nacl.exceptions
@@ -19,8 +18,6 @@ import nacl.secret
 import nacl.signing
 import structlog
 from charter.grants import KeyRing, KeyState, PublicKey
-from charter.v1 import signing_key_pb2
-from charter.v1 import transparency_pb2 as tp
 
 from charter_server.domain.clock import Clock
 from charter_server.domain.errors import FailedPrecondition, NotFound
@@ -94,16 +91,16 @@ class KeyService:
         kek: bytes,
         *,
         cache_seconds: float = 2.0,
-        after_commit: Callable[[bool], None] = lambda takes_away: None,
         log_origin: str = "",
         log: LogAppender | None = None,
     ) -> None:
+        # Key changes announce themselves (``SigningKeyAdded``/``SigningKeyStateChanged``).
         self._db = db
         self.log_origin = log_origin
         """The transparency log's origin: the note key name of the log's keys."""
+        # Key changes are logged here, where the caller and the reason are known (and the key
+        # events are left out of the log's event subscriber).
         self._log = log
-        # Told after a rotation (False) or a revocation (True; see services.authorization).
-        self._after_commit = after_commit
         self._clock = clock
         self._box = nacl.secret.SecretBox(kek)
         self._cache_seconds = cache_seconds
@@ -148,7 +145,6 @@ class KeyService:
             self._changed(uow, key, retired, actor_key_id)
             uow.commit()
         self._invalidate()
-        self._after_commit(False)
         log.info("signing_key.rotated", key_id=key.key_id, retired_key_id=previous.key_id if previous else None)
         return key, retired
 
@@ -170,10 +166,9 @@ class KeyService:
                 raise FailedPrecondition("the key is already revoked", reason="SIGNING_KEY_ALREADY_REVOKED")
             uow.signing_keys.set_state(key_id, SigningKeyState.REVOKED, self._clock.now(), reason)
             key = next(k for k in uow.signing_keys.all() if k.key_id == key_id)
-            self._logged(uow, key, tp.SigningKeyLogged.ACTION_REVOKED, actor_key_id, reason)
+            self._logged(uow, key, "revoked", actor_key_id, reason)
             uow.commit()
         self._invalidate()
-        self._after_commit(True)
         log.info("signing_key.revoked", key_id=key_id, reason=reason)
         return key
 
@@ -239,26 +234,13 @@ class KeyService:
         self, uow: UnitOfWork, key: SigningKeyRecord, retired: SigningKeyRecord | None, actor_key_id: str
     ) -> None:
         if retired is not None:
-            self._logged(uow, retired, tp.SigningKeyLogged.ACTION_RETIRED, actor_key_id)
-        self._logged(uow, key, tp.SigningKeyLogged.ACTION_ACTIVATED, actor_key_id)
+            self._logged(uow, retired, "retired", actor_key_id)
+        self._logged(uow, key, "activated", actor_key_id)
 
-    def _logged(self, uow: UnitOfWork, key: SigningKeyRecord, action: int, actor_key_id: str, reason: str = "") -> None:
+    def _logged(self, uow: UnitOfWork, key: SigningKeyRecord, action: str, actor_key_id: str, reason: str = "") -> None:
         """Log a key's change in its transaction (keys concern no tenant: staff and auditors read it)."""
-        if self._log is None:
-            return
-        purpose = (
-            signing_key_pb2.SigningKey.PURPOSE_TRANSPARENCY_LOG
-            if key.purpose is SigningKeyPurpose.TRANSPARENCY_LOG
-            else signing_key_pb2.SigningKey.PURPOSE_GRANTS
-        )
-        message = tp.SigningKeyLogged(
-            action=action,  # type: ignore[arg-type]
-            key_id=key.key_id,
-            purpose=purpose,
-            public_key=key.public_key,
-            reason=reason,
-        )
-        self._log.append(uow, "signing_key", message, actor_key_id=actor_key_id)
+        if self._log is not None:
+            self._log.signing_key(uow, key, action, actor_key_id=actor_key_id, reason=reason)
 
     def _new_key(self, uow: UnitOfWork, purpose: SigningKeyPurpose) -> SigningKeyRecord:
         seed = secrets.token_bytes(32)

@@ -36,7 +36,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -44,6 +44,7 @@ import structlog
 
 from charter_server.domain.clock import Clock
 from charter_server.domain.errors import InvalidArgument, ShuttingDown, StorageUnavailable
+from charter_server.domain.events import DomainEvent, RevocationAppended
 from charter_server.domain.models import Principal, RevocationEvent, Role
 from charter_server.storage.database import Database
 
@@ -138,6 +139,12 @@ class RevocationFeed:
     def notify(self) -> None:
         """Something was appended to the log and committed: look now rather than at the next poll."""
         self._wake.set()
+
+    def on_committed(self, events: Sequence[DomainEvent]) -> None:
+        """The feed's subscriber to committed events (``storage.uow``): `notify` when one of them
+        appended to the revocation log."""
+        if any(isinstance(e, RevocationAppended) for e in events):
+            self.notify()
 
     def stop(self) -> None:
         """Stop: every listener is told, and streams end with a retryable ``ShuttingDown``."""

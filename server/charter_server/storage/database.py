@@ -9,7 +9,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from charter_server.storage.uow import UnitOfWork
+from charter_server.storage.uow import EventBus, UnitOfWork
 
 
 def normalise_url(url: str) -> str:
@@ -93,6 +93,8 @@ class Database:
         # this process queue on a lock instead; the busy timeout is left for other processes.
         self._writer_lock = threading.RLock() if self.dialect == "sqlite" else None
         self._page_token_key: bytes | None = None
+        # Who hears about committed changes (see ``storage.uow``): the services subscribe at build.
+        self.events = EventBus()
 
     def uow(self, *, write: bool = False) -> UnitOfWork:
         """A unit of work; ``write=True`` takes the write lock at the start on SQLite.
@@ -103,8 +105,8 @@ class Database:
         if threading.get_ident() in _nonblocking_threads:
             raise WouldBlock
         if write:
-            return UnitOfWork(self._write_sessions, self._writer_lock)
-        return UnitOfWork(self._read_sessions)
+            return UnitOfWork(self._write_sessions, self._writer_lock, self.events)
+        return UnitOfWork(self._read_sessions, None, self.events)
 
     def page_token_key(self) -> bytes:
         """The deployment's page-token key (``storage.serving``), read once and kept."""

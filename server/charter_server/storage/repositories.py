@@ -32,6 +32,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from charter_server.domain import events as ev
+from charter_server.domain.events import EventSink
 from charter_server.domain.models import (
     Alias,
     AliasKind,
@@ -141,7 +143,8 @@ AUTHZ_EPOCH = "authz_epoch"
 
 
 def bump_authz_epoch(session: Session) -> None:
-    """Count a change that an authorization may depend on, in the caller's transaction.
+    """Count a change that an authorization may depend on, in the caller's transaction (the unit
+    of work calls it once per commit whose events affect authorization).
 
     Every server keeps what ``Authorize`` reads (characters, licensees, grants, keys) in memory
     and polls this counter to learn that its copy is out of date; see
@@ -154,8 +157,9 @@ def bump_authz_epoch(session: Session) -> None:
 class RightsHolderRepository:
     """Rights holders."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, events: EventSink) -> None:
         self._session = session
+        self._events = events
 
     def add(self, holder: RightsHolder) -> None:
         """Insert a new rights holder."""
@@ -173,6 +177,7 @@ class RightsHolderRepository:
             )
         )
         self._session.flush()
+        self._events.raise_event(ev.RightsHolderCreated(holder.id))
 
     def get(self, holder_id: str) -> RightsHolder | None:
         """The rights holder with this id, or None."""
@@ -184,6 +189,7 @@ class RightsHolderRepository:
         row = self._row(holder.id)
         if row is None:
             raise LookupError(holder.id)
+        before = LifecycleState(row.state)
         row.display_name = holder.display_name
         row.legal_name = holder.legal_name
         row.contact_email = holder.contact_email
@@ -192,6 +198,7 @@ class RightsHolderRepository:
         row.update_time = holder.update_time
         row.archive_time = holder.archive_time
         self._session.flush()
+        self._events.raise_event(ev.RightsHolderChanged(holder.id, before, holder.state))
 
     def list(
         self, *, state: LifecycleState, query: str, only_id: str | None, after: int, limit: int
@@ -212,8 +219,9 @@ class RightsHolderRepository:
 class LicenseeRepository:
     """Licensees."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, events: EventSink) -> None:
         self._session = session
+        self._events = events
 
     def add(self, licensee: Licensee) -> None:
         """Insert a new licensee."""
@@ -231,6 +239,7 @@ class LicenseeRepository:
             )
         )
         self._session.flush()
+        self._events.raise_event(ev.LicenseeCreated(licensee.id))
 
     def get(self, licensee_id: str) -> Licensee | None:
         """The licensee with this id, or None."""
@@ -242,6 +251,7 @@ class LicenseeRepository:
         row = self._row(licensee.id)
         if row is None:
             raise LookupError(licensee.id)
+        platform_before, state_before = row.platform, LifecycleState(row.state)
         row.display_name = licensee.display_name
         row.legal_name = licensee.legal_name
         row.contact_email = licensee.contact_email
@@ -250,7 +260,9 @@ class LicenseeRepository:
         row.update_time = licensee.update_time
         row.archive_time = licensee.archive_time
         self._session.flush()
-        bump_authz_epoch(self._session)
+        self._events.raise_event(
+            ev.LicenseeChanged(licensee.id, platform_before, licensee.platform, state_before, licensee.state)
+        )
 
     def granted_by(self, rights_holder_id: str, licensee_id: str) -> Licensee | None:
         """The licensee, if it holds or held a grant on one of the rights holder's characters."""
@@ -291,8 +303,9 @@ class LicenseeRepository:
 class ApiKeyRepository:
     """API keys and the hashes of their secrets."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, events: EventSink) -> None:
         self._session = session
+        self._events = events
 
     def add(self, key: ApiKey, secret_sha256: str) -> None:
         """Insert a new key with the SHA-256 of its secret."""
@@ -311,6 +324,7 @@ class ApiKeyRepository:
             )
         )
         self._session.flush()
+        self._events.raise_event(ev.ApiKeyCreated(key.id, key.role.value, key.rights_holder_id, key.licensee_id))
 
     def get(self, key_id: str) -> ApiKey | None:
         """The key with this id, or None."""
@@ -323,13 +337,13 @@ class ApiKeyRepository:
         return None if row is None else (_api_key(row), row.secret_sha256)
 
     def revoke(self, key_id: str, when: datetime) -> None:
-        """Mark the key revoked at ``when`` (raising the authorization epoch: servers cache keys)."""
+        """Mark the key revoked at ``when`` (an event that affects authorization: servers cache keys)."""
         row = self._row(key_id)
         if row is None:
             raise LookupError(key_id)
         row.revoke_time = when
         self._session.flush()
-        bump_authz_epoch(self._session)
+        self._events.raise_event(ev.ApiKeyRevoked(key_id, row.rights_holder_id, row.licensee_id))
 
     def list(
         self, *, role: Role | None, active_at: datetime | None, after: int, limit: int
@@ -438,8 +452,9 @@ def _keyword_set_json(value: KeywordSet) -> dict[str, object]:
 class CharacterRepository:
     """Characters and the index of their normalised names."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, events: EventSink) -> None:
         self._session = session
+        self._events = events
 
     def add(self, character: Character) -> None:
         """Insert a new character and its names."""
@@ -448,15 +463,29 @@ class CharacterRepository:
         self._session.add(row)
         self._session.flush()
         self._index_names(character)
+        self._events.raise_event(ev.CharacterCreated(character.id, character.rights_holder_id))
 
     def save(self, character: Character, *, names_changed: bool = True) -> None:
         """Write every mutable field of an existing character; re-index its names if they may have changed."""
         row = self._row(character.id)
         if row is None:
             raise LookupError(character.id)
+        state_before = CharacterState(row.state)
+        suspension_before = row.state_before_suspension
+        names_before = (row.canonical_name, list(row.aliases))
         self._write(row, character)
         self._session.flush()
-        bump_authz_epoch(self._session)
+        # One event per kind of change; a write that changes neither state nor names (details, the
+        # terms version) still announces itself: the view reloads whatever it cached of the character.
+        changes: list[ev.DomainEvent] = []
+        if state_before is not character.state or suspension_before != row.state_before_suspension:
+            changes.append(
+                ev.CharacterStateChanged(character.id, character.rights_holder_id, state_before, character.state)
+            )
+        if names_before != (row.canonical_name, row.aliases):
+            changes.append(ev.AliasesChanged(character.id, character.rights_holder_id))
+        for change in changes or [ev.CharacterChanged(character.id, character.rights_holder_id)]:
+            self._events.raise_event(change)
         if names_changed:
             self._session.execute(delete(CharacterNameRow).where(CharacterNameRow.character_id == character.id))
             self._index_names(character)
@@ -662,8 +691,9 @@ class CharacterRepository:
 class TermsRepository:
     """Immutable terms versions, stored as serialized ``charter.v1.Terms``."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, events: EventSink) -> None:
         self._session = session
+        self._events = events
 
     def add(self, terms: terms_pb2.Terms) -> None:
         """Insert a new version (its ``character_id`` and ``version`` set)."""
@@ -677,6 +707,7 @@ class TermsRepository:
             )
         )
         self._session.flush()
+        self._events.raise_event(ev.TermsChanged(terms.character_id, terms.version))
 
     def get(self, character_id: str, version: int) -> terms_pb2.Terms | None:
         """One version, or None."""
@@ -711,8 +742,9 @@ class SigningKeyRepository:
     # Any fixed 64-bit number; it names the advisory lock that serializes changes to the key set.
     _LOCK = 0x636861727465726B
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, events: EventSink) -> None:
         self._session = session
+        self._events = events
 
     def lock(self, *, shared: bool = False) -> None:
         """Serialize key changes (first key, rotation, revocation) across replicas until commit;
@@ -742,7 +774,7 @@ class SigningKeyRepository:
             )
         )
         self._session.flush()
-        bump_authz_epoch(self._session)
+        self._events.raise_event(ev.SigningKeyAdded(key.key_id))
 
     def all(self, *, for_update: bool = False) -> list[SigningKeyRecord]:
         """Every key, newest first."""
@@ -765,6 +797,7 @@ class SigningKeyRepository:
     def set_state(self, key_id: str, state: SigningKeyState, when: datetime, reason: str = "") -> None:
         """Retire or revoke a key."""
         row = self._session.scalars(select(SigningKeyRow).where(SigningKeyRow.key_id == key_id)).one()
+        before = SigningKeyState(row.state)
         row.state = state.value
         if state is SigningKeyState.RETIRED:
             row.retire_time = when
@@ -774,7 +807,7 @@ class SigningKeyRepository:
             if row.retire_time is None:
                 row.retire_time = when
         self._session.flush()
-        bump_authz_epoch(self._session)
+        self._events.raise_event(ev.SigningKeyStateChanged(key_id, before, state))
 
 
 def _grant(row: GrantRow) -> GrantRecord:
@@ -800,8 +833,9 @@ def _grant(row: GrantRow) -> GrantRecord:
 class GrantRepository:
     """Issued grants."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, events: EventSink) -> None:
         self._session = session
+        self._events = events
 
     def add(self, grant: GrantRecord) -> None:
         """Insert a new grant."""
@@ -825,7 +859,9 @@ class GrantRepository:
             )
         )
         self._session.flush()
-        bump_authz_epoch(self._session)
+        self._events.raise_event(
+            ev.GrantIssued(grant.id, grant.character_id, grant.rights_holder_id, grant.licensee_id)
+        )
 
     def get(self, grant_id: str, *, for_update: bool = False) -> GrantRecord | None:
         """The grant with this id, or None; ``for_update`` locks its row until commit (PostgreSQL)."""
@@ -845,11 +881,14 @@ class GrantRepository:
     def set_state(self, grant_id: str, state: GrantState, reason: str, when: datetime) -> None:
         """Change a grant's state."""
         row = self._session.scalars(select(GrantRow).where(GrantRow.id == grant_id)).one()
+        before = GrantState(row.state)
         row.state = state.value
         row.state_reason = reason
         row.state_time = when
         self._session.flush()
-        bump_authz_epoch(self._session)
+        self._events.raise_event(
+            ev.GrantStateChanged(grant_id, row.character_id, row.rights_holder_id, row.licensee_id, before, state)
+        )
 
     def live_for_character(self, character_id: str) -> list[str]:
         """Ids of the character's grants that are not revoked, locked for update."""
@@ -893,8 +932,9 @@ class RevocationLogRepository:
 
     COUNTER = "revocation_log"
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, events: EventSink) -> None:
         self._session = session
+        self._events = events
 
     def append(self, grant_id: str, kind: RevocationKind, when: datetime, reason: str, character_id: str = "") -> int:
         """Append an event and return its sequence number (a character's event names no grant)."""
@@ -915,6 +955,7 @@ class RevocationLogRepository:
             )
         )
         self._session.flush()
+        self._events.raise_event(ev.RevocationAppended(int(sequence), kind, grant_id, character_id))
         return int(sequence)
 
     def since(self, sequence: int, limit: int) -> list[RevocationEvent]:
@@ -1137,8 +1178,9 @@ def _usage(row: UsageRecordRow) -> UsageEntry:
 class StatementRepository:
     """Closed periods, and the sums that statements are made of."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, events: EventSink) -> None:
         self._session = session
+        self._events = events
 
     def lock_rights_holders(self, rights_holder_ids: Sequence[str], *, exclusive: bool = False) -> None:
         """Serialise closing a rights holder's period with accepting records for it.
@@ -1182,6 +1224,7 @@ class StatementRepository:
             )
         )
         self._session.flush()
+        self._events.raise_event(ev.StatementPeriodClosed(rights_holder_id, period))
 
     def period_sums(self, pairs: Sequence[tuple[str, str]], licensee_id: str | None = None) -> list[LineSums]:
         """The line sums of these (rights holder, statement period) pairs."""

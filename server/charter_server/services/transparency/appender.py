@@ -14,13 +14,24 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from charter.transparency import leaf_hash
+from charter.v1 import signing_key_pb2
 from charter.v1 import transparency_pb2 as tp
 from google.protobuf.message import Message
 
 from charter_server.domain.clock import Clock
+from charter_server.domain.models import SigningKeyPurpose, SigningKeyRecord
 from charter_server.domain.transparency import PendingEntry
 from charter_server.storage.uow import UnitOfWork
 
+_KEY_ACTIONS = {
+    "activated": tp.SigningKeyLogged.ACTION_ACTIVATED,
+    "retired": tp.SigningKeyLogged.ACTION_RETIRED,
+    "revoked": tp.SigningKeyLogged.ACTION_REVOKED,
+}
+_KEY_PURPOSES = {
+    SigningKeyPurpose.GRANTS: signing_key_pb2.SigningKey.PURPOSE_GRANTS,
+    SigningKeyPurpose.TRANSPARENCY_LOG: signing_key_pb2.SigningKey.PURPOSE_TRANSPARENCY_LOG,
+}
 _CHANGES = frozenset(f.name for f in tp.LogEntry.DESCRIPTOR.oneofs_by_name["change"].fields)
 
 
@@ -84,3 +95,16 @@ class LogAppender:
     def append_many(self, uow: UnitOfWork, entries: Sequence[PendingEntry]) -> None:
         """Append entries built already (`build_entry`, `pending`)."""
         uow.log.add_pending(entries)
+
+    def signing_key(
+        self, uow: UnitOfWork, key: SigningKeyRecord, action: str, *, actor_key_id: str = "", reason: str = ""
+    ) -> PendingEntry:
+        """Append a signing key's activation, retirement or revocation (``action``)."""
+        message = tp.SigningKeyLogged(
+            action=_KEY_ACTIONS[action],
+            key_id=key.key_id,
+            purpose=_KEY_PURPOSES[key.purpose],
+            public_key=key.public_key,
+            reason=reason,
+        )
+        return self.append(uow, "signing_key", message, actor_key_id=actor_key_id)

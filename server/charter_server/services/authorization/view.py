@@ -16,6 +16,7 @@ from charter.terms import CompiledTerms
 from charter.v1 import terms_pb2
 
 from charter_server.domain.errors import StorageUnavailable
+from charter_server.domain.events import DomainEvent
 from charter_server.domain.models import Character, CharacterState, GrantRecord, GrantState, LifecycleState
 from charter_server.services.deployment import MAX_LEASE_SECONDS
 from charter_server.services.keys import build_ring
@@ -174,11 +175,13 @@ class AuthorizationView:
         except StorageUnavailable:
             self._wake.set()  # the poller tries again
 
-    def after_commit(self, takes_away: bool) -> None:
-        """The services' hook: `settle` after a change that takes something away, else `changed`."""
-        if takes_away:
+    def on_committed(self, events: Sequence[DomainEvent]) -> None:
+        """The view's subscriber to committed events (``storage.uow``): `settle` once after a
+        commit whose events may take something away, `changed` after one that may only allow more,
+        nothing when no event touches what ``Authorize`` reads."""
+        if any(e.takes_away for e in events):
             self.settle()
-        else:
+        elif any(e.affects_authorization for e in events):
             self.changed()
 
     def _run(self) -> None:
