@@ -235,7 +235,7 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
             log_origin=settings.origin,
             receipt_log=receipt_log,
         ),
-        usage=UsageService(db, clock, keys, window=timedelta(days=settings.usage_window_days)),
+        usage=UsageService(db, clock, keys, window=timedelta(days=settings.usage_window_days), log=appender),
         statements=StatementService(db, clock),
         appender=appender,
         sequencer=Sequencer(db, keys, settings.origin, health, interval=settings.log_interval_seconds),

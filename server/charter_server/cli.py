@@ -83,6 +83,13 @@ def _settings(
         _opt("authorization-lease-seconds", "set the deployment's lease (shared by every replica) at start"),
     ] = None,
     usage_window_days: Annotated[int | None, _opt("usage-window-days", "oldest usage record accepted [60]")] = None,
+    log_origin: Annotated[str | None, _opt("log-origin", "transparency log origin [<issuer>/log]")] = None,
+    log_interval_seconds: Annotated[
+        float | None, _opt("log-interval-seconds", "transparency log batch interval [0.2]")
+    ] = None,
+    log_audit_interval_seconds: Annotated[
+        float | None, _opt("log-audit-interval-seconds", "full transparency log audit, 0 off [3600]")
+    ] = None,
 ) -> None:
     overrides = {k: v for k, v in locals().items() if k != "ctx"}
     try:

@@ -82,3 +82,27 @@ def test_the_async_client_lists_the_entries_the_checkpoint_covers(sdk_live: Live
 
     assert [e.index for e in listed] == list(range(max(0, size - 3), size))
     assert all(transparency.leaf_hash(e.entry) == e.leaf_hash for e in listed)
+
+
+def test_the_use_a_license_reports_is_logged_with_its_receipts_digest(generator: Client, scene: Scene) -> None:
+    character = scene.character()
+    start = generator.get_checkpoint().tree_size
+
+    with generator.license(character_ids=[character.id], use_type=IMAGE, content_rating=TEEN) as granted:
+        pass
+    assert granted.usage_results and all(r.accepted for r in granted.usage_results)
+
+    deadline = time.monotonic() + 10
+    while True:
+        logged = [
+            transparency.open_entry(e.entry, e.leaf_hash)
+            for e in generator.list_log_entries(start_index=start)
+            if not e.withheld
+        ]
+        usage = [e.usage for e in logged if e.WhichOneof("change") == "usage"]
+        if usage or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    (record,) = [u for u in usage if u.receipt_digest == granted.receipt_digest]
+    assert (record.character_id, record.licensee_id, record.uses) == (character.id, scene.licensee_id, 1)
+    assert record.rights_holder_id == scene.rights_holder_id

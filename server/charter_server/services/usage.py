@@ -59,6 +59,7 @@ from charter_server.domain.errors import (
 from charter_server.domain.models import Principal, Role, UsageEntry
 from charter_server.services.keys import KeyService
 from charter_server.services.terms_rules import is_currency
+from charter_server.services.transparency.appender import LogAppender
 from charter_server.services.usage_receipts import ReceiptReader
 from charter_server.services.validation import MAX_CONTENT_SECONDS, Checker, Unreadable
 from charter_server.storage.database import Database
@@ -124,8 +125,11 @@ class _Candidate:
 class UsageService:
     """Records usage; see the module docstring."""
 
-    def __init__(self, db: Database, clock: Clock, keys: KeyService, *, window: timedelta) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, keys: KeyService, *, window: timedelta, log: LogAppender | None = None
+    ) -> None:
         self._db = db
+        self._log = log
         self._clock = clock
         self._keys = keys
         self._window = window
@@ -203,6 +207,8 @@ class UsageService:
                 entry = candidate.entry
                 if uow.usage.consume_receipt(entry.receipt_id, entry.character_id, entry.uses, USES_PER_RECEIPT):
                     outcomes[candidate.index] = UsageOutcome(candidate.index, entry.idempotency_key, entry=entry)
+                    if self._log is not None:  # an accepted record is logged with it (a retry is not)
+                        self._log.usage(uow, entry)
                 else:
                     consumed.append(entry.idempotency_key)
                     outcomes[candidate.index] = UsageOutcome(
@@ -264,6 +270,7 @@ class UsageService:
             happen_period=period,
             statement_period=period,
             accept_time=now,
+            receipt_digest=use.receipt_digest,
         )
 
 

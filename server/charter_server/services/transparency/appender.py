@@ -19,7 +19,7 @@ from charter.v1 import transparency_pb2 as tp
 from google.protobuf.message import Message
 
 from charter_server.domain.clock import Clock
-from charter_server.domain.models import SigningKeyPurpose, SigningKeyRecord
+from charter_server.domain.models import SigningKeyPurpose, SigningKeyRecord, UsageEntry
 from charter_server.domain.transparency import PendingEntry
 from charter_server.storage.uow import UnitOfWork
 
@@ -108,3 +108,29 @@ class LogAppender:
             reason=reason,
         )
         return self.append(uow, "signing_key", message, actor_key_id=actor_key_id)
+
+    def usage(self, uow: UnitOfWork, entry: UsageEntry) -> PendingEntry:
+        """Append an accepted usage record (the ids, the receipt's digest, what it counts)."""
+        message = tp.UsageLogged(
+            usage_id=entry.id,
+            idempotency_key=entry.idempotency_key,
+            licensee_id=entry.licensee_id,
+            character_id=entry.character_id,
+            rights_holder_id=entry.rights_holder_id,
+            receipt_digest=entry.receipt_digest,
+            statement_period=entry.statement_period,
+            uses=entry.uses,
+            duration_milliseconds=entry.duration_ms,
+        )
+        if entry.revenue_minor and entry.currency:
+            message.attributed_revenue.currency_code = entry.currency
+            message.attributed_revenue.minor_units = entry.revenue_minor
+        message.happen_time.FromDatetime(entry.happen_time)
+        return self.append(
+            uow,
+            "usage",
+            message,
+            rights_holder_id=entry.rights_holder_id,
+            licensee_id=entry.licensee_id,
+            # Not found by the receipt's digest: that proves the decision's entries, one per character.
+        )
