@@ -334,7 +334,6 @@ class UsageEntry:
     happen_period: str  # YYYY-MM of happen_time
     statement_period: str  # happen_period, or the next open month when that one was closed
     accept_time: datetime
-    receipt_digest: bytes = b""  # the receipt's name in the transparency log (not stored with the record)
 
 
 @dataclass(frozen=True, slots=True)

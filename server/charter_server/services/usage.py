@@ -120,6 +120,7 @@ class UsageOutcome:
 class _Candidate:
     index: int
     entry: UsageEntry
+    receipt_digest: bytes = b""
 
 
 class UsageService:
@@ -156,11 +157,11 @@ class UsageService:
         repeats: list[_Candidate] = []  # the same key again within this batch
         for index, record in enumerate(records):
             try:
-                entry = self._entry(record, licensee_id, receipts, now)
+                entry, receipt_digest = self._entry(record, licensee_id, receipts, now)
             except DomainError as error:
                 outcomes[index] = UsageOutcome(index, record.idempotency_key, error=error)
                 continue
-            candidate = _Candidate(index, entry)
+            candidate = _Candidate(index, entry, receipt_digest)
             if entry.idempotency_key in first_of_key:
                 repeats.append(candidate)
             else:
@@ -208,7 +209,7 @@ class UsageService:
                 if uow.usage.consume_receipt(entry.receipt_id, entry.character_id, entry.uses, USES_PER_RECEIPT):
                     outcomes[candidate.index] = UsageOutcome(candidate.index, entry.idempotency_key, entry=entry)
                     if self._log is not None:  # an accepted record is logged with it (a retry is not)
-                        self._log.usage(uow, entry)
+                        self._log.usage(uow, entry, candidate.receipt_digest)
                 else:
                     consumed.append(entry.idempotency_key)
                     outcomes[candidate.index] = UsageOutcome(
@@ -225,8 +226,11 @@ class UsageService:
         log.info("usage.reported", licensee_id=licensee_id, records=len(candidates), added=added)
         return outcomes
 
-    def _entry(self, record: UsageRecordInput, licensee_id: str, receipts: ReceiptReader, now: datetime) -> UsageEntry:
-        """Validate one record and verify its receipt; the entry to store (period not yet final)."""
+    def _entry(
+        self, record: UsageRecordInput, licensee_id: str, receipts: ReceiptReader, now: datetime
+    ) -> tuple[UsageEntry, bytes]:
+        """Validate one record and verify its receipt; the entry to store (period not yet final) and
+        the receipt's digest (its name in the transparency log)."""
         _validate(record)
         use = receipts.use_of(record.receipt, record.character_id)
         happened = record.happen_time
@@ -270,8 +274,7 @@ class UsageService:
             happen_period=period,
             statement_period=period,
             accept_time=now,
-            receipt_digest=use.receipt_digest,
-        )
+        ), use.receipt_digest
 
 
 def _answer_repeat(

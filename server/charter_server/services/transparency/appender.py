@@ -109,7 +109,7 @@ class LogAppender:
         )
         return self.append(uow, "signing_key", message, actor_key_id=actor_key_id)
 
-    def usage(self, uow: UnitOfWork, entry: UsageEntry) -> PendingEntry:
+    def usage(self, uow: UnitOfWork, entry: UsageEntry, receipt_digest: bytes) -> PendingEntry:
         """Append an accepted usage record (the ids, the receipt's digest, what it counts)."""
         message = tp.UsageLogged(
             usage_id=entry.id,
@@ -117,7 +117,7 @@ class LogAppender:
             licensee_id=entry.licensee_id,
             character_id=entry.character_id,
             rights_holder_id=entry.rights_holder_id,
-            receipt_digest=entry.receipt_digest,
+            receipt_digest=receipt_digest,
             statement_period=entry.statement_period,
             uses=entry.uses,
             duration_milliseconds=entry.duration_ms,
