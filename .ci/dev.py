@@ -14,10 +14,17 @@ Usage::
 
     python3 .ci/dev.py demo [ARGS...]      # run the server on SQLite with a demo catalogue
     python3 .ci/dev.py test [ARGS...]      # run the whole test suite (ARGS go to pytest)
+    python3 .ci/dev.py browser             # only make sure Chromium is installed (for the console's tests)
     python3 .ci/dev.py generate [ARGS...]  # regenerate charter/v1 (from protos/) and charter/_sync
     python3 .ci/dev.py setup [--force]     # only set up .venv (--force reinstalls)
 
 It works without a terminal or standard input (``CI=true``), as CI runs it.
+
+``test`` also makes sure a Chromium is installed for the console's browser tests (Playwright
+drives the system's browser; it never downloads one): when ``chromium`` is not on the PATH and
+the machine has ``apt-get``, it runs ``apt-get update`` and installs Debian's ``chromium``
+package, as root or through password-less ``sudo``. Where that is not possible it says so, and
+the browser tests are skipped locally and fail on CI.
 """
 
 # ruff: noqa: S603 - running the project's own tools with fixed arguments is this script's job.
@@ -48,6 +55,8 @@ PYPROJECTS = (
 # Bump when the way the environment is installed changes, so existing stamps become stale.
 SETUP_VERSION = "2"
 DEMO_DATABASE_URL = "sqlite:///.charter/demo.db"
+CHROMIUM_NAMES = ("chromium", "chromium-browser")
+APT_LOCK_WAIT_SECONDS = "300"  # another apt (unattended upgrades) may hold the lock for a while
 PYTEST_NO_TESTS_COLLECTED = 5
 USAGE = __doc__.split("Usage::", 1)[1].split("It works", 1)[0].rstrip() if __doc__ else ""
 
@@ -188,9 +197,66 @@ def command_demo(extra: list[str]) -> None:
     exec_tool([str(venv_bin("charter-server")), "demo", *extra])
 
 
+def find_chromium() -> str | None:
+    """The Chromium the browser tests use: ``CHARTER_CHROMIUM``, else the first on the PATH."""
+    given = os.environ.get("CHARTER_CHROMIUM")
+    if given:
+        return given if Path(given).exists() else None
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def ensure_chromium() -> None:
+    """Install Debian's chromium with apt when no Chromium is found; quick when one is."""
+    if find_chromium() is not None:
+        return
+    apt = shutil.which("apt-get")
+    if os.name != "posix" or apt is None:
+        log("no chromium and no apt-get: the console's browser tests cannot run here")
+        return
+    prefix: list[str] = []
+    if os.geteuid() != 0:
+        sudo = shutil.which("sudo")
+        if sudo is None or subprocess.run([sudo, "-n", "true"], capture_output=True, check=False).returncode != 0:
+            log("no chromium, and installing it needs root (apt-get install chromium)")
+            return
+        prefix = [sudo, "-n"]
+    env = {**tool_env(), "DEBIAN_FRONTEND": "noninteractive"}
+    lock = ["-o", f"DPkg::Lock::Timeout={APT_LOCK_WAIT_SECONDS}"]
+    log("installing chromium with apt (for the console's browser tests)")
+    for attempt in range(1, 4):  # a mirror that hiccups once should not fail the whole run
+        updated = subprocess.run([*prefix, apt, *lock, "update", "-qq"], env=env, stdin=subprocess.DEVNULL, check=False)
+        installed = subprocess.run(
+            [*prefix, apt, *lock, "install", "-y", "-qq", "--no-install-recommends", "chromium"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        if installed.returncode == 0 and find_chromium() is not None:
+            log("chromium installed")
+            return
+        log(f"apt attempt {attempt} failed (update {updated.returncode}, install {installed.returncode})")
+    log("chromium could not be installed: the console's browser tests cannot run")
+
+
+def command_browser(extra: list[str]) -> None:
+    """Only make sure Chromium is installed."""
+    if extra:
+        sys.exit(f"[dev] browser: unknown arguments {extra}")
+    ensure_chromium()
+    found = find_chromium()
+    if found is None:
+        sys.exit(1)
+    log(f"chromium: {found}")
+
+
 def command_test(extra: list[str]) -> None:
     """Run the whole test suite with pytest; "no tests collected" counts as a failure."""
     setup()
+    ensure_chromium()
     args = [str(venv_bin("python")), "-m", "pytest", *extra]
     log("$ " + " ".join(args))
     code = subprocess.run(args, cwd=ROOT, env=tool_env(), stdin=subprocess.DEVNULL, check=False).returncode
@@ -220,6 +286,7 @@ COMMANDS = {
     "test": command_test,
     "generate": command_generate,
     "setup": command_setup,
+    "browser": command_browser,
 }
 
 

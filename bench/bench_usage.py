@@ -34,7 +34,13 @@ the same handler sent the same request bytes as the usage calls (what moving a b
 itself). Printed per backend and concurrency: records/s and batches/s (median of ``--rounds``),
 client-side p50 and p99 per batch, the server process's CPU time per record, the busy retries,
 the baselines' calls/s, the cost of one record in empty round trips (empty calls/s ÷ records/s)
-and the target's verdict; then a ``SUMMARY`` line. Loops are bounded in count and time, and so
+and the target's verdict; then a ``SUMMARY`` line.
+
+The daily roll-up that usage series read (issue 15) is kept by ``ReportUsage`` in the same
+transaction. To hold it to "within 10 % of the throughput without it", every round also measures
+the same load with the roll-up switched off in the server (``UsageRepository.roll_up`` replaced
+by a no-op for that measurement only: the code as it was before the roll-up) and prints the ratio
+of the medians, ``roll-up cost``. Loops are bounded in count and time, and so
 is the run (``--time-limit``). ``profile_usage.py`` shows where the server's time goes.
 
     .venv/bin/python bench/bench_usage.py                          # both backends, about 90 s
@@ -51,7 +57,8 @@ import sys
 import threading
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
@@ -82,12 +89,13 @@ from charter.v1 import usage_service_pb2 as us
 from charter_server import logs
 from charter_server.api.authorization import authorize_command
 from charter_server.app import CharterServer
-from charter_server.domain.models import Principal, Role
+from charter_server.domain.models import Principal, Role, UsageEntry
 from charter_server.services.access import ApiKeyInput
 from charter_server.services.catalog import LicenseeInput, RightsHolderInput
 from charter_server.services.characters import CharacterInput
 from charter_server.services.grants import IssueInput
 from charter_server.storage.database import Database
+from charter_server.storage.repositories import UsageRepository
 from google.protobuf import duration_pb2, timestamp_pb2
 from sqlalchemy import text
 
@@ -343,6 +351,7 @@ class Level:
     batch_rates: list[float] = field(default_factory=list)
     empty_rates: list[float] = field(default_factory=list)
     same_bytes_rates: list[float] = field(default_factory=list)
+    without_roll_up_rates: list[float] = field(default_factory=list)
     latencies: array[float] = field(default_factory=lambda: array("d"))
     records: int = 0
     busy: int = 0
@@ -353,12 +362,32 @@ class Level:
         return statistics.median(self.record_rates)
 
     @property
+    def roll_up_ratio(self) -> float:
+        """Records/s with the daily roll-up over records/s without it (1.0: it costs nothing)."""
+        return self.records_per_second / statistics.median(self.without_roll_up_rates)
+
+    @property
     def empty_per_second(self) -> float:
         return statistics.mean(self.empty_rates)
 
     @property
     def met(self) -> bool:
         return self.records_per_second >= TARGETS[self.backend]
+
+
+@contextmanager
+def roll_up_switched_off() -> Iterator[None]:
+    """ReportUsage without the daily roll-up (as before it existed), for the measurement inside."""
+    kept = UsageRepository.roll_up
+
+    def skip(self: UsageRepository, entries: Sequence[UsageEntry]) -> None:
+        del self, entries
+
+    UsageRepository.roll_up = skip  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        UsageRepository.roll_up = kept  # type: ignore[method-assign]
 
 
 def split(requests: Sequence[bytes], threads: int) -> list[list[bytes]]:
@@ -420,6 +449,11 @@ def measure_backend(
                 level.latencies.extend(result.latencies)
                 level.records += result.records
                 level.busy += result.busy
+                without = world.batches(args.max_batches, args.batch_size, args.per_receipt)  # not timed
+                with roll_up_switched_off():
+                    plain = load(split(without, level.threads), usage=True, seconds=args.seconds)
+                acknowledged += plain.records
+                level.without_roll_up_rates.append(plain.records_per_second)
                 level.empty_rates.append(empty(level.threads))
                 same = [[requests[0]] * args.baseline_calls for _ in range(level.threads)]
                 level.same_bytes_rates.append(
@@ -428,7 +462,8 @@ def measure_backend(
                 line(
                     f"{backend} round {number + 1}, {level.threads} thread(s)",
                     f"{result.records_per_second:8,.0f} records/s ({result.records} records in "
-                    f"{result.seconds:.2f} s, {result.busy} busy); empty {level.empty_rates[-2]:,.0f} / "
+                    f"{result.seconds:.2f} s, {result.busy} busy); without the roll-up "
+                    f"{plain.records_per_second:,.0f} records/s; empty {level.empty_rates[-2]:,.0f} / "
                     f"{level.empty_rates[-1]:,.0f} "
                     f"calls/s; empty (same bytes) {level.same_bytes_rates[-1]:,.0f} calls/s",
                 )
@@ -439,7 +474,7 @@ def report(levels: list[Level], args: argparse.Namespace, skipped: dict[str, str
     """Print the table, the verdicts and the SUMMARY line."""
     print(
         f"\n{'backend':<11} {'threads':>7} {'records/s':>10} {'batches/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'srv CPU µs/rec':>14} {'busy':>5} {'empty/s':>8} {'same bytes/s':>12} {'cost':>6}  target",
+        f"{'srv CPU µs/rec':>14} {'busy':>5} {'empty/s':>8} {'same bytes/s':>12} {'cost':>6} {'roll-up':>7}  target",
         flush=True,
     )
     summary: list[str] = []
@@ -453,7 +488,7 @@ def report(levels: list[Level], args: argparse.Namespace, skipped: dict[str, str
             f"{level.backend:<11} {level.threads:>7} {rate:>10,.0f} {statistics.median(level.batch_rates):>9,.1f} "
             f"{percentile(ordered, 0.5) * 1e3:>7.1f} {percentile(ordered, 0.99) * 1e3:>7.1f} "
             f"{level.server_cpu / max(1, level.records) * 1e6:>14.0f} {level.busy:>5} {level.empty_per_second:>8,.0f} "
-            f"{statistics.median(level.same_bytes_rates):>12,.0f} {cost:>6.2f}  {verdict}",
+            f"{statistics.median(level.same_bytes_rates):>12,.0f} {cost:>6.2f} {level.roll_up_ratio:>7.3f}  {verdict}",
             flush=True,
         )
         key = f"{level.backend}_t{level.threads}"
@@ -461,12 +496,14 @@ def report(levels: list[Level], args: argparse.Namespace, skipped: dict[str, str
             f"{key}_records_per_s={rate:.0f}",
             f"{key}_empty_per_s={level.empty_per_second:.0f}",
             f"{key}_cost={cost:.3f}",
+            f"{key}_roll_up_ratio={level.roll_up_ratio:.3f}",
             f"{key}_busy={level.busy}",
             f"{key}_target={'met' if level.met else 'missed'}",
         ]
     print(
         "(cost: empty calls/s ÷ records/s, the empty round trips one record costs; busy: batches answered "
-        "UNAVAILABLE, nothing recorded, and sent again)"
+        "UNAVAILABLE, nothing recorded, and sent again; roll-up: records/s with the daily roll-up ÷ without it, "
+        "target >= 0.90)"
     )
     for backend, reason in skipped.items():
         print(f"{backend}: SKIPPED: {reason}")

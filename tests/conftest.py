@@ -143,6 +143,7 @@ class Keys:
     rights_holder_id: str
     licensee_id: str
     admin_key_id: str
+    licensee_admin: str = ""
 
     def secret(self, role: Role) -> str:
         return {
@@ -150,6 +151,7 @@ class Keys:
             Role.RIGHTS_HOLDER: self.rights_holder,
             Role.GENERATOR: self.generator,
             Role.AUDITOR: self.auditor,
+            Role.LICENSEE_ADMIN: self.licensee_admin,
         }[role]
 
 
@@ -170,6 +172,7 @@ def make_keys(server: CharterServer, label: str = "") -> Keys:
         (Role.RIGHTS_HOLDER, holder.id, ""),
         (Role.GENERATOR, "", licensee.id),
         (Role.AUDITOR, "", ""),
+        (Role.LICENSEE_ADMIN, "", licensee.id),
     ):
         secrets[role] = services.access.create_api_key(
             staff, ApiKeyInput(f"test {role.value}", role, rights_holder_id=rh, licensee_id=lic)
@@ -183,6 +186,7 @@ def make_keys(server: CharterServer, label: str = "") -> Keys:
         rights_holder_id=holder.id,
         licensee_id=licensee.id,
         admin_key_id=admin.api_key.id,
+        licensee_admin=secrets[Role.LICENSEE_ADMIN],
     )
 
 

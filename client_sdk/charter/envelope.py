@@ -44,6 +44,7 @@ import nacl.signing
 from charter.v1.envelope_pb2 import Envelope, Signature
 
 __all__ = [
+    "DECISION_RECORD_PAYLOAD_TYPE",
     "GRANT_PAYLOAD_TYPE",
     "MAX_ENVELOPE_BYTES",
     "MAX_SIGNATURES",
@@ -61,6 +62,10 @@ GRANT_PAYLOAD_TYPE = "application/vnd.charter.grant.v1+protobuf"
 
 RECEIPT_PAYLOAD_TYPE = "application/vnd.charter.receipt.v1+protobuf"
 """The payload type of a decision receipt envelope."""
+
+DECISION_RECORD_PAYLOAD_TYPE = "application/vnd.charter.decision-record.v1+protobuf"
+"""The payload type of a decision record: an offline decision signed by a licensee key (the payload
+is a serialized ``charter.v1.DecisionRecordClaims``; see `charter.decision_records`)."""
 
 MAX_ENVELOPE_BYTES = 64 * 1024
 """The largest envelope a verifier accepts, in bytes of its JSON text or serialized protobuf."""
@@ -112,7 +117,7 @@ def _pae_prefix(payload_type: str) -> bytes:
 
 
 # The PAE starts the same for every envelope of a known type.
-_PAE_PREFIXES = {t: _pae_prefix(t) for t in (GRANT_PAYLOAD_TYPE, RECEIPT_PAYLOAD_TYPE)}
+_PAE_PREFIXES = {t: _pae_prefix(t) for t in (GRANT_PAYLOAD_TYPE, RECEIPT_PAYLOAD_TYPE, DECISION_RECORD_PAYLOAD_TYPE)}
 
 
 def sign(payload: bytes, payload_type: str, *, key_id: str, private_key: bytes | nacl.signing.SigningKey) -> Envelope:

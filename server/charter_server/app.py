@@ -27,6 +27,8 @@ from charter.v1 import (
     grant_service_pb2_grpc,
     key_service_pb2,
     key_service_pb2_grpc,
+    offline_service_pb2,
+    offline_service_pb2_grpc,
     transparency_service_pb2,
     transparency_service_pb2_grpc,
     usage_service_pb2,
@@ -37,6 +39,7 @@ from charter_server.api.access import AccessServicer
 from charter_server.api.authorization import AuthorizationServicer
 from charter_server.api.catalog import CatalogServicer
 from charter_server.api.grants import GrantServicer, KeyServicer
+from charter_server.api.offline import OfflineServicer
 from charter_server.api.serving import StartupFailed, Transport, TransportOptions
 from charter_server.api.transparency import TransparencyServicer
 from charter_server.api.usage import UsageServicer
@@ -50,8 +53,11 @@ from charter_server.services.authorization import AuthorizationService, Authoriz
 from charter_server.services.catalog import CatalogService
 from charter_server.services.characters import CharacterService
 from charter_server.services.deployment import set_authorization_lease
+from charter_server.services.grant_bundles import GrantBundleService
 from charter_server.services.grants import GrantService
 from charter_server.services.keys import DEVELOPMENT_KEK, KeyService
+from charter_server.services.leases import LeaseService
+from charter_server.services.licensee_keys import LicenseeKeyService
 from charter_server.services.revocations import RevocationFeed
 from charter_server.services.screening import PromptScreen
 from charter_server.services.statements import StatementService
@@ -62,6 +68,7 @@ from charter_server.services.transparency.reader import TransparencyLog
 from charter_server.services.transparency.receipts import ReceiptLog
 from charter_server.services.transparency.sequencer import LogHealth, Sequencer
 from charter_server.services.usage import UsageService
+from charter_server.services.usage_series import UsageSeriesService
 from charter_server.storage import migrate
 from charter_server.storage.database import Database
 
@@ -75,6 +82,7 @@ _FILES = (
     authorization_service_pb2.DESCRIPTOR,
     usage_service_pb2.DESCRIPTOR,
     transparency_service_pb2.DESCRIPTOR,
+    offline_service_pb2.DESCRIPTOR,
 )
 SERVICE_NAMES = (
     catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
@@ -84,6 +92,7 @@ SERVICE_NAMES = (
     authorization_service_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name,
     usage_service_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
     transparency_service_pb2.DESCRIPTOR.services_by_name["TransparencyService"].full_name,
+    offline_service_pb2.DESCRIPTOR.services_by_name["OfflineService"].full_name,
 )
 INLINE_METHODS = frozenset(
     {
@@ -122,6 +131,10 @@ class Services:
     receipt_log: ReceiptLog
     log: TransparencyLog
     auditor: LogAuditor
+    usage_series: UsageSeriesService
+    licensee_keys: LicenseeKeyService
+    bundles: GrantBundleService
+    leases: LeaseService
 
 
 @dataclass
@@ -214,6 +227,8 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
         skew=timedelta(seconds=settings.clock_skew_seconds),
     )
     screen = PromptScreen(db)
+    licensee_keys = LicenseeKeyService(db, clock)
+    leases = LeaseService(db, clock, report_grace=timedelta(seconds=settings.lease_report_grace_seconds))
     return Services(
         catalog=CatalogService(db, clock),
         characters=CharacterService(db, clock, revoke_grants=grants.revoke_for_character),
@@ -242,6 +257,10 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
         receipt_log=receipt_log,
         log=TransparencyLog(db, health, is_buffered=receipt_log.is_buffered),
         auditor=LogAuditor(db, health, interval=settings.log_audit_interval_seconds),
+        usage_series=UsageSeriesService(db),
+        licensee_keys=licensee_keys,
+        bundles=GrantBundleService(db, clock),
+        leases=leases,
     )
 
 
@@ -329,7 +348,11 @@ def build_server(settings: Settings, *, clock: Clock | None = None, reuse_port: 
             server,
         ),
         lambda server: usage_service_pb2_grpc.add_UsageServiceServicer_to_server(
-            UsageServicer(services.usage, services.statements), server
+            UsageServicer(services.usage, services.statements, services.usage_series), server
+        ),
+        lambda server: offline_service_pb2_grpc.add_OfflineServiceServicer_to_server(
+            OfflineServicer(services.licensee_keys, services.bundles, services.leases, services.grants, services.keys),
+            server,
         ),
         lambda server: transparency_service_pb2_grpc.add_TransparencyServiceServicer_to_server(
             TransparencyServicer(services.log, settings.origin), server

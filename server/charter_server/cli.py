@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 import signal
@@ -89,6 +90,10 @@ def _settings(
     ] = None,
     log_audit_interval_seconds: Annotated[
         float | None, _opt("log-audit-interval-seconds", "full transparency log audit, 0 off [3600]")
+    ] = None,
+    lease_report_grace_seconds: Annotated[
+        float | None,
+        _opt("lease-report-grace-seconds", "records of an expired quota lease accepted for [600]"),
     ] = None,
 ) -> None:
     overrides = {k: v for k, v in locals().items() if k != "ctx"}
@@ -265,6 +270,64 @@ def create_admin_key(
     print(created.secret)
 
 
+def _console_settings(server: str, server_ca_file: str | None, *, secure_cookies: bool) -> Any:
+    from charter_server.console.web import ConsoleSettings
+
+    return ConsoleSettings(
+        server=server,
+        server_root_certificates=_read(server_ca_file) if server_ca_file else None,
+        secure_cookies=secure_cookies,
+    )
+
+
+@app.command()
+def console(
+    ctx: typer.Context,
+    listen: Annotated[
+        str, typer.Option("--listen", envvar="CHARTER_CONSOLE_LISTEN", help="host:port of the console [127.0.0.1:8080]")
+    ] = "127.0.0.1:8080",
+    server: Annotated[
+        str | None,
+        typer.Option("--server", envvar="CHARTER_CONSOLE_SERVER", help="the Charter gRPC server [127.0.0.1:50051]"),
+    ] = None,
+    server_ca_file: Annotated[
+        str | None,
+        typer.Option(
+            "--server-ca-file", envvar="CHARTER_CONSOLE_SERVER_CA_FILE", help="PEM roots: call the server over TLS"
+        ),
+    ] = None,
+    tls_cert_file: Annotated[
+        str | None, typer.Option("--console-tls-cert-file", envvar="CHARTER_CONSOLE_TLS_CERT_FILE", help="serve HTTPS")
+    ] = None,
+    tls_key_file: Annotated[
+        str | None, typer.Option("--console-tls-key-file", envvar="CHARTER_CONSOLE_TLS_KEY_FILE", help="its key")
+    ] = None,
+    secure_cookies: Annotated[
+        bool,
+        typer.Option("--secure-cookies", envvar="CHARTER_CONSOLE_SECURE_COOKIES", help="behind a TLS proxy"),
+    ] = False,
+) -> None:
+    """Serve the web console for rights holders, staff and auditors (a client of the gRPC API)."""
+    from charter_server.console.serve import ConsoleServer
+
+    settings: Settings = ctx.obj
+    if (tls_cert_file is None) != (tls_key_file is None):
+        raise _fail("give both --console-tls-cert-file and --console-tls-key-file, or neither")
+    try:
+        web = ConsoleServer(
+            _console_settings(
+                server or settings.listen, server_ca_file, secure_cookies=secure_cookies or bool(tls_cert_file)
+            ),
+            listen,
+            certfile=tls_cert_file,
+            keyfile=tls_key_file,
+        )
+    except (OSError, ValueError) as error:
+        raise _fail(f"cannot serve the console on {listen}: {error}") from None
+    Console().print(f"Charter console on {web.url} (calling {server or settings.listen})")
+    web.serve_forever()
+
+
 def _tool_paths() -> tuple[str, str]:
     """The Python and the ``charter`` CLI of this installation, quoted for a shell."""
     bin_dir = Path(sys.executable).parent
@@ -272,12 +335,36 @@ def _tool_paths() -> tuple[str, str]:
     return shlex.quote(sys.executable), shlex.quote(str(charter_cli)) if charter_cli.exists() else "charter"
 
 
+def _demo_console(settings: Settings, server: CharterServer, listen: str) -> Any:
+    """The demo's console (not started yet), or None when ``listen`` is ``off``."""
+    from charter_server.console.serve import ConsoleServer
+
+    if listen == "off":
+        return None
+    host = settings.listen.rpartition(":")[0] or "127.0.0.1"
+    console_settings = _console_settings(f"{host}:{server.port}", None, secure_cookies=False)
+    try:
+        try:
+            return ConsoleServer(console_settings, listen)
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+            # The demo must start whatever else runs on this machine: another free port will do.
+            return ConsoleServer(console_settings, f"{listen.rpartition(':')[0]}:0")
+    except (OSError, ValueError) as error:
+        raise _fail(f"cannot serve the console on {listen}: {error} (--console-listen off to skip it)") from None
+
+
 @app.command()
 def demo(
     ctx: typer.Context,
     listen: Annotated[str | None, typer.Option("--listen", help="host:port to serve on [127.0.0.1:50051]")] = None,
+    console_listen: Annotated[
+        str,
+        typer.Option("--console-listen", envvar="CHARTER_CONSOLE_LISTEN", help="host:port of the web console, or off"),
+    ] = "127.0.0.1:8080",
 ) -> None:
-    """Migrate, seed a small demo catalogue with a key per role (printed once), and serve."""
+    """Migrate, seed a small demo catalogue with a key per role (printed once), serve the API and the console."""
     from charter_server import demo as demo_data
 
     settings: Settings = ctx.obj
@@ -290,6 +377,7 @@ def demo(
     with server.db.uow() as uow:
         seeded_before = uow.api_keys.count_admins() > 0
     out = Console(soft_wrap=True)  # ids are never broken across lines, whatever the width
+    web = _demo_console(settings, server, console_listen)
     if seeded_before:
         out.print(
             "[yellow]Demo data already present; its keys were printed when it was created.[/yellow]\n"
@@ -323,6 +411,14 @@ def demo(
             f"  {charter_cli} --target {target} --api-key {data.secrets[Role.RIGHTS_HOLDER]} "
             f"statements show --period {datetime.now(UTC):%Y-%m}"
         )
+        if web is not None:
+            print(f"\nThe web console is at {web.url}; sign in as the rights holder once with this link:")
+            print(f"  {web.sign_in_link(data.secrets[Role.RIGHTS_HOLDER])}")
+        sys.stdout.flush()
+    if web is not None and seeded_before:
+        out.print(f"The web console is at {web.url} (sign in with a key printed when the demo was created).")
+    if web is not None:
+        web.start()
         sys.stdout.flush()
     _serve(server)
 

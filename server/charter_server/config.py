@@ -101,6 +101,10 @@ class Settings:
         """The transparency log's origin (``log_origin``, or ``<issuer>/log``)."""
         return self.log_origin or f"{self.issuer}/log"
 
+    lease_report_grace_seconds: float = 600.0
+    """How long after a quota lease expires its decision records are still accepted; then the uses
+    leased but not reported go back to the quotas."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from ``CHARTER_*`` variables, then ``overrides``; validated."""
@@ -166,11 +170,11 @@ class Settings:
         self._validate_serving()
         if not 1 <= self.usage_window_days <= 3660:
             raise _error("usage_window_days", "must be between 1 and 3660")
+        if not 0 <= self.lease_report_grace_seconds <= 7 * 86400:
+            raise _error("lease_report_grace_seconds", "must be between 0 and 604800 (a week)")
         if not 0 <= self.clock_skew_seconds <= 3600:
             raise _error("clock_skew_seconds", "must be between 0 and 3600")
-        if not self.issuer.strip() or len(self.issuer) > 200:
-            raise _error("issuer", "must be 1-200 characters")
-        _log_settings(self)
+        _issuer_and_log_settings(self)
         for name in ("shutdown_grace_seconds", "auth_cache_seconds"):
             if getattr(self, name) < 0:
                 raise _error(name, "must not be negative")
@@ -211,7 +215,10 @@ class Settings:
         return int(self.listen.rpartition(":")[2])
 
 
-def _log_settings(settings: Settings) -> None:
+def _issuer_and_log_settings(settings: Settings) -> None:
+    """The issuer, and the log's settings (whose origin defaults to ``<issuer>/log``)."""
+    if not settings.issuer.strip() or len(settings.issuer) > 200:
+        raise _error("issuer", "must be 1-200 characters")
     try:
         check_key_name(settings.origin)
     except MalformedNote:

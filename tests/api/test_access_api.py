@@ -27,6 +27,7 @@ ROLE_OF = {
     Role.RIGHTS_HOLDER: api_key_pb2.ROLE_RIGHTS_HOLDER,
     Role.GENERATOR: api_key_pb2.ROLE_GENERATOR,
     Role.AUDITOR: api_key_pb2.ROLE_AUDITOR,
+    Role.LICENSEE_ADMIN: api_key_pb2.ROLE_LICENSEE_ADMIN,
 }
 
 

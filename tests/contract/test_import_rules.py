@@ -80,6 +80,11 @@ PROTOBUF_EXCEPTIONS = (
         "AuthorizeResult parses them, and a retried request's kept response is replayed as signed",
     ),
     Allowed(
+        f"{_SERVICES}.decision_records",
+        "charter.v1.envelope_pb2",
+        "an offline use's decision record is verified as the signed envelope received, never rebuilt",
+    ),
+    Allowed(
         f"{_SERVICES}.usage_receipts",
         "charter.v1",
         "a usage record's receipt is read in its signed form (DecisionReceipt in an Envelope), never rebuilt",

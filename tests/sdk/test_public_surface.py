@@ -101,7 +101,7 @@ def test_client_methods_are_documented_with_args_returns_and_raises() -> None:
 
 
 # Listings without pages return a list, so they are coroutines like any other call.
-_UNPAGED_LISTINGS = {"list_terms_templates", "list_signing_keys"}
+_UNPAGED_LISTINGS = {"list_terms_templates", "list_signing_keys", "list_licensee_keys"}
 # Methods that return at once something to enter or iterate asynchronously, by return annotation.
 _ASYNC_OBJECTS = {"license": "AbstractAsyncContextManager", "watch_revocations": "AsyncRevocationWatch"}
 

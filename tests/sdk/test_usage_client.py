@@ -410,3 +410,24 @@ def test_retry_delays_follow_the_policys_backoff_bounds() -> None:
     assert retry_delays(None) == []
     assert len(delays) == 4
     assert all(0 <= delay <= bound for delay, bound in zip(delays, (0.1, 0.2, 0.3, 0.3), strict=True))
+
+
+# -- get_usage_series -----------------------------------------------------------------------------
+
+
+def test_the_usage_series_counts_each_reported_use_on_its_day(generator: Client, admin: Client, party: Party) -> None:
+    character = party.character_ids[0]
+    _, receipt = _decide(generator, character)
+    (result,) = generator.report_usage([UsageReport(receipt=receipt, character_id=character)])
+    today = dt.datetime.now(dt.UTC).date()
+    by_character = admin.get_usage_series(
+        party.rights_holder_id, start_date=today - dt.timedelta(days=1), end_date=today.isoformat()
+    )
+    by_licensee = admin.get_usage_series(party.rights_holder_id, start_date=today, end_date=today, by_licensee=True)
+
+    assert result.accepted
+    assert [(s.character_id, s.total.uses) for s in by_character.series] == [(character, 1)]
+    assert [(d.date, d.uses) for d in by_character.days][-1] == (today.isoformat(), 1)
+    assert len(by_character.days) == 2
+    assert [(s.licensee_id, s.total.uses) for s in by_licensee.series] == [(party.licensee_id, 1)]
+    assert by_licensee.total.uses == 1

@@ -40,12 +40,15 @@ TABLES = {
     "grant_uses",
     "authorizations",
     "usage_records",
+    "usage_daily",
     "receipt_uses",
     "statement_closures",
     "grants",
     "revocation_events",
     "counters",
     "deployment_settings",
+    "licensee_keys",
+    "quota_leases",
 }
 TOKYO = timezone(timedelta(hours=9))
 

@@ -14,7 +14,7 @@ from charter_server.domain.errors import DomainError, FailedPrecondition, Invali
 from charter_server.domain.models import Principal, Role
 from charter_server.services.keys import KeyService
 from charter_server.services.statements import StatementService, StatementState
-from charter_server.services.usage import Money, UsageOutcome, UsageRecordInput, UsageService
+from charter_server.services.usage import Money, SignedInput, UsageOutcome, UsageRecordInput, UsageService
 from charter_server.services.validation import Unreadable
 from charter_server.storage.database import Database
 
@@ -72,13 +72,19 @@ def receipt(
     return envelope.SerializeToString(deterministic=True)
 
 
-def record(envelope: bytes, happened: datetime, key: str = "use-1", **changes: object) -> UsageRecordInput:
-    """A valid record of one use; ``changes`` replace fields."""
+def record(
+    envelope: bytes,
+    happened: datetime,
+    key: str = "use-1",
+    *,
+    payload_type: str = RECEIPT_PAYLOAD_TYPE,
+    **changes: object,
+) -> UsageRecordInput:
+    """A valid record of one use; ``changes`` replace fields (an empty envelope: no receipt)."""
     value = UsageRecordInput(
         idempotency_key=key,
         fingerprint=f"print-of-{key}",
-        receipt=envelope,
-        receipt_payload_type=RECEIPT_PAYLOAD_TYPE,
+        receipt=SignedInput(envelope, payload_type, has_payload=True) if envelope else None,
         character_id=CHARACTER,
         uses=1,
         duration_ns=None,
@@ -178,7 +184,7 @@ def test_the_receipt_must_be_the_callers_signed_and_allow_the_character(
             record(theirs, happened, "theirs"),
             record(bytes(forged), happened, "forged"),
             record(mine, happened, "not-allowed", character_id=OTHER_CHARACTER),
-            record(mine, happened, "grant-type", receipt_payload_type=GRANT_PAYLOAD_TYPE),
+            record(mine, happened, "grant-type", payload_type=GRANT_PAYLOAD_TYPE),
             record(b"", happened, "none"),
         ],
     )

@@ -15,6 +15,7 @@ from charter._async.characters import CharacterCalls
 from charter._async.grants import GrantCalls
 from charter._async.keys import KeyCalls
 from charter._async.licensees import LicenseeCalls
+from charter._async.offline import OfflineCalls
 from charter._async.rights_holders import RightsHolderCalls
 from charter._async.transparency import TransparencyCalls
 from charter._async.usage import UsageCalls
@@ -36,5 +37,6 @@ class Calls(
     AuthorizationCalls,
     UsageCalls,
     TransparencyCalls,
+    OfflineCalls,
 ):
     """Every call of the Charter API (the client classes add their own documentation)."""

@@ -210,6 +210,62 @@ class UsageCalls(Transport):
         )
         return response.statement
 
+    async def get_usage_series(
+        self,
+        rights_holder_id: str,
+        *,
+        start_date: dt.date | str,
+        end_date: dt.date | str,
+        by_licensee: bool = False,
+        character_id: str = "",
+        licensee_id: str = "",
+        max_series: int = 0,
+        timeout: float | None = None,
+    ) -> usage_service_pb2.GetUsageSeriesResponse:
+        """Gets a rights holder's usage day by day, one series per character or per licensee.
+
+        Days are the UTC days the uses happened, over a range of up to 366 days. Allowed roles:
+        admin and auditor (any rights holder), a rights holder (its own), a generator (any rights
+        holder, but only its own licensee's uses).
+
+        Args:
+            rights_holder_id: The rights holder (`rh_...`).
+            start_date: The first day (a `date` or `YYYY-MM-DD`), inclusive.
+            end_date: The last day, inclusive.
+            by_licensee: One series per licensee instead of per character.
+            character_id: Only this character's uses.
+            licensee_id: Only this licensee's uses.
+            max_series: The most series to return (most uses first); 0 for the server's 20.
+            timeout: The deadline of this call in seconds, instead of the default.
+
+        Returns:
+            The series with their names, every day's sums over all series, and the range's total.
+
+        Raises:
+            InvalidArgumentError: If a field is malformed or the range is too long.
+            NotFoundError: If the rights holder does not exist.
+            PermissionDeniedError: If the key may not see this rights holder or licensee.
+            CharterError: For any other failure.
+        """
+        grouping = (
+            usage_service_pb2.USAGE_SERIES_GROUPING_LICENSEE
+            if by_licensee
+            else usage_service_pb2.USAGE_SERIES_GROUPING_CHARACTER
+        )
+        request = usage_service_pb2.GetUsageSeriesRequest(
+            rights_holder_id=rights_holder_id,
+            start_date=_requests.day(start_date, what="start_date"),
+            end_date=_requests.day(end_date, what="end_date"),
+            character_id=character_id,
+            licensee_id=licensee_id,
+            grouping=grouping,
+            max_series=max_series,
+        )
+        response: usage_service_pb2.GetUsageSeriesResponse = await self._unary(
+            self._usage.GetUsageSeries, request, timeout
+        )
+        return response
+
     async def _send_usage(
         self, records: list[usage_pb2.UsageRecord], batch_size: int, timeout: float | None, *, repeat: bool
     ) -> SendOutcome:

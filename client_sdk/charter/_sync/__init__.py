@@ -16,6 +16,7 @@ from charter._sync.characters import CharacterCalls
 from charter._sync.grants import GrantCalls
 from charter._sync.keys import KeyCalls
 from charter._sync.licensees import LicenseeCalls
+from charter._sync.offline import OfflineCalls
 from charter._sync.rights_holders import RightsHolderCalls
 from charter._sync.transparency import TransparencyCalls
 from charter._sync.usage import UsageCalls
@@ -37,5 +38,6 @@ class Calls(
     AuthorizationCalls,
     UsageCalls,
     TransparencyCalls,
+    OfflineCalls,
 ):
     """Every call of the Charter API (the client classes add their own documentation)."""

@@ -24,6 +24,7 @@ class RoleName(enum.StrEnum):
     rights_holder = "rights_holder"
     generator = "generator"
     auditor = "auditor"
+    licensee_admin = "licensee_admin"
 
 
 @app.command("create")

@@ -41,8 +41,8 @@ class CreateApiKeyRequest(_message.Message):
     be empty otherwise. The rights holder must exist and be active.
     """
     licensee_id: _builtins.str
-    """The licensee the key acts for: required for ROLE_GENERATOR, must be empty
-    otherwise. The licensee must exist and be active.
+    """The licensee the key acts for: required for ROLE_GENERATOR and
+    ROLE_LICENSEE_ADMIN, must be empty otherwise. The licensee must exist and be active.
     """
     request_id: _builtins.str
     """A client-chosen identifier of this request, as in

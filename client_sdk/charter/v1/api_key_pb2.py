@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63harter/v1/api_key.proto\x12\ncharter.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa5\x03\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x1e\n\x04role\x18\x03 \x01(\x0e\x32\x10.charter.v1.Role\x12\x18\n\x10rights_holder_id\x18\x04 \x01(\t\x12\x13\n\x0blicensee_id\x18\x05 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x05state\x18\x07 \x01(\x0e\x32\x18.charter.v1.ApiKey.State\x12\x16\n\x0e\x63reator_key_id\x18\x08 \x01(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"V\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_ACTIVE\x10\x01\x12\x11\n\rSTATE_REVOKED\x10\x02\x12\x11\n\rSTATE_EXPIRED\x10\x03*j\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_ADMIN\x10\x01\x12\x16\n\x12ROLE_RIGHTS_HOLDER\x10\x02\x12\x12\n\x0eROLE_GENERATOR\x10\x03\x12\x10\n\x0cROLE_AUDITOR\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63harter/v1/api_key.proto\x12\ncharter.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa5\x03\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x1e\n\x04role\x18\x03 \x01(\x0e\x32\x10.charter.v1.Role\x12\x18\n\x10rights_holder_id\x18\x04 \x01(\t\x12\x13\n\x0blicensee_id\x18\x05 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x05state\x18\x07 \x01(\x0e\x32\x18.charter.v1.ApiKey.State\x12\x16\n\x0e\x63reator_key_id\x18\x08 \x01(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"V\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_ACTIVE\x10\x01\x12\x11\n\rSTATE_REVOKED\x10\x02\x12\x11\n\rSTATE_EXPIRED\x10\x03*\x83\x01\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_ADMIN\x10\x01\x12\x16\n\x12ROLE_RIGHTS_HOLDER\x10\x02\x12\x12\n\x0eROLE_GENERATOR\x10\x03\x12\x10\n\x0cROLE_AUDITOR\x10\x04\x12\x17\n\x13ROLE_LICENSEE_ADMIN\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'charter.v1.api_key_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=497
-  _globals['_ROLE']._serialized_end=603
+  _globals['_ROLE']._serialized_start=498
+  _globals['_ROLE']._serialized_end=629
   _globals['_APIKEY']._serialized_start=74
   _globals['_APIKEY']._serialized_end=495
   _globals['_APIKEY_STATE']._serialized_start=409

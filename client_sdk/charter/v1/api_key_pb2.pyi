@@ -38,6 +38,10 @@ class _RoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Role.ValueType],
     """
     ROLE_AUDITOR: _Role.ValueType  # 4
     """An auditor: may read, never change."""
+    ROLE_LICENSEE_ADMIN: _Role.ValueType  # 5
+    """A licensee's own administrator: manages the licensee's keys for decision
+    records, never authorizes or reports. The key is bound to one licensee.
+    """
 
 class Role(_Role, metaclass=_RoleEnumTypeWrapper):
     """Role is what an API key may do. Every RPC declares the roles it allows."""
@@ -56,6 +60,10 @@ own licensee only. The key is bound to one licensee.
 """
 ROLE_AUDITOR: Role.ValueType  # 4
 """An auditor: may read, never change."""
+ROLE_LICENSEE_ADMIN: Role.ValueType  # 5
+"""A licensee's own administrator: manages the licensee's keys for decision
+records, never authorizes or reports. The key is bound to one licensee.
+"""
 Global___Role: _TypeAlias = Role  # noqa: Y015
 
 @_typing.final
@@ -121,7 +129,7 @@ class ApiKey(_message.Message):
     """
     licensee_id: _builtins.str
     """The licensee the key acts for. Required when the role is ROLE_GENERATOR
-    and empty otherwise.
+    or ROLE_LICENSEE_ADMIN and empty otherwise.
     """
     state: Global___ApiKey.State.ValueType
     """The lifecycle state, derived from the revocation and expiry times. Output

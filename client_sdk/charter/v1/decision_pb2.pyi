@@ -81,6 +81,26 @@ class _DenyReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DenyReason
     or behind a sequence number the caller required) nor reach the server: it
     fails closed. Never sent by the server.
     """
+    DENY_REASON_SNAPSHOT_STALE: _DenyReason.ValueType  # 21
+    """The SDK's registry snapshot is older than its staleness bound. Never sent
+    by the server.
+    """
+    DENY_REASON_REVOCATIONS_STALE: _DenyReason.ValueType  # 22
+    """The SDK's revocation view is older than its staleness bound and the
+    server could not refresh it. Never sent by the server.
+    """
+    DENY_REASON_LEASE_EXPIRED: _DenyReason.ValueType  # 23
+    """The quota lease the use would be spent from expired, or is spent, and no
+    new one could be leased. Never sent by the server.
+    """
+    DENY_REASON_UNKNOWN_KEY: _DenyReason.ValueType  # 24
+    """The grant's signing key is not in the SDK's key set, or the SDK holds no
+    licensee key to sign the decision record with. Never sent by the server.
+    """
+    DENY_REASON_CACHE_CORRUPTED: _DenyReason.ValueType  # 25
+    """The SDK's cache failed its integrity check and the server could not be
+    reached to rebuild it. Never sent by the server.
+    """
 
 class DenyReason(_DenyReason, metaclass=_DenyReasonEnumTypeWrapper):
     """DenyReason says why a character was denied. The first ten are failed terms
@@ -153,6 +173,26 @@ DENY_REASON_SERVER_UNREACHABLE: DenyReason.ValueType  # 20
 """The SDK could neither decide offline (its revocation view was too stale,
 or behind a sequence number the caller required) nor reach the server: it
 fails closed. Never sent by the server.
+"""
+DENY_REASON_SNAPSHOT_STALE: DenyReason.ValueType  # 21
+"""The SDK's registry snapshot is older than its staleness bound. Never sent
+by the server.
+"""
+DENY_REASON_REVOCATIONS_STALE: DenyReason.ValueType  # 22
+"""The SDK's revocation view is older than its staleness bound and the
+server could not refresh it. Never sent by the server.
+"""
+DENY_REASON_LEASE_EXPIRED: DenyReason.ValueType  # 23
+"""The quota lease the use would be spent from expired, or is spent, and no
+new one could be leased. Never sent by the server.
+"""
+DENY_REASON_UNKNOWN_KEY: DenyReason.ValueType  # 24
+"""The grant's signing key is not in the SDK's key set, or the SDK holds no
+licensee key to sign the decision record with. Never sent by the server.
+"""
+DENY_REASON_CACHE_CORRUPTED: DenyReason.ValueType  # 25
+"""The SDK's cache failed its integrity check and the server could not be
+reached to rebuild it. Never sent by the server.
 """
 Global___DenyReason: _TypeAlias = DenyReason  # noqa: Y015
 

@@ -194,6 +194,53 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The statement period has not ended yet, so it cannot be closed. Sent with
     status FAILED_PRECONDITION.
     """
+    ERROR_REASON_LICENSEE_KEY_NOT_FOUND: _ErrorReason.ValueType  # 70
+    """No licensee key has this id (or it is another licensee's). Sent with
+    status NOT_FOUND.
+    """
+    ERROR_REASON_LICENSEE_KEY_ALREADY_REVOKED: _ErrorReason.ValueType  # 71
+    """The licensee key is already revoked. Sent with status
+    FAILED_PRECONDITION.
+    """
+    ERROR_REASON_LICENSEE_KEY_EXISTS: _ErrorReason.ValueType  # 72
+    """This public key is already registered. Sent with status ALREADY_EXISTS."""
+    ERROR_REASON_DECISION_RECORD_INVALID: _ErrorReason.ValueType  # 73
+    """A usage record's decision record does not verify: not a decision record,
+    not signed by a registered key of the caller's licensee (unknown, revoked,
+    or not active at the decision time), a bad signature, or claims that do
+    not parse or are another licensee's. Sent with status INVALID_ARGUMENT.
+    """
+    ERROR_REASON_DECISION_RECORD_REPLAYED: _ErrorReason.ValueType  # 74
+    """The decision record's use was already reported under another
+    idempotency key. Sent with status FAILED_PRECONDITION.
+    """
+    ERROR_REASON_DECISION_RECORD_MISMATCH: _ErrorReason.ValueType  # 75
+    """The decision record does not match its grant or lease: the grant is not
+    the licensee's for the character, was not live at the decision time, has
+    a quota or cap but the record names no lease, or the lease is another
+    grant's or did not cover the decision time; or the record denied the use.
+    Sent with status FAILED_PRECONDITION.
+    """
+    ERROR_REASON_LEASE_EXCEEDED: _ErrorReason.ValueType  # 76
+    """The lease's uses are all reported: this record would be one more use than
+    leased. Sent with status FAILED_PRECONDITION.
+    """
+    ERROR_REASON_LEASE_NOT_FOUND: _ErrorReason.ValueType  # 77
+    """No quota lease has this id (or it is another licensee's). Sent with
+    status NOT_FOUND.
+    """
+    ERROR_REASON_LEASE_CLOSED: _ErrorReason.ValueType  # 78
+    """The lease is past its expiry (renew, return) or its report deadline (a
+    record), or already returned or reclaimed. Sent with status
+    FAILED_PRECONDITION.
+    """
+    ERROR_REASON_LEASE_REFUSED: _ErrorReason.ValueType  # 79
+    """No lease can be made or grown now; nothing was counted. The ErrorInfo
+    metadata `cause` says why: `QUOTA` (the grant's quotas or cap have fewer
+    uses left than asked for; status RESOURCE_EXHAUSTED), or `GRANT_REVOKED`,
+    `GRANT_SUSPENDED`, `GRANT_EXPIRED`, `GRANT_NOT_YET_VALID` (status
+    FAILED_PRECONDITION).
+    """
     ERROR_REASON_CONCURRENCY_LIMIT_REACHED: _ErrorReason.ValueType  # 60
     """The server has as many calls in flight as it serves at once
     (`--max-concurrent-rpcs`). Sent with status RESOURCE_EXHAUSTED; the call
@@ -418,6 +465,53 @@ FAILED_PRECONDITION.
 ERROR_REASON_STATEMENT_PERIOD_NOT_ENDED: ErrorReason.ValueType  # 46
 """The statement period has not ended yet, so it cannot be closed. Sent with
 status FAILED_PRECONDITION.
+"""
+ERROR_REASON_LICENSEE_KEY_NOT_FOUND: ErrorReason.ValueType  # 70
+"""No licensee key has this id (or it is another licensee's). Sent with
+status NOT_FOUND.
+"""
+ERROR_REASON_LICENSEE_KEY_ALREADY_REVOKED: ErrorReason.ValueType  # 71
+"""The licensee key is already revoked. Sent with status
+FAILED_PRECONDITION.
+"""
+ERROR_REASON_LICENSEE_KEY_EXISTS: ErrorReason.ValueType  # 72
+"""This public key is already registered. Sent with status ALREADY_EXISTS."""
+ERROR_REASON_DECISION_RECORD_INVALID: ErrorReason.ValueType  # 73
+"""A usage record's decision record does not verify: not a decision record,
+not signed by a registered key of the caller's licensee (unknown, revoked,
+or not active at the decision time), a bad signature, or claims that do
+not parse or are another licensee's. Sent with status INVALID_ARGUMENT.
+"""
+ERROR_REASON_DECISION_RECORD_REPLAYED: ErrorReason.ValueType  # 74
+"""The decision record's use was already reported under another
+idempotency key. Sent with status FAILED_PRECONDITION.
+"""
+ERROR_REASON_DECISION_RECORD_MISMATCH: ErrorReason.ValueType  # 75
+"""The decision record does not match its grant or lease: the grant is not
+the licensee's for the character, was not live at the decision time, has
+a quota or cap but the record names no lease, or the lease is another
+grant's or did not cover the decision time; or the record denied the use.
+Sent with status FAILED_PRECONDITION.
+"""
+ERROR_REASON_LEASE_EXCEEDED: ErrorReason.ValueType  # 76
+"""The lease's uses are all reported: this record would be one more use than
+leased. Sent with status FAILED_PRECONDITION.
+"""
+ERROR_REASON_LEASE_NOT_FOUND: ErrorReason.ValueType  # 77
+"""No quota lease has this id (or it is another licensee's). Sent with
+status NOT_FOUND.
+"""
+ERROR_REASON_LEASE_CLOSED: ErrorReason.ValueType  # 78
+"""The lease is past its expiry (renew, return) or its report deadline (a
+record), or already returned or reclaimed. Sent with status
+FAILED_PRECONDITION.
+"""
+ERROR_REASON_LEASE_REFUSED: ErrorReason.ValueType  # 79
+"""No lease can be made or grown now; nothing was counted. The ErrorInfo
+metadata `cause` says why: `QUOTA` (the grant's quotas or cap have fewer
+uses left than asked for; status RESOURCE_EXHAUSTED), or `GRANT_REVOKED`,
+`GRANT_SUSPENDED`, `GRANT_EXPIRED`, `GRANT_NOT_YET_VALID` (status
+FAILED_PRECONDITION).
 """
 ERROR_REASON_CONCURRENCY_LIMIT_REACHED: ErrorReason.ValueType  # 60
 """The server has as many calls in flight as it serves at once

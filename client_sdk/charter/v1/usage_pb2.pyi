@@ -109,6 +109,7 @@ class UsageRecord(_message.Message):
     DURATION_FIELD_NUMBER: _builtins.int
     ATTRIBUTED_REVENUE_FIELD_NUMBER: _builtins.int
     HAPPEN_TIME_FIELD_NUMBER: _builtins.int
+    DECISION_RECORD_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     """The client-chosen key that makes the record idempotent, unique per
     licensee forever: 1 to 128 characters of `A-Z a-z 0-9 . _ : ~ -`.
@@ -123,7 +124,9 @@ class UsageRecord(_message.Message):
     """The uses rendered: 0 or 1 (a receipt covers one use per character)."""
     @_builtins.property
     def receipt(self) -> _envelope_pb2.Envelope:
-        """The decision receipt the use follows, as Authorize returned it. Required."""
+        """The decision receipt the use follows, as Authorize returned it. Required
+        unless `decision_record` is set; never both.
+        """
 
     @_builtins.property
     def duration(self) -> _duration_pb2.Duration:
@@ -145,6 +148,13 @@ class UsageRecord(_message.Message):
         before the decision (less the same 5 minutes of clock skew).
         """
 
+    @_builtins.property
+    def decision_record(self) -> _envelope_pb2.Envelope:
+        """Instead of a receipt: the decision record the SDK signed with a licensee
+        key for an offline decision (DecisionRecordClaims). It covers one use of
+        its character; a record of a quota lease counts against the lease.
+        """
+
     def __init__(
         self,
         *,
@@ -155,10 +165,11 @@ class UsageRecord(_message.Message):
         duration: _duration_pb2.Duration | None = ...,
         attributed_revenue: _terms_pb2.Money | None = ...,
         happen_time: _timestamp_pb2.Timestamp | None = ...,
+        decision_record: _envelope_pb2.Envelope | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["attributed_revenue", b"attributed_revenue", "duration", b"duration", "happen_time", b"happen_time", "receipt", b"receipt"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attributed_revenue", b"attributed_revenue", "decision_record", b"decision_record", "duration", b"duration", "happen_time", b"happen_time", "receipt", b"receipt"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributed_revenue", b"attributed_revenue", "character_id", b"character_id", "duration", b"duration", "happen_time", b"happen_time", "idempotency_key", b"idempotency_key", "receipt", b"receipt", "uses", b"uses"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributed_revenue", b"attributed_revenue", "character_id", b"character_id", "decision_record", b"decision_record", "duration", b"duration", "happen_time", b"happen_time", "idempotency_key", b"idempotency_key", "receipt", b"receipt", "uses", b"uses"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

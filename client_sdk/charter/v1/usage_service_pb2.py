@@ -25,13 +25,15 @@ _sym_db = _symbol_database.Default()
 from charter.v1 import usage_pb2 as charter_dot_v1_dot_usage__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63harter/v1/usage_service.proto\x12\ncharter.v1\x1a\x16\x63harter/v1/usage.proto\">\n\x12ReportUsageRequest\x12(\n\x07records\x18\x01 \x03(\x0b\x32\x17.charter.v1.UsageRecord\"?\n\x13ReportUsageResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.charter.v1.UsageResult\"z\n\x13GetStatementRequest\x12\x18\n\x10rights_holder_id\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\x12\x12\n\nstart_date\x18\x03 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x04 \x01(\t\x12\x13\n\x0blicensee_id\x18\x05 \x01(\t\"@\n\x14GetStatementResponse\x12(\n\tstatement\x18\x01 \x01(\x0b\x32\x15.charter.v1.Statement\"m\n\x15ListStatementsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x18\n\x10rights_holder_id\x18\x03 \x01(\t\x12\x13\n\x0blicensee_id\x18\x04 \x01(\t\"\\\n\x16ListStatementsResponse\x12)\n\nstatements\x18\x01 \x03(\x0b\x32\x15.charter.v1.Statement\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"G\n\x1b\x43loseStatementPeriodRequest\x12\x18\n\x10rights_holder_id\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\"H\n\x1c\x43loseStatementPeriodResponse\x12(\n\tstatement\x18\x01 \x01(\x0b\x32\x15.charter.v1.Statement2\xf5\x02\n\x0cUsageService\x12N\n\x0bReportUsage\x12\x1e.charter.v1.ReportUsageRequest\x1a\x1f.charter.v1.ReportUsageResponse\x12Q\n\x0cGetStatement\x12\x1f.charter.v1.GetStatementRequest\x1a .charter.v1.GetStatementResponse\x12W\n\x0eListStatements\x12!.charter.v1.ListStatementsRequest\x1a\".charter.v1.ListStatementsResponse\x12i\n\x14\x43loseStatementPeriod\x12\'.charter.v1.CloseStatementPeriodRequest\x1a(.charter.v1.CloseStatementPeriodResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63harter/v1/usage_service.proto\x12\ncharter.v1\x1a\x16\x63harter/v1/usage.proto\">\n\x12ReportUsageRequest\x12(\n\x07records\x18\x01 \x03(\x0b\x32\x17.charter.v1.UsageRecord\"?\n\x13ReportUsageResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.charter.v1.UsageResult\"z\n\x13GetStatementRequest\x12\x18\n\x10rights_holder_id\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\x12\x12\n\nstart_date\x18\x03 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x04 \x01(\t\x12\x13\n\x0blicensee_id\x18\x05 \x01(\t\"@\n\x14GetStatementResponse\x12(\n\tstatement\x18\x01 \x01(\x0b\x32\x15.charter.v1.Statement\"m\n\x15ListStatementsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x18\n\x10rights_holder_id\x18\x03 \x01(\t\x12\x13\n\x0blicensee_id\x18\x04 \x01(\t\"\\\n\x16ListStatementsResponse\x12)\n\nstatements\x18\x01 \x03(\x0b\x32\x15.charter.v1.Statement\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"G\n\x1b\x43loseStatementPeriodRequest\x12\x18\n\x10rights_holder_id\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\"H\n\x1c\x43loseStatementPeriodResponse\x12(\n\tstatement\x18\x01 \x01(\x0b\x32\x15.charter.v1.Statement\"\xc9\x01\n\x15GetUsageSeriesRequest\x12\x18\n\x10rights_holder_id\x18\x01 \x01(\t\x12\x12\n\nstart_date\x18\x02 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x03 \x01(\t\x12\x14\n\x0c\x63haracter_id\x18\x04 \x01(\t\x12\x13\n\x0blicensee_id\x18\x05 \x01(\t\x12\x31\n\x08grouping\x18\x06 \x01(\x0e\x32\x1f.charter.v1.UsageSeriesGrouping\x12\x12\n\nmax_series\x18\x07 \x01(\x05\"\xb9\x02\n\x16GetUsageSeriesResponse\x12\x18\n\x10rights_holder_id\x18\x01 \x01(\t\x12\"\n\x1arights_holder_display_name\x18\x02 \x01(\t\x12\x12\n\nstart_date\x18\x03 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x04 \x01(\t\x12\x31\n\x08grouping\x18\x05 \x01(\x0e\x32\x1f.charter.v1.UsageSeriesGrouping\x12\'\n\x06series\x18\x06 \x03(\x0b\x32\x17.charter.v1.UsageSeries\x12\"\n\x04\x64\x61ys\x18\x07 \x03(\x0b\x32\x14.charter.v1.UsageDay\x12#\n\x05total\x18\x08 \x01(\x0b\x32\x14.charter.v1.UsageDay\x12\x16\n\x0eomitted_series\x18\t \x01(\x05\"\xb8\x01\n\x0bUsageSeries\x12\x14\n\x0c\x63haracter_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63haracter_name\x18\x02 \x01(\t\x12\x13\n\x0blicensee_id\x18\x03 \x01(\t\x12\x1d\n\x15licensee_display_name\x18\x04 \x01(\t\x12\"\n\x04\x64\x61ys\x18\x05 \x03(\x0b\x32\x14.charter.v1.UsageDay\x12#\n\x05total\x18\x06 \x01(\x0b\x32\x14.charter.v1.UsageDay\"V\n\x08UsageDay\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x0f\n\x07records\x18\x02 \x01(\x03\x12\x0c\n\x04uses\x18\x03 \x01(\x03\x12\x1d\n\x15\x64uration_milliseconds\x18\x04 \x01(\x03*\x85\x01\n\x13UsageSeriesGrouping\x12%\n!USAGE_SERIES_GROUPING_UNSPECIFIED\x10\x00\x12#\n\x1fUSAGE_SERIES_GROUPING_CHARACTER\x10\x01\x12\"\n\x1eUSAGE_SERIES_GROUPING_LICENSEE\x10\x02\x32\xce\x03\n\x0cUsageService\x12N\n\x0bReportUsage\x12\x1e.charter.v1.ReportUsageRequest\x1a\x1f.charter.v1.ReportUsageResponse\x12Q\n\x0cGetStatement\x12\x1f.charter.v1.GetStatementRequest\x1a .charter.v1.GetStatementResponse\x12W\n\x0eListStatements\x12!.charter.v1.ListStatementsRequest\x1a\".charter.v1.ListStatementsResponse\x12i\n\x14\x43loseStatementPeriod\x12\'.charter.v1.CloseStatementPeriodRequest\x1a(.charter.v1.CloseStatementPeriodResponse\x12W\n\x0eGetUsageSeries\x12!.charter.v1.GetUsageSeriesRequest\x1a\".charter.v1.GetUsageSeriesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'charter.v1.usage_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_USAGESERIESGROUPING']._serialized_start=1537
+  _globals['_USAGESERIESGROUPING']._serialized_end=1670
   _globals['_REPORTUSAGEREQUEST']._serialized_start=70
   _globals['_REPORTUSAGEREQUEST']._serialized_end=132
   _globals['_REPORTUSAGERESPONSE']._serialized_start=134
@@ -48,6 +50,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLOSESTATEMENTPERIODREQUEST']._serialized_end=665
   _globals['_CLOSESTATEMENTPERIODRESPONSE']._serialized_start=667
   _globals['_CLOSESTATEMENTPERIODRESPONSE']._serialized_end=739
-  _globals['_USAGESERVICE']._serialized_start=742
-  _globals['_USAGESERVICE']._serialized_end=1115
+  _globals['_GETUSAGESERIESREQUEST']._serialized_start=742
+  _globals['_GETUSAGESERIESREQUEST']._serialized_end=943
+  _globals['_GETUSAGESERIESRESPONSE']._serialized_start=946
+  _globals['_GETUSAGESERIESRESPONSE']._serialized_end=1259
+  _globals['_USAGESERIES']._serialized_start=1262
+  _globals['_USAGESERIES']._serialized_end=1446
+  _globals['_USAGEDAY']._serialized_start=1448
+  _globals['_USAGEDAY']._serialized_end=1534
+  _globals['_USAGESERVICE']._serialized_start=1673
+  _globals['_USAGESERVICE']._serialized_end=2135
 # @@protoc_insertion_point(module_scope)

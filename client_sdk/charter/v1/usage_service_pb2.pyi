@@ -8,6 +8,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,6 +19,30 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _UsageSeriesGrouping:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _UsageSeriesGroupingEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UsageSeriesGrouping.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    USAGE_SERIES_GROUPING_UNSPECIFIED: _UsageSeriesGrouping.ValueType  # 0
+    """Not specified: the same as USAGE_SERIES_GROUPING_CHARACTER."""
+    USAGE_SERIES_GROUPING_CHARACTER: _UsageSeriesGrouping.ValueType  # 1
+    """One series per character."""
+    USAGE_SERIES_GROUPING_LICENSEE: _UsageSeriesGrouping.ValueType  # 2
+    """One series per licensee."""
+
+class UsageSeriesGrouping(_UsageSeriesGrouping, metaclass=_UsageSeriesGroupingEnumTypeWrapper):
+    """UsageSeriesGrouping says what each series of a GetUsageSeries answer is for."""
+
+USAGE_SERIES_GROUPING_UNSPECIFIED: UsageSeriesGrouping.ValueType  # 0
+"""Not specified: the same as USAGE_SERIES_GROUPING_CHARACTER."""
+USAGE_SERIES_GROUPING_CHARACTER: UsageSeriesGrouping.ValueType  # 1
+"""One series per character."""
+USAGE_SERIES_GROUPING_LICENSEE: UsageSeriesGrouping.ValueType  # 2
+"""One series per licensee."""
+Global___UsageSeriesGrouping: _TypeAlias = UsageSeriesGrouping  # noqa: Y015
 
 @_typing.final
 class ReportUsageRequest(_message.Message):
@@ -254,3 +279,197 @@ class CloseStatementPeriodResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CloseStatementPeriodResponse: _TypeAlias = CloseStatementPeriodResponse  # noqa: Y015
+
+@_typing.final
+class GetUsageSeriesRequest(_message.Message):
+    """The request of UsageService.GetUsageSeries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RIGHTS_HOLDER_ID_FIELD_NUMBER: _builtins.int
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    CHARACTER_ID_FIELD_NUMBER: _builtins.int
+    LICENSEE_ID_FIELD_NUMBER: _builtins.int
+    GROUPING_FIELD_NUMBER: _builtins.int
+    MAX_SERIES_FIELD_NUMBER: _builtins.int
+    rights_holder_id: _builtins.str
+    """The rights holder. Required."""
+    start_date: _builtins.str
+    """The first day, `YYYY-MM-DD` (UTC), inclusive. Required."""
+    end_date: _builtins.str
+    """The last day, `YYYY-MM-DD` (UTC), inclusive; the range covers at most
+    366 days. Required.
+    """
+    character_id: _builtins.str
+    """Only this character's uses. Optional."""
+    licensee_id: _builtins.str
+    """Only this licensee's uses. Optional; a generator key always sees only
+    its own licensee's.
+    """
+    grouping: Global___UsageSeriesGrouping.ValueType
+    """One series per character (the default) or per licensee."""
+    max_series: _builtins.int
+    """The most series to return, those with the most uses first (then by id);
+    0 for 20, at most 100. The totals always cover every series.
+    """
+    def __init__(
+        self,
+        *,
+        rights_holder_id: _builtins.str = ...,
+        start_date: _builtins.str = ...,
+        end_date: _builtins.str = ...,
+        character_id: _builtins.str = ...,
+        licensee_id: _builtins.str = ...,
+        grouping: Global___UsageSeriesGrouping.ValueType = ...,
+        max_series: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_id", b"character_id", "end_date", b"end_date", "grouping", b"grouping", "licensee_id", b"licensee_id", "max_series", b"max_series", "rights_holder_id", b"rights_holder_id", "start_date", b"start_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUsageSeriesRequest: _TypeAlias = GetUsageSeriesRequest  # noqa: Y015
+
+@_typing.final
+class GetUsageSeriesResponse(_message.Message):
+    """The response of UsageService.GetUsageSeries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RIGHTS_HOLDER_ID_FIELD_NUMBER: _builtins.int
+    RIGHTS_HOLDER_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    GROUPING_FIELD_NUMBER: _builtins.int
+    SERIES_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    OMITTED_SERIES_FIELD_NUMBER: _builtins.int
+    rights_holder_id: _builtins.str
+    """The rights holder."""
+    rights_holder_display_name: _builtins.str
+    """The rights holder's display name as it is now, for people."""
+    start_date: _builtins.str
+    """The first day of the range, `YYYY-MM-DD`."""
+    end_date: _builtins.str
+    """The last day of the range, `YYYY-MM-DD`."""
+    grouping: Global___UsageSeriesGrouping.ValueType
+    """What each series is for."""
+    omitted_series: _builtins.int
+    """How many series were left out by `max_series`."""
+    @_builtins.property
+    def series(self) -> _containers.RepeatedCompositeFieldContainer[Global___UsageSeries]:
+        """The series, most uses first, then by id."""
+
+    @_builtins.property
+    def days(self) -> _containers.RepeatedCompositeFieldContainer[Global___UsageDay]:
+        """Every day of the range in order, each with the sums over all series
+        (including those left out by `max_series`); days without uses count 0.
+        """
+
+    @_builtins.property
+    def total(self) -> Global___UsageDay:
+        """The sums over the whole range."""
+
+    def __init__(
+        self,
+        *,
+        rights_holder_id: _builtins.str = ...,
+        rights_holder_display_name: _builtins.str = ...,
+        start_date: _builtins.str = ...,
+        end_date: _builtins.str = ...,
+        grouping: Global___UsageSeriesGrouping.ValueType = ...,
+        series: _abc.Iterable[Global___UsageSeries] | None = ...,
+        days: _abc.Iterable[Global___UsageDay] | None = ...,
+        total: Global___UsageDay | None = ...,
+        omitted_series: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["total", b"total"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days", b"days", "end_date", b"end_date", "grouping", b"grouping", "omitted_series", b"omitted_series", "rights_holder_display_name", b"rights_holder_display_name", "rights_holder_id", b"rights_holder_id", "series", b"series", "start_date", b"start_date", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUsageSeriesResponse: _TypeAlias = GetUsageSeriesResponse  # noqa: Y015
+
+@_typing.final
+class UsageSeries(_message.Message):
+    """A UsageSeries is the daily usage of one character or one licensee."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTER_ID_FIELD_NUMBER: _builtins.int
+    CHARACTER_NAME_FIELD_NUMBER: _builtins.int
+    LICENSEE_ID_FIELD_NUMBER: _builtins.int
+    LICENSEE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    character_id: _builtins.str
+    """The character, when grouped by character."""
+    character_name: _builtins.str
+    """The character's canonical name as it is now, for people."""
+    licensee_id: _builtins.str
+    """The licensee, when grouped by licensee."""
+    licensee_display_name: _builtins.str
+    """The licensee's display name as it is now, for people."""
+    @_builtins.property
+    def days(self) -> _containers.RepeatedCompositeFieldContainer[Global___UsageDay]:
+        """The days with at least one record, in order (days without are left out)."""
+
+    @_builtins.property
+    def total(self) -> Global___UsageDay:
+        """The sums over the whole range; `date` is empty."""
+
+    def __init__(
+        self,
+        *,
+        character_id: _builtins.str = ...,
+        character_name: _builtins.str = ...,
+        licensee_id: _builtins.str = ...,
+        licensee_display_name: _builtins.str = ...,
+        days: _abc.Iterable[Global___UsageDay] | None = ...,
+        total: Global___UsageDay | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["total", b"total"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_id", b"character_id", "character_name", b"character_name", "days", b"days", "licensee_display_name", b"licensee_display_name", "licensee_id", b"licensee_id", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UsageSeries: _TypeAlias = UsageSeries  # noqa: Y015
+
+@_typing.final
+class UsageDay(_message.Message):
+    """A UsageDay adds up the usage records of one day (or of a range, in totals)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    RECORDS_FIELD_NUMBER: _builtins.int
+    USES_FIELD_NUMBER: _builtins.int
+    DURATION_MILLISECONDS_FIELD_NUMBER: _builtins.int
+    date: _builtins.str
+    """The UTC day, `YYYY-MM-DD`; empty in totals."""
+    records: _builtins.int
+    """How many records."""
+    uses: _builtins.int
+    """Their uses."""
+    duration_milliseconds: _builtins.int
+    """Their content length, in milliseconds."""
+    def __init__(
+        self,
+        *,
+        date: _builtins.str = ...,
+        records: _builtins.int = ...,
+        uses: _builtins.int = ...,
+        duration_milliseconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "duration_milliseconds", b"duration_milliseconds", "records", b"records", "uses", b"uses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UsageDay: _TypeAlias = UsageDay  # noqa: Y015

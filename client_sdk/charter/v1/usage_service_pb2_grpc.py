@@ -56,6 +56,11 @@ class UsageServiceStub:
                 request_serializer=charter_dot_v1_dot_usage__service__pb2.CloseStatementPeriodRequest.SerializeToString,
                 response_deserializer=charter_dot_v1_dot_usage__service__pb2.CloseStatementPeriodResponse.FromString,
                 _registered_method=True)
+        self.GetUsageSeries = channel.unary_unary(
+                '/charter.v1.UsageService/GetUsageSeries',
+                request_serializer=charter_dot_v1_dot_usage__service__pb2.GetUsageSeriesRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_usage__service__pb2.GetUsageSeriesResponse.FromString,
+                _registered_method=True)
 
 
 class UsageServiceServicer:
@@ -103,6 +108,19 @@ class UsageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUsageSeries(self, request, context):
+        """Returns a rights holder's usage day by day over a date range of up to a
+        year (by the UTC day the uses happened), as one series per character or
+        per licensee, with totals per day and for the whole range. Read from a
+        daily roll-up that ReportUsage keeps in the same transaction as the
+        records, so it always agrees with them. Allowed roles: admin and auditor
+        (any rights holder), rights holder (its own), generator (any rights
+        holder, but only its own licensee's uses).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UsageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -125,6 +143,11 @@ def add_UsageServiceServicer_to_server(servicer, server):
                     servicer.CloseStatementPeriod,
                     request_deserializer=charter_dot_v1_dot_usage__service__pb2.CloseStatementPeriodRequest.FromString,
                     response_serializer=charter_dot_v1_dot_usage__service__pb2.CloseStatementPeriodResponse.SerializeToString,
+            ),
+            'GetUsageSeries': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsageSeries,
+                    request_deserializer=charter_dot_v1_dot_usage__service__pb2.GetUsageSeriesRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_usage__service__pb2.GetUsageSeriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -237,6 +260,33 @@ class UsageService:
             '/charter.v1.UsageService/CloseStatementPeriod',
             charter_dot_v1_dot_usage__service__pb2.CloseStatementPeriodRequest.SerializeToString,
             charter_dot_v1_dot_usage__service__pb2.CloseStatementPeriodResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsageSeries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charter.v1.UsageService/GetUsageSeries',
+            charter_dot_v1_dot_usage__service__pb2.GetUsageSeriesRequest.SerializeToString,
+            charter_dot_v1_dot_usage__service__pb2.GetUsageSeriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

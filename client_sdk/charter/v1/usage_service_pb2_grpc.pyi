@@ -59,6 +59,15 @@ class UsageServiceStub:
     statement never changes: records that arrive late for it count in the
     next open month, as adjustments. Allowed roles: admin.
     """
+    GetUsageSeries: _grpc.UnaryUnaryMultiCallable[_usage_service_pb2.GetUsageSeriesRequest, _usage_service_pb2.GetUsageSeriesResponse]
+    """Returns a rights holder's usage day by day over a date range of up to a
+    year (by the UTC day the uses happened), as one series per character or
+    per licensee, with totals per day and for the whole range. Read from a
+    daily roll-up that ReportUsage keeps in the same transaction as the
+    records, so it always agrees with them. Allowed roles: admin and auditor
+    (any rights holder), rights holder (its own), generator (any rights
+    holder, but only its own licensee's uses).
+    """
 
 @_typing.type_check_only
 class UsageServiceAsyncStub(UsageServiceStub):
@@ -90,6 +99,15 @@ class UsageServiceAsyncStub(UsageServiceStub):
     """Closes a rights holder's calendar month, which must have ended. A closed
     statement never changes: records that arrive late for it count in the
     next open month, as adjustments. Allowed roles: admin.
+    """
+    GetUsageSeries: _aio.UnaryUnaryMultiCallable[_usage_service_pb2.GetUsageSeriesRequest, _usage_service_pb2.GetUsageSeriesResponse]  # type: ignore[assignment]
+    """Returns a rights holder's usage day by day over a date range of up to a
+    year (by the UTC day the uses happened), as one series per character or
+    per licensee, with totals per day and for the whole range. Read from a
+    daily roll-up that ReportUsage keeps in the same transaction as the
+    records, so it always agrees with them. Allowed roles: admin and auditor
+    (any rights holder), rights holder (its own), generator (any rights
+    holder, but only its own licensee's uses).
     """
 
 class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -143,6 +161,21 @@ class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
         """Closes a rights holder's calendar month, which must have ended. A closed
         statement never changes: records that arrive late for it count in the
         next open month, as adjustments. Allowed roles: admin.
+        """
+
+    @_abc_1.abstractmethod
+    def GetUsageSeries(
+        self,
+        request: _usage_service_pb2.GetUsageSeriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_usage_service_pb2.GetUsageSeriesResponse, _abc.Awaitable[_usage_service_pb2.GetUsageSeriesResponse]]:
+        """Returns a rights holder's usage day by day over a date range of up to a
+        year (by the UTC day the uses happened), as one series per character or
+        per licensee, with totals per day and for the whole range. Read from a
+        daily roll-up that ReportUsage keeps in the same transaction as the
+        records, so it always agrees with them. Allowed roles: admin and auditor
+        (any rights holder), rights holder (its own), generator (any rights
+        holder, but only its own licensee's uses).
         """
 
 def add_UsageServiceServicer_to_server(servicer: UsageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

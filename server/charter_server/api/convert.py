@@ -53,6 +53,7 @@ ROLE_TO_PB = {
     Role.RIGHTS_HOLDER: api_key_pb2.ROLE_RIGHTS_HOLDER,
     Role.GENERATOR: api_key_pb2.ROLE_GENERATOR,
     Role.AUDITOR: api_key_pb2.ROLE_AUDITOR,
+    Role.LICENSEE_ADMIN: api_key_pb2.ROLE_LICENSEE_ADMIN,
 }
 ROLE_FROM_PB = {value: key for key, value in ROLE_TO_PB.items()}
 KEY_STATE_TO_PB = {

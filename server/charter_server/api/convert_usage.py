@@ -11,13 +11,15 @@ import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from charter.v1 import usage_pb2, usage_service_pb2
+from charter.v1 import envelope_pb2, usage_pb2, usage_service_pb2
 
 from charter_server.api.convert import timestamp
 from charter_server.api.status import status_code_for
 from charter_server.domain.errors import InvalidArgument
+from charter_server.domain.models import DailyUsage
 from charter_server.services.statements import Statement, StatementState
-from charter_server.services.usage import Money, UsageOutcome, UsageRecordInput
+from charter_server.services.usage import Money, SignedInput, UsageOutcome, UsageRecordInput
+from charter_server.services.usage_series import UsageSeriesResult
 from charter_server.services.validation import Unreadable
 
 _MAX_TIMESTAMP_SECONDS = 253402300799  # 9999-12-31T23:59:59Z, the last second Timestamp allows
@@ -37,7 +39,6 @@ def usage_records(request: usage_service_pb2.ReportUsageRequest) -> list[UsageRe
 
 def usage_record(record: usage_pb2.UsageRecord) -> UsageRecordInput:
     """One usage record; its fingerprint is the hash of its deterministic wire form."""
-    has_receipt = record.HasField("receipt") and bool(record.receipt.payload)
     duration: int | Unreadable | None = None
     if record.HasField("duration"):
         seconds, nanos = record.duration.seconds, record.duration.nanos
@@ -57,13 +58,22 @@ def usage_record(record: usage_pb2.UsageRecord) -> UsageRecordInput:
     return UsageRecordInput(
         idempotency_key=record.idempotency_key,
         fingerprint=hashlib.sha256(record.SerializeToString(deterministic=True)).hexdigest(),
-        receipt=record.receipt.SerializeToString(deterministic=True) if has_receipt else b"",
-        receipt_payload_type=record.receipt.payload_type,
+        receipt=signed(record.receipt) if record.HasField("receipt") else None,
         character_id=record.character_id,
         uses=record.uses,
         duration_ns=duration,
         attributed_revenue=revenue,
         happen_time=happen_time,
+        decision_record=signed(record.decision_record) if record.HasField("decision_record") else None,
+    )
+
+
+def signed(envelope: envelope_pb2.Envelope) -> SignedInput:
+    """A signed envelope as received, for the service to verify."""
+    return SignedInput(
+        envelope=envelope.SerializeToString(deterministic=True),
+        payload_type=envelope.payload_type,
+        has_payload=bool(envelope.payload),
     )
 
 
@@ -140,3 +150,38 @@ def statement(value: Statement) -> usage_pb2.Statement:
 def statements(values: Sequence[Statement]) -> list[usage_pb2.Statement]:
     """The protobuf forms of several statements, in order."""
     return [statement(value) for value in values]
+
+
+def usage_day(sums: DailyUsage) -> usage_service_pb2.UsageDay:
+    """One day's (or, with an empty day, a range's) sums."""
+    return usage_service_pb2.UsageDay(
+        date=sums.day, records=sums.records, uses=sums.uses, duration_milliseconds=sums.duration_ms
+    )
+
+
+def usage_series(result: UsageSeriesResult) -> usage_service_pb2.GetUsageSeriesResponse:
+    """A GetUsageSeries answer."""
+    by_licensee = result.by_licensee
+    response = usage_service_pb2.GetUsageSeriesResponse(
+        rights_holder_id=result.rights_holder_id,
+        rights_holder_display_name=result.rights_holder_display_name,
+        start_date=result.start_date,
+        end_date=result.end_date,
+        grouping=usage_service_pb2.USAGE_SERIES_GROUPING_LICENSEE
+        if by_licensee
+        else usage_service_pb2.USAGE_SERIES_GROUPING_CHARACTER,
+        days=[usage_day(d) for d in result.days],
+        total=usage_day(result.total),
+        omitted_series=result.omitted_series,
+    )
+    for found in result.series:
+        series = response.series.add(days=[usage_day(d) for d in found.days], total=usage_day(found.total))
+        if by_licensee:
+            series.licensee_id, series.licensee_display_name = found.key, found.name
+        else:
+            series.character_id, series.character_name = found.key, found.name
+    # A series' total carries no day.
+    for series in response.series:
+        series.total.date = ""
+    response.total.date = ""
+    return response

@@ -61,6 +61,14 @@ POLICY: dict[str, frozenset[Role]] = {
     "/charter.v1.KeyService/RotateSigningKey": ADMIN,
     "/charter.v1.KeyService/RevokeSigningKey": ADMIN,
     "/charter.v1.KeyService/ListSigningKeys": STAFF_READ,
+    # OfflineService: a licensee's own keys (staff or its licensee-admin key), its bundle and leases.
+    "/charter.v1.OfflineService/RegisterLicenseeKey": ADMIN | {Role.LICENSEE_ADMIN},
+    "/charter.v1.OfflineService/ListLicenseeKeys": STAFF_READ | {Role.LICENSEE_ADMIN, Role.GENERATOR},
+    "/charter.v1.OfflineService/RevokeLicenseeKey": ADMIN | {Role.LICENSEE_ADMIN},
+    "/charter.v1.OfflineService/GetGrantBundle": frozenset({Role.GENERATOR}),
+    "/charter.v1.OfflineService/LeaseQuota": frozenset({Role.GENERATOR}),
+    "/charter.v1.OfflineService/RenewQuotaLease": frozenset({Role.GENERATOR}),
+    "/charter.v1.OfflineService/ReturnQuotaLease": frozenset({Role.GENERATOR}),
     # AuthorizationService.
     "/charter.v1.AuthorizationService/Authorize": frozenset({Role.GENERATOR}),
     "/charter.v1.AuthorizationService/GetKeySet": ANY,
@@ -72,6 +80,7 @@ POLICY: dict[str, frozenset[Role]] = {
     "/charter.v1.UsageService/GetStatement": STAFF_READ | {Role.RIGHTS_HOLDER, Role.GENERATOR},
     "/charter.v1.UsageService/ListStatements": STAFF_READ | {Role.RIGHTS_HOLDER, Role.GENERATOR},
     "/charter.v1.UsageService/CloseStatementPeriod": ADMIN,
+    "/charter.v1.UsageService/GetUsageSeries": STAFF_READ | {Role.RIGHTS_HOLDER, Role.GENERATOR},
     # AccessService.
     "/charter.v1.AccessService/CreateApiKey": ADMIN,
     "/charter.v1.AccessService/GetApiKey": STAFF_READ,

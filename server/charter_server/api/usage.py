@@ -8,16 +8,19 @@ from charter.v1 import usage_service_pb2_grpc as pb_grpc
 
 from charter_server.api import convert_usage as convert
 from charter_server.api.context import current_principal
+from charter_server.domain.errors import InvalidArgument
 from charter_server.services.statements import StatementService
 from charter_server.services.usage import UsageService
+from charter_server.services.usage_series import UsageSeriesService
 
 
 class UsageServicer(pb_grpc.UsageServiceServicer):
     """The UsageService RPCs over gRPC."""
 
-    def __init__(self, usage: UsageService, statements: StatementService) -> None:
+    def __init__(self, usage: UsageService, statements: StatementService, series: UsageSeriesService) -> None:
         self._usage = usage
         self._statements = statements
+        self._series = series
 
     def ReportUsage(self, request: pb.ReportUsageRequest, context: grpc.ServicerContext) -> pb.ReportUsageResponse:
         outcomes = self._usage.report(current_principal(), convert.usage_records(request))
@@ -51,3 +54,27 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
     ) -> pb.CloseStatementPeriodResponse:
         statement = self._statements.close(current_principal(), request.rights_holder_id, request.period)
         return pb.CloseStatementPeriodResponse(statement=convert.statement(statement))
+
+    def GetUsageSeries(
+        self, request: pb.GetUsageSeriesRequest, context: grpc.ServicerContext
+    ) -> pb.GetUsageSeriesResponse:
+        if request.grouping not in _GROUPINGS:
+            raise InvalidArgument.one("grouping", "must be CHARACTER or LICENSEE")
+        result = self._series.get(
+            current_principal(),
+            request.rights_holder_id,
+            start_date=request.start_date,
+            end_date=request.end_date,
+            by_licensee=request.grouping == pb.USAGE_SERIES_GROUPING_LICENSEE,
+            character_id=request.character_id,
+            licensee_id=request.licensee_id,
+            max_series=request.max_series,
+        )
+        return convert.usage_series(result)
+
+
+_GROUPINGS = (
+    pb.USAGE_SERIES_GROUPING_UNSPECIFIED,
+    pb.USAGE_SERIES_GROUPING_CHARACTER,
+    pb.USAGE_SERIES_GROUPING_LICENSEE,
+)

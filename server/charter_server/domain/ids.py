@@ -13,6 +13,9 @@ PREFIXES = {
     "grant": "grt",
     "receipt": "rcp",
     "usage": "use",
+    "licensee_key": "lk",
+    "quota_lease": "ql",
+    "decision_record": "dr",
 }
 _ID_RE = {kind: re.compile(rf"^{prefix}_[0-9a-f]{{32}}$") for kind, prefix in PREFIXES.items()}
 

@@ -28,6 +28,7 @@ class Role(enum.StrEnum):
     RIGHTS_HOLDER = "rights_holder"
     GENERATOR = "generator"
     AUDITOR = "auditor"
+    LICENSEE_ADMIN = "licensee_admin"
 
 
 class LifecycleState(enum.StrEnum):
@@ -352,6 +353,17 @@ class LineSums:
     revenue_minor: int
     revenue_times_bps: int  # sum of revenue times basis points, divided by 10,000 only once per line
     fees_minor: int  # sum of fee times uses
+
+
+@dataclass(frozen=True, slots=True)
+class DailyUsage:
+    """Sums of a rights holder's usage records: of one UTC day and/or one character or licensee."""
+
+    day: str  # YYYY-MM-DD; empty in sums over a whole range
+    key: str  # the character or licensee id; empty in sums over all of them
+    records: int
+    uses: int
+    duration_ms: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -177,10 +177,10 @@ class AccessService:
             checker.resource_id("rights_holder_id", value.rights_holder_id, "rights_holder")
         elif value.rights_holder_id:
             checker.add("rights_holder_id", "must be empty unless the role is ROLE_RIGHTS_HOLDER")
-        if value.role is Role.GENERATOR:
+        if value.role in (Role.GENERATOR, Role.LICENSEE_ADMIN):
             checker.resource_id("licensee_id", value.licensee_id, "licensee")
         elif value.licensee_id:
-            checker.add("licensee_id", "must be empty unless the role is ROLE_GENERATOR")
+            checker.add("licensee_id", "must be empty unless the role is ROLE_GENERATOR or ROLE_LICENSEE_ADMIN")
         if value.expire_time is not None and value.expire_time <= self._clock.now():
             checker.add("expire_time", "must be in the future")
         checker.done()

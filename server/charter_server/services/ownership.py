@@ -22,8 +22,8 @@ def require_rights_holder(principal: Principal, rights_holder_id: str) -> None:
 
 
 def require_licensee(principal: Principal, licensee_id: str) -> None:
-    """Allow staff and auditors; a generator key only for its own licensee."""
-    if principal.role is Role.GENERATOR and principal.licensee_id != licensee_id:
+    """Allow staff and auditors; a generator or licensee-admin key only for its own licensee."""
+    if principal.role in (Role.GENERATOR, Role.LICENSEE_ADMIN) and principal.licensee_id != licensee_id:
         raise PermissionDenied("this key may act only for its own licensee", reason=_NOT_OWNED)
     if principal.role is Role.RIGHTS_HOLDER:
         raise PermissionDenied("rights-holder keys may not access licensees", reason="ROLE_NOT_PERMITTED")
@@ -35,8 +35,8 @@ def not_owned() -> PermissionDenied:
 
 
 def require_generator_licensee(principal: Principal, licensee_id: str) -> None:
-    """A generator key acts only for its own licensee; other roles are not limited here."""
-    if principal.role is Role.GENERATOR and principal.licensee_id != licensee_id:
+    """A generator (or licensee-admin) key acts only for its own licensee; other roles are not limited here."""
+    if principal.role in (Role.GENERATOR, Role.LICENSEE_ADMIN) and principal.licensee_id != licensee_id:
         raise PermissionDenied("this key may act only for its own licensee", reason=_NOT_OWNED)
 
 

@@ -153,9 +153,9 @@ class StatementService:
             checker.resource_id("licensee_id", licensee_id, "licensee")
         span = _span(checker, period, start_date, end_date)
         checker.done()
-        scope = _scope(principal, rights_holder_id, licensee_id)
+        scope = scope_of(principal, rights_holder_id, licensee_id)
         with self._db.uow() as uow:
-            _require_rights_holder(uow, rights_holder_id)
+            require_rights_holder(uow, rights_holder_id)
             if period:
                 return _month_statement(uow, rights_holder_id, period, scope)
             assert span is not None
@@ -252,7 +252,7 @@ class StatementService:
         if _midnight(last + timedelta(days=1)) > now:
             raise FailedPrecondition("the month has not ended yet", reason="STATEMENT_PERIOD_NOT_ENDED")
         with self._db.uow(write=True) as uow:
-            _require_rights_holder(uow, rights_holder_id)
+            require_rights_holder(uow, rights_holder_id)
             uow.statements.lock_rights_holders([rights_holder_id], exclusive=True)
             if uow.statements.closure(rights_holder_id, period) is not None:
                 raise FailedPrecondition("the month is already closed", reason="STATEMENT_PERIOD_CLOSED")
@@ -263,7 +263,7 @@ class StatementService:
         return statement
 
 
-def _scope(principal: Principal, rights_holder_id: str, licensee_id: str) -> str | None:
+def scope_of(principal: Principal, rights_holder_id: str, licensee_id: str) -> str | None:
     """Check ownership before any lookup; the licensee filter in force."""
     if principal.role is Role.RIGHTS_HOLDER and principal.rights_holder_id != rights_holder_id:
         raise not_owned()
@@ -278,7 +278,7 @@ def _licensee_scope(principal: Principal, licensee_id: str) -> str | None:
     return licensee_id or None
 
 
-def _require_rights_holder(uow: UnitOfWork, rights_holder_id: str) -> None:
+def require_rights_holder(uow: UnitOfWork, rights_holder_id: str) -> None:
     if uow.rights_holders.get(rights_holder_id) is None:
         raise NotFound("no such rights holder", reason="RIGHTS_HOLDER_NOT_FOUND")
 
@@ -315,6 +315,12 @@ def _span(checker: Checker, period: str, start_date: str, end_date: str) -> tupl
     if not start_date and not end_date:
         checker.add("period", "a period or a date range is required")
         return None
+    return date_span(checker, start_date, end_date)
+
+
+def date_span(checker: Checker, start_date: str, end_date: str) -> tuple[date, date] | None:
+    """Check a date range of at most `MAX_RANGE_DAYS` days (also usage series'); its first and
+    last day when valid."""
     start, end = _date(checker, "start_date", start_date), _date(checker, "end_date", end_date)
     if start is None or end is None:
         return None

@@ -32,9 +32,15 @@ other (`StatementRepository.lock_rights_holders`), so a record can never slip in
 a use can still be refused), and each receipt covers one use per allowed character, so no more
 uses can be reported than were counted.
 
+**Offline uses** come with a decision record in place of the receipt
+(`charter_server.services.decision_records`): checked against the licensee's keys, the grant and
+the lease before the transaction; in step 4 a record counts its use against its lease first (in
+lease order, so concurrent batches never deadlock) and then against its record id.
+
 **The service takes** `UsageRecordInput` values (``charter_server.api.convert_usage`` builds them
-from the wire) and answers with `UsageOutcome` values. The receipt is read by
-``charter_server.services.usage_receipts``, the one usage module that reads protobuf.
+from the wire) and answers with `UsageOutcome` values. A receipt is read by
+``charter_server.services.usage_receipts`` and a decision record by
+``charter_server.services.decision_records``, in their signed forms.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import structlog
-from charter.envelope import RECEIPT_PAYLOAD_TYPE
+from charter.envelope import DECISION_RECORD_PAYLOAD_TYPE, RECEIPT_PAYLOAD_TYPE
 
 from charter_server.domain import ids
 from charter_server.domain.clock import Clock
@@ -57,12 +63,15 @@ from charter_server.domain.errors import (
     PermissionDenied,
 )
 from charter_server.domain.models import Principal, Role, UsageEntry
+from charter_server.domain.offline import LeaseState
+from charter_server.services.decision_records import OfflineBatch
 from charter_server.services.keys import KeyService
 from charter_server.services.terms_rules import is_currency
 from charter_server.services.transparency.appender import LogAppender
 from charter_server.services.usage_receipts import ReceiptReader
 from charter_server.services.validation import MAX_CONTENT_SECONDS, Checker, Unreadable
 from charter_server.storage.database import Database
+from charter_server.storage.uow import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -88,21 +97,32 @@ class Money:
 
 
 @dataclass(frozen=True, slots=True)
+class SignedInput:
+    """A signed envelope as the caller sent it, to be verified as received."""
+
+    envelope: bytes
+    """The serialized ``charter.v1.Envelope``."""
+    payload_type: str
+    has_payload: bool
+
+
+@dataclass(frozen=True, slots=True)
 class UsageRecordInput:
     """One record of a usage report, as the caller sent it (checked by the service)."""
 
     idempotency_key: str
     fingerprint: str
     """Identifies the record as sent (a hash of its wire form): a retry sends the same one."""
-    receipt: bytes
-    """The serialized decision receipt envelope as received; empty when it has no payload."""
-    receipt_payload_type: str
+    receipt: SignedInput | None
+    """The decision receipt; None when not given."""
     character_id: str
     uses: int
     duration_ns: int | Unreadable | None
     """The length of the content in nanoseconds; None when not given."""
     attributed_revenue: Money | None
     happen_time: datetime | Unreadable | None
+    decision_record: SignedInput | None = None
+    """The decision record of an offline use, in place of the receipt; None when not given."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +140,9 @@ class UsageOutcome:
 class _Candidate:
     index: int
     entry: UsageEntry
-    receipt_digest: bytes = b""
+    lease_id: str = ""
+    offline: bool = False
+    receipt_digest: bytes = b""  # the receipt's name in the transparency log (empty for a decision record)
 
 
 class UsageService:
@@ -155,17 +177,17 @@ class UsageService:
         outcomes: dict[int, UsageOutcome] = {}
         first_of_key: dict[str, _Candidate] = {}
         repeats: list[_Candidate] = []  # the same key again within this batch
-        for index, record in enumerate(records):
-            try:
-                entry, receipt_digest = self._entry(record, licensee_id, receipts, now)
-            except DomainError as error:
-                outcomes[index] = UsageOutcome(index, record.idempotency_key, error=error)
-                continue
-            candidate = _Candidate(index, entry, receipt_digest)
-            if entry.idempotency_key in first_of_key:
-                repeats.append(candidate)
-            else:
-                first_of_key[entry.idempotency_key] = candidate
+        with OfflineBatch(self._db, licensee_id) as offline:
+            for index, record in enumerate(records):
+                try:
+                    candidate = self._candidate(index, record, licensee_id, receipts, offline, now)
+                except DomainError as error:
+                    outcomes[index] = UsageOutcome(index, record.idempotency_key, error=error)
+                    continue
+                if candidate.entry.idempotency_key in first_of_key:
+                    repeats.append(candidate)
+                else:
+                    first_of_key[candidate.entry.idempotency_key] = candidate
         if first_of_key:
             outcomes.update(self._record(licensee_id, list(first_of_key.values()), now))
         for repeat in repeats:
@@ -199,40 +221,70 @@ class UsageService:
                 for candidate in raced:
                     outcomes[candidate.index] = _answer_repeat(candidate, now_accepted[candidate.entry.idempotency_key])
             consumed: list[str] = []
-            # Receipt counters in one order across transactions, so concurrent batches never deadlock.
+            # Lease and receipt counters in one order across transactions (each lease before the
+            # receipts of its records), so concurrent batches never deadlock.
             mine = sorted(
                 (c for c in fresh if c.entry.idempotency_key in inserted),
-                key=lambda c: (c.entry.receipt_id, c.entry.character_id, c.index),
+                key=lambda c: (c.lease_id, c.entry.receipt_id, c.entry.character_id, c.index),
             )
             for candidate in mine:
                 entry = candidate.entry
-                if uow.usage.consume_receipt(entry.receipt_id, entry.character_id, entry.uses, USES_PER_RECEIPT):
+                error = self._count(uow, candidate, now)
+                if error is None:
                     outcomes[candidate.index] = UsageOutcome(candidate.index, entry.idempotency_key, entry=entry)
                     if self._log is not None:  # an accepted record is logged with it (a retry is not)
                         self._log.usage(uow, entry, candidate.receipt_digest)
                 else:
                     consumed.append(entry.idempotency_key)
-                    outcomes[candidate.index] = UsageOutcome(
-                        candidate.index,
-                        entry.idempotency_key,
-                        error=FailedPrecondition(
-                            "the receipt's use of this character was already reported under other idempotency keys",
-                            reason="RECEIPT_CONSUMED",
-                        ),
-                    )
+                    outcomes[candidate.index] = UsageOutcome(candidate.index, entry.idempotency_key, error=error)
             uow.usage.remove(licensee_id, consumed)
+            # The daily roll-up in the same transaction, so series always agree with the records.
+            uow.usage.roll_up([o.entry for o in outcomes.values() if o.entry is not None and not o.duplicate])
             uow.commit()
         added = sum(1 for o in outcomes.values() if o.entry is not None and not o.duplicate)
         log.info("usage.reported", licensee_id=licensee_id, records=len(candidates), added=added)
         return outcomes
 
-    def _entry(
-        self, record: UsageRecordInput, licensee_id: str, receipts: ReceiptReader, now: datetime
-    ) -> tuple[UsageEntry, bytes]:
-        """Validate one record and verify its receipt; the entry to store (period not yet final) and
-        the receipt's digest (its name in the transparency log)."""
+    @staticmethod
+    def _count(uow: UnitOfWork, candidate: _Candidate, now: datetime) -> DomainError | None:
+        """Count a new record's use against its lease and its receipt (or decision record); the
+        error that refuses it, or None."""
+        entry = candidate.entry
+        if candidate.lease_id and not uow.leases.report(candidate.lease_id, entry.uses, now):
+            lease = uow.leases.get(candidate.lease_id)
+            if lease is not None and lease.report_deadline >= now and lease.state is not LeaseState.RECLAIMED:
+                return FailedPrecondition("the lease's uses are all reported already", reason="LEASE_EXCEEDED")
+            return FailedPrecondition("the lease is past its report deadline", reason="LEASE_CLOSED")
+        if uow.usage.consume_receipt(entry.receipt_id, entry.character_id, entry.uses, USES_PER_RECEIPT):
+            return None
+        if candidate.lease_id:
+            uow.leases.unreport(candidate.lease_id, entry.uses)
+        if candidate.offline:
+            return FailedPrecondition(
+                "the decision record's use was already reported under another idempotency key",
+                reason="DECISION_RECORD_REPLAYED",
+            )
+        return FailedPrecondition(
+            "the receipt's use of this character was already reported under other idempotency keys",
+            reason="RECEIPT_CONSUMED",
+        )
+
+    def _candidate(
+        self,
+        index: int,
+        record: UsageRecordInput,
+        licensee_id: str,
+        receipts: ReceiptReader,
+        offline: OfflineBatch,
+        now: datetime,
+    ) -> _Candidate:
+        """Validate one record and check what it rests on; the entry to store (period not yet final)."""
         _validate(record)
-        use = receipts.use_of(record.receipt, record.character_id)
+        if record.decision_record is not None:
+            basis = offline.basis(record.decision_record.envelope, record.character_id)
+        else:
+            assert record.receipt is not None  # _validate made sure
+            basis = receipts.basis(record.receipt.envelope, record.character_id)
         happened = record.happen_time
         assert isinstance(happened, datetime)  # _validate made sure
         if happened < now - self._window:
@@ -241,40 +293,41 @@ class UsageService:
             )
         if happened > now + FUTURE_SKEW:
             raise InvalidArgument.one("happen_time", "is in the future", reason="USAGE_TIME_INVALID")
-        if happened < use.decide_time - FUTURE_SKEW:
+        if happened < basis.decide_time - FUTURE_SKEW:
             raise InvalidArgument.one("happen_time", "is before the decision it follows", reason="USAGE_TIME_INVALID")
-        currency, revenue = use.fee_currency, 0
+        currency, revenue = basis.fee_currency, 0
         if record.attributed_revenue is not None:
             currency = record.attributed_revenue.currency_code.upper()
             revenue = record.attributed_revenue.minor_units
-            if use.fee_currency and currency != use.fee_currency:
+            if basis.fee_currency and currency != basis.fee_currency:
                 raise InvalidArgument.one(
                     "attributed_revenue.currency_code",
-                    f"must be {use.fee_currency}, the currency of the terms' per-use fee",
+                    f"must be {basis.fee_currency}, the currency of the terms' per-use fee",
                     reason="CURRENCY_MISMATCH",
                 )
         duration_ns = record.duration_ns if isinstance(record.duration_ns, int) else 0
         period = f"{happened:%Y-%m}"
-        return UsageEntry(
+        entry = UsageEntry(
             id=ids.new_id("usage"),
             licensee_id=licensee_id,
             idempotency_key=record.idempotency_key,
             fingerprint=record.fingerprint,
-            receipt_id=use.receipt_id,
+            receipt_id=basis.receipt_id,
             character_id=record.character_id,
-            rights_holder_id=use.rights_holder_id,
-            grant_id=use.grant_id,
+            rights_holder_id=basis.rights_holder_id,
+            grant_id=basis.grant_id,
             uses=record.uses,
             duration_ms=duration_ns // 1_000_000,
             currency=currency,
             revenue_minor=revenue,
-            revenue_share_bps=use.revenue_share_bps,
-            fee_minor=use.fee_minor,
+            revenue_share_bps=basis.revenue_share_bps,
+            fee_minor=basis.fee_minor,
             happen_time=happened,
             happen_period=period,
             statement_period=period,
             accept_time=now,
-        ), use.receipt_digest
+        )
+        return _Candidate(index, entry, basis.lease_id, record.decision_record is not None, basis.receipt_digest)
 
 
 def _answer_repeat(
@@ -311,9 +364,16 @@ def _validate(record: UsageRecordInput) -> None:
         checker.add("idempotency_key", "is required")
     elif not _KEY.fullmatch(record.idempotency_key):
         checker.add("idempotency_key", "must be 1-128 characters of A-Z a-z 0-9 . _ : ~ -")
-    if not record.receipt:
-        checker.add("receipt", "is required")
-    elif record.receipt_payload_type != RECEIPT_PAYLOAD_TYPE:
+    if record.decision_record is not None:
+        if record.receipt is not None:
+            checker.add("receipt", "must be empty when decision_record is set")
+        if not record.decision_record.has_payload:
+            checker.add("decision_record", "must hold a signed decision record")
+        elif record.decision_record.payload_type != DECISION_RECORD_PAYLOAD_TYPE:
+            checker.add("decision_record.payload_type", f"must be {DECISION_RECORD_PAYLOAD_TYPE}")
+    elif record.receipt is None or not record.receipt.has_payload:
+        checker.add("receipt", "is required (or decision_record)")
+    elif record.receipt.payload_type != RECEIPT_PAYLOAD_TYPE:
         checker.add("receipt.payload_type", f"must be {RECEIPT_PAYLOAD_TYPE} (a grant is not a receipt)")
     checker.resource_id("character_id", record.character_id, "character")
     if record.uses < 0:

@@ -2,9 +2,9 @@
 
 A receipt is a signed ``charter.v1.DecisionReceipt`` in a DSSE envelope. It is verified by the
 shared core (`charter.receipts.verify_receipt`) over the bytes as received and read in its signed
-form, never rebuilt: this is why this module, alone among the usage modules, reads protobuf (see
-"Development" in the README for the list of such exceptions). What it hands back is a plain
-`ReceiptUse`.
+form, never rebuilt: this is why this module reads protobuf (see "Development" in the README for
+the list of such exceptions). What it hands back is a plain `Basis`, as
+``charter_server.services.decision_records`` does for an offline use's decision record.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from charter_server.domain.errors import FailedPrecondition, InvalidArgument, Pe
 
 
 @dataclass(frozen=True, slots=True)
-class ReceiptUse:
-    """What one allowed character's decision in a verified receipt says a use of it owes."""
+class Basis:
+    """What a usage record's use rests on: a verified receipt's decision or a decision record's,
+    and what the use owes."""
 
     receipt_id: str
     decide_time: datetime
@@ -35,6 +36,8 @@ class ReceiptUse:
     """The per-use fee in minor units; 0 when `fee_currency` is empty."""
     receipt_digest: bytes = b""
     """The receipt's name in the transparency log: SHA-256 of its payload as signed."""
+    lease_id: str = ""
+    """The quota lease an offline use is counted against; empty for a receipt."""
 
 
 class ReceiptReader:
@@ -46,7 +49,7 @@ class ReceiptReader:
         # A receipt allowing several characters comes once per character: verify it once per batch.
         self._verified: dict[bytes, ReceiptVerification] = {}
 
-    def use_of(self, envelope: bytes, character_id: str) -> ReceiptUse:
+    def basis(self, envelope: bytes, character_id: str) -> Basis:
         """The allowed use of ``character_id`` that the serialized receipt envelope records.
 
         Raises:
@@ -70,8 +73,8 @@ class ReceiptReader:
         receipt = verification.receipt
         decision = _allowing_decision(receipt, character_id)
         fee = decision.obligations.per_use_fee if decision.obligations.HasField("per_use_fee") else None
-        fee_currency = fee.currency_code if fee is not None and fee.currency_code else ""
-        return ReceiptUse(
+        fee_currency = fee.currency_code.upper() if fee is not None and fee.currency_code else ""
+        return Basis(
             receipt_id=receipt.receipt_id,
             decide_time=receipt.decide_time.ToDatetime(tzinfo=UTC),
             rights_holder_id=decision.rights_holder_id,

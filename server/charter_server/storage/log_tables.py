@@ -1,4 +1,4 @@
-"""Table models of the transparency log (made by migration ``0009_transparency_log``)."""
+"""Table models of the transparency log (made by migration ``0011_transparency_log``)."""
 
 from __future__ import annotations
 

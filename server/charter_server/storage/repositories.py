@@ -40,6 +40,7 @@ from charter_server.domain.models import (
     ApiKey,
     Character,
     CharacterState,
+    DailyUsage,
     GrantRecord,
     GrantState,
     Licensee,
@@ -71,6 +72,7 @@ from charter_server.storage.tables import (
     SigningKeyRow,
     StatementClosureRow,
     TermsVersionRow,
+    UsageDailyRow,
     UsageRecordRow,
 )
 
@@ -1111,6 +1113,22 @@ def _usage_statements(dialect: str) -> tuple[Any, Any]:
     return add, consume
 
 
+@functools.cache
+def _daily_statement(dialect: str) -> Any:
+    """The roll-up's upsert, built once per dialect: adds a batch's sums to each day's row."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    daily = cast(Table, UsageDailyRow.__table__)
+    upsert = insert(daily)
+    return upsert.on_conflict_do_update(
+        index_elements=["rights_holder_id", "day", "character_id", "licensee_id"],
+        set_={
+            "records": daily.c.records + upsert.excluded.records,
+            "uses": daily.c.uses + upsert.excluded.uses,
+            "duration_ms": daily.c.duration_ms + upsert.excluded.duration_ms,
+        },
+    )
+
+
 _USAGE_COLUMNS = tuple(f.name for f in dataclasses.fields(UsageEntry))
 
 
@@ -1160,6 +1178,105 @@ class UsageRepository:
         read-modify-write, so concurrent reports on any number of servers cannot pass the capacity."""
         parameters = {"receipt_id": receipt_id, "character_id": character_id, "uses": uses, "capacity": capacity}
         return self._session.execute(self._consume, parameters).first() is not None
+
+    def roll_up(self, entries: Sequence[UsageEntry]) -> None:
+        """Add accepted records to the daily roll-up: one row per rights holder, UTC day, character
+        and licensee, in key order so that concurrent batches take row locks in one order."""
+        if not entries:
+            return
+        sums: dict[tuple[str, str, str, str], list[int]] = {}
+        for entry in entries:
+            key = (
+                entry.rights_holder_id,
+                f"{entry.happen_time.astimezone(UTC):%Y-%m-%d}",
+                entry.character_id,
+                entry.licensee_id,
+            )
+            found = sums.setdefault(key, [0, 0, 0])
+            found[0] += 1
+            found[1] += entry.uses
+            found[2] += entry.duration_ms
+        values = [
+            {
+                "rights_holder_id": k[0],
+                "day": k[1],
+                "character_id": k[2],
+                "licensee_id": k[3],
+                "records": v[0],
+                "uses": v[1],
+                "duration_ms": v[2],
+            }
+            for k, v in sorted(sums.items())
+        ]
+        self._session.execute(_daily_statement(self._session.get_bind().dialect.name), values)
+
+    def usage_by_key(
+        self,
+        rights_holder_id: str,
+        first_day: str,
+        last_day: str,
+        *,
+        by_licensee: bool,
+        character_id: str | None = None,
+        licensee_id: str | None = None,
+    ) -> list[DailyUsage]:
+        """The roll-up's sums per character (or licensee) between two days (``YYYY-MM-DD``,
+        inclusive), added up in the database; ``day`` is empty."""
+        key = UsageDailyRow.licensee_id if by_licensee else UsageDailyRow.character_id
+        stmt = select(key, *self._sums()).where(
+            *self._where(rights_holder_id, first_day, last_day, character_id, licensee_id)
+        )
+        return [
+            DailyUsage("", str(r[0]), int(r[1]), int(r[2]), int(r[3]))
+            for r in self._session.execute(stmt.group_by(key))
+        ]
+
+    def usage_by_day(
+        self,
+        rights_holder_id: str,
+        first_day: str,
+        last_day: str,
+        *,
+        by_licensee: bool | None = None,
+        keys: Sequence[str] = (),
+        character_id: str | None = None,
+        licensee_id: str | None = None,
+    ) -> list[DailyUsage]:
+        """The roll-up's sums per day, of everything (``by_licensee`` None; ``key`` empty) or of each
+        of ``keys`` (characters, or licensees when ``by_licensee``)."""
+        where = self._where(rights_holder_id, first_day, last_day, character_id, licensee_id)
+        if by_licensee is None:
+            stmt = select(UsageDailyRow.day, literal(""), *self._sums()).where(*where).group_by(UsageDailyRow.day)
+        else:
+            if not keys:
+                return []
+            key = UsageDailyRow.licensee_id if by_licensee else UsageDailyRow.character_id
+            stmt = select(UsageDailyRow.day, key, *self._sums()).where(*where, key.in_(list(keys)))
+            stmt = stmt.group_by(UsageDailyRow.day, key)
+        return [DailyUsage(str(r[0]), str(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in self._session.execute(stmt)]
+
+    @staticmethod
+    def _sums() -> tuple[Any, ...]:
+        return (
+            func.sum(UsageDailyRow.records),
+            func.sum(UsageDailyRow.uses),
+            func.sum(UsageDailyRow.duration_ms),
+        )
+
+    @staticmethod
+    def _where(
+        rights_holder_id: str, first_day: str, last_day: str, character_id: str | None, licensee_id: str | None
+    ) -> list[ColumnElement[bool]]:
+        where: list[ColumnElement[bool]] = [
+            UsageDailyRow.rights_holder_id == rights_holder_id,
+            UsageDailyRow.day >= first_day,
+            UsageDailyRow.day <= last_day,
+        ]
+        if character_id:
+            where.append(UsageDailyRow.character_id == character_id)
+        if licensee_id:
+            where.append(UsageDailyRow.licensee_id == licensee_id)
+        return where
 
     def receipt_used(self, receipt_id: str, character_id: str) -> int:
         """The uses reported against a receipt's character (0 when none)."""

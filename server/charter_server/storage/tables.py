@@ -265,6 +265,45 @@ class GrantUseRow(Base):
     used: Mapped[int] = mapped_column(BigInteger)
 
 
+class LicenseeKeyRow(Base):
+    """An Ed25519 public key a licensee registered for its decision records."""
+
+    __tablename__ = "licensee_keys"
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(String(40), unique=True)
+    licensee_id: Mapped[str] = mapped_column(String(40), index=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16))
+    activate_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    retire_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoke_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoke_reason: Mapped[str] = mapped_column(String(500))
+
+
+class QuotaLeaseRow(Base):
+    """A block of uses counted against a grant's quota counters, spent offline; ``reported`` is
+    raised only by a conditional single-statement update that never passes ``uses``."""
+
+    __tablename__ = "quota_leases"
+    __table_args__ = (Index("ix_quota_leases_reclaim", "state", "report_deadline"),)
+
+    lease_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    licensee_id: Mapped[str] = mapped_column(String(40), index=True)
+    character_id: Mapped[str] = mapped_column(String(40))
+    grant_id: Mapped[str] = mapped_column(String(40))
+    uses: Mapped[int] = mapped_column(BigInteger)
+    reported: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16))
+    day_period: Mapped[str] = mapped_column(String(16))
+    month_period: Mapped[str] = mapped_column(String(16))
+    capped: Mapped[bool] = mapped_column(Boolean)
+    create_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    expire_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    report_deadline: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class AuthorizationRow(Base):
     """An Authorize decision that counted a quota (an ``AuthorizeResponse`` with its decision and receipt),
     kept so a retry returns it instead of counting again."""
@@ -312,6 +351,28 @@ class UsageRecordRow(Base):
     happen_period: Mapped[str] = mapped_column(String(7))
     statement_period: Mapped[str] = mapped_column(String(7))
     accept_time: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class UsageDailyRow(Base):
+    """The daily roll-up of usage records: per rights holder, UTC day of use, character and licensee.
+
+    ``ReportUsage`` adds each accepted record to its row in the same transaction that inserts the
+    record (one conditional upsert per batch), so the roll-up always equals the records' sums;
+    usage series read it instead of the records (at most one row per character, licensee and day).
+    """
+
+    __tablename__ = "usage_daily"
+    # On SQLite the rows live in the primary key's order (no rowid table beside it), so a range of
+    # days is read in one pass over the key, the sums included.
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    rights_holder_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    character_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    licensee_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    records: Mapped[int] = mapped_column(BigInteger)
+    uses: Mapped[int] = mapped_column(BigInteger)
+    duration_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 class ReceiptUseRow(Base):

@@ -51,6 +51,7 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from charter_server.domain.errors import StorageBusy, StorageUnavailable
 from charter_server.domain.events import DomainEvent
 from charter_server.storage.display_names import DisplayNameRepository
+from charter_server.storage.offline import BundleRepository, LeaseRepository, LicenseeKeyRepository
 from charter_server.storage.repositories import (
     ApiKeyRepository,
     AuthorizationRepository,
@@ -234,6 +235,18 @@ class UnitOfWork:
     @cached_property
     def deployment(self) -> DeploymentSettingsRepository:
         return DeploymentSettingsRepository(self.session)
+
+    @cached_property
+    def licensee_keys(self) -> LicenseeKeyRepository:
+        return LicenseeKeyRepository(self.session)
+
+    @cached_property
+    def leases(self) -> LeaseRepository:
+        return LeaseRepository(self.session)
+
+    @cached_property
+    def bundles(self) -> BundleRepository:
+        return BundleRepository(self.session)
 
     @cached_property
     def audience(self) -> RevocationAudienceRepository:

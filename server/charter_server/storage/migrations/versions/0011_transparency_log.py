@@ -2,8 +2,8 @@
 checkpoints, the head of the tree with the sequencer's lease; and a purpose for every signing key
 (grants and receipts, or the log's checkpoints).
 
-Revision ID: 0009_transparency_log
-Revises: 0008_screening
+Revision ID: 0011_transparency_log
+Revises: 0010_offline
 Create Date: 2026-12-06
 """
 
@@ -14,8 +14,8 @@ import hashlib
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_transparency_log"
-down_revision = "0008_screening"
+revision = "0011_transparency_log"
+down_revision = "0010_offline"
 branch_labels = None
 depends_on = None
 

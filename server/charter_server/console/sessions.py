@@ -1,0 +1,210 @@
+"""Console sessions: kept on the server, found by an opaque cookie, ended by time or by the user.
+
+The browser never sees the API key it signed in with: the key stays in a `Session` here, with the
+`AsyncClient` that calls the API as that key. The cookie carries only the session's random id.
+A session ends after `idle` without a request, after `lifetime` in any case, or when the user
+signs out; its client is closed then.
+
+Failed sign-ins are slowed down per client address (`SignInThrottle`): after a few failures each
+further attempt must wait twice as long as the one before, up to a ceiling, and attempts that come
+too early are refused without trying the key. One-time sign-in links (`OneTimeLinks`) let the
+demo hand its rights-holder persona a URL that signs in once, then never again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from charter.v1 import api_key_pb2
+
+ROLE_NAMES: dict[int, str] = {
+    api_key_pb2.ROLE_ADMIN: "staff",
+    api_key_pb2.ROLE_RIGHTS_HOLDER: "rights holder",
+    api_key_pb2.ROLE_AUDITOR: "auditor",
+    api_key_pb2.ROLE_GENERATOR: "generator",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a session acts as: the signed-in API key, as the API described it."""
+
+    key_id: str
+    key_name: str
+    role: int
+    rights_holder_id: str = ""
+    rights_holder_name: str = ""
+
+    @property
+    def role_name(self) -> str:
+        return ROLE_NAMES.get(self.role, "unknown")
+
+    @property
+    def is_staff(self) -> bool:
+        """Admin or auditor: sees every rights holder."""
+        return self.role in (api_key_pb2.ROLE_ADMIN, api_key_pb2.ROLE_AUDITOR)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == api_key_pb2.ROLE_ADMIN
+
+    @property
+    def is_rights_holder(self) -> bool:
+        return self.role == api_key_pb2.ROLE_RIGHTS_HOLDER
+
+    @property
+    def can_edit_catalogue(self) -> bool:
+        """Whether forms that change characters and terms are shown (the API decides anyway)."""
+        return self.role in (api_key_pb2.ROLE_ADMIN, api_key_pb2.ROLE_RIGHTS_HOLDER)
+
+
+@dataclass(slots=True)
+class Session:
+    """One signed-in browser."""
+
+    id_hash: str
+    csrf_token: str
+    caller: Caller
+    client: Any  # charter.AsyncClient, calling as the signed-in key
+    created: datetime
+    last_seen: datetime
+    flash: list[str] = field(default_factory=list)
+
+    def check_csrf(self, token: str) -> bool:
+        return bool(token) and hmac.compare_digest(token.encode(), self.csrf_token.encode())
+
+
+def _hash(session_id: str) -> str:
+    # Stored by hash, so that a memory dump or a log of the store never shows usable cookies.
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+class SessionStore:
+    """The server-side sessions of one console process."""
+
+    def __init__(self, clock: Callable[[], datetime], *, idle: timedelta, lifetime: timedelta) -> None:
+        self._clock = clock
+        self._idle = idle
+        self._lifetime = lifetime
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+
+    def create(self, caller: Caller, client: Any) -> tuple[str, Session]:
+        """A new session; returns the id for the cookie (shown only now) and the session."""
+        session_id = secrets.token_urlsafe(32)
+        now = self._clock()
+        session = Session(_hash(session_id), secrets.token_urlsafe(32), caller, client, now, now)
+        with self._lock:
+            self._sessions[session.id_hash] = session
+        return session_id, session
+
+    def find(self, session_id: str) -> tuple[Session | None, list[Session]]:
+        """The live session of a cookie (touched), or None; and the sessions that just expired,
+        whose clients the caller must close."""
+        now = self._clock()
+        expired: list[Session] = []
+        with self._lock:
+            for key, live in list(self._sessions.items()):
+                if now - live.last_seen > self._idle or now - live.created > self._lifetime:
+                    expired.append(self._sessions.pop(key))
+            session = self._sessions.get(_hash(session_id)) if session_id else None
+            if session is not None:
+                session.last_seen = now
+        return session, expired
+
+    def end(self, session: Session) -> None:
+        with self._lock:
+            self._sessions.pop(session.id_hash, None)
+
+    def drain(self) -> list[Session]:
+        """Every session, removed (at shutdown)."""
+        with self._lock:
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+        return sessions
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+
+@dataclass(slots=True)
+class _Failures:
+    count: int
+    not_before: datetime
+
+
+class SignInThrottle:
+    """Slows down repeated failed sign-ins from one address (see the module docstring)."""
+
+    FREE_FAILURES = 3
+    """Failures allowed before attempts must wait."""
+    CEILING = timedelta(minutes=5)
+    """The longest wait between attempts."""
+    FORGET_AFTER = timedelta(minutes=30)
+    """Failures this old are forgotten."""
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self._clock = clock
+        self._failures: dict[str, _Failures] = {}
+        self._lock = threading.Lock()
+
+    def wait_needed(self, address: str) -> timedelta:
+        """How long ``address`` must still wait before its next attempt (zero: may try now)."""
+        now = self._clock()
+        with self._lock:
+            found = self._failures.get(address)
+            if found is None:
+                return timedelta(0)
+            if now - found.not_before > self.FORGET_AFTER:
+                del self._failures[address]
+                return timedelta(0)
+            return max(timedelta(0), found.not_before - now)
+
+    def failed(self, address: str) -> None:
+        now = self._clock()
+        with self._lock:
+            found = self._failures.get(address)
+            count = 1 if found is None else found.count + 1
+            over = count - self.FREE_FAILURES
+            wait = timedelta(0) if over < 0 else min(self.CEILING, timedelta(seconds=2**over))
+            self._failures[address] = _Failures(count, now + wait)
+            if len(self._failures) > 10_000:  # bounded memory under a spray of addresses
+                oldest = min(self._failures, key=lambda a: self._failures[a].not_before)
+                del self._failures[oldest]
+
+    def succeeded(self, address: str) -> None:
+        with self._lock:
+            self._failures.pop(address, None)
+
+
+class OneTimeLinks:
+    """Sign-in links that work once, within `valid`, holding an API key on the server only."""
+
+    def __init__(self, clock: Callable[[], datetime], *, valid: timedelta = timedelta(hours=1)) -> None:
+        self._clock = clock
+        self._valid = valid
+        self._links: dict[str, tuple[str, datetime]] = {}
+        self._lock = threading.Lock()
+
+    def create(self, api_key: str) -> str:
+        """A new token for ``api_key``."""
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._links[_hash(token)] = (api_key, self._clock() + self._valid)
+        return token
+
+    def redeem(self, token: str) -> str | None:
+        """The API key of a token not used before and not expired; the token is spent either way."""
+        with self._lock:
+            found = self._links.pop(_hash(token), None)
+        if found is None or self._clock() > found[1]:
+            return None
+        return found[0]
