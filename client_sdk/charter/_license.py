@@ -80,6 +80,11 @@ class License:
         return self.decision.receipt
 
     @property
+    def receipt_digest(self) -> bytes:
+        """The receipt's name in the transparency log (`Decision.receipt_digest`); empty offline."""
+        return self.decision.receipt_digest
+
+    @property
     def obligations(self) -> dict[str, Obligations]:
         """What the use owes, by character id: attribution, watermark, revenue share, fee."""
         return self.decision.obligations

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 from datetime import UTC, datetime
 
 from charter.terms import DenyReason, Obligations
@@ -183,6 +184,16 @@ class Decision:
     licensee_id: str = ""
     offline: bool = False
     decision_records: tuple[envelope_pb2.Envelope, ...] = ()
+
+    @property
+    def receipt_digest(self) -> bytes:
+        """The SHA-256 of the receipt's payload exactly as signed; empty without a receipt.
+
+        It names the receipt in Charter's transparency log: within a second of the decision,
+        ``get_inclusion_proof(receipt_digest=...)`` proves one log entry per character decided
+        (``charter audit prove`` does it from the command line).
+        """
+        return hashlib.sha256(self.receipt.payload).digest() if self.receipt is not None else b""
 
     @property
     def denied(self) -> tuple[CharacterDecision, ...]:

@@ -29,6 +29,8 @@ from charter.v1 import (
     key_service_pb2_grpc,
     offline_service_pb2,
     offline_service_pb2_grpc,
+    transparency_service_pb2,
+    transparency_service_pb2_grpc,
     usage_service_pb2,
     usage_service_pb2_grpc,
 )
@@ -39,11 +41,13 @@ from charter_server.api.catalog import CatalogServicer
 from charter_server.api.grants import GrantServicer, KeyServicer
 from charter_server.api.offline import OfflineServicer
 from charter_server.api.serving import StartupFailed, Transport, TransportOptions
+from charter_server.api.transparency import TransparencyServicer
 from charter_server.api.usage import UsageServicer
 from charter_server.api.watch import RevocationStreams
 from charter_server.config import Settings
 from charter_server.domain.clock import Clock, SystemClock
 from charter_server.domain.errors import DomainError
+from charter_server.domain.models import SigningKeyPurpose
 from charter_server.services.access import AccessService, Authenticator
 from charter_server.services.authorization import AuthorizationService, AuthorizationView
 from charter_server.services.catalog import CatalogService
@@ -57,6 +61,12 @@ from charter_server.services.licensee_keys import LicenseeKeyService
 from charter_server.services.revocations import RevocationFeed
 from charter_server.services.screening import PromptScreen
 from charter_server.services.statements import StatementService
+from charter_server.services.transparency.appender import LogAppender
+from charter_server.services.transparency.audit import LogAuditor
+from charter_server.services.transparency.feed import LogFeed
+from charter_server.services.transparency.reader import TransparencyLog
+from charter_server.services.transparency.receipts import ReceiptLog
+from charter_server.services.transparency.sequencer import LogHealth, Sequencer
 from charter_server.services.usage import UsageService
 from charter_server.services.usage_series import UsageSeriesService
 from charter_server.storage import migrate
@@ -71,6 +81,7 @@ _FILES = (
     key_service_pb2.DESCRIPTOR,
     authorization_service_pb2.DESCRIPTOR,
     usage_service_pb2.DESCRIPTOR,
+    transparency_service_pb2.DESCRIPTOR,
     offline_service_pb2.DESCRIPTOR,
 )
 SERVICE_NAMES = (
@@ -80,6 +91,7 @@ SERVICE_NAMES = (
     key_service_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name,
     authorization_service_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name,
     usage_service_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
+    transparency_service_pb2.DESCRIPTOR.services_by_name["TransparencyService"].full_name,
     offline_service_pb2.DESCRIPTOR.services_by_name["OfflineService"].full_name,
 )
 INLINE_METHODS = frozenset(
@@ -114,6 +126,11 @@ class Services:
     authorization: AuthorizationService
     usage: UsageService
     statements: StatementService
+    appender: LogAppender
+    sequencer: Sequencer
+    receipt_log: ReceiptLog
+    log: TransparencyLog
+    auditor: LogAuditor
     usage_series: UsageSeriesService
     licensee_keys: LicenseeKeyService
     bundles: GrantBundleService
@@ -142,6 +159,9 @@ class CharterServer:
         """Start serving and report SERVING on the health service."""
         self.services.screen.start()
         self.services.view.start()
+        self.services.receipt_log.start()
+        self.services.sequencer.start()
+        self.services.auditor.start()
         self.transport.start()
         if self.settings.metrics_listen:
             host, _, port = self.settings.metrics_listen.rpartition(":")
@@ -162,6 +182,10 @@ class CharterServer:
             self._metrics.shutdown()
         self.services.screen.stop()
         self.services.view.stop()
+        self.services.auditor.stop()
+        # Receipts first: the sequencer's last batch then integrates them.
+        self.services.receipt_log.stop()
+        self.services.sequencer.stop()
         self.db.dispose()
         log.info("server.stopped", unfinished_calls=self.transport.unfinished)
         self._stopped.set()
@@ -183,12 +207,17 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
             "NOT protected at rest (production refuses to start like this)",
         )
         kek = DEVELOPMENT_KEK
-    keys = KeyService(db, clock, kek)
+    appender = LogAppender(clock)
+    receipt_log = ReceiptLog(db)
+    health = LogHealth()
+    keys = KeyService(db, clock, kek, log_origin=settings.origin, log=appender)
     feed = RevocationFeed(db, clock, heartbeat_seconds=settings.revocation_heartbeat_seconds)
     # Committed changes announce themselves (storage.uow): the feed wakes its watchers first, then
     # the view reloads, and after a change that takes something away waits out the lease.
     db.events.subscribe(feed.on_committed)
     db.events.subscribe(view.on_committed)
+    # Every change that commits is logged in its own transaction (services.transparency.feed).
+    db.events.subscribe_in_transaction(LogFeed(appender).on_changes)
     grants = GrantService(
         db,
         clock,
@@ -210,9 +239,24 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
         screen=screen,
         feed=feed,
         view=view,
-        authorization=AuthorizationService(db, clock, keys, screen, view, grants.verifier, issuer=settings.issuer),
-        usage=UsageService(db, clock, keys, window=timedelta(days=settings.usage_window_days)),
+        authorization=AuthorizationService(
+            db,
+            clock,
+            keys,
+            screen,
+            view,
+            grants.verifier,
+            issuer=settings.issuer,
+            log_origin=settings.origin,
+            receipt_log=receipt_log,
+        ),
+        usage=UsageService(db, clock, keys, window=timedelta(days=settings.usage_window_days), log=appender),
         statements=StatementService(db, clock),
+        appender=appender,
+        sequencer=Sequencer(db, keys, settings.origin, health, interval=settings.log_interval_seconds),
+        receipt_log=receipt_log,
+        log=TransparencyLog(db, health, is_buffered=receipt_log.is_buffered),
+        auditor=LogAuditor(db, health, interval=settings.log_audit_interval_seconds),
         usage_series=UsageSeriesService(db),
         licensee_keys=licensee_keys,
         bundles=GrantBundleService(db, clock),
@@ -280,6 +324,9 @@ def build_server(settings: Settings, *, clock: Clock | None = None, reuse_port: 
             set_authorization_lease(db, settings.authorization_lease_seconds)
         services = build_services(settings, db, clock)
         services.keys.ensure_active_key()
+        services.keys.ensure_active_key(SigningKeyPurpose.TRANSPARENCY_LOG)
+        # The first checkpoint (of the empty tree, for a new deployment) before the first call.
+        services.sequencer.integrate()
     except (RuntimeError, DomainError) as error:
         db.dispose()
         raise StartupError(str(error)) from error
@@ -306,6 +353,9 @@ def build_server(settings: Settings, *, clock: Clock | None = None, reuse_port: 
         lambda server: offline_service_pb2_grpc.add_OfflineServiceServicer_to_server(
             OfflineServicer(services.licensee_keys, services.bundles, services.leases, services.grants, services.keys),
             server,
+        ),
+        lambda server: transparency_service_pb2_grpc.add_TransparencyServiceServicer_to_server(
+            TransparencyServicer(services.log, settings.origin), server
         ),
     )
     try:

@@ -23,7 +23,7 @@ from charter_server.app import CharterServer, StartupError, build_server, build_
 from charter_server.config import Settings, SettingsError
 from charter_server.domain.clock import SystemClock
 from charter_server.domain.errors import DomainError, InvalidArgument
-from charter_server.domain.models import Role
+from charter_server.domain.models import Role, SigningKeyPurpose
 from charter_server.processes import Supervisor
 from charter_server.services.deployment import authorization_lease, set_authorization_lease
 from charter_server.storage import migrate as migrations
@@ -84,6 +84,13 @@ def _settings(
         _opt("authorization-lease-seconds", "set the deployment's lease (shared by every replica) at start"),
     ] = None,
     usage_window_days: Annotated[int | None, _opt("usage-window-days", "oldest usage record accepted [60]")] = None,
+    log_origin: Annotated[str | None, _opt("log-origin", "transparency log origin [<issuer>/log]")] = None,
+    log_interval_seconds: Annotated[
+        float | None, _opt("log-interval-seconds", "transparency log batch interval [0.2]")
+    ] = None,
+    log_audit_interval_seconds: Annotated[
+        float | None, _opt("log-audit-interval-seconds", "full transparency log audit, 0 off [3600]")
+    ] = None,
     lease_report_grace_seconds: Annotated[
         float | None,
         _opt("lease-report-grace-seconds", "records of an expired quota lease accepted for [600]"),
@@ -171,12 +178,14 @@ def serve(
 
 def _prepare(settings: Settings) -> None:
     """What the children of ``--processes`` must not race to do: migrate, make the first signing
-    key, apply the lease setting."""
+    keys (of grants and of the log), apply the lease setting."""
     db = open_database(settings)
     try:
         if settings.authorization_lease_seconds is not None:
             set_authorization_lease(db, settings.authorization_lease_seconds)
-        build_services(settings, db, SystemClock()).keys.ensure_active_key()
+        keys = build_services(settings, db, SystemClock()).keys
+        keys.ensure_active_key()
+        keys.ensure_active_key(SigningKeyPurpose.TRANSPARENCY_LOG)
     except (RuntimeError, DomainError) as error:
         raise StartupError(str(error)) from error
     finally:

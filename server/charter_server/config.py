@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from charter.transparency.note import MalformedNote, check_key_name
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -86,6 +87,20 @@ class Settings:
     change counter. Unset: keep the deployment's value (1 s when the database was made)."""
     usage_window_days: int = 60
     """How old a usage record may be when reported; older ones are refused (``USAGE_TOO_OLD``)."""
+    log_origin: str = ""
+    """The transparency log's origin: the first line of every checkpoint and the note key name of
+    the log's key, a unique name such as ``charter.example/log``. Empty: ``<issuer>/log``."""
+    log_interval_seconds: float = 0.2
+    """How often the sequencer integrates pending log entries into the tree and signs a checkpoint."""
+    log_audit_interval_seconds: float = 3600.0
+    """How often the whole stored transparency log is recomputed from its entries and compared with
+    its signed checkpoint (first a few seconds after start); 0 disables the audit."""
+
+    @property
+    def origin(self) -> str:
+        """The transparency log's origin (``log_origin``, or ``<issuer>/log``)."""
+        return self.log_origin or f"{self.issuer}/log"
+
     lease_report_grace_seconds: float = 600.0
     """How long after a quota lease expires its decision records are still accepted; then the uses
     leased but not reported go back to the quotas."""
@@ -159,8 +174,7 @@ class Settings:
             raise _error("lease_report_grace_seconds", "must be between 0 and 604800 (a week)")
         if not 0 <= self.clock_skew_seconds <= 3600:
             raise _error("clock_skew_seconds", "must be between 0 and 3600")
-        if not self.issuer.strip() or len(self.issuer) > 200:
-            raise _error("issuer", "must be 1-200 characters")
+        _issuer_and_log_settings(self)
         for name in ("shutdown_grace_seconds", "auth_cache_seconds"):
             if getattr(self, name) < 0:
                 raise _error(name, "must not be negative")
@@ -199,6 +213,23 @@ class Settings:
     def port(self) -> int:
         """The port part of ``listen``."""
         return int(self.listen.rpartition(":")[2])
+
+
+def _issuer_and_log_settings(settings: Settings) -> None:
+    """The issuer, and the log's settings (whose origin defaults to ``<issuer>/log``)."""
+    if not settings.issuer.strip() or len(settings.issuer) > 200:
+        raise _error("issuer", "must be 1-200 characters")
+    try:
+        check_key_name(settings.origin)
+    except MalformedNote:
+        name = "log_origin" if settings.log_origin else "issuer"
+        raise _error(name, "must make a log origin without spaces or '+' (set log_origin)") from None
+    if len(settings.origin) > 200:
+        raise _error("log_origin", "must be at most 200 characters")
+    if not 0.01 <= settings.log_interval_seconds <= 10:
+        raise _error("log_interval_seconds", "must be from 0.01 to 10")
+    if settings.log_audit_interval_seconds < 0:
+        raise _error("log_audit_interval_seconds", "must not be negative")
 
 
 def _error(name: str, message: str) -> SettingsError:

@@ -183,7 +183,12 @@ def signing_keys(api: Stubs, admin: str) -> list[SigningKey]:
 
 
 def active_key(api: Stubs, admin: str) -> SigningKey:
-    (found,) = [k for k in signing_keys(api, admin) if k.state == KEY_ACTIVE]
+    # The active key of grants and receipts (the transparency log has an active key of its own).
+    (found,) = [
+        k
+        for k in signing_keys(api, admin)
+        if k.state == KEY_ACTIVE and k.purpose != SigningKey.PURPOSE_TRANSPARENCY_LOG
+    ]
     return found
 
 

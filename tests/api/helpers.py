@@ -122,13 +122,6 @@ def service_modules() -> list[ModuleType]:
     ]
 
 
-# Services the contract declares ahead of the server: TransparencyService's servicer lands with the
-# log's storage and sequencer. They are in the policy table (every contract method is), but the role
-# matrix and the bad-input cases can only drive served methods; test_role_matrix pins that these are
-# indeed not served, so registering one fails that test until it is removed from here.
-UNSERVED_SERVICES = frozenset({"charter.v1.TransparencyService"})
-
-
 def contract_methods() -> list[Method]:
     """Every method of every service declared in the charter.v1 descriptors, in a stable order."""
     found: list[Method] = []
@@ -151,8 +144,8 @@ def contract_methods() -> list[Method]:
 
 
 def all_methods() -> list[Method]:
-    """Every method the server serves: those of the contract but for `UNSERVED_SERVICES`."""
-    return [m for m in contract_methods() if m.service not in UNSERVED_SERVICES]
+    """Every method the server serves: every method of the contract."""
+    return contract_methods()
 
 
 def invoke(

@@ -32,6 +32,7 @@ from charter.v1 import (
     authorization_service_pb2_grpc,
     grant_service_pb2_grpc,
     key_service_pb2_grpc,
+    transparency_service_pb2_grpc,
     usage_pb2,
     usage_service_pb2_grpc,
 )
@@ -42,6 +43,7 @@ from charter.v1 import envelope_pb2 as envelope_pb
 from charter.v1 import grant_service_pb2 as grant_pb
 from charter.v1 import key_service_pb2 as key_pb
 from charter.v1 import terms_pb2 as terms_pb
+from charter.v1 import transparency_service_pb2 as ts_pb
 from charter.v1 import usage_service_pb2 as usage_pb
 from charter_server.api.policy import POLICY
 from charter_server.domain import ids
@@ -82,6 +84,7 @@ class Ctx:
     targets: Targets
     grants: Any = None
     usage: Any = None
+    transparency: Any = None
     marker: str = field(default_factory=unique)
 
     @property
@@ -98,9 +101,12 @@ class Ctx:
 
     def token(self, rpc: str, request: message.Message) -> str:
         """A real next_page_token of ``rpc`` called with ``request`` (page_size 1)."""
-        stub = {"ListApiKeys": self.access, "ListGrants": self.grants, "ListStatements": self.usage}.get(
-            rpc, self.catalog
-        )
+        stub = {
+            "ListApiKeys": self.access,
+            "ListGrants": self.grants,
+            "ListStatements": self.usage,
+            "ListEntries": self.transparency,
+        }.get(rpc, self.catalog)
         request.page_size = 1
         token: str = getattr(stub, rpc)(request, metadata=auth(self.keys.admin)).next_page_token
         assert token, f"{rpc} returned a single page; the case needs at least two rows"
@@ -1895,6 +1901,10 @@ def grant_cases() -> list[Case]:
     )
     add([case(f"{rpc}-both", rpc, fixed(revoke_key()), "key_id", "reason")])
 
+    # RotateSigningKey: a purpose that is none of the key purposes.
+    rpc = "KeyService.RotateSigningKey"
+    add([case(f"{rpc}-purpose-unknown", rpc, fixed(key_pb.RotateSigningKeyRequest(purpose=99)), "purpose")])  # type: ignore[arg-type]
+
     # ScreenPrompt: a prompt is required and at most 8000 code points long (an astral character
     # counts once, however many UTF-16 or UTF-8 units it takes).
     rpc = "AuthorizationService.ScreenPrompt"
@@ -2533,7 +2543,65 @@ def usage_cases() -> list[Case]:
     return cases
 
 
-CASES = [*build_cases(), *character_cases(), *grant_cases(), *usage_cases()]
+def transparency_cases() -> list[Case]:
+    """Proof and listing requests out of range (sizes beyond the tree, zero, negative, inverted,
+    hashes that are not 32 bytes, bad pages), for callers of every role (all may call)."""
+    inclusion = "TransparencyService.GetInclusionProof"
+    prove = ts_pb.GetInclusionProofRequest
+    consistency = "TransparencyService.GetConsistencyProof"
+    consistent = ts_pb.GetConsistencyProofRequest
+    listing = "TransparencyService.ListEntries"
+    entries = ts_pb.ListEntriesRequest
+    beyond = 2**62
+    return [
+        case(f"{inclusion}-nothing", inclusion, fixed(prove(tree_size=1)), "entry"),
+        case(f"{inclusion}-index-negative", inclusion, fixed(prove(index=-1)), "index"),
+        case(f"{inclusion}-index-beyond", inclusion, fixed(prove(index=beyond)), "index", caller="generator"),
+        case(f"{inclusion}-tree_size-negative", inclusion, fixed(prove(index=0, tree_size=-1)), "tree_size"),
+        case(f"{inclusion}-tree_size-beyond", inclusion, fixed(prove(index=0, tree_size=beyond)), "tree_size"),
+        case(f"{inclusion}-leaf_hash-short", inclusion, fixed(prove(leaf_hash=b"x" * 31)), "leaf_hash"),
+        case(f"{inclusion}-leaf_hash-empty", inclusion, fixed(prove(leaf_hash=b"")), "leaf_hash", caller="auditor"),
+        case(f"{inclusion}-receipt_digest-long", inclusion, fixed(prove(receipt_digest=b"x" * 33)), "receipt_digest"),
+        case(f"{consistency}-from-zero", consistency, fixed(consistent(to_tree_size=1)), "from_tree_size"),
+        case(
+            f"{consistency}-from-negative",
+            consistency,
+            fixed(consistent(from_tree_size=-3, to_tree_size=1)),
+            "from_tree_size",
+        ),
+        case(f"{consistency}-to-zero", consistency, fixed(consistent(from_tree_size=1)), "to_tree_size"),
+        case(
+            f"{consistency}-to-beyond",
+            consistency,
+            fixed(consistent(from_tree_size=1, to_tree_size=beyond)),
+            "to_tree_size",
+            caller="rights_holder",
+        ),
+        case(
+            f"{consistency}-inverted",
+            consistency,
+            fixed(consistent(from_tree_size=2, to_tree_size=1)),
+            "from_tree_size",
+        ),
+        case(f"{listing}-page_size-negative", listing, fixed(entries(page_size=-1)), "page_size"),
+        case(f"{listing}-start_index-negative", listing, fixed(entries(start_index=-1)), "start_index"),
+        case(f"{listing}-start_index-beyond", listing, fixed(entries(start_index=beyond)), "start_index"),
+        case(
+            f"{listing}-page_token-forged",
+            listing,
+            fixed(entries(page_token=encode_token(b'{"a":"0:9","f":"00"}'))),
+            "page_token",
+        ),
+        case(
+            f"{listing}-page_token-other_start",
+            listing,
+            lambda ctx: entries(start_index=1, page_token=ctx.token("ListEntries", entries())),
+            "page_token",
+        ),
+    ]
+
+
+CASES = [*build_cases(), *character_cases(), *grant_cases(), *usage_cases(), *transparency_cases()]
 
 
 # The fields the .proto comments call output only, per message: the server ignores them on input.
@@ -2775,6 +2843,7 @@ def test_bad_input_is_rejected_naming_the_field_and_changes_nothing(
         targets,
         grants=grant_service_pb2_grpc.GrantServiceStub(channel),
         usage=usage_service_pb2_grpc.UsageServiceStub(channel),
+        transparency=transparency_service_pb2_grpc.TransparencyServiceStub(channel),
     )
     request = bad.build(ctx)
     method = METHODS[bad.rpc]

@@ -43,6 +43,7 @@ AUTHZ = "/charter.v1.AuthorizationService/"
 USAGE = "/charter.v1.UsageService/"
 ACCESS = "/charter.v1.AccessService/"
 OFFLINE = "/charter.v1.OfflineService/"
+LOG = "/charter.v1.TransparencyService/"
 
 READ_ONLY = frozenset(
     {
@@ -79,6 +80,10 @@ READ_ONLY = frozenset(
         ACCESS + "GetCaller",
         OFFLINE + "ListLicenseeKeys",
         OFFLINE + "GetGrantBundle",
+        LOG + "GetCheckpoint",
+        LOG + "GetInclusionProof",
+        LOG + "GetConsistencyProof",
+        LOG + "ListEntries",
     }
 )
 

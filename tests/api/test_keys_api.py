@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import pytest
 from charter import envelope as dsse
+from charter.transparency import NoteVerifier
 from charter.v1 import key_service_pb2 as ks
 
 from .character_helpers import refused
@@ -19,6 +20,7 @@ from .grant_helpers import (
     KEY_ACTIVE,
     KEY_RETIRED,
     KEY_REVOKED,
+    SigningKey,
     Stubs,
     Verdict,
     World,
@@ -46,20 +48,31 @@ def world(api: Stubs, keys: Any) -> World:
     return new_world(api, keys.admin)
 
 
+def grant_keys(keys: Any) -> list[SigningKey]:
+    """The keys that sign grants and receipts (the log's keys are rotated on their own)."""
+    return [k for k in keys if k.purpose == SigningKey.PURPOSE_GRANTS]
+
+
 def revoke_key(api: Stubs, admin: str, key_id: str, reason: str = "compromised") -> ks.RevokeSigningKeyResponse:
     return api.keys.RevokeSigningKey(ks.RevokeSigningKeyRequest(key_id=key_id, reason=reason), metadata=auth(admin))
 
 
-def test_exactly_one_key_is_active_and_only_public_halves_are_listed(api: Stubs, keys: Any) -> None:
+def test_exactly_one_key_per_purpose_is_active_and_only_public_halves_are_listed(api: Stubs, keys: Any) -> None:
     listed = signing_keys(api, keys.admin)
     as_auditor = signing_keys(api, keys.auditor)
 
-    assert [k.state for k in listed].count(KEY_ACTIVE) == 1
+    active = [k.purpose for k in listed if k.state == KEY_ACTIVE]
+    assert sorted(active) == [SigningKey.PURPOSE_GRANTS, SigningKey.PURPOSE_TRANSPARENCY_LOG]
     assert as_auditor == listed
     for key in listed:
         assert key.key_id.startswith("sk_") and len(key.key_id) == 19
         assert (key.algorithm, len(key.public_key)) == ("ed25519", 32)
-        assert (key.purpose, key.note_verifier_key) == (key.PURPOSE_GRANTS, "")
+        if key.purpose == SigningKey.PURPOSE_GRANTS:
+            assert key.note_verifier_key == ""
+        else:
+            # The log key's C2SP verifier key names it and its public key.
+            verifier = NoteVerifier.from_vkey(key.note_verifier_key)
+            assert verifier.public_key == key.public_key
 
 
 def test_rotation_makes_a_new_active_key_and_retires_the_previous_one(api: Stubs, keys: Any) -> None:
@@ -77,7 +90,7 @@ def test_rotation_makes_a_new_active_key_and_retires_the_previous_one(api: Stubs
     assert retired.retire_time.ToNanoseconds() <= new.activate_time.ToNanoseconds()
     assert not new.HasField("retire_time")
     assert listed[0] == new
-    assert [k.key_id for k in listed if k.state == KEY_ACTIVE] == [new.key_id]
+    assert [k.key_id for k in grant_keys(listed) if k.state == KEY_ACTIVE] == [new.key_id]
     assert (published[new.key_id], published[retired.key_id]) == (new, retired)
     assert key_set(api, keys.auditor).version != version
 
@@ -155,9 +168,9 @@ def test_every_caller_reads_the_same_key_set(api: Stubs, keys: Any) -> None:
 
     assert all(s == sets[0] for s in sets)
     assert {k.state for k in sets[0].keys} <= {KEY_ACTIVE, KEY_RETIRED}
-    assert [k.state for k in sets[0].keys].count(KEY_ACTIVE) == 1
+    assert [k.state for k in grant_keys(sets[0].keys)].count(KEY_ACTIVE) == 1
     assert list(sets[0].revoked_key_ids) == sorted(sets[0].revoked_key_ids)
-    assert {k.purpose for k in sets[0].keys} == {sets[0].keys[0].PURPOSE_GRANTS}
+    assert {k.purpose for k in sets[0].keys} == {SigningKey.PURPOSE_GRANTS, SigningKey.PURPOSE_TRANSPARENCY_LOG}
 
 
 def test_concurrent_rotations_leave_exactly_one_active_key(api: Stubs, keys: Any) -> None:
@@ -171,7 +184,7 @@ def test_concurrent_rotations_leave_exactly_one_active_key(api: Stubs, keys: Any
         answers = list(pool.map(rotate_once, range(8)))
 
     listed = signing_keys(api, keys.admin)
-    actives = [k.key_id for k in listed if k.state == KEY_ACTIVE]
+    actives = [k.key_id for k in grant_keys(listed) if k.state == KEY_ACTIVE]
     assert len(actives) == 1
     # Each rotation retired the key the one before it made: one chain, no fork.
     retired = [a.retired_key.key_id for a in answers]

@@ -25,7 +25,6 @@ from google.protobuf import field_mask_pb2, message
 from .helpers import (
     ERROR_DOMAIN,
     NEVER,
-    UNSERVED_SERVICES,
     Method,
     all_methods,
     auth,
@@ -102,19 +101,6 @@ def test_policy_lists_exactly_the_methods_of_the_contract() -> None:
     assert METHODS, "no charter.v1 methods found in the generated descriptors"
     assert set(POLICY) == {m.path for m in contract_methods()}
     assert all(roles and roles <= set(Role) for roles in POLICY.values())
-
-
-UNSERVED = [m for m in contract_methods() if m.service in UNSERVED_SERVICES]
-
-
-@pytest.mark.parametrize("method", UNSERVED, ids=str)
-def test_services_declared_ahead_of_the_server_are_not_served(channel: grpc.Channel, keys: Any, method: Method) -> None:
-    """The matrix leaves these out only while the server does not serve them at all."""
-    error = call_error(channel, method, method.request_type(), auth(keys.secret(Role.ADMIN)))
-
-    assert error is not None
-    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert {m.service for m in METHODS}.isdisjoint(UNSERVED_SERVICES)
 
 
 @pytest.mark.parametrize("role", ROLES, ids=[r.value for r in ROLES])

@@ -49,6 +49,9 @@ def envelope_file(runner: CliRunner, live: Live, grant_id: str, path: Path) -> P
 
 
 def active_signing_key(staff: Client) -> str:
-    """The id of the server's active signing key, as staff (an admin client) list them."""
-    (active,) = [k.key_id for k in staff.list_signing_keys() if k.state == signing_key_pb2.SigningKey.STATE_ACTIVE]
+    """The id of the server's active key of grants and receipts, as staff (an admin client) list them."""
+    key = signing_key_pb2.SigningKey
+    (active,) = [
+        k.key_id for k in staff.list_signing_keys() if k.state == key.STATE_ACTIVE and k.purpose == key.PURPOSE_GRANTS
+    ]
     return active

@@ -396,7 +396,7 @@ def test_signing_keys_list_rotate_and_revoke(runner: CliRunner, own: Own) -> Non
     assert listed.exit_code == 0, listed.output
     assert original in listed.stdout
     assert "active" in listed.stdout
-    assert "1 shown" in listed.stdout
+    assert "2 shown" in listed.stdout  # the key of grants and receipts, and the log's
     assert rotated.exit_code == 0, rotated.output
     assert "new active key" in rotated.stdout
     assert "retired key" in rotated.stdout
@@ -411,9 +411,10 @@ def test_signing_keys_list_rotate_and_revoke(runner: CliRunner, own: Own) -> Non
     assert revoked["keyId"] == original
     assert revoked["state"] == "STATE_REVOKED"
     assert revoked["publicKey"]  # Scripts get the public key (base64) in the JSON form.
-    assert [(k["keyId"], k["state"]) for k in listed_json] == [
+    assert [(k["keyId"], k["state"]) for k in listed_json if k["purpose"] == "PURPOSE_GRANTS"] == [
         (new_key, "STATE_ACTIVE"),
         (original, "STATE_REVOKED"),
     ]
+    assert [k["state"] for k in listed_json if k["purpose"] == "PURPOSE_TRANSPARENCY_LOG"] == ["STATE_ACTIVE"]
     assert rotated_json["retiredKey"]["keyId"] == new_key
     assert rotated_json["activeKey"]["state"] == "STATE_ACTIVE"

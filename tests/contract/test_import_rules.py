@@ -89,11 +89,6 @@ PROTOBUF_EXCEPTIONS = (
         "charter.v1",
         "a usage record's receipt is read in its signed form (DecisionReceipt in an Envelope), never rebuilt",
     ),
-    Allowed(
-        f"{_SERVICES}.decision_records",
-        "charter.v1.envelope_pb2",
-        "a usage record's decision record is verified as the signed Envelope received, never rebuilt",
-    ),
     *(
         Allowed(
             f"{_SERVICES}.authorization.{module}",
@@ -101,6 +96,12 @@ PROTOBUF_EXCEPTIONS = (
             "a presented grant is verified as the signed envelope received",
         )
         for module in ("command", "validation", "decision")
+    ),
+    Allowed(
+        f"{_SERVICES}.transparency",
+        "charter.v1",
+        "a log entry is a LogEntry serialized once and kept as those bytes (its leaf is their hash); "
+        "decision entries are read from the receipt's signed DecisionReceipt payload",
     ),
     Allowed(
         f"{_SERVICES}.authorization.validation",

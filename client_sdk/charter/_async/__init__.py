@@ -17,6 +17,7 @@ from charter._async.keys import KeyCalls
 from charter._async.licensees import LicenseeCalls
 from charter._async.offline import OfflineCalls
 from charter._async.rights_holders import RightsHolderCalls
+from charter._async.transparency import TransparencyCalls
 from charter._async.usage import UsageCalls
 from charter._async.verification import VerificationCalls
 from charter._async.watch import AsyncRevocationWatch
@@ -35,6 +36,7 @@ class Calls(
     VerificationCalls,
     AuthorizationCalls,
     UsageCalls,
+    TransparencyCalls,
     OfflineCalls,
 ):
     """Every call of the Charter API (the client classes add their own documentation)."""

@@ -29,6 +29,7 @@ from charter.v1 import (
     grant_service_pb2_grpc,
     key_service_pb2_grpc,
     offline_service_pb2_grpc,
+    transparency_service_pb2_grpc,
     usage_service_pb2_grpc,
 )
 
@@ -89,6 +90,7 @@ class Transport:
         self._keys = key_service_pb2_grpc.KeyServiceStub(self._channel)
         self._authorization = authorization_service_pb2_grpc.AuthorizationServiceStub(self._channel)
         self._usage = usage_service_pb2_grpc.UsageServiceStub(self._channel)
+        self._transparency = transparency_service_pb2_grpc.TransparencyServiceStub(self._channel)
         self._offline = offline_service_pb2_grpc.OfflineServiceStub(self._channel)
         self.receipts = ReceiptJournal()
         self.pending_usage = PendingUsage()

@@ -9,13 +9,17 @@ from charter.v1 import key_service_pb2, signing_key_pb2
 class KeyCalls(Transport):
     """Rotating, revoking and listing signing keys."""
 
-    async def rotate_signing_key(self, *, timeout: float | None = None) -> key_service_pb2.RotateSigningKeyResponse:
+    async def rotate_signing_key(
+        self, *, log: bool = False, timeout: float | None = None
+    ) -> key_service_pb2.RotateSigningKeyResponse:
         """Makes a new signing key active and retires the previous one. Allowed roles: admin.
 
         The retired key signs nothing new but keeps verifying what it signed, so
-        every grant issued so far stays valid.
+        every grant issued so far stays valid (and every checkpoint, for the log's key).
 
         Args:
+            log: Rotate the transparency log's key (which signs checkpoints) instead of the
+                key that signs grants and receipts.
             timeout: The deadline of this call in seconds, instead of the default.
 
         Returns:
@@ -26,7 +30,13 @@ class KeyCalls(Transport):
             CharterError: For any other failure.
         """
         response: key_service_pb2.RotateSigningKeyResponse = await self._unary(
-            self._keys.RotateSigningKey, key_service_pb2.RotateSigningKeyRequest(), timeout
+            self._keys.RotateSigningKey,
+            key_service_pb2.RotateSigningKeyRequest(
+                purpose=signing_key_pb2.SigningKey.PURPOSE_TRANSPARENCY_LOG
+                if log
+                else signing_key_pb2.SigningKey.PURPOSE_GRANTS
+            ),
+            timeout,
         )
         return response
 

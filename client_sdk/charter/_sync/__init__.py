@@ -18,6 +18,7 @@ from charter._sync.keys import KeyCalls
 from charter._sync.licensees import LicenseeCalls
 from charter._sync.offline import OfflineCalls
 from charter._sync.rights_holders import RightsHolderCalls
+from charter._sync.transparency import TransparencyCalls
 from charter._sync.usage import UsageCalls
 from charter._sync.verification import VerificationCalls
 from charter._sync.watch import RevocationWatch
@@ -36,6 +37,7 @@ class Calls(
     VerificationCalls,
     AuthorizationCalls,
     UsageCalls,
+    TransparencyCalls,
     OfflineCalls,
 ):
     """Every call of the Charter API (the client classes add their own documentation)."""

@@ -17,6 +17,7 @@ from charter._requests import NameWarning
 from charter._version import __version__
 from charter.cli import (
     api_keys,
+    audit,
     authorize,
     characters,
     grants,
@@ -36,7 +37,7 @@ app = typer.Typer(
     name="charter",
     help="Charter, the opt-in character licensing service: manage rights holders, characters and their terms,"
     " licensees, API keys, signed grants and signing keys; authorize a use, screen a prompt, verify a receipt;"
-    " report usage and read revenue-share statements.",
+    " report usage and read revenue-share statements; witness and audit the transparency log.",
     no_args_is_help=True,
     # --install-completion / --show-completion for bash, zsh, fish and PowerShell.
     add_completion=True,
@@ -55,6 +56,7 @@ app.add_typer(signing_keys.app, name="signing-keys")
 app.add_typer(receipts.app, name="receipts")
 app.add_typer(usage.app, name="usage")
 app.add_typer(statements.app, name="statements")
+app.add_typer(audit.app, name="audit")
 app.command("whoami")(api_keys.whoami)
 app.command("authorize")(authorize.authorize)
 app.command("screen")(screen.screen)

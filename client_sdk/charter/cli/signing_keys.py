@@ -1,4 +1,4 @@
-"""`charter signing-keys`: the Ed25519 keys that sign grants; list, rotate, revoke."""
+"""`charter signing-keys`: the Ed25519 keys that sign grants and receipts, and the log's; list, rotate, revoke."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ app = typer.Typer(help="Signing keys: the Ed25519 keys that sign grants; rotate 
 
 _TITLE = "signing key"
 # The public key is 32 raw bytes: in the JSON form (base64) and `charter grants verify --offline`, not the table.
-_COLUMNS = ("key_id", "state", "algorithm", "activate_time", "retire_time", "revoke_time")
+_COLUMNS = ("key_id", "purpose", "state", "algorithm", "activate_time", "retire_time", "revoke_time")
 _OMIT = ("public_key",)
 
 
@@ -27,11 +27,18 @@ def list_(ctx: typer.Context, json_output: JsonOption = False) -> None:
 
 
 @app.command("rotate")
-def rotate(ctx: typer.Context, json_output: JsonOption = False) -> None:
+def rotate(
+    ctx: typer.Context,
+    *,
+    log: Annotated[
+        bool, typer.Option("--log", help="Rotate the transparency log's key (it signs checkpoints) instead.")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
     """Make a new key active and retire the previous one, which keeps verifying the grants it signed."""
     cli = settings(ctx, json_output)
     with cli.client() as client:
-        response = client.rotate_signing_key()
+        response = client.rotate_signing_key(log=log)
     if cli.json_output:
         _output.print_json(_output.to_dict(response))
         return

@@ -11,7 +11,7 @@ package and the key set alone, a rights holder, an auditor or any witness checks
   for a C2SP tlog-proof bundle);
 * that a later checkpoint extends an earlier one, so nothing was removed or rewritten
   (`verify_consistency`);
-* that an export of every entry rebuilds a checkpoint's root (`CompactRange`).
+* that an export of every entry rebuilds a checkpoint's root (`verify_export`, `CompactRange`).
 
 The same pure code builds the log on the server: proofs from stored subtree hashes
 (`inclusion_proof`, `consistency_proof`) and the C2SP tile layout (`charter.transparency.tiles`).
@@ -41,6 +41,14 @@ from charter.transparency.checkpoint import (
     verify_checkpoint,
 )
 from charter.transparency.entries import open_entry, payload_digest
+from charter.transparency.export import (
+    ExportMismatch,
+    ExportSummary,
+    MalformedExport,
+    export_lines,
+    verify_entries,
+    verify_export,
+)
 from charter.transparency.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
@@ -78,10 +86,13 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "CompactRange",
+    "ExportMismatch",
+    "ExportSummary",
     "InvalidNoteSignature",
     "InvalidProof",
     "MalformedBundle",
     "MalformedCheckpoint",
+    "MalformedExport",
     "MalformedNote",
     "Node",
     "NodeReader",
@@ -95,6 +106,7 @@ __all__ = [
     "UnverifiedNote",
     "WrongOrigin",
     "consistency_proof",
+    "export_lines",
     "inclusion_proof",
     "leaf_hash",
     "log_verifiers",
@@ -110,6 +122,8 @@ __all__ = [
     "verify_bundle",
     "verify_checkpoint",
     "verify_consistency",
+    "verify_entries",
+    "verify_export",
     "verify_inclusion",
 ]
 

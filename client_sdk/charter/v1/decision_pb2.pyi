@@ -372,6 +372,7 @@ class DecisionReceipt(_message.Message):
     CONTEXT_FIELD_NUMBER: _builtins.int
     DECIDE_TIME_FIELD_NUMBER: _builtins.int
     ISSUER_FIELD_NUMBER: _builtins.int
+    LOG_ORIGIN_FIELD_NUMBER: _builtins.int
     receipt_id: _builtins.str
     """The receipt's id, `rcp_` followed by 32 lowercase hex digits."""
     licensee_id: _builtins.str
@@ -384,6 +385,13 @@ class DecisionReceipt(_message.Message):
     """Whether every character was allowed."""
     issuer: _builtins.str
     """Who decided: the Charter deployment's issuer name."""
+    log_origin: _builtins.str
+    """The origin of the transparency log the receipt is logged in (the first
+    line of its checkpoints), for example `charter.example/log`. Within a
+    second of the decision, TransparencyService.GetInclusionProof with the
+    receipt's digest (SHA-256 of this message's bytes as signed) proves one
+    entry per character decided.
+    """
     @_builtins.property
     def characters(self) -> _containers.RepeatedCompositeFieldContainer[Global___CharacterDecision]:
         """The decision about each character, declared ones first in request order,
@@ -409,10 +417,11 @@ class DecisionReceipt(_message.Message):
         context: Global___UseContext | None = ...,
         decide_time: _timestamp_pb2.Timestamp | None = ...,
         issuer: _builtins.str = ...,
+        log_origin: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "decide_time", b"decide_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "characters", b"characters", "context", b"context", "decide_time", b"decide_time", "issuer", b"issuer", "licensee_id", b"licensee_id", "receipt_id", b"receipt_id", "request_digest", b"request_digest"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "characters", b"characters", "context", b"context", "decide_time", b"decide_time", "issuer", b"issuer", "licensee_id", b"licensee_id", "log_origin", b"log_origin", "receipt_id", b"receipt_id", "request_digest", b"request_digest"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from charter.v1 import signing_key_pb2 as charter_dot_v1_dot_signing__key__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63harter/v1/key_service.proto\x12\ncharter.v1\x1a\x1c\x63harter/v1/signing_key.proto\"\x19\n\x17RotateSigningKeyRequest\"s\n\x18RotateSigningKeyResponse\x12*\n\nactive_key\x18\x01 \x01(\x0b\x32\x16.charter.v1.SigningKey\x12+\n\x0bretired_key\x18\x02 \x01(\x0b\x32\x16.charter.v1.SigningKey\"9\n\x17RevokeSigningKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"?\n\x18RevokeSigningKeyResponse\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.charter.v1.SigningKey\"\x18\n\x16ListSigningKeysRequest\"?\n\x17ListSigningKeysResponse\x12$\n\x04keys\x18\x01 \x03(\x0b\x32\x16.charter.v1.SigningKey2\xa6\x02\n\nKeyService\x12]\n\x10RotateSigningKey\x12#.charter.v1.RotateSigningKeyRequest\x1a$.charter.v1.RotateSigningKeyResponse\x12]\n\x10RevokeSigningKey\x12#.charter.v1.RevokeSigningKeyRequest\x1a$.charter.v1.RevokeSigningKeyResponse\x12Z\n\x0fListSigningKeys\x12\".charter.v1.ListSigningKeysRequest\x1a#.charter.v1.ListSigningKeysResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63harter/v1/key_service.proto\x12\ncharter.v1\x1a\x1c\x63harter/v1/signing_key.proto\"J\n\x17RotateSigningKeyRequest\x12/\n\x07purpose\x18\x01 \x01(\x0e\x32\x1e.charter.v1.SigningKey.Purpose\"s\n\x18RotateSigningKeyResponse\x12*\n\nactive_key\x18\x01 \x01(\x0b\x32\x16.charter.v1.SigningKey\x12+\n\x0bretired_key\x18\x02 \x01(\x0b\x32\x16.charter.v1.SigningKey\"9\n\x17RevokeSigningKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"?\n\x18RevokeSigningKeyResponse\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.charter.v1.SigningKey\"\x18\n\x16ListSigningKeysRequest\"?\n\x17ListSigningKeysResponse\x12$\n\x04keys\x18\x01 \x03(\x0b\x32\x16.charter.v1.SigningKey2\xa6\x02\n\nKeyService\x12]\n\x10RotateSigningKey\x12#.charter.v1.RotateSigningKeyRequest\x1a$.charter.v1.RotateSigningKeyResponse\x12]\n\x10RevokeSigningKey\x12#.charter.v1.RevokeSigningKeyRequest\x1a$.charter.v1.RevokeSigningKeyResponse\x12Z\n\x0fListSigningKeys\x12\".charter.v1.ListSigningKeysRequest\x1a#.charter.v1.ListSigningKeysResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,17 +33,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'charter.v1.key_service_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ROTATESIGNINGKEYREQUEST']._serialized_start=74
-  _globals['_ROTATESIGNINGKEYREQUEST']._serialized_end=99
-  _globals['_ROTATESIGNINGKEYRESPONSE']._serialized_start=101
-  _globals['_ROTATESIGNINGKEYRESPONSE']._serialized_end=216
-  _globals['_REVOKESIGNINGKEYREQUEST']._serialized_start=218
-  _globals['_REVOKESIGNINGKEYREQUEST']._serialized_end=275
-  _globals['_REVOKESIGNINGKEYRESPONSE']._serialized_start=277
-  _globals['_REVOKESIGNINGKEYRESPONSE']._serialized_end=340
-  _globals['_LISTSIGNINGKEYSREQUEST']._serialized_start=342
-  _globals['_LISTSIGNINGKEYSREQUEST']._serialized_end=366
-  _globals['_LISTSIGNINGKEYSRESPONSE']._serialized_start=368
-  _globals['_LISTSIGNINGKEYSRESPONSE']._serialized_end=431
-  _globals['_KEYSERVICE']._serialized_start=434
-  _globals['_KEYSERVICE']._serialized_end=728
+  _globals['_ROTATESIGNINGKEYREQUEST']._serialized_end=148
+  _globals['_ROTATESIGNINGKEYRESPONSE']._serialized_start=150
+  _globals['_ROTATESIGNINGKEYRESPONSE']._serialized_end=265
+  _globals['_REVOKESIGNINGKEYREQUEST']._serialized_start=267
+  _globals['_REVOKESIGNINGKEYREQUEST']._serialized_end=324
+  _globals['_REVOKESIGNINGKEYRESPONSE']._serialized_start=326
+  _globals['_REVOKESIGNINGKEYRESPONSE']._serialized_end=389
+  _globals['_LISTSIGNINGKEYSREQUEST']._serialized_start=391
+  _globals['_LISTSIGNINGKEYSREQUEST']._serialized_end=415
+  _globals['_LISTSIGNINGKEYSRESPONSE']._serialized_start=417
+  _globals['_LISTSIGNINGKEYSRESPONSE']._serialized_end=480
+  _globals['_KEYSERVICE']._serialized_start=483
+  _globals['_KEYSERVICE']._serialized_end=777
 # @@protoc_insertion_point(module_scope)

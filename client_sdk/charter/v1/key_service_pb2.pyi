@@ -25,12 +25,20 @@ class RotateSigningKeyRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    purpose: _signing_key_pb2.SigningKey.Purpose.ValueType
+    """Which key to rotate: each purpose has its own active key. Unset means
+    PURPOSE_GRANTS (the key that signs grants and decision receipts);
+    PURPOSE_TRANSPARENCY_LOG rotates the key that signs the log's checkpoints.
+    """
     def __init__(
         self,
+        *,
+        purpose: _signing_key_pb2.SigningKey.Purpose.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["purpose", b"purpose"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

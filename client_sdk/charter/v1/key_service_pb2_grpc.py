@@ -59,8 +59,8 @@ class KeyServiceServicer:
     """
 
     def RotateSigningKey(self, request, context):
-        """Makes a new key active and retires the previous one, which keeps verifying
-        what it signed. Allowed roles: admin.
+        """Makes a new key of a purpose active and retires the previous one of that
+        purpose, which keeps verifying what it signed. Allowed roles: admin.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

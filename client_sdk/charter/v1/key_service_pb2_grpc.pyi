@@ -36,8 +36,8 @@ class KeyServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> KeyServiceAsyncStub: ...
     RotateSigningKey: _grpc.UnaryUnaryMultiCallable[_key_service_pb2.RotateSigningKeyRequest, _key_service_pb2.RotateSigningKeyResponse]
-    """Makes a new key active and retires the previous one, which keeps verifying
-    what it signed. Allowed roles: admin.
+    """Makes a new key of a purpose active and retires the previous one of that
+    purpose, which keeps verifying what it signed. Allowed roles: admin.
     """
     RevokeSigningKey: _grpc.UnaryUnaryMultiCallable[_key_service_pb2.RevokeSigningKeyRequest, _key_service_pb2.RevokeSigningKeyResponse]
     """Revokes a key: every grant it signed stops verifying. The active key
@@ -56,8 +56,8 @@ class KeyServiceAsyncStub(KeyServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     RotateSigningKey: _aio.UnaryUnaryMultiCallable[_key_service_pb2.RotateSigningKeyRequest, _key_service_pb2.RotateSigningKeyResponse]  # type: ignore[assignment]
-    """Makes a new key active and retires the previous one, which keeps verifying
-    what it signed. Allowed roles: admin.
+    """Makes a new key of a purpose active and retires the previous one of that
+    purpose, which keeps verifying what it signed. Allowed roles: admin.
     """
     RevokeSigningKey: _aio.UnaryUnaryMultiCallable[_key_service_pb2.RevokeSigningKeyRequest, _key_service_pb2.RevokeSigningKeyResponse]  # type: ignore[assignment]
     """Revokes a key: every grant it signed stops verifying. The active key
@@ -79,8 +79,8 @@ class KeyServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _key_service_pb2.RotateSigningKeyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_key_service_pb2.RotateSigningKeyResponse, _abc.Awaitable[_key_service_pb2.RotateSigningKeyResponse]]:
-        """Makes a new key active and retires the previous one, which keeps verifying
-        what it signed. Allowed roles: admin.
+        """Makes a new key of a purpose active and retires the previous one of that
+        purpose, which keeps verifying what it signed. Allowed roles: admin.
         """
 
     @_abc_1.abstractmethod

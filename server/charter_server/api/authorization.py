@@ -52,7 +52,9 @@ class AuthorizationServicer(az_grpc.AuthorizationServiceServicer):
         return result.signed.response(convert.detection(d).SerializeToString() for d in result.detections)
 
     def GetKeySet(self, request: az.GetKeySetRequest, context: grpc.ServicerContext) -> az.GetKeySetResponse:
-        return az.GetKeySetResponse(key_set=convert.key_set(self._keys.key_ring(), self._keys.all_keys()))
+        return az.GetKeySetResponse(
+            key_set=convert.key_set(self._keys.key_ring(), self._keys.all_keys(), self._keys.log_origin)
+        )
 
     def VerifyGrant(self, request: az.VerifyGrantRequest, context: grpc.ServicerContext) -> az.VerifyGrantResponse:
         form = request.WhichOneof("grant")

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from charter.grants import KeyRing
 from charter.screen import KeywordSet
+from charter.transparency import NoteVerifier
 from charter.v1 import (
     api_key_pb2,
     authorization_service_pb2,
@@ -38,6 +39,7 @@ from charter_server.domain.models import (
     RevocationKind,
     RightsHolder,
     Role,
+    SigningKeyPurpose,
     SigningKeyRecord,
     SigningKeyState,
     Skipped,
@@ -291,9 +293,19 @@ def grant_state(value: int, field: str) -> GrantState | None:
     return found
 
 
-def signing_key(key: SigningKeyRecord) -> signing_key_pb2.SigningKey:
-    """The protobuf form of a signing key (public half only)."""
-    return signing_key_pb2.SigningKey(
+SIGNING_KEY_PURPOSE_TO_PB = {
+    SigningKeyPurpose.GRANTS: signing_key_pb2.SigningKey.PURPOSE_GRANTS,
+    SigningKeyPurpose.TRANSPARENCY_LOG: signing_key_pb2.SigningKey.PURPOSE_TRANSPARENCY_LOG,
+}
+SIGNING_KEY_PURPOSE_FROM_PB = {
+    signing_key_pb2.SigningKey.PURPOSE_UNSPECIFIED: SigningKeyPurpose.GRANTS,
+    **{value: purpose for purpose, value in SIGNING_KEY_PURPOSE_TO_PB.items()},
+}
+
+
+def signing_key(key: SigningKeyRecord, log_origin: str = "") -> signing_key_pb2.SigningKey:
+    """The protobuf form of a signing key (public half only); a log key with its note verifier key."""
+    message = signing_key_pb2.SigningKey(
         key_id=key.key_id,
         algorithm="ed25519",
         public_key=key.public_key,
@@ -301,16 +313,18 @@ def signing_key(key: SigningKeyRecord) -> signing_key_pb2.SigningKey:
         activate_time=timestamp(key.activate_time),
         retire_time=timestamp(key.retire_time),
         revoke_time=timestamp(key.revoke_time),
-        # Every stored key signs grants and receipts; log keys arrive with the transparency log.
-        purpose=signing_key_pb2.SigningKey.PURPOSE_GRANTS,
+        purpose=SIGNING_KEY_PURPOSE_TO_PB[key.purpose],
     )
+    if key.purpose is SigningKeyPurpose.TRANSPARENCY_LOG and log_origin:
+        message.note_verifier_key = NoteVerifier.from_public_key(log_origin, key.public_key).vkey
+    return message
 
 
-def key_set(ring: KeyRing, keys: list[SigningKeyRecord]) -> signing_key_pb2.KeySet:
+def key_set(ring: KeyRing, keys: list[SigningKeyRecord], log_origin: str = "") -> signing_key_pb2.KeySet:
     """The key set: every key that still verifies, and the ids of revoked keys."""
     return signing_key_pb2.KeySet(
         version=ring.version,
-        keys=[signing_key(k) for k in keys if k.state is not SigningKeyState.REVOKED],
+        keys=[signing_key(k, log_origin) for k in keys if k.state is not SigningKeyState.REVOKED],
         revoked_key_ids=sorted(k.key_id for k in keys if k.state is SigningKeyState.REVOKED),
     )
 

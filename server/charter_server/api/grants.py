@@ -11,6 +11,7 @@ from charter.v1 import key_service_pb2_grpc as ks_grpc
 
 from charter_server.api import convert
 from charter_server.api.context import current_principal
+from charter_server.domain.errors import InvalidArgument
 from charter_server.domain.models import GrantRecord
 from charter_server.services.grants import GrantService, IssueInput
 from charter_server.services.keys import KeyService
@@ -80,18 +81,24 @@ class KeyServicer(ks_grpc.KeyServiceServicer):
     def RotateSigningKey(
         self, request: ks.RotateSigningKeyRequest, context: grpc.ServicerContext
     ) -> ks.RotateSigningKeyResponse:
-        active, retired = self._keys.rotate()
+        purpose = convert.SIGNING_KEY_PURPOSE_FROM_PB.get(request.purpose)
+        if purpose is None:
+            raise InvalidArgument.one("purpose", "must be a signing key purpose")
+        active, retired = self._keys.rotate(purpose, actor_key_id=current_principal().key_id)
+        origin = self._keys.log_origin
         return ks.RotateSigningKeyResponse(
-            active_key=convert.signing_key(active),
-            retired_key=convert.signing_key(retired) if retired is not None else None,
+            active_key=convert.signing_key(active, origin),
+            retired_key=convert.signing_key(retired, origin) if retired is not None else None,
         )
 
     def RevokeSigningKey(
         self, request: ks.RevokeSigningKeyRequest, context: grpc.ServicerContext
     ) -> ks.RevokeSigningKeyResponse:
-        return ks.RevokeSigningKeyResponse(key=convert.signing_key(self._keys.revoke(request.key_id, request.reason)))
+        key = self._keys.revoke(request.key_id, request.reason, actor_key_id=current_principal().key_id)
+        return ks.RevokeSigningKeyResponse(key=convert.signing_key(key, self._keys.log_origin))
 
     def ListSigningKeys(
         self, request: ks.ListSigningKeysRequest, context: grpc.ServicerContext
     ) -> ks.ListSigningKeysResponse:
-        return ks.ListSigningKeysResponse(keys=[convert.signing_key(k) for k in self._keys.all_keys()])
+        origin = self._keys.log_origin
+        return ks.ListSigningKeysResponse(keys=[convert.signing_key(k, origin) for k in self._keys.all_keys()])

@@ -90,7 +90,7 @@ POLICY: dict[str, frozenset[Role]] = {
     "/charter.v1.AccessService/RevokeApiKey": ADMIN,
     "/charter.v1.AccessService/GetCaller": ANY,
     # TransparencyService: checkpoints, hashes and proofs are public; the service filters entry bodies
-    # by tenancy. Declared in the contract; the server does not register it yet (see tests/api/helpers.py).
+    # by tenancy.
     "/charter.v1.TransparencyService/GetCheckpoint": ANY,
     "/charter.v1.TransparencyService/GetInclusionProof": ANY,
     "/charter.v1.TransparencyService/GetConsistencyProof": ANY,

@@ -33,6 +33,7 @@ STATUS_TABLE: tuple[tuple[type[errors.DomainError], grpc.StatusCode], ...] = (
     (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.Aborted, grpc.StatusCode.ABORTED),
     (errors.Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
+    (errors.DataLoss, grpc.StatusCode.DATA_LOSS),
 )
 
 

@@ -109,3 +109,9 @@ class Unimplemented(DomainError):
     """The server has no such method."""
 
     reason = "METHOD_NOT_FOUND"
+
+
+class DataLoss(DomainError):
+    """Stored data no longer matches what the server signed; it serves nothing built on it."""
+
+    reason = "TRANSPARENCY_LOG_INCONSISTENT"

@@ -202,6 +202,14 @@ class SigningKeyState(enum.StrEnum):
     REVOKED = "revoked"
 
 
+class SigningKeyPurpose(enum.StrEnum):
+    """What a signing key signs (mirrors ``charter.v1.SigningKey.Purpose``); each purpose has its
+    own active key, rotated on its own."""
+
+    GRANTS = "grants"
+    TRANSPARENCY_LOG = "transparency_log"
+
+
 @dataclass(frozen=True, slots=True)
 class SigningKeyRecord:
     """A signing key's public record; the private key exists only encrypted in storage."""
@@ -212,6 +220,7 @@ class SigningKeyRecord:
     activate_time: datetime
     retire_time: datetime | None
     revoke_time: datetime | None
+    purpose: SigningKeyPurpose = SigningKeyPurpose.GRANTS
 
 
 class GrantState(enum.StrEnum):

@@ -21,7 +21,8 @@ from charter.grants import KeyRing, KeyState, PublicKey
 
 from charter_server.domain.clock import Clock
 from charter_server.domain.errors import FailedPrecondition, NotFound
-from charter_server.domain.models import SigningKeyRecord, SigningKeyState
+from charter_server.domain.models import SigningKeyPurpose, SigningKeyRecord, SigningKeyState
+from charter_server.services.transparency.appender import LogAppender
 from charter_server.services.validation import Checker
 from charter_server.storage.database import Database
 from charter_server.storage.uow import UnitOfWork
@@ -65,14 +66,17 @@ def ring_version(keys: list[SigningKeyRecord]) -> str:
 
 
 def build_ring(keys: list[SigningKeyRecord]) -> KeyRing:
-    """The verification view of ``keys``: every unrevoked key, and the ids of the revoked ones."""
+    """The verification view of ``keys`` for grants and receipts: every unrevoked grant key, and
+    the ids of the revoked ones. The log's keys sign checkpoints only, so they never verify a grant;
+    the version still moves when they change (it is the key set's version)."""
+    grant_keys = [k for k in keys if k.purpose is SigningKeyPurpose.GRANTS]
     return KeyRing(
         keys={
             k.key_id: PublicKey(k.key_id, k.public_key, _ring_state(k.state), k.activate_time, k.retire_time)
-            for k in keys
+            for k in grant_keys
             if k.state is not SigningKeyState.REVOKED
         },
-        revoked=frozenset(k.key_id for k in keys if k.state is SigningKeyState.REVOKED),
+        revoked=frozenset(k.key_id for k in grant_keys if k.state is SigningKeyState.REVOKED),
         version=ring_version(keys),
     )
 
@@ -87,48 +91,64 @@ class KeyService:
         kek: bytes,
         *,
         cache_seconds: float = 2.0,
+        log_origin: str = "",
+        log: LogAppender | None = None,
     ) -> None:
         # Key changes announce themselves (``SigningKeyAdded``/``SigningKeyStateChanged``).
         self._db = db
+        self.log_origin = log_origin
+        """The transparency log's origin: the note key name of the log's keys."""
+        # Key changes are logged here, where the caller and the reason are known (and the key
+        # events are left out of the log's event subscriber).
+        self._log = log
         self._clock = clock
         self._box = nacl.secret.SecretBox(kek)
         self._cache_seconds = cache_seconds
         self._lock = threading.Lock()
-        self._signer: Signer | None = None
+        self._signers: dict[SigningKeyPurpose, Signer] = {}
         self._ring: tuple[float, KeyRing, list[SigningKeyRecord]] | None = None
 
-    def ensure_active_key(self) -> SigningKeyRecord:
-        """Create the first key of a new deployment; otherwise return the active key."""
+    def ensure_active_key(self, purpose: SigningKeyPurpose = SigningKeyPurpose.GRANTS) -> SigningKeyRecord:
+        """Create the first key of a purpose in a new deployment; otherwise return the active key."""
         with self._db.uow(write=True) as uow:
             uow.signing_keys.lock()
-            found = uow.signing_keys.active_with_secret()
+            found = uow.signing_keys.active_with_secret(purpose)
             if found is not None:
                 self._check_decryptable(found[1])
                 return found[0]
-            key = self._new_key(uow)
+            key = self._new_key(uow, purpose)
+            self._changed(uow, key, None, "")
             uow.commit()
         self._invalidate()
-        log.info("signing_key.created", key_id=key.key_id)
+        log.info("signing_key.created", key_id=key.key_id, purpose=purpose.value)
         return key
 
-    def rotate(self) -> tuple[SigningKeyRecord, SigningKeyRecord | None]:
-        """Make a new key active and retire the previous one."""
+    def rotate(
+        self, purpose: SigningKeyPurpose = SigningKeyPurpose.GRANTS, *, actor_key_id: str = ""
+    ) -> tuple[SigningKeyRecord, SigningKeyRecord | None]:
+        """Make a new key of a purpose active and retire the previous one of that purpose."""
         with self._db.uow(write=True) as uow:
             uow.signing_keys.lock()
             previous = next(
-                (k for k in uow.signing_keys.all(for_update=True) if k.state is SigningKeyState.ACTIVE), None
+                (
+                    k
+                    for k in uow.signing_keys.all(for_update=True)
+                    if k.state is SigningKeyState.ACTIVE and k.purpose is purpose
+                ),
+                None,
             )
             now = self._clock.now()
             if previous is not None:
                 uow.signing_keys.set_state(previous.key_id, SigningKeyState.RETIRED, now)
-            key = self._new_key(uow)
+            key = self._new_key(uow, purpose)
             retired = next((k for k in uow.signing_keys.all() if previous and k.key_id == previous.key_id), None)
+            self._changed(uow, key, retired, actor_key_id)
             uow.commit()
         self._invalidate()
         log.info("signing_key.rotated", key_id=key.key_id, retired_key_id=previous.key_id if previous else None)
         return key, retired
 
-    def revoke(self, key_id: str, reason: str) -> SigningKeyRecord:
+    def revoke(self, key_id: str, reason: str, *, actor_key_id: str = "") -> SigningKeyRecord:
         """Revoke a retired key: every grant it signed stops verifying."""
         checker = Checker()
         if not _KEY_ID.fullmatch(key_id):
@@ -146,6 +166,7 @@ class KeyService:
                 raise FailedPrecondition("the key is already revoked", reason="SIGNING_KEY_ALREADY_REVOKED")
             uow.signing_keys.set_state(key_id, SigningKeyState.REVOKED, self._clock.now(), reason)
             key = next(k for k in uow.signing_keys.all() if k.key_id == key_id)
+            self._logged(uow, key, "revoked", actor_key_id, reason)
             uow.commit()
         self._invalidate()
         log.info("signing_key.revoked", key_id=key_id, reason=reason)
@@ -160,11 +181,11 @@ class KeyService:
         return self._ring_and_keys()[0]
 
     def forget_signer(self) -> None:
-        """Drop the cached signer: the next `signer()` reads the active key again."""
+        """Drop the cached signers: the next `signer()` reads the active key again."""
         with self._lock:
-            self._signer = None
+            self._signers.clear()
 
-    def signer(self, uow: UnitOfWork | None = None) -> Signer:
+    def signer(self, uow: UnitOfWork | None = None, purpose: SigningKeyPurpose = SigningKeyPurpose.GRANTS) -> Signer:
         """The active key with its decrypted private key.
 
         Given the caller's unit of work, the active key is read in it under the key-set lock
@@ -173,21 +194,23 @@ class KeyService:
         """
         if uow is None:
             with self._lock:
-                if self._signer is not None:
-                    return self._signer
+                cached = self._signers.get(purpose)
+                if cached is not None:
+                    return cached
             with self._db.uow() as own:
-                found = own.signing_keys.active_with_secret()
+                found = own.signing_keys.active_with_secret(purpose)
         else:
             uow.signing_keys.lock(shared=True)
-            found = uow.signing_keys.active_with_secret()
+            found = uow.signing_keys.active_with_secret(purpose)
         if found is None:
             raise FailedPrecondition("no active signing key; the server creates one at start", reason="INTERNAL")
         with self._lock:
-            if self._signer is not None and self._signer.key_id == found[0].key_id:
-                return self._signer
+            cached = self._signers.get(purpose)
+            if cached is not None and cached.key_id == found[0].key_id:
+                return cached
         signer = Signer(found[0].key_id, self._decrypt(found[1]))
         with self._lock:
-            self._signer = signer
+            self._signers[purpose] = signer
         return signer
 
     def _ring_and_keys(self) -> tuple[KeyRing, list[SigningKeyRecord]]:
@@ -200,14 +223,26 @@ class KeyService:
         ring = build_ring(keys)
         with self._lock:
             self._ring = (now, ring, keys)
-            # A rotation elsewhere changes the active key; drop the cached signer when it is no longer active.
-            if self._signer is not None and self._signer.key_id not in {
-                k.key_id for k in keys if k.state is SigningKeyState.ACTIVE
-            }:
-                self._signer = None
+            # A rotation elsewhere changes the active key; drop a cached signer that is no longer active.
+            active = {k.key_id for k in keys if k.state is SigningKeyState.ACTIVE}
+            for purpose, cached in list(self._signers.items()):
+                if cached.key_id not in active:
+                    del self._signers[purpose]
         return ring, keys
 
-    def _new_key(self, uow: UnitOfWork) -> SigningKeyRecord:
+    def _changed(
+        self, uow: UnitOfWork, key: SigningKeyRecord, retired: SigningKeyRecord | None, actor_key_id: str
+    ) -> None:
+        if retired is not None:
+            self._logged(uow, retired, "retired", actor_key_id)
+        self._logged(uow, key, "activated", actor_key_id)
+
+    def _logged(self, uow: UnitOfWork, key: SigningKeyRecord, action: str, actor_key_id: str, reason: str = "") -> None:
+        """Log a key's change in its transaction (keys concern no tenant: staff and auditors read it)."""
+        if self._log is not None:
+            self._log.signing_key(uow, key, action, actor_key_id=actor_key_id, reason=reason)
+
+    def _new_key(self, uow: UnitOfWork, purpose: SigningKeyPurpose) -> SigningKeyRecord:
         seed = secrets.token_bytes(32)
         public = bytes(nacl.signing.SigningKey(seed).verify_key)
         key = SigningKeyRecord(
@@ -217,6 +252,7 @@ class KeyService:
             activate_time=self._clock.now(),
             retire_time=None,
             revoke_time=None,
+            purpose=purpose,
         )
         uow.signing_keys.add(key, bytes(self._box.encrypt(seed)))
         return key
@@ -235,4 +271,4 @@ class KeyService:
     def _invalidate(self) -> None:
         with self._lock:
             self._ring = None
-            self._signer = None
+            self._signers.clear()

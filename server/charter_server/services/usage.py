@@ -66,6 +66,7 @@ from charter_server.domain.offline import LeaseState
 from charter_server.services.decision_records import OfflineBatch
 from charter_server.services.keys import KeyService
 from charter_server.services.terms_rules import is_currency
+from charter_server.services.transparency.appender import LogAppender
 from charter_server.services.usage_receipts import ReceiptReader, ReceiptUse
 from charter_server.services.validation import MAX_CONTENT_SECONDS, Checker, Unreadable
 from charter_server.storage.database import Database
@@ -132,13 +133,17 @@ class _Candidate:
     entry: UsageEntry
     lease_id: str = ""
     offline: bool = False
+    receipt_digest: bytes = b""  # the receipt's name in the transparency log (empty for a decision record)
 
 
 class UsageService:
     """Records usage; see the module docstring."""
 
-    def __init__(self, db: Database, clock: Clock, keys: KeyService, *, window: timedelta) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, keys: KeyService, *, window: timedelta, log: LogAppender | None = None
+    ) -> None:
         self._db = db
+        self._log = log
         self._clock = clock
         self._keys = keys
         self._window = window
@@ -220,6 +225,8 @@ class UsageService:
                 error = _count(uow, candidate, now)
                 if error is None:
                     outcomes[candidate.index] = UsageOutcome(candidate.index, entry.idempotency_key, entry=entry)
+                    if self._log is not None:  # an accepted record is logged with it (a retry is not)
+                        self._log.usage(uow, entry, candidate.receipt_digest)
                 else:
                     consumed.append(entry.idempotency_key)
                     outcomes[candidate.index] = UsageOutcome(candidate.index, entry.idempotency_key, error=error)
@@ -291,7 +298,7 @@ class UsageService:
             statement_period=period,
             accept_time=now,
         )
-        return _Candidate(index, entry, lease_id, bool(record.decision_record))
+        return _Candidate(index, entry, lease_id, bool(record.decision_record), use.receipt_digest)
 
 
 def _count(uow: UnitOfWork, candidate: _Candidate, now: datetime) -> DomainError | None:

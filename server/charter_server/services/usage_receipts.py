@@ -9,6 +9,7 @@ form, never rebuilt: this is why this module, alone among the usage modules, rea
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -32,6 +33,9 @@ class ReceiptUse:
     """The currency of the terms' per-use fee; empty when the terms set none (or none with a currency)."""
     fee_minor: int
     """The per-use fee in minor units; 0 when `fee_currency` is empty."""
+    receipt_digest: bytes = b""
+    """The receipt's name in the transparency log: SHA-256 of its payload as signed (empty for a
+    decision record)."""
 
 
 class ReceiptReader:
@@ -76,6 +80,7 @@ class ReceiptReader:
             revenue_share_bps=decision.obligations.revenue_share_bps,
             fee_currency=fee_currency,
             fee_minor=fee.minor_units if fee is not None and fee_currency else 0,
+            receipt_digest=hashlib.sha256(envelope_pb2.Envelope.FromString(envelope).payload).digest(),
         )
 
 

@@ -50,6 +50,7 @@ from charter_server.domain.models import (
     RevocationKind,
     RightsHolder,
     Role,
+    SigningKeyPurpose,
     SigningKeyRecord,
     SigningKeyState,
     UsageEntry,
@@ -733,6 +734,7 @@ def _signing_key(row: SigningKeyRow) -> SigningKeyRecord:
         activate_time=row.activate_time,
         retire_time=row.retire_time,
         revoke_time=row.revoke_time,
+        purpose=SigningKeyPurpose(row.purpose),
     )
 
 
@@ -770,6 +772,7 @@ class SigningKeyRepository:
                 retire_time=key.retire_time,
                 revoke_time=key.revoke_time,
                 revoke_reason="",
+                purpose=key.purpose.value,
             )
         )
         self._session.flush()
@@ -782,10 +785,14 @@ class SigningKeyRepository:
             stmt = stmt.with_for_update()
         return [_signing_key(row) for row in self._session.scalars(stmt)]
 
-    def active_with_secret(self) -> tuple[SigningKeyRecord, bytes] | None:
-        """The active key and its encrypted private key, or None."""
+    def active_with_secret(
+        self, purpose: SigningKeyPurpose = SigningKeyPurpose.GRANTS
+    ) -> tuple[SigningKeyRecord, bytes] | None:
+        """The active key of a purpose and its encrypted private key, or None."""
         row = self._session.scalars(
-            select(SigningKeyRow).where(SigningKeyRow.state == SigningKeyState.ACTIVE.value)
+            select(SigningKeyRow).where(
+                SigningKeyRow.state == SigningKeyState.ACTIVE.value, SigningKeyRow.purpose == purpose.value
+            )
         ).first()
         return None if row is None else (_signing_key(row), bytes(row.encrypted_private_key))
 

@@ -193,6 +193,7 @@ class SigningKeyRow(Base):
     retire_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoke_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoke_reason: Mapped[str] = mapped_column(String(500))
+    purpose: Mapped[str] = mapped_column(String(24), default="grants")
 
 
 class GrantRow(Base):

@@ -70,6 +70,7 @@ from charter_server.storage.repositories import (
     bump_authz_epoch,
 )
 from charter_server.storage.serving import DeploymentSettingsRepository, RevocationAudienceRepository
+from charter_server.storage.transparency import TransparencyRepository
 
 log = structlog.get_logger(__name__)
 
@@ -250,6 +251,10 @@ class UnitOfWork:
     @cached_property
     def audience(self) -> RevocationAudienceRepository:
         return RevocationAudienceRepository(self.session)
+
+    @cached_property
+    def log(self) -> TransparencyRepository:
+        return TransparencyRepository(self.session)
 
     # Events.
 

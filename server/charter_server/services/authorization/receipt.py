@@ -166,8 +166,9 @@ def _attest(use: UseRequest) -> bytes:
 class ReceiptWriter:
     """Writes and signs receipts; keeps each distinct character decision's bytes (bounded)."""
 
-    def __init__(self, issuer: str) -> None:
-        self._issuer = _field(0x42, issuer.encode())
+    def __init__(self, issuer: str, log_origin: str = "") -> None:
+        # The issuer (field 8) and the log the receipt is logged in (field 9), written once.
+        self._issuer = _field(0x42, issuer.encode()) + (_field(0x4A, log_origin.encode()) if log_origin else b"")
         self._characters: dict[Outcome, bytes] = {}
 
     def _character(self, outcome: Outcome) -> bytes:

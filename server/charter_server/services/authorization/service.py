@@ -32,6 +32,7 @@ from charter_server.services.authorization.validation import validate
 from charter_server.services.authorization.view import AuthorizationView, Generation
 from charter_server.services.keys import KeyService
 from charter_server.services.screening import PromptScreen
+from charter_server.services.transparency.receipts import ReceiptLog
 from charter_server.storage.database import Database, may_block
 
 _RECEIPT_PREFIX = f"{ids.PREFIXES['receipt']}_"
@@ -50,14 +51,17 @@ class AuthorizationService:
         verifier: GrantVerifier,
         *,
         issuer: str,
+        log_origin: str = "",
+        receipt_log: ReceiptLog | None = None,
     ) -> None:
         self._db = db
+        self._receipt_log = receipt_log
         self._clock = clock
         self._keys = keys
         self._screen = screen
         self._view = view
         self._decider = Decider(verifier)
-        self._receipts = ReceiptWriter(issuer)
+        self._receipts = ReceiptWriter(issuer, log_origin)
         self._simulator = UseSimulator(db, clock, screen, self._decider)
 
     def simulate(self, principal: Principal, command: SimulateCommand) -> SimulateResult:
@@ -110,17 +114,24 @@ class AuthorizationService:
         context = attested_context(use)
         signed = self._write(generation, licensee_id, digest, outcomes, context, now)
         if not counted:
+            self._log(signed, principal)
             return AuthorizeResult(signed, detections)
-        kept = quotas.count(
-            self._db,
-            principal,
-            command.request_id,
-            counted,
-            signed,
-            now,
-            lambda: self._write(self._view.current(), licensee_id, digest, outcomes, context, now),
-        )
+        fresh = [signed]
+
+        def rewrite() -> SignedReceipt:
+            fresh.append(self._write(self._view.current(), licensee_id, digest, outcomes, context, now))
+            return fresh[-1]
+
+        kept = quotas.count(self._db, principal, command.request_id, counted, signed, now, rewrite)
+        if any(kept is receipt for receipt in fresh):  # not a retry answered with the first call's receipt
+            self._log(kept, principal)
         return AuthorizeResult(kept, detections)
+
+    def _log(self, signed: SignedReceipt, principal: Principal) -> None:
+        """Hand the receipt to the transparency log: buffered, appended in batches, never written
+        here (``services.transparency.receipts``)."""
+        if self._receipt_log is not None:
+            self._receipt_log.add(signed.payload, principal.key_id)
 
     def _write(
         self,

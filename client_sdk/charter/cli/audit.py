@@ -1,0 +1,358 @@
+"""`charter audit`: witness the transparency log, verify an export, prove a receipt's inclusion.
+
+Everything is checked here, with the log keys of the server's key set (or keys given with
+``--log-key``, for a witness that pins them), never taken on the server's word. A proof that
+fails, a checkpoint whose signature fails, a log that shrank, forked or was rewritten is evidence
+against the log: it is reported with ``ALERT`` lines on stderr and exit status 2 (1 is for
+ordinary failures, such as a server that does not answer).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from charter import envelope, transparency
+from charter.cli import _output
+from charter.cli._context import JsonOption, settings
+from charter.client import Client
+from charter.errors import DataLossError
+from charter.transparency import (
+    Checkpoint,
+    CheckpointError,
+    ExportMismatch,
+    InvalidProof,
+    MalformedExport,
+    NoteError,
+    NoteVerifier,
+    ProofBundle,
+)
+from charter.transparency.note import parse_note
+from charter.v1 import transparency_pb2
+
+app = typer.Typer(
+    help="The transparency log: witness it (watch), verify an export, prove a receipt is logged.",
+    no_args_is_help=True,
+)
+
+ALERT_EXIT = 2
+"""The exit status of evidence against the log (a fork, a rewrite, a forged signature)."""
+
+_HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
+LogKeyOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--log-key",
+        help="A log verifier key to trust (<origin>+<key id>+<base64>), repeatable; the key set's log keys by default.",
+    ),
+]
+
+
+def _alert(*lines: str) -> NoReturn:
+    for line in lines:
+        typer.echo(f"ALERT: {line}", err=True)
+    raise typer.Exit(ALERT_EXIT)
+
+
+def _verifiers(client: Client, pinned: list[str] | None) -> list[NoteVerifier]:
+    if pinned:
+        try:
+            return [NoteVerifier.from_vkey(vkey) for vkey in pinned]
+        except NoteError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--log-key") from None
+    try:
+        verifiers = transparency.log_verifiers(client.get_key_set())
+    except NoteError as exc:
+        _alert(f"the key set's log key is malformed: {exc}")
+    if not verifiers:
+        _output.print_line("error: the server's key set has no transparency log key")
+        raise typer.Exit(1)
+    return verifiers
+
+
+def _state_path(state: Path | None, origin: str) -> Path:
+    if state is not None:
+        return state
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "charter" / "witness" / (re.sub(r"[^A-Za-z0-9._-]", "_", origin) + ".checkpoint")
+
+
+def _stored(path: Path) -> Checkpoint:
+    """The checkpoint kept by the previous run (verified when it was kept)."""
+    try:
+        text, _ = parse_note(path.read_bytes())
+        return Checkpoint.from_text(text)
+    except (OSError, NoteError, CheckpointError) as exc:
+        _output.print_line(f"error: cannot read the stored checkpoint {path}: {exc}")
+        raise typer.Exit(1) from None
+
+
+def _keep(path: Path, note: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(note)
+    os.replace(partial, path)  # atomic: a crash never leaves half a checkpoint behind
+
+
+@app.command("watch")
+def watch(
+    ctx: typer.Context,
+    *,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            dir_okay=False,
+            help="Where the last verified checkpoint is kept;"
+            " $XDG_STATE_HOME/charter/witness/<origin>.checkpoint by default.",
+        ),
+    ] = None,
+    origin: Annotated[str | None, typer.Option(help="The log's origin to expect; the server's by default.")] = None,
+    log_key: LogKeyOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Check that the log only grew since the last run, then keep its new checkpoint.
+
+    The first run keeps the current checkpoint (after checking its signature). Every later run
+    fetches the latest checkpoint and the consistency proof from the kept one: a smaller tree, a
+    different root for the same size or a proof that fails means the log forked or was rewritten,
+    reported with ALERT lines and exit status 2 (the kept checkpoint is left as it was).
+    """
+    cli = settings(ctx, json_output)
+    with cli.client() as client:
+        verifiers = _verifiers(client, log_key)
+        try:
+            answer = client.get_checkpoint()
+        except DataLossError as exc:
+            _alert(f"the server says its stored log no longer matches what it signed: {exc}")
+        expected = origin or answer.origin
+        try:
+            signed = transparency.verify_checkpoint(answer.checkpoint, origin=expected, verifiers=verifiers)
+        except (NoteError, CheckpointError) as exc:
+            _alert(f"the log's checkpoint does not verify: {exc}")
+        new = signed.checkpoint
+        path = _state_path(state, expected)
+        old = _stored(path) if path.exists() else None
+        if old is not None:
+            if old.origin != new.origin:
+                _alert(f"the kept checkpoint is of the log {old.origin!r}, not {new.origin!r}")
+            if new.size < old.size:
+                _alert(f"the log shrank from {old.size} to {new.size} entries: it was rewritten")
+            if new.size == old.size and new.root_hash != old.root_hash:
+                _alert(f"two different trees of {new.size} entries were signed: the log forked")
+            if old.size and new.size > old.size:
+                proof = client.get_consistency_proof(old.size, new.size)
+                try:
+                    transparency.verify_consistency(old.size, new.size, proof, old.root_hash, new.root_hash)
+                except InvalidProof as exc:
+                    _alert(
+                        f"the tree of {new.size} entries does not extend the kept one of {old.size}: "
+                        f"the log forked or was rewritten ({exc})"
+                    )
+    _keep(path, signed.data)
+    result = {
+        "origin": new.origin,
+        "previousTreeSize": None if old is None else old.size,
+        "treeSize": new.size,
+        "rootHash": base64.b64encode(new.root_hash).decode("ascii"),
+        "state": str(path),
+    }
+    if cli.json_output:
+        _output.print_json(result)
+    elif old is None:
+        typer.echo(f"first checkpoint of {new.origin}: {new.size} entries, kept in {path}")
+    else:
+        typer.echo(f"consistent: {new.origin} grew from {old.size} to {new.size} entries")
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(dir_okay=False, help="Where to write the export (JSON Lines).")],
+    *,
+    page_size: Annotated[int, typer.Option(min=1, max=1000, help="Entries per call.")] = 1000,
+) -> None:
+    """Write every entry up to the latest checkpoint, with it, for `charter audit verify-export`.
+
+    Entries the key may not read are exported as their leaf hash only (auditor and admin keys
+    read every entry).
+    """
+    cli = settings(ctx)
+    with cli.client() as client:
+        answer = client.get_checkpoint()
+
+        def entries() -> Iterator[tuple[int, bytes, bytes | None]]:
+            for listed in client.list_log_entries(page_size=page_size):
+                if listed.index >= answer.tree_size:
+                    return
+                yield listed.index, listed.leaf_hash, None if listed.withheld else listed.entry
+
+        with file.open("w", encoding="utf-8") as out:
+            out.writelines(transparency.export_lines(answer.checkpoint, answer.origin, entries()))
+    typer.echo(f"exported {answer.tree_size} entries of {answer.origin} to {file}")
+
+
+@app.command("verify-export")
+def verify_export(
+    ctx: typer.Context,
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="An export (charter audit export).")
+    ],
+    *,
+    origin: Annotated[str | None, typer.Option(help="The log's origin to expect; the export's by default.")] = None,
+    log_key: LogKeyOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Recompute the tree from an export and check it against the signed checkpoint it carries.
+
+    With --log-key the check needs no server at all. Exit status 2 when the export does not
+    rebuild the signed tree (an entry deleted, altered, reordered or inserted) or the checkpoint's
+    signature fails.
+    """
+    cli = settings(ctx, json_output)
+    if log_key:
+        verifiers = [NoteVerifier.from_vkey(vkey) for vkey in log_key]
+    else:
+        with cli.client() as client:
+            verifiers = _verifiers(client, None)
+    try:
+        with file.open("rb") as lines:
+            summary = transparency.verify_export(lines, verifiers=verifiers, origin=origin)
+    except MalformedExport as exc:
+        _output.print_line(f"error: {file.name} is not an export: {exc}")
+        raise typer.Exit(1) from None
+    except (NoteError, CheckpointError) as exc:
+        _alert(f"the export's checkpoint does not verify: {exc}")
+    except ExportMismatch as exc:
+        where = "" if exc.index is None else f" (entry {exc.index})"
+        _alert(f"the export does not match its signed checkpoint{where}: {exc}")
+    checkpoint = summary.checkpoint.checkpoint
+    if cli.json_output:
+        _output.print_json(
+            {
+                "origin": checkpoint.origin,
+                "treeSize": checkpoint.size,
+                "rootHash": base64.b64encode(checkpoint.root_hash).decode("ascii"),
+                "withheld": summary.withheld,
+            }
+        )
+        return
+    typer.echo(
+        f"verified: {summary.entries} entries rebuild the signed root of {checkpoint.origin}"
+        f" ({summary.withheld} as leaf hashes only)"
+    )
+
+
+def _digest(receipt: str) -> bytes:
+    if _HEX_DIGEST.fullmatch(receipt):
+        return bytes.fromhex(receipt)
+    path = Path(receipt)
+    if not path.is_file():
+        raise typer.BadParameter("a receipt file (DSSE JSON) or a 64-digit hex digest", param_hint="RECEIPT")
+    try:
+        signed = envelope.from_json(path.read_bytes())
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(f"{path.name} is not a receipt envelope: {exc}", param_hint="RECEIPT") from None
+    return hashlib.sha256(signed.payload).digest()
+
+
+@app.command("prove")
+def prove(
+    ctx: typer.Context,
+    receipt: Annotated[
+        str,
+        typer.Argument(help="A receipt (DSSE JSON, as `charter authorize --receipt-out` writes) or its hex digest."),
+    ],
+    *,
+    bundle_out: Annotated[
+        Path | None,
+        typer.Option(file_okay=False, help="Also write each entry's C2SP tlog-proof bundle into this directory."),
+    ] = None,
+    log_key: LogKeyOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Print and verify the inclusion proof of a receipt's log entries (one per character decided).
+
+    Exit status 2 when a proof or the checkpoint fails; 1 when the log does not hold the receipt
+    (yet: receipts are integrated within a second of the decision).
+    """
+    digest = _digest(receipt)
+    cli = settings(ctx, json_output)
+    with cli.client() as client:
+        verifiers = _verifiers(client, log_key)
+        answer = client.get_inclusion_proof(receipt_digest=digest)
+    origin = transparency.Checkpoint.from_text(parse_note(answer.checkpoint)[0]).origin
+    try:
+        signed = transparency.verify_checkpoint(answer.checkpoint, origin=origin, verifiers=verifiers)
+    except (NoteError, CheckpointError) as exc:
+        _alert(f"the checkpoint does not verify: {exc}")
+    shown = []
+    for included in answer.entries:
+        entry = included.entry
+        try:
+            transparency.verify_inclusion(
+                entry.leaf_hash, entry.index, signed.checkpoint.size, list(included.proof), signed.checkpoint.root_hash
+            )
+            body = transparency.open_entry(entry.entry, entry.leaf_hash) if entry.entry else None
+        except (InvalidProof, ValueError) as exc:
+            _alert(f"entry {entry.index} is not proved in the signed tree: {exc}")
+        if body is not None and (body.WhichOneof("change") not in ("decision", "usage") or _digest_of(body) != digest):
+            _alert(f"entry {entry.index} is not about this receipt")
+        bundle = ProofBundle(entry.index, tuple(included.proof), answer.checkpoint)
+        if bundle_out is not None:
+            bundle_out.mkdir(parents=True, exist_ok=True)
+            (bundle_out / f"entry-{entry.index}.tlog-proof").write_bytes(bundle.to_text())
+        shown.append((entry, body, bundle))
+    _print_proof(cli.json_output, digest, signed.checkpoint, shown)
+
+
+def _digest_of(body: transparency_pb2.LogEntry) -> bytes:
+    return body.decision.receipt_digest if body.WhichOneof("change") == "decision" else body.usage.receipt_digest
+
+
+def _print_proof(
+    json_output: bool,
+    digest: bytes,
+    checkpoint: Checkpoint,
+    shown: list[tuple[transparency_pb2.LoggedEntry, transparency_pb2.LogEntry | None, ProofBundle]],
+) -> None:
+    if json_output:
+        _output.print_json(
+            {
+                "receiptDigest": digest.hex(),
+                "origin": checkpoint.origin,
+                "treeSize": checkpoint.size,
+                "entries": [
+                    {
+                        "index": entry.index,
+                        "leafHash": entry.leaf_hash.hex(),
+                        "withheld": entry.withheld,
+                        "entry": None if body is None else _output.to_dict(body),
+                        "bundle": bundle.to_text().decode("utf-8"),
+                    }
+                    for entry, body, bundle in shown
+                ],
+            }
+        )
+        return
+    typer.echo(f"receipt {digest.hex()}: {len(shown)} entries in {checkpoint.origin}, tree of {checkpoint.size}")
+    for entry, body, bundle in shown:
+        about = "withheld" if body is None else _about(body)
+        typer.echo(f"  entry {entry.index}  leaf {entry.leaf_hash.hex()}  {about}")
+        for line in bundle.to_text().decode("utf-8").splitlines():
+            typer.echo(f"    {line}")
+    typer.echo("verified: every entry is included in the signed tree")
+
+
+def _about(body: transparency_pb2.LogEntry) -> str:
+    if body.WhichOneof("change") == "decision":
+        decision = body.decision
+        verdict = "allowed" if decision.allowed else "denied"
+        return f"{verdict} {decision.character_id or '(no character)'}"
+    return f"usage {body.usage.usage_id}"

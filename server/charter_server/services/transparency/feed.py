@@ -1,0 +1,182 @@
+"""The log fed by the domain events: one entry per change to what may be rendered or what is owed.
+
+`LogFeed.on_changes` subscribes to the unit of work's events *inside the transaction*
+(``EventBus.subscribe_in_transaction``), so an entry is appended exactly when its change commits.
+The events name what changed (ids only); the entry is built from the records as they stand in
+that same transaction: names and aliases, terms, a grant's claims digest and reason, a key's role
+and tenants. Contact e-mail addresses, payment accounts and secrets are never read into it.
+
+Signing keys are logged by the key service itself (it knows the caller and the reason), decision
+receipts by the receipt buffer (``receipts``), so their events are left out here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from charter.v1 import api_key_pb2, character_pb2, envelope_pb2
+from charter.v1 import transparency_pb2 as tp
+
+from charter_server.domain import events as ev
+from charter_server.domain.models import Character, CharacterState, GrantState, LifecycleState
+from charter_server.services.transparency.appender import LogAppender
+from charter_server.storage.uow import UnitOfWork
+
+_GRANT_ACTIONS = {
+    GrantState.SUSPENDED: tp.GrantLogged.ACTION_SUSPENDED,
+    GrantState.REVOKED: tp.GrantLogged.ACTION_REVOKED,
+    GrantState.ACTIVE: tp.GrantLogged.ACTION_REINSTATED,
+}
+
+
+def _aliases(character: Character) -> list[character_pb2.Alias]:
+    return [
+        character_pb2.Alias(
+            value=alias.value,
+            language=alias.language,
+            kind=character_pb2.Alias.Kind.Value(f"KIND_{alias.kind.name}"),
+            ambiguous=alias.ambiguous,
+        )
+        for alias in character.aliases
+    ]
+
+
+class LogFeed:
+    """Turns committed changes into log entries, in their transaction."""
+
+    def __init__(self, appender: LogAppender) -> None:
+        self._appender = appender
+
+    def on_changes(self, uow: UnitOfWork, events: Sequence[ev.DomainEvent]) -> None:
+        """Append the entries of ``events`` (an in-transaction subscriber of the event bus)."""
+        opted = {
+            e.character_id
+            for e in events
+            if isinstance(e, ev.CharacterStateChanged)
+            and CharacterState.OPTED_IN in (e.state_before, e.state_after)
+            and CharacterState.OPTED_OUT in (e.state_before, e.state_after)
+        }
+        for event in events:
+            if isinstance(event, ev.RightsHolderCreated | ev.RightsHolderChanged):
+                self._rights_holder(uow, event)
+            elif isinstance(event, ev.CharacterCreated):
+                self._character(uow, event.character_id, tp.CharacterLogged.ACTION_CREATED)
+            elif isinstance(event, ev.AliasesChanged):
+                self._character(uow, event.character_id, tp.CharacterLogged.ACTION_RENAMED)
+            elif isinstance(event, ev.CharacterStateChanged):
+                self._character_state(uow, event)
+            elif isinstance(event, ev.TermsChanged) and event.character_id not in opted:
+                self._terms(uow, event.character_id, event.version, tp.TermsLogged.ACTION_UPDATED)
+            elif isinstance(event, ev.GrantIssued | ev.GrantStateChanged):
+                self._grant(uow, event)
+            elif isinstance(event, ev.ApiKeyCreated | ev.ApiKeyRevoked):
+                self._api_key(uow, event)
+            elif isinstance(event, ev.StatementPeriodClosed):
+                message = tp.StatementLogged(rights_holder_id=event.rights_holder_id, period=event.period)
+                self._appender.append(uow, "statement", message, rights_holder_id=event.rights_holder_id)
+
+    def _rights_holder(self, uow: UnitOfWork, event: ev.RightsHolderCreated | ev.RightsHolderChanged) -> None:
+        holder = uow.rights_holders.get(event.rights_holder_id)
+        if holder is None:
+            return
+        if isinstance(event, ev.RightsHolderCreated):
+            action = tp.RightsHolderLogged.ACTION_CREATED
+        elif event.state_after is LifecycleState.ARCHIVED and event.state_before is not LifecycleState.ARCHIVED:
+            action = tp.RightsHolderLogged.ACTION_ARCHIVED
+        else:
+            action = tp.RightsHolderLogged.ACTION_RENAMED
+        message = tp.RightsHolderLogged(
+            action=action, rights_holder_id=holder.id, display_name=holder.display_name, legal_name=holder.legal_name
+        )
+        self._appender.append(uow, "rights_holder", message, rights_holder_id=holder.id)
+
+    def _character(self, uow: UnitOfWork, character_id: str, action: int) -> None:
+        character = uow.characters.get(character_id)
+        if character is None:
+            return
+        message = tp.CharacterLogged(
+            action=action,  # type: ignore[arg-type]
+            character_id=character.id,
+            rights_holder_id=character.rights_holder_id,
+            canonical_name=character.canonical_name,
+            aliases=_aliases(character),
+        )
+        self._appender.append(uow, "character", message, rights_holder_id=character.rights_holder_id)
+
+    def _character_state(self, uow: UnitOfWork, event: ev.CharacterStateChanged) -> None:
+        before, after = event.state_before, event.state_after
+        if after is CharacterState.SUSPENDED:
+            self._character(uow, event.character_id, tp.CharacterLogged.ACTION_SUSPENDED)
+        elif after is CharacterState.ARCHIVED:
+            self._character(uow, event.character_id, tp.CharacterLogged.ACTION_ARCHIVED)
+        elif before is CharacterState.SUSPENDED:
+            self._character(uow, event.character_id, tp.CharacterLogged.ACTION_REINSTATED)
+        elif after is CharacterState.OPTED_IN and before is CharacterState.OPTED_OUT:
+            character = uow.characters.get(event.character_id)
+            version = character.terms_version if character is not None else 0
+            self._terms(uow, event.character_id, version, tp.TermsLogged.ACTION_OPTED_IN)
+        elif after is CharacterState.OPTED_OUT and before is CharacterState.OPTED_IN:
+            character = uow.characters.get(event.character_id)
+            version = character.terms_version if character is not None else 0
+            self._terms(uow, event.character_id, version, tp.TermsLogged.ACTION_OPTED_OUT)
+
+    def _terms(self, uow: UnitOfWork, character_id: str, version: int, action: int) -> None:
+        character = uow.characters.get(character_id)
+        if character is None:
+            return
+        message = tp.TermsLogged(
+            action=action,  # type: ignore[arg-type]
+            character_id=character_id,
+            rights_holder_id=character.rights_holder_id,
+            terms_version=version,
+        )
+        terms = uow.terms.get(character_id, version) if action != tp.TermsLogged.ACTION_OPTED_OUT else None
+        if terms is not None:
+            message.terms.CopyFrom(terms)
+        self._appender.append(uow, "terms", message, rights_holder_id=character.rights_holder_id)
+
+    def _grant(self, uow: UnitOfWork, event: ev.GrantIssued | ev.GrantStateChanged) -> None:
+        grant = uow.grants.get(event.grant_id)
+        if grant is None:
+            return
+        if isinstance(event, ev.GrantIssued):
+            action, reason = tp.GrantLogged.ACTION_ISSUED, ""
+        else:
+            action, reason = _GRANT_ACTIONS[event.state_after], grant.state_reason
+        message = tp.GrantLogged(
+            action=action,
+            grant_id=grant.id,
+            character_id=grant.character_id,
+            rights_holder_id=grant.rights_holder_id,
+            licensee_id=grant.licensee_id,
+            terms_version=grant.terms_version,
+            claims_digest=hashlib.sha256(envelope_pb2.Envelope.FromString(grant.envelope).payload).digest(),
+            reason=reason,
+        )
+        self._appender.append(
+            uow, "grant", message, rights_holder_id=grant.rights_holder_id, licensee_id=grant.licensee_id
+        )
+
+    def _api_key(self, uow: UnitOfWork, event: ev.ApiKeyCreated | ev.ApiKeyRevoked) -> None:
+        key = uow.api_keys.get(event.api_key_id)
+        if key is None:
+            return
+        created = isinstance(event, ev.ApiKeyCreated)
+        message = tp.ApiKeyLogged(
+            action=tp.ApiKeyLogged.ACTION_CREATED if created else tp.ApiKeyLogged.ACTION_REVOKED,
+            api_key_id=key.id,
+            role=api_key_pb2.Role.Value(f"ROLE_{key.role.name}"),
+            rights_holder_id=key.rights_holder_id or "",
+            licensee_id=key.licensee_id or "",
+        )
+        if key.expire_time is not None:
+            message.expire_time.FromDatetime(key.expire_time)
+        self._appender.append(
+            uow,
+            "api_key",
+            message,
+            actor_key_id=key.creator_key_id if created else "",
+            rights_holder_id=key.rights_holder_id or "",
+            licensee_id=key.licensee_id or "",
+        )

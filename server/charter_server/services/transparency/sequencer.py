@@ -1,0 +1,193 @@
+"""The sequencer: integrates pending entries into the tree in batches and signs checkpoints.
+
+One replica of a deployment sequences at a time: it holds a lease in the ``log_head`` row, timed
+by the database's clock and renewed on every batch; the others skip until it lapses (a replica
+that stops releases it, so another takes over at once). The row's lock is held for the whole
+batch, so even a replica whose lease lapsed mid-batch cannot integrate the same entries twice.
+
+A batch reads the pending entries in the order they were appended, checks that the stored tiles
+still recompute to the head the previous batch recorded (a tree that does not is never extended
+nor signed: the log is marked inconsistent and serves ``DATA_LOSS``), appends the leaf hashes to
+the tiles (``charter.transparency.tiles.append_leaves``), inserts the entries at their indexes,
+signs a C2SP checkpoint of the new tree with the log key, and commits all of it at once.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+
+import structlog
+from charter.transparency import Checkpoint, NoteSigner, root_hash, sign_checkpoint
+from charter.transparency.tiles import CorruptTiles, TileNodeReader, append_leaves
+
+from charter_server.domain.errors import DataLoss, DomainError
+from charter_server.domain.models import SigningKeyPurpose
+from charter_server.domain.transparency import CheckpointRecord
+from charter_server.services.keys import KeyService
+from charter_server.storage.database import Database
+
+log = structlog.get_logger(__name__)
+
+BATCH_LIMIT = 5000
+"""The most entries one batch integrates (a backlog is worked off batch after batch)."""
+LEASE_SECONDS = 3.0
+"""How long the sequencer's lease lasts without renewal: another replica takes over after it."""
+
+
+class LogHealth:
+    """Whether the stored log still recomputes to what was signed; once not, it stays so until
+    an operator restores the log and restarts the server."""
+
+    def __init__(self) -> None:
+        self._problem: str | None = None
+        self._lock = threading.Lock()
+
+    def fail(self, problem: str) -> None:
+        """Record that the stored log does not match what was signed."""
+        with self._lock:
+            if self._problem is None:
+                self._problem = problem
+                log.error("transparency_log.inconsistent", problem=problem)
+
+    @property
+    def problem(self) -> str | None:
+        """What is wrong, or None."""
+        with self._lock:
+            return self._problem
+
+    def check(self) -> None:
+        """Raise `DataLoss` if the log is inconsistent."""
+        problem = self.problem
+        if problem is not None:
+            raise DataLoss(
+                "the stored transparency log does not recompute to its signed checkpoint; nothing is served over it"
+            )
+
+
+class Sequencer:
+    """Integrates pending entries every ``interval`` seconds on a thread of its own."""
+
+    def __init__(
+        self,
+        db: Database,
+        keys: KeyService,
+        origin: str,
+        health: LogHealth,
+        *,
+        interval: float = 0.2,
+        lease_seconds: float = LEASE_SECONDS,
+        batch_limit: int = BATCH_LIMIT,
+    ) -> None:
+        self._db = db
+        self._keys = keys
+        self._origin = origin
+        self._health = health
+        self._interval = interval
+        self._lease_seconds = lease_seconds
+        self._batch_limit = batch_limit
+        self.holder = f"seq-{secrets.token_hex(8)}"
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._renewed = -float("inf")  # when this replica last renewed its lease (monotonic)
+
+    def start(self) -> None:
+        """Start sequencing in the background."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="charter-log-sequencer", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Integrate what is pending one last time, stop, and release the lease."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+        self._thread = None
+        try:
+            with self._db.uow(write=True) as uow:
+                uow.log.release_lease(self.holder)
+                uow.commit()
+        except Exception:  # the database may be gone at shutdown; the lease then lapses by itself
+            log.warning("transparency_log.lease_not_released", holder=self.holder)
+
+    def wake(self) -> None:
+        """Run a batch now rather than at the next tick (used after a burst of appends)."""
+        self._wake.set()
+
+    def _idle(self) -> bool:
+        """Whether there is nothing to do now: nothing pending and our lease renewed recently.
+
+        A read, so an idle log takes no write lock every tick (SQLite has one writer at a time).
+        """
+        if time.monotonic() - self._renewed > self._lease_seconds / 3:
+            return False
+        with self._db.uow() as uow:
+            return not uow.log.has_pending()
+
+    def _run(self) -> None:
+        while True:
+            stopping = self._stop.is_set()
+            started = time.monotonic()
+            try:
+                # A backlog is worked off at once, batch after batch, not one batch per tick.
+                while self.integrate() >= self._batch_limit and not self._stop.is_set():
+                    pass
+            except (DomainError, CorruptTiles) as error:
+                log.warning("transparency_log.batch_failed", error=str(error))
+            except Exception:
+                log.exception("transparency_log.batch_failed")
+            if stopping:
+                return
+            self._wake.wait(max(0.0, self._interval - (time.monotonic() - started)))
+            self._wake.clear()
+
+    def integrate(self) -> int:
+        """Integrate one batch if this replica holds (or takes) the lease; return how many entries.
+
+        Raises:
+            DataLoss: The stored tiles do not recompute to the recorded head.
+        """
+        if self._health.problem is not None:
+            return 0
+        if self._idle():
+            return 0
+        with self._db.uow(write=True) as uow:
+            if not uow.log.take_lease(self.holder, self._lease_seconds):
+                return 0
+            head = uow.log.head()
+            batch = uow.log.pending(self._batch_limit)
+            latest = uow.log.latest_checkpoint()
+            if not batch and latest is not None and latest.tree_size == head.tree_size:
+                uow.commit()  # the renewed lease
+                self._renewed = time.monotonic()
+                return 0
+            reader = TileNodeReader(uow.log.read_tiles)
+            try:
+                recomputed = root_hash(head.tree_size, reader)
+            except CorruptTiles as error:
+                self._health.fail(f"the tiles of the tree of size {head.tree_size} are damaged: {error}")
+                raise DataLoss("the stored tree is damaged") from error
+            if recomputed != head.root_hash or (latest is not None and latest.root_hash != head.root_hash):
+                self._health.fail(f"the stored tree of size {head.tree_size} does not recompute to its root")
+                raise DataLoss("the stored tree does not recompute to its root")
+            entries = [entry for _, entry in batch]
+            update = append_leaves(head.tree_size, [e.leaf_hash for e in entries], uow.log.read_tiles)
+            now_ms = uow.log.now_ms()
+            uow.log.write_tiles(update.tiles)
+            uow.log.add_entries(head.tree_size, entries, now_ms)
+            uow.log.delete_pending([seq for seq, _ in batch])
+            signer = self._keys.signer(uow, SigningKeyPurpose.TRANSPARENCY_LOG)
+            note = sign_checkpoint(
+                Checkpoint(self._origin, update.size, update.root_hash), NoteSigner(self._origin, signer.signing_key)
+            )
+            uow.log.add_checkpoint(CheckpointRecord(update.size, update.root_hash, note, signer.key_id, now_ms))
+            uow.log.set_head(update.size, update.root_hash)
+            uow.commit()
+        self._renewed = time.monotonic()
+        if entries:
+            log.debug("transparency_log.integrated", entries=len(entries), tree_size=update.size)
+        return len(entries)

@@ -1,0 +1,163 @@
+"""`charter audit` against a real server: a witness that keeps the last verified checkpoint and
+raises the alarm (exit 2) when the log shrinks, forks or is rewritten; exports verified offline,
+whose every kind of tampering is caught; a receipt's inclusion proved and written as C2SP
+tlog-proof bundles."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from charter import Client, envelope, transparency
+from charter.v1 import transparency_pb2 as tp
+from charter_server.storage.log_tables import LogCheckpointRow, LogEntryRow, LogHeadRow, LogPendingRow, LogTileRow
+from sdk._live import Live
+from sdk._scene import IMAGE, TEEN, Scene
+from sqlalchemy import delete, update
+
+from ._commands import invoke
+from ._readable import ReadableRunner
+
+
+def append(live: Live, count: int) -> None:
+    """Log ``count`` entries and integrate them now."""
+    server = live.server
+    with server.db.uow(write=True) as uow:
+        for _ in range(count):
+            message = tp.RightsHolderLogged(
+                action=tp.RightsHolderLogged.ACTION_CREATED, rights_holder_id=f"rh_{os.urandom(16).hex()}"
+            )
+            server.services.appender.append(uow, "rights_holder", message)
+        uow.commit()
+    while server.services.sequencer.integrate():
+        pass
+
+
+def rewrite(live: Live) -> None:
+    """What an operator who rewrites history does: throw the tree away and let the log sign anew."""
+    with live.server.db.uow(write=True) as uow:
+        for table in (LogEntryRow, LogTileRow, LogCheckpointRow, LogPendingRow):
+            uow.session.execute(delete(table))
+        uow.session.execute(update(LogHeadRow).values(tree_size=0, root_hash=hashlib.sha256().digest()))
+        uow.commit()
+
+
+def alerts(result: object) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("ALERT: ")]  # type: ignore[attr-defined]
+
+
+def test_a_witness_keeps_the_first_checkpoint_and_then_sees_the_log_only_grow(
+    runner: ReadableRunner, own_live: Live, tmp_path: Path
+) -> None:
+    state = tmp_path / "witness.checkpoint"
+    append(own_live, 3)
+
+    first = invoke(runner, own_live, "audit", "watch", "--state", str(state))
+    kept = state.read_bytes()
+    append(own_live, 300)
+    second = invoke(runner, own_live, "audit", "watch", "--state", str(state), json_output=True)
+    unchanged = invoke(runner, own_live, "audit", "watch", "--state", str(state))
+
+    assert first.exit_code == 0, first.output
+    assert "first checkpoint of" in first.stdout
+    assert kept.startswith(own_live.server.settings.origin.encode() + b"\n")
+    assert second.exit_code == 0, second.output
+    grown = json.loads(second.stdout)
+    assert grown["treeSize"] == grown["previousTreeSize"] + 300
+    assert unchanged.exit_code == 0 and "consistent" in unchanged.stdout
+    assert state.read_bytes() != kept
+
+
+@pytest.mark.parametrize("rewritten", ["longer", "shorter", "same size"])
+def test_a_witness_raises_the_alarm_when_the_log_is_rewritten(
+    runner: ReadableRunner, own_live: Live, tmp_path: Path, rewritten: str
+) -> None:
+    state = tmp_path / "witness.checkpoint"
+    append(own_live, 20)
+    assert invoke(runner, own_live, "audit", "watch", "--state", str(state)).exit_code == 0
+    kept = state.read_bytes()
+    size = transparency.Checkpoint.from_text(kept.decode().split("\n\n")[0] + "\n").size
+
+    rewrite(own_live)
+    append(own_live, {"longer": size + 5, "shorter": size - 5, "same size": size}[rewritten])
+    alarm = invoke(runner, own_live, "audit", "watch", "--state", str(state))
+
+    assert alarm.exit_code == 2, alarm.output
+    assert alerts(alarm)
+    assert state.read_bytes() == kept  # the evidence is kept, not replaced
+
+
+def test_an_export_verifies_offline_and_any_tampering_with_it_is_caught(
+    runner: ReadableRunner, own_live: Live, tmp_path: Path
+) -> None:
+    append(own_live, 40)
+    exported = tmp_path / "log.jsonl"
+    made = invoke(runner, own_live, "audit", "export", str(exported), "--page-size", "7")
+    with Client(own_live.target, api_key=own_live.admin) as client:
+        vkeys = [v.vkey for v in transparency.log_verifiers(client.get_key_set())]
+    pinned = [arg for vkey in vkeys for arg in ("--log-key", vkey)]
+
+    online = invoke(runner, own_live, "audit", "verify-export", str(exported))
+    offline = invoke(runner, own_live, "audit", "verify-export", str(exported), *pinned)
+
+    assert made.exit_code == 0, made.output
+    assert online.exit_code == 0, online.output
+    assert offline.exit_code == 0, offline.output
+    assert "verified:" in offline.stdout
+    lines = exported.read_text().splitlines(keepends=True)
+    entry = json.loads(lines[5])
+    altered = dict(entry, entry=base64.b64encode(b"\x00" + base64.b64decode(entry["entry"])).decode())
+    tampered = {
+        "deleted": lines[:5] + lines[6:],
+        "altered": [*lines[:5], json.dumps(altered) + "\n", *lines[6:]],
+        "reordered": [*lines[:5], lines[6], lines[5], *lines[7:]],
+        "inserted": [*lines[:5], lines[5], *lines[5:]],
+    }
+    for kind, changed in tampered.items():
+        path = tmp_path / f"{kind}.jsonl"
+        path.write_text("".join(changed))
+        caught = invoke(runner, own_live, "audit", "verify-export", str(path), *pinned)
+        assert caught.exit_code == 2, (kind, caught.output)
+        assert alerts(caught), kind
+
+
+def test_prove_verifies_a_receipts_entries_and_writes_their_bundles(
+    runner: ReadableRunner, cli_live: Live, scene: Scene, tmp_path: Path
+) -> None:
+    character = scene.character()
+    with Client(cli_live.target, api_key=scene.generator_key) as generator:
+        decision = generator.authorize(character_ids=[character.id], use_type=IMAGE, content_rating=TEEN)
+    assert decision.receipt is not None
+    receipt = tmp_path / "receipt.json"
+    receipt.write_text(envelope.to_json(decision.receipt))
+    bundles = tmp_path / "bundles"
+
+    deadline = time.monotonic() + 10
+    proved = invoke(runner, cli_live, "audit", "prove", str(receipt), "--bundle-out", str(bundles))
+    while proved.exit_code == 1 and "LOG_ENTRY_NOT_INTEGRATED" in proved.stderr and time.monotonic() < deadline:
+        time.sleep(0.05)
+        proved = invoke(runner, cli_live, "audit", "prove", str(receipt), "--bundle-out", str(bundles))
+    by_digest = invoke(runner, cli_live, "audit", "prove", decision.receipt_digest.hex(), json_output=True)
+    unknown = invoke(runner, cli_live, "audit", "prove", os.urandom(32).hex())
+
+    assert proved.exit_code == 0, proved.output
+    assert "verified: every entry is included" in proved.stdout
+    assert by_digest.exit_code == 0, by_digest.output
+    (shown,) = json.loads(by_digest.stdout)["entries"]
+    assert shown["entry"]["decision"]["characterId"] == character.id
+    (bundle,) = bundles.iterdir()
+    with Client(cli_live.target, api_key=cli_live.admin) as client:
+        verifiers = transparency.log_verifiers(client.get_key_set())
+    transparency.verify_bundle(
+        bundle.read_bytes(),
+        bytes.fromhex(shown["leafHash"]),
+        origin=cli_live.server.settings.origin,
+        verifiers=verifiers,
+    )
+    assert unknown.exit_code == 1
+    assert "LOG_ENTRY_NOT_FOUND" in unknown.stderr

@@ -1,0 +1,220 @@
+"""The transparency log's server side on each backend, without the transport: one sequencer per
+deployment (a lease in the database), batches, the tiles, and refusing to serve or extend a tree
+that no longer recomputes to what was signed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from charter import transparency
+from charter.transparency.tiles import Tile
+from charter.v1 import transparency_pb2 as tp
+from charter_server.app import Services, build_services, open_database
+from charter_server.config import Settings
+from charter_server.domain.clock import SystemClock
+from charter_server.domain.errors import DataLoss, NotFound
+from charter_server.domain.models import Principal, Role, SigningKeyPurpose
+from charter_server.services.transparency.audit import audit
+from charter_server.services.transparency.reader import TransparencyLog
+from charter_server.services.transparency.sequencer import LogHealth, Sequencer
+from charter_server.storage.database import Database
+from charter_server.storage.log_tables import LogEntryRow, LogTileRow
+from sqlalchemy import case, delete, update
+
+AUDITOR = Principal("key_auditor", Role.AUDITOR)
+
+
+@dataclass
+class Log:
+    db: Database
+    services: Services
+    settings: Settings
+
+    def append(self, count: int) -> list[bytes]:
+        written = []
+        with self.db.uow(write=True) as uow:
+            for i in range(count):
+                message = tp.RightsHolderLogged(
+                    action=tp.RightsHolderLogged.ACTION_CREATED, rights_holder_id=f"rh_{os.urandom(16).hex()}"
+                )
+                written.append(self.services.appender.append(uow, "rights_holder", message).entry)
+                del i
+            uow.commit()
+        return written
+
+    def sequencer(self, health: LogHealth | None = None) -> Sequencer:
+        """A sequencer of its own (another replica's, as far as the lease goes)."""
+        return Sequencer(self.db, self.services.keys, self.settings.origin, health or LogHealth())
+
+    def integrate(self) -> int:
+        """Integrate a batch with the deployment's own sequencer."""
+        return self.services.sequencer.integrate()
+
+    def reader(self, health: LogHealth | None = None) -> TransparencyLog:
+        return TransparencyLog(self.db, health or LogHealth())
+
+
+@pytest.fixture
+def log(fresh_database_url: str) -> Iterator[Log]:
+    settings = Settings(database_url=fresh_database_url, migrate=True)
+    db = open_database(settings)
+    services = build_services(settings, db, SystemClock())
+    services.keys.ensure_active_key()
+    services.keys.ensure_active_key(SigningKeyPurpose.TRANSPARENCY_LOG)
+    try:
+        yield Log(db, services, settings)
+    finally:
+        db.dispose()
+
+
+def test_one_sequencer_at_a_time_takes_the_lease_and_another_takes_over_when_it_is_released(log: Log) -> None:
+    first, second = log.sequencer(), log.sequencer()
+    log.append(3)
+
+    integrated = first.integrate()
+    log.append(2)
+    skipped = second.integrate()
+    with log.db.uow(write=True) as uow:
+        uow.log.release_lease(first.holder)
+        uow.commit()
+    taken = second.integrate()
+    refused = first.integrate()
+
+    # The first batch also holds the two key activations logged when the keys were made.
+    assert (integrated, skipped, taken, refused) == (5, 0, 2, 0)
+    with log.db.uow() as uow:
+        head = uow.log.head()
+    assert (head.tree_size, head.lease_holder) == (7, second.holder)
+
+
+def test_a_backlog_larger_than_a_batch_is_integrated_in_order_and_every_checkpoint_verifies(log: Log) -> None:
+    written = log.append(600)
+    sequencer = Sequencer(log.db, log.services.keys, log.settings.origin, LogHealth(), batch_limit=256)
+
+    counts = []
+    while count := sequencer.integrate():
+        counts.append(count)
+
+    assert counts == [256, 256, 90]
+    reader = log.reader()
+    latest = reader.checkpoint()
+    with log.db.uow() as uow:
+        keys = uow.signing_keys.all()
+        stored = uow.log.entries(0, latest.tree_size)
+    verifiers = [
+        transparency.NoteVerifier.from_public_key(log.settings.origin, k.public_key)
+        for k in keys
+        if k.purpose is SigningKeyPurpose.TRANSPARENCY_LOG
+    ]
+    signed = transparency.verify_checkpoint(latest.note, origin=log.settings.origin, verifiers=verifiers)
+    assert signed.checkpoint.size == 602
+    assert [e.entry for e in stored][2:] == written
+    compact = transparency.CompactRange()
+    compact.extend(transparency.leaf_hash(e.entry) for e in stored)
+    assert compact.root() == signed.checkpoint.root_hash
+
+
+def test_an_entry_waiting_for_its_batch_is_not_integrated_yet(log: Log) -> None:
+    log.integrate()
+    (entry,) = log.append(1)
+    reader = log.reader()
+
+    with pytest.raises(NotFound) as waiting:
+        reader.inclusion(AUDITOR, leaf=transparency.leaf_hash(entry))
+    log.integrate()
+    found = reader.inclusion(AUDITOR, leaf=transparency.leaf_hash(entry))
+
+    assert waiting.value.reason == "LOG_ENTRY_NOT_INTEGRATED"
+    assert [shown.entry.entry for shown, _ in found.entries] == [entry]
+
+
+def _tamper(log: Log, statement: object) -> None:
+    with log.db.uow(write=True) as uow:
+        uow.session.execute(statement)  # type: ignore[call-overload]
+        uow.commit()
+
+
+DAMAGE = {
+    # A complete bottom tile: its parent in the tile above still holds the old root.
+    "bottom tile": lambda: (
+        update(LogTileRow).where(LogTileRow.level == 0, LogTileRow.idx == 0).values(hashes=os.urandom(32 * 256))
+    ),
+    # The partial top tile: what the checkpoint's root is computed from.
+    "edge tile": lambda: (
+        update(LogTileRow).where(LogTileRow.level == 0, LogTileRow.idx == 1).values(hashes=os.urandom(32 * 46))
+    ),
+    "entry rewritten": lambda: update(LogEntryRow).where(LogEntryRow.idx == 7).values(entry=b"rewritten"),
+    "entries swapped": lambda: (
+        update(LogEntryRow).where(LogEntryRow.idx.in_([3, 4])).values(idx=case((LogEntryRow.idx == 3, -4), else_=-3))
+    ),
+    "entry deleted": lambda: delete(LogEntryRow).where(LogEntryRow.idx == 7),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_tree_that_does_not_recompute_is_neither_served_nor_extended(log: Log, damage: str) -> None:
+    log.append(300)
+    log.integrate()
+    _tamper(log, DAMAGE[damage]())
+    if damage == "entries swapped":
+        _tamper(log, update(LogEntryRow).where(LogEntryRow.idx < 0).values(idx=-LogEntryRow.idx))
+    health = LogHealth()
+
+    with pytest.raises(DataLoss) as audited:
+        audit(log.db, health)
+    reader = log.reader(health)
+    with pytest.raises(DataLoss) as later:
+        reader.checkpoint()  # once inconsistent, nothing more is served
+    log.append(1)
+
+    assert audited.value.reason == later.value.reason == "TRANSPARENCY_LOG_INCONSISTENT"
+    assert log.sequencer(health).integrate() == 0
+    with log.db.uow() as uow:
+        assert uow.log.head().tree_size == 302
+
+
+@pytest.mark.parametrize("damage", ["edge tile", "entry rewritten", "entry deleted", "entries swapped"])
+def test_what_an_answer_touches_is_checked_as_it_is_served(log: Log, damage: str) -> None:
+    log.append(300)
+    log.integrate()
+    _tamper(log, DAMAGE[damage]())
+    if damage == "entries swapped":
+        _tamper(log, update(LogEntryRow).where(LogEntryRow.idx < 0).values(idx=-LogEntryRow.idx))
+    reader = log.reader()
+
+    with pytest.raises(DataLoss) as refused:
+        if damage == "edge tile":
+            reader.checkpoint()
+        else:
+            reader.list_entries(AUDITOR, start_index=0, page_size=100, page_token="")
+
+    assert refused.value.reason == "TRANSPARENCY_LOG_INCONSISTENT"
+
+
+def test_an_intact_log_passes_the_audit(log: Log) -> None:
+    log.append(700)
+    log.integrate()
+    log.append(5)
+    log.integrate()
+
+    assert audit(log.db, LogHealth(), chunk=256) == 707
+
+
+def test_the_sequencer_refuses_to_extend_damaged_tiles(log: Log) -> None:
+    log.append(10)
+    log.integrate()
+    _tamper(
+        log, update(LogTileRow).where(LogTileRow.level == 0, LogTileRow.idx == 0).values(hashes=os.urandom(32 * 12))
+    )
+    log.append(1)
+
+    with pytest.raises(DataLoss):
+        log.integrate()
+
+    with log.db.uow() as uow:
+        assert (uow.log.head().tree_size, uow.log.pending_count()) == (12, 1)
+        assert set(uow.log.read_tiles([Tile(0, 0)])) == {Tile(0, 0)}
