@@ -26,6 +26,7 @@ from typing import Any
 
 import grpc
 import pytest
+from charter.envelope import DECISION_RECORD_PAYLOAD_TYPE
 from charter.v1 import access_service_pb2 as access_pb
 from charter.v1 import (
     api_key_pb2,
@@ -42,6 +43,7 @@ from charter.v1 import decision_pb2 as decision_pb
 from charter.v1 import envelope_pb2 as envelope_pb
 from charter.v1 import grant_service_pb2 as grant_pb
 from charter.v1 import key_service_pb2 as key_pb
+from charter.v1 import offline_service_pb2 as offline_pb
 from charter.v1 import terms_pb2 as terms_pb
 from charter.v1 import transparency_service_pb2 as ts_pb
 from charter.v1 import usage_service_pb2 as usage_pb
@@ -2519,6 +2521,20 @@ def usage_cases() -> list[Case]:
             ),
             record_case("happen_time-missing", usage_record(happen_time=None), "happen_time"),
             record_case(
+                "decision_record-a_receipt",
+                usage_record(receipt=None, decision_record=lambda ctx: ctx.targets.receipt),
+                "decision_record.payload_type",
+            ),
+            record_case(
+                "decision_record-and_a_receipt",
+                usage_record(
+                    decision_record=lambda ctx: envelope_pb.Envelope(
+                        payload_type=DECISION_RECORD_PAYLOAD_TYPE, payload=b"{}"
+                    )
+                ),
+                "receipt",
+            ),
+            record_case(
                 "everything",
                 usage_record(
                     idempotency_key="",
@@ -2601,7 +2617,151 @@ def transparency_cases() -> list[Case]:
     ]
 
 
-CASES = [*build_cases(), *character_cases(), *grant_cases(), *usage_cases(), *transparency_cases()]
+def series_cases() -> list[Case]:
+    """GetUsageSeries: ids, dates, grouping and the cap on series, each out of range."""
+    rpc = "UsageService.GetUsageSeries"
+
+    def series(**changes: Any) -> Callable[[Ctx], message.Message]:
+        return lambda ctx: usage_pb.GetUsageSeriesRequest(
+            **{
+                "rights_holder_id": ctx.targets.owner.id,
+                "start_date": "2020-01-01",
+                "end_date": "2020-01-31",
+                "grouping": usage_pb.USAGE_SERIES_GROUPING_CHARACTER,
+                **changes,
+            }
+        )
+
+    return [
+        case(f"{rpc}-rights_holder_id-malformed", rpc, series(rights_holder_id="rh_nope"), "rights_holder_id"),
+        case(f"{rpc}-character_id-malformed", rpc, series(character_id="chr_nope"), "character_id"),
+        case(f"{rpc}-licensee_id-malformed", rpc, series(licensee_id="lic_nope"), "licensee_id"),
+        case(f"{rpc}-max_series-negative", rpc, series(max_series=-1), "max_series"),
+        case(f"{rpc}-dates-missing", rpc, series(start_date="", end_date=""), "start_date"),
+        case(f"{rpc}-start_date-not_a_date", rpc, series(start_date="2020-13-01"), "start_date"),
+        case(f"{rpc}-end_date-before_start", rpc, series(end_date="2019-12-31"), "end_date"),
+        case(f"{rpc}-grouping-unknown", rpc, series(grouping=99), "grouping"),
+    ]
+
+
+def offline_cases() -> list[Case]:
+    """OfflineService: licensee keys (staff naming the licensee) and quota leases (generators)."""
+    register, listing, revoke = (
+        "OfflineService.RegisterLicenseeKey",
+        "OfflineService.ListLicenseeKeys",
+        "OfflineService.RevokeLicenseeKey",
+    )
+    lease, renew, give_back = (
+        "OfflineService.LeaseQuota",
+        "OfflineService.RenewQuotaLease",
+        "OfflineService.ReturnQuotaLease",
+    )
+    a_key = bytes(range(32))
+
+    def registering(**changes: Any) -> Callable[[Ctx], message.Message]:
+        return lambda ctx: offline_pb.RegisterLicenseeKeyRequest(
+            **{"licensee_id": ctx.targets.licensee_id, "public_key": a_key, "display_name": "backend", **changes}
+        )
+
+    def leasing(**changes: Any) -> Callable[[Ctx], message.Message]:
+        return lambda ctx: offline_pb.LeaseQuotaRequest(
+            **{
+                "character_id": ctx.targets.opted_in_id,
+                "grant_id": ctx.targets.grant_id,
+                "uses": 5,
+                "ttl": duration_pb2.Duration(seconds=60),
+                **changes,
+            }
+        )
+
+    a_lease = ids.new_id("quota_lease")
+    ttl = duration_pb2.Duration(seconds=60)
+    return [
+        case(f"{register}-public_key-short", register, registering(public_key=a_key[:31]), "public_key"),
+        case(f"{register}-display_name-empty", register, registering(display_name=""), "display_name"),
+        case(f"{register}-display_name-long", register, registering(display_name="x" * 201), "display_name"),
+        case(f"{register}-licensee_id-malformed", register, registering(licensee_id="lic_nope"), "licensee_id"),
+        case(
+            f"{register}-replaces_key_id-malformed",
+            register,
+            registering(replaces_key_id="lk_nope"),
+            "replaces_key_id",
+        ),
+        case(f"{listing}-licensee_id-malformed", listing, fixed(offline_pb.ListLicenseeKeysRequest()), "licensee_id"),
+        case(
+            f"{revoke}-everything",
+            revoke,
+            fixed(offline_pb.RevokeLicenseeKeyRequest(key_id="lk_nope", reason="")),
+            "key_id",
+            "reason",
+        ),
+        case(
+            f"{lease}-everything",
+            lease,
+            leasing(character_id="chr_nope", grant_id="grt_nope", uses=0, ttl=None),
+            "character_id",
+            "grant_id",
+            "uses",
+            "ttl",
+            caller="generator",
+        ),
+        case(
+            f"{lease}-ttl-over_a_day",
+            lease,
+            leasing(ttl=duration_pb2.Duration(seconds=86_401)),
+            "ttl",
+            caller="generator",
+        ),
+        case(
+            f"{renew}-everything",
+            renew,
+            fixed(offline_pb.RenewQuotaLeaseRequest(lease_id="ql_nope", add_uses=-1)),
+            "lease_id",
+            "add_uses",
+            "ttl",
+            caller="generator",
+        ),
+        case(
+            f"{renew}-ttl-zero",
+            renew,
+            fixed(offline_pb.RenewQuotaLeaseRequest(lease_id=a_lease, ttl=duration_pb2.Duration(seconds=0))),
+            "ttl",
+            caller="generator",
+        ),
+        case(
+            f"{give_back}-everything",
+            give_back,
+            fixed(offline_pb.ReturnQuotaLeaseRequest(lease_id="ql_nope", spent_uses=-1)),
+            "lease_id",
+            "spent_uses",
+            caller="generator",
+        ),
+        case(
+            f"{give_back}-spent_uses-negative",
+            give_back,
+            fixed(offline_pb.ReturnQuotaLeaseRequest(lease_id=a_lease, spent_uses=-1)),
+            "spent_uses",
+            caller="generator",
+        ),
+        case(
+            f"{renew}-add_uses-negative",
+            renew,
+            fixed(offline_pb.RenewQuotaLeaseRequest(lease_id=a_lease, add_uses=-1, ttl=ttl)),
+            "add_uses",
+            caller="generator",
+        ),
+    ]
+
+
+CASES = [
+    *build_cases(),
+    *character_cases(),
+    *grant_cases(),
+    *usage_cases(),
+    *series_cases(),
+    *transparency_cases(),
+    *offline_cases(),
+]
 
 
 # The fields the .proto comments call output only, per message: the server ignores them on input.
