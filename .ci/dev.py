@@ -4,10 +4,11 @@
 This script uses the standard library only, so it runs on a fresh machine that
 has nothing but Python 3.11+ (with pip and venv). Every command first makes
 sure ``.venv`` at the project root exists and holds the current dependencies:
-the SDK with its CLI and screening extras and the server, both editable, plus the pinned
-development tools of the root ``pyproject.toml`` (``[dependency-groups] dev``).
-The install is skipped when a stamp in ``.venv`` shows that the three
-``pyproject.toml`` files have not changed since the last successful one.
+``demo`` only what the service needs (the SDK with its CLI and the server, both
+editable); the others also the SDK's screening extra and the pinned development
+tools of the root ``pyproject.toml`` (``[dependency-groups] dev``). The install
+is skipped when a stamp in ``.venv`` shows that the three ``pyproject.toml``
+files have not changed since the last successful one of that level.
 
 Usage::
 
@@ -45,7 +46,7 @@ PYPROJECTS = (
     ROOT / "server" / "pyproject.toml",
 )
 # Bump when the way the environment is installed changes, so existing stamps become stale.
-SETUP_VERSION = "1"
+SETUP_VERSION = "2"
 DEMO_DATABASE_URL = "sqlite:///.charter/demo.db"
 PYTEST_NO_TESTS_COLLECTED = 5
 USAGE = __doc__.split("Usage::", 1)[1].split("It works", 1)[0].rstrip() if __doc__ else ""
@@ -133,18 +134,36 @@ def create_venv() -> None:
     run([sys.executable, "-m", "pip", "--python", venv_bin("python"), "install", "pip"])
 
 
-def setup(*, force: bool = False) -> None:
-    """Make sure ``.venv`` exists and holds the current dependencies."""
+def installed_level() -> str | None:
+    """Return what the stamp says is installed ("service" or "dev"), or None when out of date."""
+    if not STAMP.exists():
+        return None
+    fingerprint, _, level = STAMP.read_text(encoding="utf-8").strip().partition(" ")
+    if fingerprint != setup_fingerprint():
+        return None
+    return level or "dev"  # stamps written before levels existed were full installs
+
+
+def setup(*, force: bool = False, level: str = "dev") -> None:
+    """Make sure ``.venv`` exists and holds the current dependencies.
+
+    ``level="service"`` installs only what running the service needs (the SDK with its CLI and the
+    server), so the quick start's demo does not wait for the development tools; ``"dev"`` adds
+    them and is what the tests need.
+    """
     if not venv_bin("python").exists():
         create_venv()
         force = True
-    fingerprint = setup_fingerprint()
-    if not force and STAMP.exists() and STAMP.read_text(encoding="utf-8").strip() == fingerprint:
+    have = None if force else installed_level()
+    if have in {"dev", level}:
         return
     python = venv_bin("python")
-    run([python, "-m", "pip", "install", "--upgrade", "pip"])
-    run([python, "-m", "pip", "install", "-e", "./client_sdk[cli,screening]", "-e", "./server", *dev_requirements()])
-    STAMP.write_text(fingerprint + "\n", encoding="utf-8")
+    packages = ["-e", "./client_sdk[cli]", "-e", "./server"]
+    if level == "dev":
+        packages = ["-e", "./client_sdk[cli,screening]", "-e", "./server", *dev_requirements()]
+        run([python, "-m", "pip", "install", "--upgrade", "pip"])
+    run([python, "-m", "pip", "install", *packages])
+    STAMP.write_text(f"{setup_fingerprint()} {level}\n", encoding="utf-8")
     log("environment ready")
 
 
@@ -162,7 +181,7 @@ def exec_tool(args: list[str]) -> None:
 
 def command_demo(extra: list[str]) -> None:
     """Run ``charter-server demo`` on a SQLite file under ``.charter/`` unless told otherwise."""
-    setup()
+    setup(level="service")
     if "CHARTER_DATABASE_URL" not in os.environ:
         (ROOT / ".charter").mkdir(exist_ok=True)
         os.environ["CHARTER_DATABASE_URL"] = DEMO_DATABASE_URL

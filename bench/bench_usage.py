@@ -80,6 +80,7 @@ from charter.v1 import authorization_service_pb2 as az
 from charter.v1 import decision_pb2, terms_pb2, usage_pb2
 from charter.v1 import usage_service_pb2 as us
 from charter_server import logs
+from charter_server.api.authorization import authorize_command
 from charter_server.app import CharterServer
 from charter_server.domain.models import Principal, Role
 from charter_server.services.access import ApiKeyInput
@@ -245,7 +246,8 @@ class World:
             start = self.next_window % len(self.character_ids)
             self.next_window += 1
             window = [self.character_ids[(start + i) % len(self.character_ids)] for i in range(per_receipt)]
-            decided = authorize(self.principal, az.AuthorizeRequest(character_ids=window, context=context))
+            request = az.AuthorizeRequest(character_ids=window, context=context)
+            decided = authorize(self.principal, authorize_command(request))
             if not decided.decision.allowed:
                 raise AssertionError(f"Authorize did not allow the window: {decided.decision}")
             for character_id in window:

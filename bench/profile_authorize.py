@@ -157,10 +157,12 @@ def stages(server: Any, world: World, request: Any) -> dict[str, Callable[[], ob
     """The hot path of ``AuthorizationService.authorize`` cut into its stages, each callable alone."""
     from charter.v1 import authorization_service_pb2 as az
     from charter_server.api import convert
+    from charter_server.api.authorization import authorize_command
     from charter_server.api.dispatch import RPC_COUNT, RPC_SECONDS
     from charter_server.domain.models import Principal, Role
-    from charter_server.services import authorization as module
-    from charter_server.services import receipts
+    from charter_server.services.authorization import receipt as receipts
+    from charter_server.services.authorization.service import stated as state
+    from charter_server.services.authorization.validation import validate
 
     service = server.services.authorization
     view = server.services.view
@@ -169,7 +171,10 @@ def stages(server: Any, world: World, request: Any) -> dict[str, Callable[[], ob
     principal = Principal(world.generator_key_id, Role.GENERATOR, licensee_id=world.licensee_id)
     licensee_id = world.licensee_id
     wire = request.SerializeToString()
-    presented = module._validate(request)
+    command = authorize_command(request)
+    use = command.use
+    assert use is not None
+    presented = validate(command)
     detections = screen.screen(request.prompt) if request.prompt.strip() else []
     order = dict.fromkeys(request.character_ids, True)
     for detection in detections:
@@ -178,10 +183,11 @@ def stages(server: Any, world: World, request: Any) -> dict[str, Callable[[], ob
     detected = {d.character_id for d in detections}
     now = clock.now()
     generation = view.current()
-    outcomes = service._decide(generation, licensee_id, order, detected, presented, request.context, now)
-    digest = receipts.request_digest(request)
-    context = receipts.attested_context(request.context)
-    stated = [module._stated(outcome) for outcome in outcomes]
+    decider = service._decider
+    outcomes = decider.decide(generation, licensee_id, order, detected, presented, use, now)
+    digest = command.request_digest
+    context = receipts.attested_context(use)
+    stated = [state(outcome) for outcome in outcomes]
     signer = service._keys.signer()
     writer = service._receipts
 
@@ -226,14 +232,14 @@ def stages(server: Any, world: World, request: Any) -> dict[str, Callable[[], ob
         RPC_SECONDS.labels(method).observe(0.000123)
 
     return {
-        "authorize (whole method)": lambda: service.authorize(principal, request),
-        "  validate": lambda: module._validate(request),
+        "authorize (whole method)": lambda: service.authorize(principal, authorize_command(request)),
+        "  convert the request (api) and its digest": lambda: authorize_command(request),
+        "  validate": lambda: validate(command),
         "  screen the prompt": (lambda: screen.screen(request.prompt)) if request.prompt else (lambda: None),
         "  clock.now()": clock.now,
         "  view: current + load + is_fresh": view_stage,
-        "  decide": lambda: service._decide(generation, licensee_id, order, detected, presented, request.context, now),
-        "  request digest (deterministic serialize + sha256)": lambda: receipts.request_digest(request),
-        "  attested use context": lambda: receipts.attested_context(request.context),
+        "  decide": lambda: decider.decide(generation, licensee_id, order, detected, presented, use, now),
+        "  attested use context": lambda: receipts.attested_context(use),
         "  receipt (write DecisionReceipt bytes)": payload,
         "  sign (Ed25519 + envelope bytes)": sign,
         "  response (AuthorizeResponse bytes)": respond,
@@ -329,7 +335,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     deadline = Deadline(args.time_limit)
     from charter.v1 import authorization_service_pb2 as az
     from charter_server import logs
+    from charter_server.api.authorization import authorize_command
     from charter_server.domain.models import Principal, Role
+
+    def authorize(principal: Principal, request: az.AuthorizeRequest) -> Any:
+        """As the servicer calls the service: the request converted (and digested) first."""
+        return service.authorize(principal, authorize_command(request))
 
     logs.configure(log_format="json", level=args.log_level)
     print(f"profile_authorize: {args.characters} declared character(s), SQLite; {machine()}", flush=True)
@@ -352,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             for label, request in requests.items():
                 for _ in range(200):  # warm: the view, the terms, the signer
-                    response = service.authorize(principal, request)
+                    response = authorize(principal, request)
                 assert response.decision.allowed, response
                 print(f"\n== {label}: µs per call, best of {args.repeats} x {args.calls} (in process, no gRPC)")
                 for stage, operation in stages(server, world, request).items():
@@ -360,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 profiles.uninstall()  # plain threads here, not profiled ones
                 for threads in (1, 4, 16):
                     cpu, system, wall = concurrent_cost(
-                        partial(service.authorize, principal, request), threads, args.calls, deadline
+                        partial(authorize, principal, request), threads, args.calls, deadline
                     )
                     line(
                         f"authorize from {threads} thread(s) at once",
@@ -373,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 profiler = cProfile.Profile()
                 profiler.enable()
                 for _ in range(args.profile_calls):
-                    service.authorize(principal, request)
+                    authorize(principal, request)
                 profiler.disable()
                 for order in ("tottime", "cumulative"):
                     out = io.StringIO()

@@ -1,14 +1,31 @@
 """One search of a prompt by ``charter.screen.ScreenIndex``: the automaton's hits checked against
 word boundaries (Latin and CJK), plural endings, hashtags and camel case, then the detections and
-the keyword sets found. See ``charter.screen`` for the rules."""
+the keyword sets found. See ``charter.screen`` for the rules.
+
+**Bounded work.** Every prompt costs work linear in its length with small constants, whatever
+it holds; the parts that could cost more are bounded outright and counted in `ScreenWork`:
+
+* the analysers see at most `ANALYSER_BUDGET` characters per screen (both passes together):
+  each candidate's window (its CJK run, at most `_WINDOW` characters each side) is analysed
+  once and reused by every later candidate it covers with `_CONTEXT` characters of context; a
+  candidate found when the budget is spent counts as a match without asking (fail closed: an
+  adversary who floods a prompt with candidates gets more detections, never fewer);
+* hashtags are found once per prompt and looked up by bisection;
+* a search yields plain tuples; `Detection` objects are made only for what is reported, at most
+  `MAX_OCCURRENCES` per character and ambiguity (``ScreenIndex.find``).
+"""
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from charter.decisions import Detection, DetectionRule
+import regex
+
+from charter.decisions import DetectionRule
 from charter.names import NormalizedText, is_cjk, is_ignorable, is_word_char, normalize_text
 
 if TYPE_CHECKING:
@@ -19,25 +36,74 @@ Rule = DetectionRule
 Entry = tuple[str, str, bool, Rule]
 # A keyword a key stands for: (index of the keyword set in the index, index of the keyword).
 KeywordRef = tuple[int, int]
+# A detection before it is made a `Detection`: (start, end, character id, name as registered,
+# ambiguous, rule, keyword set name); start and end in code points of the prompt.
+Found = tuple[int, int, str, str, bool, Rule, str]
+
+MAX_OCCURRENCES = 8
+"""Detections reported per character and ambiguity (and keyword set): the first ones. What a
+prompt decides depends only on which characters it names and whether ambiguously, so the rest
+add nothing but work and bytes (a prompt may name one character a thousand times)."""
+
+ANALYSER_BUDGET = 1024
+"""Characters of a prompt the analysers may see in one screen (both passes together). A 300-
+character prompt with CJK candidates uses one or two windows of about 100 characters; past the
+budget a CJK candidate counts without asking (fail closed)."""
+
+
+@dataclass(slots=True)
+class ScreenWork:
+    """What one screen did, counted: the bounds of `charter.screen` are enforced, and tests and
+    the benchmark check them through these counts.
+
+    Attributes:
+        hits: Automaton hits (both passes).
+        checked: Hits checked against boundaries (the others named only characters reported
+            `MAX_OCCURRENCES` times already).
+        analysed: Characters given to the analysers.
+        analyser_calls: Windows analysed.
+        unanalysed: CJK candidates counted without the analyser because the budget was spent.
+        slow_clusters: Clusters the normalisation folded one by one in Python.
+        found: Detections found before the cap on occurrences.
+        reported: Detections reported.
+    """
+
+    hits: int = 0
+    checked: int = 0
+    analysed: int = 0
+    analyser_calls: int = 0
+    unanalysed: int = 0
+    slow_clusters: int = 0
+    found: int = 0
+    reported: int = 0
 
 
 class Search:
     """One search of one prompt (or of its look-alike replacement, which has the same length)."""
 
-    __slots__ = ("_hashtags", "_index", "_key", "_prompt", "_skeleton", "_text", "_words")
+    __slots__ = ("_hashtags", "_index", "_kana", "_key", "_prompt", "_skeleton", "_text", "_windows", "_work")
 
-    def __init__(self, index: ScreenIndex, prompt: str, searched: str, *, skeleton: bool = False) -> None:
+    def __init__(
+        self, index: ScreenIndex, prompt: str, searched: str, work: ScreenWork, *, skeleton: bool = False
+    ) -> None:
         self._index = index
         self._prompt = prompt
         self._text: NormalizedText = normalize_text(searched)
         self._key = self._text.key
         self._skeleton = skeleton
-        self._words: dict[tuple[int, int], list[tuple[int, int, bool]]] = {}  # analysed CJK runs
+        self._work = work
+        work.slow_clusters += self._text.slow_clusters
+        # Analysed windows of the prompt: (start, end, words), in order of start.
+        self._windows: list[tuple[int, int, list[tuple[int, int, bool]]]] = []
         self._hashtags: list[tuple[int, int]] | None = None  # found on first need
+        self._kana: bool | None = None  # whether the prompt has kana, found on first need
 
-    def run(self, seen: set[tuple[str, int, int]] | None = None) -> list[Detection]:
-        """The detections of this search; for the look-alike search, those not in ``seen`` (by
-        character and span), each reported with `Rule.SKELETON`."""
+    def run(
+        self, seen: set[tuple[str, int, int]] | None = None, full: set[tuple[str, bool]] | None = None
+    ) -> list[Found]:
+        """The detections of this search, ordered by start; for the look-alike search, those not
+        in ``seen`` (by character and span), each reported with `Rule.SKELETON`, and none of the
+        characters (with their ambiguity) in ``full``, reported `MAX_OCCURRENCES` times already."""
         key = self._key
         last = len(key) - 1
         suppressed = self._index._suppressed if self._skeleton else frozenset()
@@ -47,7 +113,22 @@ class Search:
         kept: list[tuple[int, int, tuple[Entry, ...], bool]] = []
         keywords: dict[KeywordRef, tuple[int, int]] = {}
         automaton = self._index.automaton
-        for hit, (length, bounded_start, bounded_end, cjk_start, cjk_end, entries, refs, word) in automaton.iter(key):
+        # A kept match that starts more than the longest key before the current end can no longer
+        # be swallowed: it is settled. A character (with its ambiguity) settled `MAX_OCCURRENCES`
+        # times is reported in full, so later matches naming only such characters (and no keyword)
+        # are skipped before any boundary check: a name repeated a thousand times costs a thousand
+        # automaton hits, not a thousand checks. (The look-alike pass starts from ``full``.)
+        full = set() if full is None else full
+        settled, counts, longest = 0, dict[tuple[str, bool], int](), self._index._longest
+        hits = checked = 0
+        for hit, meaning in automaton.iter(key):
+            length, bounded_start, bounded_end, cjk_start, cjk_end, entries, refs, word, groups = meaning
+            hits += 1
+            if settled < len(kept) and kept[settled][0] <= hit - longest:
+                settled = _settle(kept, settled, hit - longest, counts, full)
+            if full and not refs and groups <= full:
+                continue
+            checked += 1
             start, end, plural = hit - length + 1, hit, False
             # A space is the common boundary, checked before anything dearer.
             if (
@@ -78,11 +159,21 @@ class Search:
             if kept and kept[-1][1] > end:
                 continue
             kept.append((start, end + 1, entries, plural))
-        detections: list[Detection] = []
-        text, prompt = self._text, self._prompt
+        self._work.hits += hits
+        self._work.checked += checked
+        found = self._report(kept, seen)
+        if keywords:
+            found = self._descriptions(keywords, found, seen or set())
+        return found
+
+    def _report(
+        self, kept: list[tuple[int, int, tuple[Entry, ...], bool]], seen: set[tuple[str, int, int]] | None
+    ) -> list[Found]:
+        """The detections of the kept matches, with their spans in the prompt and the rule reported."""
+        found: list[Found] = []
+        text = self._text
         for start, end, entries, plural in kept:
             first, stop = text.span(start, end)
-            matched = prompt[first:stop]
             for character_id, alias, ambiguous, rule in entries:
                 reported = rule
                 if seen is not None:
@@ -93,10 +184,8 @@ class Search:
                     reported = Rule.PLURAL
                 elif rule is Rule.JOINED and self._in_hashtag(first):
                     reported = Rule.HASHTAG
-                detections.append(Detection(character_id, alias, first, stop, matched, ambiguous, reported))
-        if keywords:
-            detections = self._descriptions(keywords, detections, seen or set())
-        return detections
+                found.append((first, stop, character_id, alias, ambiguous, reported, ""))
+        return found
 
     # Boundaries --------------------------------------------------------------------------------
 
@@ -129,11 +218,16 @@ class Search:
         return 0
 
     def _in_hashtag(self, position: int) -> bool:
-        """Whether ``position`` of the prompt lies inside a hashtag (``#`` and the word after it)."""
+        """Whether ``position`` of the prompt lies inside a hashtag (``#`` and the word after it).
+        The hashtags are found once, in order and apart, so one bisection answers."""
         if self._hashtags is None:
             prompt = self._prompt
-            self._hashtags = [m.span() for m in re.finditer(r"#\w+", prompt)] if "#" in prompt else []
-        return any(start < position < end for start, end in self._hashtags)
+            self._hashtags = [m.span() for m in _HASHTAG.finditer(prompt)] if "#" in prompt else []
+        hashtags = self._hashtags
+        if not hashtags:
+            return False
+        at = bisect.bisect_left(hashtags, (position,)) - 1  # the last hashtag starting before position
+        return at >= 0 and position < hashtags[at][1]
 
     def _cjk_ok(self, start: int, end: int) -> bool:
         """Whether a key that starts or ends next to more CJK text lines up with word boundaries."""
@@ -158,34 +252,44 @@ class Search:
             return True
         words = self._words_around(first, stop)
         if words is None:
-            return True  # no analyser: count the match (fail closed)
+            return True  # no analyser, or its budget spent: count the match (fail closed)
         return (not need_start or _at_boundary(words, first)) and (not need_end or _at_boundary(words, stop))
 
     def _words_around(self, first: int, stop: int) -> list[tuple[int, int, bool]] | None:
-        """The analyser's words of the CJK run of the prompt around ``[first, stop)``."""
+        """The analyser's words of the CJK run of the prompt around ``[first, stop)``: from a
+        window already analysed that covers it with `_CONTEXT` characters (or up to the run's
+        ends) on each side, else from a new window, if the budget allows (None otherwise)."""
         segmenter = self._index.segmenter
         if segmenter is None:
             return None
         prompt = self._prompt
-        low, high = first, stop
-        limit_low, limit_high = max(0, first - _WINDOW), min(len(prompt), stop + _WINDOW)
-        while low > limit_low and _cjk_like(prompt[low - 1]):
-            low -= 1
-        while high < limit_high and _cjk_like(prompt[high]):
-            high += 1
-        found = self._words.get((low, high))
-        if found is None:
-            run = prompt[low:high]
-            japanese = _has_kana(prompt)
-            found = [(low + s, low + e, known) for s, e, known in segmenter.words(run, japanese=japanese)]
-            self._words[(low, high)] = found
+        limit_low = max(0, first - _WINDOW)
+        low = first - _CJK_LIKE_RUN.match(prompt[limit_low:first][::-1]).end()
+        high = _CJK_LIKE_RUN.match(prompt, stop, min(len(prompt), stop + _WINDOW)).end()
+        need_low, need_high = max(low, first - _CONTEXT), min(high, stop + _CONTEXT)
+        windows = self._windows
+        # The window starting last at or before need_low covers it if any does (windows are
+        # analysed only where none covered, so they rarely nest); one bisection, not a scan.
+        at = bisect.bisect_right(windows, (need_low, _AFTER)) - 1
+        if at >= 0 and need_high <= windows[at][1]:
+            return windows[at][2]
+        work = self._work
+        if work.analysed + (high - low) > ANALYSER_BUDGET:
+            work.unanalysed += 1
+            return None
+        work.analysed += high - low
+        work.analyser_calls += 1
+        if self._kana is None:
+            self._kana = _has_kana(prompt)
+        found = [(low + s, low + e, known) for s, e, known in segmenter.words(prompt[low:high], japanese=self._kana)]
+        bisect.insort(windows, (low, high, found))
         return found
 
     # Descriptions ------------------------------------------------------------------------------
 
     def _descriptions(
-        self, found: dict[KeywordRef, tuple[int, int]], detections: list[Detection], seen: set[tuple[str, int, int]]
-    ) -> list[Detection]:
+        self, found: dict[KeywordRef, tuple[int, int]], detections: list[Found], seen: set[tuple[str, int, int]]
+    ) -> list[Found]:
         """Add a detection per keyword set whose every keyword was found (unless ``seen``)."""
         sets = self._index.keyword_sets
         for position in sorted({p for p, _ in found}):
@@ -198,35 +302,60 @@ class Search:
             if (character_id, first, stop) in seen:
                 continue
             label = " + ".join(variants[0] for variants in keyword_set.keywords)
-            text = self._prompt[first:stop]
-            detections.append(
-                Detection(character_id, label, first, stop, text, False, Rule.DESCRIPTION, keyword_set.name)
-            )
-        return sorted(detections, key=lambda d: d.start)
+            detections.append((first, stop, character_id, label, False, Rule.DESCRIPTION, keyword_set.name))
+        detections.sort(key=_start)
+        return detections
 
 
-def outermost(detections: list[Detection]) -> list[Detection]:
+def _settle(
+    kept: list[tuple[int, int, tuple[Entry, ...], bool]],
+    settled: int,
+    horizon: int,
+    counts: dict[tuple[str, bool], int],
+    full: set[tuple[str, bool]],
+) -> int:
+    """Count the kept matches from ``settled`` on that start at or before ``horizon`` (no later
+    match can swallow them) per character and ambiguity, adding to ``full`` each one that reaches
+    `MAX_OCCURRENCES`; return the index of the first match not settled."""
+    while settled < len(kept) and kept[settled][0] <= horizon:
+        for character_id, _, ambiguous, _ in kept[settled][2]:
+            count = counts[character_id, ambiguous] = counts.get((character_id, ambiguous), 0) + 1
+            if count >= MAX_OCCURRENCES:
+                full.add((character_id, ambiguous))
+        settled += 1
+    return settled
+
+
+def _start(found: Found) -> int:
+    return found[0]
+
+
+def outermost(found: list[Found]) -> list[Found]:
     """The detections that do not lie inside a longer one. One pass in order of start (longest
     first): a span lies inside another only if one that starts no later reaches at least as far."""
-    kept: list[Detection] = []
+    kept: list[Found] = []
     reach, reach_start = -1, -1  # the furthest end so far, and the start of the span reaching it
-    for d in sorted(detections, key=lambda d: (d.start, -d.end)):
-        if not d.described:
-            if d.end <= reach and (reach_start, reach) != (d.start, d.end):
+    for d in sorted(found, key=lambda d: (d[0], -d[1])):
+        start, end = d[0], d[1]
+        if d[5] is not Rule.DESCRIPTION:
+            if end <= reach and (reach_start, reach) != (start, end):
                 continue
-            if d.end > reach:
-                reach, reach_start = d.end, d.start
+            if end > reach:
+                reach, reach_start = end, start
         kept.append(d)
-    return sorted(kept, key=lambda d: d.start)
+    kept.sort(key=_start)
+    return kept
 
 
 _WINDOW = 48  # characters of CJK text on each side of a candidate given to the analyser
-
-
-def _cjk_like(ch: str) -> bool:
-    """Part of a CJK run for the analyser: CJK characters, the middle dot and the long vowel mark,
-    and the half-width and voicing forms that fold into them."""
-    return is_cjk(ch) or ch in "・ー゛゜" or 0xFF65 <= ord(ch) <= 0xFF9F or is_ignorable(ch)
+_CONTEXT = 16  # characters of context on each side with which an analysed window answers a candidate
+_HASHTAG = re.compile(r"#\w+")
+# Part of a CJK run for the analyser: CJK characters, the middle dot and the long vowel mark,
+# the half-width and voicing forms that fold into them, and invisible characters.
+_CJK_LIKE_RUN = regex.compile(
+    r"[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003ffff"
+    r"\u3005・ー゛゜\uff65-\uff9f\p{Default_Ignorable_Code_Point}\p{Cf}]*"
+)
 
 
 _KANA = re.compile("[\u3040-\u30ff\uff66-\uff9d]")
@@ -247,13 +376,20 @@ def _has_kana(text: str) -> bool:
 
 
 def _at_boundary(words: Sequence[tuple[int, int, bool]], position: int) -> bool:
-    """Whether ``position`` starts or ends a word, or lies inside a word the analyser did not know."""
-    for start, end, known in words:
-        if position in (start, end):
-            return True
-        if start < position < end:
-            return not known
+    """Whether ``position`` starts or ends a word, or lies inside a word the analyser did not know.
+    The words are in order and apart, so one bisection finds the word at ``position``."""
+    at = bisect.bisect_right(words, (position, _AFTER)) - 1  # the last word starting at or before position
+    if at < 0:
+        return True
+    start, end, known = words[at]
+    if position in (start, end):
+        return True
+    if position < end:
+        return not known
     return True
+
+
+_AFTER = 1 << 62  # sorts after any end position: (position, _AFTER) follows every word starting at position
 
 
 def _hangul(ch: str) -> bool:

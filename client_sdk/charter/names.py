@@ -357,7 +357,7 @@ class NormalizedText:
     counting separators, only for the ranges asked for.
     """
 
-    __slots__ = ("_cursor", "_folded", "_joined", "_spans", "key")
+    __slots__ = ("_cursor", "_folded", "_joined", "_spans", "key", "slow_clusters")
 
     def __init__(
         self,
@@ -376,6 +376,8 @@ class NormalizedText:
         # The start of the last range asked for and its index in the text: ranges asked for in
         # order of start are found by counting from there.
         self._cursor = (0, 0)
+        self.slow_clusters = 0
+        """How many clusters were folded one by one in Python (the rest in C)."""
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """The ``(start, end)`` span of the text that ``key[start:end]`` came from (end exclusive).
@@ -424,7 +426,9 @@ def normalize_text(text: str) -> NormalizedText:
     folded = _fold_one_to_one(text)
     if folded is None:
         key, spans = _general(text)
-        return NormalizedText(key, None, spans)
+        normalized = NormalizedText(key, None, spans)
+        normalized.slow_clusters = len(text)
+        return normalized
     if _JOINED in folded:
         return NormalizedText(_squeeze(folded.replace(_JOINED, "")), folded.replace(_JOINED, " "), None, folded)
     return NormalizedText(_squeeze(folded), folded)

@@ -45,7 +45,14 @@ name into another (their keys merge) is not applied for that name, and the merge
 
 **Overlaps.** A match that lies inside a longer match is dropped; matches that overlap in part
 are both kept. Each (character, span) is reported once, ordered by start; spans are in code
-points of the original prompt, end exclusive.
+points of the original prompt, end exclusive. At most `MAX_OCCURRENCES` detections are reported
+per character and ambiguity (and keyword set), the first ones: a decision depends only on which
+characters a prompt names and whether ambiguously.
+
+**Bounded work.** No prompt costs more than work linear in its length with small constants: the
+analysers see at most `ANALYSER_BUDGET` characters per screen (past it, a CJK candidate counts
+without asking: fail closed), and matches naming only characters already reported in full are
+skipped before any check. `ScreenWork` counts what a screen did (see ``charter._search``).
 
 **Descriptions.** A keyword set matches when every one of its keywords (any variant) is found
 with the same boundary rules, anywhere and in any order (`Rule.DESCRIPTION`, best-effort).
@@ -59,19 +66,23 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from charter._analysers import Segmenter, WordSegmenter, default_segmenter
-from charter._search import KeywordRef, Search, outermost
+from charter._search import ANALYSER_BUDGET, MAX_OCCURRENCES, Found, KeywordRef, ScreenWork, Search, outermost
 from charter.decisions import Detection, DetectionRule
 from charter.names import is_cjk, is_word_char, normalize
 
 __all__ = [
+    "ANALYSER_BUDGET",
+    "MAX_OCCURRENCES",
     "KeywordSet",
     "Rule",
     "ScreenCharacter",
     "ScreenIndex",
     "ScreenName",
+    "ScreenWork",
     "Segmenter",
     "WordSegmenter",
     "look_alike_key",
@@ -283,6 +294,7 @@ class ScreenIndex:
     segmenter: Segmenter | None = None
     marker: object = None
     _suppressed: frozenset[str] = frozenset()
+    _longest: int = 0  # the length of the longest key
 
     @classmethod
     def build(
@@ -341,7 +353,8 @@ class ScreenIndex:
         for key, meaning in by_key.items():
             entries = tuple((cid, alias, ambiguous, rule) for cid, (alias, ambiguous, rule) in meaning.entries.items())
             bounds = (_bounded(key[0]), _bounded(key[-1]), is_cjk(key[0]), is_cjk(key[-1]))
-            automaton.add_word(key, (len(key), *bounds, entries, tuple(meaning.keywords), key))
+            groups = frozenset((cid, ambiguous) for cid, _, ambiguous, _ in entries)
+            automaton.add_word(key, (len(key), *bounds, entries, tuple(meaning.keywords), key, groups))
         automaton.make_automaton()
         return cls(
             automaton,
@@ -353,16 +366,51 @@ class ScreenIndex:
             segmenter=segmenter,
             marker=marker,
             _suppressed=frozenset(suppressed),
+            _longest=max(map(len, by_key)),
         )
 
-    def find(self, prompt: str) -> list[Detection]:
-        """Every detection in ``prompt``, ordered by start (see the module docstring)."""
+    def find(self, prompt: str, *, work: ScreenWork | None = None) -> list[Detection]:
+        """Every detection in ``prompt``, ordered by start (see the module docstring): at most
+        `MAX_OCCURRENCES` per character and ambiguity, the first ones.
+
+        Args:
+            prompt: The prompt.
+            work: Counts what this screen did, if given (see `ScreenWork`).
+        """
         if self.automaton is None:
             return []
-        detections = Search(self, prompt, prompt).run()
+        if work is None:
+            work = ScreenWork()
+        found = Search(self, prompt, prompt, work).run()
         if not prompt.isascii() and _has_look_alikes(prompt):
-            seen = {(d.character_id, d.start, d.end) for d in detections}
-            extra = Search(self, prompt, _skeleton(prompt), skeleton=True).run(seen)
+            seen = {(d[2], d[0], d[1]) for d in found}
+            # What the first pass reported in full needs no look-alike occurrences.
+            counts: dict[tuple[str, bool], int] = {}
+            for d in found:
+                counts[d[2], d[4]] = counts.get((d[2], d[4]), 0) + 1
+            full = {group for group, count in counts.items() if count >= MAX_OCCURRENCES}
+            extra = Search(self, prompt, _skeleton(prompt), work, skeleton=True).run(seen, full)
             if extra:
-                detections = outermost(sorted(detections + extra, key=lambda d: d.start))
+                found = outermost(sorted(found + extra, key=itemgetter(0)))
+        work.found += len(found)
+        detections = [
+            Detection(character_id, alias, start, end, prompt[start:end], ambiguous, rule, keyword_set)
+            for start, end, character_id, alias, ambiguous, rule, keyword_set in _first_occurrences(found)
+        ]
+        work.reported += len(detections)
         return detections
+
+
+def _first_occurrences(found: list[Found]) -> list[Found]:
+    """``found`` with at most `MAX_OCCURRENCES` of each character, ambiguity and keyword set."""
+    if len(found) <= MAX_OCCURRENCES:
+        return found
+    counts: dict[tuple[str, bool, str], int] = {}
+    kept = []
+    for item in found:
+        group = (item[2], item[4], item[6])
+        count = counts.get(group, 0)
+        if count < MAX_OCCURRENCES:
+            counts[group] = count + 1
+            kept.append(item)
+    return kept

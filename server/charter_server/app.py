@@ -42,8 +42,7 @@ from charter_server.config import Settings
 from charter_server.domain.clock import Clock, SystemClock
 from charter_server.domain.errors import DomainError
 from charter_server.services.access import AccessService, Authenticator
-from charter_server.services.authorization import AuthorizationService
-from charter_server.services.authorization_view import AuthorizationView
+from charter_server.services.authorization import AuthorizationService, AuthorizationView
 from charter_server.services.catalog import CatalogService
 from charter_server.services.characters import CharacterService
 from charter_server.services.deployment import set_authorization_lease

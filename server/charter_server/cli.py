@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, TypeVar
 
@@ -254,20 +256,31 @@ def create_admin_key(
     print(created.secret)
 
 
+def _tool_paths() -> tuple[str, str]:
+    """The Python and the ``charter`` CLI of this installation, quoted for a shell."""
+    bin_dir = Path(sys.executable).parent
+    charter_cli = bin_dir / "charter"
+    return shlex.quote(sys.executable), shlex.quote(str(charter_cli)) if charter_cli.exists() else "charter"
+
+
 @app.command()
-def demo(ctx: typer.Context) -> None:
+def demo(
+    ctx: typer.Context,
+    listen: Annotated[str | None, typer.Option("--listen", help="host:port to serve on [127.0.0.1:50051]")] = None,
+) -> None:
     """Migrate, seed a small demo catalogue with a key per role (printed once), and serve."""
     from charter_server import demo as demo_data
 
     settings: Settings = ctx.obj
-    settings = Settings.from_env(**{**_as_dict(settings), "migrate": True})
+    overrides: dict[str, Any] = {"migrate": True} if listen is None else {"migrate": True, "listen": listen}
+    settings = Settings.from_env(**{**_as_dict(settings), **overrides})
     try:
         server = build_server(settings)
     except StartupError as error:
         raise _fail(str(error)) from None
     with server.db.uow() as uow:
         seeded_before = uow.api_keys.count_admins() > 0
-    out = Console()
+    out = Console(soft_wrap=True)  # ids are never broken across lines, whatever the width
     if seeded_before:
         out.print(
             "[yellow]Demo data already present; its keys were printed when it was created.[/yellow]\n"
@@ -282,22 +295,26 @@ def demo(ctx: typer.Context) -> None:
         out.print("API keys, shown only now (store them; only their hashes are kept):")
         for role, secret in data.secrets.items():
             print(f"  {role.value:<14} {secret}")
-        print("\nTry the SDK from another terminal (.venv/bin/python, or after pip install ./client_sdk):")
-        print(
-            '  python3 -c "import charter; '
-            f"c = charter.Client('{settings.listen}', api_key='{data.secrets[Role.ADMIN]}'); "
-            'print([h.display_name for h in c.list_rights_holders()])"'
+        # Full paths, so that the commands work when pasted into a new shell without .venv on PATH.
+        python, charter_cli = _tool_paths()
+        target = shlex.quote(settings.listen)
+        print("\nTry the SDK from another terminal:")
+        snippet = (
+            f'import charter; c = charter.Client("{settings.listen}", api_key="{data.secrets[Role.ADMIN]}"); '
+            "print([h.display_name for h in c.list_rights_holders()])"
         )
+        print(f"  {python} -c {shlex.quote(snippet)}")
         print("\nAsk, as the generation backend, whether a prompt may be rendered:")
         print(
-            f"  charter --target {settings.listen} --api-key {data.secrets[Role.GENERATOR]} "
+            f"  {charter_cli} --target {target} --api-key {data.secrets[Role.GENERATOR]} "
             "authorize --prompt 'Hoshino Aoi dancing on a stage' --use-type image-generation --rating all-ages"
         )
         print("\nSee, as the rights holder, this month's revenue-share statement (one use is already reported):")
         print(
-            f"  charter --target {settings.listen} --api-key {data.secrets[Role.RIGHTS_HOLDER]} "
-            f"statements show --rights-holder {data.rights_holder_id} --period {datetime.now(UTC):%Y-%m}"
+            f"  {charter_cli} --target {target} --api-key {data.secrets[Role.RIGHTS_HOLDER]} "
+            f"statements show --period {datetime.now(UTC):%Y-%m}"
         )
+        sys.stdout.flush()
     _serve(server)
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from charter.v1 import authorization_service_pb2, decision_pb2, terms_pb2, usage_pb2, usage_service_pb2
+from charter.v1 import authorization_service_pb2, decision_pb2, terms_pb2, usage_pb2
 from google.protobuf import timestamp_pb2
 
+from charter_server.api import convert_usage
+from charter_server.api.authorization import authorize_command
 from charter_server.app import Services
 from charter_server.domain.models import AliasKind, Principal, Role
 from charter_server.services.access import ApiKeyInput
@@ -94,9 +96,8 @@ def _first_use(services: Services, generator: Principal, character_id: str) -> N
     context = decision_pb2.UseContext(
         use_type=terms_pb2.USE_TYPE_IMAGE_GENERATION, content_rating=terms_pb2.CONTENT_RATING_ALL_AGES
     )
-    decided = services.authorization.authorize(
-        generator, authorization_service_pb2.AuthorizeRequest(character_ids=[character_id], context=context)
-    )
+    request = authorization_service_pb2.AuthorizeRequest(character_ids=[character_id], context=context)
+    decided = services.authorization.authorize(generator, authorize_command(request))
     happened = timestamp_pb2.Timestamp()
     happened.FromDatetime(datetime.now(UTC))
     record = usage_pb2.UsageRecord(
@@ -106,4 +107,4 @@ def _first_use(services: Services, generator: Principal, character_id: str) -> N
         uses=1,
         happen_time=happened,
     )
-    services.usage.report(generator, usage_service_pb2.ReportUsageRequest(records=[record]))
+    services.usage.report(generator, [convert_usage.usage_record(record)])

@@ -5,7 +5,10 @@
 * only ``charter.cli`` (the optional ``[cli]`` extra) imports Typer and Rich;
 * ``charter_server.domain`` imports neither gRPC nor SQLAlchemy;
 * ``charter_server.storage`` imports neither ``charter_server.api`` nor ``charter_server.services``;
-* ``charter_server.services`` imports neither ``charter_server.api`` nor gRPC.
+* ``charter_server.services`` imports neither ``charter_server.api`` nor gRPC;
+* ``charter_server.services`` and ``charter_server.storage`` speak no protobuf: they import
+  ``charter.v1`` only where `PROTOBUF_EXCEPTIONS` says so, each with its reason (the README's
+  "Development" section lists the same exceptions).
 
 Every import counts, also those under ``if TYPE_CHECKING:`` and inside functions, and so do
 ``importlib.import_module("...")`` and ``__import__("...")`` with a literal name. The rules
@@ -28,13 +31,74 @@ SOURCE_ROOTS = ((ROOT / "client_sdk", "charter"), (ROOT / "server", "charter_ser
 
 
 @dataclass(frozen=True)
+class Allowed:
+    """A documented exception to a rule: ``module`` (and its submodules) may import ``imported``."""
+
+    module: str
+    imported: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Rule:
-    """Modules under ``scope`` (except those under ``exempt``) must not import ``forbidden``."""
+    """Modules under ``scope`` (except those under ``exempt``) must not import ``forbidden``,
+    except for the imports ``allowed`` names."""
 
     name: str
     scope: str
     forbidden: tuple[str, ...]
     exempt: tuple[str, ...] = ()
+    allowed: tuple[Allowed, ...] = ()
+
+    def allows(self, module: str, imported: str) -> bool:
+        """Whether an exception lets ``module`` import ``imported``."""
+        return any(within(module, a.module) and within(imported, a.imported) for a in self.allowed)
+
+
+_SERVICES = "charter_server.services"
+PROTOBUF_EXCEPTIONS = (
+    Allowed(
+        "charter_server",
+        "charter.v1.terms_pb2",
+        "the terms are a value of the shared pure core: charter.terms evaluates a Terms message on "
+        "the server and offline alike, and grant claims carry it signed, byte for byte",
+    ),
+    Allowed(
+        f"{_SERVICES}.grants",
+        "charter.v1.grant_pb2",
+        "a grant is signed GrantClaims; its verdicts are the shared verifier's GrantVerdict values",
+    ),
+    Allowed(
+        f"{_SERVICES}.grants",
+        "charter.v1.envelope_pb2",
+        "a grant is signed into a DSSE Envelope, and VerifyGrant checks the envelope as received",
+    ),
+    Allowed(
+        f"{_SERVICES}.authorization.receipt",
+        "charter.v1",
+        "a decision receipt is signed DecisionReceipt bytes, built from what Authorize validated; "
+        "AuthorizeResult parses them, and a retried request's kept response is replayed as signed",
+    ),
+    Allowed(
+        f"{_SERVICES}.usage_receipts",
+        "charter.v1",
+        "a usage record's receipt is read in its signed form (DecisionReceipt in an Envelope), never rebuilt",
+    ),
+    *(
+        Allowed(
+            f"{_SERVICES}.authorization.{module}",
+            "charter.v1.envelope_pb2",
+            "a presented grant is verified as the signed envelope received",
+        )
+        for module in ("command", "validation", "decision")
+    ),
+    Allowed(
+        f"{_SERVICES}.authorization.validation",
+        "charter.v1.grant_pb2",
+        "the character and issue time a presented grant claims are read from its GrantClaims "
+        "payload, to index and order the candidates (trusted only once it verified)",
+    ),
+)
 
 
 RULES = (
@@ -60,6 +124,18 @@ RULES = (
         ("charter_server.api", "charter_server.services"),
     ),
     Rule("services import neither the API nor gRPC", "charter_server.services", ("charter_server.api", *GRPC)),
+    Rule(
+        "services speak no protobuf, apart from the documented exceptions",
+        "charter_server.services",
+        ("charter.v1",),
+        allowed=PROTOBUF_EXCEPTIONS,
+    ),
+    Rule(
+        "storage speaks no protobuf, apart from the documented exceptions",
+        "charter_server.storage",
+        ("charter.v1",),
+        allowed=PROTOBUF_EXCEPTIONS,
+    ),
 )
 
 
@@ -119,9 +195,16 @@ def violations(rule: Rule, roots: tuple[tuple[Path, str], ...] = SOURCE_ROOTS) -
             if not within(module, rule.scope) or any(within(module, e) for e in rule.exempt):
                 continue
             source = path.read_text(encoding="utf-8")
-            for imported in sorted(imported_modules(source, module, is_package=is_package, filename=str(path))):
-                if any(within(imported, forbidden) for forbidden in rule.forbidden):
-                    problems.append(f"{path.relative_to(base.parent)}: {module} imports {imported}")
+            found = imported_modules(source, module, is_package=is_package, filename=str(path))
+            for imported in sorted(found):
+                if not any(within(imported, forbidden) for forbidden in rule.forbidden):
+                    continue
+                # `from pkg import mod` also names pkg: an exception for pkg.mod covers that pkg.
+                if rule.allows(module, imported) or any(
+                    other.startswith(imported + ".") and rule.allows(module, other) for other in found
+                ):
+                    continue
+                problems.append(f"{path.relative_to(base.parent)}: {module} imports {imported}")
     return problems
 
 
@@ -129,6 +212,17 @@ def violations(rule: Rule, roots: tuple[tuple[Path, str], ...] = SOURCE_ROOTS) -
 def test_import_rule(rule: Rule) -> None:
     problems = violations(rule)
     assert not problems, f"{rule.name}:\n" + "\n".join(problems)
+
+
+def test_every_exception_is_used_and_explained() -> None:
+    """An exception nobody needs any more is removed, not left to cover a new import."""
+    unused = []
+    for allowed in PROTOBUF_EXCEPTIONS:
+        assert len(allowed.reason.split()) >= 8, allowed
+        lenient = Rule("probe", allowed.module, (allowed.imported,))
+        if not violations(lenient):
+            unused.append(f"{allowed.module} -> {allowed.imported}")
+    assert not unused, "exceptions that no import needs:\n" + "\n".join(unused)
 
 
 def test_checker_finds_violations(tmp_path: Path) -> None:
@@ -145,6 +239,7 @@ def test_checker_finds_violations(tmp_path: Path) -> None:
         "client_sdk/charter/__init__.py": "import importlib\nimportlib.import_module('structlog')\n",
         "client_sdk/charter/cli/__init__.py": "import typer\nfrom rich.table import Table\n",
         "client_sdk/charter/client.py": "from . import errors\nfrom .v1 import api_key_pb2\n",
+        "server/charter_server/storage/terms.py": "from charter.v1 import terms_pb2, grant_pb2\nimport charter.v1\n",
     }
     for name, text in files.items():
         path = tmp_path / name
@@ -163,6 +258,9 @@ def test_checker_finds_violations(tmp_path: Path) -> None:
     ]
     grants = "server/charter_server/services/grants.py: charter_server.services.grants imports"
     assert found[RULES[4].name] == [f"{grants} charter_server.api", f"{grants} charter_server.api.convert"]
+    # terms_pb2 is a documented exception; grant_pb2 is not, nor a bare `import charter.v1` here.
+    terms = "server/charter_server/storage/terms.py: charter_server.storage.terms imports"
+    assert found[RULES[6].name] == [f"{terms} charter.v1.grant_pb2"]
     assert imported_modules("from .v1 import api_key_pb2", "charter.client", is_package=False) == {
         "charter.v1",
         "charter.v1.api_key_pb2",

@@ -284,11 +284,14 @@ def test_screen_surface_is_pinned_and_documented() -> None:
     from charter import screen
 
     assert screen.__all__ == [
+        "ANALYSER_BUDGET",
+        "MAX_OCCURRENCES",
         "KeywordSet",
         "Rule",
         "ScreenCharacter",
         "ScreenIndex",
         "ScreenName",
+        "ScreenWork",
         "Segmenter",
         "WordSegmenter",
         "look_alike_key",

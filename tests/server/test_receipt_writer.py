@@ -10,7 +10,9 @@ from charter.envelope import RECEIPT_PAYLOAD_TYPE, pae, sign
 from charter.terms import DenyReason, Obligations
 from charter.v1 import authorization_service_pb2 as az
 from charter.v1 import decision_pb2, terms_pb2
-from charter_server.services.receipts import Outcome, ReceiptWriter, attested_context
+from charter_server.api.authorization import authorize_command
+from charter_server.services.authorization.command import UseRequest
+from charter_server.services.authorization.receipt import Outcome, ReceiptWriter, attested_context
 from google.protobuf import timestamp_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -119,7 +121,7 @@ def test_the_written_receipt_is_the_message_protobuf_would_make(
     when: datetime,
     issuer: str,
 ) -> None:
-    attested = attested_context(context)
+    attested = attested_context(_use(context))
     written = ReceiptWriter(issuer).payload(
         receipt_id=receipt_id,
         licensee_id=licensee_id,
@@ -151,10 +153,17 @@ def test_the_signed_envelope_and_the_response_are_protobuf_s_own() -> None:
     assert len(response.detections) == 1
 
 
+def _use(context: decision_pb2.UseContext) -> UseRequest:
+    """The use context as the servicer hands it to the service."""
+    command = authorize_command(az.AuthorizeRequest(context=context))
+    assert command.use is not None
+    return command.use
+
+
 def test_unknown_fields_of_the_use_context_are_never_attested() -> None:
     appended = decision_pb2.UseContext.FromString(
         decision_pb2.UseContext(use_type=terms_pb2.USE_TYPE_IMAGE_GENERATION).SerializeToString() + b"\xc2\x3e\x03xyz"
     )
 
     assert b"xyz" in appended.SerializeToString()
-    assert b"xyz" not in attested_context(appended)
+    assert b"xyz" not in attested_context(_use(appended))

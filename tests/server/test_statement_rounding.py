@@ -3,9 +3,8 @@ totals that are the sums of the lines."""
 
 from __future__ import annotations
 
-from charter.v1 import usage_pb2
 from charter_server.domain.models import LineSums
-from charter_server.services.statements import fill_statement, month_bounds, share_of
+from charter_server.services.statements import month_bounds, share_of, statement_sums
 
 
 def _line(
@@ -32,9 +31,7 @@ def test_share_rounds_half_up_once() -> None:
 
 
 def test_the_readme_worked_example() -> None:
-    statement = usage_pb2.Statement()
-    fill_statement(
-        statement,
+    lines, totals = statement_sums(
         [
             _line("chr_ren", "lic_game", "JPY", [1_234, 766], bps=1_000, fee=5),
             _line("chr_aoi", "lic_video", "USD", [1_001, 499, 0], bps=250, fee=7),
@@ -42,30 +39,25 @@ def test_the_readme_worked_example() -> None:
         with_lines=True,
     )
 
-    lines = [
-        (line.character_id, line.currency_code, line.uses, line.revenue_minor_units, line.revenue_share_minor_units)
-        for line in statement.lines
+    shares = [
+        (line.character_id, line.currency, line.uses, line.revenue_minor, line.revenue_share_minor) for line in lines
     ]
-    owed = [(line.fee_minor_units, line.owed_minor_units) for line in statement.lines]
-    assert lines == [("chr_aoi", "USD", 3, 1_500, 38), ("chr_ren", "JPY", 2, 2_000, 200)]
+    owed = [(line.fee_minor, line.owed_minor) for line in lines]
+    assert shares == [("chr_aoi", "USD", 3, 1_500, 38), ("chr_ren", "JPY", 2, 2_000, 200)]
     assert owed == [(21, 59), (10, 210)]
-    totals = [
-        (t.currency_code, t.revenue_share_minor_units, t.fee_minor_units, t.owed_minor_units) for t in statement.totals
-    ]
-    assert totals == [("JPY", 200, 10, 210), ("USD", 38, 21, 59)]
+    sums = [(t.currency, t.revenue_share_minor, t.fee_minor, t.owed_minor) for t in totals]
+    assert sums == [("JPY", 200, 10, 210), ("USD", 38, 21, 59)]
 
 
 def test_totals_are_the_sums_of_the_rounded_lines() -> None:
-    statement = usage_pb2.Statement()
     # Two lines of 0.5 each: rounded per line to 1 + 1; the total is 2, never a re-rounded 1.
-    fill_statement(
-        statement,
+    lines, totals = statement_sums(
         [_line("chr_a", "lic_1", "USD", [2], 2_500, 0), _line("chr_b", "lic_1", "USD", [2], 2_500, 0)],
         with_lines=True,
     )
 
-    assert [line.revenue_share_minor_units for line in statement.lines] == [1, 1]
-    assert statement.totals[0].revenue_share_minor_units == 2
+    assert [line.revenue_share_minor for line in lines] == [1, 1]
+    assert totals[0].revenue_share_minor == 2
 
 
 def test_month_bounds_cover_the_calendar_month() -> None:

@@ -86,6 +86,19 @@ class DenyReason(_DenyReason, metaclass=_DenyReasonEnumTypeWrapper):
     """DenyReason says why a character was denied. The first ten are failed terms
     (the SDK's terms evaluator names the same ones); the others are about the
     character, the grant or the decision itself.
+
+    The order of checks, the same on the server (deciding from its records or
+    from presented grants) and in the SDK's offline authorizer (charter.decide):
+    LICENSEE_ARCHIVED; then CHARACTER_SUSPENDED or CHARACTER_NOT_OPTED_IN; then
+    NO_GRANT. Then each grant, newest first, has at most one problem of its own,
+    the first of GRANT_INVALID, GRANT_REVOKED, GRANT_SUSPENDED,
+    GRANT_NOT_YET_VALID, GRANT_EXPIRED: integrity first, because nothing a grant
+    claims is trusted before its signature verified; then the states people set,
+    because they say more than the clock (a revoked grant that also expired is
+    GRANT_REVOKED). A grant without a problem has its terms evaluated, and every
+    failed term is reported, in the order of the values below. The first grant
+    whose terms allow decides; when none does, the reasons are the failed terms
+    of the newest grant that is itself good, or else the newest grant's problem.
     """
 
 DENY_REASON_UNSPECIFIED: DenyReason.ValueType  # 0

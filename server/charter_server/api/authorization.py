@@ -3,6 +3,7 @@ screening and the revocation stream."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 
 import grpc
@@ -12,7 +13,7 @@ from charter.v1 import authorization_service_pb2_grpc as az_grpc
 from charter_server.api import convert
 from charter_server.api.context import current_principal
 from charter_server.api.watch import RevocationStreams
-from charter_server.services.authorization import AuthorizationService
+from charter_server.services.authorization import AuthorizationService, AuthorizeCommand, UseRequest
 from charter_server.services.grants import GrantService
 from charter_server.services.keys import KeyService
 from charter_server.services.screening import PromptScreen
@@ -36,9 +37,9 @@ class AuthorizationServicer(az_grpc.AuthorizationServiceServicer):
         self._authorization = authorization
 
     # Answers with the serialized response, assembled around the receipt's bytes (see
-    # services.receipts), which the dispatcher sends as they are.
+    # services.authorization.receipt), which the dispatcher sends as they are.
     def Authorize(self, request: az.AuthorizeRequest, context: grpc.ServicerContext) -> bytes:  # type: ignore[override]
-        result = self._authorization.authorize(current_principal(), request)
+        result = self._authorization.authorize(current_principal(), authorize_command(request))
         return result.signed.response(convert.detection(d).SerializeToString() for d in result.detections)
 
     def GetKeySet(self, request: az.GetKeySetRequest, context: grpc.ServicerContext) -> az.GetKeySetResponse:
@@ -62,3 +63,31 @@ class AuthorizationServicer(az_grpc.AuthorizationServiceServicer):
         # A coroutine on the event loop: an open stream holds no thread (see api.watch).
         async for item in self._streams.watch(request.since_sequence, current_principal()):
             yield convert.watch_message(item)
+
+
+def authorize_command(request: az.AuthorizeRequest) -> AuthorizeCommand:
+    """The request as the service takes it (converted, not judged: the service validates).
+
+    The fields this server does not know were never validated, so they are dropped first: they
+    must not reach the receipt, nor its request digest (nor the idempotency fingerprint).
+    """
+    request.DiscardUnknownFields()
+    use = None
+    if request.HasField("context"):
+        context = request.context
+        use = UseRequest(
+            use_type=context.use_type,
+            content_rating=context.content_rating,
+            categories=tuple(context.categories),
+            territory=context.territory,
+            commercial=context.commercial,
+            duration=(context.duration.seconds, context.duration.nanos) if context.HasField("duration") else None,
+        )
+    return AuthorizeCommand(
+        character_ids=tuple(request.character_ids),
+        prompt=request.prompt,
+        use=use,
+        grants=tuple(request.grants),
+        request_id=request.request_id,
+        request_digest=hashlib.sha256(request.SerializeToString(deterministic=True)).digest(),
+    )

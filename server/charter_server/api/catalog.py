@@ -133,13 +133,13 @@ class CharacterServicerMixin:
     def ImportCharacters(
         self, request: pb.ImportCharactersRequest, context: grpc.ServicerContext
     ) -> pb.ImportCharactersResponse:
-        rows = []
-        for row in request.rows:
-            errors: list[tuple[str, str]] = []
-            value = convert.character_input(row.character, "character", errors)
-            rows.append(
-                ImportRowInput(value, row.terms if row.HasField("terms") else None, conversion_errors=tuple(errors))
+        rows = [
+            ImportRowInput(
+                convert.character_input(row.character, "character", in_batch=True),
+                row.terms if row.HasField("terms") else None,
             )
+            for row in request.rows
+        ]
         results = self._characters.import_characters(current_principal(), request.rights_holder_id, rows)
         return pb.ImportCharactersResponse(
             results=[

@@ -44,6 +44,7 @@ from charter_server.domain.models import (
 )
 from charter_server.services.characters import AliasInput, CharacterInput
 from charter_server.services.readings import NameWarning
+from charter_server.services.validation import Unreadable
 
 ROLE_TO_PB = {
     Role.ADMIN: api_key_pb2.ROLE_ADMIN,
@@ -190,23 +191,21 @@ def character_state(value: int, field: str) -> CharacterState | None:
     return found
 
 
-def character_input(
-    message: character_pb2.Character, prefix: str, errors: list[tuple[str, str]] | None = None
-) -> CharacterInput:
+def character_input(message: character_pb2.Character, prefix: str, *, in_batch: bool = False) -> CharacterInput:
     """The caller-settable fields of a Character message.
 
-    Unknown alias kinds are errors: raised at once, or collected into ``errors`` (import rows).
+    An unknown alias kind is raised at once, or, for a row of a batch (``in_batch``), handed on
+    as `Unreadable` for the service to report with the row's other violations.
     """
     aliases = []
     for index, alias in enumerate(message.aliases):
-        kind = None
+        kind: AliasKind | Unreadable | None = None
         if alias.kind:
             kind = ALIAS_KIND_FROM_PB.get(alias.kind)
             if kind is None:
-                path = f"{prefix}.aliases[{index}].kind"
-                if errors is None:
-                    raise InvalidArgument.one(path, f"unknown alias kind {alias.kind}")
-                errors.append((path, f"unknown alias kind {alias.kind}"))
+                kind = Unreadable(f"unknown alias kind {alias.kind}")
+                if not in_batch:
+                    raise InvalidArgument.one(f"{prefix}.aliases[{index}].kind", kind.description)
         aliases.append(AliasInput(alias.value, alias.language, kind, alias.ambiguous, alias.derived))
     return CharacterInput(
         rights_holder_id=message.rights_holder_id,

@@ -18,18 +18,21 @@ or, for records that arrived after their own month was closed, the next month th
 record can be given a closed month (see ``charter_server.services.usage``). **A date range**
 holds the records that happened within it, by their time alone: it is never closed and has no
 adjustments.
+
+The service takes plain values and returns `Statement` records; ``charter_server.api.convert``
+turns them into and out of protobuf.
 """
 
 from __future__ import annotations
 
+import enum
 import re
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 import structlog
-from charter.v1 import usage_pb2, usage_service_pb2
-from google.protobuf import timestamp_pb2
 
 from charter_server.domain.clock import Clock
 from charter_server.domain.errors import FailedPrecondition, NotFound, PermissionDenied
@@ -61,6 +64,64 @@ def month_bounds(period: str) -> tuple[date, date]:
     return first, following - timedelta(days=1)
 
 
+class StatementState(enum.Enum):
+    """Whether a statement's records may still change (mirrors ``charter.v1.StatementState``)."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+    RANGE = "range"
+
+
+@dataclass(frozen=True, slots=True)
+class StatementLine:
+    """The records of one character, licensee and currency (and adjusted month), rounded once."""
+
+    character_id: str
+    licensee_id: str
+    currency: str
+    adjustment_for_period: str
+    records: int
+    uses: int
+    duration_ms: int
+    revenue_minor: int
+    revenue_share_minor: int
+    fee_minor: int
+    owed_minor: int
+    character_name: str = ""
+    licensee_display_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StatementTotal:
+    """The plain sums of the lines of one currency."""
+
+    currency: str
+    records: int = 0
+    uses: int = 0
+    duration_ms: int = 0
+    revenue_minor: int = 0
+    revenue_share_minor: int = 0
+    fee_minor: int = 0
+    owed_minor: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A rights holder's statement for a month (``period`` set) or a date range."""
+
+    rights_holder_id: str
+    start_date: date
+    end_date: date
+    state: StatementState
+    period: str = ""
+    close_time: datetime | None = None
+    licensee_id: str = ""
+    lines: tuple[StatementLine, ...] = ()
+    totals: tuple[StatementTotal, ...] = field(default=())
+    rights_holder_display_name: str = ""
+    licensee_display_name: str = ""
+
+
 class StatementService:
     """Builds, lists and closes statements; see the module docstring."""
 
@@ -68,8 +129,18 @@ class StatementService:
         self._db = db
         self._clock = clock
 
-    def get(self, principal: Principal, request: usage_service_pb2.GetStatementRequest) -> usage_pb2.Statement:
-        """A rights holder's statement for a month or a date range.
+    def get(
+        self,
+        principal: Principal,
+        rights_holder_id: str,
+        *,
+        period: str = "",
+        start_date: str = "",
+        end_date: str = "",
+        licensee_id: str = "",
+    ) -> Statement:
+        """A rights holder's statement for a month (``period``, ``YYYY-MM``) or a date range
+        (``start_date`` to ``end_date``, ``YYYY-MM-DD``, both inclusive).
 
         Raises:
             InvalidArgument: A field is invalid (each named).
@@ -77,35 +148,43 @@ class StatementService:
             NotFound: The rights holder does not exist.
         """
         checker = Checker()
-        checker.resource_id("rights_holder_id", request.rights_holder_id, "rights_holder")
-        if request.licensee_id:
-            checker.resource_id("licensee_id", request.licensee_id, "licensee")
-        span = _span(checker, request.period, request.start_date, request.end_date)
+        checker.resource_id("rights_holder_id", rights_holder_id, "rights_holder")
+        if licensee_id:
+            checker.resource_id("licensee_id", licensee_id, "licensee")
+        span = _span(checker, period, start_date, end_date)
         checker.done()
-        licensee_id = _scope(principal, request.rights_holder_id, request.licensee_id)
+        scope = _scope(principal, rights_holder_id, licensee_id)
         with self._db.uow() as uow:
-            _require_rights_holder(uow, request.rights_holder_id)
-            if request.period:
-                return _month_statement(uow, request.rights_holder_id, request.period, licensee_id)
+            _require_rights_holder(uow, rights_holder_id)
+            if period:
+                return _month_statement(uow, rights_holder_id, period, scope)
             assert span is not None
             start, end = span
             sums = uow.statements.range_sums(
-                request.rights_holder_id, _midnight(start), _midnight(end + timedelta(days=1)), licensee_id
+                rights_holder_id, _midnight(start), _midnight(end + timedelta(days=1)), scope
             )
-            statement = usage_pb2.Statement(
-                rights_holder_id=request.rights_holder_id,
-                start_date=start.isoformat(),
-                end_date=end.isoformat(),
-                state=usage_pb2.STATEMENT_STATE_RANGE,
-                licensee_id=licensee_id or "",
+            lines, totals = statement_sums(sums, with_lines=True)
+            statement = Statement(
+                rights_holder_id=rights_holder_id,
+                start_date=start,
+                end_date=end,
+                state=StatementState.RANGE,
+                licensee_id=scope or "",
+                lines=lines,
+                totals=totals,
             )
-            fill_statement(statement, sums, with_lines=True)
-            name_statements(uow, [statement])
+            (statement,) = name_statements(uow, [statement])
         return statement
 
     def list(
-        self, principal: Principal, request: usage_service_pb2.ListStatementsRequest
-    ) -> tuple[list[usage_pb2.Statement], str]:
+        self,
+        principal: Principal,
+        *,
+        rights_holder_id: str = "",
+        licensee_id: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tuple[list[Statement], str]:
         """Monthly statements without lines, newest month first, and the next page token.
 
         Raises:
@@ -113,20 +192,19 @@ class StatementService:
             PermissionDenied: A rights-holder key named another rights holder; a generator key another licensee.
         """
         checker = Checker()
-        if request.rights_holder_id:
-            checker.resource_id("rights_holder_id", request.rights_holder_id, "rights_holder")
-        if request.licensee_id:
-            checker.resource_id("licensee_id", request.licensee_id, "licensee")
+        if rights_holder_id:
+            checker.resource_id("rights_holder_id", rights_holder_id, "rights_holder")
+        if licensee_id:
+            checker.resource_id("licensee_id", licensee_id, "licensee")
         checker.done()
-        size = pagination.page_size(request.page_size)
-        rights_holder_id = request.rights_holder_id
+        size = pagination.page_size(page_size)
         if principal.role is Role.RIGHTS_HOLDER:
             if rights_holder_id and rights_holder_id != principal.rights_holder_id:
                 raise not_owned()
             rights_holder_id = principal.rights_holder_id or ""
-        licensee_id = _licensee_scope(principal, request.licensee_id)
-        filters = f"statements|{rights_holder_id}|{licensee_id or ''}"
-        cursor = pagination.decode_text(self._db.page_token_key(), request.page_token, filters)
+        scope = _licensee_scope(principal, licensee_id)
+        filters = f"statements|{rights_holder_id}|{scope or ''}"
+        cursor = pagination.decode_text(self._db.page_token_key(), page_token, filters)
         after: tuple[str, str] | None = None
         if cursor:
             period, _, holder = cursor.partition("|")
@@ -134,29 +212,26 @@ class StatementService:
         with self._db.uow() as uow:
             pairs, more = uow.statements.periods(
                 rights_holder_id=rights_holder_id or None,
-                licensee_id=licensee_id,
+                licensee_id=scope,
                 after=after,
                 limit=size,
             )
-            sums = uow.statements.period_sums(pairs, licensee_id)
+            sums = uow.statements.period_sums(pairs, scope)
             closures = {pair: uow.statements.closure(*pair) for pair in pairs}
             by_pair: dict[tuple[str, str], list[LineSums]] = defaultdict(list)
             for line in sums:
                 by_pair[(line.rights_holder_id, line.statement_period)].append(line)
             statements = []
             for pair in pairs:
-                statement = _month_header(pair[0], pair[1], closures[pair], licensee_id)
-                fill_statement(statement, by_pair[pair], with_lines=False)
-                statements.append(statement)
-            name_statements(uow, statements)
+                _, totals = statement_sums(by_pair[pair], with_lines=False)
+                statements.append(_month_header(pair[0], pair[1], closures[pair], scope, (), totals))
+            statements = name_statements(uow, statements)
         token = pagination.encode_text(
             self._db.page_token_key(), f"{pairs[-1][1]}|{pairs[-1][0]}" if more else None, filters
         )
         return statements, token
 
-    def close(
-        self, principal: Principal, request: usage_service_pb2.CloseStatementPeriodRequest
-    ) -> usage_pb2.Statement:
+    def close(self, principal: Principal, rights_holder_id: str, period: str) -> Statement:
         """Close a rights holder's month, which must have ended; the closed statement.
 
         Raises:
@@ -166,25 +241,25 @@ class StatementService:
                 ended (``STATEMENT_PERIOD_NOT_ENDED``).
         """
         checker = Checker()
-        checker.resource_id("rights_holder_id", request.rights_holder_id, "rights_holder")
-        if not request.period:
+        checker.resource_id("rights_holder_id", rights_holder_id, "rights_holder")
+        if not period:
             checker.add("period", "is required")
         else:
-            _month(checker, "period", request.period)
+            _month(checker, "period", period)
         checker.done()
         now = self._clock.now()
-        _, last = month_bounds(request.period)
+        _, last = month_bounds(period)
         if _midnight(last + timedelta(days=1)) > now:
             raise FailedPrecondition("the month has not ended yet", reason="STATEMENT_PERIOD_NOT_ENDED")
         with self._db.uow(write=True) as uow:
-            _require_rights_holder(uow, request.rights_holder_id)
-            uow.statements.lock_rights_holders([request.rights_holder_id], exclusive=True)
-            if uow.statements.closure(request.rights_holder_id, request.period) is not None:
+            _require_rights_holder(uow, rights_holder_id)
+            uow.statements.lock_rights_holders([rights_holder_id], exclusive=True)
+            if uow.statements.closure(rights_holder_id, period) is not None:
                 raise FailedPrecondition("the month is already closed", reason="STATEMENT_PERIOD_CLOSED")
-            uow.statements.close(request.rights_holder_id, request.period, now, principal.key_id)
-            statement = _month_statement(uow, request.rights_holder_id, request.period, None)
+            uow.statements.close(rights_holder_id, period, now, principal.key_id)
+            statement = _month_statement(uow, rights_holder_id, period, None)
             uow.commit()
-        log.info("statements.closed", rights_holder_id=request.rights_holder_id, period=request.period)
+        log.info("statements.closed", rights_holder_id=rights_holder_id, period=period)
         return statement
 
 
@@ -255,35 +330,38 @@ def _midnight(day: date) -> datetime:
 
 
 def _month_header(
-    rights_holder_id: str, period: str, close_time: datetime | None, licensee_id: str | None
-) -> usage_pb2.Statement:
+    rights_holder_id: str,
+    period: str,
+    close_time: datetime | None,
+    licensee_id: str | None,
+    lines: tuple[StatementLine, ...],
+    totals: tuple[StatementTotal, ...],
+) -> Statement:
     first, last = month_bounds(period)
-    statement = usage_pb2.Statement(
+    return Statement(
         rights_holder_id=rights_holder_id,
         period=period,
-        start_date=first.isoformat(),
-        end_date=last.isoformat(),
-        state=usage_pb2.STATEMENT_STATE_OPEN if close_time is None else usage_pb2.STATEMENT_STATE_CLOSED,
+        start_date=first,
+        end_date=last,
+        state=StatementState.OPEN if close_time is None else StatementState.CLOSED,
+        close_time=close_time,
         licensee_id=licensee_id or "",
+        lines=lines,
+        totals=totals,
     )
-    if close_time is not None:
-        stamp = timestamp_pb2.Timestamp()
-        stamp.FromDatetime(close_time)
-        statement.close_time.CopyFrom(stamp)
+
+
+def _month_statement(uow: UnitOfWork, rights_holder_id: str, period: str, licensee_id: str | None) -> Statement:
+    lines, totals = statement_sums(
+        uow.statements.period_sums([(rights_holder_id, period)], licensee_id), with_lines=True
+    )
+    closed = uow.statements.closure(rights_holder_id, period)
+    (statement,) = name_statements(uow, [_month_header(rights_holder_id, period, closed, licensee_id, lines, totals)])
     return statement
 
 
-def _month_statement(
-    uow: UnitOfWork, rights_holder_id: str, period: str, licensee_id: str | None
-) -> usage_pb2.Statement:
-    statement = _month_header(rights_holder_id, period, uow.statements.closure(rights_holder_id, period), licensee_id)
-    fill_statement(statement, uow.statements.period_sums([(rights_holder_id, period)], licensee_id), with_lines=True)
-    name_statements(uow, [statement])
-    return statement
-
-
-def name_statements(uow: UnitOfWork, statements: Sequence[usage_pb2.Statement]) -> None:
-    """Write the rights holders', characters' and licensees' current names next to their ids.
+def name_statements(uow: UnitOfWork, statements: Sequence[Statement]) -> list[Statement]:
+    """The statements with the rights holders', characters' and licensees' current names next to their ids.
 
     Whoever may read a statement may read these names: a rights holder's lines are uses of its
     own characters by licensees that were granted them, a generator's are its own uses.
@@ -294,44 +372,60 @@ def name_statements(uow: UnitOfWork, statements: Sequence[usage_pb2.Statement]) 
         | {s.licensee_id for s in statements if s.licensee_id},
         rights_holder_ids={s.rights_holder_id for s in statements},
     )
-    for statement in statements:
-        statement.rights_holder_display_name = names.rights_holders.get(statement.rights_holder_id, "")
-        if statement.licensee_id:
-            statement.licensee_display_name = names.licensees.get(statement.licensee_id, "")
-        for line in statement.lines:
-            line.character_name = names.characters.get(line.character_id, "")
-            line.licensee_display_name = names.licensees.get(line.licensee_id, "")
+    return [
+        replace(
+            statement,
+            rights_holder_display_name=names.rights_holders.get(statement.rights_holder_id, ""),
+            licensee_display_name=names.licensees.get(statement.licensee_id, "") if statement.licensee_id else "",
+            lines=tuple(
+                replace(
+                    line,
+                    character_name=names.characters.get(line.character_id, ""),
+                    licensee_display_name=names.licensees.get(line.licensee_id, ""),
+                )
+                for line in statement.lines
+            ),
+        )
+        for statement in statements
+    ]
 
 
-def fill_statement(statement: usage_pb2.Statement, sums: Sequence[LineSums], *, with_lines: bool) -> None:
-    """Round each line once, then add the lines up per currency."""
+def statement_sums(
+    sums: Sequence[LineSums], *, with_lines: bool
+) -> tuple[tuple[StatementLine, ...], tuple[StatementTotal, ...]]:
+    """Round each line once, then add the lines up per currency: the lines (none unless
+    ``with_lines``) and the totals, in currency order."""
     ordered = sorted(sums, key=lambda s: (s.character_id, s.licensee_id, s.currency, s.adjustment_for_period))
-    totals: dict[str, usage_pb2.StatementTotal] = {}
+    lines: list[StatementLine] = []
+    totals: dict[str, StatementTotal] = {}
     for line in ordered:
         share = share_of(line.revenue_times_bps)
         owed = share + line.fees_minor
         if with_lines:
-            statement.lines.append(
-                usage_pb2.StatementLine(
+            lines.append(
+                StatementLine(
                     character_id=line.character_id,
                     licensee_id=line.licensee_id,
-                    currency_code=line.currency,
+                    currency=line.currency,
                     adjustment_for_period=line.adjustment_for_period,
                     records=line.records,
                     uses=line.uses,
-                    duration_milliseconds=line.duration_ms,
-                    revenue_minor_units=line.revenue_minor,
-                    revenue_share_minor_units=share,
-                    fee_minor_units=line.fees_minor,
-                    owed_minor_units=owed,
+                    duration_ms=line.duration_ms,
+                    revenue_minor=line.revenue_minor,
+                    revenue_share_minor=share,
+                    fee_minor=line.fees_minor,
+                    owed_minor=owed,
                 )
             )
-        total = totals.setdefault(line.currency, usage_pb2.StatementTotal(currency_code=line.currency))
-        total.records += line.records
-        total.uses += line.uses
-        total.duration_milliseconds += line.duration_ms
-        total.revenue_minor_units += line.revenue_minor
-        total.revenue_share_minor_units += share
-        total.fee_minor_units += line.fees_minor
-        total.owed_minor_units += owed
-    statement.totals.extend(totals[currency] for currency in sorted(totals))
+        total = totals.get(line.currency) or StatementTotal(line.currency)
+        totals[line.currency] = StatementTotal(
+            currency=line.currency,
+            records=total.records + line.records,
+            uses=total.uses + line.uses,
+            duration_ms=total.duration_ms + line.duration_ms,
+            revenue_minor=total.revenue_minor + line.revenue_minor,
+            revenue_share_minor=total.revenue_share_minor + share,
+            fee_minor=total.fee_minor + line.fees_minor,
+            owed_minor=total.owed_minor + owed,
+        )
+    return tuple(lines), tuple(totals[currency] for currency in sorted(totals))

@@ -31,20 +31,21 @@ other (`StatementRepository.lock_rights_holders`), so a record can never slip in
 **Quotas are not counted here.** They are counted when ``Authorize`` allows a use (the only time
 a use can still be refused), and each receipt covers one use per allowed character, so no more
 uses can be reported than were counted.
+
+**The service takes** `UsageRecordInput` values (``charter_server.api.convert_usage`` builds them
+from the wire) and answers with `UsageOutcome` values. The receipt is read by
+``charter_server.services.usage_receipts``, the one usage module that reads protobuf.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from charter.envelope import RECEIPT_PAYLOAD_TYPE
-from charter.grants import KeyRing
-from charter.receipts import ReceiptVerification, verify_receipt
-from charter.v1 import decision_pb2, grant_pb2, usage_pb2, usage_service_pb2
 
 from charter_server.domain import ids
 from charter_server.domain.clock import Clock
@@ -58,7 +59,8 @@ from charter_server.domain.errors import (
 from charter_server.domain.models import Principal, Role, UsageEntry
 from charter_server.services.keys import KeyService
 from charter_server.services.terms_rules import is_currency
-from charter_server.services.validation import Checker
+from charter_server.services.usage_receipts import ReceiptReader
+from charter_server.services.validation import MAX_CONTENT_SECONDS, Checker, Unreadable
 from charter_server.storage.database import Database
 
 log = structlog.get_logger(__name__)
@@ -73,6 +75,33 @@ MAX_REVENUE_MINOR_UNITS = 10**14
 """The most revenue one record may attribute, in minor units: so that revenue times 10,000 basis
 points stays far inside 64 bits."""
 _KEY = re.compile(r"[A-Za-z0-9._:~-]{1,128}")
+_MAX_DURATION_NS = MAX_CONTENT_SECONDS * 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """An amount in integer minor units of an ISO 4217 currency, as the caller gave it."""
+
+    currency_code: str
+    minor_units: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecordInput:
+    """One record of a usage report, as the caller sent it (checked by the service)."""
+
+    idempotency_key: str
+    fingerprint: str
+    """Identifies the record as sent (a hash of its wire form): a retry sends the same one."""
+    receipt: bytes
+    """The serialized decision receipt envelope as received; empty when it has no payload."""
+    receipt_payload_type: str
+    character_id: str
+    uses: int
+    duration_ns: int | Unreadable | None
+    """The length of the content in nanoseconds; None when not given."""
+    attributed_revenue: Money | None
+    happen_time: datetime | Unreadable | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +130,7 @@ class UsageService:
         self._keys = keys
         self._window = window
 
-    def report(self, principal: Principal, request: usage_service_pb2.ReportUsageRequest) -> list[UsageOutcome]:
+    def report(self, principal: Principal, records: Sequence[UsageRecordInput]) -> list[UsageOutcome]:
         """Record a batch; one outcome per record, in request order.
 
         Raises:
@@ -111,21 +140,19 @@ class UsageService:
         """
         if principal.role is not Role.GENERATOR or not principal.licensee_id:
             raise PermissionDenied("only generator keys bound to a licensee may report usage")
-        if not request.records:
+        if not records:
             raise InvalidArgument.one("records", "at least one record is required")
-        if len(request.records) > MAX_RECORDS:
+        if len(records) > MAX_RECORDS:
             raise InvalidArgument.one("records", f"must hold at most {MAX_RECORDS} records")
         licensee_id = principal.licensee_id
         now = self._clock.now()
-        ring = self._keys.key_ring()
-        # A receipt allowing several characters comes once per character: verify it once per batch.
-        verified: dict[bytes, ReceiptVerification] = {}
+        receipts = ReceiptReader(self._keys.key_ring(), licensee_id)
         outcomes: dict[int, UsageOutcome] = {}
         first_of_key: dict[str, _Candidate] = {}
         repeats: list[_Candidate] = []  # the same key again within this batch
-        for index, record in enumerate(request.records):
+        for index, record in enumerate(records):
             try:
-                entry = self._entry(record, licensee_id, ring, verified, now)
+                entry = self._entry(record, licensee_id, receipts, now)
             except DomainError as error:
                 outcomes[index] = UsageOutcome(index, record.idempotency_key, error=error)
                 continue
@@ -139,7 +166,7 @@ class UsageService:
         for repeat in repeats:
             first = outcomes[first_of_key[repeat.entry.idempotency_key].index]
             outcomes[repeat.index] = _answer_repeat(repeat, first.entry if first.error is None else None, first)
-        return [outcomes[i] for i in range(len(request.records))]
+        return [outcomes[i] for i in range(len(records))]
 
     def _record(self, licensee_id: str, candidates: list[_Candidate], now: datetime) -> dict[int, UsageOutcome]:
         keys = [c.entry.idempotency_key for c in candidates]
@@ -192,79 +219,52 @@ class UsageService:
         log.info("usage.reported", licensee_id=licensee_id, records=len(candidates), added=added)
         return outcomes
 
-    def _entry(
-        self,
-        record: usage_pb2.UsageRecord,
-        licensee_id: str,
-        ring: KeyRing,
-        verified: dict[bytes, ReceiptVerification],
-        now: datetime,
-    ) -> UsageEntry:
+    def _entry(self, record: UsageRecordInput, licensee_id: str, receipts: ReceiptReader, now: datetime) -> UsageEntry:
         """Validate one record and verify its receipt; the entry to store (period not yet final)."""
         _validate(record)
-        envelope = record.receipt.SerializeToString(deterministic=True)
-        verification = verified.get(envelope)
-        if verification is None:
-            verification = verified[envelope] = verify_receipt(record.receipt, keys=ring, licensee_id=licensee_id)
-        if verification.verdict == grant_pb2.GRANT_VERDICT_WRONG_LICENSEE:
-            raise PermissionDenied("the receipt is another licensee's", reason="RECEIPT_WRONG_LICENSEE")
-        if not verification.valid or verification.receipt is None:
-            raise InvalidArgument.one(
-                "receipt",
-                f"is not a decision receipt signed by Charter ({verification.reason})",
-                reason="RECEIPT_INVALID",
-            )
-        receipt = verification.receipt
-        decision = _allowing_decision(receipt, record.character_id)
-        happened = record.happen_time.ToDatetime(tzinfo=UTC)
+        use = receipts.use_of(record.receipt, record.character_id)
+        happened = record.happen_time
+        assert isinstance(happened, datetime)  # _validate made sure
         if happened < now - self._window:
             raise InvalidArgument.one(
                 "happen_time", f"is older than the usage window of {self._window.days} days", reason="USAGE_TOO_OLD"
             )
         if happened > now + FUTURE_SKEW:
             raise InvalidArgument.one("happen_time", "is in the future", reason="USAGE_TIME_INVALID")
-        if happened < receipt.decide_time.ToDatetime(tzinfo=UTC) - FUTURE_SKEW:
+        if happened < use.decide_time - FUTURE_SKEW:
             raise InvalidArgument.one("happen_time", "is before the decision it follows", reason="USAGE_TIME_INVALID")
-        fee = decision.obligations.per_use_fee if decision.obligations.HasField("per_use_fee") else None
-        fee_currency = fee.currency_code if fee is not None and fee.currency_code else ""
-        currency, revenue = fee_currency, 0
-        if record.HasField("attributed_revenue"):
+        currency, revenue = use.fee_currency, 0
+        if record.attributed_revenue is not None:
             currency = record.attributed_revenue.currency_code.upper()
             revenue = record.attributed_revenue.minor_units
-            if fee_currency and currency != fee_currency:
+            if use.fee_currency and currency != use.fee_currency:
                 raise InvalidArgument.one(
                     "attributed_revenue.currency_code",
-                    f"must be {fee_currency}, the currency of the terms' per-use fee",
+                    f"must be {use.fee_currency}, the currency of the terms' per-use fee",
                     reason="CURRENCY_MISMATCH",
                 )
+        duration_ns = record.duration_ns if isinstance(record.duration_ns, int) else 0
         period = f"{happened:%Y-%m}"
         return UsageEntry(
             id=ids.new_id("usage"),
             licensee_id=licensee_id,
             idempotency_key=record.idempotency_key,
-            fingerprint=hashlib.sha256(record.SerializeToString(deterministic=True)).hexdigest(),
-            receipt_id=receipt.receipt_id,
+            fingerprint=record.fingerprint,
+            receipt_id=use.receipt_id,
             character_id=record.character_id,
-            rights_holder_id=decision.rights_holder_id,
-            grant_id=decision.grant_id,
+            rights_holder_id=use.rights_holder_id,
+            grant_id=use.grant_id,
             uses=record.uses,
-            duration_ms=record.duration.seconds * 1000 + record.duration.nanos // 1_000_000,
+            duration_ms=duration_ns // 1_000_000,
             currency=currency,
             revenue_minor=revenue,
-            revenue_share_bps=decision.obligations.revenue_share_bps,
-            fee_minor=fee.minor_units if fee is not None and fee_currency else 0,
+            revenue_share_bps=use.revenue_share_bps,
+            fee_minor=use.fee_minor,
             happen_time=happened,
             happen_period=period,
             statement_period=period,
             accept_time=now,
         )
-
-
-def _allowing_decision(receipt: decision_pb2.DecisionReceipt, character_id: str) -> decision_pb2.CharacterDecision:
-    for decision in receipt.characters:
-        if decision.character_id == character_id and decision.allowed and receipt.allowed:
-            return decision
-    raise FailedPrecondition("the receipt does not allow this character", reason="RECEIPT_DOES_NOT_ALLOW_CHARACTER")
 
 
 def _answer_repeat(
@@ -294,33 +294,35 @@ def _statement_period(month: str, closed: set[str]) -> str:
     return month
 
 
-def _validate(record: usage_pb2.UsageRecord) -> None:
+def _validate(record: UsageRecordInput) -> None:
     """Every field of one record; paths are within the record."""
     checker = Checker()
     if not record.idempotency_key:
         checker.add("idempotency_key", "is required")
     elif not _KEY.fullmatch(record.idempotency_key):
         checker.add("idempotency_key", "must be 1-128 characters of A-Z a-z 0-9 . _ : ~ -")
-    if not record.HasField("receipt") or not record.receipt.payload:
+    if not record.receipt:
         checker.add("receipt", "is required")
-    elif record.receipt.payload_type != RECEIPT_PAYLOAD_TYPE:
+    elif record.receipt_payload_type != RECEIPT_PAYLOAD_TYPE:
         checker.add("receipt.payload_type", f"must be {RECEIPT_PAYLOAD_TYPE} (a grant is not a receipt)")
     checker.resource_id("character_id", record.character_id, "character")
     if record.uses < 0:
         checker.add("uses", "must not be negative")
     elif record.uses > USES_PER_RECEIPT:
         checker.add("uses", f"must be at most {USES_PER_RECEIPT}: a receipt covers one use of each character")
-    if record.HasField("duration"):
-        checker.content_length("duration", record.duration)
-    if record.HasField("attributed_revenue"):
+    if record.duration_ns is not None and (
+        isinstance(record.duration_ns, Unreadable) or not 0 <= record.duration_ns <= _MAX_DURATION_NS
+    ):
+        checker.add("duration", "must be between 0 and 24 hours")
+    if record.attributed_revenue is not None:
         money = record.attributed_revenue
         # ASCII first: the long s (U+017F) upper-cases to "S", and a look-alike must not pass as a code.
         if not money.currency_code.isascii() or not is_currency(money.currency_code.upper()):
             checker.add("attributed_revenue.currency_code", f"{money.currency_code!r} is not an ISO 4217 currency code")
         if not 0 <= money.minor_units <= MAX_REVENUE_MINOR_UNITS:
             checker.add("attributed_revenue.minor_units", f"must be between 0 and {MAX_REVENUE_MINOR_UNITS}")
-    if not record.HasField("happen_time"):
+    if record.happen_time is None:
         checker.add("happen_time", "is required")
-    elif not (0 <= record.happen_time.seconds <= 253402300799 and 0 <= record.happen_time.nanos < 1_000_000_000):
-        checker.add("happen_time", "must be a valid time")
+    elif isinstance(record.happen_time, Unreadable):
+        checker.add("happen_time", record.happen_time.description)
     checker.done()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 
 from google.protobuf import duration_pb2
 
@@ -15,6 +16,19 @@ _SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_CONTENT_SECONDS = 24 * 3600
 """The longest content a use context or a usage record may describe, in seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A value the caller sent that has no domain meaning (a malformed time, an unknown alias
+    kind), and why.
+
+    The API's converters raise ``InvalidArgument`` for such a value at once, except in a batch
+    whose items are answered one by one (usage records, import rows): there the converter hands
+    this to the service, which reports it with the item's other violations.
+    """
+
+    description: str
 
 
 def _has_control(value: str, *, allow: str = "") -> bool:

@@ -1,6 +1,11 @@
 """Decision receipts: the signed record of an ``Authorize`` decision, built only from what was
 validated and decided, as protobuf wire bytes.
 
+**The one place in the services that builds protobuf.** A receipt is a signed payload: what is
+signed is the serialized ``charter.v1.DecisionReceipt``, so it is written here, from domain
+values (`Outcome`, `UseRequest`), and nowhere else in the services. The servicer frames the
+response around these bytes.
+
 The receipt is a ``charter.v1.DecisionReceipt``, serialized, wrapped in a DSSE envelope and
 signed (``charter.envelope``); the response to ``Authorize`` carries the same bytes as its
 ``decision``. It holds the receipt id, the licensee, the request's digest, each character's
@@ -18,15 +23,19 @@ checks the bytes as signed, then parses them, as for any envelope.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from charter.envelope import RECEIPT_PAYLOAD_TYPE, pae
 from charter.terms import DenyReason, Obligations
 from charter.v1 import authorization_service_pb2 as az
 from charter.v1 import decision_pb2, envelope_pb2
+
+if TYPE_CHECKING:
+    from charter_server.domain.models import Detection
+    from charter_server.services.authorization.command import UseRequest
 
 _REASON_VALUE = {reason: decision_pb2.DenyReason.Value(f"DENY_REASON_{reason}") for reason in DenyReason}
 _RECEIPT_PAE_PREFIX = pae(RECEIPT_PAYLOAD_TYPE, b"")[: -len(b"0 ")]  # "DSSEv1 <len> <type> "
@@ -85,6 +94,17 @@ class SignedReceipt:
             (_field(0x0A, self.payload), *(_field(0x12, d) for d in detections), _field(0x1A, self.envelope))
         )
 
+    @classmethod
+    def from_response(cls, response: bytes) -> SignedReceipt:
+        """The receipt of a serialized ``AuthorizeResponse`` kept earlier (the bytes as signed)."""
+        first = az.AuthorizeResponse.FromString(response)
+        return cls(
+            first.decision.receipt_id,
+            first.decision.request_digest,
+            first.receipt.payload,  # the bytes as signed, not a re-serialization
+            first.receipt.SerializeToString(),
+        )
+
     def decision(self) -> decision_pb2.DecisionReceipt:
         """The receipt as a message (parsed from the payload)."""
         return decision_pb2.DecisionReceipt.FromString(self.payload)
@@ -94,43 +114,29 @@ class SignedReceipt:
         return envelope_pb2.Envelope.FromString(self.envelope)
 
 
-def request_digest(request: az.AuthorizeRequest) -> bytes:
-    """The SHA-256 of the request's deterministic serialization (unknown fields already dropped)."""
-    return hashlib.sha256(request.SerializeToString(deterministic=True)).digest()
-
-
-def attested_context(context: decision_pb2.UseContext) -> bytes:
+def attested_context(use: UseRequest) -> bytes:
     """The use context as the receipt attests it: the validated fields, one by one, serialized
     (kept per distinct context: a backend asks in few)."""
-    duration = (context.duration.seconds, context.duration.nanos) if context.HasField("duration") else None
-    key = (
-        context.use_type,
-        context.content_rating,
-        tuple(context.categories),
-        context.territory,
-        context.commercial,
-        duration,
-    )
+    key = (use.use_type, use.content_rating, use.categories, use.territory, use.commercial, use.duration)
     written = _CONTEXTS.get(key)
     if written is None:
-        written = _attest(context)
+        written = _attest(use)
         if len(_CONTEXTS) >= _CACHE_LIMIT:
             _CONTEXTS.clear()
         _CONTEXTS[key] = written
     return written
 
 
-def _attest(context: decision_pb2.UseContext) -> bytes:
+def _attest(use: UseRequest) -> bytes:
     attested = decision_pb2.UseContext(
-        use_type=context.use_type,
-        content_rating=context.content_rating,
-        categories=context.categories,
-        territory=context.territory,
-        commercial=context.commercial,
+        use_type=use.use_type,  # type: ignore[arg-type]
+        content_rating=use.content_rating,  # type: ignore[arg-type]
+        categories=use.categories,  # type: ignore[arg-type]
+        territory=use.territory,
+        commercial=use.commercial,
     )
-    if context.HasField("duration"):
-        attested.duration.seconds = context.duration.seconds
-        attested.duration.nanos = context.duration.nanos
+    if use.duration is not None:
+        attested.duration.seconds, attested.duration.nanos = use.duration
     return attested.SerializeToString()
 
 
@@ -201,3 +207,21 @@ class ReceiptWriter:
         signed = b"".join((_field(0x0A, key_id.encode()), _field(0x12, bytes(signature))))
         envelope = b"".join((_field(0x0A, payload), _field(0x12, RECEIPT_PAYLOAD_TYPE.encode()), _field(0x1A, signed)))
         return SignedReceipt(receipt_id, digest, payload, envelope)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizeResult:
+    """A decision: the signed receipt (whose payload is the decision), and what screening found."""
+
+    signed: SignedReceipt
+    detections: list[Detection]
+
+    @property
+    def decision(self) -> decision_pb2.DecisionReceipt:
+        """The decision, as the receipt's payload states it (parsed from the signed bytes)."""
+        return self.signed.decision()
+
+    @property
+    def receipt(self) -> envelope_pb2.Envelope:
+        """The signed receipt."""
+        return self.signed.receipt()

@@ -1,0 +1,577 @@
+"""`OfflineAuthorizer`: decides generation-time requests from held grants, failing closed; see
+the package documentation (`charter.offline`)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Self
+
+from charter import _requests
+from charter._license import License, license_block
+from charter.decide import Integrity
+from charter.decisions import CharacterDecision, Decision
+from charter.errors import DeadlineExceededError, UnavailableError
+from charter.grants import GrantVerifier, KeyRing
+from charter.offline.background import NEVER, KeepCurrent, log
+from charter.offline.decisions import decide_offline
+from charter.offline.held import Checked, Held, HeldGrants, check
+from charter.offline.keys import LicenseeKeys
+from charter.offline.revocations import RevocationView
+from charter.terms import DenyReason, UseContext
+from charter.v1 import api_key_pb2, terms_pb2
+from charter.v1.envelope_pb2 import Envelope
+
+if TYPE_CHECKING:
+    from charter.client import Client
+
+CONTEXT_TOLERANCE: Final = timedelta(seconds=5)
+"""How far the time of a `UseContext` given to `OfflineAuthorizer.decide` may be from the
+authorizer's clock; a context further off is not decided offline."""
+
+MAX_GRANTS_PER_REQUEST: Final = 64
+"""The most grant envelopes one ``Authorize`` request may present."""
+
+_ONE_MICROSECOND: Final = timedelta(microseconds=1)
+_NEGATIVE_TOLERANCE: Final = -CONTEXT_TOLERANCE
+_JOIN_SECONDS: Final = 5.0
+_UNREACHABLE: Final = (DenyReason.SERVER_UNREACHABLE,)
+_USE_TYPES: Final = frozenset(terms_pb2.UseType.values())
+_RATINGS: Final = frozenset(terms_pb2.ContentRating.values())
+_CATEGORIES: Final = frozenset(terms_pb2.ContentCategory.values())
+
+
+def _system_clock() -> Callable[[], datetime]:
+    return functools.partial(datetime.now, UTC)
+
+
+def _seconds(value: timedelta, name: str, *, positive: bool = True) -> float:
+    if not isinstance(value, timedelta):
+        raise TypeError(f"{name} must be a datetime.timedelta")
+    seconds = value.total_seconds()
+    if seconds < 0 or (positive and seconds == 0):
+        raise ValueError(f"{name} must be {'positive' if positive else 'zero or more'}")
+    return seconds
+
+
+class OfflineAuthorizer(KeepCurrent):
+    """Decides generation-time requests from the grants it holds; see the module documentation.
+
+    Args:
+        client: The client to call Charter with; its API key must be a generator key. The
+            authorizer does not close it.
+        grants: The grant envelopes to hold: ``charter.v1.Envelope`` messages or their DSSE JSON
+            text. More can be added with `add_grants`.
+        max_staleness: How old the revocation view may be (since the last heartbeat at which it
+            was current, on ``clock``) for a request to be decided offline. Keep it a few times
+            the server's heartbeat interval (``revocation_heartbeat_seconds``, 5 s by default),
+            or the view goes stale between heartbeats.
+        clock: Returns the current time (timezone-aware); the system clock when None. It times
+            freshness, validity windows and terms.
+        skew: The clock skew tolerated on a grant's validity window and its key's activation:
+            a grant is honoured offline from ``skew`` before its ``not_before`` to ``skew`` after
+            its ``expire_time`` (the server, deciding on its own clock, honours it up to its
+            ``expire_time`` only).
+        key_refresh: How often the key set and the licensee are fetched again.
+        min_backoff: The first delay before reconnecting the revocation stream; it doubles (with
+            jitter) after each failed attempt.
+        max_backoff: The longest delay between two attempts to reconnect.
+        idle_timeout: A revocation stream that delivers nothing (no event, no heartbeat) for
+            this long is dropped and reopened. Keep it above the server's heartbeat interval.
+        cache_size: How many verified envelopes the verifier remembers by digest (so that a new
+            key ring re-checks held grants without signature work); 0 disables that cache.
+
+    Raises:
+        ValueError: A duration is not positive, ``max_backoff < min_backoff``, ``cache_size`` is
+            negative, or a grant is not a grant envelope (see `add_grants`).
+        TypeError: A duration is not a ``datetime.timedelta``.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        grants: Iterable[Envelope | str] = (),
+        max_staleness: timedelta = timedelta(seconds=30),
+        clock: Callable[[], datetime] | None = None,
+        skew: timedelta = timedelta(seconds=60),
+        key_refresh: timedelta = timedelta(minutes=5),
+        min_backoff: timedelta = timedelta(milliseconds=200),
+        max_backoff: timedelta = timedelta(seconds=10),
+        idle_timeout: timedelta = timedelta(seconds=20),
+        cache_size: int = 4096,
+    ) -> None:
+        _seconds(max_staleness, "max_staleness", positive=False)
+        _seconds(skew, "skew", positive=False)
+        self._key_refresh_seconds = _seconds(key_refresh, "key_refresh")
+        self._min_backoff = _seconds(min_backoff, "min_backoff")
+        self._max_backoff = _seconds(max_backoff, "max_backoff")
+        if self._max_backoff < self._min_backoff:
+            raise ValueError("max_backoff must not be less than min_backoff")
+        self._idle_seconds = _seconds(idle_timeout, "idle_timeout")
+        self._client = client
+        self._clock: Callable[[], datetime] = clock if clock is not None else _system_clock()
+        self._max_staleness = max_staleness
+        self._key_grace = key_refresh + max_staleness
+        self._verifier = GrantVerifier(skew=skew, cache_size=cache_size)
+        self._skew_us = skew // _ONE_MICROSECOND
+
+        # Who decides: the licensee (set by start()), its key set and platform (the refresher).
+        self._licensee_id = ""
+        self._key_set = LicenseeKeys(self._clock)
+        # The revocation view (written by the watcher only).
+        self._view = RevocationView(self._clock)
+        # The one comparison a decision makes: the earliest time at which the view or the key
+        # set becomes too old; NEVER while there is no usable view.
+        self._offline_until = NEVER
+        # Held grants: character id -> grants, newest first.
+        self._held = HeldGrants()
+
+        self._lock = threading.Lock()  # held grants, lifecycle, the current watch
+        self._changed = threading.Condition()  # notified when the view moves
+        self._stopping = threading.Event()
+        self._keys_wanted = threading.Event()
+        self._started = False
+        self._threads: list[threading.Thread] = []
+        self._watch: Any = None
+        self._last_message = time.monotonic()
+
+        self.add_grants(grants)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self, *, timeout: float | None = 10.0) -> None:
+        """Identify the licensee, fetch the key set, and start keeping the view current.
+
+        Args:
+            timeout: How long to wait, in seconds, for the revocation view to become current
+                (the stream's first heartbeat) before returning; None or 0 not to wait. Not
+                being current yet is not an error: requests go to the server until it is.
+
+        Raises:
+            ValueError: The client's API key is not a generator key bound to a licensee.
+            RuntimeError: The authorizer was closed, or is already started.
+            CharterError: ``GetCaller``, ``GetLicensee`` or ``GetKeySet`` failed.
+        """
+        with self._lock:
+            if self._stopping.is_set():
+                raise RuntimeError("the offline authorizer is closed")
+            if self._started:
+                raise RuntimeError("the offline authorizer is already started")
+            self._started = True
+        try:
+            caller = self._client.get_caller()
+            if caller.role != api_key_pb2.ROLE_GENERATOR or not caller.licensee_id:
+                raise ValueError("the offline authorizer needs a generator API key bound to a licensee")
+            self._licensee_id = caller.licensee_id
+            self._refresh()
+        except BaseException:
+            with self._lock:
+                self._started = False
+            raise
+        self._threads = [
+            threading.Thread(target=self._watch_loop, name="charter-offline-watch", daemon=True),
+            threading.Thread(target=self._refresh_loop, name="charter-offline-refresh", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        if timeout:
+            self.wait_current(timeout=timeout)
+
+    def close(self) -> None:
+        """Stop the background threads (waiting a few seconds at most); decisions then go to the
+        server. The client is not closed. Closing twice is harmless."""
+        with self._lock:
+            self._stopping.set()
+            watch = self._watch
+        self._keys_wanted.set()
+        if watch is not None:
+            watch.cancel()
+        for thread in self._threads:
+            thread.join(_JOIN_SECONDS)
+        self._offline_until = NEVER
+        with self._changed:
+            self._changed.notify_all()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"OfflineAuthorizer(licensee_id={self._licensee_id!r}, sequence={self._view.sequence}, "
+            f"fresh_as_of={self._view.fresh_as_of!r}, grants={len(self._held)})"
+        )
+
+    # -- held grants ------------------------------------------------------------------------------
+
+    def add_grants(self, grants: Iterable[Envelope | str]) -> int:
+        """Hold more grants; an envelope already held is skipped.
+
+        Args:
+            grants: ``charter.v1.Envelope`` messages (copied) or their DSSE JSON text.
+
+        Returns:
+            How many envelopes were new.
+
+        Raises:
+            ValueError: A grant is not a grant envelope: JSON that does not decode
+                (`charter.envelope.MalformedEnvelope`), another payload type, no signature, or
+                a payload that is not ``GrantClaims``. Nothing is added then. Whether a grant
+                verifies is decided per decision, not here.
+            TypeError: A grant is neither an ``Envelope`` nor a string.
+        """
+        return self._held.add(grants)
+
+    def warm_up(self) -> int:
+        """Verify every held grant not yet verified against the current key ring, now.
+
+        Moves the signature work (and compiling the terms) off the first decision of each grant.
+
+        Returns:
+            How many grants were verified; 0 before `start`.
+        """
+        ring = self._key_set.ring
+        if ring is None:
+            return 0
+        now = self._clock()
+        count = 0
+        for grants in self._held.by_character.values():
+            for grant in grants:
+                checked = grant.checked
+                if checked is None or checked.ring is not ring:
+                    self._check(grant, ring, now)
+                    count += 1
+        return count
+
+    # -- deciding ---------------------------------------------------------------------------------
+
+    def use_context(
+        self,
+        *,
+        use_type: int,
+        content_rating: int,
+        categories: Iterable[int] = (),
+        territory: str = "",
+        commercial: bool = False,
+        duration: timedelta | None = None,
+        co_characters: Iterable[str] = (),
+    ) -> UseContext:
+        """A `UseContext` for `decide`: this licensee and platform, the authorizer's clock's time.
+
+        Args:
+            use_type: A ``charter.v1.UseType`` value.
+            content_rating: A ``charter.v1.ContentRating`` value.
+            categories: ``charter.v1.ContentCategory`` values the service's classifiers flagged.
+            territory: The ISO 3166-1 alpha-2 code of where the content is served.
+            commercial: Whether the use is commercial.
+            duration: The length of the content.
+            co_characters: The other characters in the same content.
+
+        Returns:
+            The context. Build it just before deciding: `decide` refuses a context whose time
+            is more than `CONTEXT_TOLERANCE` from its clock's.
+        """
+        return UseContext(
+            use_type,
+            content_rating,
+            self._clock(),
+            categories=categories,
+            territory=territory,
+            platform=self._key_set.platform,
+            licensee_id=self._licensee_id,
+            commercial=commercial,
+            duration_seconds=0.0 if duration is None else duration.total_seconds(),
+            co_characters=co_characters,
+        )
+
+    def decide(self, character_id: str, context: UseContext, *, min_sequence: int = 0) -> CharacterDecision | None:
+        """Decide one character offline, or say that it cannot be: the lean path of `authorize`.
+
+        Args:
+            character_id: The character.
+            context: The use, from `use_context` (its licensee, platform and co-characters are
+                taken as they are; its time must be within `CONTEXT_TOLERANCE` of the clock).
+            min_sequence: A revocation-log sequence number the view must have seen.
+
+        Returns:
+            The decision (``declared=True``; shared objects, treat as read-only), or None when
+            the character cannot be decided offline now: the view or the key set is too old,
+            it has not seen ``min_sequence``, the context is not this licensee's or not current,
+            no grant is held for the character, the grant that would allow it has quota terms,
+            or a grant names a key the ring does not know. Then ask `authorize`, which goes to
+            the server.
+        """
+        now = self._clock()
+        drift = now - context.time
+        if (
+            now > self._offline_until
+            or self._view.sequence < min_sequence
+            or drift > CONTEXT_TOLERANCE
+            or drift < _NEGATIVE_TOLERANCE
+            or context.licensee_id != self._licensee_id
+            or context.platform != self._key_set.platform
+        ):
+            return None
+        return self._decide(character_id, context)
+
+    def _decide(self, character_id: str, context: UseContext) -> CharacterDecision | None:
+        return decide_offline(
+            character_id,
+            context,
+            held=self._held.by_character.get(character_id),
+            ring=self._key_set.ring,
+            view=self._view,
+            licensee_archived=self._key_set.archived,
+            check=self._check,
+        )
+
+    def _check(self, grant: Held, ring: KeyRing, now: datetime) -> Checked:
+        """Verify a held grant against ``ring`` (the cold path); ask for the key set again when
+        its key is not in the ring."""
+        checked = check(self._verifier, grant, ring, licensee_id=self._licensee_id, now=now, skew_us=self._skew_us)
+        if checked.integrity is Integrity.UNKNOWN_KEY:
+            self._keys_wanted.set()
+        return checked
+
+    def authorize(
+        self,
+        *,
+        character_ids: Iterable[str] = (),
+        prompt: str = "",
+        use_type: int,
+        content_rating: int,
+        categories: Iterable[int] = (),
+        territory: str = "",
+        commercial: bool = False,
+        duration: timedelta | None = None,
+        min_sequence: int = 0,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Decision:
+        """Decide whether the characters may be used: offline when it can, else by the server.
+
+        See the module documentation for when a request is decided offline. The keyword
+        arguments are those of ``Client.authorize``, less ``grants`` (the held ones are used),
+        plus ``min_sequence``.
+
+        Args:
+            character_ids: The characters the content will show, without duplicates.
+            prompt: The prompt; a request with a prompt always goes to the server.
+            use_type: A ``charter.v1.UseType`` value.
+            content_rating: A ``charter.v1.ContentRating`` value.
+            categories: ``charter.v1.ContentCategory`` values the service's classifiers flagged.
+            territory: The ISO 3166-1 alpha-2 code of where the content is served.
+            commercial: Whether the use is commercial.
+            duration: The length of the content.
+            min_sequence: A revocation-log sequence number (as ``RevokeGrant`` returns) that the
+                view must have seen for the request to be decided offline.
+            request_id: Passed to the server when it decides (makes a retry safe).
+            timeout: The deadline of the server call in seconds, when there is one.
+
+        Returns:
+            The decision: ``offline=True`` and no receipt when decided here (or when the server
+            could not be reached: every declared character denied with ``SERVER_UNREACHABLE``);
+            the server's decision, with its receipt, otherwise.
+
+        Raises:
+            ValueError: No character and no prompt, a character id given twice, or an unknown
+                enum value (checked as ``Client.authorize`` checks them; names are accepted).
+            TypeError: An argument has the wrong type.
+            CharterError: The server failed otherwise than ``UNAVAILABLE`` or
+                ``DEADLINE_EXCEEDED`` (for example ``INVALID_ARGUMENT`` for an unknown
+                character, or ``UNAUTHENTICATED``).
+        """
+        ids = tuple(character_ids)
+        everyone = frozenset(ids)
+        if len(everyone) != len(ids):
+            raise ValueError("a character id is given twice")
+        if not ids and not prompt.strip():
+            raise ValueError("at least one of character_ids and prompt is required")
+        flagged = tuple(categories)
+        flagged_set = frozenset(flagged)
+        if not (
+            type(use_type) is int
+            and use_type in _USE_TYPES
+            and type(content_rating) is int
+            and content_rating in _RATINGS
+            and flagged_set <= _CATEGORIES
+        ):
+            # The client's own checks: an unknown value raises, a name becomes its number.
+            parsed = _requests.use_context(
+                use_type=use_type,
+                content_rating=content_rating,
+                categories=flagged,
+                territory=territory,
+                commercial=commercial,
+                duration=duration,
+            )
+            use_type, content_rating = parsed.use_type, parsed.content_rating
+            flagged = tuple(parsed.categories)
+            flagged_set = frozenset(flagged)
+        now = self._clock()
+        if ids and not prompt and now <= self._offline_until and self._view.sequence >= min_sequence:
+            duration_seconds = 0.0 if duration is None else duration.total_seconds()
+            characters: list[CharacterDecision] = []
+            for character_id in ids:
+                context = UseContext(
+                    use_type,
+                    content_rating,
+                    now,
+                    categories=flagged_set,
+                    territory=territory,
+                    platform=self._key_set.platform,
+                    licensee_id=self._licensee_id,
+                    commercial=commercial,
+                    duration_seconds=duration_seconds,
+                    co_characters=everyone - {character_id} if len(ids) > 1 else frozenset(),
+                )
+                decided = self._decide(character_id, context)
+                if decided is None:
+                    break
+                characters.append(decided)
+            else:
+                return Decision(
+                    allowed=all(c.allowed for c in characters),
+                    characters=tuple(characters),
+                    decide_time=now,
+                    licensee_id=self._licensee_id,
+                    offline=True,
+                )
+        return self._ask_server(
+            ids,
+            prompt=prompt,
+            use_type=use_type,
+            content_rating=content_rating,
+            categories=flagged,
+            territory=territory,
+            commercial=commercial,
+            duration=duration,
+            request_id=request_id,
+            timeout=timeout,
+            now=now,
+        )
+
+    def _ask_server(
+        self,
+        ids: tuple[str, ...],
+        *,
+        prompt: str,
+        use_type: int,
+        content_rating: int,
+        categories: tuple[int, ...],
+        territory: str,
+        commercial: bool,
+        duration: timedelta | None,
+        request_id: str | None,
+        timeout: float | None,
+        now: datetime,
+    ) -> Decision:
+        held = self._held.by_character
+        presented = [grant.envelope for character_id in ids for grant in held.get(character_id, ())]
+        if prompt:  # the prompt may name characters that were not declared
+            declared = set(ids)
+            presented += [
+                grant.envelope
+                for character_id, grants in held.items()
+                if character_id not in declared
+                for grant in grants
+            ]
+        try:
+            return self._client.authorize(
+                character_ids=ids,
+                prompt=prompt,
+                use_type=use_type,
+                content_rating=content_rating,
+                categories=categories,
+                territory=territory,
+                commercial=commercial,
+                duration=duration,
+                grants=presented[:MAX_GRANTS_PER_REQUEST],
+                request_id=request_id,
+                timeout=timeout,
+            )
+        except (UnavailableError, DeadlineExceededError) as error:
+            log.warning("charter.offline: the server cannot be reached (%s); denying", error.code.name)
+        return Decision(
+            allowed=False,
+            characters=tuple(CharacterDecision(character_id, False, _UNREACHABLE) for character_id in ids),
+            decide_time=now,
+            licensee_id=self._licensee_id,
+            offline=True,
+        )
+
+    def license(
+        self,
+        *,
+        character_ids: Iterable[str] = (),
+        prompt: str = "",
+        use_type: int,
+        content_rating: int,
+        categories: Iterable[int] = (),
+        territory: str = "",
+        commercial: bool = False,
+        duration: timedelta | None = None,
+        min_sequence: int = 0,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> contextlib.AbstractContextManager[License]:
+        """Authorize on entry (as `authorize`); run the block only if allowed; record a clean exit.
+
+        A denial raises `charter.decisions.LicenseDenied` on entry and the block does not run.
+        A clean exit marks the `License` used and records it in the client's ``receipts``
+        journal; an exception in the block records nothing and propagates. When the server
+        decided (the authorizer asked it), the clean exit also reports the use through the
+        client, as `charter.Client.license` does. A decision made offline has no receipt, so
+        its use cannot be reported: it stays in ``receipts`` only.
+
+        Args:
+            character_ids: As `authorize`.
+            prompt: As `authorize`.
+            use_type: As `authorize`.
+            content_rating: As `authorize`.
+            categories: As `authorize`.
+            territory: As `authorize`.
+            commercial: As `authorize`.
+            duration: As `authorize`.
+            min_sequence: As `authorize`.
+            request_id: As `authorize`.
+            timeout: As `authorize`.
+
+        Returns:
+            A context manager that yields the `License`.
+        """
+        ids = tuple(character_ids)
+        flagged = tuple(categories)
+
+        def decide() -> Decision:
+            return self.authorize(
+                character_ids=ids,
+                prompt=prompt,
+                use_type=use_type,
+                content_rating=content_rating,
+                categories=flagged,
+                territory=territory,
+                commercial=commercial,
+                duration=duration,
+                min_sequence=min_sequence,
+                request_id=request_id,
+                timeout=timeout,
+            )
+
+        return license_block(
+            decide, self._client.receipts.record, lambda granted: self._client._report_license(granted, timeout)
+        )

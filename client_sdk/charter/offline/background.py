@@ -1,0 +1,259 @@
+"""What the offline authorizer knows (its view's properties) and how it keeps its view and key
+set current: the two daemon threads.
+
+* the *watcher* reads ``WatchRevocations`` from the last sequence applied into the
+  `RevocationView`, reconnecting with exponential backoff and jitter;
+* the *refresher* fetches the key set and the licensee again every ``key_refresh`` (sooner when
+  a held grant names a key the ring does not know), and drops a stream that went idle.
+
+Both move the one bound decisions compare with (`KeepCurrent._recompute`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from charter.errors import CharterError
+from charter.grants import GrantStatus
+from charter.offline.keys import LicenseeKeys
+from charter.offline.revocations import Resync, RevocationView
+from charter.v1 import authorization_service_pb2, grant_pb2
+
+if TYPE_CHECKING:
+    from charter.client import Client
+
+log = logging.getLogger("charter.offline")
+
+NEVER: Final = datetime.min.replace(tzinfo=UTC)
+"""The bound while there is no usable view: no time is before it."""
+TICK_SECONDS: Final = 0.5
+"""The refresher looks at the watcher (idle stream) at least this often."""
+# A stream is reopened (after the last sequence applied) at least this often, so a call never
+# needs an unbounded deadline.
+_STREAM_SECONDS: Final = 300.0
+# A refresh asked for by a decision (a key the ring does not know) happens at most this often.
+_ON_DEMAND_REFRESH_SECONDS: Final = 2.0
+
+
+class KeepCurrent:
+    """What `charter.offline.OfflineAuthorizer` knows and how it keeps it current: the view's
+    properties and the background threads (the authorizer sets these attributes)."""
+
+    _client: Client
+    _clock: Callable[[], datetime]
+    _licensee_id: str
+    _key_set: LicenseeKeys
+    _view: RevocationView
+    _offline_until: datetime
+    _max_staleness: timedelta
+    _key_grace: timedelta
+    _key_refresh_seconds: float
+    _min_backoff: float
+    _max_backoff: float
+    _idle_seconds: float
+    _lock: threading.Lock
+    _changed: threading.Condition
+    _stopping: threading.Event
+    _keys_wanted: threading.Event
+    _watch: Any
+    _last_message: float
+
+    # -- the view ---------------------------------------------------------------------------------
+
+    @property
+    def licensee_id(self) -> str:
+        """The licensee decided for (the API key's); empty before `start`."""
+        return self._licensee_id
+
+    @property
+    def platform(self) -> str:
+        """The licensee's platform, as of the last refresh; empty before `start`."""
+        return self._key_set.platform
+
+    @property
+    def max_staleness(self) -> timedelta:
+        """How old the revocation view may be for a request to be decided offline."""
+        return self._max_staleness
+
+    @property
+    def sequence(self) -> int:
+        """The last revocation-log sequence number applied to the view (0 before any)."""
+        return self._view.sequence
+
+    @property
+    def fresh_as_of(self) -> datetime | None:
+        """The time (on the authorizer's clock) of the last heartbeat at which the view was
+        current; None before the first."""
+        return self._view.fresh_as_of
+
+    @property
+    def staleness(self) -> timedelta | None:
+        """How old the revocation view is now (``clock() - fresh_as_of``); None before it was
+        ever current."""
+        fresh = self._view.fresh_as_of
+        return None if fresh is None else self._clock() - fresh
+
+    @property
+    def key_set_version(self) -> str:
+        """The version of the key set decisions verify against; empty before `start`."""
+        ring = self._key_set.ring
+        return "" if ring is None else ring.version
+
+    def grant_status(self, grant_id: str) -> GrantStatus:
+        """The state of a grant in the revocation view (``ACTIVE`` when the log never named it)."""
+        return self._view.status(grant_id)
+
+    def is_current(self, min_sequence: int = 0) -> bool:
+        """Whether a request may be decided offline now, as far as the view goes.
+
+        Args:
+            min_sequence: A revocation-log sequence number the view must have seen.
+
+        Returns:
+            True when the view and the key set are fresh enough and the view has seen
+            ``min_sequence``.
+        """
+        return self._clock() <= self._offline_until and self._view.sequence >= min_sequence
+
+    def wait_current(self, *, min_sequence: int = 0, timeout: float) -> bool:
+        """Wait until `is_current` holds, for at most ``timeout`` seconds.
+
+        Args:
+            min_sequence: A revocation-log sequence number the view must have seen, for example
+                the one ``RevokeGrant`` returned.
+            timeout: The longest wait, in seconds.
+
+        Returns:
+            Whether it holds (False also when the authorizer is closed meanwhile).
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not self.is_current(min_sequence):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stopping.is_set():
+                    return self.is_current(min_sequence)
+                self._changed.wait(min(remaining, TICK_SECONDS))
+        return True
+
+    # -- keeping them current ---------------------------------------------------------------------
+
+    def _backoff(self, failures: int) -> float:
+        """The delay before the next attempt after ``failures`` failures in a row (0 for none)."""
+        if failures <= 0:
+            return 0.0
+        cap = min(self._max_backoff, self._min_backoff * (1 << min(failures - 1, 30)))
+        return cap * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not a secret
+
+    def _recompute(self) -> None:
+        """Set the one bound decisions compare with (called when the view or the key set moves)."""
+        fresh, confirmed = self._view.fresh_as_of, self._key_set.confirmed
+        broken, archived = self._view.broken, self._key_set.archived
+        if broken or archived or self._stopping.is_set() or fresh is None or confirmed is None:
+            until = NEVER
+        else:
+            until = min(fresh + self._max_staleness, confirmed + self._key_grace)
+        self._offline_until = until
+        with self._changed:
+            self._changed.notify_all()
+
+    def _refresh(self) -> None:
+        """Fetch the key set and the licensee (the ring is replaced only when its version moved)."""
+        self._key_set.refresh(self._client, self._licensee_id)
+        self._recompute()
+
+    def _refresh_loop(self) -> None:
+        next_refresh = time.monotonic() + self._key_refresh_seconds
+        last_refresh = time.monotonic()
+        failures = 0
+        while not self._stopping.is_set():
+            self._keys_wanted.wait(max(0.0, min(TICK_SECONDS, next_refresh - time.monotonic())))
+            if self._stopping.is_set():
+                return
+            now = time.monotonic()
+            if self._keys_wanted.is_set():
+                self._keys_wanted.clear()
+                next_refresh = min(next_refresh, last_refresh + _ON_DEMAND_REFRESH_SECONDS)
+            watch = self._watch
+            if watch is not None and now - self._last_message > self._idle_seconds:
+                log.warning("charter.offline: the revocation stream is idle; reopening it")
+                self._last_message = now
+                watch.cancel()
+            if now < next_refresh:
+                continue
+            last_refresh = now
+            try:
+                self._refresh()
+            except (CharterError, ValueError) as error:
+                failures += 1
+                next_refresh = now + min(self._key_refresh_seconds, max(self._backoff(failures), TICK_SECONDS))
+                log.warning("charter.offline: refreshing the key set failed: %r", error)
+            else:
+                failures = 0
+                next_refresh = now + self._key_refresh_seconds
+
+    def _watch_loop(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            beats = self._view.beats
+            try:
+                self._watch_once()
+            except Resync as error:
+                log.warning("charter.offline: %s; reopening the revocation stream", error)
+            except CharterError as error:
+                if not self._stopping.is_set():
+                    log.warning("charter.offline: the revocation stream failed (%s)", error.code.name)
+            except Exception:  # a bug must not end the thread: the view just goes stale
+                log.exception("charter.offline: the revocation watcher failed")
+            failures = 0 if self._view.beats != beats else failures + 1
+            if self._stopping.wait(self._backoff(failures)):
+                return
+
+    def _watch_once(self) -> None:
+        """Read one stream, from the last sequence applied, until it ends or fails."""
+        watch = self._client.watch_revocations(self._view.sequence, timeout=_STREAM_SECONDS)
+        with watch:
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self._watch = watch
+            try:
+                self._last_message = time.monotonic()
+                for item in watch:
+                    self._last_message = time.monotonic()
+                    if isinstance(item, grant_pb2.RevocationEvent):
+                        self._apply(item)
+                    elif isinstance(item, authorization_service_pb2.RevocationSkip):
+                        self._skip(item.sequence)
+                    else:
+                        self._heartbeat(item.sequence)
+                    if self._stopping.is_set():
+                        return
+            finally:
+                with self._lock:
+                    self._watch = None
+
+    def _apply(self, event: grant_pb2.RevocationEvent) -> None:
+        view = self._view
+        if not view.apply(event):
+            return
+        if view.broken:
+            self._recompute()
+        self._notify()
+
+    def _skip(self, sequence: int) -> None:
+        if self._view.skip(sequence):
+            self._notify()
+
+    def _heartbeat(self, sequence: int) -> None:
+        if self._view.heartbeat(sequence):
+            self._recompute()
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()

@@ -1,0 +1,74 @@
+"""One character decided offline: the held grants checked against the ring, then `charter.decide`
+with what the view knows; None when the server must decide."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Final
+
+from charter.decide import CharacterState, decide
+from charter.decisions import CharacterDecision
+from charter.grants import KeyRing
+from charter.offline.held import Checked, Held
+from charter.offline.revocations import RevocationView
+from charter.terms import UseContext
+
+_OPTED_IN: Final = CharacterState.OPTED_IN
+_SUSPENDED: Final = CharacterState.SUSPENDED
+
+
+def decide_offline(
+    character_id: str,
+    context: UseContext,
+    *,
+    held: tuple[Held, ...] | None,
+    ring: KeyRing | None,
+    view: RevocationView,
+    licensee_archived: bool,
+    check: Callable[[Held, KeyRing, datetime], Checked],
+) -> CharacterDecision | None:
+    """Decide a character from the held grants and the view, or None when the server must.
+
+    The server decides when no grant is held for the character (it knows whether the character
+    exists and is opted in), before the first key set, when a grant whose key the ring does not
+    know comes before the one that would allow (`charter.decide`), and when the grant that allows
+    has a quota or a cap (counted by the server alone).
+
+    Args:
+        character_id: The character.
+        context: The use, with the time of the decision.
+        held: The grants held for the character, newest first.
+        ring: The key ring.
+        view: The revocation view.
+        licensee_archived: Whether the licensee is archived.
+        check: Verifies a held grant against a ring (when its last check was against another).
+
+    Returns:
+        The decision (shared objects: read-only), or None.
+    """
+    suspended = view.suspended.get(character_id)
+    candidates: list[Checked] = []
+    if suspended is None:  # a character suspended by staff is denied whatever grants are held
+        if not held or ring is None:
+            return None
+        for grant in held:
+            checked = grant.checked
+            if checked is None or checked.ring is not ring:
+                checked = check(grant, ring, context.time)
+            candidates.append(checked)
+    outcome = decide(
+        licensee_archived=licensee_archived,
+        character=_OPTED_IN if suspended is None else _SUSPENDED,
+        candidates=candidates,
+        status=view.status,
+        use=context,
+    )
+    if outcome is None:
+        return None  # a key the ring does not know
+    chosen = outcome.candidate
+    if chosen is None:
+        return suspended or CharacterDecision(character_id, allowed=False, reasons=outcome.reasons)
+    if outcome.allowed:
+        return None if chosen.quota else chosen.allow  # quotas and caps are counted by the server
+    return chosen.denial(outcome.reasons)

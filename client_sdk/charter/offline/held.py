@@ -1,0 +1,217 @@
+"""Held grants: the envelopes an offline authorizer holds, indexed by the character they claim,
+and what each was found to be against one key ring (verified once per ring, then kept)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from charter.decide import Integrity, integrity_of
+from charter.decisions import CharacterDecision
+from charter.envelope import GRANT_PAYLOAD_TYPE, digest, from_json
+from charter.grants import GrantVerifier, KeyRing
+from charter.terms import CompiledTerms, DenyReason
+from charter.v1 import grant_pb2
+from charter.v1.envelope_pb2 import Envelope
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MIN_TIME: Final = datetime.min.replace(tzinfo=UTC)
+_MAX_TIME: Final = datetime.max.replace(tzinfo=UTC)
+
+
+class Checked:
+    """What a held grant was found to be against one key ring; immutable once built.
+
+    A `charter.decide.Candidate`: its ``integrity`` is `Integrity.UNKNOWN_KEY` (its key is not
+    in the ring), `Integrity.INVALID` (it fails for good against this ring), or
+    `Integrity.VERIFIED`, with its window (the skew applied), terms and decisions.
+    """
+
+    __slots__ = (
+        "allow",
+        "character_id",
+        "denials",
+        "expire_time",
+        "grant_id",
+        "integrity",
+        "not_before",
+        "quota",
+        "rights_holder_id",
+        "ring",
+        "terms",
+        "terms_version",
+    )
+
+    def __init__(
+        self,
+        ring: KeyRing,
+        character_id: str,
+        *,
+        claims: grant_pb2.GrantClaims | None = None,
+        integrity: Integrity = Integrity.VERIFIED,
+        skew_us: int = 0,
+    ) -> None:
+        self.ring = ring
+        self.character_id = character_id
+        self.integrity = integrity
+        self.grant_id = claims.grant_id if claims is not None else ""
+        self.terms_version = claims.terms_version if claims is not None else 0
+        self.rights_holder_id = claims.rights_holder_id if claims is not None else ""
+        self.denials: dict[tuple[DenyReason, ...], CharacterDecision] = {}
+        self.not_before = _MAX_TIME
+        self.expire_time = _MIN_TIME
+        self.terms: CompiledTerms | None = None
+        self.quota = False
+        self.allow: CharacterDecision | None = None
+        if claims is not None and integrity is Integrity.VERIFIED:
+            terms = CompiledTerms.from_terms(claims.terms)
+            self.terms = terms
+            # Quotas and a grant's cap are counted by the server alone.
+            self.quota = terms.daily_quota is not None or terms.monthly_quota is not None or claims.HasField("max_uses")
+            # The verifier's window, skew included, rounded so that it never grows.
+            not_before, expire = claims.not_before, claims.expire_time
+            self.not_before = _limit(not_before.seconds, -(-not_before.nanos // 1000) - skew_us)
+            self.expire_time = _limit(expire.seconds, expire.nanos // 1000 + skew_us)
+            self.allow = CharacterDecision(
+                character_id=character_id,
+                allowed=True,
+                reasons=(),
+                grant_id=self.grant_id,
+                terms_version=self.terms_version,
+                obligations=terms.obligations,
+                rights_holder_id=self.rights_holder_id,
+            )
+
+    def for_ring(self, ring: KeyRing) -> Checked:
+        """The same outcome, found valid again against another ring (nothing recompiled)."""
+        moved = Checked.__new__(Checked)
+        for name in Checked.__slots__:
+            setattr(moved, name, getattr(self, name))
+        moved.ring = ring
+        return moved
+
+    def denial(self, reasons: tuple[DenyReason, ...]) -> CharacterDecision:
+        """The (shared) denial of this grant's character with ``reasons``."""
+        found = self.denials.get(reasons)
+        if found is None:
+            found = CharacterDecision(
+                character_id=self.character_id,
+                allowed=False,
+                reasons=reasons,
+                grant_id=self.grant_id,
+                terms_version=self.terms_version,
+                rights_holder_id=self.rights_holder_id,
+            )
+            if len(self.denials) < 64:  # bounded: at most 2**10 combinations exist
+                self.denials[reasons] = found
+        return found
+
+
+def _limit(seconds: int, micros: int) -> datetime:
+    try:
+        return _EPOCH + timedelta(0, seconds, micros)
+    except OverflowError:
+        return _MAX_TIME if seconds > 0 else _MIN_TIME
+
+
+class Held:
+    """A grant envelope the authorizer holds, indexed by the character its payload claims.
+
+    The claims are parsed before verification only to index and order the grants; nothing else
+    is trusted until the signature verified.
+    """
+
+    __slots__ = ("character_id", "checked", "envelope", "issued")
+
+    def __init__(self, envelope: Envelope, claims: grant_pb2.GrantClaims) -> None:
+        self.envelope = envelope
+        self.character_id = claims.character_id
+        self.issued = (claims.issue_time.seconds, claims.issue_time.nanos)
+        self.checked: Checked | None = None
+
+
+class HeldGrants:
+    """The held grants by character, newest first (by claimed issue time); thread-safe.
+
+    The mapping is replaced whole when grants are added (copy on write), so a reader takes one
+    reference and needs no lock.
+    """
+
+    def __init__(self) -> None:
+        self.by_character: dict[str, tuple[Held, ...]] = {}
+        self._digests: set[bytes] = set()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return sum(len(same) for same in self.by_character.values())
+
+    def add(self, grants: Iterable[Envelope | str]) -> int:
+        """Hold more grants (see `charter.offline.OfflineAuthorizer.add_grants`); how many were new."""
+        parsed = [parse(grant) for grant in grants]
+        with self._lock:
+            held = {character_id: list(same) for character_id, same in self.by_character.items()}
+            added = 0
+            for key, new in parsed:
+                if key in self._digests:
+                    continue
+                self._digests.add(key)
+                held.setdefault(new.character_id, []).append(new)
+                added += 1
+            if added:
+                self.by_character = {
+                    character_id: tuple(sorted(same, key=lambda g: g.issued, reverse=True))
+                    for character_id, same in held.items()
+                }
+        return added
+
+
+def parse(grant: Envelope | str) -> tuple[bytes, Held]:
+    """A grant to hold, with its digest (to skip one held already).
+
+    Raises:
+        ValueError: Not a grant envelope (see `charter.offline.OfflineAuthorizer.add_grants`).
+        TypeError: Neither an ``Envelope`` nor a string.
+    """
+    if isinstance(grant, str):
+        envelope = from_json(grant)
+    elif isinstance(grant, Envelope):
+        envelope = Envelope.FromString(grant.SerializeToString())
+    else:
+        raise TypeError("a grant is a charter.v1.Envelope or its DSSE JSON text")
+    if envelope.payload_type != GRANT_PAYLOAD_TYPE:
+        raise ValueError(f"not a grant envelope: payload type {envelope.payload_type!r}")
+    if not envelope.signatures:
+        raise ValueError("a grant envelope needs at least one signature")
+    try:
+        claims = grant_pb2.GrantClaims.FromString(envelope.payload)
+    except Exception as error:  # DecodeError, or anything a hostile payload provokes
+        raise ValueError("the grant's payload is not GrantClaims") from error
+    return digest(envelope), Held(envelope, claims)
+
+
+def check(
+    verifier: GrantVerifier, grant: Held, ring: KeyRing, *, licensee_id: str, now: datetime, skew_us: int
+) -> Checked:
+    """Verify a held grant against ``ring`` (the cold path) and remember the outcome on it."""
+    result = verifier.verify(
+        grant.envelope, keys=ring, licensee_id=licensee_id, character_id=grant.character_id, now=now
+    )
+    claims = result.claims
+    # The window and the state are judged per decision (`charter.decide`), so the outcome kept
+    # here does not depend on the time.
+    integrity = integrity_of(result, licensee_id=licensee_id, character_id=grant.character_id)
+    if integrity is Integrity.VERIFIED:
+        assert claims is not None
+        previous = grant.checked
+        if previous is not None and previous.terms is not None and previous.grant_id == claims.grant_id:
+            checked = previous.for_ring(ring)  # a new key ring: the same envelope, the same claims
+        else:
+            checked = Checked(ring, grant.character_id, claims=claims, skew_us=skew_us)
+    elif integrity is Integrity.UNKNOWN_KEY:
+        checked = Checked(ring, grant.character_id, integrity=integrity)
+    else:
+        checked = Checked(ring, grant.character_id, claims=claims, integrity=integrity)
+    grant.checked = checked
+    return checked

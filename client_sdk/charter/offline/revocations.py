@@ -1,0 +1,120 @@
+"""The offline authorizer's view of the revocation log: which grants are revoked or suspended,
+which characters staff suspended, the last sequence applied and when the view was last current.
+
+Written by the watcher thread only; read by decisions without a lock (an event's state is stored
+before its sequence, so a reader that sees the sequence also sees the state).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Final
+
+from charter.decisions import CharacterDecision
+from charter.grants import GrantStatus
+from charter.terms import DenyReason
+from charter.v1 import grant_pb2
+
+log = logging.getLogger("charter.offline")
+
+_KIND_REVOKED: Final = grant_pb2.RevocationEvent.KIND_REVOKED
+_KIND_SUSPENDED: Final = grant_pb2.RevocationEvent.KIND_SUSPENDED
+_KIND_REINSTATED: Final = grant_pb2.RevocationEvent.KIND_REINSTATED
+_KIND_CHARACTER_SUSPENDED: Final = grant_pb2.RevocationEvent.KIND_CHARACTER_SUSPENDED
+_KIND_CHARACTER_REINSTATED: Final = grant_pb2.RevocationEvent.KIND_CHARACTER_REINSTATED
+_ACTIVE: Final = GrantStatus.ACTIVE
+_REVOKED: Final = GrantStatus.REVOKED
+_SUSPENDED: Final = GrantStatus.SUSPENDED
+
+
+class Resync(Exception):
+    """The stream is not contiguous with the view (a gap): reopen it after the last sequence applied."""
+
+
+class RevocationView:
+    """Grant states and suspended characters as the revocation log tells them, with its position.
+
+    Attributes:
+        statuses: Grant id → ``REVOKED`` or ``SUSPENDED`` (active grants are absent).
+        suspended: Character id → the denial to give (characters suspended by staff).
+        sequence: The last sequence number applied (0 before any).
+        fresh_as_of: The local time of the last heartbeat at which the view was current.
+        broken: Why the view can never be trusted again (an event kind unknown to this SDK).
+        beats: Heartbeats at which the view was current (for the reconnect backoff).
+    """
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self._clock = clock
+        self.statuses: dict[str, GrantStatus] = {}
+        self.suspended: dict[str, CharacterDecision] = {}
+        self.sequence = 0
+        self.fresh_as_of: datetime | None = None
+        self.broken = ""
+        self.beats = 0
+
+    def status(self, grant_id: str) -> GrantStatus:
+        """A grant's state in the view (``ACTIVE`` when the log never named it)."""
+        return self.statuses.get(grant_id, _ACTIVE)
+
+    def apply(self, event: grant_pb2.RevocationEvent) -> bool:
+        """Apply the next event; whether it was applied (an event seen already is not).
+
+        Raises:
+            Resync: The event does not follow the last one applied.
+        """
+        sequence = event.sequence
+        if sequence <= self.sequence:
+            return False  # seen already
+        if sequence != self.sequence + 1:
+            raise Resync(f"event {sequence} follows {self.sequence}")
+        grant_id, kind, statuses = event.grant_id, event.kind, self.statuses
+        if kind == _KIND_REVOKED:
+            statuses[grant_id] = _REVOKED
+        elif kind == _KIND_SUSPENDED:
+            if statuses.get(grant_id) is not _REVOKED:
+                statuses[grant_id] = _SUSPENDED
+        elif kind == _KIND_REINSTATED:
+            if statuses.get(grant_id) is _SUSPENDED:
+                del statuses[grant_id]
+        elif kind == _KIND_CHARACTER_SUSPENDED:
+            self.suspended[event.character_id] = CharacterDecision(
+                event.character_id, allowed=False, reasons=(DenyReason.CHARACTER_SUSPENDED,)
+            )
+        elif kind == _KIND_CHARACTER_REINSTATED:
+            self.suspended.pop(event.character_id, None)
+        else:
+            # A kind this SDK does not know may take something away: never decide offline again.
+            self.broken = f"revocation event {sequence} has an unknown kind {kind}; update the SDK"
+            log.error("charter.offline: %s", self.broken)
+        self.sequence = sequence
+        return True
+
+    def skip(self, sequence: int) -> bool:
+        """Events the server left out (another licensee's): the next event follows on from here.
+        Being further along says nothing about being current; only a heartbeat does. Whether the
+        position moved."""
+        if sequence > self.sequence:
+            self.sequence = sequence
+            return True
+        return False
+
+    def heartbeat(self, sequence: int) -> bool:
+        """A heartbeat at the log's head; whether it made the view current.
+
+        Raises:
+            Resync: The log is ahead of the events seen.
+        """
+        if sequence == self.sequence:
+            self.fresh_as_of = self._clock()
+            self.beats += 1
+            return True
+        if sequence > self.sequence:
+            raise Resync(f"a heartbeat at {sequence} follows event {self.sequence}")
+        log.warning(
+            "charter.offline: the server's revocation log (at %d) is behind this view (at %d)",
+            sequence,
+            self.sequence,
+        )
+        return False

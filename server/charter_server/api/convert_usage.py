@@ -1,0 +1,142 @@
+"""Conversions for UsageService: usage records in, outcomes and statements out.
+
+Like ``convert``, these only translate. A usage record's malformed time or duration is not
+raised here but handed to the service as `Unreadable`, because a bad record is answered alone
+with all of its violations, never by failing the whole batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from charter.v1 import usage_pb2, usage_service_pb2
+
+from charter_server.api.convert import timestamp
+from charter_server.api.status import status_code_for
+from charter_server.domain.errors import InvalidArgument
+from charter_server.services.statements import Statement, StatementState
+from charter_server.services.usage import Money, UsageOutcome, UsageRecordInput
+from charter_server.services.validation import Unreadable
+
+_MAX_TIMESTAMP_SECONDS = 253402300799  # 9999-12-31T23:59:59Z, the last second Timestamp allows
+_NANOS = 1_000_000_000
+
+STATEMENT_STATE_TO_PB = {
+    StatementState.OPEN: usage_pb2.STATEMENT_STATE_OPEN,
+    StatementState.CLOSED: usage_pb2.STATEMENT_STATE_CLOSED,
+    StatementState.RANGE: usage_pb2.STATEMENT_STATE_RANGE,
+}
+
+
+def usage_records(request: usage_service_pb2.ReportUsageRequest) -> list[UsageRecordInput]:
+    """The records of a ReportUsage request, in order."""
+    return [usage_record(record) for record in request.records]
+
+
+def usage_record(record: usage_pb2.UsageRecord) -> UsageRecordInput:
+    """One usage record; its fingerprint is the hash of its deterministic wire form."""
+    has_receipt = record.HasField("receipt") and bool(record.receipt.payload)
+    duration: int | Unreadable | None = None
+    if record.HasField("duration"):
+        seconds, nanos = record.duration.seconds, record.duration.nanos
+        # A Duration's nanos carry the sign of its seconds; a negative one is too short anyway.
+        valid = seconds >= 0 and 0 <= nanos < _NANOS
+        duration = seconds * _NANOS + nanos if valid else Unreadable("must be between 0 and 24 hours")
+    happen_time: datetime | Unreadable | None = None
+    if record.HasField("happen_time"):
+        stamp = record.happen_time
+        if 0 <= stamp.seconds <= _MAX_TIMESTAMP_SECONDS and 0 <= stamp.nanos < _NANOS:
+            happen_time = stamp.ToDatetime(tzinfo=UTC)
+        else:
+            happen_time = Unreadable("must be a valid time")
+    revenue = None
+    if record.HasField("attributed_revenue"):
+        revenue = Money(record.attributed_revenue.currency_code, record.attributed_revenue.minor_units)
+    return UsageRecordInput(
+        idempotency_key=record.idempotency_key,
+        fingerprint=hashlib.sha256(record.SerializeToString(deterministic=True)).hexdigest(),
+        receipt=record.receipt.SerializeToString(deterministic=True) if has_receipt else b"",
+        receipt_payload_type=record.receipt.payload_type,
+        character_id=record.character_id,
+        uses=record.uses,
+        duration_ns=duration,
+        attributed_revenue=revenue,
+        happen_time=happen_time,
+    )
+
+
+def usage_result(outcome: UsageOutcome) -> usage_pb2.UsageResult:
+    """One record's answer; a refused record carries what an error of a whole call would."""
+    result = usage_pb2.UsageResult(index=outcome.index, idempotency_key=outcome.idempotency_key)
+    if outcome.error is not None:
+        error = outcome.error
+        result.status = usage_pb2.USAGE_STATUS_REJECTED
+        result.error_code = status_code_for(error).name
+        result.error_reason = error.reason
+        result.error_message = error.message
+        if isinstance(error, InvalidArgument):
+            result.field_violations.extend(
+                usage_pb2.UsageFieldViolation(field=v.field, description=v.description) for v in error.violations
+            )
+        return result
+    entry = outcome.entry
+    assert entry is not None
+    result.status = usage_pb2.USAGE_STATUS_ACCEPTED
+    result.duplicate = outcome.duplicate
+    result.usage_id = entry.id
+    result.statement_period = entry.statement_period
+    result.accept_time.FromDatetime(entry.accept_time)
+    return result
+
+
+def statement(value: Statement) -> usage_pb2.Statement:
+    """The protobuf form of a statement."""
+    return usage_pb2.Statement(
+        rights_holder_id=value.rights_holder_id,
+        period=value.period,
+        start_date=value.start_date.isoformat(),
+        end_date=value.end_date.isoformat(),
+        state=STATEMENT_STATE_TO_PB[value.state],
+        close_time=timestamp(value.close_time),
+        licensee_id=value.licensee_id,
+        lines=[
+            usage_pb2.StatementLine(
+                character_id=line.character_id,
+                licensee_id=line.licensee_id,
+                currency_code=line.currency,
+                adjustment_for_period=line.adjustment_for_period,
+                records=line.records,
+                uses=line.uses,
+                duration_milliseconds=line.duration_ms,
+                revenue_minor_units=line.revenue_minor,
+                revenue_share_minor_units=line.revenue_share_minor,
+                fee_minor_units=line.fee_minor,
+                owed_minor_units=line.owed_minor,
+                character_name=line.character_name,
+                licensee_display_name=line.licensee_display_name,
+            )
+            for line in value.lines
+        ],
+        totals=[
+            usage_pb2.StatementTotal(
+                currency_code=total.currency,
+                records=total.records,
+                uses=total.uses,
+                duration_milliseconds=total.duration_ms,
+                revenue_minor_units=total.revenue_minor,
+                revenue_share_minor_units=total.revenue_share_minor,
+                fee_minor_units=total.fee_minor,
+                owed_minor_units=total.owed_minor,
+            )
+            for total in value.totals
+        ],
+        rights_holder_display_name=value.rights_holder_display_name,
+        licensee_display_name=value.licensee_display_name,
+    )
+
+
+def statements(values: Sequence[Statement]) -> list[usage_pb2.Statement]:
+    """The protobuf forms of several statements, in order."""
+    return [statement(value) for value in values]
