@@ -195,7 +195,7 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
         characters=CharacterService(db, clock, revoke_grants=grants.revoke_for_character),
         keys=keys,
         grants=grants,
-        access=AccessService(db, clock, authenticator),
+        access=AccessService(db, clock),
         authenticator=authenticator,
         screen=screen,
         feed=feed,

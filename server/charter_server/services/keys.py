@@ -11,6 +11,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import nacl.exceptions
@@ -21,6 +22,7 @@ from charter.grants import KeyRing, KeyState, PublicKey
 
 from charter_server.domain.clock import Clock
 from charter_server.domain.errors import FailedPrecondition, NotFound
+from charter_server.domain.events import DomainEvent, SigningKeyAdded, SigningKeyStateChanged
 from charter_server.domain.models import SigningKeyRecord, SigningKeyState
 from charter_server.services.validation import Checker
 from charter_server.storage.database import Database
@@ -88,7 +90,6 @@ class KeyService:
         *,
         cache_seconds: float = 2.0,
     ) -> None:
-        # Key changes announce themselves (``SigningKeyAdded``/``SigningKeyStateChanged``).
         self._db = db
         self._clock = clock
         self._box = nacl.secret.SecretBox(kek)
@@ -96,6 +97,9 @@ class KeyService:
         self._lock = threading.Lock()
         self._signer: Signer | None = None
         self._ring: tuple[float, KeyRing, list[SigningKeyRecord]] | None = None
+        # Key changes announce themselves (``SigningKeyAdded``/``SigningKeyStateChanged``, see
+        # ``storage.uow``): the cached signer and ring are dropped after any commit that made one.
+        db.events.subscribe(self._on_committed)
 
     def ensure_active_key(self) -> SigningKeyRecord:
         """Create the first key of a new deployment; otherwise return the active key."""
@@ -107,7 +111,6 @@ class KeyService:
                 return found[0]
             key = self._new_key(uow)
             uow.commit()
-        self._invalidate()
         log.info("signing_key.created", key_id=key.key_id)
         return key
 
@@ -124,7 +127,6 @@ class KeyService:
             key = self._new_key(uow)
             retired = next((k for k in uow.signing_keys.all() if previous and k.key_id == previous.key_id), None)
             uow.commit()
-        self._invalidate()
         log.info("signing_key.rotated", key_id=key.key_id, retired_key_id=previous.key_id if previous else None)
         return key, retired
 
@@ -147,7 +149,6 @@ class KeyService:
             uow.signing_keys.set_state(key_id, SigningKeyState.REVOKED, self._clock.now(), reason)
             key = next(k for k in uow.signing_keys.all() if k.key_id == key_id)
             uow.commit()
-        self._invalidate()
         log.info("signing_key.revoked", key_id=key_id, reason=reason)
         return key
 
@@ -231,6 +232,10 @@ class KeyService:
 
     def _check_decryptable(self, encrypted: bytes) -> None:
         self._decrypt(encrypted)
+
+    def _on_committed(self, events: Sequence[DomainEvent]) -> None:
+        if any(isinstance(e, SigningKeyAdded | SigningKeyStateChanged) for e in events):
+            self._invalidate()
 
     def _invalidate(self) -> None:
         with self._lock:
