@@ -21,7 +21,7 @@ is dropped with the writes it described. On `UnitOfWork.commit`:
 Subscribing (``db.events`` is the deployment's `EventBus`, one per `Database`)::
 
     def appended(uow: UnitOfWork, events: Sequence[DomainEvent]) -> None:
-        ...  # write with uow.session / uow's repositories; raise to abort the commit
+        ...  # write with uow.session (its own rows, raising no events); raise to abort the commit
 
     def committed(events: Sequence[DomainEvent]) -> None:
         ...  # after commit, on the committing thread; must not raise (it is logged and skipped)
