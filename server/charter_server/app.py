@@ -71,6 +71,7 @@ from charter_server.services.usage import UsageService
 from charter_server.services.usage_series import UsageSeriesService
 from charter_server.storage import migrate
 from charter_server.storage.database import Database
+from charter_server.storage.dialect import UnsupportedDatabase
 
 log = structlog.get_logger(__name__)
 
@@ -167,7 +168,11 @@ class CharterServer:
             host, _, port = self.settings.metrics_listen.rpartition(":")
             self._metrics, _thread = prometheus_client.start_http_server(int(port), addr=host)
         log.info(
-            "server.started", listen=self.settings.listen, port=self.port, database=self.db.dialect, pid=os.getpid()
+            "server.started",
+            listen=self.settings.listen,
+            port=self.port,
+            database=self.db.dialect.name,
+            pid=os.getpid(),
         )
 
     def stop(self, grace: float | None = None) -> None:
@@ -234,7 +239,7 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
         characters=CharacterService(db, clock, revoke_grants=grants.revoke_for_character),
         keys=keys,
         grants=grants,
-        access=AccessService(db, clock, authenticator),
+        access=AccessService(db, clock),
         authenticator=authenticator,
         screen=screen,
         feed=feed,
@@ -266,7 +271,12 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
 
 def open_database(settings: Settings) -> Database:
     """Open the database, migrating it when asked, and refuse an out-of-date schema."""
-    db = Database(settings.database_url, busy_timeout_ms=settings.db_busy_timeout_ms, pool_size=settings.db_pool_size)
+    try:
+        db = Database(
+            settings.database_url, busy_timeout_ms=settings.db_busy_timeout_ms, pool_size=settings.db_pool_size
+        )
+    except UnsupportedDatabase as error:
+        raise StartupError(str(error)) from error
     try:
         if settings.migrate:
             migrate.upgrade(db.engine)

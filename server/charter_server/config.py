@@ -14,6 +14,8 @@ from charter.transparency.note import MalformedNote, check_key_name
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from charter_server.storage.dialect import DIALECTS
+
 ENV_PREFIX = "CHARTER_"
 
 
@@ -128,7 +130,7 @@ class Settings:
             url = make_url(self.database_url)
         except ArgumentError as error:
             raise _error("database_url", f"is not a database URL: {error}") from None
-        if url.get_backend_name() not in ("sqlite", "postgresql"):
+        if url.get_backend_name() not in DIALECTS:  # storage.dialect: the databases Charter speaks
             raise _error("database_url", "must be a sqlite:/// or postgresql:// URL")
         if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
             raise _error("database_url", "must name a SQLite file (an in-memory database cannot be shared)")

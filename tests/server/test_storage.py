@@ -49,6 +49,11 @@ TABLES = {
     "deployment_settings",
     "licensee_keys",
     "quota_leases",
+    "log_pending",
+    "log_entries",
+    "log_tiles",
+    "log_checkpoints",
+    "log_head",
 }
 TOKYO = timezone(timedelta(hours=9))
 

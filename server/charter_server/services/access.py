@@ -7,7 +7,7 @@ import hmac
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,6 +16,7 @@ import structlog
 from charter_server.domain import ids
 from charter_server.domain.clock import Clock
 from charter_server.domain.errors import FailedPrecondition, NotFound, Unauthenticated
+from charter_server.domain.events import ApiKeyRevoked, DomainEvent
 from charter_server.domain.models import ApiKey, ApiKeyState, LifecycleState, Page, Principal, Role
 from charter_server.services import pagination
 from charter_server.services.idempotency import create_once
@@ -62,17 +63,11 @@ class CreatedApiKey:
 class AccessService:
     """API keys."""
 
-    def __init__(
-        self,
-        db: Database,
-        clock: Clock,
-        authenticator: Authenticator,
-    ) -> None:
-        # A revocation announces itself (``ApiKeyRevoked``, see ``storage.uow``): the authorization
-        # view's subscriber returns once no server can still accept the key.
+    def __init__(self, db: Database, clock: Clock) -> None:
+        # A revocation announces itself (``ApiKeyRevoked``, see ``storage.uow``): the authenticator
+        # drops the key, and the authorization view returns once no server can still accept it.
         self._db = db
         self._clock = clock
-        self._authenticator = authenticator
 
     def create_api_key(self, principal: Principal, value: ApiKeyInput, *, request_id: str = "") -> CreatedApiKey:
         """Create a key and return its secret once."""
@@ -158,7 +153,6 @@ class AccessService:
             uow.api_keys.revoke(key_id, self._clock.now())
             key = self._load(uow, key_id)
             uow.commit()
-        self._authenticator.forget(key_id)
         log.info("api_key.revoked", api_key_id=key_id)
         return key
 
@@ -235,6 +229,9 @@ class Authenticator:
         # key's expiry, and the generation and time they were checked in; the per-call fast path.
         self._verified: dict[bytes, tuple[object, float, Principal, datetime | None]] = {}
         self._lock = threading.Lock()
+        # A revocation announces itself (``ApiKeyRevoked``): the key is dropped from the caches
+        # before the authorization view waits out the lease for other servers.
+        db.events.subscribe(self._on_committed)
 
     def authenticate(self, token: str | None) -> Principal:
         """The caller behind ``token``, or ``Unauthenticated`` with the precise reason."""
@@ -273,6 +270,11 @@ class Authenticator:
         if state is ApiKeyState.EXPIRED:
             raise Unauthenticated("the API key has expired", reason="API_KEY_EXPIRED")
         return key.principal(), key.expire_time, generation, checked
+
+    def _on_committed(self, events: Sequence[DomainEvent]) -> None:
+        for event in events:
+            if isinstance(event, ApiKeyRevoked):
+                self.forget(event.api_key_id)
 
     def forget(self, key_id: str) -> None:
         """Drop a cached key (after revocation)."""

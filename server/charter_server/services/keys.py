@@ -11,6 +11,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import nacl.exceptions
@@ -21,6 +22,7 @@ from charter.grants import KeyRing, KeyState, PublicKey
 
 from charter_server.domain.clock import Clock
 from charter_server.domain.errors import FailedPrecondition, NotFound
+from charter_server.domain.events import DomainEvent, SigningKeyAdded, SigningKeyStateChanged
 from charter_server.domain.models import SigningKeyPurpose, SigningKeyRecord, SigningKeyState
 from charter_server.services.transparency.appender import LogAppender
 from charter_server.services.validation import Checker
@@ -94,7 +96,6 @@ class KeyService:
         log_origin: str = "",
         log: LogAppender | None = None,
     ) -> None:
-        # Key changes announce themselves (``SigningKeyAdded``/``SigningKeyStateChanged``).
         self._db = db
         self.log_origin = log_origin
         """The transparency log's origin: the note key name of the log's keys."""
@@ -107,6 +108,9 @@ class KeyService:
         self._lock = threading.Lock()
         self._signers: dict[SigningKeyPurpose, Signer] = {}
         self._ring: tuple[float, KeyRing, list[SigningKeyRecord]] | None = None
+        # Key changes announce themselves (``SigningKeyAdded``/``SigningKeyStateChanged``, see
+        # ``storage.uow``): the cached signer and ring are dropped after any commit that made one.
+        db.events.subscribe(self._on_committed)
 
     def ensure_active_key(self, purpose: SigningKeyPurpose = SigningKeyPurpose.GRANTS) -> SigningKeyRecord:
         """Create the first key of a purpose in a new deployment; otherwise return the active key."""
@@ -119,7 +123,6 @@ class KeyService:
             key = self._new_key(uow, purpose)
             self._changed(uow, key, None, "")
             uow.commit()
-        self._invalidate()
         log.info("signing_key.created", key_id=key.key_id, purpose=purpose.value)
         return key
 
@@ -144,7 +147,6 @@ class KeyService:
             retired = next((k for k in uow.signing_keys.all() if previous and k.key_id == previous.key_id), None)
             self._changed(uow, key, retired, actor_key_id)
             uow.commit()
-        self._invalidate()
         log.info("signing_key.rotated", key_id=key.key_id, retired_key_id=previous.key_id if previous else None)
         return key, retired
 
@@ -168,7 +170,6 @@ class KeyService:
             key = next(k for k in uow.signing_keys.all() if k.key_id == key_id)
             self._logged(uow, key, "revoked", actor_key_id, reason)
             uow.commit()
-        self._invalidate()
         log.info("signing_key.revoked", key_id=key_id, reason=reason)
         return key
 
@@ -267,6 +268,10 @@ class KeyService:
 
     def _check_decryptable(self, encrypted: bytes) -> None:
         self._decrypt(encrypted)
+
+    def _on_committed(self, events: Sequence[DomainEvent]) -> None:
+        if any(isinstance(e, SigningKeyAdded | SigningKeyStateChanged) for e in events):
+            self._invalidate()
 
     def _invalidate(self) -> None:
         with self._lock:

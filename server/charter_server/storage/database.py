@@ -1,15 +1,16 @@
-"""Engines and sessions for SQLite (the embedded default) and PostgreSQL (psycopg 3)."""
+"""Engines and sessions for SQLite (the embedded default) and PostgreSQL (psycopg 3); what differs
+between them is in ``storage.dialect``."""
 
 from __future__ import annotations
 
 import threading
-from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from charter_server.storage.uow import EventBus, UnitOfWork
+from charter_server.storage.dialect import Dialect, UnsupportedDatabase, dialect_for
+from charter_server.storage.uow import EventBus, UnitOfWork, track_rollbacks
 
 
 def normalise_url(url: str) -> str:
@@ -18,26 +19,6 @@ def normalise_url(url: str) -> str:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
-
-
-def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" hook below issue BEGIN itself, so write transactions take
-        # the write lock up front (BEGIN IMMEDIATE) instead of failing on a lock upgrade.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-        # FULL: a committed (acknowledged) transaction survives power loss, not only a crash.
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
 
 
 class WouldBlock(BaseException):
@@ -76,22 +57,25 @@ class Database:
 
     def __init__(self, url: str, *, busy_timeout_ms: int = 5000, pool_size: int = 10) -> None:
         self.url = normalise_url(url)
-        self.dialect = make_url(self.url).get_backend_name()
-        kwargs: dict[str, Any] = {}
-        if self.dialect == "sqlite":
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
-        else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
-        self.engine = create_engine(self.url, **kwargs)
-        if self.dialect == "sqlite":
-            _configure_sqlite(self.engine, busy_timeout_ms)
+        # Chosen once, before anything connects: an unknown database stops here, with a message
+        # that names it, rather than getting statements written for another database.
+        self.dialect: Dialect = dialect_for(make_url(self.url).get_backend_name())
+        self.engine = create_engine(self.url, **self.dialect.engine_options(busy_timeout_ms, pool_size))
+        if self.engine.dialect.name != self.dialect.name:  # a driver that reports another database
+            raise UnsupportedDatabase(
+                self.engine.dialect.name,
+                f"the database URL names {self.dialect.name!r} but its driver speaks {self.engine.dialect.name!r}",
+            )
+        self.dialect.configure(self.engine, busy_timeout_ms)
         writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         self._read_sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(bind=writer, expire_on_commit=False)
+        track_rollbacks(self._read_sessions)
+        track_rollbacks(self._write_sessions)
         # SQLite has one writer at a time, and a writer that finds the lock taken polls for it with
         # growing sleeps, so under load an unlucky one waits out the whole busy timeout. Writers of
         # this process queue on a lock instead; the busy timeout is left for other processes.
-        self._writer_lock = threading.RLock() if self.dialect == "sqlite" else None
+        self._writer_lock = threading.RLock() if self.dialect.one_writer else None
         self._page_token_key: bytes | None = None
         # Who hears about committed changes (see ``storage.uow``): the services subscribe at build.
         self.events = EventBus()
@@ -105,8 +89,8 @@ class Database:
         if threading.get_ident() in _nonblocking_threads:
             raise WouldBlock
         if write:
-            return UnitOfWork(self._write_sessions, self._writer_lock, self.events)
-        return UnitOfWork(self._read_sessions, None, self.events)
+            return UnitOfWork(self._write_sessions, self._writer_lock, self.events, dialect=self.dialect)
+        return UnitOfWork(self._read_sessions, None, self.events, dialect=self.dialect)
 
     def page_token_key(self) -> bytes:
         """The deployment's page-token key (``storage.serving``), read once and kept."""

@@ -12,13 +12,12 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Table, bindparam, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from charter_server.domain.models import GrantRecord, GrantState
 from charter_server.domain.offline import LeaseState, LicenseeKeyRecord, LicenseeKeyState, QuotaLeaseRecord
-from charter_server.storage.repositories import _grant
+from charter_server.storage.dialect import Dialect
+from charter_server.storage.repositories.grants import grant_record
 from charter_server.storage.tables import (
     GrantRow,
     GrantUseRow,
@@ -65,12 +64,13 @@ def _key(row: LicenseeKeyRow) -> LicenseeKeyRecord:
 class LicenseeKeyRepository:
     """Licensee keys."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, dialect: Dialect) -> None:
         self._session = session
+        self._dialect = dialect
 
     def add(self, key: LicenseeKeyRecord) -> bool:
         """Insert a key unless its public key is registered already; whether it was inserted."""
-        insert = pg_insert if self._session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        insert = self._dialect.insert
         result = self._session.execute(
             insert(LicenseeKeyRow)
             .values(
@@ -146,9 +146,9 @@ def _lease(row: QuotaLeaseRow) -> QuotaLeaseRecord:
 class LeaseRepository:
     """Quota leases and the counters they hold uses of."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, dialect: Dialect) -> None:
         self._session = session
-        self._insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        self._insert = dialect.insert
 
     # Counters ---------------------------------------------------------------------------------
 
@@ -328,7 +328,7 @@ class BundleRepository:
         if not grant_ids:
             return {}
         rows = self._session.scalars(select(GrantRow).where(GrantRow.id.in_(list(grant_ids))))
-        return {row.id: _grant(row) for row in rows}
+        return {row.id: grant_record(row) for row in rows}
 
     def live_grants(self, licensee_id: str, now: datetime, limit: int) -> list[GrantRecord]:
         """The licensee's grants that are not revoked and not expired, oldest first, at most ``limit``."""
@@ -342,4 +342,4 @@ class BundleRepository:
             .order_by(GrantRow.seq)
             .limit(limit)
         )
-        return [_grant(row) for row in rows]
+        return [grant_record(row) for row in rows]

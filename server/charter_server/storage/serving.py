@@ -11,40 +11,33 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import ColumnElement, Float, cast, extract, func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from charter_server.domain.models import LeaseSetting, RevocationEvent
+from charter_server.storage.dialect import Dialect
 from charter_server.storage.tables import CharacterRow, DeploymentSettingsRow, GrantRow
 
 _SETTINGS_ID = 1
-# SQLite's julianday() of the Unix epoch, and milliseconds per day.
-_UNIX_EPOCH_JULIAN_DAY = 2440587.5
-_MS_PER_DAY = 86_400_000.0
 
 
 class DeploymentSettingsRepository:
     """The deployment-wide settings row."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, dialect: Dialect) -> None:
         self._session = session
+        self._dialect = dialect
 
     def _now_ms(self) -> int:
         """Milliseconds since the Unix epoch by the database's clock (the wall clock, not the
         transaction's start)."""
-        expression: ColumnElement[Any]
-        if self._session.get_bind().dialect.name == "postgresql":
-            expression = func.floor(extract("epoch", func.clock_timestamp()) * 1000)
-        else:
-            expression = (func.julianday("now") - _UNIX_EPOCH_JULIAN_DAY) * _MS_PER_DAY
-        return int(self._session.scalar(select(cast(expression, Float))) or 0)
+        return int(self._session.scalar(select(self._dialect.now_ms())) or 0)
 
     def _row(self, *, for_update: bool = False) -> DeploymentSettingsRow:
         statement = select(DeploymentSettingsRow).where(DeploymentSettingsRow.id == _SETTINGS_ID)
         if for_update:
-            statement = statement.with_for_update()
+            statement = self._dialect.for_update(statement)
         return self._session.scalars(statement).one()
 
     def lease(self) -> LeaseSetting:

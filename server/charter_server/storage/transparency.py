@@ -8,14 +8,13 @@ tree of an earlier size is still readable from the current tiles.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 from charter.transparency.tiles import Tile
-from sqlalchemy import ColumnElement, Float, and_, cast, delete, extract, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from charter_server.domain.transparency import CheckpointRecord, LogHead, PendingEntry, StoredEntry
+from charter_server.storage.dialect import Dialect
 from charter_server.storage.log_tables import LogCheckpointRow, LogEntryRow, LogHeadRow, LogPendingRow, LogTileRow
 
 _HEAD_ID = 1
@@ -36,22 +35,14 @@ def _checkpoint(row: LogCheckpointRow) -> CheckpointRecord:
 class TransparencyRepository:
     """The log's rows."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, dialect: Dialect) -> None:
         self._session = session
-
-    @property
-    def _postgres(self) -> bool:
-        return self._session.get_bind().dialect.name == "postgresql"
+        self._dialect = dialect
 
     def now_ms(self) -> int:
         """Milliseconds since the Unix epoch by the database's clock: the lease is timed by it, so
         replicas whose clocks disagree still agree on who sequences."""
-        expression: ColumnElement[Any]
-        if self._postgres:
-            expression = func.floor(extract("epoch", func.clock_timestamp()) * 1000)
-        else:
-            expression = (func.julianday("now") - _UNIX_EPOCH_JULIAN_DAY) * _MS_PER_DAY
-        return int(self._session.scalar(select(cast(expression, Float))) or 0)
+        return int(self._session.scalar(select(self._dialect.now_ms())) or 0)
 
     # Pending entries.
 
@@ -219,17 +210,11 @@ class TransparencyRepository:
         values = [{"level": t.level, "idx": t.index, "hashes": content} for t, content in tiles.items()]
         if not values:
             return
-        if self._postgres:
-            pg = postgresql.insert(LogTileRow)
-            self._session.execute(
-                pg.on_conflict_do_update(index_elements=["level", "idx"], set_={"hashes": pg.excluded.hashes}), values
-            )
-        else:
-            lite = sqlite.insert(LogTileRow)
-            self._session.execute(
-                lite.on_conflict_do_update(index_elements=["level", "idx"], set_={"hashes": lite.excluded.hashes}),
-                values,
-            )
+        upsert = self._dialect.insert(LogTileRow)
+        self._session.execute(
+            upsert.on_conflict_do_update(index_elements=["level", "idx"], set_={"hashes": upsert.excluded.hashes}),
+            values,
+        )
 
     def tiles_in(self, level: int, start: int, end: int) -> dict[int, bytes]:
         """The tiles of one level with indexes in ``[start, end)``."""

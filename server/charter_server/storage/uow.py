@@ -21,7 +21,7 @@ is dropped with the writes it described. On `UnitOfWork.commit`:
 Subscribing (``db.events`` is the deployment's `EventBus`, one per `Database`)::
 
     def appended(uow: UnitOfWork, events: Sequence[DomainEvent]) -> None:
-        ...  # write with uow.session / uow's repositories; raise to abort the commit
+        ...  # write with uow.session (its own rows, raising no events); raise to abort the commit
 
     def committed(events: Sequence[DomainEvent]) -> None:
         ...  # after commit, on the committing thread; must not raise (it is logged and skipped)
@@ -50,6 +50,7 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from charter_server.domain.errors import StorageBusy, StorageUnavailable
 from charter_server.domain.events import DomainEvent
+from charter_server.storage.dialect import Dialect
 from charter_server.storage.display_names import DisplayNameRepository
 from charter_server.storage.offline import BundleRepository, LeaseRepository, LicenseeKeyRepository
 from charter_server.storage.repositories import (
@@ -76,6 +77,8 @@ log = structlog.get_logger(__name__)
 
 # SQLSTATEs that mean "try again": serialization failure, deadlock, lock not available.
 _PG_RETRYABLE = {"40001", "40P01", "55P03"}
+
+_UOW = "charter_uow"  # the key of a session's unit of work in ``Session.info``
 
 CommittedHandler = Callable[[Sequence[DomainEvent]], None]
 TransactionHandler = Callable[["UnitOfWork", Sequence[DomainEvent]], None]
@@ -144,6 +147,19 @@ class EventBus:
                 log.error("events.subscriber_failed", handler=repr(handler), error_type=type(error).__name__)
 
 
+def track_rollbacks(factory: sessionmaker[Session]) -> None:
+    """Tell the unit of work of every session ``factory`` makes about rolled-back transactions and
+    savepoints, so that it drops the events raised in them (one listener per factory, not per
+    session: listening on a session costs more than the rest of opening it)."""
+    sa_event.listen(factory, "after_soft_rollback", _dispatch_rollback)
+
+
+def _dispatch_rollback(session: Session, transaction: SessionTransaction) -> None:
+    uow = session.info.get(_UOW)
+    if uow is not None:
+        uow._rolled_back(transaction)
+
+
 class UnitOfWork:
     """A transaction with the repositories bound to it (each built on first use) and the events
     its writes raised."""
@@ -155,8 +171,11 @@ class UnitOfWork:
         session_factory: sessionmaker[Session],
         writer_lock: AbstractContextManager[Any] | None = None,
         bus: EventBus | None = None,
+        *,
+        dialect: Dialect,
     ) -> None:
         self._session_factory = session_factory
+        self._dialect = dialect
         self._writer_lock = writer_lock
         self._bus = bus if bus is not None else EventBus()
         # Pending events with the transaction (root or savepoint) each was raised in.
@@ -167,7 +186,7 @@ class UnitOfWork:
         if self._writer_lock is not None:
             self._writer_lock.__enter__()
         self.session = self._session_factory()
-        sa_event.listen(self.session, "after_soft_rollback", self._rolled_back)
+        self.session.info[_UOW] = self  # for `_dispatch_rollback`
         return self
 
     # Repositories, built on first use: most transactions touch two or three of them.
@@ -190,7 +209,7 @@ class UnitOfWork:
 
     @cached_property
     def characters(self) -> CharacterRepository:
-        return CharacterRepository(self.session, self)
+        return CharacterRepository(self.session, self._dialect, self)
 
     @cached_property
     def terms(self) -> TermsRepository:
@@ -198,11 +217,11 @@ class UnitOfWork:
 
     @cached_property
     def signing_keys(self) -> SigningKeyRepository:
-        return SigningKeyRepository(self.session, self)
+        return SigningKeyRepository(self.session, self._dialect, self)
 
     @cached_property
     def grants(self) -> GrantRepository:
-        return GrantRepository(self.session, self)
+        return GrantRepository(self.session, self._dialect, self)
 
     @cached_property
     def revocations(self) -> RevocationLogRepository:
@@ -214,7 +233,7 @@ class UnitOfWork:
 
     @cached_property
     def quotas(self) -> QuotaRepository:
-        return QuotaRepository(self.session)
+        return QuotaRepository(self.session, self._dialect)
 
     @cached_property
     def authorizations(self) -> AuthorizationRepository:
@@ -222,11 +241,11 @@ class UnitOfWork:
 
     @cached_property
     def usage(self) -> UsageRepository:
-        return UsageRepository(self.session)
+        return UsageRepository(self.session, self._dialect)
 
     @cached_property
     def statements(self) -> StatementRepository:
-        return StatementRepository(self.session, self)
+        return StatementRepository(self.session, self._dialect, self)
 
     @cached_property
     def display_names(self) -> DisplayNameRepository:
@@ -234,15 +253,15 @@ class UnitOfWork:
 
     @cached_property
     def deployment(self) -> DeploymentSettingsRepository:
-        return DeploymentSettingsRepository(self.session)
+        return DeploymentSettingsRepository(self.session, self._dialect)
 
     @cached_property
     def licensee_keys(self) -> LicenseeKeyRepository:
-        return LicenseeKeyRepository(self.session)
+        return LicenseeKeyRepository(self.session, self._dialect)
 
     @cached_property
     def leases(self) -> LeaseRepository:
-        return LeaseRepository(self.session)
+        return LeaseRepository(self.session, self._dialect)
 
     @cached_property
     def bundles(self) -> BundleRepository:
@@ -254,7 +273,7 @@ class UnitOfWork:
 
     @cached_property
     def log(self) -> TransparencyRepository:
-        return TransparencyRepository(self.session)
+        return TransparencyRepository(self.session, self._dialect)
 
     # Events.
 
@@ -267,7 +286,7 @@ class UnitOfWork:
         """The events raised and not yet committed, in order."""
         return tuple(event for event, _ in self._pending)
 
-    def _rolled_back(self, _session: Session, transaction: SessionTransaction) -> None:
+    def _rolled_back(self, transaction: SessionTransaction) -> None:
         """Drop the events raised inside ``transaction`` (or inside a savepoint within it)."""
 
         def inside(raised_in: SessionTransaction | None) -> bool:
@@ -309,6 +328,7 @@ class UnitOfWork:
             pass
         finally:
             self.session.close()
+            self.session.info.pop(_UOW, None)
             if self._writer_lock is not None:
                 self._writer_lock.__exit__(None, None, None)
         if self._committed:

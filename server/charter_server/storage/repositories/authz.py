@@ -1,0 +1,64 @@
+"""The authorization epoch and what ``Authorize`` loads into memory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import (
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from charter_server.domain.models import (
+    GrantRecord,
+)
+from charter_server.storage.repositories.grants import grant_record
+from charter_server.storage.tables import (
+    CounterRow,
+    GrantRow,
+)
+
+# Shared names: (normalised name, character ids, rights holder ids), and the name to continue after.
+
+
+AUTHZ_EPOCH = "authz_epoch"
+
+
+def bump_authz_epoch(session: Session) -> None:
+    """Count a change that an authorization may depend on, in the caller's transaction (the unit
+    of work calls it once per commit whose events affect authorization).
+
+    Every server keeps what ``Authorize`` reads (characters, licensees, grants, keys) in memory
+    and polls this counter to learn that its copy is out of date; see
+    ``charter_server.services.authorization``. The update takes the counter's row lock until
+    commit, like the revocation log's counter.
+    """
+    session.execute(update(CounterRow).where(CounterRow.name == AUTHZ_EPOCH).values(value=CounterRow.value + 1))
+
+
+class GrantViewRepository:
+    """What ``Authorize`` loads into memory: characters, licensees and a licensee's grants."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def epoch(self) -> int:
+        """The authorization epoch: it moves with every change an authorization may depend on."""
+        return int(self._session.scalar(select(CounterRow.value).where(CounterRow.name == AUTHZ_EPOCH)) or 0)
+
+    def grants_for(self, licensee_id: str, character_ids: Sequence[str], live_after: datetime) -> list[GrantRecord]:
+        """The licensee's grants of these characters that expire after ``live_after``, newest first."""
+        if not character_ids:
+            return []
+        rows = self._session.scalars(
+            select(GrantRow)
+            .where(
+                GrantRow.licensee_id == licensee_id,
+                GrantRow.character_id.in_(list(character_ids)),
+                GrantRow.expire_time > live_after,
+            )
+            .order_by(GrantRow.seq.desc())
+        )
+        return [grant_record(row) for row in rows]
