@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import re
+from collections.abc import Iterable
 
 import pytest
 from charter import AsyncClient, Client, FailedPreconditionError, NotFoundError
@@ -66,8 +67,13 @@ def _issue(client: Client, staff: Client, parties: Parties) -> grant_pb2.Grant:
     return client.issue_grant(character_id=character_id, licensee_id=parties.licensee, expire_time=_in_days(30))
 
 
+def _grant_keys(keys: Iterable[SigningKey]) -> list[SigningKey]:
+    """The keys that sign grants (the transparency log has a key of its own)."""
+    return [key for key in keys if key.purpose == SigningKey.PURPOSE_GRANTS]
+
+
 def _active_key_id(client: Client) -> str:
-    (active,) = (key.key_id for key in client.list_signing_keys() if key.state == SigningKey.STATE_ACTIVE)
+    (active,) = (key.key_id for key in _grant_keys(client.list_signing_keys()) if key.state == SigningKey.STATE_ACTIVE)
     return active
 
 
@@ -232,13 +238,13 @@ def test_suspend_reinstate_and_revoke_return_the_revocation_log_sequence(
 
 def test_rotate_list_and_revoke_signing_keys(own_live: Live) -> None:
     with Tap(own_live.target) as tap, Client(tap.target, api_key=own_live.admin) as client:
-        (original,) = client.list_signing_keys()
+        (original,) = _grant_keys(client.list_signing_keys())
 
         rotated = client.rotate_signing_key()
         with pytest.raises(FailedPreconditionError) as active_exc:
             client.revoke_signing_key(rotated.active_key.key_id, reason="nope")
         revoked = client.revoke_signing_key(original.key_id, reason="key leaked")
-        listed = client.list_signing_keys()
+        listed = _grant_keys(client.list_signing_keys())
 
     assert tap.calls_of("RevokeSigningKey")[1].request.reason == "key leaked"
     assert rotated.retired_key.key_id == original.key_id
@@ -270,7 +276,7 @@ def test_get_key_set_verifies_an_issued_grant_offline(
     )
 
     assert key_set.version
-    assert [k.key_id for k in key_set.keys] == [_active_key_id(client)]
+    assert [k.key_id for k in _grant_keys(key_set.keys)] == [_active_key_id(client)]
     assert result.valid
     assert result.key_id == _active_key_id(client)
 
@@ -343,7 +349,7 @@ def test_async_client_manages_grants_and_keys(own_live: Live) -> None:
             revoked = await client.revoke_grant(grant.id, reason="done")
             rotated = await client.rotate_signing_key()
             await client.revoke_signing_key(rotated.retired_key.key_id, reason="leaked")
-            keys = await client.list_signing_keys()
+            keys = _grant_keys(await client.list_signing_keys())
             key_set = await client.get_key_set()
             return fetched, listed, suspended.sequence, revoked.sequence, keys, key_set, verified.verdict
 
@@ -353,7 +359,7 @@ def test_async_client_manages_grants_and_keys(own_live: Live) -> None:
     assert revoked_sequence == suspended_sequence + 2  # suspended, reinstated, revoked
     assert verdict == VALID
     assert [k.state for k in keys] == [SigningKey.STATE_ACTIVE, SigningKey.STATE_REVOKED]
-    assert [k.key_id for k in key_set.keys] == [keys[0].key_id]
+    assert [k.key_id for k in _grant_keys(key_set.keys)] == [keys[0].key_id]
     assert list(key_set.revoked_key_ids) == [keys[1].key_id]
 
 

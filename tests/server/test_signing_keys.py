@@ -44,9 +44,11 @@ def new_kek() -> str:
 
 
 def stored_rows(srv: CharterServer) -> list[dict[str, Any]]:
-    """Every row of the signing_keys table, every column, as the database holds it."""
+    """Every row of the grant-signing keys in the signing_keys table, every column, as the database
+    holds it (the transparency log's own key is checked with the log)."""
     with srv.db.engine.connect() as connection:
-        return [dict(row._mapping) for row in connection.execute(text("SELECT * FROM signing_keys"))]
+        rows = connection.execute(text("SELECT * FROM signing_keys WHERE purpose = 'grants'"))
+        return [dict(row._mapping) for row in rows]
 
 
 def secret_forms(secret: bytes) -> list[bytes]:
@@ -109,7 +111,11 @@ def verdict(srv: CharterServer, admin: str, grant: grant_pb2.Grant) -> int:
 def list_keys(srv: CharterServer, admin: str) -> list[signing_key_pb2.SigningKey]:
     with open_channel(f"127.0.0.1:{srv.port}") as channel:
         return list(
-            ks_grpc.KeyServiceStub(channel).ListSigningKeys(ks.ListSigningKeysRequest(), metadata=bearer(admin)).keys
+            key
+            for key in ks_grpc.KeyServiceStub(channel)
+            .ListSigningKeys(ks.ListSigningKeysRequest(), metadata=bearer(admin))
+            .keys
+            if key.purpose == signing_key_pb2.SigningKey.PURPOSE_GRANTS
         )
 
 
@@ -294,8 +300,10 @@ def test_replicas_starting_together_make_one_key(fresh_database_url: str) -> Non
     check = Database(fresh_database_url)
     try:
         with check.engine.connect() as connection:
-            states = [row[0] for row in connection.execute(text("SELECT state FROM signing_keys"))]
+            rows = connection.execute(text("SELECT purpose, state FROM signing_keys ORDER BY purpose"))
+            states = [(row[0], row[1]) for row in rows]
     finally:
         check.dispose()
-    assert states == ["active"]
+    # One first key per purpose: the grants' and the transparency log's.
+    assert states == [("grants", "active"), ("transparency_log", "active")]
     assert len(signers) == 1

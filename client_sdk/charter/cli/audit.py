@@ -177,13 +177,14 @@ def export(
     file: Annotated[Path, typer.Argument(dir_okay=False, help="Where to write the export (JSON Lines).")],
     *,
     page_size: Annotated[int, typer.Option(min=1, max=1000, help="Entries per call.")] = 1000,
+    json_output: JsonOption = False,
 ) -> None:
     """Write every entry up to the latest checkpoint, with it, for `charter audit verify-export`.
 
     Entries the key may not read are exported as their leaf hash only (auditor and admin keys
     read every entry).
     """
-    cli = settings(ctx)
+    cli = settings(ctx, json_output)
     with cli.client() as client:
         answer = client.get_checkpoint()
 
@@ -195,7 +196,10 @@ def export(
 
         with file.open("w", encoding="utf-8") as out:
             out.writelines(transparency.export_lines(answer.checkpoint, answer.origin, entries()))
-    typer.echo(f"exported {answer.tree_size} entries of {answer.origin} to {file}")
+    if cli.json_output:
+        _output.print_json({"origin": answer.origin, "tree_size": answer.tree_size, "file": str(file)})
+    else:
+        typer.echo(f"exported {answer.tree_size} entries of {answer.origin} to {file}")
 
 
 @app.command("verify-export")
