@@ -9,12 +9,12 @@ form, never rebuilt: this is why this module, alone among the usage modules, rea
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from charter.grants import KeyRing
 from charter.receipts import ReceiptVerification, verify_receipt
+from charter.transparency.entries import payload_digest
 from charter.v1 import decision_pb2, envelope_pb2, grant_pb2
 
 from charter_server.domain.errors import FailedPrecondition, InvalidArgument, PermissionDenied
@@ -45,7 +45,7 @@ class ReceiptReader:
         self._ring = ring
         self._licensee_id = licensee_id
         # A receipt allowing several characters comes once per character: verify it once per batch.
-        self._verified: dict[bytes, ReceiptVerification] = {}
+        self._verified: dict[bytes, tuple[ReceiptVerification, bytes]] = {}
 
     def use_of(self, envelope: bytes, character_id: str) -> ReceiptUse:
         """The allowed use of ``character_id`` that the serialized receipt envelope records.
@@ -55,11 +55,12 @@ class ReceiptReader:
             InvalidArgument: It is not a receipt signed by Charter (``RECEIPT_INVALID``, on ``receipt``).
             FailedPrecondition: It does not allow the character (``RECEIPT_DOES_NOT_ALLOW_CHARACTER``).
         """
-        verification = self._verified.get(envelope)
-        if verification is None:
-            verification = self._verified[envelope] = verify_receipt(
-                envelope_pb2.Envelope.FromString(envelope), keys=self._ring, licensee_id=self._licensee_id
-            )
+        found = self._verified.get(envelope)
+        if found is None:
+            parsed = envelope_pb2.Envelope.FromString(envelope)
+            verification = verify_receipt(parsed, keys=self._ring, licensee_id=self._licensee_id)
+            found = self._verified[envelope] = (verification, payload_digest(parsed))
+        verification, digest = found
         if verification.verdict == grant_pb2.GRANT_VERDICT_WRONG_LICENSEE:
             raise PermissionDenied("the receipt is another licensee's", reason="RECEIPT_WRONG_LICENSEE")
         if not verification.valid or verification.receipt is None:
@@ -80,7 +81,7 @@ class ReceiptReader:
             revenue_share_bps=decision.obligations.revenue_share_bps,
             fee_currency=fee_currency,
             fee_minor=fee.minor_units if fee is not None and fee_currency else 0,
-            receipt_digest=hashlib.sha256(envelope_pb2.Envelope.FromString(envelope).payload).digest(),
+            receipt_digest=digest,
         )
 
 
