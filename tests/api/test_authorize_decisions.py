@@ -406,3 +406,40 @@ def test_a_character_suspension_and_reinstatement_enter_the_revocation_log(
     ]
     assert [e.sequence for e in events] == [since + 1, since + 2]
     assert events[0].reason == "rights dispute"
+
+
+def test_a_character_withdrawn_opted_in_again_and_archived_enter_the_revocation_log(
+    server: Any, api: Stubs, keys: Any, clock: Any, client_for: Any
+) -> None:
+    world, secret = world_with_key(api, keys)
+    held = issue(api, keys.admin, clock, world.character_id, world.licensee_id)
+    client = client_for(keys.admin)
+    since = revocation_head(server)
+    client.opt_out(world.character_id, reason="leaving")
+    client.opt_in(world.character_id, terms())
+    client.archive_character(world.character_id)
+
+    def read(watcher: charter.Client, count: int) -> list[grant_pb2.RevocationEvent]:
+        events: list[grant_pb2.RevocationEvent] = []
+        with watcher.watch_revocations(since) as watch:
+            for item in watch:
+                if isinstance(item, grant_pb2.RevocationEvent):
+                    events.append(item)
+                if len(events) == count:
+                    break
+        return events
+
+    staff = read(client, 4)
+    generator = read(client_for(secret), 4)  # it holds a grant of the character, so it is told
+
+    kinds = grant_pb2.RevocationEvent
+    assert [(e.kind, e.character_id, e.grant_id) for e in staff] == [
+        (kinds.KIND_REVOKED, "", held.id),
+        (kinds.KIND_CHARACTER_WITHDRAWN, world.character_id, ""),
+        (kinds.KIND_CHARACTER_OPTED_IN, world.character_id, ""),
+        (kinds.KIND_CHARACTER_ARCHIVED, world.character_id, ""),
+    ]
+    assert [e.sequence for e in staff] == [since + n for n in range(1, 5)]
+    assert staff[1].reason == "leaving"
+    assert [(e.kind, e.sequence) for e in generator] == [(e.kind, e.sequence) for e in staff]
+    assert [e.reason for e in generator] == ["", "", "", ""]  # free text is for staff and the owner

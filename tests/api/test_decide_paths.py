@@ -8,12 +8,9 @@ archived); and the answer is the one the documented order gives.
 A real server in process on 127.0.0.1 with its own SQLite database and its own clock (the test
 rotates and revokes signing keys and moves time), driven through the SDK. Every state is reached
 through the API, as in production: a grant signed by a key was issued while that key was active,
-an opted-out or archived character's grants are revoked, and so on.
-
-One difference is in what the paths know, not in how they decide: the revocation log tells the
-offline authorizer that an opted-out or archived character's grants are revoked, not why, so it
-answers from its grants (``GRANT_REVOKED``, or ``GRANT_INVALID`` for a revoked key) where the server
-answers ``CHARACTER_NOT_OPTED_IN``. The test pins that answer too.
+an opted-out or archived character's grants are revoked, and so on. The offline authorizer learns
+every state from the revocation log (an opted-out or archived character has an event of its own,
+so it answers ``CHARACTER_NOT_OPTED_IN`` as the server does, not its revoked grants' reason).
 """
 
 from __future__ import annotations
@@ -207,31 +204,28 @@ def asks_server(spec: CharacterSpec, *, licensee_archived: bool) -> bool:
     return licensee_archived or not spec.grants
 
 
-def expected(spec: CharacterSpec, *, licensee_archived: bool, offline: bool) -> tuple[bool, tuple[DenyReason, ...]]:
-    """The documented order, as a table (``offline``: as the revocation log tells the SDK)."""
-    if offline and asks_server(spec, licensee_archived=licensee_archived):
-        offline = False  # the server answers
-    gone = spec.state in ("archived", "opted_out")  # its grants were revoked with it
+def expected(spec: CharacterSpec, *, licensee_archived: bool) -> tuple[bool, tuple[DenyReason, ...]]:
+    """The documented order, as a table."""
     if licensee_archived:
         refusal = DenyReason.LICENSEE_ARCHIVED
     elif spec.state == "suspended":
         refusal = DenyReason.CHARACTER_SUSPENDED
-    elif gone and not offline:
+    elif spec.state in ("archived", "opted_out"):
         refusal = DenyReason.CHARACTER_NOT_OPTED_IN
     elif not spec.grants:
         refusal = DenyReason.NO_GRANT
     else:
-        return _by_grants(_issue_order(spec)[::-1], gone=gone)
+        return _by_grants(_issue_order(spec)[::-1])
     return False, (refusal,)
 
 
-def _by_grants(newest_first: list[GrantSpec], *, gone: bool) -> tuple[bool, tuple[DenyReason, ...]]:
+def _by_grants(newest_first: list[GrantSpec]) -> tuple[bool, tuple[DenyReason, ...]]:
     problems: list[DenyReason | None] = []
     for grant in newest_first:
         found = []
         if grant.key == "revoked":
             found.append(DenyReason.GRANT_INVALID)
-        if grant.state == "revoked" or gone:
+        if grant.state == "revoked":
             found.append(DenyReason.GRANT_REVOKED)
         elif grant.state == "suspended":
             found.append(DenyReason.GRANT_SUSPENDED)
@@ -294,12 +288,10 @@ def check(
         records, _ = found["records"][i]
         presented, _ = found["presented"][i]
         offline, decided_offline = found["offline"][i]
-        server_answer = expected(spec, licensee_archived=licensee_archived, offline=False)
-        offline_answer = expected(spec, licensee_archived=licensee_archived, offline=True)
-        assert (_answer(records), _answer(presented)) == (server_answer, server_answer), spec
-        assert _answer(offline) == offline_answer, spec
+        answer = expected(spec, licensee_archived=licensee_archived)
+        assert (_answer(records), _answer(presented), _answer(offline)) == (answer, answer, answer), spec
         assert decided_offline is not asks_server(spec, licensee_archived=licensee_archived), spec
-        if server_answer[0]:
+        if answer[0]:
             assert records.grant_id == presented.grant_id == offline.grant_id, spec
 
 

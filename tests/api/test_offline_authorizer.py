@@ -425,6 +425,44 @@ def test_a_character_suspended_by_staff_is_denied_offline_until_reinstated(
     assert after.offline and after.allowed
 
 
+def test_a_character_opted_out_or_archived_is_not_opted_in_offline_as_on_the_server(
+    admin: charter.Client, party: Party, clock: Any, make: Make, quick_target: str
+) -> None:
+    cid = character(admin, party)
+    held = grant(admin, clock, cid, party.licensee_id)
+    authorizer = make(party.generator, [held])
+
+    def after_events(count: int, action: Any) -> Decision:
+        seen = authorizer.sequence
+        action()
+        deadline = time.monotonic() + WAIT
+        while authorizer.sequence < seen + count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return image(authorizer, cid, min_sequence=seen + count)
+
+    # Each opt-out and archive revokes the held grant (one event) and says why (one more).
+    opted_out = after_events(2, lambda: admin.opt_out(cid, reason="leaving"))
+    with charter.Client(quick_target, api_key=party.generator) as generator:
+        on_server = generator.authorize(character_ids=[cid], use_type=IMAGE, content_rating=TEEN)
+    opted_in_again = after_events(1, lambda: admin.opt_in(cid, terms()))
+    authorizer.add_grants([grant(admin, clock, cid, party.licensee_id).envelope])
+    renewed = image(authorizer, cid)
+    suspended = after_events(1, lambda: admin.suspend_character(cid, reason="rights dispute"))
+    archived = after_events(2, lambda: admin.archive_character(cid))
+
+    assert opted_out.offline
+    assert [c.reasons for c in (opted_out.characters[0], on_server.characters[0])] == [
+        (DenyReason.CHARACTER_NOT_OPTED_IN,),
+        (DenyReason.CHARACTER_NOT_OPTED_IN,),
+    ]
+    assert opted_in_again.offline
+    assert opted_in_again.characters[0].reasons == (DenyReason.GRANT_REVOKED,)  # the old grant stays revoked
+    assert renewed.offline and renewed.allowed
+    assert suspended.characters[0].reasons == (DenyReason.CHARACTER_SUSPENDED,)
+    assert archived.offline
+    assert archived.characters[0].reasons == (DenyReason.CHARACTER_NOT_OPTED_IN,)  # archiving lifts the suspension
+
+
 # Staleness, a stopped server, a restart ------------------------------------------------------------
 
 

@@ -69,10 +69,10 @@ reports them. The request is allowed only if
 every character is. An offline decision carries no receipt (``receipt=None``, ``offline=True``).
 
 **What it sees late or not at all.** The revocation log records grants revoked, suspended and
-reinstated (an opt-out or an archive revokes the character's grants, so offline such a character
-is denied with ``GRANT_REVOKED`` where the server says ``CHARACTER_NOT_OPTED_IN``) and characters
-suspended and reinstated by staff: a suspended character is denied offline with ``CHARACTER_SUSPENDED`` as soon as its
-event arrives. The log does not record a licensee archived; the authorizer learns of that at its
+reinstated, characters suspended and reinstated by staff, and characters opted out, opted in
+again and archived: a suspended character is denied offline with ``CHARACTER_SUSPENDED``, and an
+opted-out or archived one with ``CHARACTER_NOT_OPTED_IN`` (as the server denies them), as soon as
+its event arrives. The log does not record a licensee archived; the authorizer learns of that at its
 next refresh. A signing key revoked on the server stops verifying offline at the next key-set
 refresh.
 

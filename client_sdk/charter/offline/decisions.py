@@ -16,6 +16,7 @@ from charter.terms import UseContext
 
 _OPTED_IN: Final = CharacterState.OPTED_IN
 _SUSPENDED: Final = CharacterState.SUSPENDED
+_NOT_OPTED_IN: Final = CharacterState.NOT_OPTED_IN
 
 
 def decide_offline(
@@ -48,8 +49,14 @@ def decide_offline(
         The decision (shared objects: read-only), or None.
     """
     suspended = view.suspended.get(character_id)
+    if suspended is not None:
+        state = _SUSPENDED
+    elif character_id in view.withdrawn:
+        state = _NOT_OPTED_IN
+    else:
+        state = _OPTED_IN
     candidates: list[Checked] = []
-    if suspended is None:  # a character suspended by staff is denied whatever grants are held
+    if state is _OPTED_IN:  # a character suspended or not opted in is denied whatever grants are held
         if not held or ring is None:
             return None
         for grant in held:
@@ -59,7 +66,7 @@ def decide_offline(
             candidates.append(checked)
     outcome = decide(
         licensee_archived=licensee_archived,
-        character=_OPTED_IN if suspended is None else _SUSPENDED,
+        character=state,
         candidates=candidates,
         status=view.status,
         use=context,

@@ -1,5 +1,6 @@
 """The offline authorizer's view of the revocation log: which grants are revoked or suspended,
-which characters staff suspended, the last sequence applied and when the view was last current.
+which characters staff suspended, which are not opted in (opted out or archived), the last
+sequence applied and when the view was last current.
 
 Written by the watcher thread only; read by decisions without a lock (an event's state is stored
 before its sequence, so a reader that sees the sequence also sees the state).
@@ -24,6 +25,9 @@ _KIND_SUSPENDED: Final = grant_pb2.RevocationEvent.KIND_SUSPENDED
 _KIND_REINSTATED: Final = grant_pb2.RevocationEvent.KIND_REINSTATED
 _KIND_CHARACTER_SUSPENDED: Final = grant_pb2.RevocationEvent.KIND_CHARACTER_SUSPENDED
 _KIND_CHARACTER_REINSTATED: Final = grant_pb2.RevocationEvent.KIND_CHARACTER_REINSTATED
+_KIND_CHARACTER_WITHDRAWN: Final = grant_pb2.RevocationEvent.KIND_CHARACTER_WITHDRAWN
+_KIND_CHARACTER_ARCHIVED: Final = grant_pb2.RevocationEvent.KIND_CHARACTER_ARCHIVED
+_KIND_CHARACTER_OPTED_IN: Final = grant_pb2.RevocationEvent.KIND_CHARACTER_OPTED_IN
 _ACTIVE: Final = GrantStatus.ACTIVE
 _REVOKED: Final = GrantStatus.REVOKED
 _SUSPENDED: Final = GrantStatus.SUSPENDED
@@ -34,11 +38,13 @@ class Resync(Exception):
 
 
 class RevocationView:
-    """Grant states and suspended characters as the revocation log tells them, with its position.
+    """Grant and character states as the revocation log tells them, with its position.
 
     Attributes:
         statuses: Grant id → ``REVOKED`` or ``SUSPENDED`` (active grants are absent).
         suspended: Character id → the denial to give (characters suspended by staff).
+        withdrawn: Character ids opted out or archived (denied ``CHARACTER_NOT_OPTED_IN`` when
+            not suspended, as the server denies them).
         sequence: The last sequence number applied (0 before any).
         fresh_as_of: The local time of the last heartbeat at which the view was current.
         broken: Why the view can never be trusted again (an event kind unknown to this SDK).
@@ -49,6 +55,7 @@ class RevocationView:
         self._clock = clock
         self.statuses: dict[str, GrantStatus] = {}
         self.suspended: dict[str, CharacterDecision] = {}
+        self.withdrawn: set[str] = set()
         self.sequence = 0
         self.fresh_as_of: datetime | None = None
         self.broken = ""
@@ -84,6 +91,13 @@ class RevocationView:
             )
         elif kind == _KIND_CHARACTER_REINSTATED:
             self.suspended.pop(event.character_id, None)
+        elif kind == _KIND_CHARACTER_WITHDRAWN:
+            self.withdrawn.add(event.character_id)
+        elif kind == _KIND_CHARACTER_ARCHIVED:
+            self.suspended.pop(event.character_id, None)  # the server decides an archived one by its state
+            self.withdrawn.add(event.character_id)
+        elif kind == _KIND_CHARACTER_OPTED_IN:
+            self.withdrawn.discard(event.character_id)
         else:
             # A kind this SDK does not know may take something away: never decide offline again.
             self.broken = f"revocation event {sequence} has an unknown kind {kind}; update the SDK"

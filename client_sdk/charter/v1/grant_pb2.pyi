@@ -349,9 +349,11 @@ Global___Grant: _TypeAlias = Grant  # noqa: Y015
 @_typing.final
 class RevocationEvent(_message.Message):
     """A RevocationEvent is one entry of the revocation log: a grant revoked,
-    suspended or reinstated, or a character suspended or reinstated by staff
-    (which stops or restores every grant of it), with a sequence number that
-    only ever grows.
+    suspended or reinstated; a character suspended or reinstated by staff
+    (which stops or restores every grant of it); a character withdrawn (opted
+    out), archived or opted in again; with a sequence number that only ever
+    grows. An offline decider that meets a kind it does not know must stop
+    deciding offline: a new kind may take something away.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -378,6 +380,21 @@ class RevocationEvent(_message.Message):
         """Staff lifted the character's suspension; its grants are as they were.
         `grant_id` is empty.
         """
+        KIND_CHARACTER_WITHDRAWN: RevocationEvent._Kind.ValueType  # 6
+        """The character is no longer opted in: its rights holder opted it out
+        (its grants are revoked by their own events). A decision about it is
+        CHARACTER_NOT_OPTED_IN until KIND_CHARACTER_OPTED_IN; a staff suspension,
+        if any, still comes first. `grant_id` is empty.
+        """
+        KIND_CHARACTER_ARCHIVED: RevocationEvent._Kind.ValueType  # 7
+        """Staff archived the character, for good: a decision about it is
+        CHARACTER_NOT_OPTED_IN from now on (a suspension is lifted by it).
+        `grant_id` is empty.
+        """
+        KIND_CHARACTER_OPTED_IN: RevocationEvent._Kind.ValueType  # 8
+        """The character was opted in again after KIND_CHARACTER_WITHDRAWN; its old
+        grants stay revoked, new grants decide. `grant_id` is empty.
+        """
 
     class Kind(_Kind, metaclass=_KindEnumTypeWrapper):
         """Kind says what happened to the grant."""
@@ -398,6 +415,21 @@ class RevocationEvent(_message.Message):
     """Staff lifted the character's suspension; its grants are as they were.
     `grant_id` is empty.
     """
+    KIND_CHARACTER_WITHDRAWN: RevocationEvent.Kind.ValueType  # 6
+    """The character is no longer opted in: its rights holder opted it out
+    (its grants are revoked by their own events). A decision about it is
+    CHARACTER_NOT_OPTED_IN until KIND_CHARACTER_OPTED_IN; a staff suspension,
+    if any, still comes first. `grant_id` is empty.
+    """
+    KIND_CHARACTER_ARCHIVED: RevocationEvent.Kind.ValueType  # 7
+    """Staff archived the character, for good: a decision about it is
+    CHARACTER_NOT_OPTED_IN from now on (a suspension is lifted by it).
+    `grant_id` is empty.
+    """
+    KIND_CHARACTER_OPTED_IN: RevocationEvent.Kind.ValueType  # 8
+    """The character was opted in again after KIND_CHARACTER_WITHDRAWN; its old
+    grants stay revoked, new grants decide. `grant_id` is empty.
+    """
 
     SEQUENCE_FIELD_NUMBER: _builtins.int
     GRANT_ID_FIELD_NUMBER: _builtins.int
@@ -414,7 +446,7 @@ class RevocationEvent(_message.Message):
     reason: _builtins.str
     """Why, as given by the caller."""
     character_id: _builtins.str
-    """The character, for KIND_CHARACTER_SUSPENDED and KIND_CHARACTER_REINSTATED."""
+    """The character, for the KIND_CHARACTER_* kinds."""
     @_builtins.property
     def event_time(self) -> _timestamp_pb2.Timestamp:
         """When it happened."""

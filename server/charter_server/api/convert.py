@@ -357,6 +357,9 @@ REVOCATION_KIND_TO_PB = {
     RevocationKind.REINSTATED: grant_pb2.RevocationEvent.KIND_REINSTATED,
     RevocationKind.CHARACTER_SUSPENDED: grant_pb2.RevocationEvent.KIND_CHARACTER_SUSPENDED,
     RevocationKind.CHARACTER_REINSTATED: grant_pb2.RevocationEvent.KIND_CHARACTER_REINSTATED,
+    RevocationKind.CHARACTER_WITHDRAWN: grant_pb2.RevocationEvent.KIND_CHARACTER_WITHDRAWN,
+    RevocationKind.CHARACTER_ARCHIVED: grant_pb2.RevocationEvent.KIND_CHARACTER_ARCHIVED,
+    RevocationKind.CHARACTER_OPTED_IN: grant_pb2.RevocationEvent.KIND_CHARACTER_OPTED_IN,
 }
 
 

@@ -260,6 +260,9 @@ class RevocationKind(enum.StrEnum):
     REINSTATED = "reinstated"
     CHARACTER_SUSPENDED = "char_suspended"
     CHARACTER_REINSTATED = "char_reinstated"
+    CHARACTER_WITHDRAWN = "char_withdrawn"
+    CHARACTER_ARCHIVED = "char_archived"
+    CHARACTER_OPTED_IN = "char_opted_in"
 
 
 @dataclass(frozen=True, slots=True)

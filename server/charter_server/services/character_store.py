@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from charter_server.domain.clock import Clock
 from charter_server.domain.errors import AlreadyExists, FailedPrecondition, NotFound
-from charter_server.domain.models import Character, CharacterState, LifecycleState, Principal, Role
+from charter_server.domain.models import Character, CharacterState, LifecycleState, Principal, RevocationKind, Role
 from charter_server.services.ownership import not_owned
 from charter_server.services.readings import without_shared_readings
 from charter_server.services.terms_rules import canonical
@@ -77,6 +77,9 @@ class CharacterStore:
         stored.create_time.CopyFrom(_stamp(now))
         stored.author_key_id = principal.key_id
         uow.terms.add(stored)
+        if character.state is CharacterState.OPTED_OUT and character.terms_version:
+            # Back after an opt-out, which offline deciders were told of (KIND_CHARACTER_WITHDRAWN).
+            uow.revocations.append("", RevocationKind.CHARACTER_OPTED_IN, now, "", character_id=character.id)
         character = dataclasses.replace(
             character, state=CharacterState.OPTED_IN, terms_version=stored.version, update_time=now
         )

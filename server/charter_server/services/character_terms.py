@@ -8,7 +8,7 @@ import structlog
 from charter.v1 import terms_pb2
 
 from charter_server.domain.errors import FailedPrecondition, NotFound
-from charter_server.domain.models import Character, CharacterState, Page, Principal
+from charter_server.domain.models import Character, CharacterState, Page, Principal, RevocationKind
 from charter_server.services import pagination
 from charter_server.services.character_store import CharacterStore, require_character_owner
 from charter_server.services.templates import TEMPLATES, Template
@@ -64,12 +64,21 @@ class CharacterTerms(CharacterStore):
             character = require_character_owner(principal, uow.characters.get(character_id, for_update=True))
             self._require_changeable(character)
             revoked = self._revoke_grants(uow, principal, character_id, reason or "character opted out")
+            now = self._clock.now()
             if character.state is CharacterState.SUSPENDED:
+                was_opted_in = character.state_before_suspension is CharacterState.OPTED_IN
                 # Staff suspension stays; lifting it later returns to opted out.
                 character = dataclasses.replace(character, state_before_suspension=CharacterState.OPTED_OUT)
-            elif character.state is not CharacterState.OPTED_OUT:
+            else:
+                was_opted_in = character.state is CharacterState.OPTED_IN
                 character = dataclasses.replace(character, state=CharacterState.OPTED_OUT)
-            character = dataclasses.replace(character, update_time=self._clock.now())
+            if was_opted_in:
+                # Offline deciders answer CHARACTER_NOT_OPTED_IN from here on, as the server does
+                # (the revoked grants alone would make them say GRANT_REVOKED).
+                uow.revocations.append(
+                    "", RevocationKind.CHARACTER_WITHDRAWN, now, reason[:500], character_id=character_id
+                )
+            character = dataclasses.replace(character, update_time=now)
             uow.characters.save(character, names_changed=False)
             uow.commit()
         log.info("character.opted_out", character_id=character_id, revoked_grants=revoked)

@@ -182,6 +182,7 @@ class CharacterService(CharacterTerms, CharacterImport):
                 return character
             now = self._clock.now()
             self._revoke_grants(uow, principal, character_id, "character archived")
+            uow.revocations.append("", RevocationKind.CHARACTER_ARCHIVED, now, "", character_id=character_id)
             character = dataclasses.replace(character, state=CharacterState.ARCHIVED, update_time=now, archive_time=now)
             uow.characters.save(character, names_changed=False)
             uow.commit()
