@@ -112,6 +112,6 @@ Example:
 from __future__ import annotations
 
 from charter.offline.authorizer import CONTEXT_TOLERANCE, OfflineAuthorizer
-from charter.offline.authorizer import MAX_GRANTS_PER_REQUEST as MAX_GRANTS_PER_REQUEST
+from charter.offline.fallback import MAX_GRANTS_PER_REQUEST as MAX_GRANTS_PER_REQUEST
 
 __all__ = ["CONTEXT_TOLERANCE", "OfflineAuthorizer"]

@@ -24,11 +24,12 @@ from charter.grants import GrantVerifier, KeyRing
 from charter.offline.background import NEVER, log
 from charter.offline.bundles import HoldsBundles
 from charter.offline.decisions import decide_offline
+from charter.offline.fallback import presented, unreachable
 from charter.offline.held import Checked, Held, HeldGrants, check
 from charter.offline.keys import LicenseeKeys
 from charter.offline.records import offline_context, sign_records
 from charter.offline.revocations import RevocationView
-from charter.terms import DenyReason, UseContext
+from charter.terms import UseContext
 from charter.v1 import terms_pb2
 from charter.v1.envelope_pb2 import Envelope
 
@@ -39,14 +40,9 @@ CONTEXT_TOLERANCE: Final = timedelta(seconds=5)
 """How far the time of a `UseContext` given to `OfflineAuthorizer.decide` may be from the
 authorizer's clock; a context further off is not decided offline."""
 
-MAX_GRANTS_PER_REQUEST: Final = 64
-"""The most grant envelopes one ``Authorize`` request may present."""
-
 _ONE_MICROSECOND: Final = timedelta(microseconds=1)
 _NEGATIVE_TOLERANCE: Final = -CONTEXT_TOLERANCE
 _JOIN_SECONDS: Final = 5.0
-_UNREACHABLE: Final = (DenyReason.SERVER_UNREACHABLE,)
-_CORRUPTED: Final = (DenyReason.CACHE_CORRUPTED,)
 _USE_TYPES: Final = frozenset(terms_pb2.UseType.values())
 _RATINGS: Final = frozenset(terms_pb2.ContentRating.values())
 _CATEGORIES: Final = frozenset(terms_pb2.ContentCategory.values())
@@ -484,7 +480,8 @@ class OfflineAuthorizer(HoldsBundles):
                 )
         return self._ask_server(
             ids,
-            prompt=prompt,
+            prompt,
+            now,
             use_type=use_type,
             content_rating=content_rating,
             categories=flagged,
@@ -493,58 +490,15 @@ class OfflineAuthorizer(HoldsBundles):
             duration=duration,
             request_id=request_id,
             timeout=timeout,
-            now=now,
         )
 
-    def _ask_server(
-        self,
-        ids: tuple[str, ...],
-        *,
-        prompt: str,
-        use_type: int,
-        content_rating: int,
-        categories: tuple[int, ...],
-        territory: str,
-        commercial: bool,
-        duration: timedelta | None,
-        request_id: str | None,
-        timeout: float | None,
-        now: datetime,
-    ) -> Decision:
-        held = self._held.by_character
-        presented = [grant.envelope for character_id in ids for grant in held.get(character_id, ())]
-        if prompt:  # the prompt may name characters that were not declared
-            declared = set(ids)
-            presented += [
-                grant.envelope
-                for character_id, grants in held.items()
-                if character_id not in declared
-                for grant in grants
-            ]
+    def _ask_server(self, ids: tuple[str, ...], prompt: str, now: datetime, **use: Any) -> Decision:
+        grants = presented(self._held.by_character, ids, prompt)
         try:
-            return self._client.authorize(
-                character_ids=ids,
-                prompt=prompt,
-                use_type=use_type,
-                content_rating=content_rating,
-                categories=categories,
-                territory=territory,
-                commercial=commercial,
-                duration=duration,
-                grants=presented[:MAX_GRANTS_PER_REQUEST],
-                request_id=request_id,
-                timeout=timeout,
-            )
+            return self._client.authorize(character_ids=ids, prompt=prompt, grants=grants, **use)
         except (UnavailableError, DeadlineExceededError) as error:
             log.warning("charter.offline: the server cannot be reached (%s); denying", error.code.name)
-        reasons = _CORRUPTED if self._cache_corrupted else _UNREACHABLE
-        return Decision(
-            allowed=False,
-            characters=tuple(CharacterDecision(character_id, False, reasons) for character_id in ids),
-            decide_time=now,
-            licensee_id=self._licensee_id,
-            offline=True,
-        )
+        return unreachable(ids, now, self._licensee_id, cache_corrupted=self._cache_corrupted)
 
     def license(
         self,
