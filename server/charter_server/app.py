@@ -213,7 +213,7 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
         )
         kek = DEVELOPMENT_KEK
     appender = LogAppender(clock)
-    receipt_log = ReceiptLog(db)
+    receipt_log = ReceiptLog(db, clock)
     health = LogHealth()
     keys = KeyService(db, clock, kek, log_origin=settings.origin, log=appender)
     feed = RevocationFeed(db, clock, heartbeat_seconds=settings.revocation_heartbeat_seconds)

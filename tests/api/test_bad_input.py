@@ -2332,6 +2332,46 @@ def usage_cases() -> list[Case]:
         ]
     )
 
+    # PreviewTerms (what-if over history): the proposal and the window.
+    rpc = "AuthorizationService.PreviewTerms"
+
+    def preview_request(**given: Any) -> Callable[[Ctx], message.Message]:
+        def build(ctx: Ctx) -> message.Message:
+            request = authz_pb.PreviewTermsRequest(days=given.get("days", 0))
+            if given.get("proposed", True):
+                request.proposed.character_id = given.get("character_id", ctx.targets.opted_in_id)
+                request.proposed.terms.CopyFrom(given.get("terms", valid_terms()))
+            return request
+
+        return build
+
+    add(
+        case(f"{rpc}-proposed.character_id-{k}", rpc, preview_request(character_id=v), "proposed.character_id")
+        for k, v in some_bad_ids("character").items()
+    )
+    add(
+        [
+            case(f"{rpc}-proposed-missing", rpc, preview_request(proposed=False), "proposed"),
+            case(
+                f"{rpc}-proposed.terms-empty",
+                rpc,
+                preview_request(terms=terms_pb.Terms()),
+                "proposed.terms.permitted_use_types",
+                "proposed.terms.max_content_rating",
+            ),
+            case(f"{rpc}-days-negative", rpc, preview_request(days=-1), "days"),
+            case(f"{rpc}-days-too_many", rpc, preview_request(days=91), "days"),
+            case(f"{rpc}-days-huge", rpc, preview_request(days=2**31 - 1), "days"),
+            case(
+                f"{rpc}-proposed.character_id-malformed-as_rights_holder",
+                rpc,
+                preview_request(character_id="chr_nope"),
+                "proposed.character_id",
+                caller="owner",
+            ),
+        ]
+    )
+
     # ListStatements: paging and filters.
     rpc = "UsageService.ListStatements"
     request_type = usage_pb.ListStatementsRequest

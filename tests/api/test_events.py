@@ -71,6 +71,7 @@ READ_ONLY = frozenset(
         AUTHZ + "VerifyGrant",
         AUTHZ + "ScreenPrompt",
         AUTHZ + "SimulateUse",  # what-if: reads only, counts and signs nothing
+        AUTHZ + "PreviewTerms",  # what-if over history: reads only
         AUTHZ + "WatchRevocations",
         USAGE + "GetStatement",
         USAGE + "ListStatements",

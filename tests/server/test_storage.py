@@ -54,6 +54,7 @@ TABLES = {
     "log_tiles",
     "log_checkpoints",
     "log_head",
+    "decision_hours",
 }
 TOKYO = timezone(timedelta(hours=9))
 

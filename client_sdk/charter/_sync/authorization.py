@@ -295,6 +295,58 @@ class AuthorizationCalls(UsageCalls):
         )
         return response
 
+    def preview_terms(
+        self, character_id: str, terms: terms_pb2.Terms, *, days: int = 0, timeout: float | None = None
+    ) -> authorization_service_pb2.PreviewTermsResponse:
+        """What-if over history: the character's decisions of the last `days` days replayed under
+        proposed terms, before publishing them; counts, signs and changes nothing.
+
+        Only decisions the character's terms made are replayed (allowed ones, and ones denied only
+        for failed terms); quotas are not. Decisions are kept per hour (a validity window applies
+        at the start of each hour) and the licensee's platform is taken as it is now. Allowed
+        roles: admin, auditor; rights holder (its own characters only).
+
+        Example:
+            ```python
+            preview = client.preview_terms(character_id, new_terms, days=30)
+            print(preview.would_deny, "allowed uses would be denied;", preview.would_allow, "allowed")
+            for change in preview.changes:
+                print(change.licensee_display_name, change.decisions, change.reason)
+            ```
+
+        Args:
+            character_id: The character the terms are proposed for.
+            terms: The proposed terms, checked as `update_terms` checks them.
+            days: How many days back to replay, 1 to 90; 0 for 30.
+            timeout: The deadline of this call in seconds, instead of the default.
+
+        Returns:
+            The `PreviewTermsResponse`: `replayed`, `allowed_then`, `would_deny`, `would_allow`,
+            `not_replayed`, `changes` (by licensee and reason, the largest first) and the window
+            (`start_time`, `end_time`).
+
+        Raises:
+            TypeError: If an argument has the wrong type.
+            InvalidArgumentError: If the request is invalid (see `field_violations`).
+            PermissionDeniedError: If the role may not preview terms, or the character is not the
+                key's own.
+            NotFoundError: If (for staff) the character does not exist.
+            CharterError: For any other failure.
+        """
+        if not isinstance(character_id, str):
+            raise TypeError(f"character_id must be a string, not {type(character_id).__name__}")
+        if not isinstance(terms, terms_pb2.Terms):
+            raise TypeError(f"terms must be a charter.v1.Terms, not {type(terms).__name__}")
+        if type(days) is not int:
+            raise TypeError(f"days must be an int, not {type(days).__name__}")
+        request = authorization_service_pb2.PreviewTermsRequest(
+            proposed=authorization_service_pb2.ProposedTerms(character_id=character_id, terms=terms), days=days
+        )
+        response: authorization_service_pb2.PreviewTermsResponse = self._unary(
+            self._authorization.PreviewTerms, request, timeout
+        )
+        return response
+
     def watch_revocations(self, since_sequence: int = 0, *, timeout: float | None = None) -> RevocationWatch:
         """Opens the revocation stream: the log's events after `since_sequence`, then live ones.
 

@@ -650,6 +650,171 @@ class ProposedTerms(_message.Message):
 Global___ProposedTerms: _TypeAlias = ProposedTerms  # noqa: Y015
 
 @_typing.final
+class PreviewTermsRequest(_message.Message):
+    """The request of AuthorizationService.PreviewTerms."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSED_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    days: _builtins.int
+    """How many days back from now to replay: 1 to 90 (decisions are kept 90
+    days); 0 means 30.
+    """
+    @_builtins.property
+    def proposed(self) -> Global___ProposedTerms:
+        """The character and the terms proposed for it, checked as UpdateTerms checks
+        them. Required.
+        """
+
+    def __init__(
+        self,
+        *,
+        proposed: Global___ProposedTerms | None = ...,
+        days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["proposed", b"proposed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days", b"days", "proposed", b"proposed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreviewTermsRequest: _TypeAlias = PreviewTermsRequest  # noqa: Y015
+
+@_typing.final
+class PreviewTermsResponse(_message.Message):
+    """The response of AuthorizationService.PreviewTerms."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    ALLOWED_THEN_FIELD_NUMBER: _builtins.int
+    WOULD_DENY_FIELD_NUMBER: _builtins.int
+    WOULD_ALLOW_FIELD_NUMBER: _builtins.int
+    NOT_REPLAYED_FIELD_NUMBER: _builtins.int
+    CHANGES_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    replayed: _builtins.int
+    """The decisions replayed: those the character's terms decided (allowed, or
+    denied only for failed terms).
+    """
+    allowed_then: _builtins.int
+    """Of those, how many were allowed when they were made."""
+    would_deny: _builtins.int
+    """How many allowed decisions the proposed terms would deny."""
+    would_allow: _builtins.int
+    """How many decisions denied for failed terms the proposed terms would allow."""
+    not_replayed: _builtins.int
+    """The decisions not replayed: denied for something the terms do not decide."""
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___TermsChange]:
+        """The changes by licensee and reason, the largest first."""
+
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """The window replayed: from `start_time` (the start of its first hour) to
+        `end_time` (now).
+        """
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """The end of the window replayed (the server's clock when asked)."""
+
+    def __init__(
+        self,
+        *,
+        replayed: _builtins.int = ...,
+        allowed_then: _builtins.int = ...,
+        would_deny: _builtins.int = ...,
+        would_allow: _builtins.int = ...,
+        not_replayed: _builtins.int = ...,
+        changes: _abc.Iterable[Global___TermsChange] | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_then", b"allowed_then", "changes", b"changes", "end_time", b"end_time", "not_replayed", b"not_replayed", "replayed", b"replayed", "start_time", b"start_time", "would_allow", b"would_allow", "would_deny", b"would_deny"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreviewTermsResponse: _TypeAlias = PreviewTermsResponse  # noqa: Y015
+
+@_typing.final
+class TermsChange(_message.Message):
+    """TermsChange counts the decisions of one licensee whose answer the proposed
+    terms change, for one reason.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Direction:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _DirectionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[TermsChange._Direction.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        DIRECTION_UNSPECIFIED: TermsChange._Direction.ValueType  # 0
+        """Not specified. Never returned."""
+        DIRECTION_WOULD_DENY: TermsChange._Direction.ValueType  # 1
+        """Allowed then, denied under the proposed terms; `reason` is the first
+        term they would fail.
+        """
+        DIRECTION_WOULD_ALLOW: TermsChange._Direction.ValueType  # 2
+        """Denied then for failed terms, allowed under the proposed terms;
+        `reason` is the first reason it was denied for.
+        """
+
+    class Direction(_Direction, metaclass=_DirectionEnumTypeWrapper):
+        """Which way the answer changes."""
+
+    DIRECTION_UNSPECIFIED: TermsChange.Direction.ValueType  # 0
+    """Not specified. Never returned."""
+    DIRECTION_WOULD_DENY: TermsChange.Direction.ValueType  # 1
+    """Allowed then, denied under the proposed terms; `reason` is the first
+    term they would fail.
+    """
+    DIRECTION_WOULD_ALLOW: TermsChange.Direction.ValueType  # 2
+    """Denied then for failed terms, allowed under the proposed terms;
+    `reason` is the first reason it was denied for.
+    """
+
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    LICENSEE_ID_FIELD_NUMBER: _builtins.int
+    LICENSEE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    DECISIONS_FIELD_NUMBER: _builtins.int
+    direction: Global___TermsChange.Direction.ValueType
+    """Which way."""
+    licensee_id: _builtins.str
+    """The licensee that asked."""
+    licensee_display_name: _builtins.str
+    """Its display name (a rights holder may read those of licensees deciding
+    about its characters).
+    """
+    reason: _decision_pb2.DenyReason.ValueType
+    """The reason (see `direction`)."""
+    decisions: _builtins.int
+    """How many decisions."""
+    def __init__(
+        self,
+        *,
+        direction: Global___TermsChange.Direction.ValueType = ...,
+        licensee_id: _builtins.str = ...,
+        licensee_display_name: _builtins.str = ...,
+        reason: _decision_pb2.DenyReason.ValueType = ...,
+        decisions: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decisions", b"decisions", "direction", b"direction", "licensee_display_name", b"licensee_display_name", "licensee_id", b"licensee_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TermsChange: _TypeAlias = TermsChange  # noqa: Y015
+
+@_typing.final
 class SimulateUseResponse(_message.Message):
     """The response of AuthorizationService.SimulateUse."""
 

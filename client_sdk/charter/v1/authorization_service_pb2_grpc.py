@@ -68,6 +68,11 @@ class AuthorizationServiceStub:
                 request_serializer=charter_dot_v1_dot_authorization__service__pb2.SimulateUseRequest.SerializeToString,
                 response_deserializer=charter_dot_v1_dot_authorization__service__pb2.SimulateUseResponse.FromString,
                 _registered_method=True)
+        self.PreviewTerms = channel.unary_unary(
+                '/charter.v1.AuthorizationService/PreviewTerms',
+                request_serializer=charter_dot_v1_dot_authorization__service__pb2.PreviewTermsRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_authorization__service__pb2.PreviewTermsResponse.FromString,
+                _registered_method=True)
 
 
 class AuthorizationServiceServicer:
@@ -155,6 +160,24 @@ class AuthorizationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PreviewTerms(self, request, context):
+        """What-if over history: replays the decisions Authorize made about one
+        character in the last `days` days under proposed terms, as if its grants
+        carried them, and says how many allowed decisions the terms would deny and
+        how many decisions denied for failed terms they would allow, by licensee
+        and reason. Decisions denied for anything but failed terms (no grant, a
+        revoked or expired grant, the character's or the licensee's state, a used
+        up quota) are counted apart and not replayed; quotas are not replayed
+        either. Decisions are kept per hour: a validity window is applied at the
+        start of each hour (windows on whole hours are exact), and the licensee's
+        platform is taken as it is now. Counts nothing, signs nothing, changes
+        nothing. Allowed roles: admin, auditor; rights holder (its own characters
+        only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthorizationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -187,6 +210,11 @@ def add_AuthorizationServiceServicer_to_server(servicer, server):
                     servicer.SimulateUse,
                     request_deserializer=charter_dot_v1_dot_authorization__service__pb2.SimulateUseRequest.FromString,
                     response_serializer=charter_dot_v1_dot_authorization__service__pb2.SimulateUseResponse.SerializeToString,
+            ),
+            'PreviewTerms': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewTerms,
+                    request_deserializer=charter_dot_v1_dot_authorization__service__pb2.PreviewTermsRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_authorization__service__pb2.PreviewTermsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -355,6 +383,33 @@ class AuthorizationService:
             '/charter.v1.AuthorizationService/SimulateUse',
             charter_dot_v1_dot_authorization__service__pb2.SimulateUseRequest.SerializeToString,
             charter_dot_v1_dot_authorization__service__pb2.SimulateUseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewTerms(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charter.v1.AuthorizationService/PreviewTerms',
+            charter_dot_v1_dot_authorization__service__pb2.PreviewTermsRequest.SerializeToString,
+            charter_dot_v1_dot_authorization__service__pb2.PreviewTermsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -91,6 +91,20 @@ class AuthorizationServiceStub:
     characters that the prompt names are decided); generator (its own
     licensee only).
     """
+    PreviewTerms: _grpc.UnaryUnaryMultiCallable[_authorization_service_pb2.PreviewTermsRequest, _authorization_service_pb2.PreviewTermsResponse]
+    """What-if over history: replays the decisions Authorize made about one
+    character in the last `days` days under proposed terms, as if its grants
+    carried them, and says how many allowed decisions the terms would deny and
+    how many decisions denied for failed terms they would allow, by licensee
+    and reason. Decisions denied for anything but failed terms (no grant, a
+    revoked or expired grant, the character's or the licensee's state, a used
+    up quota) are counted apart and not replayed; quotas are not replayed
+    either. Decisions are kept per hour: a validity window is applied at the
+    start of each hour (windows on whole hours are exact), and the licensee's
+    platform is taken as it is now. Counts nothing, signs nothing, changes
+    nothing. Allowed roles: admin, auditor; rights holder (its own characters
+    only).
+    """
 
 @_typing.type_check_only
 class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
@@ -154,6 +168,20 @@ class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
     character and the proposed one must be its own, and only its own
     characters that the prompt names are decided); generator (its own
     licensee only).
+    """
+    PreviewTerms: _aio.UnaryUnaryMultiCallable[_authorization_service_pb2.PreviewTermsRequest, _authorization_service_pb2.PreviewTermsResponse]  # type: ignore[assignment]
+    """What-if over history: replays the decisions Authorize made about one
+    character in the last `days` days under proposed terms, as if its grants
+    carried them, and says how many allowed decisions the terms would deny and
+    how many decisions denied for failed terms they would allow, by licensee
+    and reason. Decisions denied for anything but failed terms (no grant, a
+    revoked or expired grant, the character's or the licensee's state, a used
+    up quota) are counted apart and not replayed; quotas are not replayed
+    either. Decisions are kept per hour: a validity window is applied at the
+    start of each hour (windows on whole hours are exact), and the licensee's
+    platform is taken as it is now. Counts nothing, signs nothing, changes
+    nothing. Allowed roles: admin, auditor; rights holder (its own characters
+    only).
     """
 
 class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -251,6 +279,26 @@ class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
         character and the proposed one must be its own, and only its own
         characters that the prompt names are decided); generator (its own
         licensee only).
+        """
+
+    @_abc_1.abstractmethod
+    def PreviewTerms(
+        self,
+        request: _authorization_service_pb2.PreviewTermsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authorization_service_pb2.PreviewTermsResponse, _abc.Awaitable[_authorization_service_pb2.PreviewTermsResponse]]:
+        """What-if over history: replays the decisions Authorize made about one
+        character in the last `days` days under proposed terms, as if its grants
+        carried them, and says how many allowed decisions the terms would deny and
+        how many decisions denied for failed terms they would allow, by licensee
+        and reason. Decisions denied for anything but failed terms (no grant, a
+        revoked or expired grant, the character's or the licensee's state, a used
+        up quota) are counted apart and not replayed; quotas are not replayed
+        either. Decisions are kept per hour: a validity window is applied at the
+        start of each hour (windows on whole hours are exact), and the licensee's
+        platform is taken as it is now. Counts nothing, signs nothing, changes
+        nothing. Allowed roles: admin, auditor; rights holder (its own characters
+        only).
         """
 
 def add_AuthorizationServiceServicer_to_server(servicer: AuthorizationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

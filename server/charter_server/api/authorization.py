@@ -17,6 +17,7 @@ from charter_server.api.watch import RevocationStreams
 from charter_server.services.authorization import (
     AuthorizationService,
     AuthorizeCommand,
+    PreviewCommand,
     ProposedTerms,
     SimulateCommand,
     UseRequest,
@@ -26,6 +27,9 @@ from charter_server.services.authorization.service import stated
 from charter_server.services.grants import GrantService
 from charter_server.services.keys import KeyService
 from charter_server.services.screening import PromptScreen
+
+_WOULD_DENY = az.TermsChange.DIRECTION_WOULD_DENY
+_WOULD_ALLOW = az.TermsChange.DIRECTION_WOULD_ALLOW
 
 
 class AuthorizationServicer(az_grpc.AuthorizationServiceServicer):
@@ -87,6 +91,32 @@ class AuthorizationServicer(az_grpc.AuthorizationServiceServicer):
             licensee_id=result.licensee_id,
         )
         response.decide_time.FromDatetime(result.decide_time)
+        return response
+
+    def PreviewTerms(self, request: az.PreviewTermsRequest, context: grpc.ServicerContext) -> az.PreviewTermsResponse:
+        proposed = None
+        if request.HasField("proposed"):
+            proposed = ProposedTerms(request.proposed.character_id, request.proposed.terms)
+        result = self._authorization.preview_terms(current_principal(), PreviewCommand(proposed, request.days))
+        response = az.PreviewTermsResponse(
+            replayed=result.replayed,
+            allowed_then=result.allowed_then,
+            would_deny=result.would_deny,
+            would_allow=result.would_allow,
+            not_replayed=result.not_replayed,
+            changes=[
+                az.TermsChange(
+                    direction=_WOULD_DENY if change.would_deny else _WOULD_ALLOW,
+                    licensee_id=change.licensee_id,
+                    licensee_display_name=change.licensee_display_name,
+                    reason=decision_pb2.DenyReason.Value(f"DENY_REASON_{change.reason}"),
+                    decisions=change.decisions,
+                )
+                for change in result.changes
+            ],
+        )
+        response.start_time.FromDatetime(result.start_time)
+        response.end_time.FromDatetime(result.end_time)
         return response
 
     async def WatchRevocations(

@@ -77,6 +77,7 @@ POLICY: dict[str, frozenset[Role]] = {
     "/charter.v1.AuthorizationService/WatchRevocations": ANY,
     # What-if (issue 15): staff, rights holders (own characters) and generators (own licensee).
     "/charter.v1.AuthorizationService/SimulateUse": STAFF_READ | {Role.RIGHTS_HOLDER, Role.GENERATOR},
+    "/charter.v1.AuthorizationService/PreviewTerms": STAFF_READ | {Role.RIGHTS_HOLDER},
     # UsageService: generators report; statements for staff, their rights holder, or (own lines) a generator.
     "/charter.v1.UsageService/ReportUsage": frozenset({Role.GENERATOR}),
     "/charter.v1.UsageService/GetStatement": STAFF_READ | {Role.RIGHTS_HOLDER, Role.GENERATOR},

@@ -375,6 +375,27 @@ class UsageDailyRow(Base):
     duration_ms: Mapped[int] = mapped_column(BigInteger)
 
 
+class DecisionHourRow(Base):
+    """Decisions per hour: per character, hour, licensee, use context and outcome, how many.
+
+    Filled from the receipts as they are logged (``services.transparency.receipts``), one upsert
+    per batch; ``PreviewTerms`` replays proposed terms over it. A use context is kept once as its
+    canonical text (``context``), keyed by a digest of it so the key stays short.
+    """
+
+    __tablename__ = "decision_hours"
+    # On SQLite the rows live in the primary key's order: one character's range of hours is one pass.
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    character_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True, index=True)  # hours since 1970 (UTC)
+    licensee_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    context_digest: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(400), primary_key=True)  # "" allowed, else the deny reasons
+    context: Mapped[str] = mapped_column(Text)
+    decisions: Mapped[int] = mapped_column(BigInteger)
+
+
 class ReceiptUseRow(Base):
     """Uses reported against one receipt's character, raised only by a conditional single-statement
     update that never passes the receipt's capacity."""

@@ -57,6 +57,7 @@ from charter_server.storage.repositories import (
     ApiKeyRepository,
     AuthorizationRepository,
     CharacterRepository,
+    DecisionHistoryRepository,
     GrantRepository,
     GrantViewRepository,
     LicenseeRepository,
@@ -274,6 +275,10 @@ class UnitOfWork:
     @cached_property
     def log(self) -> TransparencyRepository:
         return TransparencyRepository(self.session, self._dialect)
+
+    @cached_property
+    def decisions(self) -> DecisionHistoryRepository:
+        return DecisionHistoryRepository(self.session, self._dialect)
 
     # Events.
 

@@ -4,7 +4,8 @@ The parts: ``command`` (the request and the answer as domain values), ``validati
 (the in-memory view and its poller), ``decision`` (gathers the inputs and calls `charter.decide`),
 ``receipt`` (the signed receipt: the one place here that writes protobuf), ``quotas`` (counting
 uses, and replaying a retried request) and ``service`` (`AuthorizationService`, which runs them);
-``simulate`` answers ``SimulateUse`` (the what-if) with the same ``decision`` step.
+``simulate`` answers ``SimulateUse`` (the what-if) with the same ``decision`` step, and
+``preview`` answers ``PreviewTerms`` (proposed terms replayed over recent decisions).
 
 **What is decided.** Every character the request declares, and every character its prompt names
 (``charter_server.services.screening``; a match of an alias marked ambiguous is reported but
@@ -60,6 +61,7 @@ be trusting it (``LeaseSetting.longest``, by the database's clock).
 from __future__ import annotations
 
 from charter_server.services.authorization.command import AuthorizeCommand, UseRequest
+from charter_server.services.authorization.preview import PreviewCommand, PreviewResult, TermsChange
 from charter_server.services.authorization.receipt import AuthorizeResult
 from charter_server.services.authorization.service import AuthorizationService
 from charter_server.services.authorization.simulate import ProposedTerms, SimulateCommand, SimulateResult
@@ -74,8 +76,11 @@ __all__ = [
     "AuthorizationView",
     "AuthorizeCommand",
     "AuthorizeResult",
+    "PreviewCommand",
+    "PreviewResult",
     "ProposedTerms",
     "SimulateCommand",
     "SimulateResult",
+    "TermsChange",
     "UseRequest",
 ]

@@ -20,6 +20,7 @@ from charter_server.domain.models import Principal, Role
 from charter_server.services.authorization import quotas
 from charter_server.services.authorization.command import AuthorizeCommand, UseRequest
 from charter_server.services.authorization.decision import CharacterOutcome, Decider
+from charter_server.services.authorization.preview import PreviewCommand, PreviewResult, TermsPreviewer
 from charter_server.services.authorization.receipt import (
     AuthorizeResult,
     Outcome,
@@ -63,11 +64,17 @@ class AuthorizationService:
         self._decider = Decider(verifier)
         self._receipts = ReceiptWriter(issuer, log_origin)
         self._simulator = UseSimulator(db, clock, screen, self._decider)
+        self._previewer = TermsPreviewer(db, clock)
 
     def simulate(self, principal: Principal, command: SimulateCommand) -> SimulateResult:
         """What ``Authorize`` would decide (optionally under proposed terms): nothing counted, signed
         or recorded; see ``simulate``."""
         return self._simulator.simulate(principal, command)
+
+    def preview_terms(self, principal: Principal, command: PreviewCommand) -> PreviewResult:
+        """Proposed terms replayed over the character's recent decisions: nothing counted, signed
+        or changed; see ``preview``."""
+        return self._previewer.preview(principal, command)
 
     def authorize(self, principal: Principal, command: AuthorizeCommand) -> AuthorizeResult:
         """Decide a request (or, for a retry of one that counted a quota, return the first decision).

@@ -10,6 +10,7 @@ from charter_server.storage.repositories.access import ApiKeyRepository, Request
 from charter_server.storage.repositories.authz import AUTHZ_EPOCH, GrantViewRepository, bump_authz_epoch
 from charter_server.storage.repositories.catalog import LicenseeRepository, RightsHolderRepository
 from charter_server.storage.repositories.characters import CharacterRepository, CollisionPage
+from charter_server.storage.repositories.decisions import DecisionHistoryRepository
 from charter_server.storage.repositories.grants import GrantRepository
 from charter_server.storage.repositories.keys import SigningKeyRepository
 from charter_server.storage.repositories.quotas import AuthorizationRepository, QuotaRepository
@@ -24,6 +25,7 @@ __all__ = [
     "AuthorizationRepository",
     "CharacterRepository",
     "CollisionPage",
+    "DecisionHistoryRepository",
     "GrantRepository",
     "GrantViewRepository",
     "LicenseeRepository",

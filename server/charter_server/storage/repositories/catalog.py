@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import (
     select,
 )
@@ -143,6 +145,11 @@ class LicenseeRepository:
         """The licensee with this id, or None."""
         row = self._row(licensee_id)
         return None if row is None else _licensee(row)
+
+    def get_many(self, licensee_ids: Sequence[str]) -> dict[str, Licensee]:
+        """The licensees with these ids that exist, by id."""
+        rows = self._session.scalars(select(LicenseeRow).where(LicenseeRow.id.in_(sorted(set(licensee_ids)))))
+        return {row.id: _licensee(row) for row in rows}
 
     def save(self, licensee: Licensee) -> None:
         """Write every mutable field of an existing licensee."""
