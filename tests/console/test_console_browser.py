@@ -44,7 +44,7 @@ def test_sign_in_search_in_kana_and_sign_out(tab: Tab, scene: Scene) -> None:
     check(tab)
 
 
-def test_editing_terms_shows_the_error_next_to_the_field_then_publishes(tab: Tab, scene: Scene) -> None:
+def test_editing_terms_shows_the_error_next_to_the_field_then_previews_and_publishes(tab: Tab, scene: Scene) -> None:
     tab.sign_in(scene.holder_key)
     page = tab.page
     tab.goto(f"/characters/{scene.first_id}")
@@ -52,13 +52,19 @@ def test_editing_terms_shows_the_error_next_to_the_field_then_publishes(tab: Tab
     page.get_by_role("link", name="Edit terms").click()
     check(tab)
     page.get_by_label("Revenue share (%)").fill("150")
-    page.get_by_role("button", name="Publish new terms").click()
+    page.get_by_role("button", name="Preview the change").click()
     error = page.locator("#revenue_share_percent-error")
     error.wait_for()
     assert error.is_visible()
     assert page.get_by_label("Revenue share (%)").get_attribute("aria-invalid") == "true"
     check(tab)
     page.get_by_label("Revenue share (%)").fill("12.5")
+    page.get_by_label("Commercial use allowed").uncheck()
+    page.get_by_role("button", name="Preview the change").click()
+    preview = page.locator("#preview")
+    preview.wait_for()
+    assert "would have been denied" in preview.inner_text()
+    check(tab)
     page.get_by_role("button", name="Publish new terms").click()
     page.wait_for_url(f"**/characters/{scene.first_id}")
     assert page.locator("h2#terms").inner_text().endswith("(version 2)")

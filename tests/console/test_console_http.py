@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +20,7 @@ from charter_server.console.web import ConsoleSettings
 from markupsafe import escape
 
 from .conftest import Web, csrf_of
-from .scene import Scene, make_scene, unique
+from .scene import Scene, make_scene, simple_terms, unique
 
 OPTED_IN = character_pb2.Character.STATE_OPTED_IN
 
@@ -164,27 +166,67 @@ def test_editing_terms_publishes_a_new_version_and_a_template_fills_the_form(web
     with api(scene, scene.holder_key) as client:
         template = client.list_terms_templates()[0]
     applied = web.get(form_page, params={"template": template.name})
-    saved = web.post_form(
-        form_page,
-        form_page,
-        {
-            "permitted_use_types": ["1", "2"],
-            "max_content_rating": "1",
-            "commercial_use_allowed": "on",
-            "revenue_share_percent": "12.5",
-            "fee_currency": "JPY",
-            "fee_amount": "30",
-            "daily_quota": "1000",
-        },
-    )
+    fields: dict[str, Any] = {
+        "permitted_use_types": ["1", "2"],
+        "max_content_rating": "1",
+        "commercial_use_allowed": "on",
+        "revenue_share_percent": "12.5",
+        "fee_currency": "JPY",
+        "fee_amount": "30",
+        "daily_quota": "1000",
+    }
+    previewed = web.post_form(form_page, form_page, fields)  # publishing asks again, with the preview
+    saved = web.post_form(form_page, form_page, {**fields, "previewed": previewed_digest(previewed.text)})
     with api(scene, scene.holder_key) as client:
         terms = client.get_terms(scene.first_id)
 
     assert applied.status_code == 200
     assert f'value="{template.name}" selected' in applied.text
+    assert previewed.status_code == 200
+    assert 'id="preview"' in previewed.text
     assert saved.status_code == 303
     assert (terms.version, terms.revenue_share_bps, terms.daily_quota) == (2, 1_250, 1_000)
     assert (terms.per_use_fee.currency_code, terms.per_use_fee.minor_units) == ("JPY", 30)
+
+
+def previewed_digest(html: str) -> str:
+    """The digest of the previewed terms a preview page carries in its form."""
+    found = re.search(r'name="previewed" value="([0-9a-f]{64})"', html)
+    assert found is not None, html
+    return found.group(1)
+
+
+def test_new_terms_are_previewed_over_recent_decisions_before_they_are_published(web: Web, scene: Scene) -> None:
+    web.sign_in(scene.holder_key)
+    form_page = f"/characters/{scene.first_id}/terms"
+    # The scene's three commercial uses, once their receipts are logged (every 0.1 s).
+    with api(scene, scene.holder_key) as client:
+        deadline = time.monotonic() + 10
+        while client.preview_terms(scene.first_id, simple_terms()).replayed < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    no_commercial = {"permitted_use_types": ["1", "2"], "max_content_rating": "2"}
+    preview = web.post_form(form_page, form_page, no_commercial)
+    changed_since = web.post_form(
+        form_page, form_page, {**no_commercial, "max_content_rating": "1", "previewed": previewed_digest(preview.text)}
+    )
+    with api(scene, scene.holder_key) as client:
+        unpublished = client.get_character(scene.first_id).terms_version
+    published = web.post_form(form_page, form_page, {**no_commercial, "previewed": previewed_digest(preview.text)})
+    with api(scene, scene.holder_key) as client:
+        after = client.get_terms(scene.first_id)
+
+    assert preview.status_code == 200
+    section = preview.text[preview.text.index('id="preview"') : preview.text.index("</section>")]
+    assert "<strong>3</strong> of 3 allowed uses would have been denied" in section
+    assert str(escape(scene.licensee_name)) in section
+    assert "would be denied" in section and "commercial use not permitted" in section
+    assert "Publish new terms" in preview.text
+    # Terms changed after the preview are previewed again, not published.
+    assert changed_since.status_code == 200 and 'id="preview"' in changed_since.text
+    assert previewed_digest(changed_since.text) != previewed_digest(preview.text)
+    assert unpublished == 1
+    assert published.status_code == 303
+    assert (after.version, after.commercial_use_allowed) == (2, False)
 
 
 def test_opting_out_needs_the_confirmation_and_revokes_the_grants(web: Web, scene: Scene) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from babel import Locale, UnknownLocaleError
 from babel.numbers import format_currency, format_decimal, get_currency_precision
-from charter.v1 import character_pb2, grant_pb2, terms_pb2
+from charter.v1 import character_pb2, decision_pb2, grant_pb2, terms_pb2
 from google.protobuf import timestamp_pb2
 
 DEFAULT_LOCALE = "en_US"
@@ -31,6 +31,11 @@ RATINGS: dict[int, str] = {
 CATEGORIES: dict[int, str] = {
     value: name.removeprefix("CONTENT_CATEGORY_").replace("_", " ").lower()
     for name, value in terms_pb2.ContentCategory.items()
+    if value
+}
+DENY_REASONS: dict[int, str] = {
+    value: name.removeprefix("DENY_REASON_").replace("_", " ").lower()
+    for name, value in decision_pb2.DenyReason.items()
     if value
 }
 CHARACTER_STATES: dict[int, str] = {

@@ -1,17 +1,23 @@
 """The catalogue pages: the list with search, a character with its aliases and terms history,
 editing terms (or applying a template), opting in and opting out.
 
+New terms for an opted-in character are published in two steps: the first submit shows what they
+would have changed over the last 30 days' decisions (``PreviewTerms``) and asks again; the second
+publishes them, but only if the form still holds the terms that were previewed (a digest of them
+travels in the form), otherwise it previews again.
+
 Every page calls the API as the signed-in key; a rights holder opening another's character gets
 the API's PERMISSION_DENIED, shown as a page (see `web.error_page`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 from charter.errors import FailedPreconditionError, InvalidArgumentError
-from charter.v1 import character_pb2, terms_pb2
+from charter.v1 import authorization_service_pb2, character_pb2, terms_pb2
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -126,6 +132,8 @@ def _terms_page(
     *,
     status: int = 200,
     problem: str = "",
+    preview: authorization_service_pb2.PreviewTermsResponse | None = None,
+    previewed: str = "",
 ) -> Response:
     return page(
         request,
@@ -137,6 +145,9 @@ def _terms_page(
             "form": form,
             "opted_in": found.state == character_pb2.Character.STATE_OPTED_IN,
             "problem": problem,
+            "preview": preview,
+            "previewed": previewed,
+            "WOULD_DENY": authorization_service_pb2.TermsChange.DIRECTION_WOULD_DENY,
         },
         status=status,
         session=session,
@@ -153,10 +164,13 @@ async def save_terms(request: Request) -> Response:
     templates = await session.client.list_terms_templates()
     if form.errors:
         return _terms_page(request, session, found, templates, form, "", status=400)
-    # The place for what-if (PreviewTerms, issue 15 item 4, not served yet): preview these terms over
-    # the last 30 days' decisions and ask to confirm before publishing them below.
+    opted_in = found.state == character_pb2.Character.STATE_OPTED_IN
+    digest = hashlib.sha256(terms.SerializeToString(deterministic=True)).hexdigest()
     try:
-        if found.state == character_pb2.Character.STATE_OPTED_IN:
+        if opted_in and form_data.get("previewed") != digest:
+            preview = await session.client.preview_terms(character_id, terms)
+            return _terms_page(request, session, found, templates, form, "", preview=preview, previewed=digest)
+        if opted_in:
             saved = await session.client.update_terms(character_id, terms)
             session.flash.append(f"Terms version {saved.version} is published.")
         else:

@@ -63,8 +63,9 @@ class TermsForm:
 
 
 def form_field_of(path: str) -> str:
-    """The form field that shows an API field violation (`terms.per_use_fee.currency_code`)."""
-    path = path.removeprefix("terms.")
+    """The form field that shows an API field violation (`terms.per_use_fee.currency_code`, or
+    `proposed.terms.…` from a preview)."""
+    path = path.removeprefix("proposed.").removeprefix("terms.")
     head = path.split(".", 1)[0].split("[", 1)[0]
     if path.startswith("per_use_fee.currency_code"):
         return "fee_currency"

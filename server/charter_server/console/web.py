@@ -97,6 +97,7 @@ class ConsoleState:
             USE_TYPES=formatting.USE_TYPES,
             RATINGS=formatting.RATINGS,
             CATEGORIES=formatting.CATEGORIES,
+            DENY_REASONS=formatting.DENY_REASONS,
         )
 
     def new_client(self, api_key: str) -> Any:
