@@ -1,19 +1,32 @@
 """The offline authorizer's grant bundle and cache directory: it fetches its own grants, keeps them
-on disk (atomically, checked on load), and started while Charter is unreachable it holds the cached
-grants and denies (SERVER_UNREACHABLE, or CACHE_CORRUPTED for a damaged cache) instead of raising."""
+and the state it decides with on disk (atomically, checked on load), and started while Charter is
+unreachable it decides from the cache while that is within max_staleness, then denies
+(SERVER_UNREACHABLE, or CACHE_CORRUPTED for a damaged cache) instead of raising."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import socket
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from charter import Client, OfflineAuthorizer
-from charter.offline.cache import FILE_NAME, CacheCorrupted, load_bundle, save_bundle
+from charter.offline.cache import (
+    FILE_NAME,
+    STATE_FILE_NAME,
+    CacheCorrupted,
+    OfflineState,
+    load_bundle,
+    load_state,
+    save_bundle,
+    save_state,
+)
 from charter.terms import DenyReason
-from charter.v1 import offline_service_pb2, terms_pb2
+from charter.v1 import offline_service_pb2, signing_key_pb2, terms_pb2
 
-from ._scene import Scene
+from ._scene import Scene, make_scene
 
 IMAGE = terms_pb2.USE_TYPE_IMAGE_GENERATION
 TEEN = terms_pb2.CONTENT_RATING_TEEN
@@ -50,31 +63,123 @@ def test_the_cache_round_trips_and_refuses_damage(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == [FILE_NAME]  # no temporary file left behind
 
 
-def test_a_restart_without_charter_holds_the_cached_grants_and_denies(scene: Scene, tmp_path: Path) -> None:
+class Clock:
+    """Real time plus an offset the test moves."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+def test_the_state_round_trips_and_refuses_damage(tmp_path: Path) -> None:
+    key_set = signing_key_pb2.KeySet(version="3")
+    key_set.keys.add(key_id="sk_1", public_key=b"k" * 32)
+    when = datetime(2026, 12, 6, 15, 0, tzinfo=UTC)
+    state = OfflineState(
+        api_key_id="key_" + "5" * 32,
+        key_set=key_set,
+        platform="web",
+        archived=False,
+        confirmed=when,
+        sequence=42,
+        fresh_as_of=when + timedelta(seconds=3),
+        statuses={"grt_" + "1" * 32: "REVOKED", "grt_" + "2" * 32: "SUSPENDED"},
+        suspended=("chr_" + "3" * 32,),
+        withdrawn=("chr_" + "4" * 32,),
+    )
+    save_state(tmp_path, LICENSEE, state)
+    loaded = load_state(tmp_path)
+    data = (tmp_path / STATE_FILE_NAME).read_bytes()
+    forged = OfflineState.to_json(dataclasses.replace(state, statuses={"grt_x": "ACTIVE"}))
+
+    (tmp_path / STATE_FILE_NAME).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(CacheCorrupted):
+        load_state(tmp_path)
+    save_state(tmp_path, LICENSEE, dataclasses.replace(state, statuses={}))
+    body = (tmp_path / STATE_FILE_NAME).read_bytes()
+    # A well-framed file whose body is not a state (an unknown grant status) is refused too.
+    header, _, rest = body.partition(b"\n")
+    framed = LICENSEE.encode() + b"\n" + forged
+    (tmp_path / STATE_FILE_NAME).write_bytes(
+        header + b"\n" + hashlib.sha256(framed).hexdigest().encode() + b"\n" + framed
+    )
+    with pytest.raises(CacheCorrupted):
+        load_state(tmp_path)
+
+    assert rest
+    assert loaded == (LICENSEE, state)
+    assert load_state(tmp_path / "empty") is None
+
+
+def test_a_restart_without_charter_decides_from_the_cache_until_max_staleness(scene: Scene, tmp_path: Path) -> None:
+    kept = scene.character()
+    revoked = scene.character(granted=False)
+    revoked_grant = scene.grant(revoked.id)
+    clock = Clock()
+
+    def decide(authorizer: OfflineAuthorizer, character_id: str) -> tuple[bool, bool, tuple[DenyReason, ...]]:
+        decision = authorizer.authorize(character_ids=[character_id], use_type=IMAGE, content_rating=TEEN)
+        return decision.offline, decision.allowed, decision.characters[0].reasons
+
+    with (
+        Client(scene.live.target, api_key=scene.generator_key) as client,
+        OfflineAuthorizer(client, fetch_bundle=True, cache_dir=tmp_path, clock=clock) as online,
+    ):
+        sequence = scene.staff.revoke_grant(revoked_grant.id, reason="ended").sequence
+        assert online.wait_current(min_sequence=sequence, timeout=10)
+        before = [decide(online, kept.id), decide(online, revoked.id)]
+    with Client(_dead_target(), api_key=scene.generator_key, timeout=1.0) as dead:
+        restarted = OfflineAuthorizer(dead, fetch_bundle=True, cache_dir=tmp_path, clock=clock)
+        restarted.start(timeout=0.2)  # must not raise
+        try:
+            held = repr(restarted)
+            within = [decide(restarted, kept.id), decide(restarted, revoked.id)]
+            clock.offset = timedelta(seconds=31)  # past max_staleness (30 s) since the last heartbeat
+            after = [decide(restarted, kept.id), decide(restarted, revoked.id)]
+        finally:
+            restarted.close()
+        clock.offset = timedelta()
+        data = (tmp_path / STATE_FILE_NAME).read_bytes()
+        (tmp_path / STATE_FILE_NAME).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+        damaged = OfflineAuthorizer(dead, fetch_bundle=True, cache_dir=tmp_path, clock=clock)
+        damaged.start(timeout=0.2)
+        try:
+            refused = decide(damaged, kept.id)
+        finally:
+            damaged.close()
+
+    revoked_offline = (True, False, (DenyReason.GRANT_REVOKED,))
+    assert before == [(True, True, ()), revoked_offline]  # from the fetched bundle: no grants were given
+    assert f"licensee_id='{scene.licensee_id}', sequence={sequence}" in held and "grants=2" in held
+    # Within max_staleness the cache decides, revocation included; then the server must, and cannot.
+    assert within == [(True, True, ()), revoked_offline]
+    unreachable = (True, False, (DenyReason.SERVER_UNREACHABLE,))
+    assert after == [unreachable, unreachable]
+    assert refused == (True, False, (DenyReason.CACHE_CORRUPTED,))
+
+
+def test_a_cache_is_used_only_by_the_api_key_that_wrote_it(scene: Scene, tmp_path: Path) -> None:
     character = scene.character()
+    other = make_scene(scene.live, scene.staff)
     with (
         Client(scene.live.target, api_key=scene.generator_key) as client,
         OfflineAuthorizer(client, fetch_bundle=True, cache_dir=tmp_path) as online,
     ):
-        decided = online.authorize(character_ids=[character.id], use_type=IMAGE, content_rating=TEEN)
-    with Client(_dead_target(), api_key=scene.generator_key, timeout=1.0) as dead:
-        restarted = OfflineAuthorizer(dead, fetch_bundle=True, cache_dir=tmp_path)
-        restarted.start(timeout=0.2)  # must not raise
-        try:
-            held = repr(restarted)
-            denied = restarted.authorize(character_ids=[character.id], use_type=IMAGE, content_rating=TEEN)
-        finally:
-            restarted.close()
-        data = (tmp_path / FILE_NAME).read_bytes()
-        (tmp_path / FILE_NAME).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
-        damaged = OfflineAuthorizer(dead, fetch_bundle=True, cache_dir=tmp_path)
-        damaged.start(timeout=0.2)
-        try:
-            refused = damaged.authorize(character_ids=[character.id], use_type=IMAGE, content_rating=TEEN)
-        finally:
-            damaged.close()
+        assert online.is_current()
+    decisions = {}
+    for name, key in (("own", scene.generator_key), ("other", other.generator_key)):
+        with Client(_dead_target(), api_key=key, timeout=1.0) as dead:
+            restarted = OfflineAuthorizer(dead, fetch_bundle=True, cache_dir=tmp_path)
+            restarted.start(timeout=0.2)
+            try:
+                decision = restarted.authorize(character_ids=[character.id], use_type=IMAGE, content_rating=TEEN)
+            finally:
+                restarted.close()
+        decisions[name] = (decision.offline, decision.allowed, decision.characters[0].reasons)
 
-    assert decided.offline and decided.allowed  # from the fetched bundle: no grants were given
-    assert "grants=1" in held
-    assert (denied.allowed, denied.characters[0].reasons) == (False, (DenyReason.SERVER_UNREACHABLE,))
-    assert (refused.allowed, refused.characters[0].reasons) == (False, (DenyReason.CACHE_CORRUPTED,))
+    assert decisions == {
+        "own": (True, True, ()),
+        "other": (True, False, (DenyReason.SERVER_UNREACHABLE,)),  # the cache is not its own
+    }

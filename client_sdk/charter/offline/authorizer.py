@@ -94,12 +94,14 @@ class OfflineAuthorizer(HoldsBundles):
             decisions carry no record and their uses are not reported.
         fetch_bundle: Fetch the licensee's own grants (``GetGrantBundle``) at start and at every
             key-set refresh, and hold them, besides ``grants``.
-        cache_dir: A directory (one per licensee) where the fetched bundle is kept
-            (`charter.offline.cache`: atomic writes, checked on load). Started while Charter is
-            unreachable, the authorizer holds the cached grants and does not raise: requests
-            are denied with ``SERVER_UNREACHABLE`` (``CACHE_CORRUPTED`` when the cache failed
-            its check) until the server answers, and decided offline again once its view is
-            current.
+        cache_dir: A directory (one per licensee) where the fetched bundle and the state decided
+            with (the key set, the licensee, the revocation view as of its last heartbeat) are
+            kept (`charter.offline.cache`: atomic writes, checked on load). Started while Charter
+            is unreachable, the authorizer takes them and does not raise: it decides offline
+            while the kept view is within ``max_staleness`` of its last heartbeat; after that
+            requests are denied with ``SERVER_UNREACHABLE`` (``CACHE_CORRUPTED`` when the cache
+            failed its check) until the server answers, and are decided offline again once the
+            view is current.
 
     Raises:
         ValueError: A duration is not positive, ``max_backoff < min_backoff``, ``cache_size`` is
@@ -216,6 +218,8 @@ class OfflineAuthorizer(HoldsBundles):
             watch.cancel()
         for thread in self._threads:
             thread.join(_JOIN_SECONDS)
+        if self._cache_dir is not None and self._threads and not any(t.is_alive() for t in self._threads):
+            self._save_state(self._cache_dir)  # the view as it ends (its only writer has stopped)
         self._offline_until = NEVER
         with self._changed:
             self._changed.notify_all()

@@ -1,32 +1,110 @@
-"""The offline authorizer's cache directory: the last grant bundle it fetched, so that a restarted
-backend holds its grants before Charter answers.
+"""The offline authorizer's cache directory: what a restarted backend needs to decide before
+Charter answers (give each licensee its own directory).
 
-One file, ``grant-bundle.bin`` (give each licensee its own directory): a header line, the SHA-256
-in hex of what follows, the licensee's id on a line, and a serialized
-``charter.v1.GetGrantBundleResponse``. It is written atomically (a temporary file in the same
-directory, flushed to disk, then renamed over the old one), so a crash leaves the old file or the
-new one, never half of either; and it is checked on load, so a file damaged or changed on disk is
-refused (`CacheCorrupted`) rather than used. The grants inside are signed and verified again
-before any decision, so the check guards against damage; forgery is the signatures' job.
+Two files, each a header line, the SHA-256 in hex of what follows, the licensee's id on a line,
+and a body: ``grant-bundle.bin`` holds the last grant bundle fetched (a serialized
+``charter.v1.GetGrantBundleResponse``), ``offline-state.bin`` the last state decided with (JSON,
+`OfflineState`: the key set and the licensee as last fetched, and the revocation view as of its
+last heartbeat). Each is written atomically (a temporary file in the same directory, flushed to
+disk, then renamed over the old one), so a crash leaves the old file or the new one, never half of
+either; and each is checked on load, so a file damaged or changed on disk is refused
+(`CacheCorrupted`) rather than used.
+
+The check guards against damage, not forgery: the grants inside are signed and verified again
+before any decision, but the state is the backend's own record. A licensee who rewrites it to
+forget a revocation could as well change this code; what keeps offline decisions answerable is
+that each signed decision record names the revocation sequence it was decided at, so a use
+decided on a view older than a revocation can be found afterwards.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import dataclasses
 import hashlib
+import json
 import os
 import tempfile
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-from charter.v1 import offline_service_pb2
+from charter.v1 import offline_service_pb2, signing_key_pb2
 
 FILE_NAME: Final = "grant-bundle.bin"
+STATE_FILE_NAME: Final = "offline-state.bin"
 _HEADER: Final = b"charter-grant-bundle v1\n"
+_STATE_HEADER: Final = b"charter-offline-state v1\n"
 
 
 class CacheCorrupted(ValueError):
     """A cache file failed its integrity check (truncated, changed, or not a cache file)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineState:
+    """What the authorizer decided with, kept for a restart.
+
+    Attributes:
+        api_key_id: The id of the API key that decided (the part of the key before its ``.``): a
+            cache is used only by the key that wrote it.
+        key_set: The key set as last fetched (``GetKeySet``).
+        platform: The licensee's platform.
+        archived: Whether the licensee was archived.
+        confirmed: When the key set was last fetched (the authorizer's clock).
+        sequence: The last revocation-log sequence applied.
+        fresh_as_of: When the view was last current (a heartbeat at the log's head).
+        statuses: Grant id → ``"REVOKED"`` or ``"SUSPENDED"`` (a `GrantStatus` name).
+        suspended: Characters suspended by staff.
+        withdrawn: Characters opted out or archived.
+    """
+
+    api_key_id: str
+    key_set: signing_key_pb2.KeySet
+    platform: str
+    archived: bool
+    confirmed: datetime
+    sequence: int
+    fresh_as_of: datetime
+    statuses: dict[str, str]
+    suspended: tuple[str, ...]
+    withdrawn: tuple[str, ...]
+
+    def to_json(self) -> bytes:
+        """The JSON body (`from_json` reads it back)."""
+        values: dict[str, Any] = dataclasses.asdict(self)
+        values["key_set"] = base64.b64encode(self.key_set.SerializeToString()).decode()
+        values["confirmed"] = self.confirmed.isoformat()
+        values["fresh_as_of"] = self.fresh_as_of.isoformat()
+        return json.dumps(values, sort_keys=True, separators=(",", ":")).encode()
+
+    @staticmethod
+    def from_json(data: bytes) -> OfflineState:
+        """The state of a JSON body.
+
+        Raises:
+            ValueError: The body is not one (a field missing or of the wrong type).
+        """
+        values = json.loads(data)
+        state = OfflineState(
+            api_key_id=str(values["api_key_id"]),
+            key_set=signing_key_pb2.KeySet.FromString(base64.b64decode(values["key_set"], validate=True)),
+            platform=str(values["platform"]),
+            archived=bool(values["archived"]),
+            confirmed=datetime.fromisoformat(values["confirmed"]),
+            sequence=int(values["sequence"]),
+            fresh_as_of=datetime.fromisoformat(values["fresh_as_of"]),
+            statuses={str(k): str(v) for k, v in dict(values["statuses"]).items()},
+            suspended=tuple(str(c) for c in values["suspended"]),
+            withdrawn=tuple(str(c) for c in values["withdrawn"]),
+        )
+        if state.confirmed.tzinfo is None or state.fresh_as_of.tzinfo is None:
+            raise ValueError("times must carry their offset")
+        if not set(state.statuses.values()) <= {"REVOKED", "SUSPENDED"}:
+            raise ValueError("a grant status is neither REVOKED nor SUSPENDED")
+        return state
 
 
 def save_bundle(directory: Path, licensee_id: str, bundle: offline_service_pb2.GetGrantBundleResponse) -> None:
@@ -35,16 +113,61 @@ def save_bundle(directory: Path, licensee_id: str, bundle: offline_service_pb2.G
     Raises:
         OSError: The directory cannot be written.
     """
+    _write(directory, FILE_NAME, _HEADER, licensee_id, bundle.SerializeToString())
+
+
+def load_bundle(directory: Path) -> tuple[str, offline_service_pb2.GetGrantBundleResponse] | None:
+    """The cached licensee id and bundle; None when there is no cache file.
+
+    Raises:
+        CacheCorrupted: The file exists but fails its integrity check.
+    """
+    found = _read(directory, FILE_NAME, _HEADER)
+    if found is None:
+        return None
+    licensee, body = found
+    try:
+        return licensee, offline_service_pb2.GetGrantBundleResponse.FromString(body)
+    except Exception as error:  # DecodeError: a digest over garbage is still garbage
+        raise CacheCorrupted("the grant bundle cache file does not parse") from error
+
+
+def save_state(directory: Path, licensee_id: str, state: OfflineState) -> None:
+    """Write the state atomically (see the module documentation).
+
+    Raises:
+        OSError: The directory cannot be written.
+    """
+    _write(directory, STATE_FILE_NAME, _STATE_HEADER, licensee_id, state.to_json())
+
+
+def load_state(directory: Path) -> tuple[str, OfflineState] | None:
+    """The cached licensee id and state; None when there is no state file.
+
+    Raises:
+        CacheCorrupted: The file exists but fails its integrity check.
+    """
+    found = _read(directory, STATE_FILE_NAME, _STATE_HEADER)
+    if found is None:
+        return None
+    licensee, body = found
+    try:
+        return licensee, OfflineState.from_json(body)
+    except Exception as error:  # ValueError, KeyError, TypeError, DecodeError
+        raise CacheCorrupted("the offline state cache file does not parse") from error
+
+
+def _write(directory: Path, name: str, header: bytes, licensee_id: str, payload: bytes) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    body = licensee_id.encode() + b"\n" + bundle.SerializeToString()
-    data = _HEADER + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
-    handle, temporary = tempfile.mkstemp(prefix=".grant-bundle-", dir=directory)
+    body = licensee_id.encode() + b"\n" + payload
+    data = header + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+    handle, temporary = tempfile.mkstemp(prefix=f".{name}-", dir=directory)
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, directory / FILE_NAME)
+        os.replace(temporary, directory / name)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
@@ -58,23 +181,18 @@ def save_bundle(directory: Path, licensee_id: str, bundle: offline_service_pb2.G
             os.close(descriptor)
 
 
-def load_bundle(directory: Path) -> tuple[str, offline_service_pb2.GetGrantBundleResponse] | None:
-    """The cached licensee id and bundle; None when there is no cache file.
-
-    Raises:
-        CacheCorrupted: The file exists but fails its integrity check.
-    """
+def _read(directory: Path, name: str, header: bytes) -> tuple[str, bytes] | None:
     try:
-        data = (directory / FILE_NAME).read_bytes()
+        data = (directory / name).read_bytes()
     except FileNotFoundError:
         return None
-    if not data.startswith(_HEADER):
-        raise CacheCorrupted("not a grant bundle cache file")
-    digest, newline, body = data[len(_HEADER) :].partition(b"\n")
+    if not data.startswith(header):
+        raise CacheCorrupted(f"{name} is not a cache file of this kind")
+    digest, newline, body = data[len(header) :].partition(b"\n")
     if not newline or digest != hashlib.sha256(body).hexdigest().encode():
-        raise CacheCorrupted("the grant bundle cache file does not match its digest")
-    licensee, _, serialized = body.partition(b"\n")
+        raise CacheCorrupted(f"{name} does not match its digest")
+    licensee, _, payload = body.partition(b"\n")
     try:
-        return licensee.decode("ascii"), offline_service_pb2.GetGrantBundleResponse.FromString(serialized)
-    except Exception as error:  # UnicodeDecodeError, DecodeError: a digest over garbage is still garbage
-        raise CacheCorrupted("the grant bundle cache file does not parse") from error
+        return licensee.decode("ascii"), payload
+    except UnicodeDecodeError as error:
+        raise CacheCorrupted(f"{name} does not parse") from error

@@ -9,7 +9,7 @@ before its sequence, so a reader that sees the sequence also sees the state).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Final
 
@@ -60,6 +60,23 @@ class RevocationView:
         self.fresh_as_of: datetime | None = None
         self.broken = ""
         self.beats = 0
+
+    def restore(
+        self,
+        *,
+        sequence: int,
+        fresh_as_of: datetime,
+        statuses: dict[str, GrantStatus],
+        suspended: Iterable[str],
+        withdrawn: Iterable[str],
+    ) -> None:
+        """Take what a cache kept (before the watcher starts): the stream resumes after ``sequence``."""
+        self.statuses = dict(statuses)
+        self.suspended = {
+            cid: CharacterDecision(cid, allowed=False, reasons=(DenyReason.CHARACTER_SUSPENDED,)) for cid in suspended
+        }
+        self.withdrawn = set(withdrawn)
+        self.sequence, self.fresh_as_of = sequence, fresh_as_of
 
     def status(self, grant_id: str) -> GrantStatus:
         """A grant's state in the view (``ACTIVE`` when the log never named it)."""
