@@ -42,8 +42,10 @@ generator key, bound to a licensee), the licensee's platform (``GetLicensee``) a
 3. there is no prompt (screening needs the server's registry of every character's names);
 4. every declared character has a held grant, and is decided by one: the first grant (newest
    first) that allows the use must have terms without a daily or monthly quota and no cap of
-   uses (``max_uses``; quotas and caps are counted by the server), and no grant before it may
-   name a key that the ring does not know. A denial is decided offline whatever the terms;
+   uses (``max_uses``), or else a use of a quota lease the authorizer holds for it (only with a
+   ``signer``: `charter.offline.leases`; quotas and caps are counted by the server, which counts
+   a lease's uses when it leases them), and no grant before it may name a key that the ring does
+   not know. A denial is decided offline whatever the terms;
 5. the licensee is not archived (as of the last refresh).
 
 Otherwise the request goes to the server, with the held grants of its characters (and, when

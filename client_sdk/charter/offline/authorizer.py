@@ -4,12 +4,11 @@ the package documentation (`charter.offline`)."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
@@ -21,12 +20,13 @@ from charter.decision_records import DecisionRecordSigner
 from charter.decisions import CharacterDecision, Decision
 from charter.errors import DeadlineExceededError, UnavailableError
 from charter.grants import GrantVerifier, KeyRing
-from charter.offline.background import NEVER, log
+from charter.offline.background import NEVER, log, seconds_of, system_clock
 from charter.offline.bundles import HoldsBundles
 from charter.offline.decisions import decide_offline
 from charter.offline.fallback import presented, unreachable
 from charter.offline.held import Checked, Held, HeldGrants, check
 from charter.offline.keys import LicenseeKeys
+from charter.offline.leases import QuotaLeases
 from charter.offline.records import offline_context, sign_records
 from charter.offline.revocations import RevocationView
 from charter.terms import UseContext
@@ -40,25 +40,15 @@ CONTEXT_TOLERANCE: Final = timedelta(seconds=5)
 """How far the time of a `UseContext` given to `OfflineAuthorizer.decide` may be from the
 authorizer's clock; a context further off is not decided offline."""
 
+MAX_LEASE_USES: Final = 10_000
+"""The most uses one quota lease may take (as ``LeaseQuota`` allows)."""
+
 _ONE_MICROSECOND: Final = timedelta(microseconds=1)
 _NEGATIVE_TOLERANCE: Final = -CONTEXT_TOLERANCE
 _JOIN_SECONDS: Final = 5.0
 _USE_TYPES: Final = frozenset(terms_pb2.UseType.values())
 _RATINGS: Final = frozenset(terms_pb2.ContentRating.values())
 _CATEGORIES: Final = frozenset(terms_pb2.ContentCategory.values())
-
-
-def _system_clock() -> Callable[[], datetime]:
-    return functools.partial(datetime.now, UTC)
-
-
-def _seconds(value: timedelta, name: str, *, positive: bool = True) -> float:
-    if not isinstance(value, timedelta):
-        raise TypeError(f"{name} must be a datetime.timedelta")
-    seconds = value.total_seconds()
-    if seconds < 0 or (positive and seconds == 0):
-        raise ValueError(f"{name} must be {'positive' if positive else 'zero or more'}")
-    return seconds
 
 
 class OfflineAuthorizer(HoldsBundles):
@@ -102,10 +92,17 @@ class OfflineAuthorizer(HoldsBundles):
             requests are denied with ``SERVER_UNREACHABLE`` (``CACHE_CORRUPTED`` when the cache
             failed its check) until the server answers, and are decided offline again once the
             view is current.
+        lease_uses: With a ``signer``, a grant with a quota or a cap is decided offline from a
+            quota lease (`charter.offline.leases`): this many uses are leased at a time (1 to
+            10,000), and as many added when a quarter is left; the first decision, and any while
+            no lease is at hand, goes to the server.
+        lease_ttl: How long a lease may be spent; it is renewed when a quarter is left, and what
+            was not spent goes back to the quotas at `close`.
 
     Raises:
         ValueError: A duration is not positive, ``max_backoff < min_backoff``, ``cache_size`` is
-            negative, or a grant is not a grant envelope (see `add_grants`).
+            negative, ``lease_uses`` is out of range, or a grant is not a grant envelope (see
+            `add_grants`).
         TypeError: A duration is not a ``datetime.timedelta``.
     """
 
@@ -125,24 +122,31 @@ class OfflineAuthorizer(HoldsBundles):
         signer: DecisionRecordSigner | None = None,
         fetch_bundle: bool = False,
         cache_dir: str | os.PathLike[str] | None = None,
+        lease_uses: int = 100,
+        lease_ttl: timedelta = timedelta(minutes=5),
     ) -> None:
-        _seconds(max_staleness, "max_staleness", positive=False)
-        _seconds(skew, "skew", positive=False)
-        self._key_refresh_seconds = _seconds(key_refresh, "key_refresh")
-        self._min_backoff = _seconds(min_backoff, "min_backoff")
-        self._max_backoff = _seconds(max_backoff, "max_backoff")
+        seconds_of(max_staleness, "max_staleness", positive=False)
+        seconds_of(skew, "skew", positive=False)
+        self._key_refresh_seconds = seconds_of(key_refresh, "key_refresh")
+        self._min_backoff = seconds_of(min_backoff, "min_backoff")
+        self._max_backoff = seconds_of(max_backoff, "max_backoff")
         if self._max_backoff < self._min_backoff:
             raise ValueError("max_backoff must not be less than min_backoff")
-        self._idle_seconds = _seconds(idle_timeout, "idle_timeout")
+        self._idle_seconds = seconds_of(idle_timeout, "idle_timeout")
+        seconds_of(lease_ttl, "lease_ttl")
+        if type(lease_uses) is not int or not 1 <= lease_uses <= MAX_LEASE_USES:
+            raise ValueError(f"lease_uses must be an int from 1 to {MAX_LEASE_USES}")
         self._client = client
         self._signer = signer
         self._fetch_bundle = fetch_bundle
         self._cache_dir = None if cache_dir is None else Path(cache_dir)
         self._cache_corrupted = False
-        self._clock: Callable[[], datetime] = clock if clock is not None else _system_clock()
+        self._clock: Callable[[], datetime] = clock if clock is not None else system_clock()
         self._max_staleness = max_staleness
         self._key_grace = key_refresh + max_staleness
         self._verifier = GrantVerifier(skew=skew, cache_size=cache_size)
+        # Quota leases are spent only where each use can be reported: with decision records.
+        self._leases = None if signer is None else QuotaLeases(client, self._clock, block=lease_uses, ttl=lease_ttl)
         self._skew_us = skew // _ONE_MICROSECOND
 
         # Who decides: the licensee (set by start()), its key set and platform (the refresher).
@@ -202,6 +206,12 @@ class OfflineAuthorizer(HoldsBundles):
             threading.Thread(target=self._watch_loop, name="charter-offline-watch", daemon=True),
             threading.Thread(target=self._refresh_loop, name="charter-offline-refresh", daemon=True),
         ]
+        if self._leases is not None:
+            self._threads.append(
+                threading.Thread(
+                    target=self._leases.run, args=(self._stopping,), name="charter-offline-leases", daemon=True
+                )
+            )
         for thread in self._threads:
             thread.start()
         if timeout:
@@ -214,10 +224,14 @@ class OfflineAuthorizer(HoldsBundles):
             self._stopping.set()
             watch = self._watch
         self._keys_wanted.set()
+        if self._leases is not None:
+            self._leases.wanted.set()
         if watch is not None:
             watch.cancel()
         for thread in self._threads:
             thread.join(_JOIN_SECONDS)
+        if self._leases is not None and self._threads:
+            self._leases.close()  # what was not spent goes back to the quotas
         if self._cache_dir is not None and self._threads and not any(t.is_alive() for t in self._threads):
             self._save_state(self._cache_dir)  # the view as it ends (its only writer has stopped)
         self._offline_until = NEVER
@@ -243,6 +257,10 @@ class OfflineAuthorizer(HoldsBundles):
         )
 
     # -- held grants ------------------------------------------------------------------------------
+
+    def leases(self) -> dict[tuple[str, str], tuple[str, int, int]]:
+        """The open quota leases: (character, grant) → (lease id, uses leased, uses spent)."""
+        return {} if self._leases is None else self._leases.open_leases()
 
     def add_grants(self, grants: Iterable[Envelope | str]) -> int:
         """Hold more grants; an envelope already held is skipped.
@@ -354,7 +372,9 @@ class OfflineAuthorizer(HoldsBundles):
             return None
         return self._decide(character_id, context)
 
-    def _decide(self, character_id: str, context: UseContext) -> CharacterDecision | None:
+    def _decide(
+        self, character_id: str, context: UseContext, spend: Callable[[str, str], bool] | None = None
+    ) -> CharacterDecision | None:
         return decide_offline(
             character_id,
             context,
@@ -363,6 +383,7 @@ class OfflineAuthorizer(HoldsBundles):
             view=self._view,
             licensee_archived=self._key_set.archived,
             check=self._check,
+            spend=spend,
         )
 
     def _check(self, grant: Held, ring: KeyRing, now: datetime) -> Checked:
@@ -452,6 +473,8 @@ class OfflineAuthorizer(HoldsBundles):
         if ids and not prompt and now <= self._offline_until and self._view.sequence >= min_sequence:
             duration_seconds = 0.0 if duration is None else duration.total_seconds()
             characters: list[CharacterDecision] = []
+            leased: dict[str, tuple[str, str]] = {}  # character -> (grant, lease) spent for it
+            spend = None if self._leases is None else self._leases.spender(leased, now)
             for character_id in ids:
                 context = UseContext(
                     use_type,
@@ -465,23 +488,29 @@ class OfflineAuthorizer(HoldsBundles):
                     duration_seconds=duration_seconds,
                     co_characters=everyone - {character_id} if len(ids) > 1 else frozenset(),
                 )
-                decided = self._decide(character_id, context)
+                decided = self._decide(character_id, context, spend)
                 if decided is None:
                     break
                 characters.append(decided)
             else:
+                allowed = all(c.allowed for c in characters)
                 records: tuple[Envelope, ...] = ()
                 if self._signer is not None:
                     used = offline_context(use_type, content_rating, flagged, territory, commercial, duration)
-                    records = sign_records(self._signer, characters, used, now, self._view.sequence)
+                    leases = {cid: lease for cid, (_, lease) in leased.items()}
+                    records = sign_records(self._signer, characters, used, now, self._view.sequence, leases)
+                if not allowed and self._leases is not None:
+                    self._leases.refund_all(leased)  # no use will be reported
                 return Decision(
-                    allowed=all(c.allowed for c in characters),
+                    allowed=allowed,
                     characters=tuple(characters),
                     decide_time=now,
                     licensee_id=self._licensee_id,
                     offline=True,
                     decision_records=records,
                 )
+            if self._leases is not None:
+                self._leases.refund_all(leased)  # the server decides the whole request
         return self._ask_server(
             ids,
             prompt,

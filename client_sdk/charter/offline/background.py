@@ -11,6 +11,7 @@ Both move the one bound decisions compare with (`KeepCurrent._recompute`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
@@ -39,6 +40,26 @@ TICK_SECONDS: Final = 0.5
 _STREAM_SECONDS: Final = 300.0
 # A refresh asked for by a decision (a key the ring does not know) happens at most this often.
 _ON_DEMAND_REFRESH_SECONDS: Final = 2.0
+
+
+def system_clock() -> Callable[[], datetime]:
+    """The clock an authorizer reads unless given one: UTC now."""
+    return functools.partial(datetime.now, UTC)
+
+
+def seconds_of(value: timedelta, name: str, *, positive: bool = True) -> float:
+    """A duration argument in seconds, checked (``name`` says which in the error).
+
+    Raises:
+        TypeError: It is not a ``timedelta``.
+        ValueError: It is negative (or zero, when ``positive``).
+    """
+    if not isinstance(value, timedelta):
+        raise TypeError(f"{name} must be a datetime.timedelta")
+    seconds = value.total_seconds()
+    if seconds < 0 or (positive and seconds == 0):
+        raise ValueError(f"{name} must be {'positive' if positive else 'zero or more'}")
+    return seconds
 
 
 class KeepCurrent:

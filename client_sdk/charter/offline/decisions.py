@@ -28,13 +28,14 @@ def decide_offline(
     view: RevocationView,
     licensee_archived: bool,
     check: Callable[[Held, KeyRing, datetime], Checked],
+    spend: Callable[[str, str], bool] | None = None,
 ) -> CharacterDecision | None:
     """Decide a character from the held grants and the view, or None when the server must.
 
     The server decides when no grant is held for the character (it knows whether the character
     exists and is opted in), before the first key set, when a grant whose key the ring does not
     know comes before the one that would allow (`charter.decide`), and when the grant that allows
-    has a quota or a cap (counted by the server alone).
+    has a quota or a cap, unless ``spend`` spends a use of a quota lease for it.
 
     Args:
         character_id: The character.
@@ -44,6 +45,7 @@ def decide_offline(
         view: The revocation view.
         licensee_archived: Whether the licensee is archived.
         check: Verifies a held grant against a ring (when its last check was against another).
+        spend: Spends one leased use of (character, grant); whether there was one.
 
     Returns:
         The decision (shared objects: read-only), or None.
@@ -77,5 +79,8 @@ def decide_offline(
     if chosen is None:
         return suspended or CharacterDecision(character_id, allowed=False, reasons=outcome.reasons)
     if outcome.allowed:
-        return None if chosen.quota else chosen.allow  # quotas and caps are counted by the server
+        if not chosen.quota:
+            return chosen.allow
+        # Quotas and caps are counted by the server: offline only with a use it leased.
+        return chosen.allow if spend is not None and spend(character_id, chosen.grant_id) else None
     return chosen.denial(outcome.reasons)

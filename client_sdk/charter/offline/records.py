@@ -3,7 +3,7 @@ so that a `license` block can report the use (see `charter.decision_records`).""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -43,8 +43,10 @@ def sign_records(
     context: decision_pb2.UseContext,
     now: datetime,
     sequence: int,
+    leases: Mapping[str, str],
 ) -> tuple[Envelope, ...]:
-    """The signed decision record of each character decided offline, in order."""
+    """The signed decision record of each character decided offline, in order (``leases``: the
+    quota lease each character's use was spent from, by character)."""
     digest = use_context_digest(context)
     when = (now - _EPOCH) // _ONE_MICROSECOND * 1000
     return tuple(
@@ -56,6 +58,7 @@ def sign_records(
             reasons=[decision_pb2.DenyReason.Value(f"DENY_REASON_{r.value}") for r in c.reasons],
             context_digest=digest,
             revocation_sequence=sequence,
+            lease_id=leases.get(c.character_id, ""),
             decide_time_ns=when,
         )
         for c in characters
