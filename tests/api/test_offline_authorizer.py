@@ -31,6 +31,7 @@ import grpc
 import nacl.signing
 import pytest
 from charter._license import ReceiptJournal
+from charter.decision_records import DecisionRecordSigner, generate_key
 from charter.decisions import Decision, LicenseDenied
 from charter.envelope import RECEIPT_PAYLOAD_TYPE, sign, to_json
 from charter.grants import GrantStatus
@@ -561,8 +562,9 @@ def test_a_stopped_server_fails_closed_at_max_staleness(
     assert beyond.offline
     assert not beyond.allowed
     assert beyond.receipt is None
-    assert [(c.character_id, c.reasons) for c in beyond.characters] == [(cid, (DenyReason.SERVER_UNREACHABLE,))]
-    assert denied.value.reasons == (DenyReason.SERVER_UNREACHABLE,)
+    # It was current, so the reason is its own: the revocations it holds are too old.
+    assert [(c.character_id, c.reasons) for c in beyond.characters] == [(cid, (DenyReason.REVOCATIONS_STALE,))]
+    assert denied.value.reasons == (DenyReason.REVOCATIONS_STALE,)
 
 
 def _free_port() -> int:
@@ -607,6 +609,36 @@ def server_process(database_url: str, tmp_path: Any) -> Iterator[tuple[subproces
 
 
 @pytest.mark.slow
+def test_with_the_server_down_what_cannot_be_decided_offline_is_denied_with_its_own_reason(
+    admin: charter.Client, party: Party, clock: Any, make: Make, own_server: Callable[..., OwnServer]
+) -> None:
+    server = own_server()
+    plain, capped, rotated = (character(admin, party) for _ in range(3))
+    held = [grant(admin, clock, plain, party.licensee_id), grant(admin, clock, capped, party.licensee_id, max_uses=5)]
+    admin_key = admin.create_api_key(
+        display_name="edge admin", role=api_key_pb2.ROLE_LICENSEE_ADMIN, licensee_id=party.licensee_id
+    ).secret
+    seed, public = generate_key()
+    with charter.Client(server.target, api_key=admin_key) as licensee_admin:
+        key_id = licensee_admin.register_licensee_key(public, display_name="edge").key.key_id
+    signer = DecisionRecordSigner(key_id=key_id, private_key=seed, licensee_id=party.licensee_id)
+    authorizer = make(party.generator, held, target=server.target, signer=signer)
+    admin.rotate_signing_key()
+    authorizer.add_grants([grant(admin, clock, rotated, party.licensee_id).envelope])  # a key it does not know
+
+    server.stop()
+    answers = {cid: image(authorizer, cid, timeout=3) for cid in (plain, capped, rotated)}
+    both = image(authorizer, plain, capped, timeout=3)
+
+    assert answers[plain].offline and answers[plain].allowed
+    assert {cid: (a.offline, a.characters[0].reasons) for cid, a in answers.items() if cid != plain} == {
+        capped: (True, (DenyReason.LEASE_EXPIRED,)),  # a cap: only a leased use may be spent offline
+        rotated: (True, (DenyReason.UNKNOWN_KEY,)),
+    }
+    # The request as a whole goes to the server: the character it could not decide says why.
+    assert [c.reasons for c in both.characters] == [(DenyReason.SERVER_UNREACHABLE,), (DenyReason.LEASE_EXPIRED,)]
+
+
 def test_a_killed_server_process_fails_closed_at_max_staleness(
     admin: charter.Client,
     party: Party,
@@ -636,7 +668,7 @@ def test_a_killed_server_process_fails_closed_at_max_staleness(
     assert not authorizer.is_current()
     assert beyond.offline
     assert not beyond.allowed
-    assert beyond.characters[0].reasons == (DenyReason.SERVER_UNREACHABLE,)
+    assert beyond.characters[0].reasons == (DenyReason.REVOCATIONS_STALE,)
 
 
 def test_a_prompt_only_request_fails_closed_when_the_server_is_unreachable(

@@ -1,7 +1,8 @@
 """The offline authorizer's grant bundle and cache directory: it fetches its own grants, keeps them
 and the state it decides with on disk (atomically, checked on load), and started while Charter is
 unreachable it decides from the cache while that is within max_staleness, then denies
-(SERVER_UNREACHABLE, or CACHE_CORRUPTED for a damaged cache) instead of raising."""
+(REVOCATIONS_STALE; SERVER_UNREACHABLE without a usable cache, CACHE_CORRUPTED for a damaged one)
+instead of raising."""
 
 from __future__ import annotations
 
@@ -155,8 +156,8 @@ def test_a_restart_without_charter_decides_from_the_cache_until_max_staleness(sc
     assert f"licensee_id='{scene.licensee_id}', sequence={sequence}" in held and "grants=2" in held
     # Within max_staleness the cache decides, revocation included; then the server must, and cannot.
     assert within == [(True, True, ()), revoked_offline]
-    unreachable = (True, False, (DenyReason.SERVER_UNREACHABLE,))
-    assert after == [unreachable, unreachable]
+    stale = (True, False, (DenyReason.REVOCATIONS_STALE,))
+    assert after == [stale, stale]
     assert refused == (True, False, (DenyReason.CACHE_CORRUPTED,))
 
 

@@ -51,10 +51,15 @@ generator key, bound to a licensee), the licensee's platform (``GetLicensee``) a
 Otherwise the request goes to the server, with the held grants of its characters (and, when
 there is a prompt, the other held grants too, up to 64), so the server decides on exactly those
 grants. When the call fails with ``UNAVAILABLE`` or ``DEADLINE_EXCEEDED`` (also when no
-connection can be made), the answer is a denial: every declared character with
-``SERVER_UNREACHABLE``, ``offline=True`` and ``allowed=False`` (also for a prompt-only request,
-which then has no characters). Any other error (for example ``UNAUTHENTICATED`` for a revoked API
-key) is raised.
+connection can be made), the answer is a denial, ``offline=True`` and ``allowed=False`` (also
+for a prompt-only request, which then has no characters), each declared character with why it
+was not decided offline: ``REVOCATIONS_STALE`` when the view was current once and is now older
+than ``max_staleness`` (or the key set older than its grace), ``LICENSEE_ARCHIVED``,
+``CACHE_CORRUPTED`` when the cache failed its check; else, for the character that stopped the
+offline decision, ``UNKNOWN_KEY`` (its grant's key is not in the ring) or ``LEASE_EXPIRED`` (a
+quota or cap and no leased use to spend), and ``SERVER_UNREACHABLE`` for everything else (never
+current, behind ``min_sequence``, no grant held, a prompt). Any other error (for example
+``UNAUTHENTICATED`` for a revoked API key) is raised.
 
 **How a character is decided offline.** With `charter.decide`, the decision the server makes
 too, in its documented order. Each held grant for it, newest first (by its claimed issue time), is

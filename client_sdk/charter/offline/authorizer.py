@@ -23,13 +23,13 @@ from charter.grants import GrantVerifier, KeyRing
 from charter.offline.background import NEVER, log, seconds_of, system_clock
 from charter.offline.bundles import HoldsBundles
 from charter.offline.decisions import decide_offline
-from charter.offline.fallback import presented, unreachable
+from charter.offline.fallback import ask_server
 from charter.offline.held import Checked, Held, HeldGrants, check
 from charter.offline.keys import LicenseeKeys
-from charter.offline.leases import QuotaLeases
+from charter.offline.leases import MAX_LEASE_USES, QuotaLeases
 from charter.offline.records import offline_context, sign_records
 from charter.offline.revocations import RevocationView
-from charter.terms import UseContext
+from charter.terms import DenyReason, UseContext
 from charter.v1 import terms_pb2
 from charter.v1.envelope_pb2 import Envelope
 
@@ -40,9 +40,7 @@ CONTEXT_TOLERANCE: Final = timedelta(seconds=5)
 """How far the time of a `UseContext` given to `OfflineAuthorizer.decide` may be from the
 authorizer's clock; a context further off is not decided offline."""
 
-MAX_LEASE_USES: Final = 10_000
-"""The most uses one quota lease may take (as ``LeaseQuota`` allows)."""
-
+_UNREACHABLE: Final = DenyReason.SERVER_UNREACHABLE
 _ONE_MICROSECOND: Final = timedelta(microseconds=1)
 _NEGATIVE_TOLERANCE: Final = -CONTEXT_TOLERANCE
 _JOIN_SECONDS: Final = 5.0
@@ -370,11 +368,12 @@ class OfflineAuthorizer(HoldsBundles):
             or context.platform != self._key_set.platform
         ):
             return None
-        return self._decide(character_id, context)
+        decided = self._decide(character_id, context)
+        return None if isinstance(decided, DenyReason) else decided
 
     def _decide(
         self, character_id: str, context: UseContext, spend: Callable[[str, str], bool] | None = None
-    ) -> CharacterDecision | None:
+    ) -> CharacterDecision | DenyReason:
         return decide_offline(
             character_id,
             context,
@@ -430,9 +429,9 @@ class OfflineAuthorizer(HoldsBundles):
             timeout: The deadline of the server call in seconds, when there is one.
 
         Returns:
-            The decision: ``offline=True`` and no receipt when decided here (or when the server
-            could not be reached: every declared character denied with ``SERVER_UNREACHABLE``);
-            the server's decision, with its receipt, otherwise.
+            The decision: ``offline=True`` and no receipt when decided here, or when the server
+            could not be reached (every character denied, with why it was not decided offline:
+            see the package documentation); the server's decision, with its receipt, otherwise.
 
         Raises:
             ValueError: No character and no prompt, a character id given twice, or an unknown
@@ -470,51 +469,62 @@ class OfflineAuthorizer(HoldsBundles):
             flagged = tuple(parsed.categories)
             flagged_set = frozenset(flagged)
         now = self._clock()
-        if ids and not prompt and now <= self._offline_until and self._view.sequence >= min_sequence:
-            duration_seconds = 0.0 if duration is None else duration.total_seconds()
-            characters: list[CharacterDecision] = []
-            leased: dict[str, tuple[str, str]] = {}  # character -> (grant, lease) spent for it
-            spend = None if self._leases is None else self._leases.spender(leased, now)
-            for character_id in ids:
-                context = UseContext(
-                    use_type,
-                    content_rating,
-                    now,
-                    categories=flagged_set,
-                    territory=territory,
-                    platform=self._key_set.platform,
-                    licensee_id=self._licensee_id,
-                    commercial=commercial,
-                    duration_seconds=duration_seconds,
-                    co_characters=everyone - {character_id} if len(ids) > 1 else frozenset(),
-                )
-                decided = self._decide(character_id, context, spend)
-                if decided is None:
-                    break
-                characters.append(decided)
+        obstacle = ("", _UNREACHABLE)  # what to deny with if the server cannot be reached
+        if ids and not prompt and self._view.sequence >= min_sequence:
+            if now > self._offline_until:
+                obstacle = ("", self._stale_reason())
             else:
-                allowed = all(c.allowed for c in characters)
-                records: tuple[Envelope, ...] = ()
-                if self._signer is not None:
-                    used = offline_context(use_type, content_rating, flagged, territory, commercial, duration)
-                    leases = {cid: lease for cid, (_, lease) in leased.items()}
-                    records = sign_records(self._signer, characters, used, now, self._view.sequence, leases)
-                if not allowed and self._leases is not None:
-                    self._leases.refund_all(leased)  # no use will be reported
-                return Decision(
-                    allowed=allowed,
-                    characters=tuple(characters),
-                    decide_time=now,
-                    licensee_id=self._licensee_id,
-                    offline=True,
-                    decision_records=records,
-                )
-            if self._leases is not None:
-                self._leases.refund_all(leased)  # the server decides the whole request
-        return self._ask_server(
+                duration_seconds = 0.0 if duration is None else duration.total_seconds()
+                characters: list[CharacterDecision] = []
+                leased: dict[str, tuple[str, str]] = {}  # character -> (grant, lease) spent for it
+                spend = None if self._leases is None else self._leases.spender(leased, now)
+                for character_id in ids:
+                    context = UseContext(
+                        use_type,
+                        content_rating,
+                        now,
+                        categories=flagged_set,
+                        territory=territory,
+                        platform=self._key_set.platform,
+                        licensee_id=self._licensee_id,
+                        commercial=commercial,
+                        duration_seconds=duration_seconds,
+                        co_characters=everyone - {character_id} if len(ids) > 1 else frozenset(),
+                    )
+                    decided = self._decide(character_id, context, spend)
+                    if isinstance(decided, DenyReason):
+                        obstacle = (character_id, decided)
+                        break
+                    characters.append(decided)
+                else:
+                    allowed = all(c.allowed for c in characters)
+                    records: tuple[Envelope, ...] = ()
+                    if self._signer is not None:
+                        used = offline_context(use_type, content_rating, flagged, territory, commercial, duration)
+                        leases = {cid: lease for cid, (_, lease) in leased.items()}
+                        records = sign_records(self._signer, characters, used, now, self._view.sequence, leases)
+                    if not allowed and self._leases is not None:
+                        self._leases.refund_all(leased)  # no use will be reported
+                    return Decision(
+                        allowed=allowed,
+                        characters=tuple(characters),
+                        decide_time=now,
+                        licensee_id=self._licensee_id,
+                        offline=True,
+                        decision_records=records,
+                    )
+                if self._leases is not None:
+                    self._leases.refund_all(leased)  # the server decides the whole request
+        if self._cache_corrupted:
+            obstacle = ("", DenyReason.CACHE_CORRUPTED)
+        return ask_server(
+            self._client,
+            self._held.by_character,
             ids,
             prompt,
             now,
+            self._licensee_id,
+            obstacle,
             use_type=use_type,
             content_rating=content_rating,
             categories=flagged,
@@ -524,14 +534,6 @@ class OfflineAuthorizer(HoldsBundles):
             request_id=request_id,
             timeout=timeout,
         )
-
-    def _ask_server(self, ids: tuple[str, ...], prompt: str, now: datetime, **use: Any) -> Decision:
-        grants = presented(self._held.by_character, ids, prompt)
-        try:
-            return self._client.authorize(character_ids=ids, prompt=prompt, grants=grants, **use)
-        except (UnavailableError, DeadlineExceededError) as error:
-            log.warning("charter.offline: the server cannot be reached (%s); denying", error.code.name)
-        return unreachable(ids, now, self._licensee_id, cache_corrupted=self._cache_corrupted)
 
     def license(
         self,

@@ -24,6 +24,7 @@ from charter.errors import CharterError
 from charter.grants import GrantStatus
 from charter.offline.keys import LicenseeKeys
 from charter.offline.revocations import Resync, RevocationView
+from charter.terms import DenyReason
 from charter.v1 import authorization_service_pb2, grant_pb2
 
 if TYPE_CHECKING:
@@ -161,6 +162,13 @@ class KeepCurrent:
                     return self.is_current(min_sequence)
                 self._changed.wait(min(remaining, TICK_SECONDS))
         return True
+
+    def _stale_reason(self) -> DenyReason:
+        """Why the view or the key set cannot be decided with now (to deny with when the server
+        cannot be reached either)."""
+        if self._key_set.archived:
+            return DenyReason.LICENSEE_ARCHIVED
+        return DenyReason.SERVER_UNREACHABLE if self._view.fresh_as_of is None else DenyReason.REVOCATIONS_STALE
 
     # -- keeping them current ---------------------------------------------------------------------
 

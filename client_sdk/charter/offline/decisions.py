@@ -1,5 +1,6 @@
 """One character decided offline: the held grants checked against the ring, then `charter.decide`
-with what the view knows; None when the server must decide."""
+with what the view knows; or, when the server must decide, the reason to deny with if it cannot
+be reached."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from charter.decisions import CharacterDecision
 from charter.grants import KeyRing
 from charter.offline.held import Checked, Held
 from charter.offline.revocations import RevocationView
-from charter.terms import UseContext
+from charter.terms import DenyReason, UseContext
 
 _OPTED_IN: Final = CharacterState.OPTED_IN
 _SUSPENDED: Final = CharacterState.SUSPENDED
 _NOT_OPTED_IN: Final = CharacterState.NOT_OPTED_IN
+_UNREACHABLE: Final = DenyReason.SERVER_UNREACHABLE
+_UNKNOWN_KEY: Final = DenyReason.UNKNOWN_KEY
+_LEASE_EXPIRED: Final = DenyReason.LEASE_EXPIRED
 
 
 def decide_offline(
@@ -29,8 +33,8 @@ def decide_offline(
     licensee_archived: bool,
     check: Callable[[Held, KeyRing, datetime], Checked],
     spend: Callable[[str, str], bool] | None = None,
-) -> CharacterDecision | None:
-    """Decide a character from the held grants and the view, or None when the server must.
+) -> CharacterDecision | DenyReason:
+    """Decide a character from the held grants and the view, or say why the server must.
 
     The server decides when no grant is held for the character (it knows whether the character
     exists and is opted in), before the first key set, when a grant whose key the ring does not
@@ -48,7 +52,9 @@ def decide_offline(
         spend: Spends one leased use of (character, grant); whether there was one.
 
     Returns:
-        The decision (shared objects: read-only), or None.
+        The decision (shared objects: read-only); or, when the server must decide, the reason to
+        deny with if it cannot be reached: ``UNKNOWN_KEY`` (a key the ring does not know),
+        ``LEASE_EXPIRED`` (a quota or cap, and no leased use to spend), else ``SERVER_UNREACHABLE``.
     """
     suspended = view.suspended.get(character_id)
     if suspended is not None:
@@ -60,7 +66,7 @@ def decide_offline(
     candidates: list[Checked] = []
     if state is _OPTED_IN:  # a character suspended or not opted in is denied whatever grants are held
         if not held or ring is None:
-            return None
+            return _UNREACHABLE
         for grant in held:
             checked = grant.checked
             if checked is None or checked.ring is not ring:
@@ -74,13 +80,13 @@ def decide_offline(
         use=context,
     )
     if outcome is None:
-        return None  # a key the ring does not know
+        return _UNKNOWN_KEY  # a key the ring does not know
     chosen = outcome.candidate
     if chosen is None:
         return suspended or CharacterDecision(character_id, allowed=False, reasons=outcome.reasons)
     if outcome.allowed:
-        if not chosen.quota:
-            return chosen.allow
         # Quotas and caps are counted by the server: offline only with a use it leased.
-        return chosen.allow if spend is not None and spend(character_id, chosen.grant_id) else None
+        if chosen.quota and (spend is None or not spend(character_id, chosen.grant_id)):
+            return _UNREACHABLE if spend is None else _LEASE_EXPIRED
+        return chosen.allow or _UNREACHABLE  # (an allowing grant always has its decision made)
     return chosen.denial(outcome.reasons)

@@ -24,6 +24,8 @@ from charter.offline.background import TICK_SECONDS, log
 if TYPE_CHECKING:
     from charter.client import Client
 
+MAX_LEASE_USES: Final = 10_000
+"""The most uses one quota lease may take (as ``LeaseQuota`` allows)."""
 _MARGIN: Final = timedelta(seconds=2)
 """A lease is not spent this close to its expiry (the server allows some skew; this SDK allows none)."""
 _COOL_DOWN_SECONDS: Final = 1.0
