@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from charter.transparency.tiles import Tile
-from sqlalchemy import Table, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from charter_server.domain.transparency import CheckpointRecord, LogHead, PendingEntry, StoredEntry
@@ -60,9 +60,6 @@ _CHECKPOINT_COLUMNS = (
     _CHECKPOINTS.c.sign_ms,
 )
 _LATEST_CHECKPOINT = select(*_CHECKPOINT_COLUMNS).order_by(_CHECKPOINTS.c.tree_size.desc()).limit(1)
-_READ_TILES = select(_TILES.c.level, _TILES.c.idx, _TILES.c.hashes).where(
-    tuple_(_TILES.c.level, _TILES.c.idx).in_(bindparam("tiles", expanding=True))
-)
 _OLDEST_PENDING = (
     select(
         _PENDING.c.seq,
@@ -77,6 +74,15 @@ _OLDEST_PENDING = (
 )
 _UNIX_EPOCH_JULIAN_DAY = 2440587.5
 _MS_PER_DAY = 86_400_000.0
+
+
+@functools.lru_cache(maxsize=64)
+def _read_tiles_statement(count: int) -> Any:
+    """The query of ``count`` tiles by key (``level = :l<i> AND idx = :i<i>`` OR'ed, which both
+    databases answer from the primary key), built once per count."""
+    return select(_TILES.c.level, _TILES.c.idx, _TILES.c.hashes).where(
+        or_(*(and_(_TILES.c.level == bindparam(f"l{i}"), _TILES.c.idx == bindparam(f"i{i}")) for i in range(count)))
+    )
 
 
 @functools.cache
@@ -259,7 +265,11 @@ class TransparencyRepository:
         if not tiles:
             return {}
         wanted = sorted({(t.level, t.index) for t in tiles})
-        rows = self._session.execute(_READ_TILES, {"tiles": wanted})
+        parameters: dict[str, int] = {}
+        for number, (level, index) in enumerate(wanted):
+            parameters[f"l{number}"] = level
+            parameters[f"i{number}"] = index
+        rows = self._session.execute(_read_tiles_statement(len(wanted)), parameters)
         return {Tile(level, index): bytes(hashes) for level, index, hashes in rows}
 
     def write_tiles(self, tiles: Mapping[Tile, bytes]) -> None:
