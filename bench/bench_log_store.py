@@ -116,7 +116,7 @@ def build(db: Database, entries: int, proved: set[int], deadline: Deadline) -> N
 def relation_bytes(db: Database, table: str) -> int:
     """The bytes a table takes with its indexes."""
     with db.uow() as uow:
-        if db.dialect == "postgresql":
+        if db.dialect.name == "postgresql":
             return int(uow.session.execute(text("SELECT pg_total_relation_size(:t)"), {"t": table}).scalar_one())
         names = [
             table,
@@ -168,7 +168,7 @@ def entry_overhead(backend: str, count: int) -> float:
                 uow.commit()
             while services.sequencer.integrate():
                 pass
-            if db.dialect == "postgresql":
+            if db.dialect.name == "postgresql":
                 with db.engine.connect() as conn:
                     conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE log_entries"))
             return relation_bytes(db, "log_entries") / count

@@ -258,7 +258,9 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
         usage=UsageService(db, clock, keys, window=timedelta(days=settings.usage_window_days), log=appender),
         statements=StatementService(db, clock),
         appender=appender,
-        sequencer=Sequencer(db, keys, settings.origin, health, interval=settings.log_interval_seconds),
+        sequencer=Sequencer(
+            db, keys, settings.origin, health, interval=settings.log_interval_seconds, receipts=receipt_log
+        ),
         receipt_log=receipt_log,
         log=TransparencyLog(db, health, is_buffered=receipt_log.is_buffered),
         auditor=LogAuditor(db, health, interval=settings.log_audit_interval_seconds),

@@ -40,6 +40,8 @@ class Dialect(abc.ABC):
     """Whether row locks do anything: false where write transactions are serialised already."""
     one_writer: ClassVar[bool]
     """Whether the database has one writer at a time (then a process queues its own writers)."""
+    placeholder: ClassVar[str]
+    """The driver's positional parameter marker, for the few statements run on the driver itself."""
 
     @abc.abstractmethod
     def engine_options(self, busy_timeout_ms: int, pool_size: int) -> dict[str, Any]:
@@ -81,6 +83,7 @@ class SQLiteDialect(Dialect):
     ``storage.database``), so every row and key lock is already held by then."""
 
     name = "sqlite"
+    placeholder = "?"
     locks_rows = False
     one_writer = True
 
@@ -128,6 +131,7 @@ class PostgreSQLDialect(Dialect):
     that only need a row to stay), advisory locks for things that are not rows."""
 
     name = "postgresql"
+    placeholder = "%s"
     locks_rows = True
     one_writer = False
 

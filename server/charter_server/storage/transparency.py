@@ -7,10 +7,12 @@ tree of an earlier size is still readable from the current tiles.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
 
 from charter.transparency.tiles import Tile
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from charter_server.domain.transparency import CheckpointRecord, LogHead, PendingEntry, StoredEntry
@@ -18,17 +20,93 @@ from charter_server.storage.dialect import Dialect
 from charter_server.storage.log_tables import LogCheckpointRow, LogEntryRow, LogHeadRow, LogPendingRow, LogTileRow
 
 _HEAD_ID = 1
+# Receipts reach the log at the rate of decisions and every proof reads tiles, so what the
+# sequencer and the proofs run goes through Core statements built once (no ORM objects, no
+# statement built per call: building one costs more than running it).
+_PENDING = cast(Table, LogPendingRow.__table__)
+_ENTRIES = cast(Table, LogEntryRow.__table__)
+_TILES = cast(Table, LogTileRow.__table__)
+_CHECKPOINTS = cast(Table, LogCheckpointRow.__table__)
+_HEADS = cast(Table, LogHeadRow.__table__)
+_ADD_PENDING = insert(_PENDING)
+_ADD_CHECKPOINT = insert(_CHECKPOINTS)
+_ANY_PENDING = select(_PENDING.c.seq).limit(1)
+_ENTRY_AT = select(
+    _ENTRIES.c.idx,
+    _ENTRIES.c.entry,
+    _ENTRIES.c.leaf_hash,
+    _ENTRIES.c.rights_holder_id,
+    _ENTRIES.c.licensee_id,
+    _ENTRIES.c.integrate_ms,
+).where(_ENTRIES.c.idx == bindparam("idx"))
+_DELETE_PENDING = delete(_PENDING).where(_PENDING.c.seq.in_(bindparam("seqs", expanding=True)))
+_HEAD = select(_HEADS.c.tree_size, _HEADS.c.root_hash, _HEADS.c.lease_holder, _HEADS.c.lease_until_ms).where(
+    _HEADS.c.id == _HEAD_ID
+)
+_HEAD_FOR_UPDATE = _HEAD.with_for_update()
+_SET_LEASE = (
+    update(_HEADS)
+    .where(_HEADS.c.id == _HEAD_ID)
+    .values(lease_holder=bindparam("holder"), lease_until_ms=bindparam("until"))
+)
+_SET_HEAD = (
+    update(_HEADS).where(_HEADS.c.id == _HEAD_ID).values(tree_size=bindparam("size"), root_hash=bindparam("root"))
+)
+_CHECKPOINT_COLUMNS = (
+    _CHECKPOINTS.c.tree_size,
+    _CHECKPOINTS.c.root_hash,
+    _CHECKPOINTS.c.note,
+    _CHECKPOINTS.c.key_id,
+    _CHECKPOINTS.c.sign_ms,
+)
+_LATEST_CHECKPOINT = select(*_CHECKPOINT_COLUMNS).order_by(_CHECKPOINTS.c.tree_size.desc()).limit(1)
+_OLDEST_PENDING = (
+    select(
+        _PENDING.c.seq,
+        _PENDING.c.entry,
+        _PENDING.c.leaf_hash,
+        _PENDING.c.rights_holder_id,
+        _PENDING.c.licensee_id,
+        _PENDING.c.receipt_digest,
+    )
+    .order_by(_PENDING.c.seq)
+    .limit(bindparam("limit"))
+)
 _UNIX_EPOCH_JULIAN_DAY = 2440587.5
 _MS_PER_DAY = 86_400_000.0
 
 
-def _stored(row: LogEntryRow) -> StoredEntry:
+@functools.lru_cache(maxsize=64)
+def _read_tiles_statement(count: int) -> Any:
+    """The query of ``count`` tiles by key (``level = :l<i> AND idx = :i<i>`` OR'ed, which both
+    databases answer from the primary key), built once per count."""
+    return select(_TILES.c.level, _TILES.c.idx, _TILES.c.hashes).where(
+        or_(*(and_(_TILES.c.level == bindparam(f"l{i}"), _TILES.c.idx == bindparam(f"i{i}")) for i in range(count)))
+    )
+
+
+@functools.cache
+def _dialect_statements(dialect: Dialect) -> tuple[Any, Any, str]:
+    """The statements that differ by database, built once per dialect: the clock, the tiles'
+    upsert, and the entries' insert as the driver's own SQL (a batch of entries is one
+    ``executemany`` of plain tuples: SQLAlchemy's work per row would double its cost)."""
+    upsert = dialect.insert(_TILES)
+    write_tiles = upsert.on_conflict_do_update(index_elements=["level", "idx"], set_={"hashes": upsert.excluded.hashes})
+    columns = ("idx", "entry", "leaf_hash", "receipt_digest", "rights_holder_id", "licensee_id", "integrate_ms")
+    markers = ", ".join([dialect.placeholder] * len(columns))
+    add_entries = f"INSERT INTO {_ENTRIES.name} ({', '.join(columns)}) VALUES ({markers})"  # noqa: S608 - fixed SQL
+    return select(dialect.now_ms()), write_tiles, add_entries
+
+
+def _stored(row: Any) -> StoredEntry:
+    """An entry from its ORM row or a row of its columns."""
     return StoredEntry(
         row.idx, bytes(row.entry), bytes(row.leaf_hash), row.rights_holder_id, row.licensee_id, row.integrate_ms
     )
 
 
-def _checkpoint(row: LogCheckpointRow) -> CheckpointRecord:
+def _checkpoint(row: Any) -> CheckpointRecord:
+    """A checkpoint from its ORM row or a row of its columns."""
     return CheckpointRecord(row.tree_size, bytes(row.root_hash), bytes(row.note), row.key_id, row.sign_ms)
 
 
@@ -38,11 +116,12 @@ class TransparencyRepository:
     def __init__(self, session: Session, dialect: Dialect) -> None:
         self._session = session
         self._dialect = dialect
+        self._now_ms, self._write_tiles, self._add_entries = _dialect_statements(dialect)
 
     def now_ms(self) -> int:
         """Milliseconds since the Unix epoch by the database's clock: the lease is timed by it, so
         replicas whose clocks disagree still agree on who sequences."""
-        return int(self._session.scalar(select(self._dialect.now_ms())) or 0)
+        return int(self._session.scalar(self._now_ms) or 0)
 
     # Pending entries.
 
@@ -51,7 +130,7 @@ class TransparencyRepository:
         if not entries:
             return
         self._session.execute(
-            insert(LogPendingRow),
+            _ADD_PENDING,
             [
                 {
                     "entry": e.entry,
@@ -66,25 +145,25 @@ class TransparencyRepository:
 
     def pending(self, limit: int) -> list[tuple[int, PendingEntry]]:
         """The oldest pending entries, in the order they were appended."""
-        rows = self._session.scalars(select(LogPendingRow).order_by(LogPendingRow.seq).limit(limit))
+        rows = self._session.execute(_OLDEST_PENDING, {"limit": limit})
         return [
             (
-                row.seq,
+                seq,
                 PendingEntry(
-                    bytes(row.entry),
-                    bytes(row.leaf_hash),
-                    row.rights_holder_id,
-                    row.licensee_id,
-                    None if row.receipt_digest is None else bytes(row.receipt_digest),
+                    bytes(entry),
+                    bytes(leaf_hash),
+                    rights_holder_id,
+                    licensee_id,
+                    None if receipt_digest is None else bytes(receipt_digest),
                 ),
             )
-            for row in rows
+            for seq, entry, leaf_hash, rights_holder_id, licensee_id, receipt_digest in rows
         ]
 
     def delete_pending(self, seqs: Sequence[int]) -> None:
         """Remove integrated entries from the pending ones."""
         for start in range(0, len(seqs), 500):
-            self._session.execute(delete(LogPendingRow).where(LogPendingRow.seq.in_(seqs[start : start + 500])))
+            self._session.execute(_DELETE_PENDING, {"seqs": list(seqs[start : start + 500])})
 
     def is_pending(self, *, leaf_hash: bytes | None = None, receipt_digest: bytes | None = None) -> bool:
         """Whether an entry with this leaf hash (or of this receipt) waits for integration."""
@@ -97,7 +176,7 @@ class TransparencyRepository:
 
     def has_pending(self) -> bool:
         """Whether any entry waits (one index probe, not a count)."""
-        return self._session.scalar(select(LogPendingRow.seq).limit(1)) is not None
+        return self._session.scalar(_ANY_PENDING) is not None
 
     def pending_count(self) -> int:
         """How many entries wait."""
@@ -107,27 +186,22 @@ class TransparencyRepository:
 
     def head(self, *, for_update: bool = False) -> LogHead:
         """The integrated tree and the lease (locked until commit with ``for_update``)."""
-        statement = select(LogHeadRow).where(LogHeadRow.id == _HEAD_ID)
-        if for_update:
-            statement = statement.with_for_update()
-        row = self._session.scalars(statement).one()
+        row = self._session.execute(_HEAD_FOR_UPDATE if for_update else _HEAD).one()
         return LogHead(row.tree_size, bytes(row.root_hash), row.lease_holder, row.lease_until_ms)
 
-    def take_lease(self, holder: str, seconds: float) -> bool:
-        """Hold (or renew) the sequencer's lease if it is free, expired or already ours.
+    def take_lease(self, holder: str, seconds: float) -> LogHead | None:
+        """Hold (or renew) the sequencer's lease if it is free, expired or already ours; return the
+        head with the lease taken, or None when another holder keeps it.
 
         Runs under the head row's lock, which the caller's transaction keeps until it commits.
         """
         head = self.head(for_update=True)
         now = self.now_ms()
         if head.lease_holder not in ("", holder) and head.lease_until_ms > now:
-            return False
-        self._session.execute(
-            update(LogHeadRow)
-            .where(LogHeadRow.id == _HEAD_ID)
-            .values(lease_holder=holder, lease_until_ms=now + round(seconds * 1000))
-        )
-        return True
+            return None
+        until = now + round(seconds * 1000)
+        self._session.execute(_SET_LEASE, {"holder": holder, "until": until})
+        return LogHead(head.tree_size, head.root_hash, holder, until)
 
     def release_lease(self, holder: str) -> None:
         """Give the lease up (at shutdown) so another replica takes over at once."""
@@ -139,9 +213,7 @@ class TransparencyRepository:
 
     def set_head(self, tree_size: int, root_hash: bytes) -> None:
         """Record the integrated tree."""
-        self._session.execute(
-            update(LogHeadRow).where(LogHeadRow.id == _HEAD_ID).values(tree_size=tree_size, root_hash=root_hash)
-        )
+        self._session.execute(_SET_HEAD, {"size": tree_size, "root": root_hash})
 
     # Entries.
 
@@ -149,18 +221,10 @@ class TransparencyRepository:
         """Insert integrated entries at indexes ``start``, ``start + 1``, ..."""
         if not entries:
             return
-        self._session.execute(
-            insert(LogEntryRow),
+        self._session.connection().exec_driver_sql(
+            self._add_entries,
             [
-                {
-                    "idx": start + i,
-                    "entry": e.entry,
-                    "leaf_hash": e.leaf_hash,
-                    "receipt_digest": e.receipt_digest,
-                    "rights_holder_id": e.rights_holder_id,
-                    "licensee_id": e.licensee_id,
-                    "integrate_ms": integrate_ms,
-                }
+                (start + i, e.entry, e.leaf_hash, e.receipt_digest, e.rights_holder_id, e.licensee_id, integrate_ms)
                 for i, e in enumerate(entries)
             ],
         )
@@ -174,7 +238,7 @@ class TransparencyRepository:
 
     def entry_at(self, index: int) -> StoredEntry | None:
         """The entry at an index."""
-        row = self._session.get(LogEntryRow, index)
+        row = self._session.execute(_ENTRY_AT, {"idx": index}).first()
         return None if row is None else _stored(row)
 
     def entries_by_leaf_hash(self, leaf_hash: bytes) -> list[StoredEntry]:
@@ -200,9 +264,12 @@ class TransparencyRepository:
         """The stored content of tiles, in one query; a tile not stored is left out."""
         if not tiles:
             return {}
-        wanted = set(tiles)
-        condition = or_(*(and_(LogTileRow.level == t.level, LogTileRow.idx == t.index) for t in wanted))
-        rows = self._session.execute(select(LogTileRow.level, LogTileRow.idx, LogTileRow.hashes).where(condition))
+        wanted = sorted({(t.level, t.index) for t in tiles})
+        parameters: dict[str, int] = {}
+        for number, (level, index) in enumerate(wanted):
+            parameters[f"l{number}"] = level
+            parameters[f"i{number}"] = index
+        rows = self._session.execute(_read_tiles_statement(len(wanted)), parameters)
         return {Tile(level, index): bytes(hashes) for level, index, hashes in rows}
 
     def write_tiles(self, tiles: Mapping[Tile, bytes]) -> None:
@@ -210,11 +277,7 @@ class TransparencyRepository:
         values = [{"level": t.level, "idx": t.index, "hashes": content} for t, content in tiles.items()]
         if not values:
             return
-        upsert = self._dialect.insert(LogTileRow)
-        self._session.execute(
-            upsert.on_conflict_do_update(index_elements=["level", "idx"], set_={"hashes": upsert.excluded.hashes}),
-            values,
-        )
+        self._session.execute(self._write_tiles, values)
 
     def tiles_in(self, level: int, start: int, end: int) -> dict[int, bytes]:
         """The tiles of one level with indexes in ``[start, end)``."""
@@ -229,22 +292,20 @@ class TransparencyRepository:
 
     def add_checkpoint(self, checkpoint: CheckpointRecord) -> None:
         """Keep a signed checkpoint."""
-        self._session.add(
-            LogCheckpointRow(
-                tree_size=checkpoint.tree_size,
-                root_hash=checkpoint.root_hash,
-                note=checkpoint.note,
-                key_id=checkpoint.key_id,
-                sign_ms=checkpoint.sign_ms,
-            )
+        self._session.execute(
+            _ADD_CHECKPOINT,
+            {
+                "tree_size": checkpoint.tree_size,
+                "root_hash": checkpoint.root_hash,
+                "note": checkpoint.note,
+                "key_id": checkpoint.key_id,
+                "sign_ms": checkpoint.sign_ms,
+            },
         )
-        self._session.flush()
 
     def latest_checkpoint(self) -> CheckpointRecord | None:
         """The checkpoint of the largest tree."""
-        row = self._session.scalars(
-            select(LogCheckpointRow).order_by(LogCheckpointRow.tree_size.desc()).limit(1)
-        ).first()
+        row = self._session.execute(_LATEST_CHECKPOINT).first()
         return None if row is None else _checkpoint(row)
 
     def checkpoint(self, tree_size: int) -> CheckpointRecord | None:

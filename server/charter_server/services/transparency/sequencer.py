@@ -5,7 +5,8 @@ by the database's clock and renewed on every batch; the others skip until it lap
 that stops releases it, so another takes over at once). The row's lock is held for the whole
 batch, so even a replica whose lease lapsed mid-batch cannot integrate the same entries twice.
 
-A batch reads the pending entries in the order they were appended, checks that the stored tiles
+A batch reads the pending entries in the order they were appended (then, on the replica that holds
+the lease, the decision receipts its own `ReceiptLog` buffered: they skip ``log_pending``), checks that the stored tiles
 still recompute to the head the previous batch recorded (a tree that does not is never extended
 nor signed: the log is marked inconsistent and serves ``DATA_LOSS``), appends the leaf hashes to
 the tiles (``charter.transparency.tiles.append_leaves``), inserts the entries at their indexes,
@@ -17,15 +18,17 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Mapping, Sequence
 
 import structlog
 from charter.transparency import Checkpoint, NoteSigner, root_hash, sign_checkpoint
-from charter.transparency.tiles import CorruptTiles, TileNodeReader, append_leaves
+from charter.transparency.tiles import CorruptTiles, Tile, TileNodeReader, TileReader, append_leaves
 
 from charter_server.domain.errors import DataLoss, DomainError
 from charter_server.domain.models import SigningKeyPurpose
 from charter_server.domain.transparency import CheckpointRecord
 from charter_server.services.keys import KeyService
+from charter_server.services.transparency.receipts import Drain, ReceiptLog
 from charter_server.storage.database import Database
 
 log = structlog.get_logger(__name__)
@@ -79,6 +82,7 @@ class Sequencer:
         interval: float = 0.2,
         lease_seconds: float = LEASE_SECONDS,
         batch_limit: int = BATCH_LIMIT,
+        receipts: ReceiptLog | None = None,
     ) -> None:
         self._db = db
         self._keys = keys
@@ -87,6 +91,7 @@ class Sequencer:
         self._interval = interval
         self._lease_seconds = lease_seconds
         self._batch_limit = batch_limit
+        self._receipts = receipts
         self.holder = f"seq-{secrets.token_hex(8)}"
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -145,6 +150,16 @@ class Sequencer:
             self._wake.wait(max(0.0, self._interval - (time.monotonic() - started)))
             self._wake.clear()
 
+    def _renewed_now(self) -> None:
+        self._renewed = time.monotonic()
+        if self._receipts is not None:
+            # This replica's receipts come to its batches while the lease is surely ours.
+            self._receipts.hand_over(self._renewed + self._lease_seconds / 3)
+
+    def _holding(self) -> bool:
+        """Whether this replica renewed the lease recently (so it most likely still holds it)."""
+        return time.monotonic() - self._renewed <= self._lease_seconds / 3
+
     def integrate(self) -> int:
         """Integrate one batch if this replica holds (or takes) the lease; return how many entries.
 
@@ -153,19 +168,34 @@ class Sequencer:
         """
         if self._health.problem is not None:
             return 0
+        receipts = self._receipts
+        if receipts is not None and receipts.waiting() and self._holding():
+            # The receipts this replica buffered go into the batch itself (see `ReceiptLog`).
+            with receipts.draining(self._batch_limit) as drain:
+                return self._integrate(drain)
         if self._idle():
             return 0
+        return self._integrate(None)
+
+    def _integrate(self, drain: Drain | None) -> int:
         with self._db.uow(write=True) as uow:
-            if not uow.log.take_lease(self.holder, self._lease_seconds):
+            head = uow.log.take_lease(self.holder, self._lease_seconds)
+            if head is None:
                 return 0
-            head = uow.log.head()
             batch = uow.log.pending(self._batch_limit)
             latest = uow.log.latest_checkpoint()
-            if not batch and latest is not None and latest.tree_size == head.tree_size:
+            if (
+                not batch
+                and not (drain and drain.entries)
+                and latest is not None
+                and latest.tree_size == head.tree_size
+            ):
                 uow.commit()  # the renewed lease
-                self._renewed = time.monotonic()
+                self._renewed_now()
                 return 0
-            reader = TileNodeReader(uow.log.read_tiles)
+            # The edge tiles the root is recomputed from are those the append extends: read once.
+            read_tiles = _read_once(uow.log.read_tiles)
+            reader = TileNodeReader(read_tiles)
             try:
                 recomputed = root_hash(head.tree_size, reader)
             except CorruptTiles as error:
@@ -175,7 +205,10 @@ class Sequencer:
                 self._health.fail(f"the stored tree of size {head.tree_size} does not recompute to its root")
                 raise DataLoss("the stored tree does not recompute to its root")
             entries = [entry for _, entry in batch]
-            update = append_leaves(head.tree_size, [e.leaf_hash for e in entries], uow.log.read_tiles)
+            if drain is not None:
+                entries += drain.entries
+                uow.decisions.add(drain.tallies)
+            update = append_leaves(head.tree_size, [e.leaf_hash for e in entries], read_tiles)
             now_ms = uow.log.now_ms()
             uow.log.write_tiles(update.tiles)
             uow.log.add_entries(head.tree_size, entries, now_ms)
@@ -187,7 +220,23 @@ class Sequencer:
             uow.log.add_checkpoint(CheckpointRecord(update.size, update.root_hash, note, signer.key_id, now_ms))
             uow.log.set_head(update.size, update.root_hash)
             uow.commit()
-        self._renewed = time.monotonic()
+            if drain is not None:
+                drain.committed = True
+        self._renewed_now()
         if entries:
             log.debug("transparency_log.integrated", entries=len(entries), tree_size=update.size)
         return len(entries)
+
+
+def _read_once(read_tiles: TileReader) -> TileReader:
+    """A tile reader that asks the store only for tiles it has not answered yet (one transaction's
+    reads: the tiles cannot change in between)."""
+    known: dict[Tile, bytes] = {}
+
+    def read(tiles: Sequence[Tile]) -> Mapping[Tile, bytes]:
+        missing = [tile for tile in tiles if tile not in known]
+        if missing:
+            known.update(read_tiles(missing))
+        return {tile: known[tile] for tile in tiles if tile in known}
+
+    return read
