@@ -56,7 +56,7 @@ from typing import Any
 import pytest
 from charter import Client, NotFoundError, envelope, transparency
 from charter.cli._app import app
-from charter.v1 import signing_key_pb2
+from charter.v1 import signing_key_pb2, terms_pb2
 from charter_server.config import Settings
 from charter_server.demo import seed
 from charter_server.domain.models import Role
@@ -221,6 +221,18 @@ class World:
     def generator_client(self) -> Client:
         """An open client of the demo generator key (closed after the block)."""
         return self.stack.enter_context(Client(self.target, api_key=self.generator_key))
+
+    def rights_holder_client(self) -> Client:
+        """An open client of the demo rights-holder key (closed after the block)."""
+        return self.stack.enter_context(Client(self.target, api_key=self.rights_holder_key))
+
+    def narrower_terms(self) -> terms_pb2.Terms:
+        """Terms a rights holder might propose: the character's own, without commercial use."""
+        with Client(self.target, api_key=self.rights_holder_key) as client:
+            terms = client.get_terms(self.character_id)
+        terms.commercial_use_allowed = False
+        terms.ClearField("version")
+        return terms
 
     def env(self, api_key: str | None) -> dict[str, str | None]:
         """The environment of a new shell: no CHARTER_* from outside, the server as the target."""
@@ -394,6 +406,10 @@ RUN: dict[str, Run] = {
         placeholders={"chr_…": "character_id"},
         given={"client": "generator_client"},
         check=_all_accepted,
+    ),
+    "What-if before publishing terms (for rights holders) #1": Run(
+        given={"client": "rights_holder_client", "character_id": "character_id", "new_terms": "narrower_terms"},
+        prints=("allowed uses would be denied",),
     ),
     "Usage over time (for rights holders) #1": Run(
         placeholders={'"127.0.0.1:50051"': "target"},
