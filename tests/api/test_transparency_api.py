@@ -14,6 +14,7 @@ import os
 import time
 from typing import Any
 
+import charter
 import grpc
 import pytest
 from charter import transparency
@@ -370,3 +371,55 @@ def _action(entry: tp.LogEntry) -> str:
     change = getattr(entry, entry.WhichOneof("change") or "")
     value = getattr(change, "action", 0)
     return str(type(change).Action.Name(value)) if hasattr(type(change), "Action") else ""
+
+
+def test_licensee_changes_and_licensee_keys_are_logged_for_the_licensee(
+    channel: grpc.Channel, server: CharterServer, keys: Any
+) -> None:
+    before = verified_checkpoint(channel, keys.auditor).checkpoint.size
+    with charter.Client(f"127.0.0.1:{server.port}", api_key=keys.admin) as admin:
+        licensee = admin.create_licensee(
+            display_name=f"Logged App {unique()}", contact_email="ops@app.example", platform="web"
+        )
+        admin.update_licensee(licensee.id, display_name="Renamed")  # changes nothing that may be rendered
+        admin.update_licensee(licensee.id, platform="mobile")
+        first = admin.register_licensee_key(b"\x01" * 32, display_name="edge", licensee_id=licensee.id).key
+        second = admin.register_licensee_key(
+            b"\x02" * 32, display_name="edge 2", licensee_id=licensee.id, replaces_key_id=first.key_id
+        ).key
+        admin.revoke_licensee_key(second.key_id, reason="leaked")
+        admin.archive_licensee(licensee.id)
+    wait_for_size(channel, keys.auditor, before + 7)
+
+    deadline = time.monotonic() + 10
+    while True:
+        logged = [
+            transparency.open_entry(e.entry, e.leaf_hash)
+            for e in all_entries(channel, keys.auditor, before)[0]
+            if not e.withheld
+        ]
+        mine = [e for e in logged if _licensee_of(e) == licensee.id]
+        if len(mine) >= 7 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+
+    kinds = [(e.WhichOneof("change"), _action(e)) for e in mine]
+    assert [k for k in kinds if k[0] == "licensee"] == [
+        ("licensee", "ACTION_CREATED"),
+        ("licensee", "ACTION_PLATFORM_CHANGED"),
+        ("licensee", "ACTION_ARCHIVED"),
+    ]
+    logged_keys = [e.licensee_key for e in mine if e.WhichOneof("change") == "licensee_key"]
+    assert [(k.key_id, k.action, k.public_key, k.reason) for k in logged_keys] == [
+        (first.key_id, tp.LicenseeKeyLogged.ACTION_REGISTERED, b"\x01" * 32, ""),
+        (first.key_id, tp.LicenseeKeyLogged.ACTION_RETIRED, b"\x01" * 32, ""),
+        (second.key_id, tp.LicenseeKeyLogged.ACTION_REGISTERED, b"\x02" * 32, ""),
+        (second.key_id, tp.LicenseeKeyLogged.ACTION_REVOKED, b"\x02" * 32, "leaked"),
+    ]
+    platform = next(e.licensee for e in mine if _action(e) == "ACTION_PLATFORM_CHANGED")
+    assert (platform.platform, platform.display_name) == ("mobile", "Renamed")
+
+
+def _licensee_of(entry: tp.LogEntry) -> str:
+    change = getattr(entry, entry.WhichOneof("change") or "")
+    return str(getattr(change, "licensee_id", ""))

@@ -30,7 +30,7 @@ from charter.v1 import usage_pb2 as charter_dot_v1_dot_usage__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63harter/v1/transparency.proto\x12\ncharter.v1\x1a\x18\x63harter/v1/api_key.proto\x1a\x1a\x63harter/v1/character.proto\x1a\x1c\x63harter/v1/signing_key.proto\x1a\x16\x63harter/v1/terms.proto\x1a\x16\x63harter/v1/usage.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x04\n\x08LogEntry\x12.\n\nevent_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04salt\x18\x02 \x01(\x0c\x12\x14\n\x0c\x61\x63tor_key_id\x18\x03 \x01(\t\x12\x37\n\rrights_holder\x18\n \x01(\x0b\x32\x1e.charter.v1.RightsHolderLoggedH\x00\x12\x30\n\tcharacter\x18\x0b \x01(\x0b\x32\x1b.charter.v1.CharacterLoggedH\x00\x12(\n\x05terms\x18\x0c \x01(\x0b\x32\x17.charter.v1.TermsLoggedH\x00\x12(\n\x05grant\x18\r \x01(\x0b\x32\x17.charter.v1.GrantLoggedH\x00\x12\x33\n\x0bsigning_key\x18\x0e \x01(\x0b\x32\x1c.charter.v1.SigningKeyLoggedH\x00\x12+\n\x07\x61pi_key\x18\x0f \x01(\x0b\x32\x18.charter.v1.ApiKeyLoggedH\x00\x12\x30\n\tstatement\x18\x10 \x01(\x0b\x32\x1b.charter.v1.StatementLoggedH\x00\x12.\n\x08\x64\x65\x63ision\x18\x11 \x01(\x0b\x32\x1a.charter.v1.DecisionLoggedH\x00\x12(\n\x05usage\x18\x12 \x01(\x0b\x32\x17.charter.v1.UsageLoggedH\x00\x42\x08\n\x06\x63hange\"\xee\x01\n\x12RightsHolderLogged\x12\x35\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32%.charter.v1.RightsHolderLogged.Action\x12\x18\n\x10rights_holder_id\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x12\n\nlegal_name\x18\x04 \x01(\t\"]\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41\x43TION_CREATED\x10\x01\x12\x12\n\x0e\x41\x43TION_RENAMED\x10\x02\x12\x13\n\x0f\x41\x43TION_ARCHIVED\x10\x03\"\xce\x02\n\x0f\x43haracterLogged\x12\x32\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\".charter.v1.CharacterLogged.Action\x12\x14\n\x0c\x63haracter_id\x18\x02 \x01(\t\x12\x18\n\x10rights_holder_id\x18\x03 \x01(\t\x12\x16\n\x0e\x63\x61nonical_name\x18\x04 \x01(\t\x12\"\n\x07\x61liases\x18\x05 \x03(\x0b\x32\x11.charter.v1.Alias\x12\x0e\n\x06reason\x18\x06 \x01(\t\"\x8a\x01\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41\x43TION_CREATED\x10\x01\x12\x12\n\x0e\x41\x43TION_RENAMED\x10\x02\x12\x13\n\x0f\x41\x43TION_ARCHIVED\x10\x03\x12\x14\n\x10\x41\x43TION_SUSPENDED\x10\x04\x12\x15\n\x11\x41\x43TION_REINSTATED\x10\x05\"\x87\x02\n\x0bTermsLogged\x12.\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x1e.charter.v1.TermsLogged.Action\x12\x14\n\x0c\x63haracter_id\x18\x02 \x01(\t\x12\x18\n\x10rights_holder_id\x18\x03 \x01(\t\x12\x15\n\rterms_version\x18\x04 \x01(\x05\x12 \n\x05terms\x18\x05 \x01(\x0b\x32\x11.charter.v1.Terms\"_\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41\x43TION_OPTED_IN\x10\x01\x12\x12\n\x0e\x41\x43TION_UPDATED\x10\x02\x12\x14\n\x10\x41\x43TION_OPTED_OUT\x10\x03\"\xc8\x02\n\x0bGrantLogged\x12.\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x1e.charter.v1.GrantLogged.Action\x12\x10\n\x08grant_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63haracter_id\x18\x03 \x01(\t\x12\x18\n\x10rights_holder_id\x18\x04 \x01(\t\x12\x13\n\x0blicensee_id\x18\x05 \x01(\t\x12\x15\n\rterms_version\x18\x06 \x01(\x05\x12\x15\n\rclaims_digest\x18\x07 \x01(\x0c\x12\x0e\n\x06reason\x18\x08 \x01(\t\"t\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x11\n\rACTION_ISSUED\x10\x01\x12\x14\n\x10\x41\x43TION_SUSPENDED\x10\x02\x12\x15\n\x11\x41\x43TION_REINSTATED\x10\x03\x12\x12\n\x0e\x41\x43TION_REVOKED\x10\x04\"\x8c\x02\n\x10SigningKeyLogged\x12\x33\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32#.charter.v1.SigningKeyLogged.Action\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12/\n\x07purpose\x18\x03 \x01(\x0e\x32\x1e.charter.v1.SigningKey.Purpose\x12\x12\n\npublic_key\x18\x04 \x01(\x0c\x12\x0e\n\x06reason\x18\x05 \x01(\t\"^\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41\x43TION_ACTIVATED\x10\x01\x12\x12\n\x0e\x41\x43TION_RETIRED\x10\x02\x12\x12\n\x0e\x41\x43TION_REVOKED\x10\x03\"\x9d\x02\n\x0c\x41piKeyLogged\x12/\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x1f.charter.v1.ApiKeyLogged.Action\x12\x12\n\napi_key_id\x18\x02 \x01(\t\x12\x1e\n\x04role\x18\x03 \x01(\x0e\x32\x10.charter.v1.Role\x12\x18\n\x10rights_holder_id\x18\x04 \x01(\t\x12\x13\n\x0blicensee_id\x18\x05 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41\x43TION_CREATED\x10\x01\x12\x12\n\x0e\x41\x43TION_REVOKED\x10\x02\"g\n\x0fStatementLogged\x12\x18\n\x10rights_holder_id\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\x12*\n\x06totals\x18\x03 \x03(\x0b\x32\x1a.charter.v1.StatementTotal\"\xbb\x01\n\x0e\x44\x65\x63isionLogged\x12\x12\n\nreceipt_id\x18\x01 \x01(\t\x12\x16\n\x0ereceipt_digest\x18\x02 \x01(\x0c\x12\x13\n\x0blicensee_id\x18\x03 \x01(\t\x12\x14\n\x0c\x63haracter_id\x18\x04 \x01(\t\x12\x18\n\x10rights_holder_id\x18\x05 \x01(\t\x12\x0f\n\x07\x61llowed\x18\x06 \x01(\x08\x12\x10\n\x08grant_id\x18\x07 \x01(\t\x12\x15\n\rterms_version\x18\x08 \x01(\x05\"\xbc\x02\n\x0bUsageLogged\x12\x10\n\x08usage_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x13\n\x0blicensee_id\x18\x03 \x01(\t\x12\x14\n\x0c\x63haracter_id\x18\x04 \x01(\t\x12\x18\n\x10rights_holder_id\x18\x05 \x01(\t\x12\x16\n\x0ereceipt_digest\x18\x06 \x01(\x0c\x12\x18\n\x10statement_period\x18\x07 \x01(\t\x12\x0c\n\x04uses\x18\x08 \x01(\x03\x12\x1d\n\x15\x64uration_milliseconds\x18\t \x01(\x03\x12-\n\x12\x61ttributed_revenue\x18\n \x01(\x0b\x32\x11.charter.v1.Money\x12/\n\x0bhappen_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x84\x01\n\x0bLoggedEntry\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x11\n\tleaf_hash\x18\x02 \x01(\x0c\x12\x32\n\x0eintegrate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65ntry\x18\x04 \x01(\x0c\x12\x10\n\x08withheld\x18\x05 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63harter/v1/transparency.proto\x12\ncharter.v1\x1a\x18\x63harter/v1/api_key.proto\x1a\x1a\x63harter/v1/character.proto\x1a\x1c\x63harter/v1/signing_key.proto\x1a\x16\x63harter/v1/terms.proto\x1a\x16\x63harter/v1/usage.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfc\x04\n\x08LogEntry\x12.\n\nevent_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04salt\x18\x02 \x01(\x0c\x12\x14\n\x0c\x61\x63tor_key_id\x18\x03 \x01(\t\x12\x37\n\rrights_holder\x18\n \x01(\x0b\x32\x1e.charter.v1.RightsHolderLoggedH\x00\x12\x30\n\tcharacter\x18\x0b \x01(\x0b\x32\x1b.charter.v1.CharacterLoggedH\x00\x12(\n\x05terms\x18\x0c \x01(\x0b\x32\x17.charter.v1.TermsLoggedH\x00\x12(\n\x05grant\x18\r \x01(\x0b\x32\x17.charter.v1.GrantLoggedH\x00\x12\x33\n\x0bsigning_key\x18\x0e \x01(\x0b\x32\x1c.charter.v1.SigningKeyLoggedH\x00\x12+\n\x07\x61pi_key\x18\x0f \x01(\x0b\x32\x18.charter.v1.ApiKeyLoggedH\x00\x12\x30\n\tstatement\x18\x10 \x01(\x0b\x32\x1b.charter.v1.StatementLoggedH\x00\x12.\n\x08\x64\x65\x63ision\x18\x11 \x01(\x0b\x32\x1a.charter.v1.DecisionLoggedH\x00\x12(\n\x05usage\x18\x12 \x01(\x0b\x32\x17.charter.v1.UsageLoggedH\x00\x12.\n\x08licensee\x18\x13 \x01(\x0b\x32\x1a.charter.v1.LicenseeLoggedH\x00\x12\x35\n\x0clicensee_key\x18\x14 \x01(\x0b\x32\x1d.charter.v1.LicenseeKeyLoggedH\x00\x42\x08\n\x06\x63hange\"\xe8\x01\n\x0eLicenseeLogged\x12\x31\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32!.charter.v1.LicenseeLogged.Action\x12\x13\n\x0blicensee_id\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x10\n\x08platform\x18\x04 \x01(\t\"f\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41\x43TION_CREATED\x10\x01\x12\x1b\n\x17\x41\x43TION_PLATFORM_CHANGED\x10\x02\x12\x13\n\x0f\x41\x43TION_ARCHIVED\x10\x03\"\xf3\x01\n\x11LicenseeKeyLogged\x12\x34\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32$.charter.v1.LicenseeKeyLogged.Action\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x13\n\x0blicensee_id\x18\x03 \x01(\t\x12\x12\n\npublic_key\x18\x04 \x01(\x0c\x12\x0e\n\x06reason\x18\x05 \x01(\t\"_\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41\x43TION_REGISTERED\x10\x01\x12\x12\n\x0e\x41\x43TION_RETIRED\x10\x02\x12\x12\n\x0e\x41\x43TION_REVOKED\x10\x03\"\xee\x01\n\x12RightsHolderLogged\x12\x35\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32%.charter.v1.RightsHolderLogged.Action\x12\x18\n\x10rights_holder_id\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x12\n\nlegal_name\x18\x04 \x01(\t\"]\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41\x43TION_CREATED\x10\x01\x12\x12\n\x0e\x41\x43TION_RENAMED\x10\x02\x12\x13\n\x0f\x41\x43TION_ARCHIVED\x10\x03\"\xce\x02\n\x0f\x43haracterLogged\x12\x32\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\".charter.v1.CharacterLogged.Action\x12\x14\n\x0c\x63haracter_id\x18\x02 \x01(\t\x12\x18\n\x10rights_holder_id\x18\x03 \x01(\t\x12\x16\n\x0e\x63\x61nonical_name\x18\x04 \x01(\t\x12\"\n\x07\x61liases\x18\x05 \x03(\x0b\x32\x11.charter.v1.Alias\x12\x0e\n\x06reason\x18\x06 \x01(\t\"\x8a\x01\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41\x43TION_CREATED\x10\x01\x12\x12\n\x0e\x41\x43TION_RENAMED\x10\x02\x12\x13\n\x0f\x41\x43TION_ARCHIVED\x10\x03\x12\x14\n\x10\x41\x43TION_SUSPENDED\x10\x04\x12\x15\n\x11\x41\x43TION_REINSTATED\x10\x05\"\x87\x02\n\x0bTermsLogged\x12.\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x1e.charter.v1.TermsLogged.Action\x12\x14\n\x0c\x63haracter_id\x18\x02 \x01(\t\x12\x18\n\x10rights_holder_id\x18\x03 \x01(\t\x12\x15\n\rterms_version\x18\x04 \x01(\x05\x12 \n\x05terms\x18\x05 \x01(\x0b\x32\x11.charter.v1.Terms\"_\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41\x43TION_OPTED_IN\x10\x01\x12\x12\n\x0e\x41\x43TION_UPDATED\x10\x02\x12\x14\n\x10\x41\x43TION_OPTED_OUT\x10\x03\"\xc8\x02\n\x0bGrantLogged\x12.\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x1e.charter.v1.GrantLogged.Action\x12\x10\n\x08grant_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63haracter_id\x18\x03 \x01(\t\x12\x18\n\x10rights_holder_id\x18\x04 \x01(\t\x12\x13\n\x0blicensee_id\x18\x05 \x01(\t\x12\x15\n\rterms_version\x18\x06 \x01(\x05\x12\x15\n\rclaims_digest\x18\x07 \x01(\x0c\x12\x0e\n\x06reason\x18\x08 \x01(\t\"t\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x11\n\rACTION_ISSUED\x10\x01\x12\x14\n\x10\x41\x43TION_SUSPENDED\x10\x02\x12\x15\n\x11\x41\x43TION_REINSTATED\x10\x03\x12\x12\n\x0e\x41\x43TION_REVOKED\x10\x04\"\x8c\x02\n\x10SigningKeyLogged\x12\x33\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32#.charter.v1.SigningKeyLogged.Action\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12/\n\x07purpose\x18\x03 \x01(\x0e\x32\x1e.charter.v1.SigningKey.Purpose\x12\x12\n\npublic_key\x18\x04 \x01(\x0c\x12\x0e\n\x06reason\x18\x05 \x01(\t\"^\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41\x43TION_ACTIVATED\x10\x01\x12\x12\n\x0e\x41\x43TION_RETIRED\x10\x02\x12\x12\n\x0e\x41\x43TION_REVOKED\x10\x03\"\x9d\x02\n\x0c\x41piKeyLogged\x12/\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x1f.charter.v1.ApiKeyLogged.Action\x12\x12\n\napi_key_id\x18\x02 \x01(\t\x12\x1e\n\x04role\x18\x03 \x01(\x0e\x32\x10.charter.v1.Role\x12\x18\n\x10rights_holder_id\x18\x04 \x01(\t\x12\x13\n\x0blicensee_id\x18\x05 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41\x43TION_CREATED\x10\x01\x12\x12\n\x0e\x41\x43TION_REVOKED\x10\x02\"g\n\x0fStatementLogged\x12\x18\n\x10rights_holder_id\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\x12*\n\x06totals\x18\x03 \x03(\x0b\x32\x1a.charter.v1.StatementTotal\"\xbb\x01\n\x0e\x44\x65\x63isionLogged\x12\x12\n\nreceipt_id\x18\x01 \x01(\t\x12\x16\n\x0ereceipt_digest\x18\x02 \x01(\x0c\x12\x13\n\x0blicensee_id\x18\x03 \x01(\t\x12\x14\n\x0c\x63haracter_id\x18\x04 \x01(\t\x12\x18\n\x10rights_holder_id\x18\x05 \x01(\t\x12\x0f\n\x07\x61llowed\x18\x06 \x01(\x08\x12\x10\n\x08grant_id\x18\x07 \x01(\t\x12\x15\n\rterms_version\x18\x08 \x01(\x05\"\xbc\x02\n\x0bUsageLogged\x12\x10\n\x08usage_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x13\n\x0blicensee_id\x18\x03 \x01(\t\x12\x14\n\x0c\x63haracter_id\x18\x04 \x01(\t\x12\x18\n\x10rights_holder_id\x18\x05 \x01(\t\x12\x16\n\x0ereceipt_digest\x18\x06 \x01(\x0c\x12\x18\n\x10statement_period\x18\x07 \x01(\t\x12\x0c\n\x04uses\x18\x08 \x01(\x03\x12\x1d\n\x15\x64uration_milliseconds\x18\t \x01(\x03\x12-\n\x12\x61ttributed_revenue\x18\n \x01(\x0b\x32\x11.charter.v1.Money\x12/\n\x0bhappen_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x84\x01\n\x0bLoggedEntry\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x11\n\tleaf_hash\x18\x02 \x01(\x0c\x12\x32\n\x0eintegrate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65ntry\x18\x04 \x01(\x0c\x12\x10\n\x08withheld\x18\x05 \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,37 +38,45 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'charter.v1.transparency_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LOGENTRY']._serialized_start=211
-  _globals['_LOGENTRY']._serialized_end=744
-  _globals['_RIGHTSHOLDERLOGGED']._serialized_start=747
-  _globals['_RIGHTSHOLDERLOGGED']._serialized_end=985
-  _globals['_RIGHTSHOLDERLOGGED_ACTION']._serialized_start=892
-  _globals['_RIGHTSHOLDERLOGGED_ACTION']._serialized_end=985
-  _globals['_CHARACTERLOGGED']._serialized_start=988
-  _globals['_CHARACTERLOGGED']._serialized_end=1322
-  _globals['_CHARACTERLOGGED_ACTION']._serialized_start=1184
-  _globals['_CHARACTERLOGGED_ACTION']._serialized_end=1322
-  _globals['_TERMSLOGGED']._serialized_start=1325
-  _globals['_TERMSLOGGED']._serialized_end=1588
-  _globals['_TERMSLOGGED_ACTION']._serialized_start=1493
-  _globals['_TERMSLOGGED_ACTION']._serialized_end=1588
-  _globals['_GRANTLOGGED']._serialized_start=1591
-  _globals['_GRANTLOGGED']._serialized_end=1919
-  _globals['_GRANTLOGGED_ACTION']._serialized_start=1803
-  _globals['_GRANTLOGGED_ACTION']._serialized_end=1919
-  _globals['_SIGNINGKEYLOGGED']._serialized_start=1922
-  _globals['_SIGNINGKEYLOGGED']._serialized_end=2190
-  _globals['_SIGNINGKEYLOGGED_ACTION']._serialized_start=2096
-  _globals['_SIGNINGKEYLOGGED_ACTION']._serialized_end=2190
-  _globals['_APIKEYLOGGED']._serialized_start=2193
-  _globals['_APIKEYLOGGED']._serialized_end=2478
-  _globals['_APIKEYLOGGED_ACTION']._serialized_start=2406
-  _globals['_APIKEYLOGGED_ACTION']._serialized_end=2478
-  _globals['_STATEMENTLOGGED']._serialized_start=2480
-  _globals['_STATEMENTLOGGED']._serialized_end=2583
-  _globals['_DECISIONLOGGED']._serialized_start=2586
-  _globals['_DECISIONLOGGED']._serialized_end=2773
-  _globals['_USAGELOGGED']._serialized_start=2776
-  _globals['_USAGELOGGED']._serialized_end=3092
-  _globals['_LOGGEDENTRY']._serialized_start=3095
-  _globals['_LOGGEDENTRY']._serialized_end=3227
+  _globals['_LOGENTRY']._serialized_end=847
+  _globals['_LICENSEELOGGED']._serialized_start=850
+  _globals['_LICENSEELOGGED']._serialized_end=1082
+  _globals['_LICENSEELOGGED_ACTION']._serialized_start=980
+  _globals['_LICENSEELOGGED_ACTION']._serialized_end=1082
+  _globals['_LICENSEEKEYLOGGED']._serialized_start=1085
+  _globals['_LICENSEEKEYLOGGED']._serialized_end=1328
+  _globals['_LICENSEEKEYLOGGED_ACTION']._serialized_start=1233
+  _globals['_LICENSEEKEYLOGGED_ACTION']._serialized_end=1328
+  _globals['_RIGHTSHOLDERLOGGED']._serialized_start=1331
+  _globals['_RIGHTSHOLDERLOGGED']._serialized_end=1569
+  _globals['_RIGHTSHOLDERLOGGED_ACTION']._serialized_start=1476
+  _globals['_RIGHTSHOLDERLOGGED_ACTION']._serialized_end=1569
+  _globals['_CHARACTERLOGGED']._serialized_start=1572
+  _globals['_CHARACTERLOGGED']._serialized_end=1906
+  _globals['_CHARACTERLOGGED_ACTION']._serialized_start=1768
+  _globals['_CHARACTERLOGGED_ACTION']._serialized_end=1906
+  _globals['_TERMSLOGGED']._serialized_start=1909
+  _globals['_TERMSLOGGED']._serialized_end=2172
+  _globals['_TERMSLOGGED_ACTION']._serialized_start=2077
+  _globals['_TERMSLOGGED_ACTION']._serialized_end=2172
+  _globals['_GRANTLOGGED']._serialized_start=2175
+  _globals['_GRANTLOGGED']._serialized_end=2503
+  _globals['_GRANTLOGGED_ACTION']._serialized_start=2387
+  _globals['_GRANTLOGGED_ACTION']._serialized_end=2503
+  _globals['_SIGNINGKEYLOGGED']._serialized_start=2506
+  _globals['_SIGNINGKEYLOGGED']._serialized_end=2774
+  _globals['_SIGNINGKEYLOGGED_ACTION']._serialized_start=2680
+  _globals['_SIGNINGKEYLOGGED_ACTION']._serialized_end=2774
+  _globals['_APIKEYLOGGED']._serialized_start=2777
+  _globals['_APIKEYLOGGED']._serialized_end=3062
+  _globals['_APIKEYLOGGED_ACTION']._serialized_start=2990
+  _globals['_APIKEYLOGGED_ACTION']._serialized_end=3062
+  _globals['_STATEMENTLOGGED']._serialized_start=3064
+  _globals['_STATEMENTLOGGED']._serialized_end=3167
+  _globals['_DECISIONLOGGED']._serialized_start=3170
+  _globals['_DECISIONLOGGED']._serialized_end=3357
+  _globals['_USAGELOGGED']._serialized_start=3360
+  _globals['_USAGELOGGED']._serialized_end=3676
+  _globals['_LOGGEDENTRY']._serialized_start=3679
+  _globals['_LOGGEDENTRY']._serialized_end=3811
 # @@protoc_insertion_point(module_scope)

@@ -54,6 +54,8 @@ class LogEntry(_message.Message):
     STATEMENT_FIELD_NUMBER: _builtins.int
     DECISION_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
+    LICENSEE_FIELD_NUMBER: _builtins.int
+    LICENSEE_KEY_FIELD_NUMBER: _builtins.int
     salt: _builtins.bytes
     """16 random bytes. Entries are short and guessable, and every leaf hash is
     public; the salt keeps a leaf hash from confirming a guess about an entry
@@ -108,6 +110,16 @@ class LogEntry(_message.Message):
     def usage(self) -> Global___UsageLogged:
         """ReportUsage accepted a usage record."""
 
+    @_builtins.property
+    def licensee(self) -> Global___LicenseeLogged:
+        """A licensee was created, moved to another platform or archived."""
+
+    @_builtins.property
+    def licensee_key(self) -> Global___LicenseeKeyLogged:
+        """A licensee's key for signing offline decision records was registered,
+        retired or revoked.
+        """
+
     def __init__(
         self,
         *,
@@ -123,16 +135,150 @@ class LogEntry(_message.Message):
         statement: Global___StatementLogged | None = ...,
         decision: Global___DecisionLogged | None = ...,
         usage: Global___UsageLogged | None = ...,
+        licensee: Global___LicenseeLogged | None = ...,
+        licensee_key: Global___LicenseeKeyLogged | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "change", b"change", "character", b"character", "decision", b"decision", "event_time", b"event_time", "grant", b"grant", "rights_holder", b"rights_holder", "signing_key", b"signing_key", "statement", b"statement", "terms", b"terms", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "change", b"change", "character", b"character", "decision", b"decision", "event_time", b"event_time", "grant", b"grant", "licensee", b"licensee", "licensee_key", b"licensee_key", "rights_holder", b"rights_holder", "signing_key", b"signing_key", "statement", b"statement", "terms", b"terms", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_key_id", b"actor_key_id", "api_key", b"api_key", "change", b"change", "character", b"character", "decision", b"decision", "event_time", b"event_time", "grant", b"grant", "rights_holder", b"rights_holder", "salt", b"salt", "signing_key", b"signing_key", "statement", b"statement", "terms", b"terms", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_key_id", b"actor_key_id", "api_key", b"api_key", "change", b"change", "character", b"character", "decision", b"decision", "event_time", b"event_time", "grant", b"grant", "licensee", b"licensee", "licensee_key", b"licensee_key", "rights_holder", b"rights_holder", "salt", b"salt", "signing_key", b"signing_key", "statement", b"statement", "terms", b"terms", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_change: _TypeAlias = _typing.Literal["rights_holder", "character", "terms", "grant", "signing_key", "api_key", "statement", "decision", "usage"]  # noqa: Y015
+    _WhichOneofReturnType_change: _TypeAlias = _typing.Literal["rights_holder", "character", "terms", "grant", "signing_key", "api_key", "statement", "decision", "usage", "licensee", "licensee_key"]  # noqa: Y015
     _WhichOneofArgType_change: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_change) -> _WhichOneofReturnType_change | None: ...
 
 Global___LogEntry: _TypeAlias = LogEntry  # noqa: Y015
+
+@_typing.final
+class LicenseeLogged(_message.Message):
+    """A LicenseeLogged entry records a change to a licensee that changes what it
+    may render: its platform (terms may name platforms) or its state.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Action:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[LicenseeLogged._Action.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        ACTION_UNSPECIFIED: LicenseeLogged._Action.ValueType  # 0
+        """Not specified. Never logged."""
+        ACTION_CREATED: LicenseeLogged._Action.ValueType  # 1
+        """The licensee was created."""
+        ACTION_PLATFORM_CHANGED: LicenseeLogged._Action.ValueType  # 2
+        """The licensee's platform changed."""
+        ACTION_ARCHIVED: LicenseeLogged._Action.ValueType  # 3
+        """The licensee was archived: every use by it is denied."""
+
+    class Action(_Action, metaclass=_ActionEnumTypeWrapper):
+        """Action is what happened to the licensee."""
+
+    ACTION_UNSPECIFIED: LicenseeLogged.Action.ValueType  # 0
+    """Not specified. Never logged."""
+    ACTION_CREATED: LicenseeLogged.Action.ValueType  # 1
+    """The licensee was created."""
+    ACTION_PLATFORM_CHANGED: LicenseeLogged.Action.ValueType  # 2
+    """The licensee's platform changed."""
+    ACTION_ARCHIVED: LicenseeLogged.Action.ValueType  # 3
+    """The licensee was archived: every use by it is denied."""
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    LICENSEE_ID_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    action: Global___LicenseeLogged.Action.ValueType
+    """What happened."""
+    licensee_id: _builtins.str
+    """The licensee's id, `lic_` followed by 32 lowercase hex digits."""
+    display_name: _builtins.str
+    """Its display name after the change."""
+    platform: _builtins.str
+    """Its platform after the change."""
+    def __init__(
+        self,
+        *,
+        action: Global___LicenseeLogged.Action.ValueType = ...,
+        licensee_id: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        platform: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "display_name", b"display_name", "licensee_id", b"licensee_id", "platform", b"platform"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LicenseeLogged: _TypeAlias = LicenseeLogged  # noqa: Y015
+
+@_typing.final
+class LicenseeKeyLogged(_message.Message):
+    """A LicenseeKeyLogged entry records a change to a licensee's Ed25519 key for
+    offline decision records (the records an offline use is paid under).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Action:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[LicenseeKeyLogged._Action.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        ACTION_UNSPECIFIED: LicenseeKeyLogged._Action.ValueType  # 0
+        """Not specified. Never logged."""
+        ACTION_REGISTERED: LicenseeKeyLogged._Action.ValueType  # 1
+        """The key was registered."""
+        ACTION_RETIRED: LicenseeKeyLogged._Action.ValueType  # 2
+        """The key was retired (records it signed before still count)."""
+        ACTION_REVOKED: LicenseeKeyLogged._Action.ValueType  # 3
+        """The key was revoked (records it signed are refused)."""
+
+    class Action(_Action, metaclass=_ActionEnumTypeWrapper):
+        """Action is what happened to the key."""
+
+    ACTION_UNSPECIFIED: LicenseeKeyLogged.Action.ValueType  # 0
+    """Not specified. Never logged."""
+    ACTION_REGISTERED: LicenseeKeyLogged.Action.ValueType  # 1
+    """The key was registered."""
+    ACTION_RETIRED: LicenseeKeyLogged.Action.ValueType  # 2
+    """The key was retired (records it signed before still count)."""
+    ACTION_REVOKED: LicenseeKeyLogged.Action.ValueType  # 3
+    """The key was revoked (records it signed are refused)."""
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    LICENSEE_ID_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    action: Global___LicenseeKeyLogged.Action.ValueType
+    """What happened."""
+    key_id: _builtins.str
+    """The key's id."""
+    licensee_id: _builtins.str
+    """The licensee whose key it is."""
+    public_key: _builtins.bytes
+    """The raw 32-byte Ed25519 public key, so records can be checked against the
+    log.
+    """
+    reason: _builtins.str
+    """Why, for a revocation."""
+    def __init__(
+        self,
+        *,
+        action: Global___LicenseeKeyLogged.Action.ValueType = ...,
+        key_id: _builtins.str = ...,
+        licensee_id: _builtins.str = ...,
+        public_key: _builtins.bytes = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "key_id", b"key_id", "licensee_id", b"licensee_id", "public_key", b"public_key", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LicenseeKeyLogged: _TypeAlias = LicenseeKeyLogged  # noqa: Y015
 
 @_typing.final
 class RightsHolderLogged(_message.Message):

@@ -261,6 +261,17 @@ class ApiKeyRevoked(DomainEvent):
         return True
 
 
+@dataclass(frozen=True, slots=True)
+class LicenseeKeyChanged(DomainEvent):
+    """A licensee key (for offline decision records) was registered, retired or revoked; which
+    records ``ReportUsage`` accepts changes, not what ``Authorize`` answers."""
+
+    key_id: str
+    licensee_id: str
+    state: str  # the key's state after the change: "active", "retired" or "revoked"
+    reason: str = ""  # why, for a revocation
+
+
 # Statements ---------------------------------------------------------------------------------------
 
 

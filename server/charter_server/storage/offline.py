@@ -14,6 +14,8 @@ from typing import cast
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from charter_server.domain import events as ev
+from charter_server.domain.events import EventSink
 from charter_server.domain.models import GrantRecord, GrantState
 from charter_server.domain.offline import LeaseState, LicenseeKeyRecord, LicenseeKeyState, QuotaLeaseRecord
 from charter_server.storage.dialect import Dialect
@@ -62,11 +64,12 @@ def _key(row: LicenseeKeyRow) -> LicenseeKeyRecord:
 
 
 class LicenseeKeyRepository:
-    """Licensee keys."""
+    """Licensee keys; each change raises `LicenseeKeyChanged` (the transparency log records it)."""
 
-    def __init__(self, session: Session, dialect: Dialect) -> None:
+    def __init__(self, session: Session, dialect: Dialect, events: EventSink) -> None:
         self._session = session
         self._dialect = dialect
+        self._events = events
 
     def add(self, key: LicenseeKeyRecord) -> bool:
         """Insert a key unless its public key is registered already; whether it was inserted."""
@@ -88,7 +91,10 @@ class LicenseeKeyRepository:
             # RETURNING, not rowcount: psycopg reports a row for an insert that did nothing.
             .returning(LicenseeKeyRow.key_id)
         )
-        return result.first() is not None
+        inserted = result.first() is not None
+        if inserted:
+            self._events.raise_event(ev.LicenseeKeyChanged(key.key_id, key.licensee_id, key.state.value))
+        return inserted
 
     def get(self, key_id: str, *, for_update: bool = False) -> LicenseeKeyRecord | None:
         """One key, or None."""
@@ -116,7 +122,14 @@ class LicenseeKeyRepository:
         else:
             values["revoke_time"] = when
             values["revoke_reason"] = reason
-        self._session.execute(update(LicenseeKeyRow).where(LicenseeKeyRow.key_id == key_id).values(**values))
+        result = self._session.execute(
+            update(LicenseeKeyRow)
+            .where(LicenseeKeyRow.key_id == key_id)
+            .values(**values)
+            .returning(LicenseeKeyRow.licensee_id)
+        )
+        for (licensee_id,) in result:
+            self._events.raise_event(ev.LicenseeKeyChanged(key_id, licensee_id, state.value, reason))
         if state is LicenseeKeyState.REVOKED:
             self._session.execute(
                 update(LicenseeKeyRow)

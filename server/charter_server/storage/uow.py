@@ -258,7 +258,7 @@ class UnitOfWork:
 
     @cached_property
     def licensee_keys(self) -> LicenseeKeyRepository:
-        return LicenseeKeyRepository(self.session, self._dialect)
+        return LicenseeKeyRepository(self.session, self._dialect, self)
 
     @cached_property
     def leases(self) -> LeaseRepository:

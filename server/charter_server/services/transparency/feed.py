@@ -30,6 +30,13 @@ _GRANT_ACTIONS = {
 }
 
 
+_LICENSEE_KEY_ACTIONS = {
+    "active": tp.LicenseeKeyLogged.ACTION_REGISTERED,
+    "retired": tp.LicenseeKeyLogged.ACTION_RETIRED,
+    "revoked": tp.LicenseeKeyLogged.ACTION_REVOKED,
+}
+
+
 def _aliases(character: Character) -> list[character_pb2.Alias]:
     return [
         character_pb2.Alias(
@@ -72,6 +79,10 @@ class LogFeed:
                 self._grant(uow, event)
             elif isinstance(event, ev.ApiKeyCreated | ev.ApiKeyRevoked):
                 self._api_key(uow, event)
+            elif isinstance(event, ev.LicenseeCreated | ev.LicenseeChanged):
+                self._licensee(uow, event)
+            elif isinstance(event, ev.LicenseeKeyChanged):
+                self._licensee_key(uow, event)
             elif isinstance(event, ev.StatementPeriodClosed):
                 message = tp.StatementLogged(rights_holder_id=event.rights_holder_id, period=event.period)
                 self._appender.append(uow, "statement", message, rights_holder_id=event.rights_holder_id)
@@ -180,3 +191,33 @@ class LogFeed:
             rights_holder_id=key.rights_holder_id or "",
             licensee_id=key.licensee_id or "",
         )
+
+    def _licensee(self, uow: UnitOfWork, event: ev.LicenseeCreated | ev.LicenseeChanged) -> None:
+        if isinstance(event, ev.LicenseeCreated):
+            action = tp.LicenseeLogged.ACTION_CREATED
+        elif event.state_after is LifecycleState.ARCHIVED and event.state_before is not LifecycleState.ARCHIVED:
+            action = tp.LicenseeLogged.ACTION_ARCHIVED
+        elif event.platform_changed:
+            action = tp.LicenseeLogged.ACTION_PLATFORM_CHANGED
+        else:
+            return  # a new display name or contact changes nothing that may be rendered
+        licensee = uow.licensees.get(event.licensee_id)
+        if licensee is None:
+            return
+        message = tp.LicenseeLogged(
+            action=action, licensee_id=licensee.id, display_name=licensee.display_name, platform=licensee.platform
+        )
+        self._appender.append(uow, "licensee", message, licensee_id=licensee.id)
+
+    def _licensee_key(self, uow: UnitOfWork, event: ev.LicenseeKeyChanged) -> None:
+        key = uow.licensee_keys.get(event.key_id)
+        if key is None:
+            return
+        message = tp.LicenseeKeyLogged(
+            action=_LICENSEE_KEY_ACTIONS[event.state],
+            key_id=key.key_id,
+            licensee_id=key.licensee_id,
+            public_key=key.public_key,
+            reason=event.reason,
+        )
+        self._appender.append(uow, "licensee_key", message, licensee_id=key.licensee_id)
