@@ -694,8 +694,15 @@ def test_opting_out_revokes_every_live_grant(api: Stubs, server: Any, keys: Any,
         assert verdict(api, keys.admin, grant) == Verdict.GRANT_VERDICT_REVOKED
     assert get_grant(api, keys.admin, dead.id).state_reason == "earlier"
     events = revocation_log(server, head)
-    assert sorted((e.grant_id, e.kind) for e in events) == sorted((g.id, RevocationKind.REVOKED) for g in live)
-    assert [e.sequence for e in events] == list(range(head + 1, head + 1 + len(live)))
+    # The grants' revocations, then the character's own event (offline deciders say why).
+    revoked, withdrawn = events[:-1], events[-1]
+    assert sorted((e.grant_id, e.kind) for e in revoked) == sorted((g.id, RevocationKind.REVOKED) for g in live)
+    assert (withdrawn.character_id, withdrawn.kind, withdrawn.reason) == (
+        world.character_id,
+        RevocationKind.CHARACTER_WITHDRAWN,
+        "we leave",
+    )
+    assert [e.sequence for e in events] == list(range(head + 1, head + 2 + len(live)))
 
 
 def test_archiving_the_character_revokes_every_live_grant(
@@ -708,7 +715,9 @@ def test_archiving_the_character_revokes_every_live_grant(
 
     assert {get_grant(api, keys.admin, g.id).state for g in live} == {REVOKED}
     assert {verdict(api, keys.admin, g) for g in live} == {Verdict.GRANT_VERDICT_REVOKED}
-    assert sorted(e.grant_id for e in revocation_log(server, head)) == sorted(g.id for g in live)
+    *revoked, archived = revocation_log(server, head)
+    assert sorted(e.grant_id for e in revoked) == sorted(g.id for g in live)
+    assert (archived.character_id, archived.kind) == (world.character_id, RevocationKind.CHARACTER_ARCHIVED)
 
 
 def test_opting_out_without_grants_revokes_nothing(api: Stubs, keys: Any, world: World) -> None:
