@@ -46,8 +46,10 @@ the same transaction (the unit of work, once per commit whose events affect auth
 several times per lease; when it moved, a new, empty generation replaces the old one and fills
 lazily from the database. A generation is trusted only for ``lease`` seconds after the start of
 the last poll that confirmed it, and a request that finds it older polls itself (and fails with
-a retryable error if the database cannot be read: fail closed). So a decision at time *t* reads
-data that was current at some time after *t - lease*. Every change that takes something away
+a retryable error if the database cannot be read: fail closed). A decision that took longer
+than what was left of the lease is answered only if a poll right after it finds the epoch
+unchanged (`AuthorizationView.confirm`), else it is decided again (three times at most). So a
+decision at time *t* reads data that was current at some time after *t - lease*. Every change that takes something away
 (a grant revoked or suspended, a character opted out, suspended or archived, a licensee archived,
 a signing key or an API key revoked) returns to its caller only after waiting ``lease`` after its
 commit (`AuthorizationView.settle`): after that, no server anywhere still allows what it took away.

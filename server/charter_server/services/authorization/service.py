@@ -108,7 +108,7 @@ class AuthorizationService:
             if unknown:
                 raise InvalidArgument.one(f"character_ids[{unknown[0]}]", "no such character")
             outcomes = self._decider.decide(generation, licensee_id, order, detected, presented, use, now)
-            if self._view.is_fresh(generation):
+            if self._view.is_fresh(generation) or self._view.confirm(generation):
                 break
         else:
             raise StorageUnavailable("the authorization view kept changing; retry")

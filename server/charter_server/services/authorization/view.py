@@ -126,6 +126,15 @@ class AuthorizationView:
         """Whether decisions may still rest on ``generation``: current, and confirmed within the lease."""
         return generation is self._generation and time.monotonic() - generation.checked <= generation.lease
 
+    def confirm(self, generation: Generation) -> bool:
+        """Whether ``generation`` is still current once the epoch is read again (after a decision
+        that outlasted the lease: nothing changed up to this read, so the decision stands).
+
+        Raises:
+            StorageUnavailable: The database cannot be read.
+        """
+        return self.poll() is generation and self.is_fresh(generation)
+
     def poll(self) -> Generation:
         """Read the epoch now; start a new generation if it moved (or the current one is old)."""
         started = time.monotonic()
