@@ -619,3 +619,11 @@ def test_the_readme_block_runs(name: str, world: World) -> None:
         assert text in printed, f"{name} printed no {text!r}:\n{printed}"
     if run.check is not None:
         run.check(world, names)
+
+
+def test_the_bulk_import_json_example_imports(world: World) -> None:
+    """The JSON the Bulk import section shows is read by the same command as its CSV."""
+    (world.workdir / "catalogue.json").write_text(shown_block("Bulk import @2"), encoding="utf-8")
+    args = ["characters", "import", "catalogue.json", "--rights-holder", world.rights_holder_id]
+    result = charter_cli(args, world.env(world.admin_key))
+    assert result.exit_code == 0, result.output
