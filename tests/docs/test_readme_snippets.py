@@ -23,9 +23,11 @@ created is the one it goes on with).
 
 **Shell blocks** run line by line, in the block's own working directory: `export NAME=VALUE`
 sets the environment of the following lines, `charter ...` runs the real CLI in this process
-(`typer`'s runner, as tests/cli does) against the server, `python3 ...` runs this interpreter in
-a subprocess; `> FILE` writes a command's output to the file. Every command must exit 0. A line
-with any other command fails the test (it needs a reason in `NOT_RUN`). The shell the reader
+(`typer`'s runner, as tests/cli does) against the server, `charter-server ...` likewise (as
+tests/server does; a command that serves until stopped runs in a process of its own, see
+`Run.serves`), `python3 ...` runs this interpreter in a subprocess; `> FILE` writes a command's
+output to the file. Every command must exit 0. A line with any other command fails the test (it
+needs a reason in `NOT_RUN`). The shell the reader
 pastes into already has `CHARTER_TARGET` (the README's default, localhost:50051, is where the
 demo serves; here it is this server's port) and the key `RUN` gives a block that exports none.
 
@@ -44,8 +46,10 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 import tokenize
 from collections.abc import Callable, Iterator, Mapping
@@ -54,9 +58,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from charter import Client, NotFoundError, envelope, transparency
 from charter.cli._app import app
-from charter.v1 import signing_key_pb2
+from charter.v1 import api_key_pb2, signing_key_pb2
+from charter_server.cli import app as server_app
 from charter_server.config import Settings
 from charter_server.demo import seed
 from charter_server.domain.models import Role
@@ -73,6 +79,10 @@ SHOWN_LANGUAGES = frozenset({"", "text", "csv", "json"})
 
 COMMAND_SECONDS = 30
 """The longest a subprocess of a shell block may take."""
+SERVE_SECONDS = 30
+"""The longest a server a block starts may take to serve, and then to stop."""
+BIN = Path(sys.executable).parent
+"""Where `charter-server` is installed, beside this interpreter."""
 
 
 # --- The README's blocks ---------------------------------------------------------------------
@@ -166,6 +176,10 @@ class World:
         self.attach_to_provenance = attach_to_provenance
         self.kek_path = str(workdir / "kek")
         self.witness_dir = str(workdir / "charter-witness")
+        self.postgres_url = ""
+        self.loopback_any_port = "127.0.0.1:0"
+        """Where a block's server listens here (only loopback addresses, a free port)."""
+        """A fresh PostgreSQL database, for a block `Run.postgresql` says is about PostgreSQL."""
         self.catalogue_csv = shown_block("Bulk import @1")
         """The CSV the Bulk import section shows: the file its command imports."""
 
@@ -241,6 +255,16 @@ def charter_cli(args: list[str], env: Mapping[str, str | None]) -> Any:
     return CliRunner().invoke(app, args, env=dict(env))
 
 
+def charter_server_cli(args: list[str], env: Mapping[str, str | None]) -> Any:
+    """Runs `charter-server` in this process, as tests/server does (not `serve`: see `Run.serves`); the
+    logging it configures for itself is undone afterwards, so the module's server logs on as before."""
+    config = structlog.get_config()
+    try:
+        return CliRunner().invoke(server_app, args, env=dict(env))
+    finally:
+        structlog.configure(**config)
+
+
 @dataclasses.dataclass(frozen=True)
 class Printed:
     """The first id of this kind (`chr`, `lic`, …) printed by an earlier command of the block, or by
@@ -270,6 +294,14 @@ class Run:
     before: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """Shell: a command's start → the `World` action done before it (for what the README says takes a
     moment, such as a new name reaching the prompt screen within a second)."""
+    serves: str = ""
+    """Shell: the start of a command that serves until it is stopped (`charter-server ... serve`): it
+    is started, awaited until it logs `server.started` (`SERVE_SECONDS` at most), given to
+    `while_serving`, then stopped with SIGTERM, and must then exit 0."""
+    while_serving: Callable[[World, int, list[tuple[str, str]]], None] | None = None
+    """With the port it serves on and the commands before it with their output."""
+    postgresql: bool = False
+    """The block is about PostgreSQL: `World.postgres_url` is a fresh database (skipped without one)."""
     check: Callable[[World, dict[str, Any]], None] | None = None
     """Afterwards, with the Python block's names (a shell block's: its final environment, and its
     commands with their output under `"printed"`)."""
@@ -318,6 +350,12 @@ def _production_settings(world: World, env: dict[str, Any]) -> None:
     kek = settings.kek()
     assert kek is not None
     assert len(kek) == 32
+
+
+def _admin_key_works(world: World, port: int, printed: list[tuple[str, str]]) -> None:
+    secret = _output_of({"printed": printed}, "charter-server create-admin-key").strip()
+    with Client(f"127.0.0.1:{port}", api_key=secret) as client:
+        assert client.get_caller().role == api_key_pb2.ROLE_ADMIN
 
 
 def _proved(world: World, env: dict[str, Any]) -> None:
@@ -399,6 +437,15 @@ RUN: dict[str, Run] = {
         placeholders={'"127.0.0.1:50051"': "target"},
         given={"rights_holder_key": "rights_holder_key", "rights_holder_id": "rights_holder_id"},
     ),
+    "PostgreSQL #1": Run(
+        postgresql=True,
+        placeholders={
+            "postgresql://charter@db.example.internal:5432/charter": "postgres_url",
+            "0.0.0.0:50051": "loopback_any_port",
+        },
+        serves="charter-server --listen",
+        while_serving=_admin_key_works,
+    ),
     "Transparency log (for rights holders and auditors) #1": Run(
         api_key="auditor_key",
         placeholders={
@@ -426,8 +473,6 @@ NOT_RUN: dict[str, str] = {
     "tests/console/test_demo_console.py starts it through `charter-server demo`, tests/console/ drive it",
     "Transparency log (for rights holders and auditors) #2": "needs no server; run by "
     "tests/unit/transparency/test_readme_example.py",
-    "PostgreSQL #1": "needs a PostgreSQL server at db.example.internal and serves on 0.0.0.0 until stopped: "
-    "tests/server/test_server_cli.py runs migrate and create-admin-key",
     "Docker #1": "needs Docker: tests/contract/test_dockerfile.py checks the Docker section against the Dockerfile",
     "Docker #2": "needs Docker (tests/contract/test_dockerfile.py)",
     "Docker #3": "needs Docker (tests/contract/test_dockerfile.py)",
@@ -513,6 +558,13 @@ def run_shell(block: Block, run: Run, world: World) -> dict[str, Any]:
             result = charter_cli(args, env)
             output, code = str(result.stdout), result.exit_code
             detail = result.output + (f"\n{result.exception!r}" if result.exception else "")
+        elif run.serves and line.startswith(run.serves):
+            output = _serve(world, run, [str(BIN / name), *args], env, printed)
+            code, detail = 0, ""
+        elif name == "charter-server":
+            result = charter_server_cli(args, env)
+            output, code = str(result.stdout), result.exit_code
+            detail = result.output + (f"\n{result.exception!r}" if result.exception else "")
         elif name == "python3":
             done = subprocess.run(
                 [sys.executable, *args],
@@ -530,6 +582,56 @@ def run_shell(block: Block, run: Run, world: World) -> dict[str, Any]:
             Path(out_file).write_text(output, encoding="utf-8")
         printed.append((line.strip(), output))
     return {**env, "printed": printed}
+
+
+def _serve(
+    world: World, run: Run, command: list[str], env: Mapping[str, str | None], printed: list[tuple[str, str]]
+) -> str:
+    """Starts a server a block runs, waits until it serves, hands it to `while_serving`, stops it with
+    SIGTERM; returns the line it logged when it started serving."""
+    process = subprocess.Popen(
+        command,
+        env={k: v for k, v in {**os.environ, **env, "CHARTER_LOG_FORMAT": "json"}.items() if v is not None},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        started = _started_line(process)
+        if run.while_serving is not None:
+            run.while_serving(world, int(json.loads(started)["port"]), printed)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout=SERVE_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+    assert code == 0, f"`{' '.join(command)}` exited {code} after SIGTERM"
+    return started
+
+
+def _started_line(process: subprocess.Popen[str]) -> str:
+    """The JSON line the server logs once it serves; fails after `SERVE_SECONDS` or when it exits."""
+    assert process.stdout is not None
+    lines: list[str] = []
+    found: list[str] = []
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if '"server.started"' in line:
+                found.append(line)
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(SERVE_SECONDS)
+    assert found, f"the server did not serve within {SERVE_SECONDS} s:\n{''.join(lines)}"
+    return found[0]
 
 
 def _code_left_with_placeholders(code: str) -> list[str]:
@@ -601,10 +703,14 @@ def test_the_tests_named_for_blocks_not_run_here_exist() -> None:
             assert (ROOT / path).is_file(), f"NOT_RUN[{name!r}] names {path}, which does not exist"
 
 
-@pytest.mark.parametrize("name", list(RUN))
-def test_the_readme_block_runs(name: str, world: World) -> None:
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=[pytest.mark.postgres] if r.postgresql else []) for n, r in RUN.items()]
+)
+def test_the_readme_block_runs(name: str, world: World, request: pytest.FixtureRequest) -> None:
     (block,) = [b for b in runnable_blocks() if b.name == name]
     run = RUN[name]
+    if run.postgresql:
+        world.postgres_url = str(request.getfixturevalue("postgres_url"))
     gone = [p for p in run.placeholders if p not in block.text]
     assert not gone, f"{name}: RUN names placeholders the block no longer has: {gone}"
     for file_name, value in run.files.items():
