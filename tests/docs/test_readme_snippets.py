@@ -57,6 +57,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import structlog
 from charter import Client, NotFoundError, envelope, transparency
@@ -296,8 +297,13 @@ class Run:
     moment, such as a new name reaching the prompt screen within a second)."""
     serves: str = ""
     """Shell: the start of a command that serves until it is stopped (`charter-server ... serve`): it
-    is started, awaited until it logs `server.started` (`SERVE_SECONDS` at most), given to
-    `while_serving`, then stopped with SIGTERM, and must then exit 0."""
+    is started, awaited until it prints a line matching `serving` (`SERVE_SECONDS` at most), given to
+    `while_serving`, then stopped with SIGTERM, and must then end with one of `stop_codes`."""
+    serving: str = r'^(?=.*"event": "server\.started").*"port": (\d+)'
+    """What the command prints once it serves, with the port it serves on as the group (by default
+    the server's `server.started` log line)."""
+    stop_codes: tuple[int, ...] = (0,)
+    """How a command that `serves` may end after SIGTERM (a return code; minus a signal's number)."""
     while_serving: Callable[[World, int, list[tuple[str, str]]], None] | None = None
     """With the port it serves on and the commands before it with their output."""
     postgresql: bool = False
@@ -356,6 +362,19 @@ def _admin_key_works(world: World, port: int, printed: list[tuple[str, str]]) ->
     secret = _output_of({"printed": printed}, "charter-server create-admin-key").strip()
     with Client(f"127.0.0.1:{port}", api_key=secret) as client:
         assert client.get_caller().role == api_key_pb2.ROLE_ADMIN
+
+
+def _console_signs_in(world: World, port: int, printed: list[tuple[str, str]]) -> None:
+    """The console serves its sign-in page, and signs the demo's rights holder in through the server."""
+    base = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=base, timeout=10) as browser:
+        page = browser.get("/sign-in")
+        assert page.status_code == 200, page.text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token is not None, page.text
+        signed_in = browser.post("/sign-in", data={"csrf_token": token.group(1), "api_key": world.rights_holder_key})
+        assert signed_in.status_code == 303, signed_in.text
+        assert "Aoi Hoshino" in browser.get("/catalogue").text
 
 
 def _proved(world: World, env: dict[str, Any]) -> None:
@@ -446,6 +465,14 @@ RUN: dict[str, Run] = {
         serves="charter-server --listen",
         while_serving=_admin_key_works,
     ),
+    "Web console (for rights holders, staff and auditors) #1": Run(
+        placeholders={"127.0.0.1:8080": "loopback_any_port", "127.0.0.1:50051": "target"},
+        serves="charter-server console",
+        serving=r"Charter console on http://127\.0\.0\.1:(\d+)",
+        # uvicorn shuts down on SIGTERM, then raises the signal again for its default action.
+        stop_codes=(0, -signal.SIGTERM),
+        while_serving=_console_signs_in,
+    ),
     "Transparency log (for rights holders and auditors) #1": Run(
         api_key="auditor_key",
         placeholders={
@@ -469,8 +496,6 @@ NOT_RUN: dict[str, str] = {
     "by tests/sdk/test_offline_readme.py, against a real server",
     "Offline-first: record keys, grant bundles, quota leases, decision records #2": "run by "
     "tests/sdk/test_offline_readme.py, against a real server",
-    "Web console (for rights holders, staff and auditors) #1": "serves the console until stopped, on a fixed port: "
-    "tests/console/test_demo_console.py starts it through `charter-server demo`, tests/console/ drive it",
     "Transparency log (for rights holders and auditors) #2": "needs no server; run by "
     "tests/unit/transparency/test_readme_example.py",
     "Docker #1": "needs Docker: tests/contract/test_dockerfile.py checks the Docker section against the Dockerfile",
@@ -588,7 +613,7 @@ def _serve(
     world: World, run: Run, command: list[str], env: Mapping[str, str | None], printed: list[tuple[str, str]]
 ) -> str:
     """Starts a server a block runs, waits until it serves, hands it to `while_serving`, stops it with
-    SIGTERM; returns the line it logged when it started serving."""
+    SIGTERM; returns the line it printed when it started serving."""
     process = subprocess.Popen(
         command,
         env={k: v for k, v in {**os.environ, **env, "CHARTER_LOG_FORMAT": "json"}.items() if v is not None},
@@ -598,9 +623,9 @@ def _serve(
         text=True,
     )
     try:
-        started = _started_line(process)
+        started = _started_line(process, re.compile(run.serving))
         if run.while_serving is not None:
-            run.while_serving(world, int(json.loads(started)["port"]), printed)
+            run.while_serving(world, int(started.group(1)), printed)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -609,22 +634,24 @@ def _serve(
             process.kill()
             process.wait()
             raise
-    assert code == 0, f"`{' '.join(command)}` exited {code} after SIGTERM"
-    return started
+    assert code in run.stop_codes, f"`{' '.join(command)}` exited {code} after SIGTERM"
+    return started.string
 
 
-def _started_line(process: subprocess.Popen[str]) -> str:
-    """The JSON line the server logs once it serves; fails after `SERVE_SECONDS` or when it exits."""
+def _started_line(process: subprocess.Popen[str], serving: re.Pattern[str]) -> re.Match[str]:
+    """The line the command prints once it serves, matched; fails after `SERVE_SECONDS` or when it
+    exits."""
     assert process.stdout is not None
     lines: list[str] = []
-    found: list[str] = []
+    found: list[re.Match[str]] = []
 
     def read() -> None:
         assert process.stdout is not None
         for line in process.stdout:
             lines.append(line)
-            if '"server.started"' in line:
-                found.append(line)
+            matched = serving.search(line)
+            if matched:
+                found.append(matched)
                 return
 
     reader = threading.Thread(target=read, daemon=True)
