@@ -377,6 +377,8 @@ def demo(
     with server.db.uow() as uow:
         seeded_before = uow.api_keys.count_admins() > 0
     out = Console(soft_wrap=True)  # ids are never broken across lines, whatever the width
+    # Where it really listens: with port 0 (`--listen 127.0.0.1:0`) the port the server was given.
+    address = f"{settings.listen.rpartition(':')[0]}:{server.port}"
     web = _demo_console(settings, server, console_listen)
     if seeded_before:
         out.print(
@@ -385,7 +387,7 @@ def demo(
         )
     else:
         data = demo_data.seed(server.services)
-        out.print(f"[bold]Charter demo[/bold] on {settings.listen} ({settings.database_url})")
+        out.print(f"[bold]Charter demo[/bold] on {address} ({settings.database_url})")
         out.print(f"rights holder {data.rights_holder_id}, licensee {data.licensee_id}")
         out.print(f"character {data.character_id} (Aoi Hoshino, opted in under the fan-noncommercial template)")
         out.print(f"grant {data.grant_id} of that character to the licensee, for a year")
@@ -394,10 +396,10 @@ def demo(
             print(f"  {role.value:<14} {secret}")
         # Full paths, so that the commands work when pasted into a new shell without .venv on PATH.
         python, charter_cli = _tool_paths()
-        target = shlex.quote(settings.listen)
+        target = shlex.quote(address)
         print("\nTry the SDK from another terminal:")
         snippet = (
-            f'import charter; c = charter.Client("{settings.listen}", api_key="{data.secrets[Role.ADMIN]}"); '
+            f'import charter; c = charter.Client("{address}", api_key="{data.secrets[Role.ADMIN]}"); '
             "print([h.display_name for h in c.list_rights_holders()])"
         )
         print(f"  {python} -c {shlex.quote(snippet)}")

@@ -23,9 +23,11 @@ created is the one it goes on with).
 
 **Shell blocks** run line by line, in the block's own working directory: `export NAME=VALUE`
 sets the environment of the following lines, `charter ...` runs the real CLI in this process
-(`typer`'s runner, as tests/cli does) against the server, `python3 ...` runs this interpreter in
-a subprocess; `> FILE` writes a command's output to the file. Every command must exit 0. A line
-with any other command fails the test (it needs a reason in `NOT_RUN`). The shell the reader
+(`typer`'s runner, as tests/cli does) against the server, `charter-server ...` likewise (as
+tests/server does; a command that serves until stopped runs in a process of its own, see
+`Run.serves`), `python3 ...` runs this interpreter in a subprocess; `> FILE` writes a command's
+output to the file. Every command must exit 0. A line with any other command fails the test (it
+needs a reason in `NOT_RUN`). The shell the reader
 pastes into already has `CHARTER_TARGET` (the README's default, localhost:50051, is where the
 demo serves; here it is this server's port) and the key `RUN` gives a block that exports none.
 
@@ -44,8 +46,10 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 import tokenize
 from collections.abc import Callable, Iterator, Mapping
@@ -53,10 +57,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import structlog
 from charter import Client, NotFoundError, envelope, transparency
 from charter.cli._app import app
-from charter.v1 import signing_key_pb2, terms_pb2
+from charter.v1 import api_key_pb2, signing_key_pb2, terms_pb2
+from charter_server.cli import app as server_app
 from charter_server.config import Settings
 from charter_server.demo import seed
 from charter_server.domain.models import Role
@@ -73,6 +80,10 @@ SHOWN_LANGUAGES = frozenset({"", "text", "csv", "json"})
 
 COMMAND_SECONDS = 30
 """The longest a subprocess of a shell block may take."""
+SERVE_SECONDS = 30
+"""The longest a server a block starts may take to serve, and then to stop."""
+BIN = Path(sys.executable).parent
+"""Where `charter-server` is installed, beside this interpreter."""
 
 
 # --- The README's blocks ---------------------------------------------------------------------
@@ -166,6 +177,10 @@ class World:
         self.attach_to_provenance = attach_to_provenance
         self.kek_path = str(workdir / "kek")
         self.witness_dir = str(workdir / "charter-witness")
+        self.postgres_url = ""
+        self.loopback_any_port = "127.0.0.1:0"
+        """Where a block's server listens here (only loopback addresses, a free port)."""
+        """A fresh PostgreSQL database, for a block `Run.postgresql` says is about PostgreSQL."""
         self.catalogue_csv = shown_block("Bulk import @1")
         """The CSV the Bulk import section shows: the file its command imports."""
 
@@ -253,6 +268,16 @@ def charter_cli(args: list[str], env: Mapping[str, str | None]) -> Any:
     return CliRunner().invoke(app, args, env=dict(env))
 
 
+def charter_server_cli(args: list[str], env: Mapping[str, str | None]) -> Any:
+    """Runs `charter-server` in this process, as tests/server does (not `serve`: see `Run.serves`); the
+    logging it configures for itself is undone afterwards, so the module's server logs on as before."""
+    config = structlog.get_config()
+    try:
+        return CliRunner().invoke(server_app, args, env=dict(env))
+    finally:
+        structlog.configure(**config)
+
+
 @dataclasses.dataclass(frozen=True)
 class Printed:
     """The first id of this kind (`chr`, `lic`, …) printed by an earlier command of the block, or by
@@ -282,6 +307,19 @@ class Run:
     before: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """Shell: a command's start → the `World` action done before it (for what the README says takes a
     moment, such as a new name reaching the prompt screen within a second)."""
+    serves: str = ""
+    """Shell: the start of a command that serves until it is stopped (`charter-server ... serve`): it
+    is started, awaited until it prints a line matching `serving` (`SERVE_SECONDS` at most), given to
+    `while_serving`, then stopped with SIGTERM, and must then end with one of `stop_codes`."""
+    serving: str = r'^(?=.*"event": "server\.started").*"port": (\d+)'
+    """What the command prints once it serves, with the port it serves on as the group (by default
+    the server's `server.started` log line)."""
+    stop_codes: tuple[int, ...] = (0,)
+    """How a command that `serves` may end after SIGTERM (a return code; minus a signal's number)."""
+    while_serving: Callable[[World, int, list[tuple[str, str]]], None] | None = None
+    """With the port it serves on and the commands before it with their output."""
+    postgresql: bool = False
+    """The block is about PostgreSQL: `World.postgres_url` is a fresh database (skipped without one)."""
     check: Callable[[World, dict[str, Any]], None] | None = None
     """Afterwards, with the Python block's names (a shell block's: its final environment, and its
     commands with their output under `"printed"`)."""
@@ -330,6 +368,25 @@ def _production_settings(world: World, env: dict[str, Any]) -> None:
     kek = settings.kek()
     assert kek is not None
     assert len(kek) == 32
+
+
+def _admin_key_works(world: World, port: int, printed: list[tuple[str, str]]) -> None:
+    secret = _output_of({"printed": printed}, "charter-server create-admin-key").strip()
+    with Client(f"127.0.0.1:{port}", api_key=secret) as client:
+        assert client.get_caller().role == api_key_pb2.ROLE_ADMIN
+
+
+def _console_signs_in(world: World, port: int, printed: list[tuple[str, str]]) -> None:
+    """The console serves its sign-in page, and signs the demo's rights holder in through the server."""
+    base = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=base, timeout=10) as browser:
+        page = browser.get("/sign-in")
+        assert page.status_code == 200, page.text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token is not None, page.text
+        signed_in = browser.post("/sign-in", data={"csrf_token": token.group(1), "api_key": world.rights_holder_key})
+        assert signed_in.status_code == 303, signed_in.text
+        assert "Aoi Hoshino" in browser.get("/catalogue").text
 
 
 def _proved(world: World, env: dict[str, Any]) -> None:
@@ -415,6 +472,23 @@ RUN: dict[str, Run] = {
         placeholders={'"127.0.0.1:50051"': "target"},
         given={"rights_holder_key": "rights_holder_key", "rights_holder_id": "rights_holder_id"},
     ),
+    "PostgreSQL #1": Run(
+        postgresql=True,
+        placeholders={
+            "postgresql://charter@db.example.internal:5432/charter": "postgres_url",
+            "0.0.0.0:50051": "loopback_any_port",
+        },
+        serves="charter-server --listen",
+        while_serving=_admin_key_works,
+    ),
+    "Web console (for rights holders, staff and auditors) #1": Run(
+        placeholders={"127.0.0.1:8080": "loopback_any_port", "127.0.0.1:50051": "target"},
+        serves="charter-server console",
+        serving=r"Charter console on http://127\.0\.0\.1:(\d+)",
+        # uvicorn shuts down on SIGTERM, then raises the signal again for its default action.
+        stop_codes=(0, -signal.SIGTERM),
+        while_serving=_console_signs_in,
+    ),
     "Transparency log (for rights holders and auditors) #1": Run(
         api_key="auditor_key",
         placeholders={
@@ -438,12 +512,8 @@ NOT_RUN: dict[str, str] = {
     "by tests/sdk/test_offline_readme.py, against a real server",
     "Offline-first: record keys, grant bundles, quota leases, decision records #2": "run by "
     "tests/sdk/test_offline_readme.py, against a real server",
-    "Web console (for rights holders, staff and auditors) #1": "serves the console until stopped, on a fixed port: "
-    "tests/console/test_demo_console.py starts it through `charter-server demo`, tests/console/ drive it",
     "Transparency log (for rights holders and auditors) #2": "needs no server; run by "
     "tests/unit/transparency/test_readme_example.py",
-    "PostgreSQL #1": "needs a PostgreSQL server at db.example.internal and serves on 0.0.0.0 until stopped: "
-    "tests/server/test_server_cli.py runs migrate and create-admin-key",
     "Docker #1": "needs Docker: tests/contract/test_dockerfile.py checks the Docker section against the Dockerfile",
     "Docker #2": "needs Docker (tests/contract/test_dockerfile.py)",
     "Docker #3": "needs Docker (tests/contract/test_dockerfile.py)",
@@ -529,6 +599,13 @@ def run_shell(block: Block, run: Run, world: World) -> dict[str, Any]:
             result = charter_cli(args, env)
             output, code = str(result.stdout), result.exit_code
             detail = result.output + (f"\n{result.exception!r}" if result.exception else "")
+        elif run.serves and line.startswith(run.serves):
+            output = _serve(world, run, [str(BIN / name), *args], env, printed)
+            code, detail = 0, ""
+        elif name == "charter-server":
+            result = charter_server_cli(args, env)
+            output, code = str(result.stdout), result.exit_code
+            detail = result.output + (f"\n{result.exception!r}" if result.exception else "")
         elif name == "python3":
             done = subprocess.run(
                 [sys.executable, *args],
@@ -546,6 +623,58 @@ def run_shell(block: Block, run: Run, world: World) -> dict[str, Any]:
             Path(out_file).write_text(output, encoding="utf-8")
         printed.append((line.strip(), output))
     return {**env, "printed": printed}
+
+
+def _serve(
+    world: World, run: Run, command: list[str], env: Mapping[str, str | None], printed: list[tuple[str, str]]
+) -> str:
+    """Starts a server a block runs, waits until it serves, hands it to `while_serving`, stops it with
+    SIGTERM; returns the line it printed when it started serving."""
+    process = subprocess.Popen(
+        command,
+        env={k: v for k, v in {**os.environ, **env, "CHARTER_LOG_FORMAT": "json"}.items() if v is not None},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        started = _started_line(process, re.compile(run.serving))
+        if run.while_serving is not None:
+            run.while_serving(world, int(started.group(1)), printed)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout=SERVE_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+    assert code in run.stop_codes, f"`{' '.join(command)}` exited {code} after SIGTERM"
+    return started.string
+
+
+def _started_line(process: subprocess.Popen[str], serving: re.Pattern[str]) -> re.Match[str]:
+    """The line the command prints once it serves, matched; fails after `SERVE_SECONDS` or when it
+    exits."""
+    assert process.stdout is not None
+    lines: list[str] = []
+    found: list[re.Match[str]] = []
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            matched = serving.search(line)
+            if matched:
+                found.append(matched)
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(SERVE_SECONDS)
+    assert found, f"the server did not serve within {SERVE_SECONDS} s:\n{''.join(lines)}"
+    return found[0]
 
 
 def _code_left_with_placeholders(code: str) -> list[str]:
@@ -617,10 +746,14 @@ def test_the_tests_named_for_blocks_not_run_here_exist() -> None:
             assert (ROOT / path).is_file(), f"NOT_RUN[{name!r}] names {path}, which does not exist"
 
 
-@pytest.mark.parametrize("name", list(RUN))
-def test_the_readme_block_runs(name: str, world: World) -> None:
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=[pytest.mark.postgres] if r.postgresql else []) for n, r in RUN.items()]
+)
+def test_the_readme_block_runs(name: str, world: World, request: pytest.FixtureRequest) -> None:
     (block,) = [b for b in runnable_blocks() if b.name == name]
     run = RUN[name]
+    if run.postgresql:
+        world.postgres_url = str(request.getfixturevalue("postgres_url"))
     gone = [p for p in run.placeholders if p not in block.text]
     assert not gone, f"{name}: RUN names placeholders the block no longer has: {gone}"
     for file_name, value in run.files.items():
@@ -635,3 +768,11 @@ def test_the_readme_block_runs(name: str, world: World) -> None:
         assert text in printed, f"{name} printed no {text!r}:\n{printed}"
     if run.check is not None:
         run.check(world, names)
+
+
+def test_the_bulk_import_json_example_imports(world: World) -> None:
+    """The JSON the Bulk import section shows is read by the same command as its CSV."""
+    (world.workdir / "catalogue.json").write_text(shown_block("Bulk import @2"), encoding="utf-8")
+    args = ["characters", "import", "catalogue.json", "--rights-holder", world.rights_holder_id]
+    result = charter_cli(args, world.env(world.admin_key))
+    assert result.exit_code == 0, result.output

@@ -4,6 +4,7 @@ and every command it prints pasted into a new shell that has no virtualenv on it
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,24 +18,19 @@ import pytest
 BIN = Path(sys.executable).parent
 COMMAND_INDENT = "  /"  # the printed commands start with the full path of a tool
 STARTUP_SECONDS = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
+LISTENING = re.compile(r"^Charter demo on 127\.0\.0\.1:(\d+) ")
 
 
 @pytest.fixture
 def demo_output(tmp_path: Path) -> Iterator[list[str]]:
-    """The lines the demo printed before it started serving; the process runs until the test ends."""
-    port = _free_port()
+    """The lines the demo printed before it started serving; the process runs until the test ends.
+
+    It listens on port 0, so the commands it prints must name the port it was given."""
     process = subprocess.Popen(
         [
             str(BIN / "charter-server"),
             *("--database-url", f"sqlite:///{tmp_path / 'demo.db'}"),
-            *("demo", "--listen", f"127.0.0.1:{port}"),
+            *("demo", "--listen", "127.0.0.1:0"),
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -53,6 +49,7 @@ def demo_output(tmp_path: Path) -> Iterator[list[str]]:
             lines.append(line.rstrip("\n"))
             if "statements show" in line:  # the last command it prints
                 break
+        (port,) = [int(m.group(1)) for m in map(LISTENING.match, lines) if m]
         _wait_for_port(port, deadline)
         yield lines
     finally:
