@@ -5,6 +5,7 @@ that no longer recomputes to what was signed.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import pytest
 from charter import transparency
 from charter.transparency.tiles import Tile
+from charter.v1 import decision_pb2
 from charter.v1 import transparency_pb2 as tp
 from charter_server.app import Services, build_services, open_database
 from charter_server.config import Settings
@@ -20,6 +22,7 @@ from charter_server.domain.errors import DataLoss, NotFound
 from charter_server.domain.models import Principal, Role, SigningKeyPurpose
 from charter_server.services.transparency.audit import audit
 from charter_server.services.transparency.reader import TransparencyLog
+from charter_server.services.transparency.receipts import ReceiptLog
 from charter_server.services.transparency.sequencer import LogHealth, Sequencer
 from charter_server.storage.database import Database
 from charter_server.storage.log_tables import LogEntryRow, LogTileRow
@@ -218,3 +221,58 @@ def test_the_sequencer_refuses_to_extend_damaged_tiles(log: Log) -> None:
     with log.db.uow() as uow:
         assert (uow.log.head().tree_size, uow.log.pending_count()) == (12, 1)
         assert set(uow.log.read_tiles([Tile(0, 0)])) == {Tile(0, 0)}
+
+
+def receipt_payload(character_id: str) -> bytes:
+    receipt = decision_pb2.DecisionReceipt(
+        receipt_id=f"rcp_{os.urandom(16).hex()}",
+        licensee_id="lic_1",
+        request_digest=os.urandom(32),
+        allowed=True,
+        characters=[decision_pb2.CharacterDecision(character_id=character_id, allowed=True, rights_holder_id="rh_1")],
+    )
+    receipt.decide_time.GetCurrentTime()
+    return receipt.SerializeToString()
+
+
+def test_the_sequencer_takes_its_own_replicas_receipts_into_its_batch_without_pending_rows(log: Log) -> None:
+    receipts = ReceiptLog(log.db)
+    sequencer = Sequencer(log.db, log.services.keys, log.settings.origin, LogHealth(), receipts=receipts)
+    sequencer.integrate()  # takes the lease (the keys' entries)
+    payloads = [receipt_payload(f"chr_{i}") for i in range(3)]
+    for payload in payloads:
+        receipts.add(payload, "key_generator")
+
+    with log.db.uow() as uow:
+        size_before = uow.log.head().tree_size
+    integrated = sequencer.integrate()
+
+    with log.db.uow() as uow:
+        entries = uow.log.entries(size_before, size_before + 10)
+        pending = uow.log.pending_count()
+    digests = [hashlib.sha256(p).digest() for p in payloads]
+    assert (integrated, pending, receipts.waiting()) == (3, 0, False)
+    assert [tp.LogEntry.FromString(e.entry).decision.receipt_digest for e in entries] == digests
+    assert not any(receipts.is_buffered(d) for d in digests)
+
+
+def test_receipts_stay_buffered_for_the_pending_entries_while_another_replica_sequences(log: Log) -> None:
+    receipts = ReceiptLog(log.db)
+    ours = Sequencer(log.db, log.services.keys, log.settings.origin, LogHealth(), receipts=receipts)
+    other = log.sequencer()
+    ours.integrate()  # ours holds the lease, then releases it to the other replica
+    with log.db.uow(write=True) as uow:
+        uow.log.release_lease(ours.holder)
+        uow.commit()
+    other.integrate()
+    payload = receipt_payload("chr_1")
+    receipts.add(payload, "key_generator")
+
+    taken = ours.integrate()  # refused the lease: the receipt stays
+    waiting = receipts.waiting()
+    flushed = receipts.flush()  # what the buffer's own thread does while the hand-over lapsed
+    with log.db.uow() as uow:
+        pending = uow.log.pending_count()
+    integrated = other.integrate()
+
+    assert (taken, waiting, flushed, pending, integrated) == (0, True, 1, 1, 1)
