@@ -348,6 +348,49 @@ def _fold_clusters(text: str, start: int, end: int, folded: str) -> str:
     return "".join(out)
 
 
+# Kana followed by a voicing mark that NFKC composes with it into one character: half-width
+# ``ｶﾞ``, ``ﾊﾟ`` (U+FF9E, U+FF9F) and decomposed ``か\u3099`` (U+3099, U+309A). Such a pair is
+# replaced, before the table is applied, by the composed character and a zero-width space: the
+# same fold (the cluster's NFKC is the composed character, since NFKD of the composed character
+# is NFKD of the pair), the same clusters (the zero-width space is ignorable, so it joins the
+# character before it like the mark did) and the same length, so the pair is folded in C, the
+# space joined like any ignorable, instead of cluster by cluster in Python.
+_VOICED_PAIR = re.compile("[\u3040-\u30ff\uff66-\uff9d][\u3099\u309a\uff9e\uff9f]")
+_ZERO_WIDTH_SPACE = "\u200b"
+
+
+@lru_cache(maxsize=1)
+def _voiced_pairs() -> dict[str, str]:
+    """Every pair of a kana and a voicing mark that NFKC composes into one character → that
+    character and a zero-width space."""
+    pairs = {}
+    for base in itertools.chain(range(0x3040, 0x3100), range(0xFF66, 0xFF9E)):
+        for mark in "\u3099\u309a\uff9e\uff9f":
+            composed = unicodedata.normalize("NFKC", chr(base) + mark)
+            if len(composed) == 1:
+                pairs[chr(base) + mark] = composed + _ZERO_WIDTH_SPACE
+    return pairs
+
+
+def _voiced_text(text: str) -> str:
+    """``text`` with its composable voiced pairs replaced (``text`` itself if it has none)."""
+    found = _VOICED_PAIR.findall(text)
+    if not found:
+        return text
+    pairs = _voiced_pairs()
+    for pair in set(found):  # a handful of distinct pairs, however many times each occurs
+        composed = pairs.get(pair)
+        if composed is not None:
+            text = text.replace(pair, composed)
+    return text
+
+
+def _voiced_composed(run: str, folded: str, table: dict[int, int]) -> str:
+    """The fold of ``run`` (``folded``, which has _MARK) after its voiced pairs are composed."""
+    composed = _voiced_text(run)
+    return folded if composed is run else composed.translate(table)
+
+
 def _fold_run(error: UnicodeError) -> tuple[bytes, int]:
     """Encoding error handler: fold a run of non-ASCII characters through ``_TABLE``.
 
@@ -358,6 +401,8 @@ def _fold_run(error: UnicodeError) -> tuple[bytes, int]:
         raise error
     text, start, end = error.object, error.start, error.end
     folded = text[start:end].translate(_TABLE)
+    if _MARK in folded:
+        folded = _voiced_composed(text[start:end], folded, _TABLE)
     if _LATIN_MARK in folded or _DROPPED in folded:
         folded = _resolve(folded, chr(_ASCII_FOLD[ord(text[start - 1])]) if start else "")
     if _MARK in folded:
@@ -387,7 +432,10 @@ def _fold_one_to_one(text: str) -> str | None:
     try:
         if len(text) < _WHOLE_TEXT:
             return text.encode("ascii", _handler()).translate(_ASCII_FOLD).decode()
-        folded = _resolve(text.translate(_TABLE), "")
+        folded = text.translate(_TABLE)
+        if _MARK in folded:
+            folded = _voiced_composed(text, folded, _TABLE)
+        folded = _resolve(folded, "")
         return _fold_clusters(text, 0, len(text), folded) if _MARK in folded else folded
     except _NotOneToOne:
         return None
@@ -408,10 +456,16 @@ def _fold_wide(text: str) -> tuple[str, str | None, int]:
     how many clusters were folded one by one in Python: only those with a mark that does not
     simply join its character (a kana voicing mark, a mark after a character of another script).
     """
-    wide = _resolve(text.translate(_WIDE), "")
+    wide = text.translate(_WIDE)
+    measured = text
+    if _MARK in wide:
+        composed = _voiced_text(text)
+        if composed is not text:
+            wide, measured = composed.translate(_WIDE), composed
+    wide = _resolve(wide, "")
     if _MARK not in wide and _BASE_MARK not in wide:
-        return wide, (None if len(wide) == len(text) else text.translate(_LENGTHS)), 0
-    lengths = text.translate(_LENGTHS)
+        return wide, (None if len(wide) == len(text) else measured.translate(_LENGTHS)), 0
+    lengths = measured.translate(_LENGTHS)
     # ends[i]: where character i's fold ends in ``wide`` (needed only where folds are wider).
     ends = None if len(wide) == len(text) else list(itertools.accumulate(map(ord, lengths)))
     pieces: list[str] = []

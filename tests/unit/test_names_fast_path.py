@@ -24,7 +24,7 @@ from . import names_reference as ref
 TRICKY = (
     "aAzZ09 -_,.!?\t\n\x00\x7f"  # ASCII letters, digits, separators, controls
     "éÉÅøßﬁİŉǅ\u0301\u0308\u0345<\u0338\u20e3"  # accents, marks, expansions, a dotted capital I
-    "\u3099\u309aｶﾞﾟﾊﾐｸｰ"  # voicing marks, half-width kana and voiced half-width kana
+    "\u3099\u309aｶﾞﾟﾊﾐｸｰｳﾜｦわワゝ"  # voicing marks, half-width kana, kana that compose with them and that do not
     "ミクはつねー初音々〆〇ヽヾ・、。「」\u3000"  # kana, kanji, marks, CJK punctuation
     "ㄅꀀ가각ㄱ"  # bopomofo, Yi, Hangul and a compatibility jamo
     "ＡＭｍ１！①㍿"  # full-width forms, a circled digit, a squared word
@@ -103,7 +103,7 @@ def test_every_joining_mark_after_every_kind_of_character() -> None:
     and at the very start."""
     joining = [chr(c) for c in range(0x30000) if unicodedata.combining(chr(c))] + ["\uff9e", "\uff9f"]
     for mark in joining:
-        for base in ("", "a", "<", " ", "カ", "ｶ", "é", "ß", "初", "Ａ"):
+        for base in ("", "a", "<", " ", "カ", "ｶ", "ﾊ", "ｳ", "ｦ", "ワ", "わ", "ゝ", "é", "ß", "初", "Ａ"):
             for text in (f"{base}{mark}", f"x {base}{mark}{mark}y", f"初{base}{mark}"):
                 assert normalize_with_offsets(text) == ref.normalize_with_offsets(text), repr(text)
     for code in range(0x80):
