@@ -401,6 +401,10 @@ def _fold_run(error: UnicodeError) -> tuple[bytes, int]:
         raise error
     text, start, end = error.object, error.start, error.end
     folded = text[start:end].translate(_TABLE)
+    # A fold is a letter, a digit or " " per character, all printable; _MARK, _LATIN_MARK and
+    # _DROPPED are not, so one check answers the common run (nothing to join).
+    if folded.isprintable():
+        return folded.encode(), end
     if _MARK in folded:
         folded = _voiced_composed(text[start:end], folded, _TABLE)
     if _LATIN_MARK in folded or _DROPPED in folded:
@@ -521,7 +525,7 @@ class NormalizedText:
     counting separators, only for the ranges asked for.
     """
 
-    __slots__ = ("_cursor", "_ends", "_folded", "_joined", "_lengths", "_spans", "key", "slow_clusters")
+    __slots__ = ("_cursor", "_ends", "_folded", "_joined", "_last", "_lengths", "_spans", "key", "slow_clusters")
 
     def __init__(
         self,
@@ -545,6 +549,9 @@ class NormalizedText:
         # character), and their running sums, made on first need.
         self._lengths = lengths
         self._ends: list[int] | None = None
+        # The last range asked for and its answer (a boundary check and the report that follows
+        # it ask for the same range).
+        self._last: tuple[int, int, tuple[int, int]] = (-1, -1, (0, 0))
         self.slow_clusters = 0
         """How many clusters were folded one by one in Python (the rest in C)."""
 
@@ -563,11 +570,18 @@ class NormalizedText:
         if folded is None:
             assert self._spans is not None
             return self._spans[start][0], self._spans[end - 1][1]
+        last = self._last
+        if last[0] == start and last[1] == end:
+            return last[2]
         key = self.key
         k0, i0 = self._cursor
         if start < k0:
             k0, i0 = 0, 0
-        first = _locate(key, folded, start, k0, i0)
+        # _locate(key, folded, start, k0, i0), inline (the common case: one or two counts).
+        first = i0 + (start - k0)
+        base = first - key.count(" ", k0, start)
+        while (found := base + folded.count(" ", i0, first + 1)) != first:
+            first = found
         self._cursor = (start, first)
         stop = first + (end - start)
         if folded[first:stop] != key[start:end]:  # spaced otherwise in the text than in the key
@@ -581,10 +595,10 @@ class NormalizedText:
             if joined is not None:  # the range ends after the marks joined to its last character
                 while stop < len(ends) and joined[ends[stop - 1]] == _JOINED:
                     stop += 1
-            return first, stop
-        if joined is not None:  # the range ends after the marks joined to its last character
+        elif joined is not None:  # the range ends after the marks joined to its last character
             while stop < len(joined) and joined[stop] == _JOINED:
                 stop += 1
+        self._last = (start, end, (first, stop))
         return first, stop
 
 
