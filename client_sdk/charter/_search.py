@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -108,13 +108,15 @@ class Search:
         return self._work
 
     def __init__(
-        self, index: ScreenIndex, prompt: str, searched: str, work: ScreenWork | None, *, skeleton: bool = False
+        self, index: ScreenIndex, prompt: str, work: ScreenWork | None, replace: Mapping[int, str] | None = None
     ) -> None:
+        """Search ``prompt``, or (the look-alike search) ``prompt`` with ``replace`` applied: the
+        look-alike characters replaced by their prototypes (one character for one)."""
         self._index = index
         self._prompt = prompt
-        self._text: NormalizedText = normalize_text(searched)
+        self._text: NormalizedText = normalize_text(prompt, replace)
         self._key = self._text.key
-        self._skeleton = skeleton
+        self._skeleton = replace is not None
         # The counts, made on first need when the caller did not ask for them: the analysers'
         # budget is kept in them, so a search that needs one always has them.
         self._work = work

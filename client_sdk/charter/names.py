@@ -36,7 +36,7 @@ import codecs
 import itertools
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 
 import regex
@@ -388,7 +388,15 @@ def _voiced_text(text: str) -> str:
 def _voiced_composed(run: str, folded: str, table: dict[int, int]) -> str:
     """The fold of ``run`` (``folded``, which has _MARK) after its voiced pairs are composed."""
     composed = _voiced_text(run)
-    return folded if composed is run else composed.translate(table)
+    if composed is run:
+        return folded
+    joining = _LATIN_MARK in folded or _DROPPED in folded
+    folded = composed.translate(table)
+    if joining or _MARK in folded or _LATIN_MARK in folded:
+        return folded
+    # Nothing else joins in the run: each zero-width space put in follows its composed kana and
+    # joins it, as `_resolve` would find (one replacement instead of its expressions).
+    return folded.replace(_DROPPED, _JOINED)
 
 
 def _fold_run(error: UnicodeError) -> tuple[bytes, int]:
@@ -452,7 +460,46 @@ def _cluster_wide(cluster: str) -> str:
     return folded if folded.strip(" ") else " "
 
 
-def _fold_wide(text: str) -> tuple[str, str | None, int]:
+def _running_sums(lengths: str) -> list[int]:
+    """Where each character's fold ends, from the lengths of the folds (as characters)."""
+    try:  # the lengths as bytes iterate as integers, twice as fast as through ord
+        return list(itertools.accumulate(lengths.encode("latin-1")))
+    except UnicodeEncodeError:  # a cluster that folds to 256 characters or more
+        return list(itertools.accumulate(map(ord, lengths)))
+
+
+class _Replaced(dict[int, str]):
+    """``table`` (`_WIDE` or `_LENGTHS`) of the text with ``replace`` applied first: code point →
+    the entry of its replacement (or of itself); kept as `_FoldTable` keeps its entries. One
+    translation of the text then does what replacing and folding do in two."""
+
+    def __init__(self, replace: Mapping[int, str], table: dict[int, str]) -> None:
+        super().__init__()
+        self._replace = replace
+        self._table = table
+
+    def __missing__(self, code: int) -> str:
+        to = self._replace.get(code)
+        value = self._table[code if to is None else ord(to)]
+        if code < 0x10000 or unicodedata.category(chr(code))[0] != "C":
+            self[code] = value
+        return value
+
+
+# Per replacement map (by identity; the map is kept alive here): its `_WIDE` and `_LENGTHS`.
+_REPLACED: dict[int, tuple[Mapping[int, str], _Replaced, _Replaced]] = {}
+
+
+def _replaced_tables(replace: Mapping[int, str]) -> tuple[_Replaced, _Replaced]:
+    found = _REPLACED.get(id(replace))
+    if found is None or found[0] is not replace:
+        if len(_REPLACED) >= 4:  # a handful of maps in a process (one: the look-alike skeleton)
+            _REPLACED.clear()
+        found = _REPLACED[id(replace)] = (replace, _Replaced(replace, _WIDE), _Replaced(replace, _LENGTHS))
+    return found[1], found[2]
+
+
+def _fold_wide(text: str, replace: Mapping[int, str] | None = None) -> tuple[str, str | None, int]:
     """``text`` folded character by character in C, a character's fold as long as it is.
 
     Returns the fold (separators as " ", marks joined to the character before them as _JOINED),
@@ -460,18 +507,19 @@ def _fold_wide(text: str) -> tuple[str, str | None, int]:
     how many clusters were folded one by one in Python: only those with a mark that does not
     simply join its character (a kana voicing mark, a mark after a character of another script).
     """
-    wide = text.translate(_WIDE)
+    wide_table, length_table = (_WIDE, _LENGTHS) if replace is None else _replaced_tables(replace)
+    wide = text.translate(wide_table)
     measured = text
-    if _MARK in wide:
+    if _MARK in wide and replace is None:  # (replaced text folds its voiced pairs by cluster)
         composed = _voiced_text(text)
         if composed is not text:
-            wide, measured = composed.translate(_WIDE), composed
+            wide, measured = composed.translate(wide_table), composed
     wide = _resolve(wide, "")
     if _MARK not in wide and _BASE_MARK not in wide:
-        return wide, (None if len(wide) == len(text) else measured.translate(_LENGTHS)), 0
-    lengths = measured.translate(_LENGTHS)
+        return wide, (None if len(wide) == len(text) else measured.translate(length_table)), 0
+    lengths = measured.translate(length_table)
     # ends[i]: where character i's fold ends in ``wide`` (needed only where folds are wider).
-    ends = None if len(wide) == len(text) else list(itertools.accumulate(map(ord, lengths)))
+    ends = None if len(wide) == len(text) else _running_sums(lengths)
     pieces: list[str] = []
     widths: list[str] = []
     done = done_text = slow = 0
@@ -481,7 +529,7 @@ def _fold_wide(text: str) -> tuple[str, str | None, int]:
         # A run of marks belongs to the character before it (if any); a _BASE_MARK is the base.
         first = index - 1 if index and wide[at] == _MARK else index
         stop = index + (end - at)  # every mark and _BASE_MARK is one character of the fold
-        folded = _cluster_wide(text[first:stop])
+        folded = _cluster_wide(text[first:stop] if replace is None else text[first:stop].translate(replace))
         start = first if ends is None or not first else ends[first - 1]
         pieces += (wide[done:start], folded, _JOINED * (stop - first - 1))
         widths += (lengths[done_text:first], chr(len(folded)), "\x01" * (stop - first - 1))
@@ -590,7 +638,7 @@ class NormalizedText:
         if self._lengths is not None:  # fold positions to text positions
             ends = self._ends
             if ends is None:
-                ends = self._ends = list(itertools.accumulate(map(ord, self._lengths)))
+                ends = self._ends = _running_sums(self._lengths)
             first, stop = bisect.bisect_right(ends, first), bisect.bisect_right(ends, stop - 1) + 1
             if joined is not None:  # the range ends after the marks joined to its last character
                 while stop < len(ends) and joined[ends[stop - 1]] == _JOINED:
@@ -613,8 +661,8 @@ def _pieces(folded: str) -> Iterator[tuple[int, int, str]]:
         index = stop
 
 
-def _wide_text(text: str) -> NormalizedText:
-    folded, lengths, slow = _fold_wide(text)
+def _wide_text(text: str, replace: Mapping[int, str] | None = None) -> NormalizedText:
+    folded, lengths, slow = _fold_wide(text, replace)
     if _JOINED in folded:
         normalized = NormalizedText(
             _squeeze(folded.replace(_JOINED, "")), folded.replace(_JOINED, " "), None, folded, lengths
@@ -625,8 +673,19 @@ def _wide_text(text: str) -> NormalizedText:
     return normalized
 
 
-def normalize_text(text: str) -> NormalizedText:
-    """Normalise ``text`` for searching: its key and a map from key ranges back to the text."""
+def normalize_text(text: str, replace: Mapping[int, str] | None = None) -> NormalizedText:
+    """Normalise ``text`` for searching: its key and a map from key ranges back to the text.
+
+    Args:
+        text: The text.
+        replace: Code point → one character, applied to ``text`` first (``text.translate``), as
+            the look-alike screen does; on a long text, in the same pass as the fold. Spans are
+            of ``text`` (a replacement is one character for one).
+    """
+    if replace is not None:
+        if len(text) >= _WHOLE_TEXT:
+            return _wide_text(text, replace)
+        text = text.translate(replace)
     folded = _fold_one_to_one(text) if len(text) < _WHOLE_TEXT else None
     if folded is None:
         return _wide_text(text)

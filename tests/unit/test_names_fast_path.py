@@ -204,3 +204,28 @@ def test_every_code_point_folds_as_the_reference_on_the_wide_path_too() -> None:
 @given(texts)
 def test_long_texts_on_the_wide_path_equal_the_reference(text: str) -> None:
     assert agrees_with_the_reference(("ß" + text) * (1100 // (len(text) + 1) + 1))
+
+
+# One character for one, as the look-alike screen replaces: letters to letters of other scripts,
+# a letter to a mark and a mark to a letter, a separator to a letter and a letter to a separator.
+REPLACE = {ord("м"): "m", ord("Ω"): "O", ord("a"): "\u0301", ord("\u0308"): "e", ord("!"): "l", ord("z"): "-"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts)
+def test_a_replacement_made_in_the_fold_equals_folding_the_replaced_text(text: str) -> None:
+    """``normalize_text(text, replace)`` folds a long text and replaces its characters in one
+    pass: the same key and spans as replacing first and folding the result."""
+    for sample in (text, ("x" + text) * (1100 // (len(text) + 1) + 1)):
+        expected = normalize_text(sample.translate(REPLACE))
+        found = normalize_text(sample, REPLACE)
+        assert found.key == expected.key
+        key = expected.key
+        for first in range(0, len(key), 7):
+            start, end = first, min(len(key), first + 5)
+            while start < end and key[start] == " ":
+                start += 1
+            while end > start and key[end - 1] == " ":
+                end -= 1
+            if start < end:
+                assert found.span(start, end) == expected.span(start, end)
