@@ -25,8 +25,11 @@ Prompt screening normalises every prompt, so the common case is kept fast: when 
 of the text is its own cluster and folds to exactly one character (no combining or voicing
 marks, no expansions such as ``ß`` → ``ss``), the text is folded one to one with C-speed string
 operations (a byte table for ASCII, a cached per-character table for the rest) and the spaces
-are then squeezed out; key positions map back to the text by counting separators. Any other
-text takes the general, cluster-by-cluster path. Both give the same result.
+are then squeezed out; key positions map back to the text by counting separators. A kana
+followed by a voicing mark that NFKC composes with it (half-width ``ｶﾞ``, ``ﾊﾟ``; decomposed
+``か`` + U+3099) takes that path too: the pair is first replaced by the composed character and a
+zero-width space, which fold and cluster alike. Any other text takes the general,
+cluster-by-cluster path. Both give the same result.
 """
 
 from __future__ import annotations
