@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,6 +34,16 @@ if TYPE_CHECKING:
     from charter.screen import ScreenIndex
 
 Rule = DetectionRule
+# The rules the search reports, read once (an enum member read from its class costs a look-up
+# through the class each time).
+_EXACT, _PLURAL, _JOINED_RULE, _HASHTAG_RULE, _SKELETON_RULE = (
+    Rule.EXACT,
+    Rule.PLURAL,
+    Rule.JOINED,
+    Rule.HASHTAG,
+    Rule.SKELETON,
+)
+_NOTHING: frozenset[str] = frozenset()
 # One character a key stands for: (character id, name as registered, ambiguous, rule).
 Entry = tuple[str, str, bool, Rule]
 # A keyword a key stands for: (index of the keyword set in the index, index of the keyword).
@@ -83,26 +93,8 @@ class ScreenWork:
 _FIELDS = tuple(f.name for f in dataclasses.fields(Detection))
 if _FIELDS != ("character_id", "matched_alias", "start", "end", "text", "ambiguous", "rule", "keyword_set"):
     raise RuntimeError(f"charter._search makes Detection objects field by field; its fields changed: {_FIELDS}")
-_SET_ID, _SET_ALIAS, _SET_START, _SET_END, _SET_TEXT, _SET_AMBIGUOUS, _SET_RULE, _SET_SET = (
-    getattr(Detection, name).__set__ for name in _FIELDS
-)
+_SETTERS = tuple(getattr(Detection, name).__set__ for name in _FIELDS)
 _new = object.__new__
-
-
-def _detection(
-    character_id: str, alias: str, start: int, end: int, text: str, ambiguous: bool, rule: Rule, keyword_set: str = ""
-) -> Detection:
-    """``Detection(character_id, alias, start, end, text, ambiguous, rule, keyword_set)``, made faster."""
-    made: Detection = _new(Detection)
-    _SET_ID(made, character_id)
-    _SET_ALIAS(made, alias)
-    _SET_START(made, start)
-    _SET_END(made, end)
-    _SET_TEXT(made, text)
-    _SET_AMBIGUOUS(made, ambiguous)
-    _SET_RULE(made, rule)
-    _SET_SET(made, keyword_set)
-    return made
 
 
 class Search:
@@ -116,13 +108,15 @@ class Search:
         return self._work
 
     def __init__(
-        self, index: ScreenIndex, prompt: str, searched: str, work: ScreenWork | None, *, skeleton: bool = False
+        self, index: ScreenIndex, prompt: str, work: ScreenWork | None, replace: Mapping[int, str] | None = None
     ) -> None:
+        """Search ``prompt``, or (the look-alike search) ``prompt`` with ``replace`` applied: the
+        look-alike characters replaced by their prototypes (one character for one)."""
         self._index = index
         self._prompt = prompt
-        self._text: NormalizedText = normalize_text(searched)
+        self._text: NormalizedText = normalize_text(prompt, replace)
         self._key = self._text.key
-        self._skeleton = skeleton
+        self._skeleton = replace is not None
         # The counts, made on first need when the caller did not ask for them: the analysers'
         # budget is kept in them, so a search that needs one always has them.
         self._work = work
@@ -141,7 +135,7 @@ class Search:
         characters (with their ambiguity) in ``full``, reported `MAX_OCCURRENCES` times already."""
         key = self._key
         last = len(key) - 1
-        suppressed = self._index._suppressed if self._skeleton else frozenset()
+        suppressed = self._index._suppressed if self._skeleton else _NOTHING
         # The automaton reports matches by end, and a longer match before a shorter one with the
         # same end. Kept that way, a new match swallows the kept matches that start inside it, and
         # is itself inside a kept match only if that one has the same end and starts earlier.
@@ -182,7 +176,11 @@ class Search:
                     plural = True
                 elif not self._soft_end(end, entries):
                     continue
-            if ((cjk_start and start) or (cjk_end and end < last)) and not self._cjk_ok(start, end, cjk_start, cjk_end):
+            # Only a CJK neighbour (from U+3005 on: `is_cjk`) needs the CJK rules, checked first.
+            if (
+                (cjk_start and start and key[start - 1] >= "\u3005")
+                or (cjk_end and end < last and key[end + 1] >= "\u3005")
+            ) and not self._cjk_ok(start, end, cjk_start, cjk_end):
                 continue
             if suppressed and word in suppressed:
                 continue
@@ -209,21 +207,32 @@ class Search:
     ) -> list[Detection]:
         """The detections of the kept matches, with their spans in the prompt and the rule reported."""
         found: list[Detection] = []
-        text, prompt = self._text, self._prompt
+        span, prompt = self._text.span, self._prompt
+        set_id, set_alias, set_start, set_end, set_text, set_ambiguous, set_rule, set_set = _SETTERS
         for start, end, entries, plural in kept:
-            first, stop = text.span(start, end)
+            first, stop = span(start, end)
             matched = prompt[first:stop]
             for character_id, alias, ambiguous, rule in entries:
                 reported = rule
                 if seen is not None:
                     if (character_id, first, stop) in seen:
                         continue
-                    reported = Rule.SKELETON
-                elif plural and rule is Rule.EXACT:
-                    reported = Rule.PLURAL
-                elif rule is Rule.JOINED and self._in_hashtag(first):
-                    reported = Rule.HASHTAG
-                found.append(_detection(character_id, alias, first, stop, matched, ambiguous, reported))
+                    reported = _SKELETON_RULE
+                elif plural and rule is _EXACT:
+                    reported = _PLURAL
+                elif rule is _JOINED_RULE and self._in_hashtag(first):
+                    reported = _HASHTAG_RULE
+                # Detection(character_id, alias, first, stop, matched, ambiguous, reported), made faster
+                made: Detection = _new(Detection)
+                set_id(made, character_id)
+                set_alias(made, alias)
+                set_start(made, first)
+                set_end(made, stop)
+                set_text(made, matched)
+                set_ambiguous(made, ambiguous)
+                set_rule(made, reported)
+                set_set(made, "")
+                found.append(made)
         return found
 
     # Boundaries --------------------------------------------------------------------------------
@@ -235,7 +244,7 @@ class Search:
         prompt = self._prompt
         if first and ((prompt[first - 1].islower() and prompt[first].isupper()) or is_ignorable(prompt[first - 1])):
             return True
-        return any(rule is Rule.JOINED for *_, rule in entries) and self._in_hashtag(first)
+        return any(rule is _JOINED_RULE for *_, rule in entries) and self._in_hashtag(first)
 
     def _soft_end(self, end: int, entries: tuple[Entry, ...]) -> bool:
         """As `_soft_start`, for the end of a key."""
@@ -245,7 +254,7 @@ class Search:
             return True
         if is_ignorable(prompt[stop - 1]) or (stop < len(prompt) and is_ignorable(prompt[stop])):
             return True
-        return any(rule is Rule.JOINED for *_, rule in entries) and self._in_hashtag(stop - 1)
+        return any(rule is _JOINED_RULE for *_, rule in entries) and self._in_hashtag(stop - 1)
 
     def _plural(self, end: int) -> int:
         """How many characters of an English plural ending follow the key ending at ``end``."""

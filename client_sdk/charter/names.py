@@ -25,8 +25,11 @@ Prompt screening normalises every prompt, so the common case is kept fast: when 
 of the text is its own cluster and folds to exactly one character (no combining or voicing
 marks, no expansions such as ``ß`` → ``ss``), the text is folded one to one with C-speed string
 operations (a byte table for ASCII, a cached per-character table for the rest) and the spaces
-are then squeezed out; key positions map back to the text by counting separators. Any other
-text takes the general, cluster-by-cluster path. Both give the same result.
+are then squeezed out; key positions map back to the text by counting separators. A kana
+followed by a voicing mark that NFKC composes with it (half-width ``ｶﾞ``, ``ﾊﾟ``; decomposed
+``か`` + U+3099) takes that path too: the pair is first replaced by the composed character and a
+zero-width space, which fold and cluster alike. Any other text takes the general,
+cluster-by-cluster path. Both give the same result.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import codecs
 import itertools
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 
 import regex
@@ -289,7 +292,9 @@ _LATIN_OR_DIGIT = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _BASE_MARK = "\x01"
 # The clusters of a wide fold to be folded whole: a run of joining characters left as _MARK
 # (after the character before them), or a _BASE_MARK and the run of them after it.
-_WHOLE_CLUSTER = re.compile("\x01?\x00+|\x01")
+# (Written to start with a class, so that the engine skips to candidates with one scan instead
+# of trying the optional _BASE_MARK at every position: eight times faster on a long text.)
+_WHOLE_CLUSTER = re.compile("[\x00\x01]\x00*")
 
 
 class _WideTable(dict[int, str]):
@@ -348,6 +353,57 @@ def _fold_clusters(text: str, start: int, end: int, folded: str) -> str:
     return "".join(out)
 
 
+# Kana followed by a voicing mark that NFKC composes with it into one character: half-width
+# ``ｶﾞ``, ``ﾊﾟ`` (U+FF9E, U+FF9F) and decomposed ``か\u3099`` (U+3099, U+309A). Such a pair is
+# replaced, before the table is applied, by the composed character and a zero-width space: the
+# same fold (the cluster's NFKC is the composed character, since NFKD of the composed character
+# is NFKD of the pair), the same clusters (the zero-width space is ignorable, so it joins the
+# character before it like the mark did) and the same length, so the pair is folded in C, the
+# space joined like any ignorable, instead of cluster by cluster in Python.
+_VOICED_PAIR = re.compile("[\u3040-\u30ff\uff66-\uff9d][\u3099\u309a\uff9e\uff9f]")
+_ZERO_WIDTH_SPACE = "\u200b"
+
+
+@lru_cache(maxsize=1)
+def _voiced_pairs() -> dict[str, str]:
+    """Every pair of a kana and a voicing mark that NFKC composes into one character → that
+    character and a zero-width space."""
+    pairs = {}
+    for base in itertools.chain(range(0x3040, 0x3100), range(0xFF66, 0xFF9E)):
+        for mark in "\u3099\u309a\uff9e\uff9f":
+            composed = unicodedata.normalize("NFKC", chr(base) + mark)
+            if len(composed) == 1:
+                pairs[chr(base) + mark] = composed + _ZERO_WIDTH_SPACE
+    return pairs
+
+
+def _voiced_text(text: str) -> str:
+    """``text`` with its composable voiced pairs replaced (``text`` itself if it has none)."""
+    found = _VOICED_PAIR.findall(text)
+    if not found:
+        return text
+    pairs = _voiced_pairs()
+    for pair in set(found):  # a handful of distinct pairs, however many times each occurs
+        composed = pairs.get(pair)
+        if composed is not None:
+            text = text.replace(pair, composed)
+    return text
+
+
+def _voiced_composed(run: str, folded: str, table: dict[int, int]) -> str:
+    """The fold of ``run`` (``folded``, which has _MARK) after its voiced pairs are composed."""
+    composed = _voiced_text(run)
+    if composed is run:
+        return folded
+    joining = _LATIN_MARK in folded or _DROPPED in folded
+    folded = composed.translate(table)
+    if joining or _MARK in folded or _LATIN_MARK in folded:
+        return folded
+    # Nothing else joins in the run: each zero-width space put in follows its composed kana and
+    # joins it, as `_resolve` would find (one replacement instead of its expressions).
+    return folded.replace(_DROPPED, _JOINED)
+
+
 def _fold_run(error: UnicodeError) -> tuple[bytes, int]:
     """Encoding error handler: fold a run of non-ASCII characters through ``_TABLE``.
 
@@ -358,6 +414,12 @@ def _fold_run(error: UnicodeError) -> tuple[bytes, int]:
         raise error
     text, start, end = error.object, error.start, error.end
     folded = text[start:end].translate(_TABLE)
+    # A fold is a letter, a digit or " " per character, all printable; _MARK, _LATIN_MARK and
+    # _DROPPED are not, so one check answers the common run (nothing to join).
+    if folded.isprintable():
+        return folded.encode(), end
+    if _MARK in folded:
+        folded = _voiced_composed(text[start:end], folded, _TABLE)
     if _LATIN_MARK in folded or _DROPPED in folded:
         folded = _resolve(folded, chr(_ASCII_FOLD[ord(text[start - 1])]) if start else "")
     if _MARK in folded:
@@ -387,7 +449,10 @@ def _fold_one_to_one(text: str) -> str | None:
     try:
         if len(text) < _WHOLE_TEXT:
             return text.encode("ascii", _handler()).translate(_ASCII_FOLD).decode()
-        folded = _resolve(text.translate(_TABLE), "")
+        folded = text.translate(_TABLE)
+        if _MARK in folded:
+            folded = _voiced_composed(text, folded, _TABLE)
+        folded = _resolve(folded, "")
         return _fold_clusters(text, 0, len(text), folded) if _MARK in folded else folded
     except _NotOneToOne:
         return None
@@ -400,7 +465,46 @@ def _cluster_wide(cluster: str) -> str:
     return folded if folded.strip(" ") else " "
 
 
-def _fold_wide(text: str) -> tuple[str, str | None, int]:
+def _running_sums(lengths: str) -> list[int]:
+    """Where each character's fold ends, from the lengths of the folds (as characters)."""
+    try:  # the lengths as bytes iterate as integers, twice as fast as through ord
+        return list(itertools.accumulate(lengths.encode("latin-1")))
+    except UnicodeEncodeError:  # a cluster that folds to 256 characters or more
+        return list(itertools.accumulate(map(ord, lengths)))
+
+
+class _Replaced(dict[int, str]):
+    """``table`` (`_WIDE` or `_LENGTHS`) of the text with ``replace`` applied first: code point →
+    the entry of its replacement (or of itself); kept as `_FoldTable` keeps its entries. One
+    translation of the text then does what replacing and folding do in two."""
+
+    def __init__(self, replace: Mapping[int, str], table: dict[int, str]) -> None:
+        super().__init__()
+        self._replace = replace
+        self._table = table
+
+    def __missing__(self, code: int) -> str:
+        to = self._replace.get(code)
+        value = self._table[code if to is None else ord(to)]
+        if code < 0x10000 or unicodedata.category(chr(code))[0] != "C":
+            self[code] = value
+        return value
+
+
+# Per replacement map (by identity; the map is kept alive here): its `_WIDE` and `_LENGTHS`.
+_REPLACED: dict[int, tuple[Mapping[int, str], _Replaced, _Replaced]] = {}
+
+
+def _replaced_tables(replace: Mapping[int, str]) -> tuple[_Replaced, _Replaced]:
+    found = _REPLACED.get(id(replace))
+    if found is None or found[0] is not replace:
+        if len(_REPLACED) >= 4:  # a handful of maps in a process (one: the look-alike skeleton)
+            _REPLACED.clear()
+        found = _REPLACED[id(replace)] = (replace, _Replaced(replace, _WIDE), _Replaced(replace, _LENGTHS))
+    return found[1], found[2]
+
+
+def _fold_wide(text: str, replace: Mapping[int, str] | None = None) -> tuple[str, str | None, int]:
     """``text`` folded character by character in C, a character's fold as long as it is.
 
     Returns the fold (separators as " ", marks joined to the character before them as _JOINED),
@@ -408,12 +512,19 @@ def _fold_wide(text: str) -> tuple[str, str | None, int]:
     how many clusters were folded one by one in Python: only those with a mark that does not
     simply join its character (a kana voicing mark, a mark after a character of another script).
     """
-    wide = _resolve(text.translate(_WIDE), "")
+    wide_table, length_table = (_WIDE, _LENGTHS) if replace is None else _replaced_tables(replace)
+    wide = text.translate(wide_table)
+    measured = text
+    if _MARK in wide and replace is None:  # (replaced text folds its voiced pairs by cluster)
+        composed = _voiced_text(text)
+        if composed is not text:
+            wide, measured = composed.translate(wide_table), composed
+    wide = _resolve(wide, "")
     if _MARK not in wide and _BASE_MARK not in wide:
-        return wide, (None if len(wide) == len(text) else text.translate(_LENGTHS)), 0
-    lengths = text.translate(_LENGTHS)
+        return wide, (None if len(wide) == len(text) else measured.translate(length_table)), 0
+    lengths = measured.translate(length_table)
     # ends[i]: where character i's fold ends in ``wide`` (needed only where folds are wider).
-    ends = None if len(wide) == len(text) else list(itertools.accumulate(map(ord, lengths)))
+    ends = None if len(wide) == len(text) else _running_sums(lengths)
     pieces: list[str] = []
     widths: list[str] = []
     done = done_text = slow = 0
@@ -423,7 +534,7 @@ def _fold_wide(text: str) -> tuple[str, str | None, int]:
         # A run of marks belongs to the character before it (if any); a _BASE_MARK is the base.
         first = index - 1 if index and wide[at] == _MARK else index
         stop = index + (end - at)  # every mark and _BASE_MARK is one character of the fold
-        folded = _cluster_wide(text[first:stop])
+        folded = _cluster_wide(text[first:stop] if replace is None else text[first:stop].translate(replace))
         start = first if ends is None or not first else ends[first - 1]
         pieces += (wide[done:start], folded, _JOINED * (stop - first - 1))
         widths += (lengths[done_text:first], chr(len(folded)), "\x01" * (stop - first - 1))
@@ -467,7 +578,7 @@ class NormalizedText:
     counting separators, only for the ranges asked for.
     """
 
-    __slots__ = ("_cursor", "_ends", "_folded", "_joined", "_lengths", "_spans", "key", "slow_clusters")
+    __slots__ = ("_cursor", "_ends", "_folded", "_joined", "_last", "_lengths", "_spans", "key", "slow_clusters")
 
     def __init__(
         self,
@@ -491,6 +602,9 @@ class NormalizedText:
         # character), and their running sums, made on first need.
         self._lengths = lengths
         self._ends: list[int] | None = None
+        # The last range asked for and its answer (a boundary check and the report that follows
+        # it ask for the same range).
+        self._last: tuple[int, int, tuple[int, int]] = (-1, -1, (0, 0))
         self.slow_clusters = 0
         """How many clusters were folded one by one in Python (the rest in C)."""
 
@@ -509,11 +623,18 @@ class NormalizedText:
         if folded is None:
             assert self._spans is not None
             return self._spans[start][0], self._spans[end - 1][1]
+        last = self._last
+        if last[0] == start and last[1] == end:
+            return last[2]
         key = self.key
         k0, i0 = self._cursor
         if start < k0:
             k0, i0 = 0, 0
-        first = _locate(key, folded, start, k0, i0)
+        # _locate(key, folded, start, k0, i0), inline (the common case: one or two counts).
+        first = i0 + (start - k0)
+        base = first - key.count(" ", k0, start)
+        while (found := base + folded.count(" ", i0, first + 1)) != first:
+            first = found
         self._cursor = (start, first)
         stop = first + (end - start)
         if folded[first:stop] != key[start:end]:  # spaced otherwise in the text than in the key
@@ -522,15 +643,15 @@ class NormalizedText:
         if self._lengths is not None:  # fold positions to text positions
             ends = self._ends
             if ends is None:
-                ends = self._ends = list(itertools.accumulate(map(ord, self._lengths)))
+                ends = self._ends = _running_sums(self._lengths)
             first, stop = bisect.bisect_right(ends, first), bisect.bisect_right(ends, stop - 1) + 1
             if joined is not None:  # the range ends after the marks joined to its last character
                 while stop < len(ends) and joined[ends[stop - 1]] == _JOINED:
                     stop += 1
-            return first, stop
-        if joined is not None:  # the range ends after the marks joined to its last character
+        elif joined is not None:  # the range ends after the marks joined to its last character
             while stop < len(joined) and joined[stop] == _JOINED:
                 stop += 1
+        self._last = (start, end, (first, stop))
         return first, stop
 
 
@@ -545,8 +666,8 @@ def _pieces(folded: str) -> Iterator[tuple[int, int, str]]:
         index = stop
 
 
-def _wide_text(text: str) -> NormalizedText:
-    folded, lengths, slow = _fold_wide(text)
+def _wide_text(text: str, replace: Mapping[int, str] | None = None) -> NormalizedText:
+    folded, lengths, slow = _fold_wide(text, replace)
     if _JOINED in folded:
         normalized = NormalizedText(
             _squeeze(folded.replace(_JOINED, "")), folded.replace(_JOINED, " "), None, folded, lengths
@@ -557,8 +678,19 @@ def _wide_text(text: str) -> NormalizedText:
     return normalized
 
 
-def normalize_text(text: str) -> NormalizedText:
-    """Normalise ``text`` for searching: its key and a map from key ranges back to the text."""
+def normalize_text(text: str, replace: Mapping[int, str] | None = None) -> NormalizedText:
+    """Normalise ``text`` for searching: its key and a map from key ranges back to the text.
+
+    Args:
+        text: The text.
+        replace: Code point → one character, applied to ``text`` first (``text.translate``), as
+            the look-alike screen does; on a long text, in the same pass as the fold. Spans are
+            of ``text`` (a replacement is one character for one).
+    """
+    if replace is not None:
+        if len(text) >= _WHOLE_TEXT:
+            return _wide_text(text, replace)
+        text = text.translate(replace)
     folded = _fold_one_to_one(text) if len(text) < _WHOLE_TEXT else None
     if folded is None:
         return _wide_text(text)

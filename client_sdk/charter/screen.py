@@ -392,7 +392,7 @@ class ScreenIndex:
         """
         if self.automaton is None:
             return []
-        search = Search(self, prompt, prompt, work)
+        search = Search(self, prompt, work)
         found = search.run()
         if not prompt.isascii() and _has_look_alikes(prompt):
             seen = {(d.character_id, d.start, d.end) for d in found}
@@ -402,7 +402,7 @@ class ScreenIndex:
                 counts[d.character_id, d.ambiguous] = counts.get((d.character_id, d.ambiguous), 0) + 1
             full = {group for group, count in counts.items() if count >= MAX_OCCURRENCES}
             # The second pass shares the first's counts, and so the analysers' budget.
-            extra = Search(self, prompt, _skeleton(prompt), search.work, skeleton=True).run(seen, full)
+            extra = Search(self, prompt, search.work, skeleton_map()).run(seen, full)
             if extra:
                 found = outermost(sorted(found + extra, key=_by_start))
         reported = _first_occurrences(found)

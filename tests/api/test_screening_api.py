@@ -13,10 +13,12 @@ from typing import Any
 
 import grpc
 import pytest
+from charter._analysers import _fugashi_tagger, _jieba_tokenizer
 from charter.v1 import authorization_service_pb2 as az
 from charter.v1 import authorization_service_pb2_grpc as az_grpc
 from charter.v1 import catalog_service_pb2 as catalog_pb
 from charter_server.app import CharterServer
+from charter_server.services import readings
 from google.protobuf import field_mask_pb2
 
 from .character_helpers import Holder, alias, create, half_width, kana_marker, new_holder, opt_in
@@ -167,3 +169,18 @@ def test_an_unchanged_catalogue_is_not_rebuilt(server: CharterServer) -> None:
     index = screen.refresh_now()
     time.sleep(1.5)  # more than one check
     assert screen.index is index
+
+
+WARM_LIMIT = 120.0  # seconds; a bound on the wait, not a timing (loading takes 1-4 s)
+
+
+def test_the_server_loads_the_analysers_and_converters_when_it_starts(server: CharterServer) -> None:
+    """jieba's dictionary, fugashi's tagger, pykakasi, pypinyin and wordfreq's lists are loaded by
+    the server's start, in the background: no request (a first Chinese prompt, a first name in
+    hanzi) pays for loading them."""
+    screen = server.services.screen
+    assert screen.warmed.wait(WARM_LIMIT)
+    assert _jieba_tokenizer.cache_info().currsize == 1
+    assert _fugashi_tagger.cache_info().currsize == 1
+    assert readings._kakasi.cache_info().currsize == 1
+    assert readings._frequencies.cache_info().currsize >= 4

@@ -24,7 +24,7 @@ from . import names_reference as ref
 TRICKY = (
     "aAzZ09 -_,.!?\t\n\x00\x7f"  # ASCII letters, digits, separators, controls
     "éÉÅøßﬁİŉǅ\u0301\u0308\u0345<\u0338\u20e3"  # accents, marks, expansions, a dotted capital I
-    "\u3099\u309aｶﾞﾟﾊﾐｸｰ"  # voicing marks, half-width kana and voiced half-width kana
+    "\u3099\u309aｶﾞﾟﾊﾐｸｰｳﾜｦわワゝ"  # voicing marks, half-width kana, kana that compose with them and that do not
     "ミクはつねー初音々〆〇ヽヾ・、。「」\u3000"  # kana, kanji, marks, CJK punctuation
     "ㄅꀀ가각ㄱ"  # bopomofo, Yi, Hangul and a compatibility jamo
     "ＡＭｍ１！①㍿"  # full-width forms, a circled digit, a squared word
@@ -103,7 +103,7 @@ def test_every_joining_mark_after_every_kind_of_character() -> None:
     and at the very start."""
     joining = [chr(c) for c in range(0x30000) if unicodedata.combining(chr(c))] + ["\uff9e", "\uff9f"]
     for mark in joining:
-        for base in ("", "a", "<", " ", "カ", "ｶ", "é", "ß", "初", "Ａ"):
+        for base in ("", "a", "<", " ", "カ", "ｶ", "ﾊ", "ｳ", "ｦ", "ワ", "わ", "ゝ", "é", "ß", "初", "Ａ"):
             for text in (f"{base}{mark}", f"x {base}{mark}{mark}y", f"初{base}{mark}"):
                 assert normalize_with_offsets(text) == ref.normalize_with_offsets(text), repr(text)
     for code in range(0x80):
@@ -204,3 +204,28 @@ def test_every_code_point_folds_as_the_reference_on_the_wide_path_too() -> None:
 @given(texts)
 def test_long_texts_on_the_wide_path_equal_the_reference(text: str) -> None:
     assert agrees_with_the_reference(("ß" + text) * (1100 // (len(text) + 1) + 1))
+
+
+# One character for one, as the look-alike screen replaces: letters to letters of other scripts,
+# a letter to a mark and a mark to a letter, a separator to a letter and a letter to a separator.
+REPLACE = {ord("м"): "m", ord("Ω"): "O", ord("a"): "\u0301", ord("\u0308"): "e", ord("!"): "l", ord("z"): "-"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts)
+def test_a_replacement_made_in_the_fold_equals_folding_the_replaced_text(text: str) -> None:
+    """``normalize_text(text, replace)`` folds a long text and replaces its characters in one
+    pass: the same key and spans as replacing first and folding the result."""
+    for sample in (text, ("x" + text) * (1100 // (len(text) + 1) + 1)):
+        expected = normalize_text(sample.translate(REPLACE))
+        found = normalize_text(sample, REPLACE)
+        assert found.key == expected.key
+        key = expected.key
+        for first in range(0, len(key), 7):
+            start, end = first, min(len(key), first + 5)
+            while start < end and key[start] == " ":
+                start += 1
+            while end > start and key[end - 1] == " ":
+                end -= 1
+            if start < end:
+                assert found.span(start, end) == expected.span(start, end)

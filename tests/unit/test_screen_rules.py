@@ -143,6 +143,23 @@ def test_names_on_word_boundaries_in_cjk_text_are_detected(prompt: str, characte
     assert (character, text) in [(c, t) for c, _, t, _ in named(prompt)]
 
 
+@pytest.mark.parametrize(
+    ("prompt", "character", "text"),
+    [
+        ("ﾊﾞｯﾄﾏﾝ on a rooftop", "chr_batman", "ﾊﾞｯﾄﾏﾝ"),  # voiced mark (U+FF9E) after a half-width kana
+        ("ﾊﾟｯｸﾏﾝ eats dots", "chr_pacman", "ﾊﾟｯｸﾏﾝ"),  # semi-voiced mark (U+FF9F)
+        ("夜の街にｽﾊﾟｲﾀﾞｰﾏﾝが現れた", "chr_spiderman", "ｽﾊﾟｲﾀﾞｰﾏﾝ"),  # two marks in one name, amid kana
+        ("a poster of ｸｯﾊﾟ", "chr_bowser", "ｸｯﾊﾟ"),  # the name's last character voiced
+        ("ｱﾝﾊﾟﾝﾏﾝ" * 3, "chr_anpanman", "ｱﾝﾊﾟﾝﾏﾝ"),  # repeated, run together
+        ("ハ\u309aックマン and バ\u3099ットマン", "chr_pacman", "ハ\u309aックマン"),  # decomposed marks (NFD)
+    ],
+)
+def test_a_name_in_half_width_kana_with_voicing_marks_is_detected(prompt: str, character: str, text: str) -> None:
+    found = named(prompt)
+    assert (character, Rule.EXACT, text, False) in found
+    assert all(len(t) > 1 for _, _, t, _ in found)  # every span covers whole clusters (a mark with its kana)
+
+
 def test_a_canonical_name_can_be_ambiguous() -> None:
     assert named("click the link below") == [("chr_link", Rule.EXACT, "link", True)]
 

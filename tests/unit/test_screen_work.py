@@ -166,10 +166,20 @@ def test_the_normalisation_folds_these_whole_in_c(label: str) -> None:
     assert work.slow_clusters <= 1  # at most one: a text that starts with marks
 
 
+@pytest.mark.parametrize("unit", ["ｶﾞﾊﾟ", "ﾊﾞｯﾄﾏﾝ ", "カ\u3099ハ\u309a", "初音ﾐｸﾞ"])
+def test_kana_with_the_voicing_marks_they_compose_with_are_folded_in_c(unit: str) -> None:
+    """A kana and a voicing mark that NFKC composes into one character (half-width ``ｶﾞ``,
+    decomposed ``か\u3099``) are folded in C, however many: no cluster folded one by one."""
+    for length in (300, MAX_PROMPT):
+        work, _, _ = screened(repeated(unit, length))
+        assert work.slow_clusters == 0
+
+
 def test_only_clusters_with_marks_of_other_kinds_are_folded_one_by_one() -> None:
-    """Kana voicing marks and marks after other scripts are folded cluster by cluster: never more
-    than one per such mark, and nothing else (every script at once holds a few hundred)."""
-    voiced = repeated("ｶﾞﾊﾟ", MAX_PROMPT)
+    """Voicing marks that compose with nothing and marks after other scripts are folded cluster
+    by cluster: never more than one per such mark, and nothing else (every script at once holds
+    a few hundred)."""
+    voiced = repeated("ｱﾞﾜﾟ", MAX_PROMPT)  # no character is ア or ワ with these marks
     work, _, _ = screened(voiced)
     assert work.slow_clusters == voiced.count("ﾞ") + voiced.count("ﾟ")
     every = (EVERY_SCRIPT * 2)[:MAX_PROMPT]

@@ -12,8 +12,9 @@
   registered all the same, with a warning suggesting that it be marked ambiguous.
 * **Keyword sets** are checked here too.
 
-The converters and word lists load on first use (a second or two each, once per process), so a
-server that never registers names never loads them.
+The converters and word lists load once per process (about a second together, more on a busy
+machine): `warm` loads them all, and the server calls it in the background when it starts, so
+that the first request registering a name in kanji or hanzi does not pay for it.
 """
 
 from __future__ import annotations
@@ -77,6 +78,14 @@ def _chinese(value: str) -> list[tuple[str, str]]:
     if len(syllables) >= 3:  # a family name of one syllable, then the given name
         return [(f"{syllables[0].capitalize()} {''.join(syllables[1:]).capitalize()}", "zh-Latn")]
     return [("".join(syllables).capitalize(), "zh-Latn")]
+
+
+def warm() -> None:
+    """Load pykakasi's and pypinyin's dictionaries and wordfreq's lists of the four languages."""
+    readings("初音ミク", "ja")
+    readings("孙悟空", "zh")
+    for language in ("en", "ja", "zh", "ko"):
+        _frequencies(language)
 
 
 def readings(value: str, language: str) -> list[tuple[str, str]]:

@@ -7,6 +7,12 @@ sets of every character in every state — opted in, opted out, suspended and ar
 good — because a prompt that names a character that is not opted in must be caught and denied,
 not ignored.
 
+When the server starts, a background thread loads the morphological analysers (fugashi, and
+jieba, whose dictionary takes a second or more) and the converters and word lists that
+registering a name uses (``readings.warm``), so that no request pays for loading them: a request
+that needs one while it loads waits for that load rather than starting its own. ``warmed`` is
+set when they are loaded (or failed to: then they load on first use, as in the SDK).
+
 The index refreshes without a restart and without blocking requests: a background thread
 checks a cheap marker of the catalogue every ``refresh_seconds`` (it reads the shared database,
 so it sees changes made through any replica), builds a new index off to the side when the
@@ -16,12 +22,14 @@ marker moved, and swaps one reference. ``screen`` only reads that reference and 
 from __future__ import annotations
 
 import threading
+import time
 
 import structlog
 from charter.screen import ScreenIndex, WordSegmenter
 
 from charter_server.domain.errors import InvalidArgument
 from charter_server.domain.models import Detection
+from charter_server.services import readings
 from charter_server.storage.database import Database
 
 __all__ = ["MAX_PROMPT_LENGTH", "PromptScreen", "ScreenIndex"]
@@ -44,6 +52,8 @@ class PromptScreen:
         self._index: ScreenIndex | None = None
         self._build_lock = threading.Lock()  # one build at a time, so swaps happen in order
         self._segmenter = WordSegmenter()  # the analysers are loaded once and shared by every index
+        self.warmed = threading.Event()
+        """Set once the analysers, converters and word lists are loaded (or failed to load)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -71,7 +81,8 @@ class PromptScreen:
         if self._thread is not None:
             return
         self._rebuild(force=True)
-        # The Japanese analyser, in the background so that the server serves at once.
+        # The analysers, converters and word lists, in the background so that the server serves
+        # at once (started before the first call can arrive, so no call pays for loading them).
         threading.Thread(target=self._warm, name="charter-screen-warm", daemon=True).start()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="charter-screen-refresh", daemon=True)
@@ -92,10 +103,15 @@ class PromptScreen:
         return self._index
 
     def _warm(self) -> None:
+        started = time.perf_counter()
         try:
             self._segmenter.warm()
+            readings.warm()
+            log.info("screen.warmed", seconds=round(time.perf_counter() - started, 3))
         except Exception as error:  # loaded on first use instead
             log.warning("screen.warm_failed", error=repr(error))
+        finally:
+            self.warmed.set()
 
     def _run(self) -> None:
         while not self._stop.wait(self._refresh_seconds):
