@@ -238,17 +238,25 @@ async def _empty_async(_request: bytes, _context: grpc.aio.ServicerContext) -> b
 
 
 @contextmanager
-def aio_empty_server(service: str = _EMPTY_SERVICE, method: str = "Call") -> Iterator[str]:
-    """A ``grpc.aio`` server on an event loop of its own thread, whose one unary method is a
-    coroutine returning an empty message (no thread hand-off at all); yields its loopback address.
+def aio_empty_server(
+    service: str = _EMPTY_SERVICE, method: str = "Call", *, loop: asyncio.AbstractEventLoop | None = None
+) -> Iterator[str]:
+    """A ``grpc.aio`` server on an event loop of its own thread (or on ``loop``, already running,
+    which is then left running), whose one unary method is a coroutine returning an empty message
+    (no thread hand-off at all); yields its loopback address.
 
     With the handler on the event loop this measured the fastest grpcio setup on these machines
     (the synchronous server is close; ``grpc.aio`` with synchronous handlers on its thread pool is
-    far slower), so it is the baseline the serving benchmarks judge against.
+    far slower), so it is the baseline the serving benchmarks judge against. A benchmark that runs
+    a Charter server in the same process passes its transport's loop: grpc.aio wakes every event
+    loop of a process for every completion of any of them, so a second loop would cost each call
+    of either server tens of µs that one server per process never pays.
     """
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="bench-aio-empty", daemon=True)
-    thread.start()
+    owned = loop is None
+    if loop is None:
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="bench-aio-empty", daemon=True)
+        thread.start()
 
     async def start() -> tuple[grpc.aio.Server, int]:
         server = grpc.aio.server()
@@ -263,9 +271,10 @@ def aio_empty_server(service: str = _EMPTY_SERVICE, method: str = "Call") -> Ite
         yield f"127.0.0.1:{port}"
     finally:
         asyncio.run_coroutine_threadsafe(server.stop(1.0), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
+        if owned:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(5)
+            loop.close()
 
 
 def measure_empty_calls(max_workers: int, *, calls: int, max_seconds: float, deadline: Deadline) -> Measurement:

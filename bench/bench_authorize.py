@@ -8,18 +8,22 @@ The world, made through the real services on a fresh SQLite database: a rights h
 (platform ``bench.example``) with a generator API key, ``--characters`` opted-in characters (fan
 terms without a quota, so the common path needs no write) and one grant per character, and
 ``--catalogue`` more characters (10,000 by default, three aliases each, imported) so that the
-prompt is screened against a registry of realistic size. Four
-targets, all on ``127.0.0.1`` and all ``grpc.server`` with the Charter server's thread pool size,
-``maximum_concurrent_rpcs`` and channel options:
+prompt is screened against a registry of realistic size. Five targets, all on ``127.0.0.1``:
 
-* ``empty``: an empty unary handler with nothing around it (bytes in, empty bytes out). The
-  70 % target is judged against this one, the "empty unary handler" of the issue and the
-  baseline of every other benchmark here;
-* ``empty+stack``: the same empty handler behind Charter's own transport (request id,
-  log and metrics, error mapping, authentication with the real API-key cache and the role check),
-  registered under the ``Authorize`` method name on a second server, called with the generator
-  key and the same request bytes as ``authorize``. ``Authorize``'s ratio to it is what the
-  handler itself costs;
+* ``empty``: an empty unary handler with nothing around it (bytes in, empty bytes out) on a
+  synchronous ``grpc.server`` with the Charter server's thread pool size,
+  ``maximum_concurrent_rpcs`` and message options;
+* ``empty-aio``: the same on ``grpc.aio``, the handler a coroutine. The 70 % target is judged
+  against the faster of the two in each round (the issue's "empty unary handler on the fastest
+  grpcio server setup");
+* ``empty+stack``: an empty ``Authorize`` behind Charter's own transport (the dispatcher: request
+  id, log and metrics, limits, error mapping, authentication with the real API-key cache and the
+  role check), a second ``Transport``, called with the generator key and the same request bytes
+  as ``authorize``. ``Authorize``'s ratio to it is what the handler itself costs.
+  ``empty-aio`` and ``empty+stack`` run on the Charter server's own event loop: grpc.aio wakes
+  every event loop of a process for every completion of any of them (they share one poller), so
+  each extra loop cost every call of the others tens of µs that a server alone in its process,
+  as in production, never pays;
 * ``authorize``: the real server, the declared characters only;
 * ``authorize+prompt``: the same, plus a 300-character prompt (English with Japanese in it)
   naming the first character twice, in Latin letters and in katakana, so prompt screening runs.
@@ -273,6 +277,9 @@ def stack_server(server: CharterServer) -> Iterator[str]:
         service_files=(az.DESCRIPTOR,),
         service_names=(AUTHORIZE_SERVICE,),
         executor=executor,
+        # The Charter server's loop: a second loop in this process would be woken for every
+        # completion of either server (see ``_common.aio_empty_server``).
+        loop=server.transport.loop,
     )
     transport.start()
     try:
@@ -466,6 +473,7 @@ class Series:
     client_cpu: float = 0.0
     handler_seconds: float = 0.0  # inside the transport's metrics, summed; 0 without them
     handler_calls: int = 0
+    threads: dict[str, float] = field(default_factory=dict)  # server CPU seconds by thread group
 
 
 def handler_time() -> tuple[float, float]:
@@ -479,6 +487,43 @@ def handler_time() -> tuple[float, float]:
     total = REGISTRY.get_sample_value("charter_rpc_seconds_sum", labels) or 0.0
     count = REGISTRY.get_sample_value("charter_rpc_seconds_count", labels) or 0.0
     return total, count
+
+
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system) of this process's threads so far, by thread name with a pool
+    worker's number left out; gRPC's own threads by their native name. Linux only (``/proc``);
+    elsewhere empty."""
+    names = {thread.native_id: thread.name for thread in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    totals: dict[str, float] = {}
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return totals
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/stat") as file:
+                stat = file.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        native = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        name = names.get(int(task), native)
+        name = "grpc.aio poller" if "_poll_wrapper" in name else name.rstrip("0123456789").rstrip("_-")
+        totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return totals
+
+
+def settle_log(server: CharterServer, max_batches: int = 100) -> None:
+    """Append the buffered receipts and integrate every pending log entry now (in this thread), so
+    that the transparency log's work for one target's receipts (its receipt thread and sequencer
+    run up to a few hundred ms behind) is not done, and charged, during the next target's
+    measurement, where it lowered the empty baseline that follows ``authorize+prompt``."""
+    services = server.services
+    services.receipt_log.flush()
+    for _ in range(max_batches):
+        if not services.sequencer.integrate():
+            return
 
 
 def server_cpu_seconds() -> tuple[float, float]:
@@ -524,6 +569,15 @@ def report(args: argparse.Namespace, series: dict[str, Series]) -> None:
             f"{min(entry.rates):,.0f}-{max(entry.rates):,.0f}",
             flush=True,
         )
+    if not args.in_process:
+        print(
+            "\nserver CPU µs/req by thread (10 ms ticks; charter-grpc is the one event loop of every grpc.aio target)"
+        )
+        for name in TARGETS:
+            entry = series[name]
+            busiest = sorted(entry.threads.items(), key=lambda item: item[1], reverse=True)
+            shown = [f"{thread} {seconds / entry.calls * 1e6:.0f}" for thread, seconds in busiest if seconds > 0]
+            print(f"  {name:<17} " + ", ".join(shown[:8]), flush=True)
     print()
     line("empty-aio / empty", f"{ratio('empty-aio', 'empty'):.3f}  (grpc.aio on the loop / synchronous server)")
     line("empty+stack / fastest empty", f"{ratio('empty+stack', 'fastest'):.3f}  (Charter's transport alone)")
@@ -612,7 +666,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fresh_database("sqlite") as url,
             charter_server(url, args.log_level) as server,
             grpc_server_like_charter(server.settings, EMPTY_SERVICE, "Call") as empty_address,
-            aio_empty_server(EMPTY_SERVICE, "Call") as aio_address,
+            aio_empty_server(EMPTY_SERVICE, "Call", loop=server.transport.loop) as aio_address,
             stack_server(server) as stack_address,
         ):
             world = build_world(server, args.characters, args.catalogue)
@@ -629,13 +683,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             def measure(name: str, *, calls: int, seconds: float, record: bool) -> LoadResult:
                 deadline.check(f"measuring {name}")
+                settle_log(server)
                 address, method, request, metadata = loads[name]
                 spec = LoadSpec(
                     address, method, request, metadata, args.threads, calls, min(seconds, deadline.remaining())
                 )
-                cpu_before, handler_before = server_cpu_seconds(), handler_time()
+                cpu_before, handler_before, threads_before = server_cpu_seconds(), handler_time(), thread_cpu_seconds()
                 result = client.run(spec)
-                cpu_after, handler_after = server_cpu_seconds(), handler_time()
+                # The log's work for this target's receipts that is still behind, charged to its
+                # CPU time but not to its rate (at most a few hundred ms of the log's threads).
+                settle_log(server)
+                cpu_after, handler_after, threads_after = server_cpu_seconds(), handler_time(), thread_cpu_seconds()
                 if result.errors:
                     raise AssertionError(f"{name}: {result.errors} failed calls, the first {result.first_error}")
                 if record:
@@ -649,6 +707,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     entry.server_sys += cpu_after[1] - cpu_before[1]
                     entry.handler_seconds += handler_after[0] - handler_before[0]
                     entry.handler_calls += int(handler_after[1] - handler_before[1])
+                    for thread, used in threads_after.items():
+                        entry.threads[thread] = entry.threads.get(thread, 0.0) + used - threads_before.get(thread, 0.0)
                 return result
 
             for name in TARGETS:  # warm up: connections, worker threads, every cache on the path
