@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -32,8 +33,10 @@ import grpc
 import nacl.signing
 import pytest
 from charter import envelope as dsse
+from charter import transparency
 from charter.v1 import authorization_service_pb2 as az
 from charter.v1 import decision_pb2, envelope_pb2, terms_pb2, usage_pb2, usage_service_pb2_grpc
+from charter.v1 import transparency_pb2 as tp
 from charter.v1 import usage_service_pb2 as us
 from charter_server.app import CharterServer, build_server
 from charter_server.domain import ids
@@ -42,6 +45,7 @@ from google.protobuf import duration_pb2, message
 from .character_helpers import Holder, new_holder, refused, terms
 from .grant_helpers import Grant, Stubs, generator_key, issue, new_licensee, opted_in_character, stamp, stubs
 from .helpers import auth, unique
+from .log_helpers import all_entries, verified_checkpoint
 
 Envelope = envelope_pb2.Envelope
 Money = terms_pb2.Money
@@ -1267,6 +1271,39 @@ def test_a_month_and_a_date_range_equal_an_independent_computation(
 
 
 # Closing a month; late records as adjustments ----------------------------------------------------
+
+
+def test_a_closed_month_is_logged_with_the_totals_of_its_statement(
+    api: Stubs, usage: UsageStub, keys: Any, moved_clock: Any, channel: grpc.Channel
+) -> None:
+    now = moved_clock.now()
+    march = first_of_month(now, (3 - now.month) % 12 or 12)  # a March ahead: its month can end by moving the clock
+    move_to(moved_clock, march + timedelta(days=9, hours=12))
+    holder = new_holder(api.catalog, api.access, keys.admin)
+    price = Priced(1_500, Money(currency_code="JPY", minor_units=30))
+    character_id = character(api, keys, moved_clock, holder, terms(revenue_share_bps=price.bps, per_use_fee=price.fee))
+    sent = [
+        record(receipt(api, keys.generator, character_id), character_id, march + timedelta(days=9, hours=12, minutes=n))
+        for n in range(3)
+    ]
+    report(usage, keys.generator, *sent)
+    move_to(moved_clock, first_of_month(march, 1) + timedelta(days=1))
+    before = verified_checkpoint(channel, keys.auditor).checkpoint.size
+    closed = close(usage, keys.admin, holder.id, month_of(march))
+
+    deadline = time.monotonic() + 10
+    logged: list[tp.StatementLogged] = []
+    while not logged and time.monotonic() < deadline:
+        entries = [transparency.open_entry(e.entry, e.leaf_hash) for e in all_entries(channel, keys.auditor, before)[0]]
+        logged = [
+            e.statement
+            for e in entries
+            if e.WhichOneof("change") == "statement" and e.statement.rights_holder_id == holder.id
+        ]
+        time.sleep(0.05)
+
+    assert [(s.period, list(s.totals)) for s in logged] == [(month_of(march), list(closed.totals))]
+    assert [(t.currency_code, t.uses) for t in closed.totals] == [("JPY", 3)]
 
 
 def test_a_closed_month_never_changes_and_late_records_count_as_adjustments(

@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from charter.v1 import api_key_pb2, character_pb2, envelope_pb2
+from charter.v1 import api_key_pb2, character_pb2, envelope_pb2, usage_pb2
 from charter.v1 import transparency_pb2 as tp
 
 from charter_server.domain import events as ev
 from charter_server.domain.models import Character, CharacterState, GrantState, LifecycleState
+from charter_server.services.statements import statement_sums
 from charter_server.services.transparency.appender import LogAppender
 from charter_server.storage.uow import UnitOfWork
 
@@ -84,8 +85,7 @@ class LogFeed:
             elif isinstance(event, ev.LicenseeKeyChanged):
                 self._licensee_key(uow, event)
             elif isinstance(event, ev.StatementPeriodClosed):
-                message = tp.StatementLogged(rights_holder_id=event.rights_holder_id, period=event.period)
-                self._appender.append(uow, "statement", message, rights_holder_id=event.rights_holder_id)
+                self._statement(uow, event)
 
     def _rights_holder(self, uow: UnitOfWork, event: ev.RightsHolderCreated | ev.RightsHolderChanged) -> None:
         holder = uow.rights_holders.get(event.rights_holder_id)
@@ -221,3 +221,27 @@ class LogFeed:
             reason=event.reason,
         )
         self._appender.append(uow, "licensee_key", message, licensee_id=key.licensee_id)
+
+    def _statement(self, uow: UnitOfWork, event: ev.StatementPeriodClosed) -> None:
+        # The totals as the closed statement states them (its UsageLogged entries add up to them).
+        _, totals = statement_sums(
+            uow.statements.period_sums([(event.rights_holder_id, event.period)]), with_lines=False
+        )
+        message = tp.StatementLogged(
+            rights_holder_id=event.rights_holder_id,
+            period=event.period,
+            totals=[
+                usage_pb2.StatementTotal(
+                    currency_code=total.currency,
+                    records=total.records,
+                    uses=total.uses,
+                    duration_milliseconds=total.duration_ms,
+                    revenue_minor_units=total.revenue_minor,
+                    revenue_share_minor_units=total.revenue_share_minor,
+                    fee_minor_units=total.fee_minor,
+                    owed_minor_units=total.owed_minor,
+                )
+                for total in totals
+            ],
+        )
+        self._appender.append(uow, "statement", message, rights_holder_id=event.rights_holder_id)
