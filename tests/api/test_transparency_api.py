@@ -360,6 +360,11 @@ def test_catalogue_and_grant_changes_are_logged_with_what_they_changed(
     assert grants[0].licensee_id == licensee_id
     opted = next(e.terms for e in mine if e.WhichOneof("change") == "terms")
     assert (opted.character_id, opted.terms_version, opted.terms.permitted_use_types != []) == (character, 1, True)
+    # Each entry names the API key whose call made the change.
+    actors = {(e.WhichOneof("change"), e.actor_key_id) for e in mine}
+    admin_id, holder_key_id = keys.admin.partition(".")[0], holder.secret.partition(".")[0]
+    assert {("rights_holder", admin_id), ("grant", admin_id), ("character", holder_key_id)} <= actors
+    assert all(actor for _, actor in actors)
 
 
 def _holder_of(entry: tp.LogEntry) -> str:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
+from charter_server.domain.context import principal_var
 from charter_server.domain.errors import Unauthenticated
 from charter_server.domain.models import Principal
 
 request_id_var: ContextVar[str] = ContextVar("charter_request_id", default="")
-principal_var: ContextVar[Principal | None] = ContextVar("charter_principal", default=None)
+
+
+__all__ = ["current_principal", "principal_var", "request_id_var"]
 
 
 def current_principal() -> Principal:

@@ -19,6 +19,7 @@ from charter.v1 import transparency_pb2 as tp
 from google.protobuf.message import Message
 
 from charter_server.domain.clock import Clock
+from charter_server.domain.context import acting_key_id
 from charter_server.domain.models import SigningKeyPurpose, SigningKeyRecord, UsageEntry
 from charter_server.domain.transparency import PendingEntry
 from charter_server.storage.uow import UnitOfWork
@@ -64,7 +65,7 @@ class LogAppender:
         change: str,
         message: Message,
         *,
-        actor_key_id: str = "",
+        actor_key_id: str | None = None,
         rights_holder_id: str = "",
         licensee_id: str = "",
         receipt_digest: bytes | None = None,
@@ -75,7 +76,8 @@ class LogAppender:
             uow: The unit of work of the change.
             change: The ``LogEntry.change`` field set, for example ``"grant"``.
             message: Its value (a ``GrantLogged`` for ``"grant"``).
-            actor_key_id: The API key whose call made the change ('' for the server itself).
+            actor_key_id: The API key whose call made the change ('' for the server itself); by
+                default the current call's caller (`domain.context.acting_key_id`).
             rights_holder_id: The rights holder that may read the entry ('' for none).
             licensee_id: The licensee whose generator keys may read the entry ('' for none).
             receipt_digest: For decisions and usage records, the receipt digest the entry is found by.
@@ -84,7 +86,12 @@ class LogAppender:
             The pending entry (its bytes and leaf hash).
         """
         entry = pending(
-            build_entry(change, message, when=self._clock.now(), actor_key_id=actor_key_id),
+            build_entry(
+                change,
+                message,
+                when=self._clock.now(),
+                actor_key_id=acting_key_id() if actor_key_id is None else actor_key_id,
+            ),
             rights_holder_id=rights_holder_id,
             licensee_id=licensee_id,
             receipt_digest=receipt_digest,

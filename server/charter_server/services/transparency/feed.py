@@ -187,7 +187,7 @@ class LogFeed:
             uow,
             "api_key",
             message,
-            actor_key_id=key.creator_key_id if created else "",
+            actor_key_id=key.creator_key_id if created else None,  # revoked: by the caller
             rights_holder_id=key.rights_holder_id or "",
             licensee_id=key.licensee_id or "",
         )
