@@ -8,6 +8,7 @@ import datetime as dt
 from collections.abc import Iterable
 
 from charter import Client
+from charter.decision_records import DecisionRecordSigner, generate_key
 from charter.terms import Obligations
 from charter.v1 import api_key_pb2, character_pb2, grant_pb2, terms_pb2
 
@@ -78,6 +79,16 @@ class Scene:
             expire_time=dt.datetime.now(dt.UTC) + dt.timedelta(days=30),
             max_uses=max_uses,
         )
+
+    def signer(self) -> DecisionRecordSigner:
+        """A licensee key registered through the licensee's own admin key, to sign decision records."""
+        admin_key = self.staff.create_api_key(
+            display_name="licensee admin", role=api_key_pb2.ROLE_LICENSEE_ADMIN, licensee_id=self.licensee_id
+        )
+        seed, public = generate_key()
+        with Client(self.live.target, api_key=admin_key.secret) as admin:
+            key_id = admin.register_licensee_key(public, display_name="edge").key.key_id
+        return DecisionRecordSigner(key_id=key_id, private_key=seed, licensee_id=self.licensee_id)
 
     def revoke(self, count: int) -> list[tuple[int, str]]:
         """Revokes `count` fresh grants; returns their (sequence, grant id) in the revocation log."""

@@ -10,10 +10,9 @@ from datetime import timedelta
 from typing import Any
 
 from charter import Client, OfflineAuthorizer
-from charter.decision_records import DecisionRecordSigner, generate_key
 from charter.decisions import LicenseDenied
 from charter.terms import DenyReason
-from charter.v1 import api_key_pb2, offline_pb2, terms_pb2
+from charter.v1 import terms_pb2
 from charter.v1.offline_pb2 import DecisionRecordClaims
 
 from ._scene import Scene
@@ -23,19 +22,9 @@ TEEN = terms_pb2.CONTENT_RATING_TEEN
 CAP = 5
 
 
-def _signer(scene: Scene) -> DecisionRecordSigner:
-    admin_key = scene.staff.create_api_key(
-        display_name="licensee admin", role=api_key_pb2.ROLE_LICENSEE_ADMIN, licensee_id=scene.licensee_id
-    )
-    seed, public = generate_key()
-    with Client(scene.live.target, api_key=admin_key.secret) as admin:
-        key: offline_pb2.LicenseeKey = admin.register_licensee_key(public, display_name="edge").key
-    return DecisionRecordSigner(key_id=key.key_id, private_key=seed, licensee_id=scene.licensee_id)
-
-
 def test_a_capped_grant_is_spent_from_leases_and_never_past_its_cap(scene: Scene, clock: Any) -> None:
     character = scene.character(max_uses=CAP)
-    signer = _signer(scene)
+    signer = scene.signer()
     outcomes: list[tuple[bool, bool, tuple[DenyReason, ...], str]] = []
     with (
         Client(scene.live.target, api_key=scene.generator_key) as client,

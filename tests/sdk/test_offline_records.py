@@ -8,10 +8,9 @@ from datetime import timedelta
 from typing import Any
 
 from charter import Client, OfflineAuthorizer
-from charter.decision_records import DecisionRecordSigner, generate_key
 from charter.envelope import DECISION_RECORD_PAYLOAD_TYPE
 from charter.usage import UsageReport
-from charter.v1 import api_key_pb2, offline_pb2, terms_pb2
+from charter.v1 import terms_pb2
 
 from ._scene import Scene
 
@@ -19,19 +18,9 @@ IMAGE = terms_pb2.USE_TYPE_IMAGE_GENERATION
 TEEN = terms_pb2.CONTENT_RATING_TEEN
 
 
-def _signer(scene: Scene) -> DecisionRecordSigner:
-    admin_key = scene.staff.create_api_key(
-        display_name="licensee admin", role=api_key_pb2.ROLE_LICENSEE_ADMIN, licensee_id=scene.licensee_id
-    )
-    seed, public = generate_key()
-    with Client(scene.live.target, api_key=admin_key.secret) as admin:
-        key: offline_pb2.LicenseeKey = admin.register_licensee_key(public, display_name="edge").key
-    return DecisionRecordSigner(key_id=key.key_id, private_key=seed, licensee_id=scene.licensee_id)
-
-
 def test_offline_uses_are_signed_reported_and_counted_once(scene: Scene, clock: Any) -> None:
     character = scene.character()
-    signer = _signer(scene)
+    signer = scene.signer()
     with Client(scene.live.target, api_key=scene.generator_key) as client:
         bundle = client.get_grant_bundle()
         with OfflineAuthorizer(
