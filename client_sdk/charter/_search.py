@@ -108,13 +108,19 @@ class Search:
         return self._work
 
     def __init__(
-        self, index: ScreenIndex, prompt: str, work: ScreenWork | None, replace: Mapping[int, str] | None = None
+        self,
+        index: ScreenIndex,
+        prompt: str,
+        work: ScreenWork | None,
+        replace: Mapping[int, str] | None = None,
+        first: Search | None = None,
     ) -> None:
         """Search ``prompt``, or (the look-alike search) ``prompt`` with ``replace`` applied: the
-        look-alike characters replaced by their prototypes (one character for one)."""
+        look-alike characters replaced by their prototypes (one character for one), reusing what
+        it can of the ``first`` search's normalisation."""
         self._index = index
         self._prompt = prompt
-        self._text: NormalizedText = normalize_text(prompt, replace)
+        self._text: NormalizedText = normalize_text(prompt, replace, None if first is None else first._text)
         self._key = self._text.key
         self._skeleton = replace is not None
         # The counts, made on first need when the caller did not ask for them: the analysers'

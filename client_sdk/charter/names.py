@@ -491,26 +491,42 @@ class _Replaced(dict[int, str]):
         return value
 
 
-# Per replacement map (by identity; the map is kept alive here): its `_WIDE` and `_LENGTHS`.
-_REPLACED: dict[int, tuple[Mapping[int, str], _Replaced, _Replaced]] = {}
+# Per replacement map (by identity; the map is kept alive here): its `_WIDE` and `_LENGTHS`, and
+# the characters it replaces with one whose fold has another length.
+_REPLACED: dict[int, tuple[Mapping[int, str], _Replaced, _Replaced, tuple[str, ...]]] = {}
 
 
-def _replaced_tables(replace: Mapping[int, str]) -> tuple[_Replaced, _Replaced]:
+def _replaced(replace: Mapping[int, str]) -> tuple[Mapping[int, str], _Replaced, _Replaced, tuple[str, ...]]:
     found = _REPLACED.get(id(replace))
     if found is None or found[0] is not replace:
         if len(_REPLACED) >= 4:  # a handful of maps in a process (one: the look-alike skeleton)
             _REPLACED.clear()
-        found = _REPLACED[id(replace)] = (replace, _Replaced(replace, _WIDE), _Replaced(replace, _LENGTHS))
+        resized = tuple(chr(c) for c, to in replace.items() if _LENGTHS[c] != _LENGTHS[ord(to)])
+        found = _REPLACED[id(replace)] = (replace, _Replaced(replace, _WIDE), _Replaced(replace, _LENGTHS), resized)
+    return found
+
+
+def _replaced_tables(replace: Mapping[int, str]) -> tuple[_Replaced, _Replaced]:
+    found = _replaced(replace)
     return found[1], found[2]
 
 
-def _fold_wide(text: str, replace: Mapping[int, str] | None = None) -> tuple[str, str | None, int]:
+def _same_lengths(replace: Mapping[int, str], text: str) -> bool:
+    """Whether replacing in ``text`` leaves every character's fold as long as it was."""
+    return not any(ch in text for ch in _replaced(replace)[3])  # a dozen characters, each a C search
+
+
+def _fold_wide(
+    text: str, replace: Mapping[int, str] | None = None, raw: str | None = None
+) -> tuple[str, str | None, int, str | None]:
     """``text`` folded character by character in C, a character's fold as long as it is.
 
     Returns the fold (separators as " ", marks joined to the character before them as _JOINED),
-    the fold's length per character of the text (as characters; None when every one is 1) and
-    how many clusters were folded one by one in Python: only those with a mark that does not
-    simply join its character (a kana voicing mark, a mark after a character of another script).
+    the fold's length per character of the text (as characters; None when every one is 1), how
+    many clusters were folded one by one in Python (only those with a mark that does not simply
+    join its character: a kana voicing mark, a mark after a character of another script), and
+    the lengths of each character's fold before clusters are folded (``raw``, if given: the
+    caller has them from the same text, and ``replace`` changes none; None if not needed).
     """
     wide_table, length_table = (_WIDE, _LENGTHS) if replace is None else _replaced_tables(replace)
     wide = text.translate(wide_table)
@@ -521,8 +537,12 @@ def _fold_wide(text: str, replace: Mapping[int, str] | None = None) -> tuple[str
             wide, measured = composed.translate(wide_table), composed
     wide = _resolve(wide, "")
     if _MARK not in wide and _BASE_MARK not in wide:
-        return wide, (None if len(wide) == len(text) else measured.translate(length_table)), 0
-    lengths = measured.translate(length_table)
+        if len(wide) == len(text):
+            return wide, None, 0, None
+        lengths = raw if raw is not None else measured.translate(length_table)
+        return wide, lengths, 0, lengths
+    # (A voiced pair composed is as long, character by character, as the pair.)
+    lengths = raw if raw is not None else measured.translate(length_table)
     # ends[i]: where character i's fold ends in ``wide`` (needed only where folds are wider).
     ends = None if len(wide) == len(text) else _running_sums(lengths)
     pieces: list[str] = []
@@ -543,7 +563,7 @@ def _fold_wide(text: str, replace: Mapping[int, str] | None = None) -> tuple[str
     pieces.append(wide[done:])
     widths.append(lengths[done_text:])
     folded_text = "".join(pieces)
-    return folded_text, (None if len(folded_text) == len(text) else "".join(widths)), slow
+    return folded_text, (None if len(folded_text) == len(text) else "".join(widths)), slow, lengths
 
 
 def _squeeze(folded: str) -> str:
@@ -578,7 +598,18 @@ class NormalizedText:
     counting separators, only for the ranges asked for.
     """
 
-    __slots__ = ("_cursor", "_ends", "_folded", "_joined", "_last", "_lengths", "_spans", "key", "slow_clusters")
+    __slots__ = (
+        "_cursor",
+        "_ends",
+        "_folded",
+        "_joined",
+        "_last",
+        "_lengths",
+        "_raw",
+        "_spans",
+        "key",
+        "slow_clusters",
+    )
 
     def __init__(
         self,
@@ -605,6 +636,8 @@ class NormalizedText:
         # The last range asked for and its answer (a boundary check and the report that follows
         # it ask for the same range).
         self._last: tuple[int, int, tuple[int, int]] = (-1, -1, (0, 0))
+        # A long text's lengths of each character's fold before clusters are folded (if made).
+        self._raw: str | None = None
         self.slow_clusters = 0
         """How many clusters were folded one by one in Python (the rest in C)."""
 
@@ -666,8 +699,8 @@ def _pieces(folded: str) -> Iterator[tuple[int, int, str]]:
         index = stop
 
 
-def _wide_text(text: str, replace: Mapping[int, str] | None = None) -> NormalizedText:
-    folded, lengths, slow = _fold_wide(text, replace)
+def _wide_text(text: str, replace: Mapping[int, str] | None = None, raw: str | None = None) -> NormalizedText:
+    folded, lengths, slow, raw = _fold_wide(text, replace, raw)
     if _JOINED in folded:
         normalized = NormalizedText(
             _squeeze(folded.replace(_JOINED, "")), folded.replace(_JOINED, " "), None, folded, lengths
@@ -675,10 +708,13 @@ def _wide_text(text: str, replace: Mapping[int, str] | None = None) -> Normalize
     else:
         normalized = NormalizedText(_squeeze(folded), folded, None, None, lengths)
     normalized.slow_clusters = slow
+    normalized._raw = raw
     return normalized
 
 
-def normalize_text(text: str, replace: Mapping[int, str] | None = None) -> NormalizedText:
+def normalize_text(
+    text: str, replace: Mapping[int, str] | None = None, like: NormalizedText | None = None
+) -> NormalizedText:
     """Normalise ``text`` for searching: its key and a map from key ranges back to the text.
 
     Args:
@@ -686,10 +722,13 @@ def normalize_text(text: str, replace: Mapping[int, str] | None = None) -> Norma
         replace: Code point → one character, applied to ``text`` first (``text.translate``), as
             the look-alike screen does; on a long text, in the same pass as the fold. Spans are
             of ``text`` (a replacement is one character for one).
+        like: ``text`` normalised without ``replace``, if the caller has it: where no replacement
+            changes the length of a character's fold, its lengths are reused.
     """
     if replace is not None:
         if len(text) >= _WHOLE_TEXT:
-            return _wide_text(text, replace)
+            raw = like._raw if like is not None and like._raw is not None and _same_lengths(replace, text) else None
+            return _wide_text(text, replace, raw)
         text = text.translate(replace)
     folded = _fold_one_to_one(text) if len(text) < _WHOLE_TEXT else None
     if folded is None:

@@ -402,7 +402,7 @@ class ScreenIndex:
                 counts[d.character_id, d.ambiguous] = counts.get((d.character_id, d.ambiguous), 0) + 1
             full = {group for group, count in counts.items() if count >= MAX_OCCURRENCES}
             # The second pass shares the first's counts, and so the analysers' budget.
-            extra = Search(self, prompt, search.work, skeleton_map()).run(seen, full)
+            extra = Search(self, prompt, search.work, skeleton_map(), search).run(seen, full)
             if extra:
                 found = outermost(sorted(found + extra, key=_by_start))
         reported = _first_occurrences(found)

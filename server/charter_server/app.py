@@ -231,7 +231,7 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
         max_lifetime=timedelta(days=settings.max_grant_lifetime_days),
         skew=timedelta(seconds=settings.clock_skew_seconds),
     )
-    screen = PromptScreen(db)
+    screen = PromptScreen(db, preload=settings.preload)
     licensee_keys = LicenseeKeyService(db, clock)
     leases = LeaseService(db, clock, report_grace=timedelta(seconds=settings.lease_report_grace_seconds))
     return Services(

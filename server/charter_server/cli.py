@@ -61,6 +61,10 @@ def _settings(
     ] = None,
     max_streams: Annotated[int | None, _opt("max-streams", "open streams per process, in all [10000]")] = None,
     max_message_bytes: Annotated[int | None, _opt("max-message-bytes", "largest message [4194304]")] = None,
+    preload: Annotated[
+        bool | None,
+        _opt("preload", "load the analysers and word lists at start [on]", "--preload/--no-preload"),
+    ] = None,
     shutdown_grace_seconds: Annotated[float | None, _opt("shutdown-grace-seconds", "drain time [10]")] = None,
     auth_cache_seconds: Annotated[float | None, _opt("auth-cache-seconds", "API key cache [5]")] = None,
     db_busy_timeout_ms: Annotated[int | None, _opt("db-busy-timeout-ms", "SQLite lock wait [5000]")] = None,

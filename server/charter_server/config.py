@@ -53,6 +53,11 @@ class Settings:
     """Server processes serving one port (``SO_REUSEPORT``); each keeps every guarantee."""
     max_message_bytes: int = 4 * 1024 * 1024
     """Largest request or response message, in bytes."""
+    preload: bool = True
+    """Load the morphological analysers (fugashi, jieba), the reading converters (pykakasi,
+    pypinyin) and wordfreq's word lists when the server starts, in the background, so that no call
+    pays for loading them (about 1-4 s of CPU, and about 400 MiB of memory per process); off, each
+    loads when a call first needs it."""
     shutdown_grace_seconds: float = 10.0
     """On SIGTERM/SIGINT, how long in-flight calls may take to finish."""
     auth_cache_seconds: float = 5.0

@@ -7,6 +7,7 @@ and the assertions look only at this module's characters.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -19,6 +20,7 @@ from charter.v1 import authorization_service_pb2_grpc as az_grpc
 from charter.v1 import catalog_service_pb2 as catalog_pb
 from charter_server.app import CharterServer
 from charter_server.services import readings
+from charter_server.services.screening import PromptScreen
 from google.protobuf import field_mask_pb2
 
 from .character_helpers import Holder, alias, create, half_width, kana_marker, new_holder, opt_in
@@ -184,3 +186,17 @@ def test_the_server_loads_the_analysers_and_converters_when_it_starts(server: Ch
     assert _fugashi_tagger.cache_info().currsize == 1
     assert readings._kakasi.cache_info().currsize == 1
     assert readings._frequencies.cache_info().currsize >= 4
+
+
+def test_without_preload_the_screen_starts_no_loading(server: CharterServer) -> None:
+    """``--no-preload``: nothing is loaded at start (each analyser loads on first need); the screen
+    reports itself warmed at once."""
+    screen = PromptScreen(server.db, preload=False)
+    before = {thread.ident for thread in threading.enumerate()}
+    screen.start()
+    try:
+        assert screen.warmed.is_set()
+        started = [t.name for t in threading.enumerate() if t.ident not in before]
+        assert "charter-screen-warm" not in started
+    finally:
+        screen.stop()

@@ -329,3 +329,9 @@ def test_a_malformed_number_exits_2_without_a_traceback(clean_env: pytest.Monkey
 
     assert result.exit_code == 2
     assert "Traceback" not in result.output
+
+
+def test_preloading_the_analysers_is_on_by_default_and_can_be_turned_off() -> None:
+    assert Settings().preload is True
+    assert Settings.from_env({"CHARTER_PRELOAD": "0"}).preload is False
+    assert Settings.from_env({"CHARTER_PRELOAD": "off"}, preload=True).preload is True

@@ -7,11 +7,12 @@ sets of every character in every state — opted in, opted out, suspended and ar
 good — because a prompt that names a character that is not opted in must be caught and denied,
 not ignored.
 
-When the server starts, a background thread loads the morphological analysers (fugashi, and
-jieba, whose dictionary takes a second or more) and the converters and word lists that
-registering a name uses (``readings.warm``), so that no request pays for loading them: a request
-that needs one while it loads waits for that load rather than starting its own. ``warmed`` is
-set when they are loaded (or failed to: then they load on first use, as in the SDK).
+When the server starts (unless the ``preload`` setting is off), a background thread loads the
+morphological analysers (fugashi, and jieba, whose dictionary takes a second or more) and the
+converters and word lists that registering a name uses (``readings.warm``), so that no request
+pays for loading them: a request that needs one while it loads waits for that load rather than
+starting its own. ``warmed`` is set when they are loaded (or failed to, or preload is off: then
+each loads on first use, as in the SDK).
 
 The index refreshes without a restart and without blocking requests: a background thread
 checks a cheap marker of the catalogue every ``refresh_seconds`` (it reads the shared database,
@@ -43,8 +44,11 @@ MAX_PROMPT_LENGTH = 8000
 class PromptScreen:
     """The prompt screen of one server: the current index and the thread that refreshes it."""
 
-    def __init__(self, db: Database, *, refresh_seconds: float = 1.0, join_seconds: float = 5.0) -> None:
+    def __init__(
+        self, db: Database, *, refresh_seconds: float = 1.0, join_seconds: float = 5.0, preload: bool = True
+    ) -> None:
         self._db = db
+        self._preload = preload
         self._refresh_seconds = refresh_seconds
         self._join_seconds = join_seconds
         # Read without a lock by ``screen``: a reference assignment is atomic, and an index is
@@ -83,7 +87,10 @@ class PromptScreen:
         self._rebuild(force=True)
         # The analysers, converters and word lists, in the background so that the server serves
         # at once (started before the first call can arrive, so no call pays for loading them).
-        threading.Thread(target=self._warm, name="charter-screen-warm", daemon=True).start()
+        if self._preload:
+            threading.Thread(target=self._warm, name="charter-screen-warm", daemon=True).start()
+        else:
+            self.warmed.set()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="charter-screen-refresh", daemon=True)
         self._thread.start()
