@@ -236,3 +236,41 @@ def test_a_shared_cache_gives_the_same_hashes_and_follows_a_growing_tile() -> No
     assert merkle.root_hash(70_000, cached) == store.root == merkle.root_hash(70_000, store.nodes())
     with pytest.raises(ValueError):
         TileHashCache(max_tiles=0)
+
+
+def test_the_shared_cache_never_stands_in_for_changed_bytes() -> None:
+    store = TileStore(TILE_HEIGHT)
+    store.append(_leaves(5_000))
+    cached = TileNodeReader(store.read, cache=TileHashCache())
+    edge = 5_000 >> TILE_HEIGHT
+    # A full tile and the partial edge tile rewritten in place, their widths kept.
+    for tile, index in ((Tile(0, 3), 3 * 256 + 7), (Tile(0, edge), edge * 256 + 7)):
+        before = merkle.inclusion_proof(index, store.size, cached), merkle.root_hash(store.size, cached)
+        content = bytearray(store.tiles[tile])
+        content[40] ^= 1
+        store.tiles[tile] = bytes(content)
+        after = merkle.inclusion_proof(index, store.size, store.nodes()), merkle.root_hash(store.size, store.nodes())
+
+        assert after != before
+        assert (merkle.inclusion_proof(index, store.size, cached), merkle.root_hash(store.size, cached)) == after
+
+
+def test_a_sequencers_cache_follows_the_edge_batch_after_batch_and_a_rolled_back_batch() -> None:
+    cache = TileHashCache(max_tiles=8)
+    store = TileStore(TILE_HEIGHT)
+    plain = TileStore(TILE_HEIGHT)
+    leaves = _leaves(3_000, seed=7)
+    rng = random.Random(8)
+    position = 0
+    while position < len(leaves):
+        batch = leaves[position : position + rng.randrange(1, 300)]
+        if rng.random() < 0.2:  # a batch computed and never written (its transaction rolled back)
+            append_leaves(store.size, _leaves(len(batch), seed=position), store.read, cache=cache)
+        update = append_leaves(store.size, batch, store.read, cache=cache)
+        store.tiles.update(update.tiles)
+        store.size, store.root = update.size, update.root_hash
+        plain.append(batch)
+        position += len(batch)
+
+        assert store.root == plain.root
+        assert merkle.root_hash(store.size, TileNodeReader(store.read, cache=cache)) == plain.root

@@ -7,8 +7,8 @@ its index is noticed. Any mismatch marks the log inconsistent (`LogHealth`) and 
 ``DATA_LOSS`` from then on.
 
 Proofs read at most two tiles per tile level in one query, and the hashes inside tiles computed
-for one proof are kept for the next (`TileHashCache`): the top of the tree costs nothing after
-the first proof.
+for one proof are kept for the next (`TileHashCache`, for the same bytes only): the top of the
+tree costs nothing after the first proof, and its right edge only what was appended since.
 """
 
 from __future__ import annotations
@@ -108,9 +108,10 @@ class TransparencyLog:
         """
         with self._db.uow() as uow:
             latest = self._latest(uow)
-            # No cache here: the tiles as stored now are what must recompute to the signed root.
+            # The tiles as stored now are what must recompute to the signed root: the cache holds
+            # hashes only for the very bytes they were computed from, so a changed tile is hashed again.
             try:
-                recomputed = root_hash(latest.tree_size, TileNodeReader(uow.log.read_tiles))
+                recomputed = root_hash(latest.tree_size, TileNodeReader(uow.log.read_tiles, cache=self._cache))
             except CorruptTiles as error:
                 self._fail(f"the tiles of the tree of size {latest.tree_size} are damaged: {error}")
             if recomputed != latest.root_hash:

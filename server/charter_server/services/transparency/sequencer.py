@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 import structlog
 from charter.transparency import Checkpoint, NoteSigner, root_hash, sign_checkpoint
-from charter.transparency.tiles import CorruptTiles, Tile, TileNodeReader, TileReader, append_leaves
+from charter.transparency.tiles import CorruptTiles, Tile, TileHashCache, TileNodeReader, TileReader, append_leaves
 
 from charter_server.domain.errors import DataLoss, DomainError
 from charter_server.domain.models import SigningKeyPurpose
@@ -92,6 +92,11 @@ class Sequencer:
         self._lease_seconds = lease_seconds
         self._batch_limit = batch_limit
         self._receipts = receipts
+        # The edge tiles' inner hashes, batch after batch: used only for the very bytes they were
+        # computed from (a stored tile that differs is hashed again), so the check that the stored
+        # tree recomputes to the head still reads and compares every edge tile, while hashing
+        # only what was appended since.
+        self._hashes = TileHashCache(max_tiles=64)
         self.holder = f"seq-{secrets.token_hex(8)}"
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -195,7 +200,7 @@ class Sequencer:
                 return 0
             # The edge tiles the root is recomputed from are those the append extends: read once.
             read_tiles = _read_once(uow.log.read_tiles)
-            reader = TileNodeReader(read_tiles)
+            reader = TileNodeReader(read_tiles, cache=self._hashes)
             try:
                 recomputed = root_hash(head.tree_size, reader)
             except CorruptTiles as error:
@@ -208,7 +213,7 @@ class Sequencer:
             if drain is not None:
                 entries += drain.entries
                 uow.decisions.add(drain.tallies)
-            update = append_leaves(head.tree_size, [e.leaf_hash for e in entries], read_tiles)
+            update = append_leaves(head.tree_size, [e.leaf_hash for e in entries], read_tiles, cache=self._hashes)
             now_ms = uow.log.now_ms()
             uow.log.write_tiles(update.tiles)
             uow.log.add_entries(head.tree_size, entries, now_ms)
