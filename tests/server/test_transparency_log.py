@@ -236,7 +236,7 @@ def receipt_payload(character_id: str) -> bytes:
 
 
 def test_the_sequencer_takes_its_own_replicas_receipts_into_its_batch_without_pending_rows(log: Log) -> None:
-    receipts = ReceiptLog(log.db)
+    receipts = ReceiptLog(log.db, SystemClock())
     sequencer = Sequencer(log.db, log.services.keys, log.settings.origin, LogHealth(), receipts=receipts)
     sequencer.integrate()  # takes the lease (the keys' entries)
     payloads = [receipt_payload(f"chr_{i}") for i in range(3)]
@@ -257,7 +257,7 @@ def test_the_sequencer_takes_its_own_replicas_receipts_into_its_batch_without_pe
 
 
 def test_receipts_stay_buffered_for_the_pending_entries_while_another_replica_sequences(log: Log) -> None:
-    receipts = ReceiptLog(log.db)
+    receipts = ReceiptLog(log.db, SystemClock())
     ours = Sequencer(log.db, log.services.keys, log.settings.origin, LogHealth(), receipts=receipts)
     other = log.sequencer()
     ours.integrate()  # ours holds the lease, then releases it to the other replica
