@@ -7,22 +7,26 @@ and forged, replayed, over-lease, mismatched and late records refused with their
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 import grpc
 import pytest
+from charter import transparency
 from charter.decision_records import DecisionRecordSigner, generate_key
 from charter.v1 import grant_service_pb2 as gs
 from charter.v1 import offline_pb2, usage_pb2
 from charter.v1 import offline_service_pb2 as osv
+from charter.v1 import transparency_pb2 as tp
 from charter.v1 import usage_service_pb2 as us
 from charter_server.domain import ids
 
 from .character_helpers import terms
 from .grant_helpers import Stubs, stubs
 from .helpers import auth, failure
+from .log_helpers import all_entries, verified_checkpoint, wait_for_size
 from .offline_helpers import (
     CONTEXT,
     Edge,
@@ -269,6 +273,49 @@ def test_renewing_adds_uses_within_the_quota(
     assert renewed.uses == 10
     assert renewed.expire_time.ToDatetime() > held.expire_time.ToDatetime()
     assert (failure(over).code, failure(over).reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "LEASE_REFUSED")
+
+
+def test_a_lease_is_logged_as_it_is_leased_renewed_and_returned(
+    api: Stubs, offline: OfflineStub, edge: Edge, keys: Any, clock: Any, channel: grpc.Channel
+) -> None:
+    grant = granted(api, keys.admin, clock, edge, terms(monthly_quota=10))
+    before = verified_checkpoint(channel, keys.auditor).checkpoint.size
+    held = lease(offline, edge, grant, 4)
+    offline.RenewQuotaLease(
+        osv.RenewQuotaLeaseRequest(lease_id=held.lease_id, add_uses=2, ttl=ttl(600)), metadata=auth(edge.generator)
+    )
+    offline.ReturnQuotaLease(
+        osv.ReturnQuotaLeaseRequest(lease_id=held.lease_id, spent_uses=1), metadata=auth(edge.generator)
+    )
+    wait_for_size(channel, keys.auditor, before + 3)
+
+    def logged(secret: str) -> list[tuple[int, int, str]]:
+        deadline = time.monotonic() + 10
+        while True:
+            entries = [
+                transparency.open_entry(e.entry, e.leaf_hash)
+                for e in all_entries(channel, secret, before)[0]
+                if not e.withheld
+            ]
+            found = [
+                (e.quota_lease.action, e.quota_lease.uses, e.actor_key_id)
+                for e in entries
+                if e.WhichOneof("change") == "quota_lease" and e.quota_lease.lease_id == held.lease_id
+            ]
+            if len(found) >= 3 or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+
+    generator_id = edge.generator.partition(".")[0]
+    actions = tp.QuotaLeaseLogged
+    expected = [
+        (actions.ACTION_LEASED, 4, generator_id),
+        (actions.ACTION_RENEWED, 6, generator_id),
+        (actions.ACTION_RETURNED, 1, generator_id),
+    ]
+    assert logged(keys.auditor) == expected
+    assert logged(edge.generator) == expected  # the licensee reads its own leases
+    assert logged(edge.holder.secret) == expected  # and the rights holder whose quota they count
 
 
 def test_lease_refusals(api: Stubs, offline: OfflineStub, edge: Edge, keys: Any, clock: Any) -> None:

@@ -56,6 +56,7 @@ class LogEntry(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     LICENSEE_FIELD_NUMBER: _builtins.int
     LICENSEE_KEY_FIELD_NUMBER: _builtins.int
+    QUOTA_LEASE_FIELD_NUMBER: _builtins.int
     salt: _builtins.bytes
     """16 random bytes. Entries are short and guessable, and every leaf hash is
     public; the salt keeps a leaf hash from confirming a guess about an entry
@@ -120,6 +121,10 @@ class LogEntry(_message.Message):
         retired or revoked.
         """
 
+    @_builtins.property
+    def quota_lease(self) -> Global___QuotaLeaseLogged:
+        """A quota lease was leased, renewed, returned or reclaimed."""
+
     def __init__(
         self,
         *,
@@ -137,16 +142,108 @@ class LogEntry(_message.Message):
         usage: Global___UsageLogged | None = ...,
         licensee: Global___LicenseeLogged | None = ...,
         licensee_key: Global___LicenseeKeyLogged | None = ...,
+        quota_lease: Global___QuotaLeaseLogged | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "change", b"change", "character", b"character", "decision", b"decision", "event_time", b"event_time", "grant", b"grant", "licensee", b"licensee", "licensee_key", b"licensee_key", "rights_holder", b"rights_holder", "signing_key", b"signing_key", "statement", b"statement", "terms", b"terms", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "change", b"change", "character", b"character", "decision", b"decision", "event_time", b"event_time", "grant", b"grant", "licensee", b"licensee", "licensee_key", b"licensee_key", "quota_lease", b"quota_lease", "rights_holder", b"rights_holder", "signing_key", b"signing_key", "statement", b"statement", "terms", b"terms", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_key_id", b"actor_key_id", "api_key", b"api_key", "change", b"change", "character", b"character", "decision", b"decision", "event_time", b"event_time", "grant", b"grant", "licensee", b"licensee", "licensee_key", b"licensee_key", "rights_holder", b"rights_holder", "salt", b"salt", "signing_key", b"signing_key", "statement", b"statement", "terms", b"terms", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_key_id", b"actor_key_id", "api_key", b"api_key", "change", b"change", "character", b"character", "decision", b"decision", "event_time", b"event_time", "grant", b"grant", "licensee", b"licensee", "licensee_key", b"licensee_key", "quota_lease", b"quota_lease", "rights_holder", b"rights_holder", "salt", b"salt", "signing_key", b"signing_key", "statement", b"statement", "terms", b"terms", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_change: _TypeAlias = _typing.Literal["rights_holder", "character", "terms", "grant", "signing_key", "api_key", "statement", "decision", "usage", "licensee", "licensee_key"]  # noqa: Y015
+    _WhichOneofReturnType_change: _TypeAlias = _typing.Literal["rights_holder", "character", "terms", "grant", "signing_key", "api_key", "statement", "decision", "usage", "licensee", "licensee_key", "quota_lease"]  # noqa: Y015
     _WhichOneofArgType_change: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_change) -> _WhichOneofReturnType_change | None: ...
 
 Global___LogEntry: _TypeAlias = LogEntry  # noqa: Y015
+
+@_typing.final
+class QuotaLeaseLogged(_message.Message):
+    """A QuotaLeaseLogged entry records a change to a quota lease: uses of a grant
+    with a quota or a cap counted at once for a licensee to spend offline, or
+    given back. The uses spent are the UsageLogged entries of its decision
+    records.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Action:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[QuotaLeaseLogged._Action.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        ACTION_UNSPECIFIED: QuotaLeaseLogged._Action.ValueType  # 0
+        """Not specified. Never logged."""
+        ACTION_LEASED: QuotaLeaseLogged._Action.ValueType  # 1
+        """The lease was made: `uses` counted against the quotas and the cap."""
+        ACTION_RENEWED: QuotaLeaseLogged._Action.ValueType  # 2
+        """Uses were added and its expiry moved."""
+        ACTION_RETURNED: QuotaLeaseLogged._Action.ValueType  # 3
+        """The holder gave back what it did not spend; `uses` is what it kept."""
+        ACTION_RECLAIMED: QuotaLeaseLogged._Action.ValueType  # 4
+        """Its report deadline passed; the unreported uses went back."""
+
+    class Action(_Action, metaclass=_ActionEnumTypeWrapper):
+        """Action is what happened to the lease."""
+
+    ACTION_UNSPECIFIED: QuotaLeaseLogged.Action.ValueType  # 0
+    """Not specified. Never logged."""
+    ACTION_LEASED: QuotaLeaseLogged.Action.ValueType  # 1
+    """The lease was made: `uses` counted against the quotas and the cap."""
+    ACTION_RENEWED: QuotaLeaseLogged.Action.ValueType  # 2
+    """Uses were added and its expiry moved."""
+    ACTION_RETURNED: QuotaLeaseLogged.Action.ValueType  # 3
+    """The holder gave back what it did not spend; `uses` is what it kept."""
+    ACTION_RECLAIMED: QuotaLeaseLogged.Action.ValueType  # 4
+    """Its report deadline passed; the unreported uses went back."""
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    LEASE_ID_FIELD_NUMBER: _builtins.int
+    LICENSEE_ID_FIELD_NUMBER: _builtins.int
+    CHARACTER_ID_FIELD_NUMBER: _builtins.int
+    RIGHTS_HOLDER_ID_FIELD_NUMBER: _builtins.int
+    GRANT_ID_FIELD_NUMBER: _builtins.int
+    USES_FIELD_NUMBER: _builtins.int
+    REPORTED_USES_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    action: Global___QuotaLeaseLogged.Action.ValueType
+    """What happened."""
+    lease_id: _builtins.str
+    """The lease's id, `ql_` followed by 32 lowercase hex digits."""
+    licensee_id: _builtins.str
+    """The licensee holding it."""
+    character_id: _builtins.str
+    """The character."""
+    rights_holder_id: _builtins.str
+    """The id of the rights holder that owns the character."""
+    grant_id: _builtins.str
+    """The grant whose quotas and cap count the uses."""
+    uses: _builtins.int
+    """The uses leased after the change (after a return or reclaim: those kept)."""
+    reported_uses: _builtins.int
+    """The uses reported with decision records so far."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """Until when its uses may be spent."""
+
+    def __init__(
+        self,
+        *,
+        action: Global___QuotaLeaseLogged.Action.ValueType = ...,
+        lease_id: _builtins.str = ...,
+        licensee_id: _builtins.str = ...,
+        character_id: _builtins.str = ...,
+        rights_holder_id: _builtins.str = ...,
+        grant_id: _builtins.str = ...,
+        uses: _builtins.int = ...,
+        reported_uses: _builtins.int = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "character_id", b"character_id", "expire_time", b"expire_time", "grant_id", b"grant_id", "lease_id", b"lease_id", "licensee_id", b"licensee_id", "reported_uses", b"reported_uses", "rights_holder_id", b"rights_holder_id", "uses", b"uses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QuotaLeaseLogged: _TypeAlias = QuotaLeaseLogged  # noqa: Y015
 
 @_typing.final
 class LicenseeLogged(_message.Message):

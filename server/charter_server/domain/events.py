@@ -272,6 +272,15 @@ class LicenseeKeyChanged(DomainEvent):
     reason: str = ""  # why, for a revocation
 
 
+@dataclass(frozen=True, slots=True)
+class QuotaLeaseChanged(DomainEvent):
+    """A quota lease was leased, renewed, returned or reclaimed: uses counted against a grant's
+    quotas and cap, or given back to them."""
+
+    lease_id: str
+    action: str  # "leased", "renewed", "returned" or "reclaimed"
+
+
 # Statements ---------------------------------------------------------------------------------------
 
 

@@ -159,9 +159,10 @@ def _lease(row: QuotaLeaseRow) -> QuotaLeaseRecord:
 class LeaseRepository:
     """Quota leases and the counters they hold uses of."""
 
-    def __init__(self, session: Session, dialect: Dialect) -> None:
+    def __init__(self, session: Session, dialect: Dialect, events: EventSink) -> None:
         self._session = session
         self._insert = dialect.insert
+        self._events = events
 
     # Counters ---------------------------------------------------------------------------------
 
@@ -240,6 +241,7 @@ class LeaseRepository:
             )
         )
         self._session.flush()
+        self._events.raise_event(ev.QuotaLeaseChanged(lease.lease_id, "leased"))
 
     def get(self, lease_id: str, *, for_update: bool = False) -> QuotaLeaseRecord | None:
         """One lease, or None."""
@@ -257,6 +259,7 @@ class LeaseRepository:
             .where(QuotaLeaseRow.lease_id == lease_id)
             .values(uses=QuotaLeaseRow.uses + n, expire_time=expire_time, report_deadline=report_deadline)
         )
+        self._events.raise_event(ev.QuotaLeaseChanged(lease_id, "renewed"))
 
     def shrink(self, lease_id: str, keep: int) -> bool:
         """Close an open lease for spending, keeping ``keep`` uses (never fewer than reported);
@@ -266,7 +269,10 @@ class LeaseRepository:
             .where(QuotaLeaseRow.lease_id == lease_id, QuotaLeaseRow.state == LeaseState.OPEN.value)
             .values(uses=keep, state=LeaseState.RETURNED.value)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        returned = bool(result.rowcount)  # type: ignore[attr-defined]
+        if returned:
+            self._events.raise_event(ev.QuotaLeaseChanged(lease_id, "returned"))
+        return returned
 
     def report(self, lease_id: str, n: int, now: datetime) -> bool:
         """Count ``n`` reported uses against a live lease if that stays within its uses and its
@@ -307,6 +313,7 @@ class LeaseRepository:
         row = self._session.scalars(
             select(QuotaLeaseRow).where(QuotaLeaseRow.lease_id == lease_id).execution_options(populate_existing=True)
         ).one()
+        self._events.raise_event(ev.QuotaLeaseChanged(lease_id, "reclaimed"))
         return _lease(row)
 
     def get_many(self, lease_ids: Sequence[str]) -> dict[str, QuotaLeaseRecord]:

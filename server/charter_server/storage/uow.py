@@ -262,7 +262,7 @@ class UnitOfWork:
 
     @cached_property
     def leases(self) -> LeaseRepository:
-        return LeaseRepository(self.session, self._dialect)
+        return LeaseRepository(self.session, self._dialect, self)
 
     @cached_property
     def bundles(self) -> BundleRepository:

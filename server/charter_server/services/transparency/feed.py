@@ -31,6 +31,12 @@ _GRANT_ACTIONS = {
 }
 
 
+_LEASE_ACTIONS = {
+    "leased": tp.QuotaLeaseLogged.ACTION_LEASED,
+    "renewed": tp.QuotaLeaseLogged.ACTION_RENEWED,
+    "returned": tp.QuotaLeaseLogged.ACTION_RETURNED,
+    "reclaimed": tp.QuotaLeaseLogged.ACTION_RECLAIMED,
+}
 _LICENSEE_KEY_ACTIONS = {
     "active": tp.LicenseeKeyLogged.ACTION_REGISTERED,
     "retired": tp.LicenseeKeyLogged.ACTION_RETIRED,
@@ -84,6 +90,8 @@ class LogFeed:
                 self._licensee(uow, event)
             elif isinstance(event, ev.LicenseeKeyChanged):
                 self._licensee_key(uow, event)
+            elif isinstance(event, ev.QuotaLeaseChanged):
+                self._quota_lease(uow, event)
             elif isinstance(event, ev.StatementPeriodClosed):
                 self._statement(uow, event)
 
@@ -245,3 +253,23 @@ class LogFeed:
             ],
         )
         self._appender.append(uow, "statement", message, rights_holder_id=event.rights_holder_id)
+
+    def _quota_lease(self, uow: UnitOfWork, event: ev.QuotaLeaseChanged) -> None:
+        lease = uow.leases.get(event.lease_id)
+        grant = uow.grants.get(lease.grant_id) if lease is not None else None
+        if lease is None or grant is None:
+            return
+        message = tp.QuotaLeaseLogged(
+            action=_LEASE_ACTIONS[event.action],
+            lease_id=lease.lease_id,
+            licensee_id=lease.licensee_id,
+            character_id=lease.character_id,
+            rights_holder_id=grant.rights_holder_id,
+            grant_id=lease.grant_id,
+            uses=lease.uses,
+            reported_uses=lease.reported,
+        )
+        message.expire_time.FromDatetime(lease.expire_time)
+        self._appender.append(
+            uow, "quota_lease", message, rights_holder_id=grant.rights_holder_id, licensee_id=lease.licensee_id
+        )
