@@ -30,6 +30,9 @@ _MARGIN: Final = timedelta(seconds=2)
 """A lease is not spent this close to its expiry (the server allows some skew; this SDK allows none)."""
 _COOL_DOWN_SECONDS: Final = 1.0
 """How long a refused or failed lease is not asked for again (decisions go to the server meanwhile)."""
+_CALL_SECONDS: Final = 2.0
+"""The deadline of a lease call: one short write on the server; a call that takes longer is tried
+again later, and `close` never waits long on an unreachable server."""
 
 
 @dataclass(slots=True)
@@ -157,12 +160,12 @@ class QuotaLeases:
             current = lease is not None and self._clock() < lease.expire_time - _MARGIN
         if lease is None or not current:
             # None yet, or expired: Charter reclaims what was not reported; start a new one.
-            got = self._client.lease_quota(character_id, grant_id, uses=block, ttl=ttl)
+            got = self._client.lease_quota(character_id, grant_id, uses=block, ttl=ttl, timeout=_CALL_SECONDS)
             fresh = _Lease(got.lease_id, got.uses, 0, got.expire_time.ToDatetime(tzinfo=UTC))
             with self._lock:
                 self._open[key] = fresh
             return
-        got = self._client.renew_quota_lease(lease.lease_id, add_uses=block, ttl=ttl)
+        got = self._client.renew_quota_lease(lease.lease_id, add_uses=block, ttl=ttl, timeout=_CALL_SECONDS)
         with self._lock:
             lease.uses, lease.expire_time = got.uses, got.expire_time.ToDatetime(tzinfo=UTC)
 
@@ -178,6 +181,6 @@ class QuotaLeases:
             if now >= lease.expire_time:
                 continue  # Charter reclaims it at its report deadline
             try:
-                self._client.return_quota_lease(lease.lease_id, spent_uses=lease.spent)
+                self._client.return_quota_lease(lease.lease_id, spent_uses=lease.spent, timeout=_CALL_SECONDS)
             except CharterError as error:
                 log.warning("charter.offline: returning a quota lease failed (%s)", error.code.name)
