@@ -639,6 +639,27 @@ def test_with_the_server_down_what_cannot_be_decided_offline_is_denied_with_its_
     assert [c.reasons for c in both.characters] == [(DenyReason.SERVER_UNREACHABLE,), (DenyReason.LEASE_EXPIRED,)]
 
 
+def test_with_the_server_down_an_archived_licensee_is_denied_as_archived(
+    admin: charter.Client, party: Party, clock: Any, make: Make, own_server: Callable[..., OwnServer]
+) -> None:
+    server = own_server()
+    cid = character(admin, party)
+    held = grant(admin, clock, cid, party.licensee_id)
+    authorizer = make(party.generator, [held], target=server.target, key_refresh=timedelta(seconds=1))
+    before = image(authorizer, cid)
+
+    admin.archive_licensee(party.licensee_id)
+    deadline = time.monotonic() + WAIT
+    while authorizer.is_current() and time.monotonic() < deadline:  # until a refresh learns of it
+        time.sleep(0.05)
+    server.stop()
+    after = image(authorizer, cid, timeout=3)
+
+    assert before.offline and before.allowed
+    assert after.offline and not after.allowed
+    assert after.characters[0].reasons == (DenyReason.LICENSEE_ARCHIVED,)
+
+
 def test_a_killed_server_process_fails_closed_at_max_staleness(
     admin: charter.Client,
     party: Party,
