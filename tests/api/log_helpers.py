@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 from charter import transparency
 from charter.v1 import authorization_service_pb2, authorization_service_pb2_grpc
+from charter.v1 import transparency_pb2 as tp
 from charter.v1 import transparency_service_pb2 as ts
 from charter.v1 import transparency_service_pb2_grpc as ts_grpc
 
@@ -59,3 +61,23 @@ def all_entries(channel: grpc.Channel, secret: str, start: int = 0, page_size: i
         token = page.next_page_token
         if not token:
             return found, page.tree_size
+
+
+def logged_since(
+    channel: grpc.Channel, secret: str, before: int, count: int, wanted: Callable[[tp.LogEntry], bool]
+) -> list[tp.LogEntry]:
+    """The entries from index ``before`` that ``secret`` may read and ``wanted`` picks, once
+    ``count`` of them are integrated (or after 10 s: the caller's assertions then say what is
+    missing)."""
+    wait_for_size(channel, secret, before + count)
+    deadline = time.monotonic() + 10
+    while True:
+        logged = [
+            transparency.open_entry(e.entry, e.leaf_hash)
+            for e in all_entries(channel, secret, before)[0]
+            if not e.withheld
+        ]
+        found = [e for e in logged if wanted(e)]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)

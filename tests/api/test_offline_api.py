@@ -7,14 +7,12 @@ and forged, replayed, over-lease, mismatched and late records refused with their
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 import grpc
 import pytest
-from charter import transparency
 from charter.decision_records import DecisionRecordSigner, generate_key
 from charter.v1 import grant_service_pb2 as gs
 from charter.v1 import offline_pb2, usage_pb2
@@ -26,7 +24,7 @@ from charter_server.domain import ids
 from .character_helpers import terms
 from .grant_helpers import Stubs, stubs
 from .helpers import auth, failure
-from .log_helpers import all_entries, verified_checkpoint, wait_for_size
+from .log_helpers import logged_since, verified_checkpoint, wait_for_size
 from .offline_helpers import (
     CONTEXT,
     Edge,
@@ -290,21 +288,14 @@ def test_a_lease_is_logged_as_it_is_leased_renewed_and_returned(
     wait_for_size(channel, keys.auditor, before + 3)
 
     def logged(secret: str) -> list[tuple[int, int, str]]:
-        deadline = time.monotonic() + 10
-        while True:
-            entries = [
-                transparency.open_entry(e.entry, e.leaf_hash)
-                for e in all_entries(channel, secret, before)[0]
-                if not e.withheld
-            ]
-            found = [
-                (e.quota_lease.action, e.quota_lease.uses, e.actor_key_id)
-                for e in entries
-                if e.WhichOneof("change") == "quota_lease" and e.quota_lease.lease_id == held.lease_id
-            ]
-            if len(found) >= 3 or time.monotonic() > deadline:
-                return found
-            time.sleep(0.05)
+        found = logged_since(
+            channel,
+            secret,
+            before,
+            3,
+            lambda e: e.WhichOneof("change") == "quota_lease" and e.quota_lease.lease_id == held.lease_id,
+        )
+        return [(e.quota_lease.action, e.quota_lease.uses, e.actor_key_id) for e in found]
 
     generator_id = edge.generator.partition(".")[0]
     actions = tp.QuotaLeaseLogged

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 import charter
@@ -31,7 +30,7 @@ from pymerkle import InmemoryTree
 from .character_helpers import new_holder
 from .grant_helpers import Stubs, issue, key_set, new_licensee, opted_in_character, stubs
 from .helpers import auth, failure, unique
-from .log_helpers import all_entries, stub, verified_checkpoint, wait_for_size
+from .log_helpers import all_entries, logged_since, stub, verified_checkpoint, wait_for_size
 
 SigningKey = signing_key_pb2.SigningKey
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -333,7 +332,7 @@ def test_catalogue_and_grant_changes_are_logged_with_what_they_changed(
     grant = issue(api, keys.admin, clock, character, licensee_id)
     api.grants.SuspendGrant(gs.SuspendGrantRequest(id=grant.id, reason="audit"), metadata=auth(keys.admin))
     api.grants.RevokeGrant(gs.RevokeGrantRequest(id=grant.id, reason="breach"), metadata=auth(keys.admin))
-    mine = _logged_since(channel, keys.auditor, before, 7, lambda e: _holder_of(e) == holder.id)
+    mine = logged_since(channel, keys.auditor, before, 7, lambda e: _holder_of(e) == holder.id)
 
     kinds = [(e.WhichOneof("change"), _action(e)) for e in mine]
     assert kinds[:2] == [("rights_holder", "ACTION_CREATED"), ("api_key", "ACTION_CREATED")]
@@ -354,25 +353,6 @@ def test_catalogue_and_grant_changes_are_logged_with_what_they_changed(
     admin_id, holder_key_id = keys.admin.partition(".")[0], holder.secret.partition(".")[0]
     assert {("rights_holder", admin_id), ("grant", admin_id), ("character", holder_key_id)} <= actors
     assert all(actor for _, actor in actors)
-
-
-def _logged_since(
-    channel: grpc.Channel, auditor: str, before: int, count: int, wanted: Callable[[tp.LogEntry], bool]
-) -> list[tp.LogEntry]:
-    """The entries from index ``before`` that ``wanted`` picks, once ``count`` of them are
-    integrated (or after 10 s: the caller's assertions then say what is missing)."""
-    wait_for_size(channel, auditor, before + count)
-    deadline = time.monotonic() + 10
-    while True:
-        logged = [
-            transparency.open_entry(e.entry, e.leaf_hash)
-            for e in all_entries(channel, auditor, before)[0]
-            if not e.withheld
-        ]
-        found = [e for e in logged if wanted(e)]
-        if len(found) >= count or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
 
 
 def _holder_of(entry: tp.LogEntry) -> str:
@@ -402,7 +382,7 @@ def test_licensee_changes_and_licensee_keys_are_logged_for_the_licensee(
         ).key
         admin.revoke_licensee_key(second.key_id, reason="leaked")
         admin.archive_licensee(licensee.id)
-    mine = _logged_since(channel, keys.auditor, before, 7, lambda e: _licensee_of(e) == licensee.id)
+    mine = logged_since(channel, keys.auditor, before, 7, lambda e: _licensee_of(e) == licensee.id)
 
     kinds = [(e.WhichOneof("change"), _action(e)) for e in mine]
     assert [k for k in kinds if k[0] == "licensee"] == [

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import random
 import threading
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -33,10 +32,8 @@ import grpc
 import nacl.signing
 import pytest
 from charter import envelope as dsse
-from charter import transparency
 from charter.v1 import authorization_service_pb2 as az
 from charter.v1 import decision_pb2, envelope_pb2, terms_pb2, usage_pb2, usage_service_pb2_grpc
-from charter.v1 import transparency_pb2 as tp
 from charter.v1 import usage_service_pb2 as us
 from charter_server.app import CharterServer, build_server
 from charter_server.domain import ids
@@ -45,7 +42,7 @@ from google.protobuf import duration_pb2, message
 from .character_helpers import Holder, new_holder, refused, terms
 from .grant_helpers import Grant, Stubs, generator_key, issue, new_licensee, opted_in_character, stamp, stubs
 from .helpers import auth, unique
-from .log_helpers import all_entries, verified_checkpoint
+from .log_helpers import logged_since, verified_checkpoint
 
 Envelope = envelope_pb2.Envelope
 Money = terms_pb2.Money
@@ -1291,16 +1288,16 @@ def test_a_closed_month_is_logged_with_the_totals_of_its_statement(
     before = verified_checkpoint(channel, keys.auditor).checkpoint.size
     closed = close(usage, keys.admin, holder.id, month_of(march))
 
-    deadline = time.monotonic() + 10
-    logged: list[tp.StatementLogged] = []
-    while not logged and time.monotonic() < deadline:
-        entries = [transparency.open_entry(e.entry, e.leaf_hash) for e in all_entries(channel, keys.auditor, before)[0]]
-        logged = [
-            e.statement
-            for e in entries
-            if e.WhichOneof("change") == "statement" and e.statement.rights_holder_id == holder.id
-        ]
-        time.sleep(0.05)
+    logged = [
+        e.statement
+        for e in logged_since(
+            channel,
+            keys.auditor,
+            before,
+            1,
+            lambda e: e.WhichOneof("change") == "statement" and e.statement.rights_holder_id == holder.id,
+        )
+    ]
 
     assert [(s.period, list(s.totals)) for s in logged] == [(month_of(march), list(closed.totals))]
     assert [(t.currency_code, t.uses) for t in closed.totals] == [("JPY", 3)]

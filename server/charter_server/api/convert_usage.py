@@ -18,6 +18,7 @@ from charter_server.api.status import status_code_for
 from charter_server.domain.errors import InvalidArgument
 from charter_server.domain.models import DailyUsage
 from charter_server.services.statements import Statement, StatementState
+from charter_server.services.transparency.feed import statement_total
 from charter_server.services.usage import Money, UsageOutcome, UsageRecordInput
 from charter_server.services.usage_series import UsageSeriesResult
 from charter_server.services.validation import Unreadable
@@ -124,19 +125,7 @@ def statement(value: Statement) -> usage_pb2.Statement:
             )
             for line in value.lines
         ],
-        totals=[
-            usage_pb2.StatementTotal(
-                currency_code=total.currency,
-                records=total.records,
-                uses=total.uses,
-                duration_milliseconds=total.duration_ms,
-                revenue_minor_units=total.revenue_minor,
-                revenue_share_minor_units=total.revenue_share_minor,
-                fee_minor_units=total.fee_minor,
-                owed_minor_units=total.owed_minor,
-            )
-            for total in value.totals
-        ],
+        totals=[statement_total(total) for total in value.totals],
         rights_holder_display_name=value.rights_holder_display_name,
         licensee_display_name=value.licensee_display_name,
     )

@@ -20,7 +20,7 @@ from charter.v1 import transparency_pb2 as tp
 
 from charter_server.domain import events as ev
 from charter_server.domain.models import Character, CharacterState, GrantState, LifecycleState
-from charter_server.services.statements import statement_sums
+from charter_server.services.statements import StatementTotal, statement_sums
 from charter_server.services.transparency.appender import LogAppender
 from charter_server.storage.uow import UnitOfWork
 
@@ -42,6 +42,21 @@ _LICENSEE_KEY_ACTIONS = {
     "retired": tp.LicenseeKeyLogged.ACTION_RETIRED,
     "revoked": tp.LicenseeKeyLogged.ACTION_REVOKED,
 }
+
+
+def statement_total(total: StatementTotal) -> usage_pb2.StatementTotal:
+    """The protobuf form of a statement's total in one currency (the log's entry and the API's
+    statements carry the same message)."""
+    return usage_pb2.StatementTotal(
+        currency_code=total.currency,
+        records=total.records,
+        uses=total.uses,
+        duration_milliseconds=total.duration_ms,
+        revenue_minor_units=total.revenue_minor,
+        revenue_share_minor_units=total.revenue_share_minor,
+        fee_minor_units=total.fee_minor,
+        owed_minor_units=total.owed_minor,
+    )
 
 
 def _aliases(character: Character) -> list[character_pb2.Alias]:
@@ -238,19 +253,7 @@ class LogFeed:
         message = tp.StatementLogged(
             rights_holder_id=event.rights_holder_id,
             period=event.period,
-            totals=[
-                usage_pb2.StatementTotal(
-                    currency_code=total.currency,
-                    records=total.records,
-                    uses=total.uses,
-                    duration_milliseconds=total.duration_ms,
-                    revenue_minor_units=total.revenue_minor,
-                    revenue_share_minor_units=total.revenue_share_minor,
-                    fee_minor_units=total.fee_minor,
-                    owed_minor_units=total.owed_minor,
-                )
-                for total in totals
-            ],
+            totals=[statement_total(total) for total in totals],
         )
         self._appender.append(uow, "statement", message, rights_holder_id=event.rights_holder_id)
 
