@@ -297,9 +297,12 @@ class UsageCalls(Transport):
         last: usage_service_pb2.ReportUsageResponse = await self._unary(self._usage.ReportUsage, request, timeout)
         return last
 
-    async def _report_license(self, granted: License, timeout: float | None) -> None:
-        """Reports a clean exit of a `license` block; never raises (see `License`)."""
-        reports = granted.usage_reports(dt.datetime.now(dt.UTC))
+    async def _report_license(
+        self, granted: License, timeout: float | None, happen_time: dt.datetime | None = None
+    ) -> None:
+        """Reports a clean exit of a `license` block (at ``happen_time``, now by default); never
+        raises (see `License`)."""
+        reports = granted.usage_reports(happen_time or dt.datetime.now(dt.UTC))
         if not reports:
             return
         # One attempt, with gRPC's own retries of UNAVAILABLE: a hung server delays the block's

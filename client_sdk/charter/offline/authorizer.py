@@ -594,6 +594,5 @@ class OfflineAuthorizer(HoldsBundles):
                 timeout=timeout,
             )
 
-        return license_block(
-            decide, self._client.receipts.record, lambda granted: self._client._report_license(granted, timeout)
-        )
+        report, clock = self._client._report_license, self._clock  # the use is timed on the clock that decided it
+        return license_block(decide, self._client.receipts.record, lambda granted: report(granted, timeout, clock()))
