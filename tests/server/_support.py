@@ -168,15 +168,16 @@ def spawn_server(
     port: int | None = None,
     options: tuple[str, ...] = (),
     serve_options: tuple[str, ...] = (),
+    launcher: tuple[str, ...] = ("-m", "charter_server"),
 ) -> ServerProcess:
     """Start ``charter_server [options] serve --migrate [serve_options]`` on ``127.0.0.1:port`` (a
     free port by default), writing its output to ``log_path``; ``wait_serving`` waits until it
-    answers."""
+    answers. ``launcher``: how the interpreter runs the command (``_clocked_server.py`` moves
+    its clock)."""
     port = free_port() if port is None else port
     command = [
         sys.executable,
-        "-m",
-        "charter_server",
+        *launcher,
         "--database-url",
         database_url,
         "--listen",

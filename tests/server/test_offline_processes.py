@@ -1,0 +1,255 @@
+"""Generation backends deciding offline (issue 16), each an `OfflineAuthorizer` in a process of its
+own (``_backend.py``), against real ``charter_server`` processes with a 1-second revocation
+heartbeat.
+
+* **Revocation and staleness**: a grant revoked through one server is denied offline by a backend
+  watching another within the heartbeat; with the backend's server killed (SIGKILL), offline
+  decisions go on until the staleness bound (the last heartbeat + ``max_staleness``) and are then
+  denied with ``REVOCATIONS_STALE``, within a second of ``max_staleness`` after the kill.
+* **An hour offline**: a backend keeps deciding, signing and queueing its uses while its server is
+  down for an hour, and reports them when the server is back; the statement counts each once.
+  A test cannot wait an hour: the hour passes at once on both sides, the backend's clock (the
+  authorizer's ``clock``) and the server's (``_clocked_server.py``: the server's own clock, moved),
+  while the server is down; everything checked against it on the way back runs for real (the
+  lease's spending period and report deadline, the decision records' times, the usage window,
+  the statement's period).
+* **Tampered cache files**: a backend restarted while Charter is unreachable refuses a cache file
+  that is damaged (``CACHE_CORRUPTED``) and a grant changed in a cache file whose digest was made
+  to match (the grant's signature fails: ``GRANT_INVALID``), and never allows from either.
+
+The quota of a grant spent from leases by two backends through two servers is in
+``test_offline_quota_processes.py``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import charter
+import pytest
+from charter.offline.cache import FILE_NAME, STATE_FILE_NAME, load_bundle, save_bundle
+from charter.v1 import grant_pb2
+from charter_server.storage.database import Database
+from sqlalchemy import text
+
+from ._backends import FEE, Deployment, backend_config, dead_target, make_world, spawn_backend
+from ._support import prepare_database
+
+HEARTBEAT = 1.0  # the servers' revocation heartbeat (`Deployment`)
+MAX_STALENESS = 4.0
+
+
+@pytest.fixture
+def deployment(fresh_postgres_url: str, tmp_path: Path) -> Iterator[Deployment]:
+    made = Deployment(fresh_postgres_url, tmp_path)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def _first_denied(outcomes: list[dict[str, Any]]) -> int:
+    return next(n for n, outcome in enumerate(outcomes) if not outcome["allowed"])
+
+
+@pytest.mark.postgres
+def test_a_revocation_is_denied_within_the_heartbeat_and_a_dead_server_at_the_staleness_bound(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    admin = prepare_database(deployment.database_url, "offline processes")
+    a, b = deployment.start("a"), deployment.start("b")
+    world = make_world(a.target, admin, {"revoked": None, "kept": None}, signers=0)
+    backend = spawn_backend(
+        backend_config(b.target, world, None, max_staleness=MAX_STALENESS), tmp_path / "backend.log"
+    )
+    try:
+        started = backend.call("status")
+        # Revoked through server A while the backend, watching server B, decides offline.
+        backend.send("loop", character=world.characters["revoked"], seconds=15, interval=0.01, denials=3)
+        time.sleep(1.0)
+        sent = time.time()
+        with charter.Client(a.target, api_key=admin) as staff:
+            staff.revoke_grant(world.grants["revoked"], reason="ended")
+        returned = time.time()
+        revocation = backend.receive()["outcomes"]
+
+        # Server B killed while the backend decides offline.
+        backend.send("loop", character=world.characters["kept"], seconds=MAX_STALENESS + 8, interval=0.01, denials=3)
+        time.sleep(0.5)
+        killed = time.time()
+        assert b.kill() == -9
+        staleness = backend.receive()
+    finally:
+        backend.kill()
+
+    assert started["current"]
+    first = _first_denied(revocation)
+    before, after = revocation[:first], revocation[first:]
+    assert before and all(o["offline"] and o["allowed"] for o in before)
+    assert all(o["offline"] and not o["allowed"] and o["reasons"] == ["GRANT_REVOKED"] for o in after)
+    assert sent < after[0]["at"] <= returned + HEARTBEAT, after[0]["at"] - returned
+
+    outcomes = staleness["outcomes"]
+    first = _first_denied(outcomes)
+    allowed, denied = outcomes[:first], outcomes[first:]
+    bound = staleness["fresh_as_of"] + MAX_STALENESS  # the last heartbeat before the kill, on its clock
+    assert staleness["offset"] == 0
+    # Offline decisions went on after the kill, up to the bound, and not one after it.
+    assert sum(o["at"] > killed + 1 for o in allowed) >= 20
+    assert all(o["offline"] and o["allowed"] for o in allowed)
+    assert allowed[-1]["at"] <= bound + 0.05  # it began before the bound (a decision takes microseconds)
+    assert all(o["offline"] and o["reasons"] == ["REVOCATIONS_STALE"] for o in denied)
+    assert denied[0]["at"] > bound
+    # The bound is max_staleness after the last heartbeat, which came at most a heartbeat before the kill.
+    assert abs(denied[0]["at"] - (killed + MAX_STALENESS)) <= HEARTBEAT, denied[0]["at"] - killed
+
+
+def _decided(outcomes: list[dict[str, Any]]) -> list[tuple[object, ...]]:
+    return [(o["offline"], o["allowed"], o["receipt"], o["records"], o["reported"]) for o in outcomes]
+
+
+def test_a_backend_offline_for_an_hour_reports_every_use_once_when_it_comes_back(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hour.db'}"
+    offset = tmp_path / "server-clock-offset"
+    offset.write_text("0")
+    admin = prepare_database(url, "an hour offline")
+    deployment = Deployment(url, tmp_path, offset_file=offset)
+    backend = None
+    try:
+        server = deployment.start("server")
+        world = make_world(server.target, admin, {"plain": None, "capped": 1_000}, signers=1)
+        plain, capped = world.characters["plain"], world.characters["capped"]
+        backend = spawn_backend(
+            backend_config(server.target, world, 0, max_staleness=2 * 3600, lease_uses=50, lease_ttl=2 * 3600),
+            tmp_path / "backend.log",
+        )
+        # The capped grant's first use is decided (and counted) by the server; then a lease is held.
+        online = backend.call("license", character=capped)["outcomes"]
+        deadline = time.monotonic() + 15
+        while not backend.call("status")["leases"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+        assert server.kill() == -9
+        offline: dict[str, list[dict[str, Any]]] = {plain: [], capped: []}
+        for step in range(4):  # at 0, 20, 40 and 60 minutes into the outage
+            if step:
+                backend.call("shift", seconds=20 * 60)
+            for character_id, decisions in offline.items():
+                decisions.extend(backend.call("license", character=character_id, count=2)["outcomes"])
+        queued = backend.call("status")
+
+        offset.write_text("3600")  # the server comes back an hour later
+        server = deployment.restart(server, "server", kill=True)
+        deadline = time.monotonic() + 20
+        while not backend.call("status")["current"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        flushed = backend.call("flush")
+        again = backend.call("flush")
+        with charter.Client(server.target, api_key=admin) as staff:
+            happened = datetime.now(UTC) + timedelta(seconds=3600)
+            statement = staff.get_statement(
+                rights_holder_id=world.rights_holder_id, period=f"{happened:%Y-%m}", licensee_id=world.licensee_id
+            )
+        closed = backend.close()
+    finally:
+        if backend is not None:
+            backend.kill()
+        deployment.close()
+    db = Database(url)
+    try:
+        with db.engine.connect() as connection:
+            stored = connection.execute(
+                text("SELECT count(*), count(DISTINCT idempotency_key) FROM usage_records WHERE licensee_id = :l"),
+                {"l": world.licensee_id},
+            ).one()
+            leases = connection.execute(
+                text("SELECT uses, reported, state FROM quota_leases WHERE licensee_id = :l"), {"l": world.licensee_id}
+            ).all()
+    finally:
+        db.dispose()
+
+    assert _decided(online) == [(False, True, True, 0, [[True, False, ""]])]
+    # Every offline use was decided and signed here, and its report queued (the server was down).
+    assert _decided(offline[plain] + offline[capped]) == [(True, True, False, 1, [])] * 16
+    assert [o["lease"] for o in offline[plain]] == [""] * 8  # no quota: nothing to lease
+    assert all(o["lease"].startswith("ql_") for o in offline[capped])  # spent from the lease
+    assert offline[capped][-1]["decided"] - offline[capped][0]["decided"] >= 3600
+    assert queued["pending"] == 16
+    # An hour later every one is accepted once, and nothing is left to send.
+    assert flushed["reported"] == [[True, False, ""]] * 16
+    assert (again["reported"], again["pending"], closed["pending"]) == ([], 0, 0)
+    lines = {line.character_id: line.uses for line in statement.lines}
+    assert lines == {plain: 8, capped: 9}
+    [total] = statement.totals
+    assert (total.records, total.uses, total.fee_minor_units) == (17, 17, 17 * FEE)
+    assert tuple(stored) == (17, 17)
+    [(leased, reported, state)] = leases
+    assert reported == 8 and leased >= 8  # the lease counted the offline uses it covered
+    assert state == "returned"  # given back at close
+
+
+def _tamper_one_byte(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+
+
+def test_tampered_cache_files_are_refused_by_a_restarted_backend(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cache.db'}"
+    admin = prepare_database(url, "tampered caches")
+    deployment = Deployment(url, tmp_path)
+    cache = tmp_path / "cache"
+    try:
+        server = deployment.start("server")
+        world = make_world(server.target, admin, {"kept": None}, signers=0)
+        kept = world.characters["kept"]
+        settings = {"max_staleness": 300.0, "dead": dead_target()}
+        writer = spawn_backend(
+            backend_config(server.target, world, None, cache_dir=str(cache), **settings), tmp_path / "writer.log"
+        )
+        written = writer.call("authorize", character=kept)["outcomes"]
+        writer.close()
+        assert server.kill() == -9
+    finally:
+        deployment.close()
+
+    variants = {name: tmp_path / name for name in ("intact", "bundle", "state", "forged")}
+    for directory in variants.values():
+        shutil.copytree(cache, directory)
+    _tamper_one_byte(variants["bundle"] / FILE_NAME)
+    state = variants["state"] / STATE_FILE_NAME
+    state.write_bytes(state.read_bytes()[:-40])
+    # A grant made to last a year longer, in a file whose digest was computed again to match.
+    found = load_bundle(variants["forged"])
+    assert found is not None
+    licensee_id, bundle = found
+    claims = grant_pb2.GrantClaims.FromString(bundle.grants[0].envelope.payload)
+    claims.expire_time.seconds += 365 * 86400
+    bundle.grants[0].envelope.payload = claims.SerializeToString()
+    save_bundle(variants["forged"], licensee_id, bundle)
+
+    reader = spawn_backend(
+        backend_config(dead_target(), world, None, cache_dir=str(variants["intact"]), start_timeout=0.2, **settings),
+        tmp_path / "reader.log",
+    )
+    try:
+        restarted = {
+            name: reader.call("from_cache", cache_dir=str(directory), character=kept)["outcomes"]
+            for name, directory in variants.items()
+        }
+    finally:
+        reader.kill()
+
+    def seen(name: str) -> tuple[object, ...]:
+        [outcome] = restarted[name]
+        return outcome["offline"], outcome["allowed"], outcome["reasons"]
+
+    assert [(o["offline"], o["allowed"]) for o in written] == [(True, True)]
+    assert seen("intact") == (True, True, [])  # the same cache, untouched, decides
+    assert seen("bundle") == (True, False, ["CACHE_CORRUPTED"])
+    assert seen("state") == (True, False, ["CACHE_CORRUPTED"])
+    assert seen("forged") == (True, False, ["GRANT_INVALID"])
