@@ -35,6 +35,7 @@ import time
 from collections.abc import Iterable
 from typing import Final
 
+import nacl.bindings
 import nacl.signing
 
 from charter.envelope import DECISION_RECORD_PAYLOAD_TYPE, MAX_SIGNATURES, pae
@@ -97,7 +98,7 @@ class DecisionRecordSigner:
         ValueError: The key id is empty or the seed is not 32 bytes.
     """
 
-    __slots__ = ("_key", "key_id", "licensee_id")
+    __slots__ = ("_key", "_secret", "key_id", "licensee_id")
 
     def __init__(self, *, key_id: str, private_key: bytes | nacl.signing.SigningKey, licensee_id: str) -> None:
         if not key_id:
@@ -107,6 +108,9 @@ class DecisionRecordSigner:
                 raise ValueError("an Ed25519 private key is a 32-byte seed")
             private_key = nacl.signing.SigningKey(bytes(private_key))
         self._key = private_key
+        # libsodium's 64-byte secret key, to sign without PyNaCl's wrapper objects (a decision's
+        # record is signed on the generation path).
+        self._secret = nacl.bindings.crypto_sign_seed_keypair(bytes(private_key))[1]
         self.key_id = key_id
         self.licensee_id = licensee_id
 
@@ -167,7 +171,7 @@ class DecisionRecordSigner:
         )
         claims.decide_time.seconds, claims.decide_time.nanos = divmod(when, _NANOS_PER_SECOND)
         payload = claims.SerializeToString()
-        signature = self._key.sign(b"%b%d %b" % (_PREFIX, len(payload), payload)).signature
+        signature = nacl.bindings.crypto_sign(b"%b%d %b" % (_PREFIX, len(payload), payload), self._secret)[:64]
         return Envelope(
             payload=payload,
             payload_type=DECISION_RECORD_PAYLOAD_TYPE,

@@ -135,3 +135,34 @@ def test_record_ids_are_fresh_and_the_signer_hides_its_key(pair: tuple[DecisionR
         DecisionRecordSigner(key_id="", private_key=b"\0" * 32, licensee_id="lic_1")
     with pytest.raises(ValueError):
         DecisionRecordSigner(key_id="lk_a", private_key=b"\0" * 31, licensee_id="lic_1")
+
+
+def test_a_signer_made_from_a_signing_key_signs_as_one_made_from_its_seed(
+    pair: tuple[DecisionRecordSigner, KeyRing],
+) -> None:
+    signer, ring = pair
+    again = DecisionRecordSigner(key_id="lk_a", private_key=signer._key, licensee_id="lic_1")
+    fields = {"character_id": "chr_1", "grant_id": "grt_1", "terms_version": 1, "allowed": True, "context": CONTEXT}
+    made = [s.sign(**fields, record_id="dr_1", decide_time_ns=_ns(NOW)) for s in (signer, again)]  # type: ignore[arg-type]
+
+    assert made[0] == made[1]  # Ed25519 signatures are deterministic
+    assert verify_decision_record(made[1], keys=ring, licensee_id="lic_1").valid
+
+
+def test_the_offline_context_digest_is_the_digest_of_the_context_it_stands_for() -> None:
+    from charter.offline.records import offline_context, offline_context_digest
+
+    cases = [
+        (terms_pb2.USE_TYPE_IMAGE_GENERATION, terms_pb2.CONTENT_RATING_TEEN, (), "", False, None),
+        (
+            terms_pb2.USE_TYPE_VIDEO_GENERATION,
+            terms_pb2.CONTENT_RATING_ALL_AGES,
+            (3, 1),
+            "JP",
+            True,
+            timedelta(seconds=9),
+        ),
+    ]
+    for case in cases * 2:  # the second time from the cache
+        assert offline_context_digest(*case) == use_context_digest(offline_context(*case))
+    assert offline_context_digest(*cases[0]) != offline_context_digest(*cases[1])

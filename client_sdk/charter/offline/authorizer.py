@@ -27,7 +27,7 @@ from charter.offline.fallback import ask_server
 from charter.offline.held import Checked, Held, HeldGrants, check
 from charter.offline.keys import LicenseeKeys
 from charter.offline.leases import MAX_LEASE_USES, QuotaLeases
-from charter.offline.records import offline_context, sign_records
+from charter.offline.records import offline_context_digest, sign_records
 from charter.offline.revocations import RevocationView
 from charter.terms import DenyReason, UseContext
 from charter.v1 import terms_pb2
@@ -500,7 +500,9 @@ class OfflineAuthorizer(HoldsBundles):
                     allowed = all(c.allowed for c in characters)
                     records: tuple[Envelope, ...] = ()
                     if self._signer is not None:
-                        used = offline_context(use_type, content_rating, flagged, territory, commercial, duration)
+                        used = offline_context_digest(
+                            use_type, content_rating, flagged, territory, commercial, duration
+                        )
                         leases = {cid: lease for cid, (_, lease) in leased.items()}
                         records = sign_records(self._signer, characters, used, now, self._view.sequence, leases)
                     if not allowed and self._leases is not None:

@@ -3,6 +3,7 @@ so that a `license` block can report the use (see `charter.decision_records`).""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -14,6 +15,20 @@ from charter.v1.envelope_pb2 import Envelope
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MICROSECOND: Final = timedelta(microseconds=1)
+
+
+@functools.lru_cache(maxsize=1024)
+def offline_context_digest(
+    use_type: int,
+    content_rating: int,
+    categories: tuple[int, ...],
+    territory: str,
+    commercial: bool,
+    duration: timedelta | None,
+) -> bytes:
+    """`use_context_digest` of `offline_context`, remembered: a backend decides the same few
+    contexts over and over, and each decision's records sign the digest."""
+    return use_context_digest(offline_context(use_type, content_rating, categories, territory, commercial, duration))
 
 
 def offline_context(
@@ -40,14 +55,14 @@ def offline_context(
 def sign_records(
     signer: DecisionRecordSigner,
     characters: Sequence[CharacterDecision],
-    context: decision_pb2.UseContext,
+    digest: bytes,
     now: datetime,
     sequence: int,
     leases: Mapping[str, str],
 ) -> tuple[Envelope, ...]:
-    """The signed decision record of each character decided offline, in order (``leases``: the
-    quota lease each character's use was spent from, by character)."""
-    digest = use_context_digest(context)
+    """The signed decision record of each character decided offline, in order (``digest``: the
+    use context's, `offline_context_digest`; ``leases``: the quota lease each character's use was
+    spent from, by character)."""
     when = (now - _EPOCH) // _ONE_MICROSECOND * 1000
     return tuple(
         signer.sign(
