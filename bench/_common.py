@@ -107,10 +107,13 @@ def quiet_logs() -> None:
 
 
 def machine() -> str:
-    """A short description of where the run happened."""
+    """A short description of where the run happened, with the load average when it is asked
+    for (the machine may be shared: figures taken under load are read with it)."""
+    one, five, fifteen = os.getloadavg()
     return (
         f"nproc={os.cpu_count()} python={platform.python_version()} "
-        f"{platform.system().lower()}-{platform.machine()} grpc={grpc.__version__}"
+        f"{platform.system().lower()}-{platform.machine()} grpc={grpc.__version__} "
+        f"load={one:.2f}/{five:.2f}/{fifteen:.2f}"
     )
 
 
