@@ -301,6 +301,24 @@ def _bound(stamp: Timestamp) -> datetime | None:
     return _EPOCH + timedelta(microseconds=max(micros, _MIN_MICROS))
 
 
+_NOTHING: Final[frozenset[Any]] = frozenset()
+_UNSPECIFIED_USE: Final = frozenset({USE_TYPE_UNSPECIFIED})
+_NO_TERRITORY: Final = frozenset({""})
+_RATINGS_UP_TO: dict[int, frozenset[int]] = {}
+
+
+def _ratings_up_to(maximum: int) -> frozenset[int]:
+    """The ratings a ``max_content_rating`` permits (an unspecified rating counts as ADULT);
+    computed once per value."""
+    found = _RATINGS_UP_TO.get(maximum)
+    if found is None:
+        ratings = {rating for rating in _LADDER if rating <= maximum}
+        if CONTENT_RATING_ADULT in ratings:
+            ratings.add(CONTENT_RATING_UNSPECIFIED)
+        found = _RATINGS_UP_TO.setdefault(maximum, frozenset(ratings))
+    return found
+
+
 def _ids(values: Iterable[str]) -> frozenset[str]:
     """Ids of a restricting list; an empty id matches nothing, so it is left out."""
     return frozenset(value for value in values if value)
@@ -345,34 +363,48 @@ class CompiledTerms:
         Args:
             terms: The terms, as stored or as carried in grant claims.
         """
+        # Each field is read once (a protobuf attribute read costs as much as a dict look-up or
+        # two) and empty lists share one empty set: grants are compiled on a cold decision.
         self.version = terms.version
         self.character_id = terms.character_id
-        self._use_types = frozenset(terms.permitted_use_types) - {USE_TYPE_UNSPECIFIED}
-        ratings = {rating for rating in _LADDER if rating <= terms.max_content_rating}
-        if CONTENT_RATING_ADULT in ratings:
-            ratings.add(CONTENT_RATING_UNSPECIFIED)  # an unspecified rating counts as ADULT
-        self._ratings = frozenset(ratings)
-        self._categories = frozenset(terms.prohibited_categories)
+        use_types = terms.permitted_use_types
+        self._use_types = frozenset(use_types) - _UNSPECIFIED_USE if use_types else _NOTHING
+        self._ratings = _ratings_up_to(terms.max_content_rating)
+        categories = terms.prohibited_categories
+        self._categories = frozenset(categories) if categories else _NOTHING
         # Territories reduce to one look-up: with an allow list, the allowed minus the excluded
         # (and minus "", so that a missing territory fails); without one, the excluded plus "".
-        allowed = frozenset(code.upper() for code in terms.allowed_territories) - {""}
-        excluded = frozenset(code.upper() for code in terms.excluded_territories)
-        self._territory_allow = allowed - excluded if terms.allowed_territories else None
-        self._territory_deny = excluded | {""} if excluded and not terms.allowed_territories else None
+        allowed_territories, excluded_territories = terms.allowed_territories, terms.excluded_territories
+        excluded = frozenset(code.upper() for code in excluded_territories) if excluded_territories else _NOTHING
+        if allowed_territories:
+            self._territory_allow: frozenset[str] | None = (
+                frozenset(code.upper() for code in allowed_territories) - _NO_TERRITORY - excluded
+            )
+            self._territory_deny: frozenset[str] | None = None
+        else:
+            self._territory_allow = None
+            self._territory_deny = excluded | _NO_TERRITORY if excluded else None
         self._commercial = terms.commercial_use_allowed
-        self._co_appearance = frozenset(terms.prohibited_co_appearance_ids)
-        self._licensees = _ids(terms.allowed_licensee_ids) if terms.allowed_licensee_ids else None
-        self._platforms = _ids(terms.allowed_platforms) if terms.allowed_platforms else None
-        valid_from = _bound(terms.valid_from) if terms.HasField("valid_from") else None
-        until = _bound(terms.valid_until) if terms.HasField("valid_until") else None
-        if terms.HasField("valid_from") and valid_from is None:
-            valid_from, until = None, _MIN_TIME  # starts after the last datetime: never valid
+        co_appearance = terms.prohibited_co_appearance_ids
+        self._co_appearance = frozenset(co_appearance) if co_appearance else _NOTHING
+        licensees, platforms = terms.allowed_licensee_ids, terms.allowed_platforms
+        self._licensees = _ids(licensees) if licensees else None
+        self._platforms = _ids(platforms) if platforms else None
+        valid_from = until = None
+        if terms.HasField("valid_from"):
+            valid_from = _bound(terms.valid_from)
+            if valid_from is None:
+                until = _MIN_TIME  # starts after the last datetime: never valid
+        if until is None and terms.HasField("valid_until"):
+            until = _bound(terms.valid_until)
         self._valid_from = valid_from
         self._until = until
         self._has_window = valid_from is not None or until is not None
         self.daily_quota = terms.daily_quota if terms.HasField("daily_quota") else None
         self.monthly_quota = terms.monthly_quota if terms.HasField("monthly_quota") else None
-        self._quota_closed = any(quota is not None and quota <= 0 for quota in (self.daily_quota, self.monthly_quota))
+        self._quota_closed = (self.daily_quota is not None and self.daily_quota <= 0) or (
+            self.monthly_quota is not None and self.monthly_quota <= 0
+        )
         fee = terms.per_use_fee
         self.obligations = Obligations(
             attribution_text=terms.attribution_text,
