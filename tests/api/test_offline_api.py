@@ -14,8 +14,8 @@ from typing import Any
 import grpc
 import pytest
 from charter.decision_records import DecisionRecordSigner, generate_key
+from charter.v1 import decision_pb2, offline_pb2, usage_pb2
 from charter.v1 import grant_service_pb2 as gs
-from charter.v1 import offline_pb2, usage_pb2
 from charter.v1 import offline_service_pb2 as osv
 from charter.v1 import transparency_pb2 as tp
 from charter.v1 import usage_service_pb2 as us
@@ -484,6 +484,27 @@ def test_an_expired_lease_is_reclaimed_and_its_late_records_refused(
     assert reasons(late) == ["LEASE_CLOSED"]
     assert again.uses == 4  # 5 leased, 1 reported: 4 went back
     assert failure(over).reason == "LEASE_REFUSED"
+
+
+def test_an_online_decision_takes_back_the_uses_of_a_lease_past_its_report_deadline(
+    api: Stubs, offline: OfflineStub, usage: UsageStub, edge: Edge, keys: Any, moved_clock: Any, server: Any
+) -> None:
+    # A backend leased the whole cap, reported one use and was never heard of again; nothing
+    # leases any more, and online decisions must get the other uses back once the lease is due.
+    grant = granted(api, keys.admin, moved_clock, edge, max_uses=3)
+    held = lease(offline, edge, grant, 3, seconds=60)
+    decided = moved_clock.now()
+    record = signed(edge, grant, decided, lease_id=held.lease_id)
+    reported = report(usage, edge.generator, offline_record(record, grant.character_id, decided))
+    before = authorize(api, edge.generator, grant.character_id)
+    moved_clock.advance(timedelta(seconds=60) + server.services.leases.report_grace + timedelta(seconds=1))
+
+    after = [authorize(api, edge.generator, grant.character_id) for _ in range(3)]
+
+    assert reasons(reported) == ["ACCEPTED"]
+    assert not before.decision.allowed  # every use is in the lease until its report deadline
+    assert [a.decision.allowed for a in after] == [True, True, False]  # 3 leased, 1 reported: 2 back
+    assert list(after[2].decision.characters[0].reasons) == [decision_pb2.DENY_REASON_QUOTA_EXHAUSTED]
 
 
 def test_usage_record_takes_a_receipt_or_a_decision_record_never_both(

@@ -15,8 +15,9 @@ lease takes no more spending). Expiry is clipped to the end of the UTC day or mo
 counter holds the uses, so a use is never spent in another period than it was counted in. Every
 lease has a report deadline, its expiry plus the report grace: records are accepted until then,
 and then the uses leased but not reported go back to the counters (reclaimed). Reclaiming is
-lazy: each lease call first reclaims a few leases past their deadline, so the pool recovers
-without a background worker on any replica.
+lazy: each lease or renewal call first reclaims a few leases past their deadline, and so does an
+``Authorize`` that finds a quota used up (`charter_server.services.authorization.quotas`), so the
+pool recovers without a background worker on any replica, also where nothing leases any more.
 """
 
 from __future__ import annotations
@@ -190,6 +191,7 @@ class LeaseService:
         checker.done()
         now = self._clock.now()
         with self._db.uow(write=True) as uow:
+            self._reclaim_due(uow, now)  # as a new lease does: renewing may need the uses back
             lease = self._own_lease(uow, licensee_id, lease_id)
             if lease.state is not LeaseState.OPEN or lease.expire_time <= now:
                 raise FailedPrecondition("the lease is expired or returned; lease anew", reason="LEASE_CLOSED")
@@ -259,15 +261,7 @@ class LeaseService:
         return count
 
     def _reclaim_due(self, uow: UnitOfWork, now: datetime, *, limit: int = RECLAIM_BATCH) -> int:
-        count = 0
-        for lease_id in uow.leases.due(now, limit):
-            lease = uow.leases.reclaim(lease_id, now)
-            if lease is None:  # another transaction reclaimed it
-                continue
-            uow.leases.release(lease, lease.uses - lease.reported)
-            count += 1
-            log.info("lease.reclaimed", lease_id=lease_id, released=lease.uses - lease.reported)
-        return count
+        return reclaim_due(uow, now, limit=limit)
 
     @staticmethod
     def _own_lease(uow: UnitOfWork, licensee_id: str, lease_id: str, *, for_update: bool = False) -> QuotaLeaseRecord:
@@ -290,6 +284,23 @@ class LeaseService:
         if now < grant.not_before:
             raise _refused("the grant is not valid yet", "GRANT_NOT_YET_VALID")
         return grant
+
+
+def reclaim_due(
+    uow: UnitOfWork, now: datetime, *, limit: int = RECLAIM_BATCH, licensee_id: str = "", character_id: str = ""
+) -> int:
+    """Reclaim up to ``limit`` leases past their report deadline in ``uow`` (not committed; only
+    those of one licensee's character when both are given): their uses leased but not reported go
+    back to the counters; how many were reclaimed."""
+    count = 0
+    for lease_id in uow.leases.due(now, limit, licensee_id=licensee_id, character_id=character_id):
+        lease = uow.leases.reclaim(lease_id, now)
+        if lease is None:  # another transaction reclaimed it
+            continue
+        uow.leases.release(lease, lease.uses - lease.reported)
+        count += 1
+        log.info("lease.reclaimed", lease_id=lease_id, released=lease.uses - lease.reported)
+    return count
 
 
 def _licensee(principal: Principal) -> str:

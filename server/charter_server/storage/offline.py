@@ -284,16 +284,15 @@ class LeaseRepository:
         """Take back ``n`` uses counted by `report` earlier in this transaction."""
         self._session.execute(_REPORT_BACK, {"b_lease_id": lease_id, "n": n})
 
-    def due(self, now: datetime, limit: int) -> list[str]:
-        """Ids of live leases past their report deadline, oldest deadline first."""
-        return list(
-            self._session.scalars(
-                select(QuotaLeaseRow.lease_id)
-                .where(QuotaLeaseRow.state.in_(_LIVE), QuotaLeaseRow.report_deadline < now)
-                .order_by(QuotaLeaseRow.report_deadline)
-                .limit(limit)
-            )
+    def due(self, now: datetime, limit: int, *, licensee_id: str = "", character_id: str = "") -> list[str]:
+        """Ids of live leases past their report deadline, oldest deadline first (of one licensee's
+        character when both are given)."""
+        query = select(QuotaLeaseRow.lease_id).where(
+            QuotaLeaseRow.state.in_(_LIVE), QuotaLeaseRow.report_deadline < now
         )
+        if licensee_id and character_id:
+            query = query.where(QuotaLeaseRow.licensee_id == licensee_id, QuotaLeaseRow.character_id == character_id)
+        return list(self._session.scalars(query.order_by(QuotaLeaseRow.report_deadline).limit(limit)))
 
     def reclaim(self, lease_id: str, now: datetime) -> QuotaLeaseRecord | None:
         """Mark a live lease past its deadline reclaimed; the lease as it was, or None when another
