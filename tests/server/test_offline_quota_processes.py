@@ -31,7 +31,10 @@ pytestmark = pytest.mark.postgres
 CAP = 40
 LEASE_USES = 4
 LEASE_TTL = 8.0  # the SDK stops spending a lease 2 s before it expires
-REPORT_GRACE = 4.0  # longer than the servers' restart, so the uses spent meanwhile can be reported
+# Longer than the servers take to restart on a busy machine, so that the uses spent meanwhile are
+# reported before their lease's report deadline (after it, a lease's unreported uses count as
+# never spent and go back to the pool: with 4 s, under load, 42 of a cap of 40 were allowed).
+REPORT_GRACE = 15.0
 
 
 @pytest.fixture
@@ -98,6 +101,11 @@ def test_a_cap_spent_from_leases_by_two_backends_is_exact_through_restarts_and_a
         for backend in (one, two):
             outcomes.extend(backend.receive(60)["outcomes"])
 
+        # Backend one is killed holding a lease with uses unspent (every use it allowed reported).
+        held = until_holding(one)
+        assert held["pending"] == 0
+        assert one.kill() == -9
+
         # Both servers go down (A killed, B drained) while backend two holds a lease: it spends it
         # offline and reports once they are back.
         until_holding(two, spendable_for=3.0)
@@ -108,11 +116,6 @@ def test_a_cap_spent_from_leases_by_two_backends_is_exact_through_restarts_and_a
         a, b = (deployment.start(name, port=int(old.target.rpartition(":")[2])) for name, old in (("a", a), ("b", b)))
         outcomes.extend(during)
         flushed.append(two.call("flush"))
-
-        # Backend one is killed holding a lease with uses unspent (every use it allowed reported).
-        held = until_holding(one)
-        assert held["pending"] == 0
-        assert one.kill() == -9
 
         # Backend two spends what is left: the killed lease's unspent uses once it is reclaimed.
         deadline = time.monotonic() + 40
@@ -149,7 +152,9 @@ def test_a_cap_spent_from_leases_by_two_backends_is_exact_through_restarts_and_a
         db.dispose()
 
     allowed = [o for o in outcomes if o["allowed"]]
-    assert len(allowed) == CAP
+    refused = [r for o in outcomes for r in o["reported"] if r != [True, False, ""]]
+    refused += [r for answer in flushed for r in answer["reported"] if not (r[0] and not r[2])]
+    assert (len(allowed), refused) == (CAP, [])
     assert not any(o["allowed"] for o in beyond)
     # Allowed offline from leases (a record naming its lease) and by the servers (a receipt).
     assert {(o["offline"], bool(o["lease"]), o["receipt"]) for o in allowed} == {
