@@ -40,6 +40,8 @@ from sqlalchemy import text
 from ._backends import FEE, Deployment, backend_config, dead_target, make_world, spawn_backend
 from ._support import prepare_database
 
+pytestmark = pytest.mark.slow
+
 HEARTBEAT = 1.0  # the servers' revocation heartbeat (`Deployment`)
 MAX_STALENESS = 4.0
 

@@ -26,7 +26,7 @@ from sqlalchemy import text
 from ._backends import Deployment, backend_config, make_world, spawn_backend
 from ._support import prepare_database
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 CAP = 40
 LEASE_USES = 4
