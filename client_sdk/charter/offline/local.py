@@ -26,7 +26,6 @@ or one the snapshot does not know, goes to the server, as a declared one without
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -238,11 +237,18 @@ class DecidesLocally(HoldsBundles):
                 else:
                     decided = self._decide(character_id, context, spend, entry.state)
                     if not isinstance(decided, DenyReason):
-                        decided = dataclasses.replace(
-                            decided,
-                            declared=declared,
-                            detected=character_id in detected,
-                            rights_holder_id=decided.rights_holder_id or entry.rights_holder_id,
+                        # The shared decision, with this request's flags (built directly: a
+                        # third of the cost of dataclasses.replace).
+                        decided = CharacterDecision(
+                            character_id,
+                            decided.allowed,
+                            decided.reasons,
+                            decided.grant_id,
+                            decided.terms_version,
+                            decided.obligations,
+                            decided.rights_holder_id or entry.rights_holder_id,
+                            declared,
+                            character_id in detected,
                         )
             if isinstance(decided, DenyReason):
                 if self._leases is not None:
