@@ -30,6 +30,7 @@ from charter.offline.snapshot import Registry, SnapshotInvalid, pack, unpack, ve
 from charter.terms import DenyReason
 from charter.v1 import character_pb2, grant_pb2, terms_pb2
 from charter.v1 import offline_service_pb2 as osv
+from charter_server.services import registry_snapshots
 
 from .character_helpers import full_width
 
@@ -133,6 +134,23 @@ def test_snapshot_pages_verify_and_hold_every_character_in_its_state(
     }
     names = registry.screens[cast["ambiguous"][0]].names
     assert [(n.value, n.ambiguous) for n in names] == [(cast["ambiguous"][1], False), (cast["ambiguous"][2], True)]
+
+
+def test_a_page_ends_at_its_byte_bound_whatever_the_page_size(
+    generator: charter.Client, cast: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A character may have 100 aliases: a page is cut by its bytes too, so it always fits a message.
+    monkeypatch.setattr(registry_snapshots, "MAX_PAGE_BYTES", 1)
+    ring = _ring(generator)
+    pages, token = [], ""
+    while len(pages) < 3:
+        response = generator.get_registry_snapshot(page_size=2000, page_token=token)
+        pages.append(verify_page(response.page, ring))
+        token = response.next_page_token
+
+    assert [len(p.characters) for p in pages] == [1, 1, 1]
+    assert len({p.characters[0].character_id for p in pages}) == 3
+    assert not any(p.last_page for p in pages[:2])
 
 
 def test_a_delta_holds_what_changed_and_applies_only_to_its_version(

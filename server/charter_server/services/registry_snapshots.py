@@ -33,6 +33,9 @@ from charter_server.storage.database import Database
 DEFAULT_PAGE_CHARACTERS = 1000
 MAX_PAGE_CHARACTERS = 2000
 """The most characters per page (a page of 2,000 generated characters is about 300 KB)."""
+MAX_PAGE_BYTES = 1024 * 1024
+"""A page ends early, after the character that takes its characters past this many bytes (a
+character may have 100 aliases and keyword sets), so that a page always fits a gRPC message."""
 MAX_DELTA_CHARACTERS = 5000
 """A delta that would hold more characters is answered with a whole snapshot."""
 
@@ -109,15 +112,25 @@ class RegistrySnapshotService:
                     if number:  # (the changes up to a fixed version never grow between pages)
                         raise InvalidArgument.one("page_token", "is not a token returned by this call")
                     base, changed = 0, None
-            entries, more = uow.characters.registry_page(after, size, changed) if changed != [] else ([], None)
+            entries, more = uow.characters.registry_page(after, size, changed) if changed != [] else ([], False)
             signer = self._keys.signer(uow)
+        characters, size_bytes = [], 0
+        for seq, entry in entries:
+            character = registry_character(entry)
+            characters.append(character)
+            size_bytes += character.ByteSize()
+            if size_bytes >= MAX_PAGE_BYTES and seq != entries[-1][0]:
+                more, after = True, seq
+                break
+        else:
+            after = entries[-1][0] if entries else after
         claims = offline_pb2.RegistrySnapshotClaims(
             snapshot_id=snapshot_id,
             version=version,
             since_version=base,
             page=number,
-            last_page=more is None,
-            characters=[registry_character(e) for e in entries],
+            last_page=not more,
+            characters=characters,
             issuer=self._issuer,
         )
         claims.issue_time.FromDatetime(self._clock.now())
@@ -129,7 +142,7 @@ class RegistrySnapshotService:
         )
         token = pagination.encode_text(
             self._db.page_token_key(),
-            None if more is None else f"{snapshot_id}.{version}.{base}.{number + 1}.{more}",
+            f"{snapshot_id}.{version}.{base}.{number + 1}.{after}" if more else None,
             filters,
         )
         return envelope, token

@@ -291,10 +291,10 @@ class CharacterRepository:
 
     def registry_page(
         self, after: int, limit: int, character_ids: Sequence[str] | None = None
-    ) -> tuple[Sequence[RegistryEntry], int | None]:
+    ) -> tuple[Sequence[tuple[int, RegistryEntry]], bool]:
         """One page of the screening registry in creation order, after the character whose
-        ``seq`` is ``after``: every character, or those of ``character_ids``; with the ``seq`` to
-        continue after (None on the last page)."""
+        ``seq`` is ``after``: every character, or those of ``character_ids``; each with its
+        ``seq``, and whether more follow."""
         stmt = select(
             CharacterRow.seq,
             CharacterRow.id,
@@ -308,26 +308,28 @@ class CharacterRepository:
         if character_ids is not None:
             stmt = stmt.where(CharacterRow.id.in_(list(character_ids)))
         rows = [*self._session.execute(stmt.order_by(CharacterRow.seq).limit(limit + 1))]
-        more = int(rows[limit - 1][0]) if len(rows) > limit else None
         entries = [
-            RegistryEntry(
-                ScreenCharacter(
-                    str(cid),
-                    (
-                        ScreenName(str(name), bool(ambiguous)),
-                        *(
-                            ScreenName(str(a["value"]), bool(a["ambiguous"]), bool(a.get("derived", False)))
-                            for a in aliases
+            (
+                int(seq),
+                RegistryEntry(
+                    ScreenCharacter(
+                        str(cid),
+                        (
+                            ScreenName(str(name), bool(ambiguous)),
+                            *(
+                                ScreenName(str(a["value"]), bool(a["ambiguous"]), bool(a.get("derived", False)))
+                                for a in aliases
+                            ),
                         ),
+                        tuple(_keyword_set(k) for k in keyword_sets or ()),
                     ),
-                    tuple(_keyword_set(k) for k in keyword_sets or ()),
+                    str(holder),
+                    CharacterState(state),
                 ),
-                str(holder),
-                CharacterState(state),
             )
-            for _seq, cid, holder, state, name, ambiguous, aliases, keyword_sets in rows[:limit]
+            for seq, cid, holder, state, name, ambiguous, aliases, keyword_sets in rows[:limit]
         ]
-        return entries, more
+        return entries, len(rows) > limit
 
     def names_marker(self) -> tuple[object, ...]:
         """A cheap marker that moves whenever ``all_names`` may have changed: how many characters
