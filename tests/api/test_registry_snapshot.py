@@ -22,13 +22,14 @@ from typing import Any
 
 import charter
 import pytest
+from charter.decision_records import DecisionRecordSigner, generate_key
 from charter.decisions import Decision
 from charter.grants import KeyRing
 from charter.offline import OfflineAuthorizer
 from charter.offline.cache import SNAPSHOT_FILE_NAME, load_snapshot, save_snapshot
 from charter.offline.snapshot import Registry, SnapshotInvalid, pack, unpack, verify_page
 from charter.terms import DenyReason
-from charter.v1 import character_pb2, grant_pb2, terms_pb2
+from charter.v1 import character_pb2, grant_pb2, offline_pb2, terms_pb2
 from charter.v1 import offline_service_pb2 as osv
 from charter_server.services import registry_snapshots
 
@@ -248,6 +249,25 @@ def test_a_named_character_without_a_held_grant_is_left_to_the_server(
     assert not asked.offline
     assert _answers(asked) == _answers(online)
     assert [c.reasons for c in online.characters] == [(), (DenyReason.NO_GRANT,)]
+
+
+def test_decision_records_name_the_snapshot_a_named_character_was_screened_with(
+    generator: charter.Client, keys: Any, cast: dict[str, Any]
+) -> None:
+    seed, _public = generate_key()
+    signer = DecisionRecordSigner(key_id="lk_" + "0" * 32, private_key=seed, licensee_id=keys.licensee_id)
+    granted, ambiguous = cast["granted"][0], cast["ambiguous"][0]
+    with _authorizer(generator, signer=signer) as authorizer:
+        assert authorizer.wait_screen(timeout=WAIT)
+        decision = authorizer.authorize(
+            character_ids=[ambiguous], prompt=f"{cast['granted'][1]}", use_type=IMAGE, content_rating=TEEN
+        )
+        version = authorizer.snapshot_version
+
+    records = [offline_pb2.DecisionRecordClaims.FromString(r.payload) for r in decision.decision_records]
+    assert decision.offline and version > 0
+    # The declared character's record names no snapshot; the one found in the prompt names it.
+    assert [(r.character_id, r.snapshot_version) for r in records] == [(ambiguous, ""), (granted, str(version))]
 
 
 def test_a_new_alias_is_screened_offline_once_its_delta_arrives(
