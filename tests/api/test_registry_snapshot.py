@@ -175,6 +175,25 @@ def test_a_delta_holds_what_changed_and_applies_only_to_its_version(
         Registry.assemble([(delta.page, claims)], applied)  # not onto another version
 
 
+def test_pages_that_do_not_make_one_snapshot_are_refused(generator: charter.Client, cast: dict[str, Any]) -> None:
+    ring = _ring(generator)
+
+    def pages(count: int) -> list[Any]:
+        found, token = [], ""
+        for _ in range(count):
+            response = generator.get_registry_snapshot(page_size=1, page_token=token)
+            found.append((response.page, verify_page(response.page, ring)))
+            token = response.next_page_token
+        return found
+
+    one, other = pages(3), pages(3)  # (the cast alone is six characters: none of these is the last)
+
+    # Not from the first page; out of order; two snapshots mixed; no last page.
+    for wrong in (one[1:], one[::-1], [one[0], other[1], one[2]], one[:2]):
+        with pytest.raises(SnapshotInvalid):
+            Registry.assemble(wrong, None)
+
+
 def test_a_page_whose_payload_was_changed_is_refused(generator: charter.Client) -> None:
     page = generator.get_registry_snapshot(page_size=1).page
     page.payload = page.payload[:-1] + bytes([page.payload[-1] ^ 1])
@@ -354,6 +373,58 @@ def test_a_kept_snapshot_whose_signature_fails_is_refused(
 
     assert not decision.allowed
     assert [c.reasons for c in decision.characters] == [(DenyReason.SNAPSHOT_INVALID,)]
+
+
+class _CutOff(charter.Client):
+    """The real client, but once ``cut`` is set, snapshots and Authorize fail as if Charter could
+    not be reached (the revocation stream, already open, stays current)."""
+
+    cut = False
+
+    def get_registry_snapshot(self, **kwargs: Any) -> osv.GetRegistrySnapshotResponse:
+        if self.cut:
+            raise charter.UnavailableError("cut off")
+        return super().get_registry_snapshot(**kwargs)
+
+    def authorize(self, **kwargs: Any) -> Decision:
+        if self.cut:
+            raise charter.UnavailableError("cut off")
+        return super().authorize(**kwargs)
+
+
+def test_a_snapshot_that_cannot_catch_up_is_used_until_the_staleness_bound_then_denied_stale(
+    admin: charter.Client, keys: Any, cast: dict[str, Any]
+) -> None:
+    # The heartbeat comes every 5 s on the session's server, so the bound is above it.
+    bound = timedelta(seconds=7)
+    character_id, name = cast["granted"][0], cast["granted"][1]
+    with _CutOff(keys.target, api_key=keys.generator) as client, _authorizer(client, max_staleness=bound) as authorizer:
+        assert authorizer.wait_screen(timeout=WAIT)
+        client.cut = True
+        admin.update_character(
+            cast["no_grant"][0], aliases=[character_pb2.Alias(value=f"Nym{_marker()}", language="en")]
+        )
+        changed = time.monotonic()
+
+        def decide() -> Decision:
+            return authorizer.authorize(
+                character_ids=[character_id], prompt=f"{name} waves", use_type=IMAGE, content_rating=TEEN
+            )
+
+        within = decide()
+        deadline = changed + bound.total_seconds() + 6
+        late = within
+        while time.monotonic() < deadline and late.allowed:
+            time.sleep(0.2)
+            late = decide()
+        denied = time.monotonic()
+        declared = authorizer.authorize(character_ids=[character_id], use_type=IMAGE, content_rating=TEEN)
+
+    assert within.offline and within.allowed  # current as of the heartbeat before the change
+    assert [c.reasons for c in late.characters] == [(DenyReason.SNAPSHOT_STALE,)]
+    # The bound counts from the last heartbeat before the change: at most 5 s (one interval) earlier.
+    assert bound.total_seconds() - 5.5 <= denied - changed <= bound.total_seconds() + 6
+    assert declared.offline and declared.allowed  # the revocation view itself is current
 
 
 class _Tampering(charter.Client):

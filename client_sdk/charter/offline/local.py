@@ -27,6 +27,7 @@ or one the snapshot does not know, goes to the server, as a declared one without
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
@@ -82,10 +83,10 @@ class DecidesLocally(HoldsBundles):
 
     def wait_screen(self, *, min_sequence: int = 0, timeout: float) -> bool:
         """Wait until `can_screen` holds, for at most ``timeout`` seconds; whether it does."""
-        deadline = self._clock() + timedelta(seconds=timeout)
+        deadline = time.monotonic() + timeout
         with self._changed:
             while not self.can_screen(min_sequence):
-                if self._clock() >= deadline or self._stopping.is_set():
+                if time.monotonic() >= deadline or self._stopping.is_set():
                     return self.can_screen(min_sequence)
                 self._changed.wait(TICK_SECONDS / 5)
         return True
@@ -111,7 +112,10 @@ class DecidesLocally(HoldsBundles):
         """Fetch what changed (or the whole registry), verify it and swap it in; whether it worked."""
         held = None if self._registry_problem else self._registry
         try:
-            registry = fetch(self._client, ring, held).build_index()
+            registry = fetch(self._client, ring, held)
+            if self._registry is not None and registry.version < self._registry.version:
+                raise SnapshotInvalid("the snapshot is older than the one held (a replay?)")
+            registry = registry.build_index()
         except SnapshotKeyUnknown:
             self._keys_wanted.set()  # signed by a key rotated in since: fetch the key set
             return False
