@@ -26,7 +26,7 @@ from charter.offline.fallback import ask_server
 from charter.offline.held import Checked, Held, HeldGrants, check
 from charter.offline.keys import LicenseeKeys
 from charter.offline.leases import MAX_LEASE_USES, QuotaLeases
-from charter.offline.local import DecidesLocally
+from charter.offline.local import DecidesLocally, require_screening
 from charter.offline.revocations import RevocationView
 from charter.terms import DenyReason, UseContext
 from charter.v1 import terms_pb2
@@ -102,8 +102,8 @@ class OfflineAuthorizer(DecidesLocally):
 
     Raises:
         ValueError: A duration is not positive, ``max_backoff < min_backoff``, ``cache_size`` is
-            negative, ``lease_uses`` is out of range, or a grant is not a grant envelope (see
-            `add_grants`).
+            negative, ``lease_uses`` is out of range, a grant is not a grant envelope (see
+            `add_grants`), or ``screen_locally`` without the ``screening`` extra.
         TypeError: A duration is not a ``datetime.timedelta``.
     """
 
@@ -141,6 +141,8 @@ class OfflineAuthorizer(DecidesLocally):
         self._client = client
         self._signer = signer
         self._fetch_bundle = fetch_bundle
+        if screen_locally:
+            require_screening()
         self._screen_locally = screen_locally
         self._registry_wanted = threading.Event()
         self._cache_dir = None if cache_dir is None else Path(cache_dir)

@@ -26,6 +26,7 @@ or one the snapshot does not know, goes to the server, as a declared one without
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 import time
 from collections.abc import Callable
@@ -52,6 +53,16 @@ MAX_PROMPT_LENGTH: Final = 8000
 _UNREACHABLE: Final = DenyReason.SERVER_UNREACHABLE
 
 
+def require_screening() -> None:
+    """Raise unless the matcher's libraries (the ``screening`` extra) can be imported.
+
+    Raises:
+        ValueError: ``pyahocorasick`` is not installed.
+    """
+    if importlib.util.find_spec("ahocorasick") is None:
+        raise ValueError("screen_locally needs the screening extra: pip install 'charter-sdk[screening]'")
+
+
 class DecidesLocally(HoldsBundles):
     """The registry snapshot and the local decision of a request (the authorizer sets these)."""
 
@@ -70,8 +81,16 @@ class DecidesLocally(HoldsBundles):
         return 0 if registry is None else registry.version
 
     def can_screen(self, min_sequence: int = 0) -> bool:
-        """Whether a prompt would be screened and decided offline now (as far as the revocation
-        view and the registry snapshot go)."""
+        """Whether a prompt would be screened and decided offline now, as far as the revocation
+        view and the registry snapshot go.
+
+        Args:
+            min_sequence: A revocation-log sequence number the view must have seen.
+
+        Returns:
+            True when the snapshot's screen is built, the snapshot was current as of a heartbeat
+            within ``max_staleness``, and `is_current` holds.
+        """
         fresh, registry = self._registry_fresh, self._registry
         return (
             registry is not None
@@ -82,7 +101,16 @@ class DecidesLocally(HoldsBundles):
         )
 
     def wait_screen(self, *, min_sequence: int = 0, timeout: float) -> bool:
-        """Wait until `can_screen` holds, for at most ``timeout`` seconds; whether it does."""
+        """Wait until `can_screen` holds, for at most ``timeout`` seconds (the first snapshot is
+        downloaded and its screen built in the background after `start`).
+
+        Args:
+            min_sequence: A revocation-log sequence number the view must have seen.
+            timeout: The longest wait, in seconds.
+
+        Returns:
+            Whether it holds (False also when the authorizer is closed meanwhile).
+        """
         deadline = time.monotonic() + timeout
         with self._changed:
             while not self.can_screen(min_sequence):
