@@ -404,7 +404,6 @@ class RegistrySnapshotClaims(_message.Message):
     PAGE_FIELD_NUMBER: _builtins.int
     LAST_PAGE_FIELD_NUMBER: _builtins.int
     CHARACTERS_FIELD_NUMBER: _builtins.int
-    TOTAL_CHARACTERS_FIELD_NUMBER: _builtins.int
     ISSUE_TIME_FIELD_NUMBER: _builtins.int
     ISSUER_FIELD_NUMBER: _builtins.int
     snapshot_id: _builtins.str
@@ -424,13 +423,14 @@ class RegistrySnapshotClaims(_message.Message):
     """The page's number, from 0."""
     last_page: _builtins.bool
     """Whether this is the last page."""
-    total_characters: _builtins.int
-    """How many characters the whole snapshot or delta holds, over every page."""
     issuer: _builtins.str
     """Who signed it: the deployment's issuer name, as on grants."""
     @_builtins.property
     def characters(self) -> _containers.RepeatedCompositeFieldContainer[Global___RegistryCharacter]:
-        """The characters of this page, in the registry's order."""
+        """The characters of this page, in the registry's order (oldest first).
+        Later pages are read when they are asked for, so they may hold entries
+        newer than `version`; a delta from `version` gives those again.
+        """
 
     @_builtins.property
     def issue_time(self) -> _timestamp_pb2.Timestamp:
@@ -445,13 +445,12 @@ class RegistrySnapshotClaims(_message.Message):
         page: _builtins.int = ...,
         last_page: _builtins.bool = ...,
         characters: _abc.Iterable[Global___RegistryCharacter] | None = ...,
-        total_characters: _builtins.int = ...,
         issue_time: _timestamp_pb2.Timestamp | None = ...,
         issuer: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["issue_time", b"issue_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["characters", b"characters", "issue_time", b"issue_time", "issuer", b"issuer", "last_page", b"last_page", "page", b"page", "since_version", b"since_version", "snapshot_id", b"snapshot_id", "total_characters", b"total_characters", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["characters", b"characters", "issue_time", b"issue_time", "issuer", b"issuer", "last_page", b"last_page", "page", b"page", "since_version", b"since_version", "snapshot_id", b"snapshot_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
