@@ -29,8 +29,10 @@ from charter.offline import OfflineAuthorizer
 from charter.offline.cache import SNAPSHOT_FILE_NAME, load_snapshot, save_snapshot
 from charter.offline.snapshot import Registry, SnapshotInvalid, pack, unpack, verify_page
 from charter.terms import DenyReason
-from charter.v1 import character_pb2, grant_pb2, offline_pb2, terms_pb2
+from charter.v1 import api_key_pb2, character_pb2, grant_pb2, offline_pb2, terms_pb2
 from charter.v1 import offline_service_pb2 as osv
+from charter_server.app import CharterServer, build_server
+from charter_server.config import Settings
 from charter_server.services import registry_snapshots
 
 from .character_helpers import full_width
@@ -446,3 +448,71 @@ def test_a_snapshot_from_the_server_that_does_not_verify_is_never_used(keys: Any
     # Not screened here: the server decided (and would have been denied SNAPSHOT_INVALID if down).
     assert not decision.offline and decision.allowed
     assert authorizer.snapshot_version == 0
+
+
+@pytest.fixture(scope="module")
+def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CharterServer]:
+    """A server of its own: the test revokes a signing key."""
+    path = Path(tmp_path_factory.mktemp("registry_keys")) / "charter.db"
+    built = build_server(
+        Settings(
+            listen="127.0.0.1:0",
+            database_url=f"sqlite:///{path}",
+            migrate=True,
+            log_format="json",
+            shutdown_grace_seconds=1.0,
+            revocation_heartbeat_seconds=0.2,
+            authorization_lease_seconds=0.05,
+            preload=False,
+        )
+    )
+    built.start()
+    try:
+        yield built
+    finally:
+        built.stop(grace=0)
+
+
+def _kept_keys(cache_dir: Path) -> set[str]:
+    """The keys that signed the pages kept in the cache directory."""
+    return {page.signatures[0].keyid for page in unpack(load_snapshot(cache_dir) or b"")}
+
+
+def test_a_kept_snapshot_signed_by_a_key_revoked_since_is_dropped_and_fetched_again(
+    own_server: CharterServer, tmp_path: Path
+) -> None:
+    target = f"127.0.0.1:{own_server.port}"
+    secret = own_server.services.access.create_bootstrap_admin("keys").secret
+    with charter.Client(target, api_key=secret) as staff:
+        holder = staff.create_rights_holder(display_name="Studio", contact_email="rights@studio.example")
+        licensee = staff.create_licensee(display_name="App", contact_email="ops@app.example", platform="app")
+        created = staff.create_character(rights_holder_id=holder.id, canonical_name=f"Zq{_marker()}")
+        generator = staff.create_api_key(
+            display_name="gen", role=api_key_pb2.ROLE_GENERATOR, licensee_id=licensee.id
+        ).secret
+        first_key = staff.rotate_signing_key().active_key.key_id
+        with charter.Client(target, api_key=generator) as client:
+            authorizer = _authorizer(client, tmp_path, key_refresh=timedelta(seconds=1))
+            with authorizer:
+                assert authorizer.wait_screen(timeout=WAIT)
+                signed_by = _kept_keys(tmp_path)
+                deadline = time.monotonic() + WAIT
+                while not signed_by and time.monotonic() < deadline:  # written just after it is used
+                    time.sleep(0.05)
+                    signed_by = _kept_keys(tmp_path)
+                staff.rotate_signing_key()
+                staff.revoke_signing_key(first_key, reason="compromised")
+                deadline = time.monotonic() + WAIT
+                kept: set[str] = signed_by
+                while kept == signed_by and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    kept = _kept_keys(tmp_path)
+                screened = authorizer.wait_screen(timeout=WAIT)
+                decision = authorizer.authorize(prompt=f"{created.canonical_name}", use_type=IMAGE, content_rating=TEEN)
+
+    assert signed_by == {first_key}
+    assert kept and first_key not in kept  # fetched again, signed by the new key
+    assert screened and decision.offline
+    assert [(c.character_id, c.reasons) for c in decision.characters] == [
+        (created.id, (DenyReason.CHARACTER_NOT_OPTED_IN,))
+    ]

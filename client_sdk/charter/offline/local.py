@@ -5,7 +5,9 @@
 (``OfflineService/GetRegistrySnapshot``, `charter.offline.snapshot`), verifies every page with
 the key set, builds its `charter.screen.ScreenIndex` off the decision path, and swaps it in; with
 a cache directory it keeps the pages there and, at start, takes the kept ones (every signature
-checked again) before asking for what changed since. The watcher asks for registry events
+checked again) before asking for what changed since. When the key set moves, the held pages are
+checked against it again, and a snapshot signed by a key revoked since is dropped and fetched
+anew. The watcher asks for registry events
 (``KIND_REGISTRY_CHANGED``); one newer than the snapshot wakes the thread, which fetches a delta.
 
 **Staleness.** The snapshot is *current as of* a heartbeat at which the revocation view was
@@ -70,6 +72,7 @@ class DecidesLocally(HoldsBundles):
     _leases: QuotaLeases | None
     _registry: Registry | None = None
     _registry_problem: DenyReason | None = None
+    _registry_ring: KeyRing | None = None  # the key ring the held snapshot was verified with
     _registry_wanted: threading.Event
 
     _decide: Callable[..., CharacterDecision | DenyReason]
@@ -130,11 +133,29 @@ class DecidesLocally(HoldsBundles):
                 if not loaded:
                     loaded = True
                     self._load_registry(ring)
+                self._check_registry(ring)
                 registry = self._registry
                 if registry is None or self._registry_problem or registry.version < self._view.registry_head:
                     failures = 0 if self._fetch_registry(ring) else failures + 1
             self._registry_wanted.wait(self._backoff(failures) if failures else TICK_SECONDS)
             self._registry_wanted.clear()
+
+    def _check_registry(self, ring: KeyRing) -> None:
+        """Check the held snapshot's pages again when the key set moved (a key revoked since
+        signs nothing any more); drop it when they no longer verify."""
+        registry = self._registry
+        if registry is None or self._registry_ring is ring:
+            return
+        try:
+            Registry.verify(registry.pages, ring)
+        except SnapshotKeyUnknown:
+            self._keys_wanted.set()
+            return
+        except SnapshotInvalid as error:
+            self._registry, self._registry_problem = None, DenyReason.SNAPSHOT_INVALID
+            log.error("charter.offline: the registry snapshot no longer verifies (%s); fetching it again", error)
+            return
+        self._registry_ring = ring
 
     def _fetch_registry(self, ring: KeyRing) -> bool:
         """Fetch what changed (or the whole registry), verify it and swap it in; whether it worked."""
@@ -157,7 +178,7 @@ class DecidesLocally(HoldsBundles):
         except Exception:  # a bug must not end the thread: the snapshot just goes stale
             log.exception("charter.offline: the registry thread failed")
             return False
-        self._install(registry)
+        self._install(registry, ring)
         if self._cache_dir is not None and self._licensee_id:
             try:
                 save_snapshot(self._cache_dir, self._licensee_id, pack(registry.pages))
@@ -179,13 +200,13 @@ class DecidesLocally(HoldsBundles):
             self._registry_problem = DenyReason.SNAPSHOT_INVALID if invalid else DenyReason.CACHE_CORRUPTED
             log.error("charter.offline: the kept registry snapshot is refused (%s)", error)
             return
-        self._install(registry)
+        self._install(registry, ring)
 
-    def _install(self, registry: Registry) -> None:
+    def _install(self, registry: Registry, ring: KeyRing) -> None:
         # The view's time first, then its registry position: a heartbeat in between only makes
         # the time older than it could be, never newer.
         fresh, head = self._view.fresh_as_of, self._view.registry_head
-        self._registry, self._registry_problem = registry, None
+        self._registry, self._registry_problem, self._registry_ring = registry, None, ring
         if registry.version >= head and fresh is not None:
             self._registry_fresh = fresh
         self._notify()
