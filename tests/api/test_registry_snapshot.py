@@ -196,6 +196,27 @@ def test_pages_that_do_not_make_one_snapshot_are_refused(generator: charter.Clie
             Registry.assemble(wrong, None)
 
 
+def test_a_delta_comes_in_pages_too(admin: charter.Client, generator: charter.Client, cast: dict[str, Any]) -> None:
+    ring = _ring(generator)
+    first = generator.get_registry_snapshot(page_size=1)
+    version = verify_page(first.page, ring).version
+    changed = [cast["no_grant"][0], cast["opted_out"][0]]
+    for character_id in changed:
+        admin.update_character(character_id, aliases=[character_pb2.Alias(value=f"Nym{_marker()}", language="en")])
+
+    pages, token = [], ""
+    while len(pages) < 10:
+        response = generator.get_registry_snapshot(since_version=version, page_size=1, page_token=token)
+        pages.append(verify_page(response.page, ring))
+        token = response.next_page_token
+        if not token:
+            break
+
+    assert [p.since_version for p in pages] == [version] * len(pages) and pages[-1].last_page
+    assert sorted(c.character_id for p in pages for c in p.characters) == sorted(changed)
+    assert len({p.snapshot_id for p in pages}) == 1 and [p.page for p in pages] == list(range(len(pages)))
+
+
 def test_a_page_whose_payload_was_changed_is_refused(generator: charter.Client) -> None:
     page = generator.get_registry_snapshot(page_size=1).page
     page.payload = page.payload[:-1] + bytes([page.payload[-1] ^ 1])
