@@ -489,7 +489,8 @@ class OfflineAuthorizer(DecidesLocally):
             flagged_set = frozenset(flagged)
         now = self._clock()
         obstacle = ("", _UNREACHABLE)  # what to deny with if the server cannot be reached
-        if self._view.sequence >= min_sequence:
+        # (a prompt is never decided here without screen_locally, however fresh the view)
+        if self._view.sequence >= min_sequence and (self._screen_locally or not prompt):
             if now > self._offline_until:
                 obstacle = ("", self._stale_reason())
             else:
