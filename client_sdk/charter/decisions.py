@@ -162,8 +162,8 @@ class Decision:
         allowed: True only if every character decided is allowed (also when there is none).
         characters: The decision per character: declared ones in request order, then detected
             ones in prompt order.
-        detections: What prompt screening found, ordered by start (empty for an offline decision,
-            which never screens).
+        detections: What prompt screening found, ordered by start (by the server, or by an
+            offline authorizer that screens locally against its registry snapshot).
         decide_time: When the decision was made.
         receipt: The signed decision receipt (a ``charter.v1.Envelope``) when the server decided;
             None when the SDK decided offline.

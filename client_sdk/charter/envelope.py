@@ -49,6 +49,7 @@ __all__ = [
     "MAX_ENVELOPE_BYTES",
     "MAX_SIGNATURES",
     "RECEIPT_PAYLOAD_TYPE",
+    "REGISTRY_SNAPSHOT_PAYLOAD_TYPE",
     "MalformedEnvelope",
     "digest",
     "from_json",
@@ -66,6 +67,10 @@ RECEIPT_PAYLOAD_TYPE = "application/vnd.charter.receipt.v1+protobuf"
 DECISION_RECORD_PAYLOAD_TYPE = "application/vnd.charter.decision-record.v1+protobuf"
 """The payload type of a decision record: an offline decision signed by a licensee key (the payload
 is a serialized ``charter.v1.DecisionRecordClaims``; see `charter.decision_records`)."""
+
+REGISTRY_SNAPSHOT_PAYLOAD_TYPE = "application/vnd.charter.registry-snapshot.v1+protobuf"
+"""The payload type of a registry snapshot page: a serialized ``charter.v1.RegistrySnapshotClaims``
+signed by Charter's grant-signing key (see `charter.offline.snapshot`)."""
 
 MAX_ENVELOPE_BYTES = 64 * 1024
 """The largest envelope a verifier accepts, in bytes of its JSON text or serialized protobuf."""

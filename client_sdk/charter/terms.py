@@ -134,6 +134,8 @@ class DenyReason(enum.StrEnum):
     """A grant's signing key is not in the SDK's key set, or it holds no licensee key to sign with (SDK only)."""
     CACHE_CORRUPTED = "CACHE_CORRUPTED"
     """The SDK's cache failed its integrity check and the server could not be reached (SDK only)."""
+    SNAPSHOT_INVALID = "SNAPSHOT_INVALID"
+    """The registry snapshot the SDK was given does not verify, and the server could not be reached (SDK only)."""
 
 
 # One bit per terms reason, in declaration order, so a set of failed terms is one int and its

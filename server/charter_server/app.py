@@ -58,6 +58,7 @@ from charter_server.services.grants import GrantService
 from charter_server.services.keys import DEVELOPMENT_KEK, KeyService
 from charter_server.services.leases import LeaseService
 from charter_server.services.licensee_keys import LicenseeKeyService
+from charter_server.services.registry_snapshots import RegistrySnapshotService
 from charter_server.services.revocations import RevocationFeed
 from charter_server.services.screening import PromptScreen
 from charter_server.services.statements import StatementService
@@ -136,6 +137,7 @@ class Services:
     licensee_keys: LicenseeKeyService
     bundles: GrantBundleService
     leases: LeaseService
+    registry: RegistrySnapshotService
 
 
 @dataclass
@@ -268,6 +270,7 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
         licensee_keys=licensee_keys,
         bundles=GrantBundleService(db, clock),
         leases=leases,
+        registry=RegistrySnapshotService(db, clock, keys, issuer=settings.issuer),
     )
 
 
@@ -363,7 +366,14 @@ def build_server(settings: Settings, *, clock: Clock | None = None, reuse_port: 
             UsageServicer(services.usage, services.statements, services.usage_series), server
         ),
         lambda server: offline_service_pb2_grpc.add_OfflineServiceServicer_to_server(
-            OfflineServicer(services.licensee_keys, services.bundles, services.leases, services.grants, services.keys),
+            OfflineServicer(
+                services.licensee_keys,
+                services.bundles,
+                services.leases,
+                services.grants,
+                services.keys,
+                services.registry,
+            ),
             server,
         ),
         lambda server: transparency_service_pb2_grpc.add_TransparencyServiceServicer_to_server(

@@ -30,7 +30,7 @@ from charter.v1 import (
     signing_key_pb2,
     terms_pb2,
 )
-from charter_server.domain.models import RevocationEvent
+from charter_server.domain.models import RevocationEvent, RevocationKind
 from google.protobuf import timestamp_pb2
 
 from .character_helpers import Holder, create, new_holder, opt_in
@@ -197,10 +197,11 @@ def rotate(api: Stubs, admin: str) -> key_service_pb2.RotateSigningKeyResponse:
 
 
 def revocation_log(server: Any, after: int) -> list[RevocationEvent]:
-    """The revocation log entries after sequence ``after``, as stored (no RPC reads the log yet)."""
+    """The revocation log entries after sequence ``after``, as stored, without the registry's
+    (``REGISTRY_CHANGED``: a character's screening entry changed, for registry snapshots)."""
     with server.db.uow() as uow:
         events: list[RevocationEvent] = uow.revocations.since(after, 10_000)
-    return events
+    return [e for e in events if e.kind is not RevocationKind.REGISTRY_CHANGED]
 
 
 def revocation_head(server: Any) -> int:

@@ -2716,7 +2716,35 @@ def offline_cases() -> list[Case]:
 
     a_lease = ids.new_id("quota_lease")
     ttl = duration_pb2.Duration(seconds=60)
+    snapshot = "OfflineService.GetRegistrySnapshot"
     return [
+        case(
+            f"{snapshot}-since_version-negative",
+            snapshot,
+            fixed(offline_pb.GetRegistrySnapshotRequest(since_version=-1)),
+            "since_version",
+            caller="generator",
+        ),
+        case(
+            f"{snapshot}-since_version-beyond_the_log",
+            snapshot,
+            fixed(offline_pb.GetRegistrySnapshotRequest(since_version=2**62)),
+            "since_version",
+        ),
+        case(
+            f"{snapshot}-page_size-negative",
+            snapshot,
+            fixed(offline_pb.GetRegistrySnapshotRequest(page_size=-1)),
+            "page_size",
+            caller="generator",
+        ),
+        case(
+            f"{snapshot}-page_token-made_up",
+            snapshot,
+            fixed(offline_pb.GetRegistrySnapshotRequest(page_token="bm9wZQ")),
+            "page_token",
+            caller="generator",
+        ),
         case(f"{register}-public_key-short", register, registering(public_key=a_key[:31]), "public_key"),
         case(f"{register}-display_name-empty", register, registering(display_name=""), "display_name"),
         case(f"{register}-display_name-long", register, registering(display_name="x" * 201), "display_name"),

@@ -1,16 +1,20 @@
 """One decision on every path: the server deciding from its records, the server deciding from
-presented grants, and the SDK's offline authorizer give the same decision and the same reasons
-(`charter.decide`'s documented order) for every combination of grant state (active, suspended,
-revoked), validity window (valid, not yet valid, expired), signing key (active, retired,
-revoked), character state (opted in, suspended, archived, opted out) and licensee state (active,
-archived); and the answer is the one the documented order gives.
+presented grants, and the SDK's offline authorizer, for the character declared and for the
+character named in a prompt it screens itself (against its registry snapshot, `screen_locally`),
+give the same decision and the same reasons (`charter.decide`'s documented order) for every
+combination of grant state (active, suspended, revoked), validity window (valid, not yet valid,
+expired), signing key (active, retired, revoked), character state (opted in, suspended, archived,
+opted out) and licensee state (active, archived); and the answer is the one the documented order
+gives.
 
 A real server in process on 127.0.0.1 with its own SQLite database and its own clock (the test
 rotates and revokes signing keys and moves time), driven through the SDK. Every state is reached
 through the API, as in production: a grant signed by a key was issued while that key was active,
 an opted-out or archived character's grants are revoked, and so on. The offline authorizer learns
 every state from the revocation log (an opted-out or archived character has an event of its own,
-so it answers ``CHARACTER_NOT_OPTED_IN`` as the server does, not its revoked grants' reason).
+so it answers ``CHARACTER_NOT_OPTED_IN`` as the server does, not its revoked grants' reason); for a
+character named in a prompt, its registry snapshot tells it the state of a character whose grants
+it does not hold.
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ class Built:
 
     generator: str
     character_ids: list[str] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)
     grants: dict[str, list[grant_pb2.Grant]] = field(default_factory=dict)
 
 
@@ -138,6 +143,7 @@ def build(
         created = admin.create_character(rights_holder_id=holder.id, canonical_name=f"Paths {_marker()}")
         admin.opt_in(created.id, base)
         built.character_ids.append(created.id)
+        built.names[created.id] = created.canonical_name
         built.grants[created.id] = []
     start = clock.now()
     # A grant is signed by the key active when it is issued: the grants of a revoked key first,
@@ -204,6 +210,13 @@ def asks_server(spec: CharacterSpec, *, licensee_archived: bool) -> bool:
     return licensee_archived or not spec.grants
 
 
+def prompt_asks_server(spec: CharacterSpec, *, licensee_archived: bool) -> bool:
+    """Whether the offline authorizer hands a character named in a prompt to the server: its
+    snapshot tells it the character's state, so only an archived licensee, or an opted-in character
+    without a held grant (the server knows whether the licensee has one on record)."""
+    return licensee_archived or (spec.state == "opted_in" and not spec.grants)
+
+
 def expected(spec: CharacterSpec, *, licensee_archived: bool) -> tuple[bool, tuple[DenyReason, ...]]:
     """The documented order, as a table."""
     if licensee_archived:
@@ -248,13 +261,20 @@ def _answer(decision: CharacterDecision) -> tuple[bool, tuple[DenyReason, ...]]:
     return decision.allowed, tuple(decision.reasons)
 
 
-def decide_three_ways(
-    target: str, clock: ManualClock, built: Built, *, licensee_archived: bool = False
+def decide_every_way(
+    server: CharterServer, clock: ManualClock, built: Built, *, licensee_archived: bool = False
 ) -> dict[str, list[tuple[CharacterDecision, bool]]]:
-    """Each character decided from records, from presented grants, and by the offline authorizer."""
-    found: dict[str, list[tuple[CharacterDecision, bool]]] = {"records": [], "presented": [], "offline": []}
+    """Each character decided from records, from presented grants, and by the offline authorizer,
+    declared and named in a prompt."""
+    found: dict[str, list[tuple[CharacterDecision, bool]]] = {
+        "records": [],
+        "presented": [],
+        "offline": [],
+        "prompt": [],
+    }
     held = [grant.envelope for grants in built.grants.values() for grant in grants]
-    with charter.Client(target, api_key=built.generator) as client:
+    server.services.screen.refresh_now()  # the server's own screen refreshes every second
+    with charter.Client(f"127.0.0.1:{server.port}", api_key=built.generator) as client:
         authorizer = OfflineAuthorizer(
             client,
             grants=held,
@@ -262,37 +282,46 @@ def decide_three_ways(
             skew=timedelta(0),  # the server's window exactly
             min_backoff=timedelta(milliseconds=50),
             max_backoff=timedelta(milliseconds=500),
+            screen_locally=True,
         )
         try:
             # An archived licensee's authorizer never becomes current (it asks the server).
             authorizer.start(timeout=None if licensee_archived else WAIT)
             assert licensee_archived or authorizer.is_current()
+            assert licensee_archived or authorizer.wait_screen(timeout=WAIT)
             for cid in built.character_ids:
                 presented = [grant.envelope for grant in built.grants[cid]]
                 records = client.authorize(character_ids=[cid], use_type=IMAGE, content_rating=TEEN)
                 shown = client.authorize(character_ids=[cid], grants=presented, use_type=IMAGE, content_rating=TEEN)
                 offline = authorizer.authorize(character_ids=[cid], use_type=IMAGE, content_rating=TEEN)
+                named = f"a portrait of {built.names[cid]} at dusk"
+                prompted = authorizer.authorize(prompt=named, use_type=IMAGE, content_rating=TEEN)
+                assert [(c.character_id, c.declared, c.detected) for c in prompted.characters] == [(cid, False, True)]
                 found["records"].append((records.characters[0], records.offline))
                 found["presented"].append((shown.characters[0], shown.offline))
                 found["offline"].append((offline.characters[0], offline.offline))
+                found["prompt"].append((prompted.characters[0], prompted.offline))
         finally:
             authorizer.close()
     return found
 
 
 def check(
-    target: str, clock: ManualClock, built: Built, specs: Sequence[CharacterSpec], *, licensee_archived: bool
+    server: CharterServer, clock: ManualClock, built: Built, specs: Sequence[CharacterSpec], *, licensee_archived: bool
 ) -> None:
-    found = decide_three_ways(target, clock, built, licensee_archived=licensee_archived)
+    found = decide_every_way(server, clock, built, licensee_archived=licensee_archived)
     for i, spec in enumerate(specs):
         records, _ = found["records"][i]
         presented, _ = found["presented"][i]
         offline, decided_offline = found["offline"][i]
+        prompted, prompt_offline = found["prompt"][i]
         answer = expected(spec, licensee_archived=licensee_archived)
-        assert (_answer(records), _answer(presented), _answer(offline)) == (answer, answer, answer), spec
+        answers = (_answer(records), _answer(presented), _answer(offline), _answer(prompted))
+        assert answers == (answer, answer, answer, answer), spec
         assert decided_offline is not asks_server(spec, licensee_archived=licensee_archived), spec
+        assert prompt_offline is not prompt_asks_server(spec, licensee_archived=licensee_archived), spec
         if answer[0]:
-            assert records.grant_id == presented.grant_id == offline.grant_id, spec
+            assert records.grant_id == presented.grant_id == offline.grant_id == prompted.grant_id, spec
 
 
 # Every combination of one grant, on every path ------------------------------------------------------
@@ -308,7 +337,7 @@ def test_every_combination_of_one_grant_is_decided_alike_on_every_path(
 ) -> None:
     built = build(admin, own_clock, ONE_GRANT, licensee_archived=False)
 
-    check(f"127.0.0.1:{own_server.port}", own_clock, built, ONE_GRANT, licensee_archived=False)
+    check(own_server, own_clock, built, ONE_GRANT, licensee_archived=False)
 
 
 def test_an_archived_licensee_is_refused_first_on_every_path(
@@ -322,7 +351,7 @@ def test_an_archived_licensee_is_refused_first_on_every_path(
     ]
     built = build(admin, own_clock, specs, licensee_archived=True)
 
-    check(f"127.0.0.1:{own_server.port}", own_clock, built, specs, licensee_archived=True)
+    check(own_server, own_clock, built, specs, licensee_archived=True)
 
 
 def test_revoked_and_expired_is_revoked_on_every_path(
@@ -332,12 +361,13 @@ def test_revoked_and_expired_is_revoked_on_every_path(
     spec = CharacterSpec("opted_in", (GrantSpec("revoked", "expired", "active"),))
     built = build(admin, own_clock, [spec], licensee_archived=False)
 
-    found = decide_three_ways(f"127.0.0.1:{own_server.port}", own_clock, built)
+    found = decide_every_way(own_server, own_clock, built)
 
     assert {path: _answer(decisions[0][0]) for path, decisions in found.items()} == {
         "records": (False, (DenyReason.GRANT_REVOKED,)),
         "presented": (False, (DenyReason.GRANT_REVOKED,)),
         "offline": (False, (DenyReason.GRANT_REVOKED,)),
+        "prompt": (False, (DenyReason.GRANT_REVOKED,)),
     }
 
 
@@ -364,4 +394,4 @@ def test_several_grants_are_decided_alike_on_every_path(
 ) -> None:
     built = build(admin, own_clock, specs, licensee_archived=licensee_archived)
 
-    check(f"127.0.0.1:{own_server.port}", own_clock, built, specs, licensee_archived=licensee_archived)
+    check(own_server, own_clock, built, specs, licensee_archived=licensee_archived)

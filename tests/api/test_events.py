@@ -81,6 +81,7 @@ READ_ONLY = frozenset(
         ACCESS + "GetCaller",
         OFFLINE + "ListLicenseeKeys",
         OFFLINE + "GetGrantBundle",
+        OFFLINE + "GetRegistrySnapshot",
         LOG + "GetCheckpoint",
         LOG + "GetInclusionProof",
         LOG + "GetConsistencyProof",

@@ -567,6 +567,27 @@ def test_a_stopped_server_fails_closed_at_max_staleness(
     assert denied.value.reasons == (DenyReason.REVOCATIONS_STALE,)
 
 
+def test_a_prompt_is_never_decided_offline_without_local_screening_and_says_so_when_stale(
+    admin: charter.Client, party: Party, clock: Any, make: Make, own_server: Callable[..., OwnServer]
+) -> None:
+    server = own_server()
+    cid = character(admin, party)
+    held = grant(admin, clock, cid, party.licensee_id)
+    own = ManualClock()
+    authorizer = make(party.generator, [held], target=server.target, clock=own.now, max_staleness=timedelta(seconds=30))
+    assert authorizer.is_current()
+
+    server.stop()
+    within = image(authorizer, cid, prompt="a watercolour landscape", timeout=3)
+    own.advance(timedelta(seconds=35))
+    beyond = image(authorizer, cid, prompt="a watercolour landscape", timeout=3)
+
+    # Current or not, a prompt needs the server (no registry snapshot): that is the reason.
+    assert (within.offline, within.allowed, beyond.offline, beyond.allowed) == (True, False, True, False)
+    assert [c.reasons for c in within.characters] == [(DenyReason.SERVER_UNREACHABLE,)]
+    assert [c.reasons for c in beyond.characters] == [(DenyReason.SERVER_UNREACHABLE,)]
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))

@@ -52,8 +52,10 @@ class Watch:
 
     END = object()
 
-    def __init__(self, channel: grpc.Channel, secret: str, since: int, *, timeout: float = 30) -> None:
-        request = az.WatchRevocationsRequest(since_sequence=since)
+    def __init__(
+        self, channel: grpc.Channel, secret: str, since: int, *, timeout: float = 30, registry: bool = False
+    ) -> None:
+        request = az.WatchRevocationsRequest(since_sequence=since, registry=registry)
         self.call: Any = az_grpc.AuthorizationServiceStub(channel).WatchRevocations(
             request, metadata=auth(secret), timeout=timeout
         )
@@ -115,8 +117,8 @@ def watches(channel: grpc.Channel, keys: Any) -> Iterator[list[Watch]]:
         watch.close()
 
 
-def open_watch(channel: grpc.Channel, secret: str, since: int, opened: list[Watch]) -> Watch:
-    watch = Watch(channel, secret, since)
+def open_watch(channel: grpc.Channel, secret: str, since: int, opened: list[Watch], *, registry: bool = False) -> Watch:
+    watch = Watch(channel, secret, since, registry=registry)
     opened.append(watch)
     return watch
 
@@ -165,7 +167,7 @@ def test_the_whole_log_from_zero_is_contiguous_from_one(
     channel: grpc.Channel, server: CharterServer, keys: Any, watches: list[Watch]
 ) -> None:
     head = revocation_head(server)
-    watch = open_watch(channel, keys.auditor, 0, watches)
+    watch = open_watch(channel, keys.auditor, 0, watches, registry=True)  # registry events too
 
     events = watch.events_through(head) if head else []
     beat = watch.heartbeat()

@@ -85,6 +85,12 @@ PROTOBUF_EXCEPTIONS = (
         "an offline use's decision record is verified as the signed envelope received, never rebuilt",
     ),
     Allowed(
+        f"{_SERVICES}.registry_snapshots",
+        "charter.v1",
+        "a registry snapshot page is signed RegistrySnapshotClaims bytes, built from the registry as read "
+        "after its version, and cut at its size in bytes",
+    ),
+    Allowed(
         f"{_SERVICES}.usage_receipts",
         "charter.v1",
         "a usage record's receipt is read in its signed form (DecisionReceipt in an Envelope), never rebuilt",

@@ -91,9 +91,10 @@ def test_a_generator_sees_its_own_grants_and_the_characters_it_holds_without_rea
         (Event.KIND_CHARACTER_SUSPENDED, b.character_id, ""),
         (Event.KIND_REVOKED, a.grant_id, ""),
     ]
-    # B's revocation was left out, and said so, so the stream is contiguous for A.
+    # B's revocation was left out, and said so, so the stream is contiguous for A (and so was the
+    # registry's event of the suspension, which comes before the suspension's own).
     assert [m.WhichOneof("message") for m in messages[:3]] == ["skip", "event", "event"]
-    assert messages[0].skip.sequence == tenants.since + 1
+    assert messages[0].skip.sequence == tenants.since + 2
     assert messages[-1].heartbeat.sequence == tenants.head
 
 
@@ -105,8 +106,10 @@ def test_another_generator_sees_none_of_them_but_its_own(server: CharterServer, 
         (Event.KIND_REVOKED, b.grant_id, ""),
         (Event.KIND_CHARACTER_SUSPENDED, b.character_id, ""),
     ]
-    assert messages[2].WhichOneof("message") == "skip"  # A's revocation
-    assert messages[2].skip.sequence == tenants.head
+    # The registry's event of the suspension, then A's revocation: left out.
+    assert [m.WhichOneof("message") for m in messages[:4]] == ["event", "skip", "event", "skip"]
+    assert messages[1].skip.sequence == tenants.since + 2
+    assert messages[3].skip.sequence == tenants.head
 
 
 def test_a_rights_holder_sees_its_characters_events_with_reasons(server: CharterServer, tenants: Tenants) -> None:

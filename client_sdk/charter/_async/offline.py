@@ -128,6 +128,38 @@ class OfflineCalls(Transport):
         )
         return response
 
+    async def get_registry_snapshot(
+        self, *, since_version: int = 0, page_size: int = 0, page_token: str = "", timeout: float | None = None
+    ) -> offline_service_pb2.GetRegistrySnapshotResponse:
+        """Returns one signed page of the screening registry, whole or changed since a version.
+
+        The page is a DSSE envelope whose payload is a ``charter.v1.RegistrySnapshotClaims``;
+        verify it (`charter.offline.snapshot`) before using it. Allowed roles: generator, admin,
+        auditor.
+
+        Args:
+            since_version: The registry version held (a snapshot's ``version``) for a delta; 0
+                for the whole registry.
+            page_size: The most characters per page (1 to 2,000; 0 for 1,000).
+            page_token: The previous page's ``next_page_token``; empty for the first page.
+            timeout: The deadline of this call in seconds, instead of the default.
+
+        Returns:
+            The page and the token of the next one (empty after the last).
+
+        Raises:
+            InvalidArgumentError: If ``since_version`` is negative or beyond the log, or the
+                token is not one this call returned.
+            CharterError: For any other failure.
+        """
+        request = offline_service_pb2.GetRegistrySnapshotRequest(
+            since_version=since_version, page_size=page_size, page_token=page_token
+        )
+        response: offline_service_pb2.GetRegistrySnapshotResponse = await self._unary(
+            self._offline.GetRegistrySnapshot, request, timeout
+        )
+        return response
+
     async def lease_quota(
         self, character_id: str, grant_id: str, *, uses: int, ttl: float, timeout: float | None = None
     ) -> offline_pb2.QuotaLease:

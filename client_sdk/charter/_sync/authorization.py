@@ -347,7 +347,9 @@ class AuthorizationCalls(UsageCalls):
         )
         return response
 
-    def watch_revocations(self, since_sequence: int = 0, *, timeout: float | None = None) -> RevocationWatch:
+    def watch_revocations(
+        self, since_sequence: int = 0, *, timeout: float | None = None, registry: bool = False
+    ) -> RevocationWatch:
         """Opens the revocation stream: the log's events after `since_sequence`, then live ones.
 
         The stream yields `charter.v1.grant_pb2.RevocationEvent` messages and, every few
@@ -367,6 +369,8 @@ class AuthorizationCalls(UsageCalls):
             since_sequence: Send the events after this sequence number; 0 for the whole log.
             timeout: A deadline for the whole stream in seconds; None (the default) for none,
                 not the client's default deadline, since a watch is meant to stay open.
+            registry: Also receive ``KIND_REGISTRY_CHANGED`` events (the screening registry
+                moved: time to fetch a registry snapshot delta); left out by default.
 
         Returns:
             The open stream, an iterator of events and heartbeats. Calls happen during
@@ -383,7 +387,9 @@ class AuthorizationCalls(UsageCalls):
         if since_sequence < 0:
             raise ValueError(f"since_sequence must not be negative, got {since_sequence}")
         check_timeout(timeout, allow_none=True)
-        request = authorization_service_pb2.WatchRevocationsRequest(since_sequence=since_sequence)
+        request = authorization_service_pb2.WatchRevocationsRequest(
+            since_sequence=since_sequence, registry=bool(registry)
+        )
         request_id = new_request_id()
         # Retrying a stream replays nothing: gRPC retries a call only until the server's first
         # response headers arrive (gRFC A6), which come with or before the first message.

@@ -3,7 +3,9 @@
 The package's parts: ``authorizer`` (`OfflineAuthorizer`: lifecycle, requests, asking the
 server), ``held`` (the held grants and their checks against a key ring), ``revocations`` (the
 view of the revocation log), ``keys`` (the key set and the licensee), ``background`` (the threads
-that keep both current) and ``decisions`` (one character decided with `charter.decide`).
+that keep both current), ``decisions`` (one character decided with `charter.decide`), ``local``
+(a request decided here, and the registry snapshot's thread) and ``snapshot`` (registry snapshot
+pages verified and assembled).
 
 `OfflineAuthorizer` holds the caller's grants (DSSE envelopes, as ``IssueGrant`` returned them),
 keeps the key set and a view of the revocation log current in the background, and decides
@@ -39,7 +41,11 @@ generator key, bound to a licensee), the licensee's platform (``GetLicensee``) a
 2. it has seen the sequence number ``min_sequence`` that the caller passes, for example the one
    ``RevokeGrant`` returned, so that a revocation the caller knows of is never decided on an
    older view ("new enemy");
-3. there is no prompt (screening needs the server's registry of every character's names);
+3. there is no prompt, or (with ``screen_locally``) the registry snapshot is current: verified
+   with the key set, and current as of a heartbeat within ``max_staleness``
+   (`charter.offline.local`). The prompt is then screened here with the server's matcher, and
+   every character it names unambiguously is decided as a declared one is (a character the
+   snapshot says is suspended, opted out or archived is denied as the server denies it);
 4. every declared character has a held grant, and is decided by one: the first grant (newest
    first) that allows the use must have terms without a daily or monthly quota and no cap of
    uses (``max_uses``), or else a use of a quota lease the authorizer holds for it (only with a
@@ -57,8 +63,10 @@ was not decided offline: ``REVOCATIONS_STALE`` when the view was current once an
 than ``max_staleness`` (or the key set older than its grace), ``LICENSEE_ARCHIVED``,
 ``CACHE_CORRUPTED`` when the cache failed its check; else, for the character that stopped the
 offline decision, ``UNKNOWN_KEY`` (its grant's key is not in the ring) or ``LEASE_EXPIRED`` (a
-quota or cap and no leased use to spend), and ``SERVER_UNREACHABLE`` for everything else (never
-current, behind ``min_sequence``, no grant held, a prompt). Any other error (for example
+quota or cap and no leased use to spend), ``SNAPSHOT_STALE``, ``SNAPSHOT_INVALID`` or
+``CACHE_CORRUPTED`` for a prompt that could not be screened here (see `charter.offline.local`), and
+``SERVER_UNREACHABLE`` for everything else (never current, behind ``min_sequence``, no grant
+held, a prompt without ``screen_locally``). Any other error (for example
 ``UNAUTHENTICATED`` for a revoked API key) is raised.
 
 **How a character is decided offline.** With `charter.decide`, the decision the server makes

@@ -15,19 +15,18 @@ from typing import TYPE_CHECKING, Any, Final, Self
 
 from charter import _requests
 from charter._license import License, license_block
-from charter.decide import Integrity
+from charter.decide import CharacterState, Integrity
 from charter.decision_records import DecisionRecordSigner
 from charter.decisions import CharacterDecision, Decision
 from charter.errors import DeadlineExceededError, UnavailableError
 from charter.grants import GrantVerifier, KeyRing
 from charter.offline.background import NEVER, log, seconds_of, system_clock
-from charter.offline.bundles import HoldsBundles
 from charter.offline.decisions import decide_offline
 from charter.offline.fallback import ask_server
 from charter.offline.held import Checked, Held, HeldGrants, check
 from charter.offline.keys import LicenseeKeys
 from charter.offline.leases import MAX_LEASE_USES, QuotaLeases
-from charter.offline.records import offline_context_digest, sign_records
+from charter.offline.local import DecidesLocally, require_screening
 from charter.offline.revocations import RevocationView
 from charter.terms import DenyReason, UseContext
 from charter.v1 import terms_pb2
@@ -49,7 +48,7 @@ _RATINGS: Final = frozenset(terms_pb2.ContentRating.values())
 _CATEGORIES: Final = frozenset(terms_pb2.ContentCategory.values())
 
 
-class OfflineAuthorizer(HoldsBundles):
+class OfflineAuthorizer(DecidesLocally):
     """Decides generation-time requests from the grants it holds; see the module documentation.
 
     Args:
@@ -96,11 +95,15 @@ class OfflineAuthorizer(HoldsBundles):
             no lease is at hand, goes to the server.
         lease_ttl: How long a lease may be spent; it is renewed when a quarter is left, and what
             was not spent goes back to the quotas at `close`.
+        screen_locally: Screen prompts here against a signed registry snapshot kept current
+            through the revocation stream (`charter.offline.local`; needs the ``screening``
+            extra), and decide the characters they name offline; without it a request with a
+            prompt goes to the server.
 
     Raises:
         ValueError: A duration is not positive, ``max_backoff < min_backoff``, ``cache_size`` is
-            negative, ``lease_uses`` is out of range, or a grant is not a grant envelope (see
-            `add_grants`).
+            negative, ``lease_uses`` is out of range, a grant is not a grant envelope (see
+            `add_grants`), or ``screen_locally`` without the ``screening`` extra.
         TypeError: A duration is not a ``datetime.timedelta``.
     """
 
@@ -122,6 +125,7 @@ class OfflineAuthorizer(HoldsBundles):
         cache_dir: str | os.PathLike[str] | None = None,
         lease_uses: int = 100,
         lease_ttl: timedelta = timedelta(minutes=5),
+        screen_locally: bool = False,
     ) -> None:
         seconds_of(max_staleness, "max_staleness", positive=False)
         seconds_of(skew, "skew", positive=False)
@@ -137,6 +141,10 @@ class OfflineAuthorizer(HoldsBundles):
         self._client = client
         self._signer = signer
         self._fetch_bundle = fetch_bundle
+        if screen_locally:
+            require_screening()
+        self._screen_locally = screen_locally
+        self._registry_wanted = threading.Event()
         self._cache_dir = None if cache_dir is None else Path(cache_dir)
         self._cache_corrupted = False
         self._clock: Callable[[], datetime] = clock if clock is not None else system_clock()
@@ -210,6 +218,10 @@ class OfflineAuthorizer(HoldsBundles):
                     target=self._leases.run, args=(self._stopping,), name="charter-offline-leases", daemon=True
                 )
             )
+        if self._screen_locally:
+            self._threads.append(
+                threading.Thread(target=self._registry_loop, name="charter-offline-registry", daemon=True)
+            )
         for thread in self._threads:
             thread.start()
         if timeout:
@@ -222,6 +234,7 @@ class OfflineAuthorizer(HoldsBundles):
             self._stopping.set()
             watch = self._watch
         self._keys_wanted.set()
+        self._registry_wanted.set()
         if self._leases is not None:
             self._leases.wanted.set()
         if watch is not None:
@@ -372,7 +385,11 @@ class OfflineAuthorizer(HoldsBundles):
         return None if isinstance(decided, DenyReason) else decided
 
     def _decide(
-        self, character_id: str, context: UseContext, spend: Callable[[str, str], bool] | None = None
+        self,
+        character_id: str,
+        context: UseContext,
+        spend: Callable[[str, str], bool] | None = None,
+        floor: CharacterState = CharacterState.OPTED_IN,
     ) -> CharacterDecision | DenyReason:
         return decide_offline(
             character_id,
@@ -383,6 +400,7 @@ class OfflineAuthorizer(HoldsBundles):
             licensee_archived=self._key_set.archived,
             check=self._check,
             spend=spend,
+            floor=floor,
         )
 
     def _check(self, grant: Held, ring: KeyRing, now: datetime) -> Checked:
@@ -416,7 +434,8 @@ class OfflineAuthorizer(HoldsBundles):
 
         Args:
             character_ids: The characters the content will show, without duplicates.
-            prompt: The prompt; a request with a prompt always goes to the server.
+            prompt: The prompt; screened here with ``screen_locally`` and a current snapshot,
+                otherwise the request goes to the server.
             use_type: A ``charter.v1.UseType`` value.
             content_rating: A ``charter.v1.ContentRating`` value.
             categories: ``charter.v1.ContentCategory`` values the service's classifiers flagged.
@@ -470,53 +489,16 @@ class OfflineAuthorizer(HoldsBundles):
             flagged_set = frozenset(flagged)
         now = self._clock()
         obstacle = ("", _UNREACHABLE)  # what to deny with if the server cannot be reached
-        if ids and not prompt and self._view.sequence >= min_sequence:
+        # (a prompt is never decided here without screen_locally, however fresh the view)
+        if self._view.sequence >= min_sequence and (self._screen_locally or not prompt):
             if now > self._offline_until:
                 obstacle = ("", self._stale_reason())
             else:
-                duration_seconds = 0.0 if duration is None else duration.total_seconds()
-                characters: list[CharacterDecision] = []
-                leased: dict[str, tuple[str, str]] = {}  # character -> (grant, lease) spent for it
-                spend = None if self._leases is None else self._leases.spender(leased, now)
-                for character_id in ids:
-                    context = UseContext(
-                        use_type,
-                        content_rating,
-                        now,
-                        categories=flagged_set,
-                        territory=territory,
-                        platform=self._key_set.platform,
-                        licensee_id=self._licensee_id,
-                        commercial=commercial,
-                        duration_seconds=duration_seconds,
-                        co_characters=everyone - {character_id} if len(ids) > 1 else frozenset(),
-                    )
-                    decided = self._decide(character_id, context, spend)
-                    if isinstance(decided, DenyReason):
-                        obstacle = (character_id, decided)
-                        break
-                    characters.append(decided)
-                else:
-                    allowed = all(c.allowed for c in characters)
-                    records: tuple[Envelope, ...] = ()
-                    if self._signer is not None:
-                        used = offline_context_digest(
-                            use_type, content_rating, flagged, territory, commercial, duration
-                        )
-                        leases = {cid: lease for cid, (_, lease) in leased.items()}
-                        records = sign_records(self._signer, characters, used, now, self._view.sequence, leases)
-                    if not allowed and self._leases is not None:
-                        self._leases.refund_all(leased)  # no use will be reported
-                    return Decision(
-                        allowed=allowed,
-                        characters=tuple(characters),
-                        decide_time=now,
-                        licensee_id=self._licensee_id,
-                        offline=True,
-                        decision_records=records,
-                    )
-                if self._leases is not None:
-                    self._leases.refund_all(leased)  # the server decides the whole request
+                use = (use_type, content_rating, flagged, territory, commercial, duration)
+                decided = self._decide_locally(ids, prompt, now, use)
+                if isinstance(decided, Decision):
+                    return decided
+                obstacle = decided
         if self._cache_corrupted:
             obstacle = ("", DenyReason.CACHE_CORRUPTED)
         return ask_server(

@@ -85,6 +85,7 @@ class KeepCurrent:
     _keys_wanted: threading.Event
     _watch: Any
     _last_message: float
+    _screen_locally: bool = False  # also watch registry events (prompts screened offline)
 
     # -- the view ---------------------------------------------------------------------------------
 
@@ -245,7 +246,9 @@ class KeepCurrent:
 
     def _watch_once(self) -> None:
         """Read one stream, from the last sequence applied, until it ends or fails."""
-        watch = self._client.watch_revocations(self._view.sequence, timeout=_STREAM_SECONDS)
+        watch = self._client.watch_revocations(
+            self._view.sequence, timeout=_STREAM_SECONDS, registry=self._screen_locally
+        )
         with watch:
             with self._lock:
                 if self._stopping.is_set():

@@ -6,6 +6,7 @@ decided with (the key set, the licensee and the revocation view as of its last h
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Final
 
@@ -29,6 +30,7 @@ class HoldsBundles(KeepCurrent):
     _cache_corrupted: bool
     _state_saved: tuple[float, int] = (float("-inf"), -1)  # when, at which sequence
     _identified: bool = False
+    _registry_fresh: datetime | None = None  # when the registry snapshot was last current
 
     def _identify(self) -> None:
         """Learn the licensee from the API key (once).
@@ -87,6 +89,8 @@ class HoldsBundles(KeepCurrent):
             statuses={grant_id: status.name for grant_id, status in view.statuses.items()},
             suspended=tuple(view.suspended),
             withdrawn=tuple(view.withdrawn),
+            registry_head=view.registry_head,
+            registry_fresh_as_of=self._registry_fresh,
         )
         try:
             save_state(directory, self._licensee_id, state)
@@ -133,4 +137,6 @@ class HoldsBundles(KeepCurrent):
             suspended=state.suspended,
             withdrawn=state.withdrawn,
         )
+        self._view.registry_head = state.registry_head
+        self._registry_fresh = state.registry_fresh_as_of
         self._recompute()

@@ -1,13 +1,15 @@
 """The offline authorizer's cache directory: what a restarted backend needs to decide before
 Charter answers (give each licensee its own directory).
 
-Two files, each a header line, the SHA-256 in hex of what follows, the licensee's id on a line,
+Three files, each a header line, the SHA-256 in hex of what follows, the licensee's id on a line,
 and a body: ``grant-bundle.bin`` holds the last grant bundle fetched (a serialized
 ``charter.v1.GetGrantBundleResponse``), ``offline-state.bin`` the last state decided with (JSON,
 `OfflineState`: the key set and the licensee as last fetched, and the revocation view as of its
-last heartbeat). Each is written atomically (a temporary file in the same directory, flushed to
-disk, then renamed over the old one), so a crash leaves the old file or the new one, never half of
-either; and each is checked on load, so a file damaged or changed on disk is refused
+last heartbeat), ``registry-snapshot.bin`` the registry snapshot screened with (its signed pages,
+`charter.offline.snapshot.pack`: every signature is checked again on load). Each is written
+atomically (a temporary file in the same directory, flushed to disk, then renamed over the old
+one), so a crash leaves the old file or the new one, never half of either; and each is checked
+on load, so a file damaged or changed on disk is refused
 (`CacheCorrupted`) rather than used.
 
 The check guards against damage, not forgery: the grants inside are signed and verified again
@@ -35,6 +37,8 @@ from charter.v1 import offline_service_pb2, signing_key_pb2
 
 FILE_NAME: Final = "grant-bundle.bin"
 STATE_FILE_NAME: Final = "offline-state.bin"
+SNAPSHOT_FILE_NAME: Final = "registry-snapshot.bin"
+_SNAPSHOT_HEADER: Final = b"charter-registry-snapshot v1\n"
 _HEADER: Final = b"charter-grant-bundle v1\n"
 _STATE_HEADER: Final = b"charter-offline-state v1\n"
 
@@ -59,6 +63,8 @@ class OfflineState:
         statuses: Grant id → ``"REVOKED"`` or ``"SUSPENDED"`` (a `GrantStatus` name).
         suspended: Characters suspended by staff.
         withdrawn: Characters opted out or archived.
+        registry_head: The sequence of the last registry event applied (0 for none).
+        registry_fresh_as_of: When the registry snapshot was last current (None: never).
     """
 
     api_key_id: str
@@ -71,6 +77,8 @@ class OfflineState:
     statuses: dict[str, str]
     suspended: tuple[str, ...]
     withdrawn: tuple[str, ...]
+    registry_head: int = 0
+    registry_fresh_as_of: datetime | None = None
 
     def to_json(self) -> bytes:
         """The JSON body (`from_json` reads it back)."""
@@ -78,6 +86,8 @@ class OfflineState:
         values["key_set"] = base64.b64encode(self.key_set.SerializeToString()).decode()
         values["confirmed"] = self.confirmed.isoformat()
         values["fresh_as_of"] = self.fresh_as_of.isoformat()
+        fresh = self.registry_fresh_as_of
+        values["registry_fresh_as_of"] = None if fresh is None else fresh.isoformat()
         return json.dumps(values, sort_keys=True, separators=(",", ":")).encode()
 
     @staticmethod
@@ -88,6 +98,7 @@ class OfflineState:
             ValueError: The body is not one (a field missing or of the wrong type).
         """
         values = json.loads(data)
+        fresh = values.get("registry_fresh_as_of")
         state = OfflineState(
             api_key_id=str(values["api_key_id"]),
             key_set=signing_key_pb2.KeySet.FromString(base64.b64decode(values["key_set"], validate=True)),
@@ -99,8 +110,12 @@ class OfflineState:
             statuses={str(k): str(v) for k, v in dict(values["statuses"]).items()},
             suspended=tuple(str(c) for c in values["suspended"]),
             withdrawn=tuple(str(c) for c in values["withdrawn"]),
+            # (absent from files written before registry snapshots)
+            registry_head=int(values.get("registry_head", 0)),
+            registry_fresh_as_of=None if fresh is None else datetime.fromisoformat(fresh),
         )
-        if state.confirmed.tzinfo is None or state.fresh_as_of.tzinfo is None:
+        times = (state.confirmed, state.fresh_as_of, state.registry_fresh_as_of or state.confirmed)
+        if any(time.tzinfo is None for time in times):
             raise ValueError("times must carry their offset")
         if not set(state.statuses.values()) <= {"REVOKED", "SUSPENDED"}:
             raise ValueError("a grant status is neither REVOKED nor SUSPENDED")
@@ -155,6 +170,26 @@ def load_state(directory: Path) -> tuple[str, OfflineState] | None:
         return licensee, OfflineState.from_json(body)
     except Exception as error:  # ValueError, KeyError, TypeError, DecodeError
         raise CacheCorrupted("the offline state cache file does not parse") from error
+
+
+def save_snapshot(directory: Path, licensee_id: str, body: bytes) -> None:
+    """Write the registry snapshot's pages (`charter.offline.snapshot.pack`) atomically.
+
+    Raises:
+        OSError: The directory cannot be written.
+    """
+    _write(directory, SNAPSHOT_FILE_NAME, _SNAPSHOT_HEADER, licensee_id, body)
+
+
+def load_snapshot(directory: Path) -> bytes | None:
+    """The kept registry snapshot's pages (unverified: check them with the key set); None when
+    there is no snapshot file.
+
+    Raises:
+        CacheCorrupted: The file exists but fails its integrity check.
+    """
+    found = _read(directory, SNAPSHOT_FILE_NAME, _SNAPSHOT_HEADER)
+    return None if found is None else found[1]
 
 
 def _write(directory: Path, name: str, header: bytes, licensee_id: str, payload: bytes) -> None:

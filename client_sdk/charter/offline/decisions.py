@@ -33,6 +33,7 @@ def decide_offline(
     licensee_archived: bool,
     check: Callable[[Held, KeyRing, datetime], Checked],
     spend: Callable[[str, str], bool] | None = None,
+    floor: CharacterState = _OPTED_IN,
 ) -> CharacterDecision | DenyReason:
     """Decide a character from the held grants and the view, or say why the server must.
 
@@ -50,6 +51,8 @@ def decide_offline(
         licensee_archived: Whether the licensee is archived.
         check: Verifies a held grant against a ring (when its last check was against another).
         spend: Spends one leased use of (character, grant); whether there was one.
+        floor: The character's state in the registry snapshot, when there is one: the stricter
+            of it and the view's decides (they agree once both are current).
 
     Returns:
         The decision (shared objects: read-only); or, when the server must decide, the reason to
@@ -57,9 +60,9 @@ def decide_offline(
         ``LEASE_EXPIRED`` (a quota or cap, and no leased use to spend), else ``SERVER_UNREACHABLE``.
     """
     suspended = view.suspended.get(character_id)
-    if suspended is not None:
+    if suspended is not None or floor is _SUSPENDED:
         state = _SUSPENDED
-    elif character_id in view.withdrawn:
+    elif character_id in view.withdrawn or floor is _NOT_OPTED_IN:
         state = _NOT_OPTED_IN
     else:
         state = _OPTED_IN

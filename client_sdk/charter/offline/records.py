@@ -59,10 +59,12 @@ def sign_records(
     now: datetime,
     sequence: int,
     leases: Mapping[str, str],
+    snapshot_version: str = "",
 ) -> tuple[Envelope, ...]:
     """The signed decision record of each character decided offline, in order (``digest``: the
     use context's, `offline_context_digest`; ``leases``: the quota lease each character's use was
-    spent from, by character)."""
+    spent from, by character; ``snapshot_version``: the registry snapshot the prompt was screened
+    with, recorded for the characters not declared)."""
     when = (now - _EPOCH) // _ONE_MICROSECOND * 1000
     return tuple(
         signer.sign(
@@ -74,6 +76,7 @@ def sign_records(
             context_digest=digest,
             revocation_sequence=sequence,
             lease_id=leases.get(c.character_id, ""),
+            snapshot_version="" if c.declared else snapshot_version,
             decide_time_ns=when,
         )
         for c in characters

@@ -28,6 +28,7 @@ _KIND_CHARACTER_REINSTATED: Final = grant_pb2.RevocationEvent.KIND_CHARACTER_REI
 _KIND_CHARACTER_WITHDRAWN: Final = grant_pb2.RevocationEvent.KIND_CHARACTER_WITHDRAWN
 _KIND_CHARACTER_ARCHIVED: Final = grant_pb2.RevocationEvent.KIND_CHARACTER_ARCHIVED
 _KIND_CHARACTER_OPTED_IN: Final = grant_pb2.RevocationEvent.KIND_CHARACTER_OPTED_IN
+_KIND_REGISTRY_CHANGED: Final = grant_pb2.RevocationEvent.KIND_REGISTRY_CHANGED
 _ACTIVE: Final = GrantStatus.ACTIVE
 _REVOKED: Final = GrantStatus.REVOKED
 _SUSPENDED: Final = GrantStatus.SUSPENDED
@@ -49,6 +50,8 @@ class RevocationView:
         fresh_as_of: The local time of the last heartbeat at which the view was current.
         broken: Why the view can never be trusted again (an event kind unknown to this SDK).
         beats: Heartbeats at which the view was current (for the reconnect backoff).
+        registry_head: The sequence of the last registry event (``KIND_REGISTRY_CHANGED``)
+            applied: a registry snapshot of an older version is out of date.
     """
 
     def __init__(self, clock: Callable[[], datetime]) -> None:
@@ -60,6 +63,7 @@ class RevocationView:
         self.fresh_as_of: datetime | None = None
         self.broken = ""
         self.beats = 0
+        self.registry_head = 0
 
     def restore(
         self,
@@ -115,6 +119,8 @@ class RevocationView:
             self.withdrawn.add(event.character_id)
         elif kind == _KIND_CHARACTER_OPTED_IN:
             self.withdrawn.discard(event.character_id)
+        elif kind == _KIND_REGISTRY_CHANGED:
+            self.registry_head = sequence
         else:
             # A kind this SDK does not know may take something away: never decide offline again.
             self.broken = f"revocation event {sequence} has an unknown kind {kind}; update the SDK"

@@ -360,16 +360,24 @@ class WatchRevocationsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SINCE_SEQUENCE_FIELD_NUMBER: _builtins.int
+    REGISTRY_FIELD_NUMBER: _builtins.int
     since_sequence: _builtins.int
     """Send the events after this sequence number (0 for the whole log)."""
+    registry: _builtins.bool
+    """Also send KIND_REGISTRY_CHANGED events (of every character a generator
+    may screen for; of its own characters for a rights holder). Without it
+    they are left out like events of others (a RevocationSkip), so a
+    watcher that does not know the kind never meets it.
+    """
     def __init__(
         self,
         *,
         since_sequence: _builtins.int = ...,
+        registry: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["since_sequence", b"since_sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["registry", b"registry", "since_sequence", b"since_sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

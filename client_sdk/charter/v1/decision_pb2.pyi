@@ -101,6 +101,11 @@ class _DenyReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DenyReason
     """The SDK's cache failed its integrity check and the server could not be
     reached to rebuild it. Never sent by the server.
     """
+    DENY_REASON_SNAPSHOT_INVALID: _DenyReason.ValueType  # 26
+    """The registry snapshot the SDK was given does not verify (a bad or
+    unknown signature, pages that do not belong together, or a delta that
+    does not apply): it screens nothing with it. Never sent by the server.
+    """
 
 class DenyReason(_DenyReason, metaclass=_DenyReasonEnumTypeWrapper):
     """DenyReason says why a character was denied. The first ten are failed terms
@@ -193,6 +198,11 @@ licensee key to sign the decision record with. Never sent by the server.
 DENY_REASON_CACHE_CORRUPTED: DenyReason.ValueType  # 25
 """The SDK's cache failed its integrity check and the server could not be
 reached to rebuild it. Never sent by the server.
+"""
+DENY_REASON_SNAPSHOT_INVALID: DenyReason.ValueType  # 26
+"""The registry snapshot the SDK was given does not verify (a bad or
+unknown signature, pages that do not belong together, or a delta that
+does not apply): it screens nothing with it. Never sent by the server.
 """
 Global___DenyReason: _TypeAlias = DenyReason  # noqa: Y015
 

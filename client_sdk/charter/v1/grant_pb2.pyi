@@ -395,6 +395,15 @@ class RevocationEvent(_message.Message):
         """The character was opted in again after KIND_CHARACTER_WITHDRAWN; its old
         grants stay revoked, new grants decide. `grant_id` is empty.
         """
+        KIND_REGISTRY_CHANGED: RevocationEvent._Kind.ValueType  # 9
+        """The screening registry's entry of character `character_id` changed
+        (a name, alias, derived reading, keyword set, ambiguity or state): a
+        registry snapshot whose version is below this event's sequence is out
+        of date for it (OfflineService.GetRegistrySnapshot with
+        `since_version`). It takes nothing away by itself (a change of state
+        has its own event too), and is sent only to watchers that ask for it
+        (`WatchRevocationsRequest.registry`). `grant_id` is empty.
+        """
 
     class Kind(_Kind, metaclass=_KindEnumTypeWrapper):
         """Kind says what happened to the grant."""
@@ -429,6 +438,15 @@ class RevocationEvent(_message.Message):
     KIND_CHARACTER_OPTED_IN: RevocationEvent.Kind.ValueType  # 8
     """The character was opted in again after KIND_CHARACTER_WITHDRAWN; its old
     grants stay revoked, new grants decide. `grant_id` is empty.
+    """
+    KIND_REGISTRY_CHANGED: RevocationEvent.Kind.ValueType  # 9
+    """The screening registry's entry of character `character_id` changed
+    (a name, alias, derived reading, keyword set, ambiguity or state): a
+    registry snapshot whose version is below this event's sequence is out
+    of date for it (OfflineService.GetRegistrySnapshot with
+    `since_version`). It takes nothing away by itself (a change of state
+    has its own event too), and is sent only to watchers that ask for it
+    (`WatchRevocationsRequest.registry`). `grant_id` is empty.
     """
 
     SEQUENCE_FIELD_NUMBER: _builtins.int

@@ -22,25 +22,32 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from charter.v1 import character_pb2 as charter_dot_v1_dot_character__pb2
 from charter.v1 import decision_pb2 as charter_dot_v1_dot_decision__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63harter/v1/offline.proto\x12\ncharter.v1\x1a\x19\x63harter/v1/decision.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x03\n\x0bLicenseeKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x13\n\x0blicensee_id\x18\x02 \x01(\t\x12\x11\n\talgorithm\x18\x03 \x01(\t\x12\x12\n\npublic_key\x18\x04 \x01(\x0c\x12,\n\x05state\x18\x05 \x01(\x0e\x32\x1d.charter.v1.LicenseeKey.State\x12\x14\n\x0c\x64isplay_name\x18\x06 \x01(\t\x12\x31\n\ractivate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bretire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"V\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_ACTIVE\x10\x01\x12\x11\n\rSTATE_RETIRED\x10\x02\x12\x11\n\rSTATE_REVOKED\x10\x03\"\xcd\x02\n\x14\x44\x65\x63isionRecordClaims\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x13\n\x0blicensee_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63haracter_id\x18\x03 \x01(\t\x12\x10\n\x08grant_id\x18\x04 \x01(\t\x12\x15\n\rterms_version\x18\x05 \x01(\x03\x12\x18\n\x10snapshot_version\x18\x06 \x01(\t\x12\x10\n\x08lease_id\x18\x07 \x01(\t\x12\x0f\n\x07\x61llowed\x18\x08 \x01(\x08\x12\'\n\x07reasons\x18\t \x03(\x0e\x32\x16.charter.v1.DenyReason\x12\x1a\n\x12use_context_digest\x18\n \x01(\x0c\x12/\n\x0b\x64\x65\x63ide_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13revocation_sequence\x18\x0c \x01(\x03\"\x9d\x03\n\nQuotaLease\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x13\n\x0blicensee_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63haracter_id\x18\x03 \x01(\t\x12\x10\n\x08grant_id\x18\x04 \x01(\t\x12\x0c\n\x04uses\x18\x05 \x01(\x03\x12\x15\n\rreported_uses\x18\x06 \x01(\x03\x12+\n\x05state\x18\x07 \x01(\x0e\x32\x1c.charter.v1.QuotaLease.State\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0freport_deadline\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"W\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0e\n\nSTATE_OPEN\x10\x01\x12\x12\n\x0eSTATE_RETURNED\x10\x02\x12\x13\n\x0fSTATE_RECLAIMED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63harter/v1/offline.proto\x12\ncharter.v1\x1a\x1a\x63harter/v1/character.proto\x1a\x19\x63harter/v1/decision.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x03\n\x0bLicenseeKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x13\n\x0blicensee_id\x18\x02 \x01(\t\x12\x11\n\talgorithm\x18\x03 \x01(\t\x12\x12\n\npublic_key\x18\x04 \x01(\x0c\x12,\n\x05state\x18\x05 \x01(\x0e\x32\x1d.charter.v1.LicenseeKey.State\x12\x14\n\x0c\x64isplay_name\x18\x06 \x01(\t\x12\x31\n\ractivate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bretire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"V\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_ACTIVE\x10\x01\x12\x11\n\rSTATE_RETIRED\x10\x02\x12\x11\n\rSTATE_REVOKED\x10\x03\"\xcd\x02\n\x14\x44\x65\x63isionRecordClaims\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x13\n\x0blicensee_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63haracter_id\x18\x03 \x01(\t\x12\x10\n\x08grant_id\x18\x04 \x01(\t\x12\x15\n\rterms_version\x18\x05 \x01(\x03\x12\x18\n\x10snapshot_version\x18\x06 \x01(\t\x12\x10\n\x08lease_id\x18\x07 \x01(\t\x12\x0f\n\x07\x61llowed\x18\x08 \x01(\x08\x12\'\n\x07reasons\x18\t \x03(\x0e\x32\x16.charter.v1.DenyReason\x12\x1a\n\x12use_context_digest\x18\n \x01(\x0c\x12/\n\x0b\x64\x65\x63ide_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13revocation_sequence\x18\x0c \x01(\x03\"\x9d\x03\n\nQuotaLease\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x13\n\x0blicensee_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63haracter_id\x18\x03 \x01(\t\x12\x10\n\x08grant_id\x18\x04 \x01(\t\x12\x0c\n\x04uses\x18\x05 \x01(\x03\x12\x15\n\rreported_uses\x18\x06 \x01(\x03\x12+\n\x05state\x18\x07 \x01(\x0e\x32\x1c.charter.v1.QuotaLease.State\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0freport_deadline\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"W\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0e\n\nSTATE_OPEN\x10\x01\x12\x12\n\x0eSTATE_RETURNED\x10\x02\x12\x13\n\x0fSTATE_RECLAIMED\x10\x03\"A\n\x0cRegistryName\x12\r\n\x05value\x18\x01 \x01(\t\x12\x11\n\tambiguous\x18\x02 \x01(\x08\x12\x0f\n\x07reading\x18\x03 \x01(\x08\"\xc6\x01\n\x11RegistryCharacter\x12\x14\n\x0c\x63haracter_id\x18\x01 \x01(\t\x12\x18\n\x10rights_holder_id\x18\x02 \x01(\t\x12*\n\x05state\x18\x03 \x01(\x0e\x32\x1b.charter.v1.Character.State\x12\'\n\x05names\x18\x04 \x03(\x0b\x32\x18.charter.v1.RegistryName\x12,\n\x0ckeyword_sets\x18\x05 \x03(\x0b\x32\x16.charter.v1.KeywordSet\"\xe9\x01\n\x16RegistrySnapshotClaims\x12\x13\n\x0bsnapshot_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x15\n\rsince_version\x18\x03 \x01(\x03\x12\x0c\n\x04page\x18\x04 \x01(\x05\x12\x11\n\tlast_page\x18\x05 \x01(\x08\x12\x31\n\ncharacters\x18\x06 \x03(\x0b\x32\x1d.charter.v1.RegistryCharacter\x12.\n\nissue_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06issuer\x18\x08 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'charter.v1.offline_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LICENSEEKEY']._serialized_start=101
-  _globals['_LICENSEEKEY']._serialized_end=495
-  _globals['_LICENSEEKEY_STATE']._serialized_start=409
-  _globals['_LICENSEEKEY_STATE']._serialized_end=495
-  _globals['_DECISIONRECORDCLAIMS']._serialized_start=498
-  _globals['_DECISIONRECORDCLAIMS']._serialized_end=831
-  _globals['_QUOTALEASE']._serialized_start=834
-  _globals['_QUOTALEASE']._serialized_end=1247
-  _globals['_QUOTALEASE_STATE']._serialized_start=1160
-  _globals['_QUOTALEASE_STATE']._serialized_end=1247
+  _globals['_LICENSEEKEY']._serialized_start=129
+  _globals['_LICENSEEKEY']._serialized_end=523
+  _globals['_LICENSEEKEY_STATE']._serialized_start=437
+  _globals['_LICENSEEKEY_STATE']._serialized_end=523
+  _globals['_DECISIONRECORDCLAIMS']._serialized_start=526
+  _globals['_DECISIONRECORDCLAIMS']._serialized_end=859
+  _globals['_QUOTALEASE']._serialized_start=862
+  _globals['_QUOTALEASE']._serialized_end=1275
+  _globals['_QUOTALEASE_STATE']._serialized_start=1188
+  _globals['_QUOTALEASE_STATE']._serialized_end=1275
+  _globals['_REGISTRYNAME']._serialized_start=1277
+  _globals['_REGISTRYNAME']._serialized_end=1342
+  _globals['_REGISTRYCHARACTER']._serialized_start=1345
+  _globals['_REGISTRYCHARACTER']._serialized_end=1543
+  _globals['_REGISTRYSNAPSHOTCLAIMS']._serialized_start=1546
+  _globals['_REGISTRYSNAPSHOTCLAIMS']._serialized_end=1779
 # @@protoc_insertion_point(module_scope)

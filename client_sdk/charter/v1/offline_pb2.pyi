@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from charter.v1 import character_pb2 as _character_pb2
 from charter.v1 import decision_pb2 as _decision_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
@@ -303,3 +304,154 @@ class QuotaLease(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___QuotaLease: _TypeAlias = QuotaLease  # noqa: Y015
+
+@_typing.final
+class RegistryName(_message.Message):
+    """A RegistryName is a name of a character as the screen matches it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUE_FIELD_NUMBER: _builtins.int
+    AMBIGUOUS_FIELD_NUMBER: _builtins.int
+    READING_FIELD_NUMBER: _builtins.int
+    value: _builtins.str
+    """The name as registered (canonical name, alias or derived reading)."""
+    ambiguous: _builtins.bool
+    """Whether the name may name something else: a match of it is reported but
+    decides the character only when the request declares it.
+    """
+    reading: _builtins.bool
+    """Whether it is a reading derived from a name in kanji or hanzi."""
+    def __init__(
+        self,
+        *,
+        value: _builtins.str = ...,
+        ambiguous: _builtins.bool = ...,
+        reading: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ambiguous", b"ambiguous", "reading", b"reading", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegistryName: _TypeAlias = RegistryName  # noqa: Y015
+
+@_typing.final
+class RegistryCharacter(_message.Message):
+    """A RegistryCharacter is one character of the screening registry, as a
+    registry snapshot carries it: what a local screen needs to find the
+    character in a prompt (its names and keyword sets) and to decide it (its
+    state and owner). Nothing else of the character is in a snapshot.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARACTER_ID_FIELD_NUMBER: _builtins.int
+    RIGHTS_HOLDER_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    NAMES_FIELD_NUMBER: _builtins.int
+    KEYWORD_SETS_FIELD_NUMBER: _builtins.int
+    character_id: _builtins.str
+    """The character id."""
+    rights_holder_id: _builtins.str
+    """The rights holder that owns it."""
+    state: _character_pb2.Character.State.ValueType
+    """Its state: a prompt naming a character that is not opted in is denied."""
+    @_builtins.property
+    def names(self) -> _containers.RepeatedCompositeFieldContainer[Global___RegistryName]:
+        """Its names, the canonical name first, then aliases and derived readings."""
+
+    @_builtins.property
+    def keyword_sets(self) -> _containers.RepeatedCompositeFieldContainer[_character_pb2.KeywordSet]:
+        """Its keyword sets (detections of kind DESCRIPTION)."""
+
+    def __init__(
+        self,
+        *,
+        character_id: _builtins.str = ...,
+        rights_holder_id: _builtins.str = ...,
+        state: _character_pb2.Character.State.ValueType = ...,
+        names: _abc.Iterable[Global___RegistryName] | None = ...,
+        keyword_sets: _abc.Iterable[_character_pb2.KeywordSet] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_id", b"character_id", "keyword_sets", b"keyword_sets", "names", b"names", "rights_holder_id", b"rights_holder_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegistryCharacter: _TypeAlias = RegistryCharacter  # noqa: Y015
+
+@_typing.final
+class RegistrySnapshotClaims(_message.Message):
+    """RegistrySnapshotClaims is the payload of one page of a registry snapshot:
+    a DSSE envelope of payload type
+    `application/vnd.charter.registry-snapshot.v1+protobuf` signed by
+    Charter's grant-signing key (PURPOSE_GRANTS in the key set), like a grant
+    or a receipt. A snapshot is every character of the registry (archived ones
+    too, for good); a delta is the characters whose entry changed after
+    `since_version`, each given whole. Either comes in one or more pages, each
+    signed on its own; a reader uses it only once it holds every page, from 0
+    to the one with `last_page`, all with the same `snapshot_id`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    SINCE_VERSION_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    LAST_PAGE_FIELD_NUMBER: _builtins.int
+    CHARACTERS_FIELD_NUMBER: _builtins.int
+    ISSUE_TIME_FIELD_NUMBER: _builtins.int
+    ISSUER_FIELD_NUMBER: _builtins.int
+    snapshot_id: _builtins.str
+    """The id of the snapshot or delta, `rs_` followed by 32 lowercase hex
+    digits; the same on each of its pages.
+    """
+    version: _builtins.int
+    """The registry's version the snapshot is current at: a revocation log
+    sequence number. Every change of the registry after it has a
+    KIND_REGISTRY_CHANGED event with a higher sequence number.
+    """
+    since_version: _builtins.int
+    """For a delta, the version it applies to; 0 for a whole snapshot (which
+    replaces whatever the reader held).
+    """
+    page: _builtins.int
+    """The page's number, from 0."""
+    last_page: _builtins.bool
+    """Whether this is the last page."""
+    issuer: _builtins.str
+    """Who signed it: the deployment's issuer name, as on grants."""
+    @_builtins.property
+    def characters(self) -> _containers.RepeatedCompositeFieldContainer[Global___RegistryCharacter]:
+        """The characters of this page, in the registry's order (oldest first).
+        Later pages are read when they are asked for, so they may hold entries
+        newer than `version`; a delta from `version` gives those again.
+        """
+
+    @_builtins.property
+    def issue_time(self) -> _timestamp_pb2.Timestamp:
+        """When the page was signed."""
+
+    def __init__(
+        self,
+        *,
+        snapshot_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        since_version: _builtins.int = ...,
+        page: _builtins.int = ...,
+        last_page: _builtins.bool = ...,
+        characters: _abc.Iterable[Global___RegistryCharacter] | None = ...,
+        issue_time: _timestamp_pb2.Timestamp | None = ...,
+        issuer: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["issue_time", b"issue_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["characters", b"characters", "issue_time", b"issue_time", "issuer", b"issuer", "last_page", b"last_page", "page", b"page", "since_version", b"since_version", "snapshot_id", b"snapshot_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegistrySnapshotClaims: _TypeAlias = RegistrySnapshotClaims  # noqa: Y015

@@ -22,47 +22,52 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from charter.v1 import envelope_pb2 as charter_dot_v1_dot_envelope__pb2
 from charter.v1 import grant_pb2 as charter_dot_v1_dot_grant__pb2
 from charter.v1 import offline_pb2 as charter_dot_v1_dot_offline__pb2
 from charter.v1 import signing_key_pb2 as charter_dot_v1_dot_signing__key__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n charter/v1/offline_service.proto\x12\ncharter.v1\x1a\x16\x63harter/v1/grant.proto\x1a\x18\x63harter/v1/offline.proto\x1a\x1c\x63harter/v1/signing_key.proto\x1a\x1egoogle/protobuf/duration.proto\"t\n\x1aRegisterLicenseeKeyRequest\x12\x13\n\x0blicensee_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x17\n\x0freplaces_key_id\x18\x04 \x01(\t\"q\n\x1bRegisterLicenseeKeyResponse\x12$\n\x03key\x18\x01 \x01(\x0b\x32\x17.charter.v1.LicenseeKey\x12,\n\x0bretired_key\x18\x02 \x01(\x0b\x32\x17.charter.v1.LicenseeKey\".\n\x17ListLicenseeKeysRequest\x12\x13\n\x0blicensee_id\x18\x01 \x01(\t\"A\n\x18ListLicenseeKeysResponse\x12%\n\x04keys\x18\x01 \x03(\x0b\x32\x17.charter.v1.LicenseeKey\":\n\x18RevokeLicenseeKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"A\n\x19RevokeLicenseeKeyResponse\x12$\n\x03key\x18\x01 \x01(\x0b\x32\x17.charter.v1.LicenseeKey\"\x17\n\x15GetGrantBundleRequest\"\xad\x01\n\x16GetGrantBundleResponse\x12!\n\x06grants\x18\x01 \x03(\x0b\x32\x11.charter.v1.Grant\x12#\n\x07key_set\x18\x02 \x01(\x0b\x32\x12.charter.v1.KeySet\x12.\n\rlicensee_keys\x18\x03 \x03(\x0b\x32\x17.charter.v1.LicenseeKey\x12\x1b\n\x13revocation_sequence\x18\x04 \x01(\x03\"q\n\x11LeaseQuotaRequest\x12\x14\n\x0c\x63haracter_id\x18\x01 \x01(\t\x12\x10\n\x08grant_id\x18\x02 \x01(\t\x12\x0c\n\x04uses\x18\x03 \x01(\x03\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\";\n\x12LeaseQuotaResponse\x12%\n\x05lease\x18\x01 \x01(\x0b\x32\x16.charter.v1.QuotaLease\"d\n\x16RenewQuotaLeaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x64\x64_uses\x18\x02 \x01(\x03\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"@\n\x17RenewQuotaLeaseResponse\x12%\n\x05lease\x18\x01 \x01(\x0b\x32\x16.charter.v1.QuotaLease\"?\n\x17ReturnQuotaLeaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x12\n\nspent_uses\x18\x02 \x01(\x03\"X\n\x18ReturnQuotaLeaseResponse\x12%\n\x05lease\x18\x01 \x01(\x0b\x32\x16.charter.v1.QuotaLease\x12\x15\n\rreleased_uses\x18\x03 \x01(\x03\x32\x9a\x05\n\x0eOfflineService\x12\x66\n\x13RegisterLicenseeKey\x12&.charter.v1.RegisterLicenseeKeyRequest\x1a\'.charter.v1.RegisterLicenseeKeyResponse\x12]\n\x10ListLicenseeKeys\x12#.charter.v1.ListLicenseeKeysRequest\x1a$.charter.v1.ListLicenseeKeysResponse\x12`\n\x11RevokeLicenseeKey\x12$.charter.v1.RevokeLicenseeKeyRequest\x1a%.charter.v1.RevokeLicenseeKeyResponse\x12W\n\x0eGetGrantBundle\x12!.charter.v1.GetGrantBundleRequest\x1a\".charter.v1.GetGrantBundleResponse\x12K\n\nLeaseQuota\x12\x1d.charter.v1.LeaseQuotaRequest\x1a\x1e.charter.v1.LeaseQuotaResponse\x12Z\n\x0fRenewQuotaLease\x12\".charter.v1.RenewQuotaLeaseRequest\x1a#.charter.v1.RenewQuotaLeaseResponse\x12]\n\x10ReturnQuotaLease\x12#.charter.v1.ReturnQuotaLeaseRequest\x1a$.charter.v1.ReturnQuotaLeaseResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n charter/v1/offline_service.proto\x12\ncharter.v1\x1a\x19\x63harter/v1/envelope.proto\x1a\x16\x63harter/v1/grant.proto\x1a\x18\x63harter/v1/offline.proto\x1a\x1c\x63harter/v1/signing_key.proto\x1a\x1egoogle/protobuf/duration.proto\"t\n\x1aRegisterLicenseeKeyRequest\x12\x13\n\x0blicensee_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x17\n\x0freplaces_key_id\x18\x04 \x01(\t\"q\n\x1bRegisterLicenseeKeyResponse\x12$\n\x03key\x18\x01 \x01(\x0b\x32\x17.charter.v1.LicenseeKey\x12,\n\x0bretired_key\x18\x02 \x01(\x0b\x32\x17.charter.v1.LicenseeKey\".\n\x17ListLicenseeKeysRequest\x12\x13\n\x0blicensee_id\x18\x01 \x01(\t\"A\n\x18ListLicenseeKeysResponse\x12%\n\x04keys\x18\x01 \x03(\x0b\x32\x17.charter.v1.LicenseeKey\":\n\x18RevokeLicenseeKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"A\n\x19RevokeLicenseeKeyResponse\x12$\n\x03key\x18\x01 \x01(\x0b\x32\x17.charter.v1.LicenseeKey\"\x17\n\x15GetGrantBundleRequest\"\xad\x01\n\x16GetGrantBundleResponse\x12!\n\x06grants\x18\x01 \x03(\x0b\x32\x11.charter.v1.Grant\x12#\n\x07key_set\x18\x02 \x01(\x0b\x32\x12.charter.v1.KeySet\x12.\n\rlicensee_keys\x18\x03 \x03(\x0b\x32\x17.charter.v1.LicenseeKey\x12\x1b\n\x13revocation_sequence\x18\x04 \x01(\x03\"q\n\x11LeaseQuotaRequest\x12\x14\n\x0c\x63haracter_id\x18\x01 \x01(\t\x12\x10\n\x08grant_id\x18\x02 \x01(\t\x12\x0c\n\x04uses\x18\x03 \x01(\x03\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\";\n\x12LeaseQuotaResponse\x12%\n\x05lease\x18\x01 \x01(\x0b\x32\x16.charter.v1.QuotaLease\"d\n\x16RenewQuotaLeaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x64\x64_uses\x18\x02 \x01(\x03\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"@\n\x17RenewQuotaLeaseResponse\x12%\n\x05lease\x18\x01 \x01(\x0b\x32\x16.charter.v1.QuotaLease\"?\n\x17ReturnQuotaLeaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x12\n\nspent_uses\x18\x02 \x01(\x03\"X\n\x18ReturnQuotaLeaseResponse\x12%\n\x05lease\x18\x01 \x01(\x0b\x32\x16.charter.v1.QuotaLease\x12\x15\n\rreleased_uses\x18\x03 \x01(\x03\"Z\n\x1aGetRegistrySnapshotRequest\x12\x15\n\rsince_version\x18\x01 \x01(\x03\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Z\n\x1bGetRegistrySnapshotResponse\x12\"\n\x04page\x18\x01 \x01(\x0b\x32\x14.charter.v1.Envelope\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x82\x06\n\x0eOfflineService\x12\x66\n\x13RegisterLicenseeKey\x12&.charter.v1.RegisterLicenseeKeyRequest\x1a\'.charter.v1.RegisterLicenseeKeyResponse\x12]\n\x10ListLicenseeKeys\x12#.charter.v1.ListLicenseeKeysRequest\x1a$.charter.v1.ListLicenseeKeysResponse\x12`\n\x11RevokeLicenseeKey\x12$.charter.v1.RevokeLicenseeKeyRequest\x1a%.charter.v1.RevokeLicenseeKeyResponse\x12W\n\x0eGetGrantBundle\x12!.charter.v1.GetGrantBundleRequest\x1a\".charter.v1.GetGrantBundleResponse\x12K\n\nLeaseQuota\x12\x1d.charter.v1.LeaseQuotaRequest\x1a\x1e.charter.v1.LeaseQuotaResponse\x12Z\n\x0fRenewQuotaLease\x12\".charter.v1.RenewQuotaLeaseRequest\x1a#.charter.v1.RenewQuotaLeaseResponse\x12]\n\x10ReturnQuotaLease\x12#.charter.v1.ReturnQuotaLeaseRequest\x1a$.charter.v1.ReturnQuotaLeaseResponse\x12\x66\n\x13GetRegistrySnapshot\x12&.charter.v1.GetRegistrySnapshotRequest\x1a\'.charter.v1.GetRegistrySnapshotResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'charter.v1.offline_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REGISTERLICENSEEKEYREQUEST']._serialized_start=160
-  _globals['_REGISTERLICENSEEKEYREQUEST']._serialized_end=276
-  _globals['_REGISTERLICENSEEKEYRESPONSE']._serialized_start=278
-  _globals['_REGISTERLICENSEEKEYRESPONSE']._serialized_end=391
-  _globals['_LISTLICENSEEKEYSREQUEST']._serialized_start=393
-  _globals['_LISTLICENSEEKEYSREQUEST']._serialized_end=439
-  _globals['_LISTLICENSEEKEYSRESPONSE']._serialized_start=441
-  _globals['_LISTLICENSEEKEYSRESPONSE']._serialized_end=506
-  _globals['_REVOKELICENSEEKEYREQUEST']._serialized_start=508
-  _globals['_REVOKELICENSEEKEYREQUEST']._serialized_end=566
-  _globals['_REVOKELICENSEEKEYRESPONSE']._serialized_start=568
-  _globals['_REVOKELICENSEEKEYRESPONSE']._serialized_end=633
-  _globals['_GETGRANTBUNDLEREQUEST']._serialized_start=635
-  _globals['_GETGRANTBUNDLEREQUEST']._serialized_end=658
-  _globals['_GETGRANTBUNDLERESPONSE']._serialized_start=661
-  _globals['_GETGRANTBUNDLERESPONSE']._serialized_end=834
-  _globals['_LEASEQUOTAREQUEST']._serialized_start=836
-  _globals['_LEASEQUOTAREQUEST']._serialized_end=949
-  _globals['_LEASEQUOTARESPONSE']._serialized_start=951
-  _globals['_LEASEQUOTARESPONSE']._serialized_end=1010
-  _globals['_RENEWQUOTALEASEREQUEST']._serialized_start=1012
-  _globals['_RENEWQUOTALEASEREQUEST']._serialized_end=1112
-  _globals['_RENEWQUOTALEASERESPONSE']._serialized_start=1114
-  _globals['_RENEWQUOTALEASERESPONSE']._serialized_end=1178
-  _globals['_RETURNQUOTALEASEREQUEST']._serialized_start=1180
-  _globals['_RETURNQUOTALEASEREQUEST']._serialized_end=1243
-  _globals['_RETURNQUOTALEASERESPONSE']._serialized_start=1245
-  _globals['_RETURNQUOTALEASERESPONSE']._serialized_end=1333
-  _globals['_OFFLINESERVICE']._serialized_start=1336
-  _globals['_OFFLINESERVICE']._serialized_end=2002
+  _globals['_REGISTERLICENSEEKEYREQUEST']._serialized_start=187
+  _globals['_REGISTERLICENSEEKEYREQUEST']._serialized_end=303
+  _globals['_REGISTERLICENSEEKEYRESPONSE']._serialized_start=305
+  _globals['_REGISTERLICENSEEKEYRESPONSE']._serialized_end=418
+  _globals['_LISTLICENSEEKEYSREQUEST']._serialized_start=420
+  _globals['_LISTLICENSEEKEYSREQUEST']._serialized_end=466
+  _globals['_LISTLICENSEEKEYSRESPONSE']._serialized_start=468
+  _globals['_LISTLICENSEEKEYSRESPONSE']._serialized_end=533
+  _globals['_REVOKELICENSEEKEYREQUEST']._serialized_start=535
+  _globals['_REVOKELICENSEEKEYREQUEST']._serialized_end=593
+  _globals['_REVOKELICENSEEKEYRESPONSE']._serialized_start=595
+  _globals['_REVOKELICENSEEKEYRESPONSE']._serialized_end=660
+  _globals['_GETGRANTBUNDLEREQUEST']._serialized_start=662
+  _globals['_GETGRANTBUNDLEREQUEST']._serialized_end=685
+  _globals['_GETGRANTBUNDLERESPONSE']._serialized_start=688
+  _globals['_GETGRANTBUNDLERESPONSE']._serialized_end=861
+  _globals['_LEASEQUOTAREQUEST']._serialized_start=863
+  _globals['_LEASEQUOTAREQUEST']._serialized_end=976
+  _globals['_LEASEQUOTARESPONSE']._serialized_start=978
+  _globals['_LEASEQUOTARESPONSE']._serialized_end=1037
+  _globals['_RENEWQUOTALEASEREQUEST']._serialized_start=1039
+  _globals['_RENEWQUOTALEASEREQUEST']._serialized_end=1139
+  _globals['_RENEWQUOTALEASERESPONSE']._serialized_start=1141
+  _globals['_RENEWQUOTALEASERESPONSE']._serialized_end=1205
+  _globals['_RETURNQUOTALEASEREQUEST']._serialized_start=1207
+  _globals['_RETURNQUOTALEASEREQUEST']._serialized_end=1270
+  _globals['_RETURNQUOTALEASERESPONSE']._serialized_start=1272
+  _globals['_RETURNQUOTALEASERESPONSE']._serialized_end=1360
+  _globals['_GETREGISTRYSNAPSHOTREQUEST']._serialized_start=1362
+  _globals['_GETREGISTRYSNAPSHOTREQUEST']._serialized_end=1452
+  _globals['_GETREGISTRYSNAPSHOTRESPONSE']._serialized_start=1454
+  _globals['_GETREGISTRYSNAPSHOTRESPONSE']._serialized_end=1544
+  _globals['_OFFLINESERVICE']._serialized_start=1547
+  _globals['_OFFLINESERVICE']._serialized_end=2317
 # @@protoc_insertion_point(module_scope)

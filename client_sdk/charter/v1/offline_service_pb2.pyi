@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from charter.v1 import envelope_pb2 as _envelope_pb2
 from charter.v1 import grant_pb2 as _grant_pb2
 from charter.v1 import offline_pb2 as _offline_pb2
 from charter.v1 import signing_key_pb2 as _signing_key_pb2
@@ -422,3 +423,66 @@ class ReturnQuotaLeaseResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReturnQuotaLeaseResponse: _TypeAlias = ReturnQuotaLeaseResponse  # noqa: Y015
+
+@_typing.final
+class GetRegistrySnapshotRequest(_message.Message):
+    """The request of OfflineService.GetRegistrySnapshot."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_VERSION_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    since_version: _builtins.int
+    """The version of the registry the caller holds (a snapshot's `version`),
+    for a delta; 0 for the whole registry. At most the log's newest
+    sequence number.
+    """
+    page_size: _builtins.int
+    """The most characters per page, 1 to 2,000; 0 means 1,000."""
+    page_token: _builtins.str
+    """The `next_page_token` of the previous page, to continue the same
+    snapshot or delta; empty for its first page.
+    """
+    def __init__(
+        self,
+        *,
+        since_version: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "since_version", b"since_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRegistrySnapshotRequest: _TypeAlias = GetRegistrySnapshotRequest  # noqa: Y015
+
+@_typing.final
+class GetRegistrySnapshotResponse(_message.Message):
+    """The response of OfflineService.GetRegistrySnapshot."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The token of the next page; empty after the last page."""
+    @_builtins.property
+    def page(self) -> _envelope_pb2.Envelope:
+        """The page: a DSSE envelope whose payload is a RegistrySnapshotClaims."""
+
+    def __init__(
+        self,
+        *,
+        page: _envelope_pb2.Envelope | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "page", b"page"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRegistrySnapshotResponse: _TypeAlias = GetRegistrySnapshotResponse  # noqa: Y015

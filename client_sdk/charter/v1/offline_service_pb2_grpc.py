@@ -28,7 +28,7 @@ if _version_not_supported:
 class OfflineServiceStub:
     """OfflineService is what an offline-first generation backend needs besides
     Authorize: the licensee's own keys for decision records, its grant bundle,
-    and quota leases.
+    quota leases, and the screening registry snapshot it screens prompts with.
     """
 
     def __init__(self, channel):
@@ -72,12 +72,17 @@ class OfflineServiceStub:
                 request_serializer=charter_dot_v1_dot_offline__service__pb2.ReturnQuotaLeaseRequest.SerializeToString,
                 response_deserializer=charter_dot_v1_dot_offline__service__pb2.ReturnQuotaLeaseResponse.FromString,
                 _registered_method=True)
+        self.GetRegistrySnapshot = channel.unary_unary(
+                '/charter.v1.OfflineService/GetRegistrySnapshot',
+                request_serializer=charter_dot_v1_dot_offline__service__pb2.GetRegistrySnapshotRequest.SerializeToString,
+                response_deserializer=charter_dot_v1_dot_offline__service__pb2.GetRegistrySnapshotResponse.FromString,
+                _registered_method=True)
 
 
 class OfflineServiceServicer:
     """OfflineService is what an offline-first generation backend needs besides
     Authorize: the licensee's own keys for decision records, its grant bundle,
-    and quota leases.
+    quota leases, and the screening registry snapshot it screens prompts with.
     """
 
     def RegisterLicenseeKey(self, request, context):
@@ -141,6 +146,19 @@ class OfflineServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRegistrySnapshot(self, request, context):
+        """Returns one signed page of the screening registry: the whole registry
+        (`since_version` 0), or the characters whose entry changed after
+        `since_version` (a delta). The server may answer a delta request with a
+        whole snapshot (its claims then say `since_version` 0), for example
+        when too much changed. A watcher asks for KIND_REGISTRY_CHANGED events
+        (`WatchRevocationsRequest.registry`) to learn when to ask again.
+        Allowed roles: generator, admin, auditor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OfflineServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -179,6 +197,11 @@ def add_OfflineServiceServicer_to_server(servicer, server):
                     request_deserializer=charter_dot_v1_dot_offline__service__pb2.ReturnQuotaLeaseRequest.FromString,
                     response_serializer=charter_dot_v1_dot_offline__service__pb2.ReturnQuotaLeaseResponse.SerializeToString,
             ),
+            'GetRegistrySnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRegistrySnapshot,
+                    request_deserializer=charter_dot_v1_dot_offline__service__pb2.GetRegistrySnapshotRequest.FromString,
+                    response_serializer=charter_dot_v1_dot_offline__service__pb2.GetRegistrySnapshotResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'charter.v1.OfflineService', rpc_method_handlers)
@@ -190,7 +213,7 @@ def add_OfflineServiceServicer_to_server(servicer, server):
 class OfflineService:
     """OfflineService is what an offline-first generation backend needs besides
     Authorize: the licensee's own keys for decision records, its grant bundle,
-    and quota leases.
+    quota leases, and the screening registry snapshot it screens prompts with.
     """
 
     @staticmethod
@@ -372,6 +395,33 @@ class OfflineService:
             '/charter.v1.OfflineService/ReturnQuotaLease',
             charter_dot_v1_dot_offline__service__pb2.ReturnQuotaLeaseRequest.SerializeToString,
             charter_dot_v1_dot_offline__service__pb2.ReturnQuotaLeaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRegistrySnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charter.v1.OfflineService/GetRegistrySnapshot',
+            charter_dot_v1_dot_offline__service__pb2.GetRegistrySnapshotRequest.SerializeToString,
+            charter_dot_v1_dot_offline__service__pb2.GetRegistrySnapshotResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -29,7 +29,7 @@ GRPC_VERSION: str
 class OfflineServiceStub:
     """OfflineService is what an offline-first generation backend needs besides
     Authorize: the licensee's own keys for decision records, its grant bundle,
-    and quota leases.
+    quota leases, and the screening registry snapshot it screens prompts with.
     """
 
     @_typing.overload
@@ -69,12 +69,21 @@ class OfflineServiceStub:
     """Gives back the uses of a lease that were not spent. Allowed roles:
     generator (its own licensee).
     """
+    GetRegistrySnapshot: _grpc.UnaryUnaryMultiCallable[_offline_service_pb2.GetRegistrySnapshotRequest, _offline_service_pb2.GetRegistrySnapshotResponse]
+    """Returns one signed page of the screening registry: the whole registry
+    (`since_version` 0), or the characters whose entry changed after
+    `since_version` (a delta). The server may answer a delta request with a
+    whole snapshot (its claims then say `since_version` 0), for example
+    when too much changed. A watcher asks for KIND_REGISTRY_CHANGED events
+    (`WatchRevocationsRequest.registry`) to learn when to ask again.
+    Allowed roles: generator, admin, auditor.
+    """
 
 @_typing.type_check_only
 class OfflineServiceAsyncStub(OfflineServiceStub):
     """OfflineService is what an offline-first generation backend needs besides
     Authorize: the licensee's own keys for decision records, its grant bundle,
-    and quota leases.
+    quota leases, and the screening registry snapshot it screens prompts with.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -111,11 +120,20 @@ class OfflineServiceAsyncStub(OfflineServiceStub):
     """Gives back the uses of a lease that were not spent. Allowed roles:
     generator (its own licensee).
     """
+    GetRegistrySnapshot: _aio.UnaryUnaryMultiCallable[_offline_service_pb2.GetRegistrySnapshotRequest, _offline_service_pb2.GetRegistrySnapshotResponse]  # type: ignore[assignment]
+    """Returns one signed page of the screening registry: the whole registry
+    (`since_version` 0), or the characters whose entry changed after
+    `since_version` (a delta). The server may answer a delta request with a
+    whole snapshot (its claims then say `since_version` 0), for example
+    when too much changed. A watcher asks for KIND_REGISTRY_CHANGED events
+    (`WatchRevocationsRequest.registry`) to learn when to ask again.
+    Allowed roles: generator, admin, auditor.
+    """
 
 class OfflineServiceServicer(metaclass=_abc_1.ABCMeta):
     """OfflineService is what an offline-first generation backend needs besides
     Authorize: the licensee's own keys for decision records, its grant bundle,
-    and quota leases.
+    quota leases, and the screening registry snapshot it screens prompts with.
     """
 
     @_abc_1.abstractmethod
@@ -191,6 +209,21 @@ class OfflineServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_offline_service_pb2.ReturnQuotaLeaseResponse, _abc.Awaitable[_offline_service_pb2.ReturnQuotaLeaseResponse]]:
         """Gives back the uses of a lease that were not spent. Allowed roles:
         generator (its own licensee).
+        """
+
+    @_abc_1.abstractmethod
+    def GetRegistrySnapshot(
+        self,
+        request: _offline_service_pb2.GetRegistrySnapshotRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_offline_service_pb2.GetRegistrySnapshotResponse, _abc.Awaitable[_offline_service_pb2.GetRegistrySnapshotResponse]]:
+        """Returns one signed page of the screening registry: the whole registry
+        (`since_version` 0), or the characters whose entry changed after
+        `since_version` (a delta). The server may answer a delta request with a
+        whole snapshot (its claims then say `since_version` 0), for example
+        when too much changed. A watcher asks for KIND_REGISTRY_CHANGED events
+        (`WatchRevocationsRequest.registry`) to learn when to ask again.
+        Allowed roles: generator, admin, auditor.
         """
 
 def add_OfflineServiceServicer_to_server(servicer: OfflineServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -123,7 +123,7 @@ class AuthorizationServicer(az_grpc.AuthorizationServiceServicer):
         self, request: az.WatchRevocationsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[az.WatchRevocationsResponse]:
         # A coroutine on the event loop: an open stream holds no thread (see api.watch).
-        async for item in self._streams.watch(request.since_sequence, current_principal()):
+        async for item in self._streams.watch(request.since_sequence, current_principal(), registry=request.registry):
             yield convert.watch_message(item)
 
 

@@ -360,6 +360,7 @@ REVOCATION_KIND_TO_PB = {
     RevocationKind.CHARACTER_WITHDRAWN: grant_pb2.RevocationEvent.KIND_CHARACTER_WITHDRAWN,
     RevocationKind.CHARACTER_ARCHIVED: grant_pb2.RevocationEvent.KIND_CHARACTER_ARCHIVED,
     RevocationKind.CHARACTER_OPTED_IN: grant_pb2.RevocationEvent.KIND_CHARACTER_OPTED_IN,
+    RevocationKind.REGISTRY_CHANGED: grant_pb2.RevocationEvent.KIND_REGISTRY_CHANGED,
 }
 
 

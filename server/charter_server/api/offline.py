@@ -1,4 +1,5 @@
-"""OfflineService servicer: licensee keys, grant bundles and quota leases over gRPC."""
+"""OfflineService servicer: licensee keys, grant bundles, quota leases and registry snapshots over
+gRPC."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from charter_server.services.grants import GrantService
 from charter_server.services.keys import KeyService
 from charter_server.services.leases import LeaseService
 from charter_server.services.licensee_keys import LicenseeKeyService
+from charter_server.services.registry_snapshots import RegistrySnapshotService
 
 _KEY_STATE = {
     LicenseeKeyState.ACTIVE: offline_pb2.LicenseeKey.STATE_ACTIVE,
@@ -77,12 +79,14 @@ class OfflineServicer(osv_grpc.OfflineServiceServicer):
         leases: LeaseService,
         grants: GrantService,
         keys: KeyService,
+        registry: RegistrySnapshotService,
     ) -> None:
         self._licensee_keys = licensee_keys
         self._bundles = bundles
         self._leases = leases
         self._grants = grants
         self._keys = keys
+        self._registry = registry
 
     def RegisterLicenseeKey(
         self, request: osv.RegisterLicenseeKeyRequest, context: grpc.ServicerContext
@@ -135,3 +139,11 @@ class OfflineServicer(osv_grpc.OfflineServiceServicer):
     ) -> osv.ReturnQuotaLeaseResponse:
         returned = self._leases.give_back(current_principal(), request.lease_id, request.spent_uses)
         return osv.ReturnQuotaLeaseResponse(lease=quota_lease(returned.lease), released_uses=returned.released)
+
+    def GetRegistrySnapshot(
+        self, request: osv.GetRegistrySnapshotRequest, context: grpc.ServicerContext
+    ) -> osv.GetRegistrySnapshotResponse:
+        page, token = self._registry.page(
+            current_principal(), request.since_version, request.page_size, request.page_token
+        )
+        return osv.GetRegistrySnapshotResponse(page=page, next_page_token=token)

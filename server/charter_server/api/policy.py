@@ -69,6 +69,7 @@ POLICY: dict[str, frozenset[Role]] = {
     "/charter.v1.OfflineService/LeaseQuota": frozenset({Role.GENERATOR}),
     "/charter.v1.OfflineService/RenewQuotaLease": frozenset({Role.GENERATOR}),
     "/charter.v1.OfflineService/ReturnQuotaLease": frozenset({Role.GENERATOR}),
+    "/charter.v1.OfflineService/GetRegistrySnapshot": STAFF_READ | {Role.GENERATOR},
     # AuthorizationService.
     "/charter.v1.AuthorizationService/Authorize": frozenset({Role.GENERATOR}),
     "/charter.v1.AuthorizationService/GetKeySet": ANY,

@@ -47,7 +47,9 @@ class RevocationStreams:
             self._readers = asyncio.Semaphore(BACKLOG_READERS)
         return self._broadcast, self._readers
 
-    async def watch(self, since: int, principal: Principal) -> AsyncIterator[RevocationEvent | Heartbeat | Skipped]:
+    async def watch(
+        self, since: int, principal: Principal, *, registry: bool = False
+    ) -> AsyncIterator[RevocationEvent | Heartbeat | Skipped]:
         """The events after ``since`` that ``principal`` may see, then live ones, with heartbeats;
         the events left out are covered by a `Skipped` before the next event and at the end of
         every burst, so the stream is contiguous for the caller.
@@ -62,7 +64,7 @@ class RevocationStreams:
         broadcast, readers = self._shared()
         await self._blocking(feed.check_since, since)
         unsubscribe = feed.subscribe(broadcast.notify_threadsafe)
-        visible = visible_to(principal)
+        visible = visible_to(principal, registry=registry)
         try:
             confirmation = await self._first_confirmation(broadcast)
             last = since

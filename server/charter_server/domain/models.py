@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 
 from charter.decisions import Detection
 from charter.names import normalize
-from charter.screen import KeywordSet, look_alike_key
+from charter.screen import KeywordSet, ScreenCharacter, look_alike_key
 
 __all__ = ["Detection", "KeywordSet"]  # the shared records, re-exported for the server's layers
 
@@ -263,6 +263,16 @@ class RevocationKind(enum.StrEnum):
     CHARACTER_WITHDRAWN = "char_withdrawn"
     CHARACTER_ARCHIVED = "char_archived"
     CHARACTER_OPTED_IN = "char_opted_in"
+    REGISTRY_CHANGED = "registry"  # a character's screening entry changed (registry snapshots)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryEntry:
+    """A character as a registry snapshot holds it: what the screen needs, its owner and state."""
+
+    screen: ScreenCharacter
+    rights_holder_id: str
+    state: CharacterState
 
 
 @dataclass(frozen=True, slots=True)

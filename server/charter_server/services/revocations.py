@@ -25,8 +25,10 @@ should.
 **Who sees what.** Staff (admin and auditor keys) see every event. A rights-holder key sees the
 events of its own characters and of their grants. A generator key sees the events of its own
 licensee's grants and of the characters its licensee holds grants for, without the free-text
-reason (which staff and the owning rights holder wrote for themselves). A heartbeat's sequence
-counts every event, seen or not: the watcher has seen all those meant for it.
+reason (which staff and the owning rights holder wrote for themselves). Registry events
+(``KIND_REGISTRY_CHANGED``: a character's screening entry changed) go only to watchers that ask
+for them, each of every character for a generator. A heartbeat's sequence counts every event,
+seen or not: the watcher has seen all those meant for it.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ import structlog
 from charter_server.domain.clock import Clock
 from charter_server.domain.errors import InvalidArgument, ShuttingDown, StorageUnavailable
 from charter_server.domain.events import DomainEvent, RevocationAppended
-from charter_server.domain.models import Principal, RevocationEvent, Role
+from charter_server.domain.models import Principal, RevocationEvent, RevocationKind, Role
 from charter_server.storage.database import Database
 
 log = structlog.get_logger(__name__)
@@ -68,8 +70,22 @@ class Confirmation:
 Visibility = Callable[[RevocationEvent], RevocationEvent | None]
 
 
-def visible_to(principal: Principal) -> Visibility:
-    """What ``principal`` may see of an event (None: nothing); see the module docstring."""
+def visible_to(principal: Principal, *, registry: bool = False) -> Visibility:
+    """What ``principal`` may see of an event (None: nothing); see the module docstring.
+    ``KIND_REGISTRY_CHANGED`` events only with ``registry``: of every character for staff and
+    generators (the registry is what a generator screens with), of its own for a rights holder."""
+    seen = _visible_to(principal)
+    if not registry:
+        return lambda event: None if event.kind is _REGISTRY else seen(event)
+    if principal.role is Role.GENERATOR and principal.licensee_id:
+        return lambda event: event if event.kind is _REGISTRY else seen(event)
+    return seen
+
+
+_REGISTRY = RevocationKind.REGISTRY_CHANGED
+
+
+def _visible_to(principal: Principal) -> Visibility:
     if principal.role in (Role.ADMIN, Role.AUDITOR):
         return lambda event: event
     if principal.role is Role.RIGHTS_HOLDER:

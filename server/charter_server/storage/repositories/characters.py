@@ -22,9 +22,12 @@ from charter_server.domain.models import (
     AliasKind,
     Character,
     CharacterState,
+    RegistryEntry,
+    RevocationKind,
 )
 from charter_server.storage.dialect import Dialect
 from charter_server.storage.repositories._query import escape_like, keyset_page
+from charter_server.storage.repositories.revocations import RevocationLogRepository
 from charter_server.storage.tables import (
     CharacterNameRow,
     CharacterRow,
@@ -86,6 +89,13 @@ def _keyword_set_json(value: KeywordSet) -> dict[str, object]:
     return {"name": value.name, "keywords": [list(k) for k in value.keywords]}
 
 
+def _registry_entry(row: CharacterRow) -> tuple[object, ...]:
+    """What a registry snapshot holds of a character (names, ambiguity, readings, keyword sets,
+    state), to tell whether a write changed it."""
+    aliases = [(a["value"], bool(a["ambiguous"]), bool(a.get("derived", False))) for a in row.aliases]
+    return (row.canonical_name, bool(row.canonical_name_ambiguous), aliases, list(row.keyword_sets or ()), row.state)
+
+
 class CharacterRepository:
     """Characters and the index of their normalised names."""
 
@@ -102,6 +112,7 @@ class CharacterRepository:
         self._session.flush()
         self._index_names(character)
         self._events.raise_event(ev.CharacterCreated(character.id, character.rights_holder_id))
+        self._registry_moved(character)
 
     def save(self, character: Character, *, names_changed: bool = True) -> None:
         """Write every mutable field of an existing character; re-index its names if they may have changed."""
@@ -111,6 +122,7 @@ class CharacterRepository:
         state_before = CharacterState(row.state)
         suspension_before = row.state_before_suspension
         names_before = (row.canonical_name, list(row.aliases))
+        registry_before = _registry_entry(row)
         self._write(row, character)
         self._session.flush()
         # One event per kind of change; a write that changes neither state nor names (details, the
@@ -124,6 +136,8 @@ class CharacterRepository:
             changes.append(ev.AliasesChanged(character.id, character.rights_holder_id))
         for change in changes or [ev.CharacterChanged(character.id, character.rights_holder_id)]:
             self._events.raise_event(change)
+        if _registry_entry(row) != registry_before:
+            self._registry_moved(character)
         if names_changed:
             self._session.execute(delete(CharacterNameRow).where(CharacterNameRow.character_id == character.id))
             self._index_names(character)
@@ -275,6 +289,48 @@ class CharacterRepository:
             for cid, name, ambiguous, aliases, keyword_sets in rows
         ]
 
+    def registry_page(
+        self, after: int, limit: int, character_ids: Sequence[str] | None = None
+    ) -> tuple[Sequence[tuple[int, RegistryEntry]], bool]:
+        """One page of the screening registry in creation order, after the character whose
+        ``seq`` is ``after``: every character, or those of ``character_ids``; each with its
+        ``seq``, and whether more follow."""
+        stmt = select(
+            CharacterRow.seq,
+            CharacterRow.id,
+            CharacterRow.rights_holder_id,
+            CharacterRow.state,
+            CharacterRow.canonical_name,
+            CharacterRow.canonical_name_ambiguous,
+            CharacterRow.aliases,
+            CharacterRow.keyword_sets,
+        ).where(CharacterRow.seq > after)
+        if character_ids is not None:
+            stmt = stmt.where(CharacterRow.id.in_(list(character_ids)))
+        rows = [*self._session.execute(stmt.order_by(CharacterRow.seq).limit(limit + 1))]
+        entries = [
+            (
+                int(seq),
+                RegistryEntry(
+                    ScreenCharacter(
+                        str(cid),
+                        (
+                            ScreenName(str(name), bool(ambiguous)),
+                            *(
+                                ScreenName(str(a["value"]), bool(a["ambiguous"]), bool(a.get("derived", False)))
+                                for a in aliases
+                            ),
+                        ),
+                        tuple(_keyword_set(k) for k in keyword_sets or ()),
+                    ),
+                    str(holder),
+                    CharacterState(state),
+                ),
+            )
+            for seq, cid, holder, state, name, ambiguous, aliases, keyword_sets in rows[:limit]
+        ]
+        return entries, len(rows) > limit
+
     def names_marker(self) -> tuple[object, ...]:
         """A cheap marker that moves whenever ``all_names`` may have changed: how many characters
         there are and how many are archived, and the latest and the sum of their update times
@@ -284,6 +340,14 @@ class CharacterRepository:
         stamps = func.sum(self._dialect.seconds(CharacterRow.update_time))
         row = self._session.execute(select(func.count(), archived, func.max(CharacterRow.update_time), stamps)).one()
         return tuple(row)
+
+    def _registry_moved(self, character: Character) -> None:
+        """Tell registry snapshot readers that the character's screening entry changed: an event
+        of the revocation log, in this transaction, so snapshot versions and deltas follow the
+        log's order (``services.registry_snapshots``)."""
+        RevocationLogRepository(self._session, self._events).append(
+            "", RevocationKind.REGISTRY_CHANGED, character.update_time, "", character_id=character.id
+        )
 
     def _write(self, row: CharacterRow, character: Character) -> None:
         row.external_id = character.external_id or None

@@ -75,6 +75,21 @@ class RevocationLogRepository:
             for r in rows
         ]
 
+    def registry_changes(self, after: int, upto: int, limit: int) -> list[str]:
+        """The characters whose registry entry changed after sequence ``after`` up to ``upto``
+        (``KIND_REGISTRY_CHANGED`` events), each once, at most ``limit``."""
+        rows = self._session.scalars(
+            select(RevocationEventRow.character_id)
+            .where(
+                RevocationEventRow.sequence > after,
+                RevocationEventRow.sequence <= upto,
+                RevocationEventRow.kind == RevocationKind.REGISTRY_CHANGED.value,
+            )
+            .distinct()
+            .limit(limit)
+        )
+        return [str(r) for r in rows]
+
     def head(self) -> int:
         """The newest sequence number (0 when the log is empty)."""
         return int(self._session.scalar(select(CounterRow.value).where(CounterRow.name == self.COUNTER)) or 0)

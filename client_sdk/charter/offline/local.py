@@ -1,0 +1,328 @@
+"""Deciding a request locally: the declared characters, and with a registry snapshot
+(``screen_locally``) the characters a prompt names, screened here with the server's matcher.
+
+**The snapshot.** A *registry thread* fetches the registry snapshot
+(``OfflineService/GetRegistrySnapshot``, `charter.offline.snapshot`), verifies every page with
+the key set, builds its `charter.screen.ScreenIndex` off the decision path, and swaps it in; with
+a cache directory it keeps the pages there and, at start, takes the kept ones (every signature
+checked again) before asking for what changed since. When the key set moves, the held pages are
+checked against it again, and a snapshot signed by a key revoked since is dropped and fetched
+anew. The watcher asks for registry events
+(``KIND_REGISTRY_CHANGED``); one newer than the snapshot wakes the thread, which fetches a delta.
+
+**Staleness.** The snapshot is *current as of* a heartbeat at which the revocation view was
+current and the snapshot's version was at least the last registry event the view had applied:
+the same bound as revocations (``max_staleness``) applies to that time. A prompt is screened
+locally only while the snapshot is within it (and the view is too); otherwise the request goes to
+the server, and when that cannot be reached, it is denied with ``SNAPSHOT_STALE``, or with
+``CACHE_CORRUPTED`` (the kept snapshot failed its digest) or ``SNAPSHOT_INVALID`` (a page, kept
+or fetched, did not verify) when that is why there is none.
+
+**The answer** is the server's: every declared character, then every character the prompt names
+unambiguously (an ambiguous match decides a character only when it is declared), decided with
+`charter.decide` in that order, with the request's other decided characters as co-characters;
+the snapshot's state of a character and the revocation view's are both applied (the stricter
+wins until both are current). A character with no held grant that the snapshot says is opted in,
+or one the snapshot does not know, goes to the server, as a declared one without a grant does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Final
+
+from charter.decision_records import DecisionRecordSigner
+from charter.decisions import CharacterDecision, Decision, Detection
+from charter.errors import CharterError
+from charter.offline.background import TICK_SECONDS, log
+from charter.offline.bundles import HoldsBundles
+from charter.offline.cache import CacheCorrupted, load_snapshot, save_snapshot
+from charter.offline.records import offline_context_digest, sign_records
+from charter.offline.snapshot import Registry, SnapshotInvalid, SnapshotKeyUnknown, fetch, pack, unpack
+from charter.terms import DenyReason, UseContext
+
+if TYPE_CHECKING:
+    from charter.grants import KeyRing
+    from charter.offline.leases import QuotaLeases
+
+MAX_PROMPT_LENGTH: Final = 8000
+"""The longest prompt screened locally (the server's limit); a longer one goes to the server."""
+
+_UNREACHABLE: Final = DenyReason.SERVER_UNREACHABLE
+
+
+def require_screening() -> None:
+    """Raise unless the matcher's libraries (the ``screening`` extra) can be imported.
+
+    Raises:
+        ValueError: ``pyahocorasick`` is not installed.
+    """
+    if importlib.util.find_spec("ahocorasick") is None:
+        raise ValueError("screen_locally needs the screening extra: pip install 'charter-sdk[screening]'")
+
+
+class DecidesLocally(HoldsBundles):
+    """The registry snapshot and the local decision of a request (the authorizer sets these)."""
+
+    _signer: DecisionRecordSigner | None
+    _leases: QuotaLeases | None
+    _registry: Registry | None = None
+    _registry_problem: DenyReason | None = None
+    _registry_ring: KeyRing | None = None  # the key ring the held snapshot was verified with
+    _registry_wanted: threading.Event
+
+    _decide: Callable[..., CharacterDecision | DenyReason]
+
+    @property
+    def snapshot_version(self) -> int:
+        """The version of the registry snapshot prompts are screened with (0 before the first)."""
+        registry = self._registry
+        return 0 if registry is None else registry.version
+
+    def can_screen(self, min_sequence: int = 0) -> bool:
+        """Whether a prompt would be screened and decided offline now, as far as the revocation
+        view and the registry snapshot go.
+
+        Args:
+            min_sequence: A revocation-log sequence number the view must have seen.
+
+        Returns:
+            True when the snapshot's screen is built, the snapshot was current as of a heartbeat
+            within ``max_staleness``, and `is_current` holds.
+        """
+        fresh, registry = self._registry_fresh, self._registry
+        return (
+            registry is not None
+            and registry.index is not None
+            and fresh is not None
+            and self._clock() <= fresh + self._max_staleness
+            and self.is_current(min_sequence)
+        )
+
+    def wait_screen(self, *, min_sequence: int = 0, timeout: float) -> bool:
+        """Wait until `can_screen` holds, for at most ``timeout`` seconds (the first snapshot is
+        downloaded and its screen built in the background after `start`).
+
+        Args:
+            min_sequence: A revocation-log sequence number the view must have seen.
+            timeout: The longest wait, in seconds.
+
+        Returns:
+            Whether it holds (False also when the authorizer is closed meanwhile).
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not self.can_screen(min_sequence):
+                if time.monotonic() >= deadline or self._stopping.is_set():
+                    return self.can_screen(min_sequence)
+                self._changed.wait(TICK_SECONDS / 5)
+        return True
+
+    # -- keeping the snapshot current ---------------------------------------------------------
+
+    def _registry_loop(self) -> None:
+        failures = 0
+        loaded = False
+        while not self._stopping.is_set():
+            ring = self._key_set.ring
+            if ring is not None:
+                if not loaded:
+                    loaded = True
+                    self._load_registry(ring)
+                self._check_registry(ring)
+                registry = self._registry
+                if registry is None or self._registry_problem or registry.version < self._view.registry_head:
+                    failures = 0 if self._fetch_registry(ring) else failures + 1
+            self._registry_wanted.wait(self._backoff(failures) if failures else TICK_SECONDS)
+            self._registry_wanted.clear()
+
+    def _check_registry(self, ring: KeyRing) -> None:
+        """Check the held snapshot's pages again when the key set moved (a key revoked since
+        signs nothing any more); drop it when they no longer verify."""
+        registry = self._registry
+        if registry is None or self._registry_ring is ring:
+            return
+        try:
+            Registry.verify(registry.pages, ring)
+        except SnapshotKeyUnknown:
+            self._keys_wanted.set()
+            return
+        except SnapshotInvalid as error:
+            self._registry, self._registry_problem = None, DenyReason.SNAPSHOT_INVALID
+            log.error("charter.offline: the registry snapshot no longer verifies (%s); fetching it again", error)
+            return
+        self._registry_ring = ring
+
+    def _fetch_registry(self, ring: KeyRing) -> bool:
+        """Fetch what changed (or the whole registry), verify it and swap it in; whether it worked."""
+        held = None if self._registry_problem else self._registry
+        try:
+            registry = fetch(self._client, ring, held)
+            if self._registry is not None and registry.version < self._registry.version:
+                raise SnapshotInvalid("the snapshot is older than the one held (a replay?)")
+            registry = registry.build_index()
+        except SnapshotKeyUnknown:
+            self._keys_wanted.set()  # signed by a key rotated in since: fetch the key set
+            return False
+        except SnapshotInvalid as error:
+            self._registry_problem = DenyReason.SNAPSHOT_INVALID
+            log.error("charter.offline: the registry snapshot is refused (%s)", error)
+            return False
+        except CharterError as error:
+            log.warning("charter.offline: fetching the registry snapshot failed (%s)", error.code.name)
+            return False
+        except Exception:  # a bug must not end the thread: the snapshot just goes stale
+            log.exception("charter.offline: the registry thread failed")
+            return False
+        self._install(registry, ring)
+        if self._cache_dir is not None and self._licensee_id:
+            try:
+                save_snapshot(self._cache_dir, self._licensee_id, pack(registry.pages))
+            except OSError as error:
+                log.warning("charter.offline: cannot write the cache: %r", error)
+        return True
+
+    def _load_registry(self, ring: KeyRing) -> None:
+        """Take the kept snapshot, every page verified again; remember why when it fails."""
+        if self._cache_dir is None:
+            return
+        try:
+            body = load_snapshot(self._cache_dir)
+            if body is None:
+                return
+            registry = Registry.verify(unpack(body), ring).build_index()
+        except (CacheCorrupted, ValueError) as error:
+            invalid = isinstance(error, SnapshotInvalid)
+            self._registry_problem = DenyReason.SNAPSHOT_INVALID if invalid else DenyReason.CACHE_CORRUPTED
+            log.error("charter.offline: the kept registry snapshot is refused (%s)", error)
+            return
+        self._install(registry, ring)
+
+    def _install(self, registry: Registry, ring: KeyRing) -> None:
+        # The view's time first, then its registry position: a heartbeat in between only makes
+        # the time older than it could be, never newer.
+        fresh, head = self._view.fresh_as_of, self._view.registry_head
+        self._registry, self._registry_problem, self._registry_ring = registry, None, ring
+        if registry.version >= head and fresh is not None:
+            self._registry_fresh = fresh
+        self._notify()
+
+    def _apply(self, event: object) -> None:
+        super()._apply(event)  # type: ignore[arg-type]
+        registry = self._registry
+        if self._screen_locally and registry is not None and self._view.registry_head > registry.version:
+            self._registry_wanted.set()
+
+    def _heartbeat(self, sequence: int) -> None:
+        super()._heartbeat(sequence)
+        registry = self._registry
+        fresh = self._view.fresh_as_of
+        if registry is not None and fresh is not None and registry.version >= self._view.registry_head:
+            self._registry_fresh = fresh
+
+    # -- deciding -----------------------------------------------------------------------------
+
+    def _prompt_obstacle(self) -> DenyReason:
+        """Why a prompt cannot be screened offline now (when the view itself is fresh)."""
+        if self._registry_problem is not None:
+            return self._registry_problem
+        return _UNREACHABLE if self._registry is None else DenyReason.SNAPSHOT_STALE
+
+    def _decide_locally(
+        self,
+        ids: tuple[str, ...],
+        prompt: str,
+        now: datetime,
+        use: tuple[int, int, tuple[int, ...], str, bool, timedelta | None],
+    ) -> Decision | tuple[str, DenyReason]:
+        """The request decided here, or (the character that stopped it or "", why) when the
+        server must decide. The revocation view is fresh and has seen ``min_sequence``."""
+        use_type, content_rating, flagged, territory, commercial, duration = use
+        registry = None
+        detections: list[Detection] = []
+        order = dict.fromkeys(ids, True)
+        detected: frozenset[str] = frozenset()
+        if prompt:
+            registry, fresh = self._registry, self._registry_fresh
+            index = None if registry is None else registry.index
+            if (
+                not self._screen_locally
+                or index is None
+                or fresh is None
+                or now > fresh + self._max_staleness
+                or len(prompt) > MAX_PROMPT_LENGTH
+            ):
+                return ("", self._prompt_obstacle() if self._screen_locally else _UNREACHABLE)
+            detections = index.find(prompt)
+            for detection in detections:
+                if not detection.ambiguous and detection.character_id not in order:
+                    order[detection.character_id] = False
+            detected = frozenset(d.character_id for d in detections if not d.ambiguous or d.character_id in order)
+        everyone = frozenset(order)
+        categories = frozenset(flagged)
+        duration_seconds = 0.0 if duration is None else duration.total_seconds()
+        characters: list[CharacterDecision] = []
+        leased: dict[str, tuple[str, str]] = {}  # character -> (grant, lease) spent for it
+        spend = None if self._leases is None else self._leases.spender(leased, now)
+        for character_id, declared in order.items():
+            context = UseContext(
+                use_type,
+                content_rating,
+                now,
+                categories=categories,
+                territory=territory,
+                platform=self._key_set.platform,
+                licensee_id=self._licensee_id,
+                commercial=commercial,
+                duration_seconds=duration_seconds,
+                co_characters=everyone - {character_id} if len(everyone) > 1 else frozenset(),
+            )
+            if registry is None:
+                decided = self._decide(character_id, context, spend)
+            else:
+                entry = registry.entries.get(character_id)
+                if entry is None:  # a declared character the snapshot does not know: the server says
+                    decided = _UNREACHABLE
+                else:
+                    decided = self._decide(character_id, context, spend, entry.state)
+                    if not isinstance(decided, DenyReason):
+                        # The shared decision, with this request's flags (built directly: a
+                        # third of the cost of dataclasses.replace).
+                        decided = CharacterDecision(
+                            character_id,
+                            decided.allowed,
+                            decided.reasons,
+                            decided.grant_id,
+                            decided.terms_version,
+                            decided.obligations,
+                            decided.rights_holder_id or entry.rights_holder_id,
+                            declared,
+                            character_id in detected,
+                        )
+            if isinstance(decided, DenyReason):
+                if self._leases is not None:
+                    self._leases.refund_all(leased)  # the server decides the whole request
+                return (character_id, decided)
+            characters.append(decided)
+        allowed = all(c.allowed for c in characters)
+        records: tuple = ()  # type: ignore[type-arg]
+        if self._signer is not None:
+            used = offline_context_digest(use_type, content_rating, flagged, territory, commercial, duration)
+            leases = {cid: lease for cid, (_, lease) in leased.items()}
+            version = "" if registry is None else str(registry.version)
+            records = sign_records(self._signer, characters, used, now, self._view.sequence, leases, version)
+        if not allowed and self._leases is not None:
+            self._leases.refund_all(leased)  # no use will be reported
+        return Decision(
+            allowed=allowed,
+            characters=tuple(characters),
+            detections=tuple(detections),
+            decide_time=now,
+            licensee_id=self._licensee_id,
+            offline=True,
+            decision_records=records,
+        )
