@@ -370,6 +370,20 @@ class DailyUsage:
 
 
 @dataclass(frozen=True, slots=True)
+class UsageSeriesRows:
+    """What usage series over a range are built from, summed by the database."""
+
+    days: list[DailyUsage]
+    """Each day with usage, summed over every series (``key`` empty), in order."""
+    ranked: list[DailyUsage]
+    """The busiest series' sums over the range (``day`` empty): most uses first, then most records, then by id."""
+    series_count: int
+    """How many series have usage in the range (ranked or not)."""
+    series_days: list[DailyUsage]
+    """The ranked series' days with usage, by day and key."""
+
+
+@dataclass(frozen=True, slots=True)
 class DisplayNames:
     """Names for people, by id, as they are now: ids stay the reference, names only help reading.
 
