@@ -10,7 +10,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from charter.decisions import Detection
 from charter.names import normalize
@@ -358,9 +358,13 @@ class LineSums:
     fees_minor: int  # sum of fee times uses
 
 
-@dataclass(frozen=True, slots=True)
-class DailyUsage:
-    """Sums of a rights holder's usage records: of one UTC day and/or one character or licensee."""
+class DailyUsage(NamedTuple):
+    """Sums of a rights holder's usage records: of one UTC day and/or one character or licensee.
+
+    A named tuple, not a dataclass like the other models: a year of usage series is thousands of
+    them per answer, made from database rows as they come (``DailyUsage._make(row)``), at a third
+    of a frozen dataclass's cost each.
+    """
 
     day: str  # YYYY-MM-DD; empty in sums over a whole range
     key: str  # the character or licensee id; empty in sums over all of them
@@ -380,7 +384,7 @@ class UsageSeriesRows:
     series_count: int
     """How many series have usage in the range (ranked or not)."""
     series_days: list[DailyUsage]
-    """The ranked series' days with usage, by day and key."""
+    """The ranked series' days with usage, in no particular order."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,6 +117,8 @@ class UsageSeriesService:
         by_key: dict[str, list[DailyUsage]] = defaultdict(list)
         for row in found.series_days:
             by_key[row.key].append(row)
+        for days in by_key.values():
+            days.sort()  # by day: the key is the same in each
         per_day = {row.day: row for row in found.days}
         known = names.licensees if by_licensee else names.characters
         every_day = ((start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1))

@@ -193,46 +193,46 @@ class UsageRepository:
         """
         table = _series_table(by_licensee, character_id, licensee_id)
         key = table.c.licensee_id if by_licensee else table.c.character_id
-        where: list[ColumnElement[bool]] = [
-            table.c.rights_holder_id == rights_holder_id,
-            table.c.day >= first_day,
-            table.c.day <= last_day,
-        ]
-        if character_id:
-            where.append(table.c.character_id == character_id)
-        if licensee_id:
-            where.append(table.c.licensee_id == licensee_id)
-        # Sums cast back to BIGINT: PostgreSQL's sum of a bigint is a numeric (a Decimal here).
-        records, uses, duration = (
-            sql_cast(func.sum(c), BigInteger) for c in (table.c.records, table.c.uses, table.c.duration_ms)
-        )
+
+        def where(source: Table) -> list[ColumnElement[bool]]:
+            found = [source.c.rights_holder_id == rights_holder_id, source.c.day.between(first_day, last_day)]
+            if character_id:
+                found.append(source.c.character_id == character_id)
+            if licensee_id:
+                found.append(source.c.licensee_id == licensee_id)
+            return found
+
         # Core statements on the session's connection: no ORM row processing for thousands of rows.
         connection = self._session.connection()
+        # The sums per day over every series are the same in every roll-up when nothing narrows
+        # them; the one per licensee has the fewest rows (a rights holder has fewer licensees than characters).
+        summed = table if character_id or licensee_id else cast(Table, UsageDailyLicenseeRow.__table__)
         days = [
-            DailyUsage(r[0], "", r[1], r[2], r[3])
-            for r in connection.execute(
-                select(table.c.day, records, uses, duration).where(*where).group_by(table.c.day).order_by(table.c.day)
+            DailyUsage(row[0], "", row[1], row[2], row[3])
+            for row in connection.execute(
+                select(summed.c.day, *_sums(summed)).where(*where(summed)).group_by(summed.c.day).order_by(summed.c.day)
             ).all()
         ]
+        records, uses, duration = _sums(table)
         ranked_rows = connection.execute(
             select(key, records, uses, duration, func.count().over())
-            .where(*where)
+            .where(*where(table))
             .group_by(key)
             .order_by(uses.desc(), records.desc(), key)
             .limit(limit)
         ).all()
-        ranked = [DailyUsage("", r[0], r[1], r[2], r[3]) for r in ranked_rows]
+        ranked = [DailyUsage("", row[0], row[1], row[2], row[3]) for row in ranked_rows]
         series_days: list[DailyUsage] = []
         if ranked:
             keys = [found.key for found in ranked]
             if table is _DAILY_TABLES[0][0]:
                 days_of = select(table.c.day, key, records, uses, duration).group_by(table.c.day, key)
-            else:  # one row per day and key already: no sums, and the key's order is the answer's
+            else:  # one row per day and key already: no sums
                 days_of = select(table.c.day, key, table.c.records, table.c.uses, table.c.duration_ms)
-            series_days = [
-                DailyUsage(r[0], r[1], r[2], r[3], r[4])
-                for r in connection.execute(days_of.where(*where, key.in_(keys)).order_by(table.c.day, key)).all()
-            ]
+            # In no order: sorting thousands of rows costs PostgreSQL more than the caller, which
+            # sorts each series' few hundred days.
+            rows = connection.execute(days_of.where(*where(table), key.in_(keys)))
+            series_days = list(map(DailyUsage._make, rows.all()))
         return UsageSeriesRows(
             days=days,
             ranked=ranked,
@@ -252,6 +252,17 @@ class UsageRepository:
 
 def _usage(row: UsageRecordRow) -> UsageEntry:
     return UsageEntry(**{f.name: getattr(row, f.name) for f in dataclasses.fields(UsageEntry)})
+
+
+def _sums(table: Table) -> tuple[Any, Any, Any]:
+    """The sums of a roll-up's records, uses and duration, cast back to BIGINT: PostgreSQL's sum of
+    a bigint is a numeric (a Decimal here)."""
+    records, uses, duration = (table.c[name] for name in ("records", "uses", "duration_ms"))
+    return (
+        sql_cast(func.sum(records), BigInteger),
+        sql_cast(func.sum(uses), BigInteger),
+        sql_cast(func.sum(duration), BigInteger),
+    )
 
 
 def _series_table(by_licensee: bool, character_id: str | None, licensee_id: str | None) -> Table:
