@@ -217,10 +217,12 @@ def rpc_server_seconds(method: str) -> float:
 
 @dataclass(frozen=True)
 class Timing:
-    """Milliseconds per call: the server's own (``server``) and the caller's wall time."""
+    """Milliseconds per call: the server's own (``server``), the caller's wall time, and the CPU
+    time of this whole process (client, console and Charter server: steady under load)."""
 
     server: list[float]
     wall: list[float]
+    cpu: list[float]
 
 
 def timed(call: Callable[[], object], count: int, deadline: Deadline, *, rpc: str = "") -> Timing:
@@ -228,18 +230,19 @@ def timed(call: Callable[[], object], count: int, deadline: Deadline, *, rpc: st
     time: the console's own from its Server-Timing header for pages, or for an ``rpc`` called
     directly the Charter server's own (``rpc_server_seconds``); and the caller's wall time."""
     call()
-    server, wall = [], []
+    server, wall, cpu = [], [], []
     for _ in range(count):
         deadline.check("a measurement")
         before = rpc_server_seconds(rpc) if rpc else 0.0
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         answer = call()
         wall.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - cpu_started) * 1000)
         if isinstance(answer, httpx.Response):
             server.append(float(answer.headers["server-timing"].split("dur=", 1)[1]))
         else:
             server.append((rpc_server_seconds(rpc) - before) * 1000)
-    return Timing(server, wall)
+    return Timing(server, wall, cpu)
 
 
 def measure(backend: str, args: argparse.Namespace, deadline: Deadline) -> dict[str, tuple[Timing, float]]:
@@ -312,7 +315,7 @@ def report(backend: str, results: dict[str, tuple[Timing, float]]) -> list[str]:
     baseline = statistics.median(results["baseline (sign-in page)"][0].server)
     print(
         f"\n{backend:<10} {'page or call':<26} {'p50 ms':>8} {'p95 ms':>8} {'x baseline':>10} "
-        f"{'wall p95':>9} {'load':>5}  target (server time p95)"
+        f"{'wall p95':>9} {'CPU p50':>8} {'load':>5}  target (server time p95)"
     )
     summary = []
     for name, (timing, load) in results.items():
@@ -321,15 +324,20 @@ def report(backend: str, results: dict[str, tuple[Timing, float]]) -> list[str]:
         verdict = "" if target is None else f"<= {target:.0f} ms: {'met' if p95 <= target else 'MISSED'}"
         print(
             f"{backend:<10} {name:<26} {p50:>8.1f} {p95:>8.1f} {p50 / baseline:>10.1f} "
-            f"{percentile(timing.wall, 0.95):>9.1f} {load:>5.1f}  {verdict}",
+            f"{percentile(timing.wall, 0.95):>9.1f} {statistics.median(timing.cpu):>8.1f} {load:>5.1f}  {verdict}",
             flush=True,
         )
         key = name.split(" (")[0].replace(" ", "_")
-        summary.append(f"{backend}_{key}_p95_ms={p95:.1f}")
+        summary += [
+            f"{backend}_{key}_p95_ms={p95:.1f}",
+            f"{backend}_{key}_cpu_p50_ms={statistics.median(timing.cpu):.1f}",
+            f"{backend}_{key}_load={load:.1f}",
+        ]
     print(
         "(p50, p95: server time: the console's own for pages, from its Server-Timing header; the Charter "
         "server's own for GetUsageSeries, from its charter_rpc_seconds histogram; x baseline: p50 over the "
-        "sign-in page's p50; wall p95: the HTTP or SDK client's; load: the 1-minute load average after it)"
+        "sign-in page's p50; wall p95: the HTTP or SDK client's; CPU p50: this process's CPU time per call, "
+        "client, console and Charter server together; load: the 1-minute load average after it)"
     )
     return summary
 

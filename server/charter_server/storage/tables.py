@@ -383,11 +383,13 @@ class UsageDailyCharacterRow(Base):
     """
 
     __tablename__ = "usage_daily_characters"
+    # Days last in the key: a series' days are one range of it, and summing per series walks the
+    # key in order (on SQLite, whose rows are stored in the key's order, with no sort).
     __table_args__ = ({"sqlite_with_rowid": False},)
 
     rights_holder_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    day: Mapped[str] = mapped_column(String(10), primary_key=True)
     character_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
     records: Mapped[int] = mapped_column(BigInteger)
     uses: Mapped[int] = mapped_column(BigInteger)
     duration_ms: Mapped[int] = mapped_column(BigInteger)
@@ -401,8 +403,8 @@ class UsageDailyLicenseeRow(Base):
     __table_args__ = ({"sqlite_with_rowid": False},)
 
     rights_holder_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    day: Mapped[str] = mapped_column(String(10), primary_key=True)
     licensee_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
     records: Mapped[int] = mapped_column(BigInteger)
     uses: Mapped[int] = mapped_column(BigInteger)
     duration_ms: Mapped[int] = mapped_column(BigInteger)

@@ -60,11 +60,11 @@ def _usage_statements(dialect: Dialect) -> tuple[Any, Any]:
 
 
 _DAILY_TABLES = (
-    (cast(Table, UsageDailyRow.__table__), ("character_id", "licensee_id")),
-    (cast(Table, UsageDailyCharacterRow.__table__), ("character_id",)),
-    (cast(Table, UsageDailyLicenseeRow.__table__), ("licensee_id",)),
+    (cast(Table, UsageDailyRow.__table__), ("rights_holder_id", "day", "character_id", "licensee_id")),
+    (cast(Table, UsageDailyCharacterRow.__table__), ("rights_holder_id", "character_id", "day")),
+    (cast(Table, UsageDailyLicenseeRow.__table__), ("rights_holder_id", "licensee_id", "day")),
 )
-"""The daily roll-ups, each with the keys it keeps besides the rights holder and the day."""
+"""The daily roll-ups, each with its primary key's columns in order."""
 
 
 @functools.cache
@@ -76,7 +76,7 @@ def _daily_statements(dialect: Dialect) -> tuple[Any, ...]:
         upsert = dialect.insert(table)
         statements.append(
             upsert.on_conflict_do_update(
-                index_elements=["rights_holder_id", "day", *keys],
+                index_elements=list(keys),
                 set_={
                     "records": table.c.records + upsert.excluded.records,
                     "uses": table.c.uses + upsert.excluded.uses,
@@ -140,8 +140,8 @@ class UsageRepository:
 
     def roll_up(self, entries: Sequence[UsageEntry]) -> None:
         """Add accepted records to the daily roll-ups: one row per rights holder, UTC day, character
-        and licensee, and the same summed per character and per licensee; each in key order, so
-        that concurrent batches take row locks in one order."""
+        and licensee, and the same summed per character and per licensee; each in its primary key's
+        order, so that concurrent batches take row locks in one order."""
         if not entries:
             return
         both: dict[tuple[str, str, str, str], list[int]] = {}
@@ -159,15 +159,14 @@ class UsageRepository:
         characters: dict[tuple[str, str, str], list[int]] = {}
         licensees: dict[tuple[str, str, str], list[int]] = {}
         for (holder, day, character, licensee), sums in both.items():
-            for summed, one in ((characters, (holder, day, character)), (licensees, (holder, day, licensee))):
+            for summed, one in ((characters, (holder, character, day)), (licensees, (holder, licensee, day))):
                 found = summed.setdefault(one, [0, 0, 0])
                 for i in range(3):
                     found[i] += sums[i]
         rolled: tuple[dict[Any, list[int]], ...] = (both, characters, licensees)
         for statement, (_table, keys), rows in zip(self._daily, _DAILY_TABLES, rolled, strict=True):
-            names = ("rights_holder_id", "day", *keys)
             values = [
-                {**dict(zip(names, k, strict=True)), "records": v[0], "uses": v[1], "duration_ms": v[2]}
+                {**dict(zip(keys, k, strict=True)), "records": v[0], "uses": v[1], "duration_ms": v[2]}
                 for k, v in sorted(rows.items())
             ]
             self._session.execute(statement, values)

@@ -35,11 +35,12 @@ def upgrade() -> None:
             sa.Column("records", sa.BigInteger(), nullable=False),
             sa.Column("uses", sa.BigInteger(), nullable=False),
             sa.Column("duration_ms", sa.BigInteger(), nullable=False),
-            sa.PrimaryKeyConstraint("rights_holder_id", "day", key, name=op.f(f"pk_{table}")),
-            # SQLite: rows stored in key order, so a range of days is one pass (see tables.UsageDailyRow).
+            # Days last: a series' days are one range of the key, and summing per series walks the
+            # key in order (on SQLite, whose rows are stored in the key's order, with no sort).
+            sa.PrimaryKeyConstraint("rights_holder_id", key, "day", name=op.f(f"pk_{table}")),
             sqlite_with_rowid=False,
         )
-        groups = f"rights_holder_id, day, {key}"
+        groups = f"rights_holder_id, {key}, day"
         op.execute(
             f"INSERT INTO {table} ({groups}, records, uses, duration_ms) "  # noqa: S608 - fixed SQL
             f"SELECT {groups}, sum(records), sum(uses), sum(duration_ms) FROM usage_daily GROUP BY {groups}"
