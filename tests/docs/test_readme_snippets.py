@@ -362,6 +362,13 @@ def _screened(world: World, names: dict[str, Any]) -> None:
     assert world.character_id in _output_of(names, "charter screen")
 
 
+def _usage_series_printed(world: World, names: dict[str, Any]) -> None:
+    # The demo's use of today is in the range the snippet asks for (the last 30 days).
+    usage = names["usage"]
+    assert [s.licensee_id for s in usage.series] == [world.licensee_id]
+    assert usage.total.uses >= 1
+
+
 def _production_settings(world: World, env: dict[str, Any]) -> None:
     settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("CHARTER_") and v is not None})
     assert settings.environment == "production"
@@ -471,6 +478,8 @@ RUN: dict[str, Run] = {
     "Usage over time (for rights holders) #1": Run(
         placeholders={'"127.0.0.1:50051"': "target"},
         given={"rights_holder_key": "rights_holder_key", "rights_holder_id": "rights_holder_id"},
+        prints=("Example Video App (demo) ",),
+        check=_usage_series_printed,
     ),
     "PostgreSQL #1": Run(
         postgresql=True,

@@ -41,6 +41,8 @@ TABLES = {
     "authorizations",
     "usage_records",
     "usage_daily",
+    "usage_daily_characters",
+    "usage_daily_licensees",
     "receipt_uses",
     "statement_closures",
     "grants",

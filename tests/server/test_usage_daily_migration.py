@@ -1,4 +1,5 @@
-"""The migration that adds the daily roll-up fills it from the usage records already accepted."""
+"""The migrations that add the daily roll-ups fill them: ``usage_daily`` from the usage records
+already accepted, the roll-ups per character and per licensee from ``usage_daily``."""
 
 from __future__ import annotations
 
@@ -9,18 +10,23 @@ from alembic.script import ScriptDirectory
 from charter_server.domain import ids
 from charter_server.storage import migrate
 from charter_server.storage.database import Database
-from charter_server.storage.tables import UsageDailyRow, UsageRecordRow
+from charter_server.storage.tables import (
+    UsageDailyCharacterRow,
+    UsageDailyLicenseeRow,
+    UsageDailyRow,
+    UsageRecordRow,
+)
 from sqlalchemy import insert, select
 
 
-def _roll_up_revision() -> str:
-    """The revision that creates ``usage_daily`` (found by its description, so a renumbering at
-    merge does not break this test)."""
+def _revision_creating(table: str) -> str:
+    """The first revision (from the base) whose description names ``table``: the one that creates
+    it (found by its description, so a renumbering at merge does not break this test)."""
     script = ScriptDirectory.from_config(migrate.alembic_config())
-    for revision in script.walk_revisions():
-        if "usage_daily" in (revision.doc or ""):
-            return str(revision.revision)
-    raise AssertionError("no migration creates usage_daily")
+    naming = [revision for revision in script.walk_revisions() if f"``{table}``" in (revision.doc or "")]
+    if not naming:
+        raise AssertionError(f"no migration creates {table}")
+    return str(naming[-1].revision)  # walk_revisions goes from the heads down
 
 
 def _record(holder: str, character: str, licensee: str, when: datetime, uses: int, duration: int) -> dict[str, object]:
@@ -49,7 +55,7 @@ def _record(holder: str, character: str, licensee: str, when: datetime, uses: in
 def test_the_roll_up_migration_adds_up_the_existing_records_per_utc_day(fresh_database_url: str) -> None:
     db = Database(fresh_database_url)
     try:
-        revision = _roll_up_revision()
+        revision = _revision_creating("usage_daily")
         script = ScriptDirectory.from_config(migrate.alembic_config())
         before = script.get_revision(revision).down_revision
         assert isinstance(before, str)
@@ -90,4 +96,84 @@ def test_the_roll_up_migration_adds_up_the_existing_records_per_utc_day(fresh_da
         ("rh_a", "2031-03-01", "chr_1", "lic_2", 1, 1, 0),
         ("rh_a", "2031-03-02", "chr_1", "lic_1", 1, 0, 7000),
         ("rh_b", "2031-03-01", "chr_9", "lic_1", 1, 1, 0),
+    ]
+
+
+def _daily(
+    holder: str, day: str, character: str, licensee: str, records: int, uses: int, duration: int
+) -> dict[str, object]:
+    return {
+        "rights_holder_id": holder,
+        "day": day,
+        "character_id": character,
+        "licensee_id": licensee,
+        "records": records,
+        "uses": uses,
+        "duration_ms": duration,
+    }
+
+
+def test_the_roll_ups_per_character_and_per_licensee_add_up_usage_daily(fresh_database_url: str) -> None:
+    db = Database(fresh_database_url)
+    try:
+        revision = _revision_creating("usage_daily_characters")
+        assert revision == _revision_creating("usage_daily_licensees")
+        script = ScriptDirectory.from_config(migrate.alembic_config())
+        before = script.get_revision(revision).down_revision
+        assert isinstance(before, str)
+        migrate.upgrade(db.engine, before)
+        rows = [
+            _daily("rh_a", "2031-03-01", "chr_1", "lic_1", 2, 2, 2000),
+            _daily("rh_a", "2031-03-01", "chr_1", "lic_2", 1, 1, 0),
+            _daily("rh_a", "2031-03-01", "chr_2", "lic_2", 3, 0, 10),
+            _daily("rh_a", "2031-03-02", "chr_1", "lic_1", 1, 0, 7000),
+            _daily("rh_b", "2031-03-01", "chr_9", "lic_1", 1, 1, 0),
+        ]
+        with db.engine.begin() as connection:
+            connection.execute(insert(UsageDailyRow.__table__), rows)
+        migrate.upgrade(db.engine)
+        with db.engine.connect() as connection:
+            per_character = sorted(
+                tuple(row)
+                for row in connection.execute(
+                    select(
+                        UsageDailyCharacterRow.rights_holder_id,
+                        UsageDailyCharacterRow.day,
+                        UsageDailyCharacterRow.character_id,
+                        UsageDailyCharacterRow.records,
+                        UsageDailyCharacterRow.uses,
+                        UsageDailyCharacterRow.duration_ms,
+                    )
+                )
+            )
+            per_licensee = sorted(
+                tuple(row)
+                for row in connection.execute(
+                    select(
+                        UsageDailyLicenseeRow.rights_holder_id,
+                        UsageDailyLicenseeRow.day,
+                        UsageDailyLicenseeRow.licensee_id,
+                        UsageDailyLicenseeRow.records,
+                        UsageDailyLicenseeRow.uses,
+                        UsageDailyLicenseeRow.duration_ms,
+                    )
+                )
+            )
+        config = migrate.alembic_config()
+        with db.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, before)
+    finally:
+        db.dispose()
+    assert per_character == [
+        ("rh_a", "2031-03-01", "chr_1", 3, 3, 2000),
+        ("rh_a", "2031-03-01", "chr_2", 3, 0, 10),
+        ("rh_a", "2031-03-02", "chr_1", 1, 0, 7000),
+        ("rh_b", "2031-03-01", "chr_9", 1, 1, 0),
+    ]
+    assert per_licensee == [
+        ("rh_a", "2031-03-01", "lic_1", 2, 2, 2000),
+        ("rh_a", "2031-03-01", "lic_2", 4, 1, 10),
+        ("rh_a", "2031-03-02", "lic_1", 1, 0, 7000),
+        ("rh_b", "2031-03-01", "lic_1", 1, 1, 0),
     ]

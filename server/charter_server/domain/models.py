@@ -10,7 +10,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from charter.decisions import Detection
 from charter.names import normalize
@@ -368,15 +368,33 @@ class LineSums:
     fees_minor: int  # sum of fee times uses
 
 
-@dataclass(frozen=True, slots=True)
-class DailyUsage:
-    """Sums of a rights holder's usage records: of one UTC day and/or one character or licensee."""
+class DailyUsage(NamedTuple):
+    """Sums of a rights holder's usage records: of one UTC day and/or one character or licensee.
+
+    A named tuple, not a dataclass like the other models: a year of usage series is thousands of
+    them per answer, made from database rows as they come (``DailyUsage._make(row)``), at a third
+    of a frozen dataclass's cost each.
+    """
 
     day: str  # YYYY-MM-DD; empty in sums over a whole range
     key: str  # the character or licensee id; empty in sums over all of them
     records: int
     uses: int
     duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageSeriesRows:
+    """What usage series over a range are built from, summed by the database."""
+
+    days: list[DailyUsage]
+    """Each day with usage, summed over every series (``key`` empty), in order."""
+    ranked: list[DailyUsage]
+    """The busiest series' sums over the range (``day`` empty): most uses first, then most records, then by id."""
+    series_count: int
+    """How many series have usage in the range (ranked or not)."""
+    series_days: list[DailyUsage]
+    """The ranked series' days with usage, in no particular order."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,12 @@
 """``GetUsageSeries``: a rights holder's usage day by day, per character or per licensee.
 
-The series are read from the daily roll-up (``usage_daily``) that ``ReportUsage`` keeps in the
-transaction that accepts the records, so they agree with the records exactly and a year of a
-busy rights holder is at most one row per character, licensee and day. Days are UTC days of when
-the uses happened (as in a statement over a date range), never adjusted by closed months.
+The series are read from the daily roll-ups that ``ReportUsage`` keeps in the transaction that
+accepts the records (``usage_daily`` per character and licensee, ``usage_daily_characters`` and
+``usage_daily_licensees`` summed over the other), so they agree with the records exactly. The
+database sums them per day, per series and per both, and only the busiest series' days leave it,
+so the work here is bounded by what the answer carries, not by how busy the rights holder is.
+Days are UTC days of when the uses happened (as in a statement over a date range), never adjusted
+by closed months.
 """
 
 from __future__ import annotations
@@ -96,36 +99,27 @@ class UsageSeriesService:
         only_character = character_id or None
         with self._db.uow() as uow:
             statements.require_rights_holder(uow, rights_holder_id)
-            # One read, summed by the database per day and series; the series' totals, their
-            # ranking and every day's sums are added up here from its rows.
-            rows = uow.usage.usage_by_day_and_key(
+            found = uow.usage.usage_series(
                 rights_holder_id,
                 first_day,
                 last_day,
                 by_licensee=by_licensee,
+                limit=limit,
                 character_id=only_character,
                 licensee_id=scope,
             )
-            totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-            per_day: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-            for row in rows:
-                for sums in (totals[row.key], per_day[row.day]):
-                    sums[0] += row.records
-                    sums[1] += row.uses
-                    sums[2] += row.duration_ms
-            ranked = sorted(totals.items(), key=lambda item: (-item[1][1], -item[1][0], item[0]))
-            kept = ranked[:limit]
-            ids = [key for key, _ in kept]
+            ids = [series.key for series in found.ranked]
             names = uow.display_names.lookup(
                 character_ids=() if by_licensee else ids,
                 licensee_ids=ids if by_licensee else (),
                 rights_holder_ids=[rights_holder_id],
             )
-        wanted = set(ids)
         by_key: dict[str, list[DailyUsage]] = defaultdict(list)
-        for row in rows:
-            if row.key in wanted:
-                by_key[row.key].append(row)
+        for row in found.series_days:
+            by_key[row.key].append(row)
+        for days in by_key.values():
+            days.sort()  # by day: the key is the same in each
+        per_day = {row.day: row for row in found.days}
         known = names.licensees if by_licensee else names.characters
         every_day = ((start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1))
         return UsageSeriesResult(
@@ -135,16 +129,16 @@ class UsageSeriesService:
             end_date=last_day,
             by_licensee=by_licensee,
             series=tuple(
-                UsageSeries(
-                    key, known.get(key, ""), tuple(sorted(by_key[key], key=lambda d: d.day)), _sums("", key, sums)
-                )
-                for key, sums in kept
+                UsageSeries(series.key, known.get(series.key, ""), tuple(by_key[series.key]), series)
+                for series in found.ranked
             ),
-            days=tuple(_sums(day, "", per_day.get(day, [0, 0, 0])) for day in every_day),
-            total=_sums("", "", [sum(t[i] for t in totals.values()) for i in range(3)]),
-            omitted_series=len(ranked) - len(kept),
+            days=tuple(per_day.get(day) or DailyUsage(day, "", 0, 0, 0) for day in every_day),
+            total=DailyUsage(
+                "",
+                "",
+                sum(d.records for d in found.days),
+                sum(d.uses for d in found.days),
+                sum(d.duration_ms for d in found.days),
+            ),
+            omitted_series=found.series_count - len(found.ranked),
         )
-
-
-def _sums(day: str, key: str, sums: list[int]) -> DailyUsage:
-    return DailyUsage(day, key, sums[0], sums[1], sums[2])

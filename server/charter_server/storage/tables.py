@@ -375,6 +375,41 @@ class UsageDailyRow(Base):
     duration_ms: Mapped[int] = mapped_column(BigInteger)
 
 
+class UsageDailyCharacterRow(Base):
+    """``usage_daily`` summed over licensees: per rights holder, UTC day and character.
+
+    Kept with ``usage_daily`` in the same upsert batch; a series per character over all licensees
+    reads it (one row per character and day instead of one per character, licensee and day).
+    """
+
+    __tablename__ = "usage_daily_characters"
+    # Days last in the key: a series' days are one range of it, and summing per series walks the
+    # key in order (on SQLite, whose rows are stored in the key's order, with no sort).
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    rights_holder_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    character_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    records: Mapped[int] = mapped_column(BigInteger)
+    uses: Mapped[int] = mapped_column(BigInteger)
+    duration_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class UsageDailyLicenseeRow(Base):
+    """``usage_daily`` summed over characters: per rights holder, UTC day and licensee (see
+    ``UsageDailyCharacterRow``)."""
+
+    __tablename__ = "usage_daily_licensees"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    rights_holder_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    licensee_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    records: Mapped[int] = mapped_column(BigInteger)
+    uses: Mapped[int] = mapped_column(BigInteger)
+    duration_ms: Mapped[int] = mapped_column(BigInteger)
+
+
 class DecisionHourRow(Base):
     """Decisions per hour: per character, hour, licensee, use context and outcome, how many.
 
