@@ -103,6 +103,11 @@ class Search:
     __slots__ = ("_hashtags", "_index", "_kana", "_key", "_prompt", "_skeleton", "_text", "_windows", "_work")
 
     @property
+    def non_ascii(self) -> str | None:
+        """The prompt's characters outside ASCII, if its normalisation collected them."""
+        return self._text.non_ascii
+
+    @property
     def work(self) -> ScreenWork | None:
         """What this search counted (None if nothing asked for counts and no analyser ran)."""
         return self._work
