@@ -8,11 +8,15 @@ import bisect
 import codecs
 import itertools
 import re
+import threading
 import unicodedata
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
 import regex
+
+# Per thread: where the error handler adds the runs outside ASCII it folds, if asked (`_fold_one_to_one`).
+_SEEN = threading.local()
 
 _KATAKANA_START, _KATAKANA_END = 0x30A1, 0x30F6
 _KANA_SHIFT = 0x60
@@ -373,7 +377,10 @@ def _fold_run(error: UnicodeError) -> tuple[bytes, int]:
     if not isinstance(error, UnicodeEncodeError):
         raise error
     text, start, end = error.object, error.start, error.end
-    folded = text[start:end].translate(_TABLE)
+    run = text[start:end]
+    folded = run.translate(_TABLE)
+    if (runs := _SEEN.runs) is not None:
+        runs.append(run)
     # A fold is a letter, a digit or " " per character, all printable; _MARK, _LATIN_MARK and
     # _DROPPED are not, so one check answers the common run (nothing to join).
     if folded.isprintable():
@@ -402,19 +409,25 @@ _CJK_CLASS = (
 _SPACES_AT_CJK = re.compile(f" (?:(?={_CJK_CLASS})|(?<={_CJK_CLASS} ))")
 
 
-def _fold_one_to_one(text: str) -> str | None:
-    """``text`` folded character for character (separators as " "), or None if it cannot be."""
+def _fold_one_to_one(text: str, runs: list[str] | None = None) -> str | None:
+    """``text`` folded character for character (separators as " "), or None if it cannot be.
+    Each run of a short text outside ASCII is added to ``runs``, if given (the error handler that
+    folds them sees them one by one, so they are collected in the same pass)."""
     if text.isascii():
         return text.encode("ascii").translate(_ASCII_FOLD).decode("ascii")
     try:
         if len(text) < _WHOLE_TEXT:
-            return text.encode("ascii", _handler()).translate(_ASCII_FOLD).decode()
+            _SEEN.runs = runs
+            folded = text.encode("ascii", _handler()).translate(_ASCII_FOLD).decode()
+            _SEEN.runs = None
+            return folded
         folded = text.translate(_TABLE)
         if _MARK in folded:
             folded = _voiced_composed(text, folded, _TABLE)
         folded = _resolve(folded, "")
         return _fold_clusters(text, 0, len(text), folded) if _MARK in folded else folded
     except _NotOneToOne:
+        _SEEN.runs = None
         return None
 
 

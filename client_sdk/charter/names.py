@@ -82,6 +82,7 @@ class NormalizedText:
         "_raw",
         "_spans",
         "key",
+        "non_ascii",
         "slow_clusters",
     )
 
@@ -114,6 +115,9 @@ class NormalizedText:
         self._raw: str | None = None
         self.slow_clusters = 0
         """How many clusters were folded one by one in Python (the rest in C)."""
+        self.non_ascii: str | None = None
+        """The text's characters outside ASCII, in order, if the fold collected them (a short text
+        with any); None otherwise."""
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """The ``(start, end)`` span of the text that ``key[start:end]`` came from (end exclusive).
@@ -204,12 +208,17 @@ def normalize_text(
             raw = like._raw if like is not None and like._raw is not None and _same_lengths(replace, text) else None
             return _wide_text(text, replace, raw)
         text = text.translate(replace)
-    folded = _fold_one_to_one(text) if len(text) < _WHOLE_TEXT else None
+    runs: list[str] = []  # the runs of the text outside ASCII
+    folded = _fold_one_to_one(text, runs) if len(text) < _WHOLE_TEXT else None
     if folded is None:
         return _wide_text(text)
     if _JOINED in folded:
-        return NormalizedText(_squeeze(folded.replace(_JOINED, "")), folded.replace(_JOINED, " "), None, folded)
-    return NormalizedText(_squeeze(folded), folded)
+        normalized = NormalizedText(_squeeze(folded.replace(_JOINED, "")), folded.replace(_JOINED, " "), None, folded)
+    else:
+        normalized = NormalizedText(_squeeze(folded), folded)
+    if runs:
+        normalized.non_ascii = "".join(runs)
+    return normalized
 
 
 def normalize_with_offsets(text: str) -> tuple[str, list[tuple[int, int]]]:

@@ -394,7 +394,8 @@ class ScreenIndex:
             return []
         search = Search(self, prompt, work)
         found = search.run()
-        if not prompt.isascii() and _has_look_alikes(prompt):
+        # Look-alikes are outside ASCII: only those characters are searched, if the fold collected them.
+        if not prompt.isascii() and _has_look_alikes(search.non_ascii or prompt):
             seen = {(d.character_id, d.start, d.end) for d in found}
             # What the first pass reported in full needs no look-alike occurrences.
             counts: dict[tuple[str, bool], int] = {}
