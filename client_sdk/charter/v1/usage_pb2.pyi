@@ -152,7 +152,8 @@ class UsageRecord(_message.Message):
     def decision_record(self) -> _envelope_pb2.Envelope:
         """Instead of a receipt: the decision record the SDK signed with a licensee
         key for an offline decision (DecisionRecordClaims). It covers one use of
-        its character; a record of a quota lease counts against the lease.
+        its character; a record of a quota lease counts against the lease, also
+        when it arrives after the lease's report deadline (`UsageResult.late`).
         """
 
     def __init__(
