@@ -8,6 +8,7 @@ pool was spent meanwhile) and paid, exactly once. The server's clock is moved pa
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -199,3 +200,49 @@ def test_a_record_decided_after_its_lease_expired_is_refused(
 
     assert reasons(results) == ["DECISION_RECORD_MISMATCH"]
     assert lease_row(server, held.lease_id) == (5, 0, "open")  # nothing reported, nothing reclaimed
+
+
+def _retrying(call: Any) -> Any:
+    """``call()``, again while the store is busy (a retry is safe: reports and leases are counted
+    once; on PostgreSQL concurrent transactions over one lease and its counters may deadlock, and
+    the loser is answered UNAVAILABLE with nothing written)."""
+    for _ in range(20):
+        try:
+            return call()
+        except grpc.RpcError as error:
+            if error.code() is not grpc.StatusCode.UNAVAILABLE:
+                raise
+    raise AssertionError("the store stayed busy")
+
+
+def test_concurrent_late_reports_and_a_reclaiming_lease_count_each_use_once(
+    api: Stubs, offline: OfflineStub, usage: UsageStub, edge: Edge, keys: Any, moved_clock: Any, server: Any
+) -> None:
+    grant = granted(api, keys.admin, moved_clock, edge, max_uses=10)
+    held = lease(offline, edge, grant, 4, seconds=LEASE_SECONDS)
+    decided = moved_clock.now()
+    records = [
+        offline_record(signed(edge, grant, decided, lease_id=held.lease_id), grant.character_id, decided)
+        for _ in range(4)
+    ]
+    past_deadline(moved_clock, server)
+    calls = [
+        lambda: report(usage, edge.generator, *records[:2]),
+        lambda: report(usage, edge.generator, *records[2:]),
+        lambda: report(usage, edge.generator, *records),  # the same keys again
+        lambda: lease(offline, edge, grant, 6),  # reclaims the lease first, if no report did
+    ]
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        answers = list(pool.map(_retrying, calls))
+
+    by_key: dict[str, list[str]] = {}
+    for results in answers[:3]:
+        for result, label in zip(results, reasons(results), strict=True):
+            by_key.setdefault(result.idempotency_key, []).append(label)
+    assert sorted(sorted(labels) for labels in by_key.values()) == [["ACCEPTED", "DUPLICATE"]] * 4
+    assert all(r.late for results in answers[:3] for r in results)
+    assert answers[3].uses == 6  # the 4 leased uses went back, and came back as reported
+    assert lease_row(server, held.lease_id) == (4, 4, "reclaimed")
+    assert counters(server, grant) == (10, 0)  # 4 offline uses, 6 leased anew
+    assert statement_uses(usage, keys.admin, edge, decided) == [(grant.character_id, 4)]
