@@ -40,6 +40,9 @@ lease order, so concurrent batches never deadlock) and then against its record i
 arrives after its lease's report deadline is accepted too (`late`): its use had gone back to the
 quotas with the lease's unreported uses and is counted in them again
 (`charter_server.services.leases.report_use`), so it is paid and the counters hold what happened.
+Such a batch also writes the counters' rows after its leases' rows, as a lease call that reclaims
+does in its own order; on PostgreSQL the two can deadlock, and the loser is answered
+``UNAVAILABLE`` with nothing written (a retry, same keys, is safe).
 
 **The service takes** `UsageRecordInput` values (``charter_server.api.convert_usage`` builds them
 from the wire) and answers with `UsageOutcome` values. The receipt is read by
