@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import pytest
+from charter.decision_records import generate_key
 from charter.usage import UsageResult
 from charter.v1 import decision_pb2
 from charter.v1 import offline_service_pb2 as osv
@@ -246,3 +247,31 @@ def test_concurrent_late_reports_and_a_reclaiming_lease_count_each_use_once(
     assert lease_row(server, held.lease_id) == (4, 4, "reclaimed")
     assert counters(server, grant) == (10, 0)  # 4 offline uses, 6 leased anew
     assert statement_uses(usage, keys.admin, edge, decided) == [(grant.character_id, 4)]
+
+
+def test_a_late_record_verifies_with_a_key_retired_since_and_never_with_a_revoked_one(
+    api: Stubs, offline: OfflineStub, usage: UsageStub, edge: Edge, keys: Any, moved_clock: Any, server: Any
+) -> None:
+    # While the backend was cut off, its licensee rotated the record key, then revoked the old one.
+    grant = granted(api, keys.admin, moved_clock, edge, max_uses=5)
+    held = lease(offline, edge, grant, 5, seconds=LEASE_SECONDS)
+    decided = moved_clock.now()
+    before_revocation, after_revocation = (signed(edge, grant, decided, lease_id=held.lease_id) for _ in range(2))
+    old_key = edge.signer.key_id
+    _seed, public = generate_key()
+    past_deadline(moved_clock, server)
+    offline.RegisterLicenseeKey(
+        osv.RegisterLicenseeKeyRequest(public_key=public, display_name="farm 2", replaces_key_id=old_key),
+        metadata=auth(edge.licensee_admin),
+    )
+
+    retired = report(usage, edge.generator, offline_record(before_revocation, grant.character_id, decided))
+    offline.RevokeLicenseeKey(
+        osv.RevokeLicenseeKeyRequest(key_id=old_key, reason="leaked"), metadata=auth(edge.licensee_admin)
+    )
+    revoked = report(usage, edge.generator, offline_record(after_revocation, grant.character_id, decided))
+
+    assert reasons(retired) == ["ACCEPTED"] and retired[0].late
+    assert reasons(revoked) == ["DECISION_RECORD_INVALID"]
+    assert counters(server, grant) == (1, 0)
+    assert lease_row(server, held.lease_id) == (5, 1, "reclaimed")
