@@ -297,6 +297,9 @@ class UsageResult:
         error_message: When rejected, what went wrong, for people.
         field_violations: When rejected for invalid fields, each one, with paths within the
             record (for example ``attributed_revenue.currency_code``).
+        late: Whether an offline use (a decision record) was accepted after its quota lease's
+            report deadline: paid all the same, and counted again in the quotas its lease had
+            given it back to. Seen often, it says to lease for longer.
     """
 
     index: int
@@ -310,6 +313,7 @@ class UsageResult:
     error_reason: str = ""
     error_message: str = ""
     field_violations: tuple[FieldViolation, ...] = ()
+    late: bool = False
 
     @property
     def rejected(self) -> bool:
@@ -341,6 +345,7 @@ class UsageResult:
             error_reason=message.error_reason,
             error_message=message.error_message,
             field_violations=tuple(FieldViolation(v.field, v.description) for v in message.field_violations),
+            late=message.late,
         )
 
 

@@ -239,6 +239,7 @@ def test_usage_surface_is_pinned_and_documented() -> None:
         "error_reason",
         "error_message",
         "field_violations",
+        "late",
     ]
     for name in ("add", "drain", "__len__"):
         assert callable(getattr(usage.PendingUsage, name)), name

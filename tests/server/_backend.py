@@ -169,6 +169,7 @@ def _handle(backend: Backend, command: dict[str, Any]) -> dict[str, Any]:
     elif op == "flush":
         results = backend.client.flush_usage(timeout=5.0)
         answer["reported"] = [[r.accepted, r.duplicate, r.error_reason] for r in results]
+        answer["late"] = [r.late for r in results]
     elif op == "shift":
         backend.clock.offset += timedelta(seconds=command["seconds"])
     elif op == "from_cache":

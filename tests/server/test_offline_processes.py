@@ -12,7 +12,9 @@ heartbeat.
   authorizer's ``clock``) and the server's (``_clocked_server.py``: the server's own clock, moved),
   while the server is down; everything checked against it on the way back runs for real (the
   lease's spending period and report deadline, the decision records' times, the usage window,
-  the statement's period).
+  the statement's period). With leases shorter than the outage (5 minutes, and the default
+  10-minute report grace), the uses spent from a lease are paid all the same: accepted once,
+  ``late``, and counted again in the cap they had gone back to.
 * **Tampered cache files**: a backend restarted while Charter is unreachable refuses a cache file
   that is damaged (``CACHE_CORRUPTED``) and a grant changed in a cache file whose digest was made
   to match (the grant's signature fails: ``GRANT_INVALID``), and never allows from either.
@@ -193,6 +195,76 @@ def test_a_backend_offline_for_an_hour_reports_every_use_once_when_it_comes_back
     [(leased, reported, state)] = leases
     assert reported == 8 and leased >= 8  # the lease counted the offline uses it covered
     assert state == "returned"  # given back at close
+
+
+def test_a_backend_cut_off_past_its_leases_report_deadline_is_paid_for_every_use(tmp_path: Path) -> None:
+    # A lease of the default length (5 minutes) and the default report grace (10 minutes): an hour
+    # offline outlasts both. The uses spent from the lease before the cut-off are still paid once
+    # when the backend is back, and counted again in the cap they had gone back to.
+    url = f"sqlite:///{tmp_path / 'late.db'}"
+    offset = tmp_path / "server-clock-offset"
+    offset.write_text("0")
+    admin = prepare_database(url, "past the report deadline")
+    deployment = Deployment(url, tmp_path, offset_file=offset)
+    backend = None
+    try:
+        server = deployment.start("server")
+        world = make_world(server.target, admin, {"capped": 1_000}, signers=1)
+        capped = world.characters["capped"]
+        backend = spawn_backend(
+            backend_config(server.target, world, 0, max_staleness=2 * 3600, lease_uses=50, lease_ttl=300),
+            tmp_path / "backend.log",
+        )
+        online = backend.call("license", character=capped)["outcomes"]
+        deadline = time.monotonic() + 15
+        while not backend.call("status")["leases"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+        assert server.kill() == -9
+        spent = backend.call("license", character=capped, count=3)["outcomes"]
+        backend.call("shift", seconds=3600)
+        expired = backend.call("license", character=capped)["outcomes"]  # the lease ran out meanwhile
+        offset.write_text("3600")  # the server comes back an hour later
+        server = deployment.restart(server, "server", kill=True)
+        deadline = time.monotonic() + 20
+        while not backend.call("status")["current"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        flushed = backend.call("flush")
+        again = backend.call("flush")
+        with charter.Client(server.target, api_key=admin) as staff:
+            happened = datetime.now(UTC)  # the uses happened before the outage
+            statement = staff.get_statement(
+                rights_holder_id=world.rights_holder_id, period=f"{happened:%Y-%m}", licensee_id=world.licensee_id
+            )
+        closed = backend.close()
+    finally:
+        if backend is not None:
+            backend.kill()
+        deployment.close()
+    db = Database(url)
+    try:
+        with db.engine.connect() as connection:
+            used = connection.execute(
+                text("SELECT used FROM grant_uses WHERE grant_id = :g"), {"g": world.grants["capped"]}
+            ).scalar()
+            leases = connection.execute(
+                text("SELECT uses, reported, state FROM quota_leases WHERE licensee_id = :l"), {"l": world.licensee_id}
+            ).all()
+    finally:
+        db.dispose()
+
+    assert _decided(online) == [(False, True, True, 0, [[True, False, ""]])]
+    assert _decided(spent) == [(True, True, False, 1, [])] * 3
+    assert all(o["lease"].startswith("ql_") for o in spent)
+    assert [o["allowed"] for o in expired] == [False]  # fail closed: no lease left to spend offline
+    # An hour later, well past the lease's report deadline: every use accepted once, marked late.
+    assert (flushed["reported"], flushed["late"]) == ([[True, False, ""]] * 3, [True] * 3)
+    assert (again["reported"], again["pending"], closed["pending"]) == ([], 0, 0)
+    assert [(line.character_id, line.uses) for line in statement.lines] == [(capped, 4)]
+    # The lease was reclaimed with nothing reported (its 50 uses went back); the 3 late records
+    # were counted again: the cap's counter holds the 4 uses decided.
+    assert [tuple(row) for row in leases] == [(50, 3, "reclaimed")]
+    assert used == 4
 
 
 def _tamper_one_byte(path: Path) -> None:

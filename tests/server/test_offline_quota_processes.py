@@ -32,8 +32,9 @@ CAP = 40
 LEASE_USES = 4
 LEASE_TTL = 8.0  # the SDK stops spending a lease 2 s before it expires
 # Longer than the servers take to restart on a busy machine, so that the uses spent meanwhile are
-# reported before their lease's report deadline (after it, a lease's unreported uses count as
-# never spent and go back to the pool: with 4 s, under load, 42 of a cap of 40 were allowed).
+# reported before their lease's report deadline (after it, a lease's unreported uses go back to the
+# pool and can be allowed again: with 4 s, under load, 42 of a cap of 40 were allowed; the late
+# records are still accepted and paid, and counted again, tests/api/test_offline_late_records.py).
 REPORT_GRACE = 15.0
 
 

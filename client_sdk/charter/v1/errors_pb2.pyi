@@ -230,9 +230,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     status NOT_FOUND.
     """
     ERROR_REASON_LEASE_CLOSED: _ErrorReason.ValueType  # 78
-    """The lease is past its expiry (renew, return) or its report deadline (a
-    record), or already returned or reclaimed. Sent with status
-    FAILED_PRECONDITION.
+    """The lease is past its expiry, or already returned or reclaimed (renew,
+    return). A decision record is never refused for this: one reported after
+    its lease's report deadline is accepted (`UsageResult.late`). Sent with
+    status FAILED_PRECONDITION.
     """
     ERROR_REASON_LEASE_REFUSED: _ErrorReason.ValueType  # 79
     """No lease can be made or grown now; nothing was counted. The ErrorInfo
@@ -502,9 +503,10 @@ ERROR_REASON_LEASE_NOT_FOUND: ErrorReason.ValueType  # 77
 status NOT_FOUND.
 """
 ERROR_REASON_LEASE_CLOSED: ErrorReason.ValueType  # 78
-"""The lease is past its expiry (renew, return) or its report deadline (a
-record), or already returned or reclaimed. Sent with status
-FAILED_PRECONDITION.
+"""The lease is past its expiry, or already returned or reclaimed (renew,
+return). A decision record is never refused for this: one reported after
+its lease's report deadline is accepted (`UsageResult.late`). Sent with
+status FAILED_PRECONDITION.
 """
 ERROR_REASON_LEASE_REFUSED: ErrorReason.ValueType  # 79
 """No lease can be made or grown now; nothing was counted. The ErrorInfo

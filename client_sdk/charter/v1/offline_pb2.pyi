@@ -226,7 +226,8 @@ class QuotaLease(_message.Message):
         """The holder gave back what it did not spend; nothing more may be spent."""
         STATE_RECLAIMED: QuotaLease._State.ValueType  # 3
         """The report deadline passed; the unreported uses went back to the
-        quotas, and no record is accepted any more.
+        quotas. A record of the lease that arrives later is still accepted
+        (`UsageResult.late`) and its use counted in them again.
         """
 
     class State(_State, metaclass=_StateEnumTypeWrapper):
@@ -240,7 +241,8 @@ class QuotaLease(_message.Message):
     """The holder gave back what it did not spend; nothing more may be spent."""
     STATE_RECLAIMED: QuotaLease.State.ValueType  # 3
     """The report deadline passed; the unreported uses went back to the
-    quotas, and no record is accepted any more.
+    quotas. A record of the lease that arrives later is still accepted
+    (`UsageResult.late`) and its use counted in them again.
     """
 
     LEASE_ID_FIELD_NUMBER: _builtins.int
@@ -279,8 +281,9 @@ class QuotaLease(_message.Message):
 
     @_builtins.property
     def report_deadline(self) -> _timestamp_pb2.Timestamp:
-        """The last moment decision records of the lease are accepted; then the
-        uses not reported go back to the quotas.
+        """The last moment decision records of the lease count against the uses it
+        holds; then the uses not reported go back to the quotas (a record that
+        arrives later is still accepted, `UsageResult.late`, and counted again).
         """
 
     def __init__(

@@ -152,7 +152,8 @@ class UsageRecord(_message.Message):
     def decision_record(self) -> _envelope_pb2.Envelope:
         """Instead of a receipt: the decision record the SDK signed with a licensee
         key for an offline decision (DecisionRecordClaims). It covers one use of
-        its character; a record of a quota lease counts against the lease.
+        its character; a record of a quota lease counts against the lease, also
+        when it arrives after the lease's report deadline (`UsageResult.late`).
         """
 
     def __init__(
@@ -192,6 +193,7 @@ class UsageResult(_message.Message):
     ERROR_REASON_FIELD_NUMBER: _builtins.int
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
     FIELD_VIOLATIONS_FIELD_NUMBER: _builtins.int
+    LATE_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """The record's position in the request, from 0."""
     idempotency_key: _builtins.str
@@ -217,6 +219,14 @@ class UsageResult(_message.Message):
     """When rejected, the reason code (an ErrorReason name without prefix)."""
     error_message: _builtins.str
     """When rejected, what went wrong, for people."""
+    late: _builtins.bool
+    """Whether the record was accepted after its quota lease's report deadline
+    (a backend cut off for longer than its lease and the report grace). Its
+    use had gone back to the quotas with the lease's unreported uses and was
+    counted in them again, above their limits if they were spent meanwhile:
+    the use is paid all the same. Lease for longer (or ask for a longer
+    grace) if this is set often. Set when accepted, duplicates included.
+    """
     @_builtins.property
     def accept_time(self) -> _timestamp_pb2.Timestamp:
         """When the record was first accepted."""
@@ -241,10 +251,11 @@ class UsageResult(_message.Message):
         error_reason: _builtins.str = ...,
         error_message: _builtins.str = ...,
         field_violations: _abc.Iterable[Global___UsageFieldViolation] | None = ...,
+        late: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "duplicate", b"duplicate", "error_code", b"error_code", "error_message", b"error_message", "error_reason", b"error_reason", "field_violations", b"field_violations", "idempotency_key", b"idempotency_key", "index", b"index", "statement_period", b"statement_period", "status", b"status", "usage_id", b"usage_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "duplicate", b"duplicate", "error_code", b"error_code", "error_message", b"error_message", "error_reason", b"error_reason", "field_violations", b"field_violations", "idempotency_key", b"idempotency_key", "index", b"index", "late", b"late", "statement_period", b"statement_period", "status", b"status", "usage_id", b"usage_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

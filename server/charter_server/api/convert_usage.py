@@ -92,6 +92,7 @@ def usage_result(outcome: UsageOutcome) -> usage_pb2.UsageResult:
     assert entry is not None
     result.status = usage_pb2.USAGE_STATUS_ACCEPTED
     result.duplicate = outcome.duplicate
+    result.late = outcome.late
     result.usage_id = entry.id
     result.statement_period = entry.statement_period
     result.accept_time.FromDatetime(entry.accept_time)

@@ -19,8 +19,10 @@ Like ``charter_server.services.usage_receipts``, this module reads protobuf: a d
 verified as the signed envelope received, and the grant's terms as Charter stored them.
 
 In the transaction (`charter_server.services.usage`), a record counts one use against its lease
-(never past the lease: ``LEASE_EXCEEDED``; never after its report deadline: ``LEASE_CLOSED``) and
-against the record id (a record reports its use once: ``DECISION_RECORD_REPLAYED``).
+(never past the lease: ``LEASE_EXCEEDED``) and against the record id (a record reports its use
+once: ``DECISION_RECORD_REPLAYED``). After the lease's report deadline it is still accepted, since
+its decision time lies within the lease (3.): the lease is reclaimed and the use counted again in
+the quotas it went back to (`charter_server.services.leases.report_use`).
 
 What a statement needs comes from the grant as Charter stored and signed it (rights holder,
 revenue share, per-use fee), never from the record.
@@ -29,7 +31,7 @@ revenue share, per-use fee), never from the record.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 from charter.decision_records import DecisionRecordVerification, verify_decision_record
 from charter.v1 import envelope_pb2, terms_pb2
@@ -85,6 +87,11 @@ class OfflineBatch:
                         lease_ids.add(verification.claims.lease_id)
             self._grants = uow.bundles.grants(sorted(grant_ids))
             self._leases = uow.leases.get_many(sorted(lease_ids))
+
+    def report_deadline(self, lease_id: str) -> datetime | None:
+        """The report deadline of a lease the batch read, or None."""
+        lease = self._leases.get(lease_id) if lease_id else None
+        return None if lease is None else lease.report_deadline
 
     def use_of(self, index: int, character_id: str) -> tuple[ReceiptUse, str]:
         """Check the decision record of the batch's record ``index`` (prepared) for

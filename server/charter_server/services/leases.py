@@ -13,8 +13,10 @@ against the lease (``reported + 1 <= uses``, `charter_server.storage.offline.Lea
 unexpired, and returned (the holder says how many it spent; the rest go back at once, and the
 lease takes no more spending). Expiry is clipped to the end of the UTC day or month whose
 counter holds the uses, so a use is never spent in another period than it was counted in. Every
-lease has a report deadline, its expiry plus the report grace: records are accepted until then,
-and then the uses leased but not reported go back to the counters (reclaimed). Reclaiming is
+lease has a report deadline, its expiry plus the report grace: records are counted against the
+lease until then, and then the uses leased but not reported go back to the counters (reclaimed).
+A record that arrives later is still accepted and paid (`report_use`): its use is counted again
+in those counters, above their limits if the pool was spent meanwhile. Reclaiming is
 lazy: each lease or renewal call first reclaims a few leases past their deadline, and so does an
 ``Authorize`` that finds a quota used up (`charter_server.services.authorization.quotas`), so the
 pool recovers without a background worker on any replica, also where nothing leases any more.
@@ -22,6 +24,7 @@ pool recovers without a background worker on any replica, also where nothing lea
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -292,15 +295,64 @@ def reclaim_due(
     """Reclaim up to ``limit`` leases past their report deadline in ``uow`` (not committed; only
     those of one licensee's character when both are given): their uses leased but not reported go
     back to the counters; how many were reclaimed."""
-    count = 0
-    for lease_id in uow.leases.due(now, limit, licensee_id=licensee_id, character_id=character_id):
-        lease = uow.leases.reclaim(lease_id, now)
-        if lease is None:  # another transaction reclaimed it
-            continue
-        uow.leases.release(lease, lease.uses - lease.reported)
-        count += 1
-        log.info("lease.reclaimed", lease_id=lease_id, released=lease.uses - lease.reported)
-    return count
+    due = uow.leases.due(now, limit, licensee_id=licensee_id, character_id=character_id)
+    return sum(1 for lease_id in due if _reclaim(uow, lease_id, now))
+
+
+def _reclaim(uow: UnitOfWork, lease_id: str, now: datetime) -> bool:
+    """Reclaim one lease past its report deadline; whether this transaction did (not another)."""
+    lease = uow.leases.reclaim(lease_id, now)
+    if lease is None:  # another transaction reclaimed it, or it is not due
+        return False
+    uow.leases.release(lease, lease.uses - lease.reported)
+    log.info("lease.reclaimed", lease_id=lease_id, released=lease.uses - lease.reported)
+    return True
+
+
+class LeaseReport(enum.Enum):
+    """How a reported use counted against its lease (`report_use`)."""
+
+    IN_TIME = "in_time"
+    """By the report deadline: the use was counted in the quotas when the block was leased."""
+    LATE = "late"
+    """After it: the lease was reclaimed, its unreported uses given back, and this use counted
+    again in those counters, beyond their limits if need be (it happened; it is paid)."""
+    EXCEEDED = "exceeded"
+    """Refused: one use more than the lease holds."""
+
+
+def report_use(uow: UnitOfWork, lease_id: str, n: int, now: datetime) -> LeaseReport:
+    """Count ``n`` reported uses of a decision record against its lease (in ``uow``, not committed).
+
+    A record that arrives after the lease's report deadline is still a use that was decided within
+    the lease (`charter_server.services.decision_records` checked its time against the lease's
+    lifetime), so it is counted, once, and paid; a lease past its deadline that no one reclaimed
+    yet is reclaimed here first, so the counters get back exactly what was not reported and then
+    count the late use again.
+    """
+    if uow.leases.report(lease_id, n, now):
+        return LeaseReport.IN_TIME
+    lease = uow.leases.get(lease_id)
+    if lease is None:  # never deleted; the batch read it
+        return LeaseReport.EXCEEDED
+    if lease.state is not LeaseState.RECLAIMED:
+        if lease.report_deadline >= now:
+            return LeaseReport.EXCEEDED
+        _reclaim(uow, lease_id, now)
+    if not uow.leases.report_reclaimed(lease_id, n):
+        return LeaseReport.EXCEEDED
+    uow.leases.count_again(lease, n)
+    log.info("lease.reported_late", lease_id=lease_id, uses=n)
+    return LeaseReport.LATE
+
+
+def unreport_use(uow: UnitOfWork, lease_id: str, n: int, report: LeaseReport) -> None:
+    """Undo `report_use` earlier in this transaction (the record turned out to be a replay)."""
+    uow.leases.unreport(lease_id, n)
+    if report is LeaseReport.LATE:
+        lease = uow.leases.get(lease_id)
+        assert lease is not None
+        uow.leases.release(lease, n)
 
 
 def _licensee(principal: Principal) -> str:

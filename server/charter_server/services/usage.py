@@ -30,12 +30,19 @@ other (`StatementRepository.lock_rights_holders`), so a record can never slip in
 
 **Quotas are not counted here.** They are counted when ``Authorize`` allows a use (the only time
 a use can still be refused), and each receipt covers one use per allowed character, so no more
-uses can be reported than were counted.
+uses can be reported than were counted. The one exception is a decision record reported after its
+lease gave its unreported uses back (below): its use is counted again then.
 
 **Offline uses** come with a decision record in place of the receipt
 (`charter_server.services.decision_records`): checked against the licensee's keys, the grant and
 the lease before the transaction; in step 4 a record counts its use against its lease first (in
-lease order, so concurrent batches never deadlock) and then against its record id.
+lease order, so concurrent batches never deadlock) and then against its record id. A record that
+arrives after its lease's report deadline is accepted too (`late`): its use had gone back to the
+quotas with the lease's unreported uses and is counted in them again
+(`charter_server.services.leases.report_use`), so it is paid and the counters hold what happened.
+Such a batch also writes the counters' rows after its leases' rows, as a lease call that reclaims
+does in its own order; on PostgreSQL the two can deadlock, and the loser is answered
+``UNAVAILABLE`` with nothing written (a retry, same keys, is safe).
 
 **The service takes** `UsageRecordInput` values (``charter_server.api.convert_usage`` builds them
 from the wire) and answers with `UsageOutcome` values. The receipt is read by
@@ -62,9 +69,9 @@ from charter_server.domain.errors import (
     PermissionDenied,
 )
 from charter_server.domain.models import Principal, Role, UsageEntry
-from charter_server.domain.offline import LeaseState
 from charter_server.services.decision_records import OfflineBatch
 from charter_server.services.keys import KeyService
+from charter_server.services.leases import LeaseReport, report_use, unreport_use
 from charter_server.services.terms_rules import is_currency
 from charter_server.services.transparency.appender import LogAppender
 from charter_server.services.usage_receipts import ReceiptReader, ReceiptUse
@@ -125,6 +132,9 @@ class UsageOutcome:
     entry: UsageEntry | None = None
     duplicate: bool = False
     error: DomainError | None = None
+    late: bool = False
+    """Accepted now although its quota lease was past its report deadline: its use had gone back
+    to the quotas and was counted in them again (`charter_server.services.leases.report_use`)."""
 
 
 @dataclass(slots=True)
@@ -134,6 +144,8 @@ class _Candidate:
     lease_id: str = ""
     offline: bool = False
     receipt_digest: bytes = b""  # the receipt's name in the transparency log (empty for a decision record)
+    late: bool = False  # counted against a lease past its report deadline (`LeaseReport.LATE`)
+    report_deadline: datetime | None = None  # its lease's, as read before the transaction
 
 
 class UsageService:
@@ -224,7 +236,9 @@ class UsageService:
                 entry = candidate.entry
                 error = _count(uow, candidate, now)
                 if error is None:
-                    outcomes[candidate.index] = UsageOutcome(candidate.index, entry.idempotency_key, entry=entry)
+                    outcomes[candidate.index] = UsageOutcome(
+                        candidate.index, entry.idempotency_key, entry=entry, late=candidate.late
+                    )
                     if self._log is not None:  # an accepted record is logged with it (a retry is not)
                         self._log.usage(uow, entry, candidate.receipt_digest)
                 else:
@@ -235,7 +249,8 @@ class UsageService:
             uow.usage.roll_up([o.entry for o in outcomes.values() if o.entry is not None and not o.duplicate])
             uow.commit()
         added = sum(1 for o in outcomes.values() if o.entry is not None and not o.duplicate)
-        log.info("usage.reported", licensee_id=licensee_id, records=len(candidates), added=added)
+        late = sum(1 for o in outcomes.values() if o.late)
+        log.info("usage.reported", licensee_id=licensee_id, records=len(candidates), added=added, late=late)
         return outcomes
 
     def _candidate(
@@ -298,22 +313,26 @@ class UsageService:
             statement_period=period,
             accept_time=now,
         )
-        return _Candidate(index, entry, lease_id, bool(record.decision_record), use.receipt_digest)
+        candidate = _Candidate(index, entry, lease_id, bool(record.decision_record), use.receipt_digest)
+        candidate.report_deadline = offline.report_deadline(lease_id)
+        return candidate
 
 
 def _count(uow: UnitOfWork, candidate: _Candidate, now: datetime) -> DomainError | None:
     """Count a new record's use against its lease and its receipt (or decision record); the error
     that refuses it, or None."""
     entry = candidate.entry
-    if candidate.lease_id and not uow.leases.report(candidate.lease_id, entry.uses, now):
-        lease = uow.leases.get(candidate.lease_id)
-        if lease is not None and lease.report_deadline >= now and lease.state is not LeaseState.RECLAIMED:
+    counted = None
+    if candidate.lease_id:
+        counted = report_use(uow, candidate.lease_id, entry.uses, now)
+        if counted is LeaseReport.EXCEEDED:
             return FailedPrecondition("the lease's uses are all reported already", reason="LEASE_EXCEEDED")
-        return FailedPrecondition("the lease is past its report deadline", reason="LEASE_CLOSED")
+        candidate.late = counted is LeaseReport.LATE
     if uow.usage.consume_receipt(entry.receipt_id, entry.character_id, entry.uses, USES_PER_RECEIPT):
         return None
-    if candidate.lease_id:
-        uow.leases.unreport(candidate.lease_id, entry.uses)
+    if counted is not None:
+        unreport_use(uow, candidate.lease_id, entry.uses, counted)
+        candidate.late = False
     if candidate.offline:
         return FailedPrecondition(
             "the decision record's use was already reported under another idempotency key",
@@ -341,7 +360,11 @@ def _answer_repeat(
                 "this idempotency key was already used for a different record", reason="IDEMPOTENCY_KEY_REUSED"
             ),
         )
-    return UsageOutcome(candidate.index, key, entry=earlier, duplicate=True)
+    if first is not None:
+        late = first.late
+    else:  # accepted by an earlier call: late if after its lease's report deadline (frozen since)
+        late = candidate.report_deadline is not None and earlier.accept_time > candidate.report_deadline
+    return UsageOutcome(candidate.index, key, entry=earlier, duplicate=True, late=late)
 
 
 def _statement_period(month: str, closed: set[str]) -> str:

@@ -43,6 +43,17 @@ _REPORT = (
     )
     .values(reported=_LEASES.c.reported + bindparam("n"))
 )
+# A record reported after its lease was reclaimed (it arrived past the report deadline): still
+# never more uses than leased, and only once the reclaim has given the unreported uses back.
+_REPORT_RECLAIMED = (
+    update(_LEASES)
+    .where(
+        _LEASES.c.lease_id == bindparam("b_lease_id"),
+        _LEASES.c.state == LeaseState.RECLAIMED.value,
+        _LEASES.c.reported + bindparam("n") <= _LEASES.c.uses,
+    )
+    .values(reported=_LEASES.c.reported + bindparam("n"))
+)
 _REPORT_BACK = (
     update(_LEASES)
     .where(_LEASES.c.lease_id == bindparam("b_lease_id"))
@@ -201,8 +212,16 @@ class LeaseRepository:
 
     def release(self, lease: QuotaLeaseRecord, n: int) -> None:
         """Give ``n`` uses of a lease back to every counter that holds them."""
-        if n <= 0:
-            return
+        if n > 0:
+            self._move(lease, -n)
+
+    def count_again(self, lease: QuotaLeaseRecord, n: int) -> None:
+        """Count ``n`` uses of a reclaimed lease again in every counter it gave them back to,
+        whatever the limits: the uses happened (their records arrived after the report deadline)."""
+        if n > 0:
+            self._move(lease, n)
+
+    def _move(self, lease: QuotaLeaseRecord, n: int) -> None:
         for period in (lease.day_period, lease.month_period):
             if period:
                 self._session.execute(
@@ -212,11 +231,11 @@ class LeaseRepository:
                         QuotaCounterRow.character_id == lease.character_id,
                         QuotaCounterRow.period == period,
                     )
-                    .values(used=QuotaCounterRow.used - n)
+                    .values(used=QuotaCounterRow.used + n)
                 )
         if lease.capped:
             self._session.execute(
-                update(GrantUseRow).where(GrantUseRow.grant_id == lease.grant_id).values(used=GrantUseRow.used - n)
+                update(GrantUseRow).where(GrantUseRow.grant_id == lease.grant_id).values(used=GrantUseRow.used + n)
             )
 
     # Leases -----------------------------------------------------------------------------------
@@ -278,6 +297,12 @@ class LeaseRepository:
         """Count ``n`` reported uses against a live lease if that stays within its uses and its
         report deadline has not passed; whether it did."""
         result = self._session.execute(_REPORT, {"b_lease_id": lease_id, "n": n, "now": now})
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def report_reclaimed(self, lease_id: str, n: int) -> bool:
+        """Count ``n`` uses reported late against a reclaimed lease if that stays within its uses;
+        whether it did (the caller counts them again with `count_again`)."""
+        result = self._session.execute(_REPORT_RECLAIMED, {"b_lease_id": lease_id, "n": n})
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def unreport(self, lease_id: str, n: int) -> None:
