@@ -10,23 +10,28 @@ another loopback port, calling it as a rights holder's key, as in production. Th
 * ``--characters`` characters (default 10,000), the generated catalogue of ``bench_import.py``
   (romanised and kana names, a quarter of them opted in), imported through ``ImportCharacters``;
 * ``--records`` usage records (default 1,000,000) of those characters by ``--licensees`` licensees
-  over the last 365 days. They are written straight into ``usage_records`` (in chunks, with the
-  same columns ``ReportUsage`` writes) and rolled up into ``usage_daily`` with the same statement
-  the migration uses: generating a million receipts and reports through the API would take the
-  better part of an hour on this machine, and what is measured here is reading them. (That
-  ``ReportUsage`` keeps the roll-up, and what that costs, is ``bench_usage.py``'s.)
+  over the last 365 days, the characters drawn from a Pareto distribution (a few busy ones, a long
+  tail). They are written straight into ``usage_records`` (in chunks of 20,000 with the same
+  columns ``ReportUsage`` writes: COPY on PostgreSQL, one prepared INSERT on SQLite) and rolled up
+  into ``usage_daily``, ``usage_daily_characters`` and ``usage_daily_licensees`` with the
+  statements of migrations 0009 and 0013: generating a million receipts and reports through the
+  API would take the better part of an hour on this machine, and what is measured here is reading
+  them. (That ``ReportUsage`` keeps the roll-ups, and what that costs, is ``bench_usage.py``'s.)
 
 Then, signed in through the sign-in form like a person, each page is requested ``--requests``
 times one after another by an HTTP client in this process, and the p50/p95 of the console's own
 time for it is printed (from its ``Server-Timing`` header: the page's calls to the gRPC server,
 the database and the rendering, without the HTTP client's share): the catalogue searched for a
 kana name, the catalogue's first page, a character page (names, terms history, grants), the usage
-page over 365 days; and ``GetUsageSeries`` over 365 days through the SDK directly (the client's
-wall time). The baseline, measured in the same run: the sign-in page, which calls
-nothing, so each page's ratio to it is what the page's own work costs. Loops are bounded in count
-and time, and so is the run (``--time-limit``).
+page over 365 days; and ``GetUsageSeries`` over 365 days (20 series, per character and per
+licensee) through the SDK directly, timed by the Charter server's own ``charter_rpc_seconds``
+histogram (from the call's arrival to its serialized answer). Beside each: the client's wall p95,
+this process's CPU time per call (client, console and server together: steadier than times on a
+shared machine) and the 1-minute load average after it. The baseline, measured in the same run:
+the sign-in page, which calls nothing, so each page's ratio to it is what the page's own work
+costs. Loops are bounded in count and time, and so is the run (``--time-limit``).
 
-This is run by hand (about 3-5 minutes on SQLite on a 2-core machine, most of it building the
+This is run by hand (3-4 minutes per backend on a 2-core machine, most of it building the
 world), not in the test suite:
 
     .venv/bin/python bench/bench_console.py

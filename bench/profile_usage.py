@@ -42,6 +42,7 @@ STEPS = (
     ("    add_new (insert the records)", "repositories.py", "add_new"),
     ("    consume_receipt (per record)", "repositories.py", "consume_receipt"),
     ("    remove", "repositories.py", "remove"),
+    ("    roll_up (the three daily roll-ups)", "repositories/usage.py", "roll_up"),
     ("    commit", "uow.py", "commit"),
 )
 
