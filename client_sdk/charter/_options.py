@@ -238,6 +238,10 @@ class ClientConfig:
             # restarted server within seconds, not minutes.
             "grpc.initial_reconnect_backoff_ms": 500,
             "grpc.max_reconnect_backoff_ms": 3000,
+            # And a connection attempt that hangs (a server that accepts but does not answer yet,
+            # as one does while it starts) is given up after 3 s, not gRPC's default 20 s; calls
+            # made meanwhile wait for that attempt.
+            "grpc.min_reconnect_backoff_ms": 3000,
         }
         # Caller-supplied arguments win, so anything above can be overridden on purpose.
         merged.update(self.options)

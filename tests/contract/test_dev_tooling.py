@@ -71,3 +71,30 @@ def test_setup_fingerprint_covers_the_three_pyprojects(dev: ModuleType) -> None:
     names = {path.relative_to(ROOT).as_posix() for path in dev.PYPROJECTS}
     assert names == {"pyproject.toml", "client_sdk/pyproject.toml", "server/pyproject.toml"}
     assert dev.setup_fingerprint() == dev.setup_fingerprint()
+
+
+def test_the_installer_is_pinned_exactly(dev: ModuleType) -> None:
+    name, _, version = dev.UV_REQUIREMENT.partition("==")
+    assert name == "uv" and version.count(".") == 2
+
+
+@pytest.mark.parametrize(
+    ("installer", "uv_works", "tools"),
+    [("uv", True, ["pip", "uv"]), ("uv", False, ["pip", "uv", "pip", "pip"]), ("pip", True, ["pip", "pip"])],
+)
+def test_install_uses_uv_and_falls_back_to_pip(
+    dev: ModuleType, monkeypatch: pytest.MonkeyPatch, installer: str, uv_works: bool, tools: list[str]
+) -> None:
+    # The commands are recorded, not run: installing for real is what every CI run does.
+    ran: list[list[str]] = []
+
+    def attempt(args: list[object]) -> int:
+        ran.append([str(a) for a in args])
+        return 1 if not uv_works and "uv" in ran[-1][2:4] else 0
+
+    monkeypatch.setattr(dev, "attempt", attempt)
+    monkeypatch.setenv("CHARTER_INSTALLER", installer)
+    dev.install(["-e", "./server"])
+
+    assert [command[2] for command in ran] == tools
+    assert ran[-1][-2:] == ["-e", "./server"]

@@ -113,6 +113,14 @@ def test_channel_options_enable_retries_and_carry_the_service_config() -> None:
     assert options["grpc.primary_user_agent"] == f"charter-sdk/{charter.__version__}"
 
 
+def test_a_restarted_server_is_found_within_seconds() -> None:
+    options = dict(_config().channel_options())
+
+    # gRPC's defaults: two minutes between attempts, 20 s before a hanging attempt is given up.
+    assert options["grpc.max_reconnect_backoff_ms"] <= 3000
+    assert options["grpc.min_reconnect_backoff_ms"] <= 3000
+
+
 def test_disabled_retries_turn_grpc_retries_off() -> None:
     options = dict(_config(retry=None).channel_options())
 
