@@ -52,7 +52,7 @@ import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 from charter.grants import GrantStatus, Verification
 from charter.terms import CompiledTerms, DenyReason, Evaluation, UseContext
@@ -127,7 +127,7 @@ class Candidate(Protocol):
 C = TypeVar("C", bound=Candidate)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Outcome(Generic[C]):
     """The decision for one character.
 
@@ -145,13 +145,36 @@ class Outcome(Generic[C]):
     candidate: C | None = None
     evaluation: Evaluation | None = None
 
+    def __init__(
+        self,
+        allowed: bool,
+        reasons: tuple[DenyReason, ...],
+        candidate: C | None = None,
+        evaluation: Evaluation | None = None,
+    ) -> None:
+        # Written out rather than generated (as `charter.terms.UseContext`): a frozen dataclass
+        # sets each field through object.__setattr__, which made an outcome cost about a fifth of
+        # a warm offline decision; the slots' own descriptors set them at half the cost.
+        _set_allowed(self, allowed)
+        _set_reasons(self, reasons)
+        _set_candidate(self, candidate)
+        _set_evaluation(self, evaluation)
+
+
+_OUTCOME_SLOTS: Final[dict[str, Any]] = {name: Outcome.__dict__[name] for name in Outcome.__slots__}
+_set_allowed: Final = _OUTCOME_SLOTS["allowed"].__set__
+_set_reasons: Final = _OUTCOME_SLOTS["reasons"].__set__
+_set_candidate: Final = _OUTCOME_SLOTS["candidate"].__set__
+_set_evaluation: Final = _OUTCOME_SLOTS["evaluation"].__set__
 
 _LICENSEE_ARCHIVED: Final[Outcome[Candidate]] = Outcome(False, (DenyReason.LICENSEE_ARCHIVED,))
 _SUSPENDED: Final[Outcome[Candidate]] = Outcome(False, (DenyReason.CHARACTER_SUSPENDED,))
 _NOT_OPTED_IN: Final[Outcome[Candidate]] = Outcome(False, (DenyReason.CHARACTER_NOT_OPTED_IN,))
 _NO_GRANT: Final[Outcome[Candidate]] = Outcome(False, (DenyReason.NO_GRANT,))
+_OPTED_IN: Final = CharacterState.OPTED_IN
 _VERIFIED, _INVALID, _UNKNOWN_KEY = Integrity.VERIFIED, Integrity.INVALID, Integrity.UNKNOWN_KEY
-_ACTIVE, _REVOKED, _SUSPENDED_STATUS = GrantStatus.ACTIVE, GrantStatus.REVOKED, GrantStatus.SUSPENDED
+_GRANT_INVALID, _GRANT_REVOKED, _GRANT_SUSPENDED, _GRANT_NOT_YET_VALID, _GRANT_EXPIRED = GRANT_PROBLEM_ORDER
+_REVOKED, _SUSPENDED_STATUS = GrantStatus.REVOKED, GrantStatus.SUSPENDED
 _TIME_VERDICTS: Final = frozenset(
     {grant_pb2.GRANT_VERDICT_VALID, grant_pb2.GRANT_VERDICT_NOT_YET_VALID, grant_pb2.GRANT_VERDICT_EXPIRED}
 )
@@ -187,7 +210,7 @@ def decide(
     licensee_archived: bool,
     character: CharacterState,
     candidates: Sequence[C],
-    status: Callable[[str], GrantStatus],
+    status: Callable[[str], GrantStatus | None],
     use: UseContext,
 ) -> Outcome[C] | None:
     """Decide one character; see the module documentation for the order.
@@ -196,14 +219,15 @@ def decide(
         licensee_archived: Whether the licensee is archived.
         character: The character's state.
         candidates: Its candidate grants, newest first (by issue time).
-        status: A grant's lifecycle state by grant id, as the decider knows it.
+        status: A grant's lifecycle state by grant id, as the decider knows it; None counts as
+            ``ACTIVE`` (so that a mapping's ``get`` can serve, without a call of its own).
         use: The use, with the time of the decision.
 
     Returns:
         The outcome, or None when a candidate whose key the decider does not know comes before
         any candidate that allows (the caller must get the answer elsewhere).
     """
-    if licensee_archived or character is not CharacterState.OPTED_IN or not candidates:
+    if licensee_archived or character is not _OPTED_IN or not candidates:
         # Steps 1 to 3: no grant is looked at. The outcome names no candidate, so one shared
         # value serves every candidate type.
         return _refusal(licensee_archived, character)  # type: ignore[return-value]
@@ -211,28 +235,62 @@ def decide(
     reported: C | None = None
     reported_evaluation: Evaluation | None = None
     first: C | None = None
-    first_problem = DenyReason.GRANT_INVALID
+    first_problem = _GRANT_INVALID
     for candidate in candidates:
+        # `grant_problem`, written out: this loop is most of a warm offline decision.
         integrity = candidate.integrity
-        if integrity is _UNKNOWN_KEY:
+        if integrity is _VERIFIED:
+            # Only a verified grant's state is looked up: the id of one that does not verify is
+            # not to be trusted.
+            state = status(candidate.grant_id)
+            if state is _REVOKED:
+                problem = _GRANT_REVOKED
+            elif state is _SUSPENDED_STATUS:
+                problem = _GRANT_SUSPENDED
+            elif now < candidate.not_before:
+                problem = _GRANT_NOT_YET_VALID
+            elif now >= candidate.expire_time:
+                problem = _GRANT_EXPIRED
+            else:
+                terms = candidate.terms
+                assert terms is not None  # a verified grant has its terms
+                evaluation = terms.evaluate(use)
+                if evaluation.allowed:
+                    found = _ALLOWED.get(id(candidate))
+                    if found is not None and found.candidate is candidate and found.evaluation is evaluation:
+                        return found
+                    return _allowed(candidate, evaluation)
+                if reported is None:
+                    reported, reported_evaluation = candidate, evaluation
+                continue
+        elif integrity is _UNKNOWN_KEY:
             return None
-        # The state of a grant that does not verify is not looked up: its id is not to be trusted.
-        state = status(candidate.grant_id) if integrity is _VERIFIED else _ACTIVE
-        problem = grant_problem(candidate, state, now)
-        if problem is None:
-            terms = candidate.terms
-            assert terms is not None  # a verified grant has its terms
-            evaluation = terms.evaluate(use)
-            if evaluation.allowed:
-                return Outcome(True, (), candidate, evaluation)
-            if reported is None:
-                reported, reported_evaluation = candidate, evaluation
-        elif first is None:
+        else:
+            problem = _GRANT_INVALID
+        if first is None:
             first, first_problem = candidate, problem
     if reported is not None:
         assert reported_evaluation is not None
         return Outcome(False, reported_evaluation.reasons, reported, reported_evaluation)
     return Outcome(False, (first_problem,), first)
+
+
+# The allowing outcome of a candidate, kept while the same candidate allows with the same
+# (shared) evaluation: the offline authorizer decides again and again with the same candidates,
+# and building an outcome was the largest part of its warm decision. Keyed by the candidate's id;
+# an entry holds its candidate, so while it is kept no other object has that id. Bounded: cleared
+# when full (the server's candidates are new per request and only pass through).
+_ALLOWED: dict[int, Outcome[Any]] = {}
+_ALLOWED_LIMIT: Final = 1024
+
+
+def _allowed(candidate: C, evaluation: Evaluation) -> Outcome[C]:
+    """A new allowing outcome, kept in `_ALLOWED` (the look-up is written out in `decide`)."""
+    outcome = Outcome(True, (), candidate, evaluation)
+    if len(_ALLOWED) >= _ALLOWED_LIMIT:
+        _ALLOWED.clear()
+    _ALLOWED[id(candidate)] = outcome
+    return outcome
 
 
 def _refusal(licensee_archived: bool, character: CharacterState) -> Outcome[Candidate]:

@@ -3,6 +3,7 @@ decides or is reported, an unknown key, and `integrity_of` (no gRPC, no database
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -211,6 +212,74 @@ def test_the_state_of_an_invalid_grant_is_never_asked() -> None:
     assert outcome is not None
     assert outcome.reasons == (DenyReason.GRANT_INVALID,)
     assert asked == []
+
+
+def test_a_state_of_none_counts_as_active() -> None:
+    """A mapping's ``get`` may serve as ``status`` (the offline authorizer passes its view's)."""
+    grant = Grant("g1")
+
+    def decided(states: dict[str, GrantStatus]) -> Outcome[Grant] | None:
+        return decide(
+            licensee_archived=False,
+            character=CharacterState.OPTED_IN,
+            candidates=[grant],
+            status=states.get,
+            use=USE,
+        )
+
+    active, revoked = decided({}), decided({"g1": GrantStatus.REVOKED})
+
+    assert active is not None and (active.allowed, active.candidate) == (True, grant)
+    assert revoked is not None and revoked.reasons == (DenyReason.GRANT_REVOKED,)
+
+
+class Changing:
+    """A candidate whose terms change between decisions (a `Candidate` need not be immutable)."""
+
+    def __init__(self, terms: CompiledTerms) -> None:
+        self.grant_id = "g1"
+        self.integrity = Integrity.VERIFIED
+        self.not_before = NOW - timedelta(days=1)
+        self.expire_time = NOW + timedelta(days=1)
+        self.terms: CompiledTerms | None = terms
+
+
+def test_an_allowing_outcome_names_this_candidate_and_this_evaluation() -> None:
+    """Allowing outcomes are kept per candidate (`decide`'s speed); never one of another
+    candidate, equal or not, nor of another evaluation."""
+    other_terms = CompiledTerms.from_terms(
+        terms_pb2.Terms(permitted_use_types=[IMAGE], max_content_rating=TEEN, attribution_text="© Other")
+    )
+    one, equal = Grant("g1"), Grant("g1")
+    changing = Changing(ALLOWS)
+
+    first, again, other = run([one]), run([one]), run([equal])
+    before = decide(
+        licensee_archived=False, character=CharacterState.OPTED_IN, candidates=[changing], status={}.get, use=USE
+    )
+    changing.terms = other_terms
+    after = decide(
+        licensee_archived=False, character=CharacterState.OPTED_IN, candidates=[changing], status={}.get, use=USE
+    )
+
+    assert first is not None and again is not None and other is not None
+    assert first.candidate is one and again.candidate is one and other.candidate is equal
+    assert first == again == Outcome(True, (), one, ALLOWS.evaluate(USE))
+    assert before is not None and after is not None
+    assert before.evaluation is not None and before.evaluation.obligations is not None
+    assert after.evaluation is not None and after.evaluation.obligations is not None
+    assert before.evaluation.obligations.attribution_text == "© Studio"
+    assert after.evaluation.obligations.attribution_text == "© Other"
+
+
+def test_an_outcome_is_frozen() -> None:
+    outcome = run([Grant("g1")])
+
+    assert outcome is not None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        outcome.allowed = False  # type: ignore[misc]
+    assert [field.name for field in dataclasses.fields(Outcome)] == ["allowed", "reasons", "candidate", "evaluation"]
+    assert Outcome(False, (DenyReason.NO_GRANT,)) == Outcome(False, (DenyReason.NO_GRANT,), None, None)
 
 
 def _claims(licensee_id: str = "lic_1", character_id: str = "chr_1") -> grant_pb2.GrantClaims:

@@ -26,7 +26,6 @@ _LEASE_EXPIRED: Final = DenyReason.LEASE_EXPIRED
 def decide_offline(
     character_id: str,
     context: UseContext,
-    *,
     held: tuple[Held, ...] | None,
     ring: KeyRing | None,
     view: RevocationView,
@@ -70,16 +69,17 @@ def decide_offline(
     if state is _OPTED_IN:  # a character suspended or not opted in is denied whatever grants are held
         if not held or ring is None:
             return _UNREACHABLE
+        add = candidates.append
         for grant in held:
             checked = grant.checked
             if checked is None or checked.ring is not ring:
                 checked = check(grant, ring, context.time)
-            candidates.append(checked)
+            add(checked)
     outcome = decide(
         licensee_archived=licensee_archived,
         character=state,
         candidates=candidates,
-        status=view.status,
+        status=view.statuses.get,  # None: active (`RevocationView.status` without its call)
         use=context,
     )
     if outcome is None:
