@@ -119,7 +119,11 @@ class PromptScreen:
             # process's objects: out of the cyclic collector's sight, a full collection no longer
             # walks them. With them it took 150-170 ms each, a pause of whatever call was running
             # (the p95 of a year's usage series, measured with bench_console.py); now a few ms.
-            gc.freeze()
+            # Once per process (the loaded objects are the process's, not this screen's), and after
+            # a collection, so that only live objects are frozen: a frozen cycle is never freed.
+            if not gc.get_freeze_count():
+                gc.collect()
+                gc.freeze()
             log.info(
                 "screen.warmed", seconds=round(time.perf_counter() - started, 3), frozen_objects=gc.get_freeze_count()
             )

@@ -36,7 +36,7 @@ import structlog
 
 from charter_server.domain.clock import Clock
 from charter_server.domain.errors import FailedPrecondition, NotFound, PermissionDenied
-from charter_server.domain.models import LineSums, Principal, Role
+from charter_server.domain.models import LineSums, Principal, RightsHolder, Role
 from charter_server.services import pagination
 from charter_server.services.ownership import not_owned
 from charter_server.services.validation import Checker
@@ -278,9 +278,11 @@ def _licensee_scope(principal: Principal, licensee_id: str) -> str | None:
     return licensee_id or None
 
 
-def require_rights_holder(uow: UnitOfWork, rights_holder_id: str) -> None:
-    if uow.rights_holders.get(rights_holder_id) is None:
+def require_rights_holder(uow: UnitOfWork, rights_holder_id: str) -> RightsHolder:
+    holder = uow.rights_holders.get(rights_holder_id)
+    if holder is None:
         raise NotFound("no such rights holder", reason="RIGHTS_HOLDER_NOT_FOUND")
+    return holder
 
 
 def _month(checker: Checker, field: str, value: str) -> bool:

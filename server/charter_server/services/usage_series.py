@@ -98,7 +98,7 @@ class UsageSeriesService:
         first_day, last_day = start.isoformat(), end.isoformat()
         only_character = character_id or None
         with self._db.uow() as uow:
-            statements.require_rights_holder(uow, rights_holder_id)
+            holder = statements.require_rights_holder(uow, rights_holder_id)  # and its name
             found = uow.usage.usage_series(
                 rights_holder_id,
                 first_day,
@@ -112,7 +112,6 @@ class UsageSeriesService:
             names = uow.display_names.lookup(
                 character_ids=() if by_licensee else ids,
                 licensee_ids=ids if by_licensee else (),
-                rights_holder_ids=[rights_holder_id],
             )
         by_key: dict[str, list[DailyUsage]] = defaultdict(list)
         for row in found.series_days:
@@ -124,7 +123,7 @@ class UsageSeriesService:
         every_day = ((start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1))
         return UsageSeriesResult(
             rights_holder_id=rights_holder_id,
-            rights_holder_display_name=names.rights_holders.get(rights_holder_id, ""),
+            rights_holder_display_name=holder.display_name,
             start_date=first_day,
             end_date=last_day,
             by_licensee=by_licensee,
