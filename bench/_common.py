@@ -117,6 +117,12 @@ def machine() -> str:
     )
 
 
+def load_average() -> str:
+    """The load average now, for a line of its own (figures taken under load are read with it)."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
 def today() -> str:
     """The UTC date of the run, ISO 8601."""
     return dt.datetime.now(dt.UTC).date().isoformat()

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import statistics
 import sys
 import threading
@@ -36,7 +35,7 @@ import time
 from collections.abc import Sequence
 
 import grpc
-from _common import Deadline, TimeLimitExceeded, fresh_database, line, machine, today
+from _common import Deadline, TimeLimitExceeded, fresh_database, line, load_average, machine, today
 from bench_authorize import AUTHORIZE_METHOD, LoadSpec, build_world, charter_server, client_process, percentile
 from charter.v1 import authorization_service_pb2 as az
 from charter.v1 import transparency_pb2 as tp
@@ -133,11 +132,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--probe-seconds", type=float, default=15.0, help="length of the probe's round (default 15)")
     parser.add_argument("--time-limit", type=float, default=600.0, help="hard limit of the whole run in seconds")
     return parser.parse_args(argv)
-
-
-def load_average() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,7 +39,17 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from _common import Deadline, Stopwatch, TimeLimitExceeded, fresh_database, line, machine, quiet_logs, today
+from _common import (
+    Deadline,
+    Stopwatch,
+    TimeLimitExceeded,
+    fresh_database,
+    line,
+    load_average,
+    machine,
+    quiet_logs,
+    today,
+)
 from charter import transparency
 from charter.transparency.tiles import Tile, append_leaves
 from charter.v1 import transparency_pb2 as tp
@@ -181,11 +191,6 @@ def entry_overhead(backend: str, count: int) -> float:
             return relation_bytes(db, "log_entries") / count
         finally:
             db.dispose()
-
-
-def load_average() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def node_hash_us(rounds: int = 20, batch: int = 20_000) -> float:
