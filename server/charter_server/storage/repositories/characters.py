@@ -81,6 +81,18 @@ def _alias_json(alias: Alias) -> dict[str, object]:
     }
 
 
+def _screen_character(cid: Any, name: Any, ambiguous: Any, aliases: Any, keyword_sets: Any) -> ScreenCharacter:
+    """What the screen needs of a character, from its row's columns."""
+    return ScreenCharacter(
+        str(cid),
+        (
+            ScreenName(str(name), bool(ambiguous)),
+            *(ScreenName(str(a["value"]), bool(a["ambiguous"]), bool(a.get("derived", False))) for a in aliases),
+        ),
+        tuple(_keyword_set(k) for k in keyword_sets or ()),
+    )
+
+
 def _keyword_set(value: dict[str, Any]) -> KeywordSet:
     return KeywordSet(str(value["name"]), tuple(tuple(str(v) for v in k) for k in value["keywords"]))
 
@@ -275,17 +287,7 @@ class CharacterRepository:
             ).order_by(CharacterRow.seq)
         )
         return [
-            ScreenCharacter(
-                str(cid),
-                (
-                    ScreenName(str(name), bool(ambiguous)),
-                    *(
-                        ScreenName(str(a["value"]), bool(a["ambiguous"]), bool(a.get("derived", False)))
-                        for a in aliases
-                    ),
-                ),
-                tuple(_keyword_set(k) for k in keyword_sets or ()),
-            )
+            _screen_character(cid, name, ambiguous, aliases, keyword_sets)
             for cid, name, ambiguous, aliases, keyword_sets in rows
         ]
 
@@ -312,17 +314,7 @@ class CharacterRepository:
             (
                 int(seq),
                 RegistryEntry(
-                    ScreenCharacter(
-                        str(cid),
-                        (
-                            ScreenName(str(name), bool(ambiguous)),
-                            *(
-                                ScreenName(str(a["value"]), bool(a["ambiguous"]), bool(a.get("derived", False)))
-                                for a in aliases
-                            ),
-                        ),
-                        tuple(_keyword_set(k) for k in keyword_sets or ()),
-                    ),
+                    _screen_character(cid, name, ambiguous, aliases, keyword_sets),
                     str(holder),
                     CharacterState(state),
                 ),
