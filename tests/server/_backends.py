@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +124,15 @@ class BackendProcess:
     def call(self, op: str, *, timeout: float = 30, **fields: Any) -> dict[str, Any]:
         self.send(op, **fields)
         return self.receive(timeout)
+
+    def wait_status(self, key: str, seconds: float) -> dict[str, Any]:
+        """Ask for the status until its ``key`` is truthy or ``seconds`` pass; the last status."""
+        deadline = time.monotonic() + seconds
+        status = self.call("status")
+        while not status[key] and time.monotonic() < deadline:
+            time.sleep(0.1)
+            status = self.call("status")
+        return status
 
     def kill(self) -> int:
         """SIGKILL: no lease returned, nothing flushed, nothing saved."""

@@ -39,7 +39,7 @@ from charter.v1 import grant_pb2
 from charter_server.storage.database import Database
 from sqlalchemy import text
 
-from ._backends import FEE, Deployment, backend_config, dead_target, make_world, spawn_backend
+from ._backends import FEE, BackendProcess, Deployment, World, backend_config, dead_target, make_world, spawn_backend
 from ._support import prepare_database
 
 pytestmark = pytest.mark.slow
@@ -117,6 +117,22 @@ def _decided(outcomes: list[dict[str, Any]]) -> list[tuple[object, ...]]:
     return [(o["offline"], o["allowed"], o["receipt"], o["records"], o["reported"]) for o in outcomes]
 
 
+def _report_on_return(
+    backend: BackendProcess, target: str, admin: str, world: World, *, ahead: timedelta
+) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """Once the backend's view is current again: its queued reports flushed, a second flush, and
+    the statement of the month the uses happened in (``ahead`` of the system clock's now)."""
+    backend.wait_status("current", 20)
+    flushed = backend.call("flush")
+    again = backend.call("flush")
+    with charter.Client(target, api_key=admin) as staff:
+        happened = datetime.now(UTC) + ahead
+        statement = staff.get_statement(
+            rights_holder_id=world.rights_holder_id, period=f"{happened:%Y-%m}", licensee_id=world.licensee_id
+        )
+    return flushed, again, statement
+
+
 def test_a_backend_offline_for_an_hour_reports_every_use_once_when_it_comes_back(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hour.db'}"
     offset = tmp_path / "server-clock-offset"
@@ -134,9 +150,7 @@ def test_a_backend_offline_for_an_hour_reports_every_use_once_when_it_comes_back
         )
         # The capped grant's first use is decided (and counted) by the server; then a lease is held.
         online = backend.call("license", character=capped)["outcomes"]
-        deadline = time.monotonic() + 15
-        while not backend.call("status")["leases"] and time.monotonic() < deadline:
-            time.sleep(0.1)
+        backend.wait_status("leases", 15)
 
         assert server.kill() == -9
         offline: dict[str, list[dict[str, Any]]] = {plain: [], capped: []}
@@ -149,16 +163,7 @@ def test_a_backend_offline_for_an_hour_reports_every_use_once_when_it_comes_back
 
         offset.write_text("3600")  # the server comes back an hour later
         server = deployment.restart(server, "server", kill=True)
-        deadline = time.monotonic() + 20
-        while not backend.call("status")["current"] and time.monotonic() < deadline:
-            time.sleep(0.1)
-        flushed = backend.call("flush")
-        again = backend.call("flush")
-        with charter.Client(server.target, api_key=admin) as staff:
-            happened = datetime.now(UTC) + timedelta(seconds=3600)
-            statement = staff.get_statement(
-                rights_holder_id=world.rights_holder_id, period=f"{happened:%Y-%m}", licensee_id=world.licensee_id
-            )
+        flushed, again, statement = _report_on_return(backend, server.target, admin, world, ahead=timedelta(hours=1))
         closed = backend.close()
     finally:
         if backend is not None:
@@ -216,9 +221,7 @@ def test_a_backend_cut_off_past_its_leases_report_deadline_is_paid_for_every_use
             tmp_path / "backend.log",
         )
         online = backend.call("license", character=capped)["outcomes"]
-        deadline = time.monotonic() + 15
-        while not backend.call("status")["leases"] and time.monotonic() < deadline:
-            time.sleep(0.1)
+        backend.wait_status("leases", 15)
 
         assert server.kill() == -9
         spent = backend.call("license", character=capped, count=3)["outcomes"]
@@ -226,16 +229,8 @@ def test_a_backend_cut_off_past_its_leases_report_deadline_is_paid_for_every_use
         expired = backend.call("license", character=capped)["outcomes"]  # the lease ran out meanwhile
         offset.write_text("3600")  # the server comes back an hour later
         server = deployment.restart(server, "server", kill=True)
-        deadline = time.monotonic() + 20
-        while not backend.call("status")["current"] and time.monotonic() < deadline:
-            time.sleep(0.1)
-        flushed = backend.call("flush")
-        again = backend.call("flush")
-        with charter.Client(server.target, api_key=admin) as staff:
-            happened = datetime.now(UTC)  # the uses happened before the outage
-            statement = staff.get_statement(
-                rights_holder_id=world.rights_holder_id, period=f"{happened:%Y-%m}", licensee_id=world.licensee_id
-            )
+        # The uses happened before the outage.
+        flushed, again, statement = _report_on_return(backend, server.target, admin, world, ahead=timedelta(0))
         closed = backend.close()
     finally:
         if backend is not None:

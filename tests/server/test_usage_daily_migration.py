@@ -29,6 +29,21 @@ def _revision_creating(table: str) -> str:
     return str(naming[-1].revision)  # walk_revisions goes from the heads down
 
 
+def _parent(revision: str) -> str:
+    """The revision the given one follows."""
+    before = ScriptDirectory.from_config(migrate.alembic_config()).get_revision(revision).down_revision
+    assert isinstance(before, str)
+    return before
+
+
+def _downgrade(db: Database, revision: str) -> None:
+    """Take the schema back down to ``revision`` (so the database is left as it was found)."""
+    config = migrate.alembic_config()
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
 def _record(holder: str, character: str, licensee: str, when: datetime, uses: int, duration: int) -> dict[str, object]:
     return {
         "id": ids.new_id("usage"),
@@ -56,9 +71,7 @@ def test_the_roll_up_migration_adds_up_the_existing_records_per_utc_day(fresh_da
     db = Database(fresh_database_url)
     try:
         revision = _revision_creating("usage_daily")
-        script = ScriptDirectory.from_config(migrate.alembic_config())
-        before = script.get_revision(revision).down_revision
-        assert isinstance(before, str)
+        before = _parent(revision)
         migrate.upgrade(db.engine, before)
         rows = [
             _record("rh_a", "chr_1", "lic_1", datetime(2031, 3, 1, 0, 0, 1, tzinfo=UTC), 1, 1500),
@@ -85,10 +98,7 @@ def test_the_roll_up_migration_adds_up_the_existing_records_per_utc_day(fresh_da
                     )
                 )
             )
-        config = migrate.alembic_config()
-        with db.engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.downgrade(config, before)
+        _downgrade(db, before)
     finally:
         db.dispose()
     assert found == [
@@ -118,9 +128,7 @@ def test_the_roll_ups_per_character_and_per_licensee_add_up_usage_daily(fresh_da
     try:
         revision = _revision_creating("usage_daily_characters")
         assert revision == _revision_creating("usage_daily_licensees")
-        script = ScriptDirectory.from_config(migrate.alembic_config())
-        before = script.get_revision(revision).down_revision
-        assert isinstance(before, str)
+        before = _parent(revision)
         migrate.upgrade(db.engine, before)
         rows = [
             _daily("rh_a", "2031-03-01", "chr_1", "lic_1", 2, 2, 2000),
@@ -159,10 +167,7 @@ def test_the_roll_ups_per_character_and_per_licensee_add_up_usage_daily(fresh_da
                     )
                 )
             )
-        config = migrate.alembic_config()
-        with db.engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.downgrade(config, before)
+        _downgrade(db, before)
     finally:
         db.dispose()
     assert per_character == [
