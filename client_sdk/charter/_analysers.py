@@ -5,6 +5,7 @@ both when it starts (`WordSegmenter.warm`), so that no request pays for it."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable
 from functools import lru_cache
@@ -38,7 +39,7 @@ class WordSegmenter:
     def learn(self, names: Iterable[str]) -> None:
         """Add names written in hanzi to jieba's dictionary, so that a registered name is one word
         of the Chinese analyser (jieba takes words at run time; UniDic is compiled)."""
-        new = {n for n in names if len(n) > 1 and all(_han(c) for c in n)} - self._learned
+        new = {n for n in names if _HAN_WORD.fullmatch(n)} - self._learned
         with self._lock:
             self._learned |= new
             if self._jieba is not None:
@@ -120,7 +121,5 @@ def default_segmenter() -> WordSegmenter:
     return WordSegmenter()
 
 
-def _han(ch: str) -> bool:
-    """Whether ``ch`` is a Han character (kanji, hanzi), the script jieba segments."""
-    code = ord(ch)
-    return 0x3400 <= code <= 0x4DBF or 0x4E00 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF or code >= 0x20000
+# A word of two or more Han characters (kanji, hanzi: the script jieba segments), checked in C.
+_HAN_WORD = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0010ffff]{2,}")

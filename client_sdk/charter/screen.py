@@ -60,18 +60,18 @@ with the same boundary rules, anywhere and in any order (`Rule.DESCRIPTION`, bes
 
 from __future__ import annotations
 
-import itertools
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from charter._analysers import Segmenter, WordSegmenter, default_segmenter
-from charter._search import ANALYSER_BUDGET, MAX_OCCURRENCES, KeywordRef, ScreenWork, Search, cjk_kind, outermost
+from charter._screen_keys import KeyTable, own_characters
+from charter._search import ANALYSER_BUDGET, MAX_OCCURRENCES, ScreenWork, Search, outermost
 from charter.decisions import Detection, DetectionRule
-from charter.names import is_cjk, is_word_char, normalize
+from charter.names import is_cjk, normalize
 
 __all__ = [
     "ANALYSER_BUDGET",
@@ -207,82 +207,19 @@ def _skeleton(text: str) -> str:
 
 # ---- Building --------------------------------------------------------------------------------
 
-_RANK = {rule: rank for rank, rule in enumerate(Rule)}  # which rule a key reports when several apply
-_LONG = re.compile(r"ō|ô|ou|oo|ū|û|uu")
-_LONG_SPELLINGS = {"o": ("o", "ou", "oo"), "u": ("u", "uu")}
-_MAX_LONG_VOWELS = 4  # 3^4 spellings at most per name
 
-
-# The characters of `charter.names.is_cjk`, as one class (a search of it runs in C).
-_CJK = re.compile(
-    "[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003ffff\u3005]"
-)
-
-
-def _latin(key: str) -> bool:
-    """Whether a key is written in a spaced script (it has no CJK character)."""
-    return key.isascii() or not _CJK.search(key)
-
-
-def _long_vowel_spellings(value: str) -> list[str]:
-    """Every spelling of ``value``'s long vowels (ō, ou, oo; ū, uu), as normalised keys."""
-    text = unicodedata.normalize("NFKC", value).casefold()
-    parts = _LONG.split(text)
-    vowels = ["o" if m in ("ō", "ô", "ou", "oo") else "u" for m in _LONG.findall(text)]
-    if not vowels or len(vowels) > _MAX_LONG_VOWELS:
-        return []
-    keys = []
-    for choice in itertools.product(*(_LONG_SPELLINGS[v] for v in vowels)):
-        spelled = parts[0] + "".join(c + p for c, p in zip(choice, parts[1:], strict=True))
-        keys.append(normalize(spelled))
-    return keys
-
-
-def _variants(name: ScreenName, key: str, east_asian: bool) -> list[tuple[str, Rule]]:
-    """The keys a name is found under, with their rules (its own key first)."""
-    own = Rule.READING if name.reading else Rule.EXACT
-    found = [(key, own)]
-    if not _latin(key) or not any(c.isalpha() for c in key):
-        return found
-    words = key.split(" ")
-    compact = "".join(words)
-    if len(words) > 1:
-        found.append((compact, Rule.JOINED))
-    if len(compact) >= 3:
-        found.append((" ".join(compact), Rule.SPACED))
-    if len(words[-1]) > 2 and words[-1][-1] == "y" and words[-1][-2] not in "aeiou":
-        found.append((key[:-1] + "ies", Rule.PLURAL))
-    if east_asian:
-        reversible = len(words) == 2 and not name.ambiguous
-        if reversible:
-            found.append((f"{words[1]} {words[0]}", Rule.REVERSED_ORDER))
-        for spelled in _long_vowel_spellings(name.value):
-            found.append((spelled, Rule.LONG_VOWEL))
-            parts = spelled.split(" ")
-            if reversible and len(parts) == 2:
-                found.append((f"{parts[1]} {parts[0]}", Rule.LONG_VOWEL))
-    return found
-
-
-@dataclass(slots=True)
-class _Key:
-    """What one key of the automaton stands for."""
-
-    entries: dict[str, tuple[str, bool, Rule]] = field(default_factory=dict)
-    keywords: list[KeywordRef] = field(default_factory=list)
-
-    def add(self, character_id: str, value: str, ambiguous: bool, rule: Rule) -> None:
-        found = self.entries.get(character_id)
-        if found is None:
-            self.entries[character_id] = (value, ambiguous, rule)
-            return
-        # Ambiguous only if every name of the character with this key is; the best rule reports.
-        best = found if _RANK[found[2]] <= _RANK[rule] else (value, ambiguous, rule)
-        self.entries[character_id] = (best[0], found[1] and ambiguous, best[2])
-
-
-def _bounded(ch: str) -> bool:
-    return is_word_char(ch)
+def _collisions(table: KeyTable) -> tuple[tuple[tuple[str, str, str], ...], frozenset[str]]:
+    """The look-alike merges that are not applied: (the key a name turns into, its character, the
+    character whose own name that key is), and those keys."""
+    collisions = []
+    suppressed = set()
+    for character_id, value in table.skeleton_names:
+        merged = look_alike_key(value) or ""
+        found = table.values.get(merged)
+        for other in sorted(own_characters(found) - {character_id}) if found is not None else ():
+            collisions.append((merged, character_id, other))
+            suppressed.add(merged)
+    return tuple(collisions), frozenset(suppressed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,76 +247,74 @@ class ScreenIndex:
     _suppressed: frozenset[str] = frozenset()
     _longest: int = 0  # the length of the longest key
 
+    _table: KeyTable | None = None  # what it was built from, for the next generation
+
     @classmethod
     def build(
-        cls, characters: Iterable[ScreenCharacter], *, segmenter: Segmenter | None = None, marker: object = None
+        cls,
+        characters: Iterable[ScreenCharacter],
+        *,
+        segmenter: Segmenter | None = None,
+        marker: object = None,
+        previous: ScreenIndex | None = None,
     ) -> ScreenIndex:
         """Index every name, variant and keyword of ``characters``.
 
+        With ``previous``, only the characters that differ from those it was built from are
+        derived again (their names normalised, their variants made): the index is the same as
+        without, in less time when few changed. That holds when ``characters`` keeps the order
+        of ``previous``'s, new ones after; otherwise everything is derived again.
+
         Args:
-            characters: The characters, each with its names (the canonical name first).
-            segmenter: The analyser for CJK word boundaries (a `WordSegmenter` by default).
+            characters: The characters, each with its names (the canonical name first), each id once.
+            segmenter: The analyser for CJK word boundaries (``previous``'s, else a
+                `WordSegmenter`, by default).
             marker: Kept on the index for its owner.
+            previous: An earlier generation to derive from.
         """
+        table, learned = None, None
+        if previous is not None and previous._table is not None:
+            characters = list(characters)  # read twice when the order is not previous's
+            updated = previous._table.update(characters, _has_look_alikes)
+            if updated is not None:
+                table, learned = updated
+                if segmenter is None or segmenter is previous.segmenter:
+                    segmenter = previous.segmenter
+                else:  # another analyser: it learns every name
+                    learned = tuple(table.characters.values())
+        if table is None:
+            table = KeyTable.build(characters, _has_look_alikes)
+            learned = tuple(table.characters.values())
+        segmenter = segmenter if segmenter is not None else default_segmenter()
+        segmenter.learn(n.value for c in learned or () for n in c.names)
+        return cls._of(table, segmenter, marker)
+
+    @classmethod
+    def _of(cls, table: KeyTable, segmenter: Segmenter, marker: object) -> ScreenIndex:
+        """The index of ``table``: its automaton filled (every key: C calls only) and made."""
         import ahocorasick
 
-        by_key: dict[str, _Key] = {}
-        own_keys: dict[str, set[str]] = {}  # name key → characters (for look-alike merges)
-        sets: list[tuple[str, KeywordSet]] = []
-        skeleton_names: list[tuple[str, str]] = []  # (character id, name) with look-alike characters
-        learned: list[ScreenName] = []
-        count = 0
-        for character in characters:
-            count += 1
-            keyed = [(n, normalize(n.value)) for n in character.names]
-            east_asian = any(_CJK.search(n.value) for n in character.names)
-            learned.extend(character.names)
-            for name, key in keyed:
-                if not key:
-                    continue
-                own_keys.setdefault(key, set()).add(character.id)
-                if not name.value.isascii() and _has_look_alikes(name.value):
-                    skeleton_names.append((character.id, name.value))
-                for variant, rule in _variants(name, key, east_asian):
-                    if variant:
-                        by_key.setdefault(variant, _Key()).add(character.id, name.value, name.ambiguous, rule)
-            for keyword_set in character.keyword_sets:
-                position = len(sets)
-                sets.append((character.id, keyword_set))
-                for number, variants in enumerate(keyword_set.keywords):
-                    for variant in variants:
-                        if variant_key := normalize(variant):
-                            refs = by_key.setdefault(variant_key, _Key()).keywords
-                            if (position, number) not in refs:
-                                refs.append((position, number))
-        collisions = []
-        suppressed = set()
-        for character_id, value in skeleton_names:
-            merged = look_alike_key(value) or ""
-            for other in sorted(own_keys.get(merged, set()) - {character_id}):
-                collisions.append((merged, character_id, other))
-                suppressed.add(merged)
-        segmenter = segmenter if segmenter is not None else default_segmenter()
-        segmenter.learn(c.value for c in learned)
-        if not by_key:
-            return cls(None, 0, count, segmenter=segmenter, marker=marker)
+        values = table.values
+        if not values:
+            return cls(None, 0, len(table.characters), segmenter=segmenter, marker=marker, _table=table)
+        collisions, suppressed = _collisions(table)
         automaton = ahocorasick.Automaton()
-        for key, meaning in by_key.items():
-            entries = tuple((cid, alias, ambiguous, rule) for cid, (alias, ambiguous, rule) in meaning.entries.items())
-            bounds = (_bounded(key[0]), _bounded(key[-1]), cjk_kind(key[0]), cjk_kind(key[-1]))
-            automaton.add_word(key, (len(key), *bounds, entries, tuple(meaning.keywords), key))
+        add = automaton.add_word
+        for key, value in values.items():
+            add(key, value)
         automaton.make_automaton()
         return cls(
             automaton,
-            names=len(own_keys),
-            characters=count,
-            keys=len(by_key),
-            keyword_sets=tuple(sets),
-            skeleton_collisions=tuple(collisions),
+            names=table.names,
+            characters=len(table.characters),
+            keys=len(values),
+            keyword_sets=table.keyword_sets,
+            skeleton_collisions=collisions,
             segmenter=segmenter,
             marker=marker,
-            _suppressed=frozenset(suppressed),
-            _longest=max(map(len, by_key)),
+            _suppressed=suppressed,
+            _longest=max(map(len, values)),
+            _table=table,
         )
 
     def find(self, prompt: str, *, work: ScreenWork | None = None) -> list[Detection]:

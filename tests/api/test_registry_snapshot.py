@@ -25,9 +25,11 @@ import pytest
 from charter.decision_records import DecisionRecordSigner, generate_key
 from charter.decisions import Decision
 from charter.grants import KeyRing
+from charter.names import normalize
 from charter.offline import OfflineAuthorizer
 from charter.offline.cache import SNAPSHOT_FILE_NAME, load_snapshot, save_snapshot
 from charter.offline.snapshot import MAX_PAGES, Registry, SnapshotInvalid, pack, unpack, verify_page
+from charter.screen import ScreenIndex
 from charter.terms import DenyReason
 from charter.v1 import api_key_pb2, character_pb2, grant_pb2, offline_pb2, terms_pb2
 from charter.v1 import offline_service_pb2 as osv
@@ -322,15 +324,27 @@ def test_a_new_alias_is_screened_offline_once_its_delta_arrives(
     added = f"Nym{_marker()}"
     with _authorizer(generator) as authorizer:
         assert authorizer.wait_screen(timeout=WAIT)
+        held = authorizer._registry
         before = authorizer.snapshot_version
         admin.update_character(character_id, aliases=[character_pb2.Alias(value=added, language="en")])
         deadline = time.monotonic() + WAIT
         while authorizer.snapshot_version == before and time.monotonic() < deadline:
             time.sleep(0.05)
+        registry = authorizer._registry
         decision = authorizer.authorize(prompt=f"draw {added}", use_type=IMAGE, content_rating=TEEN)
 
     assert decision.offline
     assert [(c.character_id, c.allowed, c.detected) for c in decision.characters] == [(character_id, True, True)]
+    # The delta's screen was derived from the previous one (what the delta did not change is
+    # the previous generation's), and it is the screen a full build of the registry makes.
+    assert held is not None and held.index is not None and held.index._table is not None
+    assert registry is not None and registry.index is not None and registry.index._table is not None
+    assert registry.deltas > held.deltas
+    other = normalize(cast["no_grant"][1])
+    assert registry.index._table.values[other] is held.index._table.values[other]
+    full = ScreenIndex.build(registry.screens.values())
+    assert dict(registry.index.automaton.items()) == dict(full.automaton.items())
+    assert (registry.index.names, registry.index.keys) == (full.names, full.keys)
 
 
 def _kept(generator: charter.Client, cache_dir: Path) -> None:

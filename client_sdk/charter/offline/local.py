@@ -164,7 +164,7 @@ class DecidesLocally(HoldsBundles):
             registry = fetch(self._client, ring, held)
             if self._registry is not None and registry.version < self._registry.version:
                 raise SnapshotInvalid("the snapshot is older than the one held (a replay?)")
-            registry = registry.build_index()
+            registry = registry.build_index(self._registry)
         except SnapshotKeyUnknown:
             self._keys_wanted.set()  # signed by a key rotated in since: fetch the key set
             return False

@@ -12,7 +12,8 @@ else is `SnapshotInvalid`, and what was held stays as it was.
 The `Registry` is immutable: a delta makes a new one. It keeps the pages it was built from (the
 whole snapshot's and the deltas' since, so the cache can keep them and check every signature
 again on load) and builds its `charter.screen.ScreenIndex` with the same matcher as the server
-(`index`, built off the decision path by the authorizer's registry thread).
+(`index`, built off the decision path by the authorizer's registry thread); a registry made by a
+delta builds it from the previous one's, deriving again only the characters the delta changed.
 """
 
 from __future__ import annotations
@@ -184,11 +185,16 @@ class Registry:
             raise SnapshotInvalid("the kept pages do not end with a whole snapshot's or delta's last page")
         return registry
 
-    def build_index(self) -> Registry:
-        """This registry with its screen built (the same matcher and data as the server's)."""
-        return Registry(
-            self.version, self.entries, self.screens, self.pages, self.deltas, ScreenIndex.build(self.screens.values())
-        )
+    def build_index(self, previous: Registry | None = None) -> Registry:
+        """This registry with its screen built (the same matcher and data as the server's).
+
+        Args:
+            previous: A registry whose screen is built (the one this delta applies to): only
+                the characters whose screening data differ from its are derived again, and the
+                screen is the same as one built from nothing.
+        """
+        index = ScreenIndex.build(self.screens.values(), previous=None if previous is None else previous.index)
+        return Registry(self.version, self.entries, self.screens, self.pages, self.deltas, index)
 
 
 def fetch(client: Client, ring: KeyRing, held: Registry | None, *, page_size: int = 0) -> Registry:
