@@ -14,6 +14,9 @@ keyword sets, a small part of a registry); names are unaffected.
 The build allocates few objects that outlive it (per key: the value, its entries tuple, one
 entry per character): a full build of 10,000 characters makes some 250,000, and the collector's
 full passes over the process's heap, which a growing heap triggers, are paid per object made.
+They hold only strings, numbers and booleans (a rule as its value), so the collector stops
+tracking them once they survive a collection: the index costs the process's later collections
+nothing, and fewer full collections run during a build.
 """
 
 from __future__ import annotations
@@ -36,10 +39,20 @@ if TYPE_CHECKING:
 # character, of its last, entries, keyword refs, the key).
 Value = tuple[int, bool, bool, int, int, tuple[Entry, ...], tuple[KeywordRef, ...], str]
 
-_RANK: Final = {rule: rank for rank, rule in enumerate(Rule)}  # which rule a key reports when several apply
+# Rules as entries hold them (their values, see `charter._search.Entry`).
+_EXACT, _READING, _SPACED, _JOINED, _PLURAL, _REVERSED, _LONG_VOWEL = (
+    Rule.EXACT.value,
+    Rule.READING.value,
+    Rule.SPACED.value,
+    Rule.JOINED.value,
+    Rule.PLURAL.value,
+    Rule.REVERSED_ORDER.value,
+    Rule.LONG_VOWEL.value,
+)
+_RANK: Final = {rule.value: rank for rank, rule in enumerate(Rule)}  # which rule a key reports when several apply
 # A character's own names (not variants): they outrank every variant in `_RANK`, so an entry
 # keeps one of these rules exactly when the key is one of the character's own names.
-_OWN: Final = frozenset({Rule.EXACT, Rule.READING})
+_OWN: Final = frozenset({_EXACT, _READING})
 _LONG = re.compile(r"ō|ô|ou|oo|ū|û|uu")
 _LONG_SPELLINGS = {"o": ("o", "ou", "oo"), "u": ("u", "uu")}
 _MAX_LONG_VOWELS = 4  # 3^4 spellings at most per name
@@ -70,29 +83,29 @@ def _long_vowel_spellings(value: str) -> list[str]:
     return keys
 
 
-def variants(name: ScreenName, key: str, east_asian: bool) -> list[tuple[str, Rule]]:
-    """The keys a name is found under, with their rules (its own key first)."""
-    own = Rule.READING if name.reading else Rule.EXACT
+def variants(name: ScreenName, key: str, east_asian: bool) -> list[tuple[str, str]]:
+    """The keys a name is found under, with their rules' values (its own key first)."""
+    own = _READING if name.reading else _EXACT
     found = [(key, own)]
     if not _latin(key) or not any(c.isalpha() for c in key):
         return found
     words = key.split(" ")
     compact = "".join(words)
     if len(words) > 1:
-        found.append((compact, Rule.JOINED))
+        found.append((compact, _JOINED))
     if len(compact) >= 3:
-        found.append((" ".join(compact), Rule.SPACED))
+        found.append((" ".join(compact), _SPACED))
     if len(words[-1]) > 2 and words[-1][-1] == "y" and words[-1][-2] not in "aeiou":
-        found.append((key[:-1] + "ies", Rule.PLURAL))
+        found.append((key[:-1] + "ies", _PLURAL))
     if east_asian:
         reversible = len(words) == 2 and not name.ambiguous
         if reversible:
-            found.append((f"{words[1]} {words[0]}", Rule.REVERSED_ORDER))
+            found.append((f"{words[1]} {words[0]}", _REVERSED))
         for spelled in _long_vowel_spellings(name.value):
-            found.append((spelled, Rule.LONG_VOWEL))
+            found.append((spelled, _LONG_VOWEL))
             parts = spelled.split(" ")
             if reversible and len(parts) == 2:
-                found.append((f"{parts[1]} {parts[0]}", Rule.LONG_VOWEL))
+                found.append((f"{parts[1]} {parts[0]}", _LONG_VOWEL))
     return found
 
 

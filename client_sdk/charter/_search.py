@@ -36,16 +36,16 @@ if TYPE_CHECKING:
 Rule = DetectionRule
 # The rules the search reports, read once (an enum member read from its class costs a look-up
 # through the class each time).
-_EXACT, _PLURAL, _JOINED_RULE, _HASHTAG_RULE, _SKELETON_RULE = (
-    Rule.EXACT,
-    Rule.PLURAL,
-    Rule.JOINED,
-    Rule.HASHTAG,
-    Rule.SKELETON,
-)
+_PLURAL, _HASHTAG_RULE, _SKELETON_RULE = Rule.PLURAL, Rule.HASHTAG, Rule.SKELETON
 _NOTHING: frozenset[str] = frozenset()
-# One character a key stands for: (character id, name as registered, ambiguous, rule).
-Entry = tuple[str, str, bool, Rule]
+# One character a key stands for: (character id, name as registered, ambiguous, the rule's value).
+# The rule is kept as its string value, so that an entry holds only strings and a boolean: the
+# collector stops tracking such tuples (an enum member is an object it tracks), and an index of
+# some 250,000 of them is not walked again by every full collection of the process.
+Entry = tuple[str, str, bool, str]
+RULES: dict[str, Rule] = {rule.value: rule for rule in Rule}
+"""A rule's value → the rule."""
+_EXACT_VALUE, _JOINED_VALUE = Rule.EXACT.value, Rule.JOINED.value
 # A keyword a key stands for: (index of the keyword set in the index, index of the keyword).
 KeywordRef = tuple[int, int]
 
@@ -239,15 +239,16 @@ class Search:
             first, stop = span(start, end)
             matched = prompt[first:stop]
             for character_id, alias, ambiguous, rule in entries:
-                reported = rule
                 if seen is not None:
                     if (character_id, first, stop) in seen:
                         continue
                     reported = _SKELETON_RULE
-                elif plural and rule is _EXACT:
+                elif plural and rule == _EXACT_VALUE:
                     reported = _PLURAL
-                elif rule is _JOINED_RULE and self._in_hashtag(first):
+                elif rule == _JOINED_VALUE and self._in_hashtag(first):
                     reported = _HASHTAG_RULE
+                else:
+                    reported = RULES[rule]
                 # Detection(character_id, alias, first, stop, matched, ambiguous, reported), made faster
                 made = _new(_Unfrozen)
                 made.character_id = character_id
@@ -271,7 +272,7 @@ class Search:
         prompt = self._prompt
         if first and ((prompt[first - 1].islower() and prompt[first].isupper()) or is_ignorable(prompt[first - 1])):
             return True
-        return any(rule is _JOINED_RULE for *_, rule in entries) and self._in_hashtag(first)
+        return any(rule == _JOINED_VALUE for *_, rule in entries) and self._in_hashtag(first)
 
     def _soft_end(self, end: int, entries: tuple[Entry, ...]) -> bool:
         """As `_soft_start`, for the end of a key."""
@@ -281,7 +282,7 @@ class Search:
             return True
         if is_ignorable(prompt[stop - 1]) or (stop < len(prompt) and is_ignorable(prompt[stop])):
             return True
-        return any(rule is _JOINED_RULE for *_, rule in entries) and self._in_hashtag(stop - 1)
+        return any(rule == _JOINED_VALUE for *_, rule in entries) and self._in_hashtag(stop - 1)
 
     def _plural(self, end: int) -> int:
         """How many characters of an English plural ending follow the key ending at ``end``."""
