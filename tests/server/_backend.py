@@ -2,7 +2,7 @@
 own, as a platform runs it, driven through stdin and stdout.
 
 The first line on stdin is the configuration (JSON: target, API key, the licensee key that signs
-decision records, cache directory, max_staleness, lease size and TTL); the backend starts its
+decision records, cache directory, max_staleness, lease size and TTL, screen_locally); the backend starts its
 authorizer and answers ``{"ready": ...}``. Each further line is one command, answered by one JSON
 line on stdout (see `_handle`); logs go to stderr. It exits on ``close`` or at the end of stdin;
 the tests also kill it with SIGKILL.
@@ -71,6 +71,7 @@ def _authorizer(
         max_backoff=timedelta(milliseconds=500),
         lease_uses=config.get("lease_uses", 100),
         lease_ttl=timedelta(seconds=config.get("lease_ttl", 300.0)),
+        screen_locally=config.get("screen_locally", False),
     )
 
 
@@ -83,6 +84,7 @@ def _outcome(decision: Decision, usage: Any = ()) -> dict[str, Any]:
         "offline": decision.offline,
         "allowed": decision.allowed,
         "reasons": [reason.name for c in decision.characters for reason in c.reasons],
+        "detected": [d.character_id for d in decision.detections],
         "receipt": decision.receipt is not None,
         "records": len(decision.decision_records),
         "lease": leases[0] if leases else "",
@@ -110,9 +112,9 @@ class Backend:
             return _outcome(denied.decision)
         return _outcome(granted.decision, granted.usage_results)
 
-    def authorize(self, character_id: str) -> dict[str, Any]:
+    def authorize(self, character_id: str, prompt: str = "") -> dict[str, Any]:
         decision = self.authorizer.authorize(
-            character_ids=[character_id], use_type=IMAGE, content_rating=TEEN, timeout=1.0
+            character_ids=[character_id], prompt=prompt, use_type=IMAGE, content_rating=TEEN, timeout=1.0
         )
         return _outcome(decision)
 
@@ -125,16 +127,26 @@ class Backend:
             "offset": self.clock.offset.total_seconds(),
             "leases": [[*key, *lease] for key, lease in self.authorizer.leases().items()],
             "pending": len(self.client.pending_usage),
+            "screening": self.authorizer.can_screen(),
+            "snapshot_version": self.authorizer.snapshot_version,
         }
 
-    def from_cache(self, cache_dir: str, character_id: str) -> dict[str, Any]:
+    def from_cache(self, cache_dir: str, character_id: str, prompt: str = "") -> dict[str, Any]:
         """A second authorizer started from ``cache_dir`` with Charter unreachable (``dead``: a
-        loopback address nothing listens on), one decision of it."""
+        loopback address nothing listens on), one decision of it. With a ``prompt``, it first
+        waits (at most 10 s) until its kept registry snapshot is taken or refused."""
         with _client(self.config["dead"], self.config["api_key"]) as client:
             restarted = _authorizer(self.config, client, self.clock, cache_dir)
             restarted.start(timeout=0.2)
             try:
-                decision = restarted.authorize(character_ids=[character_id], use_type=IMAGE, content_rating=TEEN)
+                deadline = time.monotonic() + 10.0
+                while prompt and not restarted.can_screen() and time.monotonic() < deadline:
+                    if restarted._registry_problem is not None:  # refused: nothing more to wait for
+                        break
+                    time.sleep(0.02)
+                decision = restarted.authorize(
+                    character_ids=[character_id], prompt=prompt, use_type=IMAGE, content_rating=TEEN
+                )
             finally:
                 restarted.close()
         return {"outcomes": [_outcome(decision)]}
@@ -145,10 +157,13 @@ def _handle(backend: Backend, command: dict[str, Any]) -> dict[str, Any]:
 
     * ``license`` / ``authorize`` (``character``, ``count``, ``interval``): that many decisions,
       one every ``interval`` seconds; their outcomes;
-    * ``loop`` (``character``, ``seconds``, ``interval``, ``denials``): `authorize` until
-      ``denials`` denials in a row or ``seconds`` pass; every outcome, with its wall time;
+    * ``loop`` (``character``, ``prompt``, ``seconds``, ``interval``, ``denials``): `authorize`
+      (the character declared, and the prompt if any) until ``denials`` denials in a row or
+      ``seconds`` pass; every outcome, with its wall time;
+    * ``wait_screen`` (``seconds``): until prompts are screened here (``screen_locally``);
     * ``status``; ``flush`` (the reports that could not be delivered, sent again); ``shift``
-      (``seconds`` onto the clock); ``from_cache`` (``cache_dir``, ``character``); ``close``.
+      (``seconds`` onto the clock); ``from_cache`` (``cache_dir``, ``character``, ``prompt``);
+      ``close``.
     """
     op = command["op"]
     answer: dict[str, Any] = {}
@@ -162,7 +177,7 @@ def _handle(backend: Backend, command: dict[str, Any]) -> dict[str, Any]:
         answer["outcomes"], denied_in_a_row = [], 0
         deadline = time.monotonic() + command["seconds"]
         while time.monotonic() < deadline and denied_in_a_row < command["denials"]:
-            outcome = backend.authorize(command["character"])
+            outcome = backend.authorize(command["character"], command.get("prompt", ""))
             answer["outcomes"].append(outcome)
             denied_in_a_row = 0 if outcome["allowed"] else denied_in_a_row + 1
             time.sleep(command["interval"])
@@ -172,8 +187,10 @@ def _handle(backend: Backend, command: dict[str, Any]) -> dict[str, Any]:
         answer["late"] = [r.late for r in results]
     elif op == "shift":
         backend.clock.offset += timedelta(seconds=command["seconds"])
+    elif op == "wait_screen":
+        backend.authorizer.wait_screen(timeout=command["seconds"])
     elif op == "from_cache":
-        return backend.from_cache(command["cache_dir"], command["character"])
+        return backend.from_cache(command["cache_dir"], command["character"], command.get("prompt", ""))
     elif op == "close":
         backend.authorizer.close()
         pending = len(backend.client.pending_usage)

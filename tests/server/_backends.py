@@ -46,6 +46,7 @@ class World:
     characters: dict[str, str]  # name -> character id
     grants: dict[str, str]  # name -> grant id
     signers: list[tuple[str, str]]
+    names: dict[str, str] = field(default_factory=dict)  # name -> the character's canonical name
 
 
 def make_world(target: str, admin: str, caps: dict[str, int | None], *, signers: int) -> World:
@@ -57,9 +58,10 @@ def make_world(target: str, admin: str, caps: dict[str, int | None], *, signers:
         licensee = staff.create_licensee(
             display_name=f"Edge {marker}", contact_email="ops@edge.example", platform="edge"
         )
-        characters, grants = {}, {}
+        characters, grants, names = {}, {}, {}
         for name, cap in caps.items():
-            character = staff.create_character(rights_holder_id=holder.id, canonical_name=f"Offline {name} {marker}")
+            names[name] = f"Offline {name} {marker}"
+            character = staff.create_character(rights_holder_id=holder.id, canonical_name=names[name])
             staff.opt_in(character.id, TERMS)
             grant = staff.issue_grant(
                 character_id=character.id,
@@ -80,7 +82,7 @@ def make_world(target: str, admin: str, caps: dict[str, int | None], *, signers:
             seed, public = generate_key()
             key_id = own.register_licensee_key(public, display_name=f"backend {number}").key.key_id
             keys.append((key_id, seed.hex()))
-    return World(holder.id, licensee.id, generator, characters, grants, keys)
+    return World(holder.id, licensee.id, generator, characters, grants, keys, names)
 
 
 def dead_target() -> str:
@@ -169,7 +171,7 @@ def spawn_backend(config: dict[str, Any], log_path: Path, *, timeout: float = 60
 def backend_config(target: str, world: World, signer: int | None, **settings: Any) -> dict[str, Any]:
     """A backend's configuration: the world's generator key, the licensee key ``signer`` (None:
     no decision records, so no leases), and ``settings`` (max_staleness, lease_uses, lease_ttl,
-    cache_dir, dead, start_timeout)."""
+    cache_dir, dead, start_timeout, screen_locally)."""
     return {
         "target": target,
         "api_key": world.generator,

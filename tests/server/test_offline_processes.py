@@ -5,7 +5,10 @@ heartbeat.
 * **Revocation and staleness**: a grant revoked through one server is denied offline by a backend
   watching another within the heartbeat; with the backend's server killed (SIGKILL), offline
   decisions go on until the staleness bound (the last heartbeat + ``max_staleness``) and are then
-  denied with ``REVOCATIONS_STALE``, within a second of ``max_staleness`` after the kill.
+  denied with ``REVOCATIONS_STALE``, within a second of ``max_staleness`` after the kill. A second
+  backend watching the same server screens prompts itself (``screen_locally``) and decides them
+  offline up to the same bound (its registry snapshot is current as of the same heartbeats), then
+  denies them the same way.
 * **An hour offline**: a backend keeps deciding, signing and queueing its uses while its server is
   down for an hour, and reports them when the server is back; the statement counts each once.
   A test cannot wait an hour: the hour passes at once on both sides, the backend's clock (the
@@ -17,7 +20,10 @@ heartbeat.
   ``late``, and counted again in the cap they had gone back to.
 * **Tampered cache files**: a backend restarted while Charter is unreachable refuses a cache file
   that is damaged (``CACHE_CORRUPTED``) and a grant changed in a cache file whose digest was made
-  to match (the grant's signature fails: ``GRANT_INVALID``), and never allows from either.
+  to match (the grant's signature fails: ``GRANT_INVALID``), and never allows from either. With
+  ``screen_locally``, the kept registry snapshot likewise: damaged (``CACHE_CORRUPTED``), or a
+  name taken out of a page with the file's digest made to match (``SNAPSHOT_INVALID``): a prompt
+  is denied with that reason, never screened with it, and nothing raises.
 
 The quota of a grant spent from leases by two backends through two servers is in
 ``test_offline_quota_processes.py``.
@@ -34,7 +40,16 @@ from typing import Any
 
 import charter
 import pytest
-from charter.offline.cache import FILE_NAME, STATE_FILE_NAME, load_bundle, save_bundle
+from charter.offline.cache import (
+    FILE_NAME,
+    SNAPSHOT_FILE_NAME,
+    STATE_FILE_NAME,
+    load_bundle,
+    load_snapshot,
+    save_bundle,
+    save_snapshot,
+)
+from charter.offline.snapshot import pack, unpack
 from charter.v1 import grant_pb2
 from charter_server.storage.database import Database
 from sqlalchemy import text
@@ -71,7 +86,14 @@ def test_a_revocation_is_denied_within_the_heartbeat_and_a_dead_server_at_the_st
     backend = spawn_backend(
         backend_config(b.target, world, None, max_staleness=MAX_STALENESS), tmp_path / "backend.log"
     )
+    screening = None
+    prompt = f"a poster of {world.names['kept']} at dusk"
     try:
+        screening = spawn_backend(
+            backend_config(b.target, world, None, max_staleness=MAX_STALENESS, screen_locally=True),
+            tmp_path / "screening.log",
+        )
+        screened = screening.call("wait_screen", seconds=20)
         started = backend.call("status")
         # Revoked through server A while the backend, watching server B, decides offline.
         backend.send("loop", character=world.characters["revoked"], seconds=15, interval=0.01, denials=3)
@@ -82,14 +104,25 @@ def test_a_revocation_is_denied_within_the_heartbeat_and_a_dead_server_at_the_st
         returned = time.time()
         revocation = backend.receive()["outcomes"]
 
-        # Server B killed while the backend decides offline.
+        # Server B killed while both backends decide offline, the second screening a prompt.
         backend.send("loop", character=world.characters["kept"], seconds=MAX_STALENESS + 8, interval=0.01, denials=3)
+        screening.send(
+            "loop",
+            character=world.characters["kept"],
+            prompt=prompt,
+            seconds=MAX_STALENESS + 8,
+            interval=0.01,
+            denials=3,
+        )
         time.sleep(0.5)
         killed = time.time()
         assert b.kill() == -9
         staleness = backend.receive()
+        prompts = screening.receive()
     finally:
         backend.kill()
+        if screening is not None:
+            screening.kill()
 
     assert started["current"]
     first = _first_denied(revocation)
@@ -110,6 +143,22 @@ def test_a_revocation_is_denied_within_the_heartbeat_and_a_dead_server_at_the_st
     assert all(o["offline"] and o["reasons"] == ["REVOCATIONS_STALE"] for o in denied)
     assert denied[0]["at"] > bound
     # The bound is max_staleness after the last heartbeat, which came at most a heartbeat before the kill.
+    assert abs(denied[0]["at"] - (killed + MAX_STALENESS)) <= HEARTBEAT, denied[0]["at"] - killed
+
+    # The prompts were screened here (the character detected in the prompt, decided offline) up
+    # to their own backend's bound, then denied. The snapshot is current as of the heartbeats
+    # the revocation view is (no registry change came meanwhile), so the bound is one, and the
+    # view's staleness is what the denial names.
+    assert screened["screening"] and screened["snapshot_version"] > 0
+    outcomes = prompts["outcomes"]
+    first = _first_denied(outcomes)
+    allowed, denied = outcomes[:first], outcomes[first:]
+    bound = prompts["fresh_as_of"] + MAX_STALENESS
+    assert sum(o["at"] > killed + 1 for o in allowed) >= 20
+    assert all(o["offline"] and o["allowed"] and o["detected"] == [world.characters["kept"]] for o in allowed)
+    assert allowed[-1]["at"] <= bound + 0.05
+    assert all(o["offline"] and not o["allowed"] and o["reasons"] == ["REVOCATIONS_STALE"] for o in denied)
+    assert denied[0]["at"] > bound
     assert abs(denied[0]["at"] - (killed + MAX_STALENESS)) <= HEARTBEAT, denied[0]["at"] - killed
 
 
@@ -276,19 +325,29 @@ def test_tampered_cache_files_are_refused_by_a_restarted_backend(tmp_path: Path)
         server = deployment.start("server")
         world = make_world(server.target, admin, {"kept": None}, signers=0)
         kept = world.characters["kept"]
-        settings = {"max_staleness": 300.0, "dead": dead_target()}
+        settings = {"max_staleness": 300.0, "dead": dead_target(), "screen_locally": True}
         writer = spawn_backend(
             backend_config(server.target, world, None, cache_dir=str(cache), **settings), tmp_path / "writer.log"
         )
         written = writer.call("authorize", character=kept)["outcomes"]
+        screened = writer.call("wait_screen", seconds=20)  # the snapshot is kept once screened with
         writer.close()
         assert server.kill() == -9
     finally:
         deployment.close()
 
-    variants = {name: tmp_path / name for name in ("intact", "bundle", "state", "forged")}
+    variants = {name: tmp_path / name for name in ("intact", "bundle", "state", "forged", "snapshot", "pages")}
     for directory in variants.values():
         shutil.copytree(cache, directory)
+    _tamper_one_byte(variants["snapshot"] / SNAPSHOT_FILE_NAME)
+    # The character's name taken out of the kept pages, the file's digest computed again to match:
+    # only the pages' signatures tell.
+    pages = unpack(load_snapshot(variants["pages"]) or b"")
+    name = world.names["kept"].encode()
+    assert any(name in page.payload for page in pages)
+    for page in pages:
+        page.payload = page.payload.replace(name, b"Z" * len(name))
+    save_snapshot(variants["pages"], world.licensee_id, pack(pages))
     _tamper_one_byte(variants["bundle"] / FILE_NAME)
     state = variants["state"] / STATE_FILE_NAME
     state.write_bytes(state.read_bytes()[:-40])
@@ -310,6 +369,11 @@ def test_tampered_cache_files_are_refused_by_a_restarted_backend(tmp_path: Path)
             name: reader.call("from_cache", cache_dir=str(directory), character=kept)["outcomes"]
             for name, directory in variants.items()
         }
+        prompt = f"{world.names['kept']} waves"
+        screened_from = {
+            name: reader.call("from_cache", cache_dir=str(variants[name]), character=kept, prompt=prompt)["outcomes"]
+            for name in ("intact", "snapshot", "pages")
+        }
     finally:
         reader.kill()
 
@@ -322,3 +386,15 @@ def test_tampered_cache_files_are_refused_by_a_restarted_backend(tmp_path: Path)
     assert seen("bundle") == (True, False, ["CACHE_CORRUPTED"])
     assert seen("state") == (True, False, ["CACHE_CORRUPTED"])
     assert seen("forged") == (True, False, ["GRANT_INVALID"])
+    # The kept registry snapshot: the declared character alone is decided from the grant as
+    # before, whatever the snapshot file; a prompt is screened with the intact snapshot only.
+    assert screened["screening"]
+    assert seen("snapshot") == seen("pages") == (True, True, [])
+
+    def prompted(name: str) -> tuple[object, ...]:
+        [outcome] = screened_from[name]
+        return outcome["offline"], outcome["allowed"], outcome["reasons"], outcome["detected"]
+
+    assert prompted("intact") == (True, True, [], [kept])
+    assert prompted("snapshot") == (True, False, ["CACHE_CORRUPTED"], [])
+    assert prompted("pages") == (True, False, ["SNAPSHOT_INVALID"], [])
