@@ -1,18 +1,21 @@
-"""The log entries of a decision receipt (built in one constructor call, their time copied from the
-receipt) are what the generated code serializes for that ``LogEntry``, for any receipt, with the
-salt drawn once per receipt, and carry what the appender's `build_entry` would log."""
+"""The log entries of a decision receipt (written straight in the wire format, their time copied from
+the receipt) are what the generated code serializes for that ``LogEntry``, for any receipt, with the
+salt drawn once per receipt, and carry what the appender's `build_entry` would log; a batch's
+decisions per hour, counted by their raw fields, are those of each receipt's decisions one by one."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+from collections import Counter
 from datetime import UTC, datetime
 
 from charter.transparency import leaf_hash
 from charter.v1 import decision_pb2
 from charter.v1 import transparency_pb2 as tp
+from charter_server.domain.decision_history import hour_of
 from charter_server.services.transparency.appender import build_entry
-from charter_server.services.transparency.receipts import SaltPool, decision_entries
+from charter_server.services.transparency.receipts import DecisionRecords, SaltPool, decision_entries
 from google.protobuf import timestamp_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -28,6 +31,7 @@ CHARACTERS = st.builds(
     declared=st.booleans(),
     detected=st.booleans(),
 )
+REASONS = st.lists(st.sampled_from([value for _, value in decision_pb2.DenyReason.items()]), max_size=3)
 TIMES = st.one_of(
     st.none(),
     st.builds(timestamp_pb2.Timestamp, seconds=st.integers(0, 2**34), nanos=st.integers(0, 999_999_999)),
@@ -153,3 +157,68 @@ def test_the_salt_pool_hands_out_each_byte_once() -> None:
     assert all(len(salt) == 16 for salt in drawn[:-1]) and len(drawn[-1]) == 16 * 300
     pieces = drawn[:-1] + [drawn[-1][i : i + 16] for i in range(0, 16 * 300, 16)]
     assert len(set(pieces)) == len(pieces)
+
+
+REASON_NAMES = {value: name.removeprefix("DENY_REASON_") for name, value in decision_pb2.DenyReason.items()}
+
+
+def tallied_one_by_one(receipt: decision_pb2.DecisionReceipt) -> Counter[tuple[str, int, str, str, tuple[str, ...]]]:
+    """A receipt's decisions per hour as the receipt states them, one decision at a time: per
+    character with a rights holder, its hour, licensee, use (the other characters decided with it)
+    and deny reasons."""
+    context = receipt.context
+    categories = ",".join(str(c) for c in sorted(set(context.categories)))
+    everyone = {c.character_id for c in receipt.characters if c.character_id}
+    counted: Counter[tuple[str, int, str, str, tuple[str, ...]]] = Counter()
+    for character in receipt.characters:
+        if character.rights_holder_id:
+            others = ",".join(sorted(everyone - {character.character_id}))
+            use = (
+                f"{context.use_type};{context.content_rating};{categories};{context.territory};"
+                f"{int(context.commercial)};{others}"
+            )
+            hour = hour_of(receipt.decide_time.ToDatetime(tzinfo=UTC))
+            outcome = tuple(REASON_NAMES[r] for r in character.reasons)
+            counted[(character.character_id, hour, receipt.licensee_id, use, outcome)] += 1
+    return counted
+
+
+DECIDED = st.builds(
+    decision_pb2.CharacterDecision,
+    character_id=st.sampled_from(["", "chr_1", "chr_2", "chr_3"]),
+    rights_holder_id=st.sampled_from(["", "rh_1", "rh_2"]),
+    allowed=st.booleans(),
+    reasons=REASONS,
+)
+CONTEXTS = st.builds(
+    decision_pb2.UseContext,
+    use_type=st.integers(0, 3),
+    content_rating=st.integers(0, 3),
+    categories=st.lists(st.integers(0, 4), max_size=3),
+    territory=st.sampled_from(["", "JP", "FR"]),
+    commercial=st.booleans(),
+)
+RECEIPTS = st.builds(
+    decision_pb2.DecisionReceipt,
+    receipt_id=st.sampled_from(["rcp_1", "rcp_2"]),
+    licensee_id=st.sampled_from(["lic_1", "lic_2"]),
+    characters=st.lists(DECIDED, max_size=3),
+    context=CONTEXTS,
+    decide_time=st.builds(timestamp_pb2.Timestamp, seconds=st.integers(0, 2 * 3600), nanos=st.integers(0, 10)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(receipts=st.lists(RECEIPTS, max_size=12))
+def test_a_batch_counts_each_decision_as_its_receipt_states_it(receipts: list[decision_pb2.DecisionReceipt]) -> None:
+    records = DecisionRecords()
+    expected_counts: Counter[tuple[str, int, str, str, tuple[str, ...]]] = Counter()
+    for receipt in receipts:
+        records.add(receipt.SerializeToString(), "key_1", SaltPool())
+        expected_counts += tallied_one_by_one(receipt)
+
+    counted: Counter[tuple[str, int, str, str, tuple[str, ...]]] = Counter()
+    for tally in records.tallies():
+        counted[(tally.character_id, tally.hour, tally.licensee_id, tally.use.text(), tally.outcome)] += tally.decisions
+    assert counted == expected_counts
+    assert len(records.entries) == sum(max(1, len(r.characters)) for r in receipts)

@@ -20,6 +20,7 @@ from charter_server.config import Settings
 from charter_server.domain.clock import SystemClock
 from charter_server.domain.errors import DataLoss, NotFound
 from charter_server.domain.models import Principal, Role, SigningKeyPurpose
+from charter_server.domain.transparency import PendingEntry
 from charter_server.services.transparency.audit import audit
 from charter_server.services.transparency.reader import TransparencyLog
 from charter_server.services.transparency.receipts import ReceiptLog
@@ -276,3 +277,28 @@ def test_receipts_stay_buffered_for_the_pending_entries_while_another_replica_se
     integrated = other.integrate()
 
     assert (taken, waiting, flushed, pending, integrated) == (0, True, 1, 1, 1)
+
+
+def test_entries_are_found_by_their_whole_leaf_hash_and_receipt_digest_not_by_the_indexed_prefix(log: Log) -> None:
+    # The lookups go through indexes of the hashes' first bytes (migration 0014): entries whose
+    # hashes share those bytes must not be mistaken for one another.
+    shared = b"\xab\xcd\xef\x01"
+    leaves = [shared + bytes([n]) * 28 for n in range(3)]
+    receipts = [shared + b"\x01" * 28, shared + b"\x02" * 28]
+    rows = [
+        PendingEntry(b"entry-0", leaves[0], "rh_1", "lic_1", receipts[0]),
+        PendingEntry(b"entry-1", leaves[1], "rh_2", "lic_1", receipts[1]),
+        PendingEntry(b"entry-2", leaves[2], "rh_1", "lic_1", receipts[0]),
+    ]
+    with log.db.uow(write=True) as uow:
+        uow.log.add_entries(1_000_000, rows, 0)
+        uow.commit()
+
+    with log.db.uow() as uow:
+        by_leaf = [[e.index for e in uow.log.entries_by_leaf_hash(leaf)] for leaf in leaves]
+        by_receipt = [[e.index for e in uow.log.entries_by_receipt(digest, 10)] for digest in receipts]
+        unknown = uow.log.entries_by_leaf_hash(shared + b"\xff" * 28) + uow.log.entries_by_receipt(shared * 8, 10)
+
+    assert by_leaf == [[1_000_000], [1_000_001], [1_000_002]]
+    assert by_receipt == [[1_000_000, 1_000_002], [1_000_001]]
+    assert unknown == []

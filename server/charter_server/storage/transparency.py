@@ -17,7 +17,15 @@ from sqlalchemy.orm import Session
 
 from charter_server.domain.transparency import CheckpointRecord, LogHead, PendingEntry, StoredEntry
 from charter_server.storage.dialect import Dialect
-from charter_server.storage.log_tables import LogCheckpointRow, LogEntryRow, LogHeadRow, LogPendingRow, LogTileRow
+from charter_server.storage.log_tables import (
+    LOOKUP_PREFIX_BYTES,
+    LogCheckpointRow,
+    LogEntryRow,
+    LogHeadRow,
+    LogPendingRow,
+    LogTileRow,
+    lookup_prefix,
+)
 
 _HEAD_ID = 1
 # Receipts reach the log at the rate of decisions and every proof reads tiles, so what the
@@ -31,14 +39,29 @@ _HEADS = cast(Table, LogHeadRow.__table__)
 _ADD_PENDING = insert(_PENDING)
 _ADD_CHECKPOINT = insert(_CHECKPOINTS)
 _ANY_PENDING = select(_PENDING.c.seq).limit(1)
-_ENTRY_AT = select(
+_ENTRY = select(
     _ENTRIES.c.idx,
     _ENTRIES.c.entry,
     _ENTRIES.c.leaf_hash,
     _ENTRIES.c.rights_holder_id,
     _ENTRIES.c.licensee_id,
     _ENTRIES.c.integrate_ms,
-).where(_ENTRIES.c.idx == bindparam("idx"))
+)
+_ENTRY_AT = _ENTRY.where(_ENTRIES.c.idx == bindparam("idx"))
+# Through the indexes of the hashes' first bytes (migration 0014), keeping the whole-hash matches.
+_ENTRIES_BY_LEAF_HASH = (
+    _ENTRY.where(lookup_prefix(_ENTRIES.c.leaf_hash) == bindparam("prefix"), _ENTRIES.c.leaf_hash == bindparam("hash"))
+    .order_by(_ENTRIES.c.idx)
+    .limit(10)
+)
+_ENTRIES_BY_RECEIPT = (
+    _ENTRY.where(
+        lookup_prefix(_ENTRIES.c.receipt_digest) == bindparam("prefix"),
+        _ENTRIES.c.receipt_digest == bindparam("hash"),
+    )
+    .order_by(_ENTRIES.c.idx)
+    .limit(bindparam("limit"))
+)
 _DELETE_PENDING = delete(_PENDING).where(_PENDING.c.seq.in_(bindparam("seqs", expanding=True)))
 _HEAD = select(_HEADS.c.tree_size, _HEADS.c.root_hash, _HEADS.c.lease_holder, _HEADS.c.lease_until_ms).where(
     _HEADS.c.id == _HEAD_ID
@@ -243,18 +266,16 @@ class TransparencyRepository:
 
     def entries_by_leaf_hash(self, leaf_hash: bytes) -> list[StoredEntry]:
         """The entries with a leaf hash (one, but for a salted duplicate nobody can make)."""
-        rows = self._session.scalars(
-            select(LogEntryRow).where(LogEntryRow.leaf_hash == leaf_hash).order_by(LogEntryRow.idx).limit(10)
+        rows = self._session.execute(
+            _ENTRIES_BY_LEAF_HASH, {"prefix": leaf_hash[:LOOKUP_PREFIX_BYTES], "hash": leaf_hash}
         )
         return [_stored(row) for row in rows]
 
     def entries_by_receipt(self, receipt_digest: bytes, limit: int) -> list[StoredEntry]:
         """The entries of a decision receipt (one per character decided) or of its usage records."""
-        rows = self._session.scalars(
-            select(LogEntryRow)
-            .where(LogEntryRow.receipt_digest == receipt_digest)
-            .order_by(LogEntryRow.idx)
-            .limit(limit)
+        rows = self._session.execute(
+            _ENTRIES_BY_RECEIPT,
+            {"prefix": receipt_digest[:LOOKUP_PREFIX_BYTES], "hash": receipt_digest, "limit": limit},
         )
         return [_stored(row) for row in rows]
 

@@ -31,12 +31,10 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 import structlog
-from charter.transparency import leaf_hash
 from charter.v1 import decision_pb2
-from charter.v1 import transparency_pb2 as tp
 
 from charter_server.domain.clock import Clock
 from charter_server.domain.decision_history import DecidedUse, DecisionTally, hour_of
@@ -50,13 +48,18 @@ _RECEIPT = decision_pb2.DecisionReceipt.FromString
 _NO_CHARACTER = (decision_pb2.CharacterDecision(),)
 _SALT_SIZE = 16  # as `appender.build_entry` draws
 _sha256 = hashlib.sha256
+_LEAF_PREFIX = b"\x00"  # RFC 9162: a leaf hash is SHA-256(0x00 || entry), as `charter.transparency.leaf_hash`
+_UINT64 = (1 << 64) - 1
+_SMALL_VARINTS = tuple(bytes((value,)) for value in range(0x80))
 
 MAX_PENDING = 200_000
 """The most receipts the buffer holds before ``Authorize`` fails closed."""
 DECISION_RETENTION = timedelta(days=90)
 """How long decisions per hour are kept (the longest ``PreviewTerms`` window)."""
 _PRUNE_SECONDS = 3600.0
-_REASON_NAMES = {value: name.removeprefix("DENY_REASON_") for name, value in decision_pb2.DenyReason.items()}
+_REASON_NAMES: dict[int, str] = {
+    value: name.removeprefix("DENY_REASON_") for name, value in decision_pb2.DenyReason.items()
+}
 
 
 class SaltPool:
@@ -83,28 +86,139 @@ class SaltPool:
         return drawn
 
 
-def decision_tallies(receipt: decision_pb2.DecisionReceipt) -> list[DecisionTally]:
-    """One decision per character the receipt decides (a character the server did not know, which
-    has no rights holder, is left out: no terms decided it)."""
-    context = receipt.context
-    categories = tuple(sorted(set(context.categories)))
-    hour = hour_of(receipt.decide_time.ToDatetime(tzinfo=UTC))
-    everyone = {c.character_id for c in receipt.characters if c.character_id}
-    tallies = []
-    for character in receipt.characters:
-        if not character.rights_holder_id:
-            continue
-        use = DecidedUse(
-            context.use_type,
-            context.content_rating,
-            categories,
-            context.territory,
-            context.commercial,
-            tuple(sorted(everyone - {character.character_id})),
+def _varint(value: int) -> bytes:
+    """A protobuf varint; a negative ``int32`` or ``int64`` as its 64-bit two's complement (ten bytes)."""
+    if 0 <= value < 0x80:
+        return _SMALL_VARINTS[value]
+    if 0 < value < 1 << 35:  # a time's seconds or nanoseconds, a length: five bytes at most, unrolled
+        if value < 1 << 14:
+            return bytes((value & 0x7F | 0x80, value >> 7))
+        if value < 1 << 21:
+            return bytes((value & 0x7F | 0x80, value >> 7 & 0x7F | 0x80, value >> 14))
+        if value < 1 << 28:
+            return bytes((value & 0x7F | 0x80, value >> 7 & 0x7F | 0x80, value >> 14 & 0x7F | 0x80, value >> 21))
+        return bytes(
+            (
+                value & 0x7F | 0x80,
+                value >> 7 & 0x7F | 0x80,
+                value >> 14 & 0x7F | 0x80,
+                value >> 21 & 0x7F | 0x80,
+                value >> 28,
+            )
         )
-        outcome = tuple(_REASON_NAMES[reason] for reason in character.reasons)
-        tallies.append(DecisionTally(character.character_id, hour, receipt.licensee_id, use, outcome, 1))
-    return tallies
+    value &= _UINT64
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _text(tag: bytes, value: str) -> bytes:
+    """A proto3 ``string`` field (``tag`` its key byte): nothing when empty, as the generated code."""
+    if not value:
+        return b""
+    data = value.encode()
+    return tag + _varint(len(data)) + data
+
+
+# A decision's tally key: character, hour, licensee, the use context's fields, the ids of every
+# character of the receipt (empty for a receipt of one) and the deny reasons' values.
+_UseKey = tuple[int, int, tuple[int, ...], str, bool]
+_TallyKey = tuple[str, int, str, _UseKey, tuple[str, ...], tuple[int, ...]]
+
+
+class DecisionRecords:
+    """The log entries and the decisions per hour of a batch of receipts.
+
+    `add` runs once per receipt signed, so it does the least per decision: each entry is the
+    ``LogEntry`` that `appender.build_entry` would make (a ``DecisionLogged`` change, ``event_time``
+    the receipt's ``decide_time``, a salt of 16 bytes), written straight in the protobuf wire
+    format in field order with proto3's defaults left out, byte for byte what the generated code
+    serializes (tests/server/test_receipt_log_entries.py checks it against the generated code for
+    any receipt); and the decisions are only counted by their raw fields, the `DecisionTally` of
+    each distinct key being made once per batch (`tallies`).
+    """
+
+    __slots__ = ("_counts", "entries")
+
+    def __init__(self) -> None:
+        self.entries: list[PendingEntry] = []
+        self._counts: dict[_TallyKey, int] = {}
+
+    def add(
+        self,
+        payload: bytes,
+        actor_key_id: str,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        receipt: decision_pb2.DecisionReceipt | None = None,
+    ) -> None:
+        """Add a signed receipt's entries (one per character decided, or one without a character)
+        and count its decisions (one per character with a rights holder: a character the server
+        did not know has none, and no terms decided it)."""
+        if receipt is None:
+            receipt = _RECEIPT(payload)
+        digest = _sha256(payload).digest()
+        characters = receipt.characters
+        count = len(characters)
+        salt = random_bytes(_SALT_SIZE * (count or 1))
+        when = receipt.decide_time
+        seconds, nanos = when.seconds, when.nanos
+        moment = (b"\x08" + _varint(seconds) if seconds else b"") + (b"\x10" + _varint(nanos) if nanos else b"")
+        # LogEntry: event_time (1, always set), salt (2), actor_key_id (3), decision (17, always set).
+        head = b"\x0a" + _varint(len(moment)) + moment + b"\x12\x10"
+        middle = _text(b"\x1a", actor_key_id) + b"\x8a\x01"
+        licensee_id = receipt.licensee_id
+        # DecisionLogged: receipt_id (1), receipt_digest (2), licensee_id (3), then per character
+        # character_id (4), rights_holder_id (5), allowed (6), grant_id (7), terms_version (8).
+        prefix = _text(b"\x0a", receipt.receipt_id) + b"\x12\x20" + digest + _text(b"\x1a", licensee_id)
+        hour = seconds // 3600  # `decision_history.hour_of` the decide time, without a datetime
+        use: _UseKey | None = None
+        everyone: tuple[str, ...] = tuple(c.character_id for c in characters) if count > 1 else ()
+        entries, counts = self.entries, self._counts
+        for number, character in enumerate(characters or _NO_CHARACTER):
+            character_id = character.character_id
+            holder = character.rights_holder_id
+            version = character.terms_version
+            body = (
+                prefix
+                + _text(b"\x22", character_id)
+                + _text(b"\x2a", holder)
+                # A receipt that named no character: whether the request as a whole was allowed.
+                + (b"\x30\x01" if (character.allowed if count else receipt.allowed) else b"")
+                + _text(b"\x3a", character.grant_id)
+                + (b"\x40" + _varint(version) if version else b"")
+            )
+            offset = number * _SALT_SIZE
+            entry = head + salt[offset : offset + _SALT_SIZE] + middle + _varint(len(body)) + body
+            entries.append(PendingEntry(entry, _sha256(_LEAF_PREFIX + entry).digest(), holder, licensee_id, digest))
+            if holder:
+                if use is None:
+                    context = receipt.context
+                    use = (
+                        context.use_type,
+                        context.content_rating,
+                        tuple(context.categories),
+                        context.territory,
+                        context.commercial,
+                    )
+                reasons = character.reasons
+                key = (character_id, hour, licensee_id, use, everyone, tuple(reasons) if reasons else ())
+                counts[key] = counts.get(key, 0) + 1
+
+    def tallies(self) -> list[DecisionTally]:
+        """The decisions counted, one `DecisionTally` per distinct character, hour, licensee, use
+        and outcome."""
+        tallies = []
+        for (character_id, hour, licensee_id, use, everyone, reasons), decisions in self._counts.items():
+            use_type, content_rating, categories, territory, commercial = use
+            others = tuple(sorted({c for c in everyone if c} - {character_id}))
+            kinds = tuple(sorted(set(categories)))
+            decided = DecidedUse(use_type, content_rating, kinds, territory, commercial, others)
+            outcome = tuple(_REASON_NAMES[reason] for reason in reasons)
+            tallies.append(DecisionTally(character_id, hour, licensee_id, decided, outcome, decisions))
+        return tallies
 
 
 def decision_entries(
@@ -113,38 +227,11 @@ def decision_entries(
     random_bytes: Callable[[int], bytes] = os.urandom,
     receipt: decision_pb2.DecisionReceipt | None = None,
 ) -> list[PendingEntry]:
-    """The entries of one receipt: one per character decided, or one without a character.
-
-    Each entry is the ``LogEntry`` that `appender.build_entry` would make, with a
-    ``DecisionLogged`` change, ``event_time`` the receipt's ``decide_time`` (copied, not converted
-    through a datetime) and a salt of 16 bytes of ``random_bytes``, built in one constructor call:
-    this runs once per decision.
-    """
-    if receipt is None:
-        receipt = _RECEIPT(payload)
-    digest = _sha256(payload).digest()
-    characters = receipt.characters
-    salt = random_bytes(_SALT_SIZE * max(1, len(characters)))
-    entries = []
-    for number, character in enumerate(characters or _NO_CHARACTER):
-        entry = tp.LogEntry(
-            event_time=receipt.decide_time,
-            salt=salt[number * _SALT_SIZE : (number + 1) * _SALT_SIZE],
-            actor_key_id=actor_key_id,
-            decision=tp.DecisionLogged(
-                receipt_id=receipt.receipt_id,
-                receipt_digest=digest,
-                licensee_id=receipt.licensee_id,
-                character_id=character.character_id,
-                rights_holder_id=character.rights_holder_id,
-                # A receipt that named no character: whether the request as a whole was allowed.
-                allowed=character.allowed if characters else receipt.allowed,
-                grant_id=character.grant_id,
-                terms_version=character.terms_version,
-            ),
-        ).SerializeToString()
-        entries.append(PendingEntry(entry, leaf_hash(entry), character.rights_holder_id, receipt.licensee_id, digest))
-    return entries
+    """The entries of one receipt: one per character decided, or one without a character
+    (`DecisionRecords.add`), with a salt of 16 bytes of ``random_bytes`` each, drawn at once."""
+    records = DecisionRecords()
+    records.add(payload, actor_key_id, random_bytes, receipt)
+    return records.entries
 
 
 @dataclass(slots=True)
@@ -244,13 +331,10 @@ class ReceiptLog:
 
     def _records(self) -> tuple[list[PendingEntry], list[DecisionTally]]:
         """The log entries and the decisions per hour of the receipts being flushed (under the lock)."""
-        entries: list[PendingEntry] = []
-        tallies: list[DecisionTally] = []
+        records = DecisionRecords()
         for payload, actor in self._flushing:
-            receipt = _RECEIPT(payload)  # parsed once for both
-            entries += decision_entries(payload, actor, self._salts, receipt)
-            tallies += decision_tallies(receipt)
-        return entries, tallies
+            records.add(payload, actor, self._salts)
+        return records.entries, records.tallies()
 
     def prune(self) -> int:
         """Delete the decisions per hour older than `DECISION_RETENTION`; how many rows."""
