@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -488,27 +489,46 @@ def test_a_snapshot_from_the_server_that_does_not_verify_is_never_used(keys: Any
     assert authorizer.snapshot_version == 0
 
 
-@pytest.fixture(scope="module")
-def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CharterServer]:
-    """A server of its own: the test revokes a signing key."""
-    path = Path(tmp_path_factory.mktemp("registry_keys")) / "charter.db"
-    built = build_server(
-        Settings(
-            listen="127.0.0.1:0",
-            database_url=f"sqlite:///{path}",
-            migrate=True,
-            log_format="json",
-            shutdown_grace_seconds=1.0,
-            revocation_heartbeat_seconds=0.2,
-            authorization_lease_seconds=0.05,
-            preload=False,
-        )
-    )
-    built.start()
+@contextmanager
+def _own_database(database_url: str, folder: Path) -> Iterator[str]:
+    """An empty database of ``database_url``'s backend (a new one next to it), dropped afterwards."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{folder / 'charter.db'}"
+        return
+    import psycopg
+
+    admin = database_url.replace("postgresql+psycopg://", "postgresql://")
+    name = f"charter_keys_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield built
+        yield f"{database_url.rpartition('/')[0]}/{name}"
     finally:
-        built.stop(grace=0)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def own_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CharterServer]:
+    """A server of its own, on a database of its own of each backend: the test revokes a signing key."""
+    with _own_database(database_url, tmp_path_factory.mktemp("registry_keys")) as url:
+        built = build_server(
+            Settings(
+                listen="127.0.0.1:0",
+                database_url=url,
+                migrate=True,
+                log_format="json",
+                shutdown_grace_seconds=1.0,
+                revocation_heartbeat_seconds=0.2,
+                authorization_lease_seconds=0.05,
+                preload=False,
+            )
+        )
+        built.start()
+        try:
+            yield built
+        finally:
+            built.stop(grace=0)
 
 
 def _kept_keys(cache_dir: Path) -> set[str]:
