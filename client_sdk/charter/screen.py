@@ -60,6 +60,7 @@ with the same boundary rules, anywhere and in any order (`Rule.DESCRIPTION`, bes
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -262,8 +263,9 @@ class ScreenIndex:
 
         With ``previous``, only the characters that differ from those it was built from are
         derived again (their names normalised, their variants made): the index is the same as
-        without, in less time when few changed. That holds when ``characters`` keeps the order
-        of ``previous``'s, new ones after; otherwise everything is derived again.
+        without, in less time when few changed; when none did, it is ``previous`` itself (with
+        ``marker``). That holds when ``characters`` keeps the order of ``previous``'s, new ones
+        after; otherwise everything is derived again.
 
         Args:
             characters: The characters, each with its names (the canonical name first), each id once.
@@ -280,6 +282,8 @@ class ScreenIndex:
                 table, learned = updated
                 if segmenter is None or segmenter is previous.segmenter:
                     segmenter = previous.segmenter
+                    if table is previous._table:  # nothing the screen sees changed: the same index
+                        return previous if marker is previous.marker else dataclasses.replace(previous, marker=marker)
                 else:  # another analyser: it learns every name
                     learned = tuple(table.characters.values())
         if table is None:

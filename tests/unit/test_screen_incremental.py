@@ -156,11 +156,15 @@ def test_characters_in_another_order_are_derived_again_and_still_equal() -> None
     _assert_same(updated, ScreenIndex.build(reordered))
 
 
-def test_no_change_gives_the_previous_table() -> None:
+def test_no_change_gives_the_previous_index() -> None:
+    # A registry delta that changed only states or owners (not what the screen sees).
     catalogue = [character(row) for row in rows()]
-    index = ScreenIndex.build(catalogue)
+    index = ScreenIndex.build(catalogue, marker=1)
+    equal = [ScreenCharacter(c.id, c.names, c.keyword_sets) for c in catalogue]
 
-    again = ScreenIndex.build([ScreenCharacter(c.id, c.names, c.keyword_sets) for c in catalogue], previous=index)
+    again = ScreenIndex.build(equal, previous=index, marker=1)
+    marked = ScreenIndex.build(equal, previous=index, marker=2)
 
-    assert again._table is index._table
-    _assert_same(again, index)
+    assert again is index
+    assert marked.automaton is index.automaton and marked._table is index._table and marked.marker == 2
+    _assert_same(marked, ScreenIndex.build(equal))
