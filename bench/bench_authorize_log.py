@@ -9,6 +9,11 @@ off), the median of the per-round ratios, and the server's CPU time per call in 
 process's CPU time over the round, divided by the calls: steadier than throughput on a shared
 machine, and what the log costs per decision is the difference).
 
+It also prints the CPU time of the log's own threads (the sequencer and the receipt thread, from
+``/proc/self/task``) per call: what the log costs by itself, apart from what its threads cost the
+others (the GIL, the caches). After each "on" round the measurement waits for the sequencer to
+take the last receipts, so their work is not charged to the next "off" round.
+
 The integration delay (target: p99 <= 1 s) is measured twice:
 
 * for every receipt signed in the "on" rounds, from the entries the log holds afterwards: its
@@ -36,7 +41,15 @@ from collections.abc import Sequence
 
 import grpc
 from _common import Deadline, TimeLimitExceeded, fresh_database, line, load_average, machine, today
-from bench_authorize import AUTHORIZE_METHOD, LoadSpec, build_world, charter_server, client_process, percentile
+from bench_authorize import (
+    AUTHORIZE_METHOD,
+    LoadSpec,
+    build_world,
+    charter_server,
+    client_process,
+    percentile,
+    thread_cpu_seconds,
+)
 from charter.v1 import authorization_service_pb2 as az
 from charter.v1 import transparency_pb2 as tp
 from charter.v1 import transparency_service_pb2 as ts
@@ -46,6 +59,8 @@ from charter_server.app import CharterServer
 
 TARGET_RATIO = 0.95
 TARGET_DELAY_SECONDS = 1.0
+LOG_THREADS = ("charter-log-sequencer", "charter-receipt-log")
+"""The threads that do the log's work for the receipts (`thread_cpu_seconds` names)."""
 
 
 def probe(
@@ -146,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     client = client_process()
     rates: dict[str, list[float]] = {"off": [], "on": []}
     cpu: dict[str, list[float]] = {"off": [], "on": []}  # server CPU seconds per call
+    log_cpu: dict[str, list[float]] = {"off": [], "on": []}  # the log's threads' CPU seconds per call
     probed: list[float] = []
     logged: list[float] = []
     late = ""
@@ -156,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             authorization = server.services.authorization
             # The service's own receipt log, detached for the "off" rounds (what logging costs).
             receipt_log = authorization._receipt_log
+            assert receipt_log is not None
 
             def measure(mode: str, record: bool, probing: bool = False) -> None:
                 deadline.check(f"measuring {mode}")
@@ -179,9 +196,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 if probing:
                     prober.start()
-                started = time.process_time()
+                started, threads = time.process_time(), thread_cpu_seconds()
                 result = client.run(spec)
+                if mode == "on":
+                    # The log's work for this round's last receipts is done in this round, not the next
+                    # (the buffer is empty once the sequencer's batch that took it has committed).
+                    settle = time.monotonic() + 2.0
+                    while receipt_log.waiting() and time.monotonic() < settle:
+                        time.sleep(0.01)
                 used = time.process_time() - started
+                after = thread_cpu_seconds()
+                in_log = sum(after.get(name, 0.0) - threads.get(name, 0.0) for name in LOG_THREADS)
                 stop.set()
                 if prober.ident is not None:
                     prober.join(timeout=30)
@@ -190,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if record:
                     rates[mode].append(result.per_second)
                     cpu[mode].append(used / max(1, result.calls))
+                    log_cpu[mode].append(in_log / max(1, result.calls))
                 probed.extend(found)
 
             measure("on", record=False)  # warm up
@@ -199,7 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     measure(mode, record=True)
                 print(
                     f"round {number + 1}: off {rates['off'][-1]:,.0f}/s ({cpu['off'][-1] * 1e6:.0f} us CPU per call), "
-                    f"on {rates['on'][-1]:,.0f}/s ({cpu['on'][-1] * 1e6:.0f} us); {load_average()}",
+                    f"on {rates['on'][-1]:,.0f}/s ({cpu['on'][-1] * 1e6:.0f} us, of which the log's threads "
+                    f"{log_cpu['on'][-1] * 1e6:.0f}); {load_average()}",
                     flush=True,
                 )
             # The delay under the same load, in a round of its own: the probe's polling is load too.
@@ -220,6 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     line("authorize, log on", f"{on:,.0f}/s (median of {len(rates['on'])} rounds), {cpu_on * 1e6:.0f} us CPU/call")
     line("ratio on / off", f"{ratio:.3f} (target >= {TARGET_RATIO}); median of the per-round ratios {paired:.3f}")
     line("server CPU per call on / off", f"{cpu_on / cpu_off:.3f} (+{(cpu_on - cpu_off) * 1e6:.0f} us per decision)")
+    line(
+        "the log's threads' CPU per call",
+        f"on {statistics.median(log_cpu['on']) * 1e6:.0f} us, off {statistics.median(log_cpu['off']) * 1e6:.0f} us "
+        f"(median of the rounds; {', '.join(LOG_THREADS)}; 10 ms ticks)",
+    )
     ok_delay = True
     for label, values in (("integration delay, logged", logged), ("integration delay, end to end", probed)):
         ordered = sorted(values)

@@ -123,6 +123,18 @@ def _text(tag: bytes, value: str) -> bytes:
     return tag + _varint(len(data)) + data
 
 
+def _decided(character_id: str, rights_holder_id: str, allowed: bool, grant_id: str, terms_version: int) -> bytes:
+    """The fields of one character's decision in a ``DecisionLogged``: character_id (4),
+    rights_holder_id (5), allowed (6), grant_id (7), terms_version (8)."""
+    return (
+        _text(b"\x22", character_id)
+        + _text(b"\x2a", rights_holder_id)
+        + (b"\x30\x01" if allowed else b"")
+        + _text(b"\x3a", grant_id)
+        + (b"\x40" + _varint(terms_version) if terms_version else b"")
+    )
+
+
 # A decision's tally key: character, hour, licensee, the use context's fields, the ids of every
 # character of the receipt (empty for a receipt of one) and the deny reasons' values.
 _UseKey = tuple[int, int, tuple[int, ...], str, bool]
@@ -137,15 +149,19 @@ class DecisionRecords:
     the receipt's ``decide_time``, a salt of 16 bytes), written straight in the protobuf wire
     format in field order with proto3's defaults left out, byte for byte what the generated code
     serializes (tests/server/test_receipt_log_entries.py checks it against the generated code for
-    any receipt); and the decisions are only counted by their raw fields, the `DecisionTally` of
-    each distinct key being made once per batch (`tallies`).
+    any receipt). The encoded fields that repeat from receipt to receipt (the actor's key, the
+    licensee, each character's decision) are encoded once per batch and looked up after that; and
+    the decisions are only counted by their raw fields, the `DecisionTally` of each distinct key
+    being made once per batch (`tallies`).
     """
 
-    __slots__ = ("_counts", "entries")
+    __slots__ = ("_counts", "_encoded", "entries")
 
     def __init__(self) -> None:
         self.entries: list[PendingEntry] = []
         self._counts: dict[_TallyKey, int] = {}
+        # Encoded fields by what they encode: a batch's few licensees, keys and decided characters.
+        self._encoded: dict[tuple[object, ...], bytes] = {}
 
     def add(
         self,
@@ -168,11 +184,19 @@ class DecisionRecords:
         moment = (b"\x08" + _varint(seconds) if seconds else b"") + (b"\x10" + _varint(nanos) if nanos else b"")
         # LogEntry: event_time (1, always set), salt (2), actor_key_id (3), decision (17, always set).
         head = b"\x0a" + _varint(len(moment)) + moment + b"\x12\x10"
-        middle = _text(b"\x1a", actor_key_id) + b"\x8a\x01"
+        encoded = self._encoded
         licensee_id = receipt.licensee_id
+        key_and_licensee = (actor_key_id, licensee_id)
+        found = encoded.get(key_and_licensee)
+        if found is None:
+            found = encoded[key_and_licensee] = _text(b"\x1a", actor_key_id) + b"\x8a\x01"
+        middle = found
+        found = encoded.get((licensee_id,))
+        if found is None:
+            found = encoded[(licensee_id,)] = _text(b"\x1a", licensee_id)
         # DecisionLogged: receipt_id (1), receipt_digest (2), licensee_id (3), then per character
         # character_id (4), rights_holder_id (5), allowed (6), grant_id (7), terms_version (8).
-        prefix = _text(b"\x0a", receipt.receipt_id) + b"\x12\x20" + digest + _text(b"\x1a", licensee_id)
+        prefix = _text(b"\x0a", receipt.receipt_id) + b"\x12\x20" + digest + found
         hour = seconds // 3600  # `decision_history.hour_of` the decide time, without a datetime
         use: _UseKey | None = None
         everyone: tuple[str, ...] = tuple(c.character_id for c in characters) if count > 1 else ()
@@ -180,16 +204,18 @@ class DecisionRecords:
         for number, character in enumerate(characters or _NO_CHARACTER):
             character_id = character.character_id
             holder = character.rights_holder_id
-            version = character.terms_version
-            body = (
-                prefix
-                + _text(b"\x22", character_id)
-                + _text(b"\x2a", holder)
-                # A receipt that named no character: whether the request as a whole was allowed.
-                + (b"\x30\x01" if (character.allowed if count else receipt.allowed) else b"")
-                + _text(b"\x3a", character.grant_id)
-                + (b"\x40" + _varint(version) if version else b"")
+            # A receipt that named no character: whether the request as a whole was allowed.
+            decided = (
+                character_id,
+                holder,
+                character.allowed if count else receipt.allowed,
+                character.grant_id,
+                character.terms_version,
             )
+            found = encoded.get(decided)
+            if found is None:
+                found = encoded[decided] = _decided(*decided)
+            body = prefix + found
             offset = number * _SALT_SIZE
             entry = head + salt[offset : offset + _SALT_SIZE] + middle + _varint(len(body)) + body
             entries.append(PendingEntry(entry, _sha256(_LEAF_PREFIX + entry).digest(), holder, licensee_id, digest))
