@@ -37,6 +37,8 @@ from typing import Final
 
 import nacl.bindings
 import nacl.signing
+from nacl._sodium import ffi as _ffi
+from nacl._sodium import lib as _sodium
 
 from charter.envelope import DECISION_RECORD_PAYLOAD_TYPE, MAX_SIGNATURES, pae
 from charter.grants import _MAX_SECONDS, _MIN_SECONDS, _NANOS_PER_SECOND, KeyRing
@@ -44,7 +46,7 @@ from charter.keyring import check_signatures as _check_signatures
 from charter.receipts import _decode
 from charter.v1 import grant_pb2
 from charter.v1.decision_pb2 import UseContext
-from charter.v1.envelope_pb2 import Envelope, Signature
+from charter.v1.envelope_pb2 import Envelope
 from charter.v1.offline_pb2 import DecisionRecordClaims
 
 __all__ = [
@@ -156,27 +158,42 @@ class DecisionRecordSigner:
         if context_digest is None:
             context_digest = use_context_digest(context) if context is not None else hashlib.sha256(b"").digest()
         when = time.time_ns() if decide_time_ns is None else decide_time_ns
-        claims = DecisionRecordClaims(
-            record_id=record_id or new_record_id(),
-            licensee_id=self.licensee_id,
-            character_id=character_id,
-            grant_id=grant_id,
-            terms_version=terms_version,
-            snapshot_version=snapshot_version,
-            lease_id=lease_id,
-            allowed=allowed,
-            reasons=list(reasons),  # type: ignore[arg-type]
-            use_context_digest=context_digest,
-            revocation_sequence=revocation_sequence,
-        )
-        claims.decide_time.seconds, claims.decide_time.nanos = divmod(when, _NANOS_PER_SECOND)
+        # Field by field: about half the cost of the keyword constructor, and the same bytes (a
+        # field set to its default stays unset, and fields serialize in number order).
+        claims = DecisionRecordClaims()
+        claims.record_id = record_id or new_record_id()
+        claims.licensee_id = self.licensee_id
+        claims.character_id = character_id
+        claims.grant_id = grant_id
+        claims.terms_version = terms_version
+        claims.snapshot_version = snapshot_version
+        claims.lease_id = lease_id
+        claims.allowed = allowed
+        claims.reasons.extend(reasons)  # type: ignore[arg-type]
+        claims.use_context_digest = context_digest
+        claims.revocation_sequence = revocation_sequence
+        stamp = claims.decide_time
+        stamp.seconds, stamp.nanos = divmod(when, _NANOS_PER_SECOND)
         payload = claims.SerializeToString()
-        signature = nacl.bindings.crypto_sign(b"%b%d %b" % (_PREFIX, len(payload), payload), self._secret)[:64]
-        return Envelope(
-            payload=payload,
-            payload_type=DECISION_RECORD_PAYLOAD_TYPE,
-            signatures=[Signature(keyid=self.key_id, sig=signature)],
+        envelope = Envelope(payload=payload, payload_type=DECISION_RECORD_PAYLOAD_TYPE)
+        envelope.signatures.add(
+            keyid=self.key_id, sig=_sign(b"%b%d %b" % (_PREFIX, len(payload), payload), self._secret)
         )
+        return envelope
+
+
+def _sign(message: bytes, secret: bytes) -> bytes:
+    """The Ed25519 signature of ``message`` by libsodium's 64-byte ``secret`` key.
+
+    libsodium's ``crypto_sign`` through PyNaCl's own cffi binding: ``nacl.bindings.crypto_sign``
+    makes the same call but also allocates a length out-parameter, checks the result through a
+    helper and copies out the whole signed message to be cut to its first 64 bytes, about a
+    microsecond of a record's signing.
+    """
+    signed = _ffi.new("unsigned char[]", len(message) + 64)
+    if _sodium.crypto_sign(signed, _ffi.NULL, message, len(message), secret) != 0:
+        raise RuntimeError("libsodium could not sign a decision record")
+    return bytes(_ffi.buffer(signed, 64))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

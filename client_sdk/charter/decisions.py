@@ -24,6 +24,7 @@ import enum
 import hashlib
 from datetime import UTC, datetime
 
+from charter._slots import slot_setters
 from charter.terms import DenyReason, Obligations
 from charter.v1 import authorization_service_pb2, decision_pb2, envelope_pb2
 
@@ -108,7 +109,7 @@ def _reason(value: int) -> DenyReason:
     return DenyReason(decision_pb2.DenyReason.Name(value).removeprefix("DENY_REASON_"))  # type: ignore[arg-type]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True, init=False)
 class CharacterDecision:
     """The decision about one character.
 
@@ -134,6 +135,30 @@ class CharacterDecision:
     declared: bool = True
     detected: bool = False
 
+    def __init__(
+        self,
+        character_id: str,
+        allowed: bool,
+        reasons: tuple[DenyReason, ...],
+        grant_id: str = "",
+        terms_version: int = 0,
+        obligations: Obligations | None = None,
+        rights_holder_id: str = "",
+        declared: bool = True,
+        detected: bool = False,
+    ) -> None:
+        # Written out (see `charter._slots`): a cold offline decision builds one, a signed
+        # decision record reads one, and the server builds one per character.
+        _set_character_id(self, character_id)
+        _set_allowed(self, allowed)
+        _set_reasons(self, reasons)
+        _set_grant_id(self, grant_id)
+        _set_terms_version(self, terms_version)
+        _set_obligations(self, obligations)
+        _set_rights_holder_id(self, rights_holder_id)
+        _set_declared(self, declared)
+        _set_detected(self, detected)
+
     @classmethod
     def from_proto(cls, message: decision_pb2.CharacterDecision) -> CharacterDecision:
         """Build a character decision from its ``charter.v1.CharacterDecision`` message.
@@ -152,6 +177,19 @@ class CharacterDecision:
             declared=message.declared,
             detected=message.detected,
         )
+
+
+(
+    _set_character_id,
+    _set_allowed,
+    _set_reasons,
+    _set_grant_id,
+    _set_terms_version,
+    _set_obligations,
+    _set_rights_holder_id,
+    _set_declared,
+    _set_detected,
+) = slot_setters(CharacterDecision)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -63,6 +63,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Final
 
+from charter._slots import slot_setters
 from charter.envelope import (
     GRANT_PAYLOAD_TYPE,
     MAX_ENVELOPE_BYTES,
@@ -135,7 +136,7 @@ class GrantStatus(enum.IntEnum):
     """Revoked for good."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True, init=False)
 class Verification:
     """The outcome of verifying a grant envelope.
 
@@ -154,6 +155,12 @@ class Verification:
     claims: GrantClaims | None
     key_id: str
 
+    def __init__(self, verdict: int, claims: GrantClaims | None, key_id: str) -> None:
+        # Written out (see `charter._slots`): every cold verification builds one.
+        _set_verdict(self, verdict)
+        _set_claims(self, claims)
+        _set_key_id(self, key_id)
+
     @property
     def valid(self) -> bool:
         """Whether the grant passed every check (the verdict is ``GRANT_VERDICT_VALID``)."""
@@ -167,6 +174,9 @@ class Verification:
         except ValueError:
             return str(self.verdict)
         return name.removeprefix("GRANT_VERDICT_")
+
+
+_set_verdict, _set_claims, _set_key_id = slot_setters(Verification)
 
 
 class _Entry:

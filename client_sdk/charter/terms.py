@@ -63,6 +63,7 @@ from typing import Any, Final
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from charter._slots import slot_setters
 from charter.v1.terms_pb2 import (
     CONTENT_RATING_ADULT,
     CONTENT_RATING_ALL_AGES,
@@ -241,7 +242,7 @@ _set_duration_seconds: Final = _SLOTS["duration_seconds"].__set__
 _set_co_characters: Final = _SLOTS["co_characters"].__set__
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True, init=False)
 class Obligations:
     """What an allowed use owes the rights holder.
 
@@ -260,8 +261,33 @@ class Obligations:
     per_use_fee_minor_units: int
     per_use_fee_currency: str
 
+    def __init__(
+        self,
+        attribution_text: str,
+        watermark_required: bool,
+        revenue_share_bps: int,
+        per_use_fee_minor_units: int,
+        per_use_fee_currency: str,
+    ) -> None:
+        # Written out (as `UseContext`): the slots' own descriptors set the fields at about half
+        # the cost of the generated frozen __init__, and every cold decision compiles terms.
+        _set_attribution_text(self, attribution_text)
+        _set_watermark_required(self, watermark_required)
+        _set_revenue_share_bps(self, revenue_share_bps)
+        _set_per_use_fee_minor_units(self, per_use_fee_minor_units)
+        _set_per_use_fee_currency(self, per_use_fee_currency)
 
-@dataclasses.dataclass(frozen=True, slots=True)
+
+(
+    _set_attribution_text,
+    _set_watermark_required,
+    _set_revenue_share_bps,
+    _set_per_use_fee_minor_units,
+    _set_per_use_fee_currency,
+) = slot_setters(Obligations)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, init=False)
 class Evaluation:
     """The outcome of evaluating terms against a use.
 
@@ -275,6 +301,15 @@ class Evaluation:
     allowed: bool
     reasons: tuple[DenyReason, ...]
     obligations: Obligations | None
+
+    def __init__(self, allowed: bool, reasons: tuple[DenyReason, ...], obligations: Obligations | None) -> None:
+        # Written out, as `Obligations`.
+        _set_allowed(self, allowed)
+        _set_reasons(self, reasons)
+        _set_obligations(self, obligations)
+
+
+_set_allowed, _set_reasons, _set_obligations = slot_setters(Evaluation)
 
 
 # Denials carry no obligations, so one Evaluation per combination of failed terms serves every
@@ -323,7 +358,7 @@ def _ratings_up_to(maximum: int) -> frozenset[int]:
 
 def _ids(values: Iterable[str]) -> frozenset[str]:
     """Ids of a restricting list; an empty id matches nothing, so it is left out."""
-    return frozenset(value for value in values if value)
+    return frozenset(filter(None, values))  # (no generator: a cold decision compiles terms)
 
 
 class CompiledTerms:
@@ -377,10 +412,10 @@ class CompiledTerms:
         # Territories reduce to one look-up: with an allow list, the allowed minus the excluded
         # (and minus "", so that a missing territory fails); without one, the excluded plus "".
         allowed_territories, excluded_territories = terms.allowed_territories, terms.excluded_territories
-        excluded = frozenset(code.upper() for code in excluded_territories) if excluded_territories else _NOTHING
+        excluded = frozenset(map(str.upper, excluded_territories)) if excluded_territories else _NOTHING
         if allowed_territories:
             self._territory_allow: frozenset[str] | None = (
-                frozenset(code.upper() for code in allowed_territories) - _NO_TERRITORY - excluded
+                frozenset(map(str.upper, allowed_territories)) - _NO_TERRITORY - excluded
             )
             self._territory_deny: frozenset[str] | None = None
         else:

@@ -265,12 +265,13 @@ def decide_every_way(
     server: CharterServer, clock: ManualClock, built: Built, *, licensee_archived: bool = False
 ) -> dict[str, list[tuple[CharacterDecision, bool]]]:
     """Each character decided from records, from presented grants, and by the offline authorizer,
-    declared and named in a prompt."""
+    declared (with `authorize` and with `decide`) and named in a prompt."""
     found: dict[str, list[tuple[CharacterDecision, bool]]] = {
         "records": [],
         "presented": [],
         "offline": [],
         "prompt": [],
+        "lean": [],
     }
     held = [grant.envelope for grants in built.grants.values() for grant in grants]
     server.services.screen.refresh_now()  # the server's own screen refreshes every second
@@ -301,6 +302,13 @@ def decide_every_way(
                 found["presented"].append((shown.characters[0], shown.offline))
                 found["offline"].append((offline.characters[0], offline.offline))
                 found["prompt"].append((prompted.characters[0], prompted.offline))
+                # `OfflineAuthorizer.decide` twice: the first checks the held grants against the ring
+                # (`decide_offline`), the second takes its warm path; None when the server decides.
+                lean = [
+                    authorizer.decide(cid, authorizer.use_context(use_type=IMAGE, content_rating=TEEN)) for _ in "ab"
+                ]
+                assert lean[0] is None or lean[1] is None or _answer(lean[0]) == _answer(lean[1])
+                found["lean"].append((lean[1] or offline.characters[0], lean[1] is not None))
         finally:
             authorizer.close()
     return found
@@ -315,9 +323,12 @@ def check(
         presented, _ = found["presented"][i]
         offline, decided_offline = found["offline"][i]
         prompted, prompt_offline = found["prompt"][i]
+        lean, lean_offline = found["lean"][i]
         answer = expected(spec, licensee_archived=licensee_archived)
         answers = (_answer(records), _answer(presented), _answer(offline), _answer(prompted))
         assert answers == (answer, answer, answer, answer), spec
+        assert lean_offline is decided_offline, spec
+        assert _answer(lean) == answer, spec
         assert decided_offline is not asks_server(spec, licensee_archived=licensee_archived), spec
         assert prompt_offline is not prompt_asks_server(spec, licensee_archived=licensee_archived), spec
         if answer[0]:
@@ -368,6 +379,7 @@ def test_revoked_and_expired_is_revoked_on_every_path(
         "presented": (False, (DenyReason.GRANT_REVOKED,)),
         "offline": (False, (DenyReason.GRANT_REVOKED,)),
         "prompt": (False, (DenyReason.GRANT_REVOKED,)),
+        "lean": (False, (DenyReason.GRANT_REVOKED,)),
     }
 
 

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any, Final, Self
 
 from charter import _requests
 from charter._license import License, license_block
-from charter.decide import CharacterState, Integrity
+from charter.decide import CharacterState, Integrity, decide_by_position
 from charter.decision_records import DecisionRecordSigner
 from charter.decisions import CharacterDecision, Decision
 from charter.errors import DeadlineExceededError, UnavailableError
 from charter.grants import GrantVerifier, KeyRing
 from charter.offline.background import NEVER, log, seconds_of, system_clock
-from charter.offline.decisions import decide_offline
+from charter.offline.decisions import answer, decide_offline
 from charter.offline.fallback import ask_server
 from charter.offline.held import Checked, Held, HeldGrants, check
 from charter.offline.keys import LicenseeKeys
@@ -40,6 +40,7 @@ CONTEXT_TOLERANCE: Final = timedelta(seconds=5)
 authorizer's clock; a context further off is not decided offline."""
 
 _UNREACHABLE: Final = DenyReason.SERVER_UNREACHABLE
+_OPTED_IN: Final = CharacterState.OPTED_IN
 _ONE_MICROSECOND: Final = timedelta(microseconds=1)
 _NEGATIVE_TOLERANCE: Final = -CONTEXT_TOLERANCE
 _JOIN_SECONDS: Final = 5.0
@@ -372,26 +373,36 @@ class OfflineAuthorizer(DecidesLocally):
         """
         now = self._clock()
         drift = now - context.time
+        key_set = self._key_set
         if (
             now > self._offline_until
             or (min_sequence > 0 and self._view.sequence < min_sequence)
             or drift > CONTEXT_TOLERANCE
             or drift < _NEGATIVE_TOLERANCE
             or context.licensee_id != self._licensee_id
-            or context.platform != self._key_set.platform
+            or context.platform != key_set.platform
         ):
             return None
-        # `_decide` written out, its arguments by position: this is the warm path (issue 16).
-        key_set = self._key_set
-        decided = decide_offline(
-            character_id,
-            context,
-            self._held.by_character.get(character_id),
-            key_set.ring,
-            self._view,
-            key_set.archived,
-            self._check,
-        )
+        held = self._held.by_character.get(character_id)
+        ring, view = key_set.ring, self._view
+        candidates = held.candidates if held else ()
+        if (
+            candidates
+            and candidates[0].ring is ring
+            and character_id not in view.suspended
+            and character_id not in view.withdrawn
+        ):
+            # `decide_offline` written out for its common case, an opted-in character whose held
+            # grants were checked against this ring (this is the warm path, issue 16): the same
+            # call of `charter.decide`, then an allowing grant without a quota answers at once.
+            outcome = decide_by_position(key_set.archived, _OPTED_IN, candidates, view.status_of, context)
+            if outcome is not None and outcome.allowed:
+                chosen = outcome.candidate
+                if chosen is not None and not chosen.quota and chosen.allow is not None:
+                    return chosen.allow
+            decided = answer(character_id, outcome)
+        else:
+            decided = decide_offline(character_id, context, held, ring, view, key_set.archived, self._check)
         return None if type(decided) is DenyReason else decided  # type: ignore[return-value]
 
     def _decide(
@@ -401,16 +412,9 @@ class OfflineAuthorizer(DecidesLocally):
         spend: Callable[[str, str], bool] | None = None,
         floor: CharacterState = CharacterState.OPTED_IN,
     ) -> CharacterDecision | DenyReason:
+        held, keys = self._held.by_character.get(character_id), self._key_set
         return decide_offline(
-            character_id,
-            context,
-            held=self._held.by_character.get(character_id),
-            ring=self._key_set.ring,
-            view=self._view,
-            licensee_archived=self._key_set.archived,
-            check=self._check,
-            spend=spend,
-            floor=floor,
+            character_id, context, held, keys.ring, self._view, keys.archived, self._check, spend, floor
         )
 
     def _check(self, grant: Held, ring: KeyRing, now: datetime) -> Checked:

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Final
 
-from charter.decide import CharacterState, decide
+from charter.decide import CharacterState, Outcome, decide_by_position
 from charter.decisions import CharacterDecision
 from charter.grants import KeyRing
-from charter.offline.held import Checked, Held
+from charter.offline.held import CharacterGrants, Checked, Held
 from charter.offline.revocations import RevocationView
 from charter.terms import DenyReason, UseContext
 
@@ -26,7 +26,7 @@ _LEASE_EXPIRED: Final = DenyReason.LEASE_EXPIRED
 def decide_offline(
     character_id: str,
     context: UseContext,
-    held: tuple[Held, ...] | None,
+    held: CharacterGrants | None,
     ring: KeyRing | None,
     view: RevocationView,
     licensee_archived: bool,
@@ -65,23 +65,35 @@ def decide_offline(
         state = _NOT_OPTED_IN
     else:
         state = _OPTED_IN
-    candidates: list[Checked] = []
+    candidates: tuple[Checked, ...] = ()
     if state is _OPTED_IN:  # a character suspended or not opted in is denied whatever grants are held
         if not held or ring is None:
             return _UNREACHABLE
-        add = candidates.append
-        for grant in held:
-            checked = grant.checked
-            if checked is None or checked.ring is not ring:
-                checked = check(grant, ring, context.time)
-            add(checked)
-    outcome = decide(
-        licensee_archived=licensee_archived,
-        character=state,
-        candidates=candidates,
-        status=view.statuses.get,  # None: active (`RevocationView.status` without its call)
-        use=context,
-    )
+        candidates = held.candidates
+        if not candidates or candidates[0].ring is not ring:  # all against one ring, or none yet
+            candidates = held.against(ring, context.time, check)
+    # `status`: the view's `dict.get` (None: active), `RevocationView.status` without its call.
+    outcome = decide_by_position(licensee_archived, state, candidates, view.status_of, context)
+    return answer(character_id, outcome, suspended, spend)
+
+
+def answer(
+    character_id: str,
+    outcome: Outcome[Checked] | None,
+    suspended: CharacterDecision | None = None,
+    spend: Callable[[str, str], bool] | None = None,
+) -> CharacterDecision | DenyReason:
+    """The offline answer for a character from `charter.decide`'s outcome (see `decide_offline`).
+
+    Args:
+        character_id: The character.
+        outcome: What `charter.decide` answered for it.
+        suspended: The view's denial of the character when staff suspended it.
+        spend: Spends one leased use of (character, grant); whether there was one.
+
+    Returns:
+        As `decide_offline`.
+    """
     if outcome is None:
         return _UNKNOWN_KEY  # a key the ring does not know
     chosen = outcome.candidate

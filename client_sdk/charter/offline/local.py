@@ -312,7 +312,7 @@ class DecidesLocally(HoldsBundles):
         records: tuple = ()  # type: ignore[type-arg]
         if self._signer is not None:
             used = offline_context_digest(use_type, content_rating, flagged, territory, commercial, duration)
-            leases = {cid: lease for cid, (_, lease) in leased.items()}
+            leases = {cid: lease for cid, (_, lease) in leased.items()} if leased else {}
             version = "" if registry is None else str(registry.version)
             records = sign_records(self._signer, characters, used, now, self._view.sequence, leases, version)
         if not allowed and self._leases is not None:

@@ -72,7 +72,7 @@ def sign_records(
             grant_id=c.grant_id,
             terms_version=c.terms_version,
             allowed=c.allowed,
-            reasons=[decision_pb2.DenyReason.Value(f"DENY_REASON_{r.value}") for r in c.reasons],
+            reasons=[decision_pb2.DenyReason.Value(f"DENY_REASON_{r.value}") for r in c.reasons] if c.reasons else (),
             context_digest=digest,
             revocation_sequence=sequence,
             lease_id=leases.get(c.character_id, ""),
