@@ -211,6 +211,10 @@ class Decision:
         decision_records: When decided offline by an authorizer with a licensee key, the signed
             decision record of each character (`charter.decision_records`), in the order of
             `characters`; what a `license` block reports instead of a receipt.
+        request_reasons: Why the request as a whole was denied when it declared no character to
+            carry the reason: an offline authorizer that could neither screen the prompt itself
+            nor reach the server (for example ``SERVER_UNREACHABLE`` or ``REVOCATIONS_STALE``);
+            empty otherwise. `reasons` includes them.
     """
 
     allowed: bool
@@ -222,6 +226,7 @@ class Decision:
     licensee_id: str = ""
     offline: bool = False
     decision_records: tuple[envelope_pb2.Envelope, ...] = ()
+    request_reasons: tuple[DenyReason, ...] = ()
 
     @property
     def receipt_digest(self) -> bytes:
@@ -240,8 +245,10 @@ class Decision:
 
     @property
     def reasons(self) -> tuple[DenyReason, ...]:
-        """Every reason of every denied character, without duplicates, in `DenyReason` order."""
+        """Every reason of every denied character and of the request as a whole
+        (`request_reasons`), without duplicates, in `DenyReason` order."""
         found = {reason for character in self.characters for reason in character.reasons}
+        found.update(self.request_reasons)
         return tuple(reason for reason in DenyReason if reason in found)
 
     @property
@@ -273,11 +280,15 @@ class LicenseDenied(Exception):
 
     Attributes:
         decision: The whole decision (its receipt included, when the server decided).
-        reasons: Every reason of every denied character, in `DenyReason` order.
+        reasons: Every reason of every denied character and of the request as a whole, in
+            `DenyReason` order.
     """
 
     def __init__(self, decision: Decision) -> None:
         self.decision = decision
         self.reasons = decision.reasons
         denied = ", ".join(f"{c.character_id} ({', '.join(str(r) for r in c.reasons)})" for c in decision.denied)
+        if decision.request_reasons:
+            request = f"the request ({', '.join(str(r) for r in decision.request_reasons)})"
+            denied = f"{denied}, {request}" if denied else request
         super().__init__(f"use denied: {denied}")

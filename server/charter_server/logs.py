@@ -67,4 +67,21 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
         logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=numeric, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    # Libraries' standard-library lines (Alembic's, gRPC's) go out in the same format as ours, so
+    # that a JSON log stays one JSON object per line. Like basicConfig, this leaves a root logger
+    # that already has handlers (an embedding application's) alone.
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+                foreign_pre_chain=[
+                    structlog.stdlib.add_log_level,
+                    structlog.stdlib.add_logger_name,
+                    structlog.processors.TimeStamper(fmt="iso", utc=True),
+                ],
+            )
+        )
+        root.addHandler(handler)
+    root.setLevel(numeric)

@@ -728,10 +728,17 @@ def test_a_prompt_only_request_fails_closed_when_the_server_is_unreachable(
     server.stop()
 
     decision = authorizer.authorize(prompt="a portrait of someone", use_type=IMAGE, content_rating=TEEN, timeout=3)
+    block = authorizer.license(prompt="a portrait of someone", use_type=IMAGE, content_rating=TEEN, timeout=3)
+    with pytest.raises(LicenseDenied) as denied, block:
+        pytest.fail("the block ran although the request was denied")
 
+    assert denied.value.reasons == (DenyReason.SERVER_UNREACHABLE,)
     assert decision.offline
     assert not decision.allowed
     assert decision.characters == ()
+    # Nothing was declared to carry the reason, so the request carries it.
+    assert decision.request_reasons == (DenyReason.SERVER_UNREACHABLE,)
+    assert decision.reasons == (DenyReason.SERVER_UNREACHABLE,)
 
 
 def test_after_a_restart_the_stream_resumes_from_the_last_sequence(

@@ -161,6 +161,22 @@ def child_env() -> dict[str, str]:
     return kept | {"CHARTER_LOG_FORMAT": "json", "CHARTER_PRELOAD": "false"}
 
 
+def run_cli_process(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``charter-server`` in a process of its own, for tests of exactly what it prints.
+
+    In the test process other tests' servers (the session's among them) may log from their
+    background threads onto whatever standard error is at the time, which `run_cli` captures.
+    """
+    return subprocess.run(
+        [sys.executable, "-m", "charter_server", *args],
+        env=child_env() | (env or {}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def spawn_server(
     database_url: str,
     log_path: Path,

@@ -5,15 +5,13 @@ from __future__ import annotations
 import base64
 import dataclasses
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from charter_server.config import Settings, SettingsError
 
-from ._support import child_env, run_cli
+from ._support import run_cli, run_cli_process
 
 
 def test_defaults_are_valid() -> None:
@@ -314,16 +312,7 @@ def test_settings_are_frozen() -> None:
     ],
 )
 def test_a_bad_setting_exits_2_with_one_line(args: list[str], env: dict[str, str], name: str) -> None:
-    # A process of its own: in this one, other tests' servers may still log from their threads
-    # onto whatever standard output is at the time, which an in-process runner would capture.
-    result = subprocess.run(
-        [sys.executable, "-m", "charter_server", *args, "migrate"],
-        env=child_env() | env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_cli_process([*args, "migrate"], env)
 
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

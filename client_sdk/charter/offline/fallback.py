@@ -58,7 +58,8 @@ def presented(held: Mapping[str, tuple[Held, ...]], ids: tuple[str, ...], prompt
 def unreachable(ids: tuple[str, ...], now: datetime, licensee_id: str, obstacle: tuple[str, DenyReason]) -> Decision:
     """Every declared character denied because the server could not be reached: with the reason
     it could not be decided offline (``obstacle``: for one character, or for all when its
-    character is ""), the others with ``SERVER_UNREACHABLE``."""
+    character is ""), the others with ``SERVER_UNREACHABLE``. With no character declared (a prompt
+    alone) the reason is the request's own, so that the caller still learns why."""
     who, why = obstacle
     return Decision(
         allowed=False,
@@ -69,4 +70,5 @@ def unreachable(ids: tuple[str, ...], now: datetime, licensee_id: str, obstacle:
         decide_time=now,
         licensee_id=licensee_id,
         offline=True,
+        request_reasons=() if ids else (why,),
     )
