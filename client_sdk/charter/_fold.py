@@ -541,10 +541,31 @@ def _fold_wide(
 
 def _squeeze(folded: str) -> str:
     """The key of a one-to-one fold: drop spaces at the ends, in runs and next to CJK text."""
+    key = _collapse(folded)
+    return key if key.isascii() else _SPACES_AT_CJK.sub("", key)
+
+
+def _squeeze_within(folded: str, start: int, end: int) -> str:
+    """As `_squeeze`, for a one-to-one fold whose characters outside ASCII (so any CJK text) all lie
+    in ``folded[start:end]``: the regular expression, tried at every space, sees only the part of
+    the key that can hold them, often a small part of an English prompt."""
+    key = _collapse(folded)
+    if key.isascii():
+        return key
+    # A key character sits at or before its fold position, after at most every space before it.
+    low = max(0, start - folded.count(" ", 0, start) - 1)
+    high = end + 1
+    if low == 0 and high >= len(key):
+        return _SPACES_AT_CJK.sub("", key)
+    return key[:low] + _SPACES_AT_CJK.sub("", key[low:high]) + key[high:]
+
+
+def _collapse(folded: str) -> str:
+    """The key of a one-to-one fold without CJK text: drop spaces at the ends and in runs."""
     key = folded.strip(" ")
     while "  " in key:
         key = key.replace("  ", " ")
-    return key if key.isascii() else _SPACES_AT_CJK.sub("", key)
+    return key
 
 
 def _locate(key: str, folded: str, k: int, k0: int, i0: int) -> int:

@@ -38,8 +38,10 @@ import bisect
 from collections.abc import Iterator, Mapping
 
 from charter._fold import (
+    _ASCII_FOLD,
     _JOINED,
     _WHOLE_TEXT,
+    _collapse,
     _fold_one_to_one,
     _fold_wide,
     _general,
@@ -48,6 +50,7 @@ from charter._fold import (
     _running_sums,
     _same_lengths,
     _squeeze,
+    _squeeze_within,
     is_cjk,
     is_ignorable,
     is_word_char,
@@ -208,6 +211,9 @@ def normalize_text(
             raw = like._raw if like is not None and like._raw is not None and _same_lengths(replace, text) else None
             return _wide_text(text, replace, raw)
         text = text.translate(replace)
+    if text.isascii() and len(text) < _WHOLE_TEXT:  # (no CJK text: no spaces next to it to find)
+        plain = text.encode("ascii").translate(_ASCII_FOLD).decode("ascii")
+        return NormalizedText(_collapse(plain), plain)
     runs: list[str] = []  # the runs of the text outside ASCII
     folded = _fold_one_to_one(text, runs) if len(text) < _WHOLE_TEXT else None
     if folded is None:
@@ -215,7 +221,11 @@ def normalize_text(
     if _JOINED in folded:
         normalized = NormalizedText(_squeeze(folded.replace(_JOINED, "")), folded.replace(_JOINED, " "), None, folded)
     else:
-        normalized = NormalizedText(_squeeze(folded), folded)
+        # The text outside ASCII lies between the first run's start and the last run's end: the
+        # first occurrence of the first run's first character (everything before it is ASCII),
+        # and the last of the last run's last character.
+        start, end = text.find(runs[0][0]), text.rfind(runs[-1][-1]) + 1
+        normalized = NormalizedText(_squeeze_within(folded, start, end), folded)
     if runs:
         normalized.non_ascii = "".join(runs)
     return normalized

@@ -223,6 +223,36 @@ def _collisions(table: KeyTable) -> tuple[tuple[tuple[str, str, str], ...], froz
     return tuple(collisions), frozenset(suppressed)
 
 
+# The automaton (pyahocorasick) finds a node's child by scanning its children in the order they
+# were added, and most characters of a prompt are looked up at the root, which has a child per
+# character that starts a key: a character that starts none (a space, most letters of English
+# words) is compared with every child. So the root's children are added first in the order of how
+# often characters occur in English (prompts are mostly English), and the most frequent of
+# those that start no key get a placeholder child (the character followed by _NEVER, a character
+# no key has, so it is never found): they are then found after a few comparisons, not all. In
+# CJK text a character that starts no key is compared with the placeholders too; a catalogue in
+# Japanese or Chinese has hundreds of such children at its root, and a few more cost little.
+_ROOT_ORDER = " etaoinshrdlcumwfgypbvkjxqz0123456789"
+_PLACEHOLDERS = frozenset(" etaoin")
+_NEVER = "\x00"  # a control character: a separator, never in a key
+
+
+def _root_order(keys: Iterable[str]) -> list[str]:
+    """``keys`` in the order to add them to the automaton: first, per character of _ROOT_ORDER,
+    one key starting with it or (for _PLACEHOLDERS) a placeholder, then every key."""
+    starts: dict[str, str] = {}
+    for key in keys:
+        starts.setdefault(key[0], key)
+    first = []
+    for ch in _ROOT_ORDER:
+        if ch in starts:
+            first.append(starts[ch])
+        elif ch in _PLACEHOLDERS:
+            first.append(ch + _NEVER)
+    chosen = set(first)
+    return first + [key for key in keys if key not in chosen]
+
+
 @dataclass(frozen=True, slots=True)
 class ScreenIndex:
     """One immutable generation of the screen: build it with `ScreenIndex.build`, ask `find`.
@@ -304,7 +334,10 @@ class ScreenIndex:
         collisions, suppressed = _collisions(table)
         automaton = ahocorasick.Automaton()
         add = automaton.add_word
-        for key, value in values.items():
+        for key in _root_order(values):
+            value = values.get(key)
+            if value is None:  # a placeholder: never found, and it would report nothing (see _root_order)
+                value = (len(key), False, False, 0, 0, (), (), key)
             add(key, value)
         automaton.make_automaton()
         return cls(
