@@ -47,6 +47,11 @@ class Dialect(abc.ABC):
     def engine_options(self, busy_timeout_ms: int, pool_size: int) -> dict[str, Any]:
         """Keyword arguments of ``create_engine``."""
 
+    def snapshot_engine_options(self, pool_size: int) -> dict[str, Any] | None:
+        """Keyword arguments of ``create_engine`` for the engine of `Database.read_snapshot`, or
+        None to run those reads as ordinary read transactions on the main engine."""
+        return None
+
     @abc.abstractmethod
     def configure(self, engine: Engine, busy_timeout_ms: int) -> None:
         """Set a new engine up (connection settings, how transactions begin)."""
@@ -137,6 +142,17 @@ class PostgreSQLDialect(Dialect):
 
     def engine_options(self, busy_timeout_ms: int, pool_size: int) -> dict[str, Any]:
         return {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": True}
+
+    def snapshot_engine_options(self, pool_size: int) -> dict[str, Any] | None:
+        # Each read of `Database.read_snapshot` is one statement with no transaction around it
+        # (no BEGIN, no ROLLBACK: psycopg sends neither in autocommit) and no pre-ping (a round
+        # trip per checkout); a connection found dead is retried once by `read_snapshot` instead.
+        return {
+            "pool_size": pool_size,
+            "max_overflow": pool_size,
+            "pool_pre_ping": False,
+            "isolation_level": "AUTOCOMMIT",
+        }
 
     def configure(self, engine: Engine, busy_timeout_ms: int) -> None:
         return None  # READ COMMITTED, the driver's defaults
