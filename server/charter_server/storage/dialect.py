@@ -40,6 +40,9 @@ class Dialect(abc.ABC):
     """Whether row locks do anything: false where write transactions are serialised already."""
     one_writer: ClassVar[bool]
     """Whether the database has one writer at a time (then a process queues its own writers)."""
+    remote: ClassVar[bool]
+    """Whether every statement is a round trip to a database server, so that reads are worth
+    merging into fewer statements even at some CPU cost (SQLite runs in the process)."""
     placeholder: ClassVar[str]
     """The driver's positional parameter marker, for the few statements run on the driver itself."""
 
@@ -89,6 +92,7 @@ class SQLiteDialect(Dialect):
 
     name = "sqlite"
     placeholder = "?"
+    remote = False
     locks_rows = False
     one_writer = True
 
@@ -137,6 +141,7 @@ class PostgreSQLDialect(Dialect):
 
     name = "postgresql"
     placeholder = "%s"
+    remote = True
     locks_rows = True
     one_writer = False
 

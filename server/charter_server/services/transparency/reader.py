@@ -122,8 +122,8 @@ class TransparencyLog:
     # larger tree is the same as from the tiles of tree N. A tampered tile or entry is still seen,
     # as before (the root is recomputed, entries are checked against their leaves).
     #
-    # The tiles a proof will read are known from its sizes before anything is read, so they come
-    # in the same query as the checkpoint. Where the size is "the latest", the latest size this
+    # The tiles a proof will read are known from its sizes before anything is read, so on
+    # PostgreSQL they come in the same query as the checkpoint. Where the size is "the latest", the latest size this
     # log saw (`_size_hint`) guesses it: if the log grew meanwhile, the few tiles of the new right
     # edge are read in a second query. The guess only chooses what to read; nothing read is kept.
 
@@ -137,7 +137,7 @@ class TransparencyLog:
         return self._db.read_snapshot(self._checkpoint)
 
     def _checkpoint(self, uow: UnitOfWork) -> CheckpointRecord:
-        latest, prefetched = self._latest_and_tiles(uow, _tiles_read(partial(root_hash, self._size_hint)))
+        latest, prefetched = self._latest_and_tiles(uow, self._tiles_read(partial(root_hash, self._size_hint)))
         # The tiles as stored now are what must recompute to the signed root: the cache holds
         # hashes only for the very bytes they were computed from, so a changed tile is hashed again.
         try:
@@ -147,6 +147,12 @@ class TransparencyLog:
         if recomputed != latest.root_hash:
             self._fail(f"the stored tree of size {latest.tree_size} does not recompute to its checkpoint")
         return latest
+
+    def _tiles_read(self, proof: Callable[[TileNodeReader], object]) -> list[Tile]:
+        """The tiles to read with the checkpoint: those ``proof`` reads where a query is a round
+        trip to a server; none on SQLite, where finding them (the node-to-tile mapping of the proof,
+        run twice) would cost more than the query it saves."""
+        return _tiles_read(proof) if self._db.dialect.remote else []
 
     @staticmethod
     def _sized(latest: CheckpointRecord, tree_size: int, field: str) -> int:
@@ -211,8 +217,8 @@ class TransparencyLog:
         def read(uow: UnitOfWork) -> tuple[int, CheckpointRecord, list[StoredEntry], list[list[bytes]]]:
             guess = tree_size or self._size_hint
             wanted: list[Tile] = []
-            if index is not None and 0 <= index < guess:
-                wanted = [*_tiles_read(partial(inclusion_proof, index, guess)), Tile(0, index // _TILE)]
+            if index is not None and 0 <= index < guess and self._db.dialect.remote:
+                wanted = [*self._tiles_read(partial(inclusion_proof, index, guess)), Tile(0, index // _TILE)]
             latest, prefetched = self._latest_and_tiles(uow, wanted)
             size = self._sized(latest, tree_size, "tree_size")
             if index is not None:
@@ -270,7 +276,7 @@ class TransparencyLog:
             InvalidArgument: A size out of range or inverted.
         """
         # In order, the sizes give the proof's tiles, read with the checkpoint in one query.
-        wanted = _tiles_read(partial(consistency_proof, from_size, to_size)) if 1 <= from_size <= to_size else []
+        wanted = self._tiles_read(partial(consistency_proof, from_size, to_size)) if 1 <= from_size <= to_size else []
 
         def read(uow: UnitOfWork) -> list[bytes]:
             latest, tiles = self._latest_and_tiles(uow, wanted)
