@@ -4,13 +4,19 @@ between them is in ``storage.dialect``."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 from sqlalchemy import create_engine
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from charter_server.domain.errors import StorageUnavailable
 from charter_server.storage.dialect import Dialect, UnsupportedDatabase, dialect_for
 from charter_server.storage.uow import EventBus, UnitOfWork, track_rollbacks
+
+T = TypeVar("T")
 
 
 def normalise_url(url: str) -> str:
@@ -72,6 +78,15 @@ class Database:
         self._write_sessions = sessionmaker(bind=writer, expire_on_commit=False)
         track_rollbacks(self._read_sessions)
         track_rollbacks(self._write_sessions)
+        # `read_snapshot`'s own engine where the dialect has one (PostgreSQL: autocommit, no
+        # pre-ping); its pool fills only as snapshot reads run concurrently.
+        snapshot_options = self.dialect.snapshot_engine_options(pool_size)
+        self._snapshot_engine = None if snapshot_options is None else create_engine(self.url, **snapshot_options)
+        self._snapshot_sessions = (
+            self._read_sessions
+            if self._snapshot_engine is None
+            else sessionmaker(bind=self._snapshot_engine, expire_on_commit=False)
+        )
         # SQLite has one writer at a time, and a writer that finds the lock taken polls for it with
         # growing sleeps, so under load an unlucky one waits out the whole busy timeout. Writers of
         # this process queue on a lock instead; the busy timeout is left for other processes.
@@ -92,6 +107,32 @@ class Database:
             return UnitOfWork(self._write_sessions, self._writer_lock, self.events, dialect=self.dialect)
         return UnitOfWork(self._read_sessions, None, self.events, dialect=self.dialect)
 
+    def read_snapshot(self, read: Callable[[UnitOfWork], T]) -> T:
+        """``read(uow)`` for readers whose every statement may see its own committed state (on
+        PostgreSQL each runs in autocommit, outside a transaction; on SQLite it is an ordinary read
+        transaction): the log's proofs, whose tiles and entries are only ever appended to.
+
+        A pooled connection is used without a pre-ping; if it turns out to be dead (the database
+        restarted, the connection was dropped), the pool is invalidated by SQLAlchemy and ``read``
+        runs once more on a new connection. ``read`` only reads, so running it twice is harmless.
+
+        Raises:
+            WouldBlock: Called on an event loop's thread (see `forbid_blocking`).
+            StorageUnavailable: The database is unreachable on the second try too.
+        """
+        if threading.get_ident() in _nonblocking_threads:
+            raise WouldBlock
+        for attempt in (1, 2):
+            try:
+                with UnitOfWork(self._snapshot_sessions, None, self.events, dialect=self.dialect) as uow:
+                    return read(uow)
+            except StorageUnavailable as error:
+                cause = error.__cause__
+                dropped = isinstance(cause, sa_exc.DBAPIError) and cause.connection_invalidated
+                if attempt == 2 or not dropped or self._snapshot_engine is None:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
     def page_token_key(self) -> bytes:
         """The deployment's page-token key (``storage.serving``), read once and kept."""
         key = self._page_token_key
@@ -107,3 +148,5 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+        if self._snapshot_engine is not None:
+            self._snapshot_engine.dispose()

@@ -40,12 +40,20 @@ class Dialect(abc.ABC):
     """Whether row locks do anything: false where write transactions are serialised already."""
     one_writer: ClassVar[bool]
     """Whether the database has one writer at a time (then a process queues its own writers)."""
+    remote: ClassVar[bool]
+    """Whether every statement is a round trip to a database server, so that reads are worth
+    merging into fewer statements even at some CPU cost (SQLite runs in the process)."""
     placeholder: ClassVar[str]
     """The driver's positional parameter marker, for the few statements run on the driver itself."""
 
     @abc.abstractmethod
     def engine_options(self, busy_timeout_ms: int, pool_size: int) -> dict[str, Any]:
         """Keyword arguments of ``create_engine``."""
+
+    def snapshot_engine_options(self, pool_size: int) -> dict[str, Any] | None:
+        """Keyword arguments of ``create_engine`` for the engine of `Database.read_snapshot`, or
+        None to run those reads as ordinary read transactions on the main engine."""
+        return None
 
     @abc.abstractmethod
     def configure(self, engine: Engine, busy_timeout_ms: int) -> None:
@@ -84,6 +92,7 @@ class SQLiteDialect(Dialect):
 
     name = "sqlite"
     placeholder = "?"
+    remote = False
     locks_rows = False
     one_writer = True
 
@@ -132,11 +141,23 @@ class PostgreSQLDialect(Dialect):
 
     name = "postgresql"
     placeholder = "%s"
+    remote = True
     locks_rows = True
     one_writer = False
 
     def engine_options(self, busy_timeout_ms: int, pool_size: int) -> dict[str, Any]:
         return {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": True}
+
+    def snapshot_engine_options(self, pool_size: int) -> dict[str, Any] | None:
+        # Each read of `Database.read_snapshot` is one statement with no transaction around it
+        # (no BEGIN, no ROLLBACK: psycopg sends neither in autocommit) and no pre-ping (a round
+        # trip per checkout); a connection found dead is retried once by `read_snapshot` instead.
+        return {
+            "pool_size": pool_size,
+            "max_overflow": pool_size,
+            "pool_pre_ping": False,
+            "isolation_level": "AUTOCOMMIT",
+        }
 
     def configure(self, engine: Engine, busy_timeout_ms: int) -> None:
         return None  # READ COMMITTED, the driver's defaults

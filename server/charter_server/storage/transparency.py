@@ -1,6 +1,7 @@
 """Storage of the transparency log: pending entries, integrated entries, tiles, checkpoints, head.
 
-Every read a proof needs is one query: the tiles of `read_tiles` (at most two per tile level).
+Every read a proof needs is one query: the tiles of `read_tiles` (at most two per tile level), or
+those tiles with the latest checkpoint (`latest_checkpoint_and_tiles`).
 Tiles are written whole (insert or replace); a tile's content only ever grows at its end, so a
 tree of an earlier size is still readable from the current tiles.
 """
@@ -106,6 +107,27 @@ def _read_tiles_statement(count: int) -> Any:
     return select(_TILES.c.level, _TILES.c.idx, _TILES.c.hashes).where(
         or_(*(and_(_TILES.c.level == bindparam(f"l{i}"), _TILES.c.idx == bindparam(f"i{i}")) for i in range(count)))
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _checkpoint_and_tiles_statement(count: int) -> Any:
+    """The latest checkpoint with ``count`` tiles by key, one row per tile found (the checkpoint's
+    columns repeated; one row with null tile columns when none is), built once per count."""
+    latest = _LATEST_CHECKPOINT.subquery("latest")
+    if count == 0:
+        return select(latest)
+    found = or_(*(and_(_TILES.c.level == bindparam(f"l{i}"), _TILES.c.idx == bindparam(f"i{i}")) for i in range(count)))
+    return select(latest, _TILES.c.level, _TILES.c.idx, _TILES.c.hashes).select_from(latest.outerjoin(_TILES, found))
+
+
+def _tile_parameters(tiles: Sequence[Tile]) -> dict[str, int]:
+    """The parameters of `_read_tiles_statement` / `_checkpoint_and_tiles_statement` for ``tiles``
+    (each tile once, in key order)."""
+    parameters: dict[str, int] = {}
+    for number, (level, index) in enumerate(sorted({(t.level, t.index) for t in tiles})):
+        parameters[f"l{number}"] = level
+        parameters[f"i{number}"] = index
+    return parameters
 
 
 @functools.cache
@@ -285,13 +307,20 @@ class TransparencyRepository:
         """The stored content of tiles, in one query; a tile not stored is left out."""
         if not tiles:
             return {}
-        wanted = sorted({(t.level, t.index) for t in tiles})
-        parameters: dict[str, int] = {}
-        for number, (level, index) in enumerate(wanted):
-            parameters[f"l{number}"] = level
-            parameters[f"i{number}"] = index
-        rows = self._session.execute(_read_tiles_statement(len(wanted)), parameters)
+        parameters = _tile_parameters(tiles)
+        rows = self._session.execute(_read_tiles_statement(len(parameters) // 2), parameters)
         return {Tile(level, index): bytes(hashes) for level, index, hashes in rows}
+
+    def latest_checkpoint_and_tiles(self, tiles: Sequence[Tile]) -> tuple[CheckpointRecord | None, dict[Tile, bytes]]:
+        """The checkpoint of the largest tree and the stored content of ``tiles``, in one query (so
+        in one round trip, and in one snapshot even outside a transaction); a tile not stored is
+        left out, and no checkpoint means no tiles either."""
+        parameters = _tile_parameters(tiles)
+        rows = self._session.execute(_checkpoint_and_tiles_statement(len(parameters) // 2), parameters).all()
+        if not rows:
+            return None, {}
+        found = {Tile(row.level, row.idx): bytes(row.hashes) for row in rows if tiles and row.hashes is not None}
+        return _checkpoint(rows[0]), found
 
     def write_tiles(self, tiles: Mapping[Tile, bytes]) -> None:
         """Insert or replace tiles."""

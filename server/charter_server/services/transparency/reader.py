@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import NoReturn
 
 from charter.transparency import HASH_SIZE, consistency_proof, inclusion_proof, leaf_hash, root_hash
@@ -87,6 +88,8 @@ class TransparencyLog:
         # Receipts signed but still in this replica's buffer (see services.transparency.receipts).
         self._is_buffered = is_buffered
         self._cache = cache if cache is not None else TileHashCache()
+        # The latest tree size this log saw: a guess of which tiles to read (see `checkpoint`).
+        self._size_hint = 0
 
     def _fail(self, problem: str) -> NoReturn:
         self._health.fail(problem)
@@ -99,6 +102,31 @@ class TransparencyLog:
             raise StorageUnavailable("the log has no checkpoint yet; retry in a second")
         return latest
 
+    def _latest_and_tiles(self, uow: UnitOfWork, wanted: Sequence[Tile]) -> tuple[CheckpointRecord, dict[Tile, bytes]]:
+        """The latest checkpoint and the tiles ``wanted`` (as stored now), in one query."""
+        self._health.check()
+        latest, tiles = uow.log.latest_checkpoint_and_tiles(wanted)
+        if latest is None:
+            raise StorageUnavailable("the log has no checkpoint yet; retry in a second")
+        self._size_hint = latest.tree_size
+        return latest, tiles
+
+    # Proofs and the checkpoint read through `Database.read_snapshot`: each statement sees its own
+    # committed state, with no transaction around them (on PostgreSQL no BEGIN, no ROLLBACK, no
+    # pre-ping: those were most of a proof's round trips). That is enough because the log is only
+    # appended to, in one transaction per batch (entries, tiles, checkpoint and head together):
+    # nothing is ever deleted or rewritten, and a tile's content only grows at its end. So whatever
+    # a later statement reads is at least the tree of the checkpoint read before it: the entries
+    # below its size exist and do not change, and the tiles hold every hash of that tree (and
+    # perhaps more after it), and a proof or root for size N computed from the tiles of a later,
+    # larger tree is the same as from the tiles of tree N. A tampered tile or entry is still seen,
+    # as before (the root is recomputed, entries are checked against their leaves).
+    #
+    # The tiles a proof will read are known from its sizes before anything is read, so on
+    # PostgreSQL they come in the same query as the checkpoint. Where the size is "the latest", the latest size this
+    # log saw (`_size_hint`) guesses it: if the log grew meanwhile, the few tiles of the new right
+    # edge are read in a second query. The guess only chooses what to read; nothing read is kept.
+
     def checkpoint(self) -> CheckpointRecord:
         """The latest checkpoint, after recomputing its root from the stored tiles.
 
@@ -106,29 +134,46 @@ class TransparencyLog:
             DataLoss: The stored tree does not recompute to it.
             StorageUnavailable: No checkpoint was signed yet (the server just started).
         """
-        with self._db.uow() as uow:
-            latest = self._latest(uow)
-            # The tiles as stored now are what must recompute to the signed root: the cache holds
-            # hashes only for the very bytes they were computed from, so a changed tile is hashed again.
-            try:
-                recomputed = root_hash(latest.tree_size, TileNodeReader(uow.log.read_tiles, cache=self._cache))
-            except CorruptTiles as error:
-                self._fail(f"the tiles of the tree of size {latest.tree_size} are damaged: {error}")
-            if recomputed != latest.root_hash:
-                self._fail(f"the stored tree of size {latest.tree_size} does not recompute to its checkpoint")
+        return self._db.read_snapshot(self._checkpoint)
+
+    def _checkpoint(self, uow: UnitOfWork) -> CheckpointRecord:
+        latest, prefetched = self._latest_and_tiles(uow, self._tiles_read(partial(root_hash, self._size_hint)))
+        # The tiles as stored now are what must recompute to the signed root: the cache holds
+        # hashes only for the very bytes they were computed from, so a changed tile is hashed again.
+        try:
+            recomputed = root_hash(latest.tree_size, self._reader(uow, {}, prefetched))
+        except CorruptTiles as error:
+            self._fail(f"the tiles of the tree of size {latest.tree_size} are damaged: {error}")
+        if recomputed != latest.root_hash:
+            self._fail(f"the stored tree of size {latest.tree_size} does not recompute to its checkpoint")
         return latest
 
-    def _size(self, uow: UnitOfWork, tree_size: int, field: str) -> tuple[int, CheckpointRecord]:
-        latest = self._latest(uow)
+    def _tiles_read(self, proof: Callable[[TileNodeReader], object]) -> list[Tile]:
+        """The tiles to read with the checkpoint: those ``proof`` reads where a query is a round
+        trip to a server; none on SQLite, where finding them (the node-to-tile mapping of the proof,
+        run twice) would cost more than the query it saves."""
+        return _tiles_read(proof) if self._db.dialect.remote else []
+
+    @staticmethod
+    def _sized(latest: CheckpointRecord, tree_size: int, field: str) -> int:
         if tree_size < 0:
             raise InvalidArgument.one(field, "must not be negative")
         if tree_size > latest.tree_size:
             raise InvalidArgument.one(field, f"must be at most the latest checkpoint's size, {latest.tree_size}")
-        return (tree_size or latest.tree_size), latest
+        return tree_size or latest.tree_size
 
-    def _reader(self, uow: UnitOfWork, seen: dict[Tile, bytes]) -> TileNodeReader:
+    def _reader(
+        self, uow: UnitOfWork, seen: dict[Tile, bytes], prefetched: Mapping[Tile, bytes] | None = None
+    ) -> TileNodeReader:
+        """A node reader over the stored tiles: those ``prefetched`` in this read, the others (if
+        any) in one query; every tile it answers is added to ``seen``."""
+        known = prefetched or {}
+
         def read(tiles: Sequence[Tile]) -> Mapping[Tile, bytes]:
-            answered = uow.log.read_tiles(tiles)
+            missing = [t for t in tiles if t not in known]
+            answered = {t: known[t] for t in tiles if t in known}
+            if missing:
+                answered.update(uow.log.read_tiles(missing))
             seen.update(answered)
             return answered
 
@@ -168,8 +213,14 @@ class TransparencyLog:
         for field, value in (("leaf_hash", leaf), ("receipt_digest", receipt_digest)):
             if value is not None and len(value) != HASH_SIZE:
                 raise InvalidArgument.one(field, "must be 32 bytes")
-        with self._db.uow() as uow:
-            size, latest = self._size(uow, tree_size, "tree_size")
+
+        def read(uow: UnitOfWork) -> tuple[int, CheckpointRecord, list[StoredEntry], list[list[bytes]]]:
+            guess = tree_size or self._size_hint
+            wanted: list[Tile] = []
+            if index is not None and 0 <= index < guess and self._db.dialect.remote:
+                wanted = [*self._tiles_read(partial(inclusion_proof, index, guess)), Tile(0, index // _TILE)]
+            latest, prefetched = self._latest_and_tiles(uow, wanted)
+            size = self._sized(latest, tree_size, "tree_size")
             if index is not None:
                 if index < 0:
                     raise InvalidArgument.one("index", "must not be negative")
@@ -187,15 +238,18 @@ class TransparencyLog:
                     entries = uow.log.entries_by_receipt(receipt_digest, MAX_RECEIPT_ENTRIES)
                 entries = [e for e in entries if e.index < size]
                 if not entries:
-                    self._not_found(uow, leaf, receipt_digest, latest.tree_size > size)
+                    self._not_found(leaf, receipt_digest, latest.tree_size > size)
             seen: dict[Tile, bytes] = {}
-            reader = self._reader(uow, seen)
+            reader = self._reader(uow, seen, prefetched)
             proofs = [inclusion_proof(e.index, size, reader) for e in entries]
-            self._check_entries(uow, entries, seen)
+            self._check_entries(uow, entries, {**prefetched, **seen})
+            return size, latest, entries, proofs
+
+        size, latest, entries, proofs = self._db.read_snapshot(read)
         shown = [ShownEntry(e, not may_read(principal, e)) for e in entries]
         return Inclusion(size, list(zip(shown, proofs, strict=True)), latest.note if tree_size == 0 else b"")
 
-    def _not_found(self, uow: UnitOfWork, leaf: bytes | None, receipt_digest: bytes | None, smaller: bool) -> NoReturn:
+    def _not_found(self, leaf: bytes | None, receipt_digest: bytes | None, smaller: bool) -> NoReturn:
         if not smaller and self._waiting(leaf, receipt_digest):
             raise NotFound("the entry is not integrated yet; retry in a second", reason="LOG_ENTRY_NOT_INTEGRATED")
         raise NotFound("no entry of the log has this hash in the tree of that size", reason="LOG_ENTRY_NOT_FOUND")
@@ -221,8 +275,11 @@ class TransparencyLog:
         Raises:
             InvalidArgument: A size out of range or inverted.
         """
-        with self._db.uow() as uow:
-            latest = self._latest(uow)
+        # In order, the sizes give the proof's tiles, read with the checkpoint in one query.
+        wanted = self._tiles_read(partial(consistency_proof, from_size, to_size)) if 1 <= from_size <= to_size else []
+
+        def read(uow: UnitOfWork) -> list[bytes]:
+            latest, tiles = self._latest_and_tiles(uow, wanted)
             if from_size < 1:
                 raise InvalidArgument.one("from_tree_size", "must be at least 1")
             if to_size < 1:
@@ -233,7 +290,9 @@ class TransparencyLog:
                 )
             if from_size > to_size:
                 raise InvalidArgument.one("from_tree_size", "must be at most to_tree_size")
-            return consistency_proof(from_size, to_size, self._reader(uow, {}))
+            return consistency_proof(from_size, to_size, self._reader(uow, {}, tiles))
+
+        return self._db.read_snapshot(read)
 
     def list_entries(self, principal: Principal, *, start_index: int, page_size: int, page_token: str) -> EntryPage:
         """A page of entries from ``start_index``, bounded by the checkpoint of the first page.
@@ -267,6 +326,27 @@ class TransparencyLog:
             self._check_entries(uow, entries, {})
         token = pagination.encode_text(key, f"{end}:{bound}" if end < bound else None, filters)
         return EntryPage([ShownEntry(e, not may_read(principal, e)) for e in entries], token, bound)
+
+
+class _Wanted(Exception):
+    def __init__(self, tiles: list[Tile]) -> None:
+        super().__init__()
+        self.tiles = tiles
+
+
+def _tiles_read(proof: Callable[[TileNodeReader], object]) -> list[Tile]:
+    """The tiles ``proof(reader)`` reads (it reads them all in one call; nothing is computed)."""
+
+    def record(tiles: Sequence[Tile]) -> Mapping[Tile, bytes]:
+        raise _Wanted(list(tiles))
+
+    try:
+        proof(TileNodeReader(record))
+    except _Wanted as wanted:
+        return wanted.tiles
+    except ValueError:  # sizes out of range: the caller's checks answer that
+        return []
+    return []  # nothing to read (an empty proof, an empty tree)
 
 
 def _cursor(text: str) -> tuple[int, int]:
