@@ -239,19 +239,8 @@ def decide_by_position(
     use: UseContext,
 ) -> Outcome[C] | None:
     """`decide` with its arguments by position, in the same order: the same decision, for a caller
-    on a hot path (a keyword call costs about a fiftieth of a warm offline decision).
-
-    Args:
-        licensee_archived: Whether the licensee is archived.
-        character: The character's state.
-        candidates: Its candidate grants, newest first (by issue time).
-        status: A grant's lifecycle state by grant id, as the decider knows it; None counts as
-            ``ACTIVE`` (so that a mapping's ``get`` can serve, without a call of its own).
-        use: The use, with the time of the decision.
-
-    Returns:
-        The outcome, or None when a candidate whose key the decider does not know comes before
-        any candidate that allows (the caller must get the answer elsewhere).
+    on a hot path (a keyword call costs about a fiftieth of a warm offline decision). The arguments
+    and the result are `decide`'s.
     """
     if licensee_archived or character is not _OPTED_IN or not candidates:
         # Steps 1 to 3: no grant is looked at. The outcome names no candidate, so one shared

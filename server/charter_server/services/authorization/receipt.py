@@ -33,6 +33,9 @@ from charter.terms import DenyReason, Obligations
 from charter.v1 import authorization_service_pb2 as az
 from charter.v1 import decision_pb2, envelope_pb2
 
+from charter_server.services.wire import field as _field
+from charter_server.services.wire import varint as _varint
+
 if TYPE_CHECKING:
     from charter_server.domain.models import Detection
     from charter_server.services.authorization.command import UseRequest
@@ -44,24 +47,6 @@ _CACHE_LIMIT = 100_000
 _CONTEXTS: dict[tuple[object, ...], bytes] = {}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
-
-
-def _varint(value: int) -> bytes:
-    if 0 <= value < 0x80:
-        return bytes((value,))
-    if value < 0:
-        value += 1 << 64  # int64 as protobuf writes it
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _field(key: int, data: bytes) -> bytes:
-    """A length-delimited field (``key`` is the field's tag byte)."""
-    return b"%c%b%b" % (key, _varint(len(data)), data)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from charter_server.domain.clock import Clock
 from charter_server.domain.decision_history import DecidedUse, DecisionTally, hour_of
 from charter_server.domain.errors import StorageBusy
 from charter_server.domain.transparency import PendingEntry
+from charter_server.services.wire import varint as _varint
 from charter_server.storage.database import Database
 
 log = structlog.get_logger(__name__)
@@ -49,8 +50,6 @@ _NO_CHARACTER = (decision_pb2.CharacterDecision(),)
 _SALT_SIZE = 16  # as `appender.build_entry` draws
 _sha256 = hashlib.sha256
 _LEAF_PREFIX = b"\x00"  # RFC 9162: a leaf hash is SHA-256(0x00 || entry), as `charter.transparency.leaf_hash`
-_UINT64 = (1 << 64) - 1
-_SMALL_VARINTS = tuple(bytes((value,)) for value in range(0x80))
 
 MAX_PENDING = 200_000
 """The most receipts the buffer holds before ``Authorize`` fails closed."""
@@ -84,35 +83,6 @@ class SaltPool:
         drawn = self._pool[self._at : self._at + size]
         self._at += size
         return drawn
-
-
-def _varint(value: int) -> bytes:
-    """A protobuf varint; a negative ``int32`` or ``int64`` as its 64-bit two's complement (ten bytes)."""
-    if 0 <= value < 0x80:
-        return _SMALL_VARINTS[value]
-    if 0 < value < 1 << 35:  # a time's seconds or nanoseconds, a length: five bytes at most, unrolled
-        if value < 1 << 14:
-            return bytes((value & 0x7F | 0x80, value >> 7))
-        if value < 1 << 21:
-            return bytes((value & 0x7F | 0x80, value >> 7 & 0x7F | 0x80, value >> 14))
-        if value < 1 << 28:
-            return bytes((value & 0x7F | 0x80, value >> 7 & 0x7F | 0x80, value >> 14 & 0x7F | 0x80, value >> 21))
-        return bytes(
-            (
-                value & 0x7F | 0x80,
-                value >> 7 & 0x7F | 0x80,
-                value >> 14 & 0x7F | 0x80,
-                value >> 21 & 0x7F | 0x80,
-                value >> 28,
-            )
-        )
-    value &= _UINT64
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _text(tag: bytes, value: str) -> bytes:
