@@ -84,4 +84,4 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
             )
         )
         root.addHandler(handler)
-    root.setLevel(numeric)
+        root.setLevel(numeric)
