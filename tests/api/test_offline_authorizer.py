@@ -420,8 +420,11 @@ def test_a_character_suspended_by_staff_is_denied_offline_until_reinstated(
     def after_next_event(action: Any) -> Decision:
         seen = authorizer.sequence
         action()
-        # A staff action may append several events (the registry's too): decide on them all.
-        return image(authorizer, cid, min_sequence=log_head(admin, after=seen))
+        # A staff action may append several events (the registry's too): decide on them all,
+        # once the view has seen them (authorize asks the server while it has not).
+        head = log_head(admin, after=seen)
+        authorizer.wait_current(min_sequence=head, timeout=WAIT)
+        return image(authorizer, cid, min_sequence=head)
 
     before = image(authorizer, cid)
     during = after_next_event(lambda: admin.suspend_character(cid, reason="rights dispute"))
