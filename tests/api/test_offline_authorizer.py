@@ -774,7 +774,9 @@ def test_after_a_restart_the_stream_resumes_from_the_last_sequence(
     assert before > 0
     assert caught_up
     assert opened[0] == 0
-    assert before in opened[1:]
+    # Reopened from where the view was, never from zero (a heartbeat may still move the view
+    # past `before` between the read and the stop, so equality is not asserted).
+    assert len(opened) >= 2
     assert all(since >= before for since in opened[1:])
     assert decision.offline
     assert decision.characters[0].reasons == (DenyReason.GRANT_REVOKED,)
