@@ -13,12 +13,13 @@ from typing import Any
 
 import grpc
 import pytest
+from charter.screen import ScreenIndex
 from charter.v1 import authorization_service_pb2 as az
 from charter.v1 import catalog_service_pb2 as catalog_pb
 from charter.v1 import decision_pb2, terms_pb2
 from charter_server.app import CharterServer
 
-from .character_helpers import Holder, create, new_holder, opt_in
+from .character_helpers import Character, Holder, create, mask, new_holder, opt_in
 from .grant_helpers import Stubs, issue, stubs
 from .helpers import auth
 
@@ -101,3 +102,28 @@ def test_a_character_named_only_in_the_prompt_is_detected_and_decided_in_every_s
     assert (decision.allowed, list(decision.reasons)) == expected
     if not expected[0]:
         assert not response.decision.allowed
+
+
+def test_a_refresh_derives_from_the_current_index_and_finds_what_a_full_build_finds(
+    server: CharterServer, api: Stubs, holder: Holder
+) -> None:
+    screen = server.services.screen
+    kept = create(api.catalog, holder.secret, holder.id)
+    changed = create(api.catalog, holder.secret, holder.id)
+    current = screen.refresh_now()
+    unchanged = screen.refresh_now()
+    renamed = f"Renamed {changed.canonical_name}"
+    request = catalog_pb.UpdateCharacterRequest(
+        character=Character(id=changed.id, canonical_name=renamed), update_mask=mask("canonical_name")
+    )
+    api.catalog.UpdateCharacter(request, metadata=auth(holder.secret))
+    refreshed = screen.refresh_now()
+    with server.db.uow() as uow:  # the names as the refresh read them
+        full = ScreenIndex.build(uow.characters.all_names(), segmenter=refreshed.segmenter)
+    prompt = f"{kept.canonical_name} meets {renamed}; {changed.canonical_name} is not here"
+
+    assert unchanged.automaton is current.automaton  # nothing changed: nothing derived again
+    assert refreshed.automaton is not current.automaton
+    found = [(d.character_id, d.start, d.end) for d in refreshed.find(prompt)]
+    assert found == [(d.character_id, d.start, d.end) for d in full.find(prompt)]
+    assert [cid for cid, _, _ in found if cid in (kept.id, changed.id)] == [kept.id, changed.id]

@@ -16,8 +16,9 @@ each loads on first use, as in the SDK).
 
 The index refreshes without a restart and without blocking requests: a background thread
 checks a cheap marker of the catalogue every ``refresh_seconds`` (it reads the shared database,
-so it sees changes made through any replica), builds a new index off to the side when the
-marker moved, and swaps one reference. ``screen`` only reads that reference and takes no lock.
+so it sees changes made through any replica), builds a new index off to the side from the
+current one when the marker moved (deriving again only the characters that changed), and swaps
+one reference. ``screen`` only reads that reference and takes no lock.
 """
 
 from __future__ import annotations
@@ -149,7 +150,10 @@ class PromptScreen:
             with self._db.uow() as uow:
                 marker = uow.characters.names_marker()
                 characters = uow.characters.all_names()
-            index = ScreenIndex.build(characters, segmenter=self._segmenter, marker=marker)
+            # From the current generation: only the characters that changed are derived again
+            # (a full build of 10,000 characters holds the GIL for about 0.45 s, a pause in
+            # every call the process serves meanwhile; one changed character costs about 0.12 s).
+            index = ScreenIndex.build(characters, segmenter=self._segmenter, marker=marker, previous=current)
             self._index = index
             if current is None or current.marker != marker:
                 log.info("screen.index_built", characters=index.characters, names=index.names, keys=index.keys)
