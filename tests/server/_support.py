@@ -20,9 +20,11 @@ import grpc
 import pytest
 import structlog
 from charter.v1 import access_service_pb2_grpc, catalog_service_pb2_grpc
-from charter_server.app import build_services, open_database
+from charter_server.app import Services, build_services, open_database
 from charter_server.config import Settings
 from charter_server.domain.clock import SystemClock
+from charter_server.domain.models import SigningKeyPurpose
+from charter_server.storage.database import Database
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
@@ -34,6 +36,21 @@ REQUEST_ID_KEY = "x-request-id"
 def bearer(secret: str) -> tuple[tuple[str, str], ...]:
     """Call metadata that authenticates with ``secret``."""
     return (("authorization", f"Bearer {secret}"),)
+
+
+@contextmanager
+def services_on(database_url: str) -> Iterator[tuple[Settings, Database, Services]]:
+    """The server's services over a migrated database, without gRPC, with a grant signing key
+    and a log key active (as the server makes them at start); the database is disposed after."""
+    settings = Settings(database_url=database_url, migrate=True)
+    db = open_database(settings)
+    try:
+        services = build_services(settings, db, SystemClock())
+        services.keys.ensure_active_key()
+        services.keys.ensure_active_key(SigningKeyPurpose.TRANSPARENCY_LOG)
+        yield settings, db, services
+    finally:
+        db.dispose()
 
 
 @contextmanager

@@ -12,29 +12,22 @@ import psycopg
 import pytest
 from charter import transparency
 from charter.v1 import transparency_pb2 as tp
-from charter_server.app import Services, build_services, open_database
-from charter_server.config import Settings
-from charter_server.domain.clock import SystemClock
-from charter_server.domain.models import Principal, Role, SigningKeyPurpose
+from charter_server.app import Services
+from charter_server.domain.models import Principal, Role
 from charter_server.services.transparency.reader import TransparencyLog
 from charter_server.services.transparency.sequencer import LogHealth
 from charter_server.storage.database import Database
 from sqlalchemy import Engine, event
+
+from ._support import services_on
 
 AUDITOR = Principal("key_auditor", Role.AUDITOR)
 
 
 @pytest.fixture
 def built(fresh_database_url: str) -> Iterator[tuple[Database, Services]]:
-    settings = Settings(database_url=fresh_database_url, migrate=True)
-    db = open_database(settings)
-    services = build_services(settings, db, SystemClock())
-    services.keys.ensure_active_key()
-    services.keys.ensure_active_key(SigningKeyPurpose.TRANSPARENCY_LOG)
-    try:
+    with services_on(fresh_database_url) as (_, db, services):
         yield db, services
-    finally:
-        db.dispose()
 
 
 def _grow(db: Database, services: Services, count: int) -> int:

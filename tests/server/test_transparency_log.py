@@ -15,7 +15,7 @@ from charter import transparency
 from charter.transparency.tiles import Tile
 from charter.v1 import decision_pb2
 from charter.v1 import transparency_pb2 as tp
-from charter_server.app import Services, build_services, open_database
+from charter_server.app import Services
 from charter_server.config import Settings
 from charter_server.domain.clock import SystemClock
 from charter_server.domain.errors import DataLoss, NotFound
@@ -28,6 +28,8 @@ from charter_server.services.transparency.sequencer import LogHealth, Sequencer
 from charter_server.storage.database import Database
 from charter_server.storage.log_tables import LogEntryRow, LogTileRow
 from sqlalchemy import case, delete, update
+
+from ._support import services_on
 
 AUDITOR = Principal("key_auditor", Role.AUDITOR)
 
@@ -64,15 +66,8 @@ class Log:
 
 @pytest.fixture
 def log(fresh_database_url: str) -> Iterator[Log]:
-    settings = Settings(database_url=fresh_database_url, migrate=True)
-    db = open_database(settings)
-    services = build_services(settings, db, SystemClock())
-    services.keys.ensure_active_key()
-    services.keys.ensure_active_key(SigningKeyPurpose.TRANSPARENCY_LOG)
-    try:
+    with services_on(fresh_database_url) as (settings, db, services):
         yield Log(db, services, settings)
-    finally:
-        db.dispose()
 
 
 def test_one_sequencer_at_a_time_takes_the_lease_and_another_takes_over_when_it_is_released(log: Log) -> None:
