@@ -130,17 +130,32 @@ def _tile_parameters(tiles: Sequence[Tile]) -> dict[str, int]:
     return parameters
 
 
+ENTRIES_PER_INSERT = 128
+"""The most entries one ``INSERT`` statement carries (7 parameters each: under the 999 that
+every SQLite build accepts)."""
+_ENTRY_COLUMNS = ("idx", "entry", "leaf_hash", "receipt_digest", "rights_holder_id", "licensee_id", "integrate_ms")
+
+
 @functools.cache
-def _dialect_statements(dialect: Dialect) -> tuple[Any, Any, str]:
-    """The statements that differ by database, built once per dialect: the clock, the tiles'
-    upsert, and the entries' insert as the driver's own SQL (a batch of entries is one
-    ``executemany`` of plain tuples: SQLAlchemy's work per row would double its cost)."""
+def _dialect_statements(dialect: Dialect) -> tuple[Any, Any]:
+    """The statements that differ by database, built once per dialect: the clock and the tiles'
+    upsert."""
     upsert = dialect.insert(_TILES)
     write_tiles = upsert.on_conflict_do_update(index_elements=["level", "idx"], set_={"hashes": upsert.excluded.hashes})
-    columns = ("idx", "entry", "leaf_hash", "receipt_digest", "rights_holder_id", "licensee_id", "integrate_ms")
-    markers = ", ".join([dialect.placeholder] * len(columns))
-    add_entries = f"INSERT INTO {_ENTRIES.name} ({', '.join(columns)}) VALUES ({markers})"  # noqa: S608 - fixed SQL
-    return select(dialect.now_ms()), write_tiles, add_entries
+    return select(dialect.now_ms()), write_tiles
+
+
+@functools.lru_cache(maxsize=2 * ENTRIES_PER_INSERT)
+def _add_entries_statement(dialect: Dialect, rows: int) -> str:
+    """The insert of ``rows`` entries as the driver's own SQL, one ``VALUES`` row per entry.
+
+    One statement of many rows, not an ``executemany``: the driver steps each row of an
+    ``executemany`` separately, releasing and retaking the GIL every time, so the sequencer's
+    thread trades the GIL with the threads serving calls hundreds of times per batch (and
+    SQLAlchemy's work per row would double its cost)."""
+    row = "(" + ", ".join([dialect.placeholder] * len(_ENTRY_COLUMNS)) + ")"
+    values = ", ".join([row] * rows)
+    return f"INSERT INTO {_ENTRIES.name} ({', '.join(_ENTRY_COLUMNS)}) VALUES {values}"  # noqa: S608 - fixed SQL
 
 
 def _stored(row: Any) -> StoredEntry:
@@ -161,7 +176,7 @@ class TransparencyRepository:
     def __init__(self, session: Session, dialect: Dialect) -> None:
         self._session = session
         self._dialect = dialect
-        self._now_ms, self._write_tiles, self._add_entries = _dialect_statements(dialect)
+        self._now_ms, self._write_tiles = _dialect_statements(dialect)
 
     def now_ms(self) -> int:
         """Milliseconds since the Unix epoch by the database's clock: the lease is timed by it, so
@@ -266,13 +281,21 @@ class TransparencyRepository:
         """Insert integrated entries at indexes ``start``, ``start + 1``, ..."""
         if not entries:
             return
-        self._session.connection().exec_driver_sql(
-            self._add_entries,
-            [
-                (start + i, e.entry, e.leaf_hash, e.receipt_digest, e.rights_holder_id, e.licensee_id, integrate_ms)
-                for i, e in enumerate(entries)
-            ],
-        )
+        connection = self._session.connection()
+        for first in range(0, len(entries), ENTRIES_PER_INSERT):
+            chunk = entries[first : first + ENTRIES_PER_INSERT]
+            parameters: list[object] = []
+            for index, e in enumerate(chunk, start + first):
+                parameters += (
+                    index,
+                    e.entry,
+                    e.leaf_hash,
+                    e.receipt_digest,
+                    e.rights_holder_id,
+                    e.licensee_id,
+                    integrate_ms,
+                )
+            connection.exec_driver_sql(_add_entries_statement(self._dialect, len(chunk)), tuple(parameters))
 
     def entries(self, start: int, end: int) -> list[StoredEntry]:
         """The entries of indexes ``[start, end)`` that are stored, in index order."""
