@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
@@ -19,10 +19,11 @@ from charter.v1 import grant_service_pb2 as gs
 from charter.v1 import offline_service_pb2 as osv
 from charter.v1 import transparency_pb2 as tp
 from charter.v1 import usage_service_pb2 as us
+from charter.v1.envelope_pb2 import Envelope
 from charter_server.domain import ids
 
 from .character_helpers import terms
-from .grant_helpers import Stubs, stubs
+from .grant_helpers import Grant, Stubs, stubs
 from .helpers import auth, failure
 from .log_helpers import logged_since, verified_checkpoint, wait_for_size
 from .offline_helpers import (
@@ -41,6 +42,7 @@ from .offline_helpers import (
     ttl,
 )
 from .test_usage_api import authorize
+from .test_usage_api import record as receipt_record
 
 KEY = offline_pb2.LicenseeKey
 LEASE = offline_pb2.QuotaLease
@@ -425,6 +427,84 @@ def test_forged_and_mismatched_records_are_refused(
         "DECISION_RECORD_MISMATCH",
         "DECISION_RECORD_MISMATCH",
     ]
+
+
+def test_a_record_id_must_be_a_decision_record_id(
+    api: Stubs, offline: OfflineStub, usage: UsageStub, edge: Edge, keys: Any, clock: Any
+) -> None:
+    # The record id is the key a use is counted under, beside the ids of Charter's receipts: a
+    # record named after the licensee's own receipt would make one report stand for two uses (the
+    # receipt's report then found it consumed), and an id longer than its column failed the whole
+    # call on PostgreSQL.
+    grant = granted(api, keys.admin, clock, edge)
+    now = clock.now()
+    online = authorize(api, edge.generator, grant.character_id)
+    receipt_id = decision_pb2.DecisionReceipt.FromString(online.receipt.payload).receipt_id
+    named_after_receipt = named(edge, grant, now, receipt_id)
+    too_long = named(edge, grant, now, "dr_" + "0" * 100)
+    good = signed(edge, grant, now)
+
+    results = report(
+        usage,
+        edge.generator,
+        offline_record(named_after_receipt, grant.character_id, now),
+        offline_record(too_long, grant.character_id, now),
+        offline_record(good, grant.character_id, now),
+        receipt_record(online.receipt, grant.character_id, now),
+    )
+
+    assert reasons(results) == ["DECISION_RECORD_INVALID", "DECISION_RECORD_INVALID", "ACCEPTED", "ACCEPTED"]
+    assert [(r.error_code, tuple(v.field for v in r.field_violations)) for r in results[:2]] == [
+        ("INVALID_ARGUMENT", ("decision_record",)),
+    ] * 2
+
+
+def test_records_naming_another_licensees_grant_lease_or_key_are_refused(
+    api: Stubs, offline: OfflineStub, usage: UsageStub, edge: Edge, keys: Any, clock: Any
+) -> None:
+    other = new_edge(api, offline, keys.admin)
+    mine = granted(api, keys.admin, clock, edge, terms(daily_quota=10))
+    theirs = granted(api, keys.admin, clock, other, terms(daily_quota=10))
+    my_lease, their_lease = lease(offline, edge, mine, 2), lease(offline, other, theirs, 2)
+    now = clock.now()
+    their_grant = signed_as(edge.signer, theirs, now, my_lease.lease_id)
+    their_key = DecisionRecordSigner(
+        key_id=other.signer.key_id, private_key=other.signer._key, licensee_id=edge.licensee_id
+    )
+    genuine = signed(edge, mine, now, lease_id=my_lease.lease_id)
+
+    results = report(
+        usage,
+        edge.generator,
+        offline_record(their_grant, theirs.character_id, now),
+        offline_record(signed(edge, mine, now, lease_id=their_lease.lease_id), mine.character_id, now),
+        offline_record(signed_as(their_key, mine, now, my_lease.lease_id), mine.character_id, now),
+    )
+    reported_by_them = report(usage, other.generator, offline_record(genuine, mine.character_id, now))
+
+    assert reasons(results) == ["DECISION_RECORD_MISMATCH", "LEASE_NOT_FOUND", "DECISION_RECORD_INVALID"]
+    assert reasons(reported_by_them) == ["DECISION_RECORD_INVALID"]
+
+
+def named(edge: Edge, grant: Grant, when: datetime, record_id: str) -> Envelope:
+    """A decision record like `signed`, under a record id of the caller's choosing."""
+    return signed_as(edge.signer, grant, when, "", record_id=record_id)
+
+
+def signed_as(
+    signer: DecisionRecordSigner, grant: Grant, when: datetime, lease_id: str, *, record_id: str | None = None
+) -> Envelope:
+    """A decision record allowing the grant's character at ``when``, signed by ``signer``."""
+    return signer.sign(
+        character_id=grant.character_id,
+        grant_id=grant.id,
+        terms_version=grant.terms_version,
+        allowed=True,
+        context=CONTEXT,
+        lease_id=lease_id,
+        decide_time_ns=int(when.timestamp() * 1e9),
+        record_id=record_id,
+    )
 
 
 def test_a_revoked_licensee_key_signs_nothing_any_more(

@@ -6,7 +6,10 @@ each record is checked here, against what the batch reads once:
 
 1. it verifies against the licensee's keys (`charter.decision_records.verify_decision_record`,
    the shared core): a forged, mangled, unknown-key, revoked-key or another licensee's record is
-   refused with ``DECISION_RECORD_INVALID``;
+   refused with ``DECISION_RECORD_INVALID``, and so is a record whose id is not a decision record
+   id (``dr_`` and 32 hex digits, as ``offline.proto`` promises): the id is the key its use is
+   counted under, next to the ids of Charter's receipts (``rcp_...``), so a chosen one could name a
+   receipt and have one report stand for two uses, and a long one would not fit the column;
 2. it allowed the record's character under a grant of the licensee for that character, with the
    grant's terms version, decided while the grant was live (within its validity window, and not
    later than the clock skew after a revocation or suspension): otherwise
@@ -34,8 +37,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from charter.decision_records import DecisionRecordVerification, verify_decision_record
-from charter.v1 import envelope_pb2, terms_pb2
+from charter.v1 import envelope_pb2, grant_pb2, terms_pb2
 
+from charter_server.domain import ids
 from charter_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from charter_server.domain.models import GrantRecord, GrantState
 from charter_server.domain.offline import QuotaLeaseRecord
@@ -46,6 +50,7 @@ from charter_server.storage.database import Database
 SKEW = timedelta(minutes=5)
 """How far a decision may lie outside a grant's or lease's window, or after a revocation: the
 clock skew of usage records (``charter_server.services.usage.FUTURE_SKEW``)."""
+_MALFORMED_CLAIMS = grant_pb2.GRANT_VERDICT_MALFORMED  # the core's verdict, for claims Charter cannot use
 _MALFORMED = DecisionRecordVerification(1 << 30, None, "")  # a verdict no verifier returns: "not an envelope"
 
 
@@ -80,6 +85,11 @@ class OfflineBatch:
                     self._verified[index] = _MALFORMED
                     continue
                 verification = verify_decision_record(envelope, keys=ring, licensee_id=self._licensee_id)
+                claims = verification.claims
+                if verification.valid and claims is not None and not ids.is_valid("decision_record", claims.record_id):
+                    # The SDK's own ids always pass; only a hand-made record names a receipt's id or
+                    # an id too long to store, and either is refused before anything is read for it.
+                    verification = DecisionRecordVerification(_MALFORMED_CLAIMS, None, verification.key_id)
                 self._verified[index] = verification
                 if verification.valid and verification.claims is not None:
                     grant_ids.add(verification.claims.grant_id)
