@@ -7,7 +7,7 @@ and forged, replayed, over-lease, mismatched and late records refused with their
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +21,7 @@ from charter.v1 import transparency_pb2 as tp
 from charter.v1 import usage_service_pb2 as us
 from charter.v1.envelope_pb2 import Envelope
 from charter_server.domain import ids
+from charter_server.storage.offline import LeaseRepository
 
 from .character_helpers import terms
 from .grant_helpers import Grant, Stubs, stubs
@@ -253,6 +254,42 @@ def test_a_returned_lease_gives_back_what_was_not_spent(
     assert (failure(again).code, failure(again).reason) == (grpc.StatusCode.FAILED_PRECONDITION, "LEASE_CLOSED")
     assert (failure(renew).code, failure(renew).reason) == (grpc.StatusCode.FAILED_PRECONDITION, "LEASE_CLOSED")
     assert next_lease.uses == 3
+
+
+def test_a_lease_returned_while_it_is_renewed_takes_no_uses_after_its_return(
+    api: Stubs, offline: OfflineStub, edge: Edge, keys: Any, clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The renewal is held between reading the lease and growing it while the return arrives: the
+    # return must wait for it (or the renewal find the lease returned), never leave a returned
+    # lease holding more uses than it kept.
+    grant = granted(api, keys.admin, clock, edge, max_uses=10)
+    held = lease(offline, edge, grant, 2)
+    taking, go_on = threading.Event(), threading.Event()
+    take_grant = LeaseRepository.take_grant
+
+    def held_back(repository: LeaseRepository, grant_id: str, n: int, limit: int) -> bool:
+        if grant_id == grant.id and not go_on.is_set():
+            taking.set()
+            go_on.wait(10)
+        return take_grant(repository, grant_id, n, limit)
+
+    monkeypatch.setattr(LeaseRepository, "take_grant", held_back)
+    renew = osv.RenewQuotaLeaseRequest(lease_id=held.lease_id, add_uses=3, ttl=ttl(600))
+    give_back = osv.ReturnQuotaLeaseRequest(lease_id=held.lease_id, spent_uses=1)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        renewing = pool.submit(offline.RenewQuotaLease, renew, metadata=auth(edge.generator), timeout=20)
+        assert taking.wait(10)
+        returning = pool.submit(offline.ReturnQuotaLease, give_back, metadata=auth(edge.generator), timeout=20)
+        wait([returning], timeout=1)  # done at once without the lease's lock; else it waits for the renewal
+        go_on.set()
+        outcomes = [f.exception() or f.result() for f in (renewing, returning)]
+    monkeypatch.undo()
+    left = lease(offline, edge, grant, 9)
+
+    returned = outcomes[1]
+    assert isinstance(returned, osv.ReturnQuotaLeaseResponse)
+    assert (returned.lease.state, returned.lease.uses) == (LEASE.STATE_RETURNED, 1)
+    assert left.uses == 9  # 10 capped, 1 kept: nothing else is held by the returned lease
 
 
 def test_renewing_adds_uses_within_the_quota(

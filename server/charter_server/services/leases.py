@@ -195,7 +195,9 @@ class LeaseService:
         now = self._clock.now()
         with self._db.uow(write=True) as uow:
             self._reclaim_due(uow, now)  # as a new lease does: renewing may need the uses back
-            lease = self._own_lease(uow, licensee_id, lease_id)
+            # Locked, as a return locks it: a return between this read and the growth below would
+            # otherwise be overwritten, leaving a returned lease with uses taken after its return.
+            lease = self._own_lease(uow, licensee_id, lease_id, for_update=True)
             if lease.state is not LeaseState.OPEN or lease.expire_time <= now:
                 raise FailedPrecondition("the lease is expired or returned; lease anew", reason="LEASE_CLOSED")
             grant = self._live_grant(uow, licensee_id, lease.grant_id, now)
