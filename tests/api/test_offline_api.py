@@ -6,6 +6,7 @@ and forged, replayed, over-lease, mismatched and late records refused with their
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
@@ -427,6 +428,28 @@ def test_decision_records_are_counted_once_and_paid_like_receipts(
     assert [(line.character_id, line.uses, line.revenue_share_minor_units) for line in statement.lines] == [
         (grant.character_id, 1, 50)
     ]
+
+
+def test_an_accepted_record_is_logged_under_its_payload_digest(
+    api: Stubs, offline: OfflineStub, usage: UsageStub, edge: Edge, keys: Any, clock: Any, channel: grpc.Channel
+) -> None:
+    grant = granted(api, keys.admin, clock, edge, terms())
+    now = clock.now()
+    envelope = signed(edge, grant, now)
+    before = verified_checkpoint(channel, keys.auditor).checkpoint.size
+
+    (accepted,) = report(usage, edge.generator, offline_record(envelope, grant.character_id, now))
+    logged = logged_since(
+        channel,
+        keys.auditor,
+        before,
+        1,
+        lambda e: e.WhichOneof("change") == "usage" and e.usage.usage_id == accepted.usage_id,
+    )
+
+    assert reasons([accepted]) == ["ACCEPTED"]
+    # As a receipt's use names its receipt: an auditor ties the paid use to the record signed.
+    assert [e.usage.receipt_digest for e in logged] == [hashlib.sha256(envelope.payload).digest()]
 
 
 def test_forged_and_mismatched_records_are_refused(

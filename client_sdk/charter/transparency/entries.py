@@ -20,15 +20,16 @@ __all__ = ["open_entry", "payload_digest"]
 
 
 def payload_digest(envelope: Envelope) -> bytes:
-    """Return the digest that names a grant or a decision receipt in the log.
+    """Return the digest that names a grant, a decision receipt or a decision record in the log.
 
     It is the SHA-256 of the envelope's payload bytes exactly as signed (the serialized
-    ``GrantClaims`` or ``DecisionReceipt``): ``GrantLogged.claims_digest``,
-    ``DecisionLogged.receipt_digest`` and ``UsageLogged.receipt_digest`` hold it, and
+    ``GrantClaims``, ``DecisionReceipt`` or ``DecisionRecordClaims``): ``GrantLogged.claims_digest``,
+    ``DecisionLogged.receipt_digest`` and ``UsageLogged.receipt_digest`` hold it (the last the
+    receipt's, or for a use decided offline the decision record's), and
     ``TransparencyService.GetInclusionProof`` finds a receipt's entries by it.
 
     Args:
-        envelope: The grant or receipt envelope.
+        envelope: The grant, receipt or decision record envelope.
 
     Returns:
         The 32-byte digest.

@@ -936,7 +936,8 @@ class UsageLogged(_message.Message):
     """The id of the rights holder that owns the character."""
     receipt_digest: _builtins.bytes
     """The digest of the decision receipt the use follows (as in
-    DecisionLogged.receipt_digest).
+    DecisionLogged.receipt_digest); for a use decided offline, of the decision
+    record it was reported with (SHA-256 of the record's payload as signed).
     """
     statement_period: _builtins.str
     """The statement period the record counts in, `YYYY-MM`."""

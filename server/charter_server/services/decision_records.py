@@ -37,7 +37,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from charter.decision_records import DecisionRecordVerification, verify_decision_record
-from charter.v1 import envelope_pb2, grant_pb2, terms_pb2
+from charter.transparency import payload_digest
+from charter.v1 import envelope_pb2, terms_pb2
 
 from charter_server.domain import ids
 from charter_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -50,8 +51,8 @@ from charter_server.storage.database import Database
 SKEW = timedelta(minutes=5)
 """How far a decision may lie outside a grant's or lease's window, or after a revocation: the
 clock skew of usage records (``charter_server.services.usage.FUTURE_SKEW``)."""
-_MALFORMED_CLAIMS = grant_pb2.GRANT_VERDICT_MALFORMED  # the core's verdict, for claims Charter cannot use
-_MALFORMED = DecisionRecordVerification(1 << 30, None, "")  # a verdict no verifier returns: "not an envelope"
+# A verdict no verifier returns: not an envelope, or a record whose id Charter cannot count under.
+_MALFORMED = DecisionRecordVerification(1 << 30, None, "")
 
 
 def _mismatch(message: str) -> FailedPrecondition:
@@ -66,6 +67,8 @@ class OfflineBatch:
         self._db = db
         self._licensee_id = licensee_id
         self._verified: dict[int, DecisionRecordVerification] = {}
+        # Each record's payload digest: its name in the log's usage entry, as a receipt's digest is.
+        self._digests: dict[int, bytes] = {}
         self._grants: dict[str, GrantRecord] = {}
         self._leases: dict[str, QuotaLeaseRecord] = {}
 
@@ -89,8 +92,9 @@ class OfflineBatch:
                 if verification.valid and claims is not None and not ids.is_valid("decision_record", claims.record_id):
                     # The SDK's own ids always pass; only a hand-made record names a receipt's id or
                     # an id too long to store, and either is refused before anything is read for it.
-                    verification = DecisionRecordVerification(_MALFORMED_CLAIMS, None, verification.key_id)
+                    verification = _MALFORMED
                 self._verified[index] = verification
+                self._digests[index] = payload_digest(envelope)
                 if verification.valid and verification.claims is not None:
                     grant_ids.add(verification.claims.grant_id)
                     if verification.claims.lease_id:
@@ -159,5 +163,6 @@ class OfflineBatch:
             revenue_share_bps=terms.revenue_share_bps,
             fee_currency=fee_currency,
             fee_minor=fee.minor_units if fee is not None and fee_currency else 0,
+            receipt_digest=self._digests[index],
         )
         return use, lease_id

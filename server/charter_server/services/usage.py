@@ -143,7 +143,7 @@ class _Candidate:
     entry: UsageEntry
     lease_id: str = ""
     offline: bool = False
-    receipt_digest: bytes = b""  # the receipt's name in the transparency log (empty for a decision record)
+    receipt_digest: bytes = b""  # the receipt's (or decision record's) payload digest, its name in the log
     late: bool = False  # counted against a lease past its report deadline (`LeaseReport.LATE`)
     report_deadline: datetime | None = None  # its lease's, as read before the transaction
 

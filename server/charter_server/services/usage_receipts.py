@@ -34,8 +34,8 @@ class ReceiptUse:
     fee_minor: int
     """The per-use fee in minor units; 0 when `fee_currency` is empty."""
     receipt_digest: bytes = b""
-    """The receipt's name in the transparency log: SHA-256 of its payload as signed (empty for a
-    decision record)."""
+    """The receipt's (or decision record's) name in the transparency log: SHA-256 of its payload
+    as signed."""
 
 
 class ReceiptReader:
