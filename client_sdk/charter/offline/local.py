@@ -45,7 +45,7 @@ from charter.offline.cache import CacheCorrupted, load_snapshot, save_snapshot
 from charter.offline.decisions import answer
 from charter.offline.records import offline_context_digest, sign_records
 from charter.offline.snapshot import Registry, SnapshotInvalid, SnapshotKeyUnknown, fetch, pack, unpack
-from charter.terms import DenyReason, UseContext
+from charter.terms import DenyReason, use_context_by_position
 
 if TYPE_CHECKING:
     from charter.grants import KeyRing
@@ -61,6 +61,43 @@ _DETECTED: Final = (False, True)
 _DECLARED_DETECTED: Final = (True, True)
 _NOBODY: Final[frozenset[str]] = frozenset()
 _OPTED_IN: Final = CharacterState.OPTED_IN
+
+
+# The shared decisions of `_decide`, with a request's flags: (id of the shared decision, flags) ->
+# (it, with the flags). A prompt's detected character is decided again and again with the same
+# held grant; making its decision each time was a twentieth of a prompt decision. An entry holds
+# the shared decision, so while it is kept no other object has its id. Bounded: cleared when full.
+_FLAGGED: dict[tuple[int, tuple[bool, bool]], tuple[CharacterDecision, CharacterDecision]] = {}
+_FLAGGED_LIMIT: Final = 1024
+
+
+def _flagged(
+    shared: CharacterDecision, character_id: str, rights_holder_id: str, flags: tuple[bool, bool]
+) -> CharacterDecision:
+    """``shared`` with the request's (declared, detected) flags, and the snapshot's rights holder
+    when it names none."""
+    key = (id(shared), flags)
+    kept = _FLAGGED.get(key)
+    owner = shared.rights_holder_id or rights_holder_id
+    if kept is not None:
+        made = kept[1]
+        if kept[0] is shared and made.character_id == character_id and made.rights_holder_id == owner:
+            return made
+    made = CharacterDecision(
+        character_id,
+        shared.allowed,
+        shared.reasons,
+        shared.grant_id,
+        shared.terms_version,
+        shared.obligations,
+        owner,
+        flags[0],
+        flags[1],
+    )
+    if len(_FLAGGED) >= _FLAGGED_LIMIT:
+        _FLAGGED.clear()
+    _FLAGGED[key] = (shared, made)
+    return made
 
 
 def require_screening() -> None:
@@ -307,18 +344,19 @@ class DecidesLocally(HoldsBundles):
         allowed = True
         leased: dict[str, tuple[str, str]] = {}  # character -> (grant, lease) spent for it
         spend = None if self._leases is None else self._leases.spender(leased, now)
-        for character_id, (declared, detected) in order.items():
-            context = UseContext(
+        for character_id, flags in order.items():
+            declared, detected = flags
+            context = use_context_by_position(
                 use_type,
                 content_rating,
                 now,
-                categories=categories,
-                territory=territory,
-                platform=platform,
-                licensee_id=licensee_id,
-                commercial=commercial,
-                duration_seconds=duration_seconds,
-                co_characters=everyone - {character_id} if everyone else _NOBODY,
+                categories,
+                territory,
+                platform,
+                licensee_id,
+                commercial,
+                duration_seconds,
+                everyone - {character_id} if everyone else _NOBODY,
             )
             entry = None
             floor = _OPTED_IN
@@ -347,19 +385,7 @@ class DecidesLocally(HoldsBundles):
             if entry is not None and (
                 decided.declared is not declared or decided.detected is not detected or not decided.rights_holder_id
             ):
-                # The shared decision, with this request's flags and the snapshot's owner (built
-                # directly: a third of the cost of dataclasses.replace).
-                decided = CharacterDecision(
-                    character_id,
-                    decided.allowed,
-                    decided.reasons,
-                    decided.grant_id,
-                    decided.terms_version,
-                    decided.obligations,
-                    decided.rights_holder_id or entry.rights_holder_id,
-                    declared,
-                    detected,
-                )
+                decided = _flagged(decided, character_id, entry.rights_holder_id, flags)
             characters.append(decided)
             allowed = allowed and decided.allowed
         records = () if self._signer is None else self._records(self._signer, characters, use, now, leased, registry)
