@@ -60,6 +60,7 @@ _DECLARED: Final = (True, False)  # (declared, detected) of a character the requ
 _DETECTED: Final = (False, True)
 _DECLARED_DETECTED: Final = (True, True)
 _NOBODY: Final[frozenset[str]] = frozenset()
+_NO_CATEGORIES: Final[frozenset[int]] = frozenset()
 _OPTED_IN: Final = CharacterState.OPTED_IN
 
 
@@ -336,7 +337,7 @@ class DecidesLocally(HoldsBundles):
                 elif flags is _DECLARED:
                     order[character_id] = _DECLARED_DETECTED
         everyone = frozenset(order) if len(order) > 1 else _NOBODY
-        categories = frozenset(flagged)
+        categories = frozenset(flagged) if flagged else _NO_CATEGORIES
         duration_seconds = 0.0 if duration is None else duration.total_seconds()
         key_set, view, held = self._key_set, self._view, self._held.by_character
         platform, licensee_id, ring = key_set.platform, self._licensee_id, key_set.ring
@@ -391,12 +392,6 @@ class DecidesLocally(HoldsBundles):
         records = () if self._signer is None else self._records(self._signer, characters, use, now, leased, registry)
         if not allowed and self._leases is not None:
             self._leases.refund_all(leased)  # no use will be reported
-        return Decision(
-            allowed=allowed,
-            characters=tuple(characters),
-            detections=tuple(detections),
-            decide_time=now,
-            licensee_id=licensee_id,
-            offline=True,
-            decision_records=records,
-        )
+        # By position (allowed, characters, detections, decide_time, receipt, receipt_id,
+        # licensee_id, offline, decision_records): by keyword the call cost twice as much.
+        return Decision(allowed, tuple(characters), tuple(detections), now, None, "", licensee_id, True, records)
