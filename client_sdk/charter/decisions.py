@@ -243,7 +243,7 @@ class Decision:
     ) -> None:
         """Build a decision; see the class attributes (``decide_time``: now when None)."""
         # Written out (see `charter._slots`): the offline authorizer builds one per request, and
-        # the generated one's ten ``object.__setattr__`` calls were a tenth of a prompt decision.
+        # the generated one's ten ``object.__setattr__`` calls were about 5 % of a prompt decision.
         _set_allowed_all(self, allowed)
         _set_characters(self, characters)
         _set_detections(self, detections)

@@ -66,7 +66,7 @@ _OPTED_IN: Final = CharacterState.OPTED_IN
 
 # The shared decisions of `_decide`, with a request's flags: (id of the shared decision, flags) ->
 # (it, with the flags). A prompt's detected character is decided again and again with the same
-# held grant; making its decision each time was a twentieth of a prompt decision. An entry holds
+# held grant; making its decision each time was about 2 % of a warm prompt decision. An entry holds
 # the shared decision, so while it is kept no other object has its id. Bounded: cleared when full.
 _FLAGGED: dict[tuple[int, tuple[bool, bool]], tuple[CharacterDecision, CharacterDecision]] = {}
 _FLAGGED_LIMIT: Final = 1024
@@ -384,8 +384,12 @@ class DecidesLocally(HoldsBundles):
             if isinstance(decided, DenyReason):
                 return self._not_here(character_id, decided, leased)
             if entry is not None and (
-                decided.declared is not declared or decided.detected is not detected or not decided.rights_holder_id
+                decided.declared is not declared
+                or decided.detected is not detected
+                or not decided.rights_holder_id
+                or decided.character_id != character_id
             ):
+                # The shared decision, with this request's flags and the snapshot's owner.
                 decided = _flagged(decided, character_id, entry.rights_holder_id, flags)
             characters.append(decided)
             allowed = allowed and decided.allowed
