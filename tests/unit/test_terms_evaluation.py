@@ -11,15 +11,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from charter.terms import (
-    CompiledTerms,
-    DenyReason,
-    Evaluation,
-    Obligations,
-    UseContext,
-    evaluate,
-    use_context_by_position,
-)
+from charter._use_context import use_context_by_position
+from charter.terms import CompiledTerms, DenyReason, Evaluation, Obligations, UseContext, evaluate
 from charter.v1 import terms_pb2 as t
 from google.protobuf import timestamp_pb2
 from hypothesis import given, settings

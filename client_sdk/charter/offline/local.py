@@ -35,6 +35,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
+from charter._use_context import use_context_by_position
 from charter.decide import CharacterState, decide_by_position
 from charter.decision_records import DecisionRecordSigner
 from charter.decisions import CharacterDecision, Decision, Detection
@@ -45,7 +46,7 @@ from charter.offline.cache import CacheCorrupted, load_snapshot, save_snapshot
 from charter.offline.decisions import answer
 from charter.offline.records import offline_context_digest, sign_records
 from charter.offline.snapshot import Registry, SnapshotInvalid, SnapshotKeyUnknown, fetch, pack, unpack
-from charter.terms import DenyReason, use_context_by_position
+from charter.terms import DenyReason
 
 if TYPE_CHECKING:
     from charter.grants import KeyRing
