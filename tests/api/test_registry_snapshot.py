@@ -283,6 +283,32 @@ def test_a_prompt_is_decided_offline_as_the_server_decides_it(
     )
 
 
+def test_each_request_gets_its_own_flags_from_one_held_grant(
+    server: Any, generator: charter.Client, cast: dict[str, Any]
+) -> None:
+    # One authorizer, one held grant: the character detected, declared and detected, declared
+    # only, then detected again; each answer has its own request's flags, as the server's.
+    granted, name = cast["granted"][0], cast["granted"][1]
+    requests: list[tuple[tuple[str, ...], str]] = [
+        ((), name),
+        ((granted,), name),
+        ((granted,), "a quiet street"),
+        ((), name),
+    ]
+    server.services.screen.refresh_now()
+    with _authorizer(generator) as authorizer:
+        assert authorizer.wait_screen(timeout=WAIT)
+        offline = [
+            authorizer.authorize(character_ids=i, prompt=p, use_type=IMAGE, content_rating=TEEN) for i, p in requests
+        ]
+    online = [generator.authorize(character_ids=i, prompt=p, use_type=IMAGE, content_rating=TEEN) for i, p in requests]
+
+    assert all(decision.offline for decision in offline)
+    assert [_answers(decision) for decision in offline] == [_answers(decision) for decision in online]
+    flags = [(c.declared, c.detected) for decision in offline for c in decision.characters]
+    assert flags == [(False, True), (True, True), (True, False), (False, True)]
+
+
 def test_a_named_character_without_a_held_grant_is_left_to_the_server(
     server: Any, generator: charter.Client, cast: dict[str, Any]
 ) -> None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from charter._use_context import use_context_by_position
 from charter.terms import CompiledTerms, DenyReason, Evaluation, Obligations, UseContext, evaluate
 from charter.v1 import terms_pb2 as t
 from google.protobuf import timestamp_pb2
@@ -186,6 +187,38 @@ def test_use_context_rejects_a_naive_time() -> None:
     with pytest.raises(ValueError, match="timezone-aware") as exc:
         UseContext(t.USE_TYPE_CAMEO, t.CONTENT_RATING_TEEN, datetime(2030, 1, 1))
     assert "time" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("time", "territory"),
+    [
+        (NOW, "JP"),
+        (NOW.astimezone(timezone(timedelta(hours=9))), "jp"),
+        (NOW.replace(tzinfo=timezone(timedelta(), "Z")), ""),
+    ],
+)
+def test_use_context_by_position_is_the_constructors_value(time: datetime, territory: str) -> None:
+    """The offline authorizer's fast construction normalises as the constructor does."""
+    fields = (t.USE_TYPE_CAMEO, t.CONTENT_RATING_TEEN, time)
+    sets = (frozenset({t.CONTENT_CATEGORY_HATE}), frozenset({"chr_b"}))
+    made = use_context_by_position(*fields, sets[0], territory, "app", "lic_a", True, 12.5, sets[1])
+    expected = UseContext(
+        *fields,
+        categories=sets[0],
+        territory=territory,
+        platform="app",
+        licensee_id="lic_a",
+        commercial=True,
+        duration_seconds=12.5,
+        co_characters=sets[1],
+    )
+    assert type(made) is UseContext
+    assert made == expected and hash(made) == hash(expected) and repr(made) == repr(expected)
+    assert made.time.tzinfo is UTC and made.territory == territory.upper()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.territory = "US"  # type: ignore[misc]
+    with pytest.raises(ValueError, match="timezone-aware"):
+        use_context_by_position(*fields[:2], datetime(2030, 1, 1), *sets[:1], "", "", "", False, 0.0, sets[1])
 
 
 def test_use_context_and_results_are_immutable() -> None:

@@ -475,19 +475,17 @@ class OfflineAuthorizer(DecidesLocally):
                 character, or ``UNAUTHENTICATED``).
         """
         ids = tuple(character_ids)
-        everyone = frozenset(ids)
-        if len(everyone) != len(ids):
+        if len(ids) > 1 and len(frozenset(ids)) != len(ids):
             raise ValueError("a character id is given twice")
         if not ids and not prompt.strip():
             raise ValueError("at least one of character_ids and prompt is required")
         flagged = tuple(categories)
-        flagged_set = frozenset(flagged)
         if not (
             type(use_type) is int
             and use_type in _USE_TYPES
             and type(content_rating) is int
             and content_rating in _RATINGS
-            and flagged_set <= _CATEGORIES
+            and _CATEGORIES.issuperset(flagged)
         ):
             # The client's own checks: an unknown value raises, a name becomes its number.
             parsed = _requests.use_context(
@@ -500,7 +498,6 @@ class OfflineAuthorizer(DecidesLocally):
             )
             use_type, content_rating = parsed.use_type, parsed.content_rating
             flagged = tuple(parsed.categories)
-            flagged_set = frozenset(flagged)
         now = self._clock()
         obstacle = ("", _UNREACHABLE)  # what to deny with if the server cannot be reached
         # (a prompt is never decided here without screen_locally, however fresh the view)
