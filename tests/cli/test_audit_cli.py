@@ -11,12 +11,13 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from charter import Client, envelope, transparency
 from charter.v1 import transparency_pb2 as tp
 from charter_server.storage.log_tables import LogCheckpointRow, LogEntryRow, LogHeadRow, LogPendingRow, LogTileRow
-from sdk._live import Live
+from sdk._live import Live, serve
 from sdk._scene import IMAGE, TEEN, Scene
 from sqlalchemy import delete, update
 
@@ -90,6 +91,37 @@ def test_a_witness_raises_the_alarm_when_the_log_is_rewritten(
     assert alarm.exit_code == 2, alarm.output
     assert alerts(alarm)
     assert state.read_bytes() == kept  # the evidence is kept, not replaced
+
+
+def test_a_witness_on_its_default_state_is_not_reset_by_a_log_that_takes_another_origin(
+    runner: ReadableRunner, clock: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator rewrites the log and restarts the server, at the same address, under another
+    --log-origin (the key set names the same log key by it, so the new checkpoints verify): a
+    witness run from cron without --state compares them with what it kept, not with nothing."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    database = f"sqlite:///{tmp_path / 'charter.db'}"
+    before = serve(database, clock)
+    live = next(before)
+    try:
+        append(live, 20)
+        first = invoke(runner, live, "audit", "watch")
+        rewrite(live)
+    finally:
+        before.close()
+    after = serve(database, clock, listen=live.target, log_origin="rewritten.example/log")
+    renamed = next(after)
+    try:
+        append(renamed, 5)
+        alarm = invoke(runner, renamed, "audit", "watch")
+    finally:
+        after.close()
+
+    assert first.exit_code == 0, first.output
+    assert alarm.exit_code == 2, alarm.output
+    assert alerts(alarm)
+    (kept,) = (tmp_path / "state").rglob("*.checkpoint")
+    assert kept.read_bytes().startswith(live.server.settings.origin.encode() + b"\n")  # the evidence stays
 
 
 def test_an_export_verifies_offline_and_any_tampering_with_it_is_caught(

@@ -77,11 +77,15 @@ def _verifiers(client: Client, pinned: list[str] | None) -> list[NoteVerifier]:
     return verifiers
 
 
-def _state_path(state: Path | None, origin: str) -> Path:
+def _state_path(state: Path | None, watched: str) -> Path:
+    """Where the witness keeps its checkpoint: ``state``, or a file named after what it was told to
+    watch (``watched``: --origin, or else the server's address). Never after the origin the server
+    names: a log rewritten under another origin would then find no kept checkpoint, and pass as a
+    first one."""
     if state is not None:
         return state
     base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return base / "charter" / "witness" / (re.sub(r"[^A-Za-z0-9._-]", "_", origin) + ".checkpoint")
+    return base / "charter" / "witness" / (re.sub(r"[^A-Za-z0-9._-]", "_", watched) + ".checkpoint")
 
 
 def _stored(path: Path) -> Checkpoint:
@@ -110,7 +114,7 @@ def watch(
         typer.Option(
             dir_okay=False,
             help="Where the last verified checkpoint is kept;"
-            " $XDG_STATE_HOME/charter/witness/<origin>.checkpoint by default.",
+            " $XDG_STATE_HOME/charter/witness/<--origin, or else the server address>.checkpoint by default.",
         ),
     ] = None,
     origin: Annotated[str | None, typer.Option(help="The log's origin to expect; the server's by default.")] = None,
@@ -137,7 +141,7 @@ def watch(
         except (NoteError, CheckpointError) as exc:
             _alert(f"the log's checkpoint does not verify: {exc}")
         new = signed.checkpoint
-        path = _state_path(state, expected)
+        path = _state_path(state, origin or cli.target)
         old = _stored(path) if path.exists() else None
         if old is not None:
             if old.origin != new.origin:
