@@ -193,3 +193,41 @@ def test_prove_verifies_a_receipts_entries_and_writes_their_bundles(
     )
     assert unknown.exit_code == 1
     assert "LOG_ENTRY_NOT_FOUND" in unknown.stderr
+
+
+@pytest.mark.parametrize("lie", ["one left out", "one twice", "none at all"])
+def test_prove_raises_the_alarm_when_the_log_does_not_prove_every_decision_of_the_receipt(
+    runner: ReadableRunner, cli_live: Live, scene: Scene, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lie: str
+) -> None:
+    """What a log that hides a decision answers: the server's own proofs, with an entry left out,
+    repeated in another's place, or none at all (the honest server answers NOT_FOUND instead). With
+    the receipt at hand every character it decided is proved once; with a digest, at least one."""
+    first, second = scene.character(), scene.character()
+    with Client(cli_live.target, api_key=scene.generator_key) as generator:
+        decision = generator.authorize(character_ids=[first.id, second.id], use_type=IMAGE, content_rating=TEEN)
+    assert decision.receipt is not None
+    receipt = tmp_path / "receipt.json"
+    receipt.write_text(envelope.to_json(decision.receipt))
+    deadline = time.monotonic() + 10
+    honest = invoke(runner, cli_live, "audit", "prove", str(receipt))
+    while honest.exit_code == 1 and "LOG_ENTRY_NOT_INTEGRATED" in honest.stderr and time.monotonic() < deadline:
+        time.sleep(0.05)
+        honest = invoke(runner, cli_live, "audit", "prove", str(receipt))
+
+    answered = Client.get_inclusion_proof
+
+    def lying(self: Client, **request: Any) -> Any:
+        answer = answered(self, **request)
+        if lie == "one twice":
+            answer.entries[1].CopyFrom(answer.entries[0])
+        else:
+            del answer.entries[1 if lie == "one left out" else 0 :]
+        return answer
+
+    monkeypatch.setattr(Client, "get_inclusion_proof", lying)
+    asked = decision.receipt_digest.hex() if lie == "none at all" else str(receipt)
+    lied = invoke(runner, cli_live, "audit", "prove", asked)
+
+    assert honest.exit_code == 0, honest.output
+    assert lied.exit_code == 2, lied.output
+    assert alerts(lied)
