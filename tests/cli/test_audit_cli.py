@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +232,29 @@ def test_prove_raises_the_alarm_when_the_log_does_not_prove_every_decision_of_th
     assert honest.exit_code == 0, honest.output
     assert lied.exit_code == 2, lied.output
     assert alerts(lied)
+
+
+@pytest.mark.parametrize("lie", ["one left out", "the same page again and again", "ended early"])
+def test_an_export_refuses_a_listing_that_skips_repeats_or_ends_before_its_checkpoint(
+    runner: ReadableRunner, own_live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lie: str
+) -> None:
+    """What a log that hides entries from an exporter lists, or one that answers its first page
+    forever (the honest server lists each entry once, up to the checkpoint the export carries)."""
+    append(own_live, 10)
+    listed = Client.list_log_entries
+
+    def lying(self: Client, **request: Any) -> Iterator[tp.LoggedEntry]:
+        entries = list(listed(self, **request))
+        if lie == "one left out":
+            yield from entries[:4] + entries[5:]
+        elif lie == "ended early":
+            yield from entries[:-1]
+        else:
+            while True:
+                yield from entries[:3]
+
+    monkeypatch.setattr(Client, "list_log_entries", lying)
+    exported = invoke(runner, own_live, "audit", "export", str(tmp_path / "log.jsonl"))
+
+    assert exported.exit_code == 2, exported.output
+    assert alerts(exported)

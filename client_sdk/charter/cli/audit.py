@@ -188,17 +188,26 @@ def export(
     """Write every entry up to the latest checkpoint, with it, for `charter audit verify-export`.
 
     Entries the key may not read are exported as their leaf hash only (auditor and admin keys
-    read every entry).
+    read every entry). A listing that skips or repeats an entry, or ends before the checkpoint's
+    size, is reported with ALERT lines and exit status 2.
     """
     cli = settings(ctx, json_output)
     with cli.client() as client:
         answer = client.get_checkpoint()
 
         def entries() -> Iterator[tuple[int, bytes, bytes | None]]:
+            # Each entry must be the next one: a listing that skips or repeats entries (a page
+            # answered again and again) is refused at once, rather than written on without end.
+            expected = 0
             for listed in client.list_log_entries(page_size=page_size):
-                if listed.index >= answer.tree_size:
+                if expected == answer.tree_size:
                     return
+                if listed.index != expected:
+                    _alert(f"the log listed entry {listed.index} where entry {expected} comes next")
+                expected += 1
                 yield listed.index, listed.leaf_hash, None if listed.withheld else listed.entry
+            if expected != answer.tree_size:
+                _alert(f"the log listed {expected} entries; its checkpoint signs {answer.tree_size}")
 
         with file.open("w", encoding="utf-8") as out:
             out.writelines(transparency.export_lines(answer.checkpoint, answer.origin, entries()))
