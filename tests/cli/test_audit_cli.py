@@ -258,3 +258,21 @@ def test_an_export_refuses_a_listing_that_skips_repeats_or_ends_before_its_check
 
     assert exported.exit_code == 2, exported.output
     assert alerts(exported)
+
+
+def test_a_malformed_log_key_is_a_usage_error_not_a_crash(
+    runner: ReadableRunner, own_live: Live, tmp_path: Path
+) -> None:
+    append(own_live, 3)
+    exported = tmp_path / "log.jsonl"
+    assert invoke(runner, own_live, "audit", "export", str(exported)).exit_code == 0
+
+    results = [
+        invoke(runner, own_live, "audit", *command, "--log-key", "log+0000+not-a-key")
+        for command in (("verify-export", str(exported)), ("watch", "--state", str(tmp_path / "w")))
+    ]
+
+    for result in results:
+        assert result.exit_code == 2, result.output
+        assert isinstance(result.exception, SystemExit), result.exception
+        assert not alerts(result)

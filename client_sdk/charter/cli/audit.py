@@ -63,12 +63,16 @@ def _alert(*lines: str) -> NoReturn:
     raise typer.Exit(ALERT_EXIT)
 
 
+def _pinned(vkeys: list[str]) -> list[NoteVerifier]:
+    try:
+        return [NoteVerifier.from_vkey(vkey) for vkey in vkeys]
+    except NoteError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--log-key") from None
+
+
 def _verifiers(client: Client, pinned: list[str] | None) -> list[NoteVerifier]:
     if pinned:
-        try:
-            return [NoteVerifier.from_vkey(vkey) for vkey in pinned]
-        except NoteError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--log-key") from None
+        return _pinned(pinned)
     try:
         verifiers = transparency.log_verifiers(client.get_key_set())
     except NoteError as exc:
@@ -236,7 +240,7 @@ def verify_export(
     """
     cli = settings(ctx, json_output)
     if log_key:
-        verifiers = [NoteVerifier.from_vkey(vkey) for vkey in log_key]
+        verifiers = _pinned(log_key)
     else:
         with cli.client() as client:
             verifiers = _verifiers(client, None)
