@@ -10,13 +10,15 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from charter import Client, envelope, transparency
 from charter.v1 import transparency_pb2 as tp
 from charter_server.storage.log_tables import LogCheckpointRow, LogEntryRow, LogHeadRow, LogPendingRow, LogTileRow
-from sdk._live import Live
+from sdk._live import Live, serve
 from sdk._scene import IMAGE, TEEN, Scene
 from sqlalchemy import delete, update
 
@@ -92,6 +94,37 @@ def test_a_witness_raises_the_alarm_when_the_log_is_rewritten(
     assert state.read_bytes() == kept  # the evidence is kept, not replaced
 
 
+def test_a_witness_on_its_default_state_is_not_reset_by_a_log_that_takes_another_origin(
+    runner: ReadableRunner, clock: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator rewrites the log and restarts the server, at the same address, under another
+    --log-origin (the key set names the same log key by it, so the new checkpoints verify): a
+    witness run from cron without --state compares them with what it kept, not with nothing."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    database = f"sqlite:///{tmp_path / 'charter.db'}"
+    before = serve(database, clock)
+    live = next(before)
+    try:
+        append(live, 20)
+        first = invoke(runner, live, "audit", "watch")
+        rewrite(live)
+    finally:
+        before.close()
+    after = serve(database, clock, listen=live.target, log_origin="rewritten.example/log")
+    renamed = next(after)
+    try:
+        append(renamed, 5)
+        alarm = invoke(runner, renamed, "audit", "watch")
+    finally:
+        after.close()
+
+    assert first.exit_code == 0, first.output
+    assert alarm.exit_code == 2, alarm.output
+    assert alerts(alarm)
+    (kept,) = (tmp_path / "state").rglob("*.checkpoint")
+    assert kept.read_bytes().startswith(live.server.settings.origin.encode() + b"\n")  # the evidence stays
+
+
 def test_an_export_verifies_offline_and_any_tampering_with_it_is_caught(
     runner: ReadableRunner, own_live: Live, tmp_path: Path
 ) -> None:
@@ -161,3 +194,85 @@ def test_prove_verifies_a_receipts_entries_and_writes_their_bundles(
     )
     assert unknown.exit_code == 1
     assert "LOG_ENTRY_NOT_FOUND" in unknown.stderr
+
+
+@pytest.mark.parametrize("lie", ["one left out", "one twice", "none at all"])
+def test_prove_raises_the_alarm_when_the_log_does_not_prove_every_decision_of_the_receipt(
+    runner: ReadableRunner, cli_live: Live, scene: Scene, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lie: str
+) -> None:
+    """What a log that hides a decision answers: the server's own proofs, with an entry left out,
+    repeated in another's place, or none at all (the honest server answers NOT_FOUND instead). With
+    the receipt at hand every character it decided is proved once; with a digest, at least one."""
+    first, second = scene.character(), scene.character()
+    with Client(cli_live.target, api_key=scene.generator_key) as generator:
+        decision = generator.authorize(character_ids=[first.id, second.id], use_type=IMAGE, content_rating=TEEN)
+    assert decision.receipt is not None
+    receipt = tmp_path / "receipt.json"
+    receipt.write_text(envelope.to_json(decision.receipt))
+    deadline = time.monotonic() + 10
+    honest = invoke(runner, cli_live, "audit", "prove", str(receipt))
+    while honest.exit_code == 1 and "LOG_ENTRY_NOT_INTEGRATED" in honest.stderr and time.monotonic() < deadline:
+        time.sleep(0.05)
+        honest = invoke(runner, cli_live, "audit", "prove", str(receipt))
+
+    answered = Client.get_inclusion_proof
+
+    def lying(self: Client, **request: Any) -> Any:
+        answer = answered(self, **request)
+        if lie == "one twice":
+            answer.entries[1].CopyFrom(answer.entries[0])
+        else:
+            del answer.entries[1 if lie == "one left out" else 0 :]
+        return answer
+
+    monkeypatch.setattr(Client, "get_inclusion_proof", lying)
+    asked = decision.receipt_digest.hex() if lie == "none at all" else str(receipt)
+    lied = invoke(runner, cli_live, "audit", "prove", asked)
+
+    assert honest.exit_code == 0, honest.output
+    assert lied.exit_code == 2, lied.output
+    assert alerts(lied)
+
+
+@pytest.mark.parametrize("lie", ["one left out", "the same page again and again", "ended early"])
+def test_an_export_refuses_a_listing_that_skips_repeats_or_ends_before_its_checkpoint(
+    runner: ReadableRunner, own_live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lie: str
+) -> None:
+    """What a log that hides entries from an exporter lists, or one that answers its first page
+    forever (the honest server lists each entry once, up to the checkpoint the export carries)."""
+    append(own_live, 10)
+    listed = Client.list_log_entries
+
+    def lying(self: Client, **request: Any) -> Iterator[tp.LoggedEntry]:
+        entries = list(listed(self, **request))
+        if lie == "one left out":
+            yield from entries[:4] + entries[5:]
+        elif lie == "ended early":
+            yield from entries[:-1]
+        else:
+            while True:
+                yield from entries[:3]
+
+    monkeypatch.setattr(Client, "list_log_entries", lying)
+    exported = invoke(runner, own_live, "audit", "export", str(tmp_path / "log.jsonl"))
+
+    assert exported.exit_code == 2, exported.output
+    assert alerts(exported)
+
+
+def test_a_malformed_log_key_is_a_usage_error_not_a_crash(
+    runner: ReadableRunner, own_live: Live, tmp_path: Path
+) -> None:
+    append(own_live, 3)
+    exported = tmp_path / "log.jsonl"
+    assert invoke(runner, own_live, "audit", "export", str(exported)).exit_code == 0
+
+    results = [
+        invoke(runner, own_live, "audit", *command, "--log-key", "log+0000+not-a-key")
+        for command in (("verify-export", str(exported)), ("watch", "--state", str(tmp_path / "w")))
+    ]
+
+    for result in results:
+        assert result.exit_code == 2, result.output
+        assert isinstance(result.exception, SystemExit), result.exception
+        assert not alerts(result)

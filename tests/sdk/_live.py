@@ -60,10 +60,10 @@ class Live:
 def start(database_url: str, clock: Any, **settings: Any) -> CharterServer:
     """A started server over the database (with these `Settings` changed); the caller stops it."""
     # A short authorization lease: every revocation waits it out before returning.
-    options: dict[str, Any] = {"authorization_lease_seconds": 0.05, **settings}
+    # A free port unless the test restarts a server where it was (``listen``).
+    options: dict[str, Any] = {"authorization_lease_seconds": 0.05, "listen": "127.0.0.1:0", **settings}
     built = build_server(
         Settings(
-            listen="127.0.0.1:0",
             database_url=database_url,
             migrate=True,
             log_format="json",

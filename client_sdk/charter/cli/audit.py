@@ -13,11 +13,13 @@ import base64
 import hashlib
 import os
 import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+from google.protobuf.message import DecodeError
 
 from charter import envelope, transparency
 from charter.cli import _output
@@ -35,7 +37,7 @@ from charter.transparency import (
     ProofBundle,
 )
 from charter.transparency.note import parse_note
-from charter.v1 import transparency_pb2
+from charter.v1 import decision_pb2, transparency_pb2
 
 app = typer.Typer(
     help="The transparency log: witness it (watch), verify an export, prove a receipt is logged.",
@@ -61,12 +63,16 @@ def _alert(*lines: str) -> NoReturn:
     raise typer.Exit(ALERT_EXIT)
 
 
+def _pinned(vkeys: list[str]) -> list[NoteVerifier]:
+    try:
+        return [NoteVerifier.from_vkey(vkey) for vkey in vkeys]
+    except NoteError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--log-key") from None
+
+
 def _verifiers(client: Client, pinned: list[str] | None) -> list[NoteVerifier]:
     if pinned:
-        try:
-            return [NoteVerifier.from_vkey(vkey) for vkey in pinned]
-        except NoteError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--log-key") from None
+        return _pinned(pinned)
     try:
         verifiers = transparency.log_verifiers(client.get_key_set())
     except NoteError as exc:
@@ -77,11 +83,15 @@ def _verifiers(client: Client, pinned: list[str] | None) -> list[NoteVerifier]:
     return verifiers
 
 
-def _state_path(state: Path | None, origin: str) -> Path:
+def _state_path(state: Path | None, watched: str) -> Path:
+    """Where the witness keeps its checkpoint: ``state``, or a file named after what it was told to
+    watch (``watched``: --origin, or else the server's address). Never after the origin the server
+    names: a log rewritten under another origin would then find no kept checkpoint, and pass as a
+    first one."""
     if state is not None:
         return state
     base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return base / "charter" / "witness" / (re.sub(r"[^A-Za-z0-9._-]", "_", origin) + ".checkpoint")
+    return base / "charter" / "witness" / (re.sub(r"[^A-Za-z0-9._-]", "_", watched) + ".checkpoint")
 
 
 def _stored(path: Path) -> Checkpoint:
@@ -110,7 +120,7 @@ def watch(
         typer.Option(
             dir_okay=False,
             help="Where the last verified checkpoint is kept;"
-            " $XDG_STATE_HOME/charter/witness/<origin>.checkpoint by default.",
+            " $XDG_STATE_HOME/charter/witness/<--origin, or else the server address>.checkpoint by default.",
         ),
     ] = None,
     origin: Annotated[str | None, typer.Option(help="The log's origin to expect; the server's by default.")] = None,
@@ -137,7 +147,7 @@ def watch(
         except (NoteError, CheckpointError) as exc:
             _alert(f"the log's checkpoint does not verify: {exc}")
         new = signed.checkpoint
-        path = _state_path(state, expected)
+        path = _state_path(state, origin or cli.target)
         old = _stored(path) if path.exists() else None
         if old is not None:
             if old.origin != new.origin:
@@ -182,17 +192,26 @@ def export(
     """Write every entry up to the latest checkpoint, with it, for `charter audit verify-export`.
 
     Entries the key may not read are exported as their leaf hash only (auditor and admin keys
-    read every entry).
+    read every entry). A listing that skips or repeats an entry, or ends before the checkpoint's
+    size, is reported with ALERT lines and exit status 2.
     """
     cli = settings(ctx, json_output)
     with cli.client() as client:
         answer = client.get_checkpoint()
 
         def entries() -> Iterator[tuple[int, bytes, bytes | None]]:
+            # Each entry must be the next one: a listing that skips or repeats entries (a page
+            # answered again and again) is refused at once, rather than written on without end.
+            expected = 0
             for listed in client.list_log_entries(page_size=page_size):
-                if listed.index >= answer.tree_size:
+                if expected == answer.tree_size:
                     return
+                if listed.index != expected:
+                    _alert(f"the log listed entry {listed.index} where entry {expected} comes next")
+                expected += 1
                 yield listed.index, listed.leaf_hash, None if listed.withheld else listed.entry
+            if expected != answer.tree_size:
+                _alert(f"the log listed {expected} entries; its checkpoint signs {answer.tree_size}")
 
         with file.open("w", encoding="utf-8") as out:
             out.writelines(transparency.export_lines(answer.checkpoint, answer.origin, entries()))
@@ -221,7 +240,7 @@ def verify_export(
     """
     cli = settings(ctx, json_output)
     if log_key:
-        verifiers = [NoteVerifier.from_vkey(vkey) for vkey in log_key]
+        verifiers = _pinned(log_key)
     else:
         with cli.client() as client:
             verifiers = _verifiers(client, None)
@@ -253,17 +272,40 @@ def verify_export(
     )
 
 
-def _digest(receipt: str) -> bytes:
+def _receipt(receipt: str) -> tuple[bytes, decision_pb2.DecisionReceipt | None]:
+    """The receipt's digest, and the receipt itself when a file was given (not a digest)."""
     if _HEX_DIGEST.fullmatch(receipt):
-        return bytes.fromhex(receipt)
+        return bytes.fromhex(receipt), None
     path = Path(receipt)
     if not path.is_file():
         raise typer.BadParameter("a receipt file (DSSE JSON) or a 64-digit hex digest", param_hint="RECEIPT")
     try:
         signed = envelope.from_json(path.read_bytes())
-    except (ValueError, OSError) as exc:
+        decided = decision_pb2.DecisionReceipt.FromString(signed.payload)
+    except (ValueError, OSError, DecodeError) as exc:
         raise typer.BadParameter(f"{path.name} is not a receipt envelope: {exc}", param_hint="RECEIPT") from None
-    return hashlib.sha256(signed.payload).digest()
+    return hashlib.sha256(signed.payload).digest(), decided
+
+
+def _check_complete(
+    entries: list[tuple[int, transparency_pb2.LogEntry | None]], receipt: decision_pb2.DecisionReceipt | None
+) -> None:
+    """ALERT unless the entries are each logged once and, for a receipt at hand, are one per
+    character it decided (one for a receipt that named none): a log that left a decision out, or
+    answered with none at all, must not pass as having proved it."""
+    indexes = [index for index, _ in entries]
+    if not indexes:
+        _alert("the log answered no entry for this receipt")
+    if len(set(indexes)) != len(indexes):
+        _alert("the log answered the same entry twice for this receipt")
+    if receipt is None:
+        return
+    expected = Counter(c.character_id for c in receipt.characters) or Counter([""])
+    if len(indexes) != expected.total():
+        _alert(f"the log answered {len(indexes)} entries; the receipt decided {expected.total()}")
+    shown = Counter(body.decision.character_id for _, body in entries if body is not None)
+    if shown - expected:
+        _alert("the log's entries decide characters the receipt did not")
 
 
 @app.command("prove")
@@ -283,16 +325,21 @@ def prove(
 ) -> None:
     """Print and verify the inclusion proof of a receipt's log entries (one per character decided).
 
-    Exit status 2 when a proof or the checkpoint fails; 1 when the log does not hold the receipt
-    (yet: receipts are integrated within a second of the decision).
+    With the receipt file (not only its digest) the checkpoint must be of the log the receipt names,
+    and every character it decided must be proved, once. Exit status 2 when a proof or the
+    checkpoint fails or a decision is missing; 1 when the log does not hold the receipt (yet:
+    receipts are integrated within a second of the decision).
     """
-    digest = _digest(receipt)
+    digest, decided = _receipt(receipt)
     cli = settings(ctx, json_output)
     with cli.client() as client:
         verifiers = _verifiers(client, log_key)
         answer = client.get_inclusion_proof(receipt_digest=digest)
-    origin = transparency.Checkpoint.from_text(parse_note(answer.checkpoint)[0]).origin
     try:
+        # The log the receipt names, when it is at hand; else the one the checkpoint names.
+        origin = decided.log_origin if decided is not None and decided.log_origin else None
+        if origin is None:
+            origin = transparency.Checkpoint.from_text(parse_note(answer.checkpoint)[0]).origin
         signed = transparency.verify_checkpoint(answer.checkpoint, origin=origin, verifiers=verifiers)
     except (NoteError, CheckpointError) as exc:
         _alert(f"the checkpoint does not verify: {exc}")
@@ -313,6 +360,7 @@ def prove(
             bundle_out.mkdir(parents=True, exist_ok=True)
             (bundle_out / f"entry-{entry.index}.tlog-proof").write_bytes(bundle.to_text())
         shown.append((entry, body, bundle))
+    _check_complete([(entry.index, body) for entry, body, _ in shown], decided)
     _print_proof(cli.json_output, digest, signed.checkpoint, shown)
 
 
