@@ -1,7 +1,9 @@
 """`charter audit` against a real server: a witness that keeps the last verified checkpoint and
 raises the alarm (exit 2) when the log shrinks, forks or is rewritten; exports verified offline,
 whose every kind of tampering is caught; a receipt's inclusion proved and written as C2SP
-tlog-proof bundles."""
+tlog-proof bundles. The real server never lies; where a test needs a server that does (an answer
+to a proof or a listing with an entry left out, repeated or missing), it edits the real server's
+answer in the client."""
 
 from __future__ import annotations
 
