@@ -474,6 +474,39 @@ class CompiledTerms:
         """
         return cls(terms)
 
+    def relabelled(self, version: int, character_id: str) -> CompiledTerms:
+        """These compiled terms under another ``version`` and ``character_id``, which nothing else
+        depends on (`charter.terms_sharing`); the rest is shared, not copied.
+
+        Args:
+            version: The terms version.
+            character_id: The character.
+
+        Returns:
+            New compiled terms that evaluate every use as these do.
+        """
+        other = CompiledTerms.__new__(CompiledTerms)
+        other.version = version
+        other.character_id = character_id
+        other.daily_quota = self.daily_quota
+        other.monthly_quota = self.monthly_quota
+        other.obligations = self.obligations
+        other._allowed = self._allowed
+        other._use_types = self._use_types
+        other._ratings = self._ratings
+        other._categories = self._categories
+        other._territory_allow = self._territory_allow
+        other._territory_deny = self._territory_deny
+        other._commercial = self._commercial
+        other._co_appearance = self._co_appearance
+        other._licensees = self._licensees
+        other._platforms = self._platforms
+        other._valid_from = self._valid_from
+        other._until = self._until
+        other._has_window = self._has_window
+        other._quota_closed = self._quota_closed
+        return other
+
     def evaluate(self, context: UseContext, *, quota_exhausted: bool = False) -> Evaluation:
         """Decide whether ``context`` satisfies these terms.
 

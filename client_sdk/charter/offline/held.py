@@ -13,6 +13,7 @@ from charter.decisions import CharacterDecision
 from charter.envelope import GRANT_PAYLOAD_TYPE, PreparedEnvelope, from_json
 from charter.grants import GrantVerifier, KeyRing
 from charter.terms import CompiledTerms, DenyReason
+from charter.terms_sharing import compiled
 from charter.v1 import grant_pb2
 from charter.v1.envelope_pb2 import Envelope
 
@@ -68,7 +69,8 @@ class Checked:
         self.quota = False
         self.allow: CharacterDecision | None = None
         if claims is not None and integrity is Integrity.VERIFIED:
-            terms = CompiledTerms.from_terms(claims.terms)
+            # Shared by content: a licensee's grants under one rights holder's standard terms.
+            terms = compiled(claims.terms)
             self.terms = terms
             # Quotas and a grant's cap are counted by the server alone.
             self.quota = terms.daily_quota is not None or terms.monthly_quota is not None or claims.HasField("max_uses")
