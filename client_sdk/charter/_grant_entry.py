@@ -48,8 +48,9 @@ class Entry:
     def __init__(self, payload: bytes, usable: UsableKey, payload_type: str, skew_us: int) -> None:
         """Parse verified payload bytes; raises (anything) when they are not usable claims."""
         claims = GrantClaims.FromString(payload)
+        grant_id = claims.grant_id  # (each read of a string field makes a new str)
         if not (
-            claims.grant_id
+            grant_id
             and claims.HasField("issue_time")
             and claims.HasField("not_before")
             and claims.HasField("expire_time")
@@ -73,7 +74,7 @@ class Entry:
         self.key_id = key_id
         self.public_key = usable.raw
         self.payload_type = payload_type
-        self.grant_id = claims.grant_id
+        self.grant_id = grant_id
         self.licensee_id = claims.licensee_id
         self.character_id = claims.character_id
         self.issue_ns = issue_s * _NANOS_PER_SECOND + issue_n

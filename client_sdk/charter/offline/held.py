@@ -25,7 +25,8 @@ _VALID: Final = grant_pb2.GRANT_VERDICT_VALID
 
 
 class Checked:
-    """What a held grant was found to be against one key ring; immutable once built.
+    """What a held grant was found to be against one key ring; immutable once built (but for the
+    denials it keeps as they are first made).
 
     A `charter.decide.Candidate`: its ``integrity`` is `Integrity.UNKNOWN_KEY` (its key is not
     in the ring), `Integrity.INVALID` (it fails for good against this ring), or
@@ -62,7 +63,8 @@ class Checked:
         self.grant_id = claims.grant_id if claims is not None else ""
         self.terms_version = claims.terms_version if claims is not None else 0
         self.rights_holder_id = claims.rights_holder_id if claims is not None else ""
-        self.denials: dict[tuple[DenyReason, ...], CharacterDecision] = {}
+        # Made on the first denial (a cold decision that allows needs none).
+        self.denials: dict[tuple[DenyReason, ...], CharacterDecision] | None = None
         self.not_before = _MAX_TIME
         self.expire_time = _MIN_TIME
         self.terms: CompiledTerms | None = None
@@ -97,7 +99,10 @@ class Checked:
 
     def denial(self, reasons: tuple[DenyReason, ...]) -> CharacterDecision:
         """The (shared) denial of this grant's character with ``reasons``."""
-        found = self.denials.get(reasons)
+        denials = self.denials
+        if denials is None:
+            denials = self.denials = {}
+        found = denials.get(reasons)
         if found is None:
             found = CharacterDecision(
                 character_id=self.character_id,
@@ -107,8 +112,8 @@ class Checked:
                 terms_version=self.terms_version,
                 rights_holder_id=self.rights_holder_id,
             )
-            if len(self.denials) < 64:  # bounded: at most 2**10 combinations exist
-                self.denials[reasons] = found
+            if len(denials) < 64:  # bounded: at most 2**10 combinations exist
+                denials[reasons] = found
         return found
 
 
