@@ -286,16 +286,6 @@ class GrantVerifier:
         """
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
-        if isinstance(envelope, PreparedEnvelope):
-            return self.verify_prepared(
-                envelope,
-                keys=keys,
-                licensee_id=licensee_id,
-                character_id=character_id,
-                now=now,
-                status=status,
-                payload_type=payload_type,
-            )[0]
         cache = self._cache
         form: bytes | str | tuple[str, bytes] | None = None
         size = 0
@@ -313,6 +303,16 @@ class GrantVerifier:
         elif isinstance(envelope, bytes | bytearray | memoryview):
             data = bytes(envelope)
             form, size = ("json", data), len(data)
+        elif isinstance(envelope, PreparedEnvelope):  # (last: the received forms' warm path pays nothing for it)
+            return self.verify_prepared(
+                envelope,
+                keys=keys,
+                licensee_id=licensee_id,
+                character_id=character_id,
+                now=now,
+                status=status,
+                payload_type=payload_type,
+            )[0]
         if form is None or size > MAX_ENVELOPE_BYTES:
             return _malformed()
         if cache is None or size > _ALIAS_LIMIT:
