@@ -40,8 +40,9 @@ import nacl.signing
 from nacl._sodium import ffi as _ffi
 from nacl._sodium import lib as _sodium
 
+from charter._grant_entry import _MAX_SECONDS, _MIN_SECONDS, _NANOS_PER_SECOND
 from charter.envelope import DECISION_RECORD_PAYLOAD_TYPE, MAX_SIGNATURES, pae
-from charter.grants import _MAX_SECONDS, _MIN_SECONDS, _NANOS_PER_SECOND, KeyRing
+from charter.grants import KeyRing
 from charter.keyring import check_signatures as _check_signatures
 from charter.receipts import _decode
 from charter.v1 import grant_pb2

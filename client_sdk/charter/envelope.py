@@ -51,6 +51,7 @@ __all__ = [
     "RECEIPT_PAYLOAD_TYPE",
     "REGISTRY_SNAPSHOT_PAYLOAD_TYPE",
     "MalformedEnvelope",
+    "PreparedEnvelope",
     "digest",
     "from_json",
     "pae",
@@ -273,6 +274,68 @@ def _digest(message: bytes, signatures: Sequence[tuple[str, bytes]]) -> bytes:
         keyid_bytes = keyid.encode("utf-8")
         parts.append(b" %d %b %d %b" % (len(keyid_bytes), keyid_bytes, len(sig), sig))
     return hashlib.sha256(b"".join(parts)).digest()
+
+
+class PreparedEnvelope:
+    """An envelope read once into immutable values, for a holder that verifies it later.
+
+    Reading a ``charter.v1.Envelope``'s fields makes new Python objects on every access, and a
+    verifier that remembers envelopes needs their PAE and digest: a holder of envelopes (the
+    offline authorizer's held grants) prepares each once when it is added, and
+    `charter.grants.GrantVerifier.verify` takes the prepared form as it is (found in its cache by
+    the digest, with no serialization, no second hash and no new PAE). The values are computed
+    here from the envelope's own fields, so a prepared envelope stands for exactly that content.
+
+    Attributes:
+        payload_type: The payload type.
+        payload: The payload bytes, exactly as received.
+        signatures: ``(keyid, sig)`` of each signature, in envelope order.
+        message: `pae` of the payload type and payload: the bytes the signatures sign.
+        digest: `digest` of the envelope.
+        size: The envelope's serialized size in bytes (``Envelope.ByteSize``).
+
+    Args:
+        envelope: The envelope.
+    """
+
+    __slots__ = ("digest", "message", "payload", "payload_type", "signatures", "size")
+
+    payload_type: str
+    payload: bytes
+    signatures: tuple[tuple[str, bytes], ...]
+    message: bytes
+    digest: bytes
+    size: int
+
+    def __init__(self, envelope: Envelope) -> None:
+        payload_type, payload = envelope.payload_type, envelope.payload
+        signatures = tuple([(s.keyid, s.sig) for s in envelope.signatures[:]])  # (a slice: see `charter.terms`)
+        message = pae(payload_type, payload)
+        for name, value in (
+            ("payload_type", payload_type),
+            ("payload", payload),
+            ("signatures", signatures),
+            ("message", message),
+            ("digest", _digest(message, signatures)),
+            ("size", envelope.ByteSize()),
+        ):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # Immutable: a verifier finds a prepared envelope by its digest, so its parts must stay
+        # the ones the digest was computed from.
+        raise AttributeError(f"PreparedEnvelope is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"PreparedEnvelope is immutable: cannot delete {name!r}")
+
+    def to_envelope(self) -> Envelope:
+        """A new ``charter.v1.Envelope`` with the same payload type, payload and signatures."""
+        return Envelope(
+            payload_type=self.payload_type,
+            payload=self.payload,
+            signatures=[Signature(keyid=keyid, sig=sig) for keyid, sig in self.signatures],
+        )
 
 
 def digest(envelope: Envelope) -> bytes:

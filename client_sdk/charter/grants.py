@@ -58,17 +58,20 @@ import dataclasses
 import enum
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Final
 
+from charter._grant_entry import Entry as _Entry
+from charter._grant_entry import Slot as _Slot
 from charter._slots import slot_setters
 from charter.envelope import (
     GRANT_PAYLOAD_TYPE,
     MAX_ENVELOPE_BYTES,
     MAX_SIGNATURES,
     MalformedEnvelope,
+    PreparedEnvelope,
     _decode_json,
     _digest,
     pae,
@@ -110,13 +113,6 @@ _WRONG_CHARACTER: Final = grant_pb2.GRANT_VERDICT_WRONG_CHARACTER
 _REVOKED: Final = grant_pb2.GRANT_VERDICT_REVOKED
 _SUSPENDED: Final = grant_pb2.GRANT_VERDICT_SUSPENDED
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MIN_TIME: Final = datetime.min.replace(tzinfo=UTC)
-_MAX_TIME: Final = datetime.max.replace(tzinfo=UTC)
-# The range of google.protobuf.Timestamp: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
-_MIN_SECONDS: Final = -62_135_596_800
-_MAX_SECONDS: Final = 253_402_300_799
-_NANOS_PER_SECOND: Final = 1_000_000_000
 _ONE_MICROSECOND: Final = timedelta(microseconds=1)
 
 # Envelopes up to this size (JSON text or serialized protobuf) are also remembered under their
@@ -179,77 +175,11 @@ class Verification:
 _set_verdict, _set_claims, _set_key_id = slot_setters(Verification)
 
 
-class _Entry:
-    """What the cache remembers about an envelope whose signature verified and claims parsed."""
-
-    __slots__ = (
-        "character_id",
-        "checked_key",
-        "claims",
-        "expire_limit",
-        "grant_id",
-        "issue_ns",
-        "key_id",
-        "licensee_id",
-        "not_before_limit",
-        "payload_type",
-        "public_key",
-        "valid",
-    )
-
-    def __init__(self, payload: bytes, usable: _UsableKey, payload_type: str, skew_us: int) -> None:
-        """Parse verified payload bytes; raises (anything) when they are not usable claims."""
-        claims = GrantClaims.FromString(payload)
-        if not (
-            claims.grant_id
-            and claims.HasField("issue_time")
-            and claims.HasField("not_before")
-            and claims.HasField("expire_time")
-        ):
-            raise ValueError("claims without a grant id or a time")
-        issue, not_before, expire = claims.issue_time, claims.not_before, claims.expire_time
-        issue_s, issue_n = issue.seconds, issue.nanos
-        nb_s, nb_n = not_before.seconds, not_before.nanos
-        ex_s, ex_n = expire.seconds, expire.nanos
-        if not (
-            _MIN_SECONDS <= issue_s <= _MAX_SECONDS
-            and _MIN_SECONDS <= nb_s <= _MAX_SECONDS
-            and _MIN_SECONDS <= ex_s <= _MAX_SECONDS
-            and 0 <= issue_n < _NANOS_PER_SECOND
-            and 0 <= nb_n < _NANOS_PER_SECOND
-            and 0 <= ex_n < _NANOS_PER_SECOND
-        ):
-            raise ValueError("a time outside the range of google.protobuf.Timestamp")
-        key_id = usable.key.key_id
-        self.claims = claims
-        self.key_id = key_id
-        self.public_key = usable.raw
-        self.payload_type = payload_type
-        self.grant_id = claims.grant_id
-        self.licensee_id = claims.licensee_id
-        self.character_id = claims.character_id
-        self.issue_ns = issue_s * _NANOS_PER_SECOND + issue_n
-        # The window's limits, skew included, as datetimes so that checking `now` is two
-        # comparisons; rounded to whole microseconds so that the window never grows.
-        try:
-            self.not_before_limit = _EPOCH + timedelta(0, nb_s, -(-nb_n // 1000) - skew_us)
-        except OverflowError:
-            self.not_before_limit = _MAX_TIME if nb_s > 0 else _MIN_TIME
-        try:
-            self.expire_limit = _EPOCH + timedelta(0, ex_s, ex_n // 1000 + skew_us)
-        except OverflowError:
-            self.expire_limit = _MAX_TIME if ex_s > 0 else _MIN_TIME
-        # The usable key the issue time was last found valid for; rechecked when the ring changes.
-        self.checked_key: _UsableKey | None = None
-        self.valid = Verification(_VALID, claims, key_id)
-
-
-class _Slot:
-    __slots__ = ("entry", "used")
-
-    def __init__(self, entry: _Entry) -> None:
-        self.entry = entry
-        self.used = False
+def _new_entry(payload: bytes, usable: _UsableKey, payload_type: str, skew_us: int) -> _Entry:
+    """An entry for verified payload bytes; raises (anything) when they are not usable claims."""
+    entry = _Entry(payload, usable, payload_type, skew_us)
+    entry.valid = Verification(_VALID, entry.claims, entry.key_id)
+    return entry
 
 
 def _decode_text(envelope: str | bytes | bytearray | memoryview) -> tuple[str, bytes, list[tuple[str, bytes]]] | None:
@@ -323,7 +253,7 @@ class GrantVerifier:
 
     def verify(
         self,
-        envelope: Envelope | str | bytes,
+        envelope: Envelope | PreparedEnvelope | str | bytes,
         *,
         keys: KeyRing,
         licensee_id: str,
@@ -335,8 +265,9 @@ class GrantVerifier:
         """Verify a grant envelope for a licensee and a character at a given time.
 
         Args:
-            envelope: The envelope: a ``charter.v1.Envelope`` or its DSSE JSON form (str or
-                UTF-8 bytes). Anything else is ``MALFORMED``.
+            envelope: The envelope: a ``charter.v1.Envelope``, a
+                `charter.envelope.PreparedEnvelope`, or its DSSE JSON form (str or UTF-8
+                bytes). Anything else is ``MALFORMED``.
             keys: The key ring to verify against.
             licensee_id: The licensee presenting the grant.
             character_id: The character the grant is presented for.
@@ -372,23 +303,93 @@ class GrantVerifier:
         elif isinstance(envelope, bytes | bytearray | memoryview):
             data = bytes(envelope)
             form, size = ("json", data), len(data)
+        elif isinstance(envelope, PreparedEnvelope):  # (last: the received forms' warm path pays nothing for it)
+            return self.verify_prepared(
+                envelope,
+                keys=keys,
+                licensee_id=licensee_id,
+                character_id=character_id,
+                now=now,
+                status=status,
+                payload_type=payload_type,
+            )[0]
         if form is None or size > MAX_ENVELOPE_BYTES:
             return _malformed()
         if cache is None or size > _ALIAS_LIMIT:
-            return self._verify_afresh(envelope, None, True, keys, licensee_id, character_id, now, status, payload_type)
-        slot = cache.get(form)
-        lookup = True
-        if slot is not None:
-            slot.used = True
-            result = self._judge(slot.entry, keys, licensee_id, character_id, now, status, payload_type)
-            if result is not None:
-                return result
-            lookup = False  # the key that verified is no longer usable: decide afresh, without the cache
-        return self._verify_afresh(envelope, form, lookup, keys, licensee_id, character_id, now, status, payload_type)
+            form, lookup = None, True
+        else:
+            slot = cache.get(form)
+            lookup = True
+            if slot is not None:
+                slot.used = True
+                result = self._judge(slot.entry, keys, licensee_id, character_id, now, status, payload_type)
+                if result is not None:
+                    return result
+                lookup = False  # the key that verified is no longer usable: decide afresh, without the cache
+        if isinstance(envelope, Envelope):
+            # (The repeated field read whole: iterating it ends in an IndexError, see `charter.terms`.)
+            parts = envelope.payload_type, envelope.payload, [(s.keyid, s.sig) for s in envelope.signatures[:]]
+        else:
+            # Undecodable text reads as an envelope without signatures: MALFORMED either way.
+            parts = _decode_text(envelope) or ("", b"", [])
+        received_type, payload, signatures = parts
+        found = self._verify_afresh(
+            received_type, payload, signatures, None, None, form, lookup, keys, licensee_id, character_id, now, status,
+            payload_type,
+        )  # fmt: skip
+        return found[0]
+
+    def verify_prepared(
+        self,
+        envelope: PreparedEnvelope,
+        *,
+        keys: KeyRing,
+        licensee_id: str,
+        character_id: str,
+        now: datetime,
+        status: Callable[[str], GrantStatus] | None = None,
+        payload_type: str = GRANT_PAYLOAD_TYPE,
+    ) -> tuple[Verification, tuple[datetime, datetime] | None]:
+        """`verify` a prepared envelope, and say which validity window the verdict was judged on.
+
+        The envelope is found in the cache by its digest; its PAE is the one prepared.
+
+        Args:
+            envelope: The prepared envelope.
+            keys: As `verify`.
+            licensee_id: As `verify`.
+            character_id: As `verify`.
+            now: As `verify`.
+            status: As `verify`.
+            payload_type: As `verify`.
+
+        Returns:
+            The `Verification`, and, when a signature verified and the claims parsed, the window
+            as this verifier honours it, the skew applied: (the earliest time it is valid, the
+            time from which it is expired); otherwise None.
+
+        Raises:
+            ValueError: ``now`` is naive.
+            Exception: Whatever ``status`` raises is passed on.
+        """
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        if envelope.size > MAX_ENVELOPE_BYTES:
+            return _malformed(), None
+        found = self._verify_afresh(
+            envelope.payload_type, envelope.payload, envelope.signatures, envelope.message, envelope.digest, None,
+            True, keys, licensee_id, character_id, now, status, payload_type,
+        )  # fmt: skip
+        entry = found[1]
+        return found[0], None if entry is None else (entry.not_before_limit, entry.expire_limit)
 
     def _verify_afresh(
         self,
-        envelope: Envelope | str | bytes | bytearray | memoryview,
+        payload_type: str,
+        payload: bytes,
+        signatures: Sequence[tuple[str, bytes]],
+        message: bytes | None,
+        digest: bytes | None,
         alias: object,
         lookup: bool,
         keys: KeyRing,
@@ -397,28 +398,24 @@ class GrantVerifier:
         now: datetime,
         status: Callable[[str], GrantStatus] | None,
         expected_type: str,
-    ) -> Verification:
-        """The full evaluation.
+    ) -> tuple[Verification, _Entry | None]:
+        """The full evaluation, with the entry judged (None when no signature verified).
 
-        ``alias`` is the received form to remember the envelope under (None: digest only);
+        ``message`` and ``digest`` are the envelope's PAE and digest when known (None: computed
+        here); ``alias`` is the received form to remember the envelope under (None: digest only);
         ``lookup`` says whether a remembered envelope with the same digest may be used.
         """
-        if isinstance(envelope, Envelope):
-            payload_type, payload = envelope.payload_type, envelope.payload
-            signatures = [(s.keyid, s.sig) for s in envelope.signatures]
-        else:
-            # Undecodable text reads as an envelope without signatures: MALFORMED either way.
-            payload_type, payload, signatures = _decode_text(envelope) or ("", b"", [])
         if not signatures or len(signatures) > MAX_SIGNATURES:
-            return _malformed()
+            return _malformed(), None
         if payload_type != expected_type:
-            return Verification(_WRONG_PAYLOAD_TYPE, None, "")
+            return Verification(_WRONG_PAYLOAD_TYPE, None, ""), None
 
-        message = pae(payload_type, payload)
+        if message is None:
+            message = pae(payload_type, payload)
         cache = self._cache
         digest_key: tuple[str, bytes] | None = None
         if cache is not None:
-            digest_key = ("digest", _digest(message, signatures))
+            digest_key = ("digest", _digest(message, signatures) if digest is None else digest)
             slot = cache.get(digest_key) if lookup else None
             if slot is not None:
                 slot.used = True
@@ -426,25 +423,25 @@ class GrantVerifier:
                 if result is not None:
                     if alias is not None:  # the same content, received in another form
                         self._remember(slot.entry, (alias,))
-                    return result
+                    return result, slot.entry
             failed = self._failures.get(digest_key[1])
             if failed is not None and failed[0] == _keys_named(keys, signatures):
-                return failed[1]
+                return failed[1], None
 
         verdict, usable, key_id = _check_signatures(keys, message, signatures)
         entry = None
         if usable is not None:
             try:
-                entry = _Entry(payload, usable, payload_type, self._skew_us)
+                entry = _new_entry(payload, usable, payload_type, self._skew_us)
             except Exception:  # DecodeError, missing fields, or anything else a hostile payload provokes
                 verdict = _MALFORMED
         if entry is None:
-            return self._failed(digest_key, keys, signatures, Verification(verdict, None, key_id))
+            return self._failed(digest_key, keys, signatures, Verification(verdict, None, key_id)), None
         if digest_key is not None:
             self._remember(entry, (digest_key,) if alias is None else (digest_key, alias))
         result = self._judge(entry, keys, licensee_id, character_id, now, status, expected_type)
         assert result is not None  # the key was usable a moment ago, in the same ring
-        return result
+        return result, entry
 
     def _judge(
         self,
@@ -491,7 +488,7 @@ class GrantVerifier:
         self,
         digest_key: tuple[str, bytes] | None,
         keys: KeyRing,
-        signatures: list[tuple[str, bytes]],
+        signatures: Sequence[tuple[str, bytes]],
         verification: Verification,
     ) -> Verification:
         """Remember a failure by digest (bounded like the cache of verified envelopes); return it."""

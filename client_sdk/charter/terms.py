@@ -404,29 +404,37 @@ class CompiledTerms:
         # two) and empty lists share one empty set: grants are compiled on a cold decision.
         self.version = terms.version
         self.character_id = terms.character_id
+        # A repeated field is read whole with a slice (a list): iterating the container itself
+        # goes through its item look-up until an IndexError, whose message is formatted each time.
         use_types = terms.permitted_use_types
-        self._use_types = frozenset(use_types) - _UNSPECIFIED_USE if use_types else _NOTHING
+        if use_types:
+            found = frozenset(use_types[:])
+            self._use_types = found - _UNSPECIFIED_USE if USE_TYPE_UNSPECIFIED in found else found
+        else:
+            self._use_types = _NOTHING
         self._ratings = _ratings_up_to(terms.max_content_rating)
         categories = terms.prohibited_categories
-        self._categories = frozenset(categories) if categories else _NOTHING
+        self._categories = frozenset(categories[:]) if categories else _NOTHING
         # Territories reduce to one look-up: with an allow list, the allowed minus the excluded
         # (and minus "", so that a missing territory fails); without one, the excluded plus "".
         allowed_territories, excluded_territories = terms.allowed_territories, terms.excluded_territories
-        excluded = frozenset(map(str.upper, excluded_territories)) if excluded_territories else _NOTHING
         if allowed_territories:
+            excluded = frozenset(map(str.upper, excluded_territories[:])) if excluded_territories else _NOTHING
             self._territory_allow: frozenset[str] | None = (
-                frozenset(map(str.upper, allowed_territories)) - _NO_TERRITORY - excluded
+                frozenset(map(str.upper, allowed_territories[:])) - _NO_TERRITORY - excluded
             )
             self._territory_deny: frozenset[str] | None = None
         else:
             self._territory_allow = None
-            self._territory_deny = excluded | _NO_TERRITORY if excluded else None
+            self._territory_deny = (
+                frozenset([*map(str.upper, excluded_territories[:]), ""]) if excluded_territories else None
+            )
         self._commercial = terms.commercial_use_allowed
         co_appearance = terms.prohibited_co_appearance_ids
-        self._co_appearance = frozenset(co_appearance) if co_appearance else _NOTHING
+        self._co_appearance = frozenset(co_appearance[:]) if co_appearance else _NOTHING
         licensees, platforms = terms.allowed_licensee_ids, terms.allowed_platforms
-        self._licensees = _ids(licensees) if licensees else None
-        self._platforms = _ids(platforms) if platforms else None
+        self._licensees = _ids(licensees[:]) if licensees else None
+        self._platforms = _ids(platforms[:]) if platforms else None
         valid_from = until = None
         if terms.HasField("valid_from"):
             valid_from = _bound(terms.valid_from)
@@ -437,20 +445,22 @@ class CompiledTerms:
         self._valid_from = valid_from
         self._until = until
         self._has_window = valid_from is not None or until is not None
-        self.daily_quota = terms.daily_quota if terms.HasField("daily_quota") else None
-        self.monthly_quota = terms.monthly_quota if terms.HasField("monthly_quota") else None
-        self._quota_closed = (self.daily_quota is not None and self.daily_quota <= 0) or (
-            self.monthly_quota is not None and self.monthly_quota <= 0
-        )
+        daily = terms.daily_quota if terms.HasField("daily_quota") else None
+        monthly = terms.monthly_quota if terms.HasField("monthly_quota") else None
+        self.daily_quota = daily
+        self.monthly_quota = monthly
+        self._quota_closed = (daily is not None and daily <= 0) or (monthly is not None and monthly <= 0)
         fee = terms.per_use_fee
-        self.obligations = Obligations(
-            attribution_text=terms.attribution_text,
-            watermark_required=terms.watermark_required,
-            revenue_share_bps=terms.revenue_share_bps,
-            per_use_fee_minor_units=fee.minor_units,
-            per_use_fee_currency=fee.currency_code.upper(),
+        # By position: a keyword call of a class builds a dict of the arguments.
+        obligations = Obligations(
+            terms.attribution_text,
+            terms.watermark_required,
+            terms.revenue_share_bps,
+            fee.minor_units,
+            fee.currency_code.upper(),
         )
-        self._allowed = Evaluation(allowed=True, reasons=(), obligations=self.obligations)
+        self.obligations = obligations
+        self._allowed = Evaluation(True, (), obligations)
 
     @classmethod
     def from_terms(cls, terms: Terms) -> CompiledTerms:
@@ -463,6 +473,39 @@ class CompiledTerms:
             The compiled terms.
         """
         return cls(terms)
+
+    def relabelled(self, version: int, character_id: str) -> CompiledTerms:
+        """These compiled terms under another ``version`` and ``character_id``, which nothing else
+        depends on (`charter.terms_sharing`); the rest is shared, not copied.
+
+        Args:
+            version: The terms version.
+            character_id: The character.
+
+        Returns:
+            New compiled terms that evaluate every use as these do.
+        """
+        other = CompiledTerms.__new__(CompiledTerms)
+        other.version = version
+        other.character_id = character_id
+        other.daily_quota = self.daily_quota
+        other.monthly_quota = self.monthly_quota
+        other.obligations = self.obligations
+        other._allowed = self._allowed
+        other._use_types = self._use_types
+        other._ratings = self._ratings
+        other._categories = self._categories
+        other._territory_allow = self._territory_allow
+        other._territory_deny = self._territory_deny
+        other._commercial = self._commercial
+        other._co_appearance = self._co_appearance
+        other._licensees = self._licensees
+        other._platforms = self._platforms
+        other._valid_from = self._valid_from
+        other._until = self._until
+        other._has_window = self._has_window
+        other._quota_closed = self._quota_closed
+        return other
 
     def evaluate(self, context: UseContext, *, quota_exhausted: bool = False) -> Evaluation:
         """Decide whether ``context`` satisfies these terms.

@@ -15,8 +15,16 @@ from typing import Any
 
 import nacl.signing
 import pytest
-from charter import grants
-from charter.envelope import GRANT_PAYLOAD_TYPE, MAX_ENVELOPE_BYTES, MAX_SIGNATURES, RECEIPT_PAYLOAD_TYPE, sign, to_json
+from charter import _grant_entry
+from charter.envelope import (
+    GRANT_PAYLOAD_TYPE,
+    MAX_ENVELOPE_BYTES,
+    MAX_SIGNATURES,
+    RECEIPT_PAYLOAD_TYPE,
+    PreparedEnvelope,
+    sign,
+    to_json,
+)
 from charter.grants import GrantStatus, GrantVerifier, KeyRing, KeyState, PublicKey, Verification, verify_grant
 from charter.v1 import grant_pb2 as g
 from charter.v1 import signing_key_pb2, terms_pb2
@@ -120,7 +128,7 @@ def grant(
 
 
 def check(
-    env: Envelope | str | bytes,
+    env: Envelope | PreparedEnvelope | str | bytes,
     *,
     verifier: GrantVerifier | None = None,
     keys: KeyRing | None = None,
@@ -172,7 +180,7 @@ def parses(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
             calls.append(data)
             return g.GrantClaims.FromString(data)
 
-    monkeypatch.setattr(grants, "GrantClaims", Spy)
+    monkeypatch.setattr(_grant_entry, "GrantClaims", Spy)  # where the verifier parses
     return calls
 
 

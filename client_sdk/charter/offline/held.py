@@ -10,19 +10,23 @@ from typing import Final
 
 from charter.decide import Integrity, integrity_of
 from charter.decisions import CharacterDecision
-from charter.envelope import GRANT_PAYLOAD_TYPE, digest, from_json
+from charter.envelope import GRANT_PAYLOAD_TYPE, PreparedEnvelope, from_json
 from charter.grants import GrantVerifier, KeyRing
 from charter.terms import CompiledTerms, DenyReason
+from charter.terms_sharing import compiled
 from charter.v1 import grant_pb2
 from charter.v1.envelope_pb2 import Envelope
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MIN_TIME: Final = datetime.min.replace(tzinfo=UTC)
 _MAX_TIME: Final = datetime.max.replace(tzinfo=UTC)
+_VERIFIED: Final = Integrity.VERIFIED
+_VALID: Final = grant_pb2.GRANT_VERDICT_VALID
 
 
 class Checked:
-    """What a held grant was found to be against one key ring; immutable once built.
+    """What a held grant was found to be against one key ring; immutable once built (but for the
+    denials it keeps as they are first made).
 
     A `charter.decide.Candidate`: its ``integrity`` is `Integrity.UNKNOWN_KEY` (its key is not
     in the ring), `Integrity.INVALID` (it fails for good against this ring), or
@@ -48,10 +52,10 @@ class Checked:
         self,
         ring: KeyRing,
         character_id: str,
-        *,
         claims: grant_pb2.GrantClaims | None = None,
         integrity: Integrity = Integrity.VERIFIED,
         skew_us: int = 0,
+        window: tuple[datetime, datetime] | None = None,
     ) -> None:
         self.ring = ring
         self.character_id = character_id
@@ -59,29 +63,30 @@ class Checked:
         self.grant_id = claims.grant_id if claims is not None else ""
         self.terms_version = claims.terms_version if claims is not None else 0
         self.rights_holder_id = claims.rights_holder_id if claims is not None else ""
-        self.denials: dict[tuple[DenyReason, ...], CharacterDecision] = {}
+        # Made on the first denial (a cold decision that allows needs none).
+        self.denials: dict[tuple[DenyReason, ...], CharacterDecision] | None = None
         self.not_before = _MAX_TIME
         self.expire_time = _MIN_TIME
         self.terms: CompiledTerms | None = None
         self.quota = False
         self.allow: CharacterDecision | None = None
         if claims is not None and integrity is Integrity.VERIFIED:
-            terms = CompiledTerms.from_terms(claims.terms)
+            # Shared by content: a licensee's grants under one rights holder's standard terms.
+            terms = compiled(claims.terms)
             self.terms = terms
             # Quotas and a grant's cap are counted by the server alone.
             self.quota = terms.daily_quota is not None or terms.monthly_quota is not None or claims.HasField("max_uses")
-            # The verifier's window, skew included, rounded so that it never grows.
-            not_before, expire = claims.not_before, claims.expire_time
-            self.not_before = _limit(not_before.seconds, -(-not_before.nanos // 1000) - skew_us)
-            self.expire_time = _limit(expire.seconds, expire.nanos // 1000 + skew_us)
+            if window is not None:  # the verifier's, as it judged the grant
+                self.not_before, self.expire_time = window
+            else:
+                # The verifier's window, skew included, rounded so that it never grows.
+                not_before, expire = claims.not_before, claims.expire_time
+                self.not_before = _limit(not_before.seconds, -(-not_before.nanos // 1000) - skew_us)
+                self.expire_time = _limit(expire.seconds, expire.nanos // 1000 + skew_us)
+            # By position (a keyword call of a class builds a dict): character, allowed, reasons,
+            # grant, terms version, obligations, rights holder.
             self.allow = CharacterDecision(
-                character_id=character_id,
-                allowed=True,
-                reasons=(),
-                grant_id=self.grant_id,
-                terms_version=self.terms_version,
-                obligations=terms.obligations,
-                rights_holder_id=self.rights_holder_id,
+                character_id, True, (), self.grant_id, self.terms_version, terms.obligations, self.rights_holder_id
             )
 
     def for_ring(self, ring: KeyRing) -> Checked:
@@ -94,7 +99,10 @@ class Checked:
 
     def denial(self, reasons: tuple[DenyReason, ...]) -> CharacterDecision:
         """The (shared) denial of this grant's character with ``reasons``."""
-        found = self.denials.get(reasons)
+        denials = self.denials
+        if denials is None:
+            denials = self.denials = {}
+        found = denials.get(reasons)
         if found is None:
             found = CharacterDecision(
                 character_id=self.character_id,
@@ -104,8 +112,8 @@ class Checked:
                 terms_version=self.terms_version,
                 rights_holder_id=self.rights_holder_id,
             )
-            if len(self.denials) < 64:  # bounded: at most 2**10 combinations exist
-                self.denials[reasons] = found
+            if len(denials) < 64:  # bounded: at most 2**10 combinations exist
+                denials[reasons] = found
         return found
 
 
@@ -123,13 +131,22 @@ class Held:
     is trusted until the signature verified.
     """
 
-    __slots__ = ("character_id", "checked", "envelope", "issued")
+    __slots__ = ("_envelope", "character_id", "checked", "issued", "prepared")
 
-    def __init__(self, envelope: Envelope, claims: grant_pb2.GrantClaims) -> None:
-        self.envelope = envelope
+    def __init__(self, prepared: PreparedEnvelope, claims: grant_pb2.GrantClaims) -> None:
+        self.prepared = prepared
         self.character_id = claims.character_id
         self.issued = (claims.issue_time.seconds, claims.issue_time.nanos)
         self.checked: Checked | None = None
+        self._envelope: Envelope | None = None
+
+    @property
+    def envelope(self) -> Envelope:
+        """The envelope, to present to the server (built once, when first asked for)."""
+        envelope = self._envelope
+        if envelope is None:
+            envelope = self._envelope = self.prepared.to_envelope()
+        return envelope
 
 
 class CharacterGrants(tuple[Held, ...]):
@@ -208,38 +225,42 @@ def parse(grant: Envelope | str) -> tuple[bytes, Held]:
     if isinstance(grant, str):
         envelope = from_json(grant)
     elif isinstance(grant, Envelope):
-        envelope = Envelope.FromString(grant.SerializeToString())
+        envelope = grant  # read once into immutable values: later changes to it are not seen
     else:
         raise TypeError("a grant is a charter.v1.Envelope or its DSSE JSON text")
-    if envelope.payload_type != GRANT_PAYLOAD_TYPE:
-        raise ValueError(f"not a grant envelope: payload type {envelope.payload_type!r}")
-    if not envelope.signatures:
+    prepared = PreparedEnvelope(envelope)
+    if prepared.payload_type != GRANT_PAYLOAD_TYPE:
+        raise ValueError(f"not a grant envelope: payload type {prepared.payload_type!r}")
+    if not prepared.signatures:
         raise ValueError("a grant envelope needs at least one signature")
     try:
-        claims = grant_pb2.GrantClaims.FromString(envelope.payload)
+        claims = grant_pb2.GrantClaims.FromString(prepared.payload)
     except Exception as error:  # DecodeError, or anything a hostile payload provokes
         raise ValueError("the grant's payload is not GrantClaims") from error
-    return digest(envelope), Held(envelope, claims)
+    return prepared.digest, Held(prepared, claims)
 
 
 def check(
     verifier: GrantVerifier, grant: Held, ring: KeyRing, *, licensee_id: str, now: datetime, skew_us: int
 ) -> Checked:
     """Verify a held grant against ``ring`` (the cold path) and remember the outcome on it."""
-    result = verifier.verify(
-        grant.envelope, keys=ring, licensee_id=licensee_id, character_id=grant.character_id, now=now
+    result, window = verifier.verify_prepared(
+        grant.prepared, keys=ring, licensee_id=licensee_id, character_id=grant.character_id, now=now
     )
     claims = result.claims
     # The window and the state are judged per decision (`charter.decide`), so the outcome kept
     # here does not depend on the time.
-    integrity = integrity_of(result, licensee_id=licensee_id, character_id=grant.character_id)
-    if integrity is Integrity.VERIFIED:
+    if result.verdict == _VALID:
+        integrity = _VERIFIED  # the verifier found the claims for this licensee and character
+    else:
+        integrity = integrity_of(result, licensee_id=licensee_id, character_id=grant.character_id)
+    if integrity is _VERIFIED:
         assert claims is not None
         previous = grant.checked
         if previous is not None and previous.terms is not None and previous.grant_id == claims.grant_id:
             checked = previous.for_ring(ring)  # a new key ring: the same envelope, the same claims
         else:
-            checked = Checked(ring, grant.character_id, claims=claims, skew_us=skew_us)
+            checked = Checked(ring, grant.character_id, claims, _VERIFIED, skew_us, window)  # (by position)
     elif integrity is Integrity.UNKNOWN_KEY:
         checked = Checked(ring, grant.character_id, integrity=integrity)
     else:
