@@ -416,6 +416,24 @@ def test_a_kept_snapshot_whose_signature_fails_is_refused(
     assert [c.reasons for c in decision.characters] == [(DenyReason.SNAPSHOT_INVALID,)]
 
 
+def test_a_kept_snapshot_body_that_does_not_unpack_is_refused_as_a_corrupted_cache(
+    generator: charter.Client, keys: Any, cast: dict[str, Any], tmp_path: Path
+) -> None:
+    _kept(generator, tmp_path)
+    body = load_snapshot(tmp_path)
+    assert body is not None
+    # The digest made to match each time: a length cut short, then a frame that is no envelope.
+    for wrong in (body + b"\x00\x00", body + b"\x00\x00\x00\x02\xff\xff"):
+        save_snapshot(tmp_path, keys.licensee_id, wrong)
+        with pytest.raises(ValueError):
+            unpack(wrong)
+
+        decision = _restarted_offline(keys, tmp_path, cast)
+
+        assert not decision.allowed
+        assert [c.reasons for c in decision.characters] == [(DenyReason.CACHE_CORRUPTED,)]
+
+
 class _CutOff(charter.Client):
     """The real client, but once ``cut`` is set, snapshots and Authorize fail as if Charter could
     not be reached (the revocation stream, already open, stays current)."""
