@@ -355,9 +355,9 @@ def _kept(generator: charter.Client, cache_dir: Path) -> None:
     assert (cache_dir / SNAPSHOT_FILE_NAME).exists()
 
 
-def _restarted_offline(keys: Any, cache_dir: Path, cast: dict[str, Any]) -> Decision:
+def _restarted_offline(keys: Any, cache_dir: Path, cast: dict[str, Any], also: str = "") -> Decision:
     """A restart from the cache directory with Charter unreachable: the granted character's
-    name in a prompt, the character declared too (so that a denial says why)."""
+    name in a prompt (with ``also``), the character declared too (so that a denial says why)."""
     with charter.Client("127.0.0.1:1", api_key=keys.generator, timeout=2.0) as dead:
         authorizer = _authorizer(dead, cache_dir)
         try:
@@ -365,7 +365,7 @@ def _restarted_offline(keys: Any, cache_dir: Path, cast: dict[str, Any]) -> Deci
             authorizer.wait_screen(timeout=5.0)
             return authorizer.authorize(
                 character_ids=[cast["granted"][0]],
-                prompt=f"{cast['granted'][1]} waves",
+                prompt=f"{cast['granted'][1]} waves {also}",
                 use_type=IMAGE,
                 content_rating=TEEN,
             )
@@ -432,6 +432,31 @@ def test_a_kept_snapshot_body_that_does_not_unpack_is_refused_as_a_corrupted_cac
 
         assert not decision.allowed
         assert [c.reasons for c in decision.characters] == [(DenyReason.CACHE_CORRUPTED,)]
+
+
+def test_a_kept_snapshot_older_than_the_one_the_state_was_current_with_is_not_screened_with(
+    admin: charter.Client, generator: charter.Client, keys: Any, cast: dict[str, Any], tmp_path: Path
+) -> None:
+    _kept(generator, tmp_path)
+    older = load_snapshot(tmp_path)
+    newcomer = admin.create_character(
+        rights_holder_id=keys.rights_holder_id, canonical_name=f"Zq{_marker()} Vex{_marker()}"
+    )
+    with _authorizer(generator, tmp_path) as authorizer:  # takes the delta naming it; the state is kept at close
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline and newcomer.id not in getattr(authorizer._registry, "entries", {}):
+            time.sleep(0.05)
+        assert authorizer.wait_screen(timeout=WAIT)
+        assert authorizer._registry is not None and newcomer.id in authorizer._registry.entries
+    # The newer snapshot's write failed (a full disk, a backup restored): the older one is kept.
+    assert older is not None
+    save_snapshot(tmp_path, keys.licensee_id, older)
+
+    decision = _restarted_offline(keys, tmp_path, cast, also=f"with {newcomer.canonical_name}")
+
+    # Screened with the older snapshot, the prompt would be allowed: it does not know the newcomer.
+    assert not decision.allowed
+    assert [c.reasons for c in decision.characters] == [(DenyReason.SNAPSHOT_STALE,)]
 
 
 class _CutOff(charter.Client):

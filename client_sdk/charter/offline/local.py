@@ -12,7 +12,9 @@ anew. The watcher asks for registry events
 
 **Staleness.** The snapshot is *current as of* a heartbeat at which the revocation view was
 current and the snapshot's version was at least the last registry event the view had applied:
-the same bound as revocations (``max_staleness``) applies to that time. A prompt is screened
+the same bound as revocations (``max_staleness``) applies to that time, and it is kept (in the
+cache directory's state too) with the version that was current then, so a snapshot older than that
+one (a kept file whose newer one was never written) never inherits it. A prompt is screened
 locally only while the snapshot is within it (and the view is too); otherwise the request goes to
 the server, and when that cannot be reached, it is denied with ``SNAPSHOT_STALE``, or with
 ``CACHE_CORRUPTED`` (the kept snapshot failed its digest) or ``SNAPSHOT_INVALID`` (a page, kept
@@ -206,9 +208,14 @@ class DecidesLocally(HoldsBundles):
         # The view's time first, then its registry position: a heartbeat in between only makes
         # the time older than it could be, never newer.
         fresh, head = self._view.fresh_as_of, self._view.registry_head
+        if registry.version < self._registry_fresh_of:
+            # Older than the snapshot that time was current with (a kept file older than the
+            # kept state, one fetched anew after a key revocation): the time is not its own, and
+            # it goes before the swap, so no decision screens with the older one and that time.
+            self._registry_fresh, self._registry_fresh_of = None, 0
         self._registry, self._registry_problem, self._registry_ring = registry, None, ring
         if registry.version >= head and fresh is not None:
-            self._registry_fresh = fresh
+            self._registry_fresh_of, self._registry_fresh = registry.version, fresh
         self._notify()
 
     def _apply(self, event: object) -> None:
@@ -222,7 +229,7 @@ class DecidesLocally(HoldsBundles):
         registry = self._registry
         fresh = self._view.fresh_as_of
         if registry is not None and fresh is not None and registry.version >= self._view.registry_head:
-            self._registry_fresh = fresh
+            self._registry_fresh_of, self._registry_fresh = registry.version, fresh
 
     # -- deciding -----------------------------------------------------------------------------
 
