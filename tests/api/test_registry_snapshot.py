@@ -532,6 +532,50 @@ def test_a_snapshot_from_the_server_that_does_not_verify_is_never_used(keys: Any
     assert authorizer.snapshot_version == 0
 
 
+class _Replaying(charter.Client):
+    """The real client; once ``replay`` is set, every snapshot request is answered with the pages
+    of the first whole snapshot it passed on (signed, but older), as a man in the middle could."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.replay = False
+        self.kept: list[osv.GetRegistrySnapshotResponse] = []
+        self.whole = False  # the first whole snapshot is kept
+
+    def get_registry_snapshot(self, **kwargs: Any) -> osv.GetRegistrySnapshotResponse:
+        if self.replay:
+            return self.kept[int(kwargs.get("page_token") or 0)]
+        response = super().get_registry_snapshot(**kwargs)
+        if not kwargs.get("since_version") and not self.whole:
+            more = str(len(self.kept) + 1) if response.next_page_token else ""
+            self.kept.append(osv.GetRegistrySnapshotResponse(page=response.page, next_page_token=more))
+            self.whole = not more
+        return response
+
+
+def test_an_older_snapshot_replayed_never_replaces_the_newer_one_held(
+    admin: charter.Client, keys: Any, cast: dict[str, Any]
+) -> None:
+    character_id = cast["no_grant"][0]
+    with _Replaying(keys.target, api_key=keys.generator) as client, _authorizer(client) as authorizer:
+        assert authorizer.wait_screen(timeout=WAIT)
+        first = authorizer.snapshot_version
+        admin.update_character(character_id, aliases=[character_pb2.Alias(value=f"Nym{_marker()}", language="en")])
+        deadline = time.monotonic() + WAIT
+        while authorizer.snapshot_version == first and time.monotonic() < deadline:
+            time.sleep(0.05)
+        newer = authorizer.snapshot_version
+        client.replay = True
+        admin.update_character(character_id, aliases=[character_pb2.Alias(value=f"Nym{_marker()}", language="en")])
+        deadline = time.monotonic() + WAIT
+        while authorizer._registry_problem is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        problem, after = authorizer._registry_problem, authorizer.snapshot_version
+
+    assert newer > first
+    assert (problem, after) == (DenyReason.SNAPSHOT_INVALID, newer)
+
+
 @contextmanager
 def _own_database(database_url: str, folder: Path) -> Iterator[str]:
     """An empty database of ``database_url``'s backend (a new one next to it), dropped afterwards."""
