@@ -25,15 +25,25 @@ import charter
 import pytest
 from charter.decision_records import DecisionRecordSigner, generate_key
 from charter.decisions import Decision
+from charter.envelope import GRANT_PAYLOAD_TYPE, REGISTRY_SNAPSHOT_PAYLOAD_TYPE, sign
 from charter.grants import KeyRing
 from charter.names import normalize
 from charter.offline import OfflineAuthorizer
 from charter.offline.cache import SNAPSHOT_FILE_NAME, load_snapshot, save_snapshot
-from charter.offline.snapshot import MAX_PAGES, Registry, SnapshotInvalid, pack, unpack, verify_page
+from charter.offline.snapshot import (
+    MAX_PAGES,
+    Registry,
+    SnapshotInvalid,
+    SnapshotKeyUnknown,
+    pack,
+    unpack,
+    verify_page,
+)
 from charter.screen import ScreenIndex
 from charter.terms import DenyReason
 from charter.v1 import api_key_pb2, character_pb2, grant_pb2, offline_pb2, terms_pb2
 from charter.v1 import offline_service_pb2 as osv
+from charter.v1.signing_key_pb2 import KeySet, SigningKey
 from charter_server.app import CharterServer, build_server
 from charter_server.config import Settings
 from charter_server.services import registry_snapshots
@@ -229,6 +239,43 @@ def test_a_page_whose_payload_was_changed_is_refused(generator: charter.Client) 
 
     with pytest.raises(SnapshotInvalid):
         verify_page(page, _ring(generator))
+
+
+def test_a_page_verifies_only_as_a_snapshot_page_signed_by_a_usable_grant_key() -> None:
+    # Pure: the ring decides which keys may sign a page, whatever the page says.
+    (grant_seed, grant_public), (log_seed, log_public), (own_seed, _) = generate_key(), generate_key(), generate_key()
+
+    def key(key_id: str, public: bytes, purpose: int) -> SigningKey:
+        made = SigningKey(key_id=key_id, public_key=public, state=SigningKey.STATE_ACTIVE, purpose=purpose)
+        made.activate_time.FromDatetime(datetime(2026, 1, 1, tzinfo=UTC))
+        return made
+
+    listed = [
+        key("sk_grants", grant_public, SigningKey.PURPOSE_GRANTS),
+        key("sk_log", log_public, SigningKey.PURPOSE_TRANSPARENCY_LOG),
+    ]
+    ring = KeyRing.from_key_set(KeySet(keys=listed, version="1"))
+    revoked = KeyRing.from_key_set(KeySet(keys=listed, revoked_key_ids=["sk_grants"], version="2"))
+    claims = offline_pb2.RegistrySnapshotClaims(snapshot_id="rs_" + "0" * 32, version=3, last_page=True)
+
+    def page(key_id: str, seed: bytes, payload_type: str = REGISTRY_SNAPSHOT_PAYLOAD_TYPE) -> Any:
+        return sign(claims.SerializeToString(), payload_type, key_id=key_id, private_key=seed)
+
+    assert verify_page(page("sk_grants", grant_seed), ring).version == 3
+    with pytest.raises(SnapshotKeyUnknown):
+        verify_page(page("sk_log", log_seed), ring)  # the log's key signs checkpoints, never pages
+    with pytest.raises(SnapshotKeyUnknown):
+        verify_page(page("lk_" + "0" * 32, own_seed), ring)  # a licensee's own key: not Charter's
+    # Refused outright (not a key to fetch the key set for): a grant envelope offered as a page,
+    # another key's signature under the grant key's id, the grant key once revoked.
+    for wrong, with_ring in (
+        (page("sk_grants", grant_seed, GRANT_PAYLOAD_TYPE), ring),
+        (page("sk_grants", own_seed), ring),
+        (page("sk_grants", grant_seed), revoked),
+    ):
+        with pytest.raises(SnapshotInvalid) as raised:
+            verify_page(wrong, with_ring)
+        assert type(raised.value) is SnapshotInvalid
 
 
 def test_registry_events_reach_only_watchers_that_ask(
