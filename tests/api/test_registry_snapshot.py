@@ -506,6 +506,51 @@ def test_a_kept_snapshot_older_than_the_one_the_state_was_current_with_is_not_sc
     assert [c.reasons for c in decision.characters] == [(DenyReason.SNAPSHOT_STALE,)]
 
 
+def test_a_kept_snapshot_of_a_version_beyond_the_servers_log_is_never_current_and_is_replaced(
+    server: Any, admin: charter.Client, generator: charter.Client, keys: Any, cast: dict[str, Any], tmp_path: Path
+) -> None:
+    # Kept from a log the server's is now behind (its database restored from a backup): signed by
+    # the server's own key, but no heartbeat of this log can vouch for its version.
+    beyond = 10**9
+    signer = server.services.keys.signer()
+    pages, token = [], ""
+    while not pages or token:
+        response = generator.get_registry_snapshot(page_size=2000, page_token=token)
+        claims = verify_page(response.page, _ring(generator))
+        claims.version += beyond
+        pages.append(
+            sign(
+                claims.SerializeToString(),
+                REGISTRY_SNAPSHOT_PAYLOAD_TYPE,
+                key_id=signer.key_id,
+                private_key=signer.signing_key,
+            )
+        )
+        token = response.next_page_token
+    save_snapshot(tmp_path, keys.licensee_id, pack(pages))
+    newcomer = admin.create_character(
+        rights_holder_id=keys.rights_holder_id, canonical_name=f"Zq{_marker()} Vex{_marker()}"
+    )
+    granted, name = cast["granted"][0], cast["granted"][1]
+
+    with _authorizer(generator, tmp_path) as authorizer:
+        assert authorizer.wait_screen(timeout=WAIT)
+        version = authorizer.snapshot_version
+        decision = authorizer.authorize(
+            character_ids=[granted],
+            prompt=f"{name} with {newcomer.canonical_name}",
+            use_type=IMAGE,
+            content_rating=TEEN,
+        )
+
+    assert version < beyond
+    assert decision.offline
+    assert [(c.character_id, c.reasons) for c in decision.characters] == [
+        (granted, ()),
+        (newcomer.id, (DenyReason.CHARACTER_NOT_OPTED_IN,)),
+    ]
+
+
 class _CutOff(charter.Client):
     """The real client, but once ``cut`` is set, snapshots and Authorize fail as if Charter could
     not be reached (the revocation stream, already open, stays current)."""
