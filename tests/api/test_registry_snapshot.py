@@ -25,15 +25,25 @@ import charter
 import pytest
 from charter.decision_records import DecisionRecordSigner, generate_key
 from charter.decisions import Decision
+from charter.envelope import GRANT_PAYLOAD_TYPE, REGISTRY_SNAPSHOT_PAYLOAD_TYPE, sign
 from charter.grants import KeyRing
 from charter.names import normalize
 from charter.offline import OfflineAuthorizer
 from charter.offline.cache import SNAPSHOT_FILE_NAME, load_snapshot, save_snapshot
-from charter.offline.snapshot import MAX_PAGES, Registry, SnapshotInvalid, pack, unpack, verify_page
+from charter.offline.snapshot import (
+    MAX_PAGES,
+    Registry,
+    SnapshotInvalid,
+    SnapshotKeyUnknown,
+    pack,
+    unpack,
+    verify_page,
+)
 from charter.screen import ScreenIndex
 from charter.terms import DenyReason
 from charter.v1 import api_key_pb2, character_pb2, grant_pb2, offline_pb2, terms_pb2
 from charter.v1 import offline_service_pb2 as osv
+from charter.v1.signing_key_pb2 import KeySet, SigningKey
 from charter_server.app import CharterServer, build_server
 from charter_server.config import Settings
 from charter_server.services import registry_snapshots
@@ -231,6 +241,43 @@ def test_a_page_whose_payload_was_changed_is_refused(generator: charter.Client) 
         verify_page(page, _ring(generator))
 
 
+def test_a_page_verifies_only_as_a_snapshot_page_signed_by_a_usable_grant_key() -> None:
+    # Pure: the ring decides which keys may sign a page, whatever the page says.
+    (grant_seed, grant_public), (log_seed, log_public), (own_seed, _) = generate_key(), generate_key(), generate_key()
+
+    def key(key_id: str, public: bytes, purpose: int) -> SigningKey:
+        made = SigningKey(key_id=key_id, public_key=public, state=SigningKey.STATE_ACTIVE, purpose=purpose)
+        made.activate_time.FromDatetime(datetime(2026, 1, 1, tzinfo=UTC))
+        return made
+
+    listed = [
+        key("sk_grants", grant_public, SigningKey.PURPOSE_GRANTS),
+        key("sk_log", log_public, SigningKey.PURPOSE_TRANSPARENCY_LOG),
+    ]
+    ring = KeyRing.from_key_set(KeySet(keys=listed, version="1"))
+    revoked = KeyRing.from_key_set(KeySet(keys=listed, revoked_key_ids=["sk_grants"], version="2"))
+    claims = offline_pb2.RegistrySnapshotClaims(snapshot_id="rs_" + "0" * 32, version=3, last_page=True)
+
+    def page(key_id: str, seed: bytes, payload_type: str = REGISTRY_SNAPSHOT_PAYLOAD_TYPE) -> Any:
+        return sign(claims.SerializeToString(), payload_type, key_id=key_id, private_key=seed)
+
+    assert verify_page(page("sk_grants", grant_seed), ring).version == 3
+    with pytest.raises(SnapshotKeyUnknown):
+        verify_page(page("sk_log", log_seed), ring)  # the log's key signs checkpoints, never pages
+    with pytest.raises(SnapshotKeyUnknown):
+        verify_page(page("lk_" + "0" * 32, own_seed), ring)  # a licensee's own key: not Charter's
+    # Refused outright (not a key to fetch the key set for): a grant envelope offered as a page,
+    # another key's signature under the grant key's id, the grant key once revoked.
+    for wrong, with_ring in (
+        (page("sk_grants", grant_seed, GRANT_PAYLOAD_TYPE), ring),
+        (page("sk_grants", own_seed), ring),
+        (page("sk_grants", grant_seed), revoked),
+    ):
+        with pytest.raises(SnapshotInvalid) as raised:
+            verify_page(wrong, with_ring)
+        assert type(raised.value) is SnapshotInvalid
+
+
 def test_registry_events_reach_only_watchers_that_ask(
     admin: charter.Client, generator: charter.Client, cast: dict[str, Any]
 ) -> None:
@@ -381,9 +428,9 @@ def _kept(generator: charter.Client, cache_dir: Path) -> None:
     assert (cache_dir / SNAPSHOT_FILE_NAME).exists()
 
 
-def _restarted_offline(keys: Any, cache_dir: Path, cast: dict[str, Any]) -> Decision:
+def _restarted_offline(keys: Any, cache_dir: Path, cast: dict[str, Any], also: str = "") -> Decision:
     """A restart from the cache directory with Charter unreachable: the granted character's
-    name in a prompt, the character declared too (so that a denial says why)."""
+    name in a prompt (with ``also``), the character declared too (so that a denial says why)."""
     with charter.Client("127.0.0.1:1", api_key=keys.generator, timeout=2.0) as dead:
         authorizer = _authorizer(dead, cache_dir)
         try:
@@ -391,7 +438,7 @@ def _restarted_offline(keys: Any, cache_dir: Path, cast: dict[str, Any]) -> Deci
             authorizer.wait_screen(timeout=5.0)
             return authorizer.authorize(
                 character_ids=[cast["granted"][0]],
-                prompt=f"{cast['granted'][1]} waves",
+                prompt=f"{cast['granted'][1]} waves {also}",
                 use_type=IMAGE,
                 content_rating=TEEN,
             )
@@ -440,6 +487,94 @@ def test_a_kept_snapshot_whose_signature_fails_is_refused(
 
     assert not decision.allowed
     assert [c.reasons for c in decision.characters] == [(DenyReason.SNAPSHOT_INVALID,)]
+
+
+def test_a_kept_snapshot_body_that_does_not_unpack_is_refused_as_a_corrupted_cache(
+    generator: charter.Client, keys: Any, cast: dict[str, Any], tmp_path: Path
+) -> None:
+    _kept(generator, tmp_path)
+    body = load_snapshot(tmp_path)
+    assert body is not None
+    # The digest made to match each time: a length cut short, then a frame that is no envelope.
+    for wrong in (body + b"\x00\x00", body + b"\x00\x00\x00\x02\xff\xff"):
+        save_snapshot(tmp_path, keys.licensee_id, wrong)
+        with pytest.raises(ValueError):
+            unpack(wrong)
+
+        decision = _restarted_offline(keys, tmp_path, cast)
+
+        assert not decision.allowed
+        assert [c.reasons for c in decision.characters] == [(DenyReason.CACHE_CORRUPTED,)]
+
+
+def test_a_kept_snapshot_older_than_the_one_the_state_was_current_with_is_not_screened_with(
+    admin: charter.Client, generator: charter.Client, keys: Any, cast: dict[str, Any], tmp_path: Path
+) -> None:
+    _kept(generator, tmp_path)
+    older = load_snapshot(tmp_path)
+    newcomer = admin.create_character(
+        rights_holder_id=keys.rights_holder_id, canonical_name=f"Zq{_marker()} Vex{_marker()}"
+    )
+    with _authorizer(generator, tmp_path) as authorizer:  # takes the delta naming it; the state is kept at close
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline and newcomer.id not in getattr(authorizer._registry, "entries", {}):
+            time.sleep(0.05)
+        assert authorizer.wait_screen(timeout=WAIT)
+        assert authorizer._registry is not None and newcomer.id in authorizer._registry.entries
+    # The newer snapshot's write failed (a full disk, a backup restored): the older one is kept.
+    assert older is not None
+    save_snapshot(tmp_path, keys.licensee_id, older)
+
+    decision = _restarted_offline(keys, tmp_path, cast, also=f"with {newcomer.canonical_name}")
+
+    # Screened with the older snapshot, the prompt would be allowed: it does not know the newcomer.
+    assert not decision.allowed
+    assert [c.reasons for c in decision.characters] == [(DenyReason.SNAPSHOT_STALE,)]
+
+
+def test_a_kept_snapshot_of_a_version_beyond_the_servers_log_is_never_current_and_is_replaced(
+    server: Any, admin: charter.Client, generator: charter.Client, keys: Any, cast: dict[str, Any], tmp_path: Path
+) -> None:
+    # Kept from a log the server's is now behind (its database restored from a backup): signed by
+    # the server's own key, but no heartbeat of this log can vouch for its version.
+    beyond = 10**9
+    signer = server.services.keys.signer()
+    pages, token = [], ""
+    while not pages or token:
+        response = generator.get_registry_snapshot(page_size=2000, page_token=token)
+        claims = verify_page(response.page, _ring(generator))
+        claims.version += beyond
+        pages.append(
+            sign(
+                claims.SerializeToString(),
+                REGISTRY_SNAPSHOT_PAYLOAD_TYPE,
+                key_id=signer.key_id,
+                private_key=signer.signing_key,
+            )
+        )
+        token = response.next_page_token
+    save_snapshot(tmp_path, keys.licensee_id, pack(pages))
+    newcomer = admin.create_character(
+        rights_holder_id=keys.rights_holder_id, canonical_name=f"Zq{_marker()} Vex{_marker()}"
+    )
+    granted, name = cast["granted"][0], cast["granted"][1]
+
+    with _authorizer(generator, tmp_path) as authorizer:
+        assert authorizer.wait_screen(timeout=WAIT)
+        version = authorizer.snapshot_version
+        decision = authorizer.authorize(
+            character_ids=[granted],
+            prompt=f"{name} with {newcomer.canonical_name}",
+            use_type=IMAGE,
+            content_rating=TEEN,
+        )
+
+    assert version < beyond
+    assert decision.offline
+    assert [(c.character_id, c.reasons) for c in decision.characters] == [
+        (granted, ()),
+        (newcomer.id, (DenyReason.CHARACTER_NOT_OPTED_IN,)),
+    ]
 
 
 class _CutOff(charter.Client):
@@ -513,6 +648,50 @@ def test_a_snapshot_from_the_server_that_does_not_verify_is_never_used(keys: Any
     # Not screened here: the server decided (and would have been denied SNAPSHOT_INVALID if down).
     assert not decision.offline and decision.allowed
     assert authorizer.snapshot_version == 0
+
+
+class _Replaying(charter.Client):
+    """The real client; once ``replay`` is set, every snapshot request is answered with the pages
+    of the first whole snapshot it passed on (signed, but older), as a man in the middle could."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.replay = False
+        self.kept: list[osv.GetRegistrySnapshotResponse] = []
+        self.whole = False  # the first whole snapshot is kept
+
+    def get_registry_snapshot(self, **kwargs: Any) -> osv.GetRegistrySnapshotResponse:
+        if self.replay:
+            return self.kept[int(kwargs.get("page_token") or 0)]
+        response = super().get_registry_snapshot(**kwargs)
+        if not kwargs.get("since_version") and not self.whole:
+            more = str(len(self.kept) + 1) if response.next_page_token else ""
+            self.kept.append(osv.GetRegistrySnapshotResponse(page=response.page, next_page_token=more))
+            self.whole = not more
+        return response
+
+
+def test_an_older_snapshot_replayed_never_replaces_the_newer_one_held(
+    admin: charter.Client, keys: Any, cast: dict[str, Any]
+) -> None:
+    character_id = cast["no_grant"][0]
+    with _Replaying(keys.target, api_key=keys.generator) as client, _authorizer(client) as authorizer:
+        assert authorizer.wait_screen(timeout=WAIT)
+        first = authorizer.snapshot_version
+        admin.update_character(character_id, aliases=[character_pb2.Alias(value=f"Nym{_marker()}", language="en")])
+        deadline = time.monotonic() + WAIT
+        while authorizer.snapshot_version == first and time.monotonic() < deadline:
+            time.sleep(0.05)
+        newer = authorizer.snapshot_version
+        client.replay = True
+        admin.update_character(character_id, aliases=[character_pb2.Alias(value=f"Nym{_marker()}", language="en")])
+        deadline = time.monotonic() + WAIT
+        while authorizer._registry_problem is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        problem, after = authorizer._registry_problem, authorizer.snapshot_version
+
+    assert newer > first
+    assert (problem, after) == (DenyReason.SNAPSHOT_INVALID, newer)
 
 
 @contextmanager

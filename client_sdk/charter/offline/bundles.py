@@ -31,6 +31,7 @@ class HoldsBundles(KeepCurrent):
     _state_saved: tuple[float, int] = (float("-inf"), -1)  # when, at which sequence
     _identified: bool = False
     _registry_fresh: datetime | None = None  # when the registry snapshot was last current
+    _registry_fresh_of: int = 0  # the version of the snapshot that was current then
 
     def _identify(self) -> None:
         """Learn the licensee from the API key (once).
@@ -91,6 +92,7 @@ class HoldsBundles(KeepCurrent):
             withdrawn=tuple(view.withdrawn),
             registry_head=view.registry_head,
             registry_fresh_as_of=self._registry_fresh,
+            registry_version=self._registry_fresh_of,
         )
         try:
             save_state(directory, self._licensee_id, state)
@@ -138,5 +140,5 @@ class HoldsBundles(KeepCurrent):
             withdrawn=state.withdrawn,
         )
         self._view.registry_head = state.registry_head
-        self._registry_fresh = state.registry_fresh_as_of
+        self._registry_fresh_of, self._registry_fresh = state.registry_version, state.registry_fresh_as_of
         self._recompute()

@@ -65,6 +65,9 @@ class OfflineState:
         withdrawn: Characters opted out or archived.
         registry_head: The sequence of the last registry event applied (0 for none).
         registry_fresh_as_of: When the registry snapshot was last current (None: never).
+        registry_version: The version of the snapshot that was current then: a kept snapshot
+            of an older version (its newer one's write failed, a backup was restored) was not,
+            and is not screened with until it is current again.
     """
 
     api_key_id: str
@@ -79,6 +82,7 @@ class OfflineState:
     withdrawn: tuple[str, ...]
     registry_head: int = 0
     registry_fresh_as_of: datetime | None = None
+    registry_version: int = 0
 
     def to_json(self) -> bytes:
         """The JSON body (`from_json` reads it back)."""
@@ -113,6 +117,9 @@ class OfflineState:
             # (absent from files written before registry snapshots)
             registry_head=int(values.get("registry_head", 0)),
             registry_fresh_as_of=None if fresh is None else datetime.fromisoformat(fresh),
+            # (absent from files written before it: the registry head, which a snapshot that
+            # was current then had reached, so an older kept one is never taken for current)
+            registry_version=int(values.get("registry_version", values.get("registry_head", 0))),
         )
         times = (state.confirmed, state.fresh_as_of, state.registry_fresh_as_of or state.confirmed)
         if any(time.tzinfo is None for time in times):

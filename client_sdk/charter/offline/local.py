@@ -11,8 +11,12 @@ anew. The watcher asks for registry events
 (``KIND_REGISTRY_CHANGED``); one newer than the snapshot wakes the thread, which fetches a delta.
 
 **Staleness.** The snapshot is *current as of* a heartbeat at which the revocation view was
-current and the snapshot's version was at least the last registry event the view had applied:
-the same bound as revocations (``max_staleness``) applies to that time. A prompt is screened
+current and the snapshot's version was at least the last registry event the view had applied
+and at most the log's sequence the view had seen (a kept snapshot beyond it, from a log the
+server's is behind, is dropped once the view is current, and a whole one fetched):
+the same bound as revocations (``max_staleness``) applies to that time, and it is kept (in the
+cache directory's state too) with the version that was current then, so a snapshot older than that
+one (a kept file whose newer one was never written) never inherits it. A prompt is screened
 locally only while the snapshot is within it (and the view is too); otherwise the request goes to
 the server, and when that cannot be reached, it is denied with ``SNAPSHOT_STALE``, or with
 ``CACHE_CORRUPTED`` (the kept snapshot failed its digest) or ``SNAPSHOT_INVALID`` (a page, kept
@@ -120,6 +124,7 @@ class DecidesLocally(HoldsBundles):
     _registry: Registry | None = None
     _registry_problem: DenyReason | None = None
     _registry_ring: KeyRing | None = None  # the key ring the held snapshot was verified with
+    _registry_kept = False  # the held snapshot was taken from the cache directory
     _registry_wanted: threading.Event
 
     _decide: Callable[..., CharacterDecision | DenyReason]
@@ -182,6 +187,16 @@ class DecidesLocally(HoldsBundles):
                     self._load_registry(ring)
                 self._check_registry(ring)
                 registry = self._registry
+                if (
+                    registry is not None
+                    and self._registry_kept
+                    and self._view.beats
+                    and registry.version > self._view.sequence
+                ):
+                    # Kept from a log that this server's, heard current since, is behind (its
+                    # database restored, the log begun anew): never current; a whole one replaces it.
+                    log.error("charter.offline: the kept registry snapshot is beyond the log; fetching it anew")
+                    self._registry = registry = None
                 if registry is None or self._registry_problem or registry.version < self._view.registry_head:
                     failures = 0 if self._fetch_registry(ring) else failures + 1
             self._registry_wanted.wait(self._backoff(failures) if failures else TICK_SECONDS)
@@ -247,15 +262,23 @@ class DecidesLocally(HoldsBundles):
             self._registry_problem = DenyReason.SNAPSHOT_INVALID if invalid else DenyReason.CACHE_CORRUPTED
             log.error("charter.offline: the kept registry snapshot is refused (%s)", error)
             return
-        self._install(registry, ring)
+        self._install(registry, ring, kept=True)
 
-    def _install(self, registry: Registry, ring: KeyRing) -> None:
+    def _install(self, registry: Registry, ring: KeyRing, *, kept: bool = False) -> None:
         # The view's time first, then its registry position: a heartbeat in between only makes
         # the time older than it could be, never newer.
         fresh, head = self._view.fresh_as_of, self._view.registry_head
+        if registry.version < self._registry_fresh_of:
+            # Older than the snapshot that time was current with (a kept file older than the
+            # kept state, one fetched anew after a key revocation): the time is not its own, and
+            # it goes before the swap, so no decision screens with the older one and that time.
+            self._registry_fresh, self._registry_fresh_of = None, 0
         self._registry, self._registry_problem, self._registry_ring = registry, None, ring
-        if registry.version >= head and fresh is not None:
-            self._registry_fresh = fresh
+        self._registry_kept = kept
+        # Current: it has every registry event the view applied, and no version beyond the log
+        # the view has seen (which no heartbeat of that log can vouch for).
+        if head <= registry.version <= self._view.sequence and fresh is not None:
+            self._registry_fresh_of, self._registry_fresh = registry.version, fresh
         self._notify()
 
     def _apply(self, event: object) -> None:
@@ -268,8 +291,9 @@ class DecidesLocally(HoldsBundles):
         super()._heartbeat(sequence)
         registry = self._registry
         fresh = self._view.fresh_as_of
-        if registry is not None and fresh is not None and registry.version >= self._view.registry_head:
-            self._registry_fresh = fresh
+        view = self._view
+        if registry is not None and fresh is not None and view.registry_head <= registry.version <= view.sequence:
+            self._registry_fresh_of, self._registry_fresh = registry.version, fresh
 
     # -- deciding -----------------------------------------------------------------------------
 

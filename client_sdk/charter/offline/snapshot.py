@@ -239,10 +239,17 @@ def unpack(body: bytes) -> list[Envelope]:
     """
     pages, offset = [], 0
     while offset < len(body):
+        # (struct.error and DecodeError are not ValueErrors: a caller that catches ValueError,
+        # as the registry thread does, must not be ended by a body that is not one.)
+        if offset + _LENGTH.size > len(body):
+            raise ValueError("a kept page's length runs past the end")
         (length,) = _LENGTH.unpack_from(body, offset)
         offset += _LENGTH.size
         if length > MAX_PAGE_BYTES or offset + length > len(body):
             raise ValueError("a kept page runs past the end")
-        pages.append(Envelope.FromString(body[offset : offset + length]))
+        try:
+            pages.append(Envelope.FromString(body[offset : offset + length]))
+        except Exception as error:  # DecodeError
+            raise ValueError("a kept page is not an envelope") from error
         offset += length
     return pages
