@@ -32,9 +32,11 @@ from charter.offline import OfflineAuthorizer
 from charter.offline.cache import SNAPSHOT_FILE_NAME, load_snapshot, save_snapshot
 from charter.offline.snapshot import (
     MAX_PAGES,
+    PAGE_CHARACTERS,
     Registry,
     SnapshotInvalid,
     SnapshotKeyUnknown,
+    fetch,
     pack,
     unpack,
     verify_page,
@@ -170,6 +172,27 @@ def test_a_page_ends_at_its_byte_bound_whatever_the_page_size(
     assert [len(p.characters) for p in pages] == [1, 1, 1]
     assert len({p.characters[0].character_id for p in pages}) == 3
     assert not any(p.last_page for p in pages[:2])
+
+
+def test_a_registry_is_fetched_in_the_largest_pages_the_server_serves(
+    generator: charter.Client, cast: dict[str, Any]
+) -> None:
+    asked: list[int] = []
+    served = generator.get_registry_snapshot
+
+    def recording(**options: Any) -> Any:
+        asked.append(options["page_size"])
+        return served(**options)
+
+    generator.get_registry_snapshot = recording  # type: ignore[method-assign]
+    try:
+        registry = fetch(generator, _ring(generator), None)
+    finally:
+        del generator.get_registry_snapshot
+
+    # So MAX_PAGES pages hold 128,000 characters (the server's default page would halve that).
+    assert registry.entries
+    assert asked and set(asked) == {PAGE_CHARACTERS} == {registry_snapshots.MAX_PAGE_CHARACTERS}
 
 
 def test_a_delta_holds_what_changed_and_applies_only_to_its_version(

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 MAX_PAGES: Final = 64
 """The most pages one snapshot or delta may have (at 2,000 characters a page, 128,000 characters)."""
+PAGE_CHARACTERS: Final = 2000
+"""The characters a page is asked for: the most the server puts in one (fewer when a page reaches
+its byte bound). Its default of 1,000 would hold a registry to 64,000 characters."""
 MAX_PAGE_BYTES: Final = 4 * 1024 * 1024
 """The largest page accepted, in bytes of its envelope (gRPC's default message limit)."""
 MAX_DELTAS: Final = 32
@@ -200,7 +203,7 @@ class Registry:
         return Registry(self.version, self.entries, self.screens, self.pages, self.deltas, index)
 
 
-def fetch(client: Client, ring: KeyRing, held: Registry | None, *, page_size: int = 0) -> Registry:
+def fetch(client: Client, ring: KeyRing, held: Registry | None, *, page_size: int = PAGE_CHARACTERS) -> Registry:
     """The registry as Charter has it now: a delta onto ``held``, or a whole snapshot.
 
     Raises:
