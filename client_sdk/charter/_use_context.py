@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Final
 
-from charter.terms import UseContext
+from charter.terms import UseContext, in_utc
 
 
 class _OpenUseContext:
@@ -56,9 +56,7 @@ def use_context_by_position(
         ValueError: When ``time`` is naive.
     """
     if time.tzinfo is not UTC:
-        if time.tzinfo is None or time.utcoffset() is None:
-            raise ValueError("UseContext.time must be timezone-aware")
-        time = time.astimezone(UTC)
+        time = in_utc(time)
     made = _new(_OpenUseContext)
     made.use_type = use_type
     made.content_rating = content_rating

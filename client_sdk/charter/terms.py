@@ -155,6 +155,17 @@ _NO_CATEGORIES: Final[frozenset[int]] = frozenset()
 _NO_CHARACTERS: Final[frozenset[str]] = frozenset()
 
 
+def in_utc(time: datetime) -> datetime:
+    """A use's time as `UseContext` holds it: in UTC.
+
+    Raises:
+        ValueError: When ``time`` is naive.
+    """
+    if time.tzinfo is None or time.utcoffset() is None:
+        raise ValueError("UseContext.time must be timezone-aware")
+    return time.astimezone(UTC)
+
+
 @dataclasses.dataclass(frozen=True, slots=True, init=False)
 class UseContext:
     """One intended use of a character, as the generation service describes it.
@@ -213,10 +224,8 @@ class UseContext:
         # through object.__setattr__, which made construction cost several evaluations. The
         # slots' own descriptors set them at about half the cost (a test pins the signature to
         # the fields). `charter._use_context` normalises the same way, by position.
-        if time.tzinfo is not UTC:
-            if time.tzinfo is None or time.utcoffset() is None:
-                raise ValueError("UseContext.time must be timezone-aware")
-            time = time.astimezone(UTC)
+        if time.tzinfo is not UTC:  # checked here: the call is paid only by other zones
+            time = in_utc(time)
         _set_use_type(self, use_type)
         _set_content_rating(self, content_rating)
         _set_time(self, time)
