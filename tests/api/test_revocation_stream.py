@@ -356,7 +356,11 @@ def test_heartbeats_come_every_interval_and_carry_the_head(
     gaps = [later[0] - earlier[0] for earlier, later in itertools.pairwise(quiet)]
     assert [item.WhichOneof("message") for _, item in quiet] == ["heartbeat"] * 5
     assert {item.heartbeat.sequence for _, item in quiet} == {head}
-    assert all(0.1 < gap < 0.6 for gap in gaps), gaps
+    # Paced, not a burst and no stall. Each gap is measured where the client receives, so one late
+    # delivery shortens the next gap on a loaded machine: the span of four intervals of 0.2 s is
+    # what the server's pacing fixes.
+    assert 0.4 < quiet[-1][0] - quiet[0][0] < 2.4, gaps
+    assert all(gap < 1.0 for gap in gaps), gaps
     assert all(
         abs(item.heartbeat.server_time.ToDatetime(UTC) - clock.now()) < timedelta(seconds=5) for _, item in quiet
     )
