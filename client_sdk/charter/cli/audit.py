@@ -22,10 +22,11 @@ import typer
 from google.protobuf.message import DecodeError
 
 from charter import envelope, transparency
+from charter._pages import PAGING_REASONS
 from charter.cli import _output
 from charter.cli._context import JsonOption, settings
 from charter.client import Client
-from charter.errors import DataLossError
+from charter.errors import DataLossError, InternalError
 from charter.transparency import (
     Checkpoint,
     CheckpointError,
@@ -202,14 +203,21 @@ def export(
         def entries() -> Iterator[tuple[int, bytes, bytes | None]]:
             # Each entry must be the next one: a listing that skips or repeats entries (a page
             # answered again and again) is refused at once, rather than written on without end.
+            # A listing whose pages do not end (an empty page with a token, a token sent again)
+            # is one that stops short of the checkpoint, with extra steps.
             expected = 0
-            for listed in client.list_log_entries(page_size=page_size):
-                if expected == answer.tree_size:
-                    return
-                if listed.index != expected:
-                    _alert(f"the log listed entry {listed.index} where entry {expected} comes next")
-                expected += 1
-                yield listed.index, listed.leaf_hash, None if listed.withheld else listed.entry
+            try:
+                for listed in client.list_log_entries(page_size=page_size):
+                    if expected == answer.tree_size:
+                        return
+                    if listed.index != expected:
+                        _alert(f"the log listed entry {listed.index} where entry {expected} comes next")
+                    expected += 1
+                    yield listed.index, listed.leaf_hash, None if listed.withheld else listed.entry
+            except InternalError as exc:
+                if exc.reason not in PAGING_REASONS:
+                    raise
+                _alert(f"the log's listing does not end after {expected} entries: {exc}")
             if expected != answer.tree_size:
                 _alert(f"the log listed {expected} entries; its checkpoint signs {answer.tree_size}")
 
