@@ -84,7 +84,9 @@ class CharterError(Exception):
         code: The gRPC status code of the failure.
         reason: The machine-readable reason (`google.rpc.ErrorInfo.reason`), for
             example `RIGHTS_HOLDER_NOT_FOUND`; None when the failure did not come
-            from the Charter server (for example an unreachable server).
+            from the Charter server (for example an unreachable server); one of the
+            SDK's own (`EMPTY_PAGE`, `PAGE_TOKEN_REPEATED`, `PAGE_LIMIT_REACHED`)
+            when the SDK ended a listing that would not end.
         domain: The `google.rpc.ErrorInfo.domain`, `charter.v1` for Charter errors.
         metadata: The `google.rpc.ErrorInfo.metadata`; always holds `request_id`
             for errors sent by the Charter server.

@@ -25,7 +25,7 @@ from charter_server.domain import ids
 from charter_server.storage.offline import LeaseRepository
 
 from .character_helpers import terms
-from .grant_helpers import Grant, Stubs, stubs
+from .grant_helpers import Grant, Stubs, issue, stubs
 from .helpers import auth, failure
 from .log_helpers import logged_since, verified_checkpoint, wait_for_size
 from .offline_helpers import (
@@ -544,6 +544,31 @@ def test_records_naming_another_licensees_grant_lease_or_key_are_refused(
 
     assert reasons(results) == ["DECISION_RECORD_MISMATCH", "LEASE_NOT_FOUND", "DECISION_RECORD_INVALID"]
     assert reasons(reported_by_them) == ["DECISION_RECORD_INVALID"]
+
+
+def test_a_record_id_is_counted_per_licensee_so_another_cannot_block_it(
+    api: Stubs, offline: OfflineStub, usage: UsageStub, edge: Edge, keys: Any, clock: Any
+) -> None:
+    """Another licensee with a grant of the same character learns (or guesses) a record's id and
+    reports a record of its own under it first: that is its own use, and the genuine record is
+    still accepted; each licensee's replays are still refused."""
+    other = new_edge(api, offline, keys.admin)
+    mine = granted(api, keys.admin, clock, edge)
+    theirs = issue(api, keys.admin, clock, mine.character_id, other.licensee_id)
+    now = clock.now()
+    genuine = signed(edge, mine, now)
+    record_id = offline_pb2.DecisionRecordClaims.FromString(genuine.payload).record_id
+    squatted = signed_as(other.signer, theirs, now, "", record_id=record_id)
+
+    theirs_first = report(usage, other.generator, offline_record(squatted, mine.character_id, now))
+    mine_then = report(usage, edge.generator, offline_record(genuine, mine.character_id, now))
+    my_replay = report(usage, edge.generator, offline_record(genuine, mine.character_id, now))
+    their_replay = report(usage, other.generator, offline_record(squatted, mine.character_id, now))
+
+    assert reasons(theirs_first) == ["ACCEPTED"]
+    assert reasons(mine_then) == ["ACCEPTED"]
+    assert reasons(my_replay) == ["DECISION_RECORD_REPLAYED"]
+    assert reasons(their_replay) == ["DECISION_RECORD_REPLAYED"]
 
 
 def named(edge: Edge, grant: Grant, when: datetime, record_id: str) -> Envelope:

@@ -3,7 +3,8 @@ raises the alarm (exit 2) when the log shrinks, forks or is rewritten; exports v
 whose every kind of tampering is caught; a receipt's inclusion proved and written as C2SP
 tlog-proof bundles. The real server never lies; where a test needs a server that does (an answer
 to a proof or a listing with an entry left out, repeated or missing), it edits the real server's
-answer in the client."""
+answer in the client; where it needs one that refuses (a consistency proof, a listing), a tap in
+front of the real server answers with the status the server builds for that error."""
 
 from __future__ import annotations
 
@@ -16,12 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from charter import Client, envelope, transparency
 from charter.v1 import transparency_pb2 as tp
+from charter_server.domain import errors
 from charter_server.storage.log_tables import LogCheckpointRow, LogEntryRow, LogHeadRow, LogPendingRow, LogTileRow
 from sdk._live import Live, serve
 from sdk._scene import IMAGE, TEEN, Scene
+from sdk._tap import Tap
 from sqlalchemy import delete, update
 
 from ._commands import invoke
@@ -278,3 +282,75 @@ def test_a_malformed_log_key_is_a_usage_error_not_a_crash(
         assert result.exit_code == 2, result.output
         assert isinstance(result.exception, SystemExit), result.exception
         assert not alerts(result)
+
+
+REFUSALS = {
+    "sizes out of range": errors.InvalidArgument.one("from_tree_size", "must be at most the latest size"),
+    "log inconsistent": errors.DataLoss("the stored log does not match its checkpoint"),
+    "not found": errors.NotFound("no such tree", reason="LOG_ENTRY_NOT_FOUND"),
+    "failed precondition": errors.FailedPrecondition("not now"),
+    "unimplemented": errors.Unimplemented("no proofs here"),
+    "bare internal": grpc.StatusCode.INTERNAL,
+}
+"""What a log that cannot prove it only grew may answer for the consistency proof: each an ALERT."""
+
+TRANSIENT = {
+    "unreachable": grpc.StatusCode.UNAVAILABLE,
+    "storage busy": errors.StorageBusy("busy"),
+    "too slow": grpc.StatusCode.DEADLINE_EXCEEDED,
+    "limit reached": errors.ResourceExhausted("too many calls", reason="CONCURRENCY_LIMIT_REACHED"),
+}
+"""Failures that say nothing about the log: an ordinary failure (exit 1), to be tried again."""
+
+
+@pytest.mark.parametrize("refusal", [*REFUSALS, *TRANSIENT])
+def test_a_witness_raises_the_alarm_when_the_log_refuses_to_prove_it_only_grew(
+    runner: ReadableRunner, own_live: Live, tmp_path: Path, refusal: str
+) -> None:
+    state = tmp_path / "witness.checkpoint"
+    append(own_live, 5)
+    with Tap(own_live.target) as tap:
+        assert invoke(runner, own_live, "audit", "watch", "--state", str(state), via=tap).exit_code == 0
+        kept = state.read_bytes()
+        append(own_live, 5)
+        # Every attempt of the call (the SDK's retries of UNAVAILABLE included) is refused.
+        tap.fail("GetConsistencyProof", {**REFUSALS, **TRANSIENT}[refusal], times=20)
+        refused = invoke(runner, own_live, "audit", "watch", "--state", str(state), via=tap)
+        asked = len(tap.calls_of("GetConsistencyProof"))
+
+    assert asked >= 1
+    if refusal in REFUSALS:
+        assert refused.exit_code == 2, refused.output
+        assert alerts(refused)
+    else:
+        assert refused.exit_code == 1, refused.output
+        assert not alerts(refused)
+    assert state.read_bytes() == kept  # neither replaces the kept checkpoint
+
+
+@pytest.mark.parametrize("refused", ["GetCheckpoint", "ListEntries"])
+def test_an_export_raises_the_alarm_when_the_log_refuses_its_listing_or_says_it_lost_data(
+    runner: ReadableRunner, own_live: Live, tmp_path: Path, refused: str
+) -> None:
+    """DATA_LOSS for the checkpoint; a listing refused (a log that will not show the entries its
+    checkpoint signs): neither is an export."""
+    append(own_live, 10)
+    with Tap(own_live.target) as tap:
+        if refused == "GetCheckpoint":
+            tap.fail(refused, errors.DataLoss("the stored log does not match its checkpoint"))
+        else:
+            tap.fail(refused, errors.InvalidArgument.one("start_index", "must be at most the latest size"))
+        exported = invoke(runner, own_live, "audit", "export", str(tmp_path / "log.jsonl"), via=tap)
+
+    assert exported.exit_code == 2, exported.output
+    assert alerts(exported)
+
+
+def test_prove_raises_the_alarm_when_the_server_says_its_log_lost_data(runner: ReadableRunner, own_live: Live) -> None:
+    append(own_live, 3)
+    with Tap(own_live.target) as tap:
+        tap.fail("GetInclusionProof", errors.DataLoss("the stored log does not match its checkpoint"))
+        proved = invoke(runner, own_live, "audit", "prove", os.urandom(32).hex(), via=tap)
+
+    assert proved.exit_code == 2, proved.output
+    assert alerts(proved)

@@ -17,7 +17,7 @@ import dataclasses
 import functools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from types import TracebackType
 from typing import Any, Self
@@ -74,6 +74,7 @@ class Tap:
         self._lock = threading.Lock()
         self._faults: dict[str, _Fault] = {}
         self._delays: dict[str, float] = {}
+        self._answers: dict[str, Callable[[Any], Message]] = {}
         self._upstream = grpc.insecure_channel(upstream)
         self._workers = futures.ThreadPoolExecutor(max_workers=_MAX_STREAMS, thread_name_prefix="tap")
         self._server = grpc.server(self._workers, handlers=[_Forwarder(self)])
@@ -101,6 +102,7 @@ class Tap:
             self.calls.clear()
             self._faults.clear()
             self._delays.clear()
+            self._answers.clear()
 
     def fail(
         self,
@@ -130,6 +132,12 @@ class Tap:
         """Ends the next stream of a method with an error once it has passed `after_messages` messages."""
         with self._lock:
             self._faults[method] = _Fault(error, 1, after_messages=after_messages)
+
+    def answer(self, method: str, answer: Callable[[Any], Message]) -> None:
+        """Answers every call of a unary method with ``answer(request)`` instead of forwarding it:
+        what a misbehaving server (or something in its place) sends."""
+        with self._lock:
+            self._answers[method] = answer
 
     def delay(self, method: str, seconds: float) -> None:
         """Holds every call of a method this long before forwarding it."""
@@ -174,6 +182,10 @@ class Tap:
         fault = self._arrive(method, request_class, raw, context)
         if fault is not None and not fault.answer_lost:
             _abort(context, fault)
+        with self._lock:
+            answering = self._answers.get(method.rsplit("/", 1)[-1])
+        if answering is not None:
+            return answering(request_class.FromString(raw)).SerializeToString()
         forward = self._upstream.unary_unary(method)
         try:
             answer: bytes = forward(raw, timeout=_timeout(context), metadata=_forwarded(context))

@@ -6,14 +6,17 @@ instead of raising."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
+import os
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import nacl.signing
 import pytest
-from charter import Client, OfflineAuthorizer
+from charter import Client, OfflineAuthorizer, envelope
 from charter.offline.cache import (
     FILE_NAME,
     STATE_FILE_NAME,
@@ -25,7 +28,7 @@ from charter.offline.cache import (
     save_state,
 )
 from charter.terms import DenyReason
-from charter.v1 import offline_service_pb2, signing_key_pb2, terms_pb2
+from charter.v1 import grant_pb2, offline_service_pb2, signing_key_pb2, terms_pb2
 
 from ._scene import Scene, make_scene
 
@@ -184,3 +187,104 @@ def test_a_cache_is_used_only_by_the_api_key_that_wrote_it(scene: Scene, tmp_pat
         "own": (True, True, ()),
         "other": (True, False, (DenyReason.SERVER_UNREACHABLE,)),  # the cache is not its own
     }
+
+
+def _plant_key_and_forge(directory: Path, licensee_id: str, genuine_character: str, target: str) -> None:
+    """What someone who can write the cache directory (but holds no Charter key) does: add a key of
+    their own to the kept key set, recompute the file's digest, and put a grant of ``target``
+    signed by it into the kept bundle (the claims of the genuine grant, another character)."""
+    seed = os.urandom(32)
+    key_id = "sk_" + os.urandom(8).hex()
+    kept = load_state(directory)
+    found = load_bundle(directory)
+    assert kept is not None and found is not None
+    _, state = kept
+    _, bundle = found
+    key_set = signing_key_pb2.KeySet()
+    key_set.CopyFrom(state.key_set)
+    key_set.version += "-planted"
+    planted = key_set.keys.add(
+        key_id=key_id,
+        algorithm="ed25519",
+        public_key=bytes(nacl.signing.SigningKey(seed).verify_key),
+        state=signing_key_pb2.SigningKey.STATE_ACTIVE,
+        purpose=signing_key_pb2.SigningKey.PURPOSE_GRANTS,
+    )
+    planted.activate_time.FromDatetime(datetime(2020, 1, 1, tzinfo=UTC))
+    save_state(directory, licensee_id, dataclasses.replace(state, key_set=key_set))
+    (genuine,) = [grant for grant in bundle.grants if grant.character_id == genuine_character]
+    claims = grant_pb2.GrantClaims.FromString(genuine.envelope.payload)
+    claims.grant_id, claims.character_id = "grt_" + os.urandom(16).hex(), target
+    forged = bundle.grants.add()
+    forged.CopyFrom(genuine)
+    forged.id, forged.character_id = claims.grant_id, target
+    forged.envelope.CopyFrom(
+        envelope.sign(claims.SerializeToString(), envelope.GRANT_PAYLOAD_TYPE, key_id=key_id, private_key=seed)
+    )
+    save_bundle(directory, licensee_id, bundle)
+
+
+def test_with_pinned_keys_a_key_planted_in_the_cache_forges_nothing(scene: Scene, tmp_path: Path) -> None:
+    genuine = scene.character()
+    target = scene.character(granted=False)
+    with (
+        Client(scene.live.target, api_key=scene.generator_key) as client,
+        OfflineAuthorizer(client, fetch_bundle=True, cache_dir=tmp_path) as online,
+    ):
+        assert online.wait_current(timeout=10)
+        key_set = client.get_key_set()
+    grants_keys = [k.public_key for k in key_set.keys if k.purpose == signing_key_pb2.SigningKey.PURPOSE_GRANTS]
+    _plant_key_and_forge(tmp_path, scene.licensee_id, genuine.id, target.id)
+
+    decided = {}
+    pins = {"no pin": None, "raw": grants_keys, "base64": [base64.b64encode(k).decode() for k in grants_keys]}
+    for name, pinned in pins.items():
+        with Client(_dead_target(), api_key=scene.generator_key, timeout=1.0) as dead:
+            restarted = OfflineAuthorizer(dead, fetch_bundle=True, cache_dir=tmp_path, pinned_keys=pinned)
+            restarted.start(timeout=0.2)
+            try:
+                answers = [
+                    restarted.authorize(character_ids=[c], use_type=IMAGE, content_rating=TEEN)
+                    for c in (target.id, genuine.id)
+                ]
+            finally:
+                restarted.close()
+        decided[name] = [(a.offline, a.allowed, a.characters[0].reasons) for a in answers]
+
+    # Without a pin the planted key is trusted: the forgery passes (what pinned_keys is for).
+    assert decided["no pin"] == [(True, True, ()), (True, True, ())]
+    pinned = [(True, False, (DenyReason.UNKNOWN_KEY,)), (True, True, ())]
+    assert decided["raw"] == pinned
+    assert decided["base64"] == pinned
+
+
+def test_pinned_keys_are_checked_on_every_refresh_from_charter_too(scene: Scene) -> None:
+    """A key set Charter answers with is held to the pin as the cache's is: a grant signed by a key
+    the pin does not name (here: every key, the pin naming another) is decided by the server."""
+    character = scene.character()
+    with Client(scene.live.target, api_key=scene.generator_key) as client:
+        grants = [g.envelope for g in client.get_grant_bundle().grants]
+        decided = []
+        for pinned in (None, [os.urandom(32)]):
+            with OfflineAuthorizer(client, grants=grants, pinned_keys=pinned) as authorizer:
+                assert authorizer.wait_current(timeout=10)
+                answer = authorizer.authorize(character_ids=[character.id], use_type=IMAGE, content_rating=TEEN)
+                decided.append((answer.offline, answer.allowed))
+
+    assert decided == [(True, True), (False, True)]
+
+
+@pytest.mark.parametrize(
+    ("pinned", "error"),
+    [
+        ([], ValueError),
+        ([b"short"], ValueError),
+        (["not base64!"], ValueError),
+        ([base64.b64encode(b"x" * 31).decode()], ValueError),
+        ([42], TypeError),
+        (b"x" * 32, TypeError),
+    ],
+)
+def test_a_pin_that_names_no_public_key_is_refused(scene: Scene, pinned: object, error: type[Exception]) -> None:
+    with Client(_dead_target(), api_key=scene.generator_key) as client, pytest.raises(error):
+        OfflineAuthorizer(client, pinned_keys=pinned)  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ from charter._options import (
     remaining,
     retry_delays,
 )
+from charter._pages import PageGuard
 from charter.errors import from_rpc_error, never_reached_charter
 from charter.usage import PendingUsage
 from charter.v1 import (
@@ -120,9 +121,11 @@ class Transport:
         # Never the API key: reprs end up in logs.
         return f"{type(self).__name__}(target={self._config.target!r})"
 
-    def _unary(self, method: Callable[..., Any], request: Any, timeout: float | None) -> Any:
+    def _unary(
+        self, method: Callable[..., Any], request: Any, timeout: float | None, request_id: str | None = None
+    ) -> Any:
         timeout = self._config.deadline(timeout)
-        request_id = new_request_id()
+        request_id = request_id or new_request_id()
         metadata = self._config.metadata(request_id)
         ends = None if timeout is None else time.monotonic() + timeout
         # A call the transport cancelled before Charter's code saw it is repeated (it changed
@@ -147,10 +150,14 @@ class Transport:
         timeout: float | None,
     ) -> Iterator[_T]:
         # A generator, so pages are fetched only as the caller iterates; each page is its
-        # own call with its own deadline and request id.
+        # own call with its own deadline and request id. The guard ends a listing that would not
+        # end (an empty page with a token, a token sent again, too many pages) with an error.
+        guard = PageGuard()
         while True:
-            response = self._unary(method, request, timeout)
-            yield from items(response)
-            if not response.next_page_token:
+            request_id = new_request_id()
+            response = self._unary(method, request, timeout, request_id)
+            page = list(items(response))
+            yield from page
+            request.page_token = guard.next_token(len(page), response.next_page_token, request_id=request_id)
+            if not request.page_token:
                 return
-            request.page_token = response.next_page_token

@@ -2,7 +2,9 @@
 
 Everything is checked here, with the log keys of the server's key set (or keys given with
 ``--log-key``, for a witness that pins them), never taken on the server's word. A proof that
-fails, a checkpoint whose signature fails, a log that shrank, forked or was rewritten is evidence
+fails, a checkpoint whose signature fails, a log that shrank, forked or was rewritten, or one that
+refuses a consistency proof or the rest of a listing it owes (any error but a transient one, see
+`_TRANSIENT`), or says its stored log no longer matches what it signed (``DATA_LOSS``), is evidence
 against the log: it is reported with ``ALERT`` lines on stderr and exit status 2 (1 is for
 ordinary failures, such as a server that does not answer).
 """
@@ -18,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, NoReturn
 
+import grpc
 import typer
 from google.protobuf.message import DecodeError
 
@@ -25,7 +28,7 @@ from charter import envelope, transparency
 from charter.cli import _output
 from charter.cli._context import JsonOption, settings
 from charter.client import Client
-from charter.errors import DataLossError
+from charter.errors import CharterError, DataLossError
 from charter.transparency import (
     Checkpoint,
     CheckpointError,
@@ -55,6 +58,27 @@ LogKeyOption = Annotated[
         help="A log verifier key to trust (<origin>+<key id>+<base64>), repeatable; the key set's log keys by default.",
     ),
 ]
+
+
+# The failures that say nothing about the log: the server is busy, unreachable or slow, or this
+# key is not accepted. A witness tries again on its next run; every other refusal of a proof or a
+# listing the log owes everyone (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, DATA_LOSS,
+# INTERNAL, UNIMPLEMENTED, ...) is a log that cannot show it kept its promise: an ALERT.
+_TRANSIENT = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.UNAUTHENTICATED,
+    }
+)
+
+
+def _refused(exc: CharterError) -> bool:
+    """Whether a failed call is the log refusing what it owes, rather than a transient failure."""
+    return exc.code not in _TRANSIENT
 
 
 def _alert(*lines: str) -> NoReturn:
@@ -131,8 +155,9 @@ def watch(
 
     The first run keeps the current checkpoint (after checking its signature). Every later run
     fetches the latest checkpoint and the consistency proof from the kept one: a smaller tree, a
-    different root for the same size or a proof that fails means the log forked or was rewritten,
-    reported with ALERT lines and exit status 2 (the kept checkpoint is left as it was).
+    different root for the same size, a proof that fails or is refused means the log forked, was
+    rewritten or cannot show it only grew, reported with ALERT lines and exit status 2 (the kept
+    checkpoint is left as it was). A server that is unreachable, busy or slow is exit status 1.
     """
     cli = settings(ctx, json_output)
     with cli.client() as client:
@@ -157,7 +182,15 @@ def watch(
             if new.size == old.size and new.root_hash != old.root_hash:
                 _alert(f"two different trees of {new.size} entries were signed: the log forked")
             if old.size and new.size > old.size:
-                proof = client.get_consistency_proof(old.size, new.size)
+                try:
+                    proof = client.get_consistency_proof(old.size, new.size)
+                except CharterError as exc:
+                    if not _refused(exc):
+                        raise
+                    _alert(
+                        f"the log refused to prove that its tree of {new.size} entries extends the kept one"
+                        f" of {old.size}: {exc}"
+                    )
                 try:
                     transparency.verify_consistency(old.size, new.size, proof, old.root_hash, new.root_hash)
                 except InvalidProof as exc:
@@ -193,23 +226,33 @@ def export(
 
     Entries the key may not read are exported as their leaf hash only (auditor and admin keys
     read every entry). A listing that skips or repeats an entry, or ends before the checkpoint's
-    size, is reported with ALERT lines and exit status 2.
+    size (refused part way, or never ending), and a server that says its stored log no longer
+    matches what it signed (DATA_LOSS), are reported with ALERT lines and exit status 2.
     """
     cli = settings(ctx, json_output)
     with cli.client() as client:
-        answer = client.get_checkpoint()
+        try:
+            answer = client.get_checkpoint()
+        except DataLossError as exc:
+            _alert(f"the server says its stored log no longer matches what it signed: {exc}")
 
         def entries() -> Iterator[tuple[int, bytes, bytes | None]]:
             # Each entry must be the next one: a listing that skips or repeats entries (a page
             # answered again and again) is refused at once, rather than written on without end.
             expected = 0
-            for listed in client.list_log_entries(page_size=page_size):
-                if expected == answer.tree_size:
-                    return
-                if listed.index != expected:
-                    _alert(f"the log listed entry {listed.index} where entry {expected} comes next")
-                expected += 1
-                yield listed.index, listed.leaf_hash, None if listed.withheld else listed.entry
+            try:
+                for listed in client.list_log_entries(page_size=page_size):
+                    if expected == answer.tree_size:
+                        return
+                    if listed.index != expected:
+                        _alert(f"the log listed entry {listed.index} where entry {expected} comes next")
+                    expected += 1
+                    yield listed.index, listed.leaf_hash, None if listed.withheld else listed.entry
+            except CharterError as exc:
+                # A listing refused (or one the SDK ended because it would not end) stops short.
+                if not _refused(exc):
+                    raise
+                _alert(f"the log's listing stopped after {expected} of {answer.tree_size} entries: {exc}")
             if expected != answer.tree_size:
                 _alert(f"the log listed {expected} entries; its checkpoint signs {answer.tree_size}")
 
@@ -327,14 +370,18 @@ def prove(
 
     With the receipt file (not only its digest) the checkpoint must be of the log the receipt names,
     and every character it decided must be proved, once. Exit status 2 when a proof or the
-    checkpoint fails or a decision is missing; 1 when the log does not hold the receipt (yet:
-    receipts are integrated within a second of the decision).
+    checkpoint fails, a decision is missing or the server says its stored log no longer matches
+    what it signed (DATA_LOSS); 1 when the log does not hold the receipt (yet: receipts are
+    integrated within a second of the decision).
     """
     digest, decided = _receipt(receipt)
     cli = settings(ctx, json_output)
     with cli.client() as client:
         verifiers = _verifiers(client, log_key)
-        answer = client.get_inclusion_proof(receipt_digest=digest)
+        try:
+            answer = client.get_inclusion_proof(receipt_digest=digest)
+        except DataLossError as exc:
+            _alert(f"the server says its stored log no longer matches what it signed: {exc}")
     try:
         # The log the receipt names, when it is at hand; else the one the checkpoint names.
         origin = decided.log_origin if decided is not None and decided.log_origin else None

@@ -24,7 +24,7 @@ from charter.offline.background import NEVER, log, seconds_of, system_clock
 from charter.offline.decisions import answer, decide_offline
 from charter.offline.fallback import ask_server
 from charter.offline.held import Checked, Held, HeldGrants, check
-from charter.offline.keys import LicenseeKeys
+from charter.offline.keys import LicenseeKeys, pin_keys
 from charter.offline.leases import MAX_LEASE_USES, QuotaLeases
 from charter.offline.local import DecidesLocally, require_screening
 from charter.offline.revocations import RevocationView
@@ -100,12 +100,17 @@ class OfflineAuthorizer(DecidesLocally):
             through the revocation stream (`charter.offline.local`; needs the ``screening``
             extra), and decide the characters they name offline; without it a request with a
             prompt goes to the server.
+        pinned_keys: The public keys of Charter's grant-signing keys to trust offline (raw, or
+            base64 as ``charter signing-keys list --json`` prints them); None: any in the key set.
+            An unpinned key, fetched or from ``cache_dir``, verifies nothing offline (``UNKNOWN_KEY``;
+            a key planted in the cache forges nothing). Pin a new key before rotating to it.
 
     Raises:
         ValueError: A duration is not positive, ``max_backoff < min_backoff``, ``cache_size`` is
             negative, ``lease_uses`` is out of range, a grant is not a grant envelope (see
-            `add_grants`), or ``screen_locally`` without the ``screening`` extra.
-        TypeError: A duration is not a ``datetime.timedelta``.
+            `add_grants`), ``screen_locally`` without the ``screening`` extra, or ``pinned_keys``
+            is empty or not of Ed25519 public keys.
+        TypeError: A duration is not a ``datetime.timedelta``; a pinned key not bytes or str.
     """
 
     def __init__(
@@ -127,6 +132,7 @@ class OfflineAuthorizer(DecidesLocally):
         lease_uses: int = 100,
         lease_ttl: timedelta = timedelta(minutes=5),
         screen_locally: bool = False,
+        pinned_keys: Iterable[bytes | str] | None = None,
     ) -> None:
         seconds_of(max_staleness, "max_staleness", positive=False)
         seconds_of(skew, "skew", positive=False)
@@ -139,6 +145,7 @@ class OfflineAuthorizer(DecidesLocally):
         seconds_of(lease_ttl, "lease_ttl")
         if type(lease_uses) is not int or not 1 <= lease_uses <= MAX_LEASE_USES:
             raise ValueError(f"lease_uses must be an int from 1 to {MAX_LEASE_USES}")
+        pinned = None if pinned_keys is None else pin_keys(pinned_keys)
         self._client = client
         self._signer = signer
         self._fetch_bundle = fetch_bundle
@@ -158,7 +165,7 @@ class OfflineAuthorizer(DecidesLocally):
 
         # Who decides: the licensee (set by start()), its key set and platform (the refresher).
         self._licensee_id = ""
-        self._key_set = LicenseeKeys(self._clock)
+        self._key_set = LicenseeKeys(self._clock, pinned)
         # The revocation view (written by the watcher only).
         self._view = RevocationView(self._clock)
         # The one comparison a decision makes: the earliest time at which the view or the key

@@ -16,7 +16,9 @@ The check guards against damage, not forgery: the grants inside are signed and v
 before any decision, but the state is the backend's own record. A licensee who rewrites it to
 forget a revocation could as well change this code; what keeps offline decisions answerable is
 that each signed decision record names the revocation sequence it was decided at, so a use
-decided on a view older than a revocation can be found afterwards.
+decided on a view older than a revocation can be found afterwards. Anyone else who can write
+the directory could plant a key in the kept key set and grants signed by it: the authorizer's
+``pinned_keys`` (`charter.offline.keys`) make every key it was not told to trust verify nothing.
 """
 
 from __future__ import annotations

@@ -22,8 +22,10 @@ Like ``charter_server.services.usage_receipts``, this module reads protobuf: a d
 verified as the signed envelope received, and the grant's terms as Charter stored them.
 
 In the transaction (`charter_server.services.usage`), a record counts one use against its lease
-(never past the lease: ``LEASE_EXCEEDED``) and against the record id (a record reports its use
-once: ``DECISION_RECORD_REPLAYED``). After the lease's report deadline it is still accepted, since
+(never past the lease: ``LEASE_EXCEEDED``) and against the licensee's record id (a record reports
+its use once: ``DECISION_RECORD_REPLAYED``). The id is the SDK's choice, so it is counted per
+licensee: another licensee's record under the same id is that licensee's own use and never blocks
+this one's. After the lease's report deadline it is still accepted, since
 its decision time lies within the lease (3.): the lease is reclaimed and the use counted again in
 the quotas it went back to (`charter_server.services.leases.report_use`).
 

@@ -36,7 +36,8 @@ lease gave its unreported uses back (below): its use is counted again then.
 **Offline uses** come with a decision record in place of the receipt
 (`charter_server.services.decision_records`): checked against the licensee's keys, the grant and
 the lease before the transaction; in step 4 a record counts its use against its lease first (in
-lease order, so concurrent batches never deadlock) and then against its record id. A record that
+lease order, so concurrent batches never deadlock) and then against its record id, counted per
+licensee (as every receipt's use is: an id another licensee chose too is never this one's). A record that
 arrives after its lease's report deadline is accepted too (`late`): its use had gone back to the
 quotas with the lease's unreported uses and is counted in them again
 (`charter_server.services.leases.report_use`), so it is paid and the counters hold what happened.
@@ -328,7 +329,7 @@ def _count(uow: UnitOfWork, candidate: _Candidate, now: datetime) -> DomainError
         if counted is LeaseReport.EXCEEDED:
             return FailedPrecondition("the lease's uses are all reported already", reason="LEASE_EXCEEDED")
         candidate.late = counted is LeaseReport.LATE
-    if uow.usage.consume_receipt(entry.receipt_id, entry.character_id, entry.uses, USES_PER_RECEIPT):
+    if uow.usage.consume_receipt(entry.licensee_id, entry.receipt_id, entry.character_id, entry.uses, USES_PER_RECEIPT):
         return None
     if counted is not None:
         unreport_use(uow, candidate.lease_id, entry.uses, counted)

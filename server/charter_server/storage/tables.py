@@ -432,11 +432,14 @@ class DecisionHourRow(Base):
 
 
 class ReceiptUseRow(Base):
-    """Uses reported against one receipt's character, raised only by a conditional single-statement
-    update that never passes the receipt's capacity."""
+    """Uses a licensee reported against one receipt's (or decision record's) character, raised only
+    by a conditional single-statement update that never passes the receipt's capacity. Keyed by the
+    licensee too: a decision record's id is chosen by the SDK, so another licensee may use the same
+    one, and must never block this licensee's record (migration 0015)."""
 
     __tablename__ = "receipt_uses"
 
+    licensee_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     receipt_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     character_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     used: Mapped[int] = mapped_column(BigInteger)

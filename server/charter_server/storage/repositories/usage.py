@@ -49,10 +49,14 @@ def _usage_statements(dialect: Dialect) -> tuple[Any, Any]:
         .returning(records.c.idempotency_key)
     )
     uses = cast(Table, ReceiptUseRow.__table__)
-    upsert = insert(uses).values(receipt_id=bindparam("receipt_id"), character_id=bindparam("character_id"))
+    upsert = insert(uses).values(
+        licensee_id=bindparam("licensee_id"),
+        receipt_id=bindparam("receipt_id"),
+        character_id=bindparam("character_id"),
+    )
     upsert = upsert.values(used=bindparam("uses"))
     consume = upsert.on_conflict_do_update(
-        index_elements=["receipt_id", "character_id"],
+        index_elements=["licensee_id", "receipt_id", "character_id"],
         set_={"used": uses.c.used + upsert.excluded.used},
         where=(uses.c.used < bindparam("capacity")) & (uses.c.used + upsert.excluded.used <= bindparam("capacity")),
     ).returning(uses.c.used)
@@ -131,11 +135,18 @@ class UsageRepository:
                 )
             )
 
-    def consume_receipt(self, receipt_id: str, character_id: str, uses: int, capacity: int) -> bool:
-        """Count ``uses`` against a receipt's character if that stays within ``capacity`` and the
-        receipt is not consumed yet; whether it was counted. One conditional upsert: never
-        read-modify-write, so concurrent reports on any number of servers cannot pass the capacity."""
-        parameters = {"receipt_id": receipt_id, "character_id": character_id, "uses": uses, "capacity": capacity}
+    def consume_receipt(self, licensee_id: str, receipt_id: str, character_id: str, uses: int, capacity: int) -> bool:
+        """Count ``uses`` of a licensee against a receipt's (or decision record's) character if that
+        stays within ``capacity`` and it is not consumed yet; whether it was counted. One conditional
+        upsert: never read-modify-write, so concurrent reports on any number of servers cannot pass
+        the capacity. Counted per licensee: another licensee's record under the same id is its own."""
+        parameters = {
+            "licensee_id": licensee_id,
+            "receipt_id": receipt_id,
+            "character_id": character_id,
+            "uses": uses,
+            "capacity": capacity,
+        }
         return self._session.execute(self._consume, parameters).first() is not None
 
     def roll_up(self, entries: Sequence[UsageEntry]) -> None:
@@ -239,11 +250,13 @@ class UsageRepository:
             series_days=series_days,
         )
 
-    def receipt_used(self, receipt_id: str, character_id: str) -> int:
-        """The uses reported against a receipt's character (0 when none)."""
+    def receipt_used(self, licensee_id: str, receipt_id: str, character_id: str) -> int:
+        """The uses a licensee reported against a receipt's character (0 when none)."""
         value = self._session.scalar(
             select(ReceiptUseRow.used).where(
-                ReceiptUseRow.receipt_id == receipt_id, ReceiptUseRow.character_id == character_id
+                ReceiptUseRow.licensee_id == licensee_id,
+                ReceiptUseRow.receipt_id == receipt_id,
+                ReceiptUseRow.character_id == character_id,
             )
         )
         return int(value or 0)
