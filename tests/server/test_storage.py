@@ -20,6 +20,7 @@ from charter_server.domain.errors import StorageBusy
 from charter_server.domain.models import ApiKey, Licensee, LifecycleState, RightsHolder, Role
 from charter_server.storage import migrate
 from charter_server.storage.database import Database
+from charter_server.storage.dialect import SEQUENCER_CACHE_KIB, SEQUENCER_WAL_AUTOCHECKPOINT_PAGES
 from charter_server.storage.tables import Base, RightsHolderRow
 from charter_server.storage.uow import translate_db_error
 from sqlalchemy import Engine, insert, inspect, select, text
@@ -371,6 +372,39 @@ def test_sqlite_pragmas_are_in_force(sqlite_url: str) -> None:
     assert str(journal).lower() == "wal"
     assert foreign_keys == 1
     assert busy == 1234
+
+
+def test_the_sequencer_writes_on_a_sqlite_connection_of_its_own(sqlite_url: str) -> None:
+    # One connection batch after batch (its page cache then stays valid between batches), with a
+    # larger page cache and fewer WAL checkpoints than the other connections, which keep SQLite's.
+    db = Database(sqlite_url, busy_timeout_ms=1234)
+    used: list[Any] = []
+    settings: list[tuple[Any, ...]] = []
+    try:
+        for _ in range(3):
+            with db.sequencer_uow() as uow:
+                connection = uow.session.connection()
+                used.append(connection.connection.dbapi_connection)
+                settings.append(
+                    tuple(
+                        connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+                        for name in ("cache_size", "wal_autocheckpoint", "busy_timeout", "synchronous")
+                    )
+                )
+        with db.uow(write=True) as uow:
+            connection = uow.session.connection()
+            other = connection.connection.dbapi_connection
+            others = tuple(
+                connection.exec_driver_sql(f"PRAGMA {name}").scalar() for name in ("cache_size", "wal_autocheckpoint")
+            )
+    finally:
+        db.dispose()
+
+    assert all(connection is used[0] for connection in used)
+    assert other is not used[0]
+    full = 2  # PRAGMA synchronous: FULL, as every connection's
+    assert set(settings) == {(-SEQUENCER_CACHE_KIB, SEQUENCER_WAL_AUTOCHECKPOINT_PAGES, 1234, full)}
+    assert others == (-2000, 1000)
 
 
 def _sqlite_path(url: str) -> str:

@@ -202,6 +202,13 @@ class KeyService:
                 found = own.signing_keys.active_with_secret(purpose)
         else:
             uow.signing_keys.lock(shared=True)
+            # The active key's id first: the key cached here, when it is still the active one,
+            # needs no private key read and decrypted (the sequencer signs every 200 ms).
+            active = uow.signing_keys.active_key_id(purpose)
+            with self._lock:
+                cached = self._signers.get(purpose)
+            if cached is not None and active is not None and cached.key_id == active:
+                return cached
             found = uow.signing_keys.active_with_secret(purpose)
         if found is None:
             raise FailedPrecondition("no active signing key; the server creates one at start", reason="INTERNAL")

@@ -27,6 +27,12 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def _in_memory(url: str) -> bool:
+    """Whether ``url`` is an in-memory SQLite database (a second engine would open another one)."""
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
 class WouldBlock(BaseException):
     """A unit of work was asked for on a thread that must not wait for the database (an event
     loop's, see `forbid_blocking`).
@@ -87,6 +93,18 @@ class Database:
             if self._snapshot_engine is None
             else sessionmaker(bind=self._snapshot_engine, expire_on_commit=False)
         )
+        # The log's sequencer writes on an engine of its own where the dialect keeps one (SQLite:
+        # one connection whose page cache stays warm from batch to batch).
+        sequencer_options = None if _in_memory(self.url) else self.dialect.sequencer_engine_options(busy_timeout_ms)
+        self._sequencer_engine = None if sequencer_options is None else create_engine(self.url, **sequencer_options)
+        if self._sequencer_engine is None:
+            self._sequencer_sessions = self._write_sessions
+        else:
+            self.dialect.configure_sequencer(self._sequencer_engine, busy_timeout_ms)
+            self._sequencer_sessions = sessionmaker(
+                bind=self._sequencer_engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False
+            )
+            track_rollbacks(self._sequencer_sessions)
         # SQLite has one writer at a time, and a writer that finds the lock taken polls for it with
         # growing sleeps, so under load an unlucky one waits out the whole busy timeout. Writers of
         # this process queue on a lock instead; the busy timeout is left for other processes.
@@ -106,6 +124,17 @@ class Database:
         if write:
             return UnitOfWork(self._write_sessions, self._writer_lock, self.events, dialect=self.dialect)
         return UnitOfWork(self._read_sessions, None, self.events, dialect=self.dialect)
+
+    def sequencer_uow(self) -> UnitOfWork:
+        """A write unit of work for the log's sequencer, on its own connection where the dialect
+        keeps one (`Dialect.sequencer_engine_options`), else as ``uow(write=True)``.
+
+        Raises:
+            WouldBlock: Called on an event loop's thread (see `forbid_blocking`).
+        """
+        if threading.get_ident() in _nonblocking_threads:
+            raise WouldBlock
+        return UnitOfWork(self._sequencer_sessions, self._writer_lock, self.events, dialect=self.dialect)
 
     def read_snapshot(self, read: Callable[[UnitOfWork], T]) -> T:
         """``read(uow)`` for readers whose every statement may see its own committed state (on
@@ -150,3 +179,5 @@ class Database:
         self.engine.dispose()
         if self._snapshot_engine is not None:
             self._snapshot_engine.dispose()
+        if self._sequencer_engine is not None:
+            self._sequencer_engine.dispose()

@@ -118,7 +118,7 @@ class Sequencer:
         self._thread.join(timeout=10)
         self._thread = None
         try:
-            with self._db.uow(write=True) as uow:
+            with self._db.sequencer_uow() as uow:
                 uow.log.release_lease(self.holder)
                 uow.commit()
         except Exception:  # the database may be gone at shutdown; the lease then lapses by itself
@@ -183,7 +183,7 @@ class Sequencer:
         return self._integrate(None)
 
     def _integrate(self, drain: Drain | None) -> int:
-        with self._db.uow(write=True) as uow:
+        with self._db.sequencer_uow() as uow:
             head = uow.log.take_lease(self.holder, self._lease_seconds)
             if head is None:
                 return 0

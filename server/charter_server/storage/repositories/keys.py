@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    bindparam,
     select,
 )
 from sqlalchemy.orm import Session
@@ -34,6 +35,14 @@ def _signing_key(row: SigningKeyRow) -> SigningKeyRecord:
         revoke_time=row.revoke_time,
         purpose=SigningKeyPurpose(row.purpose),
     )
+
+
+# Built once: building a statement costs more than running it.
+_ACTIVE_KEY_ID = (
+    select(SigningKeyRow.key_id)
+    .where(SigningKeyRow.state == SigningKeyState.ACTIVE.value, SigningKeyRow.purpose == bindparam("purpose"))
+    .limit(1)
+)
 
 
 class SigningKeyRepository:
@@ -81,6 +90,11 @@ class SigningKeyRepository:
         if for_update:
             stmt = self._dialect.for_update(stmt)
         return [_signing_key(row) for row in self._session.scalars(stmt)]
+
+    def active_key_id(self, purpose: SigningKeyPurpose = SigningKeyPurpose.GRANTS) -> str | None:
+        """The id of the active key of a purpose, or None (one column: what a signer already
+        holding that key needs to know, batch after batch)."""
+        return self._session.scalar(_ACTIVE_KEY_ID, {"purpose": purpose.value})
 
     def active_with_secret(
         self, purpose: SigningKeyPurpose = SigningKeyPurpose.GRANTS
