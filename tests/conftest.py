@@ -31,6 +31,7 @@ hypothesis.settings.register_profile("dev", deadline=None)
 hypothesis.settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 POSTGRES_ADMIN_URL = os.environ.get("CHARTER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+WARM_SECONDS = 120.0  # a bound on waiting for a server's analysers to load, not a timing
 
 
 class TestClock:
@@ -125,6 +126,9 @@ def server(database_url: str, clock: TestClock) -> Iterator[CharterServer]:
     )
     built = build_server(settings, clock=clock)
     built.start()
+    # The analysers load in the background at start (1-4 s, 9 s at load average 10): a test that
+    # starts its own servers meanwhile would share the GIL with that loading.
+    built.services.screen.warmed.wait(WARM_SECONDS)
     try:
         yield built
     finally:

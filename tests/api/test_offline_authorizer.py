@@ -496,6 +496,10 @@ class OwnServer:
             _settings(self.database_url, listen=f"127.0.0.1:{self.port}", heartbeat=self.heartbeat), clock=self.clock
         )
         built.start()
+        # Loading the analysers (seconds on a loaded machine, in every server that starts while a
+        # process has not loaded them yet) held the GIL long enough that a restarted server took
+        # over 10 s to take the authorizer's reconnection.
+        built.services.screen.warmed.wait(WAIT * 12)
         self.built, self.port = built, built.port
 
     def stop(self) -> None:
