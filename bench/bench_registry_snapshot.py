@@ -74,7 +74,7 @@ from bench_import import batches, catalogue
 from bench_screening import PROMPT_LENGTH, _fit, _given_name
 from charter.grants import KeyRing
 from charter.offline import OfflineAuthorizer
-from charter.offline.cache import SNAPSHOT_FILE_NAME, load_snapshot, save_snapshot
+from charter.offline.cache import SNAPSHOT_FILE_NAME, CacheKey, load_snapshot, save_snapshot
 from charter.offline.snapshot import Registry, fetch, pack, unpack
 from charter.v1 import api_key_pb2, character_pb2, terms_pb2
 from charter_server.domain.models import Principal, Role
@@ -86,6 +86,8 @@ DECIDED = 1232  # opted in under the fan terms (a multiple of 8), granted to the
 AMBIGUOUS = 4321  # named by its katakana given name, an ambiguous alias
 IMAGE = terms_pb2.USE_TYPE_IMAGE_GENERATION
 TEEN = terms_pb2.CONTENT_RATING_TEEN
+_BENCH_API_KEY = "key_bench.the-cache-files-are-keyed-by-an-api-key"
+_CACHE_KEY = CacheKey.of_api_key(_BENCH_API_KEY)
 
 
 def mixed_prompt(count: int) -> str:
@@ -206,13 +208,13 @@ def run_snapshot(
     ring_set = client.get_key_set()
     with tempfile.TemporaryDirectory(prefix="charter-bench-snapshot-") as folder:
         directory = Path(folder)
-        save_snapshot(directory, licensee_id, pack(registry.pages))
+        save_snapshot(directory, _CACHE_KEY, licensee_id, pack(registry.pages))
         kept = (directory / SNAPSHOT_FILE_NAME).stat().st_size
         reads, verifies, builds, cpu = [], [], [], []
         for _ in range(max(1, args.load_rounds)):
             deadline.check("loading the snapshot")
             started, begun = time.perf_counter(), time.thread_time()
-            body = load_snapshot(directory)
+            body = load_snapshot(directory, _CACHE_KEY)
             assert body is not None
             pages = unpack(body)
             read = time.perf_counter()
@@ -254,7 +256,7 @@ from pathlib import Path
 started = time.perf_counter()
 import ahocorasick, icu
 from charter.grants import KeyRing
-from charter.offline.cache import load_snapshot
+from charter.offline.cache import CacheKey, load_snapshot
 from charter.offline.snapshot import Registry, unpack
 from charter.screen import skeleton_map
 from charter.v1 import signing_key_pb2
@@ -262,7 +264,7 @@ imported = time.perf_counter()
 directory = Path(sys.argv[1])
 ring = KeyRing.from_key_set(signing_key_pb2.KeySet.FromString((directory / "key-set.bin").read_bytes()))
 begin, cpu = time.perf_counter(), time.process_time()
-pages = unpack(load_snapshot(directory))
+pages = unpack(load_snapshot(directory, CacheKey.of_api_key(sys.argv[2])))
 read = time.perf_counter()
 loaded = Registry.verify(pages, ring)
 verified = time.perf_counter()
@@ -278,7 +280,7 @@ print(json.dumps({"imports": imported - started, "read": read - begin, "verify":
 def cold_load(directory: Path, deadline: Deadline) -> dict[str, float]:
     """What a restarted backend pays: the kept snapshot loaded by a new interpreter."""
     done = subprocess.run(
-        [sys.executable, "-c", _COLD_LOAD, str(directory)],
+        [sys.executable, "-c", _COLD_LOAD, str(directory), _BENCH_API_KEY],
         capture_output=True,
         text=True,
         timeout=max(1.0, min(120.0, deadline.remaining())),

@@ -29,7 +29,7 @@ from charter.envelope import GRANT_PAYLOAD_TYPE, REGISTRY_SNAPSHOT_PAYLOAD_TYPE,
 from charter.grants import KeyRing
 from charter.names import normalize
 from charter.offline import OfflineAuthorizer
-from charter.offline.cache import SNAPSHOT_FILE_NAME, load_snapshot, save_snapshot
+from charter.offline.cache import SNAPSHOT_FILE_NAME, CacheKey, load_snapshot, save_snapshot
 from charter.offline.snapshot import (
     MAX_PAGES,
     PAGE_CHARACTERS,
@@ -499,12 +499,12 @@ def test_a_kept_snapshot_whose_signature_fails_is_refused(
     generator: charter.Client, keys: Any, cast: dict[str, Any], tmp_path: Path
 ) -> None:
     _kept(generator, tmp_path)
-    body = load_snapshot(tmp_path)
+    body = load_snapshot(tmp_path, CacheKey.of_api_key(keys.generator))
     assert body is not None
     pages = unpack(body)
     # A name taken out of the first page, the file's digest made to match: only the signature tells.
     pages[0].payload = pages[0].payload.replace(cast["granted"][1].encode(), b"Z" * len(cast["granted"][1]))
-    save_snapshot(tmp_path, keys.licensee_id, pack(pages))
+    save_snapshot(tmp_path, CacheKey.of_api_key(keys.generator), keys.licensee_id, pack(pages))
 
     decision = _restarted_offline(keys, tmp_path, cast)
 
@@ -516,11 +516,11 @@ def test_a_kept_snapshot_body_that_does_not_unpack_is_refused_as_a_corrupted_cac
     generator: charter.Client, keys: Any, cast: dict[str, Any], tmp_path: Path
 ) -> None:
     _kept(generator, tmp_path)
-    body = load_snapshot(tmp_path)
+    body = load_snapshot(tmp_path, CacheKey.of_api_key(keys.generator))
     assert body is not None
     # The digest made to match each time: a length cut short, then a frame that is no envelope.
     for wrong in (body + b"\x00\x00", body + b"\x00\x00\x00\x02\xff\xff"):
-        save_snapshot(tmp_path, keys.licensee_id, wrong)
+        save_snapshot(tmp_path, CacheKey.of_api_key(keys.generator), keys.licensee_id, wrong)
         with pytest.raises(ValueError):
             unpack(wrong)
 
@@ -534,7 +534,7 @@ def test_a_kept_snapshot_older_than_the_one_the_state_was_current_with_is_not_sc
     admin: charter.Client, generator: charter.Client, keys: Any, cast: dict[str, Any], tmp_path: Path
 ) -> None:
     _kept(generator, tmp_path)
-    older = load_snapshot(tmp_path)
+    older = load_snapshot(tmp_path, CacheKey.of_api_key(keys.generator))
     newcomer = admin.create_character(
         rights_holder_id=keys.rights_holder_id, canonical_name=f"Zq{_marker()} Vex{_marker()}"
     )
@@ -546,7 +546,7 @@ def test_a_kept_snapshot_older_than_the_one_the_state_was_current_with_is_not_sc
         assert authorizer._registry is not None and newcomer.id in authorizer._registry.entries
     # The newer snapshot's write failed (a full disk, a backup restored): the older one is kept.
     assert older is not None
-    save_snapshot(tmp_path, keys.licensee_id, older)
+    save_snapshot(tmp_path, CacheKey.of_api_key(keys.generator), keys.licensee_id, older)
 
     decision = _restarted_offline(keys, tmp_path, cast, also=f"with {newcomer.canonical_name}")
 
@@ -576,7 +576,7 @@ def test_a_kept_snapshot_of_a_version_beyond_the_servers_log_is_never_current_an
             )
         )
         token = response.next_page_token
-    save_snapshot(tmp_path, keys.licensee_id, pack(pages))
+    save_snapshot(tmp_path, CacheKey.of_api_key(keys.generator), keys.licensee_id, pack(pages))
     newcomer = admin.create_character(
         rights_holder_id=keys.rights_holder_id, canonical_name=f"Zq{_marker()} Vex{_marker()}"
     )
@@ -759,9 +759,9 @@ def own_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
             built.stop(grace=0)
 
 
-def _kept_keys(cache_dir: Path) -> set[str]:
-    """The keys that signed the pages kept in the cache directory."""
-    return {page.signatures[0].keyid for page in unpack(load_snapshot(cache_dir) or b"")}
+def _kept_keys(cache_dir: Path, api_key: str) -> set[str]:
+    """The keys that signed the pages kept in the cache directory (by the client of ``api_key``)."""
+    return {page.signatures[0].keyid for page in unpack(load_snapshot(cache_dir, CacheKey.of_api_key(api_key)) or b"")}
 
 
 def test_a_kept_snapshot_signed_by_a_key_revoked_since_is_dropped_and_fetched_again(
@@ -781,18 +781,18 @@ def test_a_kept_snapshot_signed_by_a_key_revoked_since_is_dropped_and_fetched_ag
             authorizer = _authorizer(client, tmp_path, key_refresh=timedelta(seconds=1))
             with authorizer:
                 assert authorizer.wait_screen(timeout=WAIT)
-                signed_by = _kept_keys(tmp_path)
+                signed_by = _kept_keys(tmp_path, generator)
                 deadline = time.monotonic() + WAIT
                 while not signed_by and time.monotonic() < deadline:  # written just after it is used
                     time.sleep(0.05)
-                    signed_by = _kept_keys(tmp_path)
+                    signed_by = _kept_keys(tmp_path, generator)
                 staff.rotate_signing_key()
                 staff.revoke_signing_key(first_key, reason="compromised")
                 deadline = time.monotonic() + WAIT
                 kept: set[str] = signed_by
                 while kept == signed_by and time.monotonic() < deadline:
                     time.sleep(0.1)
-                    kept = _kept_keys(tmp_path)
+                    kept = _kept_keys(tmp_path, generator)
                 screened = authorizer.wait_screen(timeout=WAIT)
                 decision = authorizer.authorize(prompt=f"{created.canonical_name}", use_type=IMAGE, content_rating=TEEN)
 

@@ -14,12 +14,14 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 from charter import Client, envelope, transparency
+from charter.cli import audit as audit_cli
 from charter.v1 import transparency_pb2 as tp
 from charter_server.domain import errors
 from charter_server.storage.log_tables import LogCheckpointRow, LogEntryRow, LogHeadRow, LogPendingRow, LogTileRow
@@ -354,3 +356,49 @@ def test_prove_raises_the_alarm_when_the_server_says_its_log_lost_data(runner: R
 
     assert proved.exit_code == 2, proved.output
     assert alerts(proved)
+
+
+@pytest.mark.parametrize(
+    ("case", "status"),
+    [
+        ("older than the bound", 2),
+        ("younger than the bound", 1),
+        ("older, by its digest", 1),
+        ("older, not integrated yet", 1),
+        ("older, not signed by the server", 1),
+    ],
+)
+def test_prove_raises_the_alarm_when_the_log_does_not_hold_a_receipt_older_than_its_bound(
+    runner: ReadableRunner,
+    cli_live: Live,
+    scene: Scene,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+    status: int,
+) -> None:
+    """A receipt the server signed, naming this log, that the log does not hold (LOG_ENTRY_NOT_FOUND,
+    answered here by a tap in front of the real server, as a log that dropped it would) more than the
+    log's integration bound after its decision (the clock moved 2 minutes on: past the bound and the
+    clock skew allowed) is evidence against the log: an ALERT. Younger, it may still come (exit 1);
+    by its digest alone its age is unknown; LOG_ENTRY_NOT_INTEGRATED says the log holds it; and a
+    receipt that the key set does not verify proves nothing."""
+    character = scene.character()
+    with Client(cli_live.target, api_key=scene.generator_key) as generator:
+        decision = generator.authorize(character_ids=[character.id], use_type=IMAGE, content_rating=TEEN)
+    signed = decision.receipt
+    assert signed is not None
+    if case == "older, not signed by the server":
+        signed = envelope.sign(signed.payload, signed.payload_type, key_id="sk_forged", private_key=os.urandom(32))
+    receipt = tmp_path / "receipt.json"
+    receipt.write_text(envelope.to_json(signed))
+    if case.startswith("older"):
+        monkeypatch.setattr(audit_cli, "_now", lambda: datetime.now(UTC) + timedelta(minutes=2))
+    reason = "LOG_ENTRY_NOT_INTEGRATED" if case == "older, not integrated yet" else "LOG_ENTRY_NOT_FOUND"
+    asked = decision.receipt_digest.hex() if case == "older, by its digest" else str(receipt)
+    with Tap(cli_live.target) as tap:
+        tap.fail("GetInclusionProof", errors.NotFound("no such entry", reason=reason))
+        proved = invoke(runner, cli_live, "audit", "prove", asked, via=tap)
+
+    assert proved.exit_code == status, proved.output
+    assert bool(alerts(proved)) == (status == 2)

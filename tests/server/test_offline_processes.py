@@ -19,10 +19,11 @@ heartbeat.
   10-minute report grace), the uses spent from a lease are paid all the same: accepted once,
   ``late``, and counted again in the cap they had gone back to.
 * **Tampered cache files**: a backend restarted while Charter is unreachable refuses a cache file
-  that is damaged (``CACHE_CORRUPTED``) and a grant changed in a cache file whose digest was made
-  to match (the grant's signature fails: ``GRANT_INVALID``), and never allows from either. With
-  ``screen_locally``, the kept registry snapshot likewise: damaged (``CACHE_CORRUPTED``), or a
-  name taken out of a page with the file's digest made to match (``SNAPSHOT_INVALID``): a prompt
+  that is damaged (``CACHE_CORRUPTED``) and a grant changed in a cache file whose HMAC was made
+  to match with the API key (the grant's signature fails: ``GRANT_INVALID``), and never allows
+  from either. With ``screen_locally``, the kept registry snapshot likewise: damaged
+  (``CACHE_CORRUPTED``), or a name taken out of a page with the file's HMAC made to match
+  (``SNAPSHOT_INVALID``): a prompt
   is denied with that reason, never screened with it, and nothing raises.
 
 The quota of a grant spent from leases by two backends through two servers is in
@@ -44,6 +45,7 @@ from charter.offline.cache import (
     FILE_NAME,
     SNAPSHOT_FILE_NAME,
     STATE_FILE_NAME,
+    CacheKey,
     load_bundle,
     load_snapshot,
     save_bundle,
@@ -340,25 +342,27 @@ def test_tampered_cache_files_are_refused_by_a_restarted_backend(tmp_path: Path)
     for directory in variants.values():
         shutil.copytree(cache, directory)
     _tamper_one_byte(variants["snapshot"] / SNAPSHOT_FILE_NAME)
-    # The character's name taken out of the kept pages, the file's digest computed again to match:
+    # The character's name taken out of the kept pages, the file's HMAC computed again to match
+    # (with the API key: a writer without it is refused at once, tests/sdk/test_offline_cache.py):
     # only the pages' signatures tell.
-    pages = unpack(load_snapshot(variants["pages"]) or b"")
+    key = CacheKey.of_api_key(world.generator)
+    pages = unpack(load_snapshot(variants["pages"], key) or b"")
     name = world.names["kept"].encode()
     assert any(name in page.payload for page in pages)
     for page in pages:
         page.payload = page.payload.replace(name, b"Z" * len(name))
-    save_snapshot(variants["pages"], world.licensee_id, pack(pages))
+    save_snapshot(variants["pages"], key, world.licensee_id, pack(pages))
     _tamper_one_byte(variants["bundle"] / FILE_NAME)
     state = variants["state"] / STATE_FILE_NAME
     state.write_bytes(state.read_bytes()[:-40])
-    # A grant made to last a year longer, in a file whose digest was computed again to match.
-    found = load_bundle(variants["forged"])
+    # A grant made to last a year longer, in a file whose HMAC was computed again to match.
+    found = load_bundle(variants["forged"], key)
     assert found is not None
     licensee_id, bundle = found
     claims = grant_pb2.GrantClaims.FromString(bundle.grants[0].envelope.payload)
     claims.expire_time.seconds += 365 * 86400
     bundle.grants[0].envelope.payload = claims.SerializeToString()
-    save_bundle(variants["forged"], licensee_id, bundle)
+    save_bundle(variants["forged"], key, licensee_id, bundle)
 
     reader = spawn_backend(
         backend_config(dead_target(), world, None, cache_dir=str(variants["intact"]), start_timeout=0.2, **settings),

@@ -4,7 +4,8 @@ Everything is checked here, with the log keys of the server's key set (or keys g
 ``--log-key``, for a witness that pins them), never taken on the server's word. A proof that
 fails, a checkpoint whose signature fails, a log that shrank, forked or was rewritten, or one that
 refuses a consistency proof or the rest of a listing it owes (any error but a transient one, see
-`_TRANSIENT`), or says its stored log no longer matches what it signed (``DATA_LOSS``), is evidence
+`_TRANSIENT`), or says its stored log no longer matches what it signed (``DATA_LOSS``), or does
+not hold a receipt it signed longer ago than its integration bound (`prove`), is evidence
 against the log: it is reported with ``ALERT`` lines on stderr and exit status 2 (1 is for
 ordinary failures, such as a server that does not answer).
 """
@@ -16,9 +17,10 @@ import hashlib
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Final, NoReturn
 
 import grpc
 import typer
@@ -28,7 +30,9 @@ from charter import envelope, transparency
 from charter.cli import _output
 from charter.cli._context import JsonOption, settings
 from charter.client import Client
-from charter.errors import CharterError, DataLossError
+from charter.errors import CharterError, DataLossError, NotFoundError
+from charter.keyring import KeyRing
+from charter.receipts import verify_receipt
 from charter.transparency import (
     Checkpoint,
     CheckpointError,
@@ -41,6 +45,7 @@ from charter.transparency import (
 )
 from charter.transparency.note import parse_note
 from charter.v1 import decision_pb2, transparency_pb2
+from charter.v1.envelope_pb2 import Envelope
 
 app = typer.Typer(
     help="The transparency log: witness it (watch), verify an export, prove a receipt is logged.",
@@ -49,6 +54,15 @@ app = typer.Typer(
 
 ALERT_EXIT = 2
 """The exit status of evidence against the log (a fork, a rewrite, a forged signature)."""
+
+INTEGRATION_BOUND: Final = timedelta(seconds=1)
+"""The log's documented bound: an entry is integrated at most a second after its change
+(``transparency_service.proto``; a receipt's entries within a second of its decision)."""
+CLOCK_SKEW: Final = timedelta(seconds=60)
+"""What is allowed between this machine's clock and the server's, on top of the bound (the SDK's
+default skew)."""
+
+_now: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731 - the clock (tests move it)
 
 _HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
 LogKeyOption = Annotated[
@@ -315,7 +329,33 @@ def verify_export(
     )
 
 
-def _receipt(receipt: str) -> tuple[bytes, decision_pb2.DecisionReceipt | None]:
+def _dropped(client: Client, signed: Envelope, verifiers: list[NoteVerifier]) -> str | None:
+    """Why a receipt the log does not hold (``LOG_ENTRY_NOT_FOUND``) is evidence that the log dropped
+    it, or None when it is not: it must be signed by a key of the server's key set, name this log
+    (its latest checkpoint verifies under the receipt's origin), and be older than the log's
+    integration bound (plus the clock skew) by this machine's clock. A receipt that does not verify,
+    names another log or is younger proves nothing (exit 1: the wrong server, or retry later)."""
+    verified = verify_receipt(signed, keys=KeyRing.from_key_set(client.get_key_set()))
+    receipt = verified.receipt
+    if not verified.valid or receipt is None or not receipt.log_origin:
+        return None
+    try:
+        transparency.verify_checkpoint(
+            client.get_checkpoint().checkpoint, origin=receipt.log_origin, verifiers=verifiers
+        )
+    except (NoteError, CheckpointError):
+        return None
+    decided = receipt.decide_time.ToDatetime(UTC)
+    if _now() - decided <= INTEGRATION_BOUND + CLOCK_SKEW:
+        return None
+    return (
+        f"receipt {receipt.receipt_id}, signed by the server at {decided.isoformat()}, is not in {receipt.log_origin}"
+        f" (LOG_ENTRY_NOT_FOUND), more than {INTEGRATION_BOUND.total_seconds():g} s after the decision: the log"
+        " dropped it"
+    )
+
+
+def _receipt(receipt: str) -> tuple[bytes, Envelope | None]:
     """The receipt's digest, and the receipt itself when a file was given (not a digest)."""
     if _HEX_DIGEST.fullmatch(receipt):
         return bytes.fromhex(receipt), None
@@ -324,10 +364,10 @@ def _receipt(receipt: str) -> tuple[bytes, decision_pb2.DecisionReceipt | None]:
         raise typer.BadParameter("a receipt file (DSSE JSON) or a 64-digit hex digest", param_hint="RECEIPT")
     try:
         signed = envelope.from_json(path.read_bytes())
-        decided = decision_pb2.DecisionReceipt.FromString(signed.payload)
+        decision_pb2.DecisionReceipt.FromString(signed.payload)
     except (ValueError, OSError, DecodeError) as exc:
         raise typer.BadParameter(f"{path.name} is not a receipt envelope: {exc}", param_hint="RECEIPT") from None
-    return hashlib.sha256(signed.payload).digest(), decided
+    return hashlib.sha256(signed.payload).digest(), signed
 
 
 def _check_complete(
@@ -371,10 +411,14 @@ def prove(
     With the receipt file (not only its digest) the checkpoint must be of the log the receipt names,
     and every character it decided must be proved, once. Exit status 2 when a proof or the
     checkpoint fails, a decision is missing or the server says its stored log no longer matches
-    what it signed (DATA_LOSS); 1 when the log does not hold the receipt (yet: receipts are
-    integrated within a second of the decision).
+    what it signed (DATA_LOSS), or when the log does not hold a receipt file (LOG_ENTRY_NOT_FOUND)
+    that the server's key set verifies, that names this log and that is older than the log's
+    integration bound (`INTEGRATION_BOUND`, one second, plus `CLOCK_SKEW`): the log dropped it. 1
+    when the log does not hold it otherwise (given by its digest, or younger: retry later;
+    LOG_ENTRY_NOT_INTEGRATED: the log holds it, not yet in a signed tree).
     """
-    digest, decided = _receipt(receipt)
+    digest, signed_receipt = _receipt(receipt)
+    decided = None if signed_receipt is None else decision_pb2.DecisionReceipt.FromString(signed_receipt.payload)
     cli = settings(ctx, json_output)
     with cli.client() as client:
         verifiers = _verifiers(client, log_key)
@@ -382,6 +426,13 @@ def prove(
             answer = client.get_inclusion_proof(receipt_digest=digest)
         except DataLossError as exc:
             _alert(f"the server says its stored log no longer matches what it signed: {exc}")
+        except NotFoundError as exc:
+            dropped = None
+            if exc.reason == "LOG_ENTRY_NOT_FOUND" and signed_receipt is not None:
+                dropped = _dropped(client, signed_receipt, verifiers)
+            if dropped is not None:
+                _alert(dropped)
+            raise
     try:
         # The log the receipt names, when it is at hand; else the one the checkpoint names.
         origin = decided.log_origin if decided is not None and decided.log_origin else None

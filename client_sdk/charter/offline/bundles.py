@@ -1,7 +1,8 @@
 """How the offline authorizer learns who it decides for and holds its own grants: the licensee
 from the API key, the grant bundle fetched with each key-set refresh (``fetch_bundle``), and the
 cache directory that keeps, for a restart while Charter is unreachable, the bundle and the state
-decided with (the key set, the licensee and the revocation view as of its last heartbeat)."""
+decided with (the key set, the licensee and the revocation view as of its last heartbeat), its
+files authenticated with a key derived from the client's API key (`charter.offline.cache`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,16 @@ from typing import Final
 
 from charter.grants import GrantStatus
 from charter.offline.background import KeepCurrent, log
-from charter.offline.cache import CacheCorrupted, OfflineState, load_bundle, load_state, save_bundle, save_state
+from charter.offline.cache import (
+    CacheCorrupted,
+    CacheForeign,
+    CacheKey,
+    OfflineState,
+    load_bundle,
+    load_state,
+    save_bundle,
+    save_state,
+)
 from charter.offline.held import HeldGrants
 from charter.v1 import api_key_pb2
 
@@ -58,9 +68,10 @@ class HoldsBundles(KeepCurrent):
         if self._fetch_bundle:
             bundle = self._client.get_grant_bundle()
             self._held.add(grant.envelope for grant in bundle.grants)
-            if self._cache_dir is not None:
+            key = self._cache_key()
+            if self._cache_dir is not None and key is not None:
                 try:
-                    save_bundle(self._cache_dir, self._licensee_id, bundle)
+                    save_bundle(self._cache_dir, key, self._licensee_id, bundle)
                     self._cache_corrupted = False
                 except OSError as error:
                     log.warning("charter.offline: cannot write the cache: %r", error)
@@ -75,9 +86,11 @@ class HoldsBundles(KeepCurrent):
     def _save_state(self, directory: Path) -> None:
         """Keep the key set and the view as of this heartbeat (called by the watcher, the view's
         only writer, so the view does not move while it is read)."""
-        keys, view = self._key_set, self._view
+        keys, view, cache_key = self._key_set, self._view, self._cache_key()
         fresh, confirmed, key_set = view.fresh_as_of, keys.confirmed, keys.key_set
         if fresh is None or confirmed is None or key_set is None or view.broken or not self._licensee_id:
+            return
+        if cache_key is None:
             return
         state = OfflineState(
             api_key_id=self._api_key_id(),
@@ -95,7 +108,7 @@ class HoldsBundles(KeepCurrent):
             registry_version=self._registry_fresh_of,
         )
         try:
-            save_state(directory, self._licensee_id, state)
+            save_state(directory, cache_key, self._licensee_id, state)
         except OSError as error:
             log.warning("charter.offline: cannot write the cache: %r", error)
             return
@@ -103,20 +116,35 @@ class HoldsBundles(KeepCurrent):
 
     def _api_key_id(self) -> str:
         """The id of the client's API key (never its secret)."""
-        api_key = getattr(getattr(self._client, "_config", None), "api_key", None) or ""
-        return str(api_key).partition(".")[0]
+        return self._api_key().partition(".")[0]
+
+    def _api_key(self) -> str:
+        return str(getattr(getattr(self._client, "_config", None), "api_key", None) or "")
+
+    def _cache_key(self) -> CacheKey | None:
+        """What authenticates the cache files (None without an API key: no cache is kept)."""
+        api_key = self._api_key()
+        return CacheKey.of_api_key(api_key) if api_key else None
 
     def _load_cache(self) -> None:
         """Hold the grants of the cached bundle and take the cached state (so decisions are made
-        offline while it is within ``max_staleness``); remember a cache that failed its check."""
-        if self._cache_dir is None:
+        offline while it is within ``max_staleness``); remember a cache that failed its check.
+        Called when Charter could not be reached at start: the refresher tries again within seconds
+        (backing off while it fails), not after ``key_refresh``, so that a key set and bundle refused
+        from the cache are fetched as soon as Charter answers."""
+        self._keys_wanted.set()
+        key = self._cache_key()
+        if self._cache_dir is None or key is None:
             return
         try:
-            cached = load_bundle(self._cache_dir)
-            kept = load_state(self._cache_dir)
+            cached = load_bundle(self._cache_dir, key)
+            kept = load_state(self._cache_dir, key)
         except CacheCorrupted as error:
             self._cache_corrupted = True
             log.error("charter.offline: the cache is corrupted (%s); not using it", error)
+            return
+        except CacheForeign as error:  # written anew once Charter answers
+            log.error("charter.offline: the cache is not this API key's (%s); not using it", error)
             return
         if cached is not None:
             _licensee_id, bundle = cached

@@ -1,24 +1,28 @@
 """The offline authorizer's cache directory: what a restarted backend needs to decide before
 Charter answers (give each licensee its own directory).
 
-Three files, each a header line, the SHA-256 in hex of what follows, the licensee's id on a line,
-and a body: ``grant-bundle.bin`` holds the last grant bundle fetched (a serialized
+Three files, each a header line, the fingerprint of the API key that wrote it (`CacheKey`; never
+the key itself), an HMAC-SHA256 in hex of all but itself, the licensee's id on a line, and a
+body: ``grant-bundle.bin`` holds the last grant bundle fetched (a serialized
 ``charter.v1.GetGrantBundleResponse``), ``offline-state.bin`` the last state decided with (JSON,
 `OfflineState`: the key set and the licensee as last fetched, and the revocation view as of its
 last heartbeat), ``registry-snapshot.bin`` the registry snapshot screened with (its signed pages,
 `charter.offline.snapshot.pack`: every signature is checked again on load). Each is written
 atomically (a temporary file in the same directory, flushed to disk, then renamed over the old
-one), so a crash leaves the old file or the new one, never half of either; and each is checked
-on load, so a file damaged or changed on disk is refused
-(`CacheCorrupted`) rather than used.
+one), so a crash leaves the old file or the new one, never half of either.
 
-The check guards against damage, not forgery: the grants inside are signed and verified again
-before any decision, but the state is the backend's own record. A licensee who rewrites it to
-forget a revocation could as well change this code; what keeps offline decisions answerable is
-that each signed decision record names the revocation sequence it was decided at, so a use
-decided on a view older than a revocation can be found afterwards. Anyone else who can write
-the directory could plant a key in the kept key set and grants signed by it: the authorizer's
-``pinned_keys`` (`charter.offline.keys`) make every key it was not told to trust verify nothing.
+The HMAC is keyed by a key derived from the API key the authorizer's client holds (HKDF-SHA256,
+`CacheKey.of_api_key`), which the directory does not hold: a file damaged on disk, or written or
+changed by anyone without that API key, is refused on load (`CacheCorrupted`) rather than used,
+so a revocation taken out of the kept view, or a key planted in the kept key set, never reaches a
+decision. A file written with another API key (a rotated one, another licensee's) or by an SDK
+before these keyed files is not this authorizer's (`CacheForeign`): it is not used either, and
+is written anew once Charter answers. Processes holding the same API key share a directory.
+
+What the key cannot tell is a file replaced by an *older* one the same API key wrote: such a
+state carries its older heartbeat time and sequence, so it decides offline only within
+``max_staleness`` of that heartbeat (as a backend cut off then would) and the revocation stream,
+resumed from its older sequence, brings back every revocation since.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import base64
 import contextlib
 import dataclasses
 import hashlib
+import hmac
 import json
 import os
 import tempfile
@@ -40,13 +45,56 @@ from charter.v1 import offline_service_pb2, signing_key_pb2
 FILE_NAME: Final = "grant-bundle.bin"
 STATE_FILE_NAME: Final = "offline-state.bin"
 SNAPSHOT_FILE_NAME: Final = "registry-snapshot.bin"
-_SNAPSHOT_HEADER: Final = b"charter-registry-snapshot v1\n"
-_HEADER: Final = b"charter-grant-bundle v1\n"
-_STATE_HEADER: Final = b"charter-offline-state v1\n"
+_SNAPSHOT_HEADER: Final = b"charter-registry-snapshot v2\n"
+_HEADER: Final = b"charter-grant-bundle v2\n"
+_STATE_HEADER: Final = b"charter-offline-state v2\n"
+_UNKEYED: Final = {  # the headers of the unkeyed files of SDKs before 2026-12-07
+    _HEADER: b"charter-grant-bundle v1\n",
+    _STATE_HEADER: b"charter-offline-state v1\n",
+    _SNAPSHOT_HEADER: b"charter-registry-snapshot v1\n",
+}
+# HKDF-SHA256 (RFC 5869) of the API key: the salt and the infos keep its outputs for this use only.
+_SALT: Final = b"charter.offline.cache"
+_MAC_INFO: Final = b"charter.offline.cache v2: file authentication key"
+_FINGERPRINT_INFO: Final = b"charter.offline.cache v2: API key fingerprint"
 
 
 class CacheCorrupted(ValueError):
-    """A cache file failed its integrity check (truncated, changed, or not a cache file)."""
+    """A cache file failed its integrity check (truncated, changed, not a cache file, or written
+    by someone without the API key)."""
+
+
+class CacheForeign(Exception):
+    """A cache file written with another API key (a rotated one, another licensee's) or by an SDK
+    before keyed cache files: not this authorizer's, so treated as absent and written anew."""
+
+
+@dataclass(frozen=True, slots=True)
+class CacheKey:
+    """What authenticates the cache files: derived from an API key, never written anywhere.
+
+    Attributes:
+        fingerprint: Names the API key in each file (hex; reveals nothing of the key).
+        mac_key: The HMAC-SHA256 key of the files.
+    """
+
+    fingerprint: str
+    mac_key: bytes = dataclasses.field(repr=False)
+
+    @staticmethod
+    def of_api_key(api_key: str) -> CacheKey:
+        """The key of the files written and read by a client holding ``api_key`` (all of it, the
+        secret included: whoever lacks the secret cannot write a file this key accepts).
+
+        Raises:
+            ValueError: ``api_key`` is empty.
+        """
+        if not api_key:
+            raise ValueError("a cache key needs an API key")
+        pseudorandom = hmac.digest(_SALT, api_key.encode(), "sha256")  # HKDF-Extract
+        mac_key = hmac.digest(pseudorandom, _MAC_INFO + b"\x01", "sha256")  # HKDF-Expand, one block
+        fingerprint = hmac.digest(pseudorandom, _FINGERPRINT_INFO + b"\x01", "sha256")[:16].hex()
+        return CacheKey(fingerprint=fingerprint, mac_key=mac_key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,22 +179,25 @@ class OfflineState:
         return state
 
 
-def save_bundle(directory: Path, licensee_id: str, bundle: offline_service_pb2.GetGrantBundleResponse) -> None:
+def save_bundle(
+    directory: Path, key: CacheKey, licensee_id: str, bundle: offline_service_pb2.GetGrantBundleResponse
+) -> None:
     """Write the bundle atomically (see the module documentation).
 
     Raises:
         OSError: The directory cannot be written.
     """
-    _write(directory, FILE_NAME, _HEADER, licensee_id, bundle.SerializeToString())
+    _write(directory, key, FILE_NAME, _HEADER, licensee_id, bundle.SerializeToString())
 
 
-def load_bundle(directory: Path) -> tuple[str, offline_service_pb2.GetGrantBundleResponse] | None:
+def load_bundle(directory: Path, key: CacheKey) -> tuple[str, offline_service_pb2.GetGrantBundleResponse] | None:
     """The cached licensee id and bundle; None when there is no cache file.
 
     Raises:
         CacheCorrupted: The file exists but fails its integrity check.
+        CacheForeign: The file was written with another API key or by an SDK before keyed files.
     """
-    found = _read(directory, FILE_NAME, _HEADER)
+    found = _read(directory, key, FILE_NAME, _HEADER)
     if found is None:
         return None
     licensee, body = found
@@ -156,22 +207,23 @@ def load_bundle(directory: Path) -> tuple[str, offline_service_pb2.GetGrantBundl
         raise CacheCorrupted("the grant bundle cache file does not parse") from error
 
 
-def save_state(directory: Path, licensee_id: str, state: OfflineState) -> None:
+def save_state(directory: Path, key: CacheKey, licensee_id: str, state: OfflineState) -> None:
     """Write the state atomically (see the module documentation).
 
     Raises:
         OSError: The directory cannot be written.
     """
-    _write(directory, STATE_FILE_NAME, _STATE_HEADER, licensee_id, state.to_json())
+    _write(directory, key, STATE_FILE_NAME, _STATE_HEADER, licensee_id, state.to_json())
 
 
-def load_state(directory: Path) -> tuple[str, OfflineState] | None:
+def load_state(directory: Path, key: CacheKey) -> tuple[str, OfflineState] | None:
     """The cached licensee id and state; None when there is no state file.
 
     Raises:
         CacheCorrupted: The file exists but fails its integrity check.
+        CacheForeign: The file was written with another API key or by an SDK before keyed files.
     """
-    found = _read(directory, STATE_FILE_NAME, _STATE_HEADER)
+    found = _read(directory, key, STATE_FILE_NAME, _STATE_HEADER)
     if found is None:
         return None
     licensee, body = found
@@ -181,30 +233,36 @@ def load_state(directory: Path) -> tuple[str, OfflineState] | None:
         raise CacheCorrupted("the offline state cache file does not parse") from error
 
 
-def save_snapshot(directory: Path, licensee_id: str, body: bytes) -> None:
+def save_snapshot(directory: Path, key: CacheKey, licensee_id: str, body: bytes) -> None:
     """Write the registry snapshot's pages (`charter.offline.snapshot.pack`) atomically.
 
     Raises:
         OSError: The directory cannot be written.
     """
-    _write(directory, SNAPSHOT_FILE_NAME, _SNAPSHOT_HEADER, licensee_id, body)
+    _write(directory, key, SNAPSHOT_FILE_NAME, _SNAPSHOT_HEADER, licensee_id, body)
 
 
-def load_snapshot(directory: Path) -> bytes | None:
+def load_snapshot(directory: Path, key: CacheKey) -> bytes | None:
     """The kept registry snapshot's pages (unverified: check them with the key set); None when
     there is no snapshot file.
 
     Raises:
         CacheCorrupted: The file exists but fails its integrity check.
+        CacheForeign: The file was written with another API key or by an SDK before keyed files.
     """
-    found = _read(directory, SNAPSHOT_FILE_NAME, _SNAPSHOT_HEADER)
+    found = _read(directory, key, SNAPSHOT_FILE_NAME, _SNAPSHOT_HEADER)
     return None if found is None else found[1]
 
 
-def _write(directory: Path, name: str, header: bytes, licensee_id: str, payload: bytes) -> None:
+def _mac(key: CacheKey, signed: bytes) -> bytes:
+    return hmac.new(key.mac_key, signed, hashlib.sha256).hexdigest().encode()
+
+
+def _write(directory: Path, key: CacheKey, name: str, header: bytes, licensee_id: str, payload: bytes) -> None:
     directory.mkdir(parents=True, exist_ok=True)
+    owner = header + key.fingerprint.encode() + b"\n"
     body = licensee_id.encode() + b"\n" + payload
-    data = header + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+    data = owner + _mac(key, owner + body) + b"\n" + body
     handle, temporary = tempfile.mkstemp(prefix=f".{name}-", dir=directory)
     try:
         with os.fdopen(handle, "wb") as file:
@@ -225,16 +283,24 @@ def _write(directory: Path, name: str, header: bytes, licensee_id: str, payload:
             os.close(descriptor)
 
 
-def _read(directory: Path, name: str, header: bytes) -> tuple[str, bytes] | None:
+def _read(directory: Path, key: CacheKey, name: str, header: bytes) -> tuple[str, bytes] | None:
     try:
         data = (directory / name).read_bytes()
     except FileNotFoundError:
         return None
+    if data.startswith(_UNKEYED[header]):
+        raise CacheForeign(f"{name} was written by an SDK before keyed cache files")
     if not data.startswith(header):
         raise CacheCorrupted(f"{name} is not a cache file of this kind")
-    digest, newline, body = data[len(header) :].partition(b"\n")
-    if not newline or digest != hashlib.sha256(body).hexdigest().encode():
-        raise CacheCorrupted(f"{name} does not match its digest")
+    fingerprint, newline, rest = data[len(header) :].partition(b"\n")
+    if not newline:
+        raise CacheCorrupted(f"{name} is cut short")
+    if fingerprint != key.fingerprint.encode():
+        raise CacheForeign(f"{name} was written with another API key")
+    mac, newline, body = rest.partition(b"\n")
+    owner = data[: len(header) + len(fingerprint) + 1]
+    if not newline or not hmac.compare_digest(mac, _mac(key, owner + body)):
+        raise CacheCorrupted(f"{name} does not match its HMAC: damaged, or not written with this API key")
     licensee, _, payload = body.partition(b"\n")
     try:
         return licensee.decode("ascii"), payload

@@ -19,7 +19,7 @@ cache directory's state too) with the version that was current then, so a snapsh
 one (a kept file whose newer one was never written) never inherits it. A prompt is screened
 locally only while the snapshot is within it (and the view is too); otherwise the request goes to
 the server, and when that cannot be reached, it is denied with ``SNAPSHOT_STALE``, or with
-``CACHE_CORRUPTED`` (the kept snapshot failed its digest) or ``SNAPSHOT_INVALID`` (a page, kept
+``CACHE_CORRUPTED`` (the kept snapshot file failed its check) or ``SNAPSHOT_INVALID`` (a page, kept
 or fetched, did not verify) when that is why there is none.
 
 **The answer** is the server's: every declared character, then every character the prompt names
@@ -46,7 +46,7 @@ from charter.decisions import CharacterDecision, Decision, Detection
 from charter.errors import CharterError
 from charter.offline.background import TICK_SECONDS, log
 from charter.offline.bundles import HoldsBundles
-from charter.offline.cache import CacheCorrupted, load_snapshot, save_snapshot
+from charter.offline.cache import CacheCorrupted, CacheForeign, load_snapshot, save_snapshot
 from charter.offline.decisions import answer
 from charter.offline.records import offline_context_digest, sign_records
 from charter.offline.snapshot import Registry, SnapshotInvalid, SnapshotKeyUnknown, fetch, pack, unpack
@@ -241,22 +241,27 @@ class DecidesLocally(HoldsBundles):
             log.exception("charter.offline: the registry thread failed")
             return False
         self._install(registry, ring)
-        if self._cache_dir is not None and self._licensee_id:
+        key = self._cache_key()
+        if self._cache_dir is not None and key is not None and self._licensee_id:
             try:
-                save_snapshot(self._cache_dir, self._licensee_id, pack(registry.pages))
+                save_snapshot(self._cache_dir, key, self._licensee_id, pack(registry.pages))
             except OSError as error:
                 log.warning("charter.offline: cannot write the cache: %r", error)
         return True
 
     def _load_registry(self, ring: KeyRing) -> None:
         """Take the kept snapshot, every page verified again; remember why when it fails."""
-        if self._cache_dir is None:
+        key = self._cache_key()
+        if self._cache_dir is None or key is None:
             return
         try:
-            body = load_snapshot(self._cache_dir)
+            body = load_snapshot(self._cache_dir, key)
             if body is None:
                 return
             registry = Registry.verify(unpack(body), ring).build_index()
+        except CacheForeign as error:  # as if absent: fetched (and written anew) once Charter answers
+            log.error("charter.offline: the kept registry snapshot is not this API key's (%s)", error)
+            return
         except (CacheCorrupted, ValueError) as error:
             invalid = isinstance(error, SnapshotInvalid)
             self._registry_problem = DenyReason.SNAPSHOT_INVALID if invalid else DenyReason.CACHE_CORRUPTED

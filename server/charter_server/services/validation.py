@@ -6,8 +6,6 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from google.protobuf import duration_pb2
-
 from charter_server.domain import ids
 from charter_server.domain.errors import FieldViolation, InvalidArgument
 
@@ -74,16 +72,6 @@ class Checker:
                 self.add(field, "is required")
         elif not ids.is_valid(kind, value):
             self.add(field, f"must be a {kind.replace('_', ' ')} id ({ids.PREFIXES[kind]}_ and 32 hex digits)")
-
-    def content_length(self, field: str, value: duration_pb2.Duration) -> None:
-        """The length of content a use describes: 0 to `MAX_CONTENT_SECONDS`."""
-        if (
-            value.seconds < 0
-            or value.nanos < 0
-            or value.nanos >= 1_000_000_000
-            or (value.seconds, value.nanos) > (MAX_CONTENT_SECONDS, 0)
-        ):
-            self.add(field, "must be between 0 and 24 hours")
 
     def request_id(self, value: str) -> None:
         """The optional idempotency ``request_id``."""

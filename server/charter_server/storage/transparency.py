@@ -352,15 +352,6 @@ class TransparencyRepository:
             return
         self._session.execute(self._write_tiles, values)
 
-    def tiles_in(self, level: int, start: int, end: int) -> dict[int, bytes]:
-        """The tiles of one level with indexes in ``[start, end)``."""
-        rows = self._session.execute(
-            select(LogTileRow.idx, LogTileRow.hashes).where(
-                LogTileRow.level == level, LogTileRow.idx >= start, LogTileRow.idx < end
-            )
-        )
-        return {index: bytes(hashes) for index, hashes in rows}
-
     # Checkpoints.
 
     def add_checkpoint(self, checkpoint: CheckpointRecord) -> None:

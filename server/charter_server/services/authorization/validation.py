@@ -121,6 +121,6 @@ def validate_use(checker: Checker, use: UseRequest) -> None:
         checker.add("context.territory", "must be an ISO 3166-1 alpha-2 code, or empty")
     if use.duration is not None:
         seconds, nanos = use.duration
-        # As `Checker.content_length`, on the (seconds, nanos) pair the command carries.
+        # The length of content a use describes: 0 to MAX_CONTENT_SECONDS (the pair the command carries).
         if seconds < 0 or nanos < 0 or nanos >= 1_000_000_000 or (seconds, nanos) > (MAX_CONTENT_SECONDS, 0):
             checker.add("context.duration", "must be between 0 and 24 hours")

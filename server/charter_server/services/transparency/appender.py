@@ -10,7 +10,6 @@ the same transaction as the change, a change that commits is logged and one that
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from datetime import datetime
 
 from charter.transparency import leaf_hash
@@ -98,10 +97,6 @@ class LogAppender:
         )
         uow.log.add_pending([entry])
         return entry
-
-    def append_many(self, uow: UnitOfWork, entries: Sequence[PendingEntry]) -> None:
-        """Append entries built already (`build_entry`, `pending`)."""
-        uow.log.add_pending(entries)
 
     def signing_key(
         self, uow: UnitOfWork, key: SigningKeyRecord, action: str, *, actor_key_id: str = "", reason: str = ""

@@ -124,10 +124,6 @@ class Sequencer:
         except Exception:  # the database may be gone at shutdown; the lease then lapses by itself
             log.warning("transparency_log.lease_not_released", holder=self.holder)
 
-    def wake(self) -> None:
-        """Run a batch now rather than at the next tick (used after a burst of appends)."""
-        self._wake.set()
-
     def _idle(self) -> bool:
         """Whether there is nothing to do now: nothing pending and our lease renewed recently.
 

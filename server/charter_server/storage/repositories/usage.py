@@ -250,17 +250,6 @@ class UsageRepository:
             series_days=series_days,
         )
 
-    def receipt_used(self, licensee_id: str, receipt_id: str, character_id: str) -> int:
-        """The uses a licensee reported against a receipt's character (0 when none)."""
-        value = self._session.scalar(
-            select(ReceiptUseRow.used).where(
-                ReceiptUseRow.licensee_id == licensee_id,
-                ReceiptUseRow.receipt_id == receipt_id,
-                ReceiptUseRow.character_id == character_id,
-            )
-        )
-        return int(value or 0)
-
 
 def _usage(row: UsageRecordRow) -> UsageEntry:
     return UsageEntry(**{f.name: getattr(row, f.name) for f in dataclasses.fields(UsageEntry)})
