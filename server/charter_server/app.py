@@ -197,9 +197,9 @@ class CharterServer:
         log.info("server.stopped", unfinished_calls=self.transport.unfinished)
         self._stopped.set()
 
-    def wait(self) -> None:
-        """Block until the server has stopped."""
-        self._stopped.wait()
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the server has stopped, or ``timeout`` seconds; whether it has stopped."""
+        return self._stopped.wait(timeout)
 
 
 def build_services(settings: Settings, db: Database, clock: Clock) -> Services:

@@ -120,6 +120,10 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+SIGNAL_CHECK_SECONDS = 0.2
+"""How often the serving main thread wakes to run a signal handler that another thread received."""
+
+
 def _serve(server: CharterServer) -> None:
     """Serve until SIGTERM or SIGINT, drain, and return (or end the process, see below)."""
     stop_thread: list[threading.Thread] = []
@@ -133,7 +137,11 @@ def _serve(server: CharterServer) -> None:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     server.start()
-    server.wait()
+    # Python runs signal handlers in the main thread, between bytecodes. A signal the kernel hands
+    # to another thread (gRPC's, say) does not wake a main thread blocked on a lock, so an untimed
+    # wait could miss a SIGTERM for good: waking now and then lets the handler run.
+    while not server.wait(SIGNAL_CHECK_SECONDS):
+        pass
     # Drained and stopped, with everything committed and the log written: leave now. The
     # interpreter's own teardown (gRPC's threads, a worker thread still in a call that outlived the
     # grace period) can take seconds, past the grace period the orchestrator allows.

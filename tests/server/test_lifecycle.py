@@ -3,6 +3,7 @@ process on SIGTERM/SIGINT), metrics, and the errors that keep a server from star
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -205,8 +206,25 @@ def _wait_serving(target: str, process: subprocess.Popen[bytes], deadline_second
     pytest.fail(f"no SERVING from {target} within {deadline_seconds} s")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_real_server_process_stops_cleanly_on_a_signal(tmp_path: Path, signum: int) -> None:
+def _signal_another_thread(pid: int, signum: int) -> None:
+    """Send ``signum`` to a thread of ``pid`` other than its main thread (one that does not block
+    it), as the kernel may when it delivers a process's signal: glibc's ``tgkill``."""
+    for tid in sorted(int(name) for name in os.listdir(f"/proc/{pid}/task")):
+        status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+        blocked = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")), 16)
+        if tid != pid and not blocked & (1 << (signum - 1)):
+            libc = ctypes.CDLL(None, use_errno=True)
+            assert libc.tgkill(pid, tid, signum) == 0, ctypes.get_errno()
+            return
+    pytest.fail("no thread but the main one takes the signal")
+
+
+@pytest.mark.parametrize(
+    ("signum", "to_another_thread"),
+    [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGTERM, True)],
+    ids=["SIGTERM", "SIGINT", "SIGTERM-to-another-thread"],
+)
+def test_a_real_server_process_stops_cleanly_on_a_signal(tmp_path: Path, signum: int, to_another_thread: bool) -> None:
     port = free_port()
     log_path = tmp_path / "server.log"
     command = [
@@ -224,7 +242,10 @@ def test_a_real_server_process_stops_cleanly_on_a_signal(tmp_path: Path, signum:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=_child_env())
         try:
             _wait_serving(f"127.0.0.1:{port}", process)
-            process.send_signal(signum)
+            if to_another_thread:  # a main thread blocked in an untimed wait never ran the handler
+                _signal_another_thread(process.pid, signum)
+            else:
+                process.send_signal(signum)
             try:
                 # The grace period (10 s) bounds calls in flight, and there are none: a loaded
                 # machine still needs a margin for the threads' stops and the interpreter's exit.
