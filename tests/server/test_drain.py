@@ -39,6 +39,7 @@ class _Load:
     before the signal, and every client having made a call after the exit."""
 
     FLOWING = 5  # OK calls per client before the signal: more than 10 per drain in all
+    LOADED = 0.4  # seconds of load before the signal (the signal's timing is part of the scenario)
 
     def __init__(self, target: str, party: Party, admin: str) -> None:
         self.outcomes: collections.Counter[str] = collections.Counter()
@@ -85,8 +86,12 @@ class _Load:
             assert self._changed.wait_for(ready, timeout=30), f"{what}: {dict(self.outcomes)}"
 
     def wait_flowing(self) -> None:
-        """Until every client has had OK answers: calls are flowing on both paths."""
-        self._wait(lambda: min(self._ok) >= self.FLOWING, "calls did not flow")
+        """Until every client has had OK answers (calls are flowing on both paths), and the load
+        has run for ``LOADED`` seconds, as it always has before a signal."""
+        began = time.monotonic()
+        self._wait(
+            lambda: min(self._ok) >= self.FLOWING and time.monotonic() - began >= self.LOADED, "calls did not flow"
+        )
 
     def exited(self) -> None:
         """The process has exited: wait until every client has made a call since, then stop."""
