@@ -458,7 +458,11 @@ def _restarted_offline(keys: Any, cache_dir: Path, cast: dict[str, Any], also: s
         authorizer = _authorizer(dead, cache_dir)
         try:
             authorizer.start(timeout=None)
-            authorizer.wait_screen(timeout=5.0)
+            # The registry thread's first pass takes the kept snapshot or refuses it; a refused one
+            # never screens, so the wait ends there instead of at its 5 s.
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline and authorizer._registry_problem is None and not authorizer.can_screen():
+                authorizer.wait_screen(timeout=0.05)
             return authorizer.authorize(
                 character_ids=[cast["granted"][0]],
                 prompt=f"{cast['granted'][1]} waves {also}",

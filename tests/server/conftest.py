@@ -106,22 +106,37 @@ def migrated_db(fresh_database_url: str) -> Iterator[Database]:
         db.dispose()
 
 
-@pytest.fixture
-def cluster(fresh_postgres_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    """Two ``charter_server serve`` processes over one fresh PostgreSQL database; both must stop
-    cleanly (exit status 0, no traceback, ``server.stopped`` last)."""
-    admin = prepare_database(fresh_postgres_url, "two processes")
-    a, b = (spawn_server(fresh_postgres_url, tmp_path / f"{name}.log") for name in "ab")
+@contextmanager
+def _cluster(database_url: str, directory: Path) -> Iterator[Cluster]:
+    admin = prepare_database(database_url, "two processes")
+    a, b = (spawn_server(database_url, directory / f"{name}.log") for name in "ab")
     try:
         wait_serving(a)
         wait_serving(b)
-        yield Cluster(a, b, admin, fresh_postgres_url)
+        yield Cluster(a, b, admin, database_url)
     finally:
         codes = {name: server.stop() for name, server in (("a", a), ("b", b))}
     assert codes == {"a": 0, "b": 0}
     for server in (a, b):
         assert "Traceback" not in server.log
         assert server.events()[-1] == "server.stopped"
+
+
+@pytest.fixture
+def cluster(fresh_postgres_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    """Two ``charter_server serve`` processes over one fresh PostgreSQL database; both must stop
+    cleanly (exit status 0, no traceback, ``server.stopped`` last)."""
+    with _cluster(fresh_postgres_url, tmp_path) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def module_cluster(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """`cluster`, shared by the tests of a module that each make the rights holders, licensees,
+    characters and grants they use (and read nothing but those), so none sees another's; both
+    processes must stop cleanly after the last of them."""
+    with _postgres_database(postgres_url) as url, _cluster(url, tmp_path_factory.mktemp("cluster")) as made:
+        yield made
 
 
 ServerFactory = Callable[..., CharterServer]

@@ -14,6 +14,7 @@ import collections
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,15 +32,37 @@ GRACE_SECONDS = 3.0
 CLIENT_THREADS = 4
 
 
-def _load(target: str, party: Party, admin: str, stop: threading.Event) -> collections.Counter[str]:
-    """Call until ``stop``; count the outcomes: OK, or the error's code and reason."""
-    outcomes: collections.Counter[str] = collections.Counter()
-    lock = threading.Lock()
+class _Load:
+    """SDK clients calling until stopped, counting the outcomes: OK, or the error's code and reason.
 
-    def loop(number: int) -> None:
-        secret = party.generator if number % 2 == 0 else admin
-        with charter.Client(target, api_key=secret, timeout=5) as client:
-            while not stop.is_set():
+    Instead of fixed sleeps, the test waits on what they were for: calls flowing on both paths
+    before the signal, and every client having made a call after the exit."""
+
+    FLOWING = 5  # OK calls per client before the signal: more than 10 per drain in all
+    LOADED = 0.4  # seconds of load before the signal (the signal's timing is part of the scenario)
+
+    def __init__(self, target: str, party: Party, admin: str) -> None:
+        self.outcomes: collections.Counter[str] = collections.Counter()
+        self._target, self._party, self._admin = target, party, admin
+        self._lock = threading.Lock()
+        self._ok = [0] * CLIENT_THREADS
+        self._after_exit = [0] * CLIENT_THREADS
+        self._exited = threading.Event()
+        self._stop = threading.Event()
+        self._changed = threading.Condition(self._lock)
+
+    def run(self) -> collections.Counter[str]:
+        with ThreadPoolExecutor(max_workers=CLIENT_THREADS) as pool:
+            for done in [pool.submit(self._loop, n) for n in range(CLIENT_THREADS)]:
+                done.result(timeout=60)
+        return self.outcomes
+
+    def _loop(self, number: int) -> None:
+        party = self._party
+        secret = party.generator if number % 2 == 0 else self._admin
+        with charter.Client(self._target, api_key=secret, timeout=5) as client:
+            while not self._stop.is_set():
+                after_exit = self._exited.is_set()
                 try:
                     if number % 2 == 0:
                         client.authorize(
@@ -52,65 +75,86 @@ def _load(target: str, party: Party, admin: str, stop: threading.Event) -> colle
                     outcome = "OK"
                 except charter.CharterError as error:
                     outcome = f"{error.code.name}:{error.reason}"
-                with lock:
-                    outcomes[outcome] += 1
+                with self._changed:
+                    self.outcomes[outcome] += 1
+                    self._ok[number] += outcome == "OK"
+                    self._after_exit[number] += after_exit
+                    self._changed.notify_all()
 
-    with ThreadPoolExecutor(max_workers=CLIENT_THREADS) as pool:
-        for done in [pool.submit(loop, n) for n in range(CLIENT_THREADS)]:
-            done.result(timeout=60)
-    return outcomes
+    def _wait(self, ready: Callable[[], bool], what: str) -> None:
+        with self._changed:
+            assert self._changed.wait_for(ready, timeout=30), f"{what}: {dict(self.outcomes)}"
+
+    def wait_flowing(self) -> None:
+        """Until every client has had OK answers (calls are flowing on both paths), and the load
+        has run for ``LOADED`` seconds, as it always has before a signal."""
+        began = time.monotonic()
+        self._wait(
+            lambda: min(self._ok) >= self.FLOWING and time.monotonic() - began >= self.LOADED, "calls did not flow"
+        )
+
+    def exited(self) -> None:
+        """The process has exited: wait until every client has made a call since, then stop."""
+        self._exited.set()
+        try:
+            self._wait(lambda: min(self._after_exit) >= 1, "no call after the exit")
+        finally:
+            self._stop.set()
 
 
 Drain = tuple[float, int, collections.Counter[str], ServerProcess]
 """How long the exit took, the exit code, the clients' outcomes, the process."""
 
 
-def _one_drain(database_url: str, log_path: Path, party: Party, admin: str) -> Drain:
+def _one_drain(database_url: str, log_path: Path, party: Party | None, admin: str) -> tuple[Drain, Party]:
+    """Start a server, load it, SIGTERM it. Without a party (a lane's first server), the party is
+    made on this server first, through the SDK."""
     server = spawn_server(
         database_url, log_path, options=("--shutdown-grace-seconds", str(GRACE_SECONDS), "--log-format", "json")
     )
     try:
         wait_serving(server)
-        stop = threading.Event()
+        party = party if party is not None else new_party(server.target, admin)
+        load = _Load(server.target, party, admin)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            load = pool.submit(_load, server.target, party, admin, stop)
-            time.sleep(0.4)  # calls are flowing on both paths
-            began = time.monotonic()
-            server.process.send_signal(signal.SIGTERM)
-            code = server.process.wait(timeout=GRACE_SECONDS + 10)
-            took = time.monotonic() - began
-            time.sleep(0.3)  # calls made after the exit fail to connect (UNAVAILABLE)
-            stop.set()
-            outcomes = load.result(timeout=60)
+            running = pool.submit(load.run)
+            try:
+                load.wait_flowing()  # calls are flowing on both paths
+                began = time.monotonic()
+                server.process.send_signal(signal.SIGTERM)
+                code = server.process.wait(timeout=GRACE_SECONDS + 10)
+                took = time.monotonic() - began
+            finally:
+                load.exited()  # calls made after the exit fail to connect (UNAVAILABLE)
+            outcomes = running.result(timeout=60)
     finally:
         if server.process.poll() is None:  # the test failed before the signal: leave nothing behind
             server.kill()
-    return took, code, outcomes, server
+    return (took, code, outcomes, server), party
 
 
-def _prepare(index: int, tmp_path: Path) -> tuple[str, Party, str]:
-    """A database with a party on it (migrations run one at a time: Alembic is not thread-safe)."""
+def _database(index: int, tmp_path: Path) -> tuple[str, str]:
+    """A lane's database, migrated before any process starts, and its admin secret."""
     database_url = f"sqlite:///{tmp_path / f'lane{index}.db'}"
-    admin = prepare_database(database_url, f"drain lane {index}")
-    first = spawn_server(database_url, tmp_path / f"lane{index}-setup.log")
-    wait_serving(first)
-    try:
-        party = new_party(first.target, admin)
-    finally:
-        first.stop()
-    return database_url, party, admin
+    return database_url, prepare_database(database_url, f"drain lane {index}")
 
 
-def _lane(index: int, tmp_path: Path, prepared: tuple[str, Party, str], rounds: int) -> list[Drain]:
-    database_url, party, admin = prepared
-    return [_one_drain(database_url, tmp_path / f"lane{index}-{n}.log", party, admin) for n in range(rounds)]
+def _lane(index: int, tmp_path: Path, database: tuple[str, str], rounds: int) -> list[Drain]:
+    """``rounds`` servers over the lane's database in turn; the first makes the party."""
+    database_url, admin = database
+    drains: list[Drain] = []
+    party: Party | None = None
+    for n in range(rounds):
+        drain, party = _one_drain(database_url, tmp_path / f"lane{index}-{n}.log", party, admin)
+        drains.append(drain)
+    return drains
 
 
 @pytest.mark.timeout(600)
 def test_thirty_sigterms_under_load_cancel_nothing_and_exit_within_the_grace_period(tmp_path: Path) -> None:
-    prepared = [_prepare(n, tmp_path) for n in range(LANES)]
+    databases = [_database(n, tmp_path) for n in range(LANES)]  # one at a time: Alembic is not thread-safe
     with ThreadPoolExecutor(max_workers=LANES) as pool:
-        lanes = [pool.submit(_lane, n, tmp_path, prepared[n], SIGTERMS // LANES) for n in range(LANES)]
+        lanes = [pool.submit(_lane, n, tmp_path, databases[n], SIGTERMS // LANES) for n in range(LANES)]
         drains = [drain for lane in lanes for drain in lane.result(timeout=560)]
 
     outcomes: collections.Counter[str] = collections.Counter()

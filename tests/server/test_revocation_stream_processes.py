@@ -10,6 +10,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,7 +34,8 @@ def _grants(client: charter.Client, count: int) -> tuple[str, list[grant_pb2.Gra
     """``count`` grants of a new opted-in character to a new licensee."""
     holder = client.create_rights_holder(display_name="Studio", contact_email="rights@studio.example")
     licensee = client.create_licensee(display_name="App", contact_email="ops@app.example", platform="test-app")
-    character = client.create_character(rights_holder_id=holder.id, canonical_name="Chara")
+    # Names are unique across rights holders: each test's own, as the module's tests share a cluster.
+    character = client.create_character(rights_holder_id=holder.id, canonical_name=f"Chara {uuid.uuid4().hex[:12]}")
     client.opt_in(
         character.id,
         terms_pb2.Terms(
@@ -108,10 +110,10 @@ def test_a_revocation_through_one_process_reaches_a_watcher_of_the_other(cluster
     assert max(delays) < 2.0, delays  # found by B's poller, not told by A
 
 
-def test_after_revoke_returns_on_one_process_verify_on_the_other_says_revoked(cluster: Cluster) -> None:
+def test_after_revoke_returns_on_one_process_verify_on_the_other_says_revoked(module_cluster: Cluster) -> None:
     with (
-        charter.Client(cluster.a.target, api_key=cluster.admin) as on_a,
-        charter.Client(cluster.b.target, api_key=cluster.admin) as on_b,
+        charter.Client(module_cluster.a.target, api_key=module_cluster.admin) as on_a,
+        charter.Client(module_cluster.b.target, api_key=module_cluster.admin) as on_b,
     ):
         licensee_id, grants = _grants(on_a, 16)
         revoked_at: dict[str, float] = {}
@@ -170,13 +172,13 @@ def _authorize(stub: az_grpc.AuthorizationServiceStub, secret: str, character_id
     return stub.Authorize(request, metadata=bearer(secret), timeout=10).decision.characters[0]
 
 
-def test_after_revoke_returns_on_one_process_no_process_authorizes_the_grant(cluster: Cluster) -> None:
+def test_after_revoke_returns_on_one_process_no_process_authorizes_the_grant(module_cluster: Cluster) -> None:
     """The authorization lease at work: Authorize decides from memory on both processes, yet once
     RevokeGrant has returned through A, no Authorize begun afterwards on A or B allows the grant."""
     with (
-        charter.Client(cluster.a.target, api_key=cluster.admin) as on_a,
-        open_channel(cluster.a.target) as channel_a,
-        open_channel(cluster.b.target) as channel_b,
+        charter.Client(module_cluster.a.target, api_key=module_cluster.admin) as on_a,
+        open_channel(module_cluster.a.target) as channel_a,
+        open_channel(module_cluster.b.target) as channel_b,
     ):
         licensee_id, grants = _grants(on_a, 1)
         grant = grants[0]
@@ -217,12 +219,12 @@ def test_after_revoke_returns_on_one_process_no_process_authorizes_the_grant(clu
     assert calls > counted["after"]
 
 
-def test_a_daily_quota_is_exact_across_two_processes(cluster: Cluster) -> None:
+def test_a_daily_quota_is_exact_across_two_processes(module_cluster: Cluster) -> None:
     quota = 25
     with (
-        charter.Client(cluster.a.target, api_key=cluster.admin) as admin,
-        open_channel(cluster.a.target) as channel_a,
-        open_channel(cluster.b.target) as channel_b,
+        charter.Client(module_cluster.a.target, api_key=module_cluster.admin) as admin,
+        open_channel(module_cluster.a.target) as channel_a,
+        open_channel(module_cluster.b.target) as channel_b,
     ):
         holder = admin.create_rights_holder(display_name="Studio", contact_email="rights@studio.example")
         licensee = admin.create_licensee(display_name="App", contact_email="ops@app.example", platform="test-app")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -89,7 +90,9 @@ def _world(admin: charter.Client, characters: int, terms: terms_pb2.Terms, max_u
     expire = datetime.now(UTC) + timedelta(days=30)
     ids = []
     for number in range(characters):
-        character = admin.create_character(rights_holder_id=holder.id, canonical_name=f"Metered Chara {number}")
+        # Names are unique across rights holders: each test's own, as two tests share a cluster.
+        name = f"Metered Chara {number} {uuid.uuid4().hex[:12]}"
+        character = admin.create_character(rights_holder_id=holder.id, canonical_name=name)
         admin.opt_in(character.id, terms)
         admin.issue_grant(character_id=character.id, licensee_id=licensee.id, expire_time=expire, max_uses=max_uses)
         ids.append(character.id)
@@ -411,12 +414,12 @@ def test_acknowledged_usage_survives_sigkill_exactly_once(process_database_url: 
 
 
 @pytest.mark.postgres
-def test_a_monthly_quota_and_its_reported_uses_are_exact_across_two_processes(cluster: Cluster) -> None:
+def test_a_monthly_quota_and_its_reported_uses_are_exact_across_two_processes(module_cluster: Cluster) -> None:
     quota = 30
     with (
-        charter.Client(cluster.a.target, api_key=cluster.admin) as admin,
-        open_channel(cluster.a.target) as channel_a,
-        open_channel(cluster.b.target) as channel_b,
+        charter.Client(module_cluster.a.target, api_key=module_cluster.admin) as admin,
+        open_channel(module_cluster.a.target) as channel_a,
+        open_channel(module_cluster.b.target) as channel_b,
     ):
         world = _world(admin, 1, _terms(monthly_quota=quota))
         [character_id] = world.character_ids
@@ -435,7 +438,7 @@ def test_a_monthly_quota_and_its_reported_uses_are_exact_across_two_processes(cl
         allowed = [d for d in decisions if d.decision.allowed]
         denied = {tuple(d.decision.characters[0].reasons) for d in decisions if not d.decision.allowed}
         counted = _read(
-            cluster.database_url,
+            module_cluster.database_url,
             "SELECT period, used FROM quota_counters WHERE licensee_id = :licensee AND character_id = :character",
             licensee=world.licensee_id,
             character=character_id,
@@ -461,13 +464,13 @@ def test_a_monthly_quota_and_its_reported_uses_are_exact_across_two_processes(cl
             usage[1]
             .GetStatement(
                 us.GetStatementRequest(rights_holder_id=world.rights_holder_id, period=f"{happened:%Y-%m}"),
-                metadata=bearer(cluster.admin),
+                metadata=bearer(module_cluster.admin),
                 timeout=10,
             )
             .statement
         )
         counted_after = _read(
-            cluster.database_url,
+            module_cluster.database_url,
             "SELECT period, used FROM quota_counters WHERE licensee_id = :licensee AND character_id = :character",
             licensee=world.licensee_id,
             character=character_id,
@@ -494,12 +497,12 @@ def test_a_monthly_quota_and_its_reported_uses_are_exact_across_two_processes(cl
     assert [tuple(row) for row in counted_after] == [(f"M{month:%Y-%m}", quota)]  # reports count no quota
 
 
-def test_a_grant_cap_is_exact_across_two_processes(cluster: Cluster) -> None:
+def test_a_grant_cap_is_exact_across_two_processes(module_cluster: Cluster) -> None:
     cap = 20
     with (
-        charter.Client(cluster.a.target, api_key=cluster.admin) as admin,
-        open_channel(cluster.a.target) as channel_a,
-        open_channel(cluster.b.target) as channel_b,
+        charter.Client(module_cluster.a.target, api_key=module_cluster.admin) as admin,
+        open_channel(module_cluster.a.target) as channel_a,
+        open_channel(module_cluster.b.target) as channel_b,
     ):
         world = _world(admin, 1, _terms(), max_uses=cap)
         [character_id] = world.character_ids
@@ -517,7 +520,7 @@ def test_a_grant_cap_is_exact_across_two_processes(cluster: Cluster) -> None:
     allowed = [d for d in decisions if d.decision.allowed]
     denied = {tuple(d.decision.characters[0].reasons) for d in decisions if not d.decision.allowed}
     grant_id = allowed[0].decision.characters[0].grant_id
-    counted = _read(cluster.database_url, "SELECT used FROM grant_uses WHERE grant_id = :grant", grant=grant_id)
+    counted = _read(module_cluster.database_url, "SELECT used FROM grant_uses WHERE grant_id = :grant", grant=grant_id)
     assert len(allowed) == cap
     assert denied == {(decision_pb2.DENY_REASON_QUOTA_EXHAUSTED,)}
     assert [row[0] for row in counted] == [cap]
