@@ -16,7 +16,9 @@ A grant is a DSSE envelope (`charter.envelope`) whose payload is a serialized
    pre-authentication encoding of the payload bytes exactly as received (a signature that is
    not 64 bytes never verifies);
 6. ``MALFORMED``: the signed payload does not parse as ``GrantClaims``, or lacks the grant id
-   or one of its times (parsing happens only after a signature verified);
+   or one of its times (parsing happens only after a signature verified; a `PreparedGrant`
+   was parsed when it was made, and its claims are used only once a signature verified over
+   the PAE of those very payload bytes);
 7. ``KEY_NOT_VALID_AT_ISSUE``: the claimed issue time is before the key's activation (minus the
    clock skew) or after its retirement;
 8. ``NOT_YET_VALID``: ``now < not_before - skew``;
@@ -58,13 +60,14 @@ import dataclasses
 import enum
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Final
 
+from charter._grant_entry import Claimed as _Claimed
 from charter._grant_entry import Entry as _Entry
-from charter._grant_entry import Slot as _Slot
+from charter._grant_entry import PreparedGrant
 from charter._slots import slot_setters
 from charter.envelope import (
     GRANT_PAYLOAD_TYPE,
@@ -94,6 +97,7 @@ __all__ = [
     "GrantVerifier",
     "KeyRing",
     "KeyState",
+    "PreparedGrant",
     "PublicKey",
     "Verification",
     "verify_grant",
@@ -175,9 +179,9 @@ class Verification:
 _set_verdict, _set_claims, _set_key_id = slot_setters(Verification)
 
 
-def _new_entry(payload: bytes, usable: _UsableKey, payload_type: str, skew_us: int) -> _Entry:
-    """An entry for verified payload bytes; raises (anything) when they are not usable claims."""
-    entry = _Entry(payload, usable, payload_type, skew_us)
+def _new_entry(claimed: _Claimed, usable: _UsableKey, payload_type: str, skew_us: int) -> _Entry:
+    """An entry for verified, parsed payload bytes; raises ValueError when they are not usable claims."""
+    entry = _Entry(claimed, usable, payload_type, skew_us)
     entry.valid = Verification(_VALID, entry.claims, entry.key_id)
     return entry
 
@@ -220,11 +224,12 @@ class GrantVerifier:
         self._skew_us = skew // _ONE_MICROSECOND
         self._skew_ns = self._skew_us * 1000
         self._cache_size = cache_size
-        # Key → slot. A remembered envelope has up to two keys: ("digest", its digest) and its
+        # Key → entry. A remembered envelope has up to two keys: ("digest", its digest) and its
         # received form (the serialized Envelope, the JSON str, or ("json", JSON bytes)). Reads
         # are single dict lookups without the lock; inserts and evictions take it. Eviction is
-        # second-chance: a slot read since it was last considered goes round once more.
-        self._cache: dict[object, _Slot] | None = {} if cache_size else None
+        # second-chance: an entry read (under either key) since it was last considered goes
+        # round once more.
+        self._cache: dict[object, _Entry] | None = {} if cache_size else None
         self._order: deque[object] = deque()
         self._capacity = 2 * cache_size
         self._lock = threading.Lock()
@@ -318,11 +323,11 @@ class GrantVerifier:
         if cache is None or size > _ALIAS_LIMIT:
             form, lookup = None, True
         else:
-            slot = cache.get(form)
+            remembered = cache.get(form)
             lookup = True
-            if slot is not None:
-                slot.used = True
-                result = self._judge(slot.entry, keys, licensee_id, character_id, now, status, payload_type)
+            if remembered is not None:
+                remembered.used = True
+                result = self._judge(remembered, keys, licensee_id, character_id, now, status, payload_type)
                 if result is not None:
                     return result
                 lookup = False  # the key that verified is no longer usable: decide afresh, without the cache
@@ -334,8 +339,8 @@ class GrantVerifier:
             parts = _decode_text(envelope) or ("", b"", [])
         received_type, payload, signatures = parts
         found = self._verify_afresh(
-            received_type, payload, signatures, None, None, form, lookup, keys, licensee_id, character_id, now, status,
-            payload_type,
+            received_type, payload, signatures, None, None, None, form, lookup, keys, licensee_id, character_id, now,
+            status, payload_type,
         )  # fmt: skip
         return found[0]
 
@@ -352,7 +357,9 @@ class GrantVerifier:
     ) -> tuple[Verification, tuple[datetime, datetime] | None]:
         """`verify` a prepared envelope, and say which validity window the verdict was judged on.
 
-        The envelope is found in the cache by its digest; its PAE is the one prepared.
+        The envelope is found in the cache by its digest; its PAE is the one prepared. The claims
+        of a `PreparedGrant` are the ones it parsed from its payload (once a signature verified
+        over the PAE of that payload), not parsed again.
 
         Args:
             envelope: The prepared envelope.
@@ -376,9 +383,14 @@ class GrantVerifier:
             raise ValueError("now must be timezone-aware")
         if envelope.size > MAX_ENVELOPE_BYTES:
             return _malformed(), None
+        # A prepared grant's claims were parsed from its own payload, the bytes its PAE was made
+        # of (both fixed when it was made): the same bytes the signature is checked over.
+        claimed = envelope.claimed if isinstance(envelope, PreparedGrant) else None
+        if claimed is not None and claimed.payload is not envelope.payload:
+            claimed = None  # (never: both are fixed; but only claims of those bytes are taken)
         found = self._verify_afresh(
-            envelope.payload_type, envelope.payload, envelope.signatures, envelope.message, envelope.digest, None,
-            True, keys, licensee_id, character_id, now, status, payload_type,
+            envelope.payload_type, envelope.payload, envelope.signatures, envelope.message, envelope.digest, claimed,
+            None, True, keys, licensee_id, character_id, now, status, payload_type,
         )  # fmt: skip
         entry = found[1]
         return found[0], None if entry is None else (entry.not_before_limit, entry.expire_limit)
@@ -390,6 +402,7 @@ class GrantVerifier:
         signatures: Sequence[tuple[str, bytes]],
         message: bytes | None,
         digest: bytes | None,
+        claimed: _Claimed | None,
         alias: object,
         lookup: bool,
         keys: KeyRing,
@@ -402,7 +415,8 @@ class GrantVerifier:
         """The full evaluation, with the entry judged (None when no signature verified).
 
         ``message`` and ``digest`` are the envelope's PAE and digest when known (None: computed
-        here); ``alias`` is the received form to remember the envelope under (None: digest only);
+        here); ``claimed`` is ``payload`` parsed (None: parsed here, once a signature verified);
+        ``alias`` is the received form to remember the envelope under (None: digest only);
         ``lookup`` says whether a remembered envelope with the same digest may be used.
         """
         if not signatures or len(signatures) > MAX_SIGNATURES:
@@ -416,14 +430,14 @@ class GrantVerifier:
         digest_key: tuple[str, bytes] | None = None
         if cache is not None:
             digest_key = ("digest", _digest(message, signatures) if digest is None else digest)
-            slot = cache.get(digest_key) if lookup else None
-            if slot is not None:
-                slot.used = True
-                result = self._judge(slot.entry, keys, licensee_id, character_id, now, status, expected_type)
+            remembered = cache.get(digest_key) if lookup else None
+            if remembered is not None:
+                remembered.used = True
+                result = self._judge(remembered, keys, licensee_id, character_id, now, status, expected_type)
                 if result is not None:
                     if alias is not None:  # the same content, received in another form
-                        self._remember(slot.entry, (alias,))
-                    return result, slot.entry
+                        self._remember(remembered, alias)
+                    return result, remembered
             failed = self._failures.get(digest_key[1])
             if failed is not None and failed[0] == _keys_named(keys, signatures):
                 return failed[1], None
@@ -431,14 +445,16 @@ class GrantVerifier:
         verdict, usable, key_id = _check_signatures(keys, message, signatures)
         entry = None
         if usable is not None:
+            if claimed is None:
+                claimed = _Claimed(payload)  # parsed only now that a signature verified over it
             try:
-                entry = _new_entry(payload, usable, payload_type, self._skew_us)
-            except Exception:  # DecodeError, missing fields, or anything else a hostile payload provokes
+                entry = _new_entry(claimed, usable, payload_type, self._skew_us)
+            except ValueError:  # claims that do not parse, or without a grant id or a time in range
                 verdict = _MALFORMED
         if entry is None:
             return self._failed(digest_key, keys, signatures, Verification(verdict, None, key_id)), None
         if digest_key is not None:
-            self._remember(entry, (digest_key,) if alias is None else (digest_key, alias))
+            self._remember(entry, digest_key, alias)
         result = self._judge(entry, keys, licensee_id, character_id, now, status, expected_type)
         assert result is not None  # the key was usable a moment ago, in the same ring
         return result, entry
@@ -503,28 +519,37 @@ class GrantVerifier:
                 self._failures.pop(self._failure_order.popleft(), None)
         return verification
 
-    def _remember(self, entry: _Entry, cache_keys: Iterable[object]) -> None:
+    def _remember(self, entry: _Entry, cache_key: object, alias: object = None) -> None:
+        """Remember ``entry`` under ``cache_key``, and under ``alias`` too unless it is None."""
         cache = self._cache
         if cache is None:
             return
         order = self._order
         with self._lock:
-            for cache_key in cache_keys:
-                if cache_key not in cache:
-                    order.append(cache_key)
-                cache[cache_key] = _Slot(entry)
-            budget = 2 * len(order) + 1  # every slot gets at most one second chance per round
-            while len(cache) > self._capacity and order:
-                oldest = order.popleft()
-                slot = cache.get(oldest)
-                if slot is None:
-                    continue
-                if slot.used and budget > 0:
-                    budget -= 1
-                    slot.used = False
-                    order.append(oldest)
-                else:
-                    del cache[oldest]
+            if cache_key not in cache:
+                order.append(cache_key)
+            cache[cache_key] = entry
+            if alias is not None:
+                if alias not in cache:
+                    order.append(alias)
+                cache[alias] = entry
+            if len(cache) > self._capacity:
+                self._evict(cache, order)
+
+    def _evict(self, cache: dict[object, _Entry], order: deque[object]) -> None:
+        """Evict down to the capacity (the lock held)."""
+        budget = 2 * len(order) + 1  # every key gets at most one second chance per round
+        while len(cache) > self._capacity and order:
+            oldest = order.popleft()
+            entry = cache.get(oldest)
+            if entry is None:
+                continue
+            if entry.used and budget > 0:
+                budget -= 1
+                entry.used = False
+                order.append(oldest)
+            else:
+                del cache[oldest]
 
 
 @cache

@@ -165,7 +165,7 @@ class OfflineAuthorizer(DecidesLocally):
         # set becomes too old; NEVER while there is no usable view.
         self._offline_until = NEVER
         # Held grants: character id -> grants, newest first.
-        self._held = HeldGrants()
+        self._held = HeldGrants(self._skew_us)
 
         self._lock = threading.Lock()  # held grants, lifecycle, the current watch
         self._changed = threading.Condition()  # notified when the view moves
