@@ -6,10 +6,11 @@ Kept apart from `charter.grants` for the module's size; private to it.
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
-from charter.envelope import PreparedEnvelope
+from charter.envelope import MAX_ENVELOPE_BYTES, MalformedEnvelope, PreparedEnvelope, _decode_json
 from charter.keyring import UsableKey
 from charter.v1.envelope_pb2 import Envelope
 from charter.v1.grant_pb2 import GrantClaims
@@ -126,20 +127,32 @@ class PreparedGrant(PreparedEnvelope):
     was made, and neither can be changed or replaced since. Until a signature verified, the
     claims are unverified (a holder may read them to index the grant, never to decide).
 
+    A verifier with a cache remembers what it found about a prepared grant on the grant itself
+    (`remembered`), not under its digest: a holder's grants are checked again only when its key
+    ring changes, and then without a look-up in a shared table, a lock or an eviction.
+
     Attributes:
         claimed: The payload parsed (`Claimed`).
+        remembered: (the verifier's token, its `Entry`) of the last verifier with a cache whose
+            signature check of this envelope succeeded; None before.
 
     Args:
         envelope: The envelope.
     """
 
-    __slots__ = ("claimed",)
+    __slots__ = ("claimed", "remembered")
 
     claimed: Claimed
+    remembered: tuple[object, Entry] | None
 
     def __init__(self, envelope: Envelope) -> None:
         super().__init__(envelope)
         object.__setattr__(self, "claimed", Claimed(self.payload))
+        object.__setattr__(self, "remembered", None)
+
+    def remember(self, token: object, entry: Entry) -> None:
+        """Keep a verifier's entry (``token`` names the verifier and its cache's generation)."""
+        object.__setattr__(self, "remembered", (token, entry))
 
 
 class Entry:
@@ -161,24 +174,74 @@ class Entry:
         "valid",
     )
 
+    claims: GrantClaims | None
+    key_id: str
+    public_key: bytes
+    payload_type: str
+    grant_id: str
+    licensee_id: str
+    character_id: str
+    issue_ns: int
+    not_before_limit: datetime
+    expire_limit: datetime
+    checked_key: UsableKey | None
+    used: bool
     # The verifier's answer when every check passes, shared; set by the verifier, which builds
     # the entry (`charter.grants.Verification` is defined there).
     valid: Verification
 
-    def __init__(self, claimed: Claimed, usable: UsableKey, payload_type: str, skew_us: int) -> None:
-        """The entry of verified claims; raises ValueError when they are not usable."""
+    @classmethod
+    def of(cls, claimed: Claimed, usable: UsableKey, payload_type: str, skew_us: int) -> Entry:
+        """The entry of verified claims; raises ValueError when they are not usable.
+
+        (Built without ``__init__``: one is made on every cold verification.)
+        """
         if not claimed.usable:
             raise ValueError("claims that do not parse, or without a grant id or a time in range")
-        self.claims = claimed.claims
-        self.key_id = usable.key.key_id
-        self.public_key = usable.raw
-        self.payload_type = payload_type
-        self.grant_id = claimed.grant_id
-        self.licensee_id = claimed.licensee_id
-        self.character_id = claimed.character_id
-        self.issue_ns = claimed.issue_ns
-        self.not_before_limit, self.expire_limit = claimed.limits(skew_us)
+        entry = _new(cls)
+        entry.claims = claimed.claims
+        entry.key_id = usable.key.key_id
+        entry.public_key = usable.raw
+        entry.payload_type = payload_type
+        entry.grant_id = claimed.grant_id
+        entry.licensee_id = claimed.licensee_id
+        entry.character_id = claimed.character_id
+        entry.issue_ns = claimed.issue_ns
+        entry.not_before_limit, entry.expire_limit = claimed.limits(skew_us)
         # The usable key the issue time was last found valid for; rechecked when the ring changes.
-        self.checked_key: UsableKey | None = None
+        entry.checked_key = None
         # Read since the cache last considered evicting it (second-chance eviction).
-        self.used = False
+        entry.used = False
+        return entry
+
+
+_new: Final = object.__new__
+
+
+def evict(cache: dict[object, Entry], order: deque[object], capacity: int) -> None:
+    """Evict a verifier's cache down to ``capacity`` keys, oldest first, second chance: an entry
+    read (under either of its keys) since it was last considered goes round once more. The
+    caller holds the cache's lock."""
+    budget = 2 * len(order) + 1  # every key gets at most one second chance per round
+    while len(cache) > capacity and order:
+        oldest = order.popleft()
+        entry = cache.get(oldest)
+        if entry is None:
+            continue
+        if entry.used and budget > 0:
+            budget -= 1
+            entry.used = False
+            order.append(oldest)
+        else:
+            del cache[oldest]
+
+
+def decode_text(envelope: str | bytes | bytearray | memoryview) -> tuple[str, bytes, list[tuple[str, bytes]]] | None:
+    """(payload type, payload, [(keyid, sig)]) of the JSON form; None if malformed."""
+    text = bytes(envelope) if isinstance(envelope, bytearray | memoryview) else envelope
+    try:
+        if isinstance(text, str) and len(text.encode("utf-8")) > MAX_ENVELOPE_BYTES:
+            return None
+        return _decode_json(text)
+    except (MalformedEnvelope, UnicodeEncodeError):
+        return None

@@ -37,7 +37,8 @@ repeated verification does no signature work and no parsing, but still checks th
 still in the ring and unrevoked (a key revoked since fails the grant), the time window, the
 licensee, the character and the status. It remembers failures as well, by the envelope's digest:
 an envelope that failed before fails again without any signature work, as long as the keys its
-signatures name are the same in the ring.
+signatures name are the same in the ring. A `PreparedGrant` (a held grant) is remembered on
+itself instead, for as long as it is kept, not in the bounded cache.
 
 Example:
     ```python
@@ -68,14 +69,14 @@ from typing import Final
 from charter._grant_entry import Claimed as _Claimed
 from charter._grant_entry import Entry as _Entry
 from charter._grant_entry import PreparedGrant
+from charter._grant_entry import decode_text as _decode_text
+from charter._grant_entry import evict as _evict
 from charter._slots import slot_setters
 from charter.envelope import (
     GRANT_PAYLOAD_TYPE,
     MAX_ENVELOPE_BYTES,
     MAX_SIGNATURES,
-    MalformedEnvelope,
     PreparedEnvelope,
-    _decode_json,
     _digest,
     pae,
 )
@@ -177,24 +178,18 @@ class Verification:
 
 
 _set_verdict, _set_claims, _set_key_id = slot_setters(Verification)
+_new: Final = object.__new__
 
 
 def _new_entry(claimed: _Claimed, usable: _UsableKey, payload_type: str, skew_us: int) -> _Entry:
     """An entry for verified, parsed payload bytes; raises ValueError when they are not usable claims."""
-    entry = _Entry(claimed, usable, payload_type, skew_us)
-    entry.valid = Verification(_VALID, entry.claims, entry.key_id)
+    entry = _Entry.of(claimed, usable, payload_type, skew_us)
+    valid = _new(Verification)  # (`Verification.__init__` written out: one per cold verification)
+    _set_verdict(valid, _VALID)
+    _set_claims(valid, entry.claims)
+    _set_key_id(valid, entry.key_id)
+    entry.valid = valid
     return entry
-
-
-def _decode_text(envelope: str | bytes | bytearray | memoryview) -> tuple[str, bytes, list[tuple[str, bytes]]] | None:
-    """(payload type, payload, [(keyid, sig)]) of the JSON form; None if malformed."""
-    text = bytes(envelope) if isinstance(envelope, bytearray | memoryview) else envelope
-    try:
-        if isinstance(text, str) and len(text.encode("utf-8")) > MAX_ENVELOPE_BYTES:
-            return None
-        return _decode_json(text)
-    except (MalformedEnvelope, UnicodeEncodeError):
-        return None
 
 
 def _malformed() -> Verification:
@@ -209,7 +204,8 @@ class GrantVerifier:
 
     Args:
         skew: The clock skew tolerated on the validity window and the key's activation time.
-        cache_size: How many verified envelopes to remember; 0 disables the cache.
+        cache_size: How many verified envelopes to remember (a `PreparedGrant` is remembered on
+            itself, besides); 0 disables the cache, and remembering on prepared grants.
 
     Raises:
         ValueError: ``skew`` or ``cache_size`` is negative.
@@ -233,6 +229,9 @@ class GrantVerifier:
         self._order: deque[object] = deque()
         self._capacity = 2 * cache_size
         self._lock = threading.Lock()
+        # Names this verifier's cache as it is now in what `PreparedGrant`s remember (a new one
+        # when the cache is cleared).
+        self._token = object()
         # Failures by digest: (the keys the signatures named, as the ring had them; the verdict).
         self._failures: dict[bytes, tuple[tuple[object, ...], Verification]] = {}
         self._failure_order: deque[bytes] = deque()
@@ -244,13 +243,15 @@ class GrantVerifier:
 
     @property
     def cache_size(self) -> int:
-        """How many verified envelopes the verifier remembers at most."""
+        """How many verified envelopes the verifier remembers at most (besides the `PreparedGrant`s
+        it verified, each remembered on itself); 0: none at all."""
         return self._cache_size
 
     def clear_cache(self) -> None:
         """Forget every remembered envelope, verified or failed."""
         if self._cache is not None:
             with self._lock:
+                self._token = object()
                 self._cache.clear()
                 self._order.clear()
                 self._failures.clear()
@@ -383,17 +384,29 @@ class GrantVerifier:
             raise ValueError("now must be timezone-aware")
         if envelope.size > MAX_ENVELOPE_BYTES:
             return _malformed(), None
-        # A prepared grant's claims were parsed from its own payload, the bytes its PAE was made
-        # of (both fixed when it was made): the same bytes the signature is checked over.
-        claimed = envelope.claimed if isinstance(envelope, PreparedGrant) else None
-        if claimed is not None and claimed.payload is not envelope.payload:
-            claimed = None  # (never: both are fixed; but only claims of those bytes are taken)
+        claimed = grant = None
+        if isinstance(envelope, PreparedGrant):
+            kept = envelope.remembered  # (see `PreparedGrant`: remembered on the grant, not by digest)
+            if kept is not None and kept[0] is self._token:
+                known = kept[1]
+                result = self._judge(known, keys, licensee_id, character_id, now, status, payload_type)
+                if result is not None:
+                    return result, (known.not_before_limit, known.expire_limit)
+            # Its claims were parsed from its own payload, the bytes its PAE was made of (both
+            # fixed when it was made): the very bytes the signature is checked over.
+            grant, claimed = envelope, envelope.claimed
+            if claimed.payload is not envelope.payload:
+                grant = claimed = None  # (never: both are fixed; but only claims of those bytes are taken)
         found = self._verify_afresh(
             envelope.payload_type, envelope.payload, envelope.signatures, envelope.message, envelope.digest, claimed,
-            None, True, keys, licensee_id, character_id, now, status, payload_type,
+            None, grant is None, keys, licensee_id, character_id, now, status, payload_type,
         )  # fmt: skip
         entry = found[1]
-        return found[0], None if entry is None else (entry.not_before_limit, entry.expire_limit)
+        if entry is None:
+            return found[0], None
+        if grant is not None and self._cache is not None:
+            grant.remember(self._token, entry)
+        return found[0], (entry.not_before_limit, entry.expire_limit)
 
     def _verify_afresh(
         self,
@@ -415,7 +428,8 @@ class GrantVerifier:
         """The full evaluation, with the entry judged (None when no signature verified).
 
         ``message`` and ``digest`` are the envelope's PAE and digest when known (None: computed
-        here); ``claimed`` is ``payload`` parsed (None: parsed here, once a signature verified);
+        here); ``claimed`` is ``payload`` parsed by a `PreparedGrant` (None: parsed here, once a
+        signature verified), which remembers the entry itself (so it is not remembered by digest);
         ``alias`` is the received form to remember the envelope under (None: digest only);
         ``lookup`` says whether a remembered envelope with the same digest may be used.
         """
@@ -424,6 +438,7 @@ class GrantVerifier:
         if payload_type != expected_type:
             return Verification(_WRONG_PAYLOAD_TYPE, None, ""), None
 
+        on_grant = claimed is not None
         if message is None:
             message = pae(payload_type, payload)
         cache = self._cache
@@ -453,7 +468,7 @@ class GrantVerifier:
                 verdict = _MALFORMED
         if entry is None:
             return self._failed(digest_key, keys, signatures, Verification(verdict, None, key_id)), None
-        if digest_key is not None:
+        if digest_key is not None and not on_grant:
             self._remember(entry, digest_key, alias)
         result = self._judge(entry, keys, licensee_id, character_id, now, status, expected_type)
         assert result is not None  # the key was usable a moment ago, in the same ring
@@ -534,22 +549,7 @@ class GrantVerifier:
                     order.append(alias)
                 cache[alias] = entry
             if len(cache) > self._capacity:
-                self._evict(cache, order)
-
-    def _evict(self, cache: dict[object, _Entry], order: deque[object]) -> None:
-        """Evict down to the capacity (the lock held)."""
-        budget = 2 * len(order) + 1  # every key gets at most one second chance per round
-        while len(cache) > self._capacity and order:
-            oldest = order.popleft()
-            entry = cache.get(oldest)
-            if entry is None:
-                continue
-            if entry.used and budget > 0:
-                budget -= 1
-                entry.used = False
-                order.append(oldest)
-            else:
-                del cache[oldest]
+                _evict(cache, order, self._capacity)
 
 
 @cache

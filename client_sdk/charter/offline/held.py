@@ -207,13 +207,20 @@ class CharacterGrants(tuple[Held, ...]):
     ) -> tuple[Checked, ...]:
         """The grants' `Checked` against ``ring``, verifying (with ``check``) those not yet
         checked against it; kept as `candidates`."""
-        found: list[Checked] = []
-        for grant in self:
+        if len(self) == 1:  # (the common case, written out: it is on every cold decision)
+            grant = self[0]
             checked = grant.checked
             if checked is None or checked.ring is not ring:
                 checked = check(grant, ring, now)
-            found.append(checked)
-        candidates = tuple(found)
+            candidates: tuple[Checked, ...] = (checked,)
+        else:
+            found: list[Checked] = []
+            for grant in self:
+                checked = grant.checked
+                if checked is None or checked.ring is not ring:
+                    checked = check(grant, ring, now)
+                found.append(checked)
+            candidates = tuple(found)
         self.candidates = candidates
         return candidates
 
