@@ -133,8 +133,8 @@ class PreparedGrant(PreparedEnvelope):
 
     Attributes:
         claimed: The payload parsed (`Claimed`).
-        remembered: (the verifier's token, its `Entry`) of the last verifier with a cache whose
-            signature check of this envelope succeeded; None before.
+        remembered: The `Entry` of the last verifier with a cache whose signature check of this
+            envelope succeeded (its ``owner`` names the verifier); None before.
 
     Args:
         envelope: The envelope.
@@ -143,16 +143,16 @@ class PreparedGrant(PreparedEnvelope):
     __slots__ = ("claimed", "remembered")
 
     claimed: Claimed
-    remembered: tuple[object, Entry] | None
+    remembered: Entry | None
 
     def __init__(self, envelope: Envelope) -> None:
         super().__init__(envelope)
         object.__setattr__(self, "claimed", Claimed(self.payload))
         object.__setattr__(self, "remembered", None)
 
-    def remember(self, token: object, entry: Entry) -> None:
-        """Keep a verifier's entry (``token`` names the verifier and its cache's generation)."""
-        object.__setattr__(self, "remembered", (token, entry))
+    def remember(self, entry: Entry) -> None:
+        """Keep a verifier's entry (its ``owner`` names the verifier and its cache's generation)."""
+        object.__setattr__(self, "remembered", entry)
 
 
 class Entry:
@@ -168,6 +168,7 @@ class Entry:
         "key_id",
         "licensee_id",
         "not_before_limit",
+        "owner",
         "payload_type",
         "public_key",
         "used",
@@ -186,6 +187,9 @@ class Entry:
     expire_limit: datetime
     checked_key: UsableKey | None
     used: bool
+    # The token of the verifier (and its cache's generation) that made it, for a
+    # `PreparedGrant` that remembers it; set by that verifier.
+    owner: object
     # The verifier's answer when every check passes, shared; set by the verifier, which builds
     # the entry (`charter.grants.Verification` is defined there).
     valid: Verification
@@ -212,6 +216,7 @@ class Entry:
         entry.checked_key = None
         # Read since the cache last considered evicting it (second-chance eviction).
         entry.used = False
+        entry.owner = None
         return entry
 
 

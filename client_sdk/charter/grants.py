@@ -386,9 +386,8 @@ class GrantVerifier:
             return _malformed(), None
         claimed = grant = None
         if isinstance(envelope, PreparedGrant):
-            kept = envelope.remembered  # (see `PreparedGrant`: remembered on the grant, not by digest)
-            if kept is not None and kept[0] is self._token:
-                known = kept[1]
+            known = envelope.remembered  # (see `PreparedGrant`: remembered on the grant, not by digest)
+            if known is not None and known.owner is self._token:
                 result = self._judge(known, keys, licensee_id, character_id, now, status, payload_type)
                 if result is not None:
                     return result, (known.not_before_limit, known.expire_limit)
@@ -405,7 +404,8 @@ class GrantVerifier:
         if entry is None:
             return found[0], None
         if grant is not None and self._cache is not None:
-            grant.remember(self._token, entry)
+            entry.owner = self._token
+            grant.remember(entry)
         return found[0], (entry.not_before_limit, entry.expire_limit)
 
     def _verify_afresh(

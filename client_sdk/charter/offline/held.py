@@ -168,14 +168,17 @@ class Held:
 
     def __init__(self, prepared: PreparedGrant, claims: grant_pb2.GrantClaims, skew_us: int = 0) -> None:
         self.prepared = prepared
-        self.character_id = claims.character_id
-        self.issued = (claims.issue_time.seconds, claims.issue_time.nanos)
         self.checked: Checked | None = None
         self.granted: Granted | None = None
         claimed = prepared.claimed
         if claimed.usable:  # (claims a verifier cannot accept are never VERIFIED)
+            self.character_id = claimed.character_id
+            self.issued = divmod(claimed.issue_ns, 1_000_000_000)  # (seconds, nanos), read once
             self.granted = Granted(self.character_id, claims)
             claimed.limits(skew_us)  # the window as the authorizer's verifier will judge it, kept
+        else:
+            self.character_id = claims.character_id
+            self.issued = (claims.issue_time.seconds, claims.issue_time.nanos)
         self._envelope: Envelope | None = None
 
     @property
