@@ -16,7 +16,9 @@ A grant is a DSSE envelope (`charter.envelope`) whose payload is a serialized
    pre-authentication encoding of the payload bytes exactly as received (a signature that is
    not 64 bytes never verifies);
 6. ``MALFORMED``: the signed payload does not parse as ``GrantClaims``, or lacks the grant id
-   or one of its times (parsing happens only after a signature verified);
+   or one of its times (parsing happens only after a signature verified; a `PreparedGrant`
+   was parsed when it was made, and its claims are used only once a signature verified over
+   the PAE of those very payload bytes);
 7. ``KEY_NOT_VALID_AT_ISSUE``: the claimed issue time is before the key's activation (minus the
    clock skew) or after its retirement;
 8. ``NOT_YET_VALID``: ``now < not_before - skew``;
@@ -35,7 +37,8 @@ repeated verification does no signature work and no parsing, but still checks th
 still in the ring and unrevoked (a key revoked since fails the grant), the time window, the
 licensee, the character and the status. It remembers failures as well, by the envelope's digest:
 an envelope that failed before fails again without any signature work, as long as the keys its
-signatures name are the same in the ring.
+signatures name are the same in the ring. A `PreparedGrant` (a held grant) is remembered on
+itself instead, for as long as it is kept, not in the bounded cache.
 
 Example:
     ```python
@@ -58,21 +61,22 @@ import dataclasses
 import enum
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Final
 
+from charter._grant_entry import Claimed as _Claimed
 from charter._grant_entry import Entry as _Entry
-from charter._grant_entry import Slot as _Slot
+from charter._grant_entry import PreparedGrant
+from charter._grant_entry import decode_text as _decode_text
+from charter._grant_entry import evict as _evict
 from charter._slots import slot_setters
 from charter.envelope import (
     GRANT_PAYLOAD_TYPE,
     MAX_ENVELOPE_BYTES,
     MAX_SIGNATURES,
-    MalformedEnvelope,
     PreparedEnvelope,
-    _decode_json,
     _digest,
     pae,
 )
@@ -94,6 +98,7 @@ __all__ = [
     "GrantVerifier",
     "KeyRing",
     "KeyState",
+    "PreparedGrant",
     "PublicKey",
     "Verification",
     "verify_grant",
@@ -173,24 +178,18 @@ class Verification:
 
 
 _set_verdict, _set_claims, _set_key_id = slot_setters(Verification)
+_new: Final = object.__new__
 
 
-def _new_entry(payload: bytes, usable: _UsableKey, payload_type: str, skew_us: int) -> _Entry:
-    """An entry for verified payload bytes; raises (anything) when they are not usable claims."""
-    entry = _Entry(payload, usable, payload_type, skew_us)
-    entry.valid = Verification(_VALID, entry.claims, entry.key_id)
+def _new_entry(claimed: _Claimed, usable: _UsableKey, payload_type: str, skew_us: int) -> _Entry:
+    """An entry for verified, parsed payload bytes; raises ValueError when they are not usable claims."""
+    entry = _Entry.of(claimed, usable, payload_type, skew_us)
+    valid = _new(Verification)  # (`Verification.__init__` written out: one per cold verification)
+    _set_verdict(valid, _VALID)
+    _set_claims(valid, entry.claims)
+    _set_key_id(valid, entry.key_id)
+    entry.valid = valid
     return entry
-
-
-def _decode_text(envelope: str | bytes | bytearray | memoryview) -> tuple[str, bytes, list[tuple[str, bytes]]] | None:
-    """(payload type, payload, [(keyid, sig)]) of the JSON form; None if malformed."""
-    text = bytes(envelope) if isinstance(envelope, bytearray | memoryview) else envelope
-    try:
-        if isinstance(text, str) and len(text.encode("utf-8")) > MAX_ENVELOPE_BYTES:
-            return None
-        return _decode_json(text)
-    except (MalformedEnvelope, UnicodeEncodeError):
-        return None
 
 
 def _malformed() -> Verification:
@@ -205,7 +204,8 @@ class GrantVerifier:
 
     Args:
         skew: The clock skew tolerated on the validity window and the key's activation time.
-        cache_size: How many verified envelopes to remember; 0 disables the cache.
+        cache_size: How many verified envelopes to remember (a `PreparedGrant` is remembered on
+            itself, besides); 0 disables the cache, and remembering on prepared grants.
 
     Raises:
         ValueError: ``skew`` or ``cache_size`` is negative.
@@ -220,14 +220,18 @@ class GrantVerifier:
         self._skew_us = skew // _ONE_MICROSECOND
         self._skew_ns = self._skew_us * 1000
         self._cache_size = cache_size
-        # Key → slot. A remembered envelope has up to two keys: ("digest", its digest) and its
+        # Key → entry. A remembered envelope has up to two keys: ("digest", its digest) and its
         # received form (the serialized Envelope, the JSON str, or ("json", JSON bytes)). Reads
         # are single dict lookups without the lock; inserts and evictions take it. Eviction is
-        # second-chance: a slot read since it was last considered goes round once more.
-        self._cache: dict[object, _Slot] | None = {} if cache_size else None
+        # second-chance: an entry read (under either key) since it was last considered goes
+        # round once more.
+        self._cache: dict[object, _Entry] | None = {} if cache_size else None
         self._order: deque[object] = deque()
         self._capacity = 2 * cache_size
         self._lock = threading.Lock()
+        # Names this verifier's cache as it is now in what `PreparedGrant`s remember (a new one
+        # when the cache is cleared).
+        self._token = object()
         # Failures by digest: (the keys the signatures named, as the ring had them; the verdict).
         self._failures: dict[bytes, tuple[tuple[object, ...], Verification]] = {}
         self._failure_order: deque[bytes] = deque()
@@ -239,13 +243,15 @@ class GrantVerifier:
 
     @property
     def cache_size(self) -> int:
-        """How many verified envelopes the verifier remembers at most."""
+        """How many verified envelopes the verifier remembers at most (besides the `PreparedGrant`s
+        it verified, each remembered on itself); 0: none at all."""
         return self._cache_size
 
     def clear_cache(self) -> None:
         """Forget every remembered envelope, verified or failed."""
         if self._cache is not None:
             with self._lock:
+                self._token = object()
                 self._cache.clear()
                 self._order.clear()
                 self._failures.clear()
@@ -318,11 +324,11 @@ class GrantVerifier:
         if cache is None or size > _ALIAS_LIMIT:
             form, lookup = None, True
         else:
-            slot = cache.get(form)
+            remembered = cache.get(form)
             lookup = True
-            if slot is not None:
-                slot.used = True
-                result = self._judge(slot.entry, keys, licensee_id, character_id, now, status, payload_type)
+            if remembered is not None:
+                remembered.used = True
+                result = self._judge(remembered, keys, licensee_id, character_id, now, status, payload_type)
                 if result is not None:
                     return result
                 lookup = False  # the key that verified is no longer usable: decide afresh, without the cache
@@ -334,8 +340,8 @@ class GrantVerifier:
             parts = _decode_text(envelope) or ("", b"", [])
         received_type, payload, signatures = parts
         found = self._verify_afresh(
-            received_type, payload, signatures, None, None, form, lookup, keys, licensee_id, character_id, now, status,
-            payload_type,
+            received_type, payload, signatures, None, None, None, form, lookup, keys, licensee_id, character_id, now,
+            status, payload_type,
         )  # fmt: skip
         return found[0]
 
@@ -352,7 +358,9 @@ class GrantVerifier:
     ) -> tuple[Verification, tuple[datetime, datetime] | None]:
         """`verify` a prepared envelope, and say which validity window the verdict was judged on.
 
-        The envelope is found in the cache by its digest; its PAE is the one prepared.
+        The envelope is found in the cache by its digest; its PAE is the one prepared. The claims
+        of a `PreparedGrant` are the ones it parsed from its payload (once a signature verified
+        over the PAE of that payload), not parsed again.
 
         Args:
             envelope: The prepared envelope.
@@ -376,12 +384,29 @@ class GrantVerifier:
             raise ValueError("now must be timezone-aware")
         if envelope.size > MAX_ENVELOPE_BYTES:
             return _malformed(), None
+        claimed = grant = None
+        if isinstance(envelope, PreparedGrant):
+            known = envelope.remembered  # (see `PreparedGrant`: remembered on the grant, not by digest)
+            if known is not None and known.owner is self._token:
+                result = self._judge(known, keys, licensee_id, character_id, now, status, payload_type)
+                if result is not None:
+                    return result, (known.not_before_limit, known.expire_limit)
+            # Its claims were parsed from its own payload, the bytes its PAE was made of (both
+            # fixed when it was made): the very bytes the signature is checked over.
+            grant, claimed = envelope, envelope.claimed
+            if claimed.payload is not envelope.payload:
+                grant = claimed = None  # (never: both are fixed; but only claims of those bytes are taken)
         found = self._verify_afresh(
-            envelope.payload_type, envelope.payload, envelope.signatures, envelope.message, envelope.digest, None,
-            True, keys, licensee_id, character_id, now, status, payload_type,
+            envelope.payload_type, envelope.payload, envelope.signatures, envelope.message, envelope.digest, claimed,
+            None, grant is None, keys, licensee_id, character_id, now, status, payload_type,
         )  # fmt: skip
         entry = found[1]
-        return found[0], None if entry is None else (entry.not_before_limit, entry.expire_limit)
+        if entry is None:
+            return found[0], None
+        if grant is not None and self._cache is not None:
+            entry.owner = self._token
+            grant.remember(entry)
+        return found[0], (entry.not_before_limit, entry.expire_limit)
 
     def _verify_afresh(
         self,
@@ -390,6 +415,7 @@ class GrantVerifier:
         signatures: Sequence[tuple[str, bytes]],
         message: bytes | None,
         digest: bytes | None,
+        claimed: _Claimed | None,
         alias: object,
         lookup: bool,
         keys: KeyRing,
@@ -402,7 +428,9 @@ class GrantVerifier:
         """The full evaluation, with the entry judged (None when no signature verified).
 
         ``message`` and ``digest`` are the envelope's PAE and digest when known (None: computed
-        here); ``alias`` is the received form to remember the envelope under (None: digest only);
+        here); ``claimed`` is ``payload`` parsed by a `PreparedGrant` (None: parsed here, once a
+        signature verified), which remembers the entry itself (so it is not remembered by digest);
+        ``alias`` is the received form to remember the envelope under (None: digest only);
         ``lookup`` says whether a remembered envelope with the same digest may be used.
         """
         if not signatures or len(signatures) > MAX_SIGNATURES:
@@ -410,20 +438,21 @@ class GrantVerifier:
         if payload_type != expected_type:
             return Verification(_WRONG_PAYLOAD_TYPE, None, ""), None
 
+        on_grant = claimed is not None
         if message is None:
             message = pae(payload_type, payload)
         cache = self._cache
         digest_key: tuple[str, bytes] | None = None
         if cache is not None:
             digest_key = ("digest", _digest(message, signatures) if digest is None else digest)
-            slot = cache.get(digest_key) if lookup else None
-            if slot is not None:
-                slot.used = True
-                result = self._judge(slot.entry, keys, licensee_id, character_id, now, status, expected_type)
+            remembered = cache.get(digest_key) if lookup else None
+            if remembered is not None:
+                remembered.used = True
+                result = self._judge(remembered, keys, licensee_id, character_id, now, status, expected_type)
                 if result is not None:
                     if alias is not None:  # the same content, received in another form
-                        self._remember(slot.entry, (alias,))
-                    return result, slot.entry
+                        self._remember(remembered, alias)
+                    return result, remembered
             failed = self._failures.get(digest_key[1])
             if failed is not None and failed[0] == _keys_named(keys, signatures):
                 return failed[1], None
@@ -431,14 +460,16 @@ class GrantVerifier:
         verdict, usable, key_id = _check_signatures(keys, message, signatures)
         entry = None
         if usable is not None:
+            if claimed is None:
+                claimed = _Claimed(payload)  # parsed only now that a signature verified over it
             try:
-                entry = _new_entry(payload, usable, payload_type, self._skew_us)
-            except Exception:  # DecodeError, missing fields, or anything else a hostile payload provokes
+                entry = _new_entry(claimed, usable, payload_type, self._skew_us)
+            except ValueError:  # claims that do not parse, or without a grant id or a time in range
                 verdict = _MALFORMED
         if entry is None:
             return self._failed(digest_key, keys, signatures, Verification(verdict, None, key_id)), None
-        if digest_key is not None:
-            self._remember(entry, (digest_key,) if alias is None else (digest_key, alias))
+        if digest_key is not None and not on_grant:
+            self._remember(entry, digest_key, alias)
         result = self._judge(entry, keys, licensee_id, character_id, now, status, expected_type)
         assert result is not None  # the key was usable a moment ago, in the same ring
         return result, entry
@@ -503,28 +534,22 @@ class GrantVerifier:
                 self._failures.pop(self._failure_order.popleft(), None)
         return verification
 
-    def _remember(self, entry: _Entry, cache_keys: Iterable[object]) -> None:
+    def _remember(self, entry: _Entry, cache_key: object, alias: object = None) -> None:
+        """Remember ``entry`` under ``cache_key``, and under ``alias`` too unless it is None."""
         cache = self._cache
         if cache is None:
             return
         order = self._order
         with self._lock:
-            for cache_key in cache_keys:
-                if cache_key not in cache:
-                    order.append(cache_key)
-                cache[cache_key] = _Slot(entry)
-            budget = 2 * len(order) + 1  # every slot gets at most one second chance per round
-            while len(cache) > self._capacity and order:
-                oldest = order.popleft()
-                slot = cache.get(oldest)
-                if slot is None:
-                    continue
-                if slot.used and budget > 0:
-                    budget -= 1
-                    slot.used = False
-                    order.append(oldest)
-                else:
-                    del cache[oldest]
+            if cache_key not in cache:
+                order.append(cache_key)
+            cache[cache_key] = entry
+            if alias is not None:
+                if alias not in cache:
+                    order.append(alias)
+                cache[alias] = entry
+            if len(cache) > self._capacity:
+                _evict(cache, order, self._capacity)
 
 
 @cache

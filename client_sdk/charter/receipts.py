@@ -48,8 +48,9 @@ import dataclasses
 from typing import Final
 
 from charter._grant_entry import _MAX_SECONDS, _MIN_SECONDS, _NANOS_PER_SECOND
+from charter._grant_entry import decode_text as _decode_text
 from charter.envelope import MAX_ENVELOPE_BYTES, MAX_SIGNATURES, RECEIPT_PAYLOAD_TYPE, pae
-from charter.grants import KeyRing, _decode_text
+from charter.grants import KeyRing
 from charter.keyring import check_signatures as _check_signatures
 from charter.v1 import grant_pb2
 from charter.v1.decision_pb2 import DecisionReceipt

@@ -73,8 +73,9 @@ class OfflineAuthorizer(DecidesLocally):
         max_backoff: The longest delay between two attempts to reconnect.
         idle_timeout: A revocation stream that delivers nothing (no event, no heartbeat) for
             this long is dropped and reopened. Keep it above the server's heartbeat interval.
-        cache_size: How many verified envelopes the verifier remembers by digest (so that a new
-            key ring re-checks held grants without signature work); 0 disables that cache.
+        cache_size: Not 0: the verifier remembers what it found about each held grant, on the
+            grant (so that a new key ring re-checks held grants without signature work), and
+            about up to this many other envelopes by digest; 0: nothing is remembered.
         signer: A licensee key (`charter.decision_records.DecisionRecordSigner`, its key
             registered with ``OfflineService/RegisterLicenseeKey``) that signs a decision record
             for every character decided offline (`Decision.decision_records`), so that a
@@ -172,7 +173,7 @@ class OfflineAuthorizer(DecidesLocally):
         # set becomes too old; NEVER while there is no usable view.
         self._offline_until = NEVER
         # Held grants: character id -> grants, newest first.
-        self._held = HeldGrants()
+        self._held = HeldGrants(self._skew_us)
 
         self._lock = threading.Lock()  # held grants, lifecycle, the current watch
         self._changed = threading.Condition()  # notified when the view moves

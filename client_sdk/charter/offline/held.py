@@ -10,8 +10,8 @@ from typing import Final
 
 from charter.decide import Integrity, integrity_of
 from charter.decisions import CharacterDecision
-from charter.envelope import GRANT_PAYLOAD_TYPE, PreparedEnvelope, from_json
-from charter.grants import GrantVerifier, KeyRing
+from charter.envelope import GRANT_PAYLOAD_TYPE, from_json
+from charter.grants import GrantVerifier, KeyRing, PreparedGrant
 from charter.terms import CompiledTerms, DenyReason
 from charter.terms_sharing import compiled
 from charter.v1 import grant_pb2
@@ -71,11 +71,8 @@ class Checked:
         self.quota = False
         self.allow: CharacterDecision | None = None
         if claims is not None and integrity is Integrity.VERIFIED:
-            # Shared by content: a licensee's grants under one rights holder's standard terms.
-            terms = compiled(claims.terms)
-            self.terms = terms
-            # Quotas and a grant's cap are counted by the server alone.
-            self.quota = terms.daily_quota is not None or terms.monthly_quota is not None or claims.HasField("max_uses")
+            granted = Granted(character_id, claims)
+            self.terms, self.quota, self.allow = granted.terms, granted.quota, granted.allow
             if window is not None:  # the verifier's, as it judged the grant
                 self.not_before, self.expire_time = window
             else:
@@ -83,19 +80,6 @@ class Checked:
                 not_before, expire = claims.not_before, claims.expire_time
                 self.not_before = _limit(not_before.seconds, -(-not_before.nanos // 1000) - skew_us)
                 self.expire_time = _limit(expire.seconds, expire.nanos // 1000 + skew_us)
-            # By position (a keyword call of a class builds a dict): character, allowed, reasons,
-            # grant, terms version, obligations, rights holder.
-            self.allow = CharacterDecision(
-                character_id, True, (), self.grant_id, self.terms_version, terms.obligations, self.rights_holder_id
-            )
-
-    def for_ring(self, ring: KeyRing) -> Checked:
-        """The same outcome, found valid again against another ring (nothing recompiled)."""
-        moved = Checked.__new__(Checked)
-        for name in Checked.__slots__:
-            setattr(moved, name, getattr(self, name))
-        moved.ring = ring
-        return moved
 
     def denial(self, reasons: tuple[DenyReason, ...]) -> CharacterDecision:
         """The (shared) denial of this grant's character with ``reasons``."""
@@ -117,6 +101,54 @@ class Checked:
         return found
 
 
+class Granted:
+    """What a held grant's claims give it once its signature verified: its compiled terms, whether
+    the server counts its uses, and its allowing decision.
+
+    Worked out from the claims parsed when the grant is added (`parse`), so that its first
+    decision does not; trusted only by `check`, once the verifier found a signature over the PAE
+    of those very payload bytes (`charter.grants.PreparedGrant`) and every check of its own
+    passed, and then only for the ring it was checked against.
+    """
+
+    __slots__ = ("allow", "character_id", "grant_id", "quota", "rights_holder_id", "terms", "terms_version")
+
+    def __init__(self, character_id: str, claims: grant_pb2.GrantClaims) -> None:
+        self.character_id = character_id
+        self.grant_id = claims.grant_id
+        self.terms_version = claims.terms_version
+        self.rights_holder_id = claims.rights_holder_id
+        # Shared by content: a licensee's grants under one rights holder's standard terms.
+        terms = compiled(claims.terms)
+        self.terms = terms
+        # Quotas and a grant's cap are counted by the server alone.
+        self.quota = terms.daily_quota is not None or terms.monthly_quota is not None or claims.HasField("max_uses")
+        # By position (a keyword call of a class builds a dict): character, allowed, reasons,
+        # grant, terms version, obligations, rights holder.
+        self.allow = CharacterDecision(
+            character_id, True, (), self.grant_id, self.terms_version, terms.obligations, self.rights_holder_id
+        )
+
+    def checked(self, ring: KeyRing, window: tuple[datetime, datetime]) -> Checked:
+        """The grant as found verified against ``ring``, with the verifier's window."""
+        found = _new_checked(Checked)
+        found.ring = ring
+        found.character_id = self.character_id
+        found.integrity = _VERIFIED
+        found.grant_id = self.grant_id
+        found.terms_version = self.terms_version
+        found.rights_holder_id = self.rights_holder_id
+        found.denials = None
+        found.not_before, found.expire_time = window
+        found.terms = self.terms
+        found.quota = self.quota
+        found.allow = self.allow
+        return found
+
+
+_new_checked: Final = object.__new__
+
+
 def _limit(seconds: int, micros: int) -> datetime:
     try:
         return _EPOCH + timedelta(0, seconds, micros)
@@ -127,17 +159,26 @@ def _limit(seconds: int, micros: int) -> datetime:
 class Held:
     """A grant envelope the authorizer holds, indexed by the character its payload claims.
 
-    The claims are parsed before verification only to index and order the grants; nothing else
-    is trusted until the signature verified.
+    The claims are parsed once, when the grant is added, before verification: to index and order
+    the grants, and to work out what they would give (`Granted`); nothing of it is trusted until
+    a signature verified over the very bytes they were parsed from (`check`).
     """
 
-    __slots__ = ("_envelope", "character_id", "checked", "issued", "prepared")
+    __slots__ = ("_envelope", "character_id", "checked", "granted", "issued", "prepared")
 
-    def __init__(self, prepared: PreparedEnvelope, claims: grant_pb2.GrantClaims) -> None:
+    def __init__(self, prepared: PreparedGrant, claims: grant_pb2.GrantClaims, skew_us: int = 0) -> None:
         self.prepared = prepared
-        self.character_id = claims.character_id
-        self.issued = (claims.issue_time.seconds, claims.issue_time.nanos)
         self.checked: Checked | None = None
+        self.granted: Granted | None = None
+        claimed = prepared.claimed
+        if claimed.usable:  # (claims a verifier cannot accept are never VERIFIED)
+            self.character_id = claimed.character_id
+            self.issued = divmod(claimed.issue_ns, 1_000_000_000)  # (seconds, nanos), read once
+            self.granted = Granted(self.character_id, claims)
+            claimed.limits(skew_us)  # the window as the authorizer's verifier will judge it, kept
+        else:
+            self.character_id = claims.character_id
+            self.issued = (claims.issue_time.seconds, claims.issue_time.nanos)
         self._envelope: Envelope | None = None
 
     @property
@@ -169,13 +210,20 @@ class CharacterGrants(tuple[Held, ...]):
     ) -> tuple[Checked, ...]:
         """The grants' `Checked` against ``ring``, verifying (with ``check``) those not yet
         checked against it; kept as `candidates`."""
-        found: list[Checked] = []
-        for grant in self:
+        if len(self) == 1:  # (the common case, written out: it is on every cold decision)
+            grant = self[0]
             checked = grant.checked
             if checked is None or checked.ring is not ring:
                 checked = check(grant, ring, now)
-            found.append(checked)
-        candidates = tuple(found)
+            candidates: tuple[Checked, ...] = (checked,)
+        else:
+            found: list[Checked] = []
+            for grant in self:
+                checked = grant.checked
+                if checked is None or checked.ring is not ring:
+                    checked = check(grant, ring, now)
+                found.append(checked)
+            candidates = tuple(found)
         self.candidates = candidates
         return candidates
 
@@ -187,8 +235,9 @@ class HeldGrants:
     reference and needs no lock.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, skew_us: int = 0) -> None:
         self.by_character: dict[str, CharacterGrants] = {}
+        self._skew_us = skew_us
         self._digests: set[bytes] = set()
         self._lock = threading.Lock()
 
@@ -197,7 +246,7 @@ class HeldGrants:
 
     def add(self, grants: Iterable[Envelope | str]) -> int:
         """Hold more grants (see `charter.offline.OfflineAuthorizer.add_grants`); how many were new."""
-        parsed = [parse(grant) for grant in grants]
+        parsed = [parse(grant, self._skew_us) for grant in grants]
         with self._lock:
             held = {character_id: list(same) for character_id, same in self.by_character.items()}
             added = 0
@@ -215,8 +264,9 @@ class HeldGrants:
         return added
 
 
-def parse(grant: Envelope | str) -> tuple[bytes, Held]:
-    """A grant to hold, with its digest (to skip one held already).
+def parse(grant: Envelope | str, skew_us: int = 0) -> tuple[bytes, Held]:
+    """A grant to hold, with its digest (to skip one held already); ``skew_us`` is the skew of
+    the verifier that will check it.
 
     Raises:
         ValueError: Not a grant envelope (see `charter.offline.OfflineAuthorizer.add_grants`).
@@ -228,16 +278,15 @@ def parse(grant: Envelope | str) -> tuple[bytes, Held]:
         envelope = grant  # read once into immutable values: later changes to it are not seen
     else:
         raise TypeError("a grant is a charter.v1.Envelope or its DSSE JSON text")
-    prepared = PreparedEnvelope(envelope)
+    prepared = PreparedGrant(envelope)  # the payload parsed once, here (its claims unverified)
     if prepared.payload_type != GRANT_PAYLOAD_TYPE:
         raise ValueError(f"not a grant envelope: payload type {prepared.payload_type!r}")
     if not prepared.signatures:
         raise ValueError("a grant envelope needs at least one signature")
-    try:
-        claims = grant_pb2.GrantClaims.FromString(prepared.payload)
-    except Exception as error:  # DecodeError, or anything a hostile payload provokes
-        raise ValueError("the grant's payload is not GrantClaims") from error
-    return prepared.digest, Held(prepared, claims)
+    claims = prepared.claimed.claims
+    if claims is None:  # DecodeError, or anything a hostile payload provokes
+        raise ValueError("the grant's payload is not GrantClaims")
+    return prepared.digest, Held(prepared, claims, skew_us)
 
 
 def check(
@@ -255,11 +304,13 @@ def check(
     else:
         integrity = integrity_of(result, licensee_id=licensee_id, character_id=grant.character_id)
     if integrity is _VERIFIED:
-        assert claims is not None
-        previous = grant.checked
-        if previous is not None and previous.terms is not None and previous.grant_id == claims.grant_id:
-            checked = previous.for_ring(ring)  # a new key ring: the same envelope, the same claims
-        else:
+        assert claims is not None and window is not None
+        granted = grant.granted
+        if granted is not None and claims is grant.prepared.claimed.claims:
+            # The verifier took the claims parsed when the grant was added, once the signature
+            # verified over the PAE of those very bytes: what they give was worked out then.
+            checked = granted.checked(ring, window)
+        else:  # claims it remembered from another form of the same envelope (the same digest)
             checked = Checked(ring, grant.character_id, claims, _VERIFIED, skew_us, window)  # (by position)
     elif integrity is Integrity.UNKNOWN_KEY:
         checked = Checked(ring, grant.character_id, integrity=integrity)
