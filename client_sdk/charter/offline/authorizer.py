@@ -146,7 +146,6 @@ class OfflineAuthorizer(DecidesLocally):
         seconds_of(lease_ttl, "lease_ttl")
         if type(lease_uses) is not int or not 1 <= lease_uses <= MAX_LEASE_USES:
             raise ValueError(f"lease_uses must be an int from 1 to {MAX_LEASE_USES}")
-        pinned = None if pinned_keys is None else pin_keys(pinned_keys)
         self._client = client
         self._signer = signer
         self._fetch_bundle = fetch_bundle
@@ -166,7 +165,7 @@ class OfflineAuthorizer(DecidesLocally):
 
         # Who decides: the licensee (set by start()), its key set and platform (the refresher).
         self._licensee_id = ""
-        self._key_set = LicenseeKeys(self._clock, pinned)
+        self._key_set = LicenseeKeys(self._clock, None if pinned_keys is None else pin_keys(pinned_keys))
         # The revocation view (written by the watcher only).
         self._view = RevocationView(self._clock)
         # The one comparison a decision makes: the earliest time at which the view or the key
