@@ -15,7 +15,6 @@ from typing import Any
 
 import nacl.signing
 import pytest
-from charter import _grant_entry
 from charter.envelope import (
     GRANT_PAYLOAD_TYPE,
     MAX_ENVELOPE_BYTES,
@@ -153,35 +152,6 @@ def copy(env: Envelope) -> Envelope:
     result = Envelope()
     result.CopyFrom(env)
     return result
-
-
-@pytest.fixture
-def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every Ed25519 verification libsodium is asked for, recorded through nacl's VerifyKey."""
-    calls: list[bytes] = []
-    original = nacl.signing.VerifyKey.verify
-
-    def spy(self: nacl.signing.VerifyKey, smessage: bytes, signature: bytes | None = None, **kw: Any) -> bytes:
-        calls.append(smessage)
-        return original(self, smessage, signature, **kw)
-
-    monkeypatch.setattr(nacl.signing.VerifyKey, "verify", spy)
-    return calls
-
-
-@pytest.fixture
-def parses(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every payload the verifier parses as GrantClaims."""
-    calls: list[bytes] = []
-
-    class Spy:
-        @staticmethod
-        def FromString(data: bytes) -> g.GrantClaims:
-            calls.append(data)
-            return g.GrantClaims.FromString(data)
-
-    monkeypatch.setattr(_grant_entry, "GrantClaims", Spy)  # where the verifier parses
-    return calls
 
 
 # The good case ------------------------------------------------------------------------------------

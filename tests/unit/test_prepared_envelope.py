@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import nacl.signing
 import pytest
 from charter.envelope import MAX_ENVELOPE_BYTES, PreparedEnvelope, digest, pae
 from charter.grants import GrantVerifier
@@ -36,20 +35,6 @@ SIGNATURE_INVALID = g.GRANT_VERDICT_SIGNATURE_INVALID
 UNKNOWN_KEY = g.GRANT_VERDICT_UNKNOWN_KEY
 WRONG_CHARACTER = g.GRANT_VERDICT_WRONG_CHARACTER
 EXPIRED = g.GRANT_VERDICT_EXPIRED
-
-
-@pytest.fixture
-def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every Ed25519 verification asked of nacl's VerifyKey."""
-    calls: list[bytes] = []
-    original = nacl.signing.VerifyKey.verify
-
-    def spy(self: nacl.signing.VerifyKey, smessage: bytes, signature: bytes | None = None) -> bytes:
-        calls.append(smessage)
-        return original(self, smessage, signature)
-
-    monkeypatch.setattr(nacl.signing.VerifyKey, "verify", spy)
-    return calls
 
 
 def tampered(env: Envelope) -> Envelope:

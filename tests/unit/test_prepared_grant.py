@@ -7,14 +7,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import nacl.signing
 import pytest
-from charter import _grant_entry
 from charter._grant_entry import Claimed
 from charter.grants import GrantVerifier, KeyRing, KeyState, PreparedGrant, Verification
 from charter.offline.held import check as check_held
 from charter.offline.held import parse
-from charter.v1 import grant_pb2 as g
 from charter.v1.envelope_pb2 import Envelope
 
 from .test_grant_verifier import (
@@ -41,35 +38,6 @@ from .test_prepared_envelope import (
 from .test_prepared_envelope import tampered as flipped
 
 LATER = EXPIRE + timedelta(days=365)
-
-
-@pytest.fixture
-def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every Ed25519 verification asked of nacl's VerifyKey."""
-    calls: list[bytes] = []
-    original = nacl.signing.VerifyKey.verify
-
-    def spy(self: nacl.signing.VerifyKey, smessage: bytes, signature: bytes | None = None) -> bytes:
-        calls.append(smessage)
-        return original(self, smessage, signature)
-
-    monkeypatch.setattr(nacl.signing.VerifyKey, "verify", spy)
-    return calls
-
-
-@pytest.fixture
-def parses(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every payload parsed as GrantClaims where the verifier and `PreparedGrant` parse."""
-    calls: list[bytes] = []
-
-    class Spy:
-        @staticmethod
-        def FromString(data: bytes) -> g.GrantClaims:
-            calls.append(data)
-            return g.GrantClaims.FromString(data)
-
-    monkeypatch.setattr(_grant_entry, "GrantClaims", Spy)
-    return calls
 
 
 def verify(
