@@ -289,8 +289,10 @@ def stack_server(server: CharterServer) -> Iterator[str]:
 
 
 @contextmanager
-def charter_server(database_url: str, log_level: str) -> Iterator[CharterServer]:
-    """A running Charter server on a free loopback port (as ``_common.charter_server``, quieter)."""
+def charter_server(database_url: str, log_level: str, *, log_process: bool = True) -> Iterator[CharterServer]:
+    """A running Charter server on a free loopback port (as ``_common.charter_server``, quieter);
+    its transparency log in a process of its own, as ``charter-server serve`` runs it, unless
+    ``log_process`` is off."""
     settings = Settings(
         listen="127.0.0.1:0",
         database_url=database_url,
@@ -298,6 +300,7 @@ def charter_server(database_url: str, log_level: str) -> Iterator[CharterServer]
         log_format="json",
         log_level=log_level,
         shutdown_grace_seconds=1.0,
+        log_process=log_process,
     )
     server = build_server(settings)
     server.start()
@@ -487,6 +490,19 @@ def handler_time() -> tuple[float, float]:
     total = REGISTRY.get_sample_value("charter_rpc_seconds_sum", labels) or 0.0
     count = REGISTRY.get_sample_value("charter_rpc_seconds_count", labels) or 0.0
     return total, count
+
+
+def process_cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) of another process so far (0 when there is none, or off Linux)."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            stat = file.read()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def thread_cpu_seconds() -> dict[str, float]:

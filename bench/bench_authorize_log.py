@@ -9,10 +9,13 @@ off), the median of the per-round ratios, and the server's CPU time per call in 
 process's CPU time over the round, divided by the calls: steadier than throughput on a shared
 machine, and what the log costs per decision is the difference).
 
-It also prints the CPU time of the log's own threads (the sequencer and the receipt thread, from
-``/proc/self/task``) per call: what the log costs by itself, apart from what its threads cost the
-others (the GIL, the caches). After each "on" round the measurement waits for the sequencer to
-take the last receipts, so their work is not charged to the next "off" round.
+The server runs its log as ``charter-server serve`` does, in a process of its own
+(``charter_server.log_process``); ``--log-threads`` runs it on two threads of the server's process
+instead (``log_process`` off), as before that process existed. It also prints the CPU time of the
+log's own work (the log process, from ``/proc/PID/stat``; or the sequencer and the receipt thread,
+from ``/proc/self/task``) per call: what the log costs by itself, apart from what its threads cost
+the others (the GIL, the caches). After each "on" round the measurement waits for the log to
+confirm the last receipts, so their work is not charged to the next "off" round.
 
 The integration delay (target: p99 <= 1 s) is measured twice:
 
@@ -48,6 +51,7 @@ from bench_authorize import (
     charter_server,
     client_process,
     percentile,
+    process_cpu_seconds,
     thread_cpu_seconds,
 )
 from charter.v1 import authorization_service_pb2 as az
@@ -56,6 +60,8 @@ from charter.v1 import transparency_service_pb2 as ts
 from charter.v1 import transparency_service_pb2_grpc as ts_grpc
 from charter_server import logs
 from charter_server.app import CharterServer
+from charter_server.log_process import LogProcess
+from charter_server.services.transparency.receipts import ReceiptLog
 
 TARGET_RATIO = 0.95
 TARGET_DELAY_SECONDS = 1.0
@@ -103,16 +109,15 @@ def probe(
     return delays
 
 
-def logged_delays(server: CharterServer, deadline: Deadline) -> tuple[list[float], str]:
+def logged_delays(server: CharterServer, sink: ReceiptLog | LogProcess, deadline: Deadline) -> tuple[list[float], str]:
     """Seconds from each decision entry's ``event_time`` to its recorded integration time, for
     every decision entry in the log (at most 2 million), once the buffer and the pending entries
     are integrated (waiting at most 10 s); and, for the receipts that took over 1 s, how many and
     over how long their decisions were spread (one stall or delays all along the run)."""
-    services = server.services
     until = time.monotonic() + min(10.0, deadline.remaining())
     while time.monotonic() < until:
         with server.db.uow() as uow:
-            if not len(services.receipt_log) and not uow.log.has_pending():
+            if not sink.waiting() and not uow.log.has_pending():
                 break
         time.sleep(0.05)
     time.sleep(0.5)  # the batch under way
@@ -146,6 +151,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--probe-interval", type=float, default=0.1, help="seconds between probes (default 0.1)")
     parser.add_argument("--probe-seconds", type=float, default=15.0, help="length of the probe's round (default 15)")
     parser.add_argument("--time-limit", type=float, default=600.0, help="hard limit of the whole run in seconds")
+    parser.add_argument(
+        "--log-threads", action="store_true", help="the log on the server's threads, not in a process of its own"
+    )
     return parser.parse_args(argv)
 
 
@@ -154,25 +162,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     deadline = Deadline(args.time_limit)
     logs.configure(log_format="json", level="warning")
     print(
-        f"bench_authorize_log: {today()}, {args.rounds} rounds x 2 of {args.seconds:g} s, {args.threads} threads; "
+        f"bench_authorize_log: {today()}, {args.rounds} rounds x 2 of {args.seconds:g} s, {args.threads} threads, "
+        f"the log {'on threads of the server' if args.log_threads else 'in a process of its own'}; "
         f"{machine()}; {load_average()}",
         flush=True,
     )
     client = client_process()
     rates: dict[str, list[float]] = {"off": [], "on": []}
     cpu: dict[str, list[float]] = {"off": [], "on": []}  # server CPU seconds per call
-    log_cpu: dict[str, list[float]] = {"off": [], "on": []}  # the log's threads' CPU seconds per call
+    log_cpu: dict[str, list[float]] = {"off": [], "on": []}  # the log's CPU seconds per call
     probed: list[float] = []
     logged: list[float] = []
     late = ""
     try:
-        with fresh_database("sqlite") as url, charter_server(url, "warning") as server:
+        with (
+            fresh_database("sqlite") as url,
+            charter_server(url, "warning", log_process=not args.log_threads) as server,
+        ):
             world = build_world(server, 1)
             address = f"127.0.0.1:{server.port}"
             authorization = server.services.authorization
             # The service's own receipt log, detached for the "off" rounds (what logging costs).
             receipt_log = authorization._receipt_log
-            assert receipt_log is not None
+            assert isinstance(receipt_log, ReceiptLog | LogProcess)
 
             def measure(mode: str, record: bool, probing: bool = False) -> None:
                 deadline.check(f"measuring {mode}")
@@ -197,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if probing:
                     prober.start()
                 started, threads = time.process_time(), thread_cpu_seconds()
+                log_pid = receipt_log.pid if isinstance(receipt_log, LogProcess) else None
+                in_process = process_cpu_seconds(log_pid)
                 result = client.run(spec)
                 if mode == "on":
                     # The log's work for this round's last receipts is done in this round, not the next
@@ -207,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 used = time.process_time() - started
                 after = thread_cpu_seconds()
                 in_log = sum(after.get(name, 0.0) - threads.get(name, 0.0) for name in LOG_THREADS)
+                in_log += process_cpu_seconds(log_pid) - in_process
                 stop.set()
                 if prober.ident is not None:
                     prober.join(timeout=30)
@@ -225,14 +240,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     measure(mode, record=True)
                 print(
                     f"round {number + 1}: off {rates['off'][-1]:,.0f}/s ({cpu['off'][-1] * 1e6:.0f} us CPU per call), "
-                    f"on {rates['on'][-1]:,.0f}/s ({cpu['on'][-1] * 1e6:.0f} us, of which the log's threads "
+                    f"on {rates['on'][-1]:,.0f}/s ({cpu['on'][-1] * 1e6:.0f} us; the log's own "
                     f"{log_cpu['on'][-1] * 1e6:.0f}); {load_average()}",
                     flush=True,
                 )
             # The delay under the same load, in a round of its own: the probe's polling is load too.
             measure("on", record=False, probing=True)
             authorization._receipt_log = receipt_log
-            logged, late = logged_delays(server, deadline)
+            logged, late = logged_delays(server, receipt_log, deadline)
     except TimeLimitExceeded as error:
         print(f"bench_authorize_log: FAILED: {error}", file=sys.stderr)
         return 2
@@ -247,10 +262,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     line("authorize, log on", f"{on:,.0f}/s (median of {len(rates['on'])} rounds), {cpu_on * 1e6:.0f} us CPU/call")
     line("ratio on / off", f"{ratio:.3f} (target >= {TARGET_RATIO}); median of the per-round ratios {paired:.3f}")
     line("server CPU per call on / off", f"{cpu_on / cpu_off:.3f} (+{(cpu_on - cpu_off) * 1e6:.0f} us per decision)")
+    if not args.log_threads:
+        both = cpu_on + statistics.median(log_cpu["on"])
+        line(
+            "with the log process's CPU",
+            f"{both / cpu_off:.3f} (+{(both - cpu_off) * 1e6:.0f} us per decision, in either process)",
+        )
     line(
-        "the log's threads' CPU per call",
+        "the log's own CPU per call",
         f"on {statistics.median(log_cpu['on']) * 1e6:.0f} us, off {statistics.median(log_cpu['off']) * 1e6:.0f} us "
-        f"(median of the rounds; {', '.join(LOG_THREADS)}; 10 ms ticks)",
+        f"(median of the rounds; {'its threads' if args.log_threads else 'its process'}; 10 ms ticks)",
     )
     ok_delay = True
     for label, values in (("integration delay, logged", logged), ("integration delay, end to end", probed)):

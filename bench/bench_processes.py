@@ -9,7 +9,7 @@ The world is ``bench_authorize.py``'s, made in a fresh SQLite database before an
 Each configuration runs as a real ``charter-server serve`` process tree on a free loopback port.
 The load comes from a client process whose ``--threads`` threads each have a connection of their
 own (``SO_REUSEPORT`` spreads connections, not calls, over the processes). CPU time is read from
-``/proc`` for the server's processes (the supervisor and its children) before and after each
+``/proc`` for the server's processes (the supervisor, its children and their log processes) before and after each
 measurement, so Linux only.
 
     .venv/bin/python bench/bench_processes.py
@@ -103,8 +103,10 @@ def _client_main(conn: Connection) -> None:
 
 
 def _cpu_seconds(root: int) -> float:
-    """User + system CPU seconds of ``root`` and its children, from /proc."""
-    total = 0.0
+    """User + system CPU seconds of ``root`` and all its descendants (the servers of
+    ``--processes`` and each server's log process), from /proc."""
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -112,9 +114,16 @@ def _cpu_seconds(root: int) -> float:
             fields = (entry / "stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        pid, ppid = int(entry.name), int(fields[1])
-        if root in (pid, ppid):
-            total += (int(fields[11]) + int(fields[12])) / _TICKS
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        used[pid] = (int(fields[11]) + int(fields[12])) / _TICKS
+    total = 0.0
+    for pid, seconds in used.items():
+        ancestor = pid
+        while ancestor not in (root, 0, 1) and ancestor in parents:
+            ancestor = parents[ancestor]
+        if ancestor == root:
+            total += seconds
     return total
 
 

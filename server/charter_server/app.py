@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -48,6 +49,7 @@ from charter_server.config import Settings
 from charter_server.domain.clock import Clock, SystemClock
 from charter_server.domain.errors import DomainError
 from charter_server.domain.models import SigningKeyPurpose
+from charter_server.log_process import LogProcess
 from charter_server.services.access import AccessService, Authenticator
 from charter_server.services.authorization import AuthorizationService, AuthorizationView
 from charter_server.services.catalog import CatalogService
@@ -131,6 +133,7 @@ class Services:
     appender: LogAppender
     sequencer: Sequencer
     receipt_log: ReceiptLog
+    log_process: LogProcess | None
     log: TransparencyLog
     auditor: LogAuditor
     usage_series: UsageSeriesService
@@ -162,9 +165,15 @@ class CharterServer:
         """Start serving and report SERVING on the health service."""
         self.services.screen.start()
         self.services.view.start()
-        self.services.receipt_log.start()
-        self.services.sequencer.start()
-        self.services.auditor.start()
+        if self.services.log_process is not None:
+            # Built here, the first checkpoint left this process holding the lease: the log
+            # process's sequencer takes it at once.
+            self.services.sequencer.release()
+            self.services.log_process.start()
+        else:
+            self.services.receipt_log.start()
+            self.services.sequencer.start()
+            self.services.auditor.start()
         self.transport.start()
         if self.settings.metrics_listen:
             host, _, port = self.settings.metrics_listen.rpartition(":")
@@ -184,18 +193,31 @@ class CharterServer:
             return
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         log.info("server.stopping", grace_seconds=grace)
+        began = time.monotonic()
         self.transport.stop(grace)
         if self._metrics is not None:
             self._metrics.shutdown()
         self.services.screen.stop()
         self.services.view.stop()
-        self.services.auditor.stop()
-        # Receipts first: the sequencer's last batch then integrates them.
-        self.services.receipt_log.stop()
-        self.services.sequencer.stop()
+        if self.services.log_process is not None:
+            # What the drain left of the grace period (a little kept for the exit itself).
+            self.services.log_process.stop(timeout=max(0.2, grace - (time.monotonic() - began) - 0.2))
+        else:
+            self.services.auditor.stop()
+            # Receipts first: the sequencer's last batch then integrates them.
+            self.services.receipt_log.stop()
+            self.services.sequencer.stop()
         self.db.dispose()
         log.info("server.stopped", unfinished_calls=self.transport.unfinished)
         self._stopped.set()
+
+    def flush_log(self, timeout: float = 10.0) -> bool:
+        """Commit every receipt signed so far to the transparency log (integrated, or pending for
+        the sequencer of another replica); whether that was done within ``timeout`` seconds."""
+        if self.services.log_process is not None:
+            return self.services.log_process.settle(timeout)
+        self.services.receipt_log.flush()
+        return True
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the server has stopped, or ``timeout`` seconds; whether it has stopped."""
@@ -217,6 +239,8 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
     appender = LogAppender(clock)
     receipt_log = ReceiptLog(db, clock)
     health = LogHealth()
+    log_process = LogProcess(settings, health, receipt_log) if settings.log_process else None
+    receipts = receipt_log if log_process is None else log_process
     keys = KeyService(db, clock, kek, log_origin=settings.origin, log=appender)
     feed = RevocationFeed(db, clock, heartbeat_seconds=settings.revocation_heartbeat_seconds)
     # Committed changes announce themselves (storage.uow): the feed wakes its watchers first, then
@@ -255,7 +279,7 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
             grants.verifier,
             issuer=settings.issuer,
             log_origin=settings.origin,
-            receipt_log=receipt_log,
+            receipt_log=receipts,
         ),
         usage=UsageService(db, clock, keys, window=timedelta(days=settings.usage_window_days), log=appender),
         statements=StatementService(db, clock),
@@ -264,7 +288,8 @@ def build_services(settings: Settings, db: Database, clock: Clock) -> Services:
             db, keys, settings.origin, health, interval=settings.log_interval_seconds, receipts=receipt_log
         ),
         receipt_log=receipt_log,
-        log=TransparencyLog(db, health, is_buffered=receipt_log.is_buffered),
+        log_process=log_process,
+        log=TransparencyLog(db, health, is_buffered=receipts.is_buffered),
         auditor=LogAuditor(db, health, interval=settings.log_audit_interval_seconds),
         usage_series=UsageSeriesService(db),
         licensee_keys=licensee_keys,

@@ -95,6 +95,10 @@ def _settings(
     log_audit_interval_seconds: Annotated[
         float | None, _opt("log-audit-interval-seconds", "full transparency log audit, 0 off [3600]")
     ] = None,
+    log_process: Annotated[
+        bool | None,
+        _opt("log-process", "the transparency log in a process of its own [on]", "--log-process/--no-log-process"),
+    ] = None,
     lease_report_grace_seconds: Annotated[
         float | None,
         _opt("lease-report-grace-seconds", "records of an expired quota lease accepted for [600]"),

@@ -102,6 +102,10 @@ class Settings:
     log_audit_interval_seconds: float = 3600.0
     """How often the whole stored transparency log is recomputed from its entries and compared with
     its signed checkpoint (first a few seconds after start); 0 disables the audit."""
+    log_process: bool = True
+    """Run the transparency log (its sequencer, the receipts' entries, the audit) in a process of its
+    own beside each server process, so its work takes no time from the calls; off, it runs on
+    threads of the server process."""
 
     @property
     def origin(self) -> str:

@@ -53,8 +53,9 @@ def _reserve(settings: Settings) -> tuple[Settings, socket.socket | None]:
     return dataclasses.replace(settings, listen=f"{host}:{port}"), reserved
 
 
-def _child_environment(settings: Settings, metrics_dir: str | None) -> dict[str, str]:
-    """The children's environment: every setting as its ``CHARTER_*`` variable."""
+def child_environment(settings: Settings, metrics_dir: str | None = None) -> dict[str, str]:
+    """A child process's environment: every setting as its ``CHARTER_*`` variable (a server of
+    ``--processes``, a log process)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     for field in dataclasses.fields(Settings):
         value = getattr(settings, field.name)
@@ -106,7 +107,7 @@ class Supervisor:
         settings, reserved = _reserve(self._settings)
         metrics_dir = tempfile.mkdtemp(prefix="charter-metrics-") if settings.metrics_listen else None
         metrics = _start_metrics(settings, metrics_dir) if metrics_dir is not None else None
-        env = _child_environment(settings, metrics_dir)
+        env = child_environment(settings, metrics_dir)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         log.info("processes.started", listen=settings.listen, processes=self._count)

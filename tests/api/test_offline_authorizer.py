@@ -82,6 +82,9 @@ def _settings(database_url: str, *, listen: str = "127.0.0.1:0", heartbeat: floa
         shutdown_grace_seconds=1.0,
         revocation_heartbeat_seconds=heartbeat,
         authorization_lease_seconds=0.05,
+        # These servers over the session's database are started and stopped for their streams;
+        # the session's server runs its log in a process of its own (as in production).
+        log_process=False,
     )
 
 

@@ -71,7 +71,7 @@ def decided(api: Stubs, keys: Any, clock: Any, server: CharterServer) -> tuple[W
         *authorize(api, c_key, world.character_id),
     ]
     assert outcomes == [True] * 3 + [False] * 2 + [True] * 2 + [False] * 2
-    server.services.receipt_log.flush()  # what Authorize buffered is kept now
+    assert server.flush_log(60)  # what Authorize buffered is kept now
     return world, a, b
 
 

@@ -38,14 +38,15 @@ def cli_database(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def cli_live(cli_database: str, clock: Any) -> Iterator[Live]:
-    """The real server of this module's CLI tests."""
-    yield from serve(cli_database, clock)
+    """The real server of this module's CLI tests; its log on its own threads, which the tests
+    integrate at once (``test_audit_cli.append``) rather than wait for another process to."""
+    yield from serve(cli_database, clock, log_process=False)
 
 
 @pytest.fixture
 def own_live(tmp_path: Path, clock: Any) -> Iterator[Live]:
     """A real server over a database of this test alone."""
-    yield from serve(f"sqlite:///{tmp_path / 'charter.db'}", clock)
+    yield from serve(f"sqlite:///{tmp_path / 'charter.db'}", clock, log_process=False)
 
 
 @pytest.fixture(scope="module")

@@ -110,7 +110,7 @@ def test_a_witness_on_its_default_state_is_not_reset_by_a_log_that_takes_another
     witness run from cron without --state compares them with what it kept, not with nothing."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     database = f"sqlite:///{tmp_path / 'charter.db'}"
-    before = serve(database, clock)
+    before = serve(database, clock, log_process=False)
     live = next(before)
     try:
         append(live, 20)
@@ -118,7 +118,7 @@ def test_a_witness_on_its_default_state_is_not_reset_by_a_log_that_takes_another
         rewrite(live)
     finally:
         before.close()
-    after = serve(database, clock, listen=live.target, log_origin="rewritten.example/log")
+    after = serve(database, clock, listen=live.target, log_origin="rewritten.example/log", log_process=False)
     renamed = next(after)
     try:
         append(renamed, 5)

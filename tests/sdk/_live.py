@@ -61,7 +61,14 @@ def start(database_url: str, clock: Any, **settings: Any) -> CharterServer:
     """A started server over the database (with these `Settings` changed); the caller stops it."""
     # A short authorization lease: every revocation waits it out before returning.
     # A free port unless the test restarts a server where it was (``listen``).
-    options: dict[str, Any] = {"authorization_lease_seconds": 0.05, "listen": "127.0.0.1:0", **settings}
+    # The log on the server's threads unless asked for (each log process costs 1-3 s of CPU to
+    # start; tests/server/test_log_process.py and the session's server run it as in production).
+    options: dict[str, Any] = {
+        "authorization_lease_seconds": 0.05,
+        "listen": "127.0.0.1:0",
+        "log_process": False,
+        **settings,
+    }
     built = build_server(
         Settings(
             database_url=database_url,

@@ -173,9 +173,11 @@ class ServerProcess:
 def child_env() -> dict[str, str]:
     """The environment of a server child: no CHARTER_* setting leaks in; JSON logs; no preload of
     the screening analysers (1-4 s of CPU per process start that these tests of processes, drains
-    and kills never use; the preload has tests of its own)."""
+    and kills never use; the preload has tests of its own); the transparency log on the server's
+    threads, not in a process of its own (1-3 s of CPU more per start; `spawn_server` turns it on
+    where the tests are about stopping, killing and spreading server processes)."""
     kept = {k: v for k, v in os.environ.items() if not k.startswith("CHARTER_")}
-    return kept | {"CHARTER_LOG_FORMAT": "json", "CHARTER_PRELOAD": "false"}
+    return kept | {"CHARTER_LOG_FORMAT": "json", "CHARTER_PRELOAD": "false", "CHARTER_LOG_PROCESS": "false"}
 
 
 def run_cli_process(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -202,11 +204,12 @@ def spawn_server(
     options: tuple[str, ...] = (),
     serve_options: tuple[str, ...] = (),
     launcher: tuple[str, ...] = ("-m", "charter_server"),
+    log_process: bool = False,
 ) -> ServerProcess:
     """Start ``charter_server [options] serve --migrate [serve_options]`` on ``127.0.0.1:port`` (a
     free port by default), writing its output to ``log_path``; ``wait_serving`` waits until it
     answers. ``launcher``: how the interpreter runs the command (``_clocked_server.py`` moves
-    its clock)."""
+    its clock). ``log_process``: the transparency log in a process of its own, as in production."""
     port = free_port() if port is None else port
     command = [
         sys.executable,
@@ -221,7 +224,8 @@ def spawn_server(
         *serve_options,
     ]
     with log_path.open("wb") as log_file:
-        child = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=child_env())
+        env = child_env() | {"CHARTER_LOG_PROCESS": str(log_process).lower()}
+        child = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
     return ServerProcess(child, f"127.0.0.1:{port}", log_path)
 
 

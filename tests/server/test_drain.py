@@ -110,7 +110,10 @@ def _one_drain(database_url: str, log_path: Path, party: Party | None, admin: st
     """Start a server, load it, SIGTERM it. Without a party (a lane's first server), the party is
     made on this server first, through the SDK."""
     server = spawn_server(
-        database_url, log_path, options=("--shutdown-grace-seconds", str(GRACE_SECONDS), "--log-format", "json")
+        database_url,
+        log_path,
+        options=("--shutdown-grace-seconds", str(GRACE_SECONDS), "--log-format", "json"),
+        log_process=True,  # as in production: the drain ends with the log process's
     )
     try:
         wait_serving(server)

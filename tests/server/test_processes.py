@@ -42,7 +42,10 @@ def _wait_for(server: ServerProcess, event: str, count: int, timeout: float = 60
 @pytest.mark.slow
 def test_two_processes_serve_one_port_and_stop_together(tmp_path: Path) -> None:
     server = spawn_server(
-        f"sqlite:///{tmp_path / 'processes.db'}", tmp_path / "processes.log", serve_options=("--processes", "2")
+        f"sqlite:///{tmp_path / 'processes.db'}",
+        tmp_path / "processes.log",
+        serve_options=("--processes", "2"),
+        log_process=True,
     )
     try:
         started = _wait_for(server, "server.started", 2)

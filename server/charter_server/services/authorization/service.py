@@ -33,7 +33,7 @@ from charter_server.services.authorization.validation import validate
 from charter_server.services.authorization.view import AuthorizationView, Generation
 from charter_server.services.keys import KeyService
 from charter_server.services.screening import PromptScreen
-from charter_server.services.transparency.receipts import ReceiptLog
+from charter_server.services.transparency.receipts import ReceiptSink
 from charter_server.storage.database import Database, may_block
 
 _RECEIPT_PREFIX = f"{ids.PREFIXES['receipt']}_"
@@ -53,7 +53,7 @@ class AuthorizationService:
         *,
         issuer: str,
         log_origin: str = "",
-        receipt_log: ReceiptLog | None = None,
+        receipt_log: ReceiptSink | None = None,
     ) -> None:
         self._db = db
         self._receipt_log = receipt_log

@@ -28,10 +28,11 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Protocol
 
 import structlog
 from charter.v1 import decision_pb2
@@ -242,6 +243,14 @@ class Drain:
     committed: bool = False
 
 
+class ReceiptSink(Protocol):
+    """Where ``Authorize`` puts each receipt it signs: a `ReceiptLog`, or a server's
+    `charter_server.log_process.LogProcess`."""
+
+    def add(self, payload: bytes, actor_key_id: str) -> None:
+        """Log a signed receipt (its payload exactly as signed) soon; `StorageBusy` when behind."""
+
+
 class ReceiptLog:
     """The buffer of signed receipts and the thread that appends them to the log in batches."""
 
@@ -259,6 +268,8 @@ class ReceiptLog:
         self._thread: threading.Thread | None = None
         # Until when (monotonic) the local sequencer takes the buffer itself (`hand_over`).
         self._handed_until = -float("inf")
+        self.committed = 0
+        """How many receipts this buffer's transactions have committed (appended or integrated)."""
 
     def add(self, payload: bytes, actor_key_id: str) -> None:
         """Log a signed receipt (its payload exactly as signed) soon.
@@ -269,6 +280,28 @@ class ReceiptLog:
         if len(self._buffer) >= self._max:
             raise StorageBusy("the transparency log is behind; retry")
         self._buffer.append((payload, actor_key_id))
+
+    def accept(self, receipts: Sequence[tuple[bytes, str]], *, resent: bool = False) -> int:
+        """Buffer receipts (payload, actor key id) signed in another process; return how many.
+
+        ``resent`` receipts were handed over before to a process that stopped without saying
+        whether it logged them: those already in the log (pending or integrated) are left out, so
+        none is logged, nor its decision counted, twice.
+        """
+        taken = self.unlogged(receipts) if resent else receipts
+        self._buffer.extend(taken)
+        return len(taken)
+
+    def unlogged(self, receipts: Sequence[tuple[bytes, str]]) -> list[tuple[bytes, str]]:
+        """The receipts none of whose entries is in the log yet, pending or integrated."""
+        with self._db.uow() as uow:
+            # Pending first: an entry integrated between the two reads is then found the second time.
+            return [
+                (payload, actor)
+                for payload, actor in receipts
+                if not uow.log.is_pending(receipt_digest=(digest := hashlib.sha256(payload).digest()))
+                and not uow.log.entries_by_receipt(digest, 1)
+            ]
 
     def is_buffered(self, receipt_digest: bytes) -> bool:
         """Whether a receipt with this digest waits in the buffer (signed, not yet appended)."""
@@ -304,6 +337,7 @@ class ReceiptLog:
                 yield drain
             finally:
                 if drain.committed:
+                    self.committed += len(self._flushing)
                     self._flushing = []
 
     def flush(self) -> int:
@@ -322,6 +356,7 @@ class ReceiptLog:
                 uow.decisions.add(tallies)
                 uow.commit()
             count = len(self._flushing)
+            self.committed += count
             self._flushing = []
             return count
 

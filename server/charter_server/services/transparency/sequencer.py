@@ -18,7 +18,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import structlog
 from charter.transparency import Checkpoint, NoteSigner, root_hash, sign_checkpoint
@@ -46,13 +46,22 @@ class LogHealth:
     def __init__(self) -> None:
         self._problem: str | None = None
         self._lock = threading.Lock()
+        self._listeners: list[Callable[[str], None]] = []
+
+    def subscribe(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(problem)`` once, when the log is first found inconsistent (the server
+        and its log process tell each other)."""
+        self._listeners.append(listener)
 
     def fail(self, problem: str) -> None:
         """Record that the stored log does not match what was signed."""
         with self._lock:
-            if self._problem is None:
-                self._problem = problem
-                log.error("transparency_log.inconsistent", problem=problem)
+            if self._problem is not None:
+                return
+            self._problem = problem
+            log.error("transparency_log.inconsistent", problem=problem)
+        for listener in self._listeners:
+            listener(problem)
 
     @property
     def problem(self) -> str | None:
@@ -117,6 +126,11 @@ class Sequencer:
         self._wake.set()
         self._thread.join(timeout=10)
         self._thread = None
+        self.release()
+
+    def release(self) -> None:
+        """Release the lease if this replica holds it, so another sequencer takes over at once."""
+        self._renewed = -float("inf")
         try:
             with self._db.sequencer_uow() as uow:
                 uow.log.release_lease(self.holder)
