@@ -312,8 +312,9 @@ def allowing_by_position(
 
 
 # The allowing outcome of a candidate, kept while the same candidate allows with the same
-# (shared) evaluation: the offline authorizer decides again and again with the same candidates,
-# and building an outcome was the largest part of its warm decision. Keyed by the candidate's id;
+# (shared) evaluation: a caller deciding again and again with the same candidates does not build
+# an outcome each time (the offline authorizer now takes `allowing_by_position`'s grant and builds
+# none). Keyed by the candidate's id;
 # an entry holds its candidate, so while it is kept no other object has that id. Bounded: cleared
 # when full (the server's candidates are new per request and only pass through).
 _ALLOWED: dict[int, Outcome[Any]] = {}
