@@ -391,6 +391,7 @@ class CompiledTerms:
         "_platforms",
         "_quota_closed",
         "_ratings",
+        "_seldom",
         "_territory_allow",
         "_territory_deny",
         "_until",
@@ -459,6 +460,9 @@ class CompiledTerms:
         self.daily_quota = daily
         self.monthly_quota = monthly
         self._quota_closed = (daily is not None and daily <= 0) or (monthly is not None and monthly <= 0)
+        # Whether any of the terms that `_seldom_failures` checks restricts anything.
+        self._seldom = bool(self._categories or self._co_appearance or self._has_window or self._quota_closed)
+        self._seldom = self._seldom or self._licensees is not None
         fee = terms.per_use_fee
         # By position: a keyword call of a class builds a dict of the arguments.
         obligations = Obligations(
@@ -514,6 +518,7 @@ class CompiledTerms:
         other._until = self._until
         other._has_window = self._has_window
         other._quota_closed = self._quota_closed
+        other._seldom = self._seldom
         return other
 
     def evaluate(self, context: UseContext, *, quota_exhausted: bool = False) -> Evaluation:
@@ -527,13 +532,16 @@ class CompiledTerms:
             On allow, a shared `Evaluation` carrying the obligations; on deny, one naming every
             failed term in `DenyReason` order.
         """
+        return self.evaluate_by_position(context, quota_exhausted)
+
+    def evaluate_by_position(self, context: UseContext, quota_exhausted: bool = False) -> Evaluation:
+        """`evaluate` by position, for `charter.decide` (a call that leaves a keyword-only argument
+        to its default is not specialized by the interpreter, which looks the default up by name)."""
         failed = 0
         if context.use_type not in self._use_types:
             failed = _USE_TYPE
         if context.content_rating not in self._ratings:
             failed |= _RATING
-        if self._categories and not self._categories.isdisjoint(context.categories):
-            failed |= _CATEGORY
         if self._territory_allow is not None:
             if context.territory not in self._territory_allow:
                 failed |= _TERRITORY
@@ -541,6 +549,20 @@ class CompiledTerms:
             failed |= _TERRITORY
         if context.commercial and not self._commercial:
             failed |= _COMMERCIAL
+        if self._platforms is not None and context.platform not in self._platforms:
+            failed |= _PLATFORM
+        if self._seldom or quota_exhausted:
+            failed |= self._seldom_failures(context, quota_exhausted)
+        if failed:
+            return _DENIALS.get(failed) or _denial(failed)
+        return self._allowed
+
+    def _seldom_failures(self, context: UseContext, quota_exhausted: bool) -> int:
+        """The failed terms among those few terms restrict: apart, so that terms without them (the
+        usual) pass them with one test (evaluating is about a sixth of a warm offline decision)."""
+        failed = 0
+        if self._categories and not self._categories.isdisjoint(context.categories):
+            failed = _CATEGORY
         if self._co_appearance and not self._co_appearance.isdisjoint(context.co_characters):
             failed |= _CO_APPEARANCE
         if self._has_window:
@@ -551,13 +573,9 @@ class CompiledTerms:
                 failed |= _WINDOW
         if self._licensees is not None and context.licensee_id not in self._licensees:
             failed |= _LICENSEE
-        if self._platforms is not None and context.platform not in self._platforms:
-            failed |= _PLATFORM
         if quota_exhausted or self._quota_closed:
             failed |= _QUOTA
-        if failed:
-            return _DENIALS.get(failed) or _denial(failed)
-        return self._allowed
+        return failed
 
     def __repr__(self) -> str:
         return f"CompiledTerms(character_id={self.character_id!r}, version={self.version})"

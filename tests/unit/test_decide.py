@@ -14,6 +14,7 @@ from charter.decide import (
     CharacterState,
     Integrity,
     Outcome,
+    allowing_by_position,
     decide,
     grant_problem,
     integrity_of,
@@ -307,3 +308,29 @@ def test_integrity_of_a_verification(verdict: int, claims: grant_pb2.GrantClaims
     found = integrity_of(Verification(verdict, claims, ""), licensee_id="lic_1", character_id="chr_1")
 
     assert found is expected
+
+
+@pytest.mark.parametrize(
+    "candidates",
+    [
+        [Grant("g1")],
+        [Grant("g1", terms=VIDEO_ONLY), Grant("g2")],
+        [Grant("g1", terms=VIDEO_ONLY)],
+        [Grant("g1", integrity=Integrity.INVALID), Grant("g2", expire_time=NOW)],
+        [Grant("g1", integrity=Integrity.UNKNOWN_KEY), Grant("g2")],
+        [],
+    ],
+    ids=["allows", "second-allows", "terms-deny", "problems", "unknown-key", "no-grant"],
+)
+def test_allowing_by_position_answers_an_allowed_use_with_its_grant(candidates: list[Grant]) -> None:
+    """The offline authorizer's warm path takes the grant that allows without an `Outcome`; every
+    other answer is `decide`'s own."""
+    decided = run(candidates)
+    found = allowing_by_position(False, CharacterState.OPTED_IN, candidates, {}.get, USE)
+
+    if decided is not None and decided.allowed:
+        assert found is decided.candidate
+        assert decided.evaluation is ALLOWS.evaluate(USE)
+    else:
+        assert found == decided
+        assert found is None or isinstance(found, Outcome)

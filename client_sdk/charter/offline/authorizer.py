@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 
 from charter import _requests
 from charter._license import License, license_block
-from charter.decide import CharacterState, Integrity, decide_by_position
+from charter.decide import CharacterState, Integrity, allowing_by_position
 from charter.decision_records import DecisionRecordSigner
 from charter.decisions import CharacterDecision, Decision
 from charter.errors import DeadlineExceededError, UnavailableError
@@ -172,7 +172,7 @@ class OfflineAuthorizer(DecidesLocally):
         # set becomes too old; NEVER while there is no usable view.
         self._offline_until = NEVER
         # Held grants: character id -> grants, newest first.
-        self._held = HeldGrants(self._skew_us)
+        self._held = HeldGrants(self._skew_us, self._key_set)
 
         self._lock = threading.Lock()  # held grants, lifecycle, the current watch
         self._changed = threading.Condition()  # notified when the view moves
@@ -378,7 +378,8 @@ class OfflineAuthorizer(DecidesLocally):
             or a grant names a key the ring does not know. Then ask `authorize`, which goes to
             the server.
         """
-        now = self._clock()
+        clock = self._clock  # (read, then called: a method look-up of an instance attribute is not specialized)
+        now = clock()
         drift = now - context.time
         key_set = self._key_set
         if (
@@ -390,9 +391,8 @@ class OfflineAuthorizer(DecidesLocally):
             or context.platform != key_set.platform
         ):
             return None
-        held = self._held.by_character.get(character_id)
-        ring, view = key_set.ring, self._view
-        candidates = held.candidates if held else ()
+        held, ring, view = self._held.by_character.get(character_id), key_set.ring, self._view
+        candidates = held.candidates if held is not None else ()
         if (
             candidates
             and candidates[0].ring is ring
@@ -402,12 +402,11 @@ class OfflineAuthorizer(DecidesLocally):
             # `decide_offline` written out for its common case, an opted-in character whose held
             # grants were checked against this ring (this is the warm path, issue 16): the same
             # call of `charter.decide`, then an allowing grant without a quota answers at once.
-            outcome = decide_by_position(key_set.archived, _OPTED_IN, candidates, view.status_of, context)
-            if outcome is not None and outcome.allowed:
-                chosen = outcome.candidate
-                if chosen is not None and not chosen.quota and chosen.allow is not None:
-                    return chosen.allow
-            decided = answer(character_id, outcome)
+            # (`allowing_by_position` answers an allowed use with the grant that allows it.)
+            found = allowing_by_position(key_set.archived, _OPTED_IN, candidates, view.status_of, context)
+            if type(found) is Checked and not found.quota and found.allow is not None:
+                return found.allow
+            decided = answer(character_id, found)
         else:
             decided = decide_offline(character_id, context, held, ring, view, key_set.archived, self._check)
         return None if type(decided) is DenyReason else decided  # type: ignore[return-value]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Final
 
-from charter.decide import CharacterState, Outcome, decide_by_position
+from charter.decide import CharacterState, Outcome, allowing_by_position
 from charter.decisions import CharacterDecision
 from charter.grants import KeyRing
 from charter.offline.held import CharacterGrants, Checked, Held
@@ -21,6 +21,7 @@ _NOT_OPTED_IN: Final = CharacterState.NOT_OPTED_IN
 _UNREACHABLE: Final = DenyReason.SERVER_UNREACHABLE
 _UNKNOWN_KEY: Final = DenyReason.UNKNOWN_KEY
 _LEASE_EXPIRED: Final = DenyReason.LEASE_EXPIRED
+_NO_REASONS: Final[tuple[DenyReason, ...]] = ()
 
 
 def decide_offline(
@@ -67,41 +68,46 @@ def decide_offline(
         state = _OPTED_IN
     candidates: tuple[Checked, ...] = ()
     if state is _OPTED_IN:  # a character suspended or not opted in is denied whatever grants are held
-        if not held or ring is None:
+        if held is None or ring is None:  # (a character is held with one grant at least)
             return _UNREACHABLE
         candidates = held.candidates
         if not candidates or candidates[0].ring is not ring:  # all against one ring, or none yet
             candidates = held.against(ring, context.time, check)
     # `status`: the view's `dict.get` (None: active), `RevocationView.status` without its call.
-    outcome = decide_by_position(licensee_archived, state, candidates, view.status_of, context)
-    return answer(character_id, outcome, suspended, spend)
+    found = allowing_by_position(licensee_archived, state, candidates, view.status_of, context)
+    return answer(character_id, found, suspended, spend)
 
 
 def answer(
     character_id: str,
-    outcome: Outcome[Checked] | None,
+    found: Checked | Outcome[Checked] | None,
     suspended: CharacterDecision | None = None,
     spend: Callable[[str, str], bool] | None = None,
 ) -> CharacterDecision | DenyReason:
-    """The offline answer for a character from `charter.decide`'s outcome (see `decide_offline`).
+    """The offline answer for a character from what `charter.decide` answered (see `decide_offline`).
 
     Args:
         character_id: The character.
-        outcome: What `charter.decide` answered for it.
+        found: What `charter.decide.allowing_by_position` answered for it: the grant that allows,
+            or the outcome that denies (or None).
         suspended: The view's denial of the character when staff suspended it.
         spend: Spends one leased use of (character, grant); whether there was one.
 
     Returns:
         As `decide_offline`.
     """
-    if outcome is None:
+    if found is None:
         return _UNKNOWN_KEY  # a key the ring does not know
-    chosen = outcome.candidate
+    if type(found) is Checked:  # allowed by this grant (no `Outcome` is made for it)
+        chosen: Checked | None = found
+        allowed, reasons = True, _NO_REASONS
+    else:
+        chosen, allowed, reasons = found.candidate, found.allowed, found.reasons
     if chosen is None:
-        return suspended or CharacterDecision(character_id, allowed=False, reasons=outcome.reasons)
-    if outcome.allowed:
+        return suspended or CharacterDecision(character_id, allowed=False, reasons=reasons)
+    if allowed:
         # Quotas and caps are counted by the server: offline only with a use it leased.
         if chosen.quota and (spend is None or not spend(character_id, chosen.grant_id)):
             return _UNREACHABLE if spend is None else _LEASE_EXPIRED
         return chosen.allow or _UNREACHABLE  # (an allowing grant always has its decision made)
-    return chosen.denial(outcome.reasons)
+    return chosen.denial(reasons)

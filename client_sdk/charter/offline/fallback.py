@@ -3,7 +3,7 @@ the fail-closed answer when the server cannot be reached."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -25,7 +25,7 @@ _UNREACHABLE: Final = (DenyReason.SERVER_UNREACHABLE,)
 
 def ask_server(
     client: Client,
-    held: Mapping[str, tuple[Held, ...]],
+    held: Mapping[str, Iterable[Held]],
     ids: tuple[str, ...],
     prompt: str,
     now: datetime,
@@ -42,7 +42,7 @@ def ask_server(
     return unreachable(ids, now, licensee_id, obstacle)
 
 
-def presented(held: Mapping[str, tuple[Held, ...]], ids: tuple[str, ...], prompt: str) -> list[Envelope]:
+def presented(held: Mapping[str, Iterable[Held]], ids: tuple[str, ...], prompt: str) -> list[Envelope]:
     """The held grants to present with a request: the declared characters' first, then, when there
     is a prompt (it may name characters that were not declared), every other held grant; at most
     `MAX_GRANTS_PER_REQUEST`."""

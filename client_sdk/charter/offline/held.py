@@ -4,9 +4,9 @@ and what each was found to be against one key ring (verified once per ring, then
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import TYPE_CHECKING, Final, final
 
 from charter.decide import Integrity, integrity_of
 from charter.decisions import CharacterDecision
@@ -17,6 +17,9 @@ from charter.terms_sharing import compiled
 from charter.v1 import grant_pb2
 from charter.v1.envelope_pb2 import Envelope
 
+if TYPE_CHECKING:
+    from charter.offline.keys import LicenseeKeys
+
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MIN_TIME: Final = datetime.min.replace(tzinfo=UTC)
 _MAX_TIME: Final = datetime.max.replace(tzinfo=UTC)
@@ -24,6 +27,7 @@ _VERIFIED: Final = Integrity.VERIFIED
 _VALID: Final = grant_pb2.GRANT_VERDICT_VALID
 
 
+@final  # (so that `type(found) is Checked` tells a checker what it is not, too)
 class Checked:
     """What a held grant was found to be against one key ring; immutable once built (but for the
     denials it keeps as they are first made).
@@ -111,9 +115,15 @@ class Granted:
     passed, and then only for the ring it was checked against.
     """
 
-    __slots__ = ("allow", "character_id", "grant_id", "quota", "rights_holder_id", "terms", "terms_version")
+    __slots__ = ("allow", "character_id", "grant_id", "quota", "ready", "rights_holder_id", "terms", "terms_version")
 
-    def __init__(self, character_id: str, claims: grant_pb2.GrantClaims) -> None:
+    def __init__(
+        self,
+        character_id: str,
+        claims: grant_pb2.GrantClaims,
+        ring: KeyRing | None = None,
+        window: tuple[datetime, datetime] | None = None,
+    ) -> None:
         self.character_id = character_id
         self.grant_id = claims.grant_id
         self.terms_version = claims.terms_version
@@ -128,9 +138,24 @@ class Granted:
         self.allow = CharacterDecision(
             character_id, True, (), self.grant_id, self.terms_version, terms.obligations, self.rights_holder_id
         )
+        # What `checked` gives for the ring current when the grant is added, made now (with the
+        # one-grant candidates tuple) so that the first decision allocates neither: fewer objects
+        # made on a cold decision, fewer collections of the garbage collector amortized onto it.
+        # Immutable, and given out only by `checked`, once the grant verified against that ring.
+        self.ready: tuple[Checked] | None = None
+        if ring is not None and window is not None:
+            self.ready = (self._checked(ring, window),)
 
     def checked(self, ring: KeyRing, window: tuple[datetime, datetime]) -> Checked:
         """The grant as found verified against ``ring``, with the verifier's window."""
+        ready = self.ready
+        if ready is not None:
+            found = ready[0]
+            if found.ring is ring and found.not_before == window[0] and found.expire_time == window[1]:
+                return found
+        return self._checked(ring, window)
+
+    def _checked(self, ring: KeyRing, window: tuple[datetime, datetime]) -> Checked:
         found = _new_checked(Checked)
         found.ring = ring
         found.character_id = self.character_id
@@ -166,7 +191,9 @@ class Held:
 
     __slots__ = ("_envelope", "character_id", "checked", "granted", "issued", "prepared")
 
-    def __init__(self, prepared: PreparedGrant, claims: grant_pb2.GrantClaims, skew_us: int = 0) -> None:
+    def __init__(
+        self, prepared: PreparedGrant, claims: grant_pb2.GrantClaims, skew_us: int = 0, ring: KeyRing | None = None
+    ) -> None:
         self.prepared = prepared
         self.checked: Checked | None = None
         self.granted: Granted | None = None
@@ -174,8 +201,8 @@ class Held:
         if claimed.usable:  # (claims a verifier cannot accept are never VERIFIED)
             self.character_id = claimed.character_id
             self.issued = divmod(claimed.issue_ns, 1_000_000_000)  # (seconds, nanos), read once
-            self.granted = Granted(self.character_id, claims)
-            claimed.limits(skew_us)  # the window as the authorizer's verifier will judge it, kept
+            # The window as the authorizer's verifier will judge it (kept on the claims).
+            self.granted = Granted(self.character_id, claims, ring, claimed.limits(skew_us))
         else:
             self.character_id = claims.character_id
             self.issued = (claims.issue_time.seconds, claims.issue_time.nanos)
@@ -190,35 +217,51 @@ class Held:
         return envelope
 
 
-class CharacterGrants(tuple[Held, ...]):
+class CharacterGrants:
     """One character's held grants, newest first, with what they were last found to be against
     one key ring.
 
     Attributes:
+        grants: The grants, newest first.
         candidates: One `Checked` per grant, in the same order, all against the same ring (the
             ring of the first); empty before the first decision. Replaced whole, so a reader
             takes one reference and needs no lock.
     """
 
-    # A warm decision takes this tuple as it is (building the candidates again took about a
-    # tenth of it); a grant's `Checked` against a ring never changes once made, so the tuple
-    # stays right until the ring does.
-    candidates: tuple[Checked, ...] = ()
+    # A warm decision takes `candidates` as it is (building them again took about a tenth of
+    # it); a grant's `Checked` against a ring never changes once made, so the tuple stays right
+    # until the ring does. Slots, not a tuple subclass: setting an attribute on one made it a
+    # dict (one more object on every cold decision), and reading it was a generic look-up.
+    __slots__ = ("candidates", "grants")
+
+    def __init__(self, grants: Iterable[Held]) -> None:
+        self.grants: tuple[Held, ...] = tuple(grants)
+        self.candidates: tuple[Checked, ...] = ()
+
+    def __iter__(self) -> Iterator[Held]:
+        return iter(self.grants)
+
+    def __len__(self) -> int:
+        return len(self.grants)
 
     def against(
         self, ring: KeyRing, now: datetime, check: Callable[[Held, KeyRing, datetime], Checked]
     ) -> tuple[Checked, ...]:
         """The grants' `Checked` against ``ring``, verifying (with ``check``) those not yet
         checked against it; kept as `candidates`."""
-        if len(self) == 1:  # (the common case, written out: it is on every cold decision)
-            grant = self[0]
+        grants = self.grants
+        if len(grants) == 1:  # (the common case, written out: it is on every cold decision)
+            grant = grants[0]
             checked = grant.checked
             if checked is None or checked.ring is not ring:
                 checked = check(grant, ring, now)
-            candidates: tuple[Checked, ...] = (checked,)
+            granted = grant.granted
+            ready = None if granted is None else granted.ready
+            # The tuple made when the grant was added, when it holds this very `Checked`.
+            candidates: tuple[Checked, ...] = ready if ready is not None and ready[0] is checked else (checked,)
         else:
             found: list[Checked] = []
-            for grant in self:
+            for grant in grants:
                 checked = grant.checked
                 if checked is None or checked.ring is not ring:
                     checked = check(grant, ring, now)
@@ -235,9 +278,10 @@ class HeldGrants:
     reference and needs no lock.
     """
 
-    def __init__(self, skew_us: int = 0) -> None:
+    def __init__(self, skew_us: int = 0, keys: LicenseeKeys | None = None) -> None:
         self.by_character: dict[str, CharacterGrants] = {}
         self._skew_us = skew_us
+        self._keys = keys  # the key set, for the ring a grant's `Checked` is made ready for
         self._digests: set[bytes] = set()
         self._lock = threading.Lock()
 
@@ -246,9 +290,10 @@ class HeldGrants:
 
     def add(self, grants: Iterable[Envelope | str]) -> int:
         """Hold more grants (see `charter.offline.OfflineAuthorizer.add_grants`); how many were new."""
-        parsed = [parse(grant, self._skew_us) for grant in grants]
+        ring = None if self._keys is None else self._keys.ring
+        parsed = [parse(grant, self._skew_us, ring) for grant in grants]
         with self._lock:
-            held = {character_id: list(same) for character_id, same in self.by_character.items()}
+            held = {character_id: list(same.grants) for character_id, same in self.by_character.items()}
             added = 0
             for key, new in parsed:
                 if key in self._digests:
@@ -264,9 +309,9 @@ class HeldGrants:
         return added
 
 
-def parse(grant: Envelope | str, skew_us: int = 0) -> tuple[bytes, Held]:
+def parse(grant: Envelope | str, skew_us: int = 0, ring: KeyRing | None = None) -> tuple[bytes, Held]:
     """A grant to hold, with its digest (to skip one held already); ``skew_us`` is the skew of
-    the verifier that will check it.
+    the verifier that will check it, ``ring`` the key ring it will likely be checked against.
 
     Raises:
         ValueError: Not a grant envelope (see `charter.offline.OfflineAuthorizer.add_grants`).
@@ -286,7 +331,7 @@ def parse(grant: Envelope | str, skew_us: int = 0) -> tuple[bytes, Held]:
     claims = prepared.claimed.claims
     if claims is None:  # DecodeError, or anything a hostile payload provokes
         raise ValueError("the grant's payload is not GrantClaims")
-    return prepared.digest, Held(prepared, claims, skew_us)
+    return prepared.digest, Held(prepared, claims, skew_us, ring)
 
 
 def check(

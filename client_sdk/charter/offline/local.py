@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from charter._use_context import use_context_by_position
-from charter.decide import CharacterState, decide_by_position
+from charter.decide import CharacterState, allowing_by_position
 from charter.decision_records import DecisionRecordSigner
 from charter.decisions import CharacterDecision, Decision, Detection
 from charter.errors import CharterError
@@ -397,7 +397,7 @@ class DecidesLocally(HoldsBundles):
                     return self._not_here(character_id, _UNREACHABLE, leased)
                 floor = entry.state
             grants = held.get(character_id)
-            candidates = grants.candidates if grants else ()
+            candidates = grants.candidates if grants is not None else ()
             if (
                 floor is _OPTED_IN
                 and candidates
@@ -407,8 +407,8 @@ class DecidesLocally(HoldsBundles):
             ):
                 # `decide_offline` written out for its common case, as `decide` does: an opted-in
                 # character whose held grants were checked against this ring.
-                outcome = decide_by_position(key_set.archived, _OPTED_IN, candidates, view.status_of, context)
-                decided = answer(character_id, outcome, None, spend)
+                found = allowing_by_position(key_set.archived, _OPTED_IN, candidates, view.status_of, context)
+                decided = answer(character_id, found, None, spend)
             else:
                 decided = self._decide(character_id, context, spend, floor)
             if isinstance(decided, DenyReason):
