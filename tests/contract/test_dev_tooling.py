@@ -5,9 +5,11 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import subprocess
 import sys
 import tomllib
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -98,3 +100,24 @@ def test_install_uses_uv_and_falls_back_to_pip(
 
     assert [command[2] for command in ran] == tools
     assert ran[-1][-2:] == ["-e", "./server"]
+
+
+def test_the_suite_runs_with_the_bytecode_cache_on(dev: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without it every server process the suite starts compiles its imports again (dev.test_env).
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    monkeypatch.setattr(dev, "setup", lambda **_: None)
+    monkeypatch.setattr(dev, "ensure_chromium", lambda: None)
+    envs: list[dict[str, str]] = []
+
+    def run(args: list[str], **options: Any) -> subprocess.CompletedProcess[bytes]:
+        envs.append(options["env"])
+        return subprocess.CompletedProcess(args, 0)
+
+    monkeypatch.setattr(dev.subprocess, "run", run)
+    with pytest.raises(SystemExit) as exited:
+        dev.command_test(["tests/contract"])
+
+    assert exited.value.code == 0
+    [env] = envs
+    assert "PYTHONDONTWRITEBYTECODE" not in env
+    assert env["VIRTUAL_ENV"] == str(dev.VENV)

@@ -11,6 +11,7 @@ logs no CANCELLED call, and every process exits cleanly within its grace period.
 from __future__ import annotations
 
 import collections
+import functools
 import signal
 import threading
 import time
@@ -22,7 +23,7 @@ import charter
 import pytest
 
 from ._serving import CONTEXT, Party, new_party
-from ._support import ServerProcess, prepare_database, spawn_server, wait_serving
+from ._support import ServerProcess, free_port, prepare_database, spawn_server, wait_serving
 
 pytestmark = pytest.mark.slow
 
@@ -106,15 +107,13 @@ Drain = tuple[float, int, collections.Counter[str], ServerProcess]
 """How long the exit took, the exit code, the clients' outcomes, the process."""
 
 
-def _one_drain(database_url: str, log_path: Path, party: Party | None, admin: str) -> tuple[Drain, Party]:
-    """Start a server, load it, SIGTERM it. Without a party (a lane's first server), the party is
-    made on this server first, through the SDK."""
-    server = spawn_server(
-        database_url,
-        log_path,
-        options=("--shutdown-grace-seconds", str(GRACE_SECONDS), "--log-format", "json"),
-        log_process=True,  # as in production: the drain ends with the log process's
-    )
+def _one_drain(
+    server: ServerProcess, party: Party | None, admin: str, exited: Callable[[], None]
+) -> tuple[Drain, Party]:
+    """Wait for a started server, load it, SIGTERM it. Without a party (a lane's first server), the
+    party is made on this server first, through the SDK. ``exited`` runs once the process has
+    exited, while the clients make their calls after the exit (each waits out the SDK's retries of
+    UNAVAILABLE, about 2 s): the lane starts its next server there instead of after them."""
     try:
         wait_serving(server)
         party = party if party is not None else new_party(server.target, admin)
@@ -127,6 +126,7 @@ def _one_drain(database_url: str, log_path: Path, party: Party | None, admin: st
                 server.process.send_signal(signal.SIGTERM)
                 code = server.process.wait(timeout=GRACE_SECONDS + 10)
                 took = time.monotonic() - began
+                exited()
             finally:
                 load.exited()  # calls made after the exit fail to connect (UNAVAILABLE)
             outcomes = running.result(timeout=60)
@@ -142,14 +142,40 @@ def _database(index: int, tmp_path: Path) -> tuple[str, str]:
     return database_url, prepare_database(database_url, f"drain lane {index}")
 
 
+def _port_besides(targets: set[str]) -> int:
+    """A free loopback port that none of ``targets`` is on."""
+    for _ in range(100):
+        port = free_port()
+        if f"127.0.0.1:{port}" not in targets:
+            return port
+    raise AssertionError(f"no free port besides {targets}")
+
+
 def _lane(index: int, tmp_path: Path, database: tuple[str, str], rounds: int) -> list[Drain]:
     """``rounds`` servers over the lane's database in turn; the first makes the party."""
     database_url, admin = database
+    servers: list[ServerProcess] = []
+
+    def start(number: int) -> None:
+        # Never on the port of the server that just exited: its clients are still calling it.
+        port = _port_besides({server.target for server in servers})
+        options = ("--shutdown-grace-seconds", str(GRACE_SECONDS), "--log-format", "json")
+        # The log in a process of its own, as in production: the drain ends with the log process's.
+        log_path = tmp_path / f"lane{index}-{number}.log"
+        servers.append(spawn_server(database_url, log_path, port=port, options=options, log_process=True))
+
     drains: list[Drain] = []
     party: Party | None = None
-    for n in range(rounds):
-        drain, party = _one_drain(database_url, tmp_path / f"lane{index}-{n}.log", party, admin)
-        drains.append(drain)
+    try:
+        start(0)
+        for n in range(rounds):
+            following = functools.partial(start, n + 1) if n + 1 < rounds else lambda: None
+            drain, party = _one_drain(servers[n], party, admin, following)
+            drains.append(drain)
+    finally:
+        for server in servers:  # a failed round leaves the next server started: stop it
+            if server.process.poll() is None:
+                server.kill()
     return drains
 
 
