@@ -257,8 +257,13 @@ class KeyTable:
                 touched.update(dict.fromkeys(_entries_of(old)))
         for cid in removed:
             del order[cid]
+        # A new character goes after every one kept (places only grow: a count of them would
+        # reuse a removed one's place, below a kept character's).
+        place = max(self.order.values(), default=-1) + 1
         for cid, character in changed.items():
-            order.setdefault(cid, len(self.order) + len(order))
+            if cid not in order:
+                order[cid] = place
+                place += 1
             fresh[cid] = _entries_of(character)
             touched.update(dict.fromkeys(fresh[cid]))
         gone = set(changed).union(removed)
