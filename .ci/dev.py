@@ -277,12 +277,14 @@ def command_test(extra: list[str]) -> None:
     """Run the whole test suite with pytest; "no tests collected" counts as a failure."""
     setup()
     ensure_chromium()
-    # One worker per core, each taking whole files (their module-scoped servers stay whole), in
-    # the order tests/conftest.py puts them (the slowest first; xdist's own reorder puts files
-    # of few, slow tests last); a caller who chooses the workers (-n ...) or none (-p no:xdist)
-    # is left alone.
+    # One worker per core, and at least three: the process tests spend much of their time waiting
+    # for the processes they start (on two cores, three workers took 9.6 min where two took
+    # 11.6). Each worker takes whole files (their module-scoped servers stay whole), in the order
+    # tests/conftest.py puts them (the slowest first; xdist's own reorder puts files of few, slow
+    # tests last); a caller who chooses the workers (-n ...) or none (-p no:xdist) is left alone.
     chosen = any(a.startswith(("-n", "--numprocesses", "--dist")) or a == "no:xdist" for a in extra)
-    parallel = [] if chosen else ["-n", "auto", "--dist", "loadfile", "--no-loadscope-reorder"]
+    workers = str(max(3, os.cpu_count() or 1))
+    parallel = [] if chosen else ["-n", workers, "--dist", "loadfile", "--no-loadscope-reorder"]
     args = [str(venv_bin("python")), "-m", "pytest", *parallel, *extra]
     log("$ " + " ".join(args))
     code = subprocess.run(args, cwd=ROOT, env=test_env(), stdin=subprocess.DEVNULL, check=False).returncode

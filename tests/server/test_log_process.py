@@ -99,7 +99,8 @@ def test_a_killed_log_process_is_replaced_and_gets_the_receipts_it_had_not_confi
         second = [receipt_payload(f"chr_b{n}") for n in range(50)]
         for payload in second:
             relay.add(payload, "key_generator")
-        sent_unconfirmed = wait_until(lambda: relay.waiting() == 50 and not relay.is_buffered(b"x" * 32), timeout=5)
+        held = hashlib.sha256(second[0]).digest()
+        sent_unconfirmed = wait_until(lambda: relay.waiting() == 50 and relay.is_buffered(held), timeout=5)
         os.kill(pid, signal.SIGKILL)
         settled = relay.settle(30)
         both = first + second
