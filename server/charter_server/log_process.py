@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import signal
 import subprocess
 import sys
@@ -50,7 +49,7 @@ from charter_server.processes import child_environment
 from charter_server.services.keys import DEVELOPMENT_KEK, KeyService
 from charter_server.services.transparency.appender import LogAppender
 from charter_server.services.transparency.audit import LogAuditor
-from charter_server.services.transparency.receipts import MAX_PENDING, ReceiptLog
+from charter_server.services.transparency.receipts import MAX_PENDING, ReceiptLog, holds, take
 from charter_server.services.transparency.sequencer import LogHealth, Sequencer
 from charter_server.storage.database import Database
 
@@ -121,8 +120,7 @@ class LogProcess:
 
     def is_buffered(self, receipt_digest: bytes) -> bool:
         """Whether a receipt with this digest is signed but not yet confirmed in the log."""
-        waiting = list(self._buffer) + [r for _, batch in list(self._unconfirmed) for r in batch]
-        return any(hashlib.sha256(payload).digest() == receipt_digest for payload, _ in waiting)
+        return holds([*self._buffer, *(r for _, batch in list(self._unconfirmed) for r in batch)], receipt_digest)
 
     def waiting(self) -> int:
         """How many receipts are signed but not yet confirmed in the log."""
@@ -180,7 +178,7 @@ class LogProcess:
             raise EOFError(f"the log process exited with status {child.returncode}")
         while conn.poll():
             self._receive(conn.recv())
-        taken = _take(self._buffer)
+        taken = take(self._buffer, len(self._buffer))
         if taken:
             self._batch += 1
             self._unconfirmed.append((self._batch, taken))
@@ -273,7 +271,7 @@ class LogProcess:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     child.wait(timeout=max(0.1, deadline - time.monotonic()))
             self._close()
-        left = [r for _, batch in self._unconfirmed for r in batch] + _take(self._buffer)
+        left = [r for _, batch in self._unconfirmed for r in batch] + take(self._buffer, len(self._buffer))
         if not left:
             return
         try:
@@ -284,13 +282,6 @@ class LogProcess:
             log.warning("transparency_log.receipts_appended_by_server", receipts=len(left))
         except Exception:
             log.exception("transparency_log.receipts_lost", receipts=len(left))
-
-
-def _take(buffer: deque[Receipt]) -> list[Receipt]:
-    taken = []
-    for _ in range(len(buffer)):
-        taken.append(buffer.popleft())
-    return taken
 
 
 class LogWorker:

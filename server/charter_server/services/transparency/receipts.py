@@ -19,6 +19,9 @@ then fails closed (retryable) rather than sign receipts the log could not hold.
 The same transaction (the sequencer's, or this module's) counts each character decision into the
 decisions per hour (``domain.decision_history``) that ``PreviewTerms`` replays, and about once an
 hour this module's thread deletes the rows past `DECISION_RETENTION`.
+
+``charter-server serve`` runs all of this in the log's own process (`charter_server.log_process`),
+which the server hands its receipts to in batches.
 """
 
 from __future__ import annotations
@@ -305,8 +308,7 @@ class ReceiptLog:
 
     def is_buffered(self, receipt_digest: bytes) -> bool:
         """Whether a receipt with this digest waits in the buffer (signed, not yet appended)."""
-        waiting = [*self._flushing, *list(self._buffer)]
-        return any(hashlib.sha256(payload).digest() == receipt_digest for payload, _ in waiting)
+        return holds([*self._flushing, *list(self._buffer)], receipt_digest)
 
     def __len__(self) -> int:
         return len(self._buffer)
@@ -330,7 +332,7 @@ class ReceiptLog:
         """
         with self._flush_lock:
             if not self._flushing:
-                self._flushing = _take(self._buffer, limit)
+                self._flushing = take(self._buffer, limit)
             drain = Drain(len(self._flushing))
             drain.entries, drain.tallies = self._records()
             try:
@@ -347,7 +349,7 @@ class ReceiptLog:
         """
         with self._flush_lock:
             if not self._flushing:
-                self._flushing = _take(self._buffer, len(self._buffer))
+                self._flushing = take(self._buffer, len(self._buffer))
             if not self._flushing:
                 return 0
             entries, tallies = self._records()
@@ -405,8 +407,14 @@ class ReceiptLog:
                 log.exception("transparency_log.receipts_not_appended", receipts=len(self._buffer))
 
 
-def _take(buffer: deque[tuple[bytes, str]], limit: int) -> list[tuple[bytes, str]]:
+def take(buffer: deque[tuple[bytes, str]], limit: int) -> list[tuple[bytes, str]]:
+    """The first ``limit`` receipts of ``buffer``, taken out of it (appends on other threads go on)."""
     taken = []
     for _ in range(min(limit, len(buffer))):
         taken.append(buffer.popleft())
     return taken
+
+
+def holds(receipts: Sequence[tuple[bytes, str]], receipt_digest: bytes) -> bool:
+    """Whether one of ``receipts`` (payload, actor key id) has this digest."""
+    return any(hashlib.sha256(payload).digest() == receipt_digest for payload, _ in receipts)
