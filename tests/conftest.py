@@ -8,6 +8,7 @@ runs never collide. The schema is always made by the Alembic migrations.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -17,11 +18,19 @@ from pathlib import Path
 
 import hypothesis
 import pytest
+import structlog
 from charter_server.app import CharterServer, build_server
 from charter_server.config import Settings
 from charter_server.domain.models import Principal, Role
 from charter_server.services.access import ApiKeyInput
 from charter_server.services.catalog import LicenseeInput, RightsHolderInput
+
+# Servers built in process log through structlog's default setup until a test configures it, and
+# that default writes each line to whatever sys.stdout is at that moment: a server thread's line
+# (the screen warmed, the log process started) landed in the output of a CLI that a test was
+# running with Click's runner, which swaps sys.stdout. Their lines go to the real standard error
+# instead, which pytest still captures per test.
+structlog.configure(logger_factory=structlog.WriteLoggerFactory(file=sys.__stderr__))
 
 # Property tests: on CI the same examples every run (seeded by each test), so a red build is
 # reproducible and never a lottery; locally, new random examples every run, which is how they
