@@ -203,6 +203,11 @@ class Search:
                     plural = True
                 elif not self._soft_end(end, entries):
                     continue
+            # A key inside the last kept match, ending with it (a short name at the end of the full
+            # name, カマカ in ホシノ・カマカ), is dropped below whatever its boundaries: its CJK
+            # check, which may run the analyser, is not needed. (Not with keywords: they count.)
+            if not refs and kept and kept[-1][0] < start and kept[-1][1] > end:
+                continue
             # Only a CJK neighbour (from U+3005 on: `is_cjk`) needs the CJK rules, checked first.
             if (
                 (cjk_start and start and key[start - 1] >= "\u3005")

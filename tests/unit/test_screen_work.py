@@ -91,6 +91,23 @@ def test_a_window_analysed_once_answers_every_candidate_it_covers() -> None:
     assert segmenter.characters <= 2 * len(long_run)
 
 
+def test_a_short_name_ending_a_full_name_already_found_needs_no_analyser() -> None:
+    # カマカ after ・ meets katakana, which only the analyser could call a boundary; but it lies
+    # inside ホシノ・カマカ, found first (same end, longer), so it is dropped without asking.
+    segmenter = CountingSegmenter()
+    names = (ScreenName("Kamaka Hoshino"), ScreenName("ホシノ・カマカ"), ScreenName("カマカ"))
+    index = ScreenIndex.build([ScreenCharacter("chr_kamaka", names)], segmenter=segmenter)
+    prompt = "A poster; ホシノ・カマカさん waves."
+    work = ScreenWork()
+    found = index.find(prompt, work=work)
+    assert [(d.matched_alias, d.text) for d in found] == [("ホシノ・カマカ", "ホシノ・カマカ")]
+    assert (work.analyser_calls, segmenter.calls) == (0, 0)
+    # Alone next to katakana, the short name still asks the analyser.
+    work = ScreenWork()
+    index.find("ホシノ・カマカさんとテンカマカ", work=work)
+    assert work.analyser_calls == 1
+
+
 REPEATED_NAMES = {
     "a name": "Hatsune Miku ",
     "a name with an invisible character": "Hatsune\u200bMiku ",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from charter.decisions import DetectionRule
 from charter.grants import KeyRing
 from charter.screen import KeywordSet
 from charter.transparency import NoteVerifier
@@ -364,6 +365,10 @@ REVOCATION_KIND_TO_PB = {
 }
 
 
+# Looked up once: an Authorize with a prompt converts every detection it answers with.
+_DETECTION_RULES = {rule: authorization_service_pb2.Detection.Rule.Value(f"RULE_{rule.value}") for rule in DetectionRule}
+
+
 def detection(value: Detection) -> authorization_service_pb2.Detection:
     """The protobuf form of a prompt detection."""
     return authorization_service_pb2.Detection(
@@ -373,7 +378,7 @@ def detection(value: Detection) -> authorization_service_pb2.Detection:
         end=value.end,
         text=value.text,
         ambiguous=value.ambiguous,
-        rule=authorization_service_pb2.Detection.Rule.Value(f"RULE_{value.rule.value}"),
+        rule=_DETECTION_RULES[value.rule],
         kind=(
             authorization_service_pb2.Detection.KIND_DESCRIPTION
             if value.described
