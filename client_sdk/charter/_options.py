@@ -35,6 +35,11 @@ CHARTER_SERVICES: tuple[str, ...] = (
     "charter.v1.UsageService",
 )
 
+# Server-streaming methods, left out of gRPC's retries (the SDK reopens them itself, see
+# `charter._async.watch`): under a retry policy, a stream opened while the server was down ended
+# UNAVAILABLE with its next read never returning, and cancel() could not end it (grpcio 1.85).
+STREAMING_METHODS: tuple[tuple[str, str], ...] = (("charter.v1.AuthorizationService", "WatchRevocations"),)
+
 REQUEST_ID_HEADER = "x-request-id"
 AUTHORIZATION_HEADER = "authorization"
 DEFAULT_TIMEOUT = 10.0
@@ -85,7 +90,8 @@ def service_config(retry: RetryPolicy | None, services: Sequence[str] = CHARTER_
 
     Args:
         retry: The policy, or None for no retries (an empty method config).
-        services: The fully qualified services the policy applies to.
+        services: The fully qualified services the policy applies to (but not to their
+            `STREAMING_METHODS`, whose own method config, more specific, has no retries).
 
     Returns:
         The JSON text for the `grpc.service_config` channel option.
@@ -102,7 +108,8 @@ def service_config(retry: RetryPolicy | None, services: Sequence[str] = CHARTER_
             "retryableStatusCodes": ["UNAVAILABLE"],
         },
     }
-    return json.dumps({"methodConfig": [method_config]})
+    streams = {"name": [{"service": service, "method": method} for service, method in STREAMING_METHODS]}
+    return json.dumps({"methodConfig": [method_config, streams]})
 
 
 def _duration(seconds: float) -> str:

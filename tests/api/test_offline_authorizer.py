@@ -789,6 +789,29 @@ def test_after_a_restart_the_stream_resumes_from_the_last_sequence(
     assert decision.characters[0].reasons == (DenyReason.GRANT_REVOKED,)
 
 
+def test_after_an_outage_with_streams_reopened_while_it_lasted_the_view_catches_up(
+    admin: charter.Client, party: Party, clock: Any, make: Make, own_server: Callable[..., OwnServer]
+) -> None:
+    # A stream reopened while the server is down used to end UNAVAILABLE under gRPC's own retries
+    # with its next read never returning (grpcio 1.85), and the watcher stayed stuck in it for good:
+    # the view never caught up once the server was back, and close() waited its whole bound.
+    server = own_server()
+    cid = character(admin, party)
+    held = grant(admin, clock, cid, party.licensee_id)
+    authorizer = make(party.generator, [held], target=server.target)
+
+    server.stop()
+    time.sleep(2.5)  # the outage: the watcher reopens the stream several times meanwhile
+    revoked = admin.revoke_grant(held.id, reason="during the outage").sequence  # through another replica
+    server.start()  # same port
+    caught_up = authorizer.wait_current(min_sequence=revoked, timeout=WAIT)
+    decision = image(authorizer, cid, min_sequence=revoked)
+
+    assert caught_up
+    assert decision.offline
+    assert decision.characters[0].reasons == (DenyReason.GRANT_REVOKED,)
+
+
 # What never goes offline --------------------------------------------------------------------------
 
 

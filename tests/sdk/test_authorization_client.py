@@ -8,6 +8,7 @@ The receipts are signed by the server's own key and verified here for real.
 from __future__ import annotations
 
 import datetime as dt
+import random
 import re
 import threading
 import time
@@ -24,6 +25,7 @@ from charter import (
     License,
     LicenseDenied,
     PermissionDeniedError,
+    RetryPolicy,
     UnauthenticatedError,
     UnavailableError,
 )
@@ -544,6 +546,43 @@ def test_watch_retries_unavailable_before_the_first_message_without_replaying(
     assert _seen(received[:2]) == events
     assert isinstance(received[2], Heartbeat)
     assert len(tap.calls_of("WatchRevocations")) == 2
+
+
+def test_watch_is_opened_at_most_the_policys_attempts_then_fails(tap: Tap, sdk_live: Live, scene: Scene) -> None:
+    events = scene.revoke(1)
+    tap.fail("WatchRevocations", errors.StorageBusy("busy"), times=3)
+    policy = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.02)
+
+    with Client(tap.target, api_key=sdk_live.admin, retry=policy) as client:
+        with (
+            client.watch_revocations(since_sequence=events[0][0] - 1) as watch,
+            pytest.raises(UnavailableError) as raised,
+        ):
+            next(watch)
+        with client.watch_revocations(since_sequence=events[0][0] - 1) as watch:
+            received = _take(watch, 1)
+
+    assert raised.value.reason == "STORAGE_BUSY"
+    assert _seen(received) == events
+    # Three attempts for the first stream, one for the second.
+    assert len(tap.calls_of("WatchRevocations")) == 4
+
+
+def test_watch_is_not_reopened_past_its_deadline(
+    tap: Tap, sdk_live: Live, scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = scene.revoke(1)
+    tap.fail("WatchRevocations", errors.StorageBusy("busy"))
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)  # no jitter: every pause is 5 s
+    policy = RetryPolicy(max_attempts=4, initial_backoff=5.0, max_backoff=5.0)
+
+    with Client(tap.target, api_key=sdk_live.admin, retry=policy) as client:
+        watch = client.watch_revocations(since_sequence=events[0][0] - 1, timeout=0.5)
+        with watch, pytest.raises(UnavailableError) as raised:
+            next(watch)
+
+    assert raised.value.reason == "STORAGE_BUSY"
+    assert len(tap.calls_of("WatchRevocations")) == 1
 
 
 def test_watch_is_not_retried_once_messages_arrived(client: Client, tap: Tap, scene: Scene) -> None:

@@ -35,11 +35,13 @@ def _config(**overrides: Any) -> ClientConfig:
 # -- service config ---------------------------------------------------------------------------
 
 
-def test_service_config_retries_unavailable_on_every_service() -> None:
+def test_service_config_retries_unavailable_on_every_service_but_not_its_streams() -> None:
     config = json.loads(service_config(RetryPolicy()))
 
-    (method_config,) = config["methodConfig"]
+    method_config, streams = config["methodConfig"]
     assert [name["service"] for name in method_config["name"]] == list(CHARTER_SERVICES)
+    # The method's own config is the more specific one, so gRPC does not retry the stream.
+    assert streams == {"name": [{"service": "charter.v1.AuthorizationService", "method": "WatchRevocations"}]}
     assert method_config["retryPolicy"] == {
         "maxAttempts": 4,
         "initialBackoff": "0.1s",

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from charter._async.usage import UsageCalls
 from charter._async.watch import AsyncRevocationWatch
 from charter._license import License, async_license_block
-from charter._options import check_timeout, new_request_id
+from charter._options import check_timeout, new_request_id, remaining, retry_delays
 from charter._requests import UseRequest
 from charter.decisions import Decision, Detection
 from charter.v1 import authorization_service_pb2, envelope_pb2, terms_pb2
@@ -390,12 +392,13 @@ class AuthorizationCalls(UsageCalls):
             since_sequence=since_sequence, registry=bool(registry)
         )
         request_id = new_request_id()
-        # Retrying a stream replays nothing: gRPC retries a call only until the server's first
-        # response headers arrive (gRFC A6), which come with or before the first message.
-        call = self._authorization.WatchRevocations(
-            request, timeout=timeout, metadata=self._config.metadata(request_id)
-        )
-        return AsyncRevocationWatch(call, request_id)
+        metadata = self._config.metadata(request_id)
+        ends = None if timeout is None else time.monotonic() + timeout
+
+        def start() -> Any:
+            return self._authorization.WatchRevocations(request, timeout=remaining(ends), metadata=metadata)
+
+        return AsyncRevocationWatch(start(), request_id, start, retry_delays(self._config.retry), ends)
 
     async def _authorize(self, use: UseRequest, timeout: float | None) -> Decision:
         response: authorization_service_pb2.AuthorizeResponse = await self._unary(

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from charter._license import License, license_block
-from charter._options import check_timeout, new_request_id
+from charter._options import check_timeout, new_request_id, remaining, retry_delays
 from charter._requests import UseRequest
 from charter._sync.usage import UsageCalls
 from charter._sync.watch import RevocationWatch
@@ -391,12 +393,13 @@ class AuthorizationCalls(UsageCalls):
             since_sequence=since_sequence, registry=bool(registry)
         )
         request_id = new_request_id()
-        # Retrying a stream replays nothing: gRPC retries a call only until the server's first
-        # response headers arrive (gRFC A6), which come with or before the first message.
-        call = self._authorization.WatchRevocations(
-            request, timeout=timeout, metadata=self._config.metadata(request_id)
-        )
-        return RevocationWatch(call, request_id)
+        metadata = self._config.metadata(request_id)
+        ends = None if timeout is None else time.monotonic() + timeout
+
+        def start() -> Any:
+            return self._authorization.WatchRevocations(request, timeout=remaining(ends), metadata=metadata)
+
+        return RevocationWatch(start(), request_id, start, retry_delays(self._config.retry), ends)
 
     def _authorize(self, use: UseRequest, timeout: float | None) -> Decision:
         response: authorization_service_pb2.AuthorizeResponse = self._unary(
