@@ -89,6 +89,9 @@ class Tab:
 
     def problems(self) -> dict[str, Any]:
         """What is wrong with the page as shown, at each width: unlabelled controls, overflow."""
+        # A click that follows a link returns once the navigation starts: the next page may not
+        # have a document yet (seen under load: `document.documentElement` was null).
+        self.page.wait_for_load_state()
         found: dict[str, Any] = {}
         unlabelled = self.page.evaluate(UNLABELLED)
         if unlabelled:

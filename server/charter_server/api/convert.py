@@ -366,7 +366,9 @@ REVOCATION_KIND_TO_PB = {
 
 
 # Looked up once: an Authorize with a prompt converts every detection it answers with.
-_DETECTION_RULES = {rule: authorization_service_pb2.Detection.Rule.Value(f"RULE_{rule.value}") for rule in DetectionRule}
+_DETECTION_RULES = {
+    rule: authorization_service_pb2.Detection.Rule.Value(f"RULE_{rule.value}") for rule in DetectionRule
+}
 
 
 def detection(value: Detection) -> authorization_service_pb2.Detection:
