@@ -203,16 +203,11 @@ class Search:
                     plural = True
                 elif not self._soft_end(end, entries):
                     continue
-            # A key inside the last kept match, ending with it (a short name at the end of the full
-            # name, カマカ in ホシノ・カマカ), is dropped below whatever its boundaries: its CJK
-            # check, which may run the analyser, is not needed. (Not with keywords: they count.)
-            if not refs and kept and kept[-1][0] < start and kept[-1][1] > end:
-                continue
             # Only a CJK neighbour (from U+3005 on: `is_cjk`) needs the CJK rules, checked first.
             if (
                 (cjk_start and start and key[start - 1] >= "\u3005")
                 or (cjk_end and end < last and key[end + 1] >= "\u3005")
-            ) and not self._cjk_ok(start, end, cjk_start, cjk_end):
+            ) and not self._cjk_ok(start, end, cjk_start, cjk_end, None if refs else kept):
                 continue
             if suppressed and word in suppressed:
                 continue
@@ -310,9 +305,19 @@ class Search:
         at = bisect.bisect_left(hashtags, (position,)) - 1  # the last hashtag starting before position
         return at >= 0 and position < hashtags[at][1]
 
-    def _cjk_ok(self, start: int, end: int, start_kind: int, end_kind: int) -> bool:
+    def _cjk_ok(
+        self,
+        start: int,
+        end: int,
+        start_kind: int,
+        end_kind: int,
+        kept: list[tuple[int, int, tuple[Entry, ...], bool]] | None,
+    ) -> bool:
         """Whether a key that starts or ends next to more CJK text lines up with word boundaries
-        (``start_kind`` and ``end_kind``: the `cjk_kind` of the key's first and last character)."""
+        (``start_kind`` and ``end_kind``: the `cjk_kind` of the key's first and last character).
+        A key that would need the analyser but lies inside the last of ``kept`` and ends with it
+        (a short name ending the full name: カマカ in ホシノ・カマカ) is dropped without asking, as
+        `run` would drop it anyway (``kept`` is None for a key with keywords: those count)."""
         key = self._key
         if start_kind == _HANGUL and start and _hangul(key[start - 1]):
             # Korean: particles follow a name, but a name starts a word (spaces are gone from the key).
@@ -332,6 +337,8 @@ class Search:
             need_end = False
         if not (need_start or need_end):
             return True
+        if kept and kept[-1][0] < start and kept[-1][1] > end:
+            return False
         words = self._words_around(first, stop)
         if words is None:
             return True  # no analyser, or its budget spent: count the match (fail closed)
