@@ -393,12 +393,7 @@ class OfflineAuthorizer(DecidesLocally):
         ):
             return None
         held, ring, view = self._held.by_character.get(character_id), key_set.ring, self._view
-        if (
-            held is not None
-            and ring is not None
-            and character_id not in view.suspended
-            and character_id not in view.withdrawn
-        ):
+        if held is not None and character_id not in view.suspended and character_id not in view.withdrawn:
             # `decide_offline` written out for its common case, an opted-in character with held
             # grants (the warm path, issue 16, and a grant's first decision): its grants checked
             # against this ring (verified now, on a first decision), the same call of
@@ -406,6 +401,8 @@ class OfflineAuthorizer(DecidesLocally):
             # (`allowing_by_position` answers an allowed use with the grant that allows it.)
             candidates = held.candidates
             if not candidates or candidates[0].ring is not ring:  # all against one ring, or none yet
+                if ring is None:  # before the first key set: the server decides
+                    return None
                 candidates = held.against(ring, context.time, self._check)
             found = allowing_by_position(key_set.archived, _OPTED_IN, candidates, view.status_of, context)
             if type(found) is Checked and not found.quota and found.allow is not None:
