@@ -394,11 +394,10 @@ class OfflineAuthorizer(DecidesLocally):
             return None
         held, ring, view = self._held.by_character.get(character_id), key_set.ring, self._view
         if held is not None and character_id not in view.suspended and character_id not in view.withdrawn:
-            # `decide_offline` written out for its common case, an opted-in character with held
-            # grants (the warm path, issue 16, and a grant's first decision): its grants checked
-            # against this ring (verified now, on a first decision), the same call of
-            # `charter.decide`, then an allowing grant without a quota answers at once.
-            # (`allowing_by_position` answers an allowed use with the grant that allows it.)
+            # `decide_offline` written out for an opted-in character with held grants (the warm
+            # path, issue 16, and a grant's first decision, which verifies it): the same call of
+            # `charter.decide` (answering an allowed use with the grant that allows it), then an
+            # allowing grant without a quota answers at once.
             candidates = held.candidates
             if not candidates or candidates[0].ring is not ring:  # all against one ring, or none yet
                 if ring is None:  # before the first key set: the server decides
@@ -427,8 +426,7 @@ class OfflineAuthorizer(DecidesLocally):
     def _check(self, grant: Held, ring: KeyRing, now: datetime) -> Checked:
         """Verify a held grant against ``ring`` (the cold path); ask for the key set again when
         its key is not in the ring."""
-        # (by position: this is on every grant's first decision)
-        checked = check(self._verifier, grant, ring, self._licensee_id, now, self._skew_us)
+        checked = check(self._verifier, grant, ring, self._licensee_id, now, self._skew_us)  # (by position)
         if checked.integrity is _UNKNOWN_KEY:
             self._keys_wanted.set()
         return checked
