@@ -7,6 +7,7 @@ Kept apart from `charter.grants` for the module's size; private to it.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
@@ -152,7 +153,12 @@ class PreparedGrant(PreparedEnvelope):
 
     def remember(self, entry: Entry) -> None:
         """Keep a verifier's entry (its ``owner`` names the verifier and its cache's generation)."""
-        object.__setattr__(self, "remembered", entry)
+        remember_on(self, entry)
+
+
+remember_on: Final[Callable[[PreparedGrant, Entry], None]] = PreparedGrant.__dict__["remembered"].__set__
+"""`PreparedGrant.remember` without its call: the slot's own setter (as ``object.__setattr__``
+sets it past the envelope's immutability; a grant's first verification calls it)."""
 
 
 class Entry:
@@ -194,33 +200,39 @@ class Entry:
     # the entry (`charter.grants.Verification` is defined there).
     valid: Verification
 
-    @classmethod
-    def of(cls, claimed: Claimed, usable: UsableKey, payload_type: str, skew_us: int) -> Entry:
-        """The entry of verified claims; raises ValueError when they are not usable.
-
-        (Built without ``__init__``: one is made on every cold verification.)
-        """
-        if not claimed.usable:
-            raise ValueError("claims that do not parse, or without a grant id or a time in range")
-        entry = _new(cls)
-        entry.claims = claimed.claims
-        entry.key_id = usable.key.key_id
-        entry.public_key = usable.raw
-        entry.payload_type = payload_type
-        entry.grant_id = claimed.grant_id
-        entry.licensee_id = claimed.licensee_id
-        entry.character_id = claimed.character_id
-        entry.issue_ns = claimed.issue_ns
-        entry.not_before_limit, entry.expire_limit = claimed.limits(skew_us)
-        # The usable key the issue time was last found valid for; rechecked when the ring changes.
-        entry.checked_key = None
-        # Read since the cache last considered evicting it (second-chance eviction).
-        entry.used = False
-        entry.owner = None
-        return entry
-
 
 _new: Final = object.__new__
+
+
+def new_entry(claimed: Claimed, usable: UsableKey, payload_type: str, skew_us: int) -> Entry:
+    """The entry of verified claims (its ``valid`` is set by the verifier); raises ValueError when
+    they are not usable.
+
+    (A function, built without ``__init__``: one is made on every cold verification; a class
+    method was looked up and bound on each call.)
+    """
+    if not claimed.usable:
+        raise ValueError("claims that do not parse, or without a grant id or a time in range")
+    entry = _new(Entry)
+    entry.claims = claimed.claims
+    entry.key_id = usable.key.key_id
+    entry.public_key = usable.raw
+    entry.payload_type = payload_type
+    entry.grant_id = claimed.grant_id
+    entry.licensee_id = claimed.licensee_id
+    entry.character_id = claimed.character_id
+    entry.issue_ns = claimed.issue_ns
+    kept = claimed._limits  # (`Claimed.limits`, its common case written out: kept for this skew)
+    if kept is not None and kept[0] == skew_us:
+        entry.not_before_limit, entry.expire_limit = kept[1], kept[2]
+    else:
+        entry.not_before_limit, entry.expire_limit = claimed.limits(skew_us)
+    # The usable key the issue time was last found valid for; rechecked when the ring changes.
+    entry.checked_key = None
+    # Read since the cache last considered evicting it (second-chance eviction).
+    entry.used = False
+    entry.owner = None
+    return entry
 
 
 def evict(cache: dict[object, Entry], order: deque[object], capacity: int) -> None:

@@ -271,10 +271,9 @@ def allowing_by_position(
         # value serves every candidate type.
         return _refusal(licensee_archived, character)  # type: ignore[return-value]
     now = use.time
-    reported: C | None = None
-    reported_evaluation: Evaluation | None = None
-    first: C | None = None
-    first_problem = _GRANT_INVALID
+    # (Two pairs rather than four names: fewer to set on every decision, most of which allow.)
+    reported: tuple[C, Evaluation] | None = None  # the newest candidate without a problem, its evaluation
+    first: tuple[C, DenyReason] | None = None  # the newest candidate with a problem, that problem
     for candidate in candidates:
         # `grant_problem`, written out: this loop is most of a warm offline decision.
         integrity = candidate.integrity
@@ -297,18 +296,18 @@ def allowing_by_position(
                 if evaluation.allowed:
                     return candidate
                 if reported is None:
-                    reported, reported_evaluation = candidate, evaluation
+                    reported = (candidate, evaluation)
                 continue
         elif integrity is _UNKNOWN_KEY:
             return None
         else:
             problem = _GRANT_INVALID
         if first is None:
-            first, first_problem = candidate, problem
+            first = (candidate, problem)
     if reported is not None:
-        assert reported_evaluation is not None
-        return Outcome(False, reported_evaluation.reasons, reported, reported_evaluation)
-    return Outcome(False, (first_problem,), first)
+        return Outcome(False, reported[1].reasons, reported[0], reported[1])
+    first_candidate, first_problem = first if first is not None else (None, _GRANT_INVALID)
+    return Outcome(False, (first_problem,), first_candidate)
 
 
 # The allowing outcome of a candidate, kept while the same candidate allows with the same

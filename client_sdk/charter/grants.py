@@ -71,6 +71,8 @@ from charter._grant_entry import Entry as _Entry
 from charter._grant_entry import PreparedGrant
 from charter._grant_entry import decode_text as _decode_text
 from charter._grant_entry import evict as _evict
+from charter._grant_entry import new_entry as _entry_of
+from charter._grant_entry import remember_on as _remember_on
 from charter._slots import slot_setters
 from charter.envelope import (
     GRANT_PAYLOAD_TYPE,
@@ -86,7 +88,6 @@ from charter.keyring import (
     KeyState,
     PublicKey,
 )
-from charter.keyring import UsableKey as _UsableKey
 from charter.keyring import check_signatures as _check_signatures
 from charter.keyring import keys_named as _keys_named
 from charter.v1 import grant_pb2
@@ -179,17 +180,6 @@ class Verification:
 
 _set_verdict, _set_claims, _set_key_id = slot_setters(Verification)
 _new: Final = object.__new__
-
-
-def _new_entry(claimed: _Claimed, usable: _UsableKey, payload_type: str, skew_us: int) -> _Entry:
-    """An entry for verified, parsed payload bytes; raises ValueError when they are not usable claims."""
-    entry = _Entry.of(claimed, usable, payload_type, skew_us)
-    valid = _new(Verification)  # (`Verification.__init__` written out: one per cold verification)
-    _set_verdict(valid, _VALID)
-    _set_claims(valid, entry.claims)
-    _set_key_id(valid, entry.key_id)
-    entry.valid = valid
-    return entry
 
 
 def _malformed() -> Verification:
@@ -310,15 +300,7 @@ class GrantVerifier:
             data = bytes(envelope)
             form, size = ("json", data), len(data)
         elif isinstance(envelope, PreparedEnvelope):  # (last: the received forms' warm path pays nothing for it)
-            return self.verify_prepared(
-                envelope,
-                keys=keys,
-                licensee_id=licensee_id,
-                character_id=character_id,
-                now=now,
-                status=status,
-                payload_type=payload_type,
-            )[0]
+            return self._verify_prepared(envelope, keys, licensee_id, character_id, now, status, payload_type)[0]
         if form is None or size > MAX_ENVELOPE_BYTES:
             return _malformed()
         if cache is None or size > _ALIAS_LIMIT:
@@ -380,6 +362,19 @@ class GrantVerifier:
             ValueError: ``now`` is naive.
             Exception: Whatever ``status`` raises is passed on.
         """
+        return self._verify_prepared(envelope, keys, licensee_id, character_id, now, status, payload_type)
+
+    def _verify_prepared(
+        self,
+        envelope: PreparedEnvelope,
+        keys: KeyRing,
+        licensee_id: str,
+        character_id: str,
+        now: datetime,
+        status: Callable[[str], GrantStatus] | None,
+        payload_type: str = GRANT_PAYLOAD_TYPE,
+    ) -> tuple[Verification, tuple[datetime, datetime] | None]:
+        """`verify_prepared` by position (a held grant's first decision calls it)."""
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
         if envelope.size > MAX_ENVELOPE_BYTES:
@@ -405,7 +400,7 @@ class GrantVerifier:
             return found[0], None
         if grant is not None and self._cache is not None:
             entry.owner = self._token
-            grant.remember(entry)
+            _remember_on(grant, entry)
         return found[0], (entry.not_before_limit, entry.expire_limit)
 
     def _verify_afresh(
@@ -463,9 +458,14 @@ class GrantVerifier:
             if claimed is None:
                 claimed = _Claimed(payload)  # parsed only now that a signature verified over it
             try:
-                entry = _new_entry(claimed, usable, payload_type, self._skew_us)
+                entry = _entry_of(claimed, usable, payload_type, self._skew_us)
             except ValueError:  # claims that do not parse, or without a grant id or a time in range
                 verdict = _MALFORMED
+            else:
+                entry.valid = valid = _new(Verification)  # (`Verification.__init__` written out)
+                _set_verdict(valid, _VALID)
+                _set_claims(valid, entry.claims)
+                _set_key_id(valid, entry.key_id)
         if entry is None:
             return self._failed(digest_key, keys, signatures, Verification(verdict, None, key_id)), None
         if digest_key is not None and not on_grant:

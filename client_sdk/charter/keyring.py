@@ -245,7 +245,14 @@ def check_signatures(
         keyid, sig = signatures[0]
         usable = keys._usable.get(keyid)
         if usable is not None:
-            return (_VALID, usable, keyid) if _verifies(usable, message, sig) else (_SIGNATURE_INVALID, None, "")
+            if len(sig) == ED25519_SIGNATURE_BYTES:  # (`_verifies`, written out)
+                try:
+                    usable.verify_key.verify(message, sig)
+                except nacl.exceptions.CryptoError:  # BadSignatureError, or a key libsodium rejects
+                    pass
+                else:
+                    return _VALID, usable, keyid
+            return _SIGNATURE_INVALID, None, ""
     candidates: list[tuple[UsableKey, bytes]] = []
     known = False
     revoked_key_id = ""

@@ -41,6 +41,7 @@ authorizer's clock; a context further off is not decided offline."""
 
 _UNREACHABLE: Final = DenyReason.SERVER_UNREACHABLE
 _OPTED_IN: Final = CharacterState.OPTED_IN
+_UNKNOWN_KEY: Final = Integrity.UNKNOWN_KEY
 _ONE_MICROSECOND: Final = timedelta(microseconds=1)
 _NEGATIVE_TOLERANCE: Final = -CONTEXT_TOLERANCE
 _JOIN_SECONDS: Final = 5.0
@@ -392,17 +393,16 @@ class OfflineAuthorizer(DecidesLocally):
         ):
             return None
         held, ring, view = self._held.by_character.get(character_id), key_set.ring, self._view
-        candidates = held.candidates if held is not None else ()
-        if (
-            candidates
-            and candidates[0].ring is ring
-            and character_id not in view.suspended
-            and character_id not in view.withdrawn
-        ):
-            # `decide_offline` written out for its common case, an opted-in character whose held
-            # grants were checked against this ring (this is the warm path, issue 16): the same
-            # call of `charter.decide`, then an allowing grant without a quota answers at once.
-            # (`allowing_by_position` answers an allowed use with the grant that allows it.)
+        if held is not None and character_id not in view.suspended and character_id not in view.withdrawn:
+            # `decide_offline` written out for an opted-in character with held grants (the warm
+            # path, issue 16, and a grant's first decision, which verifies it): the same call of
+            # `charter.decide` (answering an allowed use with the grant that allows it), then an
+            # allowing grant without a quota answers at once.
+            candidates = held.candidates
+            if not candidates or candidates[0].ring is not ring:  # all against one ring, or none yet
+                if ring is None:  # before the first key set: the server decides
+                    return None
+                candidates = held.against(ring, context.time, self._check)
             found = allowing_by_position(key_set.archived, _OPTED_IN, candidates, view.status_of, context)
             if type(found) is Checked and not found.quota and found.allow is not None:
                 return found.allow
@@ -426,8 +426,8 @@ class OfflineAuthorizer(DecidesLocally):
     def _check(self, grant: Held, ring: KeyRing, now: datetime) -> Checked:
         """Verify a held grant against ``ring`` (the cold path); ask for the key set again when
         its key is not in the ring."""
-        checked = check(self._verifier, grant, ring, licensee_id=self._licensee_id, now=now, skew_us=self._skew_us)
-        if checked.integrity is Integrity.UNKNOWN_KEY:
+        checked = check(self._verifier, grant, ring, self._licensee_id, now, self._skew_us)  # (by position)
+        if checked.integrity is _UNKNOWN_KEY:
             self._keys_wanted.set()
         return checked
 

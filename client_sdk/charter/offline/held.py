@@ -138,24 +138,17 @@ class Granted:
         self.allow = CharacterDecision(
             character_id, True, (), self.grant_id, self.terms_version, terms.obligations, self.rights_holder_id
         )
-        # What `checked` gives for the ring current when the grant is added, made now (with the
+        # What `check` gives for the ring current when the grant is added, made now (with the
         # one-grant candidates tuple) so that the first decision allocates neither: fewer objects
         # made on a cold decision, fewer collections of the garbage collector amortized onto it.
-        # Immutable, and given out only by `checked`, once the grant verified against that ring.
+        # Immutable, and given out only by `check`, once the grant verified against that ring.
         self.ready: tuple[Checked] | None = None
         if ring is not None and window is not None:
-            self.ready = (self._checked(ring, window),)
+            self.ready = (self.checked(ring, window),)
 
     def checked(self, ring: KeyRing, window: tuple[datetime, datetime]) -> Checked:
-        """The grant as found verified against ``ring``, with the verifier's window."""
-        ready = self.ready
-        if ready is not None:
-            found = ready[0]
-            if found.ring is ring and found.not_before == window[0] and found.expire_time == window[1]:
-                return found
-        return self._checked(ring, window)
-
-    def _checked(self, ring: KeyRing, window: tuple[datetime, datetime]) -> Checked:
+        """A new `Checked` of the grant as found verified against ``ring``, with the verifier's
+        window; for `check` only, once the grant verified against that ring."""
         found = _new_checked(Checked)
         found.ring = ring
         found.character_id = self.character_id
@@ -335,12 +328,11 @@ def parse(grant: Envelope | str, skew_us: int = 0, ring: KeyRing | None = None) 
 
 
 def check(
-    verifier: GrantVerifier, grant: Held, ring: KeyRing, *, licensee_id: str, now: datetime, skew_us: int
+    verifier: GrantVerifier, grant: Held, ring: KeyRing, licensee_id: str, now: datetime, skew_us: int
 ) -> Checked:
     """Verify a held grant against ``ring`` (the cold path) and remember the outcome on it."""
-    result, window = verifier.verify_prepared(
-        grant.prepared, keys=ring, licensee_id=licensee_id, character_id=grant.character_id, now=now
-    )
+    # (`verify_prepared` by position: a keyword call costs more than the checks it makes)
+    result, window = verifier._verify_prepared(grant.prepared, ring, licensee_id, grant.character_id, now, None)
     claims = result.claims
     # The window and the state are judged per decision (`charter.decide`), so the outcome kept
     # here does not depend on the time.
@@ -354,7 +346,17 @@ def check(
         if granted is not None and claims is grant.prepared.claimed.claims:
             # The verifier took the claims parsed when the grant was added, once the signature
             # verified over the PAE of those very bytes: what they give was worked out then.
-            checked = granted.checked(ring, window)
+            # `ready` when it was made for this ring and window, else a new one.
+            ready = granted.ready
+            if (
+                ready is not None
+                and (found := ready[0]).ring is ring
+                and found.not_before == window[0]
+                and found.expire_time == window[1]
+            ):
+                checked = found
+            else:
+                checked = granted.checked(ring, window)
         else:  # claims it remembered from another form of the same envelope (the same digest)
             checked = Checked(ring, grant.character_id, claims, _VERIFIED, skew_us, window)  # (by position)
     elif integrity is Integrity.UNKNOWN_KEY:
