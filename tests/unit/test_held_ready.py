@@ -83,26 +83,33 @@ def test_a_cold_decision_makes_no_object_but_the_verifiers() -> None:
     keys = ring()
     key_set = cast(LicenseeKeys, SimpleNamespace(ring=keys))
     characters = [f"chr_{number:032x}" for number in range(20)]
-    held = HeldGrants(0, key_set)
-    held.add(grant(claims(character_id=character)) for character in characters)
-    view = RevocationView(lambda: NOW)
     verifier = GrantVerifier(skew=timedelta(0))
 
     def check(grant: Held, ring: KeyRing, now: object) -> Checked:
         return checked(grant, ring, verifier)
 
-    gc.collect()
-    gc.disable()
-    try:
-        before = {id(thing) for thing in gc.get_objects()}
-        decided = [
-            decide_offline(character, USE, held.by_character[character], keys, view, False, check)  # type: ignore[arg-type]
-            for character in characters
-        ]
-        made = Counter(type(thing).__name__ for thing in gc.get_objects() if id(thing) not in before)
-    finally:
-        gc.enable()
+    def made_per_decision() -> tuple[list[object], dict[str, int]]:
+        """Cold decisions of fresh grants, and the kinds of object made at least once per decision."""
+        held = HeldGrants(0, key_set)
+        held.add(grant(claims(character_id=character)) for character in characters)
+        view = RevocationView(lambda: NOW)
+        gc.collect()
+        gc.disable()
+        try:
+            before = {id(thing) for thing in gc.get_objects()}
+            decided: list[object] = [
+                decide_offline(character, USE, held.by_character[character], keys, view, False, check)  # type: ignore[arg-type]
+                for character in characters
+            ]
+            made = Counter(type(thing).__name__ for thing in gc.get_objects() if id(thing) not in before)
+        finally:
+            gc.enable()
+        return decided, {kind: count for kind, count in made.items() if count >= len(characters)}
+
+    # Another test's threads in this worker may make objects meanwhile: of three tries, the one
+    # with the fewest kinds counts (what the decisions make shows in every try).
+    tries = [made_per_decision() for _ in range(3)]
+    decided, per_decision = min(tries, key=lambda one: len(one[1]))
 
     assert all(isinstance(one, CharacterDecision) and one.allowed for one in decided), decided
-    per_decision = {kind: count for kind, count in made.items() if count >= len(characters)}  # (not `before`)
     assert per_decision == {"Entry": len(characters), "Verification": len(characters)}
