@@ -154,8 +154,7 @@ def server_factory(clock: Any) -> Iterator[ServerFactory]:
             "log_format": "json",
             "shutdown_grace_seconds": 1.0,
             "authorization_lease_seconds": 0.05,  # revocations wait it out; keep tests quick
-            # The log on threads: a log process costs 1-3 s of CPU to start, and its start is
-            # logged from a thread while the test may be capturing a CLI's output (test_log_process,
+            # The log on threads: a log process costs 1-3 s of CPU to start (test_log_process,
             # test_drain and the session's server run it as in production).
             "log_process": False,
         }
