@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,9 +19,10 @@ from charter.v1 import transparency_pb2 as tp
 from charter_server.app import Services
 from charter_server.config import Settings
 from charter_server.domain.clock import SystemClock
-from charter_server.domain.errors import DataLoss, NotFound
+from charter_server.domain.errors import DataLoss, NotFound, StorageBusy
 from charter_server.domain.models import Principal, Role, SigningKeyPurpose
 from charter_server.domain.transparency import PendingEntry
+from charter_server.services.transparency import receipts as receipts_module
 from charter_server.services.transparency.audit import audit
 from charter_server.services.transparency.reader import TransparencyLog
 from charter_server.services.transparency.receipts import ReceiptLog
@@ -30,6 +32,7 @@ from charter_server.storage.log_tables import LogEntryRow, LogTileRow
 from sqlalchemy import case, delete, update
 
 from ._support import services_on
+from .conftest import CapturedLogs
 
 AUDITOR = Principal("key_auditor", Role.AUDITOR)
 
@@ -297,3 +300,35 @@ def test_entries_are_found_by_their_whole_leaf_hash_and_receipt_digest_not_by_th
     assert by_leaf == [[1_000_000], [1_000_001], [1_000_002]]
     assert by_receipt == [[1_000_000, 1_000_002], [1_000_001]]
     assert unknown == []
+
+
+def test_a_prune_that_fails_holds_back_no_receipt_is_not_reported_as_their_loss_and_is_tried_again_soon(
+    log: Log, captured_logs: CapturedLogs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seen: the deployment's own import held SQLite's write lock as the log process pruned; the
+    # failure was reported as receipts not appended, and the prune put off for an hour.
+    receipts = ReceiptLog(log.db, SystemClock(), interval=0.01)
+    prunes: list[float] = []
+    prune = receipts.prune
+
+    def busy_once() -> int:
+        prunes.append(time.monotonic())
+        if len(prunes) == 1:
+            raise StorageBusy("the database is busy; retry")
+        return prune()
+
+    monkeypatch.setattr(receipts, "prune", busy_once)
+    monkeypatch.setattr(receipts_module, "_PRUNE_RETRY_SECONDS", 0.05)
+    receipts.add(receipt_payload("chr_1"), "key_generator")
+    receipts.start()
+    try:
+        give_up = time.monotonic() + 10
+        while (receipts.committed < 1 or len(prunes) < 2) and time.monotonic() < give_up:
+            time.sleep(0.01)
+    finally:
+        receipts.stop()
+
+    failed = captured_logs.events("transparency_log.prune_failed")
+    assert (receipts.committed, len(prunes) >= 2) == (1, True)
+    assert [event["error_type"] for event in failed] == ["StorageBusy"]
+    assert captured_logs.events("transparency_log.receipts_not_appended") == []

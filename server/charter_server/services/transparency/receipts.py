@@ -42,7 +42,7 @@ from charter.v1 import decision_pb2
 
 from charter_server.domain.clock import Clock
 from charter_server.domain.decision_history import DecidedUse, DecisionTally, hour_of
-from charter_server.domain.errors import StorageBusy
+from charter_server.domain.errors import StorageBusy, StorageUnavailable
 from charter_server.domain.transparency import PendingEntry
 from charter_server.services.wire import varint as _varint
 from charter_server.storage.database import Database
@@ -60,6 +60,7 @@ MAX_PENDING = 200_000
 DECISION_RETENTION = timedelta(days=90)
 """How long decisions per hour are kept (the longest ``PreviewTerms`` window)."""
 _PRUNE_SECONDS = 3600.0
+_PRUNE_RETRY_SECONDS = 60.0
 _REASON_NAMES: dict[int, str] = {
     value: name.removeprefix("DENY_REASON_") for name, value in decision_pb2.DenyReason.items()
 }
@@ -396,15 +397,27 @@ class ReceiptLog:
     def _run(self) -> None:
         next_prune = time.monotonic()
         while not self._stop.wait(self._interval):
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + (_PRUNE_SECONDS if self._try_prune() else _PRUNE_RETRY_SECONDS)
+            if time.monotonic() < self._handed_until:
+                continue  # the local sequencer takes them
             try:
-                if time.monotonic() >= next_prune:
-                    next_prune = time.monotonic() + _PRUNE_SECONDS
-                    self.prune()
-                if time.monotonic() < self._handed_until:
-                    continue  # the local sequencer takes them
                 self.flush()
             except Exception:
                 log.exception("transparency_log.receipts_not_appended", receipts=len(self._buffer))
+
+    def _try_prune(self) -> bool:
+        """Prune; on failure say so (the receipts are not concerned) and return False, so that the
+        prune is tried again in a minute rather than an hour, and the receipts are appended anyway."""
+        try:
+            self.prune()
+        except (StorageBusy, StorageUnavailable) as error:  # another writer, or an outage: transient
+            log.warning("transparency_log.prune_failed", error_type=type(error).__name__, error=str(error))
+            return False
+        except Exception:
+            log.exception("transparency_log.prune_failed")
+            return False
+        return True
 
 
 def take(buffer: deque[tuple[bytes, str]], limit: int) -> list[tuple[bytes, str]]:
