@@ -142,13 +142,22 @@ def _database(index: int, tmp_path: Path) -> tuple[str, str]:
     return database_url, prepare_database(database_url, f"drain lane {index}")
 
 
-def _port_besides(targets: set[str]) -> int:
-    """A free loopback port that none of ``targets`` is on."""
-    for _ in range(100):
-        port = free_port()
-        if f"127.0.0.1:{port}" not in targets:
-            return port
-    raise AssertionError(f"no free port besides {targets}")
+_PORTS_LOCK = threading.Lock()
+_PORTS_TAKEN: set[int] = set()
+
+
+def _new_port() -> int:
+    """A free loopback port that no server of this test has had. Never the port of a server that
+    just exited (its clients are still calling it), and never one the other lane picked: a port
+    picked but not yet bound can be picked again, and a lane then called the other lane's server
+    (its keys refused there as ``CREDENTIALS_INVALID``), its own having failed to bind."""
+    with _PORTS_LOCK:
+        for _ in range(100):
+            port = free_port()
+            if port not in _PORTS_TAKEN:
+                _PORTS_TAKEN.add(port)
+                return port
+    raise AssertionError("no free port that this test has not used")
 
 
 def _lane(index: int, tmp_path: Path, database: tuple[str, str], rounds: int) -> list[Drain]:
@@ -157,8 +166,7 @@ def _lane(index: int, tmp_path: Path, database: tuple[str, str], rounds: int) ->
     servers: list[ServerProcess] = []
 
     def start(number: int) -> None:
-        # Never on the port of the server that just exited: its clients are still calling it.
-        port = _port_besides({server.target for server in servers})
+        port = _new_port()
         options = ("--shutdown-grace-seconds", str(GRACE_SECONDS), "--log-format", "json")
         # The log in a process of its own, as in production: the drain ends with the log process's.
         log_path = tmp_path / f"lane{index}-{number}.log"
