@@ -106,6 +106,9 @@ class Settings:
     """Run the transparency log (its sequencer, the receipts' entries, the audit) in a process of its
     own beside each server process, so its work takes no time from the calls; off, it runs on
     threads of the server process."""
+    log_socket: str = ""
+    """Set by ``serve --processes N`` for its children: the Unix socket of the one log process they
+    share. Empty: a server with ``log_process`` starts a log process of its own."""
 
     @property
     def origin(self) -> str:
@@ -271,3 +274,17 @@ def _parse(name: str, kind: Any, raw: str) -> Any:
     except ValueError:
         raise _error(name, f"must be a {kind}, got {raw!r}") from None
     return raw
+
+
+def child_environment(settings: Settings, metrics_dir: str | None = None) -> dict[str, str]:
+    """A child process's environment: every setting as its ``CHARTER_*`` variable (a server of
+    ``--processes``, a log process)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    for field in dataclasses.fields(Settings):
+        value = getattr(settings, field.name)
+        if value is None or field.name in ("processes", "migrate", "metrics_listen", "authorization_lease_seconds"):
+            continue
+        env[ENV_PREFIX + field.name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+    if metrics_dir is not None:
+        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    return env

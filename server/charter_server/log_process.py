@@ -3,9 +3,10 @@
 Why a process: the log's work per receipt (its entries and tallies built in Python, its batch's
 statements, its checkpoint signed) holds the interpreter's lock for about 18 µs per ``Authorize``
 and stalls the event loop that serves calls; in a process of its own it runs on another core.
-``charter-server serve`` starts one per server process (``log_process``, on by default); a server
-built in a test or embedded in-process with ``log_process`` off runs the same `ReceiptLog` and
-`Sequencer` on two threads of its own instead.
+``charter-server serve`` starts one per server process (``log_process``, on by default; the servers
+of ``serve --processes N`` share one instead, see ``charter_server.shared_log``); a server built in
+a test or embedded in-process with ``log_process`` off runs the same `ReceiptLog` and `Sequencer`
+on two threads of its own instead.
 
 The server's side (`LogProcess`) keeps what ``Authorize`` signed in a buffer (bounded: a full one
 fails ``Authorize`` closed, retryable) and every ``interval`` sends it to the log process over a
@@ -36,16 +37,15 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from multiprocessing import Pipe
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Client, Connection
 from typing import Any
 
 import structlog
 
 from charter_server import logs
-from charter_server.config import Settings
+from charter_server.config import Settings, child_environment
 from charter_server.domain.clock import SystemClock
 from charter_server.domain.errors import StorageBusy
-from charter_server.processes import child_environment
 from charter_server.services.keys import DEVELOPMENT_KEK, KeyService
 from charter_server.services.transparency.appender import LogAppender
 from charter_server.services.transparency.audit import LogAuditor
@@ -63,7 +63,8 @@ RESTART_DELAY_SECONDS = 1.0
 """How long the server waits before starting a log process again after one died."""
 STOP_SECONDS = 10.0
 """How long the server waits, when it stops, for its log process to commit the last receipts."""
-_POLL_SECONDS = 0.02  # how soon the log process confirms a commit
+POLL_SECONDS = 0.02
+"""How soon the log process confirms a commit to its server."""
 
 
 class LogProcess:
@@ -187,6 +188,13 @@ class LogProcess:
             log.debug("transparency_log.receipts_sent", batch=self._batch, receipts=len(taken))
 
     def _start_process(self) -> None:
+        if self._settings.log_socket:  # the log process of ``serve --processes N``, shared
+            self._conn = Client(self._settings.log_socket, family="AF_UNIX")
+            self._ready = False
+            self.starts += 1
+            log.info("transparency_log.connected", socket=self._settings.log_socket)
+            self._resend()
+            return
         parent, child_end = Pipe()  # duplex: a socket pair
         command = [sys.executable, "-m", "charter_server.log_process", "--fd", str(child_end.fileno())]
         try:
@@ -202,6 +210,9 @@ class LogProcess:
         self._ready = False
         self.starts += 1
         log.info("transparency_log.process_started", pid=self._child.pid)
+        self._resend()
+
+    def _resend(self) -> None:
         # A batch the previous process did not confirm may or may not be in the log: resent, the
         # new process appends only the receipts the log does not hold.
         for batch, receipts in list(self._unconfirmed):
@@ -328,7 +339,7 @@ class LogWorker:
         try:
             self._send(("ready",))
             while True:
-                if self._conn.poll(_POLL_SECONDS):
+                if self._conn.poll(POLL_SECONDS):
                     message = self._conn.recv()
                     if message[0] == "receipts":
                         _, batch, receipts, resent = message
@@ -367,13 +378,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="charter_server.log_process")
     parser.add_argument("--fd", type=int, required=True, help="the socket to the server")
     args = parser.parse_args(argv)
-    # The server stops this process when it has handed everything over: a terminal's Ctrl-C or a
-    # signal to the process group must not end it first.
+    return LogWorker(worker_settings(), Connection(args.fd)).run()
+
+
+def worker_settings() -> Settings:
+    """The log process's settings, from the environment its starter gave it; signals ignored: its
+    starter stops it when everything is handed over, and a terminal's Ctrl-C or a signal to the
+    process group must not end it first."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     settings = Settings.from_env()
     logs.configure(settings.log_format, settings.log_level)
-    return LogWorker(settings, Connection(args.fd)).run()
+    return settings
 
 
 if __name__ == "__main__":

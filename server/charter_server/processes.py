@@ -11,13 +11,14 @@ The supervisor migrates the database, creates the first signing key and applies 
 once, before any child starts (so children never race to do it), reserves the port when it was
 ``0``, forwards ``SIGTERM``/``SIGINT`` to every child (each drains as a single server does), and
 restarts a child that dies unexpectedly. With ``--metrics-listen`` it serves the children's
-metrics together (``prometheus_client`` multiprocess mode), from one endpoint.
+metrics together (``prometheus_client`` multiprocess mode), from one endpoint. With ``log_process``
+(the default) it starts the one transparency-log process the children share
+(``charter_server.shared_log``) before them, and stops it after them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import signal
 import socket
 import subprocess
@@ -30,7 +31,8 @@ from types import FrameType
 import structlog
 from prometheus_client import multiprocess
 
-from charter_server.config import ENV_PREFIX, Settings
+from charter_server.config import ENV_PREFIX, Settings, child_environment
+from charter_server.shared_log import SharedLogProcess
 
 log = structlog.get_logger(__name__)
 
@@ -51,20 +53,6 @@ def _reserve(settings: Settings) -> tuple[Settings, socket.socket | None]:
     reserved.bind((host.strip("[]"), 0))
     port = reserved.getsockname()[1]
     return dataclasses.replace(settings, listen=f"{host}:{port}"), reserved
-
-
-def child_environment(settings: Settings, metrics_dir: str | None = None) -> dict[str, str]:
-    """A child process's environment: every setting as its ``CHARTER_*`` variable (a server of
-    ``--processes``, a log process)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-    for field in dataclasses.fields(Settings):
-        value = getattr(settings, field.name)
-        if value is None or field.name in ("processes", "migrate", "metrics_listen", "authorization_lease_seconds"):
-            continue
-        env[ENV_PREFIX + field.name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
-    if metrics_dir is not None:
-        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    return env
 
 
 def _start_metrics(settings: Settings, metrics_dir: str) -> object:
@@ -102,6 +90,31 @@ class Supervisor:
             if child is not None and child.poll() is None:
                 child.send_signal(signum)
 
+    def _tend(self, env: dict[str, str], metrics_dir: str | None, codes: dict[int, int]) -> int:
+        """Restart the children that died (unless stopping), note the exit codes of those that
+        stopped; how many are alive or due to restart."""
+        alive = 0
+        for index, child in enumerate(self._children):
+            if child is None:
+                if not self._stopping and time.monotonic() >= self._restart_at[index]:
+                    self._spawn(index, env)
+                    alive += 1
+                continue
+            code = child.poll()
+            if code is None:
+                alive += 1
+                continue
+            if metrics_dir is not None:  # its live gauges (open streams) no longer count
+                multiprocess.mark_process_dead(child.pid, metrics_dir)  # type: ignore[no-untyped-call]
+            self._children[index] = None
+            if self._stopping:
+                codes[index] = code
+            else:
+                log.error("processes.child_died", index=index, pid=child.pid, exit_code=code)
+                self._restart_at[index] = time.monotonic() + RESTART_DELAY_SECONDS
+                alive += 1
+        return alive
+
     def run(self) -> int:
         """Serve until SIGTERM or SIGINT; the exit code is 0 when every child drained cleanly."""
         settings, reserved = _reserve(self._settings)
@@ -112,34 +125,25 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._on_signal)
         log.info("processes.started", listen=settings.listen, processes=self._count)
         codes: dict[int, int] = {}
+        # One log process for the tree: one sequencer takes every child's receipts straight into the
+        # log (a log process per child would have all but the lease holder's go through pending rows).
+        shared_log = SharedLogProcess(child_environment(settings)) if settings.log_process else None
         try:
+            if shared_log is not None:
+                shared_log.start()
+                env[f"{ENV_PREFIX}LOG_SOCKET"] = shared_log.socket
             for index in range(self._count):
                 self._spawn(index, env)
             while True:
-                alive = 0
-                for index, child in enumerate(self._children):
-                    if child is None:
-                        if not self._stopping and time.monotonic() >= self._restart_at[index]:
-                            self._spawn(index, env)
-                            alive += 1
-                        continue
-                    code = child.poll()
-                    if code is None:
-                        alive += 1
-                        continue
-                    if metrics_dir is not None:  # its live gauges (open streams) no longer count
-                        multiprocess.mark_process_dead(child.pid, metrics_dir)  # type: ignore[no-untyped-call]
-                    self._children[index] = None
-                    if self._stopping:
-                        codes[index] = code
-                    else:
-                        log.error("processes.child_died", index=index, pid=child.pid, exit_code=code)
-                        self._restart_at[index] = time.monotonic() + RESTART_DELAY_SECONDS
-                        alive += 1
+                alive = self._tend(env, metrics_dir, codes)
                 if self._stopping and not alive:
                     break
+                if shared_log is not None:
+                    shared_log.check(self._stopping)
                 time.sleep(_POLL_SECONDS)
         finally:
+            if shared_log is not None:  # after the children: each hands its last receipts over first
+                shared_log.stop()
             if metrics is not None:
                 metrics.shutdown()  # type: ignore[attr-defined]
             if reserved is not None:

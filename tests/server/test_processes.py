@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from charter_server.app import build_services, open_database
 from charter_server.config import Settings
 from charter_server.domain.clock import SystemClock
 
+from ._serving import CONTEXT, new_party
 from ._support import ServerProcess, spawn_server, wait_serving
 
 
@@ -39,6 +41,15 @@ def _wait_for(server: ServerProcess, event: str, count: int, timeout: float = 60
     pytest.fail(f"fewer than {count} {event} lines within {timeout} s:\n{server.log}")
 
 
+def _admin(database_url: str) -> str:
+    settings = Settings(database_url=database_url)
+    db = open_database(settings)
+    try:
+        return build_services(settings, db, SystemClock()).access.create_bootstrap_admin("processes").secret
+    finally:
+        db.dispose()
+
+
 @pytest.mark.slow
 def test_two_processes_serve_one_port_and_stop_together(tmp_path: Path) -> None:
     server = spawn_server(
@@ -52,12 +63,7 @@ def test_two_processes_serve_one_port_and_stop_together(tmp_path: Path) -> None:
         wait_serving(server)
         pids = {line["pid"] for line in started}
         ports = {line["port"] for line in started}
-        settings = Settings(database_url=f"sqlite:///{tmp_path / 'processes.db'}")
-        db = open_database(settings)
-        try:
-            admin = build_services(settings, db, SystemClock()).access.create_bootstrap_admin("processes").secret
-        finally:
-            db.dispose()
+        admin = _admin(f"sqlite:///{tmp_path / 'processes.db'}")
         # New connections land on either child; every call works whichever answers.
         made = []
         for number in range(12):
@@ -81,4 +87,111 @@ def test_two_processes_serve_one_port_and_stop_together(tmp_path: Path) -> None:
     assert code == 0
     assert len(_lines(server, "server.stopped")) == 2  # the two children alive at the end drained
     assert _lines(server, "processes.stopped")[0]["exit_codes"] == [0, 0]
+    assert "Traceback" not in server.log
+
+
+def _logged(database_url: str, digests: list[bytes], timeout: float = 30) -> tuple[list[int], int]:
+    """How many log entries each receipt has, and how many entries are pending: once every receipt
+    has one, or after ``timeout`` seconds."""
+    db = open_database(Settings(database_url=database_url))
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            with db.uow() as uow:
+                counts = [len(uow.log.entries_by_receipt(digest, 10)) for digest in digests]
+                pending = uow.log.pending_count()
+            if all(counts) or time.monotonic() > deadline:
+                return counts, pending
+            time.sleep(0.2)
+    finally:
+        db.dispose()
+
+
+@pytest.mark.slow
+def test_the_processes_share_one_log_process_whose_death_loses_and_doubles_no_receipt(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'shared.db'}"
+    server = spawn_server(database_url, tmp_path / "shared.log", serve_options=("--processes", "2"), log_process=True)
+    digests: list[bytes] = []
+
+    def decide(count: int) -> None:
+        for _ in range(count):  # a connection per call, so that both children decide
+            with charter.Client(server.target, api_key=party.generator) as client:
+                decision = client.authorize(
+                    character_ids=[party.character_id], use_type=CONTEXT.use_type, content_rating=CONTEXT.content_rating
+                )
+            digests.append(decision.receipt_digest)
+
+    try:
+        _wait_for(server, "server.started", 2)
+        wait_serving(server)
+        party = new_party(server.target, _admin(database_url))
+        decide(10)
+        socket = str(_wait_for(server, "transparency_log.connected", 2)[0]["socket"])
+        assert stat.S_IMODE(os.stat(os.path.dirname(socket)).st_mode) == 0o700  # only its user may connect
+        first = _wait_for(server, "transparency_log.shared_process_started", 1)[0]
+        os.kill(int(first["pid"]), signal.SIGKILL)  # type: ignore[call-overload]
+        decide(10)  # kept by the servers while it is gone, sent again once it is back
+        _wait_for(server, "transparency_log.shared_process_started", 2)
+        _wait_for(server, "transparency_log.connected", 4)  # both servers, twice
+        decide(5)
+        # The dead process held the sequencer's lease: the new one integrates once it lapses.
+        logged, pending = _logged(database_url, digests)
+    finally:
+        server.process.send_signal(signal.SIGTERM)
+        code = server.process.wait(timeout=60)
+
+    assert code == 0
+    assert (len(digests), len(set(digests))) == (25, 25)
+    assert logged == [1] * 25  # every receipt in the log once: none lost, none twice
+    assert pending == 0
+    assert len(_lines(server, "transparency_log.shared_process_died")) == 1
+    assert _lines(server, "transparency_log.process_started") == []  # no log process per server
+    assert len(_lines(server, "server.stopped")) == 2
+    assert "Traceback" not in server.log
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.slow
+def test_a_shared_log_process_whose_supervisor_is_killed_serves_its_servers_until_they_are_gone(
+    tmp_path: Path,
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'orphans.db'}"
+    server = spawn_server(database_url, tmp_path / "orphans.log", serve_options=("--processes", "2"), log_process=True)
+    digests: list[bytes] = []
+    children: list[int] = []
+    try:
+        children = [int(line["pid"]) for line in _wait_for(server, "server.started", 2)]  # type: ignore[call-overload]
+        wait_serving(server)
+        party = new_party(server.target, _admin(database_url))
+        shared = int(_wait_for(server, "transparency_log.shared_process_started", 1)[0]["pid"])  # type: ignore[call-overload]
+        server.process.kill()  # the supervisor; its children and the log process live on
+        server.process.wait(timeout=10)
+        for _ in range(10):
+            with charter.Client(server.target, api_key=party.generator) as client:
+                decision = client.authorize(
+                    character_ids=[party.character_id], use_type=CONTEXT.use_type, content_rating=CONTEXT.content_rating
+                )
+            digests.append(decision.receipt_digest)
+        logged, _ = _logged(database_url, digests)
+        alive_with_servers = not _gone(shared)
+        for child in children:
+            os.kill(child, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while not all(_gone(pid) for pid in (*children, shared)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        for pid in children:
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    assert logged == [1] * 10
+    assert alive_with_servers
+    assert [_gone(pid) for pid in (*children, shared)] == [True, True, True]
+    assert len(_lines(server, "transparency_log.supervisor_gone")) == 1
     assert "Traceback" not in server.log
