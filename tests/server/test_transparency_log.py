@@ -332,3 +332,17 @@ def test_a_prune_that_fails_holds_back_no_receipt_is_not_reported_as_their_loss_
     assert (receipts.committed, len(prunes) >= 2) == (1, True)
     assert [event["error_type"] for event in failed] == ["StorageBusy"]
     assert captured_logs.events("transparency_log.receipts_not_appended") == []
+
+
+def test_receipts_sent_again_while_they_still_wait_here_are_taken_once(log: Log) -> None:
+    # A server that lost its connection to the shared log process of its tree, which lives on,
+    # sends its unconfirmed batches again to the same process.
+    receipts = ReceiptLog(log.db, SystemClock())
+    batch = [(receipt_payload("chr_1"), "key_generator"), (receipt_payload("chr_2"), "key_generator")]
+
+    first = receipts.accept(batch)
+    while_waiting = receipts.accept(batch, resent=True)
+    flushed = receipts.flush()
+    once_logged = receipts.accept(batch, resent=True)
+
+    assert (first, while_waiting, flushed, once_logged) == (2, 0, 2, 0)

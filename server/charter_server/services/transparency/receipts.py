@@ -289,11 +289,17 @@ class ReceiptLog:
         """Buffer receipts (payload, actor key id) signed in another process; return how many.
 
         ``resent`` receipts were handed over before to a process that stopped without saying
-        whether it logged them: those already in the log (pending or integrated) are left out, so
-        none is logged, nor its decision counted, twice.
+        whether it logged them, or to this one by a server that lost its connection to it: those
+        already in the log (pending or integrated) or still waiting here are left out, so none is
+        logged, nor its decision counted, twice.
         """
-        taken = self.unlogged(receipts) if resent else receipts
-        self._buffer.extend(taken)
+        if not resent:
+            self._buffer.extend(receipts)
+            return len(receipts)
+        with self._flush_lock:  # nothing moves from the buffer to the log meanwhile
+            waiting = {_sha256(payload).digest() for payload, _ in (*self._flushing, *self._buffer)}
+            taken = self.unlogged([r for r in receipts if _sha256(r[0]).digest() not in waiting])
+            self._buffer.extend(taken)
         return len(taken)
 
     def unlogged(self, receipts: Sequence[tuple[bytes, str]]) -> list[tuple[bytes, str]]:
