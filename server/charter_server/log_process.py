@@ -255,12 +255,7 @@ class LogProcess:
     def _close(self) -> None:
         conn, child = self._conn, self._child
         self._conn = self._child = None
-        if conn is not None:
-            conn.close()
-        if child is not None:
-            if child.poll() is None:
-                child.kill()
-            child.wait()
+        end(conn, child)
 
     def _finish(self) -> None:
         conn = self._conn
@@ -293,6 +288,16 @@ class LogProcess:
             log.warning("transparency_log.receipts_appended_by_server", receipts=len(left))
         except Exception:
             log.exception("transparency_log.receipts_lost", receipts=len(left))
+
+
+def end(conn: Connection | None, child: subprocess.Popen[bytes] | None) -> None:
+    """Close the connection to a log process and end the process (if it still runs), reaped."""
+    if conn is not None:
+        conn.close()
+    if child is not None:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
 
 
 class LogWorker:

@@ -36,7 +36,14 @@ from typing import Any, cast
 import structlog
 
 from charter_server.config import Settings
-from charter_server.log_process import POLL_SECONDS, RESTART_DELAY_SECONDS, STOP_SECONDS, LogWorker, worker_settings
+from charter_server.log_process import (
+    POLL_SECONDS,
+    RESTART_DELAY_SECONDS,
+    STOP_SECONDS,
+    LogWorker,
+    end,
+    worker_settings,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -87,9 +94,10 @@ class SharedLogWorker(LogWorker):
         threading.Thread(target=self._accept, name="charter-log-accept", daemon=True).start()
         received = 0
         supervisor: Connection | None = self._conn
+        stop = False
         try:
             self._send(("ready",))
-            while supervisor is not None or self._peers or self._arrivals:
+            while not stop and (supervisor is not None or self._peers or self._arrivals):
                 while self._arrivals:
                     peer = self._arrivals.popleft()
                     self._peers[peer] = _Peer()
@@ -108,8 +116,7 @@ class SharedLogWorker(LogWorker):
                             self._drop(ready)
                         continue
                     if ready is supervisor:
-                        if message[0] == "stop":
-                            return self._stop_all()
+                        stop = message[0] == "stop"
                     elif message[0] == "receipts":
                         _, batch, receipts, resent = message
                         received += self._receipts.accept(receipts, resent=resent)
@@ -217,12 +224,7 @@ class SharedLogProcess:
     def _close(self) -> None:
         child, conn = self._child, self._conn
         self._child = self._conn = None
-        if conn is not None:
-            conn.close()
-        if child is not None:
-            if child.poll() is None:
-                child.kill()
-            child.wait()
+        end(conn, child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
