@@ -28,6 +28,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import grpc
+import uvloop
 from charter_server import logs
 from charter_server.app import CharterServer, build_server
 from charter_server.config import Settings
@@ -263,7 +264,7 @@ def aio_empty_server(
     """
     owned = loop is None
     if loop is None:
-        loop = asyncio.new_event_loop()
+        loop = uvloop.new_event_loop()  # the loop Charter serves on, the fastest measured
         thread = threading.Thread(target=loop.run_forever, name="bench-aio-empty", daemon=True)
         thread.start()
 
