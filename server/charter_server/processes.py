@@ -133,6 +133,8 @@ class Supervisor:
                 shared_log.start()
                 env[f"{ENV_PREFIX}LOG_SOCKET"] = shared_log.socket
             for index in range(self._count):
+                if self._stopping:  # a signal while the log process started: no child would get it
+                    break
                 self._spawn(index, env)
             while True:
                 alive = self._tend(env, metrics_dir, codes)
