@@ -18,7 +18,7 @@ from charter_server.app import build_services, open_database
 from charter_server.config import Settings
 from charter_server.domain.clock import SystemClock
 
-from ._serving import CONTEXT, new_party
+from ._serving import CONTEXT, Party, new_party
 from ._support import ServerProcess, spawn_server, wait_serving
 
 
@@ -90,6 +90,19 @@ def test_two_processes_serve_one_port_and_stop_together(tmp_path: Path) -> None:
     assert "Traceback" not in server.log
 
 
+def _decide(target: str, party: Party, count: int) -> list[bytes]:
+    """``count`` allowed decisions, a connection each (so that both children decide); the digests
+    of their receipts."""
+    digests = []
+    for _ in range(count):
+        with charter.Client(target, api_key=party.generator) as client:
+            decision = client.authorize(
+                character_ids=[party.character_id], use_type=CONTEXT.use_type, content_rating=CONTEXT.content_rating
+            )
+        digests.append(decision.receipt_digest)
+    return digests
+
+
 def _logged(database_url: str, digests: list[bytes], timeout: float = 30) -> tuple[list[int], int]:
     """How many log entries each receipt has, and how many entries are pending: once every receipt
     has one, or after ``timeout`` seconds."""
@@ -112,28 +125,19 @@ def test_the_processes_share_one_log_process_whose_death_loses_and_doubles_no_re
     database_url = f"sqlite:///{tmp_path / 'shared.db'}"
     server = spawn_server(database_url, tmp_path / "shared.log", serve_options=("--processes", "2"), log_process=True)
     digests: list[bytes] = []
-
-    def decide(count: int) -> None:
-        for _ in range(count):  # a connection per call, so that both children decide
-            with charter.Client(server.target, api_key=party.generator) as client:
-                decision = client.authorize(
-                    character_ids=[party.character_id], use_type=CONTEXT.use_type, content_rating=CONTEXT.content_rating
-                )
-            digests.append(decision.receipt_digest)
-
     try:
         _wait_for(server, "server.started", 2)
         wait_serving(server)
         party = new_party(server.target, _admin(database_url))
-        decide(10)
+        digests += _decide(server.target, party, 10)
         socket = str(_wait_for(server, "transparency_log.connected", 2)[0]["socket"])
         assert stat.S_IMODE(os.stat(os.path.dirname(socket)).st_mode) == 0o700  # only its user may connect
         first = _wait_for(server, "transparency_log.shared_process_started", 1)[0]
         os.kill(int(first["pid"]), signal.SIGKILL)  # type: ignore[call-overload]
-        decide(10)  # kept by the servers while it is gone, sent again once it is back
+        digests += _decide(server.target, party, 10)  # kept by the servers while it is gone, resent after
         _wait_for(server, "transparency_log.shared_process_started", 2)
         _wait_for(server, "transparency_log.connected", 4)  # both servers, twice
-        decide(5)
+        digests += _decide(server.target, party, 5)
         # The dead process held the sequencer's lease: the new one integrates once it lapses.
         logged, pending = _logged(database_url, digests)
     finally:
@@ -163,7 +167,6 @@ def test_a_shared_log_process_whose_supervisor_is_killed_serves_its_servers_unti
 ) -> None:
     database_url = f"sqlite:///{tmp_path / 'orphans.db'}"
     server = spawn_server(database_url, tmp_path / "orphans.log", serve_options=("--processes", "2"), log_process=True)
-    digests: list[bytes] = []
     children: list[int] = []
     try:
         children = [int(line["pid"]) for line in _wait_for(server, "server.started", 2)]  # type: ignore[call-overload]
@@ -172,12 +175,7 @@ def test_a_shared_log_process_whose_supervisor_is_killed_serves_its_servers_unti
         shared = int(_wait_for(server, "transparency_log.shared_process_started", 1)[0]["pid"])  # type: ignore[call-overload]
         server.process.kill()  # the supervisor; its children and the log process live on
         server.process.wait(timeout=10)
-        for _ in range(10):
-            with charter.Client(server.target, api_key=party.generator) as client:
-                decision = client.authorize(
-                    character_ids=[party.character_id], use_type=CONTEXT.use_type, content_rating=CONTEXT.content_rating
-                )
-            digests.append(decision.receipt_digest)
+        digests = _decide(server.target, party, 10)
         logged, _ = _logged(database_url, digests)
         alive_with_servers = not _gone(shared)
         for child in children:
