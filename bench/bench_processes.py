@@ -244,13 +244,12 @@ def copy_database(url: str, folder: Path) -> str:
     """A second SQLite database with the same world (keys, API keys, grants), through SQLite's own
     backup API: each tree gets a database, and so a sequencer lease, of its own."""
     import sqlite3
+    from contextlib import closing
 
-    source_path = url.removeprefix("sqlite:///")
     target_path = folder / "charter-2.db"
-    with sqlite3.connect(source_path) as source, sqlite3.connect(target_path) as target:
+    source_path = url.removeprefix("sqlite:///")
+    with closing(sqlite3.connect(source_path)) as source, closing(sqlite3.connect(target_path)) as target:
         source.backup(target)
-    source.close()
-    target.close()
     return f"sqlite:///{target_path}"
 
 
@@ -282,7 +281,7 @@ def measure_interleaved(
 
 def difference(results: dict[int, Measured]) -> float:
     """The median over rounds of (CPU per call with two processes ÷ with one) - 1: each round's
-    pair was measured minutes apart at most."""
+    pair was measured seconds apart."""
     pairs = zip(results[2].cpu_per_call, results[1].cpu_per_call, strict=True)
     return statistics.median(two / one for two, one in pairs) - 1
 
