@@ -424,3 +424,37 @@ def test_a_stream_ends_retryably_rather_than_vouch_for_a_log_it_cannot_read(
     assert error is not None
     assert (failure(error).code, failure(error).reason) == (grpc.StatusCode.UNAVAILABLE, "STORAGE_UNAVAILABLE")
     assert wait_until(lambda: feed.watchers == 0)
+
+
+def test_a_poll_that_comes_late_delays_a_heartbeat_rather_than_end_the_stream(
+    quick_channel: grpc.Channel,
+    quick_server: CharterServer,
+    keys: Any,
+    watches: list[Watch],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As when the whole process stalls (a long garbage collection, a starved machine): the latest
+    # confirmation goes stale before the poller runs again. Seen in a suite run on a loaded
+    # machine: a stream with a 0.2 s heartbeat ended UNAVAILABLE 1.3 s after it opened.
+    feed = quick_server.services.feed
+    watch = open_watch(quick_channel, keys.generator, revocation_head(quick_server), watches)
+    watch.heartbeat()
+    poll = revocations.RevocationFeed._poll
+    stalled: list[float] = []
+
+    def late_once(self: revocations.RevocationFeed) -> bool:
+        confirmed = self.confirmation()
+        if not stalled and confirmed is not None:
+            # Past the point where a heartbeat finds the confirmation stale, well inside the
+            # poll margin a stream then waits.
+            until = confirmed.at + self.stale_after + 0.5
+            stalled.append(until - confirmed.at)
+            time.sleep(max(0.0, until - time.monotonic()))
+        return poll(self)
+
+    monkeypatch.setattr(revocations.RevocationFeed, "_poll", late_once)
+    beats = [watch.next() for _ in range(10)]
+
+    assert stalled == [pytest.approx(feed.stale_after + 0.5)]
+    assert [item.WhichOneof("message") for _, item in beats] == ["heartbeat"] * 10
+    assert feed.watchers == 1

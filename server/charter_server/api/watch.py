@@ -27,6 +27,8 @@ T = TypeVar("T")
 BACKLOG_READERS = 4
 """Streams reading their backlog from the database at once; the others wait their turn."""
 
+_RECHECK_SECONDS = 0.05
+
 
 class RevocationStreams:
     """Serves ``WatchRevocations`` from one feed; created and used on the event loop."""
@@ -66,7 +68,7 @@ class RevocationStreams:
         unsubscribe = feed.subscribe(broadcast.notify_threadsafe)
         visible = visible_to(principal, registry=registry)
         try:
-            confirmation = await self._first_confirmation(broadcast)
+            confirmation = await self._confirmation(broadcast, feed.stale_after)
             last = since
             async for event in self._events(last, confirmation.head, readers, visible):
                 yield event
@@ -86,7 +88,7 @@ class RevocationStreams:
                 if now < next_beat:
                     await broadcast.wait(next_beat - now)
                     continue
-                confirmation = self._fresh_confirmation()
+                confirmation = await self._confirmation(broadcast, feed.poll_margin)
                 if confirmation.head > last:
                     async for event in self._events(last, confirmation.head, readers, visible):
                         yield event
@@ -96,24 +98,28 @@ class RevocationStreams:
         finally:
             unsubscribe()
 
-    async def _first_confirmation(self, broadcast: Broadcast) -> Confirmation:
-        deadline = time.monotonic() + self._feed.stale_after
+    async def _confirmation(self, broadcast: Broadcast, wait: float) -> Confirmation:
+        """A fresh confirmation of the log's head. When the latest is missing or stale, the poller
+        is woken and given up to ``wait`` seconds: a stall of the whole process (a long garbage
+        collection, a starved machine) leaves it old until the poller runs again, and the event
+        loop may run first; that is a late heartbeat, not a reason to end every stream."""
+        feed = self._feed
+        deadline = time.monotonic() + wait
+        woken = False
         while True:
-            if self._feed.stopped:
+            if feed.stopped:
                 raise ShuttingDown("the server is shutting down; reconnect to another replica")
-            confirmation = self._feed.confirmation()
-            if confirmation is not None:
+            confirmation = feed.confirmation()
+            if confirmation is not None and not feed.is_stale(confirmation):
                 return confirmation
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise StorageUnavailable("the revocation log cannot be read; reconnect")
-            await broadcast.wait(remaining)
-
-    def _fresh_confirmation(self) -> Confirmation:
-        confirmation = self._feed.confirmation()
-        if confirmation is None or self._feed.is_stale(confirmation):
-            raise StorageUnavailable("the revocation log cannot be read; reconnect")
-        return confirmation
+            if not woken:
+                feed.notify()
+                woken = True
+            # A confirmation that moves nothing wakes no stream: look again shortly.
+            await broadcast.wait(min(remaining, _RECHECK_SECONDS))
 
     async def _events(
         self, last: int, upto: int, readers: asyncio.Semaphore, visible: Visibility

@@ -148,9 +148,14 @@ class RevocationFeed:
         return self._stopped
 
     @property
+    def poll_margin(self) -> float:
+        """How late a poll may be (a slow read, a busy machine) before anyone worries."""
+        return max(1.0, 4 * self._poll_seconds)
+
+    @property
     def stale_after(self) -> float:
         """How old a confirmation may be before a stream stops vouching for the log."""
-        return self.heartbeat_seconds + max(1.0, 4 * self._poll_seconds)
+        return self.heartbeat_seconds + self.poll_margin
 
     def notify(self) -> None:
         """Something was appended to the log and committed: look now rather than at the next poll."""
