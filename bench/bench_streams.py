@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
+from typing import Any
 
 import grpc
 from _common import Deadline, TimeLimitExceeded, fresh_database, line, machine, today
@@ -101,10 +102,15 @@ async def _watch(conn: Connection, spec: WatchSpec) -> None:
                 seen = True
                 first()
 
-    tasks = [asyncio.create_task(revocations(n)) for n in range(spec.watchers)]
-    tasks += [asyncio.create_task(health(spec.watchers + n)) for n in range(spec.health_watchers)]
+    tasks = [asyncio.create_task(revocations(n), name=f"WatchRevocations {n}") for n in range(spec.watchers)]
+    tasks += [
+        asyncio.create_task(health(spec.watchers + n), name=f"Health/Watch {n}") for n in range(spec.health_watchers)
+    ]
     try:
-        await asyncio.wait_for(all_live.wait(), 120)
+        failed = await _until_live(all_live, tasks, 120)
+        if failed:
+            conn.send(("failed", failed))
+            return
         conn.send(("live", live))
         await loop.run_in_executor(None, conn.recv)  # the revocation was made
         deadline = time.monotonic() + 10
@@ -118,6 +124,30 @@ async def _watch(conn: Connection, spec: WatchSpec) -> None:
         for channel in channels:
             await channel.close()
         conn.close()
+
+
+async def _until_live(all_live: asyncio.Event, tasks: list[asyncio.Task[None]], seconds: float) -> str:
+    """Wait until every stream has had its first message; the first stream that ended before
+    then (with its status) as text, or "" when all are live."""
+    waiter = asyncio.create_task(all_live.wait())
+    pending: set[asyncio.Future[Any]] = {waiter, *tasks}
+    stop = time.monotonic() + seconds
+    try:
+        while not waiter.done():
+            remaining = stop - time.monotonic()
+            done, pending = await asyncio.wait(pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                return f"not every stream was live within {seconds:g} s"
+            for task in done - {waiter}:
+                error = task.exception()
+                if isinstance(error, grpc.aio.AioRpcError):
+                    error_text = f"{error.code().name} {error.details()!r} {error.debug_error_string()}"
+                else:
+                    error_text = repr(error)
+                return f"{task.get_name()} ended before every stream was live: {error_text}"
+        return ""
+    finally:
+        waiter.cancel()
 
 
 class StreamProcess:
@@ -236,7 +266,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         )
                     )
                 )
-            live = sum(int(holder.receive(180)[1]) for holder in holders)  # type: ignore[call-overload]
+            live = 0
+            for holder in holders:
+                kind, value = holder.receive(180)
+                if kind == "failed":
+                    raise AssertionError(f"a stream process: {value}")
+                live += int(value)  # type: ignore[call-overload]
             line(
                 "streams open", f"{live} in {time.monotonic() - opened:.1f} s; server watchers {services.feed.watchers}"
             )
