@@ -13,6 +13,8 @@ import charter
 from charter.usage import UsageReport
 from charter.v1 import api_key_pb2, character_pb2, terms_pb2
 
+_KANA = "カキクケコサシスセソタチツテトナ"
+
 
 def unique(prefix: str = "") -> str:
     return f"{prefix}{uuid.uuid4().hex[:8]}"
@@ -66,7 +68,9 @@ def make_scene(target: str, admin: str, *, licensee_name: str = "", first_name: 
         holder_key = staff.create_api_key(
             display_name=f"console {marker}", role=api_key_pb2.ROLE_RIGHTS_HOLDER, rights_holder_id=holder.id
         ).secret
-        kana = "ホシノ" + "".join(chr(0x30A2 + int(c, 16)) for c in marker[:4])
+        # Eight kana from sixteen that no normalisation folds together and whose readings (ka, shi,
+        # tsu...) split one way only: four kana (with small kana, voicing) collided across a suite.
+        kana = "ホシノ" + "".join(_KANA[int(c, 16)] for c in marker)
         first = staff.create_character(
             rights_holder_id=holder.id,
             canonical_name=first_name or f"Aoi {marker}",

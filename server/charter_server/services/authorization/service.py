@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from datetime import datetime
 
+import structlog
 from charter.grants import GrantVerifier, KeyState
 
 from charter_server.domain import ids
@@ -35,6 +36,8 @@ from charter_server.services.keys import KeyService
 from charter_server.services.screening import PromptScreen
 from charter_server.services.transparency.receipts import ReceiptSink
 from charter_server.storage.database import Database, may_block
+
+log = structlog.get_logger(__name__)
 
 _RECEIPT_PREFIX = f"{ids.PREFIXES['receipt']}_"
 
@@ -111,6 +114,9 @@ class AuthorizationService:
             if self._view.is_fresh(generation) or self._view.confirm(generation):
                 break
         else:
+            # Either the catalogue changed three times while deciding, or confirming the view takes
+            # longer than the lease (a slow database, a starved process): an operator's signal.
+            log.warning("authz.view_unconfirmed", attempts=3, lease_seconds=self._view.lease_seconds)
             raise StorageUnavailable("the authorization view kept changing; retry")
 
         allowed = all(outcome.allowed for outcome in outcomes)
