@@ -14,6 +14,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, TypeVar
 
+import structlog
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -30,6 +31,8 @@ from charter_server.storage import migrate as migrations
 from charter_server.storage.database import Database
 
 T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
 
 app = typer.Typer(
     help="Charter licensing service. Every option also reads its CHARTER_* environment variable.",
@@ -128,15 +131,24 @@ SIGNAL_CHECK_SECONDS = 0.2
 """How often the serving main thread wakes to run a signal handler that another thread received."""
 
 
-def _serve(server: CharterServer) -> None:
-    """Serve until SIGTERM or SIGINT, drain, and return (or end the process, see below)."""
-    stop_thread: list[threading.Thread] = []
+def _serve(server: CharterServer, *, supervised: bool = False) -> None:
+    """Serve until SIGTERM or SIGINT, drain, and return (or end the process, see below).
 
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    A child of ``--processes`` (``supervised``) also drains when its supervisor is gone, even
+    killed with ``kill -9``: nobody would restart it or stop it, and a supervisor started again on
+    the same port would share it with the orphans (``SO_REUSEPORT``), an upgrade's old code among them.
+    """
+    stop_thread: list[threading.Thread] = []
+    parent = os.getppid()
+
+    def _drain() -> None:
         if not stop_thread:  # a second signal during the drain changes nothing
             thread = threading.Thread(target=server.stop, name="charter-shutdown", daemon=True)
             stop_thread.append(thread)
             thread.start()
+
+    def _on_signal(_signum: int, _frame: FrameType | None) -> None:
+        _drain()
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
@@ -145,7 +157,9 @@ def _serve(server: CharterServer) -> None:
     # to another thread (gRPC's, say) does not wake a main thread blocked on a lock, so an untimed
     # wait could miss a SIGTERM for good: waking now and then lets the handler run.
     while not server.wait(SIGNAL_CHECK_SECONDS):
-        pass
+        if supervised and not stop_thread and os.getppid() != parent:  # re-parented: the supervisor died
+            log.warning("server.supervisor_gone", supervisor_pid=parent)
+            _drain()
     # Drained and stopped, with everything committed and the log written: leave now. The
     # interpreter's own teardown (gRPC's threads, a worker thread still in a call that outlived the
     # grace period) can take seconds, past the grace period the orchestrator allows.
@@ -189,7 +203,7 @@ def serve(
         server = build_server(settings, reuse_port=reuse_port)
     except StartupError as error:
         raise _fail(str(error)) from None
-    _serve(server)
+    _serve(server, supervised=reuse_port)
 
 
 def _prepare(settings: Settings) -> None:

@@ -162,9 +162,7 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.slow
-def test_a_shared_log_process_whose_supervisor_is_killed_serves_its_servers_until_they_are_gone(
-    tmp_path: Path,
-) -> None:
+def test_a_tree_whose_supervisor_is_killed_drains_and_logs_every_receipt(tmp_path: Path) -> None:
     database_url = f"sqlite:///{tmp_path / 'orphans.db'}"
     server = spawn_server(database_url, tmp_path / "orphans.log", serve_options=("--processes", "2"), log_process=True)
     children: list[int] = []
@@ -173,23 +171,29 @@ def test_a_shared_log_process_whose_supervisor_is_killed_serves_its_servers_unti
         wait_serving(server)
         party = new_party(server.target, _admin(database_url))
         shared = int(_wait_for(server, "transparency_log.shared_process_started", 1)[0]["pid"])  # type: ignore[call-overload]
-        server.process.kill()  # the supervisor; its children and the log process live on
+        digests = _decide(server.target, party, 10)  # some still on their way to the log
+        server.process.kill()  # the supervisor: nobody would restart or stop its children
         server.process.wait(timeout=10)
-        digests = _decide(server.target, party, 10)
-        logged, _ = _logged(database_url, digests)
-        alive_with_servers = not _gone(shared)
-        for child in children:
-            os.kill(child, signal.SIGTERM)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while not all(_gone(pid) for pid in (*children, shared)) and time.monotonic() < deadline:
             time.sleep(0.1)
+        gone = [_gone(pid) for pid in (*children, shared)]
+        logged, pending = _logged(database_url, digests, timeout=5)
     finally:
         for pid in children:
             if not _gone(pid):
                 os.kill(pid, signal.SIGKILL)
 
-    assert logged == [1] * 10
-    assert alive_with_servers
-    assert [_gone(pid) for pid in (*children, shared)] == [True, True, True]
+    assert gone == [True, True, True]  # each child drained by itself, then the log process ended
+    assert (
+        sorted(int(line["supervisor_pid"]) for line in _lines(server, "server.supervisor_gone"))
+        == [  # type: ignore[call-overload]
+            server.process.pid
+        ]
+        * 2
+    )
+    assert len(_lines(server, "server.stopped")) == 2
     assert len(_lines(server, "transparency_log.supervisor_gone")) == 1
+    assert logged == [1] * 10  # what the children decided reached the log before they ended
+    assert pending == 0
     assert "Traceback" not in server.log
