@@ -63,6 +63,15 @@ def _settings(
         int | None, _opt("max-unauthenticated-streams", "open streams without a key, in all [512]")
     ] = None,
     max_streams: Annotated[int | None, _opt("max-streams", "open streams per process, in all [10000]")] = None,
+    max_streams_per_connection: Annotated[
+        int | None, _opt("max-streams-per-connection", "calls open on one connection [1000]")
+    ] = None,
+    handshake_timeout_seconds: Annotated[
+        float | None, _opt("handshake-timeout-seconds", "a new connection's handshake [10]")
+    ] = None,
+    max_connection_idle_seconds: Annotated[
+        float | None, _opt("max-connection-idle-seconds", "close connections idle this long, 0 never [300]")
+    ] = None,
     max_message_bytes: Annotated[int | None, _opt("max-message-bytes", "largest message [4194304]")] = None,
     preload: Annotated[
         bool | None,

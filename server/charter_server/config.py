@@ -49,6 +49,14 @@ class Settings:
     """Streams without an API key (health watches, reflection) open at once, all callers together."""
     max_streams: int = 10000
     """Streams open at once in one server process, all callers together."""
+    max_streams_per_connection: int = 1000
+    """HTTP/2 streams (calls of every kind, including those still sending their request) one client
+    connection may have open at once; a client's gRPC library queues the calls past it."""
+    handshake_timeout_seconds: float = 10.0
+    """How long a new connection has to finish its TLS and HTTP/2 handshake before it is closed."""
+    max_connection_idle_seconds: float = 300.0
+    """A connection with no call open for this long is closed with ``GOAWAY`` (clients reconnect on
+    their next call); 0 keeps idle connections open."""
     processes: int = 1
     """Server processes serving one port (``SO_REUSEPORT``); each keeps every guarantee."""
     max_message_bytes: int = 4 * 1024 * 1024
@@ -159,6 +167,7 @@ class Settings:
             "max_streams_per_key",
             "max_unauthenticated_streams",
             "max_streams",
+            "max_streams_per_connection",
         ):
             if getattr(self, name) < 1:
                 raise _error(name, "must be at least 1")
@@ -206,6 +215,10 @@ class Settings:
             raise _error("authorization_lease_seconds", "must be between 0.01 and 60")
         if not 1 <= self.processes <= 256:
             raise _error("processes", "must be between 1 and 256")
+        if not 0.1 <= self.handshake_timeout_seconds <= 300:
+            raise _error("handshake_timeout_seconds", "must be between 0.1 and 300")
+        if self.max_connection_idle_seconds != 0 and not 1 <= self.max_connection_idle_seconds <= 86400:
+            raise _error("max_connection_idle_seconds", "must be 0 (never) or between 1 and 86400")
 
     def kek(self) -> bytes | None:
         """The 32-byte key-encryption key, or None when none is configured (development only)."""

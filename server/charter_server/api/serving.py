@@ -59,6 +59,9 @@ class TransportOptions:
     max_streams_per_key: int
     max_unauthenticated_streams: int
     max_streams: int
+    max_streams_per_connection: int
+    handshake_timeout_seconds: float
+    max_connection_idle_seconds: float
     inline_methods: frozenset[str]
     reuse_port: bool = False
 
@@ -160,13 +163,19 @@ class Transport:
         # gRPC refuses a message far over the limit itself (without details); the dispatcher
         # answers one that is just over it with MESSAGE_TOO_LARGE and its ErrorInfo.
         transport_limit = options.max_message_bytes + _MESSAGE_HEADROOM
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", transport_limit),
-                ("grpc.max_send_message_length", transport_limit),
-                ("grpc.so_reuseport", 1 if options.reuse_port else 0),
-            ],
-        )
+        # A client's connection costs what it holds however slowly it speaks: a handshake never
+        # finished, a connection kept with nothing in flight, calls opened and never sent whole
+        # (they never reach the dispatcher's limits) are each bounded here, in gRPC itself.
+        transport = [
+            ("grpc.max_receive_message_length", transport_limit),
+            ("grpc.max_send_message_length", transport_limit),
+            ("grpc.so_reuseport", 1 if options.reuse_port else 0),
+            ("grpc.max_concurrent_streams", options.max_streams_per_connection),
+            ("grpc.server_handshake_timeout_ms", round(options.handshake_timeout_seconds * 1000)),
+        ]
+        if options.max_connection_idle_seconds:
+            transport.append(("grpc.max_connection_idle_ms", round(options.max_connection_idle_seconds * 1000)))
+        server = grpc.aio.server(options=transport)
         dispatcher = self.dispatcher
         recorder = _Recorder()
         for register in registrations:

@@ -1,0 +1,145 @@
+"""Connections that stall cost the server a bounded amount, in gRPC itself (below Charter's own
+limits, which count only calls whose request has arrived): a connection that never finishes its
+handshake is closed, one with no call open is closed after the idle time (the client reconnects on
+its next call), and one connection has at most ``max_streams_per_connection`` calls open, even from
+a client that ignores the limit and never finishes its requests.
+
+Driven with raw sockets and h2, an HTTP/2 client that does what gRPC's own never does."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from pathlib import Path
+
+import grpc
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+from charter_server.app import CharterServer
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from ._serving import Stream, wait_until
+from ._support import open_channel
+from .conftest import ServerFactory
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 3.4: the client's first bytes
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]  # channels to one target share none
+
+
+def _serve(server_factory: ServerFactory, tmp_path: Path, **settings: object) -> CharterServer:
+    return server_factory(database_url=f"sqlite:///{tmp_path / 'connections.db'}", **settings)
+
+
+def _closed_after(sock: socket.socket, seconds: float) -> float | None:
+    """Seconds until the server closed ``sock`` (whatever it sent first), or None within ``seconds``."""
+    sock.settimeout(0.1)
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        try:
+            if sock.recv(65536) == b"":
+                return time.monotonic() - started
+        except TimeoutError:
+            continue
+        except OSError:
+            return time.monotonic() - started
+    return None
+
+
+def _check(channel: grpc.Channel) -> int:
+    return int(health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status)
+
+
+def test_a_connection_that_never_finishes_its_handshake_is_closed(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    server = _serve(server_factory, tmp_path, handshake_timeout_seconds=0.5)
+    address = ("127.0.0.1", server.port)
+    with socket.create_connection(address) as silent, socket.create_connection(address) as preface_only:
+        preface_only.sendall(PREFACE)  # and never its SETTINGS
+        silent_closed = _closed_after(silent, 10)
+        preface_closed = _closed_after(preface_only, 10)
+    with open_channel(f"127.0.0.1:{server.port}") as channel:
+        status = _check(channel)
+
+    assert silent_closed is not None  # gRPC's own default keeps it two minutes
+    assert preface_closed is not None
+    assert status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_a_connection_with_no_call_open_is_closed_after_the_idle_time_and_the_client_reconnects(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    server = _serve(server_factory, tmp_path, max_connection_idle_seconds=1.0)
+    target = f"127.0.0.1:{server.port}"
+    with open_channel(target, options=OWN_CONNECTION) as idle, open_channel(target, options=OWN_CONNECTION) as busy:
+        states: list[grpc.ChannelConnectivity] = []
+        idle.subscribe(states.append)
+        first = _check(idle)
+        watching = Stream(health_pb2_grpc.HealthStub(busy).Watch(health_pb2.HealthCheckRequest(), timeout=60))
+        watched = watching.next(timeout=10)
+        ready = wait_until(lambda: grpc.ChannelConnectivity.READY in states, 10)
+        # The server's GOAWAY takes the idle channel back to IDLE (C-core checks with some delay).
+        closed = wait_until(lambda: states[-1] is grpc.ChannelConnectivity.IDLE, 20)
+        again = _check(idle)  # a new connection, made by the client on its own
+        watch_open = watching.items.empty()  # an open call keeps its connection however long
+        watching.close()
+
+    assert first == again == health_pb2.HealthCheckResponse.SERVING
+    assert watched.status == health_pb2.HealthCheckResponse.SERVING
+    assert ready
+    assert closed
+    assert watch_open
+
+
+def test_one_connection_has_at_most_its_limit_of_calls_open_even_when_the_client_ignores_it(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    limit, sent = 4, 20
+    server = _serve(server_factory, tmp_path, max_streams_per_connection=limit)
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        opened = []
+        # All sent before the server's SETTINGS are read, so h2 does not hold any back: each an
+        # Authorize whose message says 1,000 bytes and never comes whole.
+        for _ in range(sent):
+            stream_id = conn.get_next_available_stream_id()
+            conn.send_headers(
+                stream_id,
+                [
+                    (":method", "POST"),
+                    (":scheme", "http"),
+                    (":path", "/charter.v1.AuthorizationService/Authorize"),
+                    (":authority", f"127.0.0.1:{server.port}"),
+                    ("content-type", "application/grpc"),
+                    ("te", "trailers"),
+                ],
+            )
+            conn.send_data(stream_id, struct.pack(">BI", 0, 1000) + b"\x0a" * 10)
+            opened.append(stream_id)
+        sock.sendall(conn.data_to_send())
+        resets: dict[int, int] = {}
+        sock.settimeout(0.2)
+        deadline = time.monotonic() + 10
+        while len(resets) < sent - limit and time.monotonic() < deadline:
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not data:
+                break
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.StreamReset):
+                    resets[event.stream_id] = event.error_code
+            sock.sendall(conn.data_to_send())
+        advertised = conn.remote_settings.max_concurrent_streams
+        with open_channel(f"127.0.0.1:{server.port}") as channel:
+            status = _check(channel)  # another connection is served meanwhile
+
+    assert advertised == limit
+    assert sorted(resets) == opened[limit:]  # the first four stay open, waiting; the rest are refused
+    assert set(resets.values()) <= {h2.errors.ErrorCodes.REFUSED_STREAM, h2.errors.ErrorCodes.ENHANCE_YOUR_CALM}
+    assert status == health_pb2.HealthCheckResponse.SERVING
