@@ -18,7 +18,7 @@ from charter_server.domain import ids
 from grpc_status import rpc_status
 from prometheus_client import REGISTRY
 
-from ._support import REQUEST_ID_KEY, access_stub, bearer, catalog_stub, error_info, open_channel, trailing
+from ._support import REQUEST_ID_KEY, access_stub, bearer, catalog_stub, error_info, open_channel, reason, trailing
 from .conftest import CapturedLogs, ServerFactory
 
 GET_CALLER = "/charter.v1.AccessService/GetCaller"
@@ -61,7 +61,10 @@ def test_one_rpc_completed_line_per_call(server: CharterServer, keys: Any, captu
     assert ok["level"] == "info"
     assert "timestamp" in ok
     assert (anon["code"], anon["caller"]) == ("UNAUTHENTICATED", "")
+    assert anon["reason"] == reason(anonymous.value) == "CREDENTIALS_MISSING"
+    assert "reason" not in ok
     assert refused["code"] == "PERMISSION_DENIED"
+    assert refused["reason"] == reason(denied.value) == "ROLE_NOT_PERMITTED"
     assert refused["method"] == "/charter.v1.CatalogService/ListLicensees"
     assert refused["caller"].startswith("key_")
     assert refused["caller"] != keys.admin_key_id

@@ -294,7 +294,7 @@ class Dispatcher:
                 started = time.perf_counter()
                 request_id, _ = _read_metadata(context.invocation_metadata())
                 failure = status.from_domain_error(Unimplemented(f"no method {name}"), request_id)
-                dispatcher._finish(CallInfo(name, request_id), failure.code.name, started)
+                dispatcher._finish(CallInfo(name, request_id), failure.code.name, started, failure.reason)
                 await _answer(context, failure)
 
             return grpc.unary_unary_rpc_method_handler(serve)
@@ -317,7 +317,7 @@ class Dispatcher:
             outcome = await self._admit(method, handler, raw, context, credentials, info)
             if isinstance(outcome, status.RichStatus):
                 code = ""  # recorded here: the call's line is written before its answer leaves
-                self._finish(info, outcome.code.name, started)
+                self._finish(info, outcome.code.name, started, outcome.reason)
                 await _answer(context, outcome)
             context.set_trailing_metadata(((status.REQUEST_ID_KEY, request_id),))
             code = "OK"
@@ -434,7 +434,7 @@ class Dispatcher:
                 release()
                 gauge.dec()
                 release = None
-            self._finish(info, failure.code.name, started)
+            self._finish(info, failure.code.name, started, failure.reason)
             await _answer(context, failure)
 
         try:
@@ -497,7 +497,7 @@ class Dispatcher:
 
     # Records ------------------------------------------------------------------------------------
 
-    def _finish(self, info: CallInfo, code: str, started: float) -> None:
+    def _finish(self, info: CallInfo, code: str, started: float, reason: str = "") -> None:
         elapsed = time.perf_counter() - started
         count = self._counts.get((info.method, code))
         if count is None:
@@ -508,6 +508,9 @@ class Dispatcher:
         count.inc()
         seconds.observe(elapsed)
         if logs.info_enabled():
+            # The reason tells an outage (STORAGE_UNAVAILABLE) from a drain (SHUTTING_DOWN) or a
+            # limit, where the code alone (UNAVAILABLE, RESOURCE_EXHAUSTED) cannot.
+            extra = {"reason": reason} if reason else {}
             log.info(
                 "rpc.completed",
                 method=info.method,
@@ -515,6 +518,7 @@ class Dispatcher:
                 caller=info.caller,
                 code=code,
                 duration_ms=round(elapsed * 1000, 3),
+                **extra,
             )
 
 
@@ -556,4 +560,5 @@ def _shutting_down(request_id: str) -> status.RichStatus:
         code=refused.code,
         details=refused.details,
         trailing_metadata=(*refused.trailing_metadata, ("grpc-retry-pushback-ms", str(PUSHBACK_MS))),
+        reason=refused.reason,
     )

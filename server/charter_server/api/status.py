@@ -44,6 +44,7 @@ class RichStatus(grpc.Status):  # type: ignore[misc]
     code: grpc.StatusCode
     details: str
     trailing_metadata: tuple[tuple[str, str | bytes], ...]
+    reason: str = ""  # the ErrorInfo's, for the call's log line
 
 
 def status_code_for(error: errors.DomainError) -> grpc.StatusCode:
@@ -85,6 +86,7 @@ def _build(
         code=code,
         details=message,
         trailing_metadata=((_DETAILS_KEY, status.SerializeToString()), (REQUEST_ID_KEY, request_id)),
+        reason=reason,
     )
 
 
