@@ -350,7 +350,6 @@ def transport_options(settings: Settings, *, reuse_port: bool = False) -> Transp
         max_streams=settings.max_streams,
         max_streams_per_connection=settings.max_streams_per_connection,
         handshake_timeout_seconds=settings.handshake_timeout_seconds,
-        max_connection_idle_seconds=settings.max_connection_idle_seconds,
         inline_methods=INLINE_METHODS,
         reuse_port=reuse_port,
     )

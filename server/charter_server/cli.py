@@ -69,9 +69,6 @@ def _settings(
     handshake_timeout_seconds: Annotated[
         float | None, _opt("handshake-timeout-seconds", "a new connection's handshake [10]")
     ] = None,
-    max_connection_idle_seconds: Annotated[
-        float | None, _opt("max-connection-idle-seconds", "close connections idle this long, 0 never [300]")
-    ] = None,
     max_message_bytes: Annotated[int | None, _opt("max-message-bytes", "largest message [4194304]")] = None,
     preload: Annotated[
         bool | None,

@@ -54,9 +54,6 @@ class Settings:
     connection may have open at once; a client's gRPC library queues the calls past it."""
     handshake_timeout_seconds: float = 10.0
     """How long a new connection has to finish its TLS and HTTP/2 handshake before it is closed."""
-    max_connection_idle_seconds: float = 300.0
-    """A connection with no call open for this long is closed with ``GOAWAY`` (clients reconnect on
-    their next call); 0 keeps idle connections open."""
     processes: int = 1
     """Server processes serving one port (``SO_REUSEPORT``); each keeps every guarantee."""
     max_message_bytes: int = 4 * 1024 * 1024
@@ -217,8 +214,6 @@ class Settings:
             raise _error("processes", "must be between 1 and 256")
         if not 0.1 <= self.handshake_timeout_seconds <= 300:
             raise _error("handshake_timeout_seconds", "must be between 0.1 and 300")
-        if self.max_connection_idle_seconds != 0 and not 1 <= self.max_connection_idle_seconds <= 86400:
-            raise _error("max_connection_idle_seconds", "must be 0 (never) or between 1 and 86400")
 
     def kek(self) -> bytes | None:
         """The 32-byte key-encryption key, or None when none is configured (development only)."""

@@ -140,9 +140,6 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("max_streams_per_connection", {"max_streams_per_connection": 0}),
     ("handshake_timeout_seconds", {"handshake_timeout_seconds": 0.0}),
     ("handshake_timeout_seconds", {"handshake_timeout_seconds": 301.0}),
-    ("max_connection_idle_seconds", {"max_connection_idle_seconds": 0.5}),
-    ("max_connection_idle_seconds", {"max_connection_idle_seconds": -1.0}),
-    ("max_connection_idle_seconds", {"max_connection_idle_seconds": 86401.0}),
     ("processes", {"processes": 0}),
     ("processes", {"processes": 257}),
     ("authorization_lease_seconds", {"authorization_lease_seconds": 0.001}),
@@ -234,14 +231,12 @@ def test_serving_settings_come_from_the_environment_and_the_lease_is_the_deploym
             "CHARTER_PROCESSES": "3",
             "CHARTER_MAX_STREAMS_PER_CONNECTION": "10",
             "CHARTER_HANDSHAKE_TIMEOUT_SECONDS": "2.5",
-            "CHARTER_MAX_CONNECTION_IDLE_SECONDS": "0",
         }
     )
 
     assert (settings.max_streams_per_key, settings.max_unauthenticated_streams, settings.max_streams) == (7, 8, 9)
     assert settings.processes == 3
     assert (settings.max_streams_per_connection, settings.handshake_timeout_seconds) == (10, 2.5)
-    assert settings.max_connection_idle_seconds == 0  # idle connections kept
     assert Settings().authorization_lease_seconds is None  # unset: keep the deployment's value
     assert Settings.from_env({"CHARTER_AUTHORIZATION_LEASE_SECONDS": "0.5"}).authorization_lease_seconds == 0.5
 

@@ -1,8 +1,7 @@
 """Connections that stall cost the server a bounded amount, in gRPC itself (below Charter's own
 limits, which count only calls whose request has arrived): a connection that never finishes its
-handshake is closed, one with no call open is closed after the idle time (the client reconnects on
-its next call), and one connection has at most ``max_streams_per_connection`` calls open, even from
-a client that ignores the limit and never finishes its requests.
+handshake is closed, and one connection has at most ``max_streams_per_connection`` calls open, even
+from a client that ignores the limit and never finishes its requests.
 
 Driven with raw sockets and h2, an HTTP/2 client that does what gRPC's own never does."""
 
@@ -21,12 +20,10 @@ import h2.events
 from charter_server.app import CharterServer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ._serving import Stream, wait_until
 from ._support import open_channel
 from .conftest import ServerFactory
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 3.4: the client's first bytes
-OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]  # channels to one target share none
 
 
 def _serve(server_factory: ServerFactory, tmp_path: Path, **settings: object) -> CharterServer:
@@ -67,31 +64,6 @@ def test_a_connection_that_never_finishes_its_handshake_is_closed(
     assert silent_closed is not None  # gRPC's own default keeps it two minutes
     assert preface_closed is not None
     assert status == health_pb2.HealthCheckResponse.SERVING
-
-
-def test_a_connection_with_no_call_open_is_closed_after_the_idle_time_and_the_client_reconnects(
-    server_factory: ServerFactory, tmp_path: Path
-) -> None:
-    server = _serve(server_factory, tmp_path, max_connection_idle_seconds=1.0)
-    target = f"127.0.0.1:{server.port}"
-    with open_channel(target, options=OWN_CONNECTION) as idle, open_channel(target, options=OWN_CONNECTION) as busy:
-        states: list[grpc.ChannelConnectivity] = []
-        idle.subscribe(states.append)
-        first = _check(idle)
-        watching = Stream(health_pb2_grpc.HealthStub(busy).Watch(health_pb2.HealthCheckRequest(), timeout=60))
-        watched = watching.next(timeout=10)
-        ready = wait_until(lambda: grpc.ChannelConnectivity.READY in states, 10)
-        # The server's GOAWAY takes the idle channel back to IDLE (C-core checks with some delay).
-        closed = wait_until(lambda: states[-1] is grpc.ChannelConnectivity.IDLE, 20)
-        again = _check(idle)  # a new connection, made by the client on its own
-        watch_open = watching.items.empty()  # an open call keeps its connection however long
-        watching.close()
-
-    assert first == again == health_pb2.HealthCheckResponse.SERVING
-    assert watched.status == health_pb2.HealthCheckResponse.SERVING
-    assert ready
-    assert closed
-    assert watch_open
 
 
 def test_one_connection_has_at_most_its_limit_of_calls_open_even_when_the_client_ignores_it(
