@@ -13,10 +13,7 @@ moves the servers'. Every server listens on 127.0.0.1; every wait is bounded.
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -27,7 +24,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import charter
-import grpc
 import nacl.signing
 import pytest
 from charter._license import ReceiptJournal
@@ -48,7 +44,7 @@ from charter.v1 import (
 from charter.v1.envelope_pb2 import Envelope
 from charter_server.app import CharterServer, build_server
 from charter_server.config import Settings
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from server._support import spawn_server, wait_serving
 
 IMAGE = terms_pb2.USE_TYPE_IMAGE_GENERATION
 VIDEO = terms_pb2.USE_TYPE_VIDEO_GENERATION
@@ -605,45 +601,22 @@ def test_a_prompt_is_never_decided_offline_without_local_screening_and_says_so_w
     assert [c.reasons for c in beyond.characters] == [(DenyReason.SERVER_UNREACHABLE,)]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def server_process(database_url: str, tmp_path: Any) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """``charter_server serve`` in a child process over the session's database, heartbeat 0.2 s."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHARTER_")} | {
-        "CHARTER_LOG_FORMAT": "json",
-        "CHARTER_REVOCATION_HEARTBEAT_SECONDS": "0.2",
-        "CHARTER_AUTHORIZATION_LEASE_SECONDS": "0.05",
-    }
-    command = [sys.executable, "-m", "charter_server", "--database-url", database_url]
-    command += ["--listen", f"127.0.0.1:{port}", "serve"]
-    log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log_file:
-        child = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
-    target = f"127.0.0.1:{port}"
+    """``charter_server serve`` in a child process over the session's database, heartbeat 0.2 s
+    (started and awaited as the server tests start theirs: on a port it has bound itself)."""
+    server = spawn_server(
+        database_url,
+        tmp_path / "server.log",
+        options=("--revocation-heartbeat-seconds", "0.2", "--authorization-lease-seconds", "0.05"),
+    )
     try:
-        deadline = time.monotonic() + 30
-        serving = False
-        with grpc.insecure_channel(target) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            while not serving and time.monotonic() < deadline and child.poll() is None:
-                try:
-                    status = health.Check(health_pb2.HealthCheckRequest(), timeout=0.5).status
-                    serving = status == health_pb2.HealthCheckResponse.SERVING
-                except grpc.RpcError:
-                    time.sleep(0.1)
-        if not serving:
-            pytest.fail(f"the server process did not serve within 30 s:\n{log_path.read_text(errors='replace')}")
-        yield child, target
+        wait_serving(server, 30)
+        yield server.process, server.target
     finally:
-        if child.poll() is None:
-            child.kill()
-        child.wait(10)
+        if server.process.poll() is None:
+            server.process.kill()
+        server.process.wait(10)
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +143,8 @@ class ServerProcess:
     process: subprocess.Popen[bytes]
     target: str
     log_path: Path
+    respawn: Callable[[], tuple[subprocess.Popen[bytes], str]] | None = None
+    """Start the same server again on a port picked anew (only when `spawn_server` picked the port)."""
 
     def stop(self) -> int:
         """SIGTERM, then wait for the graceful stop (kill after 10 s)."""
@@ -201,32 +203,38 @@ def spawn_server(
     log_path: Path,
     *,
     port: int | None = None,
+    pick_port: Callable[[], int] = free_port,
     options: tuple[str, ...] = (),
     serve_options: tuple[str, ...] = (),
     launcher: tuple[str, ...] = ("-m", "charter_server"),
     log_process: bool = False,
 ) -> ServerProcess:
-    """Start ``charter_server [options] serve --migrate [serve_options]`` on ``127.0.0.1:port`` (a
-    free port by default), writing its output to ``log_path``; ``wait_serving`` waits until it
-    answers. ``launcher``: how the interpreter runs the command (``_clocked_server.py`` moves
-    its clock). ``log_process``: the transparency log in a process of its own, as in production."""
-    port = free_port() if port is None else port
-    command = [
-        sys.executable,
-        *launcher,
-        "--database-url",
-        database_url,
-        "--listen",
-        f"127.0.0.1:{port}",
-        *options,
-        "serve",
-        "--migrate",
-        *serve_options,
-    ]
-    with log_path.open("wb") as log_file:
-        env = child_env() | {"CHARTER_LOG_PROCESS": str(log_process).lower()}
-        child = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
-    return ServerProcess(child, f"127.0.0.1:{port}", log_path)
+    """Start ``charter_server [options] serve --migrate [serve_options]`` on ``127.0.0.1:port`` (by
+    default a port ``pick_port`` picks), writing its output to ``log_path``; ``wait_serving`` waits
+    until it answers. ``launcher``: how the interpreter runs the command (``_clocked_server.py``
+    moves its clock). ``log_process``: the transparency log in a process of its own, as in
+    production."""
+
+    def start(chosen: int) -> tuple[subprocess.Popen[bytes], str]:
+        command = [
+            sys.executable,
+            *launcher,
+            "--database-url",
+            database_url,
+            "--listen",
+            f"127.0.0.1:{chosen}",
+            *options,
+            "serve",
+            "--migrate",
+            *serve_options,
+        ]
+        with log_path.open("wb") as log_file:
+            env = child_env() | {"CHARTER_LOG_PROCESS": str(log_process).lower()}
+            child = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+        return child, f"127.0.0.1:{chosen}"
+
+    child, target = start(pick_port() if port is None else port)
+    return ServerProcess(child, target, log_path, None if port is not None else lambda: start(pick_port()))
 
 
 def wait_serving(server: ServerProcess, deadline_seconds: float = 60) -> None:
@@ -236,15 +244,27 @@ def wait_serving(server: ServerProcess, deadline_seconds: float = 60) -> None:
     it tries again, which on a busy machine outlasts a slow start.
     """
     deadline = time.monotonic() + deadline_seconds
+    respawned = 0
     while time.monotonic() < deadline:
-        assert server.process.poll() is None, f"the server exited before it served:\n{server.log}"
-        with open_channel(server.target) as channel:
-            try:
-                status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                if status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
+        if server.process.poll() is not None:
+            # A port free when it was picked can be bound by another test's server before this one
+            # binds it (seen in CI: the clients then called that server, whose keys differ).
+            if server.respawn is not None and respawned < 3 and "Address already in use" in server.log:
+                server.process, server.target = server.respawn()
+                respawned += 1
+                continue
+            pytest.fail(f"the server exited before it served:\n{server.log}")
+        # Only once it has bound its port is the server answering there this one.
+        if '"event": "server.started"' in server.log:
+            with open_channel(server.target) as channel:
+                try:
+                    status = (
+                        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    )
+                    if status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
         time.sleep(0.1)
     pytest.fail(f"no SERVING from {server.target} within {deadline_seconds} s:\n{server.log}")
 

@@ -166,11 +166,10 @@ def _lane(index: int, tmp_path: Path, database: tuple[str, str], rounds: int) ->
     servers: list[ServerProcess] = []
 
     def start(number: int) -> None:
-        port = _new_port()
         options = ("--shutdown-grace-seconds", str(GRACE_SECONDS), "--log-format", "json")
         # The log in a process of its own, as in production: the drain ends with the log process's.
         log_path = tmp_path / f"lane{index}-{number}.log"
-        servers.append(spawn_server(database_url, log_path, port=port, options=options, log_process=True))
+        servers.append(spawn_server(database_url, log_path, pick_port=_new_port, options=options, log_process=True))
 
     drains: list[Drain] = []
     party: Party | None = None

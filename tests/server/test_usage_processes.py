@@ -40,7 +40,6 @@ from ._support import (
     Cluster,
     ServerProcess,
     bearer,
-    free_port,
     open_channel,
     prepare_database,
     spawn_server,
@@ -255,11 +254,11 @@ def test_acknowledged_usage_survives_sigkill_exactly_once(process_database_url: 
     rng = random.Random(seed)
     context = f"seed {seed}"
     admin_secret = prepare_database(url, "usage durability")
-    port = free_port()
-    servers: list[ServerProcess] = [spawn_server(url, tmp_path / "server-0.log", port=port)]
+    servers: list[ServerProcess] = [spawn_server(url, tmp_path / "server-0.log")]
     try:
         wait_serving(servers[-1])
         target = servers[-1].target
+        port = int(target.rpartition(":")[2])  # every restart comes back on it, for the same clients
         with charter.Client(target, api_key=admin_secret) as admin, open_channel(target) as channel:
             world = _world(admin, CHARACTERS, _terms())
             authorize = az_grpc.AuthorizationServiceStub(channel)
