@@ -12,12 +12,14 @@ import grpc
 import pytest
 from charter.v1 import access_service_pb2 as access_pb
 from charter.v1 import api_key_pb2, rights_holder_pb2
+from charter.v1 import authorization_service_pb2_grpc as az_grpc
 from charter.v1 import catalog_service_pb2 as pb
 from charter_server.app import CharterServer
 from charter_server.domain import ids
 from grpc_status import rpc_status
 from prometheus_client import REGISTRY
 
+from ._serving import authorize_request, new_party
 from ._support import REQUEST_ID_KEY, access_stub, bearer, catalog_stub, error_info, open_channel, reason, trailing
 from .conftest import CapturedLogs, ServerFactory
 
@@ -301,3 +303,24 @@ def test_two_authorization_headers_are_refused(server: CharterServer, keys: Any,
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert info is not None
     assert info.reason == "CREDENTIALS_INVALID"
+
+
+def test_an_authorize_whose_view_cannot_be_confirmed_fails_closed_and_says_why_in_the_log(
+    database_url: str, server_factory: ServerFactory, captured_logs: CapturedLogs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    srv = server_factory(database_url=database_url)
+    target = f"127.0.0.1:{srv.port}"
+    party = new_party(target, srv.services.access.create_bootstrap_admin("unconfirmed").secret)
+    # As when confirming takes longer than the lease (a slow database, a starved process).
+    monkeypatch.setattr(srv.services.view, "is_fresh", lambda _generation: False)
+    monkeypatch.setattr(srv.services.view, "confirm", lambda _generation: False)
+    with open_channel(target) as channel, pytest.raises(grpc.RpcError) as refused:
+        az_grpc.AuthorizationServiceStub(channel).Authorize(
+            authorize_request(party), metadata=bearer(party.generator), timeout=10
+        )
+
+    warned = captured_logs.events("authz.view_unconfirmed")
+    completed = [e for e in captured_logs.events("rpc.completed") if e["method"].endswith("/Authorize")]
+    assert (refused.value.code(), reason(refused.value)) == (grpc.StatusCode.UNAVAILABLE, "STORAGE_UNAVAILABLE")
+    assert [(w["attempts"], w["lease_seconds"]) for w in warned] == [(3, srv.services.view.lease_seconds)]
+    assert [(c["code"], c["reason"]) for c in completed] == [("UNAVAILABLE", "STORAGE_UNAVAILABLE")]
