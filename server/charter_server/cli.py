@@ -64,7 +64,7 @@ def _settings(
     ] = None,
     max_streams: Annotated[int | None, _opt("max-streams", "open streams per process, in all [10000]")] = None,
     max_streams_per_connection: Annotated[
-        int | None, _opt("max-streams-per-connection", "calls open on one connection [1000]")
+        int | None, _opt("max-streams-per-connection", "calls open on one connection, 0 no limit [0]")
     ] = None,
     handshake_timeout_seconds: Annotated[
         float | None, _opt("handshake-timeout-seconds", "a new connection's handshake [10]")

@@ -49,9 +49,10 @@ class Settings:
     """Streams without an API key (health watches, reflection) open at once, all callers together."""
     max_streams: int = 10000
     """Streams open at once in one server process, all callers together."""
-    max_streams_per_connection: int = 1000
+    max_streams_per_connection: int = 0
     """HTTP/2 streams (calls of every kind, including those still sending their request) one client
-    connection may have open at once; a client's gRPC library queues the calls past it."""
+    connection may have open at once; a client's gRPC library queues the calls past it. 0: no
+    limit, gRPC's default (see the README, "Connections", for why it is off by default)."""
     handshake_timeout_seconds: float = 10.0
     """How long a new connection has to finish its TLS and HTTP/2 handshake before it is closed."""
     processes: int = 1
@@ -164,7 +165,6 @@ class Settings:
             "max_streams_per_key",
             "max_unauthenticated_streams",
             "max_streams",
-            "max_streams_per_connection",
         ):
             if getattr(self, name) < 1:
                 raise _error(name, "must be at least 1")
@@ -212,6 +212,8 @@ class Settings:
             raise _error("authorization_lease_seconds", "must be between 0.01 and 60")
         if not 1 <= self.processes <= 256:
             raise _error("processes", "must be between 1 and 256")
+        if self.max_streams_per_connection < 0:
+            raise _error("max_streams_per_connection", "must be 0 (no limit) or more")
         if not 0.1 <= self.handshake_timeout_seconds <= 300:
             raise _error("handshake_timeout_seconds", "must be between 0.1 and 300")
 

@@ -137,7 +137,7 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("max_streams_per_key", {"max_streams_per_key": 0}),
     ("max_unauthenticated_streams", {"max_unauthenticated_streams": 0}),
     ("max_streams", {"max_streams": 0}),
-    ("max_streams_per_connection", {"max_streams_per_connection": 0}),
+    ("max_streams_per_connection", {"max_streams_per_connection": -1}),
     ("handshake_timeout_seconds", {"handshake_timeout_seconds": 0.0}),
     ("handshake_timeout_seconds", {"handshake_timeout_seconds": 301.0}),
     ("processes", {"processes": 0}),

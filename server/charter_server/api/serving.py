@@ -167,15 +167,15 @@ class Transport:
         # limits) are bounded here, in gRPC itself. Not grpc.max_connection_idle_ms: with it, a
         # stream among hundreds opened at once on one connection was cancelled in 3 of 7 runs of
         # bench_streams.py (1 in 8 without).
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", transport_limit),
-                ("grpc.max_send_message_length", transport_limit),
-                ("grpc.so_reuseport", 1 if options.reuse_port else 0),
-                ("grpc.max_concurrent_streams", options.max_streams_per_connection),
-                ("grpc.server_handshake_timeout_ms", round(options.handshake_timeout_seconds * 1000)),
-            ],
-        )
+        transport: list[tuple[str, int]] = [
+            ("grpc.max_receive_message_length", transport_limit),
+            ("grpc.max_send_message_length", transport_limit),
+            ("grpc.so_reuseport", 1 if options.reuse_port else 0),
+            ("grpc.server_handshake_timeout_ms", round(options.handshake_timeout_seconds * 1000)),
+        ]
+        if options.max_streams_per_connection:
+            transport.append(("grpc.max_concurrent_streams", options.max_streams_per_connection))
+        server = grpc.aio.server(options=transport)
         dispatcher = self.dispatcher
         recorder = _Recorder()
         for register in registrations:
