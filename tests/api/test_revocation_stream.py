@@ -404,16 +404,19 @@ def test_a_graceful_stop_ends_open_streams_promptly(
     assert quick_server.services.feed.watchers == 0
 
 
-def test_a_stream_ends_retryably_rather_than_vouch_for_a_log_it_cannot_read(
-    quick_channel: grpc.Channel,
-    quick_server: CharterServer,
-    keys: Any,
-    watches: list[Watch],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    feed = quick_server.services.feed
+@pytest.fixture
+def live_watch(quick_channel: grpc.Channel, quick_server: CharterServer, keys: Any, watches: list[Watch]) -> Watch:
+    """A generator's watch from the log's head, past its first heartbeat."""
     watch = open_watch(quick_channel, keys.generator, revocation_head(quick_server), watches)
     watch.heartbeat()
+    return watch
+
+
+def test_a_stream_ends_retryably_rather_than_vouch_for_a_log_it_cannot_read(
+    quick_server: CharterServer, live_watch: Watch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feed = quick_server.services.feed
+    watch = live_watch
 
     def unreachable(self: Any) -> bool:
         raise StorageUnavailable("the database is unavailable; retry")
@@ -427,18 +430,13 @@ def test_a_stream_ends_retryably_rather_than_vouch_for_a_log_it_cannot_read(
 
 
 def test_a_poll_that_comes_late_delays_a_heartbeat_rather_than_end_the_stream(
-    quick_channel: grpc.Channel,
-    quick_server: CharterServer,
-    keys: Any,
-    watches: list[Watch],
-    monkeypatch: pytest.MonkeyPatch,
+    quick_server: CharterServer, live_watch: Watch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # As when the whole process stalls (a long garbage collection, a starved machine): the latest
     # confirmation goes stale before the poller runs again. Seen in a suite run on a loaded
     # machine: a stream with a 0.2 s heartbeat ended UNAVAILABLE 1.3 s after it opened.
     feed = quick_server.services.feed
-    watch = open_watch(quick_channel, keys.generator, revocation_head(quick_server), watches)
-    watch.heartbeat()
+    watch = live_watch
     poll = revocations.RevocationFeed._poll
     stalled: list[float] = []
 

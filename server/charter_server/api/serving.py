@@ -162,11 +162,11 @@ class Transport:
         # gRPC refuses a message far over the limit itself (without details); the dispatcher
         # answers one that is just over it with MESSAGE_TOO_LARGE and its ErrorInfo.
         transport_limit = options.max_message_bytes + _MESSAGE_HEADROOM
-        # A client's connection costs what it holds however slowly it speaks: a handshake never
-        # finished and calls opened but never sent whole (they never reach the dispatcher's
-        # limits) are bounded here, in gRPC itself. Not grpc.max_connection_idle_ms: with it, a
-        # stream among hundreds opened at once on one connection was cancelled in 3 of 7 runs of
-        # bench_streams.py (1 in 8 without).
+        # What a stalling client holds is bounded here, in gRPC itself: a handshake never finished,
+        # and (only when max_streams_per_connection is set, off by default: README "Connections")
+        # calls opened but never sent whole, which never reach the dispatcher's limits. Not
+        # grpc.max_connection_idle_ms: with it, a stream among hundreds opened at once on one
+        # connection was cancelled in 3 of 7 runs of bench_streams.py (1 in 8 without).
         transport: list[tuple[str, int]] = [
             ("grpc.max_receive_message_length", transport_limit),
             ("grpc.max_send_message_length", transport_limit),
