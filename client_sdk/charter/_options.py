@@ -43,6 +43,10 @@ STREAMING_METHODS: tuple[tuple[str, str], ...] = (("charter.v1.AuthorizationServ
 REQUEST_ID_HEADER = "x-request-id"
 AUTHORIZATION_HEADER = "authorization"
 DEFAULT_TIMEOUT = 10.0
+KEEPALIVE_MS = 30_000
+"""How often a channel with calls open pings its connection (``grpc.keepalive_time_ms``)."""
+KEEPALIVE_TIMEOUT_MS = 10_000
+"""How long a ping may go unanswered before the connection is taken for dead."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -249,9 +253,24 @@ class ClientConfig:
             # as one does while it starts) is given up after 3 s, not gRPC's default 20 s; calls
             # made meanwhile wait for that attempt.
             "grpc.min_reconnect_backoff_ms": 3000,
+            # A connection whose peer vanished without a word (a dead server host, a partition, a
+            # middlebox that dropped it) is found by pings while calls are open, and the channel
+            # connects again: without them every call, and every revocation stream reopened,
+            # went onto the dead connection and heard nothing until the kernel gave up, if ever.
+            # Charter's server accepts pings every 10 s (--min-client-ping-seconds).
+            "grpc.keepalive_time_ms": KEEPALIVE_MS,
+            # grpcio 1.85 waits grpc.http2.ping_timeout_ms (one minute by default) for the
+            # answer, whatever grpc.keepalive_timeout_ms says: both are set.
+            "grpc.keepalive_timeout_ms": KEEPALIVE_TIMEOUT_MS,
+            "grpc.http2.ping_timeout_ms": KEEPALIVE_TIMEOUT_MS,
+            # A revocation stream sends nothing after its request: pings must not wait for data.
+            "grpc.http2.max_pings_without_data": 0,
         }
         # Caller-supplied arguments win, so anything above can be overridden on purpose.
-        merged.update(self.options)
+        given = dict(self.options)
+        merged.update(given)
+        if "grpc.keepalive_timeout_ms" in given and "grpc.http2.ping_timeout_ms" not in given:
+            merged["grpc.http2.ping_timeout_ms"] = given["grpc.keepalive_timeout_ms"]  # (see above)
         return list(merged.items())
 
     def channel_credentials(self) -> grpc.ChannelCredentials | None:

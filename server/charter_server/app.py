@@ -350,6 +350,9 @@ def transport_options(settings: Settings, *, reuse_port: bool = False) -> Transp
         max_streams=settings.max_streams,
         max_streams_per_connection=settings.max_streams_per_connection,
         handshake_timeout_seconds=settings.handshake_timeout_seconds,
+        keepalive_seconds=settings.keepalive_seconds,
+        keepalive_timeout_seconds=settings.keepalive_timeout_seconds,
+        min_client_ping_seconds=settings.min_client_ping_seconds,
         inline_methods=INLINE_METHODS,
         reuse_port=reuse_port,
     )

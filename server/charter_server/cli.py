@@ -69,6 +69,15 @@ def _settings(
     handshake_timeout_seconds: Annotated[
         float | None, _opt("handshake-timeout-seconds", "a new connection's handshake [10]")
     ] = None,
+    keepalive_seconds: Annotated[
+        float | None, _opt("keepalive-seconds", "ping connections with calls open this often [60]")
+    ] = None,
+    keepalive_timeout_seconds: Annotated[
+        float | None, _opt("keepalive-timeout-seconds", "close a connection whose ping goes unanswered [20]")
+    ] = None,
+    min_client_ping_seconds: Annotated[
+        float | None, _opt("min-client-ping-seconds", "refuse clients pinging more often [10]")
+    ] = None,
     max_message_bytes: Annotated[int | None, _opt("max-message-bytes", "largest message [4194304]")] = None,
     preload: Annotated[
         bool | None,

@@ -55,6 +55,15 @@ class Settings:
     limit, gRPC's default (see the README, "Connections", for why it is off by default)."""
     handshake_timeout_seconds: float = 10.0
     """How long a new connection has to finish its TLS and HTTP/2 handshake before it is closed."""
+    keepalive_seconds: float = 60.0
+    """How often the server pings a connection with calls open, so that a client that vanished
+    without closing it (a dead host, a partition) does not hold its streams for good."""
+    keepalive_timeout_seconds: float = 20.0
+    """How long such a ping may go unanswered before the connection is closed (its calls end)."""
+    min_client_ping_seconds: float = 10.0
+    """The shortest interval between a client's keepalive pings that the server accepts; a client
+    pinging more often gets its connection closed (GOAWAY ``too_many_pings``). The SDK pings every
+    30 s while it has calls open."""
     processes: int = 1
     """Server processes serving one port (``SO_REUSEPORT``); each keeps every guarantee."""
     max_message_bytes: int = 4 * 1024 * 1024
@@ -216,6 +225,12 @@ class Settings:
             raise _error("max_streams_per_connection", "must be 0 (no limit) or more")
         if not 0.1 <= self.handshake_timeout_seconds <= 300:
             raise _error("handshake_timeout_seconds", "must be between 0.1 and 300")
+        if not 1 <= self.keepalive_seconds <= 7200:
+            raise _error("keepalive_seconds", "must be between 1 and 7200")
+        if not 0.1 <= self.keepalive_timeout_seconds <= 600:
+            raise _error("keepalive_timeout_seconds", "must be between 0.1 and 600")
+        if not 0.1 <= self.min_client_ping_seconds <= 3600:
+            raise _error("min_client_ping_seconds", "must be between 0.1 and 3600")
 
     def kek(self) -> bytes | None:
         """The 32-byte key-encryption key, or None when none is configured (development only)."""

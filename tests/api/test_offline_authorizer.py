@@ -44,6 +44,7 @@ from charter.v1 import (
 from charter.v1.envelope_pb2 import Envelope
 from charter_server.app import CharterServer, build_server
 from charter_server.config import Settings
+from server._relay import Relay
 from server._support import spawn_server, wait_serving
 
 IMAGE = terms_pb2.USE_TYPE_IMAGE_GENERATION
@@ -81,6 +82,7 @@ def _settings(database_url: str, *, listen: str = "127.0.0.1:0", heartbeat: floa
         # These servers over the session's database are started and stopped for their streams;
         # the session's server runs its log in a process of its own (as in production).
         log_process=False,
+        min_client_ping_seconds=0.5,  # the pings of a client that looks for a dead connection quickly
     )
 
 
@@ -780,6 +782,33 @@ def test_after_an_outage_with_streams_reopened_while_it_lasted_the_view_catches_
     caught_up = authorizer.wait_current(min_sequence=revoked, timeout=WAIT)
     decision = image(authorizer, cid, min_sequence=revoked)
 
+    assert caught_up
+    assert decision.offline
+    assert decision.characters[0].reasons == (DenyReason.GRANT_REVOKED,)
+
+
+def test_a_connection_that_went_silent_is_found_dead_and_the_view_catches_up(
+    admin: charter.Client, party: Party, clock: Any, make: Make, quick_server: CharterServer
+) -> None:
+    # The path to the server dies without a word (no FIN, no RST): without keepalive pings the
+    # channel kept the dead connection, every reopened stream went onto it and heard nothing, and
+    # the view never caught up (nor did a call to the server get through). The SDK pings every
+    # 30 s; this client every second, which this server accepts (its minimum is 0.5 s).
+    cid = character(admin, party)
+    held = grant(admin, clock, cid, party.licensee_id)
+    every_second = [(name, 1000) for name in ("grpc.keepalive_time_ms", "grpc.keepalive_timeout_ms")]
+    with Relay(("127.0.0.1", quick_server.port)) as relay:
+        client = charter.Client(relay.target, api_key=party.generator, options=every_second)
+        authorizer = make(party.generator, [held], client=client, idle_timeout=timedelta(seconds=2))
+        time.sleep(2.5)  # pinged twice, and answered: the connection is kept
+        kept = relay.accepted
+        silenced = relay.silence()
+        revoked = admin.revoke_grant(held.id, reason="while the connection was silent").sequence
+        caught_up = authorizer.wait_current(min_sequence=revoked, timeout=WAIT)
+        decision = image(authorizer, cid, min_sequence=revoked)
+
+    assert (kept, silenced) == (1, 1)
+    assert relay.accepted >= 2  # a new connection
     assert caught_up
     assert decision.offline
     assert decision.characters[0].reasons == (DenyReason.GRANT_REVOKED,)

@@ -123,6 +123,26 @@ def test_a_restarted_server_is_found_within_seconds() -> None:
     assert options["grpc.min_reconnect_backoff_ms"] <= 3000
 
 
+def test_a_dead_connection_is_found_by_pings_within_40_seconds() -> None:
+    options = dict(_config().channel_options())
+
+    # gRPC's defaults: no pings at all, and one minute for a ping's answer.
+    assert options["grpc.keepalive_time_ms"] == 30_000
+    assert options["grpc.keepalive_timeout_ms"] == options["grpc.http2.ping_timeout_ms"] == 10_000
+    # A revocation stream sends no data after its request: pings must not stop after two.
+    assert options["grpc.http2.max_pings_without_data"] == 0
+
+
+def test_a_callers_keepalive_timeout_is_also_the_ping_timeout_unless_that_is_given() -> None:
+    timeout_only = dict(_config(options=[("grpc.keepalive_timeout_ms", 1000)]).channel_options())
+    both = dict(
+        _config(options=[("grpc.keepalive_timeout_ms", 1000), ("grpc.http2.ping_timeout_ms", 2000)]).channel_options()
+    )
+
+    assert timeout_only["grpc.http2.ping_timeout_ms"] == 1000
+    assert both["grpc.http2.ping_timeout_ms"] == 2000
+
+
 def test_disabled_retries_turn_grpc_retries_off() -> None:
     options = dict(_config(retry=None).channel_options())
 

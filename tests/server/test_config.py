@@ -140,6 +140,12 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("max_streams_per_connection", {"max_streams_per_connection": -1}),
     ("handshake_timeout_seconds", {"handshake_timeout_seconds": 0.0}),
     ("handshake_timeout_seconds", {"handshake_timeout_seconds": 301.0}),
+    ("keepalive_seconds", {"keepalive_seconds": 0.5}),
+    ("keepalive_seconds", {"keepalive_seconds": 7201.0}),
+    ("keepalive_timeout_seconds", {"keepalive_timeout_seconds": 0.0}),
+    ("keepalive_timeout_seconds", {"keepalive_timeout_seconds": 601.0}),
+    ("min_client_ping_seconds", {"min_client_ping_seconds": 0.0}),
+    ("min_client_ping_seconds", {"min_client_ping_seconds": 3601.0}),
     ("processes", {"processes": 0}),
     ("processes", {"processes": 257}),
     ("authorization_lease_seconds", {"authorization_lease_seconds": 0.001}),
@@ -231,12 +237,20 @@ def test_serving_settings_come_from_the_environment_and_the_lease_is_the_deploym
             "CHARTER_PROCESSES": "3",
             "CHARTER_MAX_STREAMS_PER_CONNECTION": "10",
             "CHARTER_HANDSHAKE_TIMEOUT_SECONDS": "2.5",
+            "CHARTER_KEEPALIVE_SECONDS": "30",
+            "CHARTER_KEEPALIVE_TIMEOUT_SECONDS": "5",
+            "CHARTER_MIN_CLIENT_PING_SECONDS": "2",
         }
     )
 
     assert (settings.max_streams_per_key, settings.max_unauthenticated_streams, settings.max_streams) == (7, 8, 9)
     assert settings.processes == 3
     assert (settings.max_streams_per_connection, settings.handshake_timeout_seconds) == (10, 2.5)
+    assert (settings.keepalive_seconds, settings.keepalive_timeout_seconds, settings.min_client_ping_seconds) == (
+        30,
+        5,
+        2,
+    )
     assert Settings().authorization_lease_seconds is None  # unset: keep the deployment's value
     assert Settings.from_env({"CHARTER_AUTHORIZATION_LEASE_SECONDS": "0.5"}).authorization_lease_seconds == 0.5
 

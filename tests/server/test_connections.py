@@ -1,7 +1,8 @@
 """Connections that stall cost the server a bounded amount, in gRPC itself (below Charter's own
 limits, which count only calls whose request has arrived): a connection that never finishes its
-handshake is closed, and one connection has at most ``max_streams_per_connection`` calls open, even
-from a client that ignores the limit and never finishes its requests.
+handshake is closed, one connection has at most ``max_streams_per_connection`` calls open, even
+from a client that ignores the limit and never finishes its requests, and a connection whose client
+went silent (no FIN, no RST) is found by pings and closed, freeing what its streams held.
 
 Driven with raw sockets and h2, an HTTP/2 client that does what gRPC's own never does."""
 
@@ -20,6 +21,7 @@ import h2.events
 from charter_server.app import CharterServer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ._relay import Relay
 from ._support import open_channel
 from .conftest import ServerFactory
 
@@ -115,3 +117,39 @@ def test_one_connection_has_at_most_its_limit_of_calls_open_even_when_the_client
     assert sorted(resets) == opened[limit:]  # the first four stay open, waiting; the rest are refused
     assert set(resets.values()) <= {h2.errors.ErrorCodes.REFUSED_STREAM, h2.errors.ErrorCodes.ENHANCE_YOUR_CALM}
     assert status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_the_streams_of_a_client_gone_silent_are_ended_and_free_their_slots(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    # One health watch is all this server takes without a key. Without pings of its own the server
+    # kept a silent client's stream (and the slot) for as long as the kernel kept the connection:
+    # for good here, where the relay keeps reading.
+    server = _serve(
+        server_factory, tmp_path, max_unauthenticated_streams=1, keepalive_seconds=1, keepalive_timeout_seconds=1
+    )
+    request = health_pb2.HealthCheckRequest()
+    with (
+        Relay(("127.0.0.1", server.port)) as relay,
+        open_channel(relay.target) as far,
+        open_channel(f"127.0.0.1:{server.port}") as near,
+    ):
+        silent = health_pb2_grpc.HealthStub(far).Watch(request)
+        first = next(silent).status
+        relay.silence()
+        refused: list[grpc.StatusCode] = []
+        started, watching = time.monotonic(), None
+        while watching is None and time.monotonic() - started < 15:
+            attempt = health_pb2_grpc.HealthStub(near).Watch(request, timeout=10)
+            try:
+                watching = next(attempt).status
+            except grpc.RpcError as error:
+                refused.append(error.code())
+                time.sleep(0.2)
+            attempt.cancel()
+        silent.cancel()
+
+    assert first == watching == health_pb2.HealthCheckResponse.SERVING
+    assert refused  # the slot was held until the server found the client gone
+    assert set(refused) == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert time.monotonic() - started < 15

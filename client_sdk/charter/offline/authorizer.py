@@ -73,7 +73,8 @@ class OfflineAuthorizer(DecidesLocally):
             jitter) after each failed attempt.
         max_backoff: The longest delay between two attempts to reconnect.
         idle_timeout: A revocation stream that delivers nothing (no event, no heartbeat) for
-            this long is dropped and reopened. Keep it above the server's heartbeat interval.
+            this long is dropped and reopened. Keep it above the server's heartbeat interval. (A
+            dead connection is found by the client's pings: README, "A dead connection is found".)
         cache_size: Not 0: the verifier remembers what it found about each held grant, on the
             grant (so that a new key ring re-checks held grants without signature work), and
             about up to this many other envelopes by digest; 0: nothing is remembered.

@@ -61,6 +61,9 @@ class TransportOptions:
     max_streams: int
     max_streams_per_connection: int
     handshake_timeout_seconds: float
+    keepalive_seconds: float
+    keepalive_timeout_seconds: float
+    min_client_ping_seconds: float
     inline_methods: frozenset[str]
     reuse_port: bool = False
 
@@ -172,6 +175,18 @@ class Transport:
             ("grpc.max_send_message_length", transport_limit),
             ("grpc.so_reuseport", 1 if options.reuse_port else 0),
             ("grpc.server_handshake_timeout_ms", round(options.handshake_timeout_seconds * 1000)),
+            # A peer gone without a word (no FIN, no RST) is found by pings; gRPC's defaults (two
+            # hours, and client pings refused more often than every five minutes) would let a dead
+            # watcher hold its stream, and a stream limit's slot, for hours.
+            ("grpc.keepalive_time_ms", round(options.keepalive_seconds * 1000)),
+            # grpcio 1.85 waits grpc.http2.ping_timeout_ms (one minute by default) for a ping's
+            # answer, whatever grpc.keepalive_timeout_ms says: both are set.
+            ("grpc.keepalive_timeout_ms", round(options.keepalive_timeout_seconds * 1000)),
+            ("grpc.http2.ping_timeout_ms", round(options.keepalive_timeout_seconds * 1000)),
+            ("grpc.http2.max_pings_without_data", 0),
+            # The shortest interval between a client's pings that the server accepts (gRPC's name for it
+            # says neither "client" nor "accepts").
+            ("grpc.http2.min_ping_interval_without_data_ms", round(options.min_client_ping_seconds * 1000)),
         ]
         if options.max_streams_per_connection:
             transport.append(("grpc.max_concurrent_streams", options.max_streams_per_connection))
