@@ -365,6 +365,7 @@ def test_prove_raises_the_alarm_when_the_server_says_its_log_lost_data(runner: R
         ("younger than the bound", 1),
         ("older, by its digest", 1),
         ("older, not integrated yet", 1),
+        ("an hour older, not integrated yet", 2),
         ("older, not signed by the server", 1),
     ],
 )
@@ -381,7 +382,8 @@ def test_prove_raises_the_alarm_when_the_log_does_not_hold_a_receipt_older_than_
     answered here by a tap in front of the real server, as a log that dropped it would) more than the
     log's integration bound after its decision (the clock moved 2 minutes on: past the bound and the
     clock skew allowed) is evidence against the log: an ALERT. Younger, it may still come (exit 1);
-    by its digest alone its age is unknown; LOG_ENTRY_NOT_INTEGRATED says the log holds it; and a
+    by its digest alone its age is unknown; LOG_ENTRY_NOT_INTEGRATED says the log holds it, and is an
+    ALERT only an hour after the decision (the log withholds it from its signed trees); and a
     receipt that the key set does not verify proves nothing."""
     character = scene.character()
     with Client(cli_live.target, api_key=scene.generator_key) as generator:
@@ -392,9 +394,10 @@ def test_prove_raises_the_alarm_when_the_log_does_not_hold_a_receipt_older_than_
         signed = envelope.sign(signed.payload, signed.payload_type, key_id="sk_forged", private_key=os.urandom(32))
     receipt = tmp_path / "receipt.json"
     receipt.write_text(envelope.to_json(signed))
-    if case.startswith("older"):
-        monkeypatch.setattr(audit_cli, "_now", lambda: datetime.now(UTC) + timedelta(minutes=2))
-    reason = "LOG_ENTRY_NOT_INTEGRATED" if case == "older, not integrated yet" else "LOG_ENTRY_NOT_FOUND"
+    if case.startswith(("older", "an hour older")):
+        later = timedelta(minutes=62 if case.startswith("an hour") else 2)
+        monkeypatch.setattr(audit_cli, "_now", lambda: datetime.now(UTC) + later)
+    reason = "LOG_ENTRY_NOT_INTEGRATED" if case.endswith("not integrated yet") else "LOG_ENTRY_NOT_FOUND"
     asked = decision.receipt_digest.hex() if case == "older, by its digest" else str(receipt)
     with Tap(cli_live.target) as tap:
         tap.fail("GetInclusionProof", errors.NotFound("no such entry", reason=reason))

@@ -61,6 +61,11 @@ INTEGRATION_BOUND: Final = timedelta(seconds=1)
 CLOCK_SKEW: Final = timedelta(seconds=60)
 """What is allowed between this machine's clock and the server's, on top of the bound (the SDK's
 default skew)."""
+WITHHELD_AFTER: Final = timedelta(hours=1)
+"""How long after its decision a receipt the log says it holds but has not integrated
+(``LOG_ENTRY_NOT_INTEGRATED``) is taken as withheld from the log's signed trees (plus the clock
+skew): far past the integration bound, so that a log catching up after an outage is not taken for
+one that keeps an entry out of every checkpoint."""
 
 _now: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731 - the clock (tests move it)
 
@@ -329,11 +334,19 @@ def verify_export(
     )
 
 
-def _dropped(client: Client, signed: Envelope, verifiers: list[NoteVerifier]) -> str | None:
-    """Why a receipt the log does not hold (``LOG_ENTRY_NOT_FOUND``) is evidence that the log dropped
-    it, or None when it is not: it must be signed by a key of the server's key set, name this log
-    (its latest checkpoint verifies under the receipt's origin), and be older than the log's
-    integration bound (plus the clock skew) by this machine's clock. A receipt that does not verify,
+# What the log answers for a receipt it does not prove, and how long after the decision that is
+# evidence against it: the entry dropped, or withheld from every signed tree.
+_MISSING: Final = {
+    "LOG_ENTRY_NOT_FOUND": (INTEGRATION_BOUND, "the log dropped it"),
+    "LOG_ENTRY_NOT_INTEGRATED": (WITHHELD_AFTER, "the log withholds it from its signed trees"),
+}
+
+
+def _missing(client: Client, signed: Envelope, verifiers: list[NoteVerifier], reason: str) -> str | None:
+    """Why a receipt the log does not prove (``reason``: not held, or held and not integrated) is
+    evidence against the log, or None when it is not: it must be signed by a key of the server's key
+    set, name this log (its latest checkpoint verifies under the receipt's origin), and be older than
+    the reason's bound (plus the clock skew) by this machine's clock. A receipt that does not verify,
     names another log or is younger proves nothing (exit 1: the wrong server, or retry later)."""
     verified = verify_receipt(signed, keys=KeyRing.from_key_set(client.get_key_set()))
     receipt = verified.receipt
@@ -346,12 +359,12 @@ def _dropped(client: Client, signed: Envelope, verifiers: list[NoteVerifier]) ->
     except (NoteError, CheckpointError):
         return None
     decided = receipt.decide_time.ToDatetime(UTC)
-    if _now() - decided <= INTEGRATION_BOUND + CLOCK_SKEW:
+    bound, meaning = _MISSING[reason]
+    if _now() - decided <= bound + CLOCK_SKEW:
         return None
     return (
-        f"receipt {receipt.receipt_id}, signed by the server at {decided.isoformat()}, is not in {receipt.log_origin}"
-        f" (LOG_ENTRY_NOT_FOUND), more than {INTEGRATION_BOUND.total_seconds():g} s after the decision: the log"
-        " dropped it"
+        f"receipt {receipt.receipt_id}, signed by the server at {decided.isoformat()}, is not proved in"
+        f" {receipt.log_origin} ({reason}), more than {bound.total_seconds():g} s after the decision: {meaning}"
     )
 
 
@@ -413,9 +426,10 @@ def prove(
     checkpoint fails, a decision is missing or the server says its stored log no longer matches
     what it signed (DATA_LOSS), or when the log does not hold a receipt file (LOG_ENTRY_NOT_FOUND)
     that the server's key set verifies, that names this log and that is older than the log's
-    integration bound (`INTEGRATION_BOUND`, one second, plus `CLOCK_SKEW`): the log dropped it. 1
-    when the log does not hold it otherwise (given by its digest, or younger: retry later;
-    LOG_ENTRY_NOT_INTEGRATED: the log holds it, not yet in a signed tree).
+    integration bound (`INTEGRATION_BOUND`, one second, plus `CLOCK_SKEW`): the log dropped it; the
+    same for a receipt the log holds but has not integrated (LOG_ENTRY_NOT_INTEGRATED) an hour after
+    its decision (`WITHHELD_AFTER`, plus `CLOCK_SKEW`): the log withholds it. 1 otherwise (given by
+    its digest, or younger: retry later).
     """
     digest, signed_receipt = _receipt(receipt)
     decided = None if signed_receipt is None else decision_pb2.DecisionReceipt.FromString(signed_receipt.payload)
@@ -427,11 +441,11 @@ def prove(
         except DataLossError as exc:
             _alert(f"the server says its stored log no longer matches what it signed: {exc}")
         except NotFoundError as exc:
-            dropped = None
-            if exc.reason == "LOG_ENTRY_NOT_FOUND" and signed_receipt is not None:
-                dropped = _dropped(client, signed_receipt, verifiers)
-            if dropped is not None:
-                _alert(dropped)
+            missing = None
+            if exc.reason in _MISSING and signed_receipt is not None:
+                missing = _missing(client, signed_receipt, verifiers, exc.reason)
+            if missing is not None:
+                _alert(missing)
             raise
     try:
         # The log the receipt names, when it is at hand; else the one the checkpoint names.
