@@ -19,10 +19,11 @@ from charter._options import ClientConfig
 __all__ = ["next_message", "open_channel", "sleep"]
 
 
-def open_channel(config: ClientConfig) -> grpc.aio.Channel:
-    """Returns a `grpc.aio` channel to the configured target, with TLS when configured."""
+def open_channel(config: ClientConfig, *, retries: bool = True) -> grpc.aio.Channel:
+    """Returns a `grpc.aio` channel to the configured target, with TLS when configured (``retries=False``: the
+    channel of the streams, with gRPC's retries off; see `ClientConfig.channel_options`)."""
     credentials = config.channel_credentials()
-    options = config.channel_options()
+    options = config.channel_options(retries=retries)
     if credentials is None:
         return grpc.aio.insecure_channel(config.target, options=options)
     return grpc.aio.secure_channel(config.target, credentials, options=options)

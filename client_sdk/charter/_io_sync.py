@@ -17,10 +17,11 @@ from charter._options import ClientConfig
 __all__ = ["next_message", "open_channel", "sleep"]
 
 
-def open_channel(config: ClientConfig) -> grpc.Channel:
-    """Returns a channel to the configured target, with TLS when configured."""
+def open_channel(config: ClientConfig, *, retries: bool = True) -> grpc.Channel:
+    """Returns a channel to the configured target, with TLS when configured (``retries=False``: the
+    channel of the streams, with gRPC's retries off; see `ClientConfig.channel_options`)."""
     credentials = config.channel_credentials()
-    options = config.channel_options()
+    options = config.channel_options(retries=retries)
     if credentials is None:
         return grpc.insecure_channel(config.target, options=options)
     return grpc.secure_channel(config.target, credentials, options=options)

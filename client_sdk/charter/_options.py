@@ -38,6 +38,8 @@ CHARTER_SERVICES: tuple[str, ...] = (
 # Server-streaming methods, left out of gRPC's retries (the SDK reopens them itself, see
 # `charter._async.watch`): under a retry policy, a stream opened while the server was down ended
 # UNAVAILABLE with its next read never returning, and cancel() could not end it (grpcio 1.85).
+# Leaving them out of the policy was not enough: they are opened on a channel of their own with
+# retries off (`ClientConfig.channel_options(retries=False)`).
 STREAMING_METHODS: tuple[tuple[str, str], ...] = (("charter.v1.AuthorizationService", "WatchRevocations"),)
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -238,8 +240,17 @@ class ClientConfig:
             options=option_pairs,
         )
 
-    def channel_options(self) -> list[tuple[str, Any]]:
-        """Returns the gRPC channel arguments: retries, service config, user agent, extras."""
+    def channel_options(self, *, retries: bool = True) -> list[tuple[str, Any]]:
+        """Returns the gRPC channel arguments: retries, service config, user agent, extras.
+
+        Args:
+            retries: False for the channel of the streams: gRPC's retries off whatever the
+                options say. With them on (even with no retry policy for the method, as
+                `STREAMING_METHODS` are), a stream opened while the server could not be reached
+                sometimes got its status while its read never completed, so the read never
+                returned and ``cancel()`` could not end it (grpcio 1.85; about one stream in ten
+                opened right after a server stopped, none in 40 with retries off).
+        """
         merged: dict[str, Any] = {
             "grpc.primary_user_agent": f"charter-sdk/{__version__}",
             "grpc.enable_retries": 1 if self.retry is not None else 0,
@@ -271,6 +282,8 @@ class ClientConfig:
         merged.update(given)
         if "grpc.keepalive_timeout_ms" in given and "grpc.http2.ping_timeout_ms" not in given:
             merged["grpc.http2.ping_timeout_ms"] = given["grpc.keepalive_timeout_ms"]  # (see above)
+        if not retries:
+            merged["grpc.enable_retries"] = 0
         return list(merged.items())
 
     def channel_credentials(self) -> grpc.ChannelCredentials | None:

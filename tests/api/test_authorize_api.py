@@ -1035,7 +1035,7 @@ def test_a_grant_cap_of_zero_allows_no_use(api: Stubs, keys: Any, clock: Any, ho
 
 
 def test_concurrent_requests_on_two_replicas_never_exceed_a_grant_cap(
-    server: CharterServer, api: Stubs, replica: Stubs, keys: Any, clock: Any, holder: Holder
+    server: CharterServer, api: Stubs, replica: Stubs, default_lease: None, keys: Any, clock: Any, holder: Holder
 ) -> None:
     cap, threads, per_thread = 5, 6, 4
     capped = licensed(api, keys, clock, holder, max_uses=cap)

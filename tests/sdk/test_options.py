@@ -143,6 +143,15 @@ def test_a_callers_keepalive_timeout_is_also_the_ping_timeout_unless_that_is_giv
     assert both["grpc.http2.ping_timeout_ms"] == 2000
 
 
+def test_the_channel_of_the_streams_has_grpc_retries_off_whatever_the_options_say() -> None:
+    streams = dict(_config(options=[("grpc.enable_retries", 1)]).channel_options(retries=False))
+    calls = dict(_config().channel_options())
+
+    assert streams["grpc.enable_retries"] == 0
+    assert calls["grpc.enable_retries"] == 1
+    assert streams["grpc.keepalive_time_ms"] == calls["grpc.keepalive_time_ms"]  # the rest alike
+
+
 def test_disabled_retries_turn_grpc_retries_off() -> None:
     options = dict(_config(retry=None).channel_options())
 

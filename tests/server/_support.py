@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -106,11 +107,35 @@ def trailing(call: grpc.Call | grpc.RpcError, key: str) -> str | None:
     return None
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The range the kernel hands out for port 0 and for the local end of a connection."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text(encoding="ascii").split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+_PICKED = random.Random()
+
+
 def free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A loopback port that was free a moment ago, below the kernel's ephemeral range.
+
+    Every server a test binds to port 0, and the local end of every connection, takes a port from
+    that range: a port picked there could be taken by one of them before the server picked for it
+    binds it, or while a test restarts its server on the same port. Below it, only another pick
+    could take it, one in thousands."""
+    low = _ephemeral_ports()[0]
+    for _ in range(200):
+        port = _PICKED.randrange(max(1024, low - 12_000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free loopback port below the ephemeral range")
 
 
 def run_cli(args: list[str], env: dict[str, str] | None = None) -> Result:

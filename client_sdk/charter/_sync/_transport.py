@@ -94,6 +94,10 @@ class Transport:
         self._usage = usage_service_pb2_grpc.UsageServiceStub(self._channel)
         self._transparency = transparency_service_pb2_grpc.TransparencyServiceStub(self._channel)
         self._offline = offline_service_pb2_grpc.OfflineServiceStub(self._channel)
+        # Streams have a channel of their own, with gRPC's retries off (`ClientConfig.channel_options`);
+        # it connects on the first stream.
+        self._streams = io.open_channel(self._config, retries=False)
+        self._watches = authorization_service_pb2_grpc.AuthorizationServiceStub(self._streams)
         self.receipts = ReceiptJournal()
         self.pending_usage = PendingUsage()
 
@@ -103,8 +107,9 @@ class Transport:
         return self._config.target
 
     def close(self) -> None:
-        """Closes the channel; calls in flight are cancelled. Closing twice is harmless."""
+        """Closes the channels; calls in flight are cancelled. Closing twice is harmless."""
         self._channel.close()
+        self._streams.close()
 
     def __enter__(self) -> Self:
         return self

@@ -397,7 +397,7 @@ class AuthorizationCalls(UsageCalls):
         ends = None if timeout is None else time.monotonic() + timeout
 
         def start() -> Any:
-            return self._authorization.WatchRevocations(request, timeout=remaining(ends), metadata=metadata)
+            return self._watches.WatchRevocations(request, timeout=remaining(ends), metadata=metadata)
 
         return RevocationWatch(start(), request_id, start, retry_delays(self._config.retry), ends)
 
