@@ -107,13 +107,12 @@ def trailing(call: grpc.Call | grpc.RpcError, key: str) -> str | None:
     return None
 
 
-def _ephemeral_ports() -> tuple[int, int]:
-    """The range the kernel hands out for port 0 and for the local end of a connection."""
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out for port 0 and for the local end of a connection."""
     try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text(encoding="ascii").split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999  # Linux's default
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text(encoding="ascii").split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 _PICKED = random.Random()
@@ -126,7 +125,7 @@ def free_port() -> int:
     that range: a port picked there could be taken by one of them before the server picked for it
     binds it, or while a test restarts its server on the same port. Below it, only another pick
     could take it, one in thousands."""
-    low = _ephemeral_ports()[0]
+    low = _ephemeral_low()
     for _ in range(200):
         port = _PICKED.randrange(max(1024, low - 12_000), low)
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
