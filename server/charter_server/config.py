@@ -219,18 +219,17 @@ class Settings:
     def _validate_serving(self) -> None:
         if self.authorization_lease_seconds is not None and not 0.01 <= self.authorization_lease_seconds <= 60:
             raise _error("authorization_lease_seconds", "must be between 0.01 and 60")
-        if not 1 <= self.processes <= 256:
-            raise _error("processes", "must be between 1 and 256")
         if self.max_streams_per_connection < 0:
             raise _error("max_streams_per_connection", "must be 0 (no limit) or more")
-        if not 0.1 <= self.handshake_timeout_seconds <= 300:
-            raise _error("handshake_timeout_seconds", "must be between 0.1 and 300")
-        if not 1 <= self.keepalive_seconds <= 7200:
-            raise _error("keepalive_seconds", "must be between 1 and 7200")
-        if not 0.1 <= self.keepalive_timeout_seconds <= 600:
-            raise _error("keepalive_timeout_seconds", "must be between 0.1 and 600")
-        if not 0.1 <= self.min_client_ping_seconds <= 3600:
-            raise _error("min_client_ping_seconds", "must be between 0.1 and 3600")
+        for name, low, high in (
+            ("processes", 1, 256),
+            ("handshake_timeout_seconds", 0.1, 300),
+            ("keepalive_seconds", 1, 7200),
+            ("keepalive_timeout_seconds", 0.1, 600),
+            ("min_client_ping_seconds", 0.1, 3600),
+        ):
+            if not low <= getattr(self, name) <= high:
+                raise _error(name, f"must be between {low:g} and {high:g}")
 
     def kek(self) -> bytes | None:
         """The 32-byte key-encryption key, or None when none is configured (development only)."""
