@@ -960,6 +960,31 @@ def test_a_new_key_ring_rechecks_held_grants_without_signature_work(
     assert checks == []
 
 
+def test_a_revoked_signing_key_stops_verifying_offline_within_a_heartbeat(
+    admin: charter.Client, party: Party, clock: Any, make: Make
+) -> None:
+    """The heartbeat carries the key set's version, so the authorizer fetches the key set at once,
+    not at its next refresh (ten minutes here)."""
+    cid = character(admin, party)
+    admin.rotate_signing_key()
+    held = grant(admin, clock, cid, party.licensee_id)
+    key_id = held.envelope.signatures[0].keyid
+    admin.rotate_signing_key()  # the grant's key retires and still verifies what it signed
+    authorizer = make(party.generator, [held], key_refresh=timedelta(minutes=10))
+    _until(lambda: authorizer.key_set_version == admin.get_key_set().version)
+    before = image(authorizer, cid)
+
+    admin.revoke_signing_key(key_id, reason="compromised")
+    version = admin.get_key_set().version
+    moved = _until(lambda: authorizer.key_set_version == version)
+    after = image(authorizer, cid)
+
+    assert (before.offline, before.allowed) == (True, True)
+    assert moved
+    assert authorizer.is_current()
+    assert (after.offline, after.allowed, after.characters[0].reasons) == (True, False, (DenyReason.GRANT_INVALID,))
+
+
 def test_warm_up_moves_the_signature_work_before_the_first_decision(
     admin: charter.Client, party: Party, clock: Any, make: Make
 ) -> None:

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import socket
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -354,11 +355,14 @@ def test_another_api_keys_cache_is_not_used_even_when_it_names_this_key(scene: S
     }
 
 
-def _plant_key_and_forge(directory: Path, api_key: str, licensee_id: str, genuine_character: str, target: str) -> None:
+def _plant_key_and_forge(
+    directory: Path, api_key: str, licensee_id: str, genuine_character: str, target: str, *, version: str = "-planted"
+) -> grant_pb2.Grant:
     """What someone who can write the cache directory and holds the API key (but no Charter signing
-    key) does: add a key of their own to the kept key set, and put a grant of ``target`` signed by it
-    into the kept bundle (the claims of the genuine grant, another character). (Without the API key
-    the files are refused at once: `test_a_revocation_taken_out_of_the_cache_without_the_api_key_stays_revoked`.)"""
+    key) does: add a key of their own to the kept key set (its version followed by ``version``), and
+    put a grant of ``target`` signed by it into the kept bundle (the claims of the genuine grant,
+    another character); returns the forged grant. (Without the API key the files are refused at
+    once: `test_a_revocation_taken_out_of_the_cache_without_the_api_key_stays_revoked`.)"""
     seed = os.urandom(32)
     key_id = "sk_" + os.urandom(8).hex()
     cache_key = CacheKey.of_api_key(api_key)
@@ -369,7 +373,7 @@ def _plant_key_and_forge(directory: Path, api_key: str, licensee_id: str, genuin
     _, bundle = found
     key_set = signing_key_pb2.KeySet()
     key_set.CopyFrom(state.key_set)
-    key_set.version += "-planted"
+    key_set.version += version
     planted = key_set.keys.add(
         key_id=key_id,
         algorithm="ed25519",
@@ -389,6 +393,42 @@ def _plant_key_and_forge(directory: Path, api_key: str, licensee_id: str, genuin
         envelope.sign(claims.SerializeToString(), envelope.GRANT_PAYLOAD_TYPE, key_id=key_id, private_key=seed)
     )
     save_bundle(directory, cache_key, licensee_id, bundle)
+    return forged
+
+
+def test_a_key_planted_in_the_cache_under_the_servers_version_verifies_nothing_once_charter_answers(
+    scene: Scene, tap: Tap, tmp_path: Path
+) -> None:
+    """A backend restarted while Charter is unreachable decides from the kept key set (a key planted
+    in it included: what `pinned_keys` is for); once Charter answers, its key set replaces the kept
+    one whole, even when the kept one names the same version."""
+    genuine = scene.character()
+    target = scene.character(granted=False)
+    with (
+        Client(scene.live.target, api_key=scene.generator_key) as client,
+        OfflineAuthorizer(client, fetch_bundle=True, cache_dir=tmp_path) as online,
+    ):
+        assert online.wait_current(timeout=10)
+    _plant_key_and_forge(tmp_path, scene.generator_key, scene.licensee_id, genuine.id, target.id, version="")
+
+    tap.fail("GetCaller", grpc.StatusCode.UNAVAILABLE, times=1_000)
+    with Client(tap.target, api_key=scene.generator_key, timeout=1.0) as client:
+        restarted = OfflineAuthorizer(
+            client, fetch_bundle=True, cache_dir=tmp_path, min_backoff=timedelta(milliseconds=50)
+        )
+        restarted.start(timeout=0.2)
+        during = _decided(restarted, target.id)
+        tap.reset()  # Charter answers again
+        deadline = time.monotonic() + 10
+        after = _decided(restarted, target.id)
+        while after[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+            after = _decided(restarted, target.id)
+        restarted.close()
+
+    assert during == (True, True, ())  # the kept key set, as documented
+    # The forged grant's key is not in Charter's key set: the server decides, and refuses.
+    assert after == (False, False, (DenyReason.GRANT_INVALID,))
 
 
 def test_with_pinned_keys_a_key_planted_in_the_cache_forges_nothing(scene: Scene, tmp_path: Path) -> None:

@@ -263,7 +263,7 @@ class KeepCurrent:
                     elif isinstance(item, authorization_service_pb2.RevocationSkip):
                         self._skip(item.sequence)
                     else:
-                        self._heartbeat(item.sequence)
+                        self._heartbeat(item)
                     if self._stopping.is_set():
                         return
             finally:
@@ -282,9 +282,29 @@ class KeepCurrent:
         if self._view.skip(sequence):
             self._notify()
 
-    def _heartbeat(self, sequence: int) -> None:
-        if self._view.heartbeat(sequence):
+    def _heartbeat(self, beat: authorization_service_pb2.Heartbeat) -> None:
+        if beat.key_set_version and not self._key_set_is(beat.key_set_version):
+            return
+        if self._view.heartbeat(beat.sequence):
             self._recompute()
+
+    def _key_set_is(self, version: str) -> bool:
+        """Whether decisions verify with the key set of ``version``, fetching it now when they do
+        not: a heartbeat vouches for the view only together with the key set as of the same time,
+        so a signing key revoked since the last fetch stops verifying within a heartbeat, not at
+        the next scheduled refresh. Until the fetch answers that version (another replica may lag
+        by its key cache; the server may be down), the view does not get fresher and ages towards
+        failing closed."""
+        ring = self._key_set.ring
+        if ring is not None and ring.version == version:
+            return True
+        try:
+            self._refresh()
+        except (CharterError, ValueError) as error:
+            log.warning("charter.offline: the key set moved to %r and fetching it failed: %r", version, error)
+            return False
+        ring = self._key_set.ring
+        return ring is not None and ring.version == version
 
     def _notify(self) -> None:
         with self._changed:

@@ -24,7 +24,7 @@ from charter.offline.cache import (
     save_state,
 )
 from charter.offline.held import HeldGrants
-from charter.v1 import api_key_pb2
+from charter.v1 import api_key_pb2, authorization_service_pb2
 
 _SAVE_SECONDS: Final = 1.0
 """The state is written at a heartbeat that made the view current: at once when the view moved
@@ -77,10 +77,10 @@ class HoldsBundles(KeepCurrent):
                     log.warning("charter.offline: cannot write the cache: %r", error)
         super()._refresh()
 
-    def _heartbeat(self, sequence: int) -> None:
-        super()._heartbeat(sequence)
+    def _heartbeat(self, beat: authorization_service_pb2.Heartbeat) -> None:
+        super()._heartbeat(beat)
         when, saved_at = self._state_saved
-        if self._cache_dir is not None and (sequence != saved_at or time.monotonic() - when >= _SAVE_SECONDS):
+        if self._cache_dir is not None and (beat.sequence != saved_at or time.monotonic() - when >= _SAVE_SECONDS):
             self._save_state(self._cache_dir)
 
     def _save_state(self, directory: Path) -> None:

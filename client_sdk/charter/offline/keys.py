@@ -62,8 +62,8 @@ class LicenseeKeys:
     """What the refresher keeps current; each attribute is replaced whole, so readers need no lock.
 
     Attributes:
-        ring: The key ring (None before the first refresh); replaced only when the key set's
-            version moved, so an unchanged key set costs no re-verification.
+        ring: The key ring (None before the first refresh); replaced only when the key set
+            changed, so an unchanged key set costs no re-verification.
         platform: The licensee's platform.
         archived: Whether the licensee is archived.
         confirmed: When (on the authorizer's clock) the key set was last fetched.
@@ -87,8 +87,9 @@ class LicenseeKeys:
         """
         key_set = client.get_key_set()
         licensee = client.get_licensee(licensee_id)
-        ring = self.ring
-        if ring is None or key_set.version != ring.version:
+        # The whole set, not only its version: a key set restored from the cache may carry the
+        # server's version with a key planted beside it, and must not outlive Charter's answer.
+        if self.ring is None or key_set != self.key_set:
             self.ring = self._ring(key_set)
             self.key_set = key_set
         self.platform = licensee.platform

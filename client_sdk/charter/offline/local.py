@@ -55,6 +55,7 @@ from charter.terms import DenyReason
 if TYPE_CHECKING:
     from charter.grants import KeyRing
     from charter.offline.leases import QuotaLeases
+    from charter.v1.authorization_service_pb2 import Heartbeat
     from charter.v1.envelope_pb2 import Envelope
 
 MAX_PROMPT_LENGTH: Final = 8000
@@ -292,8 +293,8 @@ class DecidesLocally(HoldsBundles):
         if self._screen_locally and registry is not None and self._view.registry_head > registry.version:
             self._registry_wanted.set()
 
-    def _heartbeat(self, sequence: int) -> None:
-        super()._heartbeat(sequence)
+    def _heartbeat(self, beat: Heartbeat) -> None:
+        super()._heartbeat(beat)
         registry = self._registry
         fresh = self._view.fresh_as_of
         view = self._view

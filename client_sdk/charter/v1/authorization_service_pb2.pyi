@@ -457,9 +457,18 @@ class Heartbeat(_message.Message):
 
     SEQUENCE_FIELD_NUMBER: _builtins.int
     SERVER_TIME_FIELD_NUMBER: _builtins.int
+    KEY_SET_VERSION_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """The newest sequence number of the log at the time of the heartbeat; a
     watcher that has seen every event up to it is current.
+    """
+    key_set_version: _builtins.str
+    """The version of the key set (KeySet.version, as GetKeySet answers it) as of
+    `server_time`. A watcher that verifies grants with a key set of another
+    version fetches the key set again before it takes this heartbeat as proof
+    that it is current: a signing key revoked (or added) since it fetched the
+    set is seen within a heartbeat, like a revoked grant. Empty from servers
+    before this field.
     """
     @_builtins.property
     def server_time(self) -> _timestamp_pb2.Timestamp:
@@ -470,10 +479,11 @@ class Heartbeat(_message.Message):
         *,
         sequence: _builtins.int = ...,
         server_time: _timestamp_pb2.Timestamp | None = ...,
+        key_set_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["server_time", b"server_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["sequence", b"sequence", "server_time", b"server_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_set_version", b"key_set_version", "sequence", b"sequence", "server_time", b"server_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -399,7 +399,9 @@ def watch_message(item: RevocationEvent | Heartbeat | Skipped) -> authorization_
     if isinstance(item, Heartbeat):
         return authorization_service_pb2.WatchRevocationsResponse(
             heartbeat=authorization_service_pb2.Heartbeat(
-                sequence=item.sequence, server_time=timestamp(item.server_time)
+                sequence=item.sequence,
+                server_time=timestamp(item.server_time),
+                key_set_version=item.key_set_version,
             )
         )
     return authorization_service_pb2.WatchRevocationsResponse(

@@ -73,7 +73,7 @@ class RevocationStreams:
             async for event in self._events(last, confirmation.head, readers, visible):
                 yield event
             last = confirmation.head
-            yield Heartbeat(sequence=confirmation.head, server_time=confirmation.server_time)
+            yield Heartbeat(confirmation.head, confirmation.server_time, confirmation.key_set_version)
             next_beat = time.monotonic() + feed.heartbeat_seconds
             while True:
                 if feed.stopped:
@@ -93,7 +93,7 @@ class RevocationStreams:
                     async for event in self._events(last, confirmation.head, readers, visible):
                         yield event
                     last = confirmation.head
-                yield Heartbeat(sequence=last, server_time=confirmation.server_time)
+                yield Heartbeat(last, confirmation.server_time, confirmation.key_set_version)
                 next_beat = time.monotonic() + feed.heartbeat_seconds
         finally:
             unsubscribe()

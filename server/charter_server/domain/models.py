@@ -320,10 +320,12 @@ class LeaseSetting:
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
-    """The revocation stream is alive; the log goes up to ``sequence``."""
+    """The revocation stream is alive; the log goes up to ``sequence``, the key set is at
+    ``key_set_version``."""
 
     sequence: int
     server_time: datetime
+    key_set_version: str
 
 
 @dataclass(frozen=True, slots=True)

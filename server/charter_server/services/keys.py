@@ -11,7 +11,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import nacl.exceptions
@@ -61,9 +61,9 @@ def _ring_state(state: SigningKeyState) -> KeyState:
     }[state]
 
 
-def ring_version(keys: list[SigningKeyRecord]) -> str:
-    """A version that changes whenever a key is added, retired or revoked."""
-    text = "|".join(f"{k.key_id}:{k.state.value}" for k in sorted(keys, key=lambda k: k.key_id))
+def ring_version(states: Iterable[tuple[str, SigningKeyState]]) -> str:
+    """A version that changes whenever a key is added, retired or revoked (of each key's id and state)."""
+    text = "|".join(f"{key_id}:{state.value}" for key_id, state in sorted(states, key=lambda s: s[0]))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -79,7 +79,7 @@ def build_ring(keys: list[SigningKeyRecord]) -> KeyRing:
             if k.state is not SigningKeyState.REVOKED
         },
         revoked=frozenset(k.key_id for k in grant_keys if k.state is SigningKeyState.REVOKED),
-        version=ring_version(keys),
+        version=ring_version((k.key_id, k.state) for k in keys),
     )
 
 

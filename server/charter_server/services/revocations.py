@@ -16,8 +16,10 @@ taken just *before* that read, so everything committed by then is at or below th
 Watchers (the transport's streams) never read the database for live events or heartbeats, so a
 thousand of them cost one poll. A heartbeat carries the latest confirmation and is sent only after
 every event up to its head, so "I have seen every event up to the heartbeat's sequence, as of its
-time" holds for the watcher. A watcher that starts behind the in-memory window reads its backlog
-from the log, a page per short read transaction. When the poller cannot confirm (the database
+time" holds for the watcher; it also carries the key set's version read with that head, so a
+watcher that verifies grants with an older key set (a signing key revoked since) knows to fetch it
+again. A watcher that starts behind the in-memory window reads its backlog from the log, a page
+per short read transaction. When the poller cannot confirm (the database
 cannot be read), the confirmation ages, and a stream ends with a retryable error rather than send a
 heartbeat it cannot vouch for: an offline authorizer then grows stale and fails closed, as it
 should.
@@ -48,6 +50,7 @@ from charter_server.domain.clock import Clock
 from charter_server.domain.errors import InvalidArgument, ShuttingDown, StorageUnavailable
 from charter_server.domain.events import DomainEvent, RevocationAppended
 from charter_server.domain.models import Principal, RevocationEvent, RevocationKind, Role
+from charter_server.services.keys import ring_version
 from charter_server.storage.database import Database
 
 log = structlog.get_logger(__name__)
@@ -60,11 +63,13 @@ RECENT_EVENTS = 4096
 
 @dataclass(frozen=True, slots=True)
 class Confirmation:
-    """Everything committed to the log by ``server_time`` has a sequence number up to ``head``."""
+    """Everything committed to the log by ``server_time`` has a sequence number up to ``head``, and
+    the key set was at ``key_set_version`` (read in the same transaction)."""
 
     head: int
     server_time: datetime
     at: float  # time.monotonic() when the confirming read began
+    key_set_version: str
 
 
 Visibility = Callable[[RevocationEvent], RevocationEvent | None]
@@ -318,6 +323,9 @@ class RevocationFeed:
                     head, page = uow.revocations.head(), []
                 else:
                     head, page = known, uow.audience.with_audience(uow.revocations.since(known, PAGE_SIZE))
+                # A revoked signing key must reach offline verifiers as fast as a revoked grant: the
+                # heartbeats carry the key set's version as of the same time as the log's head.
+                key_set_version = ring_version(uow.signing_keys.states())
             with self._lock:
                 if known is None:
                     self._head = head
@@ -332,5 +340,5 @@ class RevocationFeed:
                     moved = True
                 if len(page) < PAGE_SIZE:
                     assert self._head is not None
-                    self._confirmed = Confirmation(self._head, server_time, started)
+                    self._confirmed = Confirmation(self._head, server_time, started, key_set_version)
                     return moved

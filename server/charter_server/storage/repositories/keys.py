@@ -91,6 +91,11 @@ class SigningKeyRepository:
             stmt = self._dialect.for_update(stmt)
         return [_signing_key(row) for row in self._session.scalars(stmt)]
 
+    def states(self) -> list[tuple[str, SigningKeyState]]:
+        """Every key's id and state (what the key set's version is made of), without the secrets."""
+        rows = self._session.execute(select(SigningKeyRow.key_id, SigningKeyRow.state))
+        return [(key_id, SigningKeyState(state)) for key_id, state in rows]
+
     def active_key_id(self, purpose: SigningKeyPurpose = SigningKeyPurpose.GRANTS) -> str | None:
         """The id of the active key of a purpose, or None (one column: what a signer already
         holding that key needs to know, batch after batch)."""
