@@ -7,6 +7,7 @@ runs never collide. The schema is always made by the Alembic migrations.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -29,8 +30,14 @@ from charter_server.services.catalog import LicenseeInput, RightsHolderInput
 # that default writes each line to whatever sys.stdout is at that moment: a server thread's line
 # (the screen warmed, the log process started) landed in the output of a CLI that a test was
 # running with Click's runner, which swaps sys.stdout. Their lines go to the real standard error
-# instead, which pytest still captures per test.
-structlog.configure(logger_factory=structlog.WriteLoggerFactory(file=sys.__stderr__))
+# instead, which pytest captures during a test but not between two (while it reports one): a
+# background thread's info or debug line (a stream ended, receipts integrated) then landed between
+# the dots of the run's output. Tests that read the logs configure them themselves; by default
+# only warnings and errors are written.
+structlog.configure(
+    logger_factory=structlog.WriteLoggerFactory(file=sys.__stderr__),
+    wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+)
 
 # Property tests: on CI the same examples every run (seeded by each test), so a red build is
 # reproducible and never a lottery; locally, new random examples every run, which is how they
