@@ -1149,6 +1149,46 @@ def test_a_date_range_may_cover_a_leap_year_but_no_more(api: Stubs, usage: Usage
     assert (too_long.code, too_long.reason, too_long.fields) == (INVALID_ARGUMENT, "INVALID_FIELD", ("end_date",))
 
 
+def test_a_month_or_day_past_the_last_year_is_invalid_and_the_last_one_works(
+    api: Stubs, usage: UsageStub, keys: Any
+) -> None:
+    """The day after the last month or day must still be a date: 9999-12 and 9999-12-31 are refused
+    as invalid fields, 9998-12 and 9998-12-31 are read (and cannot be closed yet)."""
+    holder = new_holder(api.catalog, api.access, keys.admin)
+
+    failures = {
+        "get_month": refused(
+            usage.GetStatement, us.GetStatementRequest(rights_holder_id=holder.id, period="9999-12"), keys.admin
+        ),
+        "close_month": refused(
+            usage.CloseStatementPeriod,
+            us.CloseStatementPeriodRequest(rights_holder_id=holder.id, period="9999-01"),
+            keys.admin,
+        ),
+        "get_range": refused(
+            usage.GetStatement,
+            us.GetStatementRequest(rights_holder_id=holder.id, start_date="9999-12-31", end_date="9999-12-31"),
+            keys.admin,
+        ),
+    }
+    last_month = statement(usage, keys.admin, holder.id, "9998-12")
+    last_day = statement(usage, keys.admin, holder.id, start=date(9998, 12, 31), end=date(9998, 12, 31))
+    not_ended = refused(
+        usage.CloseStatementPeriod,
+        us.CloseStatementPeriodRequest(rights_holder_id=holder.id, period="9998-12"),
+        keys.admin,
+    )
+
+    assert {name: (got.code, got.reason, got.fields) for name, got in failures.items()} == {
+        "get_month": (INVALID_ARGUMENT, "INVALID_FIELD", ("period",)),
+        "close_month": (INVALID_ARGUMENT, "INVALID_FIELD", ("period",)),
+        "get_range": (INVALID_ARGUMENT, "INVALID_FIELD", ("start_date", "end_date")),
+    }
+    assert (last_month.start_date, last_month.end_date) == ("9998-12-01", "9998-12-31")
+    assert (last_day.start_date, last_day.end_date) == ("9998-12-31", "9998-12-31")
+    assert (not_ended.code, not_ended.reason) == (FAILED_PRECONDITION, "STATEMENT_PERIOD_NOT_ENDED")
+
+
 # Statements against an independent computation --------------------------------------------------
 
 

@@ -47,6 +47,9 @@ log = structlog.get_logger(__name__)
 
 MAX_RANGE_DAYS = 366
 """The longest date range a statement may cover."""
+FIRST_YEAR, LAST_YEAR = 1970, 9998
+"""The years a statement's month or dates may fall in: the day after the last one must still be a
+date (Python's dates end with 9999-12-31), so the month and range arithmetic never overflows."""
 _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
@@ -287,8 +290,8 @@ def require_rights_holder(uow: UnitOfWork, rights_holder_id: str) -> RightsHolde
 
 def _month(checker: Checker, field: str, value: str) -> bool:
     match = _MONTH.fullmatch(value)
-    if match is None or not 1 <= int(match[2]) <= 12 or int(match[1]) < 1970:
-        checker.add(field, "must be a calendar month, YYYY-MM")
+    if match is None or not 1 <= int(match[2]) <= 12 or not FIRST_YEAR <= int(match[1]) <= LAST_YEAR:
+        checker.add(field, f"must be a calendar month, YYYY-MM, of the years {FIRST_YEAR} to {LAST_YEAR}")
         return False
     return True
 
@@ -300,9 +303,12 @@ def _date(checker: Checker, field: str, value: str) -> date | None:
     try:
         if not _DATE.fullmatch(value):
             raise ValueError(value)
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
+        if day.year > LAST_YEAR:
+            raise ValueError(value)
+        return day
     except ValueError:
-        checker.add(field, "must be a date, YYYY-MM-DD")
+        checker.add(field, f"must be a date, YYYY-MM-DD, not after {LAST_YEAR}-12-31")
         return None
 
 
