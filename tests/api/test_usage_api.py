@@ -968,6 +968,67 @@ def test_a_line_of_the_largest_amounts_adds_up_exactly(server: CharterServer, cl
     )
 
 
+def test_a_statement_month_holds_at_most_its_bound_of_revenue_and_stays_computable(
+    api: Stubs, usage: UsageStub, keys: Any, clock: Any
+) -> None:
+    """10**17 minor units of revenue per rights holder, month and currency (1,000 records at the
+    per-record maximum of 10**14): one more unit is refused with a reason of its own, a record
+    without money is still accepted, and every view of the statement answers."""
+    holder = new_holder(api.catalog, api.access, keys.admin)
+    character_id = character(api, keys, clock, holder, terms(revenue_share_bps=10_000))
+    now = clock.now()
+    full = [
+        record(envelope, character_id, now, uses=0, revenue=("USD", 10**14))
+        for envelope in (receipt(api, keys.generator, character_id) for _ in range(10))
+        for _ in range(100)
+    ]
+
+    filled = report(usage, keys.generator, *full)
+    last = receipt(api, keys.generator, character_id)
+    over = report(
+        usage,
+        keys.generator,
+        record(last, character_id, now, uses=0, revenue=("USD", 1)),
+        record(last, character_id, now, uses=0, revenue=("GBP", 1)),
+        record(last, character_id, now, uses=1),
+    )
+    month = statement(usage, holder.secret, holder.id, month_of(now))
+    mine = statement(usage, keys.generator, holder.id, month_of(now))
+    days = statement(usage, keys.admin, holder.id, start=now.date(), end=now.date())
+    listed = [s for page in list_pages(usage, keys.admin, rights_holder_id=holder.id) for s in page.statements]
+
+    assert [r.status for r in filled] == [ACCEPTED] * 1000
+    assert [rejection(r)[:3] for r in over] == [
+        (REJECTED, "FAILED_PRECONDITION", "STATEMENT_AMOUNT_LIMIT"),
+        (ACCEPTED, "", ""),
+        (ACCEPTED, "", ""),
+    ]
+    usd = [(t.revenue_minor_units, t.owed_minor_units) for t in month.totals if t.currency_code == "USD"]
+    assert usd == [(10**17, 10**17)]
+    assert [t.owed_minor_units for t in mine.totals if t.currency_code == "USD"] == [10**17]
+    assert [t.revenue_minor_units for t in days.totals if t.currency_code == "USD"] == [10**17]
+    assert [(s.period, len(s.totals)) for s in listed] == [(month_of(now), len(month.totals))]
+
+
+def test_a_receipt_takes_at_most_100_records_of_a_character(
+    api: Stubs, usage: UsageStub, keys: Any, clock: Any
+) -> None:
+    """Parts of a use reported before it (no use of their own) are limited per receipt and
+    character; the use itself is still taken after them."""
+    holder = new_holder(api.catalog, api.access, keys.admin)
+    character_id = character(api, keys, clock, holder)
+    envelope = receipt(api, keys.generator, character_id)
+    now = clock.now()
+
+    parts = report(usage, keys.generator, *(record(envelope, character_id, now, uses=0) for _ in range(100)))
+    one_more = report(usage, keys.generator, record(envelope, character_id, now, uses=0))
+    the_use = report(usage, keys.generator, record(envelope, character_id, now, uses=1))
+
+    assert [r.status for r in parts] == [ACCEPTED] * 100
+    assert [rejection(r)[:3] for r in one_more] == [(REJECTED, "FAILED_PRECONDITION", "RECEIPT_RECORD_LIMIT")]
+    assert [r.status for r in the_use] == [ACCEPTED]
+
+
 # Who may report and read ------------------------------------------------------------------------
 
 

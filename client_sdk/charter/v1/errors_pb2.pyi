@@ -284,6 +284,17 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     checkpoint it signed, so it signs and proves nothing until an operator
     restores the log. Sent with status DATA_LOSS.
     """
+    ERROR_REASON_STATEMENT_AMOUNT_LIMIT: _ErrorReason.ValueType  # 93
+    """A usage record would take its rights holder's statement month past
+    10^17 minor units of revenue, or of fees, in its currency (the bound
+    that keeps every statement amount inside 64 bits). Sent with status
+    FAILED_PRECONDITION in the record's result.
+    """
+    ERROR_REASON_RECEIPT_RECORD_LIMIT: _ErrorReason.ValueType  # 94
+    """A usage record with no use would be more than the 100th record of its
+    receipt's (or decision record's) character. Sent with status
+    FAILED_PRECONDITION in the record's result.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists every machine-readable reason code that Charter returns in
@@ -556,5 +567,16 @@ ERROR_REASON_TRANSPARENCY_LOG_INCONSISTENT: ErrorReason.ValueType  # 92
 """The server's stored transparency log does not recompute to the latest
 checkpoint it signed, so it signs and proves nothing until an operator
 restores the log. Sent with status DATA_LOSS.
+"""
+ERROR_REASON_STATEMENT_AMOUNT_LIMIT: ErrorReason.ValueType  # 93
+"""A usage record would take its rights holder's statement month past
+10^17 minor units of revenue, or of fees, in its currency (the bound
+that keeps every statement amount inside 64 bits). Sent with status
+FAILED_PRECONDITION in the record's result.
+"""
+ERROR_REASON_RECEIPT_RECORD_LIMIT: ErrorReason.ValueType  # 94
+"""A usage record with no use would be more than the 100th record of its
+receipt's (or decision record's) character. Sent with status
+FAILED_PRECONDITION in the record's result.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -91,6 +91,14 @@ FUTURE_SKEW = timedelta(minutes=5)
 MAX_REVENUE_MINOR_UNITS = 10**14
 """The most revenue one record may attribute, in minor units: so that revenue times 10,000 basis
 points stays far inside 64 bits."""
+MAX_RECORDS_PER_RECEIPT = 100
+"""The most records of one receipt's (or decision record's) character: its use and the parts of
+it reported before it with no use of their own."""
+MAX_STATEMENT_MINOR_UNITS = 10**17
+"""The most revenue, and the most fees, a rights holder's statement month may hold in one currency
+(minor units). A date range of up to 366 days holds records of at most 16 statement months (13 in
+which they happened, and late records go at most 3 months further), so every amount of every
+statement stays below 16 x 2 x 10**17, inside the 64 bits of its fields."""
 _KEY = re.compile(r"[A-Za-z0-9._:~-]{1,128}")
 _MAX_DURATION_NS = MAX_CONTENT_SECONDS * 1_000_000_000
 
@@ -206,7 +214,9 @@ class UsageService:
         outcomes: dict[int, UsageOutcome] = {}
         with self._db.uow(write=True) as uow:
             rights_holders = sorted({c.entry.rights_holder_id for c in candidates})
-            uow.statements.lock_rights_holders(rights_holders)
+            # A batch that adds money reads the months' amounts and adds to them: exclusively (on
+            # PostgreSQL), so that concurrent batches cannot pass `MAX_STATEMENT_MINOR_UNITS` together.
+            uow.statements.lock_rights_holders(rights_holders, exclusive=any(_money(c.entry) for c in candidates))
             closed = uow.statements.closed_periods(rights_holders)
             accepted = uow.usage.accepted(licensee_id, keys)
             fresh: list[_Candidate] = []
@@ -220,6 +230,7 @@ class UsageService:
                 if period != entry.statement_period:
                     candidate.entry = replace(entry, statement_period=period)
                 fresh.append(candidate)
+            fresh = _within_statement_bounds(uow, fresh, outcomes)
             inserted = uow.usage.add_new([c.entry for c in fresh])
             raced = [c for c in fresh if c.entry.idempotency_key not in inserted]
             if raced:  # taken by a concurrent report since the read above: answer as a repeat
@@ -319,10 +330,49 @@ class UsageService:
         return candidate
 
 
+def _money(entry: UsageEntry) -> bool:
+    return entry.revenue_minor > 0 or entry.fee_minor * entry.uses > 0
+
+
+def _within_statement_bounds(
+    uow: UnitOfWork, fresh: list[_Candidate], outcomes: dict[int, UsageOutcome]
+) -> list[_Candidate]:
+    """The records that keep their statement month's revenue and fees (per currency) within
+    `MAX_STATEMENT_MINOR_UNITS`; the others are answered ``STATEMENT_AMOUNT_LIMIT``."""
+    adding = [c for c in fresh if _money(c.entry)]
+    if not adding:
+        return fresh
+    amounts = uow.statements.month_amounts([(c.entry.rights_holder_id, c.entry.statement_period) for c in adding])
+    kept: list[_Candidate] = []
+    for candidate in fresh:
+        entry = candidate.entry
+        if _money(entry):
+            key = (entry.rights_holder_id, entry.statement_period, entry.currency)
+            revenue, fees = amounts.get(key, (0, 0))
+            revenue, fees = revenue + entry.revenue_minor, fees + entry.fee_minor * entry.uses
+            if revenue > MAX_STATEMENT_MINOR_UNITS or fees > MAX_STATEMENT_MINOR_UNITS:
+                error = FailedPrecondition(
+                    f"the statement month would hold more than {MAX_STATEMENT_MINOR_UNITS} minor units of revenue "
+                    "or fees in this currency",
+                    reason="STATEMENT_AMOUNT_LIMIT",
+                )
+                outcomes[candidate.index] = UsageOutcome(candidate.index, entry.idempotency_key, error=error)
+                continue
+            amounts[key] = (revenue, fees)
+        kept.append(candidate)
+    return kept
+
+
 def _count(uow: UnitOfWork, candidate: _Candidate, now: datetime) -> DomainError | None:
     """Count a new record's use against its lease and its receipt (or decision record); the error
     that refuses it, or None."""
     entry = candidate.entry
+    if entry.uses == 0 and (
+        uow.usage.records_of_receipt(entry.licensee_id, entry.receipt_id, entry.character_id) > MAX_RECORDS_PER_RECEIPT
+    ):
+        return FailedPrecondition(
+            f"the receipt's character has {MAX_RECORDS_PER_RECEIPT} records already", reason="RECEIPT_RECORD_LIMIT"
+        )
     counted = None
     if candidate.lease_id:
         counted = report_use(uow, candidate.lease_id, entry.uses, now)
