@@ -238,9 +238,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     ERROR_REASON_LEASE_REFUSED: _ErrorReason.ValueType  # 79
     """No lease can be made or grown now; nothing was counted. The ErrorInfo
     metadata `cause` says why: `QUOTA` (the grant's quotas or cap have fewer
-    uses left than asked for; status RESOURCE_EXHAUSTED), or `GRANT_REVOKED`,
-    `GRANT_SUSPENDED`, `GRANT_EXPIRED`, `GRANT_NOT_YET_VALID` (status
-    FAILED_PRECONDITION).
+    uses left than asked for; status RESOURCE_EXHAUSTED), or
+    `CHARACTER_SUSPENDED`, `CHARACTER_NOT_OPTED_IN` (the character is not
+    opted in, as Authorize would deny it), `GRANT_REVOKED`, `GRANT_SUSPENDED`,
+    `GRANT_EXPIRED`, `GRANT_NOT_YET_VALID` (status FAILED_PRECONDITION).
     """
     ERROR_REASON_CONCURRENCY_LIMIT_REACHED: _ErrorReason.ValueType  # 60
     """The server has as many calls in flight as it serves at once
@@ -522,9 +523,10 @@ status FAILED_PRECONDITION.
 ERROR_REASON_LEASE_REFUSED: ErrorReason.ValueType  # 79
 """No lease can be made or grown now; nothing was counted. The ErrorInfo
 metadata `cause` says why: `QUOTA` (the grant's quotas or cap have fewer
-uses left than asked for; status RESOURCE_EXHAUSTED), or `GRANT_REVOKED`,
-`GRANT_SUSPENDED`, `GRANT_EXPIRED`, `GRANT_NOT_YET_VALID` (status
-FAILED_PRECONDITION).
+uses left than asked for; status RESOURCE_EXHAUSTED), or
+`CHARACTER_SUSPENDED`, `CHARACTER_NOT_OPTED_IN` (the character is not
+opted in, as Authorize would deny it), `GRANT_REVOKED`, `GRANT_SUSPENDED`,
+`GRANT_EXPIRED`, `GRANT_NOT_YET_VALID` (status FAILED_PRECONDITION).
 """
 ERROR_REASON_CONCURRENCY_LIMIT_REACHED: ErrorReason.ValueType  # 60
 """The server has as many calls in flight as it serves at once
