@@ -607,6 +607,30 @@ def test_a_revoked_licensee_key_signs_nothing_any_more(
     assert reasons(results) == ["DECISION_RECORD_INVALID"]
 
 
+def test_an_accepted_record_sent_again_after_its_key_was_revoked_is_a_duplicate(
+    api: Stubs, offline: OfflineStub, usage: UsageStub, edge: Edge, keys: Any, clock: Any
+) -> None:
+    """A retry is answered as the first time before any check that may have changed since: the SDK
+    would otherwise drop an accepted use as refused."""
+    grant = granted(api, keys.admin, clock, edge)
+    now = clock.now()
+    accepted = offline_record(signed(edge, grant, now), grant.character_id, now)
+    first = report(usage, edge.generator, accepted)
+    offline.RevokeLicenseeKey(
+        osv.RevokeLicenseeKeyRequest(key_id=edge.signer.key_id, reason="rotated"), metadata=auth(edge.licensee_admin)
+    )
+    changed = usage_pb2.UsageRecord()
+    changed.CopyFrom(accepted)
+    changed.uses = 0
+
+    again = report(usage, edge.generator, accepted, changed)
+
+    assert reasons(first) == ["ACCEPTED"]
+    # Another record under the key is no duplicate: checked as new, it no longer verifies.
+    assert reasons(again) == ["DUPLICATE", "DECISION_RECORD_INVALID"]
+    assert again[0].usage_id == first[0].usage_id
+
+
 def test_records_of_a_quota_grant_count_against_their_lease(
     api: Stubs, offline: OfflineStub, usage: UsageStub, edge: Edge, keys: Any, clock: Any
 ) -> None:

@@ -426,6 +426,23 @@ def test_a_record_is_accepted_once_and_resent_it_is_answered_as_the_first_time(
     )
 
 
+def test_an_accepted_record_sent_again_after_the_usage_window_is_a_duplicate(
+    api: Stubs, usage: UsageStub, keys: Any, moved_clock: Any
+) -> None:
+    """A retry that arrives after its record aged out of the window is still the record accepted."""
+    holder = new_holder(api.catalog, api.access, keys.admin)
+    character_id = character(api, keys, moved_clock, holder)
+    happen = moved_clock.now()
+    one = record(receipt(api, keys.generator, character_id), character_id, happen)
+    (first,) = report(usage, keys.generator, one)
+    moved_clock.advance(timedelta(days=61))
+
+    (again,) = report(usage, keys.generator, one)
+
+    assert first.status == ACCEPTED and not first.duplicate
+    assert (again.status, again.duplicate, again.usage_id) == (ACCEPTED, True, first.usage_id)
+
+
 def test_the_same_batch_delivered_three_times_at_once_is_counted_once(
     api: Stubs, usage: UsageStub, keys: Any, clock: Any
 ) -> None:

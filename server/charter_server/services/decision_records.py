@@ -38,12 +38,13 @@ revenue share, per-use fee), never from the record.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
 from charter.decision_records import DecisionRecordVerification, verify_decision_record
 from charter.transparency import payload_digest
 from charter.v1 import envelope_pb2, terms_pb2
+from charter.v1.offline_pb2 import DecisionRecordClaims
 
 from charter_server.domain import ids
 from charter_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -68,6 +69,15 @@ _LEFT_SERVICE = (
 """The revocation-log events after which a character is no longer opted in."""
 
 
+def _claimed_lease(envelope: envelope_pb2.Envelope) -> str:
+    """The lease a record names, read without verifying it: only for bytes Charter verified and
+    accepted before."""
+    try:
+        return DecisionRecordClaims.FromString(envelope.payload).lease_id
+    except Exception:  # DecodeError: a fingerprint match makes it unlikely, not impossible
+        return ""
+
+
 def _mismatch(message: str) -> FailedPrecondition:
     return FailedPrecondition(message, reason="DECISION_RECORD_MISMATCH")
 
@@ -86,10 +96,13 @@ class OfflineBatch:
         self._leases: dict[str, QuotaLeaseRecord] = {}
         # Characters not opted in now: the reason Authorize denies them with, and since when.
         self._not_live: dict[str, tuple[str, datetime]] = {}
+        self._lease_of: dict[int, str] = {}  # the lease each record names, by position
 
-    def prepare(self, records: Sequence[tuple[int, bytes]]) -> None:
+    def prepare(self, records: Sequence[tuple[int, bytes]], accepted: Collection[int] = ()) -> None:
         """Verify the batch's decision records (by position, as serialized envelopes) and read
-        what they name, before any is checked."""
+        what they name, before any is checked. The records at positions ``accepted`` were accepted
+        before as they are (same fingerprint): they are not verified again (their key may be
+        revoked since), only their lease is read, to answer them as the first time."""
         if not records:
             return
         with self._db.uow() as uow:
@@ -101,6 +114,10 @@ class OfflineBatch:
                     envelope = envelope_pb2.Envelope.FromString(serialized)
                 except Exception:  # DecodeError, or anything else hostile bytes provoke
                     self._verified[index] = _MALFORMED
+                    continue
+                if index in accepted:
+                    self._lease_of[index] = _claimed_lease(envelope)
+                    lease_ids.add(self._lease_of[index])
                     continue
                 verification = verify_decision_record(envelope, keys=ring, licensee_id=self._licensee_id)
                 claims = verification.claims
@@ -114,8 +131,9 @@ class OfflineBatch:
                     grant_ids.add(verification.claims.grant_id)
                     if verification.claims.lease_id:
                         lease_ids.add(verification.claims.lease_id)
+                        self._lease_of[index] = verification.claims.lease_id
             self._grants = uow.bundles.grants(sorted(grant_ids))
-            self._leases = uow.leases.get_many(sorted(lease_ids))
+            self._leases = uow.leases.get_many(sorted(lease_ids - {""}))
             characters = uow.characters.get_many(sorted({g.character_id for g in self._grants.values()}))
             not_live = {cid: c for cid, c in characters.items() if c.state is not CharacterState.OPTED_IN}
             since = uow.revocations.last_of_characters(sorted(not_live), _LEFT_SERVICE)
@@ -123,6 +141,12 @@ class OfflineBatch:
                 suspended = character.state is CharacterState.SUSPENDED
                 reason = "CHARACTER_SUSPENDED" if suspended else "CHARACTER_NOT_OPTED_IN"
                 self._not_live[character_id] = (reason, since.get(character_id, character.update_time))
+
+    def accepted_late(self, index: int, accept_time: datetime) -> bool:
+        """Whether the record at ``index``, accepted at ``accept_time``, was accepted after its
+        lease's report deadline (``late``); False for a record without a lease."""
+        deadline = self.report_deadline(self._lease_of.get(index, ""))
+        return deadline is not None and accept_time > deadline
 
     def report_deadline(self, lease_id: str) -> datetime | None:
         """The report deadline of a lease the batch read, or None."""

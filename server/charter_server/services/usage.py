@@ -10,8 +10,11 @@ from the signed receipt, never from terms or grants that may change later.
 
 **A batch is one transaction**, acknowledged only after it commits:
 
-1. every record is validated and its receipt verified before the transaction starts (bad ones are
-   answered alone; one bad record never sinks the others);
+1. a record accepted before exactly as sent now (same key and fingerprint) is answered as the
+   first time (``duplicate``) before any other check, since its receipt's key may be revoked or
+   its time out of the window by now; every other record is validated and its receipt verified
+   before the transaction starts (bad ones are answered alone; one bad record never sinks the
+   others);
 2. keys already accepted are read: the same record is answered as the first time
    (``duplicate``), a different one is refused with ``IDEMPOTENCY_KEY_REUSED``;
 3. the new records are inserted in one statement that skips keys a concurrent transaction took
@@ -186,12 +189,23 @@ class UsageService:
         licensee_id = principal.licensee_id
         now = self._clock.now()
         receipts = ReceiptReader(self._keys.key_ring(), licensee_id)
+        # A retry of an accepted record is answered as the first time before any other check: its
+        # receipt's signing key may be revoked since, or the record out of the usage window now.
+        known = self._accepted_before(licensee_id, records)
         offline = OfflineBatch(self._db, licensee_id)
-        offline.prepare([(i, r.decision_record) for i, r in enumerate(records) if r.decision_record])
+        offline.prepare(
+            [(i, r.decision_record) for i, r in enumerate(records) if r.decision_record],
+            accepted={i for i, r in enumerate(records) if _resent(r, known)},
+        )
         outcomes: dict[int, UsageOutcome] = {}
         first_of_key: dict[str, _Candidate] = {}
         repeats: list[_Candidate] = []  # the same key again within this batch
         for index, record in enumerate(records):
+            earlier = _resent(record, known)
+            if earlier is not None:
+                late = offline.accepted_late(index, earlier.accept_time)
+                outcomes[index] = UsageOutcome(index, earlier.idempotency_key, entry=earlier, duplicate=True, late=late)
+                continue
             try:
                 candidate = self._candidate(index, record, licensee_id, receipts, offline, now)
             except DomainError as error:
@@ -208,6 +222,15 @@ class UsageService:
             first = outcomes[first_of_key[repeat.entry.idempotency_key].index]
             outcomes[repeat.index] = _answer_repeat(repeat, first.entry if first.error is None else None, first)
         return [outcomes[i] for i in range(len(records))]
+
+    def _accepted_before(self, licensee_id: str, records: Sequence[UsageRecordInput]) -> dict[str, UsageEntry]:
+        """The records accepted before under these records' keys, by key."""
+        keys = sorted({r.idempotency_key for r in records if _KEY.fullmatch(r.idempotency_key)})
+        if not keys:
+            return {}
+        with self._db.uow() as uow:
+            accepted = uow.usage.accepted(licensee_id, keys)
+        return accepted
 
     def _record(self, licensee_id: str, candidates: list[_Candidate], now: datetime) -> dict[int, UsageOutcome]:
         keys = [c.entry.idempotency_key for c in candidates]
@@ -328,6 +351,12 @@ class UsageService:
         candidate = _Candidate(index, entry, lease_id, bool(record.decision_record), use.receipt_digest)
         candidate.report_deadline = offline.report_deadline(lease_id)
         return candidate
+
+
+def _resent(record: UsageRecordInput, accepted: dict[str, UsageEntry]) -> UsageEntry | None:
+    """The accepted record this one repeats exactly (same key and fingerprint), or None."""
+    earlier = accepted.get(record.idempotency_key)
+    return earlier if earlier is not None and earlier.fingerprint == record.fingerprint else None
 
 
 def _money(entry: UsageEntry) -> bool:
