@@ -378,6 +378,33 @@ def test_lease_refusals(api: Stubs, offline: OfflineStub, edge: Edge, keys: Any,
     assert (failure(unknown).code, failure(unknown).reason) == (grpc.StatusCode.NOT_FOUND, "LEASE_NOT_FOUND")
 
 
+def test_a_ttl_far_out_of_range_is_an_invalid_field_and_changes_nothing(
+    api: Stubs, offline: OfflineStub, edge: Edge, keys: Any, clock: Any
+) -> None:
+    grant = granted(api, keys.admin, clock, edge, max_uses=10)
+    held = lease(offline, edge, grant, 2)
+
+    huge = call_error(
+        offline.LeaseQuota,
+        osv.LeaseQuotaRequest(character_id=grant.character_id, grant_id=grant.id, uses=1, ttl=ttl(10**15)),
+        edge.generator,
+    )
+    negative = call_error(
+        offline.RenewQuotaLease,
+        osv.RenewQuotaLeaseRequest(lease_id=held.lease_id, add_uses=1, ttl=ttl(-(10**15))),
+        edge.generator,
+    )
+    rest = lease(offline, edge, grant, 8)  # all that is left: the refused calls took nothing
+
+    for refused in (huge, negative):
+        assert (failure(refused).code, failure(refused).reason, failure(refused).fields) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_FIELD",
+            ("ttl",),
+        )
+    assert rest.uses == 8
+
+
 def test_concurrent_leases_never_exceed_the_cap(
     api: Stubs, offline: OfflineStub, edge: Edge, keys: Any, clock: Any
 ) -> None:

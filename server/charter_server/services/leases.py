@@ -93,6 +93,7 @@ def _ttl(checker: Checker, field: str, seconds: float | None) -> timedelta:
         return timedelta(0)
     if not 1 <= seconds <= MAX_TTL.total_seconds():
         checker.add(field, "must be between 1 second and 24 hours")
+        return timedelta(0)  # never built from the value: past about 10**14 s a timedelta overflows
     return timedelta(seconds=seconds)
 
 
