@@ -1188,7 +1188,6 @@ def test_an_unknown_rights_holder_is_not_found(usage: UsageStub, keys: Any) -> N
     failures = {
         "get_as_admin": refused(usage.GetStatement, reading, keys.admin),
         "get_as_auditor": refused(usage.GetStatement, reading, keys.auditor),
-        "get_as_generator": refused(usage.GetStatement, reading, keys.generator),
         "get_a_range": refused(
             usage.GetStatement,
             us.GetStatementRequest(rights_holder_id=missing, start_date="2020-01-01", end_date="2020-01-31"),
@@ -1206,6 +1205,41 @@ def test_an_unknown_rights_holder_is_not_found(usage: UsageStub, keys: Any) -> N
         failures, (NOT_FOUND, "RIGHTS_HOLDER_NOT_FOUND")
     )
     assert [s for page in listed for s in page.statements] == []
+
+
+def test_a_generator_is_refused_alike_for_a_missing_and_an_unrelated_rights_holder(
+    api: Stubs, usage: UsageStub, keys: Any, clock: Any
+) -> None:
+    """A generator key learns neither who exists nor their names from statements and series: a
+    rights holder its licensee never held a grant from is answered as one that does not exist.
+    One it holds (or held) a grant from is read with its name."""
+    stranger = new_holder(api.catalog, api.access, keys.admin)
+    related = new_holder(api.catalog, api.access, keys.admin)
+    character(api, keys, clock, related)
+    today = clock.now().date().isoformat()
+
+    def asked(holder_id: str) -> dict[str, tuple[grpc.StatusCode, str]]:
+        month = us.GetStatementRequest(rights_holder_id=holder_id, period=month_of(clock.now()))
+        days = us.GetStatementRequest(rights_holder_id=holder_id, start_date=today, end_date=today)
+        series = us.GetUsageSeriesRequest(rights_holder_id=holder_id, start_date=today, end_date=today)
+        failures = {
+            "month": refused(usage.GetStatement, month, keys.generator),
+            "range": refused(usage.GetStatement, days, keys.generator),
+            "series": refused(usage.GetUsageSeries, series, keys.generator),
+        }
+        return {name: (got.code, got.reason) for name, got in failures.items()}
+
+    unrelated, missing = asked(stranger.id), asked(ids.new_id("rights_holder"))
+    readable = statement(usage, keys.generator, related.id, month_of(clock.now()))
+    series = usage.GetUsageSeries(
+        us.GetUsageSeriesRequest(rights_holder_id=related.id, start_date=today, end_date=today),
+        metadata=auth(keys.generator),
+    )
+
+    assert (
+        unrelated == missing == dict.fromkeys(("month", "range", "series"), (PERMISSION_DENIED, "RESOURCE_NOT_OWNED"))
+    )
+    assert readable.rights_holder_display_name == series.rights_holder_display_name != ""
 
 
 def test_a_date_range_may_cover_a_leap_year_but_no_more(api: Stubs, usage: UsageStub, keys: Any) -> None:

@@ -148,6 +148,8 @@ class StatementService:
         Raises:
             InvalidArgument: A field is invalid (each named).
             PermissionDenied: A rights-holder key asked for another's; a generator key for another licensee.
+            PermissionDenied: (``RESOURCE_NOT_OWNED``) also for a generator key whose licensee never
+                held a grant from the rights holder, whether it exists or not.
             NotFound: The rights holder does not exist.
         """
         checker = Checker()
@@ -158,7 +160,7 @@ class StatementService:
         checker.done()
         scope = scope_of(principal, rights_holder_id, licensee_id)
         with self._db.uow() as uow:
-            require_rights_holder(uow, rights_holder_id)
+            require_rights_holder(uow, rights_holder_id, principal)
             if period:
                 return _month_statement(uow, rights_holder_id, period, scope)
             assert span is not None
@@ -281,7 +283,21 @@ def _licensee_scope(principal: Principal, licensee_id: str) -> str | None:
     return licensee_id or None
 
 
-def require_rights_holder(uow: UnitOfWork, rights_holder_id: str) -> RightsHolder:
+def require_rights_holder(uow: UnitOfWork, rights_holder_id: str, principal: Principal | None = None) -> RightsHolder:
+    """The rights holder; for a generator key only one its licensee holds or held a grant from.
+
+    A generator key is answered ``RESOURCE_NOT_OWNED`` alike for a rights holder that does not
+    exist and for one it never had a grant from (its usage there is none), so that statements and
+    series tell it neither who exists nor their names (``GetRightsHolder`` is closed to it).
+    """
+    if (
+        principal is not None
+        and principal.role is Role.GENERATOR
+        and not uow.grants.ever_granted(rights_holder_id, principal.licensee_id or "")
+    ):
+        raise PermissionDenied(
+            "this key's licensee never held a grant from this rights holder", reason="RESOURCE_NOT_OWNED"
+        )
     holder = uow.rights_holders.get(rights_holder_id)
     if holder is None:
         raise NotFound("no such rights holder", reason="RIGHTS_HOLDER_NOT_FOUND")
