@@ -1040,10 +1040,13 @@ def test_a_receipt_takes_at_most_100_records_of_a_character(
     parts = report(usage, keys.generator, *(record(envelope, character_id, now, uses=0) for _ in range(100)))
     one_more = report(usage, keys.generator, record(envelope, character_id, now, uses=0))
     the_use = report(usage, keys.generator, record(envelope, character_id, now, uses=1))
+    part_after_the_use = report(usage, keys.generator, record(envelope, character_id, now, uses=0))
 
     assert [r.status for r in parts] == [ACCEPTED] * 100
     assert [rejection(r)[:3] for r in one_more] == [(REJECTED, "FAILED_PRECONDITION", "RECEIPT_RECORD_LIMIT")]
     assert [r.status for r in the_use] == [ACCEPTED]
+    # As charter.usage.UsageReport says: no part is taken once the use is reported.
+    assert [rejection(r)[:3] for r in part_after_the_use] == [(REJECTED, "FAILED_PRECONDITION", "RECEIPT_CONSUMED")]
 
 
 # Who may report and read ------------------------------------------------------------------------

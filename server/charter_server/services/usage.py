@@ -396,12 +396,6 @@ def _count(uow: UnitOfWork, candidate: _Candidate, now: datetime) -> DomainError
     """Count a new record's use against its lease and its receipt (or decision record); the error
     that refuses it, or None."""
     entry = candidate.entry
-    if entry.uses == 0 and (
-        uow.usage.records_of_receipt(entry.licensee_id, entry.receipt_id, entry.character_id) > MAX_RECORDS_PER_RECEIPT
-    ):
-        return FailedPrecondition(
-            f"the receipt's character has {MAX_RECORDS_PER_RECEIPT} records already", reason="RECEIPT_RECORD_LIMIT"
-        )
     counted = None
     if candidate.lease_id:
         counted = report_use(uow, candidate.lease_id, entry.uses, now)
@@ -409,6 +403,14 @@ def _count(uow: UnitOfWork, candidate: _Candidate, now: datetime) -> DomainError
             return FailedPrecondition("the lease's uses are all reported already", reason="LEASE_EXCEEDED")
         candidate.late = counted is LeaseReport.LATE
     if uow.usage.consume_receipt(entry.licensee_id, entry.receipt_id, entry.character_id, entry.uses, USES_PER_RECEIPT):
+        if entry.uses == 0 and (
+            uow.usage.records_of_receipt(entry.licensee_id, entry.receipt_id, entry.character_id)
+            > MAX_RECORDS_PER_RECEIPT
+        ):  # counted nothing: a record with no use adds nothing to its lease or receipt
+            candidate.late = False
+            return FailedPrecondition(
+                f"the receipt's character has {MAX_RECORDS_PER_RECEIPT} records already", reason="RECEIPT_RECORD_LIMIT"
+            )
         return None
     if counted is not None:
         unreport_use(uow, candidate.lease_id, entry.uses, counted)
