@@ -19,6 +19,8 @@ from the signed receipt, never from terms or grants that may change later.
    (``duplicate``), a different one is refused with ``IDEMPOTENCY_KEY_REUSED``;
 3. the new records are inserted in one statement that skips keys a concurrent transaction took
    (read back and answered as in 2), in key order so concurrent batches never deadlock;
+3a. a record that would take its statement month past `MAX_STATEMENT_MINOR_UNITS` of revenue or
+   fees in its currency is refused with ``STATEMENT_AMOUNT_LIMIT`` before it is inserted;
 4. each new record's uses are counted against its receipt's character in one conditional
    upsert, which never passes `USES_PER_RECEIPT`; a record over it is deleted again and refused
    with ``RECEIPT_CONSUMED``;

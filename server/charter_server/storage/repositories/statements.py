@@ -57,8 +57,10 @@ class StatementRepository:
         """Serialise closing a rights holder's period with accepting records for it.
 
         Accepting takes a key-share lock on the rights holders (accepters never wait for each
-        other, nor for edits of a rights holder); closing takes an exclusive one (a no-op where write
-        transactions are serialised anyway: see ``storage.dialect``).
+        other, nor for edits of a rights holder), or an exclusive one when its records add money, as
+        it then reads and adds to the months' amounts (``charter_server.services.usage``); closing
+        takes an exclusive one (a no-op where write transactions are serialised anyway: see
+        ``storage.dialect``).
         """
         if not rights_holder_ids or not self._dialect.locks_rows:
             return
