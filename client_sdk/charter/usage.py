@@ -109,8 +109,12 @@ class UsageReport:
             payload type `charter.envelope.DECISION_RECORD_PAYLOAD_TYPE`), which is sent as the
             record's ``decision_record``.
         character_id: The character used; the receipt must allow it.
-        uses: The uses rendered, 0 or 1: a receipt covers one use of each character it allowed
-            (report 0 for the further parts of a video whose use was already reported).
+        uses: The uses rendered, 0 or 1: a receipt covers one use of each character it allowed.
+            Records with 0 uses (parts of the content, each under its own key) are accepted only
+            before the use is reported, at most 100 per receipt and character
+            (``RECEIPT_RECORD_LIMIT``); once a record with the use is accepted, any further record
+            of that receipt's character is refused with ``RECEIPT_CONSUMED``. So report the parts
+            first and the use last, or the whole content in one record.
         duration: The length of the content rendered, 0 to 24 hours; None when not measured.
         revenue_minor_units: The revenue attributed to this use, in minor units of `currency`
             (cents for USD, yen for JPY); None for none. When the terms set a per-use fee, the

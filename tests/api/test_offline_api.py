@@ -378,6 +378,33 @@ def test_lease_refusals(api: Stubs, offline: OfflineStub, edge: Edge, keys: Any,
     assert (failure(unknown).code, failure(unknown).reason) == (grpc.StatusCode.NOT_FOUND, "LEASE_NOT_FOUND")
 
 
+def test_a_ttl_far_out_of_range_is_an_invalid_field_and_changes_nothing(
+    api: Stubs, offline: OfflineStub, edge: Edge, keys: Any, clock: Any
+) -> None:
+    grant = granted(api, keys.admin, clock, edge, max_uses=10)
+    held = lease(offline, edge, grant, 2)
+
+    huge = call_error(
+        offline.LeaseQuota,
+        osv.LeaseQuotaRequest(character_id=grant.character_id, grant_id=grant.id, uses=1, ttl=ttl(10**15)),
+        edge.generator,
+    )
+    negative = call_error(
+        offline.RenewQuotaLease,
+        osv.RenewQuotaLeaseRequest(lease_id=held.lease_id, add_uses=1, ttl=ttl(-(10**15))),
+        edge.generator,
+    )
+    rest = lease(offline, edge, grant, 8)  # all that is left: the refused calls took nothing
+
+    for refused in (huge, negative):
+        assert (failure(refused).code, failure(refused).reason, failure(refused).fields) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_FIELD",
+            ("ttl",),
+        )
+    assert rest.uses == 8
+
+
 def test_concurrent_leases_never_exceed_the_cap(
     api: Stubs, offline: OfflineStub, edge: Edge, keys: Any, clock: Any
 ) -> None:
@@ -605,6 +632,30 @@ def test_a_revoked_licensee_key_signs_nothing_any_more(
     results = report(usage, edge.generator, offline_record(before, grant.character_id, now))
 
     assert reasons(results) == ["DECISION_RECORD_INVALID"]
+
+
+def test_an_accepted_record_sent_again_after_its_key_was_revoked_is_a_duplicate(
+    api: Stubs, offline: OfflineStub, usage: UsageStub, edge: Edge, keys: Any, clock: Any
+) -> None:
+    """A retry is answered as the first time before any check that may have changed since: the SDK
+    would otherwise drop an accepted use as refused."""
+    grant = granted(api, keys.admin, clock, edge)
+    now = clock.now()
+    accepted = offline_record(signed(edge, grant, now), grant.character_id, now)
+    first = report(usage, edge.generator, accepted)
+    offline.RevokeLicenseeKey(
+        osv.RevokeLicenseeKeyRequest(key_id=edge.signer.key_id, reason="rotated"), metadata=auth(edge.licensee_admin)
+    )
+    changed = usage_pb2.UsageRecord()
+    changed.CopyFrom(accepted)
+    changed.uses = 0
+
+    again = report(usage, edge.generator, accepted, changed)
+
+    assert reasons(first) == ["ACCEPTED"]
+    # Another record under the key is no duplicate: checked as new, it no longer verifies.
+    assert reasons(again) == ["DUPLICATE", "DECISION_RECORD_INVALID"]
+    assert again[0].usage_id == first[0].usage_id
 
 
 def test_records_of_a_quota_grant_count_against_their_lease(

@@ -23,11 +23,12 @@ from sqlalchemy import text
 
 from .character_helpers import terms
 from .grant_helpers import Grant, Stubs, stubs
-from .helpers import auth
+from .helpers import auth, failure
 from .offline_helpers import (
     Edge,
     OfflineStub,
     UsageStub,
+    call_error,
     granted,
     lease,
     new_edge,
@@ -35,6 +36,7 @@ from .offline_helpers import (
     reasons,
     report,
     signed,
+    ttl,
 )
 from .test_usage_api import authorize
 
@@ -201,6 +203,51 @@ def test_a_record_decided_after_its_lease_expired_is_refused(
 
     assert reasons(results) == ["DECISION_RECORD_MISMATCH"]
     assert lease_row(server, held.lease_id) == (5, 0, "open")  # nothing reported, nothing reclaimed
+
+
+def test_a_suspended_character_leases_nothing_and_is_paid_only_for_uses_decided_before(
+    api: Stubs, offline: OfflineStub, usage: UsageStub, edge: Edge, keys: Any, moved_clock: Any
+) -> None:
+    """Suspending a character leaves its grants active; Authorize denies it, and so do leases and
+    records decided after the suspension (beyond the 5 minutes of clock skew)."""
+    from charter.v1 import catalog_service_pb2 as cs
+
+    grant = granted(api, keys.admin, moved_clock, edge, terms(daily_quota=50))
+    held = lease(offline, edge, grant, 5, seconds=1_800)
+    before = moved_clock.now()
+    api.catalog.SuspendCharacter(
+        cs.SuspendCharacterRequest(id=grant.character_id, reason="court order"), metadata=auth(keys.admin)
+    )
+    moved_clock.advance(timedelta(minutes=6))
+    after = moved_clock.now()
+
+    online = authorize(api, edge.generator, grant.character_id).decision
+    new_lease = call_error(
+        offline.LeaseQuota,
+        osv.LeaseQuotaRequest(character_id=grant.character_id, grant_id=grant.id, uses=1, ttl=ttl(60)),
+        edge.generator,
+    )
+    renewed = call_error(
+        offline.RenewQuotaLease,
+        osv.RenewQuotaLeaseRequest(lease_id=held.lease_id, add_uses=1, ttl=ttl(60)),
+        edge.generator,
+    )
+    results = report(
+        usage,
+        edge.generator,
+        offline_record(signed(edge, grant, before, lease_id=held.lease_id), grant.character_id, before),
+        offline_record(signed(edge, grant, after, lease_id=held.lease_id), grant.character_id, after),
+    )
+
+    assert not online.allowed
+    for refused in (new_lease, renewed):
+        got = failure(refused)
+        assert (got.code, got.reason, got.metadata.get("cause")) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "LEASE_REFUSED",
+            "CHARACTER_SUSPENDED",
+        )
+    assert reasons(results) == ["ACCEPTED", "CHARACTER_SUSPENDED"]
 
 
 def _retrying(call: Any) -> Any:

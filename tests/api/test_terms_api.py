@@ -420,6 +420,11 @@ CASES: dict[str, tuple[Change, tuple[str, ...]]] = {
         ("terms.per_use_fee.currency_code",),
     ),
     "fee-negative": ({"per_use_fee": t.Money(currency_code="JPY", minor_units=-1)}, ("terms.per_use_fee.minor_units",)),
+    # Past the documented maximum of 10**12 (2**62 x 2 uses used to overflow a statement's fees).
+    "fee-above_max": (
+        {"per_use_fee": t.Money(currency_code="USD", minor_units=10**12 + 1)},
+        ("terms.per_use_fee.minor_units",),
+    ),
     "share-above_10000": ({"revenue_share_bps": 10_001}, ("terms.revenue_share_bps",)),
     "share-negative": ({"revenue_share_bps": -1}, ("terms.revenue_share_bps",)),
     "daily_quota-negative": ({"daily_quota": -1}, ("terms.daily_quota",)),

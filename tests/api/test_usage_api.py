@@ -426,6 +426,23 @@ def test_a_record_is_accepted_once_and_resent_it_is_answered_as_the_first_time(
     )
 
 
+def test_an_accepted_record_sent_again_after_the_usage_window_is_a_duplicate(
+    api: Stubs, usage: UsageStub, keys: Any, moved_clock: Any
+) -> None:
+    """A retry that arrives after its record aged out of the window is still the record accepted."""
+    holder = new_holder(api.catalog, api.access, keys.admin)
+    character_id = character(api, keys, moved_clock, holder)
+    happen = moved_clock.now()
+    one = record(receipt(api, keys.generator, character_id), character_id, happen)
+    (first,) = report(usage, keys.generator, one)
+    moved_clock.advance(timedelta(days=61))
+
+    (again,) = report(usage, keys.generator, one)
+
+    assert first.status == ACCEPTED and not first.duplicate
+    assert (again.status, again.duplicate, again.usage_id) == (ACCEPTED, True, first.usage_id)
+
+
 def test_the_same_batch_delivered_three_times_at_once_is_counted_once(
     api: Stubs, usage: UsageStub, keys: Any, clock: Any
 ) -> None:
@@ -968,6 +985,70 @@ def test_a_line_of_the_largest_amounts_adds_up_exactly(server: CharterServer, cl
     )
 
 
+def test_a_statement_month_holds_at_most_its_bound_of_revenue_and_stays_computable(
+    api: Stubs, usage: UsageStub, keys: Any, clock: Any
+) -> None:
+    """10**17 minor units of revenue per rights holder, month and currency (1,000 records at the
+    per-record maximum of 10**14): one more unit is refused with a reason of its own, a record
+    without money is still accepted, and every view of the statement answers."""
+    holder = new_holder(api.catalog, api.access, keys.admin)
+    character_id = character(api, keys, clock, holder, terms(revenue_share_bps=10_000))
+    now = clock.now()
+    full = [
+        record(envelope, character_id, now, uses=0, revenue=("USD", 10**14))
+        for envelope in (receipt(api, keys.generator, character_id) for _ in range(10))
+        for _ in range(100)
+    ]
+
+    filled = report(usage, keys.generator, *full)
+    last = receipt(api, keys.generator, character_id)
+    over = report(
+        usage,
+        keys.generator,
+        record(last, character_id, now, uses=0, revenue=("USD", 1)),
+        record(last, character_id, now, uses=0, revenue=("GBP", 1)),
+        record(last, character_id, now, uses=1),
+    )
+    month = statement(usage, holder.secret, holder.id, month_of(now))
+    mine = statement(usage, keys.generator, holder.id, month_of(now))
+    days = statement(usage, keys.admin, holder.id, start=now.date(), end=now.date())
+    listed = [s for page in list_pages(usage, keys.admin, rights_holder_id=holder.id) for s in page.statements]
+
+    assert [r.status for r in filled] == [ACCEPTED] * 1000
+    assert [rejection(r)[:3] for r in over] == [
+        (REJECTED, "FAILED_PRECONDITION", "STATEMENT_AMOUNT_LIMIT"),
+        (ACCEPTED, "", ""),
+        (ACCEPTED, "", ""),
+    ]
+    usd = [(t.revenue_minor_units, t.owed_minor_units) for t in month.totals if t.currency_code == "USD"]
+    assert usd == [(10**17, 10**17)]
+    assert [t.owed_minor_units for t in mine.totals if t.currency_code == "USD"] == [10**17]
+    assert [t.revenue_minor_units for t in days.totals if t.currency_code == "USD"] == [10**17]
+    assert [(s.period, len(s.totals)) for s in listed] == [(month_of(now), len(month.totals))]
+
+
+def test_a_receipt_takes_at_most_100_records_of_a_character(
+    api: Stubs, usage: UsageStub, keys: Any, clock: Any
+) -> None:
+    """Parts of a use reported before it (no use of their own) are limited per receipt and
+    character; the use itself is still taken after them."""
+    holder = new_holder(api.catalog, api.access, keys.admin)
+    character_id = character(api, keys, clock, holder)
+    envelope = receipt(api, keys.generator, character_id)
+    now = clock.now()
+
+    parts = report(usage, keys.generator, *(record(envelope, character_id, now, uses=0) for _ in range(100)))
+    one_more = report(usage, keys.generator, record(envelope, character_id, now, uses=0))
+    the_use = report(usage, keys.generator, record(envelope, character_id, now, uses=1))
+    part_after_the_use = report(usage, keys.generator, record(envelope, character_id, now, uses=0))
+
+    assert [r.status for r in parts] == [ACCEPTED] * 100
+    assert [rejection(r)[:3] for r in one_more] == [(REJECTED, "FAILED_PRECONDITION", "RECEIPT_RECORD_LIMIT")]
+    assert [r.status for r in the_use] == [ACCEPTED]
+    # As charter.usage.UsageReport says: no part is taken once the use is reported.
+    assert [rejection(r)[:3] for r in part_after_the_use] == [(REJECTED, "FAILED_PRECONDITION", "RECEIPT_CONSUMED")]
+
+
 # Who may report and read ------------------------------------------------------------------------
 
 
@@ -1110,7 +1191,6 @@ def test_an_unknown_rights_holder_is_not_found(usage: UsageStub, keys: Any) -> N
     failures = {
         "get_as_admin": refused(usage.GetStatement, reading, keys.admin),
         "get_as_auditor": refused(usage.GetStatement, reading, keys.auditor),
-        "get_as_generator": refused(usage.GetStatement, reading, keys.generator),
         "get_a_range": refused(
             usage.GetStatement,
             us.GetStatementRequest(rights_holder_id=missing, start_date="2020-01-01", end_date="2020-01-31"),
@@ -1130,6 +1210,41 @@ def test_an_unknown_rights_holder_is_not_found(usage: UsageStub, keys: Any) -> N
     assert [s for page in listed for s in page.statements] == []
 
 
+def test_a_generator_is_refused_alike_for_a_missing_and_an_unrelated_rights_holder(
+    api: Stubs, usage: UsageStub, keys: Any, clock: Any
+) -> None:
+    """A generator key learns neither who exists nor their names from statements and series: a
+    rights holder its licensee never held a grant from is answered as one that does not exist.
+    One it holds (or held) a grant from is read with its name."""
+    stranger = new_holder(api.catalog, api.access, keys.admin)
+    related = new_holder(api.catalog, api.access, keys.admin)
+    character(api, keys, clock, related)
+    today = clock.now().date().isoformat()
+
+    def asked(holder_id: str) -> dict[str, tuple[grpc.StatusCode, str]]:
+        month = us.GetStatementRequest(rights_holder_id=holder_id, period=month_of(clock.now()))
+        days = us.GetStatementRequest(rights_holder_id=holder_id, start_date=today, end_date=today)
+        series = us.GetUsageSeriesRequest(rights_holder_id=holder_id, start_date=today, end_date=today)
+        failures = {
+            "month": refused(usage.GetStatement, month, keys.generator),
+            "range": refused(usage.GetStatement, days, keys.generator),
+            "series": refused(usage.GetUsageSeries, series, keys.generator),
+        }
+        return {name: (got.code, got.reason) for name, got in failures.items()}
+
+    unrelated, missing = asked(stranger.id), asked(ids.new_id("rights_holder"))
+    readable = statement(usage, keys.generator, related.id, month_of(clock.now()))
+    series = usage.GetUsageSeries(
+        us.GetUsageSeriesRequest(rights_holder_id=related.id, start_date=today, end_date=today),
+        metadata=auth(keys.generator),
+    )
+
+    assert (
+        unrelated == missing == dict.fromkeys(("month", "range", "series"), (PERMISSION_DENIED, "RESOURCE_NOT_OWNED"))
+    )
+    assert readable.rights_holder_display_name == series.rights_holder_display_name != ""
+
+
 def test_a_date_range_may_cover_a_leap_year_but_no_more(api: Stubs, usage: UsageStub, keys: Any) -> None:
     holder = new_holder(api.catalog, api.access, keys.admin)
 
@@ -1147,6 +1262,46 @@ def test_a_date_range_may_cover_a_leap_year_but_no_more(api: Stubs, usage: Usage
         "2028-12-31",
     )
     assert (too_long.code, too_long.reason, too_long.fields) == (INVALID_ARGUMENT, "INVALID_FIELD", ("end_date",))
+
+
+def test_a_month_or_day_past_the_last_year_is_invalid_and_the_last_one_works(
+    api: Stubs, usage: UsageStub, keys: Any
+) -> None:
+    """The day after the last month or day must still be a date: 9999-12 and 9999-12-31 are refused
+    as invalid fields, 9998-12 and 9998-12-31 are read (and cannot be closed yet)."""
+    holder = new_holder(api.catalog, api.access, keys.admin)
+
+    failures = {
+        "get_month": refused(
+            usage.GetStatement, us.GetStatementRequest(rights_holder_id=holder.id, period="9999-12"), keys.admin
+        ),
+        "close_month": refused(
+            usage.CloseStatementPeriod,
+            us.CloseStatementPeriodRequest(rights_holder_id=holder.id, period="9999-01"),
+            keys.admin,
+        ),
+        "get_range": refused(
+            usage.GetStatement,
+            us.GetStatementRequest(rights_holder_id=holder.id, start_date="9999-12-31", end_date="9999-12-31"),
+            keys.admin,
+        ),
+    }
+    last_month = statement(usage, keys.admin, holder.id, "9998-12")
+    last_day = statement(usage, keys.admin, holder.id, start=date(9998, 12, 31), end=date(9998, 12, 31))
+    not_ended = refused(
+        usage.CloseStatementPeriod,
+        us.CloseStatementPeriodRequest(rights_holder_id=holder.id, period="9998-12"),
+        keys.admin,
+    )
+
+    assert {name: (got.code, got.reason, got.fields) for name, got in failures.items()} == {
+        "get_month": (INVALID_ARGUMENT, "INVALID_FIELD", ("period",)),
+        "close_month": (INVALID_ARGUMENT, "INVALID_FIELD", ("period",)),
+        "get_range": (INVALID_ARGUMENT, "INVALID_FIELD", ("start_date", "end_date")),
+    }
+    assert (last_month.start_date, last_month.end_date) == ("9998-12-01", "9998-12-31")
+    assert (last_day.start_date, last_day.end_date) == ("9998-12-31", "9998-12-31")
+    assert (not_ended.code, not_ended.reason) == (FAILED_PRECONDITION, "STATEMENT_PERIOD_NOT_ENDED")
 
 
 # Statements against an independent computation --------------------------------------------------

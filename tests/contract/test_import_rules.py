@@ -85,6 +85,12 @@ PROTOBUF_EXCEPTIONS = (
         "an offline use's decision record is verified as the signed envelope received, never rebuilt",
     ),
     Allowed(
+        f"{_SERVICES}.decision_records",
+        "charter.v1.offline_pb2",
+        "the lease a retried decision record names is read from its payload without verifying it again "
+        "(its key may be revoked since), only for the bytes accepted before",
+    ),
+    Allowed(
         f"{_SERVICES}.registry_snapshots",
         "charter.v1",
         "a registry snapshot page is signed RegistrySnapshotClaims bytes, built from the registry as read "

@@ -336,6 +336,20 @@ def test_foreign_keys_are_enforced(migrated_db: Database) -> None:
     assert stored is None
 
 
+def test_an_integer_overflow_is_a_bug_not_a_retryable_outage(migrated_db: Database) -> None:
+    """SQLite raises "integer overflow" as an OperationalError and PostgreSQL "out of range": both
+    are bugs a retry repeats, never UNAVAILABLE."""
+    big = "CAST(9223372036854775807 AS BIGINT)"  # SQLite's + turns to floating point; its sum() raises
+    overflow = text(f"SELECT sum(x) FROM (SELECT {big} AS x UNION ALL SELECT 1) AS t")
+
+    with pytest.raises(sa_exc.DBAPIError) as caught, migrated_db.uow() as uow:
+        if uow.session.get_bind().dialect.name == "postgresql":
+            overflow = text(f"SELECT {big} + 1")
+        uow.session.execute(overflow).all()
+
+    assert translate_db_error(caught.value) is None
+
+
 # Unit of work -------------------------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from charter.cli import _output
 from charter.cli._context import JsonOption, RightsHolderOption, rights_holder_of, settings
 from charter.cli._money import money
 from charter.cli._tables import EMPTY, Cell, Column, Kind, Listing, Named, render
+from charter.spreadsheet import csv_cell
 from charter.v1 import usage_pb2
 
 app = typer.Typer(
@@ -96,7 +97,11 @@ def _sums(item: usage_pb2.StatementLine | usage_pb2.StatementTotal) -> list[int]
 
 
 def statement_csv(statement: usage_pb2.Statement) -> str:
-    """Returns a statement as CSV text: a header of `CSV_COLUMNS`, its lines, then its totals."""
+    """Returns a statement as CSV text: a header of `CSV_COLUMNS`, its lines, then its totals.
+
+    A text cell starting like a formula (``=``, ``+``, ``-``, ``@``, tab or line break) is written
+    with a leading apostrophe, as the console's CSV does (`charter.spreadsheet.csv_cell`).
+    """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -108,12 +113,17 @@ def statement_csv(statement: usage_pb2.Statement) -> str:
         statement.end_date,
         _state(statement),
     ]
-    for line in statement.lines:
-        named = [line.character_id, line.character_name, line.licensee_id, line.licensee_display_name]
-        writer.writerow([*head, *named, line.currency_code, line.adjustment_for_period, *_sums(line)])
-    for total in statement.totals:
-        writer.writerow([*head, TOTAL, "", "", "", total.currency_code, "", *_sums(total)])
+    rows = [
+        [*head, *_names(line), line.currency_code, line.adjustment_for_period, *_sums(line)] for line in statement.lines
+    ]
+    rows += [[*head, TOTAL, "", "", "", total.currency_code, "", *_sums(total)] for total in statement.totals]
+    # Names are the other party's choice: a cell starting like a formula is written as text.
+    writer.writerows([csv_cell(cell) for cell in row] for row in rows)
     return out.getvalue()
+
+
+def _names(line: usage_pb2.StatementLine) -> list[str]:
+    return [line.character_id, line.character_name, line.licensee_id, line.licensee_display_name]
 
 
 def _named(id: str, name: str) -> str:

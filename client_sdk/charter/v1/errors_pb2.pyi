@@ -238,9 +238,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     ERROR_REASON_LEASE_REFUSED: _ErrorReason.ValueType  # 79
     """No lease can be made or grown now; nothing was counted. The ErrorInfo
     metadata `cause` says why: `QUOTA` (the grant's quotas or cap have fewer
-    uses left than asked for; status RESOURCE_EXHAUSTED), or `GRANT_REVOKED`,
-    `GRANT_SUSPENDED`, `GRANT_EXPIRED`, `GRANT_NOT_YET_VALID` (status
-    FAILED_PRECONDITION).
+    uses left than asked for; status RESOURCE_EXHAUSTED), or
+    `CHARACTER_SUSPENDED`, `CHARACTER_NOT_OPTED_IN` (the character is not
+    opted in, as Authorize would deny it), `GRANT_REVOKED`, `GRANT_SUSPENDED`,
+    `GRANT_EXPIRED`, `GRANT_NOT_YET_VALID` (status FAILED_PRECONDITION).
     """
     ERROR_REASON_CONCURRENCY_LIMIT_REACHED: _ErrorReason.ValueType  # 60
     """The server has as many calls in flight as it serves at once
@@ -283,6 +284,17 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The server's stored transparency log does not recompute to the latest
     checkpoint it signed, so it signs and proves nothing until an operator
     restores the log. Sent with status DATA_LOSS.
+    """
+    ERROR_REASON_STATEMENT_AMOUNT_LIMIT: _ErrorReason.ValueType  # 93
+    """A usage record would take its rights holder's statement month past
+    10^17 minor units of revenue, or of fees, in its currency (the bound
+    that keeps every statement amount inside 64 bits). Sent with status
+    FAILED_PRECONDITION in the record's result.
+    """
+    ERROR_REASON_RECEIPT_RECORD_LIMIT: _ErrorReason.ValueType  # 94
+    """A usage record with no use would be more than the 100th record of its
+    receipt's (or decision record's) character. Sent with status
+    FAILED_PRECONDITION in the record's result.
     """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
@@ -511,9 +523,10 @@ status FAILED_PRECONDITION.
 ERROR_REASON_LEASE_REFUSED: ErrorReason.ValueType  # 79
 """No lease can be made or grown now; nothing was counted. The ErrorInfo
 metadata `cause` says why: `QUOTA` (the grant's quotas or cap have fewer
-uses left than asked for; status RESOURCE_EXHAUSTED), or `GRANT_REVOKED`,
-`GRANT_SUSPENDED`, `GRANT_EXPIRED`, `GRANT_NOT_YET_VALID` (status
-FAILED_PRECONDITION).
+uses left than asked for; status RESOURCE_EXHAUSTED), or
+`CHARACTER_SUSPENDED`, `CHARACTER_NOT_OPTED_IN` (the character is not
+opted in, as Authorize would deny it), `GRANT_REVOKED`, `GRANT_SUSPENDED`,
+`GRANT_EXPIRED`, `GRANT_NOT_YET_VALID` (status FAILED_PRECONDITION).
 """
 ERROR_REASON_CONCURRENCY_LIMIT_REACHED: ErrorReason.ValueType  # 60
 """The server has as many calls in flight as it serves at once
@@ -556,5 +569,16 @@ ERROR_REASON_TRANSPARENCY_LOG_INCONSISTENT: ErrorReason.ValueType  # 92
 """The server's stored transparency log does not recompute to the latest
 checkpoint it signed, so it signs and proves nothing until an operator
 restores the log. Sent with status DATA_LOSS.
+"""
+ERROR_REASON_STATEMENT_AMOUNT_LIMIT: ErrorReason.ValueType  # 93
+"""A usage record would take its rights holder's statement month past
+10^17 minor units of revenue, or of fees, in its currency (the bound
+that keeps every statement amount inside 64 bits). Sent with status
+FAILED_PRECONDITION in the record's result.
+"""
+ERROR_REASON_RECEIPT_RECORD_LIMIT: ErrorReason.ValueType  # 94
+"""A usage record with no use would be more than the 100th record of its
+receipt's (or decision record's) character. Sent with status
+FAILED_PRECONDITION in the record's result.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

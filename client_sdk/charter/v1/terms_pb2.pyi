@@ -298,7 +298,7 @@ class Terms(_message.Message):
     @_builtins.property
     def per_use_fee(self) -> Global___Money:
         """A fee owed per use, in minor units of a currency; unset means none. The
-        amount must not be negative.
+        amount is 0 to 10^12.
         """
 
     @_builtins.property

@@ -108,14 +108,14 @@ class GetStatementRequest(_message.Message):
     rights_holder_id: _builtins.str
     """The rights holder. Required."""
     period: _builtins.str
-    """The calendar month, `YYYY-MM` (UTC). Exactly one of `period` and the
-    pair `start_date`, `end_date` is required.
+    """The calendar month, `YYYY-MM` (UTC), of the years 1970 to 9998. Exactly
+    one of `period` and the pair `start_date`, `end_date` is required.
     """
     start_date: _builtins.str
     """The first day of a date range, `YYYY-MM-DD` (UTC), inclusive."""
     end_date: _builtins.str
-    """The last day of a date range, `YYYY-MM-DD` (UTC), inclusive; the range
-    covers at most 366 days.
+    """The last day of a date range, `YYYY-MM-DD` (UTC), inclusive, not after
+    9998-12-31; the range covers at most 366 days.
     """
     licensee_id: _builtins.str
     """Only this licensee's lines. Optional; a generator key always sees only
@@ -241,7 +241,9 @@ class CloseStatementPeriodRequest(_message.Message):
     rights_holder_id: _builtins.str
     """The rights holder. Required."""
     period: _builtins.str
-    """The calendar month, `YYYY-MM`; it must have ended. Required."""
+    """The calendar month, `YYYY-MM`, of the years 1970 to 9998; it must have
+    ended. Required.
+    """
     def __init__(
         self,
         *,
@@ -298,8 +300,8 @@ class GetUsageSeriesRequest(_message.Message):
     start_date: _builtins.str
     """The first day, `YYYY-MM-DD` (UTC), inclusive. Required."""
     end_date: _builtins.str
-    """The last day, `YYYY-MM-DD` (UTC), inclusive; the range covers at most
-    366 days. Required.
+    """The last day, `YYYY-MM-DD` (UTC), inclusive, not after 9998-12-31; the
+    range covers at most 366 days. Required.
     """
     character_id: _builtins.str
     """Only this character's uses. Optional."""

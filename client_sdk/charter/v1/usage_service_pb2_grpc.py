@@ -82,8 +82,9 @@ class UsageServiceServicer:
     def GetStatement(self, request, context):
         """Returns a rights holder's statement for a calendar month or a date range,
         with its lines and totals. Allowed roles: admin and auditor (any rights
-        holder), rights holder (its own), generator (any rights holder, but only
-        its own licensee's lines).
+        holder), rights holder (its own), generator (a rights holder its
+        licensee holds or held a grant from, only its own licensee's lines; any
+        other, existing or not, is PERMISSION_DENIED with RESOURCE_NOT_OWNED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,8 +115,9 @@ class UsageServiceServicer:
         per licensee, with totals per day and for the whole range. Read from a
         daily roll-up that ReportUsage keeps in the same transaction as the
         records, so it always agrees with them. Allowed roles: admin and auditor
-        (any rights holder), rights holder (its own), generator (any rights
-        holder, but only its own licensee's uses).
+        (any rights holder), rights holder (its own), generator (as for
+        GetStatement: a rights holder it holds or held a grant from, only its
+        own licensee's uses).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -45,8 +45,9 @@ class UsageServiceStub:
     GetStatement: _grpc.UnaryUnaryMultiCallable[_usage_service_pb2.GetStatementRequest, _usage_service_pb2.GetStatementResponse]
     """Returns a rights holder's statement for a calendar month or a date range,
     with its lines and totals. Allowed roles: admin and auditor (any rights
-    holder), rights holder (its own), generator (any rights holder, but only
-    its own licensee's lines).
+    holder), rights holder (its own), generator (a rights holder its
+    licensee holds or held a grant from, only its own licensee's lines; any
+    other, existing or not, is PERMISSION_DENIED with RESOURCE_NOT_OWNED).
     """
     ListStatements: _grpc.UnaryUnaryMultiCallable[_usage_service_pb2.ListStatementsRequest, _usage_service_pb2.ListStatementsResponse]
     """Lists monthly statements (totals only, newest month first): each month
@@ -65,8 +66,9 @@ class UsageServiceStub:
     per licensee, with totals per day and for the whole range. Read from a
     daily roll-up that ReportUsage keeps in the same transaction as the
     records, so it always agrees with them. Allowed roles: admin and auditor
-    (any rights holder), rights holder (its own), generator (any rights
-    holder, but only its own licensee's uses).
+    (any rights holder), rights holder (its own), generator (as for
+    GetStatement: a rights holder it holds or held a grant from, only its
+    own licensee's uses).
     """
 
 @_typing.type_check_only
@@ -86,8 +88,9 @@ class UsageServiceAsyncStub(UsageServiceStub):
     GetStatement: _aio.UnaryUnaryMultiCallable[_usage_service_pb2.GetStatementRequest, _usage_service_pb2.GetStatementResponse]  # type: ignore[assignment]
     """Returns a rights holder's statement for a calendar month or a date range,
     with its lines and totals. Allowed roles: admin and auditor (any rights
-    holder), rights holder (its own), generator (any rights holder, but only
-    its own licensee's lines).
+    holder), rights holder (its own), generator (a rights holder its
+    licensee holds or held a grant from, only its own licensee's lines; any
+    other, existing or not, is PERMISSION_DENIED with RESOURCE_NOT_OWNED).
     """
     ListStatements: _aio.UnaryUnaryMultiCallable[_usage_service_pb2.ListStatementsRequest, _usage_service_pb2.ListStatementsResponse]  # type: ignore[assignment]
     """Lists monthly statements (totals only, newest month first): each month
@@ -106,8 +109,9 @@ class UsageServiceAsyncStub(UsageServiceStub):
     per licensee, with totals per day and for the whole range. Read from a
     daily roll-up that ReportUsage keeps in the same transaction as the
     records, so it always agrees with them. Allowed roles: admin and auditor
-    (any rights holder), rights holder (its own), generator (any rights
-    holder, but only its own licensee's uses).
+    (any rights holder), rights holder (its own), generator (as for
+    GetStatement: a rights holder it holds or held a grant from, only its
+    own licensee's uses).
     """
 
 class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -136,8 +140,9 @@ class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_usage_service_pb2.GetStatementResponse, _abc.Awaitable[_usage_service_pb2.GetStatementResponse]]:
         """Returns a rights holder's statement for a calendar month or a date range,
         with its lines and totals. Allowed roles: admin and auditor (any rights
-        holder), rights holder (its own), generator (any rights holder, but only
-        its own licensee's lines).
+        holder), rights holder (its own), generator (a rights holder its
+        licensee holds or held a grant from, only its own licensee's lines; any
+        other, existing or not, is PERMISSION_DENIED with RESOURCE_NOT_OWNED).
         """
 
     @_abc_1.abstractmethod
@@ -174,8 +179,9 @@ class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
         per licensee, with totals per day and for the whole range. Read from a
         daily roll-up that ReportUsage keeps in the same transaction as the
         records, so it always agrees with them. Allowed roles: admin and auditor
-        (any rights holder), rights holder (its own), generator (any rights
-        holder, but only its own licensee's uses).
+        (any rights holder), rights holder (its own), generator (as for
+        GetStatement: a rights holder it holds or held a grant from, only its
+        own licensee's uses).
         """
 
 def add_UsageServiceServicer_to_server(servicer: UsageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -10,6 +10,7 @@ from typing import Any
 
 from babel import Locale, UnknownLocaleError
 from babel.numbers import format_currency, format_decimal, get_currency_precision
+from charter import spreadsheet
 from charter.v1 import character_pb2, decision_pb2, grant_pb2, terms_pb2
 from google.protobuf import timestamp_pb2
 
@@ -182,15 +183,5 @@ def terms_changes(before: terms_pb2.Terms | None, after: terms_pb2.Terms, locale
 
 # CSV ---------------------------------------------------------------------------------------------
 
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
-
-
-def csv_cell(value: object) -> str:
-    """A CSV cell that spreadsheets show as text: a text starting like a formula gets a leading
-    apostrophe (OWASP's CSV injection advice). Numbers are written as they are."""
-    if isinstance(value, int | Decimal):
-        return str(value)
-    text = str(value)
-    if text.startswith(_FORMULA_STARTS):
-        return "'" + text
-    return text
+csv_cell = spreadsheet.csv_cell
+"""The SDK's rule (`charter.spreadsheet`), so the console's and the CLI's CSV agree."""

@@ -13,7 +13,10 @@ each record is checked here, against what the batch reads once:
 2. it allowed the record's character under a grant of the licensee for that character, with the
    grant's terms version, decided while the grant was live (within its validity window, and not
    later than the clock skew after a revocation or suspension): otherwise
-   ``DECISION_RECORD_MISMATCH``;
+   ``DECISION_RECORD_MISMATCH``; its character was opted in when it was decided (a suspension,
+   opt-out or archiving leaves the grant active, but ``Authorize`` denies from then on): a record
+   decided later than the clock skew after the latest of them is refused with the reason
+   ``Authorize`` gives, ``CHARACTER_SUSPENDED`` or ``CHARACTER_NOT_OPTED_IN``;
 3. a grant whose uses are counted (a quota or a cap) needs a lease of the same licensee, grant
    and character whose spending period covers the decision time: otherwise
    ``DECISION_RECORD_MISMATCH`` (``LEASE_NOT_FOUND`` for a lease that is not the licensee's).
@@ -35,16 +38,17 @@ revenue share, per-use fee), never from the record.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
 from charter.decision_records import DecisionRecordVerification, verify_decision_record
 from charter.transparency import payload_digest
 from charter.v1 import envelope_pb2, terms_pb2
+from charter.v1.offline_pb2 import DecisionRecordClaims
 
 from charter_server.domain import ids
 from charter_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
-from charter_server.domain.models import GrantRecord, GrantState
+from charter_server.domain.models import CharacterState, GrantRecord, GrantState, RevocationKind
 from charter_server.domain.offline import QuotaLeaseRecord
 from charter_server.services.licensee_keys import licensee_ring
 from charter_server.services.usage_receipts import ReceiptUse
@@ -55,6 +59,23 @@ SKEW = timedelta(minutes=5)
 clock skew of usage records (``charter_server.services.usage.FUTURE_SKEW``)."""
 # A verdict no verifier returns: not an envelope, or a record whose id Charter cannot count under.
 _MALFORMED = DecisionRecordVerification(1 << 30, None, "")
+
+
+_LEFT_SERVICE = (
+    RevocationKind.CHARACTER_SUSPENDED,
+    RevocationKind.CHARACTER_WITHDRAWN,
+    RevocationKind.CHARACTER_ARCHIVED,
+)
+"""The revocation-log events after which a character is no longer opted in."""
+
+
+def _claimed_lease(envelope: envelope_pb2.Envelope) -> str:
+    """The lease a record names, read without verifying it: only for bytes Charter verified and
+    accepted before."""
+    try:
+        return DecisionRecordClaims.FromString(envelope.payload).lease_id
+    except Exception:  # DecodeError: a fingerprint match makes it unlikely, not impossible
+        return ""
 
 
 def _mismatch(message: str) -> FailedPrecondition:
@@ -73,10 +94,15 @@ class OfflineBatch:
         self._digests: dict[int, bytes] = {}
         self._grants: dict[str, GrantRecord] = {}
         self._leases: dict[str, QuotaLeaseRecord] = {}
+        # Characters not opted in now: the reason Authorize denies them with, and since when.
+        self._not_live: dict[str, tuple[str, datetime]] = {}
+        self._lease_of: dict[int, str] = {}  # the lease each record names, by position
 
-    def prepare(self, records: Sequence[tuple[int, bytes]]) -> None:
+    def prepare(self, records: Sequence[tuple[int, bytes]], accepted: Collection[int] = ()) -> None:
         """Verify the batch's decision records (by position, as serialized envelopes) and read
-        what they name, before any is checked."""
+        what they name, before any is checked. The records at positions ``accepted`` were accepted
+        before as they are (same fingerprint): they are not verified again (their key may be
+        revoked since), only their lease is read, to answer them as the first time."""
         if not records:
             return
         with self._db.uow() as uow:
@@ -88,6 +114,10 @@ class OfflineBatch:
                     envelope = envelope_pb2.Envelope.FromString(serialized)
                 except Exception:  # DecodeError, or anything else hostile bytes provoke
                     self._verified[index] = _MALFORMED
+                    continue
+                if index in accepted:
+                    self._lease_of[index] = _claimed_lease(envelope)
+                    lease_ids.add(self._lease_of[index])
                     continue
                 verification = verify_decision_record(envelope, keys=ring, licensee_id=self._licensee_id)
                 claims = verification.claims
@@ -101,8 +131,22 @@ class OfflineBatch:
                     grant_ids.add(verification.claims.grant_id)
                     if verification.claims.lease_id:
                         lease_ids.add(verification.claims.lease_id)
+                        self._lease_of[index] = verification.claims.lease_id
             self._grants = uow.bundles.grants(sorted(grant_ids))
-            self._leases = uow.leases.get_many(sorted(lease_ids))
+            self._leases = uow.leases.get_many(sorted(lease_ids - {""}))
+            characters = uow.characters.get_many(sorted({g.character_id for g in self._grants.values()}))
+            not_live = {cid: c for cid, c in characters.items() if c.state is not CharacterState.OPTED_IN}
+            since = uow.revocations.last_of_characters(sorted(not_live), _LEFT_SERVICE)
+            for character_id, character in not_live.items():
+                suspended = character.state is CharacterState.SUSPENDED
+                reason = "CHARACTER_SUSPENDED" if suspended else "CHARACTER_NOT_OPTED_IN"
+                self._not_live[character_id] = (reason, since.get(character_id, character.update_time))
+
+    def accepted_late(self, index: int, accept_time: datetime) -> bool:
+        """Whether the record at ``index``, accepted at ``accept_time``, was accepted after its
+        lease's report deadline (``late``); False for a record without a lease."""
+        deadline = self.report_deadline(self._lease_of.get(index, ""))
+        return deadline is not None and accept_time > deadline
 
     def report_deadline(self, lease_id: str) -> datetime | None:
         """The report deadline of a lease the batch read, or None."""
@@ -142,6 +186,9 @@ class OfflineBatch:
             raise _mismatch("the decision record was made outside the grant's validity window")
         if grant.state is not GrantState.ACTIVE and decided > grant.state_time + SKEW:
             raise _mismatch("the decision record was made after the grant was revoked or suspended")
+        not_live = self._not_live.get(grant.character_id)
+        if not_live is not None and decided > not_live[1] + SKEW:
+            raise FailedPrecondition("the record was decided after its character was withdrawn", reason=not_live[0])
         terms = terms_pb2.Terms.FromString(grant.terms)
         lease_id = ""
         if grant.max_uses is not None or terms.HasField("daily_quota") or terms.HasField("monthly_quota"):

@@ -41,7 +41,7 @@ from charter_server.domain.errors import (
     PermissionDenied,
     ResourceExhausted,
 )
-from charter_server.domain.models import GrantRecord, GrantState, Principal, Role
+from charter_server.domain.models import CharacterState, GrantRecord, GrantState, Principal, Role
 from charter_server.domain.offline import LeaseState, QuotaLeaseRecord
 from charter_server.services.validation import Checker
 from charter_server.storage.database import Database
@@ -93,6 +93,7 @@ def _ttl(checker: Checker, field: str, seconds: float | None) -> timedelta:
         return timedelta(0)
     if not 1 <= seconds <= MAX_TTL.total_seconds():
         checker.add(field, "must be between 1 second and 24 hours")
+        return timedelta(0)  # never built from the value: past about 10**14 s a timedelta overflows
     return timedelta(seconds=seconds)
 
 
@@ -280,6 +281,12 @@ class LeaseService:
         grant = uow.grants.get(grant_id)
         if grant is None or grant.licensee_id != licensee_id:
             raise NotFound("no such grant", reason="GRANT_NOT_FOUND")
+        # A suspension, opt-out or archiving leaves grants active; Authorize denies, and so do leases.
+        character = uow.characters.get(grant.character_id)
+        if character is None or character.state is not CharacterState.OPTED_IN:
+            if character is not None and character.state is CharacterState.SUSPENDED:
+                raise _refused("the character is suspended", "CHARACTER_SUSPENDED")
+            raise _refused("the character is not opted in", "CHARACTER_NOT_OPTED_IN")
         if grant.state is GrantState.REVOKED:
             raise _refused("the grant is revoked", "GRANT_REVOKED")
         if grant.state is GrantState.SUSPENDED:

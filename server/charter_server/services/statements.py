@@ -47,6 +47,9 @@ log = structlog.get_logger(__name__)
 
 MAX_RANGE_DAYS = 366
 """The longest date range a statement may cover."""
+FIRST_YEAR, LAST_YEAR = 1970, 9998
+"""The years a statement's month or dates may fall in: the day after the last one must still be a
+date (Python's dates end with 9999-12-31), so the month and range arithmetic never overflows."""
 _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
@@ -145,6 +148,8 @@ class StatementService:
         Raises:
             InvalidArgument: A field is invalid (each named).
             PermissionDenied: A rights-holder key asked for another's; a generator key for another licensee.
+            PermissionDenied: (``RESOURCE_NOT_OWNED``) also for a generator key whose licensee never
+                held a grant from the rights holder, whether it exists or not.
             NotFound: The rights holder does not exist.
         """
         checker = Checker()
@@ -155,7 +160,7 @@ class StatementService:
         checker.done()
         scope = scope_of(principal, rights_holder_id, licensee_id)
         with self._db.uow() as uow:
-            require_rights_holder(uow, rights_holder_id)
+            require_rights_holder(uow, rights_holder_id, principal)
             if period:
                 return _month_statement(uow, rights_holder_id, period, scope)
             assert span is not None
@@ -278,7 +283,21 @@ def _licensee_scope(principal: Principal, licensee_id: str) -> str | None:
     return licensee_id or None
 
 
-def require_rights_holder(uow: UnitOfWork, rights_holder_id: str) -> RightsHolder:
+def require_rights_holder(uow: UnitOfWork, rights_holder_id: str, principal: Principal | None = None) -> RightsHolder:
+    """The rights holder; for a generator key only one its licensee holds or held a grant from.
+
+    A generator key is answered ``RESOURCE_NOT_OWNED`` alike for a rights holder that does not
+    exist and for one it never had a grant from (its usage there is none), so that statements and
+    series tell it neither who exists nor their names (``GetRightsHolder`` is closed to it).
+    """
+    if (
+        principal is not None
+        and principal.role is Role.GENERATOR
+        and not uow.grants.ever_granted(rights_holder_id, principal.licensee_id or "")
+    ):
+        raise PermissionDenied(
+            "this key's licensee never held a grant from this rights holder", reason="RESOURCE_NOT_OWNED"
+        )
     holder = uow.rights_holders.get(rights_holder_id)
     if holder is None:
         raise NotFound("no such rights holder", reason="RIGHTS_HOLDER_NOT_FOUND")
@@ -287,8 +306,8 @@ def require_rights_holder(uow: UnitOfWork, rights_holder_id: str) -> RightsHolde
 
 def _month(checker: Checker, field: str, value: str) -> bool:
     match = _MONTH.fullmatch(value)
-    if match is None or not 1 <= int(match[2]) <= 12 or int(match[1]) < 1970:
-        checker.add(field, "must be a calendar month, YYYY-MM")
+    if match is None or not 1 <= int(match[2]) <= 12 or not FIRST_YEAR <= int(match[1]) <= LAST_YEAR:
+        checker.add(field, f"must be a calendar month, YYYY-MM, of the years {FIRST_YEAR} to {LAST_YEAR}")
         return False
     return True
 
@@ -300,9 +319,12 @@ def _date(checker: Checker, field: str, value: str) -> date | None:
     try:
         if not _DATE.fullmatch(value):
             raise ValueError(value)
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
+        if day.year > LAST_YEAR:
+            raise ValueError(value)
+        return day
     except ValueError:
-        checker.add(field, "must be a date, YYYY-MM-DD")
+        checker.add(field, f"must be a date, YYYY-MM-DD, not after {LAST_YEAR}-12-31")
         return None
 
 

@@ -13,6 +13,9 @@ from charter_server.services.validation import Checker
 # Output-only fields: ignored on input, set by the server.
 OUTPUT_ONLY = ("version", "character_id", "create_time", "author_key_id")
 MAX_LIST = 250
+MAX_PER_USE_FEE_MINOR_UNITS = 10**12
+"""The highest per-use fee, in minor units: a month's fees stay countable (see
+``charter_server.services.usage.MAX_STATEMENT_MINOR_UNITS``)."""
 
 
 def _enum_values(enum: object) -> frozenset[int]:
@@ -95,8 +98,8 @@ def check_terms(checker: Checker, terms: t.Terms, prefix: str, *, character_id: 
         checker.add(f"{p}.revenue_share_bps", "must be between 0 and 10000 basis points")
     if terms.HasField("per_use_fee"):
         fee = terms.per_use_fee
-        if fee.minor_units < 0:
-            checker.add(f"{p}.per_use_fee.minor_units", "must not be negative")
+        if not 0 <= fee.minor_units <= MAX_PER_USE_FEE_MINOR_UNITS:
+            checker.add(f"{p}.per_use_fee.minor_units", f"must be between 0 and {MAX_PER_USE_FEE_MINOR_UNITS}")
         if not fee.currency_code.isascii() or not is_currency(fee.currency_code.upper()):
             checker.add(f"{p}.per_use_fee.currency_code", f"{fee.currency_code!r} is not an ISO 4217 currency code")
     for name in ("daily_quota", "monthly_quota"):

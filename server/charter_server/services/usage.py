@@ -10,12 +10,17 @@ from the signed receipt, never from terms or grants that may change later.
 
 **A batch is one transaction**, acknowledged only after it commits:
 
-1. every record is validated and its receipt verified before the transaction starts (bad ones are
-   answered alone; one bad record never sinks the others);
+1. a record accepted before exactly as sent now (same key and fingerprint) is answered as the
+   first time (``duplicate``) before any other check, since its receipt's key may be revoked or
+   its time out of the window by now; every other record is validated and its receipt verified
+   before the transaction starts (bad ones are answered alone; one bad record never sinks the
+   others);
 2. keys already accepted are read: the same record is answered as the first time
    (``duplicate``), a different one is refused with ``IDEMPOTENCY_KEY_REUSED``;
 3. the new records are inserted in one statement that skips keys a concurrent transaction took
    (read back and answered as in 2), in key order so concurrent batches never deadlock;
+3a. a record that would take its statement month past `MAX_STATEMENT_MINOR_UNITS` of revenue or
+   fees in its currency is refused with ``STATEMENT_AMOUNT_LIMIT`` before it is inserted;
 4. each new record's uses are counted against its receipt's character in one conditional
    upsert, which never passes `USES_PER_RECEIPT`; a record over it is deleted again and refused
    with ``RECEIPT_CONSUMED``;
@@ -91,6 +96,14 @@ FUTURE_SKEW = timedelta(minutes=5)
 MAX_REVENUE_MINOR_UNITS = 10**14
 """The most revenue one record may attribute, in minor units: so that revenue times 10,000 basis
 points stays far inside 64 bits."""
+MAX_RECORDS_PER_RECEIPT = 100
+"""The most records of one receipt's (or decision record's) character: its use and the parts of
+it reported before it with no use of their own."""
+MAX_STATEMENT_MINOR_UNITS = 10**17
+"""The most revenue, and the most fees, a rights holder's statement month may hold in one currency
+(minor units). A date range of up to 366 days holds records of at most 16 statement months (13 in
+which they happened, and late records go at most 3 months further), so every amount of every
+statement stays below 16 x 2 x 10**17, inside the 64 bits of its fields."""
 _KEY = re.compile(r"[A-Za-z0-9._:~-]{1,128}")
 _MAX_DURATION_NS = MAX_CONTENT_SECONDS * 1_000_000_000
 
@@ -178,12 +191,23 @@ class UsageService:
         licensee_id = principal.licensee_id
         now = self._clock.now()
         receipts = ReceiptReader(self._keys.key_ring(), licensee_id)
+        # A retry of an accepted record is answered as the first time before any other check: its
+        # receipt's signing key may be revoked since, or the record out of the usage window now.
+        known = self._accepted_before(licensee_id, records)
         offline = OfflineBatch(self._db, licensee_id)
-        offline.prepare([(i, r.decision_record) for i, r in enumerate(records) if r.decision_record])
+        offline.prepare(
+            [(i, r.decision_record) for i, r in enumerate(records) if r.decision_record],
+            accepted={i for i, r in enumerate(records) if _resent(r, known)},
+        )
         outcomes: dict[int, UsageOutcome] = {}
         first_of_key: dict[str, _Candidate] = {}
         repeats: list[_Candidate] = []  # the same key again within this batch
         for index, record in enumerate(records):
+            earlier = _resent(record, known)
+            if earlier is not None:
+                late = offline.accepted_late(index, earlier.accept_time)
+                outcomes[index] = UsageOutcome(index, earlier.idempotency_key, entry=earlier, duplicate=True, late=late)
+                continue
             try:
                 candidate = self._candidate(index, record, licensee_id, receipts, offline, now)
             except DomainError as error:
@@ -201,12 +225,23 @@ class UsageService:
             outcomes[repeat.index] = _answer_repeat(repeat, first.entry if first.error is None else None, first)
         return [outcomes[i] for i in range(len(records))]
 
+    def _accepted_before(self, licensee_id: str, records: Sequence[UsageRecordInput]) -> dict[str, UsageEntry]:
+        """The records accepted before under these records' keys, by key."""
+        keys = sorted({r.idempotency_key for r in records if _KEY.fullmatch(r.idempotency_key)})
+        if not keys:
+            return {}
+        with self._db.uow() as uow:
+            accepted = uow.usage.accepted(licensee_id, keys)
+        return accepted
+
     def _record(self, licensee_id: str, candidates: list[_Candidate], now: datetime) -> dict[int, UsageOutcome]:
         keys = [c.entry.idempotency_key for c in candidates]
         outcomes: dict[int, UsageOutcome] = {}
         with self._db.uow(write=True) as uow:
             rights_holders = sorted({c.entry.rights_holder_id for c in candidates})
-            uow.statements.lock_rights_holders(rights_holders)
+            # A batch that adds money reads the months' amounts and adds to them: exclusively (on
+            # PostgreSQL), so that concurrent batches cannot pass `MAX_STATEMENT_MINOR_UNITS` together.
+            uow.statements.lock_rights_holders(rights_holders, exclusive=any(_money(c.entry) for c in candidates))
             closed = uow.statements.closed_periods(rights_holders)
             accepted = uow.usage.accepted(licensee_id, keys)
             fresh: list[_Candidate] = []
@@ -220,6 +255,7 @@ class UsageService:
                 if period != entry.statement_period:
                     candidate.entry = replace(entry, statement_period=period)
                 fresh.append(candidate)
+            fresh = _within_statement_bounds(uow, fresh, outcomes)
             inserted = uow.usage.add_new([c.entry for c in fresh])
             raced = [c for c in fresh if c.entry.idempotency_key not in inserted]
             if raced:  # taken by a concurrent report since the read above: answer as a repeat
@@ -319,6 +355,45 @@ class UsageService:
         return candidate
 
 
+def _resent(record: UsageRecordInput, accepted: dict[str, UsageEntry]) -> UsageEntry | None:
+    """The accepted record this one repeats exactly (same key and fingerprint), or None."""
+    earlier = accepted.get(record.idempotency_key)
+    return earlier if earlier is not None and earlier.fingerprint == record.fingerprint else None
+
+
+def _money(entry: UsageEntry) -> bool:
+    return entry.revenue_minor > 0 or entry.fee_minor * entry.uses > 0
+
+
+def _within_statement_bounds(
+    uow: UnitOfWork, fresh: list[_Candidate], outcomes: dict[int, UsageOutcome]
+) -> list[_Candidate]:
+    """The records that keep their statement month's revenue and fees (per currency) within
+    `MAX_STATEMENT_MINOR_UNITS`; the others are answered ``STATEMENT_AMOUNT_LIMIT``."""
+    adding = [c for c in fresh if _money(c.entry)]
+    if not adding:
+        return fresh
+    amounts = uow.statements.month_amounts([(c.entry.rights_holder_id, c.entry.statement_period) for c in adding])
+    kept: list[_Candidate] = []
+    for candidate in fresh:
+        entry = candidate.entry
+        if _money(entry):
+            key = (entry.rights_holder_id, entry.statement_period, entry.currency)
+            revenue, fees = amounts.get(key, (0, 0))
+            revenue, fees = revenue + entry.revenue_minor, fees + entry.fee_minor * entry.uses
+            if revenue > MAX_STATEMENT_MINOR_UNITS or fees > MAX_STATEMENT_MINOR_UNITS:
+                error = FailedPrecondition(
+                    f"the statement month would hold more than {MAX_STATEMENT_MINOR_UNITS} minor units of revenue "
+                    "or fees in this currency",
+                    reason="STATEMENT_AMOUNT_LIMIT",
+                )
+                outcomes[candidate.index] = UsageOutcome(candidate.index, entry.idempotency_key, error=error)
+                continue
+            amounts[key] = (revenue, fees)
+        kept.append(candidate)
+    return kept
+
+
 def _count(uow: UnitOfWork, candidate: _Candidate, now: datetime) -> DomainError | None:
     """Count a new record's use against its lease and its receipt (or decision record); the error
     that refuses it, or None."""
@@ -330,6 +405,14 @@ def _count(uow: UnitOfWork, candidate: _Candidate, now: datetime) -> DomainError
             return FailedPrecondition("the lease's uses are all reported already", reason="LEASE_EXCEEDED")
         candidate.late = counted is LeaseReport.LATE
     if uow.usage.consume_receipt(entry.licensee_id, entry.receipt_id, entry.character_id, entry.uses, USES_PER_RECEIPT):
+        if entry.uses == 0 and (
+            uow.usage.records_of_receipt(entry.licensee_id, entry.receipt_id, entry.character_id)
+            > MAX_RECORDS_PER_RECEIPT
+        ):  # counted nothing: a record with no use adds nothing to its lease or receipt
+            candidate.late = False
+            return FailedPrecondition(
+                f"the receipt's character has {MAX_RECORDS_PER_RECEIPT} records already", reason="RECEIPT_RECORD_LIMIT"
+            )
         return None
     if counted is not None:
         unreport_use(uow, candidate.lease_id, entry.uses, counted)

@@ -98,7 +98,7 @@ class UsageSeriesService:
         first_day, last_day = start.isoformat(), end.isoformat()
         only_character = character_id or None
         with self._db.uow() as uow:
-            holder = statements.require_rights_holder(uow, rights_holder_id)  # and its name
+            holder = statements.require_rights_holder(uow, rights_holder_id, principal)  # and its name
             found = uow.usage.usage_series(
                 rights_holder_id,
                 first_day,

@@ -95,6 +95,8 @@ def translate_db_error(error: sa_exc.SQLAlchemyError) -> Exception | None:
         sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
         if sqlstate in _PG_RETRYABLE:
             return StorageBusy("the database reported a conflict; retry")
+        if "integer overflow" in text:  # SQLite's arithmetic beyond 64 bits: a bug, no retry helps
+            return None
         if error.connection_invalidated or isinstance(error, sa_exc.OperationalError):
             return StorageUnavailable("the database is unavailable; retry")
     if isinstance(error, sa_exc.TimeoutError):

@@ -86,6 +86,13 @@ class GrantRepository:
         row = self._session.scalars(stmt).first()
         return None if row is None else grant_record(row)
 
+    def ever_granted(self, rights_holder_id: str, licensee_id: str) -> bool:
+        """Whether the licensee holds or held any grant (in any state) of the rights holder's characters."""
+        stmt = select(GrantRow.id).where(
+            GrantRow.rights_holder_id == rights_holder_id, GrantRow.licensee_id == licensee_id
+        )
+        return self._session.execute(stmt.limit(1)).first() is not None
+
     def states(self, grant_ids: Sequence[str]) -> dict[str, GrantState]:
         """The states of the grants that exist among ``grant_ids``."""
         if not grant_ids:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import (
+    func,
     select,
     update,
 )
@@ -54,6 +56,20 @@ class RevocationLogRepository:
         self._session.flush()
         self._events.raise_event(ev.RevocationAppended(int(sequence), kind, grant_id, character_id))
         return int(sequence)
+
+    def last_of_characters(self, character_ids: Sequence[str], kinds: Sequence[RevocationKind]) -> dict[str, datetime]:
+        """The time of each character's latest event of one of ``kinds`` (characters without one are left out)."""
+        if not character_ids:
+            return {}
+        rows = self._session.execute(
+            select(RevocationEventRow.character_id, func.max(RevocationEventRow.event_time))
+            .where(
+                RevocationEventRow.character_id.in_(sorted(set(character_ids))),
+                RevocationEventRow.kind.in_([kind.value for kind in kinds]),
+            )
+            .group_by(RevocationEventRow.character_id)
+        )
+        return {row[0]: row[1] for row in rows}
 
     def since(self, sequence: int, limit: int) -> list[RevocationEvent]:
         """Events after ``sequence``, oldest first."""

@@ -31,7 +31,18 @@ from charter_server.storage.tables import (
     UsageRecordRow,
 )
 
-# Shared names: (normalised name, character ids, rights holder ids), and the name to continue after.
+_HALF = 2**32
+"""Amounts are summed in two halves (quotient and remainder by this), each far inside 64 bits for
+any number of records, so that no sum overflows in the database (SQLite's sum() of integers raises
+on overflow); Python puts the halves together."""
+
+
+def _wide_sum(amount: Any) -> tuple[Any, Any]:
+    return func.sum(amount // _HALF), func.sum(amount % _HALF)
+
+
+def _joined(high: Any, low: Any) -> int:
+    return int(high or 0) * _HALF + int(low or 0)
 
 
 class StatementRepository:
@@ -46,8 +57,10 @@ class StatementRepository:
         """Serialise closing a rights holder's period with accepting records for it.
 
         Accepting takes a key-share lock on the rights holders (accepters never wait for each
-        other, nor for edits of a rights holder); closing takes an exclusive one (a no-op where write
-        transactions are serialised anyway: see ``storage.dialect``).
+        other, nor for edits of a rights holder), or an exclusive one when its records add money, as
+        it then reads and adds to the months' amounts (``charter_server.services.usage``); closing
+        takes an exclusive one (a no-op where write transactions are serialised anyway: see
+        ``storage.dialect``).
         """
         if not rights_holder_ids or not self._dialect.locks_rows:
             return
@@ -101,6 +114,26 @@ class StatementRepository:
             where.append(UsageRecordRow.licensee_id == licensee_id)
         return self._sums(UsageRecordRow.statement_period, adjustment, where)
 
+    def month_amounts(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str, str], tuple[int, int]]:
+        """The revenue and the fees so far of each (rights holder, statement period) by currency:
+        ``(rights holder, period, currency) -> (revenue, fees)`` in minor units."""
+        if not pairs:
+            return {}
+        keys = (UsageRecordRow.rights_holder_id, UsageRecordRow.statement_period, UsageRecordRow.currency)
+        stmt = (
+            select(
+                *keys,
+                *_wide_sum(UsageRecordRow.revenue_minor),
+                *_wide_sum(UsageRecordRow.fee_minor * UsageRecordRow.uses),
+            )
+            .where(tuple_(UsageRecordRow.rights_holder_id, UsageRecordRow.statement_period).in_(sorted(set(pairs))))
+            .group_by(*keys)
+        )
+        return {
+            (row[0], row[1], row[2]): (_joined(row[3], row[4]), _joined(row[5], row[6]))
+            for row in self._session.execute(stmt)
+        }
+
     def range_sums(
         self, rights_holder_id: str, start: datetime, end: datetime, licensee_id: str | None = None
     ) -> list[LineSums]:
@@ -133,7 +166,7 @@ class StatementRepository:
                 func.count(),
                 func.sum(UsageRecordRow.uses),
                 func.sum(UsageRecordRow.duration_ms),
-                func.sum(UsageRecordRow.revenue_minor),
+                *_wide_sum(UsageRecordRow.revenue_minor),
             )
             .where(*where)
             .group_by(*keys, UsageRecordRow.revenue_share_bps, UsageRecordRow.fee_minor)
@@ -141,7 +174,8 @@ class StatementRepository:
         lines: dict[tuple[str, ...], LineSums] = {}
         for row in self._session.execute(stmt):
             key = tuple(row[:6])
-            bps, fee, records, uses, duration, revenue = (int(v) for v in row[6:])
+            bps, fee, records, uses, duration = (int(v) for v in row[6:11])
+            revenue = _joined(row[11], row[12])
             found = lines.get(key)
             lines[key] = LineSums(
                 rights_holder_id=row[0],

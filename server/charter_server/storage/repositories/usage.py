@@ -135,6 +135,15 @@ class UsageRepository:
                 )
             )
 
+    def records_of_receipt(self, licensee_id: str, receipt_id: str, character_id: str) -> int:
+        """How many records of a licensee name this receipt (or decision record) and character."""
+        stmt = select(func.count()).where(
+            UsageRecordRow.receipt_id == receipt_id,
+            UsageRecordRow.licensee_id == licensee_id,
+            UsageRecordRow.character_id == character_id,
+        )
+        return int(self._session.execute(stmt).scalar_one())
+
     def consume_receipt(self, licensee_id: str, receipt_id: str, character_id: str, uses: int, capacity: int) -> bool:
         """Count ``uses`` of a licensee against a receipt's (or decision record's) character if that
         stays within ``capacity`` and it is not consumed yet; whether it was counted. One conditional
