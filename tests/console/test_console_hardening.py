@@ -7,10 +7,18 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 import structlog
 from charter_server import logs
+from charter_server.console.serve import ConsoleServer
+from charter_server.console.web import ConsoleSettings
+
+from .conftest import Web
+from .scene import Scene
 
 
 @pytest.fixture
@@ -59,3 +67,97 @@ def test_a_logged_traceback_never_shows_local_variables(
     assert written.count("RuntimeError: failed with 1 credentials") == 2
     assert SECRET.partition(".")[2][:8] not in written
     assert "Bearer key_" not in written
+
+
+# Sessions -----------------------------------------------------------------------------------------
+
+
+class HeldClock:
+    """A console's own clock: stands still until moved (the API server's clock is not moved)."""
+
+    def __init__(self, start: datetime) -> None:
+        self.at = start
+
+    def now(self) -> datetime:
+        return self.at
+
+
+@contextmanager
+def own_console(keys: Any, clock: Any, **settings: Any) -> Iterator[tuple[ConsoleServer, HeldClock]]:
+    held = HeldClock(clock.now())
+    server = ConsoleServer(ConsoleSettings(server=keys.target, **settings), "127.0.0.1:0", clock=held.now)
+    server.start()
+    try:
+        yield server, held
+    finally:
+        server.stop()
+
+
+@contextmanager
+def browsers(url: str, count: int) -> Iterator[list[Web]]:
+    opened = [Web(url) for _ in range(count)]
+    try:
+        yield opened
+    finally:
+        for web in opened:
+            web.close()
+
+
+def test_signing_in_again_ends_the_previous_session(web: Web, scene: Scene, console: ConsoleServer) -> None:
+    web.sign_in(scene.holder_key)
+    old_cookie = web.http.cookies.get("charter_console") or ""
+    before = len(console.state.sessions)
+    again = web.sign_in(scene.holder_key)
+    after = len(console.state.sessions)
+    with browsers(console.url, 1) as (kept,):
+        kept.http.cookies.set("charter_console", old_cookie)
+        old = kept.get("/catalogue")
+    new = web.get("/catalogue")
+
+    assert again.status_code == 303
+    assert web.http.cookies.get("charter_console") != old_cookie
+    assert after == before  # one ended, one began
+    assert old.status_code == 303
+    assert old.headers["location"] == "/sign-in?ended=1"
+    assert new.status_code == 200
+
+
+def test_a_keys_sessions_are_capped_and_the_oldest_ends_first(keys: Any, clock: Any, scene: Scene) -> None:
+    with own_console(keys, clock, max_sessions_per_key=3) as (own, held), browsers(own.url, 4) as people:
+        for person in people:
+            held.at += timedelta(seconds=1)
+            assert person.sign_in(scene.holder_key).status_code == 303
+        answers = [person.get("/catalogue").status_code for person in people]
+        live = len(own.state.sessions)
+
+    assert answers == [303, 200, 200, 200]  # the first ended when the fourth signed in
+    assert live == 3
+
+
+def test_sessions_in_all_are_capped_and_the_longest_idle_ends_first(keys: Any, clock: Any, scene: Scene) -> None:
+    with own_console(keys, clock, max_sessions=3) as (own, held), browsers(own.url, 4) as people:
+        first, second, third, fourth = people
+        for person, key in ((first, scene.holder_key), (second, keys.admin), (third, keys.auditor)):
+            held.at += timedelta(seconds=1)
+            person.sign_in(key)
+        held.at += timedelta(seconds=1)
+        first.get("/catalogue")  # now the second is the one idle longest
+        held.at += timedelta(seconds=1)
+        fourth.sign_in(keys.admin)
+        answers = [person.get("/grants").status_code for person in people]
+        live = len(own.state.sessions)
+
+    assert answers == [200, 303, 200, 200]
+    assert live == 3
+
+
+def test_a_session_in_use_still_ends_after_its_lifetime(keys: Any, clock: Any, scene: Scene) -> None:
+    limits = {"idle": timedelta(minutes=30), "lifetime": timedelta(hours=2)}
+    with own_console(keys, clock, **limits) as (own, held), browsers(own.url, 1) as (person,):
+        person.sign_in(scene.holder_key)
+        answers = []
+        for _ in range(7):  # a request every 20 minutes: never idle
+            held.at += timedelta(minutes=20)
+            answers.append(person.get("/catalogue").status_code)
+
+    assert answers == [200, 200, 200, 200, 200, 200, 303]  # 140 minutes after sign-in

@@ -117,8 +117,16 @@ async def sign_in_page(request: Request) -> Response:
 
 
 async def _start_session(request: Request, api_key: str) -> Response:
-    """Ask the API who the key is; on success a new session and its cookie."""
+    """Ask the API who the key is; on success a new session and its cookie.
+
+    A session this browser still has ends first, whatever the outcome: signing in again (as the
+    same key or another) never leaves the old session usable by whoever kept its cookie.
+    """
     console = state(request)
+    with contextlib.suppress(SignedOut):
+        previous = session_of(request)
+        console.sessions.end(previous)
+        close_later([previous])
     client = console.new_client(api_key)
     try:
         key = await client.get_caller()
@@ -134,7 +142,8 @@ async def _start_session(request: Request, api_key: str) -> Response:
             request, status=403, problem="Generator keys are for generation backends; the console is for people."
         )
     caller = Caller(key.id, key.display_name, key.role, key.rights_holder_id, holder_name)
-    session_id, _ = console.sessions.create(caller, client)
+    session_id, _, pushed_out = console.sessions.create(caller, client)
+    close_later(pushed_out)
     log.info("console.signed_in", key_id=key.id, role=caller.role_name)
     response = redirect("/staff" if caller.is_staff else "/catalogue")
     _cookie(response, console.settings, COOKIE, session_id, int(console.settings.lifetime.total_seconds()))

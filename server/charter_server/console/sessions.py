@@ -2,8 +2,10 @@
 
 The browser never sees the API key it signed in with: the key stays in a `Session` here, with the
 `AsyncClient` that calls the API as that key. The cookie carries only the session's random id.
-A session ends after `idle` without a request, after `lifetime` in any case, or when the user
-signs out; its client is closed then.
+A session ends after `idle` without a request, after `lifetime` in any case, when the user
+signs out or signs in again from the same browser, or when it is pushed out by newer ones (at
+most `max_per_key` per API key, the oldest ending first, and `max_sessions` in all, the longest
+idle ending first); its client is closed then.
 
 Failed sign-ins are slowed down per client address (`SignInThrottle`): after a few failures each
 further attempt must wait twice as long as the one before, up to a ceiling, and attempts that come
@@ -17,6 +19,7 @@ import hashlib
 import hmac
 import secrets
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -87,52 +90,100 @@ def _hash(session_id: str) -> str:
 
 
 class SessionStore:
-    """The server-side sessions of one console process."""
+    """The server-side sessions of one console process, bounded per key and in all.
 
-    def __init__(self, clock: Callable[[], datetime], *, idle: timedelta, lifetime: timedelta) -> None:
+    Sessions are kept in the order of their last request, so the idle ones are at the front:
+    each request ends the sessions that went idle (only those, never a scan of all of them), and
+    its own session if it outlived `lifetime`.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], datetime],
+        *,
+        idle: timedelta,
+        lifetime: timedelta,
+        max_per_key: int = 10,
+        max_sessions: int = 10_000,
+    ) -> None:
         self._clock = clock
         self._idle = idle
         self._lifetime = lifetime
-        self._sessions: dict[str, Session] = {}
+        self._max_per_key = max_per_key
+        self._max_sessions = max_sessions
+        self._sessions: OrderedDict[str, Session] = OrderedDict()  # least recently used first
+        self._by_key: dict[str, OrderedDict[str, None]] = {}  # a key's sessions, oldest first
         self._lock = threading.Lock()
 
-    def create(self, caller: Caller, client: Any) -> tuple[str, Session]:
-        """A new session; returns the id for the cookie (shown only now) and the session."""
+    def create(self, caller: Caller, client: Any) -> tuple[str, Session, list[Session]]:
+        """A new session; returns the id for the cookie (shown only now), the session, and the
+        sessions it pushed out (the key's oldest past `max_per_key`, the longest idle past
+        `max_sessions`), whose clients the caller must close."""
         session_id = secrets.token_urlsafe(32)
         now = self._clock()
         session = Session(_hash(session_id), secrets.token_urlsafe(32), caller, client, now, now)
+        ended: list[Session] = []
         with self._lock:
+            ended.extend(self._expire(now))
+            mine = self._by_key.setdefault(caller.key_id, OrderedDict())
+            while len(mine) >= self._max_per_key:
+                ended.append(self._pop(next(iter(mine))))
+            while len(self._sessions) >= self._max_sessions:
+                ended.append(self._pop(next(iter(self._sessions))))
             self._sessions[session.id_hash] = session
-        return session_id, session
+            self._by_key.setdefault(caller.key_id, OrderedDict())[session.id_hash] = None
+        return session_id, session, ended
 
     def find(self, session_id: str) -> tuple[Session | None, list[Session]]:
         """The live session of a cookie (touched), or None; and the sessions that just expired,
         whose clients the caller must close."""
         now = self._clock()
-        expired: list[Session] = []
         with self._lock:
-            for key, live in list(self._sessions.items()):
-                if now - live.last_seen > self._idle or now - live.created > self._lifetime:
-                    expired.append(self._sessions.pop(key))
+            expired = self._expire(now)
             session = self._sessions.get(_hash(session_id)) if session_id else None
+            if session is not None and now - session.created > self._lifetime:
+                expired.append(self._pop(session.id_hash))
+                session = None
             if session is not None:
                 session.last_seen = now
+                self._sessions.move_to_end(session.id_hash)
         return session, expired
 
     def end(self, session: Session) -> None:
         with self._lock:
-            self._sessions.pop(session.id_hash, None)
+            if session.id_hash in self._sessions:
+                self._pop(session.id_hash)
 
     def drain(self) -> list[Session]:
         """Every session, removed (at shutdown)."""
         with self._lock:
             sessions = list(self._sessions.values())
             self._sessions.clear()
+            self._by_key.clear()
         return sessions
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._sessions)
+
+    def _expire(self, now: datetime) -> list[Session]:
+        # The front is the least recently used session: stop at the first one still in use.
+        expired: list[Session] = []
+        while self._sessions:
+            oldest = next(iter(self._sessions.values()))
+            if now - oldest.last_seen <= self._idle:
+                break
+            expired.append(self._pop(oldest.id_hash))
+        return expired
+
+    def _pop(self, id_hash: str) -> Session:
+        session = self._sessions.pop(id_hash)
+        mine = self._by_key.get(session.caller.key_id)
+        if mine is not None:
+            mine.pop(id_hash, None)
+            if not mine:
+                del self._by_key[session.caller.key_id]
+        return session
 
 
 @dataclass(slots=True)

@@ -55,6 +55,9 @@ class ConsoleSettings:
         idle: A session ends after this long without a request.
         lifetime: A session ends after this long in any case.
         call_timeout: The deadline of each API call, in seconds.
+        max_sessions_per_key: Live sessions of one API key; a new sign-in past it ends the key's
+            oldest session.
+        max_sessions: Live sessions in all; a new sign-in past it ends the session idle longest.
     """
 
     server: str
@@ -63,6 +66,8 @@ class ConsoleSettings:
     idle: timedelta = timedelta(minutes=30)
     lifetime: timedelta = timedelta(hours=12)
     call_timeout: float = 15.0
+    max_sessions_per_key: int = 10
+    max_sessions: int = 10_000
 
 
 def _now() -> datetime:
@@ -81,7 +86,13 @@ class ConsoleState:
     templates: Jinja2Templates = field(init=False)
 
     def __post_init__(self) -> None:
-        self.sessions = SessionStore(self.clock, idle=self.settings.idle, lifetime=self.settings.lifetime)
+        self.sessions = SessionStore(
+            self.clock,
+            idle=self.settings.idle,
+            lifetime=self.settings.lifetime,
+            max_per_key=self.settings.max_sessions_per_key,
+            max_sessions=self.settings.max_sessions,
+        )
         self.throttle = SignInThrottle(self.clock)
         self.links = OneTimeLinks(self.clock)
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
