@@ -15,10 +15,10 @@ import pytest
 import structlog
 from charter_server import logs
 from charter_server.console.serve import ConsoleServer
-from charter_server.console.web import ConsoleSettings
+from charter_server.console.web import MAX_BODY, ConsoleSettings
 
-from .conftest import Web
-from .scene import Scene
+from .conftest import Web, csrf_of
+from .scene import Scene, unique
 
 
 @pytest.fixture
@@ -161,3 +161,27 @@ def test_a_session_in_use_still_ends_after_its_lifetime(keys: Any, clock: Any, s
             answers.append(person.get("/catalogue").status_code)
 
     assert answers == [200, 200, 200, 200, 200, 200, 303]  # 140 minutes after sign-in
+
+
+# Bodies -------------------------------------------------------------------------------------------
+
+
+def _chunked_sign_in(token: str, api_key: str, padding: int) -> Iterator[bytes]:
+    """A sign-in form sent in chunks (so without a Content-Length), padded by ``padding`` bytes."""
+    yield f"csrf_token={token}&api_key={api_key}".encode()
+    for index in range(0, padding, 60_000):
+        yield f"&f{index}=".encode() + b"a" * min(60_000, padding - index)
+
+
+@pytest.mark.parametrize(("padding", "expected"), [(1000, 401), (MAX_BODY, 413), (20 * MAX_BODY, 413)])
+def test_a_chunked_body_is_counted_against_the_limit(keys: Any, clock: Any, padding: int, expected: int) -> None:
+    with own_console(keys, clock) as (own, _), browsers(own.url, 1) as (person,):
+        token = csrf_of(person.get("/sign-in").text)
+        answer = person.http.post(
+            "/sign-in",
+            content=_chunked_sign_in(token, f"key_{'0' * 32}.{unique()}", padding),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+
+    assert "content-length" not in answer.request.headers
+    assert answer.status_code == expected  # 401: read and the key tried; 413: refused unread

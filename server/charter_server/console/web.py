@@ -27,6 +27,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
+from starlette.types import Message
 
 from charter_server.console import formatting
 from charter_server.console.sessions import OneTimeLinks, Session, SessionStore, SignInThrottle
@@ -166,12 +167,26 @@ def session_of(request: Request) -> Session:
 
 
 async def read_form(request: Request) -> FormData:
-    """The request's form, bounded in size and field count."""
+    """The request's form, bounded in size and field count.
+
+    The body is read and counted here, whatever Content-Length says (a chunked body has none),
+    and refused as soon as it passes `MAX_BODY`; only then is it parsed.
+    """
     length = request.headers.get("content-length", "")
     if length and (not length.isdigit() or int(length) > MAX_BODY):
         raise BadForm("the form is too large")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise BadForm("the form is too large")
+    read = bytes(body)
+
+    async def replay() -> Message:
+        return {"type": "http.request", "body": read, "more_body": False}
+
     try:
-        return await request.form(max_files=0, max_fields=300, max_part_size=MAX_FIELD)
+        return await Request(request.scope, replay).form(max_files=0, max_fields=300, max_part_size=MAX_FIELD)
     except Exception as error:  # the multipart parser's errors differ by version; all mean a bad form
         raise BadForm("the form could not be read") from error
 
