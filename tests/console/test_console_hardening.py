@@ -11,11 +11,16 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+import charter
+import httpx
 import pytest
 import structlog
 from charter_server import logs
 from charter_server.console.serve import ConsoleServer
 from charter_server.console.web import MAX_BODY, ConsoleSettings
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from .conftest import Web, csrf_of
 from .scene import Scene, unique
@@ -185,3 +190,84 @@ def test_a_chunked_body_is_counted_against_the_limit(keys: Any, clock: Any, padd
 
     assert "content-length" not in answer.request.headers
     assert answer.status_code == expected  # 401: read and the key tried; 413: refused unread
+
+
+# Odd input: field errors, never a 500; security headers on every response ------------------------
+
+SECURITY_HEADERS = ("content-security-policy", "x-content-type-options", "x-frame-options", "referrer-policy")
+
+
+def _has_security_headers(answer: httpx.Response) -> bool:
+    return all(name in answer.headers for name in SECURITY_HEADERS) and answer.headers["cache-control"] == "no-store"
+
+
+def test_the_page_of_an_unexpected_error_carries_the_security_headers(keys: Any, clock: Any) -> None:
+    async def fails(request: Request) -> Response:
+        raise RuntimeError(f"failed holding {SECRET}")
+
+    with own_console(keys, clock) as (own, _), browsers(own.url, 1) as (person,):
+        # A route of this console only, for a failure no input of the real pages causes (any more).
+        own.app.router.routes.insert(0, Route("/fails", fails))
+        answer = person.get("/fails")
+
+    assert answer.status_code == 500
+    assert _has_security_headers(answer)
+    assert SECRET not in answer.text
+    assert "Traceback" not in answer.text
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"end": "0001-01-01"}, {"end": "0001-01-29"}, {"start": "0001-01-01", "end": "0001-01-02"}],
+)
+def test_a_usage_range_before_1970_is_refused_on_the_page(web: Web, scene: Scene, params: dict[str, str]) -> None:
+    web.sign_in(scene.holder_key)
+    answer = web.get("/usage", params=params)
+
+    assert answer.status_code == 400
+    assert 'class="problem" role="alert"' in answer.text
+    assert _has_security_headers(answer)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("daily_quota", "\u00b2"),  # superscript two: str.isdigit() says yes, int() says no
+        ("monthly_quota", "--5"),
+        ("daily_quota", "\u0665"),  # ARABIC-INDIC DIGIT FIVE: int() takes it, nobody means it
+        ("daily_quota", "9999999999999999999"),  # 19 digits, past int64
+        ("monthly_quota", "-9223372036854775809"),
+        ("max_content_rating", "\u00b9"),
+        ("permitted_use_types", "\u00b3"),
+        ("revenue_share_percent", "\u0665"),
+    ],
+)
+def test_odd_digits_in_the_terms_form_are_shown_next_to_their_field(
+    web: Web, scene: Scene, field: str, value: str
+) -> None:
+    web.sign_in(scene.holder_key)
+    form_page = f"/characters/{scene.first_id}/terms"
+    data = {"permitted_use_types": "2", field: value} if field != "permitted_use_types" else {field: value}
+    answer = web.post_form(form_page, form_page, data)
+    with charter.Client(scene.target, api_key=scene.holder_key) as client:
+        after = client.get_character(scene.first_id)
+
+    assert answer.status_code == 400
+    assert f'id="{field}-error"' in answer.text
+    assert after.terms_version == 1
+
+
+def test_a_quota_at_the_int64_bound_is_accepted_by_the_form(web: Web, scene: Scene) -> None:
+    web.sign_in(scene.holder_key)
+    form_page = f"/characters/{scene.second_id}/terms"
+    answer = web.post_form(form_page, form_page, {"permitted_use_types": "2", "daily_quota": str(2**63 - 1)})
+
+    assert 'id="daily_quota-error"' not in answer.text
+
+
+def test_a_non_ascii_key_is_refused_like_an_unknown_key_and_counted(keys: Any, clock: Any) -> None:
+    with own_console(keys, clock) as (own, _), browsers(own.url, 1) as (person,):
+        answers = [person.sign_in("chk_" + "\u00e9" * 20) for _ in range(4)]
+
+    assert [answer.status_code for answer in answers] == [401, 401, 401, 429]
+    assert all(_has_security_headers(answer) for answer in answers)

@@ -15,12 +15,12 @@ import structlog
 from charter.errors import CharterError, UnauthenticatedError, UnavailableError
 from charter.v1 import api_key_pb2
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from charter_server.console import pages, reports, staff
 from charter_server.console.sessions import Caller
@@ -56,24 +56,47 @@ CSP = (
 )
 
 
-class SecurityHeaders(BaseHTTPMiddleware):
+class SecurityHeaders:
     """Headers on every response: CSP, no sniffing, no framing, no referrer, no caching of pages,
-    and the time the page took on the server."""
+    and the time the page took on the server.
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+    A plain ASGI wrapper around the whole application, outside Starlette's ServerErrorMiddleware,
+    so that the page of an unexpected error carries them too.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response = await call_next(request)
-        # The console's own time for the page (API calls included), for the browser's developer
-        # tools and bench/bench_console.py.
-        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        # The one-time sign-in link must never leave in a Referer header.
-        response.headers["Referrer-Policy"] = "no-referrer"
-        if not request.url.path.startswith("/static/"):
-            response.headers["Cache-Control"] = "no-store"
-        return response
+        static = str(scope.get("path", "")).startswith("/static/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                # The console's own time for the page (API calls included), for the browser's
+                # developer tools and bench/bench_console.py.
+                headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+                headers.setdefault("Content-Security-Policy", CSP)
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["X-Frame-Options"] = "DENY"
+                # The one-time sign-in link must never leave in a Referer header.
+                headers["Referrer-Policy"] = "no-referrer"
+                if not static:
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class _Console(Starlette):
+    """Starlette with `SecurityHeaders` outermost, around its ServerErrorMiddleware."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def _cookie(response: Response, settings: ConsoleSettings, name: str, value: str, max_age: int | None) -> None:
@@ -151,6 +174,11 @@ async def _start_session(request: Request, api_key: str) -> Response:
     return response
 
 
+async def _key_refused(request: Request) -> Response:
+    problem = "This API key is not accepted (unknown, revoked or expired)."
+    return await sign_in_form(request, status=401, problem=problem)
+
+
 async def sign_in(request: Request) -> Response:
     """Check the pasted key against the API; slowed down after repeated failures per address."""
     console = state(request)
@@ -174,13 +202,16 @@ async def sign_in(request: Request) -> Response:
     if not key or len(key) > MAX_KEY or not key.isprintable():
         console.throttle.failed(address)
         return await sign_in_form(request, status=400, problem="Paste an API key (it starts with chk_).")
+    if not key.isascii():
+        # No API key has other characters, and gRPC metadata cannot carry them: refused like any
+        # key the server does not know.
+        console.throttle.failed(address)
+        return await _key_refused(request)
     try:
         response = await _start_session(request, key)
     except UnauthenticatedError:
         console.throttle.failed(address)
-        return await sign_in_form(
-            request, status=401, problem="This API key is not accepted (unknown, revoked or expired)."
-        )
+        return await _key_refused(request)
     except UnavailableError:
         return await sign_in_form(request, status=503, problem="The Charter server does not answer; try again soon.")
     console.throttle.succeeded(address)
@@ -267,6 +298,6 @@ def build_console(settings: ConsoleSettings, *, clock: Any = None) -> Starlette:
         404: _not_found,
         Exception: _error,
     }
-    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)], exception_handlers=handlers)
+    app = _Console(routes=routes, exception_handlers=handlers)
     app.state.console = console
     return app

@@ -173,7 +173,7 @@ async def read_form(request: Request) -> FormData:
     and refused as soon as it passes `MAX_BODY`; only then is it parsed.
     """
     length = request.headers.get("content-length", "")
-    if length and (not length.isdigit() or int(length) > MAX_BODY):
+    if length and (len(length) > 18 or not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY):
         raise BadForm("the form is too large")
     body = bytearray()
     async for chunk in request.stream():
