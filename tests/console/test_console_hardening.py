@@ -4,8 +4,10 @@ variables (so without the caller's key), bounded sessions, bounded bodies, field
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -271,3 +273,75 @@ def test_a_non_ascii_key_is_refused_like_an_unknown_key_and_counted(keys: Any, c
 
     assert [answer.status_code for answer in answers] == [401, 401, 401, 429]
     assert all(_has_security_headers(answer) for answer in answers)
+
+
+# The sign-in throttle -----------------------------------------------------------------------------
+
+
+def _wrong_key() -> str:
+    return f"key_{'0' * 32}.{unique()}"
+
+
+def test_a_burst_of_parallel_wrong_keys_gets_no_more_tries_than_one_after_another(keys: Any, clock: Any) -> None:
+    async def burst(url: str) -> list[int]:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            token = csrf_of((await http.get("/sign-in")).text)
+
+            async def one() -> int:
+                answer = await http.post("/sign-in", data={"csrf_token": token, "api_key": _wrong_key()})
+                return answer.status_code
+
+            return list(await asyncio.gather(*(one() for _ in range(30))))
+
+    with own_console(keys, clock) as (own, _):
+        answers = asyncio.run(burst(own.url))
+
+    assert sorted(answers) == [401] * 3 + [429] * 27
+
+
+@pytest.mark.parametrize(
+    ("trusted", "expected"),
+    [
+        ((), [401, 401, 401, 429, 429]),  # the default: the header is nobody's to set
+        (("10.0.0.0/8",), [401, 401, 401, 429, 429]),  # a proxy elsewhere: loopback is not it
+        (("127.0.0.1",), [401] * 5),  # loopback is the proxy: each forwarded address counts alone
+    ],
+)
+def test_x_forwarded_for_is_believed_only_from_the_configured_proxies(
+    keys: Any, clock: Any, trusted: tuple[str, ...], expected: list[int]
+) -> None:
+    with own_console(keys, clock, trusted_proxies=trusted) as (own, _), browsers(own.url, 1) as (person,):
+        answers = [
+            person.http.post(
+                "/sign-in",
+                data={"csrf_token": csrf_of(person.get("/sign-in").text), "api_key": _wrong_key()},
+                headers={"x-forwarded-for": f"10.9.0.{n}"},
+            ).status_code
+            for n in range(5)
+        ]
+
+    assert answers == expected
+
+
+def test_a_valid_key_of_a_refused_role_does_not_reset_the_throttle(keys: Any, clock: Any) -> None:
+    with own_console(keys, clock) as (own, _), browsers(own.url, 1) as (person,):
+        answers = [person.sign_in(key).status_code for key in (_wrong_key(), _wrong_key(), keys.generator)]
+        answers.append(person.sign_in(_wrong_key()).status_code)
+
+    assert answers == [401, 401, 403, 429]
+
+
+def test_attempts_the_server_could_not_judge_are_not_counted(keys: Any, clock: Any) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        dead = f"127.0.0.1:{unused.getsockname()[1]}"
+        held = HeldClock(clock.now())
+        own = ConsoleServer(ConsoleSettings(server=dead, call_timeout=3), "127.0.0.1:0", clock=held.now)
+        own.start()
+        try:
+            with browsers(own.url, 1) as (person,):
+                answers = [person.sign_in(keys.rights_holder).status_code for _ in range(5)]
+        finally:
+            own.stop()
+
+    assert answers == [503] * 5

@@ -139,7 +139,7 @@ async def sign_in_page(request: Request) -> Response:
     return await sign_in_form(request)
 
 
-async def _start_session(request: Request, api_key: str) -> Response:
+async def _start_session(request: Request, api_key: str) -> tuple[Response, bool]:
     """Ask the API who the key is; on success a new session and its cookie.
 
     A session this browser still has ends first, whatever the outcome: signing in again (as the
@@ -161,9 +161,10 @@ async def _start_session(request: Request, api_key: str) -> Response:
         raise
     if key.role == api_key_pb2.ROLE_GENERATOR:
         await client.close()
-        return await sign_in_form(
+        refused = await sign_in_form(
             request, status=403, problem="Generator keys are for generation backends; the console is for people."
         )
+        return refused, False
     caller = Caller(key.id, key.display_name, key.role, key.rights_holder_id, holder_name)
     session_id, _, pushed_out = console.sessions.create(caller, client)
     close_later(pushed_out)
@@ -171,7 +172,7 @@ async def _start_session(request: Request, api_key: str) -> Response:
     response = redirect("/staff" if caller.is_staff else "/catalogue")
     _cookie(response, console.settings, COOKIE, session_id, int(console.settings.lifetime.total_seconds()))
     response.delete_cookie(PRE_COOKIE, path="/")
-    return response
+    return response, True
 
 
 async def _key_refused(request: Request) -> Response:
@@ -188,7 +189,8 @@ async def sign_in(request: Request) -> Response:
     cookie = request.cookies.get(PRE_COOKIE, "")
     if not isinstance(token, str) or not cookie or not secrets.compare_digest(token.encode(), cookie.encode()):
         raise CsrfRefused()
-    wait = console.throttle.wait_needed(address)
+    # The attempt is counted before the key is tried, so parallel guesses cannot overtake the count.
+    wait = console.throttle.reserve(address)
     if wait.total_seconds() > 0:
         seconds = int(wait.total_seconds()) + 1
         return await sign_in_form(
@@ -200,21 +202,22 @@ async def sign_in(request: Request) -> Response:
     api_key = form.get("api_key")
     key = api_key.strip() if isinstance(api_key, str) else ""
     if not key or len(key) > MAX_KEY or not key.isprintable():
-        console.throttle.failed(address)
         return await sign_in_form(request, status=400, problem="Paste an API key (it starts with chk_).")
     if not key.isascii():
         # No API key has other characters, and gRPC metadata cannot carry them: refused like any
         # key the server does not know.
-        console.throttle.failed(address)
         return await _key_refused(request)
     try:
-        response = await _start_session(request, key)
+        response, signed_in = await _start_session(request, key)
     except UnauthenticatedError:
-        console.throttle.failed(address)
         return await _key_refused(request)
     except UnavailableError:
+        console.throttle.release(address)
         return await sign_in_form(request, status=503, problem="The Charter server does not answer; try again soon.")
-    console.throttle.succeeded(address)
+    if signed_in:
+        # Only a session clears the count: a valid key of a refused role (a generator's) must not
+        # reset it between guesses.
+        console.throttle.succeeded(address)
     return response
 
 
@@ -229,7 +232,8 @@ async def sign_in_once(request: Request) -> Response:
             "One-time sign-in links work once and for an hour. Sign in with your API key instead.",
             status=410,
         )
-    return await _start_session(request, api_key)
+    response, _ = await _start_session(request, api_key)
+    return response
 
 
 async def sign_out(request: Request) -> Response:

@@ -193,7 +193,13 @@ class _Failures:
 
 
 class SignInThrottle:
-    """Slows down repeated failed sign-ins from one address (see the module docstring)."""
+    """Slows down repeated failed sign-ins from one address (see the module docstring).
+
+    An attempt is counted as a failure when it is reserved, before the key is tried: the check
+    and the count are one step under the lock, so a burst of parallel guesses gets no more tries
+    than the same guesses one after another. A sign-in that succeeds clears the address; an
+    attempt that could not be judged (the server did not answer) is given back.
+    """
 
     FREE_FAILURES = 3
     """Failures allowed before attempts must wait."""
@@ -201,35 +207,47 @@ class SignInThrottle:
     """The longest wait between attempts."""
     FORGET_AFTER = timedelta(minutes=30)
     """Failures this old are forgotten."""
+    MAX_ADDRESSES = 10_000
+    """Addresses remembered; past it the one not seen longest is forgotten (bounded memory)."""
 
     def __init__(self, clock: Callable[[], datetime]) -> None:
         self._clock = clock
-        self._failures: dict[str, _Failures] = {}
+        self._failures: OrderedDict[str, _Failures] = OrderedDict()  # least recently failed first
         self._lock = threading.Lock()
 
-    def wait_needed(self, address: str) -> timedelta:
-        """How long ``address`` must still wait before its next attempt (zero: may try now)."""
+    def _wait_after(self, count: int) -> timedelta:
+        over = count - self.FREE_FAILURES
+        return timedelta(0) if over < 0 else min(self.CEILING, timedelta(seconds=2**over))
+
+    def reserve(self, address: str) -> timedelta:
+        """Count an attempt from ``address`` now, as a failure until `succeeded` or `release`;
+        or, when it must still wait, count nothing and return how long (zero: reserved)."""
+        now = self._clock()
+        with self._lock:
+            found = self._failures.get(address)
+            if found is not None and now - found.not_before > self.FORGET_AFTER:
+                found = None
+            if found is not None and found.not_before > now:
+                return found.not_before - now
+            count = 1 if found is None else found.count + 1
+            self._failures[address] = _Failures(count, now + self._wait_after(count))
+            self._failures.move_to_end(address)
+            while len(self._failures) > self.MAX_ADDRESSES:
+                self._failures.popitem(last=False)
+        return timedelta(0)
+
+    def release(self, address: str) -> None:
+        """Give back a reserved attempt that could not be judged."""
         now = self._clock()
         with self._lock:
             found = self._failures.get(address)
             if found is None:
-                return timedelta(0)
-            if now - found.not_before > self.FORGET_AFTER:
+                return
+            if found.count <= 1:
                 del self._failures[address]
-                return timedelta(0)
-            return max(timedelta(0), found.not_before - now)
-
-    def failed(self, address: str) -> None:
-        now = self._clock()
-        with self._lock:
-            found = self._failures.get(address)
-            count = 1 if found is None else found.count + 1
-            over = count - self.FREE_FAILURES
-            wait = timedelta(0) if over < 0 else min(self.CEILING, timedelta(seconds=2**over))
-            self._failures[address] = _Failures(count, now + wait)
-            if len(self._failures) > 10_000:  # bounded memory under a spray of addresses
-                oldest = min(self._failures, key=lambda a: self._failures[a].not_before)
-                del self._failures[oldest]
+            else:
+                found.count -= 1
+                found.not_before = min(found.not_before, now + self._wait_after(found.count))
 
     def succeeded(self, address: str) -> None:
         with self._lock:

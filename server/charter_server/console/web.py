@@ -59,6 +59,9 @@ class ConsoleSettings:
         max_sessions_per_key: Live sessions of one API key; a new sign-in past it ends the key's
             oldest session.
         max_sessions: Live sessions in all; a new sign-in past it ends the session idle longest.
+        trusted_proxies: IP addresses or networks of reverse proxies whose X-Forwarded-For and
+            X-Forwarded-Proto are believed (see `charter_server.config.console_trusted_proxies`);
+            empty believes none, so the sign-in throttle counts the connection's own address.
     """
 
     server: str
@@ -69,6 +72,7 @@ class ConsoleSettings:
     call_timeout: float = 15.0
     max_sessions_per_key: int = 10
     max_sessions: int = 10_000
+    trusted_proxies: tuple[str, ...] = ()
 
 
 def _now() -> datetime:
