@@ -17,6 +17,7 @@ import charter
 import httpx
 import pytest
 import structlog
+from charter.v1 import api_key_pb2
 from charter_server import logs
 from charter_server.console.serve import ConsoleServer
 from charter_server.console.web import MAX_BODY, ConsoleSettings
@@ -345,3 +346,34 @@ def test_attempts_the_server_could_not_judge_are_not_counted(keys: Any, clock: A
             own.stop()
 
     assert answers == [503] * 5
+
+
+# Roles --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["generator", "licensee_admin"])
+def test_keys_of_roles_without_console_pages_cannot_sign_in(web: Web, keys: Any, role: str) -> None:
+    refused = web.sign_in(getattr(keys, role))
+    after = web.get("/usage")
+
+    assert refused.status_code == 403
+    assert "charter_console=" not in refused.headers.get("set-cookie", "")
+    assert after.status_code == 303
+    assert after.headers["location"] == "/sign-in"
+
+
+def test_staff_create_a_licensee_admin_key_and_the_list_names_its_role(web: Web, scene: Scene, keys: Any) -> None:
+    web.sign_in(keys.admin)
+    name = f"licensee admin {unique()}"
+    form = {"display_name": name, "role": "licensee_admin", "licensee_id": scene.licensee_id}
+    created = web.post_form("/staff/api-keys", "/staff/api-keys", form)
+    with charter.Client(scene.target, api_key=keys.admin) as client:
+        made = [key for key in client.list_api_keys(page_size=1000) if key.display_name == name]
+    listed = web.get("/staff/api-keys")
+
+    assert created.status_code == 200
+    assert 'id="new-secret"' in created.text
+    assert [(key.role, key.licensee_id) for key in made] == [(api_key_pb2.ROLE_LICENSEE_ADMIN, scene.licensee_id)]
+    assert '<option value="licensee_admin"' in listed.text
+    # The session's own licensee-admin key, made first, is on the list's first page:
+    assert f"<td><code>{keys.licensee_admin.partition('.')[0]}</code></td><td>licensee admin</td>" in listed.text

@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from charter_server.console import pages, reports, staff
-from charter_server.console.sessions import Caller
+from charter_server.console.sessions import CONSOLE_ROLES, ROLE_NAMES, Caller
 from charter_server.console.web import (
     COOKIE,
     HERE,
@@ -159,11 +159,15 @@ async def _start_session(request: Request, api_key: str) -> tuple[Response, bool
     except BaseException:
         await client.close()
         raise
-    if key.role == api_key_pb2.ROLE_GENERATOR:
+    if key.role not in CONSOLE_ROLES:
         await client.close()
         refused = await sign_in_form(
-            request, status=403, problem="Generator keys are for generation backends; the console is for people."
+            request,
+            status=403,
+            problem="The console is for rights holders, Charter's staff and auditors. Keys of this role "
+            f"({ROLE_NAMES.get(key.role, 'unknown')}) work through the API and the charter CLI.",
         )
+        log.info("console.sign_in_refused", key_id=key.id, role=ROLE_NAMES.get(key.role, "unknown"))
         return refused, False
     caller = Caller(key.id, key.display_name, key.role, key.rights_holder_id, holder_name)
     session_id, _, pushed_out = console.sessions.create(caller, client)

@@ -32,7 +32,12 @@ ROLE_NAMES: dict[int, str] = {
     api_key_pb2.ROLE_RIGHTS_HOLDER: "rights holder",
     api_key_pb2.ROLE_AUDITOR: "auditor",
     api_key_pb2.ROLE_GENERATOR: "generator",
+    api_key_pb2.ROLE_LICENSEE_ADMIN: "licensee admin",
 }
+
+CONSOLE_ROLES = frozenset({api_key_pb2.ROLE_ADMIN, api_key_pb2.ROLE_RIGHTS_HOLDER, api_key_pb2.ROLE_AUDITOR})
+"""The roles with pages in the console (rights holders, staff, auditors); keys of every other role,
+generator and licensee admin among them, work through the API and the CLI and cannot sign in."""
 
 
 @dataclass(frozen=True, slots=True)
