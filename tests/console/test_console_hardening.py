@@ -8,9 +8,11 @@ import asyncio
 import logging
 import re
 import socket
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import charter
@@ -21,6 +23,7 @@ from charter.v1 import api_key_pb2
 from charter_server import logs
 from charter_server.console.serve import ConsoleServer
 from charter_server.console.web import MAX_BODY, ConsoleSettings
+from server._pki import LOOPBACK_SANS, issue  # tests/ is on sys.path: pytest's rootdir-relative layout
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -377,3 +380,30 @@ def test_staff_create_a_licensee_admin_key_and_the_list_names_its_role(web: Web,
     assert '<option value="licensee_admin"' in listed.text
     # The session's own licensee-admin key, made first, is on the list's first page:
     assert f"<td><code>{keys.licensee_admin.partition('.')[0]}</code></td><td>licensee admin</td>" in listed.text
+
+
+# HSTS ---------------------------------------------------------------------------------------------
+
+
+def test_strict_transport_security_is_sent_over_tls_only(keys: Any, clock: Any, tmp_path: Path) -> None:
+    ca, ca_cert, ca_key = issue(tmp_path, "ca", "console test CA")
+    served, _, _ = issue(tmp_path, "console", "localhost", issuer=(ca_cert, ca_key), sans=LOOPBACK_SANS)
+    tls = ConsoleServer(
+        ConsoleSettings(server=keys.target, secure_cookies=True),
+        "127.0.0.1:0",
+        clock=clock.now,
+        certfile=served.cert_file,
+        keyfile=served.key_file,
+    )
+    tls.start()
+    try:
+        with httpx.Client(base_url=tls.url, verify=ssl.create_default_context(cafile=ca.cert_file)) as http:
+            over_tls = [http.get("/sign-in"), http.get("/static/console.css"), http.get("/nowhere")]
+    finally:
+        tls.stop()
+    with own_console(keys, clock) as (plain, _), browsers(plain.url, 1) as (person,):
+        over_http = person.get("/sign-in")
+
+    assert tls.url.startswith("https://")
+    assert [answer.headers.get("strict-transport-security") for answer in over_tls] == ["max-age=31536000"] * 3
+    assert "strict-transport-security" not in over_http.headers

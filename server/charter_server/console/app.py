@@ -56,9 +56,14 @@ CSP = (
 )
 
 
+HSTS = "max-age=31536000"
+"""Strict-Transport-Security over HTTPS: a year, this host only (not its subdomains, which the
+console does not know)."""
+
+
 class SecurityHeaders:
     """Headers on every response: CSP, no sniffing, no framing, no referrer, no caching of pages,
-    and the time the page took on the server.
+    HSTS over HTTPS, and the time the page took on the server.
 
     A plain ASGI wrapper around the whole application, outside Starlette's ServerErrorMiddleware,
     so that the page of an unexpected error carries them too.
@@ -73,6 +78,7 @@ class SecurityHeaders:
             return
         started = time.perf_counter()
         static = str(scope.get("path", "")).startswith("/static/")
+        https = scope.get("scheme") == "https"
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -87,6 +93,10 @@ class SecurityHeaders:
                 headers["Referrer-Policy"] = "no-referrer"
                 if not static:
                     headers["Cache-Control"] = "no-store"
+                if https:
+                    # Served over TLS (by the console, or by a trusted proxy that says so): the
+                    # browser must never come back over plain HTTP, where the cookie is exposed.
+                    headers["Strict-Transport-Security"] = HSTS
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
