@@ -21,7 +21,7 @@ from rich.markup import escape
 
 from charter_server import logs
 from charter_server.app import CharterServer, StartupError, build_server, build_services, open_database
-from charter_server.config import Settings, SettingsError
+from charter_server.config import Settings, SettingsError, console_trusted_proxies
 from charter_server.domain.clock import SystemClock
 from charter_server.domain.errors import DomainError, InvalidArgument
 from charter_server.domain.models import Role, SigningKeyPurpose
@@ -315,13 +315,16 @@ def create_admin_key(
     print(created.secret)
 
 
-def _console_settings(server: str, server_ca_file: str | None, *, secure_cookies: bool) -> Any:
+def _console_settings(
+    server: str, server_ca_file: str | None, *, secure_cookies: bool, trusted_proxies: tuple[str, ...] = ()
+) -> Any:
     from charter_server.console.web import ConsoleSettings
 
     return ConsoleSettings(
         server=server,
         server_root_certificates=_read(server_ca_file) if server_ca_file else None,
         secure_cookies=secure_cookies,
+        trusted_proxies=trusted_proxies,
     )
 
 
@@ -351,6 +354,14 @@ def console(
         bool,
         typer.Option("--secure-cookies", envvar="CHARTER_CONSOLE_SECURE_COOKIES", help="behind a TLS proxy"),
     ] = False,
+    trusted_proxies: Annotated[
+        str,
+        typer.Option(
+            "--trusted-proxies",
+            envvar="CHARTER_CONSOLE_TRUSTED_PROXIES",
+            help="IP addresses or networks of reverse proxies whose X-Forwarded-For is believed [none]",
+        ),
+    ] = "",
 ) -> None:
     """Serve the web console for rights holders, staff and auditors (a client of the gRPC API)."""
     from charter_server.console.serve import ConsoleServer
@@ -359,9 +370,17 @@ def console(
     if (tls_cert_file is None) != (tls_key_file is None):
         raise _fail("give both --console-tls-cert-file and --console-tls-key-file, or neither")
     try:
+        proxies = console_trusted_proxies(trusted_proxies)
+    except SettingsError as error:
+        _print_error(str(error))
+        raise typer.Exit(2) from None
+    try:
         web = ConsoleServer(
             _console_settings(
-                server or settings.listen, server_ca_file, secure_cookies=secure_cookies or bool(tls_cert_file)
+                server or settings.listen,
+                server_ca_file,
+                secure_cookies=secure_cookies or bool(tls_cert_file),
+                trusted_proxies=proxies,
             ),
             listen,
             certfile=tls_cert_file,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -298,6 +299,23 @@ def _parse(name: str, kind: Any, raw: str) -> Any:
     except ValueError:
         raise _error(name, f"must be a {kind}, got {raw!r}") from None
     return raw
+
+
+def console_trusted_proxies(raw: str) -> tuple[str, ...]:
+    """The console's ``--trusted-proxies`` (``CHARTER_CONSOLE_TRUSTED_PROXIES``): IP addresses or
+    networks (``10.0.0.0/8``), separated by commas, of the reverse proxies whose
+    ``X-Forwarded-For`` and ``X-Forwarded-Proto`` the console believes. Empty (the default)
+    believes nobody's: the address the console sees is the client's."""
+    items = tuple(part.strip() for part in raw.split(",") if part.strip())
+    name = "setting trusted_proxies (--trusted-proxies, CHARTER_CONSOLE_TRUSTED_PROXIES)"
+    if len(items) > 100:
+        raise SettingsError(f"{name} must list at most 100 addresses or networks")
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise SettingsError(f"{name} must be IP addresses or networks separated by commas, got {item!r}") from None
+    return items
 
 
 def child_environment(settings: Settings, metrics_dir: str | None = None) -> dict[str, str]:

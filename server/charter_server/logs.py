@@ -45,10 +45,17 @@ def info_enabled() -> bool:
     return _threshold[0] <= logging.INFO
 
 
+def _console_renderer() -> structlog.dev.ConsoleRenderer:
+    # structlog's default rich traceback prints every frame's local variables, and a server's
+    # frames hold API keys (the caller's credentials), so a traceback on a terminal would show
+    # them. Tracebacks here never show locals; JSON lines use format_exc_info, which has none.
+    return structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False))
+
+
 def configure(log_format: str = "auto", level: str = "info") -> None:
     """Configure structlog and the standard library logging it sits on."""
     as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
-    renderer: Any = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+    renderer: Any = structlog.processors.JSONRenderer() if as_json else _console_renderer()
     numeric = logging.getLevelName(level.upper())
     _threshold[0] = numeric
     structlog.configure(
@@ -75,7 +82,12 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(
             structlog.stdlib.ProcessorFormatter(
-                processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+                processors=[
+                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    # A library's exception, as text without locals (as our own lines).
+                    structlog.processors.format_exc_info if as_json else structlog.dev.set_exc_info,
+                    renderer,
+                ],
                 foreign_pre_chain=[
                     structlog.stdlib.add_log_level,
                     structlog.stdlib.add_logger_name,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from charter_server.config import Settings, SettingsError
+from charter_server.config import Settings, SettingsError, console_trusted_proxies
 
 from ._support import run_cli, run_cli_process
 
@@ -353,3 +353,33 @@ def test_preloading_the_analysers_is_on_by_default_and_can_be_turned_off() -> No
     assert Settings().preload is True
     assert Settings.from_env({"CHARTER_PRELOAD": "0"}).preload is False
     assert Settings.from_env({"CHARTER_PRELOAD": "off"}, preload=True).preload is True
+
+
+def test_the_consoles_trusted_proxies_are_addresses_or_networks() -> None:
+    parsed = console_trusted_proxies(" 10.0.0.1, 192.168.0.0/16,,::1 ")
+
+    assert parsed == ("10.0.0.1", "192.168.0.0/16", "::1")
+    assert console_trusted_proxies("") == ()
+
+
+@pytest.mark.parametrize("raw", ["*", "localhost", "10.0.0.0/33", "10.0.0.1 10.0.0.2", ",".join(["10.0.0.1"] * 101)])
+def test_bad_trusted_proxies_name_the_setting(raw: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        console_trusted_proxies(raw)
+
+    assert "trusted_proxies" in str(raised.value)
+    assert "CHARTER_CONSOLE_TRUSTED_PROXIES" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [(["--trusted-proxies", "*"], {}), ([], {"CHARTER_CONSOLE_TRUSTED_PROXIES": "proxy.internal"})],
+)
+def test_the_console_refuses_bad_trusted_proxies_with_exit_2(args: list[str], env: dict[str, str]) -> None:
+    result = run_cli_process(["console", "--listen", "127.0.0.1:0", *args], env)
+
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "trusted_proxies" in lines[0]
+    assert "Traceback" not in result.stderr

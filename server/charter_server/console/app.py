@@ -15,15 +15,15 @@ import structlog
 from charter.errors import CharterError, UnauthenticatedError, UnavailableError
 from charter.v1 import api_key_pb2
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from charter_server.console import pages, reports, staff
-from charter_server.console.sessions import Caller
+from charter_server.console.sessions import CONSOLE_ROLES, ROLE_NAMES, Caller
 from charter_server.console.web import (
     COOKIE,
     HERE,
@@ -56,24 +56,57 @@ CSP = (
 )
 
 
-class SecurityHeaders(BaseHTTPMiddleware):
-    """Headers on every response: CSP, no sniffing, no framing, no referrer, no caching of pages,
-    and the time the page took on the server."""
+HSTS = "max-age=31536000"
+"""Strict-Transport-Security over HTTPS: a year, this host only (not its subdomains, which the
+console does not know)."""
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+
+class SecurityHeaders:
+    """Headers on every response: CSP, no sniffing, no framing, no referrer, no caching of pages,
+    HSTS over HTTPS, and the time the page took on the server.
+
+    A plain ASGI wrapper around the whole application, outside Starlette's ServerErrorMiddleware,
+    so that the page of an unexpected error carries them too.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response = await call_next(request)
-        # The console's own time for the page (API calls included), for the browser's developer
-        # tools and bench/bench_console.py.
-        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        # The one-time sign-in link must never leave in a Referer header.
-        response.headers["Referrer-Policy"] = "no-referrer"
-        if not request.url.path.startswith("/static/"):
-            response.headers["Cache-Control"] = "no-store"
-        return response
+        static = str(scope.get("path", "")).startswith("/static/")
+        https = scope.get("scheme") == "https"
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                # The console's own time for the page (API calls included), for the browser's
+                # developer tools and bench/bench_console.py.
+                headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+                headers.setdefault("Content-Security-Policy", CSP)
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["X-Frame-Options"] = "DENY"
+                # The one-time sign-in link must never leave in a Referer header.
+                headers["Referrer-Policy"] = "no-referrer"
+                if not static:
+                    headers["Cache-Control"] = "no-store"
+                if https:
+                    # Served over TLS (by the console, or by a trusted proxy that says so): the
+                    # browser must never come back over plain HTTP, where the cookie is exposed.
+                    headers["Strict-Transport-Security"] = HSTS
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class _Console(Starlette):
+    """Starlette with `SecurityHeaders` outermost, around its ServerErrorMiddleware."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def _cookie(response: Response, settings: ConsoleSettings, name: str, value: str, max_age: int | None) -> None:
@@ -116,9 +149,17 @@ async def sign_in_page(request: Request) -> Response:
     return await sign_in_form(request)
 
 
-async def _start_session(request: Request, api_key: str) -> Response:
-    """Ask the API who the key is; on success a new session and its cookie."""
+async def _start_session(request: Request, api_key: str) -> tuple[Response, bool]:
+    """Ask the API who the key is; on success a new session and its cookie.
+
+    A session this browser still has ends first, whatever the outcome: signing in again (as the
+    same key or another) never leaves the old session usable by whoever kept its cookie.
+    """
     console = state(request)
+    with contextlib.suppress(SignedOut):
+        previous = session_of(request)
+        console.sessions.end(previous)
+        close_later([previous])
     client = console.new_client(api_key)
     try:
         key = await client.get_caller()
@@ -128,18 +169,29 @@ async def _start_session(request: Request, api_key: str) -> Response:
     except BaseException:
         await client.close()
         raise
-    if key.role == api_key_pb2.ROLE_GENERATOR:
+    if key.role not in CONSOLE_ROLES:
         await client.close()
-        return await sign_in_form(
-            request, status=403, problem="Generator keys are for generation backends; the console is for people."
+        refused = await sign_in_form(
+            request,
+            status=403,
+            problem="The console is for rights holders, Charter's staff and auditors. Keys of this role "
+            f"({ROLE_NAMES.get(key.role, 'unknown')}) work through the API and the charter CLI.",
         )
+        log.info("console.sign_in_refused", key_id=key.id, role=ROLE_NAMES.get(key.role, "unknown"))
+        return refused, False
     caller = Caller(key.id, key.display_name, key.role, key.rights_holder_id, holder_name)
-    session_id, _ = console.sessions.create(caller, client)
+    session_id, _, pushed_out = console.sessions.create(caller, client)
+    close_later(pushed_out)
     log.info("console.signed_in", key_id=key.id, role=caller.role_name)
     response = redirect("/staff" if caller.is_staff else "/catalogue")
     _cookie(response, console.settings, COOKIE, session_id, int(console.settings.lifetime.total_seconds()))
     response.delete_cookie(PRE_COOKIE, path="/")
-    return response
+    return response, True
+
+
+async def _key_refused(request: Request) -> Response:
+    problem = "This API key is not accepted (unknown, revoked or expired)."
+    return await sign_in_form(request, status=401, problem=problem)
 
 
 async def sign_in(request: Request) -> Response:
@@ -151,7 +203,8 @@ async def sign_in(request: Request) -> Response:
     cookie = request.cookies.get(PRE_COOKIE, "")
     if not isinstance(token, str) or not cookie or not secrets.compare_digest(token.encode(), cookie.encode()):
         raise CsrfRefused()
-    wait = console.throttle.wait_needed(address)
+    # The attempt is counted before the key is tried, so parallel guesses cannot overtake the count.
+    wait = console.throttle.reserve(address)
     if wait.total_seconds() > 0:
         seconds = int(wait.total_seconds()) + 1
         return await sign_in_form(
@@ -163,18 +216,22 @@ async def sign_in(request: Request) -> Response:
     api_key = form.get("api_key")
     key = api_key.strip() if isinstance(api_key, str) else ""
     if not key or len(key) > MAX_KEY or not key.isprintable():
-        console.throttle.failed(address)
         return await sign_in_form(request, status=400, problem="Paste an API key (it starts with chk_).")
+    if not key.isascii():
+        # No API key has other characters, and gRPC metadata cannot carry them: refused like any
+        # key the server does not know.
+        return await _key_refused(request)
     try:
-        response = await _start_session(request, key)
+        response, signed_in = await _start_session(request, key)
     except UnauthenticatedError:
-        console.throttle.failed(address)
-        return await sign_in_form(
-            request, status=401, problem="This API key is not accepted (unknown, revoked or expired)."
-        )
+        return await _key_refused(request)
     except UnavailableError:
+        console.throttle.release(address)
         return await sign_in_form(request, status=503, problem="The Charter server does not answer; try again soon.")
-    console.throttle.succeeded(address)
+    if signed_in:
+        # Only a session clears the count: a valid key of a refused role (a generator's) must not
+        # reset it between guesses.
+        console.throttle.succeeded(address)
     return response
 
 
@@ -189,7 +246,8 @@ async def sign_in_once(request: Request) -> Response:
             "One-time sign-in links work once and for an hour. Sign in with your API key instead.",
             status=410,
         )
-    return await _start_session(request, api_key)
+    response, _ = await _start_session(request, api_key)
+    return response
 
 
 async def sign_out(request: Request) -> Response:
@@ -258,6 +316,6 @@ def build_console(settings: ConsoleSettings, *, clock: Any = None) -> Starlette:
         404: _not_found,
         Exception: _error,
     }
-    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)], exception_handlers=handlers)
+    app = _Console(routes=routes, exception_handlers=handlers)
     app.state.console = console
     return app

@@ -20,6 +20,8 @@ from charter_server.console.pages import PAGE, first
 from charter_server.console.sessions import Session
 from charter_server.console.web import message_page, page, session_of
 
+FIRST_DAY = date(1970, 1, 1)
+"""The first day the usage page shows (no use of Charter is older)."""
 MAX_DAYS = 366
 CHARTS = 8
 """Series drawn as charts on the usage page (the busiest first)."""
@@ -69,12 +71,16 @@ async def usage(request: Request) -> Response:
     params = request.query_params
     today = datetime.now(UTC).date()
     end = _parse_day(params.get("end", "")) or today
-    start = _parse_day(params.get("start", "")) or end - timedelta(days=29)
+    # By default the 30 days up to the end, never before FIRST_DAY (0001-01-01 - 29 days overflows).
+    month_before = end - timedelta(days=29) if end >= FIRST_DAY + timedelta(days=29) else FIRST_DAY
+    start = _parse_day(params.get("start", "")) or month_before
     by = "licensee" if params.get("by") == "licensee" else "character"
     character_id = params.get("character", "")[:60]
     holder = _holder_id(session, params.get("rights_holder", "")[:60])
     problem = ""
-    if end < start:
+    if start < FIRST_DAY or end < FIRST_DAY:
+        problem = f"Choose days from {FIRST_DAY.isoformat()} on."
+    elif end < start:
         problem = "The last day must not be before the first."
     elif (end - start).days >= MAX_DAYS:
         problem = f"Choose a range of at most {MAX_DAYS} days."

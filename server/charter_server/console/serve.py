@@ -53,6 +53,11 @@ class ConsoleServer:
             ssl_keyfile=keyfile,
             lifespan="off",
             server_header=False,
+            # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise, which would let
+            # anyone on the machine (or a proxy passing the header on) pick the address that the
+            # sign-in throttle counts: only the configured proxies are believed, none by default.
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=list(settings.trusted_proxies),
             timeout_graceful_shutdown=5,
         )
         self._server = uvicorn.Server(config)

@@ -23,6 +23,7 @@ ROLES = {
     "rights_holder": api_key_pb2.ROLE_RIGHTS_HOLDER,
     "generator": api_key_pb2.ROLE_GENERATOR,
     "auditor": api_key_pb2.ROLE_AUDITOR,
+    "licensee_admin": api_key_pb2.ROLE_LICENSEE_ADMIN,
 }
 
 

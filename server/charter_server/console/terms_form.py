@@ -7,6 +7,7 @@ violations (`terms.revenue_share_bps`) are shown next to the form field they con
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -17,6 +18,13 @@ from charter.v1 import terms_pb2
 from starlette.datastructures import FormData
 
 from charter_server.console.formatting import CATEGORIES, RATINGS, USE_TYPES
+
+# Strict patterns: str.isdigit() accepts "²" and other digits int() refuses, and Decimal()
+# and int() accept digits of every script; a form value is ASCII digits or an error.
+_CHOICE = re.compile(r"[0-9]{1,9}")
+_WHOLE = re.compile(r"-?[0-9]{1,20}")
+_DECIMAL = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 MAX_TEXT = 2000
 """The longest text the console passes on for one field (the API has its own, lower limits)."""
@@ -184,7 +192,7 @@ def _enum_values(result: TermsForm, name: str, known: dict[int, str]) -> list[in
     for text in chosen:
         if text in ("", "0"):
             continue
-        if not text.isdigit() or int(text) not in known:
+        if not _CHOICE.fullmatch(text) or int(text) not in known:
             result.error(name, "is not one of the choices")
             continue
         values.append(int(text))
@@ -195,7 +203,8 @@ def _decimal(result: TermsForm, name: str) -> Decimal | None:
     text = result.text(name).strip().replace(",", "")
     if not text:
         return None
-    if len(text) > 30 or "e" in text.lower():  # no exponents: "1e999999" is not an amount anyone types
+    # ASCII digits only, no exponent ("1e999999" is not an amount anyone types), a bounded length.
+    if len(text) > 30 or not _DECIMAL.fullmatch(text):
         result.error(name, "must be a number")
         return None
     try:
@@ -210,13 +219,18 @@ def _decimal(result: TermsForm, name: str) -> Decimal | None:
 
 
 def _integer(result: TermsForm, name: str) -> int | None:
+    """A whole number that fits the field (int64), or None with the error next to the field."""
     text = result.text(name).strip().replace(",", "")
     if not text:
         return None
-    if not text.lstrip("-").isdigit() or len(text) > 19:
+    if not _WHOLE.fullmatch(text):
         result.error(name, "must be a whole number")
         return None
-    return int(text)
+    value = int(text)
+    if not INT64_MIN <= value <= INT64_MAX:
+        result.error(name, f"must be between {INT64_MIN} and {INT64_MAX}")
+        return None
+    return value
 
 
 def _date(result: TermsForm, name: str) -> date | None:

@@ -27,6 +27,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
+from starlette.types import Message
 
 from charter_server.console import formatting
 from charter_server.console.sessions import OneTimeLinks, Session, SessionStore, SignInThrottle
@@ -55,6 +56,12 @@ class ConsoleSettings:
         idle: A session ends after this long without a request.
         lifetime: A session ends after this long in any case.
         call_timeout: The deadline of each API call, in seconds.
+        max_sessions_per_key: Live sessions of one API key; a new sign-in past it ends the key's
+            oldest session.
+        max_sessions: Live sessions in all; a new sign-in past it ends the session idle longest.
+        trusted_proxies: IP addresses or networks of reverse proxies whose X-Forwarded-For and
+            X-Forwarded-Proto are believed (see `charter_server.config.console_trusted_proxies`);
+            empty believes none, so the sign-in throttle counts the connection's own address.
     """
 
     server: str
@@ -63,6 +70,9 @@ class ConsoleSettings:
     idle: timedelta = timedelta(minutes=30)
     lifetime: timedelta = timedelta(hours=12)
     call_timeout: float = 15.0
+    max_sessions_per_key: int = 10
+    max_sessions: int = 10_000
+    trusted_proxies: tuple[str, ...] = ()
 
 
 def _now() -> datetime:
@@ -81,7 +91,13 @@ class ConsoleState:
     templates: Jinja2Templates = field(init=False)
 
     def __post_init__(self) -> None:
-        self.sessions = SessionStore(self.clock, idle=self.settings.idle, lifetime=self.settings.lifetime)
+        self.sessions = SessionStore(
+            self.clock,
+            idle=self.settings.idle,
+            lifetime=self.settings.lifetime,
+            max_per_key=self.settings.max_sessions_per_key,
+            max_sessions=self.settings.max_sessions,
+        )
         self.throttle = SignInThrottle(self.clock)
         self.links = OneTimeLinks(self.clock)
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -155,12 +171,26 @@ def session_of(request: Request) -> Session:
 
 
 async def read_form(request: Request) -> FormData:
-    """The request's form, bounded in size and field count."""
+    """The request's form, bounded in size and field count.
+
+    The body is read and counted here, whatever Content-Length says (a chunked body has none),
+    and refused as soon as it passes `MAX_BODY`; only then is it parsed.
+    """
     length = request.headers.get("content-length", "")
-    if length and (not length.isdigit() or int(length) > MAX_BODY):
+    if length and (len(length) > 18 or not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY):
         raise BadForm("the form is too large")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise BadForm("the form is too large")
+    read = bytes(body)
+
+    async def replay() -> Message:
+        return {"type": "http.request", "body": read, "more_body": False}
+
     try:
-        return await request.form(max_files=0, max_fields=300, max_part_size=MAX_FIELD)
+        return await Request(request.scope, replay).form(max_files=0, max_fields=300, max_part_size=MAX_FIELD)
     except Exception as error:  # the multipart parser's errors differ by version; all mean a bad form
         raise BadForm("the form could not be read") from error
 
