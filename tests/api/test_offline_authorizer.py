@@ -584,6 +584,28 @@ def test_a_stopped_server_fails_closed_at_max_staleness(
     assert denied.value.reasons == (DenyReason.REVOCATIONS_STALE,)
 
 
+def test_a_clock_stepped_back_with_the_server_stopped_fails_closed_at_once(
+    admin: charter.Client, party: Party, clock: Any, make: Make, own_server: Callable[..., OwnServer]
+) -> None:
+    server = own_server()
+    cid = character(admin, party)
+    held = grant(admin, clock, cid, party.licensee_id, not_before=clock.now() - timedelta(days=1))
+    own = ManualClock()
+    authorizer = make(party.generator, [held], target=server.target, clock=own.now, max_staleness=timedelta(seconds=2))
+    assert authorizer.is_current()
+
+    server.stop()  # cut off from here on
+    admin.revoke_grant(held.id, reason="licence ended")  # through the other server
+    own.advance(timedelta(hours=-1))  # the host's clock stepped back (NTP, a VM resumed, an operator)
+    declined = authorizer.decide(cid, authorizer.use_context(use_type=IMAGE, content_rating=TEEN))
+    after = image(authorizer, cid, timeout=2)
+
+    assert declined is None
+    assert after.offline
+    assert not after.allowed
+    assert [c.reasons for c in after.characters] == [(DenyReason.REVOCATIONS_STALE,)]
+
+
 def test_a_prompt_is_never_decided_offline_without_local_screening_and_says_so_when_stale(
     admin: charter.Client, party: Party, clock: Any, make: Make, own_server: Callable[..., OwnServer]
 ) -> None:

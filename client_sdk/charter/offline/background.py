@@ -73,6 +73,11 @@ class KeepCurrent:
     _key_set: LicenseeKeys
     _view: RevocationView
     _offline_until: datetime
+    # With `_offline_until`, the bound decisions compare with (`_stale`): the wall-clock time of
+    # the view's last heartbeat (a clock now before it was stepped back) and the monotonic time
+    # at which the view becomes too old (a clock stepped back does not make the view younger).
+    _offline_from: datetime = NEVER
+    _monotonic_until: float = float("-inf")
     _max_staleness: timedelta
     _key_grace: timedelta
     _key_refresh_seconds: float
@@ -142,7 +147,13 @@ class KeepCurrent:
             True when the view and the key set are fresh enough and the view has seen
             ``min_sequence``.
         """
-        return self._clock() <= self._offline_until and self._view.sequence >= min_sequence
+        return not self._stale(self._clock()) and self._view.sequence >= min_sequence
+
+    def _stale(self, now: datetime) -> bool:
+        """Whether the view or the key set is too old to decide with at ``now`` (the clock's time):
+        by the wall clock, by the monotonic clock (whichever says older wins), or because the last
+        heartbeat is later than now (the clock was stepped back)."""
+        return not self._offline_from <= now <= self._offline_until or time.monotonic() > self._monotonic_until
 
     def wait_current(self, *, min_sequence: int = 0, timeout: float) -> bool:
         """Wait until `is_current` holds, for at most ``timeout`` seconds.
@@ -185,10 +196,14 @@ class KeepCurrent:
         fresh, confirmed = self._view.fresh_as_of, self._key_set.confirmed
         broken, archived = self._view.broken, self._key_set.archived
         if broken or archived or self._stopping.is_set() or fresh is None or confirmed is None:
-            until = NEVER
+            until, since, monotonic_until = NEVER, NEVER, float("-inf")
         else:
             until = min(fresh + self._max_staleness, confirmed + self._key_grace)
+            since, monotonic_until = fresh, self._view.fresh_monotonic + self._max_staleness.total_seconds()
+        # The upper bounds first: a decision reading between the two never sees a longer window.
         self._offline_until = until
+        self._monotonic_until = monotonic_until
+        self._offline_from = since
         with self._changed:
             self._changed.notify_all()
 
