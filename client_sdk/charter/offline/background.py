@@ -20,10 +20,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from charter.errors import CharterError
+from charter.errors import CharterError, InvalidArgumentError
 from charter.grants import GrantStatus
 from charter.offline.keys import LicenseeKeys
-from charter.offline.revocations import Resync, RevocationView
+from charter.offline.revocations import Resync, RevocationView, Rewound
 from charter.terms import DenyReason
 from charter.v1 import authorization_service_pb2, grant_pb2
 
@@ -250,6 +250,13 @@ class KeepCurrent:
                 self._watch_once()
             except Resync as error:
                 log.warning("charter.offline: %s; reopening the revocation stream", error)
+            except Rewound as error:
+                self._rewind(str(error))
+            except InvalidArgumentError as error:
+                if self._view.sequence > 0:  # ``since_sequence`` beyond the log's head: it went backwards
+                    self._rewind(f"the server refused to watch after {self._view.sequence} ({error.reason})")
+                else:
+                    log.warning("charter.offline: the revocation stream failed (%s)", error.code.name)
             except CharterError as error:
                 if not self._stopping.is_set():
                     log.warning("charter.offline: the revocation stream failed (%s)", error.code.name)
@@ -284,6 +291,14 @@ class KeepCurrent:
             finally:
                 with self._lock:
                     self._watch = None
+
+    def _rewind(self, why: str) -> None:
+        """The log went backwards: drop the view (not current from now on) and read it again from
+        sequence 0, so that no event of the log's new history is skipped."""
+        log.warning("charter.offline: %s; reading the revocation log again from 0", why)
+        self._offline_until = NEVER  # before the states go, so no decision reads the empty view
+        self._view.reset()
+        self._recompute()
 
     def _apply(self, event: grant_pb2.RevocationEvent) -> None:
         view = self._view

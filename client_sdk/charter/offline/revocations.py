@@ -40,6 +40,11 @@ class Resync(Exception):
     """The stream is not contiguous with the view (a gap): reopen it after the last sequence applied."""
 
 
+class Rewound(Exception):
+    """The log is behind the view (a database restored, a lagging replica): the view no longer
+    matches it, so it is dropped and rebuilt from sequence 0 (`RevocationView.reset`)."""
+
+
 class RevocationView:
     """Grant and character states as the revocation log tells them, with its position.
 
@@ -96,6 +101,19 @@ class RevocationView:
         self.sequence, self.fresh_as_of = sequence, fresh_as_of
         age = (self._clock() - fresh_as_of).total_seconds()
         self.fresh_monotonic = time.monotonic() - age if age >= 0 else _NOT_CURRENT
+
+    def reset(self) -> None:
+        """Forget the log (it went backwards): not current, nothing applied, so that the stream is
+        read again from sequence 0. Grant and character states are replaced by new empty ones (a
+        reader holding the old ``status_of`` keeps the old states; the view is not current anyway
+        until a heartbeat at the new log's head)."""
+        self.fresh_as_of, self.fresh_monotonic = None, _NOT_CURRENT
+        self.statuses = {}
+        self.status_of = self.statuses.get
+        self.suspended = {}
+        self.withdrawn = set()
+        self.sequence = 0
+        self.registry_head = 0
 
     def status(self, grant_id: str) -> GrantStatus:
         """A grant's state in the view (``ACTIVE`` when the log never named it)."""
@@ -157,6 +175,7 @@ class RevocationView:
 
         Raises:
             Resync: The log is ahead of the events seen.
+            Rewound: The log is behind the events seen.
         """
         if sequence == self.sequence:
             self.fresh_as_of = self._clock()
@@ -165,9 +184,4 @@ class RevocationView:
             return True
         if sequence > self.sequence:
             raise Resync(f"a heartbeat at {sequence} follows event {self.sequence}")
-        log.warning(
-            "charter.offline: the server's revocation log (at %d) is behind this view (at %d)",
-            sequence,
-            self.sequence,
-        )
-        return False
+        raise Rewound(f"the server's revocation log (at {sequence}) is behind this view (at {self.sequence})")
