@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import charter
@@ -32,6 +33,7 @@ from charter.decisions import Decision, LicenseDenied
 from charter.envelope import RECEIPT_PAYLOAD_TYPE, sign, to_json
 from charter.grants import GrantStatus
 from charter.offline import OfflineAuthorizer
+from charter.offline.cache import STATE_FILE_NAME, CacheKey
 from charter.terms import DenyReason
 from charter.v1 import (
     api_key_pb2,
@@ -604,6 +606,53 @@ def test_a_clock_stepped_back_with_the_server_stopped_fails_closed_at_once(
     assert after.offline
     assert not after.allowed
     assert [c.reasons for c in after.characters] == [(DenyReason.REVOCATIONS_STALE,)]
+
+
+def test_cache_corrupted_is_no_longer_the_reason_once_the_view_was_current_again(
+    admin: charter.Client,
+    party: Party,
+    clock: Any,
+    make: Make,
+    own_server: Callable[..., OwnServer],
+    tmp_path: Path,
+) -> None:
+    server = own_server()
+    cid = character(admin, party)
+    held = grant(admin, clock, cid, party.licensee_id)
+    server.stop()
+    key = CacheKey.of_api_key(party.generator)
+    (tmp_path / STATE_FILE_NAME).write_bytes(
+        b"charter-offline-state v2\n" + key.fingerprint.encode() + b"\n" + b"0" * 64 + b"\nlic_x\n{}"
+    )
+    own = ManualClock()
+    authorizer = make(
+        party.generator,
+        [held],
+        target=server.target,
+        clock=own.now,
+        cache_dir=tmp_path,
+        max_staleness=timedelta(seconds=5),
+        start=False,
+    )
+    authorizer.start(timeout=0.5)
+    first = image(authorizer, cid, timeout=1)
+    server.start()
+    current = authorizer.wait_current(timeout=WAIT)
+    fresh = image(authorizer, cid)
+    server.stop()
+    own.advance(timedelta(seconds=10))  # past max_staleness
+    later = image(authorizer, cid, timeout=1)
+
+    assert [c.reasons for c in first.characters] == [(DenyReason.CACHE_CORRUPTED,)]
+    assert current
+    assert fresh.offline
+    assert fresh.allowed
+    assert later.offline
+    assert [c.reasons for c in later.characters] == [(DenyReason.REVOCATIONS_STALE,)]
+
+
+# A log as the view saw it (1 to 5), then restored to 2 and grown again: its new history revokes
+# another grant at 3 and goes on to 7.
 
 
 def test_a_prompt_is_never_decided_offline_without_local_screening_and_says_so_when_stale(
