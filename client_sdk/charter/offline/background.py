@@ -193,18 +193,20 @@ class KeepCurrent:
 
     def _recompute(self) -> None:
         """Set the one bound decisions compare with (called when the view or the key set moves)."""
-        fresh, confirmed = self._view.fresh_as_of, self._key_set.confirmed
-        broken, archived = self._view.broken, self._key_set.archived
-        if broken or archived or self._stopping.is_set() or fresh is None or confirmed is None:
-            until, since, monotonic_until = NEVER, NEVER, float("-inf")
-        else:
-            until = min(fresh + self._max_staleness, confirmed + self._key_grace)
-            since, monotonic_until = fresh, self._view.fresh_monotonic + self._max_staleness.total_seconds()
-        # The upper bounds first: a decision reading between the two never sees a longer window.
-        self._offline_until = until
-        self._monotonic_until = monotonic_until
-        self._offline_from = since
+        # Under the condition's (reentrant) lock: the watcher and the refresher both set it, and a
+        # bound worked out from a view that `_rewind` dropped meanwhile must not be set after it.
         with self._changed:
+            fresh, confirmed = self._view.fresh_as_of, self._key_set.confirmed
+            broken, archived = self._view.broken, self._key_set.archived
+            if broken or archived or self._stopping.is_set() or fresh is None or confirmed is None:
+                until, since, monotonic_until = NEVER, NEVER, float("-inf")
+            else:
+                until = min(fresh + self._max_staleness, confirmed + self._key_grace)
+                since, monotonic_until = fresh, self._view.fresh_monotonic + self._max_staleness.total_seconds()
+            # The upper bounds first: a decision reading between them never sees a longer window.
+            self._offline_until = until
+            self._monotonic_until = monotonic_until
+            self._offline_from = since
             self._changed.notify_all()
 
     def _refresh(self) -> None:
@@ -296,9 +298,10 @@ class KeepCurrent:
         """The log went backwards: drop the view (not current from now on) and read it again from
         sequence 0, so that no event of the log's new history is skipped."""
         log.warning("charter.offline: %s; reading the revocation log again from 0", why)
-        self._offline_until = NEVER  # before the states go, so no decision reads the empty view
-        self._view.reset()
-        self._recompute()
+        with self._changed:
+            self._offline_until = NEVER  # before the states go, so no decision reads the empty view
+            self._view.reset()
+            self._recompute()
 
     def _apply(self, event: grant_pb2.RevocationEvent) -> None:
         view = self._view
