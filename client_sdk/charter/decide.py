@@ -39,7 +39,9 @@ checks the window before the status); now it is ``GRANT_REVOKED`` on every path.
 A candidate whose key the decider does not know (`Integrity.UNKNOWN_KEY`) and that is reached
 before a candidate that allows makes the character undecidable here (`decide` returns None): the
 offline authorizer then asks the server. The server's key ring holds every key it ever had, so it
-reports a key it does not know as `Integrity.INVALID` instead.
+reports a key it does not know as `Integrity.INVALID` instead. A candidate whose signed claims
+carry fields the decider does not know (`Integrity.UNSUPPORTED`: a newer server's terms) is
+treated the same way: it may restrict the use in a way the decider cannot evaluate.
 
 `decide` is pure: no clock, no I/O, no locks. The caller passes the time in the `UseContext` and
 the window of each candidate as it honours it (the offline authorizer widens it by its clock
@@ -101,6 +103,9 @@ class Integrity(enum.Enum):
     """It does not verify: ``GRANT_INVALID``."""
     UNKNOWN_KEY = "unknown_key"
     """No signature names a key the decider knows: the decider cannot judge it."""
+    UNSUPPORTED = "unsupported"
+    """A signature verified, but the signed claims or terms carry fields the decider does not know
+    (issued by a newer server): the decider cannot judge it."""
 
 
 class Candidate(Protocol):
@@ -175,6 +180,7 @@ _NOT_OPTED_IN: Final[Outcome[Candidate]] = Outcome(False, (DenyReason.CHARACTER_
 _NO_GRANT: Final[Outcome[Candidate]] = Outcome(False, (DenyReason.NO_GRANT,))
 _OPTED_IN: Final = CharacterState.OPTED_IN
 _VERIFIED, _INVALID, _UNKNOWN_KEY = Integrity.VERIFIED, Integrity.INVALID, Integrity.UNKNOWN_KEY
+_UNSUPPORTED: Final = Integrity.UNSUPPORTED
 _GRANT_INVALID, _GRANT_REVOKED, _GRANT_SUSPENDED, _GRANT_NOT_YET_VALID, _GRANT_EXPIRED = GRANT_PROBLEM_ORDER
 _REVOKED, _SUSPENDED_STATUS = GrantStatus.REVOKED, GrantStatus.SUSPENDED
 _TIME_VERDICTS: Final = frozenset(
@@ -186,7 +192,8 @@ def grant_problem(candidate: Candidate, status: GrantStatus, now: datetime) -> D
     """A grant's own problem at ``now``, the first in `GRANT_PROBLEM_ORDER`, or None.
 
     Args:
-        candidate: The grant (its integrity must not be `Integrity.UNKNOWN_KEY`).
+        candidate: The grant (its integrity must not be `Integrity.UNKNOWN_KEY` nor
+            `Integrity.UNSUPPORTED`).
         status: Its lifecycle state as the decider knows it.
         now: The time of the use.
 
@@ -226,8 +233,9 @@ def decide(
         use: The use, with the time of the decision.
 
     Returns:
-        The outcome, or None when a candidate whose key the decider does not know comes before
-        any candidate that allows (the caller must get the answer elsewhere).
+        The outcome, or None when a candidate whose key the decider does not know (or whose
+        claims carry fields it does not know) comes before any candidate that allows (the
+        caller must get the answer elsewhere).
     """
     return decide_by_position(licensee_archived, character, candidates, status, use)
 
@@ -298,7 +306,7 @@ def allowing_by_position(
                 if reported is None:
                     reported = (candidate, evaluation)
                 continue
-        elif integrity is _UNKNOWN_KEY:
+        elif integrity is _UNKNOWN_KEY or integrity is _UNSUPPORTED:
             return None
         else:
             problem = _GRANT_INVALID

@@ -245,6 +245,30 @@ def test_a_restart_without_charter_decides_from_the_cache_until_max_staleness(sc
     assert refused == (True, False, (DenyReason.CACHE_CORRUPTED,))
 
 
+def test_a_kept_view_later_than_the_clock_is_stale_from_the_start(scene: Scene, tmp_path: Path) -> None:
+    character = scene.character()
+    clock = Clock()
+    with (
+        Client(scene.live.target, api_key=scene.generator_key) as client,
+        OfflineAuthorizer(client, fetch_bundle=True, cache_dir=tmp_path, clock=clock) as online,
+    ):
+        assert online.wait_current(timeout=10)
+    clock.offset = timedelta(hours=-1)  # the clock stepped back since the state was written
+    with Client(_dead_target(), api_key=scene.generator_key, timeout=1.0) as dead:
+        restarted = OfflineAuthorizer(dead, fetch_bundle=True, cache_dir=tmp_path, clock=clock)
+        restarted.start(timeout=0.2)
+        try:
+            current = restarted.is_current()
+            decision = restarted.authorize(character_ids=[character.id], use_type=IMAGE, content_rating=TEEN)
+        finally:
+            restarted.close()
+
+    assert not current
+    assert decision.offline
+    assert not decision.allowed
+    assert decision.characters[0].reasons == (DenyReason.REVOCATIONS_STALE,)
+
+
 def test_a_cache_is_used_only_by_the_api_key_that_wrote_it(scene: Scene, tmp_path: Path) -> None:
     character = scene.character()
     other = make_scene(scene.live, scene.staff)

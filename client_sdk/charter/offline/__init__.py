@@ -22,12 +22,15 @@ generator key, bound to a licensee), the licensee's platform (``GetLicensee``) a
   reinstatement of the log, in order, into a map grant id → state. A heartbeat carries the head
   of the log; when the watcher has applied every event up to it, the view is *current as of*
   the local clock's time at which the heartbeat arrived (`fresh_as_of`; this overstates the
-  view's freshness by the heartbeat's transit time, normally a millisecond or so). An event out of order
-  (a gap) or a heartbeat ahead of the events makes it reconnect; a heartbeat behind the events
-  seen (a log that went backwards) never makes the view current again, so it stays stale and
-  decisions go to the server. On any error the watcher reconnects with exponential backoff and
-  jitter (``min_backoff`` doubling up to ``max_backoff``), resuming after the last sequence it
-  applied. A stream that delivers nothing for ``idle_timeout`` is dropped and reopened.
+  view's freshness by the heartbeat's transit time, normally a millisecond or so; the monotonic
+  clock's time is taken too). An event out of order (a gap) or a heartbeat ahead of the events
+  makes it reconnect; a heartbeat behind the events seen, or the server refusing to resume after
+  the last sequence applied (``INVALID_ARGUMENT``: a log that went backwards, restored or failed
+  over to a replica behind), drops the view and reads the log again from 0, so no event of its new
+  history is skipped; the view is not current until a heartbeat at the new head. On any error
+  the watcher reconnects with exponential backoff and jitter (``min_backoff`` doubling up to
+  ``max_backoff``), resuming after the last sequence it applied. A stream that delivers nothing
+  for ``idle_timeout`` is dropped and reopened.
 * the *refresher* fetches the key set and the licensee again every ``key_refresh`` and, at most
   every few seconds, as soon as a held grant names a key the ring does not know. The ring is
   replaced only when the key set's version moved, so an unchanged key set costs no
@@ -35,9 +38,11 @@ generator key, bound to a licensee), the licensee's platform (``GetLicensee``) a
 
 **When it decides offline.** A request is decided offline only when all of these hold:
 
-1. the revocation view is fresh: ``clock() - fresh_as_of <= max_staleness``, and the key set
-   was confirmed within ``key_refresh + max_staleness`` (a key set that cannot be refreshed
-   ages like the revocation view);
+1. the revocation view is fresh: ``0 <= clock() - fresh_as_of <= max_staleness`` and no more
+   than ``max_staleness`` has passed on the monotonic clock since that heartbeat (a clock
+   stepped back does not stretch the bound), and the key set was confirmed within
+   ``key_refresh + max_staleness`` (a key set that cannot be refreshed ages like the revocation
+   view);
 2. it has seen the sequence number ``min_sequence`` that the caller passes, for example the one
    ``RevokeGrant`` returned, so that a revocation the caller knows of is never decided on an
    older view ("new enemy");
@@ -51,7 +56,9 @@ generator key, bound to a licensee), the licensee's platform (``GetLicensee``) a
    uses (``max_uses``), or else a use of a quota lease the authorizer holds for it (only with a
    ``signer``: `charter.offline.leases`; quotas and caps are counted by the server, which counts
    a lease's uses when it leases them), and no grant before it may name a key that the ring does
-   not know. A denial is decided offline whatever the terms;
+   not know or carry, in its signed claims or terms, a field this SDK does not know (a newer
+   server's term: upgrade the SDK before the server issues such grants). A denial is decided
+   offline whatever the terms;
 5. the licensee is not archived (as of the last refresh).
 
 Otherwise the request goes to the server, with the held grants of its characters (and, when
@@ -61,13 +68,14 @@ connection can be made), the answer is a denial, ``offline=True`` and ``allowed=
 for a prompt-only request, which then has no characters), each declared character with why it
 was not decided offline: ``REVOCATIONS_STALE`` when the view was current once and is now older
 than ``max_staleness`` (or the key set older than its grace), ``LICENSEE_ARCHIVED``,
-``CACHE_CORRUPTED`` when the cache failed its check; else, for the character that stopped the
-offline decision, ``UNKNOWN_KEY`` (its grant's key is not in the ring) or ``LEASE_EXPIRED`` (a
-quota or cap and no leased use to spend), ``SNAPSHOT_STALE``, ``SNAPSHOT_INVALID`` or
-``CACHE_CORRUPTED`` for a prompt that could not be screened here (see `charter.offline.local`), and
-``SERVER_UNREACHABLE`` for everything else (never current, behind ``min_sequence``, no grant
-held, a prompt without ``screen_locally``). Any other error (for example
-``UNAUTHENTICATED`` for a revoked API key) is raised.
+``CACHE_CORRUPTED`` when the cache failed its check (until the view is current again); else, for
+the character that stopped the offline decision, ``UNKNOWN_KEY`` (its grant's key is not in the
+ring) or ``LEASE_EXPIRED`` (a quota or cap and no leased use to spend), ``SNAPSHOT_STALE``,
+``SNAPSHOT_INVALID`` or ``CACHE_CORRUPTED`` for a prompt that could not be screened here (see
+`charter.offline.local`), and ``SERVER_UNREACHABLE`` for everything else (never current, behind
+``min_sequence``, no grant held, a grant with fields this SDK does not know, a prompt without
+``screen_locally``). Any other error (for example ``UNAUTHENTICATED`` for a revoked API key) is
+raised.
 
 **How a character is decided offline.** With `charter.decide`, the decision the server makes
 too, in its documented order. Each held grant for it, newest first (by its claimed issue time), is

@@ -59,9 +59,9 @@ class OfflineAuthorizer(DecidesLocally):
         grants: The grant envelopes to hold: ``charter.v1.Envelope`` messages or their DSSE JSON
             text. More can be added with `add_grants`.
         max_staleness: How old the revocation view may be (since the last heartbeat at which it
-            was current, on ``clock``) for a request to be decided offline. Keep it a few times
-            the server's heartbeat interval (``revocation_heartbeat_seconds``, 5 s by default),
-            or the view goes stale between heartbeats.
+            was current, on ``clock`` and on the monotonic clock, whichever says older) for a
+            request to be decided offline. Keep it a few times the server's heartbeat interval
+            (``revocation_heartbeat_seconds``, 5 s by default), or it goes stale between beats.
         clock: Returns the current time (timezone-aware); the system clock when None. It times
             freshness, validity windows and terms.
         skew: The clock skew tolerated on a grant's validity window and its key's activation:
@@ -255,9 +255,7 @@ class OfflineAuthorizer(DecidesLocally):
             self._leases.close()  # what was not spent goes back to the quotas
         if self._cache_dir is not None and self._threads and not any(t.is_alive() for t in self._threads):
             self._save_state(self._cache_dir)  # the view as it ends (its only writer has stopped)
-        self._offline_until = NEVER
-        with self._changed:
-            self._changed.notify_all()
+        self._recompute()  # stopping: no bound, and the waiters are woken
 
     def __enter__(self) -> Self:
         self.start()
@@ -385,7 +383,8 @@ class OfflineAuthorizer(DecidesLocally):
         drift = now - context.time
         key_set = self._key_set
         if (
-            now > self._offline_until
+            not self._offline_from <= now <= self._offline_until
+            or time.monotonic() > self._monotonic_until
             or (min_sequence > 0 and self._view.sequence < min_sequence)
             or drift > CONTEXT_TOLERANCE
             or drift < _NEGATIVE_TOLERANCE
@@ -509,7 +508,7 @@ class OfflineAuthorizer(DecidesLocally):
         obstacle = ("", _UNREACHABLE)  # what to deny with if the server cannot be reached
         # (a prompt is never decided here without screen_locally, however fresh the view)
         if self._view.sequence >= min_sequence and (self._screen_locally or not prompt):
-            if now > self._offline_until:
+            if self._stale(now):
                 obstacle = ("", self._stale_reason())
             else:
                 use = (use_type, content_rating, flagged, territory, commercial, duration)

@@ -20,10 +20,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from charter.errors import CharterError
+from charter.errors import CharterError, InvalidArgumentError
 from charter.grants import GrantStatus
 from charter.offline.keys import LicenseeKeys
-from charter.offline.revocations import Resync, RevocationView
+from charter.offline.revocations import Resync, RevocationView, Rewound
 from charter.terms import DenyReason
 from charter.v1 import authorization_service_pb2, grant_pb2
 
@@ -73,6 +73,11 @@ class KeepCurrent:
     _key_set: LicenseeKeys
     _view: RevocationView
     _offline_until: datetime
+    # With `_offline_until`, the bound decisions compare with (`_stale`): the wall-clock time of
+    # the view's last heartbeat (a clock now before it was stepped back) and the monotonic time
+    # at which the view becomes too old (a clock stepped back does not make the view younger).
+    _offline_from: datetime = NEVER
+    _monotonic_until: float = float("-inf")
     _max_staleness: timedelta
     _key_grace: timedelta
     _key_refresh_seconds: float
@@ -142,7 +147,13 @@ class KeepCurrent:
             True when the view and the key set are fresh enough and the view has seen
             ``min_sequence``.
         """
-        return self._clock() <= self._offline_until and self._view.sequence >= min_sequence
+        return not self._stale(self._clock()) and self._view.sequence >= min_sequence
+
+    def _stale(self, now: datetime) -> bool:
+        """Whether the view or the key set is too old to decide with at ``now`` (the clock's time):
+        by the wall clock, by the monotonic clock (whichever says older wins), or because the last
+        heartbeat is later than now (the clock was stepped back)."""
+        return not self._offline_from <= now <= self._offline_until or time.monotonic() > self._monotonic_until
 
     def wait_current(self, *, min_sequence: int = 0, timeout: float) -> bool:
         """Wait until `is_current` holds, for at most ``timeout`` seconds.
@@ -182,14 +193,20 @@ class KeepCurrent:
 
     def _recompute(self) -> None:
         """Set the one bound decisions compare with (called when the view or the key set moves)."""
-        fresh, confirmed = self._view.fresh_as_of, self._key_set.confirmed
-        broken, archived = self._view.broken, self._key_set.archived
-        if broken or archived or self._stopping.is_set() or fresh is None or confirmed is None:
-            until = NEVER
-        else:
-            until = min(fresh + self._max_staleness, confirmed + self._key_grace)
-        self._offline_until = until
+        # Under the condition's (reentrant) lock: the watcher and the refresher both set it, and a
+        # bound worked out from a view that `_rewind` dropped meanwhile must not be set after it.
         with self._changed:
+            fresh, confirmed = self._view.fresh_as_of, self._key_set.confirmed
+            broken, archived = self._view.broken, self._key_set.archived
+            if broken or archived or self._stopping.is_set() or fresh is None or confirmed is None:
+                until, since, monotonic_until = NEVER, NEVER, float("-inf")
+            else:
+                until = min(fresh + self._max_staleness, confirmed + self._key_grace)
+                since, monotonic_until = fresh, self._view.fresh_monotonic + self._max_staleness.total_seconds()
+            # The upper bounds first: a decision reading between them never sees a longer window.
+            self._offline_until = until
+            self._monotonic_until = monotonic_until
+            self._offline_from = since
             self._changed.notify_all()
 
     def _refresh(self) -> None:
@@ -235,6 +252,13 @@ class KeepCurrent:
                 self._watch_once()
             except Resync as error:
                 log.warning("charter.offline: %s; reopening the revocation stream", error)
+            except Rewound as error:
+                self._rewind(str(error))
+            except InvalidArgumentError as error:
+                if self._view.sequence > 0:  # ``since_sequence`` beyond the log's head: it went backwards
+                    self._rewind(f"the server refused to watch after {self._view.sequence} ({error.reason})")
+                else:
+                    log.warning("charter.offline: the revocation stream failed (%s)", error.code.name)
             except CharterError as error:
                 if not self._stopping.is_set():
                     log.warning("charter.offline: the revocation stream failed (%s)", error.code.name)
@@ -269,6 +293,15 @@ class KeepCurrent:
             finally:
                 with self._lock:
                     self._watch = None
+
+    def _rewind(self, why: str) -> None:
+        """The log went backwards: drop the view (not current from now on) and read it again from
+        sequence 0, so that no event of the log's new history is skipped."""
+        log.warning("charter.offline: %s; reading the revocation log again from 0", why)
+        with self._changed:
+            self._offline_until = NEVER  # before the states go, so no decision reads the empty view
+            self._view.reset()
+            self._recompute()
 
     def _apply(self, event: grant_pb2.RevocationEvent) -> None:
         view = self._view

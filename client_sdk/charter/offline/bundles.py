@@ -79,6 +79,9 @@ class HoldsBundles(KeepCurrent):
 
     def _heartbeat(self, beat: authorization_service_pb2.Heartbeat) -> None:
         super()._heartbeat(beat)
+        # Charter answered, so a cache that failed its check no longer says why a request is not
+        # decided offline.
+        self._cache_corrupted = False
         when, saved_at = self._state_saved
         if self._cache_dir is not None and (beat.sequence != saved_at or time.monotonic() - when >= _SAVE_SECONDS):
             self._save_state(self._cache_dir)
@@ -113,6 +116,7 @@ class HoldsBundles(KeepCurrent):
             log.warning("charter.offline: cannot write the cache: %r", error)
             return
         self._state_saved = (time.monotonic(), state.sequence)
+        self._cache_corrupted = False  # written anew
 
     def _api_key_id(self) -> str:
         """The id of the client's API key (never its secret)."""

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Final
 
-from charter.decide import CharacterState, Outcome, allowing_by_position
+from charter.decide import CharacterState, Integrity, Outcome, allowing_by_position
 from charter.decisions import CharacterDecision
 from charter.grants import KeyRing
 from charter.offline.held import CharacterGrants, Checked, Held
@@ -21,6 +21,8 @@ _NOT_OPTED_IN: Final = CharacterState.NOT_OPTED_IN
 _UNREACHABLE: Final = DenyReason.SERVER_UNREACHABLE
 _UNKNOWN_KEY: Final = DenyReason.UNKNOWN_KEY
 _LEASE_EXPIRED: Final = DenyReason.LEASE_EXPIRED
+_UNSUPPORTED: Final = Integrity.UNSUPPORTED
+_UNKNOWN_KEY_INTEGRITY: Final = Integrity.UNKNOWN_KEY
 _NO_REASONS: Final[tuple[DenyReason, ...]] = ()
 
 
@@ -39,7 +41,8 @@ def decide_offline(
 
     The server decides when no grant is held for the character (it knows whether the character
     exists and is opted in), before the first key set, when a grant whose key the ring does not
-    know comes before the one that would allow (`charter.decide`), and when the grant that allows
+    know, or whose signed claims carry fields this SDK does not know, comes before the one that
+    would allow (`charter.decide`), and when the grant that allows
     has a quota or a cap, unless ``spend`` spends a use of a quota lease for it.
 
     Args:
@@ -57,7 +60,8 @@ def decide_offline(
     Returns:
         The decision (shared objects: read-only); or, when the server must decide, the reason to
         deny with if it cannot be reached: ``UNKNOWN_KEY`` (a key the ring does not know),
-        ``LEASE_EXPIRED`` (a quota or cap, and no leased use to spend), else ``SERVER_UNREACHABLE``.
+        ``LEASE_EXPIRED`` (a quota or cap, and no leased use to spend), else ``SERVER_UNREACHABLE``
+        (also for a grant with fields this SDK does not know).
     """
     suspended = view.suspended.get(character_id)
     if suspended is not None or floor is _SUSPENDED:
@@ -75,7 +79,20 @@ def decide_offline(
             candidates = held.against(ring, context.time, check)
     # `status`: the view's `dict.get` (None: active), `RevocationView.status` without its call.
     found = allowing_by_position(licensee_archived, state, candidates, view.status_of, context)
+    if found is None and _unsupported_first(candidates):
+        return _UNREACHABLE  # (only the server can judge a grant with fields this SDK does not know)
     return answer(character_id, found, suspended, spend)
+
+
+def _unsupported_first(candidates: tuple[Checked, ...]) -> bool:
+    """Whether the grant that made `charter.decide` give up (the first it could not judge) has
+    claims with fields this SDK does not know, rather than a key the ring does not know."""
+    for candidate in candidates:
+        if candidate.integrity is _UNSUPPORTED:
+            return True
+        if candidate.integrity is _UNKNOWN_KEY_INTEGRITY:
+            return False
+    return False
 
 
 def answer(

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final, final
 
+from google.protobuf.message import Message
+
 from charter.decide import Integrity, integrity_of
 from charter.decisions import CharacterDecision
 from charter.envelope import GRANT_PAYLOAD_TYPE, from_json
@@ -24,6 +26,7 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MIN_TIME: Final = datetime.min.replace(tzinfo=UTC)
 _MAX_TIME: Final = datetime.max.replace(tzinfo=UTC)
 _VERIFIED: Final = Integrity.VERIFIED
+_UNSUPPORTED: Final = Integrity.UNSUPPORTED
 _VALID: Final = grant_pb2.GRANT_VERDICT_VALID
 
 
@@ -33,7 +36,8 @@ class Checked:
     denials it keeps as they are first made).
 
     A `charter.decide.Candidate`: its ``integrity`` is `Integrity.UNKNOWN_KEY` (its key is not
-    in the ring), `Integrity.INVALID` (it fails for good against this ring), or
+    in the ring), `Integrity.UNSUPPORTED` (its signed claims carry fields this SDK does not know),
+    `Integrity.INVALID` (it fails for good against this ring), or
     `Integrity.VERIFIED`, with its window (the skew applied), terms and decisions.
     """
 
@@ -115,7 +119,17 @@ class Granted:
     passed, and then only for the ring it was checked against.
     """
 
-    __slots__ = ("allow", "character_id", "grant_id", "quota", "ready", "rights_holder_id", "terms", "terms_version")
+    __slots__ = (
+        "allow",
+        "character_id",
+        "grant_id",
+        "quota",
+        "ready",
+        "rights_holder_id",
+        "terms",
+        "terms_version",
+        "unsupported",
+    )
 
     def __init__(
         self,
@@ -128,6 +142,7 @@ class Granted:
         self.grant_id = claims.grant_id
         self.terms_version = claims.terms_version
         self.rights_holder_id = claims.rights_holder_id
+        self.unsupported = has_unknown_fields(claims)
         # Shared by content: a licensee's grants under one rights holder's standard terms.
         terms = compiled(claims.terms)
         self.terms = terms
@@ -165,6 +180,15 @@ class Granted:
 
 
 _new_checked: Final = object.__new__
+
+
+def has_unknown_fields(message: Message) -> bool:
+    """Whether ``message`` or any message in it carries fields this SDK's protos do not define
+    (a newer server's claims or terms: they may restrict the use in ways this SDK cannot evaluate)."""
+    known = type(message)()
+    known.CopyFrom(message)
+    known.DiscardUnknownFields()  # recursive (protobuf's documented API)
+    return known.ByteSize() != message.ByteSize()
 
 
 def _limit(seconds: int, micros: int) -> datetime:
@@ -341,6 +365,12 @@ def check(
     else:
         integrity = integrity_of(result, licensee_id=licensee_id, character_id=grant.character_id)
     if integrity is _VERIFIED:
+        assert claims is not None
+        granted = grant.granted
+        parsed = granted is not None and claims is grant.prepared.claimed.claims
+        if granted.unsupported if parsed and granted is not None else has_unknown_fields(claims):
+            integrity = _UNSUPPORTED  # not judged here: the server decides
+    if integrity is _VERIFIED:
         assert claims is not None and window is not None
         granted = grant.granted
         if granted is not None and claims is grant.prepared.claimed.claims:
@@ -359,7 +389,7 @@ def check(
                 checked = granted.checked(ring, window)
         else:  # claims it remembered from another form of the same envelope (the same digest)
             checked = Checked(ring, grant.character_id, claims, _VERIFIED, skew_us, window)  # (by position)
-    elif integrity is Integrity.UNKNOWN_KEY:
+    elif integrity is Integrity.UNKNOWN_KEY or integrity is _UNSUPPORTED:
         checked = Checked(ring, grant.character_id, integrity=integrity)
     else:
         checked = Checked(ring, grant.character_id, claims=claims, integrity=integrity)

@@ -9,6 +9,7 @@ before its sequence, so a reader that sees the sequence also sees the state).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Final
@@ -32,10 +33,16 @@ _KIND_REGISTRY_CHANGED: Final = grant_pb2.RevocationEvent.KIND_REGISTRY_CHANGED
 _ACTIVE: Final = GrantStatus.ACTIVE
 _REVOKED: Final = GrantStatus.REVOKED
 _SUSPENDED: Final = GrantStatus.SUSPENDED
+_NOT_CURRENT: Final = float("-inf")
 
 
 class Resync(Exception):
     """The stream is not contiguous with the view (a gap): reopen it after the last sequence applied."""
+
+
+class Rewound(Exception):
+    """The log is behind the view (a database restored, a lagging replica): the view no longer
+    matches it, so it is dropped and rebuilt from sequence 0 (`RevocationView.reset`)."""
 
 
 class RevocationView:
@@ -50,6 +57,8 @@ class RevocationView:
             not suspended, as the server denies them).
         sequence: The last sequence number applied (0 before any).
         fresh_as_of: The local time of the last heartbeat at which the view was current.
+        fresh_monotonic: ``time.monotonic()`` at that heartbeat (a wall clock stepped back does not
+            move it); minus infinity when the view is not current.
         broken: Why the view can never be trusted again (an event kind unknown to this SDK).
         beats: Heartbeats at which the view was current (for the reconnect backoff).
         registry_head: The sequence of the last registry event (``KIND_REGISTRY_CHANGED``)
@@ -64,6 +73,7 @@ class RevocationView:
         self.withdrawn: set[str] = set()
         self.sequence = 0
         self.fresh_as_of: datetime | None = None
+        self.fresh_monotonic = _NOT_CURRENT
         self.broken = ""
         self.beats = 0
         self.registry_head = 0
@@ -77,7 +87,11 @@ class RevocationView:
         suspended: Iterable[str],
         withdrawn: Iterable[str],
     ) -> None:
-        """Take what a cache kept (before the watcher starts): the stream resumes after ``sequence``."""
+        """Take what a cache kept (before the watcher starts): the stream resumes after ``sequence``.
+
+        The kept view ages from ``fresh_as_of`` on the clock; one later than the clock's now (a
+        clock stepped back since it was written, or a file from elsewhere) is stale from the start.
+        """
         self.statuses = dict(statuses)
         self.status_of = self.statuses.get
         self.suspended = {
@@ -85,6 +99,21 @@ class RevocationView:
         }
         self.withdrawn = set(withdrawn)
         self.sequence, self.fresh_as_of = sequence, fresh_as_of
+        age = (self._clock() - fresh_as_of).total_seconds()
+        self.fresh_monotonic = time.monotonic() - age if age >= 0 else _NOT_CURRENT
+
+    def reset(self) -> None:
+        """Forget the log (it went backwards): not current, nothing applied, so that the stream is
+        read again from sequence 0. Grant and character states are replaced by new empty ones (a
+        reader holding the old ``status_of`` keeps the old states; the view is not current anyway
+        until a heartbeat at the new log's head)."""
+        self.fresh_as_of, self.fresh_monotonic = None, _NOT_CURRENT
+        self.statuses = {}
+        self.status_of = self.statuses.get
+        self.suspended = {}
+        self.withdrawn = set()
+        self.sequence = 0
+        self.registry_head = 0
 
     def status(self, grant_id: str) -> GrantStatus:
         """A grant's state in the view (``ACTIVE`` when the log never named it)."""
@@ -146,16 +175,13 @@ class RevocationView:
 
         Raises:
             Resync: The log is ahead of the events seen.
+            Rewound: The log is behind the events seen.
         """
         if sequence == self.sequence:
             self.fresh_as_of = self._clock()
+            self.fresh_monotonic = time.monotonic()
             self.beats += 1
             return True
         if sequence > self.sequence:
             raise Resync(f"a heartbeat at {sequence} follows event {self.sequence}")
-        log.warning(
-            "charter.offline: the server's revocation log (at %d) is behind this view (at %d)",
-            sequence,
-            self.sequence,
-        )
-        return False
+        raise Rewound(f"the server's revocation log (at {sequence}) is behind this view (at {self.sequence})")

@@ -1,0 +1,95 @@
+"""The offline authorizer when time or the revocation log moves the wrong way, against a scripted
+client (no server): a wall clock stepped back never stretches ``max_staleness`` (the monotonic
+clock bounds it too, and a last heartbeat later than the clock's now is stale), and a log that
+went backwards (a database restored, a lagging replica) is read again from 0, its view not current
+until then. (With real servers: ``test_offline_authorizer``.)
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Final
+
+from charter.errors import FieldViolation, InvalidArgumentError
+from charter.grants import GrantStatus
+from charter.v1 import grant_pb2
+
+from .test_offline_authorizer import WAIT, ManualClock, ScriptedClient, _beat, _event, _until, scripted
+
+_REVOKED: Final = grant_pb2.RevocationEvent.KIND_REVOKED
+# A log as the view saw it (1 to 5), then restored to 2 and grown again: its new history revokes
+# another grant at 3 and goes on to 7.
+_OLD_HISTORY: Final = [_event(n) for n in range(1, 6)]
+_VICTIM: Final = "grt_" + "f" * 32
+_NEW_HISTORY: Final = [
+    _event(1),
+    _event(2),
+    grant_pb2.RevocationEvent(sequence=3, grant_id=_VICTIM, kind=_REVOKED),
+    *(grant_pb2.RevocationEvent(sequence=n, grant_id=f"grt_{n + 100:032x}", kind=_REVOKED) for n in range(4, 8)),
+]
+
+
+def test_a_heartbeat_behind_the_events_seen_drops_the_view_and_reads_the_log_again_from_0() -> None:
+    client = ScriptedClient(([*_OLD_HISTORY, _beat(5), _beat(2)], False), ([*_NEW_HISTORY, _beat(7)], False))
+    with scripted(client) as authorizer:
+        current = authorizer.wait_current(min_sequence=7, timeout=WAIT)
+        victim, dropped = authorizer.grant_status(_VICTIM), authorizer.grant_status(f"grt_{5:032x}")
+
+    assert current
+    assert client.opened == [0, 0]
+    assert victim is GrantStatus.REVOKED  # the new history's event at 3 (below the old position) applied
+    assert dropped is GrantStatus.ACTIVE  # the old history's event at 5 forgotten with it
+
+
+def test_a_watch_refused_as_beyond_the_log_reads_it_again_from_0() -> None:
+    beyond = InvalidArgumentError(
+        "beyond the log", field_violations=[FieldViolation("since_sequence", "is beyond the log")]
+    )
+    client = ScriptedClient(([*_OLD_HISTORY, _beat(5)], True), beyond, ([*_NEW_HISTORY, _beat(7)], False))
+    with scripted(client) as authorizer:
+        current = authorizer.wait_current(min_sequence=7, timeout=WAIT)
+        victim = authorizer.grant_status(_VICTIM)
+
+    assert current
+    assert client.opened == [0, 5, 0]
+    assert victim is GrantStatus.REVOKED
+
+
+def test_a_view_dropped_for_a_log_that_went_backwards_is_not_current_until_read_again() -> None:
+    client = ScriptedClient(([*_OLD_HISTORY, _beat(5), _beat(2)], False), ([_event(1)], False))
+    with scripted(client) as authorizer:
+        reread = _until(lambda: client.opened == [0, 0] and authorizer.sequence == 1)
+        current, fresh = authorizer.is_current(), authorizer.fresh_as_of
+        dropped = authorizer.grant_status(f"grt_{5:032x}")
+
+    assert reread
+    assert not current
+    assert fresh is None
+    assert dropped is GrantStatus.ACTIVE
+
+
+def test_a_clock_stepped_back_behind_the_last_heartbeat_makes_the_view_stale() -> None:
+    own = ManualClock()
+    client = ScriptedClient(([_beat(0)], False))  # one heartbeat, then none
+    with scripted(client, clock=own.now, max_staleness=timedelta(seconds=30)) as authorizer:
+        before = authorizer.wait_current(timeout=WAIT)
+        own.advance(timedelta(hours=-1))
+        after = authorizer.is_current()
+
+    assert before
+    assert not after  # (it stayed current for the hour the clock went back)
+
+
+def test_a_clock_stepped_back_does_not_stretch_max_staleness() -> None:
+    own = ManualClock()
+    client = ScriptedClient(([_beat(0)], False))  # one heartbeat, then none
+    with scripted(client, clock=own.now, max_staleness=timedelta(seconds=2)) as authorizer:
+        before = authorizer.wait_current(timeout=WAIT)
+        time.sleep(1.2)
+        own.advance(timedelta(seconds=-1))  # the view looks 0.2 s old on the clock, still after its heartbeat
+        time.sleep(1.2)  # 2.4 s since the heartbeat; 1.4 s on the clock
+        after = authorizer.is_current()
+
+    assert before
+    assert not after
