@@ -456,3 +456,33 @@ def test_a_poll_that_comes_late_delays_a_heartbeat_rather_than_end_the_stream(
     assert stalled == [pytest.approx(feed.stale_after + 0.5)]
     assert [item.WhichOneof("message") for _, item in beats] == ["heartbeat"] * 10
     assert feed.watchers == 1
+
+
+def test_a_watch_resumed_ahead_of_this_replicas_poller_gets_no_heartbeat_behind_where_it_resumed(
+    api: Stubs,
+    keys: Any,
+    clock: Any,
+    world: World,
+    quick_server: CharterServer,
+    quick_channel: grpc.Channel,
+    live_watch: Watch,
+    watches: list[Watch],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A watcher that saw an event through another replica resumes here before this replica's
+    # poller has read it. A heartbeat behind its view would say the log went backwards (and an
+    # offline authorizer then reads the whole log again): the first heartbeat waits for a poll.
+    feed = quick_server.services.feed
+    grant = issue(api, keys.admin, clock, world.character_id, world.licensee_id)
+    monkeypatch.setattr(feed, "_poll_seconds", 30.0)  # the poller polls only when woken now
+    live_watch.heartbeat()
+    live_watch.heartbeat()  # past the poller's last short wait
+    confirmed = feed.confirmation()
+    sequence = revoke(api, keys, grant.id)  # through the session's server: this one is not told
+    resumed = open_watch(quick_channel, keys.generator, sequence, watches)
+    first = resumed.heartbeat(timeout=10)
+    key_set = api.authz.GetKeySet(az.GetKeySetRequest(), metadata=auth(keys.generator))
+
+    assert confirmed is not None and confirmed.head < sequence
+    assert first.sequence == sequence
+    assert first.key_set_version == key_set.key_set.version

@@ -68,7 +68,10 @@ class RevocationStreams:
         unsubscribe = feed.subscribe(broadcast.notify_threadsafe)
         visible = visible_to(principal, registry=registry)
         try:
-            confirmation = await self._confirmation(broadcast, feed.stale_after)
+            # Never a first heartbeat behind where the caller resumes: this process's poller may not
+            # have read as far as the replica the caller watched before, and a heartbeat behind its
+            # view tells an offline authorizer that the log went backwards (a restored database).
+            confirmation = await self._confirmation(broadcast, feed.stale_after, at_least=since)
             last = since
             async for event in self._events(last, confirmation.head, readers, visible):
                 yield event
@@ -98,11 +101,12 @@ class RevocationStreams:
         finally:
             unsubscribe()
 
-    async def _confirmation(self, broadcast: Broadcast, wait: float) -> Confirmation:
-        """A fresh confirmation of the log's head. When the latest is missing or stale, the poller
-        is woken and given up to ``wait`` seconds: a stall of the whole process (a long garbage
-        collection, a starved machine) leaves it old until the poller runs again, and the event
-        loop may run first; that is a late heartbeat, not a reason to end every stream."""
+    async def _confirmation(self, broadcast: Broadcast, wait: float, *, at_least: int = 0) -> Confirmation:
+        """A fresh confirmation of the log's head, at ``at_least`` or beyond. When the latest is
+        missing, stale or short of it, the poller is woken and given up to ``wait`` seconds: a stall
+        of the whole process (a long garbage collection, a starved machine) leaves it old until the
+        poller runs again, and the event loop may run first; that is a late heartbeat, not a reason
+        to end every stream."""
         feed = self._feed
         deadline = time.monotonic() + wait
         woken = False
@@ -110,7 +114,7 @@ class RevocationStreams:
             if feed.stopped:
                 raise ShuttingDown("the server is shutting down; reconnect to another replica")
             confirmation = feed.confirmation()
-            if confirmation is not None and not feed.is_stale(confirmation):
+            if confirmation is not None and not feed.is_stale(confirmation) and confirmation.head >= at_least:
                 return confirmation
             remaining = deadline - time.monotonic()
             if remaining <= 0:
