@@ -1027,6 +1027,36 @@ def test_a_statement_month_holds_at_most_its_bound_of_revenue_and_stays_computab
     assert [(s.period, len(s.totals)) for s in listed] == [(month_of(now), len(month.totals))]
 
 
+def test_the_months_amounts_are_the_sums_of_the_records_accepted_and_nothing_else(
+    api: Stubs, usage: UsageStub, keys: Any, clock: Any, server: CharterServer
+) -> None:
+    """The row per statement month and currency that the bound is checked against (no sum over the
+    month's records) gains exactly what is accepted: not a duplicate, a batch sent three times at
+    once, a repeat within a batch, or a record refused after it was inserted (a consumed receipt)."""
+    holder = new_holder(api.catalog, api.access, keys.admin)
+    character_id = character(api, keys, clock, holder, terms(revenue_share_bps=1_500, per_use_fee=USD_FEE))
+    no_fee = character(api, keys, clock, holder, terms(revenue_share_bps=1_000))
+    now = clock.now()
+    envelopes = [receipt(api, keys.generator, character_id) for _ in range(2)]
+    first = record(envelopes[0], character_id, now, revenue=("USD", 1_000))
+    batch = [
+        record(envelopes[1], character_id, now, revenue=("USD", 250)),
+        record(receipt(api, keys.generator, no_fee), no_fee, now, uses=0, revenue=("EUR", 7)),
+    ]
+
+    report(usage, keys.generator, first, first)
+    deliver_concurrently(usage, keys.generator, [batch] * 3)
+    report(usage, keys.generator, record(envelopes[0], character_id, now, revenue=("USD", 5)))  # consumed
+    with server.db.uow() as uow:
+        kept = uow.statements.month_amounts([(holder.id, month_of(now))])
+
+    fee = USD_FEE.minor_units
+    assert kept == {
+        (holder.id, month_of(now), "USD"): (1_250, 2 * fee),
+        (holder.id, month_of(now), "EUR"): (7, 0),
+    }
+
+
 def test_a_receipt_takes_at_most_100_records_of_a_character(
     api: Stubs, usage: UsageStub, keys: Any, clock: Any
 ) -> None:

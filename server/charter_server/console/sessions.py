@@ -10,8 +10,9 @@ idle ending first); its client is closed then.
 Failed sign-ins are slowed down per client address (`SignInThrottle`; the connection's address, or
 the one a proxy listed in the console's trusted proxies forwards): each attempt is counted before
 the key is tried, after a few failures each further attempt must wait twice as long as the one
-before, up to a ceiling, and attempts that come too early are refused without trying the key. One-time sign-in links (`OneTimeLinks`) let the
-demo hand its rights-holder persona a URL that signs in once, then never again.
+before, up to a ceiling, and attempts that come too early are refused without trying the key.
+One-time sign-in links (`OneTimeLinks`) let the demo hand its rights-holder persona a URL that
+signs in once, then never again.
 """
 
 from __future__ import annotations

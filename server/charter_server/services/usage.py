@@ -282,8 +282,11 @@ class UsageService:
                     consumed.append(entry.idempotency_key)
                     outcomes[candidate.index] = UsageOutcome(candidate.index, entry.idempotency_key, error=error)
             uow.usage.remove(licensee_id, consumed)
-            # The daily roll-up in the same transaction, so series always agree with the records.
-            uow.usage.roll_up([o.entry for o in outcomes.values() if o.entry is not None and not o.duplicate])
+            # The roll-ups in the same transaction, so series and the months' amounts always agree
+            # with the records.
+            new = [o.entry for o in outcomes.values() if o.entry is not None and not o.duplicate]
+            uow.usage.roll_up(new)
+            uow.statements.add_to_months(new)
             uow.commit()
         added = sum(1 for o in outcomes.values() if o.entry is not None and not o.duplicate)
         late = sum(1 for o in outcomes.values() if o.late)

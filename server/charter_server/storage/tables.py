@@ -410,6 +410,25 @@ class UsageDailyLicenseeRow(Base):
     duration_ms: Mapped[int] = mapped_column(BigInteger)
 
 
+class StatementAmountRow(Base):
+    """The revenue and the fees (fee x uses) of a rights holder's statement month in one currency,
+    in minor units: what its accepted usage records add up to.
+
+    ``ReportUsage`` adds each accepted record with money to its row in the same transaction that
+    inserts the record, so the bound on a month's amounts (``MAX_STATEMENT_MINOR_UNITS``) is
+    checked against one row instead of a sum over the month's records.
+    """
+
+    __tablename__ = "statement_amounts"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    rights_holder_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    statement_period: Mapped[str] = mapped_column(String(7), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    revenue: Mapped[int] = mapped_column(BigInteger)
+    fees: Mapped[int] = mapped_column(BigInteger)
+
+
 class DecisionHourRow(Base):
     """Decisions per hour: per character, hour, licensee, use context and outcome, how many.
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Table,
     and_,
     case,
     func,
@@ -23,10 +24,12 @@ from charter_server.domain import events as ev
 from charter_server.domain.events import EventSink
 from charter_server.domain.models import (
     LineSums,
+    UsageEntry,
 )
 from charter_server.storage.dialect import Dialect
 from charter_server.storage.tables import (
     RightsHolderRow,
+    StatementAmountRow,
     StatementClosureRow,
     UsageRecordRow,
 )
@@ -116,23 +119,40 @@ class StatementRepository:
 
     def month_amounts(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str, str], tuple[int, int]]:
         """The revenue and the fees so far of each (rights holder, statement period) by currency:
-        ``(rights holder, period, currency) -> (revenue, fees)`` in minor units."""
+        ``(rights holder, period, currency) -> (revenue, fees)`` in minor units (kept by
+        `add_to_months`, one row each: no sum over the month's records)."""
         if not pairs:
             return {}
-        keys = (UsageRecordRow.rights_holder_id, UsageRecordRow.statement_period, UsageRecordRow.currency)
-        stmt = (
-            select(
-                *keys,
-                *_wide_sum(UsageRecordRow.revenue_minor),
-                *_wide_sum(UsageRecordRow.fee_minor * UsageRecordRow.uses),
-            )
-            .where(tuple_(UsageRecordRow.rights_holder_id, UsageRecordRow.statement_period).in_(sorted(set(pairs))))
-            .group_by(*keys)
+        amounts = StatementAmountRow
+        stmt = select(
+            amounts.rights_holder_id, amounts.statement_period, amounts.currency, amounts.revenue, amounts.fees
+        ).where(tuple_(amounts.rights_holder_id, amounts.statement_period).in_(sorted(set(pairs))))
+        return {(row[0], row[1], row[2]): (int(row[3]), int(row[4])) for row in self._session.execute(stmt)}
+
+    def add_to_months(self, entries: Sequence[UsageEntry]) -> None:
+        """Add accepted records' revenue and fees to their statement months' amounts, in the
+        transaction that inserts them; rows in key order, so concurrent batches lock them in one
+        order."""
+        added: dict[tuple[str, str, str], list[int]] = {}
+        for entry in entries:
+            fees = entry.fee_minor * entry.uses
+            if entry.revenue_minor > 0 or fees > 0:
+                sums = added.setdefault((entry.rights_holder_id, entry.statement_period, entry.currency), [0, 0])
+                sums[0] += entry.revenue_minor
+                sums[1] += fees
+        if not added:
+            return
+        table = cast(Table, StatementAmountRow.__table__)
+        upsert = self._dialect.insert(table)
+        statement = upsert.on_conflict_do_update(
+            index_elements=["rights_holder_id", "statement_period", "currency"],
+            set_={"revenue": table.c.revenue + upsert.excluded.revenue, "fees": table.c.fees + upsert.excluded.fees},
         )
-        return {
-            (row[0], row[1], row[2]): (_joined(row[3], row[4]), _joined(row[5], row[6]))
-            for row in self._session.execute(stmt)
-        }
+        values = [
+            {"rights_holder_id": k[0], "statement_period": k[1], "currency": k[2], "revenue": v[0], "fees": v[1]}
+            for k, v in sorted(added.items())
+        ]
+        self._session.execute(statement, values)
 
     def range_sums(
         self, rights_holder_id: str, start: datetime, end: datetime, licensee_id: str | None = None
