@@ -46,6 +46,7 @@ TABLES = {
     "usage_daily_licensees",
     "receipt_uses",
     "statement_closures",
+    "statement_amounts",
     "grants",
     "revocation_events",
     "counters",
