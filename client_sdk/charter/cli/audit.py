@@ -429,7 +429,8 @@ def prove(
     integration bound (`INTEGRATION_BOUND`, one second, plus `CLOCK_SKEW`): the log dropped it; the
     same for a receipt the log holds but has not integrated (LOG_ENTRY_NOT_INTEGRATED) an hour after
     its decision (`WITHHELD_AFTER`, plus `CLOCK_SKEW`): the log withholds it. 1 otherwise (given by
-    its digest, or younger: retry later).
+    its digest, or younger: retry later), and when an entry's body is withheld from this key: its
+    proof shows that some entry is in the tree, not that it is about this receipt.
     """
     digest, signed_receipt = _receipt(receipt)
     decided = None if signed_receipt is None else decision_pb2.DecisionReceipt.FromString(signed_receipt.payload)
@@ -474,6 +475,15 @@ def prove(
         shown.append((entry, body, bundle))
     _check_complete([(entry.index, body) for entry, body, _ in shown], decided)
     _print_proof(cli.json_output, digest, signed.checkpoint, shown)
+    withheld = [entry.index for entry, body, _ in shown if body is None]
+    if withheld:
+        # A withheld entry's proof shows that some entry is in the tree, not that it is about this
+        # receipt (any entry's leaf and proof would do): it proves nothing, so this is no success.
+        _output.print_line(
+            f"error: entries {withheld} were withheld from this key, so nothing shows they are about this"
+            " receipt; prove it with a key that may read them (the receipt's licensee, an auditor or staff)"
+        )
+        raise typer.Exit(1)
 
 
 def _digest_of(body: transparency_pb2.LogEntry) -> bytes:
@@ -511,7 +521,8 @@ def _print_proof(
         typer.echo(f"  entry {entry.index}  leaf {entry.leaf_hash.hex()}  {about}")
         for line in bundle.to_text().decode("utf-8").splitlines():
             typer.echo(f"    {line}")
-    typer.echo("verified: every entry is included in the signed tree")
+    if all(body is not None for _, body, _ in shown):
+        typer.echo("verified: every entry is included in the signed tree")
 
 
 def _about(body: transparency_pb2.LogEntry) -> str:
