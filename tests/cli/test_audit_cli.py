@@ -242,6 +242,85 @@ def test_prove_raises_the_alarm_when_the_log_does_not_prove_every_decision_of_th
     assert alerts(lied)
 
 
+@pytest.mark.parametrize("asked", ["receipt", "digest"])
+def test_prove_does_not_take_a_withheld_entry_for_the_receipts(
+    runner: ReadableRunner, cli_live: Live, scene: Scene, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, asked: str
+) -> None:
+    """A log that answers another entry's leaf and proof, marked withheld (its body not shown),
+    where the receipt's entry belongs: the proof verifies, but nothing ties that entry to the
+    receipt, so `prove` does not say it proved the receipt (exit 1, no "verified")."""
+    character = scene.character()
+    with Client(cli_live.target, api_key=scene.generator_key) as generator:
+        decision = generator.authorize(character_ids=[character.id], use_type=IMAGE, content_rating=TEEN)
+    assert decision.receipt is not None
+    receipt = tmp_path / "receipt.json"
+    receipt.write_text(envelope.to_json(decision.receipt))
+    chosen = str(receipt) if asked == "receipt" else decision.receipt_digest.hex()
+    deadline = time.monotonic() + 10
+    honest = invoke(runner, cli_live, "audit", "prove", chosen)
+    while honest.exit_code == 1 and "LOG_ENTRY_NOT_INTEGRATED" in honest.stderr and time.monotonic() < deadline:
+        time.sleep(0.05)
+        honest = invoke(runner, cli_live, "audit", "prove", chosen)
+    answered = Client.get_inclusion_proof
+
+    def lying(self: Client, **request: Any) -> Any:
+        answer = answered(self, **request)
+        other = answered(self, index=0, tree_size=answer.tree_size).entries[0]
+        assert other.entry.index != answer.entries[0].entry.index
+        other.entry.entry, other.entry.withheld = b"", True
+        answer.entries[0].CopyFrom(other)
+        return answer
+
+    monkeypatch.setattr(Client, "get_inclusion_proof", lying)
+    lied = invoke(runner, cli_live, "audit", "prove", chosen, "--bundle-out", str(tmp_path / "bundles"))
+
+    assert honest.exit_code == 0, honest.output
+    assert "verified:" in honest.stdout
+    assert lied.exit_code == 1, lied.output
+    assert "verified:" not in lied.stdout
+    assert not alerts(lied)
+
+
+def test_prove_checks_how_many_entries_the_log_answered_before_writing_any_bundle(
+    runner: ReadableRunner, cli_live: Live, scene: Scene, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log that answers a receipt of one character with many entries (each proved in its tree) is
+    refused on their count, before any bundle is written: an answer that raises the alarm leaves
+    nothing behind, and a hostile answer cannot make `prove` write a checkpoint per entry it lists."""
+    character = scene.character()
+    with Client(cli_live.target, api_key=scene.generator_key) as generator:
+        decision = generator.authorize(character_ids=[character.id], use_type=IMAGE, content_rating=TEEN)
+    assert decision.receipt is not None
+    receipt = tmp_path / "receipt.json"
+    receipt.write_text(envelope.to_json(decision.receipt))
+    deadline = time.monotonic() + 10
+    honest = invoke(runner, cli_live, "audit", "prove", str(receipt))
+    while honest.exit_code == 1 and "LOG_ENTRY_NOT_INTEGRATED" in honest.stderr and time.monotonic() < deadline:
+        time.sleep(0.05)
+        honest = invoke(runner, cli_live, "audit", "prove", str(receipt))
+    answered = Client.get_inclusion_proof
+
+    def lying(self: Client, **request: Any) -> Any:
+        answer = answered(self, **request)
+        own = answer.entries[0].entry.index
+        others = [i for i in range(answer.tree_size) if i != own][:20]
+        assert len(others) >= 3
+        for index in others:
+            other = answered(self, index=index, tree_size=answer.tree_size).entries[0]
+            other.entry.entry, other.entry.withheld = b"", True
+            answer.entries.append(other)
+        return answer
+
+    monkeypatch.setattr(Client, "get_inclusion_proof", lying)
+    bundles = tmp_path / "bundles"
+    lied = invoke(runner, cli_live, "audit", "prove", str(receipt), "--bundle-out", str(bundles))
+
+    assert honest.exit_code == 0, honest.output
+    assert lied.exit_code == 2, lied.output
+    assert alerts(lied)
+    assert not bundles.exists() or not list(bundles.iterdir())
+
+
 @pytest.mark.parametrize("lie", ["one left out", "the same page again and again", "ended early"])
 def test_an_export_refuses_a_listing_that_skips_repeats_or_ends_before_its_checkpoint(
     runner: ReadableRunner, own_live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lie: str

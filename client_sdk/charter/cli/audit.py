@@ -383,23 +383,28 @@ def _receipt(receipt: str) -> tuple[bytes, Envelope | None]:
     return hashlib.sha256(signed.payload).digest(), signed
 
 
-def _check_complete(
-    entries: list[tuple[int, transparency_pb2.LogEntry | None]], receipt: decision_pb2.DecisionReceipt | None
-) -> None:
+def _check_count(indexes: list[int], receipt: decision_pb2.DecisionReceipt | None) -> None:
     """ALERT unless the entries are each logged once and, for a receipt at hand, are one per
     character it decided (one for a receipt that named none): a log that left a decision out, or
-    answered with none at all, must not pass as having proved it."""
-    indexes = [index for index, _ in entries]
+    answered with none at all, must not pass as having proved it. Checked on the indexes alone,
+    before any proof is verified or bundle written, so a log that answers far more entries than the
+    receipt decided costs nothing more than its answer."""
     if not indexes:
         _alert("the log answered no entry for this receipt")
     if len(set(indexes)) != len(indexes):
         _alert("the log answered the same entry twice for this receipt")
+    if receipt is not None and len(indexes) != len(receipt.characters) + (not receipt.characters):
+        _alert(f"the log answered {len(indexes)} entries; the receipt decided {len(receipt.characters) or 1}")
+
+
+def _check_characters(
+    bodies: list[transparency_pb2.LogEntry | None], receipt: decision_pb2.DecisionReceipt | None
+) -> None:
+    """ALERT when the entries shown decide characters the receipt did not."""
     if receipt is None:
         return
     expected = Counter(c.character_id for c in receipt.characters) or Counter([""])
-    if len(indexes) != expected.total():
-        _alert(f"the log answered {len(indexes)} entries; the receipt decided {expected.total()}")
-    shown = Counter(body.decision.character_id for _, body in entries if body is not None)
+    shown = Counter(body.decision.character_id for body in bodies if body is not None)
     if shown - expected:
         _alert("the log's entries decide characters the receipt did not")
 
@@ -429,7 +434,8 @@ def prove(
     integration bound (`INTEGRATION_BOUND`, one second, plus `CLOCK_SKEW`): the log dropped it; the
     same for a receipt the log holds but has not integrated (LOG_ENTRY_NOT_INTEGRATED) an hour after
     its decision (`WITHHELD_AFTER`, plus `CLOCK_SKEW`): the log withholds it. 1 otherwise (given by
-    its digest, or younger: retry later).
+    its digest, or younger: retry later), and when an entry's body is withheld from this key: its
+    proof shows that some entry is in the tree, not that it is about this receipt.
     """
     digest, signed_receipt = _receipt(receipt)
     decided = None if signed_receipt is None else decision_pb2.DecisionReceipt.FromString(signed_receipt.payload)
@@ -455,6 +461,7 @@ def prove(
         signed = transparency.verify_checkpoint(answer.checkpoint, origin=origin, verifiers=verifiers)
     except (NoteError, CheckpointError) as exc:
         _alert(f"the checkpoint does not verify: {exc}")
+    _check_count([included.entry.index for included in answer.entries], decided)
     shown = []
     for included in answer.entries:
         entry = included.entry
@@ -467,13 +474,23 @@ def prove(
             _alert(f"entry {entry.index} is not proved in the signed tree: {exc}")
         if body is not None and (body.WhichOneof("change") not in ("decision", "usage") or _digest_of(body) != digest):
             _alert(f"entry {entry.index} is not about this receipt")
-        bundle = ProofBundle(entry.index, tuple(included.proof), answer.checkpoint)
-        if bundle_out is not None:
-            bundle_out.mkdir(parents=True, exist_ok=True)
+        shown.append((entry, body, ProofBundle(entry.index, tuple(included.proof), answer.checkpoint)))
+    _check_characters([body for _, body, _ in shown], decided)
+    # Written only once everything verified: an answer that raised the alarm leaves no bundle behind.
+    if bundle_out is not None:
+        bundle_out.mkdir(parents=True, exist_ok=True)
+        for entry, _, bundle in shown:
             (bundle_out / f"entry-{entry.index}.tlog-proof").write_bytes(bundle.to_text())
-        shown.append((entry, body, bundle))
-    _check_complete([(entry.index, body) for entry, body, _ in shown], decided)
     _print_proof(cli.json_output, digest, signed.checkpoint, shown)
+    withheld = [entry.index for entry, body, _ in shown if body is None]
+    if withheld:
+        # A withheld entry's proof shows that some entry is in the tree, not that it is about this
+        # receipt (any entry's leaf and proof would do): it proves nothing, so this is no success.
+        _output.print_line(
+            f"error: entries {withheld} were withheld from this key, so nothing shows they are about this"
+            " receipt; prove it with a key that may read them (the receipt's licensee, an auditor or staff)"
+        )
+        raise typer.Exit(1)
 
 
 def _digest_of(body: transparency_pb2.LogEntry) -> bytes:
@@ -511,7 +528,8 @@ def _print_proof(
         typer.echo(f"  entry {entry.index}  leaf {entry.leaf_hash.hex()}  {about}")
         for line in bundle.to_text().decode("utf-8").splitlines():
             typer.echo(f"    {line}")
-    typer.echo("verified: every entry is included in the signed tree")
+    if all(body is not None for _, body, _ in shown):
+        typer.echo("verified: every entry is included in the signed tree")
 
 
 def _about(body: transparency_pb2.LogEntry) -> str:
