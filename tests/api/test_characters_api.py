@@ -53,6 +53,51 @@ def list_characters(catalog: Any, secret: str, **filters: Any) -> list[Character
     return found
 
 
+# Names that normalise to something long ------------------------------------------------------
+
+# "ﷺ" (U+FDFA) is one character that NFKC makes 18; "ß" case-folds to "ss".
+LONG_ONCE_NORMALISED = "\ufdfa" * 30
+
+
+@pytest.mark.parametrize(
+    ("fields", "path"),
+    [
+        ({"canonical_name": LONG_ONCE_NORMALISED}, "character.canonical_name"),
+        ({"aliases": [Alias(value=LONG_ONCE_NORMALISED, language="ar")]}, "character.aliases[0].value"),
+        ({"franchise": "\u00df" * 150}, "character.franchise"),
+    ],
+    ids=["canonical_name", "alias", "franchise"],
+)
+def test_names_too_long_once_normalised_are_refused_naming_the_field(
+    catalog: Any, holders: tuple[Holder, Holder], fields: dict[str, Any], path: str
+) -> None:
+    """Within their length limit but longer than the name table holds once normalised (or case
+    folded): INVALID_ARGUMENT naming the field on every backend, never INTERNAL, and nothing made."""
+    a, _ = holders
+    before = list_characters(catalog, a.secret)
+    character = Character(rights_holder_id=a.id, canonical_name=f"Chara {unique()}")
+    for name, value in fields.items():
+        if name == "aliases":
+            character.aliases.extend(value)
+        else:
+            setattr(character, name, value)
+
+    got = refused(catalog.CreateCharacter, catalog_pb.CreateCharacterRequest(character=character), a.secret)
+
+    assert (got.code, got.reason, got.fields) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", (path,))
+    assert list_characters(catalog, a.secret) == before
+
+
+def test_a_reading_too_long_for_the_name_table_is_left_out(catalog: Any, holders: tuple[Holder, Holder]) -> None:
+    """A name of 200 kanji is accepted; its readings (over 400 characters) are not derived."""
+    a, _ = holders
+    name = "".join(chr(0x4E00 + (ord(c) * 37) % 0x5000) for c in unique()[-3:]) + "東京" * 98
+
+    created = create(catalog, a.secret, a.id, aliases=(alias(name),))
+
+    assert [x.value for x in created.aliases] == [name]
+
+
 # The default: opted out, no terms -------------------------------------------------------------
 
 

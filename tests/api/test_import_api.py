@@ -279,6 +279,21 @@ def test_the_same_external_id_twice_in_a_batch_makes_one_character(catalog: Any,
     assert len(catalogue(catalog, keys.admin, holder.id)) == 1
 
 
+def test_a_row_with_a_name_too_long_once_normalised_fails_alone(catalog: Any, keys: Any, holder: Holder) -> None:
+    """U+FDFA is one character that NFKC makes 18: the row fails naming the field, the others go in."""
+    m = unique()
+    rows = [row(f"ok-{m}"), row(f"long-{m}", aliases=(alias("\ufdfa" * 30, language="ar"),)), row(f"ok2-{m}")]
+
+    results = run_import(catalog, holder.secret, holder.id, rows)
+
+    assert summary(results) == [
+        (0, f"ok-{m}", CREATED, "", []),
+        (1, f"long-{m}", FAILED, "INVALID_FIELD", ["character.aliases[0].value"]),
+        (2, f"ok2-{m}", CREATED, "", []),
+    ]
+    assert [c.external_id for c in catalogue(catalog, keys.admin, holder.id)] == [f"ok-{m}", f"ok2-{m}"]
+
+
 @pytest.mark.parametrize("count", [0, 501])
 def test_a_batch_must_hold_1_to_500_rows(catalog: Any, keys: Any, holder: Holder, count: int) -> None:
     rows = [row(f"n-{n}", name=f"Chara {n}") for n in range(count)]

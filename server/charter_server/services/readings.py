@@ -39,6 +39,10 @@ MIN_LATIN_LENGTH = 4
 """Names with fewer letters or digits than this, in Latin and other spaced scripts, are too short."""
 MIN_CJK_LENGTH = 2
 """Names with fewer characters than this, in Japanese, Chinese or Korean, are too short."""
+MAX_NAME_KEY = 400
+"""The longest normalised key (and look-alike key) of a name, in characters: what the name table
+stores. NFKC and case folding can lengthen a name many times (``ﷺ`` is 18 characters once
+normalised), so a name within its own limit may still be refused for its key."""
 MAX_KEYWORD_SETS = 20
 MAX_VARIANTS = 10
 
@@ -112,7 +116,7 @@ def with_readings(canonical_name: str, aliases: tuple[Alias, ...], before: set[s
             continue
         for reading, tag in readings(value, language):
             key = normalize(reading)
-            if key in keys or len(result) >= limit:
+            if key in keys or len(result) >= limit or len(key) > MAX_NAME_KEY:
                 continue
             keys.add(key)
             result.append(Alias(reading, tag, AliasKind.READING, False, key, derived=True))
