@@ -219,6 +219,30 @@ def test_a_row_with_terms_opts_an_existing_character_in(catalog: Any, holder: Ho
     assert versions(catalog, holder.secret, existing.id)[0].revenue_share_bps == 42
 
 
+def test_reimporting_after_an_opt_out_does_not_opt_the_character_in_again(catalog: Any, holder: Holder) -> None:
+    """The same file again leaves an opted-out character opted out (its other fields still apply);
+    other terms fail the row alone with CHARACTER_NOT_OPTED_IN, as UpdateTerms does: OptIn is the
+    way back."""
+    m = unique()
+    rows = [row(f"O-{m}", name=f"Gumi {m}", with_terms=terms(revenue_share_bps=7))]
+    character_id = run_import(catalog, holder.secret, holder.id, rows)[0].character_id
+    catalog.OptOut(catalog_pb.OptOutRequest(character_id=character_id, reason="ended"), metadata=auth(holder.secret))
+
+    again = run_import(catalog, holder.secret, holder.id, rows)
+    rows[0].character.franchise = "Internet"
+    renamed = run_import(catalog, holder.secret, holder.id, rows)
+    rows[0].terms.revenue_share_bps = 8
+    rows[0].character.franchise = "Other"
+    other_terms = run_import(catalog, holder.secret, holder.id, rows)
+    after = get(catalog, holder.secret, character_id)
+
+    assert [(r.outcome, r.error_reason) for r in again] == [(UNCHANGED, "")]
+    assert [(r.outcome, r.error_reason) for r in renamed] == [(UPDATED, "")]
+    assert [(r.outcome, r.error_reason) for r in other_terms] == [(FAILED, "CHARACTER_NOT_OPTED_IN")]
+    assert (after.state, after.terms_version, after.franchise) == (OPTED_OUT, 1, "Internet")
+    assert len(versions(catalog, holder.secret, character_id)) == 1
+
+
 def test_a_row_without_terms_leaves_the_licensing_state_alone(catalog: Any, holder: Holder) -> None:
     m = unique()
     existing = create(catalog, holder.secret, holder.id, name=f"Meiko {m}", external_id=f"M-{m}")
