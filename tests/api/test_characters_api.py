@@ -88,6 +88,38 @@ def test_names_too_long_once_normalised_are_refused_naming_the_field(
     assert list_characters(catalog, a.secret) == before
 
 
+@pytest.mark.parametrize(
+    ("fields", "path"),
+    [
+        ({"canonical_name": "\u202eukiM enustaH"}, "character.canonical_name"),
+        ({"aliases": [Alias(value="Miku \u2066Hatsune\u2069", language="en")]}, "character.aliases[0].value"),
+        ({"franchise": "Vocal\u2028Series"}, "character.franchise"),
+        (
+            {"keyword_sets": [{"name": "set\u202d", "keywords": [{"variants": ["ab"]}, {"variants": ["cd"]}]}]},
+            "character.keyword_sets[0].name",
+        ),
+        (
+            {"keyword_sets": [{"name": "set", "keywords": [{"variants": ["a\u202eb"]}, {"variants": ["cd"]}]}]},
+            "character.keyword_sets[0].keywords[0].variants[0]",
+        ),
+    ],
+    ids=["canonical_name", "alias", "franchise", "keyword_set_name", "keyword_variant"],
+)
+def test_names_with_bidirectional_controls_or_line_separators_are_refused(
+    catalog: Any, holders: tuple[Holder, Holder], fields: dict[str, Any], path: str
+) -> None:
+    """A right-to-left override makes "\u202eukiM enustaH" show as "Hatsune Miku" wherever it is
+    listed (a line separator breaks the line it is shown on): refused naming the field, nothing made."""
+    a, _ = holders
+    before = list_characters(catalog, a.secret)
+    character = Character(**{"rights_holder_id": a.id, "canonical_name": f"Chara {unique()}", **fields})
+
+    got = refused(catalog.CreateCharacter, catalog_pb.CreateCharacterRequest(character=character), a.secret)
+
+    assert (got.code, got.reason, got.fields) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", (path,))
+    assert list_characters(catalog, a.secret) == before
+
+
 def test_a_reading_too_long_for_the_name_table_is_left_out(catalog: Any, holders: tuple[Holder, Holder]) -> None:
     """A name of 200 kanji is accepted; its readings (over 400 characters) are not derived."""
     a, _ = holders

@@ -14,7 +14,7 @@ from charter.v1 import terms_pb2
 
 from charter_server.domain.models import Alias, AliasKind
 from charter_server.services.readings import MAX_NAME_KEY, NameWarning, check_keyword_sets
-from charter_server.services.validation import Checker, Unreadable
+from charter_server.services.validation import Checker, Unreadable, has_bidi_control
 
 CHARACTER_MUTABLE = (
     "canonical_name",
@@ -80,8 +80,10 @@ class ImportRowInput:
 
 
 def _check_key(checker: Checker, field: str, value: str, key: str) -> None:
-    """A name's normalised key (and look-alike key) must fit the name table."""
-    if len(key) > MAX_NAME_KEY or len(look_alike_key(value) or "") > MAX_NAME_KEY:
+    """A name shows as what it is, and its normalised key (and look-alike key) fits the name table."""
+    if has_bidi_control(value):
+        checker.add(field, "must not contain bidirectional controls or line separators")
+    elif len(key) > MAX_NAME_KEY or len(look_alike_key(value) or "") > MAX_NAME_KEY:
         checker.add(field, f"must be at most {MAX_NAME_KEY} characters once normalised")
 
 
@@ -101,6 +103,8 @@ def check_character(checker: Checker, value: CharacterInput, fields: Sequence[st
         # Franchises are filtered by their case-folded form, which can be longer ("ß" is "ss").
         if len(checker.violations) == before and len(value.franchise.strip().casefold()) > 200:
             checker.add(f"{p}.franchise", "must be at most 200 characters once case-folded")
+        elif len(checker.violations) == before and has_bidi_control(value.franchise):
+            checker.add(f"{p}.franchise", "must not contain bidirectional controls or line separators")
     if "description" in fields:
         checker.text(f"{p}.description", value.description.replace("\n", " "), max_len=2000)
     if "external_id" in fields and value.external_id and not _EXTERNAL_ID.fullmatch(value.external_id):

@@ -30,7 +30,7 @@ from charter.names import is_cjk, normalize
 from charter.screen import KeywordSet
 
 from charter_server.domain.models import Alias, AliasKind, Character
-from charter_server.services.validation import Checker
+from charter_server.services.validation import Checker, has_bidi_control
 from charter_server.storage.uow import UnitOfWork
 
 COMMON_WORD_ZIPF = 4.5
@@ -208,6 +208,8 @@ def check_keyword_sets(checker: Checker, sets: tuple[KeywordSet, ...], path: str
     for index, keyword_set in enumerate(sets[:MAX_KEYWORD_SETS]):
         at = f"{path}[{index}]"
         checker.text(f"{at}.name", keyword_set.name, max_len=100, required=True)
+        if has_bidi_control(keyword_set.name):
+            checker.add(f"{at}.name", "must not contain bidirectional controls or line separators")
         if keyword_set.name in seen:
             checker.add(f"{at}.name", "must be unique among the character's keyword sets")
         seen.add(keyword_set.name)
@@ -222,3 +224,5 @@ def check_keyword_sets(checker: Checker, sets: tuple[KeywordSet, ...], path: str
                 checker.text(f"{where}[{position}]", variant, max_len=100, required=True)
                 if len(checker.violations) == before and not normalize(variant):
                     checker.add(f"{where}[{position}]", "must contain a letter or digit")
+                elif len(checker.violations) == before and has_bidi_control(variant):
+                    checker.add(f"{where}[{position}]", "must not contain bidirectional controls or line separators")
