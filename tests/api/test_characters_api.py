@@ -65,8 +65,12 @@ LONG_ONCE_NORMALISED = "\ufdfa" * 30
         ({"canonical_name": LONG_ONCE_NORMALISED}, "character.canonical_name"),
         ({"aliases": [Alias(value=LONG_ONCE_NORMALISED, language="ar")]}, "character.aliases[0].value"),
         ({"franchise": "\u00df" * 150}, "character.franchise"),
+        (
+            {"keyword_sets": [{"name": "set", "keywords": [{"variants": ["ab"]}, {"variants": ["\ufdfa" * 12]}]}]},
+            "character.keyword_sets[0].keywords[1].variants[0]",
+        ),
     ],
-    ids=["canonical_name", "alias", "franchise"],
+    ids=["canonical_name", "alias", "franchise", "keyword_variant"],
 )
 def test_names_too_long_once_normalised_are_refused_naming_the_field(
     catalog: Any, holders: tuple[Holder, Holder], fields: dict[str, Any], path: str
@@ -75,12 +79,7 @@ def test_names_too_long_once_normalised_are_refused_naming_the_field(
     folded): INVALID_ARGUMENT naming the field on every backend, never INTERNAL, and nothing made."""
     a, _ = holders
     before = list_characters(catalog, a.secret)
-    character = Character(rights_holder_id=a.id, canonical_name=f"Chara {unique()}")
-    for name, value in fields.items():
-        if name == "aliases":
-            character.aliases.extend(value)
-        else:
-            setattr(character, name, value)
+    character = Character(**{"rights_holder_id": a.id, "canonical_name": f"Chara {unique()}", **fields})
 
     got = refused(catalog.CreateCharacter, catalog_pb.CreateCharacterRequest(character=character), a.secret)
 

@@ -45,6 +45,8 @@ stores. NFKC and case folding can lengthen a name many times (``ﷺ`` is 18 char
 normalised), so a name within its own limit may still be refused for its key."""
 MAX_KEYWORD_SETS = 20
 MAX_VARIANTS = 10
+MAX_VARIANT_KEY = 200
+"""The longest normalised key of a keyword variant (a variant is at most 100 characters)."""
 
 _lock = threading.Lock()
 
@@ -222,7 +224,12 @@ def check_keyword_sets(checker: Checker, sets: tuple[KeywordSet, ...], path: str
             for position, variant in enumerate(variants[:MAX_VARIANTS]):
                 before = len(checker.violations)
                 checker.text(f"{where}[{position}]", variant, max_len=100, required=True)
-                if len(checker.violations) == before and not normalize(variant):
+                key = normalize(variant) if len(checker.violations) == before else ""
+                if len(checker.violations) == before and not key:
                     checker.add(f"{where}[{position}]", "must contain a letter or digit")
+                elif len(key) > MAX_VARIANT_KEY:
+                    # Every variant is a key of the screen's index, on every replica and in every
+                    # registry snapshot: NFKC must not make 100 characters 1,800.
+                    checker.add(f"{where}[{position}]", f"must be at most {MAX_VARIANT_KEY} characters once normalised")
                 elif len(checker.violations) == before and has_bidi_control(variant):
                     checker.add(f"{where}[{position}]", "must not contain bidirectional controls or line separators")
