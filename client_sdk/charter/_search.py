@@ -163,6 +163,10 @@ class Search:
         key = self._key
         last = len(key) - 1
         suppressed = self._index._suppressed if self._skeleton else _NOTHING
+        # A merge that is not applied is dropped only where the first pass found a name on the very
+        # same span (the look-alike name as registered): dropping it everywhere would let anyone who
+        # registers a look-alike of another character's name turn off the look-alike rule for it.
+        spans = {(first, stop) for _, first, stop in seen} if suppressed and seen else set()
         # The automaton reports matches by end, and a longer match before a shorter one with the
         # same end. Kept that way, a new match swallows the kept matches that start inside it, and
         # is itself inside a kept match only if that one has the same end and starts earlier.
@@ -209,7 +213,7 @@ class Search:
                 or (cjk_end and end < last and key[end + 1] >= "\u3005")
             ) and not self._cjk_ok(start, end, cjk_start, cjk_end, None if refs else kept):
                 continue
-            if suppressed and word in suppressed:
+            if suppressed and word in suppressed and self._text.span(start, end + 1) in spans:
                 continue
             for ref in refs:
                 keywords.setdefault(ref, (start, end + 1))

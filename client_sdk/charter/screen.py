@@ -40,8 +40,9 @@ since particles follow names.
 skeleton is another single character (a Cyrillic ``Н``, a Greek ``Μ``), a second pass screens the
 prompt with those characters replaced by their prototypes (`Rule.SKELETON`). Kana and kanji are
 never folded (``ロ`` and ``口`` are both common). A replacement that would turn one registered
-name into another (their keys merge) is not applied for that name, and the merge is listed in
-`ScreenIndex.skeleton_collisions` for staff.
+name into another (their keys merge) is not applied where the first pass found the look-alike
+name itself (on the same span), and the merge is listed in `ScreenIndex.skeleton_collisions` for
+staff; elsewhere it is applied, so registering a look-alike of a name never hides that name.
 
 **Overlaps.** A match that lies inside a longer match is dropped; matches that overlap in part
 are both kept. Each (character, span) is reported once, ordered by start; spans are in code

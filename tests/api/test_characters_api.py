@@ -53,6 +53,82 @@ def list_characters(catalog: Any, secret: str, **filters: Any) -> list[Character
     return found
 
 
+# Names that normalise to something long ------------------------------------------------------
+
+# "ﷺ" (U+FDFA) is one character that NFKC makes 18; "ß" case-folds to "ss".
+LONG_ONCE_NORMALISED = "\ufdfa" * 30
+
+
+@pytest.mark.parametrize(
+    ("fields", "path"),
+    [
+        ({"canonical_name": LONG_ONCE_NORMALISED}, "character.canonical_name"),
+        ({"aliases": [Alias(value=LONG_ONCE_NORMALISED, language="ar")]}, "character.aliases[0].value"),
+        ({"franchise": "\u00df" * 150}, "character.franchise"),
+        (
+            {"keyword_sets": [{"name": "set", "keywords": [{"variants": ["ab"]}, {"variants": ["\ufdfa" * 12]}]}]},
+            "character.keyword_sets[0].keywords[1].variants[0]",
+        ),
+    ],
+    ids=["canonical_name", "alias", "franchise", "keyword_variant"],
+)
+def test_names_too_long_once_normalised_are_refused_naming_the_field(
+    catalog: Any, holders: tuple[Holder, Holder], fields: dict[str, Any], path: str
+) -> None:
+    """Within their length limit but longer than the name table holds once normalised (or case
+    folded): INVALID_ARGUMENT naming the field on every backend, never INTERNAL, and nothing made."""
+    a, _ = holders
+    before = list_characters(catalog, a.secret)
+    character = Character(**{"rights_holder_id": a.id, "canonical_name": f"Chara {unique()}", **fields})
+
+    got = refused(catalog.CreateCharacter, catalog_pb.CreateCharacterRequest(character=character), a.secret)
+
+    assert (got.code, got.reason, got.fields) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", (path,))
+    assert list_characters(catalog, a.secret) == before
+
+
+@pytest.mark.parametrize(
+    ("fields", "path"),
+    [
+        ({"canonical_name": "\u202eukiM enustaH"}, "character.canonical_name"),
+        ({"aliases": [Alias(value="Miku \u2066Hatsune\u2069", language="en")]}, "character.aliases[0].value"),
+        ({"franchise": "Vocal\u2028Series"}, "character.franchise"),
+        (
+            {"keyword_sets": [{"name": "set\u202d", "keywords": [{"variants": ["ab"]}, {"variants": ["cd"]}]}]},
+            "character.keyword_sets[0].name",
+        ),
+        (
+            {"keyword_sets": [{"name": "set", "keywords": [{"variants": ["a\u202eb"]}, {"variants": ["cd"]}]}]},
+            "character.keyword_sets[0].keywords[0].variants[0]",
+        ),
+    ],
+    ids=["canonical_name", "alias", "franchise", "keyword_set_name", "keyword_variant"],
+)
+def test_names_with_bidirectional_controls_or_line_separators_are_refused(
+    catalog: Any, holders: tuple[Holder, Holder], fields: dict[str, Any], path: str
+) -> None:
+    """A right-to-left override makes "\u202eukiM enustaH" show as "Hatsune Miku" wherever it is
+    listed (a line separator breaks the line it is shown on): refused naming the field, nothing made."""
+    a, _ = holders
+    before = list_characters(catalog, a.secret)
+    character = Character(**{"rights_holder_id": a.id, "canonical_name": f"Chara {unique()}", **fields})
+
+    got = refused(catalog.CreateCharacter, catalog_pb.CreateCharacterRequest(character=character), a.secret)
+
+    assert (got.code, got.reason, got.fields) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", (path,))
+    assert list_characters(catalog, a.secret) == before
+
+
+def test_a_reading_too_long_for_the_name_table_is_left_out(catalog: Any, holders: tuple[Holder, Holder]) -> None:
+    """A name of 200 kanji is accepted; its readings (over 400 characters) are not derived."""
+    a, _ = holders
+    name = "".join(chr(0x4E00 + (ord(c) * 37) % 0x5000) for c in unique()[-3:]) + "東京" * 98
+
+    created = create(catalog, a.secret, a.id, aliases=(alias(name),))
+
+    assert [x.value for x in created.aliases] == [name]
+
+
 # The default: opted out, no terms -------------------------------------------------------------
 
 

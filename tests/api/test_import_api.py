@@ -219,6 +219,30 @@ def test_a_row_with_terms_opts_an_existing_character_in(catalog: Any, holder: Ho
     assert versions(catalog, holder.secret, existing.id)[0].revenue_share_bps == 42
 
 
+def test_reimporting_after_an_opt_out_does_not_opt_the_character_in_again(catalog: Any, holder: Holder) -> None:
+    """The same file again leaves an opted-out character opted out (its other fields still apply);
+    other terms fail the row alone with CHARACTER_NOT_OPTED_IN, as UpdateTerms does: OptIn is the
+    way back."""
+    m = unique()
+    rows = [row(f"O-{m}", name=f"Gumi {m}", with_terms=terms(revenue_share_bps=7))]
+    character_id = run_import(catalog, holder.secret, holder.id, rows)[0].character_id
+    catalog.OptOut(catalog_pb.OptOutRequest(character_id=character_id, reason="ended"), metadata=auth(holder.secret))
+
+    again = run_import(catalog, holder.secret, holder.id, rows)
+    rows[0].character.franchise = "Internet"
+    renamed = run_import(catalog, holder.secret, holder.id, rows)
+    rows[0].terms.revenue_share_bps = 8
+    rows[0].character.franchise = "Other"
+    other_terms = run_import(catalog, holder.secret, holder.id, rows)
+    after = get(catalog, holder.secret, character_id)
+
+    assert [(r.outcome, r.error_reason) for r in again] == [(UNCHANGED, "")]
+    assert [(r.outcome, r.error_reason) for r in renamed] == [(UPDATED, "")]
+    assert [(r.outcome, r.error_reason) for r in other_terms] == [(FAILED, "CHARACTER_NOT_OPTED_IN")]
+    assert (after.state, after.terms_version, after.franchise) == (OPTED_OUT, 1, "Internet")
+    assert len(versions(catalog, holder.secret, character_id)) == 1
+
+
 def test_a_row_without_terms_leaves_the_licensing_state_alone(catalog: Any, holder: Holder) -> None:
     m = unique()
     existing = create(catalog, holder.secret, holder.id, name=f"Meiko {m}", external_id=f"M-{m}")
@@ -277,6 +301,21 @@ def test_the_same_external_id_twice_in_a_batch_makes_one_character(catalog: Any,
     assert [r.outcome for r in results] == [CREATED, UNCHANGED]
     assert results[0].character_id == results[1].character_id
     assert len(catalogue(catalog, keys.admin, holder.id)) == 1
+
+
+def test_a_row_with_a_name_too_long_once_normalised_fails_alone(catalog: Any, keys: Any, holder: Holder) -> None:
+    """U+FDFA is one character that NFKC makes 18: the row fails naming the field, the others go in."""
+    m = unique()
+    rows = [row(f"ok-{m}"), row(f"long-{m}", aliases=(alias("\ufdfa" * 30, language="ar"),)), row(f"ok2-{m}")]
+
+    results = run_import(catalog, holder.secret, holder.id, rows)
+
+    assert summary(results) == [
+        (0, f"ok-{m}", CREATED, "", []),
+        (1, f"long-{m}", FAILED, "INVALID_FIELD", ["character.aliases[0].value"]),
+        (2, f"ok2-{m}", CREATED, "", []),
+    ]
+    assert [c.external_id for c in catalogue(catalog, keys.admin, holder.id)] == [f"ok-{m}", f"ok2-{m}"]
 
 
 @pytest.mark.parametrize("count", [0, 501])

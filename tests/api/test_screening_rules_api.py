@@ -278,3 +278,28 @@ def test_staff_see_names_that_the_look_alike_rule_would_merge(api: Stubs, keys: 
     assert [(c.kind, c.normalized, list(c.character_ids), list(c.rights_holder_ids)) for c in found] == [
         (catalog_pb.AliasCollision.KIND_LOOK_ALIKE, f"capa {marker}", [cyrillic.id, latin.id], [holder.id, other.id])
     ]
+
+
+def test_another_rights_holders_look_alike_name_does_not_turn_off_the_look_alike_rule(
+    server: CharterServer, api: Stubs, keys: Any, holder: Holder
+) -> None:
+    """A rights holder registering a name in look-alike letters (a Cyrillic a) of another's
+    character's name is listed for staff, and keeps only its own text from being read as that name:
+    the name written with other look-alikes (a Cyrillic o) is still a detection of rule SKELETON."""
+    marker = "".join(c for c in unique() if c.isalpha())[:8] or "marker"
+    victim = create(api, holder, canonical_name=f"Zorblax {marker}").character
+    other = new_holder(api.catalog, api.access, keys.admin)
+    look_alike = create(api, other, canonical_name=f"Zorblаx {marker}").character
+    server.services.screen.refresh_now()
+
+    evasion = f"draw Zоrblax {marker} dancing"
+    own_text = f"draw Zorblаx {marker} dancing"
+    assert [(d.rule, d.text) for d in screen(api, keys, evasion, victim.id)] == [
+        (Rule.RULE_SKELETON, f"Zоrblax {marker}")
+    ]
+    assert screen(api, keys, own_text, victim.id) == []
+    assert [d.rule for d in screen(api, keys, own_text, look_alike.id)] == [Rule.RULE_EXACT]
+    denied = authorize(api, keys, evasion)
+    assert [(c.character_id, c.allowed) for c in denied.decision.characters if c.character_id == victim.id] == [
+        (victim.id, False)
+    ]

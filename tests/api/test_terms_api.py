@@ -540,6 +540,34 @@ def test_update_terms_with_bad_terms_names_the_field_and_keeps_the_version(
     assert get(catalog, holder.secret, targets.opted_in).terms_version == before[0].version
 
 
+@pytest.mark.parametrize(
+    ("changes", "first", "omitted"),
+    [
+        ({"permitted_use_types": [999] * 5000}, "terms.permitted_use_types[0]", True),
+        ({"prohibited_categories": [999] * 5000}, "terms.prohibited_categories[0]", True),
+        ({"allowed_territories": ["X" * 200_000]}, "terms.allowed_territories[0]", False),
+        ({"per_use_fee": {"currency_code": "Y" * 200_000, "minor_units": 1}}, "terms.per_use_fee.currency_code", False),
+    ],
+    ids=["many_use_types", "many_categories", "huge_territory", "huge_currency"],
+)
+def test_bad_terms_too_many_or_too_long_to_report_whole_still_name_the_field(
+    catalog: Any, holder: Holder, targets: Targets, changes: dict[str, Any], first: str, omitted: bool
+) -> None:
+    """Thousands of bad values, or a bad value of 200,000 characters: the status stays small enough
+    for gRPC's trailers (8 KiB), so the client gets INVALID_ARGUMENT naming the field (the first
+    violations; how many were left out in ``violations_omitted``), not a transport error."""
+    before = versions(catalog, holder.secret, targets.opted_in)
+    request = catalog_pb.UpdateTermsRequest(character_id=targets.opted_in, terms=terms(**changes))
+
+    got = refused(catalog.UpdateTerms, request, holder.secret)
+
+    assert (got.code, got.reason, got.fields[0]) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", first)
+    assert ("violations_omitted" in got.metadata) is omitted
+    if omitted:
+        assert len(got.fields) + int(got.metadata["violations_omitted"]) == 5000
+    assert versions(catalog, holder.secret, targets.opted_in) == before
+
+
 # Concurrency: changes of one character run one after the other ----------------------------------
 
 

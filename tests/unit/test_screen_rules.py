@@ -182,6 +182,19 @@ def test_look_alikes_that_would_merge_two_registered_names_are_not_applied() -> 
     assert named("Capa sings", index) == [("chr_latin", Rule.EXACT, "Capa", False)]
 
 
+def test_a_registered_look_alike_of_a_name_does_not_hide_other_look_alikes_of_it() -> None:
+    """Another rights holder's name in look-alike letters (Cyrillic `а`) keeps only its own text
+    from being read as the Latin name: the Latin name written with other look-alikes (Cyrillic `о`)
+    is still found, as it is without the look-alike name registered."""
+    latin = ScreenCharacter("chr_latin", (ScreenName("Zorblax"),))
+    look_alike = ScreenCharacter("chr_look_alike", (ScreenName("Zorblаx"),))
+    index = ScreenIndex.build([latin, look_alike])
+    assert index.skeleton_collisions == (("zorblax", "chr_look_alike", "chr_latin"),)
+    assert named("Zоrblax sings", ScreenIndex.build([latin])) == [("chr_latin", Rule.SKELETON, "Zоrblax", False)]
+    assert named("Zоrblax sings", index) == [("chr_latin", Rule.SKELETON, "Zоrblax", False)]
+    assert named("Zorblаx sings", index) == [("chr_look_alike", Rule.EXACT, "Zorblаx", False)]
+
+
 def test_the_skeleton_is_the_one_of_uts39_as_icu_computes_it() -> None:
     """An implementation not written here: ICU's SpoofChecker gives the same prototype for every
     look-alike the screen folds, and a string folds to the skeleton ICU gives it."""

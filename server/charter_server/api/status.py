@@ -18,6 +18,13 @@ from charter_server.domain import errors
 ERROR_DOMAIN = "charter.v1"
 REQUEST_ID_KEY = "x-request-id"
 _DETAILS_KEY = "grpc-status-details-bin"
+# The whole status travels in trailers, and gRPC clients drop trailers over 8 KiB by default (the
+# call then fails with RESOURCE_EXHAUSTED and no details at all). So the status is bounded: the
+# violations in order up to a budget (at least one), each text cut, and the message cut.
+MAX_VIOLATION_BYTES = 2048
+MAX_TEXT = 200
+MAX_MESSAGE = 1000
+OMITTED_KEY = "violations_omitted"
 
 # Most specific class first; the first match wins.
 STATUS_TABLE: tuple[tuple[type[errors.DomainError], grpc.StatusCode], ...] = (
@@ -61,6 +68,26 @@ def _pack(message: object) -> any_pb2.Any:
     return packed
 
 
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _bounded(
+    violations: tuple[errors.FieldViolation, ...],
+) -> list[error_details_pb2.BadRequest.FieldViolation]:
+    kept: list[error_details_pb2.BadRequest.FieldViolation] = []
+    size = 0
+    for violation in violations:
+        item = error_details_pb2.BadRequest.FieldViolation(
+            field=_cut(violation.field, MAX_TEXT), description=_cut(violation.description, MAX_TEXT)
+        )
+        size += item.ByteSize() + 4  # the tag and length of each entry
+        if kept and size > MAX_VIOLATION_BYTES:
+            break
+        kept.append(item)
+    return kept
+
+
 def _build(
     code: grpc.StatusCode,
     message: str,
@@ -69,18 +96,19 @@ def _build(
     violations: tuple[errors.FieldViolation, ...],
     request_id: str,
 ) -> RichStatus:
+    kept = _bounded(violations)
+    extra = {OMITTED_KEY: str(len(violations) - len(kept))} if len(kept) < len(violations) else {}
     info = error_details_pb2.ErrorInfo(
-        reason=reason, domain=ERROR_DOMAIN, metadata={**metadata, "request_id": request_id}
+        reason=reason,
+        domain=ERROR_DOMAIN,
+        metadata={key: _cut(value, MAX_TEXT * 2) for key, value in metadata.items()}
+        | extra
+        | {"request_id": request_id},
     )
+    message = _cut(message, MAX_MESSAGE)
     details = [_pack(info)]
-    if violations:
-        bad_request = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                for v in violations
-            ]
-        )
-        details.append(_pack(bad_request))
+    if kept:
+        details.append(_pack(error_details_pb2.BadRequest(field_violations=kept)))
     status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)
     return RichStatus(
         code=code,

@@ -11,7 +11,7 @@ import structlog
 from charter.v1 import terms_pb2
 
 from charter_server.domain import ids
-from charter_server.domain.errors import DomainError, InvalidArgument
+from charter_server.domain.errors import DomainError, FailedPrecondition, InvalidArgument
 from charter_server.domain.models import Alias, Character, CharacterState, Page, Principal
 from charter_server.services import pagination
 from charter_server.services.character_inputs import (
@@ -176,6 +176,15 @@ class CharacterImport(CharacterStore):
             character = self._save(uow, character)
         if terms is not None:
             in_force = uow.terms.get(current.id, current.terms_version) if current.terms_version else None
+            if character.state is CharacterState.OPTED_OUT and in_force is not None:
+                # Opted out after being opted in: the rights holder's decision (its grants were
+                # revoked), which a re-run of an old file must not undo. The terms it was opted out
+                # from are left as they are; other terms are refused, as UpdateTerms refuses them.
+                if same_terms(in_force, terms):
+                    return ("updated" if changed else "unchanged"), character
+                raise FailedPrecondition(
+                    "the character was opted out; opt it in again with OptIn", reason="CHARACTER_NOT_OPTED_IN"
+                )
             if character.state is not CharacterState.OPTED_IN or in_force is None or not same_terms(in_force, terms):
                 character, _ = self._new_terms(uow, principal, character, terms)
                 changed = True

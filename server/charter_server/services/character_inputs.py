@@ -9,12 +9,12 @@ from urllib.parse import urlsplit
 
 import langcodes
 from charter.names import normalize
-from charter.screen import KeywordSet
+from charter.screen import KeywordSet, look_alike_key
 from charter.v1 import terms_pb2
 
 from charter_server.domain.models import Alias, AliasKind
-from charter_server.services.readings import NameWarning, check_keyword_sets
-from charter_server.services.validation import Checker, Unreadable
+from charter_server.services.readings import MAX_NAME_KEY, NameWarning, check_keyword_sets
+from charter_server.services.validation import Checker, Unreadable, has_bidi_control
 
 CHARACTER_MUTABLE = (
     "canonical_name",
@@ -79,14 +79,32 @@ class ImportRowInput:
     terms: terms_pb2.Terms | None = None
 
 
+def _check_key(checker: Checker, field: str, value: str, key: str) -> None:
+    """A name shows as what it is, and its normalised key (and look-alike key) fits the name table."""
+    if has_bidi_control(value):
+        checker.add(field, "must not contain bidirectional controls or line separators")
+    elif len(key) > MAX_NAME_KEY or len(look_alike_key(value) or "") > MAX_NAME_KEY:
+        checker.add(field, f"must be at most {MAX_NAME_KEY} characters once normalised")
+
+
 def check_character(checker: Checker, value: CharacterInput, fields: Sequence[str], p: str) -> tuple[Alias, ...]:
     """Record invalid fields; return the aliases with their normalised keys."""
     if "canonical_name" in fields:
+        before = len(checker.violations)
         checker.text(f"{p}.canonical_name", value.canonical_name, max_len=200, required=True)
-        if value.canonical_name.strip() and not normalize(value.canonical_name):
+        key = normalize(value.canonical_name)
+        if value.canonical_name.strip() and not key:
             checker.add(f"{p}.canonical_name", "must contain a letter or digit")
+        elif len(checker.violations) == before:
+            _check_key(checker, f"{p}.canonical_name", value.canonical_name, key)
     if "franchise" in fields:
+        before = len(checker.violations)
         checker.text(f"{p}.franchise", value.franchise, max_len=200)
+        # Franchises are filtered by their case-folded form, which can be longer ("ß" is "ss").
+        if len(checker.violations) == before and len(value.franchise.strip().casefold()) > 200:
+            checker.add(f"{p}.franchise", "must be at most 200 characters once case-folded")
+        elif len(checker.violations) == before and has_bidi_control(value.franchise):
+            checker.add(f"{p}.franchise", "must not contain bidirectional controls or line separators")
     if "description" in fields:
         checker.text(f"{p}.description", value.description.replace("\n", " "), max_len=2000)
     if "external_id" in fields and value.external_id and not _EXTERNAL_ID.fullmatch(value.external_id):
@@ -109,6 +127,8 @@ def check_character(checker: Checker, value: CharacterInput, fields: Sequence[st
             key = normalize(alias.value)
             if alias.value.strip() and not key and len(checker.violations) == before:
                 checker.add(f"{f}.value", "must contain a letter or digit")
+            elif len(checker.violations) == before:
+                _check_key(checker, f"{f}.value", alias.value, key)
             if not alias.language or "_" in alias.language or not langcodes.tag_is_valid(alias.language):
                 checker.add(f"{f}.language", "must be a BCP 47 language tag such as ja, ja-Latn or en")
             kind = alias.kind

@@ -30,7 +30,7 @@ from charter.names import is_cjk, normalize
 from charter.screen import KeywordSet
 
 from charter_server.domain.models import Alias, AliasKind, Character
-from charter_server.services.validation import Checker
+from charter_server.services.validation import Checker, has_bidi_control
 from charter_server.storage.uow import UnitOfWork
 
 COMMON_WORD_ZIPF = 4.5
@@ -39,8 +39,14 @@ MIN_LATIN_LENGTH = 4
 """Names with fewer letters or digits than this, in Latin and other spaced scripts, are too short."""
 MIN_CJK_LENGTH = 2
 """Names with fewer characters than this, in Japanese, Chinese or Korean, are too short."""
+MAX_NAME_KEY = 400
+"""The longest normalised key (and look-alike key) of a name, in characters: what the name table
+stores. NFKC and case folding can lengthen a name many times (``ﷺ`` is 18 characters once
+normalised), so a name within its own limit may still be refused for its key."""
 MAX_KEYWORD_SETS = 20
 MAX_VARIANTS = 10
+MAX_VARIANT_KEY = 200
+"""The longest normalised key of a keyword variant (a variant is at most 100 characters)."""
 
 _lock = threading.Lock()
 
@@ -112,7 +118,7 @@ def with_readings(canonical_name: str, aliases: tuple[Alias, ...], before: set[s
             continue
         for reading, tag in readings(value, language):
             key = normalize(reading)
-            if key in keys or len(result) >= limit:
+            if key in keys or len(result) >= limit or len(key) > MAX_NAME_KEY:
                 continue
             keys.add(key)
             result.append(Alias(reading, tag, AliasKind.READING, False, key, derived=True))
@@ -204,6 +210,8 @@ def check_keyword_sets(checker: Checker, sets: tuple[KeywordSet, ...], path: str
     for index, keyword_set in enumerate(sets[:MAX_KEYWORD_SETS]):
         at = f"{path}[{index}]"
         checker.text(f"{at}.name", keyword_set.name, max_len=100, required=True)
+        if has_bidi_control(keyword_set.name):
+            checker.add(f"{at}.name", "must not contain bidirectional controls or line separators")
         if keyword_set.name in seen:
             checker.add(f"{at}.name", "must be unique among the character's keyword sets")
         seen.add(keyword_set.name)
@@ -216,5 +224,12 @@ def check_keyword_sets(checker: Checker, sets: tuple[KeywordSet, ...], path: str
             for position, variant in enumerate(variants[:MAX_VARIANTS]):
                 before = len(checker.violations)
                 checker.text(f"{where}[{position}]", variant, max_len=100, required=True)
-                if len(checker.violations) == before and not normalize(variant):
+                key = normalize(variant) if len(checker.violations) == before else ""
+                if len(checker.violations) == before and not key:
                     checker.add(f"{where}[{position}]", "must contain a letter or digit")
+                elif len(key) > MAX_VARIANT_KEY:
+                    # Every variant is a key of the screen's index, on every replica and in every
+                    # registry snapshot: NFKC must not make 100 characters 1,800.
+                    checker.add(f"{where}[{position}]", f"must be at most {MAX_VARIANT_KEY} characters once normalised")
+                elif len(checker.violations) == before and has_bidi_control(variant):
+                    checker.add(f"{where}[{position}]", "must not contain bidirectional controls or line separators")

@@ -29,6 +29,16 @@ class Unreadable:
     description: str
 
 
+_BIDI_OR_BREAK = re.compile("[\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+def has_bidi_control(value: str) -> bool:
+    """Whether ``value`` holds a bidirectional embedding, override or isolate control, or a line or
+    paragraph separator: in a name, they make it display as other text (``\u202e`` reverses what
+    follows) or break the line it is shown on."""
+    return _BIDI_OR_BREAK.search(value) is not None
+
+
 def _has_control(value: str, *, allow: str = "") -> bool:
     """Whether ``value`` holds a control character (C0, DEL or C1) other than those in ``allow``."""
     return any(unicodedata.category(ch) == "Cc" and ch not in allow for ch in value)
