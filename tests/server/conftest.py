@@ -96,6 +96,16 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def fresh_db(fresh_database_url: str) -> Iterator[Database]:
+    """A database with no schema, disposed afterwards."""
+    db = Database(fresh_database_url)
+    try:
+        yield db
+    finally:
+        db.dispose()
+
+
+@pytest.fixture
 def migrated_db(fresh_database_url: str) -> Iterator[Database]:
     """A fresh database made by the migrations, disposed afterwards."""
     db = Database(fresh_database_url)

@@ -3,11 +3,9 @@ licensee of the usage record they counted, and going back adds up one id's count
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from alembic import command
 from charter_server.storage import migrate
@@ -19,15 +17,6 @@ BEFORE = "0014_log_lookup_prefixes"
 AFTER = "0015_receipt_uses_per_licensee"
 
 _OLD_COUNTERS = sa.table("receipt_uses", sa.column("receipt_id"), sa.column("character_id"), sa.column("used"))
-
-
-@pytest.fixture
-def fresh_db(fresh_database_url: str) -> Iterator[Database]:
-    db = Database(fresh_database_url)
-    try:
-        yield db
-    finally:
-        db.dispose()
 
 
 def _alembic(engine: Engine, operation: Any, revision: str) -> None:

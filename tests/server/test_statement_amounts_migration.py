@@ -4,10 +4,8 @@ the fee bound may pass 64 bits: kept as the largest 64-bit value), and going bac
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from alembic import command
 from charter_server.storage.database import Database
@@ -18,15 +16,6 @@ from .test_receipt_uses_migration import _alembic, _usage
 BEFORE = "0015_receipt_uses_per_licensee"
 AFTER = "0016_statement_amounts"
 LARGEST = 2**63 - 1
-
-
-@pytest.fixture
-def fresh_db(fresh_database_url: str) -> Iterator[Database]:
-    db = Database(fresh_database_url)
-    try:
-        yield db
-    finally:
-        db.dispose()
 
 
 def _record(number: int, holder: str, period: str, currency: str, revenue: int, fee: int, uses: int) -> dict[str, Any]:

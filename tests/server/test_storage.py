@@ -4,7 +4,6 @@ the unit of work rolls back unless committed, and contention becomes a retryable
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -61,16 +60,6 @@ TABLES = {
     "decision_hours",
 }
 TOKYO = timezone(timedelta(hours=9))
-
-
-@pytest.fixture
-def fresh_db(fresh_database_url: str) -> Iterator[Database]:
-    """A database with no schema, disposed afterwards."""
-    db = Database(fresh_database_url)
-    try:
-        yield db
-    finally:
-        db.dispose()
 
 
 def _alembic(engine: Engine, operation: Any, revision: str) -> None:
