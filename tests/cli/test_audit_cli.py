@@ -165,6 +165,12 @@ def test_an_export_verifies_offline_and_any_tampering_with_it_is_caught(
         caught = invoke(runner, own_live, "audit", "verify-export", str(path), *pinned)
         assert caught.exit_code == 2, (kind, caught.output)
         assert alerts(caught), kind
+    # A line nested deeper than the JSON parser goes is not an export (exit 1), not a traceback.
+    nested = tmp_path / "nested.jsonl"
+    nested.write_text("".join([*lines[:5], "[" * 100_000 + "]" * 100_000 + "\n", *lines[6:]]))
+    refused = invoke(runner, own_live, "audit", "verify-export", str(nested), *pinned)
+    assert refused.exit_code == 1, refused.output
+    assert isinstance(refused.exception, SystemExit)
 
 
 def test_prove_verifies_a_receipts_entries_and_writes_their_bundles(
