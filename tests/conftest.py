@@ -116,6 +116,18 @@ def _libpq(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
 
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Undo what the test (`logs.configure`, or a CLI it invokes) did to structlog and the root logger."""
+    config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.configure(**config)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for this test run, dropped afterwards."""

@@ -31,19 +31,6 @@ from starlette.routing import Route
 from .conftest import Web, csrf_of
 from .scene import Scene, unique
 
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """Undo what `logs.configure` does to structlog and the root logger."""
-    config = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    structlog.configure(**config)
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
 SECRET = "key_0123456789abcdef.S3cr3tS3cr3tS3cr3tS3cr3tS3cr3t"
 
 

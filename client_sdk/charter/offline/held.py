@@ -367,8 +367,11 @@ def check(
     if integrity is _VERIFIED:
         assert claims is not None
         granted = grant.granted
-        parsed = granted is not None and claims is grant.prepared.claimed.claims
-        if granted.unsupported if parsed and granted is not None else has_unknown_fields(claims):
+        if granted is not None and claims is grant.prepared.claimed.claims:
+            unsupported = granted.unsupported  # (worked out once, when the grant was added)
+        else:
+            unsupported = has_unknown_fields(claims)
+        if unsupported:
             integrity = _UNSUPPORTED  # not judged here: the server decides
     if integrity is _VERIFIED:
         assert claims is not None and window is not None
