@@ -988,19 +988,23 @@ def test_a_line_of_the_largest_amounts_adds_up_exactly(server: CharterServer, cl
 def test_a_statement_month_holds_at_most_its_bound_of_revenue_and_stays_computable(
     api: Stubs, usage: UsageStub, keys: Any, clock: Any
 ) -> None:
-    """10**17 minor units of revenue per rights holder, month and currency (1,000 records at the
-    per-record maximum of 10**14): one more unit is refused with a reason of its own, a record
-    without money is still accepted, and every view of the statement answers."""
+    """10**17 minor units of revenue per rights holder, month and currency (ten licensees at their
+    own bound of 10**16: 100 records each at the per-record maximum of 10**14): one more unit is
+    refused with a reason of its own, a record without money is still accepted, and every view of
+    the statement answers."""
     holder = new_holder(api.catalog, api.access, keys.admin)
-    character_id = character(api, keys, clock, holder, terms(revenue_share_bps=10_000))
+    licensees = [new_licensee(api, keys.admin) for _ in range(9)]
+    character_id = character(api, keys, clock, holder, terms(revenue_share_bps=10_000), keys.licensee_id, *licensees)
+    secrets = [keys.generator, *(generator_key(api, keys.admin, licensee_id) for licensee_id in licensees)]
     now = clock.now()
-    full = [
-        record(envelope, character_id, now, uses=0, revenue=("USD", 10**14))
-        for envelope in (receipt(api, keys.generator, character_id) for _ in range(10))
-        for _ in range(100)
-    ]
 
-    filled = report(usage, keys.generator, *full)
+    filled = [
+        report(
+            usage, secret, *(record(envelope, character_id, now, uses=0, revenue=("USD", 10**14)) for _ in range(100))
+        )
+        for secret in secrets
+        for envelope in [receipt(api, secret, character_id)]
+    ]
     last = receipt(api, keys.generator, character_id)
     over = report(
         usage,
@@ -1014,7 +1018,7 @@ def test_a_statement_month_holds_at_most_its_bound_of_revenue_and_stays_computab
     days = statement(usage, keys.admin, holder.id, start=now.date(), end=now.date())
     listed = [s for page in list_pages(usage, keys.admin, rights_holder_id=holder.id) for s in page.statements]
 
-    assert [r.status for r in filled] == [ACCEPTED] * 1000
+    assert [r.status for batch in filled for r in batch] == [ACCEPTED] * 1000
     assert [rejection(r)[:3] for r in over] == [
         (REJECTED, "FAILED_PRECONDITION", "STATEMENT_AMOUNT_LIMIT"),
         (ACCEPTED, "", ""),
@@ -1022,15 +1026,46 @@ def test_a_statement_month_holds_at_most_its_bound_of_revenue_and_stays_computab
     ]
     usd = [(t.revenue_minor_units, t.owed_minor_units) for t in month.totals if t.currency_code == "USD"]
     assert usd == [(10**17, 10**17)]
-    assert [t.owed_minor_units for t in mine.totals if t.currency_code == "USD"] == [10**17]
+    assert [t.owed_minor_units for t in mine.totals if t.currency_code == "USD"] == [10**16]
     assert [t.revenue_minor_units for t in days.totals if t.currency_code == "USD"] == [10**17]
     assert [(s.period, len(s.totals)) for s in listed] == [(month_of(now), len(month.totals))]
+
+
+def test_one_licensee_at_its_bound_leaves_the_month_open_to_the_others(
+    api: Stubs, usage: UsageStub, keys: Any, clock: Any
+) -> None:
+    """A licensee's records add at most 10**16 minor units to a rights holder's statement month in
+    a currency: beyond that its money records are refused, while another licensee's are accepted
+    into the same month (one licensee cannot take the whole month's bound)."""
+    holder = new_holder(api.catalog, api.access, keys.admin)
+    other = new_licensee(api, keys.admin)
+    character_id = character(api, keys, clock, holder, terms(revenue_share_bps=10_000), keys.licensee_id, other)
+    other_secret = generator_key(api, keys.admin, other)
+    now = clock.now()
+    first = receipt(api, keys.generator, character_id)
+    filled = report(
+        usage, keys.generator, *(record(first, character_id, now, uses=0, revenue=("USD", 10**14)) for _ in range(100))
+    )
+    second = receipt(api, keys.generator, character_id)
+
+    refused_again = report(usage, keys.generator, record(second, character_id, now, uses=0, revenue=("USD", 1)))
+    others = report(
+        usage,
+        other_secret,
+        record(receipt(api, other_secret, character_id), character_id, now, revenue=("USD", 10**14)),
+    )
+    month = statement(usage, keys.admin, holder.id, month_of(now))
+
+    assert [r.status for r in filled] == [ACCEPTED] * 100
+    assert [rejection(r)[:3] for r in refused_again] == [(REJECTED, "FAILED_PRECONDITION", "STATEMENT_AMOUNT_LIMIT")]
+    assert [r.status for r in others] == [ACCEPTED]
+    assert [t.revenue_minor_units for t in month.totals if t.currency_code == "USD"] == [10**16 + 10**14]
 
 
 def test_the_months_amounts_are_the_sums_of_the_records_accepted_and_nothing_else(
     api: Stubs, usage: UsageStub, keys: Any, clock: Any, server: CharterServer
 ) -> None:
-    """The row per statement month and currency that the bound is checked against (no sum over the
+    """The rows per statement month, currency and licensee that the bounds are checked against (no sum over the
     month's records) gains exactly what is accepted: not a duplicate, a batch sent three times at
     once, a repeat within a batch, or a record refused after it was inserted (a consumed receipt)."""
     holder = new_holder(api.catalog, api.access, keys.admin)
@@ -1052,8 +1087,8 @@ def test_the_months_amounts_are_the_sums_of_the_records_accepted_and_nothing_els
 
     fee = USD_FEE.minor_units
     assert kept == {
-        (holder.id, month_of(now), "USD"): (1_250, 2 * fee),
-        (holder.id, month_of(now), "EUR"): (7, 0),
+        (holder.id, month_of(now), "USD", keys.licensee_id): (1_250, 2 * fee),
+        (holder.id, month_of(now), "EUR", keys.licensee_id): (7, 0),
     }
 
 

@@ -288,8 +288,9 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     ERROR_REASON_STATEMENT_AMOUNT_LIMIT: _ErrorReason.ValueType  # 93
     """A usage record would take its rights holder's statement month past
     10^17 minor units of revenue, or of fees, in its currency (the bound
-    that keeps every statement amount inside 64 bits). Sent with status
-    FAILED_PRECONDITION in the record's result.
+    that keeps every statement amount inside 64 bits), or its licensee's
+    part of that month past 10^16 (so that no one licensee fills it).
+    Sent with status FAILED_PRECONDITION in the record's result.
     """
     ERROR_REASON_RECEIPT_RECORD_LIMIT: _ErrorReason.ValueType  # 94
     """A usage record with no use would be more than the 100th record of its
@@ -573,8 +574,9 @@ restores the log. Sent with status DATA_LOSS.
 ERROR_REASON_STATEMENT_AMOUNT_LIMIT: ErrorReason.ValueType  # 93
 """A usage record would take its rights holder's statement month past
 10^17 minor units of revenue, or of fees, in its currency (the bound
-that keeps every statement amount inside 64 bits). Sent with status
-FAILED_PRECONDITION in the record's result.
+that keeps every statement amount inside 64 bits), or its licensee's
+part of that month past 10^16 (so that no one licensee fills it).
+Sent with status FAILED_PRECONDITION in the record's result.
 """
 ERROR_REASON_RECEIPT_RECORD_LIMIT: ErrorReason.ValueType  # 94
 """A usage record with no use would be more than the 100th record of its

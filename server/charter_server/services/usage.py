@@ -20,7 +20,9 @@ from the signed receipt, never from terms or grants that may change later.
 3. the new records are inserted in one statement that skips keys a concurrent transaction took
    (read back and answered as in 2), in key order so concurrent batches never deadlock;
 3a. a record that would take its statement month past `MAX_STATEMENT_MINOR_UNITS` of revenue or
-   fees in its currency is refused with ``STATEMENT_AMOUNT_LIMIT`` before it is inserted;
+   fees in its currency, or its licensee's part of the month past
+   `MAX_LICENSEE_STATEMENT_MINOR_UNITS`, is refused with ``STATEMENT_AMOUNT_LIMIT`` before it is
+   inserted;
 4. each new record's uses are counted against its receipt's character in one conditional
    upsert, which never passes `USES_PER_RECEIPT`; a record over it is deleted again and refused
    with ``RECEIPT_CONSUMED``;
@@ -104,6 +106,10 @@ MAX_STATEMENT_MINOR_UNITS = 10**17
 (minor units). A date range of up to 366 days holds records of at most 16 statement months (13 in
 which they happened, and late records go at most 3 months further), so every amount of every
 statement stays below 16 x 2 x 10**17, inside the 64 bits of its fields."""
+MAX_LICENSEE_STATEMENT_MINOR_UNITS = MAX_STATEMENT_MINOR_UNITS // 10
+"""The most revenue, and the most fees, one licensee's records may add to a rights holder's
+statement month in one currency: so that no single licensee can fill a month and leave the others
+no room for money records (it takes ten licensees at their bound)."""
 _KEY = re.compile(r"[A-Za-z0-9._:~-]{1,128}")
 _MAX_DURATION_NS = MAX_CONTENT_SECONDS * 1_000_000_000
 
@@ -372,27 +378,35 @@ def _within_statement_bounds(
     uow: UnitOfWork, fresh: list[_Candidate], outcomes: dict[int, UsageOutcome]
 ) -> list[_Candidate]:
     """The records that keep their statement month's revenue and fees (per currency) within
-    `MAX_STATEMENT_MINOR_UNITS`; the others are answered ``STATEMENT_AMOUNT_LIMIT``."""
+    `MAX_STATEMENT_MINOR_UNITS`, and their licensee's part of it within
+    `MAX_LICENSEE_STATEMENT_MINOR_UNITS`; the others are answered ``STATEMENT_AMOUNT_LIMIT``."""
     adding = [c for c in fresh if _money(c.entry)]
     if not adding:
         return fresh
-    amounts = uow.statements.month_amounts([(c.entry.rights_holder_id, c.entry.statement_period) for c in adding])
+    kept_rows = uow.statements.month_amounts([(c.entry.rights_holder_id, c.entry.statement_period) for c in adding])
+    months: dict[tuple[str, str, str], tuple[int, int]] = {}
+    for (holder, period, currency, _licensee), (revenue, fees) in kept_rows.items():
+        month = months.get((holder, period, currency), (0, 0))
+        months[(holder, period, currency)] = (month[0] + revenue, month[1] + fees)
+    parts = dict(kept_rows)
     kept: list[_Candidate] = []
     for candidate in fresh:
         entry = candidate.entry
         if _money(entry):
-            key = (entry.rights_holder_id, entry.statement_period, entry.currency)
-            revenue, fees = amounts.get(key, (0, 0))
-            revenue, fees = revenue + entry.revenue_minor, fees + entry.fee_minor * entry.uses
-            if revenue > MAX_STATEMENT_MINOR_UNITS or fees > MAX_STATEMENT_MINOR_UNITS:
+            month_key = (entry.rights_holder_id, entry.statement_period, entry.currency)
+            part_key = (entry.rights_holder_id, entry.statement_period, entry.currency, entry.licensee_id)
+            month, part = months.get(month_key, (0, 0)), parts.get(part_key, (0, 0))
+            revenue, fees = entry.revenue_minor, entry.fee_minor * entry.uses
+            month, part = (month[0] + revenue, month[1] + fees), (part[0] + revenue, part[1] + fees)
+            if max(month) > MAX_STATEMENT_MINOR_UNITS or max(part) > MAX_LICENSEE_STATEMENT_MINOR_UNITS:
                 error = FailedPrecondition(
                     f"the statement month would hold more than {MAX_STATEMENT_MINOR_UNITS} minor units of revenue "
-                    "or fees in this currency",
+                    f"or fees in this currency, or more than {MAX_LICENSEE_STATEMENT_MINOR_UNITS} from this licensee",
                     reason="STATEMENT_AMOUNT_LIMIT",
                 )
                 outcomes[candidate.index] = UsageOutcome(candidate.index, entry.idempotency_key, error=error)
                 continue
-            amounts[key] = (revenue, fees)
+            months[month_key], parts[part_key] = month, part
         kept.append(candidate)
     return kept
 

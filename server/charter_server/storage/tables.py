@@ -411,12 +411,13 @@ class UsageDailyLicenseeRow(Base):
 
 
 class StatementAmountRow(Base):
-    """The revenue and the fees (fee x uses) of a rights holder's statement month in one currency,
-    in minor units: what its accepted usage records add up to.
+    """The revenue and the fees (fee x uses) one licensee's records add to a rights holder's
+    statement month in one currency, in minor units: what its accepted usage records add up to.
 
     ``ReportUsage`` adds each accepted record with money to its row in the same transaction that
-    inserts the record, so the bound on a month's amounts (``MAX_STATEMENT_MINOR_UNITS``) is
-    checked against one row instead of a sum over the month's records.
+    inserts the record, so the bounds on a month's amounts (``MAX_STATEMENT_MINOR_UNITS`` for the
+    month, a tenth of it for each licensee) are checked against the month's few rows instead of a
+    sum over its records.
     """
 
     __tablename__ = "statement_amounts"
@@ -425,6 +426,7 @@ class StatementAmountRow(Base):
     rights_holder_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     statement_period: Mapped[str] = mapped_column(String(7), primary_key=True)
     currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    licensee_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     revenue: Mapped[int] = mapped_column(BigInteger)
     fees: Mapped[int] = mapped_column(BigInteger)
 

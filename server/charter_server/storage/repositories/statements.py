@@ -117,27 +117,33 @@ class StatementRepository:
             where.append(UsageRecordRow.licensee_id == licensee_id)
         return self._sums(UsageRecordRow.statement_period, adjustment, where)
 
-    def month_amounts(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str, str], tuple[int, int]]:
-        """The revenue and the fees so far of each (rights holder, statement period) by currency:
-        ``(rights holder, period, currency) -> (revenue, fees)`` in minor units (kept by
-        `add_to_months`, one row each: no sum over the month's records)."""
+    def month_amounts(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str, str, str], tuple[int, int]]:
+        """The revenue and the fees so far of each (rights holder, statement period) by currency
+        and licensee: ``(rights holder, period, currency, licensee) -> (revenue, fees)`` in minor
+        units (kept by `add_to_months`, one row each: no sum over the month's records)."""
         if not pairs:
             return {}
         amounts = StatementAmountRow
         stmt = select(
-            amounts.rights_holder_id, amounts.statement_period, amounts.currency, amounts.revenue, amounts.fees
+            amounts.rights_holder_id,
+            amounts.statement_period,
+            amounts.currency,
+            amounts.licensee_id,
+            amounts.revenue,
+            amounts.fees,
         ).where(tuple_(amounts.rights_holder_id, amounts.statement_period).in_(sorted(set(pairs))))
-        return {(row[0], row[1], row[2]): (int(row[3]), int(row[4])) for row in self._session.execute(stmt)}
+        return {(row[0], row[1], row[2], row[3]): (int(row[4]), int(row[5])) for row in self._session.execute(stmt)}
 
     def add_to_months(self, entries: Sequence[UsageEntry]) -> None:
-        """Add accepted records' revenue and fees to their statement months' amounts, in the
-        transaction that inserts them; rows in key order, so concurrent batches lock them in one
-        order."""
-        added: dict[tuple[str, str, str], list[int]] = {}
+        """Add accepted records' revenue and fees to their statement months' amounts (per
+        licensee), in the transaction that inserts them; rows in key order, so concurrent batches
+        lock them in one order."""
+        added: dict[tuple[str, str, str, str], list[int]] = {}
         for entry in entries:
             fees = entry.fee_minor * entry.uses
             if entry.revenue_minor > 0 or fees > 0:
-                sums = added.setdefault((entry.rights_holder_id, entry.statement_period, entry.currency), [0, 0])
+                key = (entry.rights_holder_id, entry.statement_period, entry.currency, entry.licensee_id)
+                sums = added.setdefault(key, [0, 0])
                 sums[0] += entry.revenue_minor
                 sums[1] += fees
         if not added:
@@ -145,13 +151,11 @@ class StatementRepository:
         table = cast(Table, StatementAmountRow.__table__)
         upsert = self._dialect.insert(table)
         statement = upsert.on_conflict_do_update(
-            index_elements=["rights_holder_id", "statement_period", "currency"],
+            index_elements=["rights_holder_id", "statement_period", "currency", "licensee_id"],
             set_={"revenue": table.c.revenue + upsert.excluded.revenue, "fees": table.c.fees + upsert.excluded.fees},
         )
-        values = [
-            {"rights_holder_id": k[0], "statement_period": k[1], "currency": k[2], "revenue": v[0], "fees": v[1]}
-            for k, v in sorted(added.items())
-        ]
+        names = ("rights_holder_id", "statement_period", "currency", "licensee_id")
+        values = [{**dict(zip(names, k, strict=True)), "revenue": v[0], "fees": v[1]} for k, v in sorted(added.items())]
         self._session.execute(statement, values)
 
     def range_sums(
