@@ -107,6 +107,9 @@ def test_extension_lines_round_trip_and_are_signed() -> None:
         f"{ORIGIN}\n5\n{base64.b64encode(ROOT).decode()}\n\nextension after an empty line\n",
         f"\n5\n{base64.b64encode(ROOT).decode()}\n",
         f"{ORIGIN}\n\u0665\n{base64.b64encode(ROOT).decode()}\n",
+        # RFC 9162 §2.1.1: the root of the empty tree is SHA-256 of the empty string, nothing else.
+        f"{ORIGIN}\n0\n{base64.b64encode(ROOT).decode()}\n",
+        f"{ORIGIN}\n0\n{base64.b64encode(bytes(32)).decode()}\n",
     ],
 )
 def test_signed_texts_that_are_not_checkpoints_are_refused(text: str) -> None:
@@ -133,6 +136,7 @@ def test_checkpoint_fields_are_checked() -> None:
         ("", 1, ROOT),
         ("two\nlines", 1, ROOT),
         (ORIGIN, 1, b"x"),
+        (ORIGIN, 0, ROOT),
     ):
         with pytest.raises(MalformedCheckpoint):
             Checkpoint(*args)
