@@ -40,7 +40,7 @@ from charter.transparency.checkpoint import (
     sign_checkpoint,
     verify_checkpoint,
 )
-from charter.transparency.entries import open_entry, payload_digest
+from charter.transparency.entries import MAX_RECEIPT_ENTRIES, open_entry, payload_digest
 from charter.transparency.export import (
     ExportMismatch,
     ExportSummary,
@@ -83,6 +83,7 @@ from charter.v1.signing_key_pb2 import KeySet, SigningKey
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
+    "MAX_RECEIPT_ENTRIES",
     "Checkpoint",
     "CheckpointError",
     "CompactRange",
