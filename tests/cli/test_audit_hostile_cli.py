@@ -355,3 +355,21 @@ def test_an_export_follows_the_size_its_checkpoint_signs_not_the_answers_other_f
         exported = invoke(runner, own_live, "audit", "export", str(tmp_path / "log.jsonl"), via=tap)
 
     assert refused_cleanly(exported), exported.output
+
+
+def test_verify_export_takes_a_number_too_long_to_read_for_no_export_not_a_crash(
+    runner: ReadableRunner, own_live: Live, tmp_path: Path
+) -> None:
+    """A line with an index of more digits than Python converts to an int (a ValueError that is not
+    a JSONDecodeError) was a traceback; it is 'not an export' (exit 1), as any line not JSON is."""
+    append(own_live, 3)
+    exported = tmp_path / "log.jsonl"
+    assert invoke(runner, own_live, "audit", "export", str(exported)).exit_code == 0
+    lines = exported.read_text().splitlines(keepends=True)
+    exported.write_text("".join([*lines[:2], '{"index": ' + "1" * 5000 + "}\n", *lines[3:]]))
+
+    refused = invoke(runner, own_live, "audit", "verify-export", str(exported))
+
+    assert refused.exit_code == 1, refused.output
+    assert isinstance(refused.exception, SystemExit), refused.exception
+    assert not alerts(refused)
