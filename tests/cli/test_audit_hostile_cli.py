@@ -373,3 +373,26 @@ def test_verify_export_takes_a_number_too_long_to_read_for_no_export_not_a_crash
     assert refused.exit_code == 1, refused.output
     assert isinstance(refused.exception, SystemExit), refused.exception
     assert not alerts(refused)
+
+
+@pytest.mark.parametrize("command", ["watch", "export", "prove"])
+def test_a_file_that_cannot_be_written_is_an_error_line_not_a_traceback(
+    runner: ReadableRunner, cli_live: Live, scene: Scene, tmp_path: Path, command: str
+) -> None:
+    """Where the witness keeps its checkpoint, the export or the bundles go under a regular file:
+    an OSError was a traceback; it is an error line and exit 1 (nothing about the log)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    if command == "prove":
+        decision, _, _ = logged_receipt(runner, cli_live, scene, tmp_path)
+        args = ["prove", decision.receipt_digest.hex(), "--bundle-out", str(blocker / "bundles")]
+    elif command == "watch":
+        args = ["watch", "--state", str(blocker / "witness.checkpoint")]
+    else:
+        args = ["export", str(blocker / "log.jsonl")]
+
+    failed = invoke(runner, cli_live, "audit", *args)
+
+    assert failed.exit_code == 1, failed.output
+    assert isinstance(failed.exception, SystemExit), failed.exception
+    assert not alerts(failed)

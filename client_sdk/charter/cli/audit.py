@@ -28,6 +28,7 @@ from google.protobuf.message import DecodeError
 
 from charter import envelope, transparency
 from charter.cli import _output
+from charter.cli._audit_output import print_proof
 from charter.cli._context import JsonOption, settings
 from charter.client import Client
 from charter.errors import CharterError, DataLossError, NotFoundError
@@ -148,11 +149,21 @@ def _stored(path: Path) -> Checkpoint:
         raise typer.Exit(1) from None
 
 
+def _unwritable(path: Path, exc: OSError) -> NoReturn:
+    """A file this machine cannot write (a directory where it goes, a full disk): exit 1, no
+    traceback; it says nothing about the log."""
+    _output.print_line(f"error: cannot write {path}: {exc.strerror or exc}")
+    raise typer.Exit(1)
+
+
 def _keep(path: Path, note: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(note)
-    os.replace(partial, path)  # atomic: a crash never leaves half a checkpoint behind
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(note)
+        os.replace(partial, path)  # atomic: a crash never leaves half a checkpoint behind
+    except OSError as exc:
+        _unwritable(path, exc)
 
 
 @app.command("watch")
@@ -295,8 +306,11 @@ def export(
             if expected != size:
                 _alert(f"the log listed {expected} entries; its checkpoint signs {size}")
 
-        with file.open("w", encoding="utf-8") as out:
-            out.writelines(transparency.export_lines(answer.checkpoint, answer.origin, entries()))
+        try:
+            with file.open("w", encoding="utf-8") as out:
+                out.writelines(transparency.export_lines(answer.checkpoint, answer.origin, entries()))
+        except OSError as exc:
+            _unwritable(file, exc)
     if cli.json_output:
         _output.print_json({"origin": answer.origin, "tree_size": size, "file": str(file)})
     else:
@@ -534,10 +548,13 @@ def prove(
     _check_decisions([body for _, body, _ in shown], decided)
     # Written only once everything verified: an answer that raised the alarm leaves no bundle behind.
     if bundle_out is not None:
-        bundle_out.mkdir(parents=True, exist_ok=True)
-        for entry, _, bundle in shown:
-            (bundle_out / f"entry-{entry.index}.tlog-proof").write_bytes(bundle.to_text())
-    _print_proof(cli.json_output, digest, signed.checkpoint, shown)
+        try:
+            bundle_out.mkdir(parents=True, exist_ok=True)
+            for entry, _, bundle in shown:
+                (bundle_out / f"entry-{entry.index}.tlog-proof").write_bytes(bundle.to_text())
+        except OSError as exc:
+            _unwritable(bundle_out, exc)
+    print_proof(cli.json_output, digest, signed.checkpoint, shown)
     withheld = [entry.index for entry, body, _ in shown if body is None]
     if withheld:
         # A withheld entry's proof shows that some entry is in the tree, not that it is about this
@@ -547,44 +564,3 @@ def prove(
             " receipt; prove it with a key that may read them (the receipt's licensee, an auditor or staff)"
         )
         raise typer.Exit(1)
-
-
-def _print_proof(
-    json_output: bool,
-    digest: bytes,
-    checkpoint: Checkpoint,
-    shown: list[tuple[transparency_pb2.LoggedEntry, transparency_pb2.LogEntry | None, ProofBundle]],
-) -> None:
-    if json_output:
-        _output.print_json(
-            {
-                "receiptDigest": digest.hex(),
-                "origin": checkpoint.origin,
-                "treeSize": checkpoint.size,
-                "entries": [
-                    {
-                        "index": entry.index,
-                        "leafHash": entry.leaf_hash.hex(),
-                        "withheld": entry.withheld,
-                        "entry": None if body is None else _output.to_dict(body),
-                        "bundle": bundle.to_text().decode("utf-8"),
-                    }
-                    for entry, body, bundle in shown
-                ],
-            }
-        )
-        return
-    typer.echo(f"receipt {digest.hex()}: {len(shown)} entries in {checkpoint.origin}, tree of {checkpoint.size}")
-    for entry, body, bundle in shown:
-        about = "withheld" if body is None else _about(body)
-        typer.echo(f"  entry {entry.index}  leaf {entry.leaf_hash.hex()}  {about}")
-        for line in bundle.to_text().decode("utf-8").splitlines():
-            typer.echo(f"    {line}")
-    if all(body is not None for _, body, _ in shown):
-        typer.echo("verified: every entry is included in the signed tree")
-
-
-def _about(body: transparency_pb2.LogEntry) -> str:
-    decision = body.decision  # only decision entries get this far
-    verdict = "allowed" if decision.allowed else "denied"
-    return f"{verdict} {decision.character_id or '(no character)'}"
