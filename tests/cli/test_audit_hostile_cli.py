@@ -30,6 +30,7 @@ from charter.v1 import transparency_pb2 as tp
 from charter.v1 import transparency_service_pb2 as ts
 from charter_server.domain import errors
 from charter_server.domain.models import SigningKeyPurpose
+from charter_server.services.authorization import MAX_CHARACTERS
 from sdk._live import Live
 from sdk._scene import IMAGE, TEEN, Scene
 from sdk._tap import Tap
@@ -310,6 +311,7 @@ def test_prove_by_digest_refuses_more_entries_than_any_receipt_has_before_verify
 def test_the_log_answers_at_most_its_documented_bound_of_entries_for_a_digest(cli_live: Live) -> None:
     """The server side of the bound: entries logged under one digest past `MAX_RECEIPT_ENTRIES`
     (which no receipt has: one per character decided, at most 64) are not all answered."""
+    assert MAX_CHARACTERS <= transparency.MAX_RECEIPT_ENTRIES  # every real receipt is answered whole
     digest = os.urandom(32)
     server = cli_live.server
     with server.db.uow(write=True) as uow:
