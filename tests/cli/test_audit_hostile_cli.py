@@ -398,3 +398,35 @@ def test_a_file_that_cannot_be_written_is_an_error_line_not_a_traceback(
     assert failed.exit_code == 1, failed.output
     assert isinstance(failed.exception, SystemExit), failed.exception
     assert not alerts(failed)
+
+
+@pytest.mark.parametrize("kept", [False, True])
+def test_a_witness_raises_the_alarm_when_the_log_it_kept_a_checkpoint_of_lists_no_key(
+    runner: ReadableRunner, own_live: Live, tmp_path: Path, kept: bool
+) -> None:
+    """A key set without a log key is a server without the log (exit 1) for a first run; after a
+    kept checkpoint it was exit 1 too, so an operator who hides a rewrite by dropping the log key
+    from the key set left every witness retrying quietly. It is an ALERT, the kept one unchanged."""
+    append(own_live, 3)
+    state = tmp_path / "witness.checkpoint"
+    if kept:
+        assert invoke(runner, own_live, "audit", "watch", "--state", str(state)).exit_code == 0
+    before = state.read_bytes() if kept else None
+    with Client(own_live.target, api_key=own_live.admin) as client:
+        key_set = client.get_key_set()
+    without = signing_key_pb2.KeySet()
+    without.CopyFrom(key_set)
+    del without.keys[:]
+    log = signing_key_pb2.SigningKey.PURPOSE_TRANSPARENCY_LOG
+    without.keys.extend(k for k in key_set.keys if k.purpose != log)
+    with Tap(own_live.target) as tap:
+        tap.answer("GetKeySet", lambda _request: az.GetKeySetResponse(key_set=without))
+        watched = invoke(runner, own_live, "audit", "watch", "--state", str(state), via=tap)
+
+    if kept:
+        assert refused_cleanly(watched), watched.output
+        assert state.read_bytes() == before
+    else:
+        assert watched.exit_code == 1, watched.output
+        assert not alerts(watched)
+        assert not state.exists()

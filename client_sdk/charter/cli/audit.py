@@ -115,13 +115,19 @@ def _pinned(vkeys: list[str]) -> list[NoteVerifier]:
         raise typer.BadParameter(str(exc), param_hint="--log-key") from None
 
 
-def _verifiers(client: Client, pinned: list[str] | None) -> list[NoteVerifier]:
+def _verifiers(client: Client, pinned: list[str] | None, *, witnessed: bool = False) -> list[NoteVerifier]:
+    """The log keys to verify with: ``pinned``, or the server's key set's. A key set with none is
+    exit 1 (a server without the log), but an ALERT for a witness that kept a checkpoint of this
+    log (``witnessed``): a log that drops or revokes its every key can no longer show it only grew,
+    and must not pass for a server that is down."""
     if pinned:
         return _pinned(pinned)
     try:
         verifiers = transparency.log_verifiers(client.get_key_set())
     except NoteError as exc:
         _alert(f"the key set's log key is malformed: {exc}")
+    if not verifiers and witnessed:
+        _alert("the server's key set no longer lists a log key, though a checkpoint of its log is kept")
     if not verifiers:
         _output.print_line("error: the server's key set has no transparency log key")
         raise typer.Exit(1)
@@ -191,8 +197,10 @@ def watch(
     checkpoint is left as it was). A server that is unreachable, busy or slow is exit status 1.
     """
     cli = settings(ctx, json_output)
+    path = _state_path(state, origin or cli.target)
+    old = _stored(path) if path.exists() else None
     with cli.client() as client:
-        verifiers = _verifiers(client, log_key)
+        verifiers = _verifiers(client, log_key, witnessed=old is not None)
         try:
             answer = client.get_checkpoint()
         except DataLossError as exc:
@@ -203,8 +211,6 @@ def watch(
         except (NoteError, CheckpointError) as exc:
             _alert(f"the log's checkpoint does not verify: {exc}")
         new = signed.checkpoint
-        path = _state_path(state, origin or cli.target)
-        old = _stored(path) if path.exists() else None
         if old is not None:
             if old.origin != new.origin:
                 _alert(f"the kept checkpoint is of the log {old.origin!r}, not {new.origin!r}")
