@@ -137,16 +137,28 @@ def malformed(key_set: signing_key_pb2.KeySet, case: str) -> signing_key_pb2.Key
     tampered = signing_key_pb2.KeySet()
     tampered.CopyFrom(key_set)
     log = signing_key_pb2.SigningKey.PURPOSE_TRANSPARENCY_LOG
-    key = next(k for k in tampered.keys if (k.purpose == log) == case.startswith("a log"))
+    key = next(k for k in tampered.keys if (k.purpose == log) == (" log " in case))
     if case.endswith("of 31 bytes"):
         key.public_key = key.public_key[:31]
-    else:
-        tampered.keys.add().CopyFrom(key)
-        tampered.keys[-1].public_key = os.urandom(32)
+        return tampered
+    twin = tampered.keys.add()
+    twin.CopyFrom(key)
+    twin.public_key = os.urandom(32)
+    if key.purpose == log:  # a well-formed log key of its own, under the same id
+        other = NoteSigner(key.note_verifier_key.split("+")[0], os.urandom(32)).verifier
+        twin.public_key, twin.note_verifier_key = other.public_key, other.vkey
     return tampered
 
 
-@pytest.mark.parametrize("case", ["a grant key of 31 bytes", "two grant keys with one id", "a log key of 31 bytes"])
+KEY_SET_FAULTS = [
+    "a grant key of 31 bytes",
+    "two grant keys with one id",
+    "a log key of 31 bytes",
+    "two log keys with one id",
+]
+
+
+@pytest.mark.parametrize("case", KEY_SET_FAULTS)
 def test_prove_raises_the_alarm_on_a_key_set_that_does_not_parse(
     runner: ReadableRunner,
     cli_live: Live,
@@ -156,14 +168,16 @@ def test_prove_raises_the_alarm_on_a_key_set_that_does_not_parse(
     case: str,
 ) -> None:
     """A receipt older than the log's bound that the log says it does not hold is checked against
-    the key set: one that does not parse was a ValueError traceback (exit 1), letting a log that
-    dropped the receipt pass for a broken client."""
+    the key set's grant keys: a set that does not parse was a ValueError traceback (exit 1),
+    letting a log that dropped the receipt pass for a broken client. The log keys are read for
+    every proof: two under one id passed (exit 0), as no grant keys would."""
     _, receipt, _ = logged_receipt(runner, cli_live, scene, tmp_path)
     with Client(cli_live.target, api_key=cli_live.admin) as client:
         key_set = client.get_key_set()
     monkeypatch.setattr(audit_cli, "_now", lambda: datetime.now(UTC) + timedelta(minutes=2))
     with Tap(cli_live.target) as tap:
-        tap.fail("GetInclusionProof", errors.NotFound("no such entry", reason="LOG_ENTRY_NOT_FOUND"))
+        if "grant" in case:
+            tap.fail("GetInclusionProof", errors.NotFound("no such entry", reason="LOG_ENTRY_NOT_FOUND"))
         tap.answer("GetKeySet", lambda _request: az.GetKeySetResponse(key_set=malformed(key_set, case)))
         proved = invoke(runner, cli_live, "audit", "prove", str(receipt), via=tap)
 

@@ -226,3 +226,11 @@ def test_a_log_key_whose_verifier_key_names_another_key_is_refused() -> None:
         transparency.log_verifiers(KeySet(keys=[key]))
 
     assert transparency.log_verifiers(KeySet(keys=[_log_key("sk_00000000000000bb", SIGNER)])) == [SIGNER.verifier]
+
+
+def test_two_log_keys_under_one_id_are_refused() -> None:
+    """A key set is malformed when two keys share an id, log keys as grant keys (`KeyRing`)."""
+    twice = [_log_key("sk_00000000000000bb", SIGNER), _log_key("sk_00000000000000bb", NoteSigner(ORIGIN, bytes(32)))]
+
+    with pytest.raises(MalformedNote):
+        transparency.log_verifiers(KeySet(keys=twice))
