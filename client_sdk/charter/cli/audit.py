@@ -28,6 +28,7 @@ from google.protobuf.message import DecodeError
 
 from charter import envelope, transparency
 from charter.cli import _output
+from charter.cli._audit_output import print_proof
 from charter.cli._context import JsonOption, settings
 from charter.client import Client
 from charter.errors import CharterError, DataLossError, NotFoundError
@@ -42,9 +43,10 @@ from charter.transparency import (
     NoteError,
     NoteVerifier,
     ProofBundle,
+    WrongOrigin,
 )
 from charter.transparency.note import parse_note
-from charter.v1 import decision_pb2, transparency_pb2
+from charter.v1 import decision_pb2, transparency_pb2, transparency_service_pb2
 from charter.v1.envelope_pb2 import Envelope
 
 app = typer.Typer(
@@ -113,13 +115,19 @@ def _pinned(vkeys: list[str]) -> list[NoteVerifier]:
         raise typer.BadParameter(str(exc), param_hint="--log-key") from None
 
 
-def _verifiers(client: Client, pinned: list[str] | None) -> list[NoteVerifier]:
+def _verifiers(client: Client, pinned: list[str] | None, *, witnessed: bool = False) -> list[NoteVerifier]:
+    """The log keys to verify with: ``pinned``, or the server's key set's. A key set with none is
+    exit 1 (a server without the log), but an ALERT for a witness that kept a checkpoint of this
+    log (``witnessed``): a log that drops or revokes its every key can no longer show it only grew,
+    and must not pass for a server that is down."""
     if pinned:
         return _pinned(pinned)
     try:
         verifiers = transparency.log_verifiers(client.get_key_set())
     except NoteError as exc:
         _alert(f"the key set's log key is malformed: {exc}")
+    if not verifiers and witnessed:
+        _alert("the server's key set no longer lists a log key, though a checkpoint of its log is kept")
     if not verifiers:
         _output.print_line("error: the server's key set has no transparency log key")
         raise typer.Exit(1)
@@ -147,11 +155,21 @@ def _stored(path: Path) -> Checkpoint:
         raise typer.Exit(1) from None
 
 
+def _unwritable(path: Path, exc: OSError) -> NoReturn:
+    """A file this machine cannot write (a directory where it goes, a full disk): exit 1, no
+    traceback; it says nothing about the log."""
+    _output.print_line(f"error: cannot write {path}: {exc.strerror or exc}")
+    raise typer.Exit(1)
+
+
 def _keep(path: Path, note: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(note)
-    os.replace(partial, path)  # atomic: a crash never leaves half a checkpoint behind
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(note)
+        os.replace(partial, path)  # atomic: a crash never leaves half a checkpoint behind
+    except OSError as exc:
+        _unwritable(path, exc)
 
 
 @app.command("watch")
@@ -179,8 +197,10 @@ def watch(
     checkpoint is left as it was). A server that is unreachable, busy or slow is exit status 1.
     """
     cli = settings(ctx, json_output)
+    path = _state_path(state, origin or cli.target)
+    old = _stored(path) if path.exists() else None
     with cli.client() as client:
-        verifiers = _verifiers(client, log_key)
+        verifiers = _verifiers(client, log_key, witnessed=old is not None)
         try:
             answer = client.get_checkpoint()
         except DataLossError as exc:
@@ -191,8 +211,6 @@ def watch(
         except (NoteError, CheckpointError) as exc:
             _alert(f"the log's checkpoint does not verify: {exc}")
         new = signed.checkpoint
-        path = _state_path(state, origin or cli.target)
-        old = _stored(path) if path.exists() else None
         if old is not None:
             if old.origin != new.origin:
                 _alert(f"the kept checkpoint is of the log {old.origin!r}, not {new.origin!r}")
@@ -233,6 +251,23 @@ def watch(
         typer.echo(f"consistent: {new.origin} grew from {old.size} to {new.size} entries")
 
 
+def _exported_size(answer: transparency_service_pb2.GetCheckpointResponse) -> int:
+    """The size of the tree the export's checkpoint signs: that of the note itself, not the
+    answer's side fields (which an export checked offline later does not carry). An answer whose
+    fields disagree with its own note is an ALERT: the listing would stop short of what is signed,
+    or not be of it at all. The signature is verify-export's to check, with the log's keys."""
+    try:
+        head = Checkpoint.from_text(parse_note(answer.checkpoint)[0])
+    except (NoteError, CheckpointError) as exc:
+        _alert(f"the log's checkpoint is not a checkpoint: {exc}")
+    if (head.origin, head.size) != (answer.origin, answer.tree_size):
+        _alert(
+            f"the log answered a tree of {answer.tree_size} entries of {answer.origin!r};"
+            f" its checkpoint signs {head.size} of {head.origin!r}"
+        )
+    return head.size
+
+
 @app.command("export")
 def export(
     ctx: typer.Context,
@@ -244,9 +279,10 @@ def export(
     """Write every entry up to the latest checkpoint, with it, for `charter audit verify-export`.
 
     Entries the key may not read are exported as their leaf hash only (auditor and admin keys
-    read every entry). A listing that skips or repeats an entry, or ends before the checkpoint's
-    size (refused part way, or never ending), and a server that says its stored log no longer
-    matches what it signed (DATA_LOSS), are reported with ALERT lines and exit status 2.
+    read every entry). A listing that skips or repeats an entry, or ends before the size the
+    checkpoint note signs (refused part way, or never ending), an answer whose size or origin
+    disagree with its note, and a server that says its stored log no longer matches what it signed
+    (DATA_LOSS), are reported with ALERT lines and exit status 2.
     """
     cli = settings(ctx, json_output)
     with cli.client() as client:
@@ -254,6 +290,7 @@ def export(
             answer = client.get_checkpoint()
         except DataLossError as exc:
             _alert(f"the server says its stored log no longer matches what it signed: {exc}")
+        size = _exported_size(answer)
 
         def entries() -> Iterator[tuple[int, bytes, bytes | None]]:
             # Each entry must be the next one: a listing that skips or repeats entries (a page
@@ -261,7 +298,7 @@ def export(
             expected = 0
             try:
                 for listed in client.list_log_entries(page_size=page_size):
-                    if expected == answer.tree_size:
+                    if expected == size:
                         return
                     if listed.index != expected:
                         _alert(f"the log listed entry {listed.index} where entry {expected} comes next")
@@ -271,16 +308,19 @@ def export(
                 # A listing refused (or one the SDK ended because it would not end) stops short.
                 if not _refused(exc):
                     raise
-                _alert(f"the log's listing stopped after {expected} of {answer.tree_size} entries: {exc}")
-            if expected != answer.tree_size:
-                _alert(f"the log listed {expected} entries; its checkpoint signs {answer.tree_size}")
+                _alert(f"the log's listing stopped after {expected} of {size} entries: {exc}")
+            if expected != size:
+                _alert(f"the log listed {expected} entries; its checkpoint signs {size}")
 
-        with file.open("w", encoding="utf-8") as out:
-            out.writelines(transparency.export_lines(answer.checkpoint, answer.origin, entries()))
+        try:
+            with file.open("w", encoding="utf-8") as out:
+                out.writelines(transparency.export_lines(answer.checkpoint, answer.origin, entries()))
+        except OSError as exc:
+            _unwritable(file, exc)
     if cli.json_output:
-        _output.print_json({"origin": answer.origin, "tree_size": answer.tree_size, "file": str(file)})
+        _output.print_json({"origin": answer.origin, "tree_size": size, "file": str(file)})
     else:
-        typer.echo(f"exported {answer.tree_size} entries of {answer.origin} to {file}")
+        typer.echo(f"exported {size} entries of {answer.origin} to {file}")
 
 
 @app.command("verify-export")
@@ -347,17 +387,30 @@ def _missing(client: Client, signed: Envelope, verifiers: list[NoteVerifier], re
     evidence against the log, or None when it is not: it must be signed by a key of the server's key
     set, name this log (its latest checkpoint verifies under the receipt's origin), and be older than
     the reason's bound (plus the clock skew) by this machine's clock. A receipt that does not verify,
-    names another log or is younger proves nothing (exit 1: the wrong server, or retry later)."""
-    verified = verify_receipt(signed, keys=KeyRing.from_key_set(client.get_key_set()))
+    names another log or is younger proves nothing (exit 1: the wrong server, or retry later). A key
+    set that does not parse, a latest checkpoint that fails for any reason but naming another
+    origin, and ``DATA_LOSS`` are ALERTs: none of them lets a log that dropped a receipt pass for
+    one that was asked too early."""
+    try:
+        ring = KeyRing.from_key_set(client.get_key_set())
+    except ValueError as exc:
+        _alert(f"the server's key set is malformed: {exc}")
+    verified = verify_receipt(signed, keys=ring)
     receipt = verified.receipt
     if not verified.valid or receipt is None or not receipt.log_origin:
         return None
     try:
-        transparency.verify_checkpoint(
-            client.get_checkpoint().checkpoint, origin=receipt.log_origin, verifiers=verifiers
-        )
-    except (NoteError, CheckpointError):
-        return None
+        latest = client.get_checkpoint()
+    except DataLossError as exc:
+        _alert(f"the server says its stored log no longer matches what it signed: {exc}")
+    try:
+        transparency.verify_checkpoint(latest.checkpoint, origin=receipt.log_origin, verifiers=verifiers)
+    except WrongOrigin:
+        return None  # another log's receipt, asked of the wrong server
+    except (NoteError, CheckpointError) as exc:
+        # Not a log that names another origin: one whose checkpoint fails (a forged or broken
+        # signature, an empty tree with a root): no reason to take the missing receipt lightly.
+        _alert(f"the log's checkpoint does not verify: {exc}")
     decided = receipt.decide_time.ToDatetime(UTC)
     bound, meaning = _MISSING[reason]
     if _now() - decided <= bound + CLOCK_SKEW:
@@ -384,29 +437,48 @@ def _receipt(receipt: str) -> tuple[bytes, Envelope | None]:
 
 
 def _check_count(indexes: list[int], receipt: decision_pb2.DecisionReceipt | None) -> None:
-    """ALERT unless the entries are each logged once and, for a receipt at hand, are one per
-    character it decided (one for a receipt that named none): a log that left a decision out, or
-    answered with none at all, must not pass as having proved it. Checked on the indexes alone,
-    before any proof is verified or bundle written, so a log that answers far more entries than the
-    receipt decided costs nothing more than its answer."""
+    """ALERT unless the entries are each logged once, no more than any receipt has
+    (`transparency.MAX_RECEIPT_ENTRIES`, the log's documented bound) and, for a receipt at hand,
+    are one per character it decided (one for a receipt that named none): a log that left a
+    decision out, or answered with none at all, must not pass as having proved it. Checked on the
+    indexes alone, before any proof is verified or bundle written, so a log that answers far more
+    entries than a receipt decides (given by its digest alone too) costs nothing more than its
+    answer."""
     if not indexes:
         _alert("the log answered no entry for this receipt")
+    if len(indexes) > transparency.MAX_RECEIPT_ENTRIES:
+        _alert(f"the log answered {len(indexes)} entries; a receipt has at most {transparency.MAX_RECEIPT_ENTRIES}")
     if len(set(indexes)) != len(indexes):
         _alert("the log answered the same entry twice for this receipt")
     if receipt is not None and len(indexes) != len(receipt.characters) + (not receipt.characters):
         _alert(f"the log answered {len(indexes)} entries; the receipt decided {len(receipt.characters) or 1}")
 
 
-def _check_characters(
+def _decided(receipt: decision_pb2.DecisionReceipt) -> Counter[tuple[str, str, bool, str, int]]:
+    """What the receipt signed about each character (a receipt that named none: the request's
+    verdict), as its log entries must record it."""
+    if not receipt.characters:
+        return Counter([("", "", receipt.allowed, "", 0)])
+    return Counter(
+        (c.character_id, c.rights_holder_id, c.allowed, c.grant_id, c.terms_version) for c in receipt.characters
+    )
+
+
+def _check_decisions(
     bodies: list[transparency_pb2.LogEntry | None], receipt: decision_pb2.DecisionReceipt | None
 ) -> None:
-    """ALERT when the entries shown decide characters the receipt did not."""
+    """ALERT when the entries shown record other decisions than the receipt signed: another
+    character, verdict, grant, terms version or rights holder (a log that shows a rights holder
+    "denied" where the licensee holds "allowed" hides a use it is owed for), or another receipt id
+    or licensee."""
     if receipt is None:
         return
-    expected = Counter(c.character_id for c in receipt.characters) or Counter([""])
-    shown = Counter(body.decision.character_id for body in bodies if body is not None)
-    if shown - expected:
-        _alert("the log's entries decide characters the receipt did not")
+    shown = [body.decision for body in bodies if body is not None]
+    if any((d.receipt_id, d.licensee_id) != (receipt.receipt_id, receipt.licensee_id) for d in shown):
+        _alert("the log's entries name another receipt or licensee than the receipt does")
+    recorded = Counter((d.character_id, d.rights_holder_id, d.allowed, d.grant_id, d.terms_version) for d in shown)
+    if recorded - _decided(receipt):
+        _alert("the log's entries record other decisions than the receipt signed")
 
 
 @app.command("prove")
@@ -427,9 +499,11 @@ def prove(
     """Print and verify the inclusion proof of a receipt's log entries (one per character decided).
 
     With the receipt file (not only its digest) the checkpoint must be of the log the receipt names,
-    and every character it decided must be proved, once. Exit status 2 when a proof or the
-    checkpoint fails, a decision is missing or the server says its stored log no longer matches
-    what it signed (DATA_LOSS), or when the log does not hold a receipt file (LOG_ENTRY_NOT_FOUND)
+    and every character it decided must be proved, once, by an entry that records the decision the
+    receipt signed. Exit status 2 when a proof or the checkpoint fails, a decision is missing or
+    another than the receipt's, the log answers more entries than a receipt has (64) or one that is
+    not a decision of this receipt, the key set does not parse, or the server says its stored log
+    no longer matches what it signed (DATA_LOSS), or when the log does not hold a receipt file (LOG_ENTRY_NOT_FOUND)
     that the server's key set verifies, that names this log and that is older than the log's
     integration bound (`INTEGRATION_BOUND`, one second, plus `CLOCK_SKEW`): the log dropped it; the
     same for a receipt the log holds but has not integrated (LOG_ENTRY_NOT_INTEGRATED) an hour after
@@ -472,16 +546,21 @@ def prove(
             body = transparency.open_entry(entry.entry, entry.leaf_hash) if entry.entry else None
         except (InvalidProof, ValueError) as exc:
             _alert(f"entry {entry.index} is not proved in the signed tree: {exc}")
-        if body is not None and (body.WhichOneof("change") not in ("decision", "usage") or _digest_of(body) != digest):
+        # Only a decision entry is the receipt's: a usage record's entry names the receipt's digest
+        # too, but is never answered for it, and says nothing of what was decided.
+        if body is not None and (body.WhichOneof("change") != "decision" or body.decision.receipt_digest != digest):
             _alert(f"entry {entry.index} is not about this receipt")
         shown.append((entry, body, ProofBundle(entry.index, tuple(included.proof), answer.checkpoint)))
-    _check_characters([body for _, body, _ in shown], decided)
+    _check_decisions([body for _, body, _ in shown], decided)
     # Written only once everything verified: an answer that raised the alarm leaves no bundle behind.
     if bundle_out is not None:
-        bundle_out.mkdir(parents=True, exist_ok=True)
-        for entry, _, bundle in shown:
-            (bundle_out / f"entry-{entry.index}.tlog-proof").write_bytes(bundle.to_text())
-    _print_proof(cli.json_output, digest, signed.checkpoint, shown)
+        try:
+            bundle_out.mkdir(parents=True, exist_ok=True)
+            for entry, _, bundle in shown:
+                (bundle_out / f"entry-{entry.index}.tlog-proof").write_bytes(bundle.to_text())
+        except OSError as exc:
+            _unwritable(bundle_out, exc)
+    print_proof(cli.json_output, digest, signed.checkpoint, shown)
     withheld = [entry.index for entry, body, _ in shown if body is None]
     if withheld:
         # A withheld entry's proof shows that some entry is in the tree, not that it is about this
@@ -491,50 +570,3 @@ def prove(
             " receipt; prove it with a key that may read them (the receipt's licensee, an auditor or staff)"
         )
         raise typer.Exit(1)
-
-
-def _digest_of(body: transparency_pb2.LogEntry) -> bytes:
-    return body.decision.receipt_digest if body.WhichOneof("change") == "decision" else body.usage.receipt_digest
-
-
-def _print_proof(
-    json_output: bool,
-    digest: bytes,
-    checkpoint: Checkpoint,
-    shown: list[tuple[transparency_pb2.LoggedEntry, transparency_pb2.LogEntry | None, ProofBundle]],
-) -> None:
-    if json_output:
-        _output.print_json(
-            {
-                "receiptDigest": digest.hex(),
-                "origin": checkpoint.origin,
-                "treeSize": checkpoint.size,
-                "entries": [
-                    {
-                        "index": entry.index,
-                        "leafHash": entry.leaf_hash.hex(),
-                        "withheld": entry.withheld,
-                        "entry": None if body is None else _output.to_dict(body),
-                        "bundle": bundle.to_text().decode("utf-8"),
-                    }
-                    for entry, body, bundle in shown
-                ],
-            }
-        )
-        return
-    typer.echo(f"receipt {digest.hex()}: {len(shown)} entries in {checkpoint.origin}, tree of {checkpoint.size}")
-    for entry, body, bundle in shown:
-        about = "withheld" if body is None else _about(body)
-        typer.echo(f"  entry {entry.index}  leaf {entry.leaf_hash.hex()}  {about}")
-        for line in bundle.to_text().decode("utf-8").splitlines():
-            typer.echo(f"    {line}")
-    if all(body is not None for _, body, _ in shown):
-        typer.echo("verified: every entry is included in the signed tree")
-
-
-def _about(body: transparency_pb2.LogEntry) -> str:
-    if body.WhichOneof("change") == "decision":
-        decision = body.decision
-        verdict = "allowed" if decision.allowed else "denied"
-        return f"{verdict} {decision.character_id or '(no character)'}"
-    return f"usage {body.usage.usage_id}"

@@ -40,7 +40,7 @@ from charter.transparency.checkpoint import (
     sign_checkpoint,
     verify_checkpoint,
 )
-from charter.transparency.entries import open_entry, payload_digest
+from charter.transparency.entries import MAX_RECEIPT_ENTRIES, open_entry, payload_digest
 from charter.transparency.export import (
     ExportMismatch,
     ExportSummary,
@@ -83,6 +83,7 @@ from charter.v1.signing_key_pb2 import KeySet, SigningKey
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
+    "MAX_RECEIPT_ENTRIES",
     "Checkpoint",
     "CheckpointError",
     "CompactRange",
@@ -142,13 +143,18 @@ def log_verifiers(key_set: KeySet) -> list[NoteVerifier]:
         The verifiers, in key set order; empty when the set holds no log key.
 
     Raises:
-        MalformedNote: A log key's verifier key is malformed, or names another public key.
+        MalformedNote: A log key's verifier key is malformed, or names another public key, or two
+            log keys share an id (as `charter.grants.KeyRing.from_key_set` refuses for grant keys).
     """
     revoked = set(key_set.revoked_key_ids)
     verifiers: list[NoteVerifier] = []
+    seen: set[str] = set()
     for key in key_set.keys:
         if key.purpose != SigningKey.PURPOSE_TRANSPARENCY_LOG:
             continue
+        if key.key_id in seen:
+            raise MalformedNote(f"two log keys share the id {key.key_id}")
+        seen.add(key.key_id)
         if key.state == SigningKey.STATE_REVOKED or key.key_id in revoked:
             continue
         verifier = NoteVerifier.from_vkey(key.note_verifier_key)

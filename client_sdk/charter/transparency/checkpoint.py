@@ -30,7 +30,7 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
-from charter.transparency.merkle import HASH_SIZE, MAX_TREE_SIZE
+from charter.transparency.merkle import EMPTY_ROOT, HASH_SIZE, MAX_TREE_SIZE
 from charter.transparency.note import Note, NoteSigner, NoteVerifier, open_note, sign_note
 
 __all__ = [
@@ -74,12 +74,14 @@ class Checkpoint:
         origin: The log's origin, a unique name such as ``charter.example/log``; not empty,
             no newline.
         size: The number of entries in the tree.
-        root_hash: The 32-byte RFC 9162 root hash of the tree of ``size`` entries.
+        root_hash: The 32-byte RFC 9162 root hash of the tree of ``size`` entries: for the empty
+            tree, `EMPTY_ROOT` (the SHA-256 of the empty string, RFC 9162 §2.1.1) and nothing else.
         extensions: Extra lines after the root hash, opaque and each non-empty (C2SP
             advises against them; Charter writes none).
 
     Raises:
-        MalformedCheckpoint: A field is out of its range.
+        MalformedCheckpoint: A field is out of its range, or the tree is empty and its root is
+            not `EMPTY_ROOT`.
     """
 
     origin: str
@@ -95,6 +97,10 @@ class Checkpoint:
             raise MalformedCheckpoint("the tree size is an integer from 0 to 2**63 - 1")
         if not isinstance(self.root_hash, bytes) or len(self.root_hash) != HASH_SIZE:
             raise MalformedCheckpoint("the root hash is 32 bytes")
+        # Every tree extends the empty one, so no consistency proof is ever asked from size 0: a
+        # signed empty tree with any other root would pass unchecked, whatever comes after it.
+        if self.size == 0 and self.root_hash != EMPTY_ROOT:
+            raise MalformedCheckpoint("the root of the empty tree is the SHA-256 of the empty string")
 
     def text(self) -> str:
         """The note text of the checkpoint (final newline included)."""
@@ -113,7 +119,8 @@ class Checkpoint:
 
         Raises:
             MalformedCheckpoint: Fewer than three lines, an empty line, a size that is not
-                canonical ASCII decimal, or a root that is not canonical base64 of 32 bytes.
+                canonical ASCII decimal, a root that is not canonical base64 of 32 bytes, or an
+                empty tree whose root is not `EMPTY_ROOT`.
         """
         if not text.endswith("\n"):
             raise MalformedCheckpoint("a checkpoint text ends with a newline")

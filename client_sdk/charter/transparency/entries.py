@@ -9,6 +9,7 @@ parses them, never the other way round. Grants and decision receipts are named i
 from __future__ import annotations
 
 import hashlib
+from typing import Final
 
 from google.protobuf.message import DecodeError
 
@@ -16,7 +17,13 @@ from charter.transparency.merkle import HASH_SIZE, InvalidProof, leaf_hash
 from charter.v1.envelope_pb2 import Envelope
 from charter.v1.transparency_pb2 import LogEntry
 
-__all__ = ["open_entry", "payload_digest"]
+__all__ = ["MAX_RECEIPT_ENTRIES", "open_entry", "payload_digest"]
+
+MAX_RECEIPT_ENTRIES: Final = 64
+"""The most entries ``TransparencyService.GetInclusionProof`` answers for one receipt digest: a
+receipt's decisions, one per character it decided (``Authorize`` takes at most 64 characters), or
+one for a receipt that named none. An answer with more is not the log's (``charter audit prove``
+raises the alarm on it before verifying anything)."""
 
 
 def payload_digest(envelope: Envelope) -> bytes:

@@ -85,7 +85,9 @@ def _b64(value: object, what: str) -> bytes:
 def _object(line: str | bytes, number: int) -> dict[str, Any]:
     try:
         value = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # (a line nested too deep)
+    except (ValueError, RecursionError):
+        # JSONDecodeError and UnicodeDecodeError are ValueErrors, and so is a number of more digits
+        # than Python converts (sys.get_int_max_str_digits); RecursionError: a line nested too deep.
         raise MalformedExport(f"line {number} is not JSON") from None
     if not isinstance(value, dict):
         raise MalformedExport(f"line {number} is not a JSON object")

@@ -107,6 +107,9 @@ def test_extension_lines_round_trip_and_are_signed() -> None:
         f"{ORIGIN}\n5\n{base64.b64encode(ROOT).decode()}\n\nextension after an empty line\n",
         f"\n5\n{base64.b64encode(ROOT).decode()}\n",
         f"{ORIGIN}\n\u0665\n{base64.b64encode(ROOT).decode()}\n",
+        # RFC 9162 §2.1.1: the root of the empty tree is SHA-256 of the empty string, nothing else.
+        f"{ORIGIN}\n0\n{base64.b64encode(ROOT).decode()}\n",
+        f"{ORIGIN}\n0\n{base64.b64encode(bytes(32)).decode()}\n",
     ],
 )
 def test_signed_texts_that_are_not_checkpoints_are_refused(text: str) -> None:
@@ -133,6 +136,7 @@ def test_checkpoint_fields_are_checked() -> None:
         ("", 1, ROOT),
         ("two\nlines", 1, ROOT),
         (ORIGIN, 1, b"x"),
+        (ORIGIN, 0, ROOT),
     ):
         with pytest.raises(MalformedCheckpoint):
             Checkpoint(*args)
@@ -222,3 +226,11 @@ def test_a_log_key_whose_verifier_key_names_another_key_is_refused() -> None:
         transparency.log_verifiers(KeySet(keys=[key]))
 
     assert transparency.log_verifiers(KeySet(keys=[_log_key("sk_00000000000000bb", SIGNER)])) == [SIGNER.verifier]
+
+
+def test_two_log_keys_under_one_id_are_refused() -> None:
+    """A key set is malformed when two keys share an id, log keys as grant keys (`KeyRing`)."""
+    twice = [_log_key("sk_00000000000000bb", SIGNER), _log_key("sk_00000000000000bb", NoteSigner(ORIGIN, bytes(32)))]
+
+    with pytest.raises(MalformedNote):
+        transparency.log_verifiers(KeySet(keys=twice))

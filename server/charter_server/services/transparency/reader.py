@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from functools import partial
 from typing import NoReturn
 
-from charter.transparency import HASH_SIZE, consistency_proof, inclusion_proof, leaf_hash, root_hash
+from charter.transparency import (
+    HASH_SIZE,
+    MAX_RECEIPT_ENTRIES,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    root_hash,
+)
 from charter.transparency.tiles import TILE_HEIGHT, CorruptTiles, Tile, TileHashCache, TileNodeReader
 
 from charter_server.domain.errors import DataLoss, InvalidArgument, NotFound, StorageUnavailable
@@ -29,8 +36,6 @@ from charter_server.services.transparency.sequencer import LogHealth
 from charter_server.storage.database import Database
 from charter_server.storage.uow import UnitOfWork
 
-MAX_RECEIPT_ENTRIES = 1000
-"""The most entries one receipt digest proves (one per character decided, plus its usage records)."""
 _TILE = 1 << TILE_HEIGHT
 
 
