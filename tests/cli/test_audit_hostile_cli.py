@@ -25,13 +25,13 @@ from charter.transparency import NoteSigner, sign_note
 from charter.transparency.note import parse_note
 from charter.usage import UsageReport
 from charter.v1 import authorization_service_pb2 as az
-from charter.v1 import signing_key_pb2
+from charter.v1 import decision_pb2, signing_key_pb2
 from charter.v1 import transparency_pb2 as tp
 from charter.v1 import transparency_service_pb2 as ts
 from charter_server.domain import errors
 from charter_server.domain.models import SigningKeyPurpose
 from charter_server.services.authorization import MAX_CHARACTERS
-from sdk._live import Live
+from sdk._live import Live, unique
 from sdk._scene import IMAGE, TEEN, Scene
 from sdk._tap import Tap
 from typer.testing import Result
@@ -299,7 +299,9 @@ def test_prove_by_digest_refuses_more_entries_than_any_receipt_has_before_verify
 ) -> None:
     """Given a digest alone there is no receipt to count against: the answer was bounded only by
     gRPC's message size, each entry verified and a bundle written for it. More entries than the
-    log's documented bound (`MAX_RECEIPT_ENTRIES`) is an ALERT, before any proof or bundle."""
+    log's documented bound (`MAX_RECEIPT_ENTRIES`) is an ALERT, before any proof or bundle. (The
+    bound is lowered to 64 here, so that the lie costs 64 fetches instead of 1,000.)"""
+    monkeypatch.setattr(transparency, "MAX_RECEIPT_ENTRIES", 64)
     decision, _, _ = logged_receipt(runner, cli_live, scene, tmp_path)
     append(cli_live, transparency.MAX_RECEIPT_ENTRIES + 2)
     answered = Client.get_inclusion_proof
@@ -324,7 +326,8 @@ def test_prove_by_digest_refuses_more_entries_than_any_receipt_has_before_verify
 
 def test_the_log_answers_at_most_its_documented_bound_of_entries_for_a_digest(cli_live: Live) -> None:
     """The server side of the bound: entries logged under one digest past `MAX_RECEIPT_ENTRIES`
-    (which no receipt has: one per character decided, at most 64) are not all answered."""
+    (one per character decided: only a prompt naming more than 936 undeclared characters decides
+    more) are not all answered; the first ones are."""
     assert MAX_CHARACTERS <= transparency.MAX_RECEIPT_ENTRIES  # every real receipt is answered whole
     digest = os.urandom(32)
     server = cli_live.server
@@ -341,6 +344,7 @@ def test_the_log_answers_at_most_its_documented_bound_of_entries_for_a_digest(cl
     assert len(answer.entries) == transparency.MAX_RECEIPT_ENTRIES
     indexes = [e.entry.index for e in answer.entries]
     assert indexes == sorted(indexes)
+    assert indexes[-1] - indexes[0] == transparency.MAX_RECEIPT_ENTRIES - 1
     for included in answer.entries:
         transparency.verify_inclusion(
             included.entry.leaf_hash,
@@ -349,6 +353,31 @@ def test_the_log_answers_at_most_its_documented_bound_of_entries_for_a_digest(cl
             list(included.proof),
             transparency.Checkpoint.from_text(parse_note(answer.checkpoint)[0]).root_hash,
         )
+
+
+def test_a_receipt_that_decided_more_characters_than_it_declared_is_proved_whole(
+    runner: ReadableRunner, cli_live: Live, scene: Scene, tmp_path: Path
+) -> None:
+    """A receipt decides every declared character (at most 64) and every other one its prompt
+    names: 64 declared and two named in the prompt are 66 entries, each proved (a bound of 64 on
+    the entries of a digest once made such a receipt an ALERT)."""
+    declared = [scene.character().id for _ in range(MAX_CHARACTERS)]
+    named = [scene.character(name=unique("Zorblax ")) for _ in range(2)]
+    prompt = " and ".join(c.canonical_name for c in named)
+    with Client(cli_live.target, api_key=scene.generator_key) as generator:
+        decision = generator.authorize(character_ids=declared, prompt=prompt, use_type=IMAGE, content_rating=TEEN)
+    assert decision.receipt is not None
+    receipt = tmp_path / "receipt.json"
+    receipt.write_text(envelope.to_json(decision.receipt))
+    payload = decision_pb2.DecisionReceipt.FromString(decision.receipt.payload)
+    deadline = time.monotonic() + 10
+    proved = invoke(runner, cli_live, "audit", "prove", str(receipt))
+    while proved.exit_code == 1 and "LOG_ENTRY_NOT_INTEGRATED" in proved.stderr and time.monotonic() < deadline:
+        time.sleep(0.05)
+        proved = invoke(runner, cli_live, "audit", "prove", str(receipt))
+
+    assert len(payload.characters) == MAX_CHARACTERS + 2
+    assert proved.exit_code == 0, proved.output
 
 
 @pytest.mark.parametrize("lie", ["a smaller size", "another origin"])

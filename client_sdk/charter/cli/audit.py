@@ -436,6 +436,22 @@ def _receipt(receipt: str) -> tuple[bytes, Envelope | None]:
     return hashlib.sha256(signed.payload).digest(), signed
 
 
+def _provable(signed_receipt: Envelope | None) -> decision_pb2.DecisionReceipt | None:
+    """The receipt's decision, when it was given; exit 1 when it decided more characters than the
+    log answers entries for one digest (`transparency.MAX_RECEIPT_ENTRIES`): that says nothing
+    about the log."""
+    if signed_receipt is None:
+        return None
+    decided = decision_pb2.DecisionReceipt.FromString(signed_receipt.payload)
+    if len(decided.characters) > transparency.MAX_RECEIPT_ENTRIES:
+        _output.print_line(
+            f"error: the receipt decided {len(decided.characters)} characters; the log answers at most "
+            f"{transparency.MAX_RECEIPT_ENTRIES} entries for one receipt: prove the others by index"
+        )
+        raise typer.Exit(1)
+    return decided
+
+
 def _check_count(indexes: list[int], receipt: decision_pb2.DecisionReceipt | None) -> None:
     """ALERT unless the entries are each logged once, no more than any receipt has
     (`transparency.MAX_RECEIPT_ENTRIES`, the log's documented bound) and, for a receipt at hand,
@@ -512,7 +528,7 @@ def prove(
     proof shows that some entry is in the tree, not that it is about this receipt.
     """
     digest, signed_receipt = _receipt(receipt)
-    decided = None if signed_receipt is None else decision_pb2.DecisionReceipt.FromString(signed_receipt.payload)
+    decided = _provable(signed_receipt)
     cli = settings(ctx, json_output)
     with cli.client() as client:
         verifiers = _verifiers(client, log_key)

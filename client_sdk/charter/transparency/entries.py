@@ -19,11 +19,13 @@ from charter.v1.transparency_pb2 import LogEntry
 
 __all__ = ["MAX_RECEIPT_ENTRIES", "open_entry", "payload_digest"]
 
-MAX_RECEIPT_ENTRIES: Final = 64
-"""The most entries ``TransparencyService.GetInclusionProof`` answers for one receipt digest: a
-receipt's decisions, one per character it decided (``Authorize`` takes at most 64 characters), or
-one for a receipt that named none. An answer with more is not the log's (``charter audit prove``
-raises the alarm on it before verifying anything)."""
+MAX_RECEIPT_ENTRIES: Final = 1000
+"""The most entries ``TransparencyService.GetInclusionProof`` answers for one receipt digest (the
+first ones, in index order): a receipt's decisions, one per character it decided, or one for a
+receipt that named none. ``Authorize`` decides at most 64 declared characters and every other
+character its prompt names, so only a prompt naming more than 936 other characters decides more;
+such a receipt's other entries are proved by index. An answer with more is not the log's
+(``charter audit prove`` raises the alarm on it before verifying anything)."""
 
 
 def payload_digest(envelope: Envelope) -> bytes:
