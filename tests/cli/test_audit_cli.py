@@ -29,6 +29,7 @@ from sdk._live import Live, serve
 from sdk._scene import IMAGE, TEEN, Scene
 from sdk._tap import Tap
 from sqlalchemy import delete, update
+from typer.testing import Result
 
 from ._commands import invoke
 from ._readable import ReadableRunner
@@ -59,6 +60,29 @@ def rewrite(live: Live) -> None:
 
 def alerts(result: object) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.startswith("ALERT: ")]  # type: ignore[attr-defined]
+
+
+def receipt_file(
+    live: Live, scene: Scene, tmp_path: Path, character_ids: list[str], prompt: str = ""
+) -> tuple[Any, Path]:
+    """The generator's decision about ``character_ids`` (and ``prompt``) and its receipt's file."""
+    with Client(live.target, api_key=scene.generator_key) as generator:
+        decision = generator.authorize(character_ids=character_ids, prompt=prompt, use_type=IMAGE, content_rating=TEEN)
+    assert decision.receipt is not None
+    receipt = tmp_path / "receipt.json"
+    receipt.write_text(envelope.to_json(decision.receipt))
+    return decision, receipt
+
+
+def prove_once_integrated(runner: ReadableRunner, live: Live, *args: str) -> Result:
+    """``charter audit prove ARGS``, again while the receipt's entries are not integrated yet (at
+    most 10 s)."""
+    deadline = time.monotonic() + 10
+    proved = invoke(runner, live, "audit", "prove", *args)
+    while proved.exit_code == 1 and "LOG_ENTRY_NOT_INTEGRATED" in proved.stderr and time.monotonic() < deadline:
+        time.sleep(0.05)
+        proved = invoke(runner, live, "audit", "prove", *args)
+    return proved
 
 
 def test_a_witness_keeps_the_first_checkpoint_and_then_sees_the_log_only_grow(
@@ -177,18 +201,10 @@ def test_prove_verifies_a_receipts_entries_and_writes_their_bundles(
     runner: ReadableRunner, cli_live: Live, scene: Scene, tmp_path: Path
 ) -> None:
     character = scene.character()
-    with Client(cli_live.target, api_key=scene.generator_key) as generator:
-        decision = generator.authorize(character_ids=[character.id], use_type=IMAGE, content_rating=TEEN)
-    assert decision.receipt is not None
-    receipt = tmp_path / "receipt.json"
-    receipt.write_text(envelope.to_json(decision.receipt))
+    decision, receipt = receipt_file(cli_live, scene, tmp_path, [character.id])
     bundles = tmp_path / "bundles"
 
-    deadline = time.monotonic() + 10
-    proved = invoke(runner, cli_live, "audit", "prove", str(receipt), "--bundle-out", str(bundles))
-    while proved.exit_code == 1 and "LOG_ENTRY_NOT_INTEGRATED" in proved.stderr and time.monotonic() < deadline:
-        time.sleep(0.05)
-        proved = invoke(runner, cli_live, "audit", "prove", str(receipt), "--bundle-out", str(bundles))
+    proved = prove_once_integrated(runner, cli_live, str(receipt), "--bundle-out", str(bundles))
     by_digest = invoke(runner, cli_live, "audit", "prove", decision.receipt_digest.hex(), json_output=True)
     unknown = invoke(runner, cli_live, "audit", "prove", os.urandom(32).hex())
 
@@ -218,16 +234,8 @@ def test_prove_raises_the_alarm_when_the_log_does_not_prove_every_decision_of_th
     repeated in another's place, or none at all (the honest server answers NOT_FOUND instead). With
     the receipt at hand every character it decided is proved once; with a digest, at least one."""
     first, second = scene.character(), scene.character()
-    with Client(cli_live.target, api_key=scene.generator_key) as generator:
-        decision = generator.authorize(character_ids=[first.id, second.id], use_type=IMAGE, content_rating=TEEN)
-    assert decision.receipt is not None
-    receipt = tmp_path / "receipt.json"
-    receipt.write_text(envelope.to_json(decision.receipt))
-    deadline = time.monotonic() + 10
-    honest = invoke(runner, cli_live, "audit", "prove", str(receipt))
-    while honest.exit_code == 1 and "LOG_ENTRY_NOT_INTEGRATED" in honest.stderr and time.monotonic() < deadline:
-        time.sleep(0.05)
-        honest = invoke(runner, cli_live, "audit", "prove", str(receipt))
+    decision, receipt = receipt_file(cli_live, scene, tmp_path, [first.id, second.id])
+    honest = prove_once_integrated(runner, cli_live, str(receipt))
 
     answered = Client.get_inclusion_proof
 
@@ -256,17 +264,9 @@ def test_prove_does_not_take_a_withheld_entry_for_the_receipts(
     where the receipt's entry belongs: the proof verifies, but nothing ties that entry to the
     receipt, so `prove` does not say it proved the receipt (exit 1, no "verified")."""
     character = scene.character()
-    with Client(cli_live.target, api_key=scene.generator_key) as generator:
-        decision = generator.authorize(character_ids=[character.id], use_type=IMAGE, content_rating=TEEN)
-    assert decision.receipt is not None
-    receipt = tmp_path / "receipt.json"
-    receipt.write_text(envelope.to_json(decision.receipt))
+    decision, receipt = receipt_file(cli_live, scene, tmp_path, [character.id])
     chosen = str(receipt) if asked == "receipt" else decision.receipt_digest.hex()
-    deadline = time.monotonic() + 10
-    honest = invoke(runner, cli_live, "audit", "prove", chosen)
-    while honest.exit_code == 1 and "LOG_ENTRY_NOT_INTEGRATED" in honest.stderr and time.monotonic() < deadline:
-        time.sleep(0.05)
-        honest = invoke(runner, cli_live, "audit", "prove", chosen)
+    honest = prove_once_integrated(runner, cli_live, chosen)
     answered = Client.get_inclusion_proof
 
     def lying(self: Client, **request: Any) -> Any:
@@ -294,16 +294,8 @@ def test_prove_checks_how_many_entries_the_log_answered_before_writing_any_bundl
     refused on their count, before any bundle is written: an answer that raises the alarm leaves
     nothing behind, and a hostile answer cannot make `prove` write a checkpoint per entry it lists."""
     character = scene.character()
-    with Client(cli_live.target, api_key=scene.generator_key) as generator:
-        decision = generator.authorize(character_ids=[character.id], use_type=IMAGE, content_rating=TEEN)
-    assert decision.receipt is not None
-    receipt = tmp_path / "receipt.json"
-    receipt.write_text(envelope.to_json(decision.receipt))
-    deadline = time.monotonic() + 10
-    honest = invoke(runner, cli_live, "audit", "prove", str(receipt))
-    while honest.exit_code == 1 and "LOG_ENTRY_NOT_INTEGRATED" in honest.stderr and time.monotonic() < deadline:
-        time.sleep(0.05)
-        honest = invoke(runner, cli_live, "audit", "prove", str(receipt))
+    _, receipt = receipt_file(cli_live, scene, tmp_path, [character.id])
+    honest = prove_once_integrated(runner, cli_live, str(receipt))
     answered = Client.get_inclusion_proof
 
     def lying(self: Client, **request: Any) -> Any:

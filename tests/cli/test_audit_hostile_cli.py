@@ -12,14 +12,13 @@ operator writes to its log with the log's own appender and signs with the log's 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from charter import Client, envelope, transparency
+from charter import Client, transparency
 from charter.cli import audit as audit_cli
 from charter.transparency import NoteSigner, sign_note
 from charter.transparency.note import parse_note
@@ -32,13 +31,13 @@ from charter_server.domain import errors
 from charter_server.domain.models import SigningKeyPurpose
 from charter_server.services.authorization import MAX_CHARACTERS
 from sdk._live import Live, unique
-from sdk._scene import IMAGE, TEEN, Scene
+from sdk._scene import Scene
 from sdk._tap import Tap
 from typer.testing import Result
 
 from ._commands import invoke
 from ._readable import ReadableRunner
-from .test_audit_cli import alerts, append
+from .test_audit_cli import alerts, append, prove_once_integrated, receipt_file
 
 
 def log_signer(live: Live) -> NoteSigner:
@@ -112,16 +111,8 @@ def logged_receipt(runner: ReadableRunner, live: Live, scene: Scene, tmp_path: P
     """A decision of one character, its receipt file and the character, once the honest log proves
     it."""
     character = scene.character()
-    with Client(live.target, api_key=scene.generator_key) as generator:
-        decision = generator.authorize(character_ids=[character.id], use_type=IMAGE, content_rating=TEEN)
-    assert decision.receipt is not None
-    receipt = tmp_path / "receipt.json"
-    receipt.write_text(envelope.to_json(decision.receipt))
-    deadline = time.monotonic() + 10
-    honest = invoke(runner, live, "audit", "prove", str(receipt))
-    while honest.exit_code == 1 and "LOG_ENTRY_NOT_INTEGRATED" in honest.stderr and time.monotonic() < deadline:
-        time.sleep(0.05)
-        honest = invoke(runner, live, "audit", "prove", str(receipt))
+    decision, receipt = receipt_file(live, scene, tmp_path, [character.id])
+    honest = prove_once_integrated(runner, live, str(receipt))
     assert honest.exit_code == 0, honest.output
     return decision, receipt, character.id
 
@@ -364,17 +355,10 @@ def test_a_receipt_that_decided_more_characters_than_it_declared_is_proved_whole
     declared = [scene.character().id for _ in range(MAX_CHARACTERS)]
     named = [scene.character(name=unique("Zorblax ")) for _ in range(2)]
     prompt = " and ".join(c.canonical_name for c in named)
-    with Client(cli_live.target, api_key=scene.generator_key) as generator:
-        decision = generator.authorize(character_ids=declared, prompt=prompt, use_type=IMAGE, content_rating=TEEN)
-    assert decision.receipt is not None
-    receipt = tmp_path / "receipt.json"
-    receipt.write_text(envelope.to_json(decision.receipt))
+    decision, receipt = receipt_file(cli_live, scene, tmp_path, declared, prompt)
     payload = decision_pb2.DecisionReceipt.FromString(decision.receipt.payload)
-    deadline = time.monotonic() + 10
-    proved = invoke(runner, cli_live, "audit", "prove", str(receipt))
-    while proved.exit_code == 1 and "LOG_ENTRY_NOT_INTEGRATED" in proved.stderr and time.monotonic() < deadline:
-        time.sleep(0.05)
-        proved = invoke(runner, cli_live, "audit", "prove", str(receipt))
+
+    proved = prove_once_integrated(runner, cli_live, str(receipt))
 
     assert len(payload.characters) == MAX_CHARACTERS + 2
     assert proved.exit_code == 0, proved.output
