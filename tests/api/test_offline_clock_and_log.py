@@ -7,7 +7,6 @@ until then. (With real servers: ``test_offline_authorizer``.)
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from typing import Final
 
@@ -81,15 +80,28 @@ def test_a_clock_stepped_back_behind_the_last_heartbeat_makes_the_view_stale() -
     assert not after  # (it stayed current for the hour the clock went back)
 
 
+class _Monotonic:
+    """The authorizer's monotonic clock: it moves only when the test says."""
+
+    def __init__(self) -> None:
+        self.seconds = 1000.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
 def test_a_clock_stepped_back_does_not_stretch_max_staleness() -> None:
-    own = ManualClock()
+    own, monotonic = ManualClock(), _Monotonic()
     client = ScriptedClient(([_beat(0)], False))  # one heartbeat, then none
-    with scripted(client, clock=own.now, max_staleness=timedelta(seconds=2)) as authorizer:
+    with scripted(client, clock=own.now, monotonic=monotonic, max_staleness=timedelta(seconds=30)) as authorizer:
         before = authorizer.wait_current(timeout=WAIT)
-        time.sleep(1.2)
-        own.advance(timedelta(seconds=-1))  # the view looks 0.2 s old on the clock, still after its heartbeat
-        time.sleep(1.2)  # 2.4 s since the heartbeat; 1.4 s on the clock
+        monotonic.seconds += 12
+        own.advance(timedelta(seconds=12 - 10))  # stepped back 10 s meanwhile: still after its heartbeat
+        within = authorizer.is_current()
+        monotonic.seconds += 19
+        own.advance(timedelta(seconds=19))  # 31 s since the heartbeat; 21 s on the clock
         after = authorizer.is_current()
 
     assert before
+    assert within
     assert not after

@@ -43,6 +43,16 @@ class _Lease:
     expire_time: datetime
 
 
+def check_lease_uses(uses: int) -> None:
+    """Raise unless ``uses`` is a number of uses to lease at a time.
+
+    Raises:
+        ValueError: It is not an int from 1 to `MAX_LEASE_USES`.
+    """
+    if type(uses) is not int or not 1 <= uses <= MAX_LEASE_USES:
+        raise ValueError(f"lease_uses must be an int from 1 to {MAX_LEASE_USES}")
+
+
 class QuotaLeases:
     """The leases of one authorizer, per (character, grant); see the module documentation.
 
