@@ -29,6 +29,7 @@ from charter.offline.leases import QuotaLeases, check_lease_uses
 from charter.offline.local import DecidesLocally, require_screening
 from charter.offline.revocations import RevocationView
 from charter.terms import DenyReason, UseContext
+from charter.territories import territory_code
 from charter.v1 import terms_pb2
 from charter.v1.envelope_pb2 import Envelope
 
@@ -471,8 +472,9 @@ class OfflineAuthorizer(DecidesLocally):
             see the package documentation); the server's decision, with its receipt, otherwise.
 
         Raises:
-            ValueError: No character and no prompt, a character id given twice, or an unknown
-                enum value (checked as ``Client.authorize`` checks them; names are accepted).
+            ValueError: No character and no prompt, a character id given twice, an unknown enum
+                value (checked as ``Client.authorize`` checks them; names are accepted), or a
+                territory neither empty nor two ASCII letters (`charter.territories`).
             TypeError: An argument has the wrong type.
             CharterError: The server failed otherwise than ``UNAVAILABLE`` or
                 ``DEADLINE_EXCEEDED`` (for example ``INVALID_ARGUMENT`` for an unknown
@@ -484,6 +486,7 @@ class OfflineAuthorizer(DecidesLocally):
         if not ids and not prompt.strip():
             raise ValueError("at least one of character_ids and prompt is required")
         flagged = tuple(categories)
+        territory_code(territory)  # (raises) the server's rule; the digest of a record has it as given
         if not (
             type(use_type) is int
             and use_type in _USE_TYPES
