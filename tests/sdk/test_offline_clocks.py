@@ -25,7 +25,7 @@ from charter import Client, OfflineAuthorizer
 from charter.decisions import Decision
 from charter.offline.cache import CacheKey, OfflineState, load_state, save_state
 from charter.terms import DenyReason
-from charter.v1 import character_pb2, offline_service_pb2, signing_key_pb2
+from charter.v1 import character_pb2, offline_pb2, offline_service_pb2, signing_key_pb2
 
 from ._live import USE, unique
 from ._scene import Scene
@@ -33,6 +33,7 @@ from ._scene import Scene
 WAIT = 10.0  # seconds: the bound of every wait for the background threads
 STALENESS = timedelta(seconds=10)
 KEY_REFRESH = timedelta(seconds=60)  # so the key set's grace is 70 s (never refreshed within a test)
+LEASE_TTL = timedelta(seconds=60)
 
 
 class Clocks:
@@ -84,6 +85,14 @@ class _CutOff(Client):
     def authorize(self, **kwargs: Any) -> Decision:
         self._unless_cut()
         return super().authorize(**kwargs)
+
+    def lease_quota(self, *args: Any, **kwargs: Any) -> offline_pb2.QuotaLease:
+        self._unless_cut()
+        return super().lease_quota(*args, **kwargs)
+
+    def renew_quota_lease(self, *args: Any, **kwargs: Any) -> offline_pb2.QuotaLease:
+        self._unless_cut()
+        return super().renew_quota_lease(*args, **kwargs)
 
 
 @contextmanager
@@ -258,3 +267,29 @@ def test_a_kept_snapshot_current_later_than_the_clocks_now_is_stale_from_the_sta
         False,
         (DenyReason.SNAPSHOT_STALE,),
     )
+
+
+def test_a_wall_clock_stepped_back_does_not_stretch_a_quota_lease(scene: Scene) -> None:
+    capped = scene.character(max_uses=100)
+    clocks = Clocks()
+    with (
+        _CutOff(scene.live.target, api_key=scene.generator_key) as client,
+        _authorizer(
+            client, clocks, signer=scene.signer(), lease_uses=10, lease_ttl=timedelta(seconds=60)
+        ) as authorizer,
+    ):
+        assert _beat(authorizer, clocks)
+        first = authorizer.authorize(character_ids=[capped.id], **USE)  # the server decides; a lease is asked for
+        deadline = time.monotonic() + WAIT
+        while not authorizer.leases() and time.monotonic() < deadline:
+            authorizer.wait_current(timeout=0.02)
+        spent = authorizer.authorize(character_ids=[capped.id], **USE)
+        client.cut = True  # the lease can be neither renewed nor replaced, nor the server asked
+        clocks.move(wall=timedelta(seconds=1), monotonic=61)  # 61 s passed; the wall clock was stepped back 60 s
+        beat = _beat(authorizer, clocks)
+        late = authorizer.authorize(character_ids=[capped.id], **USE)
+
+    assert (first.offline, first.allowed) == (False, True)
+    assert (spent.offline, spent.allowed, len(spent.decision_records)) == (True, True, 1)
+    assert beat  # the revocation view and the key set are current: only the lease is too old
+    assert _reasons(late) == (True, False, [(DenyReason.LEASE_EXPIRED,)])

@@ -25,7 +25,7 @@ from charter.offline.decisions import answer, decide_offline
 from charter.offline.fallback import ask_server
 from charter.offline.held import Checked, Held, HeldGrants, check
 from charter.offline.keys import LicenseeKeys, pin_keys
-from charter.offline.leases import QuotaLeases, check_lease_uses
+from charter.offline.leases import QuotaLeases, check_lease_options
 from charter.offline.local import DecidesLocally, require_screening
 from charter.offline.revocations import RevocationView
 from charter.terms import DenyReason, UseContext
@@ -147,8 +147,7 @@ class OfflineAuthorizer(DecidesLocally):
         self._key_refresh_seconds = seconds_of(key_refresh, "key_refresh")
         self._min_backoff, self._max_backoff = backoff_bounds(min_backoff, max_backoff)
         self._idle_seconds = seconds_of(idle_timeout, "idle_timeout")
-        seconds_of(lease_ttl, "lease_ttl")
-        check_lease_uses(lease_uses)
+        check_lease_options(lease_uses, lease_ttl)
         self._client, self._signer, self._fetch_bundle = client, signer, fetch_bundle
         if screen_locally:
             require_screening()
@@ -162,7 +161,8 @@ class OfflineAuthorizer(DecidesLocally):
         self._key_grace = key_refresh + max_staleness
         self._verifier = GrantVerifier(skew=skew, cache_size=cache_size)
         # Quota leases are spent only where each use can be reported: with decision records.
-        self._leases = None if signer is None else QuotaLeases(client, self._clock, block=lease_uses, ttl=lease_ttl)
+        leases = QuotaLeases(client, self._clock, self._monotonic, block=lease_uses, ttl=lease_ttl)
+        self._leases = None if signer is None else leases
         self._skew_us = skew // _ONE_MICROSECOND
 
         # Who decides: the licensee (set by start()), its key set and platform (the refresher).
