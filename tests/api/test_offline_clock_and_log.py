@@ -7,12 +7,13 @@ until then. (With real servers: ``test_offline_authorizer``.)
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 from charter.errors import FieldViolation, InvalidArgumentError
 from charter.grants import GrantStatus
-from charter.v1 import grant_pb2
+from charter.v1 import authorization_service_pb2, grant_pb2
+from google.protobuf import timestamp_pb2
 
 from .test_offline_authorizer import WAIT, ManualClock, ScriptedClient, _beat, _event, _until, scripted
 
@@ -105,3 +106,29 @@ def test_a_clock_stepped_back_does_not_stretch_max_staleness() -> None:
     assert before
     assert within
     assert not after
+
+
+def _beat_from(sequence: int, server_time: datetime) -> authorization_service_pb2.Heartbeat:
+    return authorization_service_pb2.Heartbeat(
+        sequence=sequence,
+        server_time=timestamp_pb2.Timestamp(seconds=int(server_time.timestamp()), nanos=server_time.microsecond * 1000),
+    )
+
+
+def test_a_clock_behind_the_servers_by_more_than_the_skew_is_never_current() -> None:
+    """Validity windows are judged on this clock: one that lags Charter's by more than ``skew`` would
+    honour a grant offline after the server deems it expired, so no heartbeat makes the view current
+    (it is decided by the server, or denied)."""
+    own = ManualClock()
+    now = own.now()
+    behind = ScriptedClient(([_event(1), _beat_from(1, now + timedelta(seconds=90))], True), ([], False))
+    within = ScriptedClient(([_event(1), _beat_from(1, now + timedelta(seconds=50))], True), ([], False))
+    with scripted(behind, clock=own.now, skew=timedelta(seconds=60)) as lagging:
+        read = _until(lambda: behind.opened == [0, 1])  # the first stream played to its end
+        lagging_current = lagging.is_current()
+    with scripted(within, clock=own.now, skew=timedelta(seconds=60)) as close_enough:
+        close_enough_current = close_enough.wait_current(timeout=WAIT)
+
+    assert read
+    assert not lagging_current
+    assert close_enough_current

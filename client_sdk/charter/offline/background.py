@@ -107,6 +107,8 @@ class KeepCurrent:
     _watch: Any
     _last_message: float
     _screen_locally: bool = False  # also watch registry events (prompts screened offline)
+    _skew_us: int  # the skew tolerated on validity windows, in microseconds
+    _lagging = False  # the clock was behind Charter's by more than the skew at the last heartbeat
 
     # -- the view ---------------------------------------------------------------------------------
 
@@ -335,10 +337,24 @@ class KeepCurrent:
             self._notify()
 
     def _heartbeat(self, beat: authorization_service_pb2.Heartbeat) -> None:
+        if beat.HasField("server_time") and self._lags(beat.server_time.ToDatetime(tzinfo=UTC)):
+            return
         if beat.key_set_version and not self._key_set_is(beat.key_set_version):
             return
         if self._view.heartbeat(beat.sequence):
             self._recompute()
+
+    def _lags(self, server_time: datetime) -> bool:
+        """Whether the clock is behind Charter's (as of a heartbeat) by more than the skew. Validity
+        windows are judged on the clock, so one that lags would honour a grant offline after
+        Charter deems it expired (by as much as it lags): such a heartbeat does not make the view
+        current, which ages towards failing closed until the clock is set right."""
+        lags = server_time - self._clock() > timedelta(microseconds=self._skew_us)
+        if lags != self._lagging:
+            self._lagging = lags
+            if lags:
+                log.warning("charter.offline: this clock lags Charter's by more than the skew; not deciding offline")
+        return lags
 
     def _key_set_is(self, version: str) -> bool:
         """Whether decisions verify with the key set of ``version``, fetching it now when they do
