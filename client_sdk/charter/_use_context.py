@@ -45,7 +45,8 @@ def use_context_by_position(
 ) -> UseContext:
     """`UseContext` with every field by position and the sets already frozensets: the same value
     (the time in UTC, the territory upper case) at about a third of the cost, for the offline
-    authorizer, which builds one per character of every request.
+    authorizer, which builds one per character of every request (and has checked the territory
+    once per request, `charter.territories`).
 
     Made as `charter._search` makes detections: setting ten slots through their descriptors
     was most of the cost, so the fields are set on an object of a plain class with the same

@@ -7,13 +7,13 @@ until then. (With real servers: ``test_offline_authorizer``.)
 
 from __future__ import annotations
 
-import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 from charter.errors import FieldViolation, InvalidArgumentError
 from charter.grants import GrantStatus
-from charter.v1 import grant_pb2
+from charter.v1 import authorization_service_pb2, grant_pb2
+from google.protobuf import timestamp_pb2
 
 from .test_offline_authorizer import WAIT, ManualClock, ScriptedClient, _beat, _event, _until, scripted
 
@@ -81,15 +81,54 @@ def test_a_clock_stepped_back_behind_the_last_heartbeat_makes_the_view_stale() -
     assert not after  # (it stayed current for the hour the clock went back)
 
 
+class _Monotonic:
+    """The authorizer's monotonic clock: it moves only when the test says."""
+
+    def __init__(self) -> None:
+        self.seconds = 1000.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
 def test_a_clock_stepped_back_does_not_stretch_max_staleness() -> None:
-    own = ManualClock()
+    own, monotonic = ManualClock(), _Monotonic()
     client = ScriptedClient(([_beat(0)], False))  # one heartbeat, then none
-    with scripted(client, clock=own.now, max_staleness=timedelta(seconds=2)) as authorizer:
+    with scripted(client, clock=own.now, monotonic=monotonic, max_staleness=timedelta(seconds=30)) as authorizer:
         before = authorizer.wait_current(timeout=WAIT)
-        time.sleep(1.2)
-        own.advance(timedelta(seconds=-1))  # the view looks 0.2 s old on the clock, still after its heartbeat
-        time.sleep(1.2)  # 2.4 s since the heartbeat; 1.4 s on the clock
+        monotonic.seconds += 12
+        own.advance(timedelta(seconds=12 - 10))  # stepped back 10 s meanwhile: still after its heartbeat
+        within = authorizer.is_current()
+        monotonic.seconds += 19
+        own.advance(timedelta(seconds=19))  # 31 s since the heartbeat; 21 s on the clock
         after = authorizer.is_current()
 
     assert before
+    assert within
     assert not after
+
+
+def _beat_from(sequence: int, server_time: datetime) -> authorization_service_pb2.Heartbeat:
+    return authorization_service_pb2.Heartbeat(
+        sequence=sequence,
+        server_time=timestamp_pb2.Timestamp(seconds=int(server_time.timestamp()), nanos=server_time.microsecond * 1000),
+    )
+
+
+def test_a_clock_behind_the_servers_by_more_than_the_skew_is_never_current() -> None:
+    """Validity windows are judged on this clock: one that lags Charter's by more than ``skew`` would
+    honour a grant offline after the server deems it expired, so no heartbeat makes the view current
+    (it is decided by the server, or denied)."""
+    own = ManualClock()
+    now = own.now()
+    behind = ScriptedClient(([_event(1), _beat_from(1, now + timedelta(seconds=90))], True), ([], False))
+    within = ScriptedClient(([_event(1), _beat_from(1, now + timedelta(seconds=50))], True), ([], False))
+    with scripted(behind, clock=own.now, skew=timedelta(seconds=60)) as lagging:
+        read = _until(lambda: behind.opened == [0, 1])  # the first stream played to its end
+        lagging_current = lagging.is_current()
+    with scripted(within, clock=own.now, skew=timedelta(seconds=60)) as close_enough:
+        close_enough_current = close_enough.wait_current(timeout=WAIT)
+
+    assert read
+    assert not lagging_current
+    assert close_enough_current

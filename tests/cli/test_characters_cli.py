@@ -553,9 +553,11 @@ def test_terms_set_usage_errors(runner: CliRunner, cli_live: Live, tap: Tap, tmp
         terms_set("--use-type", "hologram"),
         terms_set("--valid-from", "soon"),
         terms_set("--file", str(bad_file)),
+        terms_set("--use-type", "cameo", "--max-rating", "teen", "--territory", "\u0131t"),  # not "IT"
+        terms_set("--use-type", "cameo", "--max-rating", "teen", "--exclude-territory", "\uff29\uff34"),
     ]
 
-    assert codes == [2, 2, 2, 2, 2]
+    assert codes == [2, 2, 2, 2, 2, 2, 2]
     assert tap.calls == []
 
 

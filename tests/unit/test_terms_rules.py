@@ -198,7 +198,18 @@ def test_lower_case_codes_are_accepted() -> None:
 
 @pytest.mark.parametrize(
     ("code", "known"),
-    [("JP", True), ("GB", True), ("jp", False), ("ZZ", False), ("JPN", False), ("", False), (FULL_WIDTH_JP, False)],
+    [
+        ("JP", True),
+        ("GB", True),
+        ("jp", True),
+        ("ZZ", False),
+        ("JPN", False),
+        ("", False),
+        (FULL_WIDTH_JP, False),
+        ("\u0131t", False),  # U+0131 uppercases to I: not IT
+        ("\u017fe", False),  # U+017F uppercases to S: not SE
+        ("\u212aN", False),  # the Kelvin sign: pycountry's look-up lowercases it to k
+    ],
 )
 def test_is_territory(code: str, known: bool) -> None:
     assert is_territory(code) is known

@@ -17,6 +17,7 @@ from charter.cli._context import JsonOption, parse_time, settings
 from charter.cli.characters import parse_choice
 from charter.client import Client
 from charter.errors import CharterError
+from charter.territories import territory_code
 from charter.v1 import character_pb2, terms_pb2
 
 app = typer.Typer(help="Terms: how a character may be used; opt in, update, opt out.", no_args_is_help=True)
@@ -153,15 +154,18 @@ class TermsFlags:
                 parse_choice(_requests.parse_content_category, v, param_hint="--prohibit") for v in self.prohibit
             )
             given("prohibited_categories")
-        for values, name, upper in (
-            (self.territory, "allowed_territories", True),
-            (self.exclude_territory, "excluded_territories", True),
-            (self.licensee, "allowed_licensee_ids", False),
-            (self.platform, "allowed_platforms", False),
-            (self.not_with, "prohibited_co_appearance_ids", False),
+        for values, name, hint in (
+            (self.territory, "allowed_territories", "--territory"),
+            (self.exclude_territory, "excluded_territories", "--exclude-territory"),
+            (self.licensee, "allowed_licensee_ids", ""),
+            (self.platform, "allowed_platforms", ""),
+            (self.not_with, "prohibited_co_appearance_ids", ""),
         ):
             if values is not None:
-                getattr(terms, name).extend(v.strip().upper() if upper else v for v in values)
+                # A territory is two ASCII letters (`charter.territories`): never str.upper of look-alikes.
+                getattr(terms, name).extend(
+                    parse_choice(territory_code, v.strip(), param_hint=hint) if hint else v for v in values
+                )
                 given(name)
         if self.commercial is not None:
             terms.commercial_use_allowed = self.commercial

@@ -2,10 +2,10 @@
 
 The package's parts: ``authorizer`` (`OfflineAuthorizer`: lifecycle, requests, asking the
 server), ``held`` (the held grants and their checks against a key ring), ``revocations`` (the
-view of the revocation log), ``keys`` (the key set and the licensee), ``background`` (the threads
-that keep both current), ``decisions`` (one character decided with `charter.decide`), ``local``
-(a request decided here, and the registry snapshot's thread) and ``snapshot`` (registry snapshot
-pages verified and assembled).
+view of the revocation log), ``keys`` (the key set and the licensee), ``freshness`` (ages on two
+clocks), ``background`` (the threads that keep both current), ``decisions`` (one character
+decided with `charter.decide`), ``local`` (a request decided here, and the registry snapshot's
+thread) and ``snapshot`` (registry snapshot pages verified and assembled).
 
 `OfflineAuthorizer` holds the caller's grants (DSSE envelopes, as ``IssueGrant`` returned them),
 keeps the key set and a view of the revocation log current in the background, and decides
@@ -39,15 +39,19 @@ generator key, bound to a licensee), the licensee's platform (``GetLicensee``) a
 **When it decides offline.** A request is decided offline only when all of these hold:
 
 1. the revocation view is fresh: ``0 <= clock() - fresh_as_of <= max_staleness`` and no more
-   than ``max_staleness`` has passed on the monotonic clock since that heartbeat (a clock
-   stepped back does not stretch the bound), and the key set was confirmed within
-   ``key_refresh + max_staleness`` (a key set that cannot be refreshed ages like the revocation
-   view);
+   than ``max_staleness`` has passed on the monotonic clock since that heartbeat, and the key set
+   was fetched within ``key_refresh + max_staleness``, on ``clock`` and on the monotonic clock
+   alike (a key set that cannot be refreshed ages like the revocation view). Every age is
+   measured on both clocks (`charter.offline.freshness`): a clock stepped back stretches none of
+   them, one stepped forward ends them sooner, and a time kept in the cache directory that is
+   later than the clock's now is too old from the start. A heartbeat whose ``server_time`` is
+   more than ``skew`` ahead of the clock does not make the view current (a clock that lags would
+   honour grants after Charter deems them expired);
 2. it has seen the sequence number ``min_sequence`` that the caller passes, for example the one
    ``RevokeGrant`` returned, so that a revocation the caller knows of is never decided on an
    older view ("new enemy");
 3. there is no prompt, or (with ``screen_locally``) the registry snapshot is current: verified
-   with the key set, and current as of a heartbeat within ``max_staleness``
+   with the key set, and current as of a heartbeat within ``max_staleness`` on both clocks
    (`charter.offline.local`). The prompt is then screened here with the server's matcher, and
    every character it names unambiguously is decided as a declared one is (a character the
    snapshot says is suspended, opted out or archived is denied as the server denies it);

@@ -20,15 +20,16 @@ from charter.decision_records import DecisionRecordSigner
 from charter.decisions import CharacterDecision, Decision
 from charter.errors import DeadlineExceededError, UnavailableError
 from charter.grants import GrantVerifier, KeyRing
-from charter.offline.background import NEVER, log, seconds_of, system_clock
+from charter.offline.background import NEVER, backoff_bounds, log, seconds_of, system_clock
 from charter.offline.decisions import answer, decide_offline
 from charter.offline.fallback import ask_server
 from charter.offline.held import Checked, Held, HeldGrants, check
 from charter.offline.keys import LicenseeKeys, pin_keys
-from charter.offline.leases import MAX_LEASE_USES, QuotaLeases
+from charter.offline.leases import QuotaLeases, check_lease_options
 from charter.offline.local import DecidesLocally, require_screening
 from charter.offline.revocations import RevocationView
 from charter.terms import DenyReason, UseContext
+from charter.territories import territory_code
 from charter.v1 import terms_pb2
 from charter.v1.envelope_pb2 import Envelope
 
@@ -59,16 +60,19 @@ class OfflineAuthorizer(DecidesLocally):
         grants: The grant envelopes to hold: ``charter.v1.Envelope`` messages or their DSSE JSON
             text. More can be added with `add_grants`.
         max_staleness: How old the revocation view may be (since the last heartbeat at which it
-            was current, on ``clock`` and on the monotonic clock, whichever says older) for a
+            was current, on ``clock`` and on ``monotonic``, whichever says older) for a
             request to be decided offline. Keep it a few times the server's heartbeat interval
             (``revocation_heartbeat_seconds``, 5 s by default), or it goes stale between beats.
         clock: Returns the current time (timezone-aware); the system clock when None. It times
             freshness, validity windows and terms.
+        monotonic: Returns the monotonic clock's time in seconds; ``time.monotonic`` when None.
+            Every age (the view's, the key set's, the registry snapshot's) is bounded on it too.
         skew: The clock skew tolerated on a grant's validity window and its key's activation:
             a grant is honoured offline from ``skew`` before its ``not_before`` to ``skew`` after
             its ``expire_time`` (the server, deciding on its own clock, honours it up to its
             ``expire_time`` only).
-        key_refresh: How often the key set and the licensee are fetched again.
+        key_refresh: How often the key set and the licensee are fetched again; a key set not
+            fetched for ``key_refresh + max_staleness`` (on both clocks) is too old to decide with.
         min_backoff: The first delay before reconnecting the revocation stream; it doubles (with
             jitter) after each failed attempt.
         max_backoff: The longest delay between two attempts to reconnect.
@@ -123,6 +127,7 @@ class OfflineAuthorizer(DecidesLocally):
         grants: Iterable[Envelope | str] = (),
         max_staleness: timedelta = timedelta(seconds=30),
         clock: Callable[[], datetime] | None = None,
+        monotonic: Callable[[], float] | None = None,
         skew: timedelta = timedelta(seconds=60),
         key_refresh: timedelta = timedelta(minutes=5),
         min_backoff: timedelta = timedelta(milliseconds=200),
@@ -140,17 +145,10 @@ class OfflineAuthorizer(DecidesLocally):
         seconds_of(max_staleness, "max_staleness", positive=False)
         seconds_of(skew, "skew", positive=False)
         self._key_refresh_seconds = seconds_of(key_refresh, "key_refresh")
-        self._min_backoff = seconds_of(min_backoff, "min_backoff")
-        self._max_backoff = seconds_of(max_backoff, "max_backoff")
-        if self._max_backoff < self._min_backoff:
-            raise ValueError("max_backoff must not be less than min_backoff")
+        self._min_backoff, self._max_backoff = backoff_bounds(min_backoff, max_backoff)
         self._idle_seconds = seconds_of(idle_timeout, "idle_timeout")
-        seconds_of(lease_ttl, "lease_ttl")
-        if type(lease_uses) is not int or not 1 <= lease_uses <= MAX_LEASE_USES:
-            raise ValueError(f"lease_uses must be an int from 1 to {MAX_LEASE_USES}")
-        self._client = client
-        self._signer = signer
-        self._fetch_bundle = fetch_bundle
+        check_lease_options(lease_uses, lease_ttl)
+        self._client, self._signer, self._fetch_bundle = client, signer, fetch_bundle
         if screen_locally:
             require_screening()
         self._screen_locally = screen_locally
@@ -158,21 +156,22 @@ class OfflineAuthorizer(DecidesLocally):
         self._cache_dir = None if cache_dir is None else Path(cache_dir)
         self._cache_corrupted = False
         self._clock: Callable[[], datetime] = clock if clock is not None else system_clock()
+        self._monotonic: Callable[[], float] = monotonic if monotonic is not None else time.monotonic
         self._max_staleness = max_staleness
         self._key_grace = key_refresh + max_staleness
         self._verifier = GrantVerifier(skew=skew, cache_size=cache_size)
         # Quota leases are spent only where each use can be reported: with decision records.
-        self._leases = None if signer is None else QuotaLeases(client, self._clock, block=lease_uses, ttl=lease_ttl)
+        leases = QuotaLeases(client, self._clock, self._monotonic, block=lease_uses, ttl=lease_ttl)
+        self._leases = None if signer is None else leases
         self._skew_us = skew // _ONE_MICROSECOND
 
         # Who decides: the licensee (set by start()), its key set and platform (the refresher).
         self._licensee_id = ""
-        self._key_set = LicenseeKeys(self._clock, None if pinned_keys is None else pin_keys(pinned_keys))
+        pinned = None if pinned_keys is None else pin_keys(pinned_keys)
+        self._key_set = LicenseeKeys(self._clock, pinned, self._monotonic)
         # The revocation view (written by the watcher only).
-        self._view = RevocationView(self._clock)
-        # The one comparison a decision makes: the earliest time at which the view or the key
-        # set becomes too old; NEVER while there is no usable view.
-        self._offline_until = NEVER
+        self._view = RevocationView(self._clock, self._monotonic)
+        self._offline_until = NEVER  # when the view or the key set is too old (`_recompute`); NEVER: no view
         # Held grants: character id -> grants, newest first.
         self._held = HeldGrants(self._skew_us, self._key_set)
 
@@ -384,7 +383,7 @@ class OfflineAuthorizer(DecidesLocally):
         key_set = self._key_set
         if (
             not self._offline_from <= now <= self._offline_until
-            or time.monotonic() > self._monotonic_until
+            or self._monotonic() > self._monotonic_until
             or (min_sequence > 0 and self._view.sequence < min_sequence)
             or drift > CONTEXT_TOLERANCE
             or drift < _NEGATIVE_TOLERANCE
@@ -473,8 +472,9 @@ class OfflineAuthorizer(DecidesLocally):
             see the package documentation); the server's decision, with its receipt, otherwise.
 
         Raises:
-            ValueError: No character and no prompt, a character id given twice, or an unknown
-                enum value (checked as ``Client.authorize`` checks them; names are accepted).
+            ValueError: No character and no prompt, a character id given twice, an unknown enum
+                value (checked as ``Client.authorize`` checks them; names are accepted), or a
+                territory neither empty nor two ASCII letters (`charter.territories`).
             TypeError: An argument has the wrong type.
             CharterError: The server failed otherwise than ``UNAVAILABLE`` or
                 ``DEADLINE_EXCEEDED`` (for example ``INVALID_ARGUMENT`` for an unknown
@@ -486,6 +486,7 @@ class OfflineAuthorizer(DecidesLocally):
         if not ids and not prompt.strip():
             raise ValueError("at least one of character_ids and prompt is required")
         flagged = tuple(categories)
+        territory_code(territory)  # (raises) the server's rule; the digest of a record has it as given
         if not (
             type(use_type) is int
             and use_type in _USE_TYPES

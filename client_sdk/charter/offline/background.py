@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from charter.errors import CharterError, InvalidArgumentError
 from charter.grants import GrantStatus
+from charter.offline.freshness import NOT_CURRENT
 from charter.offline.keys import LicenseeKeys
 from charter.offline.revocations import Resync, RevocationView, Rewound
 from charter.terms import DenyReason
@@ -63,21 +64,36 @@ def seconds_of(value: timedelta, name: str, *, positive: bool = True) -> float:
     return seconds
 
 
+def backoff_bounds(min_backoff: timedelta, max_backoff: timedelta) -> tuple[float, float]:
+    """The reconnect backoff's bounds in seconds, checked as `seconds_of` does.
+
+    Raises:
+        ValueError: Either is not positive, or ``max_backoff < min_backoff``.
+        TypeError: Either is not a ``timedelta``.
+    """
+    low, high = seconds_of(min_backoff, "min_backoff"), seconds_of(max_backoff, "max_backoff")
+    if high < low:
+        raise ValueError("max_backoff must not be less than min_backoff")
+    return low, high
+
+
 class KeepCurrent:
     """What `charter.offline.OfflineAuthorizer` knows and how it keeps it current: the view's
     properties and the background threads (the authorizer sets these attributes)."""
 
     _client: Client
     _clock: Callable[[], datetime]
+    _monotonic: Callable[[], float]  # bounds every age with `_clock` (`charter.offline.freshness`)
     _licensee_id: str
     _key_set: LicenseeKeys
     _view: RevocationView
     _offline_until: datetime
     # With `_offline_until`, the bound decisions compare with (`_stale`): the wall-clock time of
     # the view's last heartbeat (a clock now before it was stepped back) and the monotonic time
-    # at which the view becomes too old (a clock stepped back does not make the view younger).
+    # at which the view or the key set becomes too old (a clock stepped back does not make either
+    # younger).
     _offline_from: datetime = NEVER
-    _monotonic_until: float = float("-inf")
+    _monotonic_until: float = NOT_CURRENT
     _max_staleness: timedelta
     _key_grace: timedelta
     _key_refresh_seconds: float
@@ -91,6 +107,8 @@ class KeepCurrent:
     _watch: Any
     _last_message: float
     _screen_locally: bool = False  # also watch registry events (prompts screened offline)
+    _skew_us: int  # the skew tolerated on validity windows, in microseconds
+    _lagging = False  # the clock was behind Charter's by more than the skew at the last heartbeat
 
     # -- the view ---------------------------------------------------------------------------------
 
@@ -153,7 +171,7 @@ class KeepCurrent:
         """Whether the view or the key set is too old to decide with at ``now`` (the clock's time):
         by the wall clock, by the monotonic clock (whichever says older wins), or because the last
         heartbeat is later than now (the clock was stepped back)."""
-        return not self._offline_from <= now <= self._offline_until or time.monotonic() > self._monotonic_until
+        return not self._offline_from <= now <= self._offline_until or self._monotonic() > self._monotonic_until
 
     def wait_current(self, *, min_sequence: int = 0, timeout: float) -> bool:
         """Wait until `is_current` holds, for at most ``timeout`` seconds.
@@ -196,13 +214,16 @@ class KeepCurrent:
         # Under the condition's (reentrant) lock: the watcher and the refresher both set it, and a
         # bound worked out from a view that `_rewind` dropped meanwhile must not be set after it.
         with self._changed:
-            fresh, confirmed = self._view.fresh_as_of, self._key_set.confirmed
+            fresh, confirmed = self._view.fresh, self._key_set.confirmed
             broken, archived = self._view.broken, self._key_set.archived
             if broken or archived or self._stopping.is_set() or fresh is None or confirmed is None:
-                until, since, monotonic_until = NEVER, NEVER, float("-inf")
+                until, since, monotonic_until = NEVER, NEVER, NOT_CURRENT
             else:
-                until = min(fresh + self._max_staleness, confirmed + self._key_grace)
-                since, monotonic_until = fresh, self._view.fresh_monotonic + self._max_staleness.total_seconds()
+                # Each bound on both clocks: the view's and the key set's, whichever ends first.
+                view_until, view_monotonic = fresh.until(self._max_staleness)
+                keys_until, keys_monotonic = confirmed.until(self._key_grace)
+                until, monotonic_until = min(view_until, keys_until), min(view_monotonic, keys_monotonic)
+                since = fresh.wall
             # The upper bounds first: a decision reading between them never sees a longer window.
             self._offline_until = until
             self._monotonic_until = monotonic_until
@@ -316,10 +337,24 @@ class KeepCurrent:
             self._notify()
 
     def _heartbeat(self, beat: authorization_service_pb2.Heartbeat) -> None:
+        if beat.HasField("server_time") and self._lags(beat.server_time.ToDatetime(tzinfo=UTC)):
+            return
         if beat.key_set_version and not self._key_set_is(beat.key_set_version):
             return
         if self._view.heartbeat(beat.sequence):
             self._recompute()
+
+    def _lags(self, server_time: datetime) -> bool:
+        """Whether the clock is behind Charter's (as of a heartbeat) by more than the skew. Validity
+        windows are judged on the clock, so one that lags would honour a grant offline after
+        Charter deems it expired (by as much as it lags): such a heartbeat does not make the view
+        current, which ages towards failing closed until the clock is set right."""
+        lags = server_time - self._clock() > timedelta(microseconds=self._skew_us)
+        if lags != self._lagging:
+            self._lagging = lags
+            if lags:
+                log.warning("charter.offline: this clock lags Charter's by more than the skew; not deciding offline")
+        return lags
 
     def _key_set_is(self, version: str) -> bool:
         """Whether decisions verify with the key set of ``version``, fetching it now when they do

@@ -7,7 +7,6 @@ files authenticated with a key derived from the client's API key (`charter.offli
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Final
 
@@ -23,6 +22,7 @@ from charter.offline.cache import (
     save_bundle,
     save_state,
 )
+from charter.offline.freshness import Stamp
 from charter.offline.held import HeldGrants
 from charter.v1 import api_key_pb2, authorization_service_pb2
 
@@ -40,7 +40,7 @@ class HoldsBundles(KeepCurrent):
     _cache_corrupted: bool
     _state_saved: tuple[float, int] = (float("-inf"), -1)  # when, at which sequence
     _identified: bool = False
-    _registry_fresh: datetime | None = None  # when the registry snapshot was last current
+    _registry_fresh: Stamp | None = None  # when the registry snapshot was last current (both clocks)
     _registry_fresh_of: int = 0  # the version of the snapshot that was current then
 
     def _identify(self) -> None:
@@ -90,7 +90,7 @@ class HoldsBundles(KeepCurrent):
         """Keep the key set and the view as of this heartbeat (called by the watcher, the view's
         only writer, so the view does not move while it is read)."""
         keys, view, cache_key = self._key_set, self._view, self._cache_key()
-        fresh, confirmed, key_set = view.fresh_as_of, keys.confirmed, keys.key_set
+        fresh, confirmed, key_set, registry_fresh = view.fresh, keys.confirmed, keys.key_set, self._registry_fresh
         if fresh is None or confirmed is None or key_set is None or view.broken or not self._licensee_id:
             return
         if cache_key is None:
@@ -100,14 +100,14 @@ class HoldsBundles(KeepCurrent):
             key_set=key_set,
             platform=keys.platform,
             archived=keys.archived,
-            confirmed=confirmed,
+            confirmed=confirmed.wall,
             sequence=view.sequence,
-            fresh_as_of=fresh,
+            fresh_as_of=fresh.wall,
             statuses={grant_id: status.name for grant_id, status in view.statuses.items()},
             suspended=tuple(view.suspended),
             withdrawn=tuple(view.withdrawn),
             registry_head=view.registry_head,
-            registry_fresh_as_of=self._registry_fresh,
+            registry_fresh_as_of=None if registry_fresh is None else registry_fresh.wall,
             registry_version=self._registry_fresh_of,
         )
         try:
@@ -172,5 +172,6 @@ class HoldsBundles(KeepCurrent):
             withdrawn=state.withdrawn,
         )
         self._view.registry_head = state.registry_head
-        self._registry_fresh_of, self._registry_fresh = state.registry_version, state.registry_fresh_as_of
+        kept_fresh, self._registry_fresh_of = state.registry_fresh_as_of, state.registry_version
+        self._registry_fresh = None if kept_fresh is None else Stamp.kept(kept_fresh, self._clock, self._monotonic)
         self._recompute()

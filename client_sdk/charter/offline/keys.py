@@ -14,11 +14,13 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from charter.grants import KeyRing
+from charter.offline.freshness import Stamp
 from charter.v1 import licensee_pb2, signing_key_pb2
 
 if TYPE_CHECKING:
@@ -66,18 +68,25 @@ class LicenseeKeys:
             changed, so an unchanged key set costs no re-verification.
         platform: The licensee's platform.
         archived: Whether the licensee is archived.
-        confirmed: When (on the authorizer's clock) the key set was last fetched.
+        confirmed: When (on the authorizer's clock and the monotonic clock,
+            `charter.offline.freshness`) the key set was last fetched; None before.
         key_set: The key set the ring was built from (kept for the cache).
     """
 
-    def __init__(self, clock: Callable[[], datetime], pinned: frozenset[bytes] | None = None) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], datetime],
+        pinned: frozenset[bytes] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._clock = clock
+        self._monotonic = monotonic
         self._pinned = pinned
         self.key_set: signing_key_pb2.KeySet | None = None
         self.ring: KeyRing | None = None
         self.platform = ""
         self.archived = False
-        self.confirmed: datetime | None = None
+        self.confirmed: Stamp | None = None
 
     def refresh(self, client: Client, licensee_id: str) -> None:
         """Fetch the key set and the licensee.
@@ -94,12 +103,14 @@ class LicenseeKeys:
             self.key_set = key_set
         self.platform = licensee.platform
         self.archived = licensee.state == licensee_pb2.Licensee.STATE_ARCHIVED
-        self.confirmed = self._clock()
+        self.confirmed = Stamp.now(self._clock, self._monotonic)
 
     def restore(self, key_set: signing_key_pb2.KeySet, *, platform: str, archived: bool, confirmed: datetime) -> None:
-        """Take what a cache kept (before the first refresh)."""
+        """Take what a cache kept (before the first refresh): the key set ages from ``confirmed``
+        on both clocks, and one later than the clock's now is too old from the start."""
         self.key_set, self.ring = key_set, self._ring(key_set)
-        self.platform, self.archived, self.confirmed = platform, archived, confirmed
+        self.platform, self.archived = platform, archived
+        self.confirmed = Stamp.kept(confirmed, self._clock, self._monotonic)
 
     def _ring(self, key_set: signing_key_pb2.KeySet) -> KeyRing:
         """The ring of the key set's keys this authorizer trusts: all of them, or the pinned ones."""

@@ -19,7 +19,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from charter.errors import CharterError, FailedPreconditionError, ResourceExhaustedError
-from charter.offline.background import TICK_SECONDS, log
+from charter.offline.background import TICK_SECONDS, log, seconds_of
+from charter.offline.freshness import Stamp
 
 if TYPE_CHECKING:
     from charter.client import Client
@@ -41,6 +42,21 @@ class _Lease:
     uses: int
     spent: int
     expire_time: datetime
+    # `expire_time` on the monotonic clock, as far off as Charter's answer put it on the clock (a
+    # wall clock stepped back since does not let the lease be spent longer).
+    monotonic_expiry: float
+
+
+def check_lease_options(uses: int, ttl: timedelta) -> None:
+    """Raise unless ``uses`` is a number of uses to lease at a time and ``ttl`` a time to live.
+
+    Raises:
+        ValueError: ``uses`` is not an int from 1 to `MAX_LEASE_USES`, or ``ttl`` is not positive.
+        TypeError: ``ttl`` is not a ``timedelta``.
+    """
+    seconds_of(ttl, "lease_ttl")
+    if type(uses) is not int or not 1 <= uses <= MAX_LEASE_USES:
+        raise ValueError(f"lease_uses must be an int from 1 to {MAX_LEASE_USES}")
 
 
 class QuotaLeases:
@@ -49,15 +65,26 @@ class QuotaLeases:
     Args:
         client: The client (a generator key).
         clock: The authorizer's clock.
+        monotonic: The authorizer's monotonic clock: a lease is spent only while both say it has
+            not expired (`charter.offline.freshness`).
         block: How many uses to lease (or add) at a time; halved while Charter refuses a block,
             down to one.
         ttl: How long a lease may be spent (Charter shortens it to the end of the quota's day or
             month).
     """
 
-    def __init__(self, client: Client, clock: Callable[[], datetime], *, block: int, ttl: timedelta) -> None:
+    def __init__(
+        self,
+        client: Client,
+        clock: Callable[[], datetime],
+        monotonic: Callable[[], float],
+        *,
+        block: int,
+        ttl: timedelta,
+    ) -> None:
         self._client = client
         self._clock = clock
+        self._monotonic = monotonic
         self._block = block
         self._ttl = ttl
         self._lock = threading.Lock()
@@ -73,7 +100,7 @@ class QuotaLeases:
         key = (character_id, grant_id)
         with self._lock:
             lease = self._open.get(key)
-            if lease is not None and lease.spent < lease.uses and now < lease.expire_time - _MARGIN:
+            if lease is not None and lease.spent < lease.uses and self._spendable(lease, now):
                 lease.spent += 1
                 left = lease.uses - lease.spent
                 if left * 4 <= self._blocks.get(key, self._block) or lease.expire_time - now <= self._ttl / 4:
@@ -157,17 +184,31 @@ class QuotaLeases:
         ttl = self._ttl.total_seconds()
         with self._lock:
             lease = self._open.get(key)
-            current = lease is not None and self._clock() < lease.expire_time - _MARGIN
+            current = lease is not None and self._spendable(lease, self._clock())
         if lease is None or not current:
             # None yet, or expired: Charter reclaims what was not reported; start a new one.
             got = self._client.lease_quota(character_id, grant_id, uses=block, ttl=ttl, timeout=_CALL_SECONDS)
-            fresh = _Lease(got.lease_id, got.uses, 0, got.expire_time.ToDatetime(tzinfo=UTC))
+            expire_time = got.expire_time.ToDatetime(tzinfo=UTC)
+            fresh = _Lease(got.lease_id, got.uses, 0, expire_time, self._monotonic_expiry(expire_time))
             with self._lock:
                 self._open[key] = fresh
             return
         got = self._client.renew_quota_lease(lease.lease_id, add_uses=block, ttl=ttl, timeout=_CALL_SECONDS)
+        expire_time = got.expire_time.ToDatetime(tzinfo=UTC)
+        monotonic_expiry = self._monotonic_expiry(expire_time)
         with self._lock:
-            lease.uses, lease.expire_time = got.uses, got.expire_time.ToDatetime(tzinfo=UTC)
+            lease.uses, lease.expire_time, lease.monotonic_expiry = got.uses, expire_time, monotonic_expiry
+
+    def _monotonic_expiry(self, expire_time: datetime) -> float:
+        """When a lease Charter just answered with ``expire_time`` expires on the monotonic clock."""
+        answered = Stamp.now(self._clock, self._monotonic)
+        return answered.until(expire_time - answered.wall)[1]
+
+    def _spendable(self, lease: _Lease, now: datetime) -> bool:
+        """Whether the lease may be spent at ``now``: short of its expiry by `_MARGIN`, on the clock
+        and on the monotonic clock."""
+        margin = _MARGIN.total_seconds()
+        return now < lease.expire_time - _MARGIN and self._monotonic() < lease.monotonic_expiry - margin
 
     def _rest(self, key: tuple[str, str]) -> None:
         self._resting[key] = time.monotonic() + _COOL_DOWN_SECONDS

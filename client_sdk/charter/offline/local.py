@@ -14,7 +14,8 @@ anew. The watcher asks for registry events
 current and the snapshot's version was at least the last registry event the view had applied
 and at most the log's sequence the view had seen (a kept snapshot beyond it, from a log the
 server's is behind, is dropped once the view is current, and a whole one fetched):
-the same bound as revocations (``max_staleness``) applies to that time, and it is kept (in the
+the same bound as revocations (``max_staleness``, on the clock and on the monotonic clock, and
+a time later than the clock's now is stale) applies to that time, and it is kept (in the
 cache directory's state too) with the version that was current then, so a snapshot older than that
 one (a kept file whose newer one was never written) never inherits it. A prompt is screened
 locally only while the snapshot is within it (and the view is too); otherwise the request goes to
@@ -145,14 +146,15 @@ class DecidesLocally(HoldsBundles):
 
         Returns:
             True when the snapshot's screen is built, the snapshot was current as of a heartbeat
-            within ``max_staleness``, and `is_current` holds.
+            within ``max_staleness`` (on the clock and on the monotonic clock) and not later than
+            the clock's now, and `is_current` holds.
         """
         fresh, registry = self._registry_fresh, self._registry
         return (
             registry is not None
             and registry.index is not None
             and fresh is not None
-            and self._clock() <= fresh + self._max_staleness
+            and fresh.fresh(self._max_staleness, self._clock(), self._monotonic())
             and self.is_current(min_sequence)
         )
 
@@ -273,7 +275,7 @@ class DecidesLocally(HoldsBundles):
     def _install(self, registry: Registry, ring: KeyRing, *, kept: bool = False) -> None:
         # The view's time first, then its registry position: a heartbeat in between only makes
         # the time older than it could be, never newer.
-        fresh, head = self._view.fresh_as_of, self._view.registry_head
+        fresh, head = self._view.fresh, self._view.registry_head
         if registry.version < self._registry_fresh_of:
             # Older than the snapshot that time was current with (a kept file older than the
             # kept state, one fetched anew after a key revocation): the time is not its own, and
@@ -296,7 +298,7 @@ class DecidesLocally(HoldsBundles):
     def _heartbeat(self, beat: Heartbeat) -> None:
         super()._heartbeat(beat)
         registry = self._registry
-        fresh = self._view.fresh_as_of
+        fresh = self._view.fresh
         view = self._view
         if registry is not None and fresh is not None and view.registry_head <= registry.version <= view.sequence:
             self._registry_fresh_of, self._registry_fresh = registry.version, fresh
@@ -354,7 +356,7 @@ class DecidesLocally(HoldsBundles):
                 not self._screen_locally
                 or index is None
                 or fresh is None
-                or now > fresh + self._max_staleness
+                or not fresh.fresh(self._max_staleness, now, self._monotonic())
                 or len(prompt) > MAX_PROMPT_LENGTH
             ):
                 return ("", self._prompt_obstacle() if self._screen_locally else _UNREACHABLE)

@@ -16,6 +16,7 @@ from typing import Final
 
 from charter.decisions import CharacterDecision
 from charter.grants import GrantStatus
+from charter.offline.freshness import Stamp
 from charter.terms import DenyReason
 from charter.v1 import grant_pb2
 
@@ -33,7 +34,6 @@ _KIND_REGISTRY_CHANGED: Final = grant_pb2.RevocationEvent.KIND_REGISTRY_CHANGED
 _ACTIVE: Final = GrantStatus.ACTIVE
 _REVOKED: Final = GrantStatus.REVOKED
 _SUSPENDED: Final = GrantStatus.SUSPENDED
-_NOT_CURRENT: Final = float("-inf")
 
 
 class Resync(Exception):
@@ -56,24 +56,24 @@ class RevocationView:
         withdrawn: Character ids opted out or archived (denied ``CHARACTER_NOT_OPTED_IN`` when
             not suspended, as the server denies them).
         sequence: The last sequence number applied (0 before any).
-        fresh_as_of: The local time of the last heartbeat at which the view was current.
-        fresh_monotonic: ``time.monotonic()`` at that heartbeat (a wall clock stepped back does not
-            move it); minus infinity when the view is not current.
+        fresh: When (on both clocks, `charter.offline.freshness`) the last heartbeat at which the
+            view was current arrived; None when it is not current. Replaced whole, so a reader
+            never sees one clock's time of one heartbeat with the other's of another.
         broken: Why the view can never be trusted again (an event kind unknown to this SDK).
         beats: Heartbeats at which the view was current (for the reconnect backoff).
         registry_head: The sequence of the last registry event (``KIND_REGISTRY_CHANGED``)
             applied: a registry snapshot of an older version is out of date.
     """
 
-    def __init__(self, clock: Callable[[], datetime]) -> None:
+    def __init__(self, clock: Callable[[], datetime], monotonic: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
+        self._monotonic = monotonic
         self.statuses: dict[str, GrantStatus] = {}
         self.status_of: Callable[[str], GrantStatus | None] = self.statuses.get
         self.suspended: dict[str, CharacterDecision] = {}
         self.withdrawn: set[str] = set()
         self.sequence = 0
-        self.fresh_as_of: datetime | None = None
-        self.fresh_monotonic = _NOT_CURRENT
+        self.fresh: Stamp | None = None
         self.broken = ""
         self.beats = 0
         self.registry_head = 0
@@ -98,16 +98,20 @@ class RevocationView:
             cid: CharacterDecision(cid, allowed=False, reasons=(DenyReason.CHARACTER_SUSPENDED,)) for cid in suspended
         }
         self.withdrawn = set(withdrawn)
-        self.sequence, self.fresh_as_of = sequence, fresh_as_of
-        age = (self._clock() - fresh_as_of).total_seconds()
-        self.fresh_monotonic = time.monotonic() - age if age >= 0 else _NOT_CURRENT
+        self.sequence, self.fresh = sequence, Stamp.kept(fresh_as_of, self._clock, self._monotonic)
+
+    @property
+    def fresh_as_of(self) -> datetime | None:
+        """The local time of the last heartbeat at which the view was current (None: not current)."""
+        fresh = self.fresh
+        return None if fresh is None else fresh.wall
 
     def reset(self) -> None:
         """Forget the log (it went backwards): not current, nothing applied, so that the stream is
         read again from sequence 0. Grant and character states are replaced by new empty ones (a
         reader holding the old ``status_of`` keeps the old states; the view is not current anyway
         until a heartbeat at the new log's head)."""
-        self.fresh_as_of, self.fresh_monotonic = None, _NOT_CURRENT
+        self.fresh = None
         self.statuses = {}
         self.status_of = self.statuses.get
         self.suspended = {}
@@ -178,8 +182,7 @@ class RevocationView:
             Rewound: The log is behind the events seen.
         """
         if sequence == self.sequence:
-            self.fresh_as_of = self._clock()
-            self.fresh_monotonic = time.monotonic()
+            self.fresh = Stamp.now(self._clock, self._monotonic)
             self.beats += 1
             return True
         if sequence > self.sequence:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pycountry
+from charter.territories import territory_code
 from charter.v1 import terms_pb2 as t
 from google.protobuf.message import Message
 
@@ -28,8 +29,14 @@ CATEGORIES = _enum_values(t.ContentCategory)
 
 
 def is_territory(code: str) -> bool:
-    """Whether ``code`` is an ISO 3166-1 alpha-2 country code (upper case)."""
-    return len(code) == 2 and code.isupper() and pycountry.countries.get(alpha_2=code) is not None
+    """Whether ``code`` is an ISO 3166-1 alpha-2 country code, in ASCII letters of either case
+    (`charter.territories.territory_code`: a letter that only uppercases to ASCII, such as the
+    Turkish dotless i, U+0131, is not one)."""
+    try:
+        upper = territory_code(code)
+    except ValueError:
+        return False
+    return bool(upper) and pycountry.countries.get(alpha_2=upper) is not None
 
 
 def is_currency(code: str) -> bool:
@@ -65,7 +72,7 @@ def check_terms(checker: Checker, terms: t.Terms, prefix: str, *, character_id: 
         values = getattr(terms, name)
         if _check_list_size(checker, f"{p}.{name}", values):
             for index, code in enumerate(values):
-                if not is_territory(code.upper()) or len(code) != 2:
+                if not is_territory(code):
                     checker.add(f"{p}.{name}[{index}]", f"{code!r} is not an ISO 3166-1 alpha-2 country code")
     both = {c.upper() for c in terms.allowed_territories} & {c.upper() for c in terms.excluded_territories}
     if both:

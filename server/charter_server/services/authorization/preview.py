@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from charter.terms import CompiledTerms, DenyReason, UseContext
+from charter.territories import territory_code
 from charter.v1 import terms_pb2
 
 from charter_server.domain import ids
@@ -199,9 +200,11 @@ def _parts(terms: terms_pb2.Terms, first_hour: int, end_hour: int) -> Iterator[t
 
 
 def _replayable(tally: DecisionTally) -> tuple[DenyReason, ...] | None:
-    """The reasons decided then (empty when allowed), or None when the terms did not decide it."""
+    """The reasons decided then (empty when allowed), or None when the terms did not decide it or
+    it cannot be asked again (a territory recorded before territories had to be ASCII)."""
     try:
         reasons = tuple(DenyReason(name) for name in tally.outcome)
-    except ValueError:  # a reason this server does not know
+        territory_code(tally.use.territory)
+    except ValueError:  # a reason this server does not know, or such a territory
         return None
     return reasons if all(reason in _REPLAYABLE for reason in reasons) else None

@@ -117,7 +117,7 @@ def validate_use(checker: Checker, use: UseRequest) -> None:
         elif category in seen:
             checker.add(f"context.categories[{i}]", "is a duplicate")
         seen.add(category)
-    if use.territory and not is_territory(use.territory.upper()):
+    if use.territory and not is_territory(use.territory):
         checker.add("context.territory", "must be an ISO 3166-1 alpha-2 code, or empty")
     if use.duration is not None:
         seconds, nanos = use.duration
