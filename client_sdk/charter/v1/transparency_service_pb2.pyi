@@ -97,8 +97,9 @@ class GetInclusionProofRequest(_message.Message):
     receipt_digest: _builtins.bytes
     """The 32-byte digest of a decision receipt (DecisionLogged.receipt_digest):
     proves every entry of the receipt, one per character decided (one for a
-    receipt that named none), at most 64 (a receipt decides at most 64
-    characters; usage records' entries are not found by it).
+    receipt that named none), the first 1,000 in index order (a receipt
+    decides at most 64 declared characters and those its prompt names;
+    usage records' entries are not found by it).
     """
     tree_size: _builtins.int
     """The size of the tree to prove inclusion in: at least 1 and at most the
@@ -174,8 +175,8 @@ class GetInclusionProofResponse(_message.Message):
     @_builtins.property
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___IncludedEntry]:
         """The entries asked for, in index order: one for `index` or `leaf_hash`,
-        one per character decided for `receipt_digest`, never more than 64 (an
-        answer with more is not this log's: `charter audit prove` raises the
+        one per character decided for `receipt_digest`, never more than 1,000
+        (an answer with more is not this log's: `charter audit prove` raises the
         alarm).
         """
 
