@@ -135,10 +135,34 @@ class ScreenCharacter:
 # ---- Look-alike characters (UTS #39) -----------------------------------------------------------
 
 
+# Letters that read as a Latin letter but that neither NFKC nor UTS #39 maps to one: small
+# capitals (``ᴘɪᴋᴀ``), negative circled and squared letters (``🅿``, ``🅟``) and regional indicator
+# symbols (``🇵``, a flag only in pairs that name a country). Their Unicode names say which letter.
+_LETTER_NAME = re.compile(
+    r"(?:LATIN LETTER SMALL CAPITAL|NEGATIVE (?:CIRCLED|SQUARED) LATIN CAPITAL LETTER"
+    r"|REGIONAL INDICATOR SYMBOL LETTER) ([A-Z])"
+)
+
+
+def _prototype(checker: Any, ch: str) -> str:
+    """The one character ``ch`` looks like: the letter its Unicode name says (`_LETTER_NAME`), else
+    its UTS #39 skeleton (possibly several characters, or itself)."""
+    named = _LETTER_NAME.fullmatch(unicodedata.name(ch, ""))
+    if named is not None:
+        return named.group(1)
+    prototype = str(checker.getSkeleton(0, ch))
+    # UTS #39 maps capital I and everything like it to a lower-case l, the prototype of the
+    # vertical stroke; but keys are case-folded, and an upper-case stroke (Greek Ι, Cyrillic І,
+    # palochka Ӏ) stands for I in an upper-case word (``ΡΙΚΑCΗU``).
+    return "I" if prototype == "l" and ch.isupper() else prototype
+
+
 @lru_cache(maxsize=1)
 def skeleton_map() -> dict[int, str]:
     """Code point → prototype for every character outside ASCII and CJK whose UTS #39 skeleton
-    (ICU's ``SpoofChecker``) is one other character that normalises differently."""
+    (ICU's ``SpoofChecker``) is one other character that normalises differently; upper-case
+    look-alikes of the stroke ``l`` map to ``I``; small capitals, negative circled and squared
+    letters and regional indicator symbols map to the Latin letter their Unicode name says."""
     import icu
 
     checker = icu.SpoofChecker()
@@ -147,7 +171,7 @@ def skeleton_map() -> dict[int, str]:
         ch = chr(code)
         if is_cjk(ch) or unicodedata.category(ch) in ("Cn", "Co", "Cs"):
             continue
-        prototype = str(checker.getSkeleton(0, ch))
+        prototype = _prototype(checker, ch)
         if len(prototype) == 1 and prototype != ch and normalize(prototype) != normalize(ch):
             found[code] = prototype
     return found
@@ -367,6 +391,9 @@ class ScreenIndex:
             return []
         search = Search(self, prompt, work)
         found = search.run()
+        split = search.split_words(found)
+        if split:
+            found = outermost(sorted(found + split, key=_by_start))
         # Look-alikes are outside ASCII: only those characters are searched, if the fold collected them.
         if not prompt.isascii() and _has_look_alikes(search.non_ascii or prompt):
             seen = {(d.character_id, d.start, d.end) for d in found}
@@ -376,7 +403,11 @@ class ScreenIndex:
                 counts[d.character_id, d.ambiguous] = counts.get((d.character_id, d.ambiguous), 0) + 1
             full = {group for group, count in counts.items() if count >= MAX_OCCURRENCES}
             # The second pass shares the first's counts, and so the analysers' budget.
-            extra = Search(self, prompt, search.work, skeleton_map(), search).run(seen, full)
+            second = Search(self, prompt, search.work, skeleton_map(), search)
+            extra = second.run(seen, full)
+            if extra:
+                found = outermost(sorted(found + extra, key=_by_start))
+            extra = second.split_words(found)
             if extra:
                 found = outermost(sorted(found + extra, key=_by_start))
         reported = _first_occurrences(found)
