@@ -99,3 +99,37 @@ def test_a_name_split_a_thousand_times_is_reported_eight_times() -> None:
     found = named("Pi ka chu and " * 1000)
     assert len(found) == MAX_OCCURRENCES
     assert {(c, r) for c, r, _, _ in found} == {("chr_pikachu", Rule.SPACED)}
+
+
+@pytest.mark.parametrize(
+    ("prompt", "character", "rule", "text"),
+    [
+        ("ピカチューのぬいぐるみ", "chr_pikachu", Rule.LONG_VOWEL, "ピカチュー"),  # ー for ウ
+        ("ピカチュが走る", "chr_pikachu", Rule.LONG_VOWEL, "ピカチュ"),  # the long vowel left out
+        ("ルイ〜ジが走る", "chr_luigi", Rule.LONG_VOWEL, "ルイ〜ジ"),  # a wave dash for ー
+        ("ルイ~ジが走る", "chr_luigi", Rule.LONG_VOWEL, "ルイ~ジ"),
+        ("ルイ‐ジが走る", "chr_luigi", Rule.LONG_VOWEL, "ルイ‐ジ"),  # a hyphen for ー
+        ("ルイイジの絵", "chr_luigi", Rule.LONG_VOWEL, "ルイイジ"),  # イ for ー
+        ("ピカチユウのぬいぐるみ", "chr_pikachu", Rule.SKELETON, "ピカチユウ"),  # ユ for ュ
+        ("ヨツシーと遊ぶ", "chr_yoshi", Rule.SKELETON, "ヨツシー"),  # ツ for ッ
+        ("ぴかちゅーって", "chr_pikachu", Rule.LONG_VOWEL, "ぴかちゅー"),  # in hiragana
+    ],
+)
+def test_other_spellings_of_a_name_in_kana_are_caught(prompt: str, character: str, rule: Rule, text: str) -> None:
+    assert (character, rule, text, False) in named(prompt)
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "類似した形",
+        "るいじする",
+        "ぴちぴちの魚",
+        "キヤノンのカメラ",
+        "ちゅうちょする",
+        "ゆっくりと歩く",
+        "ルイ・ヴィトンの鞄",
+    ],
+)
+def test_kana_spellings_stay_quiet_on_ordinary_japanese(prompt: str) -> None:
+    assert [d for d in named(prompt) if not d[3]] == []
