@@ -336,20 +336,21 @@ class Search:
     ) -> None:
         """Add to ``split`` a detection per character of ``entries`` found on ``key[first:stop]``
         by `split_words`, unless inside a detection ``found``, ``named`` already, or reported
-        `MAX_OCCURRENCES` times (``counts``)."""
+        `MAX_OCCURRENCES` times (``counts``; such a character is then added to ``named``)."""
         if all(counts.get((e[0], e[2]), 0) >= MAX_OCCURRENCES for e in entries):
             return
         begin, end = self._text.span(first, stop)
         if _inside(found, begin, end):
             return  # inside a longer detection: `outermost` would drop it
         rule = _SKELETON_RULE if self._skeleton else _SPACED_RULE
+        # (A span is one hit, of one key, which names each character once: no span is added twice.)
         for character_id, alias, ambiguous, _ in entries:
             group = (character_id, ambiguous)
             if group in named or counts.get(group, 0) >= MAX_OCCURRENCES:
                 continue
-            if any(d.character_id == character_id and (d.start, d.end) == (begin, end) for d in split):
-                continue
-            counts[group] = counts.get(group, 0) + 1
+            counts[group] = count = counts.get(group, 0) + 1
+            if count >= MAX_OCCURRENCES:  # reported in full: later hits naming only such are skipped first
+                named.add(group)
             split.append(Detection(character_id, alias, begin, end, self._prompt[begin:end], ambiguous, rule))
 
     # Boundaries --------------------------------------------------------------------------------
