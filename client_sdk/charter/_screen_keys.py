@@ -98,7 +98,7 @@ _VOWEL_OF = {
 # The kana that lengthen each vowel (written instead of ー, or ー instead of them).
 _LENGTHENING = {"a": ("あ",), "i": ("い",), "u": ("う",), "e": ("い", "え"), "o": ("う", "お")}
 _SMALL_TO_LARGE = str.maketrans("ぁぃぅぇぉっゃゅょゎゕゖ", "あいうえおつやゆよわかけ")
-_MAX_KANA_LONG_VOWELS = 2  # 4^2 spellings at most per name
+_MAX_KANA_LONG_VOWELS = 2  # 4^2 spellings at most per name; with more, 3 (each written alike)
 _MIN_KANA = 3  # a spelling without a long vowel keeps at least this many kana
 
 
@@ -106,16 +106,20 @@ def _kana_spellings(key: str) -> list[tuple[str, str]]:
     """Other spellings of a name in kana (``key`` folded to hiragana), with their rules' values:
     each long vowel written ー, with the kana that lengthens it (ゅう, いい, おう), or not at all
     (`Rule.LONG_VOWEL`: ピカチュー, ピカチュ for ピカチュウ; ルイジ, ルイ〜ジ for ルイージ), and each of
-    those with its small kana written large (`Rule.SKELETON`: ピカチユウ)."""
+    those with its small kana written large (`Rule.SKELETON`: ピカチユウ). A name with more than
+    `_MAX_KANA_LONG_VOWELS` long vowels gets the spellings that write them all alike."""
     slots = []
     for at in range(1, len(key)):
         vowel = _VOWEL_OF.get(key[at - 1])
         if vowel is not None and (key[at] == "ー" or key[at] in _LENGTHENING[vowel]):
             slots.append((at, ("ー", *_LENGTHENING[vowel], "")))
     spellings = [key]
-    if 0 < len(slots) <= _MAX_KANA_LONG_VOWELS:
+    if slots:
         spellings = []
-        for choice in itertools.product(*(options for _, options in slots)):
+        choices: Iterable[tuple[str, ...]] = itertools.product(*(options for _, options in slots))
+        if len(slots) > _MAX_KANA_LONG_VOWELS:  # each long vowel written alike only
+            choices = [("ー",) * len(slots), tuple(options[1] for _, options in slots), ("",) * len(slots)]
+        for choice in choices:
             parts, last = [], 0
             for (at, _), written in zip(slots, choice, strict=True):
                 parts += [key[last:at], written]
