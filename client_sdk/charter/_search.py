@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import regex
 
+from charter._split import split_words
 from charter.decisions import Detection, DetectionRule
 from charter.names import NormalizedText, is_cjk, is_ignorable, is_word_char, normalize_text
 
@@ -269,89 +269,9 @@ class Search:
         return found
 
     def split_words(self, found: list[Detection]) -> list[Detection]:
-        """Latin names whose letters are grouped otherwise than in the name (``Pi-ka-chu``,
-        ``Pika'chu``, ``Hatsu ne Mi ku``): the key's words run together are searched, and a key
-        found there counts when it starts and ends on words of the key and covers two or more of
-        them (`Rule.SPACED`; for the look-alike search, `Rule.SKELETON`), unless those words as
-        they are spaced are a key of the same characters (the search of the key judged them).
-        ``found`` is what this search found already: a hit naming only characters found there
-        (decided, or as ambiguously as there) adds nothing to what the prompt decides and is
-        skipped before any check, and what lies inside a detection found is not reported again.
-
-        One more automaton pass over the key. Each hit is placed in the key by counting the
-        spaces from the last hit placed (hits come in order of end, so nearly always in order of
-        start too); one that starts before it is placed by bisection in the ends of the key's
-        words, listed once. At most `MAX_OCCURRENCES` detections per character and ambiguity."""
-        key = self._key
-        if " " not in key:
-            return []
-        compact = key.replace(" ", "")
-        last = len(key) - 1
-        get = self._index.automaton.get
-        ends: list[int] | None = None  # per word of the key, where it ends in ``compact``
-        cursor, at = 0, 0  # the last hit placed: its start in ``compact``, and in the key
-        split: list[Detection] = []
-        counts: dict[tuple[str, bool], int] = {}
-        named = {(d.character_id, d.ambiguous) for d in found}
-        named.update([(character_id, True) for character_id, ambiguous in named if not ambiguous])
-        hits = 0
-        for hit, meaning in self._index.automaton.iter(compact):
-            hits += 1
-            length, bounded_start, bounded_end, _, _, entries, _, _ = meaning
-            if not (entries and bounded_start and bounded_end):
-                continue  # only keys in a spaced script, which start and end with a letter or digit
-            if named and _all_named(entries, named):
-                continue
-            start = hit - length + 1
-            if start >= cursor:
-                first = _place(compact, key, start, cursor, at)
-                cursor, at = start, first
-            else:
-                if ends is None:
-                    ends = list(itertools.accumulate(map(len, key.split(" "))))
-                words = bisect.bisect_right(ends, start)  # the words before the one it starts in
-                first = start + words
-            stop = _place(compact, key, hit, start, first) + 1
-            if (first and key[first - 1] != " ") or (stop <= last and key[stop] != " "):
-                continue  # it starts or ends inside a word
-            spaced = key[first:stop]
-            if " " not in spaced:
-                continue  # one word: the search of the key judged it
-            judged = get(spaced, None)
-            if judged is None or not _covers(judged[5], entries):
-                self._add_split(first, stop, entries, found, named, counts, split)
-        if self._work is not None:
-            self._work.hits += hits
-        return split
-
-    def _add_split(
-        self,
-        first: int,
-        stop: int,
-        entries: tuple[Entry, ...],
-        found: list[Detection],
-        named: set[tuple[str, bool]],
-        counts: dict[tuple[str, bool], int],
-        split: list[Detection],
-    ) -> None:
-        """Add to ``split`` a detection per character of ``entries`` found on ``key[first:stop]``
-        by `split_words`, unless inside a detection ``found``, ``named`` already, or reported
-        `MAX_OCCURRENCES` times (``counts``; such a character is then added to ``named``)."""
-        if all(counts.get((e[0], e[2]), 0) >= MAX_OCCURRENCES for e in entries):
-            return
-        begin, end = self._text.span(first, stop)
-        if _inside(found, begin, end):
-            return  # inside a longer detection: `outermost` would drop it
-        rule = _SKELETON_RULE if self._skeleton else _SPACED_RULE
-        # (A span is one hit, of one key, which names each character once: no span is added twice.)
-        for character_id, alias, ambiguous, _ in entries:
-            group = (character_id, ambiguous)
-            if group in named or counts.get(group, 0) >= MAX_OCCURRENCES:
-                continue
-            counts[group] = count = counts.get(group, 0) + 1
-            if count >= MAX_OCCURRENCES:  # reported in full: later hits naming only such are skipped first
-                named.add(group)
-            split.append(Detection(character_id, alias, begin, end, self._prompt[begin:end], ambiguous, rule))
+        """The names whose letters this search's prompt groups otherwise than the name does
+        (``Pi-ka-chu``), beyond ``found`` (see `charter._split.split_words`)."""
+        return split_words(self, found, MAX_OCCURRENCES)
 
     # Boundaries --------------------------------------------------------------------------------
 
@@ -488,46 +408,6 @@ class Search:
                 Detection(character_id, label, first, stop, text, False, Rule.DESCRIPTION, keyword_set.name)
             )
         return sorted(detections, key=lambda d: d.start)
-
-
-def _place(compact: str, key: str, position: int, from_compact: int, from_key: int) -> int:
-    """The place in ``key`` of ``compact[position]`` (``compact`` is ``key`` without its spaces),
-    given that ``compact[from_compact]`` is at ``key[from_key]``: that many characters on, plus
-    the spaces passed, counted until the place found passes no more."""
-    base = from_key + (position - from_compact)
-    place = base
-    while (found := base + key.count(" ", from_key, place + 1)) != place:
-        place = found
-    return place
-
-
-def _all_named(entries: tuple[Entry, ...], named: set[tuple[str, bool]]) -> bool:
-    """Whether every character of ``entries``, with its ambiguity, is in ``named``."""
-    for entry in entries:  # noqa: SIM110  (a loop: all() over a generator costs twice as much per hit)
-        if (entry[0], entry[2]) not in named:
-            return False
-    return True
-
-
-def _covers(judged: tuple[Entry, ...], entries: tuple[Entry, ...]) -> bool:
-    """Whether every character of ``entries`` is one of ``judged``."""
-    for entry in entries:
-        for other in judged:
-            if other[0] == entry[0]:
-                break
-        else:
-            return False
-    return True
-
-
-def _inside(found: list[Detection], begin: int, end: int) -> bool:
-    """Whether ``[begin, end)`` lies inside a longer span of ``found`` (ordered by start)."""
-    at = bisect.bisect_right(found, begin, key=_start)
-    return any(d.end >= end and (d.start, d.end) != (begin, end) for d in found[:at])
-
-
-def _start(detection: Detection) -> int:
-    return detection.start
 
 
 def _all_full(entries: tuple[Entry, ...], full: set[tuple[str, bool]]) -> bool:

@@ -15,12 +15,22 @@ so that one pass of an Aho-Corasick automaton over the prompt's key finds them a
 * for a name in Latin (or another spaced) script of two or more words, the words run together
   (``hatsunemiku``: `Rule.HASHTAG` after ``#``, else `Rule.JOINED`, which covers camel case);
 * its letters one by one (``h a t s u n e m i k u``: `Rule.SPACED`), which is what letters
-  separated by single spaces, dots, hyphens or underscores normalise to;
+  separated by single spaces, dots, hyphens or underscores normalise to; letters in other groups
+  (``Pi-ka-chu``, ``Pika'chu``) are found by a second pass over the words run together (below);
 * for a character with a name in Japanese, Chinese or Korean script, whose Latin names are
   romanisations: a two-word name that is not ambiguous in the other order
   (`Rule.REVERSED_ORDER`), and, for a name written with a long vowel (ō, ô, ou, oo; ū, û, uu),
   every spelling of it, ō/ou/oo/o and ū/uu/u, in either order (`Rule.LONG_VOWEL`);
-* a name ending in a consonant and ``y`` with ``ies`` (`Rule.PLURAL`).
+* a name ending in a consonant and ``y`` with ``ies`` (`Rule.PLURAL`);
+* a name in kana (not ambiguous): each long vowel written ー, with the kana that lengthens it, or
+  not at all (`Rule.LONG_VOWEL`: ピカチュー, ピカチュ; ルイジ, which ルイ〜ジ folds to), and those
+  spellings with the small kana written large (`Rule.SKELETON`: ピカチユウ).
+
+**Regrouped letters.** After the pass over the key, one more pass of the automaton runs over the
+key with its spaces skipped: a Latin key found there that starts and ends on words of the key and
+covers two or more of them is a `Rule.SPACED` detection (``Hatsu ne Mi ku``), unless those words
+as spaced are a key of the same characters (judged already) or it names only characters already
+detected (the decision cannot change).
 
 **Word boundaries.** A key that starts (ends) with a Latin-script letter or digit must start
 (end) on a word boundary of the prompt: a separator, the text's end, a change between CJK and
@@ -37,8 +47,10 @@ learns the registered names in hanzi. Korean (Hangul) names need a boundary befo
 since particles follow names.
 
 **Look-alikes.** When the prompt has characters outside ASCII and CJK whose UTS #39 confusables
-skeleton is another single character (a Cyrillic ``Н``, a Greek ``Μ``), a second pass screens the
-prompt with those characters replaced by their prototypes (`Rule.SKELETON`). Kana and kanji are
+skeleton is another single character (a Cyrillic ``Н``, a Greek ``Μ``; an upper-case look-alike
+of the stroke ``l`` counts as ``I``), or that read as a Latin letter without being in UTS #39
+(small capitals, negative circled and squared letters, regional indicator symbols), a second
+pass screens the prompt with those characters replaced by their prototypes (`Rule.SKELETON`). Kana and kanji are
 never folded (``ロ`` and ``口`` are both common). A replacement that would turn one registered
 name into another (their keys merge) is not applied where the first pass found the look-alike
 name itself (on the same span), and the merge is listed in `ScreenIndex.skeleton_collisions` for
