@@ -133,3 +133,24 @@ def test_other_spellings_of_a_name_in_kana_are_caught(prompt: str, character: st
 )
 def test_kana_spellings_stay_quiet_on_ordinary_japanese(prompt: str) -> None:
     assert [d for d in named(prompt) if not d[3]] == []
+
+
+@pytest.mark.parametrize(
+    ("written", "character"),
+    [
+        ("Pi-ka-chu", "chr_pikachu"),
+        ("Pі-ka-chu", "chr_pikachu"),  # regrouped, with a Cyrillic i (U+0456)
+        ("ᴘɪᴋᴀᴄʜᴜ", "chr_pikachu"),
+        ("🇵🇮🇰🇦🇨🇭🇺", "chr_pikachu"),
+        (PIKACHU_IN_JAMO, "chr_pikachu"),
+        ("ヒ゜カチュウ", "chr_pikachu"),
+        ("ピカチユウ", "chr_pikachu"),
+        ("ルイ〜ジ", "chr_luigi"),
+    ],
+)
+def test_an_evasion_is_caught_anywhere_in_the_longest_prompt(written: str, character: str) -> None:
+    """Prompts of 1,024 characters and more are folded whole (another path of charter.names)."""
+    filler = "a quiet library at dawn, watercolour. " * 220
+    for prompt in (filler[: 7990 - len(written)] + " " + written, (written + " " + filler)[:8000]):
+        assert len(prompt) <= 8000
+        assert character in [c for c, _, _, _ in named(prompt)]
