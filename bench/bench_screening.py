@@ -151,6 +151,10 @@ def worst_cases() -> dict[str, str]:
         "hashtags": "#HatsuneMikuHatsuneMiku ",
         "camel case": "HatsuneMikuPikachuMario",
         "Korean names": "피카츄가 ",
+        "split names": ", ".join(f"{n[:2]} {n[2:]}" for n in (names_of(i)[0] for i in range(0, 10_000, 7))),
+        "split letters": "Pi ka chu Ha tsu ne Mi ku ",
+        "small capitals, regional indicators": "ᴘɪᴋᴀᴄʜᴜ 🇵🇮🇰🇦🇨🇭🇺 ",
+        "kana spellings": "ピカチューとルイ〜ジとピカチユウ、",
     }
     return {label: (unit * (MAX_PROMPT // len(unit) + 1))[:MAX_PROMPT] for label, unit in cases.items()}
 

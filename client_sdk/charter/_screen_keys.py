@@ -40,8 +40,9 @@ if TYPE_CHECKING:
 Value = tuple[int, bool, bool, int, int, tuple[Entry, ...], tuple[KeywordRef, ...], str]
 
 # Rules as entries hold them (their values, see `charter._search.Entry`).
-_EXACT, _READING, _SPACED, _JOINED, _PLURAL, _REVERSED, _LONG_VOWEL = (
+_EXACT, _SKELETON, _READING, _SPACED, _JOINED, _PLURAL, _REVERSED, _LONG_VOWEL = (
     Rule.EXACT.value,
+    Rule.SKELETON.value,
     Rule.READING.value,
     Rule.SPACED.value,
     Rule.JOINED.value,
@@ -64,6 +65,9 @@ CJK: Final = re.compile(
 )
 
 
+_KANA = re.compile("[\u3041-\u309f]")  # hiragana, which every kana is once folded
+
+
 def _latin(key: str) -> bool:
     """Whether a key is written in a spaced script (it has no CJK character)."""
     return key.isascii() or not CJK.search(key)
@@ -83,10 +87,57 @@ def _long_vowel_spellings(value: str) -> list[str]:
     return keys
 
 
+# Kana (folded to hiragana) by the vowel they end in; small kana and the large kana they look like.
+_VOWEL_OF = {
+    **dict.fromkeys("あかさたなはまやらわがざだばぱぁゃゎ", "a"),
+    **dict.fromkeys("いきしちにひみりぎじぢびぴぃ", "i"),
+    **dict.fromkeys("うくすつぬふむゆるぐずづぶぷぅゅゔ", "u"),
+    **dict.fromkeys("えけせてねへめれげぜでべぺぇ", "e"),
+    **dict.fromkeys("おこそとのほもよろをごぞどぼぽぉょ", "o"),
+}
+# The kana that lengthen each vowel (written instead of ー, or ー instead of them).
+_LENGTHENING = {"a": ("あ",), "i": ("い",), "u": ("う",), "e": ("い", "え"), "o": ("う", "お")}
+_SMALL_TO_LARGE = str.maketrans("ぁぃぅぇぉっゃゅょゎゕゖ", "あいうえおつやゆよわかけ")
+_MAX_KANA_LONG_VOWELS = 2  # 4^2 spellings at most per name; with more, 3 (each written alike)
+_MIN_KANA = 3  # a spelling without a long vowel keeps at least this many kana
+
+
+def _kana_spellings(key: str) -> list[tuple[str, str]]:
+    """Other spellings of a name in kana (``key`` folded to hiragana), with their rules' values:
+    each long vowel written ー, with the kana that lengthens it (ゅう, いい, おう), or not at all
+    (`Rule.LONG_VOWEL`: ピカチュー, ピカチュ for ピカチュウ; ルイジ, ルイ〜ジ for ルイージ), and each of
+    those with its small kana written large (`Rule.SKELETON`: ピカチユウ). A name with more than
+    `_MAX_KANA_LONG_VOWELS` long vowels gets the spellings that write them all alike."""
+    slots = []
+    for at in range(1, len(key)):
+        vowel = _VOWEL_OF.get(key[at - 1])
+        if vowel is not None and (key[at] == "ー" or key[at] in _LENGTHENING[vowel]):
+            slots.append((at, ("ー", *_LENGTHENING[vowel], "")))
+    spellings = [key]
+    if slots:
+        spellings = []
+        choices: Iterable[tuple[str, ...]] = itertools.product(*(options for _, options in slots))
+        if len(slots) > _MAX_KANA_LONG_VOWELS:  # each long vowel written alike only
+            choices = [("ー",) * len(slots), tuple(options[1] for _, options in slots), ("",) * len(slots)]
+        for choice in choices:
+            parts, last = [], 0
+            for (at, _), written in zip(slots, choice, strict=True):
+                parts += [key[last:at], written]
+                last = at + 1
+            spelled = "".join(parts) + key[last:]
+            if len(spelled) >= _MIN_KANA:
+                spellings.append(spelled)
+    found = [(spelled, _LONG_VOWEL) for spelled in spellings if spelled != key]
+    found += [(large, _SKELETON) for spelled in spellings if (large := spelled.translate(_SMALL_TO_LARGE)) != spelled]
+    return found
+
+
 def variants(name: ScreenName, key: str, east_asian: bool) -> list[tuple[str, str]]:
     """The keys a name is found under, with their rules' values (its own key first)."""
     own = _READING if name.reading else _EXACT
     found = [(key, own)]
+    if _KANA.search(key) and not name.ambiguous:
+        found += _kana_spellings(key)
     if not _latin(key) or not any(c.isalpha() for c in key):
         return found
     words = key.split(" ")
@@ -127,7 +178,7 @@ def _entries_of(character: ScreenCharacter) -> dict[str, Entry]:
             found = merged.get(variant)
             if found is None:
                 merged[variant] = (cid, value, ambiguous, rule)
-            elif rank[found[3]] <= rank[rule]:
+            elif rank[found[3]] <= rank[rule] or (found[3] in _OWN and rule not in _OWN):
                 if found[2] and not ambiguous:
                     merged[variant] = (cid, found[1], False, found[3])
             else:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import regex
 
+from charter._split import split_words
 from charter.decisions import Detection, DetectionRule
 from charter.names import NormalizedText, is_cjk, is_ignorable, is_word_char, normalize_text
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 Rule = DetectionRule
 # The rules the search reports, read once (an enum member read from its class costs a look-up
 # through the class each time).
-_PLURAL, _HASHTAG_RULE, _SKELETON_RULE = Rule.PLURAL, Rule.HASHTAG, Rule.SKELETON
+_PLURAL, _HASHTAG_RULE, _SKELETON_RULE, _SPACED_RULE = Rule.PLURAL, Rule.HASHTAG, Rule.SKELETON, Rule.SPACED
 _NOTHING: frozenset[str] = frozenset()
 # One character a key stands for: (character id, name as registered, ambiguous, the rule's value).
 # The rule is kept as its string value, so that an entry holds only strings and a boolean: the
@@ -266,6 +267,11 @@ class Search:
                 made.__class__ = Detection  # type: ignore[assignment]
                 found.append(made)  # type: ignore[arg-type]
         return found
+
+    def split_words(self, found: list[Detection]) -> list[Detection]:
+        """The names whose letters this search's prompt groups otherwise than the name does
+        (``Pi-ka-chu``), beyond ``found`` (see `charter._split.split_words`)."""
+        return split_words(self, found, MAX_OCCURRENCES)
 
     # Boundaries --------------------------------------------------------------------------------
 

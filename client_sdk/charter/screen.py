@@ -15,12 +15,22 @@ so that one pass of an Aho-Corasick automaton over the prompt's key finds them a
 * for a name in Latin (or another spaced) script of two or more words, the words run together
   (``hatsunemiku``: `Rule.HASHTAG` after ``#``, else `Rule.JOINED`, which covers camel case);
 * its letters one by one (``h a t s u n e m i k u``: `Rule.SPACED`), which is what letters
-  separated by single spaces, dots, hyphens or underscores normalise to;
+  separated by single spaces, dots, hyphens or underscores normalise to; letters in other groups
+  (``Pi-ka-chu``, ``Pika'chu``) are found by a second pass over the words run together (below);
 * for a character with a name in Japanese, Chinese or Korean script, whose Latin names are
   romanisations: a two-word name that is not ambiguous in the other order
   (`Rule.REVERSED_ORDER`), and, for a name written with a long vowel (ō, ô, ou, oo; ū, û, uu),
   every spelling of it, ō/ou/oo/o and ū/uu/u, in either order (`Rule.LONG_VOWEL`);
-* a name ending in a consonant and ``y`` with ``ies`` (`Rule.PLURAL`).
+* a name ending in a consonant and ``y`` with ``ies`` (`Rule.PLURAL`);
+* a name in kana (not ambiguous): each long vowel written ー, with the kana that lengthens it, or
+  not at all (`Rule.LONG_VOWEL`: ピカチュー, ピカチュ; ルイジ, which ルイ〜ジ folds to), and those
+  spellings with the small kana written large (`Rule.SKELETON`: ピカチユウ).
+
+**Regrouped letters.** After the pass over the key, one more pass of the automaton runs over the
+key with its spaces skipped: a Latin key found there that starts and ends on words of the key and
+covers two or more of them is a `Rule.SPACED` detection (``Hatsu ne Mi ku``), unless those words
+as spaced are a key of the same characters (judged already) or it names only characters already
+detected (the decision cannot change).
 
 **Word boundaries.** A key that starts (ends) with a Latin-script letter or digit must start
 (end) on a word boundary of the prompt: a separator, the text's end, a change between CJK and
@@ -37,8 +47,10 @@ learns the registered names in hanzi. Korean (Hangul) names need a boundary befo
 since particles follow names.
 
 **Look-alikes.** When the prompt has characters outside ASCII and CJK whose UTS #39 confusables
-skeleton is another single character (a Cyrillic ``Н``, a Greek ``Μ``), a second pass screens the
-prompt with those characters replaced by their prototypes (`Rule.SKELETON`). Kana and kanji are
+skeleton is another single character (a Cyrillic ``Н``, a Greek ``Μ``; an upper-case look-alike
+of the stroke ``l`` counts as ``I``), or that read as a Latin letter without being in UTS #39
+(small capitals, negative circled and squared letters, regional indicator symbols), a second
+pass screens the prompt with those characters replaced by their prototypes (`Rule.SKELETON`). Kana and kanji are
 never folded (``ロ`` and ``口`` are both common). A replacement that would turn one registered
 name into another (their keys merge) is not applied where the first pass found the look-alike
 name itself (on the same span), and the merge is listed in `ScreenIndex.skeleton_collisions` for
@@ -135,10 +147,34 @@ class ScreenCharacter:
 # ---- Look-alike characters (UTS #39) -----------------------------------------------------------
 
 
+# Letters that read as a Latin letter but that neither NFKC nor UTS #39 maps to one: small
+# capitals (``ᴘɪᴋᴀ``), negative circled and squared letters (``🅿``, ``🅟``) and regional indicator
+# symbols (``🇵``, a flag only in pairs that name a country). Their Unicode names say which letter.
+_LETTER_NAME = re.compile(
+    r"(?:LATIN LETTER SMALL CAPITAL|NEGATIVE (?:CIRCLED|SQUARED) LATIN CAPITAL LETTER"
+    r"|REGIONAL INDICATOR SYMBOL LETTER) ([A-Z])"
+)
+
+
+def _prototype(checker: Any, ch: str) -> str:
+    """The one character ``ch`` looks like: the letter its Unicode name says (`_LETTER_NAME`), else
+    its UTS #39 skeleton (possibly several characters, or itself)."""
+    named = _LETTER_NAME.fullmatch(unicodedata.name(ch, ""))
+    if named is not None:
+        return named.group(1)
+    prototype = str(checker.getSkeleton(0, ch))
+    # UTS #39 maps capital I and everything like it to a lower-case l, the prototype of the
+    # vertical stroke; but keys are case-folded, and an upper-case stroke (Greek Ι, Cyrillic І,
+    # palochka Ӏ) stands for I in an upper-case word (``ΡΙΚΑCΗU``).
+    return "I" if prototype == "l" and ch.isupper() else prototype
+
+
 @lru_cache(maxsize=1)
 def skeleton_map() -> dict[int, str]:
     """Code point → prototype for every character outside ASCII and CJK whose UTS #39 skeleton
-    (ICU's ``SpoofChecker``) is one other character that normalises differently."""
+    (ICU's ``SpoofChecker``) is one other character that normalises differently; upper-case
+    look-alikes of the stroke ``l`` map to ``I``; small capitals, negative circled and squared
+    letters and regional indicator symbols map to the Latin letter their Unicode name says."""
     import icu
 
     checker = icu.SpoofChecker()
@@ -147,7 +183,7 @@ def skeleton_map() -> dict[int, str]:
         ch = chr(code)
         if is_cjk(ch) or unicodedata.category(ch) in ("Cn", "Co", "Cs"):
             continue
-        prototype = str(checker.getSkeleton(0, ch))
+        prototype = _prototype(checker, ch)
         if len(prototype) == 1 and prototype != ch and normalize(prototype) != normalize(ch):
             found[code] = prototype
     return found
@@ -367,6 +403,9 @@ class ScreenIndex:
             return []
         search = Search(self, prompt, work)
         found = search.run()
+        split = search.split_words(found)
+        if split:
+            found = outermost(sorted(found + split, key=_by_start))
         # Look-alikes are outside ASCII: only those characters are searched, if the fold collected them.
         if not prompt.isascii() and _has_look_alikes(search.non_ascii or prompt):
             seen = {(d.character_id, d.start, d.end) for d in found}
@@ -376,7 +415,11 @@ class ScreenIndex:
                 counts[d.character_id, d.ambiguous] = counts.get((d.character_id, d.ambiguous), 0) + 1
             full = {group for group, count in counts.items() if count >= MAX_OCCURRENCES}
             # The second pass shares the first's counts, and so the analysers' budget.
-            extra = Search(self, prompt, search.work, skeleton_map(), search).run(seen, full)
+            second = Search(self, prompt, search.work, skeleton_map(), search)
+            extra = second.run(seen, full)
+            if extra:
+                found = outermost(sorted(found + extra, key=_by_start))
+            extra = second.split_words(found)
             if extra:
                 found = outermost(sorted(found + extra, key=_by_start))
         reported = _first_occurrences(found)

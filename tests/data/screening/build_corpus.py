@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import unicodedata
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -29,6 +30,10 @@ LATIN_LOOK_ALIKES = {"a": "а", "e": "е", "o": "о", "p": "р", "c": "с", "x":
                      "N": "Ν", "i": "і", "s": "ѕ", "y": "у", "L": "Ꮮ", "D": "Ꭰ", "S": "Ѕ", "G": "Ԍ",
                      "R": "Ꭱ", "u": "ս", "r": "г", "n": "ո", "k": "κ", "d": "ԁ", "g": "ɡ", "h": "һ",
                      "l": "ӏ", "m": "ṃ", "t": "τ"}  # fmt: skip
+# Letters that read as Latin letters without being look-alikes in UTS #39: small capitals (no X),
+# regional indicator symbols (🇦 to 🇿).
+SMALL_CAPITALS = dict(zip("abcdefghijklmnopqrstuvwyz", "ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘꞯʀꜱᴛᴜᴠᴡʏᴢ", strict=True))
+SMALL_KANA = str.maketrans("ャュョッァィゥェォ", "ヤユヨツアイウエオ")
 INVISIBLE = ("\u200b", "\u00ad", "\u2060", "\u034f", "\u200d", "\ufeff")
 EN = ("A watercolour poster of {n} at dusk.", "{n} walking through a rainy street, cinematic.",
       "Draw {n} on a beach, soft light.", "A photo of {n} eating ramen in Tokyo.")  # fmt: skip
@@ -46,6 +51,12 @@ DESCRIPTIONS = {
                  "twintails and a vocaloid mic"),
     "chr_pikachu": ("a yellow electric mouse in a forest", "黄色い電気ネズミのぬいぐるみ", "黄色的电老鼠"),
 }  # fmt: skip
+
+
+def _spacing_voicing(value: str) -> str:
+    """``value`` with each voiced kana written as the kana and a spacing voicing mark (ガ → カ゛)."""
+    spaced = unicodedata.normalize("NFD", value).replace("\u3099", "\u309b").replace("\u309a", "\u309c")
+    return unicodedata.normalize("NFC", spaced)
 
 
 def _latin(value: str) -> bool:
@@ -72,6 +83,21 @@ def positives(rows: list[dict]) -> list[dict]:
             templates = {"ja": JA, "zh": ZH, "ko": KO}.get(base)
             if templates:
                 add(templates[number % len(templates)].format(n=value), "exact", base, cid)
+            # The same text in other code points: Hangul as conjoining jamo (NFD), voiced kana as
+            # the kana and a spacing voicing mark.
+            template = (templates or EN)[(number + 1) % len(templates or EN)]
+            if base == "ko":
+                add(template.format(n=unicodedata.normalize("NFD", value)), "exact", base, cid)
+            if base == "ja" and (spacing := _spacing_voicing(value)) != value:
+                add(template.format(n=spacing), "exact", base, cid)
+            # Other spellings in kana: ー as a wave dash or a hyphen, ウ lengthening as ー, small kana large.
+            if base == "ja" and "ー" in value:
+                add(template.format(n=value.replace("ー", "〜")), "long_vowel", base, cid)
+                add(template.format(n=value.replace("ー", "-")), "long_vowel", base, cid)
+            if base == "ja" and ("ュウ" in value or "ョウ" in value):
+                add(template.format(n=value.replace("ュウ", "ュー").replace("ョウ", "ョー")), "long_vowel", base, cid)
+            if base == "ja" and value.translate(SMALL_KANA) != value:
+                add(template.format(n=value.translate(SMALL_KANA)), "skeleton", base, cid)
         if not _latin(canonical) or len(canonical) < 5:
             continue
         # Evasions of the canonical name in Latin script.
@@ -92,6 +118,16 @@ def positives(rows: list[dict]) -> list[dict]:
         spaced = (" ".join(letters), ".".join(letters), "-".join(letters), " ".join(" ".join(w) for w in words))
         for text in spaced:
             add(EN[(number + 3) % len(EN)].format(n=text), "spaced", "en", cid)
+        # Letters grouped otherwise than in the name: in threes with hyphens, in twos with spaces.
+        compact = "".join(letters)
+        for size, mark in ((3, "-"), (2, " ")):
+            groups = mark.join(compact[i : i + size] for i in range(0, len(compact), size))
+            add(EN[(number + 1) % len(EN)].format(n=groups), "spaced", "en", cid)
+        if all(c.lower() in SMALL_CAPITALS or not c.isalpha() for c in canonical):
+            small = "".join(SMALL_CAPITALS.get(c.lower(), c) for c in canonical)
+            add(EN[(number + 2) % len(EN)].format(n=small), "skeleton", "en", cid)
+        regional = " ".join("".join(chr(0x1F1E6 + ord(c.lower()) - 97) for c in w if c.isalpha()) for w in words)
+        add(EN[number % len(EN)].format(n=regional), "skeleton", "en", cid)
         if len(words) > 1:
             camel = "".join(w[:1].upper() + w[1:] for w in words)
             add(f"#{camel} fan art, {EN[number % len(EN)].format(n='a girl').lower()}", "hashtag", "en", cid)
@@ -159,6 +195,32 @@ ORDINARY_KO = (
 )  # fmt: skip
 
 
+# Ordinary text next to each trick: flags, small capitals, Hangul jamo, Greek capitals, short
+# words in a row, katakana words with long vowels and small kana.
+ORDINARY_TRICKY = (
+    ("en", "Flags of Japan 🇯🇵 and Peru 🇵🇪 at a parade, 35mm photo."),
+    ("en", "A sign reading ᴛʜᴇ ǫᴜɪᴇᴛ ʟɪʙʀᴀʀʏ above a door."),
+    ("en", "ΑΘΗΝΑ ΚΑΙ ΠΕΙΡΑΙΑΣ written on an old map."),
+    ("en", "A bat, a ball and a glove on the grass."),
+    ("en", "The man in a hat, so quiet, by the sea."),
+    ("en", "Go to the park at ten, pa and ma said."),
+    ("en", "A pi chart and a cup of tea at dawn."),
+    ("en", "An epic ode to a red kite, pencil sketch."),
+    ("en", "A sonnet on a windy hill, oil painting."),
+    ("ja", "コーヒーを飲む人の写真"),
+    ("ja", "スーパーで買い物をする家族"),
+    ("ja", "ルーレットの盤と赤いチップ"),
+    ("ja", "クッキーの箱とミルク"),
+    ("ja", "キヤノンのカメラで撮った夜景"),
+    ("ja", "ちゅうちょする猫のイラスト"),
+    ("ja", "ぴちぴちの魚が跳ねる"),
+    ("ja", "類似した形の雲"),
+    ("ja", "ルイ・ヴィトンの鞄"),
+    ("ja", "チューリップ畑の水彩画"),
+    ("ko", "\u1100\u1161\u1102\u1161\u1103\u1161 순서의 그림"),
+)
+
+
 def ordinary() -> list[dict]:
     """Sentences with no character in them (at least 1,000)."""
     found = []
@@ -176,6 +238,8 @@ def ordinary() -> list[dict]:
         found.append(
             {"prompt": f"{en} and {ja}, mixed media", "category": "ordinary", "language": "mixed", "expected": []}
         )
+    for language, prompt in ORDINARY_TRICKY:
+        found.append({"prompt": prompt, "category": "ordinary", "language": language, "expected": []})
     return found
 
 
