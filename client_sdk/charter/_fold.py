@@ -22,11 +22,8 @@ _KATAKANA_START, _KATAKANA_END = 0x30A1, 0x30F6
 _KANA_SHIFT = 0x60
 # Iteration marks ヽ ヾ fold to ゝ ゞ.
 _ITERATION = {0x30FD: "\u309d", 0x30FE: "\u309e"}
-# Marks that attach to the preceding character and must be normalised with it: the voicing marks,
-# combining, half-width and spacing (``ヒ゜`` is read as ``ピ``; NFKC alone makes the spacing marks a
-# space and a combining mark, so they are made combining first: `_SPACING_VOICING`).
-_ATTACHING = {"\u3099", "\u309a", "\uff9e", "\uff9f", "\u309b", "\u309c"}
-_SPACING_VOICING = str.maketrans({"\u309b": "\u3099", "\u309c": "\u309a"})
+# Marks that attach to the preceding character and must be normalised with it.
+_ATTACHING = {"\u3099", "\u309a", "\uff9e", "\uff9f"}
 
 
 _IGNORABLE = regex.compile(r"[\p{Default_Ignorable_Code_Point}\p{Cf}]")
@@ -84,8 +81,6 @@ def _is_latin(ch: str) -> bool:
 def _fold_cluster(cluster: str) -> str:
     if any(is_ignorable(c) for c in cluster):
         cluster = "".join(c for c in cluster if not is_ignorable(c))
-    if len(cluster) > 1:  # a spacing voicing mark after a character voices it (alone, it separates)
-        cluster = cluster[0] + cluster[1:].translate(_SPACING_VOICING)
     text = unicodedata.normalize("NFKC", cluster).casefold()
     if text and _is_latin(text[0]):
         decomposed = unicodedata.normalize("NFD", text)
@@ -172,16 +167,8 @@ _WHOLE_TEXT = 1024
 
 @lru_cache(maxsize=4096)
 def _joins(ch: str) -> bool:
-    """Whether ``ch`` belongs to the cluster of the character before it (a mark, an ignorable, or a
-    Hangul vowel or final consonant jamo, which NFKC composes with the jamo before it into a
-    syllable: ``피`` written as three jamo is the syllable ``피``)."""
-    return (
-        bool(unicodedata.combining(ch))
-        or ch in _ATTACHING
-        or is_ignorable(ch)
-        or "\u1160" <= ch <= "\u11ff"
-        or "\ud7b0" <= ch <= "\ud7ff"
-    )
+    """Whether ``ch`` belongs to the cluster of the character before it (a mark or an ignorable)."""
+    return bool(unicodedata.combining(ch)) or ch in _ATTACHING or is_ignorable(ch)
 
 
 def _as_one(folded: str) -> str:
@@ -337,7 +324,7 @@ def _fold_clusters(text: str, start: int, end: int, folded: str) -> str:
 # is NFKD of the pair), the same clusters (the zero-width space is ignorable, so it joins the
 # character before it like the mark did) and the same length, so the pair is folded in C, the
 # space joined like any ignorable, instead of cluster by cluster in Python.
-_VOICED_PAIR = re.compile("[\u3040-\u30ff\uff66-\uff9d][\u3099\u309a\uff9e\uff9f\u309b\u309c]")
+_VOICED_PAIR = re.compile("[\u3040-\u30ff\uff66-\uff9d][\u3099\u309a\uff9e\uff9f]")
 _ZERO_WIDTH_SPACE = "\u200b"
 
 
@@ -347,8 +334,8 @@ def _voiced_pairs() -> dict[str, str]:
     character and a zero-width space."""
     pairs = {}
     for base in itertools.chain(range(0x3040, 0x3100), range(0xFF66, 0xFF9E)):
-        for mark in "\u3099\u309a\uff9e\uff9f\u309b\u309c":
-            composed = unicodedata.normalize("NFKC", chr(base) + mark.translate(_SPACING_VOICING))
+        for mark in "\u3099\u309a\uff9e\uff9f":
+            composed = unicodedata.normalize("NFKC", chr(base) + mark)
             if len(composed) == 1:
                 pairs[chr(base) + mark] = composed + _ZERO_WIDTH_SPACE
     return pairs

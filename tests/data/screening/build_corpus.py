@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import unicodedata
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -53,12 +52,6 @@ DESCRIPTIONS = {
 }  # fmt: skip
 
 
-def _spacing_voicing(value: str) -> str:
-    """``value`` with each voiced kana written as the kana and a spacing voicing mark (ガ → カ゛)."""
-    spaced = unicodedata.normalize("NFD", value).replace("\u3099", "\u309b").replace("\u309a", "\u309c")
-    return unicodedata.normalize("NFC", spaced)
-
-
 def _latin(value: str) -> bool:
     return value.isascii() and any(c.isalpha() for c in value)
 
@@ -83,13 +76,7 @@ def positives(rows: list[dict]) -> list[dict]:
             templates = {"ja": JA, "zh": ZH, "ko": KO}.get(base)
             if templates:
                 add(templates[number % len(templates)].format(n=value), "exact", base, cid)
-            # The same text in other code points: Hangul as conjoining jamo (NFD), voiced kana as
-            # the kana and a spacing voicing mark.
             template = (templates or EN)[(number + 1) % len(templates or EN)]
-            if base == "ko":
-                add(template.format(n=unicodedata.normalize("NFD", value)), "exact", base, cid)
-            if base == "ja" and (spacing := _spacing_voicing(value)) != value:
-                add(template.format(n=spacing), "exact", base, cid)
             # Other spellings in kana: ー as a wave dash or a hyphen, ウ lengthening as ー, small kana large.
             if base == "ja" and "ー" in value:
                 add(template.format(n=value.replace("ー", "〜")), "long_vowel", base, cid)
