@@ -49,28 +49,51 @@ hypothesis.settings.load_profile("ci" if os.environ.get("CI") else "dev")
 POSTGRES_ADMIN_URL = os.environ.get("CHARTER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 WARM_SECONDS = 120.0  # a bound on waiting for a server's analysers to load, not a timing
 
-# The files that take longest, slowest first (seconds of a whole run on two workers). pytest-xdist
-# hands whole files to the workers in collection order as they finish the previous ones; its own
-# reorder (by number of tests, turned off by `.ci/dev.py test`) put these files of few, slow tests
-# last, and one worker then ran them for minutes while the other had nothing left to take.
+# The files that take longest, slowest first (the process tests of drains, kills and offline
+# backends at the head, then by their seconds in a whole run on three workers). pytest-xdist hands
+# whole files to the workers in collection order as they finish the previous ones; its own
+# reorder (by number of tests, turned off by `.ci/dev.py test`) put these files of few, slow
+# tests last, and one worker then ran them for minutes while the other had nothing left to take.
+# Every file of over 45 s (at load 10-20) is listed: one left out was handed out near the end of
+# a run, where test_processes.py (3 tests, 177 s) and test_names_fast_path.py (164 s) kept one
+# worker busy for minutes after the others had finished.
 SLOWEST_FILES = (
     "tests/server/test_drain.py",
     "tests/server/test_offline_processes.py",
     "tests/server/test_usage_processes.py",
-    "tests/server/test_replicas.py",
     "tests/api/test_offline_authorizer.py",
-    "tests/server/test_lifecycle.py",
-    "tests/contract/test_sdk_install.py",
-    "tests/api/test_registry_snapshot.py",
-    "tests/server/test_log_tamper.py",
-    "tests/server/test_revocation_stream_processes.py",
+    "tests/server/test_processes.py",
+    "tests/server/test_transparency_log.py",
+    "tests/api/test_offline_api.py",
+    "tests/api/test_grants_api.py",
+    "tests/api/test_import_api.py",
     "tests/api/test_usage_api.py",
     "tests/api/test_bad_input.py",
-    "tests/server/test_transparency_log.py",
-    "tests/server/test_offline_quota_processes.py",
-    "tests/server/test_storage.py",
-    "tests/server/test_signing_keys.py",
     "tests/api/test_decide_paths.py",
+    "tests/cli/test_audit_cli.py",
+    "tests/server/test_log_tamper.py",
+    "tests/api/test_registry_snapshot.py",
+    "tests/api/test_authorize_api.py",
+    "tests/server/test_storage.py",
+    "tests/server/test_log_process.py",
+    "tests/api/test_revocation_stream.py",
+    "tests/console/test_console_hardening.py",
+    "tests/server/test_signing_keys.py",
+    "tests/server/test_config.py",
+    "tests/server/test_lifecycle.py",
+    "tests/unit/transparency/test_tiles.py",
+    "tests/api/test_names_api.py",
+    "tests/api/test_role_matrix.py",
+    "tests/server/test_replicas.py",
+    "tests/console/test_console_http.py",
+    "tests/contract/test_sdk_install.py",
+    "tests/server/test_demo_process.py",
+    "tests/unit/test_names_fast_path.py",
+    "tests/server/test_revocation_stream_processes.py",
+    "tests/cli/test_people_cli.py",
+    "tests/contract/test_static_checks.py",
+    "tests/server/test_offline_quota_processes.py",
+    "tests/server/test_receipt_log_entries.py",
 )
 
 

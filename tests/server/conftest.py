@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,13 +45,15 @@ def _libpq(url: str) -> str:
 
 
 @contextmanager
-def _postgres_database(admin_url: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database next to ``admin_url``'s, dropped afterwards."""
+def _postgres_database(admin_url: str, template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database next to ``admin_url``'s, dropped afterwards: empty, or a copy of
+    the database ``template`` (which nobody may be connected to)."""
     import psycopg
 
     name = f"charter_srv_{uuid.uuid4().hex[:12]}"
+    copied = "" if template is None else f' TEMPLATE "{template}"'
     with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"{copied}')
     try:
         yield f"{admin_url.rpartition('/')[0]}/{name}"
     finally:
@@ -75,16 +78,61 @@ def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    """A migrated SQLite database file of its own."""
-    url = f"sqlite:///{tmp_path / 'own.db'}"
+def _migrate(url: str) -> str:
     db = Database(url)
     try:
         migrate.upgrade(db.engine)
     finally:
         db.dispose()
     return url
+
+
+def _copy_sqlite(template: str, path: Path) -> str:
+    """A copy of the SQLite database at ``template`` (a URL) in the file ``path``; its URL."""
+    source = sqlite3.connect(template.removeprefix("sqlite:///"))
+    with closing(source), closing(sqlite3.connect(path)) as copy:
+        source.backup(copy)
+    return f"sqlite:///{path}"
+
+
+# The migrations run once per backend (and worker) into a template, and every test that wants a
+# migrated database of its own gets a copy: the migrations took 0.6 s on SQLite and 1.6 s on
+# PostgreSQL (several under load) for each of over a hundred tests, a copy takes milliseconds on
+# SQLite and 0.2 s on PostgreSQL. The migrations themselves are tested on fresh databases.
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A SQLite database made by the migrations, to be copied, never used."""
+    return _migrate(f"sqlite:///{tmp_path_factory.mktemp('template') / 'migrated.db'}")
+
+
+@pytest.fixture(scope="session")
+def migrated_template(database_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A database of the backend of ``database_url`` made by the migrations, to be copied, never
+    used (on PostgreSQL, nobody may be connected to a database that is copied)."""
+    if database_url.startswith("sqlite"):
+        yield str(request.getfixturevalue("sqlite_template"))
+        return
+    with _postgres_database(database_url) as url:
+        yield _migrate(url)
+
+
+@pytest.fixture
+def migrated_database_url(migrated_template: str, database_url: str, tmp_path: Path) -> Iterator[str]:
+    """A database of its own made by the migrations (a copy of the template), of the same backend
+    as ``database_url``; dropped afterwards."""
+    if database_url.startswith("sqlite"):
+        yield _copy_sqlite(migrated_template, tmp_path / "migrated.db")
+        return
+    with _postgres_database(database_url, template=migrated_template.rpartition("/")[2]) as url:
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: str, tmp_path: Path) -> str:
+    """A migrated SQLite database file of its own."""
+    return _copy_sqlite(sqlite_template, tmp_path / "own.db")
 
 
 @pytest.fixture
@@ -98,10 +146,9 @@ def fresh_db(fresh_database_url: str) -> Iterator[Database]:
 
 
 @pytest.fixture
-def migrated_db(fresh_database_url: str) -> Iterator[Database]:
+def migrated_db(migrated_database_url: str) -> Iterator[Database]:
     """A fresh database made by the migrations, disposed afterwards."""
-    db = Database(fresh_database_url)
-    migrate.upgrade(db.engine)
+    db = Database(migrated_database_url)
     try:
         yield db
     finally:

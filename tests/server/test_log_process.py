@@ -31,10 +31,10 @@ from .test_transparency_log import receipt_payload
 
 
 @pytest.fixture
-def deployment(fresh_database_url: str) -> Iterator[tuple[Settings, Database, ReceiptLog]]:
+def deployment(migrated_database_url: str) -> Iterator[tuple[Settings, Database, ReceiptLog]]:
     """A migrated database with its keys and a first checkpoint, and the server's own receipt log
     (what a `LogProcess` falls back on); the lease left free, as a server leaves it at start."""
-    with services_on(fresh_database_url) as (settings, db, services):
+    with services_on(migrated_database_url) as (settings, db, services):
         services.sequencer.integrate()
         services.sequencer.release()
         yield settings, db, services.receipt_log

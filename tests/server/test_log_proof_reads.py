@@ -25,8 +25,8 @@ AUDITOR = Principal("key_auditor", Role.AUDITOR)
 
 
 @pytest.fixture
-def built(fresh_database_url: str) -> Iterator[tuple[Database, Services]]:
-    with services_on(fresh_database_url) as (_, db, services):
+def built(migrated_database_url: str) -> Iterator[tuple[Database, Services]]:
+    with services_on(migrated_database_url) as (_, db, services):
         yield db, services
 
 
@@ -117,9 +117,9 @@ def test_on_postgresql_a_proof_is_one_query_and_an_inclusion_two(
 
 
 def test_proofs_are_served_through_connections_the_server_dropped(
-    built: tuple[Database, Services], fresh_database_url: str
+    built: tuple[Database, Services], migrated_database_url: str
 ) -> None:
-    if not fresh_database_url.startswith("postgresql"):
+    if not migrated_database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL only: SQLite has no server to drop a connection")
     db, services = built
     reader = TransparencyLog(db, LogHealth())
@@ -129,7 +129,7 @@ def test_proofs_are_served_through_connections_the_server_dropped(
     # Every other connection to this database ends, as at a restart of the database server
     # (the pooled ones are not pinged before use: the first statement finds them dead).
     with psycopg.connect(
-        fresh_database_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+        migrated_database_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
     ) as admin:
         ended = admin.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"

@@ -68,8 +68,8 @@ class Log:
 
 
 @pytest.fixture
-def log(fresh_database_url: str) -> Iterator[Log]:
-    with services_on(fresh_database_url) as (settings, db, services):
+def log(migrated_database_url: str) -> Iterator[Log]:
+    with services_on(migrated_database_url) as (settings, db, services):
         yield Log(db, services, settings)
 
 
