@@ -38,6 +38,7 @@ from .offline_helpers import (
     signed,
     ttl,
 )
+from .test_authorize_api import move_to, noon_tomorrow
 from .test_usage_api import authorize
 
 LEASE_SECONDS = 60
@@ -209,9 +210,11 @@ def test_a_suspended_character_leases_nothing_and_is_paid_only_for_uses_decided_
     api: Stubs, offline: OfflineStub, usage: UsageStub, edge: Edge, keys: Any, moved_clock: Any
 ) -> None:
     """Suspending a character leaves its grants active; Authorize denies it, and so do leases and
-    records decided after the suspension (beyond the 5 minutes of clock skew)."""
+    records decided after the suspension (beyond the 5 minutes of clock skew). At noon: a lease of
+    a daily quota closes at the day's end, which the 6 minutes moved must not cross."""
     from charter.v1 import catalog_service_pb2 as cs
 
+    move_to(moved_clock, noon_tomorrow(moved_clock))
     grant = granted(api, keys.admin, moved_clock, edge, terms(daily_quota=50))
     held = lease(offline, edge, grant, 5, seconds=1_800)
     before = moved_clock.now()
