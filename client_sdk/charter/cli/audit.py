@@ -517,7 +517,7 @@ def prove(
     With the receipt file (not only its digest) the checkpoint must be of the log the receipt names,
     and every character it decided must be proved, once, by an entry that records the decision the
     receipt signed. Exit status 2 when a proof or the checkpoint fails, a decision is missing or
-    another than the receipt's, the log answers more entries than a receipt has (64) or one that is
+    another than the receipt's, the log answers more entries than its bound for one receipt (1,000) or one that is
     not a decision of this receipt, the key set does not parse, or the server says its stored log
     no longer matches what it signed (DATA_LOSS), or when the log does not hold a receipt file (LOG_ENTRY_NOT_FOUND)
     that the server's key set verifies, that names this log and that is older than the log's

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Final
 
 from charter.errors import CharterError, FailedPreconditionError, ResourceExhaustedError
 from charter.offline.background import TICK_SECONDS, log, seconds_of
-from charter.offline.freshness import Stamp
 
 if TYPE_CHECKING:
     from charter.client import Client
@@ -201,8 +200,7 @@ class QuotaLeases:
 
     def _monotonic_expiry(self, expire_time: datetime) -> float:
         """When a lease Charter just answered with ``expire_time`` expires on the monotonic clock."""
-        answered = Stamp.now(self._clock, self._monotonic)
-        return answered.until(expire_time - answered.wall)[1]
+        return self._monotonic() + (expire_time - self._clock()).total_seconds()
 
     def _spendable(self, lease: _Lease, now: datetime) -> bool:
         """Whether the lease may be spent at ``now``: short of its expiry by `_MARGIN`, on the clock
