@@ -108,7 +108,7 @@ def own_server(tmp_path_factory: pytest.TempPathFactory, own_clock: ManualClock)
             log_format="json",
             shutdown_grace_seconds=1.0,
             revocation_heartbeat_seconds=0.1,
-            authorization_lease_seconds=0.05,
+            authorization_lease_seconds=0.01,
         ),
         clock=own_clock,
     )

@@ -35,7 +35,7 @@ def _holder(suffix: str) -> RightsHolder:
 
 def _epoch(db: Database) -> int:
     with db.uow() as uow:
-        return uow.authz.epoch()
+        return uow.authz.epoch_and_lease()[0]
 
 
 class _Recorder:

@@ -140,8 +140,7 @@ class AuthorizationView:
         started = time.monotonic()
         try:
             with self._db.uow() as uow:
-                epoch = uow.authz.epoch()
-                lease = uow.deployment.lease().seconds
+                epoch, lease = uow.authz.epoch_and_lease()
         except Exception as error:
             raise StorageUnavailable("the authorization view cannot be refreshed; retry") from error
         with self._lock:
