@@ -4,7 +4,7 @@ Everything is checked here, with the log keys of the server's key set (or keys g
 ``--log-key``, for a witness that pins them), never taken on the server's word. A proof that
 fails, a checkpoint whose signature fails, a log that shrank, forked or was rewritten, or one that
 refuses a consistency proof or the rest of a listing it owes (any error but a transient one, see
-`_TRANSIENT`), or says its stored log no longer matches what it signed (``DATA_LOSS``), or does
+`charter.cli._witness`), or says its stored log no longer matches what it signed (``DATA_LOSS``), or does
 not hold a receipt it signed longer ago than its integration bound (`prove`), is evidence
 against the log: it is reported with ``ALERT`` lines on stderr and exit status 2 (1 is for
 ordinary failures, such as a server that does not answer).
@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Final, NoReturn
+from typing import Annotated, Final
 
-import grpc
 import typer
 from google.protobuf.message import DecodeError
 
@@ -30,6 +28,7 @@ from charter import envelope, transparency
 from charter.cli import _output
 from charter.cli._audit_output import print_proof
 from charter.cli._context import JsonOption, settings
+from charter.cli._witness import alert, check_one_tree, keep, refused, state_path, stored, unwritable
 from charter.client import Client
 from charter.errors import CharterError, DataLossError, NotFoundError
 from charter.keyring import KeyRing
@@ -53,9 +52,6 @@ app = typer.Typer(
     help="The transparency log: witness it (watch), verify an export, prove a receipt is logged.",
     no_args_is_help=True,
 )
-
-ALERT_EXIT = 2
-"""The exit status of evidence against the log (a fork, a rewrite, a forged signature)."""
 
 INTEGRATION_BOUND: Final = timedelta(seconds=1)
 """The log's documented bound: an entry is integrated at most a second after its change
@@ -81,33 +77,6 @@ LogKeyOption = Annotated[
 ]
 
 
-# The failures that say nothing about the log: the server is busy, unreachable or slow, or this
-# key is not accepted. A witness tries again on its next run; every other refusal of a proof or a
-# listing the log owes everyone (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, DATA_LOSS,
-# INTERNAL, UNIMPLEMENTED, ...) is a log that cannot show it kept its promise: an ALERT.
-_TRANSIENT = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.CANCELLED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.ABORTED,
-        grpc.StatusCode.UNAUTHENTICATED,
-    }
-)
-
-
-def _refused(exc: CharterError) -> bool:
-    """Whether a failed call is the log refusing what it owes, rather than a transient failure."""
-    return exc.code not in _TRANSIENT
-
-
-def _alert(*lines: str) -> NoReturn:
-    for line in lines:
-        typer.echo(f"ALERT: {line}", err=True)
-    raise typer.Exit(ALERT_EXIT)
-
-
 def _pinned(vkeys: list[str]) -> list[NoteVerifier]:
     try:
         return [NoteVerifier.from_vkey(vkey) for vkey in vkeys]
@@ -125,51 +94,13 @@ def _verifiers(client: Client, pinned: list[str] | None, *, witnessed: bool = Fa
     try:
         verifiers = transparency.log_verifiers(client.get_key_set())
     except NoteError as exc:
-        _alert(f"the key set's log key is malformed: {exc}")
+        alert(f"the key set's log key is malformed: {exc}")
     if not verifiers and witnessed:
-        _alert("the server's key set no longer lists a log key, though a checkpoint of its log is kept")
+        alert("the server's key set no longer lists a log key, though a checkpoint of its log is kept")
     if not verifiers:
         _output.print_line("error: the server's key set has no transparency log key")
         raise typer.Exit(1)
     return verifiers
-
-
-def _state_path(state: Path | None, watched: str) -> Path:
-    """Where the witness keeps its checkpoint: ``state``, or a file named after what it was told to
-    watch (``watched``: --origin, or else the server's address). Never after the origin the server
-    names: a log rewritten under another origin would then find no kept checkpoint, and pass as a
-    first one."""
-    if state is not None:
-        return state
-    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return base / "charter" / "witness" / (re.sub(r"[^A-Za-z0-9._-]", "_", watched) + ".checkpoint")
-
-
-def _stored(path: Path) -> Checkpoint:
-    """The checkpoint kept by the previous run (verified when it was kept)."""
-    try:
-        text, _ = parse_note(path.read_bytes())
-        return Checkpoint.from_text(text)
-    except (OSError, NoteError, CheckpointError) as exc:
-        _output.print_line(f"error: cannot read the stored checkpoint {path}: {exc}")
-        raise typer.Exit(1) from None
-
-
-def _unwritable(path: Path, exc: OSError) -> NoReturn:
-    """A file this machine cannot write (a directory where it goes, a full disk): exit 1, no
-    traceback; it says nothing about the log."""
-    _output.print_line(f"error: cannot write {path}: {exc.strerror or exc}")
-    raise typer.Exit(1)
-
-
-def _keep(path: Path, note: bytes) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        partial.write_bytes(note)
-        os.replace(partial, path)  # atomic: a crash never leaves half a checkpoint behind
-    except OSError as exc:
-        _unwritable(path, exc)
 
 
 @app.command("watch")
@@ -197,45 +128,23 @@ def watch(
     checkpoint is left as it was). A server that is unreachable, busy or slow is exit status 1.
     """
     cli = settings(ctx, json_output)
-    path = _state_path(state, origin or cli.target)
-    old = _stored(path) if path.exists() else None
+    path = state_path(state, origin or cli.target)
+    old = stored(path) if path.exists() else None
     with cli.client() as client:
         verifiers = _verifiers(client, log_key, witnessed=old is not None)
         try:
             answer = client.get_checkpoint()
         except DataLossError as exc:
-            _alert(f"the server says its stored log no longer matches what it signed: {exc}")
+            alert(f"the server says its stored log no longer matches what it signed: {exc}")
         expected = origin or answer.origin
         try:
             signed = transparency.verify_checkpoint(answer.checkpoint, origin=expected, verifiers=verifiers)
         except (NoteError, CheckpointError) as exc:
-            _alert(f"the log's checkpoint does not verify: {exc}")
+            alert(f"the log's checkpoint does not verify: {exc}")
         new = signed.checkpoint
         if old is not None:
-            if old.origin != new.origin:
-                _alert(f"the kept checkpoint is of the log {old.origin!r}, not {new.origin!r}")
-            if new.size < old.size:
-                _alert(f"the log shrank from {old.size} to {new.size} entries: it was rewritten")
-            if new.size == old.size and new.root_hash != old.root_hash:
-                _alert(f"two different trees of {new.size} entries were signed: the log forked")
-            if old.size and new.size > old.size:
-                try:
-                    proof = client.get_consistency_proof(old.size, new.size)
-                except CharterError as exc:
-                    if not _refused(exc):
-                        raise
-                    _alert(
-                        f"the log refused to prove that its tree of {new.size} entries extends the kept one"
-                        f" of {old.size}: {exc}"
-                    )
-                try:
-                    transparency.verify_consistency(old.size, new.size, proof, old.root_hash, new.root_hash)
-                except InvalidProof as exc:
-                    _alert(
-                        f"the tree of {new.size} entries does not extend the kept one of {old.size}: "
-                        f"the log forked or was rewritten ({exc})"
-                    )
-    _keep(path, signed.data)
+            check_one_tree(client, old, new, may_be_older=False)
+    keep(path, signed.data)
     result = {
         "origin": new.origin,
         "previousTreeSize": None if old is None else old.size,
@@ -259,9 +168,9 @@ def _exported_size(answer: transparency_service_pb2.GetCheckpointResponse) -> in
     try:
         head = Checkpoint.from_text(parse_note(answer.checkpoint)[0])
     except (NoteError, CheckpointError) as exc:
-        _alert(f"the log's checkpoint is not a checkpoint: {exc}")
+        alert(f"the log's checkpoint is not a checkpoint: {exc}")
     if (head.origin, head.size) != (answer.origin, answer.tree_size):
-        _alert(
+        alert(
             f"the log answered a tree of {answer.tree_size} entries of {answer.origin!r};"
             f" its checkpoint signs {head.size} of {head.origin!r}"
         )
@@ -289,7 +198,7 @@ def export(
         try:
             answer = client.get_checkpoint()
         except DataLossError as exc:
-            _alert(f"the server says its stored log no longer matches what it signed: {exc}")
+            alert(f"the server says its stored log no longer matches what it signed: {exc}")
         size = _exported_size(answer)
 
         def entries() -> Iterator[tuple[int, bytes, bytes | None]]:
@@ -301,22 +210,22 @@ def export(
                     if expected == size:
                         return
                     if listed.index != expected:
-                        _alert(f"the log listed entry {listed.index} where entry {expected} comes next")
+                        alert(f"the log listed entry {listed.index} where entry {expected} comes next")
                     expected += 1
                     yield listed.index, listed.leaf_hash, None if listed.withheld else listed.entry
             except CharterError as exc:
                 # A listing refused (or one the SDK ended because it would not end) stops short.
-                if not _refused(exc):
+                if not refused(exc):
                     raise
-                _alert(f"the log's listing stopped after {expected} of {size} entries: {exc}")
+                alert(f"the log's listing stopped after {expected} of {size} entries: {exc}")
             if expected != size:
-                _alert(f"the log listed {expected} entries; its checkpoint signs {size}")
+                alert(f"the log listed {expected} entries; its checkpoint signs {size}")
 
         try:
             with file.open("w", encoding="utf-8") as out:
                 out.writelines(transparency.export_lines(answer.checkpoint, answer.origin, entries()))
         except OSError as exc:
-            _unwritable(file, exc)
+            unwritable(file, exc)
     if cli.json_output:
         _output.print_json({"origin": answer.origin, "tree_size": size, "file": str(file)})
     else:
@@ -353,10 +262,10 @@ def verify_export(
         _output.print_line(f"error: {file.name} is not an export: {exc}")
         raise typer.Exit(1) from None
     except (NoteError, CheckpointError) as exc:
-        _alert(f"the export's checkpoint does not verify: {exc}")
+        alert(f"the export's checkpoint does not verify: {exc}")
     except ExportMismatch as exc:
         where = "" if exc.index is None else f" (entry {exc.index})"
-        _alert(f"the export does not match its signed checkpoint{where}: {exc}")
+        alert(f"the export does not match its signed checkpoint{where}: {exc}")
     checkpoint = summary.checkpoint.checkpoint
     if cli.json_output:
         _output.print_json(
@@ -394,7 +303,7 @@ def _missing(client: Client, signed: Envelope, verifiers: list[NoteVerifier], re
     try:
         ring = KeyRing.from_key_set(client.get_key_set())
     except ValueError as exc:
-        _alert(f"the server's key set is malformed: {exc}")
+        alert(f"the server's key set is malformed: {exc}")
     verified = verify_receipt(signed, keys=ring)
     receipt = verified.receipt
     if not verified.valid or receipt is None or not receipt.log_origin:
@@ -402,7 +311,7 @@ def _missing(client: Client, signed: Envelope, verifiers: list[NoteVerifier], re
     try:
         latest = client.get_checkpoint()
     except DataLossError as exc:
-        _alert(f"the server says its stored log no longer matches what it signed: {exc}")
+        alert(f"the server says its stored log no longer matches what it signed: {exc}")
     try:
         transparency.verify_checkpoint(latest.checkpoint, origin=receipt.log_origin, verifiers=verifiers)
     except WrongOrigin:
@@ -410,7 +319,7 @@ def _missing(client: Client, signed: Envelope, verifiers: list[NoteVerifier], re
     except (NoteError, CheckpointError) as exc:
         # Not a log that names another origin: one whose checkpoint fails (a forged or broken
         # signature, an empty tree with a root): no reason to take the missing receipt lightly.
-        _alert(f"the log's checkpoint does not verify: {exc}")
+        alert(f"the log's checkpoint does not verify: {exc}")
     decided = receipt.decide_time.ToDatetime(UTC)
     bound, meaning = _MISSING[reason]
     if _now() - decided <= bound + CLOCK_SKEW:
@@ -461,13 +370,13 @@ def _check_count(indexes: list[int], receipt: decision_pb2.DecisionReceipt | Non
     entries than a receipt decides (given by its digest alone too) costs nothing more than its
     answer."""
     if not indexes:
-        _alert("the log answered no entry for this receipt")
+        alert("the log answered no entry for this receipt")
     if len(indexes) > transparency.MAX_RECEIPT_ENTRIES:
-        _alert(f"the log answered {len(indexes)} entries; a receipt has at most {transparency.MAX_RECEIPT_ENTRIES}")
+        alert(f"the log answered {len(indexes)} entries; a receipt has at most {transparency.MAX_RECEIPT_ENTRIES}")
     if len(set(indexes)) != len(indexes):
-        _alert("the log answered the same entry twice for this receipt")
+        alert("the log answered the same entry twice for this receipt")
     if receipt is not None and len(indexes) != len(receipt.characters) + (not receipt.characters):
-        _alert(f"the log answered {len(indexes)} entries; the receipt decided {len(receipt.characters) or 1}")
+        alert(f"the log answered {len(indexes)} entries; the receipt decided {len(receipt.characters) or 1}")
 
 
 def _decided(receipt: decision_pb2.DecisionReceipt) -> Counter[tuple[str, str, bool, str, int]]:
@@ -491,10 +400,33 @@ def _check_decisions(
         return
     shown = [body.decision for body in bodies if body is not None]
     if any((d.receipt_id, d.licensee_id) != (receipt.receipt_id, receipt.licensee_id) for d in shown):
-        _alert("the log's entries name another receipt or licensee than the receipt does")
+        alert("the log's entries name another receipt or licensee than the receipt does")
     recorded = Counter((d.character_id, d.rights_holder_id, d.allowed, d.grant_id, d.terms_version) for d in shown)
     if recorded - _decided(receipt):
-        _alert("the log's entries record other decisions than the receipt signed")
+        alert("the log's entries record other decisions than the receipt signed")
+
+
+def _proof_checkpoint(
+    note: bytes, decided: decision_pb2.DecisionReceipt | None, verifiers: list[NoteVerifier]
+) -> transparency.SignedCheckpoint:
+    """The proof's checkpoint, verified: of the log the receipt names when it is at hand, else of the
+    one the checkpoint names."""
+    try:
+        origin = decided.log_origin if decided is not None and decided.log_origin else None
+        if origin is None:
+            origin = transparency.Checkpoint.from_text(parse_note(note)[0]).origin
+        return transparency.verify_checkpoint(note, origin=origin, verifiers=verifiers)
+    except (NoteError, CheckpointError) as exc:
+        alert(f"the checkpoint does not verify: {exc}")
+
+
+def _write_bundles(directory: Path, bundles: list[tuple[int, ProofBundle]]) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for index, bundle in bundles:
+            (directory / f"entry-{index}.tlog-proof").write_bytes(bundle.to_text())
+    except OSError as exc:
+        unwritable(directory, exc)
 
 
 @app.command("prove")
@@ -508,6 +440,14 @@ def prove(
     bundle_out: Annotated[
         Path | None,
         typer.Option(file_okay=False, help="Also write each entry's C2SP tlog-proof bundle into this directory."),
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            dir_okay=False,
+            help="A witness's kept checkpoint (`watch --state`): the proof's checkpoint must be of the same tree;"
+            " a larger one (or the first) is kept in the file.",
+        ),
     ] = None,
     log_key: LogKeyOption = None,
     json_output: JsonOption = False,
@@ -526,31 +466,31 @@ def prove(
     its decision (`WITHHELD_AFTER`, plus `CLOCK_SKEW`): the log withholds it. 1 otherwise (given by
     its digest, or younger: retry later), and when an entry's body is withheld from this key: its
     proof shows that some entry is in the tree, not that it is about this receipt.
+
+    With --state, a split view is caught too: the proof's checkpoint must be of the tree the witness
+    kept (the smaller proved a prefix of the larger by the log's consistency proof), else exit 2; a
+    larger checkpoint is then kept in the file, as `watch` would (and the first, if there is none).
     """
     digest, signed_receipt = _receipt(receipt)
     decided = _provable(signed_receipt)
     cli = settings(ctx, json_output)
+    kept = stored(state) if state is not None and state.exists() else None
     with cli.client() as client:
         verifiers = _verifiers(client, log_key)
         try:
             answer = client.get_inclusion_proof(receipt_digest=digest)
         except DataLossError as exc:
-            _alert(f"the server says its stored log no longer matches what it signed: {exc}")
+            alert(f"the server says its stored log no longer matches what it signed: {exc}")
         except NotFoundError as exc:
             missing = None
             if exc.reason in _MISSING and signed_receipt is not None:
                 missing = _missing(client, signed_receipt, verifiers, exc.reason)
             if missing is not None:
-                _alert(missing)
+                alert(missing)
             raise
-    try:
-        # The log the receipt names, when it is at hand; else the one the checkpoint names.
-        origin = decided.log_origin if decided is not None and decided.log_origin else None
-        if origin is None:
-            origin = transparency.Checkpoint.from_text(parse_note(answer.checkpoint)[0]).origin
-        signed = transparency.verify_checkpoint(answer.checkpoint, origin=origin, verifiers=verifiers)
-    except (NoteError, CheckpointError) as exc:
-        _alert(f"the checkpoint does not verify: {exc}")
+        signed = _proof_checkpoint(answer.checkpoint, decided, verifiers)
+        if kept is not None:
+            check_one_tree(client, kept, signed.checkpoint, may_be_older=True)
     _check_count([included.entry.index for included in answer.entries], decided)
     shown = []
     for included in answer.entries:
@@ -561,21 +501,18 @@ def prove(
             )
             body = transparency.open_entry(entry.entry, entry.leaf_hash) if entry.entry else None
         except (InvalidProof, ValueError) as exc:
-            _alert(f"entry {entry.index} is not proved in the signed tree: {exc}")
+            alert(f"entry {entry.index} is not proved in the signed tree: {exc}")
         # Only a decision entry is the receipt's: a usage record's entry names the receipt's digest
         # too, but is never answered for it, and says nothing of what was decided.
         if body is not None and (body.WhichOneof("change") != "decision" or body.decision.receipt_digest != digest):
-            _alert(f"entry {entry.index} is not about this receipt")
+            alert(f"entry {entry.index} is not about this receipt")
         shown.append((entry, body, ProofBundle(entry.index, tuple(included.proof), answer.checkpoint)))
     _check_decisions([body for _, body, _ in shown], decided)
     # Written only once everything verified: an answer that raised the alarm leaves no bundle behind.
     if bundle_out is not None:
-        try:
-            bundle_out.mkdir(parents=True, exist_ok=True)
-            for entry, _, bundle in shown:
-                (bundle_out / f"entry-{entry.index}.tlog-proof").write_bytes(bundle.to_text())
-        except OSError as exc:
-            _unwritable(bundle_out, exc)
+        _write_bundles(bundle_out, [(entry.index, bundle) for entry, _, bundle in shown])
+    if state is not None and (kept is None or signed.checkpoint.size > kept.size):
+        keep(state, signed.data)
     print_proof(cli.json_output, digest, signed.checkpoint, shown)
     withheld = [entry.index for entry, body, _ in shown if body is None]
     if withheld:
