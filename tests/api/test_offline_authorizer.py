@@ -301,14 +301,15 @@ def test_grants_outside_their_window_or_for_another_licensee_deny_offline(
     assert decisions[forged].characters[0].reasons == (DenyReason.GRANT_INVALID,)
 
 
-def test_an_expired_grant_denies_offline(admin: charter.Client, party: Party, clock: Any, make: Make) -> None:
+def test_an_expired_grant_denies_offline(admin: charter.Client, party: Party, moved_clock: Any, make: Make) -> None:
     cid = character(admin, party)
-    held = grant(admin, clock, cid, party.licensee_id, lifetime=timedelta(hours=1))
-    own = ManualClock()
-    authorizer = make(party.generator, [held], clock=own.now, key_refresh=timedelta(seconds=1))
+    held = grant(admin, moved_clock, cid, party.licensee_id, lifetime=timedelta(hours=1))
+    authorizer = make(party.generator, [held], clock=moved_clock.now, key_refresh=timedelta(seconds=1))
     assert image(authorizer, cid).allowed
 
-    own.advance(timedelta(hours=3))  # past the expiry and the skew; the view and the keys refresh on this clock
+    # Charter's clock and this one, past the expiry and the skew (a clock ahead of Charter's alone
+    # never makes the view current); the view and the keys refresh on it.
+    moved_clock.advance(timedelta(hours=3))
     current = authorizer.wait_current(timeout=WAIT)
     decision = image(authorizer, cid)
 

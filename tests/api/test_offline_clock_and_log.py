@@ -132,3 +132,22 @@ def test_a_clock_behind_the_servers_by_more_than_the_skew_is_never_current() -> 
     assert read
     assert not lagging_current
     assert close_enough_current
+
+
+def test_a_clock_ahead_of_the_servers_by_more_than_the_skew_is_never_current() -> None:
+    """A clock that runs ahead of Charter's by more than ``skew`` would honour a grant offline before
+    its ``not_before`` (by as much as it is ahead): no heartbeat makes the view current. A heartbeat
+    is read a little after the server's time in it, which the second of transit allows for."""
+    own = ManualClock()
+    now = own.now()
+    ahead = ScriptedClient(([_event(1), _beat_from(1, now - timedelta(seconds=62))], True), ([], False))
+    within = ScriptedClient(([_event(1), _beat_from(1, now - timedelta(seconds=50))], True), ([], False))
+    with scripted(ahead, clock=own.now, skew=timedelta(seconds=60)) as running_ahead:
+        read = _until(lambda: ahead.opened == [0, 1])  # the first stream played to its end
+        ahead_current = running_ahead.is_current()
+    with scripted(within, clock=own.now, skew=timedelta(seconds=60)) as close_enough:
+        close_enough_current = close_enough.wait_current(timeout=WAIT)
+
+    assert read
+    assert not ahead_current
+    assert close_enough_current

@@ -45,8 +45,9 @@ generator key, bound to a licensee), the licensee's platform (``GetLicensee``) a
    measured on both clocks (`charter.offline.freshness`): a clock stepped back stretches none of
    them, one stepped forward ends them sooner, and a time kept in the cache directory that is
    later than the clock's now is too old from the start. A heartbeat whose ``server_time`` is
-   more than ``skew`` ahead of the clock does not make the view current (a clock that lags would
-   honour grants after Charter deems them expired);
+   more than ``skew`` ahead of the clock, or more than ``skew`` plus a second (its time in transit)
+   behind it, does not make the view current (a clock that lags would honour grants after Charter
+   deems them expired, one that runs ahead would honour them before their ``not_before``);
 2. it has seen the sequence number ``min_sequence`` that the caller passes, for example the one
    ``RevokeGrant`` returned, so that a revocation the caller knows of is never decided on an
    older view ("new enemy");

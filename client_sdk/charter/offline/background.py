@@ -37,6 +37,9 @@ NEVER: Final = datetime.min.replace(tzinfo=UTC)
 """The bound while there is no usable view: no time is before it."""
 TICK_SECONDS: Final = 0.5
 """The refresher looks at the watcher (idle stream) at least this often."""
+HEARTBEAT_TRANSIT: Final = timedelta(seconds=1)
+"""How long after the server's time in it a heartbeat may be read: a clock is taken to run ahead
+of Charter's only when it is more than the skew and this ahead of a heartbeat just read."""
 # A stream is reopened (after the last sequence applied) at least this often, so a call never
 # needs an unbounded deadline.
 _STREAM_SECONDS: Final = 300.0
@@ -108,7 +111,7 @@ class KeepCurrent:
     _last_message: float
     _screen_locally: bool = False  # also watch registry events (prompts screened offline)
     _skew_us: int  # the skew tolerated on validity windows, in microseconds
-    _lagging = False  # the clock was behind Charter's by more than the skew at the last heartbeat
+    _off = False  # the clock was more than the skew from Charter's at the last heartbeat
 
     # -- the view ---------------------------------------------------------------------------------
 
@@ -337,24 +340,26 @@ class KeepCurrent:
             self._notify()
 
     def _heartbeat(self, beat: authorization_service_pb2.Heartbeat) -> None:
-        if beat.HasField("server_time") and self._lags(beat.server_time.ToDatetime(tzinfo=UTC)):
+        if beat.HasField("server_time") and self._clock_off(beat.server_time.ToDatetime(tzinfo=UTC)):
             return
         if beat.key_set_version and not self._key_set_is(beat.key_set_version):
             return
         if self._view.heartbeat(beat.sequence):
             self._recompute()
 
-    def _lags(self, server_time: datetime) -> bool:
-        """Whether the clock is behind Charter's (as of a heartbeat) by more than the skew. Validity
-        windows are judged on the clock, so one that lags would honour a grant offline after
-        Charter deems it expired (by as much as it lags): such a heartbeat does not make the view
-        current, which ages towards failing closed until the clock is set right."""
-        lags = server_time - self._clock() > timedelta(microseconds=self._skew_us)
-        if lags != self._lagging:
-            self._lagging = lags
-            if lags:
-                log.warning("charter.offline: this clock lags Charter's by more than the skew; not deciding offline")
-        return lags
+    def _clock_off(self, server_time: datetime) -> bool:
+        """Whether the clock is more than the skew from Charter's (as of a heartbeat, which is read
+        up to `HEARTBEAT_TRANSIT` after it was sent). Validity windows are judged on the clock: one
+        that lags would honour a grant offline after Charter deems it expired, one that runs ahead
+        would honour it before its ``not_before`` (by as much as it is off). Such a heartbeat does not
+        make the view current, which ages towards failing closed until the clock is set right."""
+        now, skew = self._clock(), timedelta(microseconds=self._skew_us)
+        off = server_time - now > skew or now - server_time > skew + HEARTBEAT_TRANSIT
+        if off != self._off:
+            self._off = off
+            if off:
+                log.warning("charter.offline: this clock is more than the skew from Charter's; not deciding offline")
+        return off
 
     def _key_set_is(self, version: str) -> bool:
         """Whether decisions verify with the key set of ``version``, fetching it now when they do
