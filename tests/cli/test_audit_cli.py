@@ -22,6 +22,7 @@ import grpc
 import pytest
 from charter import Client, envelope, transparency
 from charter.cli import audit as audit_cli
+from charter.cli._witness import USAGE_EXIT
 from charter.v1 import transparency_pb2 as tp
 from charter_server.domain import errors
 from charter_server.storage.log_tables import LogCheckpointRow, LogEntryRow, LogHeadRow, LogPendingRow, LogTileRow
@@ -358,9 +359,32 @@ def test_a_malformed_log_key_is_a_usage_error_not_a_crash(
     ]
 
     for result in results:
-        assert result.exit_code == 2, result.output
+        assert result.exit_code == USAGE_EXIT, result.output
         assert isinstance(result.exception, SystemExit), result.exception
         assert not alerts(result)
+
+
+USAGE_ERRORS = {
+    "an unknown option": ("watch", "--no-such-option"),
+    "a missing argument": ("prove",),
+    "a receipt that is no file": ("prove", "no-such-receipt.json"),
+    "an unknown command": ("no-such-command",),
+    "a bad option of the group": ("--no-such-option", "watch"),
+}
+
+
+@pytest.mark.parametrize("case", USAGE_ERRORS)
+def test_a_command_line_audit_cannot_run_is_never_taken_for_an_alert(
+    runner: ReadableRunner, cli_live: Live, case: str
+) -> None:
+    """Exit 2 is evidence against the log: Click's usage errors exited 2 too, so a typo in a cron
+    job's command line looked like a forked log. They exit 64 (EX_USAGE); other commands keep 2."""
+    result = invoke(runner, cli_live, "audit", *USAGE_ERRORS[case])
+    elsewhere = invoke(runner, cli_live, "grants", "list", "--no-such-option")
+
+    assert result.exit_code == USAGE_EXIT == 64, result.output
+    assert not alerts(result)
+    assert elsewhere.exit_code == 2, elsewhere.output
 
 
 REFUSALS = {

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
 import typer
+from typer.core import TyperGroup
 
 from charter import transparency
 from charter.cli import _output
@@ -22,6 +25,10 @@ from charter.transparency.note import parse_note
 
 ALERT_EXIT = 2
 """The exit status of evidence against the log (a fork, a rewrite, a forged signature)."""
+USAGE_EXIT = 64
+"""The exit status of a command line `charter audit` cannot run (an unknown option, a file that is
+not a receipt, a malformed --log-key): sysexits' EX_USAGE, not Click's 2, which is `ALERT_EXIT`
+here, so that a script or cron job never takes a typo for evidence against the log."""
 
 # The failures that say nothing about the log: the server is busy, unreachable or slow, or this
 # key is not accepted. A witness tries again on its next run; every other refusal of a proof or a
@@ -37,6 +44,31 @@ _TRANSIENT = frozenset(
         grpc.StatusCode.UNAUTHENTICATED,
     }
 )
+
+
+# Click's usage error, as the installed Typer raises it (recent Typers carry a copy of Click's).
+_USAGE_ERROR: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+@contextmanager
+def _usage_exit() -> Iterator[None]:
+    try:
+        yield
+    except _USAGE_ERROR as error:
+        error.exit_code = USAGE_EXIT  # type: ignore[attr-defined]  # read by Typer when it exits
+        raise
+
+
+class AuditGroup(TyperGroup):
+    """The `charter audit` group: a usage error of it or of its commands exits `USAGE_EXIT`."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        with _usage_exit():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _usage_exit():
+            return super().invoke(ctx)
 
 
 def refused(exc: CharterError) -> bool:

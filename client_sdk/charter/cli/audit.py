@@ -7,7 +7,8 @@ refuses a consistency proof or the rest of a listing it owes (any error but a tr
 `charter.cli._witness`), or says its stored log no longer matches what it signed (``DATA_LOSS``), or does
 not hold a receipt it signed longer ago than its integration bound (`prove`), is evidence
 against the log: it is reported with ``ALERT`` lines on stderr and exit status 2 (1 is for
-ordinary failures, such as a server that does not answer).
+ordinary failures, such as a server that does not answer, and 64 for a command line that cannot
+run: never Click's 2).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from charter import envelope, transparency
 from charter.cli import _output
 from charter.cli._audit_output import print_proof
 from charter.cli._context import JsonOption, settings
-from charter.cli._witness import alert, check_one_tree, keep, refused, state_path, stored, unwritable
+from charter.cli._witness import AuditGroup, alert, check_one_tree, keep, refused, state_path, stored, unwritable
 from charter.client import Client
 from charter.errors import CharterError, DataLossError, NotFoundError
 from charter.keyring import KeyRing
@@ -49,6 +50,7 @@ from charter.v1 import decision_pb2, transparency_pb2, transparency_service_pb2
 from charter.v1.envelope_pb2 import Envelope
 
 app = typer.Typer(
+    cls=AuditGroup,
     help="The transparency log: witness it (watch), verify an export, prove a receipt is logged.",
     no_args_is_help=True,
 )
