@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Final
 
+import pytest
 from charter.errors import FieldViolation, InvalidArgumentError
 from charter.grants import GrantStatus
 from charter.v1 import authorization_service_pb2, grant_pb2
@@ -115,39 +116,32 @@ def _beat_from(sequence: int, server_time: datetime) -> authorization_service_pb
     )
 
 
-def test_a_clock_behind_the_servers_by_more_than_the_skew_is_never_current() -> None:
+# Where Charter's clock is, as the heartbeat says, against this one: too far for a 60 s skew, and
+# close enough. Ahead, a heartbeat is read a little after the server's time in it, which the second
+# of transit (`HEARTBEAT_TRANSIT`) allows for.
+CLOCK_OFF = {
+    "this clock behind": (timedelta(seconds=90), timedelta(seconds=50)),
+    "this clock ahead": (timedelta(seconds=-62), timedelta(seconds=-50)),
+}
+
+
+@pytest.mark.parametrize("case", CLOCK_OFF)
+def test_a_clock_more_than_the_skew_from_the_servers_is_never_current(case: str) -> None:
     """Validity windows are judged on this clock: one that lags Charter's by more than ``skew`` would
-    honour a grant offline after the server deems it expired, so no heartbeat makes the view current
-    (it is decided by the server, or denied)."""
+    honour a grant offline after the server deems it expired, one that runs ahead before its
+    ``not_before`` (by as much as it is off). So no such heartbeat makes the view current (it is
+    decided by the server, or denied)."""
+    too_far, close = CLOCK_OFF[case]
     own = ManualClock()
     now = own.now()
-    behind = ScriptedClient(([_event(1), _beat_from(1, now + timedelta(seconds=90))], True), ([], False))
-    within = ScriptedClient(([_event(1), _beat_from(1, now + timedelta(seconds=50))], True), ([], False))
-    with scripted(behind, clock=own.now, skew=timedelta(seconds=60)) as lagging:
-        read = _until(lambda: behind.opened == [0, 1])  # the first stream played to its end
-        lagging_current = lagging.is_current()
+    off = ScriptedClient(([_event(1), _beat_from(1, now + too_far)], True), ([], False))
+    within = ScriptedClient(([_event(1), _beat_from(1, now + close)], True), ([], False))
+    with scripted(off, clock=own.now, skew=timedelta(seconds=60)) as off_clock:
+        read = _until(lambda: off.opened == [0, 1])  # the first stream played to its end
+        off_current = off_clock.is_current()
     with scripted(within, clock=own.now, skew=timedelta(seconds=60)) as close_enough:
         close_enough_current = close_enough.wait_current(timeout=WAIT)
 
     assert read
-    assert not lagging_current
-    assert close_enough_current
-
-
-def test_a_clock_ahead_of_the_servers_by_more_than_the_skew_is_never_current() -> None:
-    """A clock that runs ahead of Charter's by more than ``skew`` would honour a grant offline before
-    its ``not_before`` (by as much as it is ahead): no heartbeat makes the view current. A heartbeat
-    is read a little after the server's time in it, which the second of transit allows for."""
-    own = ManualClock()
-    now = own.now()
-    ahead = ScriptedClient(([_event(1), _beat_from(1, now - timedelta(seconds=62))], True), ([], False))
-    within = ScriptedClient(([_event(1), _beat_from(1, now - timedelta(seconds=50))], True), ([], False))
-    with scripted(ahead, clock=own.now, skew=timedelta(seconds=60)) as running_ahead:
-        read = _until(lambda: ahead.opened == [0, 1])  # the first stream played to its end
-        ahead_current = running_ahead.is_current()
-    with scripted(within, clock=own.now, skew=timedelta(seconds=60)) as close_enough:
-        close_enough_current = close_enough.wait_current(timeout=WAIT)
-
-    assert read
-    assert not ahead_current
+    assert not off_current
     assert close_enough_current

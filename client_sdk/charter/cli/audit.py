@@ -4,8 +4,8 @@ Everything is checked here, with the log keys of the server's key set (or keys g
 ``--log-key``, for a witness that pins them), never taken on the server's word. A proof that
 fails, a checkpoint whose signature fails, a log that shrank, forked or was rewritten, or one that
 refuses a consistency proof or the rest of a listing it owes (any error but a transient one, see
-`charter.cli._witness`), or says its stored log no longer matches what it signed (``DATA_LOSS``), or does
-not hold a receipt it signed longer ago than its integration bound (`prove`), is evidence
+`charter.cli._witness`), or says its stored log no longer matches what it signed (``DATA_LOSS``),
+or does not hold a receipt it signed longer ago than its integration bound (`prove`), is evidence
 against the log: it is reported with ``ALERT`` lines on stderr and exit status 2 (1 is for
 ordinary failures, such as a server that does not answer, and 64 for a command line that cannot
 run: never Click's 2).

@@ -17,9 +17,7 @@ from sqlalchemy.orm import Session
 
 from charter_server.domain.models import LeaseSetting, RevocationEvent
 from charter_server.storage.dialect import Dialect
-from charter_server.storage.tables import CharacterRow, DeploymentSettingsRow, GrantRow
-
-_SETTINGS_ID = 1
+from charter_server.storage.tables import DEPLOYMENT_SETTINGS_ID, CharacterRow, DeploymentSettingsRow, GrantRow
 
 
 class DeploymentSettingsRepository:
@@ -35,7 +33,7 @@ class DeploymentSettingsRepository:
         return int(self._session.scalar(select(self._dialect.now_ms())) or 0)
 
     def _row(self, *, for_update: bool = False) -> DeploymentSettingsRow:
-        statement = select(DeploymentSettingsRow).where(DeploymentSettingsRow.id == _SETTINGS_ID)
+        statement = select(DeploymentSettingsRow).where(DeploymentSettingsRow.id == DEPLOYMENT_SETTINGS_ID)
         if for_update:
             statement = self._dialect.for_update(statement)
         return self._session.scalars(statement).one()
@@ -65,7 +63,7 @@ class DeploymentSettingsRepository:
         previous_ms = round(before.longest * 1000)
         self._session.execute(
             update(DeploymentSettingsRow)
-            .where(DeploymentSettingsRow.id == _SETTINGS_ID)
+            .where(DeploymentSettingsRow.id == DEPLOYMENT_SETTINGS_ID)
             .values(authorization_lease_ms=new_ms, previous_lease_ms=previous_ms, lease_changed_ms=now)
         )
         return before, LeaseSetting(new_ms / 1000, previous_ms / 1000, 0.0)
@@ -74,7 +72,7 @@ class DeploymentSettingsRepository:
         """The key that signs page tokens (made by the migration, the same for every replica)."""
         return bytes(
             self._session.scalars(
-                select(DeploymentSettingsRow.page_token_key).where(DeploymentSettingsRow.id == _SETTINGS_ID)
+                select(DeploymentSettingsRow.page_token_key).where(DeploymentSettingsRow.id == DEPLOYMENT_SETTINGS_ID)
             ).one()
         )
 

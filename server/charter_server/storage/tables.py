@@ -477,6 +477,10 @@ class StatementClosureRow(Base):
     closed_by_key_id: Mapped[str] = mapped_column(String(40))
 
 
+DEPLOYMENT_SETTINGS_ID = 1
+"""The id of `DeploymentSettingsRow`'s one row."""
+
+
 class DeploymentSettingsRow(Base):
     """The one row of settings every replica of a deployment shares (see ``storage.deployment``)."""
 

@@ -16,6 +16,7 @@ from charter_server.domain.models import (
 )
 from charter_server.storage.repositories.grants import grant_record
 from charter_server.storage.tables import (
+    DEPLOYMENT_SETTINGS_ID,
     CounterRow,
     DeploymentSettingsRow,
     GrantRow,
@@ -28,7 +29,7 @@ AUTHZ_EPOCH = "authz_epoch"
 _EPOCH_AND_LEASE = select(
     select(CounterRow.value).where(CounterRow.name == AUTHZ_EPOCH).scalar_subquery(),
     DeploymentSettingsRow.authorization_lease_ms,
-).where(DeploymentSettingsRow.id == 1)
+).where(DeploymentSettingsRow.id == DEPLOYMENT_SETTINGS_ID)
 
 
 def bump_authz_epoch(session: Session) -> None:
