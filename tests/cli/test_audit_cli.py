@@ -227,6 +227,26 @@ def test_prove_verifies_a_receipts_entries_and_writes_their_bundles(
     assert "LOG_ENTRY_NOT_FOUND" in unknown.stderr
 
 
+def test_prove_by_digest_with_an_origin_takes_a_checkpoint_of_that_log_only(
+    runner: ReadableRunner, cli_live: Live, scene: Scene, tmp_path: Path
+) -> None:
+    """Given only a digest, `prove` took the checkpoint of whatever log the answer named; --origin pins
+    it (as `watch --origin` does), and a receipt file naming another log is a usage error."""
+    decision, receipt = receipt_file(cli_live, scene, tmp_path, [scene.character().id])
+    assert prove_once_integrated(runner, cli_live, str(receipt)).exit_code == 0
+    digest, origin = decision.receipt_digest.hex(), cli_live.server.settings.origin
+
+    pinned = invoke(runner, cli_live, "audit", "prove", digest, "--origin", origin)
+    elsewhere = invoke(runner, cli_live, "audit", "prove", digest, "--origin", "other.example/log")
+    mismatched = invoke(runner, cli_live, "audit", "prove", str(receipt), "--origin", "other.example/log")
+
+    assert pinned.exit_code == 0, pinned.output
+    assert elsewhere.exit_code == 2, elsewhere.output
+    assert alerts(elsewhere)
+    assert mismatched.exit_code == USAGE_EXIT, mismatched.output
+    assert not alerts(mismatched)
+
+
 @pytest.mark.parametrize("lie", ["one left out", "one twice", "none at all"])
 def test_prove_raises_the_alarm_when_the_log_does_not_prove_every_decision_of_the_receipt(
     runner: ReadableRunner, cli_live: Live, scene: Scene, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lie: str

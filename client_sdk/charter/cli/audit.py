@@ -408,13 +408,18 @@ def _check_decisions(
         alert("the log's entries record other decisions than the receipt signed")
 
 
-def _proof_checkpoint(
-    note: bytes, decided: decision_pb2.DecisionReceipt | None, verifiers: list[NoteVerifier]
-) -> transparency.SignedCheckpoint:
-    """The proof's checkpoint, verified: of the log the receipt names when it is at hand, else of the
-    one the checkpoint names."""
+def _expected_origin(option: str | None, decided: decision_pb2.DecisionReceipt | None) -> str | None:
+    """The log the proof must come from: --origin, the log the receipt names, or None (the one the
+    checkpoint names). A receipt of another log than --origin is a usage error."""
+    named = decided.log_origin if decided is not None and decided.log_origin else None
+    if option is not None and named is not None and option != named:
+        raise typer.BadParameter(f"the receipt names the log {named!r}", param_hint="--origin")
+    return option or named
+
+
+def _proof_checkpoint(note: bytes, origin: str | None, verifiers: list[NoteVerifier]) -> transparency.SignedCheckpoint:
+    """The proof's checkpoint, verified as a checkpoint of ``origin`` (else of the log it names)."""
     try:
-        origin = decided.log_origin if decided is not None and decided.log_origin else None
         if origin is None:
             origin = transparency.Checkpoint.from_text(parse_note(note)[0]).origin
         return transparency.verify_checkpoint(note, origin=origin, verifiers=verifiers)
@@ -451,6 +456,10 @@ def prove(
             " a larger one (or the first) is kept in the file.",
         ),
     ] = None,
+    origin: Annotated[
+        str | None,
+        typer.Option(help="The log's origin to expect; the log the receipt names by default, else the checkpoint's."),
+    ] = None,
     log_key: LogKeyOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -469,12 +478,14 @@ def prove(
     its digest, or younger: retry later), and when an entry's body is withheld from this key: its
     proof shows that some entry is in the tree, not that it is about this receipt.
 
+    Given by its digest alone, the checkpoint is of the log it names unless --origin pins one.
     With --state, a split view is caught too: the proof's checkpoint must be of the tree the witness
     kept (the smaller proved a prefix of the larger by the log's consistency proof), else exit 2; a
     larger checkpoint is then kept in the file, as `watch` would (and the first, if there is none).
     """
     digest, signed_receipt = _receipt(receipt)
     decided = _provable(signed_receipt)
+    expected = _expected_origin(origin, decided)
     cli = settings(ctx, json_output)
     kept = stored(state) if state is not None and state.exists() else None
     with cli.client() as client:
@@ -490,7 +501,7 @@ def prove(
             if missing is not None:
                 alert(missing)
             raise
-        signed = _proof_checkpoint(answer.checkpoint, decided, verifiers)
+        signed = _proof_checkpoint(answer.checkpoint, expected, verifiers)
         if kept is not None:
             check_one_tree(client, kept, signed.checkpoint, may_be_older=True)
     _check_count([included.entry.index for included in answer.entries], decided)
