@@ -14,6 +14,7 @@ from pathlib import Path
 
 from charter import Client, envelope, transparency
 from charter.transparency import Checkpoint, sign_checkpoint
+from charter.transparency.merkle import CompactRange
 from charter.transparency.note import parse_note
 from charter.v1 import transparency_service_pb2 as ts
 from sdk._live import Live
@@ -37,15 +38,13 @@ def real_proof(live: Live, receipt: Path) -> ts.GetInclusionProofResponse:
 
 
 def tree_reader(leaves: Sequence[bytes]) -> transparency.NodeReader:
-    """The hashes of complete subtrees of the tree of ``leaves`` (RFC 9162 §2.1.1)."""
-
-    def subtree(start: int, end: int) -> bytes:
-        if end - start == 1:
-            return leaves[start]
-        middle = (start + end) // 2
-        return transparency.node_hash(subtree(start, middle), subtree(middle, end))
-
-    return lambda nodes: [subtree(node.start, node.end) for node in nodes]
+    """The hashes of the complete subtrees of the tree of ``leaves``, as the log's compact range
+    makes them while appending."""
+    nodes = {}
+    compact = CompactRange()
+    for leaf in leaves:
+        nodes.update(compact.append(leaf))
+    return lambda wanted: [nodes[node] for node in wanted]
 
 
 def split_view(live: Live, honest: ts.GetInclusionProofResponse) -> ts.GetInclusionProofResponse:
